@@ -1,0 +1,642 @@
+//! The CPU reference interpreter: the oracle for every GPU result.
+//!
+//! It favours obvious correctness over speed: values are held as exact `f64` and rounded to the
+//! node's dtype after every op (f32 arithmetic done this way equals IEEE f32 arithmetic for
+//! + - * / and sqrt), reductions and matmul accumulate in f64.
+
+use crate::infer::resolve_slice;
+use crate::tensor::strides;
+use crate::{BinaryOp, DType, DimBindings, Graph, IrError, NodeId, Op, ReduceOp, Tensor, UnaryOp};
+use std::collections::HashMap;
+
+/// A value during evaluation: concrete shape plus exact elements.
+#[derive(Clone, Debug)]
+struct Val {
+    shape: Vec<usize>,
+    v: Vec<f64>,
+}
+
+/// Binds the symbolic dims of the graph inputs from the given tensors, checking dtypes and
+/// shapes; errors name the input.
+pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBindings, IrError> {
+    let mut b = DimBindings::new();
+    // Plain symbols first, then check every dim (composite expressions included).
+    for pass in 0..2 {
+        for &id in g.inputs() {
+            let n = g.node(id);
+            let t = inputs.get(&n.name).ok_or_else(|| IrError::Input {
+                name: n.name.clone(),
+                msg: format!("missing (expects {})", n.ty.describe()),
+            })?;
+            if t.dtype() != n.ty.dtype {
+                return Err(IrError::Input {
+                    name: n.name.clone(),
+                    msg: format!("dtype {} given, expects {}", t.dtype(), n.ty.describe()),
+                });
+            }
+            if t.shape.len() != n.ty.rank() {
+                return Err(IrError::Input {
+                    name: n.name.clone(),
+                    msg: format!("shape {:?} given, expects {}", t.shape, n.ty.describe()),
+                });
+            }
+            for (d, &actual) in n.ty.shape.iter().zip(&t.shape) {
+                let syms = d.symbols();
+                if pass == 0 && syms.len() == 1 && *d == crate::Dim::sym(&syms[0]) {
+                    let prev = *b.entry(syms[0].clone()).or_insert(actual as i64);
+                    if prev != actual as i64 {
+                        return Err(IrError::Input {
+                            name: n.name.clone(),
+                            msg: format!("dim '{}' is {actual} here but {prev} in another input", syms[0]),
+                        });
+                    }
+                } else if pass == 1 {
+                    let want = d.eval(&b).map_err(|s| IrError::Input {
+                        name: n.name.clone(),
+                        msg: format!("dim expression {d} uses '{s}', which no input binds"),
+                    })?;
+                    if want != actual as i64 {
+                        return Err(IrError::Input {
+                            name: n.name.clone(),
+                            msg: format!("shape {:?} given, expects {} (dim {d} = {want})", t.shape, n.ty.describe()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// Evaluates the graph on the given named inputs and returns its named outputs.
+pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>, IrError> {
+    let bindings = bind_inputs(g, inputs)?;
+    let order = g.topo_order();
+    let mut remaining_uses: HashMap<NodeId, usize> = HashMap::new();
+    for &id in &order {
+        for i in g.inputs_of(id) {
+            *remaining_uses.entry(i).or_default() += 1;
+        }
+    }
+    let outputs: std::collections::HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();
+    let mut vals: HashMap<NodeId, Val> = HashMap::new();
+    for id in order {
+        let n = g.node(id);
+        let ins_ids = g.inputs_of(id);
+        let val = {
+            let ins: Vec<&Val> = ins_ids.iter().map(|i| &vals[i]).collect();
+            let in_dtypes: Vec<DType> = ins_ids.iter().map(|&i| g.node(i).ty.dtype).collect();
+            let err = |msg| IrError::Eval { node: n.name.clone(), op: n.op.name(), msg };
+            let out_shape: Vec<usize> = n
+                .ty
+                .shape
+                .iter()
+                .map(|d| d.eval(&bindings).map(|v| v as usize).map_err(|s| format!("dim {d} uses unbound '{s}'")))
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            eval_node(&n.op, n.ty.dtype, &ins, &in_dtypes, inputs.get(&n.name), &out_shape).map_err(err)?
+        };
+        vals.insert(id, val);
+        for i in ins_ids {
+            let r = remaining_uses.get_mut(&i).expect("counted above");
+            *r -= 1;
+            if *r == 0 && !outputs.contains(&i) {
+                vals.remove(&i);
+            }
+        }
+    }
+    Ok(g.outputs()
+        .iter()
+        .map(|(name, id)| {
+            let v = &vals[id];
+            (name.clone(), Tensor::from_f64(g.node(*id).ty.dtype, v.shape.clone(), &v.v))
+        })
+        .collect())
+}
+
+fn eval_node(
+    op: &Op,
+    dtype: DType,
+    ins: &[&Val],
+    in_dtypes: &[DType],
+    input: Option<&Tensor>,
+    out_shape: &[usize],
+) -> Result<Val, String> {
+    let r = |v: f64| dtype.round(v);
+    Ok(match op {
+        Op::Input { name } => {
+            let t = input.ok_or_else(|| format!("input '{name}' not given"))?;
+            Val { shape: t.shape.clone(), v: t.to_f64() }
+        }
+        Op::Constant(t) => Val { shape: t.shape.clone(), v: t.to_f64() },
+        Op::Unary(u) => Val { shape: ins[0].shape.clone(), v: ins[0].v.iter().map(|&x| r(unary(*u, x, in_dtypes[0]))).collect() },
+        Op::Binary(b) => {
+            let is_int = in_dtypes[0].is_int();
+            broadcast_map(&[ins[0], ins[1]], |x| r(binary(*b, x[0], x[1], is_int)))?
+        }
+        Op::Where => broadcast_map(&[ins[0], ins[1], ins[2]], |x| if x[0] != 0.0 { x[1] } else { x[2] })?,
+        Op::Cast(to) => {
+            let from = in_dtypes[0];
+            Val { shape: ins[0].shape.clone(), v: ins[0].v.iter().map(|&x| cast(x, from, *to)).collect() }
+        }
+        Op::Reduce { op, axes, keep_dims } => reduce(ins[0], *op, axes, *keep_dims, dtype),
+        Op::ArgReduce { max, axis, keep_dims, select_last } => arg_reduce(ins[0], *max, *axis, *keep_dims, *select_last),
+        Op::MatMul => matmul(ins[0], ins[1], dtype),
+        Op::Reshape { .. } => Val { shape: out_shape.to_vec(), v: ins[0].v.clone() },
+        Op::Transpose { perm } => transpose(ins[0], perm),
+        Op::Slice { axes } => slice(ins[0], axes),
+        Op::Concat { axis } => concat(ins, *axis),
+        Op::Gather { axis } => gather(ins[0], ins[1], *axis)?,
+        Op::Expand { .. } => {
+            let target = Val { shape: out_shape.to_vec(), v: vec![] };
+            let mut out = broadcast_map_to(&[ins[0]], &target.shape, |x| x[0]);
+            out.shape = out_shape.to_vec();
+            out
+        }
+        Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
+        Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
+    })
+}
+
+/// Maps `f` over the broadcast of the operands (numpy rules).
+fn broadcast_map(ins: &[&Val], f: impl Fn(&[f64]) -> f64) -> Result<Val, String> {
+    let rank = ins.iter().map(|v| v.shape.len()).max().unwrap_or(0);
+    let mut shape = vec![1usize; rank];
+    for v in ins {
+        for (i, &d) in v.shape.iter().enumerate() {
+            let o = &mut shape[rank - v.shape.len() + i];
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return Err(format!("shapes {:?} do not broadcast", ins.iter().map(|v| &v.shape).collect::<Vec<_>>()));
+            }
+        }
+    }
+    Ok(broadcast_map_to(ins, &shape, f))
+}
+
+/// Maps `f` over `shape`, reading each operand at its broadcast position.
+fn broadcast_map_to(ins: &[&Val], shape: &[usize], f: impl Fn(&[f64]) -> f64) -> Val {
+    let rank = shape.len();
+    let n: usize = shape.iter().product();
+    let in_strides: Vec<Vec<usize>> = ins
+        .iter()
+        .map(|v| {
+            let s = strides(&v.shape);
+            let mut full = vec![0usize; rank];
+            for (i, &d) in v.shape.iter().enumerate() {
+                full[rank - v.shape.len() + i] = if d == 1 { 0 } else { s[i] };
+            }
+            full
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let mut coord = vec![0usize; rank];
+    let mut args = vec![0.0; ins.len()];
+    for _ in 0..n {
+        for (k, v) in ins.iter().enumerate() {
+            let off: usize = coord.iter().zip(&in_strides[k]).map(|(c, s)| c * s).sum();
+            args[k] = v.v[off];
+        }
+        out.push(f(&args));
+        for ax in (0..rank).rev() {
+            coord[ax] += 1;
+            if coord[ax] < shape[ax] {
+                break;
+            }
+            coord[ax] = 0;
+        }
+    }
+    Val { shape: shape.to_vec(), v: out }
+}
+
+fn unary(u: UnaryOp, x: f64, dtype: DType) -> f64 {
+    use UnaryOp::*;
+    match u {
+        Neg => -x,
+        Abs => x.abs(),
+        Exp => x.exp(),
+        Log => x.ln(),
+        Sqrt => x.sqrt(),
+        Rsqrt => 1.0 / x.sqrt(),
+        Reciprocal => 1.0 / x,
+        Sin => x.sin(),
+        Cos => x.cos(),
+        Tanh => x.tanh(),
+        Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Relu => x.max(0.0),
+        Erf => erf(x),
+        Floor => x.floor(),
+        Ceil => x.ceil(),
+        Round => round_half_even(x),
+        Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        Not => (x == 0.0) as u8 as f64,
+        LeakyRelu(a) => {
+            if x >= 0.0 {
+                x
+            } else {
+                dtype.round(a as f64) * x
+            }
+        }
+        Elu(a) => {
+            if x > 0.0 {
+                x
+            } else {
+                dtype.round(a as f64) * (x.exp() - 1.0)
+            }
+        }
+        Softplus => x.exp().ln_1p(),
+        IsNan => x.is_nan() as u8 as f64,
+    }
+}
+
+/// Round half to even (IEEE roundTiesToEven), as WGSL's `round`.
+pub fn round_half_even(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// Error function: Maclaurin series below 2.5, erfc continued fraction above (~1e-15 accurate).
+pub fn erf(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let ax = x.abs();
+    let r = if ax < 2.5 {
+        // Maclaurin series: erf x = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+        let mut sum = 0.0;
+        let mut term = ax;
+        let x2 = ax * ax;
+        let mut n = 0.0;
+        loop {
+            let t = term / (2.0 * n + 1.0);
+            sum += t;
+            if t.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+            n += 1.0;
+            term *= -x2 / n;
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else if ax > 6.0 {
+        1.0
+    } else {
+        // Continued fraction for erfc (Lentz), converges fast for x >= 2.5.
+        let x2 = ax * ax;
+        let mut f = ax;
+        let mut c = ax;
+        let mut d = 0.0;
+        for k in 1..200 {
+            let a = k as f64 * 0.5;
+            d = ax + a * d;
+            d = if d == 0.0 { 1e-300 } else { 1.0 / d };
+            c = ax + a / c;
+            let delta = c * d;
+            f *= delta;
+            if (delta - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        // f approximates x + 1/2/(x + 1/(x + ...)); erfc = exp(-x^2)/sqrt(pi) / f
+        1.0 - (-x2).exp() / std::f64::consts::PI.sqrt() / f
+    };
+    r.copysign(x)
+}
+
+fn binary(b: BinaryOp, x: f64, y: f64, is_int: bool) -> f64 {
+    use BinaryOp::*;
+    let t = |c: bool| c as u8 as f64;
+    match b {
+        Add => x + y,
+        Sub => x - y,
+        Mul => x * y,
+        Div => {
+            if is_int {
+                if y == 0.0 {
+                    0.0
+                } else {
+                    (x / y).trunc()
+                }
+            } else {
+                x / y
+            }
+        }
+        Pow => x.powf(y),
+        Max => {
+            if x.is_nan() || y.is_nan() {
+                f64::NAN
+            } else {
+                x.max(y)
+            }
+        }
+        Min => {
+            if x.is_nan() || y.is_nan() {
+                f64::NAN
+            } else {
+                x.min(y)
+            }
+        }
+        Mod => {
+            if is_int {
+                if y == 0.0 {
+                    0.0
+                } else {
+                    x - y * (x / y).floor()
+                }
+            } else {
+                x % y
+            }
+        }
+        Equal => t(x == y),
+        Less => t(x < y),
+        LessEqual => t(x <= y),
+        Greater => t(x > y),
+        GreaterEqual => t(x >= y),
+        And => t(x != 0.0 && y != 0.0),
+        Or => t(x != 0.0 || y != 0.0),
+        Xor => t((x != 0.0) != (y != 0.0)),
+    }
+}
+
+/// Converts a value between dtypes: float to int truncates toward zero and saturates (as WGSL
+/// does); NaN becomes 0.
+pub fn cast(x: f64, from: DType, to: DType) -> f64 {
+    if from.is_float() && to.is_int() {
+        let (lo, hi) = match to {
+            DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+            DType::U32 => (0.0, u32::MAX as f64),
+            DType::I8 => (-128.0, 127.0),
+            _ => (0.0, 255.0),
+        };
+        if x.is_nan() {
+            return 0.0;
+        }
+        return x.trunc().clamp(lo, hi);
+    }
+    to.round(x)
+}
+
+fn reduce(x: &Val, op: ReduceOp, axes: &[usize], keep_dims: bool, dtype: DType) -> Val {
+    let rank = x.shape.len();
+    let out_full: Vec<usize> = x.shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let out_strides = strides(&out_full);
+    let n_out: usize = out_full.iter().product();
+    let count: usize = axes.iter().map(|&a| x.shape[a]).product();
+    let init = match op {
+        ReduceOp::Sum | ReduceOp::Mean => 0.0,
+        ReduceOp::Prod => 1.0,
+        ReduceOp::Max => f64::NEG_INFINITY,
+        ReduceOp::Min => f64::INFINITY,
+    };
+    let mut acc = vec![init; n_out];
+    let mut coord = vec![0usize; rank];
+    for &v in &x.v {
+        let o: usize = (0..rank).map(|i| if axes.contains(&i) { 0 } else { coord[i] * out_strides[i] }).sum();
+        let a = &mut acc[o];
+        *a = match op {
+            ReduceOp::Sum | ReduceOp::Mean => *a + v,
+            ReduceOp::Prod => *a * v,
+            ReduceOp::Max => {
+                if v.is_nan() || a.is_nan() {
+                    f64::NAN
+                } else {
+                    a.max(v)
+                }
+            }
+            ReduceOp::Min => {
+                if v.is_nan() || a.is_nan() {
+                    f64::NAN
+                } else {
+                    a.min(v)
+                }
+            }
+        };
+        for ax in (0..rank).rev() {
+            coord[ax] += 1;
+            if coord[ax] < x.shape[ax] {
+                break;
+            }
+            coord[ax] = 0;
+        }
+    }
+    if op == ReduceOp::Mean {
+        for a in &mut acc {
+            *a /= count as f64;
+        }
+    }
+    let shape = if keep_dims {
+        out_full
+    } else {
+        x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+    };
+    Val { shape, v: acc.into_iter().map(|a| dtype.round(a)).collect() }
+}
+
+fn arg_reduce(x: &Val, max: bool, axis: usize, keep_dims: bool, select_last: bool) -> Val {
+    let outer: usize = x.shape[..axis].iter().product();
+    let n = x.shape[axis];
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut best = 0usize;
+            for k in 1..n {
+                let (v, b) = (x.v[(o * n + k) * inner + i], x.v[(o * n + best) * inner + i]);
+                let better = if max { v > b } else { v < b };
+                if better || (select_last && v == b) {
+                    best = k;
+                }
+            }
+            out.push(best as f64);
+        }
+    }
+    let mut shape = x.shape.clone();
+    if keep_dims {
+        shape[axis] = 1;
+    } else {
+        shape.remove(axis);
+    }
+    Val { shape, v: out }
+}
+
+fn matmul(a: &Val, b: &Val, dtype: DType) -> Val {
+    let mut sa = a.shape.clone();
+    let mut sb = b.shape.clone();
+    if sa.len() == 1 {
+        sa.insert(0, 1);
+    }
+    if sb.len() == 1 {
+        sb.push(1);
+    }
+    let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+    let ba = &sa[..sa.len() - 2];
+    let bb = &sb[..sb.len() - 2];
+    let rank = ba.len().max(bb.len());
+    let pad = |s: &[usize]| {
+        let mut p = vec![1usize; rank - s.len()];
+        p.extend_from_slice(s);
+        p
+    };
+    let (pa, pb) = (pad(ba), pad(bb));
+    let batch: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| x.max(y)).collect();
+    let (sta, stb) = (strides(&pa), strides(&pb));
+    let nb: usize = batch.iter().product();
+    let mut out = vec![0.0; nb * m * n];
+    let mut coord = vec![0usize; rank];
+    for bi in 0..nb {
+        let oa: usize = (0..rank).map(|i| if pa[i] == 1 { 0 } else { coord[i] * sta[i] }).sum::<usize>() * m * k;
+        let ob: usize = (0..rank).map(|i| if pb[i] == 1 { 0 } else { coord[i] * stb[i] }).sum::<usize>() * k * n;
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for p in 0..k {
+                    s += a.v[oa + i * k + p] * b.v[ob + p * n + j];
+                }
+                out[(bi * m + i) * n + j] = dtype.round(s);
+            }
+        }
+        for ax in (0..rank).rev() {
+            coord[ax] += 1;
+            if coord[ax] < batch[ax] {
+                break;
+            }
+            coord[ax] = 0;
+        }
+    }
+    let mut shape = batch;
+    if a.shape.len() > 1 {
+        shape.push(m);
+    }
+    if b.shape.len() > 1 {
+        shape.push(n);
+    }
+    Val { shape, v: out }
+}
+
+fn transpose(x: &Val, perm: &[usize]) -> Val {
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let st = strides(&x.shape);
+    let mut v = Vec::with_capacity(x.v.len());
+    let mut coord = vec![0usize; shape.len()];
+    for _ in 0..x.v.len() {
+        v.push(x.v[coord.iter().zip(perm).map(|(c, &p)| c * st[p]).sum::<usize>()]);
+        for ax in (0..shape.len()).rev() {
+            coord[ax] += 1;
+            if coord[ax] < shape[ax] {
+                break;
+            }
+            coord[ax] = 0;
+        }
+    }
+    Val { shape, v }
+}
+
+fn slice(x: &Val, axes: &[crate::SliceAxis]) -> Val {
+    let rank = x.shape.len();
+    let mut start = vec![0i64; rank];
+    let mut step = vec![1i64; rank];
+    let mut shape = x.shape.clone();
+    for s in axes {
+        let (st, len) = resolve_slice(x.shape[s.axis] as i64, s);
+        start[s.axis] = st;
+        step[s.axis] = s.step;
+        shape[s.axis] = len as usize;
+    }
+    let st = strides(&x.shape);
+    let n: usize = shape.iter().product();
+    let mut v = Vec::with_capacity(n);
+    let mut coord = vec![0usize; rank];
+    for _ in 0..n {
+        let off: i64 = (0..rank).map(|i| (start[i] + coord[i] as i64 * step[i]) * st[i] as i64).sum();
+        v.push(x.v[off as usize]);
+        for ax in (0..rank).rev() {
+            coord[ax] += 1;
+            if coord[ax] < shape[ax] {
+                break;
+            }
+            coord[ax] = 0;
+        }
+    }
+    Val { shape, v }
+}
+
+fn concat(ins: &[&Val], axis: usize) -> Val {
+    let mut shape = ins[0].shape.clone();
+    shape[axis] = ins.iter().map(|v| v.shape[axis]).sum();
+    let outer: usize = shape[..axis].iter().product();
+    let mut v = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for x in ins {
+            let chunk: usize = x.shape[axis..].iter().product();
+            v.extend_from_slice(&x.v[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    Val { shape, v }
+}
+
+fn gather(data: &Val, idx: &Val, axis: usize) -> Result<Val, String> {
+    let outer: usize = data.shape[..axis].iter().product();
+    let n = data.shape[axis];
+    let inner: usize = data.shape[axis + 1..].iter().product();
+    let mut v = Vec::with_capacity(outer * idx.v.len() * inner);
+    for o in 0..outer {
+        for &i in &idx.v {
+            let k = if i < 0.0 { i + n as f64 } else { i };
+            if k < 0.0 || k >= n as f64 {
+                return Err(format!("index {i} out of range for axis {axis} of size {n}"));
+            }
+            let base = (o * n + k as usize) * inner;
+            v.extend_from_slice(&data.v[base..base + inner]);
+        }
+    }
+    let mut shape = data.shape[..axis].to_vec();
+    shape.extend_from_slice(&idx.shape);
+    shape.extend_from_slice(&data.shape[axis + 1..]);
+    Ok(Val { shape, v })
+}
+
+fn softmax(x: &Val, axis: usize, log: bool, dtype: DType) -> Val {
+    let outer: usize = x.shape[..axis].iter().product();
+    let n = x.shape[axis];
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let mut v = x.v.clone();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let m = (0..n).map(|k| x.v[at(k)]).fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = (0..n).map(|k| (x.v[at(k)] - m).exp()).sum();
+            for k in 0..n {
+                let e = x.v[at(k)] - m;
+                v[at(k)] = dtype.round(if log { e - s.ln() } else { e.exp() / s });
+            }
+        }
+    }
+    Val { shape: x.shape.clone(), v }
+}
+
+fn layer_norm(ins: &[&Val], axis: usize, eps: f64, dtype: DType) -> Result<Val, String> {
+    let x = ins[0];
+    let rows: usize = x.shape[..axis].iter().product();
+    let len: usize = x.shape[axis..].iter().product();
+    let norm_shape = &x.shape[axis..];
+    let expand = |p: &Val| broadcast_map_to(&[p], norm_shape, |a| a[0]).v;
+    let (scale, bias) = (expand(ins[1]), expand(ins[2]));
+    let mut v = vec![0.0; x.v.len()];
+    for r in 0..rows {
+        let row = &x.v[r * len..(r + 1) * len];
+        let mean = row.iter().sum::<f64>() / len as f64;
+        let var = row.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / len as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        for k in 0..len {
+            v[r * len + k] = dtype.round((row[k] - mean) * inv * scale[k] + bias[k]);
+        }
+    }
+    Ok(Val { shape: x.shape.clone(), v })
+}

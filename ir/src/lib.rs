@@ -1,0 +1,22 @@
+//! Kiln's tensor IR.
+//!
+//! A model is a [`Graph`] of [`Op`] nodes (petgraph underneath). Every node produces one tensor whose
+//! [`TensorType`] (dtype + symbolic [`Shape`]) is inferred when the node is added, so a malformed
+//! graph is rejected at the point where it goes wrong. [`interp::evaluate`] is the CPU reference
+//! interpreter: the oracle that every GPU result is compared against.
+
+pub mod dim;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod interp;
+pub mod op;
+pub mod tensor;
+
+pub use dim::{Dim, DimBindings};
+pub use dtype::DType;
+pub use error::IrError;
+pub use graph::{Graph, Node, NodeId};
+pub use op::{BinaryOp, Op, ReduceOp, SliceAxis, UnaryOp};
+pub use tensor::{Shape, Tensor, TensorData, TensorType};

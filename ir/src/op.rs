@@ -1,0 +1,261 @@
+//! The op set: primitives that every frontend lowers into.
+//!
+//! Each op is either *injective* (every output element is a scalar expression of input elements
+//! at computed indices), a *reduction*, or an *anchor* (MatMul) with a hand-designed kernel.
+
+use crate::{Dim, DType, Tensor};
+
+/// Elementwise functions of one operand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// -x
+    Neg,
+    /// |x|
+    Abs,
+    /// e^x
+    Exp,
+    /// ln x
+    Log,
+    /// sqrt x
+    Sqrt,
+    /// 1/sqrt x
+    Rsqrt,
+    /// 1/x
+    Reciprocal,
+    /// sin x
+    Sin,
+    /// cos x
+    Cos,
+    /// tanh x
+    Tanh,
+    /// 1/(1+e^-x)
+    Sigmoid,
+    /// max(x, 0)
+    Relu,
+    /// Gauss error function.
+    Erf,
+    /// floor x
+    Floor,
+    /// ceil x
+    Ceil,
+    /// Round half to even.
+    Round,
+    /// -1, 0 or 1.
+    Sign,
+    /// Logical not (bool).
+    Not,
+    /// x if x >= 0 else alpha*x
+    LeakyRelu(f32),
+    /// x if x > 0 else alpha*(e^x - 1)
+    Elu(f32),
+    /// ln(1 + e^x)
+    Softplus,
+    /// True where x is NaN.
+    IsNan,
+}
+
+/// Elementwise functions of two operands (numpy broadcasting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b (integer division truncates)
+    Div,
+    /// a ^ b
+    Pow,
+    /// max(a, b)
+    Max,
+    /// min(a, b)
+    Min,
+    /// Remainder with the sign of the divisor (integer) / fmod semantics selectable later.
+    Mod,
+    /// a == b (bool result)
+    Equal,
+    /// a < b
+    Less,
+    /// a <= b
+    LessEqual,
+    /// a > b
+    Greater,
+    /// a >= b
+    GreaterEqual,
+    /// Logical and (bool).
+    And,
+    /// Logical or (bool).
+    Or,
+    /// Logical xor (bool).
+    Xor,
+}
+
+impl BinaryOp {
+    /// True if the result is bool whatever the operand dtype.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal | BinaryOp::Less | BinaryOp::LessEqual | BinaryOp::Greater | BinaryOp::GreaterEqual
+        )
+    }
+
+    /// True for the bool-only logical ops.
+    pub fn is_logical(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
+}
+
+/// How a reduction combines elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+    /// Product.
+    Prod,
+}
+
+/// One axis of a [`Op::Slice`], with ONNX semantics: negative `start`/`end` count from the end,
+/// out-of-range values clamp, `step` may be negative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SliceAxis {
+    /// Axis (non-negative).
+    pub axis: usize,
+    /// First index.
+    pub start: i64,
+    /// One past the last index (exclusive), in the direction of `step`.
+    pub end: i64,
+    /// Stride; never zero.
+    pub step: i64,
+}
+
+/// A graph operation. Every op has exactly one output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph input, bound at run time.
+    Input {
+        /// External name.
+        name: String,
+    },
+    /// A constant tensor (weights and small literals).
+    Constant(Tensor),
+    /// Elementwise unary function.
+    Unary(UnaryOp),
+    /// Elementwise binary function with broadcasting.
+    Binary(BinaryOp),
+    /// `cond ? a : b` with broadcasting over all three inputs.
+    Where,
+    /// Converts elements to another dtype.
+    Cast(DType),
+    /// Reduces the listed axes.
+    Reduce {
+        /// Combining function.
+        op: ReduceOp,
+        /// Axes to reduce (sorted, unique, non-negative).
+        axes: Vec<usize>,
+        /// Keep reduced axes as size 1.
+        keep_dims: bool,
+    },
+    /// Index of the max (or min) along one axis, as i32.
+    ArgReduce {
+        /// True for argmax, false for argmin.
+        max: bool,
+        /// Axis.
+        axis: usize,
+        /// Keep the axis as size 1.
+        keep_dims: bool,
+        /// On ties, pick the last index instead of the first.
+        select_last: bool,
+    },
+    /// Batched matrix product with numpy broadcasting of batch dims; rank-1 operands are
+    /// promoted as in numpy.
+    MatMul,
+    /// Reinterprets the elements in a new shape of the same element count.
+    Reshape {
+        /// Target shape (fully resolved: no -1 or 0 placeholders).
+        shape: Vec<Dim>,
+    },
+    /// Permutes axes: output axis `i` is input axis `perm[i]`.
+    Transpose {
+        /// Permutation.
+        perm: Vec<usize>,
+    },
+    /// Strided slice along some axes.
+    Slice {
+        /// Sliced axes.
+        axes: Vec<SliceAxis>,
+    },
+    /// Joins inputs along an axis.
+    Concat {
+        /// Axis (non-negative).
+        axis: usize,
+    },
+    /// `data.take(indices, axis)`; negative indices count from the end.
+    Gather {
+        /// Axis of `data` (non-negative).
+        axis: usize,
+    },
+    /// Broadcasts the input to a shape (numpy rules; the result has the broadcast shape).
+    Expand {
+        /// Target shape.
+        shape: Vec<Dim>,
+    },
+    /// Softmax (or log-softmax) along one axis.
+    Softmax {
+        /// Axis (non-negative).
+        axis: usize,
+        /// Log-softmax instead of softmax.
+        log: bool,
+    },
+    /// Layer normalization over axes `axis..rank`; inputs: x, scale, bias.
+    LayerNorm {
+        /// First normalized axis.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+}
+
+impl Op {
+    /// Short op name for messages and manifests.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Input { .. } => "Input".into(),
+            Op::Constant(_) => "Constant".into(),
+            Op::Unary(u) => format!("{u:?}").split('(').next().unwrap_or("Unary").to_string(),
+            Op::Binary(b) => format!("{b:?}"),
+            Op::Where => "Where".into(),
+            Op::Cast(_) => "Cast".into(),
+            Op::Reduce { op, .. } => format!("Reduce{op:?}"),
+            Op::ArgReduce { max, .. } => if *max { "ArgMax" } else { "ArgMin" }.into(),
+            Op::MatMul => "MatMul".into(),
+            Op::Reshape { .. } => "Reshape".into(),
+            Op::Transpose { .. } => "Transpose".into(),
+            Op::Slice { .. } => "Slice".into(),
+            Op::Concat { .. } => "Concat".into(),
+            Op::Gather { .. } => "Gather".into(),
+            Op::Expand { .. } => "Expand".into(),
+            Op::Softmax { log, .. } => if *log { "LogSoftmax" } else { "Softmax" }.into(),
+            Op::LayerNorm { .. } => "LayerNorm".into(),
+        }
+    }
+
+    /// Number of inputs the op takes (`None` for variadic).
+    pub fn arity(&self) -> Option<usize> {
+        Some(match self {
+            Op::Input { .. } | Op::Constant(_) => 0,
+            Op::Unary(_) | Op::Cast(_) | Op::Reduce { .. } | Op::ArgReduce { .. } => 1,
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
+            Op::Softmax { .. } => 1,
+            Op::Binary(_) | Op::MatMul | Op::Gather { .. } => 2,
+            Op::Where | Op::LayerNorm { .. } => 3,
+            Op::Concat { .. } => return None,
+        })
+    }
+}

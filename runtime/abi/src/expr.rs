@@ -1,0 +1,303 @@
+//! Size expressions: integers over symbolic dims, evaluated by the runtime once input shapes
+//! are known.
+//!
+//! Syntax: integers, dim names (`[A-Za-z_][A-Za-z0-9_.:]*`), `+ - * / %` (floor division and
+//! modulo), parentheses and the functions `cdiv(a, b)` (ceiling division), `max(a, b)`,
+//! `min(a, b)`. Example: `cdiv(batch*seq*384, 256)`.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Values of symbolic dims.
+pub type Bindings = HashMap<String, i64>;
+
+/// A parsed size expression.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SizeExpr {
+    /// Integer literal.
+    Const(i64),
+    /// Symbolic dim.
+    Sym(String),
+    /// Binary operation.
+    Bin(BinOp, Box<SizeExpr>, Box<SizeExpr>),
+}
+
+/// Operators of [`SizeExpr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// floor(a / b)
+    Div,
+    /// a mod b (floor)
+    Mod,
+    /// ceil(a / b)
+    CeilDiv,
+    /// max(a, b)
+    Max,
+    /// min(a, b)
+    Min,
+}
+
+impl SizeExpr {
+    /// A literal.
+    pub fn c(v: i64) -> SizeExpr {
+        SizeExpr::Const(v)
+    }
+
+    /// `ceil(self / d)`, folded when both are constants.
+    pub fn cdiv(self, d: i64) -> SizeExpr {
+        match self {
+            SizeExpr::Const(v) => SizeExpr::Const((v + d - 1).div_euclid(d)),
+            e => SizeExpr::Bin(BinOp::CeilDiv, Box::new(e), Box::new(SizeExpr::Const(d))),
+        }
+    }
+
+    /// `self * k`, folded when constant.
+    pub fn times(self, k: i64) -> SizeExpr {
+        match self {
+            SizeExpr::Const(v) => SizeExpr::Const(v * k),
+            e if k == 1 => e,
+            e => SizeExpr::Bin(BinOp::Mul, Box::new(e), Box::new(SizeExpr::Const(k))),
+        }
+    }
+
+    /// `max(self, o)`, folded when both are constants or equal.
+    pub fn max(self, o: SizeExpr) -> SizeExpr {
+        match (self, o) {
+            (SizeExpr::Const(a), SizeExpr::Const(b)) => SizeExpr::Const(a.max(b)),
+            (a, b) if a == b => a,
+            (a, b) => SizeExpr::Bin(BinOp::Max, Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// The value if the expression has no symbols.
+    pub fn as_const(&self) -> Option<i64> {
+        self.eval(&Bindings::new()).ok()
+    }
+
+    /// Evaluates; the error names an unbound symbol or a division by zero.
+    pub fn eval(&self, b: &Bindings) -> Result<i64, String> {
+        Ok(match self {
+            SizeExpr::Const(v) => *v,
+            SizeExpr::Sym(s) => *b.get(s).ok_or_else(|| format!("dim '{s}' has no value"))?,
+            SizeExpr::Bin(op, l, r) => {
+                let (l, r) = (l.eval(b)?, r.eval(b)?);
+                match op {
+                    BinOp::Add => l + r,
+                    BinOp::Sub => l - r,
+                    BinOp::Mul => l * r,
+                    BinOp::Div | BinOp::Mod | BinOp::CeilDiv if r == 0 => {
+                        return Err(format!("division by zero in '{self}'"))
+                    }
+                    BinOp::Div => l.div_euclid(r),
+                    BinOp::Mod => l.rem_euclid(r),
+                    BinOp::CeilDiv => (l + r - 1).div_euclid(r),
+                    BinOp::Max => l.max(r),
+                    BinOp::Min => l.min(r),
+                }
+            }
+        })
+    }
+
+    /// Parses the syntax described in the module docs.
+    pub fn parse(s: &str) -> Result<SizeExpr, String> {
+        let toks = tokenize(s)?;
+        let mut p = Parser { toks: &toks, pos: 0, src: s };
+        let e = p.sum()?;
+        if p.pos != toks.len() {
+            return Err(format!("unexpected '{}' in size expression '{s}'", toks[p.pos]));
+        }
+        Ok(e)
+    }
+}
+
+impl From<i64> for SizeExpr {
+    fn from(v: i64) -> Self {
+        SizeExpr::Const(v)
+    }
+}
+
+fn tokenize(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let cs: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() {
+            let st = i;
+            while i < cs.len() && cs[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(cs[st..i].iter().collect());
+        } else if c.is_alphabetic() || c == '_' {
+            let st = i;
+            while i < cs.len() && (cs[i].is_alphanumeric() || matches!(cs[i], '_' | '.' | ':')) {
+                i += 1;
+            }
+            out.push(cs[st..i].iter().collect());
+        } else if "+-*/%(),".contains(c) {
+            out.push(c.to_string());
+            i += 1;
+        } else {
+            return Err(format!("unexpected character '{c}' in size expression '{s}'"));
+        }
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    toks: &'a [String],
+    pos: usize,
+    src: &'a str,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&str> {
+        self.toks.get(self.pos).map(String::as_str)
+    }
+
+    fn eat(&mut self, t: &str) -> Result<(), String> {
+        if self.peek() == Some(t) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{t}' in size expression '{}'", self.src))
+        }
+    }
+
+    fn sum(&mut self) -> Result<SizeExpr, String> {
+        let mut l = self.product()?;
+        while let Some(op) = self.peek().and_then(|t| match t {
+            "+" => Some(BinOp::Add),
+            "-" => Some(BinOp::Sub),
+            _ => None,
+        }) {
+            self.pos += 1;
+            l = SizeExpr::Bin(op, Box::new(l), Box::new(self.product()?));
+        }
+        Ok(l)
+    }
+
+    fn product(&mut self) -> Result<SizeExpr, String> {
+        let mut l = self.atom()?;
+        while let Some(op) = self.peek().and_then(|t| match t {
+            "*" => Some(BinOp::Mul),
+            "/" => Some(BinOp::Div),
+            "%" => Some(BinOp::Mod),
+            _ => None,
+        }) {
+            self.pos += 1;
+            l = SizeExpr::Bin(op, Box::new(l), Box::new(self.atom()?));
+        }
+        Ok(l)
+    }
+
+    fn atom(&mut self) -> Result<SizeExpr, String> {
+        let t = self.peek().ok_or_else(|| format!("size expression '{}' ends early", self.src))?.to_string();
+        self.pos += 1;
+        if t == "(" {
+            let e = self.sum()?;
+            self.eat(")")?;
+            return Ok(e);
+        }
+        if t == "-" {
+            let e = self.atom()?;
+            return Ok(SizeExpr::Bin(BinOp::Sub, Box::new(SizeExpr::Const(0)), Box::new(e)));
+        }
+        if let Ok(v) = t.parse::<i64>() {
+            return Ok(SizeExpr::Const(v));
+        }
+        let func = match t.as_str() {
+            "cdiv" => Some(BinOp::CeilDiv),
+            "max" => Some(BinOp::Max),
+            "min" => Some(BinOp::Min),
+            _ => None,
+        };
+        if let (Some(op), Some("(")) = (func, self.peek()) {
+            self.pos += 1;
+            let a = self.sum()?;
+            self.eat(",")?;
+            let b = self.sum()?;
+            self.eat(")")?;
+            return Ok(SizeExpr::Bin(op, Box::new(a), Box::new(b)));
+        }
+        if t.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') {
+            return Ok(SizeExpr::Sym(t));
+        }
+        Err(format!("unexpected '{t}' in size expression '{}'", self.src))
+    }
+}
+
+impl fmt::Display for SizeExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeExpr::Const(v) if *v < 0 => write!(f, "(0 - {})", -v),
+            SizeExpr::Const(v) => write!(f, "{v}"),
+            SizeExpr::Sym(s) => f.write_str(s),
+            SizeExpr::Bin(op, l, r) => match op {
+                BinOp::CeilDiv => write!(f, "cdiv({l}, {r})"),
+                BinOp::Max => write!(f, "max({l}, {r})"),
+                BinOp::Min => write!(f, "min({l}, {r})"),
+                _ => {
+                    let sym = match op {
+                        BinOp::Add => "+",
+                        BinOp::Sub => "-",
+                        BinOp::Mul => "*",
+                        BinOp::Div => "/",
+                        _ => "%",
+                    };
+                    write!(f, "({l} {sym} {r})")
+                }
+            },
+        }
+    }
+}
+
+impl Serialize for SizeExpr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SizeExpr::Const(v) => s.serialize_i64(*v),
+            e => s.serialize_str(&e.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SizeExpr, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(v) => Ok(SizeExpr::Const(v)),
+            Raw::Str(s) => SizeExpr::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_eval_display() {
+        let e = SizeExpr::parse("cdiv(batch*seq*384, 256) + max(2, n) - 1").unwrap();
+        let b: Bindings = [("batch".into(), 2), ("seq".into(), 3), ("n".into(), 7)].into_iter().collect();
+        assert_eq!(e.eval(&b).unwrap(), 9 + 7 - 1);
+        let again = SizeExpr::parse(&e.to_string()).unwrap();
+        assert_eq!(again.eval(&b).unwrap(), 15);
+        assert!(e.eval(&Bindings::new()).unwrap_err().contains("batch"));
+        assert!(SizeExpr::parse("2 +").is_err());
+        assert!(SizeExpr::parse("a $ b").is_err());
+    }
+}

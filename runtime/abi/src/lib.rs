@@ -1,0 +1,26 @@
+//! The contract between Kiln's compiler and runtime.
+//!
+//! A *bundle* is a directory holding `manifest.json` (a [`Manifest`]), WGSL files and
+//! safetensors weight shards. This crate defines the manifest, the kernel ABI (how buffers and
+//! parameters bind, see docs/bundle-format.md) and [`expr::SizeExpr`], the small expression
+//! language in which buffer sizes, kernel parameters and grid sizes depend on symbolic dims.
+//! It has no GPU and no compiler dependencies, so both sides (and the browser) can use it.
+
+pub mod expr;
+pub mod manifest;
+
+pub use expr::{Bindings, SizeExpr};
+pub use manifest::*;
+
+use sha2::{Digest, Sha256};
+
+/// Bundle format version written by this crate; loaders reject others.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File name of the manifest inside a bundle directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Hex sha256 of a byte string (used for every file in the bundle).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

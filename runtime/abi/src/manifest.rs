@@ -1,0 +1,271 @@
+//! The bundle manifest (`manifest.json`), format version [`crate::FORMAT_VERSION`].
+//!
+//! See docs/bundle-format.md for the prose description; every field here is documented there.
+
+use crate::SizeExpr;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Top-level manifest of a compiled bundle.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Bundle format version; loaders reject versions they do not know.
+    pub format_version: u32,
+    /// `kiln <version>` that wrote the bundle.
+    pub compiler_version: String,
+    /// Model name (from the source file).
+    pub model: String,
+    /// What the device must offer.
+    pub requirements: Requirements,
+    /// Symbolic dims left open at compile time; bound from input shapes at run time.
+    pub symbols: Vec<String>,
+    /// Graph inputs, in declaration order.
+    pub inputs: Vec<IoSpec>,
+    /// Graph outputs, in declaration order.
+    pub outputs: Vec<IoSpec>,
+    /// Every GPU buffer the programs use.
+    pub buffers: Vec<BufferSpec>,
+    /// Weights and the buffers they fill.
+    pub weights: Vec<WeightSpec>,
+    /// Compute kernels (one WGSL module each).
+    pub kernels: Vec<KernelSpec>,
+    /// Dispatch programs by name (`run`, or `prefill`/`decode`).
+    pub programs: Vec<Program>,
+    /// sha256 (hex) of every other file in the bundle, by path relative to the bundle dir.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Features and limits the bundle needs from the adapter.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Requirements {
+    /// Target profile the bundle was compiled for (e.g. `webgpu-default`).
+    pub target: String,
+    /// WebGPU feature names, e.g. `shader-f16`.
+    pub features: Vec<String>,
+    /// Minimum values of WebGPU limits, by WebGPU limit name (camelCase, as in the spec).
+    /// Limits on sizes that depend on symbolic dims are checked again at run time.
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// Element type of a tensor crossing the bundle boundary or living in a GPU buffer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ElemType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// 32-bit signed int.
+    I32,
+    /// 64-bit signed int (host side only; stored as i32 on the GPU).
+    I64,
+    /// 32-bit unsigned int.
+    U32,
+    /// 8-bit signed int (host side only).
+    I8,
+    /// 8-bit unsigned int (host side only).
+    U8,
+    /// Boolean (host side; stored as u32 0/1 on the GPU).
+    Bool,
+}
+
+impl ElemType {
+    /// Bytes per element on the host / in files.
+    pub fn host_size(self) -> usize {
+        match self {
+            ElemType::F32 | ElemType::I32 | ElemType::U32 => 4,
+            ElemType::I64 => 8,
+            ElemType::F16 => 2,
+            ElemType::I8 | ElemType::U8 | ElemType::Bool => 1,
+        }
+    }
+
+    /// The name used in messages (`f32`, `bool`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "f32",
+            ElemType::F16 => "f16",
+            ElemType::I32 => "i32",
+            ElemType::I64 => "i64",
+            ElemType::U32 => "u32",
+            ElemType::I8 => "i8",
+            ElemType::U8 => "u8",
+            ElemType::Bool => "bool",
+        }
+    }
+}
+
+/// A graph input or output.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct IoSpec {
+    /// Name in the source model.
+    pub name: String,
+    /// Element type the caller supplies / receives.
+    pub dtype: ElemType,
+    /// Element type in the GPU buffer (`f32`, `f16`, `i32` or `u32`).
+    pub storage: ElemType,
+    /// Shape; entries are constants or size expressions over symbols.
+    pub shape: Vec<SizeExpr>,
+    /// Buffer holding the value (index into `buffers`).
+    pub buffer: usize,
+}
+
+/// What a buffer holds, which decides how the runtime creates and fills it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferKind {
+    /// Filled from a graph input before each run.
+    Input,
+    /// Filled once from weight shards at load time.
+    Weight,
+    /// Written and read by kernels; may hold several values whose lifetimes do not overlap.
+    Intermediate,
+}
+
+/// A GPU storage buffer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BufferSpec {
+    /// What fills it.
+    pub kind: BufferKind,
+    /// Size in bytes (a size expression when it depends on symbols).
+    pub size: SizeExpr,
+    /// Values assigned to it, for inspection and debugging.
+    pub label: String,
+}
+
+/// A weight tensor stored in a safetensors shard.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WeightSpec {
+    /// Tensor name inside the shard.
+    pub name: String,
+    /// Shard file, relative to the bundle dir.
+    pub file: String,
+    /// Element type as stored in the shard (already the GPU storage type).
+    pub dtype: ElemType,
+    /// Concrete shape.
+    pub shape: Vec<u64>,
+    /// Buffer it fills.
+    pub buffer: usize,
+}
+
+/// How a kernel binding is accessed.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingKind {
+    /// The kernel's parameter block (`var<uniform>`), always binding 0.
+    Uniform,
+    /// `var<storage, read>`.
+    ReadOnlyStorage,
+    /// `var<storage, read_write>`.
+    Storage,
+}
+
+/// A compute kernel: one WGSL module with one entry point, bind group 0 only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KernelSpec {
+    /// Unique name (also the WGSL file stem).
+    pub name: String,
+    /// WGSL file, relative to the bundle dir.
+    pub file: String,
+    /// Entry point name.
+    pub entry_point: String,
+    /// `@workgroup_size`.
+    pub workgroup_size: [u32; 3],
+    /// Bindings of group 0, in binding-index order (binding `i` is entry `i`).
+    pub bindings: Vec<BindingKind>,
+    /// Names of the i32 fields of the parameter struct, in order.
+    pub params: Vec<String>,
+    /// Schedule kind that produced the kernel (`injective`, `reduce`, `gemm`, ...).
+    pub schedule: String,
+    /// True if the kernel tolerates the runtime splitting a too-large X grid into X*Y
+    /// (it reconstructs a linear workgroup index and bounds-checks it).
+    pub grid_splittable: bool,
+}
+
+/// One compute dispatch.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dispatch {
+    /// Kernel index.
+    pub kernel: usize,
+    /// Buffer index for each storage binding (bindings 1..), in order.
+    pub buffers: Vec<usize>,
+    /// Value of each kernel parameter.
+    pub params: Vec<SizeExpr>,
+    /// Workgroup counts (x, y, z) before any split.
+    pub grid: [SizeExpr; 3],
+    /// The graph node(s) this dispatch computes, for profiling and errors.
+    pub label: String,
+}
+
+/// A named sequence of dispatches, recorded into one command encoder and one compute pass.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Program {
+    /// `run`, `prefill`, `decode`, ...
+    pub name: String,
+    /// Dispatches in order.
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl Manifest {
+    /// Parses `manifest.json` text; errors say what is wrong.
+    pub fn from_json(text: &str) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_str(text).map_err(|e| format!("manifest.json is malformed: {e}"))?;
+        if m.format_version != crate::FORMAT_VERSION {
+            return Err(format!(
+                "bundle format version {} is not supported (this build reads version {})",
+                m.format_version,
+                crate::FORMAT_VERSION
+            ));
+        }
+        m.check_indices()?;
+        Ok(m)
+    }
+
+    /// Serializes to pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("manifest serializes")
+    }
+
+    /// The program with this name.
+    pub fn program(&self, name: &str) -> Option<&Program> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// Checks that every index points at something that exists.
+    pub fn check_indices(&self) -> Result<(), String> {
+        let nb = self.buffers.len();
+        for io in self.inputs.iter().chain(&self.outputs) {
+            if io.buffer >= nb {
+                return Err(format!("manifest: '{}' refers to buffer {} of {nb}", io.name, io.buffer));
+            }
+        }
+        for w in &self.weights {
+            if w.buffer >= nb {
+                return Err(format!("manifest: weight '{}' refers to buffer {} of {nb}", w.name, w.buffer));
+            }
+        }
+        for p in &self.programs {
+            for (i, d) in p.dispatches.iter().enumerate() {
+                let k = self.kernels.get(d.kernel).ok_or_else(|| {
+                    format!("manifest: program '{}' dispatch {i} refers to kernel {} of {}", p.name, d.kernel, self.kernels.len())
+                })?;
+                if d.buffers.len() + 1 != k.bindings.len() || d.params.len() != k.params.len() {
+                    return Err(format!(
+                        "manifest: program '{}' dispatch {i} ({}) binds {} buffers and {} params; kernel '{}' takes {} and {}",
+                        p.name,
+                        d.label,
+                        d.buffers.len(),
+                        d.params.len(),
+                        k.name,
+                        k.bindings.len() - 1,
+                        k.params.len()
+                    ));
+                }
+                if let Some(b) = d.buffers.iter().find(|&&b| b >= nb) {
+                    return Err(format!("manifest: program '{}' dispatch {i} refers to buffer {b} of {nb}", p.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}

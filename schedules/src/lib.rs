@@ -1,1 +1,207 @@
-//! placeholder
+//! Schedule kinds, their parameters and validity rules against device limits.
+//!
+//! A [`Schedule`] says *how* a kernel is mapped onto the GPU (workgroup shape, tiles, work per
+//! thread); it never changes *what* is computed. Every schedule can be checked against a
+//! [`DeviceLimits`] profile before code is generated, and [`defaults`] picks one from an
+//! analytic model when no tuning record exists ([`tuning::TuningDb`]).
+
+pub mod defaults;
+pub mod limits;
+pub mod tuning;
+
+pub use limits::DeviceLimits;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Elementwise / data-movement kernels: one thread per `elems_per_thread` output elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InjectiveParams {
+    /// Threads per workgroup (1-D).
+    pub workgroup_size: u32,
+    /// Consecutive output elements each thread computes (unrolled at render time).
+    pub elems_per_thread: u32,
+}
+
+/// Reductions and row-wise normalizations: one workgroup per output row, threads stride over
+/// the reduced elements, then a tree reduction in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RowReduceParams {
+    /// Threads per workgroup; a power of two.
+    pub workgroup_size: u32,
+}
+
+/// Tiled matrix multiply: a workgroup computes a `bm x bn` block of C, stepping over K in
+/// `bk` chunks staged in workgroup memory; each thread computes a `tm x tn` register tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GemmParams {
+    /// Block rows.
+    pub bm: u32,
+    /// Block columns.
+    pub bn: u32,
+    /// K chunk per stage.
+    pub bk: u32,
+    /// Rows per thread.
+    pub tm: u32,
+    /// Columns per thread.
+    pub tn: u32,
+}
+
+impl GemmParams {
+    /// Threads per workgroup.
+    pub fn threads(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Workgroup memory used by the A and B stages, in bytes (f32 elements).
+    pub fn workgroup_bytes(&self) -> u32 {
+        4 * self.bk * (self.bm + self.bn)
+    }
+}
+
+/// A schedule: the kind plus its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Elementwise and data movement.
+    Injective(InjectiveParams),
+    /// Reductions, softmax and norms over rows.
+    RowReduce(RowReduceParams),
+    /// Tiled (batched) GEMM.
+    Gemm(GemmParams),
+}
+
+/// Why a schedule cannot run on a device.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("schedule {schedule} is invalid: {reason}")]
+pub struct ScheduleError {
+    /// The schedule, printed.
+    pub schedule: String,
+    /// Which rule or limit it breaks.
+    pub reason: String,
+}
+
+impl Schedule {
+    /// The kind's name as used in manifests and tuning records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Injective(_) => "injective",
+            Schedule::RowReduce(_) => "row_reduce",
+            Schedule::Gemm(_) => "gemm",
+        }
+    }
+
+    /// Threads per workgroup.
+    pub fn threads(&self) -> u32 {
+        match self {
+            Schedule::Injective(p) => p.workgroup_size,
+            Schedule::RowReduce(p) => p.workgroup_size,
+            Schedule::Gemm(p) => p.threads(),
+        }
+    }
+
+    /// Checks the parameters' own rules and the device limits they touch.
+    pub fn validate(&self, limits: &DeviceLimits) -> Result<(), ScheduleError> {
+        let fail = |reason: String| Err(ScheduleError { schedule: self.to_string(), reason });
+        let threads = self.threads();
+        if threads == 0 {
+            return fail("zero threads per workgroup".into());
+        }
+        if threads > limits.max_compute_invocations_per_workgroup {
+            return fail(format!(
+                "{threads} threads per workgroup exceed maxComputeInvocationsPerWorkgroup = {}",
+                limits.max_compute_invocations_per_workgroup
+            ));
+        }
+        match self {
+            Schedule::Injective(p) => {
+                if p.workgroup_size > limits.max_compute_workgroup_size_x {
+                    return fail(format!(
+                        "workgroup size {} exceeds maxComputeWorkgroupSizeX = {}",
+                        p.workgroup_size, limits.max_compute_workgroup_size_x
+                    ));
+                }
+                if !(1..=16).contains(&p.elems_per_thread) {
+                    return fail(format!("elems_per_thread {} not in 1..=16", p.elems_per_thread));
+                }
+            }
+            Schedule::RowReduce(p) => {
+                if !p.workgroup_size.is_power_of_two() {
+                    return fail(format!("workgroup size {} is not a power of two", p.workgroup_size));
+                }
+                if p.workgroup_size > limits.max_compute_workgroup_size_x {
+                    return fail(format!(
+                        "workgroup size {} exceeds maxComputeWorkgroupSizeX = {}",
+                        p.workgroup_size, limits.max_compute_workgroup_size_x
+                    ));
+                }
+                if 8 * p.workgroup_size > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{} bytes of workgroup memory exceed maxComputeWorkgroupStorageSize = {}",
+                        8 * p.workgroup_size,
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
+            Schedule::Gemm(p) => {
+                if [p.bm, p.bn, p.bk, p.tm, p.tn].contains(&0) {
+                    return fail("zero tile size".into());
+                }
+                if p.bm % p.tm != 0 || p.bn % p.tn != 0 {
+                    return fail(format!("block {}x{} is not a multiple of thread tile {}x{}", p.bm, p.bn, p.tm, p.tn));
+                }
+                if p.tm * p.tn > 64 {
+                    return fail(format!("thread tile {}x{} needs more than 64 accumulators", p.tm, p.tn));
+                }
+                if p.bn / p.tn > limits.max_compute_workgroup_size_x || p.bm / p.tm > limits.max_compute_workgroup_size_y {
+                    return fail("workgroup shape exceeds maxComputeWorkgroupSizeX/Y".into());
+                }
+                if p.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{} bytes of workgroup memory exceed maxComputeWorkgroupStorageSize = {}",
+                        p.workgroup_bytes(),
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Injective(p) => write!(f, "injective(wg={}, elems={})", p.workgroup_size, p.elems_per_thread),
+            Schedule::RowReduce(p) => write!(f, "row_reduce(wg={})", p.workgroup_size),
+            Schedule::Gemm(p) => write!(f, "gemm(bm={}, bn={}, bk={}, tm={}, tn={})", p.bm, p.bn, p.bk, p.tm, p.tn),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_on_webgpu_default_limits() {
+        let l = DeviceLimits::webgpu_default();
+        for m in [1u64, 7, 64, 1000, 4096] {
+            defaults::gemm(m, m, m).validate(&l).unwrap();
+        }
+        defaults::injective(10).validate(&l).unwrap();
+        defaults::row_reduce(5).validate(&l).unwrap();
+        defaults::row_reduce(100_000).validate(&l).unwrap();
+    }
+
+    #[test]
+    fn invalid_schedules_name_the_broken_rule() {
+        let l = DeviceLimits::webgpu_default();
+        let big = Schedule::Gemm(GemmParams { bm: 128, bn: 128, bk: 64, tm: 8, tn: 8 });
+        let e = big.validate(&l).unwrap_err();
+        assert!(e.reason.contains("maxComputeWorkgroupStorageSize"), "{e}");
+        let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
+        assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
+        let wide = Schedule::Injective(InjectiveParams { workgroup_size: 1024, elems_per_thread: 1 });
+        assert!(wide.validate(&l).unwrap_err().reason.contains("maxComputeInvocationsPerWorkgroup"));
+    }
+}

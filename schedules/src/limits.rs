@@ -1,0 +1,82 @@
+//! Device limit profiles that schedules and bundles are checked against at compile time.
+
+use serde::{Deserialize, Serialize};
+
+/// The WebGPU limits (and features) the compiler checks kernels against. Field names follow
+/// the WebGPU spec's limits (snake_case here, camelCase in manifests).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLimits {
+    /// Profile name, e.g. `webgpu-default`.
+    pub name: String,
+    /// maxComputeInvocationsPerWorkgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// maxComputeWorkgroupSizeX.
+    pub max_compute_workgroup_size_x: u32,
+    /// maxComputeWorkgroupSizeY.
+    pub max_compute_workgroup_size_y: u32,
+    /// maxComputeWorkgroupSizeZ.
+    pub max_compute_workgroup_size_z: u32,
+    /// maxComputeWorkgroupStorageSize (bytes).
+    pub max_compute_workgroup_storage_size: u32,
+    /// maxComputeWorkgroupsPerDimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// maxStorageBuffersPerShaderStage.
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// maxStorageBufferBindingSize (bytes).
+    pub max_storage_buffer_binding_size: u64,
+    /// maxBufferSize (bytes).
+    pub max_buffer_size: u64,
+    /// The `shader-f16` feature.
+    pub shader_f16: bool,
+}
+
+impl DeviceLimits {
+    /// The limits every WebGPU implementation guarantees (the spec's defaults): a bundle
+    /// compiled for this profile runs on any WebGPU device.
+    pub fn webgpu_default() -> DeviceLimits {
+        DeviceLimits {
+            name: "webgpu-default".into(),
+            max_compute_invocations_per_workgroup: 256,
+            max_compute_workgroup_size_x: 256,
+            max_compute_workgroup_size_y: 256,
+            max_compute_workgroup_size_z: 64,
+            max_compute_workgroup_storage_size: 16384,
+            max_compute_workgroups_per_dimension: 65535,
+            max_storage_buffers_per_shader_stage: 8,
+            max_storage_buffer_binding_size: 128 << 20,
+            max_buffer_size: 256 << 20,
+            shader_f16: false,
+        }
+    }
+
+    /// Typical desktop discrete GPU limits (as exposed by Chrome/wgpu on NVIDIA/AMD).
+    pub fn desktop() -> DeviceLimits {
+        DeviceLimits {
+            name: "desktop".into(),
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            max_compute_workgroup_size_y: 1024,
+            max_compute_workgroup_size_z: 64,
+            max_compute_workgroup_storage_size: 32768,
+            max_compute_workgroups_per_dimension: 65535,
+            max_storage_buffers_per_shader_stage: 10,
+            max_storage_buffer_binding_size: (2u64 << 30) - 4,
+            max_buffer_size: (2u64 << 30) - 4,
+            shader_f16: false,
+        }
+    }
+
+    /// A named built-in profile, or a RON file holding a `DeviceLimits`.
+    pub fn from_name_or_file(s: &str) -> Result<DeviceLimits, String> {
+        match s {
+            "webgpu-default" | "webgpu" => Ok(Self::webgpu_default()),
+            "desktop" => Ok(Self::desktop()),
+            path => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!("target '{path}' is neither a built-in profile (webgpu-default, desktop) nor a readable RON file: {e}")
+                })?;
+                ron::from_str(&text).map_err(|e| format!("target profile {path}: {e}"))
+            }
+        }
+    }
+}

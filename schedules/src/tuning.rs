@@ -1,0 +1,69 @@
+//! The tuning database: measured-best schedules by kernel key, stored as RON so records are
+//! readable, diffable and travel with a bundle's sources.
+
+use crate::Schedule;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One tuning record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuningRecord {
+    /// Best schedule found.
+    pub schedule: Schedule,
+    /// Its measured time in microseconds.
+    pub micros: f64,
+    /// Adapter it was measured on.
+    pub device: String,
+}
+
+/// Records by kernel key (the kernel's kind and problem shape, e.g. `gemm:m=128,n=384,k=384`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TuningDb {
+    /// Records by key.
+    pub records: BTreeMap<String, TuningRecord>,
+}
+
+impl TuningDb {
+    /// Reads a RON tuning file.
+    pub fn load(path: &Path) -> Result<TuningDb, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("tuning file {}: {e}", path.display()))?;
+        ron::from_str(&text).map_err(|e| format!("tuning file {}: {e}", path.display()))
+    }
+
+    /// Writes the database as pretty RON.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default()).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
+    /// The recorded schedule for a key.
+    pub fn get(&self, key: &str) -> Option<Schedule> {
+        self.records.get(key).map(|r| r.schedule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GemmParams;
+
+    #[test]
+    fn ron_round_trip() {
+        let mut db = TuningDb::default();
+        db.records.insert(
+            "gemm:m=64,n=64,k=64".into(),
+            TuningRecord {
+                schedule: Schedule::Gemm(GemmParams { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 }),
+                micros: 12.5,
+                device: "llvmpipe".into(),
+            },
+        );
+        let dir = std::env::temp_dir().join(format!("kiln-tune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.ron");
+        db.save(&p).unwrap();
+        assert_eq!(TuningDb::load(&p).unwrap(), db);
+        assert!(TuningDb::load(&dir.join("missing.ron")).unwrap_err().contains("missing.ron"));
+    }
+}

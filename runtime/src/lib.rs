@@ -1,1 +1,33 @@
-//! placeholder
+//! Kiln's runtime: loads a compiled bundle and runs its dispatch programs on wgpu.
+//!
+//! ```no_run
+//! use kiln_runtime::{Bundle, HostTensor, Session, SessionOptions};
+//! use std::collections::HashMap;
+//!
+//! let bundle = Bundle::load("model.kiln")?; // reads and verifies every file
+//! let mut session = Session::new(&bundle, &SessionOptions::default())?; // device + pipelines + weights
+//! let inputs = HashMap::from([("x".to_string(), HostTensor::from_f32(&[2, 3], &[0.0; 6]))]);
+//! for (name, tensor) in session.run("run", &inputs)? {
+//!     println!("{name}: {:?} {:?}", tensor.shape, tensor.to_f32());
+//! }
+//! # Ok::<(), kiln_runtime::RuntimeError>(())
+//! ```
+//!
+//! Modules, one concept each: [`bundle`] (loading and verification), [`device`] (adapter
+//! choice, feature and limit checks), [`session`] (execution), [`host`] (host tensors and dtype
+//! conversion), [`error`]. The bundle format and kernel ABI are described in
+//! docs/bundle-format.md.
+
+pub mod bundle;
+pub mod device;
+pub mod error;
+pub mod host;
+pub mod session;
+
+pub use bundle::Bundle;
+pub use device::{list_adapters, Runtime};
+pub use error::RuntimeError;
+pub use host::HostTensor;
+pub use kiln_abi as abi;
+pub use session::{Session, SessionOptions, Timing};
+pub use wgpu;

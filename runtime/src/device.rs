@@ -1,0 +1,370 @@
+//! Adapter selection, requirement checks and device creation.
+//!
+//! [`Runtime`] picks a wgpu adapter (any backend; discrete GPUs first; the `KILN_ADAPTER`
+//! environment variable filters by a case-insensitive substring of the adapter name, driver or
+//! backend). [`Runtime::check_requirements`] compares a manifest's required WebGPU features and
+//! limits, plus the limits implied by its kernels and constant-size buffers, against the
+//! adapter, and the device is then requested with exactly those limits: the WebGPU defaults
+//! (clamped to the adapter) raised to what the bundle needs, never above the adapter.
+
+use crate::error::{Result, RuntimeError};
+use kiln_abi::{BindingKind, BufferKind, Manifest};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+/// Environment variable holding an adapter filter (substring of name, driver or backend).
+pub const ADAPTER_ENV: &str = "KILN_ADAPTER";
+
+/// Hint printed when no adapter exists at all.
+const NO_ADAPTER_HINT: &str = "wgpu found no GPU adapter (Vulkan, Metal, DX12 or GL). On a machine \
+without a GPU, install a software Vulkan driver: on Debian/Ubuntu `apt-get install \
+mesa-vulkan-drivers` (lavapipe); `vulkaninfo --summary` should then list 'llvmpipe'";
+
+/// WebGPU limit names this runtime understands, with getters/setters on [`wgpu::Limits`].
+/// `lower_is_better` marks the alignment limits, where the adapter must offer at most the value.
+macro_rules! limit_table {
+    ($($name:literal => $field:ident $(, $lower:ident)?;)*) => {
+        /// Every WebGPU limit name (camelCase) the runtime can check.
+        pub const KNOWN_LIMITS: &[&str] = &[$($name),*];
+
+        fn limit_get(l: &wgpu::Limits, name: &str) -> Option<u64> {
+            match name {
+                $($name => Some(l.$field as u64),)*
+                _ => None,
+            }
+        }
+
+        fn limit_set(l: &mut wgpu::Limits, name: &str, v: u64) {
+            match name {
+                $($name => l.$field = v.try_into().unwrap_or(l.$field),)*
+                _ => {}
+            }
+        }
+
+        fn lower_is_better(name: &str) -> bool {
+            match name {
+                $($name => limit_table!(@lower $($lower)?),)*
+                _ => false,
+            }
+        }
+    };
+    (@lower lower) => { true };
+    (@lower) => { false };
+}
+
+limit_table! {
+    "maxBindGroups" => max_bind_groups;
+    "maxBindingsPerBindGroup" => max_bindings_per_bind_group;
+    "maxDynamicUniformBuffersPerPipelineLayout" => max_dynamic_uniform_buffers_per_pipeline_layout;
+    "maxDynamicStorageBuffersPerPipelineLayout" => max_dynamic_storage_buffers_per_pipeline_layout;
+    "maxStorageBuffersPerShaderStage" => max_storage_buffers_per_shader_stage;
+    "maxUniformBuffersPerShaderStage" => max_uniform_buffers_per_shader_stage;
+    "maxUniformBufferBindingSize" => max_uniform_buffer_binding_size;
+    "maxStorageBufferBindingSize" => max_storage_buffer_binding_size;
+    "maxBufferSize" => max_buffer_size;
+    "minUniformBufferOffsetAlignment" => min_uniform_buffer_offset_alignment, lower;
+    "minStorageBufferOffsetAlignment" => min_storage_buffer_offset_alignment, lower;
+    "maxComputeWorkgroupStorageSize" => max_compute_workgroup_storage_size;
+    "maxComputeInvocationsPerWorkgroup" => max_compute_invocations_per_workgroup;
+    "maxComputeWorkgroupSizeX" => max_compute_workgroup_size_x;
+    "maxComputeWorkgroupSizeY" => max_compute_workgroup_size_y;
+    "maxComputeWorkgroupSizeZ" => max_compute_workgroup_size_z;
+    "maxComputeWorkgroupsPerDimension" => max_compute_workgroups_per_dimension;
+    "maxImmediateSize" => max_immediate_size;
+}
+
+/// The value of a WebGPU limit (camelCase name) in `limits`, if the name is known.
+pub fn limit_value(limits: &wgpu::Limits, name: &str) -> Option<u64> {
+    limit_get(limits, name)
+}
+
+/// A chosen GPU adapter, ready to create a device for a bundle.
+pub struct Runtime {
+    // Kept alive for the adapter's sake.
+    _instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
+    info: wgpu::AdapterInfo,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("adapter", &self.info).finish()
+    }
+}
+
+/// One limit or feature need, with the reason it is needed (for error messages).
+#[derive(Clone, Debug)]
+struct Need {
+    limit: String,
+    value: u64,
+    source: String,
+}
+
+impl Runtime {
+    /// Picks an adapter, honoring the `KILN_ADAPTER` filter if set.
+    pub fn new() -> Result<Runtime> {
+        let filter = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
+        Self::with_adapter(filter.as_deref())
+    }
+
+    /// Picks an adapter whose name, driver or backend contains `filter` (case-insensitive), or
+    /// the best adapter if `filter` is `None`: discrete, then integrated, virtual, other, CPU;
+    /// Vulkan/Metal/DX12 before GL.
+    pub fn with_adapter(filter: Option<&str>) -> Result<Runtime> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        if adapters.is_empty() {
+            return Err(RuntimeError::NoAdapter(NO_ADAPTER_HINT.to_string()));
+        }
+        let all: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+        let mut candidates: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> = adapters
+            .into_iter()
+            .map(|a| {
+                let i = a.get_info();
+                (a, i)
+            })
+            .filter(|(_, i)| match filter {
+                None => true,
+                Some(f) => {
+                    let f = f.to_lowercase();
+                    [i.name.as_str(), i.driver.as_str(), i.backend.to_str()]
+                        .iter()
+                        .any(|s| s.to_lowercase().contains(&f))
+                }
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(RuntimeError::NoAdapter(format!(
+                "no adapter matches {ADAPTER_ENV}='{}'; available: {}",
+                filter.unwrap_or_default(),
+                all.join("; ")
+            )));
+        }
+        candidates.sort_by_key(|(_, i)| rank(i));
+        let (adapter, info) = candidates.swap_remove(0);
+        log::info!("selected adapter {}", describe(&info));
+        Ok(Runtime {
+            _instance: instance,
+            adapter,
+            info,
+        })
+    }
+
+    /// Name, backend, driver and type of the chosen adapter.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The best limits the adapter supports.
+    pub fn adapter_limits(&self) -> wgpu::Limits {
+        self.adapter.limits()
+    }
+
+    /// Checks that the adapter offers every feature and limit `manifest` needs: the declared
+    /// `requirements` plus the limits implied by its kernels (storage bindings, workgroup
+    /// sizes, parameter blocks) and its constant-size buffers. Returns the features and limits
+    /// to request the device with.
+    pub fn check_requirements(&self, manifest: &Manifest) -> Result<(wgpu::Features, wgpu::Limits)> {
+        let adapter_name = self.info.name.clone();
+        let mut features = wgpu::Features::empty();
+        for name in &manifest.requirements.features {
+            let f = wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
+                kind: "feature",
+                name: name.clone(),
+            })?;
+            if !self.adapter.features().contains(f) {
+                return Err(RuntimeError::MissingFeature {
+                    feature: name.clone(),
+                    adapter: adapter_name,
+                });
+            }
+            features |= f;
+        }
+
+        let available = self.adapter.limits();
+        // Start from the WebGPU defaults, but never above (or for alignments, below) the adapter.
+        let mut limits = wgpu::Limits::default().or_worse_values_from(&available);
+        for need in needs(manifest) {
+            let Some(have) = limit_get(&available, &need.limit) else {
+                return Err(RuntimeError::UnknownRequirement {
+                    kind: "limit",
+                    name: need.limit,
+                });
+            };
+            let lower = lower_is_better(&need.limit);
+            let ok = if lower {
+                have <= need.value
+            } else {
+                have >= need.value
+            };
+            if !ok {
+                return Err(RuntimeError::LimitTooLow {
+                    limit: need.limit,
+                    needed: need.value,
+                    available: have,
+                    adapter: adapter_name,
+                    source_of_need: need.source,
+                });
+            }
+            let cur = limit_get(&limits, &need.limit).unwrap_or(0);
+            let v = if lower {
+                cur.min(need.value)
+            } else {
+                cur.max(need.value)
+            };
+            limit_set(&mut limits, &need.limit, v);
+        }
+        Ok((features, limits))
+    }
+
+    /// Checks `manifest`'s requirements and creates a device and queue for it.
+    pub(crate) fn open(self, manifest: &Manifest) -> Result<Gpu> {
+        let (features, limits) = self.check_requirements(manifest)?;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: features,
+            required_limits: limits,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(self.adapter.request_device(&desc)).map_err(|e| {
+            RuntimeError::RequestDevice {
+                adapter: self.info.name.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let limits = device.limits();
+        Ok(Gpu {
+            device,
+            queue,
+            info: self.info,
+            limits,
+            uncaptured,
+        })
+    }
+}
+
+/// A device created for one bundle.
+pub(crate) struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Errors that escaped every error scope (logged and surfaced by the next run).
+    pub uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+/// Lists every adapter wgpu can see (for `kiln devices` and diagnostics).
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+fn describe(i: &wgpu::AdapterInfo) -> String {
+    format!(
+        "'{}' ({:?}, {}, driver '{}')",
+        i.name,
+        i.device_type,
+        i.backend.to_str(),
+        i.driver
+    )
+}
+
+fn rank(i: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match i.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match i.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    };
+    (ty, backend)
+}
+
+/// Uniform parameter block size for a kernel with `n` i32 params: 4*n rounded up to 16,
+/// at least 16.
+pub(crate) fn param_block_size(n: usize) -> u64 {
+    ((4 * n as u64).div_ceil(16) * 16).max(16)
+}
+
+/// Buffer allocation size for `bytes`: rounded up to 4, at least 4.
+pub(crate) fn alloc_size(bytes: u64) -> u64 {
+    (bytes.div_ceil(4) * 4).max(4)
+}
+
+/// Declared requirements plus the limits implied by the manifest's kernels and constant sizes.
+fn needs(m: &Manifest) -> Vec<Need> {
+    let mut out: Vec<Need> = m
+        .requirements
+        .limits
+        .iter()
+        .map(|(k, v)| Need {
+            limit: k.clone(),
+            value: *v,
+            source: "manifest requirements".into(),
+        })
+        .collect();
+    let mut imply = |limit: &str, value: u64, source: String| {
+        out.push(Need {
+            limit: limit.into(),
+            value,
+            source,
+        })
+    };
+    for k in &m.kernels {
+        let storage = k.bindings.iter().filter(|b| **b != BindingKind::Uniform).count();
+        let [x, y, z] = k.workgroup_size.map(u64::from);
+        let src = |what: &str| format!("kernel '{}' {what}", k.name);
+        imply("maxStorageBuffersPerShaderStage", storage as u64, src("storage bindings"));
+        imply("maxComputeWorkgroupSizeX", x, src("workgroup size"));
+        imply("maxComputeWorkgroupSizeY", y, src("workgroup size"));
+        imply("maxComputeWorkgroupSizeZ", z, src("workgroup size"));
+        imply("maxComputeInvocationsPerWorkgroup", x * y * z, src("workgroup size"));
+        imply("maxUniformBufferBindingSize", param_block_size(k.params.len()), src("parameter block"));
+    }
+    for (i, b) in m.buffers.iter().enumerate() {
+        if let Some(size) = b.size.as_const() {
+            let size = alloc_size(size.max(0) as u64);
+            let src = format!("buffer {i} '{}'", b.label);
+            imply("maxBufferSize", size, src.clone());
+            if b.kind == BufferKind::Weight || size > 0 {
+                imply("maxStorageBufferBindingSize", size, src);
+            }
+        }
+    }
+    // Keep only the largest need per limit (or smallest, for alignments), first source wins ties.
+    let mut best: Vec<Need> = Vec::new();
+    for n in out {
+        match best.iter_mut().find(|b| b.limit == n.limit) {
+            Some(b) => {
+                let better = if lower_is_better(&n.limit) {
+                    n.value < b.value
+                } else {
+                    n.value > b.value
+                };
+                if better {
+                    *b = n;
+                }
+            }
+            None => best.push(n),
+        }
+    }
+    best
+}

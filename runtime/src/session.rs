@@ -1,0 +1,909 @@
+//! Executing a bundle's programs on a device.
+//!
+//! A [`Session`] owns the device created for one bundle, a compute pipeline per kernel, the
+//! weight buffers (uploaded once, in one batch) and a cache of input/intermediate buffers and
+//! bind groups that survives across runs. [`Session::run`] binds symbolic dims from the input
+//! shapes, converts and uploads the inputs, evaluates buffer sizes, kernel parameters and grids,
+//! records the whole program into one command encoder and one compute pass, copies the outputs
+//! to staging buffers, submits once and reads back.
+
+use crate::bundle::Bundle;
+use crate::device::{alloc_size, param_block_size, Gpu, Runtime, ADAPTER_ENV};
+use crate::error::{Result, RuntimeError};
+use crate::host::{from_storage, storage_size, to_storage, HostTensor};
+use kiln_abi::{BindingKind, Bindings, BufferKind, IoSpec, Manifest, SizeExpr};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
+
+/// How a [`Session`] picks its adapter.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Case-insensitive substring of the adapter name, driver or backend; `None` picks the best
+    /// adapter. Defaults to the `KILN_ADAPTER` environment variable.
+    pub adapter: Option<String>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            adapter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// Per-iteration wall-clock times of [`Session::bench`]; each iteration records the program,
+/// submits it and waits for the GPU to finish.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Program name.
+    pub program: String,
+    /// One entry per timed iteration.
+    pub times: Vec<Duration>,
+}
+
+impl Timing {
+    /// Fastest iteration.
+    pub fn min(&self) -> Duration {
+        self.times.iter().copied().min().unwrap_or_default()
+    }
+
+    /// Mean over iterations.
+    pub fn mean(&self) -> Duration {
+        if self.times.is_empty() {
+            return Duration::ZERO;
+        }
+        self.times.iter().sum::<Duration>() / self.times.len() as u32
+    }
+
+    /// Median over iterations.
+    pub fn median(&self) -> Duration {
+        let mut t = self.times.clone();
+        t.sort();
+        t.get(t.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// A GPU buffer slot; `generation` changes whenever the buffer is replaced, invalidating
+/// cached bind groups.
+#[derive(Default)]
+struct Slot {
+    buffer: Option<wgpu::Buffer>,
+    size: u64,
+    generation: u64,
+}
+
+struct ProgramState {
+    uniform: wgpu::Buffer,
+    uniform_size: u64,
+    /// Per dispatch: offset and size of its parameter block in `uniform`.
+    blocks: Vec<(u64, u64)>,
+    /// Per dispatch: the generations of its buffers and the bind group built for them.
+    bind_groups: Vec<Option<(Vec<u64>, wgpu::BindGroup)>>,
+}
+
+/// What one run will do once inputs are uploaded and sizes evaluated.
+struct Plan {
+    program: usize,
+    /// Dispatch index and (possibly split) workgroup counts of every non-empty dispatch.
+    dispatches: Vec<(usize, [u32; 3])>,
+    outputs: Vec<OutPlan>,
+}
+
+struct OutPlan {
+    shape: Vec<usize>,
+    /// Bytes of the value in storage dtype.
+    bytes: u64,
+}
+
+/// A bundle loaded onto a device, ready to run its programs.
+pub struct Session {
+    manifest: Manifest,
+    gpu: Gpu,
+    kernels: Vec<Kernel>,
+    slots: Vec<Slot>,
+    programs: Vec<ProgramState>,
+    /// Per output: a mappable staging buffer, grown as needed.
+    staging: Vec<Option<wgpu::Buffer>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("model", &self.manifest.model)
+            .field("adapter", &self.gpu.info.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validation, out-of-memory and internal error scopes around a block of GPU calls; popped in
+/// reverse order (also on drop, so an early `?` return keeps the scope stack balanced).
+struct Scopes(Vec<wgpu::ErrorScopeGuard>);
+
+impl Scopes {
+    fn push(device: &wgpu::Device) -> Scopes {
+        Scopes(vec![
+            device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            device.push_error_scope(wgpu::ErrorFilter::Internal),
+            device.push_error_scope(wgpu::ErrorFilter::Validation),
+        ])
+    }
+
+    /// Pops all scopes; returns the first error any of them caught.
+    fn pop(mut self) -> Option<String> {
+        let mut first = None;
+        while let Some(g) = self.0.pop() {
+            if let Some(e) = pollster::block_on(g.pop()) {
+                first.get_or_insert_with(|| format_error(&e));
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Scopes {
+    fn drop(&mut self) {
+        while let Some(g) = self.0.pop() {
+            drop(g);
+        }
+    }
+}
+
+fn format_error(e: &wgpu::Error) -> String {
+    use std::error::Error as _;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        src = c.source();
+    }
+    s
+}
+
+fn gpu_err(context: impl Into<String>, message: String) -> RuntimeError {
+    RuntimeError::Gpu {
+        context: context.into(),
+        message,
+    }
+}
+
+fn input_list(m: &Manifest) -> String {
+    m.inputs
+        .iter()
+        .map(|i| format!("{}: {}[{}]", i.name, i.dtype.name(), shape_str(&i.shape)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn shape_str(s: &[SizeExpr]) -> String {
+    s.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl Session {
+    /// Picks an adapter per `options`, checks the bundle's requirements, creates the device,
+    /// the pipelines and the weight buffers.
+    pub fn new(bundle: &Bundle, options: &SessionOptions) -> Result<Session> {
+        let runtime = Runtime::with_adapter(options.adapter.as_deref())?;
+        Self::with_runtime(runtime, bundle)
+    }
+
+    /// Like [`Session::new`] with an adapter already chosen.
+    pub fn with_runtime(runtime: Runtime, bundle: &Bundle) -> Result<Session> {
+        let manifest = bundle.manifest().clone();
+        let t0 = Instant::now();
+        let gpu = runtime.open(&manifest)?;
+        log::info!(
+            "device on '{}' ({}) ready in {:.1} ms",
+            gpu.info.name,
+            gpu.info.backend.to_str(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+
+        let t1 = Instant::now();
+        let mut kernels = Vec::with_capacity(manifest.kernels.len());
+        for (i, k) in manifest.kernels.iter().enumerate() {
+            kernels.push(create_kernel(&gpu.device, k, bundle.wgsl(i))?);
+        }
+        log::info!(
+            "created {} pipelines in {:.1} ms",
+            kernels.len(),
+            t1.elapsed().as_secs_f64() * 1e3
+        );
+
+        let mut session = Session {
+            slots: (0..manifest.buffers.len()).map(|_| Slot::default()).collect(),
+            staging: (0..manifest.outputs.len()).map(|_| None).collect(),
+            programs: Vec::new(),
+            kernels,
+            manifest,
+            gpu,
+        };
+        session.upload_weights(bundle)?;
+        session.programs = (0..session.manifest.programs.len())
+            .map(|p| session.create_program_state(p))
+            .collect::<Result<_>>()?;
+        Ok(session)
+    }
+
+    /// The manifest of the loaded bundle.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Name, backend, driver and type of the adapter in use.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.gpu.info
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.gpu.limits
+    }
+
+    /// Creates every weight buffer mapped, copies its data in, and flushes them all with one
+    /// submit and one wait.
+    fn upload_weights(&mut self, bundle: &Bundle) -> Result<()> {
+        let t0 = Instant::now();
+        let scopes = Scopes::push(&self.gpu.device);
+        let mut total = 0u64;
+        for (wi, w) in self.manifest.weights.iter().enumerate() {
+            let spec = &self.manifest.buffers[w.buffer];
+            let size = spec.size.as_const().unwrap_or(0).max(0) as u64;
+            let size = alloc_size(size);
+            self.check_buffer_size(w.buffer, size)?;
+            let data = bundle.weight_data(wi);
+            let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&spec.label),
+                size,
+                usage: storage_usage(),
+                mapped_at_creation: true,
+            });
+            if !data.is_empty() {
+                let mut view = buffer
+                    .slice(..)
+                    .get_mapped_range_mut()
+                    .map_err(|e| gpu_err(format!("upload of weight '{}'", w.name), e.to_string()))?;
+                view.slice(..data.len()).copy_from_slice(data);
+            }
+            buffer.unmap();
+            total += data.len() as u64;
+            self.slots[w.buffer] = Slot {
+                buffer: Some(buffer),
+                size,
+                generation: 1,
+            };
+        }
+        let idx = self.gpu.queue.submit([]);
+        if let Some(e) = scopes.pop() {
+            return Err(gpu_err("weight upload", e));
+        }
+        self.wait(idx, "weight upload")?;
+        log::info!(
+            "uploaded {} weights ({:.1} MiB) in {:.1} ms",
+            self.manifest.weights.len(),
+            total as f64 / (1 << 20) as f64,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(())
+    }
+
+    fn create_program_state(&self, p: usize) -> Result<ProgramState> {
+        let program = &self.manifest.programs[p];
+        let align = u64::from(self.gpu.limits.min_uniform_buffer_offset_alignment).max(16);
+        let mut blocks = Vec::with_capacity(program.dispatches.len());
+        let mut offset = 0u64;
+        for d in &program.dispatches {
+            let size = param_block_size(self.manifest.kernels[d.kernel].params.len());
+            blocks.push((offset, size));
+            offset += size.div_ceil(align) * align;
+        }
+        let uniform_size = offset.max(16);
+        if uniform_size > self.gpu.limits.max_buffer_size {
+            return Err(RuntimeError::InvalidBundle(format!(
+                "program '{}' needs a {uniform_size}-byte parameter buffer, more than maxBufferSize ({})",
+                program.name, self.gpu.limits.max_buffer_size
+            )));
+        }
+        let uniform = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("params of program '{}'", program.name)),
+            size: uniform_size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(ProgramState {
+            uniform,
+            uniform_size,
+            blocks,
+            bind_groups: (0..program.dispatches.len()).map(|_| None).collect(),
+        })
+    }
+
+    fn program_index(&self, name: &str) -> Result<usize> {
+        self.manifest
+            .programs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| RuntimeError::UnknownProgram {
+                name: name.to_string(),
+                available: self
+                    .manifest
+                    .programs
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Runs program `program` on `inputs` (by manifest input name) and returns the outputs in
+    /// manifest order, converted to their declared dtypes.
+    pub fn run(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+    ) -> Result<Vec<(String, HostTensor)>> {
+        let t0 = Instant::now();
+        let pi = self.program_index(program)?;
+        let context = format!("program '{program}'");
+        let scopes = Scopes::push(&self.gpu.device);
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
+        let plan = self.prepare(pi, inputs, &mut enc)?;
+        self.record(&plan, &mut enc);
+
+        // Copy outputs into staging buffers (grown as needed).
+        let mut copies = Vec::new();
+        for (oi, out) in plan.outputs.iter().enumerate() {
+            if out.bytes == 0 {
+                continue;
+            }
+            let n = alloc_size(out.bytes);
+            let staging = match &self.staging[oi] {
+                Some(b) if b.size() >= n => b.clone(),
+                _ => {
+                    let b = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(&format!("staging for output '{}'", self.manifest.outputs[oi].name)),
+                        size: n,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    self.staging[oi] = Some(b.clone());
+                    b
+                }
+            };
+            let src = self.slots[self.manifest.outputs[oi].buffer]
+                .buffer
+                .as_ref()
+                .expect("output buffers are allocated by prepare");
+            enc.copy_buffer_to_buffer(src, 0, &staging, 0, n);
+            copies.push((oi, staging, n));
+        }
+        let t_rec = t0.elapsed();
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        if let Some(e) = scopes.pop() {
+            return Err(gpu_err(context, e));
+        }
+
+        // Map every staging buffer, wait once, read back.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (k, (_, staging, n)) in copies.iter().enumerate() {
+            let tx = tx.clone();
+            staging
+                .slice(..*n)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send((k, r));
+                });
+        }
+        drop(tx);
+        self.wait(idx, &context)?;
+        let mut mapped = vec![false; copies.len()];
+        for (k, r) in rx.try_iter() {
+            r.map_err(|e| gpu_err(format!("readback in {context}"), e.to_string()))?;
+            mapped[k] = true;
+        }
+        if mapped.iter().any(|m| !m) {
+            return Err(gpu_err(
+                format!("readback in {context}"),
+                "a staging buffer was not mapped after the device finished".into(),
+            ));
+        }
+        let mut raw: Vec<Vec<u8>> = vec![Vec::new(); plan.outputs.len()];
+        for (oi, staging, n) in &copies {
+            let view = staging
+                .slice(..*n)
+                .get_mapped_range()
+                .map_err(|e| gpu_err(format!("readback in {context}"), e.to_string()))?;
+            raw[*oi] = view[..plan.outputs[*oi].bytes as usize].to_vec();
+            drop(view);
+            staging.unmap();
+        }
+        self.check_uncaptured(&context)?;
+
+        let mut results = Vec::with_capacity(plan.outputs.len());
+        for ((spec, out), bytes) in self.manifest.outputs.iter().zip(plan.outputs).zip(raw) {
+            let what = format!("output '{}'", spec.name);
+            let t = from_storage(&bytes, spec.storage, spec.dtype, out.shape, &what)?;
+            results.push((spec.name.clone(), t));
+        }
+        log::debug!(
+            "{context}: {} dispatches, recorded in {:.3} ms, total {:.3} ms",
+            plan.dispatches.len(),
+            t_rec.as_secs_f64() * 1e3,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(results)
+    }
+
+    /// Times `iters` executions of `program` on `inputs`. One full [`Session::run`] first
+    /// validates everything and warms up; then inputs are uploaded once and each timed
+    /// iteration records the program into one encoder and pass, submits it and waits for the
+    /// device to finish (no upload or readback inside the timed region).
+    pub fn bench(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        iters: usize,
+    ) -> Result<Timing> {
+        self.run(program, inputs)?;
+        let pi = self.program_index(program)?;
+        let context = format!("benchmark of program '{program}'");
+        let scopes = Scopes::push(&self.gpu.device);
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
+        let plan = self.prepare(pi, inputs, &mut enc)?;
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        self.wait(idx, &context)?;
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let t = Instant::now();
+            let mut enc = self
+                .gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
+            self.record(&plan, &mut enc);
+            let idx = self.gpu.queue.submit([enc.finish()]);
+            self.wait(idx, &context)?;
+            times.push(t.elapsed());
+        }
+        if let Some(e) = scopes.pop() {
+            return Err(gpu_err(context, e));
+        }
+        self.check_uncaptured(&context)?;
+        let timing = Timing {
+            program: program.to_string(),
+            times,
+        };
+        log::info!(
+            "{context}: {iters} iterations, median {:.3} ms, min {:.3} ms",
+            timing.median().as_secs_f64() * 1e3,
+            timing.min().as_secs_f64() * 1e3
+        );
+        Ok(timing)
+    }
+
+    fn wait(&self, idx: wgpu::SubmissionIndex, context: &str) -> Result<()> {
+        self.gpu
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| gpu_err(context, e.to_string()))
+    }
+
+    fn check_uncaptured(&self, context: &str) -> Result<()> {
+        let mut v = self.gpu.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
+        if v.is_empty() {
+            return Ok(());
+        }
+        let msg = v.join("; ");
+        v.clear();
+        Err(gpu_err(context, msg))
+    }
+
+    fn check_buffer_size(&self, buffer: usize, size: u64) -> Result<()> {
+        let l = &self.gpu.limits;
+        for (limit, max) in [
+            ("maxStorageBufferBindingSize", l.max_storage_buffer_binding_size),
+            ("maxBufferSize", l.max_buffer_size),
+        ] {
+            if size > max {
+                return Err(RuntimeError::BufferTooLarge {
+                    buffer,
+                    label: self.manifest.buffers[buffer].label.clone(),
+                    size,
+                    limit,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds symbols from input shapes and checks every input's dtype and shape.
+    fn bind_inputs(&self, inputs: &HashMap<String, HostTensor>) -> Result<Bindings> {
+        let m = &self.manifest;
+        let mut unknown: Vec<&String> = inputs
+            .keys()
+            .filter(|k| !m.inputs.iter().any(|i| &i.name == *k))
+            .collect();
+        unknown.sort();
+        if let Some(name) = unknown.first() {
+            return Err(RuntimeError::UnknownInput {
+                name: name.to_string(),
+                expected: input_list(m),
+            });
+        }
+        let shape_err = |spec: &IoSpec, t: &HostTensor, detail: String| RuntimeError::InputShape {
+            name: spec.name.clone(),
+            expected: shape_str(&spec.shape),
+            given: t.shape.clone(),
+            detail,
+        };
+        // Pass 1: dtype, rank, and bare symbols.
+        let mut bindings = Bindings::new();
+        let mut bound_by: HashMap<String, (String, usize)> = HashMap::new();
+        for spec in &m.inputs {
+            let t = inputs.get(&spec.name).ok_or_else(|| RuntimeError::MissingInput {
+                name: spec.name.clone(),
+                expected: input_list(m),
+            })?;
+            if t.dtype != spec.dtype {
+                return Err(RuntimeError::InputDtype {
+                    name: spec.name.clone(),
+                    expected: spec.dtype.name(),
+                    given: t.dtype.name(),
+                });
+            }
+            if t.data.len() != t.numel() * t.dtype.host_size() {
+                return Err(RuntimeError::HostTensor(format!(
+                    "input '{}' has shape {:?} but {} data bytes",
+                    spec.name,
+                    t.shape,
+                    t.data.len()
+                )));
+            }
+            if t.shape.len() != spec.shape.len() {
+                return Err(shape_err(
+                    spec,
+                    t,
+                    format!("rank is {}, expected {}", t.shape.len(), spec.shape.len()),
+                ));
+            }
+            for (j, (e, &d)) in spec.shape.iter().zip(&t.shape).enumerate() {
+                if let SizeExpr::Sym(s) = e {
+                    let d = d as i64;
+                    match bindings.get(s) {
+                        Some(&v) if v != d => {
+                            let (by, bj) = &bound_by[s];
+                            return Err(shape_err(
+                                spec,
+                                t,
+                                format!("dim {j} is {d}, but '{s}' = {v} from dim {bj} of input '{by}'"),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            bindings.insert(s.clone(), d);
+                            bound_by.insert(s.clone(), (spec.name.clone(), j));
+                        }
+                    }
+                }
+            }
+        }
+        // Pass 2: every dim expression must evaluate to the given dim.
+        for spec in &m.inputs {
+            let t = &inputs[&spec.name];
+            for (j, (e, &d)) in spec.shape.iter().zip(&t.shape).enumerate() {
+                let v = e
+                    .eval(&bindings)
+                    .map_err(|msg| shape_err(spec, t, format!("dim {j} ('{e}'): {msg}")))?;
+                if v != d as i64 {
+                    return Err(shape_err(spec, t, format!("dim {j} is {d}, expected '{e}' = {v}")));
+                }
+            }
+        }
+        for s in &m.symbols {
+            if !bindings.contains_key(s) {
+                return Err(RuntimeError::InvalidBundle(format!(
+                    "symbol '{s}' is not a bare dim of any input, so it cannot be bound"
+                )));
+            }
+        }
+        Ok(bindings)
+    }
+
+    /// Everything before recording: bind dims, (re)allocate buffers, upload inputs and
+    /// parameters, compute grids, refresh bind groups, size the outputs.
+    fn prepare(
+        &mut self,
+        pi: usize,
+        inputs: &HashMap<String, HostTensor>,
+        enc: &mut wgpu::CommandEncoder,
+    ) -> Result<Plan> {
+        let bindings = self.bind_inputs(inputs)?;
+        let m = &self.manifest;
+        let program = &m.programs[pi];
+
+        // Buffers: evaluate sizes, check limits, grow the cache.
+        for (bi, spec) in m.buffers.iter().enumerate() {
+            if spec.kind == BufferKind::Weight {
+                continue;
+            }
+            let what = || format!("size of buffer {bi} '{}'", spec.label);
+            let size = spec.size.eval(&bindings).map_err(|message| RuntimeError::SizeExpr {
+                what: what(),
+                message,
+            })?;
+            if size < 0 {
+                return Err(RuntimeError::SizeExpr {
+                    what: what(),
+                    message: format!("'{}' = {size} is negative", spec.size),
+                });
+            }
+            let size = alloc_size(size as u64);
+            self.check_buffer_size(bi, size)?;
+            let slot = &mut self.slots[bi];
+            if slot.size < size {
+                let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&spec.label),
+                    size,
+                    usage: storage_usage(),
+                    mapped_at_creation: false,
+                });
+                if let (Some(old), BufferKind::Intermediate) = (&slot.buffer, spec.kind) {
+                    // Keep state (e.g. a KV cache) across growth.
+                    enc.copy_buffer_to_buffer(old, 0, &buffer, 0, slot.size);
+                }
+                log::debug!("buffer {bi} '{}': {} -> {size} bytes", spec.label, slot.size);
+                slot.buffer = Some(buffer);
+                slot.size = size;
+                slot.generation += 1;
+            }
+        }
+
+        // Inputs: convert to storage dtype and upload.
+        for spec in &m.inputs {
+            let t = &inputs[&spec.name];
+            let mut bytes = to_storage(t, spec.storage, &format!("input '{}'", spec.name))?;
+            let slot = &self.slots[spec.buffer];
+            if bytes.len() as u64 > slot.size {
+                return Err(RuntimeError::InvalidBundle(format!(
+                    "input '{}' needs {} bytes but its buffer {} '{}' holds {} (size '{}')",
+                    spec.name,
+                    bytes.len(),
+                    spec.buffer,
+                    m.buffers[spec.buffer].label,
+                    slot.size,
+                    m.buffers[spec.buffer].size
+                )));
+            }
+            if !bytes.is_empty() {
+                bytes.resize(alloc_size(bytes.len() as u64) as usize, 0);
+                let buffer = slot.buffer.as_ref().expect("allocated above");
+                self.gpu.queue.write_buffer(buffer, 0, &bytes);
+            }
+        }
+
+        // Parameters and grids.
+        let state = &mut self.programs[pi];
+        let max_wg = u64::from(self.gpu.limits.max_compute_workgroups_per_dimension);
+        let mut params = vec![0u8; state.uniform_size as usize];
+        let mut dispatches = Vec::with_capacity(program.dispatches.len());
+        for (di, d) in program.dispatches.iter().enumerate() {
+            let kernel = &m.kernels[d.kernel];
+            let (offset, _) = state.blocks[di];
+            for (pj, e) in d.params.iter().enumerate() {
+                let what = || {
+                    format!(
+                        "param '{}' of program '{}' dispatch {di} '{}'",
+                        kernel.params[pj], program.name, d.label
+                    )
+                };
+                let v = e.eval(&bindings).map_err(|message| RuntimeError::SizeExpr {
+                    what: what(),
+                    message,
+                })?;
+                let v = i32::try_from(v).map_err(|_| RuntimeError::SizeExpr {
+                    what: what(),
+                    message: format!("'{e}' = {v} does not fit in i32"),
+                })?;
+                let at = offset as usize + 4 * pj;
+                params[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            let grid_err = |message: String| RuntimeError::Grid {
+                program: program.name.clone(),
+                index: di,
+                label: d.label.clone(),
+                message,
+            };
+            let mut g = [0u64; 3];
+            for (a, e) in d.grid.iter().enumerate() {
+                let v = e
+                    .eval(&bindings)
+                    .map_err(|msg| grid_err(format!("grid {}: {msg}", "xyz".as_bytes()[a] as char)))?;
+                if v < 0 {
+                    return Err(grid_err(format!("grid '{e}' = {v} is negative")));
+                }
+                g[a] = v as u64;
+            }
+            if g.contains(&0) {
+                continue;
+            }
+            if g[0] > max_wg && kernel.grid_splittable && g[1] == 1 && g[2] == 1 {
+                g = [max_wg, g[0].div_ceil(max_wg), 1];
+            }
+            if let Some(a) = g.iter().position(|&v| v > max_wg) {
+                return Err(grid_err(format!(
+                    "grid {:?} of kernel '{}' exceeds maxComputeWorkgroupsPerDimension ({max_wg}) in {}{}",
+                    g,
+                    kernel.name,
+                    ["x", "y", "z"][a],
+                    if kernel.grid_splittable {
+                        ""
+                    } else {
+                        " and the kernel is not grid_splittable"
+                    }
+                )));
+            }
+            dispatches.push((di, g.map(|v| v as u32)));
+        }
+        self.gpu.queue.write_buffer(&state.uniform, 0, &params);
+
+        // Bind groups, rebuilt when a buffer they reference was replaced.
+        for &(di, _) in &dispatches {
+            let d = &program.dispatches[di];
+            let key: Vec<u64> = d.buffers.iter().map(|&b| self.slots[b].generation).collect();
+            if matches!(&state.bind_groups[di], Some((k, _)) if *k == key) {
+                continue;
+            }
+            let kernel = &m.kernels[d.kernel];
+            let (offset, size) = state.blocks[di];
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &state.uniform,
+                    offset,
+                    size: NonZeroU64::new(size),
+                }),
+            }];
+            for (j, &b) in d.buffers.iter().enumerate() {
+                let buffer = self.slots[b].buffer.as_ref().ok_or_else(|| {
+                    RuntimeError::InvalidBundle(format!("buffer {b} has no GPU buffer"))
+                })?;
+                entries.push(wgpu::BindGroupEntry {
+                    binding: j as u32 + 1,
+                    resource: buffer.as_entire_binding(),
+                });
+            }
+            let bg = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&format!("{} #{di} ({})", program.name, kernel.name)),
+                layout: &self.kernels[d.kernel].layout,
+                entries: &entries,
+            });
+            state.bind_groups[di] = Some((key, bg));
+        }
+
+        // Outputs.
+        let mut outputs = Vec::with_capacity(m.outputs.len());
+        for spec in &m.outputs {
+            let mut shape = Vec::with_capacity(spec.shape.len());
+            for (j, e) in spec.shape.iter().enumerate() {
+                let what = || format!("dim {j} of output '{}'", spec.name);
+                let v = e.eval(&bindings).map_err(|message| RuntimeError::SizeExpr {
+                    what: what(),
+                    message,
+                })?;
+                let v = usize::try_from(v).map_err(|_| RuntimeError::SizeExpr {
+                    what: what(),
+                    message: format!("'{e}' = {v} is negative"),
+                })?;
+                shape.push(v);
+            }
+            let elem = storage_size(spec.storage).expect("checked at load");
+            let bytes = shape.iter().product::<usize>() as u64 * elem;
+            if bytes > 0 && bytes > self.slots[spec.buffer].size {
+                return Err(RuntimeError::InvalidBundle(format!(
+                    "output '{}' has {bytes} bytes but its buffer {} '{}' holds {}",
+                    spec.name, spec.buffer, m.buffers[spec.buffer].label, self.slots[spec.buffer].size
+                )));
+            }
+            outputs.push(OutPlan { shape, bytes });
+        }
+        Ok(Plan {
+            program: pi,
+            dispatches,
+            outputs,
+        })
+    }
+
+    /// Records the planned dispatches into one compute pass.
+    fn record(&self, plan: &Plan, enc: &mut wgpu::CommandEncoder) {
+        let program = &self.manifest.programs[plan.program];
+        let state = &self.programs[plan.program];
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&program.name),
+            timestamp_writes: None,
+        });
+        for &(di, [x, y, z]) in &plan.dispatches {
+            let d = &program.dispatches[di];
+            let (_, bg) = state.bind_groups[di].as_ref().expect("prepared");
+            pass.set_pipeline(&self.kernels[d.kernel].pipeline);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+}
+
+fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+/// Creates the shader module, explicit bind group layout, pipeline layout and compute pipeline
+/// of one kernel inside error scopes, so a bad shader becomes an error naming the kernel.
+fn create_kernel(device: &wgpu::Device, k: &kiln_abi::KernelSpec, wgsl: &str) -> Result<Kernel> {
+    let scopes = Scopes::push(device);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(&k.file),
+        source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(wgsl)),
+    });
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match b {
+                    BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+                    BindingKind::ReadOnlyStorage => wgpu::BufferBindingType::Storage { read_only: true },
+                    BindingKind::Storage => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(&k.name),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(&k.name),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&k.name),
+        layout: Some(&pipeline_layout),
+        module: &module,
+        entry_point: Some(&k.entry_point),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    if let Some(message) = scopes.pop() {
+        return Err(RuntimeError::Pipeline {
+            kernel: k.name.clone(),
+            file: k.file.clone(),
+            message,
+        });
+    }
+    Ok(Kernel { pipeline, layout })
+}

@@ -78,7 +78,9 @@ impl Bundle {
 
         let mut wgsl = Vec::with_capacity(manifest.kernels.len());
         for k in &manifest.kernels {
-            let bytes = contents.get(k.file.as_str()).expect("listed and read above");
+            let bytes = contents
+                .get(k.file.as_str())
+                .expect("listed and read above");
             let src = String::from_utf8(bytes.clone()).map_err(|e| RuntimeError::Pipeline {
                 kernel: k.name.clone(),
                 file: k.file.clone(),
@@ -92,7 +94,11 @@ impl Bundle {
         for w in &manifest.weights {
             if !shard_index.contains_key(w.file.as_str()) {
                 shard_index.insert(w.file.as_str(), shards.len());
-                shards.push(contents.remove(w.file.as_str()).expect("listed and read above"));
+                shards.push(
+                    contents
+                        .remove(w.file.as_str())
+                        .expect("listed and read above"),
+                );
             }
         }
         let mut weights = Vec::with_capacity(manifest.weights.len());

@@ -8,7 +8,7 @@
 //! (clamped to the adapter) raised to what the bundle needs, never above the adapter.
 
 use crate::error::{Result, RuntimeError};
-use kiln_abi::{BindingKind, BufferKind, Manifest};
+use kiln_abi::{BindingKind, Manifest};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 pub const ADAPTER_ENV: &str = "KILN_ADAPTER";
 
 /// Hint printed when no adapter exists at all.
-const NO_ADAPTER_HINT: &str = "wgpu found no GPU adapter (Vulkan, Metal, DX12 or GL). On a machine \
+const NO_ADAPTER_HINT: &str =
+    "wgpu found no GPU adapter (Vulkan, Metal, DX12 or GL). On a machine \
 without a GPU, install a software Vulkan driver: on Debian/Ubuntu `apt-get install \
 mesa-vulkan-drivers` (lavapipe); `vulkaninfo --summary` should then list 'llvmpipe'";
 
@@ -88,7 +89,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("adapter", &self.info).finish()
+        f.debug_struct("Runtime")
+            .field("adapter", &self.info)
+            .finish()
     }
 }
 
@@ -111,9 +114,7 @@ impl Runtime {
     /// the best adapter if `filter` is `None`: discrete, then integrated, virtual, other, CPU;
     /// Vulkan/Metal/DX12 before GL.
     pub fn with_adapter(filter: Option<&str>) -> Result<Runtime> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let (instance, adapters) = enumerate();
         if adapters.is_empty() {
             return Err(RuntimeError::NoAdapter(NO_ADAPTER_HINT.to_string()));
         }
@@ -165,14 +166,18 @@ impl Runtime {
     /// `requirements` plus the limits implied by its kernels (storage bindings, workgroup
     /// sizes, parameter blocks) and its constant-size buffers. Returns the features and limits
     /// to request the device with.
-    pub fn check_requirements(&self, manifest: &Manifest) -> Result<(wgpu::Features, wgpu::Limits)> {
+    pub fn check_requirements(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<(wgpu::Features, wgpu::Limits)> {
         let adapter_name = self.info.name.clone();
         let mut features = wgpu::Features::empty();
         for name in &manifest.requirements.features {
-            let f = wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
-                kind: "feature",
-                name: name.clone(),
-            })?;
+            let f =
+                wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
+                    kind: "feature",
+                    name: name.clone(),
+                })?;
             if !self.adapter.features().contains(f) {
                 return Err(RuntimeError::MissingFeature {
                     feature: name.clone(),
@@ -227,12 +232,13 @@ impl Runtime {
             required_limits: limits,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(self.adapter.request_device(&desc)).map_err(|e| {
-            RuntimeError::RequestDevice {
-                adapter: self.info.name.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let (device, queue) =
+            pollster::block_on(self.adapter.request_device(&desc)).map_err(|e| {
+                RuntimeError::RequestDevice {
+                    adapter: self.info.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -262,14 +268,32 @@ pub(crate) struct Gpu {
     pub uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
-/// Lists every adapter wgpu can see (for `kiln devices` and diagnostics).
+/// Lists the adapters [`Runtime`] chooses from (for `kiln devices` and diagnostics).
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-        .iter()
-        .map(|a| a.get_info())
-        .collect()
+    enumerate().1.iter().map(|a| a.get_info()).collect()
+}
+
+/// Enumerates adapters. Unless `WGPU_BACKEND` selects backends explicitly, the primary
+/// backends (Vulkan, Metal, DX12) are tried first and GL only if they have no adapter:
+/// probing GL on a headless machine is slow and noisy.
+fn enumerate() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let make = |backends: Option<wgpu::Backends>| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = backends {
+            desc.backends = b;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        (instance, adapters)
+    };
+    if std::env::var_os("WGPU_BACKEND").is_some() {
+        return make(None);
+    }
+    let primary = make(Some(wgpu::Backends::PRIMARY));
+    if !primary.1.is_empty() {
+        return primary;
+    }
+    make(Some(wgpu::Backends::SECONDARY))
 }
 
 fn describe(i: &wgpu::AdapterInfo) -> String {
@@ -329,24 +353,38 @@ fn needs(m: &Manifest) -> Vec<Need> {
         })
     };
     for k in &m.kernels {
-        let storage = k.bindings.iter().filter(|b| **b != BindingKind::Uniform).count();
+        let storage = k
+            .bindings
+            .iter()
+            .filter(|b| **b != BindingKind::Uniform)
+            .count();
         let [x, y, z] = k.workgroup_size.map(u64::from);
         let src = |what: &str| format!("kernel '{}' {what}", k.name);
-        imply("maxStorageBuffersPerShaderStage", storage as u64, src("storage bindings"));
+        imply(
+            "maxStorageBuffersPerShaderStage",
+            storage as u64,
+            src("storage bindings"),
+        );
         imply("maxComputeWorkgroupSizeX", x, src("workgroup size"));
         imply("maxComputeWorkgroupSizeY", y, src("workgroup size"));
         imply("maxComputeWorkgroupSizeZ", z, src("workgroup size"));
-        imply("maxComputeInvocationsPerWorkgroup", x * y * z, src("workgroup size"));
-        imply("maxUniformBufferBindingSize", param_block_size(k.params.len()), src("parameter block"));
+        imply(
+            "maxComputeInvocationsPerWorkgroup",
+            x * y * z,
+            src("workgroup size"),
+        );
+        imply(
+            "maxUniformBufferBindingSize",
+            param_block_size(k.params.len()),
+            src("parameter block"),
+        );
     }
     for (i, b) in m.buffers.iter().enumerate() {
         if let Some(size) = b.size.as_const() {
             let size = alloc_size(size.max(0) as u64);
             let src = format!("buffer {i} '{}'", b.label);
             imply("maxBufferSize", size, src.clone());
-            if b.kind == BufferKind::Weight || size > 0 {
-                imply("maxStorageBufferBindingSize", size, src);
-            }
+            imply("maxStorageBufferBindingSize", size, src);
         }
     }
     // Keep only the largest need per limit (or smallest, for alignments), first source wins ties.

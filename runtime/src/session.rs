@@ -186,7 +186,10 @@ fn input_list(m: &Manifest) -> String {
 }
 
 fn shape_str(s: &[SizeExpr]) -> String {
-    s.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+    s.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Session {
@@ -221,7 +224,9 @@ impl Session {
         );
 
         let mut session = Session {
-            slots: (0..manifest.buffers.len()).map(|_| Slot::default()).collect(),
+            slots: (0..manifest.buffers.len())
+                .map(|_| Slot::default())
+                .collect(),
             staging: (0..manifest.outputs.len()).map(|_| None).collect(),
             programs: Vec::new(),
             kernels,
@@ -269,10 +274,9 @@ impl Session {
                 mapped_at_creation: true,
             });
             if !data.is_empty() {
-                let mut view = buffer
-                    .slice(..)
-                    .get_mapped_range_mut()
-                    .map_err(|e| gpu_err(format!("upload of weight '{}'", w.name), e.to_string()))?;
+                let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| {
+                    gpu_err(format!("upload of weight '{}'", w.name), e.to_string())
+                })?;
                 view.slice(..data.len()).copy_from_slice(data);
             }
             buffer.unmap();
@@ -359,7 +363,9 @@ impl Session {
         let mut enc = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(program),
+            });
         let plan = self.prepare(pi, inputs, &mut enc)?;
         self.record(&plan, &mut enc);
 
@@ -374,7 +380,10 @@ impl Session {
                 Some(b) if b.size() >= n => b.clone(),
                 _ => {
                     let b = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(&format!("staging for output '{}'", self.manifest.outputs[oi].name)),
+                        label: Some(&format!(
+                            "staging for output '{}'",
+                            self.manifest.outputs[oi].name
+                        )),
                         size: n,
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
@@ -463,7 +472,9 @@ impl Session {
         let mut enc = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(program),
+            });
         let plan = self.prepare(pi, inputs, &mut enc)?;
         let idx = self.gpu.queue.submit([enc.finish()]);
         self.wait(idx, &context)?;
@@ -473,7 +484,9 @@ impl Session {
             let mut enc = self
                 .gpu
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(program),
+                });
             self.record(&plan, &mut enc);
             let idx = self.gpu.queue.submit([enc.finish()]);
             self.wait(idx, &context)?;
@@ -507,7 +520,11 @@ impl Session {
     }
 
     fn check_uncaptured(&self, context: &str) -> Result<()> {
-        let mut v = self.gpu.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = self
+            .gpu
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if v.is_empty() {
             return Ok(());
         }
@@ -519,7 +536,10 @@ impl Session {
     fn check_buffer_size(&self, buffer: usize, size: u64) -> Result<()> {
         let l = &self.gpu.limits;
         for (limit, max) in [
-            ("maxStorageBufferBindingSize", l.max_storage_buffer_binding_size),
+            (
+                "maxStorageBufferBindingSize",
+                l.max_storage_buffer_binding_size,
+            ),
             ("maxBufferSize", l.max_buffer_size),
         ] {
             if size > max {
@@ -559,10 +579,12 @@ impl Session {
         let mut bindings = Bindings::new();
         let mut bound_by: HashMap<String, (String, usize)> = HashMap::new();
         for spec in &m.inputs {
-            let t = inputs.get(&spec.name).ok_or_else(|| RuntimeError::MissingInput {
-                name: spec.name.clone(),
-                expected: input_list(m),
-            })?;
+            let t = inputs
+                .get(&spec.name)
+                .ok_or_else(|| RuntimeError::MissingInput {
+                    name: spec.name.clone(),
+                    expected: input_list(m),
+                })?;
             if t.dtype != spec.dtype {
                 return Err(RuntimeError::InputDtype {
                     name: spec.name.clone(),
@@ -594,7 +616,9 @@ impl Session {
                             return Err(shape_err(
                                 spec,
                                 t,
-                                format!("dim {j} is {d}, but '{s}' = {v} from dim {bj} of input '{by}'"),
+                                format!(
+                                    "dim {j} is {d}, but '{s}' = {v} from dim {bj} of input '{by}'"
+                                ),
                             ));
                         }
                         Some(_) => {}
@@ -614,7 +638,11 @@ impl Session {
                     .eval(&bindings)
                     .map_err(|msg| shape_err(spec, t, format!("dim {j} ('{e}'): {msg}")))?;
                 if v != d as i64 {
-                    return Err(shape_err(spec, t, format!("dim {j} is {d}, expected '{e}' = {v}")));
+                    return Err(shape_err(
+                        spec,
+                        t,
+                        format!("dim {j} is {d}, expected '{e}' = {v}"),
+                    ));
                 }
             }
         }
@@ -646,10 +674,13 @@ impl Session {
                 continue;
             }
             let what = || format!("size of buffer {bi} '{}'", spec.label);
-            let size = spec.size.eval(&bindings).map_err(|message| RuntimeError::SizeExpr {
-                what: what(),
-                message,
-            })?;
+            let size = spec
+                .size
+                .eval(&bindings)
+                .map_err(|message| RuntimeError::SizeExpr {
+                    what: what(),
+                    message,
+                })?;
             if size < 0 {
                 return Err(RuntimeError::SizeExpr {
                     what: what(),
@@ -670,7 +701,11 @@ impl Session {
                     // Keep state (e.g. a KV cache) across growth.
                     enc.copy_buffer_to_buffer(old, 0, &buffer, 0, slot.size);
                 }
-                log::debug!("buffer {bi} '{}': {} -> {size} bytes", spec.label, slot.size);
+                log::debug!(
+                    "buffer {bi} '{}': {} -> {size} bytes",
+                    spec.label,
+                    slot.size
+                );
                 slot.buffer = Some(buffer);
                 slot.size = size;
                 slot.generation += 1;
@@ -715,10 +750,12 @@ impl Session {
                         kernel.params[pj], program.name, d.label
                     )
                 };
-                let v = e.eval(&bindings).map_err(|message| RuntimeError::SizeExpr {
-                    what: what(),
-                    message,
-                })?;
+                let v = e
+                    .eval(&bindings)
+                    .map_err(|message| RuntimeError::SizeExpr {
+                        what: what(),
+                        message,
+                    })?;
                 let v = i32::try_from(v).map_err(|_| RuntimeError::SizeExpr {
                     what: what(),
                     message: format!("'{e}' = {v} does not fit in i32"),
@@ -734,9 +771,9 @@ impl Session {
             };
             let mut g = [0u64; 3];
             for (a, e) in d.grid.iter().enumerate() {
-                let v = e
-                    .eval(&bindings)
-                    .map_err(|msg| grid_err(format!("grid {}: {msg}", "xyz".as_bytes()[a] as char)))?;
+                let v = e.eval(&bindings).map_err(|msg| {
+                    grid_err(format!("grid {}: {msg}", "xyz".as_bytes()[a] as char))
+                })?;
                 if v < 0 {
                     return Err(grid_err(format!("grid '{e}' = {v} is negative")));
                 }
@@ -768,7 +805,11 @@ impl Session {
         // Bind groups, rebuilt when a buffer they reference was replaced.
         for &(di, _) in &dispatches {
             let d = &program.dispatches[di];
-            let key: Vec<u64> = d.buffers.iter().map(|&b| self.slots[b].generation).collect();
+            let key: Vec<u64> = d
+                .buffers
+                .iter()
+                .map(|&b| self.slots[b].generation)
+                .collect();
             if matches!(&state.bind_groups[di], Some((k, _)) if *k == key) {
                 continue;
             }
@@ -791,11 +832,14 @@ impl Session {
                     resource: buffer.as_entire_binding(),
                 });
             }
-            let bg = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&format!("{} #{di} ({})", program.name, kernel.name)),
-                layout: &self.kernels[d.kernel].layout,
-                entries: &entries,
-            });
+            let bg = self
+                .gpu
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&format!("{} #{di} ({})", program.name, kernel.name)),
+                    layout: &self.kernels[d.kernel].layout,
+                    entries: &entries,
+                });
             state.bind_groups[di] = Some((key, bg));
         }
 
@@ -805,10 +849,12 @@ impl Session {
             let mut shape = Vec::with_capacity(spec.shape.len());
             for (j, e) in spec.shape.iter().enumerate() {
                 let what = || format!("dim {j} of output '{}'", spec.name);
-                let v = e.eval(&bindings).map_err(|message| RuntimeError::SizeExpr {
-                    what: what(),
-                    message,
-                })?;
+                let v = e
+                    .eval(&bindings)
+                    .map_err(|message| RuntimeError::SizeExpr {
+                        what: what(),
+                        message,
+                    })?;
                 let v = usize::try_from(v).map_err(|_| RuntimeError::SizeExpr {
                     what: what(),
                     message: format!("'{e}' = {v} is negative"),
@@ -820,7 +866,10 @@ impl Session {
             if bytes > 0 && bytes > self.slots[spec.buffer].size {
                 return Err(RuntimeError::InvalidBundle(format!(
                     "output '{}' has {bytes} bytes but its buffer {} '{}' holds {}",
-                    spec.name, spec.buffer, m.buffers[spec.buffer].label, self.slots[spec.buffer].size
+                    spec.name,
+                    spec.buffer,
+                    m.buffers[spec.buffer].label,
+                    self.slots[spec.buffer].size
                 )));
             }
             outputs.push(OutPlan { shape, bytes });
@@ -872,7 +921,9 @@ fn create_kernel(device: &wgpu::Device, k: &kiln_abi::KernelSpec, wgsl: &str) ->
             ty: wgpu::BindingType::Buffer {
                 ty: match b {
                     BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                    BindingKind::ReadOnlyStorage => wgpu::BufferBindingType::Storage { read_only: true },
+                    BindingKind::ReadOnlyStorage => {
+                        wgpu::BufferBindingType::Storage { read_only: true }
+                    }
                     BindingKind::Storage => wgpu::BufferBindingType::Storage { read_only: false },
                 },
                 has_dynamic_offset: false,

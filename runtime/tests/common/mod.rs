@@ -67,9 +67,22 @@ pub fn io(name: &str, dtype: ElemType, storage: ElemType, shape: &[&str], buffer
 
 /// Adds a kernel whose WGSL lives in `<name>.wgsl`; `storage` lists bindings 1.. (true =
 /// read_write). Returns its index.
-pub fn kernel(m: &mut Manifest, name: &str, storage: &[bool], params: &[&str], wg: u32, splittable: bool) -> usize {
+pub fn kernel(
+    m: &mut Manifest,
+    name: &str,
+    storage: &[bool],
+    params: &[&str],
+    wg: u32,
+    splittable: bool,
+) -> usize {
     let mut bindings = vec![BindingKind::Uniform];
-    bindings.extend(storage.iter().map(|&rw| if rw { BindingKind::Storage } else { BindingKind::ReadOnlyStorage }));
+    bindings.extend(storage.iter().map(|&rw| {
+        if rw {
+            BindingKind::Storage
+        } else {
+            BindingKind::ReadOnlyStorage
+        }
+    }));
     m.kernels.push(KernelSpec {
         name: name.into(),
         file: format!("{name}.wgsl"),
@@ -84,7 +97,13 @@ pub fn kernel(m: &mut Manifest, name: &str, storage: &[bool], params: &[&str], w
 }
 
 /// A dispatch of kernel `k` with an x grid expression.
-pub fn dispatch(k: usize, buffers: &[usize], params: &[&str], grid_x: &str, label: &str) -> Dispatch {
+pub fn dispatch(
+    k: usize,
+    buffers: &[usize],
+    params: &[&str],
+    grid_x: &str,
+    label: &str,
+) -> Dispatch {
     Dispatch {
         kernel: k,
         buffers: buffers.to_vec(),
@@ -107,7 +126,10 @@ pub fn wgsl(params: &[&str], bufs: &[(&str, &str, bool)], wg: u32, body: &str) -
     s.push_str(" }\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (i, (name, ty, rw)) in bufs.iter().enumerate() {
         let access = if *rw { "read_write" } else { "read" };
-        s.push_str(&format!("@group(0) @binding({}) var<storage, {access}> {name}: array<{ty}>;\n", i + 1));
+        s.push_str(&format!(
+            "@group(0) @binding({}) var<storage, {access}> {name}: array<{ty}>;\n",
+            i + 1
+        ));
     }
     s.push_str(&format!(
         "@compute @workgroup_size({wg}, 1, 1)\n\
@@ -159,7 +181,12 @@ pub fn write_bundle(dir: &Path, m: &mut Manifest, wgsl: &[String], weights: &[Te
         let views: Vec<(String, safetensors::tensor::TensorView)> = ws
             .iter()
             .map(|w| {
-                let v = safetensors::tensor::TensorView::new(st_dtype(w.dtype), w.shape.clone(), &w.data).unwrap();
+                let v = safetensors::tensor::TensorView::new(
+                    st_dtype(w.dtype),
+                    w.shape.clone(),
+                    &w.data,
+                )
+                .unwrap();
                 (w.name.clone(), v)
             })
             .collect();

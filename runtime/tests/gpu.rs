@@ -474,3 +474,21 @@ fn bad_wgsl_is_an_error_naming_the_kernel() {
     );
     eprintln!("{msg}");
 }
+
+#[test]
+fn the_example_in_the_format_doc_runs() {
+    if skip_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = doc_block("wgsl");
+    std::fs::write(dir.path().join("k0_add.wgsl"), &src).unwrap();
+    let mut m = Manifest::from_json(&doc_block("json")).unwrap();
+    m.files.insert("k0_add.wgsl".into(), sha256_hex(src.as_bytes()));
+    std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
+    let mut s = session(dir.path());
+    let out = s
+        .run("run", &inputs(vec![("x", HostTensor::from_f32(&[300], &[2.0; 300]))]))
+        .unwrap();
+    assert_eq!(out[0].1.to_f32(), vec![3.0; 300]);
+}

@@ -160,3 +160,10 @@ fn paths_escaping_the_bundle_are_refused() {
     let msg = Bundle::load(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("'../outside'"), "{msg}");
 }
+
+#[test]
+fn example_manifest_in_the_format_doc_parses() {
+    let m = Manifest::from_json(&doc_block("json")).unwrap();
+    assert_eq!(m.programs[0].dispatches[0].grid[0], e("cdiv(n, 256)"));
+    assert_eq!(m.kernels[0].bindings[1], BindingKind::ReadOnlyStorage);
+}

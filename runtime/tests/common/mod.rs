@@ -202,3 +202,11 @@ pub fn write_bundle(dir: &Path, m: &mut Manifest, wgsl: &[String], weights: &[Te
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+
+/// The first fenced block of language `lang` in docs/bundle-format.md.
+pub fn doc_block(lang: &str) -> String {
+    let doc = include_str!("../../../docs/bundle-format.md");
+    let start = doc.find(&format!("```{lang}\n")).expect("block in doc") + lang.len() + 4;
+    let len = doc[start..].find("```").expect("closed block");
+    doc[start..start + len].to_string()
+}

@@ -1,0 +1,660 @@
+//! The lowering context: the IR graph being built, the ONNX value table, node and attribute
+//! access with errors that name the node, and the model-level driver ([`lower_model`]).
+
+use super::data::{self, Literal};
+use super::proto::{
+    attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto, TensorProto,
+    ValueInfoProto,
+};
+use super::value::{Ints, Value};
+use super::{fold, lower, OnnxError, MAX_OPSET, MIN_OPSET};
+use crate::Model;
+use kiln_ir::{
+    DType, Dim, DimBindings, Graph, IrError, NodeId, Op, Tensor, TensorData, TensorType,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Integer initializers up to this many elements are tracked as compile-time [`Ints`].
+const INTS_LIMIT: usize = 1 << 16;
+
+/// True for the default ONNX operator domain.
+pub(crate) fn is_default_domain(d: &str) -> bool {
+    d.is_empty() || d == "ai.onnx"
+}
+
+/// State of one model's lowering.
+pub(crate) struct Ctx {
+    /// The IR graph being built.
+    pub g: Graph,
+    values: HashMap<String, Value>,
+    materialized: HashMap<String, NodeId>,
+    base_dir: Option<PathBuf>,
+}
+
+/// One ONNX node being lowered: identity, opset and attribute access.
+pub(crate) struct N<'a> {
+    /// Node name (generated as `{op_type}_{index}` when the model has none).
+    pub name: String,
+    /// ONNX op type.
+    pub op: &'a str,
+    /// The node proto.
+    pub proto: &'a NodeProto,
+    /// Default-domain opset version in effect.
+    pub opset: i64,
+}
+
+impl<'a> N<'a> {
+    /// An error about this node.
+    pub fn err(&self, msg: impl Into<String>) -> OnnxError {
+        OnnxError::Node {
+            node: self.name.clone(),
+            op_type: self.op.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Number of input slots (including empty optional ones).
+    pub fn n_inputs(&self) -> usize {
+        self.proto.input.len()
+    }
+
+    /// The value name in input slot `i`, or `None` if the slot is absent or empty.
+    pub fn input_name(&self, i: usize) -> Option<&'a str> {
+        self.proto
+            .input
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A name for an IR node of this lowering: the node name, or `node/suffix`.
+    pub fn sub(&self, suffix: &str) -> String {
+        if suffix.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{suffix}", self.name)
+        }
+    }
+
+    fn attr(
+        &self,
+        name: &str,
+        want: AttributeType,
+    ) -> Result<Option<&'a AttributeProto>, OnnxError> {
+        let Some(a) = self
+            .proto
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+        else {
+            return Ok(None);
+        };
+        if a.ref_attr_name.as_deref().is_some_and(|r| !r.is_empty()) {
+            return Err(self.err(format!(
+                "attribute '{name}' refers to a function attribute, which is not supported"
+            )));
+        }
+        if let Some(t) = a.r#type.and_then(|t| AttributeType::try_from(t).ok()) {
+            if t != want && t != AttributeType::Undefined {
+                return Err(self.err(format!(
+                    "attribute '{name}' should be {} but is {}",
+                    want.as_str_name(),
+                    t.as_str_name()
+                )));
+            }
+        }
+        Ok(Some(a))
+    }
+
+    /// True if the node has the attribute.
+    pub fn has_attr(&self, name: &str) -> bool {
+        self.proto
+            .attribute
+            .iter()
+            .any(|a| a.name.as_deref() == Some(name))
+    }
+
+    /// An int attribute, if present.
+    pub fn attr_i_opt(&self, name: &str) -> Result<Option<i64>, OnnxError> {
+        Ok(match self.attr(name, AttributeType::Int)? {
+            Some(a) => {
+                Some(a.i.ok_or_else(|| self.err(format!("attribute '{name}' has no int value")))?)
+            }
+            None => None,
+        })
+    }
+
+    /// An int attribute with a default.
+    pub fn attr_i(&self, name: &str, default: i64) -> Result<i64, OnnxError> {
+        Ok(self.attr_i_opt(name)?.unwrap_or(default))
+    }
+
+    /// A float attribute with a default.
+    pub fn attr_f(&self, name: &str, default: f32) -> Result<f32, OnnxError> {
+        Ok(match self.attr(name, AttributeType::Float)? {
+            Some(a) => {
+                a.f.ok_or_else(|| self.err(format!("attribute '{name}' has no float value")))?
+            }
+            None => default,
+        })
+    }
+
+    /// A float attribute, if present.
+    pub fn attr_f_opt(&self, name: &str) -> Result<Option<f32>, OnnxError> {
+        Ok(match self.attr(name, AttributeType::Float)? {
+            Some(a) => {
+                Some(a.f.ok_or_else(|| self.err(format!("attribute '{name}' has no float value")))?)
+            }
+            None => None,
+        })
+    }
+
+    /// An ints attribute, if present.
+    pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, OnnxError> {
+        Ok(self
+            .attr(name, AttributeType::Ints)?
+            .map(|a| a.ints.clone()))
+    }
+
+    /// A floats attribute, if present.
+    pub fn attr_floats(&self, name: &str) -> Result<Option<Vec<f32>>, OnnxError> {
+        Ok(self
+            .attr(name, AttributeType::Floats)?
+            .map(|a| a.floats.clone()))
+    }
+
+    /// A string attribute, if present.
+    pub fn attr_s(&self, name: &str) -> Result<Option<String>, OnnxError> {
+        Ok(self
+            .attr(name, AttributeType::String)?
+            .map(|a| String::from_utf8_lossy(a.s.as_deref().unwrap_or_default()).into_owned()))
+    }
+
+    /// A tensor attribute, if present.
+    pub fn attr_t(&self, name: &str) -> Result<Option<&'a TensorProto>, OnnxError> {
+        Ok(match self.attr(name, AttributeType::Tensor)? {
+            Some(a) => Some(
+                a.t.as_ref()
+                    .ok_or_else(|| self.err(format!("attribute '{name}' has no tensor")))?,
+            ),
+            None => None,
+        })
+    }
+
+    /// Normalizes a possibly negative axis against `rank`.
+    pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, OnnxError> {
+        let r = rank as i64;
+        let a = if axis < 0 { axis + r } else { axis };
+        if a < 0 || a >= r {
+            return Err(self.err(format!("{what} {axis} is out of range for rank {rank}")));
+        }
+        Ok(a as usize)
+    }
+
+    /// Normalizes a list of axes (sorted, unique).
+    pub fn axes(&self, axes: &[i64], rank: usize, what: &str) -> Result<Vec<usize>, OnnxError> {
+        let mut out = axes
+            .iter()
+            .map(|&a| self.axis(a, rank, what))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_unstable();
+        let before = out.len();
+        out.dedup();
+        if out.len() != before {
+            return Err(self.err(format!("{what}s {axes:?} repeat an axis")));
+        }
+        Ok(out)
+    }
+}
+
+impl Ctx {
+    fn new(base_dir: Option<&Path>) -> Ctx {
+        Ctx {
+            g: Graph::new(),
+            values: HashMap::new(),
+            materialized: HashMap::new(),
+            base_dir: base_dir.map(Path::to_path_buf),
+        }
+    }
+
+    /// The value in input slot `i` (`None` for an absent optional input).
+    pub fn value(&self, n: &N, i: usize) -> Result<Option<&Value>, OnnxError> {
+        let Some(name) = n.input_name(i) else {
+            return Ok(None);
+        };
+        self.values
+            .get(name)
+            .map(Some)
+            .ok_or_else(|| n.err(format!("input {i} '{name}' is not produced by an earlier node, an initializer or a graph input")))
+    }
+
+    /// True if input slot `i` holds a value.
+    pub fn has_input(&self, n: &N, i: usize) -> bool {
+        n.input_name(i).is_some()
+    }
+
+    /// The IR node for input slot `i`, which must be present.
+    pub fn input(&mut self, n: &N, i: usize) -> Result<NodeId, OnnxError> {
+        self.opt_input(n, i)?
+            .ok_or_else(|| n.err(format!("input {i} is required but missing")))
+    }
+
+    /// The IR node for input slot `i`, if present (compile-time integer values become constants).
+    pub fn opt_input(&mut self, n: &N, i: usize) -> Result<Option<NodeId>, OnnxError> {
+        let Some(name) = n.input_name(i) else {
+            return Ok(None);
+        };
+        let v = self.value(n, i)?.cloned().expect("present");
+        Ok(Some(
+            self.node_of(name, &v)
+                .map_err(|m| n.err(format!("input {i} '{name}': {m}")))?,
+        ))
+    }
+
+    fn node_of(&mut self, name: &str, v: &Value) -> Result<NodeId, String> {
+        match v {
+            Value::Node(id) => Ok(*id),
+            Value::Ints(ints) => {
+                if let Some(&id) = self.materialized.get(name) {
+                    return Ok(id);
+                }
+                let id = self.g.add_const(name, ints.to_tensor()?);
+                self.materialized.insert(name.to_string(), id);
+                Ok(id)
+            }
+        }
+    }
+
+    /// Input slot `i` as compile-time integers, if it is known at compile time and integral.
+    pub fn ints(&self, n: &N, i: usize) -> Result<Option<Ints>, OnnxError> {
+        Ok(match self.value(n, i)? {
+            Some(Value::Ints(x)) => Some(x.clone()),
+            Some(Value::Node(id)) => match &self.g.node(*id).op {
+                Op::Constant(t) if t.dtype().is_int() => Some(Ints::from_i64(
+                    t.shape.clone(),
+                    &t.to_f64().iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                )),
+                _ => None,
+            },
+            None => None,
+        })
+    }
+
+    /// Input slot `i` as constant integers (axes, pads, ...): must be present and constant.
+    pub fn const_ints(&self, n: &N, i: usize, what: &str) -> Result<Vec<i64>, OnnxError> {
+        let v = self.ints(n, i)?.ok_or_else(|| {
+            if n.input_name(i).is_none() {
+                n.err(format!("input {i} ('{what}') is required but missing"))
+            } else {
+                n.err(format!(
+                    "input {i} ('{what}') must be a compile-time constant integer tensor"
+                ))
+            }
+        })?;
+        v.consts().ok_or_else(|| {
+            n.err(format!(
+                "input {i} ('{what}') depends on a symbolic dim ({}); bind it with --dim",
+                v.elems
+                    .iter()
+                    .find(|d| !d.is_const())
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            ))
+        })
+    }
+
+    /// Input slot `i` as a constant tensor, if it is one.
+    pub fn const_tensor(&self, n: &N, i: usize) -> Result<Option<Tensor>, OnnxError> {
+        Ok(match self.value(n, i)? {
+            Some(Value::Ints(x)) => x.to_tensor().ok(),
+            Some(Value::Node(id)) => match &self.g.node(*id).op {
+                Op::Constant(t) => Some(t.clone()),
+                _ => None,
+            },
+            None => None,
+        })
+    }
+
+    /// The type of an IR node.
+    pub fn ty(&self, id: NodeId) -> &TensorType {
+        &self.g.node(id).ty
+    }
+
+    /// The dims of an ONNX input as known at compile time, without materializing it.
+    pub fn input_shape(&self, n: &N, i: usize) -> Result<Vec<Dim>, OnnxError> {
+        match self.value(n, i)? {
+            Some(Value::Node(id)) => Ok(self.ty(*id).shape.clone()),
+            Some(Value::Ints(x)) => Ok(x.shape.iter().map(|&d| Dim::from(d)).collect()),
+            None => Err(n.err(format!("input {i} is required but missing"))),
+        }
+    }
+
+    /// Adds an IR op for node `n` (named `node/suffix`), folding it to a constant when every input
+    /// is constant; inference errors name the ONNX node.
+    pub fn add(
+        &mut self,
+        n: &N,
+        suffix: &str,
+        op: Op,
+        ins: &[NodeId],
+    ) -> Result<NodeId, OnnxError> {
+        let name = n.sub(suffix);
+        let id = self.g.add(&name, op, ins).map_err(|e| ir_err(n, e))?;
+        match fold::try_fold(&self.g, id, ins) {
+            Ok(Some(t)) => Ok(self.g.add_const(&name, t)),
+            Ok(None) => Ok(id),
+            Err(e) => Err(ir_err(n, e)),
+        }
+    }
+
+    /// A rank-0 constant of `dtype`.
+    pub fn scalar(&mut self, n: &N, suffix: &str, dtype: DType, v: f64) -> NodeId {
+        self.g.add_const(&n.sub(suffix), Tensor::scalar(dtype, v))
+    }
+
+    /// A constant.
+    pub fn constant(&mut self, n: &N, suffix: &str, t: Tensor) -> NodeId {
+        self.g.add_const(&n.sub(suffix), t)
+    }
+
+    fn define(&mut self, name: &str, v: Value) {
+        self.materialized.remove(name);
+        self.values.insert(name.to_string(), v);
+    }
+
+    /// Reads a tensor proto into a value (`Ints` for small integer tensors).
+    pub fn literal(&mut self, name: &str, t: &TensorProto) -> Result<Value, OnnxError> {
+        let lit =
+            data::read_tensor(t, self.base_dir.as_deref()).map_err(|msg| OnnxError::Tensor {
+                name: name.into(),
+                msg,
+            })?;
+        Ok(match lit {
+            Literal::Tensor(t) => Value::Node(self.g.add_const(name, t)),
+            Literal::Int { shape, values } if values.len() <= INTS_LIMIT => {
+                Value::Ints(Ints::from_i64(shape, &values))
+            }
+            Literal::Int { shape, values } => {
+                let v = values
+                    .iter()
+                    .map(|&x| {
+                        i32::try_from(x).map_err(|_| OnnxError::Tensor {
+                            name: name.into(),
+                            msg: format!("value {x} is outside the i32 range that Kiln uses for ONNX int64 data"),
+                        })
+                    })
+                    .collect::<Result<Vec<i32>, _>>()?;
+                Value::Node(self.g.add_const(
+                    name,
+                    Tensor {
+                        shape,
+                        data: TensorData::I32(v),
+                    },
+                ))
+            }
+        })
+    }
+}
+
+/// Maps an IR error from a node's lowering to an error naming the ONNX node.
+pub(crate) fn ir_err(n: &N, e: IrError) -> OnnxError {
+    let msg = match e {
+        IrError::Infer { node, op, msg } | IrError::Eval { node, op, msg } => {
+            if node == n.name && op == n.op {
+                msg
+            } else if node == n.name {
+                format!("{op}: {msg}")
+            } else {
+                format!("'{node}' ({op}): {msg}")
+            }
+        }
+        other => other.to_string(),
+    };
+    n.err(msg)
+}
+
+/// Makes a dim_param usable as a symbol name (letters, digits, `_`, `.`, `:`).
+fn symbol_name(p: &str) -> String {
+    let s: String = p
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '.' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        format!("d_{s}")
+    } else {
+        s
+    }
+}
+
+/// The IR type of a graph input/output declaration.
+fn value_type(
+    v: &ValueInfoProto,
+    kind: &'static str,
+    dims: &DimBindings,
+    unk: &mut usize,
+) -> Result<(i32, TensorType), OnnxError> {
+    use super::proto::tensor_shape_proto::dimension::Value as D;
+    use super::proto::type_proto::Value as T;
+    let name = v.name.clone().unwrap_or_default();
+    let err = |msg: String| OnnxError::GraphIo {
+        kind,
+        name: name.clone(),
+        msg,
+    };
+    let tt = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(T::TensorType(t)) => t,
+        Some(_) => return Err(err(
+            "only tensor values are supported (not sequences, maps, optionals or sparse tensors)"
+                .into(),
+        )),
+        None => return Err(err("has no type".into())),
+    };
+    let et = tt.elem_type.unwrap_or(0);
+    data::io_elem(et).map_err(err)?;
+    let dtype = data::ir_dtype(et).map_err(err)?;
+    let shape_proto = tt
+        .shape
+        .as_ref()
+        .ok_or_else(|| err("has no shape; Kiln needs at least the rank".into()))?;
+    let mut shape = Vec::new();
+    for d in &shape_proto.dim {
+        shape.push(match &d.value {
+            Some(D::DimValue(x)) if *x >= 0 => Dim::c(*x),
+            Some(D::DimParam(p)) if !p.is_empty() => {
+                let s = symbol_name(p);
+                match dims.get(p).or_else(|| dims.get(&s)) {
+                    Some(&c) => Dim::c(c),
+                    None => Dim::sym(&s),
+                }
+            }
+            _ => {
+                let s = format!("unk_{unk}");
+                *unk += 1;
+                match dims.get(&s) {
+                    Some(&c) => Dim::c(c),
+                    None => Dim::sym(&s),
+                }
+            }
+        });
+    }
+    Ok((et, TensorType { dtype, shape }))
+}
+
+/// Lowers a decoded model.
+pub(crate) fn lower_model(
+    m: &ModelProto,
+    fallback_name: &str,
+    dims: &DimBindings,
+    base_dir: Option<&Path>,
+) -> Result<Model, OnnxError> {
+    let graph = m.graph.as_ref().ok_or_else(|| OnnxError::Decode {
+        name: fallback_name.into(),
+        reason: "it has no graph".into(),
+    })?;
+    // Opsets.
+    let mut opsets: HashMap<String, i64> = HashMap::new();
+    for o in &m.opset_import {
+        let d = o.domain.clone().unwrap_or_default();
+        let d = if is_default_domain(&d) {
+            String::new()
+        } else {
+            d
+        };
+        opsets.insert(d, o.version.unwrap_or(0));
+    }
+    let opset = *opsets.get("").ok_or_else(|| {
+        OnnxError::Opset(
+            "the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into(),
+        )
+    })?;
+    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+        return Err(OnnxError::Opset(format!(
+            "the model imports default-domain opset {opset}; Kiln supports opsets {MIN_OPSET}..={MAX_OPSET}"
+        )));
+    }
+    for (i, node) in graph.node.iter().enumerate() {
+        let d = node.domain.as_deref().unwrap_or("");
+        if !is_default_domain(d) {
+            let name = node_name(node, i);
+            let op = node.op_type.as_deref().unwrap_or("");
+            let version = opsets
+                .get(d)
+                .map(|v| format!("opset {v}"))
+                .unwrap_or_else(|| "not imported".into());
+            return Err(OnnxError::Opset(format!(
+                "node '{name}' ({op}) uses operator domain '{d}' ({version}); Kiln supports only the default ONNX domain \
+                 ('' / 'ai.onnx'), so op '{op}' of domain '{d}' is unsupported"
+            )));
+        }
+    }
+    if !graph.sparse_initializer.is_empty() {
+        return Err(OnnxError::Model(
+            "sparse initializers are not supported".into(),
+        ));
+    }
+
+    let mut cx = Ctx::new(base_dir);
+    for t in &graph.initializer {
+        let name = t.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err(OnnxError::Model("an initializer has no name".into()));
+        }
+        let v = cx.literal(&name, t)?;
+        cx.define(&name, v);
+    }
+    let mut io_dtypes = BTreeMap::new();
+    let mut unk = 0usize;
+    for v in &graph.input {
+        let name = v.name.clone().unwrap_or_default();
+        if cx.values.contains_key(&name) {
+            continue; // an initializer with a declared input: a constant here
+        }
+        let (et, ty) = value_type(v, "input", dims, &mut unk)?;
+        let elem = data::io_elem(et).expect("checked");
+        if elem != data::elem_of(ty.dtype) {
+            io_dtypes.insert(name.clone(), elem);
+        }
+        let id = cx.g.add_input(&name, ty);
+        cx.define(&name, Value::Node(id));
+    }
+    for (i, node) in graph.node.iter().enumerate() {
+        let n = N {
+            name: node_name(node, i),
+            op: node.op_type.as_deref().unwrap_or(""),
+            proto: node,
+            opset,
+        };
+        let outs = lower::lower_node(&mut cx, &n)?;
+        for (k, out) in node.output.iter().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            match outs.get(k) {
+                Some(v) => cx.define(out, v.clone()),
+                None => {
+                    return Err(n.err(format!(
+                        "output {k} '{out}' is not supported by Kiln's lowering of {}",
+                        n.op
+                    )))
+                }
+            }
+        }
+    }
+    for v in &graph.output {
+        let name = v.name.clone().unwrap_or_default();
+        let val = cx
+            .values
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| OnnxError::GraphIo {
+                kind: "output",
+                name: name.clone(),
+                msg: "is not produced by any node, initializer or input".into(),
+            })?;
+        let id = cx.node_of(&name, &val).map_err(|msg| OnnxError::GraphIo {
+            kind: "output",
+            name: name.clone(),
+            msg,
+        })?;
+        let dtype = cx.ty(id).dtype;
+        let declared = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(super::proto::type_proto::Value::TensorType(t)) => t.elem_type.filter(|&e| e != 0),
+            _ => None,
+        };
+        if let Some(et) = declared {
+            let elem = data::io_elem(et).map_err(|msg| OnnxError::GraphIo {
+                kind: "output",
+                name: name.clone(),
+                msg,
+            })?;
+            let ir = data::ir_dtype(et).map_err(|msg| OnnxError::GraphIo {
+                kind: "output",
+                name: name.clone(),
+                msg,
+            })?;
+            if ir != dtype {
+                return Err(OnnxError::GraphIo {
+                    kind: "output",
+                    name,
+                    msg: format!(
+                        "is declared {} but the lowered graph computes {}",
+                        data::type_name(et),
+                        cx.ty(id).describe()
+                    ),
+                });
+            }
+            if elem != data::elem_of(dtype) {
+                io_dtypes.insert(name.clone(), elem);
+            }
+        }
+        cx.g.add_output(&name, id);
+    }
+    if graph.output.is_empty() {
+        return Err(OnnxError::Model("the graph has no outputs".into()));
+    }
+    cx.g.remove_dead();
+    let name = graph
+        .name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| fallback_name.to_string());
+    Ok(Model {
+        name,
+        graph: cx.g,
+        io_dtypes,
+    })
+}
+
+fn node_name(node: &NodeProto, i: usize) -> String {
+    match node.name.as_deref() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => format!("{}_{i}", node.op_type.as_deref().unwrap_or("node")),
+    }
+}

@@ -1,0 +1,180 @@
+//! Elementwise ops: arithmetic, comparison and logic (binary and variadic), unary math, `Where`,
+//! `Cast`/`CastLike` and `Clip`.
+
+use super::one;
+use crate::frontend::onnx::ctx::{Ctx, N};
+use crate::frontend::onnx::data;
+use crate::frontend::onnx::value::Value;
+use crate::frontend::onnx::OnnxError;
+use kiln_ir::{BinaryOp, DType, NodeId, Op, UnaryOp};
+
+/// The IR binary op of an ONNX binary op type.
+fn binary_op(op: &str) -> Option<BinaryOp> {
+    Some(match op {
+        "Add" | "Sum" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Div" => BinaryOp::Div,
+        "Pow" => BinaryOp::Pow,
+        "Mod" => BinaryOp::Mod,
+        "Min" => BinaryOp::Min,
+        "Max" => BinaryOp::Max,
+        "Equal" => BinaryOp::Equal,
+        "Less" => BinaryOp::Less,
+        "LessOrEqual" => BinaryOp::LessEqual,
+        "Greater" => BinaryOp::Greater,
+        "GreaterOrEqual" => BinaryOp::GreaterEqual,
+        "And" => BinaryOp::And,
+        "Or" => BinaryOp::Or,
+        "Xor" => BinaryOp::Xor,
+        _ => return None,
+    })
+}
+
+/// Two-input elementwise ops with numpy broadcasting.
+pub(crate) fn binary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let a = cx.input(n, 0)?;
+    let mut b = cx.input(n, 1)?;
+    let op = binary_op(n.op).expect("dispatched");
+    let (da, db) = (cx.ty(a).dtype, cx.ty(b).dtype);
+    if op == BinaryOp::Pow && da != db {
+        // Pow allows an exponent of another numeric type (opset 12+).
+        b = cx.add(n, "exponent", Op::Cast(da), &[b])?;
+    }
+    if op == BinaryOp::Mod {
+        let fmod = n.attr_i("fmod", 0)? != 0;
+        if da.is_float() && !fmod {
+            return Err(n.err("Mod of floating point values needs fmod=1 (ONNX requires it)"));
+        }
+        if da.is_int() && fmod {
+            // C fmod on integers: a - b * trunc(a / b) (the IR's integer Div truncates).
+            let q = cx.add(n, "quot", Op::Binary(BinaryOp::Div), &[a, b])?;
+            let p = cx.add(n, "prod", Op::Binary(BinaryOp::Mul), &[b, q])?;
+            return Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Sub), &[a, p])?));
+        }
+    }
+    Ok(one(cx.add(n, "", Op::Binary(op), &[a, b])?))
+}
+
+/// `Min`, `Max`, `Sum`, `Mean` over any number of inputs.
+pub(crate) fn variadic(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let count = n.n_inputs();
+    if count == 0 {
+        return Err(n.err("needs at least one input"));
+    }
+    let op = binary_op(if n.op == "Mean" { "Sum" } else { n.op }).expect("dispatched");
+    let mut acc = cx.input(n, 0)?;
+    for i in 1..count {
+        let x = cx.input(n, i)?;
+        let suffix = if i + 1 == count && n.op != "Mean" {
+            String::new()
+        } else {
+            format!("acc{i}")
+        };
+        acc = cx.add(n, &suffix, Op::Binary(op), &[acc, x])?;
+    }
+    if n.op == "Mean" {
+        let dt = cx.ty(acc).dtype;
+        let c = cx.scalar(n, "count", dt, count as f64);
+        acc = cx.add(n, "", Op::Binary(BinaryOp::Div), &[acc, c])?;
+    } else if count == 1 {
+        return Ok(vec![cx.value(n, 0)?.cloned().expect("present")]);
+    }
+    Ok(one(acc))
+}
+
+/// One-input math ops that are IR unary ops.
+pub(crate) fn unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let u = match n.op {
+        "Neg" => UnaryOp::Neg,
+        "Abs" => UnaryOp::Abs,
+        "Exp" => UnaryOp::Exp,
+        "Log" => UnaryOp::Log,
+        "Sqrt" => UnaryOp::Sqrt,
+        "Reciprocal" => UnaryOp::Reciprocal,
+        "Sin" => UnaryOp::Sin,
+        "Cos" => UnaryOp::Cos,
+        "Erf" => UnaryOp::Erf,
+        "Floor" => UnaryOp::Floor,
+        "Ceil" => UnaryOp::Ceil,
+        "Round" => UnaryOp::Round,
+        "Sign" => UnaryOp::Sign,
+        "Not" => UnaryOp::Not,
+        "IsNaN" => UnaryOp::IsNan,
+        _ => {
+            return Err(OnnxError::UnsupportedOp {
+                op_type: n.op.to_string(),
+                node: n.name.clone(),
+                domain: n.proto.domain.clone().unwrap_or_default(),
+            })
+        }
+    };
+    Ok(one(cx.add(n, "", Op::Unary(u), &[x])?))
+}
+
+/// `Where(cond, x, y)`.
+pub(crate) fn where_(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let c = cx.input(n, 0)?;
+    let x = cx.input(n, 1)?;
+    let y = cx.input(n, 2)?;
+    Ok(one(cx.add(n, "", Op::Where, &[c, x, y])?))
+}
+
+/// `Cast(x, to)` and `CastLike(x, like)`; a cast to the same IR dtype is the identity.
+pub(crate) fn cast(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let to = if n.op == "CastLike" {
+        let like = cx.input(n, 1)?;
+        cx.ty(like).dtype
+    } else {
+        let to = n
+            .attr_i_opt("to")?
+            .ok_or_else(|| n.err("attribute 'to' is required"))?;
+        data::ir_dtype(to as i32).map_err(|m| n.err(format!("attribute 'to': {m}")))?
+    };
+    if cx.ty(x).dtype == to {
+        return Ok(one(x));
+    }
+    Ok(one(cx.add(n, "", Op::Cast(to), &[x])?))
+}
+
+/// `Clip`: bounds from attributes (opset < 11) or optional inputs (opset >= 11).
+pub(crate) fn clip(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let dt = cx.ty(x).dtype;
+    let (lo, hi): (Option<NodeId>, Option<NodeId>) = if n.opset < 11 {
+        let lo = n
+            .attr_f_opt("min")?
+            .map(|v| cx.scalar(n, "min", dt, v as f64));
+        let hi = n
+            .attr_f_opt("max")?
+            .map(|v| cx.scalar(n, "max", dt, v as f64));
+        (lo, hi)
+    } else {
+        (cx.opt_input(n, 1)?, cx.opt_input(n, 2)?)
+    };
+    let mut y = x;
+    if let Some(lo) = lo {
+        let suffix = if hi.is_some() { "lower" } else { "" };
+        y = cx.add(n, suffix, Op::Binary(BinaryOp::Max), &[y, lo])?;
+    }
+    if let Some(hi) = hi {
+        y = cx.add(n, "", Op::Binary(BinaryOp::Min), &[y, hi])?;
+    }
+    Ok(one(y))
+}
+
+/// Applies a binary op to a node and a scalar constant of the node's dtype.
+pub(crate) fn with_scalar(
+    cx: &mut Ctx,
+    n: &N,
+    suffix: &str,
+    op: BinaryOp,
+    x: NodeId,
+    v: f64,
+) -> Result<NodeId, OnnxError> {
+    let dt: DType = cx.ty(x).dtype;
+    let c = cx.scalar(n, &format!("{suffix}_c"), dt, v);
+    cx.add(n, suffix, Op::Binary(op), &[x, c])
+}

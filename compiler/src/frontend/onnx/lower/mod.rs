@@ -1,0 +1,176 @@
+//! Per-op lowering rules, grouped by op family; [`lower_node`] dispatches on `op_type`.
+
+mod activation;
+mod elementwise;
+mod ints;
+mod matmul;
+mod norm;
+mod quant;
+mod reduce;
+mod shape;
+
+use super::ctx::{Ctx, N};
+use super::value::Value;
+use super::OnnxError;
+use kiln_ir::NodeId;
+
+/// The ops that have a lowering (for messages and documentation).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "And",
+    "ArgMax",
+    "ArgMin",
+    "BatchNormalization",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Cos",
+    "DequantizeLinear",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "InstanceNormalization",
+    "IsNaN",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "Max",
+    "Mean",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "Pow",
+    "PRelu",
+    "RMSNormalization",
+    "Range",
+    "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Relu",
+    "Reshape",
+    "Round",
+    "Selu",
+    "Shape",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Softplus",
+    "Softsign",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "ThresholdedRelu",
+    "Tile",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Where",
+    "Xor",
+];
+
+/// One IR node as the node's only output.
+pub(crate) fn one(id: NodeId) -> Vec<Value> {
+    vec![Value::Node(id)]
+}
+
+/// Lowers one ONNX node; returns the values of its outputs in order.
+pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    // Shape arithmetic on compile-time integers first (keeps symbolic dims and i64 range).
+    if let Some(v) = ints::try_lower(cx, n)? {
+        return Ok(v);
+    }
+    match n.op {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Equal" | "Less" | "LessOrEqual"
+        | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" => elementwise::binary(cx, n),
+        "Min" | "Max" | "Sum" | "Mean" => elementwise::variadic(cx, n),
+        "Neg" | "Abs" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Sin" | "Cos" | "Erf" | "Floor"
+        | "Ceil" | "Round" | "Sign" | "Not" | "IsNaN" => elementwise::unary(cx, n),
+        "Where" => elementwise::where_(cx, n),
+        "Cast" | "CastLike" => elementwise::cast(cx, n),
+        "Clip" => elementwise::clip(cx, n),
+        "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid"
+        | "HardSwish" | "Gelu" | "Softplus" | "Softsign" | "Mish" | "ThresholdedRelu" | "PRelu" => {
+            activation::lower(cx, n)
+        }
+        "MatMul" => matmul::matmul(cx, n),
+        "Gemm" => matmul::gemm(cx, n),
+        "Softmax" | "LogSoftmax" => norm::softmax(cx, n),
+        "LayerNormalization" => norm::layer_norm(cx, n),
+        "BatchNormalization" => norm::batch_norm(cx, n),
+        "InstanceNormalization" => norm::instance_norm(cx, n),
+        "RMSNormalization" => norm::rms_norm(cx, n),
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+            reduce::reduce(cx, n)
+        }
+        "ArgMax" | "ArgMin" => reduce::arg(cx, n),
+        "GlobalAveragePool" | "GlobalMaxPool" => reduce::global_pool(cx, n),
+        "Constant" => shape::constant(cx, n),
+        "Identity" | "Dropout" => shape::identity(cx, n),
+        "Reshape" => shape::reshape(cx, n),
+        "Transpose" => shape::transpose(cx, n),
+        "Flatten" => shape::flatten(cx, n),
+        "Squeeze" => shape::squeeze(cx, n),
+        "Unsqueeze" => shape::unsqueeze(cx, n),
+        "Concat" => shape::concat(cx, n),
+        "Split" => shape::split(cx, n),
+        "Slice" => shape::slice(cx, n),
+        "Gather" => shape::gather(cx, n),
+        "Expand" => shape::expand(cx, n),
+        "Tile" => shape::tile(cx, n),
+        "Shape" | "Size" => shape::shape_of(cx, n),
+        "ConstantOfShape" => shape::constant_of_shape(cx, n),
+        "Range" => shape::range(cx, n),
+        "Trilu" => shape::trilu(cx, n),
+        "DequantizeLinear" => quant::dequantize(cx, n),
+        _ => Err(OnnxError::UnsupportedOp {
+            op_type: n.op.to_string(),
+            node: n.name.clone(),
+            domain: n.proto.domain.clone().unwrap_or_default(),
+        }),
+    }
+}

@@ -1,0 +1,152 @@
+//! Reductions: `Reduce*` (axes from attributes or, by opset, from an input), `ArgMax`/`ArgMin`,
+//! `GlobalAveragePool`/`GlobalMaxPool`.
+
+use super::one;
+use crate::frontend::onnx::ctx::{Ctx, N};
+use crate::frontend::onnx::value::Value;
+use crate::frontend::onnx::OnnxError;
+use kiln_ir::{infer::reduced_shape, BinaryOp, NodeId, Op, ReduceOp, UnaryOp};
+
+/// The reduced axes of a `Reduce*` node, or `None` when the node is the identity
+/// (`noop_with_empty_axes` with no axes).
+fn reduce_axes(cx: &Ctx, n: &N, rank: usize) -> Result<Option<Vec<usize>>, OnnxError> {
+    // ReduceSum takes axes as an input from opset 13, the others from opset 18.
+    let from_input = if n.op == "ReduceSum" {
+        n.opset >= 13
+    } else {
+        n.opset >= 18
+    };
+    let axes = if from_input {
+        if cx.has_input(n, 1) {
+            Some(cx.const_ints(n, 1, "axes")?)
+        } else {
+            None
+        }
+    } else {
+        n.attr_ints("axes")?
+    };
+    let axes = axes.filter(|a| !a.is_empty());
+    match axes {
+        Some(a) => Ok(Some(n.axes(&a, rank, "axis")?)),
+        None if from_input && n.attr_i("noop_with_empty_axes", 0)? != 0 => Ok(None),
+        None => Ok(Some((0..rank).collect())),
+    }
+}
+
+/// `ReduceSum`, `ReduceMean`, `ReduceMax`, `ReduceMin`, `ReduceProd`, and the composite
+/// `ReduceL1`, `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum`, `ReduceLogSumExp`.
+pub(crate) fn reduce(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let keep_dims = n.attr_i("keepdims", 1)? != 0;
+    let Some(axes) = reduce_axes(cx, n, ty.rank())? else {
+        return Ok(one(x));
+    };
+    let red = |cx: &mut Ctx, suffix: &str, op: ReduceOp, v: NodeId, keep: bool| {
+        cx.add(
+            n,
+            suffix,
+            Op::Reduce {
+                op,
+                axes: axes.clone(),
+                keep_dims: keep,
+            },
+            &[v],
+        )
+    };
+    let un =
+        |cx: &mut Ctx, suffix: &str, u: UnaryOp, v: NodeId| cx.add(n, suffix, Op::Unary(u), &[v]);
+    let y = match n.op {
+        "ReduceSum" => red(cx, "", ReduceOp::Sum, x, keep_dims)?,
+        "ReduceMean" => red(cx, "", ReduceOp::Mean, x, keep_dims)?,
+        "ReduceMax" => red(cx, "", ReduceOp::Max, x, keep_dims)?,
+        "ReduceMin" => red(cx, "", ReduceOp::Min, x, keep_dims)?,
+        "ReduceProd" => red(cx, "", ReduceOp::Prod, x, keep_dims)?,
+        "ReduceL1" => {
+            let a = un(cx, "abs", UnaryOp::Abs, x)?;
+            red(cx, "", ReduceOp::Sum, a, keep_dims)?
+        }
+        "ReduceSumSquare" | "ReduceL2" => {
+            let sq = cx.add(n, "square", Op::Binary(BinaryOp::Mul), &[x, x])?;
+            if n.op == "ReduceL2" {
+                let s = red(cx, "sum", ReduceOp::Sum, sq, keep_dims)?;
+                un(cx, "", UnaryOp::Sqrt, s)?
+            } else {
+                red(cx, "", ReduceOp::Sum, sq, keep_dims)?
+            }
+        }
+        "ReduceLogSum" => {
+            let s = red(cx, "sum", ReduceOp::Sum, x, keep_dims)?;
+            un(cx, "", UnaryOp::Log, s)?
+        }
+        "ReduceLogSumExp" => {
+            // max + log(sum(exp(x - max))), stable for large x.
+            let m = red(cx, "max", ReduceOp::Max, x, true)?;
+            let d = cx.add(n, "shifted", Op::Binary(BinaryOp::Sub), &[x, m])?;
+            let e = un(cx, "exp", UnaryOp::Exp, d)?;
+            let s = red(cx, "sum", ReduceOp::Sum, e, true)?;
+            let l = un(cx, "log", UnaryOp::Log, s)?;
+            let r = cx.add(
+                n,
+                if keep_dims { "" } else { "keep" },
+                Op::Binary(BinaryOp::Add),
+                &[l, m],
+            )?;
+            if keep_dims {
+                r
+            } else {
+                cx.add(
+                    n,
+                    "",
+                    Op::Reshape {
+                        shape: reduced_shape(&ty.shape, &axes, false),
+                    },
+                    &[r],
+                )?
+            }
+        }
+        _ => unreachable!("dispatched"),
+    };
+    Ok(one(y))
+}
+
+/// `ArgMax` / `ArgMin` (i32 indices in the IR; int64 in ONNX).
+pub(crate) fn arg(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let rank = cx.ty(x).rank();
+    let axis = n.axis(n.attr_i("axis", 0)?, rank, "axis")?;
+    let op = Op::ArgReduce {
+        max: n.op == "ArgMax",
+        axis,
+        keep_dims: n.attr_i("keepdims", 1)? != 0,
+        select_last: n.attr_i("select_last_index", 0)? != 0,
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
+}
+
+/// `GlobalAveragePool` / `GlobalMaxPool`: reduce the spatial axes `2..`, keeping them as 1.
+pub(crate) fn global_pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let rank = cx.ty(x).rank();
+    if rank < 3 {
+        return Err(n.err(format!(
+            "input must have rank >= 3 ([N, C, D...]), got {}",
+            cx.ty(x).describe()
+        )));
+    }
+    let op = if n.op == "GlobalAveragePool" {
+        ReduceOp::Mean
+    } else {
+        ReduceOp::Max
+    };
+    Ok(one(cx.add(
+        n,
+        "",
+        Op::Reduce {
+            op,
+            axes: (2..rank).collect(),
+            keep_dims: true,
+        },
+        &[x],
+    )?))
+}

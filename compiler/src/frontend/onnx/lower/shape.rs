@@ -1,0 +1,604 @@
+//! Data movement and shape ops: `Constant`, `Identity`/`Dropout`, `Reshape`, `Transpose`,
+//! `Flatten`, `Squeeze`/`Unsqueeze`, `Concat`, `Split`, `Slice`, `Gather`, `Expand`, `Tile`,
+//! `Shape`/`Size`, `ConstantOfShape`, `Range`, `Trilu`.
+
+use super::one;
+use crate::frontend::onnx::ctx::{Ctx, N};
+use crate::frontend::onnx::data::{self, Literal};
+use crate::frontend::onnx::value::{Ints, Value};
+use crate::frontend::onnx::OnnxError;
+use kiln_ir::infer::SLICE_END_MAX;
+use kiln_ir::{DType, Dim, Op, SliceAxis, Tensor};
+
+/// `Constant`: a tensor or one of the `value_*` attributes.
+pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let out = n
+        .proto
+        .output
+        .first()
+        .cloned()
+        .unwrap_or_else(|| n.name.clone());
+    if let Some(t) = n.attr_t("value")? {
+        return Ok(vec![cx.literal(&out, t)?]);
+    }
+    if let Some(v) = n.attr_f_opt("value_float")? {
+        return Ok(one(cx
+            .g
+            .add_const(&out, Tensor::scalar(DType::F32, v as f64))));
+    }
+    if let Some(v) = n.attr_floats("value_floats")? {
+        return Ok(one(cx.g.add_const(&out, Tensor::f32(vec![v.len()], v))));
+    }
+    if let Some(v) = n.attr_i_opt("value_int")? {
+        return Ok(vec![Value::Ints(Ints::scalar(Dim::c(v)))]);
+    }
+    if let Some(v) = n.attr_ints("value_ints")? {
+        return Ok(vec![Value::Ints(Ints::from_i64(vec![v.len()], &v))]);
+    }
+    if n.has_attr("sparse_value") {
+        return Err(n.err("attribute 'sparse_value': sparse constants are not supported"));
+    }
+    if n.has_attr("value_string") || n.has_attr("value_strings") {
+        return Err(n.err("string constants are not supported"));
+    }
+    Err(n.err("has no value attribute"))
+}
+
+/// `Identity` and `Dropout` (inference: the input; the optional mask is all true).
+pub(crate) fn identity(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let v = cx
+        .value(n, 0)?
+        .cloned()
+        .ok_or_else(|| n.err("input 0 is required but missing"))?;
+    let mut outs = vec![v];
+    if n.op == "Dropout" && n.proto.output.get(1).is_some_and(|s| !s.is_empty()) {
+        let shape = cx.input_shape(n, 0)?;
+        let t = cx.constant(n, "true", Tensor::from_f64(DType::Bool, vec![], &[1.0]));
+        outs.push(Value::Node(cx.add(
+            n,
+            "mask",
+            Op::Expand { shape },
+            &[t],
+        )?));
+    }
+    Ok(outs)
+}
+
+/// Resolves a reshape target: 0 copies the input dim (unless `allowzero`), one -1 takes what is
+/// left (exact division of dims, symbolic included).
+pub(crate) fn reshape_target(
+    n: &N,
+    input: &[Dim],
+    spec: &[Dim],
+    allowzero: bool,
+) -> Result<Vec<Dim>, OnnxError> {
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer_at = None;
+    for (i, d) in spec.iter().enumerate() {
+        match d.as_const() {
+            Some(0) if !allowzero => out.push(input.get(i).cloned().ok_or_else(|| {
+                n.err(format!(
+                    "shape {spec:?} copies dim {i} (0) but the input has rank {}",
+                    input.len()
+                ))
+            })?),
+            Some(-1) => {
+                if infer_at.replace(i).is_some() {
+                    return Err(n.err(format!("shape {spec:?} has more than one -1")));
+                }
+                out.push(Dim::c(1));
+            }
+            Some(v) if v < 0 => return Err(n.err(format!("shape {spec:?} has invalid dim {v}"))),
+            _ => out.push(d.clone()),
+        }
+    }
+    if let Some(i) = infer_at {
+        let total = Dim::product(input);
+        let known = Dim::product(&out);
+        out[i] = total
+            .exact_div(&known)
+            .filter(|_| known != Dim::c(0))
+            .ok_or_else(|| {
+                n.err(format!(
+                    "cannot infer the -1 in shape [{}]: {} elements are not divisible by {}",
+                    spec.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    total,
+                    known
+                ))
+            })?;
+    }
+    Ok(out)
+}
+
+/// `Reshape` with the target shape from a compile-time (possibly symbolic) integer tensor.
+pub(crate) fn reshape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let spec = cx
+        .ints(n, 1)?
+        .ok_or_else(|| n.err("input 1 ('shape') must be computable at compile time (a constant or a shape computation)"))?;
+    let allowzero = n.attr_i("allowzero", 0)? != 0;
+    let in_shape = cx.ty(x).shape.clone();
+    let shape = reshape_target(n, &in_shape, &spec.elems, allowzero)?;
+    if shape == in_shape {
+        return Ok(one(x));
+    }
+    Ok(one(cx.add(n, "", Op::Reshape { shape }, &[x])?))
+}
+
+/// `Transpose` (default: reverse the axes).
+pub(crate) fn transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let rank = cx.ty(x).rank();
+    let perm = match n.attr_ints("perm")? {
+        Some(p) => p
+            .iter()
+            .map(|&a| n.axis(a, rank, "perm entry"))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return Ok(one(x));
+    }
+    Ok(one(cx.add(n, "", Op::Transpose { perm }, &[x])?))
+}
+
+/// `Flatten`: `[prod(d[..axis]), prod(d[axis..])]`.
+pub(crate) fn flatten(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let shape = cx.ty(x).shape.clone();
+    let r = shape.len() as i64;
+    let axis = n.attr_i("axis", 1)?;
+    let axis = if axis < 0 { axis + r } else { axis };
+    if !(0..=r).contains(&axis) {
+        return Err(n.err(format!("axis {axis} is out of range for rank {r}")));
+    }
+    let a = axis as usize;
+    let target = vec![Dim::product(&shape[..a]), Dim::product(&shape[a..])];
+    if target == shape {
+        return Ok(one(x));
+    }
+    Ok(one(cx.add(n, "", Op::Reshape { shape: target }, &[x])?))
+}
+
+/// Axes of `Squeeze`/`Unsqueeze`: an attribute before opset 13, an input from 13.
+fn squeeze_axes(cx: &Ctx, n: &N) -> Result<Option<Vec<i64>>, OnnxError> {
+    if n.opset >= 13 {
+        if cx.has_input(n, 1) {
+            Ok(Some(cx.const_ints(n, 1, "axes")?))
+        } else {
+            Ok(None)
+        }
+    } else {
+        n.attr_ints("axes")
+    }
+}
+
+/// The output shape of `Squeeze` for an input shape.
+pub(crate) fn squeeze_shape(cx: &Ctx, n: &N, shape: &[Dim]) -> Result<Vec<Dim>, OnnxError> {
+    let one_d = Dim::c(1);
+    let axes = match squeeze_axes(cx, n)? {
+        Some(a) => n.axes(&a, shape.len(), "axis")?,
+        None => (0..shape.len()).filter(|&i| shape[i] == one_d).collect(),
+    };
+    for &a in &axes {
+        if shape[a] != one_d {
+            return Err(n.err(format!("cannot squeeze axis {a} of size {}", shape[a])));
+        }
+    }
+    Ok(shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, d)| d.clone())
+        .collect())
+}
+
+/// The output shape of `Unsqueeze` for an input shape.
+pub(crate) fn unsqueeze_shape(cx: &Ctx, n: &N, shape: &[Dim]) -> Result<Vec<Dim>, OnnxError> {
+    let axes = squeeze_axes(cx, n)?.ok_or_else(|| n.err("axes are required"))?;
+    let out_rank = shape.len() + axes.len();
+    let axes = n.axes(&axes, out_rank, "axis")?;
+    let mut rest = shape.iter();
+    Ok((0..out_rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                Dim::c(1)
+            } else {
+                rest.next().expect("counted").clone()
+            }
+        })
+        .collect())
+}
+
+/// `Squeeze` as a reshape.
+pub(crate) fn squeeze(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let shape = squeeze_shape(cx, n, &cx.ty(x).shape.clone())?;
+    Ok(one(cx.add(n, "", Op::Reshape { shape }, &[x])?))
+}
+
+/// `Unsqueeze` as a reshape.
+pub(crate) fn unsqueeze(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let shape = unsqueeze_shape(cx, n, &cx.ty(x).shape.clone())?;
+    Ok(one(cx.add(n, "", Op::Reshape { shape }, &[x])?))
+}
+
+/// `Concat` along `axis`.
+pub(crate) fn concat(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let ins = (0..n.n_inputs())
+        .map(|i| cx.input(n, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = *ins
+        .first()
+        .ok_or_else(|| n.err("needs at least one input"))?;
+    let rank = cx.ty(first).rank();
+    let axis = n.axis(
+        n.attr_i_opt("axis")?
+            .ok_or_else(|| n.err("attribute 'axis' is required"))?,
+        rank,
+        "axis",
+    )?;
+    if ins.len() == 1 {
+        return Ok(one(first));
+    }
+    Ok(one(cx.add(n, "", Op::Concat { axis }, &ins)?))
+}
+
+/// `Split` into slices along `axis` (sizes from the attribute, input, or equal parts).
+pub(crate) fn split(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let axis = n.axis(n.attr_i("axis", 0)?, ty.rank(), "axis")?;
+    let outputs = n.proto.output.len();
+    let sizes = if n.opset >= 13 {
+        if cx.has_input(n, 1) {
+            Some(cx.const_ints(n, 1, "split")?)
+        } else {
+            None
+        }
+    } else {
+        n.attr_ints("split")?
+    };
+    let dim = ty.shape[axis].as_const();
+    let sizes = match sizes {
+        Some(s) => s,
+        None => {
+            let d = dim.ok_or_else(|| {
+                n.err(format!(
+                    "equal split of symbolic dim {} needs --dim",
+                    ty.shape[axis]
+                ))
+            })?;
+            let parts = if n.opset >= 18 {
+                n.attr_i("num_outputs", outputs as i64)?
+            } else {
+                outputs as i64
+            };
+            if parts <= 0 {
+                return Err(n.err("needs at least one output"));
+            }
+            if n.opset < 18 && d % parts != 0 {
+                return Err(n.err(format!("dim {d} does not split into {parts} equal parts")));
+            }
+            let chunk = (d + parts - 1) / parts;
+            (0..parts)
+                .map(|k| (d - k * chunk).clamp(0, chunk))
+                .collect()
+        }
+    };
+    if sizes.len() != outputs {
+        return Err(n.err(format!("{} split sizes for {outputs} outputs", sizes.len())));
+    }
+    if let Some(d) = dim {
+        if sizes.iter().sum::<i64>() != d {
+            return Err(n.err(format!("split sizes {sizes:?} do not add up to dim {d}")));
+        }
+    }
+    let mut start = 0i64;
+    let mut outs = Vec::new();
+    for (k, &s) in sizes.iter().enumerate() {
+        let axes = vec![SliceAxis {
+            axis,
+            start,
+            end: start + s,
+            step: 1,
+        }];
+        let name = n.proto.output.get(k).cloned().unwrap_or_default();
+        outs.push(Value::Node(cx.add(
+            n,
+            &format!("out{k}_{name}"),
+            Op::Slice { axes },
+            &[x],
+        )?));
+        start += s;
+    }
+    Ok(outs)
+}
+
+/// Clamps an ONNX slice bound into the IR's range (`INT64_MAX` means "to the end").
+fn clamp_bound(v: i64) -> i64 {
+    v.clamp(-SLICE_END_MAX, SLICE_END_MAX)
+}
+
+/// The slice parameters of a `Slice` node: attributes before opset 10, inputs from 10.
+pub(crate) fn slice_axes(cx: &Ctx, n: &N, rank: usize) -> Result<Vec<SliceAxis>, OnnxError> {
+    let (starts, ends, axes, steps) = if n.opset < 10 {
+        let starts = n
+            .attr_ints("starts")?
+            .ok_or_else(|| n.err("attribute 'starts' is required"))?;
+        let ends = n
+            .attr_ints("ends")?
+            .ok_or_else(|| n.err("attribute 'ends' is required"))?;
+        (starts, ends, n.attr_ints("axes")?, None)
+    } else {
+        let starts = cx.const_ints(n, 1, "starts")?;
+        let ends = cx.const_ints(n, 2, "ends")?;
+        let axes = if cx.has_input(n, 3) {
+            Some(cx.const_ints(n, 3, "axes")?)
+        } else {
+            None
+        };
+        let steps = if cx.has_input(n, 4) {
+            Some(cx.const_ints(n, 4, "steps")?)
+        } else {
+            None
+        };
+        (starts, ends, axes, steps)
+    };
+    if starts.len() != ends.len() {
+        return Err(n.err(format!("{} starts but {} ends", starts.len(), ends.len())));
+    }
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(n.err(format!(
+            "starts, ends, axes and steps differ in length ({}, {}, {}, {})",
+            starts.len(),
+            ends.len(),
+            axes.len(),
+            steps.len()
+        )));
+    }
+    let norm = n.axes(&axes, rank, "axis")?;
+    let mut out = Vec::new();
+    for (k, &a) in axes.iter().enumerate() {
+        if steps[k] == 0 {
+            return Err(n.err(format!("step on axis {a} is zero")));
+        }
+        let axis = n.axis(a, rank, "axis")?;
+        debug_assert!(norm.contains(&axis));
+        out.push(SliceAxis {
+            axis,
+            start: clamp_bound(starts[k]),
+            end: clamp_bound(ends[k]),
+            step: steps[k],
+        });
+    }
+    out.sort_by_key(|s| s.axis);
+    Ok(out)
+}
+
+/// `Slice`.
+pub(crate) fn slice(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let axes = slice_axes(cx, n, cx.ty(x).rank())?;
+    Ok(one(cx.add(n, "", Op::Slice { axes }, &[x])?))
+}
+
+/// `Gather` along `axis`.
+pub(crate) fn gather(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let data = cx.input(n, 0)?;
+    let idx = cx.input(n, 1)?;
+    let axis = n.axis(n.attr_i("axis", 0)?, cx.ty(data).rank(), "axis")?;
+    Ok(one(cx.add(n, "", Op::Gather { axis }, &[data, idx])?))
+}
+
+/// A compile-time shape operand (constant or symbolic dims).
+fn shape_operand(cx: &Ctx, n: &N, i: usize, what: &str) -> Result<Vec<Dim>, OnnxError> {
+    let v = cx
+        .ints(n, i)?
+        .ok_or_else(|| n.err(format!("input {i} ('{what}') must be computable at compile time (a constant or a shape computation)")))?;
+    if v.shape.len() != 1 {
+        return Err(n.err(format!(
+            "input {i} ('{what}') must be 1-D, got shape {:?}",
+            v.shape
+        )));
+    }
+    Ok(v.elems)
+}
+
+/// `Expand` (bidirectional broadcast to a shape that may mention symbolic dims).
+pub(crate) fn expand(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let shape = shape_operand(cx, n, 1, "shape")?;
+    let out = kiln_ir::infer::broadcast(&cx.ty(x).shape, &shape).map_err(|m| n.err(m))?;
+    if out == cx.ty(x).shape {
+        return Ok(one(x));
+    }
+    Ok(one(cx.add(n, "", Op::Expand { shape }, &[x])?))
+}
+
+/// `Tile` as reshape to `[1, d0, 1, d1, ...]`, expand to `[r0, d0, r1, d1, ...]`, reshape to
+/// `[r0*d0, r1*d1, ...]`.
+pub(crate) fn tile(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let shape = cx.ty(x).shape.clone();
+    let reps = cx.const_ints(n, 1, "repeats")?;
+    if reps.len() != shape.len() {
+        return Err(n.err(format!("{} repeats for rank {}", reps.len(), shape.len())));
+    }
+    if let Some(r) = reps.iter().find(|&&r| r < 0) {
+        return Err(n.err(format!("repeat {r} is negative")));
+    }
+    if reps.iter().all(|&r| r == 1) {
+        return Ok(one(x));
+    }
+    let inter: Vec<Dim> = shape.iter().flat_map(|d| [Dim::c(1), d.clone()]).collect();
+    let big: Vec<Dim> = shape
+        .iter()
+        .zip(&reps)
+        .flat_map(|(d, &r)| [Dim::c(r), d.clone()])
+        .collect();
+    let out: Vec<Dim> = shape
+        .iter()
+        .zip(&reps)
+        .map(|(d, &r)| d.mul(&Dim::c(r)))
+        .collect();
+    let a = cx.add(n, "interleave", Op::Reshape { shape: inter }, &[x])?;
+    let b = cx.add(n, "expand", Op::Expand { shape: big }, &[a])?;
+    Ok(one(cx.add(n, "", Op::Reshape { shape: out }, &[b])?))
+}
+
+/// `Shape` (with `start`/`end` from opset 15) and `Size`: compile-time integers, symbolic dims
+/// included.
+pub(crate) fn shape_of(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let shape = cx.input_shape(n, 0)?;
+    if n.op == "Size" {
+        return Ok(vec![Value::Ints(Ints::scalar(Dim::product(&shape)))]);
+    }
+    let r = shape.len() as i64;
+    let norm = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let start = norm(n.attr_i("start", 0)?);
+    let end = norm(n.attr_i("end", r)?);
+    let dims = if start < end {
+        shape[start..end].to_vec()
+    } else {
+        vec![]
+    };
+    Ok(vec![Value::Ints(Ints::vec(dims))])
+}
+
+/// `ConstantOfShape`: a broadcast scalar (a compile-time integer tensor when small and integral).
+pub(crate) fn constant_of_shape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let shape = shape_operand(cx, n, 0, "shape")?;
+    let out = n.proto.output.first().cloned().unwrap_or_default();
+    let lit = match n.attr_t("value")? {
+        Some(t) => {
+            data::read_tensor(t, None).map_err(|m| n.err(format!("attribute 'value': {m}")))?
+        }
+        None => Literal::Tensor(Tensor::scalar(DType::F32, 0.0)),
+    };
+    let scalar = match lit {
+        Literal::Int { values, .. } => {
+            let v = *values
+                .first()
+                .ok_or_else(|| n.err("attribute 'value' must hold one element"))?;
+            let dims: Option<Vec<i64>> = shape.iter().map(Dim::as_const).collect();
+            if let Some(dims) = dims {
+                let count: i64 = dims.iter().product();
+                if (0..=4096).contains(&count) {
+                    let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+                    return Ok(vec![Value::Ints(Ints::from_i64(
+                        shape,
+                        &vec![v; count as usize],
+                    ))]);
+                }
+            }
+            let v = i32::try_from(v)
+                .map_err(|_| n.err(format!("value {v} is outside the i32 range")))?;
+            Tensor::i32(vec![], vec![v])
+        }
+        Literal::Tensor(t) => {
+            if t.numel() != 1 {
+                return Err(n.err("attribute 'value' must hold one element"));
+            }
+            Tensor {
+                shape: vec![],
+                data: t.data,
+            }
+        }
+    };
+    let c = cx.g.add_const(&format!("{out}/value"), scalar);
+    if shape.is_empty() {
+        return Ok(one(c));
+    }
+    Ok(one(cx.add(n, "", Op::Expand { shape }, &[c])?))
+}
+
+/// `Range(start, limit, delta)` with compile-time operands.
+pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    if let (Some(s), Some(l), Some(d)) = (cx.ints(n, 0)?, cx.ints(n, 1)?, cx.ints(n, 2)?) {
+        let (s, l, d) = match (s.consts(), l.consts(), d.consts()) {
+            (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => (s[0], l[0], d[0]),
+            _ => {
+                return Err(n.err(
+                    "a Range whose bounds depend on a symbolic dim needs --dim (the IR has no iota op yet)",
+                ))
+            }
+        };
+        if d == 0 {
+            return Err(n.err("delta is zero"));
+        }
+        let count = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
+        let vals: Vec<i64> = (0..count as i64).map(|k| s + k * d).collect();
+        return Ok(vec![Value::Ints(Ints::from_i64(vec![count], &vals))]);
+    }
+    let mut v = Vec::new();
+    let mut dtype = DType::F32;
+    for i in 0..3 {
+        let t = cx.const_tensor(n, i)?.ok_or_else(|| {
+            n.err(format!(
+                "input {i} must be a compile-time constant (the IR has no iota op yet)"
+            ))
+        })?;
+        dtype = t.dtype();
+        v.push(
+            *t.to_f64()
+                .first()
+                .ok_or_else(|| n.err(format!("input {i} is empty")))?,
+        );
+    }
+    let (s, l, d) = (v[0], v[1], v[2]);
+    if d == 0.0 {
+        return Err(n.err("delta is zero"));
+    }
+    let count = ((l - s) / d).ceil().max(0.0) as usize;
+    let vals: Vec<f64> = (0..count).map(|k| s + k as f64 * d).collect();
+    Ok(one(cx.constant(
+        n,
+        "",
+        Tensor::from_f64(dtype, vec![count], &vals),
+    )))
+}
+
+/// `Trilu`: keeps the upper (or lower) triangle via a constant mask and `Where`.
+pub(crate) fn trilu(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    if ty.rank() < 2 {
+        return Err(n.err(format!("input must have rank >= 2, got {}", ty.describe())));
+    }
+    let k = if cx.has_input(n, 1) {
+        *cx.const_ints(n, 1, "k")?
+            .first()
+            .ok_or_else(|| n.err("input 1 ('k') is empty"))?
+    } else {
+        0
+    };
+    let upper = n.attr_i("upper", 1)? != 0;
+    let r = ty.rank();
+    let (rows, cols) = match (ty.shape[r - 2].as_const(), ty.shape[r - 1].as_const()) {
+        (Some(a), Some(b)) => (a as usize, b as usize),
+        _ => {
+            return Err(n.err(format!(
+                "the last two dims of {} must be concrete (use --dim)",
+                ty.describe()
+            )))
+        }
+    };
+    let mask: Vec<f64> = (0..rows)
+        .flat_map(|i| (0..cols).map(move |j| (j as i64 - i as i64, j)))
+        .map(|(d, _)| if upper { d >= k } else { d <= k } as u8 as f64)
+        .collect();
+    let m = cx.constant(
+        n,
+        "mask",
+        Tensor::from_f64(DType::Bool, vec![rows, cols], &mask),
+    );
+    let z = cx.scalar(n, "zero", ty.dtype, 0.0);
+    Ok(one(cx.add(n, "", Op::Where, &[m, x, z])?))
+}

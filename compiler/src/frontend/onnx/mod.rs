@@ -1,0 +1,157 @@
+//! ONNX frontend: decodes a `.onnx` file (protobuf), validates its opset imports, and lowers its
+//! graph into Kiln's IR primitives.
+//!
+//! The flow is [`load_onnx`] / [`load_onnx_bytes`] -> decode ([`proto`]) -> initializers and
+//! `Constant` nodes become IR constants (small integer tensors are tracked as compile-time values,
+//! see `value.rs`) -> graph inputs become IR inputs with symbolic dims -> every node is lowered by
+//! the rule for its `op_type` (`lower/`) -> nodes whose inputs are all constant are evaluated at
+//! load time (`fold.rs`) -> graph outputs.
+//!
+//! Every error names what went wrong and where: the file, the node (name and op type), the input
+//! or attribute.
+
+pub mod builder;
+mod ctx;
+mod data;
+mod fold;
+mod lower;
+#[rustfmt::skip]
+pub mod proto;
+mod value;
+
+pub use lower::SUPPORTED_OPS;
+
+use crate::Model;
+use kiln_ir::{DimBindings, IrError};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Lowest default-domain opset the frontend accepts (numpy broadcasting everywhere from 7 on).
+pub const MIN_OPSET: i64 = 7;
+/// Highest default-domain opset the frontend knows (the `onnx` 1.23 release).
+pub const MAX_OPSET: i64 = 23;
+
+/// An error loading an ONNX model. Each variant says what is wrong and where.
+#[derive(Debug, Error)]
+pub enum OnnxError {
+    /// The model file could not be read.
+    #[error("cannot read ONNX model '{path}': {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a protobuf `ModelProto`.
+    #[error("'{name}' is not a valid ONNX model: {reason}")]
+    Decode {
+        /// File path or model name.
+        name: String,
+        /// prost's reason.
+        reason: String,
+    },
+    /// An opset import (or its absence) that the frontend cannot lower.
+    #[error("{0}")]
+    Opset(String),
+    /// A node whose op has no lowering.
+    #[error("unsupported op '{op_type}' (node '{node}', domain '{domain}')")]
+    UnsupportedOp {
+        /// ONNX op type.
+        op_type: String,
+        /// Node name.
+        node: String,
+        /// Operator domain ('' is the default ONNX domain).
+        domain: String,
+    },
+    /// A node that cannot be lowered: bad attribute, missing input, shapes that do not fit.
+    #[error("node '{node}' ({op_type}): {msg}")]
+    Node {
+        /// Node name.
+        node: String,
+        /// ONNX op type.
+        op_type: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An initializer (or `Constant` tensor) that cannot be read.
+    #[error("tensor '{name}': {msg}")]
+    Tensor {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A graph input or output that cannot be represented.
+    #[error("graph {kind} '{name}': {msg}")]
+    GraphIo {
+        /// "input" or "output".
+        kind: &'static str,
+        /// Value name.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An IR error outside any node (should not happen for a valid model).
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    /// Anything else about the model's structure.
+    #[error("{0}")]
+    Model(String),
+}
+
+/// Loads an ONNX model file and lowers it to the IR.
+///
+/// `dims` gives values for named symbolic dims (`dim_param`s), as `kiln compile --dim NAME=VALUE`
+/// does; bound dims become constants, the others stay symbolic. External tensor data files are
+/// looked up relative to the model's directory. The model's name is the graph name, or else the
+/// file stem.
+pub fn load_onnx(path: &Path, dims: &DimBindings) -> Result<Model, OnnxError> {
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let proto = decode(&bytes, &path.display().to_string())?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    ctx::lower_model(&proto, &stem, dims, Some(&base))
+}
+
+/// Loads an ONNX model from bytes; `name` is used when the graph has none and in messages.
+///
+/// Tensors with external data are resolved relative to the current directory.
+pub fn load_onnx_bytes(bytes: &[u8], name: &str, dims: &DimBindings) -> Result<Model, OnnxError> {
+    let proto = decode(bytes, name)?;
+    ctx::lower_model(&proto, name, dims, None)
+}
+
+/// Lowers an already decoded `ModelProto` (external data relative to `base_dir`, if given).
+pub fn load_onnx_proto(
+    model: &proto::ModelProto,
+    name: &str,
+    dims: &DimBindings,
+    base_dir: Option<&Path>,
+) -> Result<Model, OnnxError> {
+    ctx::lower_model(model, name, dims, base_dir)
+}
+
+fn decode(bytes: &[u8], name: &str) -> Result<proto::ModelProto, OnnxError> {
+    use prost::Message;
+    let m = proto::ModelProto::decode(bytes).map_err(|e| OnnxError::Decode {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    if m.graph.is_none() {
+        return Err(OnnxError::Decode {
+            name: name.to_string(),
+            reason: if bytes.is_empty() {
+                "the file is empty".into()
+            } else {
+                "it has no graph".into()
+            },
+        });
+    }
+    Ok(m)
+}

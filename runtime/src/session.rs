@@ -656,8 +656,10 @@ impl Session {
         Ok(bindings)
     }
 
-    /// Everything before recording: bind dims, (re)allocate buffers, upload inputs and
-    /// parameters, compute grids, refresh bind groups, size the outputs.
+    /// Everything before recording. First validates and computes (dims, buffer sizes, input
+    /// conversion, parameters, grids, output sizes) without touching the GPU, so a failed run
+    /// leaves the session's buffers as they were; then grows buffers, uploads inputs and
+    /// parameters, and refreshes bind groups.
     fn prepare(
         &mut self,
         pi: usize,
@@ -668,75 +670,41 @@ impl Session {
         let m = &self.manifest;
         let program = &m.programs[pi];
 
-        // Buffers: evaluate sizes, check limits, grow the cache.
+        // Phase 1: evaluate and check; no GPU calls.
+        // Allocation size of every non-weight buffer.
+        let mut sizes: Vec<Option<u64>> = vec![None; m.buffers.len()];
         for (bi, spec) in m.buffers.iter().enumerate() {
             if spec.kind == BufferKind::Weight {
                 continue;
             }
             let what = || format!("size of buffer {bi} '{}'", spec.label);
-            let size = spec
-                .size
-                .eval(&bindings)
-                .map_err(|message| RuntimeError::SizeExpr {
-                    what: what(),
-                    message,
-                })?;
-            if size < 0 {
-                return Err(RuntimeError::SizeExpr {
-                    what: what(),
-                    message: format!("'{}' = {size} is negative", spec.size),
-                });
-            }
-            let size = alloc_size(size as u64);
+            let size = eval_nonneg(&spec.size, &bindings, what)?;
+            let size = alloc_size(size);
             self.check_buffer_size(bi, size)?;
-            let slot = &mut self.slots[bi];
-            if slot.size < size {
-                let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&spec.label),
-                    size,
-                    usage: storage_usage(),
-                    mapped_at_creation: false,
-                });
-                if let (Some(old), BufferKind::Intermediate) = (&slot.buffer, spec.kind) {
-                    // Keep state (e.g. a KV cache) across growth.
-                    enc.copy_buffer_to_buffer(old, 0, &buffer, 0, slot.size);
-                }
-                log::debug!(
-                    "buffer {bi} '{}': {} -> {size} bytes",
-                    spec.label,
-                    slot.size
-                );
-                slot.buffer = Some(buffer);
-                slot.size = size;
-                slot.generation += 1;
-            }
+            sizes[bi] = Some(size);
         }
+        // Capacity each buffer will have after growth.
+        let capacity = |b: usize| self.slots[b].size.max(sizes[b].unwrap_or(0));
 
-        // Inputs: convert to storage dtype and upload.
+        let mut uploads = Vec::with_capacity(m.inputs.len());
         for spec in &m.inputs {
             let t = &inputs[&spec.name];
             let mut bytes = to_storage(t, spec.storage, &format!("input '{}'", spec.name))?;
-            let slot = &self.slots[spec.buffer];
-            if bytes.len() as u64 > slot.size {
+            if bytes.len() as u64 > sizes[spec.buffer].unwrap_or(0) {
                 return Err(RuntimeError::InvalidBundle(format!(
-                    "input '{}' needs {} bytes but its buffer {} '{}' holds {} (size '{}')",
+                    "input '{}' needs {} bytes but its buffer {} '{}' has size '{}'",
                     spec.name,
                     bytes.len(),
                     spec.buffer,
                     m.buffers[spec.buffer].label,
-                    slot.size,
                     m.buffers[spec.buffer].size
                 )));
             }
-            if !bytes.is_empty() {
-                bytes.resize(alloc_size(bytes.len() as u64) as usize, 0);
-                let buffer = slot.buffer.as_ref().expect("allocated above");
-                self.gpu.queue.write_buffer(buffer, 0, &bytes);
-            }
+            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            uploads.push((spec.buffer, bytes));
         }
 
-        // Parameters and grids.
-        let state = &mut self.programs[pi];
+        let state = &self.programs[pi];
         let max_wg = u64::from(self.gpu.limits.max_compute_workgroups_per_dimension);
         let mut params = vec![0u8; state.uniform_size as usize];
         let mut dispatches = Vec::with_capacity(program.dispatches.len());
@@ -771,9 +739,9 @@ impl Session {
             };
             let mut g = [0u64; 3];
             for (a, e) in d.grid.iter().enumerate() {
-                let v = e.eval(&bindings).map_err(|msg| {
-                    grid_err(format!("grid {}: {msg}", "xyz".as_bytes()[a] as char))
-                })?;
+                let v = e
+                    .eval(&bindings)
+                    .map_err(|msg| grid_err(format!("grid {}: {msg}", ["x", "y", "z"][a])))?;
                 if v < 0 {
                     return Err(grid_err(format!("grid '{e}' = {v} is negative")));
                 }
@@ -800,9 +768,63 @@ impl Session {
             }
             dispatches.push((di, g.map(|v| v as u32)));
         }
-        self.gpu.queue.write_buffer(&state.uniform, 0, &params);
 
-        // Bind groups, rebuilt when a buffer they reference was replaced.
+        let mut outputs = Vec::with_capacity(m.outputs.len());
+        for spec in &m.outputs {
+            let mut shape = Vec::with_capacity(spec.shape.len());
+            for (j, e) in spec.shape.iter().enumerate() {
+                let what = || format!("dim {j} of output '{}'", spec.name);
+                shape.push(eval_nonneg(e, &bindings, what)? as usize);
+            }
+            let elem = storage_size(spec.storage).expect("checked at load");
+            let bytes = shape.iter().product::<usize>() as u64 * elem;
+            if bytes > 0 && bytes > capacity(spec.buffer) {
+                return Err(RuntimeError::InvalidBundle(format!(
+                    "output '{}' has {bytes} bytes but its buffer {} '{}' holds {}",
+                    spec.name,
+                    spec.buffer,
+                    m.buffers[spec.buffer].label,
+                    capacity(spec.buffer)
+                )));
+            }
+            outputs.push(OutPlan { shape, bytes });
+        }
+
+        // Phase 2: grow buffers, upload, refresh bind groups.
+        for (bi, size) in sizes.iter().enumerate() {
+            let Some(size) = *size else { continue };
+            let slot = &mut self.slots[bi];
+            if slot.size >= size {
+                continue;
+            }
+            let spec = &m.buffers[bi];
+            let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&spec.label),
+                size,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            });
+            if let (Some(old), BufferKind::Intermediate) = (&slot.buffer, spec.kind) {
+                // Keep state (e.g. a KV cache) across growth.
+                enc.copy_buffer_to_buffer(old, 0, &buffer, 0, slot.size);
+            }
+            log::debug!(
+                "buffer {bi} '{}': {} -> {size} bytes",
+                spec.label,
+                slot.size
+            );
+            slot.buffer = Some(buffer);
+            slot.size = size;
+            slot.generation += 1;
+        }
+        for (b, bytes) in &uploads {
+            if !bytes.is_empty() {
+                let buffer = self.slots[*b].buffer.as_ref().expect("allocated above");
+                self.gpu.queue.write_buffer(buffer, 0, bytes);
+            }
+        }
+        let state = &mut self.programs[pi];
+        self.gpu.queue.write_buffer(&state.uniform, 0, &params);
         for &(di, _) in &dispatches {
             let d = &program.dispatches[di];
             let key: Vec<u64> = d
@@ -813,7 +835,6 @@ impl Session {
             if matches!(&state.bind_groups[di], Some((k, _)) if *k == key) {
                 continue;
             }
-            let kernel = &m.kernels[d.kernel];
             let (offset, size) = state.blocks[di];
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -824,9 +845,7 @@ impl Session {
                 }),
             }];
             for (j, &b) in d.buffers.iter().enumerate() {
-                let buffer = self.slots[b].buffer.as_ref().ok_or_else(|| {
-                    RuntimeError::InvalidBundle(format!("buffer {b} has no GPU buffer"))
-                })?;
+                let buffer = self.slots[b].buffer.as_ref().expect("allocated above");
                 entries.push(wgpu::BindGroupEntry {
                     binding: j as u32 + 1,
                     resource: buffer.as_entire_binding(),
@@ -836,43 +855,14 @@ impl Session {
                 .gpu
                 .device
                 .create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&format!("{} #{di} ({})", program.name, kernel.name)),
+                    label: Some(&format!(
+                        "{} #{di} ({})",
+                        program.name, m.kernels[d.kernel].name
+                    )),
                     layout: &self.kernels[d.kernel].layout,
                     entries: &entries,
                 });
             state.bind_groups[di] = Some((key, bg));
-        }
-
-        // Outputs.
-        let mut outputs = Vec::with_capacity(m.outputs.len());
-        for spec in &m.outputs {
-            let mut shape = Vec::with_capacity(spec.shape.len());
-            for (j, e) in spec.shape.iter().enumerate() {
-                let what = || format!("dim {j} of output '{}'", spec.name);
-                let v = e
-                    .eval(&bindings)
-                    .map_err(|message| RuntimeError::SizeExpr {
-                        what: what(),
-                        message,
-                    })?;
-                let v = usize::try_from(v).map_err(|_| RuntimeError::SizeExpr {
-                    what: what(),
-                    message: format!("'{e}' = {v} is negative"),
-                })?;
-                shape.push(v);
-            }
-            let elem = storage_size(spec.storage).expect("checked at load");
-            let bytes = shape.iter().product::<usize>() as u64 * elem;
-            if bytes > 0 && bytes > self.slots[spec.buffer].size {
-                return Err(RuntimeError::InvalidBundle(format!(
-                    "output '{}' has {bytes} bytes but its buffer {} '{}' holds {}",
-                    spec.name,
-                    spec.buffer,
-                    m.buffers[spec.buffer].label,
-                    self.slots[spec.buffer].size
-                )));
-            }
-            outputs.push(OutPlan { shape, bytes });
         }
         Ok(Plan {
             program: pi,
@@ -897,6 +887,18 @@ impl Session {
             pass.dispatch_workgroups(x, y, z);
         }
     }
+}
+
+/// Evaluates a size expression that must be non-negative; `what` names it in errors.
+fn eval_nonneg(e: &SizeExpr, b: &Bindings, what: impl Fn() -> String) -> Result<u64> {
+    let v = e.eval(b).map_err(|message| RuntimeError::SizeExpr {
+        what: what(),
+        message,
+    })?;
+    u64::try_from(v).map_err(|_| RuntimeError::SizeExpr {
+        what: what(),
+        message: format!("'{e}' = {v} is negative"),
+    })
 }
 
 fn storage_usage() -> wgpu::BufferUsages {

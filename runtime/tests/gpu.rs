@@ -484,11 +484,77 @@ fn the_example_in_the_format_doc_runs() {
     let src = doc_block("wgsl");
     std::fs::write(dir.path().join("k0_add.wgsl"), &src).unwrap();
     let mut m = Manifest::from_json(&doc_block("json")).unwrap();
-    m.files.insert("k0_add.wgsl".into(), sha256_hex(src.as_bytes()));
+    m.files
+        .insert("k0_add.wgsl".into(), sha256_hex(src.as_bytes()));
     std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
     let mut s = session(dir.path());
     let out = s
-        .run("run", &inputs(vec![("x", HostTensor::from_f32(&[300], &[2.0; 300]))]))
+        .run(
+            "run",
+            &inputs(vec![("x", HostTensor::from_f32(&[300], &[2.0; 300]))]),
+        )
         .unwrap();
     assert_eq!(out[0].1.to_f32(), vec![3.0; 300]);
+}
+
+#[test]
+fn intermediate_state_survives_growth_and_failed_runs() {
+    if skip_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = empty_manifest(&["n"]);
+    let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
+    let acc = buffer(&mut m, BufferKind::Intermediate, "n*4", "acc");
+    m.inputs
+        .push(io("x", ElemType::I64, ElemType::I32, &["n"], x));
+    m.outputs
+        .push(io("acc", ElemType::I64, ElemType::I32, &["n"], acc));
+    let k = kernel(&mut m, "k0_acc", &[false, true], &["n"], 64, true);
+    m.programs.push(Program {
+        name: "run".into(),
+        dispatches: vec![dispatch(k, &[x, acc], &["n"], "cdiv(n, 64)", "acc")],
+    });
+    let src = wgsl(
+        &["n"],
+        &[("x", "i32", false), ("acc", "i32", true)],
+        64,
+        "  if (i >= params.n) { return; }\n  acc[i] = acc[i] + x[i];",
+    );
+    write_bundle(dir.path(), &mut m, &[src], &[]);
+    let mut s = session(dir.path());
+    let mut step = |vals: &[i64]| {
+        s.run(
+            "run",
+            &inputs(vec![("x", HostTensor::from_i64(&[vals.len()], vals))]),
+        )
+        .map(|out| out[0].1.to_i64())
+    };
+    assert_eq!(step(&[1; 4]).unwrap(), vec![1; 4]);
+    assert_eq!(step(&[1; 4]).unwrap(), vec![2; 4]);
+    // Fails validation after sizes are known: nothing may be reallocated or uploaded.
+    let mut bad = vec![1i64; 8];
+    bad[5] = 1 << 40;
+    assert!(step(&bad).is_err());
+    // Growth keeps the old contents; the new tail starts at zero.
+    assert_eq!(step(&[1; 8]).unwrap(), vec![3, 3, 3, 3, 1, 1, 1, 1]);
+}
+
+#[test]
+fn adapter_filter_without_match_lists_adapters() {
+    if skip_gpu() {
+        return;
+    }
+    let all = kiln_runtime::list_adapters();
+    assert!(!all.is_empty());
+    let msg = kiln_runtime::Runtime::with_adapter(Some("no-such-gpu-xyz"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("no-such-gpu-xyz") && msg.contains(&all[0].name),
+        "{msg}"
+    );
+    let first = all[0].name.to_uppercase();
+    let rt = kiln_runtime::Runtime::with_adapter(Some(&first[..4])).unwrap();
+    assert!(rt.adapter_info().name.to_uppercase().contains(&first[..4]));
 }

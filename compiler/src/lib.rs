@@ -1,1 +1,262 @@
-//! placeholder
+//! Kiln's compiler: frontends, passes, WGSL codegen with naga validation, memory planning and
+//! the bundle writer.
+//!
+//! [`compile`] runs the pipeline on a loaded [`Model`]: specialize dims → remove dead nodes →
+//! form kernels (fusion from opt-level 1) → choose schedules (tuning record or analytic default)
+//! → render WGSL from templates and validate it with naga → plan memory → build the manifest.
+//! [`bundle::write_bundle`] then writes it atomically.
+
+pub mod bundle;
+pub mod codegen;
+pub mod error;
+pub mod frontend;
+pub mod lower;
+pub mod model;
+pub mod options;
+pub mod plan;
+
+pub use bundle::{write_bundle, CompiledBundle};
+pub use error::CompileError;
+pub use model::Model;
+pub use options::CompileOptions;
+
+use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
+use kiln_ir::{DType, Dim, Graph, Op, Tensor};
+use kiln_schedules::{defaults, Schedule};
+use lower::{KernelBody, KernelDraft};
+use std::collections::{BTreeMap, HashMap};
+
+/// Compiler version recorded in manifests.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Caller-facing element type of an IR dtype.
+pub fn elem_type(d: DType) -> ElemType {
+    match d {
+        DType::F32 => ElemType::F32,
+        DType::F16 => ElemType::F16,
+        DType::I32 => ElemType::I32,
+        DType::U32 => ElemType::U32,
+        DType::I8 => ElemType::I8,
+        DType::U8 => ElemType::U8,
+        DType::Bool => ElemType::Bool,
+    }
+}
+
+/// GPU storage element type of an IR dtype (v1: 32-bit words for everything).
+pub fn storage_type(d: DType) -> ElemType {
+    match d {
+        DType::F32 | DType::F16 => ElemType::F32,
+        DType::I32 | DType::I8 => ElemType::I32,
+        DType::U32 | DType::U8 | DType::Bool => ElemType::U32,
+    }
+}
+
+fn storage_dtype(d: DType) -> DType {
+    match d {
+        DType::F32 | DType::F16 => DType::F32,
+        DType::I32 | DType::I8 => DType::I32,
+        DType::U32 | DType::U8 | DType::Bool => DType::U32,
+    }
+}
+
+/// Applies `--dim` values and checks that each names a symbol of the model.
+pub fn specialize(model: &Model, opts: &CompileOptions) -> Result<Graph, CompileError> {
+    let symbols = model.graph.symbols();
+    for name in opts.dims.keys() {
+        if !symbols.contains(name) {
+            return Err(CompileError::Usage(format!(
+                "--dim {name}: the model has no symbolic dim '{name}' (its symbolic dims: {})",
+                if symbols.is_empty() { "none".to_string() } else { symbols.join(", ") }
+            )));
+        }
+    }
+    let mut g = if opts.dims.is_empty() { model.graph.clone() } else { model.graph.specialize(&opts.dims)? };
+    g.remove_dead();
+    Ok(g)
+}
+
+/// Estimated value of a dim for the analytic schedule model (symbols count as 64).
+fn estimate(d: &Dim) -> u64 {
+    let b: kiln_ir::DimBindings = d.symbols().into_iter().map(|s| (s, 64)).collect();
+    d.eval(&b).unwrap_or(64).max(1) as u64
+}
+
+/// Tuning key of a kernel draft: its kind and problem shape.
+pub fn tuning_key(body: &KernelBody) -> String {
+    let dims = |s: &[Dim]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    match body {
+        KernelBody::Gemm { a, b, .. } => {
+            let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
+            format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
+        }
+        KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
+        KernelBody::Reduce { in_shape, axes, .. } => format!("reduce:{}:{axes:?}", dims(in_shape)),
+        KernelBody::Softmax { shape, axis, .. } => format!("softmax:{}:{axis}", dims(shape)),
+        KernelBody::LayerNorm { shape, axis, .. } => format!("layernorm:{}:{axis}", dims(shape)),
+    }
+}
+
+/// The analytic default schedule of a kernel draft.
+pub fn default_schedule(body: &KernelBody) -> Schedule {
+    match body {
+        KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
+        KernelBody::Reduce { in_shape, axes, .. } => {
+            defaults::row_reduce(estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a]))))
+        }
+        KernelBody::Softmax { shape, axis, .. } => defaults::row_reduce(estimate(&shape[*axis])),
+        KernelBody::LayerNorm { shape, axis, .. } => defaults::row_reduce(estimate(&Dim::product(&shape[*axis..]))),
+        KernelBody::Gemm { a, b, .. } => {
+            let (m, k, n, ..) = codegen::gemm_dims(a, b);
+            defaults::gemm(estimate(&m), estimate(&n), estimate(&k))
+        }
+    }
+}
+
+/// Workgroup memory a schedule uses, in bytes.
+fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
+    match (s, body) {
+        (Schedule::Gemm(p), _) => p.workgroup_bytes() as u64,
+        (Schedule::RowReduce(p), KernelBody::Reduce { kind: lower::ReduceKind::Arg { .. }, .. }) => 8 * p.workgroup_size as u64,
+        (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
+        (Schedule::Injective(_), _) => 0,
+    }
+}
+
+/// Runs the whole pipeline on a model and returns the bundle in memory.
+pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, CompileError> {
+    let g = specialize(model, opts)?;
+    let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
+    let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
+    log::info!("{}: {} nodes -> {} kernels (opt-level {})", model.name, g.len(), drafts.len(), opts.opt_level);
+    let plan = plan::plan(&g, &drafts);
+
+    let mut kernels: Vec<KernelSpec> = Vec::new();
+    let mut sources: Vec<(String, String)> = Vec::new();
+    let mut by_source: HashMap<String, usize> = HashMap::new();
+    let mut dispatches = Vec::new();
+    let mut limits: BTreeMap<String, u64> = BTreeMap::new();
+    let mut need = |name: &str, v: u64| {
+        let e = limits.entry(name.to_string()).or_insert(0);
+        *e = (*e).max(v);
+    };
+    for d in &drafts {
+        let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
+        let out_dtype = g.node(d.output).ty.dtype;
+        let key = tuning_key(&d.body);
+        let schedule = opts.tuning.as_ref().and_then(|t| t.get(&key)).unwrap_or_else(|| default_schedule(&d.body));
+        let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
+        need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
+        need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
+        need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
+        need("maxComputeWorkgroupStorageSize", workgroup_bytes(&schedule, &d.body));
+        need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 1);
+        let k = *by_source.entry(r.wgsl.clone()).or_insert_with(|| {
+            let idx = kernels.len();
+            let file = format!("kernels/k{idx:03}_{}.wgsl", r.schedule.kind());
+            kernels.push(KernelSpec {
+                name: format!("k{idx:03}_{}", r.schedule.kind()),
+                file: file.clone(),
+                entry_point: "main".into(),
+                workgroup_size: r.workgroup_size,
+                bindings: r.bindings.clone(),
+                params: r.param_names.clone(),
+                schedule: r.schedule.to_string(),
+                grid_splittable: r.grid_splittable,
+            });
+            sources.push((file, r.wgsl.clone()));
+            idx
+        });
+        let mut buffers: Vec<usize> = d.inputs.iter().map(|i| plan.buffer_of[i]).collect();
+        buffers.push(plan.buffer_of[&d.output]);
+        dispatches.push(Dispatch { kernel: k, buffers, params: r.param_values, grid: r.grid, label: d.label.clone() });
+    }
+
+    // Weights, converted to their storage dtype.
+    let mut weights = Vec::new();
+    let mut weight_specs = Vec::new();
+    let mut used_names: HashMap<String, usize> = HashMap::new();
+    for &id in &plan.weights {
+        let n = g.node(id);
+        let Op::Constant(t) = &n.op else { unreachable!("planned weights are constants") };
+        let sd = storage_dtype(t.dtype());
+        let stored = if sd == t.dtype() { t.clone() } else { Tensor::from_f64(sd, t.shape.clone(), &t.to_f64()) };
+        let count = used_names.entry(n.name.clone()).or_insert(0);
+        let name = if *count == 0 { n.name.clone() } else { format!("{}#{}", n.name, count) };
+        *count += 1;
+        weight_specs.push(WeightSpec {
+            name,
+            file: String::new(),
+            dtype: elem_type(sd),
+            shape: t.shape.iter().map(|&d| d as u64).collect(),
+            buffer: plan.buffer_of[&id],
+        });
+        weights.push(stored);
+    }
+    // Buffer sizes that are constant are checked now; symbolic ones again at run time.
+    for b in &plan.buffers {
+        if let Some(s) = b.size.as_const() {
+            if s as u64 > opts.target.max_storage_buffer_binding_size {
+                return Err(CompileError::Limits {
+                    node: b.label.clone(),
+                    target: opts.target.name.clone(),
+                    msg: format!(
+                        "buffer of {s} bytes exceeds maxStorageBufferBindingSize = {} (weight splitting is not implemented yet)",
+                        opts.target.max_storage_buffer_binding_size
+                    ),
+                });
+            }
+            need("maxStorageBufferBindingSize", s as u64);
+            need("maxBufferSize", s as u64);
+        }
+    }
+
+    let io = |name: &str, id: kiln_ir::NodeId| {
+        let ty = &g.node(id).ty;
+        IoSpec {
+            name: name.to_string(),
+            dtype: model.io_dtypes.get(name).copied().unwrap_or(elem_type(ty.dtype)),
+            storage: storage_type(ty.dtype),
+            shape: ty.shape.iter().map(codegen::params::dim_expr).collect(),
+            buffer: plan.buffer_of[&plan::root(&g, id)],
+        }
+    };
+    let inputs = g.inputs().iter().map(|&i| io(&g.node(i).name, i)).collect();
+    let outputs = g.outputs().iter().map(|(n, i)| io(n, *i)).collect();
+    let mut symbols: Vec<String> = g.symbols();
+    symbols.sort();
+    let manifest = Manifest {
+        format_version: kiln_abi::FORMAT_VERSION,
+        compiler_version: format!("kiln {VERSION}"),
+        model: model.name.clone(),
+        requirements: Requirements {
+            target: opts.target.name.clone(),
+            features: if opts.target.shader_f16 && g.topo_order().iter().any(|&i| g.node(i).ty.dtype == DType::F16) {
+                vec![]
+            } else {
+                vec![]
+            },
+            limits,
+        },
+        symbols,
+        inputs,
+        outputs,
+        buffers: plan.buffers,
+        weights: weight_specs,
+        kernels,
+        programs: vec![Program { name: "run".into(), dispatches }],
+        files: BTreeMap::new(),
+    };
+    manifest.check_indices().map_err(|e| CompileError::Frontend(format!("internal compiler bug: {e}")))?;
+    Ok(CompiledBundle { manifest, kernel_sources: sources, weights })
+}
+
+/// Compiles and writes in one step.
+pub fn compile_to_dir(model: &Model, opts: &CompileOptions, dir: &std::path::Path) -> Result<Manifest, CompileError> {
+    let b = compile(model, opts)?;
+    write_bundle(&b, dir)
+}
+
+#[doc(hidden)]
+pub fn _drafts_for_tests(g: &Graph, opt_level: u8) -> Result<Vec<KernelDraft>, CompileError> {
+    lower::fuse::form_kernels(g, opt_level, 7)
+}

@@ -1,0 +1,358 @@
+//! Renders scalar expressions ([`crate::lower::Expr`]) into WGSL statements.
+//!
+//! Values live in registers as `f32` (f32, and f16 rounded after every op), `i32` (i32, i8),
+//! `u32` (u32, u8) or `bool`; storage holds bools as u32 0/1.
+
+use super::params::{i32_literal, ParamSet};
+use crate::lower::{Access, Expr};
+use kiln_ir::{BinaryOp, DType, Dim, UnaryOp};
+use std::collections::BTreeSet;
+
+/// WGSL register type of a dtype.
+pub fn reg_ty(d: DType) -> &'static str {
+    match d {
+        DType::F32 | DType::F16 => "f32",
+        DType::I32 | DType::I8 => "i32",
+        DType::U32 | DType::U8 => "u32",
+        DType::Bool => "bool",
+    }
+}
+
+/// WGSL storage element type of a dtype.
+pub fn storage_ty(d: DType) -> &'static str {
+    match d {
+        DType::Bool => "u32",
+        other => reg_ty(other),
+    }
+}
+
+/// Converts a loaded storage value to its register form.
+pub fn from_storage(d: DType, v: &str) -> String {
+    if d == DType::Bool {
+        format!("({v} != 0u)")
+    } else {
+        v.to_string()
+    }
+}
+
+/// Converts a register value to its storage form.
+pub fn to_storage(d: DType, v: &str) -> String {
+    if d == DType::Bool {
+        format!("select(0u, 1u, {v})")
+    } else {
+        v.to_string()
+    }
+}
+
+/// A WGSL literal for a value of a dtype.
+pub fn literal(v: f64, d: DType) -> String {
+    let v = d.round(v);
+    match d {
+        DType::F32 | DType::F16 => {
+            let f = v as f32;
+            if f.is_finite() {
+                let s = format!("{f:?}f");
+                if f < 0.0 || s.starts_with('-') {
+                    format!("({s})")
+                } else {
+                    s
+                }
+            } else {
+                format!("bitcast<f32>({:#010x}u)", f.to_bits())
+            }
+        }
+        DType::I32 | DType::I8 => i32_literal(v as i64),
+        DType::U32 | DType::U8 => format!("{}u", v as u64),
+        DType::Bool => (v != 0.0).to_string(),
+    }
+}
+
+/// WGSL helper functions that expressions may call; emitted once per module when used.
+pub fn helper_source(name: &str) -> &'static str {
+    match name {
+        "kiln_erf" => {
+            "fn kiln_erf(x: f32) -> f32 {\n    // erfc Chebyshev fit (fractional error < 1.2e-7).\n    let z = abs(x);\n    let t = 1.0 / (1.0 + 0.5 * z);\n    let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));\n    let r = 1.0 - t * exp(p);\n    return select(-r, r, x >= 0.0);\n}"
+        }
+        "kiln_pow" => {
+            "fn kiln_pow(x: f32, y: f32) -> f32 {\n    if (y == 2.0) { return x * x; }\n    if (y == 1.0) { return x; }\n    if (y == 0.0) { return 1.0; }\n    let r = pow(abs(x), y);\n    if (x < 0.0) {\n        if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }\n        let odd = (i32(clamp(y, -16777216.0, 16777216.0)) & 1) != 0;\n        return select(r, -r, odd);\n    }\n    if (x == 0.0 && y < 0.0) { return bitcast<f32>(0x7f800000u); }\n    return r;\n}"
+        }
+        "kiln_is_nan" => "fn kiln_is_nan(x: f32) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}",
+        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;\n}",
+        "kiln_imod" => {
+            "fn kiln_imod(a: i32, b: i32) -> i32 {\n    if (b == 0) { return 0; }\n    let r = a % b;\n    return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));\n}"
+        }
+        "kiln_idiv" => "fn kiln_idiv(a: i32, b: i32) -> i32 {\n    if (b == 0) { return 0; }\n    return a / b;\n}",
+        "kiln_f2i" => {
+            "fn kiln_f2i(x: f32, lo: f32, hi: f32) -> i32 {\n    if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return 0; }\n    return i32(clamp(trunc(x), lo, hi));\n}"
+        }
+        "kiln_f2u" => {
+            "fn kiln_f2u(x: f32, hi: f32) -> u32 {\n    if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return 0u; }\n    return u32(clamp(trunc(x), 0.0, hi));\n}"
+        }
+        other => unreachable!("unknown helper {other}"),
+    }
+}
+
+/// Emits WGSL `let` statements for expressions of one injective kernel.
+pub struct ExprWriter<'a> {
+    /// Parameters of the kernel (dims become literals or fields).
+    pub params: &'a mut ParamSet,
+    /// Helper functions used so far.
+    pub helpers: &'a mut BTreeSet<&'static str>,
+    /// Dtype of each kernel input slot.
+    pub in_dtypes: &'a [DType],
+    /// Statements emitted so far (indented by the caller).
+    pub lines: Vec<String>,
+    /// Counter for fresh names.
+    pub next: usize,
+    /// Name of the linear output index variable.
+    pub idx: String,
+    /// Names of the output coordinate variables.
+    pub coords: Vec<String>,
+}
+
+impl ExprWriter<'_> {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{}", self.next)
+    }
+
+    fn let_(&mut self, prefix: &str, value: String) -> String {
+        let n = self.fresh(prefix);
+        self.lines.push(format!("let {n} = {value};"));
+        n
+    }
+
+    /// Renders an index expression `offset + sum coord_i * stride_i`.
+    pub fn strided_index(&mut self, strides: &[Dim], offset: &Dim) -> String {
+        let mut terms = Vec::new();
+        if *offset != Dim::c(0) {
+            terms.push(self.params.dim(offset, "off"));
+        }
+        for (i, s) in strides.iter().enumerate() {
+            if *s == Dim::c(0) {
+                continue;
+            }
+            let c = self.coords[i].clone();
+            if *s == Dim::c(1) {
+                terms.push(c);
+            } else {
+                let st = self.params.dim(s, "stride");
+                terms.push(format!("{c} * {st}"));
+            }
+        }
+        if terms.is_empty() {
+            "0i".into()
+        } else {
+            terms.join(" + ")
+        }
+    }
+
+    /// Emits the expression; returns the WGSL value (a name or literal) and its dtype.
+    pub fn emit(&mut self, e: &Expr) -> (String, DType) {
+        let (v, d) = self.emit_raw(e);
+        // f16 values are rounded after every operation, as the reference interpreter does.
+        if d == DType::F16 && !matches!(e, Expr::Load(..) | Expr::Lit(..)) {
+            self.helpers.insert("kiln_f16");
+            return (self.let_("h", format!("kiln_f16({v})")), d);
+        }
+        (v, d)
+    }
+
+    fn emit_raw(&mut self, e: &Expr) -> (String, DType) {
+        match e {
+            Expr::Load(slot, access) => {
+                let d = self.in_dtypes[*slot];
+                let index = match access.as_ref() {
+                    Access::Linear => self.idx.clone(),
+                    Access::Strided { strides, offset } => self.strided_index(strides, offset),
+                    Access::Gathered { strides, index, axis_len, axis_stride } => {
+                        let (g, _) = self.emit(index);
+                        let len = self.params.dim(axis_len, "len");
+                        let g = self.let_("g", format!("select({g}, {g} + {len}, {g} < 0i)"));
+                        let base = self.strided_index(strides, &Dim::c(0));
+                        let st = self.params.dim(axis_stride, "stride");
+                        format!("{base} + {g} * {st}")
+                    }
+                };
+                let v = from_storage(d, &format!("in{slot}[{index}]"));
+                (self.let_("v", v), d)
+            }
+            Expr::Lit(v, d) => (literal(*v, *d), *d),
+            Expr::Unary(u, x, d) => {
+                let (x, _) = self.emit(x);
+                let out = match u {
+                    UnaryOp::IsNan | UnaryOp::Not => DType::Bool,
+                    _ => *d,
+                };
+                let v = self.unary(*u, &x, *d);
+                (self.let_("u", v), out)
+            }
+            Expr::Binary(b, x, y, d) => {
+                let (x, _) = self.emit(x);
+                let (y, _) = self.emit(y);
+                let out = if b.is_comparison() { DType::Bool } else { *d };
+                let v = self.binary(*b, &x, &y, *d);
+                (self.let_("b", v), out)
+            }
+            Expr::Select(c, a, b) => {
+                let (c, _) = self.emit(c);
+                let (a, d) = self.emit(a);
+                let (b, _) = self.emit(b);
+                (self.let_("s", format!("select({b}, {a}, {c})")), d)
+            }
+            Expr::Cast(x, from, to) => {
+                let (x, _) = self.emit(x);
+                let v = self.cast(&x, *from, *to);
+                (self.let_("k", v), *to)
+            }
+            Expr::Concat { axis, parts } => {
+                let name = self.fresh("cat");
+                let d = match &parts[0].0 {
+                    Expr::Load(slot, _) => self.in_dtypes[*slot],
+                    _ => DType::F32,
+                };
+                self.lines.push(format!("var {name}: {};", reg_ty(d)));
+                let c = self.coords[*axis].clone();
+                let n = parts.len();
+                for (k, (part, end)) in parts.iter().enumerate() {
+                    let saved = std::mem::take(&mut self.lines);
+                    let (v, _) = self.emit(part);
+                    let body = std::mem::replace(&mut self.lines, saved);
+                    let head = if k == 0 {
+                        let e = self.params.dim(end, "end");
+                        format!("if ({c} < {e}) {{")
+                    } else if k + 1 < n {
+                        let e = self.params.dim(end, "end");
+                        format!("}} else if ({c} < {e}) {{")
+                    } else {
+                        "} else {".to_string()
+                    };
+                    self.lines.push(head);
+                    for l in body {
+                        self.lines.push(format!("    {l}"));
+                    }
+                    self.lines.push(format!("    {name} = {v};"));
+                }
+                if n == 1 {
+                    // A single part still needs its block closed.
+                }
+                self.lines.push("}".into());
+                (name, d)
+            }
+        }
+    }
+
+    fn unary(&mut self, u: UnaryOp, x: &str, d: DType) -> String {
+        let float = d.is_float();
+        let zero = if float { "0.0f" } else if d == DType::U32 || d == DType::U8 { "0u" } else { "0i" };
+        match u {
+            UnaryOp::Neg => format!("-{x}"),
+            UnaryOp::Abs => format!("abs({x})"),
+            UnaryOp::Exp => format!("exp({x})"),
+            UnaryOp::Log => format!("log({x})"),
+            UnaryOp::Sqrt => format!("sqrt({x})"),
+            UnaryOp::Rsqrt => format!("inverseSqrt({x})"),
+            UnaryOp::Reciprocal => format!("(1.0f / {x})"),
+            UnaryOp::Sin => format!("sin({x})"),
+            UnaryOp::Cos => format!("cos({x})"),
+            // tanh(x) saturates to +-1 in f32 well before |x| = 20; clamping avoids inf/inf.
+            UnaryOp::Tanh => format!("tanh(clamp({x}, -20.0f, 20.0f))"),
+            UnaryOp::Sigmoid => format!("(1.0f / (1.0f + exp(-{x})))"),
+            UnaryOp::Relu => format!("max({x}, {zero})"),
+            UnaryOp::Erf => {
+                self.helpers.insert("kiln_erf");
+                format!("kiln_erf({x})")
+            }
+            UnaryOp::Floor => format!("floor({x})"),
+            UnaryOp::Ceil => format!("ceil({x})"),
+            UnaryOp::Round => format!("round({x})"),
+            UnaryOp::Sign => format!("sign({x})"),
+            UnaryOp::Not => format!("!{x}"),
+            UnaryOp::LeakyRelu(a) => format!("select({} * {x}, {x}, {x} >= 0.0f)", literal(a as f64, d)),
+            UnaryOp::Elu(a) => format!("select({} * (exp({x}) - 1.0f), {x}, {x} > 0.0f)", literal(a as f64, d)),
+            UnaryOp::Softplus => format!("select(log(1.0f + exp({x})), {x}, {x} > 20.0f)"),
+            UnaryOp::IsNan => {
+                self.helpers.insert("kiln_is_nan");
+                format!("kiln_is_nan({x})")
+            }
+        }
+    }
+
+    fn binary(&mut self, b: BinaryOp, x: &str, y: &str, d: DType) -> String {
+        let float = d.is_float();
+        let signed = matches!(d, DType::I32 | DType::I8);
+        match b {
+            BinaryOp::Add => format!("({x} + {y})"),
+            BinaryOp::Sub => format!("({x} - {y})"),
+            BinaryOp::Mul => format!("({x} * {y})"),
+            BinaryOp::Div if signed => {
+                self.helpers.insert("kiln_idiv");
+                format!("kiln_idiv({x}, {y})")
+            }
+            BinaryOp::Div if !float => format!("select({x} / {y}, 0u, {y} == 0u)"),
+            BinaryOp::Div => format!("({x} / {y})"),
+            BinaryOp::Pow => {
+                self.helpers.insert("kiln_pow");
+                if float {
+                    format!("kiln_pow({x}, {y})")
+                } else {
+                    self.helpers.insert("kiln_f2i");
+                    format!("{}(kiln_pow(f32({x}), f32({y})))", reg_ty(d))
+                }
+            }
+            BinaryOp::Max => format!("max({x}, {y})"),
+            BinaryOp::Min => format!("min({x}, {y})"),
+            BinaryOp::Mod if float => format!("({x} - {y} * trunc({x} / {y}))"),
+            BinaryOp::Mod if signed => {
+                self.helpers.insert("kiln_imod");
+                format!("kiln_imod({x}, {y})")
+            }
+            BinaryOp::Mod => format!("select({x} % {y}, 0u, {y} == 0u)"),
+            BinaryOp::Equal => format!("({x} == {y})"),
+            BinaryOp::Less => format!("({x} < {y})"),
+            BinaryOp::LessEqual => format!("({x} <= {y})"),
+            BinaryOp::Greater => format!("({x} > {y})"),
+            BinaryOp::GreaterEqual => format!("({x} >= {y})"),
+            BinaryOp::And => format!("({x} && {y})"),
+            BinaryOp::Or => format!("({x} || {y})"),
+            BinaryOp::Xor => format!("({x} != {y})"),
+        }
+    }
+
+    fn cast(&mut self, x: &str, from: DType, to: DType) -> String {
+        let wrap8 = |v: String, to: DType| match to {
+            DType::I8 => format!("(({v} << 24u) >> 24u)"),
+            DType::U8 => format!("({v} & 255u)"),
+            _ => v,
+        };
+        match (from, to) {
+            (f, t) if f == t => x.to_string(),
+            (DType::Bool, t) => format!("select({}, {}, {x})", literal(0.0, t), literal(1.0, t)),
+            (_, DType::Bool) => format!("({x} != {})", literal(0.0, from)),
+            (f, DType::F16) if f.is_float() => {
+                self.helpers.insert("kiln_f16");
+                format!("kiln_f16({x})")
+            }
+            (_, DType::F32) | (_, DType::F16) => format!("f32({x})"),
+            (f, t) if f.is_float() => match t {
+                DType::I32 => {
+                    self.helpers.insert("kiln_f2i");
+                    format!("kiln_f2i({x}, -2147483648.0f, 2147483520.0f)")
+                }
+                DType::I8 => {
+                    self.helpers.insert("kiln_f2i");
+                    format!("kiln_f2i({x}, -128.0f, 127.0f)")
+                }
+                DType::U32 => {
+                    self.helpers.insert("kiln_f2u");
+                    format!("kiln_f2u({x}, 4294967040.0f)")
+                }
+                _ => {
+                    self.helpers.insert("kiln_f2u");
+                    format!("kiln_f2u({x}, 255.0f)")
+                }
+            },
+            (_, t) => wrap8(format!("{}({x})", reg_ty(t)), t),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! WGSL code generation: a scheduled kernel draft is rendered from a tera template and the
+//! result is parsed and validated by naga before anything is written.
+
+pub mod expr;
+pub mod params;
+pub mod validate;
+
+use crate::lower::{Access, Expr, KernelBody, KernelDraft, ReduceKind};
+use crate::CompileError;
+use expr::{from_storage, literal, reg_ty, storage_ty, to_storage, ExprWriter};
+use kiln_abi::{BindingKind, SizeExpr};
+use kiln_ir::{DType, Dim, ReduceOp};
+use kiln_schedules::{DeviceLimits, Schedule};
+use params::{dim_expr, ParamSet};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+/// A rendered, validated kernel plus the values its dispatch needs.
+#[derive(Clone, Debug)]
+pub struct RenderedKernel {
+    /// WGSL source.
+    pub wgsl: String,
+    /// `@workgroup_size`.
+    pub workgroup_size: [u32; 3],
+    /// Binding kinds of group 0.
+    pub bindings: Vec<BindingKind>,
+    /// Parameter field names.
+    pub param_names: Vec<String>,
+    /// Parameter values for this dispatch.
+    pub param_values: Vec<SizeExpr>,
+    /// Workgroup counts.
+    pub grid: [SizeExpr; 3],
+    /// Schedule used.
+    pub schedule: Schedule,
+    /// Whether the runtime may split a large X grid into X*Y.
+    pub grid_splittable: bool,
+}
+
+fn templates() -> &'static tera::Tera {
+    static T: OnceLock<tera::Tera> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = tera::Tera::default();
+        t.autoescape_on(vec![]);
+        for (name, src) in [
+            ("injective", include_str!("../../templates/injective.wgsl")),
+            ("reduce", include_str!("../../templates/reduce.wgsl")),
+            ("softmax", include_str!("../../templates/softmax.wgsl")),
+            ("layernorm", include_str!("../../templates/layernorm.wgsl")),
+            ("gemm", include_str!("../../templates/gemm.wgsl")),
+        ] {
+            t.add_raw_template(name, src).expect("built-in template parses");
+        }
+        t
+    })
+}
+
+fn render_template(name: &str, ctx: &tera::Context) -> Result<String, CompileError> {
+    templates().render(name, ctx).map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        CompileError::Template { template: name.into(), msg }
+    })
+}
+
+/// The module header: params struct, bindings and helper functions.
+fn header(params: &ParamSet, in_dtypes: &[DType], out_dtype: DType, helpers: &BTreeSet<&'static str>) -> String {
+    let mut h = params.struct_decl();
+    h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
+    for (k, d) in in_dtypes.iter().enumerate() {
+        h.push_str(&format!("@group(0) @binding({}) var<storage, read> in{k}: array<{}>;\n", k + 1, storage_ty(*d)));
+    }
+    h.push_str(&format!(
+        "@group(0) @binding({}) var<storage, read_write> out: array<{}>;",
+        in_dtypes.len() + 1,
+        storage_ty(out_dtype)
+    ));
+    for name in helpers {
+        h.push_str("\n\n");
+        h.push_str(expr::helper_source(name));
+    }
+    h
+}
+
+fn bindings(n_inputs: usize) -> Vec<BindingKind> {
+    let mut b = vec![BindingKind::Uniform];
+    b.extend(std::iter::repeat_n(BindingKind::ReadOnlyStorage, n_inputs));
+    b.push(BindingKind::Storage);
+    b
+}
+
+/// Halving steps of a tree reduction over `wg` lanes: wg/2, wg/4, ..., 1.
+fn halves(wg: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    let mut s = wg / 2;
+    while s > 0 {
+        v.push(s);
+        s /= 2;
+    }
+    v
+}
+
+/// Renders a kernel draft with a schedule; the result is validated by naga.
+pub fn render(
+    draft: &KernelDraft,
+    in_dtypes: &[DType],
+    out_dtype: DType,
+    schedule: Schedule,
+    limits: &DeviceLimits,
+) -> Result<RenderedKernel, CompileError> {
+    let limit_err = |msg: String| CompileError::Limits { node: draft.label.clone(), target: limits.name.clone(), msg };
+    schedule.validate(limits).map_err(|e| limit_err(e.to_string()))?;
+    let buffers = draft.inputs.len() as u32 + 1;
+    if buffers > limits.max_storage_buffers_per_shader_stage {
+        return Err(limit_err(format!(
+            "needs {buffers} storage buffers, maxStorageBuffersPerShaderStage = {}",
+            limits.max_storage_buffers_per_shader_stage
+        )));
+    }
+    let mut params = ParamSet::default();
+    let mut helpers = BTreeSet::new();
+    let mut ctx = tera::Context::new();
+    ctx.insert("label", &draft.label.replace('\n', " "));
+    let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
+        (KernelBody::Injective { shape, dtype, expr }, Schedule::Injective(p)) => {
+            let n = Dim::product(shape);
+            let n_s = params.dim(&n, "n");
+            let mut body = Vec::new();
+            let coords = coords_needed(expr);
+            let names: Vec<String> = (0..shape.len()).map(|i| format!("c{i}")).collect();
+            if coords {
+                body.push("var rem = idx;".to_string());
+                for i in (0..shape.len()).rev() {
+                    if i == 0 {
+                        body.push("let c0 = rem;".into());
+                    } else {
+                        let d = params.dim(&shape[i], "dim");
+                        body.push(format!("let c{i} = rem % {d};"));
+                        body.push(format!("rem = rem / {d};"));
+                    }
+                }
+            }
+            let mut w = ExprWriter {
+                params: &mut params,
+                helpers: &mut helpers,
+                in_dtypes,
+                lines: Vec::new(),
+                next: 0,
+                idx: "idx".into(),
+                coords: names,
+            };
+            let (v, _) = w.emit(expr);
+            body.append(&mut w.lines);
+            body.push(format!("out[idx] = {};", to_storage(*dtype, &v)));
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &p.elems_per_thread);
+            ctx.insert("n", &n_s);
+            ctx.insert("body", &body);
+            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
+            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+            ("injective", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::Reduce { in_shape, dtype, axes, kind }, Schedule::RowReduce(p)) => {
+            let st = crate::lower::sym_strides(in_shape);
+            let kept: Vec<usize> = (0..in_shape.len()).filter(|i| !axes.contains(i)).collect();
+            let rows = Dim::product(kept.iter().map(|&i| &in_shape[i]));
+            let len = Dim::product(axes.iter().map(|&i| &in_shape[i]));
+            let trailing = axes.iter().copied().eq(kept.len()..in_shape.len());
+            let mut row_lines = Vec::new();
+            let mut elem_lines = Vec::new();
+            let len_s = params.dim(&len, "len");
+            if trailing {
+                row_lines.push(format!("let base = row * {len_s};"));
+                elem_lines.push(format!("let v = {};", from_storage(*dtype, "in0[base + r]")));
+            } else {
+                row_lines.push("var rr = row;".into());
+                let mut terms = Vec::new();
+                for (j, &a) in kept.iter().enumerate().rev() {
+                    if j == 0 {
+                        row_lines.push(format!("let k{a} = rr;"));
+                    } else {
+                        let d = params.dim(&in_shape[a], "dim");
+                        row_lines.push(format!("let k{a} = rr % {d};"));
+                        row_lines.push(format!("rr = rr / {d};"));
+                    }
+                    terms.push(format!("k{a} * {}", params.dim(&st[a], "stride")));
+                }
+                row_lines.push(format!("let base = {};", if terms.is_empty() { "0i".into() } else { terms.join(" + ") }));
+                elem_lines.push("var q = r;".into());
+                let mut terms = Vec::new();
+                for (j, &a) in axes.iter().enumerate().rev() {
+                    if j == 0 {
+                        elem_lines.push(format!("let j{a} = q;"));
+                    } else {
+                        let d = params.dim(&in_shape[a], "dim");
+                        elem_lines.push(format!("let j{a} = q % {d};"));
+                        elem_lines.push(format!("q = q / {d};"));
+                    }
+                    terms.push(format!("j{a} * {}", params.dim(&st[a], "stride")));
+                }
+                elem_lines.push(format!("let v = {};", from_storage(*dtype, &format!("in0[base + {}]", terms.join(" + ")))));
+            }
+            let acc_ty = reg_ty(*dtype);
+            ctx.insert("acc_ty", acc_ty);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("rows", &params.dim(&rows, "rows"));
+            ctx.insert("len", &len_s);
+            ctx.insert("row_lines", &row_lines);
+            ctx.insert("elem_lines", &elem_lines);
+            ctx.insert("halves", &halves(p.workgroup_size));
+            let (lo, hi) = match dtype {
+                DType::F32 | DType::F16 => ("bitcast<f32>(0xff800000u)".to_string(), "bitcast<f32>(0x7f800000u)".to_string()),
+                DType::U32 | DType::U8 => ("0u".into(), "4294967295u".into()),
+                _ => (literal(i32::MIN as f64, DType::I32), literal(i32::MAX as f64, DType::I32)),
+            };
+            match kind {
+                ReduceKind::Plain(op) => {
+                    let (init, combine, combine_s) = match op {
+                        ReduceOp::Sum | ReduceOp::Mean => (literal(0.0, *dtype), "acc + v", "acc2 + v"),
+                        ReduceOp::Prod => (literal(1.0, *dtype), "acc * v", "acc2 * v"),
+                        ReduceOp::Max => (lo, "max(acc, v)", "max(acc2, v)"),
+                        ReduceOp::Min => (hi, "min(acc, v)", "min(acc2, v)"),
+                    };
+                    let mut finish = "scratch[0]".to_string();
+                    if *op == ReduceOp::Mean {
+                        finish = format!("scratch[0] / f32({len_s})");
+                    }
+                    if *dtype == DType::F16 {
+                        helpers.insert("kiln_f16");
+                        finish = format!("kiln_f16({finish})");
+                    }
+                    ctx.insert("arg", &false);
+                    ctx.insert("init", &init);
+                    ctx.insert("combine", combine);
+                    ctx.insert("combine_scratch", combine_s);
+                    ctx.insert("finish", &finish);
+                }
+                ReduceKind::Arg { max, select_last } => {
+                    ctx.insert("arg", &true);
+                    ctx.insert("max", max);
+                    ctx.insert("select_last", select_last);
+                    ctx.insert("better", "kiln_better");
+                    ctx.insert("init", &if *max { lo } else { hi });
+                }
+            }
+            let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
+            ("reduce", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::Softmax { shape, axis, log }, Schedule::RowReduce(p)) => {
+            let inner = Dim::product(&shape[axis + 1..]);
+            let len = shape[*axis].clone();
+            let rows = Dim::product(&shape[..*axis]).mul(&inner);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("rows", &params.dim(&rows, "rows"));
+            ctx.insert("len", &params.dim(&len, "len"));
+            ctx.insert("inner", &params.dim(&inner, "inner"));
+            ctx.insert("log", log);
+            ctx.insert("halves", &halves(p.workgroup_size));
+            let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
+            ("softmax", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::LayerNorm { shape, axis, epsilon }, Schedule::RowReduce(p)) => {
+            let rows = Dim::product(&shape[..*axis]);
+            let len = Dim::product(&shape[*axis..]);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("rows", &params.dim(&rows, "rows"));
+            ctx.insert("len", &params.dim(&len, "len"));
+            ctx.insert("epsilon", &literal(*epsilon as f64, DType::F32));
+            ctx.insert("halves", &halves(p.workgroup_size));
+            let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
+            ("layernorm", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::Gemm { a, b, dtype }, Schedule::Gemm(p)) => {
+            let (m, k, n, batch_dims, a_batch, b_batch) = gemm_dims(a, b);
+            let m_s = params.dim(&m, "m");
+            let k_s = params.dim(&k, "k");
+            let n_s = params.dim(&n, "n");
+            let mut lines = Vec::new();
+            let nb = batch_dims.len();
+            let mut a_terms = Vec::new();
+            let mut b_terms = Vec::new();
+            if nb > 0 {
+                lines.push("var bz = batch;".to_string());
+                let sa = crate::lower::broadcast_strides(&a_batch, nb);
+                let sb = crate::lower::broadcast_strides(&b_batch, nb);
+                for i in (0..nb).rev() {
+                    if i == 0 {
+                        lines.push("let bc0 = bz;".into());
+                    } else {
+                        let d = params.dim(&batch_dims[i], "batch");
+                        lines.push(format!("let bc{i} = bz % {d};"));
+                        lines.push(format!("bz = bz / {d};"));
+                    }
+                    if sa[i] != Dim::c(0) {
+                        a_terms.push(format!("bc{i} * {}", params.dim(&sa[i].mul(&m).mul(&k), "a_stride")));
+                    }
+                    if sb[i] != Dim::c(0) {
+                        b_terms.push(format!("bc{i} * {}", params.dim(&sb[i].mul(&k).mul(&n), "b_stride")));
+                    }
+                }
+            }
+            let sum = |t: Vec<String>| if t.is_empty() { "0i".to_string() } else { t.join(" + ") };
+            lines.push(format!("let a_off = {};", sum(a_terms)));
+            lines.push(format!("let b_off = {};", sum(b_terms)));
+            lines.push(format!("let c_off = batch * {};", params.dim(&m.mul(&n), "mn")));
+            let ty = reg_ty(*dtype);
+            ctx.insert("ty", ty);
+            ctx.insert("zero", &literal(0.0, *dtype));
+            ctx.insert("float", &dtype.is_float());
+            ctx.insert("bm", &p.bm);
+            ctx.insert("bn", &p.bn);
+            ctx.insert("bk", &p.bk);
+            ctx.insert("tm", &p.tm);
+            ctx.insert("tn", &p.tn);
+            ctx.insert("threads", &p.threads());
+            ctx.insert("m", &m_s);
+            ctx.insert("n", &n_s);
+            ctx.insert("k", &k_s);
+            ctx.insert("batch_lines", &lines);
+            let batch = Dim::product(&batch_dims);
+            let grid = [dim_expr(&n).cdiv(p.bn as i64), dim_expr(&m).cdiv(p.bm as i64), dim_expr(&batch)];
+            ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (body, s) => {
+            return Err(CompileError::Unsupported {
+                node: draft.label.clone(),
+                op: format!("{body:?}").split([' ', '{']).next().unwrap_or("?").to_string(),
+                msg: format!("schedule {s} does not apply to this kernel"),
+            })
+        }
+    };
+    if !matches!(&draft.body, KernelBody::Injective { .. }) && !in_dtypes.iter().chain([&out_dtype]).all(|d| *d != DType::Bool) {
+        return Err(CompileError::Unsupported {
+            node: draft.label.clone(),
+            op: template.into(),
+            msg: "bool tensors are only supported in elementwise kernels".into(),
+        });
+    }
+    ctx.insert("header", &header(&params, in_dtypes, out_dtype, &helpers));
+    let wgsl = render_template(template, &ctx)?;
+    validate::validate_wgsl(&draft.label, &wgsl, limits)?;
+    Ok(RenderedKernel {
+        wgsl,
+        workgroup_size,
+        bindings: bindings(draft.inputs.len()),
+        param_names: params.manifest_names(),
+        param_values: params.manifest_values(),
+        grid,
+        schedule,
+        grid_splittable: splittable,
+    })
+}
+
+/// (M, K, N, output batch dims, A's batch dims, B's batch dims) of a numpy matmul.
+pub fn gemm_dims(a: &[Dim], b: &[Dim]) -> (Dim, Dim, Dim, Vec<Dim>, Vec<Dim>, Vec<Dim>) {
+    let mut sa = a.to_vec();
+    let mut sb = b.to_vec();
+    if sa.len() == 1 {
+        sa.insert(0, Dim::c(1));
+    }
+    if sb.len() == 1 {
+        sb.push(Dim::c(1));
+    }
+    let (m, k, n) = (sa[sa.len() - 2].clone(), sa[sa.len() - 1].clone(), sb[sb.len() - 1].clone());
+    let ab = sa[..sa.len() - 2].to_vec();
+    let bb = sb[..sb.len() - 2].to_vec();
+    let batch = kiln_ir::infer::broadcast(&ab, &bb).expect("inference checked the batch dims");
+    (m, k, n, batch, ab, bb)
+}
+
+fn coords_needed(e: &Expr) -> bool {
+    match e {
+        Expr::Load(_, a) => match a.as_ref() {
+            Access::Linear => false,
+            Access::Strided { .. } => true,
+            Access::Gathered { .. } => true,
+        },
+        Expr::Lit(..) => false,
+        Expr::Unary(_, x, _) | Expr::Cast(x, _, _) => coords_needed(x),
+        Expr::Binary(_, x, y, _) => coords_needed(x) || coords_needed(y),
+        Expr::Select(c, a, b) => coords_needed(c) || coords_needed(a) || coords_needed(b),
+        Expr::Concat { .. } => true,
+    }
+}

@@ -1,0 +1,80 @@
+//! Kernel parameters: dims that are constant become WGSL literals; symbolic ones become i32
+//! fields of the kernel's uniform `Params` struct, whose values the runtime computes from the
+//! bound symbols (the manifest carries the size expressions).
+
+use kiln_abi::SizeExpr;
+use kiln_ir::Dim;
+use std::collections::HashMap;
+
+/// The parameters one kernel uses, in field order.
+#[derive(Clone, Debug, Default)]
+pub struct ParamSet {
+    /// Field names.
+    pub names: Vec<String>,
+    /// Field values as size expressions over symbols.
+    pub values: Vec<SizeExpr>,
+    by_dim: HashMap<Dim, usize>,
+}
+
+impl ParamSet {
+    /// A WGSL i32 expression for `d`: a literal when constant, else a `params.` field (shared by
+    /// equal dims). `hint` names the field.
+    pub fn dim(&mut self, d: &Dim, hint: &str) -> String {
+        if let Some(v) = d.as_const() {
+            return i32_literal(v);
+        }
+        let idx = *self.by_dim.entry(d.clone()).or_insert_with(|| {
+            self.names.push(format!("{hint}_{}", self.names.len()));
+            self.values.push(dim_expr(d));
+            self.names.len() - 1
+        });
+        format!("params.{}", self.names[idx])
+    }
+
+    /// The `struct Params` declaration (at least one field: WGSL structs cannot be empty).
+    pub fn struct_decl(&self) -> String {
+        let mut s = String::from("struct Params {\n");
+        if self.names.is_empty() {
+            s.push_str("    unused: i32,\n");
+        }
+        for n in &self.names {
+            s.push_str(&format!("    {n}: i32,\n"));
+        }
+        s.push('}');
+        s
+    }
+
+    /// Field names as the manifest lists them (`unused` when there are none).
+    pub fn manifest_names(&self) -> Vec<String> {
+        if self.names.is_empty() {
+            vec!["unused".into()]
+        } else {
+            self.names.clone()
+        }
+    }
+
+    /// Field values as the manifest lists them.
+    pub fn manifest_values(&self) -> Vec<SizeExpr> {
+        if self.values.is_empty() {
+            vec![SizeExpr::c(0)]
+        } else {
+            self.values.clone()
+        }
+    }
+}
+
+/// An i32 literal (parenthesized when negative; i32::MIN spelled so WGSL accepts it).
+pub fn i32_literal(v: i64) -> String {
+    if v == i32::MIN as i64 {
+        "(-2147483647i - 1i)".into()
+    } else if v < 0 {
+        format!("({v}i)")
+    } else {
+        format!("{v}i")
+    }
+}
+
+/// Converts a symbolic dim to the manifest's size-expression language.
+pub fn dim_expr(d: &Dim) -> SizeExpr {
+    SizeExpr::parse(&d.to_string()).expect("dim display form is a valid size expression")
+}

@@ -1,0 +1,23 @@
+//! naga validation of every generated module, with the target's capabilities.
+
+use crate::CompileError;
+use kiln_schedules::DeviceLimits;
+
+/// Parses and validates WGSL; failure is reported as a compiler bug with naga's diagnostic
+/// and the full source.
+pub fn validate_wgsl(kernel: &str, src: &str, limits: &DeviceLimits) -> Result<naga::Module, CompileError> {
+    let bug = |message: String| CompileError::InvalidWgsl {
+        kernel: kernel.to_string(),
+        message,
+        source_text: src.to_string(),
+    };
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| bug(e.emit_to_string(src)))?;
+    let mut caps = naga::valid::Capabilities::empty();
+    if limits.shader_f16 {
+        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| bug(e.emit_to_string(src)))?;
+    Ok(module)
+}

@@ -1,0 +1,3 @@
+//! Frontends: parse a model file, validate it, lower it into the IR.
+
+pub mod onnx;

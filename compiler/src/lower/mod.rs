@@ -1,0 +1,309 @@
+//! Lowering: graph nodes become kernel drafts, each describing *what* one dispatch computes
+//! (an injective scalar expression, a reduction, a row-wise normalization, or a GEMM).
+//! Reshapes become views of their input's buffer and cost no dispatch.
+
+pub mod fuse;
+
+use crate::CompileError;
+use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+
+/// How an injective kernel reads one of its inputs, relative to the output coordinates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Access {
+    /// Same linear index as the output element (input has the output's shape).
+    Linear,
+    /// `offset + sum_i coord_i * strides[i]` over the output coordinates.
+    Strided {
+        /// One stride per output axis (0 for broadcast axes).
+        strides: Vec<Dim>,
+        /// Element offset.
+        offset: Dim,
+    },
+    /// Like `Strided`, plus `index * axis_stride`, where `index` is an expression (a gather
+    /// index, wrapped into range when negative).
+    Gathered {
+        /// One stride per output axis.
+        strides: Vec<Dim>,
+        /// The gathered index.
+        index: Box<Expr>,
+        /// Size of the gathered axis (negative indices add it).
+        axis_len: Dim,
+        /// Stride of the gathered axis.
+        axis_stride: Dim,
+    },
+}
+
+/// A scalar expression computed per output element of an injective kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// Element of kernel input `slot`, read through that input's access.
+    Load(usize, Box<Access>),
+    /// A literal of a dtype.
+    Lit(f64, DType),
+    /// Unary function; the dtype is the operand's.
+    Unary(UnaryOp, Box<Expr>, DType),
+    /// Binary function; the dtype is the operands'.
+    Binary(BinaryOp, Box<Expr>, Box<Expr>, DType),
+    /// `cond ? a : b`.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Conversion between dtypes (from, to).
+    Cast(Box<Expr>, DType, DType),
+    /// Concatenation: picks part `k` when `coord[axis] < ends[k]` (first match).
+    Concat {
+        /// Output axis.
+        axis: usize,
+        /// Part expressions with the exclusive end of their range along `axis`.
+        parts: Vec<(Expr, Dim)>,
+    },
+}
+
+/// Reduction flavours, including arg-reductions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReduceKind {
+    /// A plain reduction.
+    Plain(ReduceOp),
+    /// Index of the max (`true`) or min (`false`); `select_last` breaks ties to the last index.
+    Arg {
+        /// Max or min.
+        max: bool,
+        /// Tie breaking.
+        select_last: bool,
+    },
+}
+
+/// What one kernel computes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelBody {
+    /// Every output element is `expr`.
+    Injective {
+        /// Output shape.
+        shape: Shape,
+        /// Output dtype.
+        dtype: DType,
+        /// The scalar expression.
+        expr: Expr,
+    },
+    /// Reduction of input 0 over `axes`; the output is contiguous over the kept axes.
+    Reduce {
+        /// Input shape.
+        in_shape: Shape,
+        /// Input dtype.
+        dtype: DType,
+        /// Reduced axes.
+        axes: Vec<usize>,
+        /// Kind.
+        kind: ReduceKind,
+    },
+    /// Softmax / log-softmax along `axis` of input 0.
+    Softmax {
+        /// Shape.
+        shape: Shape,
+        /// Axis.
+        axis: usize,
+        /// Log-softmax.
+        log: bool,
+    },
+    /// Layer norm over axes `axis..` of input 0 with full-size scale (input 1) and bias (input 2).
+    LayerNorm {
+        /// Shape.
+        shape: Shape,
+        /// First normalized axis.
+        axis: usize,
+        /// Epsilon.
+        epsilon: f32,
+    },
+    /// Batched matmul of inputs 0 and 1 (numpy semantics) into a contiguous output.
+    Gemm {
+        /// A's shape.
+        a: Shape,
+        /// B's shape.
+        b: Shape,
+        /// Element dtype.
+        dtype: DType,
+    },
+}
+
+/// A kernel before scheduling: which values it reads (binding order) and writes, and what it
+/// computes.
+#[derive(Clone, Debug)]
+pub struct KernelDraft {
+    /// Graph node names, for labels and errors.
+    pub label: String,
+    /// Values read, in binding order.
+    pub inputs: Vec<NodeId>,
+    /// Value written.
+    pub output: NodeId,
+    /// What is computed.
+    pub body: KernelBody,
+}
+
+/// Row-major strides of a symbolic shape.
+pub fn sym_strides(shape: &[Dim]) -> Vec<Dim> {
+    let mut s = vec![Dim::c(1); shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1].mul(&shape[i + 1]);
+    }
+    s
+}
+
+/// Strides with which an input of `in_shape` is read at the coordinates of a broadcast output
+/// of rank `out_rank` (right aligned; size-1 axes get stride 0).
+pub fn broadcast_strides(in_shape: &[Dim], out_rank: usize) -> Vec<Dim> {
+    let st = sym_strides(in_shape);
+    let mut out = vec![Dim::c(0); out_rank];
+    for (i, d) in in_shape.iter().enumerate() {
+        if *d != Dim::c(1) {
+            out[out_rank - in_shape.len() + i] = st[i].clone();
+        }
+    }
+    out
+}
+
+/// The access that reads `in_shape` broadcast into `out_shape`.
+pub fn broadcast_access(in_shape: &[Dim], out_shape: &[Dim]) -> Access {
+    if in_shape == out_shape {
+        Access::Linear
+    } else {
+        Access::Strided { strides: broadcast_strides(in_shape, out_shape.len()), offset: Dim::c(0) }
+    }
+}
+
+/// True for ops that become (part of) an injective expression.
+pub fn is_elementwise(op: &Op) -> bool {
+    matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_))
+}
+
+/// True for nodes that need no kernel: inputs, constants and reshapes (views).
+pub fn is_free(op: &Op) -> bool {
+    matches!(op, Op::Input { .. } | Op::Constant(_) | Op::Reshape { .. })
+}
+
+/// Lowers one non-free node to a kernel draft on its own (no fusion).
+pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
+    let n = g.node(id);
+    let ins = g.inputs_of(id);
+    let shape = |i: usize| g.node(ins[i]).ty.shape.clone();
+    let dt = |i: usize| g.node(ins[i]).ty.dtype;
+    let out = &n.ty;
+    let inj = |expr: Expr| KernelBody::Injective { shape: out.shape.clone(), dtype: out.dtype, expr };
+    let load_bc = |i: usize| Expr::Load(i, Box::new(broadcast_access(&shape(i), &out.shape)));
+    let body = match &n.op {
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => {
+            let loads: Vec<Expr> = (0..ins.len()).map(load_bc).collect();
+            inj(elementwise_expr(&n.op, loads, &(0..ins.len()).map(dt).collect::<Vec<_>>()))
+        }
+        Op::Expand { .. } => inj(load_bc(0)),
+        Op::Transpose { perm } => {
+            let st = sym_strides(&shape(0));
+            let strides = perm.iter().map(|&p| st[p].clone()).collect();
+            inj(Expr::Load(0, Box::new(Access::Strided { strides, offset: Dim::c(0) })))
+        }
+        Op::Slice { axes } => {
+            let in_shape = shape(0);
+            let st = sym_strides(&in_shape);
+            let mut strides = st.clone();
+            let mut offset = Dim::c(0);
+            for s in axes {
+                let start = match in_shape[s.axis].as_const() {
+                    Some(d) => Dim::c(kiln_ir::infer::resolve_slice(d, s).0),
+                    None if s.start < 0 => in_shape[s.axis].add(&Dim::c(s.start)),
+                    None => Dim::c(s.start),
+                };
+                offset = offset.add(&start.mul(&st[s.axis]));
+                strides[s.axis] = st[s.axis].mul(&Dim::c(s.step));
+            }
+            inj(Expr::Load(0, Box::new(Access::Strided { strides, offset })))
+        }
+        Op::Concat { axis } => {
+            let mut end = Dim::c(0);
+            let mut parts = Vec::new();
+            for i in 0..ins.len() {
+                let s = shape(i);
+                let st = sym_strides(&s);
+                let start = end.clone();
+                end = end.add(&s[*axis]);
+                let offset = Dim::c(0).sub(&start.mul(&st[*axis]));
+                parts.push((Expr::Load(i, Box::new(Access::Strided { strides: st, offset })), end.clone()));
+            }
+            inj(Expr::Concat { axis: *axis, parts })
+        }
+        Op::Gather { axis } => {
+            let (ds, is) = (shape(0), shape(1));
+            let dst = sym_strides(&ds);
+            let ist = sym_strides(&is);
+            let q = is.len();
+            // Output coords: [0..axis) data, [axis..axis+q) indices, [axis+q..) data after axis.
+            let mut data_strides = vec![Dim::c(0); out.rank()];
+            let mut idx_strides = vec![Dim::c(0); out.rank()];
+            for a in 0..*axis {
+                data_strides[a] = dst[a].clone();
+            }
+            for j in 0..q {
+                idx_strides[axis + j] = ist[j].clone();
+            }
+            for a in axis + 1..ds.len() {
+                data_strides[a + q - 1] = dst[a].clone();
+            }
+            let index = Expr::Load(1, Box::new(Access::Strided { strides: idx_strides, offset: Dim::c(0) }));
+            let index = if dt(1) == DType::I32 { index } else { Expr::Cast(Box::new(index), dt(1), DType::I32) };
+            inj(Expr::Load(
+                0,
+                Box::new(Access::Gathered {
+                    strides: data_strides,
+                    index: Box::new(index),
+                    axis_len: ds[*axis].clone(),
+                    axis_stride: dst[*axis].clone(),
+                }),
+            ))
+        }
+        Op::Reduce { op, axes, .. } => {
+            KernelBody::Reduce { in_shape: shape(0), dtype: dt(0), axes: axes.clone(), kind: ReduceKind::Plain(*op) }
+        }
+        Op::ArgReduce { max, axis, select_last, .. } => KernelBody::Reduce {
+            in_shape: shape(0),
+            dtype: dt(0),
+            axes: vec![*axis],
+            kind: ReduceKind::Arg { max: *max, select_last: *select_last },
+        },
+        Op::Softmax { axis, log } => KernelBody::Softmax { shape: shape(0), axis: *axis, log: *log },
+        Op::LayerNorm { axis, epsilon } => {
+            let norm: Shape = out.shape[*axis..].to_vec();
+            for i in 1..3 {
+                if shape(i) != norm {
+                    return Err(CompileError::Unsupported {
+                        node: n.name.clone(),
+                        op: n.op.name(),
+                        msg: format!(
+                            "scale/bias must have the normalized shape [{}] (the optimizer expands them first)",
+                            norm.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                }
+            }
+            KernelBody::LayerNorm { shape: shape(0), axis: *axis, epsilon: *epsilon }
+        }
+        Op::MatMul => KernelBody::Gemm { a: shape(0), b: shape(1), dtype: dt(0) },
+        Op::Input { .. } | Op::Constant(_) | Op::Reshape { .. } => {
+            unreachable!("free nodes are not lowered to kernels")
+        }
+    };
+    Ok(KernelDraft { label: n.name.clone(), inputs: ins, output: id, body })
+}
+
+/// The expression of an elementwise op applied to operand expressions.
+pub fn elementwise_expr(op: &Op, mut args: Vec<Expr>, dtypes: &[DType]) -> Expr {
+    match op {
+        Op::Unary(u) => Expr::Unary(*u, Box::new(args.remove(0)), dtypes[0]),
+        Op::Binary(b) => {
+            let rhs = args.remove(1);
+            Expr::Binary(*b, Box::new(args.remove(0)), Box::new(rhs), dtypes[0])
+        }
+        Op::Where => {
+            let b = args.remove(2);
+            let a = args.remove(1);
+            Expr::Select(Box::new(args.remove(0)), Box::new(a), Box::new(b))
+        }
+        Op::Cast(to) => Expr::Cast(Box::new(args.remove(0)), dtypes[0], *to),
+        other => unreachable!("{} is not elementwise", other.name()),
+    }
+}

@@ -1,0 +1,25 @@
+//! Compile options.
+
+use kiln_ir::DimBindings;
+use kiln_schedules::tuning::TuningDb;
+use kiln_schedules::DeviceLimits;
+
+/// How to compile a model.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// 0: one kernel per op; 1: fuse elementwise chains and inline scalar constants;
+    /// 2: level 1 plus e-graph rewriting where available.
+    pub opt_level: u8,
+    /// Values for symbolic dims (`--dim NAME=VALUE`).
+    pub dims: DimBindings,
+    /// Limits every kernel is checked against.
+    pub target: DeviceLimits,
+    /// Measured schedules that override the analytic defaults.
+    pub tuning: Option<TuningDb>,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions { opt_level: 2, dims: DimBindings::new(), target: DeviceLimits::webgpu_default(), tuning: None }
+    }
+}

@@ -1,0 +1,132 @@
+//! Static memory planning: every value gets a buffer; intermediates share buffers when their
+//! lifetimes (first write .. last read, in dispatch order) do not overlap. Reshapes are views
+//! of their input's buffer. Graph outputs live until the end of the program.
+
+use crate::lower::KernelDraft;
+use kiln_abi::{BufferKind, BufferSpec, SizeExpr};
+use kiln_ir::{Graph, NodeId, Op};
+use std::collections::HashMap;
+
+/// Result of planning.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryPlan {
+    /// Buffers in manifest order.
+    pub buffers: Vec<BufferSpec>,
+    /// Buffer of every value that lives in one (views map to their base's buffer).
+    pub buffer_of: HashMap<NodeId, usize>,
+    /// Constant nodes that need a weight buffer, in buffer order.
+    pub weights: Vec<NodeId>,
+}
+
+/// Bytes per element in GPU storage (v1 stores every dtype in 32-bit words).
+pub const STORAGE_ELEM_BYTES: i64 = 4;
+
+/// The value whose buffer holds `id` (follows reshape views).
+pub fn root(g: &Graph, mut id: NodeId) -> NodeId {
+    while let Op::Reshape { .. } = g.node(id).op {
+        id = g.inputs_of(id)[0];
+    }
+    id
+}
+
+fn size_of(g: &Graph, id: NodeId) -> SizeExpr {
+    crate::codegen::params::dim_expr(&g.node(id).ty.numel()).times(STORAGE_ELEM_BYTES)
+}
+
+/// Plans buffers for the kernels (in dispatch order) of graph `g`.
+pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
+    let mut p = MemoryPlan::default();
+    for &i in g.inputs() {
+        p.buffer_of.insert(i, p.buffers.len());
+        p.buffers.push(BufferSpec { kind: BufferKind::Input, size: size_of(g, i), label: g.node(i).name.clone() });
+    }
+    // Weights: constants read by a kernel or returned as an output.
+    let mut needed: Vec<NodeId> = kernels.iter().flat_map(|k| k.inputs.iter().map(|&i| root(g, i))).collect();
+    needed.extend(g.outputs().iter().map(|o| root(g, o.1)));
+    for id in needed {
+        if matches!(g.node(id).op, Op::Constant(_)) && !p.buffer_of.contains_key(&id) {
+            p.buffer_of.insert(id, p.buffers.len());
+            p.weights.push(id);
+            p.buffers.push(BufferSpec { kind: BufferKind::Weight, size: size_of(g, id), label: g.node(id).name.clone() });
+        }
+    }
+    // Lifetimes of intermediates.
+    let end = kernels.len();
+    let mut last_use: HashMap<NodeId, usize> = HashMap::new();
+    for (i, k) in kernels.iter().enumerate() {
+        for &v in &k.inputs {
+            last_use.insert(root(g, v), i);
+        }
+    }
+    for o in g.outputs() {
+        last_use.insert(root(g, o.1), end);
+    }
+    // Free intermediate buffers with their current size and label.
+    let mut free: Vec<usize> = Vec::new();
+    let mut holds: Vec<(usize, NodeId)> = Vec::new();
+    for (i, k) in kernels.iter().enumerate() {
+        let need = size_of(g, k.output);
+        let pick = pick_slot(&p.buffers, &free, &need);
+        let b = match pick {
+            Some(pos) => {
+                let b = free.remove(pos);
+                let spec = &mut p.buffers[b];
+                spec.size = spec.size.clone().max(need);
+                spec.label.push_str(&format!(", {}", g.node(k.output).name));
+                b
+            }
+            None => {
+                p.buffers.push(BufferSpec {
+                    kind: BufferKind::Intermediate,
+                    size: need,
+                    label: g.node(k.output).name.clone(),
+                });
+                p.buffers.len() - 1
+            }
+        };
+        p.buffer_of.insert(k.output, b);
+        holds.push((b, k.output));
+        // Release buffers whose value was read for the last time by this kernel. A value that
+        // is never read (dead output of a kernel) is released right away.
+        holds.retain(|&(buf, v)| {
+            let last = last_use.get(&v).copied().unwrap_or(i);
+            if last <= i {
+                free.push(buf);
+                false
+            } else {
+                true
+            }
+        });
+    }
+    // Views share their base's buffer.
+    for id in g.topo_order() {
+        let r = root(g, id);
+        if r != id {
+            if let Some(&b) = p.buffer_of.get(&r) {
+                p.buffer_of.insert(id, b);
+            }
+        }
+    }
+    p
+}
+
+/// Picks the free buffer that best fits `need`: an equal size, else the smallest constant size
+/// that is large enough, else the largest (which will grow).
+fn pick_slot(buffers: &[BufferSpec], free: &[usize], need: &SizeExpr) -> Option<usize> {
+    if free.is_empty() {
+        return None;
+    }
+    if let Some(pos) = free.iter().position(|&b| buffers[b].size == *need) {
+        return Some(pos);
+    }
+    let need_c = need.as_const();
+    let sized: Vec<(usize, Option<i64>)> = free.iter().enumerate().map(|(pos, &b)| (pos, buffers[b].size.as_const())).collect();
+    if let Some(n) = need_c {
+        let fit = sized.iter().filter_map(|&(pos, s)| s.filter(|&s| s >= n).map(|s| (s, pos))).min();
+        if let Some((_, pos)) = fit {
+            return Some(pos);
+        }
+        return sized.iter().filter_map(|&(pos, s)| s.map(|s| (s, pos))).max().map(|(_, pos)| pos).or(Some(0));
+    }
+    Some(0)
+}

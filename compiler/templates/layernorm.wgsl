@@ -1,0 +1,42 @@
+// Kiln layer-norm kernel: {{ label }}
+// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, two-pass mean/variance
+{{ header }}
+
+var<workgroup> scratch: array<f32, {{ wg }}>;
+
+fn reduce_sum(lid: u32, x: f32) -> f32 {
+    scratch[lid] = x;
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lid < {{ s }}u) {
+        scratch[lid] = scratch[lid] + scratch[lid + {{ s }}u];
+    }
+    workgroupBarrier();
+{%- endfor %}
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = i32(wid.x + wid.y * nwg.x);
+    if (row >= {{ rows }}) {
+        return;
+    }
+    let base = row * {{ len }};
+    var s = 0.0f;
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        s += in0[base + k];
+    }
+    let mean = reduce_sum(lid, s) / f32({{ len }});
+    var q = 0.0f;
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        let d = in0[base + k] - mean;
+        q += d * d;
+    }
+    let inv = inverseSqrt(reduce_sum(lid, q) / f32({{ len }}) + {{ epsilon }});
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        out[base + k] = (in0[base + k] - mean) * inv * in1[k] + in2[k];
+    }
+}

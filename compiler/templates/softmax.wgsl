@@ -1,0 +1,63 @@
+// Kiln softmax kernel: {{ label }}
+// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, three passes
+{{ header }}
+
+var<workgroup> scratch: array<f32, {{ wg }}>;
+
+fn reduce_max(lid: u32, x: f32) -> f32 {
+    scratch[lid] = x;
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lid < {{ s }}u) {
+        scratch[lid] = max(scratch[lid], scratch[lid + {{ s }}u]);
+    }
+    workgroupBarrier();
+{%- endfor %}
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(lid: u32, x: f32) -> f32 {
+    scratch[lid] = x;
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lid < {{ s }}u) {
+        scratch[lid] = scratch[lid] + scratch[lid + {{ s }}u];
+    }
+    workgroupBarrier();
+{%- endfor %}
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = i32(wid.x + wid.y * nwg.x);
+    if (row >= {{ rows }}) {
+        return;
+    }
+    let base = (row / {{ inner }}) * {{ len }} * {{ inner }} + row % {{ inner }};
+    var m = bitcast<f32>(0xff800000u);
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        m = max(m, in0[base + k * {{ inner }}]);
+    }
+    m = reduce_max(lid, m);
+    var s = 0.0f;
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        s += exp(in0[base + k * {{ inner }}] - m);
+    }
+    s = reduce_sum(lid, s);
+{%- if log %}
+    let ls = log(s);
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        out[base + k * {{ inner }}] = in0[base + k * {{ inner }}] - m - ls;
+    }
+{%- else %}
+    let inv = 1.0f / s;
+    for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
+        out[base + k * {{ inner }}] = exp(in0[base + k * {{ inner }}] - m) * inv;
+    }
+{%- endif %}
+}

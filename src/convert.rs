@@ -1,0 +1,61 @@
+//! Conversion between the interpreter's tensors ([`kiln_ir::Tensor`]) and the runtime's
+//! [`HostTensor`]s, so GPU results can be compared with the reference interpreter.
+
+use half::f16;
+use kiln_abi::ElemType;
+use kiln_ir::{DType, Tensor, TensorData};
+use kiln_runtime::HostTensor;
+
+/// The IR dtype that holds values of a host element type (i64 narrows to i32, as in the IR).
+pub fn ir_dtype(e: ElemType) -> DType {
+    match e {
+        ElemType::F32 => DType::F32,
+        ElemType::F16 => DType::F16,
+        ElemType::I32 | ElemType::I64 => DType::I32,
+        ElemType::U32 => DType::U32,
+        ElemType::I8 => DType::I8,
+        ElemType::U8 => DType::U8,
+        ElemType::Bool => DType::Bool,
+    }
+}
+
+/// Host tensor -> interpreter tensor (i64 values outside i32 are an error).
+pub fn to_ir(t: &HostTensor) -> Result<Tensor, String> {
+    Ok(match t.dtype {
+        ElemType::F32 => Tensor::f32(t.shape.clone(), t.to_f32()),
+        ElemType::F16 => Tensor {
+            shape: t.shape.clone(),
+            data: TensorData::F16(t.data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
+        },
+        ElemType::I64 => {
+            let v = t.to_i64();
+            let narrowed: Result<Vec<i32>, _> = v.iter().map(|&x| i32::try_from(x)).collect();
+            Tensor::i32(t.shape.clone(), narrowed.map_err(|_| "i64 value does not fit in i32".to_string())?)
+        }
+        ElemType::Bool => Tensor { shape: t.shape.clone(), data: TensorData::Bool(t.to_bool()) },
+        other => Tensor::from_le_bytes(ir_dtype(other), t.shape.clone(), &t.data)?,
+    })
+}
+
+/// Interpreter tensor -> host tensor of the given caller-facing element type.
+pub fn to_host(t: &Tensor, e: ElemType) -> HostTensor {
+    match e {
+        ElemType::I64 => HostTensor::from_i64(&t.shape, &t.to_f64().iter().map(|&v| v as i64).collect::<Vec<_>>()),
+        ElemType::Bool => HostTensor::from_bool(&t.shape, &t.to_f64().iter().map(|&v| v != 0.0).collect::<Vec<_>>()),
+        _ => {
+            let ir = Tensor::from_f64(ir_dtype(e), t.shape.clone(), &t.to_f64());
+            HostTensor::new(e, t.shape.clone(), ir.to_le_bytes()).expect("sizes match by construction")
+        }
+    }
+}
+
+/// Relative L2 error `|a - b| / max(|b|, tiny)` of two equally long f32 vectors.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "compared tensors differ in length");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    num.sqrt() / den.sqrt().max(1e-30)
+}

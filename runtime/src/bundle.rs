@@ -135,12 +135,13 @@ impl Bundle {
         &self.manifest
     }
 
-    /// WGSL source of kernel `i` (manifest order).
+    /// WGSL source of kernel `kernel` (manifest order). Panics if out of range.
     pub fn wgsl(&self, kernel: usize) -> &str {
         &self.wgsl[kernel]
     }
 
-    /// Raw little-endian bytes of weight `i` (manifest order), exactly as stored in its shard.
+    /// Raw little-endian bytes of weight `weight` (manifest order), exactly as stored in its
+    /// shard. Panics if out of range.
     pub fn weight_data(&self, weight: usize) -> &[u8] {
         let (s, r) = &self.weights[weight];
         &self.shards[*s][r.clone()]

@@ -18,6 +18,8 @@
 //! conversion), [`error`]. The bundle format and kernel ABI are described in
 //! docs/bundle-format.md.
 
+#![warn(missing_docs)]
+
 pub mod bundle;
 pub mod device;
 pub mod error;

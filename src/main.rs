@@ -63,6 +63,29 @@ enum Command {
         /// Bundle directory.
         bundle: PathBuf,
     },
+    /// Run the ONNX backend node tests (made by scripts/onnx_conformance_data.py) on the GPU.
+    Conformance {
+        /// Directory of cases (`DIR/<case>/model.onnx` + `test_data_set_N/`).
+        dir: PathBuf,
+        /// Write a Markdown report here (e.g. docs/onnx-conformance.md).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only cases whose name contains this substring.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Exit non-zero if fewer than N plain cases pass.
+        #[arg(long, value_name = "N")]
+        min_pass: Option<usize>,
+        /// Worker processes (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// Time limit per case, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Internal: serve cases to a parent runner over stdin/stdout.
+        #[arg(long, hide = true)]
+        worker: bool,
+    },
     /// Compile the built-in demo model, run it on the GPU and compare with the interpreter.
     Demo {
         /// Batch size to run.
@@ -75,6 +98,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Adapter enumeration makes libwayland probe for a display; without XDG_RUNTIME_DIR it
+    // prints a spurious "error:" line on headless machines. Point it at the temp dir instead
+    // (it then finds no compositor socket and stays quiet). Done before any thread starts.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -102,6 +131,12 @@ fn run(cmd: Command) -> Result<()> {
         Command::Compile { model, out, dims, opt_level, target, tuning } => compile_cmd(&model, &out, &dims, opt_level, &target, tuning.as_deref()),
         Command::Run { bundle, inputs, out, program } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
         Command::Inspect { bundle } => inspect_cmd(&bundle),
+        Command::Conformance { worker: true, .. } => kiln::conformance::worker_main(),
+        Command::Conformance { dir, report, filter, min_pass, jobs, timeout, worker: false } => {
+            let command_line = std::iter::once("kiln".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+            let timeout = std::time::Duration::from_secs(timeout);
+            kiln::conformance::run_cli(&kiln::conformance::Options { dir, filter, report, min_pass, jobs, timeout, command_line })
+        }
         Command::Demo { batch, out } => demo_cmd(batch, out),
     }
 }
@@ -153,7 +188,19 @@ fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &s
     for spec in inputs {
         let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
         let t = read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?;
-        given.insert(name.to_string(), t);
+        if given.insert(name.to_string(), t).is_some() {
+            bail!("input '{name}' is given more than once");
+        }
+    }
+    if out.is_some() {
+        // Distinct outputs must not map to the same file: one would silently overwrite the other.
+        let mut files: HashMap<String, &str> = HashMap::new();
+        for o in &bundle.manifest().outputs {
+            let file = output_file_name(&o.name);
+            if let Some(prev) = files.insert(file.clone(), &o.name) {
+                bail!("outputs '{prev}' and '{}' would both be written to '{file}' in --out; rename one of them in the model", o.name);
+            }
+        }
     }
     let mut session = Session::new(&bundle, &SessionOptions::default())?;
     log::info!("adapter: {} ({:?})", session.adapter_info().name, session.adapter_info().backend);

@@ -260,14 +260,8 @@ fn inspect_cmd(bundle_dir: &Path) -> Result<()> {
 
 fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
     let model = kiln::demo::demo_model()?;
-    let tmp;
-    let dir = match out {
-        Some(d) => d,
-        None => {
-            tmp = std::env::temp_dir().join(format!("kiln-demo-{}", std::process::id()));
-            tmp.clone()
-        }
-    };
+    let keep = out.is_some();
+    let dir = out.unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-demo-{}", std::process::id())));
     let t0 = Instant::now();
     let manifest = compiler::compile_to_dir(&model, &CompileOptions::default(), &dir)?;
     println!(
@@ -302,7 +296,7 @@ fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
             bail!("GPU result for '{name}' differs from the interpreter (relative L2 error {err:.2e} > 1e-4)");
         }
     }
-    if dir.starts_with(std::env::temp_dir()) {
+    if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())

@@ -90,6 +90,9 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
         }
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
+        KernelBody::Conv { x, w, strides, groups, .. } => {
+            format!("conv:x={},w={},s={strides:?},g={groups}", dims(x), dims(w))
+        }
         KernelBody::Reduce { in_shape, axes, .. } => format!("reduce:{}:{axes:?}", dims(in_shape)),
         KernelBody::Softmax { shape, axis, .. } => format!("softmax:{}:{axis}", dims(shape)),
         KernelBody::LayerNorm { shape, axis, .. } => format!("layernorm:{}:{axis}", dims(shape)),
@@ -108,6 +111,11 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
         KernelBody::Gemm { a, b, .. } => {
             let (m, k, n, ..) = codegen::gemm_dims(a, b);
             defaults::gemm(estimate(&m), estimate(&n), estimate(&k))
+        }
+        KernelBody::Conv { w, out, groups, .. } => {
+            let ocg = estimate(&w[0]) / *groups as u64;
+            let k = estimate(&Dim::product(&w[1..]));
+            defaults::gemm(ocg, estimate(&Dim::product(&out[2..])), k)
         }
     }
 }

@@ -2,6 +2,14 @@
 // schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}); C[b] = A[b] x B[b]
 {{ header }}
 
+{%- if epilogue %}
+fn kiln_epilogue(v: {{ ty }}, gm: i32, gn: i32, batch: i32) -> {{ ty }} {
+{%- for line in epilogue %}
+    {{ line }}
+{%- endfor %}
+}
+
+{% endif -%}
 var<workgroup> a_tile: array<{{ ty }}, {{ bk * bm }}>;
 var<workgroup> b_tile: array<{{ ty }}, {{ bk * bn }}>;
 
@@ -26,7 +34,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gk = k0 + kk;
             var v: {{ ty }} = {{ zero }};
             if (gm < {{ m }} && gk < {{ k }}) {
-                v = in0[a_off + gm * {{ k }} + gk];
+{%- for line in a_load %}
+                {{ line }}
+{%- endfor %}
             }
             a_tile[kk * {{ bm }}i + mm] = v;
         }
@@ -37,7 +47,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gn = n0 + nn;
             var v: {{ ty }} = {{ zero }};
             if (gk < {{ k }} && gn < {{ n }}) {
-                v = in1[b_off + gk * {{ n }} + gn];
+{%- for line in b_load %}
+                {{ line }}
+{%- endfor %}
             }
             b_tile[kk * {{ bn }}i + nn] = v;
         }
@@ -61,7 +73,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         if (gm < {{ m }}) {
 {%- for j in range(end=tn) %}
             if (n0 + tx * {{ tn }}i + {{ j }}i < {{ n }}) {
+{%- if epilogue %}
+                out[c_off + gm * {{ n }} + n0 + tx * {{ tn }}i + {{ j }}i] = kiln_epilogue(acc_{{ i }}_{{ j }}, gm, n0 + tx * {{ tn }}i + {{ j }}i, batch);
+{%- else %}
                 out[c_off + gm * {{ n }} + n0 + tx * {{ tn }}i + {{ j }}i] = acc_{{ i }}_{{ j }};
+{%- endif %}
             }
 {%- endfor %}
         }

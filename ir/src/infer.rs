@@ -166,6 +166,16 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             same(t)
         }
+        Op::Conv { strides, pads, dilations, groups } => conv_type(ins, strides, pads, dilations, *groups),
+        Op::Compute { shape, dtype, expr, .. } => {
+            let ranks: Vec<usize> = ins.iter().map(|t| t.rank()).collect();
+            expr.check(&ranks, shape.len())?;
+            let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
+            if expr.dtype(&dts) != *dtype {
+                return Err(format!("expression yields {} but the op declares {dtype}", expr.dtype(&dts)));
+            }
+            Ok(TensorType { dtype: *dtype, shape: shape.clone() })
+        }
         Op::LayerNorm { axis, .. } => {
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;
@@ -308,4 +318,59 @@ pub fn resolve_slice(n: i64, s: &SliceAxis) -> (i64, i64) {
         let len = if start > end { (start - end + step - 1) / step } else { 0 };
         (start, len)
     }
+}
+
+/// Output spatial size of a convolution along one axis.
+pub fn conv_out_dim(input: &Dim, kernel: i64, stride: usize, pad: (usize, usize), dilation: usize) -> Result<Dim, String> {
+    let span = dilation as i64 * (kernel - 1) + 1;
+    let padded = input.add(&Dim::c((pad.0 + pad.1) as i64));
+    if let Some(p) = padded.as_const() {
+        if p < span {
+            return Err(format!("padded input {p} is smaller than the dilated kernel {span}"));
+        }
+        return Ok(Dim::c((p - span) / stride as i64 + 1));
+    }
+    if stride == 1 {
+        return Ok(padded.sub(&Dim::c(span - 1)));
+    }
+    Err(format!("strided convolution over symbolic dim {input} needs a concrete size (use --dim)"))
+}
+
+fn conv_type(ins: &[&TensorType], strides: &[usize], pads: &[(usize, usize)], dilations: &[usize], groups: usize) -> Result<TensorType, String> {
+    if ins.len() < 2 || ins.len() > 3 {
+        return Err(format!("expects 2 or 3 inputs (x, w, bias), got {}", ins.len()));
+    }
+    let (x, w) = (ins[0], ins[1]);
+    let sp = x.rank().checked_sub(2).filter(|&s| s >= 1).ok_or_else(|| format!("x must be [N, C, spatial...], got {}", x.describe()))?;
+    if w.rank() != x.rank() || strides.len() != sp || pads.len() != sp || dilations.len() != sp {
+        return Err(format!("w {} and the attributes must match the {sp} spatial axes of x {}", w.describe(), x.describe()));
+    }
+    if !x.dtype.is_float() || w.dtype != x.dtype {
+        return Err(format!("x and w must share a floating point dtype: {} vs {}", x.describe(), w.describe()));
+    }
+    if groups == 0 || strides.contains(&0) || dilations.contains(&0) {
+        return Err("groups, strides and dilations must be positive".into());
+    }
+    let oc = w.shape[0].as_const().ok_or("the output channel count must be concrete")?;
+    let cg = w.shape[1].clone();
+    if x.shape[1] != cg.mul(&Dim::c(groups as i64)) || oc % groups as i64 != 0 {
+        return Err(format!(
+            "channels do not fit groups={groups}: x {} has {} channels, w {} expects {} per group",
+            x.describe(),
+            x.shape[1],
+            w.describe(),
+            cg
+        ));
+    }
+    if let Some(b) = ins.get(2) {
+        if b.shape != vec![Dim::c(oc)] || b.dtype != x.dtype {
+            return Err(format!("bias must be {}[{oc}], got {}", x.dtype, b.describe()));
+        }
+    }
+    let mut shape = vec![x.shape[0].clone(), Dim::c(oc)];
+    for i in 0..sp {
+        let k = w.shape[2 + i].as_const().ok_or("kernel sizes must be concrete")?;
+        shape.push(conv_out_dim(&x.shape[2 + i], k, strides[i], pads[i], dilations[i])?);
+    }
+    Ok(TensorType { dtype: x.dtype, shape })
 }

@@ -94,7 +94,7 @@ pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<S
                 .map(|d| d.eval(&bindings).map(|v| v as usize).map_err(|s| format!("dim {d} uses unbound '{s}'")))
                 .collect::<Result<_, _>>()
                 .map_err(err)?;
-            eval_node(&n.op, n.ty.dtype, &ins, &in_dtypes, inputs.get(&n.name), &out_shape).map_err(err)?
+            eval_node(&n.op, n.ty.dtype, &ins, &in_dtypes, inputs.get(&n.name), &out_shape, &bindings).map_err(err)?
         };
         vals.insert(id, val);
         for i in ins_ids {
@@ -121,6 +121,7 @@ fn eval_node(
     in_dtypes: &[DType],
     input: Option<&Tensor>,
     out_shape: &[usize],
+    bindings: &DimBindings,
 ) -> Result<Val, String> {
     let r = |v: f64| dtype.round(v);
     Ok(match op {
@@ -129,10 +130,10 @@ fn eval_node(
             Val { shape: t.shape.clone(), v: t.to_f64() }
         }
         Op::Constant(t) => Val { shape: t.shape.clone(), v: t.to_f64() },
-        Op::Unary(u) => Val { shape: ins[0].shape.clone(), v: ins[0].v.iter().map(|&x| r(unary(*u, x, in_dtypes[0]))).collect() },
+        Op::Unary(u) => Val { shape: ins[0].shape.clone(), v: ins[0].v.iter().map(|&x| r(unary_value(*u, x, in_dtypes[0]))).collect() },
         Op::Binary(b) => {
             let is_int = in_dtypes[0].is_int();
-            broadcast_map(&[ins[0], ins[1]], |x| r(binary(*b, x[0], x[1], is_int)))?
+            broadcast_map(&[ins[0], ins[1]], |x| r(binary_value(*b, x[0], x[1], is_int)))?
         }
         Op::Where => broadcast_map(&[ins[0], ins[1], ins[2]], |x| if x[0] != 0.0 { x[1] } else { x[2] })?,
         Op::Cast(to) => {
@@ -155,6 +156,26 @@ fn eval_node(
         }
         Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
+        Op::Conv { strides, pads, dilations, groups } => conv(ins, out_shape, strides, pads, dilations, *groups, dtype),
+        Op::Compute { expr, .. } => {
+            let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
+            let values: Vec<&[f64]> = ins.iter().map(|v| v.v.as_slice()).collect();
+            let cx = crate::texpr::EvalCtx { shapes: &shapes, values: &values, dtypes: in_dtypes, bindings };
+            let n: usize = out_shape.iter().product();
+            let mut coord = vec![0i64; out_shape.len()];
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(dtype.round(crate::texpr::eval(expr, &coord, &cx)));
+                for ax in (0..out_shape.len()).rev() {
+                    coord[ax] += 1;
+                    if coord[ax] < out_shape[ax] as i64 {
+                        break;
+                    }
+                    coord[ax] = 0;
+                }
+            }
+            Val { shape: out_shape.to_vec(), v }
+        }
     })
 }
 
@@ -210,7 +231,8 @@ fn broadcast_map_to(ins: &[&Val], shape: &[usize], f: impl Fn(&[f64]) -> f64) ->
     Val { shape: shape.to_vec(), v: out }
 }
 
-fn unary(u: UnaryOp, x: f64, dtype: DType) -> f64 {
+/// The exact value of a unary op (before rounding to the dtype).
+pub fn unary_value(u: UnaryOp, x: f64, dtype: DType) -> f64 {
     use UnaryOp::*;
     match u {
         Neg => -x,
@@ -310,7 +332,8 @@ pub fn erf(x: f64) -> f64 {
     r.copysign(x)
 }
 
-fn binary(b: BinaryOp, x: f64, y: f64, is_int: bool) -> f64 {
+/// The exact value of a binary op (before rounding to the dtype).
+pub fn binary_value(b: BinaryOp, x: f64, y: f64, is_int: bool) -> f64 {
     use BinaryOp::*;
     let t = |c: bool| c as u8 as f64;
     match b {
@@ -639,4 +662,66 @@ fn layer_norm(ins: &[&Val], axis: usize, eps: f64, dtype: DType) -> Result<Val, 
         }
     }
     Ok(Val { shape: x.shape.clone(), v })
+}
+
+fn conv(
+    ins: &[&Val],
+    out_shape: &[usize],
+    strides: &[usize],
+    pads: &[(usize, usize)],
+    dilations: &[usize],
+    groups: usize,
+    dtype: DType,
+) -> Val {
+    let (x, w) = (ins[0], ins[1]);
+    let sp = x.shape.len() - 2;
+    let (n, c, oc) = (x.shape[0], x.shape[1], w.shape[0]);
+    let (cg, ocg) = (c / groups, oc / groups);
+    let in_sp = &x.shape[2..];
+    let k_sp = &w.shape[2..];
+    let out_sp = &out_shape[2..];
+    let kk: usize = k_sp.iter().product();
+    let p: usize = out_sp.iter().product();
+    let in_sz: usize = in_sp.iter().product();
+    let mut out = vec![0.0; n * oc * p];
+    let mut opos = vec![0usize; sp];
+    let mut kpos = vec![0usize; sp];
+    for b in 0..n {
+        for o in 0..oc {
+            let g = o / ocg;
+            for pi in 0..p {
+                let mut r = pi;
+                for a in (0..sp).rev() {
+                    opos[a] = r % out_sp[a];
+                    r /= out_sp[a];
+                }
+                let mut acc = ins.get(2).map(|bias| bias.v[o]).unwrap_or(0.0);
+                for ci in 0..cg {
+                    let ch = g * cg + ci;
+                    for ki in 0..kk {
+                        let mut r = ki;
+                        for a in (0..sp).rev() {
+                            kpos[a] = r % k_sp[a];
+                            r /= k_sp[a];
+                        }
+                        let mut off = 0usize;
+                        let mut inside = true;
+                        for a in 0..sp {
+                            let pos = (opos[a] * strides[a] + kpos[a] * dilations[a]) as i64 - pads[a].0 as i64;
+                            if pos < 0 || pos >= in_sp[a] as i64 {
+                                inside = false;
+                                break;
+                            }
+                            off = off * in_sp[a] + pos as usize;
+                        }
+                        if inside {
+                            acc += x.v[(b * c + ch) * in_sz + off] * w.v[(o * cg + ci) * kk + ki];
+                        }
+                    }
+                }
+                out[(b * oc + o) * p + pi] = dtype.round(acc);
+            }
+        }
+    }
+    Val { shape: out_shape.to_vec(), v: out }
 }

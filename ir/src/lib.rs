@@ -13,6 +13,7 @@ pub mod infer;
 pub mod interp;
 pub mod op;
 pub mod tensor;
+pub mod texpr;
 
 pub use dim::{Dim, DimBindings};
 pub use dtype::DType;
@@ -20,3 +21,4 @@ pub use error::IrError;
 pub use graph::{Graph, Node, NodeId};
 pub use op::{BinaryOp, Op, ReduceOp, SliceAxis, UnaryOp};
 pub use tensor::{Shape, Tensor, TensorData, TensorType};
+pub use texpr::TExpr;

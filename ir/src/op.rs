@@ -3,7 +3,7 @@
 //! Each op is either *injective* (every output element is a scalar expression of input elements
 //! at computed indices), a *reduction*, or an *anchor* (MatMul) with a hand-designed kernel.
 
-use crate::{Dim, DType, Tensor};
+use crate::{Dim, DType, TExpr, Tensor};
 
 /// Elementwise functions of one operand.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -213,6 +213,30 @@ pub enum Op {
         /// Log-softmax instead of softmax.
         log: bool,
     },
+    /// N-d convolution (NCHW...): inputs x `[N, C, *spatial]`, w `[OC, C/groups, *kernel]`, and
+    /// an optional bias `[OC]`.
+    Conv {
+        /// Stride per spatial axis.
+        strides: Vec<usize>,
+        /// Padding (begin, end) per spatial axis.
+        pads: Vec<(usize, usize)>,
+        /// Dilation per spatial axis.
+        dilations: Vec<usize>,
+        /// Channel groups.
+        groups: usize,
+    },
+    /// A tensor expression: every output element of the given type is `expr` evaluated at its
+    /// coordinates (see [`crate::texpr`]); any number of inputs.
+    Compute {
+        /// Output shape.
+        shape: Vec<Dim>,
+        /// Output dtype.
+        dtype: DType,
+        /// The element expression.
+        expr: TExpr,
+        /// What the expression implements (e.g. `Pad`), for messages and kernel labels.
+        name: String,
+    },
     /// Layer normalization over axes `axis..rank`; inputs: x, scale, bias.
     LayerNorm {
         /// First normalized axis.
@@ -243,6 +267,8 @@ impl Op {
             Op::Expand { .. } => "Expand".into(),
             Op::Softmax { log, .. } => if *log { "LogSoftmax" } else { "Softmax" }.into(),
             Op::LayerNorm { .. } => "LayerNorm".into(),
+            Op::Compute { name, .. } => name.clone(),
+            Op::Conv { .. } => "Conv".into(),
         }
     }
 
@@ -255,7 +281,7 @@ impl Op {
             Op::Softmax { .. } => 1,
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
-            Op::Concat { .. } => return None,
+            Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,
         })
     }
 }

@@ -178,6 +178,27 @@ impl ExprWriter<'_> {
                 (self.let_("v", v), d)
             }
             Expr::Lit(v, d) => (literal(*v, *d), *d),
+            Expr::Coord(a) => (self.coords[*a].clone(), DType::I32),
+            Expr::DimVal(d) => (self.params.dim(d, "dim"), DType::I32),
+            Expr::LoadAt(slot, index, shape) => {
+                let d = self.in_dtypes[*slot];
+                let strides = crate::lower::sym_strides(shape);
+                let mut terms = Vec::new();
+                for (i, ix) in index.iter().enumerate() {
+                    let (v, _) = self.emit(ix);
+                    let hi = self.params.dim(&shape[i].sub(&Dim::c(1)), "max");
+                    let c = self.let_("i", format!("clamp({v}, 0i, max({hi}, 0i))"));
+                    if strides[i] == Dim::c(1) {
+                        terms.push(c);
+                    } else {
+                        let st = self.params.dim(&strides[i], "stride");
+                        terms.push(format!("{c} * {st}"));
+                    }
+                }
+                let at = if terms.is_empty() { "0i".to_string() } else { terms.join(" + ") };
+                let v = from_storage(d, &format!("in{slot}[{at}]"));
+                (self.let_("v", v), d)
+            }
             Expr::Unary(u, x, d) => {
                 let (x, _) = self.emit(x);
                 let out = match u {

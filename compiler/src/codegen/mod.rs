@@ -306,6 +306,9 @@ pub fn render(
             lines.push(format!("let a_off = {};", sum(a_terms)));
             lines.push(format!("let b_off = {};", sum(b_terms)));
             lines.push(format!("let c_off = batch * {};", params.dim(&m.mul(&n), "mn")));
+            ctx.insert("a_load", &[format!("v = in0[a_off + gm * {k_s} + gk];")]);
+            ctx.insert("b_load", &[format!("v = in1[b_off + gk * {n_s} + gn];")]);
+            ctx.insert("epilogue", &Vec::<String>::new());
             let ty = reg_ty(*dtype);
             ctx.insert("ty", ty);
             ctx.insert("zero", &literal(0.0, *dtype));
@@ -322,6 +325,73 @@ pub fn render(
             ctx.insert("batch_lines", &lines);
             let batch = Dim::product(&batch_dims);
             let grid = [dim_expr(&n).cdiv(p.bn as i64), dim_expr(&m).cdiv(p.bm as i64), dim_expr(&batch)];
+            ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::Conv { x, w, out, strides, pads, dilations, groups, bias }, Schedule::Gemm(p)) => {
+            let sp = x.len() - 2;
+            let g = *groups as i64;
+            let oc = w[0].as_const().expect("inference made OC concrete");
+            let ocg = Dim::c(oc / g);
+            let cg = w[1].clone();
+            let kk: i64 = w[2..].iter().map(|d| d.as_const().expect("concrete kernel")).product();
+            let k = cg.mul(&Dim::c(kk));
+            let pp = Dim::product(&out[2..]);
+            let in_sz = Dim::product(&x[2..]);
+            let (m_s, k_s, n_s) = (params.dim(&ocg, "m"), params.dim(&k, "k"), params.dim(&pp, "n"));
+            let mut lines = vec![
+                format!("let g = batch % {g}i;"),
+                format!("let img = batch / {g}i;"),
+                format!("let a_off = g * {};", params.dim(&ocg.mul(&k), "a_stride")),
+                format!("let x_off = (img * {} + g * {}) * {};", params.dim(&x[1], "c"), params.dim(&cg, "cg"), params.dim(&in_sz, "insz")),
+                format!("let c_off = batch * {};", params.dim(&ocg.mul(&pp), "mn")),
+            ];
+            // B = im2col(x): gk -> (ci, kernel position), gn -> output position.
+            let mut b = vec![format!("let ci = gk / {kk}i;"), format!("var kr = gk % {kk}i;"), "var pr = gn;".to_string()];
+            let mut cond = Vec::new();
+            let mut off = Vec::new();
+            for a in (0..sp).rev() {
+                let kd = w[2 + a].as_const().expect("concrete kernel");
+                let od = params.dim(&out[2 + a], "odim");
+                let id = params.dim(&x[2 + a], "idim");
+                b.push(format!("let kp{a} = kr % {kd}i;"));
+                b.push(format!("kr = kr / {kd}i;"));
+                b.push(format!("let op{a} = pr % {od};"));
+                b.push(format!("pr = pr / {od};"));
+                b.push(format!(
+                    "let ip{a} = op{a} * {}i + kp{a} * {}i - {}i;",
+                    strides[a], dilations[a], pads[a].0
+                ));
+                cond.push(format!("ip{a} >= 0i && ip{a} < {id}"));
+            }
+            for a in 0..sp {
+                let stride: Dim = Dim::product(&x[3 + a..]);
+                off.push(if stride == Dim::c(1) { format!("ip{a}") } else { format!("ip{a} * {}", params.dim(&stride, "istride")) });
+            }
+            b.push(format!("if ({}) {{", cond.join(" && ")));
+            b.push(format!("    v = in0[x_off + ci * {} + {}];", params.dim(&in_sz, "insz"), off.join(" + ")));
+            b.push("}".into());
+            let epilogue: Vec<String> = if *bias { vec!["return v + in2[g_bias(batch) + gm];".into()] } else { vec![] };
+            let epilogue: Vec<String> = epilogue
+                .into_iter()
+                .map(|l| l.replace("g_bias(batch)", &format!("(batch % {g}i) * {}", params.dim(&ocg, "m"))))
+                .collect();
+            ctx.insert("a_load", &[format!("v = in1[a_off + gm * {k_s} + gk];")]);
+            ctx.insert("b_load", &b);
+            ctx.insert("epilogue", &epilogue);
+            ctx.insert("ty", "f32");
+            ctx.insert("zero", "0.0f");
+            ctx.insert("float", &true);
+            ctx.insert("bm", &p.bm);
+            ctx.insert("bn", &p.bn);
+            ctx.insert("bk", &p.bk);
+            ctx.insert("tm", &p.tm);
+            ctx.insert("tn", &p.tn);
+            ctx.insert("threads", &p.threads());
+            ctx.insert("m", &m_s);
+            ctx.insert("n", &n_s);
+            ctx.insert("k", &k_s);
+            ctx.insert("batch_lines", &lines);
+            let grid = [dim_expr(&pp).cdiv(p.bn as i64), dim_expr(&ocg).cdiv(p.bm as i64), dim_expr(&x[0]).times(g)];
             ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (body, s) => {
@@ -378,7 +448,9 @@ fn coords_needed(e: &Expr) -> bool {
             Access::Strided { .. } => true,
             Access::Gathered { .. } => true,
         },
-        Expr::Lit(..) => false,
+        Expr::Lit(..) | Expr::DimVal(_) => false,
+        Expr::Coord(_) => true,
+        Expr::LoadAt(_, ix, _) => ix.iter().any(coords_needed),
         Expr::Unary(_, x, _) | Expr::Cast(x, _, _) => coords_needed(x),
         Expr::Binary(_, x, y, _) => coords_needed(x) || coords_needed(y),
         Expr::Select(c, a, b) => coords_needed(c) || coords_needed(a) || coords_needed(b),

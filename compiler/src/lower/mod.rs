@@ -48,6 +48,13 @@ pub enum Expr {
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// Conversion between dtypes (from, to).
     Cast(Box<Expr>, DType, DType),
+    /// Output coordinate along an axis (i32).
+    Coord(usize),
+    /// A dim's value (i32).
+    DimVal(Dim),
+    /// Element of input `slot` (of the given shape) at per-axis coordinates, each clamped into
+    /// range.
+    LoadAt(usize, Vec<Expr>, Shape),
     /// Concatenation: picks part `k` when `coord[axis] < ends[k]` (first match).
     Concat {
         /// Output axis.
@@ -111,6 +118,26 @@ pub enum KernelBody {
         axis: usize,
         /// Epsilon.
         epsilon: f32,
+    },
+    /// Convolution of input 0 by weights 1 (+ bias 2) as an implicit GEMM per (image, group):
+    /// `out[oc, p] = sum_k w[oc, k] * im2col(x)[k, p]`.
+    Conv {
+        /// x's shape `[N, C, *spatial]`.
+        x: Shape,
+        /// w's shape `[OC, C/groups, *kernel]`.
+        w: Shape,
+        /// Output shape.
+        out: Shape,
+        /// Strides.
+        strides: Vec<usize>,
+        /// Pads (begin, end).
+        pads: Vec<(usize, usize)>,
+        /// Dilations.
+        dilations: Vec<usize>,
+        /// Groups.
+        groups: usize,
+        /// Whether input 2 is a bias.
+        bias: bool,
     },
     /// Batched matmul of inputs 0 and 1 (numpy semantics) into a contiguous output.
     Gemm {
@@ -283,6 +310,20 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             KernelBody::LayerNorm { shape: shape(0), axis: *axis, epsilon: *epsilon }
         }
         Op::MatMul => KernelBody::Gemm { a: shape(0), b: shape(1), dtype: dt(0) },
+        Op::Conv { strides, pads, dilations, groups } => KernelBody::Conv {
+            x: shape(0),
+            w: shape(1),
+            out: out.shape.clone(),
+            strides: strides.clone(),
+            pads: pads.clone(),
+            dilations: dilations.clone(),
+            groups: *groups,
+            bias: ins.len() == 3,
+        },
+        Op::Compute { expr, .. } => {
+            let shapes: Vec<Shape> = (0..ins.len()).map(shape).collect();
+            inj(from_texpr(expr, &shapes))
+        }
         Op::Input { .. } | Op::Constant(_) | Op::Reshape { .. } => {
             unreachable!("free nodes are not lowered to kernels")
         }
@@ -305,5 +346,23 @@ pub fn elementwise_expr(op: &Op, mut args: Vec<Expr>, dtypes: &[DType]) -> Expr 
         }
         Op::Cast(to) => Expr::Cast(Box::new(args.remove(0)), dtypes[0], *to),
         other => unreachable!("{} is not elementwise", other.name()),
+    }
+}
+
+/// Converts an IR tensor expression into a kernel expression over the op's inputs.
+pub fn from_texpr(e: &kiln_ir::TExpr, shapes: &[Shape]) -> Expr {
+    use kiln_ir::TExpr as T;
+    let b = |x: &T| Box::new(from_texpr(x, shapes));
+    match e {
+        T::Coord(a) => Expr::Coord(*a),
+        T::Dim(d) => Expr::DimVal(d.clone()),
+        T::Lit(v, d) => Expr::Lit(*v, *d),
+        T::Load { input, index } => {
+            Expr::LoadAt(*input, index.iter().map(|x| from_texpr(x, shapes)).collect(), shapes[*input].clone())
+        }
+        T::Unary(u, x, d) => Expr::Unary(*u, b(x), *d),
+        T::Binary(o, x, y, d) => Expr::Binary(*o, b(x), b(y), *d),
+        T::Select(c, x, y) => Expr::Select(b(c), b(x), b(y)),
+        T::Cast(x, f, t) => Expr::Cast(b(x), *f, *t),
     }
 }

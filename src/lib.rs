@@ -4,6 +4,7 @@
 //! `examples/` can use them) and holds what the `kiln` CLI needs on top of them: `.npy` I/O,
 //! interpreter/runtime tensor conversion and the embedded demo model.
 
+pub mod conformance;
 pub mod convert;
 pub mod demo;
 pub mod npy;

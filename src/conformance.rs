@@ -804,6 +804,9 @@ pub fn compare(name: &str, got: &HostTensor, want: &TestTensor) -> std::result::
 
 static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Name prefix of the per-case bundle directories (`<prefix>-<worker pid>-<n>` in the temp dir).
+const TMP_PREFIX: &str = "kiln-conformance";
+
 /// Removes a directory when dropped.
 struct TempDir(PathBuf);
 
@@ -852,7 +855,7 @@ fn run_case_inner(case_dir: &Path, primary_op: &str, phases: &mut Phases) -> Out
         Err(e) => return compile_outcome(&e),
     };
     let tmp = TempDir(std::env::temp_dir().join(format!(
-        "kiln-conformance-{}-{}",
+        "{TMP_PREFIX}-{}-{}",
         std::process::id(),
         TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     )));
@@ -1183,9 +1186,18 @@ impl Worker {
         format!("{status}{last}")
     }
 
+    /// Ends the worker and removes the bundle directories it may have left behind.
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let prefix = format!("{}-{}-", TMP_PREFIX, self.child.id());
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 }
 

@@ -77,7 +77,7 @@ pub fn helper_source(name: &str) -> &'static str {
             "fn kiln_pow(x: f32, y: f32) -> f32 {\n    if (y == 2.0) { return x * x; }\n    if (y == 1.0) { return x; }\n    if (y == 0.0) { return 1.0; }\n    let r = pow(abs(x), y);\n    if (x < 0.0) {\n        if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }\n        let odd = (i32(clamp(y, -16777216.0, 16777216.0)) & 1) != 0;\n        return select(r, -r, odd);\n    }\n    if (x == 0.0 && y < 0.0) { return bitcast<f32>(0x7f800000u); }\n    return r;\n}"
         }
         "kiln_is_nan" => "fn kiln_is_nan(x: f32) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}",
-        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;\n}",
+        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    return quantizeToF16(x);\n}",
         "kiln_imod" => {
             "fn kiln_imod(a: i32, b: i32) -> i32 {\n    if (b == 0) { return 0; }\n    let r = a % b;\n    return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));\n}"
         }
@@ -317,7 +317,6 @@ impl ExprWriter<'_> {
                 if float {
                     format!("kiln_pow({x}, {y})")
                 } else {
-                    self.helpers.insert("kiln_f2i");
                     format!("{}(kiln_pow(f32({x}), f32({y})))", reg_ty(d))
                 }
             }

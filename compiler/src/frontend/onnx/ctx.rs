@@ -448,14 +448,15 @@ fn value_type(
         name: name.clone(),
         msg,
     };
-    let tt = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(T::TensorType(t)) => t,
-        Some(_) => return Err(err(
-            "only tensor values are supported (not sequences, maps, optionals or sparse tensors)"
-                .into(),
-        )),
-        None => return Err(err("has no type".into())),
-    };
+    let tt =
+        match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(T::TensorType(t)) => t,
+            Some(_) => return Err(err(
+                "sequences, maps, optionals and sparse tensors are not supported (only tensors)"
+                    .into(),
+            )),
+            None => return Err(err("has no type".into())),
+        };
     let et = tt.elem_type.unwrap_or(0);
     data::io_elem(et).map_err(err)?;
     let dtype = data::ir_dtype(et).map_err(err)?;

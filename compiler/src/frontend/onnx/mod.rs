@@ -155,3 +155,29 @@ fn decode(bytes: &[u8], name: &str) -> Result<proto::ModelProto, OnnxError> {
     }
     Ok(m)
 }
+
+/// Converts a `TensorProto` (e.g. a test input read from a `.pb` file) to an IR tensor with the
+/// frontend's dtype rules: int64/int32/int16 data become i32 (values must fit), f64/bf16 become
+/// f32. External data is resolved relative to `base_dir`.
+pub fn tensor_from_proto(
+    t: &proto::TensorProto,
+    base_dir: Option<&Path>,
+) -> Result<kiln_ir::Tensor, OnnxError> {
+    let name = t.name.clone().unwrap_or_default();
+    let err = |msg: String| OnnxError::Tensor {
+        name: name.clone(),
+        msg,
+    };
+    match data::read_tensor(t, base_dir).map_err(err)? {
+        data::Literal::Tensor(t) => Ok(t),
+        data::Literal::Int { shape, values } => {
+            let v = values
+                .iter()
+                .map(|&x| {
+                    i32::try_from(x).map_err(|_| err(format!("value {x} is outside the i32 range")))
+                })
+                .collect::<Result<Vec<i32>, _>>()?;
+            Ok(kiln_ir::Tensor::i32(shape, v))
+        }
+    }
+}

@@ -52,12 +52,30 @@ pub(crate) fn layer_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let rank = cx.ty(x).rank();
     let axis = n.axis(n.attr_i("axis", -1)?, rank, "axis")?;
     let epsilon = n.attr_f("epsilon", 1e-5)?;
-    Ok(one(cx.add(
+    let y = cx.add(n, "", Op::LayerNorm { axis, epsilon }, &[x, scale, bias])?;
+    let wants = |k: usize| n.proto.output.get(k).is_some_and(|s| !s.is_empty());
+    if !wants(1) && !wants(2) {
+        return Ok(one(y));
+    }
+    // Optional outputs: Mean and InvStdDev over the normalized axes (kept as size 1).
+    let axes: Vec<usize> = (axis..rank).collect();
+    let mean_op = Op::Reduce {
+        op: ReduceOp::Mean,
+        axes,
+        keep_dims: true,
+    };
+    let mean = cx.add(n, "mean", mean_op.clone(), &[x])?;
+    let centered = cx.add(n, "centered", Op::Binary(BinaryOp::Sub), &[x, mean])?;
+    let sq = cx.add(
         n,
-        "",
-        Op::LayerNorm { axis, epsilon },
-        &[x, scale, bias],
-    )?))
+        "centered_sq",
+        Op::Binary(BinaryOp::Mul),
+        &[centered, centered],
+    )?;
+    let var = cx.add(n, "var", mean_op, &[sq])?;
+    let ve = with_scalar(cx, n, "var_eps", BinaryOp::Add, var, epsilon as f64)?;
+    let inv = cx.add(n, "inv_std_dev", Op::Unary(UnaryOp::Rsqrt), &[ve])?;
+    Ok(vec![Value::Node(y), Value::Node(mean), Value::Node(inv)])
 }
 
 /// Reshapes a per-channel `[C]` tensor to `[C, 1, ...]` so it broadcasts against `[N, C, ...]`.

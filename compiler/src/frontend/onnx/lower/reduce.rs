@@ -5,7 +5,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{infer::reduced_shape, BinaryOp, NodeId, Op, ReduceOp, UnaryOp};
+use kiln_ir::{infer::reduced_shape, BinaryOp, DType, NodeId, Op, ReduceOp, UnaryOp};
 
 /// The reduced axes of a `Reduce*` node, or `None` when the node is the identity
 /// (`noop_with_empty_axes` with no axes).
@@ -56,6 +56,17 @@ pub(crate) fn reduce(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     };
     let un =
         |cx: &mut Ctx, suffix: &str, u: UnaryOp, v: NodeId| cx.add(n, suffix, Op::Unary(u), &[v]);
+    if ty.dtype == DType::Bool && matches!(n.op, "ReduceMax" | "ReduceMin") {
+        // any / all: reduce 0/1 as i32, then back to bool.
+        let xi = cx.add(n, "as_int", Op::Cast(DType::I32), &[x])?;
+        let op = if n.op == "ReduceMax" {
+            ReduceOp::Max
+        } else {
+            ReduceOp::Min
+        };
+        let r = red(cx, "reduced", op, xi, keep_dims)?;
+        return Ok(one(cx.add(n, "", Op::Cast(DType::Bool), &[r])?));
+    }
     let y = match n.op {
         "ReduceSum" => red(cx, "", ReduceOp::Sum, x, keep_dims)?,
         "ReduceMean" => red(cx, "", ReduceOp::Mean, x, keep_dims)?,

@@ -50,6 +50,16 @@ pub(crate) fn identity(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .value(n, 0)?
         .cloned()
         .ok_or_else(|| n.err("input 0 is required but missing"))?;
+    if n.op == "Dropout" && cx.has_input(n, 2) {
+        let training = cx
+            .const_tensor(n, 2)?
+            .map(|t| t.to_f64().iter().any(|&x| x != 0.0));
+        if training != Some(false) {
+            return Err(n.err(
+                "input 2 ('training_mode') must be a constant false: training-mode dropout is not supported",
+            ));
+        }
+    }
     let mut outs = vec![v];
     if n.op == "Dropout" && n.proto.output.get(1).is_some_and(|s| !s.is_empty()) {
         let shape = cx.input_shape(n, 0)?;
@@ -118,7 +128,7 @@ pub(crate) fn reshape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let spec = cx
         .ints(n, 1)?
-        .ok_or_else(|| n.err("input 1 ('shape') must be computable at compile time (a constant or a shape computation)"))?;
+        .ok_or_else(|| n.err("input 1 ('shape') must be known at compile time (a compile-time constant or a shape computation)"))?;
     let allowzero = n.attr_i("allowzero", 0)? != 0;
     let in_shape = cx.ty(x).shape.clone();
     let shape = reshape_target(n, &in_shape, &spec.elems, allowzero)?;
@@ -401,7 +411,7 @@ pub(crate) fn gather(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 fn shape_operand(cx: &Ctx, n: &N, i: usize, what: &str) -> Result<Vec<Dim>, OnnxError> {
     let v = cx
         .ints(n, i)?
-        .ok_or_else(|| n.err(format!("input {i} ('{what}') must be computable at compile time (a constant or a shape computation)")))?;
+        .ok_or_else(|| n.err(format!("input {i} ('{what}') must be known at compile time (a compile-time constant or a shape computation)")))?;
     if v.shape.len() != 1 {
         return Err(n.err(format!(
             "input {i} ('{what}') must be 1-D, got shape {:?}",

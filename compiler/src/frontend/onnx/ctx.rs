@@ -271,10 +271,14 @@ impl Ctx {
         Ok(match self.value(n, i)? {
             Some(Value::Ints(x)) => Some(x.clone()),
             Some(Value::Node(id)) => match &self.g.node(*id).op {
-                Op::Constant(t) if t.dtype().is_int() => Some(Ints::from_i64(
-                    t.shape.clone(),
-                    &t.to_f64().iter().map(|&x| x as i64).collect::<Vec<_>>(),
-                )),
+                Op::Constant(t) if matches!(t.dtype(), DType::I32 | DType::Bool) => {
+                    let mut v = Ints::from_i64(
+                        t.shape.clone(),
+                        &t.to_f64().iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                    );
+                    v.boolean = t.dtype() == DType::Bool;
+                    Some(v)
+                }
                 _ => None,
             },
             None => None,

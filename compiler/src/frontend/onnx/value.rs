@@ -5,14 +5,14 @@
 //! ends), and lets a reshape target mention a symbolic dim (`[batch, 12, 64]`) that no constant
 //! tensor could hold. They become IR constants only where an op reads them as data.
 
-use kiln_ir::{Dim, NodeId, Tensor};
+use kiln_ir::{DType, Dim, NodeId, Tensor};
 
 /// An ONNX value as the frontend holds it.
 #[derive(Clone, Debug)]
 pub(crate) enum Value {
     /// The output of an IR node.
     Node(NodeId),
-    /// An integer tensor known at compile time.
+    /// An integer (or boolean) tensor known at compile time.
     Ints(Ints),
 }
 
@@ -23,6 +23,8 @@ pub(crate) struct Ints {
     pub shape: Vec<usize>,
     /// Elements in row-major order.
     pub elems: Vec<Dim>,
+    /// The elements are booleans (0/1), e.g. from `Equal` on shape values.
+    pub boolean: bool,
 }
 
 impl Ints {
@@ -31,6 +33,7 @@ impl Ints {
         Ints {
             shape: vec![elems.len()],
             elems,
+            boolean: false,
         }
     }
 
@@ -39,6 +42,7 @@ impl Ints {
         Ints {
             shape: vec![],
             elems: vec![d],
+            boolean: false,
         }
     }
 
@@ -47,6 +51,16 @@ impl Ints {
         Ints {
             shape,
             elems: values.iter().map(|&v| Dim::c(v)).collect(),
+            boolean: false,
+        }
+    }
+
+    /// Same shape, new elements, not boolean.
+    pub fn with_elems(&self, elems: Vec<Dim>) -> Ints {
+        Ints {
+            shape: self.shape.clone(),
+            elems,
+            boolean: false,
         }
     }
 
@@ -55,7 +69,8 @@ impl Ints {
         self.elems.iter().map(Dim::as_const).collect()
     }
 
-    /// The tensor as IR i32 data; a symbolic element or a value outside i32 is an error.
+    /// The tensor as IR data (i32, or bool); a symbolic element or a value outside i32 is an
+    /// error.
     pub fn to_tensor(&self) -> Result<Tensor, String> {
         let mut v = Vec::with_capacity(self.elems.len());
         for d in &self.elems {
@@ -67,6 +82,10 @@ impl Ints {
             v.push(i32::try_from(c).map_err(|_| {
                 format!("value {c} is outside the i32 range that Kiln uses for ONNX int64 data")
             })?);
+        }
+        if self.boolean {
+            let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            return Ok(Tensor::from_f64(DType::Bool, self.shape.clone(), &f));
         }
         Ok(Tensor::i32(self.shape.clone(), v))
     }

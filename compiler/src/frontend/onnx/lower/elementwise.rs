@@ -178,3 +178,73 @@ pub(crate) fn with_scalar(
     let c = cx.scalar(n, &format!("{suffix}_c"), dt, v);
     cx.add(n, suffix, Op::Binary(op), &[x, c])
 }
+
+/// Unary math without an IR op of its own: `Tan`, `Sinh`, `Cosh`, `IsInf`, `Shrink`.
+pub(crate) fn derived_unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let dt = cx.ty(x).dtype;
+    let un = |cx: &mut Ctx, s: &str, u: UnaryOp, v| cx.add(n, s, Op::Unary(u), &[v]);
+    let bin = |cx: &mut Ctx, s: &str, b: BinaryOp, a, c| cx.add(n, s, Op::Binary(b), &[a, c]);
+    let y = match n.op {
+        "Tan" => {
+            let s = un(cx, "sin", UnaryOp::Sin, x)?;
+            let c = un(cx, "cos", UnaryOp::Cos, x)?;
+            bin(cx, "", BinaryOp::Div, s, c)?
+        }
+        "Sinh" | "Cosh" => {
+            let e = un(cx, "exp", UnaryOp::Exp, x)?;
+            let nx = un(cx, "neg", UnaryOp::Neg, x)?;
+            let en = un(cx, "exp_neg", UnaryOp::Exp, nx)?;
+            let op = if n.op == "Sinh" {
+                BinaryOp::Sub
+            } else {
+                BinaryOp::Add
+            };
+            let s = bin(cx, "sum", op, e, en)?;
+            with_scalar(cx, n, "", BinaryOp::Mul, s, 0.5)?
+        }
+        "IsInf" => {
+            let pos = n.attr_i("detect_positive", 1)? != 0;
+            let neg = n.attr_i("detect_negative", 1)? != 0;
+            let mut acc = None;
+            for (on, v, s) in [(pos, f64::INFINITY, "pos"), (neg, f64::NEG_INFINITY, "neg")] {
+                if on {
+                    let c = cx.scalar(n, &format!("{s}_inf"), dt, v);
+                    let e = bin(cx, &format!("is_{s}"), BinaryOp::Equal, x, c)?;
+                    acc = Some(match acc {
+                        None => e,
+                        Some(a) => bin(cx, "", BinaryOp::Or, a, e)?,
+                    });
+                }
+            }
+            match acc {
+                Some(a) => a,
+                None => {
+                    let f = cx.constant(
+                        n,
+                        "false",
+                        kiln_ir::Tensor::from_f64(DType::Bool, vec![], &[0.0]),
+                    );
+                    let shape = cx.ty(x).shape.clone();
+                    cx.add(n, "", Op::Expand { shape }, &[f])?
+                }
+            }
+        }
+        "Shrink" => {
+            // x < -lambd ? x + bias : (x > lambd ? x - bias : 0)
+            let bias = n.attr_f("bias", 0.0)? as f64;
+            let lambd = n.attr_f("lambd", 0.5)? as f64;
+            let lo = cx.scalar(n, "neg_lambd", dt, -lambd);
+            let hi = cx.scalar(n, "lambd", dt, lambd);
+            let below = bin(cx, "below", BinaryOp::Less, x, lo)?;
+            let above = bin(cx, "above", BinaryOp::Greater, x, hi)?;
+            let plus = with_scalar(cx, n, "plus_bias", BinaryOp::Add, x, bias)?;
+            let minus = with_scalar(cx, n, "minus_bias", BinaryOp::Sub, x, bias)?;
+            let z = cx.scalar(n, "zero", dt, 0.0);
+            let upper = cx.add(n, "upper", Op::Where, &[above, minus, z])?;
+            cx.add(n, "", Op::Where, &[below, plus, upper])?
+        }
+        _ => unreachable!("dispatched"),
+    };
+    Ok(one(y))
+}

@@ -22,6 +22,9 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
     let data_inputs = match n.op {
         "Identity" | "Cast" | "Unsqueeze" | "Squeeze" | "Flatten" | "Slice" | "Neg" | "Abs" => 1,
         "Gather" | "Reshape" | "Add" | "Sub" | "Mul" | "Div" | "Mod" => 2,
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" => 2,
+        "Not" => 1,
+        "Where" => 3,
         "Concat" | "Max" | "Min" => n.n_inputs(),
         _ => return Ok(None),
     };
@@ -35,19 +38,30 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
     if ins.is_empty() {
         return Ok(None);
     }
+    let arithmetic = matches!(
+        n.op,
+        "Neg" | "Abs" | "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Max" | "Min"
+    );
+    let ordering = matches!(n.op, "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual");
+    if (arithmetic || ordering) && ins.iter().any(|v| v.boolean) {
+        return Ok(None);
+    }
     let out = match n.op {
         "Identity" => Some(ins[0].clone()),
         "Cast" => {
             let to = n.attr_i("to", 0)? as i32;
             match data::ir_dtype(to) {
-                Ok(DType::I32) => Some(ins[0].clone()),
+                Ok(DType::I32) => Some(ins[0].with_elems(ins[0].elems.clone())),
+                Ok(DType::Bool) => ins[0].consts().map(|v| {
+                    let mut b =
+                        ins[0].with_elems(v.iter().map(|&x| Dim::c((x != 0) as i64)).collect());
+                    b.boolean = true;
+                    b
+                }),
                 _ => None,
             }
         }
-        "Neg" => Some(Ints {
-            shape: ins[0].shape.clone(),
-            elems: ins[0].elems.iter().map(|d| Dim::c(0).sub(d)).collect(),
-        }),
+        "Neg" => Some(ins[0].with_elems(ins[0].elems.iter().map(|d| Dim::c(0).sub(d)).collect())),
         "Abs" => ins[0].consts().map(|v| {
             Ints::from_i64(
                 ins[0].shape.clone(),
@@ -80,6 +94,7 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
                 Some(s) if s.iter().product::<usize>() == x.elems.len() => Some(Ints {
                     shape: s,
                     elems: x.elems.clone(),
+                    boolean: x.boolean,
                 }),
                 _ => {
                     return Err(n.err(format!(
@@ -106,8 +121,65 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
                 } else {
                     elems = x.elems.clone();
                 }
-                Some(Ints::vec(elems))
+                let mut v = Ints::vec(elems);
+                v.boolean = x.boolean;
+                Some(v)
             }
+        }
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
+            if ins[0].boolean != ins[1].boolean {
+                return Ok(None);
+            }
+            let op = n.op;
+            zip(&ins[0], &ins[1], |a, b| {
+                let o = compare(a, b)?;
+                let t = match op {
+                    "Equal" => o.is_eq(),
+                    "Less" => o.is_lt(),
+                    "LessOrEqual" => o.is_le(),
+                    "Greater" => o.is_gt(),
+                    _ => o.is_ge(),
+                };
+                Some(Dim::c(t as i64))
+            })
+            .map(|mut v| {
+                v.boolean = true;
+                v
+            })
+        }
+        "And" | "Or" | "Not" => {
+            if !ins.iter().all(|v| v.boolean) {
+                return Ok(None);
+            }
+            let is = |d: &Dim| d.as_const().map(|c| c != 0);
+            let r = match n.op {
+                "Not" => ins[0].consts().map(|v| {
+                    ins[0].with_elems(v.iter().map(|&x| Dim::c((x == 0) as i64)).collect())
+                }),
+                "And" => zip(&ins[0], &ins[1], |a, b| {
+                    Some(Dim::c((is(a)? && is(b)?) as i64))
+                }),
+                _ => zip(&ins[0], &ins[1], |a, b| {
+                    Some(Dim::c((is(a)? || is(b)?) as i64))
+                }),
+            };
+            r.map(|mut v| {
+                v.boolean = true;
+                v
+            })
+        }
+        "Where" => {
+            if !ins[0].boolean || ins[1].boolean != ins[2].boolean {
+                return Ok(None);
+            }
+            zip_n(&[&ins[0], &ins[1], &ins[2]], |e| match e[0].as_const()? {
+                0 => Some(e[2].clone()),
+                _ => Some(e[1].clone()),
+            })
+            .map(|mut v| {
+                v.boolean = ins[1].boolean;
+                v
+            })
         }
         "Add" => zip(&ins[0], &ins[1], |a, b| Some(a.add(b))),
         "Sub" => zip(&ins[0], &ins[1], |a, b| Some(a.sub(b))),
@@ -159,37 +231,66 @@ fn int_mod(x: i64, y: i64, fmod: bool) -> i64 {
     }
 }
 
-/// Elementwise `f` with numpy broadcasting; `None` if shapes do not broadcast or `f` declines.
-fn zip(a: &Ints, b: &Ints, f: impl Fn(&Dim, &Dim) -> Option<Dim>) -> Option<Ints> {
-    let rank = a.shape.len().max(b.shape.len());
-    let pad = |s: &[usize]| {
-        let mut p = vec![1usize; rank - s.len()];
-        p.extend_from_slice(s);
-        p
-    };
-    let (pa, pb) = (pad(&a.shape), pad(&b.shape));
-    let mut shape = Vec::with_capacity(rank);
-    for (&x, &y) in pa.iter().zip(&pb) {
-        shape.push(if x == y || y == 1 {
-            x
-        } else if x == 1 {
-            y
-        } else {
-            return None;
-        });
+/// Orders two dims when that is decidable: their difference is a constant, or one is a negative
+/// constant and the other symbolic (symbolic dims are sizes, never negative).
+fn compare(a: &Dim, b: &Dim) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
+    if let Some(c) = a.sub(b).as_const() {
+        return Some(c.cmp(&0));
     }
-    let (sa, sb) = (strides(&pa), strides(&pb));
+    match (a.as_const(), b.as_const()) {
+        (None, Some(c)) if c < 0 => Some(Ordering::Greater),
+        (Some(c), None) if c < 0 => Some(Ordering::Less),
+        _ => None,
+    }
+}
+
+/// Elementwise `f` of two operands with numpy broadcasting.
+fn zip(a: &Ints, b: &Ints, f: impl Fn(&Dim, &Dim) -> Option<Dim>) -> Option<Ints> {
+    zip_n(&[a, b], |e| f(e[0], e[1]))
+}
+
+/// Elementwise `f` with numpy broadcasting; `None` if shapes do not broadcast or `f` declines.
+fn zip_n(ins: &[&Ints], f: impl Fn(&[&Dim]) -> Option<Dim>) -> Option<Ints> {
+    let rank = ins.iter().map(|v| v.shape.len()).max().unwrap_or(0);
+    let padded: Vec<Vec<usize>> = ins
+        .iter()
+        .map(|v| {
+            let mut p = vec![1usize; rank - v.shape.len()];
+            p.extend_from_slice(&v.shape);
+            p
+        })
+        .collect();
+    let mut shape = vec![1usize; rank];
+    for p in &padded {
+        for (o, &d) in shape.iter_mut().zip(p) {
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return None;
+            }
+        }
+    }
+    let st: Vec<Vec<usize>> = padded.iter().map(|p| strides(p)).collect();
     let total: usize = shape.iter().product();
     let mut elems = Vec::with_capacity(total);
     let mut coord = vec![0usize; rank];
+    let mut args: Vec<&Dim> = Vec::with_capacity(ins.len());
     for _ in 0..total {
-        let oa: usize = (0..rank)
-            .map(|i| if pa[i] == 1 { 0 } else { coord[i] * sa[i] })
-            .sum();
-        let ob: usize = (0..rank)
-            .map(|i| if pb[i] == 1 { 0 } else { coord[i] * sb[i] })
-            .sum();
-        elems.push(f(&a.elems[oa], &b.elems[ob])?);
+        args.clear();
+        for (k, v) in ins.iter().enumerate() {
+            let off: usize = (0..rank)
+                .map(|i| {
+                    if padded[k][i] == 1 {
+                        0
+                    } else {
+                        coord[i] * st[k][i]
+                    }
+                })
+                .sum();
+            args.push(&v.elems[off]);
+        }
+        elems.push(f(&args)?);
         for ax in (0..rank).rev() {
             coord[ax] += 1;
             if coord[ax] < shape[ax] {
@@ -198,7 +299,11 @@ fn zip(a: &Ints, b: &Ints, f: impl Fn(&Dim, &Dim) -> Option<Dim>) -> Option<Ints
             coord[ax] = 0;
         }
     }
-    Some(Ints { shape, elems })
+    Some(Ints {
+        shape,
+        elems,
+        boolean: false,
+    })
 }
 
 /// `Gather` on compile-time integers (indices must be constants).
@@ -229,7 +334,11 @@ fn gather(n: &N, data: &Ints, idx: &Ints) -> Result<Option<Ints>, OnnxError> {
     let mut shape = data.shape[..axis].to_vec();
     shape.extend_from_slice(&idx.shape);
     shape.extend_from_slice(&data.shape[axis + 1..]);
-    Ok(Some(Ints { shape, elems }))
+    Ok(Some(Ints {
+        shape,
+        elems,
+        boolean: data.boolean,
+    }))
 }
 
 /// `Concat` on compile-time integers.
@@ -261,5 +370,12 @@ fn concat(n: &N, ins: &[Ints]) -> Result<Option<Ints>, OnnxError> {
     }
     let mut shape = ins[0].shape.clone();
     shape[axis] = ins.iter().map(|x| x.shape[axis]).sum();
-    Ok(Some(Ints { shape, elems }))
+    if ins.iter().any(|x| x.boolean != ins[0].boolean) {
+        return Ok(None);
+    }
+    Ok(Some(Ints {
+        shape,
+        elems,
+        boolean: ins[0].boolean,
+    }))
 }

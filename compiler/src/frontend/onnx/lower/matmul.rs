@@ -1,11 +1,11 @@
-//! `MatMul` and `Gemm`.
+//! `MatMul`, `Gemm` and `MatMulInteger`.
 
 use super::elementwise::with_scalar;
 use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, Op};
+use kiln_ir::{BinaryOp, DType, Dim, Op};
 
 /// `MatMul` (numpy semantics, as the IR's).
 pub(crate) fn matmul(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
@@ -67,4 +67,47 @@ pub(crate) fn gemm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         y = cx.add(n, "", Op::Binary(BinaryOp::Add), &[y, c])?;
     }
     Ok(one(y))
+}
+
+/// `MatMulInteger`: `(A - a_zero_point) @ (B - b_zero_point)` in i32 (`a_zero_point` per row
+/// or scalar, `b_zero_point` per column or scalar).
+pub(crate) fn matmul_integer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let mut ops = Vec::new();
+    for (i, z, what) in [(0, 2, "a"), (1, 3, "b")] {
+        let v = cx.input(n, i)?;
+        let vi = cx.add(n, &format!("{what}_i32"), Op::Cast(DType::I32), &[v])?;
+        let r = match cx.opt_input(n, z)? {
+            Some(zp) => {
+                let zi = cx.add(
+                    n,
+                    &format!("{what}_zero_point_i32"),
+                    Op::Cast(DType::I32),
+                    &[zp],
+                )?;
+                let zt = cx.ty(zi).clone();
+                let zi = if what == "a" && zt.rank() == 1 && zt.shape[0] != Dim::c(1) {
+                    // One zero point per row of A.
+                    cx.add(
+                        n,
+                        "a_zero_point_rows",
+                        Op::Reshape {
+                            shape: vec![zt.shape[0].clone(), Dim::c(1)],
+                        },
+                        &[zi],
+                    )?
+                } else {
+                    zi
+                };
+                cx.add(
+                    n,
+                    &format!("{what}_centered"),
+                    Op::Binary(BinaryOp::Sub),
+                    &[vi, zi],
+                )?
+            }
+            None => vi,
+        };
+        ops.push(r);
+    }
+    Ok(one(cx.add(n, "", Op::MatMul, &ops)?))
 }

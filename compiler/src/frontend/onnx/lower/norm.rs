@@ -190,3 +190,210 @@ pub(crate) fn rms_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         &[y, scale],
     )?))
 }
+
+/// `LpNormalization` (p = 1 or 2): `x / ||x||_p` along `axis`.
+pub(crate) fn lp_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let rank = cx.ty(x).rank();
+    let axis = n.axis(n.attr_i("axis", -1)?, rank, "axis")?;
+    let p = n.attr_i("p", 2)?;
+    let sum = |cx: &mut Ctx, v| {
+        cx.add(
+            n,
+            "sum",
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes: vec![axis],
+                keep_dims: true,
+            },
+            &[v],
+        )
+    };
+    let norm = match p {
+        1 => {
+            let a = cx.add(n, "abs", Op::Unary(UnaryOp::Abs), &[x])?;
+            sum(cx, a)?
+        }
+        2 => {
+            let sq = cx.add(n, "square", Op::Binary(BinaryOp::Mul), &[x, x])?;
+            let s = sum(cx, sq)?;
+            cx.add(n, "norm", Op::Unary(UnaryOp::Sqrt), &[s])?
+        }
+        other => {
+            return Err(n.err(format!(
+                "attribute 'p' is {other}; only 1 and 2 are defined"
+            )))
+        }
+    };
+    // A zero norm divides by 1 (the reference keeps zero vectors at zero).
+    let dt = cx.ty(norm).dtype;
+    let zero = cx.scalar(n, "zero", dt, 0.0);
+    let one_c = cx.scalar(n, "one", dt, 1.0);
+    let is_zero = cx.add(n, "is_zero", Op::Binary(BinaryOp::Equal), &[norm, zero])?;
+    let norm = cx.add(n, "safe_norm", Op::Where, &[is_zero, one_c, norm])?;
+    Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Div), &[x, norm])?))
+}
+
+/// `MeanVarianceNormalization` as its ONNX function body:
+/// `(x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9)` over `axes` (default `[0, 2, 3]`).
+pub(crate) fn mean_variance_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let rank = cx.ty(x).rank();
+    let axes = n.attr_ints("axes")?.unwrap_or_else(|| vec![0, 2, 3]);
+    let axes = n.axes(&axes, rank, "axis")?;
+    let mean_op = Op::Reduce {
+        op: ReduceOp::Mean,
+        axes,
+        keep_dims: true,
+    };
+    let m = cx.add(n, "mean", mean_op.clone(), &[x])?;
+    let m2 = cx.add(n, "mean_sq", Op::Binary(BinaryOp::Mul), &[m, m])?;
+    let xx = cx.add(n, "x_sq", Op::Binary(BinaryOp::Mul), &[x, x])?;
+    let ex2 = cx.add(n, "e_x_sq", mean_op, &[xx])?;
+    let var = cx.add(n, "var", Op::Binary(BinaryOp::Sub), &[ex2, m2])?;
+    let sd = cx.add(n, "std", Op::Unary(UnaryOp::Sqrt), &[var])?;
+    let sde = with_scalar(cx, n, "std_eps", BinaryOp::Add, sd, 1e-9)?;
+    let c = cx.add(n, "centered", Op::Binary(BinaryOp::Sub), &[x, m])?;
+    Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Div), &[c, sde])?))
+}
+
+/// `GroupNormalization`: reshape `[N, C, ...]` to `[N, G, C/G * ...]`, layer-normalize axis 2,
+/// reshape back, then per-channel (opset 21) or per-group (opset 18) scale and bias.
+pub(crate) fn group_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let scale = cx.input(n, 1)?;
+    let bias = cx.input(n, 2)?;
+    let eps = n.attr_f("epsilon", 1e-5)?;
+    let groups = n
+        .attr_i_opt("num_groups")?
+        .ok_or_else(|| n.err("attribute 'num_groups' is required"))?;
+    let ty = cx.ty(x).clone();
+    if ty.rank() < 3 {
+        return Err(n.err(format!(
+            "input must have rank >= 3 ([N, C, D...]), got {}",
+            ty.describe()
+        )));
+    }
+    let g = Dim::c(groups);
+    let rest = Dim::product(&ty.shape[1..]).exact_div(&g).ok_or_else(|| {
+        n.err(format!(
+            "{} channels do not split into {groups} groups",
+            ty.shape[1]
+        ))
+    })?;
+    let grouped = cx.add(
+        n,
+        "grouped",
+        Op::Reshape {
+            shape: vec![ty.shape[0].clone(), g.clone(), rest],
+        },
+        &[x],
+    )?;
+    let one_c = cx.scalar(n, "one", ty.dtype, 1.0);
+    let zero_c = cx.scalar(n, "zero", ty.dtype, 0.0);
+    let normed = cx.add(
+        n,
+        "normalized",
+        Op::LayerNorm {
+            axis: 2,
+            epsilon: eps,
+        },
+        &[grouped, one_c, zero_c],
+    )?;
+    let per_group = cx.ty(scale).shape.first() == Some(&g) && ty.shape[1] != g;
+    if per_group {
+        // Opset 18: scale and bias have one value per group.
+        let sg = cx.add(
+            n,
+            "scale_g",
+            Op::Reshape {
+                shape: vec![g.clone(), Dim::c(1)],
+            },
+            &[scale],
+        )?;
+        let bg = cx.add(
+            n,
+            "bias_g",
+            Op::Reshape {
+                shape: vec![g, Dim::c(1)],
+            },
+            &[bias],
+        )?;
+        let y = cx.add(n, "scaled", Op::Binary(BinaryOp::Mul), &[normed, sg])?;
+        let y = cx.add(n, "shifted", Op::Binary(BinaryOp::Add), &[y, bg])?;
+        return Ok(one(cx.add(
+            n,
+            "",
+            Op::Reshape {
+                shape: ty.shape.clone(),
+            },
+            &[y],
+        )?));
+    }
+    let back = cx.add(
+        n,
+        "ungrouped",
+        Op::Reshape {
+            shape: ty.shape.clone(),
+        },
+        &[normed],
+    )?;
+    let s = per_channel(cx, n, "scale_c", scale, ty.rank())?;
+    let b = per_channel(cx, n, "bias_c", bias, ty.rank())?;
+    let y = cx.add(n, "scaled", Op::Binary(BinaryOp::Mul), &[back, s])?;
+    Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Add), &[y, b])?))
+}
+
+/// `Hardmax`: 1 at the first maximum along the axis (flattened to 2-D before opset 13), else 0.
+pub(crate) fn hardmax(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let rank = ty.rank();
+    let legacy = n.opset < 13;
+    let axis = n.axis(n.attr_i("axis", if legacy { 1 } else { -1 })?, rank, "axis")?;
+    let (src, ax) = if legacy && axis + 1 != rank {
+        let shape = vec![
+            Dim::product(&ty.shape[..axis]),
+            Dim::product(&ty.shape[axis..]),
+        ];
+        (cx.add(n, "flatten", Op::Reshape { shape }, &[x])?, 1)
+    } else {
+        (x, axis)
+    };
+    let sty = cx.ty(src).clone();
+    let len = sty.shape[ax].as_const().ok_or_else(|| {
+        n.err(format!(
+            "axis {ax} of {} must be concrete (use --dim)",
+            sty.describe()
+        ))
+    })?;
+    let am = cx.add(
+        n,
+        "argmax",
+        Op::ArgReduce {
+            max: true,
+            axis: ax,
+            keep_dims: true,
+            select_last: false,
+        },
+        &[src],
+    )?;
+    let mut iota_shape = vec![1usize; sty.rank()];
+    iota_shape[ax] = len as usize;
+    let iota = cx.constant(
+        n,
+        "iota",
+        kiln_ir::Tensor::i32(iota_shape, (0..len as i32).collect()),
+    );
+    let hit = cx.add(n, "hit", Op::Binary(BinaryOp::Equal), &[am, iota])?;
+    let y = cx.add(
+        n,
+        if src == x { "" } else { "flat" },
+        Op::Cast(ty.dtype),
+        &[hit],
+    )?;
+    if src == x {
+        return Ok(one(y));
+    }
+    Ok(one(cx.add(n, "", Op::Reshape { shape: ty.shape }, &[y])?))
+}

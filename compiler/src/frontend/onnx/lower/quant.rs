@@ -1,10 +1,10 @@
-//! Quantization: `DequantizeLinear` (per-tensor and per-axis).
+//! Quantization: `DequantizeLinear` and `QuantizeLinear` (per-tensor and per-axis).
 
 use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, Dim, NodeId, Op};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, UnaryOp};
 
 /// `y = (x - zero_point) * scale`, computed in the scale's dtype. A 1-D scale (and zero point)
 /// applies along `axis`; `block_size` (opset 21 blocked quantization) is not supported.
@@ -64,4 +64,90 @@ pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         Op::Binary(BinaryOp::Mul),
         &[centered, s],
     )?))
+}
+
+/// `QuantizeLinear` to i8/u8: `saturate(round_half_even(x / scale) + zero_point)`, per tensor or
+/// per axis.
+pub(crate) fn quantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let scale = cx.input(n, 1)?;
+    let zp = cx.opt_input(n, 2)?;
+    if n.attr_i("block_size", 0)? != 0 {
+        return Err(n.err("blocked quantization (block_size > 0) is not supported"));
+    }
+    let xt = cx.ty(x).clone();
+    let ft = cx.ty(scale).dtype;
+    let target = match (zp, n.attr_i("output_dtype", 0)?) {
+        (Some(z), _) => cx.ty(z).dtype,
+        (None, 0) => DType::U8,
+        (None, t) => crate::frontend::onnx::data::ir_dtype(t as i32)
+            .map_err(|m| n.err(format!("attribute 'output_dtype': {m}")))?,
+    };
+    let (lo, hi) = match target {
+        DType::I8 => (-128.0, 127.0),
+        DType::U8 => (0.0, 255.0),
+        other => {
+            return Err(n.err(format!(
+                "quantizing to {other} is not supported (only int8 and uint8)"
+            )))
+        }
+    };
+    let axis = n.attr_i("axis", 1)?;
+    let xs = if xt.dtype == ft {
+        x
+    } else {
+        cx.add(n, "x_cast", Op::Cast(ft), &[x])?
+    };
+    let s = along_axis(cx, n, "scale", scale, &xt, axis)?;
+    let q = cx.add(n, "scaled", Op::Binary(BinaryOp::Div), &[xs, s])?;
+    let mut r = cx.add(n, "rounded", Op::Unary(UnaryOp::Round), &[q])?;
+    if let Some(z) = zp {
+        let zf = cx.add(n, "zero_point_float", Op::Cast(ft), &[z])?;
+        let zf = along_axis(cx, n, "zero_point", zf, &xt, axis)?;
+        r = cx.add(n, "shifted", Op::Binary(BinaryOp::Add), &[r, zf])?;
+    }
+    let lo_c = cx.scalar(n, "min", ft, lo);
+    let hi_c = cx.scalar(n, "max", ft, hi);
+    let c = cx.add(n, "clamp_low", Op::Binary(BinaryOp::Max), &[r, lo_c])?;
+    let c = cx.add(n, "clamped", Op::Binary(BinaryOp::Min), &[c, hi_c])?;
+    Ok(one(cx.add(n, "", Op::Cast(target), &[c])?))
+}
+
+/// A scalar stays as it is; a 1-D tensor is reshaped to lie along `axis` of `x`.
+fn along_axis(
+    cx: &mut Ctx,
+    n: &N,
+    what: &str,
+    v: NodeId,
+    xt: &kiln_ir::TensorType,
+    axis: i64,
+) -> Result<NodeId, OnnxError> {
+    let t = cx.ty(v).clone();
+    match t.rank() {
+        0 => Ok(v),
+        1 if t.shape[0] == Dim::c(1) => cx.add(
+            n,
+            &format!("{what}_scalar"),
+            Op::Reshape { shape: vec![] },
+            &[v],
+        ),
+        1 => {
+            let axis = n.axis(axis, xt.rank(), "axis")?;
+            if t.shape[0] != xt.shape[axis] {
+                return Err(n.err(format!(
+                    "{what} has {} elements but axis {axis} of x {} has {}",
+                    t.shape[0],
+                    xt.describe(),
+                    xt.shape[axis]
+                )));
+            }
+            let mut shape = vec![Dim::c(1); xt.rank()];
+            shape[axis] = t.shape[0].clone();
+            cx.add(n, &format!("{what}_axis"), Op::Reshape { shape }, &[v])
+        }
+        _ => Err(n.err(format!(
+            "{what} must be a scalar or 1-D, got {}",
+            t.describe()
+        ))),
+    }
 }

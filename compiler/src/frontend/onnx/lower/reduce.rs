@@ -161,3 +161,50 @@ pub(crate) fn global_pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
         &[x],
     )?))
 }
+
+/// `CumSum` as a matmul with a constant triangular 0/1 matrix along the (concrete) axis;
+/// `exclusive` and `reverse` pick the triangle.
+pub(crate) fn cumsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let rank = ty.rank();
+    let axis = *cx
+        .const_ints(n, 1, "axis")?
+        .first()
+        .ok_or_else(|| n.err("input 1 ('axis') is empty"))?;
+    let axis = n.axis(axis, rank, "axis")?;
+    let len = ty.shape[axis].as_const().ok_or_else(|| {
+        n.err(format!(
+            "axis {axis} of {} must be concrete (use --dim)",
+            ty.describe()
+        ))
+    })? as usize;
+    let exclusive = n.attr_i("exclusive", 0)? != 0;
+    let reverse = n.attr_i("reverse", 0)? != 0;
+    // y[.., i] = sum_j x[.., j] * t[j, i]
+    let t: Vec<f64> = (0..len * len)
+        .map(|p| {
+            let (j, i) = (p / len, p % len);
+            (match (reverse, exclusive) {
+                (false, false) => j <= i,
+                (false, true) => j < i,
+                (true, false) => j >= i,
+                (true, true) => j > i,
+            }) as u8 as f64
+        })
+        .collect();
+    let tri = cx.constant(
+        n,
+        "triangle",
+        kiln_ir::Tensor::from_f64(ty.dtype, vec![len, len], &t),
+    );
+    let last = rank - 1;
+    if axis == last {
+        return Ok(one(cx.add(n, "", Op::MatMul, &[x, tri])?));
+    }
+    let mut perm: Vec<usize> = (0..rank).collect();
+    perm.swap(axis, last);
+    let moved = cx.add(n, "moved", Op::Transpose { perm: perm.clone() }, &[x])?;
+    let s = cx.add(n, "scan", Op::MatMul, &[moved, tri])?;
+    Ok(one(cx.add(n, "", Op::Transpose { perm }, &[s])?))
+}

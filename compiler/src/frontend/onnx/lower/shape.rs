@@ -8,7 +8,7 @@ use crate::frontend::onnx::data::{self, Literal};
 use crate::frontend::onnx::value::{Ints, Value};
 use crate::frontend::onnx::OnnxError;
 use kiln_ir::infer::SLICE_END_MAX;
-use kiln_ir::{DType, Dim, Op, SliceAxis, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, Tensor};
 
 /// `Constant`: a tensor or one of the `value_*` attributes.
 pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
@@ -611,4 +611,223 @@ pub(crate) fn trilu(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     );
     let z = cx.scalar(n, "zero", ty.dtype, 0.0);
     Ok(one(cx.add(n, "", Op::Where, &[m, x, z])?))
+}
+
+/// `EyeLike`: a constant with ones on diagonal `k` (the input's shape must be concrete).
+pub(crate) fn eye_like(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let shape = cx.input_shape(n, 0)?;
+    let dims: Vec<usize> = match shape.iter().map(Dim::as_const).collect::<Option<Vec<_>>>() {
+        Some(d) if d.len() == 2 => d.iter().map(|&v| v as usize).collect(),
+        _ => return Err(n.err("input must be 2-D with a concrete shape")),
+    };
+    let dtype = match n.attr_i_opt("dtype")? {
+        Some(t) => {
+            data::ir_dtype(t as i32).map_err(|m| n.err(format!("attribute 'dtype': {m}")))?
+        }
+        None => match cx.value(n, 0)? {
+            Some(Value::Node(id)) => cx.ty(*id).dtype,
+            _ => DType::I32,
+        },
+    };
+    let k = n.attr_i("k", 0)?;
+    let v: Vec<f64> = (0..dims[0] * dims[1])
+        .map(|p| ((p % dims[1]) as i64 - (p / dims[1]) as i64 == k) as u8 as f64)
+        .collect();
+    Ok(one(cx.constant(n, "", Tensor::from_f64(dtype, dims, &v))))
+}
+
+/// `Pad` (modes constant, edge, reflect, wrap; negative pads crop), one axis at a time with
+/// `Slice`, `Expand` and `Concat`.
+pub(crate) fn pad(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let rank = ty.rank();
+    let mode = n.attr_s("mode")?.unwrap_or_else(|| "constant".into());
+    let (pads, value, axes) = if n.opset < 11 {
+        let pads = n
+            .attr_ints("pads")?
+            .ok_or_else(|| n.err("attribute 'pads' is required"))?;
+        let v = cx.scalar(n, "value", ty.dtype, n.attr_f("value", 0.0)? as f64);
+        (pads, v, (0..rank).collect::<Vec<_>>())
+    } else {
+        let pads = cx.const_ints(n, 1, "pads")?;
+        let v = match cx.opt_input(n, 2)? {
+            Some(v) => {
+                let t = cx.ty(v).clone();
+                if t.numel() != Dim::c(1) {
+                    return Err(n.err(format!(
+                        "constant_value must hold one element, got {}",
+                        t.describe()
+                    )));
+                }
+                cx.add(n, "value", Op::Reshape { shape: vec![] }, &[v])?
+            }
+            None => cx.scalar(n, "value", ty.dtype, 0.0),
+        };
+        let axes = if cx.has_input(n, 3) {
+            cx.const_ints(n, 3, "axes")?
+                .iter()
+                .map(|&a| n.axis(a, rank, "axis"))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            (0..rank).collect()
+        };
+        (pads, v, axes)
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(n.err(format!(
+            "{} pads for {} axes (expected twice as many)",
+            pads.len(),
+            axes.len()
+        )));
+    }
+    let mut y = x;
+    for (k, &a) in axes.iter().enumerate() {
+        let (b, e) = (pads[k], pads[k + axes.len()]);
+        if b == 0 && e == 0 {
+            continue;
+        }
+        let tag = format!("axis{a}");
+        if b < 0 || e < 0 {
+            let sa = SliceAxis {
+                axis: a,
+                start: (-b).max(0),
+                end: if e < 0 { e } else { SLICE_END_MAX },
+                step: 1,
+            };
+            y = cx.add(
+                n,
+                &format!("{tag}_crop"),
+                Op::Slice { axes: vec![sa] },
+                &[y],
+            )?;
+        }
+        let cur = cx.ty(y).shape.clone();
+        let block = |cx: &mut Ctx, left: bool, p: i64| -> Result<NodeId, OnnxError> {
+            let side = if left { "before" } else { "after" };
+            let mut shape = cur.clone();
+            shape[a] = Dim::c(p);
+            let sl = |cx: &mut Ctx, start: i64, end: i64, step: i64| {
+                let sa = SliceAxis {
+                    axis: a,
+                    start,
+                    end,
+                    step,
+                };
+                cx.add(
+                    n,
+                    &format!("{tag}_{side}_slice"),
+                    Op::Slice { axes: vec![sa] },
+                    &[y],
+                )
+            };
+            match mode.as_str() {
+                "constant" => cx.add(n, &format!("{tag}_{side}"), Op::Expand { shape }, &[value]),
+                "edge" => {
+                    let s = if left {
+                        sl(cx, 0, 1, 1)?
+                    } else {
+                        sl(cx, -1, SLICE_END_MAX, 1)?
+                    };
+                    cx.add(n, &format!("{tag}_{side}"), Op::Expand { shape }, &[s])
+                }
+                "reflect" => {
+                    if cur[a].as_const().is_some_and(|d| d <= p) {
+                        return Err(n.err(format!(
+                            "reflect pad {p} on axis {a} needs a dim larger than {p}"
+                        )));
+                    }
+                    if left {
+                        sl(cx, p, 0, -1)
+                    } else {
+                        sl(cx, -2, -2 - p, -1)
+                    }
+                }
+                "wrap" => {
+                    if left {
+                        sl(cx, -p, SLICE_END_MAX, 1)
+                    } else {
+                        sl(cx, 0, p, 1)
+                    }
+                }
+                other => Err(n.err(format!(
+                    "attribute 'mode' is '{other}', expected constant, edge, reflect or wrap"
+                ))),
+            }
+        };
+        let mut parts = Vec::new();
+        if b > 0 {
+            parts.push(block(cx, true, b)?);
+        }
+        parts.push(y);
+        if e > 0 {
+            parts.push(block(cx, false, e)?);
+        }
+        if parts.len() > 1 {
+            y = cx.add(n, &tag, Op::Concat { axis: a }, &parts)?;
+        }
+    }
+    Ok(one(y))
+}
+
+/// `GatherElements` as a `Gather` from the flattened data at computed flat indices (concrete
+/// shapes only).
+pub(crate) fn gather_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let data = cx.input(n, 0)?;
+    let idx = cx.input(n, 1)?;
+    let (dt, it) = (cx.ty(data).clone(), cx.ty(idx).clone());
+    let (Some(ds), Some(is)) = (dt.const_shape(), it.const_shape()) else {
+        return Err(n.err(format!(
+            "needs concrete shapes (use --dim), got {} and {}",
+            dt.describe(),
+            it.describe()
+        )));
+    };
+    if ds.len() != is.len() {
+        return Err(n.err(format!(
+            "data {} and indices {} differ in rank",
+            dt.describe(),
+            it.describe()
+        )));
+    }
+    let axis = n.axis(n.attr_i("axis", 0)?, ds.len(), "axis")?;
+    let dstr = kiln_ir::tensor::strides(&ds);
+    let total: usize = is.iter().product();
+    let istr = kiln_ir::tensor::strides(&is);
+    let base: Vec<i32> = (0..total)
+        .map(|p| {
+            (0..is.len())
+                .filter(|&i| i != axis)
+                .map(|i| (p / istr[i] % is[i]) * dstr[i])
+                .sum::<usize>() as i32
+        })
+        .collect();
+    let idx = if it.dtype == DType::I32 {
+        idx
+    } else {
+        cx.add(n, "indices_i32", Op::Cast(DType::I32), &[idx])?
+    };
+    let zero = cx.scalar(n, "zero", DType::I32, 0.0);
+    let neg = cx.add(n, "negative", Op::Binary(BinaryOp::Less), &[idx, zero])?;
+    let len = cx.scalar(n, "axis_len", DType::I32, ds[axis] as f64);
+    let wrapped = cx.add(n, "wrapped", Op::Binary(BinaryOp::Add), &[idx, len])?;
+    let norm = cx.add(n, "normalized", Op::Where, &[neg, wrapped, idx])?;
+    let stride = cx.scalar(n, "stride", DType::I32, dstr[axis] as f64);
+    let along = cx.add(n, "along", Op::Binary(BinaryOp::Mul), &[norm, stride])?;
+    let base = cx.constant(n, "base", Tensor::i32(is.clone(), base));
+    let flat_idx = cx.add(n, "flat_index", Op::Binary(BinaryOp::Add), &[along, base])?;
+    let flat = cx.add(
+        n,
+        "flat_data",
+        Op::Reshape {
+            shape: vec![Dim::c(ds.iter().product::<usize>() as i64)],
+        },
+        &[data],
+    )?;
+    Ok(one(cx.add(
+        n,
+        "",
+        Op::Gather { axis: 0 },
+        &[flat, flat_idx],
+    )?))
 }

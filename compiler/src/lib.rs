@@ -238,11 +238,8 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         model: model.name.clone(),
         requirements: Requirements {
             target: opts.target.name.clone(),
-            features: if opts.target.shader_f16 && g.topo_order().iter().any(|&i| g.node(i).ty.dtype == DType::F16) {
-                vec![]
-            } else {
-                vec![]
-            },
+            // v1 computes f16 in f32 storage, so no bundle needs `shader-f16` yet.
+            features: vec![],
             limits,
         },
         symbols,

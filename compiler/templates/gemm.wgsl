@@ -1,15 +1,13 @@
 // Kiln GEMM kernel: {{ label }}
 // schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}); C[b] = A[b] x B[b]
 {{ header }}
-
-{%- if epilogue %}
+{% if epilogue %}
 fn kiln_epilogue(v: {{ ty }}, gm: i32, gn: i32, batch: i32) -> {{ ty }} {
 {%- for line in epilogue %}
     {{ line }}
 {%- endfor %}
 }
-
-{% endif -%}
+{% endif %}
 var<workgroup> a_tile: array<{{ ty }}, {{ bk * bm }}>;
 var<workgroup> b_tile: array<{{ ty }}, {{ bk * bn }}>;
 

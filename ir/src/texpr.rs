@@ -38,6 +38,9 @@ pub enum TExpr {
     Cast(Box<TExpr>, DType, DType),
 }
 
+// Named builder methods (rather than operator traits) read better in frontend lowering code,
+// where most expressions mix several dtypes and comparisons.
+#[allow(clippy::should_implement_trait)]
 impl TExpr {
     /// i32 literal.
     pub fn int(v: i64) -> TExpr {

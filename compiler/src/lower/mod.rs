@@ -262,12 +262,8 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             // Output coords: [0..axis) data, [axis..axis+q) indices, [axis+q..) data after axis.
             let mut data_strides = vec![Dim::c(0); out.rank()];
             let mut idx_strides = vec![Dim::c(0); out.rank()];
-            for a in 0..*axis {
-                data_strides[a] = dst[a].clone();
-            }
-            for j in 0..q {
-                idx_strides[axis + j] = ist[j].clone();
-            }
+            data_strides[..*axis].clone_from_slice(&dst[..*axis]);
+            idx_strides[*axis..axis + q].clone_from_slice(&ist);
             for a in axis + 1..ds.len() {
                 data_strides[a + q - 1] = dst[a].clone();
             }

@@ -58,6 +58,23 @@ enum Command {
         #[arg(long, default_value = "run")]
         program: String,
     },
+    /// Time a bundle's program on the GPU (median of several runs).
+    Bench {
+        /// Bundle directory.
+        bundle: PathBuf,
+        /// An input, `NAME=FILE.npy` (repeatable); inputs not given are synthesized.
+        #[arg(short, long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Value of a symbolic dim for synthesized inputs, `NAME=VALUE` (repeatable).
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// Timed iterations (after one warm-up run).
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// Program to run.
+        #[arg(long, default_value = "run")]
+        program: String,
+    },
     /// Print a summary of a bundle.
     Inspect {
         /// Bundle directory.
@@ -131,6 +148,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::Compile { model, out, dims, opt_level, target, tuning } => compile_cmd(&model, &out, &dims, opt_level, &target, tuning.as_deref()),
         Command::Run { bundle, inputs, out, program } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
         Command::Inspect { bundle } => inspect_cmd(&bundle),
+        Command::Bench { bundle, inputs, dims, iters, program } => bench_cmd(&bundle, &inputs, &dims, iters, &program),
         Command::Conformance { worker: true, .. } => kiln::conformance::worker_main(),
         Command::Conformance { dir, report, filter, min_pass, jobs, timeout, worker: false } => {
             let command_line = std::iter::once("kiln".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
@@ -216,6 +234,66 @@ fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &s
             write_npy(&dir.join(output_file_name(name)), t).with_context(|| format!("output '{name}'"))?;
         }
     }
+    Ok(())
+}
+
+/// A synthesized input: floats uniform in [0, 1) (deterministic), integers and bools 1.
+fn synthesize(spec: &kiln::abi::IoSpec, dims: &kiln::ir::DimBindings) -> Result<HostTensor> {
+    let shape: Vec<usize> = spec
+        .shape
+        .iter()
+        .map(|d| d.eval(dims).map(|v| v as usize))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("input '{}': {e}; give it with --dim NAME=VALUE or --input", spec.name))?;
+    let n: usize = shape.iter().product();
+    use kiln::abi::ElemType as E;
+    Ok(match spec.dtype {
+        E::F32 | E::F16 => {
+            let v: Vec<f32> = kiln::demo::pseudo_random(n, 7, 0.5).into_iter().map(|x| x + 0.5).collect();
+            if spec.dtype == E::F32 {
+                HostTensor::from_f32(&shape, &v)
+            } else {
+                HostTensor::from_f16(&shape, &v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>())
+            }
+        }
+        E::I64 => HostTensor::from_i64(&shape, &vec![1; n]),
+        E::I32 => HostTensor::from_i32(&shape, &vec![1; n]),
+        E::U32 => HostTensor::from_u32(&shape, &vec![1; n]),
+        E::U8 => HostTensor::from_u8(&shape, &vec![1; n]),
+        E::I8 => HostTensor::from_i8(&shape, &vec![1; n]),
+        E::Bool => HostTensor::from_bool(&shape, &vec![true; n]),
+    })
+}
+
+fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize, program: &str) -> Result<()> {
+    let bundle = Bundle::load(bundle_dir)?;
+    let dims = parse_dims(dims)?;
+    let mut given = HashMap::new();
+    for spec in inputs {
+        let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
+        given.insert(name.to_string(), read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?);
+    }
+    for spec in &bundle.manifest().inputs {
+        if !given.contains_key(&spec.name) {
+            given.insert(spec.name.clone(), synthesize(spec, &dims)?);
+        }
+    }
+    let t0 = Instant::now();
+    let mut session = Session::new(&bundle, &SessionOptions::default())?;
+    let setup = t0.elapsed();
+    let t = session.bench(program, &given, iters.max(1))?;
+    let info = session.adapter_info();
+    let m = bundle.manifest();
+    println!("device: {} ({:?})", info.name, info.backend);
+    println!("bundle: {} ({} kernels, {} dispatches)", bundle_dir.display(), m.kernels.len(), m.program(program).map_or(0, |p| p.dispatches.len()));
+    println!("session setup: {:.2} ms", setup.as_secs_f64() * 1e3);
+    println!(
+        "program '{program}': median {:.3} ms, min {:.3} ms, mean {:.3} ms over {} runs",
+        t.median().as_secs_f64() * 1e3,
+        t.min().as_secs_f64() * 1e3,
+        t.mean().as_secs_f64() * 1e3,
+        t.times.len()
+    );
     Ok(())
 }
 

@@ -1,8 +1,10 @@
 //! Per-op lowering rules, grouped by op family; [`lower_node`] dispatches on `op_type`.
 
 mod activation;
+mod attention;
 mod elementwise;
 mod ints;
+mod math;
 mod matmul;
 mod norm;
 mod quant;
@@ -21,6 +23,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "And",
     "ArgMax",
     "ArgMin",
+    "Attention",
     "BatchNormalization",
     "Cast",
     "CastLike",
@@ -188,6 +191,7 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "Pad" => shape::pad(cx, n),
         "GatherElements" => shape::gather_elements(cx, n),
         "DequantizeLinear" => quant::dequantize(cx, n),
+        "Attention" => attention::attention(cx, n),
         "QuantizeLinear" => quant::quantize(cx, n),
         "MatMulInteger" => matmul::matmul_integer(cx, n),
         "CumSum" => reduce::cumsum(cx, n),

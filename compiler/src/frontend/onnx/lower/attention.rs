@@ -1,0 +1,378 @@
+//! `Attention` (opset 23): scaled dot-product attention decomposed into IR primitives.
+//!
+//! The decomposition follows the ONNX reference implementation step by step:
+//!
+//! 1. 3-D inputs `[B, S, H*D]` are split into heads: `[B, H, S, D]`.
+//! 2. `past_key`/`past_value` are concatenated in front of `K`/`V` along the sequence axis
+//!    (these are the `present_key`/`present_value` outputs).
+//! 3. The additive bias `[.., S, T]` is built from the optional mask (a bool mask becomes
+//!    `0 / -inf`; a mask shorter than the key sequence is padded with `-inf`) and the causal
+//!    mask (`j <= i + past_len`, a tensor expression, so symbolic lengths work).
+//! 4. Scores are `(Q * scale) @ K^T` (for f16 the reference's `sqrt(scale)` on both operands is
+//!    kept, so rounding matches), optionally soft-capped (`c * tanh(x / c)`), plus the bias.
+//! 5. Softmax over the keys (in `softmax_precision` if given). Rows whose bias is all `-inf`
+//!    (no attendable key) are zeroed, as the reference does.
+//! 6. `Y = P @ V`, merged back to `[B, S, H*Dv]` for 3-D inputs.
+//!
+//! Grouped-query attention (`q_num_heads = r * kv_num_heads`) needs no copy of `K`/`V`: query
+//! head `h` uses kv head `h / r`, so `Q [B, Hq, S, D]` reshaped to `[B, Hkv, r*S, D]` (a free,
+//! contiguous reshape) multiplies `K [B, Hkv, T, D]` directly.
+
+use super::math::{bin, reshape, transpose, unary};
+use crate::frontend::onnx::ctx::{Ctx, N};
+use crate::frontend::onnx::data;
+use crate::frontend::onnx::value::Value;
+use crate::frontend::onnx::OnnxError;
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, TExpr, UnaryOp};
+
+/// Splits `[B, S, H*D]` into heads `[B, H, S, D]`.
+fn split_heads(
+    cx: &mut Ctx,
+    n: &N,
+    what: &str,
+    x: NodeId,
+    heads: i64,
+) -> Result<NodeId, OnnxError> {
+    let s = cx.ty(x).shape.clone();
+    let hd = s[2].exact_div(&Dim::c(heads)).ok_or_else(|| {
+        n.err(format!(
+            "the hidden size {} of {what} is not a multiple of the head count {heads}",
+            s[2]
+        ))
+    })?;
+    let r = reshape(
+        cx,
+        n,
+        &format!("{what}_heads"),
+        x,
+        vec![s[0].clone(), s[1].clone(), Dim::c(heads), hd],
+    )?;
+    transpose(cx, n, &format!("{what}_bhsd"), r, vec![0, 2, 1, 3])
+}
+
+/// The float dtype of the optional `softmax_precision` attribute.
+fn softmax_dtype(n: &N, dt: DType) -> Result<DType, OnnxError> {
+    match n.attr_i_opt("softmax_precision")? {
+        None => Ok(dt),
+        Some(p) => {
+            let d = data::ir_dtype(p as i32)
+                .map_err(|m| n.err(format!("attribute 'softmax_precision': {m}")))?;
+            if !d.is_float() {
+                return Err(n.err(format!(
+                    "attribute 'softmax_precision' must be a float type, got {}",
+                    data::type_name(p as i32)
+                )));
+            }
+            Ok(d)
+        }
+    }
+}
+
+/// `Attention`: outputs `Y`, `present_key`, `present_value`, `qk_matmul_output`.
+pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let mut q = cx.input(n, 0)?;
+    let mut k = cx.input(n, 1)?;
+    let mut v = cx.input(n, 2)?;
+    let mask = cx.opt_input(n, 3)?;
+    let past_k = cx.opt_input(n, 4)?;
+    let past_v = cx.opt_input(n, 5)?;
+    if cx.has_input(n, 6) {
+        return Err(n.err("input 6 ('nonpad_kv_seqlen', opset 24) is not supported"));
+    }
+    if past_k.is_some() != past_v.is_some() {
+        return Err(n.err("past_key and past_value must be given together"));
+    }
+    for a in ["left_window_size", "right_window_size"] {
+        if n.attr_i(a, -1)? >= 0 {
+            return Err(n.err(format!("attribute '{a}' (opset 25) is not supported")));
+        }
+    }
+    let qt = cx.ty(q).clone();
+    let dt = qt.dtype;
+    if !dt.is_float() {
+        return Err(n.err(format!("Q must be floating point, got {}", qt.describe())));
+    }
+    let rank = qt.rank();
+    for (id, what) in [(k, "K"), (v, "V")] {
+        if cx.ty(id).rank() != rank {
+            return Err(n.err(format!(
+                "Q {} and {what} {} must have the same rank",
+                qt.describe(),
+                cx.ty(id).describe()
+            )));
+        }
+    }
+    let is_causal = n.attr_i("is_causal", 0)? != 0;
+    let softcap = n.attr_f("softcap", 0.0)? as f64;
+    let mode = n.attr_i("qk_matmul_output_mode", 0)?;
+    if !(0..=3).contains(&mode) {
+        return Err(n.err(format!(
+            "attribute 'qk_matmul_output_mode' must be 0..=3, got {mode}"
+        )));
+    }
+    let sm_dt = softmax_dtype(n, dt)?;
+
+    // 1. Heads.
+    match rank {
+        3 => {
+            let qh = n.attr_i_opt("q_num_heads")?;
+            let kvh = n.attr_i_opt("kv_num_heads")?;
+            let (Some(qh), Some(kvh)) = (qh, kvh) else {
+                return Err(n.err(
+                    "3-D inputs need the attributes 'q_num_heads' and 'kv_num_heads'",
+                ));
+            };
+            if qh <= 0 || kvh <= 0 {
+                return Err(n.err(format!(
+                    "head counts must be positive, got q_num_heads={qh}, kv_num_heads={kvh}"
+                )));
+            }
+            q = split_heads(cx, n, "q", q, qh)?;
+            k = split_heads(cx, n, "k", k, kvh)?;
+            v = split_heads(cx, n, "v", v, kvh)?;
+        }
+        4 => {}
+        _ => {
+            return Err(n.err(format!(
+                "Q must be 3-D [B, S, H*D] or 4-D [B, H, S, D], got {}",
+                qt.describe()
+            )))
+        }
+    }
+    let qs = cx.ty(q).shape.clone();
+    let (q_heads, s_len, head_size) = (qs[1].clone(), qs[2].clone(), qs[3].clone());
+    let kv_heads = cx.ty(k).shape[1].clone();
+
+    // 2. KV cache.
+    let mut past_len = Dim::c(0);
+    let mut present_k = k;
+    let mut present_v = v;
+    if let (Some(pk), Some(pv)) = (past_k, past_v) {
+        past_len = cx.ty(pk).shape.get(2).cloned().ok_or_else(|| {
+            n.err(format!(
+                "past_key must be 4-D, got {}",
+                cx.ty(pk).describe()
+            ))
+        })?;
+        present_k = cx.add(n, "present_key", Op::Concat { axis: 2 }, &[pk, k])?;
+        present_v = cx.add(n, "present_value", Op::Concat { axis: 2 }, &[pv, v])?;
+    }
+    let t_len = cx.ty(present_k).shape[2].clone();
+
+    // 3. Additive bias.
+    let neg_inf = f64::NEG_INFINITY;
+    let mut bias: Option<NodeId> = None;
+    if let Some(m) = mask {
+        let mt = cx.ty(m).clone();
+        if mt.rank() == 0 {
+            return Err(n.err("attn_mask must have rank >= 1"));
+        }
+        let mut m = if mt.dtype == DType::Bool {
+            let zero = cx.scalar(n, "mask_zero", dt, 0.0);
+            let ninf = cx.scalar(n, "mask_neg_inf", dt, neg_inf);
+            cx.add(n, "mask_bias", Op::Where, &[m, zero, ninf])?
+        } else if mt.dtype != dt {
+            cx.add(n, "mask_cast", Op::Cast(dt), &[m])?
+        } else {
+            m
+        };
+        let last = mt.rank() - 1;
+        if mt.shape[last] != t_len {
+            // Pad the key axis with -inf up to the total sequence length.
+            let mut shape = mt.shape.clone();
+            shape[last] = t_len.clone();
+            let index: Vec<TExpr> = (0..mt.rank()).map(TExpr::Coord).collect();
+            let expr = TExpr::select(
+                TExpr::Coord(last).cmp(
+                    BinaryOp::Less,
+                    TExpr::Dim(mt.shape[last].clone()),
+                    DType::I32,
+                ),
+                TExpr::Load { input: 0, index },
+                TExpr::Lit(neg_inf, dt),
+            );
+            m = cx.add(
+                n,
+                "mask_padded",
+                Op::Compute {
+                    shape,
+                    dtype: dt,
+                    expr,
+                    name: "AttentionMaskPad".into(),
+                },
+                &[m],
+            )?;
+        }
+        bias = Some(m);
+    }
+    if is_causal {
+        // Query i (of this block) sees key j iff j <= i + past_len.
+        let expr = TExpr::select(
+            TExpr::Coord(1).cmp(
+                BinaryOp::LessEqual,
+                TExpr::Coord(0).add(TExpr::Dim(past_len.clone())),
+                DType::I32,
+            ),
+            TExpr::Lit(0.0, dt),
+            TExpr::Lit(neg_inf, dt),
+        );
+        let causal = cx.add(
+            n,
+            "causal_bias",
+            Op::Compute {
+                shape: vec![s_len.clone(), t_len.clone()],
+                dtype: dt,
+                expr,
+                name: "CausalMask".into(),
+            },
+            &[],
+        )?;
+        bias = Some(match bias {
+            Some(b) => bin(cx, n, "bias", BinaryOp::Add, b, causal)?,
+            None => causal,
+        });
+    }
+
+    // 4. Scores.
+    let scale = match n.attr_f_opt("scale")? {
+        Some(s) => s as f64,
+        None => {
+            let d = head_size.as_const().ok_or_else(|| {
+                n.err(format!(
+                    "the head size {head_size} must be concrete when 'scale' is not given"
+                ))
+            })?;
+            1.0 / (d as f64).sqrt()
+        }
+    };
+    let mut kk = present_k;
+    if dt == DType::F32 {
+        if scale != 1.0 {
+            let s = cx.scalar(n, "scale", dt, scale);
+            q = bin(cx, n, "q_scaled", BinaryOp::Mul, q, s)?;
+        }
+    } else {
+        // Reduced precision: scale both operands by sqrt(scale), rounded, as the reference does.
+        let s = cx.scalar(n, "scale_sqrt", dt, scale.sqrt());
+        q = bin(cx, n, "q_scaled", BinaryOp::Mul, q, s)?;
+        kk = bin(cx, n, "k_scaled", BinaryOp::Mul, kk, s)?;
+    }
+    let kt = transpose(cx, n, "k_t", kk, vec![0, 1, 3, 2])?;
+    let batch = qs[0].clone();
+    let gqa = q_heads != kv_heads;
+    let rep = if gqa {
+        let r = q_heads.exact_div(&kv_heads).ok_or_else(|| {
+            n.err(format!(
+                "q_num_heads {q_heads} is not a multiple of kv_num_heads {kv_heads}"
+            ))
+        })?;
+        let q_g = reshape(
+            cx,
+            n,
+            "q_grouped",
+            q,
+            vec![
+                batch.clone(),
+                kv_heads.clone(),
+                r.mul(&s_len),
+                head_size.clone(),
+            ],
+        )?;
+        q = q_g;
+        Some(r)
+    } else {
+        None
+    };
+    let mut scores = cx.add(n, "qk", Op::MatMul, &[q, kt])?;
+    if gqa {
+        scores = reshape(
+            cx,
+            n,
+            "qk_heads",
+            scores,
+            vec![batch.clone(), q_heads.clone(), s_len.clone(), t_len.clone()],
+        )?;
+    }
+    if softcap > 0.0 {
+        let c = cx.scalar(n, "softcap", dt, softcap);
+        let x = bin(cx, n, "softcap_div", BinaryOp::Div, scores, c)?;
+        let t = unary(cx, n, "softcap_tanh", UnaryOp::Tanh, x)?;
+        scores = bin(cx, n, "softcap_mul", BinaryOp::Mul, t, c)?;
+    }
+    let qk_out_raw = scores;
+    let mut logits = match bias {
+        Some(b) => bin(cx, n, "qk_bias", BinaryOp::Add, scores, b)?,
+        None => scores,
+    };
+    let qk_with_bias = logits;
+
+    // 5. Softmax.
+    if sm_dt != dt {
+        logits = cx.add(n, "softmax_in", Op::Cast(sm_dt), &[logits])?;
+    }
+    let mut probs = cx.add(n, "softmax", Op::Softmax { axis: 3, log: false }, &[logits])?;
+    if let Some(b) = bias.filter(|_| mask.is_some()) {
+        // Rows with no attendable key (bias all -inf) become zero.
+        let rank_b = cx.ty(b).rank();
+        let mx = cx.add(
+            n,
+            "bias_row_max",
+            Op::Reduce {
+                op: ReduceOp::Max,
+                axes: vec![rank_b - 1],
+                keep_dims: true,
+            },
+            &[b],
+        )?;
+        let ninf = cx.scalar(n, "neg_inf", dt, neg_inf);
+        let dead = bin(cx, n, "row_masked", BinaryOp::Equal, mx, ninf)?;
+        let zero = cx.scalar(n, "zero", sm_dt, 0.0);
+        probs = cx.add(n, "softmax_guarded", Op::Where, &[dead, zero, probs])?;
+    }
+    if sm_dt != dt {
+        probs = cx.add(n, "softmax_out", Op::Cast(dt), &[probs])?;
+    }
+    let qk_out = match mode {
+        0 | 1 => qk_out_raw,
+        2 => qk_with_bias,
+        _ => probs,
+    };
+
+    // 6. Output.
+    let mut p = probs;
+    if let Some(r) = &rep {
+        p = reshape(
+            cx,
+            n,
+            "probs_grouped",
+            p,
+            vec![
+                batch.clone(),
+                kv_heads.clone(),
+                r.mul(&s_len),
+                t_len.clone(),
+            ],
+        )?;
+    }
+    let mut y = cx.add(n, "pv", Op::MatMul, &[p, present_v])?;
+    let dv = cx.ty(present_v).shape[3].clone();
+    if rep.is_some() {
+        y = reshape(
+            cx,
+            n,
+            "y_heads",
+            y,
+            vec![batch.clone(), q_heads.clone(), s_len.clone(), dv.clone()],
+        )?;
+    }
+    if rank == 3 {
+        let yt = transpose(cx, n, "y_bshd", y, vec![0, 2, 1, 3])?;
+        y = reshape(cx, n, "y", yt, vec![batch, s_len, q_heads.mul(&dv)])?;
+    }
+    Ok(vec![
+        Value::Node(y),
+        Value::Node(present_k),
+        Value::Node(present_v),
+        Value::Node(qk_out),
+    ])
+}

@@ -118,3 +118,14 @@ fn compute_expressions_match_the_interpreter() {
     assert_eq!(&r.to_f32()[..9], &[2.0, 1.0, 0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
     assert_eq!(&r.to_f32()[27..36], &r.to_f32()[..9]);
 }
+
+#[test]
+fn large_gemm_with_ragged_edges_matches_the_interpreter() {
+    // Big enough for the 128x128 block schedule, with M, N, K not multiples of any tile.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[600, 130]));
+    let w = g.add_const("w", Tensor::f32(vec![130, 530], values(130 * 530, 11)));
+    let y = g.add("mm", Op::MatMul, &[x, w]).unwrap();
+    g.add_output("y", y);
+    check(g, Tensor::f32(vec![600, 130], values(600 * 130, 12)));
+}

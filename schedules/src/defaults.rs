@@ -16,11 +16,15 @@ pub fn row_reduce(row_len: u64) -> Schedule {
     Schedule::RowReduce(RowReduceParams { workgroup_size: wg })
 }
 
-/// GEMM: 64x64 blocks with 4x4 register tiles (256 threads, 8 KiB of workgroup memory at
+/// GEMM: 128x128 blocks with 8x8 register tiles once both M and N reach 512; 64x64 blocks with
+/// 4x4 register tiles (256 threads, 8 KiB of workgroup memory at
 /// bk = 16) for large problems; a 4x256 block (bk = 8) for GEMV-like shapes (M <= 4); 32x32 blocks with
 /// 2x2 tiles otherwise, so that mid-sized problems still launch enough workgroups.
 pub fn gemm(m: u64, n: u64, _k: u64) -> Schedule {
-    let p = if m >= 64 && n >= 64 {
+    let p = if m >= 512 && n >= 512 {
+        // 8x8 register tiles: 64 accumulators per thread, 16 KiB of workgroup memory.
+        GemmParams { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 }
+    } else if m >= 64 && n >= 64 {
         GemmParams { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 }
     } else if m <= 4 {
         // GEMV-like: few rows, wide columns.

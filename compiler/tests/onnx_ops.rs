@@ -727,3 +727,56 @@ fn int64_initializer_out_of_i32_range_used_as_data_is_an_error() {
         "{e}"
     );
 }
+
+#[test]
+fn conv_pool_and_conv_transpose() {
+    let x = t(
+        &[1, 1, 3, 3],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    );
+    let mut b = model(13, &[("x", &x)]);
+    b.init_f32("w", &[1, 1, 2, 2], &[1.0; 4]);
+    b.init_f32("bias", &[1], &[1.0]);
+    b.node("Conv", &["x", "w", "bias"], &["y"]);
+    b.node("Conv", &["x", "w"], &["same"])
+        .attr_str("auto_pad", "SAME_UPPER");
+    b.node("MaxPool", &["x"], &["mp"])
+        .attr_ints("kernel_shape", &[2, 2]);
+    b.node("AveragePool", &["x"], &["ap"])
+        .attr_ints("kernel_shape", &[3, 3])
+        .attr_ints("pads", &[1, 1, 1, 1]);
+    b.node("AveragePool", &["x"], &["api"])
+        .attr_ints("kernel_shape", &[3, 3])
+        .attr_ints("pads", &[1, 1, 1, 1])
+        .attr_int("count_include_pad", 1);
+    for o in ["y", "same", "mp", "ap", "api"] {
+        b.output(o, DataType::Float);
+    }
+    let out = run(&b, &[("x", &x)]);
+    assert_eq!(
+        (out["y"].to_f32(), out["y"].shape.clone()),
+        (vec![13.0, 17.0, 25.0, 29.0], vec![1, 1, 2, 2])
+    );
+    // SAME_UPPER pads at the end: the last row/column see one input row/column.
+    assert_eq!(
+        out["same"].to_f32(),
+        vec![12.0, 16.0, 9.0, 24.0, 28.0, 15.0, 15.0, 17.0, 9.0]
+    );
+    assert_eq!(out["mp"].to_f32(), vec![5.0, 6.0, 8.0, 9.0]);
+    assert_eq!(out["ap"].to_f32()[0], (1.0 + 2.0 + 4.0 + 5.0) / 4.0);
+    assert_eq!(out["ap"].to_f32()[4], 5.0);
+    assert_eq!(out["api"].to_f32()[0], (1.0 + 2.0 + 4.0 + 5.0) / 9.0);
+
+    let xt = t(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let mut b = model(13, &[("x", &xt)]);
+    b.init_f32("w", &[1, 1, 2, 2], &[1.0; 4]);
+    b.node("ConvTranspose", &["x", "w"], &["y"])
+        .attr_ints("strides", &[2, 2]);
+    b.output("y", DataType::Float);
+    let out = run(&b, &[("x", &xt)]);
+    assert_eq!(out["y"].shape, vec![1, 1, 4, 4]);
+    let want = [
+        1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0,
+    ];
+    assert_eq!(out["y"].to_f32(), want.to_vec());
+}

@@ -2,6 +2,7 @@
 
 mod activation;
 mod attention;
+mod conv;
 mod elementwise;
 mod ints;
 mod math;
@@ -21,6 +22,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
     "Add",
     "And",
+    "AveragePool",
     "ArgMax",
     "ArgMin",
     "Attention",
@@ -33,6 +35,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Concat",
     "Constant",
     "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
     "Cos",
     "Cosh",
     "CumSum",
@@ -71,6 +75,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LogSoftmax",
     "LpNormalization",
     "MatMul",
+    "MaxPool",
     "MatMulInteger",
     "Max",
     "Mean",
@@ -190,6 +195,9 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "EyeLike" => shape::eye_like(cx, n),
         "Pad" => shape::pad(cx, n),
         "GatherElements" => shape::gather_elements(cx, n),
+        "Conv" => conv::conv(cx, n),
+        "ConvTranspose" => conv::conv_transpose(cx, n),
+        "MaxPool" | "AveragePool" => conv::pool(cx, n),
         "DequantizeLinear" => quant::dequantize(cx, n),
         "Attention" => attention::attention(cx, n),
         "QuantizeLinear" => quant::quantize(cx, n),

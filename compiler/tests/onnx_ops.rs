@@ -780,3 +780,26 @@ fn conv_pool_and_conv_transpose() {
     ];
     assert_eq!(out["y"].to_f32(), want.to_vec());
 }
+
+#[test]
+fn symbolic_range_and_trilu() {
+    // Position ids: Range(0, Shape(x)[1], 1) with a symbolic sequence length.
+    let mut b = ModelBuilder::new("pos");
+    b.opset(14);
+    b.input("x", DataType::Float, &[d("batch"), d("seq")]);
+    b.node("Shape", &["x"], &["s"]);
+    b.init_i64("one", &[], &[1]);
+    b.init_i64("zero", &[], &[0]);
+    b.node("Gather", &["s", "one"], &["len"]);
+    b.node("Range", &["zero", "len", "one"], &["pos"]);
+    b.node("Trilu", &["x"], &["upper"]);
+    b.output("pos", DataType::Int64);
+    b.output("upper", DataType::Float);
+    let m = load_onnx_bytes(&b.encode(), "pos", &DimBindings::new()).unwrap();
+    let pos_id = m.graph.outputs()[0].1;
+    assert_eq!(m.graph.node(pos_id).ty.shape, vec![Dim::sym("seq")]);
+    let x = t(&[2, 3], &[1.0; 6]);
+    let out = interp::evaluate(&m.graph, &[("x".to_string(), x)].into_iter().collect()).unwrap();
+    assert_eq!(out["pos"].to_f64(), vec![0.0, 1.0, 2.0]);
+    assert_eq!(out["upper"].to_f32(), vec![1.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
+}

@@ -8,7 +8,7 @@ use crate::frontend::onnx::data::{self, Literal};
 use crate::frontend::onnx::value::{Ints, Value};
 use crate::frontend::onnx::OnnxError;
 use kiln_ir::infer::SLICE_END_MAX;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, TExpr, Tensor};
 
 /// `Constant`: a tensor or one of the `value_*` attributes.
 pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
@@ -529,16 +529,50 @@ pub(crate) fn constant_of_shape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxE
     Ok(one(cx.add(n, "", Op::Expand { shape }, &[c])?))
 }
 
+/// `Range` whose bounds mention symbolic dims (e.g. position ids `Range(0, seq, 1)`): a tensor
+/// expression `start + i * delta` of length `(limit - start) / delta` (exact division).
+fn symbolic_range(
+    cx: &mut Ctx,
+    n: &N,
+    s: &Ints,
+    l: &Ints,
+    d: &Ints,
+) -> Result<Vec<Value>, OnnxError> {
+    let scalar = |v: &Ints, what: &str| -> Result<Dim, OnnxError> {
+        match v.elems.as_slice() {
+            [x] => Ok(x.clone()),
+            _ => Err(n.err(format!(
+                "{what} must hold one value, got shape {:?}",
+                v.shape
+            ))),
+        }
+    };
+    let (start, limit) = (scalar(s, "start")?, scalar(l, "limit")?);
+    let delta = scalar(d, "delta")?
+        .as_const()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| n.err("a Range with symbolic bounds needs a positive constant delta"))?;
+    let count = limit.sub(&start).exact_div(&Dim::c(delta)).ok_or_else(|| {
+        n.err(format!("the length ({limit} - {start}) / {delta} of a symbolic Range must be exact; bind dims with --dim"))
+    })?;
+    let expr = TExpr::Dim(start).add(TExpr::Coord(0).mul(TExpr::int(delta)));
+    let op = Op::Compute {
+        shape: vec![count],
+        dtype: DType::I32,
+        expr,
+        name: "Range".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[])?))
+}
+
 /// `Range(start, limit, delta)` with compile-time operands.
 pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if let (Some(s), Some(l), Some(d)) = (cx.ints(n, 0)?, cx.ints(n, 1)?, cx.ints(n, 2)?) {
         let (s, l, d) = match (s.consts(), l.consts(), d.consts()) {
-            (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => (s[0], l[0], d[0]),
-            _ => {
-                return Err(n.err(
-                    "a Range whose bounds depend on a symbolic dim needs --dim (the IR has no iota op yet)",
-                ))
+            (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => {
+                (s[0], l[0], d[0])
             }
+            _ => return symbolic_range(cx, n, &s, &l, &d),
         };
         if d == 0 {
             return Err(n.err("delta is zero"));
@@ -579,7 +613,8 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 pub(crate) fn trilu(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let ty = cx.ty(x).clone();
-    if ty.rank() < 2 {
+    let r = ty.rank();
+    if r < 2 {
         return Err(n.err(format!("input must have rank >= 2, got {}", ty.describe())));
     }
     let k = if cx.has_input(n, 1) {
@@ -590,27 +625,26 @@ pub(crate) fn trilu(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         0
     };
     let upper = n.attr_i("upper", 1)? != 0;
-    let r = ty.rank();
-    let (rows, cols) = match (ty.shape[r - 2].as_const(), ty.shape[r - 1].as_const()) {
-        (Some(a), Some(b)) => (a as usize, b as usize),
-        _ => {
-            return Err(n.err(format!(
-                "the last two dims of {} must be concrete (use --dim)",
-                ty.describe()
-            )))
-        }
+    // Keep x[.., i, j] where j - i >= k (upper) or j - i <= k (lower).
+    let diag = TExpr::Coord(r - 1).sub(TExpr::Coord(r - 2));
+    let cmp = if upper {
+        BinaryOp::GreaterEqual
+    } else {
+        BinaryOp::LessEqual
     };
-    let mask: Vec<f64> = (0..rows)
-        .flat_map(|i| (0..cols).map(move |j| (j as i64 - i as i64, j)))
-        .map(|(d, _)| if upper { d >= k } else { d <= k } as u8 as f64)
-        .collect();
-    let m = cx.constant(
-        n,
-        "mask",
-        Tensor::from_f64(DType::Bool, vec![rows, cols], &mask),
-    );
-    let z = cx.scalar(n, "zero", ty.dtype, 0.0);
-    Ok(one(cx.add(n, "", Op::Where, &[m, x, z])?))
+    let keep = diag.cmp(cmp, TExpr::int(k), DType::I32);
+    let load = TExpr::Load {
+        input: 0,
+        index: (0..r).map(TExpr::Coord).collect(),
+    };
+    let expr = TExpr::select(keep, load, TExpr::Lit(0.0, ty.dtype));
+    let op = Op::Compute {
+        shape: ty.shape.clone(),
+        dtype: ty.dtype,
+        expr,
+        name: "Trilu".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
 }
 
 /// `EyeLike`: a constant with ones on diagonal `k` (the input's shape must be concrete).

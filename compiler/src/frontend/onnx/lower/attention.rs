@@ -118,9 +118,9 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             let qh = n.attr_i_opt("q_num_heads")?;
             let kvh = n.attr_i_opt("kv_num_heads")?;
             let (Some(qh), Some(kvh)) = (qh, kvh) else {
-                return Err(n.err(
-                    "3-D inputs need the attributes 'q_num_heads' and 'kv_num_heads'",
-                ));
+                return Err(
+                    n.err("3-D inputs need the attributes 'q_num_heads' and 'kv_num_heads'")
+                );
             };
             if qh <= 0 || kvh <= 0 {
                 return Err(n.err(format!(
@@ -310,7 +310,15 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if sm_dt != dt {
         logits = cx.add(n, "softmax_in", Op::Cast(sm_dt), &[logits])?;
     }
-    let mut probs = cx.add(n, "softmax", Op::Softmax { axis: 3, log: false }, &[logits])?;
+    let mut probs = cx.add(
+        n,
+        "softmax",
+        Op::Softmax {
+            axis: 3,
+            log: false,
+        },
+        &[logits],
+    )?;
     if let Some(b) = bias.filter(|_| mask.is_some()) {
         // Rows with no attendable key (bias all -inf) become zero.
         let rank_b = cx.ty(b).rank();

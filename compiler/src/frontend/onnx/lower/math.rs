@@ -28,20 +28,6 @@ pub(crate) fn unary(
     cx.add(n, suffix, Op::Unary(op), &[x])
 }
 
-/// `x op c` for a scalar constant `c` of `x`'s dtype.
-pub(crate) fn bin_c(
-    cx: &mut Ctx,
-    n: &N,
-    suffix: &str,
-    op: BinaryOp,
-    x: NodeId,
-    c: f64,
-) -> Result<NodeId, OnnxError> {
-    let dt = cx.ty(x).dtype;
-    let k = cx.scalar(n, &format!("{suffix}_c"), dt, c);
-    cx.add(n, suffix, Op::Binary(op), &[x, k])
-}
-
 /// Reshape to `shape` (skipped when the shape is already that).
 pub(crate) fn reshape(
     cx: &mut Ctx,

@@ -5,6 +5,7 @@ mod attention;
 mod conv;
 mod elementwise;
 mod ints;
+mod loss;
 mod math;
 mod matmul;
 mod norm;
@@ -85,6 +86,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mod",
     "Mul",
     "Neg",
+    "NegativeLogLikelihoodLoss",
     "Not",
     "Or",
     "PRelu",
@@ -115,6 +117,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Size",
     "Slice",
     "Softmax",
+    "SoftmaxCrossEntropyLoss",
     "Softplus",
     "Softsign",
     "Split",
@@ -203,6 +206,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "QuantizeLinear" => quant::quantize(cx, n),
         "MatMulInteger" => matmul::matmul_integer(cx, n),
         "CumSum" => reduce::cumsum(cx, n),
+        "NegativeLogLikelihoodLoss" => loss::nll_loss(cx, n),
+        "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

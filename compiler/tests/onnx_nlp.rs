@@ -1,0 +1,389 @@
+//! ONNX lowerings of NLP-family ops (attention, losses, gathers, composed math), each checked
+//! through the reference interpreter against values from direct Rust references or by hand.
+
+use kiln_compiler::frontend::onnx::builder::{d, DataType, ModelBuilder, NodeRef};
+use kiln_compiler::frontend::onnx::load_onnx_bytes;
+use kiln_ir::{interp, DType, DimBindings, Tensor};
+use std::collections::HashMap;
+
+/// A model importing `opset` whose graph inputs are declared from the given tensors.
+fn model(opset: i64, inputs: &[(&str, &Tensor)]) -> ModelBuilder {
+    let mut b = ModelBuilder::new("nlp");
+    b.opset(opset);
+    for (name, t) in inputs.iter().filter(|(n, _)| !n.is_empty()) {
+        let dt = match t.dtype() {
+            DType::F32 => DataType::Float,
+            DType::F16 => DataType::Float16,
+            DType::I32 => DataType::Int64,
+            DType::Bool => DataType::Bool,
+            DType::U32 => DataType::Uint32,
+            DType::U8 => DataType::Uint8,
+            DType::I8 => DataType::Int8,
+        };
+        let dims: Vec<_> = t.shape.iter().map(|&s| d(s)).collect();
+        b.input(name, dt, &dims);
+    }
+    b
+}
+
+/// Builds a one-node model `op(inputs) -> outputs` (an empty input name is an absent optional
+/// input; all outputs are declared with `out_dt`), runs
+/// it through the interpreter and returns the outputs by name.
+fn run_op(
+    opset: i64,
+    op: &str,
+    inputs: &[(&str, &Tensor)],
+    outputs: &[&str],
+    out_dt: DataType,
+    attrs: impl FnOnce(NodeRef<'_>),
+) -> HashMap<String, Tensor> {
+    let mut b = model(opset, inputs);
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| *n).collect();
+    attrs(b.node(op, &names, outputs));
+    for o in outputs.iter().filter(|o| !o.is_empty()) {
+        b.output(o, out_dt);
+    }
+    let m = load_onnx_bytes(&b.encode(), "nlp", &DimBindings::new())
+        .unwrap_or_else(|e| panic!("load: {e}"));
+    let ins = inputs
+        .iter()
+        .filter(|(n, _)| !n.is_empty())
+        .map(|(n, t)| (n.to_string(), (*t).clone()))
+        .collect();
+    interp::evaluate(&m.graph, &ins).unwrap_or_else(|e| panic!("evaluate: {e}"))
+}
+
+fn load_err(b: &ModelBuilder) -> String {
+    match load_onnx_bytes(&b.encode(), "nlp", &DimBindings::new()) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[track_caller]
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "length: got {got:?}, want {want:?}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= tol * (1.0 + w.abs());
+        assert!(
+            ok,
+            "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
+        );
+    }
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// Attention reference for 4-D `[B, H, S, D]` inputs with an optional additive `[S, T]` bias,
+/// GQA by `h / (Hq / Hkv)`, causal offset `past`, optional softcap; rows with no attendable key
+/// give zeros.
+#[allow(clippy::too_many_arguments)]
+fn attention_ref(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (b, hq, hkv, s, t, dh, dv): (usize, usize, usize, usize, usize, usize, usize),
+    bias: Option<&[f32]>,
+    causal_past: Option<usize>,
+    scale: f32,
+    softcap: f32,
+) -> Vec<f32> {
+    let mut y = vec![0.0; b * hq * s * dv];
+    let rep = hq / hkv;
+    for bi in 0..b {
+        for h in 0..hq {
+            let kh = h / rep;
+            for i in 0..s {
+                let mut logits = vec![0.0f32; t];
+                let mut any = false;
+                for (j, l) in logits.iter_mut().enumerate() {
+                    let mut dot = 0.0;
+                    for c in 0..dh {
+                        dot += q[((bi * hq + h) * s + i) * dh + c]
+                            * k[((bi * hkv + kh) * t + j) * dh + c];
+                    }
+                    let mut x = dot * scale;
+                    if softcap > 0.0 {
+                        x = softcap * (x / softcap).tanh();
+                    }
+                    let mut m = bias.map_or(0.0, |bv| bv[i * t + j]);
+                    if let Some(p) = causal_past {
+                        if j > i + p {
+                            m = f32::NEG_INFINITY;
+                        }
+                    }
+                    any |= m != f32::NEG_INFINITY;
+                    *l = x + m;
+                }
+                if !any {
+                    continue;
+                }
+                let mx = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = logits.iter().map(|l| (l - mx).exp()).collect();
+                let sum: f32 = e.iter().sum();
+                for c in 0..dv {
+                    let mut acc = 0.0;
+                    for j in 0..t {
+                        acc += e[j] / sum * v[((bi * hkv + kh) * t + j) * dv + c];
+                    }
+                    y[((bi * hq + h) * s + i) * dv + c] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn attention_4d_gqa_causal_with_past() {
+    let (b, hq, hkv, s, p, dh, dv) = (1, 4, 2, 2, 3, 4, 3);
+    let t = p + s;
+    let q = Tensor::f32(vec![b, hq, s, dh], values(b * hq * s * dh, 1));
+    let k = Tensor::f32(vec![b, hkv, s, dh], values(b * hkv * s * dh, 2));
+    let v = Tensor::f32(vec![b, hkv, s, dv], values(b * hkv * s * dv, 3));
+    let pk = Tensor::f32(vec![b, hkv, p, dh], values(b * hkv * p * dh, 4));
+    let pv = Tensor::f32(vec![b, hkv, p, dv], values(b * hkv * p * dv, 5));
+    let out = run_op(
+        23,
+        "Attention",
+        &[
+            ("Q", &q),
+            ("K", &k),
+            ("V", &v),
+            ("", &q),
+            ("past_key", &pk),
+            ("past_value", &pv),
+        ],
+        &["Y", "present_key", "present_value"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("is_causal", 1);
+        },
+    );
+    // Full K/V = concat(past, new) along the sequence axis.
+    let cat = |past: &[f32], new: &[f32], w: usize| -> Vec<f32> {
+        let mut o = Vec::new();
+        for h in 0..hkv {
+            o.extend_from_slice(&past[h * p * w..(h + 1) * p * w]);
+            o.extend_from_slice(&new[h * s * w..(h + 1) * s * w]);
+        }
+        o
+    };
+    let kf = cat(&pk.to_f32(), &k.to_f32(), dh);
+    let vf = cat(&pv.to_f32(), &v.to_f32(), dv);
+    let want = attention_ref(
+        &q.to_f32(),
+        &kf,
+        &vf,
+        (b, hq, hkv, s, t, dh, dv),
+        None,
+        Some(p),
+        1.0 / (dh as f32).sqrt(),
+        0.0,
+    );
+    assert_eq!(out["Y"].shape, vec![b, hq, s, dv]);
+    assert_close(&out["Y"].to_f32(), &want, 1e-5);
+    assert_eq!(out["present_key"].shape, vec![b, hkv, t, dh]);
+    assert_close(&out["present_key"].to_f32(), &kf, 0.0);
+    assert_close(&out["present_value"].to_f32(), &vf, 0.0);
+}
+
+#[test]
+fn attention_3d_bool_mask_padded_softcap_and_qk_output() {
+    // 3-D inputs with 2 heads, a bool mask shorter than the keys (padded with "masked"), a
+    // fully masked first row (zeros), softcap, explicit scale, and qk_matmul_output mode 2.
+    let (b, h, s, t, dh) = (1, 2, 2, 3, 2);
+    let q = Tensor::f32(vec![b, s, h * dh], values(b * s * h * dh, 7));
+    let k = Tensor::f32(vec![b, t, h * dh], values(b * t * h * dh, 8));
+    let v = Tensor::f32(vec![b, t, h * dh], values(b * t * h * dh, 9));
+    let mask = Tensor::from_f64(DType::Bool, vec![s, 2], &[0.0, 0.0, 1.0, 0.0]);
+    let out = run_op(
+        23,
+        "Attention",
+        &[("Q", &q), ("K", &k), ("V", &v), ("attn_mask", &mask)],
+        &["Y", "", "", "qk"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("q_num_heads", h as i64)
+                .attr_int("kv_num_heads", h as i64)
+                .attr_float("scale", 0.7)
+                .attr_float("softcap", 1.5)
+                .attr_int("qk_matmul_output_mode", 2);
+        },
+    );
+    // To [B, H, S, D].
+    let heads = |x: &[f32], len: usize| -> Vec<f32> {
+        let mut o = vec![0.0; x.len()];
+        for i in 0..len {
+            for hh in 0..h {
+                for c in 0..dh {
+                    o[(hh * len + i) * dh + c] = x[i * h * dh + hh * dh + c];
+                }
+            }
+        }
+        o
+    };
+    let (qh, kh, vh) = (
+        heads(&q.to_f32(), s),
+        heads(&k.to_f32(), t),
+        heads(&v.to_f32(), t),
+    );
+    let ninf = f32::NEG_INFINITY;
+    let bias = [ninf, ninf, ninf, 0.0, ninf, ninf];
+    let yh = attention_ref(
+        &qh,
+        &kh,
+        &vh,
+        (b, h, h, s, t, dh, dh),
+        Some(&bias),
+        None,
+        0.7,
+        1.5,
+    );
+    let mut want = vec![0.0; yh.len()];
+    for hh in 0..h {
+        for i in 0..s {
+            for c in 0..dh {
+                want[i * h * dh + hh * dh + c] = yh[(hh * s + i) * dh + c];
+            }
+        }
+    }
+    assert_eq!(out["Y"].shape, vec![b, s, h * dh]);
+    assert_close(&out["Y"].to_f32(), &want, 1e-5);
+    // Row 0 is fully masked: zeros.
+    assert_eq!(&out["Y"].to_f32()[..h * dh], &[0.0; 4]);
+    // qk (mode 2) = softcapped scores + bias.
+    let qk = out["qk"].to_f32();
+    assert_eq!(out["qk"].shape, vec![b, h, s, t]);
+    let dot: f32 = (0..dh).map(|c| qh[dh + c] * kh[c]).sum();
+    assert_close(&[qk[t]], &[1.5 * (dot * 0.7 / 1.5).tanh()], 1e-5);
+    assert_eq!(qk[0], ninf);
+}
+
+#[test]
+fn attention_errors_name_the_problem() {
+    let q = Tensor::f32(vec![1, 2, 6], vec![0.0; 12]);
+    let mut b = model(23, &[("Q", &q), ("K", &q), ("V", &q)]);
+    b.node("Attention", &["Q", "K", "V"], &["Y"]);
+    b.output("Y", DataType::Float);
+    assert!(load_err(&b).contains("q_num_heads"), "{}", load_err(&b));
+}
+
+/// Reference NLL loss over `[N, C, D]` log-probabilities.
+fn nll_ref(
+    x: &[f32],
+    target: &[i32],
+    (n, c, dd): (usize, usize, usize),
+    weight: Option<&[f32]>,
+    ignore: Option<i32>,
+    reduction: &str,
+) -> Vec<f32> {
+    let mut loss = vec![0.0; n * dd];
+    let mut w = vec![0.0; n * dd];
+    for i in 0..n {
+        for j in 0..dd {
+            let t = target[i * dd + j];
+            if Some(t) == ignore {
+                continue;
+            }
+            let wt = weight.map_or(1.0, |ws| ws[t as usize]);
+            w[i * dd + j] = wt;
+            loss[i * dd + j] = -x[(i * c + t as usize) * dd + j] * wt;
+        }
+    }
+    match reduction {
+        "none" => loss,
+        "sum" => vec![loss.iter().sum()],
+        _ if weight.is_some() || ignore.is_some() => {
+            vec![loss.iter().sum::<f32>() / w.iter().sum::<f32>()]
+        }
+        _ => vec![loss.iter().sum::<f32>() / loss.len() as f32],
+    }
+}
+
+#[test]
+fn nll_loss_reductions_weights_and_ignore_index() {
+    let (n, c, dd) = (2, 3, 2);
+    let x = Tensor::f32(vec![n, c, dd], values(n * c * dd, 11));
+    let target = Tensor::i32(vec![n, dd], vec![0, 2, 1, 1]);
+    let w = Tensor::f32(vec![c], vec![0.5, 2.0, 1.0]);
+    for reduction in ["none", "sum", "mean"] {
+        for ignore in [None, Some(1)] {
+            for weighted in [false, true] {
+                let mut ins = vec![("x", &x), ("t", &target)];
+                if weighted {
+                    ins.push(("w", &w));
+                }
+                let out = run_op(
+                    13,
+                    "NegativeLogLikelihoodLoss",
+                    &ins,
+                    &["y"],
+                    DataType::Float,
+                    |nd| {
+                        let nd = nd.attr_str("reduction", reduction);
+                        if let Some(i) = ignore {
+                            nd.attr_int("ignore_index", i);
+                        }
+                    },
+                );
+                let want = nll_ref(
+                    &x.to_f32(),
+                    &target
+                        .to_f64()
+                        .iter()
+                        .map(|&v| v as i32)
+                        .collect::<Vec<_>>(),
+                    (n, c, dd),
+                    weighted.then(|| w.to_f32()).as_deref(),
+                    ignore.map(|i| i as i32),
+                    reduction,
+                );
+                assert_close(&out["y"].to_f32(), &want, 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_with_log_prob_output() {
+    let (n, c) = (3, 4);
+    let x = Tensor::f32(vec![n, c], values(n * c, 13));
+    let target = Tensor::i32(vec![n], vec![3, -1, 0]);
+    let out = run_op(
+        13,
+        "SoftmaxCrossEntropyLoss",
+        &[("x", &x), ("t", &target)],
+        &["loss", "log_prob"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("ignore_index", -1);
+        },
+    );
+    let xv = x.to_f32();
+    let mut logp = vec![0.0; n * c];
+    for i in 0..n {
+        let row = &xv[i * c..(i + 1) * c];
+        let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let lse = row.iter().map(|v| (v - mx).exp()).sum::<f32>().ln() + mx;
+        for j in 0..c {
+            logp[i * c + j] = row[j] - lse;
+        }
+    }
+    assert_close(&out["log_prob"].to_f32(), &logp, 1e-6);
+    // Mean over the two kept rows.
+    let want = -(logp[3] + logp[2 * c]) / 2.0;
+    assert_close(&out["loss"].to_f32(), &[want], 1e-6);
+    assert!(out["loss"].shape.is_empty());
+}

@@ -71,9 +71,10 @@ fn is_unsupported(e: &OnnxError) -> bool {
     .any(|k| s.contains(k))
 }
 
-/// The model with its integer graph inputs turned into initializers holding the test data: node
-/// tests pass axes, shapes, pads... as inputs, which an AOT compiler needs as constants.
-fn with_constant_int_inputs(model: &ModelProto, ds: &Path) -> ModelProto {
+/// The model with graph inputs turned into initializers holding the test data: node tests pass
+/// axes, shapes, pads, scales... as inputs, which an AOT compiler needs as constants. With
+/// `all_but_first`, every input but the first is converted; otherwise the integer ones.
+fn with_constant_inputs(model: &ModelProto, ds: &Path, all_but_first: bool) -> ModelProto {
     let mut m = model.clone();
     let g = m.graph.as_mut().expect("graph");
     let mut keep = Vec::new();
@@ -83,8 +84,9 @@ fn with_constant_int_inputs(model: &ModelProto, ds: &Path) -> ModelProto {
             Some(type_proto::Value::TensorType(t)) if matches!(t.elem_type, Some(6) | Some(7))
         );
         let bytes = std::fs::read(ds.join(format!("input_{k}.pb"))).ok();
+        let convert = if all_but_first { k > 0 } else { is_int };
         match (
-            is_int,
+            convert,
             bytes.and_then(|b| TensorProto::decode(b.as_slice()).ok()),
         ) {
             (true, Some(mut t)) => {
@@ -105,9 +107,17 @@ fn run_case(dir: &Path) -> Outcome {
     let model = match load_onnx(&dir.join("model.onnx"), &DimBindings::new()) {
         Ok(m) => m,
         Err(e) if e.to_string().contains("compile-time") => {
-            let m = with_constant_int_inputs(&proto, &ds);
-            match load_onnx_proto(&m, "case", &DimBindings::new(), None) {
+            let ints = with_constant_inputs(&proto, &ds, false);
+            let all = with_constant_inputs(&proto, &ds, true);
+            match load_onnx_proto(&ints, "case", &DimBindings::new(), None) {
                 Ok(m) => m,
+                Err(e) if e.to_string().contains("compile-time") => {
+                    match load_onnx_proto(&all, "case", &DimBindings::new(), None) {
+                        Ok(m) => m,
+                        Err(e) if is_unsupported(&e) => return Outcome::Unsupported(e.to_string()),
+                        Err(e) => return Outcome::Fail(format!("load (inputs as constants): {e}")),
+                    }
+                }
                 Err(e) if is_unsupported(&e) => return Outcome::Unsupported(e.to_string()),
                 Err(e) => return Outcome::Fail(format!("load (int inputs as constants): {e}")),
             }

@@ -803,3 +803,35 @@ fn symbolic_range_and_trilu() {
     assert_eq!(out["pos"].to_f64(), vec![0.0, 1.0, 2.0]);
     assert_eq!(out["upper"].to_f32(), vec![1.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
 }
+
+#[test]
+fn resize_nearest_and_linear() {
+    let x = t(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let mut b = model(13, &[("x", &x)]);
+    b.init_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    b.node("Resize", &["x", "", "scales"], &["near"])
+        .attr_str("mode", "nearest");
+    b.node("Resize", &["x", "", "scales"], &["lin"])
+        .attr_str("mode", "linear")
+        .attr_str("coordinate_transformation_mode", "align_corners");
+    b.output("near", DataType::Float);
+    b.output("lin", DataType::Float);
+    let out = run(&b, &[("x", &x)]);
+    assert_eq!(out["near"].shape, vec![1, 1, 4, 4]);
+    // half_pixel + round_prefer_floor: source rows 0,0,1,1 (pixel replication).
+    assert_eq!(
+        out["near"].to_f32()[..8],
+        [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]
+    );
+    // align_corners: first row goes 1 -> 2 in thirds.
+    close(
+        &out["lin"].to_f32()[..4],
+        &[1.0, 4.0 / 3.0, 5.0 / 3.0, 2.0],
+        1e-6,
+    );
+    close(
+        &out["lin"].to_f32()[12..],
+        &[3.0, 10.0 / 3.0, 11.0 / 3.0, 4.0],
+        1e-6,
+    );
+}

@@ -11,6 +11,7 @@ mod matmul;
 mod norm;
 mod quant;
 mod reduce;
+mod resize;
 mod shape;
 
 use super::ctx::{Ctx, N};
@@ -106,6 +107,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceSumSquare",
     "Relu",
     "Reshape",
+    "Resize",
     "Round",
     "Selu",
     "Shape",
@@ -132,6 +134,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Transpose",
     "Trilu",
     "Unsqueeze",
+    "Upsample",
     "Where",
     "Xor",
 ];
@@ -200,6 +203,7 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "GatherElements" => shape::gather_elements(cx, n),
         "Conv" => conv::conv(cx, n),
         "ConvTranspose" => conv::conv_transpose(cx, n),
+        "Resize" | "Upsample" => resize::resize(cx, n),
         "MaxPool" | "AveragePool" => conv::pool(cx, n),
         "DequantizeLinear" => quant::dequantize(cx, n),
         "Attention" => attention::attention(cx, n),

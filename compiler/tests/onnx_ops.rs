@@ -835,3 +835,24 @@ fn resize_nearest_and_linear() {
         1e-6,
     );
 }
+
+#[test]
+fn slice_with_symbolic_end() {
+    // position_ids[:, 0:seq] from a constant buffer, seq = Shape(x)[1] (symbolic).
+    let mut b = ModelBuilder::new("pos");
+    b.opset(13);
+    b.input("x", DataType::Float, &[d("batch"), d("seq")]);
+    b.init_i64("buffer", &[1, 8], &[10, 11, 12, 13, 14, 15, 16, 17]);
+    b.node("Shape", &["x"], &["s"]);
+    b.init_i64("i1", &[1], &[1]);
+    b.init_i64("zero", &[1], &[0]);
+    b.node("Gather", &["s", "i1"], &["len"]);
+    b.node("Slice", &["buffer", "zero", "len", "i1"], &["pos"]);
+    b.output("pos", DataType::Int64);
+    let m = load_onnx_bytes(&b.encode(), "pos", &DimBindings::new()).unwrap();
+    let id = m.graph.outputs()[0].1;
+    assert_eq!(m.graph.node(id).ty.shape, vec![Dim::c(1), Dim::sym("seq")]);
+    let x = t(&[1, 3], &[0.0; 3]);
+    let out = interp::evaluate(&m.graph, &[("x".to_string(), x)].into_iter().collect()).unwrap();
+    assert_eq!(out["pos"].to_f64(), vec![10.0, 11.0, 12.0]);
+}

@@ -395,8 +395,69 @@ pub(crate) fn slice_axes(cx: &Ctx, n: &N, rank: usize) -> Result<Vec<SliceAxis>,
 /// `Slice`.
 pub(crate) fn slice(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
+    let symbolic = n.opset >= 10
+        && [1, 2]
+            .iter()
+            .any(|&i| matches!(cx.ints(n, i), Ok(Some(v)) if v.consts().is_none()));
+    if symbolic {
+        return symbolic_slice(cx, n, x);
+    }
     let axes = slice_axes(cx, n, cx.ty(x).rank())?;
     Ok(one(cx.add(n, "", Op::Slice { axes }, &[x])?))
+}
+
+/// A step-1 `Slice` whose starts/ends mention symbolic dims (e.g. `position_ids[:, :seq]`), as
+/// a tensor expression that loads at `coordinate + start`. Symbolic bounds are taken to lie
+/// inside the dim (the exporter's contract); constant ones follow ONNX's negative-index rule.
+fn symbolic_slice(cx: &mut Ctx, n: &N, x: NodeId) -> Result<Vec<Value>, OnnxError> {
+    let ty = cx.ty(x).clone();
+    let rank = ty.rank();
+    let bound = |i: usize, what: &str| -> Result<Vec<Dim>, OnnxError> {
+        cx.ints(n, i)?.map(|v| v.elems).ok_or_else(|| {
+            n.err(format!(
+                "input {i} ('{what}') must be known at compile time"
+            ))
+        })
+    };
+    let (starts, ends) = (bound(1, "starts")?, bound(2, "ends")?);
+    if starts.len() != ends.len() {
+        return Err(n.err(format!("{} starts but {} ends", starts.len(), ends.len())));
+    }
+    let axes = if cx.has_input(n, 3) {
+        cx.const_ints(n, 3, "axes")?
+    } else {
+        (0..starts.len() as i64).collect()
+    };
+    if cx.has_input(n, 4) && cx.const_ints(n, 4, "steps")?.iter().any(|&s| s != 1) {
+        return Err(n.err("a slice with symbolic bounds needs steps of 1 (bind dims with --dim)"));
+    }
+    if axes.len() != starts.len() {
+        return Err(n.err(format!("{} axes for {} starts", axes.len(), starts.len())));
+    }
+    let resolve = |b: &Dim, d: &Dim| -> Dim {
+        match b.as_const() {
+            Some(v) if v >= SLICE_END_MAX => d.clone(),
+            Some(v) if v < 0 => d.add(&Dim::c(v)),
+            _ => b.clone(),
+        }
+    };
+    let mut shape = ty.shape.clone();
+    let mut index: Vec<TExpr> = (0..rank).map(TExpr::Coord).collect();
+    for (k, &a) in axes.iter().enumerate() {
+        let a = n.axis(a, rank, "axis")?;
+        let d = ty.shape[a].clone();
+        let (s, e) = (resolve(&starts[k], &d), resolve(&ends[k], &d));
+        shape[a] = e.sub(&s);
+        index[a] = TExpr::Coord(a).add(TExpr::Dim(s));
+    }
+    let expr = TExpr::Load { input: 0, index };
+    let op = Op::Compute {
+        shape,
+        dtype: ty.dtype,
+        expr,
+        name: "Slice".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
 }
 
 /// `Gather` along `axis`.

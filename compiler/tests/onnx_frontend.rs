@@ -449,6 +449,21 @@ fn unknown_dims_get_fresh_symbols() {
 }
 
 #[test]
+fn placeholder_dim_params_are_distinct_unknowns() {
+    // Exporters write "?" for unknown dims; two of them are not the same dim.
+    let mut b = ModelBuilder::new("q");
+    b.input("x", DataType::Float, &[d("?"), d(3), d("?")]);
+    b.node("Relu", &["x"], &["y"]);
+    b.output("y", DataType::Float);
+    let m = load(&b);
+    let id = m.graph.inputs()[0];
+    assert_eq!(
+        m.graph.node(id).ty.shape,
+        vec![Dim::sym("unk_0"), Dim::c(3), Dim::sym("unk_1")]
+    );
+}
+
+#[test]
 fn int64_io_is_recorded_and_gather_works() {
     let table = seq(12, 1.0, 0.0);
     let mut b = ModelBuilder::new("emb");

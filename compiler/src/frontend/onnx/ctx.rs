@@ -472,7 +472,8 @@ fn value_type(
     for d in &shape_proto.dim {
         shape.push(match &d.value {
             Some(D::DimValue(x)) if *x >= 0 => Dim::c(*x),
-            Some(D::DimParam(p)) if !p.is_empty() => {
+            // A param without a letter or digit ("?", "-1"-like placeholders) names nothing.
+            Some(D::DimParam(p)) if p.chars().any(|c| c.is_alphabetic()) => {
                 let s = symbol_name(p);
                 match dims.get(p).or_else(|| dims.get(&s)) {
                     Some(&c) => Dim::c(c),

@@ -856,3 +856,52 @@ fn slice_with_symbolic_end() {
     let out = interp::evaluate(&m.graph, &[("x".to_string(), x)].into_iter().collect()).unwrap();
     assert_eq!(out["pos"].to_f64(), vec![10.0, 11.0, 12.0]);
 }
+
+#[test]
+fn depth_space_and_one_hot() {
+    let x = t(&[1, 8, 1, 1], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    let mut b = model(13, &[("x", &x)]);
+    b.node("DepthToSpace", &["x"], &["dcr"])
+        .attr_int("blocksize", 2);
+    b.node("DepthToSpace", &["x"], &["crd"])
+        .attr_int("blocksize", 2)
+        .attr_str("mode", "CRD");
+    b.node("SpaceToDepth", &["dcr"], &["back"])
+        .attr_int("blocksize", 2);
+    for o in ["dcr", "crd", "back"] {
+        b.output(o, DataType::Float);
+    }
+    let out = run(&b, &[("x", &x)]);
+    assert_eq!(out["dcr"].shape, vec![1, 2, 2, 2]);
+    assert_eq!(
+        out["dcr"].to_f32(),
+        vec![0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]
+    );
+    assert_eq!(
+        out["crd"].to_f32(),
+        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    );
+    assert_eq!(
+        (out["back"].to_f32(), out["back"].shape.clone()),
+        (x.to_f32(), vec![1, 8, 1, 1])
+    );
+
+    let idx = Tensor::i32(vec![3], vec![0, 2, -1]);
+    let mut b = model(11, &[("i", &idx)]);
+    b.init_i64("depth", &[], &[3]);
+    b.init_f32("values", &[2], &[0.0, 5.0]);
+    b.node("OneHot", &["i", "depth", "values"], &["y"]);
+    b.node("OneHot", &["i", "depth", "values"], &["y0"])
+        .attr_int("axis", 0);
+    b.output("y", DataType::Float);
+    b.output("y0", DataType::Float);
+    let out = run(&b, &[("i", &idx)]);
+    assert_eq!(
+        out["y"].to_f32(),
+        vec![5.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0]
+    );
+    assert_eq!(
+        out["y0"].to_f32(),
+        vec![5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 5.0]
+    );
+}

@@ -926,3 +926,121 @@ pub(crate) fn gather_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErr
         &[flat, flat_idx],
     )?))
 }
+
+/// `DepthToSpace` (DCR or CRD) and `SpaceToDepth` as reshape -> transpose -> reshape.
+pub(crate) fn depth_space(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    if ty.rank() != 4 {
+        return Err(n.err(format!("input must be [N, C, H, W], got {}", ty.describe())));
+    }
+    let b = n
+        .attr_i_opt("blocksize")?
+        .filter(|&b| b > 0)
+        .ok_or_else(|| n.err("attribute 'blocksize' must be positive"))?;
+    let bd = Dim::c(b);
+    let [nn, c, h, w] = [0, 1, 2, 3].map(|i| ty.shape[i].clone());
+    let (split, perm, out) = if n.op == "DepthToSpace" {
+        let cb = c.exact_div(&Dim::c(b * b)).ok_or_else(|| {
+            n.err(format!(
+                "{c} channels are not divisible by blocksize^2 = {}",
+                b * b
+            ))
+        })?;
+        let out = vec![nn.clone(), cb.clone(), h.mul(&bd), w.mul(&bd)];
+        match n.attr_s("mode")?.as_deref().unwrap_or("DCR") {
+            "DCR" => (
+                vec![nn, bd.clone(), bd, cb, h, w],
+                vec![0, 3, 4, 1, 5, 2],
+                out,
+            ),
+            "CRD" => (
+                vec![nn, cb, bd.clone(), bd, h, w],
+                vec![0, 1, 4, 2, 5, 3],
+                out,
+            ),
+            other => {
+                return Err(n.err(format!(
+                    "attribute 'mode' is '{other}', expected DCR or CRD"
+                )))
+            }
+        }
+    } else {
+        let hb = h
+            .exact_div(&bd)
+            .ok_or_else(|| n.err(format!("height {h} is not divisible by blocksize {b}")))?;
+        let wb = w
+            .exact_div(&bd)
+            .ok_or_else(|| n.err(format!("width {w} is not divisible by blocksize {b}")))?;
+        let out = vec![nn.clone(), c.mul(&Dim::c(b * b)), hb.clone(), wb.clone()];
+        (
+            vec![nn, c, hb, bd.clone(), wb, bd],
+            vec![0, 3, 5, 1, 2, 4],
+            out,
+        )
+    };
+    let a = cx.add(n, "split", Op::Reshape { shape: split }, &[x])?;
+    let t = cx.add(n, "permute", Op::Transpose { perm }, &[a])?;
+    Ok(one(cx.add(n, "", Op::Reshape { shape: out }, &[t])?))
+}
+
+/// `OneHot(indices, depth, values)`: `values[1]` where the (wrapped) index equals the coordinate
+/// along `axis`, else `values[0]`; one tensor expression.
+pub(crate) fn one_hot(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let idx = cx.input(n, 0)?;
+    let depth = cx
+        .const_tensor(n, 1)?
+        .and_then(|t| t.to_f64().first().copied())
+        .ok_or_else(|| n.err("input 1 ('depth') must be a compile-time constant"))?
+        as i64;
+    let values = cx.input(n, 2)?;
+    let it = cx.ty(idx).clone();
+    let vt = cx.ty(values).clone();
+    if vt.numel() != Dim::c(2) {
+        return Err(n.err(format!("values must hold [off, on], got {}", vt.describe())));
+    }
+    let values = if vt.rank() == 1 {
+        values
+    } else {
+        cx.add(
+            n,
+            "values_flat",
+            Op::Reshape {
+                shape: vec![Dim::c(2)],
+            },
+            &[values],
+        )?
+    };
+    let idx = if it.dtype == DType::I32 {
+        idx
+    } else {
+        cx.add(n, "indices_i32", Op::Cast(DType::I32), &[idx])?
+    };
+    let r = it.rank() + 1;
+    let axis = n.axis(n.attr_i("axis", -1)?, r, "axis")?;
+    let mut shape = it.shape.clone();
+    shape.insert(axis, Dim::c(depth));
+    let index: Vec<TExpr> = (0..r).filter(|&i| i != axis).map(TExpr::Coord).collect();
+    let raw = TExpr::Load { input: 0, index };
+    let wrapped = TExpr::select(
+        raw.clone().cmp(BinaryOp::Less, TExpr::int(0), DType::I32),
+        raw.clone().add(TExpr::int(depth)),
+        raw,
+    );
+    let hit = wrapped.cmp(BinaryOp::Equal, TExpr::Coord(axis), DType::I32);
+    let on = TExpr::Load {
+        input: 1,
+        index: vec![TExpr::int(1)],
+    };
+    let off = TExpr::Load {
+        input: 1,
+        index: vec![TExpr::int(0)],
+    };
+    let op = Op::Compute {
+        shape,
+        dtype: vt.dtype,
+        expr: TExpr::select(hit, on, off),
+        name: "OneHot".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[idx, values])?))
+}

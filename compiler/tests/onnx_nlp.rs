@@ -387,3 +387,219 @@ fn softmax_cross_entropy_with_log_prob_output() {
     assert_close(&out["loss"].to_f32(), &[want], 1e-6);
     assert!(out["loss"].shape.is_empty());
 }
+
+#[test]
+fn rotary_embedding_halves_interleaved_partial_and_3d() {
+    // x: [B=1, H=2, S=2, D=4]; caches indexed by position ids.
+    let (h, s, dh) = (2, 2, 4);
+    let x = Tensor::f32(vec![1, h, s, dh], values(h * s * dh, 21));
+    let pos = Tensor::i32(vec![1, s], vec![3, 1]);
+    let xv = x.to_f32();
+    for interleaved in [0, 1] {
+        for rot in [0, 2] {
+            let w = if rot == 0 { dh / 2 } else { 1 };
+            let cos = Tensor::f32(vec![5, w], values(5 * w, 22));
+            let sin = Tensor::f32(vec![5, w], values(5 * w, 23));
+            let (cv, sv) = (cos.to_f32(), sin.to_f32());
+            let out = run_op(
+                23,
+                "RotaryEmbedding",
+                &[("x", &x), ("cos", &cos), ("sin", &sin), ("pos", &pos)],
+                &["y"],
+                DataType::Float,
+                |nd| {
+                    nd.attr_int("interleaved", interleaved)
+                        .attr_int("rotary_embedding_dim", rot);
+                },
+            );
+            let r = if rot == 0 { dh } else { rot as usize };
+            let half = r / 2;
+            let mut want = xv.clone();
+            for hh in 0..h {
+                for i in 0..s {
+                    let p = pos.to_f64()[i] as usize;
+                    let base = (hh * s + i) * dh;
+                    for k in 0..half {
+                        let (c, sn) = (cv[p * w + k], sv[p * w + k]);
+                        let (a, b) = if interleaved == 1 {
+                            (base + 2 * k, base + 2 * k + 1)
+                        } else {
+                            (base + k, base + k + half)
+                        };
+                        want[a] = c * xv[a] - sn * xv[b];
+                        want[b] = sn * xv[a] + c * xv[b];
+                    }
+                }
+            }
+            assert_close(&out["y"].to_f32(), &want, 1e-6);
+        }
+    }
+    // 3-D input [B, S, H*D] without position ids (caches [B, S, D/2]) equals the 4-D result.
+    let x3 = Tensor::f32(vec![1, s, h * dh], values(s * h * dh, 24));
+    let c3 = Tensor::f32(vec![1, s, 2], values(4, 25));
+    let s3 = Tensor::f32(vec![1, s, 2], values(4, 26));
+    let y3 = run_op(
+        23,
+        "RotaryEmbedding",
+        &[("x", &x3), ("cos", &c3), ("sin", &s3)],
+        &["y"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("num_heads", h as i64);
+        },
+    )["y"]
+        .to_f32();
+    let (xv, cv, sv) = (x3.to_f32(), c3.to_f32(), s3.to_f32());
+    for i in 0..s {
+        for hh in 0..h {
+            let base = i * h * dh + hh * dh;
+            for k in 0..2 {
+                let (c, sn) = (cv[i * 2 + k], sv[i * 2 + k]);
+                let (a, b) = (base + k, base + k + 2);
+                assert_close(
+                    &[y3[a], y3[b]],
+                    &[c * xv[a] - sn * xv[b], sn * xv[a] + c * xv[b]],
+                    1e-6,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gather_nd_with_batch_dims_and_negative_indices() {
+    let data = Tensor::f32(vec![2, 2, 2], (0..8).map(|v| v as f32).collect());
+    let idx = Tensor::i32(vec![2, 1, 2], vec![0, 1, -1, 0]);
+    let y = run_op(
+        13,
+        "GatherND",
+        &[("data", &data), ("idx", &idx)],
+        &["y"],
+        DataType::Float,
+        |_| {},
+    );
+    assert_eq!(y["y"].shape, vec![2, 1, 2]);
+    assert_eq!(y["y"].to_f32(), vec![2.0, 3.0, 4.0, 5.0]);
+    let idx = Tensor::i32(vec![2, 1], vec![1, 0]);
+    let y = run_op(
+        13,
+        "GatherND",
+        &[("data", &data), ("idx", &idx)],
+        &["y"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("batch_dims", 1);
+        },
+    );
+    assert_eq!(y["y"].shape, vec![2, 2]);
+    assert_eq!(y["y"].to_f32(), vec![2.0, 3.0, 4.0, 5.0]);
+}
+
+#[test]
+fn reverse_sequence_tensor_scatter_and_compress() {
+    let x = Tensor::f32(vec![3, 4], (0..12).map(|v| v as f32).collect());
+    let lens = Tensor::i32(vec![3], vec![4, 0, 2]);
+    let y = run_op(
+        10,
+        "ReverseSequence",
+        &[("x", &x), ("l", &lens)],
+        &["y"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("batch_axis", 0).attr_int("time_axis", 1);
+        },
+    );
+    assert_eq!(
+        y["y"].to_f32(),
+        vec![3.0, 2.0, 1.0, 0.0, 4.0, 5.0, 6.0, 7.0, 9.0, 8.0, 10.0, 11.0]
+    );
+    // Cache [B=2, T=4, D=1]; updates of length 2 written at 1 (linear) and 3 (circular wraps).
+    let cache = Tensor::f32(vec![2, 4, 1], vec![0.0; 8]);
+    let upd = Tensor::f32(vec![2, 2, 1], vec![1.0, 2.0, 3.0, 4.0]);
+    let wi = Tensor::i32(vec![2], vec![1, 3]);
+    let y = run_op(
+        23,
+        "TensorScatter",
+        &[("c", &cache), ("u", &upd), ("w", &wi)],
+        &["y"],
+        DataType::Float,
+        |nd| {
+            nd.attr_str("mode", "circular");
+        },
+    );
+    assert_eq!(
+        y["y"].to_f32(),
+        vec![0.0, 1.0, 2.0, 0.0, 4.0, 0.0, 0.0, 3.0]
+    );
+    // Compress with a constant condition along axis 1, and flattened.
+    let mut b = model(11, &[("x", &x)]);
+    b.initializer(kiln_compiler::frontend::onnx::builder::tensor_raw(
+        "cond",
+        DataType::Bool,
+        &[4],
+        vec![1, 0, 0, 1],
+    ));
+    b.node("Compress", &["x", "cond"], &["y"])
+        .attr_int("axis", 1);
+    b.node("Compress", &["x", "cond"], &["z"]);
+    b.output("y", DataType::Float).output("z", DataType::Float);
+    let m = load_onnx_bytes(&b.encode(), "nlp", &DimBindings::new()).unwrap();
+    let out = interp::evaluate(&m.graph, &HashMap::from([("x".to_string(), x.clone())])).unwrap();
+    assert_eq!(out["y"].to_f32(), vec![0.0, 3.0, 4.0, 7.0, 8.0, 11.0]);
+    assert_eq!(out["z"].to_f32(), vec![0.0, 3.0]);
+}
+
+#[test]
+fn inverse_trig_and_hyperbolic_match_std() {
+    type F = fn(f64) -> f64;
+    let cases: [(&str, F, f32, f32); 6] = [
+        ("Atan", f64::atan, -30.0, 30.0),
+        ("Asin", f64::asin, -1.0, 1.0),
+        ("Acos", f64::acos, -1.0, 1.0),
+        ("Asinh", f64::asinh, -20.0, 20.0),
+        ("Acosh", f64::acosh, 1.0, 50.0),
+        ("Atanh", f64::atanh, -0.999, 0.999),
+    ];
+    for (op, f, lo, hi) in cases {
+        let k = 401;
+        let xs: Vec<f32> = (0..k)
+            .map(|i| lo + (hi - lo) * i as f32 / (k - 1) as f32)
+            .collect();
+        let x = Tensor::f32(vec![k], xs.clone());
+        let got = run_op(22, op, &[("x", &x)], &["y"], DataType::Float, |_| {})["y"].to_f32();
+        for (g, &xv) in got.iter().zip(&xs) {
+            let w = f(xv as f64);
+            assert!(
+                (*g as f64 - w).abs() <= 2e-6 * (1.0 + w.abs()),
+                "{op}({xv}) = {g}, want {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn swish_and_swiglu() {
+    let a = Tensor::f32(vec![2, 3], values(6, 31));
+    let b = Tensor::f32(vec![2, 3], values(6, 32));
+    let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let y = run_op(23, "Swish", &[("a", &a)], &["y"], DataType::Float, |nd| {
+        nd.attr_float("alpha", 0.5);
+    });
+    let want: Vec<f32> = a.to_f32().iter().map(|&v| v * sig(0.5 * v)).collect();
+    assert_close(&y["y"].to_f32(), &want, 1e-6);
+    let y = run_op(
+        23,
+        "SwiGLU",
+        &[("a", &a), ("b", &b)],
+        &["y"],
+        DataType::Float,
+        |_| {},
+    );
+    let want: Vec<f32> = a
+        .to_f32()
+        .iter()
+        .zip(b.to_f32())
+        .map(|(&v, w)| v * sig(v) * w)
+        .collect();
+    assert_close(&y["y"].to_f32(), &want, 1e-6);
+}

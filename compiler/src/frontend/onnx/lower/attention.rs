@@ -384,3 +384,181 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         Value::Node(qk_out),
     ])
 }
+
+/// `RotaryEmbedding` (opset 23) as one tensor expression over the input's own layout.
+///
+/// For an element at head offset `d` inside the rotated part (`d < R`, `R` = the rotary dim),
+/// `y = cos[i] * x[d] -+ sin[i] * x[p]`: with halves (`interleaved = 0`) the first half pairs
+/// `d` with `p = d + R/2` (minus) and the second with `p = d - R/2` (plus), `i = d mod R/2`;
+/// interleaved pairs are `(2i, 2i + 1)`. Elements past `R` pass through. The caches are indexed
+/// by `position_ids[b, s]` when given, else they are `[B, S, R/2]`.
+pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let cos = cx.input(n, 1)?;
+    let sin = cx.input(n, 2)?;
+    let pos = cx.opt_input(n, 3)?;
+    let xt = cx.ty(x).clone();
+    let dt = xt.dtype;
+    if !dt.is_float() {
+        return Err(n.err(format!(
+            "input must be floating point, got {}",
+            xt.describe()
+        )));
+    }
+    let interleaved = n.attr_i("interleaved", 0)? != 0;
+    // (batch, seq) coordinates and the head size.
+    let (seq_axis, head_size) = match xt.rank() {
+        4 => (2, xt.shape[3].clone()),
+        3 => {
+            let heads = n.attr_i("num_heads", 0)?;
+            if heads <= 0 {
+                return Err(n.err("3-D input needs the attribute 'num_heads'"));
+            }
+            let hd = xt.shape[2].exact_div(&Dim::c(heads)).ok_or_else(|| {
+                n.err(format!(
+                    "hidden size {} is not a multiple of num_heads {heads}",
+                    xt.shape[2]
+                ))
+            })?;
+            (1, hd)
+        }
+        _ => {
+            return Err(n.err(format!(
+                "input must be [B, H, S, D] or [B, S, H*D], got {}",
+                xt.describe()
+            )))
+        }
+    };
+    let hs = head_size
+        .as_const()
+        .ok_or_else(|| n.err(format!("the head size {head_size} must be concrete")))?;
+    let rot = match n.attr_i("rotary_embedding_dim", 0)? {
+        0 => hs,
+        r => r,
+    };
+    if rot <= 0 || rot > hs || rot % 2 != 0 {
+        return Err(n.err(format!(
+            "rotary_embedding_dim {rot} must be even and at most the head size {hs}"
+        )));
+    }
+    let half = rot / 2;
+    for (id, what) in [(cos, "cos_cache"), (sin, "sin_cache")] {
+        let t = cx.ty(id);
+        if t.shape.last().and_then(Dim::as_const) != Some(half) {
+            return Err(n.err(format!(
+                "{what} {} must end in rotary_embedding_dim / 2 = {half}",
+                t.describe()
+            )));
+        }
+        let want_rank = if pos.is_some() { 2 } else { 3 };
+        if t.rank() != want_rank {
+            return Err(n.err(format!(
+                "{what} must be {} , got {}",
+                if pos.is_some() {
+                    "[max_position, R/2] with position_ids"
+                } else {
+                    "[B, S, R/2] without position_ids"
+                },
+                t.describe()
+            )));
+        }
+    }
+    let rank = xt.rank();
+    let last = rank - 1;
+    // Head offset d of the output element, and the index of x's last axis for offset `e`.
+    let (d, at): (TExpr, Box<dyn Fn(TExpr) -> TExpr>) = if rank == 4 {
+        (TExpr::Coord(3), Box::new(|e| e))
+    } else {
+        let c = TExpr::Coord(2);
+        let base = c.clone().sub(c.clone().rem(TExpr::int(hs)));
+        (
+            c.rem(TExpr::int(hs)),
+            Box::new(move |e| base.clone().add(e)),
+        )
+    };
+    let x_at = |e: TExpr| {
+        let mut index: Vec<TExpr> = (0..rank).map(TExpr::Coord).collect();
+        index[last] = at(e);
+        TExpr::Load { input: 0, index }
+    };
+    let i32c = |v: i64| TExpr::int(v);
+    let first = if interleaved {
+        d.clone()
+            .rem(i32c(2))
+            .cmp(BinaryOp::Equal, i32c(0), DType::I32)
+    } else {
+        d.clone().cmp(BinaryOp::Less, i32c(half), DType::I32)
+    };
+    let i = if interleaved {
+        d.clone().div(i32c(2))
+    } else {
+        d.clone().rem(i32c(half))
+    };
+    let step = if interleaved { 1 } else { half };
+    let p = TExpr::select(
+        first.clone(),
+        d.clone().add(i32c(step)),
+        d.clone().sub(i32c(step)),
+    );
+    let b = TExpr::Coord(0);
+    let s = TExpr::Coord(seq_axis);
+    let cache = |slot: usize| {
+        let index = if pos.is_some() {
+            vec![
+                TExpr::Load {
+                    input: 3,
+                    index: vec![b.clone(), s.clone()],
+                },
+                i.clone(),
+            ]
+        } else {
+            vec![b.clone(), s.clone(), i.clone()]
+        };
+        TExpr::Load { input: slot, index }
+    };
+    let fb = |op, a: TExpr, c: TExpr| TExpr::Binary(op, Box::new(a), Box::new(c), dt);
+    let signed_sin = TExpr::select(
+        first,
+        TExpr::Unary(UnaryOp::Neg, Box::new(cache(2)), dt),
+        cache(2),
+    );
+    let rotated = fb(
+        BinaryOp::Add,
+        fb(BinaryOp::Mul, cache(1), x_at(d.clone())),
+        fb(BinaryOp::Mul, signed_sin, x_at(p)),
+    );
+    let expr = if rot < hs {
+        TExpr::select(
+            d.clone().cmp(BinaryOp::Less, i32c(rot), DType::I32),
+            rotated,
+            x_at(d),
+        )
+    } else {
+        rotated
+    };
+    let mut ins = vec![x, cos, sin];
+    if let Some(p) = pos {
+        let p = if cx.ty(p).dtype == DType::I32 {
+            p
+        } else {
+            cx.add(n, "position_ids_i32", Op::Cast(DType::I32), &[p])?
+        };
+        ins.push(p);
+    }
+    for (k, what) in [(1, "cos_cache"), (2, "sin_cache")] {
+        if cx.ty(ins[k]).dtype != dt {
+            ins[k] = cx.add(n, &format!("{what}_cast"), Op::Cast(dt), &[ins[k]])?;
+        }
+    }
+    Ok(vec![Value::Node(cx.add(
+        n,
+        "",
+        Op::Compute {
+            shape: xt.shape.clone(),
+            dtype: dt,
+            expr,
+            name: "RotaryEmbedding".into(),
+        },
+        &ins,
+    )?)])
+}

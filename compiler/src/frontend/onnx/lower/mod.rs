@@ -4,6 +4,7 @@ mod activation;
 mod attention;
 mod conv;
 mod elementwise;
+mod gather;
 mod ints;
 mod loss;
 mod math;
@@ -22,8 +23,14 @@ use kiln_ir::NodeId;
 /// The ops that have a lowering (for messages and documentation).
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
+    "Acos",
+    "Acosh",
     "Add",
     "And",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
     "AveragePool",
     "ArgMax",
     "ArgMin",
@@ -34,6 +41,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Ceil",
     "Celu",
     "Clip",
+    "Compress",
     "Concat",
     "Constant",
     "ConstantOfShape",
@@ -56,6 +64,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Floor",
     "Gather",
     "GatherElements",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -96,6 +105,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Pad",
     "Pow",
     "QuantizeLinear",
+    "ReverseSequence",
     "RMSNormalization",
     "Range",
     "Reciprocal",
@@ -110,6 +120,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Relu",
     "Reshape",
     "Resize",
+    "RotaryEmbedding",
     "Round",
     "Selu",
     "Shape",
@@ -130,8 +141,11 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Squeeze",
     "Sub",
     "Sum",
+    "SwiGLU",
+    "Swish",
     "Tan",
     "Tanh",
+    "TensorScatter",
     "ThresholdedRelu",
     "Tile",
     "Transpose",
@@ -217,6 +231,14 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "CumSum" => reduce::cumsum(cx, n),
         "NegativeLogLikelihoodLoss" => loss::nll_loss(cx, n),
         "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(cx, n),
+        "RotaryEmbedding" => attention::rotary_embedding(cx, n),
+        "GatherND" => gather::gather_nd(cx, n),
+        "ReverseSequence" => gather::reverse_sequence(cx, n),
+        "TensorScatter" => gather::tensor_scatter(cx, n),
+        "Compress" => gather::compress(cx, n),
+        "Acos" | "Asin" | "Atan" | "Acosh" | "Asinh" | "Atanh" | "Swish" | "SwiGLU" => {
+            math::composed_unary(cx, n)
+        }
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

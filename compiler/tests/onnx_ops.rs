@@ -905,3 +905,17 @@ fn depth_space_and_one_hot() {
         vec![5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 5.0]
     );
 }
+
+#[test]
+fn float_floor_mod_and_fmod() {
+    let a = t(&[4], &[-3.0, 3.0, -1.0, 5.5]);
+    let c = t(&[4], &[2.0, -2.0, f32::INFINITY, 2.0]);
+    let mut b = model(13, &[("a", &a), ("c", &c)]);
+    b.node("Mod", &["a", "c"], &["floor"]);
+    b.node("Mod", &["a", "c"], &["fmod"]).attr_int("fmod", 1);
+    b.output("floor", DataType::Float);
+    b.output("fmod", DataType::Float);
+    let out = run(&b, &[("a", &a), ("c", &c)]);
+    assert_eq!(out["floor"].to_f32(), vec![1.0, -1.0, f32::INFINITY, 1.5]);
+    assert_eq!(out["fmod"].to_f32(), vec![-1.0, 1.0, -1.0, 1.5]);
+}

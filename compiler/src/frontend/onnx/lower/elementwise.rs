@@ -44,7 +44,18 @@ pub(crate) fn binary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if op == BinaryOp::Mod {
         let fmod = n.attr_i("fmod", 0)? != 0;
         if da.is_float() && !fmod {
-            return Err(n.err("Mod of floating point values needs fmod=1 (ONNX requires it)"));
+            // Floor modulo (sign of the divisor, opset 28) as numpy: r = fmod(a, b), plus b where
+            // r is non-zero and its sign differs from b's (exact, and right for infinite b).
+            let r = cx.add(n, "fmod", Op::Binary(BinaryOp::Mod), &[a, b])?;
+            let zero = cx.scalar(n, "zero", da, 0.0);
+            let nz = cx.add(n, "nonzero", Op::Binary(BinaryOp::Equal), &[r, zero])?;
+            let nz = cx.add(n, "is_nonzero", Op::Unary(UnaryOp::Not), &[nz])?;
+            let rn = cx.add(n, "r_neg", Op::Binary(BinaryOp::Less), &[r, zero])?;
+            let bn = cx.add(n, "b_neg", Op::Binary(BinaryOp::Less), &[b, zero])?;
+            let differ = cx.add(n, "signs_differ", Op::Binary(BinaryOp::Xor), &[rn, bn])?;
+            let fix = cx.add(n, "needs_shift", Op::Binary(BinaryOp::And), &[nz, differ])?;
+            let shifted = cx.add(n, "shifted", Op::Binary(BinaryOp::Add), &[r, b])?;
+            return Ok(one(cx.add(n, "", Op::Where, &[fix, shifted, r])?));
         }
         if da.is_int() && fmod {
             // C fmod on integers: a - b * trunc(a / b) (the IR's integer Div truncates).

@@ -973,11 +973,17 @@ pub(crate) fn depth_space(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
             .exact_div(&bd)
             .ok_or_else(|| n.err(format!("width {w} is not divisible by blocksize {b}")))?;
         let out = vec![nn.clone(), c.mul(&Dim::c(b * b)), hb.clone(), wb.clone()];
-        (
-            vec![nn, c, hb, bd.clone(), wb, bd],
-            vec![0, 3, 5, 1, 2, 4],
-            out,
-        )
+        // DCR puts the block offset outermost in the channel; CRD (opset 28) innermost.
+        let perm = match n.attr_s("mode")?.as_deref().unwrap_or("DCR") {
+            "DCR" => vec![0, 3, 5, 1, 2, 4],
+            "CRD" => vec![0, 1, 3, 5, 2, 4],
+            other => {
+                return Err(n.err(format!(
+                    "attribute 'mode' is '{other}', expected DCR or CRD"
+                )))
+            }
+        };
+        (vec![nn, c, hb, bd.clone(), wb, bd], perm, out)
     };
     let a = cx.add(n, "split", Op::Reshape { shape: split }, &[x])?;
     let t = cx.add(n, "permute", Op::Transpose { perm }, &[a])?;

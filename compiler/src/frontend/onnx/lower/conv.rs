@@ -169,7 +169,8 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         )));
     }
     let max = n.op == "MaxPool";
-    if !xt.dtype.is_float() && !(max && xt.dtype.is_int()) {
+    let supported = xt.dtype.is_float() || (max && xt.dtype.is_int());
+    if !supported {
         return Err(n.err(format!(
             "input must be floating point, got {}",
             xt.describe()

@@ -167,6 +167,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let mut consts: Vec<NodeId> = vec![x];
     // Per output axis: how to get the source coordinate(s) and weight(s).
     let mut index_of: Vec<Vec<(TExpr, Option<TExpr>)>> = Vec::new();
+    let mut resized: Vec<(usize, Dim)> = Vec::new();
     for a in 0..r {
         let k = axes.iter().position(|&v| v == a);
         let unchanged = match (k, &scales, &sizes) {
@@ -194,7 +195,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         if scale <= 0.0 {
             return Err(n.err(format!("scale {scale} on axis {a} is not positive")));
         }
-        out_shape[a] = Dim::c(out_len as i64);
+        resized.push((a, Dim::c(out_len as i64)));
         let last = in_len as i64 - 1;
         let table = |cx: &mut Ctx, what: &str, v: Vec<f64>, d: DType| -> NodeId {
             let len = v.len();
@@ -257,6 +258,9 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         } else {
             index_of.push(vec![(e_lo, None)]);
         }
+    }
+    for (a, d) in resized {
+        out_shape[a] = d;
     }
     // Sum over the corners of the interpolation cell.
     let corners: usize = index_of.iter().map(Vec::len).product();

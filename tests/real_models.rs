@@ -105,7 +105,9 @@ fn pp_ocrv4_det_matches_onnxruntime_at_640() {
     eprintln!("pp-ocrv4 det: compiled in {:.2?}", t0.elapsed());
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
-    let (inputs, want) = reference(&path, "ppocr_640", &["x=1x3x640x640:uniform"]);
+    // A synthetic text page, not noise: for noise every logit is below -12, and there
+    // onnxruntime's approximate sigmoid is ~20% off in relative terms (Kiln matches the exact one).
+    let (inputs, want) = reference(&path, "ppocr_640_text", &["x=1x3x640x640:text_image"]);
     let t = Instant::now();
     let got = session.run("run", &inputs).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("pp-ocrv4 det: ran in {:.2?}", t.elapsed());

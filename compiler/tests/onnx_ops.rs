@@ -919,3 +919,20 @@ fn float_floor_mod_and_fmod() {
     assert_eq!(out["floor"].to_f32(), vec![1.0, -1.0, f32::INFINITY, 1.5]);
     assert_eq!(out["fmod"].to_f32(), vec![-1.0, 1.0, -1.0, 1.5]);
 }
+
+#[test]
+fn lrn_matches_reference() {
+    let x = t(&[1, 3, 1, 1], &[1.0, 2.0, 3.0]);
+    let (y, _) = unary(13, "LRN", &x, |n| {
+        n.attr_int("size", 3)
+            .attr_float("alpha", 0.3)
+            .attr_float("bias", 2.0)
+            .attr_float("beta", 0.5);
+    });
+    // Channel windows: {0,1}, {0,1,2}, {1,2}.
+    let sums = [1.0 + 4.0, 1.0 + 4.0 + 9.0, 4.0 + 9.0];
+    let want: Vec<f32> = (0..3)
+        .map(|c| x.to_f32()[c] / (2.0 + 0.1 * sums[c] as f32).sqrt())
+        .collect();
+    close(&y, &want, 1e-6);
+}

@@ -85,6 +85,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LessOrEqual",
     "Log",
     "LogSoftmax",
+    "LRN",
     "LpNormalization",
     "MatMul",
     "MaxPool",
@@ -192,6 +193,7 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "MeanVarianceNormalization" => norm::mean_variance_norm(cx, n),
         "GroupNormalization" => norm::group_norm(cx, n),
         "Hardmax" => norm::hardmax(cx, n),
+        "LRN" => norm::lrn(cx, n),
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
         | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
             reduce::reduce(cx, n)

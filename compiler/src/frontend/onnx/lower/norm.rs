@@ -397,3 +397,76 @@ pub(crate) fn hardmax(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     Ok(one(cx.add(n, "", Op::Reshape { shape: ty.shape }, &[y])?))
 }
+
+/// `LRN`: `x / (bias + alpha / size * sum of x^2 over the channel window)^beta`, one tensor
+/// expression with the window unrolled.
+pub(crate) fn lrn(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    use kiln_ir::{DType, TExpr};
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    if ty.rank() < 3 || !ty.dtype.is_float() {
+        return Err(n.err(format!(
+            "input must be floating point [N, C, D...], got {}",
+            ty.describe()
+        )));
+    }
+    let size = n
+        .attr_i_opt("size")?
+        .filter(|&s| (1..=64).contains(&s))
+        .ok_or_else(|| n.err("attribute 'size' must be in 1..=64"))?;
+    let alpha = n.attr_f("alpha", 1e-4)? as f64;
+    let beta = n.attr_f("beta", 0.75)? as f64;
+    let bias = n.attr_f("bias", 1.0)? as f64;
+    let dt = ty.dtype;
+    let r = ty.rank();
+    let lit = |v: f64| TExpr::Lit(v, dt);
+    let bin = |op: BinaryOp, a: TExpr, b: TExpr| TExpr::Binary(op, Box::new(a), Box::new(b), dt);
+    let at = |c: TExpr| {
+        let mut index: Vec<TExpr> = (0..r).map(TExpr::Coord).collect();
+        index[1] = c;
+        TExpr::Load { input: 0, index }
+    };
+    let mut sum: Option<TExpr> = None;
+    for o in -((size - 1) / 2)..=(size / 2) {
+        let ch = TExpr::Coord(1).add(TExpr::int(o));
+        let valid = TExpr::Binary(
+            BinaryOp::And,
+            Box::new(
+                ch.clone()
+                    .cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32),
+            ),
+            Box::new(
+                ch.clone()
+                    .cmp(BinaryOp::Less, TExpr::Dim(ty.shape[1].clone()), DType::I32),
+            ),
+            DType::Bool,
+        );
+        let v = at(ch);
+        let term = TExpr::select(valid, bin(BinaryOp::Mul, v.clone(), v), lit(0.0));
+        sum = Some(match sum {
+            None => term,
+            Some(s) => bin(BinaryOp::Add, s, term),
+        });
+    }
+    let denom = bin(
+        BinaryOp::Add,
+        lit(bias),
+        bin(
+            BinaryOp::Mul,
+            lit(alpha / size as f64),
+            sum.expect("size >= 1"),
+        ),
+    );
+    let expr = bin(
+        BinaryOp::Div,
+        at(TExpr::Coord(1)),
+        bin(BinaryOp::Pow, denom, lit(beta)),
+    );
+    let op = Op::Compute {
+        shape: ty.shape.clone(),
+        dtype: dt,
+        expr,
+        name: "LRN".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
+}

@@ -287,7 +287,7 @@ pub fn round_half_even(x: f64) -> f64 {
 
 /// Error function: Maclaurin series below 2.5, erfc continued fraction above (~1e-15 accurate).
 pub fn erf(x: f64) -> f64 {
-    if x.is_nan() {
+    if x.is_nan() || x == 0.0 {
         return x;
     }
     let ax = x.abs();
@@ -300,7 +300,7 @@ pub fn erf(x: f64) -> f64 {
         loop {
             let t = term / (2.0 * n + 1.0);
             sum += t;
-            if t.abs() < 1e-17 * sum.abs() {
+            if t.abs() <= 1e-17 * sum.abs() {
                 break;
             }
             n += 1.0;
@@ -724,4 +724,18 @@ fn conv(
         }
     }
     Val { shape: out_shape.to_vec(), v: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erf;
+
+    #[test]
+    fn erf_matches_known_values_and_terminates_at_zero() {
+        assert_eq!(erf(0.0), 0.0);
+        assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
+        assert!((erf(-1.0) + 0.842_700_792_949_714_9).abs() < 1e-15);
+        assert!((erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15);
+        assert_eq!(erf(7.0), 1.0);
+    }
 }

@@ -29,7 +29,7 @@ use thiserror::Error;
 /// Lowest default-domain opset the frontend accepts (numpy broadcasting everywhere from 7 on).
 pub const MIN_OPSET: i64 = 7;
 /// Highest default-domain opset the frontend knows (the `onnx` 1.23 release).
-pub const MAX_OPSET: i64 = 23;
+pub const MAX_OPSET: i64 = 28;
 
 /// An error loading an ONNX model. Each variant says what is wrong and where.
 #[derive(Debug, Error)]

@@ -27,7 +27,7 @@ fn model(opset: i64, inputs: &[(&str, &Tensor)]) -> ModelBuilder {
 }
 
 /// Builds a one-node model `op(inputs) -> outputs` (an empty input name is an absent optional
-/// input; all outputs are declared with `out_dt`), runs
+/// input; all outputs are declared with `out_dt`, `Undefined` for no check), runs
 /// it through the interpreter and returns the outputs by name.
 fn run_op(
     opset: i64,
@@ -602,4 +602,79 @@ fn swish_and_swiglu() {
         .map(|(&v, w)| v * sig(v) * w)
         .collect();
     assert_close(&y["y"].to_f32(), &want, 1e-6);
+}
+
+#[test]
+fn qlinear_matmul_requantizes_with_rounding_and_saturation() {
+    let a = Tensor::from_f64(
+        DType::U8,
+        vec![2, 3],
+        &[10.0, 200.0, 30.0, 0.0, 255.0, 128.0],
+    );
+    let b = Tensor::from_f64(
+        DType::U8,
+        vec![3, 2],
+        &[1.0, 250.0, 100.0, 3.0, 128.0, 60.0],
+    );
+    let sc = |v: f32| Tensor::f32(vec![1], vec![v]);
+    let zp = |v: f64| Tensor::from_f64(DType::U8, vec![1], &[v]);
+    let (a_s, b_s, y_s) = (sc(0.02), sc(0.03), sc(0.1));
+    let (a_z, b_z, y_z) = (zp(128.0), zp(100.0), zp(120.0));
+    let y = run_op(
+        21,
+        "QLinearMatMul",
+        &[
+            ("a", &a),
+            ("a_scale", &a_s),
+            ("a_zp", &a_z),
+            ("b", &b),
+            ("b_scale", &b_s),
+            ("b_zp", &b_z),
+            ("y_scale", &y_s),
+            ("y_zp", &y_z),
+        ],
+        &["y"],
+        DataType::Uint8,
+        |_| {},
+    );
+    let (av, bv) = (a.to_f64(), b.to_f64());
+    let mult = (0.02f32 * 0.03f32 / 0.1f32) as f64;
+    let mut want = Vec::new();
+    for i in 0..2 {
+        for j in 0..2 {
+            let c: f64 = (0..3)
+                .map(|k| (av[i * 3 + k] - 128.0) * (bv[k * 2 + j] - 100.0))
+                .sum();
+            let r = c * mult + 120.0;
+            // Round half to even, then saturate.
+            let r = if (r - r.trunc()).abs() == 0.5 {
+                2.0 * (r / 2.0).round()
+            } else {
+                r.round()
+            };
+            want.push(r.clamp(0.0, 255.0));
+        }
+    }
+    assert_eq!(y["y"].dtype(), DType::U8);
+    assert_eq!(y["y"].to_f64(), want);
+}
+
+#[test]
+fn dynamic_quantize_linear_outputs() {
+    let x = Tensor::f32(vec![6], vec![0.0, 2.0, -3.0, -2.5, 1.34, 0.5]);
+    let out = run_op(
+        11,
+        "DynamicQuantizeLinear",
+        &[("x", &x)],
+        &["y", "y_scale", "y_zp"],
+        DataType::Undefined,
+        |_| {},
+    );
+    // The ONNX operator documentation example (values checked with the onnx reference).
+    assert_close(&out["y_scale"].to_f32(), &[0.019_607_844], 1e-7);
+    assert_eq!(out["y_zp"].to_f64(), vec![153.0]);
+    assert_eq!(
+        out["y"].to_f64(),
+        vec![153.0, 255.0, 0.0, 26.0, 221.0, 179.0]
+    );
 }

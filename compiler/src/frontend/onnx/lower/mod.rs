@@ -10,6 +10,7 @@ mod loss;
 mod math;
 mod matmul;
 mod norm;
+mod quant2;
 mod quant;
 mod reduce;
 mod resize;
@@ -54,6 +55,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "DequantizeLinear",
     "Div",
     "Dropout",
+    "DynamicQuantizeLinear",
     "Elu",
     "Equal",
     "Erf",
@@ -105,6 +107,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "PRelu",
     "Pad",
     "Pow",
+    "QLinearMatMul",
     "QuantizeLinear",
     "ReverseSequence",
     "RMSNormalization",
@@ -241,6 +244,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "Acos" | "Asin" | "Atan" | "Acosh" | "Asinh" | "Atanh" | "Swish" | "SwiGLU" => {
             math::composed_unary(cx, n)
         }
+        "QLinearMatMul" => quant2::qlinear_matmul(cx, n),
+        "DynamicQuantizeLinear" => quant2::dynamic_quantize(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

@@ -77,7 +77,9 @@ pub fn helper_source(name: &str) -> &'static str {
             "fn kiln_pow(x: f32, y: f32) -> f32 {\n    if (y == 2.0) { return x * x; }\n    if (y == 1.0) { return x; }\n    if (y == 0.0) { return 1.0; }\n    let r = pow(abs(x), y);\n    if (x < 0.0) {\n        if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }\n        let odd = (i32(clamp(y, -16777216.0, 16777216.0)) & 1) != 0;\n        return select(r, -r, odd);\n    }\n    if (x == 0.0 && y < 0.0) { return bitcast<f32>(0x7f800000u); }\n    return r;\n}"
         }
         "kiln_is_nan" => "fn kiln_is_nan(x: f32) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}",
-        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    return quantizeToF16(x);\n}",
+        // quantizeToF16 (SPIR-V OpQuantizeToF16) flushes f16 subnormals to zero; round those
+        // onto the subnormal grid (multiples of 2^-24, ties to even) as the interpreter does.
+        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    if (abs(x) < 6.103515625e-5) {\n        return round(x * 16777216.0) / 16777216.0;\n    }\n    return quantizeToF16(x);\n}",
         "kiln_imod" => {
             "fn kiln_imod(a: i32, b: i32) -> i32 {\n    if (b == 0) { return 0; }\n    let r = a % b;\n    return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));\n}"
         }

@@ -443,6 +443,7 @@ fn value_type(
     kind: &'static str,
     dims: &DimBindings,
     unk: &mut usize,
+    symbols: &mut Vec<String>,
 ) -> Result<(i32, TensorType), OnnxError> {
     use super::proto::tensor_shape_proto::dimension::Value as D;
     use super::proto::type_proto::Value as T;
@@ -475,6 +476,8 @@ fn value_type(
             // A param without a letter or digit ("?", "-1"-like placeholders) names nothing.
             Some(D::DimParam(p)) if p.chars().any(|c| c.is_alphabetic()) => {
                 let s = symbol_name(p);
+                symbols.push(p.clone());
+                symbols.push(s.clone());
                 match dims.get(p).or_else(|| dims.get(&s)) {
                     Some(&c) => Dim::c(c),
                     None => Dim::sym(&s),
@@ -483,6 +486,7 @@ fn value_type(
             _ => {
                 let s = format!("unk_{unk}");
                 *unk += 1;
+                symbols.push(s.clone());
                 match dims.get(&s) {
                     Some(&c) => Dim::c(c),
                     None => Dim::sym(&s),
@@ -557,18 +561,32 @@ pub(crate) fn lower_model(
     }
     let mut io_dtypes = BTreeMap::new();
     let mut unk = 0usize;
+    let mut symbols = Vec::new();
     for v in &graph.input {
         let name = v.name.clone().unwrap_or_default();
         if cx.values.contains_key(&name) {
             continue; // an initializer with a declared input: a constant here
         }
-        let (et, ty) = value_type(v, "input", dims, &mut unk)?;
+        let (et, ty) = value_type(v, "input", dims, &mut unk, &mut symbols)?;
         let elem = data::io_elem(et).expect("checked");
         if elem != data::elem_of(ty.dtype) {
             io_dtypes.insert(name.clone(), elem);
         }
         let id = cx.g.add_input(&name, ty);
         cx.define(&name, Value::Node(id));
+    }
+    // Every --dim must name a symbolic dim of a graph input.
+    let mut unknown: Vec<&String> = dims.keys().filter(|k| !symbols.contains(k)).collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        let mut known: Vec<String> = symbols.clone();
+        known.sort();
+        known.dedup();
+        return Err(OnnxError::Model(format!(
+            "--dim {}: the model has no symbolic dim of that name (its symbolic input dims: {})",
+            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        )));
     }
     for (i, node) in graph.node.iter().enumerate() {
         let n = N {

@@ -678,3 +678,53 @@ fn dynamic_quantize_linear_outputs() {
         vec![153.0, 255.0, 0.0, 26.0, 221.0, 179.0]
     );
 }
+
+#[test]
+fn attention_external_cache_padding_and_sliding_window() {
+    // Opset 25: keys padded to T = 5 with 4 valid (nonpad_kv_seqlen), 2 queries, causal with a
+    // left window of 1: query i (absolute position i + 4 - 2) sees keys p - 1 ..= p.
+    let (hq, s, t, dh) = (2, 2, 5, 3);
+    let q = Tensor::f32(vec![1, hq, s, dh], values(hq * s * dh, 41));
+    let k = Tensor::f32(vec![1, 1, t, dh], values(t * dh, 42));
+    let v = Tensor::f32(vec![1, 1, t, dh], values(t * dh, 43));
+    let nonpad = Tensor::i32(vec![1], vec![4]);
+    let out = run_op(
+        25,
+        "Attention",
+        &[
+            ("Q", &q),
+            ("K", &k),
+            ("V", &v),
+            ("", &q),
+            ("", &q),
+            ("", &q),
+            ("nonpad", &nonpad),
+        ],
+        &["Y"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("is_causal", 1).attr_int("left_window_size", 1);
+        },
+    );
+    let ninf = f32::NEG_INFINITY;
+    let mut bias = vec![ninf; s * t];
+    for i in 0..s {
+        let p = i + 4 - s;
+        for j in 0..t {
+            if j <= p && p - j <= 1 && j < 4 {
+                bias[i * t + j] = 0.0;
+            }
+        }
+    }
+    let want = attention_ref(
+        &q.to_f32(),
+        &k.to_f32(),
+        &v.to_f32(),
+        (1, hq, 1, s, t, dh, dh),
+        Some(&bias),
+        None,
+        1.0 / (dh as f32).sqrt(),
+        0.0,
+    );
+    assert_close(&out["Y"].to_f32(), &want, 1e-5);
+}

@@ -1,4 +1,4 @@
-//! `Attention` (opset 23): scaled dot-product attention decomposed into IR primitives.
+//! `Attention` (opsets 23-25): scaled dot-product attention decomposed into IR primitives.
 //!
 //! The decomposition follows the ONNX reference implementation step by step:
 //!
@@ -6,8 +6,10 @@
 //! 2. `past_key`/`past_value` are concatenated in front of `K`/`V` along the sequence axis
 //!    (these are the `present_key`/`present_value` outputs).
 //! 3. The additive bias `[.., S, T]` is built from the optional mask (a bool mask becomes
-//!    `0 / -inf`; a mask shorter than the key sequence is padded with `-inf`) and the causal
-//!    mask (`j <= i + past_len`, a tensor expression, so symbolic lengths work).
+//!    `0 / -inf`; a mask shorter than the key sequence is padded with `-inf`) and one tensor
+//!    expression for the structural masks: causal (`j <= i + offset`), the opset-25 sliding
+//!    window, and the opset-24 key padding `j < nonpad_kv_seqlen[b]` (whose external cache also
+//!    sets the per-batch offset). Symbolic lengths work.
 //! 4. Scores are `(Q * scale) @ K^T` (for f16 the reference's `sqrt(scale)` on both operands is
 //!    kept, so rounding matches), optionally soft-capped (`c * tanh(x / c)`), plus the bias.
 //! 5. Softmax over the keys (in `softmax_precision` if given). Rows whose bias is all `-inf`
@@ -76,16 +78,23 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let mask = cx.opt_input(n, 3)?;
     let past_k = cx.opt_input(n, 4)?;
     let past_v = cx.opt_input(n, 5)?;
-    if cx.has_input(n, 6) {
-        return Err(n.err("input 6 ('nonpad_kv_seqlen', opset 24) is not supported"));
-    }
+    let nonpad = match cx.opt_input(n, 6)? {
+        Some(v) if cx.ty(v).dtype == DType::I32 => Some(v),
+        Some(v) => Some(cx.add(n, "nonpad_i32", Op::Cast(DType::I32), &[v])?),
+        None => None,
+    };
     if past_k.is_some() != past_v.is_some() {
         return Err(n.err("past_key and past_value must be given together"));
     }
-    for a in ["left_window_size", "right_window_size"] {
-        if n.attr_i(a, -1)? >= 0 {
-            return Err(n.err(format!("attribute '{a}' (opset 25) is not supported")));
-        }
+    if nonpad.is_some() && past_k.is_some() {
+        return Err(n.err("nonpad_kv_seqlen cannot be combined with past_key/past_value"));
+    }
+    let left = n.attr_i("left_window_size", -1)?;
+    let right = n.attr_i("right_window_size", -1)?;
+    if left < -1 || right < -1 {
+        return Err(n.err(format!(
+            "window sizes must be -1 or non-negative, got left={left}, right={right}"
+        )));
     }
     let qt = cx.ty(q).clone();
     let dt = qt.dtype;
@@ -141,6 +150,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let qs = cx.ty(q).shape.clone();
     let (q_heads, s_len, head_size) = (qs[1].clone(), qs[2].clone(), qs[3].clone());
+    let batch = qs[0].clone();
     let kv_heads = cx.ty(k).shape[1].clone();
 
     // 2. KV cache.
@@ -205,31 +215,74 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         }
         bias = Some(m);
     }
+    // Structural masks in one expression: causal (`j <= i + offset`), sliding window
+    // (`-right <= i + offset - j <= left`) and key padding (`j < nonpad_kv_seqlen[b]`). The
+    // offset is the number of valid keys before this query block: past_len for the internal
+    // cache, `nonpad_kv_seqlen[b] - S` for the external one. With nonpad_kv_seqlen the mask is
+    // per batch, `[B, 1, S, T]`, else `[S, T]`.
+    let per_batch = nonpad.is_some();
+    let (qi, kj) = if per_batch {
+        (TExpr::Coord(2), TExpr::Coord(3))
+    } else {
+        (TExpr::Coord(0), TExpr::Coord(1))
+    };
+    let valid = TExpr::Load {
+        input: 0,
+        index: vec![TExpr::Coord(0)],
+    };
+    let offset = if per_batch {
+        valid.clone().sub(TExpr::Dim(s_len.clone()))
+    } else {
+        TExpr::Dim(past_len.clone())
+    };
+    let pos = qi.add(offset);
+    let mut conds = Vec::new();
     if is_causal {
-        // Query i (of this block) sees key j iff j <= i + past_len.
-        let expr = TExpr::select(
-            TExpr::Coord(1).cmp(
-                BinaryOp::LessEqual,
-                TExpr::Coord(0).add(TExpr::Dim(past_len.clone())),
-                DType::I32,
+        conds.push(kj.clone().cmp(BinaryOp::LessEqual, pos.clone(), DType::I32));
+    }
+    if left >= 0 {
+        conds.push(pos.clone().sub(kj.clone()).cmp(
+            BinaryOp::LessEqual,
+            TExpr::int(left),
+            DType::I32,
+        ));
+    }
+    if right >= 0 {
+        conds.push(kj.clone().sub(pos.clone()).cmp(
+            BinaryOp::LessEqual,
+            TExpr::int(right),
+            DType::I32,
+        ));
+    }
+    if per_batch {
+        conds.push(kj.clone().cmp(BinaryOp::Less, valid, DType::I32));
+    }
+    if let Some(allowed) = conds
+        .into_iter()
+        .reduce(|a, b| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool))
+    {
+        let expr = TExpr::select(allowed, TExpr::Lit(0.0, dt), TExpr::Lit(neg_inf, dt));
+        let (shape, ins) = match nonpad {
+            Some(v) => (
+                vec![batch.clone(), Dim::c(1), s_len.clone(), t_len.clone()],
+                vec![v],
             ),
-            TExpr::Lit(0.0, dt),
-            TExpr::Lit(neg_inf, dt),
-        );
-        let causal = cx.add(
+            None => (vec![s_len.clone(), t_len.clone()], vec![]),
+        };
+        let structural = cx.add(
             n,
-            "causal_bias",
+            "structural_bias",
             Op::Compute {
-                shape: vec![s_len.clone(), t_len.clone()],
+                shape,
                 dtype: dt,
                 expr,
-                name: "CausalMask".into(),
+                name: "AttentionMask".into(),
             },
-            &[],
+            &ins,
         )?;
         bias = Some(match bias {
-            Some(b) => bin(cx, n, "bias", BinaryOp::Add, b, causal)?,
-            None => causal,
+            Some(b) => bin(cx, n, "bias", BinaryOp::Add, b, structural)?,
+            None => structural,
         });
     }
 
@@ -258,7 +311,6 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         kk = bin(cx, n, "k_scaled", BinaryOp::Mul, kk, s)?;
     }
     let kt = transpose(cx, n, "k_t", kk, vec![0, 1, 3, 2])?;
-    let batch = qs[0].clone();
     let gqa = q_heads != kv_heads;
     let rep = if gqa {
         let r = q_heads.exact_div(&kv_heads).ok_or_else(|| {
@@ -319,7 +371,8 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         },
         &[logits],
     )?;
-    if let Some(b) = bias.filter(|_| mask.is_some()) {
+    let may_mask_rows = mask.is_some() || nonpad.is_some() || left >= 0 || right >= 0;
+    if let Some(b) = bias.filter(|_| may_mask_rows) {
         // Rows with no attendable key (bias all -inf) become zero.
         let rank_b = cx.ty(b).rank();
         let mx = cx.add(

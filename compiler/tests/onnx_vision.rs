@@ -433,6 +433,8 @@ enum Pool {
     Max,
     /// Average; `true` counts padding positions in the divisor.
     Avg(bool),
+    /// `(sum |x|^p)^(1/p)` over the input elements of the window.
+    Lp(i32),
 }
 
 /// Pooling geometry from the ONNX spec: output size floor or ceil of
@@ -466,6 +468,7 @@ fn pool_ref(
     for (yi, out) in y.iter_mut().enumerate() {
         let yc = unravel(yi, &ys);
         let (mut best, mut sum, mut valid, mut padded) = (f64::NEG_INFINITY, 0.0, 0usize, 0usize);
+        let mut lp = 0.0;
         for ki in 0..numel(k) {
             let kc = unravel(ki, k);
             let mut xc = yc[..2].to_vec();
@@ -481,6 +484,9 @@ fn pool_ref(
                 let v = x[ravel(&xc, xs)] as f64;
                 best = best.max(v);
                 sum += v;
+                if let Pool::Lp(p) = kind {
+                    lp += v.abs().powi(p);
+                }
                 valid += 1;
             }
         }
@@ -488,6 +494,7 @@ fn pool_ref(
             Pool::Max => best,
             Pool::Avg(false) => sum / valid as f64,
             Pool::Avg(true) => sum / padded as f64,
+            Pool::Lp(p) => lp.powf(1.0 / p as f64),
         } as f32;
     }
     (y, ys)
@@ -996,4 +1003,49 @@ fn depth_to_space_and_space_to_depth() {
         })
         .collect();
     assert_close("SpaceToDepth", run(&b, &x, &xs), (y, ys));
+}
+
+#[test]
+fn lp_pool_and_global_lp_pool() {
+    let xs = [2, 2, 7, 6];
+    for p in [1, 2, 3] {
+        let (got, x) = pool_case("LpPool", &xs, |n| {
+            n.attr_ints("kernel_shape", &[3, 2])
+                .attr_ints("strides", &[2, 1])
+                .attr_ints("pads", &[1, 0, 1, 1])
+                .attr_int("p", p)
+        });
+        let g = geo(&[2, 1], &[(1, 1), (0, 1)], &[1, 1], 1);
+        let want = pool_ref(Pool::Lp(p as i32), &x, &xs, &[3, 2], &g, false);
+        assert_close(&format!("LpPool p={p}"), got, want);
+    }
+    let (got, x) = pool_case("LpPool", &xs, |n| {
+        n.attr_ints("kernel_shape", &[2, 2])
+            .attr_ints("strides", &[2, 2])
+            .attr_ints("dilations", &[2, 1])
+            .attr_int("ceil_mode", 1)
+    });
+    let g = geo(&[2, 2], &[(0, 0); 2], &[2, 1], 1);
+    assert_close(
+        "LpPool ceil",
+        got,
+        pool_ref(Pool::Lp(2), &x, &xs, &[2, 2], &g, true),
+    );
+    let (got, x) = pool_case("LpPool", &xs, |n| {
+        n.attr_ints("kernel_shape", &[2, 3])
+            .attr_str("auto_pad", "SAME_LOWER")
+            .attr_int("p", 3)
+    });
+    let g = geo(&[1, 1], &[(1, 0), (1, 1)], &[1, 1], 1);
+    assert_close(
+        "LpPool same_lower",
+        got,
+        pool_ref(Pool::Lp(3), &x, &xs, &[2, 3], &g, false),
+    );
+    for p in [2, 3] {
+        let (got, x) = pool_case("GlobalLpPool", &xs, |n| n.attr_int("p", p));
+        let g = geo(&[1, 1], &[(0, 0); 2], &[1, 1], 1);
+        let want = pool_ref(Pool::Lp(p as i32), &x, &xs, &[7, 6], &g, false);
+        assert_close(&format!("GlobalLpPool p={p}"), got, want);
+    }
 }

@@ -10,6 +10,7 @@ mod loss;
 mod math;
 mod matmul;
 mod norm;
+mod pool;
 mod quant2;
 mod quant;
 mod reduce;
@@ -70,6 +71,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
+    "GlobalLpPool",
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
@@ -89,6 +91,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LogSoftmax",
     "LRN",
     "LpNormalization",
+    "LpPool",
     "MatMul",
     "MaxPool",
     "MatMulInteger",
@@ -229,6 +232,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "DepthToSpace" | "SpaceToDepth" => shape::depth_space(cx, n),
         "OneHot" => shape::one_hot(cx, n),
         "MaxPool" | "AveragePool" => conv::pool(cx, n),
+        "LpPool" => pool::lp_pool(cx, n),
+        "GlobalLpPool" => pool::global_lp_pool(cx, n),
         "DequantizeLinear" => quant::dequantize(cx, n),
         "Attention" => attention::attention(cx, n),
         "QuantizeLinear" => quant::quantize(cx, n),

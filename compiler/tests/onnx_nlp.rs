@@ -728,3 +728,104 @@ fn attention_external_cache_padding_and_sliding_window() {
     );
     assert_close(&out["Y"].to_f32(), &want, 1e-5);
 }
+
+#[test]
+fn linear_attention_gated_delta_gqa_with_past() {
+    // B=1, T=3, Hq=4, Hkv=2 (groups of 2), dk=dv=2; per-head decay and beta.
+    let (t, hq, hkv, dk, dv) = (3usize, 4usize, 2usize, 2usize, 2usize);
+    let q = Tensor::f32(vec![1, t, hq * dk], values(t * hq * dk, 51));
+    let k = Tensor::f32(vec![1, t, hkv * dk], values(t * hkv * dk, 52));
+    let v = Tensor::f32(vec![1, t, hkv * dv], values(t * hkv * dv, 53));
+    let past = Tensor::f32(vec![1, hkv, dk, dv], values(hkv * dk * dv, 54));
+    let decay = Tensor::f32(vec![1, t, hkv], values(t * hkv, 55));
+    let beta = Tensor::f32(vec![1, t, hkv], values(t * hkv, 56));
+    let out = run_op(
+        27,
+        "LinearAttention",
+        &[
+            ("q", &q),
+            ("k", &k),
+            ("v", &v),
+            ("past", &past),
+            ("decay", &decay),
+            ("beta", &beta),
+        ],
+        &["y", "state"],
+        DataType::Float,
+        |nd| {
+            nd.attr_int("q_num_heads", hq as i64)
+                .attr_int("kv_num_heads", hkv as i64);
+        },
+    );
+    let (qv, kv, vv) = (q.to_f32(), k.to_f32(), v.to_f32());
+    let (dv_, bv) = (decay.to_f32(), beta.to_f32());
+    let mut s = past.to_f32(); // [h][d][m]
+    let scale = 1.0 / (dk as f32).sqrt();
+    let mut y = vec![0.0f32; t * hq * dv];
+    for i in 0..t {
+        for h in 0..hkv {
+            let g = dv_[i * hkv + h].exp();
+            let kt: Vec<f32> = (0..dk).map(|d| kv[i * hkv * dk + h * dk + d]).collect();
+            for e in s[h * dk * dv..(h + 1) * dk * dv].iter_mut() {
+                *e *= g;
+            }
+            let mut vt: Vec<f32> = (0..dv).map(|m| vv[i * hkv * dv + h * dv + m]).collect();
+            for (m, vm) in vt.iter_mut().enumerate() {
+                let r: f32 = (0..dk).map(|d| s[(h * dk + d) * dv + m] * kt[d]).sum();
+                *vm = bv[i * hkv + h] * (*vm - r);
+            }
+            for d in 0..dk {
+                for m in 0..dv {
+                    s[(h * dk + d) * dv + m] += kt[d] * vt[m];
+                }
+            }
+        }
+        for hh in 0..hq {
+            let h = hh / (hq / hkv);
+            for m in 0..dv {
+                let acc: f32 = (0..dk)
+                    .map(|d| qv[i * hq * dk + hh * dk + d] * s[(h * dk + d) * dv + m])
+                    .sum();
+                y[i * hq * dv + hh * dv + m] = scale * acc;
+            }
+        }
+    }
+    assert_eq!(out["y"].shape, vec![1, t, hq * dv]);
+    assert_close(&out["y"].to_f32(), &y, 1e-5);
+    assert_close(&out["state"].to_f32(), &s, 1e-5);
+}
+
+#[test]
+fn causal_conv_with_state_bias_past_and_silu() {
+    let (b, c, t, k) = (1usize, 2usize, 3usize, 3usize);
+    let x = Tensor::f32(vec![b, c, t], values(c * t, 61));
+    let w = Tensor::f32(vec![c, 1, k], values(c * k, 62));
+    let bias = Tensor::f32(vec![c], vec![0.25, -0.5]);
+    let past = Tensor::f32(vec![b, c, k - 1], values(c * (k - 1), 63));
+    let out = run_op(
+        27,
+        "CausalConvWithState",
+        &[("x", &x), ("w", &w), ("bias", &bias), ("past", &past)],
+        &["y", "state"],
+        DataType::Float,
+        |nd| {
+            nd.attr_str("activation", "silu");
+        },
+    );
+    let (xv, wv, pv) = (x.to_f32(), w.to_f32(), past.to_f32());
+    let mut y = Vec::new();
+    let mut st = Vec::new();
+    for ch in 0..c {
+        let mut padded: Vec<f32> = pv[ch * (k - 1)..(ch + 1) * (k - 1)].to_vec();
+        padded.extend_from_slice(&xv[ch * t..(ch + 1) * t]);
+        for i in 0..t {
+            let z: f32 =
+                bias.to_f32()[ch] + (0..k).map(|j| wv[ch * k + j] * padded[i + j]).sum::<f32>();
+            y.push(z / (1.0 + (-z).exp()));
+        }
+        st.extend_from_slice(&padded[t..]);
+    }
+    assert_close(&out["y"].to_f32(), &y, 1e-6);
+    assert_eq!(out["state"].shape, vec![b, c, k - 1]);
+    assert_close(&out["state"].to_f32(), &st, 0.0);
+}

@@ -1,4 +1,5 @@
-//! `Attention` (opsets 23-25): scaled dot-product attention decomposed into IR primitives.
+//! `Attention` (opsets 23-25): scaled dot-product attention decomposed into IR primitives; also
+//! the attention-family ops `RotaryEmbedding`, `LinearAttention` and `CausalConvWithState`.
 //!
 //! The decomposition follows the ONNX reference implementation step by step:
 //!
@@ -25,7 +26,7 @@ use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::data;
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, TExpr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, SliceAxis, TExpr, UnaryOp};
 
 /// Splits `[B, S, H*D]` into heads `[B, H, S, D]`.
 fn split_heads(
@@ -614,4 +615,396 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         },
         &ins,
     )?)])
+}
+
+/// Longest sequence `LinearAttention` unrolls (one group of IR ops per step).
+const LINEAR_ATTENTION_MAX_STEPS: i64 = 256;
+
+/// `LinearAttention` (opset 27): the recurrent state update `S <- S * exp(g_t)` (gated),
+/// `v_t <- beta_t (v_t - k_t S)` (delta rule), `S <- S + k_t^T v_t`, read out as
+/// `y_t = scale * q_t S`, unrolled over the (concrete) sequence length in f32. Query heads
+/// share kv heads in groups (`q_t` reshaped to `[B, Hkv, group, dk]`, no state copies).
+pub(crate) fn linear_attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let rule = n
+        .attr_s("update_rule")?
+        .unwrap_or_else(|| "gated_delta".into());
+    let (gating, delta) = match rule.as_str() {
+        "linear" => (false, false),
+        "gated" => (true, false),
+        "delta" => (false, true),
+        "gated_delta" => (true, true),
+        other => {
+            return Err(n.err(format!(
+                "update_rule must be linear, gated, delta or gated_delta, got '{other}'"
+            )))
+        }
+    };
+    let (Some(hq), Some(hkv)) = (n.attr_i_opt("q_num_heads")?, n.attr_i_opt("kv_num_heads")?)
+    else {
+        return Err(n.err("the attributes 'q_num_heads' and 'kv_num_heads' are required"));
+    };
+    if hq <= 0 || hkv <= 0 || hq % hkv != 0 {
+        return Err(n.err(format!(
+            "q_num_heads {hq} must be a positive multiple of kv_num_heads {hkv}"
+        )));
+    }
+    let q = cx.input(n, 0)?;
+    let k = cx.input(n, 1)?;
+    let v = cx.input(n, 2)?;
+    let past = cx.opt_input(n, 3)?;
+    let decay = cx.opt_input(n, 4)?;
+    let beta = cx.opt_input(n, 5)?;
+    if gating != decay.is_some() {
+        return Err(n.err(format!(
+            "update_rule '{rule}' {} the decay input",
+            if gating { "requires" } else { "forbids" }
+        )));
+    }
+    if delta != beta.is_some() {
+        return Err(n.err(format!(
+            "update_rule '{rule}' {} the beta input",
+            if delta { "requires" } else { "forbids" }
+        )));
+    }
+    let qt = cx.ty(q).clone();
+    let out_dt = qt.dtype;
+    for id in [q, k, v] {
+        if cx.ty(id).rank() != 3 || !cx.ty(id).dtype.is_float() {
+            return Err(n.err(format!(
+                "query, key and value must be float [B, T, H*D], got {}",
+                cx.ty(id).describe()
+            )));
+        }
+    }
+    let steps = qt.shape[1].as_const().ok_or_else(|| {
+        n.err(format!(
+            "the sequence length {} must be concrete (the recurrence is unrolled)",
+            qt.shape[1]
+        ))
+    })?;
+    if steps > LINEAR_ATTENTION_MAX_STEPS {
+        return Err(n.err(format!(
+            "sequence length {steps} is above the {LINEAR_ATTENTION_MAX_STEPS} steps Kiln unrolls"
+        )));
+    }
+    let f32_ = |cx: &mut Ctx, s: &str, x: NodeId| -> Result<NodeId, OnnxError> {
+        if cx.ty(x).dtype == DType::F32 {
+            Ok(x)
+        } else {
+            cx.add(n, s, Op::Cast(DType::F32), &[x])
+        }
+    };
+    let q = f32_(cx, "q_f32", q)?;
+    let k = f32_(cx, "k_f32", k)?;
+    let v = f32_(cx, "v_f32", v)?;
+    let q4 = split_heads(cx, n, "q", q, hq)?;
+    let k4 = split_heads(cx, n, "k", k, hkv)?;
+    let v4 = split_heads(cx, n, "v", v, hkv)?;
+    let batch = qt.shape[0].clone();
+    let dk = cx.ty(q4).shape[3].clone();
+    let dv = cx.ty(v4).shape[3].clone();
+    let group = hq / hkv;
+    // Per-head (or per-key-dim) decay and per-head (or shared) beta, as [B, H, T, X].
+    let per_step = |cx: &mut Ctx, what: &str, x: NodeId, allowed: &[i64]| {
+        let t = cx.ty(x).clone();
+        let last = t.shape.get(2).and_then(Dim::as_const);
+        match last {
+            Some(l) if t.rank() == 3 && allowed.contains(&l) => {}
+            _ => {
+                return Err(n.err(format!(
+                    "{what} must be [B, T, X] with X in {allowed:?}, got {}",
+                    t.describe()
+                )))
+            }
+        }
+        let l = last.expect("checked");
+        let x = f32_(cx, &format!("{what}_f32"), x)?;
+        let heads = if l == hkv * dk.as_const().unwrap_or(-1) {
+            hkv
+        } else {
+            l
+        };
+        split_heads(cx, n, what, x, heads)
+    };
+    let dk_c = dk.as_const().unwrap_or(-1);
+    let decay4 = match decay {
+        Some(d) => Some(per_step(cx, "decay", d, &[hkv, hkv * dk_c])?),
+        None => None,
+    };
+    let beta4 = match beta {
+        Some(b) => Some(per_step(cx, "beta", b, &[hkv, 1])?),
+        None => None,
+    };
+    let state_dt = match past {
+        Some(p) => cx.ty(p).dtype,
+        None => out_dt,
+    };
+    let mut state = match past {
+        Some(p) => {
+            let want = vec![batch.clone(), Dim::c(hkv), dk.clone(), dv.clone()];
+            if cx.ty(p).shape != want {
+                return Err(n.err(format!(
+                    "past_state {} must be [B, kv_num_heads, dk, dv] = {want:?}",
+                    cx.ty(p).describe()
+                )));
+            }
+            Some(f32_(cx, "state_f32", p)?)
+        }
+        None => None,
+    };
+    let scale = match n.attr_f("scale", 0.0)? {
+        s if s != 0.0 => s as f64,
+        _ => {
+            let d = dk
+                .as_const()
+                .ok_or_else(|| n.err("the key head size must be concrete"))?;
+            1.0 / (d as f64).sqrt()
+        }
+    };
+    let step = |cx: &mut Ctx, what: &str, x: NodeId, t: i64| {
+        cx.add(
+            n,
+            &format!("{what}_{t}"),
+            Op::Slice {
+                axes: vec![SliceAxis {
+                    axis: 2,
+                    start: t,
+                    end: t + 1,
+                    step: 1,
+                }],
+            },
+            &[x],
+        )
+    };
+    let mut outs = Vec::new();
+    for t in 0..steps {
+        let q_t = step(cx, "q", q4, t)?;
+        let k_t = step(cx, "k", k4, t)?;
+        let mut v_t = step(cx, "v", v4, t)?;
+        let k_col = transpose(cx, n, &format!("k_col_{t}"), k_t, vec![0, 1, 3, 2])?;
+        if let (Some(d4), Some(s)) = (decay4, state) {
+            let g = step(cx, "decay", d4, t)?;
+            let g = cx.add(n, &format!("decay_exp_{t}"), Op::Unary(UnaryOp::Exp), &[g])?;
+            let g = transpose(cx, n, &format!("decay_col_{t}"), g, vec![0, 1, 3, 2])?;
+            state = Some(bin(
+                cx,
+                n,
+                &format!("state_decayed_{t}"),
+                BinaryOp::Mul,
+                s,
+                g,
+            )?);
+        }
+        if let Some(b4) = beta4 {
+            if let Some(s) = state {
+                let r = cx.add(n, &format!("retrieved_{t}"), Op::MatMul, &[k_t, s])?;
+                v_t = bin(cx, n, &format!("v_err_{t}"), BinaryOp::Sub, v_t, r)?;
+            }
+            let b = step(cx, "beta", b4, t)?;
+            v_t = bin(cx, n, &format!("v_beta_{t}"), BinaryOp::Mul, v_t, b)?;
+        }
+        let upd = bin(cx, n, &format!("outer_{t}"), BinaryOp::Mul, k_col, v_t)?;
+        let s = match state {
+            Some(s) => bin(cx, n, &format!("state_{t}"), BinaryOp::Add, s, upd)?,
+            None => upd,
+        };
+        state = Some(s);
+        let qg = reshape(
+            cx,
+            n,
+            &format!("q_grouped_{t}"),
+            q_t,
+            vec![batch.clone(), Dim::c(hkv), Dim::c(group), dk.clone()],
+        )?;
+        let y = cx.add(n, &format!("y_{t}"), Op::MatMul, &[qg, s])?;
+        outs.push(reshape(
+            cx,
+            n,
+            &format!("y_heads_{t}"),
+            y,
+            vec![batch.clone(), Dim::c(hq), Dim::c(1), dv.clone()],
+        )?);
+    }
+    let y = if outs.len() == 1 {
+        outs[0]
+    } else {
+        cx.add(n, "outputs", Op::Concat { axis: 2 }, &outs)?
+    };
+    let sc = cx.scalar(n, "scale", DType::F32, scale);
+    let y = bin(cx, n, "scaled", BinaryOp::Mul, y, sc)?;
+    let y = transpose(cx, n, "y_bthd", y, vec![0, 2, 1, 3])?;
+    let mut y = reshape(
+        cx,
+        n,
+        "y_merged",
+        y,
+        vec![batch.clone(), qt.shape[1].clone(), Dim::c(hq).mul(&dv)],
+    )?;
+    if out_dt != DType::F32 {
+        y = cx.add(n, "output", Op::Cast(out_dt), &[y])?;
+    }
+    let mut s = state.ok_or_else(|| n.err("the sequence is empty"))?;
+    if state_dt != DType::F32 {
+        s = cx.add(n, "present_state", Op::Cast(state_dt), &[s])?;
+    }
+    Ok(vec![Value::Node(y), Value::Node(s)])
+}
+
+/// `CausalConvWithState` (opset 27): a depthwise causal 1-D convolution over
+/// `[past_state (or zeros), input]` as one tensor expression (unrolled over the kernel, summed
+/// in f32), optional bias and SiLU; `present_state` is the last `k - 1` padded steps.
+pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let w = cx.input(n, 1)?;
+    let bias = cx.opt_input(n, 2)?;
+    let past = cx.opt_input(n, 3)?;
+    let act = n.attr_s("activation")?.unwrap_or_else(|| "none".into());
+    let silu = match act.as_str() {
+        "none" => false,
+        "silu" | "swish" => true,
+        other => {
+            return Err(n.err(format!(
+                "activation must be none, silu or swish, got '{other}'"
+            )))
+        }
+    };
+    let xt = cx.ty(x).clone();
+    let wt = cx.ty(w).clone();
+    let dt = xt.dtype;
+    if xt.rank() != 3 || wt.rank() != 3 || !dt.is_float() {
+        return Err(n.err(format!(
+            "input must be float [B, C, T] and weight [C, 1, k], got {} and {}",
+            xt.describe(),
+            wt.describe()
+        )));
+    }
+    let k = wt.shape[2]
+        .as_const()
+        .ok_or_else(|| n.err("the kernel size must be concrete"))?;
+    let pad = k - 1;
+    let (b, c, t) = (
+        xt.shape[0].clone(),
+        xt.shape[1].clone(),
+        xt.shape[2].clone(),
+    );
+    let mut ins = vec![x, w];
+    let past_slot = past.map(|p| {
+        ins.push(p);
+        ins.len() - 1
+    });
+    let bias_slot = bias.map(|p| {
+        ins.push(p);
+        ins.len() - 1
+    });
+    let f = |e: TExpr, from: DType| {
+        if from == DType::F32 {
+            e
+        } else {
+            TExpr::Cast(Box::new(e), from, DType::F32)
+        }
+    };
+    let dts: Vec<DType> = ins.iter().map(|&i| cx.ty(i).dtype).collect();
+    // Element j of the padded sequence of (b, c), in f32.
+    let padded = |j: TExpr| -> TExpr {
+        let from_x = f(
+            TExpr::Load {
+                input: 0,
+                index: vec![
+                    TExpr::Coord(0),
+                    TExpr::Coord(1),
+                    j.clone().sub(TExpr::int(pad)),
+                ],
+            },
+            dt,
+        );
+        let from_past = match past_slot {
+            Some(s) => f(
+                TExpr::Load {
+                    input: s,
+                    index: vec![TExpr::Coord(0), TExpr::Coord(1), j.clone()],
+                },
+                dts[s],
+            ),
+            None => TExpr::Lit(0.0, DType::F32),
+        };
+        TExpr::select(
+            j.cmp(BinaryOp::Less, TExpr::int(pad), DType::I32),
+            from_past,
+            from_x,
+        )
+    };
+    let fb = |op, a: TExpr, c: TExpr| TExpr::Binary(op, Box::new(a), Box::new(c), DType::F32);
+    let mut acc = match bias_slot {
+        Some(s) => f(
+            TExpr::Load {
+                input: s,
+                index: vec![TExpr::Coord(1)],
+            },
+            dts[s],
+        ),
+        None => TExpr::Lit(0.0, DType::F32),
+    };
+    for i in 0..k {
+        let wv = f(
+            TExpr::Load {
+                input: 1,
+                index: vec![TExpr::Coord(1), TExpr::int(0), TExpr::int(i)],
+            },
+            wt.dtype,
+        );
+        acc = fb(
+            BinaryOp::Add,
+            acc,
+            fb(
+                BinaryOp::Mul,
+                wv,
+                padded(TExpr::Coord(2).add(TExpr::int(i))),
+            ),
+        );
+    }
+    if dt != DType::F32 {
+        // The reference rounds the convolution to the input type before the activation.
+        acc = TExpr::Cast(
+            Box::new(TExpr::Cast(Box::new(acc), DType::F32, dt)),
+            dt,
+            DType::F32,
+        );
+    }
+    if silu {
+        let s = TExpr::Unary(UnaryOp::Sigmoid, Box::new(acc.clone()), DType::F32);
+        acc = fb(BinaryOp::Mul, acc, s);
+    }
+    let out = if dt == DType::F32 {
+        acc
+    } else {
+        TExpr::Cast(Box::new(acc), DType::F32, dt)
+    };
+    let y = cx.add(
+        n,
+        "output",
+        Op::Compute {
+            shape: vec![b.clone(), c.clone(), t.clone()],
+            dtype: dt,
+            expr: out,
+            name: "CausalConv".into(),
+        },
+        &ins,
+    )?;
+    // present_state[.., j] = padded[.., T + j].
+    let mut st = padded(TExpr::Coord(2).add(TExpr::Dim(t.clone())));
+    if dt != DType::F32 {
+        st = TExpr::Cast(Box::new(st), DType::F32, dt);
+    }
+    let state = cx.add(
+        n,
+        "present_state",
+        Op::Compute {
+            shape: vec![b, c, Dim::c(pad)],
+            dtype: dt,
+            expr: st,
+            name: "CausalConvState".into(),
+        },
+        &ins,
+    )?;
+    Ok(vec![Value::Node(y), Value::Node(state)])
 }

@@ -40,6 +40,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "BatchNormalization",
     "Cast",
     "CastLike",
+    "CausalConvWithState",
     "Ceil",
     "Celu",
     "Clip",
@@ -87,6 +88,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LeakyRelu",
     "Less",
     "LessOrEqual",
+    "LinearAttention",
     "Log",
     "LogSoftmax",
     "LRN",
@@ -251,6 +253,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         }
         "QLinearMatMul" => quant2::qlinear_matmul(cx, n),
         "DynamicQuantizeLinear" => quant2::dynamic_quantize(cx, n),
+        "LinearAttention" => attention::linear_attention(cx, n),
+        "CausalConvWithState" => attention::causal_conv_with_state(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

@@ -129,3 +129,26 @@ fn large_gemm_with_ragged_edges_matches_the_interpreter() {
     g.add_output("y", y);
     check(g, Tensor::f32(vec![600, 130], values(600 * 130, 12)));
 }
+
+#[test]
+fn top_k_and_scatter_nd_match_the_interpreter() {
+    // Top-3 indices along the middle axis of a tensor with ties (values rounded to 0.25).
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[2, 9, 3]));
+    let idx = g.add("topk", Op::TopK { k: 3, axis: 1, largest: true }, &[x]).unwrap();
+    let as_f = g.add("cast", Op::Cast(DType::F32), &[idx]).unwrap();
+    g.add_output("y", as_f);
+    let vals: Vec<f32> = values(54, 21).iter().map(|v| (v * 4.0).round() / 4.0).collect();
+    let r = check(g, Tensor::f32(vec![2, 9, 3], vals));
+    assert_eq!(r.shape, vec![2, 3, 3]);
+
+    // ScatterND with duplicate index rows (the last update wins) into a 4x5 matrix.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[4, 5]));
+    let ind = g.add_const("ind", Tensor::i32(vec![3, 1], vec![2, -1, 2]));
+    let upd = g.add_const("upd", Tensor::f32(vec![3, 5], (0..15).map(|v| v as f32).collect()));
+    let y = g.add("scatter", Op::ScatterNd { reduction: kiln::ir::ScatterReduction::None }, &[x, ind, upd]).unwrap();
+    g.add_output("y", y);
+    let r = check(g, Tensor::f32(vec![4, 5], vec![-1.0; 20]));
+    assert_eq!(&r.to_f32()[10..20], &[10.0, 11.0, 12.0, 13.0, 14.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+}

@@ -90,6 +90,8 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
         }
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
+        KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
+        KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
         KernelBody::Conv { x, w, strides, groups, .. } => {
             format!("conv:x={},w={},s={strides:?},g={groups}", dims(x), dims(w))
         }
@@ -103,6 +105,10 @@ pub fn tuning_key(body: &KernelBody) -> String {
 pub fn default_schedule(body: &KernelBody) -> Schedule {
     match body {
         KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
+        // One thread per row (top-k) or element (scatter); one element each.
+        KernelBody::TopK { .. } | KernelBody::Scatter { .. } => {
+            Schedule::Injective(kiln_schedules::InjectiveParams { workgroup_size: 64, elems_per_thread: 1 })
+        }
         KernelBody::Reduce { in_shape, axes, .. } => {
             defaults::row_reduce(estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a]))))
         }

@@ -166,6 +166,42 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             same(t)
         }
+        Op::TopK { k, axis, .. } => {
+            let t = ins[0];
+            check_axes(&[*axis], t.rank())?;
+            if t.dtype == DType::Bool {
+                return Err("cannot rank bool elements".into());
+            }
+            if let Some(n) = t.shape[*axis].as_const() {
+                if *k as i64 > n {
+                    return Err(format!("k = {k} exceeds axis {axis} of {}", t.describe()));
+                }
+            }
+            let mut shape = t.shape.clone();
+            shape[*axis] = Dim::c(*k as i64);
+            Ok(TensorType { dtype: DType::I32, shape })
+        }
+        Op::ScatterNd { .. } => {
+            let (d, i, u) = (ins[0], ins[1], ins[2]);
+            if !i.dtype.is_int() || i.rank() == 0 {
+                return Err(format!("indices must be an integer tensor of rank >= 1, got {}", i.describe()));
+            }
+            let m = i.shape[i.rank() - 1].as_const().ok_or("the last dim of indices must be concrete")? as usize;
+            if m > d.rank() {
+                return Err(format!("index rows of length {m} exceed the rank of data {}", d.describe()));
+            }
+            let mut want: Shape = i.shape[..i.rank() - 1].to_vec();
+            want.extend(d.shape[m..].iter().cloned());
+            if u.shape != want || u.dtype != d.dtype {
+                return Err(format!(
+                    "updates must be {}[{}], got {}",
+                    d.dtype,
+                    want.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+                    u.describe()
+                ));
+            }
+            Ok(d.clone())
+        }
         Op::Conv { strides, pads, dilations, groups } => conv_type(ins, strides, pads, dilations, *groups),
         Op::Compute { shape, dtype, expr, .. } => {
             let ranks: Vec<usize> = ins.iter().map(|t| t.rank()).collect();

@@ -156,6 +156,8 @@ fn eval_node(
         }
         Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
+        Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
+        Op::ScatterNd { reduction } => scatter_nd(ins, *reduction, dtype)?,
         Op::Conv { strides, pads, dilations, groups } => conv(ins, out_shape, strides, pads, dilations, *groups, dtype),
         Op::Compute { expr, .. } => {
             let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
@@ -738,4 +740,63 @@ mod tests {
         assert!((erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15);
         assert_eq!(erf(7.0), 1.0);
     }
+}
+
+fn top_k(x: &Val, k: usize, axis: usize, largest: bool) -> Val {
+    let outer: usize = x.shape[..axis].iter().product();
+    let n = x.shape[axis];
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let mut out = vec![0.0; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut idx: Vec<usize> = (0..n).collect();
+            let at = |t: usize| x.v[(o * n + t) * inner + i];
+            idx.sort_by(|&a, &b| {
+                let ord = at(a).partial_cmp(&at(b)).unwrap_or(std::cmp::Ordering::Equal);
+                let ord = if largest { ord.reverse() } else { ord };
+                ord.then(a.cmp(&b))
+            });
+            for (j, &t) in idx.iter().take(k).enumerate() {
+                out[(o * k + j) * inner + i] = t as f64;
+            }
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = k;
+    Val { shape, v: out }
+}
+
+fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) -> Result<Val, String> {
+    use crate::ScatterReduction as R;
+    let (data, indices, updates) = (ins[0], ins[1], ins[2]);
+    let m = *indices.shape.last().unwrap_or(&0);
+    let rows: usize = indices.shape[..indices.shape.len() - 1].iter().product();
+    let slice: usize = data.shape[m..].iter().product();
+    let st = strides(&data.shape);
+    let mut out = data.v.clone();
+    for u in 0..rows {
+        let mut off = 0usize;
+        for a in 0..m {
+            let mut ix = indices.v[u * m + a] as i64;
+            let d = data.shape[a] as i64;
+            if ix < 0 {
+                ix += d;
+            }
+            if ix < 0 || ix >= d {
+                return Err(format!("scatter index {} out of range for axis {a} of size {d}", indices.v[u * m + a]));
+            }
+            off += ix as usize * st[a];
+        }
+        for e in 0..slice {
+            let (o, v) = (&mut out[off + e], updates.v[u * slice + e]);
+            *o = dtype.round(match reduction {
+                R::None => v,
+                R::Add => *o + v,
+                R::Mul => *o * v,
+                R::Max => o.max(v),
+                R::Min => o.min(v),
+            });
+        }
+    }
+    Ok(Val { shape: data.shape.clone(), v: out })
 }

@@ -121,6 +121,21 @@ pub enum ReduceOp {
     Prod,
 }
 
+/// How [`Op::ScatterNd`] combines an update with the existing element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScatterReduction {
+    /// Replace (the last update to an element wins).
+    None,
+    /// Add.
+    Add,
+    /// Multiply.
+    Mul,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+}
+
 /// One axis of a [`Op::Slice`], with ONNX semantics: negative `start`/`end` count from the end,
 /// out-of-range values clamp, `step` may be negative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -225,6 +240,22 @@ pub enum Op {
         /// Channel groups.
         groups: usize,
     },
+    /// Indices (i32) of the `k` largest (or smallest) elements along `axis`, best first; ties
+    /// go to the lower index. The values are a gather of the input at these indices.
+    TopK {
+        /// How many.
+        k: usize,
+        /// Axis.
+        axis: usize,
+        /// Largest (true) or smallest.
+        largest: bool,
+    },
+    /// ONNX ScatterND: inputs data, indices (`[..., m]`, integer), updates; the output is data
+    /// with each update slice combined into the element slice its index row addresses.
+    ScatterNd {
+        /// Combining rule.
+        reduction: ScatterReduction,
+    },
     /// A tensor expression: every output element of the given type is `expr` evaluated at its
     /// coordinates (see [`crate::texpr`]); any number of inputs.
     Compute {
@@ -269,6 +300,8 @@ impl Op {
             Op::LayerNorm { .. } => "LayerNorm".into(),
             Op::Compute { name, .. } => name.clone(),
             Op::Conv { .. } => "Conv".into(),
+            Op::TopK { .. } => "TopK".into(),
+            Op::ScatterNd { .. } => "ScatterND".into(),
         }
     }
 
@@ -278,7 +311,8 @@ impl Op {
             Op::Input { .. } | Op::Constant(_) => 0,
             Op::Unary(_) | Op::Cast(_) | Op::Reduce { .. } | Op::ArgReduce { .. } => 1,
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
-            Op::Softmax { .. } => 1,
+            Op::Softmax { .. } | Op::TopK { .. } => 1,
+            Op::ScatterNd { .. } => 3,
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
             Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,

@@ -46,6 +46,8 @@ fn templates() -> &'static tera::Tera {
             ("reduce", include_str!("../../templates/reduce.wgsl")),
             ("softmax", include_str!("../../templates/softmax.wgsl")),
             ("layernorm", include_str!("../../templates/layernorm.wgsl")),
+            ("topk", include_str!("../../templates/topk.wgsl")),
+            ("scatter", include_str!("../../templates/scatter.wgsl")),
             ("gemm", include_str!("../../templates/gemm.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
@@ -393,6 +395,75 @@ pub fn render(
             ctx.insert("batch_lines", &lines);
             let grid = [dim_expr(&pp).cdiv(p.bn as i64), dim_expr(&ocg).cdiv(p.bm as i64), dim_expr(&x[0]).times(g)];
             ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::TopK { shape, dtype, axis, k, largest }, Schedule::Injective(p)) => {
+            let inner = Dim::product(&shape[axis + 1..]);
+            let rows = Dim::product(&shape[..*axis]).mul(&inner);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("rows", &params.dim(&rows, "rows"));
+            ctx.insert("inner", &params.divisor(&inner, "inner"));
+            ctx.insert("n", &params.dim(&shape[*axis], "len"));
+            ctx.insert("k", &expr::literal(*k as f64, DType::I32));
+            ctx.insert("ty", reg_ty(*dtype));
+            ctx.insert("zero", &literal(0.0, *dtype));
+            ctx.insert("better", if *largest { ">" } else { "<" });
+            ctx.insert("worse", if *largest { "<" } else { ">" });
+            let grid = [dim_expr(&rows).cdiv(p.workgroup_size as i64), SizeExpr::c(1), SizeExpr::c(1)];
+            ("topk", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::Scatter { data, indices, dtype, reduction }, Schedule::Injective(p)) => {
+            use kiln_ir::ScatterReduction as R;
+            let r = data.len();
+            let m = indices.last().and_then(Dim::as_const).expect("inference made m concrete") as usize;
+            let n = Dim::product(data);
+            let urows = Dim::product(&indices[..indices.len() - 1]);
+            let slice = Dim::product(&data[m..]);
+            let mut coord_lines = vec!["var rem = idx;".to_string()];
+            for a in (0..r).rev() {
+                if a == 0 {
+                    coord_lines.push("let c0 = rem;".into());
+                } else {
+                    let d = params.divisor(&data[a], "dim");
+                    coord_lines.push(format!("let c{a} = rem % {d};"));
+                    coord_lines.push(format!("rem = rem / {d};"));
+                }
+            }
+            let rest_strides = crate::lower::sym_strides(&data[m..]);
+            let rest: Vec<String> = (m..r)
+                .map(|a| {
+                    let st = &rest_strides[a - m];
+                    if *st == Dim::c(1) { format!("c{a}") } else { format!("c{a} * {}", params.dim(st, "stride")) }
+                })
+                .collect();
+            coord_lines.push(format!("let rest = {};", if rest.is_empty() { "0i".to_string() } else { rest.join(" + ") }));
+            let mut match_lines = Vec::new();
+            for a in 0..m {
+                let d = params.dim(&data[a], "dim");
+                match_lines.push(format!("let x{a} = in1[u * {m}i + {a}i];"));
+                match_lines.push(format!("hit = hit && select(x{a}, x{a} + {d}, x{a} < 0i) == c{a};"));
+            }
+            let combine = match reduction {
+                R::None => "w",
+                R::Add => "v + w",
+                R::Mul => "v * w",
+                R::Max => "max(v, w)",
+                R::Min => "min(v, w)",
+            };
+            let combine = if *dtype == DType::F16 && *reduction != R::None {
+                helpers.insert("kiln_f16");
+                format!("kiln_f16({combine})")
+            } else {
+                combine.to_string()
+            };
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("n", &params.dim(&n, "n"));
+            ctx.insert("rows", &params.dim(&urows, "rows"));
+            ctx.insert("slice", &params.dim(&slice, "slice"));
+            ctx.insert("coord_lines", &coord_lines);
+            ctx.insert("match_lines", &match_lines);
+            ctx.insert("combine", &combine);
+            let grid = [dim_expr(&n).cdiv(p.workgroup_size as i64), SizeExpr::c(1), SizeExpr::c(1)];
+            ("scatter", [p.workgroup_size, 1, 1], grid, true)
         }
         (body, s) => {
             return Err(CompileError::Unsupported {

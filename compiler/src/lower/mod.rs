@@ -139,6 +139,30 @@ pub enum KernelBody {
         /// Whether input 2 is a bias.
         bias: bool,
     },
+    /// Top-k indices of input 0 along `axis`.
+    TopK {
+        /// Input shape.
+        shape: Shape,
+        /// Input dtype.
+        dtype: DType,
+        /// Axis.
+        axis: usize,
+        /// How many.
+        k: usize,
+        /// Largest first (else smallest).
+        largest: bool,
+    },
+    /// ScatterND of updates (input 2) into data (input 0) at index rows (input 1).
+    Scatter {
+        /// Data shape.
+        data: Shape,
+        /// Indices shape (`[..., m]`).
+        indices: Shape,
+        /// Element dtype.
+        dtype: DType,
+        /// Combining rule.
+        reduction: kiln_ir::ScatterReduction,
+    },
     /// Batched matmul of inputs 0 and 1 (numpy semantics) into a contiguous output.
     Gemm {
         /// A's shape.
@@ -316,6 +340,19 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             groups: *groups,
             bias: ins.len() == 3,
         },
+        Op::TopK { k, axis, largest } => {
+            KernelBody::TopK { shape: shape(0), dtype: dt(0), axis: *axis, k: *k, largest: *largest }
+        }
+        Op::ScatterNd { reduction } => {
+            if dt(1) != DType::I32 {
+                return Err(CompileError::Unsupported {
+                    node: n.name.clone(),
+                    op: n.op.name(),
+                    msg: format!("indices must be i32 (got {})", dt(1)),
+                });
+            }
+            KernelBody::Scatter { data: shape(0), indices: shape(1), dtype: dt(0), reduction: *reduction }
+        }
         Op::Compute { expr, .. } => {
             let shapes: Vec<Shape> = (0..ins.len()).map(shape).collect();
             inj(from_texpr(expr, &shapes))

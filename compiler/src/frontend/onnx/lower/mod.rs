@@ -16,6 +16,7 @@ mod quant;
 mod reduce;
 mod resize;
 mod shape;
+mod select;
 
 use super::ctx::{Ctx, N};
 use super::value::Value;
@@ -24,6 +25,8 @@ use kiln_ir::NodeId;
 
 /// The ops that have a lowering (for messages and documentation).
 pub const SUPPORTED_OPS: &[&str] = &[
+    "ScatterND",
+    "TopK",
     "Abs",
     "Acos",
     "Acosh",
@@ -255,6 +258,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "DynamicQuantizeLinear" => quant2::dynamic_quantize(cx, n),
         "LinearAttention" => attention::linear_attention(cx, n),
         "CausalConvWithState" => attention::causal_conv_with_state(cx, n),
+        "TopK" => select::top_k(cx, n),
+        "ScatterND" => select::scatter_nd(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

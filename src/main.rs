@@ -43,6 +43,11 @@ enum Command {
         /// Tuning records (RON) that override the analytic default schedules.
         #[arg(long)]
         tuning: Option<PathBuf>,
+        /// Freeze a graph input to the value in a .npy file, `NAME=FILE.npy` (repeatable): it
+        /// becomes a compile-time constant (e.g. a Reshape shape or Slice starts given as an
+        /// input) and the bundle no longer has that input.
+        #[arg(long = "freeze", value_name = "NAME=FILE")]
+        freeze: Vec<String>,
     },
     /// Run a bundle on the GPU with inputs from .npy files.
     Run {
@@ -145,7 +150,9 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Compile { model, out, dims, opt_level, target, tuning } => compile_cmd(&model, &out, &dims, opt_level, &target, tuning.as_deref()),
+        Command::Compile { model, out, dims, opt_level, target, tuning, freeze } => {
+            compile_cmd(&model, &out, &dims, &freeze, opt_level, &target, tuning.as_deref())
+        }
         Command::Run { bundle, inputs, out, program } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
         Command::Inspect { bundle } => inspect_cmd(&bundle),
         Command::Bench { bundle, inputs, dims, iters, program } => bench_cmd(&bundle, &inputs, &dims, iters, &program),
@@ -173,14 +180,29 @@ fn parse_dims(dims: &[String]) -> Result<kiln::ir::DimBindings> {
     Ok(b)
 }
 
-fn compile_cmd(model: &Path, out: &Path, dims: &[String], opt_level: u8, target: &str, tuning: Option<&Path>) -> Result<()> {
+/// Reads `NAME=FILE.npy` freeze values as IR tensors.
+fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
+    let mut values = HashMap::new();
+    for spec in specs {
+        let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--freeze '{spec}': expected NAME=FILE.npy"))?;
+        let t = read_npy(Path::new(file)).with_context(|| format!("--freeze '{name}'"))?;
+        let t = kiln::convert::to_ir(&t).map_err(|e| anyhow!("--freeze '{name}': {file}: {e}"))?;
+        if values.insert(name.to_string(), t).is_some() {
+            bail!("--freeze: input '{name}' is given more than once");
+        }
+    }
+    Ok(values)
+}
+
+fn compile_cmd(model: &Path, out: &Path, dims: &[String], freeze: &[String], opt_level: u8, target: &str, tuning: Option<&Path>) -> Result<()> {
     let t0 = Instant::now();
     let dims = parse_dims(dims)?;
+    let frozen = parse_freeze(freeze)?;
     let target = kiln::schedules::DeviceLimits::from_name_or_file(target).map_err(|e| anyhow!(e))?;
     let tuning = tuning.map(|p| kiln::schedules::tuning::TuningDb::load(p).map_err(|e| anyhow!(e))).transpose()?;
     let ext = model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let loaded = match ext.as_str() {
-        "onnx" => compiler::frontend::onnx::load_onnx(model, &dims)?,
+        "onnx" => compiler::frontend::onnx::load_onnx_frozen(model, &dims, &frozen)?,
         _ => bail!("{}: unknown model format (expected a .onnx file)", model.display()),
     };
     let opts = CompileOptions { opt_level, dims: dims.clone(), target, tuning };

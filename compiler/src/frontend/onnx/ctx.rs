@@ -419,7 +419,7 @@ pub(crate) fn ir_err(n: &N, e: IrError) -> OnnxError {
 }
 
 /// Makes a dim_param usable as a symbol name (letters, digits, `_`, `.`, `:`).
-fn symbol_name(p: &str) -> String {
+pub(crate) fn symbol_name(p: &str) -> String {
     let s: String = p
         .chars()
         .map(|c| {
@@ -595,7 +595,7 @@ pub(crate) fn lower_model(
             proto: node,
             opset,
         };
-        let outs = lower::lower_node(&mut cx, &n)?;
+        let outs = lower::lower_node(&mut cx, &n).map_err(|e| freeze_hint(e, node, graph))?;
         for (k, out) in node.output.iter().enumerate() {
             if out.is_empty() {
                 continue;
@@ -674,6 +674,47 @@ pub(crate) fn lower_model(
         graph: cx.g,
         io_dtypes,
     })
+}
+
+/// Adds a hint to a node error that asks for a compile-time value in input slot `i` when that
+/// slot is fed directly by a graph input: the input can be frozen to a value.
+fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto) -> OnnxError {
+    let OnnxError::Node {
+        node: name,
+        op_type,
+        msg,
+    } = e
+    else {
+        return e;
+    };
+    let wants_constant = msg.contains("compile-time") || msg.contains("compile time");
+    // The slot: the number after the first "input ".
+    let slot = msg.find("input ").and_then(|at| {
+        let digits: String = msg[at + 6..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<usize>().ok()
+    });
+    let value = slot.and_then(|i| node.input.get(i)).filter(|v| {
+        !v.is_empty()
+            && graph.input.iter().any(|g| g.name.as_ref() == Some(*v))
+            && !graph
+                .initializer
+                .iter()
+                .any(|t| t.name.as_ref() == Some(*v))
+    });
+    let msg = match value {
+        Some(v) if wants_constant => format!(
+            "{msg}; it is graph input '{v}': freeze it to a value with `kiln compile --freeze {v}=FILE.npy`"
+        ),
+        _ => msg,
+    };
+    OnnxError::Node {
+        node: name,
+        op_type,
+        msg,
+    }
 }
 
 fn node_name(node: &NodeProto, i: usize) -> String {

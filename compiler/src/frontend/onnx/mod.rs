@@ -1,7 +1,8 @@
 //! ONNX frontend: decodes a `.onnx` file (protobuf), validates its opset imports, and lowers its
 //! graph into Kiln's IR primitives.
 //!
-//! The flow is [`load_onnx`] / [`load_onnx_bytes`] -> decode ([`proto`]) -> initializers and
+//! The flow is [`load_onnx`] / [`load_onnx_bytes`] -> decode ([`proto`]) -> graph inputs given
+//! fixed values are frozen into initializers ([`freeze_inputs`], [`load_onnx_frozen`]) -> initializers and
 //! `Constant` nodes become IR constants (small integer tensors are tracked as compile-time values,
 //! see `value.rs`) -> graph inputs become IR inputs with symbolic dims -> every node is lowered by
 //! the rule for its `op_type` (`lower/`) -> nodes whose inputs are all constant are evaluated at
@@ -14,15 +15,18 @@ pub mod builder;
 mod ctx;
 mod data;
 mod fold;
+mod freeze;
 mod lower;
 #[rustfmt::skip]
 pub mod proto;
 mod value;
 
+pub use freeze::{freeze_input_protos, freeze_inputs};
 pub use lower::SUPPORTED_OPS;
 
 use crate::Model;
-use kiln_ir::{DimBindings, IrError};
+use kiln_ir::{DimBindings, IrError, Tensor};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -106,6 +110,19 @@ pub enum OnnxError {
 /// looked up relative to the model's directory. The model's name is the graph name, or else the
 /// file stem.
 pub fn load_onnx(path: &Path, dims: &DimBindings) -> Result<Model, OnnxError> {
+    load_onnx_frozen(path, dims, &HashMap::new())
+}
+
+/// [`load_onnx`] with some graph inputs frozen to fixed values first ([`freeze_inputs`]), as
+/// `kiln compile --freeze NAME=FILE.npy` does: op parameters that a model takes as inputs
+/// (Reshape's shape, Slice's starts, Resize's scales, ...) become compile-time constants, and
+/// the loaded model no longer has those inputs. Each value must have the input's declared
+/// element type (`INT64` inputs take i32 tensors) and fit its declared shape and `dims`.
+pub fn load_onnx_frozen(
+    path: &Path,
+    dims: &DimBindings,
+    values: &HashMap<String, Tensor>,
+) -> Result<Model, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
         path: path.to_path_buf(),
         source,
@@ -114,9 +131,14 @@ pub fn load_onnx(path: &Path, dims: &DimBindings) -> Result<Model, OnnxError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let proto = decode(&bytes, &path.display().to_string())?;
+    let mut proto = decode(&bytes, &path.display().to_string())?;
+    let dims = if values.is_empty() {
+        dims.clone()
+    } else {
+        freeze::freeze_with_dims(&mut proto, values, dims)?
+    };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    ctx::lower_model(&proto, &stem, dims, Some(&base))
+    ctx::lower_model(&proto, &stem, &dims, Some(&base))
 }
 
 /// Loads an ONNX model from bytes; `name` is used when the graph has none and in messages.

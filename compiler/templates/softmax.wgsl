@@ -1,36 +1,13 @@
+{% import "macros" as macros %}
 // Kiln softmax kernel: {{ label }}
 // schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, three passes
 {{ header }}
 
 var<workgroup> scratch: array<f32, {{ wg }}>;
 
-fn reduce_max(lid: u32, x: f32) -> f32 {
-    scratch[lid] = x;
-    workgroupBarrier();
-{%- for s in halves %}
-    if (lid < {{ s }}u) {
-        scratch[lid] = max(scratch[lid], scratch[lid + {{ s }}u]);
-    }
-    workgroupBarrier();
-{%- endfor %}
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
+{{ macros::workgroup_reduce(name="reduce_max", combine="max(a, b)", halves=halves) }}
 
-fn reduce_sum(lid: u32, x: f32) -> f32 {
-    scratch[lid] = x;
-    workgroupBarrier();
-{%- for s in halves %}
-    if (lid < {{ s }}u) {
-        scratch[lid] = scratch[lid] + scratch[lid + {{ s }}u];
-    }
-    workgroupBarrier();
-{%- endfor %}
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
+{{ macros::workgroup_reduce(name="reduce_sum", combine="a + b", halves=halves) }}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

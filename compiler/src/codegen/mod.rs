@@ -41,6 +41,7 @@ fn templates() -> &'static tera::Tera {
     T.get_or_init(|| {
         let mut t = tera::Tera::default();
         t.autoescape_on(vec![]);
+        t.add_raw_template("macros", include_str!("../../templates/macros.wgsl")).expect("built-in macros parse");
         for (name, src) in [
             ("injective", include_str!("../../templates/injective.wgsl")),
             ("reduce", include_str!("../../templates/reduce.wgsl")),
@@ -94,6 +95,22 @@ fn bindings(n_inputs: usize) -> Vec<BindingKind> {
     b
 }
 
+/// WGSL statements splitting the i32 `linear` into row-major coordinates `names[i]` over
+/// `dims` (last axis fastest), using the scratch variable `scratch`.
+fn decompose(params: &mut ParamSet, linear: &str, scratch: &str, names: &[String], dims: &[Dim]) -> Vec<String> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!("var {scratch} = {linear};")];
+    for i in (1..names.len()).rev() {
+        let d = params.divisor(&dims[i], "dim");
+        lines.push(format!("let {} = {scratch} % {d};", names[i]));
+        lines.push(format!("{scratch} = {scratch} / {d};"));
+    }
+    lines.push(format!("let {} = {scratch};", names[0]));
+    lines
+}
+
 /// Halving steps of a tree reduction over `wg` lanes: wg/2, wg/4, ..., 1.
 fn halves(wg: u32) -> Vec<u32> {
     let mut v = Vec::new();
@@ -134,16 +151,7 @@ pub fn render(
             let coords = coords_needed(expr);
             let names: Vec<String> = (0..shape.len()).map(|i| format!("c{i}")).collect();
             if coords {
-                body.push("var rem = idx;".to_string());
-                for i in (0..shape.len()).rev() {
-                    if i == 0 {
-                        body.push("let c0 = rem;".into());
-                    } else {
-                        let d = params.divisor(&shape[i], "dim");
-                        body.push(format!("let c{i} = rem % {d};"));
-                        body.push(format!("rem = rem / {d};"));
-                    }
-                }
+                body = decompose(&mut params, "idx", "rem", &names, shape);
             }
             let mut w = ExprWriter {
                 params: &mut params,
@@ -178,31 +186,17 @@ pub fn render(
                 row_lines.push(format!("let base = row * {len_s};"));
                 elem_lines.push(format!("let v = {};", from_storage(*dtype, "in0[base + r]")));
             } else {
-                row_lines.push("var rr = row;".into());
-                let mut terms = Vec::new();
-                for (j, &a) in kept.iter().enumerate().rev() {
-                    if j == 0 {
-                        row_lines.push(format!("let k{a} = rr;"));
-                    } else {
-                        let d = params.divisor(&in_shape[a], "dim");
-                        row_lines.push(format!("let k{a} = rr % {d};"));
-                        row_lines.push(format!("rr = rr / {d};"));
-                    }
-                    terms.push(format!("k{a} * {}", params.dim(&st[a], "stride")));
-                }
+                let names: Vec<String> = kept.iter().map(|a| format!("k{a}")).collect();
+                let dims: Vec<Dim> = kept.iter().map(|&a| in_shape[a].clone()).collect();
+                row_lines = decompose(&mut params, "row", "rr", &names, &dims);
+                let terms: Vec<String> =
+                    kept.iter().map(|&a| format!("k{a} * {}", params.dim(&st[a], "stride"))).collect();
                 row_lines.push(format!("let base = {};", if terms.is_empty() { "0i".into() } else { terms.join(" + ") }));
-                elem_lines.push("var q = r;".into());
-                let mut terms = Vec::new();
-                for (j, &a) in axes.iter().enumerate().rev() {
-                    if j == 0 {
-                        elem_lines.push(format!("let j{a} = q;"));
-                    } else {
-                        let d = params.divisor(&in_shape[a], "dim");
-                        elem_lines.push(format!("let j{a} = q % {d};"));
-                        elem_lines.push(format!("q = q / {d};"));
-                    }
-                    terms.push(format!("j{a} * {}", params.dim(&st[a], "stride")));
-                }
+                let names: Vec<String> = axes.iter().map(|a| format!("j{a}")).collect();
+                let dims: Vec<Dim> = axes.iter().map(|&a| in_shape[a].clone()).collect();
+                elem_lines = decompose(&mut params, "r", "q", &names, &dims);
+                let terms: Vec<String> =
+                    axes.iter().map(|&a| format!("j{a} * {}", params.dim(&st[a], "stride"))).collect();
                 elem_lines.push(format!("let v = {};", from_storage(*dtype, &format!("in0[base + {}]", terms.join(" + ")))));
             }
             let acc_ty = reg_ty(*dtype);
@@ -285,17 +279,11 @@ pub fn render(
             let mut a_terms = Vec::new();
             let mut b_terms = Vec::new();
             if nb > 0 {
-                lines.push("var bz = batch;".to_string());
+                let names: Vec<String> = (0..nb).map(|i| format!("bc{i}")).collect();
+                lines = decompose(&mut params, "batch", "bz", &names, &batch_dims);
                 let sa = crate::lower::broadcast_strides(&a_batch, nb);
                 let sb = crate::lower::broadcast_strides(&b_batch, nb);
                 for i in (0..nb).rev() {
-                    if i == 0 {
-                        lines.push("let bc0 = bz;".into());
-                    } else {
-                        let d = params.divisor(&batch_dims[i], "batch");
-                        lines.push(format!("let bc{i} = bz % {d};"));
-                        lines.push(format!("bz = bz / {d};"));
-                    }
                     if sa[i] != Dim::c(0) {
                         a_terms.push(format!("bc{i} * {}", params.dim(&sa[i].mul(&m).mul(&k), "a_stride")));
                     }
@@ -418,16 +406,8 @@ pub fn render(
             let n = Dim::product(data);
             let urows = Dim::product(&indices[..indices.len() - 1]);
             let slice = Dim::product(&data[m..]);
-            let mut coord_lines = vec!["var rem = idx;".to_string()];
-            for a in (0..r).rev() {
-                if a == 0 {
-                    coord_lines.push("let c0 = rem;".into());
-                } else {
-                    let d = params.divisor(&data[a], "dim");
-                    coord_lines.push(format!("let c{a} = rem % {d};"));
-                    coord_lines.push(format!("rem = rem / {d};"));
-                }
-            }
+            let names: Vec<String> = (0..r).map(|a| format!("c{a}")).collect();
+            let mut coord_lines = decompose(&mut params, "idx", "rem", &names, data);
             let rest_strides = crate::lower::sym_strides(&data[m..]);
             let rest: Vec<String> = (m..r)
                 .map(|a| {

@@ -829,3 +829,107 @@ fn causal_conv_with_state_bias_past_and_silu() {
     assert_eq!(out["state"].shape, vec![b, c, k - 1]);
     assert_close(&out["state"].to_f32(), &st, 0.0);
 }
+
+/// A naive einsum over explicit labels (no ellipsis) for checking.
+fn einsum_ref(eq: &str, ops: &[(&[usize], Vec<f32>)]) -> (Vec<usize>, Vec<f32>) {
+    let (lhs, rhs) = eq.split_once("->").expect("explicit output");
+    let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+    let out: Vec<char> = rhs.chars().collect();
+    let mut size = HashMap::new();
+    for (t, (shape, _)) in terms.iter().zip(ops) {
+        for (c, &s) in t.iter().zip(shape.iter()) {
+            size.insert(*c, s);
+        }
+    }
+    let all: Vec<char> = {
+        let mut v: Vec<char> = size.keys().copied().collect();
+        v.sort();
+        v
+    };
+    let out_shape: Vec<usize> = out.iter().map(|c| size[c]).collect();
+    let mut res = vec![0.0f32; out_shape.iter().product::<usize>().max(1)];
+    let total: usize = all.iter().map(|c| size[c]).product();
+    for flat in 0..total {
+        let mut rem = flat;
+        let mut val = HashMap::new();
+        for c in all.iter().rev() {
+            val.insert(*c, rem % size[c]);
+            rem /= size[c];
+        }
+        let mut p = 1.0;
+        for (t, (shape, data)) in terms.iter().zip(ops) {
+            let mut off = 0;
+            for (c, &s) in t.iter().zip(shape.iter()) {
+                off = off * s + val[c];
+            }
+            p *= data[off];
+        }
+        let mut o = 0;
+        for (c, &s) in out.iter().zip(&out_shape) {
+            o = o * s + val[c];
+        }
+        res[o] += p;
+    }
+    (out_shape, res)
+}
+
+#[test]
+fn einsum_equations_match_a_naive_reference() {
+    let cases: Vec<(&str, Vec<Vec<usize>>)> = vec![
+        ("bij,bjk->bik", vec![vec![2, 2, 3], vec![2, 3, 4]]),
+        ("ij->ji", vec![vec![3, 4]]),
+        ("ij->i", vec![vec![3, 4]]),
+        ("i,i->", vec![vec![5], vec![5]]),
+        ("i,j->ij", vec![vec![3], vec![2]]),
+        ("ii->i", vec![vec![3, 3]]),
+        ("ii->", vec![vec![3, 3]]),
+        ("ijk,jl->li", vec![vec![2, 3, 2], vec![3, 4]]),
+        ("ij,jk,kl->il", vec![vec![2, 3], vec![3, 2], vec![2, 2]]),
+        ("bhqd,bhkd->bhqk", vec![vec![1, 2, 3, 4], vec![1, 2, 5, 4]]),
+    ];
+    for (eq, shapes) in cases {
+        let tensors: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Tensor::f32(s.clone(), values(s.iter().product(), 70 + i as u32)))
+            .collect();
+        let names = ["a", "b", "c"];
+        let ins: Vec<(&str, &Tensor)> = names.iter().copied().zip(tensors.iter()).collect();
+        let out = run_op(12, "Einsum", &ins, &["y"], DataType::Float, |nd| {
+            nd.attr_str("equation", eq);
+        });
+        let ops: Vec<(&[usize], Vec<f32>)> = shapes
+            .iter()
+            .zip(&tensors)
+            .map(|(s, t)| (s.as_slice(), t.to_f32()))
+            .collect();
+        let (shape, want) = einsum_ref(eq, &ops);
+        assert_eq!(out["y"].shape, shape, "{eq}");
+        assert_close(&out["y"].to_f32(), &want, 1e-5);
+    }
+    // Ellipsis and the implicit output ("...ii->...i" batch diagonal; "i,i" inner product).
+    let x = Tensor::f32(vec![2, 3, 3], values(18, 80));
+    let y = run_op(12, "Einsum", &[("x", &x)], &["y"], DataType::Float, |nd| {
+        nd.attr_str("equation", "...ii ->...i");
+    });
+    let xv = x.to_f32();
+    let want: Vec<f32> = (0..2)
+        .flat_map(|b| (0..3).map(move |i| (b, i)))
+        .map(|(b, i)| xv[b * 9 + i * 4])
+        .collect();
+    assert_eq!(y["y"].to_f32(), want);
+    let v = Tensor::f32(vec![4], values(4, 81));
+    let y = run_op(
+        12,
+        "Einsum",
+        &[("a", &v), ("b", &v)],
+        &["y"],
+        DataType::Float,
+        |nd| {
+            nd.attr_str("equation", "i,i");
+        },
+    );
+    let dot: f32 = v.to_f32().iter().map(|a| a * a).sum();
+    assert!(y["y"].shape.is_empty());
+    assert_close(&y["y"].to_f32(), &[dot], 1e-6);
+}

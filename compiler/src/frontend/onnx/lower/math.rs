@@ -248,3 +248,263 @@ pub(crate) fn composed_unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
         &ins,
     )?))
 }
+
+/// One parsed einsum operand: a label per axis (ellipsis axes get labels `'0'..`, right-aligned
+/// across operands so that they broadcast).
+type Labels = Vec<char>;
+
+/// Parses an einsum equation for operands of the given ranks into per-operand labels and the
+/// output labels (implicit output: ellipsis labels, then the letters used once, sorted).
+fn parse_einsum(eq: &str, ranks: &[usize]) -> Result<(Vec<Labels>, Labels), String> {
+    let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l.to_string(), Some(r.to_string())),
+        None => (eq.clone(), None),
+    };
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != ranks.len() {
+        return Err(format!(
+            "the equation has {} operand terms but the node has {} inputs",
+            terms.len(),
+            ranks.len()
+        ));
+    }
+    let letters = |t: &str| -> Result<(Vec<char>, Option<usize>), String> {
+        let mut out = Vec::new();
+        let mut ell = None;
+        let mut rest = t;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("...") {
+                if ell.is_some() {
+                    return Err(format!("term '{t}' has more than one ellipsis"));
+                }
+                ell = Some(out.len());
+                rest = r;
+            } else {
+                let c = rest.chars().next().expect("non-empty");
+                if !c.is_ascii_alphabetic() {
+                    return Err(format!("term '{t}' has the character '{c}'"));
+                }
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        Ok((out, ell))
+    };
+    let mut parsed = Vec::new();
+    let mut ell_rank = 0usize;
+    for (t, &r) in terms.iter().zip(ranks) {
+        let (ls, ell) = letters(t)?;
+        let er = match ell {
+            Some(_) => r
+                .checked_sub(ls.len())
+                .ok_or_else(|| format!("term '{t}' has more labels than its operand's rank {r}"))?,
+            None if ls.len() == r => 0,
+            None => {
+                return Err(format!(
+                    "term '{t}' has {} labels for an operand of rank {r}",
+                    ls.len()
+                ))
+            }
+        };
+        ell_rank = ell_rank.max(er);
+        parsed.push((ls, ell, er));
+    }
+    let ell_labels: Vec<char> = (0..ell_rank)
+        .map(|i| char::from_digit(i as u32, 36).expect("small rank"))
+        .collect();
+    let expand = |ls: &[char], ell: Option<usize>, er: usize| -> Labels {
+        match ell {
+            None => ls.to_vec(),
+            Some(p) => {
+                let mut v = ls[..p].to_vec();
+                v.extend_from_slice(&ell_labels[ell_rank - er..]);
+                v.extend_from_slice(&ls[p..]);
+                v
+            }
+        }
+    };
+    let ops: Vec<Labels> = parsed
+        .iter()
+        .map(|(ls, ell, er)| expand(ls, *ell, *er))
+        .collect();
+    let out = match rhs {
+        Some(r) => {
+            let (ls, ell) = letters(&r)?;
+            let o = expand(&ls, ell, if ell.is_some() { ell_rank } else { 0 });
+            for c in &o {
+                if !ops.iter().any(|op| op.contains(c)) {
+                    return Err(format!("output label '{c}' is not in any operand"));
+                }
+            }
+            o
+        }
+        None => {
+            let mut counts = std::collections::BTreeMap::new();
+            for c in ops.iter().flatten().filter(|c| c.is_ascii_alphabetic()) {
+                *counts.entry(*c).or_insert(0) += 1;
+            }
+            let mut o = ell_labels.clone();
+            o.extend(counts.into_iter().filter(|(_, k)| *k == 1).map(|(c, _)| c));
+            o
+        }
+    };
+    Ok((ops, out))
+}
+
+/// Reduces one operand to distinct labels: repeated labels take the diagonal (a tensor
+/// expression) and labels in `keep`'s complement are summed away.
+fn einsum_prepare(
+    cx: &mut Ctx,
+    n: &N,
+    what: &str,
+    x: NodeId,
+    labels: &Labels,
+    keep: &dyn Fn(char) -> bool,
+) -> Result<(NodeId, Labels), OnnxError> {
+    let t = cx.ty(x).clone();
+    let mut uniq: Labels = Vec::new();
+    for &c in labels {
+        if !uniq.contains(&c) {
+            uniq.push(c);
+        }
+    }
+    let mut x = x;
+    if uniq.len() != labels.len() {
+        let shape: Vec<Dim> = uniq
+            .iter()
+            .map(|c| t.shape[labels.iter().position(|l| l == c).expect("label")].clone())
+            .collect();
+        let index: Vec<TExpr> = labels
+            .iter()
+            .map(|c| TExpr::Coord(uniq.iter().position(|u| u == c).expect("label")))
+            .collect();
+        x = cx.add(
+            n,
+            &format!("{what}_diagonal"),
+            Op::Compute {
+                shape,
+                dtype: t.dtype,
+                expr: TExpr::Load { input: 0, index },
+                name: "EinsumDiagonal".into(),
+            },
+            &[x],
+        )?;
+    }
+    let axes: Vec<usize> = (0..uniq.len()).filter(|&i| !keep(uniq[i])).collect();
+    if !axes.is_empty() {
+        x = cx.add(
+            n,
+            &format!("{what}_sum"),
+            Op::Reduce {
+                op: kiln_ir::ReduceOp::Sum,
+                axes: axes.clone(),
+                keep_dims: false,
+            },
+            &[x],
+        )?;
+        uniq = uniq
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, c)| c)
+            .collect();
+    }
+    Ok((x, uniq))
+}
+
+/// `Einsum`: operands are combined left to right; each pair becomes one batched `MatMul` of
+/// `[batch, free_a, contracted] x [batch, contracted, free_b]` after transposes and reshapes.
+/// Repeated labels take diagonals, labels used by one operand only are summed first.
+pub(crate) fn einsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let eq = n
+        .attr_s("equation")?
+        .ok_or_else(|| n.err("attribute 'equation' is required"))?;
+    let count = n.n_inputs();
+    if count == 0 {
+        return Err(n.err("needs at least one input"));
+    }
+    let ins: Vec<NodeId> = (0..count)
+        .map(|i| cx.input(n, i))
+        .collect::<Result<_, _>>()?;
+    let ranks: Vec<usize> = ins.iter().map(|&i| cx.ty(i).rank()).collect();
+    let (ops, out) =
+        parse_einsum(&eq, &ranks).map_err(|m| n.err(format!("equation '{eq}': {m}")))?;
+    // Labels needed after operand k: the output's and those of later operands.
+    let needed_after =
+        |k: usize, c: char| out.contains(&c) || ops[k + 1..].iter().any(|o| o.contains(&c));
+    let (mut acc, mut acc_l) = einsum_prepare(cx, n, "in0", ins[0], &ops[0], &|c| {
+        needed_after(0, c) || ops[1..].iter().any(|o| o.contains(&c))
+    })?;
+    for k in 1..count {
+        let (b, bl) = einsum_prepare(cx, n, &format!("in{k}"), ins[k], &ops[k], &|c| {
+            needed_after(k, c) || acc_l.contains(&c)
+        })?;
+        let keep = |c: char| needed_after(k, c);
+        let batch: Labels = acc_l
+            .iter()
+            .copied()
+            .filter(|c| bl.contains(c) && keep(*c))
+            .collect();
+        let contr: Labels = acc_l
+            .iter()
+            .copied()
+            .filter(|c| bl.contains(c) && !keep(*c))
+            .collect();
+        let fa: Labels = acc_l.iter().copied().filter(|c| !bl.contains(c)).collect();
+        let fb: Labels = bl.iter().copied().filter(|c| !acc_l.contains(c)).collect();
+        let dim_of = |cx: &Ctx, id: NodeId, ls: &Labels, c: char| {
+            cx.ty(id).shape[ls.iter().position(|l| *l == c).expect("label")].clone()
+        };
+        let perm = |ls: &Labels, order: &[&Labels]| -> Vec<usize> {
+            order
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|c| ls.iter().position(|l| l == c).expect("label"))
+                .collect()
+        };
+        let a_t = transpose(
+            cx,
+            n,
+            &format!("a{k}_t"),
+            acc,
+            perm(&acc_l, &[&batch, &fa, &contr]),
+        )?;
+        let b_t = transpose(
+            cx,
+            n,
+            &format!("b{k}_t"),
+            b,
+            perm(&bl, &[&batch, &contr, &fb]),
+        )?;
+        let bd_a: Vec<Dim> = batch.iter().map(|&c| dim_of(cx, acc, &acc_l, c)).collect();
+        let bd_b: Vec<Dim> = batch.iter().map(|&c| dim_of(cx, b, &bl, c)).collect();
+        let fa_d: Vec<Dim> = fa.iter().map(|&c| dim_of(cx, acc, &acc_l, c)).collect();
+        let fb_d: Vec<Dim> = fb.iter().map(|&c| dim_of(cx, b, &bl, c)).collect();
+        let ka: Vec<Dim> = contr.iter().map(|&c| dim_of(cx, acc, &acc_l, c)).collect();
+        let kb: Vec<Dim> = contr.iter().map(|&c| dim_of(cx, b, &bl, c)).collect();
+        let mut sa = bd_a.clone();
+        sa.push(Dim::product(&fa_d));
+        sa.push(Dim::product(&ka));
+        let mut sb = bd_b.clone();
+        sb.push(Dim::product(&kb));
+        sb.push(Dim::product(&fb_d));
+        let a3 = reshape(cx, n, &format!("a{k}_mat"), a_t, sa)?;
+        let b3 = reshape(cx, n, &format!("b{k}_mat"), b_t, sb)?;
+        let prod = cx.add(n, &format!("product{k}"), Op::MatMul, &[a3, b3])?;
+        // Batch dims broadcast in the product; take them from its shape.
+        let ps = cx.ty(prod).shape.clone();
+        let mut shape: Vec<Dim> = ps[..batch.len()].to_vec();
+        shape.extend(fa_d);
+        shape.extend(fb_d);
+        acc = reshape(cx, n, &format!("product{k}_split"), prod, shape)?;
+        acc_l = batch.iter().chain(&fa).chain(&fb).copied().collect();
+    }
+    // Sum labels not in the output (single operand), then order as the output.
+    let (acc, acc_l) = einsum_prepare(cx, n, "result", acc, &acc_l, &|c| out.contains(&c))?;
+    let p: Vec<usize> = out
+        .iter()
+        .map(|c| acc_l.iter().position(|l| l == c).expect("label"))
+        .collect();
+    Ok(one(transpose(cx, n, "", acc, p)?))
+}

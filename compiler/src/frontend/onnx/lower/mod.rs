@@ -25,6 +25,7 @@ use kiln_ir::NodeId;
 
 /// The ops that have a lowering (for messages and documentation).
 pub const SUPPORTED_OPS: &[&str] = &[
+    "Einsum",
     "ScatterND",
     "TopK",
     "Abs",
@@ -244,6 +245,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "QuantizeLinear" => quant::quantize(cx, n),
         "MatMulInteger" => matmul::matmul_integer(cx, n),
         "CumSum" => reduce::cumsum(cx, n),
+        "TopK" => select::top_k(cx, n),
+        "ScatterND" => select::scatter_nd(cx, n),
         "NegativeLogLikelihoodLoss" => loss::nll_loss(cx, n),
         "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(cx, n),
         "RotaryEmbedding" => attention::rotary_embedding(cx, n),
@@ -258,8 +261,7 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "DynamicQuantizeLinear" => quant2::dynamic_quantize(cx, n),
         "LinearAttention" => attention::linear_attention(cx, n),
         "CausalConvWithState" => attention::causal_conv_with_state(cx, n),
-        "TopK" => select::top_k(cx, n),
-        "ScatterND" => select::scatter_nd(cx, n),
+        "Einsum" => math::einsum(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

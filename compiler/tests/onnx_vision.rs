@@ -1049,3 +1049,162 @@ fn lp_pool_and_global_lp_pool() {
         assert_close(&format!("GlobalLpPool p={p}"), got, want);
     }
 }
+
+/// Cubic convolution kernel weight at distance `d` (Keys, coefficient `a`).
+fn cubic_kernel(d: f64, a: f64) -> f64 {
+    let d = d.abs();
+    if d <= 1.0 {
+        (a + 2.0) * d.powi(3) - (a + 3.0) * d * d + 1.0
+    } else if d < 2.0 {
+        a * d.powi(3) - 5.0 * a * d * d + 8.0 * a * d - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
+/// Cubic resize of one axis: neighbours `floor(x) - 1 ..= floor(x) + 2`, edge-clamped, or
+/// dropped and renormalized with `exclude_outside`.
+fn cubic_axis(
+    x: &[f64],
+    xs: &[usize],
+    axis: usize,
+    out: usize,
+    scale: f64,
+    a: f64,
+    exclude: bool,
+) -> (Vec<f64>, Vec<usize>) {
+    let mut ys = xs.to_vec();
+    ys[axis] = out;
+    let inp = xs[axis] as i64;
+    let y = (0..numel(&ys))
+        .map(|yi| {
+            let mut c = unravel(yi, &ys);
+            let s = source("half_pixel", c[axis], scale, xs[axis], out);
+            let base = s.floor() as i64;
+            let (mut acc, mut wsum) = (0.0, 0.0);
+            for i in base - 1..=base + 2 {
+                let mut w = cubic_kernel(s - i as f64, a);
+                if exclude && !(0..inp).contains(&i) {
+                    w = 0.0;
+                }
+                c[axis] = i.clamp(0, inp - 1) as usize;
+                acc += w * x[ravel(&c, xs)];
+                wsum += w;
+            }
+            if exclude {
+                acc / wsum
+            } else {
+                acc
+            }
+        })
+        .collect();
+    (y, ys)
+}
+
+#[test]
+fn resize_cubic_with_and_without_exclude_outside() {
+    let xs = [1, 1, 5, 4];
+    let s = [1.0f32, 1.0, 1.6, 0.75];
+    for (a, exclude) in [(-0.75, 0), (-0.5, 1)] {
+        let x = vals(numel(&xs), 41);
+        let mut b = model(17, &xs);
+        b.init_f32("scales", &[4], &s);
+        b.node("Resize", &["x", "", "scales"], &["y"])
+            .attr_str("mode", "cubic")
+            .attr_float("cubic_coeff_a", a as f32)
+            .attr_int("exclude_outside", exclude);
+        let mut v: Vec<f64> = x.iter().map(|&t| t as f64).collect();
+        let mut shape = xs.to_vec();
+        for (axis, (out, sc)) in from_scales(&xs, &s).into_iter().enumerate().skip(2) {
+            (v, shape) = cubic_axis(&v, &shape, axis, out, sc, a as f32 as f64, exclude == 1);
+        }
+        let want = (v.iter().map(|&t| t as f32).collect(), shape);
+        assert_close(
+            &format!("cubic a={a} exclude={exclude}"),
+            run(&b, &x, &xs),
+            want,
+        );
+    }
+}
+
+#[test]
+fn resize_tf_crop_and_resize_with_extrapolation_and_axes() {
+    let xs = [1, 1, 4, 5];
+    let x = vals(numel(&xs), 43);
+    // Crop rows [0.2, 1.3] (partly outside) and columns [0.1, 0.7] of the image, resized to 3x4.
+    let roi = [0.2f32, 0.1, 1.3, 0.7];
+    let mut b = model(18, &xs);
+    b.init_f32("roi", &[4], &roi);
+    b.init_i64("sizes", &[2], &[3, 4]);
+    b.node("Resize", &["x", "roi", "", "sizes"], &["y"])
+        .attr_str("mode", "linear")
+        .attr_str("coordinate_transformation_mode", "tf_crop_and_resize")
+        .attr_float("extrapolation_value", 7.5)
+        .attr_ints("axes", &[2, 3]);
+    let ys = vec![1, 1, 3, 4];
+    let src = |o: usize, out: usize, (s, e): (f32, f32), inp: usize| {
+        let (s, e, inp) = (s as f64, e as f64, inp as f64 - 1.0);
+        o as f64 * (e - s) * inp / (out as f64 - 1.0) + s * inp
+    };
+    let y = (0..numel(&ys))
+        .map(|yi| {
+            let [_, _, i, j] = unravel(yi, &ys)[..] else {
+                unreachable!()
+            };
+            let (r, c) = (
+                src(i, 3, (roi[0], roi[2]), 4),
+                src(j, 4, (roi[1], roi[3]), 5),
+            );
+            if !(0.0..=3.0).contains(&r) || !(0.0..=4.0).contains(&c) {
+                return 7.5;
+            }
+            let at = |r: usize, c: usize| x[r.min(3) * 5 + c.min(4)] as f64;
+            let (r0, c0) = (r.floor() as usize, c.floor() as usize);
+            let (fr, fc) = (r - r0 as f64, c - c0 as f64);
+            let top = at(r0, c0) * (1.0 - fc) + at(r0, c0 + 1) * fc;
+            let bottom = at(r0 + 1, c0) * (1.0 - fc) + at(r0 + 1, c0 + 1) * fc;
+            (top * (1.0 - fr) + bottom * fr) as f32
+        })
+        .collect();
+    assert_close("tf_crop_and_resize", run(&b, &x, &xs), (y, ys));
+}
+
+#[test]
+fn resize_keep_aspect_ratio_policy() {
+    let xs = [1, 1, 4, 6];
+    for (policy, scale) in [("not_larger", 1.5f64), ("not_smaller", 2.0)] {
+        // sizes 6x12 ask for 1.5x rows and 2x columns; the policy picks one scale for both.
+        let x = vals(numel(&xs), 45);
+        let mut b = model(18, &xs);
+        b.init_i64("sizes", &[2], &[6, 12]);
+        b.node("Resize", &["x", "", "", "sizes"], &["y"])
+            .attr_str("mode", "nearest")
+            .attr_str("keep_aspect_ratio_policy", policy)
+            .attr_ints("axes", &[2, 3]);
+        let geo: Vec<(usize, f64)> = xs
+            .iter()
+            .enumerate()
+            .map(|(a, &i)| {
+                if a < 2 {
+                    (i, 1.0)
+                } else {
+                    ((scale * i as f64 + 0.5).floor() as usize, scale)
+                }
+            })
+            .collect();
+        let want = resize_ref(&x, &xs, &geo, "nearest", "half_pixel", "round_prefer_floor");
+        assert_close(policy, run(&b, &x, &xs), want);
+    }
+}
+
+#[test]
+fn two_axis_cubic_resize_fits_the_default_webgpu_limits() {
+    // One shared tap table: x, the table and the output are 3 of the 8 storage buffers.
+    let xs = [1, 2, 5, 6];
+    let mut b = model(13, &xs);
+    b.init_f32("scales", &[4], &[1.0, 1.0, 2.0, 1.5]);
+    b.node("Resize", &["x", "", "scales"], &["y"])
+        .attr_str("mode", "cubic");
+    let m = load_onnx_bytes(&b.encode(), "vision", &DimBindings::new()).unwrap();
+    kiln_compiler::compile(&m, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+}

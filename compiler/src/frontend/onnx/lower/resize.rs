@@ -1,68 +1,156 @@
-//! `Resize` (modes nearest and linear) and the older `Upsample`, as one tensor expression.
+//! `Resize` (modes nearest, linear and cubic; every coordinate transformation mode, including
+//! `tf_crop_and_resize` with its extrapolation value; `keep_aspect_ratio_policy`; `axes`) and
+//! the older `Upsample`, as one tensor expression.
 //!
-//! For every resized axis the source coordinates are computed on the host (exactly as the ONNX
-//! reference does, in f64) into small constant tables: the nearest index, or the two neighbour
-//! indices and their weights. The expression then loads `x` at table-given coordinates, so the
-//! GPU does no coordinate arithmetic and rounding cannot differ from the reference.
+//! For every resized axis the taps of each output coordinate (source indices and weights, with
+//! edge clamping and `exclude_outside`) are computed on the host in f64, exactly as the ONNX
+//! reference does, and stored in one small constant table `[rows, 2 * taps + 1]` shared by all
+//! axes (index columns, weight columns, an "extrapolate" flag). The expression sums, over every
+//! combination of taps, the product of the weights times `x` at the tapped coordinates; so the
+//! GPU does no coordinate arithmetic, rounding cannot differ from the reference, and the kernel
+//! needs a single extra buffer whatever the number of resized axes. A nearest mapping that is
+//! `o / k` or `o * k` needs no table at all.
 
 use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, TExpr, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, Op, TExpr, Tensor, UnaryOp};
 
-/// How an output coordinate maps to an input coordinate. `out_len` is the resized length as the
-/// reference sees it: `scale * in_len` (unrounded) when scales are given, else the size.
-fn source_coord(mode: &str, o: f64, scale: f64, in_len: usize, out_len: f64) -> Option<f64> {
-    Some(match mode {
-        "half_pixel" => (o + 0.5) / scale - 0.5,
-        "pytorch_half_pixel" => {
-            if out_len > 1.0 {
-                (o + 0.5) / scale - 0.5
-            } else {
-                0.0
-            }
-        }
-        "align_corners" => {
-            if out_len > 1.0 {
-                o * (in_len as f64 - 1.0) / (out_len - 1.0)
-            } else {
-                0.0
-            }
-        }
-        "asymmetric" => o / scale,
-        "tf_half_pixel_for_nn" => (o + 0.5) / scale,
+/// Interpolation mode.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+/// Everything that decides the taps of one axis.
+struct Params<'a> {
+    mode: Mode,
+    nearest_mode: &'a str,
+    cubic_a: f64,
+    exclude_outside: bool,
+}
+
+/// The source coordinate of output index `o` (the reference's `_compute_x_ori`), and whether
+/// `tf_crop_and_resize` extrapolates there. `out_f` is `scale * in_len` (unrounded) as the
+/// reference uses it; `roi` is the axis' (start, end).
+fn source_coord(
+    transform: &str,
+    o: f64,
+    scale: f64,
+    in_len: usize,
+    out_f: f64,
+    out_len: usize,
+    roi: (f64, f64),
+) -> Option<(f64, bool)> {
+    let in_f = in_len as f64;
+    Some(match transform {
+        "half_pixel" => ((o + 0.5) / scale - 0.5, false),
+        "pytorch_half_pixel" if out_f == 1.0 => (-0.5, false),
+        "pytorch_half_pixel" => ((o + 0.5) / scale - 0.5, false),
+        "align_corners" if out_f == 1.0 => (0.0, false),
+        "align_corners" => (o * (in_f - 1.0) / (out_f - 1.0), false),
+        "asymmetric" => (o / scale, false),
+        "tf_half_pixel_for_nn" => ((o + 0.5) / scale, false),
         "half_pixel_symmetric" => {
-            let adjustment = out_len.floor() / (scale * in_len as f64);
-            let center = in_len as f64 / 2.0;
-            center * (1.0 - adjustment) + (o + 0.5) / scale - 0.5
+            let adjustment = out_len as f64 / out_f;
+            let offset = in_f / 2.0 * (1.0 - adjustment);
+            (offset + (o + 0.5) / scale - 0.5, false)
+        }
+        "tf_crop_and_resize" => {
+            let x = if out_f == 1.0 {
+                (roi.1 - roi.0) * (in_f - 1.0) / 2.0
+            } else {
+                o * (roi.1 - roi.0) * (in_f - 1.0) / (out_f - 1.0)
+            } + roi.0 * (in_f - 1.0);
+            (x, x < 0.0 || x > in_f - 1.0)
         }
         _ => return None,
     })
 }
 
-/// Rounds a source coordinate to an index by `nearest_mode`.
-fn nearest(mode: &str, x: f64) -> Option<i64> {
-    let frac_is_half = (x - x.floor() - 0.5).abs() < 1e-12;
-    Some(match mode {
-        "round_prefer_floor" => {
-            if frac_is_half {
-                x.floor()
+/// The interpolation coefficients for `ratio` in (0, 1] (1 when the source coordinate is an
+/// integer), over the neighbours `floor(x) - n/2 + 1 ..` (`n` coefficients).
+fn coeffs(p: &Params, ratio: f64) -> Option<Vec<f64>> {
+    Some(match p.mode {
+        Mode::Nearest => {
+            if ratio == 1.0 {
+                return Some(vec![0.0, 1.0]);
+            }
+            let up = match p.nearest_mode {
+                "round_prefer_floor" => ratio > 0.5,
+                "round_prefer_ceil" => ratio >= 0.5,
+                "floor" => false,
+                "ceil" => true,
+                _ => return None,
+            };
+            if up {
+                vec![0.0, 1.0]
             } else {
-                x.round()
+                vec![1.0, 0.0]
             }
         }
-        "round_prefer_ceil" => {
-            if frac_is_half {
-                x.ceil()
-            } else {
-                x.round()
+        Mode::Linear => vec![1.0 - ratio, ratio],
+        Mode::Cubic => {
+            let a = p.cubic_a;
+            let (r, s) = (ratio, 1.0 - ratio);
+            vec![
+                ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+                ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+                ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
+                ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
+            ]
+        }
+    })
+}
+
+/// The taps of one output coordinate with source coordinate `x` on an axis of `in_len`:
+/// distinct clamped indices with their (non-zero) weights.
+fn taps(p: &Params, x: f64, in_len: usize) -> Option<Vec<(i64, f64)>> {
+    let fl = x.floor();
+    let exact = x == fl;
+    let mut c = coeffs(p, if exact { 1.0 } else { x - fl })?;
+    let n = c.len() as i64;
+    let first = fl as i64 - n / 2 + if exact { 0 } else { 1 };
+    let last = in_len as i64 - 1;
+    if p.exclude_outside {
+        for (t, w) in c.iter_mut().enumerate() {
+            if !(0..=last).contains(&(first + t as i64)) {
+                *w = 0.0;
             }
         }
-        "floor" => x.floor(),
-        "ceil" => x.ceil(),
-        _ => return None,
-    } as i64)
+        let sum: f64 = c.iter().sum();
+        if sum != 0.0 {
+            c.iter_mut().for_each(|w| *w /= sum);
+        }
+    }
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    for (t, &w) in c.iter().enumerate() {
+        if w == 0.0 {
+            continue;
+        }
+        let i = (first + t as i64).clamp(0, last);
+        match out.iter_mut().find(|(j, _)| *j == i) {
+            Some(e) => e.1 += w,
+            None => out.push((i, w)),
+        }
+    }
+    if out.is_empty() {
+        out.push((first.clamp(0, last), 0.0));
+    }
+    Some(out)
+}
+
+/// How one output axis reads the input.
+enum AxisMap {
+    /// The same coordinate.
+    Same,
+    /// A single source index per output coordinate (nearest), as an expression.
+    Index(TExpr),
+    /// Rows of the shared table: offset of the axis' first row, taps per row, row count.
+    Table { row: i64, taps: usize, len: usize },
 }
 
 /// `Resize` (opset 10 and 11+) and `Upsample` (opset 7-9).
@@ -72,13 +160,17 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let r = xt.rank();
     let upsample = n.op == "Upsample";
     let legacy = upsample || n.opset < 11;
-    let mode = n.attr_s("mode")?.unwrap_or_else(|| "nearest".into());
-    if !matches!(mode.as_str(), "nearest" | "linear" | "bilinear") {
-        return Err(n.err(format!(
-            "mode '{mode}' is not supported (nearest and linear are)"
-        )));
-    }
-    let linear = mode != "nearest";
+    let mode_s = n.attr_s("mode")?.unwrap_or_else(|| "nearest".into());
+    let mode = match mode_s.as_str() {
+        "nearest" => Mode::Nearest,
+        "linear" | "bilinear" => Mode::Linear,
+        "cubic" | "bicubic" if !upsample => Mode::Cubic,
+        other => {
+            return Err(n.err(format!(
+                "mode '{other}' is not one of nearest, linear, cubic"
+            )))
+        }
+    };
     let transform = if legacy {
         "asymmetric".to_string()
     } else {
@@ -97,25 +189,34 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let policy = n
         .attr_s("keep_aspect_ratio_policy")?
         .unwrap_or_else(|| "stretch".into());
-    if policy != "stretch" {
+    if !matches!(policy.as_str(), "stretch" | "not_larger" | "not_smaller") {
         return Err(n.err(format!(
-            "keep_aspect_ratio_policy '{policy}' is not supported"
+            "keep_aspect_ratio_policy '{policy}' is not one of stretch, not_larger, not_smaller"
         )));
     }
-    // Scales / sizes, per listed axis.
+    let params = Params {
+        mode,
+        nearest_mode: &nearest_mode,
+        cubic_a: n.attr_f("cubic_coeff_a", -0.75)? as f64,
+        exclude_outside: n.attr_i("exclude_outside", 0)? != 0,
+    };
+    let extrapolation = n.attr_f("extrapolation_value", 0.0)? as f64;
+    // Scales / sizes / roi, per listed axis.
     let axes: Vec<usize> = match n.attr_ints("axes")? {
-        Some(a) => a
-            .iter()
-            .map(|&v| n.axis(v, r, "axis"))
-            .collect::<Result<_, _>>()?,
+        Some(a) => {
+            n.axes(&a, r, "axis")?;
+            a.iter()
+                .map(|&v| n.axis(v, r, "axis"))
+                .collect::<Result<_, _>>()?
+        }
         None => (0..r).collect(),
     };
-    let (scales_slot, sizes_slot) = if upsample && n.opset < 9 {
-        (None, None)
+    let (roi_slot, scales_slot, sizes_slot) = if upsample && n.opset < 9 {
+        (None, None, None)
     } else if legacy {
-        (Some(1), None)
+        (None, Some(1), None)
     } else {
-        (Some(2), Some(3))
+        (Some(1), Some(2), Some(3))
     };
     let mut scales: Option<Vec<f64>> = if upsample && n.opset < 9 {
         Some(
@@ -156,148 +257,278 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if given != axes.len() {
         return Err(n.err(format!("{given} scales/sizes for {} axes", axes.len())));
     }
-    let dt = xt.dtype;
-    if !dt.is_float() {
-        return Err(n.err(format!(
-            "input must be floating point, got {}",
-            xt.describe()
-        )));
-    }
-    let mut out_shape = xt.shape.clone();
-    let mut consts: Vec<NodeId> = vec![x];
-    // Per output axis: how to get the source coordinate(s) and weight(s).
-    let mut index_of: Vec<Vec<(TExpr, Option<TExpr>)>> = Vec::new();
-    let mut resized: Vec<(usize, Dim)> = Vec::new();
-    for a in 0..r {
-        let k = axes.iter().position(|&v| v == a);
-        let unchanged = match (k, &scales, &sizes) {
-            (None, ..) => true,
-            (Some(k), Some(s), _) => s[k] == 1.0,
-            (Some(k), _, Some(z)) => xt.shape[a].as_const() == Some(z[k]),
-            _ => true,
-        };
-        if unchanged {
-            index_of.push(vec![(TExpr::Coord(a), None)]);
-            continue;
+    let mut roi = vec![(0.0, 1.0); r];
+    if transform == "tf_crop_and_resize" {
+        let t = roi_slot
+            .filter(|&i| cx.has_input(n, i))
+            .map(|i| cx.const_tensor(n, i))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| {
+                n.err("tf_crop_and_resize needs input 1 ('roi') as a compile-time constant")
+            })?
+            .to_f64();
+        if t.len() != 2 * axes.len() {
+            return Err(n.err(format!(
+                "roi has {} values for {} axes (need start and end per axis)",
+                t.len(),
+                axes.len()
+            )));
         }
-        let k = k.expect("resized axes are listed");
-        let in_len = xt.shape[a].as_const().ok_or_else(|| {
+        for (k, &a) in axes.iter().enumerate() {
+            roi[a] = (t[k], t[axes.len() + k]);
+        }
+    }
+    // Input lengths of the listed axes (concrete), and per axis (output length, scale).
+    let mut in_len = vec![0usize; r];
+    for &a in &axes {
+        in_len[a] = xt.shape[a].as_const().ok_or_else(|| {
             n.err(format!(
                 "resized axis {a} of {} must be concrete (use --dim)",
                 xt.describe()
             ))
         })? as usize;
-        let (out_len, scale) = match (&scales, &sizes) {
-            (Some(s), _) => ((in_len as f64 * s[k]).floor() as usize, s[k]),
-            (_, Some(z)) => (z[k] as usize, z[k] as f64 / in_len as f64),
-            _ => unreachable!("one is given"),
-        };
-        if scale <= 0.0 {
-            return Err(n.err(format!("scale {scale} on axis {a} is not positive")));
+    }
+    let mut geometry: Vec<Option<(usize, f64)>> = vec![None; r];
+    match (&scales, &sizes) {
+        (Some(s), _) => {
+            for (k, &a) in axes.iter().enumerate() {
+                if s[k] <= 0.0 {
+                    return Err(n.err(format!("scale {} on axis {a} is not positive", s[k])));
+                }
+                geometry[a] = Some(((in_len[a] as f64 * s[k]).floor() as usize, s[k]));
+            }
         }
-        resized.push((a, Dim::c(out_len as i64)));
-        let last = in_len as i64 - 1;
-        let table = |cx: &mut Ctx, what: &str, v: Vec<f64>, d: DType| -> NodeId {
-            let len = v.len();
-            let id = cx.constant(
-                n,
-                &format!("axis{a}_{what}"),
-                Tensor::from_f64(d, vec![len], &v),
-            );
-            id
-        };
-        let mut lo = Vec::with_capacity(out_len);
-        let mut hi = Vec::with_capacity(out_len);
-        let mut w_lo = Vec::with_capacity(out_len);
-        let mut w_hi = Vec::with_capacity(out_len);
-        for o in 0..out_len {
-            let out_f = if scales.is_some() {
-                in_len as f64 * scale
-            } else {
-                out_len as f64
+        (_, Some(z)) => {
+            let ratio = |k: usize, a: usize| z[k] as f64 / in_len[a] as f64;
+            let kept = axes.iter().enumerate().map(|(k, &a)| ratio(k, a));
+            let common = match policy.as_str() {
+                "not_larger" => Some(kept.fold(f64::INFINITY, f64::min)),
+                "not_smaller" => Some(kept.fold(f64::NEG_INFINITY, f64::max)),
+                _ => None,
             };
-            let src =
-                source_coord(&transform, o as f64, scale, in_len, out_f).ok_or_else(|| {
-                    n.err(format!(
-                        "coordinate_transformation_mode '{transform}' is not supported"
-                    ))
-                })?;
-            if linear {
-                let s = src.clamp(0.0, last as f64);
-                let f = s.floor();
-                lo.push(f.clamp(0.0, last as f64));
-                hi.push((f + 1.0).clamp(0.0, last as f64));
-                w_hi.push(s - f);
-                w_lo.push(1.0 - (s - f));
-            } else {
-                let i = nearest(&nearest_mode, src).ok_or_else(|| {
-                    n.err(format!("nearest_mode '{nearest_mode}' is not supported"))
-                })?;
-                lo.push(i.clamp(0, last) as f64);
-            }
-        }
-        let load_table = |id: NodeId, consts: &mut Vec<NodeId>| {
-            consts.push(id);
-            TExpr::Load {
-                input: consts.len() - 1,
-                index: vec![TExpr::Coord(a)],
-            }
-        };
-        let t_lo = table(cx, "index", lo, DType::I32);
-        let e_lo = load_table(t_lo, &mut consts);
-        if linear {
-            let t_hi = table(cx, "index_next", hi, DType::I32);
-            let t_wl = table(cx, "weight", w_lo, dt);
-            let t_wh = table(cx, "weight_next", w_hi, dt);
-            let (e_hi, e_wl, e_wh) = (
-                load_table(t_hi, &mut consts),
-                load_table(t_wl, &mut consts),
-                load_table(t_wh, &mut consts),
-            );
-            index_of.push(vec![(e_lo, Some(e_wl)), (e_hi, Some(e_wh))]);
-        } else {
-            index_of.push(vec![(e_lo, None)]);
-        }
-    }
-    for (a, d) in resized {
-        out_shape[a] = d;
-    }
-    // Sum over the corners of the interpolation cell.
-    let corners: usize = index_of.iter().map(Vec::len).product();
-    let mut expr: Option<TExpr> = None;
-    for c in 0..corners {
-        let mut rem = c;
-        let mut index = Vec::with_capacity(r);
-        let mut weight: Option<TExpr> = None;
-        for opts in index_of.iter().rev() {
-            let (ix, w) = &opts[rem % opts.len()];
-            rem /= opts.len();
-            index.push(ix.clone());
-            if let Some(w) = w {
-                weight = Some(match weight {
-                    None => w.clone(),
-                    Some(acc) => {
-                        TExpr::Binary(BinaryOp::Mul, Box::new(acc), Box::new(w.clone()), dt)
-                    }
+            for (k, &a) in axes.iter().enumerate() {
+                if z[k] < 0 {
+                    return Err(n.err(format!("size {} on axis {a} is negative", z[k])));
+                }
+                geometry[a] = Some(match common {
+                    Some(s) => ((s * in_len[a] as f64 + 0.5).floor() as usize, s),
+                    None => (z[k] as usize, ratio(k, a)),
                 });
             }
         }
-        index.reverse();
+        _ => unreachable!("one is given"),
+    }
+    // Per axis: taps of every output coordinate; rows of the shared table.
+    let mut out_shape = xt.shape.clone();
+    let mut maps = Vec::with_capacity(r);
+    let mut rows: Vec<(Vec<(i64, f64)>, bool)> = Vec::new();
+    for a in 0..r {
+        let Some((out_len, scale)) = geometry[a] else {
+            maps.push(AxisMap::Same);
+            continue;
+        };
+        let len = in_len[a];
+        out_shape[a] = Dim::c(out_len as i64);
+        if out_len == len && (scale - 1.0).abs() < 1e-9 && roi[a] == (0.0, 1.0) {
+            maps.push(AxisMap::Same);
+            continue;
+        }
+        if len == 0 || out_len == 0 {
+            return Err(n.err(format!(
+                "axis {a} resizes {len} elements to {out_len}; empty tensors are not supported"
+            )));
+        }
+        let out_f = scale * len as f64;
+        let mut axis_rows = Vec::with_capacity(out_len);
+        for o in 0..out_len {
+            let (src, outside) = source_coord(
+                &transform, o as f64, scale, len, out_f, out_len, roi[a],
+            )
+            .ok_or_else(|| {
+                n.err(format!(
+                    "coordinate_transformation_mode '{transform}' is not supported"
+                ))
+            })?;
+            let t = taps(&params, src, len)
+                .ok_or_else(|| n.err(format!("nearest_mode '{nearest_mode}' is not supported")))?;
+            axis_rows.push((t, outside));
+        }
+        let single = axis_rows
+            .iter()
+            .all(|(t, out)| !out && t.len() == 1 && t[0].1 == 1.0);
+        if single {
+            let idx: Vec<i64> = axis_rows.iter().map(|(t, _)| t[0].0).collect();
+            if let Some(e) = affine_index(&idx, a) {
+                maps.push(AxisMap::Index(e));
+                continue;
+            }
+        }
+        let taps = axis_rows.iter().map(|(t, _)| t.len()).max().unwrap_or(1);
+        maps.push(AxisMap::Table {
+            row: rows.len() as i64,
+            taps,
+            len: out_len,
+        });
+        rows.extend(axis_rows);
+    }
+    if maps.iter().all(|m| matches!(m, AxisMap::Same)) && out_shape == xt.shape {
+        return Ok(one(x));
+    }
+    // The shared table: [rows, 2 * width + 1] = index columns, weight columns, flag.
+    let width = maps
+        .iter()
+        .map(|m| match m {
+            AxisMap::Table { taps, .. } => *taps,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let dt = xt.dtype;
+    if dt == DType::Bool && mode != Mode::Nearest {
+        return Err(n.err(format!(
+            "{mode_s} interpolation of {} is not supported",
+            xt.describe()
+        )));
+    }
+    let cols = 2 * width + 1;
+    let mut ins = vec![x];
+    if !rows.is_empty() {
+        let mut data = vec![0.0f64; rows.len() * cols];
+        for (i, (t, outside)) in rows.iter().enumerate() {
+            for (k, &(idx, w)) in t.iter().enumerate() {
+                data[i * cols + k] = idx as f64;
+                data[i * cols + width + k] = w;
+            }
+            data[i * cols + 2 * width] = *outside as u8 as f64;
+        }
+        ins.push(cx.constant(
+            n,
+            "taps",
+            Tensor::from_f64(DType::F32, vec![rows.len(), cols], &data),
+        ));
+    }
+    let table = |row: &TExpr, col: usize| TExpr::Load {
+        input: 1,
+        index: vec![row.clone(), TExpr::int(col as i64)],
+    };
+    // Per axis: the choices (index expression, optional weight expression).
+    let mut choices: Vec<Vec<(TExpr, Option<TExpr>)>> = Vec::with_capacity(r);
+    let mut flags = Vec::new();
+    for (a, m) in maps.iter().enumerate() {
+        choices.push(match m {
+            AxisMap::Same => vec![(TExpr::Coord(a), None)],
+            AxisMap::Index(e) => vec![(e.clone(), None)],
+            AxisMap::Table { row, taps, len } => {
+                let rowe = if *row == 0 {
+                    TExpr::Coord(a)
+                } else {
+                    TExpr::Coord(a).add(TExpr::int(*row))
+                };
+                let axis_rows = &rows[*row as usize..*row as usize + len];
+                if axis_rows.iter().any(|(_, out)| *out) {
+                    flags.push(table(&rowe, 2 * width).cmp(
+                        BinaryOp::Greater,
+                        TExpr::Lit(0.5, DType::F32),
+                        DType::F32,
+                    ));
+                }
+                let unit = axis_rows.iter().all(|(t, _)| t.len() == 1 && t[0].1 == 1.0);
+                (0..*taps)
+                    .map(|k| {
+                        let ix = TExpr::Cast(Box::new(table(&rowe, k)), DType::F32, DType::I32);
+                        (ix, (!unit).then(|| table(&rowe, width + k)))
+                    })
+                    .collect()
+            }
+        });
+    }
+    // Sum over every combination of taps of weight products times the loads.
+    // Weighted sums are computed in f32 (and converted back for other dtypes).
+    let float = DType::F32;
+    let combos: usize = choices.iter().map(Vec::len).product();
+    let mut sum: Option<TExpr> = None;
+    let mut any_weight = false;
+    for c in 0..combos {
+        let mut rem = c;
+        let mut index = vec![TExpr::int(0); r];
+        let mut weight: Option<TExpr> = None;
+        for a in (0..r).rev() {
+            let (ix, w) = &choices[a][rem % choices[a].len()];
+            rem /= choices[a].len();
+            index[a] = ix.clone();
+            if let Some(w) = w {
+                weight = Some(match weight {
+                    None => w.clone(),
+                    Some(acc) => mul(acc, w.clone(), float),
+                });
+            }
+        }
         let load = TExpr::Load { input: 0, index };
         let term = match weight {
-            Some(w) => TExpr::Binary(BinaryOp::Mul, Box::new(w), Box::new(load), dt),
+            Some(w) => {
+                any_weight = true;
+                mul(w, cast(load, dt, float), float)
+            }
             None => load,
         };
-        expr = Some(match expr {
+        sum = Some(match sum {
             None => term,
-            Some(acc) => TExpr::Binary(BinaryOp::Add, Box::new(acc), Box::new(term), dt),
+            Some(acc) => TExpr::Binary(BinaryOp::Add, Box::new(acc), Box::new(term), float),
         });
+    }
+    let mut expr = sum.expect("at least one combination");
+    if any_weight && dt != float {
+        if dt.is_int() {
+            expr = TExpr::Unary(UnaryOp::Round, Box::new(expr), float);
+        }
+        expr = cast(expr, float, dt);
+    }
+    if let Some(c) = flags
+        .into_iter()
+        .reduce(|a, b| TExpr::Binary(BinaryOp::Or, Box::new(a), Box::new(b), DType::Bool))
+    {
+        expr = TExpr::select(c, TExpr::Lit(extrapolation, dt), expr);
     }
     let op = Op::Compute {
         shape: out_shape,
         dtype: dt,
-        expr: expr.expect("at least one corner"),
+        expr,
         name: n.op.to_string(),
     };
-    Ok(one(cx.add(n, "", op, &consts)?))
+    Ok(one(cx.add(n, "", op, &ins)?))
+}
+
+/// `a * b` of dtype `d`.
+fn mul(a: TExpr, b: TExpr, d: DType) -> TExpr {
+    TExpr::Binary(BinaryOp::Mul, Box::new(a), Box::new(b), d)
+}
+
+/// `a` converted from `from` to `to` (no node when equal).
+fn cast(a: TExpr, from: DType, to: DType) -> TExpr {
+    if from == to {
+        a
+    } else {
+        TExpr::Cast(Box::new(a), from, to)
+    }
+}
+
+/// The nearest indices `idx[o]` of axis `a` as `o`, `o / k` or `o * k` when they are one of
+/// those (integer up- or downsampling), so that no table is needed.
+fn affine_index(idx: &[i64], a: usize) -> Option<TExpr> {
+    let o = TExpr::Coord(a);
+    let fits = |f: &dyn Fn(i64) -> i64| idx.iter().enumerate().all(|(i, &v)| v == f(i as i64));
+    if fits(&|i| i) {
+        return Some(o);
+    }
+    if let Some(k) = idx.iter().position(|&v| v == 1).map(|k| k as i64) {
+        if k > 1 && fits(&|i| i / k) {
+            return Some(o.div(TExpr::int(k)));
+        }
+    }
+    let k = *idx.get(1)?;
+    if k > 1 && fits(&|i| i * k) {
+        return Some(o.mul(TExpr::int(k)));
+    }
+    None
 }

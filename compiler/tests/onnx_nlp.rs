@@ -933,3 +933,95 @@ fn einsum_equations_match_a_naive_reference() {
     assert!(y["y"].shape.is_empty());
     assert_close(&y["y"].to_f32(), &[dot], 1e-6);
 }
+
+#[test]
+fn bitwise_ops_and_shifts_match_rust_integer_semantics() {
+    let a32: Vec<i32> = vec![-356387803, 2135392491, -1, i32::MIN, 0, 12345, -8, 7];
+    let b32: Vec<i32> = vec![946286476, -2146992385, 5, -1, i32::MAX, -12345, 3, 31];
+    let a = Tensor::i32(vec![8], a32.clone());
+    let b = Tensor::i32(vec![8], b32.clone());
+    let run2 = |op: &str, x: &Tensor, y: &Tensor, dir: Option<&str>| {
+        let mut bld = ModelBuilder::new("bits");
+        bld.opset(18);
+        let dt = match x.dtype() {
+            DType::I32 => DataType::Int32,
+            DType::I8 => DataType::Int8,
+            _ => DataType::Uint8,
+        };
+        bld.input("a", dt, &[d(x.shape[0])])
+            .input("b", dt, &[d(y.shape[0])]);
+        let nd = bld.node(op, &["a", "b"], &["y"]);
+        if let Some(dir) = dir {
+            nd.attr_str("direction", dir);
+        }
+        bld.output("y", dt);
+        let m = load_onnx_bytes(&bld.encode(), "bits", &DimBindings::new()).unwrap();
+        let ins = HashMap::from([("a".to_string(), x.clone()), ("b".to_string(), y.clone())]);
+        interp::evaluate(&m.graph, &ins).unwrap()["y"].to_f64()
+    };
+    let got = |v: Vec<f64>| v.into_iter().map(|x| x as i64).collect::<Vec<_>>();
+    let want = |f: &dyn Fn(i32, i32) -> i32| {
+        a32.iter()
+            .zip(&b32)
+            .map(|(&x, &y)| f(x, y) as i64)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got(run2("BitwiseAnd", &a, &b, None)), want(&|x, y| x & y));
+    assert_eq!(got(run2("BitwiseOr", &a, &b, None)), want(&|x, y| x | y));
+    assert_eq!(got(run2("BitwiseXor", &a, &b, None)), want(&|x, y| x ^ y));
+    // Shifts: counts outside [0, 32) give 0 (left) or the sign fill (right).
+    let sh = Tensor::i32(vec![8], vec![1, 4, 31, 1, 0, -1, 32, 31]);
+    let shv = sh.to_f64();
+    let left: Vec<i64> = a32
+        .iter()
+        .zip(&shv)
+        .map(|(&x, &s)| {
+            if (0.0..32.0).contains(&s) {
+                x.wrapping_shl(s as u32) as i64
+            } else {
+                0
+            }
+        })
+        .collect();
+    let right: Vec<i64> = a32
+        .iter()
+        .zip(&shv)
+        .map(|(&x, &s)| {
+            if (0.0..32.0).contains(&s) {
+                (x >> s as u32) as i64
+            } else if x < 0 {
+                -1
+            } else {
+                0
+            }
+        })
+        .collect();
+    assert_eq!(got(run2("BitShift", &a, &sh, Some("LEFT"))), left);
+    assert_eq!(got(run2("BitShift", &a, &sh, Some("RIGHT"))), right);
+    // 8-bit types wrap at 8 bits.
+    let x8 = Tensor::from_f64(DType::I8, vec![4], &[64.0, -1.0, -128.0, 5.0]);
+    let s8 = Tensor::from_f64(DType::I8, vec![4], &[1.0, 7.0, 1.0, 8.0]);
+    assert_eq!(
+        got(run2("BitShift", &x8, &s8, Some("LEFT"))),
+        vec![-128, -128, 0, 0]
+    );
+    assert_eq!(
+        got(run2("BitShift", &x8, &s8, Some("RIGHT"))),
+        vec![32, -1, -64, 0]
+    );
+    let u8a = Tensor::from_f64(DType::U8, vec![3], &[0b1010_1100 as f64, 255.0, 1.0]);
+    let u8b = Tensor::from_f64(DType::U8, vec![3], &[0b0110_0101 as f64, 15.0, 0.0]);
+    assert_eq!(
+        got(run2("BitwiseXor", &u8a, &u8b, None)),
+        vec![0b1100_1001, 240, 1]
+    );
+    let not = run_op(
+        18,
+        "BitwiseNot",
+        &[("x", &u8a)],
+        &["y"],
+        DataType::Uint8,
+        |_| {},
+    );
+    assert_eq!(got(not["y"].to_f64()), vec![0b0101_0011, 0, 254]);
+}

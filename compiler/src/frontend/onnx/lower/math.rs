@@ -508,3 +508,249 @@ pub(crate) fn einsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .collect();
     Ok(one(transpose(cx, n, "", acc, p)?))
 }
+
+/// Input `slot` (of rank `r`) at the output coordinates of a rank-`out_rank` broadcast, as i32
+/// (loads clamp, so a size-1 axis reads its only element).
+fn int_operand(slot: usize, r: usize, out_rank: usize, dt: DType) -> TExpr {
+    let off = out_rank - r;
+    let load = TExpr::Load {
+        input: slot,
+        index: (0..r).map(|j| TExpr::Coord(j + off)).collect(),
+    };
+    if dt == DType::I32 {
+        load
+    } else {
+        TExpr::Cast(Box::new(load), dt, DType::I32)
+    }
+}
+
+/// Two's complement helpers over i32 expressions for a `w`-bit type (`w` = 8 or 32).
+struct Bits {
+    w: u32,
+    signed: bool,
+}
+
+impl Bits {
+    /// `2^k` for `k < 31`.
+    fn pow2(k: u32) -> TExpr {
+        TExpr::int(1i64 << k)
+    }
+    /// The weight of the top bit of a signed type: `-2^(w-1)`.
+    fn min(&self) -> TExpr {
+        TExpr::int(-(1i64 << (self.w - 1)))
+    }
+    fn is_neg(a: &TExpr) -> TExpr {
+        a.clone().cmp(BinaryOp::Less, TExpr::int(0), DType::I32)
+    }
+    /// The value bits below the sign bit, as a non-negative number.
+    fn low(&self, a: &TExpr) -> TExpr {
+        if self.signed {
+            TExpr::select(Self::is_neg(a), a.clone().sub(self.min()), a.clone())
+        } else {
+            a.clone()
+        }
+    }
+    /// Bits `0..n` with their weights (`n = w - 1` for signed types).
+    fn n_low(&self) -> u32 {
+        if self.signed {
+            self.w - 1
+        } else {
+            self.w
+        }
+    }
+    /// Bit `k` (0 or 1) of a non-negative value.
+    fn bit(u: &TExpr, k: u32) -> TExpr {
+        u.clone().div(Self::pow2(k)).rem(TExpr::int(2))
+    }
+    /// `a op b` bitwise, with `g` combining two bits (0/1 expressions) into 0/1.
+    fn combine(&self, a: &TExpr, b: &TExpr, g: &dyn Fn(TExpr, TExpr) -> TExpr) -> TExpr {
+        let (ua, ub) = (self.low(a), self.low(b));
+        let mut acc: Option<TExpr> = None;
+        for k in 0..self.n_low() {
+            let term = g(Self::bit(&ua, k), Self::bit(&ub, k)).mul(Self::pow2(k));
+            acc = Some(match acc {
+                Some(x) => x.add(term),
+                None => term,
+            });
+        }
+        let mut acc = acc.unwrap_or_else(|| TExpr::int(0));
+        if self.signed {
+            let sa = TExpr::select(Self::is_neg(a), TExpr::int(1), TExpr::int(0));
+            let sb = TExpr::select(Self::is_neg(b), TExpr::int(1), TExpr::int(0));
+            acc = acc.add(g(sa, sb).mul(self.min()));
+        }
+        acc
+    }
+    /// Wraps an i32 value into the `w`-bit type's range.
+    fn wrap(&self, v: TExpr) -> TExpr {
+        match (self.w, self.signed) {
+            (32, _) => v,
+            (w, true) => {
+                let h = 1i64 << (w - 1);
+                v.add(TExpr::int(h))
+                    .rem(TExpr::int(2 * h))
+                    .sub(TExpr::int(h))
+            }
+            (w, false) => v.rem(TExpr::int(1i64 << w)),
+        }
+    }
+    /// `2^b` for `0 <= b < w` (`-2^31` for `b = 31`, the wrapped value).
+    fn pow2_of(&self, b: &TExpr) -> TExpr {
+        let p = TExpr::Binary(
+            BinaryOp::Pow,
+            Box::new(TExpr::int(2)),
+            Box::new(b.clone()),
+            DType::I32,
+        );
+        if self.w == 32 {
+            TExpr::select(
+                b.clone().cmp(BinaryOp::Equal, TExpr::int(31), DType::I32),
+                TExpr::int(i32::MIN as i64),
+                p,
+            )
+        } else {
+            p
+        }
+    }
+}
+
+/// `BitwiseAnd/Or/Xor/Not` and `BitShift` as integer arithmetic in one tensor expression (the IR
+/// has no bit operations): operands are split into bits by division and floor modulo, the sign
+/// bit carrying weight `-2^(w-1)`; shifts multiply or floor-divide by powers of two. Widths
+/// follow the IR dtype (int16/int64 data are i32 in Kiln, so they shift as 32-bit values).
+pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let a = cx.input(n, 0)?;
+    let at = cx.ty(a).clone();
+    let dt = at.dtype;
+    let (w, signed) = match dt {
+        DType::I8 => (8, true),
+        DType::U8 => (8, false),
+        // u32 bit patterns are handled as i32 (same bits).
+        DType::I32 | DType::U32 => (32, true),
+        _ => {
+            return Err(n.err(format!(
+                "input must be an integer tensor, got {}",
+                at.describe()
+            )))
+        }
+    };
+    let bits = Bits { w, signed };
+    let mut ins = vec![a];
+    let (shape, expr) = if n.op == "BitwiseNot" {
+        let x = int_operand(0, at.rank(), at.rank(), dt);
+        let e = if signed {
+            TExpr::int(-1).sub(x)
+        } else {
+            TExpr::int((1i64 << w) - 1).sub(x)
+        };
+        (at.shape.clone(), e)
+    } else {
+        let b = cx.input(n, 1)?;
+        let bt = cx.ty(b).clone();
+        if bt.dtype != dt {
+            return Err(n.err(format!(
+                "operands must have the same type, got {} and {}",
+                at.describe(),
+                bt.describe()
+            )));
+        }
+        ins.push(b);
+        let shape = kiln_ir::infer::broadcast(&at.shape, &bt.shape)
+            .map_err(|m| n.err(format!("operands do not broadcast: {m}")))?;
+        let r = shape.len();
+        let x = int_operand(0, at.rank(), r, dt);
+        let y = int_operand(1, bt.rank(), r, dt);
+        let e = match n.op {
+            "BitwiseAnd" => bits.combine(&x, &y, &|p, q| p.mul(q)),
+            "BitwiseOr" => bits.combine(&x, &y, &|p, q| p.clone().add(q.clone()).sub(p.mul(q))),
+            "BitwiseXor" => bits.combine(&x, &y, &|p, q| {
+                p.clone().add(q.clone()).sub(TExpr::int(2).mul(p.mul(q)))
+            }),
+            _ => {
+                let dir = n
+                    .attr_s("direction")?
+                    .ok_or_else(|| n.err("attribute 'direction' is required"))?;
+                let in_range = TExpr::Binary(
+                    BinaryOp::And,
+                    Box::new(
+                        y.clone()
+                            .cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32),
+                    ),
+                    Box::new(
+                        y.clone()
+                            .cmp(BinaryOp::Less, TExpr::int(w as i64), DType::I32),
+                    ),
+                    DType::Bool,
+                );
+                match dir.as_str() {
+                    "LEFT" => {
+                        let v = bits.wrap(x.mul(bits.pow2_of(&y)));
+                        TExpr::select(in_range, v, TExpr::int(0))
+                    }
+                    "RIGHT" => {
+                        let v = if signed && dt == DType::U32 {
+                            // Logical shift of a u32 held as i32 bits.
+                            let low = bits.low(&x).div(bits.pow2_of(&y));
+                            let top = bits.pow2_of(&TExpr::int(31).sub(y.clone()));
+                            let shifted =
+                                low.add(TExpr::select(Bits::is_neg(&x), top, TExpr::int(0)));
+                            TExpr::select(
+                                y.clone().cmp(BinaryOp::Equal, TExpr::int(0), DType::I32),
+                                x.clone(),
+                                shifted,
+                            )
+                        } else if signed {
+                            // Floor division; 2^31 is not an i32, so a shift by 31 is the sign.
+                            let p = bits.pow2_of(&y);
+                            let floor = x.clone().sub(x.clone().rem(p.clone())).div(p);
+                            if w == 32 {
+                                TExpr::select(
+                                    y.clone().cmp(BinaryOp::Equal, TExpr::int(31), DType::I32),
+                                    fill_neg(&x),
+                                    floor,
+                                )
+                            } else {
+                                floor
+                            }
+                        } else {
+                            x.clone().div(bits.pow2_of(&y))
+                        };
+                        let out_fill = if signed && dt != DType::U32 {
+                            fill_neg(&x)
+                        } else {
+                            TExpr::int(0)
+                        };
+                        TExpr::select(in_range, v, out_fill)
+                    }
+                    other => {
+                        return Err(n.err(format!(
+                            "attribute 'direction' must be LEFT or RIGHT, got '{other}'"
+                        )))
+                    }
+                }
+            }
+        };
+        (shape, e)
+    };
+    let expr = if dt == DType::I32 {
+        expr
+    } else {
+        TExpr::Cast(Box::new(expr), DType::I32, dt)
+    };
+    Ok(one(cx.add(
+        n,
+        "",
+        Op::Compute {
+            shape,
+            dtype: dt,
+            expr,
+            name: n.op.to_string(),
+        },
+        &ins,
+    )?))
+}
+
+/// `a < 0 ? -1 : 0`: every bit a copy of the sign.
+fn fill_neg(a: &TExpr) -> TExpr {
+    TExpr::select(Bits::is_neg(a), TExpr::int(-1), TExpr::int(0))
+}

@@ -25,6 +25,11 @@ use kiln_ir::NodeId;
 
 /// The ops that have a lowering (for messages and documentation).
 pub const SUPPORTED_OPS: &[&str] = &[
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
     "Einsum",
     "ScatterND",
     "TopK",
@@ -262,6 +267,9 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "LinearAttention" => attention::linear_attention(cx, n),
         "CausalConvWithState" => attention::causal_conv_with_state(cx, n),
         "Einsum" => math::einsum(cx, n),
+        "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => {
+            math::bitwise(cx, n)
+        }
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

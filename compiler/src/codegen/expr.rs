@@ -114,8 +114,14 @@ pub struct ExprWriter<'a> {
 
 impl ExprWriter<'_> {
     fn fresh(&mut self, prefix: &str) -> String {
-        self.next += 1;
-        format!("{prefix}{}", self.next)
+        loop {
+            self.next += 1;
+            let name = format!("{prefix}{}", self.next);
+            // `i32`, `u32`, `f32`, `f16` would shadow the WGSL types of the same name.
+            if !matches!(name.as_str(), "i32" | "u32" | "f32" | "f16") {
+                return name;
+            }
+        }
     }
 
     fn let_(&mut self, prefix: &str, value: String) -> String {

@@ -80,6 +80,13 @@ pub fn limit_value(limits: &wgpu::Limits, name: &str) -> Option<u64> {
 }
 
 /// A chosen GPU adapter, ready to create a device for a bundle.
+///
+/// Cloning is cheap (the wgpu instance and adapter are reference-counted handles) and skips the
+/// adapter enumeration of [`Runtime::new`]: a process that opens many bundles (the conformance
+/// runner, a server) picks the adapter once and passes a clone to each
+/// [`crate::Session::with_runtime`]. Every session still gets its own device, created with the
+/// limits its bundle needs.
+#[derive(Clone)]
 pub struct Runtime {
     // Kept alive for the adapter's sake.
     _instance: wgpu::Instance,
@@ -224,7 +231,7 @@ impl Runtime {
     }
 
     /// Checks `manifest`'s requirements and creates a device and queue for it.
-    pub(crate) fn open(self, manifest: &Manifest) -> Result<Gpu> {
+    pub(crate) fn open(&self, manifest: &Manifest) -> Result<Gpu> {
         let (features, limits) = self.check_requirements(manifest)?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
@@ -251,7 +258,7 @@ impl Runtime {
         Ok(Gpu {
             device,
             queue,
-            info: self.info,
+            info: self.info.clone(),
             limits,
             uncaptured,
         })

@@ -200,7 +200,8 @@ impl Session {
         Self::with_runtime(runtime, bundle)
     }
 
-    /// Like [`Session::new`] with an adapter already chosen.
+    /// Like [`Session::new`] with an adapter already chosen. A process that opens many bundles
+    /// passes each a clone of one [`Runtime`] (cheap) instead of enumerating adapters again.
     pub fn with_runtime(runtime: Runtime, bundle: &Bundle) -> Result<Session> {
         let manifest = bundle.manifest().clone();
         let t0 = Instant::now();

@@ -6,7 +6,7 @@
 use super::params::{i32_literal, ParamSet};
 use crate::lower::{Access, Expr};
 use kiln_ir::{BinaryOp, DType, Dim, UnaryOp};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// WGSL register type of a dtype.
 pub fn reg_ty(d: DType) -> &'static str {
@@ -106,6 +106,9 @@ pub struct ExprWriter<'a> {
     pub lines: Vec<String>,
     /// Counter for fresh names.
     pub next: usize,
+    /// Already emitted subexpressions (by structure) and their values: common-subexpression
+    /// elimination, so a fused tree that uses a value twice computes and loads it once.
+    pub memo: HashMap<String, (String, DType)>,
     /// Name of the linear output index variable.
     pub idx: String,
     /// Names of the output coordinate variables.
@@ -157,13 +160,25 @@ impl ExprWriter<'_> {
 
     /// Emits the expression; returns the WGSL value (a name or literal) and its dtype.
     pub fn emit(&mut self, e: &Expr) -> (String, DType) {
-        let (v, d) = self.emit_raw(e);
-        // f16 values are rounded after every operation, as the reference interpreter does.
-        if d == DType::F16 && !matches!(e, Expr::Load(..) | Expr::Lit(..)) {
-            self.helpers.insert("kiln_f16");
-            return (self.let_("h", format!("kiln_f16({v})")), d);
+        let key = format!("{e:?}");
+        if let Some(hit) = self.memo.get(&key) {
+            return hit.clone();
         }
-        (v, d)
+        let (v, d) = self.emit_raw(e);
+        let exact = matches!(e, Expr::Load(..) | Expr::Lit(..) | Expr::Cast(..));
+        // Results are rounded to their dtype after every operation, as the interpreter does:
+        // f16 to the f16 grid, i8/u8 wrapped to 8 bits.
+        let out = match d {
+            DType::F16 if !exact => {
+                self.helpers.insert("kiln_f16");
+                (self.let_("h", format!("kiln_f16({v})")), d)
+            }
+            DType::I8 if !exact => (self.let_("w", format!("(({v} << 24u) >> 24u)")), d),
+            DType::U8 if !exact => (self.let_("w", format!("({v} & 255u)")), d),
+            _ => (v, d),
+        };
+        self.memo.insert(key, out.clone());
+        out
     }
 
     fn emit_raw(&mut self, e: &Expr) -> (String, DType) {
@@ -244,9 +259,12 @@ impl ExprWriter<'_> {
                 let c = self.coords[*axis].clone();
                 let n = parts.len();
                 for (k, (part, end)) in parts.iter().enumerate() {
+                    // Values defined inside a branch are not visible after it.
                     let saved = std::mem::take(&mut self.lines);
+                    let saved_memo = self.memo.clone();
                     let (v, _) = self.emit(part);
                     let body = std::mem::replace(&mut self.lines, saved);
+                    self.memo = saved_memo;
                     let head = if k == 0 {
                         let e = self.params.dim(end, "end");
                         format!("if ({c} < {e}) {{")

@@ -159,6 +159,7 @@ pub fn render(
                 in_dtypes,
                 lines: Vec::new(),
                 next: 0,
+                memo: Default::default(),
                 idx: "idx".into(),
                 coords: names,
             };

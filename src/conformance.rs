@@ -310,12 +310,8 @@ impl TestTensor {
             (Values::Int(v), ElemType::I32) => {
                 HostTensor::from_i32(s, &v.iter().map(|&x| x as i32).collect::<Vec<_>>())
             }
-            (Values::Int(v), ElemType::U8) => {
-                HostTensor::from_u8(s, &v.iter().map(|&x| x as u8).collect::<Vec<_>>())
-            }
-            (Values::Int(v), ElemType::I8) => {
-                HostTensor::from_i8(s, &v.iter().map(|&x| x as i8).collect::<Vec<_>>())
-            }
+            (Values::Int(v), ElemType::U8) => HostTensor::from_u8(s, &v.iter().map(|&x| x as u8).collect::<Vec<_>>()),
+            (Values::Int(v), ElemType::I8) => HostTensor::from_i8(s, &v.iter().map(|&x| x as i8).collect::<Vec<_>>()),
             (Values::Int(v), _) => HostTensor::from_i64(s, v),
             (Values::Bool(v), _) => HostTensor::from_bool(s, v),
         }
@@ -349,8 +345,7 @@ pub fn decode_tensor(t: &TensorProto) -> std::result::Result<TestTensor, String>
         return Err("external tensor data is not supported in test data".into());
     }
     let dt = t.data_type.unwrap_or(0);
-    let elem =
-        plain_elem(dt).ok_or_else(|| format!("element type {} is out of scope", type_name(dt)))?;
+    let elem = plain_elem(dt).ok_or_else(|| format!("element type {} is out of scope", type_name(dt)))?;
     let shape = t
         .dims
         .iter()
@@ -359,9 +354,7 @@ pub fn decode_tensor(t: &TensorProto) -> std::result::Result<TestTensor, String>
     let n: usize = shape.iter().product();
     let raw = t.raw_data.as_deref();
     fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-        raw.chunks_exact(N)
-            .map(|c| f(c.try_into().expect("N bytes")))
-            .collect()
+        raw.chunks_exact(N).map(|c| f(c.try_into().expect("N bytes"))).collect()
     }
     let values = match (elem, raw) {
         (ElemType::F32, Some(r)) => Values::Float(chunks(r, f32::from_le_bytes)),
@@ -391,21 +384,14 @@ pub fn decode_tensor(t: &TensorProto) -> std::result::Result<TestTensor, String>
         Values::Bool(v) => v.len(),
     };
     if len != n {
-        return Err(format!(
-            "shape {shape:?} needs {n} elements, the data has {len}"
-        ));
+        return Err(format!("shape {shape:?} needs {n} elements, the data has {len}"));
     }
-    Ok(TestTensor {
-        elem,
-        shape,
-        values,
-    })
+    Ok(TestTensor { elem, shape, values })
 }
 
 fn read_tensor(path: &Path) -> std::result::Result<(TensorProto, TestTensor), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let t = TensorProto::decode(bytes.as_slice())
-        .map_err(|e| format!("{}: not a TensorProto: {e}", path.display()))?;
+    let t = TensorProto::decode(bytes.as_slice()).map_err(|e| format!("{}: not a TensorProto: {e}", path.display()))?;
     let decoded = decode_tensor(&t).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((t, decoded))
 }
@@ -455,11 +441,7 @@ fn read_data_sets(case_dir: &Path) -> std::result::Result<Vec<DataSet>, String> 
             };
             let (input_protos, inputs) = read("input")?.into_iter().unzip();
             Ok(DataSet {
-                name: d
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
+                name: d.file_name().unwrap_or_default().to_string_lossy().into_owned(),
                 inputs,
                 input_protos,
                 outputs: read("output")?.into_iter().map(|(_, t)| t).collect(),
@@ -473,18 +455,13 @@ fn read_data_sets(case_dir: &Path) -> std::result::Result<Vec<DataSet>, String> 
 
 fn read_model(path: &Path) -> std::result::Result<ModelProto, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    ModelProto::decode(bytes.as_slice())
-        .map_err(|e| format!("{}: not an ONNX model: {e}", path.display()))
+    ModelProto::decode(bytes.as_slice()).map_err(|e| format!("{}: not an ONNX model: {e}", path.display()))
 }
 
 /// Graph inputs that are fed by the caller (not initializers), in order.
 fn fed_inputs(m: &ModelProto) -> Vec<&crate::compiler::frontend::onnx::proto::ValueInfoProto> {
     let Some(g) = &m.graph else { return Vec::new() };
-    let init: HashSet<&str> = g
-        .initializer
-        .iter()
-        .filter_map(|t| t.name.as_deref())
-        .collect();
+    let init: HashSet<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
     g.input
         .iter()
         .filter(|v| !init.contains(v.name.as_deref().unwrap_or("")))
@@ -507,21 +484,13 @@ pub fn classify(m: &ModelProto) -> std::result::Result<(), String> {
                         return Err(format!("{kind} '{name}' is a {} tensor", type_name(et)));
                     }
                 }
-                Some(type_proto::Value::SequenceType(_)) => {
-                    return Err(format!("{kind} '{name}' is a sequence"))
-                }
-                Some(type_proto::Value::MapType(_)) => {
-                    return Err(format!("{kind} '{name}' is a map"))
-                }
-                Some(type_proto::Value::OptionalType(_)) => {
-                    return Err(format!("{kind} '{name}' is an optional"))
-                }
+                Some(type_proto::Value::SequenceType(_)) => return Err(format!("{kind} '{name}' is a sequence")),
+                Some(type_proto::Value::MapType(_)) => return Err(format!("{kind} '{name}' is a map")),
+                Some(type_proto::Value::OptionalType(_)) => return Err(format!("{kind} '{name}' is an optional")),
                 Some(type_proto::Value::SparseTensorType(_)) => {
                     return Err(format!("{kind} '{name}' is a sparse tensor"))
                 }
-                Some(type_proto::Value::OpaqueType(_)) => {
-                    return Err(format!("{kind} '{name}' is opaque"))
-                }
+                Some(type_proto::Value::OpaqueType(_)) => return Err(format!("{kind} '{name}' is opaque")),
                 None => return Err(format!("{kind} '{name}' has no type")),
             }
         }
@@ -628,27 +597,17 @@ pub fn discover(dir: &Path, filter: Option<&str>) -> Result<Vec<Case>> {
 /// the unfrozen model, in order).
 fn fix_input_shapes(m: &mut ModelProto, names: &[String], inputs: &[TestTensor]) {
     let Some(g) = m.graph.as_mut() else { return };
-    let init: HashSet<String> = g
-        .initializer
-        .iter()
-        .filter_map(|t| t.name.clone())
-        .collect();
+    let init: HashSet<String> = g.initializer.iter().filter_map(|t| t.name.clone()).collect();
     let fed = g
         .input
         .iter_mut()
         .filter(|v| !init.contains(v.name.as_deref().unwrap_or("")));
     for v in fed {
         let name = v.name.as_deref().unwrap_or("");
-        let Some(data) = names
-            .iter()
-            .position(|n| n == name)
-            .and_then(|k| inputs.get(k))
-        else {
+        let Some(data) = names.iter().position(|n| n == name).and_then(|k| inputs.get(k)) else {
             continue;
         };
-        let Some(type_proto::Value::TensorType(tt)) =
-            v.r#type.as_mut().and_then(|t| t.value.as_mut())
-        else {
+        let Some(type_proto::Value::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) else {
             continue;
         };
         let concrete = tt.shape.as_ref().is_some_and(|s| {
@@ -720,10 +679,7 @@ fn summarize_compile_error(msg: &str) -> String {
         } else if code.is_none() {
             // Source lines look like `18 │     let c3 = rem % 0i;`.
             if let Some((num, src)) = t.split_once('│') {
-                if !num.trim().is_empty()
-                    && num.trim().chars().all(|c| c.is_ascii_digit())
-                    && !src.trim().is_empty()
-                {
+                if !num.trim().is_empty() && num.trim().chars().all(|c| c.is_ascii_digit()) && !src.trim().is_empty() {
                     code = Some(src.trim().trim_start_matches(['╭', '│', ' ']).to_string());
                 }
             }
@@ -737,9 +693,7 @@ fn summarize_compile_error(msg: &str) -> String {
 fn onnx_outcome(e: &OnnxError, primary_op: &str) -> Outcome {
     let msg = one_line(&e.to_string(), 300);
     match e {
-        OnnxError::UnsupportedOp {
-            op_type, domain, ..
-        } => {
+        OnnxError::UnsupportedOp { op_type, domain, .. } => {
             let op = if domain.is_empty() || domain == "ai.onnx" {
                 op_type.clone()
             } else {
@@ -754,15 +708,11 @@ fn onnx_outcome(e: &OnnxError, primary_op: &str) -> Outcome {
             op: primary_op.to_string(),
             reason: msg,
         },
-        OnnxError::Node {
-            op_type, msg: m, ..
-        } if is_unsupported_msg(m) => Outcome::Unsupported {
+        OnnxError::Node { op_type, msg: m, .. } if is_unsupported_msg(m) => Outcome::Unsupported {
             op: op_type.clone(),
             reason: one_line(m, 300),
         },
-        OnnxError::Tensor { .. } | OnnxError::GraphIo { .. } | OnnxError::Model(_)
-            if is_unsupported_msg(&msg) =>
-        {
+        OnnxError::Tensor { .. } | OnnxError::GraphIo { .. } | OnnxError::Model(_) if is_unsupported_msg(&msg) => {
             Outcome::Unsupported {
                 op: primary_op.to_string(),
                 reason: msg,
@@ -778,10 +728,7 @@ fn compile_outcome(e: &CompileError) -> Outcome {
             op: op.clone(),
             reason: one_line(msg, 300),
         },
-        _ => Outcome::Error(format!(
-            "compile: {}",
-            summarize_compile_error(&e.to_string())
-        )),
+        _ => Outcome::Error(format!("compile: {}", summarize_compile_error(&e.to_string()))),
     }
 }
 
@@ -818,8 +765,7 @@ pub fn compare(name: &str, got: &HostTensor, want: &TestTensor) -> std::result::
         Values::Float(w) => {
             for (i, (&a, &b)) in got.to_f32().iter().zip(w).enumerate() {
                 let (a, b) = (a as f64, b as f64);
-                let ok =
-                    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= ATOL + RTOL * b.abs();
+                let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= ATOL + RTOL * b.abs();
                 if !ok {
                     note(i, a, b);
                 }
@@ -953,10 +899,7 @@ fn attempt(cx: &CaseCx, model: &ModelProto, sets: &[&DataSet], phases: &mut Phas
         Ok(b) => b,
         Err(e) => {
             phases.session += t2.elapsed();
-            return ran(Outcome::Error(format!(
-                "bundle: {}",
-                one_line(&e.to_string(), 300)
-            )));
+            return ran(Outcome::Error(format!("bundle: {}", one_line(&e.to_string(), 300))));
         }
     };
     let session = match cx.runtime {
@@ -966,26 +909,14 @@ fn attempt(cx: &CaseCx, model: &ModelProto, sets: &[&DataSet], phases: &mut Phas
     phases.session += t2.elapsed();
     let mut session = match session {
         Ok(s) => s,
-        Err(e) => {
-            return ran(Outcome::Error(format!(
-                "session: {}",
-                one_line(&e.to_string(), 300)
-            )))
-        }
+        Err(e) => return ran(Outcome::Error(format!("session: {}", one_line(&e.to_string(), 300)))),
     };
 
     let t3 = Instant::now();
     let outcome = (|| {
-        let manifest_inputs: HashSet<String> = session
-            .manifest()
-            .inputs
-            .iter()
-            .map(|i| i.name.clone())
-            .collect();
+        let manifest_inputs: HashSet<String> = session.manifest().inputs.iter().map(|i| i.name.clone()).collect();
         for set in sets {
-            if set.inputs.len() != cx.input_names.len()
-                || set.outputs.len() != cx.output_names.len()
-            {
+            if set.inputs.len() != cx.input_names.len() || set.outputs.len() != cx.output_names.len() {
                 return Outcome::Error(format!(
                     "{}: {} inputs and {} outputs, the model has {} and {}",
                     set.name,
@@ -1037,9 +968,7 @@ fn asks_for_constant(o: &Outcome) -> bool {
 /// first, which is the op's main operand; the first too when the frontend's error names it
 /// (`asked`) as a graph input needed at compile time (ConstantOfShape's shape, Range's start).
 fn parameter_inputs(input_names: &[String], asked: Option<&str>) -> Vec<usize> {
-    let first_asked = input_names
-        .first()
-        .is_some_and(|n| Some(n.as_str()) == asked);
+    let first_asked = input_names.first().is_some_and(|n| Some(n.as_str()) == asked);
     let from = if first_asked { 0 } else { 1 };
     (from..input_names.len()).collect()
 }
@@ -1048,11 +977,7 @@ fn parameter_inputs(input_names: &[String], asked: Option<&str>) -> Vec<usize> {
 fn with_frozen(o: Outcome, names: &[String]) -> Outcome {
     let tag = format!(
         "with {} frozen: ",
-        names
-            .iter()
-            .map(|n| format!("'{n}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
     );
     match o {
         Outcome::Fail(m) => Outcome::Fail(tag + &m),
@@ -1079,11 +1004,7 @@ fn run_frozen(
     phases: &mut Phases,
 ) -> Option<Outcome> {
     let frozen = parameter_inputs(&cx.input_names, plain.asked.as_deref());
-    if frozen.is_empty()
-        || sets
-            .iter()
-            .any(|s| s.input_protos.len() != cx.input_names.len())
-    {
+    if frozen.is_empty() || sets.iter().any(|s| s.input_protos.len() != cx.input_names.len()) {
         return None;
     }
     let names: Vec<String> = frozen.iter().map(|&k| cx.input_names[k].clone()).collect();
@@ -1116,19 +1037,13 @@ fn run_frozen(
         fix_input_shapes(&mut m, &cx.input_names, &group[0].inputs);
         let a = attempt(cx, &m, group, phases);
         if !a.outcome.passed() {
-            return (a.compiled || asks_for_constant(&plain.outcome))
-                .then(|| with_frozen(a.outcome, &names));
+            return (a.compiled || asks_for_constant(&plain.outcome)).then(|| with_frozen(a.outcome, &names));
         }
     }
     Some(Outcome::PassFrozen(names))
 }
 
-fn run_case_inner(
-    case_dir: &Path,
-    primary_op: &str,
-    runtime: Option<&Runtime>,
-    phases: &mut Phases,
-) -> Outcome {
+fn run_case_inner(case_dir: &Path, primary_op: &str, runtime: Option<&Runtime>, phases: &mut Phases) -> Outcome {
     let t0 = Instant::now();
     let original = match read_model(&case_dir.join("model.onnx")) {
         Ok(m) => m,
@@ -1139,11 +1054,7 @@ fn run_case_inner(
         Err(e) => return Outcome::Error(format!("test data: {e}")),
     };
     let cx = CaseCx {
-        name: case_dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
+        name: case_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
         dir: case_dir,
         primary_op,
         input_names: fed_inputs(&original)
@@ -1207,9 +1118,7 @@ fn sanitize(s: &str) -> String {
 pub fn worker_main() -> Result<()> {
     // Quiet panics: the message reaches the result line through catch_unwind; keep the location.
     std::panic::set_hook(Box::new(|info| {
-        let loc = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()));
+        let loc = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
         PANIC_LOCATION.with(|l| *l.borrow_mut() = loc);
     }));
     let stdout = std::io::stdout();
@@ -1269,11 +1178,7 @@ fn parse_reply(line: &str) -> Option<(Outcome, Phases)> {
     }
     let kind = f.next()?;
     let op = f.next()?.to_string();
-    let mut d = || {
-        f.next()
-            .and_then(|s| s.parse::<u64>().ok())
-            .map(Duration::from_micros)
-    };
+    let mut d = || f.next().and_then(|s| s.parse::<u64>().ok()).map(Duration::from_micros);
     let phases = Phases {
         load: d()?,
         compile: d()?,
@@ -1361,10 +1266,7 @@ impl Worker {
         };
         match w.rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Event::Line(l)) if l.starts_with(&format!("{TAG}-ready\t")) => {
-                let device = l
-                    .split_once('\t')
-                    .map(|x| x.1.to_string())
-                    .unwrap_or_default();
+                let device = l.split_once('\t').map(|x| x.1.to_string()).unwrap_or_default();
                 Ok((w, device))
             }
             _ => {
@@ -1376,11 +1278,7 @@ impl Worker {
     }
 
     /// Runs one case; `Err` if the worker timed out or died (it must then be replaced).
-    fn run(
-        &mut self,
-        case: &Case,
-        timeout: Duration,
-    ) -> std::result::Result<(Outcome, Phases), Trouble> {
+    fn run(&mut self, case: &Case, timeout: Duration) -> std::result::Result<(Outcome, Phases), Trouble> {
         let line = format!("{}\t{}\n", case.dir.display(), sanitize(&case.op));
         if self
             .stdin
@@ -1391,11 +1289,10 @@ impl Worker {
             return Err(Trouble::Died(self.death_note()));
         }
         match self.rx.recv_timeout(timeout) {
-            Ok(Event::Line(l)) => parse_reply(&l)
-                .ok_or_else(|| Trouble::Died(format!("unreadable reply '{}'", one_line(&l, 200)))),
-            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => {
-                Err(Trouble::Died(self.death_note()))
+            Ok(Event::Line(l)) => {
+                parse_reply(&l).ok_or_else(|| Trouble::Died(format!("unreadable reply '{}'", one_line(&l, 200))))
             }
+            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => Err(Trouble::Died(self.death_note())),
             Err(RecvTimeoutError::Timeout) => Err(Trouble::Timeout),
         }
     }
@@ -1468,15 +1365,11 @@ pub fn run_suite(opts: &Options) -> Result<Summary> {
     let t0 = Instant::now();
     let cases = discover(&opts.dir, opts.filter.as_deref())?;
     let jobs = if opts.jobs == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
         opts.jobs
     };
-    let plain: Vec<usize> = (0..cases.len())
-        .filter(|&i| cases[i].scope.is_ok())
-        .collect();
+    let plain: Vec<usize> = (0..cases.len()).filter(|&i| cases[i].scope.is_ok()).collect();
     let jobs = jobs.clamp(1, plain.len().max(1));
 
     let mut results: Vec<Option<CaseResult>> = cases
@@ -1515,9 +1408,8 @@ pub fn run_suite(opts: &Options) -> Result<Summary> {
                             Ok((w, dev)) => {
                                 if let Some(why) = dev.strip_prefix("none: ") {
                                     w.kill();
-                                    *fatal.lock().expect("lock") = Some(anyhow!(
-                                        "no GPU adapter for the conformance run: {why}"
-                                    ));
+                                    *fatal.lock().expect("lock") =
+                                        Some(anyhow!("no GPU adapter for the conformance run: {why}"));
                                     break;
                                 }
                                 device.lock().expect("lock").get_or_insert(dev);
@@ -1592,10 +1484,7 @@ pub fn run_suite(opts: &Options) -> Result<Summary> {
             phases,
         });
     }
-    let results: Vec<CaseResult> = results
-        .into_iter()
-        .map(|r| r.expect("every case ran"))
-        .collect();
+    let results: Vec<CaseResult> = results.into_iter().map(|r| r.expect("every case ran")).collect();
     let onnx_version = std::fs::read_to_string(opts.dir.join("ONNX_VERSION"))
         .ok()
         .map(|s| s.trim().to_string());
@@ -1613,9 +1502,9 @@ pub fn run_suite(opts: &Options) -> Result<Summary> {
 
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:32}] {pos}/{len} eta {eta} {msg}",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:32}] {pos}/{len} eta {eta} {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
@@ -1647,8 +1536,7 @@ pub fn run_cli(opts: &Options) -> Result<()> {
     }
     if let Some(path) = &opts.report {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(path, render_report(&summary, &opts.command_line))
             .with_context(|| format!("writing the report {}", path.display()))?;
@@ -1690,10 +1578,7 @@ fn normalize(msg: &str) -> String {
             }
             '0'..='9' => {
                 out.push('N');
-                while chars
-                    .peek()
-                    .is_some_and(|d| d.is_ascii_digit() || *d == '.')
-                {
+                while chars.peek().is_some_and(|d| d.is_ascii_digit() || *d == '.') {
                     chars.next();
                 }
             }
@@ -1742,10 +1627,7 @@ fn cause(r: &CaseResult) -> Option<String> {
             };
             format!("{what} in {}", r.case.op)
         }
-        Outcome::Error(m) => format!(
-            "error: {}",
-            normalize(m.split(" at \"").next().unwrap_or(m))
-        ),
+        Outcome::Error(m) => format!("error: {}", normalize(m.split(" at \"").next().unwrap_or(m))),
     })
 }
 
@@ -1763,9 +1645,7 @@ pub fn top_causes(s: &Summary) -> Vec<(String, usize)> {
 }
 
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Renders the Markdown report: totals, causes, a table per op, and every non-passing case.
@@ -1792,7 +1672,10 @@ pub fn render_report(s: &Summary, command_line: &str) -> String {
          for ConstantOfShape). Data sets with different parameter values are compiled separately. \
          Such a pass is counted as *passed with frozen parameter inputs*: it is part of the pass \
          count (and of the `--min-pass` gate) and shown separately below.\n",
-        s.onnx_version.as_deref().map(|v| format!(" of onnx {v}")).unwrap_or_default()
+        s.onnx_version
+            .as_deref()
+            .map(|v| format!(" of onnx {v}"))
+            .unwrap_or_default()
     );
     let _ = writeln!(o, "- Command: `{command_line}`");
     let _ = writeln!(o, "- Device: {}", s.device);
@@ -1818,27 +1701,15 @@ pub fn render_report(s: &Summary, command_line: &str) -> String {
     let _ = writeln!(o, "| **plain cases** | **{}** |", c.plain);
     let _ = writeln!(o, "| passed (the count `--min-pass` checks) | {} |", c.pass);
     let _ = writeln!(o, "| · passed as is | {} |", c.pass - c.pass_frozen);
-    let _ = writeln!(
-        o,
-        "| · passed with frozen parameter inputs | {} |",
-        c.pass_frozen
-    );
+    let _ = writeln!(o, "| · passed with frozen parameter inputs | {} |", c.pass_frozen);
     let _ = writeln!(o, "| failed (wrong dtype, shape or values) | {} |", c.fail);
     let _ = writeln!(
         o,
         "| unsupported (op or feature declined, by name) | {} |",
         c.unsupported
     );
-    let _ = writeln!(
-        o,
-        "| errors (compile, runtime, panic, crash, time-out) | {} |",
-        c.error
-    );
-    let _ = writeln!(
-        o,
-        "| **pass rate (of plain cases)** | **{:.1}%** |\n",
-        c.pass_rate()
-    );
+    let _ = writeln!(o, "| errors (compile, runtime, panic, crash, time-out) | {} |", c.error);
+    let _ = writeln!(o, "| **pass rate (of plain cases)** | **{:.1}%** |\n", c.pass_rate());
 
     let _ = writeln!(o, "## Causes of the non-passing plain cases\n");
     let _ = writeln!(o, "| cases | cause |\n|---:|---|");
@@ -1856,10 +1727,7 @@ pub fn render_report(s: &Summary, command_line: &str) -> String {
     let _ = writeln!(o, "| op | plain | passed | of which frozen | failed | unsupported | errors | out of scope |\n|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut per_op: BTreeMap<&str, Counts> = BTreeMap::new();
     for r in &s.results {
-        per_op
-            .entry(r.case.op.as_str())
-            .or_default()
-            .add(&r.outcome);
+        per_op.entry(r.case.op.as_str()).or_default().add(&r.outcome);
     }
     for (op, k) in &per_op {
         let _ = writeln!(
@@ -1906,11 +1774,7 @@ pub fn render_report(s: &Summary, command_line: &str) -> String {
         ("Errors", "error"),
         ("Unsupported", "unsupported"),
     ] {
-        let list: Vec<&CaseResult> = s
-            .results
-            .iter()
-            .filter(|r| r.outcome.kind() == kind)
-            .collect();
+        let list: Vec<&CaseResult> = s.results.iter().filter(|r| r.outcome.kind() == kind).collect();
         let _ = writeln!(o, "## {title} ({})\n", list.len());
         for r in list {
             let _ = writeln!(
@@ -1941,16 +1805,8 @@ mod tests {
     #[test]
     fn decodes_raw_and_typed_data() {
         let mut t = tensor(DataType::Float, &[2]);
-        t.raw_data = Some(
-            [1.5f32, -2.0]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
-        );
-        assert_eq!(
-            decode_tensor(&t).unwrap().values,
-            Values::Float(vec![1.5, -2.0])
-        );
+        t.raw_data = Some([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect());
+        assert_eq!(decode_tensor(&t).unwrap().values, Values::Float(vec![1.5, -2.0]));
         let mut t = tensor(DataType::Int64, &[1, 2]);
         t.int64_data = vec![i64::MAX, -3];
         let d = decode_tensor(&t).unwrap();
@@ -1963,10 +1819,7 @@ mod tests {
         assert_eq!(decode_tensor(&t).unwrap().values, Values::Float(vec![0.5]));
         let mut t = tensor(DataType::Bool, &[3]);
         t.raw_data = Some(vec![1, 0, 1]);
-        assert_eq!(
-            decode_tensor(&t).unwrap().values,
-            Values::Bool(vec![true, false, true])
-        );
+        assert_eq!(decode_tensor(&t).unwrap().values, Values::Bool(vec![true, false, true]));
         let mut t = tensor(DataType::Int8, &[1]);
         t.raw_data = Some(vec![0xff]);
         assert_eq!(decode_tensor(&t).unwrap().values, Values::Int(vec![-1]));
@@ -1985,27 +1838,15 @@ mod tests {
             shape: vec![3],
             values: Values::Float(vec![1000.0, f32::NAN, 0.0]),
         };
-        assert!(compare(
-            "y",
-            &HostTensor::from_f32(&[3], &[1000.9, f32::NAN, 5e-5]),
-            &want
-        )
-        .is_ok());
-        let e = compare(
-            "y",
-            &HostTensor::from_f32(&[3], &[1001.2, f32::NAN, 0.0]),
-            &want,
-        )
-        .unwrap_err();
+        assert!(compare("y", &HostTensor::from_f32(&[3], &[1000.9, f32::NAN, 5e-5]), &want).is_ok());
+        let e = compare("y", &HostTensor::from_f32(&[3], &[1001.2, f32::NAN, 0.0]), &want).unwrap_err();
         assert!(e.contains("1 of 3") && e.contains("index 0"), "{e}");
         assert!(compare("y", &HostTensor::from_f32(&[3], &[1000.0, 0.0, 0.0]), &want).is_err());
-        assert!(compare(
-            "y",
-            &HostTensor::from_f32(&[1, 3], &[1000.0, f32::NAN, 0.0]),
-            &want
-        )
-        .unwrap_err()
-        .contains("shape"));
+        assert!(
+            compare("y", &HostTensor::from_f32(&[1, 3], &[1000.0, f32::NAN, 0.0]), &want)
+                .unwrap_err()
+                .contains("shape")
+        );
         let want = TestTensor {
             elem: ElemType::I64,
             shape: vec![2],

@@ -25,14 +25,25 @@ pub fn to_ir(t: &HostTensor) -> Result<Tensor, String> {
         ElemType::F32 => Tensor::f32(t.shape.clone(), t.to_f32()),
         ElemType::F16 => Tensor {
             shape: t.shape.clone(),
-            data: TensorData::F16(t.data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
+            data: TensorData::F16(
+                t.data
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
         },
         ElemType::I64 => {
             let v = t.to_i64();
             let narrowed: Result<Vec<i32>, _> = v.iter().map(|&x| i32::try_from(x)).collect();
-            Tensor::i32(t.shape.clone(), narrowed.map_err(|_| "i64 value does not fit in i32".to_string())?)
+            Tensor::i32(
+                t.shape.clone(),
+                narrowed.map_err(|_| "i64 value does not fit in i32".to_string())?,
+            )
         }
-        ElemType::Bool => Tensor { shape: t.shape.clone(), data: TensorData::Bool(t.to_bool()) },
+        ElemType::Bool => Tensor {
+            shape: t.shape.clone(),
+            data: TensorData::Bool(t.to_bool()),
+        },
         other => Tensor::from_le_bytes(ir_dtype(other), t.shape.clone(), &t.data)?,
     })
 }

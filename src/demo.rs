@@ -28,7 +28,13 @@ pub fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 pub fn demo_model() -> Result<Model, IrError> {
     let mut g = Graph::new();
     let w = WIDTH;
-    let x = g.add_input("x", TensorType { dtype: DType::F32, shape: vec![Dim::sym("batch"), Dim::c(SEQ as i64), Dim::c(w as i64)] });
+    let x = g.add_input(
+        "x",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::sym("batch"), Dim::c(SEQ as i64), Dim::c(w as i64)],
+        },
+    );
     let weight = |g: &mut Graph, name: &str, shape: Vec<usize>, seed: u64, scale: f32| {
         let n = shape.iter().product();
         g.add_const(name, Tensor::f32(shape, pseudo_random(n, seed, scale)))
@@ -62,10 +68,22 @@ pub fn demo_model() -> Result<Model, IrError> {
     let m = g.add("mlp.fc2", Op::MatMul, &[m, w2])?;
     let y = g.add("residual2", Op::Binary(BinaryOp::Add), &[h1, m])?;
     let y = g.add("tanh", Op::Unary(UnaryOp::Tanh), &[y])?;
-    let pooled = g.add("pool", Op::Reduce { op: ReduceOp::Mean, axes: vec![1], keep_dims: false }, &[y])?;
+    let pooled = g.add(
+        "pool",
+        Op::Reduce {
+            op: ReduceOp::Mean,
+            axes: vec![1],
+            keep_dims: false,
+        },
+        &[y],
+    )?;
     g.add_output("y", y);
     g.add_output("pooled", pooled);
-    Ok(Model { name: "kiln-demo-block".into(), graph: g, io_dtypes: BTreeMap::<String, ElemType>::new() })
+    Ok(Model {
+        name: "kiln-demo-block".into(),
+        graph: g,
+        io_dtypes: BTreeMap::<String, ElemType>::new(),
+    })
 }
 
 /// The demo input for a batch size.

@@ -133,9 +133,11 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!("kiln={level},kiln_compiler={level},kiln_runtime={level},wgpu=error,naga=error")))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!(
+        "kiln={level},kiln_compiler={level},kiln_runtime={level},wgpu=error,naga=error"
+    )))
+    .format_timestamp(None)
+    .init();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -150,17 +152,53 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Compile { model, out, dims, opt_level, target, tuning, freeze } => {
-            compile_cmd(&model, &out, &dims, &freeze, opt_level, &target, tuning.as_deref())
-        }
-        Command::Run { bundle, inputs, out, program } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
+        Command::Compile {
+            model,
+            out,
+            dims,
+            opt_level,
+            target,
+            tuning,
+            freeze,
+        } => compile_cmd(&model, &out, &dims, &freeze, opt_level, &target, tuning.as_deref()),
+        Command::Run {
+            bundle,
+            inputs,
+            out,
+            program,
+        } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
         Command::Inspect { bundle } => inspect_cmd(&bundle),
-        Command::Bench { bundle, inputs, dims, iters, program } => bench_cmd(&bundle, &inputs, &dims, iters, &program),
+        Command::Bench {
+            bundle,
+            inputs,
+            dims,
+            iters,
+            program,
+        } => bench_cmd(&bundle, &inputs, &dims, iters, &program),
         Command::Conformance { worker: true, .. } => kiln::conformance::worker_main(),
-        Command::Conformance { dir, report, filter, min_pass, jobs, timeout, worker: false } => {
-            let command_line = std::iter::once("kiln".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+        Command::Conformance {
+            dir,
+            report,
+            filter,
+            min_pass,
+            jobs,
+            timeout,
+            worker: false,
+        } => {
+            let command_line = std::iter::once("kiln".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" ");
             let timeout = std::time::Duration::from_secs(timeout);
-            kiln::conformance::run_cli(&kiln::conformance::Options { dir, filter, report, min_pass, jobs, timeout, command_line })
+            kiln::conformance::run_cli(&kiln::conformance::Options {
+                dir,
+                filter,
+                report,
+                min_pass,
+                jobs,
+                timeout,
+                command_line,
+            })
         }
         Command::Demo { batch, out } => demo_cmd(batch, out),
     }
@@ -170,8 +208,13 @@ fn run(cmd: Command) -> Result<()> {
 fn parse_dims(dims: &[String]) -> Result<kiln::ir::DimBindings> {
     let mut b = kiln::ir::DimBindings::new();
     for d in dims {
-        let (name, value) = d.split_once('=').ok_or_else(|| anyhow!("--dim '{d}': expected NAME=VALUE"))?;
-        let v: i64 = value.trim().parse().map_err(|_| anyhow!("--dim '{d}': '{value}' is not an integer"))?;
+        let (name, value) = d
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--dim '{d}': expected NAME=VALUE"))?;
+        let v: i64 = value
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("--dim '{d}': '{value}' is not an integer"))?;
         if v < 0 {
             bail!("--dim '{d}': a dim cannot be negative");
         }
@@ -184,7 +227,9 @@ fn parse_dims(dims: &[String]) -> Result<kiln::ir::DimBindings> {
 fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
     let mut values = HashMap::new();
     for spec in specs {
-        let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--freeze '{spec}': expected NAME=FILE.npy"))?;
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--freeze '{spec}': expected NAME=FILE.npy"))?;
         let t = read_npy(Path::new(file)).with_context(|| format!("--freeze '{name}'"))?;
         let t = kiln::convert::to_ir(&t).map_err(|e| anyhow!("--freeze '{name}': {file}: {e}"))?;
         if values.insert(name.to_string(), t).is_some() {
@@ -194,20 +239,42 @@ fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
     Ok(values)
 }
 
-fn compile_cmd(model: &Path, out: &Path, dims: &[String], freeze: &[String], opt_level: u8, target: &str, tuning: Option<&Path>) -> Result<()> {
+fn compile_cmd(
+    model: &Path,
+    out: &Path,
+    dims: &[String],
+    freeze: &[String],
+    opt_level: u8,
+    target: &str,
+    tuning: Option<&Path>,
+) -> Result<()> {
     let t0 = Instant::now();
     let dims = parse_dims(dims)?;
     let frozen = parse_freeze(freeze)?;
     let target = kiln::schedules::DeviceLimits::from_name_or_file(target).map_err(|e| anyhow!(e))?;
-    let tuning = tuning.map(|p| kiln::schedules::tuning::TuningDb::load(p).map_err(|e| anyhow!(e))).transpose()?;
-    let ext = model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let tuning = tuning
+        .map(|p| kiln::schedules::tuning::TuningDb::load(p).map_err(|e| anyhow!(e)))
+        .transpose()?;
+    let ext = model
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let loaded = match ext.as_str() {
         "onnx" => compiler::frontend::onnx::load_onnx_frozen(model, &dims, &frozen)?,
         _ => bail!("{}: unknown model format (expected a .onnx file)", model.display()),
     };
-    let opts = CompileOptions { opt_level, dims: dims.clone(), target, tuning };
+    let opts = CompileOptions {
+        opt_level,
+        dims: dims.clone(),
+        target,
+        tuning,
+    };
     // The ONNX frontend already substituted --dim values; the graph has no such symbols left.
-    let opts = CompileOptions { dims: Default::default(), ..opts };
+    let opts = CompileOptions {
+        dims: Default::default(),
+        ..opts
+    };
     let manifest = compiler::compile_to_dir(&loaded, &opts, out)?;
     let dispatches: usize = manifest.programs.iter().map(|p| p.dispatches.len()).sum();
     println!(
@@ -226,7 +293,9 @@ fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &s
     let bundle = Bundle::load(bundle_dir)?;
     let mut given = HashMap::new();
     for spec in inputs {
-        let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
         let t = read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?;
         if given.insert(name.to_string(), t).is_some() {
             bail!("input '{name}' is given more than once");
@@ -243,7 +312,11 @@ fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &s
         }
     }
     let mut session = Session::new(&bundle, &SessionOptions::default())?;
-    log::info!("adapter: {} ({:?})", session.adapter_info().name, session.adapter_info().backend);
+    log::info!(
+        "adapter: {} ({:?})",
+        session.adapter_info().name,
+        session.adapter_info().backend
+    );
     let t0 = Instant::now();
     let outputs = session.run(program, &given)?;
     log::info!("run '{program}' took {:.2?}", t0.elapsed());
@@ -271,7 +344,10 @@ fn synthesize(spec: &kiln::abi::IoSpec, dims: &kiln::ir::DimBindings) -> Result<
     use kiln::abi::ElemType as E;
     Ok(match spec.dtype {
         E::F32 | E::F16 => {
-            let v: Vec<f32> = kiln::demo::pseudo_random(n, 7, 0.5).into_iter().map(|x| x + 0.5).collect();
+            let v: Vec<f32> = kiln::demo::pseudo_random(n, 7, 0.5)
+                .into_iter()
+                .map(|x| x + 0.5)
+                .collect();
             if spec.dtype == E::F32 {
                 HostTensor::from_f32(&shape, &v)
             } else {
@@ -292,8 +368,13 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
     let dims = parse_dims(dims)?;
     let mut given = HashMap::new();
     for spec in inputs {
-        let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
-        given.insert(name.to_string(), read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?);
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
+        given.insert(
+            name.to_string(),
+            read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?,
+        );
     }
     for spec in &bundle.manifest().inputs {
         if !given.contains_key(&spec.name) {
@@ -307,7 +388,12 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
     let info = session.adapter_info();
     let m = bundle.manifest();
     println!("device: {} ({:?})", info.name, info.backend);
-    println!("bundle: {} ({} kernels, {} dispatches)", bundle_dir.display(), m.kernels.len(), m.program(program).map_or(0, |p| p.dispatches.len()));
+    println!(
+        "bundle: {} ({} kernels, {} dispatches)",
+        bundle_dir.display(),
+        m.kernels.len(),
+        m.program(program).map_or(0, |p| p.dispatches.len())
+    );
     println!("session setup: {:.2} ms", setup.as_secs_f64() * 1e3);
     println!(
         "program '{program}': median {:.3} ms, min {:.3} ms, mean {:.3} ms over {} runs",
@@ -327,7 +413,14 @@ fn inspect_cmd(bundle_dir: &Path) -> Result<()> {
     println!("format: v{} ({})", m.format_version, m.compiler_version);
     println!("target: {}", m.requirements.target);
     let shape = |s: &[kiln::abi::SizeExpr]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
-    println!("symbols: {}", if m.symbols.is_empty() { "none".into() } else { m.symbols.join(", ") });
+    println!(
+        "symbols: {}",
+        if m.symbols.is_empty() {
+            "none".into()
+        } else {
+            m.symbols.join(", ")
+        }
+    );
     for i in &m.inputs {
         println!("input: {} {}[{}]", i.name, i.dtype.name(), shape(&i.shape));
     }
@@ -342,7 +435,11 @@ fn inspect_cmd(bundle_dir: &Path) -> Result<()> {
             println!("dispatches: {} (program {})", p.dispatches.len(), p.name);
         }
     }
-    let weight_bytes: u64 = m.weights.iter().map(|w| w.shape.iter().product::<u64>() * w.dtype.host_size() as u64).sum();
+    let weight_bytes: u64 = m
+        .weights
+        .iter()
+        .map(|w| w.shape.iter().product::<u64>() * w.dtype.host_size() as u64)
+        .sum();
     println!("weights: {} tensors, {} bytes", m.weights.len(), weight_bytes);
     println!("buffers: {}", m.buffers.len());
     let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -389,7 +486,10 @@ fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
         let g = gpu[name].to_f32();
         let r = reference[name].to_f32();
         let err = rel_l2(&g, &r);
-        println!("{name} {:?}: relative L2 error vs interpreter = {err:.2e}", gpu[name].shape);
+        println!(
+            "{name} {:?}: relative L2 error vs interpreter = {err:.2e}",
+            gpu[name].shape
+        );
         println!("  gpu        : {}", preview(&g));
         println!("  interpreter: {}", preview(&r));
         if err > 1e-4 {

@@ -10,8 +10,7 @@ use std::path::Path;
 /// Reads a C-order `.npy` file of f32, f16, i32, i64, u32, u8, i8 or bool.
 pub fn read_npy(path: &Path) -> Result<HostTensor> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .with_context(|| format!("{} is not a valid .npy file", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not a valid .npy file", path.display()))?;
     if npy.order() != npyz::Order::C {
         bail!(
             "{}: Fortran-order arrays are not supported; save with np.ascontiguousarray",
@@ -39,13 +38,8 @@ pub fn read_npy(path: &Path) -> Result<HostTensor> {
     Ok(t)
 }
 
-fn write_typed<T: npyz::AutoSerialize + Clone>(
-    path: &Path,
-    shape: &[usize],
-    data: &[T],
-) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+fn write_typed<T: npyz::AutoSerialize + Clone>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
@@ -53,15 +47,13 @@ fn write_typed<T: npyz::AutoSerialize + Clone>(
         .writer(std::io::BufWriter::new(file))
         .begin_nd()?;
     w.extend(data.iter().cloned())?;
-    w.finish()
-        .with_context(|| format!("writing {}", path.display()))?;
+    w.finish().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// Writes a host tensor as `.npy` in its own dtype.
 pub fn write_npy(path: &Path, t: &HostTensor) -> Result<()> {
-    let le4 =
-        |b: &[u8]| -> Vec<[u8; 4]> { b.chunks_exact(4).map(|c| c.try_into().unwrap()).collect() };
+    let le4 = |b: &[u8]| -> Vec<[u8; 4]> { b.chunks_exact(4).map(|c| c.try_into().unwrap()).collect() };
     match t.dtype {
         ElemType::F32 => write_typed(path, &t.shape, &t.to_f32()),
         ElemType::F16 => {
@@ -75,26 +67,16 @@ pub fn write_npy(path: &Path, t: &HostTensor) -> Result<()> {
         ElemType::I32 => write_typed(
             path,
             &t.shape,
-            &le4(&t.data)
-                .into_iter()
-                .map(i32::from_le_bytes)
-                .collect::<Vec<_>>(),
+            &le4(&t.data).into_iter().map(i32::from_le_bytes).collect::<Vec<_>>(),
         ),
         ElemType::U32 => write_typed(
             path,
             &t.shape,
-            &le4(&t.data)
-                .into_iter()
-                .map(u32::from_le_bytes)
-                .collect::<Vec<_>>(),
+            &le4(&t.data).into_iter().map(u32::from_le_bytes).collect::<Vec<_>>(),
         ),
         ElemType::I64 => write_typed(path, &t.shape, &t.to_i64()),
         ElemType::U8 => write_typed(path, &t.shape, &t.data),
-        ElemType::I8 => write_typed(
-            path,
-            &t.shape,
-            &t.data.iter().map(|&b| b as i8).collect::<Vec<_>>(),
-        ),
+        ElemType::I8 => write_typed(path, &t.shape, &t.data.iter().map(|&b| b as i8).collect::<Vec<_>>()),
         ElemType::Bool => write_typed(path, &t.shape, &t.to_bool()),
     }
 }

@@ -38,10 +38,7 @@ fn fixture(onnx: Option<Vec<u8>>) -> Fixture {
 fn run_with(f: &Fixture, inputs: &BTreeMap<String, HostTensor>) -> Outcome {
     let mut args = vec!["run".to_string(), f.bundle.display().to_string()];
     args.extend(write_inputs(&f.work, inputs));
-    args.extend([
-        "--out".to_string(),
-        f.work.join("out").display().to_string(),
-    ]);
+    args.extend(["--out".to_string(), f.work.join("out").display().to_string()]);
     kiln(&args)
 }
 
@@ -106,11 +103,7 @@ fn missing_model_file_is_rejected() {
 fn unsupported_op_names_op_and_node() {
     let tmp = tempfile::tempdir().unwrap();
     let model = write_file(tmp.path(), "model.onnx", &unsupported_onnx());
-    try_compile(&model, &tmp.path().join("bundle"), &[]).fails_with(&[
-        "Det",
-        "det_node",
-        "unsupported",
-    ]);
+    try_compile(&model, &tmp.path().join("bundle"), &[]).fails_with(&["Det", "det_node", "unsupported"]);
 }
 
 #[test]
@@ -135,10 +128,7 @@ fn modified_wgsl_is_detected_by_run_and_inspect() {
     std::fs::write(&path, src).unwrap();
     run_with(&f, &mlp_inputs(2)).fails_with(&[&file, "modified"]);
     kiln([std::ffi::OsStr::new("inspect"), f.bundle.as_os_str()]).fails_with(&[&file]);
-    assert!(
-        !f.work.join("out").exists(),
-        "a rejected run must not write outputs"
-    );
+    assert!(!f.work.join("out").exists(), "a rejected run must not write outputs");
 }
 
 #[test]
@@ -175,15 +165,9 @@ fn unknown_input_is_named() {
 #[test]
 fn wrong_input_shape_is_rejected() {
     let f = fixture(None);
-    let inputs = BTreeMap::from([(
-        "x".to_string(),
-        HostTensor::from_f32(&[2, 15], &values(30, 1, 1.0)),
-    )]);
+    let inputs = BTreeMap::from([("x".to_string(), HostTensor::from_f32(&[2, 15], &values(30, 1, 1.0)))]);
     run_with(&f, &inputs).fails_with(&["'x'", "15", "16"]);
-    let rank3 = BTreeMap::from([(
-        "x".to_string(),
-        HostTensor::from_f32(&[1, 2, 16], &values(32, 1, 1.0)),
-    )]);
+    let rank3 = BTreeMap::from([("x".to_string(), HostTensor::from_f32(&[1, 2, 16], &values(32, 1, 1.0)))]);
     run_with(&f, &rank3).fails_with(&["'x'"]);
 }
 
@@ -199,8 +183,7 @@ fn malformed_npy_is_rejected() {
     let f = fixture(None);
     let garbage = write_file(&f.work, "garbage.npy", b"this is not an npy file at all\n");
     let arg = format!("x={}", garbage.display());
-    kiln(["run", &f.bundle.display().to_string(), "--input", &arg])
-        .fails_with(&["garbage.npy", "'x'"]);
+    kiln(["run", &f.bundle.display().to_string(), "--input", &arg]).fails_with(&["garbage.npy", "'x'"]);
 
     // A valid header whose data is cut short.
     let good = f.work.join("short.npy");
@@ -208,14 +191,12 @@ fn malformed_npy_is_rejected() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&good, &bytes[..bytes.len() - 10]).unwrap();
     let arg = format!("x={}", good.display());
-    kiln(["run", &f.bundle.display().to_string(), "--input", &arg])
-        .fails_with(&["short.npy", "'x'"]);
+    kiln(["run", &f.bundle.display().to_string(), "--input", &arg]).fails_with(&["short.npy", "'x'"]);
 
     // A file that does not exist, and an argument without '='.
     let arg = format!("x={}", f.work.join("absent.npy").display());
     kiln(["run", &f.bundle.display().to_string(), "--input", &arg]).fails_with(&["absent.npy"]);
-    kiln(["run", &f.bundle.display().to_string(), "--input", "x.npy"])
-        .fails_with(&["x.npy", "NAME=FILE"]);
+    kiln(["run", &f.bundle.display().to_string(), "--input", "x.npy"]).fails_with(&["x.npy", "NAME=FILE"]);
 }
 
 #[test]
@@ -281,10 +262,7 @@ fn colliding_output_file_names_do_not_lose_outputs() {
     b.output("a:b", DataType::Float);
     let onnx = b.encode();
     let f = fixture(Some(onnx.clone()));
-    let inputs = BTreeMap::from([(
-        "x".to_string(),
-        HostTensor::from_f32(&[2, 4], &values(8, 5, 1.0)),
-    )]);
+    let inputs = BTreeMap::from([("x".to_string(), HostTensor::from_f32(&[2, 4], &values(8, 5, 1.0)))]);
     let out = run_with(&f, &inputs);
     if out.status.success() {
         let expected = reference(&onnx, &[], &inputs);
@@ -293,9 +271,9 @@ fn colliding_output_file_names_do_not_lose_outputs() {
             .map(|e| read_output(&f.work.join("out").join(e)))
             .collect();
         for (name, r) in &expected {
-            let found = files.iter().any(|t| {
-                t.shape == r.shape && kiln::convert::rel_l2(&t.to_f32(), &r.to_f32()) < TOLERANCE
-            });
+            let found = files
+                .iter()
+                .any(|t| t.shape == r.shape && kiln::convert::rel_l2(&t.to_f32(), &r.to_f32()) < TOLERANCE);
             assert!(
                 found,
                 "output '{name}' was overwritten by another output\n{}",
@@ -304,10 +282,7 @@ fn colliding_output_file_names_do_not_lose_outputs() {
         }
     } else {
         out.fails_with(&["'a/b'", "'a:b'", "a_b.npy"]);
-        assert!(
-            !f.work.join("out").exists(),
-            "a refused run must not write outputs"
-        );
+        assert!(!f.work.join("out").exists(), "a refused run must not write outputs");
     }
 }
 
@@ -326,11 +301,7 @@ fn failed_compile_keeps_previous_bundle_intact() {
     let mut expected_entries = dir_before.clone();
     expected_entries.push("bad.onnx".into());
     expected_entries.sort();
-    assert_eq!(
-        entries(&f.work),
-        expected_entries,
-        "a failed compile left files behind"
-    );
+    assert_eq!(entries(&f.work), expected_entries, "a failed compile left files behind");
     assert_no_temp_dirs(&f.work);
     // The old bundle still loads and runs.
     let inputs = mlp_inputs(2);

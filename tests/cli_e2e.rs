@@ -36,10 +36,7 @@ fn mlp_compile_run_matches_interpreter() {
         vec!["gated.npy".to_string(), "out_prob_0.npy".to_string()]
     );
     assert_eq!(kiln::npy::output_file_name("out/prob:0"), "out_prob_0.npy");
-    assert_eq!(
-        kiln::npy::output_file_name("a.b-c_d e\\f"),
-        "a.b-c_d_e_f.npy"
-    );
+    assert_eq!(kiln::npy::output_file_name("a.b-c_d e\\f"), "a.b-c_d_e_f.npy");
 }
 
 /// Without `--out` nothing is written, but stdout still lists every output.
@@ -59,11 +56,7 @@ fn run_without_out_prints_outputs_only() {
     out.ok();
     assert_stdout_lists(&out, MLP_PROB, "f32", &[3, 8]);
     assert_stdout_lists(&out, MLP_GATED, "f32", &[3, 8]);
-    assert_eq!(
-        entries(work),
-        before,
-        "kiln run without --out must not write files"
-    );
+    assert_eq!(entries(work), before, "kiln run without --out must not write files");
 }
 
 /// One bundle compiled with a symbolic `batch` runs at batch 1 and batch 5.
@@ -114,15 +107,9 @@ fn attention_fixed_dim_runs_and_rejects_other_sizes() {
     std::fs::create_dir(&in_dir).unwrap();
     let mut args = vec!["run".to_string(), bundle.display().to_string()];
     args.extend(write_inputs(&in_dir, &attention_inputs(4)));
-    args.extend([
-        "--out".to_string(),
-        work.join("b4-out").display().to_string(),
-    ]);
+    args.extend(["--out".to_string(), work.join("b4-out").display().to_string()]);
     kiln(&args).fails_with(&["input '", "shape", "4", "3"]);
-    assert!(
-        !work.join("b4-out").exists(),
-        "a rejected run must not write outputs"
-    );
+    assert!(!work.join("b4-out").exists(), "a rejected run must not write outputs");
 }
 
 /// `kiln inspect` prints `kernels: N` and `dispatches: N` matching manifest.json.
@@ -149,11 +136,7 @@ fn inspect_counts_match_manifest() {
                 .unwrap_or_else(|_| panic!("'{line}' is not '{key} N'"))
         };
         assert!(!m.kernels.is_empty());
-        assert_eq!(
-            value("kernels:"),
-            m.kernels.len(),
-            "{name}: kernels line vs manifest"
-        );
+        assert_eq!(value("kernels:"), m.kernels.len(), "{name}: kernels line vs manifest");
         assert_eq!(m.programs.len(), 1, "{name}: a single 'run' program");
         assert_eq!(
             value("dispatches:"),

@@ -2,9 +2,7 @@
 //! outcomes (pass, pass with frozen parameter inputs, fail, unsupported with the op's name, out
 //! of scope), the report, the `--min-pass` gate, and a per-case time-out that the runner survives.
 
-use kiln::compiler::frontend::onnx::builder::{
-    d, tensor_f32_raw, tensor_i64_raw, DataType, ModelBuilder,
-};
+use kiln::compiler::frontend::onnx::builder::{d, tensor_f32_raw, tensor_i64_raw, DataType, ModelBuilder};
 use kiln::compiler::frontend::onnx::proto::TensorProto;
 use prost::Message;
 use std::path::Path;
@@ -30,17 +28,9 @@ fn write_case_sets(dir: &Path, name: &str, model: &ModelBuilder, sets: &[Set]) {
 }
 
 /// Writes a case with one data set of f32 tensors.
-fn write_case(
-    dir: &Path,
-    name: &str,
-    model: &ModelBuilder,
-    inputs: &[(&[i64], &[f32])],
-    outputs: &[(&[i64], &[f32])],
-) {
+fn write_case(dir: &Path, name: &str, model: &ModelBuilder, inputs: &[(&[i64], &[f32])], outputs: &[(&[i64], &[f32])]) {
     let f32s = |list: &[(&[i64], &[f32])]| -> Vec<TensorProto> {
-        list.iter()
-            .map(|(dims, data)| tensor_f32_raw("", dims, data))
-            .collect()
+        list.iter().map(|(dims, data)| tensor_f32_raw("", dims, data)).collect()
     };
     write_case_sets(dir, name, model, &[(f32s(inputs), f32s(outputs))]);
 }
@@ -63,21 +53,9 @@ fn make_cases(dir: &Path) {
     write_case(dir, "test_add", &add, &[(s, x), (s, y)], &[(s, z)]);
     // Within tolerance: 1e-4 + 1e-3 * 5.0 allows 5.1e-3.
     let z_close: &[f32] = &[1.5, 2.5, 3.5, 3.0, 4.0, 5.005];
-    write_case(
-        dir,
-        "test_add_close",
-        &add,
-        &[(s, x), (s, y)],
-        &[(s, z_close)],
-    );
+    write_case(dir, "test_add_close", &add, &[(s, x), (s, y)], &[(s, z_close)]);
     let z_wrong: &[f32] = &[1.5, 2.5, 3.5, 3.0, 4.0, 5.5];
-    write_case(
-        dir,
-        "test_add_wrong",
-        &add,
-        &[(s, x), (s, y)],
-        &[(s, z_wrong)],
-    );
+    write_case(dir, "test_add_wrong", &add, &[(s, x), (s, y)], &[(s, z_wrong)]);
     // Symbolic dims are fixed from the test data.
     let sym = add_model(&[d("n"), d("m")]);
     write_case(dir, "test_add_symbolic", &sym, &[(s, x), (s, y)], &[(s, z)]);
@@ -103,12 +81,7 @@ fn make_cases(dir: &Path) {
             vec![tensor_f32_raw("y", shape, x)],
         )
     };
-    write_case_sets(
-        dir,
-        "test_reshape_param",
-        &b,
-        &[set(&[3, 2]), set(&[6]), set(&[3, 2])],
-    );
+    write_case_sets(dir, "test_reshape_param", &b, &[set(&[3, 2]), set(&[6]), set(&[3, 2])]);
     // The only input is a parameter: frozen too, since the error names it.
     let mut b = ModelBuilder::new("constantofshape");
     b.input("shape", DataType::Int64, &[d(2)]);
@@ -152,16 +125,7 @@ fn conformance_outcomes_report_and_gate() {
     let report = tmp.path().join("report.md");
     let (d, r) = (dir.to_str().unwrap(), report.to_str().unwrap());
 
-    let (ok, text) = kiln(&[
-        "conformance",
-        d,
-        "--report",
-        r,
-        "--min-pass",
-        "5",
-        "--jobs",
-        "2",
-    ]);
+    let (ok, text) = kiln(&["conformance", d, "--report", r, "--min-pass", "5", "--jobs", "2"]);
     assert!(ok, "{text}");
     assert!(
         text.contains(
@@ -171,27 +135,16 @@ fn conformance_outcomes_report_and_gate() {
     );
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.contains("| **plain cases** | **7** |"), "{md}");
-    assert!(
-        md.contains("| · passed with frozen parameter inputs | 2 |"),
-        "{md}"
-    );
+    assert!(md.contains("| · passed with frozen parameter inputs | 2 |"), "{md}");
     assert!(md.contains("| Add | 4 | 3 | 0 | 1 | 0 | 0 | 0 |"), "{md}");
-    assert!(
-        md.contains("| Reshape | 1 | 1 | 1 | 0 | 0 | 0 | 0 |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("- `test_reshape_param` (Reshape): frozen: shape"),
-        "{md}"
-    );
+    assert!(md.contains("| Reshape | 1 | 1 | 1 | 0 | 0 | 0 | 0 |"), "{md}");
+    assert!(md.contains("- `test_reshape_param` (Reshape): frozen: shape"), "{md}");
     assert!(
         md.contains("- `test_constantofshape_param` (ConstantOfShape): frozen: shape"),
         "{md}"
     );
     assert!(
-        md.contains(
-            "- `test_add_wrong` (Add): output 'z': 1 of 6 elements differ; first at flat index 5"
-        ),
+        md.contains("- `test_add_wrong` (Add): output 'z': 1 of 6 elements differ; first at flat index 5"),
         "{md}"
     );
     assert!(
@@ -199,18 +152,13 @@ fn conformance_outcomes_report_and_gate() {
         "{md}"
     );
     assert!(md.contains("| 1 | unsupported op NoSuchOp |"), "{md}");
-    assert!(
-        md.contains("| Identity | 0 | 0 | 0 | 0 | 0 | 0 | 1 |"),
-        "{md}"
-    );
+    assert!(md.contains("| Identity | 0 | 0 | 0 | 0 | 0 | 0 | 1 |"), "{md}");
 
     // The gate: fewer passes than required fails the command.
     let (ok, text) = kiln(&["conformance", d, "--min-pass", "6", "--jobs", "1"]);
     assert!(!ok, "--min-pass 6 with 5 passes must fail\n{text}");
     assert!(
-        text.contains(
-            "5 plain cases passed (2 with frozen parameter inputs), fewer than --min-pass 6"
-        ),
+        text.contains("5 plain cases passed (2 with frozen parameter inputs), fewer than --min-pass 6"),
         "{text}"
     );
 
@@ -225,19 +173,10 @@ fn conformance_survives_time_outs() {
     let dir = tmp.path().join("cases");
     make_cases(&dir);
     // With a zero time limit every case times out; each worker is killed and replaced.
-    let (ok, text) = kiln(&[
-        "conformance",
-        dir.to_str().unwrap(),
-        "--timeout",
-        "0",
-        "--jobs",
-        "1",
-    ]);
+    let (ok, text) = kiln(&["conformance", dir.to_str().unwrap(), "--timeout", "0", "--jobs", "1"]);
     assert!(ok, "{text}");
     assert!(
-        text.contains(
-            "plain: 0 passed (0 with frozen parameter inputs), 0 failed, 0 unsupported, 7 errors"
-        ),
+        text.contains("plain: 0 passed (0 with frozen parameter inputs), 0 failed, 0 unsupported, 7 errors"),
         "{text}"
     );
     assert!(text.contains("error: timeout"), "{text}");

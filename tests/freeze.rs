@@ -26,8 +26,7 @@ fn params_as_inputs_onnx() -> Vec<u8> {
     b.node("Reshape", &["x", "shape"], &["r"]).name("reshape");
     b.node("Relu", &["r"], &["y"]).name("relu");
     b.node("Mul", &["x", "two"], &["x2"]).name("double");
-    b.node("Slice", &["x2", "starts", "ends", "axes"], &["z"])
-        .name("slice");
+    b.node("Slice", &["x2", "starts", "ends", "axes"], &["z"]).name("slice");
     b.output("y", DataType::Float);
     b.output("z", DataType::Float);
     b.encode()
@@ -60,8 +59,7 @@ fn frozen_parameter_inputs_compile_and_run() {
 
     // Only some parameters frozen: the next one is named.
     let shape = write_i64(work, "shape", &[-1, 6]);
-    kiln(["compile", &model_s, "-o", &bundle_s, "--freeze", &shape])
-        .fails_with(&["slice", "graph input 'starts'"]);
+    kiln(["compile", &model_s, "-o", &bundle_s, "--freeze", &shape]).fails_with(&["slice", "graph input 'starts'"]);
 
     let freezes = [
         shape.clone(),
@@ -105,10 +103,7 @@ fn bad_freeze_values_are_reported_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
     let model = write_file(work, "model.onnx", &params_as_inputs_onnx());
-    let (model_s, bundle_s) = (
-        model.display().to_string(),
-        work.join("bundle").display().to_string(),
-    );
+    let (model_s, bundle_s) = (model.display().to_string(), work.join("bundle").display().to_string());
     let compile = |spec: &str| kiln(["compile", &model_s, "-o", &bundle_s, "--freeze", spec]);
 
     let p = work.join("f.npy");
@@ -121,8 +116,7 @@ fn bad_freeze_values_are_reported_by_name() {
         "'x', 'shape', 'starts', 'ends', 'axes'",
     ]);
     let long = write_i64(work, "shape3", &[1, 2, 3]);
-    compile(&long.replacen("shape3", "shape", 1))
-        .fails_with(&["graph input 'shape'", "dim 0 is declared 2"]);
+    compile(&long.replacen("shape3", "shape", 1)).fails_with(&["graph input 'shape'", "dim 0 is declared 2"]);
     compile("shape").fails_with(&["--freeze 'shape': expected NAME=FILE.npy"]);
     compile("shape=/no/such/file.npy").fails_with(&["--freeze 'shape'", "/no/such/file.npy"]);
 }

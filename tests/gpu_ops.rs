@@ -14,15 +14,25 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 /// Compiles a one-output graph, runs it on the GPU with `x` and checks it against the
 /// interpreter (relative L2 < 1e-5). Returns the reference output.
 fn check(g: Graph, x: Tensor) -> Tensor {
-    let model = Model { name: "op".into(), graph: g, io_dtypes: BTreeMap::new() };
+    let model = Model {
+        name: "op".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
     let inputs = HashMap::from([("x".to_string(), x.clone())]);
     let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
     let dir = tempfile::tempdir().unwrap();
     compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
-    let out: HashMap<_, _> =
-        s.run("run", &HashMap::from([("x".to_string(), to_host(&x, kiln::abi::ElemType::F32))])).unwrap().into_iter().collect();
+    let out: HashMap<_, _> = s
+        .run(
+            "run",
+            &HashMap::from([("x".to_string(), to_host(&x, kiln::abi::ElemType::F32))]),
+        )
+        .unwrap()
+        .into_iter()
+        .collect();
     let r = &reference["y"];
     assert_eq!(out["y"].shape, r.shape);
     let err = rel_l2(&out["y"].to_f32(), &r.to_f32());
@@ -30,7 +40,15 @@ fn check(g: Graph, x: Tensor) -> Tensor {
     r.clone()
 }
 
-fn conv_graph(x: &[usize], w: &[usize], strides: Vec<usize>, pads: Vec<(usize, usize)>, dil: Vec<usize>, groups: usize, bias: bool) -> Graph {
+fn conv_graph(
+    x: &[usize],
+    w: &[usize],
+    strides: Vec<usize>,
+    pads: Vec<(usize, usize)>,
+    dil: Vec<usize>,
+    groups: usize,
+    bias: bool,
+) -> Graph {
     let mut g = Graph::new();
     let xi = g.add_input("x", TensorType::new(DType::F32, x));
     let wn: usize = w.iter().product();
@@ -39,7 +57,18 @@ fn conv_graph(x: &[usize], w: &[usize], strides: Vec<usize>, pads: Vec<(usize, u
     if bias {
         ins.push(g.add_const("b", Tensor::f32(vec![w[0]], values(w[0], 8))));
     }
-    let y = g.add("conv", Op::Conv { strides, pads, dilations: dil, groups }, &ins).unwrap();
+    let y = g
+        .add(
+            "conv",
+            Op::Conv {
+                strides,
+                pads,
+                dilations: dil,
+                groups,
+            },
+            &ins,
+        )
+        .unwrap();
     g.add_output("y", y);
     g
 }
@@ -49,7 +78,18 @@ fn conv_interpreter_matches_hand_computed_windows() {
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::new(DType::F32, &[1, 1, 3, 3]));
     let w = g.add_const("w", Tensor::f32(vec![1, 1, 2, 2], vec![1.0; 4]));
-    let y = g.add("conv", Op::Conv { strides: vec![1, 1], pads: vec![(0, 0); 2], dilations: vec![1, 1], groups: 1 }, &[x, w]).unwrap();
+    let y = g
+        .add(
+            "conv",
+            Op::Conv {
+                strides: vec![1, 1],
+                pads: vec![(0, 0); 2],
+                dilations: vec![1, 1],
+                groups: 1,
+            },
+            &[x, w],
+        )
+        .unwrap();
     g.add_output("y", y);
     let x = Tensor::f32(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
     let r = check(g, x);
@@ -59,12 +99,52 @@ fn conv_interpreter_matches_hand_computed_windows() {
 #[test]
 fn conv_variants_match_the_interpreter() {
     let n = |s: &[usize]| s.iter().product::<usize>();
-    let cases: Vec<(Vec<usize>, Vec<usize>, Vec<usize>, Vec<(usize, usize)>, Vec<usize>, usize, bool)> = vec![
-        (vec![2, 3, 9, 11], vec![8, 3, 3, 3], vec![1, 1], vec![(1, 1), (1, 1)], vec![1, 1], 1, true),
-        (vec![1, 4, 16, 16], vec![6, 2, 3, 3], vec![2, 2], vec![(1, 0), (0, 1)], vec![1, 1], 2, false),
-        (vec![1, 8, 10, 10], vec![8, 1, 3, 3], vec![1, 1], vec![(2, 2), (2, 2)], vec![2, 2], 8, true),
+    let cases: Vec<(
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<(usize, usize)>,
+        Vec<usize>,
+        usize,
+        bool,
+    )> = vec![
+        (
+            vec![2, 3, 9, 11],
+            vec![8, 3, 3, 3],
+            vec![1, 1],
+            vec![(1, 1), (1, 1)],
+            vec![1, 1],
+            1,
+            true,
+        ),
+        (
+            vec![1, 4, 16, 16],
+            vec![6, 2, 3, 3],
+            vec![2, 2],
+            vec![(1, 0), (0, 1)],
+            vec![1, 1],
+            2,
+            false,
+        ),
+        (
+            vec![1, 8, 10, 10],
+            vec![8, 1, 3, 3],
+            vec![1, 1],
+            vec![(2, 2), (2, 2)],
+            vec![2, 2],
+            8,
+            true,
+        ),
         (vec![2, 5, 20], vec![7, 5, 4], vec![3], vec![(2, 1)], vec![1], 1, true),
-        (vec![1, 16, 7, 7], vec![32, 16, 1, 1], vec![1, 1], vec![(0, 0), (0, 0)], vec![1, 1], 1, true),
+        (
+            vec![1, 16, 7, 7],
+            vec![32, 16, 1, 1],
+            vec![1, 1],
+            vec![(0, 0), (0, 0)],
+            vec![1, 1],
+            1,
+            true,
+        ),
     ];
     for (x, w, s, p, d, g, b) in cases {
         let graph = conv_graph(&x, &w, s, p, d, g, b);
@@ -94,7 +174,10 @@ fn compute_expressions_match_the_interpreter() {
             Op::Compute {
                 shape: vec![Dim::c(3), Dim::c(9)],
                 dtype: DType::F32,
-                expr: TExpr::Load { input: 0, index: vec![TExpr::Coord(0), reflected] },
+                expr: TExpr::Load {
+                    input: 0,
+                    index: vec![TExpr::Coord(0), reflected],
+                },
                 name: "Pad".into(),
             },
             &[x],
@@ -102,15 +185,39 @@ fn compute_expressions_match_the_interpreter() {
         .unwrap();
     let tril = TExpr::select(
         TExpr::Coord(1).cmp(BinaryOp::LessEqual, TExpr::Coord(0).add(TExpr::int(4)), DType::I32),
-        TExpr::Load { input: 0, index: vec![TExpr::Coord(0), TExpr::Coord(1)] },
+        TExpr::Load {
+            input: 0,
+            index: vec![TExpr::Coord(0), TExpr::Coord(1)],
+        },
         TExpr::Lit(0.0, DType::F32),
     );
     let masked = g
-        .add("tril", Op::Compute { shape: vec![Dim::c(3), Dim::c(9)], dtype: DType::F32, expr: tril, name: "Trilu".into() }, &[pad])
+        .add(
+            "tril",
+            Op::Compute {
+                shape: vec![Dim::c(3), Dim::c(9)],
+                dtype: DType::F32,
+                expr: tril,
+                name: "Trilu".into(),
+            },
+            &[pad],
+        )
         .unwrap();
-    let tile = TExpr::Load { input: 0, index: vec![TExpr::Coord(0).rem(TExpr::int(3)), TExpr::Coord(1)] };
+    let tile = TExpr::Load {
+        input: 0,
+        index: vec![TExpr::Coord(0).rem(TExpr::int(3)), TExpr::Coord(1)],
+    };
     let y = g
-        .add("tile", Op::Compute { shape: vec![Dim::c(6), Dim::c(9)], dtype: DType::F32, expr: tile, name: "Tile".into() }, &[masked])
+        .add(
+            "tile",
+            Op::Compute {
+                shape: vec![Dim::c(6), Dim::c(9)],
+                dtype: DType::F32,
+                expr: tile,
+                name: "Tile".into(),
+            },
+            &[masked],
+        )
         .unwrap();
     g.add_output("y", y);
     let r = check(g, Tensor::f32(vec![3, 5], (0..15).map(|v| v as f32).collect()));
@@ -135,7 +242,17 @@ fn top_k_and_scatter_nd_match_the_interpreter() {
     // Top-3 indices along the middle axis of a tensor with ties (values rounded to 0.25).
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::new(DType::F32, &[2, 9, 3]));
-    let idx = g.add("topk", Op::TopK { k: 3, axis: 1, largest: true }, &[x]).unwrap();
+    let idx = g
+        .add(
+            "topk",
+            Op::TopK {
+                k: 3,
+                axis: 1,
+                largest: true,
+            },
+            &[x],
+        )
+        .unwrap();
     let as_f = g.add("cast", Op::Cast(DType::F32), &[idx]).unwrap();
     g.add_output("y", as_f);
     let vals: Vec<f32> = values(54, 21).iter().map(|v| (v * 4.0).round() / 4.0).collect();
@@ -147,8 +264,19 @@ fn top_k_and_scatter_nd_match_the_interpreter() {
     let x = g.add_input("x", TensorType::new(DType::F32, &[4, 5]));
     let ind = g.add_const("ind", Tensor::i32(vec![3, 1], vec![2, -1, 2]));
     let upd = g.add_const("upd", Tensor::f32(vec![3, 5], (0..15).map(|v| v as f32).collect()));
-    let y = g.add("scatter", Op::ScatterNd { reduction: kiln::ir::ScatterReduction::None }, &[x, ind, upd]).unwrap();
+    let y = g
+        .add(
+            "scatter",
+            Op::ScatterNd {
+                reduction: kiln::ir::ScatterReduction::None,
+            },
+            &[x, ind, upd],
+        )
+        .unwrap();
     g.add_output("y", y);
     let r = check(g, Tensor::f32(vec![4, 5], vec![-1.0; 20]));
-    assert_eq!(&r.to_f32()[10..20], &[10.0, 11.0, 12.0, 13.0, 14.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    assert_eq!(
+        &r.to_f32()[10..20],
+        &[10.0, 11.0, 12.0, 13.0, 14.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    );
 }

@@ -50,25 +50,55 @@ fn build(shape: &[usize], steps: &[Step], seed: u64) -> (Model, HashMap<String, 
         let shape_of = |g: &Graph, id: NodeId| g.node(id).ty.const_shape().expect("constant shapes");
         let added = match s {
             Step::Unary(o, a) => {
-                let u = [UnaryOp::Relu, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Exp][*o as usize];
+                let u = [
+                    UnaryOp::Relu,
+                    UnaryOp::Tanh,
+                    UnaryOp::Sigmoid,
+                    UnaryOp::Neg,
+                    UnaryOp::Abs,
+                    UnaryOp::Exp,
+                ][*o as usize];
                 // exp only of bounded values keeps magnitudes sane.
                 let src = pick(*a);
-                let src = if u == UnaryOp::Exp { g.add(&format!("{name}_t"), Op::Unary(UnaryOp::Tanh), &[src]).ok() } else { Some(src) };
+                let src = if u == UnaryOp::Exp {
+                    g.add(&format!("{name}_t"), Op::Unary(UnaryOp::Tanh), &[src]).ok()
+                } else {
+                    Some(src)
+                };
                 src.and_then(|src| g.add(&name, Op::Unary(u), &[src]).ok())
             }
             Step::Binary(o, a, b) => {
-                let op = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Max, BinaryOp::Min][*o as usize];
+                let op = [
+                    BinaryOp::Add,
+                    BinaryOp::Sub,
+                    BinaryOp::Mul,
+                    BinaryOp::Max,
+                    BinaryOp::Min,
+                ][*o as usize];
                 g.add(&name, Op::Binary(op), &[pick(*a), pick(*b)]).ok()
             }
             Step::BroadcastBinary(o, a, mask) => {
-                let op = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Max, BinaryOp::Min][*o as usize];
+                let op = [
+                    BinaryOp::Add,
+                    BinaryOp::Sub,
+                    BinaryOp::Mul,
+                    BinaryOp::Max,
+                    BinaryOp::Min,
+                ][*o as usize];
                 let src = pick(*a);
                 let sh = shape_of(&g, src);
                 // A constant whose dims are 1 where the mask bit is set, trailing-aligned, maybe shorter.
                 let drop = (*mask as usize >> 4) % (sh.len() + 1);
-                let csh: Vec<usize> = sh[drop..].iter().enumerate().map(|(j, &d)| if mask & (1 << j) != 0 { 1 } else { d }).collect();
+                let csh: Vec<usize> = sh[drop..]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &d)| if mask & (1 << j) != 0 { 1 } else { d })
+                    .collect();
                 consts += 1;
-                let c = g.add_const(&format!("c{i}"), Tensor::f32(csh.clone(), values(csh.iter().product(), seed + consts)));
+                let c = g.add_const(
+                    &format!("c{i}"),
+                    Tensor::f32(csh.clone(), values(csh.iter().product(), seed + consts)),
+                );
                 let (l, r) = if mask & 8 != 0 { (c, src) } else { (src, c) };
                 g.add(&name, Op::Binary(op), &[l, r]).ok()
             }
@@ -80,7 +110,16 @@ fn build(shape: &[usize], steps: &[Step], seed: u64) -> (Model, HashMap<String, 
                 if axes.is_empty() || (!keep && axes.len() == rank) {
                     None
                 } else {
-                    g.add(&name, Op::Reduce { op, axes, keep_dims: *keep }, &[src]).ok()
+                    g.add(
+                        &name,
+                        Op::Reduce {
+                            op,
+                            axes,
+                            keep_dims: *keep,
+                        },
+                        &[src],
+                    )
+                    .ok()
                 }
             }
             Step::MatMul(a, n) => {
@@ -91,7 +130,10 @@ fn build(shape: &[usize], steps: &[Step], seed: u64) -> (Model, HashMap<String, 
                     None
                 } else {
                     consts += 1;
-                    let w = g.add_const(&format!("w{i}"), Tensor::f32(vec![k, *n as usize], values(k * *n as usize, seed + consts)));
+                    let w = g.add_const(
+                        &format!("w{i}"),
+                        Tensor::f32(vec![k, *n as usize], values(k * *n as usize, seed + consts)),
+                    );
                     g.add(&name, Op::MatMul, &[src, w]).ok()
                 }
             }
@@ -108,7 +150,14 @@ fn build(shape: &[usize], steps: &[Step], seed: u64) -> (Model, HashMap<String, 
     }
     let n: usize = shape.iter().product();
     let inputs = HashMap::from([("x".to_string(), Tensor::f32(shape.to_vec(), values(n, seed)))]);
-    (Model { name: "random".into(), graph: g, io_dtypes: BTreeMap::new() }, inputs)
+    (
+        Model {
+            name: "random".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        },
+        inputs,
+    )
 }
 
 /// Relative L2 error with the reference norm floored, so all-zero results compare sanely.
@@ -116,7 +165,12 @@ fn error(gpu: &[f32], reference: &[f32]) -> f64 {
     let norm: f64 = reference.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     let floor = 1e-3 * (reference.len() as f64).sqrt();
     if norm < floor {
-        let diff: f64 = gpu.iter().zip(reference).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = gpu
+            .iter()
+            .zip(reference)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         diff / floor
     } else {
         rel_l2(gpu, reference)
@@ -125,20 +179,37 @@ fn error(gpu: &[f32], reference: &[f32]) -> f64 {
 
 fn run_case(shape: Vec<usize>, steps: Vec<Step>, seed: u64) -> Result<(), TestCaseError> {
     let (model, inputs) = build(&shape, &steps, seed);
-    let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let reference =
+        kiln::ir::interp::evaluate(&model.graph, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let host = HashMap::from([("x".to_string(), to_host(&inputs["x"], kiln::abi::ElemType::F32))]);
     for opt_level in [0u8, 2] {
         let dir = tempfile::tempdir().unwrap();
-        let opts = CompileOptions { opt_level, ..Default::default() };
-        compile_to_dir(&model, &opts, &dir.path().join("b")).map_err(|e| TestCaseError::fail(format!("compile: {e}")))?;
+        let opts = CompileOptions {
+            opt_level,
+            ..Default::default()
+        };
+        compile_to_dir(&model, &opts, &dir.path().join("b"))
+            .map_err(|e| TestCaseError::fail(format!("compile: {e}")))?;
         let bundle = Bundle::load(dir.path().join("b")).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mut session = Session::new(&bundle, &SessionOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let out: HashMap<_, _> = session.run("run", &host).map_err(|e| TestCaseError::fail(e.to_string()))?.into_iter().collect();
+        let mut session =
+            Session::new(&bundle, &SessionOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let out: HashMap<_, _> = session
+            .run("run", &host)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .into_iter()
+            .collect();
         for (name, r) in &reference {
             let gpu = &out[name];
             prop_assert_eq!(&gpu.shape, &r.shape, "{} shape at opt-level {}", name, opt_level);
             let err = error(&gpu.to_f32(), &r.to_f32());
-            prop_assert!(err < 1e-5, "{} at opt-level {}: relative L2 error {:e} (steps {:?})", name, opt_level, err, steps);
+            prop_assert!(
+                err < 1e-5,
+                "{} at opt-level {}: relative L2 error {:e} (steps {:?})",
+                name,
+                opt_level,
+                err,
+                steps
+            );
         }
     }
     Ok(())
@@ -165,23 +236,47 @@ proptest! {
 fn symbolic_dim_graph_matches_at_two_sizes() {
     // A fixed graph over a symbolic batch, compiled once and run at two sizes.
     let mut g = Graph::new();
-    let x = g.add_input("x", TensorType { dtype: DType::F32, shape: vec![Dim::sym("batch"), Dim::c(7)] });
+    let x = g.add_input(
+        "x",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::sym("batch"), Dim::c(7)],
+        },
+    );
     let w = g.add_const("w", Tensor::f32(vec![7, 5], values(35, 9)));
     let m = g.add("mm", Op::MatMul, &[x, w]).unwrap();
     let s = g.add("sm", Op::Softmax { axis: 1, log: false }, &[m]).unwrap();
-    let r = g.add("sum", Op::Reduce { op: ReduceOp::Sum, axes: vec![0], keep_dims: false }, &[s]).unwrap();
+    let r = g
+        .add(
+            "sum",
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes: vec![0],
+                keep_dims: false,
+            },
+            &[s],
+        )
+        .unwrap();
     g.add_output("sm", s);
     g.add_output("sum", r);
-    let model = Model { name: "sym".into(), graph: g, io_dtypes: BTreeMap::new() };
+    let model = Model {
+        name: "sym".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
     let dir = tempfile::tempdir().unwrap();
     compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap();
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
     for batch in [3usize, 300] {
         let x = Tensor::f32(vec![batch, 7], values(batch * 7, batch as u64));
-        let reference = kiln::ir::interp::evaluate(&model.graph, &HashMap::from([("x".to_string(), x.clone())])).unwrap();
+        let reference =
+            kiln::ir::interp::evaluate(&model.graph, &HashMap::from([("x".to_string(), x.clone())])).unwrap();
         let out: HashMap<_, _> = session
-            .run("run", &HashMap::from([("x".to_string(), to_host(&x, kiln::abi::ElemType::F32))]))
+            .run(
+                "run",
+                &HashMap::from([("x".to_string(), to_host(&x, kiln::abi::ElemType::F32))]),
+            )
             .unwrap()
             .into_iter()
             .collect();

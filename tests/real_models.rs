@@ -26,7 +26,11 @@ fn model(file: &str) -> Option<PathBuf> {
         return None;
     }
     let p = root().join(".cache/models").join(file);
-    assert!(p.exists(), "{} is missing: run `bash scripts/fetch_models.sh` (or set KILN_SKIP_MODEL_TESTS=1)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/fetch_models.sh` (or set KILN_SKIP_MODEL_TESTS=1)",
+        p.display()
+    );
     Some(p)
 }
 
@@ -50,14 +54,20 @@ fn reference(model: &Path, tag: &str, specs: &[&str]) -> (HashMap<String, HostTe
         })
         .collect();
     let names = std::fs::read_to_string(dir.join("outputs.txt")).unwrap();
-    let outputs = names.lines().enumerate().map(|(k, n)| (n.to_string(), read_npy(&dir.join(format!("out_{k}.npy"))).unwrap())).collect();
+    let outputs = names
+        .lines()
+        .enumerate()
+        .map(|(k, n)| (n.to_string(), read_npy(&dir.join(format!("out_{k}.npy"))).unwrap()))
+        .collect();
     (inputs, outputs)
 }
 
 fn compare(tag: &str, got: &[(String, HostTensor)], want: &[(String, HostTensor)]) {
     let got: HashMap<_, _> = got.iter().cloned().collect();
     for (name, w) in want {
-        let g = got.get(name).unwrap_or_else(|| panic!("{tag}: output '{name}' missing"));
+        let g = got
+            .get(name)
+            .unwrap_or_else(|| panic!("{tag}: output '{name}' missing"));
         assert_eq!(g.shape, w.shape, "{tag}: output '{name}' shape");
         if matches!(w.dtype, kiln::abi::ElemType::F32 | kiln::abi::ElemType::F16) {
             let err = rel_l2(&g.to_f32(), &w.to_f32());
@@ -71,7 +81,9 @@ fn compare(tag: &str, got: &[(String, HostTensor)], want: &[(String, HostTensor)
 
 #[test]
 fn paraphrase_minilm_compiles_once_and_matches_onnxruntime_at_two_lengths() {
-    let Some(path) = model("paraphrase-MiniLM-L3-v2.onnx") else { return };
+    let Some(path) = model("paraphrase-MiniLM-L3-v2.onnx") else {
+        return;
+    };
     let t0 = Instant::now();
     let m = load_onnx(&path, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
@@ -93,11 +105,17 @@ fn paraphrase_minilm_compiles_once_and_matches_onnxruntime_at_two_lengths() {
 
 #[test]
 fn pp_ocrv4_det_matches_onnxruntime_at_640() {
-    let Some(path) = model("ch_PP-OCRv4_det_infer.onnx") else { return };
-    let dims = [("p2o.DynamicDimension.0", 1), ("p2o.DynamicDimension.1", 640), ("p2o.DynamicDimension.2", 640)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let Some(path) = model("ch_PP-OCRv4_det_infer.onnx") else {
+        return;
+    };
+    let dims = [
+        ("p2o.DynamicDimension.0", 1),
+        ("p2o.DynamicDimension.1", 640),
+        ("p2o.DynamicDimension.2", 640),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     let t0 = Instant::now();
     let m = load_onnx(&path, &dims).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();

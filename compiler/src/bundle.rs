@@ -24,23 +24,37 @@ pub struct CompiledBundle {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> CompileError {
-    CompileError::Io { path: path.display().to_string(), msg: e.to_string() }
+    CompileError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    }
 }
 
 /// Writes the bundle to `dir` (replacing an existing bundle there only on success).
 pub fn write_bundle(b: &CompiledBundle, dir: &Path) -> Result<Manifest, CompileError> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "bundle".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "bundle".into());
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = write_into(b, &tmp);
     match result {
         Ok(manifest) => {
             if dir.exists() {
-                if !dir.join(MANIFEST_FILE).exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+                if !dir.join(MANIFEST_FILE).exists()
+                    && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true)
+                {
                     let _ = std::fs::remove_dir_all(&tmp);
-                    return Err(io_err(dir, "exists, is not empty and is not a Kiln bundle; refusing to replace it"));
+                    return Err(io_err(
+                        dir,
+                        "exists, is not empty and is not a Kiln bundle; refusing to replace it",
+                    ));
                 }
                 let old = parent.join(format!(".{name}.old-{}", std::process::id()));
                 std::fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
@@ -79,8 +93,10 @@ fn write_into(b: &CompiledBundle, dir: &Path) -> Result<Manifest, CompileError> 
         }
         let file = format!("weights-{idx:05}.safetensors");
         let p = dir.join(&file);
-        let bytes: Vec<(String, Vec<u8>, &Tensor)> =
-            shard.iter().map(|&w| (m.weights[w].name.clone(), b.weights[w].to_le_bytes(), &b.weights[w])).collect();
+        let bytes: Vec<(String, Vec<u8>, &Tensor)> = shard
+            .iter()
+            .map(|&w| (m.weights[w].name.clone(), b.weights[w].to_le_bytes(), &b.weights[w]))
+            .collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
             .iter()
             .map(|(n, data, t)| {
@@ -93,7 +109,8 @@ fn write_into(b: &CompiledBundle, dir: &Path) -> Result<Manifest, CompileError> 
                     kiln_ir::DType::U8 => safetensors::Dtype::U8,
                     kiln_ir::DType::Bool => safetensors::Dtype::BOOL,
                 };
-                let v = safetensors::tensor::TensorView::new(dt, t.shape.clone(), data).expect("sizes match by construction");
+                let v = safetensors::tensor::TensorView::new(dt, t.shape.clone(), data)
+                    .expect("sizes match by construction");
                 (n.clone(), v)
             })
             .collect();

@@ -66,11 +66,19 @@ pub fn specialize(model: &Model, opts: &CompileOptions) -> Result<Graph, Compile
         if !symbols.contains(name) {
             return Err(CompileError::Usage(format!(
                 "--dim {name}: the model has no symbolic dim '{name}' (its symbolic dims: {})",
-                if symbols.is_empty() { "none".to_string() } else { symbols.join(", ") }
+                if symbols.is_empty() {
+                    "none".to_string()
+                } else {
+                    symbols.join(", ")
+                }
             )));
         }
     }
-    let mut g = if opts.dims.is_empty() { model.graph.clone() } else { model.graph.specialize(&opts.dims)? };
+    let mut g = if opts.dims.is_empty() {
+        model.graph.clone()
+    } else {
+        model.graph.specialize(&opts.dims)?
+    };
     g.remove_dead();
     Ok(g)
 }
@@ -92,7 +100,9 @@ pub fn tuning_key(body: &KernelBody) -> String {
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
         KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
         KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
-        KernelBody::Conv { x, w, strides, groups, .. } => {
+        KernelBody::Conv {
+            x, w, strides, groups, ..
+        } => {
             format!("conv:x={},w={},s={strides:?},g={groups}", dims(x), dims(w))
         }
         KernelBody::Reduce { in_shape, axes, .. } => format!("reduce:{}:{axes:?}", dims(in_shape)),
@@ -106,9 +116,10 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
     match body {
         KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
         // One thread per row (top-k) or element (scatter); one element each.
-        KernelBody::TopK { .. } | KernelBody::Scatter { .. } => {
-            Schedule::Injective(kiln_schedules::InjectiveParams { workgroup_size: 64, elems_per_thread: 1 })
-        }
+        KernelBody::TopK { .. } | KernelBody::Scatter { .. } => Schedule::Injective(kiln_schedules::InjectiveParams {
+            workgroup_size: 64,
+            elems_per_thread: 1,
+        }),
         KernelBody::Reduce { in_shape, axes, .. } => {
             defaults::row_reduce(estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a]))))
         }
@@ -130,7 +141,13 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
 fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
     match (s, body) {
         (Schedule::Gemm(p), _) => p.workgroup_bytes() as u64,
-        (Schedule::RowReduce(p), KernelBody::Reduce { kind: lower::ReduceKind::Arg { .. }, .. }) => 8 * p.workgroup_size as u64,
+        (
+            Schedule::RowReduce(p),
+            KernelBody::Reduce {
+                kind: lower::ReduceKind::Arg { .. },
+                ..
+            },
+        ) => 8 * p.workgroup_size as u64,
         (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
         (Schedule::Injective(_), _) => 0,
     }
@@ -141,7 +158,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let g = specialize(model, opts)?;
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
-    log::info!("{}: {} nodes -> {} kernels (opt-level {})", model.name, g.len(), drafts.len(), opts.opt_level);
+    log::info!(
+        "{}: {} nodes -> {} kernels (opt-level {})",
+        model.name,
+        g.len(),
+        drafts.len(),
+        opts.opt_level
+    );
     let plan = plan::plan(&g, &drafts);
 
     let mut kernels: Vec<KernelSpec> = Vec::new();
@@ -157,7 +180,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
         let out_dtype = g.node(d.output).ty.dtype;
         let key = tuning_key(&d.body);
-        let schedule = opts.tuning.as_ref().and_then(|t| t.get(&key)).unwrap_or_else(|| default_schedule(&d.body));
+        let schedule = opts
+            .tuning
+            .as_ref()
+            .and_then(|t| t.get(&key))
+            .unwrap_or_else(|| default_schedule(&d.body));
         let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
@@ -182,7 +209,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         });
         let mut buffers: Vec<usize> = d.inputs.iter().map(|i| plan.buffer_of[i]).collect();
         buffers.push(plan.buffer_of[&d.output]);
-        dispatches.push(Dispatch { kernel: k, buffers, params: r.param_values, grid: r.grid, label: d.label.clone() });
+        dispatches.push(Dispatch {
+            kernel: k,
+            buffers,
+            params: r.param_values,
+            grid: r.grid,
+            label: d.label.clone(),
+        });
     }
 
     // Weights, converted to their storage dtype.
@@ -191,11 +224,21 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let mut used_names: HashMap<String, usize> = HashMap::new();
     for &id in &plan.weights {
         let n = g.node(id);
-        let Op::Constant(t) = &n.op else { unreachable!("planned weights are constants") };
+        let Op::Constant(t) = &n.op else {
+            unreachable!("planned weights are constants")
+        };
         let sd = storage_dtype(t.dtype());
-        let stored = if sd == t.dtype() { t.clone() } else { Tensor::from_f64(sd, t.shape.clone(), &t.to_f64()) };
+        let stored = if sd == t.dtype() {
+            t.clone()
+        } else {
+            Tensor::from_f64(sd, t.shape.clone(), &t.to_f64())
+        };
         let count = used_names.entry(n.name.clone()).or_insert(0);
-        let name = if *count == 0 { n.name.clone() } else { format!("{}#{}", n.name, count) };
+        let name = if *count == 0 {
+            n.name.clone()
+        } else {
+            format!("{}#{}", n.name, count)
+        };
         *count += 1;
         weight_specs.push(WeightSpec {
             name,
@@ -254,11 +297,20 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         buffers: plan.buffers,
         weights: weight_specs,
         kernels,
-        programs: vec![Program { name: "run".into(), dispatches }],
+        programs: vec![Program {
+            name: "run".into(),
+            dispatches,
+        }],
         files: BTreeMap::new(),
     };
-    manifest.check_indices().map_err(|e| CompileError::Frontend(format!("internal compiler bug: {e}")))?;
-    Ok(CompiledBundle { manifest, kernel_sources: sources, weights })
+    manifest
+        .check_indices()
+        .map_err(|e| CompileError::Frontend(format!("internal compiler bug: {e}")))?;
+    Ok(CompiledBundle {
+        manifest,
+        kernel_sources: sources,
+        weights,
+    })
 }
 
 /// Compiles and writes in one step.

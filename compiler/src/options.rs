@@ -20,6 +20,11 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { opt_level: 2, dims: DimBindings::new(), target: DeviceLimits::webgpu_default(), tuning: None }
+        CompileOptions {
+            opt_level: 2,
+            dims: DimBindings::new(),
+            target: DeviceLimits::webgpu_default(),
+            tuning: None,
+        }
     }
 }

@@ -38,16 +38,27 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
     let mut p = MemoryPlan::default();
     for &i in g.inputs() {
         p.buffer_of.insert(i, p.buffers.len());
-        p.buffers.push(BufferSpec { kind: BufferKind::Input, size: size_of(g, i), label: g.node(i).name.clone() });
+        p.buffers.push(BufferSpec {
+            kind: BufferKind::Input,
+            size: size_of(g, i),
+            label: g.node(i).name.clone(),
+        });
     }
     // Weights: constants read by a kernel or returned as an output.
-    let mut needed: Vec<NodeId> = kernels.iter().flat_map(|k| k.inputs.iter().map(|&i| root(g, i))).collect();
+    let mut needed: Vec<NodeId> = kernels
+        .iter()
+        .flat_map(|k| k.inputs.iter().map(|&i| root(g, i)))
+        .collect();
     needed.extend(g.outputs().iter().map(|o| root(g, o.1)));
     for id in needed {
         if matches!(g.node(id).op, Op::Constant(_)) && !p.buffer_of.contains_key(&id) {
             p.buffer_of.insert(id, p.buffers.len());
             p.weights.push(id);
-            p.buffers.push(BufferSpec { kind: BufferKind::Weight, size: size_of(g, id), label: g.node(id).name.clone() });
+            p.buffers.push(BufferSpec {
+                kind: BufferKind::Weight,
+                size: size_of(g, id),
+                label: g.node(id).name.clone(),
+            });
         }
     }
     // Lifetimes of intermediates.
@@ -120,13 +131,25 @@ fn pick_slot(buffers: &[BufferSpec], free: &[usize], need: &SizeExpr) -> Option<
         return Some(pos);
     }
     let need_c = need.as_const();
-    let sized: Vec<(usize, Option<i64>)> = free.iter().enumerate().map(|(pos, &b)| (pos, buffers[b].size.as_const())).collect();
+    let sized: Vec<(usize, Option<i64>)> = free
+        .iter()
+        .enumerate()
+        .map(|(pos, &b)| (pos, buffers[b].size.as_const()))
+        .collect();
     if let Some(n) = need_c {
-        let fit = sized.iter().filter_map(|&(pos, s)| s.filter(|&s| s >= n).map(|s| (s, pos))).min();
+        let fit = sized
+            .iter()
+            .filter_map(|&(pos, s)| s.filter(|&s| s >= n).map(|s| (s, pos)))
+            .min();
         if let Some((_, pos)) = fit {
             return Some(pos);
         }
-        return sized.iter().filter_map(|&(pos, s)| s.map(|s| (s, pos))).max().map(|(_, pos)| pos).or(Some(0));
+        return sized
+            .iter()
+            .filter_map(|&(pos, s)| s.map(|s| (s, pos)))
+            .max()
+            .map(|(_, pos)| pos)
+            .or(Some(0));
     }
     Some(0)
 }

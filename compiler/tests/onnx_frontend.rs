@@ -1,17 +1,14 @@
 //! ONNX frontend tests: models built with the builder, loaded, evaluated with the reference
 //! interpreter, and compared with values computed by hand or by direct Rust references.
 
-use kiln_compiler::frontend::onnx::builder::{
-    d, tensor_f32_raw, tensor_i64_raw, DataType, ModelBuilder,
-};
+use kiln_compiler::frontend::onnx::builder::{d, tensor_f32_raw, tensor_i64_raw, DataType, ModelBuilder};
 use kiln_compiler::frontend::onnx::{load_onnx, load_onnx_bytes, OnnxError};
 use kiln_compiler::Model;
 use kiln_ir::{interp, DType, Dim, DimBindings, Op, Tensor};
 use std::collections::HashMap;
 
 fn load(b: &ModelBuilder) -> Model {
-    load_onnx_bytes(&b.encode(), "test", &DimBindings::new())
-        .unwrap_or_else(|e| panic!("load failed: {e}"))
+    load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).unwrap_or_else(|e| panic!("load failed: {e}"))
 }
 
 fn load_err(b: &ModelBuilder) -> String {
@@ -22,10 +19,7 @@ fn load_err(b: &ModelBuilder) -> String {
 }
 
 fn eval(m: &Model, inputs: &[(&str, Tensor)]) -> HashMap<String, Tensor> {
-    let ins: HashMap<String, Tensor> = inputs
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.clone()))
-        .collect();
+    let ins: HashMap<String, Tensor> = inputs.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
     interp::evaluate(&m.graph, &ins).unwrap_or_else(|e| panic!("evaluate failed: {e}"))
 }
 
@@ -164,11 +158,7 @@ fn gemm_trans_alpha_beta() {
     );
     assert_eq!(shape, vec![m_, n]);
     let p = mm(&transpose2(&a, k, m_), &transpose2(&bw, n, k), m_, k, n);
-    let want: Vec<f32> = p
-        .iter()
-        .enumerate()
-        .map(|(i, v)| 0.5 * v + 2.0 * c[i % n])
-        .collect();
+    let want: Vec<f32> = p.iter().enumerate().map(|(i, v)| 0.5 * v + 2.0 * c[i % n]).collect();
     assert_close(&y, &want, 1e-6);
 }
 
@@ -179,9 +169,7 @@ fn gemm_without_c_and_constant_b_with_alpha() {
     let mut b = ModelBuilder::new("gemm2");
     b.input("a", DataType::Float, &[d(2), d(3)]);
     b.init_f32("w", &[3, 2], &w);
-    b.node("Gemm", &["a", "w"], &["y"])
-        .name("g")
-        .attr_float("alpha", 3.0);
+    b.node("Gemm", &["a", "w"], &["y"]).name("g").attr_float("alpha", 3.0);
     b.output("y", DataType::Float);
     let (y, _) = run_y(&b, &[("a", Tensor::f32(vec![2, 3], a.clone()))]);
     let want: Vec<f32> = mm(&a, &w, 2, 3, 2).iter().map(|v| 3.0 * v).collect();
@@ -192,9 +180,7 @@ fn softmax_model(opset: i64, axis: i64) -> ModelBuilder {
     let mut b = ModelBuilder::new("softmax");
     b.opset(opset);
     b.input("x", DataType::Float, &[d(2), d(3), d(4)]);
-    b.node("Softmax", &["x"], &["y"])
-        .name("sm")
-        .attr_int("axis", axis);
+    b.node("Softmax", &["x"], &["y"]).name("sm").attr_int("axis", axis);
     b.output("y", DataType::Float);
     b
 }
@@ -251,10 +237,7 @@ fn softmax_default_axis_depends_on_opset() {
         if opset == 11 {
             assert!((sum - 1.0).abs() < 1e-5, "opset 11 normalizes all 6: {y:?}");
         } else {
-            assert!(
-                (sum - 2.0).abs() < 1e-5,
-                "opset 13 normalizes each row of 3: {y:?}"
-            );
+            assert!((sum - 2.0).abs() < 1e-5, "opset 13 normalizes each row of 3: {y:?}");
         }
     }
 }
@@ -281,10 +264,7 @@ fn reshape_symbolic_batch_with_minus_one() {
     b.output("y", DataType::Float);
     let m = load(&b);
     let out = m.graph.outputs()[0].1;
-    assert_eq!(
-        m.graph.node(out).ty.shape,
-        vec![Dim::sym("batch"), Dim::c(12)]
-    );
+    assert_eq!(m.graph.node(out).ty.shape, vec![Dim::sym("batch"), Dim::c(12)]);
     let out = eval(&m, &[("x", Tensor::f32(vec![5, 3, 4], seq(60, 1.0, 0.0)))]);
     assert_eq!(out["y"].shape, vec![5, 12]);
 }
@@ -294,8 +274,7 @@ fn reshape_minus_one_not_computable_is_an_error() {
     let mut b = ModelBuilder::new("reshape");
     b.input("x", DataType::Float, &[d(2), d(3)]);
     b.init_i64("shape", &[2], &[-1, 4]);
-    b.node("Reshape", &["x", "shape"], &["y"])
-        .name("bad_reshape");
+    b.node("Reshape", &["x", "shape"], &["y"]).name("bad_reshape");
     b.output("y", DataType::Float);
     let e = load_err(&b);
     assert!(e.contains("bad_reshape") && e.contains("-1"), "{e}");
@@ -314,8 +293,7 @@ fn transpose_default_and_perm() {
 
     let mut b = ModelBuilder::new("t");
     b.input("x", DataType::Float, &[d(1), d(2), d(3)]);
-    b.node("Transpose", &["x"], &["y"])
-        .attr_ints("perm", &[2, 0, 1]);
+    b.node("Transpose", &["x"], &["y"]).attr_ints("perm", &[2, 0, 1]);
     b.output("y", DataType::Float);
     let (y, s) = run_y(&b, &[("x", Tensor::f32(vec![1, 2, 3], x.clone()))]);
     assert_eq!(s, vec![3, 1, 2]);
@@ -369,8 +347,7 @@ fn constant_nodes_and_folding() {
     b.input("x", DataType::Float, &[d(3)]);
     b.node("Constant", &[], &["c"])
         .attr_tensor("value", tensor_f32_raw("", &[3], &[1.0, 2.0, 3.0]));
-    b.node("Constant", &[], &["two"])
-        .attr_float("value_float", 2.0);
+    b.node("Constant", &[], &["two"]).attr_float("value_float", 2.0);
     b.node("Mul", &["c", "two"], &["c2"]);
     b.node("Add", &["x", "c2"], &["y"]);
     b.output("y", DataType::Float);
@@ -397,16 +374,12 @@ fn shape_chain_with_symbolic_batch() {
     b.node("Gather", &["s", "zero"], &["n"]).attr_int("axis", 0);
     b.init_i64("ax0", &[1], &[0]);
     b.node("Unsqueeze", &["n", "ax0"], &["n1"]);
-    b.node("Concat", &["n1", "twelve"], &["target"])
-        .attr_int("axis", 0);
+    b.node("Concat", &["n1", "twelve"], &["target"]).attr_int("axis", 0);
     b.node("Reshape", &["x", "target"], &["y"]);
     b.output("y", DataType::Float);
     let m = load(&b);
     let out = m.graph.outputs()[0].1;
-    assert_eq!(
-        m.graph.node(out).ty.shape,
-        vec![Dim::sym("batch"), Dim::c(12)]
-    );
+    assert_eq!(m.graph.node(out).ty.shape, vec![Dim::sym("batch"), Dim::c(12)]);
     let out = eval(&m, &[("x", Tensor::f32(vec![2, 3, 4], seq(24, 1.0, 0.0)))]);
     assert_eq!(out["y"].shape, vec![2, 12]);
 }
@@ -421,10 +394,7 @@ fn dim_bindings_make_dims_constant() {
     dims.insert("batch".into(), 4);
     let m = load_onnx_bytes(&b.encode(), "dims", &dims).unwrap();
     let id = m.graph.inputs()[0];
-    assert_eq!(
-        m.graph.node(id).ty.shape,
-        vec![Dim::c(4), Dim::sym("seq"), Dim::c(2)]
-    );
+    assert_eq!(m.graph.node(id).ty.shape, vec![Dim::c(4), Dim::sym("seq"), Dim::c(2)]);
 }
 
 #[test]
@@ -433,19 +403,13 @@ fn unknown_dims_get_fresh_symbols() {
     b.input(
         "x",
         DataType::Float,
-        &[
-            kiln_compiler::frontend::onnx::builder::DimSpec::Unknown,
-            d(2),
-        ],
+        &[kiln_compiler::frontend::onnx::builder::DimSpec::Unknown, d(2)],
     );
     b.node("Relu", &["x"], &["y"]);
     b.output("y", DataType::Float);
     let m = load(&b);
     let id = m.graph.inputs()[0];
-    assert_eq!(
-        m.graph.node(id).ty.shape,
-        vec![Dim::sym("unk_0"), Dim::c(2)]
-    );
+    assert_eq!(m.graph.node(id).ty.shape, vec![Dim::sym("unk_0"), Dim::c(2)]);
 }
 
 #[test]
@@ -524,12 +488,7 @@ fn truncated_bytes_are_not_a_valid_model() {
     b.node("Relu", &["x"], &["y"]);
     b.output("y", DataType::Float);
     let bytes = b.encode();
-    let e = load_onnx_bytes(
-        &bytes[..bytes.len() - 5],
-        "broken.onnx",
-        &DimBindings::new(),
-    )
-    .unwrap_err();
+    let e = load_onnx_bytes(&bytes[..bytes.len() - 5], "broken.onnx", &DimBindings::new()).unwrap_err();
     assert!(matches!(e, OnnxError::Decode { .. }));
     let msg = e.to_string();
     assert!(
@@ -548,12 +507,9 @@ fn truncated_bytes_are_not_a_valid_model() {
 
 #[test]
 fn missing_file_names_the_path() {
-    let e = load_onnx(
-        std::path::Path::new("/nonexistent/model.onnx"),
-        &DimBindings::new(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = load_onnx(std::path::Path::new("/nonexistent/model.onnx"), &DimBindings::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/model.onnx"), "{e}");
 }
 
@@ -586,9 +542,7 @@ fn gemm_shape_mismatch_names_the_onnx_node() {
     let mut b = ModelBuilder::new("g");
     b.input("a", DataType::Float, &[d(2), d(3)]);
     b.input("b", DataType::Float, &[d(4), d(5)]);
-    b.node("Gemm", &["a", "b"], &["y"])
-        .name("dense7")
-        .attr_int("transB", 1);
+    b.node("Gemm", &["a", "b"], &["y"]).name("dense7").attr_int("transB", 1);
     b.output("y", DataType::Float);
     let e = load_err(&b);
     assert!(e.contains("dense7") && e.contains("Gemm"), "{e}");
@@ -599,9 +553,7 @@ fn unknown_domain_is_rejected() {
     let mut b = ModelBuilder::new("dom");
     b.import("com.example", 1);
     b.input("x", DataType::Float, &[d(2)]);
-    b.node("Magic", &["x"], &["y"])
-        .name("m1")
-        .domain("com.example");
+    b.node("Magic", &["x"], &["y"]).name("m1").domain("com.example");
     b.output("y", DataType::Float);
     let e = load_err(&b);
     assert!(
@@ -641,9 +593,7 @@ fn missing_input_value_names_node_and_input() {
 fn bad_attribute_type_names_attribute() {
     let mut b = ModelBuilder::new("attr");
     b.input("x", DataType::Float, &[d(2), d(3)]);
-    b.node("Transpose", &["x"], &["y"])
-        .name("tr")
-        .attr_float("perm", 1.0);
+    b.node("Transpose", &["x"], &["y"]).name("tr").attr_float("perm", 1.0);
     b.output("y", DataType::Float);
     let e = load_err(&b);
     assert!(e.contains("tr") && e.contains("perm"), "{e}");

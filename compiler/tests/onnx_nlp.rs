@@ -43,8 +43,7 @@ fn run_op(
     for o in outputs.iter().filter(|o| !o.is_empty()) {
         b.output(o, out_dt);
     }
-    let m = load_onnx_bytes(&b.encode(), "nlp", &DimBindings::new())
-        .unwrap_or_else(|e| panic!("load: {e}"));
+    let m = load_onnx_bytes(&b.encode(), "nlp", &DimBindings::new()).unwrap_or_else(|e| panic!("load: {e}"));
     let ins = inputs
         .iter()
         .filter(|(n, _)| !n.is_empty())
@@ -65,10 +64,7 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "length: got {got:?}, want {want:?}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= tol * (1.0 + w.abs());
-        assert!(
-            ok,
-            "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
-        );
+        assert!(ok, "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
     }
 }
 
@@ -110,8 +106,7 @@ fn attention_ref(
                 for (j, l) in logits.iter_mut().enumerate() {
                     let mut dot = 0.0;
                     for c in 0..dh {
-                        dot += q[((bi * hq + h) * s + i) * dh + c]
-                            * k[((bi * hkv + kh) * t + j) * dh + c];
+                        dot += q[((bi * hq + h) * s + i) * dh + c] * k[((bi * hkv + kh) * t + j) * dh + c];
                     }
                     let mut x = dot * scale;
                     if softcap > 0.0 {
@@ -234,23 +229,10 @@ fn attention_3d_bool_mask_padded_softcap_and_qk_output() {
         }
         o
     };
-    let (qh, kh, vh) = (
-        heads(&q.to_f32(), s),
-        heads(&k.to_f32(), t),
-        heads(&v.to_f32(), t),
-    );
+    let (qh, kh, vh) = (heads(&q.to_f32(), s), heads(&k.to_f32(), t), heads(&v.to_f32(), t));
     let ninf = f32::NEG_INFINITY;
     let bias = [ninf, ninf, ninf, 0.0, ninf, ninf];
-    let yh = attention_ref(
-        &qh,
-        &kh,
-        &vh,
-        (b, h, h, s, t, dh, dh),
-        Some(&bias),
-        None,
-        0.7,
-        1.5,
-    );
+    let yh = attention_ref(&qh, &kh, &vh, (b, h, h, s, t, dh, dh), Some(&bias), None, 0.7, 1.5);
     let mut want = vec![0.0; yh.len()];
     for hh in 0..h {
         for i in 0..s {
@@ -325,26 +307,15 @@ fn nll_loss_reductions_weights_and_ignore_index() {
                 if weighted {
                     ins.push(("w", &w));
                 }
-                let out = run_op(
-                    13,
-                    "NegativeLogLikelihoodLoss",
-                    &ins,
-                    &["y"],
-                    DataType::Float,
-                    |nd| {
-                        let nd = nd.attr_str("reduction", reduction);
-                        if let Some(i) = ignore {
-                            nd.attr_int("ignore_index", i);
-                        }
-                    },
-                );
+                let out = run_op(13, "NegativeLogLikelihoodLoss", &ins, &["y"], DataType::Float, |nd| {
+                    let nd = nd.attr_str("reduction", reduction);
+                    if let Some(i) = ignore {
+                        nd.attr_int("ignore_index", i);
+                    }
+                });
                 let want = nll_ref(
                     &x.to_f32(),
-                    &target
-                        .to_f64()
-                        .iter()
-                        .map(|&v| v as i32)
-                        .collect::<Vec<_>>(),
+                    &target.to_f64().iter().map(|&v| v as i32).collect::<Vec<_>>(),
                     (n, c, dd),
                     weighted.then(|| w.to_f32()).as_deref(),
                     ignore.map(|i| i as i32),
@@ -456,11 +427,7 @@ fn rotary_embedding_halves_interleaved_partial_and_3d() {
             for k in 0..2 {
                 let (c, sn) = (cv[i * 2 + k], sv[i * 2 + k]);
                 let (a, b) = (base + k, base + k + 2);
-                assert_close(
-                    &[y3[a], y3[b]],
-                    &[c * xv[a] - sn * xv[b], sn * xv[a] + c * xv[b]],
-                    1e-6,
-                );
+                assert_close(&[y3[a], y3[b]], &[c * xv[a] - sn * xv[b], sn * xv[a] + c * xv[b]], 1e-6);
             }
         }
     }
@@ -527,10 +494,7 @@ fn reverse_sequence_tensor_scatter_and_compress() {
             nd.attr_str("mode", "circular");
         },
     );
-    assert_eq!(
-        y["y"].to_f32(),
-        vec![0.0, 1.0, 2.0, 0.0, 4.0, 0.0, 0.0, 3.0]
-    );
+    assert_eq!(y["y"].to_f32(), vec![0.0, 1.0, 2.0, 0.0, 4.0, 0.0, 0.0, 3.0]);
     // Compress with a constant condition along axis 1, and flattened.
     let mut b = model(11, &[("x", &x)]);
     b.initializer(kiln_compiler::frontend::onnx::builder::tensor_raw(
@@ -539,8 +503,7 @@ fn reverse_sequence_tensor_scatter_and_compress() {
         &[4],
         vec![1, 0, 0, 1],
     ));
-    b.node("Compress", &["x", "cond"], &["y"])
-        .attr_int("axis", 1);
+    b.node("Compress", &["x", "cond"], &["y"]).attr_int("axis", 1);
     b.node("Compress", &["x", "cond"], &["z"]);
     b.output("y", DataType::Float).output("z", DataType::Float);
     let m = load_onnx_bytes(&b.encode(), "nlp", &DimBindings::new()).unwrap();
@@ -562,9 +525,7 @@ fn inverse_trig_and_hyperbolic_match_std() {
     ];
     for (op, f, lo, hi) in cases {
         let k = 401;
-        let xs: Vec<f32> = (0..k)
-            .map(|i| lo + (hi - lo) * i as f32 / (k - 1) as f32)
-            .collect();
+        let xs: Vec<f32> = (0..k).map(|i| lo + (hi - lo) * i as f32 / (k - 1) as f32).collect();
         let x = Tensor::f32(vec![k], xs.clone());
         let got = run_op(22, op, &[("x", &x)], &["y"], DataType::Float, |_| {})["y"].to_f32();
         for (g, &xv) in got.iter().zip(&xs) {
@@ -587,14 +548,7 @@ fn swish_and_swiglu() {
     });
     let want: Vec<f32> = a.to_f32().iter().map(|&v| v * sig(0.5 * v)).collect();
     assert_close(&y["y"].to_f32(), &want, 1e-6);
-    let y = run_op(
-        23,
-        "SwiGLU",
-        &[("a", &a), ("b", &b)],
-        &["y"],
-        DataType::Float,
-        |_| {},
-    );
+    let y = run_op(23, "SwiGLU", &[("a", &a), ("b", &b)], &["y"], DataType::Float, |_| {});
     let want: Vec<f32> = a
         .to_f32()
         .iter()
@@ -606,16 +560,8 @@ fn swish_and_swiglu() {
 
 #[test]
 fn qlinear_matmul_requantizes_with_rounding_and_saturation() {
-    let a = Tensor::from_f64(
-        DType::U8,
-        vec![2, 3],
-        &[10.0, 200.0, 30.0, 0.0, 255.0, 128.0],
-    );
-    let b = Tensor::from_f64(
-        DType::U8,
-        vec![3, 2],
-        &[1.0, 250.0, 100.0, 3.0, 128.0, 60.0],
-    );
+    let a = Tensor::from_f64(DType::U8, vec![2, 3], &[10.0, 200.0, 30.0, 0.0, 255.0, 128.0]);
+    let b = Tensor::from_f64(DType::U8, vec![3, 2], &[1.0, 250.0, 100.0, 3.0, 128.0, 60.0]);
     let sc = |v: f32| Tensor::f32(vec![1], vec![v]);
     let zp = |v: f64| Tensor::from_f64(DType::U8, vec![1], &[v]);
     let (a_s, b_s, y_s) = (sc(0.02), sc(0.03), sc(0.1));
@@ -642,9 +588,7 @@ fn qlinear_matmul_requantizes_with_rounding_and_saturation() {
     let mut want = Vec::new();
     for i in 0..2 {
         for j in 0..2 {
-            let c: f64 = (0..3)
-                .map(|k| (av[i * 3 + k] - 128.0) * (bv[k * 2 + j] - 100.0))
-                .sum();
+            let c: f64 = (0..3).map(|k| (av[i * 3 + k] - 128.0) * (bv[k * 2 + j] - 100.0)).sum();
             let r = c * mult + 120.0;
             // Round half to even, then saturate.
             let r = if (r - r.trunc()).abs() == 0.5 {
@@ -673,10 +617,7 @@ fn dynamic_quantize_linear_outputs() {
     // The ONNX operator documentation example (values checked with the onnx reference).
     assert_close(&out["y_scale"].to_f32(), &[0.019_607_844], 1e-7);
     assert_eq!(out["y_zp"].to_f64(), vec![153.0]);
-    assert_eq!(
-        out["y"].to_f64(),
-        vec![153.0, 255.0, 0.0, 26.0, 221.0, 179.0]
-    );
+    assert_eq!(out["y"].to_f64(), vec![153.0, 255.0, 0.0, 26.0, 221.0, 179.0]);
 }
 
 #[test]
@@ -819,8 +760,7 @@ fn causal_conv_with_state_bias_past_and_silu() {
         let mut padded: Vec<f32> = pv[ch * (k - 1)..(ch + 1) * (k - 1)].to_vec();
         padded.extend_from_slice(&xv[ch * t..(ch + 1) * t]);
         for i in 0..t {
-            let z: f32 =
-                bias.to_f32()[ch] + (0..k).map(|j| wv[ch * k + j] * padded[i + j]).sum::<f32>();
+            let z: f32 = bias.to_f32()[ch] + (0..k).map(|j| wv[ch * k + j] * padded[i + j]).sum::<f32>();
             y.push(z / (1.0 + (-z).exp()));
         }
         st.extend_from_slice(&padded[t..]);
@@ -919,16 +859,9 @@ fn einsum_equations_match_a_naive_reference() {
         .collect();
     assert_eq!(y["y"].to_f32(), want);
     let v = Tensor::f32(vec![4], values(4, 81));
-    let y = run_op(
-        12,
-        "Einsum",
-        &[("a", &v), ("b", &v)],
-        &["y"],
-        DataType::Float,
-        |nd| {
-            nd.attr_str("equation", "i,i");
-        },
-    );
+    let y = run_op(12, "Einsum", &[("a", &v), ("b", &v)], &["y"], DataType::Float, |nd| {
+        nd.attr_str("equation", "i,i");
+    });
     let dot: f32 = v.to_f32().iter().map(|a| a * a).sum();
     assert!(y["y"].shape.is_empty());
     assert_close(&y["y"].to_f32(), &[dot], 1e-6);
@@ -948,8 +881,7 @@ fn bitwise_ops_and_shifts_match_rust_integer_semantics() {
             DType::I8 => DataType::Int8,
             _ => DataType::Uint8,
         };
-        bld.input("a", dt, &[d(x.shape[0])])
-            .input("b", dt, &[d(y.shape[0])]);
+        bld.input("a", dt, &[d(x.shape[0])]).input("b", dt, &[d(y.shape[0])]);
         let nd = bld.node(op, &["a", "b"], &["y"]);
         if let Some(dir) = dir {
             nd.attr_str("direction", dir);
@@ -960,12 +892,7 @@ fn bitwise_ops_and_shifts_match_rust_integer_semantics() {
         interp::evaluate(&m.graph, &ins).unwrap()["y"].to_f64()
     };
     let got = |v: Vec<f64>| v.into_iter().map(|x| x as i64).collect::<Vec<_>>();
-    let want = |f: &dyn Fn(i32, i32) -> i32| {
-        a32.iter()
-            .zip(&b32)
-            .map(|(&x, &y)| f(x, y) as i64)
-            .collect::<Vec<_>>()
-    };
+    let want = |f: &dyn Fn(i32, i32) -> i32| a32.iter().zip(&b32).map(|(&x, &y)| f(x, y) as i64).collect::<Vec<_>>();
     assert_eq!(got(run2("BitwiseAnd", &a, &b, None)), want(&|x, y| x & y));
     assert_eq!(got(run2("BitwiseOr", &a, &b, None)), want(&|x, y| x | y));
     assert_eq!(got(run2("BitwiseXor", &a, &b, None)), want(&|x, y| x ^ y));
@@ -1001,27 +928,11 @@ fn bitwise_ops_and_shifts_match_rust_integer_semantics() {
     // 8-bit types wrap at 8 bits.
     let x8 = Tensor::from_f64(DType::I8, vec![4], &[64.0, -1.0, -128.0, 5.0]);
     let s8 = Tensor::from_f64(DType::I8, vec![4], &[1.0, 7.0, 1.0, 8.0]);
-    assert_eq!(
-        got(run2("BitShift", &x8, &s8, Some("LEFT"))),
-        vec![-128, -128, 0, 0]
-    );
-    assert_eq!(
-        got(run2("BitShift", &x8, &s8, Some("RIGHT"))),
-        vec![32, -1, -64, 0]
-    );
+    assert_eq!(got(run2("BitShift", &x8, &s8, Some("LEFT"))), vec![-128, -128, 0, 0]);
+    assert_eq!(got(run2("BitShift", &x8, &s8, Some("RIGHT"))), vec![32, -1, -64, 0]);
     let u8a = Tensor::from_f64(DType::U8, vec![3], &[0b1010_1100 as f64, 255.0, 1.0]);
     let u8b = Tensor::from_f64(DType::U8, vec![3], &[0b0110_0101 as f64, 15.0, 0.0]);
-    assert_eq!(
-        got(run2("BitwiseXor", &u8a, &u8b, None)),
-        vec![0b1100_1001, 240, 1]
-    );
-    let not = run_op(
-        18,
-        "BitwiseNot",
-        &[("x", &u8a)],
-        &["y"],
-        DataType::Uint8,
-        |_| {},
-    );
+    assert_eq!(got(run2("BitwiseXor", &u8a, &u8b, None)), vec![0b1100_1001, 240, 1]);
+    let not = run_op(18, "BitwiseNot", &[("x", &u8a)], &["y"], DataType::Uint8, |_| {});
     assert_eq!(got(not["y"].to_f64()), vec![0b0101_0011, 0, 254]);
 }

@@ -25,12 +25,8 @@ fn model(opset: i64, inputs: &[(&str, &Tensor)]) -> ModelBuilder {
 }
 
 fn run(b: &ModelBuilder, inputs: &[(&str, &Tensor)]) -> HashMap<String, Tensor> {
-    let m = load_onnx_bytes(&b.encode(), "ops", &DimBindings::new())
-        .unwrap_or_else(|e| panic!("load: {e}"));
-    let ins = inputs
-        .iter()
-        .map(|(n, t)| (n.to_string(), (*t).clone()))
-        .collect();
+    let m = load_onnx_bytes(&b.encode(), "ops", &DimBindings::new()).unwrap_or_else(|e| panic!("load: {e}"));
+    let ins = inputs.iter().map(|(n, t)| (n.to_string(), (*t).clone())).collect();
     interp::evaluate(&m.graph, &ins).unwrap_or_else(|e| panic!("evaluate: {e}"))
 }
 
@@ -86,22 +82,11 @@ fn activations() {
     });
     close(&y, &XS.map(|v| if v >= 0.0 { v } else { 0.1 * v }), 1e-6);
     let (y, _) = unary(17, "Elu", &x, |_| {});
-    close(
-        &y,
-        &XS.map(|v| if v > 0.0 { v } else { v.exp() - 1.0 }),
-        1e-6,
-    );
+    close(&y, &XS.map(|v| if v > 0.0 { v } else { v.exp() - 1.0 }), 1e-6);
     let (y, _) = unary(17, "Selu", &x, |_| {});
     close(
         &y,
-        &XS.map(|v| {
-            1.050_701
-                * if v > 0.0 {
-                    v
-                } else {
-                    1.673_263_2 * (v.exp() - 1.0)
-                }
-        }),
+        &XS.map(|v| 1.050_701 * if v > 0.0 { v } else { 1.673_263_2 * (v.exp() - 1.0) }),
         1e-5,
     );
     let (y, _) = unary(17, "Softplus", &x, |_| {});
@@ -111,9 +96,8 @@ fn activations() {
     let (y, _) = unary(20, "Gelu", &x, |n| {
         n.attr_str("approximate", "tanh");
     });
-    let gelu_tanh = |v: f32| {
-        0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
-    };
+    let gelu_tanh =
+        |v: f32| 0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh());
     close(&y, &XS.map(gelu_tanh), 1e-5);
     // Exact Gelu: compare against the tanh form loosely (they agree to ~1e-3 here).
     let (y, _) = unary(20, "Gelu", &x, |_| {});
@@ -133,10 +117,7 @@ fn clip_bounds_from_attributes_then_inputs() {
     b.initializer(tensor_f32("lo", &[], &[0.0]));
     b.node("Clip", &["x", "lo", ""], &["y"]);
     b.output("y", DataType::Float);
-    assert_eq!(
-        run(&b, &[("x", &x)])["y"].to_f32(),
-        XS.map(|v| v.max(0.0)).to_vec()
-    );
+    assert_eq!(run(&b, &[("x", &x)])["y"].to_f32(), XS.map(|v| v.max(0.0)).to_vec());
 }
 
 #[test]
@@ -170,11 +151,7 @@ fn unary_math_and_variadic() {
         let mut b = model(13, &[("a", &a), ("c", &c)]);
         b.node(op, &["a", "c"], &["y"]);
         b.output("y", DataType::Float);
-        assert_eq!(
-            run(&b, &[("a", &a), ("c", &c)])["y"].to_f32(),
-            want.to_vec(),
-            "{op}"
-        );
+        assert_eq!(run(&b, &[("a", &a), ("c", &c)])["y"].to_f32(), want.to_vec(), "{op}");
     }
     let mut b = model(13, &[("a", &a), ("c", &c)]);
     b.node("Pow", &["a", "c"], &["y"]);
@@ -215,9 +192,7 @@ fn layer_batch_instance_rms_norms() {
     let row_norm = |r: &[f32], eps: f32| {
         let m = r.iter().sum::<f32>() / r.len() as f32;
         let v = r.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / r.len() as f32;
-        r.iter()
-            .map(|a| (a - m) / (v + eps).sqrt())
-            .collect::<Vec<f32>>()
+        r.iter().map(|a| (a - m) / (v + eps).sqrt()).collect::<Vec<f32>>()
     };
     // LayerNormalization without bias.
     let mut b = model(17, &[("x", &x)]);
@@ -247,11 +222,7 @@ fn layer_batch_instance_rms_norms() {
     for r in 0..2 {
         let row = &xs[r * 3..r * 3 + 3];
         let rms = (row.iter().map(|a| a * a).sum::<f32>() / 3.0 + 1e-5).sqrt();
-        want.extend(
-            row.iter()
-                .enumerate()
-                .map(|(i, a)| a / rms * [1.0, 2.0, 0.5][i]),
-        );
+        want.extend(row.iter().enumerate().map(|(i, a)| a / rms * [1.0, 2.0, 0.5][i]));
     }
     close(&y, &want, 1e-5);
 
@@ -262,12 +233,8 @@ fn layer_batch_instance_rms_norms() {
     b.init_f32("bias", &[2], &[1.0, -1.0]);
     b.init_f32("mean", &[2], &[2.0, 1.0]);
     b.init_f32("var", &[2], &[4.0, 9.0]);
-    b.node(
-        "BatchNormalization",
-        &["x", "scale", "bias", "mean", "var"],
-        &["y"],
-    )
-    .attr_float("epsilon", 0.0);
+    b.node("BatchNormalization", &["x", "scale", "bias", "mean", "var"], &["y"])
+        .attr_float("epsilon", 0.0);
     b.output("y", DataType::Float);
     let y = run(&b, &[("x", &xb)])["y"].to_f32();
     close(&y, &[0.0, 2.0, -1.5, -0.5], 1e-6);
@@ -280,10 +247,7 @@ fn layer_batch_instance_rms_norms() {
     b.node("InstanceNormalization", &["x", "scale", "bias"], &["y"]);
     b.output("y", DataType::Float);
     let y = run(&b, &[("x", &xi)])["y"].to_f32();
-    let mut want: Vec<f32> = row_norm(&[1.0, 2.0, 4.0], 1e-5)
-        .iter()
-        .map(|v| v * 2.0 + 0.5)
-        .collect();
+    let mut want: Vec<f32> = row_norm(&[1.0, 2.0, 4.0], 1e-5).iter().map(|v| v * 2.0 + 0.5).collect();
     want.extend(row_norm(&[-1.0, 0.0, 7.0], 1e-5));
     close(&y, &want, 1e-5);
 }
@@ -322,10 +286,8 @@ fn reductions_by_opset() {
     b.init_i64("axes", &[1], &[1]);
     b.node("ReduceSumSquare", &["x", "axes"], &["y"])
         .attr_int("keepdims", 0);
-    b.node("ReduceMax", &["x", "axes"], &["mx"])
-        .attr_int("keepdims", 0);
-    b.node("ReduceMean", &["x"], &["all"])
-        .attr_int("keepdims", 0);
+    b.node("ReduceMax", &["x", "axes"], &["mx"]).attr_int("keepdims", 0);
+    b.node("ReduceMean", &["x"], &["all"]).attr_int("keepdims", 0);
     b.node("ReduceLogSumExp", &["x", "axes"], &["lse"])
         .attr_int("keepdims", 0);
     b.output("y", DataType::Float);
@@ -390,16 +352,11 @@ fn squeeze_unsqueeze_flatten_by_opset() {
     assert_eq!(s, vec![1, 12]);
     let err = {
         let mut b = model(11, &[("x", &x)]);
-        b.node("Squeeze", &["x"], &["y"])
-            .name("sq")
-            .attr_ints("axes", &[1]);
+        b.node("Squeeze", &["x"], &["y"]).name("sq").attr_ints("axes", &[1]);
         b.output("y", DataType::Float);
         load_err(&b)
     };
-    assert!(
-        err.contains("sq") && err.contains("squeeze axis 1"),
-        "{err}"
-    );
+    assert!(err.contains("sq") && err.contains("squeeze axis 1"), "{err}");
 }
 
 #[test]
@@ -407,8 +364,7 @@ fn split_slice_concat_gather() {
     let x = t(&[6], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     // Split: sizes attribute (opset 11), input (13), equal parts with num_outputs (18).
     let mut b = model(11, &[("x", &x)]);
-    b.node("Split", &["x"], &["a", "c"])
-        .attr_ints("split", &[2, 4]);
+    b.node("Split", &["x"], &["a", "c"]).attr_ints("split", &[2, 4]);
     b.output("a", DataType::Float);
     b.output("c", DataType::Float);
     let out = run(&b, &[("x", &x)]);
@@ -429,10 +385,7 @@ fn split_slice_concat_gather() {
         b.output(o, DataType::Float);
     }
     let out = run(&b, &[("x", &x)]);
-    assert_eq!(
-        (out["a"].to_f32(), out["f"].to_f32()),
-        (vec![0.0, 1.0], vec![])
-    );
+    assert_eq!((out["a"].to_f32(), out["f"].to_f32()), (vec![0.0, 1.0], vec![]));
     // Slice: attributes (opset 9), inputs with INT64_MAX and a negative step (13).
     let (y, _) = unary(9, "Slice", &x, |n| {
         n.attr_ints("starts", &[1]).attr_ints("ends", &[-1]);
@@ -451,17 +404,13 @@ fn split_slice_concat_gather() {
     b.init_i64("ends", &[1], &[i64::MAX]);
     b.node("Slice", &["x", "starts", "ends"], &["y"]);
     b.output("y", DataType::Float);
-    assert_eq!(
-        run(&b, &[("x", &x)])["y"].to_f32(),
-        vec![2.0, 3.0, 4.0, 5.0]
-    );
+    assert_eq!(run(&b, &[("x", &x)])["y"].to_f32(), vec![2.0, 3.0, 4.0, 5.0]);
     // Concat + Gather with negative indices.
     let m = t(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
     let mut b = model(13, &[("m", &m)]);
     b.node("Concat", &["m", "m"], &["cat"]).attr_int("axis", 1);
     b.init_i64("idx", &[2], &[-1, 0]);
-    b.node("Gather", &["cat", "idx"], &["y"])
-        .attr_int("axis", 1);
+    b.node("Gather", &["cat", "idx"], &["y"]).attr_int("axis", 1);
     b.output("y", DataType::Float);
     let out = run(&b, &[("m", &m)]);
     assert_eq!(
@@ -525,11 +474,7 @@ fn softmax_family_and_identity_ops() {
     let x = t(&[2, 2], &[0.0, 1.0, 2.0, 4.0]);
     let (y, _) = unary(13, "LogSoftmax", &x, |_| {});
     let ls = |a: f32, c: f32| a - (a.exp() + c.exp()).ln();
-    close(
-        &y,
-        &[ls(0.0, 1.0), ls(1.0, 0.0), ls(2.0, 4.0), ls(4.0, 2.0)],
-        1e-6,
-    );
+    close(&y, &[ls(0.0, 1.0), ls(1.0, 0.0), ls(2.0, 4.0), ls(4.0, 2.0)], 1e-6);
     let mut b = model(13, &[("x", &x)]);
     b.node("Identity", &["x"], &["i"]);
     b.node("Dropout", &["i"], &["y", "mask"]);
@@ -567,10 +512,7 @@ fn quantization() {
     b.node("Add", &["x", "w"], &["y"]);
     b.output("y", DataType::Float);
     let x = t(&[2, 2], &[0.0; 4]);
-    assert_eq!(
-        run(&b, &[("x", &x)])["y"].to_f32(),
-        vec![0.0, 5.0, 144.0, 254.0]
-    );
+    assert_eq!(run(&b, &[("x", &x)])["y"].to_f32(), vec![0.0, 5.0, 144.0, 254.0]);
     // QuantizeLinear to int8 (round half to even, saturate).
     let xq = t(&[5], &[-300.0, -1.0, 2.5, 3.0, 1000.0]);
     let mut b = model(13, &[("x", &xq)]);
@@ -599,8 +541,7 @@ fn pad_modes() {
         let mut b = model(13, &[("x", &x)]);
         b.init_i64("pads", &[4], &[0, 2, 0, 1]);
         b.init_f32("v", &[], &[9.0]);
-        b.node("Pad", &["x", "pads", "v"], &["y"])
-            .attr_str("mode", mode);
+        b.node("Pad", &["x", "pads", "v"], &["y"]).attr_str("mode", mode);
         b.output("y", DataType::Float);
         let out = run(&b, &[("x", &x)]);
         assert_eq!(
@@ -636,13 +577,9 @@ fn cumsum_gather_elements_matmul_integer() {
     assert_eq!(out["w"].to_f32(), vec![1.0, 2.0, 3.0, 5.0, 7.0, 9.0]);
     let mut b = model(13, &[("x", &x)]);
     b.initializer(tensor_i64("idx", &[2, 2], &[2, 0, -1, 1]));
-    b.node("GatherElements", &["x", "idx"], &["y"])
-        .attr_int("axis", 1);
+    b.node("GatherElements", &["x", "idx"], &["y"]).attr_int("axis", 1);
     b.output("y", DataType::Float);
-    assert_eq!(
-        run(&b, &[("x", &x)])["y"].to_f32(),
-        vec![3.0, 1.0, 6.0, 5.0]
-    );
+    assert_eq!(run(&b, &[("x", &x)])["y"].to_f32(), vec![3.0, 1.0, 6.0, 5.0]);
     let mut b = ModelBuilder::new("mmi");
     b.opset(13);
     b.input("a", DataType::Uint8, &[d(1), d(2)]);
@@ -663,10 +600,7 @@ fn cumsum_gather_elements_matmul_integer() {
     let a = Tensor::from_f64(DType::U8, vec![1, 2], &[2.0, 4.0]);
     let m = load_onnx_bytes(&b.encode(), "mmi", &DimBindings::new()).unwrap();
     let out = interp::evaluate(&m.graph, &[("a".to_string(), a)].into_iter().collect()).unwrap();
-    assert_eq!(
-        out["y"].to_f64(),
-        vec![(2.0 - 1.0) * 3.0 + (4.0 - 1.0) * 5.0]
-    );
+    assert_eq!(out["y"].to_f64(), vec![(2.0 - 1.0) * 3.0 + (4.0 - 1.0) * 5.0]);
 }
 
 #[test]
@@ -722,26 +656,19 @@ fn int64_initializer_out_of_i32_range_used_as_data_is_an_error() {
     b.node("Add", &["x", "big"], &["y"]).name("add_big");
     b.output("y", DataType::Int64);
     let e = load_err(&b);
-    assert!(
-        e.contains("add_big") && e.contains("big") && e.contains("i32"),
-        "{e}"
-    );
+    assert!(e.contains("add_big") && e.contains("big") && e.contains("i32"), "{e}");
 }
 
 #[test]
 fn conv_pool_and_conv_transpose() {
-    let x = t(
-        &[1, 1, 3, 3],
-        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
-    );
+    let x = t(&[1, 1, 3, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
     let mut b = model(13, &[("x", &x)]);
     b.init_f32("w", &[1, 1, 2, 2], &[1.0; 4]);
     b.init_f32("bias", &[1], &[1.0]);
     b.node("Conv", &["x", "w", "bias"], &["y"]);
     b.node("Conv", &["x", "w"], &["same"])
         .attr_str("auto_pad", "SAME_UPPER");
-    b.node("MaxPool", &["x"], &["mp"])
-        .attr_ints("kernel_shape", &[2, 2]);
+    b.node("MaxPool", &["x"], &["mp"]).attr_ints("kernel_shape", &[2, 2]);
     b.node("AveragePool", &["x"], &["ap"])
         .attr_ints("kernel_shape", &[3, 3])
         .attr_ints("pads", &[1, 1, 1, 1]);
@@ -819,21 +746,10 @@ fn resize_nearest_and_linear() {
     let out = run(&b, &[("x", &x)]);
     assert_eq!(out["near"].shape, vec![1, 1, 4, 4]);
     // half_pixel + round_prefer_floor: source rows 0,0,1,1 (pixel replication).
-    assert_eq!(
-        out["near"].to_f32()[..8],
-        [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]
-    );
+    assert_eq!(out["near"].to_f32()[..8], [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
     // align_corners: first row goes 1 -> 2 in thirds.
-    close(
-        &out["lin"].to_f32()[..4],
-        &[1.0, 4.0 / 3.0, 5.0 / 3.0, 2.0],
-        1e-6,
-    );
-    close(
-        &out["lin"].to_f32()[12..],
-        &[3.0, 10.0 / 3.0, 11.0 / 3.0, 4.0],
-        1e-6,
-    );
+    close(&out["lin"].to_f32()[..4], &[1.0, 4.0 / 3.0, 5.0 / 3.0, 2.0], 1e-6);
+    close(&out["lin"].to_f32()[12..], &[3.0, 10.0 / 3.0, 11.0 / 3.0, 4.0], 1e-6);
 }
 
 #[test]
@@ -861,26 +777,18 @@ fn slice_with_symbolic_end() {
 fn depth_space_and_one_hot() {
     let x = t(&[1, 8, 1, 1], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
     let mut b = model(13, &[("x", &x)]);
-    b.node("DepthToSpace", &["x"], &["dcr"])
-        .attr_int("blocksize", 2);
+    b.node("DepthToSpace", &["x"], &["dcr"]).attr_int("blocksize", 2);
     b.node("DepthToSpace", &["x"], &["crd"])
         .attr_int("blocksize", 2)
         .attr_str("mode", "CRD");
-    b.node("SpaceToDepth", &["dcr"], &["back"])
-        .attr_int("blocksize", 2);
+    b.node("SpaceToDepth", &["dcr"], &["back"]).attr_int("blocksize", 2);
     for o in ["dcr", "crd", "back"] {
         b.output(o, DataType::Float);
     }
     let out = run(&b, &[("x", &x)]);
     assert_eq!(out["dcr"].shape, vec![1, 2, 2, 2]);
-    assert_eq!(
-        out["dcr"].to_f32(),
-        vec![0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]
-    );
-    assert_eq!(
-        out["crd"].to_f32(),
-        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
-    );
+    assert_eq!(out["dcr"].to_f32(), vec![0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]);
+    assert_eq!(out["crd"].to_f32(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
     assert_eq!(
         (out["back"].to_f32(), out["back"].shape.clone()),
         (x.to_f32(), vec![1, 8, 1, 1])
@@ -891,19 +799,12 @@ fn depth_space_and_one_hot() {
     b.init_i64("depth", &[], &[3]);
     b.init_f32("values", &[2], &[0.0, 5.0]);
     b.node("OneHot", &["i", "depth", "values"], &["y"]);
-    b.node("OneHot", &["i", "depth", "values"], &["y0"])
-        .attr_int("axis", 0);
+    b.node("OneHot", &["i", "depth", "values"], &["y0"]).attr_int("axis", 0);
     b.output("y", DataType::Float);
     b.output("y0", DataType::Float);
     let out = run(&b, &[("i", &idx)]);
-    assert_eq!(
-        out["y"].to_f32(),
-        vec![5.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0]
-    );
-    assert_eq!(
-        out["y0"].to_f32(),
-        vec![5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 5.0]
-    );
+    assert_eq!(out["y"].to_f32(), vec![5.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0]);
+    assert_eq!(out["y0"].to_f32(), vec![5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 5.0]);
 }
 
 #[test]

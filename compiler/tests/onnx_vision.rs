@@ -15,14 +15,10 @@ use std::collections::HashMap;
 
 /// Deterministic values in [-1, 1).
 fn vals(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
         })
         .collect()
@@ -61,10 +57,8 @@ fn model(opset: i64, shape: &[usize]) -> ModelBuilder {
 
 /// Lowers and evaluates the model on `x`; returns `y` and its shape.
 fn run(b: &ModelBuilder, x: &[f32], shape: &[usize]) -> (Vec<f32>, Vec<usize>) {
-    let m = load_onnx_bytes(&b.encode(), "vision", &DimBindings::new())
-        .unwrap_or_else(|e| panic!("load failed: {e}"));
-    let ins: HashMap<String, Tensor> =
-        [("x".to_string(), Tensor::f32(shape.to_vec(), x.to_vec()))].into();
+    let m = load_onnx_bytes(&b.encode(), "vision", &DimBindings::new()).unwrap_or_else(|e| panic!("load failed: {e}"));
+    let ins: HashMap<String, Tensor> = [("x".to_string(), Tensor::f32(shape.to_vec(), x.to_vec()))].into();
     let out = interp::evaluate(&m.graph, &ins).unwrap_or_else(|e| panic!("evaluate failed: {e}"));
     (out["y"].to_f32(), out["y"].shape.clone())
 }
@@ -120,14 +114,7 @@ struct Geo {
 
 /// Direct N-d convolution: `y[n, o, p] = b[o] + sum_{ci, k} x[n, g*cg + ci, p*s + k*d - pb] *
 /// w[o, ci, k]`, zero outside the input.
-fn conv_ref(
-    x: &[f32],
-    xs: &[usize],
-    w: &[f32],
-    ws: &[usize],
-    b: Option<&[f32]>,
-    g: &Geo,
-) -> (Vec<f32>, Vec<usize>) {
+fn conv_ref(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], b: Option<&[f32]>, g: &Geo) -> (Vec<f32>, Vec<usize>) {
     let sp = xs.len() - 2;
     let (oc, cg) = (ws[0], ws[1]);
     let ocg = oc / g.group;
@@ -266,19 +253,11 @@ fn conv_depthwise_and_pointwise() {
         n.attr_int("group", 3).attr_ints("pads", &[1, 1, 1, 1])
     });
     let g = geo(&[1, 1], &[(1, 1), (1, 1)], &[1, 1], 3);
-    assert_close(
-        "depthwise",
-        got,
-        conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g),
-    );
+    assert_close("depthwise", got, conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g));
     let (xs, ws) = ([2, 3, 4, 3], [5, 3, 1, 1]);
     let (got, x, w, b) = conv_case("Conv", &xs, &ws, 5, |n| n);
     let g = geo(&[1, 1], &[(0, 0), (0, 0)], &[1, 1], 1);
-    assert_close(
-        "pointwise",
-        got,
-        conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g),
-    );
+    assert_close("pointwise", got, conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g));
 }
 
 #[test]
@@ -286,38 +265,22 @@ fn conv_auto_pad_modes_1d_and_3d() {
     // 1-D, SAME_UPPER with stride 2: out = ceil(9/2) = 5, total pad = (5-1)*2 + 3 - 9 = 2.
     let (xs, ws) = ([1, 2, 9], [3, 2, 3]);
     let (got, x, w, b) = conv_case("Conv", &xs, &ws, 3, |n| {
-        n.attr_str("auto_pad", "SAME_UPPER")
-            .attr_ints("strides", &[2])
+        n.attr_str("auto_pad", "SAME_UPPER").attr_ints("strides", &[2])
     });
     let g = geo(&[2], &[(1, 1)], &[1], 1);
-    assert_close(
-        "same_upper",
-        got,
-        conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g),
-    );
+    assert_close("same_upper", got, conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g));
     // SAME_LOWER with an even kernel: total pad 1 goes to the beginning.
     let (xs, ws) = ([1, 1, 6], [1, 1, 2]);
-    let (got, x, w, b) = conv_case("Conv", &xs, &ws, 0, |n| {
-        n.attr_str("auto_pad", "SAME_LOWER")
-    });
+    let (got, x, w, b) = conv_case("Conv", &xs, &ws, 0, |n| n.attr_str("auto_pad", "SAME_LOWER"));
     let g = geo(&[1], &[(1, 0)], &[1], 1);
-    assert_close(
-        "same_lower",
-        got,
-        conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g),
-    );
+    assert_close("same_lower", got, conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g));
     // VALID ignores pads.
     let (xs, ws) = ([1, 2, 4, 5, 3], [2, 2, 2, 3, 2]);
     let (got, x, w, b) = conv_case("Conv", &xs, &ws, 2, |n| {
-        n.attr_str("auto_pad", "VALID")
-            .attr_ints("strides", &[1, 2, 1])
+        n.attr_str("auto_pad", "VALID").attr_ints("strides", &[1, 2, 1])
     });
     let g = geo(&[1, 2, 1], &[(0, 0); 3], &[1, 1, 1], 1);
-    assert_close(
-        "valid_3d",
-        got,
-        conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g),
-    );
+    assert_close("valid_3d", got, conv_ref(&x, &xs, &w, &ws, b.as_deref(), &g));
 }
 
 #[test]
@@ -325,8 +288,7 @@ fn conv_transpose_upsampling_layer_with_bias() {
     // The PP-OCR pattern: kernel 2, stride 2, no padding.
     let (xs, ws) = ([1, 3, 4, 5], [3, 2, 2, 2]);
     let (got, x, w, b) = conv_case("ConvTranspose", &xs, &ws, 2, |n| {
-        n.attr_ints("strides", &[2, 2])
-            .attr_ints("kernel_shape", &[2, 2])
+        n.attr_ints("strides", &[2, 2]).attr_ints("kernel_shape", &[2, 2])
     });
     let g = geo(&[2, 2], &[(0, 0); 2], &[1, 1], 1);
     let want = conv_transpose_ref(&x, &xs, &w, &ws, b.as_deref(), &g, &[8, 10]);
@@ -344,19 +306,13 @@ fn conv_transpose_pads_output_padding_and_output_shape() {
     let (xs, ws) = ([1, 1, 3, 3], [1, 2, 3, 3]);
     // Explicit pads: out = 3*(3-1) + 3 - 2 = 7 rows, 2*(3-1) + 3 - 4 = 3 columns.
     let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| {
-        n.attr_ints("strides", &[3, 2])
-            .attr_ints("pads", &[1, 2, 1, 2])
+        n.attr_ints("strides", &[3, 2]).attr_ints("pads", &[1, 2, 1, 2])
     });
     let g = geo(&[3, 2], &[(1, 1), (2, 2)], &[1, 1], 1);
-    assert_close(
-        "pads",
-        got,
-        conv_transpose_ref(&x, &xs, &w, &ws, None, &g, &[7, 3]),
-    );
+    assert_close("pads", got, conv_transpose_ref(&x, &xs, &w, &ws, None, &g, &[7, 3]));
     // output_padding adds rows/columns at the end: 10 x 8.
     let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| {
-        n.attr_ints("strides", &[3, 2])
-            .attr_ints("output_padding", &[1, 1])
+        n.attr_ints("strides", &[3, 2]).attr_ints("output_padding", &[1, 1])
     });
     let g = geo(&[3, 2], &[(0, 0); 2], &[1, 1], 1);
     assert_close(
@@ -366,8 +322,7 @@ fn conv_transpose_pads_output_padding_and_output_shape() {
     );
     // output_shape 10 x 8: total padding -1 per axis, split (0, -1) (floor division).
     let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| {
-        n.attr_ints("strides", &[3, 2])
-            .attr_ints("output_shape", &[10, 8])
+        n.attr_ints("strides", &[3, 2]).attr_ints("output_shape", &[10, 8])
     });
     assert_close(
         "output_shape",
@@ -376,8 +331,7 @@ fn conv_transpose_pads_output_padding_and_output_shape() {
     );
     // output_shape smaller than the full result: total padding 2 and 1.
     let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| {
-        n.attr_ints("strides", &[3, 2])
-            .attr_ints("output_shape", &[7, 6])
+        n.attr_ints("strides", &[3, 2]).attr_ints("output_shape", &[7, 6])
     });
     let g = geo(&[3, 2], &[(1, 1), (1, 0)], &[1, 1], 1);
     assert_close(
@@ -403,20 +357,13 @@ fn conv_transpose_groups_dilations_auto_pad_1d() {
     // SAME_UPPER, stride 2: out = in * 2 = 10, total = 2*(5-1) + 3 - 10 = 1 -> (0, 1).
     let (xs, ws) = ([1, 2, 5], [2, 1, 3]);
     let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| {
-        n.attr_str("auto_pad", "SAME_UPPER")
-            .attr_ints("strides", &[2])
+        n.attr_str("auto_pad", "SAME_UPPER").attr_ints("strides", &[2])
     });
     let g = geo(&[2], &[(0, 1)], &[1], 1);
-    assert_close(
-        "same_upper",
-        got,
-        conv_transpose_ref(&x, &xs, &w, &ws, None, &g, &[10]),
-    );
+    assert_close("same_upper", got, conv_transpose_ref(&x, &xs, &w, &ws, None, &g, &[10]));
     // Stride 1 with pads: a plain convolution with complementary padding.
     let (xs, ws) = ([1, 2, 6], [2, 3, 4]);
-    let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| {
-        n.attr_ints("pads", &[1, 2])
-    });
+    let (got, x, w, _) = conv_case("ConvTranspose", &xs, &ws, 0, |n| n.attr_ints("pads", &[1, 2]));
     let g = geo(&[1], &[(1, 2)], &[1], 1);
     assert_close(
         "stride 1 pads",
@@ -440,14 +387,7 @@ enum Pool {
 /// Pooling geometry from the ONNX spec: output size floor or ceil of
 /// `(in + pads - dilated_kernel) / stride + 1`, where in ceil mode a window must start inside
 /// the input or its begin padding; or `ceil(in / stride)` for SAME padding.
-fn pool_ref(
-    kind: Pool,
-    x: &[f32],
-    xs: &[usize],
-    k: &[usize],
-    g: &Geo,
-    ceil: bool,
-) -> (Vec<f32>, Vec<usize>) {
+fn pool_ref(kind: Pool, x: &[f32], xs: &[usize], k: &[usize], g: &Geo, ceil: bool) -> (Vec<f32>, Vec<usize>) {
     let sp = xs.len() - 2;
     let mut ys = xs[..2].to_vec();
     for i in 0..sp {
@@ -500,11 +440,7 @@ fn pool_ref(
     (y, ys)
 }
 
-fn pool_case(
-    op: &str,
-    xs: &[usize],
-    attrs: impl FnOnce(NodeRef) -> NodeRef,
-) -> ((Vec<f32>, Vec<usize>), Vec<f32>) {
+fn pool_case(op: &str, xs: &[usize], attrs: impl FnOnce(NodeRef) -> NodeRef) -> ((Vec<f32>, Vec<usize>), Vec<f32>) {
     let x = vals(numel(xs), 7);
     let mut b = model(17, xs);
     attrs(b.node(op, &["x"], &["y"]).name("pool"));
@@ -520,11 +456,7 @@ fn max_pool_pads_strides_dilations_ceil() {
             .attr_ints("pads", &[1, 1, 1, 0])
     });
     let g = geo(&[2, 2], &[(1, 1), (1, 0)], &[1, 1], 1);
-    assert_close(
-        "pads+strides",
-        got,
-        pool_ref(Pool::Max, &x, &xs, &[3, 3], &g, false),
-    );
+    assert_close("pads+strides", got, pool_ref(Pool::Max, &x, &xs, &[3, 3], &g, false));
     let (got, x) = pool_case("MaxPool", &xs, |n| {
         n.attr_ints("kernel_shape", &[2, 3])
             .attr_ints("strides", &[2, 2])
@@ -532,11 +464,7 @@ fn max_pool_pads_strides_dilations_ceil() {
             .attr_int("ceil_mode", 1)
     });
     let g = geo(&[2, 2], &[(0, 0); 2], &[2, 1], 1);
-    assert_close(
-        "dilations+ceil",
-        got,
-        pool_ref(Pool::Max, &x, &xs, &[2, 3], &g, true),
-    );
+    assert_close("dilations+ceil", got, pool_ref(Pool::Max, &x, &xs, &[2, 3], &g, true));
     // 1-D and 3-D.
     let xs = [1, 2, 10];
     let (got, x) = pool_case("MaxPool", &xs, |n| {
@@ -547,11 +475,7 @@ fn max_pool_pads_strides_dilations_ceil() {
     let xs = [1, 1, 4, 5, 3];
     let (got, x) = pool_case("MaxPool", &xs, |n| n.attr_ints("kernel_shape", &[2, 2, 2]));
     let g = geo(&[1, 1, 1], &[(0, 0); 3], &[1, 1, 1], 1);
-    assert_close(
-        "3d",
-        got,
-        pool_ref(Pool::Max, &x, &xs, &[2, 2, 2], &g, false),
-    );
+    assert_close("3d", got, pool_ref(Pool::Max, &x, &xs, &[2, 2, 2], &g, false));
 }
 
 #[test]
@@ -564,11 +488,7 @@ fn max_pool_same_upper_and_indices_error() {
             .attr_str("auto_pad", "SAME_UPPER")
     });
     let g = geo(&[2, 2], &[(1, 1), (0, 0)], &[1, 1], 1);
-    assert_close(
-        "same_upper",
-        got,
-        pool_ref(Pool::Max, &x, &xs, &[3, 2], &g, false),
-    );
+    assert_close("same_upper", got, pool_ref(Pool::Max, &x, &xs, &[3, 2], &g, false));
     let mut b = model(17, &[1, 1, 4, 4]);
     b.node("MaxPool", &["x"], &["y", "idx"])
         .attr_ints("kernel_shape", &[2, 2]);
@@ -598,16 +518,11 @@ fn average_pool_count_include_pad_ceil_and_same_lower() {
             .attr_int("ceil_mode", 1)
     });
     let g = geo(&[2, 2], &[(0, 0); 2], &[1, 1], 1);
-    assert_close(
-        "ceil",
-        got,
-        pool_ref(Pool::Avg(false), &x, &xs, &[3, 3], &g, true),
-    );
+    assert_close("ceil", got, pool_ref(Pool::Avg(false), &x, &xs, &[3, 3], &g, true));
     // SAME_LOWER, stride 1, kernel 2: one pad at the beginning.
     let xs = [2, 1, 5, 3];
     let (got, x) = pool_case("AveragePool", &xs, |n| {
-        n.attr_ints("kernel_shape", &[2, 2])
-            .attr_str("auto_pad", "SAME_LOWER")
+        n.attr_ints("kernel_shape", &[2, 2]).attr_str("auto_pad", "SAME_LOWER")
     });
     let g = geo(&[1, 1], &[(1, 0), (1, 0)], &[1, 1], 1);
     assert_close(
@@ -714,10 +629,7 @@ fn from_scales(xs: &[usize], scales: &[f32]) -> Vec<(usize, f64)> {
 
 /// Per-axis (out, scale) from sizes (scale = out / in).
 fn from_sizes(xs: &[usize], sizes: &[usize]) -> Vec<(usize, f64)> {
-    xs.iter()
-        .zip(sizes)
-        .map(|(&i, &o)| (o, o as f64 / i as f64))
-        .collect()
+    xs.iter().zip(sizes).map(|(&i, &o)| (o, o as f64 / i as f64)).collect()
 }
 
 /// A Resize (opset 13+ form: x, roi, scales, sizes) with scales or sizes as initializers.
@@ -758,14 +670,7 @@ fn resize_nearest_modes() {
         ("nearest_mode", "floor"),
     ];
     let (got, x) = resize_case(&xs, Some(&s), None, &a);
-    let want = resize_ref(
-        &x,
-        &xs,
-        &from_scales(&xs, &s),
-        "nearest",
-        "asymmetric",
-        "floor",
-    );
+    let want = resize_ref(&x, &xs, &from_scales(&xs, &s), "nearest", "asymmetric", "floor");
     assert_close("2x asymmetric floor", got, want);
     // Downsampling by 0.6 with the defaults (half_pixel, round_prefer_floor).
     let s = [1.0, 1.0, 0.6, 0.6];
@@ -814,19 +719,9 @@ fn resize_linear_coordinate_modes() {
     // Trilinear: three resized axes (channels included) from sizes.
     let xs = [1, 3, 4, 2];
     let sizes = [1, 5, 3, 4];
-    let a = [
-        ("mode", "linear"),
-        ("coordinate_transformation_mode", "align_corners"),
-    ];
+    let a = [("mode", "linear"), ("coordinate_transformation_mode", "align_corners")];
     let (got, x) = resize_case(&xs, None, Some(&sizes), &a);
-    let want = resize_ref(
-        &x,
-        &xs,
-        &from_sizes(&xs, &sizes),
-        "linear",
-        "align_corners",
-        "",
-    );
+    let want = resize_ref(&x, &xs, &from_sizes(&xs, &sizes), "linear", "align_corners", "");
     assert_close("trilinear", got, want);
 }
 
@@ -838,16 +733,8 @@ fn upsample_by_opset() {
     let s = [1.0, 1.0, 2.0, 3.0];
     let mut b = model(9, &xs);
     b.init_f32("scales", &[4], &s);
-    b.node("Upsample", &["x", "scales"], &["y"])
-        .attr_str("mode", "nearest");
-    let want = resize_ref(
-        &x,
-        &xs,
-        &from_scales(&xs, &s),
-        "nearest",
-        "asymmetric",
-        "floor",
-    );
+    b.node("Upsample", &["x", "scales"], &["y"]).attr_str("mode", "nearest");
+    let want = resize_ref(&x, &xs, &from_scales(&xs, &s), "nearest", "asymmetric", "floor");
     assert_close("upsample-9 nearest", run(&b, &x, &xs), want);
     // Upsample-7: scales as an attribute; linear with asymmetric coordinates.
     let mut b = model(7, &xs);
@@ -874,13 +761,7 @@ fn resize_antialias_is_a_clear_error() {
 
 /// numpy-style padding: `pads[a] = (begin, end)` (negative crops), modes constant / reflect /
 /// edge / wrap, where reflect bounces off the ends as often as needed.
-fn pad_ref(
-    x: &[f32],
-    xs: &[usize],
-    pads: &[(i64, i64)],
-    mode: &str,
-    value: f32,
-) -> (Vec<f32>, Vec<usize>) {
+fn pad_ref(x: &[f32], xs: &[usize], pads: &[(i64, i64)], mode: &str, value: f32) -> (Vec<f32>, Vec<usize>) {
     // Crop first, then pad the cropped extent.
     let crop: Vec<(usize, usize)> = pads
         .iter()
@@ -929,16 +810,11 @@ fn pad_modes_negative_pads_and_axes() {
             "wrap" => [(0, 1), (3, 2), (2, -1)],
             _ => [(0, 1), (4, 3), (2, -1)],
         };
-        let raw: Vec<i64> = pads
-            .iter()
-            .map(|p| p.0)
-            .chain(pads.iter().map(|p| p.1))
-            .collect();
+        let raw: Vec<i64> = pads.iter().map(|p| p.0).chain(pads.iter().map(|p| p.1)).collect();
         let mut b = model(13, &xs);
         b.init_i64("pads", &[6], &raw);
         b.init_f32("value", &[], &[2.5]);
-        b.node("Pad", &["x", "pads", "value"], &["y"])
-            .attr_str("mode", mode);
+        b.node("Pad", &["x", "pads", "value"], &["y"]).attr_str("mode", mode);
         assert_close(mode, run(&b, &x, &xs), pad_ref(&x, &xs, &pads, mode, 2.5));
     }
     // Opset 18: pads for the listed axes only (negative axis).
@@ -990,8 +866,7 @@ fn depth_to_space_and_space_to_depth() {
     let xs = [1, c, h * bs, w * bs];
     let x = vals(numel(&xs), 32);
     let mut b = model(13, &xs);
-    b.node("SpaceToDepth", &["x"], &["y"])
-        .attr_int("blocksize", bs as i64);
+    b.node("SpaceToDepth", &["x"], &["y"]).attr_int("blocksize", bs as i64);
     let ys = vec![1, c * bs * bs, h, w];
     let y = (0..numel(&ys))
         .map(|yi| {
@@ -1026,11 +901,7 @@ fn lp_pool_and_global_lp_pool() {
             .attr_int("ceil_mode", 1)
     });
     let g = geo(&[2, 2], &[(0, 0); 2], &[2, 1], 1);
-    assert_close(
-        "LpPool ceil",
-        got,
-        pool_ref(Pool::Lp(2), &x, &xs, &[2, 2], &g, true),
-    );
+    assert_close("LpPool ceil", got, pool_ref(Pool::Lp(2), &x, &xs, &[2, 2], &g, true));
     let (got, x) = pool_case("LpPool", &xs, |n| {
         n.attr_ints("kernel_shape", &[2, 3])
             .attr_str("auto_pad", "SAME_LOWER")
@@ -1119,11 +990,7 @@ fn resize_cubic_with_and_without_exclude_outside() {
             (v, shape) = cubic_axis(&v, &shape, axis, out, sc, a as f32 as f64, exclude == 1);
         }
         let want = (v.iter().map(|&t| t as f32).collect(), shape);
-        assert_close(
-            &format!("cubic a={a} exclude={exclude}"),
-            run(&b, &x, &xs),
-            want,
-        );
+        assert_close(&format!("cubic a={a} exclude={exclude}"), run(&b, &x, &xs), want);
     }
 }
 
@@ -1151,10 +1018,7 @@ fn resize_tf_crop_and_resize_with_extrapolation_and_axes() {
             let [_, _, i, j] = unravel(yi, &ys)[..] else {
                 unreachable!()
             };
-            let (r, c) = (
-                src(i, 3, (roi[0], roi[2]), 4),
-                src(j, 4, (roi[1], roi[3]), 5),
-            );
+            let (r, c) = (src(i, 3, (roi[0], roi[2]), 4), src(j, 4, (roi[1], roi[3]), 5));
             if !(0.0..=3.0).contains(&r) || !(0.0..=4.0).contains(&c) {
                 return 7.5;
             }
@@ -1203,8 +1067,7 @@ fn two_axis_cubic_resize_fits_the_default_webgpu_limits() {
     let xs = [1, 2, 5, 6];
     let mut b = model(13, &xs);
     b.init_f32("scales", &[4], &[1.0, 1.0, 2.0, 1.5]);
-    b.node("Resize", &["x", "", "scales"], &["y"])
-        .attr_str("mode", "cubic");
+    b.node("Resize", &["x", "", "scales"], &["y"]).attr_str("mode", "cubic");
     let m = load_onnx_bytes(&b.encode(), "vision", &DimBindings::new()).unwrap();
     kiln_compiler::compile(&m, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -15,13 +15,34 @@ fn wgsl(opt_level: u8, build: impl FnOnce(&mut Graph) -> NodeId) -> String {
     let mut g = Graph::new();
     let out = build(&mut g);
     g.add_output("out", out);
-    let model = Model { name: "snap".into(), graph: g, io_dtypes: BTreeMap::new() };
-    let b = compile(&model, &CompileOptions { opt_level, ..Default::default() }).expect("compiles");
-    b.kernel_sources.iter().map(|(f, s)| format!("// ===== {f}\n{s}")).collect::<Vec<_>>().join("\n")
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let b = compile(
+        &model,
+        &CompileOptions {
+            opt_level,
+            ..Default::default()
+        },
+    )
+    .expect("compiles");
+    b.kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn input(g: &mut Graph, name: &str, shape: Vec<Dim>) -> NodeId {
-    g.add_input(name, TensorType { dtype: DType::F32, shape })
+    g.add_input(
+        name,
+        TensorType {
+            dtype: DType::F32,
+            shape,
+        },
+    )
 }
 
 #[test]
@@ -43,7 +64,20 @@ fn injective_data_movement() {
     insta::assert_snapshot!(wgsl(0, |g| {
         let x = input(g, "x", vec![Dim::c(2), Dim::c(3), Dim::c(4)]);
         let t = g.add("t", Op::Transpose { perm: vec![2, 0, 1] }, &[x]).unwrap();
-        let s = g.add("s", Op::Slice { axes: vec![SliceAxis { axis: 0, start: -1, end: -5, step: -2 }] }, &[t]).unwrap();
+        let s = g
+            .add(
+                "s",
+                Op::Slice {
+                    axes: vec![SliceAxis {
+                        axis: 0,
+                        start: -1,
+                        end: -5,
+                        step: -2,
+                    }],
+                },
+                &[t],
+            )
+            .unwrap();
         let idx = g.add_const("idx", Tensor::i32(vec![2], vec![1, -1]));
         let ga = g.add("gather", Op::Gather { axis: 2 }, &[s, idx]).unwrap();
         g.add("cat", Op::Concat { axis: 2 }, &[ga, ga]).unwrap()
@@ -54,9 +88,40 @@ fn injective_data_movement() {
 fn row_reductions() {
     insta::assert_snapshot!(wgsl(0, |g| {
         let x = input(g, "x", vec![Dim::c(6), Dim::sym("seq"), Dim::c(5)]);
-        let r = g.add("sum_last", Op::Reduce { op: ReduceOp::Sum, axes: vec![2], keep_dims: true }, &[x]).unwrap();
-        let m = g.add("max_mid", Op::Reduce { op: ReduceOp::Max, axes: vec![1], keep_dims: false }, &[x]).unwrap();
-        let a = g.add("argmin", Op::ArgReduce { max: false, axis: 0, keep_dims: false, select_last: true }, &[m]).unwrap();
+        let r = g
+            .add(
+                "sum_last",
+                Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![2],
+                    keep_dims: true,
+                },
+                &[x],
+            )
+            .unwrap();
+        let m = g
+            .add(
+                "max_mid",
+                Op::Reduce {
+                    op: ReduceOp::Max,
+                    axes: vec![1],
+                    keep_dims: false,
+                },
+                &[x],
+            )
+            .unwrap();
+        let a = g
+            .add(
+                "argmin",
+                Op::ArgReduce {
+                    max: false,
+                    axis: 0,
+                    keep_dims: false,
+                    select_last: true,
+                },
+                &[m],
+            )
+            .unwrap();
         let _ = r;
         a
     }));
@@ -69,7 +134,8 @@ fn softmax_and_layer_norm() {
         let s = g.add("softmax", Op::Softmax { axis: 1, log: true }, &[x]).unwrap();
         let scale = g.add_const("scale", ramp(vec![16]));
         let bias = g.add_const("bias", ramp(vec![16]));
-        g.add("ln", Op::LayerNorm { axis: 2, epsilon: 1e-5 }, &[s, scale, bias]).unwrap()
+        g.add("ln", Op::LayerNorm { axis: 2, epsilon: 1e-5 }, &[s, scale, bias])
+            .unwrap()
     }));
 }
 

@@ -216,7 +216,9 @@ pub fn parse_dim(s: &str) -> Result<Dim, String> {
             let f = if let Ok(v) = factor.parse::<i64>() {
                 Dim::c(v)
             } else if !factor.is_empty()
-                && factor.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == ':')
+                && factor
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == ':')
             {
                 Dim::sym(factor)
             } else {

@@ -39,7 +39,11 @@ impl Graph {
 
     /// Adds a graph input of the given type.
     pub fn add_input(&mut self, name: &str, ty: TensorType) -> NodeId {
-        let id = self.g.add_node(Node { name: name.to_string(), op: Op::Input { name: name.to_string() }, ty });
+        let id = self.g.add_node(Node {
+            name: name.to_string(),
+            op: Op::Input { name: name.to_string() },
+            ty,
+        });
         self.inputs.push(id);
         id
     }
@@ -47,7 +51,11 @@ impl Graph {
     /// Adds a constant (a weight or literal).
     pub fn add_const(&mut self, name: &str, t: Tensor) -> NodeId {
         let ty = t.ty();
-        self.g.add_node(Node { name: name.to_string(), op: Op::Constant(t), ty })
+        self.g.add_node(Node {
+            name: name.to_string(),
+            op: Op::Constant(t),
+            ty,
+        })
     }
 
     /// Adds an op node, inferring its type; errors name the node and say what is wrong.
@@ -65,7 +73,11 @@ impl Graph {
             op: op.name(),
             msg,
         })?;
-        let id = self.g.add_node(Node { name: name.to_string(), op, ty });
+        let id = self.g.add_node(Node {
+            name: name.to_string(),
+            op,
+            ty,
+        });
         for (slot, &src) in inputs.iter().enumerate() {
             self.g.add_edge(src, id, slot);
         }
@@ -89,8 +101,11 @@ impl Graph {
 
     /// The node's inputs in slot order.
     pub fn inputs_of(&self, id: NodeId) -> Vec<NodeId> {
-        let mut e: Vec<(usize, NodeId)> =
-            self.g.edges_directed(id, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+        let mut e: Vec<(usize, NodeId)> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .map(|e| (*e.weight(), e.source()))
+            .collect();
         e.sort();
         e.into_iter().map(|(_, s)| s).collect()
     }
@@ -130,8 +145,11 @@ impl Graph {
 
     /// Redirects every use of `old` (including graph outputs) to `new`.
     pub fn replace_uses(&mut self, old: NodeId, new: NodeId) {
-        let edges: Vec<(NodeId, usize)> =
-            self.g.edges_directed(old, Direction::Outgoing).map(|e| (e.target(), *e.weight())).collect();
+        let edges: Vec<(NodeId, usize)> = self
+            .g
+            .edges_directed(old, Direction::Outgoing)
+            .map(|e| (e.target(), *e.weight()))
+            .collect();
         for (target, slot) in edges {
             if let Some(e) = self.g.find_edge(old, target) {
                 self.g.remove_edge(e);
@@ -154,8 +172,11 @@ impl Graph {
                 stack.extend(self.g.neighbors_directed(n, Direction::Incoming));
             }
         }
-        let dead: Vec<NodeId> =
-            self.g.node_indices().filter(|n| !live.contains(n) && !self.inputs.contains(n)).collect();
+        let dead: Vec<NodeId> = self
+            .g
+            .node_indices()
+            .filter(|n| !live.contains(n) && !self.inputs.contains(n))
+            .collect();
         for n in dead {
             self.g.remove_node(n);
         }
@@ -163,8 +184,11 @@ impl Graph {
 
     /// The symbolic dims that appear in the input types.
     pub fn symbols(&self) -> Vec<String> {
-        let mut s: Vec<String> =
-            self.inputs.iter().flat_map(|&i| self.g[i].ty.shape.iter().flat_map(Dim::symbols)).collect();
+        let mut s: Vec<String> = self
+            .inputs
+            .iter()
+            .flat_map(|&i| self.g[i].ty.shape.iter().flat_map(Dim::symbols))
+            .collect();
         s.sort();
         s.dedup();
         s
@@ -203,9 +227,18 @@ impl Graph {
 /// Substitutes bound symbols inside an op's shape attributes.
 fn substitute_op(op: &Op, b: &DimBindings) -> Op {
     match op {
-        Op::Reshape { shape } => Op::Reshape { shape: shape.iter().map(|d| d.substitute(b)).collect() },
-        Op::Expand { shape } => Op::Expand { shape: shape.iter().map(|d| d.substitute(b)).collect() },
-        Op::Compute { shape, dtype, expr, name } => Op::Compute {
+        Op::Reshape { shape } => Op::Reshape {
+            shape: shape.iter().map(|d| d.substitute(b)).collect(),
+        },
+        Op::Expand { shape } => Op::Expand {
+            shape: shape.iter().map(|d| d.substitute(b)).collect(),
+        },
+        Op::Compute {
+            shape,
+            dtype,
+            expr,
+            name,
+        } => Op::Compute {
             shape: shape.iter().map(|d| d.substitute(b)).collect(),
             dtype: *dtype,
             expr: substitute_texpr(expr, b),
@@ -220,7 +253,10 @@ fn substitute_texpr(e: &crate::TExpr, b: &DimBindings) -> crate::TExpr {
     let s = |x: &T| Box::new(substitute_texpr(x, b));
     match e {
         T::Dim(d) => T::Dim(d.substitute(b)),
-        T::Load { input, index } => T::Load { input: *input, index: index.iter().map(|x| substitute_texpr(x, b)).collect() },
+        T::Load { input, index } => T::Load {
+            input: *input,
+            index: index.iter().map(|x| substitute_texpr(x, b)).collect(),
+        },
         T::Unary(u, a, d) => T::Unary(*u, s(a), *d),
         T::Binary(o, x, y, d) => T::Binary(*o, s(x), s(y), *d),
         T::Select(c, x, y) => T::Select(s(c), s(x), s(y)),

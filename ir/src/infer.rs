@@ -1,6 +1,6 @@
 //! Shape and dtype inference: one rule per op, errors say what does not fit.
 
-use crate::{Dim, DType, Op, ReduceOp, Shape, SliceAxis, Tensor, TensorType};
+use crate::{DType, Dim, Op, ReduceOp, Shape, SliceAxis, Tensor, TensorType};
 
 /// "To the end" for slice ends: any end at or past this is clamped to the dim.
 pub const SLICE_END_MAX: i64 = 1 << 40;
@@ -24,7 +24,10 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                     expect_dtype(t, DType::Bool, "operand")?;
                     same(t)
                 }
-                IsNan => Ok(TensorType { dtype: DType::Bool, shape: t.shape.clone() }),
+                IsNan => Ok(TensorType {
+                    dtype: DType::Bool,
+                    shape: t.shape.clone(),
+                }),
                 Neg | Abs | Sign | Relu => {
                     if t.dtype == DType::Bool {
                         return Err(format!("operand must be numeric, got {}", t.describe()));
@@ -56,12 +59,22 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         Op::Where => {
             expect_dtype(ins[0], DType::Bool, "condition")?;
             if ins[1].dtype != ins[2].dtype {
-                return Err(format!("branch dtypes differ: {} vs {}", ins[1].describe(), ins[2].describe()));
+                return Err(format!(
+                    "branch dtypes differ: {} vs {}",
+                    ins[1].describe(),
+                    ins[2].describe()
+                ));
             }
             let shape = broadcast(&broadcast(&ins[0].shape, &ins[1].shape)?, &ins[2].shape)?;
-            Ok(TensorType { dtype: ins[1].dtype, shape })
+            Ok(TensorType {
+                dtype: ins[1].dtype,
+                shape,
+            })
         }
-        Op::Cast(d) => Ok(TensorType { dtype: *d, shape: ins[0].shape.clone() }),
+        Op::Cast(d) => Ok(TensorType {
+            dtype: *d,
+            shape: ins[0].shape.clone(),
+        }),
         Op::Reduce { op: r, axes, keep_dims } => {
             let t = ins[0];
             check_axes(axes, t.rank())?;
@@ -71,12 +84,18 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             if matches!(r, ReduceOp::Mean) && !t.dtype.is_float() {
                 return Err(format!("mean needs a floating point operand, got {}", t.describe()));
             }
-            Ok(TensorType { dtype: t.dtype, shape: reduced_shape(&t.shape, axes, *keep_dims) })
+            Ok(TensorType {
+                dtype: t.dtype,
+                shape: reduced_shape(&t.shape, axes, *keep_dims),
+            })
         }
         Op::ArgReduce { axis, keep_dims, .. } => {
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;
-            Ok(TensorType { dtype: DType::I32, shape: reduced_shape(&t.shape, &[*axis], *keep_dims) })
+            Ok(TensorType {
+                dtype: DType::I32,
+                shape: reduced_shape(&t.shape, &[*axis], *keep_dims),
+            })
         }
         Op::MatMul => matmul_type(ins[0], ins[1]),
         Op::Reshape { shape } => {
@@ -91,16 +110,26 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                     want
                 ));
             }
-            Ok(TensorType { dtype: t.dtype, shape: shape.clone() })
+            Ok(TensorType {
+                dtype: t.dtype,
+                shape: shape.clone(),
+            })
         }
         Op::Transpose { perm } => {
             let t = ins[0];
             let mut seen = perm.clone();
             seen.sort();
             if seen != (0..t.rank()).collect::<Vec<_>>() {
-                return Err(format!("perm {perm:?} is not a permutation of the {} axes of {}", t.rank(), t.describe()));
+                return Err(format!(
+                    "perm {perm:?} is not a permutation of the {} axes of {}",
+                    t.rank(),
+                    t.describe()
+                ));
             }
-            Ok(TensorType { dtype: t.dtype, shape: perm.iter().map(|&p| t.shape[p].clone()).collect() })
+            Ok(TensorType {
+                dtype: t.dtype,
+                shape: perm.iter().map(|&p| t.shape[p].clone()).collect(),
+            })
         }
         Op::Slice { axes } => {
             let t = ins[0];
@@ -124,7 +153,11 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let mut total = Dim::c(0);
             for (k, t) in ins.iter().enumerate() {
                 if t.dtype != first.dtype || t.rank() != first.rank() {
-                    return Err(format!("input {k} is {} but input 0 is {}", t.describe(), first.describe()));
+                    return Err(format!(
+                        "input {k} is {} but input 0 is {}",
+                        t.describe(),
+                        first.describe()
+                    ));
                 }
                 for (i, (a, b)) in t.shape.iter().zip(&first.shape).enumerate() {
                     if i != *axis && a != b {
@@ -139,7 +172,10 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             let mut shape = first.shape.clone();
             shape[*axis] = total;
-            Ok(TensorType { dtype: first.dtype, shape })
+            Ok(TensorType {
+                dtype: first.dtype,
+                shape,
+            })
         }
         Op::Gather { axis } => {
             let (d, i) = (ins[0], ins[1]);
@@ -156,7 +192,10 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         }
         Op::Expand { shape } => {
             let t = ins[0];
-            Ok(TensorType { dtype: t.dtype, shape: broadcast(&t.shape, shape)? })
+            Ok(TensorType {
+                dtype: t.dtype,
+                shape: broadcast(&t.shape, shape)?,
+            })
         }
         Op::Softmax { axis, .. } => {
             let t = ins[0];
@@ -179,16 +218,27 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             let mut shape = t.shape.clone();
             shape[*axis] = Dim::c(*k as i64);
-            Ok(TensorType { dtype: DType::I32, shape })
+            Ok(TensorType {
+                dtype: DType::I32,
+                shape,
+            })
         }
         Op::ScatterNd { .. } => {
             let (d, i, u) = (ins[0], ins[1], ins[2]);
             if !i.dtype.is_int() || i.rank() == 0 {
-                return Err(format!("indices must be an integer tensor of rank >= 1, got {}", i.describe()));
+                return Err(format!(
+                    "indices must be an integer tensor of rank >= 1, got {}",
+                    i.describe()
+                ));
             }
-            let m = i.shape[i.rank() - 1].as_const().ok_or("the last dim of indices must be concrete")? as usize;
+            let m = i.shape[i.rank() - 1]
+                .as_const()
+                .ok_or("the last dim of indices must be concrete")? as usize;
             if m > d.rank() {
-                return Err(format!("index rows of length {m} exceed the rank of data {}", d.describe()));
+                return Err(format!(
+                    "index rows of length {m} exceed the rank of data {}",
+                    d.describe()
+                ));
             }
             let mut want: Shape = i.shape[..i.rank() - 1].to_vec();
             want.extend(d.shape[m..].iter().cloned());
@@ -202,15 +252,26 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             Ok(d.clone())
         }
-        Op::Conv { strides, pads, dilations, groups } => conv_type(ins, strides, pads, dilations, *groups),
+        Op::Conv {
+            strides,
+            pads,
+            dilations,
+            groups,
+        } => conv_type(ins, strides, pads, dilations, *groups),
         Op::Compute { shape, dtype, expr, .. } => {
             let ranks: Vec<usize> = ins.iter().map(|t| t.rank()).collect();
             expr.check(&ranks, shape.len())?;
             let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
             if expr.dtype(&dts) != *dtype {
-                return Err(format!("expression yields {} but the op declares {dtype}", expr.dtype(&dts)));
+                return Err(format!(
+                    "expression yields {} but the op declares {dtype}",
+                    expr.dtype(&dts)
+                ));
             }
-            Ok(TensorType { dtype: *dtype, shape: shape.clone() })
+            Ok(TensorType {
+                dtype: *dtype,
+                shape: shape.clone(),
+            })
         }
         Op::LayerNorm { axis, .. } => {
             let t = ins[0];
@@ -226,7 +287,11 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                 let b = broadcast(&norm_shape, &p.shape)
                     .map_err(|e| format!("{what} {} does not fit normalized shape: {e}", p.describe()))?;
                 if b != norm_shape {
-                    return Err(format!("{what} {} is larger than the normalized shape [{}]", p.describe(), join(&norm_shape)));
+                    return Err(format!(
+                        "{what} {} is larger than the normalized shape [{}]",
+                        p.describe(),
+                        join(&norm_shape)
+                    ));
                 }
             }
             same(t)
@@ -280,7 +345,11 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
         } else if *da == one {
             db.clone()
         } else {
-            return Err(format!("shapes [{}] and [{}] do not broadcast (axis {i}: {da} vs {db})", join(a), join(b)));
+            return Err(format!(
+                "shapes [{}] and [{}] do not broadcast (axis {i}: {da} vs {db})",
+                join(a),
+                join(b)
+            ));
         });
     }
     Ok(out)
@@ -288,7 +357,11 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
 
 fn matmul_type(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
     if a.dtype != b.dtype || a.dtype == DType::Bool {
-        return Err(format!("operands must share a numeric dtype: {} vs {}", a.describe(), b.describe()));
+        return Err(format!(
+            "operands must share a numeric dtype: {} vs {}",
+            a.describe(),
+            b.describe()
+        ));
     }
     if a.rank() == 0 || b.rank() == 0 {
         return Err("operands must have rank >= 1".into());
@@ -303,7 +376,11 @@ fn matmul_type(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
     }
     let (ka, kb) = (&sa[sa.len() - 1], &sb[sb.len() - 2]);
     if ka != kb {
-        return Err(format!("inner dims differ: {} is [.., {ka}] and {} is [{kb}, ..]", a.describe(), b.describe()));
+        return Err(format!(
+            "inner dims differ: {} is [.., {ka}] and {} is [{kb}, ..]",
+            a.describe(),
+            b.describe()
+        ));
     }
     let batch = broadcast(&sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
     let mut shape = batch;
@@ -323,9 +400,16 @@ pub fn slice_len(d: &Dim, s: &SliceAxis) -> Result<Dim, String> {
         return Ok(Dim::c(resolve_slice(n, s).1));
     }
     if s.step != 1 {
-        return Err(format!("slice with step {} of symbolic dim {d} needs a concrete size (use --dim)", s.step));
+        return Err(format!(
+            "slice with step {} of symbolic dim {d} needs a concrete size (use --dim)",
+            s.step
+        ));
     }
-    let start = if s.start < 0 { d.add(&Dim::c(s.start)) } else { Dim::c(s.start) };
+    let start = if s.start < 0 {
+        d.add(&Dim::c(s.start))
+    } else {
+        Dim::c(s.start)
+    };
     let end = if s.end >= SLICE_END_MAX {
         d.clone()
     } else if s.end < 0 {
@@ -345,19 +429,37 @@ pub fn resolve_slice(n: i64, s: &SliceAxis) -> (i64, i64) {
     if s.step > 0 {
         let start = norm(s.start).clamp(0, n);
         let end = norm(s.end.min(SLICE_END_MAX)).clamp(0, n);
-        let len = if end > start { (end - start + s.step - 1) / s.step } else { 0 };
+        let len = if end > start {
+            (end - start + s.step - 1) / s.step
+        } else {
+            0
+        };
         (start, len)
     } else {
         let start = norm(s.start.min(SLICE_END_MAX)).clamp(-1, n - 1);
-        let end = if s.end <= -SLICE_END_MAX { -1 } else { norm(s.end).clamp(-1, n - 1) };
+        let end = if s.end <= -SLICE_END_MAX {
+            -1
+        } else {
+            norm(s.end).clamp(-1, n - 1)
+        };
         let step = -s.step;
-        let len = if start > end { (start - end + step - 1) / step } else { 0 };
+        let len = if start > end {
+            (start - end + step - 1) / step
+        } else {
+            0
+        };
         (start, len)
     }
 }
 
 /// Output spatial size of a convolution along one axis.
-pub fn conv_out_dim(input: &Dim, kernel: i64, stride: usize, pad: (usize, usize), dilation: usize) -> Result<Dim, String> {
+pub fn conv_out_dim(
+    input: &Dim,
+    kernel: i64,
+    stride: usize,
+    pad: (usize, usize),
+    dilation: usize,
+) -> Result<Dim, String> {
     let span = dilation as i64 * (kernel - 1) + 1;
     let padded = input.add(&Dim::c((pad.0 + pad.1) as i64));
     if let Some(p) = padded.as_const() {
@@ -369,25 +471,47 @@ pub fn conv_out_dim(input: &Dim, kernel: i64, stride: usize, pad: (usize, usize)
     if stride == 1 {
         return Ok(padded.sub(&Dim::c(span - 1)));
     }
-    Err(format!("strided convolution over symbolic dim {input} needs a concrete size (use --dim)"))
+    Err(format!(
+        "strided convolution over symbolic dim {input} needs a concrete size (use --dim)"
+    ))
 }
 
-fn conv_type(ins: &[&TensorType], strides: &[usize], pads: &[(usize, usize)], dilations: &[usize], groups: usize) -> Result<TensorType, String> {
+fn conv_type(
+    ins: &[&TensorType],
+    strides: &[usize],
+    pads: &[(usize, usize)],
+    dilations: &[usize],
+    groups: usize,
+) -> Result<TensorType, String> {
     if ins.len() < 2 || ins.len() > 3 {
         return Err(format!("expects 2 or 3 inputs (x, w, bias), got {}", ins.len()));
     }
     let (x, w) = (ins[0], ins[1]);
-    let sp = x.rank().checked_sub(2).filter(|&s| s >= 1).ok_or_else(|| format!("x must be [N, C, spatial...], got {}", x.describe()))?;
+    let sp = x
+        .rank()
+        .checked_sub(2)
+        .filter(|&s| s >= 1)
+        .ok_or_else(|| format!("x must be [N, C, spatial...], got {}", x.describe()))?;
     if w.rank() != x.rank() || strides.len() != sp || pads.len() != sp || dilations.len() != sp {
-        return Err(format!("w {} and the attributes must match the {sp} spatial axes of x {}", w.describe(), x.describe()));
+        return Err(format!(
+            "w {} and the attributes must match the {sp} spatial axes of x {}",
+            w.describe(),
+            x.describe()
+        ));
     }
     if !x.dtype.is_float() || w.dtype != x.dtype {
-        return Err(format!("x and w must share a floating point dtype: {} vs {}", x.describe(), w.describe()));
+        return Err(format!(
+            "x and w must share a floating point dtype: {} vs {}",
+            x.describe(),
+            w.describe()
+        ));
     }
     if groups == 0 || strides.contains(&0) || dilations.contains(&0) {
         return Err("groups, strides and dilations must be positive".into());
     }
-    let oc = w.shape[0].as_const().ok_or("the output channel count must be concrete")?;
+    let oc = w.shape[0]
+        .as_const()
+        .ok_or("the output channel count must be concrete")?;
     let cg = w.shape[1].clone();
     if x.shape[1] != cg.mul(&Dim::c(groups as i64)) || oc % groups as i64 != 0 {
         return Err(format!(

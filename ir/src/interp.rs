@@ -58,7 +58,11 @@ pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBin
                     if want != actual as i64 {
                         return Err(IrError::Input {
                             name: n.name.clone(),
-                            msg: format!("shape {:?} given, expects {} (dim {d} = {want})", t.shape, n.ty.describe()),
+                            msg: format!(
+                                "shape {:?} given, expects {} (dim {d} = {want})",
+                                t.shape,
+                                n.ty.describe()
+                            ),
                         });
                     }
                 }
@@ -86,15 +90,31 @@ pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<S
         let val = {
             let ins: Vec<&Val> = ins_ids.iter().map(|i| &vals[i]).collect();
             let in_dtypes: Vec<DType> = ins_ids.iter().map(|&i| g.node(i).ty.dtype).collect();
-            let err = |msg| IrError::Eval { node: n.name.clone(), op: n.op.name(), msg };
-            let out_shape: Vec<usize> = n
-                .ty
-                .shape
-                .iter()
-                .map(|d| d.eval(&bindings).map(|v| v as usize).map_err(|s| format!("dim {d} uses unbound '{s}'")))
-                .collect::<Result<_, _>>()
-                .map_err(err)?;
-            eval_node(&n.op, n.ty.dtype, &ins, &in_dtypes, inputs.get(&n.name), &out_shape, &bindings).map_err(err)?
+            let err = |msg| IrError::Eval {
+                node: n.name.clone(),
+                op: n.op.name(),
+                msg,
+            };
+            let out_shape: Vec<usize> =
+                n.ty.shape
+                    .iter()
+                    .map(|d| {
+                        d.eval(&bindings)
+                            .map(|v| v as usize)
+                            .map_err(|s| format!("dim {d} uses unbound '{s}'"))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+            eval_node(
+                &n.op,
+                n.ty.dtype,
+                &ins,
+                &in_dtypes,
+                inputs.get(&n.name),
+                &out_shape,
+                &bindings,
+            )
+            .map_err(err)?
         };
         vals.insert(id, val);
         for i in ins_ids {
@@ -109,7 +129,10 @@ pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<S
         .iter()
         .map(|(name, id)| {
             let v = &vals[id];
-            (name.clone(), Tensor::from_f64(g.node(*id).ty.dtype, v.shape.clone(), &v.v))
+            (
+                name.clone(),
+                Tensor::from_f64(g.node(*id).ty.dtype, v.shape.clone(), &v.v),
+            )
         })
         .collect())
 }
@@ -127,10 +150,19 @@ fn eval_node(
     Ok(match op {
         Op::Input { name } => {
             let t = input.ok_or_else(|| format!("input '{name}' not given"))?;
-            Val { shape: t.shape.clone(), v: t.to_f64() }
+            Val {
+                shape: t.shape.clone(),
+                v: t.to_f64(),
+            }
         }
-        Op::Constant(t) => Val { shape: t.shape.clone(), v: t.to_f64() },
-        Op::Unary(u) => Val { shape: ins[0].shape.clone(), v: ins[0].v.iter().map(|&x| r(unary_value(*u, x, in_dtypes[0]))).collect() },
+        Op::Constant(t) => Val {
+            shape: t.shape.clone(),
+            v: t.to_f64(),
+        },
+        Op::Unary(u) => Val {
+            shape: ins[0].shape.clone(),
+            v: ins[0].v.iter().map(|&x| r(unary_value(*u, x, in_dtypes[0]))).collect(),
+        },
         Op::Binary(b) => {
             let is_int = in_dtypes[0].is_int();
             broadcast_map(&[ins[0], ins[1]], |x| r(binary_value(*b, x[0], x[1], is_int)))?
@@ -138,18 +170,32 @@ fn eval_node(
         Op::Where => broadcast_map(&[ins[0], ins[1], ins[2]], |x| if x[0] != 0.0 { x[1] } else { x[2] })?,
         Op::Cast(to) => {
             let from = in_dtypes[0];
-            Val { shape: ins[0].shape.clone(), v: ins[0].v.iter().map(|&x| cast(x, from, *to)).collect() }
+            Val {
+                shape: ins[0].shape.clone(),
+                v: ins[0].v.iter().map(|&x| cast(x, from, *to)).collect(),
+            }
         }
         Op::Reduce { op, axes, keep_dims } => reduce(ins[0], *op, axes, *keep_dims, dtype),
-        Op::ArgReduce { max, axis, keep_dims, select_last } => arg_reduce(ins[0], *max, *axis, *keep_dims, *select_last),
+        Op::ArgReduce {
+            max,
+            axis,
+            keep_dims,
+            select_last,
+        } => arg_reduce(ins[0], *max, *axis, *keep_dims, *select_last),
         Op::MatMul => matmul(ins[0], ins[1], dtype),
-        Op::Reshape { .. } => Val { shape: out_shape.to_vec(), v: ins[0].v.clone() },
+        Op::Reshape { .. } => Val {
+            shape: out_shape.to_vec(),
+            v: ins[0].v.clone(),
+        },
         Op::Transpose { perm } => transpose(ins[0], perm),
         Op::Slice { axes } => slice(ins[0], axes),
         Op::Concat { axis } => concat(ins, *axis),
         Op::Gather { axis } => gather(ins[0], ins[1], *axis)?,
         Op::Expand { .. } => {
-            let target = Val { shape: out_shape.to_vec(), v: vec![] };
+            let target = Val {
+                shape: out_shape.to_vec(),
+                v: vec![],
+            };
             let mut out = broadcast_map_to(&[ins[0]], &target.shape, |x| x[0]);
             out.shape = out_shape.to_vec();
             out
@@ -158,11 +204,21 @@ fn eval_node(
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
         Op::ScatterNd { reduction } => scatter_nd(ins, *reduction, dtype)?,
-        Op::Conv { strides, pads, dilations, groups } => conv(ins, out_shape, strides, pads, dilations, *groups, dtype),
+        Op::Conv {
+            strides,
+            pads,
+            dilations,
+            groups,
+        } => conv(ins, out_shape, strides, pads, dilations, *groups, dtype),
         Op::Compute { expr, .. } => {
             let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
             let values: Vec<&[f64]> = ins.iter().map(|v| v.v.as_slice()).collect();
-            let cx = crate::texpr::EvalCtx { shapes: &shapes, values: &values, dtypes: in_dtypes, bindings };
+            let cx = crate::texpr::EvalCtx {
+                shapes: &shapes,
+                values: &values,
+                dtypes: in_dtypes,
+                bindings,
+            };
             let n: usize = out_shape.iter().product();
             let mut coord = vec![0i64; out_shape.len()];
             let mut v = Vec::with_capacity(n);
@@ -176,7 +232,10 @@ fn eval_node(
                     coord[ax] = 0;
                 }
             }
-            Val { shape: out_shape.to_vec(), v }
+            Val {
+                shape: out_shape.to_vec(),
+                v,
+            }
         }
     })
 }
@@ -191,7 +250,10 @@ fn broadcast_map(ins: &[&Val], f: impl Fn(&[f64]) -> f64) -> Result<Val, String>
             if *o == 1 {
                 *o = d;
             } else if d != 1 && d != *o {
-                return Err(format!("shapes {:?} do not broadcast", ins.iter().map(|v| &v.shape).collect::<Vec<_>>()));
+                return Err(format!(
+                    "shapes {:?} do not broadcast",
+                    ins.iter().map(|v| &v.shape).collect::<Vec<_>>()
+                ));
             }
         }
     }
@@ -230,7 +292,10 @@ fn broadcast_map_to(ins: &[&Val], shape: &[usize], f: impl Fn(&[f64]) -> f64) ->
             coord[ax] = 0;
         }
     }
-    Val { shape: shape.to_vec(), v: out }
+    Val {
+        shape: shape.to_vec(),
+        v: out,
+    }
 }
 
 /// The exact value of a unary op (before rounding to the dtype).
@@ -410,7 +475,12 @@ pub fn cast(x: f64, from: DType, to: DType) -> f64 {
 
 fn reduce(x: &Val, op: ReduceOp, axes: &[usize], keep_dims: bool, dtype: DType) -> Val {
     let rank = x.shape.len();
-    let out_full: Vec<usize> = x.shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let out_full: Vec<usize> = x
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
     let out_strides = strides(&out_full);
     let n_out: usize = out_full.iter().product();
     let count: usize = axes.iter().map(|&a| x.shape[a]).product();
@@ -423,7 +493,15 @@ fn reduce(x: &Val, op: ReduceOp, axes: &[usize], keep_dims: bool, dtype: DType) 
     let mut acc = vec![init; n_out];
     let mut coord = vec![0usize; rank];
     for &v in &x.v {
-        let o: usize = (0..rank).map(|i| if axes.contains(&i) { 0 } else { coord[i] * out_strides[i] }).sum();
+        let o: usize = (0..rank)
+            .map(|i| {
+                if axes.contains(&i) {
+                    0
+                } else {
+                    coord[i] * out_strides[i]
+                }
+            })
+            .sum();
         let a = &mut acc[o];
         *a = match op {
             ReduceOp::Sum | ReduceOp::Mean => *a + v,
@@ -459,9 +537,17 @@ fn reduce(x: &Val, op: ReduceOp, axes: &[usize], keep_dims: bool, dtype: DType) 
     let shape = if keep_dims {
         out_full
     } else {
-        x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+        x.shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .collect()
     };
-    Val { shape, v: acc.into_iter().map(|a| dtype.round(a)).collect() }
+    Val {
+        shape,
+        v: acc.into_iter().map(|a| dtype.round(a)).collect(),
+    }
 }
 
 fn arg_reduce(x: &Val, max: bool, axis: usize, keep_dims: bool, select_last: bool) -> Val {
@@ -516,8 +602,16 @@ fn matmul(a: &Val, b: &Val, dtype: DType) -> Val {
     let mut out = vec![0.0; nb * m * n];
     let mut coord = vec![0usize; rank];
     for bi in 0..nb {
-        let oa: usize = (0..rank).map(|i| if pa[i] == 1 { 0 } else { coord[i] * sta[i] }).sum::<usize>() * m * k;
-        let ob: usize = (0..rank).map(|i| if pb[i] == 1 { 0 } else { coord[i] * stb[i] }).sum::<usize>() * k * n;
+        let oa: usize = (0..rank)
+            .map(|i| if pa[i] == 1 { 0 } else { coord[i] * sta[i] })
+            .sum::<usize>()
+            * m
+            * k;
+        let ob: usize = (0..rank)
+            .map(|i| if pb[i] == 1 { 0 } else { coord[i] * stb[i] })
+            .sum::<usize>()
+            * k
+            * n;
         for i in 0..m {
             for j in 0..n {
                 let mut s = 0.0;
@@ -579,7 +673,9 @@ fn slice(x: &Val, axes: &[crate::SliceAxis]) -> Val {
     let mut v = Vec::with_capacity(n);
     let mut coord = vec![0usize; rank];
     for _ in 0..n {
-        let off: i64 = (0..rank).map(|i| (start[i] + coord[i] as i64 * step[i]) * st[i] as i64).sum();
+        let off: i64 = (0..rank)
+            .map(|i| (start[i] + coord[i] as i64 * step[i]) * st[i] as i64)
+            .sum();
         v.push(x.v[off as usize]);
         for ax in (0..rank).rev() {
             coord[ax] += 1;
@@ -643,7 +739,10 @@ fn softmax(x: &Val, axis: usize, log: bool, dtype: DType) -> Val {
             }
         }
     }
-    Val { shape: x.shape.clone(), v }
+    Val {
+        shape: x.shape.clone(),
+        v,
+    }
 }
 
 fn layer_norm(ins: &[&Val], axis: usize, eps: f64, dtype: DType) -> Result<Val, String> {
@@ -663,7 +762,10 @@ fn layer_norm(ins: &[&Val], axis: usize, eps: f64, dtype: DType) -> Result<Val, 
             v[r * len + k] = dtype.round((row[k] - mean) * inv * scale[k] + bias[k]);
         }
     }
-    Ok(Val { shape: x.shape.clone(), v })
+    Ok(Val {
+        shape: x.shape.clone(),
+        v,
+    })
 }
 
 fn conv(
@@ -725,7 +827,10 @@ fn conv(
             }
         }
     }
-    Val { shape: out_shape.to_vec(), v: out }
+    Val {
+        shape: out_shape.to_vec(),
+        v: out,
+    }
 }
 
 #[cfg(test)]
@@ -783,7 +888,10 @@ fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) ->
                 ix += d;
             }
             if ix < 0 || ix >= d {
-                return Err(format!("scatter index {} out of range for axis {a} of size {d}", indices.v[u * m + a]));
+                return Err(format!(
+                    "scatter index {} out of range for axis {a} of size {d}",
+                    indices.v[u * m + a]
+                ));
             }
             off += ix as usize * st[a];
         }
@@ -798,5 +906,8 @@ fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) ->
             });
         }
     }
-    Ok(Val { shape: data.shape.clone(), v: out })
+    Ok(Val {
+        shape: data.shape.clone(),
+        v: out,
+    })
 }

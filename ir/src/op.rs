@@ -3,7 +3,7 @@
 //! Each op is either *injective* (every output element is a scalar expression of input elements
 //! at computed indices), a *reduction*, or an *anchor* (MatMul) with a hand-designed kernel.
 
-use crate::{Dim, DType, TExpr, Tensor};
+use crate::{DType, Dim, TExpr, Tensor};
 
 /// Elementwise functions of one operand.
 #[derive(Clone, Copy, Debug, PartialEq)]

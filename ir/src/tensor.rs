@@ -1,6 +1,6 @@
 //! Tensor types and host tensors.
 
-use crate::{Dim, DType};
+use crate::{DType, Dim};
 use half::f16;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,10 @@ pub struct TensorType {
 impl TensorType {
     /// A type with a constant shape.
     pub fn new(dtype: DType, dims: &[usize]) -> Self {
-        TensorType { dtype, shape: dims.iter().map(|&d| Dim::from(d)).collect() }
+        TensorType {
+            dtype,
+            shape: dims.iter().map(|&d| Dim::from(d)).collect(),
+        }
     }
 
     /// Rank.
@@ -75,7 +78,11 @@ pub struct Tensor {
 impl Tensor {
     /// Builds a tensor from exact values, rounding each to `dtype`.
     pub fn from_f64(dtype: DType, shape: Vec<usize>, v: &[f64]) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), v.len(), "tensor shape does not match data");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            v.len(),
+            "tensor shape does not match data"
+        );
         let data = match dtype {
             DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
             DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f64(x)).collect()),
@@ -90,14 +97,28 @@ impl Tensor {
 
     /// An f32 tensor.
     pub fn f32(shape: Vec<usize>, v: Vec<f32>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), v.len(), "tensor shape does not match data");
-        Tensor { shape, data: TensorData::F32(v) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            v.len(),
+            "tensor shape does not match data"
+        );
+        Tensor {
+            shape,
+            data: TensorData::F32(v),
+        }
     }
 
     /// An i32 tensor.
     pub fn i32(shape: Vec<usize>, v: Vec<i32>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), v.len(), "tensor shape does not match data");
-        Tensor { shape, data: TensorData::I32(v) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            v.len(),
+            "tensor shape does not match data"
+        );
+        Tensor {
+            shape,
+            data: TensorData::I32(v),
+        }
     }
 
     /// A scalar (rank 0) tensor.
@@ -166,18 +187,29 @@ impl Tensor {
     pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, b: &[u8]) -> Result<Tensor, String> {
         let n: usize = shape.iter().product();
         if b.len() != n * dtype.host_size() {
-            return Err(format!(
-                "{} bytes do not hold {} elements of {}",
-                b.len(),
-                n,
-                dtype
-            ));
+            return Err(format!("{} bytes do not hold {} elements of {}", b.len(), n, dtype));
         }
         let data = match dtype {
-            DType::F32 => TensorData::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-            DType::F16 => TensorData::F16(b.chunks_exact(2).map(|c| f16::from_le_bytes(c.try_into().unwrap())).collect()),
-            DType::I32 => TensorData::I32(b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
-            DType::U32 => TensorData::U32(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()),
+            DType::F32 => TensorData::F32(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            DType::F16 => TensorData::F16(
+                b.chunks_exact(2)
+                    .map(|c| f16::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            DType::I32 => TensorData::I32(
+                b.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            DType::U32 => TensorData::U32(
+                b.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
             DType::I8 => TensorData::I8(b.iter().map(|&x| x as i8).collect()),
             DType::U8 => TensorData::U8(b.to_vec()),
             DType::Bool => TensorData::Bool(b.iter().map(|&x| x != 0).collect()),

@@ -109,9 +109,14 @@ impl TExpr {
         match self {
             TExpr::Coord(a) if *a >= out_rank => Err(format!("coordinate {a} of a rank-{out_rank} output")),
             TExpr::Load { input, index } => {
-                let r = *input_ranks.get(*input).ok_or_else(|| format!("load of input {input}, op has {}", input_ranks.len()))?;
+                let r = *input_ranks
+                    .get(*input)
+                    .ok_or_else(|| format!("load of input {input}, op has {}", input_ranks.len()))?;
                 if index.len() != r {
-                    return Err(format!("load of rank-{r} input {input} with {} coordinates", index.len()));
+                    return Err(format!(
+                        "load of rank-{r} input {input} with {} coordinates",
+                        index.len()
+                    ));
                 }
                 index.iter().try_for_each(|e| e.check(input_ranks, out_rank))
             }

@@ -49,9 +49,7 @@ impl Bundle {
 
         // Every file the runtime reads must be listed (and thus hashed).
         for k in &manifest.kernels {
-            require_listed(&manifest.files, &k.file, || {
-                format!("WGSL of kernel '{}'", k.name)
-            })?;
+            require_listed(&manifest.files, &k.file, || format!("WGSL of kernel '{}'", k.name))?;
         }
         for w in &manifest.weights {
             require_listed(&manifest.files, &w.file, || "weight shard".to_string())?;
@@ -78,9 +76,7 @@ impl Bundle {
 
         let mut wgsl = Vec::with_capacity(manifest.kernels.len());
         for k in &manifest.kernels {
-            let bytes = contents
-                .get(k.file.as_str())
-                .expect("listed and read above");
+            let bytes = contents.get(k.file.as_str()).expect("listed and read above");
             let src = String::from_utf8(bytes.clone()).map_err(|e| RuntimeError::Pipeline {
                 kernel: k.name.clone(),
                 file: k.file.clone(),
@@ -94,11 +90,7 @@ impl Bundle {
         for w in &manifest.weights {
             if !shard_index.contains_key(w.file.as_str()) {
                 shard_index.insert(w.file.as_str(), shards.len());
-                shards.push(
-                    contents
-                        .remove(w.file.as_str())
-                        .expect("listed and read above"),
-                );
+                shards.push(contents.remove(w.file.as_str()).expect("listed and read above"));
             }
         }
         let mut weights = Vec::with_capacity(manifest.weights.len());
@@ -158,17 +150,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 /// Joins a manifest-relative path, refusing absolute paths and `..` components.
 fn safe_join(dir: &Path, rel: &str) -> Option<PathBuf> {
     let p = Path::new(rel);
-    let ok = !rel.is_empty()
-        && p.components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let ok = !rel.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
     ok.then(|| dir.join(p))
 }
 
-fn require_listed(
-    files: &BTreeMap<String, String>,
-    file: &str,
-    what: impl FnOnce() -> String,
-) -> Result<()> {
+fn require_listed(files: &BTreeMap<String, String>, file: &str, what: impl FnOnce() -> String) -> Result<()> {
     if files.contains_key(file) {
         Ok(())
     } else {
@@ -220,10 +206,7 @@ fn check_structure(m: &Manifest) -> Result<(), String> {
     for (i, b) in m.buffers.iter().enumerate() {
         if b.kind == BufferKind::Weight {
             if filled[i].is_none() {
-                return Err(format!(
-                    "weight buffer {i} '{}' is not filled by any weight",
-                    b.label
-                ));
+                return Err(format!("weight buffer {i} '{}' is not filled by any weight", b.label));
             }
             let Some(size) = b.size.as_const() else {
                 return Err(format!(
@@ -289,8 +272,8 @@ fn locate_weight(w: &WeightSpec, shard: &[u8]) -> Result<Range<usize>> {
             w.dtype.name()
         )));
     }
-    let (header_len, meta) = SafeTensors::read_metadata(shard)
-        .map_err(|e| err(format!("shard is not a valid safetensors file: {e}")))?;
+    let (header_len, meta) =
+        SafeTensors::read_metadata(shard).map_err(|e| err(format!("shard is not a valid safetensors file: {e}")))?;
     let info = meta
         .info(&w.name)
         .ok_or_else(|| err("no tensor of this name in the shard".to_string()))?;

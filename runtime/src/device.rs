@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex};
 pub const ADAPTER_ENV: &str = "KILN_ADAPTER";
 
 /// Hint printed when no adapter exists at all.
-const NO_ADAPTER_HINT: &str =
-    "wgpu found no GPU adapter (Vulkan, Metal, DX12 or GL). On a machine \
+const NO_ADAPTER_HINT: &str = "wgpu found no GPU adapter (Vulkan, Metal, DX12 or GL). On a machine \
 without a GPU, install a software Vulkan driver: on Debian/Ubuntu `apt-get install \
 mesa-vulkan-drivers` (lavapipe); `vulkaninfo --summary` should then list 'llvmpipe'";
 
@@ -96,9 +95,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("adapter", &self.info)
-            .finish()
+        f.debug_struct("Runtime").field("adapter", &self.info).finish()
     }
 }
 
@@ -173,18 +170,14 @@ impl Runtime {
     /// `requirements` plus the limits implied by its kernels (storage bindings, workgroup
     /// sizes, parameter blocks) and its constant-size buffers. Returns the features and limits
     /// to request the device with.
-    pub fn check_requirements(
-        &self,
-        manifest: &Manifest,
-    ) -> Result<(wgpu::Features, wgpu::Limits)> {
+    pub fn check_requirements(&self, manifest: &Manifest) -> Result<(wgpu::Features, wgpu::Limits)> {
         let adapter_name = self.info.name.clone();
         let mut features = wgpu::Features::empty();
         for name in &manifest.requirements.features {
-            let f =
-                wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
-                    kind: "feature",
-                    name: name.clone(),
-                })?;
+            let f = wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
+                kind: "feature",
+                name: name.clone(),
+            })?;
             if !self.adapter.features().contains(f) {
                 return Err(RuntimeError::MissingFeature {
                     feature: name.clone(),
@@ -205,11 +198,7 @@ impl Runtime {
                 });
             };
             let lower = lower_is_better(&need.limit);
-            let ok = if lower {
-                have <= need.value
-            } else {
-                have >= need.value
-            };
+            let ok = if lower { have <= need.value } else { have >= need.value };
             if !ok {
                 return Err(RuntimeError::LimitTooLow {
                     limit: need.limit,
@@ -240,11 +229,9 @@ impl Runtime {
             ..Default::default()
         };
         let (device, queue) =
-            pollster::block_on(self.adapter.request_device(&desc)).map_err(|e| {
-                RuntimeError::RequestDevice {
-                    adapter: self.info.name.clone(),
-                    message: e.to_string(),
-                }
+            pollster::block_on(self.adapter.request_device(&desc)).map_err(|e| RuntimeError::RequestDevice {
+                adapter: self.info.name.clone(),
+                message: e.to_string(),
             })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
@@ -360,11 +347,7 @@ fn needs(m: &Manifest) -> Vec<Need> {
         })
     };
     for k in &m.kernels {
-        let storage = k
-            .bindings
-            .iter()
-            .filter(|b| **b != BindingKind::Uniform)
-            .count();
+        let storage = k.bindings.iter().filter(|b| **b != BindingKind::Uniform).count();
         let [x, y, z] = k.workgroup_size.map(u64::from);
         let src = |what: &str| format!("kernel '{}' {what}", k.name);
         imply(
@@ -375,11 +358,7 @@ fn needs(m: &Manifest) -> Vec<Need> {
         imply("maxComputeWorkgroupSizeX", x, src("workgroup size"));
         imply("maxComputeWorkgroupSizeY", y, src("workgroup size"));
         imply("maxComputeWorkgroupSizeZ", z, src("workgroup size"));
-        imply(
-            "maxComputeInvocationsPerWorkgroup",
-            x * y * z,
-            src("workgroup size"),
-        );
+        imply("maxComputeInvocationsPerWorkgroup", x * y * z, src("workgroup size"));
         imply(
             "maxUniformBufferBindingSize",
             param_block_size(k.params.len()),

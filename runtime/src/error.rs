@@ -74,9 +74,7 @@ pub enum RuntimeError {
     NoAdapter(String),
 
     /// The bundle needs a WebGPU feature the adapter does not offer.
-    #[error(
-        "the bundle needs WebGPU feature '{feature}', which adapter '{adapter}' does not offer"
-    )]
+    #[error("the bundle needs WebGPU feature '{feature}', which adapter '{adapter}' does not offer")]
     MissingFeature {
         /// WebGPU feature name.
         feature: String,
@@ -199,9 +197,7 @@ pub enum RuntimeError {
     },
 
     /// A buffer needed at run time exceeds a device limit.
-    #[error(
-        "buffer {buffer} '{label}' needs {size} bytes, more than the device's {limit} ({max})"
-    )]
+    #[error("buffer {buffer} '{label}' needs {size} bytes, more than the device's {limit} ({max})")]
     BufferTooLarge {
         /// Buffer index.
         buffer: usize,

@@ -142,10 +142,7 @@ fn numel_checked(shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| RuntimeError::HostTensor(format!("shape {shape:?} overflows usize")))
 }
 
-fn le_chunks<'a, const N: usize, T>(
-    data: &'a [u8],
-    f: impl Fn([u8; N]) -> T + 'a,
-) -> impl Iterator<Item = T> + 'a {
+fn le_chunks<'a, const N: usize, T>(data: &'a [u8], f: impl Fn([u8; N]) -> T + 'a) -> impl Iterator<Item = T> + 'a {
     data.chunks_exact(N)
         .map(move |c| f(c.try_into().expect("chunks_exact yields N bytes")))
 }
@@ -224,10 +221,7 @@ pub(crate) fn from_storage(
         message,
     };
     if storage_size(storage).is_none() {
-        return Err(err(format!(
-            "{} is not a GPU storage dtype",
-            storage.name()
-        )));
+        return Err(err(format!("{} is not a GPU storage dtype", storage.name())));
     }
     let raw = HostTensor::new(storage, shape.clone(), bytes.to_vec())?;
     if dtype == storage {
@@ -283,33 +277,19 @@ mod tests {
         let b = to_storage(&t, ElemType::I32, "input 'x'").unwrap();
         assert_eq!(
             b,
-            [1i32, -2, 3]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<_>>()
+            [1i32, -2, 3].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()
         );
         let big = HostTensor::from_i64(&[2], &[0, 1 << 40]);
-        let e = to_storage(&big, ElemType::I32, "input 'x'")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("input 'x'") && e.contains("1099511627776"),
-            "{e}"
-        );
+        let e = to_storage(&big, ElemType::I32, "input 'x'").unwrap_err().to_string();
+        assert!(e.contains("input 'x'") && e.contains("1099511627776"), "{e}");
     }
 
     #[test]
     fn bool_and_bytes_widen() {
         let t = HostTensor::from_bool(&[2], &[true, false]);
-        assert_eq!(
-            to_storage(&t, ElemType::U32, "b").unwrap(),
-            [1, 0, 0, 0, 0, 0, 0, 0]
-        );
+        assert_eq!(to_storage(&t, ElemType::U32, "b").unwrap(), [1, 0, 0, 0, 0, 0, 0, 0]);
         let t = HostTensor::from_i8(&[1], &[-3]);
-        assert_eq!(
-            to_storage(&t, ElemType::I32, "c").unwrap(),
-            (-3i32).to_le_bytes()
-        );
+        assert_eq!(to_storage(&t, ElemType::I32, "c").unwrap(), (-3i32).to_le_bytes());
         assert!(to_storage(&t, ElemType::U32, "c").is_err());
         let t = HostTensor::from_f32(&[1], &[1.5]);
         assert!(to_storage(&t, ElemType::I32, "f").is_err());

@@ -186,10 +186,7 @@ fn input_list(m: &Manifest) -> String {
 }
 
 fn shape_str(s: &[SizeExpr]) -> String {
-    s.iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    s.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 impl Session {
@@ -225,9 +222,7 @@ impl Session {
         );
 
         let mut session = Session {
-            slots: (0..manifest.buffers.len())
-                .map(|_| Slot::default())
-                .collect(),
+            slots: (0..manifest.buffers.len()).map(|_| Slot::default()).collect(),
             staging: (0..manifest.outputs.len()).map(|_| None).collect(),
             programs: Vec::new(),
             kernels,
@@ -275,9 +270,10 @@ impl Session {
                 mapped_at_creation: true,
             });
             if !data.is_empty() {
-                let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| {
-                    gpu_err(format!("upload of weight '{}'", w.name), e.to_string())
-                })?;
+                let mut view = buffer
+                    .slice(..)
+                    .get_mapped_range_mut()
+                    .map_err(|e| gpu_err(format!("upload of weight '{}'", w.name), e.to_string()))?;
                 view.slice(..data.len()).copy_from_slice(data);
             }
             buffer.unmap();
@@ -352,11 +348,7 @@ impl Session {
 
     /// Runs program `program` on `inputs` (by manifest input name) and returns the outputs in
     /// manifest order, converted to their declared dtypes.
-    pub fn run(
-        &mut self,
-        program: &str,
-        inputs: &HashMap<String, HostTensor>,
-    ) -> Result<Vec<(String, HostTensor)>> {
+    pub fn run(&mut self, program: &str, inputs: &HashMap<String, HostTensor>) -> Result<Vec<(String, HostTensor)>> {
         let t0 = Instant::now();
         let pi = self.program_index(program)?;
         let context = format!("program '{program}'");
@@ -364,9 +356,7 @@ impl Session {
         let mut enc = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(program),
-            });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
         let plan = self.prepare(pi, inputs, &mut enc)?;
         self.record(&plan, &mut enc);
 
@@ -381,10 +371,7 @@ impl Session {
                 Some(b) if b.size() >= n => b.clone(),
                 _ => {
                     let b = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(&format!(
-                            "staging for output '{}'",
-                            self.manifest.outputs[oi].name
-                        )),
+                        label: Some(&format!("staging for output '{}'", self.manifest.outputs[oi].name)),
                         size: n,
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
@@ -410,11 +397,9 @@ impl Session {
         let (tx, rx) = std::sync::mpsc::channel();
         for (k, (_, staging, n)) in copies.iter().enumerate() {
             let tx = tx.clone();
-            staging
-                .slice(..*n)
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send((k, r));
-                });
+            staging.slice(..*n).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send((k, r));
+            });
         }
         drop(tx);
         self.wait(idx, &context)?;
@@ -460,12 +445,7 @@ impl Session {
     /// validates everything and warms up; then inputs are uploaded once and each timed
     /// iteration records the program into one encoder and pass, submits it and waits for the
     /// device to finish (no upload or readback inside the timed region).
-    pub fn bench(
-        &mut self,
-        program: &str,
-        inputs: &HashMap<String, HostTensor>,
-        iters: usize,
-    ) -> Result<Timing> {
+    pub fn bench(&mut self, program: &str, inputs: &HashMap<String, HostTensor>, iters: usize) -> Result<Timing> {
         self.run(program, inputs)?;
         let pi = self.program_index(program)?;
         let context = format!("benchmark of program '{program}'");
@@ -473,9 +453,7 @@ impl Session {
         let mut enc = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(program),
-            });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
         let plan = self.prepare(pi, inputs, &mut enc)?;
         let idx = self.gpu.queue.submit([enc.finish()]);
         self.wait(idx, &context)?;
@@ -485,9 +463,7 @@ impl Session {
             let mut enc = self
                 .gpu
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some(program),
-                });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
             self.record(&plan, &mut enc);
             let idx = self.gpu.queue.submit([enc.finish()]);
             self.wait(idx, &context)?;
@@ -521,11 +497,7 @@ impl Session {
     }
 
     fn check_uncaptured(&self, context: &str) -> Result<()> {
-        let mut v = self
-            .gpu
-            .uncaptured
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut v = self.gpu.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
         if v.is_empty() {
             return Ok(());
         }
@@ -537,10 +509,7 @@ impl Session {
     fn check_buffer_size(&self, buffer: usize, size: u64) -> Result<()> {
         let l = &self.gpu.limits;
         for (limit, max) in [
-            (
-                "maxStorageBufferBindingSize",
-                l.max_storage_buffer_binding_size,
-            ),
+            ("maxStorageBufferBindingSize", l.max_storage_buffer_binding_size),
             ("maxBufferSize", l.max_buffer_size),
         ] {
             if size > max {
@@ -580,12 +549,10 @@ impl Session {
         let mut bindings = Bindings::new();
         let mut bound_by: HashMap<String, (String, usize)> = HashMap::new();
         for spec in &m.inputs {
-            let t = inputs
-                .get(&spec.name)
-                .ok_or_else(|| RuntimeError::MissingInput {
-                    name: spec.name.clone(),
-                    expected: input_list(m),
-                })?;
+            let t = inputs.get(&spec.name).ok_or_else(|| RuntimeError::MissingInput {
+                name: spec.name.clone(),
+                expected: input_list(m),
+            })?;
             if t.dtype != spec.dtype {
                 return Err(RuntimeError::InputDtype {
                     name: spec.name.clone(),
@@ -617,9 +584,7 @@ impl Session {
                             return Err(shape_err(
                                 spec,
                                 t,
-                                format!(
-                                    "dim {j} is {d}, but '{s}' = {v} from dim {bj} of input '{by}'"
-                                ),
+                                format!("dim {j} is {d}, but '{s}' = {v} from dim {bj} of input '{by}'"),
                             ));
                         }
                         Some(_) => {}
@@ -639,11 +604,7 @@ impl Session {
                     .eval(&bindings)
                     .map_err(|msg| shape_err(spec, t, format!("dim {j} ('{e}'): {msg}")))?;
                 if v != d as i64 {
-                    return Err(shape_err(
-                        spec,
-                        t,
-                        format!("dim {j} is {d}, expected '{e}' = {v}"),
-                    ));
+                    return Err(shape_err(spec, t, format!("dim {j} is {d}, expected '{e}' = {v}")));
                 }
             }
         }
@@ -721,10 +682,7 @@ impl Session {
                 };
                 let v = e
                     .eval(&bindings)
-                    .map_err(|message| RuntimeError::SizeExpr {
-                        what: what(),
-                        message,
-                    })?;
+                    .map_err(|message| RuntimeError::SizeExpr { what: what(), message })?;
                 let v = i32::try_from(v).map_err(|_| RuntimeError::SizeExpr {
                     what: what(),
                     message: format!("'{e}' = {v} does not fit in i32"),
@@ -809,11 +767,7 @@ impl Session {
                 // Keep state (e.g. a KV cache) across growth.
                 enc.copy_buffer_to_buffer(old, 0, &buffer, 0, slot.size);
             }
-            log::debug!(
-                "buffer {bi} '{}': {} -> {size} bytes",
-                spec.label,
-                slot.size
-            );
+            log::debug!("buffer {bi} '{}': {} -> {size} bytes", spec.label, slot.size);
             slot.buffer = Some(buffer);
             slot.size = size;
             slot.generation += 1;
@@ -828,11 +782,7 @@ impl Session {
         self.gpu.queue.write_buffer(&state.uniform, 0, &params);
         for &(di, _) in &dispatches {
             let d = &program.dispatches[di];
-            let key: Vec<u64> = d
-                .buffers
-                .iter()
-                .map(|&b| self.slots[b].generation)
-                .collect();
+            let key: Vec<u64> = d.buffers.iter().map(|&b| self.slots[b].generation).collect();
             if matches!(&state.bind_groups[di], Some((k, _)) if *k == key) {
                 continue;
             }
@@ -852,17 +802,11 @@ impl Session {
                     resource: buffer.as_entire_binding(),
                 });
             }
-            let bg = self
-                .gpu
-                .device
-                .create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&format!(
-                        "{} #{di} ({})",
-                        program.name, m.kernels[d.kernel].name
-                    )),
-                    layout: &self.kernels[d.kernel].layout,
-                    entries: &entries,
-                });
+            let bg = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&format!("{} #{di} ({})", program.name, m.kernels[d.kernel].name)),
+                layout: &self.kernels[d.kernel].layout,
+                entries: &entries,
+            });
             state.bind_groups[di] = Some((key, bg));
         }
         Ok(Plan {
@@ -892,10 +836,9 @@ impl Session {
 
 /// Evaluates a size expression that must be non-negative; `what` names it in errors.
 fn eval_nonneg(e: &SizeExpr, b: &Bindings, what: impl Fn() -> String) -> Result<u64> {
-    let v = e.eval(b).map_err(|message| RuntimeError::SizeExpr {
-        what: what(),
-        message,
-    })?;
+    let v = e
+        .eval(b)
+        .map_err(|message| RuntimeError::SizeExpr { what: what(), message })?;
     u64::try_from(v).map_err(|_| RuntimeError::SizeExpr {
         what: what(),
         message: format!("'{e}' = {v} is negative"),
@@ -924,9 +867,7 @@ fn create_kernel(device: &wgpu::Device, k: &kiln_abi::KernelSpec, wgsl: &str) ->
             ty: wgpu::BindingType::Buffer {
                 ty: match b {
                     BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                    BindingKind::ReadOnlyStorage => {
-                        wgpu::BufferBindingType::Storage { read_only: true }
-                    }
+                    BindingKind::ReadOnlyStorage => wgpu::BufferBindingType::Storage { read_only: true },
                     BindingKind::Storage => wgpu::BufferBindingType::Storage { read_only: false },
                 },
                 has_dynamic_offset: false,

@@ -25,12 +25,9 @@ fn two_kernel_bundle(dir: &std::path::Path) {
     let w = buffer(&mut m, BufferKind::Weight, "16", "w");
     let y = buffer(&mut m, BufferKind::Intermediate, "n*16", "y");
     let s = buffer(&mut m, BufferKind::Intermediate, "n*4", "s");
-    m.inputs
-        .push(io("x", ElemType::F32, ElemType::F32, &["n", "4"], x));
-    m.outputs
-        .push(io("y", ElemType::F32, ElemType::F32, &["n", "4"], y));
-    m.outputs
-        .push(io("s", ElemType::F32, ElemType::F32, &["n"], s));
+    m.inputs.push(io("x", ElemType::F32, ElemType::F32, &["n", "4"], x));
+    m.outputs.push(io("y", ElemType::F32, ElemType::F32, &["n", "4"], y));
+    m.outputs.push(io("s", ElemType::F32, ElemType::F32, &["n"], s));
     m.weights.push(WeightSpec {
         name: "w".into(),
         file: "weights.safetensors".into(),
@@ -38,22 +35,8 @@ fn two_kernel_bundle(dir: &std::path::Path) {
         shape: vec![4],
         buffer: w,
     });
-    let k0 = kernel(
-        &mut m,
-        "k0_scale",
-        &[false, false, true],
-        &["total", "cols"],
-        64,
-        true,
-    );
-    let k1 = kernel(
-        &mut m,
-        "k1_sumsq",
-        &[false, true],
-        &["rows", "cols"],
-        32,
-        true,
-    );
+    let k0 = kernel(&mut m, "k0_scale", &[false, false, true], &["total", "cols"], 64, true);
+    let k1 = kernel(&mut m, "k1_sumsq", &[false, true], &["rows", "cols"], 32, true);
     m.programs.push(Program {
         name: "run".into(),
         dispatches: vec![
@@ -88,21 +71,14 @@ fn two_kernel_bundle(dir: &std::path::Path) {
 fn check_two_kernel(session: &mut Session, n: usize) {
     let xs: Vec<f32> = (0..n * 4).map(|i| ((i % 13) as f32) - 6.0).collect();
     let out = session
-        .run(
-            "run",
-            &inputs(vec![("x", HostTensor::from_f32(&[n, 4], &xs))]),
-        )
+        .run("run", &inputs(vec![("x", HostTensor::from_f32(&[n, 4], &xs))]))
         .unwrap();
     assert_eq!(out[0].0, "y");
     assert_eq!(out[1].0, "s");
     assert_eq!(out[0].1.shape, vec![n, 4]);
     assert_eq!(out[1].1.shape, vec![n]);
     let w = [1.0f32, 2.0, 3.0, 4.0];
-    let y: Vec<f32> = xs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v * w[i % 4] + 1.0)
-        .collect();
+    let y: Vec<f32> = xs.iter().enumerate().map(|(i, v)| v * w[i % 4] + 1.0).collect();
     let s: Vec<f32> = y.chunks(4).map(|r| r.iter().map(|v| v * v).sum()).collect();
     assert_eq!(out[0].1.to_f32(), y, "y at n={n}");
     assert_eq!(out[1].1.to_f32(), s, "s at n={n}");
@@ -123,10 +99,7 @@ fn two_kernel_program_runs_at_several_sizes() {
     }
     // n = 0: every grid is empty, outputs are empty.
     let out = s
-        .run(
-            "run",
-            &inputs(vec![("x", HostTensor::from_f32(&[0, 4], &[]))]),
-        )
+        .run("run", &inputs(vec![("x", HostTensor::from_f32(&[0, 4], &[]))]))
         .unwrap();
     assert_eq!(out[1].1.shape, vec![0]);
     assert!(out[1].1.data.is_empty());
@@ -164,27 +137,18 @@ fn input_errors_name_the_input() {
     );
 
     let bad = HostTensor::from_f32(&[2, 3], &[0.0; 6]);
-    let msg = s
-        .run("run", &inputs(vec![("x", bad)]))
-        .unwrap_err()
-        .to_string();
+    let msg = s.run("run", &inputs(vec![("x", bad)])).unwrap_err().to_string();
     assert!(
         msg.contains("input 'x' has shape [2, 3]") && msg.contains("[n, 4]"),
         "{msg}"
     );
 
     let bad = HostTensor::from_f32(&[8], &[0.0; 8]);
-    let msg = s
-        .run("run", &inputs(vec![("x", bad)]))
-        .unwrap_err()
-        .to_string();
+    let msg = s.run("run", &inputs(vec![("x", bad)])).unwrap_err().to_string();
     assert!(msg.contains("rank is 1, expected 2"), "{msg}");
 
     let bad = HostTensor::from_i32(&[2, 4], &[0; 8]);
-    let msg = s
-        .run("run", &inputs(vec![("x", bad)]))
-        .unwrap_err()
-        .to_string();
+    let msg = s.run("run", &inputs(vec![("x", bad)])).unwrap_err().to_string();
     assert!(
         msg.contains("input 'x' has dtype i32") && msg.contains("expects f32"),
         "{msg}"
@@ -201,10 +165,7 @@ fn input_errors_name_the_input() {
         .run("decode", &inputs(vec![("x", ok.clone())]))
         .unwrap_err()
         .to_string();
-    assert!(
-        msg.contains("no program 'decode'") && msg.contains("run"),
-        "{msg}"
-    );
+    assert!(msg.contains("no program 'decode'") && msg.contains("run"), "{msg}");
 
     // The session still works after errors.
     check_two_kernel(&mut s, 7);
@@ -219,10 +180,8 @@ fn grid_larger_than_the_dimension_limit_is_split() {
     let mut m = empty_manifest(&["n"]);
     let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
     let y = buffer(&mut m, BufferKind::Intermediate, "n*4", "y");
-    m.inputs
-        .push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
-    m.outputs
-        .push(io("y", ElemType::F32, ElemType::F32, &["n"], y));
+    m.inputs.push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
+    m.outputs.push(io("y", ElemType::F32, ElemType::F32, &["n"], y));
     let body = "  if (i >= params.n) { return; }\n  y[i] = x[i] * 2.0 + 1.0;";
     let k = kernel(&mut m, "k0_split", &[false, true], &["n"], 64, true);
     let k_fixed = kernel(&mut m, "k1_nosplit", &[false, true], &["n"], 64, false);
@@ -274,9 +233,7 @@ fn unmet_limit_names_the_limit() {
     let msg = err.to_string();
     assert!(matches!(err, RuntimeError::LimitTooLow { .. }), "{msg}");
     assert!(
-        msg.contains("maxComputeWorkgroupStorageSize")
-            && msg.contains("1073741824")
-            && msg.contains("offers only"),
+        msg.contains("maxComputeWorkgroupStorageSize") && msg.contains("1073741824") && msg.contains("offers only"),
         "{msg}"
     );
 
@@ -302,24 +259,13 @@ fn i64_inputs_and_bool_outputs_convert() {
     let mask = buffer(&mut m, BufferKind::Intermediate, "n*4", "mask");
     let twice = buffer(&mut m, BufferKind::Intermediate, "n*4", "twice");
     let half_out = buffer(&mut m, BufferKind::Intermediate, "n*4", "half");
-    m.inputs
-        .push(io("ids", ElemType::I64, ElemType::I32, &["n"], ids));
-    m.inputs
-        .push(io("h", ElemType::F16, ElemType::F32, &["n"], h));
-    m.outputs
-        .push(io("mask", ElemType::Bool, ElemType::U32, &["n"], mask));
-    m.outputs
-        .push(io("twice", ElemType::I64, ElemType::I32, &["n"], twice));
+    m.inputs.push(io("ids", ElemType::I64, ElemType::I32, &["n"], ids));
+    m.inputs.push(io("h", ElemType::F16, ElemType::F32, &["n"], h));
+    m.outputs.push(io("mask", ElemType::Bool, ElemType::U32, &["n"], mask));
+    m.outputs.push(io("twice", ElemType::I64, ElemType::I32, &["n"], twice));
     m.outputs
         .push(io("half", ElemType::F16, ElemType::F32, &["n"], half_out));
-    let k = kernel(
-        &mut m,
-        "k0_conv",
-        &[false, false, true, true, true],
-        &["n"],
-        64,
-        true,
-    );
+    let k = kernel(&mut m, "k0_conv", &[false, false, true, true, true], &["n"], 64, true);
     m.programs.push(Program {
         name: "run".into(),
         dispatches: vec![dispatch(
@@ -369,19 +315,13 @@ fn i64_inputs_and_bool_outputs_convert() {
     assert_eq!(&twice[..4], &[-10, 0, 4, 6]);
     assert_eq!(twice[6], 14);
     assert_eq!(out[2].1.dtype, ElemType::F16);
-    assert_eq!(
-        out[2].1.to_f32(),
-        vec![0.5, -1.0, 0.125, 4.0, 1.5, 0.0, -0.25]
-    );
+    assert_eq!(out[2].1.to_f32(), vec![0.5, -1.0, 0.125, 4.0, 1.5, 0.0, -0.25]);
 
     let too_big = HostTensor::from_i64(&[2], &[1, 1 << 40]);
     let msg = s
         .run(
             "run",
-            &inputs(vec![
-                ("ids", too_big),
-                ("h", HostTensor::from_f16(&[2], &hv[..2])),
-            ]),
+            &inputs(vec![("ids", too_big), ("h", HostTensor::from_f16(&[2], &hv[..2]))]),
         )
         .unwrap_err()
         .to_string();
@@ -401,14 +341,10 @@ fn outputs_may_live_in_input_and_weight_buffers_and_zero_param_kernels_work() {
     let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
     let w = buffer(&mut m, BufferKind::Weight, "12", "w");
     let c = buffer(&mut m, BufferKind::Intermediate, "16", "c");
-    m.inputs
-        .push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
-    m.outputs
-        .push(io("x_echo", ElemType::F32, ElemType::F32, &["n"], x));
-    m.outputs
-        .push(io("w_out", ElemType::I32, ElemType::I32, &["3"], w));
-    m.outputs
-        .push(io("c", ElemType::U32, ElemType::U32, &["4"], c));
+    m.inputs.push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
+    m.outputs.push(io("x_echo", ElemType::F32, ElemType::F32, &["n"], x));
+    m.outputs.push(io("w_out", ElemType::I32, ElemType::I32, &["3"], w));
+    m.outputs.push(io("c", ElemType::U32, ElemType::U32, &["4"], c));
     m.weights.push(WeightSpec {
         name: "w".into(),
         file: "w.safetensors".into(),
@@ -450,19 +386,13 @@ fn bad_wgsl_is_an_error_naming_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = empty_manifest(&["n"]);
     let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
-    m.inputs
-        .push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
+    m.inputs.push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
     let k = kernel(&mut m, "k7_broken", &[true], &["n"], 64, true);
     m.programs.push(Program {
         name: "run".into(),
         dispatches: vec![dispatch(k, &[x], &["n"], "cdiv(n, 64)", "broken")],
     });
-    let src = wgsl(
-        &["n"],
-        &[("x", "f32", true)],
-        64,
-        "  x[i] = undefined_thing;",
-    );
+    let src = wgsl(&["n"], &[("x", "f32", true)], 64, "  x[i] = undefined_thing;");
     write_bundle(dir.path(), &mut m, &[src], &[]);
     let bundle = Bundle::load(dir.path()).unwrap();
     let err = Session::new(&bundle, &SessionOptions::default()).unwrap_err();
@@ -484,15 +414,11 @@ fn the_example_in_the_format_doc_runs() {
     let src = doc_block("wgsl");
     std::fs::write(dir.path().join("k0_add.wgsl"), &src).unwrap();
     let mut m = Manifest::from_json(&doc_block("json")).unwrap();
-    m.files
-        .insert("k0_add.wgsl".into(), sha256_hex(src.as_bytes()));
+    m.files.insert("k0_add.wgsl".into(), sha256_hex(src.as_bytes()));
     std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
     let mut s = session(dir.path());
     let out = s
-        .run(
-            "run",
-            &inputs(vec![("x", HostTensor::from_f32(&[300], &[2.0; 300]))]),
-        )
+        .run("run", &inputs(vec![("x", HostTensor::from_f32(&[300], &[2.0; 300]))]))
         .unwrap();
     assert_eq!(out[0].1.to_f32(), vec![3.0; 300]);
 }
@@ -506,10 +432,8 @@ fn intermediate_state_survives_growth_and_failed_runs() {
     let mut m = empty_manifest(&["n"]);
     let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
     let acc = buffer(&mut m, BufferKind::Intermediate, "n*4", "acc");
-    m.inputs
-        .push(io("x", ElemType::I64, ElemType::I32, &["n"], x));
-    m.outputs
-        .push(io("acc", ElemType::I64, ElemType::I32, &["n"], acc));
+    m.inputs.push(io("x", ElemType::I64, ElemType::I32, &["n"], x));
+    m.outputs.push(io("acc", ElemType::I64, ElemType::I32, &["n"], acc));
     let k = kernel(&mut m, "k0_acc", &[false, true], &["n"], 64, true);
     m.programs.push(Program {
         name: "run".into(),
@@ -524,11 +448,8 @@ fn intermediate_state_survives_growth_and_failed_runs() {
     write_bundle(dir.path(), &mut m, &[src], &[]);
     let mut s = session(dir.path());
     let mut step = |vals: &[i64]| {
-        s.run(
-            "run",
-            &inputs(vec![("x", HostTensor::from_i64(&[vals.len()], vals))]),
-        )
-        .map(|out| out[0].1.to_i64())
+        s.run("run", &inputs(vec![("x", HostTensor::from_i64(&[vals.len()], vals))]))
+            .map(|out| out[0].1.to_i64())
     };
     assert_eq!(step(&[1; 4]).unwrap(), vec![1; 4]);
     assert_eq!(step(&[1; 4]).unwrap(), vec![2; 4]);
@@ -550,10 +471,7 @@ fn adapter_filter_without_match_lists_adapters() {
     let msg = kiln_runtime::Runtime::with_adapter(Some("no-such-gpu-xyz"))
         .unwrap_err()
         .to_string();
-    assert!(
-        msg.contains("no-such-gpu-xyz") && msg.contains(&all[0].name),
-        "{msg}"
-    );
+    assert!(msg.contains("no-such-gpu-xyz") && msg.contains(&all[0].name), "{msg}");
     let first = all[0].name.to_uppercase();
     let rt = kiln_runtime::Runtime::with_adapter(Some(&first[..4])).unwrap();
     assert!(rt.adapter_info().name.to_uppercase().contains(&first[..4]));

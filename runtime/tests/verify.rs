@@ -12,10 +12,8 @@ fn small_bundle(dir: &std::path::Path) -> Manifest {
     let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
     let w = buffer(&mut m, BufferKind::Weight, "16", "w");
     let y = buffer(&mut m, BufferKind::Intermediate, "n*4", "y");
-    m.inputs
-        .push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
-    m.outputs
-        .push(io("y", ElemType::F32, ElemType::F32, &["n"], y));
+    m.inputs.push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
+    m.outputs.push(io("y", ElemType::F32, ElemType::F32, &["n"], y));
     m.weights.push(WeightSpec {
         name: "w".into(),
         file: "weights.safetensors".into(),
@@ -51,10 +49,7 @@ fn loads_a_good_bundle() {
     let m = small_bundle(dir.path());
     let b = Bundle::load(dir.path()).unwrap();
     assert_eq!(b.manifest(), &m);
-    assert_eq!(
-        b.weight_data(0),
-        f32_bytes(&[1.0, 2.0, 3.0, 4.0]).as_slice()
-    );
+    assert_eq!(b.weight_data(0), f32_bytes(&[1.0, 2.0, 3.0, 4.0]).as_slice());
     assert!(b.wgsl(0).contains("var<uniform> params: Params"));
 }
 
@@ -103,10 +98,7 @@ fn unlisted_kernel_file_is_refused() {
     m.files.remove("k0_add.wgsl");
     std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
     let msg = Bundle::load(dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("'k0_add.wgsl'") && msg.contains("not listed"),
-        "{msg}"
-    );
+    assert!(msg.contains("'k0_add.wgsl'") && msg.contains("not listed"), "{msg}");
 }
 
 #[test]
@@ -145,10 +137,7 @@ fn weight_spec_mismatch_is_reported() {
     m.weights[0].name = "nope".into();
     std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
     let msg = Bundle::load(dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("weight 'nope'") && msg.contains("no tensor"),
-        "{msg}"
-    );
+    assert!(msg.contains("weight 'nope'") && msg.contains("no tensor"), "{msg}");
 }
 
 #[test]

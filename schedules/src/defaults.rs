@@ -7,7 +7,10 @@ use crate::{GemmParams, InjectiveParams, RowReduceParams, Schedule};
 /// every thread busy, which amortizes index math.
 pub fn injective(numel: u64) -> Schedule {
     let elems_per_thread = if numel >= 1 << 20 { 4 } else { 1 };
-    Schedule::Injective(InjectiveParams { workgroup_size: 256, elems_per_thread })
+    Schedule::Injective(InjectiveParams {
+        workgroup_size: 256,
+        elems_per_thread,
+    })
 }
 
 /// Row reductions: the smallest power of two covering the row, between 32 and 256 threads.
@@ -23,14 +26,38 @@ pub fn row_reduce(row_len: u64) -> Schedule {
 pub fn gemm(m: u64, n: u64, _k: u64) -> Schedule {
     let p = if m >= 512 && n >= 512 {
         // 8x8 register tiles: 64 accumulators per thread, 16 KiB of workgroup memory.
-        GemmParams { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 }
+        GemmParams {
+            bm: 128,
+            bn: 128,
+            bk: 16,
+            tm: 8,
+            tn: 8,
+        }
     } else if m >= 64 && n >= 64 {
-        GemmParams { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 }
+        GemmParams {
+            bm: 64,
+            bn: 64,
+            bk: 16,
+            tm: 4,
+            tn: 4,
+        }
     } else if m <= 4 {
         // GEMV-like: few rows, wide columns.
-        GemmParams { bm: 4, bn: 256, bk: 8, tm: 1, tn: 4 }
+        GemmParams {
+            bm: 4,
+            bn: 256,
+            bk: 8,
+            tm: 1,
+            tn: 4,
+        }
     } else {
-        GemmParams { bm: 32, bn: 32, bk: 16, tm: 2, tn: 2 }
+        GemmParams {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+            tm: 2,
+            tn: 2,
+        }
     };
     Schedule::Gemm(p)
 }

@@ -101,7 +101,12 @@ impl Schedule {
 
     /// Checks the parameters' own rules and the device limits they touch.
     pub fn validate(&self, limits: &DeviceLimits) -> Result<(), ScheduleError> {
-        let fail = |reason: String| Err(ScheduleError { schedule: self.to_string(), reason });
+        let fail = |reason: String| {
+            Err(ScheduleError {
+                schedule: self.to_string(),
+                reason,
+            })
+        };
         let threads = self.threads();
         if threads == 0 {
             return fail("zero threads per workgroup".into());
@@ -147,12 +152,17 @@ impl Schedule {
                     return fail("zero tile size".into());
                 }
                 if p.bm % p.tm != 0 || p.bn % p.tn != 0 {
-                    return fail(format!("block {}x{} is not a multiple of thread tile {}x{}", p.bm, p.bn, p.tm, p.tn));
+                    return fail(format!(
+                        "block {}x{} is not a multiple of thread tile {}x{}",
+                        p.bm, p.bn, p.tm, p.tn
+                    ));
                 }
                 if p.tm * p.tn > 64 {
                     return fail(format!("thread tile {}x{} needs more than 64 accumulators", p.tm, p.tn));
                 }
-                if p.bn / p.tn > limits.max_compute_workgroup_size_x || p.bm / p.tm > limits.max_compute_workgroup_size_y {
+                if p.bn / p.tn > limits.max_compute_workgroup_size_x
+                    || p.bm / p.tm > limits.max_compute_workgroup_size_y
+                {
                     return fail("workgroup shape exceeds maxComputeWorkgroupSizeX/Y".into());
                 }
                 if p.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
@@ -173,7 +183,11 @@ impl fmt::Display for Schedule {
         match self {
             Schedule::Injective(p) => write!(f, "injective(wg={}, elems={})", p.workgroup_size, p.elems_per_thread),
             Schedule::RowReduce(p) => write!(f, "row_reduce(wg={})", p.workgroup_size),
-            Schedule::Gemm(p) => write!(f, "gemm(bm={}, bn={}, bk={}, tm={}, tn={})", p.bm, p.bn, p.bk, p.tm, p.tn),
+            Schedule::Gemm(p) => write!(
+                f,
+                "gemm(bm={}, bn={}, bk={}, tm={}, tn={})",
+                p.bm, p.bn, p.bk, p.tm, p.tn
+            ),
         }
     }
 }
@@ -196,12 +210,25 @@ mod tests {
     #[test]
     fn invalid_schedules_name_the_broken_rule() {
         let l = DeviceLimits::webgpu_default();
-        let big = Schedule::Gemm(GemmParams { bm: 128, bn: 128, bk: 64, tm: 8, tn: 8 });
+        let big = Schedule::Gemm(GemmParams {
+            bm: 128,
+            bn: 128,
+            bk: 64,
+            tm: 8,
+            tn: 8,
+        });
         let e = big.validate(&l).unwrap_err();
         assert!(e.reason.contains("maxComputeWorkgroupStorageSize"), "{e}");
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
-        let wide = Schedule::Injective(InjectiveParams { workgroup_size: 1024, elems_per_thread: 1 });
-        assert!(wide.validate(&l).unwrap_err().reason.contains("maxComputeInvocationsPerWorkgroup"));
+        let wide = Schedule::Injective(InjectiveParams {
+            workgroup_size: 1024,
+            elems_per_thread: 1,
+        });
+        assert!(wide
+            .validate(&l)
+            .unwrap_err()
+            .reason
+            .contains("maxComputeInvocationsPerWorkgroup"));
     }
 }

@@ -54,7 +54,13 @@ mod tests {
         db.records.insert(
             "gemm:m=64,n=64,k=64".into(),
             TuningRecord {
-                schedule: Schedule::Gemm(GemmParams { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 }),
+                schedule: Schedule::Gemm(GemmParams {
+                    bm: 64,
+                    bn: 64,
+                    bk: 16,
+                    tm: 4,
+                    tn: 4,
+                }),
                 micros: 12.5,
                 device: "llvmpipe".into(),
             },
@@ -64,6 +70,8 @@ mod tests {
         let p = dir.join("t.ron");
         db.save(&p).unwrap();
         assert_eq!(TuningDb::load(&p).unwrap(), db);
-        assert!(TuningDb::load(&dir.join("missing.ron")).unwrap_err().contains("missing.ron"));
+        assert!(TuningDb::load(&dir.join("missing.ron"))
+            .unwrap_err()
+            .contains("missing.ron"));
     }
 }

@@ -46,11 +46,7 @@ impl Outcome {
     /// Asserts that the command succeeded; returns `self` for chaining.
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert!(
-            self.status.success(),
-            "kiln failed unexpectedly\n{}",
-            self.describe()
-        );
+        assert!(self.status.success(), "kiln failed unexpectedly\n{}", self.describe());
         self
     }
 
@@ -100,10 +96,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let args: Vec<_> = args
-        .into_iter()
-        .map(|a| a.as_ref().to_os_string())
-        .collect();
+    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
     let exe = env!("CARGO_BIN_EXE_kiln");
     let out = Command::new(exe)
         .args(&args)
@@ -168,8 +161,7 @@ pub fn attention_onnx() -> Vec<u8> {
         .name("k_transpose")
         .attr_ints("perm", &[0, 2, 1]);
     b.node("MatMul", &["q", "kt"], &["scores"]).name("qk");
-    b.node("Mul", &["scores", "scale"], &["scaled"])
-        .name("scale_scores");
+    b.node("Mul", &["scores", "scale"], &["scaled"]).name("scale_scores");
     b.node("Softmax", &["scaled"], &["probs"])
         .name("softmax")
         .attr_int("axis", -1);
@@ -187,10 +179,7 @@ pub fn attention_inputs(batch: usize) -> BTreeMap<String, HostTensor> {
         .map(|(i, name)| {
             (
                 name.to_string(),
-                HostTensor::from_f32(
-                    &[batch, 8, 16],
-                    &values(n, 100 + 7 * i as u64 + batch as u64, 2.0),
-                ),
+                HostTensor::from_f32(&[batch, 8, 16], &values(n, 100 + 7 * i as u64 + batch as u64, 2.0)),
             )
         })
         .collect()
@@ -218,8 +207,7 @@ pub fn write_inputs(dir: &Path, inputs: &BTreeMap<String, HostTensor>) -> Vec<St
         .iter()
         .flat_map(|(name, t)| {
             let p = dir.join(format!("{name}.npy"));
-            kiln::npy::write_npy(&p, t)
-                .unwrap_or_else(|e| panic!("writing {}: {e:#}", p.display()));
+            kiln::npy::write_npy(&p, t).unwrap_or_else(|e| panic!("writing {}: {e:#}", p.display()));
             ["--input".to_string(), format!("{name}={}", p.display())]
         })
         .collect()
@@ -232,20 +220,14 @@ pub fn read_output(path: &Path) -> HostTensor {
 
 /// Loads ONNX bytes with the frontend (applying `dims` as `kiln compile --dim` does) and
 /// evaluates the resulting graph with the CPU reference interpreter.
-pub fn reference(
-    onnx: &[u8],
-    dims: &[(&str, i64)],
-    inputs: &BTreeMap<String, HostTensor>,
-) -> HashMap<String, Tensor> {
+pub fn reference(onnx: &[u8], dims: &[(&str, i64)], inputs: &BTreeMap<String, HostTensor>) -> HashMap<String, Tensor> {
     let dims: DimBindings = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let model =
-        load_onnx_bytes(onnx, "reference", &dims).expect("the frontend loads the test model");
+    let model = load_onnx_bytes(onnx, "reference", &dims).expect("the frontend loads the test model");
     let ir_inputs: HashMap<String, Tensor> = inputs
         .iter()
         .map(|(n, t)| (n.clone(), to_ir(t).expect("input converts to an IR tensor")))
         .collect();
-    kiln::ir::interp::evaluate(&model.graph, &ir_inputs)
-        .expect("the interpreter evaluates the test model")
+    kiln::ir::interp::evaluate(&model.graph, &ir_inputs).expect("the interpreter evaluates the test model")
 }
 
 /// Asserts that a GPU output equals the interpreter's within [`TOLERANCE`] (relative L2).
@@ -312,22 +294,14 @@ pub fn assert_stdout_lists(out: &Outcome, name: &str, dtype: &str, shape: &[usiz
     let rest = &line[prefix.len()..];
     let after = rest
         .split_once(dtype)
-        .unwrap_or_else(|| {
-            panic!(
-                "line {line:?} does not name dtype {dtype}\n{}",
-                out.describe()
-            )
-        })
+        .unwrap_or_else(|| panic!("line {line:?} does not name dtype {dtype}\n{}", out.describe()))
         .1;
     let numbers: Vec<usize> = after
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
         .collect();
-    assert_eq!(
-        numbers, shape,
-        "line {line:?} does not show shape {shape:?}"
-    );
+    assert_eq!(numbers, shape, "line {line:?} does not show shape {shape:?}");
 }
 
 /// Compiles `model` into `bundle` with extra arguments, asserting success.
@@ -346,8 +320,7 @@ pub fn compile(model: &Path, bundle: &Path, extra: &[&str]) -> Outcome {
 
 /// The bundle's `manifest.json`, parsed (serde_json, through the ABI crate's typed parser).
 pub fn manifest(bundle: &Path) -> kiln::abi::Manifest {
-    let text = std::fs::read_to_string(bundle.join(kiln::abi::MANIFEST_FILE))
-        .expect("bundle has a manifest.json");
+    let text = std::fs::read_to_string(bundle.join(kiln::abi::MANIFEST_FILE)).expect("bundle has a manifest.json");
     kiln::abi::Manifest::from_json(&text).expect("manifest.json parses")
 }
 
@@ -364,10 +337,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, acc);
             } else {
-                acc.insert(
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
+                acc.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
             }
         }
     }

@@ -188,7 +188,12 @@ impl ExprWriter<'_> {
                 let index = match access.as_ref() {
                     Access::Linear => self.idx.clone(),
                     Access::Strided { strides, offset } => self.strided_index(strides, offset),
-                    Access::Gathered { strides, index, axis_len, axis_stride } => {
+                    Access::Gathered {
+                        strides,
+                        index,
+                        axis_len,
+                        axis_stride,
+                    } => {
                         let (g, _) = self.emit(index);
                         let len = self.params.dim(axis_len, "len");
                         let g = self.let_("g", format!("select({g}, {g} + {len}, {g} < 0i)"));
@@ -218,7 +223,11 @@ impl ExprWriter<'_> {
                         terms.push(format!("{c} * {st}"));
                     }
                 }
-                let at = if terms.is_empty() { "0i".to_string() } else { terms.join(" + ") };
+                let at = if terms.is_empty() {
+                    "0i".to_string()
+                } else {
+                    terms.join(" + ")
+                };
                 let v = from_storage(d, &format!("in{slot}[{at}]"));
                 (self.let_("v", v), d)
             }
@@ -291,7 +300,13 @@ impl ExprWriter<'_> {
 
     fn unary(&mut self, u: UnaryOp, x: &str, d: DType) -> String {
         let float = d.is_float();
-        let zero = if float { "0.0f" } else if d == DType::U32 || d == DType::U8 { "0u" } else { "0i" };
+        let zero = if float {
+            "0.0f"
+        } else if d == DType::U32 || d == DType::U8 {
+            "0u"
+        } else {
+            "0i"
+        };
         match u {
             UnaryOp::Neg => format!("-{x}"),
             UnaryOp::Abs => format!("abs({x})"),

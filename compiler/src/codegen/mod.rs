@@ -41,7 +41,8 @@ fn templates() -> &'static tera::Tera {
     T.get_or_init(|| {
         let mut t = tera::Tera::default();
         t.autoescape_on(vec![]);
-        t.add_raw_template("macros", include_str!("../../templates/macros.wgsl")).expect("built-in macros parse");
+        t.add_raw_template("macros", include_str!("../../templates/macros.wgsl"))
+            .expect("built-in macros parse");
         for (name, src) in [
             ("injective", include_str!("../../templates/injective.wgsl")),
             ("reduce", include_str!("../../templates/reduce.wgsl")),
@@ -65,7 +66,10 @@ fn render_template(name: &str, ctx: &tera::Context) -> Result<String, CompileErr
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
-        CompileError::Template { template: name.into(), msg }
+        CompileError::Template {
+            template: name.into(),
+            msg,
+        }
     })
 }
 
@@ -74,7 +78,11 @@ fn header(params: &ParamSet, in_dtypes: &[DType], out_dtype: DType, helpers: &BT
     let mut h = params.struct_decl();
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (k, d) in in_dtypes.iter().enumerate() {
-        h.push_str(&format!("@group(0) @binding({}) var<storage, read> in{k}: array<{}>;\n", k + 1, storage_ty(*d)));
+        h.push_str(&format!(
+            "@group(0) @binding({}) var<storage, read> in{k}: array<{}>;\n",
+            k + 1,
+            storage_ty(*d)
+        ));
     }
     h.push_str(&format!(
         "@group(0) @binding({}) var<storage, read_write> out: array<{}>;",
@@ -130,7 +138,11 @@ pub fn render(
     schedule: Schedule,
     limits: &DeviceLimits,
 ) -> Result<RenderedKernel, CompileError> {
-    let limit_err = |msg: String| CompileError::Limits { node: draft.label.clone(), target: limits.name.clone(), msg };
+    let limit_err = |msg: String| CompileError::Limits {
+        node: draft.label.clone(),
+        target: limits.name.clone(),
+        msg,
+    };
     schedule.validate(limits).map_err(|e| limit_err(e.to_string()))?;
     let buffers = draft.inputs.len() as u32 + 1;
     if buffers > limits.max_storage_buffers_per_shader_stage {
@@ -174,7 +186,15 @@ pub fn render(
             let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
             ("injective", [p.workgroup_size, 1, 1], grid, true)
         }
-        (KernelBody::Reduce { in_shape, dtype, axes, kind }, Schedule::RowReduce(p)) => {
+        (
+            KernelBody::Reduce {
+                in_shape,
+                dtype,
+                axes,
+                kind,
+            },
+            Schedule::RowReduce(p),
+        ) => {
             let st = crate::lower::sym_strides(in_shape);
             let kept: Vec<usize> = (0..in_shape.len()).filter(|i| !axes.contains(i)).collect();
             let rows = Dim::product(kept.iter().map(|&i| &in_shape[i]));
@@ -190,15 +210,29 @@ pub fn render(
                 let names: Vec<String> = kept.iter().map(|a| format!("k{a}")).collect();
                 let dims: Vec<Dim> = kept.iter().map(|&a| in_shape[a].clone()).collect();
                 row_lines = decompose(&mut params, "row", "rr", &names, &dims);
-                let terms: Vec<String> =
-                    kept.iter().map(|&a| format!("k{a} * {}", params.dim(&st[a], "stride"))).collect();
-                row_lines.push(format!("let base = {};", if terms.is_empty() { "0i".into() } else { terms.join(" + ") }));
+                let terms: Vec<String> = kept
+                    .iter()
+                    .map(|&a| format!("k{a} * {}", params.dim(&st[a], "stride")))
+                    .collect();
+                row_lines.push(format!(
+                    "let base = {};",
+                    if terms.is_empty() {
+                        "0i".into()
+                    } else {
+                        terms.join(" + ")
+                    }
+                ));
                 let names: Vec<String> = axes.iter().map(|a| format!("j{a}")).collect();
                 let dims: Vec<Dim> = axes.iter().map(|&a| in_shape[a].clone()).collect();
                 elem_lines = decompose(&mut params, "r", "q", &names, &dims);
-                let terms: Vec<String> =
-                    axes.iter().map(|&a| format!("j{a} * {}", params.dim(&st[a], "stride"))).collect();
-                elem_lines.push(format!("let v = {};", from_storage(*dtype, &format!("in0[base + {}]", terms.join(" + ")))));
+                let terms: Vec<String> = axes
+                    .iter()
+                    .map(|&a| format!("j{a} * {}", params.dim(&st[a], "stride")))
+                    .collect();
+                elem_lines.push(format!(
+                    "let v = {};",
+                    from_storage(*dtype, &format!("in0[base + {}]", terms.join(" + ")))
+                ));
             }
             let acc_ty = reg_ty(*dtype);
             ctx.insert("acc_ty", acc_ty);
@@ -209,9 +243,15 @@ pub fn render(
             ctx.insert("elem_lines", &elem_lines);
             ctx.insert("halves", &halves(p.workgroup_size));
             let (lo, hi) = match dtype {
-                DType::F32 | DType::F16 => ("bitcast<f32>(0xff800000u)".to_string(), "bitcast<f32>(0x7f800000u)".to_string()),
+                DType::F32 | DType::F16 => (
+                    "bitcast<f32>(0xff800000u)".to_string(),
+                    "bitcast<f32>(0x7f800000u)".to_string(),
+                ),
                 DType::U32 | DType::U8 => ("0u".into(), "4294967295u".into()),
-                _ => (literal(i32::MIN as f64, DType::I32), literal(i32::MAX as f64, DType::I32)),
+                _ => (
+                    literal(i32::MIN as f64, DType::I32),
+                    literal(i32::MAX as f64, DType::I32),
+                ),
             };
             match kind {
                 ReduceKind::Plain(op) => {
@@ -315,10 +355,26 @@ pub fn render(
             ctx.insert("k", &k_s);
             ctx.insert("batch_lines", &lines);
             let batch = Dim::product(&batch_dims);
-            let grid = [dim_expr(&n).cdiv(p.bn as i64), dim_expr(&m).cdiv(p.bm as i64), dim_expr(&batch)];
+            let grid = [
+                dim_expr(&n).cdiv(p.bn as i64),
+                dim_expr(&m).cdiv(p.bm as i64),
+                dim_expr(&batch),
+            ];
             ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
-        (KernelBody::Conv { x, w, out, strides, pads, dilations, groups, bias }, Schedule::Gemm(p)) => {
+        (
+            KernelBody::Conv {
+                x,
+                w,
+                out,
+                strides,
+                pads,
+                dilations,
+                groups,
+                bias,
+            },
+            Schedule::Gemm(p),
+        ) => {
             let sp = x.len() - 2;
             let g = *groups as i64;
             let oc = w[0].as_const().expect("inference made OC concrete");
@@ -333,11 +389,20 @@ pub fn render(
                 format!("let g = batch % {g}i;"),
                 format!("let img = batch / {g}i;"),
                 format!("let a_off = g * {};", params.dim(&ocg.mul(&k), "a_stride")),
-                format!("let x_off = (img * {} + g * {}) * {};", params.dim(&x[1], "c"), params.dim(&cg, "cg"), params.dim(&in_sz, "insz")),
+                format!(
+                    "let x_off = (img * {} + g * {}) * {};",
+                    params.dim(&x[1], "c"),
+                    params.dim(&cg, "cg"),
+                    params.dim(&in_sz, "insz")
+                ),
                 format!("let c_off = batch * {};", params.dim(&ocg.mul(&pp), "mn")),
             ];
             // B = im2col(x): gk -> (ci, kernel position), gn -> output position.
-            let mut b = vec![format!("let ci = gk / {kk}i;"), format!("var kr = gk % {kk}i;"), "var pr = gn;".to_string()];
+            let mut b = vec![
+                format!("let ci = gk / {kk}i;"),
+                format!("var kr = gk % {kk}i;"),
+                "var pr = gn;".to_string(),
+            ];
             let mut cond = Vec::new();
             let mut off = Vec::new();
             for a in (0..sp).rev() {
@@ -356,12 +421,24 @@ pub fn render(
             }
             for a in 0..sp {
                 let stride: Dim = Dim::product(&x[3 + a..]);
-                off.push(if stride == Dim::c(1) { format!("ip{a}") } else { format!("ip{a} * {}", params.dim(&stride, "istride")) });
+                off.push(if stride == Dim::c(1) {
+                    format!("ip{a}")
+                } else {
+                    format!("ip{a} * {}", params.dim(&stride, "istride"))
+                });
             }
             b.push(format!("if ({}) {{", cond.join(" && ")));
-            b.push(format!("    v = in0[x_off + ci * {} + {}];", params.dim(&in_sz, "insz"), off.join(" + ")));
+            b.push(format!(
+                "    v = in0[x_off + ci * {} + {}];",
+                params.dim(&in_sz, "insz"),
+                off.join(" + ")
+            ));
             b.push("}".into());
-            let epilogue: Vec<String> = if *bias { vec!["return v + in2[g_bias(batch) + gm];".into()] } else { vec![] };
+            let epilogue: Vec<String> = if *bias {
+                vec!["return v + in2[g_bias(batch) + gm];".into()]
+            } else {
+                vec![]
+            };
             let epilogue: Vec<String> = epilogue
                 .into_iter()
                 .map(|l| l.replace("g_bias(batch)", &format!("(batch % {g}i) * {}", params.dim(&ocg, "m"))))
@@ -382,10 +459,23 @@ pub fn render(
             ctx.insert("n", &n_s);
             ctx.insert("k", &k_s);
             ctx.insert("batch_lines", &lines);
-            let grid = [dim_expr(&pp).cdiv(p.bn as i64), dim_expr(&ocg).cdiv(p.bm as i64), dim_expr(&x[0]).times(g)];
+            let grid = [
+                dim_expr(&pp).cdiv(p.bn as i64),
+                dim_expr(&ocg).cdiv(p.bm as i64),
+                dim_expr(&x[0]).times(g),
+            ];
             ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
-        (KernelBody::TopK { shape, dtype, axis, k, largest }, Schedule::Injective(p)) => {
+        (
+            KernelBody::TopK {
+                shape,
+                dtype,
+                axis,
+                k,
+                largest,
+            },
+            Schedule::Injective(p),
+        ) => {
             let inner = Dim::product(&shape[axis + 1..]);
             let rows = Dim::product(&shape[..*axis]).mul(&inner);
             ctx.insert("wg", &p.workgroup_size);
@@ -397,13 +487,28 @@ pub fn render(
             ctx.insert("zero", &literal(0.0, *dtype));
             ctx.insert("better", if *largest { ">" } else { "<" });
             ctx.insert("worse", if *largest { "<" } else { ">" });
-            let grid = [dim_expr(&rows).cdiv(p.workgroup_size as i64), SizeExpr::c(1), SizeExpr::c(1)];
+            let grid = [
+                dim_expr(&rows).cdiv(p.workgroup_size as i64),
+                SizeExpr::c(1),
+                SizeExpr::c(1),
+            ];
             ("topk", [p.workgroup_size, 1, 1], grid, true)
         }
-        (KernelBody::Scatter { data, indices, dtype, reduction }, Schedule::Injective(p)) => {
+        (
+            KernelBody::Scatter {
+                data,
+                indices,
+                dtype,
+                reduction,
+            },
+            Schedule::Injective(p),
+        ) => {
             use kiln_ir::ScatterReduction as R;
             let r = data.len();
-            let m = indices.last().and_then(Dim::as_const).expect("inference made m concrete") as usize;
+            let m = indices
+                .last()
+                .and_then(Dim::as_const)
+                .expect("inference made m concrete") as usize;
             let n = Dim::product(data);
             let urows = Dim::product(&indices[..indices.len() - 1]);
             let slice = Dim::product(&data[m..]);
@@ -413,10 +518,21 @@ pub fn render(
             let rest: Vec<String> = (m..r)
                 .map(|a| {
                     let st = &rest_strides[a - m];
-                    if *st == Dim::c(1) { format!("c{a}") } else { format!("c{a} * {}", params.dim(st, "stride")) }
+                    if *st == Dim::c(1) {
+                        format!("c{a}")
+                    } else {
+                        format!("c{a} * {}", params.dim(st, "stride"))
+                    }
                 })
                 .collect();
-            coord_lines.push(format!("let rest = {};", if rest.is_empty() { "0i".to_string() } else { rest.join(" + ") }));
+            coord_lines.push(format!(
+                "let rest = {};",
+                if rest.is_empty() {
+                    "0i".to_string()
+                } else {
+                    rest.join(" + ")
+                }
+            ));
             let mut match_lines = Vec::new();
             for a in 0..m {
                 let d = params.dim(&data[a], "dim");
@@ -443,7 +559,11 @@ pub fn render(
             ctx.insert("coord_lines", &coord_lines);
             ctx.insert("match_lines", &match_lines);
             ctx.insert("combine", &combine);
-            let grid = [dim_expr(&n).cdiv(p.workgroup_size as i64), SizeExpr::c(1), SizeExpr::c(1)];
+            let grid = [
+                dim_expr(&n).cdiv(p.workgroup_size as i64),
+                SizeExpr::c(1),
+                SizeExpr::c(1),
+            ];
             ("scatter", [p.workgroup_size, 1, 1], grid, true)
         }
         (body, s) => {
@@ -454,7 +574,9 @@ pub fn render(
             })
         }
     };
-    if !matches!(&draft.body, KernelBody::Injective { .. }) && !in_dtypes.iter().chain([&out_dtype]).all(|d| *d != DType::Bool) {
+    if !matches!(&draft.body, KernelBody::Injective { .. })
+        && !in_dtypes.iter().chain([&out_dtype]).all(|d| *d != DType::Bool)
+    {
         return Err(CompileError::Unsupported {
             node: draft.label.clone(),
             op: template.into(),
@@ -486,7 +608,11 @@ pub fn gemm_dims(a: &[Dim], b: &[Dim]) -> (Dim, Dim, Dim, Vec<Dim>, Vec<Dim>, Ve
     if sb.len() == 1 {
         sb.push(Dim::c(1));
     }
-    let (m, k, n) = (sa[sa.len() - 2].clone(), sa[sa.len() - 1].clone(), sb[sb.len() - 1].clone());
+    let (m, k, n) = (
+        sa[sa.len() - 2].clone(),
+        sa[sa.len() - 1].clone(),
+        sb[sb.len() - 1].clone(),
+    );
     let ab = sa[..sa.len() - 2].to_vec();
     let bb = sb[..sb.len() - 2].to_vec();
     let batch = kiln_ir::infer::broadcast(&ab, &bb).expect("inference checked the batch dims");

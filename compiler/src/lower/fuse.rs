@@ -16,7 +16,11 @@ use std::collections::{HashMap, HashSet};
 pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<KernelDraft>, CompileError> {
     let order = g.topo_order();
     if opt_level == 0 {
-        return order.into_iter().filter(|&id| !is_free(&g.node(id).op)).map(|id| lower_node(g, id)).collect();
+        return order
+            .into_iter()
+            .filter(|&id| !is_free(&g.node(id).op))
+            .map(|id| lower_node(g, id))
+            .collect();
     }
     let outputs: HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();
     let mut absorbed: HashSet<NodeId> = HashSet::new();
@@ -93,11 +97,21 @@ fn fused_kernel(g: &Graph, root: NodeId, members: &[NodeId]) -> KernelDraft {
         label: names.join("+"),
         inputs,
         output: root,
-        body: KernelBody::Injective { shape: n.ty.shape.clone(), dtype: n.ty.dtype, expr },
+        body: KernelBody::Injective {
+            shape: n.ty.shape.clone(),
+            dtype: n.ty.dtype,
+            expr,
+        },
     }
 }
 
-fn member_expr(g: &Graph, id: NodeId, members: &[NodeId], root_shape: &[kiln_ir::Dim], inputs: &mut Vec<NodeId>) -> Expr {
+fn member_expr(
+    g: &Graph,
+    id: NodeId,
+    members: &[NodeId],
+    root_shape: &[kiln_ir::Dim],
+    inputs: &mut Vec<NodeId>,
+) -> Expr {
     let n = g.node(id);
     let ins = g.inputs_of(id);
     let dtypes: Vec<_> = ins.iter().map(|&i| g.node(i).ty.dtype).collect();

@@ -215,7 +215,10 @@ pub fn broadcast_access(in_shape: &[Dim], out_shape: &[Dim]) -> Access {
     if in_shape == out_shape {
         Access::Linear
     } else {
-        Access::Strided { strides: broadcast_strides(in_shape, out_shape.len()), offset: Dim::c(0) }
+        Access::Strided {
+            strides: broadcast_strides(in_shape, out_shape.len()),
+            offset: Dim::c(0),
+        }
     }
 }
 
@@ -236,18 +239,32 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
     let shape = |i: usize| g.node(ins[i]).ty.shape.clone();
     let dt = |i: usize| g.node(ins[i]).ty.dtype;
     let out = &n.ty;
-    let inj = |expr: Expr| KernelBody::Injective { shape: out.shape.clone(), dtype: out.dtype, expr };
+    let inj = |expr: Expr| KernelBody::Injective {
+        shape: out.shape.clone(),
+        dtype: out.dtype,
+        expr,
+    };
     let load_bc = |i: usize| Expr::Load(i, Box::new(broadcast_access(&shape(i), &out.shape)));
     let body = match &n.op {
         Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => {
             let loads: Vec<Expr> = (0..ins.len()).map(load_bc).collect();
-            inj(elementwise_expr(&n.op, loads, &(0..ins.len()).map(dt).collect::<Vec<_>>()))
+            inj(elementwise_expr(
+                &n.op,
+                loads,
+                &(0..ins.len()).map(dt).collect::<Vec<_>>(),
+            ))
         }
         Op::Expand { .. } => inj(load_bc(0)),
         Op::Transpose { perm } => {
             let st = sym_strides(&shape(0));
             let strides = perm.iter().map(|&p| st[p].clone()).collect();
-            inj(Expr::Load(0, Box::new(Access::Strided { strides, offset: Dim::c(0) })))
+            inj(Expr::Load(
+                0,
+                Box::new(Access::Strided {
+                    strides,
+                    offset: Dim::c(0),
+                }),
+            ))
         }
         Op::Slice { axes } => {
             let in_shape = shape(0);
@@ -274,7 +291,10 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                 let start = end.clone();
                 end = end.add(&s[*axis]);
                 let offset = Dim::c(0).sub(&start.mul(&st[*axis]));
-                parts.push((Expr::Load(i, Box::new(Access::Strided { strides: st, offset })), end.clone()));
+                parts.push((
+                    Expr::Load(i, Box::new(Access::Strided { strides: st, offset })),
+                    end.clone(),
+                ));
             }
             inj(Expr::Concat { axis: *axis, parts })
         }
@@ -291,8 +311,18 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             for a in axis + 1..ds.len() {
                 data_strides[a + q - 1] = dst[a].clone();
             }
-            let index = Expr::Load(1, Box::new(Access::Strided { strides: idx_strides, offset: Dim::c(0) }));
-            let index = if dt(1) == DType::I32 { index } else { Expr::Cast(Box::new(index), dt(1), DType::I32) };
+            let index = Expr::Load(
+                1,
+                Box::new(Access::Strided {
+                    strides: idx_strides,
+                    offset: Dim::c(0),
+                }),
+            );
+            let index = if dt(1) == DType::I32 {
+                index
+            } else {
+                Expr::Cast(Box::new(index), dt(1), DType::I32)
+            };
             inj(Expr::Load(
                 0,
                 Box::new(Access::Gathered {
@@ -303,16 +333,28 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                 }),
             ))
         }
-        Op::Reduce { op, axes, .. } => {
-            KernelBody::Reduce { in_shape: shape(0), dtype: dt(0), axes: axes.clone(), kind: ReduceKind::Plain(*op) }
-        }
-        Op::ArgReduce { max, axis, select_last, .. } => KernelBody::Reduce {
+        Op::Reduce { op, axes, .. } => KernelBody::Reduce {
+            in_shape: shape(0),
+            dtype: dt(0),
+            axes: axes.clone(),
+            kind: ReduceKind::Plain(*op),
+        },
+        Op::ArgReduce {
+            max, axis, select_last, ..
+        } => KernelBody::Reduce {
             in_shape: shape(0),
             dtype: dt(0),
             axes: vec![*axis],
-            kind: ReduceKind::Arg { max: *max, select_last: *select_last },
+            kind: ReduceKind::Arg {
+                max: *max,
+                select_last: *select_last,
+            },
         },
-        Op::Softmax { axis, log } => KernelBody::Softmax { shape: shape(0), axis: *axis, log: *log },
+        Op::Softmax { axis, log } => KernelBody::Softmax {
+            shape: shape(0),
+            axis: *axis,
+            log: *log,
+        },
         Op::LayerNorm { axis, epsilon } => {
             let norm: Shape = out.shape[*axis..].to_vec();
             for i in 1..3 {
@@ -327,10 +369,23 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                     });
                 }
             }
-            KernelBody::LayerNorm { shape: shape(0), axis: *axis, epsilon: *epsilon }
+            KernelBody::LayerNorm {
+                shape: shape(0),
+                axis: *axis,
+                epsilon: *epsilon,
+            }
         }
-        Op::MatMul => KernelBody::Gemm { a: shape(0), b: shape(1), dtype: dt(0) },
-        Op::Conv { strides, pads, dilations, groups } => KernelBody::Conv {
+        Op::MatMul => KernelBody::Gemm {
+            a: shape(0),
+            b: shape(1),
+            dtype: dt(0),
+        },
+        Op::Conv {
+            strides,
+            pads,
+            dilations,
+            groups,
+        } => KernelBody::Conv {
             x: shape(0),
             w: shape(1),
             out: out.shape.clone(),
@@ -340,9 +395,13 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             groups: *groups,
             bias: ins.len() == 3,
         },
-        Op::TopK { k, axis, largest } => {
-            KernelBody::TopK { shape: shape(0), dtype: dt(0), axis: *axis, k: *k, largest: *largest }
-        }
+        Op::TopK { k, axis, largest } => KernelBody::TopK {
+            shape: shape(0),
+            dtype: dt(0),
+            axis: *axis,
+            k: *k,
+            largest: *largest,
+        },
         Op::ScatterNd { reduction } => {
             if dt(1) != DType::I32 {
                 return Err(CompileError::Unsupported {
@@ -351,7 +410,12 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                     msg: format!("indices must be i32 (got {})", dt(1)),
                 });
             }
-            KernelBody::Scatter { data: shape(0), indices: shape(1), dtype: dt(0), reduction: *reduction }
+            KernelBody::Scatter {
+                data: shape(0),
+                indices: shape(1),
+                dtype: dt(0),
+                reduction: *reduction,
+            }
         }
         Op::Compute { expr, .. } => {
             let shapes: Vec<Shape> = (0..ins.len()).map(shape).collect();
@@ -361,7 +425,12 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             unreachable!("free nodes are not lowered to kernels")
         }
     };
-    Ok(KernelDraft { label: n.name.clone(), inputs: ins, output: id, body })
+    Ok(KernelDraft {
+        label: n.name.clone(),
+        inputs: ins,
+        output: id,
+        body,
+    })
 }
 
 /// The expression of an elementwise op applied to operand expressions.
@@ -390,9 +459,11 @@ pub fn from_texpr(e: &kiln_ir::TExpr, shapes: &[Shape]) -> Expr {
         T::Coord(a) => Expr::Coord(*a),
         T::Dim(d) => Expr::DimVal(d.clone()),
         T::Lit(v, d) => Expr::Lit(*v, *d),
-        T::Load { input, index } => {
-            Expr::LoadAt(*input, index.iter().map(|x| from_texpr(x, shapes)).collect(), shapes[*input].clone())
-        }
+        T::Load { input, index } => Expr::LoadAt(
+            *input,
+            index.iter().map(|x| from_texpr(x, shapes)).collect(),
+            shapes[*input].clone(),
+        ),
         T::Unary(u, x, d) => Expr::Unary(*u, b(x), *d),
         T::Binary(o, x, y, d) => Expr::Binary(*o, b(x), b(y), *d),
         T::Select(c, x, y) => Expr::Select(b(c), b(x), b(y)),

@@ -108,7 +108,11 @@ impl SizeExpr {
     /// Parses the syntax described in the module docs.
     pub fn parse(s: &str) -> Result<SizeExpr, String> {
         let toks = tokenize(s)?;
-        let mut p = Parser { toks: &toks, pos: 0, src: s };
+        let mut p = Parser {
+            toks: &toks,
+            pos: 0,
+            src: s,
+        };
         let e = p.sum()?;
         if p.pos != toks.len() {
             return Err(format!("unexpected '{}' in size expression '{s}'", toks[p.pos]));
@@ -201,7 +205,10 @@ impl Parser<'_> {
     }
 
     fn atom(&mut self) -> Result<SizeExpr, String> {
-        let t = self.peek().ok_or_else(|| format!("size expression '{}' ends early", self.src))?.to_string();
+        let t = self
+            .peek()
+            .ok_or_else(|| format!("size expression '{}' ends early", self.src))?
+            .to_string();
         self.pos += 1;
         if t == "(" {
             let e = self.sum()?;
@@ -292,7 +299,9 @@ mod tests {
     #[test]
     fn parse_eval_display() {
         let e = SizeExpr::parse("cdiv(batch*seq*384, 256) + max(2, n) - 1").unwrap();
-        let b: Bindings = [("batch".into(), 2), ("seq".into(), 3), ("n".into(), 7)].into_iter().collect();
+        let b: Bindings = [("batch".into(), 2), ("seq".into(), 3), ("n".into(), 7)]
+            .into_iter()
+            .collect();
         assert_eq!(e.eval(&b).unwrap(), 9 + 7 - 1);
         let again = SizeExpr::parse(&e.to_string()).unwrap();
         assert_eq!(again.eval(&b).unwrap(), 15);

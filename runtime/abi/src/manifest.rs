@@ -236,18 +236,29 @@ impl Manifest {
         let nb = self.buffers.len();
         for io in self.inputs.iter().chain(&self.outputs) {
             if io.buffer >= nb {
-                return Err(format!("manifest: '{}' refers to buffer {} of {nb}", io.name, io.buffer));
+                return Err(format!(
+                    "manifest: '{}' refers to buffer {} of {nb}",
+                    io.name, io.buffer
+                ));
             }
         }
         for w in &self.weights {
             if w.buffer >= nb {
-                return Err(format!("manifest: weight '{}' refers to buffer {} of {nb}", w.name, w.buffer));
+                return Err(format!(
+                    "manifest: weight '{}' refers to buffer {} of {nb}",
+                    w.name, w.buffer
+                ));
             }
         }
         for p in &self.programs {
             for (i, d) in p.dispatches.iter().enumerate() {
                 let k = self.kernels.get(d.kernel).ok_or_else(|| {
-                    format!("manifest: program '{}' dispatch {i} refers to kernel {} of {}", p.name, d.kernel, self.kernels.len())
+                    format!(
+                        "manifest: program '{}' dispatch {i} refers to kernel {} of {}",
+                        p.name,
+                        d.kernel,
+                        self.kernels.len()
+                    )
                 })?;
                 if d.buffers.len() + 1 != k.bindings.len() || d.params.len() != k.params.len() {
                     return Err(format!(
@@ -262,7 +273,10 @@ impl Manifest {
                     ));
                 }
                 if let Some(b) = d.buffers.iter().find(|&&b| b >= nb) {
-                    return Err(format!("manifest: program '{}' dispatch {i} refers to buffer {b} of {nb}", p.name));
+                    return Err(format!(
+                        "manifest: program '{}' dispatch {i} refers to buffer {b} of {nb}",
+                        p.name
+                    ));
                 }
             }
         }

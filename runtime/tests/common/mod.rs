@@ -67,14 +67,7 @@ pub fn io(name: &str, dtype: ElemType, storage: ElemType, shape: &[&str], buffer
 
 /// Adds a kernel whose WGSL lives in `<name>.wgsl`; `storage` lists bindings 1.. (true =
 /// read_write). Returns its index.
-pub fn kernel(
-    m: &mut Manifest,
-    name: &str,
-    storage: &[bool],
-    params: &[&str],
-    wg: u32,
-    splittable: bool,
-) -> usize {
+pub fn kernel(m: &mut Manifest, name: &str, storage: &[bool], params: &[&str], wg: u32, splittable: bool) -> usize {
     let mut bindings = vec![BindingKind::Uniform];
     bindings.extend(storage.iter().map(|&rw| {
         if rw {
@@ -97,13 +90,7 @@ pub fn kernel(
 }
 
 /// A dispatch of kernel `k` with an x grid expression.
-pub fn dispatch(
-    k: usize,
-    buffers: &[usize],
-    params: &[&str],
-    grid_x: &str,
-    label: &str,
-) -> Dispatch {
+pub fn dispatch(k: usize, buffers: &[usize], params: &[&str], grid_x: &str, label: &str) -> Dispatch {
     Dispatch {
         kernel: k,
         buffers: buffers.to_vec(),
@@ -181,12 +168,7 @@ pub fn write_bundle(dir: &Path, m: &mut Manifest, wgsl: &[String], weights: &[Te
         let views: Vec<(String, safetensors::tensor::TensorView)> = ws
             .iter()
             .map(|w| {
-                let v = safetensors::tensor::TensorView::new(
-                    st_dtype(w.dtype),
-                    w.shape.clone(),
-                    &w.data,
-                )
-                .unwrap();
+                let v = safetensors::tensor::TensorView::new(st_dtype(w.dtype), w.shape.clone(), &w.data).unwrap();
                 (w.name.clone(), v)
             })
             .collect();

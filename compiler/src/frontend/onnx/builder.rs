@@ -15,8 +15,8 @@ use super::proto::attribute_proto::AttributeType;
 pub use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::{dimension, Dimension};
 use super::proto::{
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
 };
 use prost::Message;
 

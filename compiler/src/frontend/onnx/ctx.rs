@@ -3,15 +3,12 @@
 
 use super::data::{self, Literal};
 use super::proto::{
-    attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto, TensorProto,
-    ValueInfoProto,
+    attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
 };
 use super::value::{Ints, Value};
 use super::{fold, lower, OnnxError, MAX_OPSET, MIN_OPSET};
 use crate::Model;
-use kiln_ir::{
-    DType, Dim, DimBindings, Graph, IrError, NodeId, Op, Tensor, TensorData, TensorType,
-};
+use kiln_ir::{DType, Dim, DimBindings, Graph, IrError, NodeId, Op, Tensor, TensorData, TensorType};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -61,11 +58,7 @@ impl<'a> N<'a> {
 
     /// The value name in input slot `i`, or `None` if the slot is absent or empty.
     pub fn input_name(&self, i: usize) -> Option<&'a str> {
-        self.proto
-            .input
-            .get(i)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.proto.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
     }
 
     /// A name for an IR node of this lowering: the node name, or `node/suffix`.
@@ -77,17 +70,8 @@ impl<'a> N<'a> {
         }
     }
 
-    fn attr(
-        &self,
-        name: &str,
-        want: AttributeType,
-    ) -> Result<Option<&'a AttributeProto>, OnnxError> {
-        let Some(a) = self
-            .proto
-            .attribute
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
-        else {
+    fn attr(&self, name: &str, want: AttributeType) -> Result<Option<&'a AttributeProto>, OnnxError> {
+        let Some(a) = self.proto.attribute.iter().find(|a| a.name.as_deref() == Some(name)) else {
             return Ok(None);
         };
         if a.ref_attr_name.as_deref().is_some_and(|r| !r.is_empty()) {
@@ -109,18 +93,13 @@ impl<'a> N<'a> {
 
     /// True if the node has the attribute.
     pub fn has_attr(&self, name: &str) -> bool {
-        self.proto
-            .attribute
-            .iter()
-            .any(|a| a.name.as_deref() == Some(name))
+        self.proto.attribute.iter().any(|a| a.name.as_deref() == Some(name))
     }
 
     /// An int attribute, if present.
     pub fn attr_i_opt(&self, name: &str) -> Result<Option<i64>, OnnxError> {
         Ok(match self.attr(name, AttributeType::Int)? {
-            Some(a) => {
-                Some(a.i.ok_or_else(|| self.err(format!("attribute '{name}' has no int value")))?)
-            }
+            Some(a) => Some(a.i.ok_or_else(|| self.err(format!("attribute '{name}' has no int value")))?),
             None => None,
         })
     }
@@ -143,25 +122,19 @@ impl<'a> N<'a> {
     /// A float attribute, if present.
     pub fn attr_f_opt(&self, name: &str) -> Result<Option<f32>, OnnxError> {
         Ok(match self.attr(name, AttributeType::Float)? {
-            Some(a) => {
-                Some(a.f.ok_or_else(|| self.err(format!("attribute '{name}' has no float value")))?)
-            }
+            Some(a) => Some(a.f.ok_or_else(|| self.err(format!("attribute '{name}' has no float value")))?),
             None => None,
         })
     }
 
     /// An ints attribute, if present.
     pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, OnnxError> {
-        Ok(self
-            .attr(name, AttributeType::Ints)?
-            .map(|a| a.ints.clone()))
+        Ok(self.attr(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
     }
 
     /// A floats attribute, if present.
     pub fn attr_floats(&self, name: &str) -> Result<Option<Vec<f32>>, OnnxError> {
-        Ok(self
-            .attr(name, AttributeType::Floats)?
-            .map(|a| a.floats.clone()))
+        Ok(self.attr(name, AttributeType::Floats)?.map(|a| a.floats.clone()))
     }
 
     /// A string attribute, if present.
@@ -223,10 +196,11 @@ impl Ctx {
         let Some(name) = n.input_name(i) else {
             return Ok(None);
         };
-        self.values
-            .get(name)
-            .map(Some)
-            .ok_or_else(|| n.err(format!("input {i} '{name}' is not produced by an earlier node, an initializer or a graph input")))
+        self.values.get(name).map(Some).ok_or_else(|| {
+            n.err(format!(
+                "input {i} '{name}' is not produced by an earlier node, an initializer or a graph input"
+            ))
+        })
     }
 
     /// True if input slot `i` holds a value.
@@ -336,13 +310,7 @@ impl Ctx {
 
     /// Adds an IR op for node `n` (named `node/suffix`), folding it to a constant when every input
     /// is constant; inference errors name the ONNX node.
-    pub fn add(
-        &mut self,
-        n: &N,
-        suffix: &str,
-        op: Op,
-        ins: &[NodeId],
-    ) -> Result<NodeId, OnnxError> {
+    pub fn add(&mut self, n: &N, suffix: &str, op: Op, ins: &[NodeId]) -> Result<NodeId, OnnxError> {
         let name = n.sub(suffix);
         let id = self.g.add(&name, op, ins).map_err(|e| ir_err(n, e))?;
         match fold::try_fold(&self.g, id, ins) {
@@ -369,16 +337,11 @@ impl Ctx {
 
     /// Reads a tensor proto into a value (`Ints` for small integer tensors).
     pub fn literal(&mut self, name: &str, t: &TensorProto) -> Result<Value, OnnxError> {
-        let lit =
-            data::read_tensor(t, self.base_dir.as_deref()).map_err(|msg| OnnxError::Tensor {
-                name: name.into(),
-                msg,
-            })?;
+        let lit = data::read_tensor(t, self.base_dir.as_deref())
+            .map_err(|msg| OnnxError::Tensor { name: name.into(), msg })?;
         Ok(match lit {
             Literal::Tensor(t) => Value::Node(self.g.add_const(name, t)),
-            Literal::Int { shape, values } if values.len() <= INTS_LIMIT => {
-                Value::Ints(Ints::from_i64(shape, &values))
-            }
+            Literal::Int { shape, values } if values.len() <= INTS_LIMIT => Value::Ints(Ints::from_i64(shape, &values)),
             Literal::Int { shape, values } => {
                 let v = values
                     .iter()
@@ -453,15 +416,15 @@ fn value_type(
         name: name.clone(),
         msg,
     };
-    let tt =
-        match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-            Some(T::TensorType(t)) => t,
-            Some(_) => return Err(err(
-                "sequences, maps, optionals and sparse tensors are not supported (only tensors)"
-                    .into(),
-            )),
-            None => return Err(err("has no type".into())),
-        };
+    let tt = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(T::TensorType(t)) => t,
+        Some(_) => {
+            return Err(err(
+                "sequences, maps, optionals and sparse tensors are not supported (only tensors)".into(),
+            ))
+        }
+        None => return Err(err("has no type".into())),
+    };
     let et = tt.elem_type.unwrap_or(0);
     data::io_elem(et).map_err(err)?;
     let dtype = data::ir_dtype(et).map_err(err)?;
@@ -512,17 +475,11 @@ pub(crate) fn lower_model(
     let mut opsets: HashMap<String, i64> = HashMap::new();
     for o in &m.opset_import {
         let d = o.domain.clone().unwrap_or_default();
-        let d = if is_default_domain(&d) {
-            String::new()
-        } else {
-            d
-        };
+        let d = if is_default_domain(&d) { String::new() } else { d };
         opsets.insert(d, o.version.unwrap_or(0));
     }
     let opset = *opsets.get("").ok_or_else(|| {
-        OnnxError::Opset(
-            "the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into(),
-        )
+        OnnxError::Opset("the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into())
     })?;
     if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
         return Err(OnnxError::Opset(format!(
@@ -545,9 +502,7 @@ pub(crate) fn lower_model(
         }
     }
     if !graph.sparse_initializer.is_empty() {
-        return Err(OnnxError::Model(
-            "sparse initializers are not supported".into(),
-        ));
+        return Err(OnnxError::Model("sparse initializers are not supported".into()));
     }
 
     let mut cx = Ctx::new(base_dir);
@@ -585,7 +540,11 @@ pub(crate) fn lower_model(
         return Err(OnnxError::Model(format!(
             "--dim {}: the model has no symbolic dim of that name (its symbolic input dims: {})",
             unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     for (i, node) in graph.node.iter().enumerate() {
@@ -613,15 +572,11 @@ pub(crate) fn lower_model(
     }
     for v in &graph.output {
         let name = v.name.clone().unwrap_or_default();
-        let val = cx
-            .values
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| OnnxError::GraphIo {
-                kind: "output",
-                name: name.clone(),
-                msg: "is not produced by any node, initializer or input".into(),
-            })?;
+        let val = cx.values.get(&name).cloned().ok_or_else(|| OnnxError::GraphIo {
+            kind: "output",
+            name: name.clone(),
+            msg: "is not produced by any node, initializer or input".into(),
+        })?;
         let id = cx.node_of(&name, &val).map_err(|msg| OnnxError::GraphIo {
             kind: "output",
             name: name.clone(),
@@ -690,24 +645,18 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
     let wants_constant = msg.contains("compile-time") || msg.contains("compile time");
     // The slot: the number after the first "input ".
     let slot = msg.find("input ").and_then(|at| {
-        let digits: String = msg[at + 6..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
+        let digits: String = msg[at + 6..].chars().take_while(char::is_ascii_digit).collect();
         digits.parse::<usize>().ok()
     });
     let value = slot.and_then(|i| node.input.get(i)).filter(|v| {
         !v.is_empty()
             && graph.input.iter().any(|g| g.name.as_ref() == Some(*v))
-            && !graph
-                .initializer
-                .iter()
-                .any(|t| t.name.as_ref() == Some(*v))
+            && !graph.initializer.iter().any(|t| t.name.as_ref() == Some(*v))
     });
     let msg = match value {
-        Some(v) if wants_constant => format!(
-            "{msg}; it is graph input '{v}': freeze it to a value with `kiln compile --freeze {v}=FILE.npy`"
-        ),
+        Some(v) if wants_constant => {
+            format!("{msg}; it is graph input '{v}': freeze it to a value with `kiln compile --freeze {v}=FILE.npy`")
+        }
         _ => msg,
     };
     OnnxError::Node {

@@ -104,10 +104,7 @@ pub(crate) fn read_tensor(t: &TensorProto, base: Option<&Path>) -> Result<Litera
     let kind = DataType::try_from(dt).map_err(|_| format!("unknown element type {dt}"))?;
     let count = |len: usize, what: &str| -> Result<(), String> {
         if len != n {
-            Err(format!(
-                "{what} holds {len} elements but dims {:?} need {n}",
-                t.dims
-            ))
+            Err(format!("{what} holds {len} elements but dims {:?} need {n}", t.dims))
         } else {
             Ok(())
         }
@@ -143,10 +140,7 @@ pub(crate) fn read_tensor(t: &TensorProto, base: Option<&Path>) -> Result<Litera
     Ok(match kind {
         DataType::Float => {
             let v: Vec<f32> = match raw_elems(4)? {
-                Some(c) => c
-                    .iter()
-                    .map(|b| f32::from_le_bytes((*b).try_into().unwrap()))
-                    .collect(),
+                Some(c) => c.iter().map(|b| f32::from_le_bytes((*b).try_into().unwrap())).collect(),
                 None => {
                     count(t.float_data.len(), "float_data")?;
                     t.float_data.clone()
@@ -169,10 +163,7 @@ pub(crate) fn read_tensor(t: &TensorProto, base: Option<&Path>) -> Result<Litera
         }
         DataType::Float16 => {
             let v: Vec<f16> = match raw_elems(2)? {
-                Some(c) => c
-                    .iter()
-                    .map(|b| f16::from_le_bytes((*b).try_into().unwrap()))
-                    .collect(),
+                Some(c) => c.iter().map(|b| f16::from_le_bytes((*b).try_into().unwrap())).collect(),
                 None => int32s("int32_data")?
                     .into_iter()
                     .map(|x| f16::from_bits(x as u16))
@@ -219,10 +210,7 @@ pub(crate) fn read_tensor(t: &TensorProto, base: Option<&Path>) -> Result<Litera
                         }
                     })
                     .collect(),
-                None => int32s("int32_data")?
-                    .into_iter()
-                    .map(|x| x as i64)
-                    .collect(),
+                None => int32s("int32_data")?.into_iter().map(|x| x as i64).collect(),
             };
             Literal::Int { shape, values }
         }
@@ -232,19 +220,13 @@ pub(crate) fn read_tensor(t: &TensorProto, base: Option<&Path>) -> Result<Litera
                     .iter()
                     .map(|b| i32::from_le_bytes((*b).try_into().unwrap()) as i64)
                     .collect(),
-                None => int32s("int32_data")?
-                    .into_iter()
-                    .map(|x| x as i64)
-                    .collect(),
+                None => int32s("int32_data")?.into_iter().map(|x| x as i64).collect(),
             };
             Literal::Int { shape, values }
         }
         DataType::Int64 => {
             let values = match raw_elems(8)? {
-                Some(c) => c
-                    .iter()
-                    .map(|b| i64::from_le_bytes((*b).try_into().unwrap()))
-                    .collect(),
+                Some(c) => c.iter().map(|b| i64::from_le_bytes((*b).try_into().unwrap())).collect(),
                 None => {
                     count(t.int64_data.len(), "int64_data")?;
                     t.int64_data.clone()
@@ -253,18 +235,12 @@ pub(crate) fn read_tensor(t: &TensorProto, base: Option<&Path>) -> Result<Litera
             Literal::Int { shape, values }
         }
         DataType::Uint32 | DataType::Uint64 => {
-            let wide: Vec<u64> = match (
-                kind,
-                raw_elems(if kind == DataType::Uint32 { 4 } else { 8 })?,
-            ) {
+            let wide: Vec<u64> = match (kind, raw_elems(if kind == DataType::Uint32 { 4 } else { 8 })?) {
                 (DataType::Uint32, Some(c)) => c
                     .iter()
                     .map(|b| u32::from_le_bytes((*b).try_into().unwrap()) as u64)
                     .collect(),
-                (_, Some(c)) => c
-                    .iter()
-                    .map(|b| u64::from_le_bytes((*b).try_into().unwrap()))
-                    .collect(),
+                (_, Some(c)) => c.iter().map(|b| u64::from_le_bytes((*b).try_into().unwrap())).collect(),
                 (_, None) => {
                     count(t.uint64_data.len(), "uint64_data")?;
                     t.uint64_data.clone()
@@ -305,25 +281,20 @@ fn read_external(t: &TensorProto, base: Option<&Path>) -> Result<Vec<u8>, String
     }
     let location = location.ok_or("external data has no 'location'")?;
     let rel = Path::new(&location);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!("external data location '{location}' must be a relative path inside the model's directory"));
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!(
+            "external data location '{location}' must be a relative path inside the model's directory"
+        ));
     }
     let path = match base {
         Some(b) => b.join(rel),
         None => rel.to_path_buf(),
     };
-    let bytes = std::fs::read(&path)
-        .map_err(|e| format!("cannot read external data file '{}': {e}", path.display()))?;
-    let start =
-        usize::try_from(offset).map_err(|_| "external data offset too large".to_string())?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("cannot read external data file '{}': {e}", path.display()))?;
+    let start = usize::try_from(offset).map_err(|_| "external data offset too large".to_string())?;
     let end = match length {
-        Some(l) => start
-            .checked_add(l as usize)
-            .ok_or("external data length too large")?,
+        Some(l) => start.checked_add(l as usize).ok_or("external data length too large")?,
         None => bytes.len(),
     };
     if start > bytes.len() || end > bytes.len() {

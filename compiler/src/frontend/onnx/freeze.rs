@@ -48,10 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 /// assert_eq!(m.graph.inputs().len(), 1); // only "x" is left
 /// # Ok::<(), kiln_compiler::frontend::onnx::OnnxError>(())
 /// ```
-pub fn freeze_inputs(
-    model: &mut ModelProto,
-    values: &HashMap<String, Tensor>,
-) -> Result<(), OnnxError> {
+pub fn freeze_inputs(model: &mut ModelProto, values: &HashMap<String, Tensor>) -> Result<(), OnnxError> {
     freeze_with_dims(model, values, &DimBindings::new()).map(|_| ())
 }
 
@@ -59,10 +56,7 @@ pub fn freeze_inputs(
 /// an ONNX test data set). Integers keep their exact int64 values (e.g. `INT64_MAX` slice ends,
 /// which an IR `i32` tensor cannot hold). The proto's data type must be the declared one, or
 /// `INT32` for an `INT64` input; its name is replaced by the input's.
-pub fn freeze_input_protos(
-    model: &mut ModelProto,
-    values: &HashMap<String, TensorProto>,
-) -> Result<(), OnnxError> {
+pub fn freeze_input_protos(model: &mut ModelProto, values: &HashMap<String, TensorProto>) -> Result<(), OnnxError> {
     freeze_protos(model, values, &DimBindings::new()).map(|_| ())
 }
 
@@ -120,14 +114,10 @@ fn declaration<'a>(g: &'a GraphProto, name: &str) -> Result<&'a type_proto::Tens
     };
     match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) if t.elem_type.is_some_and(|e| e != 0) => Ok(t),
-        Some(type_proto::Value::TensorType(_)) => Err(input_err(
-            name,
-            "cannot be frozen: it declares no element type".into(),
-        )),
-        _ => Err(input_err(
-            name,
-            "cannot be frozen: only tensor inputs can be".into(),
-        )),
+        Some(type_proto::Value::TensorType(_)) => {
+            Err(input_err(name, "cannot be frozen: it declares no element type".into()))
+        }
+        _ => Err(input_err(name, "cannot be frozen: only tensor inputs can be".into())),
     }
 }
 
@@ -230,9 +220,7 @@ fn freeze_protos(
                     }
                     // Named params only, as the frontend reads them ("?" names nothing).
                     Some(dimension::Value::DimParam(p)) if p.chars().any(char::is_alphabetic) => {
-                        let bound = dims
-                            .get(p)
-                            .or_else(|| dims.get(&super::ctx::symbol_name(p)));
+                        let bound = dims.get(p).or_else(|| dims.get(&super::ctx::symbol_name(p)));
                         if let Some(&b) = bound.filter(|&&b| b != v) {
                             return Err(err(format!(
                                 "cannot be frozen: dim {k} ('{p}') of the value is {v}, but '{p}' is bound to {b}"
@@ -263,9 +251,7 @@ fn freeze_protos(
     g.initializer.retain(|t| !is_frozen(&t.name));
     // A dim_param fixed by a frozen value is fixed in the other inputs too.
     for v in &mut g.input {
-        if let Some(type_proto::Value::TensorType(tt)) =
-            v.r#type.as_mut().and_then(|t| t.value.as_mut())
-        {
+        if let Some(type_proto::Value::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
             for d in tt.shape.iter_mut().flat_map(|s| s.dim.iter_mut()) {
                 if let Some(dimension::Value::DimParam(p)) = &d.value {
                     if let Some((size, _)) = sizes.get(p) {
@@ -310,17 +296,13 @@ mod tests {
         let mut m = model();
         let err = load_onnx_proto(&m, "m", &DimBindings::new(), None).unwrap_err();
         assert!(
-            err.to_string().contains("graph input 'shape'")
-                && err.to_string().contains("--freeze shape="),
+            err.to_string().contains("graph input 'shape'") && err.to_string().contains("--freeze shape="),
             "{err}"
         );
         freeze_one(&mut m, "shape", Tensor::i32(vec![2], vec![3, -1])).unwrap();
         let g = m.graph.as_ref().unwrap();
         assert_eq!(g.input.len(), 2);
-        let init = g
-            .initializer
-            .iter()
-            .find(|t| t.name.as_deref() == Some("shape"));
+        let init = g.initializer.iter().find(|t| t.name.as_deref() == Some("shape"));
         assert_eq!(init.unwrap().int64_data, vec![3, -1]);
         let model = load_onnx_proto(&m, "m", &DimBindings::new(), None).unwrap();
         let names: Vec<String> = model
@@ -337,25 +319,13 @@ mod tests {
         let mut m = model();
         freeze_one(&mut m, "bias", Tensor::f32(vec![4, 1], vec![1.0; 4])).unwrap();
         let g = m.graph.as_ref().unwrap();
-        let Some(type_proto::Value::TensorType(tt)) =
-            g.input[0].r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
+        let Some(type_proto::Value::TensorType(tt)) = g.input[0].r#type.as_ref().and_then(|t| t.value.as_ref()) else {
             panic!("tensor input")
         };
-        let dims: Vec<_> = tt
-            .shape
-            .as_ref()
-            .unwrap()
-            .dim
-            .iter()
-            .map(|d| d.value.clone())
-            .collect();
+        let dims: Vec<_> = tt.shape.as_ref().unwrap().dim.iter().map(|d| d.value.clone()).collect();
         assert_eq!(
             dims,
-            [
-                Some(dimension::Value::DimValue(4)),
-                Some(dimension::Value::DimValue(3))
-            ]
+            [Some(dimension::Value::DimValue(4)), Some(dimension::Value::DimValue(3))]
         );
     }
 
@@ -384,9 +354,7 @@ mod tests {
         assert!(e.contains("('n')") && e.contains("input 'bias'"), "{e}");
         let bound = DimBindings::from([("n".to_string(), 7)]);
         let x = HashMap::from([("x".to_string(), Tensor::f32(vec![2, 3], vec![0.0; 6]))]);
-        let e = freeze_with_dims(&mut m, &x, &bound)
-            .unwrap_err()
-            .to_string();
+        let e = freeze_with_dims(&mut m, &x, &bound).unwrap_err().to_string();
         assert!(e.contains("bound to 7"), "{e}");
         let mut ok = model();
         let bound = DimBindings::from([("n".to_string(), 2)]);
@@ -410,12 +378,7 @@ mod tests {
         assert_eq!(g.initializer[0].int64_data, vec![i64::MAX, 1]);
         let mut m = model();
         let wrong = tensor_f32_raw("", &[2], &[1.0, 2.0]);
-        let e = freeze_input_protos(&mut m, &HashMap::from([("shape".to_string(), wrong)]))
-            .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("declared INT64 but the value is FLOAT"),
-            "{e}"
-        );
+        let e = freeze_input_protos(&mut m, &HashMap::from([("shape".to_string(), wrong)])).unwrap_err();
+        assert!(e.to_string().contains("declared INT64 but the value is FLOAT"), "{e}");
     }
 }

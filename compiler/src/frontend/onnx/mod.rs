@@ -118,11 +118,7 @@ pub fn load_onnx(path: &Path, dims: &DimBindings) -> Result<Model, OnnxError> {
 /// (Reshape's shape, Slice's starts, Resize's scales, ...) become compile-time constants, and
 /// the loaded model no longer has those inputs. Each value must have the input's declared
 /// element type (`INT64` inputs take i32 tensors) and fit its declared shape and `dims`.
-pub fn load_onnx_frozen(
-    path: &Path,
-    dims: &DimBindings,
-    values: &HashMap<String, Tensor>,
-) -> Result<Model, OnnxError> {
+pub fn load_onnx_frozen(path: &Path, dims: &DimBindings, values: &HashMap<String, Tensor>) -> Result<Model, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
         path: path.to_path_buf(),
         source,
@@ -181,10 +177,7 @@ fn decode(bytes: &[u8], name: &str) -> Result<proto::ModelProto, OnnxError> {
 /// Converts a `TensorProto` (e.g. a test input read from a `.pb` file) to an IR tensor with the
 /// frontend's dtype rules: int64/int32/int16 data become i32 (values must fit), f64/bf16 become
 /// f32. External data is resolved relative to `base_dir`.
-pub fn tensor_from_proto(
-    t: &proto::TensorProto,
-    base_dir: Option<&Path>,
-) -> Result<kiln_ir::Tensor, OnnxError> {
+pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Result<kiln_ir::Tensor, OnnxError> {
     let name = t.name.clone().unwrap_or_default();
     let err = |msg: String| OnnxError::Tensor {
         name: name.clone(),
@@ -195,9 +188,7 @@ pub fn tensor_from_proto(
         data::Literal::Int { shape, values } => {
             let v = values
                 .iter()
-                .map(|&x| {
-                    i32::try_from(x).map_err(|_| err(format!("value {x} is outside the i32 range")))
-                })
+                .map(|&x| i32::try_from(x).map_err(|_| err(format!("value {x} is outside the i32 range"))))
                 .collect::<Result<Vec<i32>, _>>()?;
             Ok(kiln_ir::Tensor::i32(shape, v))
         }

@@ -79,9 +79,10 @@ impl Ints {
                     "shape of symbolic dim {d} needs --dim (the value is used as tensor data, which needs a concrete size)"
                 ));
             };
-            v.push(i32::try_from(c).map_err(|_| {
-                format!("value {c} is outside the i32 range that Kiln uses for ONNX int64 data")
-            })?);
+            v.push(
+                i32::try_from(c)
+                    .map_err(|_| format!("value {c} is outside the i32 range that Kiln uses for ONNX int64 data"))?,
+            );
         }
         if self.boolean {
             let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();

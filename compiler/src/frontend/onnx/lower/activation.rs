@@ -13,8 +13,7 @@ pub(crate) fn lower(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let dt = cx.ty(x).dtype;
     let unary = |cx: &mut Ctx, suffix: &str, u: UnaryOp, x| cx.add(n, suffix, Op::Unary(u), &[x]);
-    let bin =
-        |cx: &mut Ctx, suffix: &str, b: BinaryOp, x, y| cx.add(n, suffix, Op::Binary(b), &[x, y]);
+    let bin = |cx: &mut Ctx, suffix: &str, b: BinaryOp, x, y| cx.add(n, suffix, Op::Binary(b), &[x, y]);
     let y = match n.op {
         "Relu" => unary(cx, "", UnaryOp::Relu, x)?,
         "Sigmoid" => unary(cx, "", UnaryOp::Sigmoid, x)?,
@@ -52,14 +51,7 @@ pub(crate) fn lower(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             let approximate = n.attr_s("approximate")?.unwrap_or_else(|| "none".into());
             let inner = match approximate.as_str() {
                 "none" => {
-                    let s = with_scalar(
-                        cx,
-                        n,
-                        "scaled",
-                        BinaryOp::Mul,
-                        x,
-                        std::f64::consts::FRAC_1_SQRT_2,
-                    )?;
+                    let s = with_scalar(cx, n, "scaled", BinaryOp::Mul, x, std::f64::consts::FRAC_1_SQRT_2)?;
                     unary(cx, "erf", UnaryOp::Erf, s)?
                 }
                 "tanh" => {
@@ -68,14 +60,7 @@ pub(crate) fn lower(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                     let x3 = bin(cx, "x3", BinaryOp::Mul, x2, x)?;
                     let c = with_scalar(cx, n, "cubic", BinaryOp::Mul, x3, 0.044715)?;
                     let s = bin(cx, "sum", BinaryOp::Add, x, c)?;
-                    let k = with_scalar(
-                        cx,
-                        n,
-                        "scaled",
-                        BinaryOp::Mul,
-                        s,
-                        (2.0 / std::f64::consts::PI).sqrt(),
-                    )?;
+                    let k = with_scalar(cx, n, "scaled", BinaryOp::Mul, s, (2.0 / std::f64::consts::PI).sqrt())?;
                     unary(cx, "tanh", UnaryOp::Tanh, k)?
                 }
                 other => {

@@ -29,13 +29,7 @@ use crate::frontend::onnx::OnnxError;
 use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, SliceAxis, TExpr, UnaryOp};
 
 /// Splits `[B, S, H*D]` into heads `[B, H, S, D]`.
-fn split_heads(
-    cx: &mut Ctx,
-    n: &N,
-    what: &str,
-    x: NodeId,
-    heads: i64,
-) -> Result<NodeId, OnnxError> {
+fn split_heads(cx: &mut Ctx, n: &N, what: &str, x: NodeId, heads: i64) -> Result<NodeId, OnnxError> {
     let s = cx.ty(x).shape.clone();
     let hd = s[2].exact_div(&Dim::c(heads)).ok_or_else(|| {
         n.err(format!(
@@ -58,8 +52,7 @@ fn softmax_dtype(n: &N, dt: DType) -> Result<DType, OnnxError> {
     match n.attr_i_opt("softmax_precision")? {
         None => Ok(dt),
         Some(p) => {
-            let d = data::ir_dtype(p as i32)
-                .map_err(|m| n.err(format!("attribute 'softmax_precision': {m}")))?;
+            let d = data::ir_dtype(p as i32).map_err(|m| n.err(format!("attribute 'softmax_precision': {m}")))?;
             if !d.is_float() {
                 return Err(n.err(format!(
                     "attribute 'softmax_precision' must be a float type, got {}",
@@ -116,9 +109,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let softcap = n.attr_f("softcap", 0.0)? as f64;
     let mode = n.attr_i("qk_matmul_output_mode", 0)?;
     if !(0..=3).contains(&mode) {
-        return Err(n.err(format!(
-            "attribute 'qk_matmul_output_mode' must be 0..=3, got {mode}"
-        )));
+        return Err(n.err(format!("attribute 'qk_matmul_output_mode' must be 0..=3, got {mode}")));
     }
     let sm_dt = softmax_dtype(n, dt)?;
 
@@ -128,9 +119,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             let qh = n.attr_i_opt("q_num_heads")?;
             let kvh = n.attr_i_opt("kv_num_heads")?;
             let (Some(qh), Some(kvh)) = (qh, kvh) else {
-                return Err(
-                    n.err("3-D inputs need the attributes 'q_num_heads' and 'kv_num_heads'")
-                );
+                return Err(n.err("3-D inputs need the attributes 'q_num_heads' and 'kv_num_heads'"));
             };
             if qh <= 0 || kvh <= 0 {
                 return Err(n.err(format!(
@@ -159,12 +148,12 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let mut present_k = k;
     let mut present_v = v;
     if let (Some(pk), Some(pv)) = (past_k, past_v) {
-        past_len = cx.ty(pk).shape.get(2).cloned().ok_or_else(|| {
-            n.err(format!(
-                "past_key must be 4-D, got {}",
-                cx.ty(pk).describe()
-            ))
-        })?;
+        past_len = cx
+            .ty(pk)
+            .shape
+            .get(2)
+            .cloned()
+            .ok_or_else(|| n.err(format!("past_key must be 4-D, got {}", cx.ty(pk).describe())))?;
         present_k = cx.add(n, "present_key", Op::Concat { axis: 2 }, &[pk, k])?;
         present_v = cx.add(n, "present_value", Op::Concat { axis: 2 }, &[pv, v])?;
     }
@@ -194,11 +183,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             shape[last] = t_len.clone();
             let index: Vec<TExpr> = (0..mt.rank()).map(TExpr::Coord).collect();
             let expr = TExpr::select(
-                TExpr::Coord(last).cmp(
-                    BinaryOp::Less,
-                    TExpr::Dim(mt.shape[last].clone()),
-                    DType::I32,
-                ),
+                TExpr::Coord(last).cmp(BinaryOp::Less, TExpr::Dim(mt.shape[last].clone()), DType::I32),
                 TExpr::Load { input: 0, index },
                 TExpr::Lit(neg_inf, dt),
             );
@@ -242,18 +227,18 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         conds.push(kj.clone().cmp(BinaryOp::LessEqual, pos.clone(), DType::I32));
     }
     if left >= 0 {
-        conds.push(pos.clone().sub(kj.clone()).cmp(
-            BinaryOp::LessEqual,
-            TExpr::int(left),
-            DType::I32,
-        ));
+        conds.push(
+            pos.clone()
+                .sub(kj.clone())
+                .cmp(BinaryOp::LessEqual, TExpr::int(left), DType::I32),
+        );
     }
     if right >= 0 {
-        conds.push(kj.clone().sub(pos.clone()).cmp(
-            BinaryOp::LessEqual,
-            TExpr::int(right),
-            DType::I32,
-        ));
+        conds.push(
+            kj.clone()
+                .sub(pos.clone())
+                .cmp(BinaryOp::LessEqual, TExpr::int(right), DType::I32),
+        );
     }
     if per_batch {
         conds.push(kj.clone().cmp(BinaryOp::Less, valid, DType::I32));
@@ -264,10 +249,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     {
         let expr = TExpr::select(allowed, TExpr::Lit(0.0, dt), TExpr::Lit(neg_inf, dt));
         let (shape, ins) = match nonpad {
-            Some(v) => (
-                vec![batch.clone(), Dim::c(1), s_len.clone(), t_len.clone()],
-                vec![v],
-            ),
+            Some(v) => (vec![batch.clone(), Dim::c(1), s_len.clone(), t_len.clone()], vec![v]),
             None => (vec![s_len.clone(), t_len.clone()], vec![]),
         };
         let structural = cx.add(
@@ -324,12 +306,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             n,
             "q_grouped",
             q,
-            vec![
-                batch.clone(),
-                kv_heads.clone(),
-                r.mul(&s_len),
-                head_size.clone(),
-            ],
+            vec![batch.clone(), kv_heads.clone(), r.mul(&s_len), head_size.clone()],
         )?;
         q = q_g;
         Some(r)
@@ -363,15 +340,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if sm_dt != dt {
         logits = cx.add(n, "softmax_in", Op::Cast(sm_dt), &[logits])?;
     }
-    let mut probs = cx.add(
-        n,
-        "softmax",
-        Op::Softmax {
-            axis: 3,
-            log: false,
-        },
-        &[logits],
-    )?;
+    let mut probs = cx.add(n, "softmax", Op::Softmax { axis: 3, log: false }, &[logits])?;
     let may_mask_rows = mask.is_some() || nonpad.is_some() || left >= 0 || right >= 0;
     if let Some(b) = bias.filter(|_| may_mask_rows) {
         // Rows with no attendable key (bias all -inf) become zero.
@@ -408,12 +377,7 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             n,
             "probs_grouped",
             p,
-            vec![
-                batch.clone(),
-                kv_heads.clone(),
-                r.mul(&s_len),
-                t_len.clone(),
-            ],
+            vec![batch.clone(), kv_heads.clone(), r.mul(&s_len), t_len.clone()],
         )?;
     }
     let mut y = cx.add(n, "pv", Op::MatMul, &[p, present_v])?;
@@ -454,10 +418,7 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     let xt = cx.ty(x).clone();
     let dt = xt.dtype;
     if !dt.is_float() {
-        return Err(n.err(format!(
-            "input must be floating point, got {}",
-            xt.describe()
-        )));
+        return Err(n.err(format!("input must be floating point, got {}", xt.describe())));
     }
     let interleaved = n.attr_i("interleaved", 0)? != 0;
     // (batch, seq) coordinates and the head size.
@@ -525,10 +486,7 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     } else {
         let c = TExpr::Coord(2);
         let base = c.clone().sub(c.clone().rem(TExpr::int(hs)));
-        (
-            c.rem(TExpr::int(hs)),
-            Box::new(move |e| base.clone().add(e)),
-        )
+        (c.rem(TExpr::int(hs)), Box::new(move |e| base.clone().add(e)))
     };
     let x_at = |e: TExpr| {
         let mut index: Vec<TExpr> = (0..rank).map(TExpr::Coord).collect();
@@ -537,9 +495,7 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     };
     let i32c = |v: i64| TExpr::int(v);
     let first = if interleaved {
-        d.clone()
-            .rem(i32c(2))
-            .cmp(BinaryOp::Equal, i32c(0), DType::I32)
+        d.clone().rem(i32c(2)).cmp(BinaryOp::Equal, i32c(0), DType::I32)
     } else {
         d.clone().cmp(BinaryOp::Less, i32c(half), DType::I32)
     };
@@ -549,11 +505,7 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         d.clone().rem(i32c(half))
     };
     let step = if interleaved { 1 } else { half };
-    let p = TExpr::select(
-        first.clone(),
-        d.clone().add(i32c(step)),
-        d.clone().sub(i32c(step)),
-    );
+    let p = TExpr::select(first.clone(), d.clone().add(i32c(step)), d.clone().sub(i32c(step)));
     let b = TExpr::Coord(0);
     let s = TExpr::Coord(seq_axis);
     let cache = |slot: usize| {
@@ -571,22 +523,14 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         TExpr::Load { input: slot, index }
     };
     let fb = |op, a: TExpr, c: TExpr| TExpr::Binary(op, Box::new(a), Box::new(c), dt);
-    let signed_sin = TExpr::select(
-        first,
-        TExpr::Unary(UnaryOp::Neg, Box::new(cache(2)), dt),
-        cache(2),
-    );
+    let signed_sin = TExpr::select(first, TExpr::Unary(UnaryOp::Neg, Box::new(cache(2)), dt), cache(2));
     let rotated = fb(
         BinaryOp::Add,
         fb(BinaryOp::Mul, cache(1), x_at(d.clone())),
         fb(BinaryOp::Mul, signed_sin, x_at(p)),
     );
     let expr = if rot < hs {
-        TExpr::select(
-            d.clone().cmp(BinaryOp::Less, i32c(rot), DType::I32),
-            rotated,
-            x_at(d),
-        )
+        TExpr::select(d.clone().cmp(BinaryOp::Less, i32c(rot), DType::I32), rotated, x_at(d))
     } else {
         rotated
     };
@@ -625,9 +569,7 @@ const LINEAR_ATTENTION_MAX_STEPS: i64 = 256;
 /// `y_t = scale * q_t S`, unrolled over the (concrete) sequence length in f32. Query heads
 /// share kv heads in groups (`q_t` reshaped to `[B, Hkv, group, dk]`, no state copies).
 pub(crate) fn linear_attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
-    let rule = n
-        .attr_s("update_rule")?
-        .unwrap_or_else(|| "gated_delta".into());
+    let rule = n.attr_s("update_rule")?.unwrap_or_else(|| "gated_delta".into());
     let (gating, delta) = match rule.as_str() {
         "linear" => (false, false),
         "gated" => (true, false),
@@ -639,8 +581,7 @@ pub(crate) fn linear_attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
             )))
         }
     };
-    let (Some(hq), Some(hkv)) = (n.attr_i_opt("q_num_heads")?, n.attr_i_opt("kv_num_heads")?)
-    else {
+    let (Some(hq), Some(hkv)) = (n.attr_i_opt("q_num_heads")?, n.attr_i_opt("kv_num_heads")?) else {
         return Err(n.err("the attributes 'q_num_heads' and 'kv_num_heads' are required"));
     };
     if hq <= 0 || hkv <= 0 || hq % hkv != 0 {
@@ -719,11 +660,7 @@ pub(crate) fn linear_attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         }
         let l = last.expect("checked");
         let x = f32_(cx, &format!("{what}_f32"), x)?;
-        let heads = if l == hkv * dk.as_const().unwrap_or(-1) {
-            hkv
-        } else {
-            l
-        };
+        let heads = if l == hkv * dk.as_const().unwrap_or(-1) { hkv } else { l };
         split_heads(cx, n, what, x, heads)
     };
     let dk_c = dk.as_const().unwrap_or(-1);
@@ -786,14 +723,7 @@ pub(crate) fn linear_attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
             let g = step(cx, "decay", d4, t)?;
             let g = cx.add(n, &format!("decay_exp_{t}"), Op::Unary(UnaryOp::Exp), &[g])?;
             let g = transpose(cx, n, &format!("decay_col_{t}"), g, vec![0, 1, 3, 2])?;
-            state = Some(bin(
-                cx,
-                n,
-                &format!("state_decayed_{t}"),
-                BinaryOp::Mul,
-                s,
-                g,
-            )?);
+            state = Some(bin(cx, n, &format!("state_decayed_{t}"), BinaryOp::Mul, s, g)?);
         }
         if let Some(b4) = beta4 {
             if let Some(s) = state {
@@ -862,11 +792,7 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
     let silu = match act.as_str() {
         "none" => false,
         "silu" | "swish" => true,
-        other => {
-            return Err(n.err(format!(
-                "activation must be none, silu or swish, got '{other}'"
-            )))
-        }
+        other => return Err(n.err(format!("activation must be none, silu or swish, got '{other}'"))),
     };
     let xt = cx.ty(x).clone();
     let wt = cx.ty(w).clone();
@@ -882,11 +808,7 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
         .as_const()
         .ok_or_else(|| n.err("the kernel size must be concrete"))?;
     let pad = k - 1;
-    let (b, c, t) = (
-        xt.shape[0].clone(),
-        xt.shape[1].clone(),
-        xt.shape[2].clone(),
-    );
+    let (b, c, t) = (xt.shape[0].clone(), xt.shape[1].clone(), xt.shape[2].clone());
     let mut ins = vec![x, w];
     let past_slot = past.map(|p| {
         ins.push(p);
@@ -909,11 +831,7 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
         let from_x = f(
             TExpr::Load {
                 input: 0,
-                index: vec![
-                    TExpr::Coord(0),
-                    TExpr::Coord(1),
-                    j.clone().sub(TExpr::int(pad)),
-                ],
+                index: vec![TExpr::Coord(0), TExpr::Coord(1), j.clone().sub(TExpr::int(pad))],
             },
             dt,
         );
@@ -927,11 +845,7 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
             ),
             None => TExpr::Lit(0.0, DType::F32),
         };
-        TExpr::select(
-            j.cmp(BinaryOp::Less, TExpr::int(pad), DType::I32),
-            from_past,
-            from_x,
-        )
+        TExpr::select(j.cmp(BinaryOp::Less, TExpr::int(pad), DType::I32), from_past, from_x)
     };
     let fb = |op, a: TExpr, c: TExpr| TExpr::Binary(op, Box::new(a), Box::new(c), DType::F32);
     let mut acc = match bias_slot {
@@ -955,20 +869,12 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
         acc = fb(
             BinaryOp::Add,
             acc,
-            fb(
-                BinaryOp::Mul,
-                wv,
-                padded(TExpr::Coord(2).add(TExpr::int(i))),
-            ),
+            fb(BinaryOp::Mul, wv, padded(TExpr::Coord(2).add(TExpr::int(i)))),
         );
     }
     if dt != DType::F32 {
         // The reference rounds the convolution to the input type before the activation.
-        acc = TExpr::Cast(
-            Box::new(TExpr::Cast(Box::new(acc), DType::F32, dt)),
-            dt,
-            DType::F32,
-        );
+        acc = TExpr::Cast(Box::new(TExpr::Cast(Box::new(acc), DType::F32, dt)), dt, DType::F32);
     }
     if silu {
         let s = TExpr::Unary(UnaryOp::Sigmoid, Box::new(acc.clone()), DType::F32);

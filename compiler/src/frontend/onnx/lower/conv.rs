@@ -19,21 +19,12 @@ struct Window {
 }
 
 /// Reads `strides`, `dilations`, `pads` / `auto_pad` for `sp` spatial axes with the given kernel.
-fn window(
-    n: &N,
-    kernel: Vec<usize>,
-    spatial: &[Dim],
-    ceil_mode: bool,
-) -> Result<Window, OnnxError> {
+fn window(n: &N, kernel: Vec<usize>, spatial: &[Dim], ceil_mode: bool) -> Result<Window, OnnxError> {
     let sp = kernel.len();
     let ints = |name: &str, default: usize| -> Result<Vec<usize>, OnnxError> {
         match n.attr_ints(name)? {
-            Some(v) if v.len() == sp && v.iter().all(|&x| x > 0) => {
-                Ok(v.iter().map(|&x| x as usize).collect())
-            }
-            Some(v) => Err(n.err(format!(
-                "attribute '{name}' is {v:?}; expected {sp} positive values"
-            ))),
+            Some(v) if v.len() == sp && v.iter().all(|&x| x > 0) => Ok(v.iter().map(|&x| x as usize).collect()),
+            Some(v) => Err(n.err(format!("attribute '{name}' is {v:?}; expected {sp} positive values"))),
             None => Ok(vec![default; sp]),
         }
     };
@@ -42,9 +33,9 @@ fn window(
     let auto_pad = n.attr_s("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
     let pads = match auto_pad.as_str() {
         "NOTSET" => match n.attr_ints("pads")? {
-            Some(p) if p.len() == 2 * sp && p.iter().all(|&x| x >= 0) => (0..sp)
-                .map(|i| (p[i] as usize, p[i + sp] as usize))
-                .collect(),
+            Some(p) if p.len() == 2 * sp && p.iter().all(|&x| x >= 0) => {
+                (0..sp).map(|i| (p[i] as usize, p[i + sp] as usize)).collect()
+            }
             Some(p) => {
                 return Err(n.err(format!(
                     "attribute 'pads' is {p:?}; expected {} non-negative values",
@@ -103,12 +94,7 @@ pub(crate) fn conv(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .iter()
         .map(|d| d.as_const().map(|v| v as usize))
         .collect::<Option<_>>()
-        .ok_or_else(|| {
-            n.err(format!(
-                "kernel dims of w {} must be concrete",
-                wt.describe()
-            ))
-        })?;
+        .ok_or_else(|| n.err(format!("kernel dims of w {} must be concrete", wt.describe())))?;
     if let Some(ks) = n.attr_ints("kernel_shape")? {
         if ks.iter().map(|&k| k as usize).collect::<Vec<_>>() != kernel {
             return Err(n.err(format!(
@@ -128,30 +114,16 @@ pub(crate) fn conv(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         dilations: win.dilations,
         groups: groups as usize,
     };
-    let ins: Vec<_> = std::iter::once(x)
-        .chain(std::iter::once(w))
-        .chain(b)
-        .collect();
+    let ins: Vec<_> = std::iter::once(x).chain(std::iter::once(w)).chain(b).collect();
     Ok(one(cx.add(n, "", op, &ins)?))
 }
 
 /// Output length of a pooled axis (floor or ceil mode; a ceil-mode window must start inside the
 /// input or its begin padding).
-fn pooled_len(
-    len: usize,
-    k: usize,
-    s: usize,
-    d: usize,
-    pad: (usize, usize),
-    ceil: bool,
-) -> Option<usize> {
+fn pooled_len(len: usize, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<usize> {
     let span = (k - 1) * d + 1;
     let avail = (len + pad.0 + pad.1).checked_sub(span)?;
-    let mut out = if ceil {
-        avail.div_ceil(s) + 1
-    } else {
-        avail / s + 1
-    };
+    let mut out = if ceil { avail.div_ceil(s) + 1 } else { avail / s + 1 };
     if ceil && (out - 1) * s >= len + pad.0 {
         out -= 1;
     }
@@ -163,18 +135,12 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let xt = cx.ty(x).clone();
     if xt.rank() < 3 {
-        return Err(n.err(format!(
-            "input must be [N, C, spatial...], got {}",
-            xt.describe()
-        )));
+        return Err(n.err(format!("input must be [N, C, spatial...], got {}", xt.describe())));
     }
     let max = n.op == "MaxPool";
     let supported = xt.dtype.is_float() || (max && xt.dtype.is_int());
     if !supported {
-        return Err(n.err(format!(
-            "input must be floating point, got {}",
-            xt.describe()
-        )));
+        return Err(n.err(format!("input must be floating point, got {}", xt.describe())));
     }
     if n.proto.output.get(1).is_some_and(|s| !s.is_empty()) {
         return Err(n.err("output 1 ('Indices') is not supported"));
@@ -196,7 +162,9 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let win = window(n, kernel, &xt.shape[2..], ceil)?;
     let taps: usize = win.kernel.iter().product();
     if taps > MAX_TAPS {
-        return Err(n.err(format!("a {taps}-tap window is too large to unroll (limit {MAX_TAPS}); the IR has no windowed reduction yet")));
+        return Err(n.err(format!(
+            "a {taps}-tap window is too large to unroll (limit {MAX_TAPS}); the IR has no windowed reduction yet"
+        )));
     }
     let mut lens = Vec::new();
     let mut out_shape = xt.shape[..2].to_vec();
@@ -207,32 +175,17 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 xt.describe()
             ))
         })? as usize;
-        let o = pooled_len(
-            len,
-            win.kernel[i],
-            win.strides[i],
-            win.dilations[i],
-            win.pads[i],
-            ceil,
-        )
-        .ok_or_else(|| {
-            n.err(format!(
-                "the window does not fit axis {} of {}",
-                2 + i,
-                xt.describe()
-            ))
-        })?;
+        let o = pooled_len(len, win.kernel[i], win.strides[i], win.dilations[i], win.pads[i], ceil)
+            .ok_or_else(|| n.err(format!("the window does not fit axis {} of {}", 2 + i, xt.describe())))?;
         lens.push(len);
         out_shape.push(Dim::c(o as i64));
     }
     let include_pad = n.attr_i("count_include_pad", 0)? != 0;
     let dt = xt.dtype;
-    let and =
-        |a: TExpr, b: TExpr| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool);
+    let and = |a: TExpr, b: TExpr| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool);
     let in_range = |v: TExpr, lo: i64, hi: i64| {
         and(
-            v.clone()
-                .cmp(BinaryOp::GreaterEqual, TExpr::int(lo), DType::I32),
+            v.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(lo), DType::I32),
             v.cmp(BinaryOp::Less, TExpr::int(hi), DType::I32),
         )
     };
@@ -255,11 +208,7 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 .mul(TExpr::int(win.strides[i] as i64))
                 .add(TExpr::int(shift));
             let v = in_range(pos.clone(), 0, lens[i] as i64);
-            let p = in_range(
-                pos.clone(),
-                -(win.pads[i].0 as i64),
-                (lens[i] + win.pads[i].1) as i64,
-            );
+            let p = in_range(pos.clone(), -(win.pads[i].0 as i64), (lens[i] + win.pads[i].1) as i64);
             valid = Some(match valid {
                 None => v,
                 Some(a) => and(a, v),
@@ -294,12 +243,7 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let mut expr = acc.expect("taps >= 1");
     if !max {
-        expr = TExpr::Binary(
-            BinaryOp::Div,
-            Box::new(expr),
-            Box::new(count.expect("taps >= 1")),
-            dt,
-        );
+        expr = TExpr::Binary(BinaryOp::Div, Box::new(expr), Box::new(count.expect("taps >= 1")), dt);
     }
     let op = Op::Compute {
         shape: out_shape,
@@ -348,12 +292,8 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
     let strides = ints("strides", 1)?;
     let dil = ints("dilations", 1)?;
     let out_pad = ints("output_padding", 0)?;
-    if [&strides, &dil, &out_pad].iter().any(|v| v.len() != sp)
-        || strides.iter().chain(&dil).any(|&v| v <= 0)
-    {
-        return Err(n.err(
-            "strides, dilations and output_padding must have one (positive) value per spatial axis",
-        ));
+    if [&strides, &dil, &out_pad].iter().any(|v| v.len() != sp) || strides.iter().chain(&dil).any(|&v| v <= 0) {
+        return Err(n.err("strides, dilations and output_padding must have one (positive) value per spatial axis"));
     }
     let auto_pad = n.attr_s("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
     let output_shape = n
@@ -361,27 +301,17 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
         .map(|v| v[v.len().saturating_sub(sp)..].to_vec());
     let mut pads: Vec<(i64, i64)> = match n.attr_ints("pads")? {
         Some(p) if p.len() == 2 * sp => (0..sp).map(|i| (p[i], p[i + sp])).collect(),
-        Some(p) => {
-            return Err(n.err(format!(
-                "attribute 'pads' is {p:?}; expected {} values",
-                2 * sp
-            )))
-        }
+        Some(p) => return Err(n.err(format!("attribute 'pads' is {p:?}; expected {} values", 2 * sp))),
         None => vec![(0, 0); sp],
     };
     let targets: Option<Vec<i64>> = match (&output_shape, auto_pad.as_str()) {
         (Some(o), _) => Some(o.clone()),
-        (None, "SAME_UPPER" | "SAME_LOWER") => {
-            Some((0..sp).map(|i| in_len[i] as i64 * strides[i]).collect())
-        }
+        (None, "SAME_UPPER" | "SAME_LOWER") => Some((0..sp).map(|i| in_len[i] as i64 * strides[i]).collect()),
         _ => None,
     };
     if let Some(t) = targets {
         for i in 0..sp {
-            let full = strides[i] * (in_len[i] as i64 - 1)
-                + out_pad[i]
-                + (kernel[i] as i64 - 1) * dil[i]
-                + 1;
+            let full = strides[i] * (in_len[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
             let total = full - t[i];
             let half = total.div_euclid(2);
             pads[i] = if auto_pad == "SAME_UPPER" {
@@ -462,11 +392,7 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
             crop.push(kiln_ir::SliceAxis {
                 axis: 2 + i,
                 start: (-pb).max(0),
-                end: if pe < 0 {
-                    pe
-                } else {
-                    kiln_ir::infer::SLICE_END_MAX
-                },
+                end: if pe < 0 { pe } else { kiln_ir::infer::SLICE_END_MAX },
                 step: 1,
             });
         }

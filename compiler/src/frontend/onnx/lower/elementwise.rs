@@ -139,9 +139,7 @@ pub(crate) fn cast(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         let like = cx.input(n, 1)?;
         cx.ty(like).dtype
     } else {
-        let to = n
-            .attr_i_opt("to")?
-            .ok_or_else(|| n.err("attribute 'to' is required"))?;
+        let to = n.attr_i_opt("to")?.ok_or_else(|| n.err("attribute 'to' is required"))?;
         data::ir_dtype(to as i32).map_err(|m| n.err(format!("attribute 'to': {m}")))?
     };
     if cx.ty(x).dtype == to {
@@ -155,12 +153,8 @@ pub(crate) fn clip(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let dt = cx.ty(x).dtype;
     let (lo, hi): (Option<NodeId>, Option<NodeId>) = if n.opset < 11 {
-        let lo = n
-            .attr_f_opt("min")?
-            .map(|v| cx.scalar(n, "min", dt, v as f64));
-        let hi = n
-            .attr_f_opt("max")?
-            .map(|v| cx.scalar(n, "max", dt, v as f64));
+        let lo = n.attr_f_opt("min")?.map(|v| cx.scalar(n, "min", dt, v as f64));
+        let hi = n.attr_f_opt("max")?.map(|v| cx.scalar(n, "max", dt, v as f64));
         (lo, hi)
     } else {
         (cx.opt_input(n, 1)?, cx.opt_input(n, 2)?)
@@ -206,11 +200,7 @@ pub(crate) fn derived_unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError
             let e = un(cx, "exp", UnaryOp::Exp, x)?;
             let nx = un(cx, "neg", UnaryOp::Neg, x)?;
             let en = un(cx, "exp_neg", UnaryOp::Exp, nx)?;
-            let op = if n.op == "Sinh" {
-                BinaryOp::Sub
-            } else {
-                BinaryOp::Add
-            };
+            let op = if n.op == "Sinh" { BinaryOp::Sub } else { BinaryOp::Add };
             let s = bin(cx, "sum", op, e, en)?;
             with_scalar(cx, n, "", BinaryOp::Mul, s, 0.5)?
         }
@@ -231,11 +221,7 @@ pub(crate) fn derived_unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError
             match acc {
                 Some(a) => a,
                 None => {
-                    let f = cx.constant(
-                        n,
-                        "false",
-                        kiln_ir::Tensor::from_f64(DType::Bool, vec![], &[0.0]),
-                    );
+                    let f = cx.constant(n, "false", kiln_ir::Tensor::from_f64(DType::Bool, vec![], &[0.0]));
                     let shape = cx.ty(x).shape.clone();
                     cx.add(n, "", Op::Expand { shape }, &[f])?
                 }

@@ -74,10 +74,7 @@ pub(crate) fn gather_nd(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     for k in 0..m {
         let mut ii = coords(q - 1);
         ii.push(TExpr::int(k as i64));
-        let v = TExpr::Load {
-            input: 1,
-            index: ii,
-        };
+        let v = TExpr::Load { input: 1, index: ii };
         index.push(wrap_negative(v, &dt.shape[b + k]));
     }
     index.extend((q - 1..q - 1 + (r - b - m)).map(TExpr::Coord));
@@ -119,10 +116,7 @@ pub(crate) fn reverse_sequence(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     rev[ta] = len.clone().sub(TExpr::int(1)).sub(t.clone());
     let expr = TExpr::select(
         t.cmp(BinaryOp::Less, len, DType::I32),
-        TExpr::Load {
-            input: 0,
-            index: rev,
-        },
+        TExpr::Load { input: 0, index: rev },
         TExpr::Load {
             input: 0,
             index: coords(xt.rank()),
@@ -191,23 +185,16 @@ pub(crate) fn tensor_scatter(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
     }
     let inside = TExpr::Binary(
         BinaryOp::And,
+        Box::new(j.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32)),
         Box::new(
             j.clone()
-                .cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32),
+                .cmp(BinaryOp::Less, TExpr::Dim(ut.shape[axis].clone()), DType::I32),
         ),
-        Box::new(j.clone().cmp(
-            BinaryOp::Less,
-            TExpr::Dim(ut.shape[axis].clone()),
-            DType::I32,
-        )),
         DType::Bool,
     );
     let mut ui = coords(r);
     ui[axis] = j;
-    let mut upd_load = TExpr::Load {
-        input: 1,
-        index: ui,
-    };
+    let mut upd_load = TExpr::Load { input: 1, index: ui };
     if ut.dtype != pt.dtype {
         upd_load = TExpr::Cast(Box::new(upd_load), ut.dtype, pt.dtype);
     }
@@ -236,9 +223,9 @@ pub(crate) fn tensor_scatter(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
 /// positions (of the flattened input when there is no axis).
 pub(crate) fn compress(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
-    let cond = cx.const_tensor(n, 1)?.ok_or_else(|| {
-        n.err("input 1 ('condition') must be a compile-time constant (it sets the output shape)")
-    })?;
+    let cond = cx
+        .const_tensor(n, 1)?
+        .ok_or_else(|| n.err("input 1 ('condition') must be a compile-time constant (it sets the output shape)"))?;
     let xt = cx.ty(x).clone();
     let (x, axis) = match n.attr_i_opt("axis")? {
         Some(a) => (x, n.axis(a, xt.rank(), "axis")?),

@@ -53,8 +53,7 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
             match data::ir_dtype(to) {
                 Ok(DType::I32) => Some(ins[0].with_elems(ins[0].elems.clone())),
                 Ok(DType::Bool) => ins[0].consts().map(|v| {
-                    let mut b =
-                        ins[0].with_elems(v.iter().map(|&x| Dim::c((x != 0) as i64)).collect());
+                    let mut b = ins[0].with_elems(v.iter().map(|&x| Dim::c((x != 0) as i64)).collect());
                     b.boolean = true;
                     b
                 }),
@@ -62,12 +61,9 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
             }
         }
         "Neg" => Some(ins[0].with_elems(ins[0].elems.iter().map(|d| Dim::c(0).sub(d)).collect())),
-        "Abs" => ins[0].consts().map(|v| {
-            Ints::from_i64(
-                ins[0].shape.clone(),
-                &v.iter().map(|x| x.abs()).collect::<Vec<_>>(),
-            )
-        }),
+        "Abs" => ins[0]
+            .consts()
+            .map(|v| Ints::from_i64(ins[0].shape.clone(), &v.iter().map(|x| x.abs()).collect::<Vec<_>>())),
         "Unsqueeze" | "Squeeze" | "Flatten" | "Reshape" => {
             let x = &ins[0];
             let dims: Vec<Dim> = x.shape.iter().map(|&d| Dim::from(d)).collect();
@@ -86,22 +82,14 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
                 }
                 _ => reshape_target(n, &dims, &ins[1].elems, n.attr_i("allowzero", 0)? != 0)?,
             };
-            let shape: Option<Vec<usize>> = new
-                .iter()
-                .map(|d| d.as_const().map(|v| v as usize))
-                .collect();
+            let shape: Option<Vec<usize>> = new.iter().map(|d| d.as_const().map(|v| v as usize)).collect();
             match shape {
                 Some(s) if s.iter().product::<usize>() == x.elems.len() => Some(Ints {
                     shape: s,
                     elems: x.elems.clone(),
                     boolean: x.boolean,
                 }),
-                _ => {
-                    return Err(n.err(format!(
-                        "cannot reshape {} elements to {new:?}",
-                        x.elems.len()
-                    )))
-                }
+                _ => return Err(n.err(format!("cannot reshape {} elements to {new:?}", x.elems.len()))),
             }
         }
         "Gather" => gather(n, &ins[0], &ins[1])?,
@@ -153,15 +141,11 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
             }
             let is = |d: &Dim| d.as_const().map(|c| c != 0);
             let r = match n.op {
-                "Not" => ins[0].consts().map(|v| {
-                    ins[0].with_elems(v.iter().map(|&x| Dim::c((x == 0) as i64)).collect())
-                }),
-                "And" => zip(&ins[0], &ins[1], |a, b| {
-                    Some(Dim::c((is(a)? && is(b)?) as i64))
-                }),
-                _ => zip(&ins[0], &ins[1], |a, b| {
-                    Some(Dim::c((is(a)? || is(b)?) as i64))
-                }),
+                "Not" => ins[0]
+                    .consts()
+                    .map(|v| ins[0].with_elems(v.iter().map(|&x| Dim::c((x == 0) as i64)).collect())),
+                "And" => zip(&ins[0], &ins[1], |a, b| Some(Dim::c((is(a)? && is(b)?) as i64))),
+                _ => zip(&ins[0], &ins[1], |a, b| Some(Dim::c((is(a)? || is(b)?) as i64))),
             };
             r.map(|mut v| {
                 v.boolean = true;
@@ -184,20 +168,16 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
         "Add" => zip(&ins[0], &ins[1], |a, b| Some(a.add(b))),
         "Sub" => zip(&ins[0], &ins[1], |a, b| Some(a.sub(b))),
         "Mul" => zip(&ins[0], &ins[1], |a, b| Some(a.mul(b))),
-        "Div" => zip(&ins[0], &ins[1], |a, b| {
-            match (a.as_const(), b.as_const()) {
-                (Some(x), Some(y)) if y != 0 => Some(Dim::c(x / y)),
-                (_, Some(0)) => None,
-                _ => a.exact_div(b),
-            }
+        "Div" => zip(&ins[0], &ins[1], |a, b| match (a.as_const(), b.as_const()) {
+            (Some(x), Some(y)) if y != 0 => Some(Dim::c(x / y)),
+            (_, Some(0)) => None,
+            _ => a.exact_div(b),
         }),
         "Mod" => {
             let fmod = n.attr_i("fmod", 0)? != 0;
-            zip(&ins[0], &ins[1], |a, b| {
-                match (a.as_const(), b.as_const()) {
-                    (Some(x), Some(y)) if y != 0 => Some(Dim::c(int_mod(x, y, fmod))),
-                    _ => None,
-                }
+            zip(&ins[0], &ins[1], |a, b| match (a.as_const(), b.as_const()) {
+                (Some(x), Some(y)) if y != 0 => Some(Dim::c(int_mod(x, y, fmod))),
+                _ => None,
             })
         }
         "Max" | "Min" => {
@@ -216,9 +196,7 @@ pub(crate) fn try_lower(cx: &mut Ctx, n: &N) -> Result<Option<Vec<Value>>, OnnxE
         }
         _ => None,
     };
-    Ok(out
-        .filter(|v| v.elems.len() <= LIMIT)
-        .map(|v| vec![Value::Ints(v)]))
+    Ok(out.filter(|v| v.elems.len() <= LIMIT).map(|v| vec![Value::Ints(v)]))
 }
 
 /// Integer remainder: C `fmod` semantics, or (ONNX default) the sign of the divisor.
@@ -280,13 +258,7 @@ fn zip_n(ins: &[&Ints], f: impl Fn(&[&Dim]) -> Option<Dim>) -> Option<Ints> {
         args.clear();
         for (k, v) in ins.iter().enumerate() {
             let off: usize = (0..rank)
-                .map(|i| {
-                    if padded[k][i] == 1 {
-                        0
-                    } else {
-                        coord[i] * st[k][i]
-                    }
-                })
+                .map(|i| if padded[k][i] == 1 { 0 } else { coord[i] * st[k][i] })
                 .sum();
             args.push(&v.elems[off]);
         }
@@ -323,9 +295,7 @@ fn gather(n: &N, data: &Ints, idx: &Ints) -> Result<Option<Ints>, OnnxError> {
         for &i in &ix {
             let k = if i < 0 { i + len as i64 } else { i };
             if k < 0 || k >= len as i64 {
-                return Err(n.err(format!(
-                    "index {i} is out of range for axis {axis} of size {len}"
-                )));
+                return Err(n.err(format!("index {i} is out of range for axis {axis} of size {len}")));
             }
             let base = (o * len + k as usize) * inner;
             elems.extend_from_slice(&data.elems[base..base + inner]);
@@ -351,8 +321,7 @@ fn concat(n: &N, ins: &[Ints]) -> Result<Option<Ints>, OnnxError> {
         "axis",
     )?;
     for (k, x) in ins.iter().enumerate() {
-        let same =
-            x.shape.len() == rank && (0..rank).all(|i| i == axis || x.shape[i] == ins[0].shape[i]);
+        let same = x.shape.len() == rank && (0..rank).all(|i| i == axis || x.shape[i] == ins[0].shape[i]);
         if !same {
             return Err(n.err(format!(
                 "input {k} has shape {:?} but input 0 has {:?}",

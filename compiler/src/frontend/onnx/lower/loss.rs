@@ -32,21 +32,12 @@ fn kept(target: TExpr, ignore: Option<i64>) -> Option<TExpr> {
 }
 
 /// The loss of log-probabilities `logp` `[N, C, D..]` against class indices `target` `[N, D..]`.
-fn nll(
-    cx: &mut Ctx,
-    n: &N,
-    logp: NodeId,
-    target: NodeId,
-    weight: Option<NodeId>,
-) -> Result<NodeId, OnnxError> {
+fn nll(cx: &mut Ctx, n: &N, logp: NodeId, target: NodeId, weight: Option<NodeId>) -> Result<NodeId, OnnxError> {
     let xt = cx.ty(logp).clone();
     let mut tt = cx.ty(target).clone();
     let dt = xt.dtype;
     if !dt.is_float() {
-        return Err(n.err(format!(
-            "input must be floating point, got {}",
-            xt.describe()
-        )));
+        return Err(n.err(format!("input must be floating point, got {}", xt.describe())));
     }
     if xt.rank() < 2 {
         return Err(n.err(format!(

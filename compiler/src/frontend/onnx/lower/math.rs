@@ -8,36 +8,17 @@ use crate::frontend::onnx::OnnxError;
 use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, TExpr, UnaryOp};
 
 /// `a op b` (broadcasting).
-pub(crate) fn bin(
-    cx: &mut Ctx,
-    n: &N,
-    suffix: &str,
-    op: BinaryOp,
-    a: NodeId,
-    b: NodeId,
-) -> Result<NodeId, OnnxError> {
+pub(crate) fn bin(cx: &mut Ctx, n: &N, suffix: &str, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId, OnnxError> {
     cx.add(n, suffix, Op::Binary(op), &[a, b])
 }
 
 /// `op x`.
-pub(crate) fn unary(
-    cx: &mut Ctx,
-    n: &N,
-    suffix: &str,
-    op: UnaryOp,
-    x: NodeId,
-) -> Result<NodeId, OnnxError> {
+pub(crate) fn unary(cx: &mut Ctx, n: &N, suffix: &str, op: UnaryOp, x: NodeId) -> Result<NodeId, OnnxError> {
     cx.add(n, suffix, Op::Unary(op), &[x])
 }
 
 /// Reshape to `shape` (skipped when the shape is already that).
-pub(crate) fn reshape(
-    cx: &mut Ctx,
-    n: &N,
-    suffix: &str,
-    x: NodeId,
-    shape: Vec<Dim>,
-) -> Result<NodeId, OnnxError> {
+pub(crate) fn reshape(cx: &mut Ctx, n: &N, suffix: &str, x: NodeId, shape: Vec<Dim>) -> Result<NodeId, OnnxError> {
     if cx.ty(x).shape == shape {
         return Ok(x);
     }
@@ -45,13 +26,7 @@ pub(crate) fn reshape(
 }
 
 /// Transpose by `perm` (skipped for the identity permutation).
-pub(crate) fn transpose(
-    cx: &mut Ctx,
-    n: &N,
-    suffix: &str,
-    x: NodeId,
-    perm: Vec<usize>,
-) -> Result<NodeId, OnnxError> {
+pub(crate) fn transpose(cx: &mut Ctx, n: &N, suffix: &str, x: NodeId, perm: Vec<usize>) -> Result<NodeId, OnnxError> {
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
         return Ok(x);
     }
@@ -119,19 +94,11 @@ impl Fx {
             0.021_861_228_8,
             -0.004_054_058_0,
         ];
-        let t = self.b(
-            BinaryOp::Min,
-            a.clone(),
-            self.u(UnaryOp::Reciprocal, a.clone()),
-        );
+        let t = self.b(BinaryOp::Min, a.clone(), self.u(UnaryOp::Reciprocal, a.clone()));
         let z = self.mul(t.clone(), t.clone());
         let p = self.mul(t, self.horner(&z, &C));
         let big = a.cmp(BinaryOp::Greater, self.lit(1.0), self.dt);
-        let base = TExpr::select(
-            big.clone(),
-            self.lit(std::f64::consts::FRAC_PI_2),
-            self.lit(0.0),
-        );
+        let base = TExpr::select(big.clone(), self.lit(std::f64::consts::FRAC_PI_2), self.lit(0.0));
         let sgn = TExpr::select(big, self.lit(-1.0), self.lit(1.0));
         self.add(base, self.mul(sgn, p))
     }
@@ -150,15 +117,8 @@ impl Fx {
         let zh = self.mul(self.lit(0.5), self.sub(self.lit(1.0), a.clone()));
         let z = TExpr::select(high.clone(), zh.clone(), self.mul(a.clone(), a.clone()));
         let s = TExpr::select(high.clone(), self.u(UnaryOp::Sqrt, zh), a);
-        let p = self.add(
-            s.clone(),
-            self.mul(self.mul(s, z.clone()), self.horner(&z, &C)),
-        );
-        let base = TExpr::select(
-            high.clone(),
-            self.lit(std::f64::consts::FRAC_PI_2),
-            self.lit(0.0),
-        );
+        let p = self.add(s.clone(), self.mul(self.mul(s, z.clone()), self.horner(&z, &C)));
+        let base = TExpr::select(high.clone(), self.lit(std::f64::consts::FRAC_PI_2), self.lit(0.0));
         let k = TExpr::select(high, self.lit(-2.0), self.lit(1.0));
         self.add(base, self.mul(k, p))
     }
@@ -171,10 +131,7 @@ pub(crate) fn composed_unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
     let x = cx.input(n, 0)?;
     let t = cx.ty(x).clone();
     if !t.dtype.is_float() {
-        return Err(n.err(format!(
-            "input must be floating point, got {}",
-            t.describe()
-        )));
+        return Err(n.err(format!("input must be floating point, got {}", t.describe())));
     }
     let f = Fx {
         dt: t.dtype,
@@ -300,12 +257,7 @@ fn parse_einsum(eq: &str, ranks: &[usize]) -> Result<(Vec<Labels>, Labels), Stri
                 .checked_sub(ls.len())
                 .ok_or_else(|| format!("term '{t}' has more labels than its operand's rank {r}"))?,
             None if ls.len() == r => 0,
-            None => {
-                return Err(format!(
-                    "term '{t}' has {} labels for an operand of rank {r}",
-                    ls.len()
-                ))
-            }
+            None => return Err(format!("term '{t}' has {} labels for an operand of rank {r}", ls.len())),
         };
         ell_rank = ell_rank.max(er);
         parsed.push((ls, ell, er));
@@ -324,10 +276,7 @@ fn parse_einsum(eq: &str, ranks: &[usize]) -> Result<(Vec<Labels>, Labels), Stri
             }
         }
     };
-    let ops: Vec<Labels> = parsed
-        .iter()
-        .map(|(ls, ell, er)| expand(ls, *ell, *er))
-        .collect();
+    let ops: Vec<Labels> = parsed.iter().map(|(ls, ell, er)| expand(ls, *ell, *er)).collect();
     let out = match rhs {
         Some(r) => {
             let (ls, ell) = letters(&r)?;
@@ -424,15 +373,11 @@ pub(crate) fn einsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if count == 0 {
         return Err(n.err("needs at least one input"));
     }
-    let ins: Vec<NodeId> = (0..count)
-        .map(|i| cx.input(n, i))
-        .collect::<Result<_, _>>()?;
+    let ins: Vec<NodeId> = (0..count).map(|i| cx.input(n, i)).collect::<Result<_, _>>()?;
     let ranks: Vec<usize> = ins.iter().map(|&i| cx.ty(i).rank()).collect();
-    let (ops, out) =
-        parse_einsum(&eq, &ranks).map_err(|m| n.err(format!("equation '{eq}': {m}")))?;
+    let (ops, out) = parse_einsum(&eq, &ranks).map_err(|m| n.err(format!("equation '{eq}': {m}")))?;
     // Labels needed after operand k: the output's and those of later operands.
-    let needed_after =
-        |k: usize, c: char| out.contains(&c) || ops[k + 1..].iter().any(|o| o.contains(&c));
+    let needed_after = |k: usize, c: char| out.contains(&c) || ops[k + 1..].iter().any(|o| o.contains(&c));
     let (mut acc, mut acc_l) = einsum_prepare(cx, n, "in0", ins[0], &ops[0], &|c| {
         needed_after(0, c) || ops[1..].iter().any(|o| o.contains(&c))
     })?;
@@ -441,16 +386,8 @@ pub(crate) fn einsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             needed_after(k, c) || acc_l.contains(&c)
         })?;
         let keep = |c: char| needed_after(k, c);
-        let batch: Labels = acc_l
-            .iter()
-            .copied()
-            .filter(|c| bl.contains(c) && keep(*c))
-            .collect();
-        let contr: Labels = acc_l
-            .iter()
-            .copied()
-            .filter(|c| bl.contains(c) && !keep(*c))
-            .collect();
+        let batch: Labels = acc_l.iter().copied().filter(|c| bl.contains(c) && keep(*c)).collect();
+        let contr: Labels = acc_l.iter().copied().filter(|c| bl.contains(c) && !keep(*c)).collect();
         let fa: Labels = acc_l.iter().copied().filter(|c| !bl.contains(c)).collect();
         let fb: Labels = bl.iter().copied().filter(|c| !acc_l.contains(c)).collect();
         let dim_of = |cx: &Ctx, id: NodeId, ls: &Labels, c: char| {
@@ -463,20 +400,8 @@ pub(crate) fn einsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 .map(|c| ls.iter().position(|l| l == c).expect("label"))
                 .collect()
         };
-        let a_t = transpose(
-            cx,
-            n,
-            &format!("a{k}_t"),
-            acc,
-            perm(&acc_l, &[&batch, &fa, &contr]),
-        )?;
-        let b_t = transpose(
-            cx,
-            n,
-            &format!("b{k}_t"),
-            b,
-            perm(&bl, &[&batch, &contr, &fb]),
-        )?;
+        let a_t = transpose(cx, n, &format!("a{k}_t"), acc, perm(&acc_l, &[&batch, &fa, &contr]))?;
+        let b_t = transpose(cx, n, &format!("b{k}_t"), b, perm(&bl, &[&batch, &contr, &fb]))?;
         let bd_a: Vec<Dim> = batch.iter().map(|&c| dim_of(cx, acc, &acc_l, c)).collect();
         let bd_b: Vec<Dim> = batch.iter().map(|&c| dim_of(cx, b, &bl, c)).collect();
         let fa_d: Vec<Dim> = fa.iter().map(|&c| dim_of(cx, acc, &acc_l, c)).collect();
@@ -587,21 +512,14 @@ impl Bits {
             (32, _) => v,
             (w, true) => {
                 let h = 1i64 << (w - 1);
-                v.add(TExpr::int(h))
-                    .rem(TExpr::int(2 * h))
-                    .sub(TExpr::int(h))
+                v.add(TExpr::int(h)).rem(TExpr::int(2 * h)).sub(TExpr::int(h))
             }
             (w, false) => v.rem(TExpr::int(1i64 << w)),
         }
     }
     /// `2^b` for `0 <= b < w` (`-2^31` for `b = 31`, the wrapped value).
     fn pow2_of(&self, b: &TExpr) -> TExpr {
-        let p = TExpr::Binary(
-            BinaryOp::Pow,
-            Box::new(TExpr::int(2)),
-            Box::new(b.clone()),
-            DType::I32,
-        );
+        let p = TExpr::Binary(BinaryOp::Pow, Box::new(TExpr::int(2)), Box::new(b.clone()), DType::I32);
         if self.w == 32 {
             TExpr::select(
                 b.clone().cmp(BinaryOp::Equal, TExpr::int(31), DType::I32),
@@ -627,12 +545,7 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         DType::U8 => (8, false),
         // u32 bit patterns are handled as i32 (same bits).
         DType::I32 | DType::U32 => (32, true),
-        _ => {
-            return Err(n.err(format!(
-                "input must be an integer tensor, got {}",
-                at.describe()
-            )))
-        }
+        _ => return Err(n.err(format!("input must be an integer tensor, got {}", at.describe()))),
     };
     let bits = Bits { w, signed };
     let mut ins = vec![a];
@@ -672,14 +585,8 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                     .ok_or_else(|| n.err("attribute 'direction' is required"))?;
                 let in_range = TExpr::Binary(
                     BinaryOp::And,
-                    Box::new(
-                        y.clone()
-                            .cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32),
-                    ),
-                    Box::new(
-                        y.clone()
-                            .cmp(BinaryOp::Less, TExpr::int(w as i64), DType::I32),
-                    ),
+                    Box::new(y.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32)),
+                    Box::new(y.clone().cmp(BinaryOp::Less, TExpr::int(w as i64), DType::I32)),
                     DType::Bool,
                 );
                 match dir.as_str() {
@@ -692,8 +599,7 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                             // Logical shift of a u32 held as i32 bits.
                             let low = bits.low(&x).div(bits.pow2_of(&y));
                             let top = bits.pow2_of(&TExpr::int(31).sub(y.clone()));
-                            let shifted =
-                                low.add(TExpr::select(Bits::is_neg(&x), top, TExpr::int(0)));
+                            let shifted = low.add(TExpr::select(Bits::is_neg(&x), top, TExpr::int(0)));
                             TExpr::select(
                                 y.clone().cmp(BinaryOp::Equal, TExpr::int(0), DType::I32),
                                 x.clone(),
@@ -722,11 +628,7 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                         };
                         TExpr::select(in_range, v, out_fill)
                     }
-                    other => {
-                        return Err(n.err(format!(
-                            "attribute 'direction' must be LEFT or RIGHT, got '{other}'"
-                        )))
-                    }
+                    other => return Err(n.err(format!("attribute 'direction' must be LEFT or RIGHT, got '{other}'"))),
                 }
             }
         };

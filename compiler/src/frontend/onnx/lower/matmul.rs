@@ -26,10 +26,7 @@ pub(crate) fn gemm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let beta = n.attr_f("beta", 1.0)? as f64;
     for (id, what) in [(a, "A"), (b, "B")] {
         if cx.ty(id).rank() != 2 {
-            return Err(n.err(format!(
-                "input {what} must be a matrix, got {}",
-                cx.ty(id).describe()
-            )));
+            return Err(n.err(format!("input {what} must be a matrix, got {}", cx.ty(id).describe())));
         }
     }
     if n.attr_i("transA", 0)? != 0 {
@@ -44,21 +41,9 @@ pub(crate) fn gemm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let c = c.filter(|_| beta != 0.0);
     let last_is_mm = c.is_none() && (alpha == 1.0 || b_const);
-    let mut y = cx.add(
-        n,
-        if last_is_mm { "" } else { "matmul" },
-        Op::MatMul,
-        &[a, b],
-    )?;
+    let mut y = cx.add(n, if last_is_mm { "" } else { "matmul" }, Op::MatMul, &[a, b])?;
     if alpha != 1.0 && !b_const {
-        y = with_scalar(
-            cx,
-            n,
-            if c.is_none() { "" } else { "alpha" },
-            BinaryOp::Mul,
-            y,
-            alpha,
-        )?;
+        y = with_scalar(cx, n, if c.is_none() { "" } else { "alpha" }, BinaryOp::Mul, y, alpha)?;
     }
     if let Some(mut c) = c {
         if beta != 1.0 {
@@ -78,12 +63,7 @@ pub(crate) fn matmul_integer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
         let vi = cx.add(n, &format!("{what}_i32"), Op::Cast(DType::I32), &[v])?;
         let r = match cx.opt_input(n, z)? {
             Some(zp) => {
-                let zi = cx.add(
-                    n,
-                    &format!("{what}_zero_point_i32"),
-                    Op::Cast(DType::I32),
-                    &[zp],
-                )?;
+                let zi = cx.add(n, &format!("{what}_zero_point_i32"), Op::Cast(DType::I32), &[zp])?;
                 let zt = cx.ty(zi).clone();
                 let zi = if what == "a" && zt.rank() == 1 && zt.shape[0] != Dim::c(1) {
                     // One zero point per row of A.
@@ -98,12 +78,7 @@ pub(crate) fn matmul_integer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
                 } else {
                     zi
                 };
-                cx.add(
-                    n,
-                    &format!("{what}_centered"),
-                    Op::Binary(BinaryOp::Sub),
-                    &[vi, zi],
-                )?
+                cx.add(n, &format!("{what}_centered"), Op::Binary(BinaryOp::Sub), &[vi, zi])?
             }
             None => vi,
         };

@@ -11,12 +11,12 @@ mod math;
 mod matmul;
 mod norm;
 mod pool;
-mod quant2;
 mod quant;
+mod quant2;
 mod reduce;
 mod resize;
-mod shape;
 mod select;
+mod shape;
 
 use super::ctx::{Ctx, N};
 use super::value::Value;
@@ -186,19 +186,17 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         return Ok(v);
     }
     match n.op {
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Equal" | "Less" | "LessOrEqual"
-        | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" => elementwise::binary(cx, n),
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Equal" | "Less" | "LessOrEqual" | "Greater"
+        | "GreaterOrEqual" | "And" | "Or" | "Xor" => elementwise::binary(cx, n),
         "Min" | "Max" | "Sum" | "Mean" => elementwise::variadic(cx, n),
-        "Neg" | "Abs" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Sin" | "Cos" | "Erf" | "Floor"
-        | "Ceil" | "Round" | "Sign" | "Not" | "IsNaN" => elementwise::unary(cx, n),
+        "Neg" | "Abs" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Sin" | "Cos" | "Erf" | "Floor" | "Ceil" | "Round"
+        | "Sign" | "Not" | "IsNaN" => elementwise::unary(cx, n),
         "Tan" | "Sinh" | "Cosh" | "IsInf" | "Shrink" => elementwise::derived_unary(cx, n),
         "Where" => elementwise::where_(cx, n),
         "Cast" | "CastLike" => elementwise::cast(cx, n),
         "Clip" => elementwise::clip(cx, n),
-        "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid"
-        | "HardSwish" | "Gelu" | "Softplus" | "Softsign" | "Mish" | "ThresholdedRelu" | "PRelu" => {
-            activation::lower(cx, n)
-        }
+        "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "Gelu"
+        | "Softplus" | "Softsign" | "Mish" | "ThresholdedRelu" | "PRelu" => activation::lower(cx, n),
         "MatMul" => matmul::matmul(cx, n),
         "Gemm" => matmul::gemm(cx, n),
         "Softmax" | "LogSoftmax" => norm::softmax(cx, n),
@@ -211,10 +209,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "GroupNormalization" => norm::group_norm(cx, n),
         "Hardmax" => norm::hardmax(cx, n),
         "LRN" => norm::lrn(cx, n),
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
-        | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
-            reduce::reduce(cx, n)
-        }
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => reduce::reduce(cx, n),
         "ArgMax" | "ArgMin" => reduce::arg(cx, n),
         "GlobalAveragePool" | "GlobalMaxPool" => reduce::global_pool(cx, n),
         "Constant" => shape::constant(cx, n),
@@ -259,17 +255,13 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "ReverseSequence" => gather::reverse_sequence(cx, n),
         "TensorScatter" => gather::tensor_scatter(cx, n),
         "Compress" => gather::compress(cx, n),
-        "Acos" | "Asin" | "Atan" | "Acosh" | "Asinh" | "Atanh" | "Swish" | "SwiGLU" => {
-            math::composed_unary(cx, n)
-        }
+        "Acos" | "Asin" | "Atan" | "Acosh" | "Asinh" | "Atanh" | "Swish" | "SwiGLU" => math::composed_unary(cx, n),
         "QLinearMatMul" => quant2::qlinear_matmul(cx, n),
         "DynamicQuantizeLinear" => quant2::dynamic_quantize(cx, n),
         "LinearAttention" => attention::linear_attention(cx, n),
         "CausalConvWithState" => attention::causal_conv_with_state(cx, n),
         "Einsum" => math::einsum(cx, n),
-        "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => {
-            math::bitwise(cx, n)
-        }
+        "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),
             node: n.name.clone(),

@@ -66,12 +66,7 @@ pub(crate) fn layer_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     };
     let mean = cx.add(n, "mean", mean_op.clone(), &[x])?;
     let centered = cx.add(n, "centered", Op::Binary(BinaryOp::Sub), &[x, mean])?;
-    let sq = cx.add(
-        n,
-        "centered_sq",
-        Op::Binary(BinaryOp::Mul),
-        &[centered, centered],
-    )?;
+    let sq = cx.add(n, "centered_sq", Op::Binary(BinaryOp::Mul), &[centered, centered])?;
     let var = cx.add(n, "var", mean_op, &[sq])?;
     let ve = with_scalar(cx, n, "var_eps", BinaryOp::Add, var, epsilon as f64)?;
     let inv = cx.add(n, "inv_std_dev", Op::Unary(UnaryOp::Rsqrt), &[ve])?;
@@ -79,13 +74,7 @@ pub(crate) fn layer_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 }
 
 /// Reshapes a per-channel `[C]` tensor to `[C, 1, ...]` so it broadcasts against `[N, C, ...]`.
-fn per_channel(
-    cx: &mut Ctx,
-    n: &N,
-    suffix: &str,
-    v: NodeId,
-    rank: usize,
-) -> Result<NodeId, OnnxError> {
+fn per_channel(cx: &mut Ctx, n: &N, suffix: &str, v: NodeId, rank: usize) -> Result<NodeId, OnnxError> {
     let ty = cx.ty(v).clone();
     if ty.rank() != 1 {
         return Err(n.err(format!(
@@ -115,10 +104,7 @@ pub(crate) fn batch_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let eps = n.attr_f("epsilon", 1e-5)? as f64;
     let rank = cx.ty(x).rank();
     if rank < 2 {
-        return Err(n.err(format!(
-            "input X must have rank >= 2, got {}",
-            cx.ty(x).describe()
-        )));
+        return Err(n.err(format!("input X must have rank >= 2, got {}", cx.ty(x).describe())));
     }
     let ve = with_scalar(cx, n, "var_eps", BinaryOp::Add, var, eps)?;
     let inv = cx.add(n, "inv_std", Op::Unary(UnaryOp::Rsqrt), &[ve])?;
@@ -150,10 +136,7 @@ pub(crate) fn instance_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError
     let norm = cx.add(
         n,
         "normalized",
-        Op::LayerNorm {
-            axis: 2,
-            epsilon: eps,
-        },
+        Op::LayerNorm { axis: 2, epsilon: eps },
         &[x, one_c, zero_c],
     )?;
     let s = per_channel(cx, n, "scale_c", scale, ty.rank())?;
@@ -183,12 +166,7 @@ pub(crate) fn rms_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let me = with_scalar(cx, n, "mean_square_eps", BinaryOp::Add, ms, eps)?;
     let inv = cx.add(n, "inv_rms", Op::Unary(UnaryOp::Rsqrt), &[me])?;
     let y = cx.add(n, "normalized", Op::Binary(BinaryOp::Mul), &[x, inv])?;
-    Ok(one(cx.add(
-        n,
-        "",
-        Op::Binary(BinaryOp::Mul),
-        &[y, scale],
-    )?))
+    Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Mul), &[y, scale])?))
 }
 
 /// `LpNormalization` (p = 1 or 2): `x / ||x||_p` along `axis`.
@@ -219,11 +197,7 @@ pub(crate) fn lp_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             let s = sum(cx, sq)?;
             cx.add(n, "norm", Op::Unary(UnaryOp::Sqrt), &[s])?
         }
-        other => {
-            return Err(n.err(format!(
-                "attribute 'p' is {other}; only 1 and 2 are defined"
-            )))
-        }
+        other => return Err(n.err(format!("attribute 'p' is {other}; only 1 and 2 are defined"))),
     };
     // A zero norm divides by 1 (the reference keeps zero vectors at zero).
     let dt = cx.ty(norm).dtype;
@@ -275,12 +249,9 @@ pub(crate) fn group_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         )));
     }
     let g = Dim::c(groups);
-    let rest = Dim::product(&ty.shape[1..]).exact_div(&g).ok_or_else(|| {
-        n.err(format!(
-            "{} channels do not split into {groups} groups",
-            ty.shape[1]
-        ))
-    })?;
+    let rest = Dim::product(&ty.shape[1..])
+        .exact_div(&g)
+        .ok_or_else(|| n.err(format!("{} channels do not split into {groups} groups", ty.shape[1])))?;
     let grouped = cx.add(
         n,
         "grouped",
@@ -294,10 +265,7 @@ pub(crate) fn group_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let normed = cx.add(
         n,
         "normalized",
-        Op::LayerNorm {
-            axis: 2,
-            epsilon: eps,
-        },
+        Op::LayerNorm { axis: 2, epsilon: eps },
         &[grouped, one_c, zero_c],
     )?;
     let per_group = cx.ty(scale).shape.first() == Some(&g) && ty.shape[1] != g;
@@ -352,21 +320,15 @@ pub(crate) fn hardmax(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let legacy = n.opset < 13;
     let axis = n.axis(n.attr_i("axis", if legacy { 1 } else { -1 })?, rank, "axis")?;
     let (src, ax) = if legacy && axis + 1 != rank {
-        let shape = vec![
-            Dim::product(&ty.shape[..axis]),
-            Dim::product(&ty.shape[axis..]),
-        ];
+        let shape = vec![Dim::product(&ty.shape[..axis]), Dim::product(&ty.shape[axis..])];
         (cx.add(n, "flatten", Op::Reshape { shape }, &[x])?, 1)
     } else {
         (x, axis)
     };
     let sty = cx.ty(src).clone();
-    let len = sty.shape[ax].as_const().ok_or_else(|| {
-        n.err(format!(
-            "axis {ax} of {} must be concrete (use --dim)",
-            sty.describe()
-        ))
-    })?;
+    let len = sty.shape[ax]
+        .as_const()
+        .ok_or_else(|| n.err(format!("axis {ax} of {} must be concrete (use --dim)", sty.describe())))?;
     let am = cx.add(
         n,
         "argmax",
@@ -380,18 +342,9 @@ pub(crate) fn hardmax(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     )?;
     let mut iota_shape = vec![1usize; sty.rank()];
     iota_shape[ax] = len as usize;
-    let iota = cx.constant(
-        n,
-        "iota",
-        kiln_ir::Tensor::i32(iota_shape, (0..len as i32).collect()),
-    );
+    let iota = cx.constant(n, "iota", kiln_ir::Tensor::i32(iota_shape, (0..len as i32).collect()));
     let hit = cx.add(n, "hit", Op::Binary(BinaryOp::Equal), &[am, iota])?;
-    let y = cx.add(
-        n,
-        if src == x { "" } else { "flat" },
-        Op::Cast(ty.dtype),
-        &[hit],
-    )?;
+    let y = cx.add(n, if src == x { "" } else { "flat" }, Op::Cast(ty.dtype), &[hit])?;
     if src == x {
         return Ok(one(y));
     }
@@ -431,10 +384,7 @@ pub(crate) fn lrn(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         let ch = TExpr::Coord(1).add(TExpr::int(o));
         let valid = TExpr::Binary(
             BinaryOp::And,
-            Box::new(
-                ch.clone()
-                    .cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32),
-            ),
+            Box::new(ch.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32)),
             Box::new(
                 ch.clone()
                     .cmp(BinaryOp::Less, TExpr::Dim(ty.shape[1].clone()), DType::I32),
@@ -451,17 +401,9 @@ pub(crate) fn lrn(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let denom = bin(
         BinaryOp::Add,
         lit(bias),
-        bin(
-            BinaryOp::Mul,
-            lit(alpha / size as f64),
-            sum.expect("size >= 1"),
-        ),
+        bin(BinaryOp::Mul, lit(alpha / size as f64), sum.expect("size >= 1")),
     );
-    let expr = bin(
-        BinaryOp::Div,
-        at(TExpr::Coord(1)),
-        bin(BinaryOp::Pow, denom, lit(beta)),
-    );
+    let expr = bin(BinaryOp::Div, at(TExpr::Coord(1)), bin(BinaryOp::Pow, denom, lit(beta)));
     let op = Op::Compute {
         shape: ty.shape.clone(),
         dtype: dt,

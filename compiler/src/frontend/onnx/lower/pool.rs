@@ -13,13 +13,7 @@ use crate::frontend::onnx::OnnxError;
 use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, TExpr, UnaryOp};
 
 /// A per-spatial-axis ints attribute with a default and a lower bound.
-fn spatial_attr(
-    n: &N,
-    name: &str,
-    sp: usize,
-    default: i64,
-    min: i64,
-) -> Result<Vec<i64>, OnnxError> {
+fn spatial_attr(n: &N, name: &str, sp: usize, default: i64, min: i64) -> Result<Vec<i64>, OnnxError> {
     let v = n.attr_ints(name)?.unwrap_or_else(|| vec![default; sp]);
     if v.len() != sp || v.iter().any(|&x| x < min) {
         return Err(n.err(format!(
@@ -74,14 +68,7 @@ fn pooled_axes(
                 let out = (len + s - 1) / s;
                 let total = ((out - 1) * s + ke - len).max(0);
                 let half = total / 2;
-                (
-                    out,
-                    if auto_pad == "SAME_UPPER" {
-                        half
-                    } else {
-                        total - half
-                    },
-                )
+                (out, if auto_pad == "SAME_UPPER" { half } else { total - half })
             }
             "VALID" => ((len - ke).div_euclid(s) + 1, 0),
             "NOTSET" | "" => {
@@ -108,11 +95,7 @@ fn pooled_axes(
                 "the window (extent {ke}) does not fit spatial axis {i} of length {len}"
             )));
         }
-        axes.push(Axis {
-            out,
-            pad_begin,
-            len,
-        });
+        axes.push(Axis { out, pad_begin, len });
     }
     Ok(axes)
 }
@@ -123,12 +106,7 @@ fn abs_pow(v: TExpr, p: i64, d: DType) -> TExpr {
     match p {
         1 => a,
         2 => TExpr::Binary(BinaryOp::Mul, Box::new(a.clone()), Box::new(a), d),
-        _ => TExpr::Binary(
-            BinaryOp::Pow,
-            Box::new(a),
-            Box::new(TExpr::Lit(p as f64, d)),
-            d,
-        ),
+        _ => TExpr::Binary(BinaryOp::Pow, Box::new(a), Box::new(TExpr::Lit(p as f64, d)), d),
     }
 }
 
@@ -219,16 +197,10 @@ pub(crate) fn lp_pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         // Which windows can leave the input on this axis.
         let last_pos = (a.out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] - a.pad_begin;
         if a.pad_begin > 0 {
-            inside.push(
-                pos.clone()
-                    .cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32),
-            );
+            inside.push(pos.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32));
         }
         if last_pos >= a.len {
-            inside.push(
-                pos.clone()
-                    .cmp(BinaryOp::Less, TExpr::int(a.len), DType::I32),
-            );
+            inside.push(pos.clone().cmp(BinaryOp::Less, TExpr::int(a.len), DType::I32));
         }
         index.push(pos);
     }

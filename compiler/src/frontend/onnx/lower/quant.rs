@@ -19,10 +19,7 @@ pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let st = cx.ty(scale).clone();
     let dt = st.dtype;
     if !dt.is_float() {
-        return Err(n.err(format!(
-            "x_scale must be floating point, got {}",
-            st.describe()
-        )));
+        return Err(n.err(format!("x_scale must be floating point, got {}", st.describe())));
     }
     let per_axis = |cx: &mut Ctx, suffix: &str, v: NodeId| -> Result<NodeId, OnnxError> {
         let t = cx.ty(v).clone();
@@ -42,10 +39,7 @@ pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 shape[axis] = t.shape[0].clone();
                 cx.add(n, &format!("{suffix}_axis"), Op::Reshape { shape }, &[v])
             }
-            _ => Err(n.err(format!(
-                "{suffix} must be a scalar or 1-D, got {}",
-                t.describe()
-            ))),
+            _ => Err(n.err(format!("{suffix} must be a scalar or 1-D, got {}", t.describe()))),
         }
     };
     let xf = cx.add(n, "x_float", Op::Cast(dt), &[x])?;
@@ -58,12 +52,7 @@ pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         None => xf,
     };
     let s = per_axis(cx, "scale", scale)?;
-    Ok(one(cx.add(
-        n,
-        "",
-        Op::Binary(BinaryOp::Mul),
-        &[centered, s],
-    )?))
+    Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Mul), &[centered, s])?))
 }
 
 /// `QuantizeLinear` to i8/u8: `saturate(round_half_even(x / scale) + zero_point)`, per tensor or
@@ -86,11 +75,7 @@ pub(crate) fn quantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let (lo, hi) = match target {
         DType::I8 => (-128.0, 127.0),
         DType::U8 => (0.0, 255.0),
-        other => {
-            return Err(n.err(format!(
-                "quantizing to {other} is not supported (only int8 and uint8)"
-            )))
-        }
+        other => return Err(n.err(format!("quantizing to {other} is not supported (only int8 and uint8)"))),
     };
     let axis = n.attr_i("axis", 1)?;
     let xs = if xt.dtype == ft {
@@ -125,12 +110,7 @@ fn along_axis(
     let t = cx.ty(v).clone();
     match t.rank() {
         0 => Ok(v),
-        1 if t.shape[0] == Dim::c(1) => cx.add(
-            n,
-            &format!("{what}_scalar"),
-            Op::Reshape { shape: vec![] },
-            &[v],
-        ),
+        1 if t.shape[0] == Dim::c(1) => cx.add(n, &format!("{what}_scalar"), Op::Reshape { shape: vec![] }, &[v]),
         1 => {
             let axis = n.axis(axis, xt.rank(), "axis")?;
             if t.shape[0] != xt.shape[axis] {
@@ -145,9 +125,6 @@ fn along_axis(
             shape[axis] = t.shape[0].clone();
             cx.add(n, &format!("{what}_axis"), Op::Reshape { shape }, &[v])
         }
-        _ => Err(n.err(format!(
-            "{what} must be a scalar or 1-D, got {}",
-            t.describe()
-        ))),
+        _ => Err(n.err(format!("{what} must be a scalar or 1-D, got {}", t.describe()))),
     }
 }

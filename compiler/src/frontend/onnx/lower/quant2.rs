@@ -16,9 +16,7 @@ fn q_range(n: &N, d: DType) -> Result<(f64, f64), OnnxError> {
     match d {
         DType::U8 => Ok((0.0, 255.0)),
         DType::I8 => Ok((-128.0, 127.0)),
-        other => Err(n.err(format!(
-            "quantized type {other} is not supported (only int8 and uint8)"
-        ))),
+        other => Err(n.err(format!("quantized type {other} is not supported (only int8 and uint8)"))),
     }
 }
 
@@ -47,12 +45,7 @@ pub(crate) fn qlinear_matmul(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
         let vi = cx.add(n, &format!("{what}_i32"), Op::Cast(DType::I32), &[v])?;
         let c = match cx.opt_input(n, z)? {
             Some(zp) => {
-                let zi = cx.add(
-                    n,
-                    &format!("{what}_zero_point_i32"),
-                    Op::Cast(DType::I32),
-                    &[zp],
-                )?;
+                let zi = cx.add(n, &format!("{what}_zero_point_i32"), Op::Cast(DType::I32), &[zp])?;
                 let zi = if what == "a" {
                     per_row(cx, n, "a_zero_point_rows", zi)?
                 } else {

@@ -54,8 +54,7 @@ pub(crate) fn reduce(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             &[v],
         )
     };
-    let un =
-        |cx: &mut Ctx, suffix: &str, u: UnaryOp, v: NodeId| cx.add(n, suffix, Op::Unary(u), &[v]);
+    let un = |cx: &mut Ctx, suffix: &str, u: UnaryOp, v: NodeId| cx.add(n, suffix, Op::Unary(u), &[v]);
     if ty.dtype == DType::Bool && matches!(n.op, "ReduceMax" | "ReduceMin") {
         // any / all: reduce 0/1 as i32, then back to bool.
         let xi = cx.add(n, "as_int", Op::Cast(DType::I32), &[x])?;
@@ -173,12 +172,10 @@ pub(crate) fn cumsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .first()
         .ok_or_else(|| n.err("input 1 ('axis') is empty"))?;
     let axis = n.axis(axis, rank, "axis")?;
-    let len = ty.shape[axis].as_const().ok_or_else(|| {
-        n.err(format!(
-            "axis {axis} of {} must be concrete (use --dim)",
-            ty.describe()
-        ))
-    })? as usize;
+    let len = ty.shape[axis]
+        .as_const()
+        .ok_or_else(|| n.err(format!("axis {axis} of {} must be concrete (use --dim)", ty.describe())))?
+        as usize;
     let exclusive = n.attr_i("exclusive", 0)? != 0;
     let reverse = n.attr_i("reverse", 0)? != 0;
     // y[.., i] = sum_j x[.., j] * t[j, i]
@@ -193,11 +190,7 @@ pub(crate) fn cumsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             }) as u8 as f64
         })
         .collect();
-    let tri = cx.constant(
-        n,
-        "triangle",
-        kiln_ir::Tensor::from_f64(ty.dtype, vec![len, len], &t),
-    );
+    let tri = cx.constant(n, "triangle", kiln_ir::Tensor::from_f64(ty.dtype, vec![len, len], &t));
     let last = rank - 1;
     if axis == last {
         return Ok(one(cx.add(n, "", Op::MatMul, &[x, tri])?));

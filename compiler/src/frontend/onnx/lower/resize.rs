@@ -165,11 +165,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "nearest" => Mode::Nearest,
         "linear" | "bilinear" => Mode::Linear,
         "cubic" | "bicubic" if !upsample => Mode::Cubic,
-        other => {
-            return Err(n.err(format!(
-                "mode '{other}' is not one of nearest, linear, cubic"
-            )))
-        }
+        other => return Err(n.err(format!("mode '{other}' is not one of nearest, linear, cubic"))),
     };
     let transform = if legacy {
         "asymmetric".to_string()
@@ -180,8 +176,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let nearest_mode = if legacy {
         "floor".to_string()
     } else {
-        n.attr_s("nearest_mode")?
-            .unwrap_or_else(|| "round_prefer_floor".into())
+        n.attr_s("nearest_mode")?.unwrap_or_else(|| "round_prefer_floor".into())
     };
     if n.attr_i("antialias", 0)? != 0 {
         return Err(n.err("antialias=1 is not supported"));
@@ -205,9 +200,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let axes: Vec<usize> = match n.attr_ints("axes")? {
         Some(a) => {
             n.axes(&a, r, "axis")?;
-            a.iter()
-                .map(|&v| n.axis(v, r, "axis"))
-                .collect::<Result<_, _>>()?
+            a.iter().map(|&v| n.axis(v, r, "axis")).collect::<Result<_, _>>()?
         }
         None => (0..r).collect(),
     };
@@ -230,11 +223,9 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         None
     };
     if let Some(i) = scales_slot.filter(|&i| cx.has_input(n, i)) {
-        let t = cx.const_tensor(n, i)?.ok_or_else(|| {
-            n.err(format!(
-                "input {i} ('scales') must be a compile-time constant"
-            ))
-        })?;
+        let t = cx
+            .const_tensor(n, i)?
+            .ok_or_else(|| n.err(format!("input {i} ('scales') must be a compile-time constant")))?;
         if t.numel() > 0 {
             scales = Some(t.to_f64());
         }
@@ -264,9 +255,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             .map(|i| cx.const_tensor(n, i))
             .transpose()?
             .flatten()
-            .ok_or_else(|| {
-                n.err("tf_crop_and_resize needs input 1 ('roi') as a compile-time constant")
-            })?
+            .ok_or_else(|| n.err("tf_crop_and_resize needs input 1 ('roi') as a compile-time constant"))?
             .to_f64();
         if t.len() != 2 * axes.len() {
             return Err(n.err(format!(
@@ -342,21 +331,13 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         let out_f = scale * len as f64;
         let mut axis_rows = Vec::with_capacity(out_len);
         for o in 0..out_len {
-            let (src, outside) = source_coord(
-                &transform, o as f64, scale, len, out_f, out_len, roi[a],
-            )
-            .ok_or_else(|| {
-                n.err(format!(
-                    "coordinate_transformation_mode '{transform}' is not supported"
-                ))
-            })?;
+            let (src, outside) = source_coord(&transform, o as f64, scale, len, out_f, out_len, roi[a])
+                .ok_or_else(|| n.err(format!("coordinate_transformation_mode '{transform}' is not supported")))?;
             let t = taps(&params, src, len)
                 .ok_or_else(|| n.err(format!("nearest_mode '{nearest_mode}' is not supported")))?;
             axis_rows.push((t, outside));
         }
-        let single = axis_rows
-            .iter()
-            .all(|(t, out)| !out && t.len() == 1 && t[0].1 == 1.0);
+        let single = axis_rows.iter().all(|(t, out)| !out && t.len() == 1 && t[0].1 == 1.0);
         if single {
             let idx: Vec<i64> = axis_rows.iter().map(|(t, _)| t[0].0).collect();
             if let Some(e) = affine_index(&idx, a) {
@@ -386,10 +367,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .unwrap_or(0);
     let dt = xt.dtype;
     if dt == DType::Bool && mode != Mode::Nearest {
-        return Err(n.err(format!(
-            "{mode_s} interpolation of {} is not supported",
-            xt.describe()
-        )));
+        return Err(n.err(format!("{mode_s} interpolation of {} is not supported", xt.describe())));
     }
     let cols = 2 * width + 1;
     let mut ins = vec![x];
@@ -402,11 +380,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             }
             data[i * cols + 2 * width] = *outside as u8 as f64;
         }
-        ins.push(cx.constant(
-            n,
-            "taps",
-            Tensor::from_f64(DType::F32, vec![rows.len(), cols], &data),
-        ));
+        ins.push(cx.constant(n, "taps", Tensor::from_f64(DType::F32, vec![rows.len(), cols], &data)));
     }
     let table = |row: &TExpr, col: usize| TExpr::Load {
         input: 1,
@@ -427,11 +401,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 };
                 let axis_rows = &rows[*row as usize..*row as usize + len];
                 if axis_rows.iter().any(|(_, out)| *out) {
-                    flags.push(table(&rowe, 2 * width).cmp(
-                        BinaryOp::Greater,
-                        TExpr::Lit(0.5, DType::F32),
-                        DType::F32,
-                    ));
+                    flags.push(table(&rowe, 2 * width).cmp(BinaryOp::Greater, TExpr::Lit(0.5, DType::F32), DType::F32));
                 }
                 let unit = axis_rows.iter().all(|(t, _)| t.len() == 1 && t[0].1 == 1.0);
                 (0..*taps)

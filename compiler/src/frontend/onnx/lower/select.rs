@@ -23,13 +23,25 @@ pub(crate) fn top_k(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         // Unsorted output may be in any order; sorted order is one valid answer.
     }
     let largest = n.attr_i("largest", 1)? != 0;
-    let indices = cx.add(n, "indices", Op::TopK { k: k as usize, axis, largest }, &[x])?;
+    let indices = cx.add(
+        n,
+        "indices",
+        Op::TopK {
+            k: k as usize,
+            axis,
+            largest,
+        },
+        &[x],
+    )?;
     // values[c] = x[c with axis coordinate replaced by indices[c]]
     let out_shape = cx.ty(indices).shape.clone();
     let index: Vec<TExpr> = (0..ty.rank())
         .map(|a| {
             if a == axis {
-                TExpr::Load { input: 1, index: (0..ty.rank()).map(TExpr::Coord).collect() }
+                TExpr::Load {
+                    input: 1,
+                    index: (0..ty.rank()).map(TExpr::Coord).collect(),
+                }
             } else {
                 TExpr::Coord(a)
             }
@@ -38,7 +50,12 @@ pub(crate) fn top_k(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let values = cx.add(
         n,
         "values",
-        Op::Compute { shape: out_shape, dtype: ty.dtype, expr: TExpr::Load { input: 0, index }, name: "TopKValues".into() },
+        Op::Compute {
+            shape: out_shape,
+            dtype: ty.dtype,
+            expr: TExpr::Load { input: 0, index },
+            name: "TopKValues".into(),
+        },
         &[x, indices],
     )?;
     Ok(vec![Value::Node(values), Value::Node(indices)])
@@ -57,6 +74,15 @@ pub(crate) fn scatter_nd(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "min" => ScatterReduction::Min,
         other => return Err(n.err(format!("reduction '{other}' is not one of none, add, mul, max, min"))),
     };
-    let idx = if cx.ty(idx).dtype == DType::I32 { idx } else { cx.add(n, "indices_i32", Op::Cast(DType::I32), &[idx])? };
-    Ok(vec![Value::Node(cx.add(n, "", Op::ScatterNd { reduction }, &[data, idx, updates])?)])
+    let idx = if cx.ty(idx).dtype == DType::I32 {
+        idx
+    } else {
+        cx.add(n, "indices_i32", Op::Cast(DType::I32), &[idx])?
+    };
+    Ok(vec![Value::Node(cx.add(
+        n,
+        "",
+        Op::ScatterNd { reduction },
+        &[data, idx, updates],
+    )?)])
 }

@@ -12,19 +12,12 @@ use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, TExpr, Tensor};
 
 /// `Constant`: a tensor or one of the `value_*` attributes.
 pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
-    let out = n
-        .proto
-        .output
-        .first()
-        .cloned()
-        .unwrap_or_else(|| n.name.clone());
+    let out = n.proto.output.first().cloned().unwrap_or_else(|| n.name.clone());
     if let Some(t) = n.attr_t("value")? {
         return Ok(vec![cx.literal(&out, t)?]);
     }
     if let Some(v) = n.attr_f_opt("value_float")? {
-        return Ok(one(cx
-            .g
-            .add_const(&out, Tensor::scalar(DType::F32, v as f64))));
+        return Ok(one(cx.g.add_const(&out, Tensor::scalar(DType::F32, v as f64))));
     }
     if let Some(v) = n.attr_floats("value_floats")? {
         return Ok(one(cx.g.add_const(&out, Tensor::f32(vec![v.len()], v))));
@@ -51,37 +44,25 @@ pub(crate) fn identity(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .cloned()
         .ok_or_else(|| n.err("input 0 is required but missing"))?;
     if n.op == "Dropout" && cx.has_input(n, 2) {
-        let training = cx
-            .const_tensor(n, 2)?
-            .map(|t| t.to_f64().iter().any(|&x| x != 0.0));
+        let training = cx.const_tensor(n, 2)?.map(|t| t.to_f64().iter().any(|&x| x != 0.0));
         if training != Some(false) {
-            return Err(n.err(
-                "input 2 ('training_mode') must be a constant false: training-mode dropout is not supported",
-            ));
+            return Err(
+                n.err("input 2 ('training_mode') must be a constant false: training-mode dropout is not supported")
+            );
         }
     }
     let mut outs = vec![v];
     if n.op == "Dropout" && n.proto.output.get(1).is_some_and(|s| !s.is_empty()) {
         let shape = cx.input_shape(n, 0)?;
         let t = cx.constant(n, "true", Tensor::from_f64(DType::Bool, vec![], &[1.0]));
-        outs.push(Value::Node(cx.add(
-            n,
-            "mask",
-            Op::Expand { shape },
-            &[t],
-        )?));
+        outs.push(Value::Node(cx.add(n, "mask", Op::Expand { shape }, &[t])?));
     }
     Ok(outs)
 }
 
 /// Resolves a reshape target: 0 copies the input dim (unless `allowzero`), one -1 takes what is
 /// left (exact division of dims, symbolic included).
-pub(crate) fn reshape_target(
-    n: &N,
-    input: &[Dim],
-    spec: &[Dim],
-    allowzero: bool,
-) -> Result<Vec<Dim>, OnnxError> {
+pub(crate) fn reshape_target(n: &N, input: &[Dim], spec: &[Dim], allowzero: bool) -> Result<Vec<Dim>, OnnxError> {
     let mut out = Vec::with_capacity(spec.len());
     let mut infer_at = None;
     for (i, d) in spec.iter().enumerate() {
@@ -105,20 +86,14 @@ pub(crate) fn reshape_target(
     if let Some(i) = infer_at {
         let total = Dim::product(input);
         let known = Dim::product(&out);
-        out[i] = total
-            .exact_div(&known)
-            .filter(|_| known != Dim::c(0))
-            .ok_or_else(|| {
-                n.err(format!(
-                    "cannot infer the -1 in shape [{}]: {} elements are not divisible by {}",
-                    spec.iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    total,
-                    known
-                ))
-            })?;
+        out[i] = total.exact_div(&known).filter(|_| known != Dim::c(0)).ok_or_else(|| {
+            n.err(format!(
+                "cannot infer the -1 in shape [{}]: {} elements are not divisible by {}",
+                spec.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+                total,
+                known
+            ))
+        })?;
     }
     Ok(out)
 }
@@ -126,9 +101,9 @@ pub(crate) fn reshape_target(
 /// `Reshape` with the target shape from a compile-time (possibly symbolic) integer tensor.
 pub(crate) fn reshape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
-    let spec = cx
-        .ints(n, 1)?
-        .ok_or_else(|| n.err("input 1 ('shape') must be known at compile time (a compile-time constant or a shape computation)"))?;
+    let spec = cx.ints(n, 1)?.ok_or_else(|| {
+        n.err("input 1 ('shape') must be known at compile time (a compile-time constant or a shape computation)")
+    })?;
     let allowzero = n.attr_i("allowzero", 0)? != 0;
     let in_shape = cx.ty(x).shape.clone();
     let shape = reshape_target(n, &in_shape, &spec.elems, allowzero)?;
@@ -242,9 +217,7 @@ pub(crate) fn concat(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let ins = (0..n.n_inputs())
         .map(|i| cx.input(n, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let first = *ins
-        .first()
-        .ok_or_else(|| n.err("needs at least one input"))?;
+    let first = *ins.first().ok_or_else(|| n.err("needs at least one input"))?;
     let rank = cx.ty(first).rank();
     let axis = n.axis(
         n.attr_i_opt("axis")?
@@ -277,12 +250,7 @@ pub(crate) fn split(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let sizes = match sizes {
         Some(s) => s,
         None => {
-            let d = dim.ok_or_else(|| {
-                n.err(format!(
-                    "equal split of symbolic dim {} needs --dim",
-                    ty.shape[axis]
-                ))
-            })?;
+            let d = dim.ok_or_else(|| n.err(format!("equal split of symbolic dim {} needs --dim", ty.shape[axis])))?;
             let parts = if n.opset >= 18 {
                 n.attr_i("num_outputs", outputs as i64)?
             } else {
@@ -295,9 +263,7 @@ pub(crate) fn split(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 return Err(n.err(format!("dim {d} does not split into {parts} equal parts")));
             }
             let chunk = (d + parts - 1) / parts;
-            (0..parts)
-                .map(|k| (d - k * chunk).clamp(0, chunk))
-                .collect()
+            (0..parts).map(|k| (d - k * chunk).clamp(0, chunk)).collect()
         }
     };
     if sizes.len() != outputs {
@@ -413,11 +379,9 @@ fn symbolic_slice(cx: &mut Ctx, n: &N, x: NodeId) -> Result<Vec<Value>, OnnxErro
     let ty = cx.ty(x).clone();
     let rank = ty.rank();
     let bound = |i: usize, what: &str| -> Result<Vec<Dim>, OnnxError> {
-        cx.ints(n, i)?.map(|v| v.elems).ok_or_else(|| {
-            n.err(format!(
-                "input {i} ('{what}') must be known at compile time"
-            ))
-        })
+        cx.ints(n, i)?
+            .map(|v| v.elems)
+            .ok_or_else(|| n.err(format!("input {i} ('{what}') must be known at compile time")))
     };
     let (starts, ends) = (bound(1, "starts")?, bound(2, "ends")?);
     if starts.len() != ends.len() {
@@ -470,14 +434,13 @@ pub(crate) fn gather(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 
 /// A compile-time shape operand (constant or symbolic dims).
 fn shape_operand(cx: &Ctx, n: &N, i: usize, what: &str) -> Result<Vec<Dim>, OnnxError> {
-    let v = cx
-        .ints(n, i)?
-        .ok_or_else(|| n.err(format!("input {i} ('{what}') must be known at compile time (a compile-time constant or a shape computation)")))?;
+    let v = cx.ints(n, i)?.ok_or_else(|| {
+        n.err(format!(
+            "input {i} ('{what}') must be known at compile time (a compile-time constant or a shape computation)"
+        ))
+    })?;
     if v.shape.len() != 1 {
-        return Err(n.err(format!(
-            "input {i} ('{what}') must be 1-D, got shape {:?}",
-            v.shape
-        )));
+        return Err(n.err(format!("input {i} ('{what}') must be 1-D, got shape {:?}", v.shape)));
     }
     Ok(v.elems)
 }
@@ -514,11 +477,7 @@ pub(crate) fn tile(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .zip(&reps)
         .flat_map(|(d, &r)| [Dim::c(r), d.clone()])
         .collect();
-    let out: Vec<Dim> = shape
-        .iter()
-        .zip(&reps)
-        .map(|(d, &r)| d.mul(&Dim::c(r)))
-        .collect();
+    let out: Vec<Dim> = shape.iter().zip(&reps).map(|(d, &r)| d.mul(&Dim::c(r))).collect();
     let a = cx.add(n, "interleave", Op::Reshape { shape: inter }, &[x])?;
     let b = cx.add(n, "expand", Op::Expand { shape: big }, &[a])?;
     Ok(one(cx.add(n, "", Op::Reshape { shape: out }, &[b])?))
@@ -548,9 +507,7 @@ pub(crate) fn constant_of_shape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxE
     let shape = shape_operand(cx, n, 0, "shape")?;
     let out = n.proto.output.first().cloned().unwrap_or_default();
     let lit = match n.attr_t("value")? {
-        Some(t) => {
-            data::read_tensor(t, None).map_err(|m| n.err(format!("attribute 'value': {m}")))?
-        }
+        Some(t) => data::read_tensor(t, None).map_err(|m| n.err(format!("attribute 'value': {m}")))?,
         None => Literal::Tensor(Tensor::scalar(DType::F32, 0.0)),
     };
     let scalar = match lit {
@@ -563,14 +520,10 @@ pub(crate) fn constant_of_shape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxE
                 let count: i64 = dims.iter().product();
                 if (0..=4096).contains(&count) {
                     let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-                    return Ok(vec![Value::Ints(Ints::from_i64(
-                        shape,
-                        &vec![v; count as usize],
-                    ))]);
+                    return Ok(vec![Value::Ints(Ints::from_i64(shape, &vec![v; count as usize]))]);
                 }
             }
-            let v = i32::try_from(v)
-                .map_err(|_| n.err(format!("value {v} is outside the i32 range")))?;
+            let v = i32::try_from(v).map_err(|_| n.err(format!("value {v} is outside the i32 range")))?;
             Tensor::i32(vec![], vec![v])
         }
         Literal::Tensor(t) => {
@@ -592,20 +545,11 @@ pub(crate) fn constant_of_shape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxE
 
 /// `Range` whose bounds mention symbolic dims (e.g. position ids `Range(0, seq, 1)`): a tensor
 /// expression `start + i * delta` of length `(limit - start) / delta` (exact division).
-fn symbolic_range(
-    cx: &mut Ctx,
-    n: &N,
-    s: &Ints,
-    l: &Ints,
-    d: &Ints,
-) -> Result<Vec<Value>, OnnxError> {
+fn symbolic_range(cx: &mut Ctx, n: &N, s: &Ints, l: &Ints, d: &Ints) -> Result<Vec<Value>, OnnxError> {
     let scalar = |v: &Ints, what: &str| -> Result<Dim, OnnxError> {
         match v.elems.as_slice() {
             [x] => Ok(x.clone()),
-            _ => Err(n.err(format!(
-                "{what} must hold one value, got shape {:?}",
-                v.shape
-            ))),
+            _ => Err(n.err(format!("{what} must hold one value, got shape {:?}", v.shape))),
         }
     };
     let (start, limit) = (scalar(s, "start")?, scalar(l, "limit")?);
@@ -614,7 +558,9 @@ fn symbolic_range(
         .filter(|&v| v > 0)
         .ok_or_else(|| n.err("a Range with symbolic bounds needs a positive constant delta"))?;
     let count = limit.sub(&start).exact_div(&Dim::c(delta)).ok_or_else(|| {
-        n.err(format!("the length ({limit} - {start}) / {delta} of a symbolic Range must be exact; bind dims with --dim"))
+        n.err(format!(
+            "the length ({limit} - {start}) / {delta} of a symbolic Range must be exact; bind dims with --dim"
+        ))
     })?;
     let expr = TExpr::Dim(start).add(TExpr::Coord(0).mul(TExpr::int(delta)));
     let op = Op::Compute {
@@ -630,9 +576,7 @@ fn symbolic_range(
 pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if let (Some(s), Some(l), Some(d)) = (cx.ints(n, 0)?, cx.ints(n, 1)?, cx.ints(n, 2)?) {
         let (s, l, d) = match (s.consts(), l.consts(), d.consts()) {
-            (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => {
-                (s[0], l[0], d[0])
-            }
+            (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => (s[0], l[0], d[0]),
             _ => return symbolic_range(cx, n, &s, &l, &d),
         };
         if d == 0 {
@@ -651,11 +595,7 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             ))
         })?;
         dtype = t.dtype();
-        v.push(
-            *t.to_f64()
-                .first()
-                .ok_or_else(|| n.err(format!("input {i} is empty")))?,
-        );
+        v.push(*t.to_f64().first().ok_or_else(|| n.err(format!("input {i} is empty")))?);
     }
     let (s, l, d) = (v[0], v[1], v[2]);
     if d == 0.0 {
@@ -663,11 +603,7 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let count = ((l - s) / d).ceil().max(0.0) as usize;
     let vals: Vec<f64> = (0..count).map(|k| s + k as f64 * d).collect();
-    Ok(one(cx.constant(
-        n,
-        "",
-        Tensor::from_f64(dtype, vec![count], &vals),
-    )))
+    Ok(one(cx.constant(n, "", Tensor::from_f64(dtype, vec![count], &vals))))
 }
 
 /// `Trilu`: keeps the upper (or lower) triangle via a constant mask and `Where`.
@@ -716,9 +652,7 @@ pub(crate) fn eye_like(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         _ => return Err(n.err("input must be 2-D with a concrete shape")),
     };
     let dtype = match n.attr_i_opt("dtype")? {
-        Some(t) => {
-            data::ir_dtype(t as i32).map_err(|m| n.err(format!("attribute 'dtype': {m}")))?
-        }
+        Some(t) => data::ir_dtype(t as i32).map_err(|m| n.err(format!("attribute 'dtype': {m}")))?,
         None => match cx.value(n, 0)? {
             Some(Value::Node(id)) => cx.ty(*id).dtype,
             _ => DType::I32,
@@ -750,10 +684,7 @@ pub(crate) fn pad(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             Some(v) => {
                 let t = cx.ty(v).clone();
                 if t.numel() != Dim::c(1) {
-                    return Err(n.err(format!(
-                        "constant_value must hold one element, got {}",
-                        t.describe()
-                    )));
+                    return Err(n.err(format!("constant_value must hold one element, got {}", t.describe())));
                 }
                 cx.add(n, "value", Op::Reshape { shape: vec![] }, &[v])?
             }
@@ -790,12 +721,7 @@ pub(crate) fn pad(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 end: if e < 0 { e } else { SLICE_END_MAX },
                 step: 1,
             };
-            y = cx.add(
-                n,
-                &format!("{tag}_crop"),
-                Op::Slice { axes: vec![sa] },
-                &[y],
-            )?;
+            y = cx.add(n, &format!("{tag}_crop"), Op::Slice { axes: vec![sa] }, &[y])?;
         }
         let cur = cx.ty(y).shape.clone();
         let block = |cx: &mut Ctx, left: bool, p: i64| -> Result<NodeId, OnnxError> {
@@ -809,12 +735,7 @@ pub(crate) fn pad(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                     end,
                     step,
                 };
-                cx.add(
-                    n,
-                    &format!("{tag}_{side}_slice"),
-                    Op::Slice { axes: vec![sa] },
-                    &[y],
-                )
+                cx.add(n, &format!("{tag}_{side}_slice"), Op::Slice { axes: vec![sa] }, &[y])
             };
             match mode.as_str() {
                 "constant" => cx.add(n, &format!("{tag}_{side}"), Op::Expand { shape }, &[value]),
@@ -828,9 +749,7 @@ pub(crate) fn pad(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 }
                 "reflect" => {
                     if cur[a].as_const().is_some_and(|d| d <= p) {
-                        return Err(n.err(format!(
-                            "reflect pad {p} on axis {a} needs a dim larger than {p}"
-                        )));
+                        return Err(n.err(format!("reflect pad {p} on axis {a} needs a dim larger than {p}")));
                     }
                     if left {
                         sl(cx, p, 0, -1)
@@ -919,12 +838,7 @@ pub(crate) fn gather_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErr
         },
         &[data],
     )?;
-    Ok(one(cx.add(
-        n,
-        "",
-        Op::Gather { axis: 0 },
-        &[flat, flat_idx],
-    )?))
+    Ok(one(cx.add(n, "", Op::Gather { axis: 0 }, &[flat, flat_idx])?))
 }
 
 /// `DepthToSpace` (DCR or CRD) and `SpaceToDepth` as reshape -> transpose -> reshape.
@@ -941,29 +855,14 @@ pub(crate) fn depth_space(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
     let bd = Dim::c(b);
     let [nn, c, h, w] = [0, 1, 2, 3].map(|i| ty.shape[i].clone());
     let (split, perm, out) = if n.op == "DepthToSpace" {
-        let cb = c.exact_div(&Dim::c(b * b)).ok_or_else(|| {
-            n.err(format!(
-                "{c} channels are not divisible by blocksize^2 = {}",
-                b * b
-            ))
-        })?;
+        let cb = c
+            .exact_div(&Dim::c(b * b))
+            .ok_or_else(|| n.err(format!("{c} channels are not divisible by blocksize^2 = {}", b * b)))?;
         let out = vec![nn.clone(), cb.clone(), h.mul(&bd), w.mul(&bd)];
         match n.attr_s("mode")?.as_deref().unwrap_or("DCR") {
-            "DCR" => (
-                vec![nn, bd.clone(), bd, cb, h, w],
-                vec![0, 3, 4, 1, 5, 2],
-                out,
-            ),
-            "CRD" => (
-                vec![nn, cb, bd.clone(), bd, h, w],
-                vec![0, 1, 4, 2, 5, 3],
-                out,
-            ),
-            other => {
-                return Err(n.err(format!(
-                    "attribute 'mode' is '{other}', expected DCR or CRD"
-                )))
-            }
+            "DCR" => (vec![nn, bd.clone(), bd, cb, h, w], vec![0, 3, 4, 1, 5, 2], out),
+            "CRD" => (vec![nn, cb, bd.clone(), bd, h, w], vec![0, 1, 4, 2, 5, 3], out),
+            other => return Err(n.err(format!("attribute 'mode' is '{other}', expected DCR or CRD"))),
         }
     } else {
         let hb = h
@@ -977,11 +876,7 @@ pub(crate) fn depth_space(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
         let perm = match n.attr_s("mode")?.as_deref().unwrap_or("DCR") {
             "DCR" => vec![0, 3, 5, 1, 2, 4],
             "CRD" => vec![0, 1, 3, 5, 2, 4],
-            other => {
-                return Err(n.err(format!(
-                    "attribute 'mode' is '{other}', expected DCR or CRD"
-                )))
-            }
+            other => return Err(n.err(format!("attribute 'mode' is '{other}', expected DCR or CRD"))),
         };
         (vec![nn, c, hb, bd.clone(), wb, bd], perm, out)
     };
@@ -997,8 +892,7 @@ pub(crate) fn one_hot(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let depth = cx
         .const_tensor(n, 1)?
         .and_then(|t| t.to_f64().first().copied())
-        .ok_or_else(|| n.err("input 1 ('depth') must be a compile-time constant"))?
-        as i64;
+        .ok_or_else(|| n.err("input 1 ('depth') must be a compile-time constant"))? as i64;
     let values = cx.input(n, 2)?;
     let it = cx.ty(idx).clone();
     let vt = cx.ty(values).clone();
@@ -1008,14 +902,7 @@ pub(crate) fn one_hot(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let values = if vt.rank() == 1 {
         values
     } else {
-        cx.add(
-            n,
-            "values_flat",
-            Op::Reshape {
-                shape: vec![Dim::c(2)],
-            },
-            &[values],
-        )?
+        cx.add(n, "values_flat", Op::Reshape { shape: vec![Dim::c(2)] }, &[values])?
     };
     let idx = if it.dtype == DType::I32 {
         idx

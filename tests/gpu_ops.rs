@@ -96,18 +96,21 @@ fn conv_interpreter_matches_hand_computed_windows() {
     assert_eq!(r.to_f32(), vec![12.0, 16.0, 24.0, 28.0]);
 }
 
+/// x shape, w shape, strides, pads, dilations, groups, bias.
+type ConvCase = (
+    Vec<usize>,
+    Vec<usize>,
+    Vec<usize>,
+    Vec<(usize, usize)>,
+    Vec<usize>,
+    usize,
+    bool,
+);
+
 #[test]
 fn conv_variants_match_the_interpreter() {
     let n = |s: &[usize]| s.iter().product::<usize>();
-    let cases: Vec<(
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<(usize, usize)>,
-        Vec<usize>,
-        usize,
-        bool,
-    )> = vec![
+    let cases: Vec<ConvCase> = vec![
         (
             vec![2, 3, 9, 11],
             vec![8, 3, 3, 3],

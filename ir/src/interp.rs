@@ -833,20 +833,6 @@ fn conv(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::erf;
-
-    #[test]
-    fn erf_matches_known_values_and_terminates_at_zero() {
-        assert_eq!(erf(0.0), 0.0);
-        assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
-        assert!((erf(-1.0) + 0.842_700_792_949_714_9).abs() < 1e-15);
-        assert!((erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15);
-        assert_eq!(erf(7.0), 1.0);
-    }
-}
-
 fn top_k(x: &Val, k: usize, axis: usize, largest: bool) -> Val {
     let outer: usize = x.shape[..axis].iter().product();
     let n = x.shape[axis];
@@ -881,9 +867,9 @@ fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) ->
     let mut out = data.v.clone();
     for u in 0..rows {
         let mut off = 0usize;
-        for a in 0..m {
+        for (a, (&size, &stride)) in data.shape.iter().zip(&st).enumerate().take(m) {
             let mut ix = indices.v[u * m + a] as i64;
-            let d = data.shape[a] as i64;
+            let d = size as i64;
             if ix < 0 {
                 ix += d;
             }
@@ -893,7 +879,7 @@ fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) ->
                     indices.v[u * m + a]
                 ));
             }
-            off += ix as usize * st[a];
+            off += ix as usize * stride;
         }
         for e in 0..slice {
             let (o, v) = (&mut out[off + e], updates.v[u * slice + e]);
@@ -910,4 +896,18 @@ fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) ->
         shape: data.shape.clone(),
         v: out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erf;
+
+    #[test]
+    fn erf_matches_known_values_and_terminates_at_zero() {
+        assert_eq!(erf(0.0), 0.0);
+        assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
+        assert!((erf(-1.0) + 0.842_700_792_949_714_9).abs() < 1e-15);
+        assert!((erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15);
+        assert_eq!(erf(7.0), 1.0);
+    }
 }

@@ -534,8 +534,8 @@ pub fn render(
                 }
             ));
             let mut match_lines = Vec::new();
-            for a in 0..m {
-                let d = params.dim(&data[a], "dim");
+            for (a, dim) in data.iter().enumerate().take(m) {
+                let d = params.dim(dim, "dim");
                 match_lines.push(format!("let x{a} = in1[u * {m}i + {a}i];"));
                 match_lines.push(format!("hit = hit && select(x{a}, x{a} + {d}, x{a} < 0i) == c{a};"));
             }

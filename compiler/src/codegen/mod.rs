@@ -103,6 +103,30 @@ fn bindings(n_inputs: usize) -> Vec<BindingKind> {
     b
 }
 
+/// Fills the GEMM template's tile parameters, element type, problem dims (M, N, K as WGSL
+/// expressions) and batch-offset statements.
+fn gemm_context(
+    ctx: &mut tera::Context,
+    p: &kiln_schedules::GemmParams,
+    dtype: DType,
+    mnk: [&String; 3],
+    batch_lines: &[String],
+) {
+    ctx.insert("ty", reg_ty(dtype));
+    ctx.insert("zero", &literal(0.0, dtype));
+    ctx.insert("float", &dtype.is_float());
+    ctx.insert("bm", &p.bm);
+    ctx.insert("bn", &p.bn);
+    ctx.insert("bk", &p.bk);
+    ctx.insert("tm", &p.tm);
+    ctx.insert("tn", &p.tn);
+    ctx.insert("threads", &p.threads());
+    ctx.insert("m", mnk[0]);
+    ctx.insert("n", mnk[1]);
+    ctx.insert("k", mnk[2]);
+    ctx.insert("batch_lines", batch_lines);
+}
+
 /// WGSL statements splitting the i32 `linear` into row-major coordinates `names[i]` over
 /// `dims` (last axis fastest), using the scratch variable `scratch`.
 fn decompose(params: &mut ParamSet, linear: &str, scratch: &str, names: &[String], dims: &[Dim]) -> Vec<String> {
@@ -340,20 +364,7 @@ pub fn render(
             ctx.insert("a_load", &[format!("v = in0[a_off + gm * {k_s} + gk];")]);
             ctx.insert("b_load", &[format!("v = in1[b_off + gk * {n_s} + gn];")]);
             ctx.insert("epilogue", &Vec::<String>::new());
-            let ty = reg_ty(*dtype);
-            ctx.insert("ty", ty);
-            ctx.insert("zero", &literal(0.0, *dtype));
-            ctx.insert("float", &dtype.is_float());
-            ctx.insert("bm", &p.bm);
-            ctx.insert("bn", &p.bn);
-            ctx.insert("bk", &p.bk);
-            ctx.insert("tm", &p.tm);
-            ctx.insert("tn", &p.tn);
-            ctx.insert("threads", &p.threads());
-            ctx.insert("m", &m_s);
-            ctx.insert("n", &n_s);
-            ctx.insert("k", &k_s);
-            ctx.insert("batch_lines", &lines);
+            gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
             let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&n).cdiv(p.bn as i64),
@@ -446,19 +457,7 @@ pub fn render(
             ctx.insert("a_load", &[format!("v = in1[a_off + gm * {k_s} + gk];")]);
             ctx.insert("b_load", &b);
             ctx.insert("epilogue", &epilogue);
-            ctx.insert("ty", "f32");
-            ctx.insert("zero", "0.0f");
-            ctx.insert("float", &true);
-            ctx.insert("bm", &p.bm);
-            ctx.insert("bn", &p.bn);
-            ctx.insert("bk", &p.bk);
-            ctx.insert("tm", &p.tm);
-            ctx.insert("tn", &p.tn);
-            ctx.insert("threads", &p.threads());
-            ctx.insert("m", &m_s);
-            ctx.insert("n", &n_s);
-            ctx.insert("k", &k_s);
-            ctx.insert("batch_lines", &lines);
+            gemm_context(&mut ctx, &p, DType::F32, [&m_s, &n_s, &k_s], &lines);
             let grid = [
                 dim_expr(&pp).cdiv(p.bn as i64),
                 dim_expr(&ocg).cdiv(p.bm as i64),

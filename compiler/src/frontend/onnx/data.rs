@@ -57,15 +57,7 @@ pub(crate) fn io_elem(dt: i32) -> Result<ElemType, String> {
 
 /// The element type an IR dtype has at the graph boundary when nothing else is recorded.
 pub(crate) fn elem_of(d: DType) -> ElemType {
-    match d {
-        DType::F32 => ElemType::F32,
-        DType::F16 => ElemType::F16,
-        DType::I32 => ElemType::I32,
-        DType::U32 => ElemType::U32,
-        DType::I8 => ElemType::I8,
-        DType::U8 => ElemType::U8,
-        DType::Bool => ElemType::Bool,
-    }
+    crate::elem_type(d)
 }
 
 /// A decoded tensor payload.

@@ -12,6 +12,15 @@ use kiln::runtime::{Bundle, Session, SessionOptions};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
+/// Binary ops the random graphs draw from.
+const BINARY_OPS: [BinaryOp; 5] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Max,
+    BinaryOp::Min,
+];
+
 /// One step of a random graph recipe; numbers pick operands and attributes.
 #[derive(Clone, Debug)]
 enum Step {
@@ -68,23 +77,11 @@ fn build(shape: &[usize], steps: &[Step], seed: u64) -> (Model, HashMap<String, 
                 src.and_then(|src| g.add(&name, Op::Unary(u), &[src]).ok())
             }
             Step::Binary(o, a, b) => {
-                let op = [
-                    BinaryOp::Add,
-                    BinaryOp::Sub,
-                    BinaryOp::Mul,
-                    BinaryOp::Max,
-                    BinaryOp::Min,
-                ][*o as usize];
+                let op = BINARY_OPS[*o as usize];
                 g.add(&name, Op::Binary(op), &[pick(*a), pick(*b)]).ok()
             }
             Step::BroadcastBinary(o, a, mask) => {
-                let op = [
-                    BinaryOp::Add,
-                    BinaryOp::Sub,
-                    BinaryOp::Mul,
-                    BinaryOp::Max,
-                    BinaryOp::Min,
-                ][*o as usize];
+                let op = BINARY_OPS[*o as usize];
                 let src = pick(*a);
                 let sh = shape_of(&g, src);
                 // A constant whose dims are 1 where the mask bit is set, trailing-aligned, maybe shorter.

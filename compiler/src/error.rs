@@ -49,6 +49,9 @@ pub enum CompileError {
         /// tera's message.
         msg: String,
     },
+    /// An inconsistency the compiler produced itself (a bug, never the user's input).
+    #[error("internal compiler bug: {0}")]
+    Internal(String),
     /// Bad command-line style input (e.g. `--dim` values).
     #[error("{0}")]
     Usage(String),

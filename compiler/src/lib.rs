@@ -23,7 +23,7 @@ pub use options::CompileOptions;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
 use kiln_ir::{DType, Dim, Graph, Op, Tensor};
 use kiln_schedules::{defaults, Schedule};
-use lower::{KernelBody, KernelDraft};
+use lower::KernelBody;
 use std::collections::{BTreeMap, HashMap};
 
 /// Compiler version recorded in manifests.
@@ -303,9 +303,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         }],
         files: BTreeMap::new(),
     };
-    manifest
-        .check_indices()
-        .map_err(|e| CompileError::Frontend(format!("internal compiler bug: {e}")))?;
+    manifest.check_indices().map_err(CompileError::Internal)?;
     Ok(CompiledBundle {
         manifest,
         kernel_sources: sources,
@@ -317,9 +315,4 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
 pub fn compile_to_dir(model: &Model, opts: &CompileOptions, dir: &std::path::Path) -> Result<Manifest, CompileError> {
     let b = compile(model, opts)?;
     write_bundle(&b, dir)
-}
-
-#[doc(hidden)]
-pub fn _drafts_for_tests(g: &Graph, opt_level: u8) -> Result<Vec<KernelDraft>, CompileError> {
-    lower::fuse::form_kernels(g, opt_level, 7)
 }

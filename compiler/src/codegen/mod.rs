@@ -445,15 +445,15 @@ pub fn render(
                 off.join(" + ")
             ));
             b.push("}".into());
+            // The bias of output channel gm of group (batch % groups).
             let epilogue: Vec<String> = if *bias {
-                vec!["return v + in2[g_bias(batch) + gm];".into()]
+                vec![format!(
+                    "return v + in2[(batch % {g}i) * {} + gm];",
+                    params.dim(&ocg, "m")
+                )]
             } else {
                 vec![]
             };
-            let epilogue: Vec<String> = epilogue
-                .into_iter()
-                .map(|l| l.replace("g_bias(batch)", &format!("(batch % {g}i) * {}", params.dim(&ocg, "m"))))
-                .collect();
             ctx.insert("a_load", &[format!("v = in1[a_off + gm * {k_s} + gk];")]);
             ctx.insert("b_load", &b);
             ctx.insert("epilogue", &epilogue);

@@ -608,9 +608,7 @@ fn parameter_from_a_graph_input_is_a_typed_needs_constant_error() {
     b.input("target", DataType::Int64, &[d(2)]);
     b.node("Reshape", &["x", "target"], &["y"]);
     b.output("y", DataType::Float);
-    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new())
-        .err()
-        .expect("an error");
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
     match &e {
         OnnxError::NeedsConstant {
             op_type,
@@ -639,9 +637,7 @@ fn parameter_from_a_graph_input_is_a_typed_needs_constant_error() {
     b.node("Neg", &["target"], &["t2"]);
     b.node("Reshape", &["x", "t2"], &["y"]);
     b.output("y", DataType::Float);
-    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new())
-        .err()
-        .expect("an error");
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
     assert!(
         matches!(
             &e,
@@ -665,9 +661,7 @@ fn unsupported_feature_is_a_typed_error() {
         .attr_ints("kernel_shape", &[2, 2]);
     b.output("y", DataType::Float);
     b.output("idx", DataType::Int64);
-    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new())
-        .err()
-        .expect("an error");
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
     match &e {
         OnnxError::Unsupported { op_type, msg, .. } => {
             assert_eq!(op_type, "MaxPool");

@@ -7,12 +7,14 @@ tests in Python (`onnx.backend.test.case.node.collect_testcases()`); the wheel d
 test data, which `kiln conformance DIR` reads:
 
     DIR/<case_name>/model.onnx
+    DIR/<case_name>/tolerance.txt                      (the case's rtol and atol)
     DIR/<case_name>/test_data_set_<N>/input_<K>.pb    (TensorProto, or SequenceProto /
     DIR/<case_name>/test_data_set_<N>/output_<K>.pb    OptionalProto / MapProto for such values)
 
 Usage: python3 scripts/onnx_conformance_data.py [DIR] [--filter SUBSTR] [--clean]
        (DIR defaults to tests/onnx-node in the repository, which git ignores), then
-       cargo run --release -- conformance tests/onnx-node --report docs/onnx-conformance.md
+       cargo run --release -- conformance tests/onnx-node --expected tests/onnx-conformance-expected.txt \
+           --report docs/onnx-conformance.md
 
 Nothing is downloaded; the data is generated on this machine (a few seconds to a minute). A case
 whose data cannot be serialized is skipped and listed on stderr; the script exits non-zero only if
@@ -50,6 +52,9 @@ def _write_case(case, out_dir: str) -> None:
     graph_outputs = list(model.graph.output)
     with open(os.path.join(out_dir, "model.onnx"), "wb") as f:
         f.write(model.SerializeToString())
+    # The case's own comparison tolerance (onnx's node tests declare rtol=1e-3, atol=1e-7).
+    with open(os.path.join(out_dir, "tolerance.txt"), "w") as f:
+        f.write(f"rtol {float(case.rtol)!r}\natol {float(case.atol)!r}\n")
     for i, (inputs, outputs) in enumerate(case.data_sets or []):
         ds = os.path.join(out_dir, f"test_data_set_{i}")
         os.makedirs(ds, exist_ok=True)

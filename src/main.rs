@@ -95,9 +95,14 @@ enum Command {
         /// Only cases whose name contains this substring.
         #[arg(long)]
         filter: Option<String>,
-        /// Exit non-zero if fewer than N plain cases pass.
-        #[arg(long, value_name = "N")]
-        min_pass: Option<usize>,
+        /// The expected-outcome list to gate on (e.g. tests/onnx-conformance-expected.txt):
+        /// exit non-zero if any case does worse than listed.
+        #[arg(long, value_name = "FILE")]
+        expected: Option<PathBuf>,
+        /// Rewrite the --expected list with this run's outcomes (accepting improvements, and
+        /// any regressions: review the diff).
+        #[arg(long, requires = "expected")]
+        update_expected: bool,
         /// Worker processes (0: one per core).
         #[arg(long, default_value_t = 0)]
         jobs: usize,
@@ -180,7 +185,8 @@ fn run(cmd: Command) -> Result<()> {
             dir,
             report,
             filter,
-            min_pass,
+            expected,
+            update_expected,
             jobs,
             timeout,
             worker: false,
@@ -190,13 +196,20 @@ fn run(cmd: Command) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ");
             let timeout = std::time::Duration::from_secs(timeout);
+            let worker_args = vec![
+                "conformance".to_string(),
+                dir.display().to_string(),
+                "--worker".to_string(),
+            ];
             kiln::conformance::run_cli(&kiln::conformance::Options {
                 dir,
                 filter,
                 report,
-                min_pass,
+                expected,
+                update_expected,
                 jobs,
                 timeout,
+                worker_args,
                 command_line,
             })
         }

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `kiln` CLI: ONNX models built in the test are compiled with
 //! `kiln compile`, run on the GPU (lavapipe in CI) with `kiln run`, and every output file is
-//! compared with the CPU reference interpreter evaluating the graph the frontend loads.
+//! compared with values computed in f64 from the test model's definition (tests/common).
 
 mod common;
 
@@ -24,7 +24,7 @@ fn mlp_compile_run_matches_interpreter() {
     );
 
     let inputs = mlp_inputs(2);
-    let expected = reference(&onnx, &[], &inputs);
+    let expected = mlp_expected(&inputs);
     assert_eq!(expected.len(), 2, "the reference has both outputs");
     assert_eq!(expected[MLP_PROB].shape, vec![2, 8]);
     run_and_check(&bundle, work, "b2", &inputs, &expected);
@@ -77,7 +77,7 @@ fn attention_symbolic_batch_one_bundle_two_sizes() {
 
     for batch in [1, 5] {
         let inputs = attention_inputs(batch);
-        let expected = reference(&onnx, &[], &inputs);
+        let expected = attention_expected(&inputs);
         assert_eq!(expected["attn"].shape, vec![batch, 8, 16]);
         run_and_check(&bundle, work, &format!("batch{batch}"), &inputs, &expected);
     }
@@ -100,7 +100,7 @@ fn attention_fixed_dim_runs_and_rejects_other_sizes() {
     );
 
     let inputs = attention_inputs(3);
-    let expected = reference(&onnx, &[("batch", 3)], &inputs);
+    let expected = attention_expected(&inputs);
     run_and_check(&bundle, work, "fixed3", &inputs, &expected);
 
     let in_dir = work.join("b4");
@@ -159,7 +159,7 @@ fn opt_levels_agree_and_fusion_reduces_dispatches() {
     let onnx = mlp_onnx();
     let model = write_file(work, "model.onnx", &onnx);
     let inputs = mlp_inputs(4);
-    let expected = reference(&onnx, &[], &inputs);
+    let expected = mlp_expected(&inputs);
     let mut dispatches = BTreeMap::new();
     for level in ["0", "2"] {
         let bundle = work.join(format!("opt{level}"));

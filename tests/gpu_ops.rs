@@ -283,3 +283,32 @@ fn top_k_and_scatter_nd_match_the_interpreter() {
         &[10.0, 11.0, 12.0, 13.0, 14.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     );
 }
+
+/// Top-k with ties against hand-computed indices (ties go to the lower index): GPU and
+/// interpreter both, so neither is its own reference.
+#[test]
+fn top_k_ties_match_hand_computed_indices() {
+    // x[0, t, i] for t = 0..6 (the axis) and i = 0..2:
+    //   column 0: 1  3  3  2  3  0      column 1: -1 -1  5 -1  5  2
+    let x = Tensor::f32(
+        vec![1, 6, 2],
+        vec![1.0, -1.0, 3.0, -1.0, 3.0, 5.0, 2.0, -1.0, 3.0, 5.0, 0.0, 2.0],
+    );
+    for (largest, want) in [
+        // Largest 3: column 0 the three 3s at 1, 2, 4; column 1 the 5s at 2, 4, then 2 at 5.
+        (true, [1.0, 2.0, 2.0, 4.0, 4.0, 5.0]),
+        // Smallest 3: column 0 0 at 5, 1 at 0, 2 at 3; column 1 the three -1s at 0, 1, 3.
+        (false, [5.0, 0.0, 0.0, 1.0, 3.0, 3.0]),
+    ] {
+        let mut g = Graph::new();
+        let xi = g.add_input("x", TensorType::new(DType::F32, &[1, 6, 2]));
+        let idx = g.add("topk", Op::TopK { k: 3, axis: 1, largest }, &[xi]).unwrap();
+        let as_f = g.add("cast", Op::Cast(DType::F32), &[idx]).unwrap();
+        g.add_output("y", as_f);
+        // `check` holds the GPU within 1e-5 relative L2 of the interpreter; with indices this
+        // small one wrong index is an error of about 0.1, so both equal `want`.
+        let r = check(g, x.clone());
+        assert_eq!(r.shape, vec![1, 3, 2]);
+        assert_eq!(r.to_f32(), want, "largest = {largest}");
+    }
+}

@@ -3,7 +3,8 @@
 //! `scripts/ort_reference.py` produces: relative L2 error < 1e-4 for float outputs, integer
 //! outputs exact.
 //!
-//! Without the models the tests fail with a hint; `KILN_SKIP_MODEL_TESTS=1` skips them.
+//! Without the models the tests fail with a hint; `KILN_SKIP_MODEL_TESTS=1` skips them (`0`
+//! or any other value does not).
 
 use kiln::compiler::frontend::onnx::load_onnx;
 use kiln::compiler::{compile_to_dir, CompileOptions};
@@ -19,10 +20,29 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether the value of `KILN_SKIP_MODEL_TESTS` asks to skip: only `1`, `true` or `yes`
+/// (so `KILN_SKIP_MODEL_TESTS=0` runs the tests).
+fn skip_model_tests(value: Option<&str>) -> bool {
+    matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes")
+    )
+}
+
+#[test]
+fn only_an_explicit_yes_skips_the_model_tests() {
+    for v in [None, Some("0"), Some(""), Some("false"), Some("no")] {
+        assert!(!skip_model_tests(v), "{v:?} must not skip");
+    }
+    for v in ["1", "true", "YES", " 1 "] {
+        assert!(skip_model_tests(Some(v)), "{v:?} must skip");
+    }
+}
+
 /// The model file, or `None` when model tests are skipped.
 fn model(file: &str) -> Option<PathBuf> {
-    if std::env::var_os("KILN_SKIP_MODEL_TESTS").is_some() {
-        eprintln!("KILN_SKIP_MODEL_TESTS is set: skipping {file}");
+    if skip_model_tests(std::env::var("KILN_SKIP_MODEL_TESTS").ok().as_deref()) {
+        eprintln!("KILN_SKIP_MODEL_TESTS=1: skipping {file}");
         return None;
     }
     let p = root().join(".cache/models").join(file);

@@ -598,3 +598,75 @@ fn bad_attribute_type_names_attribute() {
     let e = load_err(&b);
     assert!(e.contains("tr") && e.contains("perm"), "{e}");
 }
+
+/// A compile-time parameter fed by a graph input is a typed `NeedsConstant` error that names the
+/// node, the slot and the graph input to freeze (the conformance runner freezes exactly that one).
+#[test]
+fn parameter_from_a_graph_input_is_a_typed_needs_constant_error() {
+    let mut b = ModelBuilder::new("reshape");
+    b.input("x", DataType::Float, &[d(2), d(3)]);
+    b.input("target", DataType::Int64, &[d(2)]);
+    b.node("Reshape", &["x", "target"], &["y"]);
+    b.output("y", DataType::Float);
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
+    match &e {
+        OnnxError::NeedsConstant {
+            op_type,
+            input,
+            graph_input,
+            ..
+        } => {
+            assert_eq!(
+                (op_type.as_str(), *input, graph_input.as_deref()),
+                ("Reshape", 1, Some("target"))
+            );
+        }
+        other => panic!("expected NeedsConstant, got {other:?}"),
+    }
+    let msg = e.to_string();
+    assert!(
+        msg.contains("input 1 ('shape') must be known at compile time")
+            && msg.contains("kiln compile --freeze target=FILE.npy"),
+        "{msg}"
+    );
+
+    // The same slot fed by a computation on a graph input: typed, but nothing to freeze.
+    let mut b = ModelBuilder::new("reshape2");
+    b.input("x", DataType::Float, &[d(2), d(3)]);
+    b.input("target", DataType::Int64, &[d(2)]);
+    b.node("Neg", &["target"], &["t2"]);
+    b.node("Reshape", &["x", "t2"], &["y"]);
+    b.output("y", DataType::Float);
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
+    assert!(
+        matches!(
+            &e,
+            OnnxError::NeedsConstant {
+                input: 1,
+                graph_input: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains("--freeze"), "{e}");
+}
+
+/// An op feature Kiln does not implement is a typed `Unsupported` error naming node and feature.
+#[test]
+fn unsupported_feature_is_a_typed_error() {
+    let mut b = ModelBuilder::new("pool");
+    b.input("x", DataType::Float, &[d(1), d(1), d(4), d(4)]);
+    b.node("MaxPool", &["x"], &["y", "idx"])
+        .attr_ints("kernel_shape", &[2, 2]);
+    b.output("y", DataType::Float);
+    b.output("idx", DataType::Int64);
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
+    match &e {
+        OnnxError::Unsupported { op_type, msg, .. } => {
+            assert_eq!(op_type, "MaxPool");
+            assert!(msg.contains("output 1 ('Indices') is not supported"), "{msg}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}

@@ -1,5 +1,8 @@
-//! Snapshots of the WGSL each template renders for representative kernels. A diff here is a
-//! change in generated code: review it (`cargo insta review`) before accepting.
+//! Snapshots of the WGSL each template renders, for every template (injective, reduce, softmax,
+//! layernorm, gemm, topk, scatter) and each of their epilogue and dtype branches. A diff here is
+//! a change in generated code: review it (`cargo insta review`, or `INSTA_UPDATE=always` and
+//! `git diff`) before accepting. Every snapshot is checked to hold the kernels it is about, so a
+//! graph the compiler optimizes away cannot leave a snapshot that shows nothing.
 
 use kiln_compiler::{compile, CompileOptions, Model};
 use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, SliceAxis, Tensor, TensorType, UnaryOp};
@@ -10,11 +13,18 @@ fn ramp(shape: Vec<usize>) -> Tensor {
     Tensor::f32(shape, (0..n).map(|i| i as f32 * 0.5).collect())
 }
 
-/// Compiles `build`'s graph at `opt_level` and returns every kernel's WGSL, joined.
+/// Compiles `build`'s graph (one output) at `opt_level` and returns every kernel's WGSL, joined.
 fn wgsl(opt_level: u8, build: impl FnOnce(&mut Graph) -> NodeId) -> String {
+    wgsl_outputs(opt_level, |g| vec![build(g)])
+}
+
+/// [`wgsl`] for a graph with several outputs (`out0`, `out1`, ...), each computed by its own
+/// kernels.
+fn wgsl_outputs(opt_level: u8, build: impl FnOnce(&mut Graph) -> Vec<NodeId>) -> String {
     let mut g = Graph::new();
-    let out = build(&mut g);
-    g.add_output("out", out);
+    for (i, out) in build(&mut g).into_iter().enumerate() {
+        g.add_output(&format!("out{i}"), out);
+    }
     let model = Model {
         name: "snap".into(),
         graph: g,
@@ -36,13 +46,19 @@ fn wgsl(opt_level: u8, build: impl FnOnce(&mut Graph) -> NodeId) -> String {
 }
 
 fn input(g: &mut Graph, name: &str, shape: Vec<Dim>) -> NodeId {
-    g.add_input(
-        name,
-        TensorType {
-            dtype: DType::F32,
-            shape,
-        },
-    )
+    typed_input(g, name, DType::F32, shape)
+}
+
+fn typed_input(g: &mut Graph, name: &str, dtype: DType, shape: Vec<Dim>) -> NodeId {
+    g.add_input(name, TensorType { dtype, shape })
+}
+
+/// Asserts that `src` holds exactly `n` kernels rendered from `template` (by the template's
+/// first line), so that a snapshot cannot silently lose the kernel it is about.
+#[track_caller]
+fn assert_kernels(src: &str, template_head: &str, n: usize) {
+    let found = src.matches(template_head).count();
+    assert_eq!(found, n, "expected {n} kernel(s) starting '{template_head}' in:\n{src}");
 }
 
 #[test]
@@ -86,7 +102,7 @@ fn injective_data_movement() {
 
 #[test]
 fn row_reductions() {
-    insta::assert_snapshot!(wgsl(0, |g| {
+    let src = wgsl_outputs(0, |g| {
         let x = input(g, "x", vec![Dim::c(6), Dim::sym("seq"), Dim::c(5)]);
         let r = g
             .add(
@@ -122,9 +138,11 @@ fn row_reductions() {
                 &[m],
             )
             .unwrap();
-        let _ = r;
-        a
-    }));
+        // All three are outputs, so each is rendered (the sum used to be dead code).
+        vec![r, m, a]
+    });
+    assert_kernels(&src, "// Kiln reduction kernel", 3);
+    insta::assert_snapshot!(src);
 }
 
 #[test]
@@ -146,4 +164,181 @@ fn batched_gemm_with_broadcast() {
         let w = g.add_const("w", ramp(vec![3, 64, 96]));
         g.add("matmul", Op::MatMul, &[a, w]).unwrap()
     }));
+}
+
+#[test]
+fn reductions_of_every_op_and_dtype() {
+    let src = wgsl_outputs(0, |g| {
+        let x = input(g, "x", vec![Dim::c(4), Dim::c(6)]);
+        let h = typed_input(g, "h", DType::F16, vec![Dim::c(4), Dim::c(6)]);
+        let i = typed_input(g, "i", DType::I32, vec![Dim::c(4), Dim::c(6)]);
+        let red = |g: &mut Graph, name: &str, op: ReduceOp, src: NodeId| {
+            let r = Op::Reduce {
+                op,
+                axes: vec![1],
+                keep_dims: false,
+            };
+            g.add(name, r, &[src]).unwrap()
+        };
+        let arg = Op::ArgReduce {
+            max: true,
+            axis: 1,
+            keep_dims: false,
+            select_last: false,
+        };
+        vec![
+            red(g, "mean_f32", ReduceOp::Mean, x),
+            red(g, "prod_f32", ReduceOp::Prod, x),
+            red(g, "min_f32", ReduceOp::Min, x),
+            red(g, "sum_f16", ReduceOp::Sum, h),
+            red(g, "max_i32", ReduceOp::Max, i),
+            red(g, "sum_i32", ReduceOp::Sum, i),
+            g.add("argmax_i32", arg, &[i]).unwrap(),
+        ]
+    });
+    assert_kernels(&src, "// Kiln reduction kernel", 7);
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn softmax_plain_and_f16() {
+    let src = wgsl_outputs(0, |g| {
+        let x = input(g, "x", vec![Dim::c(3), Dim::c(10)]);
+        let h = typed_input(g, "h", DType::F16, vec![Dim::c(3), Dim::c(10)]);
+        vec![
+            g.add("softmax", Op::Softmax { axis: 1, log: false }, &[x]).unwrap(),
+            g.add("softmax_f16", Op::Softmax { axis: 0, log: false }, &[h]).unwrap(),
+        ]
+    });
+    assert_kernels(&src, "// Kiln softmax kernel", 2);
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn injective_f16_and_small_integers() {
+    let src = wgsl_outputs(0, |g| {
+        let h = typed_input(g, "h", DType::F16, vec![Dim::c(8)]);
+        let b = typed_input(g, "b", DType::I8, vec![Dim::c(8)]);
+        let u = typed_input(g, "u", DType::U8, vec![Dim::c(8)]);
+        let e = g.add("exp_f16", Op::Unary(UnaryOp::Exp), &[h]).unwrap();
+        let s = g.add("add_i8", Op::Binary(BinaryOp::Add), &[b, b]).unwrap();
+        let m = g.add("mul_u8", Op::Binary(BinaryOp::Mul), &[u, u]).unwrap();
+        let c = g.add("cast_f32", Op::Cast(DType::F32), &[h]).unwrap();
+        let t = g.add("tanh_softplus", Op::Unary(UnaryOp::Softplus), &[c]).unwrap();
+        let t = g.add("tanh", Op::Unary(UnaryOp::Tanh), &[t]).unwrap();
+        vec![e, s, m, t]
+    });
+    assert!(src.contains("kiln_f16") && src.contains("kiln_softplus") && src.contains("kiln_tanh"));
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn integer_gemm() {
+    let src = wgsl(0, |g| {
+        let a = typed_input(g, "a", DType::I32, vec![Dim::c(5), Dim::c(7)]);
+        let b = typed_input(g, "b", DType::I32, vec![Dim::c(7), Dim::c(3)]);
+        g.add("imatmul", Op::MatMul, &[a, b]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel", 1);
+    // The integer branch accumulates with `+ a * b`, not fma.
+    assert!(src.contains("+ a_0 * b_0") && !src.contains("fma("), "{src}");
+    insta::assert_snapshot!(src);
+}
+
+fn conv(g: &mut Graph, name: &str, x: NodeId, w: NodeId, bias: Option<NodeId>, groups: usize, sp: usize) -> NodeId {
+    let op = Op::Conv {
+        strides: vec![2; sp],
+        pads: vec![(1, 1); sp],
+        dilations: vec![1; sp],
+        groups,
+    };
+    let mut ins = vec![x, w];
+    ins.extend(bias);
+    g.add(name, op, &ins).unwrap()
+}
+
+#[test]
+fn conv_gemm_with_bias_epilogue() {
+    let src = wgsl(0, |g| {
+        let x = input(g, "x", vec![Dim::c(1), Dim::c(4), Dim::c(9), Dim::c(9)]);
+        let w = g.add_const("w", ramp(vec![6, 2, 3, 3]));
+        let b = g.add_const("bias", ramp(vec![6]));
+        conv(g, "conv_bias", x, w, Some(b), 2, 2)
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel", 1);
+    assert!(src.contains("fn kiln_epilogue"), "{src}");
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn conv_gemm_without_bias_1d() {
+    let src = wgsl(0, |g| {
+        let x = input(g, "x", vec![Dim::c(2), Dim::c(3), Dim::c(11)]);
+        let w = g.add_const("w", ramp(vec![4, 3, 3]));
+        conv(g, "conv1d", x, w, None, 1, 1)
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel", 1);
+    assert!(!src.contains("fn kiln_epilogue"), "{src}");
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn topk_largest_and_smallest() {
+    let src = wgsl_outputs(0, |g| {
+        let x = input(g, "x", vec![Dim::c(3), Dim::c(10), Dim::c(2)]);
+        let i = typed_input(g, "i", DType::I32, vec![Dim::c(4), Dim::c(9)]);
+        vec![
+            g.add(
+                "top3",
+                Op::TopK {
+                    k: 3,
+                    axis: 1,
+                    largest: true,
+                },
+                &[x],
+            )
+            .unwrap(),
+            g.add(
+                "bottom2",
+                Op::TopK {
+                    k: 2,
+                    axis: 1,
+                    largest: false,
+                },
+                &[i],
+            )
+            .unwrap(),
+        ]
+    });
+    assert_kernels(&src, "// Kiln top-k kernel", 2);
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn scatter_nd_every_reduction() {
+    use kiln_ir::ScatterReduction as R;
+    let src = wgsl_outputs(0, |g| {
+        let data = input(g, "data", vec![Dim::c(4), Dim::c(3)]);
+        let idata = typed_input(g, "idata", DType::I32, vec![Dim::c(4), Dim::c(3)]);
+        let idx = g.add_const("idx", Tensor::i32(vec![2, 1], vec![0, 2]));
+        let upd = g.add_const("upd", ramp(vec![2, 3]));
+        let iupd = g.add_const("iupd", Tensor::i32(vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+        let mut outs = Vec::new();
+        for (name, r) in [
+            ("none", R::None),
+            ("add", R::Add),
+            ("mul", R::Mul),
+            ("max", R::Max),
+            ("min", R::Min),
+        ] {
+            outs.push(g.add(name, Op::ScatterNd { reduction: r }, &[data, idx, upd]).unwrap());
+        }
+        outs.push(
+            g.add("add_i32", Op::ScatterNd { reduction: R::Add }, &[idata, idx, iupd])
+                .unwrap(),
+        );
+        outs
+    });
+    assert_kernels(&src, "// Kiln scatter-nd kernel", 6);
+    insta::assert_snapshot!(src);
 }

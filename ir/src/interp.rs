@@ -342,7 +342,8 @@ pub fn unary_value(u: UnaryOp, x: f64, dtype: DType) -> f64 {
                 dtype.round(a as f64) * (x.exp() - 1.0)
             }
         }
-        Softplus => x.exp().ln_1p(),
+        // max(x, 0) + log1p(exp(-|x|)): exp(x) would overflow for x > 88.
+        Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
         IsNan => x.is_nan() as u8 as f64,
     }
 }

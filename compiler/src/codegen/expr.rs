@@ -76,6 +76,21 @@ pub fn helper_source(name: &str) -> &'static str {
         "kiln_pow" => {
             "fn kiln_pow(x: f32, y: f32) -> f32 {\n    if (y == 2.0) { return x * x; }\n    if (y == 1.0) { return x; }\n    if (y == 0.0) { return 1.0; }\n    let r = pow(abs(x), y);\n    if (x < 0.0) {\n        if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }\n        let odd = (i32(clamp(y, -16777216.0, 16777216.0)) & 1) != 0;\n        return select(r, -r, odd);\n    }\n    if (x == 0.0 && y < 0.0) { return bitcast<f32>(0x7f800000u); }\n    return r;\n}"
         }
+        // tanh(x) saturates to +-1 in f32 well before |x| = 20; clamping avoids inf/inf. Drivers
+        // may derive tanh from exp, which loses the relative precision of small results
+        // (e^2x - 1 cancels), so |x| < 2^-6 uses the odd series x - x^3/3 + 2x^5/15 (relative
+        // truncation error < 17/315 x^6 < 1e-12).
+        "kiln_tanh" => {
+            "fn kiln_tanh(x: f32) -> f32 {\n    let x2 = x * x;\n    let small = x * (1.0 - x2 * (0.33333333 - x2 * 0.13333333));\n    return select(tanh(clamp(x, -20.0, 20.0)), small, abs(x) < 0.015625);\n}"
+        }
+        // softplus(x) = max(x, 0) + log1p(exp(-|x|)): no overflow for large x, and log1p keeps
+        // the precision of tiny results (log(1 + u) rounds 1 + u and loses u's low bits, a
+        // relative error of 1e-3 at x = -10). WGSL has no log1p: u < 2^-5 uses the series
+        // u - u^2/2 + u^3/3 - u^4/4 (relative truncation error < u^4/5 < 2e-7), larger u log(1 + u),
+        // whose absolute error (2^-21 at most by the Vulkan spec) is small against log(1 + u) >= 0.03.
+        "kiln_softplus" => {
+            "fn kiln_softplus(x: f32) -> f32 {\n    let u = exp(-abs(x));\n    let series = u * (1.0 - u * (0.5 - u * (0.33333333 - u * 0.25)));\n    return max(x, 0.0) + select(log(1.0 + u), series, u < 0.03125);\n}"
+        }
         "kiln_is_nan" => "fn kiln_is_nan(x: f32) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}",
         // quantizeToF16 (SPIR-V OpQuantizeToF16) flushes f16 subnormals to zero; round those
         // onto the subnormal grid (multiples of 2^-24, ties to even) as the interpreter does.
@@ -317,8 +332,10 @@ impl ExprWriter<'_> {
             UnaryOp::Reciprocal => format!("(1.0f / {x})"),
             UnaryOp::Sin => format!("sin({x})"),
             UnaryOp::Cos => format!("cos({x})"),
-            // tanh(x) saturates to +-1 in f32 well before |x| = 20; clamping avoids inf/inf.
-            UnaryOp::Tanh => format!("tanh(clamp({x}, -20.0f, 20.0f))"),
+            UnaryOp::Tanh => {
+                self.helpers.insert("kiln_tanh");
+                format!("kiln_tanh({x})")
+            }
             UnaryOp::Sigmoid => format!("(1.0f / (1.0f + exp(-{x})))"),
             UnaryOp::Relu => format!("max({x}, {zero})"),
             UnaryOp::Erf => {
@@ -332,7 +349,10 @@ impl ExprWriter<'_> {
             UnaryOp::Not => format!("!{x}"),
             UnaryOp::LeakyRelu(a) => format!("select({} * {x}, {x}, {x} >= 0.0f)", literal(a as f64, d)),
             UnaryOp::Elu(a) => format!("select({} * (exp({x}) - 1.0f), {x}, {x} > 0.0f)", literal(a as f64, d)),
-            UnaryOp::Softplus => format!("select(log(1.0f + exp({x})), {x}, {x} > 20.0f)"),
+            UnaryOp::Softplus => {
+                self.helpers.insert("kiln_softplus");
+                format!("kiln_softplus({x})")
+            }
             UnaryOp::IsNan => {
                 self.helpers.insert("kiln_is_nan");
                 format!("kiln_is_nan({x})")

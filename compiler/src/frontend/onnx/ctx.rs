@@ -51,6 +51,28 @@ impl<'a> N<'a> {
         }
     }
 
+    /// An error saying that input slot `input` must be known at compile time; `msg` names the slot
+    /// and what is needed. The model driver adds the graph input to freeze, if one feeds the slot.
+    pub fn needs_constant(&self, input: usize, msg: impl Into<String>) -> OnnxError {
+        OnnxError::NeedsConstant {
+            node: self.name.clone(),
+            op_type: self.op.to_string(),
+            input,
+            msg: msg.into(),
+            graph_input: None,
+        }
+    }
+
+    /// An error saying that this (well-formed) node uses a feature Kiln does not implement;
+    /// `msg` names the feature and says that it is not supported.
+    pub fn unsupported(&self, msg: impl Into<String>) -> OnnxError {
+        OnnxError::Unsupported {
+            node: self.name.clone(),
+            op_type: self.op.to_string(),
+            msg: msg.into(),
+        }
+    }
+
     /// Number of input slots (including empty optional ones).
     pub fn n_inputs(&self) -> usize {
         self.proto.input.len()
@@ -75,7 +97,7 @@ impl<'a> N<'a> {
             return Ok(None);
         };
         if a.ref_attr_name.as_deref().is_some_and(|r| !r.is_empty()) {
-            return Err(self.err(format!(
+            return Err(self.unsupported(format!(
                 "attribute '{name}' refers to a function attribute, which is not supported"
             )));
         }
@@ -265,9 +287,10 @@ impl Ctx {
             if n.input_name(i).is_none() {
                 n.err(format!("input {i} ('{what}') is required but missing"))
             } else {
-                n.err(format!(
-                    "input {i} ('{what}') must be a compile-time constant integer tensor"
-                ))
+                n.needs_constant(
+                    i,
+                    format!("input {i} ('{what}') must be a compile-time constant integer tensor"),
+                )
             }
         })?;
         v.consts().ok_or_else(|| {
@@ -562,7 +585,7 @@ pub(crate) fn lower_model(
             match outs.get(k) {
                 Some(v) => cx.define(out, v.clone()),
                 None => {
-                    return Err(n.err(format!(
+                    return Err(n.unsupported(format!(
                         "output {k} '{out}' is not supported by Kiln's lowering of {}",
                         n.op
                     )))
@@ -631,38 +654,35 @@ pub(crate) fn lower_model(
     })
 }
 
-/// Adds a hint to a node error that asks for a compile-time value in input slot `i` when that
-/// slot is fed directly by a graph input: the input can be frozen to a value.
+/// Names the graph input to freeze in an error that asks for a compile-time value in an input
+/// slot, when a graph input (not an initializer) feeds that slot directly.
 fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto) -> OnnxError {
-    let OnnxError::Node {
-        node: name,
-        op_type,
-        msg,
-    } = e
-    else {
-        return e;
-    };
-    let wants_constant = msg.contains("compile-time") || msg.contains("compile time");
-    // The slot: the number after the first "input ".
-    let slot = msg.find("input ").and_then(|at| {
-        let digits: String = msg[at + 6..].chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<usize>().ok()
-    });
-    let value = slot.and_then(|i| node.input.get(i)).filter(|v| {
-        !v.is_empty()
-            && graph.input.iter().any(|g| g.name.as_ref() == Some(*v))
-            && !graph.initializer.iter().any(|t| t.name.as_ref() == Some(*v))
-    });
-    let msg = match value {
-        Some(v) if wants_constant => {
-            format!("{msg}; it is graph input '{v}': freeze it to a value with `kiln compile --freeze {v}=FILE.npy`")
+    match e {
+        OnnxError::NeedsConstant {
+            node: name,
+            op_type,
+            input,
+            msg,
+            graph_input: None,
+        } => {
+            let graph_input = node
+                .input
+                .get(input)
+                .filter(|v| {
+                    !v.is_empty()
+                        && graph.input.iter().any(|g| g.name.as_ref() == Some(*v))
+                        && !graph.initializer.iter().any(|t| t.name.as_ref() == Some(*v))
+                })
+                .cloned();
+            OnnxError::NeedsConstant {
+                node: name,
+                op_type,
+                input,
+                msg,
+                graph_input,
+            }
         }
-        _ => msg,
-    };
-    OnnxError::Node {
-        node: name,
-        op_type,
-        msg,
+        other => other,
     }
 }
 

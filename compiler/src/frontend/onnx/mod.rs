@@ -77,6 +77,33 @@ pub enum OnnxError {
         /// What is wrong.
         msg: String,
     },
+    /// A node input that Kiln needs at compile time (an op parameter such as a shape, axes, pads,
+    /// scales or `k`) is only known at run time. When a graph input feeds the slot directly,
+    /// freezing that input (`kiln compile --freeze NAME=FILE.npy`) supplies the value.
+    #[error("node '{node}' ({op_type}): {msg}{}", freeze_advice(.graph_input))]
+    NeedsConstant {
+        /// Node name.
+        node: String,
+        /// ONNX op type.
+        op_type: String,
+        /// The node's input slot that must be known at compile time.
+        input: usize,
+        /// What is needed, naming the slot (e.g. "input 1 ('shape') must be known at compile time").
+        msg: String,
+        /// The graph input that feeds the slot directly, if any: the input to freeze.
+        graph_input: Option<String>,
+    },
+    /// A well-formed node that uses an op feature Kiln does not implement (an attribute value, a
+    /// mode, an optional output): a limitation of Kiln, not an error in the model.
+    #[error("node '{node}' ({op_type}): {msg}")]
+    Unsupported {
+        /// Node name.
+        node: String,
+        /// ONNX op type.
+        op_type: String,
+        /// The feature and that it is not supported, e.g. "antialias=1 is not supported".
+        msg: String,
+    },
     /// An initializer (or `Constant` tensor) that cannot be read.
     #[error("tensor '{name}': {msg}")]
     Tensor {
@@ -101,6 +128,14 @@ pub enum OnnxError {
     /// Anything else about the model's structure.
     #[error("{0}")]
     Model(String),
+}
+
+/// The hint that ends a [`OnnxError::NeedsConstant`] message when a graph input can be frozen.
+fn freeze_advice(graph_input: &Option<String>) -> String {
+    match graph_input {
+        Some(v) => format!("; it is graph input '{v}': freeze it to a value with `kiln compile --freeze {v}=FILE.npy`"),
+        None => String::new(),
+    }
 }
 
 /// Loads an ONNX model file and lowers it to the IR.

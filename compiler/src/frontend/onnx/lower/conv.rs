@@ -143,7 +143,7 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         return Err(n.err(format!("input must be floating point, got {}", xt.describe())));
     }
     if n.proto.output.get(1).is_some_and(|s| !s.is_empty()) {
-        return Err(n.err("output 1 ('Indices') is not supported"));
+        return Err(n.unsupported("output 1 ('Indices') is not supported"));
     }
     let sp = xt.rank() - 2;
     let kernel: Vec<usize> = n

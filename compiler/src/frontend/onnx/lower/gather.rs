@@ -223,9 +223,12 @@ pub(crate) fn tensor_scatter(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
 /// positions (of the flattened input when there is no axis).
 pub(crate) fn compress(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
-    let cond = cx
-        .const_tensor(n, 1)?
-        .ok_or_else(|| n.err("input 1 ('condition') must be a compile-time constant (it sets the output shape)"))?;
+    let cond = cx.const_tensor(n, 1)?.ok_or_else(|| {
+        n.needs_constant(
+            1,
+            "input 1 ('condition') must be a compile-time constant (it sets the output shape)",
+        )
+    })?;
     let xt = cx.ty(x).clone();
     let (x, axis) = match n.attr_i_opt("axis")? {
         Some(a) => (x, n.axis(a, xt.rank(), "axis")?),

@@ -91,10 +91,10 @@ fn per_channel(cx: &mut Ctx, n: &N, suffix: &str, v: NodeId, rank: usize) -> Res
 /// `t = bias - mean * s` (constants fold when the statistics are initializers).
 pub(crate) fn batch_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if n.attr_i("training_mode", 0)? != 0 {
-        return Err(n.err("training_mode=1 is not supported (Kiln compiles inference graphs)"));
+        return Err(n.unsupported("training_mode=1 is not supported (Kiln compiles inference graphs)"));
     }
     if n.attr_i("spatial", 1)? == 0 {
-        return Err(n.err("spatial=0 is not supported"));
+        return Err(n.unsupported("spatial=0 is not supported"));
     }
     let x = cx.input(n, 0)?;
     let scale = cx.input(n, 1)?;

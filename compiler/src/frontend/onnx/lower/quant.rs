@@ -13,7 +13,7 @@ pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let scale = cx.input(n, 1)?;
     let zp = cx.opt_input(n, 2)?;
     if n.attr_i("block_size", 0)? != 0 {
-        return Err(n.err("blocked quantization (block_size > 0) is not supported"));
+        return Err(n.unsupported("blocked quantization (block_size > 0) is not supported"));
     }
     let xt = cx.ty(x).clone();
     let st = cx.ty(scale).clone();
@@ -62,7 +62,7 @@ pub(crate) fn quantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let scale = cx.input(n, 1)?;
     let zp = cx.opt_input(n, 2)?;
     if n.attr_i("block_size", 0)? != 0 {
-        return Err(n.err("blocked quantization (block_size > 0) is not supported"));
+        return Err(n.unsupported("blocked quantization (block_size > 0) is not supported"));
     }
     let xt = cx.ty(x).clone();
     let ft = cx.ty(scale).dtype;
@@ -75,7 +75,7 @@ pub(crate) fn quantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let (lo, hi) = match target {
         DType::I8 => (-128.0, 127.0),
         DType::U8 => (0.0, 255.0),
-        other => return Err(n.err(format!("quantizing to {other} is not supported (only int8 and uint8)"))),
+        other => return Err(n.unsupported(format!("quantizing to {other} is not supported (only int8 and uint8)"))),
     };
     let axis = n.attr_i("axis", 1)?;
     let xs = if xt.dtype == ft {

@@ -16,7 +16,7 @@ fn q_range(n: &N, d: DType) -> Result<(f64, f64), OnnxError> {
     match d {
         DType::U8 => Ok((0.0, 255.0)),
         DType::I8 => Ok((-128.0, 127.0)),
-        other => Err(n.err(format!("quantized type {other} is not supported (only int8 and uint8)"))),
+        other => Err(n.unsupported(format!("quantized type {other} is not supported (only int8 and uint8)"))),
     }
 }
 

@@ -179,7 +179,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         n.attr_s("nearest_mode")?.unwrap_or_else(|| "round_prefer_floor".into())
     };
     if n.attr_i("antialias", 0)? != 0 {
-        return Err(n.err("antialias=1 is not supported"));
+        return Err(n.unsupported("antialias=1 is not supported"));
     }
     let policy = n
         .attr_s("keep_aspect_ratio_policy")?
@@ -225,7 +225,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if let Some(i) = scales_slot.filter(|&i| cx.has_input(n, i)) {
         let t = cx
             .const_tensor(n, i)?
-            .ok_or_else(|| n.err(format!("input {i} ('scales') must be a compile-time constant")))?;
+            .ok_or_else(|| n.needs_constant(i, format!("input {i} ('scales') must be a compile-time constant")))?;
         if t.numel() > 0 {
             scales = Some(t.to_f64());
         }
@@ -255,7 +255,13 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             .map(|i| cx.const_tensor(n, i))
             .transpose()?
             .flatten()
-            .ok_or_else(|| n.err("tf_crop_and_resize needs input 1 ('roi') as a compile-time constant"))?
+            .ok_or_else(|| {
+                let i = roi_slot.unwrap_or(1);
+                n.needs_constant(
+                    i,
+                    format!("tf_crop_and_resize needs input {i} ('roi') as a compile-time constant"),
+                )
+            })?
             .to_f64();
         if t.len() != 2 * axes.len() {
             return Err(n.err(format!(
@@ -324,17 +330,19 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             continue;
         }
         if len == 0 || out_len == 0 {
-            return Err(n.err(format!(
+            return Err(n.unsupported(format!(
                 "axis {a} resizes {len} elements to {out_len}; empty tensors are not supported"
             )));
         }
         let out_f = scale * len as f64;
         let mut axis_rows = Vec::with_capacity(out_len);
         for o in 0..out_len {
-            let (src, outside) = source_coord(&transform, o as f64, scale, len, out_f, out_len, roi[a])
-                .ok_or_else(|| n.err(format!("coordinate_transformation_mode '{transform}' is not supported")))?;
+            let (src, outside) =
+                source_coord(&transform, o as f64, scale, len, out_f, out_len, roi[a]).ok_or_else(|| {
+                    n.unsupported(format!("coordinate_transformation_mode '{transform}' is not supported"))
+                })?;
             let t = taps(&params, src, len)
-                .ok_or_else(|| n.err(format!("nearest_mode '{nearest_mode}' is not supported")))?;
+                .ok_or_else(|| n.unsupported(format!("nearest_mode '{nearest_mode}' is not supported")))?;
             axis_rows.push((t, outside));
         }
         let single = axis_rows.iter().all(|(t, out)| !out && t.len() == 1 && t[0].1 == 1.0);
@@ -367,7 +375,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .unwrap_or(0);
     let dt = xt.dtype;
     if dt == DType::Bool && mode != Mode::Nearest {
-        return Err(n.err(format!("{mode_s} interpolation of {} is not supported", xt.describe())));
+        return Err(n.unsupported(format!("{mode_s} interpolation of {} is not supported", xt.describe())));
     }
     let cols = 2 * width + 1;
     let mut ins = vec![x];

@@ -29,10 +29,10 @@ pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         return Ok(vec![Value::Ints(Ints::from_i64(vec![v.len()], &v))]);
     }
     if n.has_attr("sparse_value") {
-        return Err(n.err("attribute 'sparse_value': sparse constants are not supported"));
+        return Err(n.unsupported("attribute 'sparse_value': sparse constants are not supported"));
     }
     if n.has_attr("value_string") || n.has_attr("value_strings") {
-        return Err(n.err("string constants are not supported"));
+        return Err(n.unsupported("string constants are not supported"));
     }
     Err(n.err("has no value attribute"))
 }
@@ -44,11 +44,17 @@ pub(crate) fn identity(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         .cloned()
         .ok_or_else(|| n.err("input 0 is required but missing"))?;
     if n.op == "Dropout" && cx.has_input(n, 2) {
-        let training = cx.const_tensor(n, 2)?.map(|t| t.to_f64().iter().any(|&x| x != 0.0));
-        if training != Some(false) {
-            return Err(
-                n.err("input 2 ('training_mode') must be a constant false: training-mode dropout is not supported")
-            );
+        match cx.const_tensor(n, 2)?.map(|t| t.to_f64().iter().any(|&x| x != 0.0)) {
+            Some(false) => {}
+            Some(true) => {
+                return Err(n.unsupported("training_mode=true: training-mode dropout is not supported"));
+            }
+            None => {
+                return Err(n.needs_constant(
+                    2,
+                    "input 2 ('training_mode') must be a compile-time constant (false: training-mode dropout is not supported)",
+                ));
+            }
         }
     }
     let mut outs = vec![v];
@@ -102,7 +108,10 @@ pub(crate) fn reshape_target(n: &N, input: &[Dim], spec: &[Dim], allowzero: bool
 pub(crate) fn reshape(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let spec = cx.ints(n, 1)?.ok_or_else(|| {
-        n.err("input 1 ('shape') must be known at compile time (a compile-time constant or a shape computation)")
+        n.needs_constant(
+            1,
+            "input 1 ('shape') must be known at compile time (a compile-time constant or a shape computation)",
+        )
     })?;
     let allowzero = n.attr_i("allowzero", 0)? != 0;
     let in_shape = cx.ty(x).shape.clone();
@@ -381,7 +390,7 @@ fn symbolic_slice(cx: &mut Ctx, n: &N, x: NodeId) -> Result<Vec<Value>, OnnxErro
     let bound = |i: usize, what: &str| -> Result<Vec<Dim>, OnnxError> {
         cx.ints(n, i)?
             .map(|v| v.elems)
-            .ok_or_else(|| n.err(format!("input {i} ('{what}') must be known at compile time")))
+            .ok_or_else(|| n.needs_constant(i, format!("input {i} ('{what}') must be known at compile time")))
     };
     let (starts, ends) = (bound(1, "starts")?, bound(2, "ends")?);
     if starts.len() != ends.len() {
@@ -435,9 +444,12 @@ pub(crate) fn gather(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 /// A compile-time shape operand (constant or symbolic dims).
 fn shape_operand(cx: &Ctx, n: &N, i: usize, what: &str) -> Result<Vec<Dim>, OnnxError> {
     let v = cx.ints(n, i)?.ok_or_else(|| {
-        n.err(format!(
-            "input {i} ('{what}') must be known at compile time (a compile-time constant or a shape computation)"
-        ))
+        n.needs_constant(
+            i,
+            format!(
+                "input {i} ('{what}') must be known at compile time (a compile-time constant or a shape computation)"
+            ),
+        )
     })?;
     if v.shape.len() != 1 {
         return Err(n.err(format!("input {i} ('{what}') must be 1-D, got shape {:?}", v.shape)));
@@ -590,9 +602,10 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let mut dtype = DType::F32;
     for i in 0..3 {
         let t = cx.const_tensor(n, i)?.ok_or_else(|| {
-            n.err(format!(
-                "input {i} must be a compile-time constant (the IR has no iota op yet)"
-            ))
+            n.needs_constant(
+                i,
+                format!("input {i} must be a compile-time constant (the IR has no iota op yet)"),
+            )
         })?;
         dtype = t.dtype();
         v.push(*t.to_f64().first().ok_or_else(|| n.err(format!("input {i} is empty")))?);
@@ -889,10 +902,10 @@ pub(crate) fn depth_space(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
 /// along `axis`, else `values[0]`; one tensor expression.
 pub(crate) fn one_hot(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let idx = cx.input(n, 0)?;
-    let depth = cx
-        .const_tensor(n, 1)?
-        .and_then(|t| t.to_f64().first().copied())
-        .ok_or_else(|| n.err("input 1 ('depth') must be a compile-time constant"))? as i64;
+    let depth =
+        cx.const_tensor(n, 1)?
+            .and_then(|t| t.to_f64().first().copied())
+            .ok_or_else(|| n.needs_constant(1, "input 1 ('depth') must be a compile-time constant"))? as i64;
     let values = cx.input(n, 2)?;
     let it = cx.ty(idx).clone();
     let vt = cx.ty(values).clone();

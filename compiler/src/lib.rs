@@ -111,8 +111,8 @@ pub fn tuning_key(body: &KernelBody) -> String {
     }
 }
 
-/// The analytic default schedule of a kernel draft.
-pub fn default_schedule(body: &KernelBody) -> Schedule {
+/// The analytic default schedule of a kernel draft for a limits profile.
+pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
     match body {
         KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
         // One thread per row (top-k) or element (scatter); one element each.
@@ -125,14 +125,18 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
         }
         KernelBody::Softmax { shape, axis, .. } => defaults::row_reduce(estimate(&shape[*axis])),
         KernelBody::LayerNorm { shape, axis, .. } => defaults::row_reduce(estimate(&Dim::product(&shape[*axis..]))),
-        KernelBody::Gemm { a, b, .. } => {
+        KernelBody::Gemm { a, b, dtype } => {
             let (m, k, n, ..) = codegen::gemm_dims(a, b);
-            defaults::gemm(estimate(&m), estimate(&n), estimate(&k))
+            if *dtype == DType::F32 && m.as_const().is_some() {
+                defaults::matmul(estimate(&m), estimate(&n), estimate(&k), limits)
+            } else {
+                defaults::gemm(estimate(&m), estimate(&n), estimate(&k), limits)
+            }
         }
         KernelBody::Conv { w, out, groups, .. } => {
             let ocg = estimate(&w[0]) / *groups as u64;
             let k = estimate(&Dim::product(&w[1..]));
-            defaults::gemm(ocg, estimate(&Dim::product(&out[2..])), k)
+            defaults::gemm(ocg, estimate(&Dim::product(&out[2..])), k, limits)
         }
     }
 }
@@ -141,6 +145,7 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
 fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
     match (s, body) {
         (Schedule::Gemm(p), _) => p.workgroup_bytes() as u64,
+        (Schedule::Gemv(p), _) => p.workgroup_bytes() as u64,
         (
             Schedule::RowReduce(p),
             KernelBody::Reduce {
@@ -184,7 +189,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             .tuning
             .as_ref()
             .and_then(|t| t.get(&key))
-            .unwrap_or_else(|| default_schedule(&d.body));
+            .unwrap_or_else(|| default_schedule(&d.body, &opts.target));
         let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);

@@ -1,7 +1,7 @@
 //! Analytic default schedules: chosen from the problem shape alone, no search, so they suit an
 //! unknown browser GPU. Each rule is deliberately simple and documented.
 
-use crate::{GemmParams, InjectiveParams, RowReduceParams, Schedule};
+use crate::{DeviceLimits, GemmParams, GemvParams, InjectiveParams, RowReduceParams, Schedule};
 
 /// Injective kernels: 256 threads; 4 elements per thread once there is enough work to keep
 /// every thread busy, which amortizes index math.
@@ -19,45 +19,53 @@ pub fn row_reduce(row_len: u64) -> Schedule {
     Schedule::RowReduce(RowReduceParams { workgroup_size: wg })
 }
 
-/// GEMM: 128x128 blocks with 8x8 register tiles once both M and N reach 512; 64x64 blocks with
-/// 4x4 register tiles (256 threads, 8 KiB of workgroup memory at
-/// bk = 16) for large problems; a 4x256 block (bk = 8) for GEMV-like shapes (M <= 4); 32x32 blocks with
-/// 2x2 tiles otherwise, so that mid-sized problems still launch enough workgroups.
-pub fn gemm(m: u64, n: u64, _k: u64) -> Schedule {
-    let p = if m >= 512 && n >= 512 {
-        // 8x8 register tiles: 64 accumulators per thread, 16 KiB of workgroup memory.
-        GemmParams {
-            bm: 128,
-            bn: 128,
-            bk: 16,
-            tm: 8,
-            tn: 8,
-        }
+/// GEMM: the first valid schedule for `limits` from an ordered list, by problem size.
+///
+/// - M, N >= 512: 128x128 blocks with 8x8 vec4 register tiles (256 threads, 64 accumulators),
+///   bk 16 where workgroup memory allows, else bk 8.
+/// - M, N >= 64: 64x64 blocks with 4x4 vec4 tiles (256 threads).
+/// - M <= 4: a 4x256 block (bk 8) for GEMV-like shapes the GEMV kind cannot take (convolutions).
+/// - otherwise 32x32 blocks with 2x2 scalar tiles, so that mid-sized problems still launch
+///   enough workgroups.
+pub fn gemm(m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
+    let p = |bm, bn, bk, tm, tn| GemmParams { bm, bn, bk, tm, tn };
+    let candidates = if m >= 512 && n >= 512 {
+        vec![p(128, 128, 16, 8, 8), p(128, 128, 8, 8, 8), p(64, 64, 16, 4, 4)]
     } else if m >= 64 && n >= 64 {
-        GemmParams {
-            bm: 64,
-            bn: 64,
-            bk: 16,
-            tm: 4,
-            tn: 4,
-        }
+        vec![p(64, 64, 16, 4, 4), p(64, 64, 8, 4, 4)]
     } else if m <= 4 {
-        // GEMV-like: few rows, wide columns.
-        GemmParams {
-            bm: 4,
-            bn: 256,
-            bk: 8,
-            tm: 1,
-            tn: 4,
-        }
+        vec![p(4, 256, 8, 1, 4)]
     } else {
-        GemmParams {
-            bm: 32,
-            bn: 32,
-            bk: 16,
-            tm: 2,
-            tn: 2,
-        }
+        vec![p(32, 32, 16, 2, 2)]
     };
-    Schedule::Gemm(p)
+    first_valid(candidates.into_iter().map(Schedule::Gemm), limits)
+}
+
+/// A plain matrix product (not a convolution): the GEMV kind for up to 8 rows of A, whose
+/// split-K keeps the whole GPU streaming B; else [`gemm`].
+///
+/// GEMV: 8 lanes x 32 K-slices (256 threads); a workgroup takes all rows of A when there are
+/// at most 4, else 4 at a time (8 rows would need 32 KiB of partial sums at this shape).
+pub fn matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+    if m <= 8 {
+        let rows = m.clamp(1, 4) as u32;
+        let candidates = [32, 16, 8].map(|ksplit| Schedule::Gemv(GemvParams { lanes: 8, ksplit, rows }));
+        if let Some(s) = candidates.into_iter().find(|s| s.validate(limits).is_ok()) {
+            return s;
+        }
+    }
+    gemm(m, n, k, limits)
+}
+
+/// The first candidate that is valid on `limits`, else the last one (whose error then names
+/// the limit when the kernel is rendered).
+fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLimits) -> Schedule {
+    let mut last = None;
+    for c in candidates {
+        if c.validate(limits).is_ok() {
+            return c;
+        }
+        last = Some(c);
+    }
+    last.expect("at least one candidate")
 }

@@ -15,7 +15,7 @@ use kiln::compiler::lower::KernelBody;
 use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
 use kiln::convert::to_host;
 use kiln::ir::{BinaryOp, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
-use kiln::runtime::{Bundle, Session, SessionOptions};
+use kiln::runtime::{Bundle, Session};
 use kiln::schedules::tuning::{TuningDb, TuningRecord};
 use kiln::schedules::{space, DeviceLimits, Schedule};
 use std::collections::{BTreeMap, HashMap};
@@ -204,9 +204,10 @@ fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    let adapter = kiln::runtime::Runtime::new().expect("a GPU adapter (see README)");
-    let info = adapter.adapter_info().clone();
-    drop(adapter);
+    // One device for every case: creating a device per compiled variant exhausted the NVIDIA
+    // driver after ~30 devices in a schedule sweep ("Parent device is lost").
+    let runtime = kiln::runtime::Runtime::new().expect("a GPU adapter (see README)");
+    let info = runtime.adapter_info().clone();
     let cpu = info.device_type == kiln::runtime::wgpu::DeviceType::Cpu;
     let quick = cpu || std::env::var_os("KILN_BENCH_QUICK").is_some();
     println!(
@@ -287,7 +288,7 @@ fn main() {
                 );
                 db
             });
-            match bench_case(case, &target, tuning, iters) {
+            match bench_case(case, &runtime, &target, tuning, iters) {
                 Ok(r) => {
                     let rate = if case.work > 0.0 {
                         format!("{:.1} {}", case.work / r.median / 1e9, case.unit)
@@ -355,7 +356,7 @@ fn bench_case(
     };
     let m = compile_to_dir(&case.model, &opts, &dir.path().join("b")).map_err(|e| e.to_string())?;
     let bundle = Bundle::load(dir.path().join("b")).map_err(|e| e.to_string())?;
-    let mut s = Session::new(&bundle, &SessionOptions::default()).map_err(|e| e.to_string())?;
+    let mut s = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| e.to_string())?;
     let host: HashMap<_, _> = case
         .inputs
         .iter()

@@ -64,8 +64,8 @@ fn naive_matmul(a: &Tensor, b: &Tensor) -> (Vec<usize>, Vec<f32>) {
 }
 
 /// Compiles `a x b` with `schedule` forced by a tuning record, runs it and compares it with
-/// the naive reference.
-fn check(a_shape: &[usize], b_shape: &[usize], schedule: Schedule) {
+/// the naive reference. Returns the kernel's WGSL.
+fn check(a_shape: &[usize], b_shape: &[usize], schedule: Schedule) -> String {
     let mut g = Graph::new();
     let a = g.add_input("a", TensorType::new(DType::F32, a_shape));
     let b = g.add_input("b", TensorType::new(DType::F32, b_shape));
@@ -120,6 +120,7 @@ fn check(a_shape: &[usize], b_shape: &[usize], schedule: Schedule) {
         err < 2e-5,
         "{schedule} on {a_shape:?} x {b_shape:?}: relative L2 error {err:e}"
     );
+    std::fs::read_to_string(dir.path().join("b").join(&m.kernels[0].file)).unwrap()
 }
 
 fn gemm(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Schedule {
@@ -139,16 +140,23 @@ fn vec4_gemm_tiles_match_the_reference() {
         gemm(32, 32, 8, 4, 4),
     ] {
         // Ragged in every dim: several blocks and K-steps, none of them full at the edge.
-        check(&[130, 75], &[75, 261], s);
+        assert!(!check(&[130, 75], &[75, 261], s).contains("fn kiln_load_a"), "{s}");
         // Batched, with B broadcast over the batch.
-        check(&[3, 37, 19], &[19, 66], s);
+        let _ = check(&[3, 37, 19], &[19, 66], s);
+        // K and N multiples of 4 take the vec4-load path: ragged M, a partial last K-step and
+        // a partial last column block.
+        assert!(check(&[130, 76], &[76, 264], s).contains("fn kiln_load_a"), "{s}");
+        assert!(
+            check(&[2, 3, 37, 20], &[3, 20, 68], s).contains("fn kiln_load_b"),
+            "{s}"
+        );
     }
 }
 
 #[test]
 fn scalar_gemm_tiles_still_match_the_reference() {
     for s in [gemm(32, 32, 16, 2, 2), gemm(4, 256, 8, 1, 4)] {
-        check(&[45, 70], &[70, 33], s);
+        let _ = check(&[45, 70], &[70, 33], s);
     }
 }
 
@@ -162,12 +170,12 @@ fn gemv_variants_match_the_reference() {
         gemv(32, 1, 1),
     ] {
         // vec4 path (N % 4 == 0): K not a multiple of the unrolled step, M not a multiple of rows.
-        check(&[1, 300], &[300, 260], s);
-        check(&[5, 129], &[129, 64], s);
+        let _ = check(&[1, 300], &[300, 260], s);
+        let _ = check(&[5, 129], &[129, 64], s);
         // Scalar path (N % 4 != 0), K smaller than one K-slice per thread.
-        check(&[3, 7], &[7, 131], s);
+        let _ = check(&[3, 7], &[7, 131], s);
         // Batched: both operands batched, A broadcast over B's leading batch.
-        check(&[2, 1, 40], &[3, 2, 40, 12], s);
+        let _ = check(&[2, 1, 40], &[3, 2, 40, 12], s);
     }
 }
 

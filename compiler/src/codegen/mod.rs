@@ -145,6 +145,15 @@ fn gemm_context(
     ctx.insert("cg", &(p.tn / 4));
     ctx.insert("a_row", &(p.bm / 4 + 1));
     ctx.insert("b_row", &(p.bn / 4));
+    let threads = p.threads();
+    let (a_vecs, b_vecs) = (p.bm * p.bk / 4, p.bk * p.bn / 4);
+    ctx.insert("bk4", &(p.bk / 4));
+    ctx.insert("bn4", &(p.bn / 4));
+    ctx.insert("a_vecs", &a_vecs);
+    ctx.insert("b_vecs", &b_vecs);
+    ctx.insert("a_loads", &a_vecs.div_ceil(threads));
+    ctx.insert("b_loads", &b_vecs.div_ceil(threads));
+    ctx.insert("vec_loads", &false);
 }
 
 /// The GEMM template a schedule renders with: the vec4 register tile when the thread tile is
@@ -404,6 +413,12 @@ pub fn render(
             ctx.insert("b_load", &[format!("v = in1[b_off + gk * {n_s} + gn];")]);
             ctx.insert("epilogue", &Vec::<String>::new());
             gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
+            // vec4 operand reads need every row of A and B (and every batch) to start on a vec4.
+            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
+            if p.is_vec4() && p.bk % 4 == 0 && by4(&k) && by4(&n) {
+                ctx.insert("vec_loads", &true);
+                vec4_inputs.extend([0, 1]);
+            }
             let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&n).cdiv(p.bn as i64),

@@ -344,6 +344,7 @@ struct BenchResult {
 /// number of repeats per iteration so that each iteration runs at least ~5 ms.
 fn bench_case(
     case: &Case,
+    runtime: &kiln::runtime::Runtime,
     target: &DeviceLimits,
     tuning: Option<TuningDb>,
     iters: usize,

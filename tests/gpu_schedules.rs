@@ -183,15 +183,15 @@ fn gemv_variants_match_the_reference() {
 fn matmul_defaults_pick_gemv_for_few_rows_and_vec4_tiles_for_large() {
     let l = DeviceLimits::desktop();
     assert!(matches!(
-        kiln::schedules::defaults::matmul(1, 4096, 4096, &l),
+        kiln::schedules::defaults::matmul(1, 1, 4096, 4096, &l),
         Schedule::Gemv(_)
     ));
-    match kiln::schedules::defaults::matmul(4096, 4096, 4096, &l) {
+    match kiln::schedules::defaults::matmul(1, 4096, 4096, 4096, &l) {
         Schedule::Gemm(p) => assert!(p.is_vec4() && p.bm == 128, "{p:?}"),
         s => panic!("{s}"),
     }
     // webgpu-default's 16 KiB of workgroup memory does not fit the padded bk 16 stage.
-    match kiln::schedules::defaults::matmul(4096, 4096, 4096, &DeviceLimits::webgpu_default()) {
+    match kiln::schedules::defaults::matmul(1, 4096, 4096, 4096, &DeviceLimits::webgpu_default()) {
         Schedule::Gemm(p) => assert_eq!((p.bm, p.bk), (128, 8)),
         s => panic!("{s}"),
     }

@@ -126,17 +126,24 @@ pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits
         KernelBody::Softmax { shape, axis, .. } => defaults::row_reduce(estimate(&shape[*axis])),
         KernelBody::LayerNorm { shape, axis, .. } => defaults::row_reduce(estimate(&Dim::product(&shape[*axis..]))),
         KernelBody::Gemm { a, b, dtype } => {
-            let (m, k, n, ..) = codegen::gemm_dims(a, b);
-            if *dtype == DType::F32 && m.as_const().is_some() {
-                defaults::matmul(estimate(&m), estimate(&n), estimate(&k), limits)
+            let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
+            let (batch, m, n, k) = (
+                estimate(&Dim::product(&batch)),
+                estimate(&m),
+                estimate(&n),
+                estimate(&k),
+            );
+            if *dtype == DType::F32 && m <= 8 {
+                defaults::matmul(batch, m, n, k, limits)
             } else {
-                defaults::gemm(estimate(&m), estimate(&n), estimate(&k), limits)
+                defaults::gemm(batch, m, n, k, limits)
             }
         }
-        KernelBody::Conv { w, out, groups, .. } => {
+        KernelBody::Conv { x, w, out, groups, .. } => {
             let ocg = estimate(&w[0]) / *groups as u64;
             let k = estimate(&Dim::product(&w[1..]));
-            defaults::gemm(ocg, estimate(&Dim::product(&out[2..])), k, limits)
+            let images = estimate(&x[0]) * *groups as u64;
+            defaults::gemm(images, ocg, estimate(&Dim::product(&out[2..])), k, limits)
         }
     }
 }

@@ -147,3 +147,33 @@ fn batched_gemm_with_broadcast() {
         g.add("matmul", Op::MatMul, &[a, w]).unwrap()
     }));
 }
+
+#[test]
+fn gemm_vec4_tile_with_scalar_operand_reads() {
+    // K = 75 is not a multiple of 4, so the vec4 register tile reads its operands as scalars.
+    insta::assert_snapshot!(wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(2048), Dim::c(75)]);
+        let w = g.add_const("w", ramp(vec![75, 1024]));
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    }));
+}
+
+#[test]
+fn gemv_for_a_single_row() {
+    // M = 1 takes the split-K GEMV kind; N = 96 is read as vec4 columns.
+    insta::assert_snapshot!(wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(1), Dim::c(64)]);
+        let w = g.add_const("w", ramp(vec![64, 96]));
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    }));
+}
+
+#[test]
+fn gemv_with_scalar_columns() {
+    // N = 30 is not a multiple of 4: one column per lane.
+    insta::assert_snapshot!(wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(3), Dim::c(20)]);
+        let w = g.add_const("w", ramp(vec![20, 30]));
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    }));
+}

@@ -19,42 +19,70 @@ pub fn row_reduce(row_len: u64) -> Schedule {
     Schedule::RowReduce(RowReduceParams { workgroup_size: wg })
 }
 
-/// GEMM: the first valid schedule for `limits` from an ordered list, by problem size.
-///
-/// - M, N >= 512: 128x128 blocks with 8x8 vec4 register tiles (256 threads, 64 accumulators),
-///   bk 16 where workgroup memory allows, else bk 8.
-/// - M, N >= 64: 64x64 blocks with 4x4 vec4 tiles (256 threads).
-/// - M <= 4: a 4x256 block (bk 8) for GEMV-like shapes the GEMV kind cannot take (convolutions).
-/// - otherwise 32x32 blocks with 2x2 scalar tiles, so that mid-sized problems still launch
-///   enough workgroups.
-pub fn gemm(m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
-    let p = |bm, bn, bk, tm, tn| GemmParams { bm, bn, bk, tm, tn };
-    let candidates = if m >= 512 && n >= 512 {
-        vec![p(128, 128, 16, 8, 8), p(128, 128, 8, 8, 8), p(64, 64, 16, 4, 4)]
-    } else if m >= 64 && n >= 64 {
-        vec![p(64, 64, 16, 4, 4), p(64, 64, 8, 4, 4)]
-    } else if m <= 4 {
-        vec![p(4, 256, 8, 1, 4)]
-    } else {
-        vec![p(32, 32, 16, 2, 2)]
+/// Workgroups a default schedule aims to launch: about one per multiprocessor of a large
+/// desktop GPU (the H200 has 132), so a mid-sized problem does not leave most of it idle.
+pub const TARGET_WORKGROUPS: u64 = 128;
+
+/// GEMM (`batch` products of M x K by K x N): the largest block tile that still launches
+/// [`TARGET_WORKGROUPS`] and fits `limits`, from 128x128 blocks with 8x8 vec4 register tiles
+/// down to 32x32 blocks with 2x2 scalar tiles; M <= 4 (a convolution with few output
+/// channels) gets a 4x256 block. Measured on the H200 (docs/performance.md): 128x128 is best at
+/// 2048^3 and 4096^3, while at 1024^3 it launches only 64 workgroups and 128x64 is 1.5x faster.
+pub fn gemm(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
+    let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams { bm, bn, bk, tm, tn });
+    if m <= 4 {
+        return first_valid([p(4, 256, 8, 1, 4)], limits);
+    }
+    let order = [
+        p(128, 128, 16, 8, 8),
+        p(128, 128, 8, 8, 8),
+        p(128, 64, 16, 4, 8),
+        p(64, 64, 16, 4, 4),
+        p(64, 64, 8, 4, 4),
+        p(32, 32, 16, 2, 2),
+    ];
+    let blocks = |s: &Schedule| match s {
+        Schedule::Gemm(g) => batch * m.div_ceil(g.bm as u64) * n.div_ceil(g.bn as u64),
+        _ => 0,
     };
-    first_valid(candidates.into_iter().map(Schedule::Gemm), limits)
+    let valid: Vec<Schedule> = order.into_iter().filter(|s| s.validate(limits).is_ok()).collect();
+    valid
+        .iter()
+        .find(|s| blocks(s) >= TARGET_WORKGROUPS)
+        .or(valid.last())
+        .copied()
+        .unwrap_or_else(|| p(32, 32, 16, 2, 2))
 }
 
 /// A plain matrix product (not a convolution): the GEMV kind for up to 8 rows of A, whose
 /// split-K keeps the whole GPU streaming B; else [`gemm`].
 ///
-/// GEMV: 8 lanes x 32 K-slices (256 threads); a workgroup takes all rows of A when there are
-/// at most 4, else 4 at a time (8 rows would need 32 KiB of partial sums at this shape).
-pub fn matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+/// GEMV: 8 lanes x 32 K-slices (256 threads) when that launches 2 x [`TARGET_WORKGROUPS`],
+/// else 4 lanes x 64 slices (measured on the H200: 8x32 is best at N = 11008, 4x64 at
+/// N = 4096); a workgroup takes all rows of A when there are at most 4, else 4 at a time.
+pub fn matmul(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
     if m <= 8 {
         let rows = m.clamp(1, 4) as u32;
-        let candidates = [32, 16, 8].map(|ksplit| Schedule::Gemv(GemvParams { lanes: 8, ksplit, rows }));
-        if let Some(s) = candidates.into_iter().find(|s| s.validate(limits).is_ok()) {
-            return s;
+        let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
+        let cols = if n % 4 == 0 { n / 4 } else { n };
+        let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
+            .into_iter()
+            .filter(|s| s.validate(limits).is_ok())
+            .collect();
+        let blocks = |s: &Schedule| match s {
+            Schedule::Gemv(v) => batch * cols.div_ceil(v.lanes as u64),
+            _ => 0,
+        };
+        if let Some(s) = valid
+            .iter()
+            .find(|s| blocks(s) >= 2 * TARGET_WORKGROUPS)
+            .or(valid.get(1))
+            .or(valid.first())
+        {
+            return *s;
         }
     }
-    gemm(m, n, k, limits)
+    gemm(batch, m, n, k, limits)
 }
 
 /// The first candidate that is valid on `limits`, else the last one (whose error then names

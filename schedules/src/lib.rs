@@ -261,10 +261,32 @@ mod tests {
         let l = DeviceLimits::webgpu_default();
         for limits in [DeviceLimits::webgpu_default(), DeviceLimits::desktop()] {
             for m in [1u64, 3, 7, 8, 9, 64, 1000, 4096] {
-                defaults::gemm(m, m, m, &limits).validate(&limits).unwrap();
-                defaults::matmul(m, m, m, &limits).validate(&limits).unwrap();
+                defaults::gemm(1, m, m, m, &limits).validate(&limits).unwrap();
+                defaults::matmul(1, m, m, m, &limits).validate(&limits).unwrap();
             }
         }
+        // 1024^2 with 128x128 blocks would launch 64 workgroups; the default steps down.
+        let d = DeviceLimits::desktop();
+        assert_eq!(
+            defaults::gemm(1, 1024, 1024, 1024, &d),
+            Schedule::Gemm(GemmParams {
+                bm: 128,
+                bn: 64,
+                bk: 16,
+                tm: 4,
+                tn: 8
+            })
+        );
+        match defaults::gemm(1, 4096, 4096, 4096, &d) {
+            Schedule::Gemm(p) => assert_eq!((p.bm, p.bn), (128, 128)),
+            s => panic!("{s}"),
+        }
+        // GEMV: 8 lanes when that launches 256 workgroups (N = 11008), else 4 (N = 4096).
+        let lanes = |n| match defaults::matmul(1, 1, n, 4096, &d) {
+            Schedule::Gemv(p) => p.lanes,
+            s => panic!("{s}"),
+        };
+        assert_eq!((lanes(11008), lanes(4096)), (8, 4));
         defaults::injective(10).validate(&l).unwrap();
         defaults::row_reduce(5).validate(&l).unwrap();
         defaults::row_reduce(100_000).validate(&l).unwrap();

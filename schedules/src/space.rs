@@ -63,9 +63,9 @@ mod tests {
             assert!(g.len() > 20 && v.len() > 10, "{} gemm, {} gemv", g.len(), v.len());
             assert!(g.iter().chain(&v).all(|s| s.validate(&l).is_ok()));
             for (m, n) in [(4096, 4096), (128, 384), (20, 20)] {
-                assert!(g.contains(&defaults::gemm(m, n, 64, &l)), "{m}x{n} on {}", l.name);
+                assert!(g.contains(&defaults::gemm(1, m, n, 64, &l)), "{m}x{n} on {}", l.name);
             }
-            assert!(v.contains(&defaults::matmul(1, 4096, 4096, &l)));
+            assert!(v.contains(&defaults::matmul(1, 1, 4096, 4096, &l)));
         }
     }
 }

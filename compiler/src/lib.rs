@@ -192,11 +192,18 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
         let out_dtype = g.node(d.output).ty.dtype;
         let key = tuning_key(&d.body);
-        let schedule = opts
-            .tuning
-            .as_ref()
-            .and_then(|t| t.get(&key))
-            .unwrap_or_else(|| default_schedule(&d.body, &opts.target));
+        let tuned = opts.tuning.as_ref().and_then(|t| t.get(&key));
+        let schedule = tuned.unwrap_or_else(|| default_schedule(&d.body, &opts.target));
+        log::debug!(
+            "{}: {} ({})",
+            d.label,
+            schedule,
+            if tuned.is_some() {
+                "tuning record"
+            } else {
+                "analytic default"
+            }
+        );
         let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
@@ -214,6 +221,8 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 bindings: r.bindings.clone(),
                 params: r.param_names.clone(),
                 schedule: r.schedule.to_string(),
+                schedule_params: ron::to_string(&r.schedule).unwrap_or_default(),
+                schedule_source: if tuned.is_some() { "tuning" } else { "default" }.into(),
                 grid_splittable: r.grid_splittable,
             });
             sources.push((file, r.wgsl.clone()));

@@ -196,3 +196,81 @@ fn matmul_defaults_pick_gemv_for_few_rows_and_vec4_tiles_for_large() {
         s => panic!("{s}"),
     }
 }
+
+/// Runs a one-op graph over input `x` and returns the GPU output.
+fn run_one(op: Op, x: &Tensor, extra: Vec<Tensor>) -> Vec<f32> {
+    let mut g = Graph::new();
+    let xi = g.add_input("x", TensorType::new(DType::F32, &x.shape));
+    let mut ins = vec![xi];
+    for (i, t) in extra.into_iter().enumerate() {
+        ins.push(g.add_const(&format!("w{i}"), t));
+    }
+    let y = g.add("y", op, &ins).unwrap();
+    g.add_output("y", y);
+    let model = Model {
+        name: "row".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let inputs = HashMap::from([("x".to_string(), to_host(x, kiln::abi::ElemType::F32))]);
+    let out = s.run("run", &inputs).unwrap();
+    out[0].1.to_f32()
+}
+
+/// Softmax rows both cached in registers (length <= 16 x 256) and streamed three times (longer),
+/// along the last axis and along a middle axis; against a naive f64 softmax. Tolerance 1e-5:
+/// each output is one exp and one division away from the reference.
+#[test]
+fn softmax_rows_cached_and_streamed_match_the_reference() {
+    for (shape, axis) in [(vec![3, 300], 1), (vec![2, 256], 1), (vec![2, 5000], 1), (vec![2, 37, 3], 1)] {
+        for log in [false, true] {
+            let n: usize = shape.iter().product();
+            let x = Tensor::f32(shape.clone(), values(n, 5).iter().map(|v| v * 8.0).collect());
+            let got = run_one(Op::Softmax { axis, log }, &x, vec![]);
+            let xv = x.to_f64();
+            let (len, inner) = (shape[axis], shape[axis + 1..].iter().product::<usize>());
+            let mut want = vec![0f32; n];
+            for outer in 0..n / (len * inner) {
+                for i in 0..inner {
+                    let at = |k: usize| outer * len * inner + k * inner + i;
+                    let m = (0..len).map(|k| xv[at(k)]).fold(f64::MIN, f64::max);
+                    let s: f64 = (0..len).map(|k| (xv[at(k)] - m).exp()).sum();
+                    for k in 0..len {
+                        let e = xv[at(k)] - m;
+                        want[at(k)] = if log { e - s.ln() } else { e.exp() / s } as f32;
+                    }
+                }
+            }
+            let err = rel_l2(&got, &want);
+            assert!(err < 1e-5, "softmax {shape:?} axis {axis} log {log}: {err:e}");
+        }
+    }
+}
+
+/// LayerNorm rows cached in registers (384: BERT's width) and streamed (4100 > 16 x 256),
+/// against a naive f64 layer norm. Tolerance 1e-5 (a mean, a variance and one division).
+#[test]
+fn layernorm_rows_cached_and_streamed_match_the_reference() {
+    for (rows, len) in [(5, 384), (2, 4100), (3, 7)] {
+        let x = Tensor::f32(vec![rows, len], values(rows * len, 6).iter().map(|v| v * 3.0 + 1.0).collect());
+        let scale = Tensor::f32(vec![len], values(len, 7));
+        let bias = Tensor::f32(vec![len], values(len, 8));
+        let got = run_one(Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &x, vec![scale.clone(), bias.clone()]);
+        let (xv, sv, bv) = (x.to_f64(), scale.to_f64(), bias.to_f64());
+        let mut want = Vec::new();
+        for r in 0..rows {
+            let row = &xv[r * len..(r + 1) * len];
+            let mean = row.iter().sum::<f64>() / len as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len as f64;
+            for k in 0..len {
+                want.push(((row[k] - mean) / (var + 1e-5).sqrt() * sv[k] + bv[k]) as f32);
+            }
+        }
+        let err = rel_l2(&got, &want);
+        assert!(err < 1e-5, "layernorm {rows}x{len}: {err:e}");
+    }
+}

@@ -177,3 +177,16 @@ fn gemv_with_scalar_columns() {
         g.add("matmul", Op::MatMul, &[a, w]).unwrap()
     }));
 }
+
+#[test]
+fn softmax_and_layer_norm_over_symbolic_rows() {
+    // A symbolic row length cannot be cached in registers: three passes over global memory.
+    insta::assert_snapshot!(wgsl(0, |g| {
+        let x = input(g, "x", vec![Dim::c(4), Dim::sym("seq")]);
+        let s = g.add("softmax", Op::Softmax { axis: 1, log: false }, &[x]).unwrap();
+        let scale = input(g, "scale", vec![Dim::sym("seq")]);
+        let bias = input(g, "bias", vec![Dim::sym("seq")]);
+        g.add("ln", Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &[s, scale, bias])
+            .unwrap()
+    }));
+}

@@ -211,6 +211,16 @@ fn decompose(params: &mut ParamSet, linear: &str, scratch: &str, names: &[String
     lines
 }
 
+/// Registers per thread that hold a whole row of `len` elements for a workgroup of `wg`
+/// threads, so a row-wise kernel reads its input once; 0 (three passes over global memory)
+/// when the length is symbolic or a row needs more than 16 registers per thread.
+fn row_cache(len: &Dim, wg: u32) -> u32 {
+    match len.as_const() {
+        Some(l) if l > 0 && l <= 16 * wg as i64 => (l as u32).div_ceil(wg),
+        _ => 0,
+    }
+}
+
 /// Halving steps of a tree reduction over `wg` lanes: wg/2, wg/4, ..., 1.
 fn halves(wg: u32) -> Vec<u32> {
     let mut v = Vec::new();
@@ -388,6 +398,7 @@ pub fn render(
             ctx.insert("len", &params.dim(&len, "len"));
             ctx.insert("inner", &params.divisor(&inner, "inner"));
             ctx.insert("log", log);
+            ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("softmax", [p.workgroup_size, 1, 1], grid, true)
@@ -399,6 +410,7 @@ pub fn render(
             ctx.insert("rows", &params.dim(&rows, "rows"));
             ctx.insert("len", &params.dim(&len, "len"));
             ctx.insert("epsilon", &literal(*epsilon as f64, DType::F32));
+            ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("layernorm", [p.workgroup_size, 1, 1], grid, true)

@@ -1,16 +1,23 @@
-//! Kiln benchmarks: GEMM and convolution throughput, elementwise bandwidth and the latency of
-//! the demo block (a dispatch-bound program), each compiled by Kiln and timed on the GPU with
-//! `Session::bench` (record + submit + wait per iteration; no upload or readback inside).
+//! Kiln benchmarks: GEMM, GEMV and convolution throughput, elementwise and row-reduction
+//! bandwidth, and the latency of the demo block (a dispatch-bound program), each compiled by
+//! Kiln and timed on the GPU with `Session::bench_repeated`: one iteration records the program
+//! `repeats` times into one pass, submits and waits; short kernels get enough repeats that the
+//! submit+wait round trip (tens of microseconds) does not swamp them. The latency cases (demo
+//! block) use one repeat, so they include that round trip.
 //!
-//! `cargo bench --bench kiln_bench` runs the full set; on a CPU adapter (lavapipe) the sizes
-//! shrink automatically. `KILN_BENCH_QUICK=1` forces the small set, `KILN_BENCH_JSON=path`
-//! also writes the results as JSON lines.
+//! `cargo bench --bench kiln_bench` runs the full set with the analytic default schedules; on a
+//! CPU adapter (lavapipe) the sizes shrink automatically. `KILN_BENCH_QUICK=1` forces the small
+//! set, `KILN_BENCH_JSON=path` also writes the results as JSON lines, `KILN_BENCH_SWEEP=1` also
+//! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
+//! matmul cases, and `KILN_BENCH_FILTER=text` keeps only cases whose name contains `text`.
 
-use kiln::compiler::{compile_to_dir, CompileOptions, Model};
+use kiln::compiler::lower::KernelBody;
+use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
 use kiln::convert::to_host;
-use kiln::ir::{BinaryOp, DType, Graph, Op, Tensor, TensorType};
-use kiln::runtime::{Bundle, Session, SessionOptions};
-use kiln::schedules::DeviceLimits;
+use kiln::ir::{BinaryOp, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
+use kiln::runtime::{Bundle, Session};
+use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::{space, DeviceLimits, Schedule};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
@@ -21,6 +28,10 @@ struct Case {
     /// Useful work per run: flops for compute-bound cases, bytes moved for bandwidth cases.
     work: f64,
     unit: &'static str,
+    /// Tuning key of the case's matmul, for schedule sweeps.
+    matmul_key: Option<String>,
+    /// Latency cases keep one repeat per iteration (the submit+wait is part of what they show).
+    latency: bool,
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -46,6 +57,79 @@ fn gemm_case(m: usize, n: usize, k: usize) -> Case {
         inputs: HashMap::from([("a".into(), random(&[m, k], 1)), ("b".into(), random(&[k, n], 2))]),
         work: 2.0 * (m * n * k) as f64,
         unit: "GFLOP/s",
+        matmul_key: Some(tuning_key(&KernelBody::Gemm {
+            a: vec![Dim::c(m as i64), Dim::c(k as i64)],
+            b: vec![Dim::c(k as i64), Dim::c(n as i64)],
+            dtype: DType::F32,
+        })),
+        latency: false,
+    }
+}
+
+/// A matrix-vector product whose matrix is a weight, as in a decode step; its work is the bytes
+/// read (the matrix dominates), so it compares with copy bandwidth.
+fn gemv_case(k: usize, n: usize) -> Case {
+    let mut c = gemm_case(1, n, k);
+    c.name = format!("gemv f32 1x{k} . {k}x{n}");
+    c.work = 4.0 * (k * n + k + n) as f64;
+    c.unit = "GB/s";
+    c
+}
+
+/// A plain copy-like kernel (negation: one read, one write per element), the bandwidth
+/// ceiling that memory-bound kernels are compared with.
+fn copy_case(len: usize) -> Case {
+    row_case(
+        &format!("copy (neg) f32 {len}"),
+        Op::Unary(UnaryOp::Neg),
+        &[len],
+        8.0 * len as f64,
+    )
+}
+
+/// One op over one input of `shape`, measured as bytes moved.
+fn row_case(name: &str, op: Op, shape: &[usize], bytes: f64) -> Case {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, shape));
+    let y = g.add("y", op, &[x]).unwrap();
+    g.add_output("y", y);
+    Case {
+        name: name.to_string(),
+        model: Model {
+            name: "op".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        },
+        inputs: HashMap::from([("x".into(), random(shape, 8))]),
+        work: bytes,
+        unit: "GB/s",
+        matmul_key: None,
+        latency: false,
+    }
+}
+
+/// LayerNorm over rows of `len` with scale and bias weights.
+fn layernorm_case(rows: usize, len: usize) -> Case {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[rows, len]));
+    let s = g.add_const("scale", random(&[len], 9));
+    let b = g.add_const("bias", random(&[len], 10));
+    let y = g
+        .add("y", Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &[x, s, b])
+        .unwrap();
+    g.add_output("y", y);
+    Case {
+        name: format!("layernorm f32 {rows}x{len}"),
+        model: Model {
+            name: "layernorm".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        },
+        inputs: HashMap::from([("x".into(), random(&[rows, len], 8))]),
+        work: 8.0 * (rows * len) as f64,
+        unit: "GB/s",
+        matmul_key: None,
+        latency: false,
     }
 }
 
@@ -77,6 +161,8 @@ fn conv_case(n: usize, c: usize, hw: usize, oc: usize) -> Case {
         inputs: HashMap::from([("x".into(), random(&[n, c, hw, hw], 5))]),
         work: 2.0 * (n * oc * hw * hw * c * 9) as f64,
         unit: "GFLOP/s",
+        matmul_key: None,
+        latency: false,
     }
 }
 
@@ -96,6 +182,8 @@ fn add_case(len: usize) -> Case {
         inputs: HashMap::from([("a".into(), random(&[len], 6)), ("b".into(), random(&[len], 7))]),
         work: 12.0 * len as f64,
         unit: "GB/s",
+        matmul_key: None,
+        latency: false,
     }
 }
 
@@ -106,6 +194,8 @@ fn demo_case(batch: usize) -> Case {
         inputs: HashMap::from([("x".into(), kiln::demo::demo_input(batch))]),
         work: 0.0,
         unit: "",
+        matmul_key: None,
+        latency: true,
     }
 }
 
@@ -114,9 +204,10 @@ fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    let adapter = kiln::runtime::Runtime::new().expect("a GPU adapter (see README)");
-    let info = adapter.adapter_info().clone();
-    drop(adapter);
+    // One device for every case: creating a device per compiled variant exhausted the NVIDIA
+    // driver after ~30 devices in a schedule sweep ("Parent device is lost").
+    let runtime = kiln::runtime::Runtime::new().expect("a GPU adapter (see README)");
+    let info = runtime.adapter_info().clone();
     let cpu = info.device_type == kiln::runtime::wgpu::DeviceType::Cpu;
     let quick = cpu || std::env::var_os("KILN_BENCH_QUICK").is_some();
     println!(
@@ -126,8 +217,17 @@ fn main() {
     let cases: Vec<Case> = if quick {
         vec![
             gemm_case(256, 256, 256),
+            gemv_case(256, 256),
             conv_case(1, 16, 32, 16),
             add_case(1 << 20),
+            copy_case(1 << 20),
+            row_case(
+                "softmax f32 64x256",
+                Op::Softmax { axis: 1, log: false },
+                &[64, 256],
+                8.0 * 64.0 * 256.0,
+            ),
+            layernorm_case(64, 256),
             demo_case(1),
         ]
     } else {
@@ -135,67 +235,153 @@ fn main() {
             gemm_case(1024, 1024, 1024),
             gemm_case(2048, 2048, 2048),
             gemm_case(4096, 4096, 4096),
-            gemm_case(1, 4096, 4096),
+            gemv_case(4096, 4096),
+            gemv_case(4096, 11008),
             conv_case(1, 64, 112, 64),
             conv_case(8, 128, 56, 128),
             add_case(1 << 24),
+            copy_case(1 << 24),
+            row_case(
+                "softmax f32 4096x4096",
+                Op::Softmax { axis: 1, log: false },
+                &[4096, 4096],
+                8.0 * 4096.0 * 4096.0,
+            ),
+            layernorm_case(4096, 4096),
             demo_case(1),
             demo_case(64),
         ]
     };
+    let filter = std::env::var("KILN_BENCH_FILTER").unwrap_or_default();
+    let sweep = std::env::var_os("KILN_BENCH_SWEEP").is_some();
     let iters = if quick { 5 } else { 20 };
     let mut json = std::env::var("KILN_BENCH_JSON")
         .ok()
         .map(|p| std::fs::File::create(p).expect("KILN_BENCH_JSON file"));
     println!(
-        "{:<40} {:>10} {:>10} {:>12}  kernels/dispatches",
-        "case", "median ms", "min ms", "throughput"
+        "{:<40} {:<44} {:>10} {:>10} {:>14}  kernels/dispatches",
+        "case", "schedule", "median ms", "min ms", "throughput"
     );
-    for case in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = CompileOptions {
-            target: DeviceLimits::desktop(),
-            ..Default::default()
-        };
-        let m =
-            compile_to_dir(&case.model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let bundle = Bundle::load(dir.path().join("b")).unwrap();
-        let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
-        let host: HashMap<_, _> = case
-            .inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
-            .collect();
-        let t = s
-            .bench("run", &host, iters)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let med = t.median().as_secs_f64();
-        let min = t.min().as_secs_f64();
-        let rate = if case.work > 0.0 {
-            format!("{:.1} {}", case.work / med / 1e9, case.unit)
-        } else {
-            "-".into()
-        };
-        let kd = format!("{}/{}", m.kernels.len(), m.programs[0].dispatches.len());
-        println!(
-            "{:<40} {:>10.3} {:>10.3} {:>12}  {kd}",
-            case.name,
-            med * 1e3,
-            min * 1e3,
-            rate
-        );
-        if let Some(f) = json.as_mut() {
-            writeln!(
-                f,
-                "{{\"case\":\"{}\",\"median_ms\":{},\"min_ms\":{},\"work\":{},\"unit\":\"{}\",\"device\":\"{}\"}}",
-                case.name,
-                med * 1e3,
-                min * 1e3,
-                case.work,
-                case.unit,
-                info.name
-            )
-            .unwrap();
+    let target = DeviceLimits::desktop();
+    for case in cases.iter().filter(|c| c.name.contains(&filter)) {
+        let mut schedules: Vec<Option<Schedule>> = vec![None];
+        if sweep && case.matmul_key.is_some() {
+            let rows = if case.name.starts_with("gemv") { 1 } else { 0 };
+            let space = if rows > 0 {
+                space::gemv(&target, rows)
+            } else {
+                space::gemm(&target)
+            };
+            schedules.extend(space.into_iter().map(Some));
+        }
+        for schedule in schedules {
+            let tuning = schedule.map(|s| {
+                let mut db = TuningDb::default();
+                let key = case.matmul_key.clone().expect("matmul case");
+                db.records.insert(
+                    key,
+                    TuningRecord {
+                        schedule: s,
+                        micros: 0.0,
+                        device: "sweep".into(),
+                    },
+                );
+                db
+            });
+            match bench_case(case, &runtime, &target, tuning, iters) {
+                Ok(r) => {
+                    let rate = if case.work > 0.0 {
+                        format!("{:.1} {}", case.work / r.median / 1e9, case.unit)
+                    } else {
+                        "-".into()
+                    };
+                    println!(
+                        "{:<40} {:<44} {:>10.4} {:>10.4} {:>14}  {}",
+                        case.name,
+                        r.schedule,
+                        r.median * 1e3,
+                        r.min * 1e3,
+                        rate,
+                        r.shape
+                    );
+                    if let Some(f) = json.as_mut() {
+                        writeln!(
+                            f,
+                            "{{\"case\":\"{}\",\"schedule\":\"{}\",\"default\":{},\"median_ms\":{},\"min_ms\":{},\"repeats\":{},\"work\":{},\"unit\":\"{}\",\"device\":\"{}\"}}",
+                            case.name,
+                            r.schedule,
+                            schedule.is_none(),
+                            r.median * 1e3,
+                            r.min * 1e3,
+                            r.repeats,
+                            case.work,
+                            case.unit,
+                            info.name
+                        )
+                        .unwrap();
+                    }
+                }
+                Err(e) => println!(
+                    "{:<40} {:<44} failed: {e}",
+                    case.name,
+                    schedule.map(|s| s.to_string()).unwrap_or_default()
+                ),
+            }
         }
     }
+}
+
+/// What one benchmarked compile of a case measured.
+struct BenchResult {
+    schedule: String,
+    median: f64,
+    min: f64,
+    repeats: usize,
+    shape: String,
+}
+
+/// Compiles a case (with an optional forced schedule), then times it: a short probe picks the
+/// number of repeats per iteration so that each iteration runs at least ~5 ms.
+fn bench_case(
+    case: &Case,
+    runtime: &kiln::runtime::Runtime,
+    target: &DeviceLimits,
+    tuning: Option<TuningDb>,
+    iters: usize,
+) -> Result<BenchResult, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let opts = CompileOptions {
+        target: target.clone(),
+        tuning,
+        ..Default::default()
+    };
+    let m = compile_to_dir(&case.model, &opts, &dir.path().join("b")).map_err(|e| e.to_string())?;
+    let bundle = Bundle::load(dir.path().join("b")).map_err(|e| e.to_string())?;
+    let mut s = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| e.to_string())?;
+    let host: HashMap<_, _> = case
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
+        .collect();
+    let mut repeats = 1;
+    if !case.latency {
+        let probe = s.bench("run", &host, 3).map_err(|e| e.to_string())?;
+        let t = probe.median().as_secs_f64();
+        repeats = ((5e-3 / t.max(1e-6)).ceil() as usize).clamp(1, 500);
+    }
+    let t = s
+        .bench_repeated("run", &host, iters, repeats)
+        .map_err(|e| e.to_string())?;
+    let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
+    Ok(BenchResult {
+        schedule: if schedules.len() == 1 {
+            schedules[0].to_string()
+        } else {
+            format!("{} kernels", schedules.len())
+        },
+        median: t.median().as_secs_f64(),
+        min: t.min().as_secs_f64(),
+        repeats,
+        shape: format!("{}/{}", m.kernels.len(), m.programs[0].dispatches.len()),
+    })
 }

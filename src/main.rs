@@ -49,6 +49,33 @@ enum Command {
         #[arg(long = "freeze", value_name = "NAME=FILE")]
         freeze: Vec<String>,
     },
+    /// Tune the schedules of a model's matrix products and convolutions on this machine's GPU
+    /// and write (or extend) a tuning database for `kiln compile --tuning`.
+    Tune {
+        /// Model file (.onnx).
+        model: PathBuf,
+        /// Tuning database (RON); existing records are kept and their kernels skipped.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Wall-clock budget in seconds; kernels not reached keep their default schedule.
+        #[arg(long, default_value_t = 120)]
+        budget: u64,
+        /// Target limits profile the schedules must fit: `webgpu-default`, `desktop`, or a RON file.
+        #[arg(long, default_value = "webgpu-default")]
+        target: String,
+        /// Size of a symbolic dim while timing, `NAME=VALUE` (repeatable; others are 128).
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// Optimization level the kernels are formed at (as for `kiln compile`).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+        opt_level: u8,
+        /// Timed iterations per candidate.
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Re-tune kernels that already have a record.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a bundle on the GPU with inputs from .npy files.
     Run {
         /// Bundle directory.
@@ -172,6 +199,16 @@ fn run(cmd: Command) -> Result<()> {
             out,
             program,
         } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
+        Command::Tune {
+            model,
+            out,
+            budget,
+            target,
+            dims,
+            opt_level,
+            iters,
+            force,
+        } => tune_cmd(&model, &out, budget, &target, &dims, opt_level, iters, force),
         Command::Inspect { bundle } => inspect_cmd(&bundle),
         Command::Bench {
             bundle,
@@ -298,6 +335,115 @@ fn compile_cmd(
         dispatches,
         manifest.weights.len(),
         t0.elapsed()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tune_cmd(
+    model: &Path,
+    out: &Path,
+    budget: u64,
+    target: &str,
+    dims: &[String],
+    opt_level: u8,
+    iters: usize,
+    force: bool,
+) -> Result<()> {
+    use kiln::schedules::tuning::TuningDb;
+    use kiln::tune::{Rejection, TuneOptions};
+    let t0 = Instant::now();
+    let opts = TuneOptions {
+        target: kiln::schedules::DeviceLimits::from_name_or_file(target).map_err(|e| anyhow!(e))?,
+        budget: std::time::Duration::from_secs(budget),
+        dims: parse_dims(dims)?,
+        iters: iters.max(1),
+        force,
+        ..Default::default()
+    };
+    if model
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        != Some("onnx".into())
+    {
+        bail!("{}: unknown model format (expected a .onnx file)", model.display());
+    }
+    let loaded = compiler::frontend::onnx::load_onnx_frozen(model, &Default::default(), &HashMap::new())?;
+    let mut db = if out.exists() {
+        TuningDb::load(out).map_err(|e| anyhow!(e))?
+    } else {
+        TuningDb::default()
+    };
+    let jobs = kiln::tune::jobs(&loaded, &opts, opt_level).map_err(|e| anyhow!("{}: {e}", model.display()))?;
+    let todo: Vec<_> = jobs
+        .iter()
+        .filter(|j| force || !db.records.contains_key(&j.key))
+        .collect();
+    eprintln!(
+        "{}: {} tunable kernels, {} already in {}, tuning {} within {budget} s",
+        model.display(),
+        jobs.len(),
+        jobs.len() - todo.len(),
+        out.display(),
+        todo.len()
+    );
+    let runtime = kiln::runtime::Runtime::new()?;
+    eprintln!("adapter: {}", runtime.adapter_info().name);
+    let total: usize = todo.iter().map(|j| j.candidates.len()).sum();
+    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} candidates, {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut rejected, mut timed) = (0usize, 0usize);
+    let reports = kiln::tune::tune(
+        &jobs,
+        &mut db,
+        &runtime,
+        &opts,
+        |job, r| {
+            bar.inc(1);
+            bar.set_message(job.key.clone());
+            match &r.outcome {
+                Ok(_) => timed += 1,
+                Err(e) => {
+                    rejected += 1;
+                    let why = match e {
+                        Rejection::Compile(m) => format!("does not compile: {m}"),
+                        Rejection::Mismatch { error } => {
+                            format!("disagrees with the interpreter (rel. L2 {error:.1e})")
+                        }
+                        Rejection::Run(m) => format!("failed on the device: {m}"),
+                    };
+                    log::info!("{}: {} rejected, {why}", job.key, r.schedule);
+                }
+            }
+        },
+        |_, db| db.save(out),
+    )
+    .map_err(|e| anyhow!(e))?;
+    bar.finish_and_clear();
+    for r in &reports {
+        let default = r.candidates.first().and_then(|c| c.outcome.as_ref().ok());
+        match (&r.record, default) {
+            (Some(rec), Some(d)) => println!(
+                "{}: {} {:.1} us (default {} {:.1} us, {:.2}x)",
+                r.key,
+                rec.schedule,
+                rec.micros,
+                r.candidates[0].schedule,
+                d.as_secs_f64() * 1e6,
+                d.as_secs_f64() * 1e6 / rec.micros
+            ),
+            (Some(rec), None) => println!("{}: {} {:.1} us", r.key, rec.schedule, rec.micros),
+            (None, _) => println!("{}: no candidate passed", r.key),
+        }
+    }
+    println!(
+        "tuned {} kernels ({timed} candidates timed, {rejected} rejected) in {:.1?}; wrote {}",
+        reports.len(),
+        t0.elapsed(),
+        out.display()
     );
     Ok(())
 }

@@ -111,8 +111,8 @@ pub fn tuning_key(body: &KernelBody) -> String {
     }
 }
 
-/// The analytic default schedule of a kernel draft.
-pub fn default_schedule(body: &KernelBody) -> Schedule {
+/// The analytic default schedule of a kernel draft for a limits profile.
+pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
     match body {
         KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
         // One thread per row (top-k) or element (scatter); one element each.
@@ -125,14 +125,25 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
         }
         KernelBody::Softmax { shape, axis, .. } => defaults::row_reduce(estimate(&shape[*axis])),
         KernelBody::LayerNorm { shape, axis, .. } => defaults::row_reduce(estimate(&Dim::product(&shape[*axis..]))),
-        KernelBody::Gemm { a, b, .. } => {
-            let (m, k, n, ..) = codegen::gemm_dims(a, b);
-            defaults::gemm(estimate(&m), estimate(&n), estimate(&k))
+        KernelBody::Gemm { a, b, dtype } => {
+            let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
+            let (batch, m, n, k) = (
+                estimate(&Dim::product(&batch)),
+                estimate(&m),
+                estimate(&n),
+                estimate(&k),
+            );
+            if *dtype == DType::F32 && m <= 8 {
+                defaults::matmul(batch, m, n, k, limits)
+            } else {
+                defaults::gemm(batch, m, n, k, limits)
+            }
         }
-        KernelBody::Conv { w, out, groups, .. } => {
+        KernelBody::Conv { x, w, out, groups, .. } => {
             let ocg = estimate(&w[0]) / *groups as u64;
             let k = estimate(&Dim::product(&w[1..]));
-            defaults::gemm(ocg, estimate(&Dim::product(&out[2..])), k)
+            let images = estimate(&x[0]) * *groups as u64;
+            defaults::gemm(images, ocg, estimate(&Dim::product(&out[2..])), k, limits)
         }
     }
 }
@@ -141,6 +152,7 @@ pub fn default_schedule(body: &KernelBody) -> Schedule {
 fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
     match (s, body) {
         (Schedule::Gemm(p), _) => p.workgroup_bytes() as u64,
+        (Schedule::Gemv(p), _) => p.workgroup_bytes() as u64,
         (
             Schedule::RowReduce(p),
             KernelBody::Reduce {
@@ -180,11 +192,18 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
         let out_dtype = g.node(d.output).ty.dtype;
         let key = tuning_key(&d.body);
-        let schedule = opts
-            .tuning
-            .as_ref()
-            .and_then(|t| t.get(&key))
-            .unwrap_or_else(|| default_schedule(&d.body));
+        let tuned = opts.tuning.as_ref().and_then(|t| t.get(&key));
+        let schedule = tuned.unwrap_or_else(|| default_schedule(&d.body, &opts.target));
+        log::debug!(
+            "{}: {} ({})",
+            d.label,
+            schedule,
+            if tuned.is_some() {
+                "tuning record"
+            } else {
+                "analytic default"
+            }
+        );
         let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
@@ -202,6 +221,8 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 bindings: r.bindings.clone(),
                 params: r.param_names.clone(),
                 schedule: r.schedule.to_string(),
+                schedule_params: ron::to_string(&r.schedule).unwrap_or_default(),
+                schedule_source: if tuned.is_some() { "tuning" } else { "default" }.into(),
                 grid_splittable: r.grid_splittable,
             });
             sources.push((file, r.wgsl.clone()));

@@ -1,6 +1,6 @@
 {% import "macros" as macros %}
 // Kiln layer-norm kernel: {{ label }}
-// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, two-pass mean/variance
+// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, two-pass mean/variance; the row cached in registers ({{ cache }} per thread) when it fits
 {{ header }}
 
 var<workgroup> scratch: array<f32, {{ wg }}>;
@@ -14,6 +14,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let base = row * {{ len }};
+{%- if cache %}
+    // The row is read once into {{ cache }} registers per thread.
+{%- for j in range(end=cache) %}
+    let k{{ j }} = i32(lid) + {{ j * wg }}i;
+    let x{{ j }} = select(0.0f, in0[base + min(k{{ j }}, {{ len }} - 1i)], k{{ j }} < {{ len }});
+{%- endfor %}
+    var s = 0.0f;
+{%- for j in range(end=cache) %}
+    s += x{{ j }};
+{%- endfor %}
+    let mean = reduce_sum(lid, s) / f32({{ len }});
+    var q = 0.0f;
+{%- for j in range(end=cache) %}
+    {
+        let d = select(0.0f, x{{ j }} - mean, k{{ j }} < {{ len }});
+        q += d * d;
+    }
+{%- endfor %}
+    let inv = inverseSqrt(reduce_sum(lid, q) / f32({{ len }}) + {{ epsilon }});
+{%- for j in range(end=cache) %}
+    if (k{{ j }} < {{ len }}) {
+        out[base + k{{ j }}] = (x{{ j }} - mean) * inv * in1[k{{ j }}] + in2[k{{ j }}];
+    }
+{%- endfor %}
+{%- else %}
     var s = 0.0f;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         s += in0[base + k];
@@ -28,4 +53,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         out[base + k] = (in0[base + k] - mean) * inv * in1[k] + in2[k];
     }
+{%- endif %}
 }

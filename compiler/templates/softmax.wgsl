@@ -1,6 +1,6 @@
 {% import "macros" as macros %}
 // Kiln softmax kernel: {{ label }}
-// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, three passes
+// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row; the row cached in registers ({{ cache }} per thread) when it fits, else three passes over it
 {{ header }}
 
 var<workgroup> scratch: array<f32, {{ wg }}>;
@@ -16,6 +16,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let base = (row / {{ inner }}) * {{ len }} * {{ inner }} + row % {{ inner }};
+{%- if cache %}
+    // The row is read once into {{ cache }} registers per thread, then reduced and written.
+{%- for j in range(end=cache) %}
+    let k{{ j }} = i32(lid) + {{ j * wg }}i;
+    let x{{ j }} = select(bitcast<f32>(0xff800000u), in0[base + min(k{{ j }}, {{ len }} - 1i) * {{ inner }}], k{{ j }} < {{ len }});
+{%- endfor %}
+    var m = x0;
+{%- for j in range(start=1, end=cache) %}
+    m = max(m, x{{ j }});
+{%- endfor %}
+    m = reduce_max(lid, m);
+    var s = 0.0f;
+{%- for j in range(end=cache) %}
+    s += select(0.0f, exp(x{{ j }} - m), k{{ j }} < {{ len }});
+{%- endfor %}
+    s = reduce_sum(lid, s);
+{%- if log %}
+    let ls = log(s);
+{%- else %}
+    let inv = 1.0f / s;
+{%- endif %}
+{%- for j in range(end=cache) %}
+    if (k{{ j }} < {{ len }}) {
+{%- if log %}
+        out[base + k{{ j }} * {{ inner }}] = x{{ j }} - m - ls;
+{%- else %}
+        out[base + k{{ j }} * {{ inner }}] = exp(x{{ j }} - m) * inv;
+{%- endif %}
+    }
+{%- endfor %}
+{%- else %}
     var m = bitcast<f32>(0xff800000u);
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         m = max(m, in0[base + k * {{ inner }}]);
@@ -36,5 +67,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         out[base + k * {{ inner }}] = exp(in0[base + k * {{ inner }}] - m) * inv;
     }
+{%- endif %}
 {%- endif %}
 }

@@ -342,3 +342,59 @@ fn scatter_nd_every_reduction() {
     assert_kernels(&src, "// Kiln scatter-nd kernel", 6);
     insta::assert_snapshot!(src);
 }
+
+#[test]
+fn gemm_vec4_tile_with_scalar_operand_reads() {
+    // K = 75 is not a multiple of 4, so the vec4 register tile reads its operands as scalars.
+    let src = wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(2048), Dim::c(75)]);
+        let w = g.add_const("w", ramp(vec![75, 1024]));
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    assert!(!src.contains("fn kiln_load_a"));
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn gemv_for_a_single_row() {
+    // M = 1 takes the split-K GEMV kind; N = 96 is read as vec4 columns.
+    let src = wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(1), Dim::c(64)]);
+        let w = g.add_const("w", ramp(vec![64, 96]));
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMV kernel", 1);
+    assert!(src.contains("array<vec4<f32>>"));
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn gemv_with_scalar_columns() {
+    // N = 30 is not a multiple of 4: one column per lane.
+    let src = wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(3), Dim::c(20)]);
+        let w = g.add_const("w", ramp(vec![20, 30]));
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMV kernel", 1);
+    assert!(!src.contains("array<vec4<f32>>"));
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn softmax_and_layer_norm_over_symbolic_rows() {
+    // A symbolic row length cannot be cached in registers: three passes over global memory.
+    let src = wgsl(0, |g| {
+        let x = input(g, "x", vec![Dim::c(4), Dim::sym("seq")]);
+        let s = g.add("softmax", Op::Softmax { axis: 1, log: false }, &[x]).unwrap();
+        let scale = input(g, "scale", vec![Dim::sym("seq")]);
+        let bias = input(g, "bias", vec![Dim::sym("seq")]);
+        g.add("ln", Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &[s, scale, bias])
+            .unwrap()
+    });
+    assert_kernels(&src, "// Kiln softmax kernel", 1);
+    assert_kernels(&src, "// Kiln layer-norm kernel", 1);
+    assert!(src.contains("(0 per thread)") && !src.contains("let x0"), "symbolic rows stream");
+    insta::assert_snapshot!(src);
+}

@@ -358,7 +358,7 @@ impl Session {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
         let plan = self.prepare(pi, inputs, &mut enc)?;
-        self.record(&plan, &mut enc);
+        self.record(&plan, &mut enc, 1);
 
         // Copy outputs into staging buffers (grown as needed).
         let mut copies = Vec::new();
@@ -446,6 +446,22 @@ impl Session {
     /// iteration records the program into one encoder and pass, submits it and waits for the
     /// device to finish (no upload or readback inside the timed region).
     pub fn bench(&mut self, program: &str, inputs: &HashMap<String, HostTensor>, iters: usize) -> Result<Timing> {
+        self.bench_repeated(program, inputs, iters, 1)
+    }
+
+    /// Like [`Session::bench`], but each timed iteration records the program's dispatches
+    /// `repeats` times back to back into its one pass, and the reported times are per repeat.
+    /// This amortizes the submit+wait round trip (tens of microseconds) that would otherwise
+    /// swamp kernels of that size, such as a GEMV; what remains per repeat is the kernels plus
+    /// the barrier between dependent dispatches.
+    pub fn bench_repeated(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        iters: usize,
+        repeats: usize,
+    ) -> Result<Timing> {
+        let repeats = repeats.max(1);
         self.run(program, inputs)?;
         let pi = self.program_index(program)?;
         let context = format!("benchmark of program '{program}'");
@@ -464,10 +480,10 @@ impl Session {
                 .gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
-            self.record(&plan, &mut enc);
+            self.record(&plan, &mut enc, repeats);
             let idx = self.gpu.queue.submit([enc.finish()]);
             self.wait(idx, &context)?;
-            times.push(t.elapsed());
+            times.push(t.elapsed() / repeats as u32);
         }
         if let Some(e) = scopes.pop() {
             return Err(gpu_err(context, e));
@@ -817,14 +833,14 @@ impl Session {
     }
 
     /// Records the planned dispatches into one compute pass.
-    fn record(&self, plan: &Plan, enc: &mut wgpu::CommandEncoder) {
+    fn record(&self, plan: &Plan, enc: &mut wgpu::CommandEncoder, repeats: usize) {
         let program = &self.manifest.programs[plan.program];
         let state = &self.programs[plan.program];
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(&program.name),
             timestamp_writes: None,
         });
-        for &(di, [x, y, z]) in &plan.dispatches {
+        for &(di, [x, y, z]) in plan.dispatches.iter().cycle().take(plan.dispatches.len() * repeats) {
             let d = &program.dispatches[di];
             let (_, bg) = state.bind_groups[di].as_ref().expect("prepared");
             pass.set_pipeline(&self.kernels[d.kernel].pipeline);

@@ -1,7 +1,7 @@
 //! Analytic default schedules: chosen from the problem shape alone, no search, so they suit an
 //! unknown browser GPU. Each rule is deliberately simple and documented.
 
-use crate::{GemmParams, InjectiveParams, RowReduceParams, Schedule};
+use crate::{DeviceLimits, GemmParams, GemvParams, InjectiveParams, RowReduceParams, Schedule};
 
 /// Injective kernels: 256 threads; 4 elements per thread once there is enough work to keep
 /// every thread busy, which amortizes index math.
@@ -19,45 +19,81 @@ pub fn row_reduce(row_len: u64) -> Schedule {
     Schedule::RowReduce(RowReduceParams { workgroup_size: wg })
 }
 
-/// GEMM: 128x128 blocks with 8x8 register tiles once both M and N reach 512; 64x64 blocks with
-/// 4x4 register tiles (256 threads, 8 KiB of workgroup memory at
-/// bk = 16) for large problems; a 4x256 block (bk = 8) for GEMV-like shapes (M <= 4); 32x32 blocks with
-/// 2x2 tiles otherwise, so that mid-sized problems still launch enough workgroups.
-pub fn gemm(m: u64, n: u64, _k: u64) -> Schedule {
-    let p = if m >= 512 && n >= 512 {
-        // 8x8 register tiles: 64 accumulators per thread, 16 KiB of workgroup memory.
-        GemmParams {
-            bm: 128,
-            bn: 128,
-            bk: 16,
-            tm: 8,
-            tn: 8,
-        }
-    } else if m >= 64 && n >= 64 {
-        GemmParams {
-            bm: 64,
-            bn: 64,
-            bk: 16,
-            tm: 4,
-            tn: 4,
-        }
-    } else if m <= 4 {
-        // GEMV-like: few rows, wide columns.
-        GemmParams {
-            bm: 4,
-            bn: 256,
-            bk: 8,
-            tm: 1,
-            tn: 4,
-        }
-    } else {
-        GemmParams {
-            bm: 32,
-            bn: 32,
-            bk: 16,
-            tm: 2,
-            tn: 2,
-        }
+/// Workgroups a default schedule aims to launch: about one per multiprocessor of a large
+/// desktop GPU (the H200 has 132), so a mid-sized problem does not leave most of it idle.
+pub const TARGET_WORKGROUPS: u64 = 128;
+
+/// GEMM (`batch` products of M x K by K x N): the largest block tile that still launches
+/// [`TARGET_WORKGROUPS`] and fits `limits`, from 128x128 blocks with 8x8 vec4 register tiles
+/// down to 32x32 blocks with 2x2 scalar tiles; M <= 4 (a convolution with few output
+/// channels) gets a 4x256 block. Measured on the H200 (docs/performance.md): 128x128 is best at
+/// 2048^3 and 4096^3, while at 1024^3 it launches only 64 workgroups and 128x64 is 1.5x faster.
+pub fn gemm(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
+    let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams { bm, bn, bk, tm, tn });
+    if m <= 4 {
+        return first_valid([p(4, 256, 8, 1, 4)], limits);
+    }
+    let order = [
+        p(128, 128, 16, 8, 8),
+        p(128, 128, 8, 8, 8),
+        p(128, 64, 16, 4, 8),
+        p(64, 64, 16, 4, 4),
+        p(64, 64, 8, 4, 4),
+        p(32, 32, 16, 2, 2),
+    ];
+    let blocks = |s: &Schedule| match s {
+        Schedule::Gemm(g) => batch * m.div_ceil(g.bm as u64) * n.div_ceil(g.bn as u64),
+        _ => 0,
     };
-    Schedule::Gemm(p)
+    let valid: Vec<Schedule> = order.into_iter().filter(|s| s.validate(limits).is_ok()).collect();
+    valid
+        .iter()
+        .find(|s| blocks(s) >= TARGET_WORKGROUPS)
+        .or(valid.last())
+        .copied()
+        .unwrap_or_else(|| p(32, 32, 16, 2, 2))
+}
+
+/// A plain matrix product (not a convolution): the GEMV kind for up to 8 rows of A, whose
+/// split-K keeps the whole GPU streaming B; else [`gemm`].
+///
+/// GEMV: 8 lanes x 32 K-slices (256 threads) when that launches 2 x [`TARGET_WORKGROUPS`],
+/// else 4 lanes x 64 slices (measured on the H200: 8x32 is best at N = 11008, 4x64 at
+/// N = 4096); a workgroup takes all rows of A when there are at most 4, else 4 at a time.
+pub fn matmul(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+    if m <= 8 {
+        let rows = m.clamp(1, 4) as u32;
+        let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
+        let cols = if n % 4 == 0 { n / 4 } else { n };
+        let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
+            .into_iter()
+            .filter(|s| s.validate(limits).is_ok())
+            .collect();
+        let blocks = |s: &Schedule| match s {
+            Schedule::Gemv(v) => batch * cols.div_ceil(v.lanes as u64),
+            _ => 0,
+        };
+        if let Some(s) = valid
+            .iter()
+            .find(|s| blocks(s) >= 2 * TARGET_WORKGROUPS)
+            .or(valid.get(1))
+            .or(valid.first())
+        {
+            return *s;
+        }
+    }
+    gemm(batch, m, n, k, limits)
+}
+
+/// The first candidate that is valid on `limits`, else the last one (whose error then names
+/// the limit when the kernel is rendered).
+fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLimits) -> Schedule {
+    let mut last = None;
+    for c in candidates {
+        if c.validate(limits).is_ok() {
+            return c;
+        }
+        last = Some(c);
+    }
+    last.expect("at least one candidate")
 }

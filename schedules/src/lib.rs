@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod limits;
+pub mod space;
 pub mod tuning;
 
 pub use limits::DeviceLimits;
@@ -53,9 +54,42 @@ impl GemmParams {
         (self.bm / self.tm) * (self.bn / self.tn)
     }
 
-    /// Workgroup memory used by the A and B stages, in bytes (f32 elements).
+    /// Whether the thread tile is made of whole vec4s (`tm` and `tn` multiples of 4): such
+    /// schedules render the vec4 register-tile template.
+    pub fn is_vec4(&self) -> bool {
+        self.tm % 4 == 0 && self.tn % 4 == 0
+    }
+
+    /// Workgroup memory used by the A and B stages, in bytes (32-bit elements). The vec4
+    /// variant pads each k-row of the transposed A stage by one vec4 against bank conflicts.
     pub fn workgroup_bytes(&self) -> u32 {
-        4 * self.bk * (self.bm + self.bn)
+        let a_row = if self.is_vec4() { self.bm + 4 } else { self.bm };
+        4 * self.bk * (a_row + self.bn)
+    }
+}
+
+/// Matrix products with few rows of A (decode steps, GEMV): a workgroup owns `lanes` column
+/// groups of B (4 columns each when B's width allows vec4 reads) and `rows` rows of A; its
+/// `ksplit` thread rows split K between them and a tree reduction adds their partial sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GemvParams {
+    /// Column groups per workgroup (workgroup x size).
+    pub lanes: u32,
+    /// Thread rows splitting K (workgroup y size); a power of two.
+    pub ksplit: u32,
+    /// Rows of A per workgroup (accumulators per thread).
+    pub rows: u32,
+}
+
+impl GemvParams {
+    /// Threads per workgroup.
+    pub fn threads(&self) -> u32 {
+        self.lanes * self.ksplit
+    }
+
+    /// Workgroup memory for the partial sums, in bytes (vec4 of 32-bit elements per slot).
+    pub fn workgroup_bytes(&self) -> u32 {
+        16 * self.lanes * self.ksplit * self.rows
     }
 }
 
@@ -68,6 +102,8 @@ pub enum Schedule {
     RowReduce(RowReduceParams),
     /// Tiled (batched) GEMM.
     Gemm(GemmParams),
+    /// Split-K matrix-vector product for few rows of A.
+    Gemv(GemvParams),
 }
 
 /// Why a schedule cannot run on a device.
@@ -87,6 +123,7 @@ impl Schedule {
             Schedule::Injective(_) => "injective",
             Schedule::RowReduce(_) => "row_reduce",
             Schedule::Gemm(_) => "gemm",
+            Schedule::Gemv(_) => "gemv",
         }
     }
 
@@ -96,6 +133,7 @@ impl Schedule {
             Schedule::Injective(p) => p.workgroup_size,
             Schedule::RowReduce(p) => p.workgroup_size,
             Schedule::Gemm(p) => p.threads(),
+            Schedule::Gemv(p) => p.threads(),
         }
     }
 
@@ -173,6 +211,27 @@ impl Schedule {
                     ));
                 }
             }
+            Schedule::Gemv(p) => {
+                if [p.lanes, p.ksplit, p.rows].contains(&0) {
+                    return fail("zero lanes, ksplit or rows".into());
+                }
+                if !p.ksplit.is_power_of_two() {
+                    return fail(format!("ksplit {} is not a power of two", p.ksplit));
+                }
+                if p.rows > 8 {
+                    return fail(format!("{} rows per workgroup need more than 8 accumulators", p.rows));
+                }
+                if p.lanes > limits.max_compute_workgroup_size_x || p.ksplit > limits.max_compute_workgroup_size_y {
+                    return fail("workgroup shape exceeds maxComputeWorkgroupSizeX/Y".into());
+                }
+                if p.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{} bytes of workgroup memory exceed maxComputeWorkgroupStorageSize = {}",
+                        p.workgroup_bytes(),
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -188,6 +247,7 @@ impl fmt::Display for Schedule {
                 "gemm(bm={}, bn={}, bk={}, tm={}, tn={})",
                 p.bm, p.bn, p.bk, p.tm, p.tn
             ),
+            Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
         }
     }
 }
@@ -199,9 +259,34 @@ mod tests {
     #[test]
     fn defaults_are_valid_on_webgpu_default_limits() {
         let l = DeviceLimits::webgpu_default();
-        for m in [1u64, 7, 64, 1000, 4096] {
-            defaults::gemm(m, m, m).validate(&l).unwrap();
+        for limits in [DeviceLimits::webgpu_default(), DeviceLimits::desktop()] {
+            for m in [1u64, 3, 7, 8, 9, 64, 1000, 4096] {
+                defaults::gemm(1, m, m, m, &limits).validate(&limits).unwrap();
+                defaults::matmul(1, m, m, m, &limits).validate(&limits).unwrap();
+            }
         }
+        // 1024^2 with 128x128 blocks would launch 64 workgroups; the default steps down.
+        let d = DeviceLimits::desktop();
+        assert_eq!(
+            defaults::gemm(1, 1024, 1024, 1024, &d),
+            Schedule::Gemm(GemmParams {
+                bm: 128,
+                bn: 64,
+                bk: 16,
+                tm: 4,
+                tn: 8
+            })
+        );
+        match defaults::gemm(1, 4096, 4096, 4096, &d) {
+            Schedule::Gemm(p) => assert_eq!((p.bm, p.bn), (128, 128)),
+            s => panic!("{s}"),
+        }
+        // GEMV: 8 lanes when that launches 256 workgroups (N = 11008), else 4 (N = 4096).
+        let lanes = |n| match defaults::matmul(1, 1, n, 4096, &d) {
+            Schedule::Gemv(p) => p.lanes,
+            s => panic!("{s}"),
+        };
+        assert_eq!((lanes(11008), lanes(4096)), (8, 4));
         defaults::injective(10).validate(&l).unwrap();
         defaults::row_reduce(5).validate(&l).unwrap();
         defaults::row_reduce(100_000).validate(&l).unwrap();

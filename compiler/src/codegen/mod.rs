@@ -51,6 +51,8 @@ fn templates() -> &'static tera::Tera {
             ("topk", include_str!("../../templates/topk.wgsl")),
             ("scatter", include_str!("../../templates/scatter.wgsl")),
             ("gemm", include_str!("../../templates/gemm.wgsl")),
+            ("gemm_vec4", include_str!("../../templates/gemm_vec4.wgsl")),
+            ("gemv", include_str!("../../templates/gemv.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
@@ -73,15 +75,26 @@ fn render_template(name: &str, ctx: &tera::Context) -> Result<String, CompileErr
     })
 }
 
-/// The module header: params struct, bindings and helper functions.
-fn header(params: &ParamSet, in_dtypes: &[DType], out_dtype: DType, helpers: &BTreeSet<&'static str>) -> String {
+/// The module header: params struct, bindings and helper functions. Inputs listed in
+/// `vec4_inputs` are bound as arrays of 4-vectors of their storage type.
+fn header(
+    params: &ParamSet,
+    in_dtypes: &[DType],
+    vec4_inputs: &[usize],
+    out_dtype: DType,
+    helpers: &BTreeSet<&'static str>,
+) -> String {
     let mut h = params.struct_decl();
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (k, d) in in_dtypes.iter().enumerate() {
+        let elem = if vec4_inputs.contains(&k) {
+            format!("vec4<{}>", storage_ty(*d))
+        } else {
+            storage_ty(*d).to_string()
+        };
         h.push_str(&format!(
-            "@group(0) @binding({}) var<storage, read> in{k}: array<{}>;\n",
+            "@group(0) @binding({}) var<storage, read> in{k}: array<{elem}>;\n",
             k + 1,
-            storage_ty(*d)
         ));
     }
     h.push_str(&format!(
@@ -125,6 +138,61 @@ fn gemm_context(
     ctx.insert("n", mnk[1]);
     ctx.insert("k", mnk[2]);
     ctx.insert("batch_lines", batch_lines);
+    // The vec4 register-tile variant's derived sizes (tera has no integer division).
+    ctx.insert("tx_n", &(p.bn / p.tn));
+    ctx.insert("ty_n", &(p.bm / p.tm));
+    ctx.insert("rg", &(p.tm / 4));
+    ctx.insert("cg", &(p.tn / 4));
+    ctx.insert("a_row", &(p.bm / 4 + 1));
+    ctx.insert("b_row", &(p.bn / 4));
+    let threads = p.threads();
+    let (a_vecs, b_vecs) = (p.bm * p.bk / 4, p.bk * p.bn / 4);
+    ctx.insert("bk4", &(p.bk / 4));
+    ctx.insert("bn4", &(p.bn / 4));
+    ctx.insert("a_vecs", &a_vecs);
+    ctx.insert("b_vecs", &b_vecs);
+    ctx.insert("a_loads", &a_vecs.div_ceil(threads));
+    ctx.insert("b_loads", &b_vecs.div_ceil(threads));
+    ctx.insert("vec_loads", &false);
+}
+
+/// The GEMM template a schedule renders with: the vec4 register tile when the thread tile is
+/// made of whole vec4s, else the scalar one.
+fn gemm_template(p: &kiln_schedules::GemmParams) -> &'static str {
+    if p.is_vec4() {
+        "gemm_vec4"
+    } else {
+        "gemm"
+    }
+}
+
+/// Statements that compute a batched matmul's element offsets `a_off`, `b_off` and `c_off`
+/// from the workgroup's `batch` index (numpy broadcasting of the batch dims).
+fn matmul_batch_lines(params: &mut ParamSet, a: &[Dim], b: &[Dim]) -> Vec<String> {
+    let (m, k, n, batch_dims, a_batch, b_batch) = gemm_dims(a, b);
+    let mut lines = Vec::new();
+    let nb = batch_dims.len();
+    let mut a_terms = Vec::new();
+    let mut b_terms = Vec::new();
+    if nb > 0 {
+        let names: Vec<String> = (0..nb).map(|i| format!("bc{i}")).collect();
+        lines = decompose(params, "batch", "bz", &names, &batch_dims);
+        let sa = crate::lower::broadcast_strides(&a_batch, nb);
+        let sb = crate::lower::broadcast_strides(&b_batch, nb);
+        for i in (0..nb).rev() {
+            if sa[i] != Dim::c(0) {
+                a_terms.push(format!("bc{i} * {}", params.dim(&sa[i].mul(&m).mul(&k), "a_stride")));
+            }
+            if sb[i] != Dim::c(0) {
+                b_terms.push(format!("bc{i} * {}", params.dim(&sb[i].mul(&k).mul(&n), "b_stride")));
+            }
+        }
+    }
+    let sum = |t: Vec<String>| if t.is_empty() { "0i".to_string() } else { t.join(" + ") };
+    lines.push(format!("let a_off = {};", sum(a_terms)));
+    lines.push(format!("let b_off = {};", sum(b_terms)));
+    lines.push(format!("let c_off = batch * {};", params.dim(&m.mul(&n), "mn")));
+    lines
 }
 
 /// WGSL statements splitting the i32 `linear` into row-major coordinates `names[i]` over
@@ -141,6 +209,16 @@ fn decompose(params: &mut ParamSet, linear: &str, scratch: &str, names: &[String
     }
     lines.push(format!("let {} = {scratch};", names[0]));
     lines
+}
+
+/// Registers per thread that hold a whole row of `len` elements for a workgroup of `wg`
+/// threads, so a row-wise kernel reads its input once; 0 (three passes over global memory)
+/// when the length is symbolic or a row needs more than 16 registers per thread.
+fn row_cache(len: &Dim, wg: u32) -> u32 {
+    match len.as_const() {
+        Some(l) if l > 0 && l <= 16 * wg as i64 => (l as u32).div_ceil(wg),
+        _ => 0,
+    }
 }
 
 /// Halving steps of a tree reduction over `wg` lanes: wg/2, wg/4, ..., 1.
@@ -177,6 +255,7 @@ pub fn render(
     }
     let mut params = ParamSet::default();
     let mut helpers = BTreeSet::new();
+    let mut vec4_inputs: Vec<usize> = Vec::new();
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
     let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
@@ -319,6 +398,7 @@ pub fn render(
             ctx.insert("len", &params.dim(&len, "len"));
             ctx.insert("inner", &params.divisor(&inner, "inner"));
             ctx.insert("log", log);
+            ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("softmax", [p.workgroup_size, 1, 1], grid, true)
@@ -330,48 +410,78 @@ pub fn render(
             ctx.insert("rows", &params.dim(&rows, "rows"));
             ctx.insert("len", &params.dim(&len, "len"));
             ctx.insert("epsilon", &literal(*epsilon as f64, DType::F32));
+            ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("layernorm", [p.workgroup_size, 1, 1], grid, true)
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemm(p)) => {
-            let (m, k, n, batch_dims, a_batch, b_batch) = gemm_dims(a, b);
+            let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
             let m_s = params.dim(&m, "m");
             let k_s = params.dim(&k, "k");
             let n_s = params.dim(&n, "n");
-            let mut lines = Vec::new();
-            let nb = batch_dims.len();
-            let mut a_terms = Vec::new();
-            let mut b_terms = Vec::new();
-            if nb > 0 {
-                let names: Vec<String> = (0..nb).map(|i| format!("bc{i}")).collect();
-                lines = decompose(&mut params, "batch", "bz", &names, &batch_dims);
-                let sa = crate::lower::broadcast_strides(&a_batch, nb);
-                let sb = crate::lower::broadcast_strides(&b_batch, nb);
-                for i in (0..nb).rev() {
-                    if sa[i] != Dim::c(0) {
-                        a_terms.push(format!("bc{i} * {}", params.dim(&sa[i].mul(&m).mul(&k), "a_stride")));
-                    }
-                    if sb[i] != Dim::c(0) {
-                        b_terms.push(format!("bc{i} * {}", params.dim(&sb[i].mul(&k).mul(&n), "b_stride")));
-                    }
-                }
-            }
-            let sum = |t: Vec<String>| if t.is_empty() { "0i".to_string() } else { t.join(" + ") };
-            lines.push(format!("let a_off = {};", sum(a_terms)));
-            lines.push(format!("let b_off = {};", sum(b_terms)));
-            lines.push(format!("let c_off = batch * {};", params.dim(&m.mul(&n), "mn")));
+            let lines = matmul_batch_lines(&mut params, a, b);
             ctx.insert("a_load", &[format!("v = in0[a_off + gm * {k_s} + gk];")]);
             ctx.insert("b_load", &[format!("v = in1[b_off + gk * {n_s} + gn];")]);
             ctx.insert("epilogue", &Vec::<String>::new());
             gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
+            // vec4 operand reads need every row of A and B (and every batch) to start on a vec4.
+            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
+            if p.is_vec4() && p.bk % 4 == 0 && by4(&k) && by4(&n) {
+                ctx.insert("vec_loads", &true);
+                vec4_inputs.extend([0, 1]);
+            }
             let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&n).cdiv(p.bn as i64),
                 dim_expr(&m).cdiv(p.bm as i64),
                 dim_expr(&batch),
             ];
-            ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+            (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() => {
+            let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
+            // vec4 reads of B need every row of B (and every batch of B) to start on a vec4.
+            let w: u32 = if n.as_const().is_some_and(|c| c % 4 == 0) { 4 } else { 1 };
+            if w == 4 {
+                vec4_inputs.push(1);
+            }
+            let m_s = params.dim(&m, "m");
+            let k_s = params.dim(&k, "k");
+            let n_s = params.dim(&n, "n");
+            let ncols = match n.as_const() {
+                Some(c) => Dim::c(c / w as i64),
+                None => n.clone(),
+            };
+            let lines = matmul_batch_lines(&mut params, a, b);
+            ctx.insert("ty", reg_ty(*dtype));
+            ctx.insert(
+                "vty",
+                &if w == 4 {
+                    format!("vec4<{}>", reg_ty(*dtype))
+                } else {
+                    reg_ty(*dtype).to_string()
+                },
+            );
+            ctx.insert("w", &w);
+            ctx.insert("zero", &literal(0.0, *dtype));
+            ctx.insert("lanes", &p.lanes);
+            ctx.insert("ksplit", &p.ksplit);
+            ctx.insert("rows", &p.rows);
+            ctx.insert("halves", &halves(p.ksplit));
+            ctx.insert("m", &m_s);
+            ctx.insert("n", &n_s);
+            ctx.insert("k", &k_s);
+            ctx.insert("ncols", &params.dim(&ncols, "ncols"));
+            ctx.insert("batch_lines", &lines);
+            ctx.insert("epilogue", &Vec::<String>::new());
+            let batch = Dim::product(&batch_dims);
+            let grid = [
+                dim_expr(&ncols).cdiv(p.lanes as i64),
+                dim_expr(&m).cdiv(p.rows as i64),
+                dim_expr(&batch),
+            ];
+            ("gemv", [p.lanes, p.ksplit, 1], grid, false)
         }
         (
             KernelBody::Conv {
@@ -463,7 +573,7 @@ pub fn render(
                 dim_expr(&ocg).cdiv(p.bm as i64),
                 dim_expr(&x[0]).times(g),
             ];
-            ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+            (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (
             KernelBody::TopK {
@@ -582,7 +692,7 @@ pub fn render(
             msg: "bool tensors are only supported in elementwise kernels".into(),
         });
     }
-    ctx.insert("header", &header(&params, in_dtypes, out_dtype, &helpers));
+    ctx.insert("header", &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers));
     let wgsl = render_template(template, &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
     Ok(RenderedKernel {

@@ -175,8 +175,15 @@ pub struct KernelSpec {
     pub bindings: Vec<BindingKind>,
     /// Names of the i32 fields of the parameter struct, in order.
     pub params: Vec<String>,
-    /// Schedule kind that produced the kernel (`injective`, `reduce`, `gemm`, ...).
+    /// The schedule that produced the kernel, as display text (e.g. `gemv(lanes=8, ...)`).
     pub schedule: String,
+    /// The same schedule as RON text of `kiln_schedules::Schedule`, which tools parse back.
+    #[serde(default)]
+    pub schedule_params: String,
+    /// Where the schedule came from: `default` (the analytic model) or `tuning` (a record of
+    /// the tuning database given to `kiln compile --tuning`).
+    #[serde(default)]
+    pub schedule_source: String,
     /// True if the kernel tolerates the runtime splitting a too-large X grid into X*Y
     /// (it reconstructs a linear workgroup index and bounds-checks it).
     pub grid_splittable: bool,

@@ -84,6 +84,8 @@ pub fn kernel(m: &mut Manifest, name: &str, storage: &[bool], params: &[&str], w
         bindings,
         params: params.iter().map(|s| s.to_string()).collect(),
         schedule: "injective".into(),
+        schedule_params: String::new(),
+        schedule_source: "default".into(),
         grid_splittable: splittable,
     });
     m.kernels.len() - 1

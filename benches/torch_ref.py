@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""PyTorch (cuBLAS / cuDNN) baselines for the cases of `kiln_bench`, run on the same GPU in the
+same device command so that ratios are side by side.
+
+fp32 with TF32 disabled, so GEMMs are cuBLAS SGEMM. Each case is timed with CUDA events around
+`repeats` back-to-back launches (enough for ~5 ms per timed iteration), median of 20 iterations
+after warm-up, reported per launch. Work units match kiln_bench: GFLOP/s for GEMM and conv,
+GB/s (bytes read + written) for memory-bound kernels.
+
+    python3 benches/torch_ref.py [--json out.jsonl] [--filter TEXT]
+"""
+import argparse
+import json
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+
+def timed(fn, work, unit):
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(3):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    once = start.elapsed_time(end) / 3 / 1e3
+    repeats = max(1, min(500, int(5e-3 / max(once, 1e-6)) + 1))
+    times = []
+    for _ in range(20):
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1e3 / repeats)
+    med = statistics.median(times)
+    return med, min(times), repeats, work / med / 1e9, unit
+
+
+def cases():
+    dev = "cuda"
+    r = lambda *s: torch.rand(*s, device=dev) * 2 - 1
+    out = []
+    for n in (1024, 2048, 4096):
+        a, b = r(n, n), r(n, n)
+        out.append((f"gemm f32 {n}x{n}x{n}", lambda a=a, b=b: a @ b, 2.0 * n**3, "GFLOP/s"))
+    for k, n in ((4096, 4096), (4096, 11008)):
+        x, w = r(1, k), r(k, n)
+        out.append((f"gemv f32 1x{k} . {k}x{n}", lambda x=x, w=w: x @ w, 4.0 * (k * n + k + n), "GB/s"))
+    for n, c, hw, oc in ((1, 64, 112, 64), (8, 128, 56, 128)):
+        x, w, bias = r(n, c, hw, hw), r(oc, c, 3, 3), r(oc)
+        out.append(
+            (
+                f"conv3x3 f32 {n}x{c}x{hw}x{hw} -> {oc}",
+                lambda x=x, w=w, bias=bias: F.conv2d(x, w, bias, padding=1),
+                2.0 * n * oc * hw * hw * c * 9,
+                "GFLOP/s",
+            )
+        )
+    n = 1 << 24
+    a, b = r(n), r(n)
+    out.append((f"add f32 {n}", lambda a=a, b=b: a + b, 12.0 * n, "GB/s"))
+    out.append((f"copy (neg) f32 {n}", lambda a=a: torch.neg(a), 8.0 * n, "GB/s"))
+    x = r(4096, 4096)
+    out.append(("softmax f32 4096x4096", lambda x=x: torch.softmax(x, 1), 8.0 * 4096 * 4096, "GB/s"))
+    s, bb = r(4096), r(4096)
+    out.append(
+        (
+            "layernorm f32 4096x4096",
+            lambda x=x, s=s, bb=bb: F.layer_norm(x, (4096,), s, bb, 1e-5),
+            8.0 * 4096 * 4096,
+            "GB/s",
+        )
+    )
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    ap.add_argument("--filter", default="")
+    args = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    name = torch.cuda.get_device_name()
+    print(f"device: {name}, torch {torch.__version__}")
+    sink = open(args.json, "w") if args.json else None
+    for case, fn, work, unit in cases():
+        if args.filter not in case:
+            continue
+        with torch.no_grad():
+            med, mn, reps, rate, unit = timed(fn, work, unit)
+        print(f"{case:<40} {med * 1e3:>10.4f} {mn * 1e3:>10.4f} {rate:>12.1f} {unit}")
+        if sink:
+            sink.write(json.dumps(dict(case=case, median_ms=med * 1e3, min_ms=mn * 1e3, repeats=reps, work=work, unit=unit, device=name)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+// Kiln GEMM kernel (vec4 register tile): {{ label }}
+// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}); C[b] = A[b] x B[b]
+// Each thread owns {{ tm }} rows x {{ cg }} vec4 column groups, held in explicitly named vec4
+// accumulators (never a private array, which drivers spill). Both tiles live in workgroup memory as
+// vec4s: A transposed (k-major), so a thread's 4 consecutive rows are one vec4 read.
+{{ header }}
+{% if epilogue %}
+fn kiln_epilogue(v: {{ ty }}, gm: i32, gn: i32, batch: i32) -> {{ ty }} {
+{%- for line in epilogue %}
+    {{ line }}
+{%- endfor %}
+}
+{% endif %}
+{%- if vec_loads %}
+// vec4 number e of the A block (bm x bk, 4 consecutive k per vec4) at K-step k0.
+fn kiln_load_a(e: i32, k0: i32, m0: i32, a_off: i32) -> vec4<{{ ty }}> {
+    let gm = m0 + e / {{ bk4 }}i;
+    let gk = k0 + (e % {{ bk4 }}i) * 4i;
+    if (e < {{ a_vecs }}i && gm < {{ m }} && gk < {{ k }}) {
+        return in0[(a_off + gm * {{ k }} + gk) / 4i];
+    }
+    return vec4<{{ ty }}>({{ zero }});
+}
+
+// vec4 number e of the B block (bk x bn, 4 consecutive n per vec4) at K-step k0.
+fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<{{ ty }}> {
+    let gk = k0 + e / {{ bn4 }}i;
+    let gn = n0 + (e % {{ bn4 }}i) * 4i;
+    if (e < {{ b_vecs }}i && gk < {{ k }} && gn < {{ n }}) {
+        return in1[(b_off + gk * {{ n }} + gn) / 4i];
+    }
+    return vec4<{{ ty }}>({{ zero }});
+}
+{% endif %}
+var<workgroup> a_tile: array<vec4<{{ ty }}>, {{ bk * a_row }}>;
+var<workgroup> b_tile: array<vec4<{{ ty }}>, {{ bk * b_row }}>;
+
+@compute @workgroup_size({{ tx_n }}, {{ ty_n }}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tx = i32(lid3.x);
+    let ty = i32(lid3.y);
+    let m0 = i32(wid.y) * {{ bm }}i;
+    let n0 = i32(wid.x) * {{ bn }}i;
+    let batch = i32(wid.z);
+{%- for line in batch_lines %}
+    {{ line }}
+{%- endfor %}
+{%- for i in range(end=tm) %}{% for c in range(end=cg) %}
+    var acc_{{ i }}_{{ c }} = vec4<{{ ty }}>({{ zero }});
+{%- endfor %}{% endfor %}
+{%- if vec_loads %}
+    // Operands are read as vec4s (K and N are multiples of 4) into registers one K-step ahead:
+    // the loads of step k0 + bk are in flight while step k0 is computed.
+{%- for t in range(end=a_loads) %}
+    var pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, 0i, m0, a_off);
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+    var pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, 0i, n0, b_off);
+{%- endfor %}
+    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
+{%- for t in range(end=a_loads) %}
+        {
+            let e = i32(lid) + {{ t * threads }}i;
+            if (e < {{ a_vecs }}i) {
+                let mm = e / {{ bk4 }}i;
+                let kq = e % {{ bk4 }}i;
+{%- for j in range(end=4) %}
+                a_tile[(kq * 4i + {{ j }}i) * {{ a_row }}i + mm / 4i][mm % 4i] = pa{{ t }}[{{ j }}];
+{%- endfor %}
+            }
+        }
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+        {
+            let e = i32(lid) + {{ t * threads }}i;
+            if (e < {{ b_vecs }}i) {
+                b_tile[e] = pb{{ t }};
+            }
+        }
+{%- endfor %}
+        workgroupBarrier();
+        if (k0 + {{ bk }}i < {{ k }}) {
+{%- for t in range(end=a_loads) %}
+            pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, m0, a_off);
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+            pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, n0, b_off);
+{%- endfor %}
+        }
+{%- else %}
+    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
+        // A block (bm x bk): consecutive threads read consecutive k of one row.
+        for (var e = i32(lid); e < {{ bm * bk }}i; e += {{ threads }}i) {
+            let mm = e / {{ bk }}i;
+            let kk = e % {{ bk }}i;
+            let gm = m0 + mm;
+            let gk = k0 + kk;
+            var v: {{ ty }} = {{ zero }};
+            if (gm < {{ m }} && gk < {{ k }}) {
+{%- for line in a_load %}
+                {{ line }}
+{%- endfor %}
+            }
+            a_tile[kk * {{ a_row }}i + mm / 4i][mm % 4i] = v;
+        }
+        // B block (bk x bn): consecutive threads read consecutive n of one row.
+        for (var e = i32(lid); e < {{ bk * bn }}i; e += {{ threads }}i) {
+            let kk = e / {{ bn }}i;
+            let nn = e % {{ bn }}i;
+            let gk = k0 + kk;
+            let gn = n0 + nn;
+            var v: {{ ty }} = {{ zero }};
+            if (gk < {{ k }} && gn < {{ n }}) {
+{%- for line in b_load %}
+                {{ line }}
+{%- endfor %}
+            }
+            b_tile[kk * {{ b_row }}i + nn / 4i][nn % 4i] = v;
+        }
+{%- endif %}
+        workgroupBarrier();
+        for (var kk = 0i; kk < {{ bk }}i; kk++) {
+{%- for r in range(end=rg) %}
+            let a{{ r }} = a_tile[kk * {{ a_row }}i + {{ r * ty_n }}i + ty];
+{%- endfor %}
+{%- for c in range(end=cg) %}
+            let b{{ c }} = b_tile[kk * {{ b_row }}i + {{ c * tx_n }}i + tx];
+{%- endfor %}
+{%- for r in range(end=rg) %}{% for ii in range(end=4) %}{% for c in range(end=cg) %}
+            acc_{{ r * 4 + ii }}_{{ c }} = {% if float %}fma(vec4<{{ ty }}>(a{{ r }}[{{ ii }}]), b{{ c }}, acc_{{ r * 4 + ii }}_{{ c }}){% else %}acc_{{ r * 4 + ii }}_{{ c }} + vec4<{{ ty }}>(a{{ r }}[{{ ii }}]) * b{{ c }}{% endif %};
+{%- endfor %}{% endfor %}{% endfor %}
+        }
+        workgroupBarrier();
+    }
+{%- for r in range(end=rg) %}{% for ii in range(end=4) %}
+    {
+        let gm = m0 + {{ r * ty_n * 4 }}i + ty * 4i + {{ ii }}i;
+        if (gm < {{ m }}) {
+{%- for c in range(end=cg) %}{% for j in range(end=4) %}
+            {
+                let gn = n0 + {{ c * tx_n * 4 + j }}i + tx * 4i;
+                if (gn < {{ n }}) {
+{%- if epilogue %}
+                    out[c_off + gm * {{ n }} + gn] = kiln_epilogue(acc_{{ r * 4 + ii }}_{{ c }}[{{ j }}], gm, gn, batch);
+{%- else %}
+                    out[c_off + gm * {{ n }} + gn] = acc_{{ r * 4 + ii }}_{{ c }}[{{ j }}];
+{%- endif %}
+                }
+            }
+{%- endfor %}{% endfor %}
+        }
+    }
+{%- endfor %}{% endfor %}
+}

@@ -1,0 +1,429 @@
+//! Schedule autotuning on the device at hand (`kiln tune`).
+//!
+//! For every distinct tunable kernel of a model (matrix products and convolutions, identified
+//! by their tuning key), the tuner builds a one-op model of that kernel, enumerates candidate
+//! schedules from `kiln_schedules::space` (the analytic default first), and for each candidate:
+//!
+//! 1. compiles it (every WGSL module is validated by naga; schedules that break a limit or do
+//!    not apply are rejected here),
+//! 2. runs it at a *check size* on random inputs and compares the result with the CPU reference
+//!    interpreter (relative L2 < 1e-4); a candidate that disagrees is rejected and never timed,
+//! 3. times it at the real size with `Session::bench_repeated` (median; repeats per submit so
+//!    microsecond kernels are not swamped by the submit round trip).
+//!
+//! The fastest candidate becomes the key's record in the [`TuningDb`], with its time and the
+//! default's. The check size equals the real size when the interpreter can evaluate it quickly;
+//! larger problems are checked at a smaller size that keeps every dim's remainder modulo 4 (which
+//! decides the vector paths of the templates) and still spans several tiles and K-steps.
+//! Keys already in the database are skipped, so an interrupted run resumes.
+
+use crate::convert::{rel_l2, to_host};
+use kiln_compiler::lower::{fuse, KernelBody, KernelDraft};
+use kiln_compiler::{compile, specialize, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model};
+use kiln_ir::{DType, Dim, DimBindings, Graph, Op, Tensor, TensorType};
+use kiln_runtime::{Bundle, HostTensor, Runtime, Session};
+use kiln_schedules::tuning::{TuningDb, TuningRecord};
+use kiln_schedules::{space, DeviceLimits, Schedule};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Relative L2 error a candidate may have against the interpreter (f32 kernels whose
+/// accumulation order differs from the f64 reference).
+pub const CHECK_TOLERANCE: f64 = 1e-4;
+
+/// Multiply-adds up to which the interpreter checks a kernel at its real size.
+const CHECK_FULL_SIZE_MACS: u64 = 50_000_000;
+
+/// What the tuner is asked to do.
+#[derive(Clone, Debug)]
+pub struct TuneOptions {
+    /// Limits profile the candidates must fit (as for `kiln compile --target`).
+    pub target: DeviceLimits,
+    /// Wall-clock budget for the whole run; keys not reached are left untuned.
+    pub budget: Duration,
+    /// Sizes for symbolic dims while timing (each record still applies to every size).
+    pub dims: DimBindings,
+    /// Size for symbolic dims not in `dims`.
+    pub default_dim: i64,
+    /// Timed iterations per candidate.
+    pub iters: usize,
+    /// Re-tune keys that already have a record.
+    pub force: bool,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions {
+            target: DeviceLimits::webgpu_default(),
+            budget: Duration::from_secs(120),
+            dims: DimBindings::new(),
+            default_dim: 128,
+            iters: 10,
+            force: false,
+        }
+    }
+}
+
+/// Why a candidate was not timed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rejection {
+    /// It did not compile (limits, naga validation, or a schedule that does not apply).
+    Compile(String),
+    /// It ran but disagreed with the interpreter.
+    Mismatch {
+        /// Relative L2 error against the reference.
+        error: f64,
+    },
+    /// It failed on the device.
+    Run(String),
+}
+
+/// The outcome of one candidate.
+#[derive(Clone, Debug)]
+pub struct CandidateResult {
+    /// The schedule tried.
+    pub schedule: Schedule,
+    /// Median time per run, or why it was not timed.
+    pub outcome: Result<Duration, Rejection>,
+}
+
+/// One tuned kernel.
+#[derive(Clone, Debug)]
+pub struct KernelReport {
+    /// Its tuning key.
+    pub key: String,
+    /// Every candidate tried, in order.
+    pub candidates: Vec<CandidateResult>,
+    /// The record written, if any candidate was timed.
+    pub record: Option<TuningRecord>,
+}
+
+/// A test hook: changes a compiled candidate before it runs (to prove that a miscompiled
+/// candidate is rejected, not timed).
+pub type CandidateHook<'a> = &'a dyn Fn(&Schedule, &mut CompiledBundle);
+
+/// A tunable kernel: its key and the one-op model that reproduces it.
+#[derive(Clone, Debug)]
+pub struct TuneJob {
+    /// Tuning key (as `kiln compile --tuning` looks it up).
+    pub key: String,
+    /// The one-op model at its real (timing) size.
+    pub model: Model,
+    /// The same op at the check size.
+    pub check_model: Model,
+    /// Candidate schedules, the analytic default first.
+    pub candidates: Vec<Schedule>,
+}
+
+/// Finds the distinct tunable kernels of a model (as compiled at `opt_level`).
+pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<TuneJob>, String> {
+    let copts = CompileOptions {
+        opt_level,
+        target: opts.target.clone(),
+        ..Default::default()
+    };
+    let g = specialize(model, &copts).map_err(|e| e.to_string())?;
+    let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
+    let drafts = fuse::form_kernels(&g, opt_level, max_inputs).map_err(|e| e.to_string())?;
+    let mut bind = opts.dims.clone();
+    for s in g.symbols() {
+        bind.entry(s).or_insert(opts.default_dim);
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for d in &drafts {
+        let key = tuning_key(&d.body);
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        if let Some(job) = job_for(d, &g, key, &bind, &opts.target)? {
+            out.push(job);
+        }
+    }
+    Ok(out)
+}
+
+fn concrete(shape: &[Dim], b: &DimBindings) -> Result<Vec<usize>, String> {
+    shape
+        .iter()
+        .map(|d| d.eval(b).map(|v| v as usize).map_err(|e| format!("dim {d}: {e}")))
+        .collect()
+}
+
+/// Shrinks a size for the check model: sizes up to `cap` stay; larger ones become
+/// `cap - 4 + size % 4`, keeping the remainder modulo 4.
+fn shrink(size: usize, cap: usize) -> usize {
+    if size <= cap {
+        size
+    } else {
+        cap - 4 + size % 4
+    }
+}
+
+fn job_for(
+    d: &KernelDraft,
+    g: &Graph,
+    key: String,
+    bind: &DimBindings,
+    limits: &DeviceLimits,
+) -> Result<Option<TuneJob>, String> {
+    let default = kiln_compiler::default_schedule(&d.body, limits);
+    match &d.body {
+        KernelBody::Gemm { a, b, dtype } if *dtype == DType::F32 => {
+            let (a, b) = (concrete(a, bind)?, concrete(b, bind)?);
+            let (ra, rb) = (a.len(), b.len());
+            if ra < 2 || rb < 2 {
+                return Ok(None); // rank-1 operands: left to the default
+            }
+            let (m, k, n) = (a[ra - 2], a[ra - 1], b[rb - 1]);
+            let batch: usize = a[..ra - 2].iter().chain(&b[..rb - 2]).product::<usize>().max(1);
+            let mut candidates = vec![default];
+            if m <= 8 {
+                candidates.extend(space::gemv(limits, m.min(8) as u32));
+            }
+            candidates.extend(space::gemm(limits));
+            dedup(&mut candidates);
+            let model = matmul_model(&a, &b);
+            let check_model = if (batch * m * n * k) as u64 <= CHECK_FULL_SIZE_MACS {
+                model.clone()
+            } else {
+                let mut ca = a.clone();
+                let mut cb = b.clone();
+                for s in ca[..ra - 2].iter_mut().chain(cb[..rb - 2].iter_mut()) {
+                    *s = (*s).min(2);
+                }
+                ca[ra - 2] = shrink(m, 200);
+                ca[ra - 1] = shrink(k, 100);
+                cb[rb - 2] = ca[ra - 1];
+                cb[rb - 1] = shrink(n, 260);
+                matmul_model(&ca, &cb)
+            };
+            Ok(Some(TuneJob {
+                key,
+                model,
+                check_model,
+                candidates,
+            }))
+        }
+        KernelBody::Conv { .. } => {
+            let node = g.node(d.output);
+            let Op::Conv { .. } = &node.op else {
+                return Ok(None);
+            };
+            let ins = g.inputs_of(d.output);
+            let x = concrete(&g.node(ins[0]).ty.shape, bind)?;
+            let w = concrete(&g.node(ins[1]).ty.shape, bind)?;
+            let bias = ins.len() > 2;
+            let model = conv_model(node.op.clone(), &x, &w, bias);
+            let mut cx = x.clone();
+            cx[0] = 1;
+            let check_model = conv_model(node.op.clone(), &cx, &w, bias);
+            let mut candidates = vec![default];
+            candidates.extend(space::gemm(limits));
+            dedup(&mut candidates);
+            Ok(Some(TuneJob {
+                key,
+                model,
+                check_model,
+                candidates,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn dedup(v: &mut Vec<Schedule>) {
+    let mut seen = HashSet::new();
+    v.retain(|s| seen.insert(*s));
+}
+
+fn one_op_model(g: Graph) -> Model {
+    Model {
+        name: "tune".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    }
+}
+
+fn matmul_model(a: &[usize], b: &[usize]) -> Model {
+    let mut g = Graph::new();
+    let x = g.add_input("a", TensorType::new(DType::F32, a));
+    let y = g.add_input("b", TensorType::new(DType::F32, b));
+    let c = g
+        .add("c", Op::MatMul, &[x, y])
+        .expect("shapes come from a valid matmul");
+    g.add_output("y", c);
+    one_op_model(g)
+}
+
+fn conv_model(op: Op, x: &[usize], w: &[usize], bias: bool) -> Model {
+    let mut g = Graph::new();
+    let xi = g.add_input("a", TensorType::new(DType::F32, x));
+    let mut ins = vec![xi, g.add_const("w", random(w, 21))];
+    if bias {
+        ins.push(g.add_const("bias", random(&w[..1], 22)));
+    }
+    let c = g.add("conv", op, &ins).expect("shapes come from a valid convolution");
+    g.add_output("y", c);
+    one_op_model(g)
+}
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::f32(
+        shape.to_vec(),
+        crate::demo::pseudo_random(shape.iter().product(), seed, 1.0),
+    )
+}
+
+/// Random inputs for every graph input of a one-op model.
+fn inputs_of(model: &Model) -> Result<HashMap<String, Tensor>, String> {
+    let mut out = HashMap::new();
+    for (i, &id) in model.graph.inputs().iter().enumerate() {
+        let n = model.graph.node(id);
+        let shape = concrete(&n.ty.shape, &DimBindings::new())?;
+        out.insert(n.name.clone(), random(&shape, 31 + i as u64));
+    }
+    Ok(out)
+}
+
+fn host(inputs: &HashMap<String, Tensor>) -> HashMap<String, HostTensor> {
+    inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), to_host(v, kiln_abi::ElemType::F32)))
+        .collect()
+}
+
+/// Compiles `model` with `schedule` forced for `key`, applies the hook and opens a session.
+fn session_for(
+    runtime: &Runtime,
+    model: &Model,
+    key: &str,
+    schedule: Schedule,
+    target: &DeviceLimits,
+    hook: Option<CandidateHook>,
+) -> Result<(Session, tempfile::TempDir), Rejection> {
+    let mut db = TuningDb::default();
+    db.records.insert(
+        key.to_string(),
+        TuningRecord {
+            schedule,
+            micros: 0.0,
+            device: String::new(),
+        },
+    );
+    let opts = CompileOptions {
+        target: target.clone(),
+        tuning: Some(db),
+        ..Default::default()
+    };
+    let mut compiled = compile(model, &opts).map_err(|e| Rejection::Compile(e.to_string()))?;
+    if let Some(h) = hook {
+        h(&schedule, &mut compiled);
+    }
+    let dir = tempfile::tempdir().map_err(|e| Rejection::Run(e.to_string()))?;
+    write_bundle(&compiled, &dir.path().join("b")).map_err(|e| Rejection::Compile(e.to_string()))?;
+    let bundle = Bundle::load(dir.path().join("b")).map_err(|e| Rejection::Run(e.to_string()))?;
+    let s = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| Rejection::Run(e.to_string()))?;
+    Ok((s, dir))
+}
+
+/// Tunes one kernel: checks every candidate against the interpreter, times those that pass
+/// (until `deadline`), and returns the report with the fastest as the record.
+pub fn tune_job(
+    job: &TuneJob,
+    runtime: &Runtime,
+    opts: &TuneOptions,
+    deadline: Instant,
+    hook: Option<CandidateHook>,
+    mut on_candidate: impl FnMut(&CandidateResult),
+) -> Result<KernelReport, String> {
+    let check_inputs = inputs_of(&job.check_model)?;
+    let reference = kiln_ir::interp::evaluate(&job.check_model.graph, &check_inputs)
+        .map_err(|e| format!("{}: interpreter: {e}", job.key))?;
+    let reference = reference["y"].to_f32();
+    let inputs = host(&inputs_of(&job.model)?);
+    let check_host = host(&check_inputs);
+    let mut results = Vec::new();
+    for (i, &schedule) in job.candidates.iter().enumerate() {
+        // The default is always measured, so every record can be compared with it.
+        if i > 0 && Instant::now() >= deadline {
+            break;
+        }
+        let outcome = (|| {
+            let (mut s, _dir) = session_for(runtime, &job.check_model, &job.key, schedule, &opts.target, hook)?;
+            let out = s.run("run", &check_host).map_err(|e| Rejection::Run(e.to_string()))?;
+            let got = out[0].1.to_f32();
+            let error = rel_l2(&got, &reference);
+            if !(error < CHECK_TOLERANCE) {
+                return Err(Rejection::Mismatch { error });
+            }
+            let (mut s, _dir) = session_for(runtime, &job.model, &job.key, schedule, &opts.target, hook)?;
+            let probe = s.bench("run", &inputs, 2).map_err(|e| Rejection::Run(e.to_string()))?;
+            let repeats = ((5e-3 / probe.median().as_secs_f64().max(1e-6)).ceil() as usize).clamp(1, 200);
+            let t = s
+                .bench_repeated("run", &inputs, opts.iters, repeats)
+                .map_err(|e| Rejection::Run(e.to_string()))?;
+            Ok(t.median())
+        })();
+        let r = CandidateResult { schedule, outcome };
+        on_candidate(&r);
+        results.push(r);
+    }
+    let default_time = results.first().and_then(|r| r.outcome.clone().ok());
+    let best = results
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().ok().map(|t| (r.schedule, *t)))
+        .min_by_key(|(_, t)| *t);
+    let record = best.map(|(schedule, t)| TuningRecord {
+        schedule,
+        micros: t.as_secs_f64() * 1e6,
+        device: runtime.adapter_info().name.clone(),
+    });
+    if let (Some(r), Some(d)) = (&record, default_time) {
+        log::info!(
+            "{}: {} at {:.1} us (default {:.1} us)",
+            job.key,
+            r.schedule,
+            r.micros,
+            d.as_secs_f64() * 1e6
+        );
+    }
+    Ok(KernelReport {
+        key: job.key.clone(),
+        candidates: results,
+        record,
+    })
+}
+
+/// Tunes every job not yet in `db` (or all with `force`) within the budget, writing records
+/// into `db`. `on_candidate` sees every candidate (for progress bars); `after_kernel` sees the
+/// database after each kernel (to save it, so an interrupted run resumes).
+pub fn tune(
+    jobs: &[TuneJob],
+    db: &mut TuningDb,
+    runtime: &Runtime,
+    opts: &TuneOptions,
+    mut on_candidate: impl FnMut(&TuneJob, &CandidateResult),
+    mut after_kernel: impl FnMut(&KernelReport, &TuningDb) -> Result<(), String>,
+) -> Result<Vec<KernelReport>, String> {
+    let start = Instant::now();
+    let todo: Vec<&TuneJob> = jobs
+        .iter()
+        .filter(|j| opts.force || !db.records.contains_key(&j.key))
+        .collect();
+    let mut reports = Vec::new();
+    for (i, job) in todo.iter().enumerate() {
+        // Each remaining kernel gets an equal share of what is left of the budget.
+        let left = opts.budget.saturating_sub(start.elapsed());
+        let share = left / (todo.len() - i) as u32;
+        let report = tune_job(job, runtime, opts, Instant::now() + share, None, |r| {
+            on_candidate(job, r)
+        })?;
+        if let Some(r) = &report.record {
+            db.records.insert(job.key.clone(), r.clone());
+        }
+        after_kernel(&report, db)?;
+        reports.push(report);
+    }
+    Ok(reports)
+}

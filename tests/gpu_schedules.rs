@@ -1,0 +1,276 @@
+//! Every GEMM and GEMV schedule variant against an independent reference: a naive f64 triple
+//! loop written here (it shares no code with the interpreter or the codegen). Shapes are chosen
+//! to span several tiles and K-steps with ragged edges, to broadcast batch dims, and to take
+//! both the vec4 and the scalar paths of each template. Schedules are forced through tuning
+//! records, as `kiln compile --tuning` would apply them.
+//!
+//! Tolerance: relative L2 < 2e-5. Operands are uniform in [-1, 1] and K <= 300, so each output
+//! is a sum of at most 300 f32 products whose rounding error is bounded by about K * 2^-24
+//! relative to the sum of magnitudes; the relative L2 error over a whole output stays well
+//! below that bound.
+
+use kiln::compiler::lower::KernelBody;
+use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
+use kiln::convert::{rel_l2, to_host};
+use kiln::ir::{DType, Dim, Graph, Op, Tensor, TensorType};
+use kiln::runtime::{Bundle, Session, SessionOptions};
+use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::{DeviceLimits, GemmParams, GemvParams, Schedule};
+use std::collections::{BTreeMap, HashMap};
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    kiln::demo::pseudo_random(n, seed, 1.0)
+}
+
+/// `a[batch_a.., m, k] x b[batch_b.., k, n]` with numpy batch broadcasting, in f64.
+fn naive_matmul(a: &Tensor, b: &Tensor) -> (Vec<usize>, Vec<f32>) {
+    let (ra, rb) = (a.shape.len(), b.shape.len());
+    let (m, k, n) = (a.shape[ra - 2], a.shape[ra - 1], b.shape[rb - 1]);
+    let nb = (ra - 2).max(rb - 2);
+    let pad = |s: &[usize]| {
+        let mut v = vec![1; nb - (s.len() - 2)];
+        v.extend_from_slice(&s[..s.len() - 2]);
+        v
+    };
+    let (ba, bb) = (pad(&a.shape), pad(&b.shape));
+    let batch: Vec<usize> = ba.iter().zip(&bb).map(|(x, y)| *x.max(y)).collect();
+    let (av, bv) = (a.to_f64(), b.to_f64());
+    let mut out = Vec::new();
+    let total: usize = batch.iter().product();
+    for t in 0..total {
+        // Decompose t into batch coordinates and find each operand's batch offset.
+        let (mut rem, mut oa, mut ob, mut sa, mut sb) = (t, 0, 0, 1, 1);
+        for i in (0..nb).rev() {
+            let c = rem % batch[i];
+            rem /= batch[i];
+            oa += if ba[i] == 1 { 0 } else { c * sa };
+            ob += if bb[i] == 1 { 0 } else { c * sb };
+            sa *= ba[i];
+            sb *= bb[i];
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0f64;
+                for p in 0..k {
+                    acc += av[oa * m * k + i * k + p] * bv[ob * k * n + p * n + j];
+                }
+                out.push(acc as f32);
+            }
+        }
+    }
+    let mut shape = batch;
+    shape.extend([m, n]);
+    (shape, out)
+}
+
+/// Compiles `a x b` with `schedule` forced by a tuning record, runs it and compares it with
+/// the naive reference. Returns the kernel's WGSL.
+fn check(a_shape: &[usize], b_shape: &[usize], schedule: Schedule) -> String {
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::F32, a_shape));
+    let b = g.add_input("b", TensorType::new(DType::F32, b_shape));
+    let c = g.add("c", Op::MatMul, &[a, b]).unwrap();
+    g.add_output("c", c);
+    let dims = |s: &[usize]| s.iter().map(|&d| Dim::c(d as i64)).collect::<Vec<_>>();
+    let key = tuning_key(&KernelBody::Gemm {
+        a: dims(a_shape),
+        b: dims(b_shape),
+        dtype: DType::F32,
+    });
+    let mut db = TuningDb::default();
+    db.records.insert(
+        key,
+        TuningRecord {
+            schedule,
+            micros: 0.0,
+            device: "test".into(),
+        },
+    );
+    let opts = CompileOptions {
+        target: DeviceLimits::desktop(),
+        tuning: Some(db),
+        ..Default::default()
+    };
+    let model = Model {
+        name: "matmul".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{schedule}: {e}"));
+    assert_eq!(m.kernels.len(), 1);
+    assert_eq!(
+        m.kernels[0].schedule,
+        schedule.to_string(),
+        "the record's schedule is used"
+    );
+    let at = Tensor::f32(a_shape.to_vec(), values(a_shape.iter().product(), 11));
+    let bt = Tensor::f32(b_shape.to_vec(), values(b_shape.iter().product(), 12));
+    let (shape, want) = naive_matmul(&at, &bt);
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let inputs = HashMap::from([
+        ("a".to_string(), to_host(&at, kiln::abi::ElemType::F32)),
+        ("b".to_string(), to_host(&bt, kiln::abi::ElemType::F32)),
+    ]);
+    let out: HashMap<_, _> = s.run("run", &inputs).unwrap().into_iter().collect();
+    assert_eq!(out["c"].shape, shape, "{schedule}");
+    let err = rel_l2(&out["c"].to_f32(), &want);
+    assert!(
+        err < 2e-5,
+        "{schedule} on {a_shape:?} x {b_shape:?}: relative L2 error {err:e}"
+    );
+    std::fs::read_to_string(dir.path().join("b").join(&m.kernels[0].file)).unwrap()
+}
+
+fn gemm(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Schedule {
+    Schedule::Gemm(GemmParams { bm, bn, bk, tm, tn })
+}
+
+fn gemv(lanes: u32, ksplit: u32, rows: u32) -> Schedule {
+    Schedule::Gemv(GemvParams { lanes, ksplit, rows })
+}
+
+#[test]
+fn vec4_gemm_tiles_match_the_reference() {
+    for s in [
+        gemm(128, 128, 16, 8, 8),
+        gemm(64, 64, 16, 4, 4),
+        gemm(64, 128, 8, 4, 8),
+        gemm(32, 32, 8, 4, 4),
+    ] {
+        // Ragged in every dim: several blocks and K-steps, none of them full at the edge.
+        assert!(!check(&[130, 75], &[75, 261], s).contains("fn kiln_load_a"), "{s}");
+        // Batched, with B broadcast over the batch.
+        let _ = check(&[3, 37, 19], &[19, 66], s);
+        // K and N multiples of 4 take the vec4-load path: ragged M, a partial last K-step and
+        // a partial last column block.
+        assert!(check(&[130, 76], &[76, 264], s).contains("fn kiln_load_a"), "{s}");
+        assert!(
+            check(&[2, 3, 37, 20], &[3, 20, 68], s).contains("fn kiln_load_b"),
+            "{s}"
+        );
+    }
+}
+
+#[test]
+fn scalar_gemm_tiles_still_match_the_reference() {
+    for s in [gemm(32, 32, 16, 2, 2), gemm(4, 256, 8, 1, 4)] {
+        let _ = check(&[45, 70], &[70, 33], s);
+    }
+}
+
+#[test]
+fn gemv_variants_match_the_reference() {
+    for s in [
+        gemv(8, 32, 1),
+        gemv(8, 32, 4),
+        gemv(4, 64, 2),
+        gemv(16, 8, 8),
+        gemv(32, 1, 1),
+    ] {
+        // vec4 path (N % 4 == 0): K not a multiple of the unrolled step, M not a multiple of rows.
+        let _ = check(&[1, 300], &[300, 260], s);
+        let _ = check(&[5, 129], &[129, 64], s);
+        // Scalar path (N % 4 != 0), K smaller than one K-slice per thread.
+        let _ = check(&[3, 7], &[7, 131], s);
+        // Batched: both operands batched, A broadcast over B's leading batch.
+        let _ = check(&[2, 1, 40], &[3, 2, 40, 12], s);
+    }
+}
+
+#[test]
+fn matmul_defaults_pick_gemv_for_few_rows_and_vec4_tiles_for_large() {
+    let l = DeviceLimits::desktop();
+    assert!(matches!(
+        kiln::schedules::defaults::matmul(1, 1, 4096, 4096, &l),
+        Schedule::Gemv(_)
+    ));
+    match kiln::schedules::defaults::matmul(1, 4096, 4096, 4096, &l) {
+        Schedule::Gemm(p) => assert!(p.is_vec4() && p.bm == 128, "{p:?}"),
+        s => panic!("{s}"),
+    }
+    // webgpu-default's 16 KiB of workgroup memory does not fit the padded bk 16 stage.
+    match kiln::schedules::defaults::matmul(1, 4096, 4096, 4096, &DeviceLimits::webgpu_default()) {
+        Schedule::Gemm(p) => assert_eq!((p.bm, p.bk), (128, 8)),
+        s => panic!("{s}"),
+    }
+}
+
+/// Runs a one-op graph over input `x` and returns the GPU output.
+fn run_one(op: Op, x: &Tensor, extra: Vec<Tensor>) -> Vec<f32> {
+    let mut g = Graph::new();
+    let xi = g.add_input("x", TensorType::new(DType::F32, &x.shape));
+    let mut ins = vec![xi];
+    for (i, t) in extra.into_iter().enumerate() {
+        ins.push(g.add_const(&format!("w{i}"), t));
+    }
+    let y = g.add("y", op, &ins).unwrap();
+    g.add_output("y", y);
+    let model = Model {
+        name: "row".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let inputs = HashMap::from([("x".to_string(), to_host(x, kiln::abi::ElemType::F32))]);
+    let out = s.run("run", &inputs).unwrap();
+    out[0].1.to_f32()
+}
+
+/// Softmax rows both cached in registers (length <= 16 x 256) and streamed three times (longer),
+/// along the last axis and along a middle axis; against a naive f64 softmax. Tolerance 1e-5:
+/// each output is one exp and one division away from the reference.
+#[test]
+fn softmax_rows_cached_and_streamed_match_the_reference() {
+    for (shape, axis) in [(vec![3, 300], 1), (vec![2, 256], 1), (vec![2, 5000], 1), (vec![2, 37, 3], 1)] {
+        for log in [false, true] {
+            let n: usize = shape.iter().product();
+            let x = Tensor::f32(shape.clone(), values(n, 5).iter().map(|v| v * 8.0).collect());
+            let got = run_one(Op::Softmax { axis, log }, &x, vec![]);
+            let xv = x.to_f64();
+            let (len, inner) = (shape[axis], shape[axis + 1..].iter().product::<usize>());
+            let mut want = vec![0f32; n];
+            for outer in 0..n / (len * inner) {
+                for i in 0..inner {
+                    let at = |k: usize| outer * len * inner + k * inner + i;
+                    let m = (0..len).map(|k| xv[at(k)]).fold(f64::MIN, f64::max);
+                    let s: f64 = (0..len).map(|k| (xv[at(k)] - m).exp()).sum();
+                    for k in 0..len {
+                        let e = xv[at(k)] - m;
+                        want[at(k)] = if log { e - s.ln() } else { e.exp() / s } as f32;
+                    }
+                }
+            }
+            let err = rel_l2(&got, &want);
+            assert!(err < 1e-5, "softmax {shape:?} axis {axis} log {log}: {err:e}");
+        }
+    }
+}
+
+/// LayerNorm rows cached in registers (384: BERT's width) and streamed (4100 > 16 x 256),
+/// against a naive f64 layer norm. Tolerance 1e-5 (a mean, a variance and one division).
+#[test]
+fn layernorm_rows_cached_and_streamed_match_the_reference() {
+    for (rows, len) in [(5, 384), (2, 4100), (3, 7)] {
+        let x = Tensor::f32(vec![rows, len], values(rows * len, 6).iter().map(|v| v * 3.0 + 1.0).collect());
+        let scale = Tensor::f32(vec![len], values(len, 7));
+        let bias = Tensor::f32(vec![len], values(len, 8));
+        let got = run_one(Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &x, vec![scale.clone(), bias.clone()]);
+        let (xv, sv, bv) = (x.to_f64(), scale.to_f64(), bias.to_f64());
+        let mut want = Vec::new();
+        for r in 0..rows {
+            let row = &xv[r * len..(r + 1) * len];
+            let mean = row.iter().sum::<f64>() / len as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len as f64;
+            for k in 0..len {
+                want.push(((row[k] - mean) / (var + 1e-5).sqrt() * sv[k] + bv[k]) as f32);
+            }
+        }
+        let err = rel_l2(&got, &want);
+        assert!(err < 1e-5, "layernorm {rows}x{len}: {err:e}");
+    }
+}

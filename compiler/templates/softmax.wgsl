@@ -16,7 +16,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let base = (row / {{ inner }}) * {{ len }} * {{ inner }} + row % {{ inner }};
-    var m = bitcast<f32>(0xff800000u);
+    let neg_inf = 0xff800000u; // a let, not a constant: WGSL constants must be finite
+    var m = bitcast<f32>(neg_inf);
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         m = max(m, in0[base + k * {{ inner }}]);
     }

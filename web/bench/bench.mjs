@@ -2,11 +2,11 @@
 // SwiftShader), Kiln vs onnxruntime-web's WebGPU and wasm execution providers on the same ONNX
 // file, same inputs, same page. Each engine: load, warm-up runs, then the median of 20 timed
 // runs of a full inference as an application sees it (inputs from JS typed arrays, every
-// output read back into JS). For Kiln the GPU-only time (Session.bench: record, submit, wait;
-// no upload or readback) is reported too.
+// output read back into JS). With --gpu-only, Kiln's GPU-only time (Session.bench: record,
+// submit, wait; no upload or readback) is reported too.
 //
 // Needs what scripts/web_test.sh prepares (web/dist, .cache/web/minilm/bundle) and
-// `npm ci` in web/ and web/bench/. Usage: node web/bench/bench.mjs [--runs 20] [--warmup 3]
+// `npm ci` in web/ and web/bench/. Usage: node web/bench/bench.mjs [--runs 20] [--warmup 3] [--gpu-only]
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ const arg = (name, dflt) => {
 };
 const RUNS = arg('runs', 20);
 const WARMUP = arg('warmup', 3);
+const GPU_ONLY = process.argv.includes('--gpu-only');
 const SEQ = 128;
 const ARGS = [
   '--enable-unsafe-webgpu',
@@ -35,11 +36,11 @@ async function main() {
   const server = await startServer(root, 0, { isolated: true });
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ARGS });
   const page = await browser.newPage();
-  page.on('console', (m) => m.type() === 'error' && console.log(`  [browser] ${m.text()}`));
+  page.on('console', (m) => ['error', 'info'].includes(m.type()) && console.log(`  [browser] ${m.text()}`));
   await page.goto(`${server.url}/web/bench/bench.html`);
   await page.waitForFunction(() => window.benchReady === true);
   const r = await page.evaluate(
-    async ({ runs, warmup, seq }) => {
+    async ({ runs, warmup, seq, gpuOnly }) => {
       const { Kiln } = window.kiln;
       const ort = window.ort;
       ort.env.wasm.wasmPaths = '/web/bench/node_modules/onnxruntime-web/dist/';
@@ -55,14 +56,19 @@ async function main() {
       ids[seq - 1] = 102n;
       const mask = new BigInt64Array(seq).fill(1n);
       const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
-      const time = async (fn) => {
-        for (let i = 0; i < warmup; i++) await fn();
+      const time = async (what, fn) => {
+        for (let i = 0; i < warmup; i++) {
+          const t0 = performance.now();
+          await fn();
+          console.info(`${what}: warm-up ${i + 1}: ${(performance.now() - t0).toFixed(1)} ms`);
+        }
         const t = [];
         for (let i = 0; i < runs; i++) {
           const t0 = performance.now();
           await fn();
           t.push(performance.now() - t0);
         }
+        console.info(`${what}: median ${median(t).toFixed(1)} ms of ${runs}`);
         return { median: median(t), min: Math.min(...t), runs: t.length };
       };
       const out = { seq, runs, warmup, threads: ort.env.wasm.numThreads, crossOriginIsolated };
@@ -71,13 +77,14 @@ async function main() {
       let t0 = performance.now();
       const session = await Kiln.load('/.cache/web/minilm/bundle/', { cacheName: 'kiln-bench' });
       out.kilnLoadMs = performance.now() - t0;
+      console.info(`kiln: loaded in ${out.kilnLoadMs.toFixed(0)} ms`);
       out.adapter = session.adapter;
       const feed = { input_ids: { data: ids, shape: [1, seq] }, attention_mask: { data: mask, shape: [1, seq] } };
       let kilnOut;
-      out.kiln = await time(async () => {
+      out.kiln = await time('kiln', async () => {
         kilnOut = await session.run(feed);
       });
-      out.kilnGpuOnly = await session.bench(feed, { iters: runs });
+      if (gpuOnly) out.kilnGpuOnly = await session.bench(feed, { iters: runs });
       const emb = session.outputs.find((o) => o.dtype === 'f32' && o.shape.length === 2).name;
 
       // onnxruntime-web, WebGPU and wasm EPs
@@ -92,7 +99,7 @@ async function main() {
           const s = await ort.InferenceSession.create(model, { executionProviders: [ep] });
           const load = performance.now() - t0;
           let o;
-          const t = await time(async () => {
+          const t = await time(`ort ${ep}`, async () => {
             o = await s.run(ortFeed);
           });
           // Same embedding from both engines?
@@ -108,14 +115,15 @@ async function main() {
       }
       return out;
     },
-    { runs: RUNS, warmup: WARMUP, seq: SEQ },
+    { runs: RUNS, warmup: WARMUP, seq: SEQ, gpuOnly: GPU_ONLY },
   );
   await browser.close();
   await server.stop();
   console.log(JSON.stringify(r, null, 2));
   const ms = (x) => (x?.median !== undefined ? `${x.median.toFixed(1)} ms` : x?.error ?? 'n/a');
   console.log(`\nMiniLM-L3 batch 1 seq ${SEQ}, median of ${RUNS} after ${WARMUP} warm-up runs (${r.adapter}):`);
-  console.log(`  Kiln (run: upload + GPU + readback) ${ms(r.kiln)}; GPU only ${r.kilnGpuOnly.median.toFixed(1)} ms`);
+  const gpu = r.kilnGpuOnly ? `; GPU only ${r.kilnGpuOnly.median.toFixed(1)} ms` : '';
+  console.log(`  Kiln (run: upload + GPU + readback) ${ms(r.kiln)}${gpu}`);
   console.log(`  onnxruntime-web WebGPU ${ms(r.webgpu)}; wasm (${r.threads} threads) ${ms(r.wasm)}`);
   if (r.webgpu?.median) console.log(`  Kiln is ${(r.webgpu.median / r.kiln.median).toFixed(2)}x ORT WebGPU`);
   if (r.wasm?.median) console.log(`  Kiln is ${(r.wasm.median / r.kiln.median).toFixed(2)}x ORT wasm`);

@@ -176,6 +176,15 @@ impl Runtime {
         &self.info
     }
 
+    /// The adapter's name for messages (browsers do not tell wgpu the name).
+    fn adapter_name(&self) -> String {
+        if self.info.name.is_empty() {
+            format!("browser {}", self.info.backend.to_str())
+        } else {
+            self.info.name.clone()
+        }
+    }
+
     /// The best limits the adapter supports.
     pub fn adapter_limits(&self) -> wgpu::Limits {
         self.adapter.limits()
@@ -186,7 +195,7 @@ impl Runtime {
     /// sizes, parameter blocks) and its constant-size buffers. Returns the features and limits
     /// to request the device with.
     pub fn check_requirements(&self, manifest: &Manifest) -> Result<(wgpu::Features, wgpu::Limits)> {
-        let adapter_name = self.info.name.clone();
+        let adapter_name = self.adapter_name();
         let mut features = wgpu::Features::empty();
         for name in &manifest.requirements.features {
             let f = wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
@@ -248,7 +257,7 @@ impl Runtime {
             .request_device(&desc)
             .await
             .map_err(|e| RuntimeError::RequestDevice {
-                adapter: self.info.name.clone(),
+                adapter: self.adapter_name(),
                 message: e.to_string(),
             })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));

@@ -9,7 +9,9 @@
 //    bundle and inputs): f32 within 1e-4 (|a-b| <= 1e-4 * max(1, |b|)), integers exactly.
 // 3. A bundle whose weight shard has one flipped bit is refused with an 'integrity' error
 //    naming the file, and the tampered file is not cached.
-// 4. With the server stopped, a reload of the demo still works (page from the service worker,
+// 4. A manifest whose buffer exceeds the adapter's binding limit is refused before any file is
+//    downloaded, naming the limit, the buffer and its size; without WebGPU the demo says so.
+// 5. With the server stopped, a reload of the demo still works (page from the service worker,
 //    bundle from the Cache API, every file re-verified).
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -81,6 +83,24 @@ function tamperedCopy() {
   bytes[Math.floor(bytes.length / 2)] ^= 0x01; // one bit, inside the weight data
   fs.writeFileSync(file, bytes);
   return { url: '/.cache/web/minilm-tampered/bundle/', shard };
+}
+
+/**
+ * A copy of the bundle's manifest (only the manifest: nothing else may be fetched) whose largest
+ * weight buffer claims 2 GiB, more than SwiftShader's 1 GiB maxStorageBufferBindingSize.
+ */
+function oversizedManifestCopy(manifest) {
+  const m = structuredClone(manifest);
+  const [index, buffer] = m.buffers
+    .map((b, i) => [i, b])
+    .filter(([, b]) => b.kind === 'weight')
+    .sort((x, y) => y[1].size - x[1].size)[0];
+  buffer.size = 2 ** 31;
+  const dir = path.join(root, '.cache/web/minilm-oversized/bundle');
+  fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(m));
+  return { url: '/.cache/web/minilm-oversized/bundle/', index, label: buffer.label };
 }
 
 /** Counts pixels of the result bars' green in a PNG, decoded by the browser itself. */
@@ -194,6 +214,25 @@ async function main() {
       assert.equal(r.cachedShards, 0, 'the tampered shard was cached');
     });
 
+    await test('a buffer larger than the adapter allows is named before any download', async () => {
+      const o = oversizedManifestCopy(manifest);
+      const r = await page.evaluate(async (url) => {
+        try {
+          await window.Kiln.load(url, { cacheName: 'kiln-test-oversized' });
+          return { loaded: true };
+        } catch (e) {
+          return { loaded: false, code: e.code, message: e.message };
+        }
+      }, o.url);
+      assert.equal(r.loaded, false, 'the oversized bundle loaded');
+      console.log(`     error: [${r.code}] ${r.message}`);
+      // The shards are absent from this copy: reaching them would be a 'network' error.
+      assert.equal(r.code, 'unsupported');
+      assert.match(r.message, /(maxStorageBufferBindingSize|maxBufferSize): the bundle needs/);
+      assert.ok(r.message.includes(`buffer ${o.index} '${o.label}'`), 'the message names the buffer');
+      assert.ok(r.message.includes(String(2 ** 31)), 'the message gives the size');
+    });
+
     await test('with the server stopped, a reload works from the cache', async () => {
       assert.ok(demoLoaded, 'the demo did not load');
       await page.evaluate(() => navigator.serviceWorker.ready);
@@ -207,6 +246,25 @@ async function main() {
       await page.screenshot({ path: path.join(outDir, 'demo-offline.png'), fullPage: true });
     });
     await context.close();
+
+    await test('without WebGPU, loading fails with a clear error', async () => {
+      const plain = await chromium.launch({
+        executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+        args: CHROMIUM_ARGS.filter((a) => !a.includes('webgpu')).concat(['--disable-features=WebGPU']),
+      });
+      try {
+        const server2 = await startServer(root);
+        const p = await plain.newPage();
+        await p.goto(`${server2.url}/examples/web/index.html?model=/${modelDir}/`);
+        await p.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: 60_000 });
+        const status = await p.textContent('#status');
+        await server2.stop();
+        console.log(`     status: ${status}`);
+        assert.match(status, /^\[(no-webgpu|no-adapter)\] .*WebGPU/);
+      } finally {
+        await plain.close();
+      }
+    });
   } finally {
     await browser.close();
     await server.stop().catch(() => {});

@@ -102,7 +102,7 @@ impl WebRuntime {
             .await
             .map_err(js_err)?;
         Ok(WebSession {
-            inner: Rc::new(RefCell::new(session)),
+            inner: Rc::new(RefCell::new(Some(session))),
         })
     }
 }
@@ -110,16 +110,32 @@ impl WebRuntime {
 /// A bundle loaded onto the WebGPU device.
 #[wasm_bindgen]
 pub struct WebSession {
-    inner: Rc<RefCell<Session>>,
+    /// `None` while a run holds the session (it is moved out for the duration of the run, so
+    /// no borrow is held across an await).
+    inner: Rc<RefCell<Option<Session>>>,
+}
+
+const BUSY: &str = "session is busy: wait for the previous run to finish";
+
+/// Moves the session out for one async operation and puts it back afterwards.
+async fn with_session<T>(
+    inner: Rc<RefCell<Option<Session>>>,
+    op: impl AsyncFnOnce(&mut Session) -> Result<T, JsError>,
+) -> Result<T, JsError> {
+    let taken = inner.borrow_mut().take();
+    let mut session = taken.ok_or_else(|| JsError::new(BUSY))?;
+    let result = op(&mut session).await;
+    *inner.borrow_mut() = Some(session);
+    result
 }
 
 #[wasm_bindgen]
 impl WebSession {
     /// The manifest's inputs and outputs as JSON: `{inputs: [{name, dtype, shape}], outputs:
     /// [...], programs: [names]}`, shapes as strings of size expressions.
-    pub fn signature(&self) -> String {
+    pub fn signature(&self) -> Result<String, JsError> {
         let s = self.inner.borrow();
-        let m = s.manifest();
+        let m = s.as_ref().ok_or_else(|| JsError::new(BUSY))?.manifest();
         let io = |v: &[IoSpec]| {
             v.iter()
                 .map(|i| {
@@ -131,13 +147,13 @@ impl WebSession {
                 })
                 .collect::<Vec<_>>()
         };
-        serde_json::json!({
+        Ok(serde_json::json!({
             "model": m.model,
             "inputs": io(&m.inputs),
             "outputs": io(&m.outputs),
             "programs": m.programs.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
         })
-        .to_string()
+        .to_string())
     }
 
     /// Runs `program`. `inputs` is an array of `{name, dtype, shape, bytes}` (shape may be
@@ -146,14 +162,11 @@ impl WebSession {
     pub fn run(&self, program: String, inputs: Array) -> Result<js_sys::Promise, JsError> {
         let host = {
             let s = self.inner.borrow();
-            decode_inputs(s.manifest(), &inputs)?
+            decode_inputs(s.as_ref().ok_or_else(|| JsError::new(BUSY))?.manifest(), &inputs)?
         };
         let inner = self.inner.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let mut session = inner
-                .try_borrow_mut()
-                .map_err(|_| JsError::new("session is busy: wait for the previous run to finish"))?;
-            let outputs = session.run_async(&program, &host).await.map_err(js_err)?;
+            let outputs = with_session(inner, async |s| s.run_async(&program, &host).await.map_err(js_err)).await?;
             let out = Array::new();
             for (name, t) in outputs {
                 let o = Object::new();
@@ -176,17 +189,14 @@ impl WebSession {
     pub fn bench(&self, program: String, inputs: Array, iters: usize) -> Result<js_sys::Promise, JsError> {
         let host = {
             let s = self.inner.borrow();
-            decode_inputs(s.manifest(), &inputs)?
+            decode_inputs(s.as_ref().ok_or_else(|| JsError::new(BUSY))?.manifest(), &inputs)?
         };
         let inner = self.inner.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let mut session = inner
-                .try_borrow_mut()
-                .map_err(|_| JsError::new("session is busy: wait for the previous run to finish"))?;
-            let t = session
-                .bench_async(&program, &host, iters.max(1))
-                .await
-                .map_err(js_err)?;
+            let t = with_session(inner, async |s| {
+                s.bench_async(&program, &host, iters.max(1)).await.map_err(js_err)
+            })
+            .await?;
             let o = Object::new();
             let ms = |d: std::time::Duration| JsValue::from_f64(d.as_secs_f64() * 1e3);
             Reflect::set(&o, &"median".into(), &ms(t.median()))?;
@@ -273,7 +283,7 @@ fn infer_shape(spec: &IoSpec, numel: usize) -> Result<Vec<usize>, String> {
         }
     }
     match free {
-        Some(j) if known > 0 && numel % known == 0 => shape[j] = numel / known,
+        Some(j) if known > 0 && numel.is_multiple_of(known) => shape[j] = numel / known,
         None if numel == known => {}
         _ => {
             return Err(format!(

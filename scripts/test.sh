@@ -12,3 +12,5 @@ cargo test --release --workspace
 python3 -c "import onnx" 2>/dev/null || python3 -m pip install -q "onnx==1.23.*"
 python3 scripts/onnx_conformance_data.py --clean
 cargo run --release -q -- conformance tests/onnx-node --expected tests/onnx-conformance-expected.txt
+# The browser: the runtime as wasm32 in headless Chromium (WebGPU on SwiftShader), the web package and demo.
+bash scripts/web_test.sh

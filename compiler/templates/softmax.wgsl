@@ -16,11 +16,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let base = (row / {{ inner }}) * {{ len }} * {{ inner }} + row % {{ inner }};
+    let neg_inf = 0xff800000u; // a let, not a constant: WGSL constants must be finite
 {%- if cache %}
     // The row is read once into {{ cache }} registers per thread, then reduced and written.
 {%- for j in range(end=cache) %}
     let k{{ j }} = i32(lid) + {{ j * wg }}i;
-    let x{{ j }} = select(bitcast<f32>(0xff800000u), in0[base + min(k{{ j }}, {{ len }} - 1i) * {{ inner }}], k{{ j }} < {{ len }});
+    let x{{ j }} = select(bitcast<f32>(neg_inf), in0[base + min(k{{ j }}, {{ len }} - 1i) * {{ inner }}], k{{ j }} < {{ len }});
 {%- endfor %}
     var m = x0;
 {%- for j in range(start=1, end=cache) %}
@@ -47,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 {%- endfor %}
 {%- else %}
-    var m = bitcast<f32>(0xff800000u);
+    var m = bitcast<f32>(neg_inf);
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         m = max(m, in0[base + k * {{ inner }}]);
     }

@@ -1,9 +1,18 @@
-//! Loading and verifying a bundle directory.
+//! Loading and verifying a bundle, from a directory or from parts in memory.
 //!
-//! [`Bundle::load`] reads `manifest.json`, checks that every file the bundle uses is listed in
-//! `manifest.files` and has the recorded sha256, reads the kernels' WGSL and the weight shards,
-//! and checks every weight against its [`WeightSpec`]. Nothing touches the GPU here, so a bundle
-//! can be verified on a machine without one.
+//! Loading is three separate steps, so each can be swapped or extended on its own:
+//!
+//! 1. **read**: [`read_dir_parts`] reads `manifest.json` and every file it lists from a
+//!    directory into [`BundleParts`]; a browser fetches the same parts over the network
+//!    (web/src/kiln.js) and hands them over as bytes.
+//! 2. **verify**: [`verify_digests`] compares every listed file's sha256 with the manifest
+//!    and checks that every file the bundle uses is listed. [`BundleParts::digests`] hashes the
+//!    files here; the browser hashes them with SubtleCrypto and passes the digests instead
+//!    ([`Bundle::from_parts_with_digests`]).
+//! 3. **parse/validate**: [`Bundle::assemble`] checks the manifest's structure, decodes the
+//!    kernels' WGSL and locates every weight in its shard against its [`WeightSpec`].
+//!
+//! Nothing touches the GPU here, so a bundle can be verified on a machine without one.
 
 use crate::error::{Result, RuntimeError};
 use kiln_abi::{BufferKind, ElemType, Manifest, WeightSpec, MANIFEST_FILE};
@@ -11,12 +20,33 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use web_time::Instant;
+
+/// A bundle's bytes as read, not yet verified: `manifest.json` and the files it lists, keyed by
+/// their manifest-relative names.
+#[derive(Clone, Debug, Default)]
+pub struct BundleParts {
+    /// The bytes of `manifest.json`.
+    pub manifest: Vec<u8>,
+    /// Every other file, by its name in `manifest.files`.
+    pub files: HashMap<String, Vec<u8>>,
+}
+
+impl BundleParts {
+    /// Hex sha256 of every file, by name (the digests [`verify_digests`] compares).
+    pub fn digests(&self) -> HashMap<String, String> {
+        self.files
+            .iter()
+            .map(|(name, bytes)| (name.clone(), kiln_abi::sha256_hex(bytes)))
+            .collect()
+    }
+}
 
 /// A verified bundle in host memory: the manifest, every kernel's WGSL, and the weight shards.
 #[derive(Debug)]
 pub struct Bundle {
-    dir: PathBuf,
+    /// The directory it was loaded from; `None` for a bundle built from parts.
+    dir: Option<PathBuf>,
     manifest: Manifest,
     wgsl: Vec<String>,
     shards: Vec<Vec<u8>>,
@@ -24,59 +54,119 @@ pub struct Bundle {
     weights: Vec<(usize, Range<usize>)>,
 }
 
+/// Reads `manifest.json` and every file it lists from `dir` (step 1 of loading; nothing is
+/// verified yet). A listed name that is absolute or contains `..` is refused.
+pub fn read_dir_parts(dir: &Path) -> Result<BundleParts> {
+    let mpath = dir.join(MANIFEST_FILE);
+    if !mpath.is_file() {
+        return Err(RuntimeError::ManifestMissing { dir: dir.to_path_buf() });
+    }
+    let manifest_bytes = read(&mpath)?;
+    let manifest = parse_manifest(&manifest_bytes, &mpath)?;
+    let mut files = HashMap::with_capacity(manifest.files.len());
+    for file in manifest.files.keys() {
+        let path = safe_join(dir, file).ok_or_else(|| RuntimeError::Manifest {
+            path: mpath.clone(),
+            message: format!("file name '{file}' must be a relative path inside the bundle"),
+        })?;
+        files.insert(file.clone(), read(&path)?);
+    }
+    Ok(BundleParts {
+        manifest: manifest_bytes,
+        files,
+    })
+}
+
+/// Parses and version-checks `manifest.json`; `path` names it in errors.
+pub fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
+    let text = std::str::from_utf8(bytes).map_err(|e| RuntimeError::Manifest {
+        path: path.to_path_buf(),
+        message: format!("manifest.json is not UTF-8: {e}"),
+    })?;
+    Manifest::from_json(text).map_err(|message| RuntimeError::Manifest {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Step 2 of loading: every file the bundle uses (kernel WGSL, weight shards) must be listed in
+/// `manifest.files`, and every listed file must be present with the recorded sha256.
+/// `digests` maps file names to hex sha256 of the bytes that will be used.
+pub fn verify_digests(manifest: &Manifest, digests: &HashMap<String, String>) -> Result<()> {
+    for k in &manifest.kernels {
+        require_listed(&manifest.files, &k.file, || format!("WGSL of kernel '{}'", k.name))?;
+    }
+    for w in &manifest.weights {
+        require_listed(&manifest.files, &w.file, || "weight shard".to_string())?;
+    }
+    for (file, expected) in &manifest.files {
+        let actual = digests
+            .get(file)
+            .ok_or_else(|| RuntimeError::MissingFile { file: file.clone() })?;
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(RuntimeError::HashMismatch {
+                file: file.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Bundle {
-    /// Loads and verifies the bundle in `dir` (see the module docs for what is checked).
+    /// Loads and verifies the bundle in `dir`: [`read_dir_parts`], then the same steps as
+    /// [`Bundle::from_parts`].
     pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
         let t0 = Instant::now();
-        let dir = dir.as_ref().to_path_buf();
-        let mpath = dir.join(MANIFEST_FILE);
-        if !mpath.is_file() {
-            return Err(RuntimeError::ManifestMissing { dir });
-        }
-        let text = read(&mpath)?;
-        let text = String::from_utf8(text).map_err(|e| RuntimeError::Manifest {
-            path: mpath.clone(),
-            message: format!("manifest.json is not UTF-8: {e}"),
-        })?;
-        let manifest = Manifest::from_json(&text).map_err(|message| RuntimeError::Manifest {
-            path: mpath.clone(),
-            message,
-        })?;
+        let dir = dir.as_ref();
+        let parts = read_dir_parts(dir)?;
+        let digests = parts.digests();
+        let mut bundle = Self::verify_and_assemble(parts, &digests, &dir.join(MANIFEST_FILE))?;
+        bundle.dir = Some(dir.to_path_buf());
+        bundle.log_loaded(&dir.display().to_string(), t0);
+        Ok(bundle)
+    }
+
+    /// Builds a bundle from parts already in memory (e.g. fetched over the network): hashes
+    /// every file, verifies the digests against the manifest, then parses and validates.
+    pub fn from_parts(parts: BundleParts) -> Result<Bundle> {
+        let t0 = Instant::now();
+        let digests = parts.digests();
+        let bundle = Self::verify_and_assemble(parts, &digests, Path::new(MANIFEST_FILE))?;
+        bundle.log_loaded("parts in memory", t0);
+        Ok(bundle)
+    }
+
+    /// Like [`Bundle::from_parts`], with the files' sha256 digests computed by the caller (a
+    /// browser hashes with SubtleCrypto, much faster than hashing in wasm). The digests must be
+    /// of exactly the bytes in `parts`; they are compared with the manifest here.
+    pub fn from_parts_with_digests(parts: BundleParts, digests: &HashMap<String, String>) -> Result<Bundle> {
+        let t0 = Instant::now();
+        let bundle = Self::verify_and_assemble(parts, digests, Path::new(MANIFEST_FILE))?;
+        bundle.log_loaded("parts in memory", t0);
+        Ok(bundle)
+    }
+
+    /// Parses the manifest, verifies the digests (step 2), then assembles (step 3).
+    fn verify_and_assemble(parts: BundleParts, digests: &HashMap<String, String>, mpath: &Path) -> Result<Bundle> {
+        let manifest = parse_manifest(&parts.manifest, mpath)?;
+        verify_digests(&manifest, digests)?;
+        Self::assemble(manifest, parts.files, mpath)
+    }
+
+    /// Step 3 of loading: structural checks, WGSL decoding, weight location. `files` must hold
+    /// every file the manifest lists (verified by the caller).
+    fn assemble(manifest: Manifest, mut files: HashMap<String, Vec<u8>>, mpath: &Path) -> Result<Bundle> {
         check_structure(&manifest).map_err(|message| RuntimeError::Manifest {
-            path: mpath.clone(),
+            path: mpath.to_path_buf(),
             message,
         })?;
-
-        // Every file the runtime reads must be listed (and thus hashed).
-        for k in &manifest.kernels {
-            require_listed(&manifest.files, &k.file, || format!("WGSL of kernel '{}'", k.name))?;
-        }
-        for w in &manifest.weights {
-            require_listed(&manifest.files, &w.file, || "weight shard".to_string())?;
-        }
-
-        // Read and hash every listed file once; keep the ones we need.
-        let mut contents: HashMap<&str, Vec<u8>> = HashMap::new();
-        for (file, expected) in &manifest.files {
-            let path = safe_join(&dir, file).ok_or_else(|| RuntimeError::Manifest {
-                path: mpath.clone(),
-                message: format!("file name '{file}' must be a relative path inside the bundle"),
-            })?;
-            let bytes = read(&path)?;
-            let actual = kiln_abi::sha256_hex(&bytes);
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(RuntimeError::HashMismatch {
-                    file: file.clone(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-            contents.insert(file.as_str(), bytes);
-        }
-
         let mut wgsl = Vec::with_capacity(manifest.kernels.len());
         for k in &manifest.kernels {
-            let bytes = contents.get(k.file.as_str()).expect("listed and read above");
+            let bytes = files
+                .get(k.file.as_str())
+                .ok_or_else(|| RuntimeError::MissingFile { file: k.file.clone() })?;
             let src = String::from_utf8(bytes.clone()).map_err(|e| RuntimeError::Pipeline {
                 kernel: k.name.clone(),
                 file: k.file.clone(),
@@ -89,8 +179,11 @@ impl Bundle {
         let mut shards = Vec::new();
         for w in &manifest.weights {
             if !shard_index.contains_key(w.file.as_str()) {
+                let bytes = files
+                    .remove(w.file.as_str())
+                    .ok_or_else(|| RuntimeError::MissingFile { file: w.file.clone() })?;
                 shard_index.insert(w.file.as_str(), shards.len());
-                shards.push(contents.remove(w.file.as_str()).expect("listed and read above"));
+                shards.push(bytes);
             }
         }
         let mut weights = Vec::with_capacity(manifest.weights.len());
@@ -98,18 +191,8 @@ impl Bundle {
             let si = shard_index[w.file.as_str()];
             weights.push((si, locate_weight(w, &shards[si])?));
         }
-        let weight_bytes: usize = weights.iter().map(|(_, r)| r.len()).sum();
-        log::info!(
-            "loaded bundle '{}' ({}, {} kernels, {} weights, {:.1} MiB) in {:.1} ms",
-            dir.display(),
-            manifest.model,
-            manifest.kernels.len(),
-            manifest.weights.len(),
-            weight_bytes as f64 / (1 << 20) as f64,
-            t0.elapsed().as_secs_f64() * 1e3
-        );
         Ok(Bundle {
-            dir,
+            dir: None,
             manifest,
             wgsl,
             shards,
@@ -117,9 +200,21 @@ impl Bundle {
         })
     }
 
-    /// The bundle directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    fn log_loaded(&self, origin: &str, t0: Instant) {
+        let weight_bytes: usize = self.weights.iter().map(|(_, r)| r.len()).sum();
+        log::info!(
+            "loaded bundle '{origin}' ({}, {} kernels, {} weights, {:.1} MiB) in {:.1} ms",
+            self.manifest.model,
+            self.manifest.kernels.len(),
+            self.manifest.weights.len(),
+            weight_bytes as f64 / (1 << 20) as f64,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+
+    /// The directory the bundle was loaded from; `None` for a bundle built from parts.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// The parsed manifest.
@@ -147,7 +242,6 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Joins a manifest-relative path, refusing absolute paths and `..` components.
 fn safe_join(dir: &Path, rel: &str) -> Option<PathBuf> {
     let p = Path::new(rel);
     let ok = !rel.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 pub const ADAPTER_ENV: &str = "KILN_ADAPTER";
 
 /// Hint printed when no adapter exists at all.
+#[cfg(not(target_arch = "wasm32"))]
 const NO_ADAPTER_HINT: &str = "wgpu found no GPU adapter (Vulkan, Metal, DX12 or GL). On a machine \
 without a GPU, install a software Vulkan driver: on Debian/Ubuntu `apt-get install \
 mesa-vulkan-drivers` (lavapipe); `vulkaninfo --summary` should then list 'llvmpipe'";
@@ -51,6 +52,12 @@ macro_rules! limit_table {
     (@lower lower) => { true };
     (@lower) => { false };
 }
+
+/// Hint given in a browser when WebGPU offers no adapter.
+#[cfg(target_arch = "wasm32")]
+const NO_ADAPTER_HINT: &str = "WebGPU offered no adapter (navigator.gpu.requestAdapter() returned null). \
+Use a browser with WebGPU enabled (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows), and \
+check that hardware acceleration is on; headless Chromium needs --enable-unsafe-webgpu";
 
 limit_table! {
     "maxBindGroups" => max_bind_groups;
@@ -108,17 +115,25 @@ struct Need {
 }
 
 impl Runtime {
-    /// Picks an adapter, honoring the `KILN_ADAPTER` filter if set.
+    /// Picks an adapter, honoring the `KILN_ADAPTER` filter if set (blocking; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Runtime> {
         let filter = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
         Self::with_adapter(filter.as_deref())
     }
 
+    /// Blocking form of [`Runtime::request`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_adapter(filter: Option<&str>) -> Result<Runtime> {
+        pollster::block_on(Self::request(filter))
+    }
+
     /// Picks an adapter whose name, driver or backend contains `filter` (case-insensitive), or
     /// the best adapter if `filter` is `None`: discrete, then integrated, virtual, other, CPU;
-    /// Vulkan/Metal/DX12 before GL.
-    pub fn with_adapter(filter: Option<&str>) -> Result<Runtime> {
-        let (instance, adapters) = enumerate();
+    /// Vulkan/Metal/DX12 before GL. In a browser there is one candidate: the adapter
+    /// `navigator.gpu.requestAdapter()` offers.
+    pub async fn request(filter: Option<&str>) -> Result<Runtime> {
+        let (instance, adapters) = enumerate().await;
         if adapters.is_empty() {
             return Err(RuntimeError::NoAdapter(NO_ADAPTER_HINT.to_string()));
         }
@@ -161,6 +176,15 @@ impl Runtime {
         &self.info
     }
 
+    /// The adapter's name for messages (browsers do not tell wgpu the name).
+    fn adapter_name(&self) -> String {
+        if self.info.name.is_empty() {
+            format!("browser {}", self.info.backend.to_str())
+        } else {
+            self.info.name.clone()
+        }
+    }
+
     /// The best limits the adapter supports.
     pub fn adapter_limits(&self) -> wgpu::Limits {
         self.adapter.limits()
@@ -171,7 +195,7 @@ impl Runtime {
     /// sizes, parameter blocks) and its constant-size buffers. Returns the features and limits
     /// to request the device with.
     pub fn check_requirements(&self, manifest: &Manifest) -> Result<(wgpu::Features, wgpu::Limits)> {
-        let adapter_name = self.info.name.clone();
+        let adapter_name = self.adapter_name();
         let mut features = wgpu::Features::empty();
         for name in &manifest.requirements.features {
             let f = wgpu::Features::from_str(name).map_err(|_| RuntimeError::UnknownRequirement {
@@ -220,7 +244,7 @@ impl Runtime {
     }
 
     /// Checks `manifest`'s requirements and creates a device and queue for it.
-    pub(crate) fn open(&self, manifest: &Manifest) -> Result<Gpu> {
+    pub(crate) async fn open(&self, manifest: &Manifest) -> Result<Gpu> {
         let (features, limits) = self.check_requirements(manifest)?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
@@ -228,9 +252,12 @@ impl Runtime {
             required_limits: limits,
             ..Default::default()
         };
-        let (device, queue) =
-            pollster::block_on(self.adapter.request_device(&desc)).map_err(|e| RuntimeError::RequestDevice {
-                adapter: self.info.name.clone(),
+        let (device, queue) = self
+            .adapter
+            .request_device(&desc)
+            .await
+            .map_err(|e| RuntimeError::RequestDevice {
+                adapter: self.adapter_name(),
                 message: e.to_string(),
             })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
@@ -262,32 +289,49 @@ pub(crate) struct Gpu {
     pub uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
-/// Lists the adapters [`Runtime`] chooses from (for `kiln devices` and diagnostics).
+/// Lists the adapters [`Runtime`] chooses from (for `kiln devices` and diagnostics; native only).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    enumerate().1.iter().map(|a| a.get_info()).collect()
+    pollster::block_on(enumerate()).1.iter().map(|a| a.get_info()).collect()
 }
 
 /// Enumerates adapters. Unless `WGPU_BACKEND` selects backends explicitly, the primary
 /// backends (Vulkan, Metal, DX12) are tried first and GL only if they have no adapter:
 /// probing GL on a headless machine is slow and noisy.
-fn enumerate() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
-    let make = |backends: Option<wgpu::Backends>| {
+#[cfg(not(target_arch = "wasm32"))]
+async fn enumerate() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let make = |backends: Option<wgpu::Backends>| async move {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         if let Some(b) = backends {
             desc.backends = b;
         }
         let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
         (instance, adapters)
     };
     if std::env::var_os("WGPU_BACKEND").is_some() {
-        return make(None);
+        return make(None).await;
     }
-    let primary = make(Some(wgpu::Backends::PRIMARY));
+    let primary = make(Some(wgpu::Backends::PRIMARY)).await;
     if !primary.1.is_empty() {
         return primary;
     }
-    make(Some(wgpu::Backends::SECONDARY))
+    make(Some(wgpu::Backends::SECONDARY)).await
+}
+
+/// In a browser: the adapter `navigator.gpu.requestAdapter()` offers (high performance), if any.
+#[cfg(target_arch = "wasm32")]
+async fn enumerate() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await;
+    (instance, adapter.into_iter().collect())
 }
 
 fn describe(i: &wgpu::AdapterInfo) -> String {

@@ -44,6 +44,13 @@ pub enum RuntimeError {
         actual: String,
     },
 
+    /// A file listed in `manifest.files` was not provided (bundle loaded from parts).
+    #[error("bundle file '{file}' is listed in manifest.json but was not provided")]
+    MissingFile {
+        /// Path relative to the bundle directory.
+        file: String,
+    },
+
     /// A file the bundle uses (kernel source or weight shard) is not listed in `files`,
     /// so its integrity cannot be checked.
     #[error("bundle file '{file}' ({what}) is not listed in manifest.json 'files', so it cannot be verified")]

@@ -13,6 +13,10 @@
 //! # Ok::<(), kiln_runtime::RuntimeError>(())
 //! ```
 //!
+//! The core is async ([`Session::create`], [`Session::run_async`]) and builds for
+//! `wasm32-unknown-unknown` with wgpu's WebGPU backend (the browser bindings are the
+//! `kiln-web` crate in runtime/web); the blocking calls above are native-only wrappers.
+//!
 //! Modules, one concept each: [`bundle`] (loading and verification), [`device`] (adapter
 //! choice, feature and limit checks), [`session`] (execution), [`host`] (host tensors and dtype
 //! conversion), [`error`]. The bundle format and kernel ABI are described in
@@ -21,13 +25,16 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+mod callback;
 pub mod device;
 pub mod error;
 pub mod host;
 pub mod session;
 
-pub use bundle::Bundle;
-pub use device::{list_adapters, Runtime};
+pub use bundle::{Bundle, BundleParts};
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::list_adapters;
+pub use device::Runtime;
 pub use error::RuntimeError;
 pub use host::HostTensor;
 pub use kiln_abi as abi;

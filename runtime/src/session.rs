@@ -6,8 +6,15 @@
 //! shapes, converts and uploads the inputs, evaluates buffer sizes, kernel parameters and grids,
 //! records the whole program into one command encoder and one compute pass, copies the outputs
 //! to staging buffers, submits once and reads back.
+//!
+//! The core is async (device creation, error scopes, buffer mapping and completion are
+//! awaited), so the same code runs in a browser, where nothing may block. Native callers use
+//! the blocking wrappers ([`Session::new`], [`Session::run`], [`Session::bench`]), which drive
+//! the async core with `pollster`; natively the device is polled before awaiting, which is what
+//! makes wgpu run the callbacks.
 
 use crate::bundle::Bundle;
+use crate::callback::callback_future;
 use crate::device::{alloc_size, param_block_size, Gpu, Runtime, ADAPTER_ENV};
 use crate::error::{Result, RuntimeError};
 use crate::host::{from_storage, storage_size, to_storage, HostTensor};
@@ -15,7 +22,8 @@ use kiln_abi::{BindingKind, Bindings, BufferKind, IoSpec, Manifest, SizeExpr};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// How a [`Session`] picks its adapter.
 #[derive(Clone, Debug)]
@@ -135,15 +143,20 @@ impl Scopes {
         ])
     }
 
-    /// Pops all scopes; returns the first error any of them caught.
-    fn pop(mut self) -> Option<String> {
-        let mut first = None;
-        while let Some(g) = self.0.pop() {
-            if let Some(e) = pollster::block_on(g.pop()) {
-                first.get_or_insert_with(|| format_error(&e));
+    /// Pops all scopes now (innermost first, keeping the device's scope stack balanced) and
+    /// returns a future of the first error any of them caught. Awaiting can be deferred, so
+    /// many scopes can be popped before any result is awaited.
+    fn pop(mut self) -> impl std::future::Future<Output = Option<String>> {
+        let pending: Vec<_> = std::iter::from_fn(|| self.0.pop()).map(|g| g.pop()).collect();
+        async move {
+            let mut first = None;
+            for p in pending {
+                if let Some(e) = p.await {
+                    first.get_or_insert_with(|| format_error(&e));
+                }
             }
+            first
         }
-        first
     }
 }
 
@@ -189,20 +202,56 @@ fn shape_str(s: &[SizeExpr]) -> String {
     s.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Blocking wrappers over the async core, for native callers (the CLI, tests, benches).
+#[cfg(not(target_arch = "wasm32"))]
 impl Session {
     /// Picks an adapter per `options`, checks the bundle's requirements, creates the device,
-    /// the pipelines and the weight buffers.
+    /// the pipelines and the weight buffers. Blocking form of [`Session::create`].
     pub fn new(bundle: &Bundle, options: &SessionOptions) -> Result<Session> {
-        let runtime = Runtime::with_adapter(options.adapter.as_deref())?;
-        Self::with_runtime(runtime, bundle)
+        pollster::block_on(Self::create(bundle, options))
     }
 
     /// Like [`Session::new`] with an adapter already chosen. A process that opens many bundles
     /// passes each a clone of one [`Runtime`] (cheap) instead of enumerating adapters again.
     pub fn with_runtime(runtime: Runtime, bundle: &Bundle) -> Result<Session> {
+        pollster::block_on(Self::create_with_runtime(runtime, bundle))
+    }
+
+    /// Blocking form of [`Session::run_async`].
+    pub fn run(&mut self, program: &str, inputs: &HashMap<String, HostTensor>) -> Result<Vec<(String, HostTensor)>> {
+        pollster::block_on(self.run_async(program, inputs))
+    }
+
+    /// Blocking form of [`Session::bench_async`].
+    pub fn bench(&mut self, program: &str, inputs: &HashMap<String, HostTensor>, iters: usize) -> Result<Timing> {
+        pollster::block_on(self.bench_async(program, inputs, iters))
+    }
+
+    /// Blocking form of [`Session::bench_repeated_async`].
+    pub fn bench_repeated(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        iters: usize,
+        repeats: usize,
+    ) -> Result<Timing> {
+        pollster::block_on(self.bench_repeated_async(program, inputs, iters, repeats))
+    }
+}
+
+impl Session {
+    /// Picks an adapter per `options`, checks the bundle's requirements, creates the device,
+    /// the pipelines and the weight buffers.
+    pub async fn create(bundle: &Bundle, options: &SessionOptions) -> Result<Session> {
+        let runtime = Runtime::request(options.adapter.as_deref()).await?;
+        Self::create_with_runtime(runtime, bundle).await
+    }
+
+    /// Like [`Session::create`] with an adapter already chosen.
+    pub async fn create_with_runtime(runtime: Runtime, bundle: &Bundle) -> Result<Session> {
         let manifest = bundle.manifest().clone();
         let t0 = Instant::now();
-        let gpu = runtime.open(&manifest)?;
+        let gpu = runtime.open(&manifest).await?;
         log::info!(
             "device on '{}' ({}) ready in {:.1} ms",
             gpu.info.name,
@@ -210,10 +259,24 @@ impl Session {
             t0.elapsed().as_secs_f64() * 1e3
         );
 
+        // Every pipeline is created before any error scope is awaited, so a browser compiles
+        // them concurrently instead of one round trip per kernel.
         let t1 = Instant::now();
-        let mut kernels = Vec::with_capacity(manifest.kernels.len());
+        let mut pending = Vec::with_capacity(manifest.kernels.len());
         for (i, k) in manifest.kernels.iter().enumerate() {
-            kernels.push(create_kernel(&gpu.device, k, bundle.wgsl(i))?);
+            pending.push(create_kernel(&gpu.device, k, bundle.wgsl(i)));
+        }
+        let mut kernels = Vec::with_capacity(pending.len());
+        for (kernel, scope) in pending {
+            if let Some(message) = scope.await {
+                let k = &manifest.kernels[kernels.len()];
+                return Err(RuntimeError::Pipeline {
+                    kernel: k.name.clone(),
+                    file: k.file.clone(),
+                    message,
+                });
+            }
+            kernels.push(kernel);
         }
         log::info!(
             "created {} pipelines in {:.1} ms",
@@ -229,7 +292,7 @@ impl Session {
             manifest,
             gpu,
         };
-        session.upload_weights(bundle)?;
+        session.upload_weights(bundle).await?;
         session.programs = (0..session.manifest.programs.len())
             .map(|p| session.create_program_state(p))
             .collect::<Result<_>>()?;
@@ -253,7 +316,7 @@ impl Session {
 
     /// Creates every weight buffer mapped, copies its data in, and flushes them all with one
     /// submit and one wait.
-    fn upload_weights(&mut self, bundle: &Bundle) -> Result<()> {
+    async fn upload_weights(&mut self, bundle: &Bundle) -> Result<()> {
         let t0 = Instant::now();
         let scopes = Scopes::push(&self.gpu.device);
         let mut total = 0u64;
@@ -285,10 +348,10 @@ impl Session {
             };
         }
         let idx = self.gpu.queue.submit([]);
-        if let Some(e) = scopes.pop() {
+        if let Some(e) = scopes.pop().await {
             return Err(gpu_err("weight upload", e));
         }
-        self.wait(idx, "weight upload")?;
+        self.wait(idx, "weight upload").await?;
         log::info!(
             "uploaded {} weights ({:.1} MiB) in {:.1} ms",
             self.manifest.weights.len(),
@@ -348,7 +411,11 @@ impl Session {
 
     /// Runs program `program` on `inputs` (by manifest input name) and returns the outputs in
     /// manifest order, converted to their declared dtypes.
-    pub fn run(&mut self, program: &str, inputs: &HashMap<String, HostTensor>) -> Result<Vec<(String, HostTensor)>> {
+    pub async fn run_async(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+    ) -> Result<Vec<(String, HostTensor)>> {
         let t0 = Instant::now();
         let pi = self.program_index(program)?;
         let context = format!("program '{program}'");
@@ -389,30 +456,30 @@ impl Session {
         }
         let t_rec = t0.elapsed();
         let idx = self.gpu.queue.submit([enc.finish()]);
-        if let Some(e) = scopes.pop() {
+        let scope = scopes.pop();
+
+        // Map every staging buffer; each mapping resolves once the GPU has finished the copy.
+        let mut maps = Vec::with_capacity(copies.len());
+        for (_, staging, n) in &copies {
+            let (tx, rx) = callback_future();
+            staging.slice(..*n).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+            maps.push(rx);
+        }
+        self.drive(idx, &context)?;
+        if let Some(e) = scope.await {
             return Err(gpu_err(context, e));
         }
-
-        // Map every staging buffer, wait once, read back.
-        let (tx, rx) = std::sync::mpsc::channel();
-        for (k, (_, staging, n)) in copies.iter().enumerate() {
-            let tx = tx.clone();
-            staging.slice(..*n).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send((k, r));
-            });
-        }
-        drop(tx);
-        self.wait(idx, &context)?;
-        let mut mapped = vec![false; copies.len()];
-        for (k, r) in rx.try_iter() {
-            r.map_err(|e| gpu_err(format!("readback in {context}"), e.to_string()))?;
-            mapped[k] = true;
-        }
-        if mapped.iter().any(|m| !m) {
-            return Err(gpu_err(
-                format!("readback in {context}"),
-                "a staging buffer was not mapped after the device finished".into(),
-            ));
+        for rx in maps {
+            match rx.await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(gpu_err(format!("readback in {context}"), e.to_string())),
+                None => {
+                    return Err(gpu_err(
+                        format!("readback in {context}"),
+                        "the device dropped a staging buffer's mapping request".into(),
+                    ))
+                }
+            }
         }
         let mut raw: Vec<Vec<u8>> = vec![Vec::new(); plan.outputs.len()];
         for (oi, staging, n) in &copies {
@@ -445,16 +512,21 @@ impl Session {
     /// validates everything and warms up; then inputs are uploaded once and each timed
     /// iteration records the program into one encoder and pass, submits it and waits for the
     /// device to finish (no upload or readback inside the timed region).
-    pub fn bench(&mut self, program: &str, inputs: &HashMap<String, HostTensor>, iters: usize) -> Result<Timing> {
-        self.bench_repeated(program, inputs, iters, 1)
+    pub async fn bench_async(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        iters: usize,
+    ) -> Result<Timing> {
+        self.bench_repeated_async(program, inputs, iters, 1).await
     }
 
-    /// Like [`Session::bench`], but each timed iteration records the program's dispatches
+    /// Like [`Session::bench_async`], but each timed iteration records the program's dispatches
     /// `repeats` times back to back into its one pass, and the reported times are per repeat.
     /// This amortizes the submit+wait round trip (tens of microseconds) that would otherwise
     /// swamp kernels of that size, such as a GEMV; what remains per repeat is the kernels plus
     /// the barrier between dependent dispatches.
-    pub fn bench_repeated(
+    pub async fn bench_repeated_async(
         &mut self,
         program: &str,
         inputs: &HashMap<String, HostTensor>,
@@ -462,7 +534,7 @@ impl Session {
         repeats: usize,
     ) -> Result<Timing> {
         let repeats = repeats.max(1);
-        self.run(program, inputs)?;
+        self.run_async(program, inputs).await?;
         let pi = self.program_index(program)?;
         let context = format!("benchmark of program '{program}'");
         let scopes = Scopes::push(&self.gpu.device);
@@ -472,7 +544,7 @@ impl Session {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
         let plan = self.prepare(pi, inputs, &mut enc)?;
         let idx = self.gpu.queue.submit([enc.finish()]);
-        self.wait(idx, &context)?;
+        self.wait(idx, &context).await?;
         let mut times = Vec::with_capacity(iters);
         for _ in 0..iters {
             let t = Instant::now();
@@ -482,10 +554,10 @@ impl Session {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
             self.record(&plan, &mut enc, repeats);
             let idx = self.gpu.queue.submit([enc.finish()]);
-            self.wait(idx, &context)?;
+            self.wait(idx, &context).await?;
             times.push(t.elapsed() / repeats as u32);
         }
-        if let Some(e) = scopes.pop() {
+        if let Some(e) = scopes.pop().await {
             return Err(gpu_err(context, e));
         }
         self.check_uncaptured(&context)?;
@@ -501,15 +573,38 @@ impl Session {
         Ok(timing)
     }
 
-    fn wait(&self, idx: wgpu::SubmissionIndex, context: &str) -> Result<()> {
-        self.gpu
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(idx),
-                timeout: None,
-            })
-            .map(|_| ())
-            .map_err(|e| gpu_err(context, e.to_string()))
+    /// Resolves once the GPU has finished all work submitted so far (up to `idx`).
+    async fn wait(&self, idx: wgpu::SubmissionIndex, context: &str) -> Result<()> {
+        let (tx, rx) = callback_future();
+        self.gpu.queue.on_submitted_work_done(move || tx.send(()));
+        self.drive(idx, context)?;
+        rx.await.ok_or_else(|| {
+            gpu_err(
+                context,
+                "the device dropped a completion callback (device lost?)".into(),
+            )
+        })
+    }
+
+    /// Natively, blocks until submission `idx` is done and runs the completion callbacks (wgpu
+    /// runs them only inside `poll`). In a browser the event loop runs them: nothing to do.
+    fn drive(&self, idx: wgpu::SubmissionIndex, context: &str) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.gpu
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(idx),
+                    timeout: None,
+                })
+                .map(|_| ())
+                .map_err(|e| gpu_err(context, e.to_string()))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (idx, context);
+            Ok(())
+        }
     }
 
     fn check_uncaptured(&self, context: &str) -> Result<()> {
@@ -867,7 +962,12 @@ fn storage_usage() -> wgpu::BufferUsages {
 
 /// Creates the shader module, explicit bind group layout, pipeline layout and compute pipeline
 /// of one kernel inside error scopes, so a bad shader becomes an error naming the kernel.
-fn create_kernel(device: &wgpu::Device, k: &kiln_abi::KernelSpec, wgsl: &str) -> Result<Kernel> {
+/// Returns the kernel and the (already popped) scopes' future, which yields the first error.
+fn create_kernel(
+    device: &wgpu::Device,
+    k: &kiln_abi::KernelSpec,
+    wgsl: &str,
+) -> (Kernel, impl std::future::Future<Output = Option<String>>) {
     let scopes = Scopes::push(device);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(&k.file),
@@ -909,12 +1009,5 @@ fn create_kernel(device: &wgpu::Device, k: &kiln_abi::KernelSpec, wgsl: &str) ->
         compilation_options: Default::default(),
         cache: None,
     });
-    if let Some(message) = scopes.pop() {
-        return Err(RuntimeError::Pipeline {
-            kernel: k.name.clone(),
-            file: k.file.clone(),
-            message,
-        });
-    }
-    Ok(Kernel { pipeline, layout })
+    (Kernel { pipeline, layout }, scopes.pop())
 }

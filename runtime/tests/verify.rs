@@ -156,3 +156,57 @@ fn example_manifest_in_the_format_doc_parses() {
     assert_eq!(m.programs[0].dispatches[0].grid[0], e("cdiv(n, 256)"));
     assert_eq!(m.kernels[0].bindings[1], BindingKind::ReadOnlyStorage);
 }
+
+/// Reads a bundle directory into parts the way a browser would receive them.
+fn parts_of(dir: &std::path::Path) -> kiln_runtime::BundleParts {
+    kiln_runtime::bundle::read_dir_parts(dir).unwrap()
+}
+
+#[test]
+fn from_parts_builds_the_same_bundle_as_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = small_bundle(dir.path());
+    let b = Bundle::from_parts(parts_of(dir.path())).unwrap();
+    assert_eq!(b.manifest(), &m);
+    assert_eq!(b.dir(), None);
+    assert_eq!(b.weight_data(0), f32_bytes(&[1.0, 2.0, 3.0, 4.0]).as_slice());
+    assert_eq!(Bundle::load(dir.path()).unwrap().dir(), Some(dir.path()));
+}
+
+#[test]
+fn from_parts_refuses_a_tampered_shard_and_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    small_bundle(dir.path());
+    let mut parts = parts_of(dir.path());
+    let shard = parts.files.get_mut("weights.safetensors").unwrap();
+    let last = shard.len() - 1;
+    shard[last] ^= 0x40;
+    let err = Bundle::from_parts(parts).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::HashMismatch { file, .. } if file == "weights.safetensors"),
+        "{err}"
+    );
+
+    let mut parts = parts_of(dir.path());
+    parts.files.remove("k0_add.wgsl");
+    let err = Bundle::from_parts(parts).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::MissingFile { file } if file == "k0_add.wgsl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn digests_computed_elsewhere_are_compared_with_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    small_bundle(dir.path());
+    let parts = parts_of(dir.path());
+    let good = parts.digests();
+    Bundle::from_parts_with_digests(parts.clone(), &good).unwrap();
+
+    // A digest that disagrees with the manifest (e.g. of bytes tampered in transit) is refused.
+    let mut bad = good.clone();
+    bad.insert("weights.safetensors".into(), kiln_abi::sha256_hex(b"something else"));
+    let msg = Bundle::from_parts_with_digests(parts, &bad).unwrap_err().to_string();
+    assert!(msg.contains("weights.safetensors") && msg.contains("modified"), "{msg}");
+}

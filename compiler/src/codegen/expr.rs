@@ -44,21 +44,37 @@ pub fn to_storage(d: DType, v: &str) -> String {
     }
 }
 
-/// A WGSL literal for a value of a dtype.
+/// Helper through which non-finite f32 constants are written. A WGSL const-expression must
+/// have a finite value (Tint, in Chrome, rejects `bitcast<f32>(0x7f800000u)`, naga accepts
+/// it); a call to a user function is never a const-expression, so the value is made at run time.
+pub const NONFINITE_HELPER: &str = "kiln_f32_bits";
+
+/// A WGSL literal for a value of a dtype. A non-finite float calls [`NONFINITE_HELPER`], which
+/// the module must then include.
 pub fn literal(v: f64, d: DType) -> String {
     let v = d.round(v);
     match d {
         DType::F32 | DType::F16 => {
             let f = v as f32;
             if f.is_finite() {
-                let s = format!("{f:?}f");
+                let mut s = format!("{f:?}f");
+                // The shortest decimal that rounds to f32::MAX (3.4028235e38) is itself above
+                // f32::MAX, and WGSL compilers that check the literal's exact value (Tint, in
+                // Chrome) reject it; print the f32's exact value instead.
+                if s.trim_end_matches('f')
+                    .parse::<f64>()
+                    .is_ok_and(|x| x.abs() > f32::MAX as f64)
+                {
+                    s = format!("{:?}f", f as f64);
+                }
                 if f < 0.0 || s.starts_with('-') {
                     format!("({s})")
                 } else {
                     s
                 }
             } else {
-                format!("bitcast<f32>({:#010x}u)", f.to_bits())
+                // Needs the helper NONFINITE_HELPER (see there).
+                format!("{NONFINITE_HELPER}({:#010x}u)", f.to_bits())
             }
         }
         DType::I32 | DType::I8 => i32_literal(v as i64),
@@ -74,7 +90,7 @@ pub fn helper_source(name: &str) -> &'static str {
             "fn kiln_erf(x: f32) -> f32 {\n    // erfc Chebyshev fit (fractional error < 1.2e-7).\n    let z = abs(x);\n    let t = 1.0 / (1.0 + 0.5 * z);\n    let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));\n    let r = 1.0 - t * exp(p);\n    return select(-r, r, x >= 0.0);\n}"
         }
         "kiln_pow" => {
-            "fn kiln_pow(x: f32, y: f32) -> f32 {\n    if (y == 2.0) { return x * x; }\n    if (y == 1.0) { return x; }\n    if (y == 0.0) { return 1.0; }\n    let r = pow(abs(x), y);\n    if (x < 0.0) {\n        if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }\n        let odd = (i32(clamp(y, -16777216.0, 16777216.0)) & 1) != 0;\n        return select(r, -r, odd);\n    }\n    if (x == 0.0 && y < 0.0) { return bitcast<f32>(0x7f800000u); }\n    return r;\n}"
+            "fn kiln_pow(x: f32, y: f32) -> f32 {\n    if (y == 2.0) { return x * x; }\n    if (y == 1.0) { return x; }\n    if (y == 0.0) { return 1.0; }\n    let r = pow(abs(x), y);\n    if (x < 0.0) {\n        if (floor(y) != y) { let nan = 0x7fc00000u; return bitcast<f32>(nan); }\n        let odd = (i32(clamp(y, -16777216.0, 16777216.0)) & 1) != 0;\n        return select(r, -r, odd);\n    }\n    if (x == 0.0 && y < 0.0) { let inf = 0x7f800000u; return bitcast<f32>(inf); }\n    return r;\n}"
         }
         // tanh(x) saturates to +-1 in f32 well before |x| = 20; clamping avoids inf/inf. Drivers
         // may derive tanh from exp, which loses the relative precision of small results
@@ -91,6 +107,7 @@ pub fn helper_source(name: &str) -> &'static str {
         "kiln_softplus" => {
             "fn kiln_softplus(x: f32) -> f32 {\n    let u = exp(-abs(x));\n    let series = u * (1.0 - u * (0.5 - u * (0.33333333 - u * 0.25)));\n    return max(x, 0.0) + select(log(1.0 + u), series, u < 0.03125);\n}"
         }
+        "kiln_f32_bits" => "fn kiln_f32_bits(b: u32) -> f32 {\n    return bitcast<f32>(b);\n}",
         "kiln_is_nan" => "fn kiln_is_nan(x: f32) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}",
         // quantizeToF16 (SPIR-V OpQuantizeToF16) flushes f16 subnormals to zero; round those
         // onto the subnormal grid (multiples of 2^-24, ties to even) as the interpreter does.
@@ -220,7 +237,13 @@ impl ExprWriter<'_> {
                 let v = from_storage(d, &format!("in{slot}[{index}]"));
                 (self.let_("v", v), d)
             }
-            Expr::Lit(v, d) => (literal(*v, *d), *d),
+            Expr::Lit(v, d) => {
+                let lit = literal(*v, *d);
+                if lit.starts_with(NONFINITE_HELPER) {
+                    self.helpers.insert(NONFINITE_HELPER);
+                }
+                (lit, *d)
+            }
             Expr::Coord(a) => (self.coords[*a].clone(), DType::I32),
             Expr::DimVal(d) => (self.params.dim(d, "dim"), DType::I32),
             Expr::LoadAt(slot, index, shape) => {
@@ -434,6 +457,23 @@ impl ExprWriter<'_> {
                 }
             },
             (_, t) => wrap8(format!("{}({x})", reg_ty(t)), t),
+        }
+    }
+}
+
+#[cfg(test)]
+mod literal_tests {
+    use super::*;
+
+    #[test]
+    fn f32_literals_never_exceed_the_f32_range() {
+        // Tint rejects "3.4028235e38f" (the shortest round-trip form of f32::MAX) as out of range.
+        for v in [f32::MAX, f32::MIN, 3.0e38, -1.5, 0.1] {
+            let s = literal(v as f64, DType::F32);
+            let digits = s.trim_matches(|c| c == '(' || c == ')').trim_end_matches('f');
+            let exact: f64 = digits.parse().unwrap();
+            assert!(exact.abs() <= f32::MAX as f64, "{s} is outside f32's range");
+            assert_eq!(exact as f32, v, "{s} does not round to {v}");
         }
     }
 }

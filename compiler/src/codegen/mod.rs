@@ -347,8 +347,8 @@ pub fn render(
             ctx.insert("halves", &halves(p.workgroup_size));
             let (lo, hi) = match dtype {
                 DType::F32 | DType::F16 => (
-                    "bitcast<f32>(0xff800000u)".to_string(),
-                    "bitcast<f32>(0x7f800000u)".to_string(),
+                    literal(f64::NEG_INFINITY, DType::F32),
+                    literal(f64::INFINITY, DType::F32),
                 ),
                 DType::U32 | DType::U8 => ("0u".into(), "4294967295u".into()),
                 _ => (
@@ -385,6 +385,10 @@ pub fn render(
                     ctx.insert("better", "kiln_better");
                     ctx.insert("init", &if *max { lo } else { hi });
                 }
+            }
+            let init = ctx.get("init").and_then(|v| v.as_str()).unwrap_or_default();
+            if init.starts_with(expr::NONFINITE_HELPER) {
+                helpers.insert(expr::NONFINITE_HELPER);
             }
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("reduce", [p.workgroup_size, 1, 1], grid, true)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Browser tests of the web package and demo (web/test/browser.test.mjs) in Debian's Chromium with
+# WebGPU on SwiftShader: builds web/dist and the kiln CLI, compiles paraphrase-MiniLM-L3-v2 into
+# a bundle with `kiln compile` (never committed), then runs the tokenizer test and the browser
+# tests. Screenshots land in .cache/web/test-out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium nodejs npm >/dev/null
+fi
+[ -f .cache/models/paraphrase-MiniLM-L3-v2.onnx ] && [ -f .cache/models/minilm-vocab.txt ] || bash scripts/fetch_models.sh
+bash scripts/build_web.sh
+cargo build --release -q --bin kiln
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
+rm -rf .cache/web/minilm
+./target/release/kiln compile .cache/models/paraphrase-MiniLM-L3-v2.onnx -o .cache/web/minilm/bundle
+cp .cache/models/minilm-vocab.txt .cache/web/minilm/vocab.txt
+node web/test/tokenizer.test.mjs .cache/models/minilm-vocab.txt
+node web/test/browser.test.mjs

@@ -33,6 +33,38 @@ pub struct Manifest {
     pub programs: Vec<Program>,
     /// sha256 (hex) of every other file in the bundle, by path relative to the bundle dir.
     pub files: BTreeMap<String, String>,
+    /// Conditions on symbolic dims the model relies on; the runtime refuses inputs whose dims
+    /// break one (instead of reading out of range on the GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assumptions: Vec<SizeAssumption>,
+}
+
+/// `value <= max` must hold once the symbols are bound (e.g. `seq <= 512` for a model whose
+/// position table has 512 rows).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SizeAssumption {
+    /// The bounded value.
+    pub value: SizeExpr,
+    /// Its largest allowed value.
+    pub max: SizeExpr,
+    /// Which node relies on it and why.
+    pub why: String,
+}
+
+/// Input dims that break a [`SizeAssumption`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the input dims give '{value}' = {actual}, more than '{max}' = {limit}, which the model allows: {why}")]
+pub struct AssumptionViolated {
+    /// The bounded expression.
+    pub value: String,
+    /// Its value for the given inputs.
+    pub actual: i64,
+    /// The bound expression.
+    pub max: String,
+    /// The bound's value.
+    pub limit: i64,
+    /// Which node relies on it.
+    pub why: String,
 }
 
 /// Features and limits the bundle needs from the adapter.
@@ -292,6 +324,25 @@ impl Manifest {
     /// Serializes to pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("manifest serializes")
+    }
+
+    /// Checks every [`SizeAssumption`] for bound symbols (expressions that cannot be evaluated
+    /// are left to the shape checks).
+    pub fn check_assumptions(&self, b: &crate::Bindings) -> Result<(), AssumptionViolated> {
+        for a in &self.assumptions {
+            if let (Ok(actual), Ok(limit)) = (a.value.eval(b), a.max.eval(b)) {
+                if actual > limit {
+                    return Err(AssumptionViolated {
+                        value: a.value.to_string(),
+                        actual,
+                        max: a.max.to_string(),
+                        limit,
+                        why: a.why.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The program with this name.

@@ -27,13 +27,27 @@ pub struct Bundle {
 impl Bundle {
     /// Loads and verifies the bundle in `dir` (see the module docs for what is checked).
     pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
+        Self::load_checked(dir.as_ref(), None)
+    }
+
+    /// Like [`Bundle::load`], and first checks that `manifest.json` has the integrity digest
+    /// `integrity` (`sha256-<base64>`, as printed by `kiln compile`). The manifest holds the
+    /// sha256 of every other file, so this pins the whole bundle, as SRI does for a script.
+    pub fn load_with_integrity(dir: impl AsRef<Path>, integrity: &str) -> Result<Bundle> {
+        Self::load_checked(dir.as_ref(), Some(integrity))
+    }
+
+    fn load_checked(dir: &Path, integrity: Option<&str>) -> Result<Bundle> {
         let t0 = Instant::now();
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         let mpath = dir.join(MANIFEST_FILE);
         if !mpath.is_file() {
             return Err(RuntimeError::ManifestMissing { dir });
         }
         let text = read(&mpath)?;
+        if let Some(expected) = integrity {
+            kiln_abi::check_integrity(&text, expected)?;
+        }
         let text = String::from_utf8(text).map_err(|e| RuntimeError::Manifest {
             path: mpath.clone(),
             message: format!("manifest.json is not UTF-8: {e}"),
@@ -82,6 +96,12 @@ impl Bundle {
                 file: k.file.clone(),
                 message: format!("WGSL file is not UTF-8: {e}"),
             })?;
+            manifest
+                .check_kernel_source(wgsl.len(), &src)
+                .map_err(|message| RuntimeError::Manifest {
+                    path: mpath.clone(),
+                    message,
+                })?;
             wgsl.push(src);
         }
 

@@ -69,6 +69,7 @@ pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBin
             }
         }
     }
+    g.check_assumptions(&b)?;
     Ok(b)
 }
 

@@ -181,6 +181,9 @@ impl<'a> N<'a> {
     }
 }
 
+/// Most elements of any tensor: kernels index with i32 (WGSL has no 64-bit integers).
+pub(crate) const MAX_TENSOR_ELEMS: u64 = i32::MAX as u64;
+
 impl Ctx {
     fn new(base_dir: Option<&Path>) -> Ctx {
         Ctx {
@@ -313,6 +316,16 @@ impl Ctx {
     pub fn add(&mut self, n: &N, suffix: &str, op: Op, ins: &[NodeId]) -> Result<NodeId, OnnxError> {
         let name = n.sub(suffix);
         let id = self.g.add(&name, op, ins).map_err(|e| ir_err(n, e))?;
+        let ty = &self.g.node(id).ty;
+        if let Some(shape) = ty.const_shape() {
+            let elems = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+            if elems.is_none_or(|e| e > MAX_TENSOR_ELEMS) {
+                return Err(n.err(format!(
+                    "its result {} has more than {MAX_TENSOR_ELEMS} elements; kernels index tensors with 32-bit integers",
+                    ty.describe()
+                )));
+            }
+        }
         match fold::try_fold(&self.g, id, ins) {
             Ok(Some(t)) => Ok(self.g.add_const(&name, t)),
             Ok(None) => Ok(id),

@@ -394,3 +394,21 @@ fn a_tensor_beyond_32_bit_indexing_is_a_clear_compile_error() {
     let model = write_file(tmp.path(), "m.onnx", &b.encode());
     try_compile(&model, &tmp.path().join("b"), &[]).fails_with(&["huge_zeros", "2147483647 elements"]);
 }
+
+/// A node that needs concrete sizes names every symbolic dim of its inputs in one error.
+#[test]
+fn an_error_about_symbolic_dims_names_all_of_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = ModelBuilder::new("strided");
+    b.input("x", DataType::Float, &[d("n"), d(3), d("h"), d("w")]);
+    b.init_f32("k", &[4, 3, 3, 3], &values(108, 1, 0.5));
+    b.node("Conv", &["x", "k"], &["y"])
+        .name("stem")
+        .attr_ints("strides", &[2, 2])
+        .attr_ints("pads", &[1, 1, 1, 1]);
+    b.output("y", DataType::Float);
+    let model = write_file(tmp.path(), "m.onnx", &b.encode());
+    try_compile(&model, &tmp.path().join("b"), &[]).fails_with(&["stem", "--dim h=VALUE", "--dim n=VALUE", "--dim w=VALUE"]);
+    // With every dim given it compiles.
+    compile(&model, &tmp.path().join("b"), &["--dim", "n=1", "--dim", "h=16", "--dim", "w=16"]);
+}

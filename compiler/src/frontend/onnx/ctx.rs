@@ -567,7 +567,10 @@ pub(crate) fn lower_model(
             proto: node,
             opset,
         };
-        let outs = lower::lower_node(&mut cx, &n).map_err(|e| freeze_hint(e, node, graph))?;
+        let outs = match lower::lower_node(&mut cx, &n) {
+            Ok(outs) => outs,
+            Err(e) => return Err(symbolic_dims_hint(freeze_hint(e, node, graph), &cx, node)),
+        };
         for (k, out) in node.output.iter().enumerate() {
             if out.is_empty() {
                 continue;
@@ -677,6 +680,37 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
         op_type,
         msg,
     }
+}
+
+/// Adds to a node error every symbolic dim in the node's inputs, so a node that needs concrete
+/// sizes (a strided convolution, a pooling window) names all the `--dim`s it needs at once
+/// instead of one per attempt.
+fn symbolic_dims_hint(e: OnnxError, cx: &Ctx, node: &NodeProto) -> OnnxError {
+    let OnnxError::Node { node: name, op_type, msg } = e else {
+        return e;
+    };
+    let mut dims: Vec<String> = node
+        .input
+        .iter()
+        .filter_map(|i| match cx.values.get(i) {
+            Some(Value::Node(id)) => Some(cx.ty(*id).shape.iter().flat_map(Dim::symbols).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    dims.sort();
+    dims.dedup();
+    let msg = if dims.is_empty() {
+        msg
+    } else {
+        let flags: Vec<String> = dims.iter().map(|d| format!("--dim {d}=VALUE")).collect();
+        format!(
+            "{msg} (its inputs have symbolic dims {}; where concrete sizes are needed, give them all: {})",
+            dims.join(", "),
+            flags.join(" ")
+        )
+    };
+    OnnxError::Node { node: name, op_type, msg }
 }
 
 fn node_name(node: &NodeProto, i: usize) -> String {

@@ -51,7 +51,10 @@ fn ids(shape: &[usize], v: &[i64]) -> BTreeMap<String, HostTensor> {
 fn index_inputs_are_range_checked_before_upload() {
     let (_tmp, work, bundle) = compiled(&embedding_onnx());
     let m = manifest(&bundle);
-    let b = m.inputs[0].index_bound.as_ref().expect("ids is recorded as an index input");
+    let b = m.inputs[0]
+        .index_bound
+        .as_ref()
+        .expect("ids is recorded as an index input");
     assert_eq!((b.bound, b.negative), (10, true));
     // In range (negative indices count from the end, as in ONNX): matches the interpreter.
     let good = ids(&[2, 3], &[0, 9, 3, -1, -10, 5]);
@@ -63,7 +66,13 @@ fn index_inputs_are_range_checked_before_upload() {
         let dir = work.join(tag);
         std::fs::create_dir_all(&dir).unwrap();
         args.extend(write_inputs(&dir, &inputs));
-        kiln(&args).fails_with(&["'ids'", &format!("index {bad}"), "-10..10", "word_embeddings", "position 1"]);
+        kiln(&args).fails_with(&[
+            "'ids'",
+            &format!("index {bad}"),
+            "-10..10",
+            "word_embeddings",
+            "position 1",
+        ]);
     }
 }
 
@@ -97,7 +106,9 @@ fn maxpool_with_a_zero_kernel_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let mut b = ModelBuilder::new("pool0");
     b.input("x", DataType::Float, &[d(1), d(1), d(4), d(4)]);
-    b.node("MaxPool", &["x"], &["y"]).name("pool").attr_ints("kernel_shape", &[0, 2]);
+    b.node("MaxPool", &["x"], &["y"])
+        .name("pool")
+        .attr_ints("kernel_shape", &[0, 2]);
     b.output("y", DataType::Float);
     let model = write_file(tmp.path(), "m.onnx", &b.encode());
     try_compile(&model, &tmp.path().join("b"), &[]).fails_with(&["'pool'", "kernel_shape", "size 0"]);
@@ -132,7 +143,12 @@ fn compile_prints_an_integrity_digest_that_run_checks() {
     assert_eq!(digest, kiln::abi::integrity_of(&text));
     let inputs = write_inputs(tmp.path(), &mlp_inputs(2));
     let run = |digest: &str| {
-        let mut args = vec!["run".to_string(), bundle.display().to_string(), "--integrity".into(), digest.into()];
+        let mut args = vec![
+            "run".to_string(),
+            bundle.display().to_string(),
+            "--integrity".into(),
+            digest.into(),
+        ];
         args.extend(inputs.clone());
         kiln(&args)
     };
@@ -202,7 +218,10 @@ fn manifest_with_empty_bindings_is_refused() {
 #[test]
 fn manifest_with_a_deeply_nested_size_expression_is_refused() {
     let deep = format!("{}1{}", "(".repeat(30_000), ")".repeat(30_000));
-    edited_manifest_is_refused(move |v| v["buffers"][0]["size"] = serde_json::json!(deep), &["nests deeper"]);
+    edited_manifest_is_refused(
+        move |v| v["buffers"][0]["size"] = serde_json::json!(deep),
+        &["nests deeper"],
+    );
 }
 
 #[test]
@@ -281,7 +300,8 @@ fn a_very_long_elementwise_chain_compiles_and_runs() {
         v = if i % 2 == 0 {
             g.add(&format!("neg{i}"), Op::Unary(UnaryOp::Neg), &[v]).unwrap()
         } else {
-            g.add(&format!("add{i}"), Op::Binary(BinaryOp::Add), &[v, step]).unwrap()
+            g.add(&format!("add{i}"), Op::Binary(BinaryOp::Add), &[v, step])
+                .unwrap()
         };
     }
     g.add_output("y", v);
@@ -321,7 +341,11 @@ fn setup_script_detects_a_driver_next_to_an_empty_directory() {
     write_file(&full, "lvp_icd.x86_64.json", b"{}");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup.sh");
     let check = |dirs: &[&PathBuf]| {
-        let joined = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":");
+        let joined = dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
         std::process::Command::new("bash")
             .arg(&script)
             .arg("--check")
@@ -351,7 +375,8 @@ fn position_table_onnx() -> Vec<u8> {
     b.node("Shape", &["x"], &["shape"]).name("shape");
     b.node("Gather", &["shape", "one"], &["seq_len"]).name("seq_len");
     b.node("Unsqueeze", &["seq_len", "axis0"], &["end"]).name("end");
-    b.node("Slice", &["pos", "zero", "end", "axis1"], &["pos_used"]).name("position_slice");
+    b.node("Slice", &["pos", "zero", "end", "axis1"], &["pos_used"])
+        .name("position_slice");
     b.node("Add", &["x", "pos_used"], &["y"]).name("add_positions");
     b.output("y", DataType::Float);
     b.encode()
@@ -370,7 +395,13 @@ fn a_sequence_longer_than_the_position_table_is_refused() {
     };
     for seq in [3, 8] {
         let inputs = x(seq);
-        run_and_check(&bundle, &work, &format!("seq{seq}"), &inputs, &reference(&position_table_onnx(), &[], &inputs));
+        run_and_check(
+            &bundle,
+            &work,
+            &format!("seq{seq}"),
+            &inputs,
+            &reference(&position_table_onnx(), &[], &inputs),
+        );
     }
     let dir = work.join("seq9");
     std::fs::create_dir_all(&dir).unwrap();
@@ -378,9 +409,11 @@ fn a_sequence_longer_than_the_position_table_is_refused() {
     args.extend(write_inputs(&dir, &x(9)));
     kiln(&args).fails_with(&["'seq' = 9", "= 8", "position_slice"]);
     // The interpreter (the tests' oracle) refuses it too.
-    let model = kiln::compiler::frontend::onnx::load_onnx_bytes(&position_table_onnx(), "p", &Default::default()).unwrap();
+    let model =
+        kiln::compiler::frontend::onnx::load_onnx_bytes(&position_table_onnx(), "p", &Default::default()).unwrap();
     let t = kiln::convert::to_ir(&x(9)["x"]).unwrap();
-    let err = kiln::ir::interp::evaluate(&model.graph, &std::collections::HashMap::from([("x".to_string(), t)])).unwrap_err();
+    let err =
+        kiln::ir::interp::evaluate(&model.graph, &std::collections::HashMap::from([("x".to_string(), t)])).unwrap_err();
     assert!(err.to_string().contains("position_slice"), "{err}");
 }
 
@@ -408,7 +441,52 @@ fn an_error_about_symbolic_dims_names_all_of_them() {
         .attr_ints("pads", &[1, 1, 1, 1]);
     b.output("y", DataType::Float);
     let model = write_file(tmp.path(), "m.onnx", &b.encode());
-    try_compile(&model, &tmp.path().join("b"), &[]).fails_with(&["stem", "--dim h=VALUE", "--dim n=VALUE", "--dim w=VALUE"]);
+    try_compile(&model, &tmp.path().join("b"), &[]).fails_with(&[
+        "stem",
+        "--dim h=VALUE",
+        "--dim n=VALUE",
+        "--dim w=VALUE",
+    ]);
     // With every dim given it compiles.
-    compile(&model, &tmp.path().join("b"), &["--dim", "n=1", "--dim", "h=16", "--dim", "w=16"]);
+    compile(
+        &model,
+        &tmp.path().join("b"),
+        &["--dim", "n=1", "--dim", "h=16", "--dim", "w=16"],
+    );
+}
+
+/// A `.npy` whose header claims more data than the file holds (or a shape whose element count
+/// overflows) is refused before anything is allocated for it.
+#[test]
+fn forged_npy_shapes_are_refused_before_allocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_t, _work, bundle) = compiled(&mlp_onnx());
+    let real = tmp.path().join("real.npy");
+    kiln::npy::write_npy(&real, &HostTensor::from_f32(&[4], &[1.0; 4])).unwrap();
+    let bytes = std::fs::read(&real).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    let data = &bytes[10 + header_len..];
+    for (tag, shape) in [
+        ("overflow", "(4294967296, 4294967296)"),
+        ("oversized", "(1099511627776,)"),
+    ] {
+        let mut h = header.replace("(4,)", shape).trim_end().to_string();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut forged = bytes[..8].to_vec();
+        forged.extend((h.len() as u16).to_le_bytes());
+        forged.extend(h.as_bytes());
+        forged.extend(data);
+        let path = write_file(tmp.path(), &format!("{tag}.npy"), &forged);
+        kiln([
+            "run".to_string(),
+            bundle.display().to_string(),
+            "--input".into(),
+            format!("x={}", path.display()),
+        ])
+        .fails_with(&[&format!("{tag}.npy"), "bytes of data"]);
+    }
 }

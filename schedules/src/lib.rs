@@ -9,7 +9,7 @@ pub mod defaults;
 pub mod limits;
 pub mod tuning;
 
-pub use limits::DeviceLimits;
+pub use limits::{DeviceLimits, ProfileError};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -30,7 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Bundle::load(&dir)?,
     };
     let manifest = bundle.manifest();
-    println!("bundle '{}' (model '{}'), integrity {}", dir, manifest.model, manifest.integrity());
+    println!(
+        "bundle '{}' (model '{}'), integrity {}",
+        dir,
+        manifest.model,
+        manifest.integrity()
+    );
 
     // Device, pipelines and weights. `KILN_ADAPTER=<substring>` picks an adapter by name.
     let mut session = Session::new(&bundle, &SessionOptions::default())?;
@@ -48,10 +53,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect::<Result<_, _>>()?;
             let n: usize = shape.iter().product();
             let tensor = match spec.dtype {
-                ElemType::F32 => HostTensor::from_f32(&shape, &(0..n).map(|i| (i % 7) as f32 / 7.0).collect::<Vec<_>>()),
+                ElemType::F32 => {
+                    HostTensor::from_f32(&shape, &(0..n).map(|i| (i % 7) as f32 / 7.0).collect::<Vec<_>>())
+                }
                 ElemType::I64 => HostTensor::from_i64(&shape, &vec![0; n]),
                 ElemType::I32 => HostTensor::from_i32(&shape, &vec![0; n]),
-                other => return Err(format!("input '{}': this example does not synthesize {}", spec.name, other.name()).into()),
+                other => {
+                    return Err(format!(
+                        "input '{}': this example does not synthesize {}",
+                        spec.name,
+                        other.name()
+                    )
+                    .into())
+                }
             };
             inputs.insert(spec.name.clone(), tensor);
         }

@@ -398,7 +398,11 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
         if !m.symbols.contains(name) {
             bail!(
                 "--dim {name}: the bundle has no symbolic dim '{name}' (its symbolic dims: {})",
-                if m.symbols.is_empty() { "none".to_string() } else { m.symbols.join(", ") }
+                if m.symbols.is_empty() {
+                    "none".to_string()
+                } else {
+                    m.symbols.join(", ")
+                }
             );
         }
     }
@@ -423,7 +427,10 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
             given.insert(spec.name.clone(), synthesize(spec, &dims)?);
         }
     }
-    let bar = spinner(format!("timing {} runs of program '{program}' (after a warm-up run)", iters.max(1)));
+    let bar = spinner(format!(
+        "timing {} runs of program '{program}' (after a warm-up run)",
+        iters.max(1)
+    ));
     let t = session.bench(program, &given, iters.max(1));
     bar.finish_and_clear();
     let t = t?;
@@ -465,7 +472,11 @@ fn bind_given_dims(
                     } else {
                         format!("another input, which has {s} = {v}")
                     };
-                    bail!("--input '{}' has {s} = {d} (dim {j} of shape {:?}), which contradicts {source}", spec.name, t.shape);
+                    bail!(
+                        "--input '{}' has {s} = {d} (dim {j} of shape {:?}), which contradicts {source}",
+                        spec.name,
+                        t.shape
+                    );
                 }
                 Some(_) => {}
                 None => {
@@ -479,7 +490,11 @@ fn bind_given_dims(
 
 /// Evaluates every input, output and intermediate buffer size for `dims` and refuses, before
 /// anything is allocated, sizes beyond what the device can bind or 64-bit arithmetic holds.
-fn check_sizes(m: &kiln::abi::Manifest, dims: &kiln::ir::DimBindings, limits: &kiln::runtime::wgpu::Limits) -> Result<()> {
+fn check_sizes(
+    m: &kiln::abi::Manifest,
+    dims: &kiln::ir::DimBindings,
+    limits: &kiln::runtime::wgpu::Limits,
+) -> Result<()> {
     let max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
     let dims_str = || {
         let mut v: Vec<String> = dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -501,7 +516,13 @@ fn check_sizes(m: &kiln::abi::Manifest, dims: &kiln::ir::DimBindings, limits: &k
         let mut elems: i64 = 1;
         for d in &spec.shape {
             let Ok(v) = d.eval(dims) else { break };
-            elems = elems.checked_mul(v).ok_or_else(|| anyhow!("input '{}' has more elements than 64-bit integers hold with {}", spec.name, dims_str()))?;
+            elems = elems.checked_mul(v).ok_or_else(|| {
+                anyhow!(
+                    "input '{}' has more elements than 64-bit integers hold with {}",
+                    spec.name,
+                    dims_str()
+                )
+            })?;
         }
         let bytes = (elems as u64).saturating_mul(spec.dtype.host_size() as u64);
         if bytes > max {
@@ -611,7 +632,10 @@ fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
     let model = kiln::demo::demo_model()?;
     let keep = out.is_some();
     let dir = out.unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-demo-{}", std::process::id())));
-    let guard = TempDir { path: dir.clone(), keep };
+    let guard = TempDir {
+        path: dir.clone(),
+        keep,
+    };
     let t0 = Instant::now();
     let manifest = compiler::compile_to_dir(&model, &CompileOptions::default(), &dir)?;
     println!(

@@ -96,8 +96,10 @@ pub fn check_replaceable(dir: &Path) -> Result<(), CompileError> {
     if files.is_empty() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|_| refuse(format!("no readable {MANIFEST_FILE}")))?;
-    let manifest = Manifest::from_json(&text).map_err(|e| refuse(format!("{MANIFEST_FILE} is not a Kiln manifest: {e}")))?;
+    let text =
+        std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|_| refuse(format!("no readable {MANIFEST_FILE}")))?;
+    let manifest =
+        Manifest::from_json(&text).map_err(|e| refuse(format!("{MANIFEST_FILE} is not a Kiln manifest: {e}")))?;
     if let Some(extra) = files
         .iter()
         .find(|f| f.as_str() != MANIFEST_FILE && !manifest.files.contains_key(f.as_str()))
@@ -116,7 +118,12 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
             list_files(root, &path, out)?;
         } else {
             let rel = path.strip_prefix(root).unwrap_or(&path);
-            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+            out.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
         }
     }
     Ok(())

@@ -74,7 +74,13 @@ mod tests {
         let table = g.add_const("table", Tensor::f32(vec![10, 4], vec![0.0; 40]));
         let small = g.add_const("small", Tensor::f32(vec![7, 4], vec![0.0; 28]));
         let flat = g
-            .add("flat", Op::Reshape { shape: vec![Dim::sym("batch").mul(&Dim::sym("seq"))] }, &[ids])
+            .add(
+                "flat",
+                Op::Reshape {
+                    shape: vec![Dim::sym("batch").mul(&Dim::sym("seq"))],
+                },
+                &[ids],
+            )
             .unwrap();
         let e = g.add("embed", Op::Gather { axis: 0 }, &[table, flat]).unwrap();
         let e2 = g.add("embed_small", Op::Gather { axis: 0 }, &[small, ids]).unwrap();

@@ -121,7 +121,10 @@ impl SizeExpr {
     /// more than [`MAX_OPERATORS`] operators is an error (never a stack overflow).
     pub fn parse(s: &str) -> Result<SizeExpr, String> {
         let toks = tokenize(s)?;
-        let operators = toks.iter().filter(|t| matches!(t.as_str(), "+" | "-" | "*" | "/" | "%" | ",")).count();
+        let operators = toks
+            .iter()
+            .filter(|t| matches!(t.as_str(), "+" | "-" | "*" | "/" | "%" | ","))
+            .count();
         if operators > MAX_OPERATORS {
             return Err(format!(
                 "size expression has {operators} operators, more than the {MAX_OPERATORS} allowed (it starts '{}')",
@@ -392,6 +395,9 @@ mod tests {
         let err = SizeExpr::parse("n * 4").unwrap().eval(&b).unwrap_err();
         assert!(err.contains("overflows"), "{err}");
         assert!(SizeExpr::parse("cdiv(n, 1) + n + n").unwrap().eval(&b).is_err());
-        assert_eq!(SizeExpr::parse("cdiv(n, 2)").unwrap().eval(&b).unwrap(), i64::MAX / 4 + 1);
+        assert_eq!(
+            SizeExpr::parse("cdiv(n, 2)").unwrap().eval(&b).unwrap(),
+            i64::MAX / 4 + 1
+        );
     }
 }

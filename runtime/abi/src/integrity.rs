@@ -38,9 +38,9 @@ pub fn integrity_of(bytes: &[u8]) -> String {
 /// Checks `bytes` (a `manifest.json`) against an expected digest from [`integrity_of`].
 pub fn check_integrity(bytes: &[u8], expected: &str) -> Result<(), IntegrityError> {
     let expected = expected.trim();
-    let well_formed = expected
-        .strip_prefix(INTEGRITY_PREFIX)
-        .is_some_and(|b| b.len() == 44 && b.ends_with('=') && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c)));
+    let well_formed = expected.strip_prefix(INTEGRITY_PREFIX).is_some_and(|b| {
+        b.len() == 44 && b.ends_with('=') && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+    });
     if !well_formed {
         return Err(IntegrityError::Malformed {
             given: expected.to_string(),
@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(check_integrity(m, &d), Ok(()));
         assert_eq!(check_integrity(m, &format!(" {d}\n")), Ok(()));
         let edited = br#"{"format_version": 2}"#;
-        assert!(matches!(check_integrity(edited, &d), Err(IntegrityError::Mismatch { .. })));
+        assert!(matches!(
+            check_integrity(edited, &d),
+            Err(IntegrityError::Mismatch { .. })
+        ));
         for bad in ["", "sha256-", "sha384-abc", &d[7..], "sha256-!!!!", &format!("{d}x")] {
             assert!(
                 matches!(check_integrity(m, bad), Err(IntegrityError::Malformed { .. })),

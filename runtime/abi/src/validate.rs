@@ -59,7 +59,10 @@ impl Manifest {
         self.check_outputs()?;
         for io in &self.outputs {
             if io.index_bound.is_some() {
-                return Err(format!("manifest: output '{}' has an index bound; only inputs may", io.name));
+                return Err(format!(
+                    "manifest: output '{}' has an index bound; only inputs may",
+                    io.name
+                ));
             }
         }
         for io in &self.inputs {
@@ -305,7 +308,11 @@ fn bindings_of(code: &str) -> Result<Vec<BindingKind>, String> {
             "uniform" => BindingKind::Uniform,
             "storage" | "storage,read" => BindingKind::ReadOnlyStorage,
             "storage,read_write" => BindingKind::Storage,
-            other => return Err(format!("@binding({index}) has address space <{other}>, which the kernel ABI does not use")),
+            other => {
+                return Err(format!(
+                    "@binding({index}) has address space <{other}>, which the kernel ABI does not use"
+                ))
+            }
         };
         found.push((index, kind));
     }
@@ -362,10 +369,17 @@ mod tests {
         let e = m
             .check_kernel_source(0, &WGSL.replace("(64, 1, 1)", "(32, 1, 1)"))
             .unwrap_err();
-        assert!(e.contains("k0") && e.contains("[64, 1, 1]") && e.contains("[32, 1, 1]"), "{e}");
-        let e = m.check_kernel_source(0, &WGSL.replace("read_write", "read")).unwrap_err();
+        assert!(
+            e.contains("k0") && e.contains("[64, 1, 1]") && e.contains("[32, 1, 1]"),
+            "{e}"
+        );
+        let e = m
+            .check_kernel_source(0, &WGSL.replace("read_write", "read"))
+            .unwrap_err();
         assert!(e.contains("bindings"), "{e}");
-        let e = m.check_kernel_source(0, &WGSL.replace("fn main", "fn other")).unwrap_err();
+        let e = m
+            .check_kernel_source(0, &WGSL.replace("fn main", "fn other"))
+            .unwrap_err();
         assert!(e.contains("entry point"), "{e}");
         let mut m2 = m.clone();
         m2.kernels[0].workgroup_size = [128, 1, 1];
@@ -376,16 +390,34 @@ mod tests {
     fn edited_manifests_are_refused_with_what_and_where() {
         let base = spec();
         let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
-            ("zero workgroups", Box::new(|m| m.programs[0].dispatches[0].grid = [0.into(), 0.into(), 0.into()])),
-            ("negative", Box::new(|m| m.programs[0].dispatches[0].grid[1] = (-1).into())),
+            (
+                "zero workgroups",
+                Box::new(|m| m.programs[0].dispatches[0].grid = [0.into(), 0.into(), 0.into()]),
+            ),
+            (
+                "negative",
+                Box::new(|m| m.programs[0].dispatches[0].grid[1] = (-1).into()),
+            ),
             ("weight buffer 2", Box::new(|m| m.outputs[0].buffer = 2)),
-            ("written", Box::new(|m| m.programs[0].dispatches[0].buffers = vec![1, 2])),
+            (
+                "written",
+                Box::new(|m| m.programs[0].dispatches[0].buffers = vec![1, 2]),
+            ),
             ("no bindings", Box::new(|m| m.kernels[0].bindings.clear())),
-            ("binding 0", Box::new(|m| m.kernels[0].bindings[0] = BindingKind::Storage)),
+            (
+                "binding 0",
+                Box::new(|m| m.kernels[0].bindings[0] = BindingKind::Storage),
+            ),
             ("has a zero", Box::new(|m| m.kernels[0].workgroup_size = [0, 1, 1])),
             ("negative size", Box::new(|m| m.buffers[1].size = (-4).into())),
-            ("refers to buffer 9", Box::new(|m| m.programs[0].dispatches[0].buffers[0] = 9)),
-            ("takes 2 and 1", Box::new(|m| m.programs[0].dispatches[0].buffers.push(1))),
+            (
+                "refers to buffer 9",
+                Box::new(|m| m.programs[0].dispatches[0].buffers[0] = 9),
+            ),
+            (
+                "takes 2 and 1",
+                Box::new(|m| m.programs[0].dispatches[0].buffers.push(1)),
+            ),
         ];
         for (needle, edit) in cases {
             let mut m = base.clone();

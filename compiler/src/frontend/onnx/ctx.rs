@@ -686,7 +686,12 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
 /// sizes (a strided convolution, a pooling window) names all the `--dim`s it needs at once
 /// instead of one per attempt.
 fn symbolic_dims_hint(e: OnnxError, cx: &Ctx, node: &NodeProto) -> OnnxError {
-    let OnnxError::Node { node: name, op_type, msg } = e else {
+    let OnnxError::Node {
+        node: name,
+        op_type,
+        msg,
+    } = e
+    else {
         return e;
     };
     let mut dims: Vec<String> = node
@@ -710,7 +715,11 @@ fn symbolic_dims_hint(e: OnnxError, cx: &Ctx, node: &NodeProto) -> OnnxError {
             flags.join(" ")
         )
     };
-    OnnxError::Node { node: name, op_type, msg }
+    OnnxError::Node {
+        node: name,
+        op_type,
+        msg,
+    }
 }
 
 fn node_name(node: &NodeProto, i: usize) -> String {

@@ -11,7 +11,14 @@ use kiln_ir::{BinaryOp, Dim, NodeId, Op, ReduceOp, UnaryOp};
 
 /// A constant `v` broadcast to `shape`: the LayerNorm op takes scale and bias of exactly the
 /// normalized shape, so normalizations without an affine step pass ones and zeros of it.
-fn filled(cx: &mut Ctx, n: &N, suffix: &str, dtype: kiln_ir::DType, v: f64, shape: &[Dim]) -> Result<NodeId, OnnxError> {
+fn filled(
+    cx: &mut Ctx,
+    n: &N,
+    suffix: &str,
+    dtype: kiln_ir::DType,
+    v: f64,
+    shape: &[Dim],
+) -> Result<NodeId, OnnxError> {
     let s = cx.scalar(n, &format!("{suffix}_scalar"), dtype, v);
     if shape.is_empty() {
         return Ok(s);

@@ -445,7 +445,12 @@ pub(crate) fn gather(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let axis = n.axis(n.attr_i("axis", 0)?, cx.ty(data).rank(), "axis")?;
     // Constant indices are checked now: on the GPU an out-of-range index reads zeros.
     if let (Some(size), Some(t)) = (cx.ty(data).shape[axis].as_const(), cx.const_tensor(n, 1)?) {
-        if let Some((at, &i)) = t.to_f64().iter().enumerate().find(|(_, &i)| i < -(size as f64) || i >= size as f64) {
+        if let Some((at, &i)) = t
+            .to_f64()
+            .iter()
+            .enumerate()
+            .find(|(_, &i)| i < -(size as f64) || i >= size as f64)
+        {
             return Err(n.err(format!(
                 "constant index {i} (at flat position {at} of input 1) is out of range for axis {axis} of size {size} (valid: {}..{size})",
                 -size
@@ -650,7 +655,9 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let (s, l, d) = (v[0], v[1], v[2]);
     if d == 0.0 || !d.is_finite() || !s.is_finite() || !l.is_finite() {
-        return Err(n.err(format!("start {s}, limit {l} and delta {d} must be finite, delta nonzero")));
+        return Err(n.err(format!(
+            "start {s}, limit {l} and delta {d} must be finite, delta nonzero"
+        )));
     }
     let count = ((l - s) / d).ceil().max(0.0);
     check_folded_count(n, count, &format!("Range({s}, {l}, {d})"))?;

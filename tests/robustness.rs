@@ -471,7 +471,10 @@ fn forged_npy_shapes_are_refused_before_allocation() {
         ("overflow", "(4294967296, 4294967296)"),
         ("oversized", "(1099511627776,)"),
     ] {
-        let mut h = header.replace("(4,)", shape).trim_end().to_string();
+        // Replace the shape tuple, whatever its spacing (`(4,)` or `(4, )`).
+        let start = header.find("'shape': (").expect("header has a shape") + "'shape': ".len();
+        let end = start + header[start..].find(')').unwrap() + 1;
+        let mut h = format!("{}{shape}{}", &header[..start], &header[end..]).trim_end().to_string();
         while (10 + h.len() + 1) % 64 != 0 {
             h.push(' ');
         }

@@ -13,6 +13,10 @@ use kiln_ir::{Graph, NodeId, Op};
 /// an axis of constant size, through ops that keep values unchanged (reshape, transpose,
 /// expand, integer casts). With several such uses the tightest bound wins.
 pub fn index_bound(g: &Graph, input: NodeId) -> Option<IndexBound> {
+    // Float inputs cast to indices are left alone: their values are not checked as integers.
+    if !g.node(input).ty.dtype.is_int() {
+        return None;
+    }
     let mut best: Option<IndexBound> = None;
     let mut stack = vec![input];
     let mut seen = std::collections::HashSet::new();
@@ -86,9 +90,13 @@ mod tests {
         let e2 = g.add("embed_small", Op::Gather { axis: 0 }, &[small, ids]).unwrap();
         g.add_output("e", e);
         g.add_output("e2", e2);
+        let as_ids = g.add("as_ids", Op::Cast(DType::I32), &[other]).unwrap();
+        let e3 = g.add("embed_float", Op::Gather { axis: 0 }, &[table, as_ids]).unwrap();
         g.add_output("x", other);
+        g.add_output("e3", e3);
         let b = index_bound(&g, ids).expect("ids index the tables");
         assert_eq!((b.bound, b.negative, b.used_by.as_str()), (7, true, "embed_small"));
+        // A float input cast to indices is not an index input (its values are not integers).
         assert_eq!(index_bound(&g, other), None);
     }
 }

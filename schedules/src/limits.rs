@@ -21,7 +21,7 @@ pub enum ProfileError {
         /// The file.
         path: String,
         /// RON's error (with its position).
-        source: ron::error::SpannedError,
+        source: Box<ron::error::SpannedError>,
     },
 }
 
@@ -101,7 +101,7 @@ impl DeviceLimits {
                 })?;
                 ron::from_str(&text).map_err(|source| ProfileError::Malformed {
                     path: path.to_string(),
-                    source,
+                    source: Box::new(source),
                 })
             }
         }

@@ -41,7 +41,7 @@ pub enum TuningError {
         /// The file.
         path: std::path::PathBuf,
         /// RON's error (with its position).
-        source: ron::error::SpannedError,
+        source: Box<ron::error::SpannedError>,
     },
     /// The database could not be serialized.
     #[error("serializing tuning records: {0}")]
@@ -57,7 +57,7 @@ impl TuningDb {
         })?;
         ron::from_str(&text).map_err(|source| TuningError::Malformed {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
     }
 

@@ -389,7 +389,8 @@ mod tests {
     #[test]
     fn edited_manifests_are_refused_with_what_and_where() {
         let base = spec();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "zero workgroups",
                 Box::new(|m| m.programs[0].dispatches[0].grid = [0.into(), 0.into(), 0.into()]),

@@ -89,6 +89,10 @@ enum Command {
         /// Program to run.
         #[arg(long, default_value = "run")]
         program: String,
+        /// Refuse the bundle unless its manifest has this digest (`sha256-...`, as printed by
+        /// `kiln compile`); the manifest lists the sha256 of every other file.
+        #[arg(long, value_name = "DIGEST")]
+        integrity: Option<String>,
     },
     /// Time a bundle's program on the GPU (median of several runs).
     Bench {
@@ -142,13 +146,22 @@ enum Command {
     },
     /// Compile the built-in demo model, run it on the GPU and compare with the interpreter.
     Demo {
-        /// Batch size to run.
-        #[arg(long, default_value_t = 2)]
+        /// Batch size to run (at least 1).
+        #[arg(long, default_value_t = 2, value_parser = parse_batch)]
         batch: usize,
         /// Where to write the demo bundle (default: a temporary directory).
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// `--batch` of `kiln demo`: a positive integer.
+fn parse_batch(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("the batch size must be at least 1".into()),
+        Ok(b) => Ok(b),
+        Err(_) => Err(format!("'{s}' is not a positive integer")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -198,7 +211,8 @@ fn run(cmd: Command) -> Result<()> {
             inputs,
             out,
             program,
-        } => run_cmd(&bundle, &inputs, out.as_deref(), &program),
+            integrity,
+        } => run_cmd(&bundle, &inputs, out.as_deref(), &program, integrity.as_deref()),
         Command::Tune {
             model,
             out,
@@ -254,7 +268,7 @@ fn run(cmd: Command) -> Result<()> {
     }
 }
 
-/// Parses `NAME=VALUE` dim assignments.
+/// Parses `NAME=VALUE` dim assignments; a name given twice is an error.
 fn parse_dims(dims: &[String]) -> Result<kiln::ir::DimBindings> {
     let mut b = kiln::ir::DimBindings::new();
     for d in dims {
@@ -268,7 +282,9 @@ fn parse_dims(dims: &[String]) -> Result<kiln::ir::DimBindings> {
         if v < 0 {
             bail!("--dim '{d}': a dim cannot be negative");
         }
-        b.insert(name.trim().to_string(), v);
+        if let Some(prev) = b.insert(name.trim().to_string(), v) {
+            bail!("--dim '{}' is given more than once ({prev} and {v})", name.trim());
+        }
     }
     Ok(b)
 }
@@ -336,6 +352,7 @@ fn compile_cmd(
         manifest.weights.len(),
         t0.elapsed()
     );
+    println!("integrity: {}", manifest.integrity());
     Ok(())
 }
 
@@ -419,7 +436,7 @@ fn tune_cmd(
                 }
             }
         },
-        |_, db| db.save(out),
+        |_, db| db.save(out).map_err(|e| e.to_string()),
     )
     .map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();
@@ -448,8 +465,17 @@ fn tune_cmd(
     Ok(())
 }
 
-fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &str) -> Result<()> {
-    let bundle = Bundle::load(bundle_dir)?;
+fn run_cmd(
+    bundle_dir: &Path,
+    inputs: &[String],
+    out: Option<&Path>,
+    program: &str,
+    integrity: Option<&str>,
+) -> Result<()> {
+    let bundle = match integrity {
+        Some(digest) => Bundle::load_with_integrity(bundle_dir, digest)?,
+        None => Bundle::load(bundle_dir)?,
+    };
     let mut given = HashMap::new();
     for spec in inputs {
         let (name, file) = spec
@@ -470,7 +496,7 @@ fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &s
             }
         }
     }
-    let mut session = Session::new(&bundle, &SessionOptions::default())?;
+    let mut session = open_session(&bundle)?;
     log::info!(
         "adapter: {} ({:?})",
         session.adapter_info().name,
@@ -492,6 +518,7 @@ fn run_cmd(bundle_dir: &Path, inputs: &[String], out: Option<&Path>, program: &s
 }
 
 /// A synthesized input: floats uniform in [0, 1) (deterministic), integers and bools 1.
+/// Its size was checked by [`check_sizes`] before.
 fn synthesize(spec: &kiln::abi::IoSpec, dims: &kiln::ir::DimBindings) -> Result<HostTensor> {
     let shape: Vec<usize> = spec
         .shape
@@ -524,28 +551,49 @@ fn synthesize(spec: &kiln::abi::IoSpec, dims: &kiln::ir::DimBindings) -> Result<
 
 fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize, program: &str) -> Result<()> {
     let bundle = Bundle::load(bundle_dir)?;
-    let dims = parse_dims(dims)?;
+    let m = bundle.manifest();
+    let mut dims = parse_dims(dims)?;
+    for name in dims.keys() {
+        if !m.symbols.contains(name) {
+            bail!(
+                "--dim {name}: the bundle has no symbolic dim '{name}' (its symbolic dims: {})",
+                if m.symbols.is_empty() {
+                    "none".to_string()
+                } else {
+                    m.symbols.join(", ")
+                }
+            );
+        }
+    }
     let mut given = HashMap::new();
     for spec in inputs {
         let (name, file) = spec
             .split_once('=')
             .ok_or_else(|| anyhow!("--input '{spec}': expected NAME=FILE.npy"))?;
-        given.insert(
-            name.to_string(),
-            read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?,
-        );
+        let t = read_npy(Path::new(file)).with_context(|| format!("input '{name}'"))?;
+        if given.insert(name.to_string(), t).is_some() {
+            bail!("input '{name}' is given more than once");
+        }
     }
-    for spec in &bundle.manifest().inputs {
+    bind_given_dims(m, &given, &mut dims)?;
+    let t0 = Instant::now();
+    let mut session = open_session(&bundle)?;
+    let setup = t0.elapsed();
+    // Sizes first: a huge --dim must be refused before anything is allocated.
+    check_sizes(m, &dims, session.limits())?;
+    for spec in &m.inputs {
         if !given.contains_key(&spec.name) {
             given.insert(spec.name.clone(), synthesize(spec, &dims)?);
         }
     }
-    let t0 = Instant::now();
-    let mut session = Session::new(&bundle, &SessionOptions::default())?;
-    let setup = t0.elapsed();
-    let t = session.bench(program, &given, iters.max(1))?;
+    let bar = spinner(format!(
+        "timing {} runs of program '{program}' (after a warm-up run)",
+        iters.max(1)
+    ));
+    let t = session.bench(program, &given, iters.max(1));
+    bar.finish_and_clear();
+    let t = t?;
     let info = session.adapter_info();
-    let m = bundle.manifest();
     println!("device: {} ({:?})", info.name, info.backend);
     println!(
         "bundle: {} ({} kernels, {} dispatches)",
@@ -561,6 +609,89 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
         t.mean().as_secs_f64() * 1e3,
         t.times.len()
     );
+    Ok(())
+}
+
+/// Adds the symbols that given inputs bind (bare symbolic dims of their shapes) to `dims`; a
+/// `--dim` that contradicts an input is an error naming both.
+fn bind_given_dims(
+    m: &kiln::abi::Manifest,
+    given: &HashMap<String, HostTensor>,
+    dims: &mut kiln::ir::DimBindings,
+) -> Result<()> {
+    let from_dim_flag: std::collections::HashSet<String> = dims.keys().cloned().collect();
+    for spec in &m.inputs {
+        let Some(t) = given.get(&spec.name) else { continue };
+        for (j, (e, &d)) in spec.shape.iter().zip(&t.shape).enumerate() {
+            let kiln::abi::SizeExpr::Sym(s) = e else { continue };
+            match dims.get(s) {
+                Some(&v) if v != d as i64 => {
+                    let source = if from_dim_flag.contains(s) {
+                        format!("--dim {s}={v}")
+                    } else {
+                        format!("another input, which has {s} = {v}")
+                    };
+                    bail!(
+                        "--input '{}' has {s} = {d} (dim {j} of shape {:?}), which contradicts {source}",
+                        spec.name,
+                        t.shape
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    dims.insert(s.clone(), d as i64);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates every input, output and intermediate buffer size for `dims` and refuses, before
+/// anything is allocated, sizes beyond what the device can bind or 64-bit arithmetic holds.
+fn check_sizes(
+    m: &kiln::abi::Manifest,
+    dims: &kiln::ir::DimBindings,
+    limits: &kiln::runtime::wgpu::Limits,
+) -> Result<()> {
+    let max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let dims_str = || {
+        let mut v: Vec<String> = dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        v.sort();
+        v.join(", ")
+    };
+    for (i, b) in m.buffers.iter().enumerate() {
+        let Ok(size) = b.size.eval(dims) else { continue };
+        if size < 0 || size as u64 > max {
+            bail!(
+                "with {} buffer {i} '{}' would need {size} bytes ('{}'), more than the device allows ({max} bytes, maxStorageBufferBindingSize / maxBufferSize)",
+                dims_str(),
+                b.label,
+                b.size
+            );
+        }
+    }
+    for spec in &m.inputs {
+        let mut elems: i64 = 1;
+        for d in &spec.shape {
+            let Ok(v) = d.eval(dims) else { break };
+            elems = elems.checked_mul(v).ok_or_else(|| {
+                anyhow!(
+                    "input '{}' has more elements than 64-bit integers hold with {}",
+                    spec.name,
+                    dims_str()
+                )
+            })?;
+        }
+        let bytes = (elems as u64).saturating_mul(spec.dtype.host_size() as u64);
+        if bytes > max {
+            bail!(
+                "with {} input '{}' would need {bytes} bytes, more than the device allows ({max} bytes)",
+                dims_str(),
+                spec.name
+            );
+        }
+    }
     Ok(())
 }
 
@@ -614,10 +745,56 @@ fn inspect_cmd(bundle_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A progress spinner on stderr with the elapsed time, for work the runtime does in one call
+/// (pipelines and weight upload, timed runs). Hidden when stderr is not a terminal.
+fn spinner(msg: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+        bar.set_style(style);
+    }
+    bar.set_message(msg);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Opens a session (device, pipelines, weight upload) under a spinner naming the weight size.
+fn open_session(bundle: &Bundle) -> Result<Session> {
+    let m = bundle.manifest();
+    let bytes: u64 = (0..m.weights.len()).map(|w| bundle.weight_data(w).len() as u64).sum();
+    let bar = spinner(format!(
+        "creating {} pipelines and uploading {} weights ({:.1} MiB)",
+        m.kernels.len(),
+        m.weights.len(),
+        bytes as f64 / (1 << 20) as f64
+    ));
+    let session = Session::new(bundle, &SessionOptions::default());
+    bar.finish_and_clear();
+    Ok(session?)
+}
+
+/// A directory removed when dropped (on success and on every error path), unless kept.
+struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
     let model = kiln::demo::demo_model()?;
     let keep = out.is_some();
     let dir = out.unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-demo-{}", std::process::id())));
+    let guard = TempDir {
+        path: dir.clone(),
+        keep,
+    };
     let t0 = Instant::now();
     let manifest = compiler::compile_to_dir(&model, &CompileOptions::default(), &dir)?;
     println!(
@@ -628,11 +805,18 @@ fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
         manifest.programs[0].dispatches.len(),
         t0.elapsed()
     );
-    let x = kiln::demo::demo_input(batch);
     let bundle = Bundle::load(&dir)?;
     let mut session = Session::new(&bundle, &SessionOptions::default()).context(
         "no GPU run possible; on Debian/Ubuntu install Mesa's software Vulkan driver with `apt-get install mesa-vulkan-drivers`",
     )?;
+    let batch_dim = i64::try_from(batch).map_err(|_| anyhow!("--batch {batch} is too large"))?;
+    check_sizes(
+        bundle.manifest(),
+        &kiln::ir::DimBindings::from([("batch".to_string(), batch_dim)]),
+        session.limits(),
+    )
+    .with_context(|| format!("--batch {batch}"))?;
+    let x = kiln::demo::demo_input(batch);
     let info = session.adapter_info();
     println!("device: {} ({:?})", info.name, info.backend);
     let inputs = HashMap::from([("x".to_string(), to_host(&x, kiln::abi::ElemType::F32))]);
@@ -655,9 +839,7 @@ fn demo_cmd(batch: usize, out: Option<PathBuf>) -> Result<()> {
             bail!("GPU result for '{name}' differs from the interpreter (relative L2 error {err:.2e} > 1e-4)");
         }
     }
-    if !keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    drop(guard);
     Ok(())
 }
 

@@ -17,7 +17,26 @@ pub fn read_npy(path: &Path) -> Result<HostTensor> {
             path.display()
         );
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("{}: shape {:?} does not fit this machine", path.display(), npy.shape()))?;
+    // The header's shape must match the data that is there: checked before anything is
+    // allocated for it (a forged header cannot make the reader allocate or wrap around).
+    let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let item = npy.dtype().num_bytes().unwrap_or(1).max(1);
+    let needed = elems.and_then(|n| n.checked_mul(item));
+    if needed.is_none_or(|n| n > bytes.len()) {
+        bail!(
+            "{}: the header's shape {:?} needs {} bytes of data, but the file has {} bytes in all",
+            path.display(),
+            shape,
+            needed.map_or("more than 2^64".to_string(), |n| n.to_string()),
+            bytes.len()
+        );
+    }
     // `descr()` is the Python literal of the header's dtype, quotes included (`'<f4'`).
     let descr = npy.dtype().descr();
     let ctx = || format!("reading the data of {}", path.display());

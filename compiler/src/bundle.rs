@@ -2,7 +2,11 @@
 //!
 //! Everything is written into a temporary sibling directory first; only when every file is
 //! complete (and hashed into the manifest) does it replace the target. A failed compile never
-//! leaves a half-written bundle behind, and never destroys an existing one.
+//! leaves a half-written bundle behind, and never destroys an existing one. The target is
+//! replaced only if it is empty or a Kiln bundle (a manifest whose `files` list every file in
+//! the directory), so `-o` pointed at an unrelated folder destroys nothing. Temporary
+//! directories left by a killed compile (`.NAME.tmp-PID`, `.NAME.old-PID` of a process that no
+//! longer exists) are removed by the next compile into the same place.
 
 use crate::CompileError;
 use kiln_abi::{sha256_hex, Manifest, MANIFEST_FILE};
@@ -41,20 +45,19 @@ pub fn write_bundle(b: &CompiledBundle, dir: &Path) -> Result<Manifest, CompileE
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "bundle".into());
+    remove_stale_temp_dirs(parent, &name);
+    if dir.exists() {
+        check_replaceable(dir)?;
+    }
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = write_into(b, &tmp);
     match result {
         Ok(manifest) => {
             if dir.exists() {
-                if !dir.join(MANIFEST_FILE).exists()
-                    && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true)
-                {
+                if let Err(e) = check_replaceable(dir) {
                     let _ = std::fs::remove_dir_all(&tmp);
-                    return Err(io_err(
-                        dir,
-                        "exists, is not empty and is not a Kiln bundle; refusing to replace it",
-                    ));
+                    return Err(e);
                 }
                 let old = parent.join(format!(".{name}.old-{}", std::process::id()));
                 std::fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
@@ -71,6 +74,80 @@ pub fn write_bundle(b: &CompiledBundle, dir: &Path) -> Result<Manifest, CompileE
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e)
+        }
+    }
+}
+
+/// Refuses to replace `dir` unless it is an empty directory or a Kiln bundle: a
+/// `manifest.json` that parses as a manifest and lists (in `files`) every other file in the
+/// directory. Anything else would be destroyed by the replacement.
+pub fn check_replaceable(dir: &Path) -> Result<(), CompileError> {
+    let refuse = |why: String| {
+        io_err(
+            dir,
+            format!("exists and is not a Kiln bundle ({why}); refusing to replace it (choose another -o, or remove it yourself)"),
+        )
+    };
+    if !dir.is_dir() {
+        return Err(refuse("not a directory".into()));
+    }
+    let mut files = Vec::new();
+    list_files(dir, dir, &mut files).map_err(|e| io_err(dir, e))?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|_| refuse(format!("no readable {MANIFEST_FILE}")))?;
+    let manifest =
+        Manifest::from_json(&text).map_err(|e| refuse(format!("{MANIFEST_FILE} is not a Kiln manifest: {e}")))?;
+    if let Some(extra) = files
+        .iter()
+        .find(|f| f.as_str() != MANIFEST_FILE && !manifest.files.contains_key(f.as_str()))
+    {
+        return Err(refuse(format!("'{extra}' is not one of the bundle's files")));
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, as `/`-separated paths relative to `root`; symlinks count as files.
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            list_files(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            out.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes `.NAME.tmp-PID` / `.NAME.old-PID` directories in `parent` whose process no longer
+/// runs (a compile killed while writing). Only where process liveness can be read (`/proc`).
+fn remove_stale_temp_dirs(parent: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().to_string();
+        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
+            file_name
+                .strip_prefix(&format!(".{name}{kind}"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                log::info!("removing {} left by an interrupted compile", entry.path().display());
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
 }

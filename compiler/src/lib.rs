@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod codegen;
 pub mod error;
 pub mod frontend;
+pub mod index_inputs;
 pub mod lower;
 pub mod model;
 pub mod options;
@@ -296,9 +297,17 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             storage: storage_type(ty.dtype),
             shape: ty.shape.iter().map(codegen::params::dim_expr).collect(),
             buffer: plan.buffer_of[&plan::root(&g, id)],
+            index_bound: None,
         }
     };
-    let inputs = g.inputs().iter().map(|&i| io(&g.node(i).name, i)).collect();
+    let inputs = g
+        .inputs()
+        .iter()
+        .map(|&i| IoSpec {
+            index_bound: index_inputs::index_bound(&g, i),
+            ..io(&g.node(i).name, i)
+        })
+        .collect();
     let outputs = g.outputs().iter().map(|(n, i)| io(n, *i)).collect();
     let mut symbols: Vec<String> = g.symbols();
     symbols.sort();
@@ -323,8 +332,20 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             dispatches,
         }],
         files: BTreeMap::new(),
+        assumptions: g
+            .assumptions()
+            .iter()
+            .map(|a| kiln_abi::SizeAssumption {
+                value: codegen::params::dim_expr(&a.dim),
+                max: codegen::params::dim_expr(&a.max),
+                why: a.why.clone(),
+            })
+            .collect(),
     };
-    manifest.check_indices().map_err(CompileError::Internal)?;
+    manifest.validate().map_err(CompileError::Internal)?;
+    for (k, (_, src)) in sources.iter().enumerate() {
+        manifest.check_kernel_source(k, src).map_err(CompileError::Internal)?;
+    }
     Ok(CompiledBundle {
         manifest,
         kernel_sources: sources,

@@ -23,12 +23,28 @@ pub struct Node {
     pub ty: TensorType,
 }
 
+/// An assumption the graph's shapes rely on: `dim <= max` once the symbols are bound. A
+/// frontend records one where the source model's semantics depend on a symbolic value it
+/// cannot check at compile time (e.g. a `Slice` of a 512-row table up to `seq`, which ONNX
+/// would clamp): the runtime and the interpreter then refuse dims that break it instead of
+/// reading out of range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DimAssumption {
+    /// The bounded value.
+    pub dim: Dim,
+    /// Its largest allowed value.
+    pub max: Dim,
+    /// Which node relies on it and why, for messages.
+    pub why: String,
+}
+
 /// A dataflow graph of ops with named inputs and outputs.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     g: StableDiGraph<Node, usize>,
     inputs: Vec<NodeId>,
     outputs: Vec<(String, NodeId)>,
+    assumptions: Vec<DimAssumption>,
 }
 
 impl Graph {
@@ -183,6 +199,43 @@ impl Graph {
     }
 
     /// The symbolic dims that appear in the input types.
+    /// Records that the graph assumes `dim <= max` (see [`DimAssumption`]). When both are
+    /// constants it is checked now: a violation is an error naming `why`, a satisfied one is
+    /// not recorded.
+    pub fn assume_at_most(&mut self, dim: Dim, max: Dim, why: impl Into<String>) -> Result<(), IrError> {
+        let why = why.into();
+        if let (Some(v), Some(m)) = (dim.as_const(), max.as_const()) {
+            if v > m {
+                return Err(IrError::Graph(format!("{v} exceeds {m}: {why}")));
+            }
+            return Ok(());
+        }
+        if !self.assumptions.iter().any(|a| a.dim == dim && a.max == max) {
+            self.assumptions.push(DimAssumption { dim, max, why });
+        }
+        Ok(())
+    }
+
+    /// The recorded assumptions on symbolic dims.
+    pub fn assumptions(&self) -> &[DimAssumption] {
+        &self.assumptions
+    }
+
+    /// Checks every assumption for bound dims; the error names the values and the reason.
+    pub fn check_assumptions(&self, b: &DimBindings) -> Result<(), IrError> {
+        for a in &self.assumptions {
+            if let (Ok(v), Ok(m)) = (a.dim.eval(b), a.max.eval(b)) {
+                if v > m {
+                    return Err(IrError::Graph(format!(
+                        "'{}' = {v} exceeds '{}' = {m}: {}",
+                        a.dim, a.max, a.why
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn symbols(&self) -> Vec<String> {
         let mut s: Vec<String> = self
             .inputs
@@ -216,6 +269,9 @@ impl Graph {
                 }
             };
             map.insert(id, new_id);
+        }
+        for a in &self.assumptions {
+            out.assume_at_most(a.dim.substitute(b), a.max.substitute(b), a.why.clone())?;
         }
         // Keep the input declaration order.
         out.inputs = self.inputs.iter().map(|i| map[i]).collect();

@@ -69,6 +69,7 @@ pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBin
             }
         }
     }
+    g.check_assumptions(&b)?;
     Ok(b)
 }
 
@@ -597,7 +598,9 @@ fn matmul(a: &Val, b: &Val, dtype: DType) -> Val {
         p
     };
     let (pa, pb) = (pad(ba), pad(bb));
-    let batch: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| x.max(y)).collect();
+    // Numpy broadcasting: a 1 takes the other side's size, including 0 (not `max`, which
+    // would turn a [0] x [1] batch into 1 and index an empty operand).
+    let batch: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| if x == 1 { y } else { x }).collect();
     let (sta, stb) = (strides(&pa), strides(&pb));
     let nb: usize = batch.iter().product();
     let mut out = vec![0.0; nb * m * n];
@@ -910,5 +913,21 @@ mod tests {
         assert!((erf(-1.0) + 0.842_700_792_949_714_9).abs() < 1e-15);
         assert!((erf(3.0) - 0.999_977_909_503_001_4).abs() < 1e-15);
         assert_eq!(erf(7.0), 1.0);
+    }
+
+    /// A zero-size batch broadcast against a batch of 1 is empty (it used to index the empty
+    /// operand and panic when a MatMul over a zero-size initializer was constant-folded).
+    #[test]
+    fn matmul_with_an_empty_batch_is_empty_not_a_panic() {
+        use crate::{DType, Graph, Op, Tensor};
+        let mut g = Graph::new();
+        let a = g.add_const("a", Tensor::f32(vec![0, 2, 3], vec![]));
+        let b = g.add_const("b", Tensor::f32(vec![1, 3, 4], vec![1.0; 12]));
+        let y = g.add("mm", Op::MatMul, &[a, b]).unwrap();
+        g.add_output("y", y);
+        let out = super::evaluate(&g, &Default::default()).unwrap();
+        assert_eq!(out["y"].shape, vec![0, 2, 4]);
+        assert_eq!(out["y"].numel(), 0);
+        assert_eq!(out["y"].dtype(), DType::F32);
     }
 }

@@ -18,7 +18,7 @@ pub mod texpr;
 pub use dim::{Dim, DimBindings};
 pub use dtype::DType;
 pub use error::IrError;
-pub use graph::{Graph, Node, NodeId};
+pub use graph::{DimAssumption, Graph, Node, NodeId};
 pub use op::{BinaryOp, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
 pub use tensor::{Shape, Tensor, TensorData, TensorType};
 pub use texpr::TExpr;

@@ -118,9 +118,22 @@ impl Bundle {
     /// Loads and verifies the bundle in `dir`: [`read_dir_parts`], then the same steps as
     /// [`Bundle::from_parts`].
     pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
+        Self::load_checked(dir.as_ref(), None)
+    }
+
+    /// Like [`Bundle::load`], and first checks that `manifest.json` has the integrity digest
+    /// `integrity` (`sha256-<base64>`, as printed by `kiln compile`). The manifest holds the
+    /// sha256 of every other file, so this pins the whole bundle, as SRI does for a script.
+    pub fn load_with_integrity(dir: impl AsRef<Path>, integrity: &str) -> Result<Bundle> {
+        Self::load_checked(dir.as_ref(), Some(integrity))
+    }
+
+    fn load_checked(dir: &Path, integrity: Option<&str>) -> Result<Bundle> {
         let t0 = Instant::now();
-        let dir = dir.as_ref();
         let parts = read_dir_parts(dir)?;
+        if let Some(expected) = integrity {
+            kiln_abi::check_integrity(&parts.manifest, expected)?;
+        }
         let digests = parts.digests();
         let mut bundle = Self::verify_and_assemble(parts, &digests, &dir.join(MANIFEST_FILE))?;
         bundle.dir = Some(dir.to_path_buf());
@@ -172,6 +185,12 @@ impl Bundle {
                 file: k.file.clone(),
                 message: format!("WGSL file is not UTF-8: {e}"),
             })?;
+            manifest
+                .check_kernel_source(wgsl.len(), &src)
+                .map_err(|message| RuntimeError::Manifest {
+                    path: mpath.to_path_buf(),
+                    message,
+                })?;
             wgsl.push(src);
         }
 

@@ -243,6 +243,19 @@ pub enum RuntimeError {
     /// A [`crate::HostTensor`] was built with inconsistent data.
     #[error("host tensor: {0}")]
     HostTensor(String),
+
+    /// `manifest.json` does not have the integrity digest the caller asked for.
+    #[error(transparent)]
+    Integrity(#[from] kiln_abi::IntegrityError),
+
+    /// An index input (feeding a Gather or embedding) holds a value outside the indexed axis.
+    #[error(transparent)]
+    IndexOutOfRange(#[from] kiln_abi::IndexOutOfRange),
+
+    /// The input dims break a condition the model relies on (e.g. a sequence longer than its
+    /// position table).
+    #[error(transparent)]
+    Assumption(#[from] kiln_abi::AssumptionViolated),
 }
 
 /// Result alias used across the crate.

@@ -679,6 +679,9 @@ impl Session {
                     t.data.len()
                 )));
             }
+            if spec.index_bound.is_some() {
+                spec.check_index_values(&t.to_i64())?;
+            }
             if t.shape.len() != spec.shape.len() {
                 return Err(shape_err(
                     spec,
@@ -726,6 +729,7 @@ impl Session {
                 )));
             }
         }
+        m.check_assumptions(&bindings)?;
         Ok(bindings)
     }
 

@@ -387,12 +387,19 @@ fn bad_wgsl_is_an_error_naming_the_kernel() {
     let mut m = empty_manifest(&["n"]);
     let x = buffer(&mut m, BufferKind::Input, "n*4", "x");
     m.inputs.push(io("x", ElemType::F32, ElemType::F32, &["n"], x));
-    let k = kernel(&mut m, "k7_broken", &[true], &["n"], 64, true);
+    // Kernels may only write intermediate buffers (manifest validation), so it writes y.
+    let y = buffer(&mut m, BufferKind::Intermediate, "n*4", "y");
+    let k = kernel(&mut m, "k7_broken", &[false, true], &["n"], 64, true);
     m.programs.push(Program {
         name: "run".into(),
-        dispatches: vec![dispatch(k, &[x], &["n"], "cdiv(n, 64)", "broken")],
+        dispatches: vec![dispatch(k, &[x, y], &["n"], "cdiv(n, 64)", "broken")],
     });
-    let src = wgsl(&["n"], &[("x", "f32", true)], 64, "  x[i] = undefined_thing;");
+    let src = wgsl(
+        &["n"],
+        &[("x", "f32", false), ("y", "f32", true)],
+        64,
+        "  y[i] = undefined_thing;",
+    );
     write_bundle(dir.path(), &mut m, &[src], &[]);
     let bundle = Bundle::load(dir.path()).unwrap();
     let err = Session::new(&bundle, &SessionOptions::default()).unwrap_err();

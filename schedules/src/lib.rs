@@ -10,7 +10,7 @@ pub mod limits;
 pub mod space;
 pub mod tuning;
 
-pub use limits::DeviceLimits;
+pub use limits::{DeviceLimits, ProfileError};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -2,6 +2,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Why a target profile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Neither a built-in name nor a readable file.
+    #[error(
+        "target '{target}' is neither a built-in profile (webgpu-default, desktop) nor a readable RON file: {source}"
+    )]
+    Unreadable {
+        /// The name or path given.
+        target: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a RON `DeviceLimits`.
+    #[error("target profile {path}: {source}")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// RON's error (with its position).
+        source: Box<ron::error::SpannedError>,
+    },
+}
+
 /// The WebGPU limits (and features) the compiler checks kernels against. Field names follow
 /// the WebGPU spec's limits (snake_case here, camelCase in manifests).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,15 +90,19 @@ impl DeviceLimits {
     }
 
     /// A named built-in profile, or a RON file holding a `DeviceLimits`.
-    pub fn from_name_or_file(s: &str) -> Result<DeviceLimits, String> {
+    pub fn from_name_or_file(s: &str) -> Result<DeviceLimits, ProfileError> {
         match s {
             "webgpu-default" | "webgpu" => Ok(Self::webgpu_default()),
             "desktop" => Ok(Self::desktop()),
             path => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!("target '{path}' is neither a built-in profile (webgpu-default, desktop) nor a readable RON file: {e}")
+                let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Unreadable {
+                    target: path.to_string(),
+                    source,
                 })?;
-                ron::from_str(&text).map_err(|e| format!("target profile {path}: {e}"))
+                ron::from_str(&text).map_err(|source| ProfileError::Malformed {
+                    path: path.to_string(),
+                    source: Box::new(source),
+                })
             }
         }
     }

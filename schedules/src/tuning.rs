@@ -24,17 +24,50 @@ pub struct TuningDb {
     pub records: BTreeMap<String, TuningRecord>,
 }
 
+/// Why a tuning file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TuningError {
+    /// Reading or writing the file failed.
+    #[error("tuning file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a RON tuning database.
+    #[error("tuning file {}: {source}", path.display())]
+    Malformed {
+        /// The file.
+        path: std::path::PathBuf,
+        /// RON's error (with its position).
+        source: Box<ron::error::SpannedError>,
+    },
+    /// The database could not be serialized.
+    #[error("serializing tuning records: {0}")]
+    Serialize(#[from] ron::Error),
+}
+
 impl TuningDb {
     /// Reads a RON tuning file.
-    pub fn load(path: &Path) -> Result<TuningDb, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("tuning file {}: {e}", path.display()))?;
-        ron::from_str(&text).map_err(|e| format!("tuning file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<TuningDb, TuningError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TuningError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ron::from_str(&text).map_err(|source| TuningError::Malformed {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
     }
 
     /// Writes the database as pretty RON.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default()).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    pub fn save(&self, path: &Path) -> Result<(), TuningError> {
+        let text = ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())?;
+        std::fs::write(path, text).map_err(|source| TuningError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The recorded schedule for a key.
@@ -70,8 +103,11 @@ mod tests {
         let p = dir.join("t.ron");
         db.save(&p).unwrap();
         assert_eq!(TuningDb::load(&p).unwrap(), db);
-        assert!(TuningDb::load(&dir.join("missing.ron"))
-            .unwrap_err()
-            .contains("missing.ron"));
+        let err = TuningDb::load(&dir.join("missing.ron")).unwrap_err();
+        assert!(matches!(err, TuningError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("missing.ron"));
+        std::fs::write(dir.join("bad.ron"), "not ron (").unwrap();
+        let err = TuningDb::load(&dir.join("bad.ron")).unwrap_err();
+        assert!(matches!(err, TuningError::Malformed { .. }), "{err}");
     }
 }

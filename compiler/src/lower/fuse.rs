@@ -5,12 +5,18 @@
 //! consumer when the consumer is its only user, it is not a graph output, and it has the
 //! consumer group's output shape (so nothing is recomputed per element). Scalar constants are
 //! inlined as literals. A group stops growing when another input would exceed the target's
-//! storage-buffer limit.
+//! storage-buffer limit, or at [`MAX_FUSED_NODES`] members (which bounds the depth of the fused
+//! expression tree, so rendering it recursively cannot overflow the stack however long a chain
+//! the model has).
 
 use super::{broadcast_access, elementwise_expr, is_elementwise, is_free, lower_node, Expr, KernelBody, KernelDraft};
 use crate::CompileError;
 use kiln_ir::{Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
+
+/// Most nodes fused into one kernel. Longer chains are split into several kernels; beyond a few
+/// hundred ops per element a kernel gains nothing from more fusion.
+pub const MAX_FUSED_NODES: usize = 256;
 
 /// Forms kernels for the whole graph, in an order that respects data dependencies.
 pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<KernelDraft>, CompileError> {
@@ -40,6 +46,7 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
                     continue;
                 }
                 let can_absorb = is_elementwise(&pn.op)
+                    && members.len() < MAX_FUSED_NODES
                     && !outputs.contains(&p)
                     && !absorbed.contains(&p)
                     && g.users_of(p).len() == 1

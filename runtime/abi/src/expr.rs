@@ -12,6 +12,16 @@ use std::fmt;
 /// Values of symbolic dims.
 pub type Bindings = HashMap<String, i64>;
 
+/// Deepest nesting of parentheses and function calls [`SizeExpr::parse`] accepts. The
+/// compiler writes expressions a few levels deep; the limit keeps a hostile manifest from
+/// overflowing the stack in the parser or in the recursive `eval`, `Display` and `Drop` of
+/// the tree it would build.
+pub const MAX_DEPTH: usize = 64;
+
+/// Longest chain of binary operators [`SizeExpr::parse`] accepts in one expression (each
+/// operator adds a level to the tree, like a parenthesis).
+pub const MAX_OPERATORS: usize = 1024;
+
 /// A parsed size expression.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SizeExpr {
@@ -81,43 +91,73 @@ impl SizeExpr {
         self.eval(&Bindings::new()).ok()
     }
 
-    /// Evaluates; the error names an unbound symbol or a division by zero.
+    /// Evaluates; the error names an unbound symbol, a division by zero or an overflow of
+    /// 64-bit arithmetic.
     pub fn eval(&self, b: &Bindings) -> Result<i64, String> {
         Ok(match self {
             SizeExpr::Const(v) => *v,
             SizeExpr::Sym(s) => *b.get(s).ok_or_else(|| format!("dim '{s}' has no value"))?,
             SizeExpr::Bin(op, l, r) => {
                 let (l, r) = (l.eval(b)?, r.eval(b)?);
-                match op {
-                    BinOp::Add => l + r,
-                    BinOp::Sub => l - r,
-                    BinOp::Mul => l * r,
+                let v = match op {
+                    BinOp::Add => l.checked_add(r),
+                    BinOp::Sub => l.checked_sub(r),
+                    BinOp::Mul => l.checked_mul(r),
                     BinOp::Div | BinOp::Mod | BinOp::CeilDiv if r == 0 => {
                         return Err(format!("division by zero in '{self}'"))
                     }
-                    BinOp::Div => l.div_euclid(r),
-                    BinOp::Mod => l.rem_euclid(r),
-                    BinOp::CeilDiv => (l + r - 1).div_euclid(r),
-                    BinOp::Max => l.max(r),
-                    BinOp::Min => l.min(r),
-                }
+                    BinOp::Div => l.checked_div_euclid(r),
+                    BinOp::Mod => l.checked_rem_euclid(r),
+                    BinOp::CeilDiv => ceil_div(l, r),
+                    BinOp::Max => Some(l.max(r)),
+                    BinOp::Min => Some(l.min(r)),
+                };
+                v.ok_or_else(|| format!("'{self}' overflows 64-bit integers ({l} and {r})"))?
             }
         })
     }
 
-    /// Parses the syntax described in the module docs.
+    /// Parses the syntax described in the module docs. Nesting deeper than [`MAX_DEPTH`] or
+    /// more than [`MAX_OPERATORS`] operators is an error (never a stack overflow).
     pub fn parse(s: &str) -> Result<SizeExpr, String> {
         let toks = tokenize(s)?;
+        let operators = toks
+            .iter()
+            .filter(|t| matches!(t.as_str(), "+" | "-" | "*" | "/" | "%" | ","))
+            .count();
+        if operators > MAX_OPERATORS {
+            return Err(format!(
+                "size expression has {operators} operators, more than the {MAX_OPERATORS} allowed (it starts '{}')",
+                preview(s)
+            ));
+        }
         let mut p = Parser {
             toks: &toks,
             pos: 0,
             src: s,
+            depth: 0,
         };
         let e = p.sum()?;
         if p.pos != toks.len() {
             return Err(format!("unexpected '{}' in size expression '{s}'", toks[p.pos]));
         }
         Ok(e)
+    }
+}
+
+/// `ceil(l / r)` for `r != 0` (floor-based, like `div_euclid` for positive `r`); `None` on
+/// overflow.
+fn ceil_div(l: i64, r: i64) -> Option<i64> {
+    l.checked_add(r)?.checked_sub(1)?.checked_div_euclid(r)
+}
+
+/// The first characters of a long expression, for messages.
+fn preview(s: &str) -> String {
+    let head: String = s.chars().take(40).collect();
+    if head.len() < s.len() {
+        format!("{head}...")
+    } else {
+        head
     }
 }
 
@@ -161,6 +201,8 @@ struct Parser<'a> {
     toks: &'a [String],
     pos: usize,
     src: &'a str,
+    /// Current nesting of parentheses, function calls and unary minus.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -204,7 +246,26 @@ impl Parser<'_> {
         Ok(l)
     }
 
+    /// Enters one level of nesting; refuses to go deeper than [`MAX_DEPTH`].
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "size expression nests deeper than {MAX_DEPTH} levels (it starts '{}')",
+                preview(self.src)
+            ));
+        }
+        Ok(())
+    }
+
     fn atom(&mut self) -> Result<SizeExpr, String> {
+        self.nest()?;
+        let e = self.atom_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn atom_inner(&mut self) -> Result<SizeExpr, String> {
         let t = self
             .peek()
             .ok_or_else(|| format!("size expression '{}' ends early", self.src))?
@@ -308,5 +369,35 @@ mod tests {
         assert!(e.eval(&Bindings::new()).unwrap_err().contains("batch"));
         assert!(SizeExpr::parse("2 +").is_err());
         assert!(SizeExpr::parse("a $ b").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}1{}", "(".repeat(30_000), ")".repeat(30_000));
+        let err = SizeExpr::parse(&deep).unwrap_err();
+        assert!(err.contains("nests deeper than"), "{err}");
+        let minus = format!("{}1", "-".repeat(30_000));
+        assert!(SizeExpr::parse(&minus).is_err());
+        let calls = format!("{}1{}", "max(1, ".repeat(500), ")".repeat(500));
+        assert!(SizeExpr::parse(&calls).unwrap_err().contains("deeper"));
+        // A long flat chain builds a deep left-leaning tree: bounded by the operator count.
+        let chain = vec!["a"; 100_000].join(" + ");
+        let err = SizeExpr::parse(&chain).unwrap_err();
+        assert!(err.contains("operators"), "{err}");
+        // What the compiler writes still parses.
+        let ok = format!("{}n{}", "(".repeat(MAX_DEPTH - 1), ")".repeat(MAX_DEPTH - 1));
+        assert_eq!(SizeExpr::parse(&ok).unwrap(), SizeExpr::Sym("n".into()));
+    }
+
+    #[test]
+    fn overflow_is_an_error() {
+        let b: Bindings = [("n".into(), i64::MAX / 2)].into_iter().collect();
+        let err = SizeExpr::parse("n * 4").unwrap().eval(&b).unwrap_err();
+        assert!(err.contains("overflows"), "{err}");
+        assert!(SizeExpr::parse("cdiv(n, 1) + n + n").unwrap().eval(&b).is_err());
+        assert_eq!(
+            SizeExpr::parse("cdiv(n, 2)").unwrap().eval(&b).unwrap(),
+            i64::MAX / 4 + 1
+        );
     }
 }

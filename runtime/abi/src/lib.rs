@@ -7,9 +7,12 @@
 //! It has no GPU and no compiler dependencies, so both sides (and the browser) can use it.
 
 pub mod expr;
+pub mod integrity;
 pub mod manifest;
+pub mod validate;
 
 pub use expr::{Bindings, SizeExpr};
+pub use integrity::{check_integrity, integrity_of, IntegrityError};
 pub use manifest::*;
 
 use sha2::{Digest, Sha256};

@@ -33,6 +33,38 @@ pub struct Manifest {
     pub programs: Vec<Program>,
     /// sha256 (hex) of every other file in the bundle, by path relative to the bundle dir.
     pub files: BTreeMap<String, String>,
+    /// Conditions on symbolic dims the model relies on; the runtime refuses inputs whose dims
+    /// break one (instead of reading out of range on the GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assumptions: Vec<SizeAssumption>,
+}
+
+/// `value <= max` must hold once the symbols are bound (e.g. `seq <= 512` for a model whose
+/// position table has 512 rows).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SizeAssumption {
+    /// The bounded value.
+    pub value: SizeExpr,
+    /// Its largest allowed value.
+    pub max: SizeExpr,
+    /// Which node relies on it and why.
+    pub why: String,
+}
+
+/// Input dims that break a [`SizeAssumption`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the input dims give '{value}' = {actual}, more than '{max}' = {limit}, which the model allows: {why}")]
+pub struct AssumptionViolated {
+    /// The bounded expression.
+    pub value: String,
+    /// Its value for the given inputs.
+    pub actual: i64,
+    /// The bound expression.
+    pub max: String,
+    /// The bound's value.
+    pub limit: i64,
+    /// Which node relies on it.
+    pub why: String,
 }
 
 /// Features and limits the bundle needs from the adapter.
@@ -108,6 +140,67 @@ pub struct IoSpec {
     pub shape: Vec<SizeExpr>,
     /// Buffer holding the value (index into `buffers`).
     pub buffer: usize,
+    /// Set when the input's values index into a tensor (a Gather or embedding lookup): the
+    /// runtime checks every value against it before upload, since an out-of-range index
+    /// would otherwise read garbage (or zeros) on the GPU. Absent for other inputs and outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_bound: Option<IndexBound>,
+}
+
+/// The valid range of an index input: `0 <= i < bound`, or `-bound <= i < bound` when negative
+/// indices count from the end (ONNX `Gather`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexBound {
+    /// Size of the indexed axis.
+    pub bound: u64,
+    /// Whether `-bound..0` is valid too (counting from the end).
+    pub negative: bool,
+    /// The graph node that uses the input as indices, for messages.
+    pub used_by: String,
+}
+
+/// An input value outside its [`IndexBound`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "input '{input}' holds index {value} at flat position {position}, outside the valid range {range} \
+     (it indexes an axis of size {bound} in '{used_by}')"
+)]
+pub struct IndexOutOfRange {
+    /// Input name.
+    pub input: String,
+    /// Flat (row-major) position of the offending value.
+    pub position: usize,
+    /// The value.
+    pub value: i64,
+    /// Size of the indexed axis.
+    pub bound: u64,
+    /// `0..bound` or `-bound..bound`.
+    pub range: String,
+    /// The node that uses the input as indices.
+    pub used_by: String,
+}
+
+impl IoSpec {
+    /// Checks that every value of an index input is inside its [`IndexBound`]; inputs without
+    /// one accept anything. Values are in row-major order.
+    pub fn check_index_values(&self, values: &[i64]) -> Result<(), IndexOutOfRange> {
+        let Some(b) = &self.index_bound else {
+            return Ok(());
+        };
+        let hi = i64::try_from(b.bound).unwrap_or(i64::MAX);
+        let lo = if b.negative { -hi } else { 0 };
+        match values.iter().position(|&v| v < lo || v >= hi) {
+            None => Ok(()),
+            Some(position) => Err(IndexOutOfRange {
+                input: self.name.clone(),
+                position,
+                value: values[position],
+                bound: b.bound,
+                range: format!("{lo}..{hi}"),
+                used_by: b.used_by.clone(),
+            }),
+        }
+    }
 }
 
 /// What a buffer holds, which decides how the runtime creates and fills it.
@@ -224,13 +317,39 @@ impl Manifest {
                 crate::FORMAT_VERSION
             ));
         }
-        m.check_indices()?;
+        m.validate()?;
         Ok(m)
+    }
+
+    /// The integrity digest of this manifest as Kiln writes it (`sha256-<base64>`, the
+    /// Subresource Integrity format): the sha256 of the `manifest.json` bytes. The manifest
+    /// lists the sha256 of every other file, so the digest covers the whole bundle.
+    pub fn integrity(&self) -> String {
+        crate::integrity_of(self.to_json().as_bytes())
     }
 
     /// Serializes to pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("manifest serializes")
+    }
+
+    /// Checks every [`SizeAssumption`] for bound symbols (expressions that cannot be evaluated
+    /// are left to the shape checks).
+    pub fn check_assumptions(&self, b: &crate::Bindings) -> Result<(), AssumptionViolated> {
+        for a in &self.assumptions {
+            if let (Ok(actual), Ok(limit)) = (a.value.eval(b), a.max.eval(b)) {
+                if actual > limit {
+                    return Err(AssumptionViolated {
+                        value: a.value.to_string(),
+                        actual,
+                        max: a.max.to_string(),
+                        limit,
+                        why: a.why.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The program with this name.
@@ -267,6 +386,12 @@ impl Manifest {
                         self.kernels.len()
                     )
                 })?;
+                if k.bindings.is_empty() {
+                    return Err(format!(
+                        "manifest: kernel '{}' has no bindings; binding 0 must be its parameter block",
+                        k.name
+                    ));
+                }
                 if d.buffers.len() + 1 != k.bindings.len() || d.params.len() != k.params.len() {
                     return Err(format!(
                         "manifest: program '{}' dispatch {i} ({}) binds {} buffers and {} params; kernel '{}' takes {} and {}",

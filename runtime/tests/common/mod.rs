@@ -41,6 +41,7 @@ pub fn empty_manifest(symbols: &[&str]) -> Manifest {
         kernels: vec![],
         programs: vec![],
         files: BTreeMap::new(),
+        assumptions: vec![],
     }
 }
 
@@ -62,6 +63,7 @@ pub fn io(name: &str, dtype: ElemType, storage: ElemType, shape: &[&str], buffer
         storage,
         shape: shape.iter().map(|s| e(s)).collect(),
         buffer,
+        index_bound: None,
     }
 }
 

@@ -203,6 +203,9 @@ impl<'a> N<'a> {
     }
 }
 
+/// Most elements of any tensor: kernels index with i32 (WGSL has no 64-bit integers).
+pub(crate) const MAX_TENSOR_ELEMS: u64 = i32::MAX as u64;
+
 impl Ctx {
     fn new(base_dir: Option<&Path>) -> Ctx {
         Ctx {
@@ -336,6 +339,16 @@ impl Ctx {
     pub fn add(&mut self, n: &N, suffix: &str, op: Op, ins: &[NodeId]) -> Result<NodeId, OnnxError> {
         let name = n.sub(suffix);
         let id = self.g.add(&name, op, ins).map_err(|e| ir_err(n, e))?;
+        let ty = &self.g.node(id).ty;
+        if let Some(shape) = ty.const_shape() {
+            let elems = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+            if elems.is_none_or(|e| e > MAX_TENSOR_ELEMS) {
+                return Err(n.err(format!(
+                    "its result {} has more than {MAX_TENSOR_ELEMS} elements; kernels index tensors with 32-bit integers",
+                    ty.describe()
+                )));
+            }
+        }
         match fold::try_fold(&self.g, id, ins) {
             Ok(Some(t)) => Ok(self.g.add_const(&name, t)),
             Ok(None) => Ok(id),
@@ -577,7 +590,10 @@ pub(crate) fn lower_model(
             proto: node,
             opset,
         };
-        let outs = lower::lower_node(&mut cx, &n).map_err(|e| freeze_hint(e, node, graph))?;
+        let outs = match lower::lower_node(&mut cx, &n) {
+            Ok(outs) => outs,
+            Err(e) => return Err(symbolic_dims_hint(freeze_hint(e, node, graph), &cx, node)),
+        };
         for (k, out) in node.output.iter().enumerate() {
             if out.is_empty() {
                 continue;
@@ -683,6 +699,46 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
             }
         }
         other => other,
+    }
+}
+
+/// Adds to a node error every symbolic dim in the node's inputs, so a node that needs concrete
+/// sizes (a strided convolution, a pooling window) names all the `--dim`s it needs at once
+/// instead of one per attempt.
+fn symbolic_dims_hint(e: OnnxError, cx: &Ctx, node: &NodeProto) -> OnnxError {
+    let OnnxError::Node {
+        node: name,
+        op_type,
+        msg,
+    } = e
+    else {
+        return e;
+    };
+    let mut dims: Vec<String> = node
+        .input
+        .iter()
+        .filter_map(|i| match cx.values.get(i) {
+            Some(Value::Node(id)) => Some(cx.ty(*id).shape.iter().flat_map(Dim::symbols).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    dims.sort();
+    dims.dedup();
+    let msg = if dims.is_empty() {
+        msg
+    } else {
+        let flags: Vec<String> = dims.iter().map(|d| format!("--dim {d}=VALUE")).collect();
+        format!(
+            "{msg} (its inputs have symbolic dims {}; where concrete sizes are needed, give them all: {})",
+            dims.join(", "),
+            flags.join(" ")
+        )
+    };
+    OnnxError::Node {
+        node: name,
+        op_type,
+        msg,
     }
 }
 

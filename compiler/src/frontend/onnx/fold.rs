@@ -29,7 +29,8 @@ pub(crate) fn try_fold(g: &Graph, id: NodeId, ins: &[NodeId]) -> Result<Option<T
         return Ok(None);
     };
     let in_total: usize = consts.iter().map(|t| t.numel()).sum();
-    if out_shape.iter().product::<usize>() > in_total + GROWTH_LIMIT {
+    let out_total = out_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if out_total.is_none_or(|n| n > in_total + GROWTH_LIMIT) {
         return Ok(None);
     }
     let mut tiny = Graph::new();

@@ -146,12 +146,15 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         return Err(n.unsupported("output 1 ('Indices') is not supported"));
     }
     let sp = xt.rank() - 2;
-    let kernel: Vec<usize> = n
+    let kernel_shape = n
         .attr_ints("kernel_shape")?
-        .ok_or_else(|| n.err("attribute 'kernel_shape' is required"))?
-        .iter()
-        .map(|&k| k.max(1) as usize)
-        .collect();
+        .ok_or_else(|| n.err("attribute 'kernel_shape' is required"))?;
+    if let Some(k) = kernel_shape.iter().find(|&&k| k < 1) {
+        return Err(n.err(format!(
+            "attribute 'kernel_shape' {kernel_shape:?} has a window of size {k}; every size must be at least 1"
+        )));
+    }
+    let kernel: Vec<usize> = kernel_shape.iter().map(|&k| k as usize).collect();
     if kernel.len() != sp {
         return Err(n.err(format!(
             "kernel_shape {kernel:?} does not match the {sp} spatial axes of {}",

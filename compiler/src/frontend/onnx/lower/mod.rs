@@ -179,8 +179,121 @@ pub(crate) fn one(id: NodeId) -> Vec<Value> {
     vec![Value::Node(id)]
 }
 
+/// How many inputs (counting empty optional slots) an op accepts, for the ops whose lowerings
+/// would otherwise ignore extra inputs silently; from the ONNX operator schemas.
+fn input_arity(op: &str) -> Option<(usize, usize)> {
+    Some(match op {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Equal" | "Less" | "LessOrEqual" | "Greater"
+        | "GreaterOrEqual" | "And" | "Or" | "Xor" | "MatMul" | "PRelu" | "Gather" | "GatherElements" | "GatherND"
+        | "Expand" | "BitShift" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" => (2, 2),
+        // Older opsets took some operands as attributes (Reshape < 5, Slice < 10, Pad < 11) or
+        // had an extra input (Tile < 6).
+        "Reshape" => (1, 2),
+        "Tile" => (2, 3),
+        "Neg"
+        | "Abs"
+        | "Exp"
+        | "Log"
+        | "Sqrt"
+        | "Reciprocal"
+        | "Sin"
+        | "Cos"
+        | "Tan"
+        | "Erf"
+        | "Floor"
+        | "Ceil"
+        | "Round"
+        | "Sign"
+        | "Not"
+        | "IsNaN"
+        | "IsInf"
+        | "Relu"
+        | "Sigmoid"
+        | "Tanh"
+        | "LeakyRelu"
+        | "Elu"
+        | "Selu"
+        | "Celu"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "Softplus"
+        | "Softsign"
+        | "Mish"
+        | "ThresholdedRelu"
+        | "Softmax"
+        | "LogSoftmax"
+        | "Hardmax"
+        | "Transpose"
+        | "Flatten"
+        | "Identity"
+        | "Shape"
+        | "Size"
+        | "Cast"
+        | "MaxPool"
+        | "AveragePool"
+        | "GlobalAveragePool"
+        | "GlobalMaxPool"
+        | "ArgMax"
+        | "ArgMin"
+        | "BitwiseNot"
+        | "Sinh"
+        | "Cosh"
+        | "Acos"
+        | "Asin"
+        | "Atan"
+        | "Acosh"
+        | "Asinh"
+        | "Atanh"
+        | "Gelu"
+        | "LRN"
+        | "LpNormalization"
+        | "MeanVarianceNormalization"
+        | "DepthToSpace"
+        | "SpaceToDepth"
+        | "ConstantOfShape"
+        | "EyeLike" => (1, 1),
+        "Where" | "Range" => (3, 3),
+        "Gemm" | "Conv" | "LayerNormalization" => (2, 3),
+        "BatchNormalization" => (5, 5),
+        "InstanceNormalization" | "GroupNormalization" => (3, 3),
+        "Clip" => (1, 3),
+        "Squeeze" | "Unsqueeze" | "CastLike" => (1, 2),
+        "Slice" => (1, 5),
+        "Pad" => (1, 4),
+        "Resize" => (1, 4),
+        "ConvTranspose" => (2, 3),
+        _ => return None,
+    })
+}
+
+/// Refuses a node with more inputs than its op takes (or fewer than it needs), before any
+/// lowering could silently ignore or misread one.
+fn check_arity(n: &N) -> Result<(), OnnxError> {
+    let Some((lo, hi)) = input_arity(n.op) else {
+        return Ok(());
+    };
+    // Trailing empty names are absent optional inputs.
+    let given = n.proto.input.iter().rposition(|s| !s.is_empty()).map_or(0, |i| i + 1);
+    if given > hi {
+        return Err(n.err(format!("has {given} inputs; {} takes {}", n.op, arity_str(lo, hi))));
+    }
+    if given < lo {
+        return Err(n.err(format!("has {given} inputs; {} needs {}", n.op, arity_str(lo, hi))));
+    }
+    Ok(())
+}
+
+fn arity_str(lo: usize, hi: usize) -> String {
+    if lo == hi {
+        format!("exactly {lo}")
+    } else {
+        format!("{lo} to {hi}")
+    }
+}
+
 /// Lowers one ONNX node; returns the values of its outputs in order.
 pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    check_arity(n)?;
     // Shape arithmetic on compile-time integers first (keeps symbolic dims and i64 range).
     if let Some(v) = ints::try_lower(cx, n)? {
         return Ok(v);

@@ -9,6 +9,23 @@ use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
 use kiln_ir::{BinaryOp, Dim, NodeId, Op, ReduceOp, UnaryOp};
 
+/// A constant `v` broadcast to `shape`: the LayerNorm op takes scale and bias of exactly the
+/// normalized shape, so normalizations without an affine step pass ones and zeros of it.
+fn filled(
+    cx: &mut Ctx,
+    n: &N,
+    suffix: &str,
+    dtype: kiln_ir::DType,
+    v: f64,
+    shape: &[Dim],
+) -> Result<NodeId, OnnxError> {
+    let s = cx.scalar(n, &format!("{suffix}_scalar"), dtype, v);
+    if shape.is_empty() {
+        return Ok(s);
+    }
+    cx.add(n, suffix, Op::Expand { shape: shape.to_vec() }, &[s])
+}
+
 /// `Softmax` / `LogSoftmax`. Before opset 13 the input is flattened to 2-D at `axis` and the
 /// softmax runs over the whole trailing block; from 13 on it runs over the one axis.
 pub(crate) fn softmax(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
@@ -45,12 +62,15 @@ pub(crate) fn layer_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let scale = cx.input(n, 1)?;
     let dt = cx.ty(x).dtype;
-    let bias = match cx.opt_input(n, 2)? {
-        Some(b) => b,
-        None => cx.scalar(n, "bias", dt, 0.0),
-    };
     let rank = cx.ty(x).rank();
     let axis = n.axis(n.attr_i("axis", -1)?, rank, "axis")?;
+    let bias = match cx.opt_input(n, 2)? {
+        Some(b) => b,
+        None => {
+            let normalized = cx.ty(x).shape[axis..].to_vec();
+            filled(cx, n, "bias", dt, 0.0, &normalized)?
+        }
+    };
     let epsilon = n.attr_f("epsilon", 1e-5)?;
     let y = cx.add(n, "", Op::LayerNorm { axis, epsilon }, &[x, scale, bias])?;
     let wants = |k: usize| n.proto.output.get(k).is_some_and(|s| !s.is_empty());
@@ -131,8 +151,8 @@ pub(crate) fn instance_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError
             ty.describe()
         )));
     }
-    let one_c = cx.scalar(n, "one", ty.dtype, 1.0);
-    let zero_c = cx.scalar(n, "zero", ty.dtype, 0.0);
+    let one_c = filled(cx, n, "one", ty.dtype, 1.0, &ty.shape[2..])?;
+    let zero_c = filled(cx, n, "zero", ty.dtype, 0.0, &ty.shape[2..])?;
     let norm = cx.add(
         n,
         "normalized",
@@ -256,12 +276,12 @@ pub(crate) fn group_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         n,
         "grouped",
         Op::Reshape {
-            shape: vec![ty.shape[0].clone(), g.clone(), rest],
+            shape: vec![ty.shape[0].clone(), g.clone(), rest.clone()],
         },
         &[x],
     )?;
-    let one_c = cx.scalar(n, "one", ty.dtype, 1.0);
-    let zero_c = cx.scalar(n, "zero", ty.dtype, 0.0);
+    let one_c = filled(cx, n, "one", ty.dtype, 1.0, std::slice::from_ref(&rest))?;
+    let zero_c = filled(cx, n, "zero", ty.dtype, 0.0, std::slice::from_ref(&rest))?;
     let normed = cx.add(
         n,
         "normalized",

@@ -420,6 +420,20 @@ fn symbolic_slice(cx: &mut Ctx, n: &N, x: NodeId) -> Result<Vec<Value>, OnnxErro
         let a = n.axis(a, rank, "axis")?;
         let d = ty.shape[a].clone();
         let (s, e) = (resolve(&starts[k], &d), resolve(&ends[k], &d));
+        if !e.is_const() {
+            // ONNX clamps the end to the dim; the expression below does not, so the model is
+            // only correct while the end fits (a sequence no longer than a position table).
+            // The runtime and the interpreter check this before running.
+            cx.g.assume_at_most(
+                e.clone(),
+                d.clone(),
+                format!(
+                    "node '{}' (Slice) takes elements up to '{e}' along axis {a} of a tensor with {d} there",
+                    n.name
+                ),
+            )
+            .map_err(|err| n.err(err.to_string()))?;
+        }
         shape[a] = e.sub(&s);
         index[a] = TExpr::Coord(a).add(TExpr::Dim(s));
     }
@@ -438,6 +452,20 @@ pub(crate) fn gather(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let data = cx.input(n, 0)?;
     let idx = cx.input(n, 1)?;
     let axis = n.axis(n.attr_i("axis", 0)?, cx.ty(data).rank(), "axis")?;
+    // Constant indices are checked now: on the GPU an out-of-range index reads zeros.
+    if let (Some(size), Some(t)) = (cx.ty(data).shape[axis].as_const(), cx.const_tensor(n, 1)?) {
+        if let Some((at, &i)) = t
+            .to_f64()
+            .iter()
+            .enumerate()
+            .find(|(_, &i)| i < -(size as f64) || i >= size as f64)
+        {
+            return Err(n.err(format!(
+                "constant index {i} (at flat position {at} of input 1) is out of range for axis {axis} of size {size} (valid: {}..{size})",
+                -size
+            )));
+        }
+    }
     Ok(one(cx.add(n, "", Op::Gather { axis }, &[data, idx])?))
 }
 
@@ -584,6 +612,23 @@ fn symbolic_range(cx: &mut Ctx, n: &N, s: &Ints, l: &Ints, d: &Ints) -> Result<V
     Ok(one(cx.add(n, "", op, &[])?))
 }
 
+/// Most elements a compile-time-folded value (such as a constant `Range`) may have: 2^26, a
+/// 256 MiB f32 tensor. The size is checked before anything is allocated.
+pub(crate) const MAX_FOLDED_ELEMS: f64 = (1u64 << 26) as f64;
+
+/// Most elements kept as compile-time integers (per-element symbolic dims) rather than a tensor.
+const MAX_INTS_ELEMS: usize = 4096;
+
+/// Refuses a folded value of `count` elements beyond [`MAX_FOLDED_ELEMS`], before allocation.
+fn check_folded_count(n: &N, count: f64, what: &str) -> Result<(), OnnxError> {
+    if count > MAX_FOLDED_ELEMS {
+        return Err(n.err(format!(
+            "{what} has {count:.0} elements; Kiln computes it at compile time and refuses more than {MAX_FOLDED_ELEMS:.0}"
+        )));
+    }
+    Ok(())
+}
+
 /// `Range(start, limit, delta)` with compile-time operands.
 pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if let (Some(s), Some(l), Some(d)) = (cx.ints(n, 0)?, cx.ints(n, 1)?, cx.ints(n, 2)?) {
@@ -594,9 +639,20 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         if d == 0 {
             return Err(n.err("delta is zero"));
         }
-        let count = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
-        let vals: Vec<i64> = (0..count as i64).map(|k| s + k * d).collect();
-        return Ok(vec![Value::Ints(Ints::from_i64(vec![count], &vals))]);
+        // Exact count in i128 (no overflow for any i64 operands): ceil((l - s) / d), at least 0.
+        let (num, den) = (l as i128 - s as i128, d as i128);
+        let count = if (num > 0) == (den > 0) && num != 0 {
+            (num.abs() + den.abs() - 1) / den.abs()
+        } else {
+            0
+        };
+        check_folded_count(n, count as f64, &format!("Range({s}, {l}, {d})"))?;
+        let count = count as usize;
+        // Small ranges stay compile-time integers (shape arithmetic); larger ones are constants.
+        if count <= MAX_INTS_ELEMS {
+            let vals: Vec<i64> = (0..count as i64).map(|k| s + k * d).collect();
+            return Ok(vec![Value::Ints(Ints::from_i64(vec![count], &vals))]);
+        }
     }
     let mut v = Vec::new();
     let mut dtype = DType::F32;
@@ -611,10 +667,14 @@ pub(crate) fn range(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         v.push(*t.to_f64().first().ok_or_else(|| n.err(format!("input {i} is empty")))?);
     }
     let (s, l, d) = (v[0], v[1], v[2]);
-    if d == 0.0 {
-        return Err(n.err("delta is zero"));
+    if d == 0.0 || !d.is_finite() || !s.is_finite() || !l.is_finite() {
+        return Err(n.err(format!(
+            "start {s}, limit {l} and delta {d} must be finite, delta nonzero"
+        )));
     }
-    let count = ((l - s) / d).ceil().max(0.0) as usize;
+    let count = ((l - s) / d).ceil().max(0.0);
+    check_folded_count(n, count, &format!("Range({s}, {l}, {d})"))?;
+    let count = count as usize;
     let vals: Vec<f64> = (0..count).map(|k| s + k as f64 * d).collect();
     Ok(one(cx.constant(n, "", Tensor::from_f64(dtype, vec![count], &vals))))
 }

@@ -1,0 +1,440 @@
+//! Structural validation of a manifest, and of each kernel's WGSL against its [`KernelSpec`].
+//!
+//! A manifest that passes [`Manifest::validate`] can be executed without the runtime indexing
+//! out of bounds, underflowing a count or writing into a weight: every index points at
+//! something that exists, every dispatch binds what its kernel declares, kernels only write
+//! intermediate buffers, constant sizes and grids are sane, outputs read what a kernel wrote (or
+//! a constant of the right size). [`Manifest::check_kernel_source`] compares a kernel's WGSL
+//! with its spec (entry point, `@workgroup_size`, the binding list), so a manifest whose
+//! `workgroup_size` disagrees with the shader is refused before any GPU work. Integrity of the
+//! bytes is a separate matter (the sha256 of every file, and the manifest digest in
+//! [`crate::integrity`]); these checks catch inconsistency, not a consistent forgery.
+
+use crate::{BindingKind, BufferKind, KernelSpec, Manifest, SizeExpr};
+
+impl Manifest {
+    /// Checks the manifest's structure (see the module docs); the error says what and where.
+    pub fn validate(&self) -> Result<(), String> {
+        self.check_indices()?;
+        for (i, b) in self.buffers.iter().enumerate() {
+            if let Some(size) = b.size.as_const() {
+                if size < 0 {
+                    return Err(format!("manifest: buffer {i} '{}' has a negative size {size}", b.label));
+                }
+            }
+        }
+        for k in &self.kernels {
+            check_kernel_spec(k)?;
+        }
+        for p in &self.programs {
+            for (i, d) in p.dispatches.iter().enumerate() {
+                let at = || format!("manifest: program '{}' dispatch {i} ({})", p.name, d.label);
+                let k = &self.kernels[d.kernel];
+                for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
+                    let buf = &self.buffers[b];
+                    if *kind == BindingKind::Storage && buf.kind != BufferKind::Intermediate {
+                        return Err(format!(
+                            "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate buffers",
+                            at(),
+                            slot + 1,
+                            k.name,
+                            kind_name(buf.kind),
+                            buf.label
+                        ));
+                    }
+                }
+                let consts: Vec<Option<i64>> = d.grid.iter().map(SizeExpr::as_const).collect();
+                if let Some(v) = consts.iter().flatten().find(|&&v| v < 0) {
+                    return Err(format!("{}: grid {} has a negative count {v}", at(), grid_str(&d.grid)));
+                }
+                if consts.iter().filter(|c| **c == Some(0)).count() >= 2 {
+                    return Err(format!(
+                        "{}: grid {} has zero workgroups in two dimensions; the compiler never writes such a grid",
+                        at(),
+                        grid_str(&d.grid)
+                    ));
+                }
+            }
+        }
+        self.check_outputs()?;
+        for io in &self.outputs {
+            if io.index_bound.is_some() {
+                return Err(format!(
+                    "manifest: output '{}' has an index bound; only inputs may",
+                    io.name
+                ));
+            }
+        }
+        for io in &self.inputs {
+            if io.index_bound.is_some() && !matches!(io.storage, crate::ElemType::I32 | crate::ElemType::U32) {
+                return Err(format!(
+                    "manifest: input '{}' has an index bound but {} storage; index inputs are integers",
+                    io.name,
+                    io.storage.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// An output must be read from a buffer some kernel writes, an input buffer (an output that
+    /// is an input), or a weight buffer holding a constant of exactly the output's size.
+    fn check_outputs(&self) -> Result<(), String> {
+        let written: std::collections::HashSet<usize> = self
+            .programs
+            .iter()
+            .flat_map(|p| &p.dispatches)
+            .flat_map(|d| {
+                let k = &self.kernels[d.kernel];
+                d.buffers
+                    .iter()
+                    .zip(&k.bindings[1..])
+                    .filter(|(_, kind)| **kind == BindingKind::Storage)
+                    .map(|(&b, _)| b)
+            })
+            .collect();
+        for o in &self.outputs {
+            let buf = &self.buffers[o.buffer];
+            match buf.kind {
+                BufferKind::Input => {}
+                BufferKind::Intermediate if written.contains(&o.buffer) => {}
+                BufferKind::Intermediate => {
+                    return Err(format!(
+                        "manifest: output '{}' reads buffer {} '{}', which no dispatch writes",
+                        o.name, o.buffer, buf.label
+                    ))
+                }
+                BufferKind::Weight => {
+                    let out_elems: Option<i64> = o
+                        .shape
+                        .iter()
+                        .map(SizeExpr::as_const)
+                        .try_fold(1i64, |acc, d| d.and_then(|d| acc.checked_mul(d)));
+                    let weight_elems = self
+                        .weights
+                        .iter()
+                        .find(|w| w.buffer == o.buffer)
+                        .and_then(|w| w.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)));
+                    if out_elems.is_none() || out_elems.map(|n| n as u64) != weight_elems {
+                        return Err(format!(
+                            "manifest: output '{}' [{}] reads weight buffer {} '{}' of another size; an output may read a weight only when it is that constant",
+                            o.name,
+                            o.shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+                            o.buffer,
+                            buf.label
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks kernel `kernel`'s WGSL source against its spec: the entry point exists, the
+    /// `@workgroup_size` equals the manifest's, and the `@binding`s of group 0 are exactly the
+    /// manifest's bindings (same count, order and access).
+    pub fn check_kernel_source(&self, kernel: usize, wgsl: &str) -> Result<(), String> {
+        let k = self
+            .kernels
+            .get(kernel)
+            .ok_or_else(|| format!("manifest has no kernel {kernel}"))?;
+        let at = || format!("kernel '{}' ({})", k.name, k.file);
+        let code = strip_comments(wgsl);
+        let ws = workgroup_size_of(&code).map_err(|e| format!("{}: {e}", at()))?;
+        if ws != k.workgroup_size {
+            return Err(format!(
+                "{}: the manifest says workgroup_size {:?}, the shader declares @workgroup_size{:?}",
+                at(),
+                k.workgroup_size,
+                ws
+            ));
+        }
+        if !has_fn(&code, &k.entry_point) {
+            return Err(format!("{}: the shader has no entry point fn {}", at(), k.entry_point));
+        }
+        let bindings = bindings_of(&code).map_err(|e| format!("{}: {e}", at()))?;
+        if bindings != k.bindings {
+            return Err(format!(
+                "{}: the manifest lists bindings {:?}, the shader declares {:?}",
+                at(),
+                k.bindings,
+                bindings
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_kernel_spec(k: &KernelSpec) -> Result<(), String> {
+    if k.bindings.first() != Some(&BindingKind::Uniform) {
+        return Err(format!(
+            "manifest: kernel '{}': binding 0 must be the uniform parameter block",
+            k.name
+        ));
+    }
+    if let Some(i) = k.bindings.iter().skip(1).position(|b| *b == BindingKind::Uniform) {
+        return Err(format!(
+            "manifest: kernel '{}': binding {} is a uniform; only binding 0 may be",
+            k.name,
+            i + 1
+        ));
+    }
+    if k.workgroup_size.contains(&0) {
+        return Err(format!(
+            "manifest: kernel '{}': workgroup size {:?} has a zero",
+            k.name, k.workgroup_size
+        ));
+    }
+    if k.entry_point.is_empty() {
+        return Err(format!("manifest: kernel '{}' has an empty entry point", k.name));
+    }
+    Ok(())
+}
+
+fn kind_name(k: BufferKind) -> &'static str {
+    match k {
+        BufferKind::Input => "input",
+        BufferKind::Weight => "weight",
+        BufferKind::Intermediate => "intermediate",
+    }
+}
+
+fn grid_str(g: &[SizeExpr; 3]) -> String {
+    format!("[{}, {}, {}]", g[0], g[1], g[2])
+}
+
+/// WGSL without `//` line comments and `/* */` block comments (block comments nest in WGSL).
+fn strip_comments(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = String::with_capacity(src.len());
+    let (mut i, mut depth) = (0, 0usize);
+    let mut start = 0;
+    while i < b.len() {
+        if depth == 0 && b[i..].starts_with(b"//") {
+            out.push_str(&src[start..i]);
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            start = i;
+        } else if b[i..].starts_with(b"/*") {
+            if depth == 0 {
+                out.push_str(&src[start..i]);
+            }
+            depth += 1;
+            i += 2;
+        } else if depth > 0 && b[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            start = i;
+            out.push(' ');
+        } else {
+            i += 1;
+        }
+    }
+    if depth == 0 {
+        out.push_str(&src[start.min(src.len())..]);
+    }
+    out
+}
+
+/// The integer literal arguments of the one `@workgroup_size(...)` attribute.
+fn workgroup_size_of(code: &str) -> Result<[u32; 3], String> {
+    let mut found = code.match_indices("@workgroup_size");
+    let (at, _) = found.next().ok_or("the shader has no @workgroup_size")?;
+    if found.next().is_some() {
+        return Err("the shader has more than one @workgroup_size; a kernel has one entry point".into());
+    }
+    let rest = code[at + "@workgroup_size".len()..].trim_start();
+    let args = rest
+        .strip_prefix('(')
+        .and_then(|r| r.split_once(')'))
+        .map(|(a, _)| a)
+        .ok_or("@workgroup_size has no argument list")?;
+    let mut ws = [1u32; 3];
+    let parts: Vec<&str> = args.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() || parts.len() > 3 {
+        return Err(format!("@workgroup_size({args}) must have 1 to 3 arguments"));
+    }
+    for (i, p) in parts.iter().enumerate() {
+        let digits = p.trim_end_matches(['u', 'i']);
+        ws[i] = digits
+            .parse()
+            .map_err(|_| format!("@workgroup_size argument '{p}' is not an integer literal"))?;
+    }
+    Ok(ws)
+}
+
+fn has_fn(code: &str, name: &str) -> bool {
+    code.match_indices("fn").any(|(i, _)| {
+        let before_ok = i == 0 || !is_ident(code.as_bytes()[i - 1]);
+        let rest = &code[i + 2..];
+        let trimmed = rest.trim_start();
+        before_ok
+            && trimmed.len() < rest.len()
+            && trimmed.starts_with(name)
+            && trimmed[name.len()..].trim_start().starts_with('(')
+    })
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The `@binding(N) var<...>` declarations, in binding order; bindings must be 0..n.
+fn bindings_of(code: &str) -> Result<Vec<BindingKind>, String> {
+    let mut found: Vec<(u32, BindingKind)> = Vec::new();
+    for (at, _) in code.match_indices("@binding") {
+        let rest = code[at + "@binding".len()..].trim_start();
+        let (num, rest) = rest
+            .strip_prefix('(')
+            .and_then(|r| r.split_once(')'))
+            .ok_or("@binding has no argument")?;
+        let index: u32 = num
+            .trim()
+            .trim_end_matches(['u', 'i'])
+            .parse()
+            .map_err(|_| format!("@binding({num}) is not an integer literal"))?;
+        let var = rest
+            .find("var")
+            .map(|v| &rest[v + 3..])
+            .ok_or_else(|| format!("@binding({index}) is not followed by a var declaration"))?;
+        let space: String = var
+            .trim_start()
+            .strip_prefix('<')
+            .and_then(|r| r.split_once('>'))
+            .map(|(s, _)| s.chars().filter(|c| !c.is_whitespace()).collect())
+            .ok_or_else(|| format!("@binding({index}) has no address space"))?;
+        let kind = match space.as_str() {
+            "uniform" => BindingKind::Uniform,
+            "storage" | "storage,read" => BindingKind::ReadOnlyStorage,
+            "storage,read_write" => BindingKind::Storage,
+            other => {
+                return Err(format!(
+                    "@binding({index}) has address space <{other}>, which the kernel ABI does not use"
+                ))
+            }
+        };
+        found.push((index, kind));
+    }
+    found.sort_by_key(|(i, _)| *i);
+    for (want, (got, _)) in found.iter().enumerate() {
+        if *got as usize != want {
+            return Err(format!(
+                "the shader's bindings are not numbered 0..{} (found @binding({got}))",
+                found.len()
+            ));
+        }
+    }
+    Ok(found.into_iter().map(|(_, k)| k).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WGSL: &str = "// a @workgroup_size(1) in a comment is ignored\n\
+        struct Params { n: i32 }\n\
+        @group(0) @binding(0) var<uniform> params: Params;\n\
+        @group(0) @binding(1) var<storage, read> x: array<f32>;\n\
+        /* @binding(7) var<storage, read_write> ghost: array<f32>; */\n\
+        @group(0) @binding(2) var<storage, read_write> y: array<f32>;\n\
+        @compute @workgroup_size(64, 1, 1)\n\
+        fn main(@builtin(global_invocation_id) id: vec3<u32>) { y[id.x] = x[id.x]; }\n";
+
+    fn spec() -> Manifest {
+        let m = r#"{"format_version":1,"compiler_version":"t","model":"m",
+            "requirements":{"target":"t","features":[],"limits":{}},"symbols":["n"],
+            "inputs":[{"name":"x","dtype":"f32","storage":"f32","shape":["n"],"buffer":0}],
+            "outputs":[{"name":"y","dtype":"f32","storage":"f32","shape":["n"],"buffer":1}],
+            "buffers":[{"kind":"input","size":"n * 4","label":"x"},{"kind":"intermediate","size":"n * 4","label":"y"},
+                       {"kind":"weight","size":16,"label":"w"}],
+            "weights":[{"name":"w","file":"w.safetensors","dtype":"f32","shape":[4],"buffer":2}],
+            "kernels":[{"name":"k0","file":"k0.wgsl","entry_point":"main","workgroup_size":[64,1,1],
+                        "bindings":["uniform","read_only_storage","storage"],"params":["n"],"schedule":"injective","grid_splittable":true}],
+            "programs":[{"name":"run","dispatches":[{"kernel":0,"buffers":[0,1],"params":["n"],"grid":["cdiv(n, 64)",1,1],"label":"copy"}]}],
+            "files":{}}"#;
+        Manifest::from_json(m).unwrap()
+    }
+
+    #[test]
+    fn a_consistent_manifest_and_shader_pass() {
+        let m = spec();
+        m.validate().unwrap();
+        m.check_kernel_source(0, WGSL).unwrap();
+    }
+
+    #[test]
+    fn shader_disagreements_are_named() {
+        let m = spec();
+        let e = m
+            .check_kernel_source(0, &WGSL.replace("(64, 1, 1)", "(32, 1, 1)"))
+            .unwrap_err();
+        assert!(
+            e.contains("k0") && e.contains("[64, 1, 1]") && e.contains("[32, 1, 1]"),
+            "{e}"
+        );
+        let e = m
+            .check_kernel_source(0, &WGSL.replace("read_write", "read"))
+            .unwrap_err();
+        assert!(e.contains("bindings"), "{e}");
+        let e = m
+            .check_kernel_source(0, &WGSL.replace("fn main", "fn other"))
+            .unwrap_err();
+        assert!(e.contains("entry point"), "{e}");
+        let mut m2 = m.clone();
+        m2.kernels[0].workgroup_size = [128, 1, 1];
+        assert!(m2.check_kernel_source(0, WGSL).unwrap_err().contains("workgroup_size"));
+    }
+
+    #[test]
+    fn edited_manifests_are_refused_with_what_and_where() {
+        let base = spec();
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "zero workgroups",
+                Box::new(|m| m.programs[0].dispatches[0].grid = [0.into(), 0.into(), 0.into()]),
+            ),
+            (
+                "negative",
+                Box::new(|m| m.programs[0].dispatches[0].grid[1] = (-1).into()),
+            ),
+            ("weight buffer 2", Box::new(|m| m.outputs[0].buffer = 2)),
+            (
+                "written",
+                Box::new(|m| m.programs[0].dispatches[0].buffers = vec![1, 2]),
+            ),
+            ("no bindings", Box::new(|m| m.kernels[0].bindings.clear())),
+            (
+                "binding 0",
+                Box::new(|m| m.kernels[0].bindings[0] = BindingKind::Storage),
+            ),
+            ("has a zero", Box::new(|m| m.kernels[0].workgroup_size = [0, 1, 1])),
+            ("negative size", Box::new(|m| m.buffers[1].size = (-4).into())),
+            (
+                "refers to buffer 9",
+                Box::new(|m| m.programs[0].dispatches[0].buffers[0] = 9),
+            ),
+            (
+                "takes 2 and 1",
+                Box::new(|m| m.programs[0].dispatches[0].buffers.push(1)),
+            ),
+        ];
+        for (needle, edit) in cases {
+            let mut m = base.clone();
+            edit(&mut m);
+            let err = m.validate().expect_err(needle);
+            assert!(err.contains(needle), "expected {needle:?} in: {err}");
+            // The same edit in the JSON text is refused by the parser.
+            assert!(Manifest::from_json(&m.to_json()).is_err(), "{needle}");
+        }
+    }
+
+    #[test]
+    fn an_output_may_be_a_constant_of_its_own_size() {
+        let mut m = spec();
+        m.outputs[0].buffer = 2;
+        m.outputs[0].shape = vec![4.into()];
+        m.validate().unwrap();
+    }
+}

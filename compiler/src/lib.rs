@@ -13,6 +13,7 @@ pub mod frontend;
 pub mod lower;
 pub mod model;
 pub mod options;
+pub mod passes;
 pub mod plan;
 
 pub use bundle::{write_bundle, CompiledBundle};
@@ -98,6 +99,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
         }
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
+        KernelBody::Attention { batch, sq, sk, d, dv } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
         KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
         KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
         KernelBody::Conv {
@@ -115,8 +117,8 @@ pub fn tuning_key(body: &KernelBody) -> String {
 pub fn default_schedule(body: &KernelBody) -> Schedule {
     match body {
         KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
-        // One thread per row (top-k) or element (scatter); one element each.
-        KernelBody::TopK { .. } | KernelBody::Scatter { .. } => Schedule::Injective(kiln_schedules::InjectiveParams {
+        // One thread per row (top-k, attention) or element (scatter); one element each.
+        KernelBody::TopK { .. } | KernelBody::Scatter { .. } | KernelBody::Attention { .. } => Schedule::Injective(kiln_schedules::InjectiveParams {
             workgroup_size: 64,
             elems_per_thread: 1,
         }),
@@ -155,7 +157,10 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
 
 /// Runs the whole pipeline on a model and returns the bundle in memory.
 pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, CompileError> {
-    let g = specialize(model, opts)?;
+    let mut g = specialize(model, opts)?;
+    if opts.opt_level >= 2 {
+        passes::merge_matmuls::merge_sibling_matmuls(&mut g)?;
+    }
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
     log::info!(

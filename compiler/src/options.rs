@@ -7,8 +7,9 @@ use kiln_schedules::DeviceLimits;
 /// How to compile a model.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
-    /// 0: one kernel per op; 1: fuse elementwise chains and inline scalar constants;
-    /// 2: level 1 plus e-graph rewriting where available.
+    /// 0: one kernel per op; 1: fuse same-shape elementwise chains and inline scalar
+    /// constants; 2 (default): the optimizer (graph rewrites, injective ops fused into their
+    /// consumers, GEMM prologues and epilogues).
     pub opt_level: u8,
     /// Values for symbolic dims (`--dim NAME=VALUE`).
     pub dims: DimBindings,

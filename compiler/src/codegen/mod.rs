@@ -51,6 +51,7 @@ fn templates() -> &'static tera::Tera {
             ("topk", include_str!("../../templates/topk.wgsl")),
             ("scatter", include_str!("../../templates/scatter.wgsl")),
             ("gemm", include_str!("../../templates/gemm.wgsl")),
+            ("attention", include_str!("../../templates/attention.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
@@ -74,7 +75,13 @@ fn render_template(name: &str, ctx: &tera::Context) -> Result<String, CompileErr
 }
 
 /// The module header: params struct, bindings and helper functions.
-fn header(params: &ParamSet, in_dtypes: &[DType], out_dtype: DType, helpers: &BTreeSet<&'static str>) -> String {
+fn header(
+    params: &ParamSet,
+    in_dtypes: &[DType],
+    out_dtype: DType,
+    helpers: &BTreeSet<&'static str>,
+    fns: &[String],
+) -> String {
     let mut h = params.struct_decl();
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (k, d) in in_dtypes.iter().enumerate() {
@@ -93,7 +100,77 @@ fn header(params: &ParamSet, in_dtypes: &[DType], out_dtype: DType, helpers: &BT
         h.push_str("\n\n");
         h.push_str(expr::helper_source(name));
     }
+    for f in fns {
+        h.push_str("\n\n");
+        h.push_str(f);
+    }
     h
+}
+
+/// Renders operand `i` of a draft as a load: `(open, close)` such that `open + index + close`
+/// reads the operand's element at a linear index. A plain input reads its binding
+/// (`in{s}[index]`); a fused prologue becomes a function `kiln_x{i}(index)` added to `fns`.
+fn operand_access(
+    draft: &KernelDraft,
+    i: usize,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+    fns: &mut Vec<String>,
+) -> (String, String) {
+    let e = draft.operand(i);
+    if let Expr::LoadIdx(s, ix) = &e {
+        if **ix == Expr::Index && in_dtypes[*s] != DType::Bool {
+            return (format!("in{s}["), "]".into());
+        }
+    }
+    let mut w = ExprWriter {
+        params,
+        helpers,
+        in_dtypes,
+        lines: Vec::new(),
+        next: 0,
+        memo: Default::default(),
+        idx: "i".into(),
+        coords: Vec::new(),
+        core: String::new(),
+    };
+    let (v, d) = w.emit(&e);
+    let name = format!("kiln_x{i}");
+    let mut f = format!("fn {name}(i: i32) -> {} {{\n", reg_ty(d));
+    for l in &w.lines {
+        f.push_str(&format!("    {l}\n"));
+    }
+    f.push_str(&format!("    return {v};\n}}"));
+    fns.push(f);
+    (format!("{name}("), ")".into())
+}
+
+/// The body lines of a GEMM epilogue function `(v, gm, gn, batch)`: the output element's
+/// linear index, the epilogue expression over it, and the return.
+fn epilogue_lines(
+    e: &Expr,
+    index: String,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+) -> Vec<String> {
+    let mut w = ExprWriter {
+        params,
+        helpers,
+        in_dtypes,
+        lines: Vec::new(),
+        next: 0,
+        memo: Default::default(),
+        idx: "i".into(),
+        coords: Vec::new(),
+        core: "v".into(),
+    };
+    let (v, _) = w.emit(e);
+    let mut lines = vec![format!("let i = {index};")];
+    lines.append(&mut w.lines);
+    lines.push(format!("return {v};"));
+    lines
 }
 
 fn bindings(n_inputs: usize) -> Vec<BindingKind> {
@@ -177,6 +254,7 @@ pub fn render(
     }
     let mut params = ParamSet::default();
     let mut helpers = BTreeSet::new();
+    let mut fns: Vec<String> = Vec::new();
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
     let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
@@ -198,6 +276,7 @@ pub fn render(
                 memo: Default::default(),
                 idx: "idx".into(),
                 coords: names,
+                core: String::new(),
             };
             let (v, _) = w.emit(expr);
             body.append(&mut w.lines);
@@ -227,9 +306,10 @@ pub fn render(
             let mut row_lines = Vec::new();
             let mut elem_lines = Vec::new();
             let len_s = params.dim(&len, "len");
+            let (x0, x0e) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
             if trailing {
                 row_lines.push(format!("let base = row * {len_s};"));
-                elem_lines.push(format!("let v = {};", from_storage(*dtype, "in0[base + r]")));
+                elem_lines.push(format!("let v = {};", from_storage(*dtype, &format!("{x0}base + r{x0e}"))));
             } else {
                 let names: Vec<String> = kept.iter().map(|a| format!("k{a}")).collect();
                 let dims: Vec<Dim> = kept.iter().map(|&a| in_shape[a].clone()).collect();
@@ -255,7 +335,7 @@ pub fn render(
                     .collect();
                 elem_lines.push(format!(
                     "let v = {};",
-                    from_storage(*dtype, &format!("in0[base + {}]", terms.join(" + ")))
+                    from_storage(*dtype, &format!("{x0}base + {}{x0e}", terms.join(" + ")))
                 ));
             }
             let acc_ty = reg_ty(*dtype);
@@ -320,6 +400,9 @@ pub fn render(
             ctx.insert("inner", &params.divisor(&inner, "inner"));
             ctx.insert("log", log);
             ctx.insert("halves", &halves(p.workgroup_size));
+            let (x0, x0e) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("x0", &x0);
+            ctx.insert("x0e", &x0e);
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("softmax", [p.workgroup_size, 1, 1], grid, true)
         }
@@ -331,6 +414,11 @@ pub fn render(
             ctx.insert("len", &params.dim(&len, "len"));
             ctx.insert("epsilon", &literal(*epsilon as f64, DType::F32));
             ctx.insert("halves", &halves(p.workgroup_size));
+            for i in 0..3 {
+                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert(format!("x{i}"), &x);
+                ctx.insert(format!("x{i}e"), &xe);
+            }
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("layernorm", [p.workgroup_size, 1, 1], grid, true)
         }
@@ -361,9 +449,24 @@ pub fn render(
             lines.push(format!("let a_off = {};", sum(a_terms)));
             lines.push(format!("let b_off = {};", sum(b_terms)));
             lines.push(format!("let c_off = batch * {};", params.dim(&m.mul(&n), "mn")));
-            ctx.insert("a_load", &[format!("v = in0[a_off + gm * {k_s} + gk];")]);
-            ctx.insert("b_load", &[format!("v = in1[b_off + gk * {n_s} + gn];")]);
-            ctx.insert("epilogue", &Vec::<String>::new());
+            let (xa, xae) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
+            ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            let epilogue = match &draft.epilogue {
+                Some(e) => {
+                    let mn = params.dim(&m.mul(&n), "mn");
+                    epilogue_lines(
+                        e,
+                        format!("batch * {mn} + gm * {n_s} + gn"),
+                        &mut params,
+                        &mut helpers,
+                        in_dtypes,
+                    )
+                }
+                None => Vec::new(),
+            };
+            ctx.insert("epilogue", &epilogue);
             gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
             let batch = Dim::product(&batch_dims);
             let grid = [
@@ -464,6 +567,35 @@ pub fn render(
                 dim_expr(&x[0]).times(g),
             ];
             ("gemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) => {
+            let rows = batch.mul(sq);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("rows", &params.dim(&rows, "rows"));
+            ctx.insert("sq", &params.divisor(sq, "sq"));
+            ctx.insert("sk", &params.dim(sk, "sk"));
+            ctx.insert("d", d);
+            ctx.insert("dv", dv);
+            for (i, n) in ["xq", "xk", "xv"].iter().enumerate() {
+                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert(*n, &x);
+                ctx.insert(format!("{n}e"), &xe);
+            }
+            let score_lines = match &draft.epilogue {
+                Some(e) => {
+                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
+                    lines.remove(0);
+                    lines
+                }
+                None => Vec::new(),
+            };
+            ctx.insert("score_lines", &score_lines);
+            let grid = [
+                dim_expr(&rows).cdiv(p.workgroup_size as i64),
+                SizeExpr::c(1),
+                SizeExpr::c(1),
+            ];
+            ("attention", [p.workgroup_size, 1, 1], grid, true)
         }
         (
             KernelBody::TopK {
@@ -582,7 +714,7 @@ pub fn render(
             msg: "bool tensors are only supported in elementwise kernels".into(),
         });
     }
-    ctx.insert("header", &header(&params, in_dtypes, out_dtype, &helpers));
+    ctx.insert("header", &header(&params, in_dtypes, out_dtype, &helpers, &fns));
     let wgsl = render_template(template, &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
     Ok(RenderedKernel {
@@ -631,6 +763,9 @@ fn coords_needed(e: &Expr) -> bool {
         Expr::Unary(_, x, _) | Expr::Cast(x, _, _) => coords_needed(x),
         Expr::Binary(_, x, y, _) => coords_needed(x) || coords_needed(y),
         Expr::Select(c, a, b) => coords_needed(c) || coords_needed(a) || coords_needed(b),
-        Expr::Concat { .. } => true,
+        Expr::Concat { coord, parts } => coords_needed(coord) || parts.iter().any(|(p, _)| coords_needed(p)),
+        Expr::Index | Expr::Core(_) => false,
+        Expr::CoordOf { index, .. } => coords_needed(index),
+        Expr::LoadIdx(_, i) => coords_needed(i),
     }
 }

@@ -1,0 +1,593 @@
+//! Kernel formation at opt-level 2: injective ops fuse into whatever consumes them, including
+//! anchor kernels.
+//!
+//! Every injective op (elementwise, cast, where, broadcast, transpose, slice, gather, concat,
+//! `Compute`, reshape) is an expression of its output's linear index. Inlining a producer into a
+//! consumer substitutes the consumer's load index into the producer's expression
+//! ([`Expr::Index`] becomes the load index, coordinates become [`Expr::CoordOf`] of it), so
+//! chains of any injective ops, of any shapes, collapse into one expression. Kernels are formed
+//! from the graph's consumers backwards:
+//!
+//! - an injective root absorbs its injective producers; when the result reads a MatMul whose only
+//!   user it is, at the identity index and with the MatMul's shape, the MatMul becomes the
+//!   kernel's *core* and the expression its *epilogue* (bias, activation, residual, scale, mask);
+//! - a GEMM (MatMul, or the core of an epilogue) absorbs data-movement producers (reshape,
+//!   transpose, slice, expand, gather, concat, cast) into its operand loads: the *prologues*;
+//! - reductions, softmax and layer norm absorb any injective producers of their input.
+//!
+//! A producer is inlined when the consumer is its only user, or when it is cheap to recompute
+//! (a few elementwise or data-movement ops: the attention mask, the pooling mask) and so may be
+//! duplicated into every user. It is materialized (gets its own kernel) when it is a graph
+//! output or when some user did not inline it. A kernel that would bind more storage buffers
+//! than the target allows is formed again with less fusion.
+
+use super::{lower_node, sym_strides, Access, Expr, KernelBody, KernelDraft};
+use crate::CompileError;
+use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op};
+use std::collections::{HashMap, HashSet};
+
+/// Most injective ancestors a producer may have and still be duplicated into several users.
+const MAX_DUPLICATED_CONE: usize = 8;
+
+/// Largest head dim the attention kernel holds in registers (one query row per thread).
+pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
+
+/// Where a producer is being inlined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Into an injective expression, an epilogue, or a row-kernel prologue: any injective op.
+    Any,
+    /// Into a GEMM operand load, which runs once per tile that reads the element: data
+    /// movement only.
+    Operand,
+}
+
+/// True for ops that are a scalar expression of their inputs at computed indices.
+pub fn is_injective(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Cast(_)
+            | Op::Expand { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Gather { .. }
+            | Op::Compute { .. }
+            | Op::Reshape { .. }
+    )
+}
+
+/// True for injective ops that only move (or convert) elements.
+fn is_data_movement(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Expand { .. }
+            | Op::Gather { .. }
+            | Op::Concat { .. }
+            | Op::Cast(_)
+    )
+}
+
+/// True for injective ops cheap enough to recompute in several kernels.
+fn is_cheap(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Cast(_)
+            | Op::Expand { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Reshape { .. }
+    )
+}
+
+/// One kernel being formed: its external inputs (binding order) and what it inlined.
+#[derive(Default)]
+struct Build {
+    inputs: Vec<NodeId>,
+    /// (producer, consumer) pairs inlined.
+    inlined: Vec<(NodeId, NodeId)>,
+    /// Nodes computed in the kernel, for the label.
+    members: Vec<NodeId>,
+    /// The anchor whose value epilogue loads read as [`Expr::Core`].
+    core: Option<NodeId>,
+    /// False once the core was read at another index than the output's.
+    core_ok: bool,
+    /// Whether producers may be inlined at all.
+    allow: bool,
+}
+
+impl Build {
+    fn new(allow: bool) -> Build {
+        Build {
+            allow,
+            core_ok: true,
+            ..Default::default()
+        }
+    }
+
+    fn slot(&mut self, id: NodeId) -> usize {
+        self.inputs.iter().position(|&i| i == id).unwrap_or_else(|| {
+            self.inputs.push(id);
+            self.inputs.len() - 1
+        })
+    }
+}
+
+struct Former<'g> {
+    g: &'g Graph,
+    outputs: HashSet<NodeId>,
+    inlined_by: HashMap<NodeId, HashSet<NodeId>>,
+    duplicable: HashMap<NodeId, bool>,
+    max_inputs: usize,
+}
+
+/// Forms kernels for the whole graph at opt-level 2, in an order that respects data
+/// dependencies.
+pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, CompileError> {
+    let mut f = Former {
+        g,
+        outputs: g.outputs().iter().map(|o| o.1).collect(),
+        inlined_by: HashMap::new(),
+        duplicable: HashMap::new(),
+        max_inputs,
+    };
+    let mut claimed: HashSet<NodeId> = HashSet::new();
+    let mut kernels = Vec::new();
+    for id in g.topo_order().into_iter().rev() {
+        let op = &g.node(id).op;
+        if matches!(op, Op::Input { .. } | Op::Constant(_)) || claimed.contains(&id) {
+            continue;
+        }
+        let users = g.users_of(id);
+        let all_inlined = !users.is_empty()
+            && users
+                .iter()
+                .all(|u| f.inlined_by.get(&id).is_some_and(|s| s.contains(u)));
+        if !f.outputs.contains(&id) && all_inlined {
+            continue;
+        }
+        if matches!(op, Op::Reshape { .. }) {
+            continue; // a view of its input's buffer
+        }
+        let draft = match op {
+            _ if is_injective(op) => f.injective_root(id, &mut claimed)?,
+            Op::MatMul => match f.attention_root(id, &mut claimed)? {
+                Some(d) => d,
+                None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
+            },
+            Op::Reduce { .. } | Op::Softmax { .. } => f.anchor_root(id, &[Mode::Any])?,
+            Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
+            _ => lower_node(g, id)?,
+        };
+        log::debug!("kernel {}: {}", kernels.len(), draft.label);
+        kernels.push(draft);
+    }
+    kernels.reverse();
+    Ok(kernels)
+}
+
+impl Former<'_> {
+    fn commit(&mut self, b: &Build) {
+        for &(p, c) in &b.inlined {
+            self.inlined_by.entry(p).or_default().insert(c);
+        }
+    }
+
+    fn label(&self, b: &Build, root: NodeId) -> String {
+        let mut names: Vec<&str> = b.members.iter().rev().map(|&m| self.g.node(m).name.as_str()).collect();
+        names.retain(|n| *n != self.g.node(root).name);
+        names.push(&self.g.node(root).name);
+        names.dedup();
+        names.join("+")
+    }
+
+    /// Whether producer `p` may be computed inside the kernel of consumer `c`.
+    fn can_inline(&mut self, p: NodeId, c: NodeId, mode: Mode) -> bool {
+        let op = &self.g.node(p).op;
+        if self.outputs.contains(&p) || !is_injective(op) || (mode == Mode::Operand && !is_data_movement(op)) {
+            return false;
+        }
+        let users = self.g.users_of(p);
+        (users.len() == 1 && users[0] == c) || self.is_duplicable(p)
+    }
+
+    /// A cheap producer with few injective ancestors, all cheap: recomputing it in each user
+    /// costs less than a dispatch and a round trip through memory.
+    fn is_duplicable(&mut self, p: NodeId) -> bool {
+        if let Some(&d) = self.duplicable.get(&p) {
+            return d;
+        }
+        let mut seen = HashSet::new();
+        let mut stack = vec![p];
+        let mut ok = true;
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            let op = &self.g.node(n).op;
+            if !is_cheap(op) || seen.len() > MAX_DUPLICATED_CONE {
+                ok = false;
+                break;
+            }
+            for i in self.g.inputs_of(n) {
+                if is_injective(&self.g.node(i).op) {
+                    stack.push(i);
+                }
+            }
+        }
+        self.duplicable.insert(p, ok);
+        ok
+    }
+
+    /// Value of node `p` (read by consumer `c`) at linear index `l`.
+    fn value_at(&mut self, b: &mut Build, c: NodeId, p: NodeId, l: Expr, mode: Mode) -> Result<Expr, CompileError> {
+        let n = self.g.node(p);
+        if let Op::Constant(t) = &n.op {
+            if t.numel() == 1 {
+                return Ok(Expr::Lit(t.to_f64()[0], t.dtype()));
+            }
+        }
+        if b.core == Some(p) {
+            if l != Expr::Index {
+                b.core_ok = false;
+            }
+            return Ok(Expr::Core(n.ty.dtype));
+        }
+        if b.allow && self.can_inline(p, c, mode) {
+            b.inlined.push((p, c));
+            if !b.members.contains(&p) {
+                b.members.push(p);
+            }
+            return self.member_at(b, p, l, mode);
+        }
+        let slot = b.slot(p);
+        Ok(Expr::LoadIdx(slot, Box::new(l)))
+    }
+
+    /// The expression of injective node `p` at linear index `l`, its inputs read through
+    /// [`Former::value_at`].
+    fn member_at(&mut self, b: &mut Build, p: NodeId, l: Expr, mode: Mode) -> Result<Expr, CompileError> {
+        let ins = self.g.inputs_of(p);
+        if let Op::Reshape { .. } = self.g.node(p).op {
+            return self.value_at(b, p, ins[0], l, mode);
+        }
+        let KernelBody::Injective { expr, shape, .. } = lower_node(self.g, p)?.body else {
+            unreachable!("injective ops lower to injective kernels")
+        };
+        self.frame(b, p, &ins, &expr, &l, &shape, mode)
+    }
+
+    /// Rewrites `e` (node `p`'s expression in its own output coordinates) to the frame of
+    /// linear index `l` into `p`'s shape.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        &mut self,
+        b: &mut Build,
+        p: NodeId,
+        ins: &[NodeId],
+        e: &Expr,
+        l: &Expr,
+        shape: &[Dim],
+        mode: Mode,
+    ) -> Result<Expr, CompileError> {
+        macro_rules! f {
+            ($b:expr, $x:expr) => {
+                self.frame($b, p, ins, $x, l, shape, mode)
+            };
+        }
+        Ok(match e {
+            Expr::Coord(a) => coord_of(l, shape, *a),
+            Expr::Index => l.clone(),
+            Expr::Lit(..) | Expr::DimVal(_) | Expr::Core(_) => e.clone(),
+            Expr::Unary(u, x, d) => Expr::Unary(*u, Box::new(f!(b, x)?), *d),
+            Expr::Binary(o, x, y, d) => {
+                let x = f!(b, x)?;
+                Expr::Binary(*o, Box::new(x), Box::new(f!(b, y)?), *d)
+            }
+            Expr::Select(c, x, y) => {
+                let c = f!(b, c)?;
+                let x = f!(b, x)?;
+                Expr::Select(Box::new(c), Box::new(x), Box::new(f!(b, y)?))
+            }
+            Expr::Cast(x, from, to) => Expr::Cast(Box::new(f!(b, x)?), *from, *to),
+            Expr::CoordOf { index, stride, dim } => Expr::CoordOf {
+                index: Box::new(f!(b, index)?),
+                stride: stride.clone(),
+                dim: dim.clone(),
+            },
+            Expr::Concat { coord, parts } => {
+                let coord = Box::new(f!(b, coord)?);
+                let mut out = Vec::new();
+                for (x, end) in parts {
+                    out.push((f!(b, x)?, end.clone()));
+                }
+                Expr::Concat { coord, parts: out }
+            }
+            Expr::LoadIdx(slot, i) => {
+                let i = f!(b, i)?;
+                self.value_at(b, p, ins[*slot], i, mode)?
+            }
+            Expr::Load(slot, access) => {
+                let index = match access.as_ref() {
+                    Access::Linear => l.clone(),
+                    Access::Strided { strides, offset } => linear(l, shape, strides, offset),
+                    Access::Gathered {
+                        strides,
+                        index,
+                        axis_len,
+                        axis_stride,
+                    } => {
+                        let gi = f!(b, index)?;
+                        let wrapped = Expr::Select(
+                            Box::new(Expr::Binary(
+                                BinaryOp::Less,
+                                Box::new(gi.clone()),
+                                Box::new(int(0)),
+                                DType::I32,
+                            )),
+                            Box::new(add(gi.clone(), Expr::DimVal(axis_len.clone()))),
+                            Box::new(gi),
+                        );
+                        add(
+                            linear(l, shape, strides, &Dim::c(0)),
+                            mul(wrapped, axis_stride),
+                        )
+                    }
+                };
+                self.value_at(b, p, ins[*slot], index, mode)?
+            }
+            Expr::LoadAt(slot, coords, in_shape) => {
+                let st = sym_strides(in_shape);
+                let mut index = int(0);
+                for (i, c) in coords.iter().enumerate() {
+                    let c = f!(b, c)?;
+                    let hi = Expr::DimVal(in_shape[i].sub(&Dim::c(1)));
+                    let clamped = Expr::Binary(
+                        BinaryOp::Max,
+                        Box::new(Expr::Binary(BinaryOp::Min, Box::new(c), Box::new(hi), DType::I32)),
+                        Box::new(int(0)),
+                        DType::I32,
+                    );
+                    index = add(index, mul(clamped, &st[i]));
+                }
+                self.value_at(b, p, ins[*slot], index, mode)?
+            }
+        })
+    }
+
+    /// An injective root: its producers inlined, and a MatMul core when one fits.
+    fn injective_root(&mut self, r: NodeId, claimed: &mut HashSet<NodeId>) -> Result<KernelDraft, CompileError> {
+        let g = self.g;
+        let rn = g.node(r);
+        let inj = |expr: Expr| KernelBody::Injective {
+            shape: rn.ty.shape.clone(),
+            dtype: rn.ty.dtype,
+            expr,
+        };
+        let mut b = Build::new(true);
+        b.members.push(r);
+        let e = self.member_at(&mut b, r, Expr::Index, Mode::Any)?;
+        if let Some(m) = self.core_candidate(&b, r) {
+            let mut bc = Build::new(true);
+            bc.members.push(r);
+            bc.core = Some(m);
+            let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
+            let ins = g.inputs_of(m);
+            let a = self.value_at(&mut bc, m, ins[0], Expr::Index, Mode::Operand)?;
+            let bb = self.value_at(&mut bc, m, ins[1], Expr::Index, Mode::Operand)?;
+            if bc.core_ok && bc.inputs.len() <= self.max_inputs {
+                self.commit(&bc);
+                claimed.insert(m);
+                bc.members.push(m);
+                let label = self.label(&bc, r);
+                log::debug!("fusion: {label}: GEMM {} with epilogue", g.node(m).name);
+                return Ok(KernelDraft {
+                    label,
+                    inputs: bc.inputs,
+                    output: r,
+                    body: KernelBody::Gemm {
+                        a: g.node(ins[0]).ty.shape.clone(),
+                        b: g.node(ins[1]).ty.shape.clone(),
+                        dtype: g.node(m).ty.dtype,
+                    },
+                    operands: vec![a, bb],
+                    epilogue: Some(epi),
+                });
+            }
+        }
+        if b.inputs.len() <= self.max_inputs {
+            self.commit(&b);
+            let label = self.label(&b, r);
+            return Ok(KernelDraft::plain(label, b.inputs, r, inj(e)));
+        }
+        let mut b0 = Build::new(false);
+        let e = self.member_at(&mut b0, r, Expr::Index, Mode::Any)?;
+        Ok(KernelDraft::plain(rn.name.clone(), b0.inputs, r, inj(e)))
+    }
+
+    /// A MatMul read by the root's expression only, at the output's own index, with its shape
+    /// and float dtype: it can compute in the same kernel with the expression as epilogue.
+    fn core_candidate(&self, b: &Build, r: NodeId) -> Option<NodeId> {
+        let g = self.g;
+        let rt = &g.node(r).ty;
+        b.inputs.iter().copied().find(|&m| {
+            let n = g.node(m);
+            let users = g.users_of(m);
+            matches!(n.op, Op::MatMul)
+                && !self.outputs.contains(&m)
+                && users.len() == 1
+                && b.members.contains(&users[0])
+                && n.ty.shape == rt.shape
+                && n.ty.dtype == rt.dtype
+                && rt.dtype.is_float()
+        })
+    }
+
+    /// `MatMul(Softmax(score(MatMul(Q, K))), V)` with the softmax over the last axis, every
+    /// intermediate used once, equal batch dims and constant head dims up to
+    /// [`MAX_ATTENTION_HEAD_DIM`]: one attention kernel. `score` is any injective expression
+    /// of the raw scores (scale, mask).
+    fn attention_root(&mut self, av: NodeId, claimed: &mut HashSet<NodeId>) -> Result<Option<KernelDraft>, CompileError> {
+        let g = self.g;
+        let av_ins = g.inputs_of(av);
+        let sm = av_ins[0];
+        let rank = g.node(av).ty.rank();
+        let single = |n: NodeId, u: NodeId| g.users_of(n) == [u] && !self.outputs.contains(&n);
+        if !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == rank) || !single(sm, av) || rank < 2 {
+            return Ok(None);
+        }
+        let s = g.inputs_of(sm)[0];
+        let qk = if matches!(g.node(s).op, Op::MatMul) {
+            s
+        } else {
+            if !is_injective(&g.node(s).op) || !self.can_inline(s, sm, Mode::Any) {
+                return Ok(None);
+            }
+            let mut trial = Build::new(true);
+            self.value_at(&mut trial, sm, s, Expr::Index, Mode::Any)?;
+            let found = trial.inputs.iter().copied().find(|&m| {
+                let users = g.users_of(m);
+                matches!(g.node(m).op, Op::MatMul)
+                    && users.len() == 1
+                    && trial.members.contains(&users[0])
+                    && !self.outputs.contains(&m)
+                    && g.node(m).ty.shape == g.node(s).ty.shape
+            });
+            match found {
+                Some(m) => m,
+                None => return Ok(None),
+            }
+        };
+        if qk == s && !single(qk, sm) {
+            return Ok(None);
+        }
+        let qk_ins = g.inputs_of(qk);
+        let (qs, ks, vs) = (
+            &g.node(qk_ins[0]).ty.shape,
+            &g.node(qk_ins[1]).ty.shape,
+            &g.node(av_ins[1]).ty.shape,
+        );
+        let batch_dims = &g.node(av).ty.shape[..rank - 2];
+        let same_batch = [qs, ks, vs].iter().all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
+        let head = |d: &Dim| d.as_const().filter(|&v| v >= 1 && v as usize <= MAX_ATTENTION_HEAD_DIM);
+        let (Some(d), Some(dv)) = (head(&qs[rank - 1]), head(&vs[rank - 1])) else {
+            return Ok(None);
+        };
+        if !same_batch || g.node(av).ty.dtype != DType::F32 || g.node(qk).ty.dtype != DType::F32 {
+            return Ok(None);
+        }
+        let mut b = Build::new(true);
+        b.members.push(av);
+        b.core = Some(qk);
+        let score = if qk == s {
+            None
+        } else {
+            Some(self.value_at(&mut b, sm, s, Expr::Index, Mode::Any)?)
+        };
+        let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Operand)?;
+        let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
+        let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
+        if !b.core_ok || b.inputs.len() > self.max_inputs {
+            return Ok(None);
+        }
+        self.commit(&b);
+        claimed.insert(sm);
+        claimed.insert(qk);
+        b.members.extend([sm, qk]);
+        let label = self.label(&b, av);
+        log::debug!("fusion: {label}: attention");
+        Ok(Some(KernelDraft {
+            label,
+            inputs: b.inputs,
+            output: av,
+            body: KernelBody::Attention {
+                batch: Dim::product(batch_dims),
+                sq: qs[rank - 2].clone(),
+                sk: ks[rank - 1].clone(),
+                d: d as usize,
+                dv: dv as usize,
+            },
+            operands: vec![q, k, v],
+            epilogue: score,
+        }))
+    }
+
+    /// An anchor (GEMM, reduction, softmax, layer norm) with its operands' producers inlined
+    /// as prologues.
+    fn anchor_root(&mut self, id: NodeId, modes: &[Mode]) -> Result<KernelDraft, CompileError> {
+        let ins = self.g.inputs_of(id);
+        let mut b = Build::new(true);
+        b.members.push(id);
+        let mut operands = Vec::new();
+        for (i, &mode) in modes.iter().enumerate() {
+            operands.push(self.value_at(&mut b, id, ins[i], Expr::Index, mode)?);
+        }
+        let plain = lower_node(self.g, id)?;
+        if b.inlined.is_empty() || b.inputs.len() > self.max_inputs {
+            return Ok(plain);
+        }
+        self.commit(&b);
+        let label = self.label(&b, id);
+        log::debug!("fusion: {label}: prologue into {}", self.g.node(id).op.name());
+        Ok(KernelDraft {
+            label,
+            inputs: b.inputs,
+            operands,
+            ..plain
+        })
+    }
+}
+
+fn int(v: i64) -> Expr {
+    Expr::Lit(v as f64, DType::I32)
+}
+
+fn add(a: Expr, b: Expr) -> Expr {
+    match (&a, &b) {
+        (Expr::Lit(x, _), _) if *x == 0.0 => b,
+        (_, Expr::Lit(y, _)) if *y == 0.0 => a,
+        _ => Expr::Binary(BinaryOp::Add, Box::new(a), Box::new(b), DType::I32),
+    }
+}
+
+fn mul(a: Expr, d: &Dim) -> Expr {
+    match d.as_const() {
+        Some(1) => a,
+        Some(0) => int(0),
+        _ => Expr::Binary(BinaryOp::Mul, Box::new(a), Box::new(Expr::DimVal(d.clone())), DType::I32),
+    }
+}
+
+/// Coordinate `a` of linear index `l` into a row-major `shape`.
+fn coord_of(l: &Expr, shape: &[Dim], a: usize) -> Expr {
+    let stride = Dim::product(&shape[a + 1..]);
+    Expr::CoordOf {
+        index: Box::new(l.clone()),
+        stride,
+        dim: if a == 0 { None } else { Some(shape[a].clone()) },
+    }
+}
+
+/// `offset + sum_a coord_a(l) * strides[a]`.
+fn linear(l: &Expr, shape: &[Dim], strides: &[Dim], offset: &Dim) -> Expr {
+    let mut e = if *offset == Dim::c(0) {
+        int(0)
+    } else {
+        Expr::DimVal(offset.clone())
+    };
+    for (a, s) in strides.iter().enumerate() {
+        if *s != Dim::c(0) && shape[a] != Dim::c(1) {
+            e = add(e, mul(coord_of(l, shape, a), s));
+        }
+    }
+    e
+}

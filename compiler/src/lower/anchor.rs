@@ -441,7 +441,8 @@ impl Former<'_> {
         let av_ins = g.inputs_of(av);
         let sm = av_ins[0];
         let rank = g.node(av).ty.rank();
-        let single = |n: NodeId, u: NodeId| g.users_of(n) == [u] && !self.outputs.contains(&n);
+        let outputs = self.outputs.clone();
+        let single = |n: NodeId, u: NodeId| g.users_of(n) == [u] && !outputs.contains(&n);
         if !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == rank) || !single(sm, av) || rank < 2 {
             return Ok(None);
         }

@@ -75,7 +75,7 @@ pub fn merge_sibling_matmuls(g: &mut Graph) -> Result<usize, CompileError> {
             off += n;
         }
         let biases: Option<Vec<(NodeId, Tensor)>> = sibs.iter().map(|&(u, _, n)| bias_of(g, u, n, &outputs)).collect();
-        let name = g.node(sibs[0].0).name.clone() + "+merged";
+        let name = g.node(sibs[0].0).name.clone() + "_merged";
         let wc = g.add_const(&format!("{name}.weight"), Tensor::from_f64(DType::F32, vec![k, total], &w));
         let mm = g.add(&name, Op::MatMul, &[a, wc])?;
         let (base, targets): (NodeId, Vec<NodeId>) = match &biases {

@@ -1,10 +1,11 @@
 //! Kiln's compiler: frontends, passes, WGSL codegen with naga validation, memory planning and
 //! the bundle writer.
 //!
-//! [`compile`] runs the pipeline on a loaded [`Model`]: specialize dims → remove dead nodes →
-//! form kernels (fusion from opt-level 1) → choose schedules (tuning record or analytic default)
-//! → render WGSL from templates and validate it with naga → plan memory → build the manifest.
-//! [`bundle::write_bundle`] then writes it atomically.
+//! [`compile`] runs the pass pipeline ([`passes`]) on a loaded [`Model`]: specialize dims →
+//! graph rewrites → form kernels (fusion per opt-level) → select schedules (tuning record or
+//! analytic default, in `kiln_schedules::select`) → render WGSL from templates and validate it
+//! with naga → plan memory → build the manifest. [`bundle::write_bundle`] then writes it
+//! atomically.
 
 pub mod bundle;
 pub mod codegen;
@@ -23,7 +24,7 @@ pub use options::CompileOptions;
 
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
 use kiln_ir::{DType, Dim, Graph, Op, Tensor};
-use kiln_schedules::{defaults, Schedule};
+use kiln_schedules::{Schedule, Workload};
 use lower::KernelBody;
 use std::collections::{BTreeMap, HashMap};
 
@@ -113,30 +114,60 @@ pub fn tuning_key(body: &KernelBody) -> String {
     }
 }
 
+/// The scheduling problem a kernel draft poses (symbolic dims estimated as 64).
+pub fn workload(body: &KernelBody) -> Workload {
+    match body {
+        KernelBody::Injective { shape, .. } => Workload::Injective {
+            numel: estimate(&Dim::product(shape)),
+        },
+        KernelBody::TopK { shape, axis, .. } => Workload::PerRow {
+            rows: estimate(&Dim::product(shape)) / estimate(&shape[*axis]),
+        },
+        KernelBody::Scatter { data, .. } => Workload::PerRow {
+            rows: estimate(&Dim::product(data)),
+        },
+        KernelBody::Attention { batch, sq, .. } => Workload::PerRow {
+            rows: estimate(&batch.mul(sq)),
+        },
+        KernelBody::Reduce { in_shape, axes, .. } => {
+            let len = estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a])));
+            Workload::RowReduce {
+                rows: estimate(&Dim::product(in_shape)) / len.max(1),
+                len,
+            }
+        }
+        KernelBody::Softmax { shape, axis, .. } => {
+            let len = estimate(&shape[*axis]);
+            Workload::RowReduce {
+                rows: estimate(&Dim::product(shape)) / len.max(1),
+                len,
+            }
+        }
+        KernelBody::LayerNorm { shape, axis, .. } => Workload::RowReduce {
+            rows: estimate(&Dim::product(&shape[..*axis])),
+            len: estimate(&Dim::product(&shape[*axis..])),
+        },
+        KernelBody::Gemm { a, b, .. } => {
+            let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
+            Workload::Gemm {
+                m: estimate(&m),
+                n: estimate(&n),
+                k: estimate(&k),
+                batch: estimate(&Dim::product(&batch)),
+            }
+        }
+        KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
+            m: estimate(&w[0]) / *groups as u64,
+            n: estimate(&Dim::product(&out[2..])),
+            k: estimate(&Dim::product(&w[1..])),
+            batch: estimate(&out[0]) * *groups as u64,
+        },
+    }
+}
+
 /// The analytic default schedule of a kernel draft.
 pub fn default_schedule(body: &KernelBody) -> Schedule {
-    match body {
-        KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
-        // One thread per row (top-k, attention) or element (scatter); one element each.
-        KernelBody::TopK { .. } | KernelBody::Scatter { .. } | KernelBody::Attention { .. } => Schedule::Injective(kiln_schedules::InjectiveParams {
-            workgroup_size: 64,
-            elems_per_thread: 1,
-        }),
-        KernelBody::Reduce { in_shape, axes, .. } => {
-            defaults::row_reduce(estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a]))))
-        }
-        KernelBody::Softmax { shape, axis, .. } => defaults::row_reduce(estimate(&shape[*axis])),
-        KernelBody::LayerNorm { shape, axis, .. } => defaults::row_reduce(estimate(&Dim::product(&shape[*axis..]))),
-        KernelBody::Gemm { a, b, .. } => {
-            let (m, k, n, ..) = codegen::gemm_dims(a, b);
-            defaults::gemm(estimate(&m), estimate(&n), estimate(&k))
-        }
-        KernelBody::Conv { w, out, groups, .. } => {
-            let ocg = estimate(&w[0]) / *groups as u64;
-            let k = estimate(&Dim::product(&w[1..]));
-            defaults::gemm(ocg, estimate(&Dim::product(&out[2..])), k)
-        }
-    }
+    kiln_schedules::select::default_for(&workload(body))
 }
 
 /// Workgroup memory a schedule uses, in bytes.
@@ -155,14 +186,37 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
     }
 }
 
-/// Runs the whole pipeline on a model and returns the bundle in memory.
+/// Runs the whole pipeline on a model and returns the bundle in memory (the passes are
+/// listed in [`passes`]).
 pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, CompileError> {
-    let mut g = specialize(model, opts)?;
-    if opts.opt_level >= 2 {
-        passes::merge_matmuls::merge_sibling_matmuls(&mut g)?;
+    if let Some(d) = &opts.dump {
+        d.check()?;
     }
+    let dump_at = |pass: &str| {
+        opts.dump.as_ref().filter(|d| d.wants(pass)).map(|d| {
+            (
+                d.dir.clone(),
+                passes::PASSES.iter().position(|p| *p == pass).unwrap_or(0),
+            )
+        })
+    };
+    let mut times = passes::PassTimes::start();
+
+    let g = specialize(model, opts)?;
+    times.done("specialize");
+    if let Some((dir, i)) = dump_at("specialize") {
+        passes::dump::dump_graph(&dir, i, "specialize", &g)?;
+    }
+
+    let g = passes::rewrite(g, opts)?;
+    times.done("rewrite");
+    if let Some((dir, i)) = dump_at("rewrite") {
+        passes::dump::dump_graph(&dir, i, "rewrite", &g)?;
+    }
+
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
+    times.done("form-kernels");
     log::info!(
         "{}: {} nodes -> {} kernels (opt-level {})",
         model.name,
@@ -170,7 +224,35 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         drafts.len(),
         opts.opt_level
     );
+    if let Some((dir, i)) = dump_at("form-kernels") {
+        passes::dump::dump_kernels(&dir, i, "form-kernels", &g, &drafts, None)?;
+    }
+
+    let schedules: Vec<Schedule> = drafts
+        .iter()
+        .map(|d| {
+            let w = workload(&d.body);
+            let key = tuning_key(&d.body);
+            let (s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref());
+            log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
+            s
+        })
+        .collect();
+    times.done("schedule");
+    if let Some((dir, i)) = dump_at("schedule") {
+        passes::dump::dump_kernels(&dir, i, "schedule", &g, &drafts, Some(&schedules))?;
+    }
+
+    let mut rendered = Vec::with_capacity(drafts.len());
+    for (d, &schedule) in drafts.iter().zip(&schedules) {
+        let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
+        let out_dtype = g.node(d.output).ty.dtype;
+        rendered.push(codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?);
+    }
+    times.done("codegen");
+
     let plan = plan::plan(&g, &drafts);
+    times.done("plan");
 
     let mut kernels: Vec<KernelSpec> = Vec::new();
     let mut sources: Vec<(String, String)> = Vec::new();
@@ -181,16 +263,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let e = limits.entry(name.to_string()).or_insert(0);
         *e = (*e).max(v);
     };
-    for d in &drafts {
-        let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
-        let out_dtype = g.node(d.output).ty.dtype;
-        let key = tuning_key(&d.body);
-        let schedule = opts
-            .tuning
-            .as_ref()
-            .and_then(|t| t.get(&key))
-            .unwrap_or_else(|| default_schedule(&d.body));
-        let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
+    for ((d, r), &schedule) in drafts.iter().zip(rendered).zip(&schedules) {
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
         need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
@@ -309,6 +382,8 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         files: BTreeMap::new(),
     };
     manifest.check_indices().map_err(CompileError::Internal)?;
+    times.done("manifest");
+    log::info!("{}: pass times: {}", model.name, times.summary());
     Ok(CompiledBundle {
         manifest,
         kernel_sources: sources,

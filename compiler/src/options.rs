@@ -17,6 +17,8 @@ pub struct CompileOptions {
     pub target: DeviceLimits,
     /// Measured schedules that override the analytic defaults.
     pub tuning: Option<TuningDb>,
+    /// Write intermediate forms (`kiln compile --dump`/`--dump-after`).
+    pub dump: Option<crate::passes::DumpOptions>,
 }
 
 impl Default for CompileOptions {
@@ -26,6 +28,7 @@ impl Default for CompileOptions {
             dims: DimBindings::new(),
             target: DeviceLimits::webgpu_default(),
             tuning: None,
+            dump: None,
         }
     }
 }

@@ -7,9 +7,11 @@
 
 pub mod defaults;
 pub mod limits;
+pub mod select;
 pub mod tuning;
 
 pub use limits::DeviceLimits;
+pub use select::{select, Workload};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

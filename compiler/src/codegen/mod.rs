@@ -155,6 +155,18 @@ fn epilogue_lines(
     helpers: &mut BTreeSet<&'static str>,
     in_dtypes: &[DType],
 ) -> Vec<String> {
+    epilogue_lines_with(e, index, "v", params, helpers, in_dtypes)
+}
+
+/// Like [`epilogue_lines`], with the computed value named `core`.
+fn epilogue_lines_with(
+    e: &Expr,
+    index: String,
+    core: &str,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+) -> Vec<String> {
     let mut w = ExprWriter {
         params,
         helpers,
@@ -164,7 +176,7 @@ fn epilogue_lines(
         memo: Default::default(),
         idx: "i".into(),
         coords: Vec::new(),
-        core: "v".into(),
+        core: core.into(),
     };
     let (v, _) = w.emit(e);
     let mut lines = vec![format!("let i = {index};")];
@@ -309,7 +321,10 @@ pub fn render(
             let (x0, x0e) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
             if trailing {
                 row_lines.push(format!("let base = row * {len_s};"));
-                elem_lines.push(format!("let v = {};", from_storage(*dtype, &format!("{x0}base + r{x0e}"))));
+                elem_lines.push(format!(
+                    "let v = {};",
+                    from_storage(*dtype, &format!("{x0}base + r{x0e}"))
+                ));
             } else {
                 let names: Vec<String> = kept.iter().map(|a| format!("k{a}")).collect();
                 let dims: Vec<Dim> = kept.iter().map(|&a| in_shape[a].clone()).collect();
@@ -549,13 +564,28 @@ pub fn render(
             ));
             b.push("}".into());
             // The bias of output channel gm of group (batch % groups).
-            let epilogue: Vec<String> = if *bias {
-                vec![format!(
-                    "return v + in2[(batch % {g}i) * {} + gm];",
-                    params.dim(&ocg, "m")
-                )]
-            } else {
-                vec![]
+            let bias_term = |params: &mut ParamSet| format!("v + in2[(batch % {g}i) * {} + gm]", params.dim(&ocg, "m"));
+            let epilogue: Vec<String> = match &draft.epilogue {
+                // A fused epilogue reads the biased value as its core.
+                Some(e) => {
+                    let mn = params.dim(&ocg.mul(&pp), "mn");
+                    let mut lines = Vec::new();
+                    if *bias {
+                        lines.push(format!("let vb = {};", bias_term(&mut params)));
+                    }
+                    let mut body = epilogue_lines_with(
+                        e,
+                        format!("batch * {mn} + gm * {n_s} + gn"),
+                        if *bias { "vb" } else { "v" },
+                        &mut params,
+                        &mut helpers,
+                        in_dtypes,
+                    );
+                    lines.append(&mut body);
+                    lines
+                }
+                None if *bias => vec![format!("return {};", bias_term(&mut params))],
+                None => vec![],
             };
             ctx.insert("a_load", &[format!("v = in1[a_off + gm * {k_s} + gk];")]);
             ctx.insert("b_load", &b);

@@ -103,6 +103,8 @@ struct Build {
     core_ok: bool,
     /// Whether producers may be inlined at all.
     allow: bool,
+    /// Most inputs the kernel may bind so far; an inlining that would exceed it is undone.
+    limit: usize,
 }
 
 impl Build {
@@ -110,6 +112,7 @@ impl Build {
         Build {
             allow,
             core_ok: true,
+            limit: usize::MAX,
             ..Default::default()
         }
     }
@@ -243,11 +246,20 @@ impl Former<'_> {
             return Ok(Expr::Core(n.ty.dtype));
         }
         if b.allow && self.can_inline(p, c, mode) {
+            let mark = (b.inputs.len(), b.inlined.len(), b.members.len(), b.core_ok);
             b.inlined.push((p, c));
             if !b.members.contains(&p) {
                 b.members.push(p);
             }
-            return self.member_at(b, p, l, mode);
+            let e = self.member_at(b, p, l.clone(), mode)?;
+            if b.inputs.len() <= b.limit {
+                return Ok(e);
+            }
+            // Too many bindings: undo, and read p from memory instead.
+            b.inputs.truncate(mark.0);
+            b.inlined.truncate(mark.1);
+            b.members.truncate(mark.2);
+            b.core_ok = mark.3;
         }
         let slot = b.slot(p);
         Ok(Expr::LoadIdx(slot, Box::new(l)))
@@ -337,10 +349,7 @@ impl Former<'_> {
                             Box::new(add(gi.clone(), Expr::DimVal(axis_len.clone()))),
                             Box::new(gi),
                         );
-                        add(
-                            linear(l, shape, strides, &Dim::c(0)),
-                            mul(wrapped, axis_stride),
-                        )
+                        add(linear(l, shape, strides, &Dim::c(0)), mul(wrapped, axis_stride))
                     }
                 };
                 self.value_at(b, p, ins[*slot], index, mode)?
@@ -374,15 +383,23 @@ impl Former<'_> {
             expr,
         };
         let mut b = Build::new(true);
+        b.limit = self.max_inputs;
         b.members.push(r);
         let e = self.member_at(&mut b, r, Expr::Index, Mode::Any)?;
         if let Some(m) = self.core_candidate(&b, r) {
+            if matches!(g.node(m).op, Op::Conv { .. }) {
+                return self.conv_epilogue(r, m, &inj, claimed, b, e);
+            }
             let mut bc = Build::new(true);
             bc.members.push(r);
             bc.core = Some(m);
+            // Reserve a binding for each GEMM operand while the epilogue grows.
+            bc.limit = self.max_inputs.saturating_sub(2);
             let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
             let ins = g.inputs_of(m);
+            bc.limit = self.max_inputs.saturating_sub(1);
             let a = self.value_at(&mut bc, m, ins[0], Expr::Index, Mode::Operand)?;
+            bc.limit = self.max_inputs;
             let bb = self.value_at(&mut bc, m, ins[1], Expr::Index, Mode::Operand)?;
             if bc.core_ok && bc.inputs.len() <= self.max_inputs {
                 self.commit(&bc);
@@ -414,6 +431,50 @@ impl Former<'_> {
         Ok(KernelDraft::plain(rn.name.clone(), b0.inputs, r, inj(e)))
     }
 
+    /// A convolution with the root's expression as epilogue (activation, residual): the conv's
+    /// own inputs keep slots 0..3, as its template reads them directly. Falls back to the
+    /// plain injective kernel `(b, e)` when the bindings do not fit.
+    fn conv_epilogue(
+        &mut self,
+        r: NodeId,
+        m: NodeId,
+        inj: &dyn Fn(Expr) -> KernelBody,
+        claimed: &mut HashSet<NodeId>,
+        b: Build,
+        e: Expr,
+    ) -> Result<KernelDraft, CompileError> {
+        let g = self.g;
+        let conv = lower_node(g, m)?;
+        let mut bc = Build::new(true);
+        bc.members.push(r);
+        bc.core = Some(m);
+        bc.inputs = conv.inputs.clone();
+        bc.limit = self.max_inputs;
+        let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
+        if bc.core_ok && bc.inputs.len() <= self.max_inputs {
+            self.commit(&bc);
+            claimed.insert(m);
+            bc.members.push(m);
+            let label = self.label(&bc, r);
+            log::debug!("fusion: {label}: convolution with epilogue");
+            return Ok(KernelDraft {
+                label,
+                inputs: bc.inputs,
+                output: r,
+                epilogue: Some(epi),
+                ..conv
+            });
+        }
+        if b.inputs.len() <= self.max_inputs {
+            self.commit(&b);
+            let label = self.label(&b, r);
+            return Ok(KernelDraft::plain(label, b.inputs, r, inj(e)));
+        }
+        let mut b0 = Build::new(false);
+        let e = self.member_at(&mut b0, r, Expr::Index, Mode::Any)?;
+        Ok(KernelDraft::plain(g.node(r).name.clone(), b0.inputs, r, inj(e)))
+    }
+
     /// A MatMul read by the root's expression only, at the output's own index, with its shape
     /// and float dtype: it can compute in the same kernel with the expression as epilogue.
     fn core_candidate(&self, b: &Build, r: NodeId) -> Option<NodeId> {
@@ -422,13 +483,13 @@ impl Former<'_> {
         b.inputs.iter().copied().find(|&m| {
             let n = g.node(m);
             let users = g.users_of(m);
-            matches!(n.op, Op::MatMul)
+            matches!(n.op, Op::MatMul | Op::Conv { .. })
                 && !self.outputs.contains(&m)
                 && users.len() == 1
                 && b.members.contains(&users[0])
                 && n.ty.shape == rt.shape
                 && n.ty.dtype == rt.dtype
-                && rt.dtype.is_float()
+                && rt.dtype == DType::F32
         })
     }
 
@@ -436,14 +497,19 @@ impl Former<'_> {
     /// intermediate used once, equal batch dims and constant head dims up to
     /// [`MAX_ATTENTION_HEAD_DIM`]: one attention kernel. `score` is any injective expression
     /// of the raw scores (scale, mask).
-    fn attention_root(&mut self, av: NodeId, claimed: &mut HashSet<NodeId>) -> Result<Option<KernelDraft>, CompileError> {
+    fn attention_root(
+        &mut self,
+        av: NodeId,
+        claimed: &mut HashSet<NodeId>,
+    ) -> Result<Option<KernelDraft>, CompileError> {
         let g = self.g;
         let av_ins = g.inputs_of(av);
         let sm = av_ins[0];
         let rank = g.node(av).ty.rank();
         let outputs = self.outputs.clone();
         let single = |n: NodeId, u: NodeId| g.users_of(n) == [u] && !outputs.contains(&n);
-        if !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == rank) || !single(sm, av) || rank < 2 {
+        if !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == rank) || !single(sm, av) || rank < 2
+        {
             return Ok(None);
         }
         let s = g.inputs_of(sm)[0];
@@ -478,7 +544,9 @@ impl Former<'_> {
             &g.node(av_ins[1]).ty.shape,
         );
         let batch_dims = &g.node(av).ty.shape[..rank - 2];
-        let same_batch = [qs, ks, vs].iter().all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
+        let same_batch = [qs, ks, vs]
+            .iter()
+            .all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
         let head = |d: &Dim| d.as_const().filter(|&v| v >= 1 && v as usize <= MAX_ATTENTION_HEAD_DIM);
         let (Some(d), Some(dv)) = (head(&qs[rank - 1]), head(&vs[rank - 1])) else {
             return Ok(None);
@@ -489,13 +557,17 @@ impl Former<'_> {
         let mut b = Build::new(true);
         b.members.push(av);
         b.core = Some(qk);
+        b.limit = self.max_inputs.saturating_sub(3);
         let score = if qk == s {
             None
         } else {
             Some(self.value_at(&mut b, sm, s, Expr::Index, Mode::Any)?)
         };
+        b.limit = self.max_inputs.saturating_sub(2);
         let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Operand)?;
+        b.limit = self.max_inputs.saturating_sub(1);
         let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
+        b.limit = self.max_inputs;
         let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
         if !b.core_ok || b.inputs.len() > self.max_inputs {
             return Ok(None);
@@ -530,6 +602,7 @@ impl Former<'_> {
         b.members.push(id);
         let mut operands = Vec::new();
         for (i, &mode) in modes.iter().enumerate() {
+            b.limit = self.max_inputs.saturating_sub(modes.len() - 1 - i);
             operands.push(self.value_at(&mut b, id, ins[i], Expr::Index, mode)?);
         }
         let plain = lower_node(self.g, id)?;
@@ -564,7 +637,12 @@ fn mul(a: Expr, d: &Dim) -> Expr {
     match d.as_const() {
         Some(1) => a,
         Some(0) => int(0),
-        _ => Expr::Binary(BinaryOp::Mul, Box::new(a), Box::new(Expr::DimVal(d.clone())), DType::I32),
+        _ => Expr::Binary(
+            BinaryOp::Mul,
+            Box::new(a),
+            Box::new(Expr::DimVal(d.clone())),
+            DType::I32,
+        ),
     }
 }
 
@@ -591,4 +669,212 @@ fn linear(l: &Expr, shape: &[Dim], strides: &[Dim], offset: &Dim) -> Expr {
         }
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{Tensor, TensorType, UnaryOp};
+
+    fn input(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
+        g.add_input(name, TensorType::new(DType::F32, shape))
+    }
+
+    fn konst(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
+        let n = shape.iter().product();
+        g.add_const(
+            name,
+            Tensor::f32(shape.to_vec(), (0..n).map(|i| i as f32 * 0.01).collect()),
+        )
+    }
+
+    fn scalar(g: &mut Graph, name: &str, v: f32) -> NodeId {
+        g.add_const(name, Tensor::f32(vec![], vec![v]))
+    }
+
+    fn bin(g: &mut Graph, name: &str, op: BinaryOp, a: NodeId, b: NodeId) -> NodeId {
+        g.add(name, Op::Binary(op), &[a, b]).unwrap()
+    }
+
+    fn kinds(k: &[KernelDraft]) -> Vec<String> {
+        k.iter()
+            .map(|d| {
+                let kind = format!("{:?}", d.body).split([' ', '{']).next().unwrap().to_string();
+                format!(
+                    "{kind}{}{}",
+                    if d.operands.is_empty() { "" } else { "+pro" },
+                    if d.epilogue.is_some() { "+epi" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bias_and_erf_gelu_become_a_gemm_epilogue() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let w = konst(&mut g, "w", &[8, 16]);
+        let b = konst(&mut g, "b", &[16]);
+        let m = g.add("mm", Op::MatMul, &[x, w]).unwrap();
+        let a = bin(&mut g, "bias", BinaryOp::Add, b, m);
+        let s2 = scalar(&mut g, "sqrt2", 1.414);
+        let d = bin(&mut g, "div", BinaryOp::Div, a, s2);
+        let e = g.add("erf", Op::Unary(UnaryOp::Erf), &[d]).unwrap();
+        let one = scalar(&mut g, "one", 1.0);
+        let p = bin(&mut g, "add1", BinaryOp::Add, e, one);
+        let y = bin(&mut g, "mul", BinaryOp::Mul, a, p);
+        g.add_output("y", y);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Gemm+pro+epi"]);
+        assert_eq!(k[0].output, y);
+        assert_eq!(k[0].inputs.len(), 3, "x, w and the bias");
+    }
+
+    #[test]
+    fn transposes_and_reshapes_fold_into_gemm_operand_loads() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3, 8]);
+        let t = g.add("t", Op::Transpose { perm: vec![1, 0, 2] }, &[x]).unwrap();
+        let r = g
+            .add(
+                "r",
+                Op::Reshape {
+                    shape: vec![Dim::c(3), Dim::c(16)],
+                },
+                &[t],
+            )
+            .unwrap();
+        let w = konst(&mut g, "w", &[16, 4]);
+        let m = g.add("mm", Op::MatMul, &[r, w]).unwrap();
+        g.add_output("y", m);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Gemm+pro"]);
+        assert_eq!(k[0].inputs, vec![x, w]);
+    }
+
+    #[test]
+    fn elementwise_ops_are_not_gemm_operand_prologues() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let e = g.add("exp", Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+        let w = konst(&mut g, "w", &[8, 4]);
+        let m = g.add("mm", Op::MatMul, &[e, w]).unwrap();
+        g.add_output("y", m);
+        assert_eq!(kinds(&form_kernels(&g, 7).unwrap()), ["Injective", "Gemm"]);
+    }
+
+    #[test]
+    fn attention_with_scale_and_mask_is_one_kernel() {
+        let mut g = Graph::new();
+        let q = input(&mut g, "q", &[2, 5, 4]);
+        let k = input(&mut g, "k", &[2, 5, 4]);
+        let v = input(&mut g, "v", &[2, 5, 4]);
+        let mask = input(&mut g, "mask", &[2, 1, 5]);
+        let kt = g.add("kt", Op::Transpose { perm: vec![0, 2, 1] }, &[k]).unwrap();
+        let s = g.add("qk", Op::MatMul, &[q, kt]).unwrap();
+        let c = scalar(&mut g, "scale", 2.0);
+        let s = bin(&mut g, "div", BinaryOp::Div, s, c);
+        let s = bin(&mut g, "mask_add", BinaryOp::Add, s, mask);
+        let p = g.add("softmax", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+        let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
+        g.add_output("o", o);
+        let kernels = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
+        assert!(matches!(kernels[0].body, KernelBody::Attention { d: 4, dv: 4, .. }));
+    }
+
+    #[test]
+    fn softmax_that_is_an_output_keeps_attention_apart() {
+        let mut g = Graph::new();
+        let q = input(&mut g, "q", &[5, 4]);
+        let k = input(&mut g, "k", &[4, 5]);
+        let v = input(&mut g, "v", &[5, 4]);
+        let s = g.add("qk", Op::MatMul, &[q, k]).unwrap();
+        let p = g.add("softmax", Op::Softmax { axis: 1, log: false }, &[s]).unwrap();
+        let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
+        g.add_output("o", o);
+        g.add_output("p", p);
+        assert_eq!(kinds(&form_kernels(&g, 7).unwrap()), ["Gemm", "Softmax", "Gemm"]);
+    }
+
+    #[test]
+    fn a_cheap_producer_is_duplicated_into_each_user_but_a_graph_output_is_kept() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let m = input(&mut g, "m", &[4, 8]);
+        let one = scalar(&mut g, "one", 1.0);
+        let inv = bin(&mut g, "inv", BinaryOp::Sub, one, m);
+        let a = bin(&mut g, "a", BinaryOp::Mul, x, inv);
+        let red = g
+            .add(
+                "sum",
+                Op::Reduce {
+                    op: kiln_ir::ReduceOp::Sum,
+                    axes: vec![1],
+                    keep_dims: false,
+                },
+                &[inv],
+            )
+            .unwrap();
+        g.add_output("a", a);
+        g.add_output("s", red);
+        let mut k = kinds(&form_kernels(&g, 7).unwrap());
+        k.sort();
+        assert_eq!(k, ["Injective", "Reduce+pro"], "inv is computed in both kernels");
+        g.add_output("inv", inv);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(k.len(), 3, "an output is materialized: {:?}", kinds(&k));
+    }
+
+    #[test]
+    fn fusion_never_binds_more_inputs_than_the_target_allows() {
+        let mut g = Graph::new();
+        let xs: Vec<NodeId> = (0..10).map(|i| input(&mut g, &format!("x{i}"), &[3, 4])).collect();
+        let mut acc = xs[0];
+        for (i, &x) in xs.iter().enumerate().skip(1) {
+            acc = bin(&mut g, &format!("add{i}"), BinaryOp::Add, acc, x);
+        }
+        g.add_output("y", acc);
+        let k = form_kernels(&g, 7).unwrap();
+        assert!(
+            k.iter().all(|d| d.inputs.len() <= 7),
+            "{:?}",
+            k.iter().map(|d| d.inputs.len()).collect::<Vec<_>>()
+        );
+        assert!(k.len() < 9, "still fused where it fits: {} kernels", k.len());
+    }
+
+    #[test]
+    fn a_transpose_feeding_an_elementwise_op_of_another_shape_fuses() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3]);
+        let y = input(&mut g, "y", &[3, 2]);
+        let t = g.add("t", Op::Transpose { perm: vec![1, 0] }, &[x]).unwrap();
+        let s = bin(&mut g, "add", BinaryOp::Add, t, y);
+        g.add_output("s", s);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Injective"]);
+        assert_eq!(k[0].inputs.len(), 2);
+    }
+
+    #[test]
+    fn an_activation_after_a_convolution_is_its_epilogue() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 2, 5, 5]);
+        let w = konst(&mut g, "w", &[2, 2, 3, 3]);
+        let b = konst(&mut g, "b", &[2]);
+        let conv = Op::Conv {
+            strides: vec![1, 1],
+            pads: vec![(1, 1), (1, 1)],
+            dilations: vec![1, 1],
+            groups: 1,
+        };
+        let c = g.add("conv", conv, &[x, w, b]).unwrap();
+        let r = g.add("relu", Op::Unary(UnaryOp::Relu), &[c]).unwrap();
+        let y = bin(&mut g, "res", BinaryOp::Add, r, x);
+        g.add_output("y", y);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Conv+epi"]);
+        assert_eq!(&k[0].inputs[..3], &[x, w, b], "the conv's own inputs keep their slots");
+    }
 }

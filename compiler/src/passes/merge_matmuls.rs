@@ -76,12 +76,18 @@ pub fn merge_sibling_matmuls(g: &mut Graph) -> Result<usize, CompileError> {
         }
         let biases: Option<Vec<(NodeId, Tensor)>> = sibs.iter().map(|&(u, _, n)| bias_of(g, u, n, &outputs)).collect();
         let name = g.node(sibs[0].0).name.clone() + "_merged";
-        let wc = g.add_const(&format!("{name}.weight"), Tensor::from_f64(DType::F32, vec![k, total], &w));
+        let wc = g.add_const(
+            &format!("{name}.weight"),
+            Tensor::from_f64(DType::F32, vec![k, total], &w),
+        );
         let mm = g.add(&name, Op::MatMul, &[a, wc])?;
         let (base, targets): (NodeId, Vec<NodeId>) = match &biases {
             Some(bs) => {
                 let data: Vec<f64> = bs.iter().flat_map(|(_, t)| t.to_f64()).collect();
-                let bc = g.add_const(&format!("{name}.bias"), Tensor::from_f64(DType::F32, vec![total], &data));
+                let bc = g.add_const(
+                    &format!("{name}.bias"),
+                    Tensor::from_f64(DType::F32, vec![total], &data),
+                );
                 let add = g.add(&format!("{name}.bias_add"), Op::Binary(BinaryOp::Add), &[mm, bc])?;
                 (add, bs.iter().map(|b| b.0).collect())
             }
@@ -121,7 +127,7 @@ mod tests {
     use kiln_ir::TensorType;
 
     fn weights(k: usize, n: usize, seed: f32) -> Tensor {
-        Tensor::f32(vec![k, n], (0..k * n).map(|i| ((i as f32 * 0.37 + seed).sin())).collect())
+        Tensor::f32(vec![k, n], (0..k * n).map(|i| (i as f32 * 0.37 + seed).sin()).collect())
     }
 
     #[test]
@@ -131,10 +137,15 @@ mod tests {
         let mut outs = Vec::new();
         for (i, n) in [5usize, 5, 3].into_iter().enumerate() {
             let w = g.add_const(&format!("w{i}"), weights(4, n, i as f32));
-            let b = g.add_const(&format!("b{i}"), Tensor::f32(vec![n], (0..n).map(|j| j as f32 * 0.1).collect()));
+            let b = g.add_const(
+                &format!("b{i}"),
+                Tensor::f32(vec![n], (0..n).map(|j| j as f32 * 0.1).collect()),
+            );
             let m = g.add(&format!("m{i}"), Op::MatMul, &[x, w]).unwrap();
             let a = g.add(&format!("a{i}"), Op::Binary(BinaryOp::Add), &[b, m]).unwrap();
-            let r = g.add(&format!("r{i}"), Op::Unary(kiln_ir::UnaryOp::Relu), &[a]).unwrap();
+            let r = g
+                .add(&format!("r{i}"), Op::Unary(kiln_ir::UnaryOp::Relu), &[a])
+                .unwrap();
             g.add_output(&format!("y{i}"), r);
             outs.push(r);
         }
@@ -142,7 +153,11 @@ mod tests {
         let before = run(&g, &[("x".to_string(), xin.clone())].into_iter().collect()).unwrap();
         let mut h = g.clone();
         assert_eq!(merge_sibling_matmuls(&mut h).unwrap(), 1);
-        let matmuls = h.topo_order().into_iter().filter(|&n| matches!(h.node(n).op, Op::MatMul)).count();
+        let matmuls = h
+            .topo_order()
+            .into_iter()
+            .filter(|&n| matches!(h.node(n).op, Op::MatMul))
+            .count();
         assert_eq!(matmuls, 1);
         let adds = h
             .topo_order()

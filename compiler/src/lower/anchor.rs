@@ -475,6 +475,22 @@ impl Former<'_> {
         Ok(KernelDraft::plain(g.node(r).name.clone(), b0.inputs, r, inj(e)))
     }
 
+    /// True when what `from` computes is used only inside this kernel on its way to `to`:
+    /// every user of `from`, and of each of those users up to `to`, is a member of the
+    /// kernel and no graph output. An anchor read by `from` is then read by no other kernel,
+    /// even where cheap nodes are duplicated into several kernels.
+    fn exclusive_path(&self, from: NodeId, to: NodeId, members: &[NodeId]) -> bool {
+        if from == to {
+            return true;
+        }
+        let users = self.g.users_of(from);
+        !self.outputs.contains(&from)
+            && !users.is_empty()
+            && users
+                .iter()
+                .all(|&u| members.contains(&u) && self.exclusive_path(u, to, members))
+    }
+
     /// A MatMul read by the root's expression only, at the output's own index, with its shape
     /// and float dtype: it can compute in the same kernel with the expression as epilogue.
     fn core_candidate(&self, b: &Build, r: NodeId) -> Option<NodeId> {
@@ -487,6 +503,7 @@ impl Former<'_> {
                 && !self.outputs.contains(&m)
                 && users.len() == 1
                 && b.members.contains(&users[0])
+                && self.exclusive_path(users[0], r, &b.members)
                 && n.ty.shape == rt.shape
                 && n.ty.dtype == rt.dtype
                 && rt.dtype == DType::F32
@@ -516,7 +533,7 @@ impl Former<'_> {
         let qk = if matches!(g.node(s).op, Op::MatMul) {
             s
         } else {
-            if !is_injective(&g.node(s).op) || !self.can_inline(s, sm, Mode::Any) {
+            if !is_injective(&g.node(s).op) || !single(s, sm) || !self.can_inline(s, sm, Mode::Any) {
                 return Ok(None);
             }
             let mut trial = Build::new(true);
@@ -526,6 +543,7 @@ impl Former<'_> {
                 matches!(g.node(m).op, Op::MatMul)
                     && users.len() == 1
                     && trial.members.contains(&users[0])
+                    && self.exclusive_path(users[0], s, &trial.members)
                     && !self.outputs.contains(&m)
                     && g.node(m).ty.shape == g.node(s).ty.shape
             });
@@ -876,5 +894,51 @@ mod tests {
         let k = form_kernels(&g, 7).unwrap();
         assert_eq!(kinds(&k), ["Conv+epi"]);
         assert_eq!(&k[0].inputs[..3], &[x, w, b], "the conv's own inputs keep their slots");
+    }
+
+    #[test]
+    fn an_anchor_read_through_a_duplicated_node_is_not_an_epilogue_core() {
+        // conv -> mul -> add, and add feeds both a reduction and a multiply: the cheap chain
+        // is duplicated into both kernels, so the conv must be stored, not fused as a core.
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 2, 4, 4]);
+        let w = konst(&mut g, "w", &[2, 1, 3, 3]);
+        let conv = Op::Conv {
+            strides: vec![1, 1],
+            pads: vec![(1, 1), (1, 1)],
+            dilations: vec![1, 1],
+            groups: 2,
+        };
+        let c = g.add("conv", conv, &[x, w]).unwrap();
+        let k = scalar(&mut g, "k", 0.5);
+        let m = bin(&mut g, "mul", BinaryOp::Mul, c, k);
+        let a = bin(&mut g, "add", BinaryOp::Add, m, k);
+        let r = g
+            .add(
+                "mean",
+                Op::Reduce {
+                    op: kiln_ir::ReduceOp::Mean,
+                    axes: vec![2, 3],
+                    keep_dims: true,
+                },
+                &[a],
+            )
+            .unwrap();
+        let y = bin(&mut g, "scale", BinaryOp::Mul, a, r);
+        g.add_output("y", y);
+        let kernels = form_kernels(&g, 7).unwrap();
+        let outputs: Vec<NodeId> = kernels.iter().map(|d| d.output).collect();
+        for d in &kernels {
+            for i in &d.inputs {
+                let op = &g.node(*i).op;
+                assert!(
+                    matches!(op, Op::Input { .. } | Op::Constant(_)) || outputs.contains(i),
+                    "{} reads {}, which no kernel stores",
+                    d.label,
+                    g.node(*i).name
+                );
+            }
+        }
+        assert!(outputs.contains(&c), "the conv is stored: {:?}", kinds(&kernels));
     }
 }

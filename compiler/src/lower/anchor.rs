@@ -128,7 +128,6 @@ impl Build {
 struct Former<'g> {
     g: &'g Graph,
     outputs: HashSet<NodeId>,
-    inlined_by: HashMap<NodeId, HashSet<NodeId>>,
     duplicable: HashMap<NodeId, bool>,
     max_inputs: usize,
 }
@@ -139,26 +138,36 @@ pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, Co
     let mut f = Former {
         g,
         outputs: g.outputs().iter().map(|o| o.1).collect(),
-        inlined_by: HashMap::new(),
         duplicable: HashMap::new(),
         max_inputs,
     };
     let mut claimed: HashSet<NodeId> = HashSet::new();
+    // Nodes some kernel reads from memory: they (or, for views, their bases) get stored.
+    let mut needed: HashSet<NodeId> = HashSet::new();
     let mut kernels = Vec::new();
     for id in g.topo_order().into_iter().rev() {
         let op = &g.node(id).op;
-        if matches!(op, Op::Input { .. } | Op::Constant(_)) || claimed.contains(&id) {
+        if matches!(op, Op::Input { .. } | Op::Constant(_)) {
             continue;
         }
-        let users = g.users_of(id);
-        let all_inlined = !users.is_empty()
-            && users
-                .iter()
-                .all(|u| f.inlined_by.get(&id).is_some_and(|s| s.contains(u)));
-        if !f.outputs.contains(&id) && all_inlined {
+        // Consumers come first (reverse topological order), so every kernel that reads this
+        // node from memory exists by now; a node none reads and no output returns was inlined
+        // everywhere it is used.
+        let stored = f.outputs.contains(&id) || needed.contains(&id);
+        if claimed.contains(&id) {
+            if stored {
+                return Err(CompileError::Internal(format!(
+                    "kernel formation fused '{}' into an epilogue kernel but another kernel reads it",
+                    g.node(id).name
+                )));
+            }
+            continue;
+        }
+        if !stored {
             continue;
         }
         if matches!(op, Op::Reshape { .. }) {
+            mark_needed(g, &mut needed, id);
             continue; // a view of its input's buffer
         }
         let draft = match op {
@@ -171,6 +180,9 @@ pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, Co
             Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
             _ => lower_node(g, id)?,
         };
+        for &i in &draft.inputs {
+            mark_needed(g, &mut needed, i);
+        }
         log::debug!("kernel {}: {}", kernels.len(), draft.label);
         kernels.push(draft);
     }
@@ -181,7 +193,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, Co
 impl Former<'_> {
     fn commit(&mut self, b: &Build) {
         for &(p, c) in &b.inlined {
-            self.inlined_by.entry(p).or_default().insert(c);
+            log::trace!("inline {} into {}", self.g.node(p).name, self.g.node(c).name);
         }
     }
 
@@ -401,7 +413,10 @@ impl Former<'_> {
             let a = self.value_at(&mut bc, m, ins[0], Expr::Index, Mode::Operand)?;
             bc.limit = self.max_inputs;
             let bb = self.value_at(&mut bc, m, ins[1], Expr::Index, Mode::Operand)?;
-            if bc.core_ok && bc.inputs.len() <= self.max_inputs {
+            // Inlining undone for the binding limit may have left part of the path from the
+            // core to the root outside this kernel; then the core must be stored instead.
+            let core_user = g.users_of(m)[0];
+            if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc.members) {
                 self.commit(&bc);
                 claimed.insert(m);
                 bc.members.push(m);
@@ -451,7 +466,8 @@ impl Former<'_> {
         bc.inputs = conv.inputs.clone();
         bc.limit = self.max_inputs;
         let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
-        if bc.core_ok && bc.inputs.len() <= self.max_inputs {
+        let core_user = g.users_of(m)[0];
+        if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc.members) {
             self.commit(&bc);
             claimed.insert(m);
             bc.members.push(m);
@@ -587,7 +603,8 @@ impl Former<'_> {
         let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
         b.limit = self.max_inputs;
         let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
-        if !b.core_ok || b.inputs.len() > self.max_inputs {
+        let qk_user = g.users_of(qk)[0];
+        if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b.members)) {
             return Ok(None);
         }
         self.commit(&b);
@@ -636,6 +653,17 @@ impl Former<'_> {
             operands,
             ..plain
         })
+    }
+}
+
+/// Marks `id` as read from memory, and through reshape views the node that holds the buffer.
+fn mark_needed(g: &Graph, needed: &mut HashSet<NodeId>, mut id: NodeId) {
+    loop {
+        needed.insert(id);
+        match g.node(id).op {
+            Op::Reshape { .. } => id = g.inputs_of(id)[0],
+            _ => return,
+        }
     }
 }
 

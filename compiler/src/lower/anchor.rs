@@ -154,14 +154,13 @@ pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, Co
         // node from memory exists by now; a node none reads and no output returns was inlined
         // everywhere it is used.
         let stored = f.outputs.contains(&id) || needed.contains(&id);
-        if claimed.contains(&id) {
-            if stored {
-                return Err(CompileError::Internal(format!(
-                    "kernel formation fused '{}' into an epilogue kernel but another kernel reads it",
-                    g.node(id).name
-                )));
-            }
+        if claimed.contains(&id) && !stored {
             continue;
+        }
+        if claimed.contains(&id) {
+            // Fused as a core, yet another kernel reads it (a rare interplay of duplication
+            // and the binding limit): it is computed twice, fused and stored, which is correct.
+            log::debug!("fusion: {} is also stored for another reader", g.node(id).name);
         }
         if !stored {
             continue;
@@ -264,7 +263,7 @@ impl Former<'_> {
                 b.members.push(p);
             }
             let e = self.member_at(b, p, l.clone(), mode)?;
-            if b.inputs.len() <= b.limit {
+            if b.inputs.len() <= b.limit.max(mark.0) {
                 return Ok(e);
             }
             // Too many bindings: undo, and read p from memory instead.
@@ -416,7 +415,7 @@ impl Former<'_> {
             // Inlining undone for the binding limit may have left part of the path from the
             // core to the root outside this kernel; then the core must be stored instead.
             let core_user = g.users_of(m)[0];
-            if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc.members) {
+            if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc) {
                 self.commit(&bc);
                 claimed.insert(m);
                 bc.members.push(m);
@@ -467,7 +466,7 @@ impl Former<'_> {
         bc.limit = self.max_inputs;
         let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
         let core_user = g.users_of(m)[0];
-        if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc.members) {
+        if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc) {
             self.commit(&bc);
             claimed.insert(m);
             bc.members.push(m);
@@ -493,18 +492,19 @@ impl Former<'_> {
 
     /// True when what `from` computes is used only inside this kernel on its way to `to`:
     /// every user of `from`, and of each of those users up to `to`, is a member of the
-    /// kernel and no graph output. An anchor read by `from` is then read by no other kernel,
+    /// kernel, no graph output, and not also read from memory by the kernel. An anchor read by `from` is then read by no other kernel,
     /// even where cheap nodes are duplicated into several kernels.
-    fn exclusive_path(&self, from: NodeId, to: NodeId, members: &[NodeId]) -> bool {
+    fn exclusive_path(&self, from: NodeId, to: NodeId, b: &Build) -> bool {
         if from == to {
             return true;
         }
         let users = self.g.users_of(from);
         !self.outputs.contains(&from)
+            && !b.inputs.contains(&from)
             && !users.is_empty()
             && users
                 .iter()
-                .all(|&u| members.contains(&u) && self.exclusive_path(u, to, members))
+                .all(|&u| b.members.contains(&u) && self.exclusive_path(u, to, b))
     }
 
     /// A MatMul read by the root's expression only, at the output's own index, with its shape
@@ -519,7 +519,7 @@ impl Former<'_> {
                 && !self.outputs.contains(&m)
                 && users.len() == 1
                 && b.members.contains(&users[0])
-                && self.exclusive_path(users[0], r, &b.members)
+                && self.exclusive_path(users[0], r, b)
                 && n.ty.shape == rt.shape
                 && n.ty.dtype == rt.dtype
                 && rt.dtype == DType::F32
@@ -559,7 +559,7 @@ impl Former<'_> {
                 matches!(g.node(m).op, Op::MatMul)
                     && users.len() == 1
                     && trial.members.contains(&users[0])
-                    && self.exclusive_path(users[0], s, &trial.members)
+                    && self.exclusive_path(users[0], s, &trial)
                     && !self.outputs.contains(&m)
                     && g.node(m).ty.shape == g.node(s).ty.shape
             });
@@ -604,7 +604,7 @@ impl Former<'_> {
         b.limit = self.max_inputs;
         let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
         let qk_user = g.users_of(qk)[0];
-        if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b.members)) {
+        if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b)) {
             return Ok(None);
         }
         self.commit(&b);

@@ -48,6 +48,12 @@ enum Command {
         /// input) and the bundle no longer has that input.
         #[arg(long = "freeze", value_name = "NAME=FILE")]
         freeze: Vec<String>,
+        /// Write the graph (text and Graphviz DOT) and the kernel list after every pass into DIR.
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
+        /// Dump only after this pass (specialize, rewrite, form-kernels, schedule, ...) into DIR.
+        #[arg(long, num_args = 2, value_names = ["PASS", "DIR"])]
+        dump_after: Vec<String>,
     },
     /// Tune the schedules of a model's matrix products and convolutions on this machine's GPU
     /// and write (or extend) a tuning database for `kiln compile --tuning`.
@@ -115,6 +121,9 @@ enum Command {
     Inspect {
         /// Bundle directory.
         bundle: PathBuf,
+        /// List every dispatch with its kernel and the graph nodes fused into it.
+        #[arg(long)]
+        kernels: bool,
     },
     /// Run the ONNX backend node tests (made by scripts/onnx_conformance_data.py) on the GPU.
     Conformance {
@@ -205,7 +214,29 @@ fn run(cmd: Command) -> Result<()> {
             target,
             tuning,
             freeze,
-        } => compile_cmd(&model, &out, &dims, &freeze, opt_level, &target, tuning.as_deref()),
+            dump,
+            dump_after,
+        } => {
+            let dump = match (dump, &dump_after[..]) {
+                (Some(dir), []) => Some(compiler::passes::DumpOptions { dir, after: None }),
+                (None, [pass, dir]) => Some(compiler::passes::DumpOptions {
+                    dir: dir.into(),
+                    after: Some(pass.clone()),
+                }),
+                (None, []) => None,
+                _ => bail!("give either --dump DIR or --dump-after PASS DIR"),
+            };
+            compile_cmd(
+                &model,
+                &out,
+                &dims,
+                &freeze,
+                opt_level,
+                &target,
+                tuning.as_deref(),
+                dump,
+            )
+        }
         Command::Run {
             bundle,
             inputs,
@@ -223,7 +254,7 @@ fn run(cmd: Command) -> Result<()> {
             iters,
             force,
         } => tune_cmd(&model, &out, budget, &target, &dims, opt_level, iters, force),
-        Command::Inspect { bundle } => inspect_cmd(&bundle),
+        Command::Inspect { bundle, kernels } => inspect_cmd(&bundle, kernels),
         Command::Bench {
             bundle,
             inputs,
@@ -305,6 +336,7 @@ fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
     Ok(values)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compile_cmd(
     model: &Path,
     out: &Path,
@@ -313,6 +345,7 @@ fn compile_cmd(
     opt_level: u8,
     target: &str,
     tuning: Option<&Path>,
+    dump: Option<compiler::passes::DumpOptions>,
 ) -> Result<()> {
     let t0 = Instant::now();
     let dims = parse_dims(dims)?;
@@ -330,18 +363,23 @@ fn compile_cmd(
         "onnx" => compiler::frontend::onnx::load_onnx_frozen(model, &dims, &frozen)?,
         _ => bail!("{}: unknown model format (expected a .onnx file)", model.display()),
     };
+    log::info!("pass frontend (load and lower the ONNX model): {:.2?}", t0.elapsed());
     let opts = CompileOptions {
         opt_level,
         dims: dims.clone(),
         target,
         tuning,
+        dump,
     };
     // The ONNX frontend already substituted --dim values; the graph has no such symbols left.
     let opts = CompileOptions {
         dims: Default::default(),
         ..opts
     };
-    let manifest = compiler::compile_to_dir(&loaded, &opts, out)?;
+    let compiled = compiler::compile(&loaded, &opts)?;
+    let t_write = Instant::now();
+    let manifest = compiler::write_bundle(&compiled, out)?;
+    log::info!("pass write-bundle: {:.2?}", t_write.elapsed());
     let dispatches: usize = manifest.programs.iter().map(|p| p.dispatches.len()).sum();
     println!(
         "compiled {} -> {}: {} kernels, {} dispatches, {} weights, in {:.2?}",
@@ -695,7 +733,7 @@ fn check_sizes(
     Ok(())
 }
 
-fn inspect_cmd(bundle_dir: &Path) -> Result<()> {
+fn inspect_cmd(bundle_dir: &Path, list_kernels: bool) -> Result<()> {
     let bundle = Bundle::load(bundle_dir)?;
     let m = bundle.manifest();
     println!("bundle: {}", bundle_dir.display());
@@ -741,6 +779,18 @@ fn inspect_cmd(bundle_dir: &Path) -> Result<()> {
     }
     for (name, v) in &m.requirements.limits {
         println!("  requires {name} >= {v}");
+    }
+    if list_kernels {
+        for p in &m.programs {
+            for (i, d) in p.dispatches.iter().enumerate() {
+                let k = &m.kernels[d.kernel];
+                let ops: Vec<&str> = d.label.split('+').collect();
+                println!("{}[{i}] {} {}: {} op(s)", p.name, k.name, k.schedule, ops.len());
+                for op in ops {
+                    println!("    {op}");
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -107,8 +107,30 @@ fn paraphrase_minilm_compiles_once_and_matches_onnxruntime_at_two_lengths() {
     let t0 = Instant::now();
     let m = load_onnx(&path, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
-    compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest =
+        compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("minilm: compiled in {:.2?}", t0.elapsed());
+    // The optimizer's target for this model (issue 6): QKV merged into one GEMM, attention
+    // one kernel, bias/GELU/residual fused into GEMM epilogues and layer-norm prologues.
+    let dispatches = manifest.programs[0].dispatches.len();
+    eprintln!("minilm: {dispatches} dispatches at the default opt-level");
+    assert!(
+        dispatches <= 30,
+        "minilm: {dispatches} dispatches per inference, want <= 30"
+    );
+    for level in [0u8, 1] {
+        let opts = CompileOptions {
+            opt_level: level,
+            ..Default::default()
+        };
+        let b = kiln::compiler::compile(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+        let n = b.manifest.programs[0].dispatches.len();
+        eprintln!("minilm: {n} dispatches at opt-level {level}");
+        assert!(
+            n > dispatches,
+            "opt-level {level} ({n}) should need more dispatches than 2 ({dispatches})"
+        );
+    }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
     for seq in [8, 128] {
@@ -139,8 +161,24 @@ fn pp_ocrv4_det_matches_onnxruntime_at_640() {
     let t0 = Instant::now();
     let m = load_onnx(&path, &dims).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
-    compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest =
+        compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("pp-ocrv4 det: compiled in {:.2?}", t0.elapsed());
+    for level in [0u8, 1] {
+        let opts = CompileOptions {
+            opt_level: level,
+            ..Default::default()
+        };
+        let b = kiln::compiler::compile(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "pp-ocrv4 det: {} dispatches at opt-level {level}",
+            b.manifest.programs[0].dispatches.len()
+        );
+    }
+    eprintln!(
+        "pp-ocrv4 det: {} dispatches at the default opt-level",
+        manifest.programs[0].dispatches.len()
+    );
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
     // A synthetic text page, not noise: for noise every logit is below -12, and there

@@ -1,10 +1,11 @@
 //! Kiln's compiler: frontends, passes, WGSL codegen with naga validation, memory planning and
 //! the bundle writer.
 //!
-//! [`compile`] runs the pipeline on a loaded [`Model`]: specialize dims → remove dead nodes →
-//! form kernels (fusion from opt-level 1) → choose schedules (tuning record or analytic default)
-//! → render WGSL from templates and validate it with naga → plan memory → build the manifest.
-//! [`bundle::write_bundle`] then writes it atomically.
+//! [`compile`] runs the pass pipeline ([`passes`]) on a loaded [`Model`]: specialize dims →
+//! graph rewrites → form kernels (fusion per opt-level) → select schedules (tuning record or
+//! analytic default, in `kiln_schedules::select`) → render WGSL from templates and validate it
+//! with naga → plan memory → build the manifest. [`bundle::write_bundle`] then writes it
+//! atomically.
 
 pub mod bundle;
 pub mod codegen;
@@ -14,6 +15,7 @@ pub mod index_inputs;
 pub mod lower;
 pub mod model;
 pub mod options;
+pub mod passes;
 pub mod plan;
 
 pub use bundle::{write_bundle, CompiledBundle};
@@ -23,8 +25,8 @@ pub use options::CompileOptions;
 
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
 use kiln_ir::{DType, Dim, Graph, Op, Tensor};
-use kiln_schedules::{defaults, Schedule};
-use lower::KernelBody;
+use kiln_schedules::{Schedule, Workload};
+use lower::{KernelBody, KernelDraft};
 use std::collections::{BTreeMap, HashMap};
 
 /// Compiler version recorded in manifests.
@@ -99,6 +101,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
         }
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
+        KernelBody::Attention { batch, sq, sk, d, dv } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
         KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
         KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
         KernelBody::Conv {
@@ -112,41 +115,77 @@ pub fn tuning_key(body: &KernelBody) -> String {
     }
 }
 
-/// The analytic default schedule of a kernel draft for a limits profile.
-pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
+/// The scheduling problem a kernel draft poses (symbolic dims estimated as 64).
+pub fn workload(body: &KernelBody) -> Workload {
     match body {
-        KernelBody::Injective { shape, .. } => defaults::injective(estimate(&Dim::product(shape))),
-        // One thread per row (top-k) or element (scatter); one element each.
-        KernelBody::TopK { .. } | KernelBody::Scatter { .. } => Schedule::Injective(kiln_schedules::InjectiveParams {
-            workgroup_size: 64,
-            elems_per_thread: 1,
-        }),
+        KernelBody::Injective { shape, .. } => Workload::Injective {
+            numel: estimate(&Dim::product(shape)),
+        },
+        KernelBody::TopK { shape, axis, .. } => Workload::PerRow {
+            rows: estimate(&Dim::product(shape)) / estimate(&shape[*axis]),
+        },
+        KernelBody::Scatter { data, .. } => Workload::PerRow {
+            rows: estimate(&Dim::product(data)),
+        },
+        KernelBody::Attention { batch, sq, .. } => Workload::PerRow {
+            rows: estimate(&batch.mul(sq)),
+        },
         KernelBody::Reduce { in_shape, axes, .. } => {
-            defaults::row_reduce(estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a]))))
-        }
-        KernelBody::Softmax { shape, axis, .. } => defaults::row_reduce(estimate(&shape[*axis])),
-        KernelBody::LayerNorm { shape, axis, .. } => defaults::row_reduce(estimate(&Dim::product(&shape[*axis..]))),
-        KernelBody::Gemm { a, b, dtype } => {
-            let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
-            let (batch, m, n, k) = (
-                estimate(&Dim::product(&batch)),
-                estimate(&m),
-                estimate(&n),
-                estimate(&k),
-            );
-            if *dtype == DType::F32 && m <= 8 {
-                defaults::matmul(batch, m, n, k, limits)
-            } else {
-                defaults::gemm(batch, m, n, k, limits)
+            let len = estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a])));
+            Workload::RowReduce {
+                rows: estimate(&Dim::product(in_shape)) / len.max(1),
+                len,
             }
         }
-        KernelBody::Conv { x, w, out, groups, .. } => {
-            let ocg = estimate(&w[0]) / *groups as u64;
-            let k = estimate(&Dim::product(&w[1..]));
-            let images = estimate(&x[0]) * *groups as u64;
-            defaults::gemm(images, ocg, estimate(&Dim::product(&out[2..])), k, limits)
+        KernelBody::Softmax { shape, axis, .. } => {
+            let len = estimate(&shape[*axis]);
+            Workload::RowReduce {
+                rows: estimate(&Dim::product(shape)) / len.max(1),
+                len,
+            }
         }
+        KernelBody::LayerNorm { shape, axis, .. } => Workload::RowReduce {
+            rows: estimate(&Dim::product(&shape[..*axis])),
+            len: estimate(&Dim::product(&shape[*axis..])),
+        },
+        KernelBody::Gemm { a, b, dtype } => {
+            let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
+            Workload::Gemm {
+                m: estimate(&m),
+                n: estimate(&n),
+                k: estimate(&k),
+                batch: estimate(&Dim::product(&batch)),
+                gemv: *dtype == DType::F32,
+            }
+        }
+        KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
+            m: estimate(&w[0]) / *groups as u64,
+            n: estimate(&Dim::product(&out[2..])),
+            k: estimate(&Dim::product(&w[1..])),
+            batch: estimate(&out[0]) * *groups as u64,
+            gemv: false,
+        },
     }
+}
+
+/// The scheduling problem of a draft: [`workload`], with the GEMV kind ruled out when the
+/// GEMM's operands come through fused prologues (the GEMV template reads them directly).
+pub fn draft_workload(d: &KernelDraft) -> Workload {
+    match workload(&d.body) {
+        Workload::Gemm { m, n, k, batch, .. } if !d.operands.is_empty() => Workload::Gemm {
+            m,
+            n,
+            k,
+            batch,
+            gemv: false,
+        },
+        w => w,
+    }
+}
+
+/// The analytic default schedule of a kernel body for a limits profile.
+pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
+    kiln_schedules::select::default_for(&workload(body), limits)
 }
 
 /// Workgroup memory a schedule uses, in bytes.
@@ -166,11 +205,37 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
     }
 }
 
-/// Runs the whole pipeline on a model and returns the bundle in memory.
+/// Runs the whole pipeline on a model and returns the bundle in memory (the passes are
+/// listed in [`passes`]).
 pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, CompileError> {
+    if let Some(d) = &opts.dump {
+        d.check()?;
+    }
+    let dump_at = |pass: &str| {
+        opts.dump.as_ref().filter(|d| d.wants(pass)).map(|d| {
+            (
+                d.dir.clone(),
+                passes::PASSES.iter().position(|p| *p == pass).unwrap_or(0),
+            )
+        })
+    };
+    let mut times = passes::PassTimes::start();
+
     let g = specialize(model, opts)?;
+    times.done("specialize");
+    if let Some((dir, i)) = dump_at("specialize") {
+        passes::dump::dump_graph(&dir, i, "specialize", &g)?;
+    }
+
+    let g = passes::rewrite(g, opts)?;
+    times.done("rewrite");
+    if let Some((dir, i)) = dump_at("rewrite") {
+        passes::dump::dump_graph(&dir, i, "rewrite", &g)?;
+    }
+
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
+    times.done("form-kernels");
     log::info!(
         "{}: {} nodes -> {} kernels (opt-level {})",
         model.name,
@@ -178,7 +243,36 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         drafts.len(),
         opts.opt_level
     );
+    if let Some((dir, i)) = dump_at("form-kernels") {
+        passes::dump::dump_kernels(&dir, i, "form-kernels", &g, &drafts, None)?;
+    }
+
+    let selected: Vec<(Schedule, kiln_schedules::select::Source)> = drafts
+        .iter()
+        .map(|d| {
+            let w = draft_workload(d);
+            let key = tuning_key(&d.body);
+            let (s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
+            log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
+            (s, source)
+        })
+        .collect();
+    let schedules: Vec<Schedule> = selected.iter().map(|(s, _)| *s).collect();
+    times.done("schedule");
+    if let Some((dir, i)) = dump_at("schedule") {
+        passes::dump::dump_kernels(&dir, i, "schedule", &g, &drafts, Some(&schedules))?;
+    }
+
+    let mut rendered = Vec::with_capacity(drafts.len());
+    for (d, &schedule) in drafts.iter().zip(&schedules) {
+        let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
+        let out_dtype = g.node(d.output).ty.dtype;
+        rendered.push(codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?);
+    }
+    times.done("codegen");
+
     let plan = plan::plan(&g, &drafts);
+    times.done("plan");
 
     let mut kernels: Vec<KernelSpec> = Vec::new();
     let mut sources: Vec<(String, String)> = Vec::new();
@@ -189,23 +283,8 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let e = limits.entry(name.to_string()).or_insert(0);
         *e = (*e).max(v);
     };
-    for d in &drafts {
-        let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
-        let out_dtype = g.node(d.output).ty.dtype;
-        let key = tuning_key(&d.body);
-        let tuned = opts.tuning.as_ref().and_then(|t| t.get(&key));
-        let schedule = tuned.unwrap_or_else(|| default_schedule(&d.body, &opts.target));
-        log::debug!(
-            "{}: {} ({})",
-            d.label,
-            schedule,
-            if tuned.is_some() {
-                "tuning record"
-            } else {
-                "analytic default"
-            }
-        );
-        let r = codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?;
+    for ((d, r), &(schedule, source)) in drafts.iter().zip(rendered).zip(&selected) {
+        let tuned = source == kiln_schedules::select::Source::Tuned;
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
         need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
@@ -223,7 +302,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 params: r.param_names.clone(),
                 schedule: r.schedule.to_string(),
                 schedule_params: ron::to_string(&r.schedule).unwrap_or_default(),
-                schedule_source: if tuned.is_some() { "tuning" } else { "default" }.into(),
+                schedule_source: if tuned { "tuning" } else { "default" }.into(),
                 grid_splittable: r.grid_splittable,
             });
             sources.push((file, r.wgsl.clone()));
@@ -342,10 +421,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             })
             .collect(),
     };
+    manifest.check_indices().map_err(CompileError::Internal)?;
     manifest.validate().map_err(CompileError::Internal)?;
     for (k, (_, src)) in sources.iter().enumerate() {
         manifest.check_kernel_source(k, src).map_err(CompileError::Internal)?;
     }
+    times.done("manifest");
+    log::info!("{}: pass times: {}", model.name, times.summary());
     Ok(CompiledBundle {
         manifest,
         kernel_sources: sources,

@@ -7,8 +7,9 @@ use kiln_schedules::DeviceLimits;
 /// How to compile a model.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
-    /// 0: one kernel per op; 1: fuse elementwise chains and inline scalar constants;
-    /// 2: level 1 plus e-graph rewriting where available.
+    /// 0: one kernel per op; 1: fuse same-shape elementwise chains and inline scalar
+    /// constants; 2 (default): the optimizer (graph rewrites, injective ops fused into their
+    /// consumers, GEMM prologues and epilogues).
     pub opt_level: u8,
     /// Values for symbolic dims (`--dim NAME=VALUE`).
     pub dims: DimBindings,
@@ -16,6 +17,8 @@ pub struct CompileOptions {
     pub target: DeviceLimits,
     /// Measured schedules that override the analytic defaults.
     pub tuning: Option<TuningDb>,
+    /// Write intermediate forms (`kiln compile --dump`/`--dump-after`).
+    pub dump: Option<crate::passes::DumpOptions>,
 }
 
 impl Default for CompileOptions {
@@ -25,6 +28,7 @@ impl Default for CompileOptions {
             dims: DimBindings::new(),
             target: DeviceLimits::webgpu_default(),
             tuning: None,
+            dump: None,
         }
     }
 }

@@ -41,17 +41,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {%- else %}
     var s = 0.0f;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        s += in0[base + k];
+        s += {{ x0 }}base + k{{ x0e }};
     }
     let mean = reduce_sum(lid, s) / f32({{ len }});
     var q = 0.0f;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        let d = in0[base + k] - mean;
+        let d = {{ x0 }}base + k{{ x0e }} - mean;
         q += d * d;
     }
     let inv = inverseSqrt(reduce_sum(lid, q) / f32({{ len }}) + {{ epsilon }});
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        out[base + k] = (in0[base + k] - mean) * inv * in1[k] + in2[k];
+        out[base + k] = ({{ x0 }}base + k{{ x0e }} - mean) * inv * {{ x1 }}k{{ x1e }} + {{ x2 }}k{{ x2e }};
     }
 {%- endif %}
 }

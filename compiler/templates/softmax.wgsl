@@ -50,23 +50,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {%- else %}
     var m = bitcast<f32>(neg_inf);
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        m = max(m, in0[base + k * {{ inner }}]);
+        m = max(m, {{ x0 }}base + k * {{ inner }}{{ x0e }});
     }
     m = reduce_max(lid, m);
     var s = 0.0f;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        s += exp(in0[base + k * {{ inner }}] - m);
+        s += exp({{ x0 }}base + k * {{ inner }}{{ x0e }} - m);
     }
     s = reduce_sum(lid, s);
 {%- if log %}
     let ls = log(s);
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        out[base + k * {{ inner }}] = in0[base + k * {{ inner }}] - m - ls;
+        out[base + k * {{ inner }}] = {{ x0 }}base + k * {{ inner }}{{ x0e }} - m - ls;
     }
 {%- else %}
     let inv = 1.0f / s;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        out[base + k * {{ inner }}] = exp(in0[base + k * {{ inner }}] - m) * inv;
+        out[base + k * {{ inner }}] = exp({{ x0 }}base + k * {{ inner }}{{ x0e }} - m) * inv;
     }
 {%- endif %}
 {%- endif %}

@@ -7,10 +7,12 @@
 
 pub mod defaults;
 pub mod limits;
+pub mod select;
 pub mod space;
 pub mod tuning;
 
 pub use limits::{DeviceLimits, ProfileError};
+pub use select::{select, Workload};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

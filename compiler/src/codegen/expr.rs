@@ -145,6 +145,8 @@ pub struct ExprWriter<'a> {
     pub idx: String,
     /// Names of the output coordinate variables.
     pub coords: Vec<String>,
+    /// Name of the value an anchor computed ([`Expr::Core`]), in epilogues.
+    pub core: String,
 }
 
 impl ExprWriter<'_> {
@@ -197,7 +199,7 @@ impl ExprWriter<'_> {
             return hit.clone();
         }
         let (v, d) = self.emit_raw(e);
-        let exact = matches!(e, Expr::Load(..) | Expr::Lit(..) | Expr::Cast(..));
+        let exact = matches!(e, Expr::Load(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..));
         // Results are rounded to their dtype after every operation, as the interpreter does:
         // f16 to the f16 grid, i8/u8 wrapped to 8 bits.
         let out = match d {
@@ -296,20 +298,18 @@ impl ExprWriter<'_> {
                 let v = self.cast(&x, *from, *to);
                 (self.let_("k", v), *to)
             }
-            Expr::Concat { axis, parts } => {
+            Expr::Concat { coord, parts } => {
                 let name = self.fresh("cat");
-                let d = match &parts[0].0 {
-                    Expr::Load(slot, _) => self.in_dtypes[*slot],
-                    _ => DType::F32,
-                };
-                self.lines.push(format!("var {name}: {};", reg_ty(d)));
-                let c = self.coords[*axis].clone();
+                let (c, _) = self.emit(coord);
+                let decl = self.lines.len();
+                let mut d = DType::F32;
                 let n = parts.len();
                 for (k, (part, end)) in parts.iter().enumerate() {
                     // Values defined inside a branch are not visible after it.
                     let saved = std::mem::take(&mut self.lines);
                     let saved_memo = self.memo.clone();
-                    let (v, _) = self.emit(part);
+                    let (v, dv) = self.emit(part);
+                    d = dv;
                     let body = std::mem::replace(&mut self.lines, saved);
                     self.memo = saved_memo;
                     let head = if k == 0 {
@@ -327,12 +327,31 @@ impl ExprWriter<'_> {
                     }
                     self.lines.push(format!("    {name} = {v};"));
                 }
-                if n == 1 {
-                    // A single part still needs its block closed.
-                }
                 self.lines.push("}".into());
+                self.lines.insert(decl, format!("var {name}: {};", reg_ty(d)));
                 (name, d)
             }
+            Expr::Index => (self.idx.clone(), DType::I32),
+            Expr::CoordOf { index, stride, dim } => {
+                let (i, _) = self.emit(index);
+                let mut v = i;
+                if *stride != Dim::c(1) {
+                    let st = self.params.divisor(stride, "stride");
+                    v = format!("({v} / {st})");
+                }
+                if let Some(d) = dim {
+                    let d = self.params.divisor(d, "dim");
+                    v = format!("({v} % {d})");
+                }
+                (self.let_("c", v), DType::I32)
+            }
+            Expr::LoadIdx(slot, index) => {
+                let d = self.in_dtypes[*slot];
+                let (i, _) = self.emit(index);
+                let v = from_storage(d, &format!("in{slot}[{i}]"));
+                (self.let_("v", v), d)
+            }
+            Expr::Core(d) => (self.core.clone(), *d),
         }
     }
 

@@ -53,6 +53,7 @@ fn templates() -> &'static tera::Tera {
             ("gemm", include_str!("../../templates/gemm.wgsl")),
             ("gemm_vec4", include_str!("../../templates/gemm_vec4.wgsl")),
             ("gemv", include_str!("../../templates/gemv.wgsl")),
+            ("attention", include_str!("../../templates/attention.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
@@ -83,6 +84,7 @@ fn header(
     vec4_inputs: &[usize],
     out_dtype: DType,
     helpers: &BTreeSet<&'static str>,
+    fns: &[String],
 ) -> String {
     let mut h = params.struct_decl();
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
@@ -106,7 +108,89 @@ fn header(
         h.push_str("\n\n");
         h.push_str(expr::helper_source(name));
     }
+    for f in fns {
+        h.push_str("\n\n");
+        h.push_str(f);
+    }
     h
+}
+
+/// Renders operand `i` of a draft as a load: `(open, close)` such that `open + index + close`
+/// reads the operand's element at a linear index. A plain input reads its binding
+/// (`in{s}[index]`); a fused prologue becomes a function `kiln_x{i}(index)` added to `fns`.
+fn operand_access(
+    draft: &KernelDraft,
+    i: usize,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+    fns: &mut Vec<String>,
+) -> (String, String) {
+    let e = draft.operand(i);
+    if let Expr::LoadIdx(s, ix) = &e {
+        if **ix == Expr::Index && in_dtypes[*s] != DType::Bool {
+            return (format!("in{s}["), "]".into());
+        }
+    }
+    let mut w = ExprWriter {
+        params,
+        helpers,
+        in_dtypes,
+        lines: Vec::new(),
+        next: 0,
+        memo: Default::default(),
+        idx: "i".into(),
+        coords: Vec::new(),
+        core: String::new(),
+    };
+    let (v, d) = w.emit(&e);
+    let name = format!("kiln_x{i}");
+    let mut f = format!("fn {name}(i: i32) -> {} {{\n", reg_ty(d));
+    for l in &w.lines {
+        f.push_str(&format!("    {l}\n"));
+    }
+    f.push_str(&format!("    return {v};\n}}"));
+    fns.push(f);
+    (format!("{name}("), ")".into())
+}
+
+/// The body lines of a GEMM epilogue function `(v, gm, gn, batch)`: the output element's
+/// linear index, the epilogue expression over it, and the return.
+fn epilogue_lines(
+    e: &Expr,
+    index: String,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+) -> Vec<String> {
+    epilogue_lines_with(e, index, "v", params, helpers, in_dtypes)
+}
+
+/// Like [`epilogue_lines`], with the computed value named `core`.
+fn epilogue_lines_with(
+    e: &Expr,
+    index: String,
+    core: &str,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+) -> Vec<String> {
+    let mut w = ExprWriter {
+        params,
+        helpers,
+        in_dtypes,
+        lines: Vec::new(),
+        next: 0,
+        memo: Default::default(),
+        idx: "i".into(),
+        coords: Vec::new(),
+        core: core.into(),
+    };
+    let (v, _) = w.emit(e);
+    let mut lines = vec![format!("let i = {index};")];
+    lines.append(&mut w.lines);
+    lines.push(format!("return {v};"));
+    lines
 }
 
 fn bindings(n_inputs: usize) -> Vec<BindingKind> {
@@ -164,6 +248,40 @@ fn gemm_template(p: &kiln_schedules::GemmParams) -> &'static str {
     } else {
         "gemm"
     }
+}
+
+/// The body of a matmul's `kiln_epilogue(v, gm, gn, batch)` for the draft's fused epilogue
+/// (empty without one).
+fn gemm_epilogue(
+    draft: &KernelDraft,
+    m: &Dim,
+    n: &Dim,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+) -> Vec<String> {
+    match &draft.epilogue {
+        Some(e) => {
+            let mn = params.dim(&m.mul(n), "mn");
+            let n_s = params.dim(n, "n");
+            epilogue_lines(e, format!("batch * {mn} + gm * {n_s} + gn"), params, helpers, in_dtypes)
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Whether the draft's epilogue loads any of the input `slots` (conservatively, from the
+/// expression's structure as printed): such slots must stay scalar arrays.
+fn epilogue_reads(draft: &KernelDraft, slots: &[usize]) -> bool {
+    let Some(e) = &draft.epilogue else {
+        return false;
+    };
+    let text = format!("{e:?}");
+    slots.iter().any(|s| {
+        ["Load(", "LoadIdx(", "LoadAt("]
+            .iter()
+            .any(|v| text.contains(&format!("{v}{s},")))
+    })
 }
 
 /// Statements that compute a batched matmul's element offsets `a_off`, `b_off` and `c_off`
@@ -256,6 +374,7 @@ pub fn render(
     let mut params = ParamSet::default();
     let mut helpers = BTreeSet::new();
     let mut vec4_inputs: Vec<usize> = Vec::new();
+    let mut fns: Vec<String> = Vec::new();
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
     let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
@@ -277,6 +396,7 @@ pub fn render(
                 memo: Default::default(),
                 idx: "idx".into(),
                 coords: names,
+                core: String::new(),
             };
             let (v, _) = w.emit(expr);
             body.append(&mut w.lines);
@@ -306,9 +426,13 @@ pub fn render(
             let mut row_lines = Vec::new();
             let mut elem_lines = Vec::new();
             let len_s = params.dim(&len, "len");
+            let (x0, x0e) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
             if trailing {
                 row_lines.push(format!("let base = row * {len_s};"));
-                elem_lines.push(format!("let v = {};", from_storage(*dtype, "in0[base + r]")));
+                elem_lines.push(format!(
+                    "let v = {};",
+                    from_storage(*dtype, &format!("{x0}base + r{x0e}"))
+                ));
             } else {
                 let names: Vec<String> = kept.iter().map(|a| format!("k{a}")).collect();
                 let dims: Vec<Dim> = kept.iter().map(|&a| in_shape[a].clone()).collect();
@@ -334,7 +458,7 @@ pub fn render(
                     .collect();
                 elem_lines.push(format!(
                     "let v = {};",
-                    from_storage(*dtype, &format!("in0[base + {}]", terms.join(" + ")))
+                    from_storage(*dtype, &format!("{x0}base + {}{x0e}", terms.join(" + ")))
                 ));
             }
             let acc_ty = reg_ty(*dtype);
@@ -404,6 +528,9 @@ pub fn render(
             ctx.insert("log", log);
             ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
+            let (x0, x0e) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("x0", &x0);
+            ctx.insert("x0e", &x0e);
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("softmax", [p.workgroup_size, 1, 1], grid, true)
         }
@@ -416,6 +543,11 @@ pub fn render(
             ctx.insert("epsilon", &literal(*epsilon as f64, DType::F32));
             ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
+            for i in 0..3 {
+                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert(format!("x{i}"), &x);
+                ctx.insert(format!("x{i}e"), &xe);
+            }
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("layernorm", [p.workgroup_size, 1, 1], grid, true)
         }
@@ -425,13 +557,19 @@ pub fn render(
             let k_s = params.dim(&k, "k");
             let n_s = params.dim(&n, "n");
             let lines = matmul_batch_lines(&mut params, a, b);
-            ctx.insert("a_load", &[format!("v = in0[a_off + gm * {k_s} + gk];")]);
-            ctx.insert("b_load", &[format!("v = in1[b_off + gk * {n_s} + gn];")]);
-            ctx.insert("epilogue", &Vec::<String>::new());
+            let (xa, xae) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
+            ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            let epilogue = gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes);
+            // Operands read directly from slots 0 and 1 (no fused prologue) may be bound as vec4
+            // arrays, unless the epilogue also reads them element by element.
+            let direct = xa == "in0[" && xb == "in1[" && !epilogue_reads(draft, &[0, 1]);
+            ctx.insert("epilogue", &epilogue);
             gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
             // vec4 operand reads need every row of A and B (and every batch) to start on a vec4.
             let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
-            if p.is_vec4() && p.bk % 4 == 0 && by4(&k) && by4(&n) {
+            if direct && p.is_vec4() && p.bk % 4 == 0 && by4(&k) && by4(&n) {
                 ctx.insert("vec_loads", &true);
                 vec4_inputs.extend([0, 1]);
             }
@@ -443,10 +581,12 @@ pub fn render(
             ];
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
-        (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() => {
+        (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() && draft.operands.is_empty() => {
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
-            // vec4 reads of B need every row of B (and every batch of B) to start on a vec4.
-            let w: u32 = if n.as_const().is_some_and(|c| c % 4 == 0) { 4 } else { 1 };
+            // vec4 reads of B need every row of B (and every batch of B) to start on a vec4, and
+            // an epilogue that does not read B element by element.
+            let by4 = n.as_const().is_some_and(|c| c % 4 == 0);
+            let w: u32 = if by4 && !epilogue_reads(draft, &[1]) { 4 } else { 1 };
             if w == 4 {
                 vec4_inputs.push(1);
             }
@@ -478,7 +618,8 @@ pub fn render(
             ctx.insert("k", &k_s);
             ctx.insert("ncols", &params.dim(&ncols, "ncols"));
             ctx.insert("batch_lines", &lines);
-            ctx.insert("epilogue", &Vec::<String>::new());
+            let epilogue = gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes);
+            ctx.insert("epilogue", &epilogue);
             let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&ncols).cdiv(p.lanes as i64),
@@ -560,13 +701,28 @@ pub fn render(
             ));
             b.push("}".into());
             // The bias of output channel gm of group (batch % groups).
-            let epilogue: Vec<String> = if *bias {
-                vec![format!(
-                    "return v + in2[(batch % {g}i) * {} + gm];",
-                    params.dim(&ocg, "m")
-                )]
-            } else {
-                vec![]
+            let bias_term = |params: &mut ParamSet| format!("v + in2[(batch % {g}i) * {} + gm]", params.dim(&ocg, "m"));
+            let epilogue: Vec<String> = match &draft.epilogue {
+                // A fused epilogue reads the biased value as its core.
+                Some(e) => {
+                    let mn = params.dim(&ocg.mul(&pp), "mn");
+                    let mut lines = Vec::new();
+                    if *bias {
+                        lines.push(format!("let vb = {};", bias_term(&mut params)));
+                    }
+                    let mut body = epilogue_lines_with(
+                        e,
+                        format!("batch * {mn} + gm * {n_s} + gn"),
+                        if *bias { "vb" } else { "v" },
+                        &mut params,
+                        &mut helpers,
+                        in_dtypes,
+                    );
+                    lines.append(&mut body);
+                    lines
+                }
+                None if *bias => vec![format!("return {};", bias_term(&mut params))],
+                None => vec![],
             };
             ctx.insert("a_load", &[format!("v = in1[a_off + gm * {k_s} + gk];")]);
             ctx.insert("b_load", &b);
@@ -578,6 +734,35 @@ pub fn render(
                 dim_expr(&x[0]).times(g),
             ];
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) => {
+            let rows = batch.mul(sq);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("rows", &params.dim(&rows, "rows"));
+            ctx.insert("sq", &params.divisor(sq, "sq"));
+            ctx.insert("sk", &params.dim(sk, "sk"));
+            ctx.insert("d", d);
+            ctx.insert("dv", dv);
+            for (i, n) in ["xq", "xk", "xv"].iter().enumerate() {
+                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert(*n, &x);
+                ctx.insert(format!("{n}e"), &xe);
+            }
+            let score_lines = match &draft.epilogue {
+                Some(e) => {
+                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
+                    lines.remove(0);
+                    lines
+                }
+                None => Vec::new(),
+            };
+            ctx.insert("score_lines", &score_lines);
+            let grid = [
+                dim_expr(&rows).cdiv(p.workgroup_size as i64),
+                SizeExpr::c(1),
+                SizeExpr::c(1),
+            ];
+            ("attention", [p.workgroup_size, 1, 1], grid, true)
         }
         (
             KernelBody::TopK {
@@ -696,7 +881,7 @@ pub fn render(
             msg: "bool tensors are only supported in elementwise kernels".into(),
         });
     }
-    ctx.insert("header", &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers));
+    ctx.insert("header", &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers, &fns));
     let wgsl = render_template(template, &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
     Ok(RenderedKernel {
@@ -745,6 +930,9 @@ fn coords_needed(e: &Expr) -> bool {
         Expr::Unary(_, x, _) | Expr::Cast(x, _, _) => coords_needed(x),
         Expr::Binary(_, x, y, _) => coords_needed(x) || coords_needed(y),
         Expr::Select(c, a, b) => coords_needed(c) || coords_needed(a) || coords_needed(b),
-        Expr::Concat { .. } => true,
+        Expr::Concat { coord, parts } => coords_needed(coord) || parts.iter().any(|(p, _)| coords_needed(p)),
+        Expr::Index | Expr::Core(_) => false,
+        Expr::CoordOf { index, .. } => coords_needed(index),
+        Expr::LoadIdx(_, i) => coords_needed(i),
     }
 }

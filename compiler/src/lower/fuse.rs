@@ -28,6 +28,9 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
             .map(|id| lower_node(g, id))
             .collect();
     }
+    if opt_level >= 2 {
+        return super::anchor::form_kernels(g, max_inputs);
+    }
     let outputs: HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();
     let mut absorbed: HashSet<NodeId> = HashSet::new();
     let mut groups: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
@@ -100,16 +103,16 @@ fn fused_kernel(g: &Graph, root: NodeId, members: &[NodeId]) -> KernelDraft {
     let mut names: Vec<&str> = members.iter().rev().map(|&m| g.node(m).name.as_str()).collect();
     names.dedup();
     let n = g.node(root);
-    KernelDraft {
-        label: names.join("+"),
+    KernelDraft::plain(
+        names.join("+"),
         inputs,
-        output: root,
-        body: KernelBody::Injective {
+        root,
+        KernelBody::Injective {
             shape: n.ty.shape.clone(),
             dtype: n.ty.dtype,
             expr,
         },
-    }
+    )
 }
 
 fn member_expr(

@@ -2,6 +2,7 @@
 //! (an injective scalar expression, a reduction, a row-wise normalization, or a GEMM).
 //! Reshapes become views of their input's buffer and cost no dispatch.
 
+pub mod anchor;
 pub mod fuse;
 
 use crate::CompileError;
@@ -55,13 +56,29 @@ pub enum Expr {
     /// Element of input `slot` (of the given shape) at per-axis coordinates, each clamped into
     /// range.
     LoadAt(usize, Vec<Expr>, Shape),
-    /// Concatenation: picks part `k` when `coord[axis] < ends[k]` (first match).
+    /// Concatenation: picks part `k` when `coord < ends[k]` (first match).
     Concat {
-        /// Output axis.
-        axis: usize,
+        /// The coordinate along the concatenated axis (i32).
+        coord: Box<Expr>,
         /// Part expressions with the exclusive end of their range along `axis`.
         parts: Vec<(Expr, Dim)>,
     },
+    /// The output element's linear index (i32).
+    Index,
+    /// Coordinate of a linear index along one axis of a row-major shape:
+    /// `(index / stride) % dim` (no modulo for the outermost axis); operands are non-negative.
+    CoordOf {
+        /// The linear index.
+        index: Box<Expr>,
+        /// Elements per step along the axis.
+        stride: Dim,
+        /// Axis length (`None` for the outermost axis).
+        dim: Option<Dim>,
+    },
+    /// Element of input `slot` at a linear index.
+    LoadIdx(usize, Box<Expr>),
+    /// The value an anchor kernel (GEMM) computed for this element: the input of an epilogue.
+    Core(DType),
 }
 
 /// Reduction flavours, including arg-reductions.
@@ -163,6 +180,22 @@ pub enum KernelBody {
         /// Combining rule.
         reduction: kiln_ir::ScatterReduction,
     },
+    /// Attention: `softmax(score(Q·K), last axis)·V` per batch, where operand 0 is Q
+    /// `[B.., Sq, D]`, operand 1 is K `[B.., D, Sk]` (already transposed), operand 2 is V
+    /// `[B.., Sk, Dv]`, and the epilogue (if any) maps each raw score to the softmax input
+    /// (scale, mask). D and Dv are constants.
+    Attention {
+        /// Flattened batch (product of the batch dims).
+        batch: Dim,
+        /// Query rows.
+        sq: Dim,
+        /// Keys.
+        sk: Dim,
+        /// Head dim of Q and K.
+        d: usize,
+        /// Head dim of V.
+        dv: usize,
+    },
     /// Batched matmul of inputs 0 and 1 (numpy semantics) into a contiguous output.
     Gemm {
         /// A's shape.
@@ -186,6 +219,36 @@ pub struct KernelDraft {
     pub output: NodeId,
     /// What is computed.
     pub body: KernelBody,
+    /// Operand expressions of an anchor kernel with fused prologues: operand `i` at
+    /// [`Expr::Index`] (a linear index into the operand's logical shape) over the kernel's input
+    /// slots. Empty: operand `i` is input slot `i`, read directly.
+    pub operands: Vec<Expr>,
+    /// Epilogue of an anchor kernel: the stored value as an expression of [`Expr::Core`] (the
+    /// computed value) and of input slots at the output element's [`Expr::Index`].
+    pub epilogue: Option<Expr>,
+}
+
+impl KernelDraft {
+    /// A draft whose operands are its input slots, without prologue or epilogue.
+    pub fn plain(label: String, inputs: Vec<NodeId>, output: NodeId, body: KernelBody) -> KernelDraft {
+        KernelDraft {
+            label,
+            inputs,
+            output,
+            body,
+            operands: Vec::new(),
+            epilogue: None,
+        }
+    }
+
+    /// Operand `i` as an expression at [`Expr::Index`] (the input slot itself when no
+    /// prologue was fused).
+    pub fn operand(&self, i: usize) -> Expr {
+        self.operands
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| Expr::LoadIdx(i, Box::new(Expr::Index)))
+    }
 }
 
 /// Row-major strides of a symbolic shape.
@@ -296,7 +359,10 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                     end.clone(),
                 ));
             }
-            inj(Expr::Concat { axis: *axis, parts })
+            inj(Expr::Concat {
+                coord: Box::new(Expr::Coord(*axis)),
+                parts,
+            })
         }
         Op::Gather { axis } => {
             let (ds, is) = (shape(0), shape(1));
@@ -425,12 +491,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             unreachable!("free nodes are not lowered to kernels")
         }
     };
-    Ok(KernelDraft {
-        label: n.name.clone(),
-        inputs: ins,
-        output: id,
-        body,
-    })
+    Ok(KernelDraft::plain(n.name.clone(), ins, id, body))
 }
 
 /// The expression of an elementwise op applied to operand expressions.

@@ -1,0 +1,972 @@
+//! Kernel formation at opt-level 2: injective ops fuse into whatever consumes them, including
+//! anchor kernels.
+//!
+//! Every injective op (elementwise, cast, where, broadcast, transpose, slice, gather, concat,
+//! `Compute`, reshape) is an expression of its output's linear index. Inlining a producer into a
+//! consumer substitutes the consumer's load index into the producer's expression
+//! ([`Expr::Index`] becomes the load index, coordinates become [`Expr::CoordOf`] of it), so
+//! chains of any injective ops, of any shapes, collapse into one expression. Kernels are formed
+//! from the graph's consumers backwards:
+//!
+//! - an injective root absorbs its injective producers; when the result reads a MatMul whose only
+//!   user it is, at the identity index and with the MatMul's shape, the MatMul becomes the
+//!   kernel's *core* and the expression its *epilogue* (bias, activation, residual, scale, mask);
+//! - a GEMM (MatMul, or the core of an epilogue) absorbs data-movement producers (reshape,
+//!   transpose, slice, expand, gather, concat, cast) into its operand loads: the *prologues*;
+//! - reductions, softmax and layer norm absorb any injective producers of their input.
+//!
+//! A producer is inlined when the consumer is its only user, or when it is cheap to recompute
+//! (a few elementwise or data-movement ops: the attention mask, the pooling mask) and so may be
+//! duplicated into every user. It is materialized (gets its own kernel) when it is a graph
+//! output or when some user did not inline it. A kernel that would bind more storage buffers
+//! than the target allows is formed again with less fusion.
+
+use super::{lower_node, sym_strides, Access, Expr, KernelBody, KernelDraft};
+use crate::CompileError;
+use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op};
+use std::collections::{HashMap, HashSet};
+
+/// Most injective ancestors a producer may have and still be duplicated into several users.
+const MAX_DUPLICATED_CONE: usize = 8;
+
+/// Largest head dim the attention kernel holds in registers (one query row per thread).
+pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
+
+/// Where a producer is being inlined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Into an injective expression, an epilogue, or a row-kernel prologue: any injective op.
+    Any,
+    /// Into a GEMM operand load, which runs once per tile that reads the element: data
+    /// movement only.
+    Operand,
+}
+
+/// True for ops that are a scalar expression of their inputs at computed indices.
+pub fn is_injective(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Cast(_)
+            | Op::Expand { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Gather { .. }
+            | Op::Compute { .. }
+            | Op::Reshape { .. }
+    )
+}
+
+/// True for injective ops that only move (or convert) elements.
+fn is_data_movement(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Expand { .. }
+            | Op::Gather { .. }
+            | Op::Concat { .. }
+            | Op::Cast(_)
+    )
+}
+
+/// True for injective ops cheap enough to recompute in several kernels.
+fn is_cheap(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Cast(_)
+            | Op::Expand { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Reshape { .. }
+    )
+}
+
+/// One kernel being formed: its external inputs (binding order) and what it inlined.
+#[derive(Default)]
+struct Build {
+    inputs: Vec<NodeId>,
+    /// (producer, consumer) pairs inlined.
+    inlined: Vec<(NodeId, NodeId)>,
+    /// Nodes computed in the kernel, for the label.
+    members: Vec<NodeId>,
+    /// The anchor whose value epilogue loads read as [`Expr::Core`].
+    core: Option<NodeId>,
+    /// False once the core was read at another index than the output's.
+    core_ok: bool,
+    /// Whether producers may be inlined at all.
+    allow: bool,
+    /// Most inputs the kernel may bind so far; an inlining that would exceed it is undone.
+    limit: usize,
+}
+
+impl Build {
+    fn new(allow: bool) -> Build {
+        Build {
+            allow,
+            core_ok: true,
+            limit: usize::MAX,
+            ..Default::default()
+        }
+    }
+
+    fn slot(&mut self, id: NodeId) -> usize {
+        self.inputs.iter().position(|&i| i == id).unwrap_or_else(|| {
+            self.inputs.push(id);
+            self.inputs.len() - 1
+        })
+    }
+}
+
+struct Former<'g> {
+    g: &'g Graph,
+    outputs: HashSet<NodeId>,
+    duplicable: HashMap<NodeId, bool>,
+    max_inputs: usize,
+}
+
+/// Forms kernels for the whole graph at opt-level 2, in an order that respects data
+/// dependencies.
+pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, CompileError> {
+    let mut f = Former {
+        g,
+        outputs: g.outputs().iter().map(|o| o.1).collect(),
+        duplicable: HashMap::new(),
+        max_inputs,
+    };
+    let mut claimed: HashSet<NodeId> = HashSet::new();
+    // Nodes some kernel reads from memory: they (or, for views, their bases) get stored.
+    let mut needed: HashSet<NodeId> = HashSet::new();
+    let mut kernels = Vec::new();
+    for id in g.topo_order().into_iter().rev() {
+        let op = &g.node(id).op;
+        if matches!(op, Op::Input { .. } | Op::Constant(_)) {
+            continue;
+        }
+        // Consumers come first (reverse topological order), so every kernel that reads this
+        // node from memory exists by now; a node none reads and no output returns was inlined
+        // everywhere it is used.
+        let stored = f.outputs.contains(&id) || needed.contains(&id);
+        if claimed.contains(&id) && !stored {
+            continue;
+        }
+        if claimed.contains(&id) {
+            // Fused as a core, yet another kernel reads it (a rare interplay of duplication
+            // and the binding limit): it is computed twice, fused and stored, which is correct.
+            log::debug!("fusion: {} is also stored for another reader", g.node(id).name);
+        }
+        if !stored {
+            continue;
+        }
+        if matches!(op, Op::Reshape { .. }) {
+            mark_needed(g, &mut needed, id);
+            continue; // a view of its input's buffer
+        }
+        let draft = match op {
+            _ if is_injective(op) => f.injective_root(id, &mut claimed)?,
+            Op::MatMul => match f.attention_root(id, &mut claimed)? {
+                Some(d) => d,
+                None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
+            },
+            Op::Reduce { .. } | Op::Softmax { .. } => f.anchor_root(id, &[Mode::Any])?,
+            Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
+            _ => lower_node(g, id)?,
+        };
+        for &i in &draft.inputs {
+            mark_needed(g, &mut needed, i);
+        }
+        log::debug!("kernel {}: {}", kernels.len(), draft.label);
+        kernels.push(draft);
+    }
+    kernels.reverse();
+    Ok(kernels)
+}
+
+impl Former<'_> {
+    fn commit(&mut self, b: &Build) {
+        for &(p, c) in &b.inlined {
+            log::trace!("inline {} into {}", self.g.node(p).name, self.g.node(c).name);
+        }
+    }
+
+    fn label(&self, b: &Build, root: NodeId) -> String {
+        let mut names: Vec<&str> = b.members.iter().rev().map(|&m| self.g.node(m).name.as_str()).collect();
+        names.retain(|n| *n != self.g.node(root).name);
+        names.push(&self.g.node(root).name);
+        names.dedup();
+        names.join("+")
+    }
+
+    /// Whether producer `p` may be computed inside the kernel of consumer `c`.
+    fn can_inline(&mut self, p: NodeId, c: NodeId, mode: Mode) -> bool {
+        let op = &self.g.node(p).op;
+        if self.outputs.contains(&p) || !is_injective(op) || (mode == Mode::Operand && !is_data_movement(op)) {
+            return false;
+        }
+        let users = self.g.users_of(p);
+        (users.len() == 1 && users[0] == c) || self.is_duplicable(p)
+    }
+
+    /// A cheap producer with few injective ancestors, all cheap: recomputing it in each user
+    /// costs less than a dispatch and a round trip through memory.
+    fn is_duplicable(&mut self, p: NodeId) -> bool {
+        if let Some(&d) = self.duplicable.get(&p) {
+            return d;
+        }
+        let mut seen = HashSet::new();
+        let mut stack = vec![p];
+        let mut ok = true;
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            let op = &self.g.node(n).op;
+            if !is_cheap(op) || seen.len() > MAX_DUPLICATED_CONE {
+                ok = false;
+                break;
+            }
+            for i in self.g.inputs_of(n) {
+                if is_injective(&self.g.node(i).op) {
+                    stack.push(i);
+                }
+            }
+        }
+        self.duplicable.insert(p, ok);
+        ok
+    }
+
+    /// Value of node `p` (read by consumer `c`) at linear index `l`.
+    fn value_at(&mut self, b: &mut Build, c: NodeId, p: NodeId, l: Expr, mode: Mode) -> Result<Expr, CompileError> {
+        let n = self.g.node(p);
+        if let Op::Constant(t) = &n.op {
+            if t.numel() == 1 {
+                return Ok(Expr::Lit(t.to_f64()[0], t.dtype()));
+            }
+        }
+        if b.core == Some(p) {
+            if l != Expr::Index {
+                b.core_ok = false;
+            }
+            return Ok(Expr::Core(n.ty.dtype));
+        }
+        if b.allow && self.can_inline(p, c, mode) {
+            let mark = (b.inputs.len(), b.inlined.len(), b.members.len(), b.core_ok);
+            b.inlined.push((p, c));
+            if !b.members.contains(&p) {
+                b.members.push(p);
+            }
+            let e = self.member_at(b, p, l.clone(), mode)?;
+            if b.inputs.len() <= b.limit.max(mark.0) {
+                return Ok(e);
+            }
+            // Too many bindings: undo, and read p from memory instead.
+            b.inputs.truncate(mark.0);
+            b.inlined.truncate(mark.1);
+            b.members.truncate(mark.2);
+            b.core_ok = mark.3;
+        }
+        let slot = b.slot(p);
+        Ok(Expr::LoadIdx(slot, Box::new(l)))
+    }
+
+    /// The expression of injective node `p` at linear index `l`, its inputs read through
+    /// [`Former::value_at`].
+    fn member_at(&mut self, b: &mut Build, p: NodeId, l: Expr, mode: Mode) -> Result<Expr, CompileError> {
+        let ins = self.g.inputs_of(p);
+        if let Op::Reshape { .. } = self.g.node(p).op {
+            return self.value_at(b, p, ins[0], l, mode);
+        }
+        let KernelBody::Injective { expr, shape, .. } = lower_node(self.g, p)?.body else {
+            unreachable!("injective ops lower to injective kernels")
+        };
+        self.frame(b, p, &ins, &expr, &l, &shape, mode)
+    }
+
+    /// Rewrites `e` (node `p`'s expression in its own output coordinates) to the frame of
+    /// linear index `l` into `p`'s shape.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        &mut self,
+        b: &mut Build,
+        p: NodeId,
+        ins: &[NodeId],
+        e: &Expr,
+        l: &Expr,
+        shape: &[Dim],
+        mode: Mode,
+    ) -> Result<Expr, CompileError> {
+        macro_rules! f {
+            ($b:expr, $x:expr) => {
+                self.frame($b, p, ins, $x, l, shape, mode)
+            };
+        }
+        Ok(match e {
+            Expr::Coord(a) => coord_of(l, shape, *a),
+            Expr::Index => l.clone(),
+            Expr::Lit(..) | Expr::DimVal(_) | Expr::Core(_) => e.clone(),
+            Expr::Unary(u, x, d) => Expr::Unary(*u, Box::new(f!(b, x)?), *d),
+            Expr::Binary(o, x, y, d) => {
+                let x = f!(b, x)?;
+                Expr::Binary(*o, Box::new(x), Box::new(f!(b, y)?), *d)
+            }
+            Expr::Select(c, x, y) => {
+                let c = f!(b, c)?;
+                let x = f!(b, x)?;
+                Expr::Select(Box::new(c), Box::new(x), Box::new(f!(b, y)?))
+            }
+            Expr::Cast(x, from, to) => Expr::Cast(Box::new(f!(b, x)?), *from, *to),
+            Expr::CoordOf { index, stride, dim } => Expr::CoordOf {
+                index: Box::new(f!(b, index)?),
+                stride: stride.clone(),
+                dim: dim.clone(),
+            },
+            Expr::Concat { coord, parts } => {
+                let coord = Box::new(f!(b, coord)?);
+                let mut out = Vec::new();
+                for (x, end) in parts {
+                    out.push((f!(b, x)?, end.clone()));
+                }
+                Expr::Concat { coord, parts: out }
+            }
+            Expr::LoadIdx(slot, i) => {
+                let i = f!(b, i)?;
+                self.value_at(b, p, ins[*slot], i, mode)?
+            }
+            Expr::Load(slot, access) => {
+                let index = match access.as_ref() {
+                    Access::Linear => l.clone(),
+                    Access::Strided { strides, offset } => linear(l, shape, strides, offset),
+                    Access::Gathered {
+                        strides,
+                        index,
+                        axis_len,
+                        axis_stride,
+                    } => {
+                        let gi = f!(b, index)?;
+                        let wrapped = Expr::Select(
+                            Box::new(Expr::Binary(
+                                BinaryOp::Less,
+                                Box::new(gi.clone()),
+                                Box::new(int(0)),
+                                DType::I32,
+                            )),
+                            Box::new(add(gi.clone(), Expr::DimVal(axis_len.clone()))),
+                            Box::new(gi),
+                        );
+                        add(linear(l, shape, strides, &Dim::c(0)), mul(wrapped, axis_stride))
+                    }
+                };
+                self.value_at(b, p, ins[*slot], index, mode)?
+            }
+            Expr::LoadAt(slot, coords, in_shape) => {
+                let st = sym_strides(in_shape);
+                let mut index = int(0);
+                for (i, c) in coords.iter().enumerate() {
+                    let c = f!(b, c)?;
+                    let hi = Expr::DimVal(in_shape[i].sub(&Dim::c(1)));
+                    let clamped = Expr::Binary(
+                        BinaryOp::Max,
+                        Box::new(Expr::Binary(BinaryOp::Min, Box::new(c), Box::new(hi), DType::I32)),
+                        Box::new(int(0)),
+                        DType::I32,
+                    );
+                    index = add(index, mul(clamped, &st[i]));
+                }
+                self.value_at(b, p, ins[*slot], index, mode)?
+            }
+        })
+    }
+
+    /// An injective root: its producers inlined, and a MatMul core when one fits.
+    fn injective_root(&mut self, r: NodeId, claimed: &mut HashSet<NodeId>) -> Result<KernelDraft, CompileError> {
+        let g = self.g;
+        let rn = g.node(r);
+        let inj = |expr: Expr| KernelBody::Injective {
+            shape: rn.ty.shape.clone(),
+            dtype: rn.ty.dtype,
+            expr,
+        };
+        let mut b = Build::new(true);
+        b.limit = self.max_inputs;
+        b.members.push(r);
+        let e = self.member_at(&mut b, r, Expr::Index, Mode::Any)?;
+        if let Some(m) = self.core_candidate(&b, r) {
+            if matches!(g.node(m).op, Op::Conv { .. }) {
+                return self.conv_epilogue(r, m, &inj, claimed, b, e);
+            }
+            let mut bc = Build::new(true);
+            bc.members.push(r);
+            bc.core = Some(m);
+            // Reserve a binding for each GEMM operand while the epilogue grows.
+            bc.limit = self.max_inputs.saturating_sub(2);
+            let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
+            let ins = g.inputs_of(m);
+            bc.limit = self.max_inputs.saturating_sub(1);
+            let a = self.value_at(&mut bc, m, ins[0], Expr::Index, Mode::Operand)?;
+            bc.limit = self.max_inputs;
+            let bb = self.value_at(&mut bc, m, ins[1], Expr::Index, Mode::Operand)?;
+            // Inlining undone for the binding limit may have left part of the path from the
+            // core to the root outside this kernel; then the core must be stored instead.
+            let core_user = g.users_of(m)[0];
+            if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc) {
+                self.commit(&bc);
+                claimed.insert(m);
+                bc.members.push(m);
+                let label = self.label(&bc, r);
+                log::debug!("fusion: {label}: GEMM {} with epilogue", g.node(m).name);
+                return Ok(KernelDraft {
+                    label,
+                    inputs: bc.inputs,
+                    output: r,
+                    body: KernelBody::Gemm {
+                        a: g.node(ins[0]).ty.shape.clone(),
+                        b: g.node(ins[1]).ty.shape.clone(),
+                        dtype: g.node(m).ty.dtype,
+                    },
+                    operands: vec![a, bb],
+                    epilogue: Some(epi),
+                });
+            }
+        }
+        if b.inputs.len() <= self.max_inputs {
+            self.commit(&b);
+            let label = self.label(&b, r);
+            return Ok(KernelDraft::plain(label, b.inputs, r, inj(e)));
+        }
+        let mut b0 = Build::new(false);
+        let e = self.member_at(&mut b0, r, Expr::Index, Mode::Any)?;
+        Ok(KernelDraft::plain(rn.name.clone(), b0.inputs, r, inj(e)))
+    }
+
+    /// A convolution with the root's expression as epilogue (activation, residual): the conv's
+    /// own inputs keep slots 0..3, as its template reads them directly. Falls back to the
+    /// plain injective kernel `(b, e)` when the bindings do not fit.
+    fn conv_epilogue(
+        &mut self,
+        r: NodeId,
+        m: NodeId,
+        inj: &dyn Fn(Expr) -> KernelBody,
+        claimed: &mut HashSet<NodeId>,
+        b: Build,
+        e: Expr,
+    ) -> Result<KernelDraft, CompileError> {
+        let g = self.g;
+        let conv = lower_node(g, m)?;
+        let mut bc = Build::new(true);
+        bc.members.push(r);
+        bc.core = Some(m);
+        bc.inputs = conv.inputs.clone();
+        bc.limit = self.max_inputs;
+        let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
+        let core_user = g.users_of(m)[0];
+        if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc) {
+            self.commit(&bc);
+            claimed.insert(m);
+            bc.members.push(m);
+            let label = self.label(&bc, r);
+            log::debug!("fusion: {label}: convolution with epilogue");
+            return Ok(KernelDraft {
+                label,
+                inputs: bc.inputs,
+                output: r,
+                epilogue: Some(epi),
+                ..conv
+            });
+        }
+        if b.inputs.len() <= self.max_inputs {
+            self.commit(&b);
+            let label = self.label(&b, r);
+            return Ok(KernelDraft::plain(label, b.inputs, r, inj(e)));
+        }
+        let mut b0 = Build::new(false);
+        let e = self.member_at(&mut b0, r, Expr::Index, Mode::Any)?;
+        Ok(KernelDraft::plain(g.node(r).name.clone(), b0.inputs, r, inj(e)))
+    }
+
+    /// True when what `from` computes is used only inside this kernel on its way to `to`:
+    /// every user of `from`, and of each of those users up to `to`, is a member of the
+    /// kernel, no graph output, and not also read from memory by the kernel. An anchor read by `from` is then read by no other kernel,
+    /// even where cheap nodes are duplicated into several kernels.
+    fn exclusive_path(&self, from: NodeId, to: NodeId, b: &Build) -> bool {
+        if from == to {
+            return true;
+        }
+        let users = self.g.users_of(from);
+        !self.outputs.contains(&from)
+            && !b.inputs.contains(&from)
+            && !users.is_empty()
+            && users
+                .iter()
+                .all(|&u| b.members.contains(&u) && self.exclusive_path(u, to, b))
+    }
+
+    /// A MatMul read by the root's expression only, at the output's own index, with its shape
+    /// and float dtype: it can compute in the same kernel with the expression as epilogue.
+    fn core_candidate(&self, b: &Build, r: NodeId) -> Option<NodeId> {
+        let g = self.g;
+        let rt = &g.node(r).ty;
+        b.inputs.iter().copied().find(|&m| {
+            let n = g.node(m);
+            let users = g.users_of(m);
+            matches!(n.op, Op::MatMul | Op::Conv { .. })
+                && !self.outputs.contains(&m)
+                && users.len() == 1
+                && b.members.contains(&users[0])
+                && self.exclusive_path(users[0], r, b)
+                && n.ty.shape == rt.shape
+                && n.ty.dtype == rt.dtype
+                && rt.dtype == DType::F32
+        })
+    }
+
+    /// `MatMul(Softmax(score(MatMul(Q, K))), V)` with the softmax over the last axis, every
+    /// intermediate used once, equal batch dims and constant head dims up to
+    /// [`MAX_ATTENTION_HEAD_DIM`]: one attention kernel. `score` is any injective expression
+    /// of the raw scores (scale, mask).
+    fn attention_root(
+        &mut self,
+        av: NodeId,
+        claimed: &mut HashSet<NodeId>,
+    ) -> Result<Option<KernelDraft>, CompileError> {
+        let g = self.g;
+        let av_ins = g.inputs_of(av);
+        let sm = av_ins[0];
+        let rank = g.node(av).ty.rank();
+        let outputs = self.outputs.clone();
+        let single = |n: NodeId, u: NodeId| g.users_of(n) == [u] && !outputs.contains(&n);
+        if !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == rank) || !single(sm, av) || rank < 2
+        {
+            return Ok(None);
+        }
+        let s = g.inputs_of(sm)[0];
+        let qk = if matches!(g.node(s).op, Op::MatMul) {
+            s
+        } else {
+            if !is_injective(&g.node(s).op) || !single(s, sm) || !self.can_inline(s, sm, Mode::Any) {
+                return Ok(None);
+            }
+            let mut trial = Build::new(true);
+            self.value_at(&mut trial, sm, s, Expr::Index, Mode::Any)?;
+            let found = trial.inputs.iter().copied().find(|&m| {
+                let users = g.users_of(m);
+                matches!(g.node(m).op, Op::MatMul)
+                    && users.len() == 1
+                    && trial.members.contains(&users[0])
+                    && self.exclusive_path(users[0], s, &trial)
+                    && !self.outputs.contains(&m)
+                    && g.node(m).ty.shape == g.node(s).ty.shape
+            });
+            match found {
+                Some(m) => m,
+                None => return Ok(None),
+            }
+        };
+        if qk == s && !single(qk, sm) {
+            return Ok(None);
+        }
+        let qk_ins = g.inputs_of(qk);
+        let (qs, ks, vs) = (
+            &g.node(qk_ins[0]).ty.shape,
+            &g.node(qk_ins[1]).ty.shape,
+            &g.node(av_ins[1]).ty.shape,
+        );
+        let batch_dims = &g.node(av).ty.shape[..rank - 2];
+        let same_batch = [qs, ks, vs]
+            .iter()
+            .all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
+        let head = |d: &Dim| d.as_const().filter(|&v| v >= 1 && v as usize <= MAX_ATTENTION_HEAD_DIM);
+        let (Some(d), Some(dv)) = (head(&qs[rank - 1]), head(&vs[rank - 1])) else {
+            return Ok(None);
+        };
+        if !same_batch || g.node(av).ty.dtype != DType::F32 || g.node(qk).ty.dtype != DType::F32 {
+            return Ok(None);
+        }
+        let mut b = Build::new(true);
+        b.members.push(av);
+        b.core = Some(qk);
+        b.limit = self.max_inputs.saturating_sub(3);
+        let score = if qk == s {
+            None
+        } else {
+            Some(self.value_at(&mut b, sm, s, Expr::Index, Mode::Any)?)
+        };
+        b.limit = self.max_inputs.saturating_sub(2);
+        let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Operand)?;
+        b.limit = self.max_inputs.saturating_sub(1);
+        let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
+        b.limit = self.max_inputs;
+        let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
+        let qk_user = g.users_of(qk)[0];
+        if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b)) {
+            return Ok(None);
+        }
+        self.commit(&b);
+        claimed.insert(sm);
+        claimed.insert(qk);
+        b.members.extend([sm, qk]);
+        let label = self.label(&b, av);
+        log::debug!("fusion: {label}: attention");
+        Ok(Some(KernelDraft {
+            label,
+            inputs: b.inputs,
+            output: av,
+            body: KernelBody::Attention {
+                batch: Dim::product(batch_dims),
+                sq: qs[rank - 2].clone(),
+                sk: ks[rank - 1].clone(),
+                d: d as usize,
+                dv: dv as usize,
+            },
+            operands: vec![q, k, v],
+            epilogue: score,
+        }))
+    }
+
+    /// An anchor (GEMM, reduction, softmax, layer norm) with its operands' producers inlined
+    /// as prologues.
+    fn anchor_root(&mut self, id: NodeId, modes: &[Mode]) -> Result<KernelDraft, CompileError> {
+        let ins = self.g.inputs_of(id);
+        let mut b = Build::new(true);
+        b.members.push(id);
+        let mut operands = Vec::new();
+        for (i, &mode) in modes.iter().enumerate() {
+            b.limit = self.max_inputs.saturating_sub(modes.len() - 1 - i);
+            operands.push(self.value_at(&mut b, id, ins[i], Expr::Index, mode)?);
+        }
+        let plain = lower_node(self.g, id)?;
+        if b.inlined.is_empty() || b.inputs.len() > self.max_inputs {
+            return Ok(plain);
+        }
+        self.commit(&b);
+        let label = self.label(&b, id);
+        log::debug!("fusion: {label}: prologue into {}", self.g.node(id).op.name());
+        Ok(KernelDraft {
+            label,
+            inputs: b.inputs,
+            operands,
+            ..plain
+        })
+    }
+}
+
+/// Marks `id` as read from memory, and through reshape views the node that holds the buffer.
+fn mark_needed(g: &Graph, needed: &mut HashSet<NodeId>, mut id: NodeId) {
+    loop {
+        needed.insert(id);
+        match g.node(id).op {
+            Op::Reshape { .. } => id = g.inputs_of(id)[0],
+            _ => return,
+        }
+    }
+}
+
+fn int(v: i64) -> Expr {
+    Expr::Lit(v as f64, DType::I32)
+}
+
+fn add(a: Expr, b: Expr) -> Expr {
+    match (&a, &b) {
+        (Expr::Lit(x, _), _) if *x == 0.0 => b,
+        (_, Expr::Lit(y, _)) if *y == 0.0 => a,
+        _ => Expr::Binary(BinaryOp::Add, Box::new(a), Box::new(b), DType::I32),
+    }
+}
+
+fn mul(a: Expr, d: &Dim) -> Expr {
+    match d.as_const() {
+        Some(1) => a,
+        Some(0) => int(0),
+        _ => Expr::Binary(
+            BinaryOp::Mul,
+            Box::new(a),
+            Box::new(Expr::DimVal(d.clone())),
+            DType::I32,
+        ),
+    }
+}
+
+/// Coordinate `a` of linear index `l` into a row-major `shape`.
+fn coord_of(l: &Expr, shape: &[Dim], a: usize) -> Expr {
+    let stride = Dim::product(&shape[a + 1..]);
+    Expr::CoordOf {
+        index: Box::new(l.clone()),
+        stride,
+        dim: if a == 0 { None } else { Some(shape[a].clone()) },
+    }
+}
+
+/// `offset + sum_a coord_a(l) * strides[a]`.
+fn linear(l: &Expr, shape: &[Dim], strides: &[Dim], offset: &Dim) -> Expr {
+    let mut e = if *offset == Dim::c(0) {
+        int(0)
+    } else {
+        Expr::DimVal(offset.clone())
+    };
+    for (a, s) in strides.iter().enumerate() {
+        if *s != Dim::c(0) && shape[a] != Dim::c(1) {
+            e = add(e, mul(coord_of(l, shape, a), s));
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{Tensor, TensorType, UnaryOp};
+
+    fn input(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
+        g.add_input(name, TensorType::new(DType::F32, shape))
+    }
+
+    fn konst(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
+        let n = shape.iter().product();
+        g.add_const(
+            name,
+            Tensor::f32(shape.to_vec(), (0..n).map(|i| i as f32 * 0.01).collect()),
+        )
+    }
+
+    fn scalar(g: &mut Graph, name: &str, v: f32) -> NodeId {
+        g.add_const(name, Tensor::f32(vec![], vec![v]))
+    }
+
+    fn bin(g: &mut Graph, name: &str, op: BinaryOp, a: NodeId, b: NodeId) -> NodeId {
+        g.add(name, Op::Binary(op), &[a, b]).unwrap()
+    }
+
+    fn kinds(k: &[KernelDraft]) -> Vec<String> {
+        k.iter()
+            .map(|d| {
+                let kind = format!("{:?}", d.body).split([' ', '{']).next().unwrap().to_string();
+                format!(
+                    "{kind}{}{}",
+                    if d.operands.is_empty() { "" } else { "+pro" },
+                    if d.epilogue.is_some() { "+epi" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bias_and_erf_gelu_become_a_gemm_epilogue() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let w = konst(&mut g, "w", &[8, 16]);
+        let b = konst(&mut g, "b", &[16]);
+        let m = g.add("mm", Op::MatMul, &[x, w]).unwrap();
+        let a = bin(&mut g, "bias", BinaryOp::Add, b, m);
+        let s2 = scalar(&mut g, "sqrt2", 1.414);
+        let d = bin(&mut g, "div", BinaryOp::Div, a, s2);
+        let e = g.add("erf", Op::Unary(UnaryOp::Erf), &[d]).unwrap();
+        let one = scalar(&mut g, "one", 1.0);
+        let p = bin(&mut g, "add1", BinaryOp::Add, e, one);
+        let y = bin(&mut g, "mul", BinaryOp::Mul, a, p);
+        g.add_output("y", y);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Gemm+pro+epi"]);
+        assert_eq!(k[0].output, y);
+        assert_eq!(k[0].inputs.len(), 3, "x, w and the bias");
+    }
+
+    #[test]
+    fn transposes_and_reshapes_fold_into_gemm_operand_loads() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3, 8]);
+        let t = g.add("t", Op::Transpose { perm: vec![1, 0, 2] }, &[x]).unwrap();
+        let r = g
+            .add(
+                "r",
+                Op::Reshape {
+                    shape: vec![Dim::c(3), Dim::c(16)],
+                },
+                &[t],
+            )
+            .unwrap();
+        let w = konst(&mut g, "w", &[16, 4]);
+        let m = g.add("mm", Op::MatMul, &[r, w]).unwrap();
+        g.add_output("y", m);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Gemm+pro"]);
+        assert_eq!(k[0].inputs, vec![x, w]);
+    }
+
+    #[test]
+    fn elementwise_ops_are_not_gemm_operand_prologues() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let e = g.add("exp", Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+        let w = konst(&mut g, "w", &[8, 4]);
+        let m = g.add("mm", Op::MatMul, &[e, w]).unwrap();
+        g.add_output("y", m);
+        assert_eq!(kinds(&form_kernels(&g, 7).unwrap()), ["Injective", "Gemm"]);
+    }
+
+    #[test]
+    fn attention_with_scale_and_mask_is_one_kernel() {
+        let mut g = Graph::new();
+        let q = input(&mut g, "q", &[2, 5, 4]);
+        let k = input(&mut g, "k", &[2, 5, 4]);
+        let v = input(&mut g, "v", &[2, 5, 4]);
+        let mask = input(&mut g, "mask", &[2, 1, 5]);
+        let kt = g.add("kt", Op::Transpose { perm: vec![0, 2, 1] }, &[k]).unwrap();
+        let s = g.add("qk", Op::MatMul, &[q, kt]).unwrap();
+        let c = scalar(&mut g, "scale", 2.0);
+        let s = bin(&mut g, "div", BinaryOp::Div, s, c);
+        let s = bin(&mut g, "mask_add", BinaryOp::Add, s, mask);
+        let p = g.add("softmax", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+        let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
+        g.add_output("o", o);
+        let kernels = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
+        assert!(matches!(kernels[0].body, KernelBody::Attention { d: 4, dv: 4, .. }));
+    }
+
+    #[test]
+    fn softmax_that_is_an_output_keeps_attention_apart() {
+        let mut g = Graph::new();
+        let q = input(&mut g, "q", &[5, 4]);
+        let k = input(&mut g, "k", &[4, 5]);
+        let v = input(&mut g, "v", &[5, 4]);
+        let s = g.add("qk", Op::MatMul, &[q, k]).unwrap();
+        let p = g.add("softmax", Op::Softmax { axis: 1, log: false }, &[s]).unwrap();
+        let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
+        g.add_output("o", o);
+        g.add_output("p", p);
+        assert_eq!(kinds(&form_kernels(&g, 7).unwrap()), ["Gemm", "Softmax", "Gemm"]);
+    }
+
+    #[test]
+    fn a_cheap_producer_is_duplicated_into_each_user_but_a_graph_output_is_kept() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let m = input(&mut g, "m", &[4, 8]);
+        let one = scalar(&mut g, "one", 1.0);
+        let inv = bin(&mut g, "inv", BinaryOp::Sub, one, m);
+        let a = bin(&mut g, "a", BinaryOp::Mul, x, inv);
+        let red = g
+            .add(
+                "sum",
+                Op::Reduce {
+                    op: kiln_ir::ReduceOp::Sum,
+                    axes: vec![1],
+                    keep_dims: false,
+                },
+                &[inv],
+            )
+            .unwrap();
+        g.add_output("a", a);
+        g.add_output("s", red);
+        let mut k = kinds(&form_kernels(&g, 7).unwrap());
+        k.sort();
+        assert_eq!(k, ["Injective", "Reduce+pro"], "inv is computed in both kernels");
+        g.add_output("inv", inv);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(k.len(), 3, "an output is materialized: {:?}", kinds(&k));
+    }
+
+    #[test]
+    fn fusion_never_binds_more_inputs_than_the_target_allows() {
+        let mut g = Graph::new();
+        let xs: Vec<NodeId> = (0..10).map(|i| input(&mut g, &format!("x{i}"), &[3, 4])).collect();
+        let mut acc = xs[0];
+        for (i, &x) in xs.iter().enumerate().skip(1) {
+            acc = bin(&mut g, &format!("add{i}"), BinaryOp::Add, acc, x);
+        }
+        g.add_output("y", acc);
+        let k = form_kernels(&g, 7).unwrap();
+        assert!(
+            k.iter().all(|d| d.inputs.len() <= 7),
+            "{:?}",
+            k.iter().map(|d| d.inputs.len()).collect::<Vec<_>>()
+        );
+        assert!(k.len() < 9, "still fused where it fits: {} kernels", k.len());
+    }
+
+    #[test]
+    fn a_transpose_feeding_an_elementwise_op_of_another_shape_fuses() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3]);
+        let y = input(&mut g, "y", &[3, 2]);
+        let t = g.add("t", Op::Transpose { perm: vec![1, 0] }, &[x]).unwrap();
+        let s = bin(&mut g, "add", BinaryOp::Add, t, y);
+        g.add_output("s", s);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Injective"]);
+        assert_eq!(k[0].inputs.len(), 2);
+    }
+
+    #[test]
+    fn an_activation_after_a_convolution_is_its_epilogue() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 2, 5, 5]);
+        let w = konst(&mut g, "w", &[2, 2, 3, 3]);
+        let b = konst(&mut g, "b", &[2]);
+        let conv = Op::Conv {
+            strides: vec![1, 1],
+            pads: vec![(1, 1), (1, 1)],
+            dilations: vec![1, 1],
+            groups: 1,
+        };
+        let c = g.add("conv", conv, &[x, w, b]).unwrap();
+        let r = g.add("relu", Op::Unary(UnaryOp::Relu), &[c]).unwrap();
+        let y = bin(&mut g, "res", BinaryOp::Add, r, x);
+        g.add_output("y", y);
+        let k = form_kernels(&g, 7).unwrap();
+        assert_eq!(kinds(&k), ["Conv+epi"]);
+        assert_eq!(&k[0].inputs[..3], &[x, w, b], "the conv's own inputs keep their slots");
+    }
+
+    #[test]
+    fn an_anchor_read_through_a_duplicated_node_is_not_an_epilogue_core() {
+        // conv -> mul -> add, and add feeds both a reduction and a multiply: the cheap chain
+        // is duplicated into both kernels, so the conv must be stored, not fused as a core.
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 2, 4, 4]);
+        let w = konst(&mut g, "w", &[2, 1, 3, 3]);
+        let conv = Op::Conv {
+            strides: vec![1, 1],
+            pads: vec![(1, 1), (1, 1)],
+            dilations: vec![1, 1],
+            groups: 2,
+        };
+        let c = g.add("conv", conv, &[x, w]).unwrap();
+        let k = scalar(&mut g, "k", 0.5);
+        let m = bin(&mut g, "mul", BinaryOp::Mul, c, k);
+        let a = bin(&mut g, "add", BinaryOp::Add, m, k);
+        let r = g
+            .add(
+                "mean",
+                Op::Reduce {
+                    op: kiln_ir::ReduceOp::Mean,
+                    axes: vec![2, 3],
+                    keep_dims: true,
+                },
+                &[a],
+            )
+            .unwrap();
+        let y = bin(&mut g, "scale", BinaryOp::Mul, a, r);
+        g.add_output("y", y);
+        let kernels = form_kernels(&g, 7).unwrap();
+        let outputs: Vec<NodeId> = kernels.iter().map(|d| d.output).collect();
+        for d in &kernels {
+            for i in &d.inputs {
+                let op = &g.node(*i).op;
+                assert!(
+                    matches!(op, Op::Input { .. } | Op::Constant(_)) || outputs.contains(i),
+                    "{} reads {}, which no kernel stores",
+                    d.label,
+                    g.node(*i).name
+                );
+            }
+        }
+        assert!(outputs.contains(&c), "the conv is stored: {:?}", kinds(&kernels));
+    }
+}

@@ -1,0 +1,190 @@
+//! Sibling matmuls merged: MatMuls that read the same activation with constant 2-D weights of
+//! the same K (attention's Q, K and V projections; an MLP's gate and up projections) become one
+//! MatMul with the weights concatenated along N, followed by slices. When every sibling adds a
+//! constant bias of its own width, the biases are concatenated too, so the merged GEMM carries
+//! one bias epilogue. One GEMM of width ΣN replaces several dispatches and reads the activation
+//! once.
+
+use crate::CompileError;
+use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, SliceAxis, Tensor};
+
+/// A constant operand as a tensor.
+fn constant(g: &Graph, id: NodeId) -> Option<&Tensor> {
+    match &g.node(id).op {
+        Op::Constant(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// The constant bias a sibling's only user adds: `(add node, bias tensor)`, when the bias is
+/// `[n]`-shaped f32.
+fn bias_of(g: &Graph, mm: NodeId, n: usize, outputs: &[NodeId]) -> Option<(NodeId, Tensor)> {
+    if outputs.contains(&mm) {
+        return None;
+    }
+    let users = g.users_of(mm);
+    let [add] = users[..] else { return None };
+    if !matches!(g.node(add).op, Op::Binary(BinaryOp::Add)) || g.node(add).ty.shape != g.node(mm).ty.shape {
+        return None;
+    }
+    let ins = g.inputs_of(add);
+    let other = if ins[0] == mm { ins[1] } else { ins[0] };
+    if other == mm {
+        return None;
+    }
+    let t = constant(g, other)?;
+    let dims = t.shape.clone();
+    (t.dtype() == DType::F32 && dims.iter().rev().skip(1).all(|&d| d == 1) && dims.last() == Some(&n))
+        .then(|| (add, t.clone()))
+}
+
+/// Merges sibling MatMuls; returns how many groups were merged.
+pub fn merge_sibling_matmuls(g: &mut Graph) -> Result<usize, CompileError> {
+    let mut merged = 0;
+    let outputs: Vec<NodeId> = g.outputs().iter().map(|o| o.1).collect();
+    for a in g.topo_order() {
+        // Siblings: MatMul users of `a` as the left operand, with [K, N] f32 constant weights.
+        let mut sibs: Vec<(NodeId, usize, usize)> = Vec::new(); // (matmul, K, N)
+        for u in g.users_of(a) {
+            if !matches!(g.node(u).op, Op::MatMul) {
+                continue;
+            }
+            let ins = g.inputs_of(u);
+            if ins[0] != a || ins[1] == a || g.node(a).ty.rank() < 2 {
+                continue;
+            }
+            if let Some(w) = constant(g, ins[1]) {
+                if w.shape.len() == 2 && w.dtype() == DType::F32 {
+                    sibs.push((u, w.shape[0], w.shape[1]));
+                }
+            }
+        }
+        let Some(&(_, k, _)) = sibs.first() else { continue };
+        sibs.retain(|s| s.1 == k);
+        if sibs.len() < 2 {
+            continue;
+        }
+        let total: usize = sibs.iter().map(|s| s.2).sum();
+        let mut w = vec![0.0f64; k * total];
+        let mut off = 0;
+        for &(u, _, n) in &sibs {
+            let t = constant(g, g.inputs_of(u)[1]).expect("checked above").to_f64();
+            for r in 0..k {
+                w[r * total + off..r * total + off + n].copy_from_slice(&t[r * n..(r + 1) * n]);
+            }
+            off += n;
+        }
+        let biases: Option<Vec<(NodeId, Tensor)>> = sibs.iter().map(|&(u, _, n)| bias_of(g, u, n, &outputs)).collect();
+        let name = g.node(sibs[0].0).name.clone() + "_merged";
+        let wc = g.add_const(
+            &format!("{name}.weight"),
+            Tensor::from_f64(DType::F32, vec![k, total], &w),
+        );
+        let mm = g.add(&name, Op::MatMul, &[a, wc])?;
+        let (base, targets): (NodeId, Vec<NodeId>) = match &biases {
+            Some(bs) => {
+                let data: Vec<f64> = bs.iter().flat_map(|(_, t)| t.to_f64()).collect();
+                let bc = g.add_const(
+                    &format!("{name}.bias"),
+                    Tensor::from_f64(DType::F32, vec![total], &data),
+                );
+                let add = g.add(&format!("{name}.bias_add"), Op::Binary(BinaryOp::Add), &[mm, bc])?;
+                (add, bs.iter().map(|b| b.0).collect())
+            }
+            None => (mm, sibs.iter().map(|s| s.0).collect()),
+        };
+        let axis = g.node(base).ty.rank() - 1;
+        let mut off = 0i64;
+        for (&(_, _, n), &t) in sibs.iter().zip(&targets) {
+            let slice = SliceAxis {
+                axis,
+                start: off,
+                end: off + n as i64,
+                step: 1,
+            };
+            let tname = g.node(t).name.clone();
+            let s = g.add(&format!("{tname}.slice"), Op::Slice { axes: vec![slice] }, &[base])?;
+            debug_assert_eq!(g.node(s).ty.shape.last(), Some(&Dim::c(n as i64)));
+            g.replace_uses(t, s);
+            off += n as i64;
+        }
+        log::debug!(
+            "rewrite: merged {} sibling matmuls of {} into {name} (N = {total}{})",
+            sibs.len(),
+            g.node(a).name,
+            if biases.is_some() { ", biases merged" } else { "" }
+        );
+        merged += 1;
+    }
+    g.remove_dead();
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::interp::evaluate as run;
+    use kiln_ir::TensorType;
+
+    fn weights(k: usize, n: usize, seed: f32) -> Tensor {
+        Tensor::f32(vec![k, n], (0..k * n).map(|i| (i as f32 * 0.37 + seed).sin()).collect())
+    }
+
+    #[test]
+    fn qkv_projections_with_biases_become_one_matmul_and_keep_their_values() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[2, 3, 4]));
+        let mut outs = Vec::new();
+        for (i, n) in [5usize, 5, 3].into_iter().enumerate() {
+            let w = g.add_const(&format!("w{i}"), weights(4, n, i as f32));
+            let b = g.add_const(
+                &format!("b{i}"),
+                Tensor::f32(vec![n], (0..n).map(|j| j as f32 * 0.1).collect()),
+            );
+            let m = g.add(&format!("m{i}"), Op::MatMul, &[x, w]).unwrap();
+            let a = g.add(&format!("a{i}"), Op::Binary(BinaryOp::Add), &[b, m]).unwrap();
+            let r = g
+                .add(&format!("r{i}"), Op::Unary(kiln_ir::UnaryOp::Relu), &[a])
+                .unwrap();
+            g.add_output(&format!("y{i}"), r);
+            outs.push(r);
+        }
+        let xin = Tensor::f32(vec![2, 3, 4], (0..24).map(|i| i as f32 * 0.05 - 0.5).collect());
+        let before = run(&g, &[("x".to_string(), xin.clone())].into_iter().collect()).unwrap();
+        let mut h = g.clone();
+        assert_eq!(merge_sibling_matmuls(&mut h).unwrap(), 1);
+        let matmuls = h
+            .topo_order()
+            .into_iter()
+            .filter(|&n| matches!(h.node(n).op, Op::MatMul))
+            .count();
+        assert_eq!(matmuls, 1);
+        let adds = h
+            .topo_order()
+            .into_iter()
+            .filter(|&n| matches!(h.node(n).op, Op::Binary(BinaryOp::Add)))
+            .count();
+        assert_eq!(adds, 1, "the three bias adds became one");
+        let after = run(&h, &[("x".to_string(), xin)].into_iter().collect()).unwrap();
+        for (k, v) in &before {
+            let (a, b) = (v.to_f64(), after[k].to_f64());
+            assert_eq!(v.shape, after[k].shape);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5, "{k}: {x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn matmuls_with_different_k_or_activation_weights_are_left_alone() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[3, 4]));
+        let y = g.add_input("y", TensorType::new(DType::F32, &[4, 2]));
+        let w = g.add_const("w", weights(4, 2, 0.0));
+        let m0 = g.add("m0", Op::MatMul, &[x, w]).unwrap();
+        let m1 = g.add("m1", Op::MatMul, &[x, y]).unwrap();
+        g.add_output("a", m0);
+        g.add_output("b", m1);
+        assert_eq!(merge_sibling_matmuls(&mut g).unwrap(), 0);
+    }
+}

@@ -1,0 +1,124 @@
+//! Schedule selection: the compiler describes each kernel as a [`Workload`] (the shape of the
+//! problem, not how it is computed) and [`select`] returns its schedule: a tuning record for
+//! the workload's key when one exists and is valid for the target, else the analytic default.
+
+use crate::tuning::TuningDb;
+use crate::{defaults, DeviceLimits, InjectiveParams, Schedule};
+use std::fmt;
+
+/// The problem a kernel solves, as far as scheduling cares. Sizes are estimates where the
+/// model's dims are symbolic (the compiler substitutes a typical value).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Workload {
+    /// One output element per thread-step (elementwise, data movement, fused chains).
+    Injective {
+        /// Output elements.
+        numel: u64,
+    },
+    /// A reduction (or softmax, layer norm) along rows: one workgroup per row.
+    RowReduce {
+        /// Rows.
+        rows: u64,
+        /// Elements per row.
+        len: u64,
+    },
+    /// A batched matrix product (or implicit-GEMM convolution).
+    Gemm {
+        /// Rows of C.
+        m: u64,
+        /// Columns of C.
+        n: u64,
+        /// Reduction length.
+        k: u64,
+        /// Batch count.
+        batch: u64,
+        /// A plain f32 matmul whose operands are read directly, so the GEMV kind may serve it
+        /// when it has few rows (not a convolution, not an integer product).
+        gemv: bool,
+    },
+    /// One thread per row of a data-dependent kernel (top-k, scatter, attention): fixed
+    /// 64-thread workgroups.
+    PerRow {
+        /// Rows.
+        rows: u64,
+    },
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workload::Injective { numel } => write!(f, "injective(numel={numel})"),
+            Workload::RowReduce { rows, len } => write!(f, "row_reduce(rows={rows}, len={len})"),
+            Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
+            Workload::PerRow { rows } => write!(f, "per_row(rows={rows})"),
+        }
+    }
+}
+
+/// Where a selected schedule came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A record of the tuning database.
+    Tuned,
+    /// The analytic default.
+    Default,
+}
+
+/// The analytic default schedule of a workload on a limits profile.
+pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
+    match *w {
+        Workload::Injective { numel } => defaults::injective(numel),
+        Workload::RowReduce { len, .. } => defaults::row_reduce(len),
+        Workload::Gemm {
+            m,
+            n,
+            k,
+            batch,
+            gemv: true,
+        } => defaults::matmul(batch, m, n, k, limits),
+        Workload::Gemm { m, n, k, batch, .. } => defaults::gemm(batch, m, n, k, limits),
+        Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
+            workgroup_size: 64,
+            elems_per_thread: 1,
+        }),
+    }
+}
+
+/// Selects the schedule of a workload: the tuning record stored under `key` when there is one,
+/// else the analytic default. Either is then validated against the target's limits by the
+/// caller, so a record that does not fit the target is reported, not silently replaced.
+pub fn select(w: &Workload, key: &str, tuning: Option<&TuningDb>, limits: &DeviceLimits) -> (Schedule, Source) {
+    match tuning.and_then(|t| t.get(key)) {
+        Some(s) => (s, Source::Tuned),
+        None => (default_for(w, limits), Source::Default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_workload_kind() {
+        let (s, src) = select(
+            &Workload::Gemm {
+                m: 1024,
+                n: 1024,
+                k: 64,
+                batch: 1,
+                gemv: true,
+            },
+            "k",
+            None,
+            &DeviceLimits::desktop(),
+        );
+        // 1024^2: 128x128 blocks launch 64 workgroups, so the default steps down to 128x64.
+        assert!(matches!(s, Schedule::Gemm(p) if p.bm == 128 && p.bn == 64));
+        assert_eq!(src, Source::Default);
+        let l = DeviceLimits::desktop();
+        let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
+        assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));
+        let (s, _) = select(&Workload::PerRow { rows: 8 }, "k", None, &l);
+        assert!(matches!(s, Schedule::Injective(p) if p.workgroup_size == 64));
+    }
+}

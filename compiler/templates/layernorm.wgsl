@@ -18,7 +18,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // The row is read once into {{ cache }} registers per thread.
 {%- for j in range(end=cache) %}
     let k{{ j }} = i32(lid) + {{ j * wg }}i;
-    let x{{ j }} = select(0.0f, in0[base + min(k{{ j }}, {{ len }} - 1i)], k{{ j }} < {{ len }});
+    let x{{ j }} = select(0.0f, {{ x0 }}base + min(k{{ j }}, {{ len }} - 1i){{ x0e }}, k{{ j }} < {{ len }});
 {%- endfor %}
     var s = 0.0f;
 {%- for j in range(end=cache) %}
@@ -35,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let inv = inverseSqrt(reduce_sum(lid, q) / f32({{ len }}) + {{ epsilon }});
 {%- for j in range(end=cache) %}
     if (k{{ j }} < {{ len }}) {
-        out[base + k{{ j }}] = (x{{ j }} - mean) * inv * in1[k{{ j }}] + in2[k{{ j }}];
+        out[base + k{{ j }}] = (x{{ j }} - mean) * inv * {{ x1 }}k{{ j }}{{ x1e }} + {{ x2 }}k{{ j }}{{ x2e }};
     }
 {%- endfor %}
 {%- else %}

@@ -21,7 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // The row is read once into {{ cache }} registers per thread, then reduced and written.
 {%- for j in range(end=cache) %}
     let k{{ j }} = i32(lid) + {{ j * wg }}i;
-    let x{{ j }} = select(bitcast<f32>(neg_inf), in0[base + min(k{{ j }}, {{ len }} - 1i) * {{ inner }}], k{{ j }} < {{ len }});
+    let x{{ j }} = select(bitcast<f32>(neg_inf), {{ x0 }}base + min(k{{ j }}, {{ len }} - 1i) * {{ inner }}{{ x0e }}, k{{ j }} < {{ len }});
 {%- endfor %}
     var m = x0;
 {%- for j in range(start=1, end=cache) %}

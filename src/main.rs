@@ -34,8 +34,9 @@ enum Command {
         /// Give a symbolic dim a fixed value, e.g. `--dim batch=1` (repeatable).
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
-        /// 0: one kernel per op; 1: fuse elementwise chains; 2: all optimizations.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+        /// 0: one kernel per op; 1: fuse elementwise chains; 2: all optimizations (default);
+        /// 3: also attention as one kernel (experimental: one thread per query row, slow on large GPUs).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
         opt_level: u8,
         /// Target limits profile: `webgpu-default`, `desktop`, or a RON file.
         #[arg(long, default_value = "webgpu-default")]
@@ -73,7 +74,7 @@ enum Command {
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
         /// Optimization level the kernels are formed at (as for `kiln compile`).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
         opt_level: u8,
         /// Timed iterations per candidate.
         #[arg(long, default_value_t = 10)]

@@ -226,7 +226,12 @@ fn run_one(op: Op, x: &Tensor, extra: Vec<Tensor>) -> Vec<f32> {
 /// each output is one exp and one division away from the reference.
 #[test]
 fn softmax_rows_cached_and_streamed_match_the_reference() {
-    for (shape, axis) in [(vec![3, 300], 1), (vec![2, 256], 1), (vec![2, 5000], 1), (vec![2, 37, 3], 1)] {
+    for (shape, axis) in [
+        (vec![3, 300], 1),
+        (vec![2, 256], 1),
+        (vec![2, 5000], 1),
+        (vec![2, 37, 3], 1),
+    ] {
         for log in [false, true] {
             let n: usize = shape.iter().product();
             let x = Tensor::f32(shape.clone(), values(n, 5).iter().map(|v| v * 8.0).collect());
@@ -256,10 +261,17 @@ fn softmax_rows_cached_and_streamed_match_the_reference() {
 #[test]
 fn layernorm_rows_cached_and_streamed_match_the_reference() {
     for (rows, len) in [(5, 384), (2, 4100), (3, 7)] {
-        let x = Tensor::f32(vec![rows, len], values(rows * len, 6).iter().map(|v| v * 3.0 + 1.0).collect());
+        let x = Tensor::f32(
+            vec![rows, len],
+            values(rows * len, 6).iter().map(|v| v * 3.0 + 1.0).collect(),
+        );
         let scale = Tensor::f32(vec![len], values(len, 7));
         let bias = Tensor::f32(vec![len], values(len, 8));
-        let got = run_one(Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &x, vec![scale.clone(), bias.clone()]);
+        let got = run_one(
+            Op::LayerNorm { axis: 1, epsilon: 1e-5 },
+            &x,
+            vec![scale.clone(), bias.clone()],
+        );
         let (xv, sv, bv) = (x.to_f64(), scale.to_f64(), bias.to_f64());
         let mut want = Vec::new();
         for r in 0..rows {

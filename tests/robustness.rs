@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use kiln::compiler::frontend::onnx::builder::{d, DataType, ModelBuilder};
-use kiln::runtime::HostTensor;
 use kiln::ir::Tensor;
+use kiln::runtime::HostTensor;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -483,7 +483,9 @@ fn forged_npy_shapes_are_refused_before_allocation() {
         // Replace the shape tuple, whatever its spacing (`(4,)` or `(4, )`).
         let start = header.find("'shape': (").expect("header has a shape") + "'shape': ".len();
         let end = start + header[start..].find(')').unwrap() + 1;
-        let mut h = format!("{}{shape}{}", &header[..start], &header[end..]).trim_end().to_string();
+        let mut h = format!("{}{shape}{}", &header[..start], &header[end..])
+            .trim_end()
+            .to_string();
         while (10 + h.len() + 1) % 64 != 0 {
             h.push(' ');
         }

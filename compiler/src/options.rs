@@ -9,7 +9,8 @@ use kiln_schedules::DeviceLimits;
 pub struct CompileOptions {
     /// 0: one kernel per op; 1: fuse same-shape elementwise chains and inline scalar
     /// constants; 2 (default): the optimizer (graph rewrites, injective ops fused into their
-    /// consumers, GEMM prologues and epilogues).
+    /// consumers, GEMM prologues and epilogues); 3: level 2 plus attention as one kernel
+    /// (experimental: one thread per query row, slower than unfused attention on large GPUs).
     pub opt_level: u8,
     /// Values for symbolic dims (`--dim NAME=VALUE`).
     pub dims: DimBindings,

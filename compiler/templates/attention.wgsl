@@ -23,7 +23,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {%- for c in range(end=d) %}
     let q{{ c }} = {{ xq }}q_base + {{ c }}i{{ xqe }};
 {%- endfor %}
-    var m = bitcast<f32>(0xff800000u);
+    let neg_inf = 0xff800000u; // a let, not a constant: WGSL constants must be finite
+    var m = bitcast<f32>(neg_inf);
     var l = 0.0f;
 {%- for c in range(end=dv) %}
     var o{{ c }} = 0.0f;

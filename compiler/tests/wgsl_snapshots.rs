@@ -395,6 +395,9 @@ fn softmax_and_layer_norm_over_symbolic_rows() {
     });
     assert_kernels(&src, "// Kiln softmax kernel", 1);
     assert_kernels(&src, "// Kiln layer-norm kernel", 1);
-    assert!(src.contains("(0 per thread)") && !src.contains("let x0"), "symbolic rows stream");
+    assert!(
+        src.contains("(0 per thread)") && !src.contains("let x0"),
+        "symbolic rows stream"
+    );
     insta::assert_snapshot!(src);
 }

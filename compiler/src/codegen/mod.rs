@@ -881,7 +881,10 @@ pub fn render(
             msg: "bool tensors are only supported in elementwise kernels".into(),
         });
     }
-    ctx.insert("header", &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers, &fns));
+    ctx.insert(
+        "header",
+        &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers, &fns),
+    );
     let wgsl = render_template(template, &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
     Ok(RenderedKernel {

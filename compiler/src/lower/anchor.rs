@@ -133,8 +133,8 @@ struct Former<'g> {
 }
 
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
-/// dependencies.
-pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, CompileError> {
+/// dependencies; `attention` also recognizes attention as one kernel (opt-level 3).
+pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec<KernelDraft>, CompileError> {
     let mut f = Former {
         g,
         outputs: g.outputs().iter().map(|o| o.1).collect(),
@@ -171,7 +171,11 @@ pub fn form_kernels(g: &Graph, max_inputs: usize) -> Result<Vec<KernelDraft>, Co
         }
         let draft = match op {
             _ if is_injective(op) => f.injective_root(id, &mut claimed)?,
-            Op::MatMul => match f.attention_root(id, &mut claimed)? {
+            Op::MatMul => match attention
+                .then(|| f.attention_root(id, &mut claimed))
+                .transpose()?
+                .flatten()
+            {
                 Some(d) => d,
                 None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
             },
@@ -770,7 +774,7 @@ mod tests {
         let p = bin(&mut g, "add1", BinaryOp::Add, e, one);
         let y = bin(&mut g, "mul", BinaryOp::Mul, a, p);
         g.add_output("y", y);
-        let k = form_kernels(&g, 7).unwrap();
+        let k = form_kernels(&g, 7, true).unwrap();
         assert_eq!(kinds(&k), ["Gemm+pro+epi"]);
         assert_eq!(k[0].output, y);
         assert_eq!(k[0].inputs.len(), 3, "x, w and the bias");
@@ -793,7 +797,7 @@ mod tests {
         let w = konst(&mut g, "w", &[16, 4]);
         let m = g.add("mm", Op::MatMul, &[r, w]).unwrap();
         g.add_output("y", m);
-        let k = form_kernels(&g, 7).unwrap();
+        let k = form_kernels(&g, 7, true).unwrap();
         assert_eq!(kinds(&k), ["Gemm+pro"]);
         assert_eq!(k[0].inputs, vec![x, w]);
     }
@@ -806,7 +810,7 @@ mod tests {
         let w = konst(&mut g, "w", &[8, 4]);
         let m = g.add("mm", Op::MatMul, &[e, w]).unwrap();
         g.add_output("y", m);
-        assert_eq!(kinds(&form_kernels(&g, 7).unwrap()), ["Injective", "Gemm"]);
+        assert_eq!(kinds(&form_kernels(&g, 7, true).unwrap()), ["Injective", "Gemm"]);
     }
 
     #[test]
@@ -824,7 +828,7 @@ mod tests {
         let p = g.add("softmax", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
         let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
         g.add_output("o", o);
-        let kernels = form_kernels(&g, 7).unwrap();
+        let kernels = form_kernels(&g, 7, true).unwrap();
         assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
         assert!(matches!(kernels[0].body, KernelBody::Attention { d: 4, dv: 4, .. }));
     }
@@ -840,7 +844,7 @@ mod tests {
         let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
         g.add_output("o", o);
         g.add_output("p", p);
-        assert_eq!(kinds(&form_kernels(&g, 7).unwrap()), ["Gemm", "Softmax", "Gemm"]);
+        assert_eq!(kinds(&form_kernels(&g, 7, true).unwrap()), ["Gemm", "Softmax", "Gemm"]);
     }
 
     #[test]
@@ -864,11 +868,11 @@ mod tests {
             .unwrap();
         g.add_output("a", a);
         g.add_output("s", red);
-        let mut k = kinds(&form_kernels(&g, 7).unwrap());
+        let mut k = kinds(&form_kernels(&g, 7, true).unwrap());
         k.sort();
         assert_eq!(k, ["Injective", "Reduce+pro"], "inv is computed in both kernels");
         g.add_output("inv", inv);
-        let k = form_kernels(&g, 7).unwrap();
+        let k = form_kernels(&g, 7, true).unwrap();
         assert_eq!(k.len(), 3, "an output is materialized: {:?}", kinds(&k));
     }
 
@@ -881,7 +885,7 @@ mod tests {
             acc = bin(&mut g, &format!("add{i}"), BinaryOp::Add, acc, x);
         }
         g.add_output("y", acc);
-        let k = form_kernels(&g, 7).unwrap();
+        let k = form_kernels(&g, 7, true).unwrap();
         assert!(
             k.iter().all(|d| d.inputs.len() <= 7),
             "{:?}",
@@ -898,7 +902,7 @@ mod tests {
         let t = g.add("t", Op::Transpose { perm: vec![1, 0] }, &[x]).unwrap();
         let s = bin(&mut g, "add", BinaryOp::Add, t, y);
         g.add_output("s", s);
-        let k = form_kernels(&g, 7).unwrap();
+        let k = form_kernels(&g, 7, true).unwrap();
         assert_eq!(kinds(&k), ["Injective"]);
         assert_eq!(k[0].inputs.len(), 2);
     }
@@ -919,7 +923,7 @@ mod tests {
         let r = g.add("relu", Op::Unary(UnaryOp::Relu), &[c]).unwrap();
         let y = bin(&mut g, "res", BinaryOp::Add, r, x);
         g.add_output("y", y);
-        let k = form_kernels(&g, 7).unwrap();
+        let k = form_kernels(&g, 7, true).unwrap();
         assert_eq!(kinds(&k), ["Conv+epi"]);
         assert_eq!(&k[0].inputs[..3], &[x, w, b], "the conv's own inputs keep their slots");
     }
@@ -954,7 +958,7 @@ mod tests {
             .unwrap();
         let y = bin(&mut g, "scale", BinaryOp::Mul, a, r);
         g.add_output("y", y);
-        let kernels = form_kernels(&g, 7).unwrap();
+        let kernels = form_kernels(&g, 7, true).unwrap();
         let outputs: Vec<NodeId> = kernels.iter().map(|d| d.output).collect();
         for d in &kernels {
             for i in &d.inputs {

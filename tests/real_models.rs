@@ -110,14 +110,29 @@ fn paraphrase_minilm_compiles_once_and_matches_onnxruntime_at_two_lengths() {
     let manifest =
         compile_to_dir(&m, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("minilm: compiled in {:.2?}", t0.elapsed());
-    // The optimizer's target for this model (issue 6): QKV merged into one GEMM, attention
-    // one kernel, bias/GELU/residual fused into GEMM epilogues and layer-norm prologues.
+    // The optimizer at the default level: QKV merged into one GEMM, bias/GELU/residual fused
+    // into GEMM epilogues and layer-norm prologues, attention as QK^T GEMM, softmax (scale
+    // and mask fused) and a GEMM: 9 per layer, 31 in all. Issue 6's target of 30 is met at
+    // opt-level 3 (attention as one kernel, 25), which is not the default because that kernel
+    // is slower on large GPUs (docs/performance.md).
     let dispatches = manifest.programs[0].dispatches.len();
     eprintln!("minilm: {dispatches} dispatches at the default opt-level");
     assert!(
-        dispatches <= 30,
-        "minilm: {dispatches} dispatches per inference, want <= 30"
+        dispatches <= 31,
+        "minilm: {dispatches} dispatches per inference, want <= 31"
     );
+    let fused = CompileOptions {
+        opt_level: 3,
+        ..Default::default()
+    };
+    let n3 = kiln::compiler::compile(&m, &fused)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .manifest
+        .programs[0]
+        .dispatches
+        .len();
+    eprintln!("minilm: {n3} dispatches at opt-level 3");
+    assert!(n3 <= 30, "minilm: {n3} dispatches at opt-level 3, want <= 30");
     for level in [0u8, 1] {
         let opts = CompileOptions {
             opt_level: level,

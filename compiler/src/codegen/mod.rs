@@ -872,9 +872,11 @@ pub fn render(
             })
         }
     };
-    if !matches!(&draft.body, KernelBody::Injective { .. })
-        && !in_dtypes.iter().chain([&out_dtype]).all(|d| *d != DType::Bool)
-    {
+    // Bool storage is u32 words that only the expression renderer converts: an anchor kernel
+    // may read bool inputs through fused prologue or epilogue expressions (e.g. an attention
+    // mask), but not as its own operands or result.
+    let reads_bool_directly = draft.operands.is_empty() && in_dtypes.contains(&DType::Bool);
+    if !matches!(&draft.body, KernelBody::Injective { .. }) && (out_dtype == DType::Bool || reads_bool_directly) {
         return Err(CompileError::Unsupported {
             node: draft.label.clone(),
             op: template.into(),

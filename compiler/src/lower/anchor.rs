@@ -260,7 +260,9 @@ impl Former<'_> {
             }
             return Ok(Expr::Core(n.ty.dtype));
         }
-        if b.allow && self.can_inline(p, c, mode) {
+        // MAX_FUSED_NODES bounds a kernel's members, and with them the depth of this recursion
+        // and of the expression renderer (a 15,000-op chain overflowed the stack).
+        if b.allow && b.members.len() < super::fuse::MAX_FUSED_NODES && self.can_inline(p, c, mode) {
             let mark = (b.inputs.len(), b.inlined.len(), b.members.len(), b.core_ok);
             b.inlined.push((p, c));
             if !b.members.contains(&p) {

@@ -132,17 +132,7 @@ fn operand_access(
             return (format!("in{s}["), "]".into());
         }
     }
-    let mut w = ExprWriter {
-        params,
-        helpers,
-        in_dtypes,
-        lines: Vec::new(),
-        next: 0,
-        memo: Default::default(),
-        idx: "i".into(),
-        coords: Vec::new(),
-        core: String::new(),
-    };
+    let mut w = index_writer(params, helpers, in_dtypes, "");
     let (v, d) = w.emit(&e);
     let name = format!("kiln_x{i}");
     let mut f = format!("fn {name}(i: i32) -> {} {{\n", reg_ty(d));
@@ -152,6 +142,27 @@ fn operand_access(
     f.push_str(&format!("    return {v};\n}}"));
     fns.push(f);
     (format!("{name}("), ")".into())
+}
+
+/// An expression writer over the linear index `i` (prologue and epilogue functions), with the
+/// anchor's computed value named `core`.
+fn index_writer<'a>(
+    params: &'a mut ParamSet,
+    helpers: &'a mut BTreeSet<&'static str>,
+    in_dtypes: &'a [DType],
+    core: &str,
+) -> ExprWriter<'a> {
+    ExprWriter {
+        params,
+        helpers,
+        in_dtypes,
+        lines: Vec::new(),
+        next: 0,
+        memo: Default::default(),
+        idx: "i".into(),
+        coords: Vec::new(),
+        core: core.into(),
+    }
 }
 
 /// The body lines of a GEMM epilogue function `(v, gm, gn, batch)`: the output element's
@@ -175,17 +186,7 @@ fn epilogue_lines_with(
     helpers: &mut BTreeSet<&'static str>,
     in_dtypes: &[DType],
 ) -> Vec<String> {
-    let mut w = ExprWriter {
-        params,
-        helpers,
-        in_dtypes,
-        lines: Vec::new(),
-        next: 0,
-        memo: Default::default(),
-        idx: "i".into(),
-        coords: Vec::new(),
-        core: core.into(),
-    };
+    let mut w = index_writer(params, helpers, in_dtypes, core);
     let (v, _) = w.emit(e);
     let mut lines = vec![format!("let i = {index};")];
     lines.append(&mut w.lines);

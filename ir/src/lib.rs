@@ -12,6 +12,7 @@ pub mod graph;
 pub mod infer;
 pub mod interp;
 pub mod op;
+pub mod quant;
 pub mod tensor;
 pub mod texpr;
 
@@ -20,5 +21,6 @@ pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{DimAssumption, Graph, Node, NodeId};
 pub use op::{BinaryOp, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
+pub use quant::BlockType;
 pub use tensor::{Shape, Tensor, TensorData, TensorType};
 pub use texpr::TExpr;

@@ -19,7 +19,8 @@
 //!
 //! Modules, one concept each: [`bundle`] (loading and verification), [`device`] (adapter
 //! choice, feature and limit checks), [`session`] (execution), [`host`] (host tensors and dtype
-//! conversion), [`error`]. The bundle format and kernel ABI are described in
+//! conversion), [`error`], and [`text`] (tokenizers and chat templates from GGUF tokenizer
+//! metadata, for language models). The bundle format and kernel ABI are described in
 //! docs/bundle-format.md.
 
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod device;
 pub mod error;
 pub mod host;
 pub mod session;
+pub mod text;
 
 pub use bundle::{Bundle, BundleParts};
 #[cfg(not(target_arch = "wasm32"))]

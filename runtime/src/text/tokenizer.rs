@@ -28,7 +28,7 @@ enum Algorithm {
     /// Byte-level BPE.
     Gpt2 {
         pre: PreTokenizer,
-        byte_level: ByteLevel,
+        byte_level: Box<ByteLevel>,
         /// (left id, right id) -> (rank, merged id).
         merges: HashMap<(u32, u32), (u32, u32)>,
     },
@@ -86,6 +86,11 @@ fn split_merge(merge: &str) -> Option<(&str, &str)> {
     Some((&merge[..at], &merge[at + 1..]))
 }
 
+/// Whether tokens of this type are matched whole in text (GGML's special-token cache).
+fn is_matched_whole(ty: TokenType) -> bool {
+    matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
+}
+
 fn spec_error(field: &'static str, message: String) -> TextError {
     TextError::Spec { field, message }
 }
@@ -133,15 +138,19 @@ impl Tokenizer {
         for (id, text) in spec.tokens.iter().enumerate() {
             vocab.entry(text.clone()).or_insert(id as u32);
         }
-        let specials = SpecialTokens::new(spec.tokens.iter().zip(&types).enumerate().filter_map(|(id, (t, ty))| {
-            matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
-                .then(|| (t.clone(), id as u32))
-        }));
+        let specials = SpecialTokens::new(
+            spec.tokens
+                .iter()
+                .zip(&types)
+                .enumerate()
+                .filter(|(_, (_, &ty))| is_matched_whole(ty))
+                .map(|(id, (text, _))| (text.clone(), id as u32)),
+        );
 
         let (algorithm, pieces) = match spec.model {
             TokenizerModel::Gpt2 => {
                 let pre = PreTokenizer::from_name(spec.pre.as_deref())?;
-                let byte_level = ByteLevel::new();
+                let byte_level = Box::new(ByteLevel::new());
                 let mut merges = HashMap::with_capacity(spec.merges.len());
                 for (rank, merge) in spec.merges.iter().enumerate() {
                     let (left, right) = split_merge(merge)
@@ -409,10 +418,7 @@ impl Tokenizer {
 
     /// Whether `id` is one of the tokens [`Tokenizer::encode`] matches whole in text.
     fn is_matched_special(&self, id: u32) -> bool {
-        matches!(
-            self.types[id as usize],
-            TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-        )
+        is_matched_whole(self.types[id as usize])
     }
 
     /// The bytes token `id` decodes to (special tokens: their text).

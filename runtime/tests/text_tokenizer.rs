@@ -7,7 +7,8 @@
 //!   pre-tokenizer Kiln knows, and decoding gives the strings back. Without the file the test
 //!   fails with a hint; `KILN_SKIP_MODEL_TESTS=1` skips it.
 //! - A small hand-made SentencePiece-style vocabulary whose expected ids are worked out by
-//!   hand in the comments.
+//!   hand in the comments, and agree with Google's `sentencepiece` over the same vocabulary
+//!   (tests/data/sentencepiece_reference_ids.json).
 
 use std::path::PathBuf;
 
@@ -373,4 +374,33 @@ fn bad_specs_and_ids_are_clear_errors() {
     assert!(err.to_string().contains("rwkv"), "{err}");
     // The JSON round-trips.
     assert_eq!(TokenizerSpec::from_json(&good.to_json()).unwrap(), good);
+}
+
+#[test]
+fn sentencepiece_ids_match_googles_sentencepiece() {
+    // tests/data/sentencepiece_reference_ids.json: Google's sentencepiece over the same
+    // vocabulary (scripts/sentencepiece_reference_ids.py). It matches user-defined tokens in the
+    // text but not control tokens, so texts without a user-defined token are encoded as plain.
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/sentencepiece_reference_ids.json")).expect("reference JSON");
+    let mut checked = 0;
+    for (variant, prefix) in [("space_prefix", true), ("no_space_prefix", false)] {
+        let spec = TokenizerSpec {
+            add_space_prefix: Some(prefix),
+            ..sentencepiece_spec()
+        };
+        let tokenizer = Tokenizer::from_spec(&spec).unwrap();
+        for case in reference[variant].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let expected: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+            let ids = if text.contains("<|user|>") {
+                tokenizer.encode(text, false)
+            } else {
+                tokenizer.encode_ordinary(text, false)
+            };
+            assert_eq!(ids.unwrap(), expected, "{variant}: {text:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 16);
 }

@@ -48,6 +48,9 @@ STRINGS = [
     "\n",
     "   \n\n  ",
     "x",
+    # SmolLM2's chat template rendered for a question (tests/data/chat_template_cases.json).
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
 ]
 
 

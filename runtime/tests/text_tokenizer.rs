@@ -96,6 +96,10 @@ fn smollm2_special_tokens_bos_and_plain_text() {
     );
     assert_eq!((im_start, im_end), (1, 2));
     assert!(!tokenizer.add_bos(), "SmolLM2's GGUF sets add_bos_token = false");
+    // The chat-template test renders the template text committed with its cases: it is the GGUF's.
+    let cases: serde_json::Value = serde_json::from_str(include_str!("data/chat_template_cases.json")).unwrap();
+    assert_eq!(cases[0]["name"], "smollm2 two messages");
+    assert_eq!(spec.chat_template.as_deref(), cases[0]["template"].as_str());
     assert_eq!(tokenizer.eos_id(), Some(im_end));
 
     let ids = tokenizer.encode("<|im_start|>user\nHi<|im_end|>", true).unwrap();

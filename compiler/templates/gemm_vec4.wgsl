@@ -24,7 +24,7 @@ fn kiln_load_a(e: i32, k0: i32, m0: i32, a_off: i32) -> vec4<{{ ty }}> {
     let gm = m0 + e / {{ bk4 }}i;
     let gk = k0 + (e % {{ bk4 }}i) * 4i;
     if (e < {{ a_vecs }}i && gm < {{ m }} && gk < {{ k_lim }}) {
-        return in0[(a_off + gm * {{ k }} + gk) / 4i];
+        return {{ a_vec }}a_off + gm * {{ k }} + gk{{ a_vec_e }};
     }
     return vec4<{{ ty }}>({{ zero }});
 }
@@ -34,7 +34,7 @@ fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<{{ ty }}> {
     let gk = k0 + e / {{ bn4 }}i;
     let gn = n0 + (e % {{ bn4 }}i) * 4i;
     if (e < {{ b_vecs }}i && gk < {{ k_lim }} && gn < {{ n }}) {
-        return in1[(b_off + gk * {{ n }} + gn) / 4i];
+        return {{ b_vec }}b_off + gk * {{ n }} + gn{{ b_vec_e }};
     }
     return vec4<{{ ty }}>({{ zero }});
 }

@@ -82,10 +82,7 @@ pub fn gemm_split_k(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -
     };
     let tiles = blocks(&tile);
     let mut s = 1u32;
-    while tiles * (s as u64) < 2 * TARGET_WORKGROUPS
-        && k / (2 * s as u64) >= MIN_SPLIT_K_LEN
-        && s < crate::MAX_KSPLIT
-    {
+    while tiles * (s as u64) < 2 * TARGET_WORKGROUPS && k / (2 * s as u64) >= MIN_SPLIT_K_LEN && s < crate::MAX_KSPLIT {
         s *= 2;
     }
     if s == 1 {

@@ -140,7 +140,10 @@ mod tests {
         };
         let d = DeviceLimits::desktop();
         let (s, _) = select(&ffn_down(true), "k", None, &d);
-        assert!(matches!(s, Schedule::Gemm(p) if (p.bm, p.bn, p.ksplit) == (64, 64, 16)), "{s}");
+        assert!(
+            matches!(s, Schedule::Gemm(p) if (p.bm, p.bn, p.ksplit) == (64, 64, 16)),
+            "{s}"
+        );
         let (s, _) = select(&ffn_down(false), "k", None, &d);
         assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{s}");
         // Enough tiles (batch 32) or a short K: no split.

@@ -23,10 +23,10 @@ pub use error::CompileError;
 pub use model::Model;
 pub use options::CompileOptions;
 
+use codegen::RenderedKernel;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
 use kiln_ir::{DType, Dim, Graph, Op, Tensor};
 use kiln_schedules::{Schedule, Workload};
-use codegen::RenderedKernel;
 use lower::{KernelBody, KernelDraft};
 use std::collections::{BTreeMap, HashMap};
 
@@ -214,6 +214,9 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
             },
         ) => 8 * p.workgroup_size as u64,
         (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
+        (Schedule::Injective(_), KernelBody::Attention { d, dv, .. }) => {
+            4 * codegen::ATTENTION_KEY_TILE as u64 * (*d + *dv) as u64
+        }
         (Schedule::Injective(_), _) => 0,
     }
 }
@@ -285,7 +288,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     times.done("codegen");
 
     let mut plan = plan::plan(&g, &drafts);
-    let partial = plan::add_partial_sums(&mut plan, rendered.iter().filter_map(|r| r.split.as_ref()).map(|s| s.partial_bytes.clone()));
+    let partial = plan::add_partial_sums(
+        &mut plan,
+        rendered
+            .iter()
+            .filter_map(|r| r.split.as_ref())
+            .map(|s| s.partial_bytes.clone()),
+    );
     times.done("plan");
 
     let mut kernels: Vec<KernelSpec> = Vec::new();

@@ -15,6 +15,10 @@ use params::{dim_expr, ParamSet};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+/// Keys (and values) the attention kernel stages in workgroup memory at a time: with head dims
+/// of at most 64, `4 * 16 * (d + dv)` bytes stay within 8 KiB.
+pub const ATTENTION_KEY_TILE: u32 = 16;
+
 /// A rendered, validated kernel plus the values its dispatch needs.
 #[derive(Clone, Debug)]
 pub struct RenderedKernel {
@@ -158,6 +162,21 @@ fn operand_access(
     (format!("{name}("), ")".into())
 }
 
+/// How GEMM operand `i` can be read as vec4s: `(slot, None)` when it is input `slot` read
+/// directly, `(slot, Some(index))` when a fused prologue reads f32 input `slot` at an index
+/// that maps aligned runs of 4 to aligned runs of 4 ([`crate::lower::affine::runs_of_four`]);
+/// `None` otherwise (any computation or gather in the prologue, bool inputs).
+fn vec_operand(draft: &KernelDraft, i: usize, dtype: DType, in_dtypes: &[DType]) -> Option<(usize, Option<Expr>)> {
+    let Expr::LoadIdx(s, ix) = draft.operand(i) else {
+        return None;
+    };
+    if *ix == Expr::Index {
+        return (in_dtypes[s] != DType::Bool).then_some((s, None));
+    }
+    (dtype == DType::F32 && in_dtypes[s] == DType::F32 && crate::lower::affine::runs_of_four(&ix))
+        .then_some((s, Some(*ix)))
+}
+
 /// An expression writer over the linear index `i` (prologue and epilogue functions), with the
 /// anchor's computed value named `core`.
 fn index_writer<'a>(
@@ -253,6 +272,10 @@ fn gemm_context(
     ctx.insert("a_loads", &a_vecs.div_ceil(threads));
     ctx.insert("b_loads", &b_vecs.div_ceil(threads));
     ctx.insert("vec_loads", &false);
+    for (name, slot) in [("a_vec", 0), ("b_vec", 1)] {
+        ctx.insert(name, &format!("in{slot}[("));
+        ctx.insert(format!("{name}_e"), ") / 4i]");
+    }
     // K range of the workgroup: all of K, or (split-K) a slice computed in the template.
     ctx.insert("ksplit", &p.ksplit);
     let split = p.ksplit > 1;
@@ -593,27 +616,61 @@ pub fn render(
                     *c = format!("let c_off = i32(wid.z) * {mn};");
                 }
             }
-            let (xa, xae) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
-            let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
-            ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
-            ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
+            // vec4 operand reads need every row of A and B (and every batch) to start on a vec4,
+            // and each operand read directly or through a prologue that maps runs of 4 to runs
+            // of 4 (a head split, a transpose that keeps the inner axis); the slots they read
+            // become vec4 arrays, so nothing else (the epilogue) may read them element-wise.
+            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
+            let vec_ops = [0, 1].map(|i| vec_operand(draft, i, *dtype, in_dtypes));
+            let vec_slots: Vec<usize> = vec_ops.iter().flatten().map(|(s, _)| *s).collect();
+            let vec_path = p.is_vec4()
+                && p.bk % 4 == 0
+                && by4(&k)
+                && by4(&n)
+                && vec_slots.len() == 2
+                && (split || !epilogue_reads(draft, &vec_slots));
+            if vec_path {
+                for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
+                    let (slot, index) = op.expect("both operands are vec4-readable");
+                    let (open, close) = match index {
+                        None => (format!("in{slot}[("), ") / 4i]".to_string()),
+                        Some(ix) => {
+                            let mut w = index_writer(&mut params, &mut helpers, in_dtypes, "");
+                            let (v, _) = w.emit(&ix);
+                            let mut f = format!("fn kiln_x{i}_v4(i: i32) -> vec4<{}> {{\n", reg_ty(*dtype));
+                            for l in &w.lines {
+                                f.push_str(&format!("    {l}\n"));
+                            }
+                            f.push_str(&format!("    return in{slot}[{v} / 4i];\n}}"));
+                            fns.push(f);
+                            (format!("kiln_x{i}_v4("), ")".to_string())
+                        }
+                    };
+                    ctx.insert(*name, &open);
+                    ctx.insert(format!("{name}_e"), &close);
+                }
+                ctx.insert("vec_loads", &true);
+                ctx.insert("a_load", &Vec::<String>::new());
+                ctx.insert("b_load", &Vec::<String>::new());
+                for s in vec_slots {
+                    if !vec4_inputs.contains(&s) {
+                        vec4_inputs.push(s);
+                    }
+                }
+            } else {
+                let (xa, xae) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+                let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
+                ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            }
             // Split-K applies the epilogue in the combine kernel, after the slices are added.
             let epilogue = if split {
                 Vec::new()
             } else {
                 gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes)
             };
-            // Operands read directly from slots 0 and 1 (no fused prologue) may be bound as vec4
-            // arrays, unless the epilogue also reads them element by element.
-            let direct = xa == "in0[" && xb == "in1[" && (split || !epilogue_reads(draft, &[0, 1]));
             ctx.insert("epilogue", &epilogue);
-            gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
-            // vec4 operand reads need every row of A and B (and every batch) to start on a vec4.
-            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
-            if direct && p.is_vec4() && p.bk % 4 == 0 && by4(&k) && by4(&n) {
-                ctx.insert("vec_loads", &true);
-                vec4_inputs.extend([0, 1]);
-            }
             let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&n).cdiv(p.bn as i64),
@@ -621,7 +678,14 @@ pub fn render(
                 dim_expr(&batch).times(p.ksplit as i64),
             ];
             if split {
-                split_k = Some(render_combine(draft, in_dtypes, &p, schedule, [&m, &n, &batch], limits)?);
+                split_k = Some(render_combine(
+                    draft,
+                    in_dtypes,
+                    &p,
+                    schedule,
+                    [&m, &n, &batch],
+                    limits,
+                )?);
             }
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
@@ -787,9 +851,7 @@ pub fn render(
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) => {
-            let rows = batch.mul(sq);
             ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("rows", &params.dim(&rows, "rows"));
             ctx.insert("sq", &params.divisor(sq, "sq"));
             ctx.insert("sk", &params.dim(sk, "sk"));
             ctx.insert("d", d);
@@ -808,12 +870,14 @@ pub fn render(
                 None => Vec::new(),
             };
             ctx.insert("score_lines", &score_lines);
+            ctx.insert("bk", &ATTENTION_KEY_TILE);
+            // x: the flattened batch; y: tiles of workgroup-size query rows.
             let grid = [
-                dim_expr(&rows).cdiv(p.workgroup_size as i64),
-                SizeExpr::c(1),
+                dim_expr(batch),
+                dim_expr(sq).cdiv(p.workgroup_size as i64),
                 SizeExpr::c(1),
             ];
-            ("attention", [p.workgroup_size, 1, 1], grid, true)
+            ("attention", [p.workgroup_size, 1, 1], grid, false)
         }
         (
             KernelBody::TopK {

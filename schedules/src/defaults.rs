@@ -106,7 +106,7 @@ pub fn matmul_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, sp
     if m <= 8 {
         let rows = m.clamp(1, 4) as u32;
         let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
-        let cols = if n % 4 == 0 { n / 4 } else { n };
+        let cols = if n.is_multiple_of(4) { n / 4 } else { n };
         let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
             .into_iter()
             .filter(|s| s.validate(limits).is_ok())

@@ -90,7 +90,7 @@ impl GemmParams {
     /// Whether the thread tile is made of whole vec4s (`tm` and `tn` multiples of 4): such
     /// schedules render the vec4 register-tile template.
     pub fn is_vec4(&self) -> bool {
-        self.tm % 4 == 0 && self.tn % 4 == 0
+        self.tm.is_multiple_of(4) && self.tn.is_multiple_of(4)
     }
 
     /// Workgroup memory used by the A and B stages, in bytes (32-bit elements). The vec4

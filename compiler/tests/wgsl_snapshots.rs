@@ -442,7 +442,10 @@ fn gemm_vec4_loads_through_a_head_merge_prologue() {
         g.add("matmul", Op::MatMul, &[r, w]).unwrap()
     });
     assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
-    assert!(src.contains("fn kiln_x0_v4") && src.contains("array<vec4<f32>>"), "{src}");
+    assert!(
+        src.contains("fn kiln_x0_v4") && src.contains("array<vec4<f32>>"),
+        "{src}"
+    );
     insta::assert_snapshot!(src);
 }
 
@@ -463,6 +466,9 @@ fn attention_tiled_over_keys() {
         g.add("o", Op::MatMul, &[p, v]).unwrap()
     });
     assert_kernels(&src, "// Kiln attention kernel", 1);
-    assert!(src.contains("var<workgroup> k_tile") && src.contains("fn kiln_score"), "{src}");
+    assert!(
+        src.contains("var<workgroup> k_tile") && src.contains("fn kiln_score"),
+        "{src}"
+    );
     insta::assert_snapshot!(src);
 }

@@ -9,7 +9,8 @@
 //! CPU adapter (lavapipe) the sizes shrink automatically. `KILN_BENCH_QUICK=1` forces the small
 //! set, `KILN_BENCH_JSON=path` also writes the results as JSON lines, `KILN_BENCH_SWEEP=1` also
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
-//! matmul cases, and `KILN_BENCH_FILTER=text` keeps only cases whose name contains `text`.
+//! matmul cases (split-K included), and `KILN_BENCH_FILTER=text` keeps only cases whose name
+//! contains `text`.
 
 use kiln::compiler::lower::KernelBody;
 use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
@@ -32,6 +33,8 @@ struct Case {
     matmul_key: Option<String>,
     /// Latency cases keep one repeat per iteration (the submit+wait is part of what they show).
     latency: bool,
+    /// Optimization level the case is compiled at.
+    opt_level: u8,
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -63,6 +66,7 @@ fn gemm_case(m: usize, n: usize, k: usize) -> Case {
             dtype: DType::F32,
         })),
         latency: false,
+        opt_level: 2,
     }
 }
 
@@ -105,6 +109,7 @@ fn row_case(name: &str, op: Op, shape: &[usize], bytes: f64) -> Case {
         unit: "GB/s",
         matmul_key: None,
         latency: false,
+        opt_level: 2,
     }
 }
 
@@ -130,6 +135,7 @@ fn layernorm_case(rows: usize, len: usize) -> Case {
         unit: "GB/s",
         matmul_key: None,
         latency: false,
+        opt_level: 2,
     }
 }
 
@@ -163,6 +169,7 @@ fn conv_case(n: usize, c: usize, hw: usize, oc: usize) -> Case {
         unit: "GFLOP/s",
         matmul_key: None,
         latency: false,
+        opt_level: 2,
     }
 }
 
@@ -184,6 +191,44 @@ fn add_case(len: usize) -> Case {
         unit: "GB/s",
         matmul_key: None,
         latency: false,
+        opt_level: 2,
+    }
+}
+
+/// Attention as BERT computes it, `softmax(Q·Kᵀ / sqrt(d))·V` over `[batch, heads, seq, d]`
+/// inputs: at opt-level 2 three kernels (the QKᵀ GEMM with K transposed in its prologue, the
+/// softmax with the scale in its prologue, the PV GEMM), at opt-level 3 the one fused attention
+/// kernel. Work counts the two products' flops.
+fn attention_case(batch: usize, heads: usize, seq: usize, d: usize, opt_level: u8) -> Case {
+    let shape = [batch, heads, seq, d];
+    let mut g = Graph::new();
+    let q = g.add_input("q", TensorType::new(DType::F32, &shape));
+    let k = g.add_input("k", TensorType::new(DType::F32, &shape));
+    let v = g.add_input("v", TensorType::new(DType::F32, &shape));
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let scale = g.add_const("scale", Tensor::f32(vec![1], vec![1.0 / (d as f32).sqrt()]));
+    let ss = g.add("ss", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[ss]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("o", o);
+    Case {
+        name: format!("attention f32 {batch}x{heads}x{seq}x{d} opt-level {opt_level}"),
+        model: Model {
+            name: "attention".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        },
+        inputs: HashMap::from([
+            ("q".into(), random(&shape, 11)),
+            ("k".into(), random(&shape, 12)),
+            ("v".into(), random(&shape, 13)),
+        ]),
+        work: 4.0 * (batch * heads * seq * seq * d) as f64,
+        unit: "GFLOP/s",
+        matmul_key: None,
+        latency: false,
+        opt_level,
     }
 }
 
@@ -196,6 +241,7 @@ fn demo_case(batch: usize) -> Case {
         unit: "",
         matmul_key: None,
         latency: true,
+        opt_level: 2,
     }
 }
 
@@ -235,6 +281,21 @@ fn main() {
             gemm_case(1024, 1024, 1024),
             gemm_case(2048, 2048, 2048),
             gemm_case(4096, 4096, 4096),
+            // paraphrase-MiniLM-L3-v2's GEMMs at batch 1 x 128 (FFN down, QKV, FFN up, output
+            // projection) and the FFN down at batch 32 x 128.
+            gemm_case(128, 384, 1536),
+            gemm_case(128, 1152, 384),
+            gemm_case(128, 1536, 384),
+            gemm_case(128, 384, 384),
+            gemm_case(4096, 384, 1536),
+            attention_case(1, 12, 128, 32, 2),
+            attention_case(1, 12, 128, 32, 3),
+            attention_case(32, 12, 128, 32, 2),
+            attention_case(32, 12, 128, 32, 3),
+            attention_case(1, 12, 128, 64, 2),
+            attention_case(1, 12, 128, 64, 3),
+            attention_case(32, 12, 128, 64, 2),
+            attention_case(32, 12, 128, 64, 3),
             gemv_case(4096, 4096),
             gemv_case(4096, 11008),
             conv_case(1, 64, 112, 64),
@@ -270,7 +331,9 @@ fn main() {
             let space = if rows > 0 {
                 space::gemv(&target, rows)
             } else {
-                space::gemm(&target)
+                let mut s = space::gemm(&target);
+                s.extend(space::gemm_split_k(&target));
+                s
             };
             schedules.extend(space.into_iter().map(Some));
         }
@@ -353,6 +416,7 @@ fn bench_case(
     let opts = CompileOptions {
         target: target.clone(),
         tuning,
+        opt_level: case.opt_level,
         ..Default::default()
     };
     let m = compile_to_dir(&case.model, &opts, &dir.path().join("b")).map_err(|e| e.to_string())?;
@@ -372,7 +436,9 @@ fn bench_case(
     let t = s
         .bench_repeated("run", &host, iters, repeats)
         .map_err(|e| e.to_string())?;
-    let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
+    let mut schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
+    // A split-K GEMM's combine kernel carries the GEMM's schedule.
+    schedules.dedup();
     Ok(BenchResult {
         schedule: if schedules.len() == 1 {
             schedules[0].to_string()

@@ -182,6 +182,7 @@ fn job_for(
                 candidates.extend(space::gemv(limits, m.min(8) as u32));
             }
             candidates.extend(space::gemm(limits));
+            candidates.extend(space::gemm_split_k(limits));
             dedup(&mut candidates);
             let model = matmul_model(&a, &b);
             let check_model = if (batch * m * n * k) as u64 <= CHECK_FULL_SIZE_MACS {

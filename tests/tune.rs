@@ -67,13 +67,7 @@ fn a_miscompiled_candidate_is_rejected_not_timed() {
         ..Default::default()
     };
     let mut job = jobs(&model, &opts, 2).expect("jobs").remove(0);
-    let broken = Schedule::Gemm(GemmParams {
-        bm: 64,
-        bn: 64,
-        bk: 16,
-        tm: 4,
-        tn: 4,
-    });
+    let broken = Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4));
     assert_ne!(
         job.candidates[0], broken,
         "the default must not be the candidate broken below"

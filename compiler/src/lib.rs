@@ -23,6 +23,7 @@ pub use error::CompileError;
 pub use model::Model;
 pub use options::CompileOptions;
 
+use codegen::RenderedKernel;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
 use kiln_ir::{DType, Dim, Graph, Op, Tensor};
 use kiln_schedules::{Schedule, Workload};
@@ -156,6 +157,7 @@ pub fn workload(body: &KernelBody) -> Workload {
                 k: estimate(&k),
                 batch: estimate(&Dim::product(&batch)),
                 gemv: *dtype == DType::F32,
+                split_k: *dtype == DType::F32,
             }
         }
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
@@ -164,20 +166,31 @@ pub fn workload(body: &KernelBody) -> Workload {
             k: estimate(&Dim::product(&w[1..])),
             batch: estimate(&out[0]) * *groups as u64,
             gemv: false,
+            split_k: false,
         },
     }
 }
 
-/// The scheduling problem of a draft: [`workload`], with the GEMV kind ruled out when the
-/// GEMM's operands come through fused prologues (the GEMV template reads them directly).
-pub fn draft_workload(d: &KernelDraft) -> Workload {
+/// The scheduling problem of a draft on a target: [`workload`], with the GEMV kind ruled out
+/// when the GEMM's operands come through fused prologues (the GEMV template reads them
+/// directly), and split-K ruled out when its combine kernel (the draft's inputs, the partial
+/// sums and the output) would exceed the target's storage buffers per stage.
+pub fn draft_workload(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) -> Workload {
     match workload(&d.body) {
-        Workload::Gemm { m, n, k, batch, .. } if !d.operands.is_empty() => Workload::Gemm {
+        Workload::Gemm {
             m,
             n,
             k,
             batch,
-            gemv: false,
+            gemv,
+            split_k,
+        } => Workload::Gemm {
+            m,
+            n,
+            k,
+            batch,
+            gemv: gemv && d.operands.is_empty(),
+            split_k: split_k && d.inputs.len() as u32 + 2 <= limits.max_storage_buffers_per_shader_stage,
         },
         w => w,
     }
@@ -201,6 +214,9 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
             },
         ) => 8 * p.workgroup_size as u64,
         (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
+        (Schedule::Injective(_), KernelBody::Attention { d, dv, .. }) => {
+            4 * codegen::ATTENTION_KEY_TILE as u64 * (*d + *dv) as u64
+        }
         (Schedule::Injective(_), _) => 0,
     }
 }
@@ -250,7 +266,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let selected: Vec<(Schedule, kiln_schedules::select::Source)> = drafts
         .iter()
         .map(|d| {
-            let w = draft_workload(d);
+            let w = draft_workload(d, &opts.target);
             let key = tuning_key(&d.body);
             let (s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
@@ -271,7 +287,14 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     }
     times.done("codegen");
 
-    let plan = plan::plan(&g, &drafts);
+    let mut plan = plan::plan(&g, &drafts);
+    let partial = plan::add_partial_sums(
+        &mut plan,
+        rendered
+            .iter()
+            .filter_map(|r| r.split.as_ref())
+            .map(|s| s.partial_bytes.clone()),
+    );
     times.done("plan");
 
     let mut kernels: Vec<KernelSpec> = Vec::new();
@@ -290,33 +313,63 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
         need("maxComputeWorkgroupStorageSize", workgroup_bytes(&schedule, &d.body));
         need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 1);
-        let k = *by_source.entry(r.wgsl.clone()).or_insert_with(|| {
-            let idx = kernels.len();
-            let file = format!("kernels/k{idx:03}_{}.wgsl", r.schedule.kind());
-            kernels.push(KernelSpec {
-                name: format!("k{idx:03}_{}", r.schedule.kind()),
-                file: file.clone(),
-                entry_point: "main".into(),
-                workgroup_size: r.workgroup_size,
-                bindings: r.bindings.clone(),
-                params: r.param_names.clone(),
-                schedule: r.schedule.to_string(),
-                schedule_params: ron::to_string(&r.schedule).unwrap_or_default(),
-                schedule_source: if tuned { "tuning" } else { "default" }.into(),
-                grid_splittable: r.grid_splittable,
-            });
-            sources.push((file, r.wgsl.clone()));
-            idx
-        });
+        let mut register = |r: &RenderedKernel, kind: &str| {
+            *by_source.entry(r.wgsl.clone()).or_insert_with(|| {
+                let idx = kernels.len();
+                let file = format!("kernels/k{idx:03}_{kind}.wgsl");
+                kernels.push(KernelSpec {
+                    name: format!("k{idx:03}_{kind}"),
+                    file: file.clone(),
+                    entry_point: "main".into(),
+                    workgroup_size: r.workgroup_size,
+                    bindings: r.bindings.clone(),
+                    params: r.param_names.clone(),
+                    schedule: r.schedule.to_string(),
+                    schedule_params: ron::to_string(&r.schedule).unwrap_or_default(),
+                    schedule_source: if tuned { "tuning" } else { "default" }.into(),
+                    grid_splittable: r.grid_splittable,
+                });
+                sources.push((file, r.wgsl.clone()));
+                idx
+            })
+        };
+        let k = register(&r, r.schedule.kind());
         let mut buffers: Vec<usize> = d.inputs.iter().map(|i| plan.buffer_of[i]).collect();
-        buffers.push(plan.buffer_of[&d.output]);
-        dispatches.push(Dispatch {
-            kernel: k,
-            buffers,
-            params: r.param_values,
-            grid: r.grid,
-            label: d.label.clone(),
-        });
+        let output = plan.buffer_of[&d.output];
+        match (&r.split, partial) {
+            // Split-K: partial sums into the shared partial-sum buffer, then the combine kernel.
+            (Some(split), Some(partial)) => {
+                let c = register(&split.combine, "gemm_combine");
+                let mut first = buffers.clone();
+                first.push(partial);
+                dispatches.push(Dispatch {
+                    kernel: k,
+                    buffers: first,
+                    params: r.param_values.clone(),
+                    grid: r.grid.clone(),
+                    label: format!("{} (split-K partial sums)", d.label),
+                });
+                need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 2);
+                buffers.extend([partial, output]);
+                dispatches.push(Dispatch {
+                    kernel: c,
+                    buffers,
+                    params: split.combine.param_values.clone(),
+                    grid: split.combine.grid.clone(),
+                    label: format!("{} (split-K combine)", d.label),
+                });
+            }
+            _ => {
+                buffers.push(output);
+                dispatches.push(Dispatch {
+                    kernel: k,
+                    buffers,
+                    params: r.param_values,
+                    grid: r.grid,
+                    label: d.label.clone(),
+                });
+            }
+        }
     }
 
     // Weights, converted to their storage dtype.

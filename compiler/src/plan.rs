@@ -121,6 +121,20 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
     p
 }
 
+/// Adds the partial-sum buffer of split-K GEMMs (`None` when no kernel needs one): one buffer
+/// sized for the largest need, shared by all of them. It is never aliased with a value: each
+/// split-K kernel writes it and its combine kernel, the next dispatch, reads it, so the uses of
+/// different kernels never overlap.
+pub fn add_partial_sums(p: &mut MemoryPlan, needs: impl IntoIterator<Item = SizeExpr>) -> Option<usize> {
+    let size = needs.into_iter().reduce(SizeExpr::max)?;
+    p.buffers.push(BufferSpec {
+        kind: BufferKind::Intermediate,
+        size,
+        label: "split-K partial sums".into(),
+    });
+    Some(p.buffers.len() - 1)
+}
+
 /// Picks the free buffer that best fits `need`: an equal size, else the smallest constant size
 /// that is large enough, else the largest (which will grow).
 fn pick_slot(buffers: &[BufferSpec], free: &[usize], need: &SizeExpr) -> Option<usize> {

@@ -1,6 +1,13 @@
 // Kiln GEMM kernel: {{ label }}
-// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}); C[b] = A[b] x B[b]
+// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}{% if ksplit > 1 %}, ksplit={{ ksplit }}{% endif %}); C[b] = A[b] x B[b]{% if ksplit > 1 %}
+// split-K: workgroup z = batch * {{ ksplit }} + slice; each slice sums its K range into out (the
+// partial-sum buffer, laid out [batch][slice][M][N]); a combine kernel adds the slices.{% endif %}
 {{ header }}
+{%- if ksplit > 1 %}
+
+// End of this workgroup's K slice.
+var<private> k_end: i32;
+{%- endif %}
 {% if epilogue %}
 fn kiln_epilogue(v: {{ ty }}, gm: i32, gn: i32, batch: i32) -> {{ ty }} {
 {%- for line in epilogue %}
@@ -17,21 +24,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let ty = i32(lid3.y);
     let m0 = i32(wid.y) * {{ bm }}i;
     let n0 = i32(wid.x) * {{ bn }}i;
-    let batch = i32(wid.z);
+    let batch = i32(wid.z){% if ksplit > 1 %} / {{ ksplit }}i{% endif %};
+{%- if ksplit > 1 %}
+    // K slice wid.z % {{ ksplit }}: whole K-steps; the last slice is ragged (or empty).
+    let kc = (({{ k }} + {{ ksplit - 1 }}i) / {{ ksplit }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
+    let k_beg = (i32(wid.z) % {{ ksplit }}i) * kc;
+    k_end = min(k_beg + kc, {{ k }});
+{%- endif %}
 {%- for line in batch_lines %}
     {{ line }}
 {%- endfor %}
 {%- for i in range(end=tm) %}{% for j in range(end=tn) %}
     var acc_{{ i }}_{{ j }}: {{ ty }} = {{ zero }};
 {%- endfor %}{% endfor %}
-    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
+    for (var k0 = {{ k_beg }}; k0 < {{ k_lim }}; k0 += {{ bk }}i) {
         for (var e = i32(lid); e < {{ bm * bk }}i; e += {{ threads }}i) {
             let mm = e / {{ bk }}i;
             let kk = e % {{ bk }}i;
             let gm = m0 + mm;
             let gk = k0 + kk;
             var v: {{ ty }} = {{ zero }};
-            if (gm < {{ m }} && gk < {{ k }}) {
+            if (gm < {{ m }} && gk < {{ k_lim }}) {
 {%- for line in a_load %}
                 {{ line }}
 {%- endfor %}
@@ -44,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gk = k0 + kk;
             let gn = n0 + nn;
             var v: {{ ty }} = {{ zero }};
-            if (gk < {{ k }} && gn < {{ n }}) {
+            if (gk < {{ k_lim }} && gn < {{ n }}) {
 {%- for line in b_load %}
                 {{ line }}
 {%- endfor %}

@@ -1,9 +1,16 @@
 // Kiln GEMM kernel (vec4 register tile): {{ label }}
-// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}); C[b] = A[b] x B[b]
+// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}{% if ksplit > 1 %}, ksplit={{ ksplit }}{% endif %}); C[b] = A[b] x B[b]{% if ksplit > 1 %}
+// split-K: workgroup z = batch * {{ ksplit }} + slice; each slice sums its K range into out (the
+// partial-sum buffer, laid out [batch][slice][M][N]); a combine kernel adds the slices.{% endif %}
 // Each thread owns {{ tm }} rows x {{ cg }} vec4 column groups, held in explicitly named vec4
 // accumulators (never a private array, which drivers spill). Both tiles live in workgroup memory as
 // vec4s: A transposed (k-major), so a thread's 4 consecutive rows are one vec4 read.
 {{ header }}
+{%- if ksplit > 1 %}
+
+// End of this workgroup's K slice.
+var<private> k_end: i32;
+{%- endif %}
 {% if epilogue %}
 fn kiln_epilogue(v: {{ ty }}, gm: i32, gn: i32, batch: i32) -> {{ ty }} {
 {%- for line in epilogue %}
@@ -16,8 +23,8 @@ fn kiln_epilogue(v: {{ ty }}, gm: i32, gn: i32, batch: i32) -> {{ ty }} {
 fn kiln_load_a(e: i32, k0: i32, m0: i32, a_off: i32) -> vec4<{{ ty }}> {
     let gm = m0 + e / {{ bk4 }}i;
     let gk = k0 + (e % {{ bk4 }}i) * 4i;
-    if (e < {{ a_vecs }}i && gm < {{ m }} && gk < {{ k }}) {
-        return in0[(a_off + gm * {{ k }} + gk) / 4i];
+    if (e < {{ a_vecs }}i && gm < {{ m }} && gk < {{ k_lim }}) {
+        return {{ a_vec }}a_off + gm * {{ k }} + gk{{ a_vec_e }};
     }
     return vec4<{{ ty }}>({{ zero }});
 }
@@ -26,8 +33,8 @@ fn kiln_load_a(e: i32, k0: i32, m0: i32, a_off: i32) -> vec4<{{ ty }}> {
 fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<{{ ty }}> {
     let gk = k0 + e / {{ bn4 }}i;
     let gn = n0 + (e % {{ bn4 }}i) * 4i;
-    if (e < {{ b_vecs }}i && gk < {{ k }} && gn < {{ n }}) {
-        return in1[(b_off + gk * {{ n }} + gn) / 4i];
+    if (e < {{ b_vecs }}i && gk < {{ k_lim }} && gn < {{ n }}) {
+        return {{ b_vec }}b_off + gk * {{ n }} + gn{{ b_vec_e }};
     }
     return vec4<{{ ty }}>({{ zero }});
 }
@@ -41,7 +48,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let ty = i32(lid3.y);
     let m0 = i32(wid.y) * {{ bm }}i;
     let n0 = i32(wid.x) * {{ bn }}i;
-    let batch = i32(wid.z);
+    let batch = i32(wid.z){% if ksplit > 1 %} / {{ ksplit }}i{% endif %};
+{%- if ksplit > 1 %}
+    // K slice wid.z % {{ ksplit }}: whole K-steps; the last slice is ragged (or empty).
+    let kc = (({{ k }} + {{ ksplit - 1 }}i) / {{ ksplit }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
+    let k_beg = (i32(wid.z) % {{ ksplit }}i) * kc;
+    k_end = min(k_beg + kc, {{ k }});
+{%- endif %}
 {%- for line in batch_lines %}
     {{ line }}
 {%- endfor %}
@@ -52,12 +65,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // Operands are read as vec4s (K and N are multiples of 4) into registers one K-step ahead:
     // the loads of step k0 + bk are in flight while step k0 is computed.
 {%- for t in range(end=a_loads) %}
-    var pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, 0i, m0, a_off);
+    var pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, {{ k_beg }}, m0, a_off);
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-    var pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, 0i, n0, b_off);
+    var pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, {{ k_beg }}, n0, b_off);
 {%- endfor %}
-    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
+    for (var k0 = {{ k_beg }}; k0 < {{ k_lim }}; k0 += {{ bk }}i) {
 {%- for t in range(end=a_loads) %}
         {
             let e = i32(lid) + {{ t * threads }}i;
@@ -79,7 +92,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
 {%- endfor %}
         workgroupBarrier();
-        if (k0 + {{ bk }}i < {{ k }}) {
+        if (k0 + {{ bk }}i < {{ k_lim }}) {
 {%- for t in range(end=a_loads) %}
             pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, m0, a_off);
 {%- endfor %}
@@ -88,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
         }
 {%- else %}
-    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
+    for (var k0 = {{ k_beg }}; k0 < {{ k_lim }}; k0 += {{ bk }}i) {
         // A block (bm x bk): consecutive threads read consecutive k of one row.
         for (var e = i32(lid); e < {{ bm * bk }}i; e += {{ threads }}i) {
             let mm = e / {{ bk }}i;
@@ -96,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gm = m0 + mm;
             let gk = k0 + kk;
             var v: {{ ty }} = {{ zero }};
-            if (gm < {{ m }} && gk < {{ k }}) {
+            if (gm < {{ m }} && gk < {{ k_lim }}) {
 {%- for line in a_load %}
                 {{ line }}
 {%- endfor %}
@@ -110,7 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gk = k0 + kk;
             let gn = n0 + nn;
             var v: {{ ty }} = {{ zero }};
-            if (gk < {{ k }} && gn < {{ n }}) {
+            if (gk < {{ k_lim }} && gn < {{ n }}) {
 {%- for line in b_load %}
                 {{ line }}
 {%- endfor %}

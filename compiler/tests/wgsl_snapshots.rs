@@ -401,3 +401,74 @@ fn softmax_and_layer_norm_over_symbolic_rows() {
     );
     insta::assert_snapshot!(src);
 }
+
+#[test]
+fn gemm_split_k_with_epilogue() {
+    // 128x64 output tiles with K = 1536: the default splits K 16 ways; the bias and ReLU move to
+    // the combine kernel, which adds the slices first.
+    let src = wgsl(2, |g| {
+        let a = input(g, "a", vec![Dim::c(128), Dim::c(1536)]);
+        let w = g.add_const("w", ramp(vec![1536, 64]));
+        let bias = g.add_const("bias", ramp(vec![64]));
+        let mm = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
+        let b = g.add("bias_add", Op::Binary(BinaryOp::Add), &[mm, bias]).unwrap();
+        g.add("relu", Op::Unary(UnaryOp::Relu), &[b]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    assert_kernels(&src, "// Kiln split-K combine kernel", 1);
+    assert!(src.contains("ksplit=16") && src.contains("var<private> k_end"), "{src}");
+    let combine = src.split("// Kiln split-K combine kernel").nth(1).unwrap();
+    assert!(combine.contains("fn kiln_epilogue"), "{combine}");
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn gemm_vec4_loads_through_a_head_merge_prologue() {
+    // [1, H, S, D] -> [1, S, H*D] folded into the A loads: after simplification the index keeps
+    // D = 8 contiguous, so A is read as vec4s through kiln_x0_v4.
+    let src = wgsl(2, |g| {
+        let x = input(g, "x", vec![Dim::c(1), Dim::c(4), Dim::c(1024), Dim::c(8)]);
+        let t = g.add("t", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x]).unwrap();
+        let r = g
+            .add(
+                "r",
+                Op::Reshape {
+                    shape: vec![Dim::c(1), Dim::c(1024), Dim::c(32)],
+                },
+                &[t],
+            )
+            .unwrap();
+        let w = g.add_const("w", ramp(vec![32, 512]));
+        g.add("matmul", Op::MatMul, &[r, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    assert!(
+        src.contains("fn kiln_x0_v4") && src.contains("array<vec4<f32>>"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn attention_tiled_over_keys() {
+    // Opt-level 3: one kernel; keys and values staged in workgroup memory, scale as the score
+    // expression.
+    let src = wgsl(3, |g| {
+        let shape = vec![Dim::c(1), Dim::c(2), Dim::c(8), Dim::c(4)];
+        let q = input(g, "q", shape.clone());
+        let k = input(g, "k", shape.clone());
+        let v = input(g, "v", shape);
+        let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+        let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+        let scale = g.add_const("scale", Tensor::f32(vec![1], vec![0.5]));
+        let ss = g.add("ss", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+        let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[ss]).unwrap();
+        g.add("o", Op::MatMul, &[p, v]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln attention kernel", 1);
+    assert!(
+        src.contains("var<workgroup> k_tile") && src.contains("fn kiln_score"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}

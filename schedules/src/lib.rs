@@ -36,6 +36,8 @@ pub struct RowReduceParams {
 
 /// Tiled matrix multiply: a workgroup computes a `bm x bn` block of C, stepping over K in
 /// `bk` chunks staged in workgroup memory; each thread computes a `tm x tn` register tile.
+/// With `ksplit > 1` the K range is cut into `ksplit` slices computed by separate workgroups
+/// into a partial-sum buffer, and a second dispatch adds the slices and applies the epilogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GemmParams {
     /// Block rows.
@@ -48,9 +50,38 @@ pub struct GemmParams {
     pub tm: u32,
     /// Columns per thread.
     pub tn: u32,
+    /// K slices (split-K); 1 computes the whole K range in one workgroup. Records written
+    /// before split-K existed read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub ksplit: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 impl GemmParams {
+    /// A schedule without split-K.
+    pub fn new(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> GemmParams {
+        GemmParams {
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            ksplit: 1,
+        }
+    }
+
+    /// The same tiles with K split `ksplit` ways.
+    pub fn with_ksplit(self, ksplit: u32) -> GemmParams {
+        GemmParams { ksplit, ..self }
+    }
+
     /// Threads per workgroup.
     pub fn threads(&self) -> u32 {
         (self.bm / self.tm) * (self.bn / self.tn)
@@ -59,7 +90,7 @@ impl GemmParams {
     /// Whether the thread tile is made of whole vec4s (`tm` and `tn` multiples of 4): such
     /// schedules render the vec4 register-tile template.
     pub fn is_vec4(&self) -> bool {
-        self.tm % 4 == 0 && self.tn % 4 == 0
+        self.tm.is_multiple_of(4) && self.tn.is_multiple_of(4)
     }
 
     /// Workgroup memory used by the A and B stages, in bytes (32-bit elements). The vec4
@@ -94,6 +125,9 @@ impl GemvParams {
         16 * self.lanes * self.ksplit * self.rows
     }
 }
+
+/// The most K slices a split-K GEMM may use (each is unrolled into the combine kernel).
+pub const MAX_KSPLIT: u32 = 32;
 
 /// A schedule: the kind plus its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -197,6 +231,9 @@ impl Schedule {
                         p.bm, p.bn, p.tm, p.tn
                     ));
                 }
+                if !(1..=MAX_KSPLIT).contains(&p.ksplit) {
+                    return fail(format!("ksplit {} not in 1..={MAX_KSPLIT}", p.ksplit));
+                }
                 if p.tm * p.tn > 64 {
                     return fail(format!("thread tile {}x{} needs more than 64 accumulators", p.tm, p.tn));
                 }
@@ -244,11 +281,17 @@ impl fmt::Display for Schedule {
         match self {
             Schedule::Injective(p) => write!(f, "injective(wg={}, elems={})", p.workgroup_size, p.elems_per_thread),
             Schedule::RowReduce(p) => write!(f, "row_reduce(wg={})", p.workgroup_size),
-            Schedule::Gemm(p) => write!(
-                f,
-                "gemm(bm={}, bn={}, bk={}, tm={}, tn={})",
-                p.bm, p.bn, p.bk, p.tm, p.tn
-            ),
+            Schedule::Gemm(p) => {
+                write!(
+                    f,
+                    "gemm(bm={}, bn={}, bk={}, tm={}, tn={}",
+                    p.bm, p.bn, p.bk, p.tm, p.tn
+                )?;
+                if p.ksplit > 1 {
+                    write!(f, ", ksplit={}", p.ksplit)?;
+                }
+                write!(f, ")")
+            }
             Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
         }
     }
@@ -271,13 +314,7 @@ mod tests {
         let d = DeviceLimits::desktop();
         assert_eq!(
             defaults::gemm(1, 1024, 1024, 1024, &d),
-            Schedule::Gemm(GemmParams {
-                bm: 128,
-                bn: 64,
-                bk: 16,
-                tm: 4,
-                tn: 8
-            })
+            Schedule::Gemm(GemmParams::new(128, 64, 16, 4, 8))
         );
         match defaults::gemm(1, 4096, 4096, 4096, &d) {
             Schedule::Gemm(p) => assert_eq!((p.bm, p.bn), (128, 128)),
@@ -297,13 +334,7 @@ mod tests {
     #[test]
     fn invalid_schedules_name_the_broken_rule() {
         let l = DeviceLimits::webgpu_default();
-        let big = Schedule::Gemm(GemmParams {
-            bm: 128,
-            bn: 128,
-            bk: 64,
-            tm: 8,
-            tn: 8,
-        });
+        let big = Schedule::Gemm(GemmParams::new(128, 128, 64, 8, 8));
         let e = big.validate(&l).unwrap_err();
         assert!(e.reason.contains("maxComputeWorkgroupStorageSize"), "{e}");
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });

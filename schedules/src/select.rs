@@ -35,6 +35,9 @@ pub enum Workload {
         /// A plain f32 matmul whose operands are read directly, so the GEMV kind may serve it
         /// when it has few rows (not a convolution, not an integer product).
         gemv: bool,
+        /// An f32 matmul (not a convolution) whose K may be split over workgroups, with a
+        /// combine dispatch that has a binding to spare for the partial sums.
+        split_k: bool,
     },
     /// One thread per row of a data-dependent kernel (top-k, scatter, attention): fixed
     /// 64-thread workgroups.
@@ -75,7 +78,16 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
             k,
             batch,
             gemv: true,
-        } => defaults::matmul(batch, m, n, k, limits),
+            split_k,
+        } => defaults::matmul_with(batch, m, n, k, limits, split_k),
+        Workload::Gemm {
+            m,
+            n,
+            k,
+            batch,
+            split_k: true,
+            ..
+        } => defaults::gemm_split_k(batch, m, n, k, limits),
         Workload::Gemm { m, n, k, batch, .. } => defaults::gemm(batch, m, n, k, limits),
         Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
             workgroup_size: 64,
@@ -107,14 +119,46 @@ mod tests {
                 k: 64,
                 batch: 1,
                 gemv: true,
+                split_k: true,
             },
             "k",
             None,
             &DeviceLimits::desktop(),
         );
         // 1024^2: 128x128 blocks launch 64 workgroups, so the default steps down to 128x64.
-        assert!(matches!(s, Schedule::Gemm(p) if p.bm == 128 && p.bn == 64));
+        assert!(matches!(s, Schedule::Gemm(p) if p.bm == 128 && p.bn == 64 && p.ksplit == 1));
         assert_eq!(src, Source::Default);
+        // MiniLM's FFN-down GEMM at batch 1: 12 output tiles of 64x64, so K = 1536 is split 16
+        // ways (96 each); without split-K allowed (a convolution) the plain default stays.
+        let ffn_down = |split_k| Workload::Gemm {
+            m: 128,
+            n: 384,
+            k: 1536,
+            batch: 1,
+            gemv: false,
+            split_k,
+        };
+        let d = DeviceLimits::desktop();
+        let (s, _) = select(&ffn_down(true), "k", None, &d);
+        assert!(
+            matches!(s, Schedule::Gemm(p) if (p.bm, p.bn, p.ksplit) == (64, 64, 16)),
+            "{s}"
+        );
+        let (s, _) = select(&ffn_down(false), "k", None, &d);
+        assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{s}");
+        // Enough tiles (batch 32) or a short K: no split.
+        for (m, k) in [(4096, 1536), (128, 128)] {
+            let w = Workload::Gemm {
+                m,
+                n: 384,
+                k,
+                batch: 1,
+                gemv: true,
+                split_k: true,
+            };
+            let (s, _) = select(&w, "k", None, &d);
+            assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{m}x{k}: {s}");
+        }
         let l = DeviceLimits::desktop();
         let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
         assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));

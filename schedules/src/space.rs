@@ -12,7 +12,7 @@ pub fn gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         for bn in [32, 64, 128] {
             for bk in [8, 16, 32] {
                 for (tm, tn) in [(2, 2), (4, 4), (4, 8), (8, 4), (8, 8)] {
-                    let p = GemmParams { bm, bn, bk, tm, tn };
+                    let p = GemmParams::new(bm, bn, bk, tm, tn);
                     if bm % tm != 0 || bn % tn != 0 || !(64..=256).contains(&p.threads()) {
                         continue;
                     }
@@ -21,6 +21,29 @@ pub fn gemm(limits: &DeviceLimits) -> Vec<Schedule> {
                         out.push(s);
                     }
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Split-K GEMM candidates for plain f32 matmuls with few output tiles and a long K: the
+/// 32x32 to 128x64 blocks (vec4 tiles where they fit) with K split 2 to 32 ways. Not for
+/// convolutions (their epilogue adds the bias inside the kernel).
+pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
+    let tiles = [
+        GemmParams::new(32, 32, 16, 2, 2),
+        GemmParams::new(32, 64, 16, 4, 4),
+        GemmParams::new(64, 64, 16, 4, 4),
+        GemmParams::new(64, 64, 8, 4, 4),
+        GemmParams::new(128, 64, 16, 4, 8),
+    ];
+    let mut out = Vec::new();
+    for t in tiles {
+        for ksplit in [2, 4, 8, 16, 32] {
+            let s = Schedule::Gemm(t.with_ksplit(ksplit));
+            if s.validate(limits).is_ok() {
+                out.push(s);
             }
         }
     }
@@ -66,6 +89,10 @@ mod tests {
                 assert!(g.contains(&defaults::gemm(1, m, n, 64, &l)), "{m}x{n} on {}", l.name);
             }
             assert!(v.contains(&defaults::matmul(1, 1, 4096, 4096, &l)));
+            let sk = gemm_split_k(&l);
+            assert!(sk.len() >= 20 && sk.iter().all(|s| s.validate(&l).is_ok()));
+            let d = defaults::gemm_split_k(1, 128, 384, 1536, &l);
+            assert!(sk.contains(&d), "{d} on {}", l.name);
         }
     }
 }

@@ -87,13 +87,7 @@ mod tests {
         db.records.insert(
             "gemm:m=64,n=64,k=64".into(),
             TuningRecord {
-                schedule: Schedule::Gemm(GemmParams {
-                    bm: 64,
-                    bn: 64,
-                    bk: 16,
-                    tm: 4,
-                    tn: 4,
-                }),
+                schedule: Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4).with_ksplit(8)),
                 micros: 12.5,
                 device: "llvmpipe".into(),
             },
@@ -109,5 +103,14 @@ mod tests {
         std::fs::write(dir.join("bad.ron"), "not ron (").unwrap();
         let err = TuningDb::load(&dir.join("bad.ron")).unwrap_err();
         assert!(matches!(err, TuningError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn gemm_records_without_ksplit_read_as_one_split() {
+        let text = "(bm: 64, bn: 32, bk: 8, tm: 2, tn: 2)";
+        let p: GemmParams = ron::from_str(text).unwrap();
+        assert_eq!(p, GemmParams::new(64, 32, 8, 2, 2));
+        // ... and a schedule without split-K serializes as before (manifests stay unchanged).
+        assert_eq!(ron::to_string(&p).unwrap(), text.replace(' ', ""));
     }
 }

@@ -15,6 +15,10 @@ use params::{dim_expr, ParamSet};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+/// Keys (and values) the attention kernel stages in workgroup memory at a time: with head dims
+/// of at most 64, `4 * 16 * (d + dv)` bytes stay within 8 KiB.
+pub const ATTENTION_KEY_TILE: u32 = 16;
+
 /// A rendered, validated kernel plus the values its dispatch needs.
 #[derive(Clone, Debug)]
 pub struct RenderedKernel {
@@ -34,6 +38,19 @@ pub struct RenderedKernel {
     pub schedule: Schedule,
     /// Whether the runtime may split a large X grid into X*Y.
     pub grid_splittable: bool,
+    /// A split-K GEMM: this kernel writes partial sums, and this second kernel adds them.
+    pub split: Option<SplitK>,
+}
+
+/// The second half of a split-K GEMM. The first kernel binds the draft's inputs and writes the
+/// partial-sum buffer in place of the output; the combine kernel binds the draft's inputs, then
+/// the partial-sum buffer, then the output.
+#[derive(Clone, Debug)]
+pub struct SplitK {
+    /// Bytes of the partial-sum buffer (`ksplit x batch x M x N` f32).
+    pub partial_bytes: SizeExpr,
+    /// The combine kernel.
+    pub combine: Box<RenderedKernel>,
 }
 
 fn templates() -> &'static tera::Tera {
@@ -53,6 +70,7 @@ fn templates() -> &'static tera::Tera {
             ("gemm", include_str!("../../templates/gemm.wgsl")),
             ("gemm_vec4", include_str!("../../templates/gemm_vec4.wgsl")),
             ("gemv", include_str!("../../templates/gemv.wgsl")),
+            ("gemm_combine", include_str!("../../templates/gemm_combine.wgsl")),
             ("attention", include_str!("../../templates/attention.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
@@ -142,6 +160,21 @@ fn operand_access(
     f.push_str(&format!("    return {v};\n}}"));
     fns.push(f);
     (format!("{name}("), ")".into())
+}
+
+/// How GEMM operand `i` can be read as vec4s: `(slot, None)` when it is input `slot` read
+/// directly, `(slot, Some(index))` when a fused prologue reads f32 input `slot` at an index
+/// that maps aligned runs of 4 to aligned runs of 4 ([`crate::lower::affine::runs_of_four`]);
+/// `None` otherwise (any computation or gather in the prologue, bool inputs).
+fn vec_operand(draft: &KernelDraft, i: usize, dtype: DType, in_dtypes: &[DType]) -> Option<(usize, Option<Expr>)> {
+    let Expr::LoadIdx(s, ix) = draft.operand(i) else {
+        return None;
+    };
+    if *ix == Expr::Index {
+        return (in_dtypes[s] != DType::Bool).then_some((s, None));
+    }
+    (dtype == DType::F32 && in_dtypes[s] == DType::F32 && crate::lower::affine::runs_of_four(&ix))
+        .then_some((s, Some(*ix)))
 }
 
 /// An expression writer over the linear index `i` (prologue and epilogue functions), with the
@@ -239,6 +272,15 @@ fn gemm_context(
     ctx.insert("a_loads", &a_vecs.div_ceil(threads));
     ctx.insert("b_loads", &b_vecs.div_ceil(threads));
     ctx.insert("vec_loads", &false);
+    for (name, slot) in [("a_vec", 0), ("b_vec", 1)] {
+        ctx.insert(name, &format!("in{slot}[("));
+        ctx.insert(format!("{name}_e"), ") / 4i]");
+    }
+    // K range of the workgroup: all of K, or (split-K) a slice computed in the template.
+    ctx.insert("ksplit", &p.ksplit);
+    let split = p.ksplit > 1;
+    ctx.insert("k_beg", if split { "k_beg" } else { "0i" });
+    ctx.insert("k_lim", if split { "k_end" } else { mnk[2].as_str() });
 }
 
 /// The GEMM template a schedule renders with: the vec4 register tile when the thread tile is
@@ -376,6 +418,7 @@ pub fn render(
     let mut helpers = BTreeSet::new();
     let mut vec4_inputs: Vec<usize> = Vec::new();
     let mut fns: Vec<String> = Vec::new();
+    let mut split_k = None;
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
     let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
@@ -554,32 +597,96 @@ pub fn render(
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemm(p)) => {
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
+            let split = p.ksplit > 1;
+            if split && *dtype != DType::F32 {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "MatMul".into(),
+                    msg: format!("split-K ({schedule}) needs f32 operands, not {dtype:?}"),
+                });
+            }
             let m_s = params.dim(&m, "m");
             let k_s = params.dim(&k, "k");
             let n_s = params.dim(&n, "n");
-            let lines = matmul_batch_lines(&mut params, a, b);
-            let (xa, xae) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
-            let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
-            ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
-            ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
-            let epilogue = gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes);
-            // Operands read directly from slots 0 and 1 (no fused prologue) may be bound as vec4
-            // arrays, unless the epilogue also reads them element by element.
-            let direct = xa == "in0[" && xb == "in1[" && !epilogue_reads(draft, &[0, 1]);
-            ctx.insert("epilogue", &epilogue);
-            gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
-            // vec4 operand reads need every row of A and B (and every batch) to start on a vec4.
-            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
-            if direct && p.is_vec4() && p.bk % 4 == 0 && by4(&k) && by4(&n) {
-                ctx.insert("vec_loads", &true);
-                vec4_inputs.extend([0, 1]);
+            let mut lines = matmul_batch_lines(&mut params, a, b);
+            if split {
+                // Partial sums of slice s go to [batch][s][M][N]: workgroup z's own M x N block.
+                let mn = params.dim(&m.mul(&n), "mn");
+                if let Some(c) = lines.iter_mut().find(|l| l.starts_with("let c_off")) {
+                    *c = format!("let c_off = i32(wid.z) * {mn};");
+                }
             }
+            gemm_context(&mut ctx, &p, *dtype, [&m_s, &n_s, &k_s], &lines);
+            // vec4 operand reads need every row of A and B (and every batch) to start on a vec4,
+            // and each operand read directly or through a prologue that maps runs of 4 to runs
+            // of 4 (a head split, a transpose that keeps the inner axis); the slots they read
+            // become vec4 arrays, so nothing else (the epilogue) may read them element-wise.
+            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
+            let vec_ops = [0, 1].map(|i| vec_operand(draft, i, *dtype, in_dtypes));
+            let vec_slots: Vec<usize> = vec_ops.iter().flatten().map(|(s, _)| *s).collect();
+            let vec_path = p.is_vec4()
+                && p.bk % 4 == 0
+                && by4(&k)
+                && by4(&n)
+                && vec_slots.len() == 2
+                && (split || !epilogue_reads(draft, &vec_slots));
+            if vec_path {
+                for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
+                    let (slot, index) = op.expect("both operands are vec4-readable");
+                    let (open, close) = match index {
+                        None => (format!("in{slot}[("), ") / 4i]".to_string()),
+                        Some(ix) => {
+                            let mut w = index_writer(&mut params, &mut helpers, in_dtypes, "");
+                            let (v, _) = w.emit(&ix);
+                            let mut f = format!("fn kiln_x{i}_v4(i: i32) -> vec4<{}> {{\n", reg_ty(*dtype));
+                            for l in &w.lines {
+                                f.push_str(&format!("    {l}\n"));
+                            }
+                            f.push_str(&format!("    return in{slot}[{v} / 4i];\n}}"));
+                            fns.push(f);
+                            (format!("kiln_x{i}_v4("), ")".to_string())
+                        }
+                    };
+                    ctx.insert(*name, &open);
+                    ctx.insert(format!("{name}_e"), &close);
+                }
+                ctx.insert("vec_loads", &true);
+                ctx.insert("a_load", &Vec::<String>::new());
+                ctx.insert("b_load", &Vec::<String>::new());
+                for s in vec_slots {
+                    if !vec4_inputs.contains(&s) {
+                        vec4_inputs.push(s);
+                    }
+                }
+            } else {
+                let (xa, xae) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+                let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
+                ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            }
+            // Split-K applies the epilogue in the combine kernel, after the slices are added.
+            let epilogue = if split {
+                Vec::new()
+            } else {
+                gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes)
+            };
+            ctx.insert("epilogue", &epilogue);
             let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&n).cdiv(p.bn as i64),
                 dim_expr(&m).cdiv(p.bm as i64),
-                dim_expr(&batch),
+                dim_expr(&batch).times(p.ksplit as i64),
             ];
+            if split {
+                split_k = Some(render_combine(
+                    draft,
+                    in_dtypes,
+                    &p,
+                    schedule,
+                    [&m, &n, &batch],
+                    limits,
+                )?);
+            }
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() && draft.operands.is_empty() => {
@@ -642,6 +749,13 @@ pub fn render(
             },
             Schedule::Gemm(p),
         ) => {
+            if p.ksplit > 1 {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "Conv".into(),
+                    msg: format!("split-K ({schedule}) applies to matmuls, not convolutions"),
+                });
+            }
             let sp = x.len() - 2;
             let g = *groups as i64;
             let oc = w[0].as_const().expect("inference made OC concrete");
@@ -737,9 +851,7 @@ pub fn render(
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) => {
-            let rows = batch.mul(sq);
             ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("rows", &params.dim(&rows, "rows"));
             ctx.insert("sq", &params.divisor(sq, "sq"));
             ctx.insert("sk", &params.dim(sk, "sk"));
             ctx.insert("d", d);
@@ -758,12 +870,14 @@ pub fn render(
                 None => Vec::new(),
             };
             ctx.insert("score_lines", &score_lines);
+            ctx.insert("bk", &ATTENTION_KEY_TILE);
+            // x: the flattened batch; y: tiles of workgroup-size query rows.
             let grid = [
-                dim_expr(&rows).cdiv(p.workgroup_size as i64),
-                SizeExpr::c(1),
+                dim_expr(batch),
+                dim_expr(sq).cdiv(p.workgroup_size as i64),
                 SizeExpr::c(1),
             ];
-            ("attention", [p.workgroup_size, 1, 1], grid, true)
+            ("attention", [p.workgroup_size, 1, 1], grid, false)
         }
         (
             KernelBody::TopK {
@@ -899,6 +1013,76 @@ pub fn render(
         grid,
         schedule,
         grid_splittable: splittable,
+        split: split_k,
+    })
+}
+
+/// Threads per workgroup of a split-K combine kernel.
+const COMBINE_WORKGROUP: u32 = 256;
+
+/// The combine kernel of a split-K GEMM: one thread per element of C adds the `ksplit` partial
+/// sums and applies the draft's epilogue. It binds the draft's inputs (for the epilogue), then
+/// the partial-sum buffer.
+fn render_combine(
+    draft: &KernelDraft,
+    in_dtypes: &[DType],
+    p: &kiln_schedules::GemmParams,
+    schedule: Schedule,
+    [m, n, batch]: [&Dim; 3],
+    limits: &DeviceLimits,
+) -> Result<SplitK, CompileError> {
+    let buffers = draft.inputs.len() as u32 + 2;
+    if buffers > limits.max_storage_buffers_per_shader_stage {
+        return Err(CompileError::Limits {
+            node: draft.label.clone(),
+            target: limits.name.clone(),
+            msg: format!(
+                "split-K ({schedule}) needs {buffers} storage buffers in its combine kernel, maxStorageBuffersPerShaderStage = {}",
+                limits.max_storage_buffers_per_shader_stage
+            ),
+        });
+    }
+    let mut params = ParamSet::default();
+    let mut helpers = BTreeSet::new();
+    let mut dtypes = in_dtypes.to_vec();
+    dtypes.push(DType::F32);
+    let mn = m.mul(n);
+    let total = mn.mul(batch);
+    let epilogue = gemm_epilogue(draft, m, n, &mut params, &mut helpers, in_dtypes);
+    let mut ctx = tera::Context::new();
+    ctx.insert("label", &draft.label.replace('\n', " "));
+    ctx.insert("schedule", &schedule.to_string());
+    ctx.insert("ty", reg_ty(DType::F32));
+    ctx.insert("ksplit", &p.ksplit);
+    ctx.insert("partial", &in_dtypes.len());
+    ctx.insert("wg", &COMBINE_WORKGROUP);
+    ctx.insert("total", &params.dim(&total, "total"));
+    ctx.insert("mn", &params.divisor(&mn, "mn"));
+    ctx.insert("n", &params.divisor(n, "n"));
+    ctx.insert("epilogue", &epilogue);
+    ctx.insert("header", &header(&params, &dtypes, &[], DType::F32, &helpers, &[]));
+    let wgsl = render_template("gemm_combine", &ctx)?;
+    validate::validate_wgsl(&draft.label, &wgsl, limits)?;
+    let combine = RenderedKernel {
+        wgsl,
+        workgroup_size: [COMBINE_WORKGROUP, 1, 1],
+        bindings: bindings(dtypes.len()),
+        param_names: params.manifest_names(),
+        param_values: params.manifest_values(),
+        grid: [
+            dim_expr(&total).cdiv(COMBINE_WORKGROUP as i64),
+            SizeExpr::c(1),
+            SizeExpr::c(1),
+        ],
+        schedule,
+        grid_splittable: true,
+        split: None,
+    };
+    Ok(SplitK {
+        partial_bytes: dim_expr(&total)
+            .times(p.ksplit as i64)
+            .times(crate::plan::STORAGE_ELEM_BYTES),
+        combine: Box::new(combine),
     })
 }
 

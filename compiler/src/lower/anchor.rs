@@ -328,11 +328,7 @@ impl Former<'_> {
                 Expr::Select(Box::new(c), Box::new(x), Box::new(f!(b, y)?))
             }
             Expr::Cast(x, from, to) => Expr::Cast(Box::new(f!(b, x)?), *from, *to),
-            Expr::CoordOf { index, stride, dim } => Expr::CoordOf {
-                index: Box::new(f!(b, index)?),
-                stride: stride.clone(),
-                dim: dim.clone(),
-            },
+            Expr::CoordOf { index, stride, dim } => super::affine::coord_of(f!(b, index)?, stride.clone(), dim.clone()),
             Expr::Concat { coord, parts } => {
                 let coord = Box::new(f!(b, coord)?);
                 let mut out = Vec::new();
@@ -701,11 +697,9 @@ fn mul(a: Expr, d: &Dim) -> Expr {
 /// Coordinate `a` of linear index `l` into a row-major `shape`.
 fn coord_of(l: &Expr, shape: &[Dim], a: usize) -> Expr {
     let stride = Dim::product(&shape[a + 1..]);
-    Expr::CoordOf {
-        index: Box::new(l.clone()),
-        stride,
-        dim: if a == 0 { None } else { Some(shape[a].clone()) },
-    }
+    let dim = if a == 0 { None } else { Some(shape[a].clone()) };
+    // Simplified where `l` is itself a fused index whose terms line up with the shape.
+    super::affine::coord_of(l.clone(), stride, dim)
 }
 
 /// `offset + sum_a coord_a(l) * strides[a]`.

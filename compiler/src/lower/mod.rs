@@ -2,6 +2,7 @@
 //! (an injective scalar expression, a reduction, a row-wise normalization, or a GEMM).
 //! Reshapes become views of their input's buffer and cost no dispatch.
 
+pub mod affine;
 pub mod anchor;
 pub mod fuse;
 

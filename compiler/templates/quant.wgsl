@@ -1,10 +1,11 @@
 {#- Decoding of GGUF block types from the packed weight binding `in1` (array<u32>, the file's
-    bytes as little-endian words). `quant_fns(block, row_bytes, block_elems, block_bytes)` emits:
-      kiln_qdot(bb, xo)  the dot product of the block at byte `bb` with in0[xo ..] (GEMV), and
+    bytes as little-endian words). `quant_fns(block, row_bytes, block_elems, block_bytes, parts)` emits:
+      kiln_qdot(bb, xo, p)  part p (of `parts`) of the dot product of the block at byte `bb`
+                            with in0[xo ..] (GEMV), and
       kiln_qget(row, e)  element `e` of weight row `row` (tile loads of the tiled GEMM).
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts) -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
@@ -56,7 +57,10 @@ fn kiln_q4k_sm(s: u32, j: u32) -> vec2<f32> {
 }
 {%- endif %}
 
-fn kiln_qdot(bb: u32, xo: u32) -> f32 {
+// Part `p` (of {{ parts }}) of the dot product of the block at byte `bb` with in0[xo ..]: the
+// GEMV's unit of work, so that short rows still spread over many threads and consecutive
+// threads read consecutive words of a block.
+fn kiln_qdot(bb: u32, xo: u32, p: u32) -> f32 {
 {%- if block == "f32" %}
     return bitcast<f32>(in1[bb >> 2u]) * in0[xo];
 {%- elif block == "f16" %}
@@ -64,69 +68,54 @@ fn kiln_qdot(bb: u32, xo: u32) -> f32 {
 {%- elif block == "bf16" %}
     return bitcast<f32>(((in1[bb >> 2u] >> ((bb & 2u) * 8u)) & 65535u) << 16u) * in0[xo];
 {%- elif block == "q4_0" %}
-    let d = kiln_wf16(bb);
-    var s = 0.0;
-    for (var w = 0u; w < 4u; w++) {
-        let q = kiln_wword(bb + 2u + 4u * w);
-        s += dot(kiln_nib_lo(q) - 8.0, kiln_x4(xo + 4u * w)) + dot(kiln_nib_hi(q) - 8.0, kiln_x4(xo + 16u + 4u * w));
-    }
-    return d * s;
+    // Word p of the 16 value bytes: elements 4p.. (low nibbles) and 16 + 4p.. (high).
+    let q = kiln_wword(bb + 2u + 4u * p);
+    let s = dot(kiln_nib_lo(q) - 8.0, kiln_x4(xo + 4u * p)) + dot(kiln_nib_hi(q) - 8.0, kiln_x4(xo + 16u + 4u * p));
+    return kiln_wf16(bb) * s;
 {%- elif block == "q4_1" %}
     let dm = unpack2x16float(kiln_wword(bb));
-    var s = 0.0;
-    var sx = 0.0;
-    for (var w = 0u; w < 4u; w++) {
-        let q = kiln_wword(bb + 4u + 4u * w);
-        let xl = kiln_x4(xo + 4u * w);
-        let xh = kiln_x4(xo + 16u + 4u * w);
-        s += dot(kiln_nib_lo(q), xl) + dot(kiln_nib_hi(q), xh);
-        sx += dot(xl + xh, vec4<f32>(1.0));
-    }
-    return dm.x * s + dm.y * sx;
+    let q = kiln_wword(bb + 4u + 4u * p);
+    let xl = kiln_x4(xo + 4u * p);
+    let xh = kiln_x4(xo + 16u + 4u * p);
+    let s = dot(kiln_nib_lo(q), xl) + dot(kiln_nib_hi(q), xh);
+    return dm.x * s + dm.y * dot(xl + xh, vec4<f32>(1.0));
 {%- elif block == "q8_0" %}
-    let d = kiln_wf16(bb);
+    // Words 2p and 2p + 1 of the 32 value bytes.
+    let s = dot(kiln_sbytes(kiln_wword(bb + 2u + 8u * p)), kiln_x4(xo + 8u * p))
+        + dot(kiln_sbytes(kiln_wword(bb + 6u + 8u * p)), kiln_x4(xo + 8u * p + 4u));
+    return kiln_wf16(bb) * s;
+{%- elif block == "q4_K" %}
+    // Chunk p of 64 values: sub-block 2p in the low nibbles of 32 bytes, 2p + 1 in the high.
+    let dm = unpack2x16float(kiln_wword(bb));
+    let sm0 = kiln_q4k_sm(bb + 4u, 2u * p);
+    let sm1 = kiln_q4k_sm(bb + 4u, 2u * p + 1u);
+    var s0 = 0.0;
+    var x0 = 0.0;
+    var s1 = 0.0;
+    var x1 = 0.0;
+    for (var w = 0u; w < 8u; w++) {
+        let q = kiln_wword(bb + 16u + 32u * p + 4u * w);
+        let xl = kiln_x4(xo + 64u * p + 4u * w);
+        let xh = kiln_x4(xo + 64u * p + 32u + 4u * w);
+        s0 += dot(kiln_nib_lo(q), xl);
+        x0 += dot(xl, vec4<f32>(1.0));
+        s1 += dot(kiln_nib_hi(q), xh);
+        x1 += dot(xh, vec4<f32>(1.0));
+    }
+    return dm.x * (sm0.x * s0 + sm1.x * s1) - dm.y * (sm0.y * x0 + sm1.y * x1);
+{%- elif block == "q6_K" %}
+    // Values 128h + 32r .. + 32 (p = 4h + r): low nibbles from ql, high bits from qh.
+    let h = p >> 2u;
+    let r = p & 3u;
     var s = 0.0;
     for (var w = 0u; w < 8u; w++) {
-        s += dot(kiln_sbytes(kiln_wword(bb + 2u + 4u * w)), kiln_x4(xo + 4u * w));
+        let lo = (kiln_wword(bb + 64u * h + 32u * (r & 1u) + 4u * w) >> (4u * (r >> 1u))) & 0x0f0f0f0fu;
+        let hi = (kiln_wword(bb + 128u + 32u * h + 4u * w) >> (2u * r)) & 0x03030303u;
+        let qq = kiln_ubytes(lo | (hi << 4u)) - 32.0;
+        let sc = f32(bitcast<i32>(kiln_wbyte(bb + 192u + 8u * h + w / 4u + 2u * r) << 24u) >> 24u);
+        s += sc * dot(qq, kiln_x4(xo + 128u * h + 32u * r + 4u * w));
     }
-    return d * s;
-{%- elif block == "q4_K" %}
-    let dm = unpack2x16float(kiln_wword(bb));
-    var s = 0.0;
-    for (var c = 0u; c < 4u; c++) {
-        let sm0 = kiln_q4k_sm(bb + 4u, 2u * c);
-        let sm1 = kiln_q4k_sm(bb + 4u, 2u * c + 1u);
-        var s0 = 0.0;
-        var x0 = 0.0;
-        var s1 = 0.0;
-        var x1 = 0.0;
-        for (var w = 0u; w < 8u; w++) {
-            let q = kiln_wword(bb + 16u + 32u * c + 4u * w);
-            let xl = kiln_x4(xo + 64u * c + 4u * w);
-            let xh = kiln_x4(xo + 64u * c + 32u + 4u * w);
-            s0 += dot(kiln_nib_lo(q), xl);
-            x0 += dot(xl, vec4<f32>(1.0));
-            s1 += dot(kiln_nib_hi(q), xh);
-            x1 += dot(xh, vec4<f32>(1.0));
-        }
-        s += dm.x * (sm0.x * s0 + sm1.x * s1) - dm.y * (sm0.y * x0 + sm1.y * x1);
-    }
-    return s;
-{%- elif block == "q6_K" %}
-    let d = kiln_wf16(bb + 208u);
-    var s = 0.0;
-    for (var h = 0u; h < 2u; h++) {
-        for (var r = 0u; r < 4u; r++) {
-            for (var w = 0u; w < 8u; w++) {
-                let lo = (kiln_wword(bb + 64u * h + 32u * (r & 1u) + 4u * w) >> (4u * (r >> 1u))) & 0x0f0f0f0fu;
-                let hi = (kiln_wword(bb + 128u + 32u * h + 4u * w) >> (2u * r)) & 0x03030303u;
-                let qq = kiln_ubytes(lo | (hi << 4u)) - 32.0;
-                let sc = f32(bitcast<i32>(kiln_wbyte(bb + 192u + 8u * h + w / 4u + 2u * r) << 24u) >> 24u);
-                s += sc * dot(qq, kiln_x4(xo + 128u * h + 32u * r + 4u * w));
-            }
-        }
-    }
-    return d * s;
+    return kiln_wf16(bb + 208u) * s;
 {%- endif %}
 }
 

@@ -358,6 +358,13 @@ fn quant_context(ctx: &mut tera::Context, block: kiln_ir::BlockType, n: usize, k
     ctx.insert("bb", &bb);
     ctx.insert("row_bytes", &(k / be * bb));
     ctx.insert("nblocks", &(k / be));
+    // The GEMV's unit of work: a block splits into parts of 8 to 64 values (quant.wgsl).
+    let parts = match block {
+        kiln_ir::BlockType::F32 | kiln_ir::BlockType::F16 | kiln_ir::BlockType::BF16 => 1,
+        kiln_ir::BlockType::Q6K => 8,
+        _ => 4,
+    };
+    ctx.insert("parts", &parts);
     ctx.insert("n", &n);
     ctx.insert("k", &k);
 }

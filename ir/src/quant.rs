@@ -93,7 +93,7 @@ impl BlockType {
     /// size overflows.
     pub fn bytes_for(self, elems: u64) -> Option<u64> {
         let be = self.block_elems() as u64;
-        if elems % be != 0 {
+        if !elems.is_multiple_of(be) {
             return None;
         }
         (elems / be).checked_mul(self.block_bytes() as u64)
@@ -236,7 +236,7 @@ fn dequantize_block(block: BlockType, b: &[u8], out: &mut [f32]) {
 /// Decodes the first `n` elements of packed `bytes` in format `block` (exactly as GGML does).
 pub fn dequantize(block: BlockType, bytes: &[u8], n: usize) -> Result<Vec<f32>, QuantError> {
     let elems = block.block_elems();
-    if n % elems != 0 {
+    if !n.is_multiple_of(elems) {
         return Err(QuantError::NotBlockMultiple { block, n, elems });
     }
     let bb = block.block_bytes();
@@ -261,7 +261,7 @@ pub fn dequantize(block: BlockType, bytes: &[u8], n: usize) -> Result<Vec<f32>, 
 /// scale). The K formats have no quantizer here (tests build their blocks directly).
 pub fn quantize(block: BlockType, values: &[f32]) -> Result<Vec<u8>, QuantError> {
     let elems = block.block_elems();
-    if values.len() % elems != 0 {
+    if !values.len().is_multiple_of(elems) {
         return Err(QuantError::NotBlockMultiple {
             block,
             n: values.len(),
@@ -310,7 +310,7 @@ pub fn quantize(block: BlockType, values: &[f32]) -> Result<Vec<u8>, QuantError>
 /// Number of u32 words that hold an `[n, k]` weight packed as `block` (None when `k` is not a
 /// whole number of blocks or the size overflows).
 pub fn packed_words(block: BlockType, n: usize, k: usize) -> Option<usize> {
-    if k % block.block_elems() != 0 {
+    if !k.is_multiple_of(block.block_elems()) {
         return None;
     }
     let bytes = block.bytes_for((n as u64).checked_mul(k as u64)?)?;

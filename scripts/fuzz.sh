@@ -3,15 +3,16 @@
 #   onnx_compile  ONNX bytes -> frontend -> compile
 #   manifest      manifest.json (+ a WGSL source) -> parse, validate, kernel check, size exprs
 #   npy           .npy bytes -> the reader `kiln run` uses
+#   gguf          GGUF bytes -> the reader, its metadata getters and dequantization
 # each for FUZZ_SECONDS (default 60), seeded from real files: the ONNX node-test models, the
-# demo bundle's manifest and kernels, and .npy files. Exits non-zero on any crash (panic, abort,
+# demo bundle's manifest and kernels, .npy files, and small GGUF files from Kiln's writer. Exits non-zero on any crash (panic, abort,
 # out-of-memory, timeout); the reproducer is left in fuzz/artifacts/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 corpus=fuzz/corpus
-mkdir -p "$corpus/onnx_compile" "$corpus/manifest" "$corpus/npy"
+mkdir -p "$corpus/onnx_compile" "$corpus/manifest" "$corpus/npy" "$corpus/gguf"
 
 # Seeds.
 cargo build --release -q
@@ -30,8 +31,9 @@ out = sys.argv[1]
 for i, (dt, shape) in enumerate([("<f4", (2, 3)), ("<f2", (4,)), ("<i8", (1, 5)), ("<i4", ()), ("|b1", (3,)), ("|u1", (2, 2))]):
     np.save(f"{out}/seed{i}.npy", np.arange(int(np.prod(shape)) if shape else 1).reshape(shape).astype(dt))
 PY
+KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q -p kiln-compiler --lib gguf_fuzz_seeds >/dev/null
 
-for t in onnx_compile manifest npy; do
+for t in onnx_compile manifest npy gguf; do
     echo "fuzz: $t for ${secs}s"
     cargo +nightly fuzz run "$t" "$corpus/$t" -- \
         -max_total_time="$secs" -timeout=30 -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1

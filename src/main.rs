@@ -118,9 +118,9 @@ enum Command {
         #[arg(long, default_value = "run")]
         program: String,
     },
-    /// Print a summary of a bundle.
+    /// Print a summary of a bundle (or of a GGUF model file).
     Inspect {
-        /// Bundle directory.
+        /// Bundle directory, or a `.gguf` file.
         bundle: PathBuf,
         /// List every dispatch with its kernel and the graph nodes fused into it.
         #[arg(long)]
@@ -735,6 +735,10 @@ fn check_sizes(
 }
 
 fn inspect_cmd(bundle_dir: &Path, list_kernels: bool) -> Result<()> {
+    if bundle_dir.extension().is_some_and(|e| e == "gguf") {
+        print!("{}", kiln::compiler::frontend::gguf::Gguf::open(bundle_dir)?.summary());
+        return Ok(());
+    }
     let bundle = Bundle::load(bundle_dir)?;
     let m = bundle.manifest();
     println!("bundle: {}", bundle_dir.display());

@@ -113,6 +113,10 @@ pub fn tuning_key(body: &KernelBody) -> String {
         KernelBody::Reduce { in_shape, axes, .. } => format!("reduce:{}:{axes:?}", dims(in_shape)),
         KernelBody::Softmax { shape, axis, .. } => format!("softmax:{}:{axis}", dims(shape)),
         KernelBody::LayerNorm { shape, axis, .. } => format!("layernorm:{}:{axis}", dims(shape)),
+        KernelBody::QGemm { x, block, n, k } => {
+            let m = Dim::product(&x[..x.len() - 1]);
+            format!("qgemm:{block}:m={m},n={n},k={k}")
+        }
     }
 }
 
@@ -160,6 +164,13 @@ pub fn workload(body: &KernelBody) -> Workload {
                 split_k: *dtype == DType::F32,
             }
         }
+        KernelBody::QGemm { x, n, k, .. } => Workload::Gemm {
+            m: estimate(&Dim::product(&x[..x.len() - 1])),
+            n: *n as u64,
+            k: *k as u64,
+            batch: 1,
+            gemv: true,
+        },
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
             m: estimate(&w[0]) / *groups as u64,
             n: estimate(&Dim::product(&out[2..])),

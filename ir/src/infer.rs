@@ -296,6 +296,33 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             same(t)
         }
+        Op::QMatMul { block, n, k } => {
+            let (x, w) = (ins[0], ins[1]);
+            expect_dtype(x, DType::F32, "activation")?;
+            expect_dtype(w, DType::U32, "packed weight")?;
+            let words = crate::quant::packed_words(*block, *n, *k).ok_or_else(|| {
+                format!(
+                    "K = {k} is not a multiple of the {block} block size {}",
+                    block.block_elems()
+                )
+            })?;
+            if w.shape != [Dim::from(words)] {
+                return Err(format!(
+                    "packed {block} weight [{n}, {k}] needs u32[{words}], got {}",
+                    w.describe()
+                ));
+            }
+            match x.shape.last() {
+                Some(d) if *d == Dim::from(*k) => {}
+                _ => return Err(format!("activation {} must end in K = {k}", x.describe())),
+            }
+            let mut shape = x.shape.clone();
+            *shape.last_mut().expect("checked above") = Dim::from(*n);
+            Ok(TensorType {
+                dtype: DType::F32,
+                shape,
+            })
+        }
     }
 }
 

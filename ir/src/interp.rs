@@ -203,6 +203,7 @@ fn eval_node(
         }
         Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
+        Op::QMatMul { block, n, k } => qmatmul(ins[0], ins[1], *block, *n, *k)?,
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
         Op::ScatterNd { reduction } => scatter_nd(ins, *reduction, dtype)?,
         Op::Conv {
@@ -579,6 +580,29 @@ fn arg_reduce(x: &Val, max: bool, axis: usize, keep_dims: bool, select_last: boo
     Val { shape, v: out }
 }
 
+/// `x · Wᵀ` with W dequantized from its packed words; f64 accumulation of the f32 products,
+/// rounded to f32 once, like every other f32 op here.
+fn qmatmul(x: &Val, w: &Val, block: crate::BlockType, n: usize, k: usize) -> Result<Val, String> {
+    let words: Vec<u32> = w.v.iter().map(|&v| v as u32).collect();
+    let bytes = crate::quant::words_to_bytes(&words);
+    let wf = crate::quant::dequantize(block, &bytes, n * k).map_err(|e| e.to_string())?;
+    let rows = x.v.len() / k.max(1);
+    let mut out = Vec::with_capacity(rows * n);
+    for r in 0..rows {
+        let xr = &x.v[r * k..(r + 1) * k];
+        for j in 0..n {
+            let wr = &wf[j * k..(j + 1) * k];
+            let s: f64 = xr.iter().zip(wr).map(|(&a, &b)| a * b as f64).sum();
+            out.push(s as f32 as f64);
+        }
+    }
+    let mut shape = x.shape.clone();
+    if let Some(l) = shape.last_mut() {
+        *l = n;
+    }
+    Ok(Val { shape, v: out })
+}
+
 fn matmul(a: &Val, b: &Val, dtype: DType) -> Val {
     let mut sa = a.shape.clone();
     let mut sb = b.shape.clone();
@@ -929,5 +953,72 @@ mod tests {
         assert_eq!(out["y"].shape, vec![0, 2, 4]);
         assert_eq!(out["y"].numel(), 0);
         assert_eq!(out["y"].dtype(), DType::F32);
+    }
+
+    #[test]
+    fn qmatmul_is_x_times_dequantized_w_transposed() {
+        use crate::{quant, BlockType, DType, Graph, Op, Tensor, TensorType};
+        let (n, k) = (3, 64);
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0).collect();
+        let bytes = quant::quantize(BlockType::Q4_1, &w).unwrap();
+        let wq = quant::dequantize(BlockType::Q4_1, &bytes, n * k).unwrap();
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[2, k]));
+        let c = g.add_const("w", quant::packed_tensor(BlockType::Q4_1, n, k, &bytes).unwrap());
+        let y = g
+            .add(
+                "y",
+                Op::QMatMul {
+                    block: BlockType::Q4_1,
+                    n,
+                    k,
+                },
+                &[x, c],
+            )
+            .unwrap();
+        assert_eq!(g.node(y).ty, TensorType::new(DType::F32, &[2, n]));
+        g.add_output("y", y);
+        let xv: Vec<f32> = (0..2 * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let inputs = [("x".to_string(), Tensor::f32(vec![2, k], xv.clone()))]
+            .into_iter()
+            .collect();
+        let out = super::evaluate(&g, &inputs).unwrap();
+        let got = out["y"].to_f32();
+        for r in 0..2 {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|p| xv[r * k + p] as f64 * wq[j * k + p] as f64).sum();
+                assert!((got[r * n + j] as f64 - want).abs() < 1e-5, "{r},{j}");
+            }
+        }
+        // Wrong word count and a K that is not a whole block are inference errors.
+        let bad = g.add_const(
+            "bad",
+            Tensor {
+                shape: vec![5],
+                data: crate::TensorData::U32(vec![0; 5]),
+            },
+        );
+        assert!(g
+            .add(
+                "y2",
+                Op::QMatMul {
+                    block: BlockType::Q4_1,
+                    n,
+                    k
+                },
+                &[x, bad]
+            )
+            .is_err());
+        assert!(g
+            .add(
+                "y3",
+                Op::QMatMul {
+                    block: BlockType::Q4_1,
+                    n,
+                    k: 48
+                },
+                &[x, c]
+            )
+            .is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! Each op is either *injective* (every output element is a scalar expression of input elements
 //! at computed indices), a *reduction*, or an *anchor* (MatMul) with a hand-designed kernel.
 
-use crate::{DType, Dim, TExpr, Tensor};
+use crate::{BlockType, DType, Dim, TExpr, Tensor};
 
 /// Elementwise functions of one operand.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -275,6 +275,20 @@ pub enum Op {
         /// Added to the variance.
         epsilon: f32,
     },
+    /// Matrix product with a packed (GGUF block) weight: `y = x · Wᵀ`. Input 0 is the f32
+    /// activation `[.., K]`; input 1 is the weight `W` of logical shape `[N, K]` (row `n` holds
+    /// the K inputs of output `n`, as GGUF stores a linear layer), packed as `block` blocks along
+    /// K and stored as a u32 tensor of `ceil(N * K / block_elems * block_bytes / 4)` little-endian
+    /// words (the bytes exactly as in the GGUF file, zero-padded to a whole word). The output is
+    /// f32 `[.., N]`.
+    QMatMul {
+        /// The weight's block type.
+        block: BlockType,
+        /// Output features (rows of W).
+        n: usize,
+        /// Input features (the reduced axis; a multiple of the block's element count).
+        k: usize,
+    },
 }
 
 impl Op {
@@ -302,6 +316,7 @@ impl Op {
             Op::Conv { .. } => "Conv".into(),
             Op::TopK { .. } => "TopK".into(),
             Op::ScatterNd { .. } => "ScatterND".into(),
+            Op::QMatMul { .. } => "QMatMul".into(),
         }
     }
 
@@ -313,7 +328,7 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
             Op::Softmax { .. } | Op::TopK { .. } => 1,
             Op::ScatterNd { .. } => 3,
-            Op::Binary(_) | Op::MatMul | Op::Gather { .. } => 2,
+            Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
             Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,
         })

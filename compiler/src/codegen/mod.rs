@@ -75,6 +75,15 @@ fn templates() -> &'static tera::Tera {
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
+        // The quantized kernels import the block decoders, which must be added first.
+        t.add_raw_template("quant", include_str!("../../templates/quant.wgsl"))
+            .expect("built-in quant macros parse");
+        for (name, src) in [
+            ("qgemv", include_str!("../../templates/qgemv.wgsl")),
+            ("qgemm", include_str!("../../templates/qgemm.wgsl")),
+        ] {
+            t.add_raw_template(name, src).expect("built-in template parses");
+        }
         t
     })
 }
@@ -380,6 +389,26 @@ fn row_cache(len: &Dim, wg: u32) -> u32 {
         Some(l) if l > 0 && l <= 16 * wg as i64 => (l as u32).div_ceil(wg),
         _ => 0,
     }
+}
+
+/// The block-format values the quantized templates share: the block's name, its element and
+/// byte counts, the bytes of one weight row, the blocks per row, and N and K (constants).
+fn quant_context(ctx: &mut tera::Context, block: kiln_ir::BlockType, n: usize, k: usize) {
+    let (be, bb) = (block.block_elems(), block.block_bytes());
+    ctx.insert("block", block.name());
+    ctx.insert("be", &be);
+    ctx.insert("bb", &bb);
+    ctx.insert("row_bytes", &(k / be * bb));
+    ctx.insert("nblocks", &(k / be));
+    // The GEMV's unit of work: a block splits into parts of 8 to 64 values (quant.wgsl).
+    let parts = match block {
+        kiln_ir::BlockType::F32 | kiln_ir::BlockType::F16 | kiln_ir::BlockType::BF16 => 1,
+        kiln_ir::BlockType::Q6K => 8,
+        _ => 4,
+    };
+    ctx.insert("parts", &parts);
+    ctx.insert("n", &n);
+    ctx.insert("k", &k);
 }
 
 /// Halving steps of a tree reduction over `wg` lanes: wg/2, wg/4, ..., 1.
@@ -978,6 +1007,42 @@ pub fn render(
                 SizeExpr::c(1),
             ];
             ("scatter", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::QGemm { x, block, n, k }, Schedule::Gemv(p)) => {
+            let m = Dim::product(&x[..x.len() - 1]);
+            quant_context(&mut ctx, *block, *n, *k);
+            ctx.insert("m", &params.dim(&m, "m"));
+            ctx.insert("lanes", &p.lanes);
+            ctx.insert("ksplit", &p.ksplit);
+            ctx.insert("rows", &p.rows);
+            ctx.insert("halves", &halves(p.ksplit));
+            let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
+            ctx.insert("epilogue", &epilogue);
+            let grid = [
+                SizeExpr::c(n.div_ceil(p.lanes as usize) as i64),
+                dim_expr(&m).cdiv(p.rows as i64),
+                SizeExpr::c(1),
+            ];
+            ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
+        }
+        (KernelBody::QGemm { x, block, n, k }, Schedule::Gemm(p)) => {
+            let m = Dim::product(&x[..x.len() - 1]);
+            quant_context(&mut ctx, *block, *n, *k);
+            ctx.insert("m", &params.dim(&m, "m"));
+            for (name, v) in [("bm", p.bm), ("bn", p.bn), ("bk", p.bk), ("tm", p.tm), ("tn", p.tn)] {
+                ctx.insert(name, &v);
+            }
+            ctx.insert("threads", &p.threads());
+            ctx.insert("tx_n", &(p.bn / p.tn));
+            ctx.insert("ty_n", &(p.bm / p.tm));
+            let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
+            ctx.insert("epilogue", &epilogue);
+            let grid = [
+                SizeExpr::c(n.div_ceil(p.bn as usize) as i64),
+                dim_expr(&m).cdiv(p.bm as i64),
+                SizeExpr::c(1),
+            ];
+            ("qgemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (body, s) => {
             return Err(CompileError::Unsupported {

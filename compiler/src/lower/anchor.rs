@@ -400,7 +400,7 @@ impl Former<'_> {
         b.members.push(r);
         let e = self.member_at(&mut b, r, Expr::Index, Mode::Any)?;
         if let Some(m) = self.core_candidate(&b, r) {
-            if matches!(g.node(m).op, Op::Conv { .. }) {
+            if matches!(g.node(m).op, Op::Conv { .. } | Op::QMatMul { .. }) {
                 return self.conv_epilogue(r, m, &inj, claimed, b, e);
             }
             let mut bc = Build::new(true);
@@ -447,8 +447,9 @@ impl Former<'_> {
         Ok(KernelDraft::plain(rn.name.clone(), b0.inputs, r, inj(e)))
     }
 
-    /// A convolution with the root's expression as epilogue (activation, residual): the conv's
-    /// own inputs keep slots 0..3, as its template reads them directly. Falls back to the
+    /// A convolution (or quantized matmul) with the root's expression as epilogue (bias,
+    /// activation, residual): the anchor's own inputs keep the first slots, as its template
+    /// reads them directly. Falls back to the
     /// plain injective kernel `(b, e)` when the bindings do not fit.
     fn conv_epilogue(
         &mut self,
@@ -517,7 +518,7 @@ impl Former<'_> {
         b.inputs.iter().copied().find(|&m| {
             let n = g.node(m);
             let users = g.users_of(m);
-            matches!(n.op, Op::MatMul | Op::Conv { .. })
+            matches!(n.op, Op::MatMul | Op::Conv { .. } | Op::QMatMul { .. })
                 && !self.outputs.contains(&m)
                 && users.len() == 1
                 && b.members.contains(&users[0])

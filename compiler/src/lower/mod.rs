@@ -206,6 +206,19 @@ pub enum KernelBody {
         /// Element dtype.
         dtype: DType,
     },
+    /// `x · Wᵀ` with a packed weight ([`Op::QMatMul`]): input 0 is the f32 activation `x`
+    /// (`[.., k]`, read directly), input 1 the u32 words of `W` (`[n, k]` in `block` format);
+    /// the output is f32 `[.., n]`. The weight is decoded in registers as it is read.
+    QGemm {
+        /// The activation's shape.
+        x: Shape,
+        /// The weight's block type.
+        block: kiln_ir::BlockType,
+        /// Output features.
+        n: usize,
+        /// Input features.
+        k: usize,
+    },
 }
 
 /// A kernel before scheduling: which values it reads (binding order) and writes, and what it
@@ -488,6 +501,12 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             let shapes: Vec<Shape> = (0..ins.len()).map(shape).collect();
             inj(from_texpr(expr, &shapes))
         }
+        Op::QMatMul { block, n, k } => KernelBody::QGemm {
+            x: shape(0),
+            block: *block,
+            n: *n,
+            k: *k,
+        },
         Op::Input { .. } | Op::Constant(_) | Op::Reshape { .. } => {
             unreachable!("free nodes are not lowered to kernels")
         }

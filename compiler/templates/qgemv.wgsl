@@ -1,0 +1,69 @@
+{% import "quant" as quant -%}
+// Kiln quantized GEMV kernel: {{ label }}
+// schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
+// A workgroup owns {{ lanes }} rows of W (outputs) and {{ rows }} rows of x. The {{ ksplit }} threads
+// of one W row split its {{ nblocks }} blocks of {{ parts }} parts each (consecutive threads,
+// consecutive parts), decode each part in registers straight from the packed u32 words and dot
+// it with x; a tree reduction in workgroup memory adds the partial sums. W is never
+// dequantized into memory.
+{{ header }}
+
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts) }}
+{% if epilogue %}
+fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
+{%- for line in epilogue %}
+    {{ line }}
+{%- endfor %}
+}
+{% endif %}
+var<workgroup> part: array<f32, {{ lanes * ksplit * rows }}>;
+
+@compute @workgroup_size({{ ksplit }}, {{ lanes }}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lk = lid3.x;
+    let ln = lid3.y;
+    let gn = wid.x * {{ lanes }}u + ln;
+    let m0 = wid.y * {{ rows }}u;
+    let mm = u32({{ m }});
+{%- for r in range(end=rows) %}
+    let xr{{ r }} = min(m0 + {{ r }}u, max(mm, 1u) - 1u) * {{ k }}u;
+    var acc{{ r }} = 0.0;
+{%- endfor %}
+    if (gn < {{ n }}u) {
+        let rb = gn * {{ row_bytes }}u;
+        for (var u = lk; u < {{ nblocks * parts }}u; u += {{ ksplit }}u) {
+            let kb = u / {{ parts }}u;
+            let p = u % {{ parts }}u;
+            let bb = rb + kb * {{ bb }}u;
+            let xk = kb * {{ be }}u;
+{%- for r in range(end=rows) %}
+            acc{{ r }} += kiln_qdot(bb, xr{{ r }} + xk, p);
+{%- endfor %}
+        }
+    }
+{%- for r in range(end=rows) %}
+    part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk] = acc{{ r }};
+{%- endfor %}
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lk < {{ s }}u) {
+{%- for r in range(end=rows) %}
+        part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk] += part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk + {{ s }}u];
+{%- endfor %}
+    }
+    workgroupBarrier();
+{%- endfor %}
+    if (lk == 0u && gn < {{ n }}u) {
+{%- for r in range(end=rows) %}
+        if (m0 + {{ r }}u < mm) {
+            let v = part[({{ r * lanes }}u + ln) * {{ ksplit }}u];
+            let gm = i32(m0 + {{ r }}u);
+{%- if epilogue %}
+            out[gm * {{ n }}i + i32(gn)] = kiln_epilogue(v, gm, i32(gn), 0i);
+{%- else %}
+            out[gm * {{ n }}i + i32(gn)] = v;
+{%- endif %}
+        }
+{%- endfor %}
+    }
+}

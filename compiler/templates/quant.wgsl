@@ -1,0 +1,161 @@
+{#- Decoding of GGUF block types from the packed weight binding `in1` (array<u32>, the file's
+    bytes as little-endian words). `quant_fns(block, row_bytes, block_elems, block_bytes, parts)` emits:
+      kiln_qdot(bb, xo, p)  part p (of `parts`) of the dot product of the block at byte `bb`
+                            with in0[xo ..] (GEMV), and
+      kiln_qget(row, e)  element `e` of weight row `row` (tile loads of the tiled GEMM).
+    Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
+    inside one word and a 4-byte read starts at a word or half-word boundary. -#}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts) -%}
+fn kiln_wbyte(b: u32) -> u32 {
+    return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
+}
+
+fn kiln_wword(b: u32) -> u32 {
+    let i = b >> 2u;
+    let s = (b & 3u) * 8u;
+    if (s == 0u) {
+        return in1[i];
+    }
+    return (in1[i] >> s) | (in1[i + 1u] << (32u - s));
+}
+
+fn kiln_wf16(b: u32) -> f32 {
+    return unpack2x16float(in1[b >> 2u] >> ((b & 2u) * 8u)).x;
+}
+
+fn kiln_x4(i: u32) -> vec4<f32> {
+    return vec4<f32>(in0[i], in0[i + 1u], in0[i + 2u], in0[i + 3u]);
+}
+
+fn kiln_nib_lo(q: u32) -> vec4<f32> {
+    return vec4<f32>(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
+}
+
+fn kiln_nib_hi(q: u32) -> vec4<f32> {
+    return kiln_nib_lo(q >> 4u);
+}
+
+fn kiln_ubytes(q: u32) -> vec4<f32> {
+    return vec4<f32>(f32(q & 255u), f32((q >> 8u) & 255u), f32((q >> 16u) & 255u), f32(q >> 24u));
+}
+
+fn kiln_sbytes(q: u32) -> vec4<f32> {
+    let v = bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q)) >> vec4<u32>(24u);
+    return vec4<f32>(v);
+}
+{%- if block == "q4_K" %}
+
+// Sub-block j's 6-bit scale (x) and min (y) of the 12 packed bytes at byte `s`.
+fn kiln_q4k_sm(s: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(kiln_wbyte(s + j) & 63u), f32(kiln_wbyte(s + j + 4u) & 63u));
+    }
+    let hi = kiln_wbyte(s + j + 4u);
+    let sc = (hi & 15u) | ((kiln_wbyte(s + j - 4u) >> 6u) << 4u);
+    let mn = (hi >> 4u) | ((kiln_wbyte(s + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(mn));
+}
+{%- endif %}
+
+// Part `p` (of {{ parts }}) of the dot product of the block at byte `bb` with in0[xo ..]: the
+// GEMV's unit of work, so that short rows still spread over many threads and consecutive
+// threads read consecutive words of a block.
+fn kiln_qdot(bb: u32, xo: u32, p: u32) -> f32 {
+{%- if block == "f32" %}
+    return bitcast<f32>(in1[bb >> 2u]) * in0[xo];
+{%- elif block == "f16" %}
+    return kiln_wf16(bb) * in0[xo];
+{%- elif block == "bf16" %}
+    return bitcast<f32>(((in1[bb >> 2u] >> ((bb & 2u) * 8u)) & 65535u) << 16u) * in0[xo];
+{%- elif block == "q4_0" %}
+    // Word p of the 16 value bytes: elements 4p.. (low nibbles) and 16 + 4p.. (high).
+    let q = kiln_wword(bb + 2u + 4u * p);
+    let s = dot(kiln_nib_lo(q) - 8.0, kiln_x4(xo + 4u * p)) + dot(kiln_nib_hi(q) - 8.0, kiln_x4(xo + 16u + 4u * p));
+    return kiln_wf16(bb) * s;
+{%- elif block == "q4_1" %}
+    let dm = unpack2x16float(kiln_wword(bb));
+    let q = kiln_wword(bb + 4u + 4u * p);
+    let xl = kiln_x4(xo + 4u * p);
+    let xh = kiln_x4(xo + 16u + 4u * p);
+    let s = dot(kiln_nib_lo(q), xl) + dot(kiln_nib_hi(q), xh);
+    return dm.x * s + dm.y * dot(xl + xh, vec4<f32>(1.0));
+{%- elif block == "q8_0" %}
+    // Words 2p and 2p + 1 of the 32 value bytes.
+    let s = dot(kiln_sbytes(kiln_wword(bb + 2u + 8u * p)), kiln_x4(xo + 8u * p))
+        + dot(kiln_sbytes(kiln_wword(bb + 6u + 8u * p)), kiln_x4(xo + 8u * p + 4u));
+    return kiln_wf16(bb) * s;
+{%- elif block == "q4_K" %}
+    // Chunk p of 64 values: sub-block 2p in the low nibbles of 32 bytes, 2p + 1 in the high.
+    let dm = unpack2x16float(kiln_wword(bb));
+    let sm0 = kiln_q4k_sm(bb + 4u, 2u * p);
+    let sm1 = kiln_q4k_sm(bb + 4u, 2u * p + 1u);
+    var s0 = 0.0;
+    var x0 = 0.0;
+    var s1 = 0.0;
+    var x1 = 0.0;
+    for (var w = 0u; w < 8u; w++) {
+        let q = kiln_wword(bb + 16u + 32u * p + 4u * w);
+        let xl = kiln_x4(xo + 64u * p + 4u * w);
+        let xh = kiln_x4(xo + 64u * p + 32u + 4u * w);
+        s0 += dot(kiln_nib_lo(q), xl);
+        x0 += dot(xl, vec4<f32>(1.0));
+        s1 += dot(kiln_nib_hi(q), xh);
+        x1 += dot(xh, vec4<f32>(1.0));
+    }
+    return dm.x * (sm0.x * s0 + sm1.x * s1) - dm.y * (sm0.y * x0 + sm1.y * x1);
+{%- elif block == "q6_K" %}
+    // Values 128h + 32r .. + 32 (p = 4h + r): low nibbles from ql, high bits from qh.
+    let h = p >> 2u;
+    let r = p & 3u;
+    var s = 0.0;
+    for (var w = 0u; w < 8u; w++) {
+        let lo = (kiln_wword(bb + 64u * h + 32u * (r & 1u) + 4u * w) >> (4u * (r >> 1u))) & 0x0f0f0f0fu;
+        let hi = (kiln_wword(bb + 128u + 32u * h + 4u * w) >> (2u * r)) & 0x03030303u;
+        let qq = kiln_ubytes(lo | (hi << 4u)) - 32.0;
+        let sc = f32(bitcast<i32>(kiln_wbyte(bb + 192u + 8u * h + w / 4u + 2u * r) << 24u) >> 24u);
+        s += sc * dot(qq, kiln_x4(xo + 128u * h + 32u * r + 4u * w));
+    }
+    return kiln_wf16(bb + 208u) * s;
+{%- endif %}
+}
+
+fn kiln_qget(row: u32, e: u32) -> f32 {
+    let bb = row * {{ row_bytes }}u + (e / {{ block_elems }}u) * {{ block_bytes }}u;
+{%- if block == "f32" %}
+    return bitcast<f32>(in1[bb >> 2u]);
+{%- elif block == "f16" %}
+    return kiln_wf16(bb);
+{%- elif block == "bf16" %}
+    return bitcast<f32>(((in1[bb >> 2u] >> ((bb & 2u) * 8u)) & 65535u) << 16u);
+{%- elif block == "q4_0" %}
+    let j = e % 32u;
+    let q = (kiln_wbyte(bb + 2u + (j & 15u)) >> (4u * (j >> 4u))) & 15u;
+    return kiln_wf16(bb) * (f32(q) - 8.0);
+{%- elif block == "q4_1" %}
+    let j = e % 32u;
+    let q = (kiln_wbyte(bb + 4u + (j & 15u)) >> (4u * (j >> 4u))) & 15u;
+    let dm = unpack2x16float(kiln_wword(bb));
+    return dm.x * f32(q) + dm.y;
+{%- elif block == "q8_0" %}
+    let j = e % 32u;
+    return kiln_wf16(bb) * f32(bitcast<i32>(kiln_wbyte(bb + 2u + j) << 24u) >> 24u);
+{%- elif block == "q4_K" %}
+    let j = e % 256u;
+    let c = j / 64u;
+    let hi = (j / 32u) & 1u;
+    let sm = kiln_q4k_sm(bb + 4u, 2u * c + hi);
+    let q = (kiln_wbyte(bb + 16u + 32u * c + (j & 31u)) >> (4u * hi)) & 15u;
+    let dm = unpack2x16float(kiln_wword(bb));
+    return dm.x * sm.x * f32(q) - dm.y * sm.y;
+{%- elif block == "q6_K" %}
+    let j = e % 256u;
+    let h = j / 128u;
+    let r = (j / 32u) & 3u;
+    let l = j & 31u;
+    let lo = (kiln_wbyte(bb + 64u * h + l + 32u * (r & 1u)) >> (4u * (r >> 1u))) & 15u;
+    let hi = (kiln_wbyte(bb + 128u + 32u * h + l) >> (2u * r)) & 3u;
+    let sc = f32(bitcast<i32>(kiln_wbyte(bb + 192u + 8u * h + l / 16u + 2u * r) << 24u) >> 24u);
+    return kiln_wf16(bb + 208u) * sc * (f32(lo | (hi << 4u)) - 32.0);
+{%- endif %}
+}
+{%- endmacro quant_fns %}

@@ -275,6 +275,14 @@ pub enum Op {
         /// Added to the variance.
         epsilon: f32,
     },
+    /// RMS normalization over axes `axis..rank`: `x / sqrt(mean(x²) + epsilon) * scale`;
+    /// inputs: x, scale (broadcastable to the normalized shape).
+    RmsNorm {
+        /// First normalized axis.
+        axis: usize,
+        /// Added to the mean square.
+        epsilon: f32,
+    },
 }
 
 impl Op {
@@ -302,6 +310,7 @@ impl Op {
             Op::Conv { .. } => "Conv".into(),
             Op::TopK { .. } => "TopK".into(),
             Op::ScatterNd { .. } => "ScatterND".into(),
+            Op::RmsNorm { .. } => "RmsNorm".into(),
         }
     }
 
@@ -316,6 +325,7 @@ impl Op {
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
             Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,
+            Op::RmsNorm { .. } => 2,
         })
     }
 }

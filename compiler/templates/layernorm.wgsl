@@ -1,6 +1,6 @@
 {% import "macros" as macros %}
 // Kiln {% if rms %}RMS{% else %}layer{% endif %}-norm kernel: {{ label }}
-// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, two-pass mean/variance; the row cached in registers ({{ cache }} per thread) when it fits
+// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, {% if rms %}one pass (mean square){% else %}two-pass mean/variance{% endif %}; the row cached in registers ({{ cache }} per thread) when it fits
 {{ header }}
 
 var<workgroup> scratch: array<f32, {{ wg }}>;

@@ -17,8 +17,9 @@ pub struct Converted {
     pub outputs: Vec<(String, Id)>,
 }
 
-/// Adds every node of `g` to a new e-graph.
-pub fn to_egraph(g: &Graph, fold_max_elems: usize) -> Converted {
+/// Adds every node of `g` to a new e-graph. The constants move into the e-graph's table:
+/// `g` keeps its inputs, outputs and assumptions, with empty constants.
+pub fn to_egraph(g: &mut Graph, fold_max_elems: usize) -> Converted {
     let analysis = KAnalysis::new(
         g.inputs().iter().map(|&i| g.node(i).ty.clone()).collect(),
         fold_max_elems,
@@ -27,12 +28,18 @@ pub fn to_egraph(g: &Graph, fold_max_elems: usize) -> Converted {
     let input_index: HashMap<NodeId, u32> = g.inputs().iter().enumerate().map(|(i, &n)| (n, i as u32)).collect();
     let mut class: HashMap<NodeId, Id> = HashMap::new();
     for id in g.topo_order() {
-        let n = g.node(id);
-        let op = match &n.op {
+        let name = g.node(id).name.clone();
+        let op = match &g.node(id).op {
             Op::Input { .. } => KOp::Input(input_index[&id]),
-            Op::Constant(t) => eg.analysis.add_const(t.clone()),
+            Op::Constant(_) => {
+                let empty = Op::Constant(kiln_ir::Tensor::f32(vec![0], vec![]));
+                let Op::Constant(t) = std::mem::replace(&mut g.node_mut(id).op, empty) else {
+                    unreachable!("matched a constant")
+                };
+                eg.analysis.add_const(t)
+            }
             Op::Compute { .. } => {
-                eg.analysis.opaque.push(n.op.clone());
+                eg.analysis.opaque.push(g.node(id).op.clone());
                 KOp::Opaque(eg.analysis.opaque.len() as u32 - 1)
             }
             op => KOp::from_op(op).expect("every other op has a key"),
@@ -40,7 +47,7 @@ pub fn to_egraph(g: &Graph, fold_max_elems: usize) -> Converted {
         let children = g.inputs_of(id).iter().map(|i| class[i]).collect();
         let c = eg.add(KNode::new(op, children));
         if eg[c].data.name.is_none() {
-            eg[c].data.name = Some(n.name.clone());
+            eg[c].data.name = Some(name);
         }
         class.insert(id, c);
     }
@@ -49,11 +56,54 @@ pub fn to_egraph(g: &Graph, fold_max_elems: usize) -> Converted {
     Converted { egraph: eg, outputs }
 }
 
-/// Rebuilds a graph from the best e-node of each class reachable from the outputs. `like`
-/// supplies the inputs (kept in order, even unused ones) and the dim assumptions.
-pub fn from_egraph<CF: CostFunction<KNode>>(
+/// The best e-node of each class reachable from `outputs`, operands before users.
+pub fn extraction_order<CF: CostFunction<KNode>>(
     eg: &KGraph,
     ex: &Extractor<'_, CF, KNode, KAnalysis>,
+    outputs: &[(String, Id)],
+) -> Result<Vec<(Id, KNode)>, CompileError> {
+    let mut order = Vec::new();
+    let mut done: HashSet<Id> = HashSet::new();
+    // Iterative post-order (graphs may be deep chains).
+    let mut stack: Vec<(Id, bool)> = outputs.iter().rev().map(|o| (eg.find(o.1), false)).collect();
+    let mut on_path: HashSet<Id> = HashSet::new();
+    while let Some((c, ready)) = stack.pop() {
+        if done.contains(&c) {
+            continue;
+        }
+        let best = ex.find_best_node(c);
+        if !ready {
+            if !on_path.insert(c) {
+                return Err(CompileError::Internal(format!(
+                    "optimizer extracted a cycle at class {c}"
+                )));
+            }
+            stack.push((c, true));
+            for &k in best.children.iter().rev() {
+                let k = eg.find(k);
+                if !done.contains(&k) {
+                    stack.push((k, false));
+                }
+            }
+            continue;
+        }
+        on_path.remove(&c);
+        done.insert(c);
+        let mut node = best.clone();
+        for k in node.children.iter_mut() {
+            *k = eg.find(*k);
+        }
+        order.push((c, node));
+    }
+    Ok(order)
+}
+
+/// Builds the graph of an [`extraction_order`]. Constants move out of the e-graph's table
+/// (each `Const` e-node is in one class, so each is taken once). `like` supplies the inputs
+/// (kept in order, even unused ones) and the dim assumptions.
+pub fn from_egraph(
+    eg: &mut KGraph,
+    order: Vec<(Id, KNode)>,
     outputs: &[(String, Id)],
     like: &Graph,
 ) -> Result<Graph, CompileError> {
@@ -69,30 +119,7 @@ pub fn from_egraph<CF: CostFunction<KNode>>(
     let mut used: HashSet<String> = inputs.iter().map(|&i| g.node(i).name.clone()).collect();
     let mut made: HashMap<Id, NodeId> = HashMap::new();
     let mut fresh = 0usize;
-    // Iterative post-order (graphs may be deep chains).
-    let mut stack: Vec<(Id, bool)> = outputs.iter().rev().map(|o| (eg.find(o.1), false)).collect();
-    let mut on_path: HashSet<Id> = HashSet::new();
-    while let Some((c, ready)) = stack.pop() {
-        if made.contains_key(&c) {
-            continue;
-        }
-        let best = ex.find_best_node(c);
-        if !ready {
-            if !on_path.insert(c) {
-                return Err(CompileError::Internal(format!(
-                    "optimizer extracted a cycle at class {c}"
-                )));
-            }
-            stack.push((c, true));
-            for &k in best.children.iter().rev() {
-                let k = eg.find(k);
-                if !made.contains_key(&k) {
-                    stack.push((k, false));
-                }
-            }
-            continue;
-        }
-        on_path.remove(&c);
+    for (c, best) in order {
         let base = eg[c].data.name.clone().unwrap_or_else(|| "opt".to_string());
         let mut name = base.clone();
         while used.contains(&name) {
@@ -103,11 +130,15 @@ pub fn from_egraph<CF: CostFunction<KNode>>(
             KOp::Input(i) => inputs[*i as usize],
             KOp::Const(i) => {
                 used.insert(name.clone());
-                g.add_const(&name, eg.analysis.consts[*i as usize].clone())
+                let t = std::mem::replace(
+                    &mut eg.analysis.consts[*i as usize],
+                    kiln_ir::Tensor::f32(vec![0], vec![]),
+                );
+                g.add_const(&name, t)
             }
             k => {
                 let op = eg.analysis.op_of(k).expect("non-leaf");
-                let kids: Vec<NodeId> = best.children.iter().map(|&k| made[&eg.find(k)]).collect();
+                let kids: Vec<NodeId> = best.children.iter().map(|k| made[k]).collect();
                 used.insert(name.clone());
                 g.add(&name, op, &kids)?
             }

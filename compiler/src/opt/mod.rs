@@ -52,9 +52,9 @@ pub fn optimize(g: Graph, opts: &CompileOptions) -> Result<Graph, CompileError> 
         return Ok(g);
     }
     let profile = PerfProfile::for_target(&opts.target.name);
-    let (g, r) = optimize_with(&g, &OptConfig::default(), &profile)?;
+    let (g, r) = optimize_with(g, &OptConfig::default(), &profile)?;
     log::debug!(
-        "optimize: {} iterations ({}), {} e-nodes, {} ops folded, rules fired: {:?}; estimated {:.1} us -> {:.1} us on {}",
+        "optimize: {} iterations ({}), {} e-nodes, {} ops folded, rules fired: {:?}; tree cost {:.1} us -> {:.1} us on {}",
         r.iterations,
         r.stop,
         r.enodes,
@@ -68,9 +68,10 @@ pub fn optimize(g: Graph, opts: &CompileOptions) -> Result<Graph, CompileError> 
 }
 
 /// Saturates `g` with every rule within `cfg`'s limits and extracts the cheapest graph on
-/// `profile`.
-pub fn optimize_with(g: &Graph, cfg: &OptConfig, profile: &PerfProfile) -> Result<(Graph, OptReport), CompileError> {
-    let conv = convert::to_egraph(g, cfg.fold_max_elems);
+/// `profile`. The weights move from `g` into the e-graph and on into the result (never
+/// copied).
+pub fn optimize_with(mut g: Graph, cfg: &OptConfig, profile: &PerfProfile) -> Result<(Graph, OptReport), CompileError> {
+    let conv = convert::to_egraph(&mut g, cfg.fold_max_elems);
     let roots: Vec<egg::Id> = conv.outputs.iter().map(|o| o.1).collect();
     let cost_before = {
         let eg = &conv.egraph;
@@ -85,7 +86,7 @@ pub fn optimize_with(g: &Graph, cfg: &OptConfig, profile: &PerfProfile) -> Resul
     let scheduler = BackoffScheduler::default()
         .with_initial_match_limit(cfg.match_limit)
         .with_ban_length(cfg.ban_length);
-    let runner = Runner::default()
+    let mut runner = Runner::default()
         .with_egraph(conv.egraph)
         .with_node_limit(cfg.node_limit)
         .with_iter_limit(cfg.iter_limit)
@@ -93,6 +94,8 @@ pub fn optimize_with(g: &Graph, cfg: &OptConfig, profile: &PerfProfile) -> Resul
         .with_scheduler(scheduler)
         .run(&rules::all());
     let eg = &runner.egraph;
+    let iterations = runner.iterations.len();
+    let stop = format!("{:?}", runner.stop_reason);
     let mut fired: Vec<(String, usize)> = Vec::new();
     for it in &runner.iterations {
         for (rule, &n) in &it.applied {
@@ -111,13 +114,16 @@ pub fn optimize_with(g: &Graph, cfg: &OptConfig, profile: &PerfProfile) -> Resul
         },
     );
     let cost_after = roots.iter().map(|&r| ex.find_best_cost(r).seconds).sum();
-    let out = convert::from_egraph(eg, &ex, &conv.outputs, g)?;
+    let order = convert::extraction_order(eg, &ex, &conv.outputs)?;
+    let (folded, enodes) = (eg.analysis.folded, eg.total_number_of_nodes());
+    drop(ex);
+    let out = convert::from_egraph(&mut runner.egraph, order, &conv.outputs, &g)?;
     let report = OptReport {
         fired,
-        folded: eg.analysis.folded,
-        iterations: runner.iterations.len(),
-        stop: format!("{:?}", runner.stop_reason),
-        enodes: eg.total_number_of_nodes(),
+        folded,
+        iterations,
+        stop,
+        enodes,
         cost_before,
         cost_after,
     };

@@ -28,6 +28,17 @@ pub trait Rule: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Equivalent expressions for class `id` (empty when the rule does not match).
     fn find(&self, eg: &KGraph, id: Id) -> Vec<Plan>;
+    /// Whether [`Rule::find`] would propose something (the search phase; a rule whose plans
+    /// are costly to build, e.g. folded weights, answers without building them).
+    fn matches(&self, eg: &KGraph, id: Id) -> bool {
+        !self.find(eg, id).is_empty()
+    }
+}
+
+/// True if class `id` already holds an e-node whose op satisfies `pred` (a recognizing rule
+/// that fired once has nothing to add).
+pub fn has_node(eg: &KGraph, id: Id, pred: impl Fn(&KOp) -> bool) -> bool {
+    eg[id].nodes.iter().any(|n| pred(&n.op))
 }
 
 /// Adds a plan; `None` (logged) if a node would be ill-typed, which is a rule bug caught
@@ -55,7 +66,7 @@ struct Adapter(Arc<dyn Rule>);
 
 impl Searcher<KNode, super::analysis::KAnalysis> for Adapter {
     fn search_eclass_with_limit(&self, eg: &KGraph, eclass: Id, limit: usize) -> Option<SearchMatches<'_, KNode>> {
-        (limit > 0 && !self.0.find(eg, eclass).is_empty()).then(|| SearchMatches {
+        (limit > 0 && self.0.matches(eg, eclass)).then(|| SearchMatches {
             eclass,
             substs: vec![Subst::with_capacity(0)],
             ast: None,

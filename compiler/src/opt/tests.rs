@@ -50,7 +50,12 @@ fn scalar(g: &mut Graph, v: f32) -> NodeId {
 /// Optimizes `g`; asserts `rule` fired, `want` holds for some node of the result, `gone` for
 /// none, and the outputs agree with the original graph's (f32: relative 1e-5 plus 1e-6).
 fn check(g: &Graph, rule: &str, want: impl Fn(&Op) -> bool, gone: impl Fn(&Op) -> bool) -> Graph {
-    let (h, r) = optimize_with(g, &OptConfig::default(), &PerfProfile::for_target("webgpu-default")).unwrap();
+    let (h, r) = optimize_with(
+        g.clone(),
+        &OptConfig::default(),
+        &PerfProfile::for_target("webgpu-default"),
+    )
+    .unwrap();
     assert!(
         r.fired.iter().any(|f| f.0 == rule && f.1 > 0) || (rule == "fold-constant" && r.folded > 0),
         "{rule} did not fire: {r:?}"
@@ -290,12 +295,7 @@ fn max_subtracted_softmax_becomes_one_op_and_the_unsafe_form_does_not() {
         |o| matches!(o, Op::Softmax { axis: 2, log: false }),
         |o| matches!(o, Op::Reduce { .. }),
     );
-    let (h, r) = optimize_with(
-        &build(false),
-        &OptConfig::default(),
-        &PerfProfile::for_target("desktop"),
-    )
-    .unwrap();
+    let (h, r) = optimize_with(build(false), &OptConfig::default(), &PerfProfile::for_target("desktop")).unwrap();
     assert!(!r.fired.iter().any(|f| f.0 == "softmax"), "{r:?}");
     assert!(!h
         .topo_order()
@@ -358,7 +358,12 @@ fn weight_only_subgraphs_are_computed_at_compile_time_within_the_cap() {
     let e = op(&mut g, "big", Op::Expand { shape }, &[a]);
     let y = bin(&mut g, BinaryOp::Add, x, e);
     g.add_output("y", y);
-    let (h, _) = optimize_with(&g, &OptConfig::default(), &PerfProfile::for_target("webgpu-default")).unwrap();
+    let (h, _) = optimize_with(
+        g.clone(),
+        &OptConfig::default(),
+        &PerfProfile::for_target("webgpu-default"),
+    )
+    .unwrap();
     assert!(h
         .topo_order()
         .iter()
@@ -379,7 +384,7 @@ fn symbolic_shapes_and_unrelated_ops_pass_through_unchanged() {
     let m = op(&mut g, "mm", Op::MatMul, &[x, w]);
     let y = un(&mut g, UnaryOp::Tanh, m);
     g.add_output("y", y);
-    let (h, _) = optimize_with(&g, &OptConfig::default(), &PerfProfile::for_target("h200")).unwrap();
+    let (h, _) = optimize_with(g.clone(), &OptConfig::default(), &PerfProfile::for_target("h200")).unwrap();
     assert_eq!(h.len(), g.len());
     assert_eq!(h.node(h.outputs()[0].1).ty, g.node(g.outputs()[0].1).ty);
     assert_eq!(h.inputs().len(), 1);

@@ -4,7 +4,7 @@
 
 use crate::opt::analysis::{const_of, KGraph};
 use crate::opt::lang::{BinaryKey, KOp};
-use crate::opt::rule::{nodes_where, Plan, Rule};
+use crate::opt::rule::{has_node, nodes_where, Plan, Rule};
 use egg::Id;
 use kiln_ir::{BinaryOp, DType, Dim, Tensor};
 
@@ -27,20 +27,28 @@ fn per_channel(c: &Tensor, oc: usize, rank: usize) -> Option<Vec<f64>> {
     Some(if v.len() == oc { v } else { vec![v[0]; oc] })
 }
 
-impl Rule for ConvAffine {
-    fn name(&self) -> &'static str {
-        "conv-affine-fold"
-    }
+/// A match: the conv's op and operands, the per-channel values, and whether they scale.
+struct Affine {
+    conv: KOp,
+    operands: Vec<Id>,
+    values: Vec<f64>,
+    scale: bool,
+}
 
-    fn find(&self, eg: &KGraph, id: Id) -> Vec<Plan> {
+impl ConvAffine {
+    /// Matches at class `id` (cheap: no weights are computed).
+    fn candidates(&self, eg: &KGraph, id: Id) -> Vec<Affine> {
         let mut out = Vec::new();
+        if has_node(eg, id, |k| matches!(k, KOp::Conv(..))) {
+            return out; // folded already
+        }
         for (op, k) in nodes_where(eg, id, |k| {
             matches!(
                 k,
                 KOp::Binary(BinaryKey(BinaryOp::Mul)) | KOp::Binary(BinaryKey(BinaryOp::Add))
             )
         }) {
-            let is_mul = op == KOp::Binary(BinaryKey(BinaryOp::Mul));
+            let scale = op == KOp::Binary(BinaryKey(BinaryOp::Mul));
             for (conv, c) in [(k[0], k[1]), (k[1], k[0])] {
                 // Only when the scaled value is the conv's sole use: otherwise both convs run.
                 if eg[conv].parents().any(|p| eg.find(p) != eg.find(id)) {
@@ -53,32 +61,58 @@ impl Rule for ConvAffine {
                         continue;
                     };
                     let oc = oc as usize;
-                    let Some(v) = per_channel(ct, oc, ty.rank()) else {
+                    let Some(values) = per_channel(ct, oc, ty.rank()) else {
                         continue;
                     };
                     let Some(w) = const_of(eg, ck[1]) else { continue };
-                    let bias = match ck.get(2) {
-                        Some(&b) => match const_of(eg, b) {
-                            Some(t) if t.numel() == oc => t.to_f64(),
-                            _ => continue,
-                        },
-                        None => vec![0.0; oc],
-                    };
-                    if w.dtype() != DType::F32 || w.numel() % oc != 0 {
+                    let bias_ok = ck
+                        .get(2)
+                        .is_none_or(|&b| const_of(eg, b).is_some_and(|t| t.numel() == oc));
+                    if w.dtype() != DType::F32 || w.numel() % oc != 0 || !bias_ok {
                         continue;
                     }
-                    let (w2, b2) = if is_mul {
-                        let per = w.numel() / oc;
-                        let wv: Vec<f64> = w.to_f64().iter().enumerate().map(|(i, x)| x * v[i / per]).collect();
-                        let bv: Vec<f64> = bias.iter().zip(&v).map(|(b, s)| b * s).collect();
-                        (Plan::Tensor(Tensor::from_f64(DType::F32, w.shape.clone(), &wv)), bv)
-                    } else {
-                        (Plan::Class(ck[1]), bias.iter().zip(&v).map(|(b, t)| b + t).collect())
-                    };
-                    let b2 = Plan::Tensor(Tensor::from_f64(DType::F32, vec![oc], &b2));
-                    out.push(Plan::Node(cop.clone(), vec![Plan::Class(ck[0]), w2, b2]));
+                    out.push(Affine {
+                        conv: cop,
+                        operands: ck,
+                        values,
+                        scale,
+                    });
                 }
             }
+        }
+        out
+    }
+}
+
+impl Rule for ConvAffine {
+    fn name(&self) -> &'static str {
+        "conv-affine-fold"
+    }
+
+    fn matches(&self, eg: &KGraph, id: Id) -> bool {
+        !self.candidates(eg, id).is_empty()
+    }
+
+    fn find(&self, eg: &KGraph, id: Id) -> Vec<Plan> {
+        let mut out = Vec::new();
+        for a in self.candidates(eg, id) {
+            let (v, ck) = (&a.values, &a.operands);
+            let oc = v.len();
+            let Some(w) = const_of(eg, ck[1]) else { continue };
+            let bias = match ck.get(2).and_then(|&b| const_of(eg, b)) {
+                Some(t) => t.to_f64(),
+                None => vec![0.0; oc],
+            };
+            let (w2, b2) = if a.scale {
+                let per = w.numel() / oc;
+                let wv: Vec<f64> = w.to_f64().iter().enumerate().map(|(i, x)| x * v[i / per]).collect();
+                let bv: Vec<f64> = bias.iter().zip(v).map(|(b, s)| b * s).collect();
+                (Plan::Tensor(Tensor::from_f64(DType::F32, w.shape.clone(), &wv)), bv)
+            } else {
+                (Plan::Class(ck[1]), bias.iter().zip(v).map(|(b, t)| b + t).collect())
+            };
+            let b2 = Plan::Tensor(Tensor::from_f64(DType::F32, vec![oc], &b2));
+            out.push(Plan::Node(a.conv.clone(), vec![Plan::Class(ck[0]), w2, b2]));
         }
         out
     }

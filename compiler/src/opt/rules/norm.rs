@@ -7,7 +7,7 @@
 
 use crate::opt::analysis::KGraph;
 use crate::opt::lang::{BinaryKey, KOp, ReduceKey, UnaryKey};
-use crate::opt::rule::{nodes_where, scalar, Plan, Rule};
+use crate::opt::rule::{has_node, nodes_where, scalar, Plan, Rule};
 use egg::Id;
 use kiln_ir::{BinaryOp, Dim, ReduceOp, Tensor, UnaryOp};
 
@@ -233,6 +233,13 @@ impl Rule for NormRule {
 
     fn find(&self, eg: &KGraph, id: Id) -> Vec<Plan> {
         let mut out = Vec::new();
+        let kind = self.0;
+        if has_node(eg, id, |k| match kind {
+            Kind::Layer => matches!(k, KOp::LayerNorm(..)),
+            Kind::Rms => matches!(k, KOp::RmsNorm(..)),
+        }) {
+            return out;
+        }
         for m in self.cores(eg, id) {
             let bias = filled(eg, m.0, m.1, 0.0);
             if let Some(one) = filled(eg, m.0, m.1, 1.0) {
@@ -272,6 +279,9 @@ impl Rule for SoftmaxRule {
 
     fn find(&self, eg: &KGraph, id: Id) -> Vec<Plan> {
         let mut out = Vec::new();
+        if has_node(eg, id, |k| matches!(k, KOp::Softmax(..))) {
+            return out;
+        }
         for (e, s) in binary(eg, id, BinaryOp::Div) {
             let sums: Vec<(Id, usize)> = nodes_where(eg, s, |k| matches!(k, KOp::Reduce { .. }))
                 .into_iter()

@@ -1,9 +1,11 @@
 //! Property test for the optimizer: random graphs built from the rule families' ops (sibling
 //! linear layers with biases, GELU in its erf and tanh forms, residual adds, decomposed and
-//! fused layer norms, attention blocks with scale and mask, transposes and their inverses,
-//! slices and concats, reductions broadcast back) must
+//! fused layer norms, decomposed RMS norms and softmaxes, attention blocks with scale and
+//! mask, transposes and their inverses, slices and concats, reductions broadcast back,
+//! convolutions followed by a per-channel scale and shift) must
 //!
-//! 1. give the same interpreter outputs before and after the graph rewrites (f32 tolerance), and
+//! 1. give the same interpreter outputs before and after the `optimize` pass (e-graph
+//!    rewriting) and the graph rewrites (f32 tolerance), and
 //! 2. run on the GPU (lavapipe in CI) at opt-levels 0, 1 and 2 with the interpreter's outputs
 //!    (relative L2 error < 1e-4: the fused attention kernel computes softmax online, in a
 //!    different order than the interpreter).
@@ -40,6 +42,12 @@ enum Step {
     SliceConcat(usize),
     /// A sum over the last axis broadcast back by a multiply.
     ReduceBroadcast(usize, usize),
+    /// RMS norm, decomposed in one of its spellings.
+    RmsNorm(usize, u8),
+    /// Softmax over the last axis, decomposed (max subtracted).
+    Softmax(usize),
+    /// A 1-D convolution over [B, S, H] as [N, C, W] with a per-channel scale and shift.
+    ConvAffine(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -51,6 +59,9 @@ fn step() -> impl Strategy<Value = Step> {
         (any::<usize>(), 0u8..3).prop_map(|(a, o)| Step::TransposePair(a, o)),
         any::<usize>().prop_map(Step::SliceConcat),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Step::ReduceBroadcast(a, b)),
+        (any::<usize>(), 0u8..4).prop_map(|(a, v)| Step::RmsNorm(a, v)),
+        any::<usize>().prop_map(Step::Softmax),
+        any::<usize>().prop_map(Step::ConvAffine),
     ]
 }
 
@@ -157,6 +168,75 @@ impl Builder {
         let beta = self.constant(vec![H], 0.1);
         let m = self.bin(BinaryOp::Mul, n, gamma);
         self.bin(BinaryOp::Add, m, beta)
+    }
+
+    fn reduce_last(&mut self, op: ReduceOp, x: NodeId) -> NodeId {
+        self.op(
+            "reduce",
+            Op::Reduce {
+                op,
+                axes: vec![2],
+                keep_dims: true,
+            },
+            &[x],
+        )
+    }
+
+    /// `x * rsqrt(mean(x²) + eps) * w` in the spelling `variant` picks.
+    fn rms_norm_decomposed(&mut self, x: NodeId, variant: u8) -> NodeId {
+        let sq = if variant == 1 {
+            let two = self.scalar(2.0);
+            self.bin(BinaryOp::Pow, x, two)
+        } else {
+            self.bin(BinaryOp::Mul, x, x)
+        };
+        let ms = self.reduce_last(ReduceOp::Mean, sq);
+        let eps = self.scalar(1e-6);
+        let ve = self.bin(BinaryOp::Add, ms, eps);
+        let n = match variant {
+            2 => {
+                let s = self.op("sqrt", Op::Unary(UnaryOp::Sqrt), &[ve]);
+                self.bin(BinaryOp::Div, x, s)
+            }
+            3 => {
+                let s = self.op("sqrt", Op::Unary(UnaryOp::Sqrt), &[ve]);
+                let r = self.op("recip", Op::Unary(UnaryOp::Reciprocal), &[s]);
+                self.bin(BinaryOp::Mul, r, x)
+            }
+            _ => {
+                let r = self.op("rsqrt", Op::Unary(UnaryOp::Rsqrt), &[ve]);
+                self.bin(BinaryOp::Mul, x, r)
+            }
+        };
+        let w = self.constant(vec![H], 1.0);
+        self.bin(BinaryOp::Mul, n, w)
+    }
+
+    fn softmax_decomposed(&mut self, x: NodeId) -> NodeId {
+        let m = self.reduce_last(ReduceOp::Max, x);
+        let d = self.bin(BinaryOp::Sub, x, m);
+        let e = self.op("exp", Op::Unary(UnaryOp::Exp), &[d]);
+        let s = self.reduce_last(ReduceOp::Sum, e);
+        self.bin(BinaryOp::Div, e, s)
+    }
+
+    fn conv_affine(&mut self, x: NodeId) -> NodeId {
+        let w = self.constant(vec![S, S, 3], 0.3);
+        let b = self.constant(vec![S], 0.1);
+        let c = self.op(
+            "conv",
+            Op::Conv {
+                strides: vec![1],
+                pads: vec![(1, 1)],
+                dilations: vec![1],
+                groups: 1,
+            },
+            &[x, w, b],
+        );
+        let scale = self.constant(vec![S, 1], 1.0);
+        let shift = self.constant(vec![1, S, 1], 0.2);
+        let m = self.bin(BinaryOp::Mul, c, scale);
+        self.bin(BinaryOp::Add, shift, m)
     }
 
     fn heads(&mut self, x: NodeId, perm: Vec<usize>) -> NodeId {
@@ -284,6 +364,18 @@ impl Builder {
                 let t = self.op("tanh", Op::Unary(UnaryOp::Tanh), &[r]);
                 self.bin(BinaryOp::Mul, y, t)
             }
+            Step::RmsNorm(a, v) => {
+                let x = self.pick(a);
+                self.rms_norm_decomposed(x, v)
+            }
+            Step::Softmax(a) => {
+                let x = self.pick(a);
+                self.softmax_decomposed(x)
+            }
+            Step::ConvAffine(a) => {
+                let x = self.pick(a);
+                self.conv_affine(x)
+            }
         };
         self.vals.push(v);
     }
@@ -322,8 +414,21 @@ fn run_case(steps: Vec<Step>, seed: u64, also: usize) -> Result<(), TestCaseErro
     let reference =
         kiln::ir::interp::evaluate(&model.graph, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
 
-    // 1. The graph rewrites keep the interpreter's outputs.
-    let rewritten = kiln::compiler::passes::rewrite(model.graph.clone(), &CompileOptions::default())
+    // 1. The e-graph optimizer and the graph rewrites keep the interpreter's outputs.
+    let optimized = kiln::compiler::opt::optimize(model.graph.clone(), &CompileOptions::default())
+        .map_err(|e| TestCaseError::fail(format!("optimize: {e}")))?;
+    let after = kiln::ir::interp::evaluate(&optimized, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for (name, r) in &reference {
+        let err = rel_l2(&after[name].to_f32(), &r.to_f32());
+        prop_assert!(
+            err < 1e-5,
+            "{} after optimize: relative L2 error {:e} ({:?})",
+            name,
+            err,
+            steps
+        );
+    }
+    let rewritten = kiln::compiler::passes::rewrite(optimized, &CompileOptions::default())
         .map_err(|e| TestCaseError::fail(format!("rewrite: {e}")))?;
     let after = kiln::ir::interp::evaluate(&rewritten, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
     for (name, r) in &reference {

@@ -14,6 +14,7 @@ pub mod frontend;
 pub mod index_inputs;
 pub mod lower;
 pub mod model;
+pub mod opt;
 pub mod options;
 pub mod passes;
 pub mod plan;
@@ -112,7 +113,9 @@ pub fn tuning_key(body: &KernelBody) -> String {
         }
         KernelBody::Reduce { in_shape, axes, .. } => format!("reduce:{}:{axes:?}", dims(in_shape)),
         KernelBody::Softmax { shape, axis, .. } => format!("softmax:{}:{axis}", dims(shape)),
-        KernelBody::LayerNorm { shape, axis, .. } => format!("layernorm:{}:{axis}", dims(shape)),
+        KernelBody::LayerNorm { shape, axis, rms, .. } => {
+            format!("{}:{}:{axis}", if *rms { "rmsnorm" } else { "layernorm" }, dims(shape))
+        }
         KernelBody::QGemm { x, block, n, k } => {
             let m = Dim::product(&x[..x.len() - 1]);
             format!("qgemm:{block}:m={m},n={n},k={k}")
@@ -252,6 +255,12 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     times.done("specialize");
     if let Some((dir, i)) = dump_at("specialize") {
         passes::dump::dump_graph(&dir, i, "specialize", &g)?;
+    }
+
+    let g = opt::optimize(g, opts)?;
+    times.done("optimize");
+    if let Some((dir, i)) = dump_at("optimize") {
+        passes::dump::dump_graph(&dir, i, "optimize", &g)?;
     }
 
     let g = passes::rewrite(g, opts)?;

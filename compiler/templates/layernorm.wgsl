@@ -1,6 +1,6 @@
 {% import "macros" as macros %}
-// Kiln layer-norm kernel: {{ label }}
-// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, two-pass mean/variance; the row cached in registers ({{ cache }} per thread) when it fits
+// Kiln {% if rms %}RMS{% else %}layer{% endif %}-norm kernel: {{ label }}
+// schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per row, {% if rms %}one pass (mean square){% else %}two-pass mean/variance{% endif %}; the row cached in registers ({{ cache }} per thread) when it fits
 {{ header }}
 
 var<workgroup> scratch: array<f32, {{ wg }}>;
@@ -20,11 +20,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let k{{ j }} = i32(lid) + {{ j * wg }}i;
     let x{{ j }} = select(0.0f, {{ x0 }}base + min(k{{ j }}, {{ len }} - 1i){{ x0e }}, k{{ j }} < {{ len }});
 {%- endfor %}
+{%- if rms %}
+    let mean = 0.0f;
+{%- else %}
     var s = 0.0f;
 {%- for j in range(end=cache) %}
     s += x{{ j }};
 {%- endfor %}
     let mean = reduce_sum(lid, s) / f32({{ len }});
+{%- endif %}
     var q = 0.0f;
 {%- for j in range(end=cache) %}
     {
@@ -35,15 +39,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let inv = inverseSqrt(reduce_sum(lid, q) / f32({{ len }}) + {{ epsilon }});
 {%- for j in range(end=cache) %}
     if (k{{ j }} < {{ len }}) {
-        out[base + k{{ j }}] = (x{{ j }} - mean) * inv * {{ x1 }}k{{ j }}{{ x1e }} + {{ x2 }}k{{ j }}{{ x2e }};
+        out[base + k{{ j }}] = (x{{ j }} - mean) * inv * {{ x1 }}k{{ j }}{{ x1e }}{% if not rms %} + {{ x2 }}k{{ j }}{{ x2e }}{% endif %};
     }
 {%- endfor %}
+{%- else %}
+{%- if rms %}
+    let mean = 0.0f;
 {%- else %}
     var s = 0.0f;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         s += {{ x0 }}base + k{{ x0e }};
     }
     let mean = reduce_sum(lid, s) / f32({{ len }});
+{%- endif %}
     var q = 0.0f;
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
         let d = {{ x0 }}base + k{{ x0e }} - mean;
@@ -51,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let inv = inverseSqrt(reduce_sum(lid, q) / f32({{ len }}) + {{ epsilon }});
     for (var k = i32(lid); k < {{ len }}; k += {{ wg }}i) {
-        out[base + k] = ({{ x0 }}base + k{{ x0e }} - mean) * inv * {{ x1 }}k{{ x1e }} + {{ x2 }}k{{ x2e }};
+        out[base + k] = ({{ x0 }}base + k{{ x0e }} - mean) * inv * {{ x1 }}k{{ x1e }}{% if not rms %} + {{ x2 }}k{{ x2e }}{% endif %};
     }
 {%- endif %}
 }

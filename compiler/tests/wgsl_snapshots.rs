@@ -472,3 +472,19 @@ fn attention_tiled_over_keys() {
     );
     insta::assert_snapshot!(src);
 }
+
+#[test]
+fn rms_norm_uses_the_layer_norm_template_without_mean_or_bias() {
+    let src = wgsl(0, |g| {
+        let x = input(g, "x", vec![Dim::sym("batch"), Dim::c(4), Dim::c(16)]);
+        let scale = g.add_const("scale", ramp(vec![16]));
+        g.add("rms", Op::RmsNorm { axis: 2, epsilon: 1e-6 }, &[x, scale])
+            .unwrap()
+    });
+    assert_kernels(&src, "// Kiln RMS-norm kernel", 1);
+    assert!(
+        src.contains("let mean = 0.0f;") && !src.contains("in2"),
+        "no mean pass, no bias"
+    );
+    insta::assert_snapshot!(src);
+}

@@ -273,14 +273,17 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                 shape: shape.clone(),
             })
         }
-        Op::LayerNorm { axis, .. } => {
+        Op::LayerNorm { axis, .. } | Op::RmsNorm { axis, .. } => {
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;
             if !t.dtype.is_float() {
                 return Err(format!("operand must be floating point, got {}", t.describe()));
             }
             let norm_shape: Shape = t.shape[*axis..].to_vec();
-            for (what, p) in [("scale", ins[1]), ("bias", ins[2])] {
+            for (what, p) in [("scale", ins[1]), ("bias", ins[ins.len() - 1])]
+                .into_iter()
+                .take(ins.len() - 1)
+            {
                 if p.dtype != t.dtype {
                     return Err(format!("{what} is {} but x is {}", p.describe(), t.describe()));
                 }

@@ -204,6 +204,7 @@ fn eval_node(
         Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::QMatMul { block, n, k } => qmatmul(ins[0], ins[1], *block, *n, *k)?,
+        Op::RmsNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
         Op::ScatterNd { reduction } => scatter_nd(ins, *reduction, dtype)?,
         Op::Conv {
@@ -773,17 +774,21 @@ fn softmax(x: &Val, axis: usize, log: bool, dtype: DType) -> Val {
     }
 }
 
+/// Layer norm (inputs x, scale, bias) or, with two inputs, RMS norm (x, scale: no mean
+/// subtracted, no bias).
 fn layer_norm(ins: &[&Val], axis: usize, eps: f64, dtype: DType) -> Result<Val, String> {
     let x = ins[0];
+    let rms = ins.len() == 2;
     let rows: usize = x.shape[..axis].iter().product();
     let len: usize = x.shape[axis..].iter().product();
     let norm_shape = &x.shape[axis..];
     let expand = |p: &Val| broadcast_map_to(&[p], norm_shape, |a| a[0]).v;
-    let (scale, bias) = (expand(ins[1]), expand(ins[2]));
+    let scale = expand(ins[1]);
+    let bias = if rms { vec![0.0; len] } else { expand(ins[2]) };
     let mut v = vec![0.0; x.v.len()];
     for r in 0..rows {
         let row = &x.v[r * len..(r + 1) * len];
-        let mean = row.iter().sum::<f64>() / len as f64;
+        let mean = if rms { 0.0 } else { row.iter().sum::<f64>() / len as f64 };
         let var = row.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / len as f64;
         let inv = 1.0 / (var + eps).sqrt();
         for k in 0..len {

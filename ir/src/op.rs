@@ -289,6 +289,14 @@ pub enum Op {
         /// Input features (the reduced axis; a multiple of the block's element count).
         k: usize,
     },
+    /// RMS normalization over axes `axis..rank`: `x / sqrt(mean(x²) + epsilon) * scale`;
+    /// inputs: x, scale (broadcastable to the normalized shape).
+    RmsNorm {
+        /// First normalized axis.
+        axis: usize,
+        /// Added to the mean square.
+        epsilon: f32,
+    },
 }
 
 impl Op {
@@ -317,6 +325,7 @@ impl Op {
             Op::TopK { .. } => "TopK".into(),
             Op::ScatterNd { .. } => "ScatterND".into(),
             Op::QMatMul { .. } => "QMatMul".into(),
+            Op::RmsNorm { .. } => "RmsNorm".into(),
         }
     }
 
@@ -331,6 +340,7 @@ impl Op {
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
             Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,
+            Op::RmsNorm { .. } => 2,
         })
     }
 }

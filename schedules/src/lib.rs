@@ -7,11 +7,13 @@
 
 pub mod defaults;
 pub mod limits;
+pub mod profile;
 pub mod select;
 pub mod space;
 pub mod tuning;
 
 pub use limits::{DeviceLimits, ProfileError};
+pub use profile::PerfProfile;
 pub use select::{select, Workload};
 
 use serde::{Deserialize, Serialize};

@@ -607,7 +607,15 @@ pub fn render(
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("softmax", [p.workgroup_size, 1, 1], grid, true)
         }
-        (KernelBody::LayerNorm { shape, axis, epsilon }, Schedule::RowReduce(p)) => {
+        (
+            KernelBody::LayerNorm {
+                shape,
+                axis,
+                epsilon,
+                rms,
+            },
+            Schedule::RowReduce(p),
+        ) => {
             let rows = Dim::product(&shape[..*axis]);
             let len = Dim::product(&shape[*axis..]);
             ctx.insert("wg", &p.workgroup_size);
@@ -616,7 +624,8 @@ pub fn render(
             ctx.insert("epsilon", &literal(*epsilon as f64, DType::F32));
             ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
-            for i in 0..3 {
+            ctx.insert("rms", rms);
+            for i in 0..if *rms { 2 } else { 3 } {
                 let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
                 ctx.insert(format!("x{i}"), &x);
                 ctx.insert(format!("x{i}e"), &xe);

@@ -136,6 +136,8 @@ pub enum KernelBody {
         axis: usize,
         /// Epsilon.
         epsilon: f32,
+        /// RMS norm: no mean subtracted and no bias (input 2 absent).
+        rms: bool,
     },
     /// Convolution of input 0 by weights 1 (+ bias 2) as an implicit GEMM per (image, group):
     /// `out[oc, p] = sum_k w[oc, k] * im2col(x)[k, p]`.
@@ -435,9 +437,9 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             axis: *axis,
             log: *log,
         },
-        Op::LayerNorm { axis, epsilon } => {
+        Op::LayerNorm { axis, epsilon } | Op::RmsNorm { axis, epsilon } => {
             let norm: Shape = out.shape[*axis..].to_vec();
-            for i in 1..3 {
+            for i in 1..ins.len() {
                 if shape(i) != norm {
                     return Err(CompileError::Unsupported {
                         node: n.name.clone(),
@@ -453,6 +455,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                 shape: shape(0),
                 axis: *axis,
                 epsilon: *epsilon,
+                rms: matches!(n.op, Op::RmsNorm { .. }),
             }
         }
         Op::MatMul => KernelBody::Gemm {

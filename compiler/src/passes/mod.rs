@@ -4,6 +4,7 @@
 //! | pass | input → output | where |
 //! | --- | --- | --- |
 //! | `specialize` | `Model` → `Graph` | [`crate::specialize`]: `--dim` values, dead nodes removed |
+//! | `optimize` | `Graph` → `Graph` | [`crate::opt::optimize`]: e-graph rewriting and cost-model extraction (opt-level ≥ 2) |
 //! | `rewrite` | `Graph` → `Graph` | [`rewrite`]: graph rewrites (opt-level 2: sibling matmuls merged) |
 //! | `form-kernels` | `Graph` → `Vec<KernelDraft>` | [`crate::lower::fuse::form_kernels`]: fusion per opt-level |
 //! | `schedule` | drafts → schedules | [`kiln_schedules::select`] on each draft's [`kiln_schedules::Workload`] |
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 /// Pass names in pipeline order.
 pub const PASSES: &[&str] = &[
     "specialize",
+    "optimize",
     "rewrite",
     "form-kernels",
     "schedule",

@@ -1,0 +1,163 @@
+//! The extraction cost model: estimated seconds on a device profile.
+//!
+//! The cost of an expression is the sum over the kernels it will become (tree cost: a shared
+//! operand is counted once per use, egg's greedy extraction) of
+//! `dispatch + max(bytes moved / bandwidth, flops / peak)`, from a
+//! [`kiln_schedules::PerfProfile`]. It follows opt-level 2's kernel formation:
+//! - GEMM and convolution anchors are kernels that read their operands and write their
+//!   output; injective consumers fuse into them as epilogues;
+//! - reductions, softmax, layer/RMS norm, arg-reduce, top-k and scatter are kernels whose
+//!   injective producers fuse into their input; an injective op that reads such a result
+//!   starts a new injective kernel (they have no epilogue slot), which pays a dispatch and
+//!   its traffic;
+//! - other injective ops fuse into their consumer: the intermediate is never materialized and
+//!   costs only its arithmetic; reshapes are views; constants and inputs are free.
+
+use super::analysis::{bytes_estimate, numel_estimate, KGraph};
+use super::lang::{KNode, KOp};
+use egg::{CostFunction, Id, Language};
+use kiln_schedules::PerfProfile;
+use std::cmp::Ordering;
+
+/// The estimated cost of an expression.
+#[derive(Clone, Debug)]
+pub struct Cost {
+    /// Seconds.
+    pub seconds: f64,
+    /// The value is the output of a kernel without an epilogue slot: an injective consumer
+    /// cannot fuse into it.
+    pub closed: bool,
+}
+
+impl PartialEq for Cost {
+    fn eq(&self, o: &Self) -> bool {
+        self.seconds == o.seconds
+    }
+}
+
+impl PartialOrd for Cost {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        self.seconds.partial_cmp(&o.seconds)
+    }
+}
+
+/// The cost function egg's extractor calls.
+pub struct KernelCost<'a> {
+    /// The e-graph (for the types of a node's operands and result).
+    pub eg: &'a KGraph,
+    /// Device figures.
+    pub profile: &'a PerfProfile,
+    /// Value assumed for each symbolic dim.
+    pub symbol_guess: i64,
+}
+
+/// How kernel formation treats an op.
+enum Role {
+    /// No work (inputs, constants, views).
+    Free,
+    /// Fuses into its consumer.
+    Fused,
+    /// A kernel with an epilogue slot.
+    Gemm,
+    /// A kernel without an epilogue slot.
+    Closed,
+}
+
+fn role(op: &KOp) -> Role {
+    match op {
+        KOp::Input(_) | KOp::Const(_) | KOp::Reshape(_) => Role::Free,
+        KOp::MatMul | KOp::Conv(..) => Role::Gemm,
+        KOp::Reduce { .. }
+        | KOp::ArgReduce(..)
+        | KOp::Softmax(..)
+        | KOp::LayerNorm(..)
+        | KOp::RmsNorm(..)
+        | KOp::TopK(..)
+        | KOp::ScatterNd(_) => Role::Closed,
+        _ => Role::Fused,
+    }
+}
+
+impl KernelCost<'_> {
+    fn bytes(&self, id: Id) -> f64 {
+        bytes_estimate(&self.eg[id].data.ty, self.symbol_guess)
+    }
+
+    /// Multiply-adds ×2 of a GEMM or convolution producing `out` elements.
+    fn anchor_flops(&self, n: &KNode, out: f64) -> f64 {
+        let ty = |i: usize| &self.eg[n.children[i]].data.ty;
+        let k = match &n.op {
+            KOp::MatMul => {
+                let a = ty(0);
+                a.shape
+                    .last()
+                    .map_or(1.0, |d| super::analysis::dim_estimate(d, self.symbol_guess))
+            }
+            KOp::Conv(..) => {
+                let w = ty(1);
+                numel_estimate(w, self.symbol_guess)
+                    / w.shape
+                        .first()
+                        .map_or(1.0, |d| super::analysis::dim_estimate(d, self.symbol_guess))
+                        .max(1.0)
+            }
+            _ => 1.0,
+        };
+        2.0 * out * k
+    }
+}
+
+impl CostFunction<KNode> for KernelCost<'_> {
+    type Cost = Cost;
+
+    fn cost<C>(&mut self, n: &KNode, mut costs: C) -> Cost
+    where
+        C: FnMut(Id) -> Cost,
+    {
+        let kids: Vec<Cost> = n.children().iter().map(|&c| costs(c)).collect();
+        let below: f64 = kids.iter().map(|c| c.seconds).sum();
+        let out_ty = self
+            .eg
+            .lookup(n.clone())
+            .map(|id| self.eg[id].data.ty.clone())
+            .or_else(|| super::analysis::infer_type(self.eg, &n.op, &n.children).ok());
+        let Some(out_ty) = out_ty else {
+            return Cost {
+                seconds: f64::INFINITY,
+                closed: false,
+            };
+        };
+        let out_elems = numel_estimate(&out_ty, self.symbol_guess);
+        let out_bytes = out_elems * 4.0;
+        let in_bytes: f64 = n.children().iter().map(|&c| self.bytes(c)).sum();
+        let p = self.profile;
+        // A tiny per-node charge, so that of two equally fast forms the one with fewer ops wins.
+        let tie = 1e-15;
+        let (own, closed) = match role(&n.op) {
+            Role::Free => (tie, matches!(n.op, KOp::Reshape(_)) && kids.iter().any(|c| c.closed)),
+            Role::Fused => {
+                let arith = out_elems / p.peak_flops;
+                if kids.iter().any(|c| c.closed) {
+                    (p.kernel_seconds(in_bytes + out_bytes, out_elems) + tie, false)
+                } else {
+                    (arith + tie, false)
+                }
+            }
+            Role::Gemm => (
+                p.kernel_seconds(in_bytes + out_bytes, self.anchor_flops(n, out_elems)),
+                false,
+            ),
+            Role::Closed => {
+                let elems_in = n
+                    .children()
+                    .first()
+                    .map_or(0.0, |&c| numel_estimate(&self.eg[c].data.ty, self.symbol_guess));
+                (p.kernel_seconds(in_bytes + out_bytes, 4.0 * elems_in), true)
+            }
+        };
+        Cost {
+            seconds: below + own,
+            closed,
+        }
+    }
+}

@@ -173,6 +173,8 @@ pub fn workload(body: &KernelBody) -> Workload {
             k: *k as u64,
             batch: 1,
             gemv: true,
+            // The quantized templates have no K-split variant.
+            split_k: false,
         },
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
             m: estimate(&w[0]) / *groups as u64,

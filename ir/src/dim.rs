@@ -21,6 +21,24 @@ pub type DimBindings = HashMap<String, i64>;
 /// level per floor quotient; real models need a few).
 pub const MAX_PARSE_DEPTH: usize = 64;
 
+/// A dim names a symbol that has no value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("dim '{symbol}' has no value")]
+pub struct UnboundDim {
+    /// The symbol.
+    pub symbol: String,
+}
+
+/// Text that is not a dim expression ([`parse_dim`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad dim expression '{text}' ({why})")]
+pub struct DimParseError {
+    /// The text.
+    pub text: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
 /// A factor of a monomial.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Atom {
@@ -97,13 +115,13 @@ impl Dim {
 
     /// Evaluates with the given bindings; the error names a symbol without a value. Arithmetic
     /// wraps on overflow (callers check sizes against limits far below `i64::MAX`).
-    pub fn eval(&self, b: &DimBindings) -> Result<i64, String> {
+    pub fn eval(&self, b: &DimBindings) -> Result<i64, UnboundDim> {
         let mut total = 0i64;
         for (mono, coef) in &self.terms {
             let mut v = *coef;
             for a in mono {
                 let x = match a {
-                    Atom::Sym(s) => *b.get(s).ok_or_else(|| s.clone())?,
+                    Atom::Sym(s) => *b.get(s).ok_or_else(|| UnboundDim { symbol: s.clone() })?,
                     Atom::Floor(p, d) => p.eval(b)?.div_euclid(*d),
                 };
                 v = v.wrapping_mul(x);
@@ -318,7 +336,7 @@ impl<'de> Deserialize<'de> for Dim {
 /// Parses the [`fmt::Display`] form: sums and differences of products of integers, names and
 /// parenthesized dims, where `/` (floor division) takes a positive integer divisor. Nesting
 /// deeper than [`MAX_PARSE_DEPTH`] is an error, never a stack overflow.
-pub fn parse_dim(s: &str) -> Result<Dim, String> {
+pub fn parse_dim(s: &str) -> Result<Dim, DimParseError> {
     let toks = dim_tokens(s)?;
     let mut p = DimParser {
         toks: &toks,
@@ -329,11 +347,14 @@ pub fn parse_dim(s: &str) -> Result<Dim, String> {
     let d = p.sum()?;
     match toks.get(p.pos) {
         None => Ok(d),
-        Some(t) => Err(format!("bad dim expression '{s}' (unexpected '{t}')")),
+        Some(t) => Err(DimParseError {
+            text: s.to_string(),
+            why: format!("unexpected '{t}'"),
+        }),
     }
 }
 
-fn dim_tokens(s: &str) -> Result<Vec<String>, String> {
+fn dim_tokens(s: &str) -> Result<Vec<String>, DimParseError> {
     let mut out = Vec::new();
     let cs: Vec<char> = s.chars().collect();
     let mut i = 0;
@@ -351,7 +372,10 @@ fn dim_tokens(s: &str) -> Result<Vec<String>, String> {
             out.push(c.to_string());
             i += 1;
         } else {
-            return Err(format!("bad dim expression '{s}' (at '{c}')"));
+            return Err(DimParseError {
+                text: s.to_string(),
+                why: format!("at '{c}'"),
+            });
         }
     }
     Ok(out)
@@ -369,11 +393,14 @@ impl DimParser<'_> {
         self.toks.get(self.pos).map(String::as_str)
     }
 
-    fn bad(&self, what: &str) -> String {
-        format!("bad dim expression '{}' ({what})", self.src)
+    fn bad(&self, what: &str) -> DimParseError {
+        DimParseError {
+            text: self.src.to_string(),
+            why: what.to_string(),
+        }
     }
 
-    fn sum(&mut self) -> Result<Dim, String> {
+    fn sum(&mut self) -> Result<Dim, DimParseError> {
         let mut d = self.product()?;
         while let Some(op) = self.peek().filter(|t| *t == "+" || *t == "-") {
             let neg = op == "-";
@@ -384,7 +411,7 @@ impl DimParser<'_> {
         Ok(d)
     }
 
-    fn product(&mut self) -> Result<Dim, String> {
+    fn product(&mut self) -> Result<Dim, DimParseError> {
         let mut d = self.factor()?;
         while let Some(op) = self.peek().filter(|t| *t == "*" || *t == "/") {
             let div = op == "/";
@@ -404,7 +431,7 @@ impl DimParser<'_> {
         Ok(d)
     }
 
-    fn factor(&mut self) -> Result<Dim, String> {
+    fn factor(&mut self) -> Result<Dim, DimParseError> {
         self.depth += 1;
         if self.depth > MAX_PARSE_DEPTH {
             return Err(self.bad(&format!("nests deeper than {MAX_PARSE_DEPTH} levels")));
@@ -414,7 +441,7 @@ impl DimParser<'_> {
         r
     }
 
-    fn factor_inner(&mut self) -> Result<Dim, String> {
+    fn factor_inner(&mut self) -> Result<Dim, DimParseError> {
         let t = self.peek().ok_or_else(|| self.bad("ends early"))?.to_string();
         self.pos += 1;
         match t.as_str() {
@@ -516,7 +543,7 @@ mod tests {
             assert!(parse_dim(s).is_err(), "{s}");
         }
         let deep = format!("{}h{}", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(parse_dim(&deep).unwrap_err().contains("deeper"));
+        assert!(parse_dim(&deep).unwrap_err().why.contains("deeper"));
         assert_eq!(parse_dim("2*h - 3").unwrap(), h().mul(&Dim::c(2)).add(&Dim::c(-3)));
     }
 }

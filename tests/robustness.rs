@@ -580,3 +580,94 @@ fn strided_convolutions_over_symbolic_dims_compile_once_and_run_at_two_sizes() {
     args.extend(write_inputs(&dir, &x(6, 8)));
     kiln(&args).fails_with(&["merge", "to equal"]);
 }
+
+/// `kiln inspect ... | head -0`: writing to a closed pipe ends the process quietly (by
+/// SIGPIPE, as other tools do), never with a panic about a broken pipe.
+#[cfg(unix)]
+#[test]
+fn writing_to_a_closed_pipe_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let (_tmp, _work, bundle) = compiled(&embedding_onnx());
+    for args in [vec!["inspect", "--kernels"], vec!["-q", "inspect"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args)
+            .arg(&bundle)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before kiln writes its first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}\n{stderr}",
+            out.status
+        );
+    }
+}
+
+/// A weight and an embedding table larger than the target's maxStorageBufferBindingSize (here
+/// lowered to 16 KiB, as 128 MiB is for `webgpu-default`) are split across bindings: the model
+/// compiles, no buffer exceeds the limit, and the outputs match the interpreter.
+#[test]
+fn weights_larger_than_the_binding_limit_are_split() {
+    use kiln::compiler::{compile_to_dir, CompileOptions};
+    let mut b = ModelBuilder::new("big_weights");
+    b.input("x", DataType::Float, &[d("batch"), d(64)]);
+    b.input("ids", DataType::Int64, &[d("batch"), d(3)]);
+    b.init_f32("w", &[64, 300], &values(64 * 300, 11, 0.2));
+    b.init_f32("table", &[50, 120], &values(50 * 120, 12, 1.0));
+    b.node("MatMul", &["x", "w"], &["y"]).name("fc");
+    b.node("Gather", &["table", "ids"], &["e"]).name("embed");
+    b.output("y", DataType::Float);
+    b.output("e", DataType::Float);
+    let onnx = b.encode();
+    let model = kiln::compiler::frontend::onnx::load_onnx_bytes(&onnx, "big", &Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b");
+    let mut opts = CompileOptions::default();
+    opts.target.max_storage_buffer_binding_size = 16 * 1024;
+    let m = compile_to_dir(&model, &opts, &bundle).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        m.weights.len() >= 6,
+        "w (76,800 bytes) and table (24,000) split: {}",
+        m.weights.len()
+    );
+    for w in &m.weights {
+        let bytes: u64 = w.shape.iter().product::<u64>() * 4;
+        assert!(
+            bytes <= 16 * 1024,
+            "weight {} [{:?}] exceeds the limit",
+            w.name,
+            w.shape
+        );
+    }
+    let inputs = BTreeMap::from([
+        ("x".to_string(), HostTensor::from_f32(&[2, 64], &values(128, 13, 1.0))),
+        ("ids".to_string(), HostTensor::from_i64(&[2, 3], &[0, 49, 7, 7, 20, 1])),
+    ]);
+    let ir_inputs: HashMap<String, Tensor> = inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), kiln::convert::to_ir(v).unwrap()))
+        .collect();
+    let expected = kiln::ir::interp::evaluate(&model.graph, &ir_inputs).unwrap();
+    run_and_check(&bundle, tmp.path(), "split", &inputs, &expected);
+    // Without splitting room (one column of w is 256 bytes), a clear error names the node.
+    let mut tiny = CompileOptions::default();
+    tiny.target.max_storage_buffer_binding_size = 128;
+    let err = kiln::compiler::compile(&model, &tiny)
+        .err()
+        .expect("cannot fit")
+        .to_string();
+    assert!(
+        err.contains("too large to split") && (err.contains("fc") || err.contains("embed")),
+        "{err}"
+    );
+}

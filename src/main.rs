@@ -185,8 +185,12 @@ fn main() -> ExitCode {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    restore_default_sigpipe();
     let cli = Cli::parse();
+    // The conformance runner writes cases to worker processes through pipes and must survive a
+    // worker that crashed (its write fails instead); everything else ends quietly on SIGPIPE.
+    if !matches!(cli.command, Command::Conformance { worker: false, .. }) {
+        restore_default_sigpipe();
+    }
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let level = match cli.verbose {
         0 => "warn",
@@ -226,11 +230,11 @@ fn progress_target() -> indicatif::ProgressDrawTarget {
 
 /// Rust ignores SIGPIPE, so a write to a closed pipe (`kiln inspect b | head -1`) fails and
 /// `println!` panics. Restoring the default action ends the process quietly instead, as for
-/// other command-line tools (the shell sees status 141).
+/// other command-line tools (the shell sees status 141). Called before any thread starts.
 fn restore_default_sigpipe() {
     #[cfg(unix)]
-    // SAFETY: called first in main, before any thread starts; SIG_DFL is a valid action for
-    // SIGPIPE and no handler code runs.
+    // SAFETY: called from main before any thread starts; SIG_DFL is a valid action for SIGPIPE
+    // and no handler code runs.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

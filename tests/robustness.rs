@@ -662,10 +662,10 @@ fn weights_larger_than_the_binding_limit_are_split() {
     // Without splitting room (one column of w is 256 bytes), a clear error names the node.
     let mut tiny = CompileOptions::default();
     tiny.target.max_storage_buffer_binding_size = 128;
-    let err = kiln::compiler::compile(&model, &tiny)
-        .err()
-        .expect("cannot fit")
-        .to_string();
+    let Err(err) = kiln::compiler::compile(&model, &tiny) else {
+        panic!("a 256-byte column cannot fit a 128-byte limit")
+    };
+    let err = err.to_string();
     assert!(
         err.contains("too large to split") && (err.contains("fc") || err.contains("embed")),
         "{err}"

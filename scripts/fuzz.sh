@@ -7,10 +7,23 @@
 # each for FUZZ_SECONDS (default 60), seeded from real files: the ONNX node-test models, the
 # demo bundle's manifest and kernels, .npy files, and small GGUF files from Kiln's writer. Exits non-zero on any crash (panic, abort,
 # out-of-memory, timeout); the reproducer is left in fuzz/artifacts/<target>/.
+#
+# The toolchain: FUZZ_TOOLCHAIN if set, else nightly where rustup has it. A machine with only
+# the stable toolchain (and no way to fetch nightly) builds with stable and RUSTC_BOOTSTRAP=1,
+# which lets it take the -Z flags cargo-fuzz passes (sanitizer, coverage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+if [ -z "${FUZZ_TOOLCHAIN:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    FUZZ_TOOLCHAIN=nightly
+fi
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
+    fuzz=(cargo "+$FUZZ_TOOLCHAIN" fuzz)
+else
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz)
+fi
 corpus=fuzz/corpus
 mkdir -p "$corpus/onnx_compile" "$corpus/manifest" "$corpus/npy" "$corpus/gguf"
 
@@ -25,7 +38,9 @@ target/release/kiln demo --out "$seed/demo.kiln" >/dev/null
 for k in "$seed"/demo.kiln/kernels/*.wgsl; do
     { cat "$seed/demo.kiln/manifest.json"; printf '\0'; cat "$k"; } > "$corpus/manifest/demo-$(basename "$k").seed"
 done
-python3 - "$corpus/npy" <<'PY' || echo "fuzz: numpy not available, .npy corpus starts empty" >&2
+py=python3
+[ -x .venv/bin/python3 ] && py=.venv/bin/python3
+"$py" - "$corpus/npy" <<'PY' || echo "fuzz: numpy not available, .npy corpus starts empty" >&2
 import sys, numpy as np
 out = sys.argv[1]
 for i, (dt, shape) in enumerate([("<f4", (2, 3)), ("<f2", (4,)), ("<i8", (1, 5)), ("<i4", ()), ("|b1", (3,)), ("|u1", (2, 2))]):
@@ -33,8 +48,9 @@ for i, (dt, shape) in enumerate([("<f4", (2, 3)), ("<f2", (4,)), ("<i8", (1, 5))
 PY
 KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q -p kiln-compiler --lib gguf_fuzz_seeds >/dev/null
 
+"${fuzz[@]}" build
 for t in onnx_compile manifest npy gguf; do
     echo "fuzz: $t for ${secs}s"
-    cargo +nightly fuzz run "$t" "$corpus/$t" -- \
+    "${fuzz[@]}" run "$t" "$corpus/$t" -- \
         -max_total_time="$secs" -timeout=30 -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1
 done

@@ -18,6 +18,10 @@ struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// No progress bars or progress lines on stderr (they are also hidden when stderr is not a
+    /// terminal).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -182,6 +186,12 @@ fn main() -> ExitCode {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     let cli = Cli::parse();
+    // The conformance runner writes cases to worker processes through pipes and must survive a
+    // worker that crashed (its write fails instead); everything else ends quietly on SIGPIPE.
+    if !matches!(cli.command, Command::Conformance { worker: false, .. }) {
+        restore_default_sigpipe();
+    }
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -202,6 +212,31 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Set by `-q`: progress bars stay hidden.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Where progress bars draw: stderr (indicatif hides them when it is not a terminal), or
+/// nowhere with `-q`.
+fn progress_target() -> indicatif::ProgressDrawTarget {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        indicatif::ProgressDrawTarget::hidden()
+    } else {
+        indicatif::ProgressDrawTarget::stderr()
+    }
+}
+
+/// Rust ignores SIGPIPE, so a write to a closed pipe (`kiln inspect b | head -1`) fails and
+/// `println!` panics. Restoring the default action ends the process quietly instead, as for
+/// other command-line tools (the shell sees status 141). Called before any thread starts.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called from main before any thread starts; SIG_DFL is a valid action for SIGPIPE
+    // and no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -285,6 +320,7 @@ fn run(cmd: Command) -> Result<()> {
                 "--worker".to_string(),
             ];
             kiln::conformance::run_cli(&kiln::conformance::Options {
+                quiet: QUIET.load(std::sync::atomic::Ordering::Relaxed),
                 dir,
                 filter,
                 report,
@@ -377,7 +413,10 @@ fn compile_cmd(
         dims: Default::default(),
         ..opts
     };
-    let compiled = compiler::compile(&loaded, &opts)?;
+    let bar = spinner(format!("compiling {}", model.display()));
+    let compiled = compiler::compile(&loaded, &opts);
+    bar.finish_and_clear();
+    let compiled = compiled?;
     let t_write = Instant::now();
     let manifest = compiler::write_bundle(&compiled, out)?;
     log::info!("pass write-bundle: {:.2?}", t_write.elapsed());
@@ -447,7 +486,7 @@ fn tune_cmd(
     let runtime = kiln::runtime::Runtime::new()?;
     eprintln!("adapter: {}", runtime.adapter_info().name);
     let total: usize = todo.iter().map(|j| j.candidates.len()).sum();
-    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), progress_target()).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} candidates, {elapsed} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -625,11 +664,15 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
             given.insert(spec.name.clone(), synthesize(spec, &dims)?);
         }
     }
-    let bar = spinner(format!(
-        "timing {} runs of program '{program}' (after a warm-up run)",
-        iters.max(1)
-    ));
-    let t = session.bench(program, &given, iters.max(1));
+    let iters = iters.max(1);
+    let bar = indicatif::ProgressBar::with_draw_target(Some(iters as u64), progress_target());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} timed runs of '{msg}' (after a warm-up run) [{elapsed}]",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(program.to_string());
+    let t = session.bench_with_progress(program, &given, iters, &mut |done| bar.set_position(done as u64));
     bar.finish_and_clear();
     let t = t?;
     let info = session.adapter_info();
@@ -804,7 +847,7 @@ fn inspect_cmd(bundle_dir: &Path, list_kernels: bool) -> Result<()> {
 /// (pipelines and weight upload, timed runs). Hidden when stderr is not a terminal.
 fn spinner(msg: String) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.set_draw_target(progress_target());
     if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
         bar.set_style(style);
     }

@@ -122,7 +122,8 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
         target: opts.target.clone(),
         ..Default::default()
     };
-    let g = specialize(model, &copts).map_err(|e| e.to_string())?;
+    let mut g = specialize(model, &copts).map_err(|e| e.to_string())?;
+    kiln_compiler::split_weights::split_for_target(&mut g, &copts.target).map_err(|e| e.to_string())?;
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = fuse::form_kernels(&g, opt_level, max_inputs).map_err(|e| e.to_string())?;
     let mut bind = opts.dims.clone();

@@ -444,10 +444,11 @@ fn an_error_about_symbolic_dims_names_all_of_them() {
     let mut b = ModelBuilder::new("strided");
     b.input("x", DataType::Float, &[d("n"), d(3), d("h"), d("w")]);
     b.init_f32("k", &[4, 3, 3, 3], &values(108, 1, 0.5));
+    // Automatic padding depends on the input length, so it needs concrete sizes.
     b.node("Conv", &["x", "k"], &["y"])
         .name("stem")
         .attr_ints("strides", &[2, 2])
-        .attr_ints("pads", &[1, 1, 1, 1]);
+        .attr_str("auto_pad", "SAME_UPPER");
     b.output("y", DataType::Float);
     let model = write_file(tmp.path(), "m.onnx", &b.encode());
     try_compile(&model, &tmp.path().join("b"), &[]).fails_with(&[
@@ -503,4 +504,170 @@ fn forged_npy_shapes_are_refused_before_allocation() {
         ])
         .fails_with(&[&format!("{tag}.npy"), "bytes of data"]);
     }
+}
+
+/// An FPN-like block over symbolic `n, h, w`: a strided convolution, max pooling, a nearest
+/// 2x resize added back to the convolution's output (equal only when `h` and `w` are multiples
+/// of 4, as for PP-OCR's multiples of 32), and a stride-2 transposed convolution.
+fn strided_fpn_onnx() -> Vec<u8> {
+    let mut b = ModelBuilder::new("fpn");
+    b.input("x", DataType::Float, &[d("n"), d(2), d("h"), d("w")]);
+    b.init_f32("k", &[4, 2, 3, 3], &values(72, 5, 0.5));
+    b.init_f32("bias", &[4], &values(4, 6, 0.1));
+    b.init_f32("up", &[4, 3, 2, 2], &values(48, 7, 0.5));
+    b.init_f32("roi", &[0], &[]);
+    b.init_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    b.node("Conv", &["x", "k", "bias"], &["c"])
+        .name("stem")
+        .attr_ints("strides", &[2, 2])
+        .attr_ints("pads", &[1, 1, 1, 1]);
+    b.node("MaxPool", &["c"], &["p"])
+        .name("pool")
+        .attr_ints("kernel_shape", &[2, 2])
+        .attr_ints("strides", &[2, 2]);
+    b.node("Resize", &["p", "roi", "scales"], &["r"])
+        .name("upsample")
+        .attr_str("mode", "nearest")
+        .attr_str("coordinate_transformation_mode", "asymmetric")
+        .attr_str("nearest_mode", "floor");
+    b.node("Add", &["r", "c"], &["s"]).name("merge");
+    b.node("ConvTranspose", &["s", "up"], &["y"])
+        .name("head")
+        .attr_ints("strides", &[2, 2])
+        .attr_ints("kernel_shape", &[2, 2]);
+    b.output("y", DataType::Float);
+    b.encode()
+}
+
+/// Strided convolution, pooling, resize and transposed convolution over symbolic dims compile
+/// once (floor/ceil quotients in the manifest) and run at two sizes, matching the interpreter;
+/// a size for which the merged feature maps differ is refused with the node named.
+#[test]
+fn strided_convolutions_over_symbolic_dims_compile_once_and_run_at_two_sizes() {
+    let (_tmp, work, bundle) = compiled(&strided_fpn_onnx());
+    let m = manifest(&bundle);
+    let out = m.outputs[0]
+        .shape
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        out.contains("/ 2)"),
+        "the output shape keeps quotients of h and w: {out}"
+    );
+    assert!(!m.assumptions.is_empty(), "the merge's equal sizes are recorded");
+    let model =
+        kiln::compiler::frontend::onnx::load_onnx_bytes(&strided_fpn_onnx(), "fpn", &Default::default()).unwrap();
+    let x = |h: usize, w: usize| {
+        BTreeMap::from([(
+            "x".to_string(),
+            HostTensor::from_f32(&[1, 2, h, w], &values(2 * h * w, 8, 1.0)),
+        )])
+    };
+    for (h, w) in [(8, 12), (12, 4)] {
+        let inputs = x(h, w);
+        let ir_inputs = HashMap::from([("x".to_string(), kiln::convert::to_ir(&inputs["x"]).unwrap())]);
+        let expected = kiln::ir::interp::evaluate(&model.graph, &ir_inputs).unwrap();
+        assert_eq!(expected["y"].shape, vec![1, 3, h, w]);
+        run_and_check(&bundle, &work, &format!("fpn{h}x{w}"), &inputs, &expected);
+    }
+    // h = 6: the convolution gives 3 rows, pooling and 2x resize give 2: refused, not read
+    // out of range.
+    let dir = work.join("fpn6");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = vec!["run".to_string(), bundle.display().to_string()];
+    args.extend(write_inputs(&dir, &x(6, 8)));
+    kiln(&args).fails_with(&["merge", "to equal"]);
+}
+
+/// `kiln inspect ... | head -0`: writing to a closed pipe ends the process quietly (by
+/// SIGPIPE, as other tools do), never with a panic about a broken pipe.
+#[cfg(unix)]
+#[test]
+fn writing_to_a_closed_pipe_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let (_tmp, _work, bundle) = compiled(&embedding_onnx());
+    for args in [vec!["inspect", "--kernels"], vec!["-q", "inspect"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args)
+            .arg(&bundle)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before kiln writes its first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}\n{stderr}",
+            out.status
+        );
+    }
+}
+
+/// A weight and an embedding table larger than the target's maxStorageBufferBindingSize (here
+/// lowered to 16 KiB, as 128 MiB is for `webgpu-default`) are split across bindings: the model
+/// compiles, no buffer exceeds the limit, and the outputs match the interpreter.
+#[test]
+fn weights_larger_than_the_binding_limit_are_split() {
+    use kiln::compiler::{compile_to_dir, CompileOptions};
+    let mut b = ModelBuilder::new("big_weights");
+    b.input("x", DataType::Float, &[d("batch"), d(64)]);
+    b.input("ids", DataType::Int64, &[d("batch"), d(3)]);
+    b.init_f32("w", &[64, 300], &values(64 * 300, 11, 0.2));
+    b.init_f32("table", &[50, 120], &values(50 * 120, 12, 1.0));
+    b.node("MatMul", &["x", "w"], &["y"]).name("fc");
+    b.node("Gather", &["table", "ids"], &["e"]).name("embed");
+    b.output("y", DataType::Float);
+    b.output("e", DataType::Float);
+    let onnx = b.encode();
+    let model = kiln::compiler::frontend::onnx::load_onnx_bytes(&onnx, "big", &Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b");
+    let mut opts = CompileOptions::default();
+    opts.target.max_storage_buffer_binding_size = 16 * 1024;
+    let m = compile_to_dir(&model, &opts, &bundle).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        m.weights.len() >= 6,
+        "w (76,800 bytes) and table (24,000) split: {}",
+        m.weights.len()
+    );
+    for w in &m.weights {
+        let bytes: u64 = w.shape.iter().product::<u64>() * 4;
+        assert!(
+            bytes <= 16 * 1024,
+            "weight {} [{:?}] exceeds the limit",
+            w.name,
+            w.shape
+        );
+    }
+    let inputs = BTreeMap::from([
+        ("x".to_string(), HostTensor::from_f32(&[2, 64], &values(128, 13, 1.0))),
+        ("ids".to_string(), HostTensor::from_i64(&[2, 3], &[0, 49, 7, 7, 20, 1])),
+    ]);
+    let ir_inputs: HashMap<String, Tensor> = inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), kiln::convert::to_ir(v).unwrap()))
+        .collect();
+    let expected = kiln::ir::interp::evaluate(&model.graph, &ir_inputs).unwrap();
+    run_and_check(&bundle, tmp.path(), "split", &inputs, &expected);
+    // Without splitting room (one column of w is 256 bytes), a clear error names the node.
+    let mut tiny = CompileOptions::default();
+    tiny.target.max_storage_buffer_binding_size = 128;
+    let Err(err) = kiln::compiler::compile(&model, &tiny) else {
+        panic!("a 256-byte column cannot fit a 128-byte limit")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("too large to split") && (err.contains("fc") || err.contains("embed")),
+        "{err}"
+    );
 }

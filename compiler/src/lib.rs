@@ -18,6 +18,7 @@ pub mod opt;
 pub mod options;
 pub mod passes;
 pub mod plan;
+pub mod split_weights;
 
 pub use bundle::{write_bundle, CompiledBundle};
 pub use error::CompileError;
@@ -265,7 +266,9 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         passes::dump::dump_graph(&dir, i, "optimize", &g)?;
     }
 
-    let g = passes::rewrite(g, opts)?;
+    let mut g = passes::rewrite(g, opts)?;
+    // After the rewrites, which may merge weights: split what exceeds the binding limit.
+    split_weights::split_for_target(&mut g, &opts.target)?;
     times.done("rewrite");
     if let Some((dir, i)) = dump_at("rewrite") {
         passes::dump::dump_graph(&dir, i, "rewrite", &g)?;
@@ -433,7 +436,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                     node: b.label.clone(),
                     target: opts.target.name.clone(),
                     msg: format!(
-                        "buffer of {s} bytes exceeds maxStorageBufferBindingSize = {} (weight splitting is not implemented yet)",
+                        "buffer of {s} bytes exceeds maxStorageBufferBindingSize = {} (weight splitting covers constant MatMul weights and Gather tables)",
                         opts.target.max_storage_buffer_binding_size
                     ),
                 });

@@ -498,12 +498,12 @@ pub fn conv_out_dim(
         }
         return Ok(Dim::c((p - span) / stride as i64 + 1));
     }
-    if stride == 1 {
-        return Ok(padded.sub(&Dim::c(span - 1)));
-    }
-    Err(format!(
-        "strided convolution over symbolic dim {input} needs a concrete size (use --dim)"
-    ))
+    // floor((padded - span) / stride) + 1, symbolically (the runtime evaluates the quotient).
+    padded
+        .sub(&Dim::c(span))
+        .floor_div(stride as i64)
+        .map(|q| q.add(&Dim::c(1)))
+        .ok_or_else(|| format!("stride {stride} must be positive"))
 }
 
 fn conv_type(

@@ -53,7 +53,7 @@ pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBin
                 } else if pass == 1 {
                     let want = d.eval(&b).map_err(|s| IrError::Input {
                         name: n.name.clone(),
-                        msg: format!("dim expression {d} uses '{s}', which no input binds"),
+                        msg: format!("dim expression {d} uses '{}', which no input binds", s.symbol),
                     })?;
                     if want != actual as i64 {
                         return Err(IrError::Input {
@@ -102,7 +102,7 @@ pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<S
                     .map(|d| {
                         d.eval(&bindings)
                             .map(|v| v as usize)
-                            .map_err(|s| format!("dim {d} uses unbound '{s}'"))
+                            .map_err(|s| format!("dim {d} uses unbound '{}'", s.symbol))
                     })
                     .collect::<Result<_, _>>()
                     .map_err(err)?;

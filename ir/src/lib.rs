@@ -16,7 +16,7 @@ pub mod quant;
 pub mod tensor;
 pub mod texpr;
 
-pub use dim::{Dim, DimBindings};
+pub use dim::{Dim, DimBindings, DimParseError, UnboundDim};
 pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{DimAssumption, Graph, Node, NodeId};

@@ -193,8 +193,17 @@ pub enum RuntimeError {
         message: String,
     },
 
-    /// A size expression (buffer size, shape, parameter, grid) could not be evaluated or is
-    /// negative or out of range.
+    /// A size expression could not be evaluated (a dim without a value, a division by zero,
+    /// a 64-bit overflow).
+    #[error("{what}: {error}")]
+    SizeEval {
+        /// Which expression (`size of buffer 3 'x'`, `param 'n' of dispatch 2 'add'`).
+        what: String,
+        /// Why it failed.
+        error: kiln_abi::expr::SizeExprError,
+    },
+
+    /// A size expression (buffer size, shape, parameter, grid) is negative or out of range.
     #[error("{what}: {message}")]
     SizeExpr {
         /// Which expression (`size of buffer 3 'x'`, `param 'n' of dispatch 2 'add'`).

@@ -227,6 +227,17 @@ impl Session {
         pollster::block_on(self.bench_async(program, inputs, iters))
     }
 
+    /// Like [`Session::bench`], calling `progress(n)` after the `n`-th timed iteration.
+    pub fn bench_with_progress(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        iters: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Timing> {
+        pollster::block_on(self.bench_progress_async(program, inputs, iters, 1, progress))
+    }
+
     /// Blocking form of [`Session::bench_repeated_async`].
     pub fn bench_repeated(
         &mut self,
@@ -533,6 +544,20 @@ impl Session {
         iters: usize,
         repeats: usize,
     ) -> Result<Timing> {
+        self.bench_progress_async(program, inputs, iters, repeats, &mut |_| {})
+            .await
+    }
+
+    /// [`Session::bench_repeated_async`] calling `progress(n)` after the `n`-th timed iteration
+    /// (for a progress bar).
+    pub async fn bench_progress_async(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        iters: usize,
+        repeats: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Timing> {
         let repeats = repeats.max(1);
         self.run_async(program, inputs).await?;
         let pi = self.program_index(program)?;
@@ -556,6 +581,7 @@ impl Session {
             let idx = self.gpu.queue.submit([enc.finish()]);
             self.wait(idx, &context).await?;
             times.push(t.elapsed() / repeats as u32);
+            progress(times.len());
         }
         if let Some(e) = scopes.pop().await {
             return Err(gpu_err(context, e));
@@ -797,7 +823,7 @@ impl Session {
                 };
                 let v = e
                     .eval(&bindings)
-                    .map_err(|message| RuntimeError::SizeExpr { what: what(), message })?;
+                    .map_err(|error| RuntimeError::SizeEval { what: what(), error })?;
                 let v = i32::try_from(v).map_err(|_| RuntimeError::SizeExpr {
                     what: what(),
                     message: format!("'{e}' = {v} does not fit in i32"),
@@ -953,7 +979,7 @@ impl Session {
 fn eval_nonneg(e: &SizeExpr, b: &Bindings, what: impl Fn() -> String) -> Result<u64> {
     let v = e
         .eval(b)
-        .map_err(|message| RuntimeError::SizeExpr { what: what(), message })?;
+        .map_err(|error| RuntimeError::SizeEval { what: what(), error })?;
     u64::try_from(v).map_err(|_| RuntimeError::SizeExpr {
         what: what(),
         message: format!("'{e}' = {v} is negative"),

@@ -66,7 +66,7 @@ enum Role {
 fn role(op: &KOp) -> Role {
     match op {
         KOp::Input(_) | KOp::Const(_) | KOp::Reshape(_) => Role::Free,
-        KOp::MatMul | KOp::Conv(..) => Role::Gemm,
+        KOp::MatMul | KOp::QMatMul(..) | KOp::Conv(..) => Role::Gemm,
         KOp::Reduce { .. }
         | KOp::ArgReduce(..)
         | KOp::Softmax(..)
@@ -101,6 +101,7 @@ impl KernelCost<'_> {
                         .map_or(1.0, |d| super::analysis::dim_estimate(d, self.symbol_guess))
                         .max(1.0)
             }
+            KOp::QMatMul(_, _, k) => *k as f64,
             _ => 1.0,
         };
         2.0 * out * k

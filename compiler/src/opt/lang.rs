@@ -6,7 +6,7 @@
 //! unhashable payload (`Compute`'s expression tree) is an id into the opaque-op table.
 
 use egg::{Id, Language};
-use kiln_ir::{BinaryOp, DType, Dim, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
+use kiln_ir::{BinaryOp, BlockType, DType, Dim, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
@@ -134,6 +134,8 @@ pub enum KOp {
     LayerNorm(usize, u32),
     /// RMS norm: (axis, epsilon bits).
     RmsNorm(usize, u32),
+    /// Quantized matmul: (block type, n, k).
+    QMatMul(BlockType, usize, usize),
     /// An op with an unhashable payload: number `i` of the analysis's opaque-op table.
     Opaque(u32),
 }
@@ -177,6 +179,7 @@ impl KOp {
             Op::ScatterNd { reduction } => KOp::ScatterNd(ScatterKey(*reduction)),
             Op::LayerNorm { axis, epsilon } => KOp::LayerNorm(*axis, epsilon.to_bits()),
             Op::RmsNorm { axis, epsilon } => KOp::RmsNorm(*axis, epsilon.to_bits()),
+            Op::QMatMul { block, n, k } => KOp::QMatMul(*block, *n, *k),
         })
     }
 
@@ -232,6 +235,11 @@ impl KOp {
             KOp::RmsNorm(axis, eps) => Op::RmsNorm {
                 axis: *axis,
                 epsilon: f32::from_bits(*eps),
+            },
+            KOp::QMatMul(block, n, k) => Op::QMatMul {
+                block: *block,
+                n: *n,
+                k: *k,
             },
         })
     }

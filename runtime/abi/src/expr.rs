@@ -33,6 +33,68 @@ pub enum SizeExpr {
     Bin(BinOp, Box<SizeExpr>, Box<SizeExpr>),
 }
 
+/// Why a size expression could not be parsed or evaluated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeExprError {
+    /// A symbol without a value.
+    #[error("dim '{0}' has no value")]
+    Unbound(String),
+    /// A division or modulo by zero.
+    #[error("division by zero in '{expr}'")]
+    DivisionByZero {
+        /// The expression divided.
+        expr: String,
+    },
+    /// 64-bit overflow.
+    #[error("'{expr}' overflows 64-bit integers ({lhs} and {rhs})")]
+    Overflow {
+        /// The overflowing expression.
+        expr: String,
+        /// Its left operand's value.
+        lhs: i64,
+        /// Its right operand's value.
+        rhs: i64,
+    },
+    /// A character outside the language.
+    #[error("unexpected character '{ch}' in size expression '{src}'")]
+    BadChar {
+        /// The character.
+        ch: char,
+        /// The expression text.
+        src: String,
+    },
+    /// A token where another was needed.
+    #[error("unexpected '{token}' in size expression '{src}'")]
+    Unexpected {
+        /// The token.
+        token: String,
+        /// The expression text.
+        src: String,
+    },
+    /// A missing token.
+    #[error("expected '{token}' in size expression '{src}'")]
+    Expected {
+        /// The token that was needed.
+        token: String,
+        /// The expression text.
+        src: String,
+    },
+    /// The text ends inside an expression.
+    #[error("size expression '{0}' ends early")]
+    EndsEarly(String),
+    /// More operators than [`MAX_OPERATORS`].
+    #[error("size expression has {count} operators, more than the {MAX_OPERATORS} allowed (it starts '{start}')")]
+    TooManyOperators {
+        /// The number of operators.
+        count: usize,
+        /// The first characters of the text.
+        start: String,
+    },
+    /// Nesting deeper than [`MAX_DEPTH`].
+    #[error("size expression nests deeper than {MAX_DEPTH} levels (it starts '{0}')")]
+    TooDeep(String),
+}
+
 /// Operators of [`SizeExpr`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
@@ -93,10 +155,10 @@ impl SizeExpr {
 
     /// Evaluates; the error names an unbound symbol, a division by zero or an overflow of
     /// 64-bit arithmetic.
-    pub fn eval(&self, b: &Bindings) -> Result<i64, String> {
+    pub fn eval(&self, b: &Bindings) -> Result<i64, SizeExprError> {
         Ok(match self {
             SizeExpr::Const(v) => *v,
-            SizeExpr::Sym(s) => *b.get(s).ok_or_else(|| format!("dim '{s}' has no value"))?,
+            SizeExpr::Sym(s) => *b.get(s).ok_or_else(|| SizeExprError::Unbound(s.clone()))?,
             SizeExpr::Bin(op, l, r) => {
                 let (l, r) = (l.eval(b)?, r.eval(b)?);
                 let v = match op {
@@ -104,7 +166,7 @@ impl SizeExpr {
                     BinOp::Sub => l.checked_sub(r),
                     BinOp::Mul => l.checked_mul(r),
                     BinOp::Div | BinOp::Mod | BinOp::CeilDiv if r == 0 => {
-                        return Err(format!("division by zero in '{self}'"))
+                        return Err(SizeExprError::DivisionByZero { expr: self.to_string() })
                     }
                     BinOp::Div => l.checked_div_euclid(r),
                     BinOp::Mod => l.checked_rem_euclid(r),
@@ -112,24 +174,28 @@ impl SizeExpr {
                     BinOp::Max => Some(l.max(r)),
                     BinOp::Min => Some(l.min(r)),
                 };
-                v.ok_or_else(|| format!("'{self}' overflows 64-bit integers ({l} and {r})"))?
+                v.ok_or_else(|| SizeExprError::Overflow {
+                    expr: self.to_string(),
+                    lhs: l,
+                    rhs: r,
+                })?
             }
         })
     }
 
     /// Parses the syntax described in the module docs. Nesting deeper than [`MAX_DEPTH`] or
     /// more than [`MAX_OPERATORS`] operators is an error (never a stack overflow).
-    pub fn parse(s: &str) -> Result<SizeExpr, String> {
+    pub fn parse(s: &str) -> Result<SizeExpr, SizeExprError> {
         let toks = tokenize(s)?;
         let operators = toks
             .iter()
             .filter(|t| matches!(t.as_str(), "+" | "-" | "*" | "/" | "%" | ","))
             .count();
         if operators > MAX_OPERATORS {
-            return Err(format!(
-                "size expression has {operators} operators, more than the {MAX_OPERATORS} allowed (it starts '{}')",
-                preview(s)
-            ));
+            return Err(SizeExprError::TooManyOperators {
+                count: operators,
+                start: preview(s),
+            });
         }
         let mut p = Parser {
             toks: &toks,
@@ -139,7 +205,10 @@ impl SizeExpr {
         };
         let e = p.sum()?;
         if p.pos != toks.len() {
-            return Err(format!("unexpected '{}' in size expression '{s}'", toks[p.pos]));
+            return Err(SizeExprError::Unexpected {
+                token: toks[p.pos].clone(),
+                src: s.to_string(),
+            });
         }
         Ok(e)
     }
@@ -167,7 +236,7 @@ impl From<i64> for SizeExpr {
     }
 }
 
-fn tokenize(s: &str) -> Result<Vec<String>, String> {
+fn tokenize(s: &str) -> Result<Vec<String>, SizeExprError> {
     let mut out = Vec::new();
     let cs: Vec<char> = s.chars().collect();
     let mut i = 0;
@@ -191,7 +260,10 @@ fn tokenize(s: &str) -> Result<Vec<String>, String> {
             out.push(c.to_string());
             i += 1;
         } else {
-            return Err(format!("unexpected character '{c}' in size expression '{s}'"));
+            return Err(SizeExprError::BadChar {
+                ch: c,
+                src: s.to_string(),
+            });
         }
     }
     Ok(out)
@@ -210,16 +282,19 @@ impl Parser<'_> {
         self.toks.get(self.pos).map(String::as_str)
     }
 
-    fn eat(&mut self, t: &str) -> Result<(), String> {
+    fn eat(&mut self, t: &str) -> Result<(), SizeExprError> {
         if self.peek() == Some(t) {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!("expected '{t}' in size expression '{}'", self.src))
+            Err(SizeExprError::Expected {
+                token: t.to_string(),
+                src: self.src.to_string(),
+            })
         }
     }
 
-    fn sum(&mut self) -> Result<SizeExpr, String> {
+    fn sum(&mut self) -> Result<SizeExpr, SizeExprError> {
         let mut l = self.product()?;
         while let Some(op) = self.peek().and_then(|t| match t {
             "+" => Some(BinOp::Add),
@@ -232,7 +307,7 @@ impl Parser<'_> {
         Ok(l)
     }
 
-    fn product(&mut self) -> Result<SizeExpr, String> {
+    fn product(&mut self) -> Result<SizeExpr, SizeExprError> {
         let mut l = self.atom()?;
         while let Some(op) = self.peek().and_then(|t| match t {
             "*" => Some(BinOp::Mul),
@@ -247,28 +322,25 @@ impl Parser<'_> {
     }
 
     /// Enters one level of nesting; refuses to go deeper than [`MAX_DEPTH`].
-    fn nest(&mut self) -> Result<(), String> {
+    fn nest(&mut self) -> Result<(), SizeExprError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(format!(
-                "size expression nests deeper than {MAX_DEPTH} levels (it starts '{}')",
-                preview(self.src)
-            ));
+            return Err(SizeExprError::TooDeep(preview(self.src)));
         }
         Ok(())
     }
 
-    fn atom(&mut self) -> Result<SizeExpr, String> {
+    fn atom(&mut self) -> Result<SizeExpr, SizeExprError> {
         self.nest()?;
         let e = self.atom_inner();
         self.depth -= 1;
         e
     }
 
-    fn atom_inner(&mut self) -> Result<SizeExpr, String> {
+    fn atom_inner(&mut self) -> Result<SizeExpr, SizeExprError> {
         let t = self
             .peek()
-            .ok_or_else(|| format!("size expression '{}' ends early", self.src))?
+            .ok_or_else(|| SizeExprError::EndsEarly(self.src.to_string()))?
             .to_string();
         self.pos += 1;
         if t == "(" {
@@ -300,7 +372,10 @@ impl Parser<'_> {
         if t.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') {
             return Ok(SizeExpr::Sym(t));
         }
-        Err(format!("unexpected '{t}' in size expression '{}'", self.src))
+        Err(SizeExprError::Unexpected {
+            token: t,
+            src: self.src.to_string(),
+        })
     }
 }
 
@@ -366,7 +441,10 @@ mod tests {
         assert_eq!(e.eval(&b).unwrap(), 9 + 7 - 1);
         let again = SizeExpr::parse(&e.to_string()).unwrap();
         assert_eq!(again.eval(&b).unwrap(), 15);
-        assert!(e.eval(&Bindings::new()).unwrap_err().contains("batch"));
+        assert_eq!(
+            e.eval(&Bindings::new()).unwrap_err(),
+            SizeExprError::Unbound("batch".into())
+        );
         assert!(SizeExpr::parse("2 +").is_err());
         assert!(SizeExpr::parse("a $ b").is_err());
     }
@@ -374,15 +452,15 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = format!("{}1{}", "(".repeat(30_000), ")".repeat(30_000));
-        let err = SizeExpr::parse(&deep).unwrap_err();
+        let err = SizeExpr::parse(&deep).unwrap_err().to_string();
         assert!(err.contains("nests deeper than"), "{err}");
         let minus = format!("{}1", "-".repeat(30_000));
         assert!(SizeExpr::parse(&minus).is_err());
         let calls = format!("{}1{}", "max(1, ".repeat(500), ")".repeat(500));
-        assert!(SizeExpr::parse(&calls).unwrap_err().contains("deeper"));
+        assert!(matches!(SizeExpr::parse(&calls), Err(SizeExprError::TooDeep(_))));
         // A long flat chain builds a deep left-leaning tree: bounded by the operator count.
         let chain = vec!["a"; 100_000].join(" + ");
-        let err = SizeExpr::parse(&chain).unwrap_err();
+        let err = SizeExpr::parse(&chain).unwrap_err().to_string();
         assert!(err.contains("operators"), "{err}");
         // What the compiler writes still parses.
         let ok = format!("{}n{}", "(".repeat(MAX_DEPTH - 1), ")".repeat(MAX_DEPTH - 1));
@@ -392,7 +470,7 @@ mod tests {
     #[test]
     fn overflow_is_an_error() {
         let b: Bindings = [("n".into(), i64::MAX / 2)].into_iter().collect();
-        let err = SizeExpr::parse("n * 4").unwrap().eval(&b).unwrap_err();
+        let err = SizeExpr::parse("n * 4").unwrap().eval(&b).unwrap_err().to_string();
         assert!(err.contains("overflows"), "{err}");
         assert!(SizeExpr::parse("cdiv(n, 1) + n + n").unwrap().eval(&b).is_err());
         assert_eq!(

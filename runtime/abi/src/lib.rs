@@ -11,7 +11,7 @@ pub mod integrity;
 pub mod manifest;
 pub mod validate;
 
-pub use expr::{Bindings, SizeExpr};
+pub use expr::{Bindings, SizeExpr, SizeExprError};
 pub use integrity::{check_integrity, integrity_of, IntegrityError};
 pub use manifest::*;
 

@@ -58,6 +58,8 @@ pub struct Options {
     pub worker_args: Vec<String>,
     /// The command line, recorded in the report.
     pub command_line: String,
+    /// No progress bar, and no progress lines when stderr is not a terminal.
+    pub quiet: bool,
 }
 
 /// Runs the suite, prints totals, writes the report, and checks (or updates) the expected-outcome

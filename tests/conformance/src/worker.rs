@@ -302,6 +302,9 @@ pub fn run_suite(opts: &Options) -> Result<Summary> {
         .collect();
 
     let bar = progress_bar(plain.len() as u64);
+    if opts.quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let queue = Mutex::new(plain.iter().copied().collect::<VecDeque<usize>>());
     let done: Mutex<Vec<(usize, Outcome, Phases)>> = Mutex::new(Vec::new());
     let counts = Mutex::new(Counts::default());
@@ -371,7 +374,7 @@ pub fn run_suite(opts: &Options) -> Result<Summary> {
                         ));
                     }
                     bar.inc(1);
-                    if bar.is_hidden() {
+                    if bar.is_hidden() && !opts.quiet {
                         let pos = bar.position();
                         let len = bar.length().unwrap_or(0);
                         if pos.is_multiple_of(100) || pos == len {

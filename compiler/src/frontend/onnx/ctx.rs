@@ -338,6 +338,8 @@ impl Ctx {
     /// is constant; inference errors name the ONNX node.
     pub fn add(&mut self, n: &N, suffix: &str, op: Op, ins: &[NodeId]) -> Result<NodeId, OnnxError> {
         let name = n.sub(suffix);
+        let unified = self.unify_symbolic_dims(n, &name, &op, ins)?;
+        let ins = unified.as_deref().unwrap_or(ins);
         let id = self.g.add(&name, op, ins).map_err(|e| ir_err(n, e))?;
         let ty = &self.g.node(id).ty;
         if let Some(shape) = ty.const_shape() {
@@ -354,6 +356,95 @@ impl Ctx {
             Ok(None) => Ok(id),
             Err(e) => Err(ir_err(n, e)),
         }
+    }
+
+    /// Where an elementwise op or a `Concat` meets inputs whose dims on an axis differ
+    /// symbolically but must be equal (e.g. `2*((h + 31) / 32)` from an upsampled feature
+    /// map and `((h + 15) / 16)` from the level above, equal for the input sizes the model
+    /// was made for), records the equality as two graph assumptions, checked once the
+    /// symbols are bound (so other sizes get a clear error, as onnxruntime gives, never a
+    /// wrong answer), and retypes the differing inputs to the common dims with an identity
+    /// `Compute` (fused into the consumer). `None` when nothing needs unifying.
+    fn unify_symbolic_dims(
+        &mut self,
+        n: &N,
+        name: &str,
+        op: &Op,
+        ins: &[NodeId],
+    ) -> Result<Option<Vec<NodeId>>, OnnxError> {
+        let concat_axis = match op {
+            Op::Binary(_) | Op::Where => None,
+            Op::Concat { axis } => Some(*axis),
+            _ => return Ok(None),
+        };
+        let shapes: Vec<Vec<Dim>> = ins.iter().map(|&i| self.ty(i).shape.clone()).collect();
+        let rank = shapes.iter().map(Vec::len).max().unwrap_or(0);
+        if concat_axis.is_some() && shapes.iter().any(|s| s.len() != rank) {
+            return Ok(None);
+        }
+        let one = Dim::c(1);
+        let mut targets = shapes.clone();
+        let mut changed = false;
+        for axis in 0..rank {
+            if concat_axis == Some(axis) {
+                continue;
+            }
+            // Each input's dim on this (right-aligned) axis, where it has one other than 1.
+            let at = |s: &Vec<Dim>| (axis + s.len()).checked_sub(rank).map(|j| (j, s[j].clone()));
+            let dims: Vec<(usize, usize, Dim)> = shapes
+                .iter()
+                .enumerate()
+                .filter_map(|(k, s)| at(s).map(|(j, d)| (k, j, d)))
+                .filter(|(_, _, d)| *d != one)
+                .collect();
+            let Some(rep) = dims
+                .iter()
+                .map(|(_, _, d)| d)
+                .min_by_key(|d| (d.has_quotient(), !d.is_const(), d.to_string().len()))
+                .cloned()
+            else {
+                continue;
+            };
+            for (k, j, d) in &dims {
+                if *d == rep || (d.is_const() && rep.is_const()) {
+                    continue;
+                }
+                let why = format!(
+                    "node '{}' ({}) needs axis {j} of input {k} ('{d}') to equal '{rep}'",
+                    n.name, n.op
+                );
+                self.g
+                    .assume_at_most(d.clone(), rep.clone(), why.clone())
+                    .and_then(|_| self.g.assume_at_most(rep.clone(), d.clone(), why))
+                    .map_err(|e| ir_err(n, e))?;
+                targets[*k][*j] = rep.clone();
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let mut out = ins.to_vec();
+        for (k, &id) in ins.iter().enumerate() {
+            if targets[k] == shapes[k] {
+                continue;
+            }
+            let ty = self.ty(id).clone();
+            let op = Op::Compute {
+                shape: targets[k].clone(),
+                dtype: ty.dtype,
+                expr: kiln_ir::TExpr::Load {
+                    input: 0,
+                    index: (0..ty.rank()).map(kiln_ir::TExpr::Coord).collect(),
+                },
+                name: "UnifyDims".into(),
+            };
+            out[k] = self
+                .g
+                .add(&format!("{name}/unify{k}"), op, &[id])
+                .map_err(|e| ir_err(n, e))?;
+        }
+        Ok(Some(out))
     }
 
     /// A rank-0 constant of `dtype`.

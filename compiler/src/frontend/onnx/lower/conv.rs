@@ -119,15 +119,30 @@ pub(crate) fn conv(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 }
 
 /// Output length of a pooled axis (floor or ceil mode; a ceil-mode window must start inside the
-/// input or its begin padding).
-fn pooled_len(len: usize, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<usize> {
+/// input or its begin padding). A symbolic length gives a floor/ceil quotient the runtime
+/// evaluates; in ceil mode that needs `pad_end + stride <= span`, where the last window can
+/// never start in the end padding (else `None`, as for a window that does not fit).
+fn pooled_len(len: &Dim, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<Dim> {
     let span = (k - 1) * d + 1;
-    let avail = (len + pad.0 + pad.1).checked_sub(span)?;
-    let mut out = if ceil { avail.div_ceil(s) + 1 } else { avail / s + 1 };
-    if ceil && (out - 1) * s >= len + pad.0 {
-        out -= 1;
+    if let Some(len) = len.as_const() {
+        let len = usize::try_from(len).ok()?;
+        let avail = (len + pad.0 + pad.1).checked_sub(span)?;
+        let mut out = if ceil { avail.div_ceil(s) + 1 } else { avail / s + 1 };
+        if ceil && (out - 1) * s >= len + pad.0 {
+            out -= 1;
+        }
+        return Some(Dim::c(out as i64));
     }
-    Some(out)
+    if ceil && pad.1 + s > span {
+        return None;
+    }
+    let avail = len.add(&Dim::c((pad.0 + pad.1) as i64 - span as i64));
+    let q = if ceil {
+        avail.ceil_div(s as i64)?
+    } else {
+        avail.floor_div(s as i64)?
+    };
+    Some(q.add(&Dim::c(1)))
 }
 
 /// `MaxPool` / `AveragePool` as one tensor expression over the unrolled window.
@@ -172,24 +187,33 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let mut lens = Vec::new();
     let mut out_shape = xt.shape[..2].to_vec();
     for i in 0..sp {
-        let len = xt.shape[2 + i].as_const().ok_or_else(|| {
-            n.err(format!(
-                "spatial dims of {} must be concrete (use --dim)",
-                xt.describe()
-            ))
-        })? as usize;
-        let o = pooled_len(len, win.kernel[i], win.strides[i], win.dilations[i], win.pads[i], ceil)
-            .ok_or_else(|| n.err(format!("the window does not fit axis {} of {}", 2 + i, xt.describe())))?;
+        let len = xt.shape[2 + i].clone();
+        let o = pooled_len(&len, win.kernel[i], win.strides[i], win.dilations[i], win.pads[i], ceil)
+            .ok_or_else(|| {
+                if len.is_const() {
+                    n.err(format!("the window does not fit axis {} of {}", 2 + i, xt.describe()))
+                } else {
+                    n.err(format!(
+                        "ceil_mode over symbolic axis {} of {} can start a window in the end padding; it needs a concrete size",
+                        2 + i,
+                        xt.describe()
+                    ))
+                }
+            })?;
         lens.push(len);
-        out_shape.push(Dim::c(o as i64));
+        out_shape.push(o);
     }
     let include_pad = n.attr_i("count_include_pad", 0)? != 0;
     let dt = xt.dtype;
     let and = |a: TExpr, b: TExpr| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool);
-    let in_range = |v: TExpr, lo: i64, hi: i64| {
+    let in_range = |v: TExpr, lo: i64, hi: Dim| {
+        let hi = match hi.as_const() {
+            Some(h) => TExpr::int(h),
+            None => TExpr::Dim(hi),
+        };
         and(
             v.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(lo), DType::I32),
-            v.cmp(BinaryOp::Less, TExpr::int(hi), DType::I32),
+            v.cmp(BinaryOp::Less, hi, DType::I32),
         )
     };
     let mut acc: Option<TExpr> = None;
@@ -210,8 +234,12 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             let pos = TExpr::Coord(2 + i)
                 .mul(TExpr::int(win.strides[i] as i64))
                 .add(TExpr::int(shift));
-            let v = in_range(pos.clone(), 0, lens[i] as i64);
-            let p = in_range(pos.clone(), -(win.pads[i].0 as i64), (lens[i] + win.pads[i].1) as i64);
+            let v = in_range(pos.clone(), 0, lens[i].clone());
+            let p = in_range(
+                pos.clone(),
+                -(win.pads[i].0 as i64),
+                lens[i].add(&Dim::c(win.pads[i].1 as i64)),
+            );
             valid = Some(match valid {
                 None => v,
                 Some(a) => and(a, v),
@@ -287,7 +315,7 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
             })
     };
     let kernel = dims(&wt, "w")?;
-    let in_len = dims(&xt, "x")?;
+    let in_dims: Vec<Dim> = xt.shape[2..].to_vec();
     let groups = n.attr_i("group", 1)?.max(1) as usize;
     let ints = |name: &str, default: i64| -> Result<Vec<i64>, OnnxError> {
         Ok(n.attr_ints(name)?.unwrap_or_else(|| vec![default; sp]))
@@ -309,10 +337,17 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
     };
     let targets: Option<Vec<i64>> = match (&output_shape, auto_pad.as_str()) {
         (Some(o), _) => Some(o.clone()),
-        (None, "SAME_UPPER" | "SAME_LOWER") => Some((0..sp).map(|i| in_len[i] as i64 * strides[i]).collect()),
+        (None, "SAME_UPPER" | "SAME_LOWER") => Some(vec![]),
         _ => None,
     };
-    if let Some(t) = targets {
+    if let Some(mut t) = targets {
+        // Padding from a target size needs concrete input lengths.
+        let in_len = dims(&xt, "x")?;
+        if output_shape.is_none() {
+            t = (0..sp).map(|i| in_len[i] as i64 * strides[i]).collect();
+        } else if t.len() != sp {
+            return Err(n.err(format!("attribute 'output_shape' needs {sp} spatial sizes, got {t:?}")));
+        }
         for i in 0..sp {
             let full = strides[i] * (in_len[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
             let total = full - t[i];
@@ -331,7 +366,7 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
         let mut index = vec![TExpr::Coord(0), TExpr::Coord(1)];
         let mut on_grid: Option<TExpr> = None;
         for i in 0..sp {
-            shape.push(Dim::c((in_len[i] as i64 - 1) * strides[i] + 1));
+            shape.push(in_dims[i].sub(&Dim::c(1)).mul(&Dim::c(strides[i])).add(&Dim::c(1)));
             let c = TExpr::Coord(2 + i);
             let s = TExpr::int(strides[i]);
             index.push(c.clone().div(s.clone()));

@@ -274,6 +274,9 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             roi[a] = (t[k], t[axes.len() + k]);
         }
     }
+    if axes.iter().any(|&a| !xt.shape[a].is_const()) {
+        return resize_symbolic(cx, n, x, &xt, &axes, scales.as_deref(), &transform, &params, &roi);
+    }
     // Input lengths of the listed axes (concrete), and per axis (output length, scale).
     let mut in_len = vec![0usize; r];
     for &a in &axes {
@@ -509,4 +512,88 @@ fn affine_index(idx: &[i64], a: usize) -> Option<TExpr> {
         return Some(o.mul(TExpr::int(k)));
     }
     None
+}
+
+/// Lengths at which [`resize_symbolic`] checks that a symbolic axis' nearest mapping is the
+/// integer pattern it compiles (every length up to a few periods of the largest factor).
+const PROBE_LENGTHS: std::ops::RangeInclusive<usize> = 1..=33;
+
+/// `Resize` over symbolic axes: nearest-neighbour up- or downsampling by an integer factor `k`
+/// (scale `k` or `1 / k`), whose source index is `o / k` or `o * k` whatever the length, so one
+/// kernel serves every size (the output length is `k * len` or `floor(len / k)`). The mapping
+/// of the node's coordinate transformation and nearest mode is checked against the reference
+/// taps at every length in [`PROBE_LENGTHS`]; anything else needs concrete sizes.
+#[allow(clippy::too_many_arguments)]
+fn resize_symbolic(
+    cx: &mut Ctx,
+    n: &N,
+    x: kiln_ir::NodeId,
+    xt: &kiln_ir::TensorType,
+    axes: &[usize],
+    scales: Option<&[f64]>,
+    transform: &str,
+    params: &Params,
+    roi: &[(f64, f64)],
+) -> Result<Vec<Value>, OnnxError> {
+    let needs = |why: &str| {
+        n.err(format!(
+            "resizing symbolic axes of {} {why}; other resizes need concrete sizes (use --dim)",
+            xt.describe()
+        ))
+    };
+    let scales = scales.ok_or_else(|| needs("needs 'scales' (not 'sizes')"))?;
+    let mut index: Vec<TExpr> = (0..xt.rank()).map(TExpr::Coord).collect();
+    let mut out_shape = xt.shape.clone();
+    for (k, &a) in axes.iter().enumerate() {
+        let s = scales[k];
+        if s == 1.0 && roi[a] == (0.0, 1.0) {
+            continue;
+        }
+        if params.mode != Mode::Nearest || roi[a] != (0.0, 1.0) {
+            return Err(needs("is supported for mode 'nearest' without a region of interest"));
+        }
+        let up = s >= 1.0 && s.fract() == 0.0;
+        let down = s > 0.0 && s < 1.0 && (1.0 / s).fract() == 0.0;
+        if !up && !down {
+            return Err(needs(&format!(
+                "is supported for integer factors (scale k or 1/k), not scale {s}"
+            )));
+        }
+        let f = if up { s as i64 } else { (1.0 / s).round() as i64 };
+        for len in PROBE_LENGTHS {
+            let out_len = (len as f64 * s).floor() as usize;
+            let want_len = if up { len * f as usize } else { len / f as usize };
+            let mut ok = out_len == want_len;
+            for o in 0..out_len {
+                let Some((src, outside)) = source_coord(transform, o as f64, s, len, s * len as f64, out_len, roi[a])
+                else {
+                    ok = false;
+                    break;
+                };
+                let want = if up { o as i64 / f } else { o as i64 * f };
+                ok &= !outside && taps(params, src, len).is_some_and(|t| t.len() == 1 && t[0] == (want, 1.0));
+            }
+            if !ok {
+                return Err(needs(&format!(
+                    "maps output index o to o / k or o * k only for some lengths with coordinate_transformation_mode '{transform}' and nearest_mode '{}' (scale {s})",
+                    params.nearest_mode
+                )));
+            }
+        }
+        let len = &xt.shape[a];
+        if up {
+            out_shape[a] = len.mul(&Dim::c(f));
+            index[a] = TExpr::Coord(a).div(TExpr::int(f));
+        } else {
+            out_shape[a] = len.floor_div(f).expect("f >= 2");
+            index[a] = TExpr::Coord(a).mul(TExpr::int(f));
+        }
+    }
+    let op = Op::Compute {
+        shape: out_shape,
+        dtype: xt.dtype,
+        expr: TExpr::Load { input: 0, index },
+        name: n.op.to_string(),
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
 }

@@ -29,6 +29,7 @@ mod callback;
 pub mod device;
 pub mod error;
 pub mod host;
+pub mod llm;
 pub mod session;
 
 pub use bundle::{Bundle, BundleParts};

@@ -8,6 +8,7 @@
 //! the same architecture gets the same kernels. [`compile_llm`] compiles the graph twice into
 //! one bundle (`prefill`, `decode`), and [`reference`] is the interpreter's generation loop.
 
+pub mod gguf;
 pub mod graph;
 pub mod reference;
 pub mod weights;

@@ -206,3 +206,60 @@ fn the_bundle_has_two_programs_sharing_weights_and_the_kv_cache() {
     assert_eq!(decode[0].shape, [kiln_abi::SizeExpr::c(1)]);
     assert!(m.assumptions.iter().any(|a| a.max == kiln_abi::SizeExpr::c(32)));
 }
+
+fn load(bytes: Vec<u8>, context: Option<usize>) -> Result<crate::Model, LlmError> {
+    let g = crate::frontend::gguf::Gguf::from_bytes(bytes)?;
+    gguf::model_from_gguf(&g, "tiny", context)
+}
+
+#[test]
+fn a_gguf_model_builds_the_same_graph_as_its_weights() {
+    use kiln_ir::BlockType;
+    for (arch, style, bias) in [("llama", RopeStyle::Normal, false), ("qwen2", RopeStyle::Neox, true)] {
+        let c = LlamaConfig {
+            dim: 64,
+            ffn: 96,
+            ..tiny(style, false, bias)
+        };
+        let from_file = load(gguf::random_gguf(&c, arch, 5, BlockType::F32).unwrap(), None).unwrap();
+        let direct = build(&c, &mut RandomWeights::new(&c, 5)).unwrap();
+        let a = Reference::new(&from_file.graph).greedy(&[1, 2, 3], 3).unwrap();
+        let b = Reference::new(&direct.graph).greedy(&[1, 2, 3], 3).unwrap();
+        assert_eq!(a, b, "{arch}: f32 GGUF weights give exactly the builder's model");
+        // Q8_0 weights dequantize close to the f32 ones.
+        let q = load(gguf::random_gguf(&c, arch, 5, BlockType::Q8_0).unwrap(), Some(16)).unwrap();
+        let s = Reference::new(&q.graph).step(&[1, 2, 3]).unwrap();
+        let d = max_rel_diff(&s.logits, &b[0].logits);
+        assert!(d < 0.05, "{arch}: Q8_0 logits differ from f32 by {d}");
+    }
+}
+
+#[test]
+fn bad_gguf_models_are_clear_errors() {
+    use crate::frontend::gguf::{Gguf, GgufWriter};
+    let c = LlamaConfig {
+        dim: 64,
+        ffn: 96,
+        ..tiny(RopeStyle::Normal, true, false)
+    };
+    let good = gguf::random_gguf(&c, "llama", 1, kiln_ir::BlockType::F32).unwrap();
+    let e = load(good.clone(), Some(33)).unwrap_err().to_string();
+    assert!(e.contains("--context 33 is longer than the model's context length 32"), "{e}");
+    let e = load(gguf::random_gguf(&c, "gpt2", 1, kiln_ir::BlockType::F32).unwrap(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unsupported architecture 'gpt2'"), "{e}");
+    // Drop one tensor: rebuild the file without blk.1.ffn_down.weight.
+    let g = Gguf::from_bytes(good).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in g.metadata() {
+        w = w.meta(k, v.clone());
+    }
+    for info in g.tensor_infos() {
+        if info.name != "blk.1.ffn_down.weight" {
+            w = w.tensor_raw(&info.name, &info.dims, info.type_id, g.tensor_bytes(info).to_vec());
+        }
+    }
+    let e = load(w.to_bytes(), None).unwrap_err().to_string();
+    assert_eq!(e, "missing tensor 'blk.1.ffn_down.weight'");
+}

@@ -113,6 +113,13 @@ impl RandomWeights {
         RandomWeights { tensors }
     }
 
+    /// Every tensor by name, sorted by name.
+    pub fn tensors(&self) -> Vec<(&str, &Tensor)> {
+        let mut v: Vec<(&str, &Tensor)> = self.tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
     /// Removes a tensor (to test the error for a missing one).
     pub fn remove(&mut self, name: &str) -> Option<Tensor> {
         self.tensors.remove(name)

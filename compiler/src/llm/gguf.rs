@@ -159,7 +159,12 @@ pub fn model_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<c
 /// A GGUF file (bytes) of a random-weight model with `config`'s shape, for tests and
 /// benchmarks: metadata as llama.cpp writes it for `arch` (`llama` or `qwen2`), 2-D weights
 /// stored as `block` (e.g. Q8_0; F32 keeps them exact), 1-D tensors as f32.
-pub fn random_gguf(config: &LlamaConfig, arch: &str, seed: u64, block: kiln_ir::BlockType) -> Result<Vec<u8>, LlmError> {
+pub fn random_gguf(
+    config: &LlamaConfig,
+    arch: &str,
+    seed: u64,
+    block: kiln_ir::BlockType,
+) -> Result<Vec<u8>, LlmError> {
     use crate::frontend::gguf::GgufWriter;
     let c = config;
     let k = |s: &str| format!("{arch}.{s}");
@@ -191,4 +196,3 @@ pub fn random_gguf(config: &LlamaConfig, arch: &str, seed: u64, block: kiln_ir::
     }
     Ok(w.to_bytes())
 }
-

@@ -244,7 +244,10 @@ fn bad_gguf_models_are_clear_errors() {
     };
     let good = gguf::random_gguf(&c, "llama", 1, kiln_ir::BlockType::F32).unwrap();
     let e = load(good.clone(), Some(33)).unwrap_err().to_string();
-    assert!(e.contains("--context 33 is longer than the model's context length 32"), "{e}");
+    assert!(
+        e.contains("--context 33 is longer than the model's context length 32"),
+        "{e}"
+    );
     let e = load(gguf::random_gguf(&c, "gpt2", 1, kiln_ir::BlockType::F32).unwrap(), None)
         .unwrap_err()
         .to_string();

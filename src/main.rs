@@ -871,9 +871,23 @@ fn inspect_cmd(bundle_dir: &Path, list_kernels: bool) -> Result<()> {
     if m.programs.len() == 1 {
         println!("dispatches: {}", m.programs[0].dispatches.len());
     } else {
-        for p in &m.programs {
+        for (pi, p) in m.programs.iter().enumerate() {
             println!("dispatches: {} (program {})", p.dispatches.len(), p.name);
+            if p.inputs.is_some() || !p.scalars.is_empty() {
+                for i in m.program_inputs(pi) {
+                    println!("  input: {} {}[{}]", i.name, i.dtype.name(), shape(&i.shape));
+                }
+                for o in m.program_outputs(pi) {
+                    println!("  output: {} {}[{}]", o.name, o.dtype.name(), shape(&o.shape));
+                }
+                if !p.scalars.is_empty() {
+                    println!("  scalars: {}", p.scalars.join(", "));
+                }
+            }
         }
+    }
+    for st in &m.states {
+        println!("state: {} {}{:?}", st.name, st.storage.name(), st.shape);
     }
     let weight_bytes: u64 = m
         .weights

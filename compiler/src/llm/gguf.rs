@@ -47,10 +47,8 @@ pub fn config_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<
     };
     let head_dim = if g.get(&key("attention.key_length")).is_some() {
         u("attention.key_length")?
-    } else if heads > 0 {
-        dim / heads
     } else {
-        0
+        dim.checked_div(heads).unwrap_or(0)
     };
     let rope_dims = if g.get(&key("rope.dimension_count")).is_some() {
         u("rope.dimension_count")?

@@ -97,13 +97,13 @@ impl LlamaConfig {
                 return bad(format!("{name} is 0"));
             }
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!(
                 "heads ({}) is not a multiple of kv_heads ({})",
                 self.heads, self.kv_heads
             ));
         }
-        if self.rope_dims % 2 != 0 || self.rope_dims > self.head_dim {
+        if !self.rope_dims.is_multiple_of(2) || self.rope_dims > self.head_dim {
             return bad(format!(
                 "rope dims {} must be even and at most head_dim {}",
                 self.rope_dims, self.head_dim
@@ -112,7 +112,7 @@ impl LlamaConfig {
         if self.context > i32::MAX as usize / 2 || self.vocab > i32::MAX as usize {
             return bad(format!("context {} or vocab {} is too large", self.context, self.vocab));
         }
-        if !(self.rope_base > 0.0) || !(self.rms_eps >= 0.0) {
+        if self.rope_base.is_nan() || self.rope_base <= 0.0 || self.rms_eps.is_nan() || self.rms_eps < 0.0 {
             return bad(format!(
                 "rope base {} / rms eps {} out of range",
                 self.rope_base, self.rms_eps

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod llm_cmd;
+
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Ahead-of-time tensor compiler for WebGPU")]
 struct Cli {
@@ -28,10 +30,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a model (ONNX) into a bundle directory.
+    /// Compile a model (ONNX, or a GGUF language model) into a bundle directory.
     Compile {
-        /// Model file (.onnx).
+        /// Model file (.onnx or .gguf).
         model: PathBuf,
+        /// GGUF models: tokens the KV cache holds (default: the model's context length).
+        #[arg(long)]
+        context: Option<usize>,
         /// Output bundle directory (replaced only if compilation succeeds).
         #[arg(short, long)]
         out: PathBuf,
@@ -121,6 +126,39 @@ enum Command {
         /// Program to run.
         #[arg(long, default_value = "run")]
         program: String,
+        /// Language-model bundles: prompt length to time the prefill with.
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Language-model bundles: decode steps to time.
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+    },
+    /// Generate tokens with a language-model bundle (prints the token ids on one line, and
+    /// prefill and decode tokens/s on stderr).
+    Generate {
+        /// Bundle directory (from `kiln compile MODEL.gguf`).
+        bundle: PathBuf,
+        /// Prompt token ids, e.g. `1,2,3`.
+        #[arg(long, value_name = "IDS")]
+        prompt_ids: String,
+        /// Print the generated token ids (the only output until a tokenizer is wired in).
+        #[arg(long)]
+        ids: bool,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Sample from the k most likely tokens (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Nucleus sampling threshold (1: off).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Random seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Print a summary of a bundle (or of a GGUF model file).
     Inspect {
@@ -244,6 +282,7 @@ fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Compile {
             model,
+            context,
             out,
             dims,
             opt_level,
@@ -264,6 +303,7 @@ fn run(cmd: Command) -> Result<()> {
             };
             compile_cmd(
                 &model,
+                context,
                 &out,
                 &dims,
                 &freeze,
@@ -297,7 +337,39 @@ fn run(cmd: Command) -> Result<()> {
             dims,
             iters,
             program,
-        } => bench_cmd(&bundle, &inputs, &dims, iters, &program),
+            prompt_tokens,
+            gen_tokens,
+        } => {
+            if Bundle::load(&bundle)?
+                .manifest()
+                .program(kiln::runtime::llm::PREFILL)
+                .is_some()
+            {
+                llm_cmd::bench_llm(&bundle, prompt_tokens, gen_tokens, iters.min(5))
+            } else {
+                bench_cmd(&bundle, &inputs, &dims, iters, &program)
+            }
+        }
+        Command::Generate {
+            bundle,
+            prompt_ids,
+            ids: _,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        } => llm_cmd::generate_cmd(
+            &bundle,
+            &prompt_ids,
+            max_tokens,
+            &llm_cmd::Sampling {
+                temperature,
+                top_k,
+                top_p,
+                seed,
+            },
+        ),
         Command::Conformance { worker: true, .. } => kiln::conformance::worker_main(),
         Command::Conformance {
             dir,
@@ -376,6 +448,7 @@ fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
 #[allow(clippy::too_many_arguments)]
 fn compile_cmd(
     model: &Path,
+    context: Option<usize>,
     out: &Path,
     dims: &[String],
     freeze: &[String],
@@ -396,9 +469,47 @@ fn compile_cmd(
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    if context.is_some() && ext != "gguf" {
+        bail!("--context applies to GGUF language models only");
+    }
     let loaded = match ext.as_str() {
         "onnx" => compiler::frontend::onnx::load_onnx_frozen(model, &dims, &frozen)?,
-        _ => bail!("{}: unknown model format (expected a .onnx file)", model.display()),
+        "gguf" => {
+            let opts = CompileOptions {
+                opt_level,
+                dims,
+                target,
+                tuning,
+                dump,
+            };
+            let manifest = llm_cmd::compile_gguf(model, out, context, &opts)?;
+            let dispatches: Vec<String> = manifest
+                .programs
+                .iter()
+                .map(|p| format!("{} {}", p.dispatches.len(), p.name))
+                .collect();
+            println!(
+                "compiled {} -> {}: {} kernels, dispatches: {}, {} weights, KV cache {} MiB, in {:.2?}",
+                model.display(),
+                out.display(),
+                manifest.kernels.len(),
+                dispatches.join(", "),
+                manifest.weights.len(),
+                manifest
+                    .states
+                    .iter()
+                    .map(|s| s.shape.iter().product::<u64>() * 4)
+                    .sum::<u64>()
+                    >> 20,
+                t0.elapsed()
+            );
+            println!("integrity: {}", manifest.integrity());
+            return Ok(());
+        }
+        _ => bail!(
+            "{}: unknown model format (expected a .onnx or .gguf file)",
+            model.display()
+        ),
     };
     log::info!("pass frontend (load and lower the ONNX model): {:.2?}", t0.elapsed());
     let opts = CompileOptions {
@@ -807,9 +918,23 @@ fn inspect_cmd(bundle_dir: &Path, list_kernels: bool) -> Result<()> {
     if m.programs.len() == 1 {
         println!("dispatches: {}", m.programs[0].dispatches.len());
     } else {
-        for p in &m.programs {
+        for (pi, p) in m.programs.iter().enumerate() {
             println!("dispatches: {} (program {})", p.dispatches.len(), p.name);
+            if p.inputs.is_some() || !p.scalars.is_empty() {
+                for i in m.program_inputs(pi) {
+                    println!("  input: {} {}[{}]", i.name, i.dtype.name(), shape(&i.shape));
+                }
+                for o in m.program_outputs(pi) {
+                    println!("  output: {} {}[{}]", o.name, o.dtype.name(), shape(&o.shape));
+                }
+                if !p.scalars.is_empty() {
+                    println!("  scalars: {}", p.scalars.join(", "));
+                }
+            }
         }
+    }
+    for st in &m.states {
+        println!("state: {} {}{:?}", st.name, st.storage.name(), st.shape);
     }
     let weight_bytes: u64 = m
         .weights

@@ -12,6 +12,7 @@ pub mod codegen;
 pub mod error;
 pub mod frontend;
 pub mod index_inputs;
+pub mod llm;
 pub mod lower;
 pub mod model;
 pub mod opt;
@@ -19,6 +20,7 @@ pub mod options;
 pub mod passes;
 pub mod plan;
 pub mod split_weights;
+pub mod programs;
 
 pub use bundle::{write_bundle, CompiledBundle};
 pub use error::CompileError;
@@ -121,13 +123,14 @@ pub fn tuning_key(body: &KernelBody) -> String {
             let m = Dim::product(&x[..x.len() - 1]);
             format!("qgemm:{block}:m={m},n={n},k={k}")
         }
+        KernelBody::StateWrite { shape, .. } => format!("statewrite:{}", dims(shape)),
     }
 }
 
 /// The scheduling problem a kernel draft poses (symbolic dims estimated as 64).
 pub fn workload(body: &KernelBody) -> Workload {
     match body {
-        KernelBody::Injective { shape, .. } => Workload::Injective {
+        KernelBody::Injective { shape, .. } | KernelBody::StateWrite { shape, .. } => Workload::Injective {
             numel: estimate(&Dim::product(shape)),
         },
         KernelBody::TopK { shape, axis, .. } => Workload::PerRow {
@@ -468,6 +471,17 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let outputs = g.outputs().iter().map(|(n, i)| io(n, *i)).collect();
     let mut symbols: Vec<String> = g.symbols();
     symbols.sort();
+    let scalars: Vec<String> = g.all_symbols().into_iter().filter(|s| !symbols.contains(s)).collect();
+    let states = plan
+        .states
+        .iter()
+        .map(|(name, shape, buffer)| kiln_abi::StateSpec {
+            name: name.clone(),
+            storage: ElemType::F32,
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            buffer: *buffer,
+        })
+        .collect();
     let manifest = Manifest {
         format_version: kiln_abi::FORMAT_VERSION,
         compiler_version: format!("kiln {VERSION}"),
@@ -485,9 +499,10 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         weights: weight_specs,
         kernels,
         programs: vec![Program {
-            name: "run".into(),
-            dispatches,
+            scalars,
+            ..Program::new("run", dispatches)
         }],
+        states,
         files: BTreeMap::new(),
         assumptions: g
             .assumptions()

@@ -16,6 +16,8 @@ pub struct MemoryPlan {
     pub buffer_of: HashMap<NodeId, usize>,
     /// Constant nodes that need a weight buffer, in buffer order.
     pub weights: Vec<NodeId>,
+    /// Persistent states written by `StateAppend` kernels: (name, shape, buffer).
+    pub states: Vec<(String, Vec<usize>, usize)>,
 }
 
 /// Bytes per element in GPU storage (v1 stores every dtype in 32-bit words).
@@ -61,6 +63,18 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
             });
         }
     }
+    // States: a `StateAppend` value lives in its state's buffer, allocated at its full size.
+    for k in kernels {
+        if let Op::StateAppend { state, state_shape, .. } = &g.node(k.output).op {
+            p.buffer_of.insert(k.output, p.buffers.len());
+            p.states.push((state.clone(), state_shape.clone(), p.buffers.len()));
+            p.buffers.push(BufferSpec {
+                kind: BufferKind::State,
+                size: SizeExpr::c(state_shape.iter().product::<usize>() as i64 * STORAGE_ELEM_BYTES),
+                label: state.clone(),
+            });
+        }
+    }
     // Lifetimes of intermediates.
     let end = kernels.len();
     let mut last_use: HashMap<NodeId, usize> = HashMap::new();
@@ -76,6 +90,9 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
     let mut free: Vec<usize> = Vec::new();
     let mut holds: Vec<(usize, NodeId)> = Vec::new();
     for (i, k) in kernels.iter().enumerate() {
+        if p.buffer_of.contains_key(&k.output) {
+            continue; // a state
+        }
         let need = size_of(g, k.output);
         let pick = pick_slot(&p.buffers, &free, &need);
         let b = match pick {

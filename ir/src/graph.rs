@@ -236,6 +236,37 @@ impl Graph {
         Ok(())
     }
 
+    /// Every symbol used anywhere in the graph's types, including scalar symbols that no input
+    /// shape carries (e.g. `past`).
+    pub fn all_symbols(&self) -> Vec<String> {
+        let mut s: Vec<String> = self
+            .g
+            .node_weights()
+            .flat_map(|n| n.ty.shape.iter().flat_map(Dim::symbols))
+            .collect();
+        for n in self.g.node_weights() {
+            if let Op::StateAppend { offset, .. } = &n.op {
+                s.extend(offset.symbols());
+            }
+        }
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    /// The persistent states the graph writes: (name, shape, dtype), in node order.
+    pub fn states(&self) -> Vec<(String, Vec<usize>, crate::DType)> {
+        self.topo_order()
+            .into_iter()
+            .filter_map(|id| match &self.g[id].op {
+                Op::StateAppend { state, state_shape, .. } => {
+                    Some((state.clone(), state_shape.clone(), self.g[id].ty.dtype))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn symbols(&self) -> Vec<String> {
         let mut s: Vec<String> = self
             .inputs
@@ -299,6 +330,15 @@ fn substitute_op(op: &Op, b: &DimBindings) -> Op {
             dtype: *dtype,
             expr: substitute_texpr(expr, b),
             name: name.clone(),
+        },
+        Op::StateAppend {
+            state,
+            state_shape,
+            offset,
+        } => Op::StateAppend {
+            state: state.clone(),
+            state_shape: state_shape.clone(),
+            offset: offset.substitute(b),
         },
         other => other.clone(),
     }

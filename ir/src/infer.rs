@@ -326,6 +326,39 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                 shape,
             })
         }
+        Op::StateAppend {
+            state,
+            state_shape,
+            offset,
+        } => {
+            let t = ins[0];
+            if t.rank() != state_shape.len() || t.rank() == 0 {
+                return Err(format!(
+                    "update {} does not have the rank of state '{state}' {state_shape:?}",
+                    t.describe()
+                ));
+            }
+            for (a, (d, &s)) in t.shape.iter().zip(state_shape).enumerate().skip(1) {
+                if *d != Dim::c(s as i64) {
+                    return Err(format!(
+                        "update {} differs from state '{state}' {state_shape:?} in axis {a}",
+                        t.describe()
+                    ));
+                }
+            }
+            let rows = offset.add(&t.shape[0]);
+            if let Some(r) = rows.as_const() {
+                if r > state_shape[0] as i64 {
+                    return Err(format!(
+                        "writes rows up to {r} of state '{state}', which has {}",
+                        state_shape[0]
+                    ));
+                }
+            }
+            let mut shape = t.shape.clone();
+            shape[0] = rows;
+            Ok(TensorType { dtype: t.dtype, shape })
+        }
     }
 }
 

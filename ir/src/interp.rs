@@ -19,7 +19,16 @@ struct Val {
 /// Binds the symbolic dims of the graph inputs from the given tensors, checking dtypes and
 /// shapes; errors name the input.
 pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBindings, IrError> {
-    let mut b = DimBindings::new();
+    bind_inputs_with(g, inputs, &DimBindings::new())
+}
+
+/// [`bind_inputs`] with some symbols already bound by value.
+fn bind_inputs_with(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    scalars: &DimBindings,
+) -> Result<DimBindings, IrError> {
+    let mut b = scalars.clone();
     // Plain symbols first, then check every dim (composite expressions included).
     for pass in 0..2 {
         for &id in g.inputs() {
@@ -75,7 +84,23 @@ pub fn bind_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<DimBin
 
 /// Evaluates the graph on the given named inputs and returns its named outputs.
 pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>, IrError> {
-    let bindings = bind_inputs(g, inputs)?;
+    evaluate_with(g, inputs, &DimBindings::new(), &mut HashMap::new())
+}
+
+/// Evaluates a graph that may use scalar symbols and persistent states: `scalars` binds
+/// symbols no input shape carries (e.g. `past`), and `states` holds each state's value by name
+/// (a missing state starts as zeros, as a GPU state buffer does); every
+/// [`Op::StateAppend`] writes its rows into it, so the next call sees them.
+pub fn evaluate_with(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    scalars: &DimBindings,
+    states: &mut HashMap<String, Tensor>,
+) -> Result<HashMap<String, Tensor>, IrError> {
+    let mut bindings = bind_inputs_with(g, inputs, scalars)?;
+    for (k, v) in scalars {
+        bindings.insert(k.clone(), *v);
+    }
     let order = g.topo_order();
     let mut remaining_uses: HashMap<NodeId, usize> = HashMap::new();
     for &id in &order {
@@ -106,16 +131,31 @@ pub fn evaluate(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<HashMap<S
                     })
                     .collect::<Result<_, _>>()
                     .map_err(err)?;
-            eval_node(
-                &n.op,
-                n.ty.dtype,
-                &ins,
-                &in_dtypes,
-                inputs.get(&n.name),
-                &out_shape,
-                &bindings,
-            )
-            .map_err(err)?
+            if let Op::StateAppend {
+                state,
+                state_shape,
+                offset,
+            } = &n.op
+            {
+                let offset = offset
+                    .eval(&bindings)
+                    .map_err(|s| err(format!("offset uses unbound '{s}'")))?;
+                let (prefix, full) =
+                    state_append(ins[0], states.get(state), state_shape, offset, n.ty.dtype).map_err(err)?;
+                states.insert(state.clone(), full);
+                prefix
+            } else {
+                eval_node(
+                    &n.op,
+                    n.ty.dtype,
+                    &ins,
+                    &in_dtypes,
+                    inputs.get(&n.name),
+                    &out_shape,
+                    &bindings,
+                )
+                .map_err(err)?
+            }
         };
         vals.insert(id, val);
         for i in ins_ids {
@@ -213,6 +253,7 @@ fn eval_node(
             dilations,
             groups,
         } => conv(ins, out_shape, strides, pads, dilations, *groups, dtype),
+        Op::StateAppend { .. } => unreachable!("evaluated by evaluate_with"),
         Op::Compute { expr, .. } => {
             let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
             let values: Vec<&[f64]> = ins.iter().map(|v| v.v.as_slice()).collect();
@@ -241,6 +282,41 @@ fn eval_node(
             }
         }
     })
+}
+
+/// Writes `update` into rows `offset..` of a state (zeros when `old` is `None`); returns the
+/// written prefix and the whole new state.
+fn state_append(
+    update: &Val,
+    old: Option<&Tensor>,
+    state_shape: &[usize],
+    offset: i64,
+    dtype: DType,
+) -> Result<(Val, Tensor), String> {
+    let row: usize = state_shape[1..].iter().product();
+    let total: usize = state_shape.iter().product();
+    let mut full = match old {
+        Some(t) if t.shape == state_shape => t.to_f64(),
+        Some(t) => return Err(format!("state has shape {:?}, expected {state_shape:?}", t.shape)),
+        None => vec![0.0; total],
+    };
+    let n = update.shape[0];
+    let offset = usize::try_from(offset).map_err(|_| format!("negative offset {offset}"))?;
+    if offset + n > state_shape[0] {
+        return Err(format!(
+            "writes rows {offset}..{} of a state with {} rows",
+            offset + n,
+            state_shape[0]
+        ));
+    }
+    full[offset * row..(offset + n) * row].copy_from_slice(&update.v);
+    let mut shape = state_shape.to_vec();
+    shape[0] = offset + n;
+    let prefix = Val {
+        shape,
+        v: full[..(offset + n) * row].to_vec(),
+    };
+    Ok((prefix, Tensor::from_f64(dtype, state_shape.to_vec(), &full)))
 }
 
 /// Maps `f` over the broadcast of the operands (numpy rules).

@@ -297,6 +297,19 @@ pub enum Op {
         /// Added to the mean square.
         epsilon: f32,
     },
+    /// Writes `update` (the one input, `[n, rest...]`) into rows `offset .. offset + n` of the
+    /// persistent state `state` (shape `state_shape = [rows, rest...]`, the update's dtype), in
+    /// place, and yields the written prefix `[offset + n, rest...]` = `state[0 : offset] ++
+    /// update`. Every reader of the state reads this output, so it runs after the write. A
+    /// graph writes each state at most once. See docs/llm.md.
+    StateAppend {
+        /// State name (unique in the bundle).
+        state: String,
+        /// Full constant shape of the state.
+        state_shape: Vec<usize>,
+        /// First row written (e.g. the symbol `past`).
+        offset: Dim,
+    },
 }
 
 impl Op {
@@ -326,6 +339,7 @@ impl Op {
             Op::ScatterNd { .. } => "ScatterND".into(),
             Op::QMatMul { .. } => "QMatMul".into(),
             Op::RmsNorm { .. } => "RmsNorm".into(),
+            Op::StateAppend { .. } => "StateAppend".into(),
         }
     }
 
@@ -335,7 +349,7 @@ impl Op {
             Op::Input { .. } | Op::Constant(_) => 0,
             Op::Unary(_) | Op::Cast(_) | Op::Reduce { .. } | Op::ArgReduce { .. } => 1,
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
-            Op::Softmax { .. } | Op::TopK { .. } => 1,
+            Op::Softmax { .. } | Op::TopK { .. } | Op::StateAppend { .. } => 1,
             Op::ScatterNd { .. } => 3,
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,

@@ -337,7 +337,8 @@ fn check_structure(m: &Manifest) -> Result<(), String> {
             }
         }
     }
-    for io in m.inputs.iter() {
+    let program_inputs = m.programs.iter().flat_map(|p| p.inputs.iter().flatten());
+    for io in m.inputs.iter().chain(program_inputs) {
         if m.buffers[io.buffer].kind != BufferKind::Input {
             return Err(format!(
                 "input '{}' lives in buffer {}, which is not an input buffer",
@@ -345,7 +346,11 @@ fn check_structure(m: &Manifest) -> Result<(), String> {
             ));
         }
     }
-    for io in m.inputs.iter().chain(&m.outputs) {
+    let program_io = m
+        .programs
+        .iter()
+        .flat_map(|p| p.inputs.iter().flatten().chain(p.outputs.iter().flatten()));
+    for io in m.inputs.iter().chain(&m.outputs).chain(program_io) {
         if crate::host::storage_size(io.storage).is_none() {
             return Err(format!(
                 "'{}' has storage dtype {}; GPU storage is f32, f16, i32 or u32",

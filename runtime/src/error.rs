@@ -265,6 +265,26 @@ pub enum RuntimeError {
     /// position table).
     #[error(transparent)]
     Assumption(#[from] kiln_abi::AssumptionViolated),
+
+    /// A run asked to read back an output the program does not have.
+    #[error("program '{program}' has no output '{name}'; it has: {available}")]
+    UnknownOutput {
+        /// Requested output.
+        name: String,
+        /// Program name.
+        program: String,
+        /// Comma-separated output names.
+        available: String,
+    },
+
+    /// A scalar symbol (e.g. `past`) was missing, unknown or out of range.
+    #[error("program '{program}': {message}")]
+    Scalar {
+        /// Program name.
+        program: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Result alias used across the crate.

@@ -30,6 +30,7 @@ mod callback;
 pub mod device;
 pub mod error;
 pub mod host;
+pub mod llm;
 pub mod session;
 pub mod text;
 

@@ -105,6 +105,8 @@ struct Plan {
 }
 
 struct OutPlan {
+    /// Index among the program's outputs.
+    index: usize,
     shape: Vec<usize>,
     /// Bytes of the value in storage dtype.
     bytes: u64,
@@ -117,8 +119,8 @@ pub struct Session {
     kernels: Vec<Kernel>,
     slots: Vec<Slot>,
     programs: Vec<ProgramState>,
-    /// Per output: a mappable staging buffer, grown as needed.
-    staging: Vec<Option<wgpu::Buffer>>,
+    /// Per (program, output): a mappable staging buffer, grown as needed.
+    staging: HashMap<(usize, usize), wgpu::Buffer>,
 }
 
 impl std::fmt::Debug for Session {
@@ -190,8 +192,8 @@ fn gpu_err(context: impl Into<String>, message: String) -> RuntimeError {
     }
 }
 
-fn input_list(m: &Manifest) -> String {
-    m.inputs
+fn input_list(inputs: &[IoSpec]) -> String {
+    inputs
         .iter()
         .map(|i| format!("{}: {}[{}]", i.name, i.dtype.name(), shape_str(&i.shape)))
         .collect::<Vec<_>>()
@@ -220,6 +222,22 @@ impl Session {
     /// Blocking form of [`Session::run_async`].
     pub fn run(&mut self, program: &str, inputs: &HashMap<String, HostTensor>) -> Result<Vec<(String, HostTensor)>> {
         pollster::block_on(self.run_async(program, inputs))
+    }
+
+    /// Blocking form of [`Session::run_with_async`].
+    pub fn run_with(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
+        read: Option<&[&str]>,
+    ) -> Result<Vec<(String, HostTensor)>> {
+        pollster::block_on(self.run_with_async(program, inputs, scalars, read))
+    }
+
+    /// Blocking form of [`Session::reset_states_async`].
+    pub fn reset_states(&mut self) -> Result<()> {
+        pollster::block_on(self.reset_states_async())
     }
 
     /// Blocking form of [`Session::bench_async`].
@@ -297,13 +315,14 @@ impl Session {
 
         let mut session = Session {
             slots: (0..manifest.buffers.len()).map(|_| Slot::default()).collect(),
-            staging: (0..manifest.outputs.len()).map(|_| None).collect(),
+            staging: HashMap::new(),
             programs: Vec::new(),
             kernels,
             manifest,
             gpu,
         };
         session.upload_weights(bundle).await?;
+        session.create_states()?;
         session.programs = (0..session.manifest.programs.len())
             .map(|p| session.create_program_state(p))
             .collect::<Result<_>>()?;
@@ -372,6 +391,41 @@ impl Session {
         Ok(())
     }
 
+    /// Allocates every state buffer at its constant size (wgpu zero-fills new buffers).
+    fn create_states(&mut self) -> Result<()> {
+        for st in &self.manifest.states {
+            let spec = &self.manifest.buffers[st.buffer];
+            let size = alloc_size(spec.size.as_const().unwrap_or(0).max(0) as u64);
+            self.check_buffer_size(st.buffer, size)?;
+            let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&spec.label),
+                size,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            });
+            self.slots[st.buffer] = Slot {
+                buffer: Some(buffer),
+                size,
+                generation: 1,
+            };
+        }
+        Ok(())
+    }
+
+    /// Zero-fills every state (e.g. the KV cache before a new conversation).
+    pub async fn reset_states_async(&mut self) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("reset states"),
+        });
+        for st in &self.manifest.states {
+            if let Some(b) = &self.slots[st.buffer].buffer {
+                enc.clear_buffer(b, 0, None);
+            }
+        }
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        self.wait(idx, "reset of the states").await
+    }
+
     fn create_program_state(&self, p: usize) -> Result<ProgramState> {
         let program = &self.manifest.programs[p];
         let align = u64::from(self.gpu.limits.min_uniform_buffer_offset_alignment).max(16);
@@ -427,15 +481,43 @@ impl Session {
         program: &str,
         inputs: &HashMap<String, HostTensor>,
     ) -> Result<Vec<(String, HostTensor)>> {
+        self.run_with_async(program, inputs, &[], None).await
+    }
+
+    /// Runs program `program` with its inputs (by name) and its scalar symbols bound to the
+    /// given values, and returns the outputs named in `read` (every output when `None`), in
+    /// the program's output order. Outputs not asked for stay on the GPU; state buffers keep
+    /// what the program wrote for the next run.
+    pub async fn run_with_async(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
+        read: Option<&[&str]>,
+    ) -> Result<Vec<(String, HostTensor)>> {
         let t0 = Instant::now();
         let pi = self.program_index(program)?;
+        if let Some(read) = read {
+            let outs = self.manifest.program_outputs(pi);
+            if let Some(bad) = read.iter().find(|r| !outs.iter().any(|o| o.name == **r)) {
+                return Err(RuntimeError::UnknownOutput {
+                    name: bad.to_string(),
+                    program: program.to_string(),
+                    available: outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
         let context = format!("program '{program}'");
         let scopes = Scopes::push(&self.gpu.device);
         let mut enc = self
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
-        let plan = self.prepare(pi, inputs, &mut enc)?;
+        let mut plan = self.prepare(pi, inputs, scalars, &mut enc)?;
+        if let Some(read) = read {
+            let outs = self.manifest.program_outputs(pi);
+            plan.outputs.retain(|o| read.contains(&outs[o.index].name.as_str()));
+        }
         self.record(&plan, &mut enc, 1);
 
         // Copy outputs into staging buffers (grown as needed).
@@ -444,21 +526,22 @@ impl Session {
             if out.bytes == 0 {
                 continue;
             }
+            let spec = &self.manifest.program_outputs(pi)[out.index];
             let n = alloc_size(out.bytes);
-            let staging = match &self.staging[oi] {
+            let staging = match self.staging.get(&(pi, out.index)) {
                 Some(b) if b.size() >= n => b.clone(),
                 _ => {
                     let b = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(&format!("staging for output '{}'", self.manifest.outputs[oi].name)),
+                        label: Some(&format!("staging for output '{}'", spec.name)),
                         size: n,
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     });
-                    self.staging[oi] = Some(b.clone());
+                    self.staging.insert((pi, out.index), b.clone());
                     b
                 }
             };
-            let src = self.slots[self.manifest.outputs[oi].buffer]
+            let src = self.slots[spec.buffer]
                 .buffer
                 .as_ref()
                 .expect("output buffers are allocated by prepare");
@@ -505,7 +588,8 @@ impl Session {
         self.check_uncaptured(&context)?;
 
         let mut results = Vec::with_capacity(plan.outputs.len());
-        for ((spec, out), bytes) in self.manifest.outputs.iter().zip(plan.outputs).zip(raw) {
+        for (out, bytes) in plan.outputs.into_iter().zip(raw) {
+            let spec = &self.manifest.program_outputs(pi)[out.index];
             let what = format!("output '{}'", spec.name);
             let t = from_storage(&bytes, spec.storage, spec.dtype, out.shape, &what)?;
             results.push((spec.name.clone(), t));
@@ -567,7 +651,7 @@ impl Session {
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
-        let plan = self.prepare(pi, inputs, &mut enc)?;
+        let plan = self.prepare(pi, inputs, &[], &mut enc)?;
         let idx = self.gpu.queue.submit([enc.finish()]);
         self.wait(idx, &context).await?;
         let mut times = Vec::with_capacity(iters);
@@ -662,18 +746,55 @@ impl Session {
         Ok(())
     }
 
-    /// Binds symbols from input shapes and checks every input's dtype and shape.
-    fn bind_inputs(&self, inputs: &HashMap<String, HostTensor>) -> Result<Bindings> {
+    /// Binds program `pi`'s scalars to the given values and its symbols from input shapes,
+    /// and checks every input's dtype and shape.
+    fn bind_inputs(
+        &self,
+        pi: usize,
+        inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
+    ) -> Result<Bindings> {
         let m = &self.manifest;
+        let m_inputs = m.program_inputs(pi);
+        let program = &m.programs[pi];
         let mut unknown: Vec<&String> = inputs
             .keys()
-            .filter(|k| !m.inputs.iter().any(|i| &i.name == *k))
+            .filter(|k| !m_inputs.iter().any(|i| &i.name == *k))
             .collect();
         unknown.sort();
         if let Some(name) = unknown.first() {
             return Err(RuntimeError::UnknownInput {
                 name: name.to_string(),
-                expected: input_list(m),
+                expected: input_list(m_inputs),
+            });
+        }
+        let mut bindings = Bindings::new();
+        for (name, v) in scalars {
+            if !program.scalars.iter().any(|s| s == name) {
+                return Err(RuntimeError::Scalar {
+                    program: program.name.clone(),
+                    message: format!(
+                        "'{name}' is not a scalar of the program (its scalars: {})",
+                        if program.scalars.is_empty() {
+                            "none".to_string()
+                        } else {
+                            program.scalars.join(", ")
+                        }
+                    ),
+                });
+            }
+            if *v < 0 || *v > i64::from(i32::MAX) {
+                return Err(RuntimeError::Scalar {
+                    program: program.name.clone(),
+                    message: format!("'{name}' = {v} is outside 0..=2^31-1"),
+                });
+            }
+            bindings.insert(name.to_string(), *v);
+        }
+        if let Some(missing) = program.scalars.iter().find(|s| !bindings.contains_key(*s)) {
+            return Err(RuntimeError::Scalar {
+                program: program.name.clone(),
+                message: format!("scalar '{missing}' needs a value"),
             });
         }
         let shape_err = |spec: &IoSpec, t: &HostTensor, detail: String| RuntimeError::InputShape {
@@ -683,12 +804,11 @@ impl Session {
             detail,
         };
         // Pass 1: dtype, rank, and bare symbols.
-        let mut bindings = Bindings::new();
         let mut bound_by: HashMap<String, (String, usize)> = HashMap::new();
-        for spec in &m.inputs {
+        for spec in m_inputs {
             let t = inputs.get(&spec.name).ok_or_else(|| RuntimeError::MissingInput {
                 name: spec.name.clone(),
-                expected: input_list(m),
+                expected: input_list(m_inputs),
             })?;
             if t.dtype != spec.dtype {
                 return Err(RuntimeError::InputDtype {
@@ -737,7 +857,7 @@ impl Session {
             }
         }
         // Pass 2: every dim expression must evaluate to the given dim.
-        for spec in &m.inputs {
+        for spec in m_inputs {
             let t = &inputs[&spec.name];
             for (j, (e, &d)) in spec.shape.iter().zip(&t.shape).enumerate() {
                 let v = e
@@ -748,7 +868,7 @@ impl Session {
                 }
             }
         }
-        for s in &m.symbols {
+        for s in m.program_symbols(pi) {
             if !bindings.contains_key(s) {
                 return Err(RuntimeError::InvalidBundle(format!(
                     "symbol '{s}' is not a bare dim of any input, so it cannot be bound"
@@ -767,17 +887,20 @@ impl Session {
         &mut self,
         pi: usize,
         inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
         enc: &mut wgpu::CommandEncoder,
     ) -> Result<Plan> {
-        let bindings = self.bind_inputs(inputs)?;
+        let bindings = self.bind_inputs(pi, inputs, scalars)?;
         let m = &self.manifest;
         let program = &m.programs[pi];
 
         // Phase 1: evaluate and check; no GPU calls.
-        // Allocation size of every non-weight buffer.
+        // Allocation size of every input and intermediate buffer the program uses (weights
+        // and states are allocated at load).
         let mut sizes: Vec<Option<u64>> = vec![None; m.buffers.len()];
-        for (bi, spec) in m.buffers.iter().enumerate() {
-            if spec.kind == BufferKind::Weight {
+        for bi in m.program_buffers(pi) {
+            let spec = &m.buffers[bi];
+            if matches!(spec.kind, BufferKind::Weight | BufferKind::State) {
                 continue;
             }
             let what = || format!("size of buffer {bi} '{}'", spec.label);
@@ -789,8 +912,8 @@ impl Session {
         // Capacity each buffer will have after growth.
         let capacity = |b: usize| self.slots[b].size.max(sizes[b].unwrap_or(0));
 
-        let mut uploads = Vec::with_capacity(m.inputs.len());
-        for spec in &m.inputs {
+        let mut uploads = Vec::with_capacity(m.program_inputs(pi).len());
+        for spec in m.program_inputs(pi) {
             let t = &inputs[&spec.name];
             let mut bytes = to_storage(t, spec.storage, &format!("input '{}'", spec.name))?;
             if bytes.len() as u64 > sizes[spec.buffer].unwrap_or(0) {
@@ -869,8 +992,8 @@ impl Session {
             dispatches.push((di, g.map(|v| v as u32)));
         }
 
-        let mut outputs = Vec::with_capacity(m.outputs.len());
-        for spec in &m.outputs {
+        let mut outputs = Vec::with_capacity(m.program_outputs(pi).len());
+        for (index, spec) in m.program_outputs(pi).iter().enumerate() {
             let mut shape = Vec::with_capacity(spec.shape.len());
             for (j, e) in spec.shape.iter().enumerate() {
                 let what = || format!("dim {j} of output '{}'", spec.name);
@@ -887,7 +1010,7 @@ impl Session {
                     capacity(spec.buffer)
                 )));
             }
-            outputs.push(OutPlan { shape, bytes });
+            outputs.push(OutPlan { index, shape, bytes });
         }
 
         // Phase 2: grow buffers, upload, refresh bind groups.

@@ -37,13 +37,13 @@ fn two_kernel_bundle(dir: &std::path::Path) {
     });
     let k0 = kernel(&mut m, "k0_scale", &[false, false, true], &["total", "cols"], 64, true);
     let k1 = kernel(&mut m, "k1_sumsq", &[false, true], &["rows", "cols"], 32, true);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![
+    m.programs.push(Program::new(
+        "run",
+        vec![
             dispatch(k0, &[x, w, y], &["n*4", "4"], "cdiv(n*4, 64)", "scale"),
             dispatch(k1, &[y, s], &["n", "4"], "cdiv(n, 32)", "sumsq"),
         ],
-    });
+    ));
     let src0 = wgsl(
         &["total", "cols"],
         &[("x", "f32", false), ("w", "f32", false), ("y", "f32", true)],
@@ -185,14 +185,14 @@ fn grid_larger_than_the_dimension_limit_is_split() {
     let body = "  if (i >= params.n) { return; }\n  y[i] = x[i] * 2.0 + 1.0;";
     let k = kernel(&mut m, "k0_split", &[false, true], &["n"], 64, true);
     let k_fixed = kernel(&mut m, "k1_nosplit", &[false, true], &["n"], 64, false);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![dispatch(k, &[x, y], &["n"], "cdiv(n, 64)", "affine")],
-    });
-    m.programs.push(Program {
-        name: "nosplit".into(),
-        dispatches: vec![dispatch(k_fixed, &[x, y], &["n"], "cdiv(n, 64)", "affine")],
-    });
+    m.programs.push(Program::new(
+        "run",
+        vec![dispatch(k, &[x, y], &["n"], "cdiv(n, 64)", "affine")],
+    ));
+    m.programs.push(Program::new(
+        "nosplit",
+        vec![dispatch(k_fixed, &[x, y], &["n"], "cdiv(n, 64)", "affine")],
+    ));
     let src = wgsl(&["n"], &[("x", "f32", false), ("y", "f32", true)], 64, body);
     write_bundle(dir.path(), &mut m, &[src.clone(), src], &[]);
     let mut s = session(dir.path());
@@ -266,16 +266,16 @@ fn i64_inputs_and_bool_outputs_convert() {
     m.outputs
         .push(io("half", ElemType::F16, ElemType::F32, &["n"], half_out));
     let k = kernel(&mut m, "k0_conv", &[false, false, true, true, true], &["n"], 64, true);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![dispatch(
+    m.programs.push(Program::new(
+        "run",
+        vec![dispatch(
             k,
             &[ids, h, mask, twice, half_out],
             &["n"],
             "cdiv(n, 64)",
             "conv",
         )],
-    });
+    ));
     let src = wgsl(
         &["n"],
         &[
@@ -353,10 +353,8 @@ fn outputs_may_live_in_input_and_weight_buffers_and_zero_param_kernels_work() {
         buffer: w,
     });
     let k = kernel(&mut m, "k0_fill", &[true], &[], 4, false);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![dispatch(k, &[c], &[], "1", "fill")],
-    });
+    m.programs
+        .push(Program::new("run", vec![dispatch(k, &[c], &[], "1", "fill")]));
     let src = wgsl(&[], &[("c", "u32", true)], 4, "  c[i] = u32(i) * 10u + 1u;");
     let weights = [TestWeight {
         name: "w".into(),
@@ -390,10 +388,10 @@ fn bad_wgsl_is_an_error_naming_the_kernel() {
     // Kernels may only write intermediate buffers (manifest validation), so it writes y.
     let y = buffer(&mut m, BufferKind::Intermediate, "n*4", "y");
     let k = kernel(&mut m, "k7_broken", &[false, true], &["n"], 64, true);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![dispatch(k, &[x, y], &["n"], "cdiv(n, 64)", "broken")],
-    });
+    m.programs.push(Program::new(
+        "run",
+        vec![dispatch(k, &[x, y], &["n"], "cdiv(n, 64)", "broken")],
+    ));
     let src = wgsl(
         &["n"],
         &[("x", "f32", false), ("y", "f32", true)],
@@ -442,10 +440,10 @@ fn intermediate_state_survives_growth_and_failed_runs() {
     m.inputs.push(io("x", ElemType::I64, ElemType::I32, &["n"], x));
     m.outputs.push(io("acc", ElemType::I64, ElemType::I32, &["n"], acc));
     let k = kernel(&mut m, "k0_acc", &[false, true], &["n"], 64, true);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![dispatch(k, &[x, acc], &["n"], "cdiv(n, 64)", "acc")],
-    });
+    m.programs.push(Program::new(
+        "run",
+        vec![dispatch(k, &[x, acc], &["n"], "cdiv(n, 64)", "acc")],
+    ));
     let src = wgsl(
         &["n"],
         &[("x", "i32", false), ("acc", "i32", true)],

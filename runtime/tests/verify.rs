@@ -22,10 +22,10 @@ fn small_bundle(dir: &std::path::Path) -> Manifest {
         buffer: w,
     });
     let k = kernel(&mut m, "k0_add", &[false, false, true], &["n"], 64, true);
-    m.programs.push(Program {
-        name: "run".into(),
-        dispatches: vec![dispatch(k, &[x, w, y], &["n"], "cdiv(n, 64)", "add")],
-    });
+    m.programs.push(Program::new(
+        "run",
+        vec![dispatch(k, &[x, w, y], &["n"], "cdiv(n, 64)", "add")],
+    ));
     let src = wgsl(
         &["n"],
         &[("x", "f32", false), ("w", "f32", false), ("y", "f32", true)],

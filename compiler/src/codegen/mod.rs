@@ -1053,6 +1053,25 @@ pub fn render(
             ];
             ("qgemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
+        (KernelBody::StateWrite { shape, dtype, offset }, Schedule::Injective(p)) => {
+            // The injective template over the update's elements, storing at `offset + idx` of
+            // the state buffer (the output binding).
+            let n = Dim::product(shape);
+            let n_s = params.dim(&n, "n");
+            let off_s = params.dim(offset, "off");
+            let (x0, x0e) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let body = vec![format!(
+                "out[{off_s} + idx] = {};",
+                to_storage(*dtype, &format!("{x0}idx{x0e}"))
+            )];
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &p.elems_per_thread);
+            ctx.insert("n", &n_s);
+            ctx.insert("body", &body);
+            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
+            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+            ("injective", [p.workgroup_size, 1, 1], grid, true)
+        }
         (body, s) => {
             return Err(CompileError::Unsupported {
                 node: draft.label.clone(),

@@ -182,6 +182,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
             Op::Reduce { .. } | Op::Softmax { .. } => f.anchor_root(id, &[Mode::Any])?,
             Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
             Op::RmsNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any])?,
+            Op::StateAppend { .. } => f.anchor_root(id, &[Mode::Any])?,
             _ => lower_node(g, id)?,
         };
         for &i in &draft.inputs {

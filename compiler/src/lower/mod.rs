@@ -221,6 +221,16 @@ pub enum KernelBody {
         /// Input features.
         k: usize,
     },
+    /// Writes operand 0 (of shape `shape`) into a persistent state buffer at element offset
+    /// `offset` (an [`Op::StateAppend`]); the kernel's output binding is the state buffer.
+    StateWrite {
+        /// Shape of the written update.
+        shape: Shape,
+        /// Element dtype.
+        dtype: DType,
+        /// First element written (rows before the update times the row size).
+        offset: Dim,
+    },
 }
 
 /// A kernel before scheduling: which values it reads (binding order) and writes, and what it
@@ -509,6 +519,13 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             block: *block,
             n: *n,
             k: *k,
+        },
+        Op::StateAppend {
+            state_shape, offset, ..
+        } => KernelBody::StateWrite {
+            shape: shape(0),
+            dtype: dt(0),
+            offset: offset.mul(&Dim::c(state_shape[1..].iter().product::<usize>() as i64)),
         },
         Op::Input { .. } | Op::Constant(_) | Op::Reshape { .. } => {
             unreachable!("free nodes are not lowered to kernels")

@@ -38,7 +38,9 @@ pub fn to_egraph(g: &mut Graph, fold_max_elems: usize) -> Converted {
                 };
                 eg.analysis.add_const(t)
             }
-            Op::Compute { .. } => {
+            // Unhashable (Compute) or stateful (StateAppend: an in-place write, never merged
+            // with another or folded) ops are kept whole in the opaque table.
+            Op::Compute { .. } | Op::StateAppend { .. } => {
                 eg.analysis.opaque.push(g.node(id).op.clone());
                 KOp::Opaque(eg.analysis.opaque.len() as u32 - 1)
             }

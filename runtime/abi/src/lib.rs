@@ -18,7 +18,7 @@ pub use manifest::*;
 use sha2::{Digest, Sha256};
 
 /// Bundle format version written by this crate; loaders reject others.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// File name of the manifest inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

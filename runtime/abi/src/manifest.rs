@@ -37,6 +37,22 @@ pub struct Manifest {
     /// break one (instead of reading out of range on the GPU).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assumptions: Vec<SizeAssumption>,
+    /// Persistent tensors (a KV cache) that live on the GPU across runs and programs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<StateSpec>,
+}
+
+/// A persistent tensor of constant shape in a [`BufferKind::State`] buffer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StateSpec {
+    /// Unique name, e.g. `k_cache.0`.
+    pub name: String,
+    /// Element type in the buffer.
+    pub storage: ElemType,
+    /// Constant shape.
+    pub shape: Vec<u64>,
+    /// Its buffer (of kind `state`).
+    pub buffer: usize,
 }
 
 /// `value <= max` must hold once the symbols are bound (e.g. `seq <= 512` for a model whose
@@ -213,6 +229,9 @@ pub enum BufferKind {
     Weight,
     /// Written and read by kernels; may hold several values whose lifetimes do not overlap.
     Intermediate,
+    /// One persistent [`StateSpec`]: allocated (zero-filled) at session creation, written in
+    /// place by kernels, kept across runs and programs.
+    State,
 }
 
 /// A GPU storage buffer.
@@ -304,6 +323,32 @@ pub struct Program {
     pub name: String,
     /// Dispatches in order.
     pub dispatches: Vec<Dispatch>,
+    /// The program's own inputs; `None`: the manifest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<IoSpec>>,
+    /// The program's own outputs; `None`: the manifest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<IoSpec>>,
+    /// Symbols bound from the program's input shapes; `None`: the manifest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<Vec<String>>,
+    /// Symbols the caller binds by value at run time (e.g. `past`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scalars: Vec<String>,
+}
+
+impl Program {
+    /// A program over the manifest's inputs, outputs and symbols.
+    pub fn new(name: &str, dispatches: Vec<Dispatch>) -> Program {
+        Program {
+            name: name.to_string(),
+            dispatches,
+            inputs: None,
+            outputs: None,
+            symbols: None,
+            scalars: Vec::new(),
+        }
+    }
 }
 
 impl Manifest {
@@ -357,14 +402,55 @@ impl Manifest {
         self.programs.iter().find(|p| p.name == name)
     }
 
+    /// The inputs of program `p` (its own, else the manifest's).
+    pub fn program_inputs(&self, p: usize) -> &[IoSpec] {
+        self.programs[p].inputs.as_deref().unwrap_or(&self.inputs)
+    }
+
+    /// The outputs of program `p` (its own, else the manifest's).
+    pub fn program_outputs(&self, p: usize) -> &[IoSpec] {
+        self.programs[p].outputs.as_deref().unwrap_or(&self.outputs)
+    }
+
+    /// The symbols bound from program `p`'s input shapes (its own, else the manifest's).
+    pub fn program_symbols(&self, p: usize) -> &[String] {
+        self.programs[p].symbols.as_deref().unwrap_or(&self.symbols)
+    }
+
+    /// Every buffer program `p` binds or exchanges with the caller, sorted.
+    pub fn program_buffers(&self, p: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self.programs[p]
+            .dispatches
+            .iter()
+            .flat_map(|d| d.buffers.iter().copied())
+            .chain(self.program_inputs(p).iter().map(|io| io.buffer))
+            .chain(self.program_outputs(p).iter().map(|io| io.buffer))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Checks that every index points at something that exists.
     pub fn check_indices(&self) -> Result<(), String> {
         let nb = self.buffers.len();
-        for io in self.inputs.iter().chain(&self.outputs) {
+        let program_io = self
+            .programs
+            .iter()
+            .flat_map(|p| p.inputs.iter().flatten().chain(p.outputs.iter().flatten()));
+        for io in self.inputs.iter().chain(&self.outputs).chain(program_io) {
             if io.buffer >= nb {
                 return Err(format!(
                     "manifest: '{}' refers to buffer {} of {nb}",
                     io.name, io.buffer
+                ));
+            }
+        }
+        for st in &self.states {
+            if st.buffer >= nb {
+                return Err(format!(
+                    "manifest: state '{}' refers to buffer {} of {nb}",
+                    st.name, st.buffer
                 ));
             }
         }

@@ -32,9 +32,11 @@ impl Manifest {
                 let k = &self.kernels[d.kernel];
                 for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
                     let buf = &self.buffers[b];
-                    if *kind == BindingKind::Storage && buf.kind != BufferKind::Intermediate {
+                    if *kind == BindingKind::Storage
+                        && !matches!(buf.kind, BufferKind::Intermediate | BufferKind::State)
+                    {
                         return Err(format!(
-                            "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate buffers",
+                            "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate and state buffers",
                             at(),
                             slot + 1,
                             k.name,
@@ -56,8 +58,11 @@ impl Manifest {
                 }
             }
         }
+        self.check_states()?;
         self.check_outputs()?;
-        for io in &self.outputs {
+        let program_outputs = self.programs.iter().flat_map(|p| p.outputs.iter().flatten());
+        let program_inputs = self.programs.iter().flat_map(|p| p.inputs.iter().flatten());
+        for io in self.outputs.iter().chain(program_outputs) {
             if io.index_bound.is_some() {
                 return Err(format!(
                     "manifest: output '{}' has an index bound; only inputs may",
@@ -65,7 +70,7 @@ impl Manifest {
                 ));
             }
         }
-        for io in &self.inputs {
+        for io in self.inputs.iter().chain(program_inputs) {
             if io.index_bound.is_some() && !matches!(io.storage, crate::ElemType::I32 | crate::ElemType::U32) {
                 return Err(format!(
                     "manifest: input '{}' has an index bound but {} storage; index inputs are integers",
@@ -73,6 +78,53 @@ impl Manifest {
                     io.storage.name()
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Every state lives alone in a `state` buffer of its constant size, names are unique, and
+    /// every `state` buffer belongs to a state.
+    fn check_states(&self) -> Result<(), String> {
+        let mut owner: Vec<Option<&str>> = vec![None; self.buffers.len()];
+        for st in &self.states {
+            let buf = &self.buffers[st.buffer];
+            if buf.kind != BufferKind::State {
+                return Err(format!(
+                    "manifest: state '{}' lives in {} buffer {} '{}', not a state buffer",
+                    st.name,
+                    kind_name(buf.kind),
+                    st.buffer,
+                    buf.label
+                ));
+            }
+            if let Some(other) = owner[st.buffer].replace(&st.name) {
+                return Err(format!(
+                    "manifest: states '{other}' and '{}' share buffer {}",
+                    st.name, st.buffer
+                ));
+            }
+            if self.states.iter().filter(|o| o.name == st.name).count() > 1 {
+                return Err(format!("manifest: state name '{}' appears twice", st.name));
+            }
+            let bytes = st
+                .shape
+                .iter()
+                .try_fold(4u64, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| format!("manifest: state '{}' has an overflowing shape", st.name))?;
+            if buf.size.as_const().map(|s| s as u64) != Some(bytes) {
+                return Err(format!(
+                    "manifest: state '{}' needs {bytes} bytes but its buffer {} has size '{}'",
+                    st.name, st.buffer, buf.size
+                ));
+            }
+        }
+        if let Some(i) =
+            (0..self.buffers.len()).find(|&i| self.buffers[i].kind == BufferKind::State && owner[i].is_none())
+        {
+            return Err(format!(
+                "manifest: state buffer {i} '{}' belongs to no state",
+                self.buffers[i].label
+            ));
         }
         Ok(())
     }
@@ -93,10 +145,11 @@ impl Manifest {
                     .map(|(&b, _)| b)
             })
             .collect();
-        for o in &self.outputs {
+        let program_outputs = self.programs.iter().flat_map(|p| p.outputs.iter().flatten());
+        for o in self.outputs.iter().chain(program_outputs) {
             let buf = &self.buffers[o.buffer];
             match buf.kind {
-                BufferKind::Input => {}
+                BufferKind::Input | BufferKind::State => {}
                 BufferKind::Intermediate if written.contains(&o.buffer) => {}
                 BufferKind::Intermediate => {
                     return Err(format!(
@@ -196,6 +249,7 @@ fn kind_name(k: BufferKind) -> &'static str {
         BufferKind::Input => "input",
         BufferKind::Weight => "weight",
         BufferKind::Intermediate => "intermediate",
+        BufferKind::State => "state",
     }
 }
 
@@ -342,7 +396,7 @@ mod tests {
         fn main(@builtin(global_invocation_id) id: vec3<u32>) { y[id.x] = x[id.x]; }\n";
 
     fn spec() -> Manifest {
-        let m = r#"{"format_version":1,"compiler_version":"t","model":"m",
+        let m = r#"{"format_version":2,"compiler_version":"t","model":"m",
             "requirements":{"target":"t","features":[],"limits":{}},"symbols":["n"],
             "inputs":[{"name":"x","dtype":"f32","storage":"f32","shape":["n"],"buffer":0}],
             "outputs":[{"name":"y","dtype":"f32","storage":"f32","shape":["n"],"buffer":1}],

@@ -42,6 +42,7 @@ pub fn empty_manifest(symbols: &[&str]) -> Manifest {
         programs: vec![],
         files: BTreeMap::new(),
         assumptions: vec![],
+        states: vec![],
     }
 }
 

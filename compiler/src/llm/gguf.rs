@@ -1,0 +1,196 @@
+//! Llama-family models from GGUF files: the configuration from `{arch}.*` metadata and the
+//! weights from the tensor table (GGUF names are the builder's names).
+//!
+//! Supported architectures: `llama` (Llama 2/3, SmolLM/SmolLM2, Mistral as converted by
+//! llama.cpp; normal RoPE, since the converter permutes Q/K for it) and `qwen2` (NeoX RoPE,
+//! q/k/v biases). Weights are dequantized to f32 constants for now; once the quantized matmul
+//! (`Op::QMatMul`) lands, [`GgufWeights::linear`] keeps quantized weights packed instead.
+
+use super::{weights::f32_linear, LlamaConfig, LlamaWeights, LlmError, RopeStyle};
+use crate::frontend::gguf::{Gguf, GgufError};
+use kiln_ir::{Graph, NodeId, Tensor};
+
+/// Architectures [`config_from_gguf`] understands.
+pub const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+
+impl From<GgufError> for LlmError {
+    fn from(e: GgufError) -> LlmError {
+        match e {
+            GgufError::MissingTensor { name } => LlmError::MissingTensor(name),
+            other => LlmError::Config(other.to_string()),
+        }
+    }
+}
+
+/// The model's configuration from GGUF metadata, with a KV cache of `context` tokens (the
+/// model's own `{arch}.context_length` when `None`; a larger value is refused).
+pub fn config_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<LlamaConfig, LlmError> {
+    let arch = g.architecture()?.to_string();
+    let (rope_style, qkv_bias) = match arch.as_str() {
+        "llama" => (RopeStyle::Normal, false),
+        "qwen2" => (RopeStyle::Neox, true),
+        other => {
+            return Err(LlmError::Config(format!(
+                "unsupported architecture '{other}' (general.architecture); Kiln builds {}",
+                ARCHITECTURES.join(", ")
+            )))
+        }
+    };
+    let key = |k: &str| format!("{arch}.{k}");
+    let u = |k: &str| g.get_u32(&key(k)).map(|v| v as usize);
+    let dim = u("embedding_length")?;
+    let heads = u("attention.head_count")?;
+    let kv_heads = if g.get(&key("attention.head_count_kv")).is_some() {
+        u("attention.head_count_kv")?
+    } else {
+        heads
+    };
+    let head_dim = if g.get(&key("attention.key_length")).is_some() {
+        u("attention.key_length")?
+    } else {
+        dim.checked_div(heads).unwrap_or(0)
+    };
+    let rope_dims = if g.get(&key("rope.dimension_count")).is_some() {
+        u("rope.dimension_count")?
+    } else {
+        head_dim
+    };
+    let rope_base = if g.get(&key("rope.freq_base")).is_some() {
+        g.get_f32(&key("rope.freq_base"))?
+    } else {
+        10000.0
+    };
+    let trained = u("context_length")?;
+    let context = match context {
+        None => trained,
+        Some(c) if c > trained => {
+            return Err(LlmError::Config(format!(
+                "--context {c} is longer than the model's context length {trained} ({arch}.context_length)"
+            )))
+        }
+        Some(c) => c,
+    };
+    let embd = g.tensor_info("token_embd.weight")?;
+    let vocab = *embd.dims.first().unwrap_or(&0);
+    let c = LlamaConfig {
+        name: name.to_string(),
+        dim,
+        layers: u("block_count")?,
+        heads,
+        kv_heads,
+        head_dim,
+        ffn: u("feed_forward_length")?,
+        vocab,
+        rope_base,
+        rope_dims,
+        rope_style,
+        rms_eps: g.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
+        tied_output: !g.has_tensor("output.weight"),
+        qkv_bias,
+        context,
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+/// Weights read from a GGUF file.
+pub struct GgufWeights<'g> {
+    gguf: &'g Gguf,
+}
+
+impl<'g> GgufWeights<'g> {
+    /// Weights of `gguf`.
+    pub fn new(gguf: &'g Gguf) -> GgufWeights<'g> {
+        GgufWeights { gguf }
+    }
+
+    fn f32_tensor(&self, name: &str) -> Result<Tensor, LlmError> {
+        let info = self.gguf.tensor_info(name)?;
+        let v = self.gguf.tensor_f32(name)?;
+        Ok(Tensor::f32(info.dims.clone(), v))
+    }
+}
+
+impl LlamaWeights for GgufWeights<'_> {
+    fn tensor(&mut self, name: &str) -> Result<Option<Tensor>, LlmError> {
+        if !self.gguf.has_tensor(name) {
+            return Ok(None);
+        }
+        self.f32_tensor(name).map(Some)
+    }
+
+    fn linear(
+        &mut self,
+        g: &mut Graph,
+        name: &str,
+        x: NodeId,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<NodeId, LlmError> {
+        let t = self.f32_tensor(name)?;
+        if t.shape != [out_features, in_features] {
+            return Err(LlmError::Tensor {
+                name: name.into(),
+                msg: format!("expected [{out_features}, {in_features}], the file has {:?}", t.shape),
+            });
+        }
+        f32_linear(g, name, x, &t)
+    }
+}
+
+/// Reads a GGUF language model into a [`crate::Model`] (see [`super::build`]).
+pub fn load_gguf_llm(path: &std::path::Path, context: Option<usize>) -> Result<crate::Model, LlmError> {
+    let g = Gguf::open(path)?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
+    model_from_gguf(&g, &name, context)
+}
+
+/// Builds the model of an opened GGUF file (see [`load_gguf_llm`]).
+pub fn model_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<crate::Model, LlmError> {
+    let config = config_from_gguf(g, name, context)?;
+    super::build(&config, &mut GgufWeights::new(g))
+}
+
+/// A GGUF file (bytes) of a random-weight model with `config`'s shape, for tests and
+/// benchmarks: metadata as llama.cpp writes it for `arch` (`llama` or `qwen2`), 2-D weights
+/// stored as `block` (e.g. Q8_0; F32 keeps them exact), 1-D tensors as f32.
+pub fn random_gguf(
+    config: &LlamaConfig,
+    arch: &str,
+    seed: u64,
+    block: kiln_ir::BlockType,
+) -> Result<Vec<u8>, LlmError> {
+    use crate::frontend::gguf::GgufWriter;
+    let c = config;
+    let k = |s: &str| format!("{arch}.{s}");
+    let mut w = GgufWriter::new()
+        .meta_str("general.architecture", arch)
+        .meta_str("general.name", &c.name)
+        .meta_u32(&k("context_length"), c.context as u32)
+        .meta_u32(&k("embedding_length"), c.dim as u32)
+        .meta_u32(&k("block_count"), c.layers as u32)
+        .meta_u32(&k("feed_forward_length"), c.ffn as u32)
+        .meta_u32(&k("attention.head_count"), c.heads as u32)
+        .meta_u32(&k("attention.head_count_kv"), c.kv_heads as u32)
+        .meta_u32(&k("attention.key_length"), c.head_dim as u32)
+        .meta_u32(&k("attention.value_length"), c.head_dim as u32)
+        .meta_u32(&k("rope.dimension_count"), c.rope_dims as u32)
+        .meta_f32(&k("rope.freq_base"), c.rope_base)
+        .meta_f32(&k("attention.layer_norm_rms_epsilon"), c.rms_eps);
+    for (name, t) in super::RandomWeights::new(c, seed).tensors() {
+        let v = t.to_f32();
+        w = if t.shape.len() == 2 && block != kiln_ir::BlockType::F32 {
+            let bytes = kiln_ir::quant::quantize(block, &v).map_err(|e| LlmError::Tensor {
+                name: name.into(),
+                msg: e.to_string(),
+            })?;
+            w.tensor(name, &t.shape, block, bytes)
+        } else {
+            w.tensor_f32(name, &t.shape, &v)
+        };
+    }
+    Ok(w.to_bytes())
+}

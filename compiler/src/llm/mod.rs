@@ -1,0 +1,173 @@
+//! Llama-family language models as IR graphs (see docs/llm.md).
+//!
+//! [`build`] turns a [`LlamaConfig`] and a [`LlamaWeights`] source (GGUF, random test weights,
+//! safetensors) into one IR graph for one forward step over `n` new tokens at positions
+//! `past .. past + n`, with the KV cache as persistent states written by
+//! [`kiln_ir::Op::StateAppend`]. Everything is plain IR (RMSNorm, RoPE, grouped-query
+//! attention, SwiGLU), never hand-fused: the optimizer decides what fuses, so an ONNX model of
+//! the same architecture gets the same kernels. [`compile_llm`] compiles the graph twice into
+//! one bundle (`prefill`, `decode`), and [`reference`] is the interpreter's generation loop.
+
+pub mod gguf;
+pub mod graph;
+pub mod reference;
+pub mod weights;
+
+pub use graph::build;
+pub use reference::Reference;
+pub use weights::{LlamaWeights, RandomWeights};
+
+use crate::{CompileError, CompileOptions, CompiledBundle, Model};
+use kiln_ir::IrError;
+
+/// Name of the token-id input (`[n]`, i32).
+pub const TOKENS: &str = "tokens";
+/// Name of the logits output (`[1, vocab]`, f32): the last position's.
+pub const LOGITS: &str = "logits";
+/// Name of the greedy next-token output (`[1]`, i32): the ArgMax of the logits, on the GPU.
+pub const NEXT_TOKEN: &str = "next_token";
+/// The symbol for new tokens in one step.
+pub const N: &str = "n";
+/// The scalar symbol for the number of tokens already in the KV cache.
+pub const PAST: &str = "past";
+/// Program that processes a prompt (`n` symbolic).
+pub const PREFILL: &str = "prefill";
+/// Program that processes one token (`n = 1`).
+pub const DECODE: &str = "decode";
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2j, 2j+1)` (Llama, Mistral, SmolLM in GGUF's layout).
+    Normal,
+    /// Halves `(j, j + rope_dims/2)` (GPT-NeoX, Qwen2).
+    Neox,
+}
+
+/// The shape of a Llama-family model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    /// Model name (for the manifest).
+    pub name: String,
+    /// Hidden size.
+    pub dim: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention; divides `heads`).
+    pub kv_heads: usize,
+    /// Dims per head.
+    pub head_dim: usize,
+    /// Feed-forward hidden size.
+    pub ffn: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// RoPE frequency base.
+    pub rope_base: f32,
+    /// Dims of each head that RoPE rotates (even, at most `head_dim`).
+    pub rope_dims: usize,
+    /// RoPE pairing.
+    pub rope_style: RopeStyle,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// The output head is the token embedding (no `output.weight`).
+    pub tied_output: bool,
+    /// q/k/v projections have biases (Qwen2).
+    pub qkv_bias: bool,
+    /// Tokens the KV cache holds (`past + n <= context`).
+    pub context: usize,
+}
+
+impl LlamaConfig {
+    /// Checks that the sizes fit together; the error names the field.
+    pub fn validate(&self) -> Result<(), LlmError> {
+        let bad = |m: String| Err(LlmError::Config(m));
+        for (name, v) in [
+            ("dim", self.dim),
+            ("layers", self.layers),
+            ("heads", self.heads),
+            ("kv_heads", self.kv_heads),
+            ("head_dim", self.head_dim),
+            ("ffn", self.ffn),
+            ("vocab", self.vocab),
+            ("context", self.context),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} is 0"));
+            }
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return bad(format!(
+                "heads ({}) is not a multiple of kv_heads ({})",
+                self.heads, self.kv_heads
+            ));
+        }
+        if !self.rope_dims.is_multiple_of(2) || self.rope_dims > self.head_dim {
+            return bad(format!(
+                "rope dims {} must be even and at most head_dim {}",
+                self.rope_dims, self.head_dim
+            ));
+        }
+        if self.context > i32::MAX as usize / 2 || self.vocab > i32::MAX as usize {
+            return bad(format!("context {} or vocab {} is too large", self.context, self.vocab));
+        }
+        if self.rope_base.is_nan() || self.rope_base <= 0.0 || self.rms_eps.is_nan() || self.rms_eps < 0.0 {
+            return bad(format!(
+                "rope base {} / rms eps {} out of range",
+                self.rope_base, self.rms_eps
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a language model could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// The configuration is inconsistent.
+    #[error("model configuration: {0}")]
+    Config(String),
+    /// A weight the architecture needs is absent.
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    /// A weight has the wrong shape or type.
+    #[error("tensor '{name}': {msg}")]
+    Tensor {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Building or evaluating the graph failed.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+impl From<LlmError> for CompileError {
+    fn from(e: LlmError) -> CompileError {
+        match e {
+            LlmError::Ir(e) => CompileError::from(e),
+            other => CompileError::Usage(other.to_string()),
+        }
+    }
+}
+
+/// Compiles a language model (from [`build`]) into one bundle with programs `prefill` (`n`
+/// symbolic) and `decode` (`n = 1`, so its GEMMs are GEMVs), sharing weights and the KV cache.
+pub fn compile_llm(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, CompileError> {
+    let programs = [
+        crate::programs::ProgramSpec {
+            name: PREFILL.into(),
+            dims: Default::default(),
+        },
+        crate::programs::ProgramSpec {
+            name: DECODE.into(),
+            dims: [(N.to_string(), 1)].into_iter().collect(),
+        },
+    ];
+    crate::programs::compile_programs(model, &programs, opts)
+}
+
+#[cfg(test)]
+mod tests;

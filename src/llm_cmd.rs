@@ -1,8 +1,10 @@
 //! `kiln compile MODEL.gguf`, `kiln generate` and the language-model form of `kiln bench`.
 
 use anyhow::{anyhow, bail, Result};
+use kiln::compiler::frontend::gguf as llm_gguf;
 use kiln::compiler::{self, llm, CompileOptions};
 use kiln::runtime::llm::{Generator, PREFILL, TOKENS};
+use kiln::runtime::text::{ChatTemplate, Message, StreamDecoder, Tokenizer, TokenizerModel, TokenizerSpec};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +19,12 @@ pub fn compile_gguf(
     opts: &CompileOptions,
 ) -> Result<kiln::abi::Manifest> {
     let t0 = Instant::now();
-    let loaded = llm::gguf::load_gguf_llm(model, context).map_err(|e| anyhow!("{}: {e}", model.display()))?;
+    let gguf = llm_gguf::Gguf::open(model).map_err(|e| anyhow!("{}: {e}", model.display()))?;
+    let name = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
+    let loaded = llm::gguf::model_from_gguf(&gguf, &name, context).map_err(|e| anyhow!("{}: {e}", model.display()))?;
     log::info!(
         "pass frontend (read the GGUF model, build the graph): {:.2?}",
         t0.elapsed()
@@ -25,8 +32,75 @@ pub fn compile_gguf(
     if !opts.dims.is_empty() {
         bail!("--dim does not apply to a GGUF model (use --context to size the KV cache)");
     }
-    let compiled = llm::compile_llm(&loaded, opts)?;
+    let mut compiled = llm::compile_llm(&loaded, opts)?;
+    if let Some(spec) = tokenizer_spec(&gguf).map_err(|e| anyhow!("{}: tokenizer metadata: {e}", model.display()))? {
+        // Checked now, so a bundle never carries a tokenizer the runtime cannot build.
+        Tokenizer::from_spec(&spec).map_err(|e| anyhow!("{}: tokenizer: {e}", model.display()))?;
+        compiled
+            .assets
+            .push((TOKENIZER_FILE.into(), spec.to_json().into_bytes()));
+    }
     Ok(compiler::write_bundle(&compiled, out)?)
+}
+
+/// The bundle file holding a language model's tokenizer ([`TokenizerSpec`] as JSON).
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The tokenizer stored in a GGUF file's `tokenizer.*` metadata, or `None` if it has none.
+fn tokenizer_spec(g: &llm_gguf::Gguf) -> Result<Option<TokenizerSpec>> {
+    let Ok(model) = g.get_str("tokenizer.ggml.model") else {
+        return Ok(None);
+    };
+    let tokens = g
+        .get_str_array("tokenizer.ggml.tokens")?
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut spec = TokenizerSpec::new(TokenizerModel::from_gguf_name(model)?, tokens);
+    let opt_u32 = |k: &str| g.get(k).map(|_| g.get_u32(k)).transpose();
+    let opt_bool = |k: &str| g.get(k).map(|_| g.get_bool(k)).transpose();
+    spec.pre = g
+        .get("tokenizer.ggml.pre")
+        .map(|_| g.get_str("tokenizer.ggml.pre").map(String::from))
+        .transpose()?;
+    if g.get("tokenizer.ggml.scores").is_some() {
+        spec.scores = g.get_f32_array("tokenizer.ggml.scores")?;
+    }
+    if g.get("tokenizer.ggml.token_type").is_some() {
+        spec.token_type = g.get_i32_array("tokenizer.ggml.token_type")?;
+    }
+    if g.get("tokenizer.ggml.merges").is_some() {
+        spec.merges = g
+            .get_str_array("tokenizer.ggml.merges")?
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
+    spec.bos_token_id = opt_u32("tokenizer.ggml.bos_token_id")?;
+    spec.eos_token_id = opt_u32("tokenizer.ggml.eos_token_id")?;
+    spec.unknown_token_id = opt_u32("tokenizer.ggml.unknown_token_id")?;
+    spec.padding_token_id = opt_u32("tokenizer.ggml.padding_token_id")?;
+    spec.add_bos_token = opt_bool("tokenizer.ggml.add_bos_token")?;
+    spec.add_space_prefix = opt_bool("tokenizer.ggml.add_space_prefix")?;
+    spec.chat_template = g
+        .get("tokenizer.chat_template")
+        .map(|_| g.get_str("tokenizer.chat_template").map(String::from))
+        .transpose()?;
+    Ok(Some(spec))
+}
+
+/// The tokenizer of a language-model bundle (an error naming the bundle if it has none).
+fn bundle_tokenizer(bundle: &Bundle, dir: &Path) -> Result<(TokenizerSpec, Tokenizer)> {
+    let bytes = bundle.asset(TOKENIZER_FILE).ok_or_else(|| {
+        anyhow!(
+            "{}: the bundle has no {TOKENIZER_FILE} (its GGUF had no tokenizer metadata); use --prompt-ids",
+            dir.display()
+        )
+    })?;
+    let json = std::str::from_utf8(bytes).map_err(|e| anyhow!("{}: {TOKENIZER_FILE}: {e}", dir.display()))?;
+    let spec = TokenizerSpec::from_json(json).map_err(|e| anyhow!("{}: {TOKENIZER_FILE}: {e}", dir.display()))?;
+    let tok = Tokenizer::from_spec(&spec).map_err(|e| anyhow!("{}: {TOKENIZER_FILE}: {e}", dir.display()))?;
+    Ok((spec, tok))
 }
 
 /// Parses `--prompt-ids 1,2,3`.
@@ -65,38 +139,69 @@ pub struct Sampling {
     pub seed: u64,
 }
 
-/// `kiln generate`: prefill the prompt ids, decode up to `max_tokens`, print the generated ids
-/// on one line of stdout as they come, and prefill/decode tokens per second on stderr.
-pub fn generate_cmd(bundle_dir: &Path, prompt_ids: &str, max_tokens: usize, sampling: &Sampling) -> Result<()> {
+/// What `kiln generate` starts from.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Token ids (`--prompt-ids 1,2,3`).
+    Ids(String),
+    /// Text, tokenized with the bundle's tokenizer (`--prompt TEXT`); with `chat`, wrapped in
+    /// the model's chat template as one user message.
+    Text {
+        /// The text.
+        text: String,
+        /// Apply the chat template.
+        chat: bool,
+    },
+}
+
+/// `kiln generate`: prefill the prompt, decode up to `max_tokens` (stopping at the end-of-text
+/// token when the bundle has a tokenizer), stream the text (or, with `print_ids`, the ids on
+/// one line) to stdout, and print prefill/decode tokens per second on stderr.
+pub fn generate_cmd(
+    bundle_dir: &Path,
+    prompt: &Prompt,
+    max_tokens: usize,
+    print_ids: bool,
+    sampling: &Sampling,
+) -> Result<()> {
     if sampling.temperature > 0.0 || sampling.top_k > 0 || sampling.top_p < 1.0 {
         bail!(
             "only greedy decoding is implemented yet (on the GPU); leave out --temperature, --top-k and --top-p (seed {} unused)",
             sampling.seed
         );
     }
-    let prompt = parse_ids(prompt_ids)?;
-    if prompt.is_empty() {
-        bail!("--prompt-ids: give at least one token id");
+    let (bundle, mut session) = open(bundle_dir)?;
+    let tokenizer = match prompt {
+        Prompt::Text { .. } => Some(bundle_tokenizer(&bundle, bundle_dir)?),
+        Prompt::Ids(_) => bundle_tokenizer(&bundle, bundle_dir).ok(),
+    };
+    let ids = match prompt {
+        Prompt::Ids(s) => parse_ids(s)?,
+        Prompt::Text { text, chat } => {
+            let (spec, tok) = tokenizer.as_ref().expect("loaded above");
+            let text = if *chat {
+                ChatTemplate::new(spec)?.render(&[Message::new("user", text.as_str())], true)?
+            } else {
+                text.clone()
+            };
+            tok.encode(&text, tok.add_bos())?
+                .into_iter()
+                .map(|t| t as i32)
+                .collect()
+        }
+    };
+    if ids.is_empty() {
+        bail!("the prompt is empty: give at least one token");
     }
-    let (_bundle, mut session) = open(bundle_dir)?;
-    let mut gen = Generator::new(&mut session)?;
-    if prompt.len() >= gen.context() {
-        bail!(
-            "the prompt has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
-            prompt.len(),
-            gen.context()
-        );
-    }
-    let stdout = std::io::stdout();
-    let mut first = true;
-    let stats = gen.generate_greedy(&prompt, max_tokens, &mut |t: i32| {
-        let mut out = stdout.lock();
-        let _ = write!(out, "{}{t}", if first { "" } else { "," });
-        let _ = out.flush();
-        first = false;
-        true
-    })?;
-    println!();
+    let print_text = !print_ids && tokenizer.is_some();
+    let stats = run_generation(
+        &mut session,
+        &ids,
+        max_tokens,
+        tokenizer.as_ref().map(|t| &t.1),
+        print_text,
+        print_ids,
+    )?;
     eprintln!(
         "prefill: {} tokens in {:.1} ms ({:.1} tokens/s); decode: {} tokens in {:.1} ms ({:.1} tokens/s)",
         stats.prompt_tokens,
@@ -107,6 +212,106 @@ pub fn generate_cmd(bundle_dir: &Path, prompt_ids: &str, max_tokens: usize, samp
         stats.decode_tokens_per_s()
     );
     Ok(())
+}
+
+/// Prefills `ids` on a fresh KV cache and decodes greedily, streaming text and/or ids to stdout;
+/// stops at the tokenizer's end-of-text token. Returns the statistics and the generated ids.
+fn run_generation(
+    session: &mut Session,
+    ids: &[i32],
+    max_tokens: usize,
+    tok: Option<&Tokenizer>,
+    print_text: bool,
+    print_ids: bool,
+) -> Result<kiln::runtime::llm::GenerationStats> {
+    let mut gen = Generator::new(session)?;
+    if ids.len() >= gen.context() {
+        bail!(
+            "the prompt has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
+            ids.len(),
+            gen.context()
+        );
+    }
+    let eos = tok.and_then(|t| t.eos_id());
+    let mut stream = tok.map(|t| StreamDecoder::new(t, true));
+    let stdout = std::io::stdout();
+    let mut first = true;
+    let stats = gen.generate_greedy(ids, max_tokens, &mut |t: i32| {
+        if eos == Some(t as u32) {
+            return false;
+        }
+        let mut out = stdout.lock();
+        if print_ids {
+            let _ = write!(out, "{}{t}", if first { "" } else { "," });
+        }
+        if print_text {
+            if let Some(s) = stream.as_mut() {
+                if let Ok(text) = s.push(t as u32) {
+                    let _ = write!(out, "{text}");
+                }
+            }
+        }
+        let _ = out.flush();
+        first = false;
+        true
+    })?;
+    if let (true, Some(s)) = (print_text, stream) {
+        print!("{}", s.finish());
+    }
+    println!();
+    Ok(stats)
+}
+
+/// `kiln chat`: an interactive conversation on stdin/stdout with the model's chat template.
+/// Each turn renders the whole conversation and prefills it on a fresh KV cache (simple and
+/// exact; the cache is not reused across turns yet). An empty line or end of input ends it.
+pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>) -> Result<()> {
+    let (bundle, mut session) = open(bundle_dir)?;
+    let (spec, tok) = bundle_tokenizer(&bundle, bundle_dir)?;
+    let template = ChatTemplate::new(&spec)?;
+    let mut messages: Vec<Message> = system.map(|s| vec![Message::new("system", s)]).unwrap_or_default();
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        messages.push(Message::new("user", line.trim_end()));
+        let prompt = template.render(&messages, true)?;
+        let ids: Vec<i32> = tok
+            .encode(&prompt, tok.add_bos())?
+            .into_iter()
+            .map(|t| t as i32)
+            .collect();
+        let mut reply = Vec::new();
+        let eos = tok.eos_id();
+        let mut stream = StreamDecoder::new(&tok, true);
+        let mut gen = Generator::new(&mut session)?;
+        if ids.len() >= gen.context() {
+            bail!(
+                "the conversation has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
+                ids.len(),
+                gen.context()
+            );
+        }
+        let budget = max_tokens.min(gen.context() - ids.len());
+        let stdout = std::io::stdout();
+        gen.generate_greedy(&ids, budget, &mut |t: i32| {
+            if eos == Some(t as u32) {
+                return false;
+            }
+            reply.push(t as u32);
+            if let Ok(text) = stream.push(t as u32) {
+                let mut out = stdout.lock();
+                let _ = write!(out, "{text}");
+                let _ = out.flush();
+            }
+            true
+        })?;
+        println!("{}", stream.finish());
+        messages.push(Message::new("assistant", tok.decode(&reply, true)?));
+    }
 }
 
 /// `kiln bench` on a language-model bundle: a prompt of `prompt_tokens` ids, then

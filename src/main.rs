@@ -133,15 +133,38 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         gen_tokens: usize,
     },
-    /// Generate tokens with a language-model bundle (prints the token ids on one line, and
-    /// prefill and decode tokens/s on stderr).
+    /// Chat with a language-model bundle on stdin/stdout, using the model's chat template
+    /// (an empty line ends the conversation).
+    Chat {
+        /// Bundle directory (from `kiln compile MODEL.gguf`).
+        bundle: PathBuf,
+        /// Most tokens per reply.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// A system message to start the conversation with.
+        #[arg(long)]
+        system: Option<String>,
+    },
+    /// Generate text with a language-model bundle (streams the text, or the token ids with
+    /// --ids, to stdout; prefill and decode tokens/s on stderr).
     Generate {
         /// Bundle directory (from `kiln compile MODEL.gguf`).
         bundle: PathBuf,
         /// Prompt token ids, e.g. `1,2,3`.
-        #[arg(long, value_name = "IDS")]
-        prompt_ids: String,
-        /// Print the generated token ids (the only output until a tokenizer is wired in).
+        #[arg(
+            long,
+            value_name = "IDS",
+            conflicts_with = "prompt",
+            required_unless_present = "prompt"
+        )]
+        prompt_ids: Option<String>,
+        /// Prompt text, tokenized with the bundle's tokenizer.
+        #[arg(long, value_name = "TEXT")]
+        prompt: Option<String>,
+        /// Wrap --prompt in the model's chat template as one user message.
+        #[arg(long, requires = "prompt")]
+        chat: bool,
+        /// Print the generated token ids on one line instead of the text.
         #[arg(long)]
         ids: bool,
         /// Most tokens to generate.
@@ -353,23 +376,38 @@ fn run(cmd: Command) -> Result<()> {
         Command::Generate {
             bundle,
             prompt_ids,
-            ids: _,
+            prompt,
+            chat,
+            ids,
             max_tokens,
             temperature,
             top_k,
             top_p,
             seed,
-        } => llm_cmd::generate_cmd(
-            &bundle,
-            &prompt_ids,
+        } => {
+            let prompt = match (prompt, prompt_ids) {
+                (Some(text), _) => llm_cmd::Prompt::Text { text, chat },
+                (None, Some(ids)) => llm_cmd::Prompt::Ids(ids),
+                (None, None) => anyhow::bail!("give --prompt TEXT or --prompt-ids IDS"),
+            };
+            llm_cmd::generate_cmd(
+                &bundle,
+                &prompt,
+                max_tokens,
+                ids,
+                &llm_cmd::Sampling {
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed,
+                },
+            )
+        }
+        Command::Chat {
+            bundle,
             max_tokens,
-            &llm_cmd::Sampling {
-                temperature,
-                top_k,
-                top_p,
-                seed,
-            },
-        ),
+            system,
+        } => llm_cmd::chat_cmd(&bundle, max_tokens, system.as_deref()),
         Command::Conformance { worker: true, .. } => kiln::conformance::worker_main(),
         Command::Conformance {
             dir,

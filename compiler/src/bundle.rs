@@ -25,6 +25,9 @@ pub struct CompiledBundle {
     pub kernel_sources: Vec<(String, String)>,
     /// Weight tensors (already in GPU storage dtype) by the index of their `WeightSpec`.
     pub weights: Vec<Tensor>,
+    /// Other files the runtime reads by name (e.g. `tokenizer.json` of a language model),
+    /// written and hashed like the kernels.
+    pub assets: Vec<(String, Vec<u8>)>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> CompileError {
@@ -159,6 +162,11 @@ fn write_into(b: &CompiledBundle, dir: &Path) -> Result<Manifest, CompileError> 
         let p = dir.join(file);
         std::fs::write(&p, src).map_err(|e| io_err(&p, e))?;
         m.files.insert(file.clone(), sha256_hex(src.as_bytes()));
+    }
+    for (file, bytes) in &b.assets {
+        let p = dir.join(file);
+        std::fs::write(&p, bytes).map_err(|e| io_err(&p, e))?;
+        m.files.insert(file.clone(), sha256_hex(bytes));
     }
     // Shard weights in manifest order.
     let mut shard: Vec<usize> = Vec::new();

@@ -19,8 +19,8 @@ pub mod opt;
 pub mod options;
 pub mod passes;
 pub mod plan;
-pub mod split_weights;
 pub mod programs;
+pub mod split_weights;
 
 pub use bundle::{write_bundle, CompiledBundle};
 pub use error::CompileError;
@@ -522,6 +522,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     times.done("manifest");
     log::info!("{}: pass times: {}", model.name, times.summary());
     Ok(CompiledBundle {
+        assets: Vec::new(),
         manifest,
         kernel_sources: sources,
         weights,

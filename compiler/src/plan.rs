@@ -99,7 +99,9 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
             Some(pos) => {
                 let b = free.remove(pos);
                 let spec = &mut p.buffers[b];
-                spec.size = spec.size.clone().max(need);
+                let mut sizes = max_leaves(&spec.size);
+                sizes.push(need);
+                spec.size = max_of(sizes).expect("at least one size");
                 spec.label.push_str(&format!(", {}", g.node(k.output).name));
                 b
             }
@@ -138,12 +140,56 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
     p
 }
 
+/// The largest of `sizes` as one expression: equal ones counted once, combined pairwise so the
+/// nesting depth grows with the logarithm of the count (a language model has hundreds of
+/// split-K GEMMs; the manifest parser refuses expressions nested more than 64 deep).
+fn max_of(sizes: Vec<SizeExpr>) -> Option<SizeExpr> {
+    let mut seen = std::collections::HashSet::new();
+    let mut largest_const: Option<i64> = None;
+    let mut sizes: Vec<SizeExpr> = sizes
+        .into_iter()
+        .flat_map(|s| max_leaves(&s))
+        .filter(|s| match s {
+            SizeExpr::Const(c) => {
+                largest_const = Some(largest_const.map_or(*c, |l| l.max(*c)));
+                false
+            }
+            _ => seen.insert(s.to_string()),
+        })
+        .collect();
+    sizes.extend(largest_const.map(SizeExpr::Const));
+    while sizes.len() > 1 {
+        let mut next = Vec::with_capacity(sizes.len().div_ceil(2));
+        let mut it = sizes.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => a.max(b),
+                None => a,
+            });
+        }
+        sizes = next;
+    }
+    sizes.pop()
+}
+
+/// The operands of a (nested) `max`, or the expression itself.
+fn max_leaves(e: &SizeExpr) -> Vec<SizeExpr> {
+    match e {
+        SizeExpr::Bin(kiln_abi::expr::BinOp::Max, a, b) => {
+            let mut v = max_leaves(a);
+            v.extend(max_leaves(b));
+            v
+        }
+        other => vec![other.clone()],
+    }
+}
+
 /// Adds the partial-sum buffer of split-K GEMMs (`None` when no kernel needs one): one buffer
 /// sized for the largest need, shared by all of them. It is never aliased with a value: each
 /// split-K kernel writes it and its combine kernel, the next dispatch, reads it, so the uses of
 /// different kernels never overlap.
 pub fn add_partial_sums(p: &mut MemoryPlan, needs: impl IntoIterator<Item = SizeExpr>) -> Option<usize> {
-    let size = needs.into_iter().reduce(SizeExpr::max)?;
+    let size = max_of(needs.into_iter().collect())?;
     p.buffers.push(BufferSpec {
         kind: BufferKind::Intermediate,
         size,

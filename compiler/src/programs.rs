@@ -63,6 +63,7 @@ pub fn compile_programs(
             m.states.clear();
             m.assumptions.clear();
             CompiledBundle {
+                assets: Vec::new(),
                 manifest: m,
                 kernel_sources: Vec::new(),
                 weights: Vec::new(),

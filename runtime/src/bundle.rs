@@ -52,6 +52,8 @@ pub struct Bundle {
     shards: Vec<Vec<u8>>,
     /// Per weight (manifest order): shard index and byte range of its data in that shard.
     weights: Vec<(usize, Range<usize>)>,
+    /// Listed files that are neither kernels nor weight shards (e.g. `tokenizer.json`).
+    assets: HashMap<String, Vec<u8>>,
 }
 
 /// Reads `manifest.json` and every file it lists from `dir` (step 1 of loading; nothing is
@@ -210,12 +212,15 @@ impl Bundle {
             let si = shard_index[w.file.as_str()];
             weights.push((si, locate_weight(w, &shards[si])?));
         }
+        let kernel_files: std::collections::HashSet<&str> = manifest.kernels.iter().map(|k| k.file.as_str()).collect();
+        files.retain(|name, _| !kernel_files.contains(name.as_str()));
         Ok(Bundle {
             dir: None,
             manifest,
             wgsl,
             shards,
             weights,
+            assets: files,
         })
     }
 
@@ -244,6 +249,12 @@ impl Bundle {
     /// WGSL source of kernel `kernel` (manifest order). Panics if out of range.
     pub fn wgsl(&self, kernel: usize) -> &str {
         &self.wgsl[kernel]
+    }
+
+    /// The verified bytes of a listed file that is neither a kernel nor a weight shard (e.g.
+    /// a language model's `tokenizer.json`), or `None` if the bundle has no such file.
+    pub fn asset(&self, name: &str) -> Option<&[u8]> {
+        self.assets.get(name).map(|v| v.as_slice())
     }
 
     /// Raw little-endian bytes of weight `weight` (manifest order), exactly as stored in its

@@ -3,12 +3,12 @@
 //!
 //! Supported architectures: `llama` (Llama 2/3, SmolLM/SmolLM2, Mistral as converted by
 //! llama.cpp; normal RoPE, since the converter permutes Q/K for it) and `qwen2` (NeoX RoPE,
-//! q/k/v biases). Weights are dequantized to f32 constants for now; once the quantized matmul
-//! (`Op::QMatMul`) lands, [`GgufWeights::linear`] keeps quantized weights packed instead.
+//! q/k/v biases). Linear weights in a GGML block type stay packed (`Op::QMatMul`); f32/f16/bf16
+//! weights, norms, biases and the embedding table become f32 constants.
 
 use super::{weights::f32_linear, LlamaConfig, LlamaWeights, LlmError, RopeStyle};
 use crate::frontend::gguf::{Gguf, GgufError};
-use kiln_ir::{Graph, NodeId, Tensor};
+use kiln_ir::{Graph, NodeId, Op, Tensor};
 
 /// Architectures [`config_from_gguf`] understands.
 pub const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
@@ -127,14 +127,36 @@ impl LlamaWeights for GgufWeights<'_> {
         in_features: usize,
         out_features: usize,
     ) -> Result<NodeId, LlmError> {
-        let t = self.f32_tensor(name)?;
-        if t.shape != [out_features, in_features] {
+        let info = self.gguf.tensor_info(name)?;
+        if info.dims != [out_features, in_features] {
             return Err(LlmError::Tensor {
                 name: name.into(),
-                msg: format!("expected [{out_features}, {in_features}], the file has {:?}", t.shape),
+                msg: format!("expected [{out_features}, {in_features}], the file has {:?}", info.dims),
             });
         }
-        f32_linear(g, name, x, &t)
+        let block = info.block_type()?;
+        if !block.is_quantized() {
+            let t = self.f32_tensor(name)?;
+            return f32_linear(g, name, x, &t);
+        }
+        // Quantized blocks stay packed: the file's bytes as u32 words, decoded by the
+        // QMatMul kernels as they read them (never a dequantized copy).
+        let bytes = self.gguf.tensor_bytes(info);
+        let packed =
+            kiln_ir::quant::packed_tensor(block, out_features, in_features, bytes).ok_or_else(|| LlmError::Tensor {
+                name: name.into(),
+                msg: format!(
+                    "{} bytes do not hold [{out_features}, {in_features}] in {block}",
+                    bytes.len()
+                ),
+            })?;
+        let w = g.add_const(name, packed);
+        let op = Op::QMatMul {
+            block,
+            n: out_features,
+            k: in_features,
+        };
+        Ok(g.add(&format!("{name}:qmatmul"), op, &[x, w])?)
     }
 }
 

@@ -145,8 +145,7 @@ impl Analysis<KNode> for KAnalysis {
         };
         let stateful = matches!(&n.op, KOp::Opaque(i)
             if matches!(eg.analysis.opaque[*i as usize], Op::StateAppend { .. }));
-        let foldable =
-            !stateful && !n.children.is_empty() && !matches!(n.op, KOp::Input(_) | KOp::Const(_));
+        let foldable = !stateful && !n.children.is_empty() && !matches!(n.op, KOp::Input(_) | KOp::Const(_));
         if foldable && n.children.iter().all(|&c| eg[c].data.constant.is_some()) {
             if let Some(out) = ty.const_shape().map(|s| s.iter().product::<usize>()) {
                 let largest = n

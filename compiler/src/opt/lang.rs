@@ -145,9 +145,7 @@ impl KOp {
     /// (and for `Input`/`Constant`, which the converter numbers itself).
     pub fn from_op(op: &Op) -> Option<KOp> {
         Some(match op {
-            Op::Input { .. } | Op::Constant(_) | Op::Compute { .. } | Op::StateAppend { .. } => {
-                return None
-            }
+            Op::Input { .. } | Op::Constant(_) | Op::Compute { .. } | Op::StateAppend { .. } => return None,
             Op::Unary(u) => KOp::Unary(UnaryKey(*u)),
             Op::Binary(b) => KOp::Binary(BinaryKey(*b)),
             Op::Where => KOp::Where,

@@ -525,3 +525,50 @@ fn bert_layer_fuses_into_few_kernels_and_matches() {
     assert!(l2 <= l3 + 2, "{l2} dispatches at opt-level 2");
     assert!(l1 > l2 && l0 > l1, "levels 0 ({l0}) > 1 ({l1}) > 2 ({l2})");
 }
+
+/// A convolution with BatchNorm (per-channel Mul/Add, folded into it by the optimizer) and a
+/// hard-swish that reads the folded conv's output twice is one kernel at opt-level 2: the
+/// conv is a core whose every use stays inside the kernel (PP-OCRv4 det's backbone pattern;
+/// requiring a single user left 23 of its convolutions without their epilogues).
+#[test]
+fn conv_read_twice_by_its_epilogue_stays_one_kernel() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[1, 4, 8, 8]));
+    let w = g.add_const(
+        "w",
+        Tensor::f32(vec![6, 4, 3, 3], kiln::demo::pseudo_random(6 * 4 * 9, 3, 0.3)),
+    );
+    let conv = Op::Conv {
+        strides: vec![1, 1],
+        pads: vec![(1, 1); 2],
+        dilations: vec![1, 1],
+        groups: 1,
+    };
+    let c = g.add("conv", conv, &[x, w]).unwrap();
+    let scale = g.add_const(
+        "bn_scale",
+        Tensor::f32(vec![1, 6, 1, 1], vec![0.5, 1.5, 1.0, 2.0, 0.7, 1.1]),
+    );
+    let shift = g.add_const(
+        "bn_shift",
+        Tensor::f32(vec![1, 6, 1, 1], vec![0.1, -0.2, 0.3, 0.0, 0.5, -0.4]),
+    );
+    let s = g.add("bn_mul", Op::Binary(BinaryOp::Mul), &[c, scale]).unwrap();
+    let y = g.add("bn_add", Op::Binary(BinaryOp::Add), &[s, shift]).unwrap();
+    let three = g.add_const("three", Tensor::f32(vec![1], vec![3.0]));
+    let zero = g.add_const("zero", Tensor::f32(vec![1], vec![0.0]));
+    let six = g.add_const("six", Tensor::f32(vec![1], vec![6.0]));
+    let p = g.add("hs_add", Op::Binary(BinaryOp::Add), &[y, three]).unwrap();
+    let lo = g.add("hs_max", Op::Binary(BinaryOp::Max), &[p, zero]).unwrap();
+    let hi = g.add("hs_min", Op::Binary(BinaryOp::Min), &[lo, six]).unwrap();
+    let m = g.add("hs_mul", Op::Binary(BinaryOp::Mul), &[y, hi]).unwrap();
+    let out = g.add("hs_div", Op::Binary(BinaryOp::Div), &[m, six]).unwrap();
+    g.add_output("y", out);
+    let model = Model {
+        name: "conv-bn-hardswish".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let compiled = kiln::compiler::compile(&model, &CompileOptions::default()).unwrap();
+    assert_eq!(compiled.manifest.programs[0].dispatches.len(), 1);
+}

@@ -418,8 +418,7 @@ impl Former<'_> {
             let bb = self.value_at(&mut bc, m, ins[1], Expr::Index, Mode::Operand)?;
             // Inlining undone for the binding limit may have left part of the path from the
             // core to the root outside this kernel; then the core must be stored instead.
-            let core_user = g.users_of(m)[0];
-            if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc) {
+            if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.core_users_inside(m, r, &bc) {
                 self.commit(&bc);
                 claimed.insert(m);
                 bc.members.push(m);
@@ -470,8 +469,7 @@ impl Former<'_> {
         bc.inputs = conv.inputs.clone();
         bc.limit = self.max_inputs;
         let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
-        let core_user = g.users_of(m)[0];
-        if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.exclusive_path(core_user, r, &bc) {
+        if bc.core_ok && bc.inputs.len() <= self.max_inputs && self.core_users_inside(m, r, &bc) {
             self.commit(&bc);
             claimed.insert(m);
             bc.members.push(m);
@@ -512,6 +510,16 @@ impl Former<'_> {
                 .all(|&u| b.members.contains(&u) && self.exclusive_path(u, to, b))
     }
 
+    /// True when every user of the anchor `m` is a member of the kernel whose uses stay inside
+    /// it up to the root `r` (e.g. a folded conv whose output a hard-swish reads twice).
+    fn core_users_inside(&self, m: NodeId, r: NodeId, b: &Build) -> bool {
+        let users = self.g.users_of(m);
+        !users.is_empty()
+            && users
+                .iter()
+                .all(|&u| b.members.contains(&u) && self.exclusive_path(u, r, b))
+    }
+
     /// A MatMul read by the root's expression only, at the output's own index, with its shape
     /// and float dtype: it can compute in the same kernel with the expression as epilogue.
     fn core_candidate(&self, b: &Build, r: NodeId) -> Option<NodeId> {
@@ -522,9 +530,8 @@ impl Former<'_> {
             let users = g.users_of(m);
             matches!(n.op, Op::MatMul | Op::Conv { .. } | Op::QMatMul { .. })
                 && !self.outputs.contains(&m)
-                && users.len() == 1
-                && b.members.contains(&users[0])
-                && self.exclusive_path(users[0], r, b)
+                && !users.is_empty()
+                && self.core_users_inside(m, r, b)
                 && n.ty.shape == rt.shape
                 && n.ty.dtype == rt.dtype
                 && rt.dtype == DType::F32

@@ -194,13 +194,14 @@ pub fn generate_cmd(
         bail!("the prompt is empty: give at least one token");
     }
     let print_text = !print_ids && tokenizer.is_some();
-    let stats = run_generation(
+    let (stats, _) = run_generation(
         &mut session,
         &ids,
         max_tokens,
         tokenizer.as_ref().map(|t| &t.1),
         print_text,
         print_ids,
+        "prompt",
     )?;
     eprintln!(
         "prefill: {} tokens in {:.1} ms ({:.1} tokens/s); decode: {} tokens in {:.1} ms ({:.1} tokens/s)",
@@ -216,6 +217,7 @@ pub fn generate_cmd(
 
 /// Prefills `ids` on a fresh KV cache and decodes greedily, streaming text and/or ids to stdout;
 /// stops at the tokenizer's end-of-text token. Returns the statistics and the generated ids.
+/// `what` names the prompt in the error for one longer than the KV cache.
 fn run_generation(
     session: &mut Session,
     ids: &[i32],
@@ -223,15 +225,17 @@ fn run_generation(
     tok: Option<&Tokenizer>,
     print_text: bool,
     print_ids: bool,
-) -> Result<kiln::runtime::llm::GenerationStats> {
+    what: &str,
+) -> Result<(kiln::runtime::llm::GenerationStats, Vec<u32>)> {
     let mut gen = Generator::new(session)?;
     if ids.len() >= gen.context() {
         bail!(
-            "the prompt has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
+            "the {what} has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
             ids.len(),
             gen.context()
         );
     }
+    let mut generated = Vec::new();
     let eos = tok.and_then(|t| t.eos_id());
     let mut stream = tok.map(|t| StreamDecoder::new(t, true));
     let stdout = std::io::stdout();
@@ -240,6 +244,7 @@ fn run_generation(
         if eos == Some(t as u32) {
             return false;
         }
+        generated.push(t as u32);
         let mut out = stdout.lock();
         if print_ids {
             let _ = write!(out, "{}{t}", if first { "" } else { "," });
@@ -259,7 +264,7 @@ fn run_generation(
         print!("{}", s.finish());
     }
     println!();
-    Ok(stats)
+    Ok((stats, generated))
 }
 
 /// `kiln chat`: an interactive conversation on stdin/stdout with the model's chat template.
@@ -284,32 +289,7 @@ pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>) -> R
             .into_iter()
             .map(|t| t as i32)
             .collect();
-        let mut reply = Vec::new();
-        let eos = tok.eos_id();
-        let mut stream = StreamDecoder::new(&tok, true);
-        let mut gen = Generator::new(&mut session)?;
-        if ids.len() >= gen.context() {
-            bail!(
-                "the conversation has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
-                ids.len(),
-                gen.context()
-            );
-        }
-        let budget = max_tokens.min(gen.context() - ids.len());
-        let stdout = std::io::stdout();
-        gen.generate_greedy(&ids, budget, &mut |t: i32| {
-            if eos == Some(t as u32) {
-                return false;
-            }
-            reply.push(t as u32);
-            if let Ok(text) = stream.push(t as u32) {
-                let mut out = stdout.lock();
-                let _ = write!(out, "{text}");
-                let _ = out.flush();
-            }
-            true
-        })?;
-        println!("{}", stream.finish());
+        let (_, reply) = run_generation(&mut session, &ids, max_tokens, Some(&tok), true, false, "conversation")?;
         messages.push(Message::new("assistant", tok.decode(&reply, true)?));
     }
 }

@@ -3,7 +3,7 @@
 
 use kiln::compiler::{compile_to_dir, CompileOptions, Model};
 use kiln::convert::{rel_l2, to_host};
-use kiln::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, TExpr, Tensor, TensorType};
+use kiln::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Expr, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use std::collections::{BTreeMap, HashMap};
 
@@ -161,13 +161,13 @@ fn compute_expressions_match_the_interpreter() {
     // each as one tensor expression.
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::new(DType::F32, &[3, 5]));
-    let c1 = TExpr::Coord(1).sub(TExpr::int(2));
-    let reflected = TExpr::select(
-        c1.clone().cmp(BinaryOp::Less, TExpr::int(0), DType::I32),
-        TExpr::int(0).sub(c1.clone()),
-        TExpr::select(
-            c1.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(5), DType::I32),
-            TExpr::int(8).sub(c1.clone()),
+    let c1 = Expr::Coord(1).sub(Expr::int(2));
+    let reflected = Expr::select(
+        c1.clone().cmp(BinaryOp::Less, Expr::int(0), DType::I32),
+        Expr::int(0).sub(c1.clone()),
+        Expr::select(
+            c1.clone().cmp(BinaryOp::GreaterEqual, Expr::int(5), DType::I32),
+            Expr::int(8).sub(c1.clone()),
             c1,
         ),
     );
@@ -177,22 +177,22 @@ fn compute_expressions_match_the_interpreter() {
             Op::Compute {
                 shape: vec![Dim::c(3), Dim::c(9)],
                 dtype: DType::F32,
-                expr: TExpr::Load {
+                expr: Expr::Load {
                     input: 0,
-                    index: vec![TExpr::Coord(0), reflected],
+                    index: vec![Expr::Coord(0), reflected],
                 },
                 name: "Pad".into(),
             },
             &[x],
         )
         .unwrap();
-    let tril = TExpr::select(
-        TExpr::Coord(1).cmp(BinaryOp::LessEqual, TExpr::Coord(0).add(TExpr::int(4)), DType::I32),
-        TExpr::Load {
+    let tril = Expr::select(
+        Expr::Coord(1).cmp(BinaryOp::LessEqual, Expr::Coord(0).add(Expr::int(4)), DType::I32),
+        Expr::Load {
             input: 0,
-            index: vec![TExpr::Coord(0), TExpr::Coord(1)],
+            index: vec![Expr::Coord(0), Expr::Coord(1)],
         },
-        TExpr::Lit(0.0, DType::F32),
+        Expr::Lit(0.0, DType::F32),
     );
     let masked = g
         .add(
@@ -206,9 +206,9 @@ fn compute_expressions_match_the_interpreter() {
             &[pad],
         )
         .unwrap();
-    let tile = TExpr::Load {
+    let tile = Expr::Load {
         input: 0,
-        index: vec![TExpr::Coord(0).rem(TExpr::int(3)), TExpr::Coord(1)],
+        index: vec![Expr::Coord(0).rem(Expr::int(3)), Expr::Coord(1)],
     };
     let y = g
         .add(

@@ -328,7 +328,7 @@ fn substitute_op(op: &Op, b: &DimBindings) -> Op {
         } => Op::Compute {
             shape: shape.iter().map(|d| d.substitute(b)).collect(),
             dtype: *dtype,
-            expr: substitute_texpr(expr, b),
+            expr: substitute_expr(expr, b),
             name: name.clone(),
         },
         Op::StateAppend {
@@ -344,19 +344,9 @@ fn substitute_op(op: &Op, b: &DimBindings) -> Op {
     }
 }
 
-fn substitute_texpr(e: &crate::TExpr, b: &DimBindings) -> crate::TExpr {
-    use crate::TExpr as T;
-    let s = |x: &T| Box::new(substitute_texpr(x, b));
-    match e {
-        T::Dim(d) => T::Dim(d.substitute(b)),
-        T::Load { input, index } => T::Load {
-            input: *input,
-            index: index.iter().map(|x| substitute_texpr(x, b)).collect(),
-        },
-        T::Unary(u, a, d) => T::Unary(*u, s(a), *d),
-        T::Binary(o, x, y, d) => T::Binary(*o, s(x), s(y), *d),
-        T::Select(c, x, y) => T::Select(s(c), s(x), s(y)),
-        T::Cast(x, f, t) => T::Cast(s(x), *f, *t),
-        other => other.clone(),
-    }
+fn substitute_expr(e: &crate::Expr, b: &DimBindings) -> crate::Expr {
+    e.rewrite(&mut |n| match n {
+        crate::Expr::Dim(d) => crate::Expr::Dim(d.substitute(b)),
+        n => n,
+    })
 }

@@ -260,7 +260,7 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         } => conv_type(ins, strides, pads, dilations, *groups),
         Op::Compute { shape, dtype, expr, .. } => {
             let ranks: Vec<usize> = ins.iter().map(|t| t.rank()).collect();
-            expr.check(&ranks, shape.len())?;
+            expr.check(&ranks, shape.len()).map_err(|e| e.to_string())?;
             let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
             if expr.dtype(&dts) != *dtype {
                 return Err(format!(

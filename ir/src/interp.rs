@@ -257,7 +257,7 @@ fn eval_node(
         Op::Compute { expr, .. } => {
             let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
             let values: Vec<&[f64]> = ins.iter().map(|v| v.v.as_slice()).collect();
-            let cx = crate::texpr::EvalCtx {
+            let cx = crate::expr::EvalCtx {
                 shapes: &shapes,
                 values: &values,
                 dtypes: in_dtypes,
@@ -267,7 +267,7 @@ fn eval_node(
             let mut coord = vec![0i64; out_shape.len()];
             let mut v = Vec::with_capacity(n);
             for _ in 0..n {
-                v.push(dtype.round(crate::texpr::eval(expr, &coord, &cx)));
+                v.push(dtype.round(crate::expr::eval(expr, &coord, &cx)));
                 for ax in (0..out_shape.len()).rev() {
                     coord[ax] += 1;
                     if coord[ax] < out_shape[ax] as i64 {

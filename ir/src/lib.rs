@@ -14,7 +14,7 @@ pub mod interp;
 pub mod op;
 pub mod quant;
 pub mod tensor;
-pub mod texpr;
+pub mod expr;
 
 pub use dim::{Dim, DimBindings, DimParseError, UnboundDim};
 pub use dtype::DType;
@@ -23,4 +23,4 @@ pub use graph::{DimAssumption, Graph, Node, NodeId};
 pub use op::{BinaryOp, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
 pub use quant::BlockType;
 pub use tensor::{Shape, Tensor, TensorData, TensorType};
-pub use texpr::TExpr;
+pub use expr::{Access, Expr, ExprError};

@@ -3,7 +3,7 @@
 //! Each op is either *injective* (every output element is a scalar expression of input elements
 //! at computed indices), a *reduction*, or an *anchor* (MatMul) with a hand-designed kernel.
 
-use crate::{BlockType, DType, Dim, TExpr, Tensor};
+use crate::{BlockType, DType, Dim, Expr, Tensor};
 
 /// Elementwise functions of one operand.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -264,7 +264,7 @@ pub enum Op {
         /// Output dtype.
         dtype: DType,
         /// The element expression.
-        expr: TExpr,
+        expr: Expr,
         /// What the expression implements (e.g. `Pad`), for messages and kernel labels.
         name: String,
     },

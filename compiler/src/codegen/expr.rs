@@ -199,7 +199,7 @@ impl ExprWriter<'_> {
             return hit.clone();
         }
         let (v, d) = self.emit_raw(e);
-        let exact = matches!(e, Expr::Load(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..));
+        let exact = matches!(e, Expr::Read(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..));
         // Results are rounded to their dtype after every operation, as the interpreter does:
         // f16 to the f16 grid, i8/u8 wrapped to 8 bits.
         let out = match d {
@@ -217,7 +217,9 @@ impl ExprWriter<'_> {
 
     fn emit_raw(&mut self, e: &Expr) -> (String, DType) {
         match e {
-            Expr::Load(slot, access) => {
+            // Kernel formation binds every graph-level load to a kernel slot (`lower::bind_loads`).
+            Expr::Load { input, .. } => unreachable!("graph-level load of input {input} in a kernel"),
+            Expr::Read(slot, access) => {
                 let d = self.in_dtypes[*slot];
                 let index = match access.as_ref() {
                     Access::Linear => self.idx.clone(),
@@ -247,7 +249,7 @@ impl ExprWriter<'_> {
                 (lit, *d)
             }
             Expr::Coord(a) => (self.coords[*a].clone(), DType::I32),
-            Expr::DimVal(d) => (self.params.dim(d, "dim"), DType::I32),
+            Expr::Dim(d) => (self.params.dim(d, "dim"), DType::I32),
             Expr::LoadAt(slot, index, shape) => {
                 let d = self.in_dtypes[*slot];
                 let strides = crate::lower::sym_strides(shape);

@@ -1202,20 +1202,8 @@ pub fn gemm_dims(a: &[Dim], b: &[Dim]) -> (Dim, Dim, Dim, Vec<Dim>, Vec<Dim>, Ve
 
 fn coords_needed(e: &Expr) -> bool {
     match e {
-        Expr::Load(_, a) => match a.as_ref() {
-            Access::Linear => false,
-            Access::Strided { .. } => true,
-            Access::Gathered { .. } => true,
-        },
-        Expr::Lit(..) | Expr::DimVal(_) => false,
         Expr::Coord(_) => true,
-        Expr::LoadAt(_, ix, _) => ix.iter().any(coords_needed),
-        Expr::Unary(_, x, _) | Expr::Cast(x, _, _) => coords_needed(x),
-        Expr::Binary(_, x, y, _) => coords_needed(x) || coords_needed(y),
-        Expr::Select(c, a, b) => coords_needed(c) || coords_needed(a) || coords_needed(b),
-        Expr::Concat { coord, parts } => coords_needed(coord) || parts.iter().any(|(p, _)| coords_needed(p)),
-        Expr::Index | Expr::Core(_) => false,
-        Expr::CoordOf { index, .. } => coords_needed(index),
-        Expr::LoadIdx(_, i) => coords_needed(i),
+        Expr::Read(_, a) if !matches!(a.as_ref(), Access::Linear) => true,
+        e => e.children().into_iter().any(coords_needed),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{LlamaConfig, LlamaWeights, LlmError, RopeStyle, LOGITS, N, NEXT_TOKEN, PAST, TOKENS};
 use crate::Model;
-use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, SliceAxis, TExpr, Tensor, TensorType, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, SliceAxis, Expr, Tensor, TensorType, UnaryOp};
 
 /// Value of masked attention scores (finite: WGSL has no infinity literals; `exp` of it
 /// minus the row max is exactly 0 in f32).
@@ -109,8 +109,8 @@ fn rope_tables(c: &LlamaConfig) -> (Tensor, Tensor) {
     )
 }
 
-fn f(op: BinaryOp, a: TExpr, b: TExpr) -> TExpr {
-    TExpr::Binary(op, Box::new(a), Box::new(b), DType::F32)
+fn f(op: BinaryOp, a: Expr, b: Expr) -> Expr {
+    Expr::Binary(op, Box::new(a), Box::new(b), DType::F32)
 }
 
 impl Builder<'_> {
@@ -198,12 +198,12 @@ impl Builder<'_> {
     /// `[n, T]` f32: 0 where key `j` is visible to query `i` (`j <= past + i`), else a large
     /// negative number.
     fn causal_mask(&mut self, total: &Dim) -> Result<NodeId, LlmError> {
-        let visible = TExpr::Coord(1).cmp(
+        let visible = Expr::Coord(1).cmp(
             BinaryOp::LessEqual,
-            TExpr::Dim(self.past.clone()).add(TExpr::Coord(0)),
+            Expr::Dim(self.past.clone()).add(Expr::Coord(0)),
             DType::I32,
         );
-        let expr = TExpr::select(visible, TExpr::Lit(0.0, DType::F32), TExpr::Lit(MASKED, DType::F32));
+        let expr = Expr::select(visible, Expr::Lit(0.0, DType::F32), Expr::Lit(MASKED, DType::F32));
         Ok(self.g.add(
             "causal_mask",
             Op::Compute {
@@ -221,15 +221,15 @@ impl Builder<'_> {
     fn rope(&mut self, name: &str, x: NodeId, cos: NodeId, sin: NodeId) -> Result<NodeId, LlmError> {
         let c = self.c;
         let shape = self.g.node(x).ty.shape.clone();
-        let i = TExpr::Coord(0);
-        let h = TExpr::Coord(1);
-        let d = TExpr::Coord(2);
-        let pos = TExpr::Dim(self.past.clone()).add(i.clone());
-        let load = |dd: TExpr| TExpr::Load {
+        let i = Expr::Coord(0);
+        let h = Expr::Coord(1);
+        let d = Expr::Coord(2);
+        let pos = Expr::Dim(self.past.clone()).add(i.clone());
+        let load = |dd: Expr| Expr::Load {
             input: 0,
             index: vec![i.clone(), h.clone(), dd],
         };
-        let table = |input: usize, j: TExpr| TExpr::Load {
+        let table = |input: usize, j: Expr| Expr::Load {
             input,
             index: vec![pos.clone(), j],
         };
@@ -239,23 +239,23 @@ impl Builder<'_> {
                 // Pairs (2j, 2j+1): the even one is first.
                 let first = d
                     .clone()
-                    .rem(TExpr::int(2))
-                    .cmp(BinaryOp::Equal, TExpr::int(0), DType::I32);
-                let partner = TExpr::select(
+                    .rem(Expr::int(2))
+                    .cmp(BinaryOp::Equal, Expr::int(0), DType::I32);
+                let partner = Expr::select(
                     first.clone(),
-                    d.clone().add(TExpr::int(1)),
-                    d.clone().sub(TExpr::int(1)),
+                    d.clone().add(Expr::int(1)),
+                    d.clone().sub(Expr::int(1)),
                 );
-                (d.clone().div(TExpr::int(2)), first, partner)
+                (d.clone().div(Expr::int(2)), first, partner)
             }
             RopeStyle::Neox => {
                 // Pairs (j, j + half).
-                let first = d.clone().cmp(BinaryOp::Less, TExpr::int(half), DType::I32);
-                let j = TExpr::select(first.clone(), d.clone(), d.clone().sub(TExpr::int(half)));
-                let partner = TExpr::select(
+                let first = d.clone().cmp(BinaryOp::Less, Expr::int(half), DType::I32);
+                let j = Expr::select(first.clone(), d.clone(), d.clone().sub(Expr::int(half)));
+                let partner = Expr::select(
                     first.clone(),
-                    d.clone().add(TExpr::int(half)),
-                    d.clone().sub(TExpr::int(half)),
+                    d.clone().add(Expr::int(half)),
+                    d.clone().sub(Expr::int(half)),
                 );
                 (j, first, partner)
             }
@@ -263,14 +263,14 @@ impl Builder<'_> {
         let xd = load(d.clone());
         let xp = load(partner);
         // first: x*cos - partner*sin; second: x*cos + partner*sin.
-        let signed = TExpr::select(first, TExpr::Unary(UnaryOp::Neg, Box::new(xp.clone()), DType::F32), xp);
+        let signed = Expr::select(first, Expr::Unary(UnaryOp::Neg, Box::new(xp.clone()), DType::F32), xp);
         let rotated = f(
             BinaryOp::Add,
             f(BinaryOp::Mul, xd.clone(), table(1, j.clone())),
             f(BinaryOp::Mul, signed, table(2, j)),
         );
-        let in_rope = d.cmp(BinaryOp::Less, TExpr::int(c.rope_dims as i64), DType::I32);
-        let expr = TExpr::select(in_rope, rotated, xd);
+        let in_rope = d.cmp(BinaryOp::Less, Expr::int(c.rope_dims as i64), DType::I32);
+        let expr = Expr::select(in_rope, rotated, xd);
         Ok(self.g.add(
             name,
             Op::Compute {

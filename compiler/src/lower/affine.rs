@@ -120,7 +120,7 @@ fn split(e: &Expr, mult: &Dim, out: &mut Vec<Term>) {
             _ => out.push(opaque(e, mult)),
         },
         Expr::Lit(v, DType::I32) if *v == 0.0 => {}
-        Expr::Lit(..) | Expr::DimVal(_) if factor(e).is_some() => out.push(Term {
+        Expr::Lit(..) | Expr::Dim(_) if factor(e).is_some() => out.push(Term {
             expr: Expr::Lit(1.0, DType::I32),
             mult: mult.mul(&factor(e).expect("checked")),
             extent: Some(Dim::c(2)),
@@ -147,7 +147,7 @@ fn opaque(e: &Expr, mult: &Dim) -> Term {
 fn factor(e: &Expr) -> Option<Dim> {
     match e {
         Expr::Lit(v, DType::I32) if v.fract() == 0.0 && *v >= 0.0 => Some(Dim::c(*v as i64)),
-        Expr::DimVal(d) => Some(d.clone()),
+        Expr::Dim(d) => Some(d.clone()),
         _ => None,
     }
 }
@@ -160,13 +160,13 @@ fn rebuild(terms: Vec<Term>) -> Expr {
             (_, Some(0)) => continue,
             (Expr::Lit(v, DType::I32), _) if *v == 1.0 => match t.mult.as_const() {
                 Some(c) => Expr::Lit(c as f64, DType::I32),
-                None => Expr::DimVal(t.mult),
+                None => Expr::Dim(t.mult),
             },
             (_, Some(1)) => t.expr,
             _ => Expr::Binary(
                 BinaryOp::Mul,
                 Box::new(t.expr),
-                Box::new(Expr::DimVal(t.mult)),
+                Box::new(Expr::Dim(t.mult)),
                 DType::I32,
             ),
         };
@@ -191,7 +191,7 @@ mod tests {
     }
 
     fn mul(e: Expr, d: Dim) -> Expr {
-        Expr::Binary(BinaryOp::Mul, Box::new(e), Box::new(Expr::DimVal(d)), DType::I32)
+        Expr::Binary(BinaryOp::Mul, Box::new(e), Box::new(Expr::Dim(d)), DType::I32)
     }
 
     fn add(a: Expr, b: Expr) -> Expr {
@@ -204,7 +204,7 @@ mod tests {
         match e {
             Expr::Index => l,
             Expr::Lit(v, _) => *v as i64,
-            Expr::DimVal(d) => dim(d),
+            Expr::Dim(d) => dim(d),
             Expr::Binary(BinaryOp::Add, x, y, _) => eval(x, l, seq) + eval(y, l, seq),
             Expr::Binary(BinaryOp::Mul, x, y, _) => eval(x, l, seq) * eval(y, l, seq),
             Expr::CoordOf { index, stride, dim: d } => {
@@ -249,7 +249,7 @@ mod tests {
         let sliced = add(
             add(
                 add(
-                    Expr::DimVal(hd.clone()),
+                    Expr::Dim(hd.clone()),
                     mul(coord_of(t.clone(), s.mul(&hd), None), s.mul(&full)),
                 ),
                 mul(coord_of(t.clone(), hd.clone(), Some(s.clone())), full.clone()),
@@ -281,8 +281,8 @@ mod tests {
         let s = Dim::sym("seq");
         let head = add(mul(outer(8), s.mul(&Dim::c(24))), inner(8));
         assert!(runs_of_four(&head));
-        assert!(runs_of_four(&add(Expr::DimVal(Dim::c(384)), head.clone())));
-        assert!(!runs_of_four(&add(Expr::DimVal(Dim::c(2)), head.clone())));
+        assert!(runs_of_four(&add(Expr::Dim(Dim::c(384)), head.clone())));
+        assert!(!runs_of_four(&add(Expr::Dim(Dim::c(2)), head.clone())));
         assert!(!runs_of_four(&add(mul(outer(6), Dim::c(24)), inner(6))));
         assert!(!runs_of_four(&mul(inner(8), Dim::c(2))));
         assert!(!runs_of_four(&add(mul(outer(2), Dim::c(24)), inner(8))));

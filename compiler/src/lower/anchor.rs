@@ -318,7 +318,12 @@ impl Former<'_> {
         Ok(match e {
             Expr::Coord(a) => coord_of(l, shape, *a),
             Expr::Index => l.clone(),
-            Expr::Lit(..) | Expr::DimVal(_) | Expr::Core(_) => e.clone(),
+            Expr::Lit(..) | Expr::Dim(_) | Expr::Core(_) => e.clone(),
+            Expr::Load { input, .. } => {
+                return Err(CompileError::Internal(format!(
+                    "graph-level load of input {input} reached kernel formation unbound"
+                )))
+            }
             Expr::Unary(u, x, d) => Expr::Unary(*u, Box::new(f!(b, x)?), *d),
             Expr::Binary(o, x, y, d) => {
                 let x = f!(b, x)?;
@@ -343,7 +348,7 @@ impl Former<'_> {
                 let i = f!(b, i)?;
                 self.value_at(b, p, ins[*slot], i, mode)?
             }
-            Expr::Load(slot, access) => {
+            Expr::Read(slot, access) => {
                 let index = match access.as_ref() {
                     Access::Linear => l.clone(),
                     Access::Strided { strides, offset } => linear(l, shape, strides, offset),
@@ -358,10 +363,10 @@ impl Former<'_> {
                             Box::new(Expr::Binary(
                                 BinaryOp::Less,
                                 Box::new(gi.clone()),
-                                Box::new(int(0)),
+                                Box::new(Expr::int(0)),
                                 DType::I32,
                             )),
-                            Box::new(add(gi.clone(), Expr::DimVal(axis_len.clone()))),
+                            Box::new(add(gi.clone(), Expr::Dim(axis_len.clone()))),
                             Box::new(gi),
                         );
                         add(linear(l, shape, strides, &Dim::c(0)), mul(wrapped, axis_stride))
@@ -371,14 +376,14 @@ impl Former<'_> {
             }
             Expr::LoadAt(slot, coords, in_shape) => {
                 let st = sym_strides(in_shape);
-                let mut index = int(0);
+                let mut index = Expr::int(0);
                 for (i, c) in coords.iter().enumerate() {
                     let c = f!(b, c)?;
-                    let hi = Expr::DimVal(in_shape[i].sub(&Dim::c(1)));
+                    let hi = Expr::Dim(in_shape[i].sub(&Dim::c(1)));
                     let clamped = Expr::Binary(
                         BinaryOp::Max,
                         Box::new(Expr::Binary(BinaryOp::Min, Box::new(c), Box::new(hi), DType::I32)),
-                        Box::new(int(0)),
+                        Box::new(Expr::int(0)),
                         DType::I32,
                     );
                     index = add(index, mul(clamped, &st[i]));
@@ -679,10 +684,6 @@ fn mark_needed(g: &Graph, needed: &mut HashSet<NodeId>, mut id: NodeId) {
     }
 }
 
-fn int(v: i64) -> Expr {
-    Expr::Lit(v as f64, DType::I32)
-}
-
 fn add(a: Expr, b: Expr) -> Expr {
     match (&a, &b) {
         (Expr::Lit(x, _), _) if *x == 0.0 => b,
@@ -694,11 +695,11 @@ fn add(a: Expr, b: Expr) -> Expr {
 fn mul(a: Expr, d: &Dim) -> Expr {
     match d.as_const() {
         Some(1) => a,
-        Some(0) => int(0),
+        Some(0) => Expr::int(0),
         _ => Expr::Binary(
             BinaryOp::Mul,
             Box::new(a),
-            Box::new(Expr::DimVal(d.clone())),
+            Box::new(Expr::Dim(d.clone())),
             DType::I32,
         ),
     }
@@ -715,9 +716,9 @@ fn coord_of(l: &Expr, shape: &[Dim], a: usize) -> Expr {
 /// `offset + sum_a coord_a(l) * strides[a]`.
 fn linear(l: &Expr, shape: &[Dim], strides: &[Dim], offset: &Dim) -> Expr {
     let mut e = if *offset == Dim::c(0) {
-        int(0)
+        Expr::int(0)
     } else {
-        Expr::DimVal(offset.clone())
+        Expr::Dim(offset.clone())
     };
     for (a, s) in strides.iter().enumerate() {
         if *s != Dim::c(0) && shape[a] != Dim::c(1) {

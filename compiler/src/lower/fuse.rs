@@ -151,5 +151,5 @@ fn load(g: &Graph, p: NodeId, root_shape: &[kiln_ir::Dim], inputs: &mut Vec<Node
         inputs.push(p);
         inputs.len() - 1
     });
-    Expr::Load(slot, Box::new(broadcast_access(&g.node(p).ty.shape, root_shape)))
+    Expr::Read(slot, Box::new(broadcast_access(&g.node(p).ty.shape, root_shape)))
 }

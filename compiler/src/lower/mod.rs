@@ -7,80 +7,9 @@ pub mod anchor;
 pub mod fuse;
 
 use crate::CompileError;
-use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use kiln_ir::{DType, Dim, Graph, NodeId, Op, ReduceOp, Shape};
 
-/// How an injective kernel reads one of its inputs, relative to the output coordinates.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Access {
-    /// Same linear index as the output element (input has the output's shape).
-    Linear,
-    /// `offset + sum_i coord_i * strides[i]` over the output coordinates.
-    Strided {
-        /// One stride per output axis (0 for broadcast axes).
-        strides: Vec<Dim>,
-        /// Element offset.
-        offset: Dim,
-    },
-    /// Like `Strided`, plus `index * axis_stride`, where `index` is an expression (a gather
-    /// index, wrapped into range when negative).
-    Gathered {
-        /// One stride per output axis.
-        strides: Vec<Dim>,
-        /// The gathered index.
-        index: Box<Expr>,
-        /// Size of the gathered axis (negative indices add it).
-        axis_len: Dim,
-        /// Stride of the gathered axis.
-        axis_stride: Dim,
-    },
-}
-
-/// A scalar expression computed per output element of an injective kernel.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Expr {
-    /// Element of kernel input `slot`, read through that input's access.
-    Load(usize, Box<Access>),
-    /// A literal of a dtype.
-    Lit(f64, DType),
-    /// Unary function; the dtype is the operand's.
-    Unary(UnaryOp, Box<Expr>, DType),
-    /// Binary function; the dtype is the operands'.
-    Binary(BinaryOp, Box<Expr>, Box<Expr>, DType),
-    /// `cond ? a : b`.
-    Select(Box<Expr>, Box<Expr>, Box<Expr>),
-    /// Conversion between dtypes (from, to).
-    Cast(Box<Expr>, DType, DType),
-    /// Output coordinate along an axis (i32).
-    Coord(usize),
-    /// A dim's value (i32).
-    DimVal(Dim),
-    /// Element of input `slot` (of the given shape) at per-axis coordinates, each clamped into
-    /// range.
-    LoadAt(usize, Vec<Expr>, Shape),
-    /// Concatenation: picks part `k` when `coord < ends[k]` (first match).
-    Concat {
-        /// The coordinate along the concatenated axis (i32).
-        coord: Box<Expr>,
-        /// Part expressions with the exclusive end of their range along `axis`.
-        parts: Vec<(Expr, Dim)>,
-    },
-    /// The output element's linear index (i32).
-    Index,
-    /// Coordinate of a linear index along one axis of a row-major shape:
-    /// `(index / stride) % dim` (no modulo for the outermost axis); operands are non-negative.
-    CoordOf {
-        /// The linear index.
-        index: Box<Expr>,
-        /// Elements per step along the axis.
-        stride: Dim,
-        /// Axis length (`None` for the outermost axis).
-        dim: Option<Dim>,
-    },
-    /// Element of input `slot` at a linear index.
-    LoadIdx(usize, Box<Expr>),
-    /// The value an anchor kernel (GEMM) computed for this element: the input of an epilogue.
-    Core(DType),
-}
+pub use kiln_ir::{Access, Expr};
 
 /// Reduction flavours, including arg-reductions.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -333,7 +262,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
         dtype: out.dtype,
         expr,
     };
-    let load_bc = |i: usize| Expr::Load(i, Box::new(broadcast_access(&shape(i), &out.shape)));
+    let load_bc = |i: usize| Expr::Read(i, Box::new(broadcast_access(&shape(i), &out.shape)));
     let body = match &n.op {
         Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => {
             let loads: Vec<Expr> = (0..ins.len()).map(load_bc).collect();
@@ -347,7 +276,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
         Op::Transpose { perm } => {
             let st = sym_strides(&shape(0));
             let strides = perm.iter().map(|&p| st[p].clone()).collect();
-            inj(Expr::Load(
+            inj(Expr::Read(
                 0,
                 Box::new(Access::Strided {
                     strides,
@@ -369,7 +298,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                 offset = offset.add(&start.mul(&st[s.axis]));
                 strides[s.axis] = st[s.axis].mul(&Dim::c(s.step));
             }
-            inj(Expr::Load(0, Box::new(Access::Strided { strides, offset })))
+            inj(Expr::Read(0, Box::new(Access::Strided { strides, offset })))
         }
         Op::Concat { axis } => {
             let mut end = Dim::c(0);
@@ -381,7 +310,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
                 end = end.add(&s[*axis]);
                 let offset = Dim::c(0).sub(&start.mul(&st[*axis]));
                 parts.push((
-                    Expr::Load(i, Box::new(Access::Strided { strides: st, offset })),
+                    Expr::Read(i, Box::new(Access::Strided { strides: st, offset })),
                     end.clone(),
                 ));
             }
@@ -403,7 +332,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             for a in axis + 1..ds.len() {
                 data_strides[a + q - 1] = dst[a].clone();
             }
-            let index = Expr::Load(
+            let index = Expr::Read(
                 1,
                 Box::new(Access::Strided {
                     strides: idx_strides,
@@ -415,7 +344,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             } else {
                 Expr::Cast(Box::new(index), dt(1), DType::I32)
             };
-            inj(Expr::Load(
+            inj(Expr::Read(
                 0,
                 Box::new(Access::Gathered {
                     strides: data_strides,
@@ -512,7 +441,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
         }
         Op::Compute { expr, .. } => {
             let shapes: Vec<Shape> = (0..ins.len()).map(shape).collect();
-            inj(from_texpr(expr, &shapes))
+            inj(bind_loads(expr, &shapes))
         }
         Op::QMatMul { block, n, k } => KernelBody::QGemm {
             x: shape(0),
@@ -552,22 +481,11 @@ pub fn elementwise_expr(op: &Op, mut args: Vec<Expr>, dtypes: &[DType]) -> Expr 
     }
 }
 
-/// Converts an IR tensor expression into a kernel expression over the op's inputs.
-pub fn from_texpr(e: &kiln_ir::TExpr, shapes: &[Shape]) -> Expr {
-    use kiln_ir::TExpr as T;
-    let b = |x: &T| Box::new(from_texpr(x, shapes));
-    match e {
-        T::Coord(a) => Expr::Coord(*a),
-        T::Dim(d) => Expr::DimVal(d.clone()),
-        T::Lit(v, d) => Expr::Lit(*v, *d),
-        T::Load { input, index } => Expr::LoadAt(
-            *input,
-            index.iter().map(|x| from_texpr(x, shapes)).collect(),
-            shapes[*input].clone(),
-        ),
-        T::Unary(u, x, d) => Expr::Unary(*u, b(x), *d),
-        T::Binary(o, x, y, d) => Expr::Binary(*o, b(x), b(y), *d),
-        T::Select(c, x, y) => Expr::Select(b(c), b(x), b(y)),
-        T::Cast(x, f, t) => Expr::Cast(b(x), *f, *t),
-    }
+/// Turns a graph op's expression into a kernel expression over the op's inputs: each
+/// graph-level load of input `i` becomes a load of kernel slot `i` with that input's shape.
+pub fn bind_loads(e: &Expr, shapes: &[Shape]) -> Expr {
+    e.rewrite(&mut |n| match n {
+        Expr::Load { input, index } => Expr::LoadAt(input, index, shapes[input].clone()),
+        n => n,
+    })
 }

@@ -433,9 +433,9 @@ impl Ctx {
             let op = Op::Compute {
                 shape: targets[k].clone(),
                 dtype: ty.dtype,
-                expr: kiln_ir::TExpr::Load {
+                expr: kiln_ir::Expr::Load {
                     input: 0,
-                    index: (0..ty.rank()).map(kiln_ir::TExpr::Coord).collect(),
+                    index: (0..ty.rank()).map(kiln_ir::Expr::Coord).collect(),
                 },
                 name: "UnifyDims".into(),
             };
@@ -562,7 +562,7 @@ fn value_type(
     let mut shape = Vec::new();
     for d in &shape_proto.dim {
         shape.push(match &d.value {
-            Some(D::DimValue(x)) if *x >= 0 => Dim::c(*x),
+            Some(D::Dimue(x)) if *x >= 0 => Dim::c(*x),
             // A param without a letter or digit ("?", "-1"-like placeholders) names nothing.
             Some(D::DimParam(p)) if p.chars().any(|c| c.is_alphabetic()) => {
                 let s = symbol_name(p);

@@ -26,7 +26,7 @@ use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::data;
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, SliceAxis, TExpr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, SliceAxis, Expr, UnaryOp};
 
 /// Splits `[B, S, H*D]` into heads `[B, H, S, D]`.
 fn split_heads(cx: &mut Ctx, n: &N, what: &str, x: NodeId, heads: i64) -> Result<NodeId, OnnxError> {
@@ -181,11 +181,11 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             // Pad the key axis with -inf up to the total sequence length.
             let mut shape = mt.shape.clone();
             shape[last] = t_len.clone();
-            let index: Vec<TExpr> = (0..mt.rank()).map(TExpr::Coord).collect();
-            let expr = TExpr::select(
-                TExpr::Coord(last).cmp(BinaryOp::Less, TExpr::Dim(mt.shape[last].clone()), DType::I32),
-                TExpr::Load { input: 0, index },
-                TExpr::Lit(neg_inf, dt),
+            let index: Vec<Expr> = (0..mt.rank()).map(Expr::Coord).collect();
+            let expr = Expr::select(
+                Expr::Coord(last).cmp(BinaryOp::Less, Expr::Dim(mt.shape[last].clone()), DType::I32),
+                Expr::Load { input: 0, index },
+                Expr::Lit(neg_inf, dt),
             );
             m = cx.add(
                 n,
@@ -208,18 +208,18 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     // per batch, `[B, 1, S, T]`, else `[S, T]`.
     let per_batch = nonpad.is_some();
     let (qi, kj) = if per_batch {
-        (TExpr::Coord(2), TExpr::Coord(3))
+        (Expr::Coord(2), Expr::Coord(3))
     } else {
-        (TExpr::Coord(0), TExpr::Coord(1))
+        (Expr::Coord(0), Expr::Coord(1))
     };
-    let valid = TExpr::Load {
+    let valid = Expr::Load {
         input: 0,
-        index: vec![TExpr::Coord(0)],
+        index: vec![Expr::Coord(0)],
     };
     let offset = if per_batch {
-        valid.clone().sub(TExpr::Dim(s_len.clone()))
+        valid.clone().sub(Expr::Dim(s_len.clone()))
     } else {
-        TExpr::Dim(past_len.clone())
+        Expr::Dim(past_len.clone())
     };
     let pos = qi.add(offset);
     let mut conds = Vec::new();
@@ -230,14 +230,14 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         conds.push(
             pos.clone()
                 .sub(kj.clone())
-                .cmp(BinaryOp::LessEqual, TExpr::int(left), DType::I32),
+                .cmp(BinaryOp::LessEqual, Expr::int(left), DType::I32),
         );
     }
     if right >= 0 {
         conds.push(
             kj.clone()
                 .sub(pos.clone())
-                .cmp(BinaryOp::LessEqual, TExpr::int(right), DType::I32),
+                .cmp(BinaryOp::LessEqual, Expr::int(right), DType::I32),
         );
     }
     if per_batch {
@@ -245,9 +245,9 @@ pub(crate) fn attention(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     if let Some(allowed) = conds
         .into_iter()
-        .reduce(|a, b| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool))
+        .reduce(|a, b| Expr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool))
     {
-        let expr = TExpr::select(allowed, TExpr::Lit(0.0, dt), TExpr::Lit(neg_inf, dt));
+        let expr = Expr::select(allowed, Expr::Lit(0.0, dt), Expr::Lit(neg_inf, dt));
         let (shape, ins) = match nonpad {
             Some(v) => (vec![batch.clone(), Dim::c(1), s_len.clone(), t_len.clone()], vec![v]),
             None => (vec![s_len.clone(), t_len.clone()], vec![]),
@@ -481,19 +481,19 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     let rank = xt.rank();
     let last = rank - 1;
     // Head offset d of the output element, and the index of x's last axis for offset `e`.
-    let (d, at): (TExpr, Box<dyn Fn(TExpr) -> TExpr>) = if rank == 4 {
-        (TExpr::Coord(3), Box::new(|e| e))
+    let (d, at): (Expr, Box<dyn Fn(Expr) -> Expr>) = if rank == 4 {
+        (Expr::Coord(3), Box::new(|e| e))
     } else {
-        let c = TExpr::Coord(2);
-        let base = c.clone().sub(c.clone().rem(TExpr::int(hs)));
-        (c.rem(TExpr::int(hs)), Box::new(move |e| base.clone().add(e)))
+        let c = Expr::Coord(2);
+        let base = c.clone().sub(c.clone().rem(Expr::int(hs)));
+        (c.rem(Expr::int(hs)), Box::new(move |e| base.clone().add(e)))
     };
-    let x_at = |e: TExpr| {
-        let mut index: Vec<TExpr> = (0..rank).map(TExpr::Coord).collect();
+    let x_at = |e: Expr| {
+        let mut index: Vec<Expr> = (0..rank).map(Expr::Coord).collect();
         index[last] = at(e);
-        TExpr::Load { input: 0, index }
+        Expr::Load { input: 0, index }
     };
-    let i32c = |v: i64| TExpr::int(v);
+    let i32c = |v: i64| Expr::int(v);
     let first = if interleaved {
         d.clone().rem(i32c(2)).cmp(BinaryOp::Equal, i32c(0), DType::I32)
     } else {
@@ -505,13 +505,13 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         d.clone().rem(i32c(half))
     };
     let step = if interleaved { 1 } else { half };
-    let p = TExpr::select(first.clone(), d.clone().add(i32c(step)), d.clone().sub(i32c(step)));
-    let b = TExpr::Coord(0);
-    let s = TExpr::Coord(seq_axis);
+    let p = Expr::select(first.clone(), d.clone().add(i32c(step)), d.clone().sub(i32c(step)));
+    let b = Expr::Coord(0);
+    let s = Expr::Coord(seq_axis);
     let cache = |slot: usize| {
         let index = if pos.is_some() {
             vec![
-                TExpr::Load {
+                Expr::Load {
                     input: 3,
                     index: vec![b.clone(), s.clone()],
                 },
@@ -520,17 +520,17 @@ pub(crate) fn rotary_embedding(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         } else {
             vec![b.clone(), s.clone(), i.clone()]
         };
-        TExpr::Load { input: slot, index }
+        Expr::Load { input: slot, index }
     };
-    let fb = |op, a: TExpr, c: TExpr| TExpr::Binary(op, Box::new(a), Box::new(c), dt);
-    let signed_sin = TExpr::select(first, TExpr::Unary(UnaryOp::Neg, Box::new(cache(2)), dt), cache(2));
+    let fb = |op, a: Expr, c: Expr| Expr::Binary(op, Box::new(a), Box::new(c), dt);
+    let signed_sin = Expr::select(first, Expr::Unary(UnaryOp::Neg, Box::new(cache(2)), dt), cache(2));
     let rotated = fb(
         BinaryOp::Add,
         fb(BinaryOp::Mul, cache(1), x_at(d.clone())),
         fb(BinaryOp::Mul, signed_sin, x_at(p)),
     );
     let expr = if rot < hs {
-        TExpr::select(d.clone().cmp(BinaryOp::Less, i32c(rot), DType::I32), rotated, x_at(d))
+        Expr::select(d.clone().cmp(BinaryOp::Less, i32c(rot), DType::I32), rotated, x_at(d))
     } else {
         rotated
     };
@@ -818,72 +818,72 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
         ins.push(p);
         ins.len() - 1
     });
-    let f = |e: TExpr, from: DType| {
+    let f = |e: Expr, from: DType| {
         if from == DType::F32 {
             e
         } else {
-            TExpr::Cast(Box::new(e), from, DType::F32)
+            Expr::Cast(Box::new(e), from, DType::F32)
         }
     };
     let dts: Vec<DType> = ins.iter().map(|&i| cx.ty(i).dtype).collect();
     // Element j of the padded sequence of (b, c), in f32.
-    let padded = |j: TExpr| -> TExpr {
+    let padded = |j: Expr| -> Expr {
         let from_x = f(
-            TExpr::Load {
+            Expr::Load {
                 input: 0,
-                index: vec![TExpr::Coord(0), TExpr::Coord(1), j.clone().sub(TExpr::int(pad))],
+                index: vec![Expr::Coord(0), Expr::Coord(1), j.clone().sub(Expr::int(pad))],
             },
             dt,
         );
         let from_past = match past_slot {
             Some(s) => f(
-                TExpr::Load {
+                Expr::Load {
                     input: s,
-                    index: vec![TExpr::Coord(0), TExpr::Coord(1), j.clone()],
+                    index: vec![Expr::Coord(0), Expr::Coord(1), j.clone()],
                 },
                 dts[s],
             ),
-            None => TExpr::Lit(0.0, DType::F32),
+            None => Expr::Lit(0.0, DType::F32),
         };
-        TExpr::select(j.cmp(BinaryOp::Less, TExpr::int(pad), DType::I32), from_past, from_x)
+        Expr::select(j.cmp(BinaryOp::Less, Expr::int(pad), DType::I32), from_past, from_x)
     };
-    let fb = |op, a: TExpr, c: TExpr| TExpr::Binary(op, Box::new(a), Box::new(c), DType::F32);
+    let fb = |op, a: Expr, c: Expr| Expr::Binary(op, Box::new(a), Box::new(c), DType::F32);
     let mut acc = match bias_slot {
         Some(s) => f(
-            TExpr::Load {
+            Expr::Load {
                 input: s,
-                index: vec![TExpr::Coord(1)],
+                index: vec![Expr::Coord(1)],
             },
             dts[s],
         ),
-        None => TExpr::Lit(0.0, DType::F32),
+        None => Expr::Lit(0.0, DType::F32),
     };
     for i in 0..k {
         let wv = f(
-            TExpr::Load {
+            Expr::Load {
                 input: 1,
-                index: vec![TExpr::Coord(1), TExpr::int(0), TExpr::int(i)],
+                index: vec![Expr::Coord(1), Expr::int(0), Expr::int(i)],
             },
             wt.dtype,
         );
         acc = fb(
             BinaryOp::Add,
             acc,
-            fb(BinaryOp::Mul, wv, padded(TExpr::Coord(2).add(TExpr::int(i)))),
+            fb(BinaryOp::Mul, wv, padded(Expr::Coord(2).add(Expr::int(i)))),
         );
     }
     if dt != DType::F32 {
         // The reference rounds the convolution to the input type before the activation.
-        acc = TExpr::Cast(Box::new(TExpr::Cast(Box::new(acc), DType::F32, dt)), dt, DType::F32);
+        acc = Expr::Cast(Box::new(Expr::Cast(Box::new(acc), DType::F32, dt)), dt, DType::F32);
     }
     if silu {
-        let s = TExpr::Unary(UnaryOp::Sigmoid, Box::new(acc.clone()), DType::F32);
+        let s = Expr::Unary(UnaryOp::Sigmoid, Box::new(acc.clone()), DType::F32);
         acc = fb(BinaryOp::Mul, acc, s);
     }
     let out = if dt == DType::F32 {
         acc
     } else {
-        TExpr::Cast(Box::new(acc), DType::F32, dt)
+        Expr::Cast(Box::new(acc), DType::F32, dt)
     };
     let y = cx.add(
         n,
@@ -897,9 +897,9 @@ pub(crate) fn causal_conv_with_state(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, 
         &ins,
     )?;
     // present_state[.., j] = padded[.., T + j].
-    let mut st = padded(TExpr::Coord(2).add(TExpr::Dim(t.clone())));
+    let mut st = padded(Expr::Coord(2).add(Expr::Dim(t.clone())));
     if dt != DType::F32 {
-        st = TExpr::Cast(Box::new(st), DType::F32, dt);
+        st = Expr::Cast(Box::new(st), DType::F32, dt);
     }
     let state = cx.add(
         n,

@@ -5,7 +5,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, Op, TExpr};
+use kiln_ir::{BinaryOp, DType, Dim, Op, Expr};
 
 /// Most taps an unrolled pooling window may have.
 const MAX_TAPS: usize = 256;
@@ -205,19 +205,19 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let include_pad = n.attr_i("count_include_pad", 0)? != 0;
     let dt = xt.dtype;
-    let and = |a: TExpr, b: TExpr| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool);
-    let in_range = |v: TExpr, lo: i64, hi: Dim| {
+    let and = |a: Expr, b: Expr| Expr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool);
+    let in_range = |v: Expr, lo: i64, hi: Dim| {
         let hi = match hi.as_const() {
-            Some(h) => TExpr::int(h),
-            None => TExpr::Dim(hi),
+            Some(h) => Expr::int(h),
+            None => Expr::Dim(hi),
         };
         and(
-            v.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(lo), DType::I32),
+            v.clone().cmp(BinaryOp::GreaterEqual, Expr::int(lo), DType::I32),
             v.cmp(BinaryOp::Less, hi, DType::I32),
         )
     };
-    let mut acc: Option<TExpr> = None;
-    let mut count: Option<TExpr> = None;
+    let mut acc: Option<Expr> = None;
+    let mut count: Option<Expr> = None;
     for t in 0..taps {
         // Kernel offset of tap t along each spatial axis.
         let mut rem = t;
@@ -226,14 +226,14 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             offs[i] = rem % win.kernel[i];
             rem /= win.kernel[i];
         }
-        let mut index = vec![TExpr::Coord(0), TExpr::Coord(1)];
-        let mut valid: Option<TExpr> = None;
-        let mut in_padded: Option<TExpr> = None;
+        let mut index = vec![Expr::Coord(0), Expr::Coord(1)];
+        let mut valid: Option<Expr> = None;
+        let mut in_padded: Option<Expr> = None;
         for i in 0..sp {
             let shift = (offs[i] * win.dilations[i]) as i64 - win.pads[i].0 as i64;
-            let pos = TExpr::Coord(2 + i)
-                .mul(TExpr::int(win.strides[i] as i64))
-                .add(TExpr::int(shift));
+            let pos = Expr::Coord(2 + i)
+                .mul(Expr::int(win.strides[i] as i64))
+                .add(Expr::int(shift));
             let v = in_range(pos.clone(), 0, lens[i].clone());
             let p = in_range(
                 pos.clone(),
@@ -251,7 +251,7 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             index.push(pos);
         }
         let (valid, in_padded) = (valid.expect("sp >= 1"), in_padded.expect("sp >= 1"));
-        let load = TExpr::Load { input: 0, index };
+        let load = Expr::Load { input: 0, index };
         let fill = match (max, dt) {
             (false, _) => 0.0,
             (true, DType::I8) => -128.0,
@@ -259,22 +259,22 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             (true, DType::U8 | DType::U32) => 0.0,
             (true, _) => f64::NEG_INFINITY,
         };
-        let val = TExpr::select(valid.clone(), load, TExpr::Lit(fill, dt));
+        let val = Expr::select(valid.clone(), load, Expr::Lit(fill, dt));
         let op = if max { BinaryOp::Max } else { BinaryOp::Add };
         acc = Some(match acc {
             None => val,
-            Some(a) => TExpr::Binary(op, Box::new(a), Box::new(val), dt),
+            Some(a) => Expr::Binary(op, Box::new(a), Box::new(val), dt),
         });
         let counted = if include_pad { in_padded } else { valid };
-        let c = TExpr::Cast(Box::new(counted), DType::Bool, dt);
+        let c = Expr::Cast(Box::new(counted), DType::Bool, dt);
         count = Some(match count {
             None => c,
-            Some(a) => TExpr::Binary(BinaryOp::Add, Box::new(a), Box::new(c), dt),
+            Some(a) => Expr::Binary(BinaryOp::Add, Box::new(a), Box::new(c), dt),
         });
     }
     let mut expr = acc.expect("taps >= 1");
     if !max {
-        expr = TExpr::Binary(BinaryOp::Div, Box::new(expr), Box::new(count.expect("taps >= 1")), dt);
+        expr = Expr::Binary(BinaryOp::Div, Box::new(expr), Box::new(count.expect("taps >= 1")), dt);
     }
     let op = Op::Compute {
         shape: out_shape,
@@ -363,23 +363,23 @@ pub(crate) fn conv_transpose(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
     let mut spread = x;
     if strides.iter().any(|&s| s > 1) {
         let mut shape = xt.shape[..2].to_vec();
-        let mut index = vec![TExpr::Coord(0), TExpr::Coord(1)];
-        let mut on_grid: Option<TExpr> = None;
+        let mut index = vec![Expr::Coord(0), Expr::Coord(1)];
+        let mut on_grid: Option<Expr> = None;
         for i in 0..sp {
             shape.push(in_dims[i].sub(&Dim::c(1)).mul(&Dim::c(strides[i])).add(&Dim::c(1)));
-            let c = TExpr::Coord(2 + i);
-            let s = TExpr::int(strides[i]);
+            let c = Expr::Coord(2 + i);
+            let s = Expr::int(strides[i]);
             index.push(c.clone().div(s.clone()));
-            let hit = c.rem(s).cmp(BinaryOp::Equal, TExpr::int(0), DType::I32);
+            let hit = c.rem(s).cmp(BinaryOp::Equal, Expr::int(0), DType::I32);
             on_grid = Some(match on_grid {
                 None => hit,
-                Some(a) => TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(hit), DType::Bool),
+                Some(a) => Expr::Binary(BinaryOp::And, Box::new(a), Box::new(hit), DType::Bool),
             });
         }
-        let expr = TExpr::select(
+        let expr = Expr::select(
             on_grid.expect("sp >= 1"),
-            TExpr::Load { input: 0, index },
-            TExpr::Lit(0.0, xt.dtype),
+            Expr::Load { input: 0, index },
+            Expr::Lit(0.0, xt.dtype),
         );
         spread = cx.add(
             n,

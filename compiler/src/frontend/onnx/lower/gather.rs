@@ -9,13 +9,13 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, TExpr, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, Expr, Tensor};
 
 /// `v < 0 ? v + dim : v` (i32).
-fn wrap_negative(v: TExpr, dim: &Dim) -> TExpr {
-    TExpr::select(
-        v.clone().cmp(BinaryOp::Less, TExpr::int(0), DType::I32),
-        v.clone().add(TExpr::Dim(dim.clone())),
+fn wrap_negative(v: Expr, dim: &Dim) -> Expr {
+    Expr::select(
+        v.clone().cmp(BinaryOp::Less, Expr::int(0), DType::I32),
+        v.clone().add(Expr::Dim(dim.clone())),
         v,
     )
 }
@@ -33,8 +33,8 @@ fn as_i32(cx: &mut Ctx, n: &N, suffix: &str, x: NodeId) -> Result<NodeId, OnnxEr
 }
 
 /// All coordinates of a rank-`r` output, in order.
-fn coords(r: usize) -> Vec<TExpr> {
-    (0..r).map(TExpr::Coord).collect()
+fn coords(r: usize) -> Vec<Expr> {
+    (0..r).map(Expr::Coord).collect()
 }
 
 /// `GatherND(data, indices, batch_dims)`: output `indices.shape[..-1] ++ data.shape[b + m..]`
@@ -70,15 +70,15 @@ pub(crate) fn gather_nd(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     let mut shape: Vec<Dim> = it.shape[..q - 1].to_vec();
     shape.extend_from_slice(&dt.shape[b + m..]);
-    let mut index: Vec<TExpr> = coords(b);
+    let mut index: Vec<Expr> = coords(b);
     for k in 0..m {
         let mut ii = coords(q - 1);
-        ii.push(TExpr::int(k as i64));
-        let v = TExpr::Load { input: 1, index: ii };
+        ii.push(Expr::int(k as i64));
+        let v = Expr::Load { input: 1, index: ii };
         index.push(wrap_negative(v, &dt.shape[b + k]));
     }
-    index.extend((q - 1..q - 1 + (r - b - m)).map(TExpr::Coord));
-    let expr = TExpr::Load { input: 0, index };
+    index.extend((q - 1..q - 1 + (r - b - m)).map(Expr::Coord));
+    let expr = Expr::Load { input: 0, index };
     Ok(one(cx.add(
         n,
         "",
@@ -107,17 +107,17 @@ pub(crate) fn reverse_sequence(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     if ba == ta {
         return Err(n.err("batch_axis and time_axis must differ"));
     }
-    let len = TExpr::Load {
+    let len = Expr::Load {
         input: 1,
-        index: vec![TExpr::Coord(ba)],
+        index: vec![Expr::Coord(ba)],
     };
-    let t = TExpr::Coord(ta);
+    let t = Expr::Coord(ta);
     let mut rev = coords(xt.rank());
-    rev[ta] = len.clone().sub(TExpr::int(1)).sub(t.clone());
-    let expr = TExpr::select(
+    rev[ta] = len.clone().sub(Expr::int(1)).sub(t.clone());
+    let expr = Expr::select(
         t.cmp(BinaryOp::Less, len, DType::I32),
-        TExpr::Load { input: 0, index: rev },
-        TExpr::Load {
+        Expr::Load { input: 0, index: rev },
+        Expr::Load {
             input: 0,
             index: coords(xt.rank()),
         },
@@ -172,36 +172,36 @@ pub(crate) fn tensor_scatter(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
     let w = match wi {
         Some(w) => {
             ins.push(as_i32(cx, n, "write_indices", w)?);
-            TExpr::Load {
+            Expr::Load {
                 input: 2,
-                index: vec![TExpr::Coord(0)],
+                index: vec![Expr::Coord(0)],
             }
         }
-        None => TExpr::int(0),
+        None => Expr::int(0),
     };
-    let mut j = TExpr::Coord(axis).sub(w);
+    let mut j = Expr::Coord(axis).sub(w);
     if mode == "circular" {
-        j = j.rem(TExpr::Dim(pt.shape[axis].clone()));
+        j = j.rem(Expr::Dim(pt.shape[axis].clone()));
     }
-    let inside = TExpr::Binary(
+    let inside = Expr::Binary(
         BinaryOp::And,
-        Box::new(j.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32)),
+        Box::new(j.clone().cmp(BinaryOp::GreaterEqual, Expr::int(0), DType::I32)),
         Box::new(
             j.clone()
-                .cmp(BinaryOp::Less, TExpr::Dim(ut.shape[axis].clone()), DType::I32),
+                .cmp(BinaryOp::Less, Expr::Dim(ut.shape[axis].clone()), DType::I32),
         ),
         DType::Bool,
     );
     let mut ui = coords(r);
     ui[axis] = j;
-    let mut upd_load = TExpr::Load { input: 1, index: ui };
+    let mut upd_load = Expr::Load { input: 1, index: ui };
     if ut.dtype != pt.dtype {
-        upd_load = TExpr::Cast(Box::new(upd_load), ut.dtype, pt.dtype);
+        upd_load = Expr::Cast(Box::new(upd_load), ut.dtype, pt.dtype);
     }
-    let expr = TExpr::select(
+    let expr = Expr::select(
         inside,
         upd_load,
-        TExpr::Load {
+        Expr::Load {
             input: 0,
             index: coords(r),
         },

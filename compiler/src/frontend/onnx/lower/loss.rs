@@ -10,22 +10,22 @@ use super::math::bin;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, NodeId, Op, ReduceOp, TExpr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, NodeId, Op, ReduceOp, Expr, UnaryOp};
 
 /// The target at the output coordinates, loaded from input `slot`.
-fn target_at(slot: usize, rank: usize) -> TExpr {
-    TExpr::Load {
+fn target_at(slot: usize, rank: usize) -> Expr {
+    Expr::Load {
         input: slot,
-        index: (0..rank).map(TExpr::Coord).collect(),
+        index: (0..rank).map(Expr::Coord).collect(),
     }
 }
 
 /// `target != ignore_index` (`None` when there is no ignore index), a bool expression.
-fn kept(target: TExpr, ignore: Option<i64>) -> Option<TExpr> {
+fn kept(target: Expr, ignore: Option<i64>) -> Option<Expr> {
     ignore.map(|ig| {
-        TExpr::Unary(
+        Expr::Unary(
             UnaryOp::Not,
-            Box::new(target.cmp(BinaryOp::Equal, TExpr::int(ig), DType::I32)),
+            Box::new(target.cmp(BinaryOp::Equal, Expr::int(ig), DType::I32)),
             DType::Bool,
         )
     })
@@ -75,19 +75,19 @@ fn nll(cx: &mut Ctx, n: &N, logp: NodeId, target: NodeId, weight: Option<NodeId>
     let t_load = target_at(1, rank_t);
     let keep = kept(t_load.clone(), ignore);
     // -x[n, t, d..] (0 where ignored).
-    let mut x_index = vec![TExpr::Coord(0), t_load.clone()];
-    x_index.extend((1..rank_t).map(TExpr::Coord));
-    let picked = TExpr::Unary(
+    let mut x_index = vec![Expr::Coord(0), t_load.clone()];
+    x_index.extend((1..rank_t).map(Expr::Coord));
+    let picked = Expr::Unary(
         UnaryOp::Neg,
-        Box::new(TExpr::Load {
+        Box::new(Expr::Load {
             input: 0,
             index: x_index,
         }),
         dt,
     );
-    let zero = TExpr::Lit(0.0, dt);
+    let zero = Expr::Lit(0.0, dt);
     let picked = match &keep {
-        Some(k) => TExpr::select(k.clone(), picked, zero.clone()),
+        Some(k) => Expr::select(k.clone(), picked, zero.clone()),
         None => picked,
     };
     let mut loss = cx.add(
@@ -117,12 +117,12 @@ fn nll(cx: &mut Ctx, n: &N, logp: NodeId, target: NodeId, weight: Option<NodeId>
             } else {
                 wt
             };
-            let g = TExpr::Load {
+            let g = Expr::Load {
                 input: 0,
                 index: vec![t_load.clone()],
             };
             let e = match &keep {
-                Some(k) => TExpr::select(k.clone(), g, zero.clone()),
+                Some(k) => Expr::select(k.clone(), g, zero.clone()),
                 None => g,
             };
             Some(cx.add(
@@ -140,7 +140,7 @@ fn nll(cx: &mut Ctx, n: &N, logp: NodeId, target: NodeId, weight: Option<NodeId>
         None => match kept(target_at(0, rank_t), ignore) {
             // The count of kept positions divides the sum.
             Some(k) if reduction == "mean" => {
-                let e = TExpr::select(k, TExpr::Lit(1.0, dt), zero.clone());
+                let e = Expr::select(k, Expr::Lit(1.0, dt), zero.clone());
                 Some(cx.add(
                     n,
                     "weights",

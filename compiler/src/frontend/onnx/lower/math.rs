@@ -5,7 +5,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, TExpr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, Expr, UnaryOp};
 
 /// `a op b` (broadcasting).
 pub(crate) fn bin(cx: &mut Ctx, n: &N, suffix: &str, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId, OnnxError> {
@@ -41,35 +41,35 @@ struct Fx {
 }
 
 impl Fx {
-    fn x(&self) -> TExpr {
-        TExpr::Load {
+    fn x(&self) -> Expr {
+        Expr::Load {
             input: 0,
-            index: (0..self.rank).map(TExpr::Coord).collect(),
+            index: (0..self.rank).map(Expr::Coord).collect(),
         }
     }
-    fn lit(&self, v: f64) -> TExpr {
-        TExpr::Lit(v, self.dt)
+    fn lit(&self, v: f64) -> Expr {
+        Expr::Lit(v, self.dt)
     }
-    fn b(&self, op: BinaryOp, a: TExpr, c: TExpr) -> TExpr {
-        TExpr::Binary(op, Box::new(a), Box::new(c), self.dt)
+    fn b(&self, op: BinaryOp, a: Expr, c: Expr) -> Expr {
+        Expr::Binary(op, Box::new(a), Box::new(c), self.dt)
     }
-    fn add(&self, a: TExpr, c: TExpr) -> TExpr {
+    fn add(&self, a: Expr, c: Expr) -> Expr {
         self.b(BinaryOp::Add, a, c)
     }
-    fn sub(&self, a: TExpr, c: TExpr) -> TExpr {
+    fn sub(&self, a: Expr, c: Expr) -> Expr {
         self.b(BinaryOp::Sub, a, c)
     }
-    fn mul(&self, a: TExpr, c: TExpr) -> TExpr {
+    fn mul(&self, a: Expr, c: Expr) -> Expr {
         self.b(BinaryOp::Mul, a, c)
     }
-    fn div(&self, a: TExpr, c: TExpr) -> TExpr {
+    fn div(&self, a: Expr, c: Expr) -> Expr {
         self.b(BinaryOp::Div, a, c)
     }
-    fn u(&self, op: UnaryOp, a: TExpr) -> TExpr {
-        TExpr::Unary(op, Box::new(a), self.dt)
+    fn u(&self, op: UnaryOp, a: Expr) -> Expr {
+        Expr::Unary(op, Box::new(a), self.dt)
     }
     /// `c0 + z*(c1 + z*(c2 + ...))`.
-    fn horner(&self, z: &TExpr, coeffs: &[f64]) -> TExpr {
+    fn horner(&self, z: &Expr, coeffs: &[f64]) -> Expr {
         let mut acc = self.lit(*coeffs.last().expect("coefficients"));
         for &c in coeffs.iter().rev().skip(1) {
             acc = self.add(self.mul(acc, z.clone()), self.lit(c));
@@ -77,13 +77,13 @@ impl Fx {
         acc
     }
     /// `sign(s) * v` for a value `v >= 0` computed from `|s|`.
-    fn with_sign_of(&self, s: TExpr, v: TExpr) -> TExpr {
+    fn with_sign_of(&self, s: Expr, v: Expr) -> Expr {
         self.mul(self.u(UnaryOp::Sign, s), v)
     }
 
     /// atan of `a >= 0`: `t = min(a, 1/a)` on [0, 1], the Abramowitz & Stegun 4.4.49 odd
     /// polynomial (|error| <= 2e-8), and `pi/2 - p` for `a > 1`.
-    fn atan_nonneg(&self, a: TExpr) -> TExpr {
+    fn atan_nonneg(&self, a: Expr) -> Expr {
         const C: [f64; 8] = [
             0.999_999_332_9,
             -0.333_298_560_5,
@@ -98,14 +98,14 @@ impl Fx {
         let z = self.mul(t.clone(), t.clone());
         let p = self.mul(t, self.horner(&z, &C));
         let big = a.cmp(BinaryOp::Greater, self.lit(1.0), self.dt);
-        let base = TExpr::select(big.clone(), self.lit(std::f64::consts::FRAC_PI_2), self.lit(0.0));
-        let sgn = TExpr::select(big, self.lit(-1.0), self.lit(1.0));
+        let base = Expr::select(big.clone(), self.lit(std::f64::consts::FRAC_PI_2), self.lit(0.0));
+        let sgn = Expr::select(big, self.lit(-1.0), self.lit(1.0));
         self.add(base, self.mul(sgn, p))
     }
 
     /// asin of `a` in [0, 1] (Cephes `asinf`): a polynomial in `a^2` below 0.5, and
     /// `pi/2 - 2 asin(sqrt((1 - a) / 2))` above.
-    fn asin_nonneg(&self, a: TExpr) -> TExpr {
+    fn asin_nonneg(&self, a: Expr) -> Expr {
         const C: [f64; 5] = [
             1.666_675_242_2e-1,
             7.495_300_268_6e-2,
@@ -115,11 +115,11 @@ impl Fx {
         ];
         let high = a.clone().cmp(BinaryOp::Greater, self.lit(0.5), self.dt);
         let zh = self.mul(self.lit(0.5), self.sub(self.lit(1.0), a.clone()));
-        let z = TExpr::select(high.clone(), zh.clone(), self.mul(a.clone(), a.clone()));
-        let s = TExpr::select(high.clone(), self.u(UnaryOp::Sqrt, zh), a);
+        let z = Expr::select(high.clone(), zh.clone(), self.mul(a.clone(), a.clone()));
+        let s = Expr::select(high.clone(), self.u(UnaryOp::Sqrt, zh), a);
         let p = self.add(s.clone(), self.mul(self.mul(s, z.clone()), self.horner(&z, &C)));
-        let base = TExpr::select(high.clone(), self.lit(std::f64::consts::FRAC_PI_2), self.lit(0.0));
-        let k = TExpr::select(high, self.lit(-2.0), self.lit(1.0));
+        let base = Expr::select(high.clone(), self.lit(std::f64::consts::FRAC_PI_2), self.lit(0.0));
+        let k = Expr::select(high, self.lit(-2.0), self.lit(1.0));
         self.add(base, self.mul(k, p))
     }
 }
@@ -185,9 +185,9 @@ pub(crate) fn composed_unary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
             ins.push(b);
             let alpha = n.attr_f("alpha", 1.0)? as f64;
             let s = f.u(UnaryOp::Sigmoid, f.mul(f.lit(alpha), xv.clone()));
-            let bv = TExpr::Load {
+            let bv = Expr::Load {
                 input: 1,
-                index: (0..f.rank).map(TExpr::Coord).collect(),
+                index: (0..f.rank).map(Expr::Coord).collect(),
             };
             f.mul(f.mul(xv, s), bv)
         }
@@ -324,9 +324,9 @@ fn einsum_prepare(
             .iter()
             .map(|c| t.shape[labels.iter().position(|l| l == c).expect("label")].clone())
             .collect();
-        let index: Vec<TExpr> = labels
+        let index: Vec<Expr> = labels
             .iter()
-            .map(|c| TExpr::Coord(uniq.iter().position(|u| u == c).expect("label")))
+            .map(|c| Expr::Coord(uniq.iter().position(|u| u == c).expect("label")))
             .collect();
         x = cx.add(
             n,
@@ -334,7 +334,7 @@ fn einsum_prepare(
             Op::Compute {
                 shape,
                 dtype: t.dtype,
-                expr: TExpr::Load { input: 0, index },
+                expr: Expr::Load { input: 0, index },
                 name: "EinsumDiagonal".into(),
             },
             &[x],
@@ -436,16 +436,16 @@ pub(crate) fn einsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 
 /// Input `slot` (of rank `r`) at the output coordinates of a rank-`out_rank` broadcast, as i32
 /// (loads clamp, so a size-1 axis reads its only element).
-fn int_operand(slot: usize, r: usize, out_rank: usize, dt: DType) -> TExpr {
+fn int_operand(slot: usize, r: usize, out_rank: usize, dt: DType) -> Expr {
     let off = out_rank - r;
-    let load = TExpr::Load {
+    let load = Expr::Load {
         input: slot,
-        index: (0..r).map(|j| TExpr::Coord(j + off)).collect(),
+        index: (0..r).map(|j| Expr::Coord(j + off)).collect(),
     };
     if dt == DType::I32 {
         load
     } else {
-        TExpr::Cast(Box::new(load), dt, DType::I32)
+        Expr::Cast(Box::new(load), dt, DType::I32)
     }
 }
 
@@ -457,20 +457,20 @@ struct Bits {
 
 impl Bits {
     /// `2^k` for `k < 31`.
-    fn pow2(k: u32) -> TExpr {
-        TExpr::int(1i64 << k)
+    fn pow2(k: u32) -> Expr {
+        Expr::int(1i64 << k)
     }
     /// The weight of the top bit of a signed type: `-2^(w-1)`.
-    fn min(&self) -> TExpr {
-        TExpr::int(-(1i64 << (self.w - 1)))
+    fn min(&self) -> Expr {
+        Expr::int(-(1i64 << (self.w - 1)))
     }
-    fn is_neg(a: &TExpr) -> TExpr {
-        a.clone().cmp(BinaryOp::Less, TExpr::int(0), DType::I32)
+    fn is_neg(a: &Expr) -> Expr {
+        a.clone().cmp(BinaryOp::Less, Expr::int(0), DType::I32)
     }
     /// The value bits below the sign bit, as a non-negative number.
-    fn low(&self, a: &TExpr) -> TExpr {
+    fn low(&self, a: &Expr) -> Expr {
         if self.signed {
-            TExpr::select(Self::is_neg(a), a.clone().sub(self.min()), a.clone())
+            Expr::select(Self::is_neg(a), a.clone().sub(self.min()), a.clone())
         } else {
             a.clone()
         }
@@ -484,13 +484,13 @@ impl Bits {
         }
     }
     /// Bit `k` (0 or 1) of a non-negative value.
-    fn bit(u: &TExpr, k: u32) -> TExpr {
-        u.clone().div(Self::pow2(k)).rem(TExpr::int(2))
+    fn bit(u: &Expr, k: u32) -> Expr {
+        u.clone().div(Self::pow2(k)).rem(Expr::int(2))
     }
     /// `a op b` bitwise, with `g` combining two bits (0/1 expressions) into 0/1.
-    fn combine(&self, a: &TExpr, b: &TExpr, g: &dyn Fn(TExpr, TExpr) -> TExpr) -> TExpr {
+    fn combine(&self, a: &Expr, b: &Expr, g: &dyn Fn(Expr, Expr) -> Expr) -> Expr {
         let (ua, ub) = (self.low(a), self.low(b));
-        let mut acc: Option<TExpr> = None;
+        let mut acc: Option<Expr> = None;
         for k in 0..self.n_low() {
             let term = g(Self::bit(&ua, k), Self::bit(&ub, k)).mul(Self::pow2(k));
             acc = Some(match acc {
@@ -498,32 +498,32 @@ impl Bits {
                 None => term,
             });
         }
-        let mut acc = acc.unwrap_or_else(|| TExpr::int(0));
+        let mut acc = acc.unwrap_or_else(|| Expr::int(0));
         if self.signed {
-            let sa = TExpr::select(Self::is_neg(a), TExpr::int(1), TExpr::int(0));
-            let sb = TExpr::select(Self::is_neg(b), TExpr::int(1), TExpr::int(0));
+            let sa = Expr::select(Self::is_neg(a), Expr::int(1), Expr::int(0));
+            let sb = Expr::select(Self::is_neg(b), Expr::int(1), Expr::int(0));
             acc = acc.add(g(sa, sb).mul(self.min()));
         }
         acc
     }
     /// Wraps an i32 value into the `w`-bit type's range.
-    fn wrap(&self, v: TExpr) -> TExpr {
+    fn wrap(&self, v: Expr) -> Expr {
         match (self.w, self.signed) {
             (32, _) => v,
             (w, true) => {
                 let h = 1i64 << (w - 1);
-                v.add(TExpr::int(h)).rem(TExpr::int(2 * h)).sub(TExpr::int(h))
+                v.add(Expr::int(h)).rem(Expr::int(2 * h)).sub(Expr::int(h))
             }
-            (w, false) => v.rem(TExpr::int(1i64 << w)),
+            (w, false) => v.rem(Expr::int(1i64 << w)),
         }
     }
     /// `2^b` for `0 <= b < w` (`-2^31` for `b = 31`, the wrapped value).
-    fn pow2_of(&self, b: &TExpr) -> TExpr {
-        let p = TExpr::Binary(BinaryOp::Pow, Box::new(TExpr::int(2)), Box::new(b.clone()), DType::I32);
+    fn pow2_of(&self, b: &Expr) -> Expr {
+        let p = Expr::Binary(BinaryOp::Pow, Box::new(Expr::int(2)), Box::new(b.clone()), DType::I32);
         if self.w == 32 {
-            TExpr::select(
-                b.clone().cmp(BinaryOp::Equal, TExpr::int(31), DType::I32),
-                TExpr::int(i32::MIN as i64),
+            Expr::select(
+                b.clone().cmp(BinaryOp::Equal, Expr::int(31), DType::I32),
+                Expr::int(i32::MIN as i64),
                 p,
             )
         } else {
@@ -552,9 +552,9 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let (shape, expr) = if n.op == "BitwiseNot" {
         let x = int_operand(0, at.rank(), at.rank(), dt);
         let e = if signed {
-            TExpr::int(-1).sub(x)
+            Expr::int(-1).sub(x)
         } else {
-            TExpr::int((1i64 << w) - 1).sub(x)
+            Expr::int((1i64 << w) - 1).sub(x)
         };
         (at.shape.clone(), e)
     } else {
@@ -577,31 +577,31 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             "BitwiseAnd" => bits.combine(&x, &y, &|p, q| p.mul(q)),
             "BitwiseOr" => bits.combine(&x, &y, &|p, q| p.clone().add(q.clone()).sub(p.mul(q))),
             "BitwiseXor" => bits.combine(&x, &y, &|p, q| {
-                p.clone().add(q.clone()).sub(TExpr::int(2).mul(p.mul(q)))
+                p.clone().add(q.clone()).sub(Expr::int(2).mul(p.mul(q)))
             }),
             _ => {
                 let dir = n
                     .attr_s("direction")?
                     .ok_or_else(|| n.err("attribute 'direction' is required"))?;
-                let in_range = TExpr::Binary(
+                let in_range = Expr::Binary(
                     BinaryOp::And,
-                    Box::new(y.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32)),
-                    Box::new(y.clone().cmp(BinaryOp::Less, TExpr::int(w as i64), DType::I32)),
+                    Box::new(y.clone().cmp(BinaryOp::GreaterEqual, Expr::int(0), DType::I32)),
+                    Box::new(y.clone().cmp(BinaryOp::Less, Expr::int(w as i64), DType::I32)),
                     DType::Bool,
                 );
                 match dir.as_str() {
                     "LEFT" => {
                         let v = bits.wrap(x.mul(bits.pow2_of(&y)));
-                        TExpr::select(in_range, v, TExpr::int(0))
+                        Expr::select(in_range, v, Expr::int(0))
                     }
                     "RIGHT" => {
                         let v = if signed && dt == DType::U32 {
                             // Logical shift of a u32 held as i32 bits.
                             let low = bits.low(&x).div(bits.pow2_of(&y));
-                            let top = bits.pow2_of(&TExpr::int(31).sub(y.clone()));
-                            let shifted = low.add(TExpr::select(Bits::is_neg(&x), top, TExpr::int(0)));
-                            TExpr::select(
-                                y.clone().cmp(BinaryOp::Equal, TExpr::int(0), DType::I32),
+                            let top = bits.pow2_of(&Expr::int(31).sub(y.clone()));
+                            let shifted = low.add(Expr::select(Bits::is_neg(&x), top, Expr::int(0)));
+                            Expr::select(
+                                y.clone().cmp(BinaryOp::Equal, Expr::int(0), DType::I32),
                                 x.clone(),
                                 shifted,
                             )
@@ -610,8 +610,8 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                             let p = bits.pow2_of(&y);
                             let floor = x.clone().sub(x.clone().rem(p.clone())).div(p);
                             if w == 32 {
-                                TExpr::select(
-                                    y.clone().cmp(BinaryOp::Equal, TExpr::int(31), DType::I32),
+                                Expr::select(
+                                    y.clone().cmp(BinaryOp::Equal, Expr::int(31), DType::I32),
                                     fill_neg(&x),
                                     floor,
                                 )
@@ -624,9 +624,9 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                         let out_fill = if signed && dt != DType::U32 {
                             fill_neg(&x)
                         } else {
-                            TExpr::int(0)
+                            Expr::int(0)
                         };
-                        TExpr::select(in_range, v, out_fill)
+                        Expr::select(in_range, v, out_fill)
                     }
                     other => return Err(n.err(format!("attribute 'direction' must be LEFT or RIGHT, got '{other}'"))),
                 }
@@ -637,7 +637,7 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let expr = if dt == DType::I32 {
         expr
     } else {
-        TExpr::Cast(Box::new(expr), DType::I32, dt)
+        Expr::Cast(Box::new(expr), DType::I32, dt)
     };
     Ok(one(cx.add(
         n,
@@ -653,6 +653,6 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 }
 
 /// `a < 0 ? -1 : 0`: every bit a copy of the sign.
-fn fill_neg(a: &TExpr) -> TExpr {
-    TExpr::select(Bits::is_neg(a), TExpr::int(-1), TExpr::int(0))
+fn fill_neg(a: &Expr) -> Expr {
+    Expr::select(Bits::is_neg(a), Expr::int(-1), Expr::int(0))
 }

@@ -374,7 +374,7 @@ pub(crate) fn hardmax(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 /// `LRN`: `x / (bias + alpha / size * sum of x^2 over the channel window)^beta`, one tensor
 /// expression with the window unrolled.
 pub(crate) fn lrn(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
-    use kiln_ir::{DType, TExpr};
+    use kiln_ir::{DType, Expr};
     let x = cx.input(n, 0)?;
     let ty = cx.ty(x).clone();
     if ty.rank() < 3 || !ty.dtype.is_float() {
@@ -392,27 +392,27 @@ pub(crate) fn lrn(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let bias = n.attr_f("bias", 1.0)? as f64;
     let dt = ty.dtype;
     let r = ty.rank();
-    let lit = |v: f64| TExpr::Lit(v, dt);
-    let bin = |op: BinaryOp, a: TExpr, b: TExpr| TExpr::Binary(op, Box::new(a), Box::new(b), dt);
-    let at = |c: TExpr| {
-        let mut index: Vec<TExpr> = (0..r).map(TExpr::Coord).collect();
+    let lit = |v: f64| Expr::Lit(v, dt);
+    let bin = |op: BinaryOp, a: Expr, b: Expr| Expr::Binary(op, Box::new(a), Box::new(b), dt);
+    let at = |c: Expr| {
+        let mut index: Vec<Expr> = (0..r).map(Expr::Coord).collect();
         index[1] = c;
-        TExpr::Load { input: 0, index }
+        Expr::Load { input: 0, index }
     };
-    let mut sum: Option<TExpr> = None;
+    let mut sum: Option<Expr> = None;
     for o in -((size - 1) / 2)..=(size / 2) {
-        let ch = TExpr::Coord(1).add(TExpr::int(o));
-        let valid = TExpr::Binary(
+        let ch = Expr::Coord(1).add(Expr::int(o));
+        let valid = Expr::Binary(
             BinaryOp::And,
-            Box::new(ch.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32)),
+            Box::new(ch.clone().cmp(BinaryOp::GreaterEqual, Expr::int(0), DType::I32)),
             Box::new(
                 ch.clone()
-                    .cmp(BinaryOp::Less, TExpr::Dim(ty.shape[1].clone()), DType::I32),
+                    .cmp(BinaryOp::Less, Expr::Dim(ty.shape[1].clone()), DType::I32),
             ),
             DType::Bool,
         );
         let v = at(ch);
-        let term = TExpr::select(valid, bin(BinaryOp::Mul, v.clone(), v), lit(0.0));
+        let term = Expr::select(valid, bin(BinaryOp::Mul, v.clone(), v), lit(0.0));
         sum = Some(match sum {
             None => term,
             Some(s) => bin(BinaryOp::Add, s, term),
@@ -423,7 +423,7 @@ pub(crate) fn lrn(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         lit(bias),
         bin(BinaryOp::Mul, lit(alpha / size as f64), sum.expect("size >= 1")),
     );
-    let expr = bin(BinaryOp::Div, at(TExpr::Coord(1)), bin(BinaryOp::Pow, denom, lit(beta)));
+    let expr = bin(BinaryOp::Div, at(Expr::Coord(1)), bin(BinaryOp::Pow, denom, lit(beta)));
     let op = Op::Compute {
         shape: ty.shape.clone(),
         dtype: dt,

@@ -10,7 +10,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, TExpr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, Expr, UnaryOp};
 
 /// A per-spatial-axis ints attribute with a default and a lower bound.
 fn spatial_attr(n: &N, name: &str, sp: usize, default: i64, min: i64) -> Result<Vec<i64>, OnnxError> {
@@ -101,12 +101,12 @@ fn pooled_axes(
 }
 
 /// `|v|^p` as an expression of dtype `d`.
-fn abs_pow(v: TExpr, p: i64, d: DType) -> TExpr {
-    let a = TExpr::Unary(UnaryOp::Abs, Box::new(v), d);
+fn abs_pow(v: Expr, p: i64, d: DType) -> Expr {
+    let a = Expr::Unary(UnaryOp::Abs, Box::new(v), d);
     match p {
         1 => a,
-        2 => TExpr::Binary(BinaryOp::Mul, Box::new(a.clone()), Box::new(a), d),
-        _ => TExpr::Binary(BinaryOp::Pow, Box::new(a), Box::new(TExpr::Lit(p as f64, d)), d),
+        2 => Expr::Binary(BinaryOp::Mul, Box::new(a.clone()), Box::new(a), d),
+        _ => Expr::Binary(BinaryOp::Pow, Box::new(a), Box::new(Expr::Lit(p as f64, d)), d),
     }
 }
 
@@ -168,8 +168,8 @@ pub(crate) fn lp_pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let axes = pooled_axes(n, &xt.shape[2..], &kernel, &strides, &dilations)?;
     let taps: i64 = kernel.iter().product();
     // Windows along a trailing axis: element (.., o, t) is |x|^p at o*s + k(t)*d - pad_begin.
-    let last = TExpr::Coord(2 + sp);
-    let mut index = vec![TExpr::Coord(0), TExpr::Coord(1)];
+    let last = Expr::Coord(2 + sp);
+    let mut index = vec![Expr::Coord(0), Expr::Coord(1)];
     let mut inside = Vec::new();
     let mut shape = xt.shape[..2].to_vec();
     for (i, a) in axes.iter().enumerate() {
@@ -177,41 +177,41 @@ pub(crate) fn lp_pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         let kstride: i64 = kernel[i + 1..].iter().product();
         let mut k = last.clone();
         if kstride > 1 {
-            k = k.div(TExpr::int(kstride));
+            k = k.div(Expr::int(kstride));
         }
         if i > 0 {
-            k = k.rem(TExpr::int(kernel[i]));
+            k = k.rem(Expr::int(kernel[i]));
         }
-        let mut pos = TExpr::Coord(2 + i);
+        let mut pos = Expr::Coord(2 + i);
         if strides[i] > 1 {
-            pos = pos.mul(TExpr::int(strides[i]));
+            pos = pos.mul(Expr::int(strides[i]));
         }
         pos = pos.add(if dilations[i] > 1 {
-            k.mul(TExpr::int(dilations[i]))
+            k.mul(Expr::int(dilations[i]))
         } else {
             k
         });
         if a.pad_begin > 0 {
-            pos = pos.sub(TExpr::int(a.pad_begin));
+            pos = pos.sub(Expr::int(a.pad_begin));
         }
         // Which windows can leave the input on this axis.
         let last_pos = (a.out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] - a.pad_begin;
         if a.pad_begin > 0 {
-            inside.push(pos.clone().cmp(BinaryOp::GreaterEqual, TExpr::int(0), DType::I32));
+            inside.push(pos.clone().cmp(BinaryOp::GreaterEqual, Expr::int(0), DType::I32));
         }
         if last_pos >= a.len {
-            inside.push(pos.clone().cmp(BinaryOp::Less, TExpr::int(a.len), DType::I32));
+            inside.push(pos.clone().cmp(BinaryOp::Less, Expr::int(a.len), DType::I32));
         }
         index.push(pos);
     }
     shape.push(Dim::c(taps));
     let d = xt.dtype;
-    let mut expr = abs_pow(TExpr::Load { input: 0, index }, p, d);
+    let mut expr = abs_pow(Expr::Load { input: 0, index }, p, d);
     if let Some(c) = inside
         .into_iter()
-        .reduce(|a, b| TExpr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool))
+        .reduce(|a, b| Expr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool))
     {
-        expr = TExpr::select(c, expr, TExpr::Lit(0.0, d));
+        expr = Expr::select(c, expr, Expr::Lit(0.0, d));
     }
     let windows = cx.add(
         n,
@@ -251,9 +251,9 @@ pub(crate) fn global_lp_pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErro
             shape: cx.ty(x).shape.clone(),
             dtype: d,
             expr: abs_pow(
-                TExpr::Load {
+                Expr::Load {
                     input: 0,
-                    index: (0..rank).map(TExpr::Coord).collect(),
+                    index: (0..rank).map(Expr::Coord).collect(),
                 },
                 p,
                 d,

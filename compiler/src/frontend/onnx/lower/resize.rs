@@ -15,7 +15,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, Op, TExpr, Tensor, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Op, Expr, Tensor, UnaryOp};
 
 /// Interpolation mode.
 #[derive(Clone, Copy, PartialEq)]
@@ -148,7 +148,7 @@ enum AxisMap {
     /// The same coordinate.
     Same,
     /// A single source index per output coordinate (nearest), as an expression.
-    Index(TExpr),
+    Index(Expr),
     /// Rows of the shared table: offset of the axis' first row, taps per row, row count.
     Table { row: i64, taps: usize, len: usize },
 }
@@ -393,31 +393,31 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         }
         ins.push(cx.constant(n, "taps", Tensor::from_f64(DType::F32, vec![rows.len(), cols], &data)));
     }
-    let table = |row: &TExpr, col: usize| TExpr::Load {
+    let table = |row: &Expr, col: usize| Expr::Load {
         input: 1,
-        index: vec![row.clone(), TExpr::int(col as i64)],
+        index: vec![row.clone(), Expr::int(col as i64)],
     };
     // Per axis: the choices (index expression, optional weight expression).
-    let mut choices: Vec<Vec<(TExpr, Option<TExpr>)>> = Vec::with_capacity(r);
+    let mut choices: Vec<Vec<(Expr, Option<Expr>)>> = Vec::with_capacity(r);
     let mut flags = Vec::new();
     for (a, m) in maps.iter().enumerate() {
         choices.push(match m {
-            AxisMap::Same => vec![(TExpr::Coord(a), None)],
+            AxisMap::Same => vec![(Expr::Coord(a), None)],
             AxisMap::Index(e) => vec![(e.clone(), None)],
             AxisMap::Table { row, taps, len } => {
                 let rowe = if *row == 0 {
-                    TExpr::Coord(a)
+                    Expr::Coord(a)
                 } else {
-                    TExpr::Coord(a).add(TExpr::int(*row))
+                    Expr::Coord(a).add(Expr::int(*row))
                 };
                 let axis_rows = &rows[*row as usize..*row as usize + len];
                 if axis_rows.iter().any(|(_, out)| *out) {
-                    flags.push(table(&rowe, 2 * width).cmp(BinaryOp::Greater, TExpr::Lit(0.5, DType::F32), DType::F32));
+                    flags.push(table(&rowe, 2 * width).cmp(BinaryOp::Greater, Expr::Lit(0.5, DType::F32), DType::F32));
                 }
                 let unit = axis_rows.iter().all(|(t, _)| t.len() == 1 && t[0].1 == 1.0);
                 (0..*taps)
                     .map(|k| {
-                        let ix = TExpr::Cast(Box::new(table(&rowe, k)), DType::F32, DType::I32);
+                        let ix = Expr::Cast(Box::new(table(&rowe, k)), DType::F32, DType::I32);
                         (ix, (!unit).then(|| table(&rowe, width + k)))
                     })
                     .collect()
@@ -428,12 +428,12 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     // Weighted sums are computed in f32 (and converted back for other dtypes).
     let float = DType::F32;
     let combos: usize = choices.iter().map(Vec::len).product();
-    let mut sum: Option<TExpr> = None;
+    let mut sum: Option<Expr> = None;
     let mut any_weight = false;
     for c in 0..combos {
         let mut rem = c;
-        let mut index = vec![TExpr::int(0); r];
-        let mut weight: Option<TExpr> = None;
+        let mut index = vec![Expr::int(0); r];
+        let mut weight: Option<Expr> = None;
         for a in (0..r).rev() {
             let (ix, w) = &choices[a][rem % choices[a].len()];
             rem /= choices[a].len();
@@ -445,7 +445,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 });
             }
         }
-        let load = TExpr::Load { input: 0, index };
+        let load = Expr::Load { input: 0, index };
         let term = match weight {
             Some(w) => {
                 any_weight = true;
@@ -455,21 +455,21 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         };
         sum = Some(match sum {
             None => term,
-            Some(acc) => TExpr::Binary(BinaryOp::Add, Box::new(acc), Box::new(term), float),
+            Some(acc) => Expr::Binary(BinaryOp::Add, Box::new(acc), Box::new(term), float),
         });
     }
     let mut expr = sum.expect("at least one combination");
     if any_weight && dt != float {
         if dt.is_int() {
-            expr = TExpr::Unary(UnaryOp::Round, Box::new(expr), float);
+            expr = Expr::Unary(UnaryOp::Round, Box::new(expr), float);
         }
         expr = cast(expr, float, dt);
     }
     if let Some(c) = flags
         .into_iter()
-        .reduce(|a, b| TExpr::Binary(BinaryOp::Or, Box::new(a), Box::new(b), DType::Bool))
+        .reduce(|a, b| Expr::Binary(BinaryOp::Or, Box::new(a), Box::new(b), DType::Bool))
     {
-        expr = TExpr::select(c, TExpr::Lit(extrapolation, dt), expr);
+        expr = Expr::select(c, Expr::Lit(extrapolation, dt), expr);
     }
     let op = Op::Compute {
         shape: out_shape,
@@ -481,35 +481,35 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 }
 
 /// `a * b` of dtype `d`.
-fn mul(a: TExpr, b: TExpr, d: DType) -> TExpr {
-    TExpr::Binary(BinaryOp::Mul, Box::new(a), Box::new(b), d)
+fn mul(a: Expr, b: Expr, d: DType) -> Expr {
+    Expr::Binary(BinaryOp::Mul, Box::new(a), Box::new(b), d)
 }
 
 /// `a` converted from `from` to `to` (no node when equal).
-fn cast(a: TExpr, from: DType, to: DType) -> TExpr {
+fn cast(a: Expr, from: DType, to: DType) -> Expr {
     if from == to {
         a
     } else {
-        TExpr::Cast(Box::new(a), from, to)
+        Expr::Cast(Box::new(a), from, to)
     }
 }
 
 /// The nearest indices `idx[o]` of axis `a` as `o`, `o / k` or `o * k` when they are one of
 /// those (integer up- or downsampling), so that no table is needed.
-fn affine_index(idx: &[i64], a: usize) -> Option<TExpr> {
-    let o = TExpr::Coord(a);
+fn affine_index(idx: &[i64], a: usize) -> Option<Expr> {
+    let o = Expr::Coord(a);
     let fits = |f: &dyn Fn(i64) -> i64| idx.iter().enumerate().all(|(i, &v)| v == f(i as i64));
     if fits(&|i| i) {
         return Some(o);
     }
     if let Some(k) = idx.iter().position(|&v| v == 1).map(|k| k as i64) {
         if k > 1 && fits(&|i| i / k) {
-            return Some(o.div(TExpr::int(k)));
+            return Some(o.div(Expr::int(k)));
         }
     }
     let k = *idx.get(1)?;
     if k > 1 && fits(&|i| i * k) {
-        return Some(o.mul(TExpr::int(k)));
+        return Some(o.mul(Expr::int(k)));
     }
     None
 }
@@ -542,7 +542,7 @@ fn resize_symbolic(
         ))
     };
     let scales = scales.ok_or_else(|| needs("needs 'scales' (not 'sizes')"))?;
-    let mut index: Vec<TExpr> = (0..xt.rank()).map(TExpr::Coord).collect();
+    let mut index: Vec<Expr> = (0..xt.rank()).map(Expr::Coord).collect();
     let mut out_shape = xt.shape.clone();
     for (k, &a) in axes.iter().enumerate() {
         let s = scales[k];
@@ -583,16 +583,16 @@ fn resize_symbolic(
         let len = &xt.shape[a];
         if up {
             out_shape[a] = len.mul(&Dim::c(f));
-            index[a] = TExpr::Coord(a).div(TExpr::int(f));
+            index[a] = Expr::Coord(a).div(Expr::int(f));
         } else {
             out_shape[a] = len.floor_div(f).expect("f >= 2");
-            index[a] = TExpr::Coord(a).mul(TExpr::int(f));
+            index[a] = Expr::Coord(a).mul(Expr::int(f));
         }
     }
     let op = Op::Compute {
         shape: out_shape,
         dtype: xt.dtype,
-        expr: TExpr::Load { input: 0, index },
+        expr: Expr::Load { input: 0, index },
         name: n.op.to_string(),
     };
     Ok(one(cx.add(n, "", op, &[x])?))

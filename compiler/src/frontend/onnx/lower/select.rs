@@ -3,7 +3,7 @@
 use super::super::ctx::{Ctx, N};
 use super::super::value::Value;
 use super::super::OnnxError;
-use kiln_ir::{DType, Op, ScatterReduction, TExpr};
+use kiln_ir::{DType, Op, ScatterReduction, Expr};
 
 /// `TopK`: k from the attribute (opset 1) or the constant input `K` (opset 10+).
 pub(crate) fn top_k(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
@@ -35,15 +35,15 @@ pub(crate) fn top_k(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     )?;
     // values[c] = x[c with axis coordinate replaced by indices[c]]
     let out_shape = cx.ty(indices).shape.clone();
-    let index: Vec<TExpr> = (0..ty.rank())
+    let index: Vec<Expr> = (0..ty.rank())
         .map(|a| {
             if a == axis {
-                TExpr::Load {
+                Expr::Load {
                     input: 1,
-                    index: (0..ty.rank()).map(TExpr::Coord).collect(),
+                    index: (0..ty.rank()).map(Expr::Coord).collect(),
                 }
             } else {
-                TExpr::Coord(a)
+                Expr::Coord(a)
             }
         })
         .collect();
@@ -53,7 +53,7 @@ pub(crate) fn top_k(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         Op::Compute {
             shape: out_shape,
             dtype: ty.dtype,
-            expr: TExpr::Load { input: 0, index },
+            expr: Expr::Load { input: 0, index },
             name: "TopKValues".into(),
         },
         &[x, indices],

@@ -8,7 +8,7 @@ use crate::frontend::onnx::data::{self, Literal};
 use crate::frontend::onnx::value::{Ints, Value};
 use crate::frontend::onnx::OnnxError;
 use kiln_ir::infer::SLICE_END_MAX;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, TExpr, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, Expr, Tensor};
 
 /// `Constant`: a tensor or one of the `value_*` attributes.
 pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
@@ -415,7 +415,7 @@ fn symbolic_slice(cx: &mut Ctx, n: &N, x: NodeId) -> Result<Vec<Value>, OnnxErro
         }
     };
     let mut shape = ty.shape.clone();
-    let mut index: Vec<TExpr> = (0..rank).map(TExpr::Coord).collect();
+    let mut index: Vec<Expr> = (0..rank).map(Expr::Coord).collect();
     for (k, &a) in axes.iter().enumerate() {
         let a = n.axis(a, rank, "axis")?;
         let d = ty.shape[a].clone();
@@ -435,9 +435,9 @@ fn symbolic_slice(cx: &mut Ctx, n: &N, x: NodeId) -> Result<Vec<Value>, OnnxErro
             .map_err(|err| n.err(err.to_string()))?;
         }
         shape[a] = e.sub(&s);
-        index[a] = TExpr::Coord(a).add(TExpr::Dim(s));
+        index[a] = Expr::Coord(a).add(Expr::Dim(s));
     }
-    let expr = TExpr::Load { input: 0, index };
+    let expr = Expr::Load { input: 0, index };
     let op = Op::Compute {
         shape,
         dtype: ty.dtype,
@@ -602,7 +602,7 @@ fn symbolic_range(cx: &mut Ctx, n: &N, s: &Ints, l: &Ints, d: &Ints) -> Result<V
             "the length ({limit} - {start}) / {delta} of a symbolic Range must be exact; bind dims with --dim"
         ))
     })?;
-    let expr = TExpr::Dim(start).add(TExpr::Coord(0).mul(TExpr::int(delta)));
+    let expr = Expr::Dim(start).add(Expr::Coord(0).mul(Expr::int(delta)));
     let op = Op::Compute {
         shape: vec![count],
         dtype: DType::I32,
@@ -696,18 +696,18 @@ pub(crate) fn trilu(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     };
     let upper = n.attr_i("upper", 1)? != 0;
     // Keep x[.., i, j] where j - i >= k (upper) or j - i <= k (lower).
-    let diag = TExpr::Coord(r - 1).sub(TExpr::Coord(r - 2));
+    let diag = Expr::Coord(r - 1).sub(Expr::Coord(r - 2));
     let cmp = if upper {
         BinaryOp::GreaterEqual
     } else {
         BinaryOp::LessEqual
     };
-    let keep = diag.cmp(cmp, TExpr::int(k), DType::I32);
-    let load = TExpr::Load {
+    let keep = diag.cmp(cmp, Expr::int(k), DType::I32);
+    let load = Expr::Load {
         input: 0,
-        index: (0..r).map(TExpr::Coord).collect(),
+        index: (0..r).map(Expr::Coord).collect(),
     };
-    let expr = TExpr::select(keep, load, TExpr::Lit(0.0, ty.dtype));
+    let expr = Expr::select(keep, load, Expr::Lit(0.0, ty.dtype));
     let op = Op::Compute {
         shape: ty.shape.clone(),
         dtype: ty.dtype,
@@ -986,26 +986,26 @@ pub(crate) fn one_hot(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let axis = n.axis(n.attr_i("axis", -1)?, r, "axis")?;
     let mut shape = it.shape.clone();
     shape.insert(axis, Dim::c(depth));
-    let index: Vec<TExpr> = (0..r).filter(|&i| i != axis).map(TExpr::Coord).collect();
-    let raw = TExpr::Load { input: 0, index };
-    let wrapped = TExpr::select(
-        raw.clone().cmp(BinaryOp::Less, TExpr::int(0), DType::I32),
-        raw.clone().add(TExpr::int(depth)),
+    let index: Vec<Expr> = (0..r).filter(|&i| i != axis).map(Expr::Coord).collect();
+    let raw = Expr::Load { input: 0, index };
+    let wrapped = Expr::select(
+        raw.clone().cmp(BinaryOp::Less, Expr::int(0), DType::I32),
+        raw.clone().add(Expr::int(depth)),
         raw,
     );
-    let hit = wrapped.cmp(BinaryOp::Equal, TExpr::Coord(axis), DType::I32);
-    let on = TExpr::Load {
+    let hit = wrapped.cmp(BinaryOp::Equal, Expr::Coord(axis), DType::I32);
+    let on = Expr::Load {
         input: 1,
-        index: vec![TExpr::int(1)],
+        index: vec![Expr::int(1)],
     };
-    let off = TExpr::Load {
+    let off = Expr::Load {
         input: 1,
-        index: vec![TExpr::int(0)],
+        index: vec![Expr::int(0)],
     };
     let op = Op::Compute {
         shape,
         dtype: vt.dtype,
-        expr: TExpr::select(hit, on, off),
+        expr: Expr::select(hit, on, off),
         name: "OneHot".into(),
     };
     Ok(one(cx.add(n, "", op, &[idx, values])?))

@@ -257,7 +257,7 @@ fn value_info(name: &str, dtype: DataType, dims: Option<&[DimSpec]>) -> ValueInf
             .iter()
             .map(|d| Dimension {
                 value: match d {
-                    DimSpec::Value(v) => Some(dimension::Value::Dimue(*v)),
+                    DimSpec::Value(v) => Some(dimension::Value::DimValue(*v)),
                     DimSpec::Param(p) => Some(dimension::Value::DimParam(p.clone())),
                     DimSpec::Unknown => None,
                 },

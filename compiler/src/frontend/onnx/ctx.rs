@@ -562,7 +562,7 @@ fn value_type(
     let mut shape = Vec::new();
     for d in &shape_proto.dim {
         shape.push(match &d.value {
-            Some(D::Dimue(x)) if *x >= 0 => Dim::c(*x),
+            Some(D::DimValue(x)) if *x >= 0 => Dim::c(*x),
             // A param without a letter or digit ("?", "-1"-like placeholders) names nothing.
             Some(D::DimParam(p)) if p.chars().any(|c| c.is_alphabetic()) => {
                 let s = symbol_name(p);

@@ -212,7 +212,7 @@ fn freeze_protos(
             }
             for (k, (d, &v)) in shape.dim.iter().zip(&t.dims).enumerate() {
                 match &d.value {
-                    Some(dimension::Value::Dimue(x)) if *x >= 0 && *x != v => {
+                    Some(dimension::Value::DimValue(x)) if *x >= 0 && *x != v => {
                         return Err(err(format!(
                             "cannot be frozen: the value has shape {:?} but dim {k} is declared {x}",
                             t.dims
@@ -255,7 +255,7 @@ fn freeze_protos(
             for d in tt.shape.iter_mut().flat_map(|s| s.dim.iter_mut()) {
                 if let Some(dimension::Value::DimParam(p)) = &d.value {
                     if let Some((size, _)) = sizes.get(p) {
-                        d.value = Some(dimension::Value::Dimue(*size));
+                        d.value = Some(dimension::Value::DimValue(*size));
                     }
                 }
             }
@@ -325,7 +325,7 @@ mod tests {
         let dims: Vec<_> = tt.shape.as_ref().unwrap().dim.iter().map(|d| d.value.clone()).collect();
         assert_eq!(
             dims,
-            [Some(dimension::Value::Dimue(4)), Some(dimension::Value::Dimue(3))]
+            [Some(dimension::Value::DimValue(4)), Some(dimension::Value::DimValue(3))]
         );
     }
 

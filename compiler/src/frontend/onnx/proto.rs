@@ -321,7 +321,7 @@ pub mod simple_sharded_dim_proto {
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum Dim {
         #[prost(int64, tag = "1")]
-        Dimue(i64),
+        DimValue(i64),
         #[prost(string, tag = "2")]
         DimParam(::prost::alloc::string::String),
     }
@@ -1000,7 +1000,7 @@ pub mod tensor_shape_proto {
         #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
         pub enum Value {
             #[prost(int64, tag = "1")]
-            Dimue(i64),
+            DimValue(i64),
             /// namespace Shape
             #[prost(string, tag = "2")]
             DimParam(::prost::alloc::string::String),

@@ -331,3 +331,35 @@ fn rms_norm_rows_cached_and_streamed_match_the_interpreter() {
         check(g, xin);
     }
 }
+
+/// Mean pooling whose division is the reduction's epilogue, plus embeddings gathered by a
+/// range and a fill constant (computed in the kernel, not loaded): GPU = interpreter.
+#[test]
+fn reduction_epilogue_and_index_constants_match_the_interpreter() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[2, 5, 4]));
+    let table = g.add_const("table", Tensor::f32(vec![8, 4], values(32, 3)));
+    let types = g.add_const("types", Tensor::f32(vec![2, 4], values(8, 4)));
+    let pos = g.add_const(
+        "pos",
+        Tensor::from_f64(DType::I32, vec![1, 5], &[1.0, 2.0, 3.0, 4.0, 5.0]),
+    );
+    let zeros = g.add_const("zeros", Tensor::from_f64(DType::I32, vec![1, 5], &[1.0; 5]));
+    let p = g.add("pos_emb", Op::Gather { axis: 0 }, &[table, pos]).unwrap();
+    let t = g.add("type_emb", Op::Gather { axis: 0 }, &[types, zeros]).unwrap();
+    let e = g.add("emb", Op::Binary(BinaryOp::Add), &[p, t]).unwrap();
+    let h = g.add("h", Op::Binary(BinaryOp::Mul), &[x, e]).unwrap();
+    let sum = Op::Reduce {
+        op: kiln::ir::ReduceOp::Sum,
+        axes: vec![1],
+        keep_dims: false,
+    };
+    let s = g.add("sum", sum.clone(), &[h]).unwrap();
+    let c = g.add("count", sum, &[x]).unwrap();
+    let a = g.add("abs", Op::Unary(kiln::ir::UnaryOp::Abs), &[c]).unwrap();
+    let one = g.add_const("one", Tensor::f32(vec![], vec![1.0]));
+    let d = g.add("den", Op::Binary(BinaryOp::Add), &[a, one]).unwrap();
+    let y = g.add("div", Op::Binary(BinaryOp::Div), &[s, d]).unwrap();
+    g.add_output("y", y);
+    check(g, Tensor::f32(vec![2, 5, 4], values(40, 5)));
+}

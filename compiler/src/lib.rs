@@ -342,7 +342,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         need("maxComputeWorkgroupStorageSize", workgroup_bytes(&schedule, &d.body));
         need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 1);
         let mut register = |r: &RenderedKernel, kind: &str| {
-            *by_source.entry(r.wgsl.clone()).or_insert_with(|| {
+            *by_source.entry(codegen::kernel_identity(&r.wgsl)).or_insert_with(|| {
                 let idx = kernels.len();
                 let file = format!("kernels/k{idx:03}_{kind}.wgsl");
                 kernels.push(KernelSpec {

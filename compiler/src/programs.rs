@@ -169,18 +169,20 @@ fn merge_into(
             .find(|(f, _)| *f == k.file)
             .map(|(_, s)| s.clone())
             .ok_or_else(|| CompileError::Internal(format!("kernel '{}' has no source", k.name)))?;
-        let idx = *kernel_by_source.entry(src.clone()).or_insert_with(|| {
-            let idx = om.kernels.len();
-            let kind = k.name.split_once('_').map(|(_, kind)| kind).unwrap_or("kernel");
-            let file = format!("kernels/k{idx:03}_{kind}.wgsl");
-            om.kernels.push(KernelSpec {
-                name: format!("k{idx:03}_{kind}"),
-                file: file.clone(),
-                ..k.clone()
+        let idx = *kernel_by_source
+            .entry(crate::codegen::kernel_identity(&src))
+            .or_insert_with(|| {
+                let idx = om.kernels.len();
+                let kind = k.name.split_once('_').map(|(_, kind)| kind).unwrap_or("kernel");
+                let file = format!("kernels/k{idx:03}_{kind}.wgsl");
+                om.kernels.push(KernelSpec {
+                    name: format!("k{idx:03}_{kind}"),
+                    file: file.clone(),
+                    ..k.clone()
+                });
+                out.kernel_sources.push((file, src));
+                idx
             });
-            out.kernel_sources.push((file, src));
-            idx
-        });
         kmap.push(idx);
     }
     let io = |v: &[IoSpec]| -> Vec<IoSpec> {

@@ -1,6 +1,14 @@
 // Kiln reduction kernel: {{ label }}
 // schedule: row_reduce(workgroup_size={{ wg }}); one workgroup per output element
 {{ header }}
+{%- if epilogue %}
+
+fn kiln_epilogue(v: {{ acc_ty }}, row: i32) -> {{ out_ty }} {
+{%- for line in epilogue %}
+    {{ line }}
+{%- endfor %}
+}
+{%- endif %}
 
 var<workgroup> scratch: array<{{ acc_ty }}, {{ wg }}>;
 {%- if arg %}

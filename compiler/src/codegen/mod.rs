@@ -42,6 +42,20 @@ pub struct RenderedKernel {
     pub split: Option<SplitK>,
 }
 
+/// What makes two kernels the same kernel: the WGSL without its header comment (which names
+/// the graph nodes of the dispatch it was rendered for), so the layers of a model that render
+/// the same code share one kernel entry, file and pipeline.
+pub fn kernel_identity(wgsl: &str) -> String {
+    let mut out = String::with_capacity(wgsl.len());
+    for line in wgsl.lines() {
+        if !line.starts_with("// Kiln ") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The second half of a split-K GEMM. The first kernel binds the draft's inputs and writes the
 /// partial-sum buffer in place of the output; the combine kernel binds the draft's inputs, then
 /// the partial-sum buffer, then the output.
@@ -569,6 +583,17 @@ pub fn render(
                         helpers.insert("kiln_f16");
                         finish = format!("kiln_f16({finish})");
                     }
+                    // A fused epilogue (the elementwise ops that read the reduced value, e.g.
+                    // mean pooling's division by the token count) over the output index.
+                    let epilogue = match &draft.epilogue {
+                        Some(e) => {
+                            finish = format!("kiln_epilogue({finish}, row)");
+                            epilogue_lines(e, "row".into(), &mut params, &mut helpers, in_dtypes)
+                        }
+                        None => Vec::new(),
+                    };
+                    ctx.insert("epilogue", &epilogue);
+                    ctx.insert("out_ty", reg_ty(out_dtype));
                     ctx.insert("arg", &false);
                     ctx.insert("init", &init);
                     ctx.insert("combine", combine);
@@ -576,6 +601,7 @@ pub fn render(
                     ctx.insert("finish", &finish);
                 }
                 ReduceKind::Arg { max, select_last } => {
+                    ctx.insert("epilogue", &Vec::<String>::new());
                     ctx.insert("arg", &true);
                     ctx.insert("max", max);
                     ctx.insert("select_last", select_last);

@@ -32,6 +32,10 @@ const MAX_DUPLICATED_CONE: usize = 8;
 /// Largest head dim the attention kernel holds in registers (one query row per thread).
 pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
 
+/// Most query rows per batch for which attention is one kernel at opt-level 2 (a decode step:
+/// the query heads of one KV head for one new token). Level 3 fuses attention at any size.
+pub const MAX_FEW_QUERY_ROWS: usize = 16;
+
 /// Where a producer is being inlined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -133,7 +137,8 @@ struct Former<'g> {
 }
 
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
-/// dependencies; `attention` also recognizes attention as one kernel (opt-level 3).
+/// dependencies; attention becomes one kernel at any size when `attention` (opt-level 3), and
+/// for a few query rows (decode) otherwise.
 pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec<KernelDraft>, CompileError> {
     let mut f = Former {
         g,
@@ -171,11 +176,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
         }
         let draft = match op {
             _ if is_injective(op) => f.injective_root(id, &mut claimed)?,
-            Op::MatMul => match attention
-                .then(|| f.attention_root(id, &mut claimed))
-                .transpose()?
-                .flatten()
-            {
+            Op::MatMul => match f.attention_root(id, &mut claimed, attention)? {
                 Some(d) => d,
                 None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
             },
@@ -254,6 +255,11 @@ impl Former<'_> {
         if let Op::Constant(t) = &n.op {
             if t.numel() == 1 {
                 return Ok(Expr::Lit(t.to_f64()[0], t.dtype()));
+            }
+            if mode == Mode::Any && b.allow {
+                if let Some(e) = affine_constant(t, &l) {
+                    return Ok(e);
+                }
             }
         }
         if b.core == Some(p) {
@@ -410,6 +416,12 @@ impl Former<'_> {
             if matches!(g.node(m).op, Op::Conv { .. } | Op::QMatMul { .. }) {
                 return self.conv_epilogue(r, m, &inj, claimed, b, e);
             }
+            if matches!(g.node(m).op, Op::Reduce { .. }) {
+                if let Some(d) = self.reduce_epilogue(r, m, claimed)? {
+                    return Ok(d);
+                }
+                return self.plain_injective(r, b, e);
+            }
             let mut bc = Build::new(true);
             bc.members.push(r);
             bc.core = Some(m);
@@ -443,6 +455,18 @@ impl Former<'_> {
                 });
             }
         }
+        self.plain_injective(r, b, e)
+    }
+
+    /// The injective kernel of root `r` with what `b` inlined (expression `e`), or with nothing
+    /// inlined when that binds too many buffers.
+    fn plain_injective(&mut self, r: NodeId, b: Build, e: Expr) -> Result<KernelDraft, CompileError> {
+        let rn = self.g.node(r);
+        let inj = |expr: Expr| KernelBody::Injective {
+            shape: rn.ty.shape.clone(),
+            dtype: rn.ty.dtype,
+            expr,
+        };
         if b.inputs.len() <= self.max_inputs {
             self.commit(&b);
             let label = self.label(&b, r);
@@ -451,6 +475,42 @@ impl Former<'_> {
         let mut b0 = Build::new(false);
         let e = self.member_at(&mut b0, r, Expr::Index, Mode::Any)?;
         Ok(KernelDraft::plain(rn.name.clone(), b0.inputs, r, inj(e)))
+    }
+
+    /// A reduction `m` with its input's producers as prologue and the root's expression as
+    /// epilogue (mean pooling's division by the token count), or `None` when the bindings do
+    /// not fit.
+    fn reduce_epilogue(
+        &mut self,
+        r: NodeId,
+        m: NodeId,
+        claimed: &mut HashSet<NodeId>,
+    ) -> Result<Option<KernelDraft>, CompileError> {
+        let g = self.g;
+        let mut bc = Build::new(true);
+        bc.members.push(r);
+        bc.core = Some(m);
+        bc.limit = self.max_inputs.saturating_sub(1);
+        let epi = self.member_at(&mut bc, r, Expr::Index, Mode::Any)?;
+        bc.limit = self.max_inputs;
+        let operand = self.value_at(&mut bc, m, g.inputs_of(m)[0], Expr::Index, Mode::Any)?;
+        if !bc.core_ok || bc.inputs.len() > self.max_inputs || !self.core_users_inside(m, r, &bc) {
+            return Ok(None);
+        }
+        self.commit(&bc);
+        claimed.insert(m);
+        bc.members.push(m);
+        let label = self.label(&bc, r);
+        log::debug!("fusion: {label}: reduction with epilogue");
+        let plain = lower_node(g, m)?;
+        Ok(Some(KernelDraft {
+            label,
+            inputs: bc.inputs,
+            output: r,
+            operands: vec![operand],
+            epilogue: Some(epi),
+            ..plain
+        }))
     }
 
     /// A convolution (or quantized matmul) with the root's expression as epilogue (bias,
@@ -533,8 +593,10 @@ impl Former<'_> {
         b.inputs.iter().copied().find(|&m| {
             let n = g.node(m);
             let users = g.users_of(m);
-            matches!(n.op, Op::MatMul | Op::Conv { .. } | Op::QMatMul { .. })
-                && !self.outputs.contains(&m)
+            matches!(
+                n.op,
+                Op::MatMul | Op::Conv { .. } | Op::QMatMul { .. } | Op::Reduce { .. }
+            ) && !self.outputs.contains(&m)
                 && !users.is_empty()
                 && self.core_users_inside(m, r, b)
                 && n.ty.shape == rt.shape
@@ -547,18 +609,37 @@ impl Former<'_> {
     /// intermediate used once, equal batch dims and constant head dims up to
     /// [`MAX_ATTENTION_HEAD_DIM`]: one attention kernel. `score` is any injective expression
     /// of the raw scores (scale, mask).
+    ///
+    /// Unless `all`, only attention with a constant number of query rows up to
+    /// [`MAX_FEW_QUERY_ROWS`] per batch (a decode step) is fused: there the kernel's one thread
+    /// per query row costs little and the three unfused dispatches dominate.
     fn attention_root(
         &mut self,
         av: NodeId,
         claimed: &mut HashSet<NodeId>,
+        all: bool,
     ) -> Result<Option<KernelDraft>, CompileError> {
         let g = self.g;
         let av_ins = g.inputs_of(av);
-        let sm = av_ins[0];
         let rank = g.node(av).ty.rank();
         let outputs = self.outputs.clone();
         let single = |n: NodeId, u: NodeId| g.users_of(n) == [u] && !outputs.contains(&n);
-        if !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == rank) || !single(sm, av) || rank < 2
+        // The probabilities may reach the ·V product through reshapes (GQA's query groups
+        // folded into rows): a reshape keeps the row-major order, so with the same last dim
+        // the softmax rows are the product's rows.
+        let mut sm = av_ins[0];
+        let mut user = av;
+        let mut views = Vec::new();
+        while matches!(g.node(sm).op, Op::Reshape { .. }) && single(sm, user) {
+            views.push(sm);
+            user = sm;
+            sm = g.inputs_of(sm)[0];
+        }
+        let sm_rank = g.node(sm).ty.rank();
+        if rank < 2
+            || !matches!(g.node(sm).op, Op::Softmax { axis, log: false } if axis + 1 == sm_rank)
+            || !single(sm, user)
+            || g.node(sm).ty.shape.last() != g.node(av_ins[0]).ty.shape.last()
         {
             return Ok(None);
         }
@@ -578,7 +659,7 @@ impl Former<'_> {
                     && trial.members.contains(&users[0])
                     && self.exclusive_path(users[0], s, &trial)
                     && !self.outputs.contains(&m)
-                    && g.node(m).ty.shape == g.node(s).ty.shape
+                    && same_rows(&g.node(m).ty.shape, &g.node(s).ty.shape)
             });
             match found {
                 Some(m) => m,
@@ -598,6 +679,9 @@ impl Former<'_> {
         let same_batch = [qs, ks, vs]
             .iter()
             .all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
+        if !all && qs[rank - 2].as_const().is_none_or(|r| r as usize > MAX_FEW_QUERY_ROWS) {
+            return Ok(None);
+        }
         let head = |d: &Dim| d.as_const().filter(|&v| v >= 1 && v as usize <= MAX_ATTENTION_HEAD_DIM);
         let (Some(d), Some(dv)) = (head(&qs[rank - 1]), head(&vs[rank - 1])) else {
             return Ok(None);
@@ -615,7 +699,9 @@ impl Former<'_> {
             Some(self.value_at(&mut b, sm, s, Expr::Index, Mode::Any)?)
         };
         b.limit = self.max_inputs.saturating_sub(2);
-        let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Operand)?;
+        // Each thread reads its query row once, into registers: unlike a GEMM tile load, the
+        // query may carry any injective producer (RoPE).
+        let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Any)?;
         b.limit = self.max_inputs.saturating_sub(1);
         let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
         b.limit = self.max_inputs;
@@ -627,6 +713,7 @@ impl Former<'_> {
         self.commit(&b);
         claimed.insert(sm);
         claimed.insert(qk);
+        b.members.extend(views);
         b.members.extend([sm, qk]);
         let label = self.label(&b, av);
         log::debug!("fusion: {label}: attention");
@@ -682,6 +769,36 @@ fn mark_needed(g: &Graph, needed: &mut HashSet<NodeId>, mut id: NodeId) {
             _ => return,
         }
     }
+}
+
+/// Most elements of an i32 constant that is checked for being a range or a fill.
+const MAX_AFFINE_CONSTANT: usize = 1 << 16;
+
+/// An i32 constant that is a fill (`c`) or a range over its linear index (`c + l`), as the
+/// expression of its value at linear index `l`: position ids and token-type ids, which then
+/// cost no load and no binding.
+fn affine_constant(t: &kiln_ir::Tensor, l: &Expr) -> Option<Expr> {
+    let kiln_ir::TensorData::I32(v) = &t.data else {
+        return None;
+    };
+    if v.len() < 2 || v.len() > MAX_AFFINE_CONSTANT {
+        return None;
+    }
+    let c = v[0];
+    if v.iter().all(|&x| x == c) {
+        return Some(Expr::int(c as i64));
+    }
+    let range = v
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| i64::from(x) == i64::from(c) + i as i64);
+    range.then(|| add(l.clone(), Expr::int(c as i64)))
+}
+
+/// Two shapes with the same element count and the same last dim: one is a reshape of the
+/// other that keeps its rows, so a linear index means the same element in both.
+fn same_rows(a: &[Dim], b: &[Dim]) -> bool {
+    a.last() == b.last() && Dim::product(a) == Dim::product(b)
 }
 
 fn add(a: Expr, b: Expr) -> Expr {
@@ -979,5 +1096,107 @@ mod tests {
             }
         }
         assert!(outputs.contains(&c), "the conv is stored: {:?}", kinds(&kernels));
+    }
+
+    /// Llama's grouped-query attention for `n` new tokens: queries `[KVH, G*n, hd]`, scores
+    /// reshaped to `[KVH, G, n, T]` for the `[n, T]` causal mask, softmax, reshaped back
+    /// for the ·V product.
+    fn gqa_attention(n: usize) -> Graph {
+        let (kvh, grp, hd, t) = (2usize, 3usize, 8usize, 5usize);
+        let mut g = Graph::new();
+        let q = input(&mut g, "q", &[kvh, grp * n, hd]);
+        let keys = input(&mut g, "keys", &[t, kvh, hd]);
+        let values = input(&mut g, "values", &[t, kvh, hd]);
+        let mask = input(&mut g, "mask", &[n, t]);
+        let kt = g.add("keys_t", Op::Transpose { perm: vec![1, 2, 0] }, &[keys]).unwrap();
+        let s = g.add("scores", Op::MatMul, &[q, kt]).unwrap();
+        let c = scalar(&mut g, "scale", 0.35);
+        let s = bin(&mut g, "scaled", BinaryOp::Mul, s, c);
+        let d = |v: usize| Dim::c(v as i64);
+        let s = g
+            .add(
+                "grouped",
+                Op::Reshape {
+                    shape: vec![d(kvh), d(grp), d(n), d(t)],
+                },
+                &[s],
+            )
+            .unwrap();
+        let s = bin(&mut g, "masked", BinaryOp::Add, s, mask);
+        let p = g.add("probs", Op::Softmax { axis: 3, log: false }, &[s]).unwrap();
+        let p = g
+            .add(
+                "probs_rows",
+                Op::Reshape {
+                    shape: vec![d(kvh), d(grp * n), d(t)],
+                },
+                &[p],
+            )
+            .unwrap();
+        let vt = g
+            .add("values_by_head", Op::Transpose { perm: vec![1, 0, 2] }, &[values])
+            .unwrap();
+        let o = g.add("attn", Op::MatMul, &[p, vt]).unwrap();
+        g.add_output("o", o);
+        g
+    }
+
+    #[test]
+    fn grouped_query_attention_of_a_decode_step_is_one_kernel_at_level_2() {
+        let g = gqa_attention(1);
+        let kernels = form_kernels(&g, 7, false).unwrap();
+        assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
+        assert!(matches!(kernels[0].body, KernelBody::Attention { d: 8, dv: 8, .. }));
+        // Many query rows (a prompt) keep the three kernels at level 2, and fuse at level 3.
+        let g = gqa_attention(8);
+        assert_eq!(form_kernels(&g, 7, false).unwrap().len(), 3);
+        assert_eq!(kinds(&form_kernels(&g, 7, true).unwrap()), ["Attention+pro+epi"]);
+    }
+
+    #[test]
+    fn a_division_of_a_reduction_is_its_epilogue() {
+        // Mean pooling: sum(x * mask) / max(sum(mask), eps).
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 5, 4]);
+        let m = input(&mut g, "m", &[2, 5, 1]);
+        let xm = bin(&mut g, "xm", BinaryOp::Mul, x, m);
+        let sum = |g: &mut Graph, name: &str, v: NodeId| {
+            g.add(
+                name,
+                Op::Reduce {
+                    op: kiln_ir::ReduceOp::Sum,
+                    axes: vec![1],
+                    keep_dims: false,
+                },
+                &[v],
+            )
+            .unwrap()
+        };
+        let s = sum(&mut g, "s", xm);
+        let c = sum(&mut g, "c", m);
+        let eps = scalar(&mut g, "eps", 1e-9);
+        let cl = bin(&mut g, "clip", BinaryOp::Max, c, eps);
+        let y = bin(&mut g, "div", BinaryOp::Div, s, cl);
+        g.add_output("y", y);
+        let k = form_kernels(&g, 7, false).unwrap();
+        assert_eq!(kinds(&k), ["Reduce", "Reduce+pro+epi"]);
+        assert_eq!(k[1].output, y);
+        assert_eq!(k[1].inputs, vec![c, x, m]);
+    }
+
+    #[test]
+    fn range_and_fill_index_constants_are_computed_not_loaded() {
+        let mut g = Graph::new();
+        let table = konst(&mut g, "table", &[6, 4]);
+        let types = konst(&mut g, "types", &[2, 4]);
+        let pos = g.add_const("pos", Tensor::from_f64(DType::I32, vec![1, 3], &[2.0, 3.0, 4.0]));
+        let zeros = g.add_const("zeros", Tensor::from_f64(DType::I32, vec![1, 3], &[0.0; 3]));
+        let a = g.add("pos_emb", Op::Gather { axis: 0 }, &[table, pos]).unwrap();
+        let b = g.add("type_emb", Op::Gather { axis: 0 }, &[types, zeros]).unwrap();
+        let y = bin(&mut g, "sum", BinaryOp::Add, a, b);
+        g.add_output("y", y);
+        let k = form_kernels(&g, 7, false).unwrap();
+        assert_eq!(kinds(&k), ["Injective"]);
+        assert_eq!(k[0].inputs, vec![table, types], "the index constants are expressions");
     }
 }

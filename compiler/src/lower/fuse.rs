@@ -29,9 +29,9 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
             .collect();
     }
     if opt_level >= 2 {
-        // The one-thread-per-query-row attention kernel is opt-level 3 only: on the H200 it made
-        // MiniLM-L3 6x slower than unfused attention (16.3 ms vs 2.6 ms at batch 1 x 128; see
-        // docs/performance.md) until it is tiled over keys with workgroup memory.
+        // The one-thread-per-query-row attention kernel is used at any size at opt-level 3 only:
+        // on the H200 it was slower than unfused attention for MiniLM-L3 at batch 1 x 128 (see
+        // docs/performance.md). Level 2 uses it for a few query rows (an LLM decode step).
         return super::anchor::form_kernels(g, max_inputs, opt_level >= 3);
     }
     let outputs: HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();

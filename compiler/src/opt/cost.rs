@@ -27,17 +27,38 @@ pub struct Cost {
     /// The value is the output of a kernel without an epilogue slot: an injective consumer
     /// cannot fuse into it.
     pub closed: bool,
+    /// Seconds of this node's own kernel work plus its operands' own work (one level): the
+    /// tie-break when tree costs are equal to rounding. A tree cost counts a shared operand
+    /// once per use, so it grows exponentially with depth where a value has several users
+    /// (a residual stream read by its norm and its add); 30 transformer layers in, the
+    /// difference between two forms of one node is below an f64 ulp of the total.
+    pub local: f64,
+    /// Seconds of this node's own work.
+    pub own: f64,
+}
+
+/// Relative difference under which two tree costs count as equal (f64 rounding of deep sums).
+const SAME_COST: f64 = 1e-9;
+
+impl Cost {
+    fn ordering(&self, o: &Self) -> Option<Ordering> {
+        let scale = self.seconds.abs().max(o.seconds.abs());
+        if self.seconds.is_finite() && o.seconds.is_finite() && (self.seconds - o.seconds).abs() <= SAME_COST * scale {
+            return self.local.partial_cmp(&o.local);
+        }
+        self.seconds.partial_cmp(&o.seconds)
+    }
 }
 
 impl PartialEq for Cost {
     fn eq(&self, o: &Self) -> bool {
-        self.seconds == o.seconds
+        self.ordering(o) == Some(Ordering::Equal)
     }
 }
 
 impl PartialOrd for Cost {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        self.seconds.partial_cmp(&o.seconds)
+        self.ordering(o)
     }
 }
 
@@ -126,6 +147,8 @@ impl CostFunction<KNode> for KernelCost<'_> {
             return Cost {
                 seconds: f64::INFINITY,
                 closed: false,
+                local: f64::INFINITY,
+                own: f64::INFINITY,
             };
         };
         let out_elems = numel_estimate(&out_ty, self.symbol_guess);
@@ -159,6 +182,8 @@ impl CostFunction<KNode> for KernelCost<'_> {
         Cost {
             seconds: below + own,
             closed,
+            local: own + kids.iter().map(|c| c.own).sum::<f64>(),
+            own,
         }
     }
 }

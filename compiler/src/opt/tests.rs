@@ -389,3 +389,55 @@ fn symbolic_shapes_and_unrelated_ops_pass_through_unchanged() {
     assert_eq!(h.node(h.outputs()[0].1).ty, g.node(g.outputs()[0].1).ty);
     assert_eq!(h.inputs().len(), 1);
 }
+
+#[test]
+fn every_rms_norm_of_a_deep_residual_stack_keeps_its_weight() {
+    // A residual stream read by each layer's norm (three times) and its add makes tree costs
+    // grow exponentially with depth; the scaled and the unscaled forms of the last layers'
+    // norms then cost the same to f64 rounding, and the tie-break must still pick the norm
+    // with its weight over a norm of ones followed by a separate multiply.
+    let mut g = Graph::new();
+    let mut x = g.add_input("x", TensorType::new(DType::F32, &[2, 8]));
+    for l in 0..40 {
+        let sq = bin(&mut g, BinaryOp::Mul, x, x);
+        let ms = mean_last(&mut g, sq);
+        let eps = scalar(&mut g, 1e-6);
+        let ve = bin(&mut g, BinaryOp::Add, ms, eps);
+        let r = un(&mut g, UnaryOp::Rsqrt, ve);
+        let n = bin(&mut g, BinaryOp::Mul, x, r);
+        let w = g.add_const(&format!("w{l}"), wave(&[8], l as f32));
+        let h = bin(&mut g, BinaryOp::Mul, n, w);
+        let m = g.add_const(&format!("m{l}"), wave(&[8, 8], 0.1 * l as f32));
+        let y = op(&mut g, &format!("mm{l}"), Op::MatMul, &[h, m]);
+        x = bin(&mut g, BinaryOp::Add, x, y);
+    }
+    g.add_output("y", x);
+    let (h, _) = optimize_with(
+        g.clone(),
+        &OptConfig::default(),
+        &PerfProfile::for_target("webgpu-default"),
+    )
+    .unwrap();
+    let order = h.topo_order();
+    let norms = order
+        .iter()
+        .filter(|&&n| matches!(h.node(n).op, Op::RmsNorm { .. }))
+        .count();
+    assert_eq!(norms, 40);
+    for &n in &order {
+        if matches!(h.node(n).op, Op::Binary(BinaryOp::Mul)) {
+            for i in h.inputs_of(n) {
+                assert!(
+                    !matches!(h.node(i).op, Op::RmsNorm { .. }),
+                    "{} multiplies a norm: the weight was not folded into it",
+                    h.node(n).name
+                );
+            }
+        }
+    }
+    let inputs: HashMap<String, Tensor> = [("x".to_string(), wave(&[2, 8], 0.0))].into_iter().collect();
+    let (a, b) = (evaluate(&g, &inputs).unwrap(), evaluate(&h, &inputs).unwrap());
+    for (x, y) in a["y"].to_f64().iter().zip(b["y"].to_f64()) {
+        assert!((x - y).abs() <= 1e-4 * x.abs() + 1e-4, "{x} vs {y}");
+    }
+}

@@ -120,6 +120,126 @@ pub fn merge_sibling_matmuls(g: &mut Graph) -> Result<usize, CompileError> {
     Ok(merged)
 }
 
+/// True when a sibling's value only moves on to its consumers (reshape, slice, transpose,
+/// state append, ...): merging then costs no epilogue. A sibling read by an elementwise op
+/// (SwiGLU's gate) keeps that op as its kernel's epilogue when it stays apart, and merged it
+/// would need a kernel of its own, so such groups are left alone.
+fn only_moved_on(g: &Graph, m: NodeId, outputs: &[NodeId]) -> bool {
+    !outputs.contains(&m)
+        && g.users_of(m).iter().all(|&u| {
+            !matches!(
+                g.node(u).op,
+                Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) | Op::QMatMul { .. } | Op::MatMul
+            )
+        })
+}
+
+/// Merges sibling quantized matmuls: [`Op::QMatMul`]s of the same activation whose packed
+/// weights have the same block type and K (Q/K/V) become one QMatMul over the rows of all of
+/// them, followed by slices. A packed weight is its rows' blocks in row order, so the merged
+/// weight is the siblings' bytes one after another, repacked into words at compile time.
+/// When every sibling adds a bias of its own width (Qwen2), the biases are concatenated into
+/// one add; otherwise every sibling's users must only move its value on (see
+/// [`only_moved_on`]). Returns how many groups were merged.
+pub fn merge_sibling_qmatmuls(g: &mut Graph) -> Result<usize, CompileError> {
+    let mut merged = 0;
+    let outputs: Vec<NodeId> = g.outputs().iter().map(|o| o.1).collect();
+    for a in g.topo_order() {
+        // (matmul, block, n, k) of QMatMul users of `a` with a constant packed weight.
+        let mut all: Vec<(NodeId, kiln_ir::BlockType, usize, usize)> = Vec::new();
+        for u in g.users_of(a) {
+            let Op::QMatMul { block, n, k } = g.node(u).op else {
+                continue;
+            };
+            let ins = g.inputs_of(u);
+            if ins[0] == a && ins[1] != a && constant(g, ins[1]).is_some() {
+                all.push((u, block, n, k));
+            }
+        }
+        let mut groups: Vec<Vec<(NodeId, kiln_ir::BlockType, usize, usize)>> = Vec::new();
+        for s in all {
+            match groups.iter_mut().find(|gr| gr[0].1 == s.1 && gr[0].3 == s.3) {
+                Some(gr) => gr.push(s),
+                None => groups.push(vec![s]),
+            }
+        }
+        for sibs in groups {
+            if sibs.len() < 2 {
+                continue;
+            }
+            let (block, k) = (sibs[0].1, sibs[0].3);
+            let biases: Option<Vec<(NodeId, Tensor)>> =
+                sibs.iter().map(|&(u, _, n, _)| bias_of(g, u, n, &outputs)).collect();
+            if biases.is_none() && !sibs.iter().all(|s| only_moved_on(g, s.0, &outputs)) {
+                continue;
+            }
+            let total: usize = sibs.iter().map(|s| s.2).sum();
+            let mut bytes = Vec::new();
+            for &(u, _, n, _) in &sibs {
+                let Some(Tensor {
+                    data: kiln_ir::TensorData::U32(words),
+                    ..
+                }) = constant(g, g.inputs_of(u)[1])
+                else {
+                    return Err(CompileError::Internal("a QMatMul weight is not u32 words".into()));
+                };
+                let len = block
+                    .bytes_for(n as u64 * k as u64)
+                    .ok_or_else(|| CompileError::Internal(format!("{block} weight [{n}, {k}] has no byte size")))?
+                    as usize;
+                let wb = kiln_ir::quant::words_to_bytes(words);
+                if wb.len() < len {
+                    return Err(CompileError::Internal(format!(
+                        "packed {block} weight [{n}, {k}] has {} bytes, needs {len}",
+                        wb.len()
+                    )));
+                }
+                bytes.extend_from_slice(&wb[..len]);
+            }
+            let packed = kiln_ir::quant::packed_tensor(block, total, k, &bytes)
+                .ok_or_else(|| CompileError::Internal(format!("merged {block} weight [{total}, {k}] does not pack")))?;
+            let name = g.node(sibs[0].0).name.clone() + "_merged";
+            let wc = g.add_const(&format!("{name}.weight"), packed);
+            let mm = g.add(&name, Op::QMatMul { block, n: total, k }, &[a, wc])?;
+            let (base, targets): (NodeId, Vec<NodeId>) = match &biases {
+                Some(bs) => {
+                    let data: Vec<f64> = bs.iter().flat_map(|(_, t)| t.to_f64()).collect();
+                    let bc = g.add_const(
+                        &format!("{name}.bias"),
+                        Tensor::from_f64(DType::F32, vec![total], &data),
+                    );
+                    let add = g.add(&format!("{name}.bias_add"), Op::Binary(BinaryOp::Add), &[mm, bc])?;
+                    (add, bs.iter().map(|b| b.0).collect())
+                }
+                None => (mm, sibs.iter().map(|s| s.0).collect()),
+            };
+            let axis = g.node(base).ty.rank() - 1;
+            let mut off = 0i64;
+            for (&(_, _, n, _), &t) in sibs.iter().zip(&targets) {
+                let slice = SliceAxis {
+                    axis,
+                    start: off,
+                    end: off + n as i64,
+                    step: 1,
+                };
+                let tname = g.node(t).name.clone();
+                let s = g.add(&format!("{tname}.slice"), Op::Slice { axes: vec![slice] }, &[base])?;
+                g.replace_uses(t, s);
+                off += n as i64;
+            }
+            log::debug!(
+                "rewrite: merged {} sibling {block} qmatmuls of {} into {name} (N = {total}{})",
+                sibs.len(),
+                g.node(a).name,
+                if biases.is_some() { ", biases merged" } else { "" }
+            );
+            merged += 1;
+        }
+    }
+    g.remove_dead();
+    Ok(merged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +306,84 @@ mod tests {
         g.add_output("a", m0);
         g.add_output("b", m1);
         assert_eq!(merge_sibling_matmuls(&mut g).unwrap(), 0);
+    }
+
+    /// A `[n, k]` weight quantized as `block`, as the packed u32 constant QMatMul reads.
+    fn packed(block: kiln_ir::BlockType, n: usize, k: usize, seed: f32) -> Tensor {
+        let v: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.61 + seed).sin()).collect();
+        let bytes = kiln_ir::quant::quantize(block, &v).unwrap();
+        kiln_ir::quant::packed_tensor(block, n, k, &bytes).unwrap()
+    }
+
+    fn same_outputs(g: &Graph, h: &Graph, x: &Tensor) {
+        let ins: std::collections::HashMap<String, Tensor> = [("x".to_string(), x.clone())].into_iter().collect();
+        let (before, after) = (run(g, &ins).unwrap(), run(h, &ins).unwrap());
+        for (k, v) in &before {
+            assert_eq!(v.shape, after[k].shape, "{k}");
+            for (a, b) in v.to_f64().iter().zip(after[k].to_f64()) {
+                assert!((a - b).abs() <= 1e-5 * a.abs() + 1e-6, "{k}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_qkv_projections_become_one_qmatmul_per_block_type() {
+        use kiln_ir::BlockType;
+        // Q and K in q4_0 (18-byte blocks: rows are not word-aligned), V in q8_0 and one
+        // more q8_0 sibling: two groups, each merged by concatenating the packed bytes.
+        let (k, rows) = (64, 3);
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[rows, k]));
+        let specs = [
+            (BlockType::Q4_0, 5usize),
+            (BlockType::Q4_0, 3),
+            (BlockType::Q8_0, 4),
+            (BlockType::Q8_0, 2),
+        ];
+        for (i, &(block, n)) in specs.iter().enumerate() {
+            let w = g.add_const(&format!("w{i}"), packed(block, n, k, i as f32));
+            let m = g.add(&format!("m{i}"), Op::QMatMul { block, n, k }, &[x, w]).unwrap();
+            let r = g
+                .add(
+                    &format!("heads{i}"),
+                    Op::Reshape {
+                        shape: vec![Dim::c(rows as i64), Dim::c(n as i64), Dim::c(1)],
+                    },
+                    &[m],
+                )
+                .unwrap();
+            g.add_output(&format!("y{i}"), r);
+        }
+        let mut h = g.clone();
+        assert_eq!(merge_sibling_qmatmuls(&mut h).unwrap(), 2);
+        let qmms: Vec<(BlockType, usize)> = h
+            .topo_order()
+            .into_iter()
+            .filter_map(|n| match h.node(n).op {
+                Op::QMatMul { block, n, .. } => Some((block, n)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(qmms.len(), 2, "{qmms:?}");
+        assert!(qmms.contains(&(BlockType::Q4_0, 8)) && qmms.contains(&(BlockType::Q8_0, 6)));
+        let xin = Tensor::f32(vec![rows, k], (0..rows * k).map(|i| (i as f32 * 0.13).cos()).collect());
+        same_outputs(&g, &h, &xin);
+    }
+
+    #[test]
+    fn quantized_siblings_read_by_elementwise_ops_are_left_alone() {
+        // SwiGLU: the gate's activation is its kernel's epilogue while it stays apart.
+        use kiln_ir::BlockType;
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[2, 32]));
+        let wg = g.add_const("wg", packed(BlockType::Q4_1, 4, 32, 0.0));
+        let wu = g.add_const("wu", packed(BlockType::Q4_1, 4, 32, 1.0));
+        let q = |block| Op::QMatMul { block, n: 4, k: 32 };
+        let gate = g.add("gate", q(BlockType::Q4_1), &[x, wg]).unwrap();
+        let up = g.add("up", q(BlockType::Q4_1), &[x, wu]).unwrap();
+        let s = g.add("sig", Op::Unary(kiln_ir::UnaryOp::Sigmoid), &[gate]).unwrap();
+        let y = g.add("mul", Op::Binary(BinaryOp::Mul), &[s, up]).unwrap();
+        g.add_output("y", y);
+        assert_eq!(merge_sibling_qmatmuls(&mut g).unwrap(), 0);
     }
 }

@@ -102,6 +102,45 @@ pub fn rewrite(mut g: Graph, opts: &CompileOptions) -> Result<Graph, CompileErro
     if opts.opt_level >= 2 {
         let n = merge_matmuls::merge_sibling_matmuls(&mut g)?;
         log::debug!("rewrite: {n} groups of sibling matmuls merged");
+        let n = merge_matmuls::merge_sibling_qmatmuls(&mut g)?;
+        log::debug!("rewrite: {n} groups of sibling quantized matmuls merged");
     }
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile, CompileOptions, Model};
+    use kiln_ir::{DType, Graph, Op, Tensor, TensorType, UnaryOp};
+
+    #[test]
+    fn layers_that_render_the_same_wgsl_share_one_kernel() {
+        // Four identical layers (different weights, different node names in each kernel's
+        // header comment): one kernel per distinct shader, one dispatch per layer.
+        let mut g = Graph::new();
+        let mut x = g.add_input("x", TensorType::new(DType::F32, &[4, 8]));
+        for l in 0..4 {
+            let w = g.add_const(
+                &format!("w{l}"),
+                Tensor::f32(vec![8, 8], (0..64).map(|i| (i + l) as f32 * 0.01).collect()),
+            );
+            let m = g.add(&format!("mm{l}"), Op::MatMul, &[x, w]).unwrap();
+            x = g.add(&format!("act{l}"), Op::Unary(UnaryOp::Tanh), &[m]).unwrap();
+        }
+        g.add_output("y", x);
+        let model = Model {
+            name: "layers".into(),
+            graph: g,
+            io_dtypes: Default::default(),
+        };
+        let b = compile(&model, &CompileOptions::default()).unwrap();
+        let dispatches = b.manifest.programs[0].dispatches.len();
+        assert_eq!(dispatches, 4);
+        assert_eq!(
+            b.manifest.kernels.len(),
+            1,
+            "the four layers' GEMM+tanh kernels are one"
+        );
+        assert_eq!(b.kernel_sources.len(), 1);
+    }
 }

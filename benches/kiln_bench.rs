@@ -15,7 +15,8 @@
 use kiln::compiler::lower::KernelBody;
 use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
 use kiln::convert::to_host;
-use kiln::ir::{BinaryOp, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
+use kiln::ir::quant::{packed_tensor, quantize};
+use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
 use kiln::runtime::{Bundle, Session};
 use kiln::schedules::tuning::{TuningDb, TuningRecord};
 use kiln::schedules::{space, DeviceLimits, Schedule};
@@ -78,6 +79,34 @@ fn gemv_case(k: usize, n: usize) -> Case {
     c.work = 4.0 * (k * n + k + n) as f64;
     c.unit = "GB/s";
     c
+}
+
+/// A quantized matmul `x[m, k] · Wᵀ` with `W: [n, k]` packed as `block` (random values
+/// quantized), as in a language model's decode (`m = 1`: the quantized GEMV) or prefill; its
+/// work is the bytes read (packed W, x, y), so the decode case compares with copy bandwidth.
+fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[m, k]));
+    let values = kiln::demo::pseudo_random(n * k, 3, 1.0);
+    let bytes = quantize(block, &values).expect("a block type with a quantizer");
+    let w = g.add_const("w", packed_tensor(block, n, k, &bytes).expect("valid packed weight"));
+    let y = g.add("y", Op::QMatMul { block, n, k }, &[x, w]).unwrap();
+    g.add_output("y", y);
+    let kind = if m <= 8 { "qgemv" } else { "qgemm" };
+    Case {
+        name: format!("{kind} {block} {m}x{k} . {n}x{k}"),
+        model: Model {
+            name: "qmatmul".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        },
+        inputs: HashMap::from([("x".into(), random(&[m, k], 1))]),
+        work: (bytes.len() + 4 * (m * k + m * n)) as f64,
+        unit: "GB/s",
+        matmul_key: None,
+        latency: false,
+        opt_level: 2,
+    }
 }
 
 /// A plain copy-like kernel (negation: one read, one write per element), the bandwidth
@@ -275,6 +304,10 @@ fn main() {
             ),
             layernorm_case(64, 256),
             demo_case(1),
+            // SmolLM2-135M's FFN up (Q4_1) at decode and a 16-token prefill, and a Q8_0 head.
+            qmatmul_case(BlockType::Q4_1, 1, 576, 1536),
+            qmatmul_case(BlockType::Q4_1, 16, 576, 1536),
+            qmatmul_case(BlockType::Q8_0, 1, 576, 8192),
         ]
     } else {
         vec![
@@ -311,6 +344,16 @@ fn main() {
             layernorm_case(4096, 4096),
             demo_case(1),
             demo_case(64),
+            // SmolLM2-1.7B's decode GEMVs (FFN up, FFN down: Q4_1; the Q8_0 output head over
+            // 49152 tokens) and the FFN up of a 512-token prefill; 4096² in every block type.
+            qmatmul_case(BlockType::Q4_1, 1, 2048, 8192),
+            qmatmul_case(BlockType::Q4_1, 1, 8192, 2048),
+            qmatmul_case(BlockType::Q8_0, 1, 2048, 49152),
+            qmatmul_case(BlockType::Q4_0, 1, 4096, 4096),
+            qmatmul_case(BlockType::Q4_1, 1, 4096, 4096),
+            qmatmul_case(BlockType::Q8_0, 1, 4096, 4096),
+            qmatmul_case(BlockType::F16, 1, 4096, 4096),
+            qmatmul_case(BlockType::Q4_1, 512, 2048, 8192),
         ]
     };
     let filter = std::env::var("KILN_BENCH_FILTER").unwrap_or_default();

@@ -294,11 +294,16 @@ pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>) -> R
     }
 }
 
-/// `kiln bench` on a language-model bundle: a prompt of `prompt_tokens` ids, then
-/// `gen_tokens` greedy decode steps (each one submission and a 4-byte readback), `iters`
-/// times after a warm-up; medians on stdout.
-pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, iters: usize) -> Result<()> {
+/// `kiln bench --profile` on a language-model bundle: the prefill of a `prompt_tokens`-id
+/// prompt (the same ids as [`bench_llm`]) and one decode step after it.
+pub fn profile_llm(bundle_dir: &Path, prompt_tokens: usize) -> Result<()> {
     let (bundle, mut session) = open(bundle_dir)?;
+    let prompt = bench_prompt(&bundle, prompt_tokens);
+    crate::profile_cmd::profile_llm(&mut session, &prompt)
+}
+
+/// The prompt `kiln bench` times: `n` ids spread over the vocabulary.
+fn bench_prompt(bundle: &Bundle, n: usize) -> Vec<i32> {
     let vocab = bundle
         .manifest()
         .program(PREFILL)
@@ -308,9 +313,15 @@ pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, ite
         .map(|b| b.bound as usize)
         .unwrap_or(2)
         .max(2);
-    let prompt: Vec<i32> = (0..prompt_tokens.max(1))
-        .map(|i| ((i * 7919 + 1) % vocab) as i32)
-        .collect();
+    (0..n.max(1)).map(|i| ((i * 7919 + 1) % vocab) as i32).collect()
+}
+
+/// `kiln bench` on a language-model bundle: a prompt of `prompt_tokens` ids, then
+/// `gen_tokens` greedy decode steps (each one submission and a 4-byte readback), `iters`
+/// times after a warm-up; medians on stdout.
+pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, iters: usize) -> Result<()> {
+    let (bundle, mut session) = open(bundle_dir)?;
+    let prompt = bench_prompt(&bundle, prompt_tokens);
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
     for it in 0..iters.max(1) + 1 {

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod llm_cmd;
+mod profile_cmd;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Ahead-of-time tensor compiler for WebGPU")]
@@ -132,6 +133,11 @@ enum Command {
         /// Language-model bundles: decode steps to time.
         #[arg(long, default_value_t = 64)]
         gen_tokens: usize,
+        /// Instead of timing, profile one run on the GPU (language models: the prefill of
+        /// --prompt-tokens and one decode step): each dispatch's time from timestamp queries,
+        /// grouped by kernel kind and by operation, and the host's share of the wall time.
+        #[arg(long)]
+        profile: bool,
     },
     /// Chat with a language-model bundle on stdin/stdout, using the model's chat template
     /// (an empty line ends the conversation).
@@ -362,15 +368,18 @@ fn run(cmd: Command) -> Result<()> {
             program,
             prompt_tokens,
             gen_tokens,
+            profile,
         } => {
-            if Bundle::load(&bundle)?
+            let is_llm = Bundle::load(&bundle)?
                 .manifest()
                 .program(kiln::runtime::llm::PREFILL)
-                .is_some()
-            {
+                .is_some();
+            if is_llm && profile {
+                llm_cmd::profile_llm(&bundle, prompt_tokens)
+            } else if is_llm {
                 llm_cmd::bench_llm(&bundle, prompt_tokens, gen_tokens, iters.min(5))
             } else {
-                bench_cmd(&bundle, &inputs, &dims, iters, &program)
+                bench_cmd(&bundle, &inputs, &dims, iters, &program, profile)
             }
         }
         Command::Generate {
@@ -776,7 +785,14 @@ fn synthesize(spec: &kiln::abi::IoSpec, dims: &kiln::ir::DimBindings) -> Result<
     })
 }
 
-fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize, program: &str) -> Result<()> {
+fn bench_cmd(
+    bundle_dir: &Path,
+    inputs: &[String],
+    dims: &[String],
+    iters: usize,
+    program: &str,
+    profile: bool,
+) -> Result<()> {
     let bundle = Bundle::load(bundle_dir)?;
     let m = bundle.manifest();
     let mut dims = parse_dims(dims)?;
@@ -812,6 +828,9 @@ fn bench_cmd(bundle_dir: &Path, inputs: &[String], dims: &[String], iters: usize
         if !given.contains_key(&spec.name) {
             given.insert(spec.name.clone(), synthesize(spec, &dims)?);
         }
+    }
+    if profile {
+        return profile_cmd::profile_program(&mut session, program, &given);
     }
     let iters = iters.max(1);
     let bar = indicatif::ProgressBar::with_draw_target(Some(iters as u64), progress_target());

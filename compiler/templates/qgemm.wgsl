@@ -3,7 +3,8 @@
 // schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
 // A workgroup computes a {{ bm }}x{{ bn }} block of y, each thread a {{ tm }}x{{ tn }} register tile
 // (unrolled). Per step of {{ bk }} along K the x tile is copied and the W tile is dequantized
-// from the packed u32 words while it is stored in workgroup memory (transposed, [k][n]);
+// from the packed u32 words (four values per word read where K allows) while it is stored in
+// workgroup memory (transposed, [k][n]);
 // W is never dequantized into global memory.
 {{ header }}
 
@@ -36,6 +37,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let v = in0[min(gm, max(mm, 1u) - 1u) * {{ k }}u + min(gk, {{ k - 1 }}u)];
             ta[l] = select(0.0, v, gm < mm && gk < {{ k }}u);
         }
+{%- if wvec4 %}
+        // Four consecutive values of a W row at a time: one word of quants decoded together.
+        for (var l = tid; l < {{ bn * bk4 }}u; l += {{ threads }}u) {
+            let c = l / {{ bk4 }}u;
+            let kk = (l % {{ bk4 }}u) * 4u;
+            let gn = col0 + c;
+            let gk = k0 + kk;
+            var v = vec4<f32>(0.0);
+            if (gn < {{ n }}u && gk < {{ k }}u) {
+                v = kiln_qget4(gn, gk);
+            }
+            tb[kk * {{ bn }}u + c] = v.x;
+            tb[(kk + 1u) * {{ bn }}u + c] = v.y;
+            tb[(kk + 2u) * {{ bn }}u + c] = v.z;
+            tb[(kk + 3u) * {{ bn }}u + c] = v.w;
+        }
+{%- else %}
         for (var l = tid; l < {{ bk * bn }}u; l += {{ threads }}u) {
             let c = l / {{ bk }}u;
             let kk = l % {{ bk }}u;
@@ -47,6 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
             tb[kk * {{ bn }}u + c] = v;
         }
+{%- endif %}
         workgroupBarrier();
         for (var kk = 0u; kk < {{ bk }}u; kk++) {
 {%- for i in range(end=tm) %}

@@ -4,7 +4,7 @@
 // A workgroup owns {{ lanes }} rows of W (outputs) and {{ rows }} rows of x. The {{ ksplit }} threads
 // of one W row split its {{ nblocks }} blocks of {{ parts }} parts each (consecutive threads,
 // consecutive parts), decode each part in registers straight from the packed u32 words and dot
-// it with x; a tree reduction in workgroup memory adds the partial sums. W is never
+// it with x; the partial sums are added in workgroup memory in at most two steps. W is never
 // dequantized into memory.
 {{ header }}
 
@@ -45,18 +45,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk] = acc{{ r }};
 {%- endfor %}
     workgroupBarrier();
-{%- for s in halves %}
-    if (lk < {{ s }}u) {
+{%- if step > 1 %}
+    // Two steps instead of a tree (two barriers, not log2({{ ksplit }})): 8 threads per row
+    // each add {{ step }} partial sums, then the first thread adds those 8.
+    if (lk < 8u) {
 {%- for r in range(end=rows) %}
-        part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk] += part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk + {{ s }}u];
+        {
+            let b = ({{ r * lanes }}u + ln) * {{ ksplit }}u + lk * {{ step }}u;
+            var s = part[b];
+{%- for j in range(start=1, end=step) %}
+            s += part[b + {{ j }}u];
+{%- endfor %}
+            part[b] = s;
+        }
 {%- endfor %}
     }
     workgroupBarrier();
-{%- endfor %}
+{%- endif %}
     if (lk == 0u && gn < {{ n }}u) {
 {%- for r in range(end=rows) %}
         if (m0 + {{ r }}u < mm) {
-            let v = part[({{ r * lanes }}u + ln) * {{ ksplit }}u];
+            let b = ({{ r * lanes }}u + ln) * {{ ksplit }}u;
+            let v = part[b]{% for j in range(start=1, end=count) %} + part[b + {{ j * step }}u]{% endfor %};
             let gm = i32(m0 + {{ r }}u);
 {%- if epilogue %}
             out[gm * {{ n }}i + i32(gn)] = kiln_epilogue(v, gm, i32(gn), 0i);

@@ -2,7 +2,9 @@
     bytes as little-endian words). `quant_fns(block, row_bytes, block_elems, block_bytes, parts)` emits:
       kiln_qdot(bb, xo, p)  part p (of `parts`) of the dot product of the block at byte `bb`
                             with in0[xo ..] (GEMV), and
-      kiln_qget(row, e)  element `e` of weight row `row` (tile loads of the tiled GEMM).
+      kiln_qget(row, e)  element `e` of weight row `row`, and
+      kiln_qget4(row, e) elements `e .. e + 4` (`e` a multiple of 4; one word of quants
+                            decoded at once, the tiled GEMM's tile loads).
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
 {% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts) -%}
@@ -11,12 +13,17 @@ fn kiln_wbyte(b: u32) -> u32 {
 }
 
 fn kiln_wword(b: u32) -> u32 {
+{%- if block_bytes % 4 == 0 and row_bytes % 4 == 0 %}
+    // Blocks and rows are whole words, so every 4-byte read this block type makes is aligned.
+    return in1[b >> 2u];
+{%- else %}
     let i = b >> 2u;
     let s = (b & 3u) * 8u;
     if (s == 0u) {
         return in1[i];
     }
     return (in1[i] >> s) | (in1[i + 1u] << (32u - s));
+{%- endif %}
 }
 
 fn kiln_wf16(b: u32) -> f32 {
@@ -156,6 +163,44 @@ fn kiln_qget(row: u32, e: u32) -> f32 {
     let hi = (kiln_wbyte(bb + 128u + 32u * h + l) >> (2u * r)) & 3u;
     let sc = f32(bitcast<i32>(kiln_wbyte(bb + 192u + 8u * h + l / 16u + 2u * r) << 24u) >> 24u);
     return kiln_wf16(bb + 208u) * sc * (f32(lo | (hi << 4u)) - 32.0);
+{%- endif %}
+}
+
+fn kiln_qget4(row: u32, e: u32) -> vec4<f32> {
+{%- if block_elems < 4 %}
+    return vec4<f32>(kiln_qget(row, e), kiln_qget(row, e + 1u), kiln_qget(row, e + 2u), kiln_qget(row, e + 3u));
+{%- else %}
+    let bb = row * {{ row_bytes }}u + (e / {{ block_elems }}u) * {{ block_bytes }}u;
+{%- if block == "q4_0" %}
+    let j = e % 32u;
+    let q = kiln_wword(bb + 2u + (j & 15u));
+    return kiln_wf16(bb) * (kiln_nib_lo(q >> (4u * (j >> 4u))) - 8.0);
+{%- elif block == "q4_1" %}
+    let j = e % 32u;
+    let q = kiln_wword(bb + 4u + (j & 15u));
+    let dm = unpack2x16float(kiln_wword(bb));
+    return dm.x * kiln_nib_lo(q >> (4u * (j >> 4u))) + dm.y;
+{%- elif block == "q8_0" %}
+    let j = e % 32u;
+    return kiln_wf16(bb) * kiln_sbytes(kiln_wword(bb + 2u + j));
+{%- elif block == "q4_K" %}
+    let j = e % 256u;
+    let c = j / 64u;
+    let hi = (j / 32u) & 1u;
+    let sm = kiln_q4k_sm(bb + 4u, 2u * c + hi);
+    let q = kiln_wword(bb + 16u + 32u * c + (j & 31u)) >> (4u * hi);
+    let dm = unpack2x16float(kiln_wword(bb));
+    return dm.x * sm.x * kiln_nib_lo(q) - dm.y * sm.y;
+{%- elif block == "q6_K" %}
+    let j = e % 256u;
+    let h = j / 128u;
+    let r = (j / 32u) & 3u;
+    let l = j & 31u;
+    let lo = (kiln_wword(bb + 64u * h + l + 32u * (r & 1u)) >> (4u * (r >> 1u))) & 0x0f0f0f0fu;
+    let hi = (kiln_wword(bb + 128u + 32u * h + l) >> (2u * r)) & 0x03030303u;
+    let sc = f32(bitcast<i32>(kiln_wbyte(bb + 192u + 8u * h + l / 16u + 2u * r) << 24u) >> 24u);
+    return kiln_wf16(bb + 208u) * sc * (kiln_ubytes(lo | (hi << 4u)) - 32.0);
+{%- endif %}
 {%- endif %}
 }
 {%- endmacro quant_fns %}

@@ -243,9 +243,12 @@ impl Runtime {
         Ok((features, limits))
     }
 
-    /// Checks `manifest`'s requirements and creates a device and queue for it.
+    /// Checks `manifest`'s requirements and creates a device and queue for it. Timestamp
+    /// queries are requested too whenever the adapter offers them (for
+    /// `Session::profile_async`; they cost nothing unless used).
     pub(crate) async fn open(&self, manifest: &Manifest) -> Result<Gpu> {
-        let (features, limits) = self.check_requirements(manifest)?;
+        let (mut features, limits) = self.check_requirements(manifest)?;
+        features |= self.adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,

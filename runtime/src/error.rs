@@ -277,6 +277,13 @@ pub enum RuntimeError {
         available: String,
     },
 
+    /// Profiling needs timestamp queries, which the adapter does not offer.
+    #[error("adapter '{adapter}' does not offer WebGPU timestamp queries (feature 'timestamp-query'), so dispatches cannot be timed; run without --profile, or on an adapter that has them")]
+    TimestampsUnsupported {
+        /// The adapter, with its backend.
+        adapter: String,
+    },
+
     /// A scalar symbol (e.g. `past`) was missing, unknown or out of range.
     #[error("program '{program}': {message}")]
     Scalar {

@@ -18,7 +18,7 @@
 //! `kiln-web` crate in runtime/web); the blocking calls above are native-only wrappers.
 //!
 //! Modules, one concept each: [`bundle`] (loading and verification), [`device`] (adapter
-//! choice, feature and limit checks), [`session`] (execution), [`host`] (host tensors and dtype
+//! choice, feature and limit checks), [`session`] (execution), [`profile`] (per-dispatch GPU times), [`host`] (host tensors and dtype
 //! conversion), [`error`], and [`text`] (tokenizers and chat templates from GGUF tokenizer
 //! metadata, for language models). The bundle format and kernel ABI are described in
 //! docs/bundle-format.md.
@@ -31,6 +31,7 @@ pub mod device;
 pub mod error;
 pub mod host;
 pub mod llm;
+pub mod profile;
 pub mod session;
 pub mod text;
 
@@ -41,5 +42,6 @@ pub use device::Runtime;
 pub use error::RuntimeError;
 pub use host::HostTensor;
 pub use kiln_abi as abi;
+pub use profile::Profile;
 pub use session::{Session, SessionOptions, Timing};
 pub use wgpu;

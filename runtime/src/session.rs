@@ -18,6 +18,7 @@ use crate::callback::callback_future;
 use crate::device::{alloc_size, param_block_size, Gpu, Runtime, ADAPTER_ENV};
 use crate::error::{Result, RuntimeError};
 use crate::host::{from_storage, storage_size, to_storage, HostTensor};
+use crate::profile::{DispatchTime, HostTimes, Profile};
 use kiln_abi::{BindingKind, Bindings, BufferKind, IoSpec, Manifest, SizeExpr};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -94,6 +95,13 @@ struct ProgramState {
     blocks: Vec<(u64, u64)>,
     /// Per dispatch: the generations of its buffers and the bind group built for them.
     bind_groups: Vec<Option<(Vec<u64>, wgpu::BindGroup)>>,
+    /// Every buffer the program binds or exchanges ([`Manifest::program_buffers`], computed
+    /// once).
+    buffers: Vec<usize>,
+    /// The parameter bytes last written to `uniform` (empty before the first run), so a run
+    /// uploads only the blocks whose values changed (in a decode step, the few that depend on
+    /// the position).
+    written: Vec<u8>,
 }
 
 /// What one run will do once inputs are uploaded and sizes evaluated.
@@ -102,6 +110,21 @@ struct Plan {
     /// Dispatch index and (possibly split) workgroup counts of every non-empty dispatch.
     dispatches: Vec<(usize, [u32; 3])>,
     outputs: Vec<OutPlan>,
+}
+
+/// What [`Session::execute`] measured.
+struct Trace {
+    wall: Duration,
+    host: HostTimes,
+    /// Dispatch index and workgroups of every dispatch that ran.
+    dispatches: Vec<(usize, [u32; 3])>,
+    /// Raw timestamps (two per dispatch) when the run was timed.
+    ticks: Option<Vec<u64>>,
+}
+
+/// The mappable buffer that receives a timed run's timestamps.
+struct Queries {
+    readback: wgpu::Buffer,
 }
 
 struct OutPlan {
@@ -233,6 +256,17 @@ impl Session {
         read: Option<&[&str]>,
     ) -> Result<Vec<(String, HostTensor)>> {
         pollster::block_on(self.run_with_async(program, inputs, scalars, read))
+    }
+
+    /// Blocking form of [`Session::profile_async`].
+    pub fn profile(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
+        read: Option<&[&str]>,
+    ) -> Result<Profile> {
+        pollster::block_on(self.profile_async(program, inputs, scalars, read))
     }
 
     /// Blocking form of [`Session::reset_states_async`].
@@ -454,6 +488,8 @@ impl Session {
             uniform_size,
             blocks,
             bind_groups: (0..program.dispatches.len()).map(|_| None).collect(),
+            buffers: self.manifest.program_buffers(p),
+            written: Vec::new(),
         })
     }
 
@@ -495,6 +531,77 @@ impl Session {
         scalars: &[(&str, i64)],
         read: Option<&[&str]>,
     ) -> Result<Vec<(String, HostTensor)>> {
+        Ok(self.execute(program, inputs, scalars, read, false).await?.0)
+    }
+
+    /// Whether the device can time dispatches ([`Session::profile_async`]): the adapter offers
+    /// WebGPU's `timestamp-query` feature (the runtime requests it whenever it is offered).
+    pub fn can_profile(&self) -> bool {
+        self.gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Runs program `program` once like [`Session::run_with_async`] and measures it: the GPU
+    /// time of every dispatch (each recorded in its own compute pass with timestamp writes at
+    /// its beginning and end), the wall time, and the host's breakdown (prepare, record,
+    /// submit, wait, readback). The run has its usual effects (states are written). Fails with
+    /// [`RuntimeError::TimestampsUnsupported`] when the adapter has no timestamp queries.
+    pub async fn profile_async(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
+        read: Option<&[&str]>,
+    ) -> Result<Profile> {
+        if !self.can_profile() {
+            return Err(RuntimeError::TimestampsUnsupported {
+                adapter: format!("{} ({})", self.gpu.info.name, self.gpu.info.backend.to_str()),
+            });
+        }
+        let (_, trace) = self.execute(program, inputs, scalars, read, true).await?;
+        let pi = self.program_index(program)?;
+        let prog = &self.manifest.programs[pi];
+        let period = f64::from(self.gpu.queue.get_timestamp_period());
+        let ticks = trace.ticks.unwrap_or_default();
+        let dispatches = trace
+            .dispatches
+            .iter()
+            .enumerate()
+            .map(|(i, &(di, workgroups))| {
+                let d = &prog.dispatches[di];
+                let k = &self.manifest.kernels[d.kernel];
+                let (begin, end) = (ticks.get(2 * i).copied(), ticks.get(2 * i + 1).copied());
+                let ns = match (begin, end) {
+                    (Some(b), Some(e)) => e.saturating_sub(b) as f64 * period,
+                    _ => 0.0,
+                };
+                DispatchTime {
+                    index: di,
+                    label: d.label.clone(),
+                    kernel: k.name.clone(),
+                    schedule: k.schedule.clone(),
+                    workgroups,
+                    gpu: Duration::from_nanos(ns.round() as u64),
+                }
+            })
+            .collect();
+        Ok(Profile {
+            program: program.to_string(),
+            dispatches,
+            wall: trace.wall,
+            host: trace.host,
+        })
+    }
+
+    /// One run: prepare, record (with a timestamped pass per dispatch when `timestamps`),
+    /// submit, wait, read back. Returns the outputs and where the time went.
+    async fn execute(
+        &mut self,
+        program: &str,
+        inputs: &HashMap<String, HostTensor>,
+        scalars: &[(&str, i64)],
+        read: Option<&[&str]>,
+        timestamps: bool,
+    ) -> Result<(Vec<(String, HostTensor)>, Trace)> {
         let t0 = Instant::now();
         let pi = self.program_index(program)?;
         if let Some(read) = read {
@@ -518,7 +625,13 @@ impl Session {
             let outs = self.manifest.program_outputs(pi);
             plan.outputs.retain(|o| read.contains(&outs[o.index].name.as_str()));
         }
-        self.record(&plan, &mut enc, 1);
+        let t_prep = Instant::now();
+        let queries = if timestamps {
+            Some(self.record_timed(&plan, &mut enc))
+        } else {
+            self.record(&plan, &mut enc, 1);
+            None
+        };
 
         // Copy outputs into staging buffers (grown as needed).
         let mut copies = Vec::new();
@@ -548,7 +661,7 @@ impl Session {
             enc.copy_buffer_to_buffer(src, 0, &staging, 0, n);
             copies.push((oi, staging, n));
         }
-        let t_rec = t0.elapsed();
+        let t_rec = Instant::now();
         let idx = self.gpu.queue.submit([enc.finish()]);
         let scope = scopes.pop();
 
@@ -559,11 +672,18 @@ impl Session {
             staging.slice(..*n).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
             maps.push(rx);
         }
+        let ticks_map = queries.as_ref().map(|q| {
+            let (tx, rx) = callback_future();
+            q.readback.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+            rx
+        });
+        let t_sub = Instant::now();
         self.drive(idx, &context)?;
         if let Some(e) = scope.await {
             return Err(gpu_err(context, e));
         }
-        for rx in maps {
+        let t_wait = Instant::now();
+        for rx in maps.into_iter().chain(ticks_map) {
             match rx.await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(gpu_err(format!("readback in {context}"), e.to_string())),
@@ -585,6 +705,23 @@ impl Session {
             drop(view);
             staging.unmap();
         }
+        let ticks = match &queries {
+            Some(q) => {
+                let view = q
+                    .readback
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| gpu_err(format!("timestamp readback in {context}"), e.to_string()))?;
+                let t: Vec<u64> = view
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
+                drop(view);
+                q.readback.unmap();
+                Some(t)
+            }
+            None => None,
+        };
         self.check_uncaptured(&context)?;
 
         let mut results = Vec::with_capacity(plan.outputs.len());
@@ -594,13 +731,32 @@ impl Session {
             let t = from_storage(&bytes, spec.storage, spec.dtype, out.shape, &what)?;
             results.push((spec.name.clone(), t));
         }
+        let t_end = Instant::now();
+        let host = HostTimes {
+            prepare: t_prep - t0,
+            record: t_rec - t_prep,
+            submit: t_sub - t_rec,
+            wait: t_wait - t_sub,
+            readback: t_end - t_wait,
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         log::debug!(
-            "{context}: {} dispatches, recorded in {:.3} ms, total {:.3} ms",
+            "{context}: {} dispatches, prepare {:.3} ms, record {:.3} ms, submit {:.3} ms, wait {:.3} ms, readback {:.3} ms, total {:.3} ms",
             plan.dispatches.len(),
-            t_rec.as_secs_f64() * 1e3,
-            t0.elapsed().as_secs_f64() * 1e3
+            ms(host.prepare),
+            ms(host.record),
+            ms(host.submit),
+            ms(host.wait),
+            ms(host.readback),
+            ms(t_end - t0)
         );
-        Ok(results)
+        let trace = Trace {
+            wall: t_end - t0,
+            host,
+            dispatches: plan.dispatches,
+            ticks,
+        };
+        Ok((results, trace))
     }
 
     /// Times `iters` executions of `program` on `inputs`. One full [`Session::run`] first
@@ -898,7 +1054,7 @@ impl Session {
         // Allocation size of every input and intermediate buffer the program uses (weights
         // and states are allocated at load).
         let mut sizes: Vec<Option<u64>> = vec![None; m.buffers.len()];
-        for bi in m.program_buffers(pi) {
+        for &bi in &self.programs[pi].buffers {
             let spec = &m.buffers[bi];
             if matches!(spec.kind, BufferKind::Weight | BufferKind::State) {
                 continue;
@@ -1043,13 +1199,18 @@ impl Session {
             }
         }
         let state = &mut self.programs[pi];
-        self.gpu.queue.write_buffer(&state.uniform, 0, &params);
+        write_changed(&self.gpu.queue, &state.uniform, &state.written, &params, &state.blocks);
+        state.written = params;
         for &(di, _) in &dispatches {
             let d = &program.dispatches[di];
-            let key: Vec<u64> = d.buffers.iter().map(|&b| self.slots[b].generation).collect();
-            if matches!(&state.bind_groups[di], Some((k, _)) if *k == key) {
+            let slots = &self.slots;
+            let current = |k: &[u64]| {
+                k.len() == d.buffers.len() && d.buffers.iter().zip(k).all(|(&b, &g)| slots[b].generation == g)
+            };
+            if matches!(&state.bind_groups[di], Some((k, _)) if current(k)) {
                 continue;
             }
+            let key: Vec<u64> = d.buffers.iter().map(|&b| self.slots[b].generation).collect();
             let (offset, size) = state.blocks[di];
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -1095,6 +1256,85 @@ impl Session {
             pass.set_bind_group(0, bg, &[]);
             pass.dispatch_workgroups(x, y, z);
         }
+    }
+
+    /// Records each planned dispatch in its own compute pass that writes a timestamp at its
+    /// beginning and end (queries `2i` and `2i + 1`), then resolves the queries into a mappable
+    /// buffer. Query sets hold at most [`wgpu::QUERY_SET_MAX_QUERIES`], so long programs use
+    /// several.
+    fn record_timed(&self, plan: &Plan, enc: &mut wgpu::CommandEncoder) -> Queries {
+        let program = &self.manifest.programs[plan.program];
+        let state = &self.programs[plan.program];
+        let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
+        let total = (2 * plan.dispatches.len()).max(2) as u64;
+        let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 8 * total,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamp readback"),
+            size: 8 * total,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for (ci, chunk) in plan.dispatches.chunks(per_set).enumerate() {
+            let count = 2 * chunk.len() as u32;
+            let set = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("dispatch timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            for (i, &(di, [x, y, z])) in chunk.iter().enumerate() {
+                let d = &program.dispatches[di];
+                let (_, bg) = state.bind_groups[di].as_ref().expect("prepared");
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&d.label),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                pass.set_pipeline(&self.kernels[d.kernel].pipeline);
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(x, y, z);
+            }
+            enc.resolve_query_set(&set, 0..count, &resolve, (2 * ci * per_set * 8) as u64);
+        }
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 8 * total);
+        Queries { readback }
+    }
+}
+
+/// Uploads `new` parameter bytes over `old` (what the buffer holds; empty when nothing was
+/// written yet): only the parameter blocks that differ, adjacent ones merged into one write.
+fn write_changed(queue: &wgpu::Queue, uniform: &wgpu::Buffer, old: &[u8], new: &[u8], blocks: &[(u64, u64)]) {
+    if old.len() != new.len() {
+        queue.write_buffer(uniform, 0, new);
+        return;
+    }
+    let mut run: Option<(usize, usize)> = None;
+    let flush = |r: (usize, usize)| queue.write_buffer(uniform, r.0 as u64, &new[r.0..r.1]);
+    for &(offset, size) in blocks {
+        let (a, b) = (offset as usize, (offset + size) as usize);
+        if old[a..b] == new[a..b] {
+            continue;
+        }
+        // Blocks are 16-byte aligned and sized, so every write is too; blocks up to 256 bytes
+        // apart are merged (the gap's bytes are unchanged, so rewriting them is harmless).
+        run = match run {
+            Some((s, e)) if a <= e + 256 => Some((s, b)),
+            Some(r) => {
+                flush(r);
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some(r) = run {
+        flush(r);
     }
 }
 

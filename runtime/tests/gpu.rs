@@ -119,6 +119,45 @@ fn bench_times_iterations() {
     assert!(t.min() <= t.median() && t.min() > std::time::Duration::ZERO);
 }
 
+/// A profiled run returns the outputs' effects unchanged and one entry per dispatch that ran,
+/// with GPU times that fit inside the wall time; on an adapter without timestamp queries it is
+/// the typed error naming the adapter.
+#[test]
+fn profile_times_every_dispatch() {
+    if skip_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    two_kernel_bundle(dir.path());
+    let mut s = session(dir.path());
+    let x = inputs(vec![("x", HostTensor::from_f32(&[1000, 4], &[1.0; 4000]))]);
+    if !s.can_profile() {
+        let e = s.profile("run", &x, &[], None).unwrap_err();
+        assert!(matches!(e, RuntimeError::TimestampsUnsupported { .. }), "{e}");
+        eprintln!("adapter has no timestamp queries: {e}");
+        return;
+    }
+    let p = s.profile("run", &x, &[], None).unwrap();
+    assert_eq!(p.program, "run");
+    let idx: Vec<usize> = p.dispatches.iter().map(|d| d.index).collect();
+    assert_eq!(idx, vec![0, 1], "one entry per dispatch, in order");
+    assert_eq!(p.dispatches[0].kernel, "k0_scale");
+    assert_eq!(p.dispatches[0].kind(), "scale");
+    assert_eq!(p.dispatches[1].workgroups[0], 1000u32.div_ceil(32));
+    assert!(p.gpu_total() <= p.wall, "GPU {:?} > wall {:?}", p.gpu_total(), p.wall);
+    assert!(p.host.total() <= p.wall + std::time::Duration::from_micros(1));
+    assert!(p.host.wait > std::time::Duration::ZERO);
+    let kinds = p.by_kind();
+    assert_eq!(kinds.iter().map(|g| g.count).sum::<usize>(), 2);
+    let share: f64 = kinds.iter().map(|g| g.share).sum();
+    assert!(
+        p.gpu_total().is_zero() || (share - 1.0).abs() < 1e-9,
+        "shares sum to {share}"
+    );
+    // The run had its ordinary effect: a plain run afterwards still computes the right values.
+    check_two_kernel(&mut s, 7);
+}
+
 #[test]
 fn input_errors_name_the_input() {
     if skip_gpu() {

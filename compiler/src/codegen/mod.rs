@@ -1050,7 +1050,11 @@ pub fn render(
             ctx.insert("lanes", &p.lanes);
             ctx.insert("ksplit", &p.ksplit);
             ctx.insert("rows", &p.rows);
-            ctx.insert("halves", &halves(p.ksplit));
+            // The partial sums of a row are added in two steps when there are more than 8:
+            // 8 threads each add `step` of them, then one thread adds the `count` = 8 results.
+            let (step, count) = if p.ksplit > 8 { (p.ksplit / 8, 8) } else { (1, p.ksplit) };
+            ctx.insert("step", &step);
+            ctx.insert("count", &count);
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let grid = [
@@ -1070,6 +1074,9 @@ pub fn render(
             ctx.insert("threads", &p.threads());
             ctx.insert("tx_n", &(p.bn / p.tn));
             ctx.insert("ty_n", &(p.bm / p.tm));
+            // W tiles load four values of a row per step (one word of quants) when K and bk allow.
+            ctx.insert("wvec4", &(p.bk % 4 == 0 && k % 4 == 0));
+            ctx.insert("bk4", &(p.bk / 4));
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let grid = [

@@ -1,0 +1,60 @@
+//! `kiln bench --profile`: per-dispatch GPU times of one run, from timestamp queries.
+
+use anyhow::{bail, Result};
+use kiln::runtime::llm::{DECODE, NEXT_TOKEN, PAST, PREFILL, TOKENS};
+use kiln::runtime::{HostTensor, Profile, Session};
+use std::collections::HashMap;
+
+/// Groups shown per table.
+const TOP: usize = 15;
+
+/// Refuses early, with the adapter named, when it cannot time dispatches.
+pub fn check_support(session: &Session) -> Result<()> {
+    if !session.can_profile() {
+        let info = session.adapter_info();
+        bail!(
+            "--profile: adapter '{}' ({}) does not offer WebGPU timestamp queries (feature 'timestamp-query'), \
+             so dispatches cannot be timed; run `kiln bench` without --profile for wall times",
+            info.name,
+            info.backend.to_str()
+        );
+    }
+    Ok(())
+}
+
+fn print(session: &Session, p: &Profile) {
+    let info = session.adapter_info();
+    println!("device: {} ({:?})", info.name, info.backend);
+    print!("{}", p.report(TOP));
+}
+
+/// Profiles one run of `program` after a warm-up run (which allocates buffers and bind groups).
+pub fn profile_program(session: &mut Session, program: &str, inputs: &HashMap<String, HostTensor>) -> Result<()> {
+    check_support(session)?;
+    session.run(program, inputs)?;
+    let p = session.profile(program, inputs, &[], None)?;
+    print(session, &p);
+    Ok(())
+}
+
+/// Profiles a language model: the prefill of `prompt` and then one decode step after it, each
+/// after a warm-up run at the same position (the KV cache is reset before each prefill).
+pub fn profile_llm(session: &mut Session, prompt: &[i32]) -> Result<()> {
+    check_support(session)?;
+    let read = [NEXT_TOKEN];
+    let prefill_in = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[prompt.len()], prompt))]);
+    let past = prompt.len() as i64;
+    // Warm-up: the first run of each program allocates its buffers and bind groups.
+    session.reset_states()?;
+    let out = session.run_with(PREFILL, &prefill_in, &[(PAST, 0)], Some(&read))?;
+    let next = out.first().and_then(|(_, t)| t.to_i64().first().copied()).unwrap_or(0) as i32;
+    let decode_in = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[1], &[next]))]);
+    session.run_with(DECODE, &decode_in, &[(PAST, past)], Some(&read))?;
+    // Timed: the same prefill and decode step again on a cleared cache.
+    session.reset_states()?;
+    let p = session.profile(PREFILL, &prefill_in, &[(PAST, 0)], Some(&read))?;
+    let d = session.profile(DECODE, &decode_in, &[(PAST, past)], Some(&read))?;
+    print(session, &p);
+    print!("{}", d.report(TOP));
+    Ok(())
+}

@@ -175,14 +175,10 @@ pub fn workload(body: &KernelBody) -> Workload {
                 split_k: *dtype == DType::F32 && known,
             }
         }
-        KernelBody::QGemm { x, n, k, .. } => Workload::Gemm {
+        KernelBody::QGemm { x, n, k, .. } => Workload::QuantGemm {
             m: estimate(&Dim::product(&x[..x.len() - 1])),
             n: *n as u64,
             k: *k as u64,
-            batch: 1,
-            gemv: true,
-            // The quantized templates have no K-split variant.
-            split_k: false,
         },
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
             m: estimate(&w[0]) / *groups as u64,

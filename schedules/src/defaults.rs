@@ -176,6 +176,42 @@ pub fn gemm_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, spli
         .unwrap_or_else(|| p(32, 32, 16, 2, 2))
 }
 
+/// The rule the GEMM defaults followed before [`gemm_seconds`], kept for the quantized matmul
+/// templates (scalar register tiles, dequantization while filling the B tile, no split-K), for
+/// which the model's vec4 tile efficiencies do not hold: the largest block from 128x128 (8x8)
+/// down to 32x32 (2x2) that fits `limits` and launches [`TARGET_WORKGROUPS`], else the smallest.
+pub fn gemm_largest_block(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
+    let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams::new(bm, bn, bk, tm, tn));
+    if m <= 4 {
+        return first_valid([p(4, 256, 8, 1, 4)], limits);
+    }
+    let order = [
+        p(128, 128, 16, 8, 8),
+        p(128, 128, 8, 8, 8),
+        p(128, 64, 16, 4, 8),
+        p(64, 64, 16, 4, 4),
+        p(64, 64, 8, 4, 4),
+        p(32, 32, 16, 2, 2),
+    ];
+    let blocks = |s: &Schedule| match s {
+        Schedule::Gemm(g) => batch * m.div_ceil(g.bm as u64) * n.div_ceil(g.bn as u64),
+        _ => 0,
+    };
+    let valid: Vec<Schedule> = order.into_iter().filter(|s| s.validate(limits).is_ok()).collect();
+    valid
+        .iter()
+        .find(|s| blocks(s) >= TARGET_WORKGROUPS)
+        .or(valid.last())
+        .copied()
+        .unwrap_or_else(|| p(32, 32, 16, 2, 2))
+}
+
+/// A matmul with packed (quantized) weights: the GEMV kind for up to 8 rows (as [`matmul`]),
+/// else [`gemm_largest_block`].
+pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+    gemv(1, m, n, limits).unwrap_or_else(|| gemm_largest_block(1, m, n, k, limits))
+}
+
 /// GEMM without split-K (convolutions, integer products): [`gemm_with`].
 pub fn gemm(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
     gemm_with(batch, m, n, k, limits, false)
@@ -198,32 +234,39 @@ pub fn matmul(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Sche
 
 /// [`matmul`], taking [`gemm_split_k`] instead of [`gemm`] for more rows when `split_k`.
 pub fn matmul_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
-    if m <= 8 {
-        let rows = m.clamp(1, 4) as u32;
-        let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
-        let cols = if n.is_multiple_of(4) { n / 4 } else { n };
-        let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
-            .into_iter()
-            .filter(|s| s.validate(limits).is_ok())
-            .collect();
-        let blocks = |s: &Schedule| match s {
-            Schedule::Gemv(v) => batch * cols.div_ceil(v.lanes as u64),
-            _ => 0,
-        };
-        if let Some(s) = valid
-            .iter()
-            .find(|s| blocks(s) >= 2 * TARGET_WORKGROUPS)
-            .or(valid.get(1))
-            .or(valid.first())
-        {
-            return *s;
-        }
+    if let Some(s) = gemv(batch, m, n, limits) {
+        return s;
     }
     if split_k {
         gemm_split_k(batch, m, n, k, limits)
     } else {
         gemm(batch, m, n, k, limits)
     }
+}
+
+/// The GEMV default of [`matmul`] for up to 8 rows of A (`None` for more rows, or when no GEMV
+/// schedule fits `limits`).
+fn gemv(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Option<Schedule> {
+    if m > 8 {
+        return None;
+    }
+    let rows = m.clamp(1, 4) as u32;
+    let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
+    let cols = if n.is_multiple_of(4) { n / 4 } else { n };
+    let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
+        .into_iter()
+        .filter(|s| s.validate(limits).is_ok())
+        .collect();
+    let blocks = |s: &Schedule| match s {
+        Schedule::Gemv(v) => batch * cols.div_ceil(v.lanes as u64),
+        _ => 0,
+    };
+    valid
+        .iter()
+        .find(|s| blocks(s) >= 2 * TARGET_WORKGROUPS)
+        .or(valid.get(1))
+        .or(valid.first())
+        .copied()
 }
 
 /// The first candidate that is valid on `limits`, else the last one (whose error then names

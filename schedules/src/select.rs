@@ -39,6 +39,16 @@ pub enum Workload {
         /// combine dispatch that has a binding to spare for the partial sums.
         split_k: bool,
     },
+    /// A matrix product with packed (quantized) weights `x · Wᵀ`: its templates have scalar
+    /// register tiles and no split-K, so it keeps [`defaults::quant_matmul`]'s rule.
+    QuantGemm {
+        /// Rows of x (tokens).
+        m: u64,
+        /// Output columns (rows of W).
+        n: u64,
+        /// Reduction length.
+        k: u64,
+    },
     /// One thread per row of a data-dependent kernel (top-k, scatter, attention): fixed
     /// 64-thread workgroups.
     PerRow {
@@ -53,6 +63,7 @@ impl fmt::Display for Workload {
             Workload::Injective { numel } => write!(f, "injective(numel={numel})"),
             Workload::RowReduce { rows, len } => write!(f, "row_reduce(rows={rows}, len={len})"),
             Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
+            Workload::QuantGemm { m, n, k } => write!(f, "quant_gemm(m={m}, n={n}, k={k})"),
             Workload::PerRow { rows } => write!(f, "per_row(rows={rows})"),
         }
     }
@@ -89,6 +100,7 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
             ..
         } => defaults::gemm_split_k(batch, m, n, k, limits),
         Workload::Gemm { m, n, k, batch, .. } => defaults::gemm(batch, m, n, k, limits),
+        Workload::QuantGemm { m, n, k } => defaults::quant_matmul(m, n, k, limits),
         Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
             workgroup_size: 64,
             elems_per_thread: 1,
@@ -162,6 +174,13 @@ mod tests {
             let (s, _) = select(&w, "k", None, &d);
             assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{m}x{k}: {s}");
         }
+        // Quantized matmuls keep the largest-block rule of their scalar templates (a 64-token
+        // prefill of 576 columns: 32x32 blocks) and GEMV for decode steps.
+        let q = |m| Workload::QuantGemm { m, n: 576, k: 576 };
+        let (s, _) = select(&q(64), "k", None, &d);
+        assert_eq!(s, Schedule::Gemm(crate::GemmParams::new(32, 32, 16, 2, 2)));
+        let (s, _) = select(&q(1), "k", None, &d);
+        assert!(matches!(s, Schedule::Gemv(_)), "{s}");
         let l = DeviceLimits::desktop();
         let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
         assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));

@@ -9,8 +9,9 @@
 //! CPU adapter (lavapipe) the sizes shrink automatically. `KILN_BENCH_QUICK=1` forces the small
 //! set, `KILN_BENCH_JSON=path` also writes the results as JSON lines, `KILN_BENCH_SWEEP=1` also
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
-//! matmul cases (split-K included), and `KILN_BENCH_FILTER=text` keeps only cases whose name
-//! contains `text`.
+//! matmul cases (split-K included), `KILN_BENCH_FILTER=text` keeps only cases whose name
+//! contains `text`, and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
+//! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
 
 use kiln::compiler::lower::KernelBody;
 use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
@@ -320,7 +321,10 @@ fn main() {
             gemm_case(128, 1152, 384),
             gemm_case(128, 1536, 384),
             gemm_case(128, 384, 384),
+            // The same GEMMs at batch 32 x 128.
             gemm_case(4096, 384, 1536),
+            gemm_case(4096, 1152, 384),
+            gemm_case(4096, 1536, 384),
             attention_case(1, 12, 128, 32, 2),
             attention_case(1, 12, 128, 32, 3),
             attention_case(32, 12, 128, 32, 2),
@@ -366,7 +370,13 @@ fn main() {
         "{:<40} {:<44} {:>10} {:>10} {:>14}  kernels/dispatches",
         "case", "schedule", "median ms", "min ms", "throughput"
     );
-    let target = DeviceLimits::desktop();
+    // The limits (and multiprocessor count) the analytic defaults plan for: `desktop`, or the
+    // built-in profile named by KILN_BENCH_TARGET (e.g. `h200`).
+    let target = match std::env::var("KILN_BENCH_TARGET") {
+        Ok(t) => DeviceLimits::from_name_or_file(&t).expect("KILN_BENCH_TARGET names a limits profile"),
+        Err(_) => DeviceLimits::desktop(),
+    };
+    println!("target profile: {}", target.name);
     for case in cases.iter().filter(|c| c.name.contains(&filter)) {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {

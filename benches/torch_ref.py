@@ -47,6 +47,11 @@ def cases():
     for n in (1024, 2048, 4096):
         a, b = r(n, n), r(n, n)
         out.append((f"gemm f32 {n}x{n}x{n}", lambda a=a, b=b: a @ b, 2.0 * n**3, "GFLOP/s"))
+    # paraphrase-MiniLM-L3-v2's GEMMs at batch 1 x 128 and 32 x 128 (as in kiln_bench).
+    for m, n, k in ((128, 384, 1536), (128, 1152, 384), (128, 1536, 384), (128, 384, 384),
+                    (4096, 384, 1536), (4096, 1152, 384), (4096, 1536, 384)):
+        a, b = r(m, k), r(k, n)
+        out.append((f"gemm f32 {m}x{n}x{k}", lambda a=a, b=b: a @ b, 2.0 * m * n * k, "GFLOP/s"))
     for k, n in ((4096, 4096), (4096, 11008)):
         x, w = r(1, k), r(k, n)
         out.append((f"gemv f32 1x{k} . {k}x{n}", lambda x=x, w=w: x @ w, 4.0 * (k * n + k + n), "GB/s"))

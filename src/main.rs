@@ -48,7 +48,7 @@ enum Command {
         /// 3: also attention as one kernel (experimental: one thread per query row, slow on large GPUs).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
         opt_level: u8,
-        /// Target limits profile: `webgpu-default`, `desktop`, or a RON file.
+        /// Target limits profile: `webgpu-default`, `desktop`, `h200`, or a RON file.
         #[arg(long, default_value = "webgpu-default")]
         target: String,
         /// Tuning records (RON) that override the analytic default schedules.
@@ -77,7 +77,7 @@ enum Command {
         /// Wall-clock budget in seconds; kernels not reached keep their default schedule.
         #[arg(long, default_value_t = 120)]
         budget: u64,
-        /// Target limits profile the schedules must fit: `webgpu-default`, `desktop`, or a RON file.
+        /// Target limits profile the schedules must fit: `webgpu-default`, `desktop`, `h200`, or a RON file.
         #[arg(long, default_value = "webgpu-default")]
         target: String,
         /// Size of a symbolic dim while timing, `NAME=VALUE` (repeatable; others are 128).

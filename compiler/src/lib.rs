@@ -162,23 +162,23 @@ pub fn workload(body: &KernelBody) -> Workload {
         },
         KernelBody::Gemm { a, b, dtype } => {
             let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
+            let batch = Dim::product(&batch);
+            // Split-K only for known sizes: with a symbolic dim the tile count is a guess and
+            // the partial sums grow with the symbol.
+            let known = [&m, &n, &k, &batch].iter().all(|d| d.as_const().is_some());
             Workload::Gemm {
                 m: estimate(&m),
                 n: estimate(&n),
                 k: estimate(&k),
-                batch: estimate(&Dim::product(&batch)),
+                batch: estimate(&batch),
                 gemv: *dtype == DType::F32,
-                split_k: *dtype == DType::F32,
+                split_k: *dtype == DType::F32 && known,
             }
         }
-        KernelBody::QGemm { x, n, k, .. } => Workload::Gemm {
+        KernelBody::QGemm { x, n, k, .. } => Workload::QuantGemm {
             m: estimate(&Dim::product(&x[..x.len() - 1])),
             n: *n as u64,
             k: *k as u64,
-            batch: 1,
-            gemv: true,
-            // The quantized templates have no K-split variant.
-            split_k: false,
         },
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
             m: estimate(&w[0]) / *groups as u64,

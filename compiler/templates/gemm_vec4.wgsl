@@ -1,10 +1,13 @@
 // Kiln GEMM kernel (vec4 register tile): {{ label }}
-// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}{% if ksplit > 1 %}, ksplit={{ ksplit }}{% endif %}); C[b] = A[b] x B[b]{% if ksplit > 1 %}
+// schedule: gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, tm={{ tm }}, tn={{ tn }}{% if ksplit > 1 %}, ksplit={{ ksplit }}{% endif %}{% if db %}, db{% endif %}); C[b] = A[b] x B[b]{% if ksplit > 1 %}
 // split-K: workgroup z = batch * {{ ksplit }} + slice; each slice sums its K range into out (the
 // partial-sum buffer, laid out [batch][slice][M][N]); a combine kernel adds the slices.{% endif %}
 // Each thread owns {{ tm }} rows x {{ cg }} vec4 column groups, held in explicitly named vec4
 // accumulators (never a private array, which drivers spill). Both tiles live in workgroup memory as
-// vec4s: A transposed (k-major), so a thread's 4 consecutive rows are one vec4 read.
+// vec4s: A transposed (k-major), so a thread's 4 consecutive rows are one vec4 read.{% if db %}
+// Double-buffered: two stages of both tiles; a K-step fills one while the previous step's is
+// still read, so one barrier per step suffices (the stage a step fills was last read two steps
+// earlier, before the previous step's barrier).{% endif %}
 {{ header }}
 {%- if ksplit > 1 %}
 
@@ -39,8 +42,8 @@ fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<{{ ty }}> {
     return vec4<{{ ty }}>({{ zero }});
 }
 {% endif %}
-var<workgroup> a_tile: array<vec4<{{ ty }}>, {{ bk * a_row }}>;
-var<workgroup> b_tile: array<vec4<{{ ty }}>, {{ bk * b_row }}>;
+var<workgroup> a_tile: array<vec4<{{ ty }}>, {{ a_tile_len }}>;
+var<workgroup> b_tile: array<vec4<{{ ty }}>, {{ b_tile_len }}>;
 
 @compute @workgroup_size({{ tx_n }}, {{ ty_n }}, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -58,6 +61,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- for line in batch_lines %}
     {{ line }}
 {%- endfor %}
+{%- if db %}
+    // Offsets of the stage this K-step fills and reads.
+    var sa = 0i;
+    var sb = 0i;
+{%- endif %}
 {%- for i in range(end=tm) %}{% for c in range(end=cg) %}
     var acc_{{ i }}_{{ c }} = vec4<{{ ty }}>({{ zero }});
 {%- endfor %}{% endfor %}
@@ -78,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 let mm = e / {{ bk4 }}i;
                 let kq = e % {{ bk4 }}i;
 {%- for j in range(end=4) %}
-                a_tile[(kq * 4i + {{ j }}i) * {{ a_row }}i + mm / 4i][mm % 4i] = pa{{ t }}[{{ j }}];
+                a_tile[{% if db %}sa + {% endif %}(kq * 4i + {{ j }}i) * {{ a_row }}i + mm / 4i][mm % 4i] = pa{{ t }}[{{ j }}];
 {%- endfor %}
             }
         }
@@ -87,10 +95,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         {
             let e = i32(lid) + {{ t * threads }}i;
             if (e < {{ b_vecs }}i) {
-                b_tile[e] = pb{{ t }};
+                b_tile[{% if db %}sb + {% endif %}e] = pb{{ t }};
             }
         }
 {%- endfor %}
+        // The stage is complete; the next step's loads go to registers only, so they need no
+        // barrier before the arithmetic.
         workgroupBarrier();
         if (k0 + {{ bk }}i < {{ k_lim }}) {
 {%- for t in range(end=a_loads) %}
@@ -114,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 {{ line }}
 {%- endfor %}
             }
-            a_tile[kk * {{ a_row }}i + mm / 4i][mm % 4i] = v;
+            a_tile[{% if db %}sa + {% endif %}kk * {{ a_row }}i + mm / 4i][mm % 4i] = v;
         }
         // B block (bk x bn): consecutive threads read consecutive n of one row.
         for (var e = i32(lid); e < {{ bk * bn }}i; e += {{ threads }}i) {
@@ -128,22 +138,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 {{ line }}
 {%- endfor %}
             }
-            b_tile[kk * {{ b_row }}i + nn / 4i][nn % 4i] = v;
+            b_tile[{% if db %}sb + {% endif %}kk * {{ b_row }}i + nn / 4i][nn % 4i] = v;
         }
-{%- endif %}
         workgroupBarrier();
+{%- endif %}
         for (var kk = 0i; kk < {{ bk }}i; kk++) {
 {%- for r in range(end=rg) %}
-            let a{{ r }} = a_tile[kk * {{ a_row }}i + {{ r * ty_n }}i + ty];
+            let a{{ r }} = a_tile[{% if db %}sa + {% endif %}kk * {{ a_row }}i + {{ r * ty_n }}i + ty];
 {%- endfor %}
 {%- for c in range(end=cg) %}
-            let b{{ c }} = b_tile[kk * {{ b_row }}i + {{ c * tx_n }}i + tx];
+            let b{{ c }} = b_tile[{% if db %}sb + {% endif %}kk * {{ b_row }}i + {{ c * tx_n }}i + tx];
 {%- endfor %}
 {%- for r in range(end=rg) %}{% for ii in range(end=4) %}{% for c in range(end=cg) %}
             acc_{{ r * 4 + ii }}_{{ c }} = {% if float %}fma(vec4<{{ ty }}>(a{{ r }}[{{ ii }}]), b{{ c }}, acc_{{ r * 4 + ii }}_{{ c }}){% else %}acc_{{ r * 4 + ii }}_{{ c }} + vec4<{{ ty }}>(a{{ r }}[{{ ii }}]) * b{{ c }}{% endif %};
 {%- endfor %}{% endfor %}{% endfor %}
         }
+{%- if db %}
+        sa = {{ a_stage }}i - sa;
+        sb = {{ b_stage }}i - sb;
+{%- else %}
         workgroupBarrier();
+{%- endif %}
     }
 {%- for r in range(end=rg) %}{% for ii in range(end=4) %}
     {

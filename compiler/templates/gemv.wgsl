@@ -2,7 +2,7 @@
 // schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}); C[b] = A[b] x B[b] for few rows of A
 // A workgroup owns {{ lanes }} column groups of {{ w }} columns of B and {{ rows }} rows of A. Its
 // {{ ksplit }} thread rows split K between them (each streams B rows k = ly, ly + {{ ksplit }}, ...,
-// unrolled by 4 so several loads are in flight), then a tree reduction in workgroup memory adds
+// unrolled by {{ unroll }} so that many loads are in flight), then a tree reduction in workgroup memory adds
 // the partial sums. Consecutive lanes read consecutive {{ vty }}s of one row of B.
 {{ header }}
 {% if epilogue %}
@@ -31,11 +31,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
     if (col < {{ ncols }}) {
         var kk = ly;
-        for (; kk + {{ 3 * ksplit }}i < {{ k }}; kk += {{ 4 * ksplit }}i) {
-{%- for u in range(end=4) %}
+        for (; kk + {{ (unroll - 1) * ksplit }}i < {{ k }}; kk += {{ unroll * ksplit }}i) {
+{%- for u in range(end=unroll) %}
             let b{{ u }} = in1[b_base + (kk + {{ u * ksplit }}i) * {{ ncols }}];
 {%- endfor %}
-{%- for u in range(end=4) %}{% for r in range(end=rows) %}
+{%- for u in range(end=unroll) %}{% for r in range(end=rows) %}
             acc{{ r }} = fma({{ vty }}(in0[a_row{{ r }} + kk + {{ u * ksplit }}i]), b{{ u }}, acc{{ r }});
 {%- endfor %}{% endfor %}
         }

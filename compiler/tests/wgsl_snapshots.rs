@@ -234,14 +234,21 @@ fn injective_f16_and_small_integers() {
 
 #[test]
 fn integer_gemm() {
-    let src = wgsl(0, |g| {
-        let a = typed_input(g, "a", DType::I32, vec![Dim::c(5), Dim::c(7)]);
-        let b = typed_input(g, "b", DType::I32, vec![Dim::c(7), Dim::c(3)]);
-        g.add("imatmul", Op::MatMul, &[a, b]).unwrap()
+    // M = 3 takes the scalar template's 4x256 block, M = 5 a small vec4 tile.
+    let src = wgsl_outputs(0, |g| {
+        let mut outs = Vec::new();
+        for (i, m) in [3, 5].into_iter().enumerate() {
+            let a = typed_input(g, &format!("a{i}"), DType::I32, vec![Dim::c(m), Dim::c(7)]);
+            let b = typed_input(g, &format!("b{i}"), DType::I32, vec![Dim::c(7), Dim::c(3)]);
+            outs.push(g.add(&format!("imatmul{i}"), Op::MatMul, &[a, b]).unwrap());
+        }
+        outs
     });
-    assert_kernels(&src, "// Kiln GEMM kernel", 1);
-    // The integer branch accumulates with `+ a * b`, not fma.
+    assert_kernels(&src, "// Kiln GEMM kernel", 2);
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    // The integer branches accumulate with `+ a * b`, not fma.
     assert!(src.contains("+ a_0 * b_0") && !src.contains("fma("), "{src}");
+    assert!(src.contains("+ vec4<i32>(a0[0]) * b0"), "{src}");
     insta::assert_snapshot!(src);
 }
 
@@ -404,8 +411,8 @@ fn softmax_and_layer_norm_over_symbolic_rows() {
 
 #[test]
 fn gemm_split_k_with_epilogue() {
-    // 128x64 output tiles with K = 1536: the default splits K 16 ways; the bias and ReLU move to
-    // the combine kernel, which adds the slices first.
+    // 128x64 output tiles with K = 1536: the default splits K; the bias and ReLU move to the
+    // combine kernel, which adds the slices first.
     let src = wgsl(2, |g| {
         let a = input(g, "a", vec![Dim::c(128), Dim::c(1536)]);
         let w = g.add_const("w", ramp(vec![1536, 64]));
@@ -416,7 +423,7 @@ fn gemm_split_k_with_epilogue() {
     });
     assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
     assert_kernels(&src, "// Kiln split-K combine kernel", 1);
-    assert!(src.contains("ksplit=16") && src.contains("var<private> k_end"), "{src}");
+    assert!(src.contains("ksplit=") && src.contains("var<private> k_end"), "{src}");
     let combine = src.split("// Kiln split-K combine kernel").nth(1).unwrap();
     assert!(combine.contains("fn kiln_epilogue"), "{combine}");
     insta::assert_snapshot!(src);
@@ -486,5 +493,100 @@ fn rms_norm_uses_the_layer_norm_template_without_mean_or_bias() {
         src.contains("let mean = 0.0f;") && !src.contains("in2"),
         "no mean pass, no bias"
     );
+    insta::assert_snapshot!(src);
+}
+
+/// Compiles `build`'s graph at opt-level 0 with `schedule` forced on its (only) matmul of
+/// operand shapes `a` x `b` through a tuning record, and returns every kernel's WGSL.
+fn wgsl_scheduled(
+    a: &[i64],
+    b: &[i64],
+    schedule: kiln_schedules::Schedule,
+    build: impl FnOnce(&mut Graph) -> NodeId,
+) -> String {
+    use kiln_schedules::tuning::{TuningDb, TuningRecord};
+    let dims = |s: &[i64]| s.iter().map(|&d| Dim::c(d)).collect::<Vec<_>>();
+    let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Gemm {
+        a: dims(a),
+        b: dims(b),
+        dtype: DType::F32,
+    });
+    let mut db = TuningDb::default();
+    db.records.insert(
+        key,
+        TuningRecord {
+            schedule,
+            micros: 0.0,
+            device: "snapshot".into(),
+        },
+    );
+    let mut g = Graph::new();
+    let out = build(&mut g);
+    g.add_output("out0", out);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let b = compile(
+        &model,
+        &CompileOptions {
+            opt_level: 0,
+            tuning: Some(db),
+            ..Default::default()
+        },
+    )
+    .expect("compiles");
+    b.kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn gemm_vec4_double_buffered() {
+    // Two workgroup-memory stages: one barrier per K-step, stage offsets flipped after the
+    // arithmetic; 64x64x16 stages take 2 x 8 KiB. K = 64, N = 256 read as vec4s.
+    let s = kiln_schedules::Schedule::Gemm(kiln_schedules::GemmParams::new(64, 64, 16, 4, 4).double_buffered());
+    let src = wgsl_scheduled(&[256, 64], &[64, 256], s, |g| {
+        let a = input(g, "a", vec![Dim::c(256), Dim::c(64)]);
+        let w = input(g, "w", vec![Dim::c(64), Dim::c(256)]);
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    assert!(src.contains(", db)") && src.contains("sa = 256i - sa"), "{src}");
+    assert_eq!(src.matches("workgroupBarrier()").count(), 1, "{src}");
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn minilm_qkv_gemm_default_with_bias_and_gelu() {
+    // MiniLM's QKV/FFN-up shape at batch 1 x 128 (128x1152x384) with a bias and tanh-GELU
+    // epilogue: the analytic default splits K over vec4 tiles (the 32x32 scalar tile used to
+    // walk all of K), and the epilogue runs once in the combine kernel.
+    let src = wgsl(2, |g| {
+        let a = input(g, "a", vec![Dim::c(128), Dim::c(384)]);
+        let w = input(g, "w", vec![Dim::c(384), Dim::c(1152)]);
+        let bias = input(g, "bias", vec![Dim::c(1152)]);
+        let mm = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
+        let b = g.add("bias_add", Op::Binary(BinaryOp::Add), &[mm, bias]).unwrap();
+        g.add("act", Op::Unary(UnaryOp::Tanh), &[b]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    assert_kernels(&src, "// Kiln split-K combine kernel", 1);
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn gemv_unrolled_by_eight_for_long_k() {
+    // 1 x 2048 x 64: each thread walks at least 32 rows of B, so it loads 8 rows before using them.
+    let src = wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(1), Dim::c(2048)]);
+        let w = input(g, "w", vec![Dim::c(2048), Dim::c(64)]);
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMV kernel", 1);
+    assert!(src.contains("let b7 = ") && src.contains("unrolled by 8"), "{src}");
     insta::assert_snapshot!(src);
 }

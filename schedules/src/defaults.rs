@@ -20,15 +20,167 @@ pub fn row_reduce(row_len: u64) -> Schedule {
 }
 
 /// Workgroups a default schedule aims to launch: about one per multiprocessor of a large
-/// desktop GPU (the H200 has 132), so a mid-sized problem does not leave most of it idle.
+/// desktop GPU (the H200 has 132), so a mid-sized problem does not leave most of it idle. The
+/// GEMV default uses it; the GEMM defaults reason with the profile's
+/// [`DeviceLimits::compute_units`] instead.
 pub const TARGET_WORKGROUPS: u64 = 128;
 
-/// GEMM (`batch` products of M x K by K x N): the largest block tile that still launches
-/// [`TARGET_WORKGROUPS`] and fits `limits`, from 128x128 blocks with 8x8 vec4 register tiles
-/// down to 32x32 blocks with 2x2 scalar tiles; M <= 4 (a convolution with few output
-/// channels) gets a 4x256 block. Measured on the H200 (docs/performance.md): 128x128 is best at
-/// 2048^3 and 4096^3, while at 1024^3 it launches only 64 workgroups and 128x64 is 1.5x faster.
-pub fn gemm(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
+/// Fewest K elements a split-K slice keeps, so the partial sums stay a small share of the work.
+pub const MIN_SPLIT_K_LEN: u64 = 64;
+
+/// The block tiles the GEMM defaults choose from, in order of preference (ties go to the
+/// earlier one): the 8x8 vec4 register tiles measured best at 2048^3 and 4096^3 on the H200
+/// first, then narrower tiles for problems with few output blocks, and the scalar 2x2 tile last
+/// (the only one whose K-step fits every profile). Each vec4 tile is also tried double-buffered.
+pub const GEMM_TILES: [(u32, u32, u32, u32, u32); 13] = [
+    (128, 128, 16, 8, 8),
+    (128, 128, 8, 8, 8),
+    (128, 64, 16, 4, 8),
+    (64, 128, 16, 8, 4),
+    (128, 64, 32, 4, 8),
+    (64, 64, 16, 4, 4),
+    (64, 64, 32, 4, 4),
+    (64, 64, 8, 4, 4),
+    (32, 64, 32, 4, 4),
+    (32, 64, 16, 4, 4),
+    (32, 32, 32, 4, 4),
+    (32, 32, 16, 4, 4),
+    (32, 32, 16, 2, 2),
+];
+
+/// [`GEMM_TILES`] as schedules: each tile, then (vec4 tiles) its double-buffered form.
+pub fn gemm_tiles() -> Vec<GemmParams> {
+    let mut out = Vec::new();
+    for (bm, bn, bk, tm, tn) in GEMM_TILES {
+        let p = GemmParams::new(bm, bn, bk, tm, tn);
+        out.push(p);
+        if p.is_vec4() {
+            out.push(p.double_buffered());
+        }
+    }
+    out
+}
+
+/// The cost model's constants. They are the H200's (Vulkan through wgpu, measured in
+/// docs/performance.md) divided per multiprocessor, so a profile with fewer compute units gets
+/// proportionally less throughput; only their ratios steer the choice.
+mod model {
+    /// f32 FLOP/s one multiprocessor reaches with an 8x8 vec4 register tile (Kiln's 128x128
+    /// GEMM: about 31 TFLOP/s over 132 SMs).
+    pub const FLOPS_PER_CU: f64 = 31e12 / 132.0;
+    /// Bytes/s of DRAM traffic per multiprocessor (a copy: about 3.8 TB/s over 132 SMs).
+    pub const BYTES_PER_CU: f64 = 3.8e12 / 132.0;
+    /// Least time of one K-step of a workgroup, whatever its arithmetic: the global loads'
+    /// latency and two barriers. The H200 took about 2 us per step with the scalar tile (58 us
+    /// for 24 steps of 128x1152x384, 194 us for 96 steps of 128x384x1536); the vec4 tiles load
+    /// one step ahead, so 1.5 us.
+    pub const STEP_SECONDS: f64 = 1.5e-6;
+    /// One more dependent dispatch (the split-K combine): about 2.9 us on the H200.
+    pub const DISPATCH_SECONDS: f64 = 3e-6;
+    /// Registers and threads of one multiprocessor (NVIDIA since Volta; AMD's CUs are similar).
+    pub const REGISTERS_PER_CU: f64 = 65536.0;
+    /// See [`REGISTERS_PER_CU`].
+    pub const THREADS_PER_CU: f64 = 2048.0;
+}
+
+/// Share of [`model::FLOPS_PER_CU`] a thread tile reaches: an 8x8 vec4 tile does 64 FMAs per 4
+/// workgroup-memory reads, a 4x4 one 16 per 2, a scalar 2x2 one 4 per 4 scalar reads.
+fn tile_efficiency(p: &GemmParams) -> f64 {
+    let base = match (p.is_vec4(), p.tm * p.tn) {
+        (true, 64) => 1.0,
+        (true, 32) => 0.75,
+        (true, _) => 0.5,
+        (false, _) => 0.2,
+    };
+    // One barrier per K-step instead of two.
+    if p.double_buffer {
+        base * 1.05
+    } else {
+        base
+    }
+}
+
+/// Estimated seconds of a GEMM (`batch` products of M x K by K x N) under schedule `p` on a
+/// device with `compute_units` multiprocessors (Roller-style: from the tile shape and the
+/// device's size, no search). The GEMM kernel takes the longer of its arithmetic (FLOPs of
+/// the whole blocks, ragged edges included, over the multiprocessors its workgroups occupy) and
+/// its latency chain (K-steps per workgroup times waves of workgroups), plus a quarter of the
+/// shorter; split-K adds the combine dispatch and the partial sums' traffic.
+pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_units: u32) -> f64 {
+    let cu = compute_units.max(1) as f64;
+    let (m, n, k) = (m.max(1), n.max(1), k.max(1));
+    let tiles = batch.max(1) * m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64);
+    let split = p.ksplit.max(1) as u64;
+    let wgs = (tiles * split) as f64;
+    // The template's slice: whole K-steps, the last slice ragged.
+    let steps = k.div_ceil(split).div_ceil(p.bk as u64) as f64;
+    let threads = p.threads().max(1) as f64;
+    let registers = (p.tm * p.tn + 2 * (p.tm + p.tn) + 24) as f64;
+    let resident = (model::REGISTERS_PER_CU / (registers * threads))
+        .min(model::THREADS_PER_CU / threads)
+        .floor()
+        .max(1.0);
+    let waves = (wgs / (cu * resident)).ceil();
+    let active = (wgs / cu).min(1.0);
+    let flops = 2.0 * wgs * (p.bm * p.bn) as f64 * steps * p.bk as f64;
+    let arithmetic = flops / (model::FLOPS_PER_CU * cu * tile_efficiency(p) * active);
+    let latency = waves * steps * model::STEP_SECONDS;
+    // The two overlap, though not fully (a quarter of the shorter one shows), so between two
+    // tiles bound by the same latency the one with less (padded) arithmetic wins.
+    let mut t = arithmetic.max(latency) + 0.25 * arithmetic.min(latency);
+    if split > 1 {
+        // The slices written and read back, and C written by the combine.
+        let bytes = 4.0 * (batch.max(1) * m * n) as f64 * (2 * split + 1) as f64;
+        t += model::DISPATCH_SECONDS + bytes / (model::BYTES_PER_CU * cu);
+    }
+    t
+}
+
+/// The default GEMM schedule: the candidate of [`gemm_tiles`] (with K split 2 to
+/// [`MAX_KSPLIT`](crate::MAX_KSPLIT) ways when `split_k`) that is valid on `limits` and has
+/// the least [`gemm_seconds`]; a later candidate must be 3% faster to replace an earlier one.
+/// M <= 4 (a convolution with few output channels) gets a 4x256 block.
+///
+/// A split keeps at least [`MIN_SPLIT_K_LEN`] of K per slice and its partial sums within one
+/// storage binding. What the model picks on the `h200` profile: 4096^3 and 2048^3 128x128x16
+/// 8x8 double-buffered; 1024^3 (64 such blocks) a 128x64 block; MiniLM's 128x1152x384 64x64
+/// blocks with K split 4 ways (144 workgroups of 3 K-steps instead of 144 32x32 blocks walking
+/// all of K); 4096x384x1536 128x128 blocks with K split 2 ways.
+pub fn gemm_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
+    let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams::new(bm, bn, bk, tm, tn));
+    if m <= 4 {
+        return first_valid([p(4, 256, 8, 1, 4)], limits);
+    }
+    let partial_limit = limits.max_storage_buffer_binding_size;
+    let mut best: Option<(GemmParams, f64)> = None;
+    for tile in gemm_tiles() {
+        for split in [1u32, 2, 4, 8, 16, 32] {
+            if split > 1 {
+                let slice = k.div_ceil(split as u64);
+                let bytes = 4 * split as u64 * batch.max(1) * m * n;
+                if !split_k || split > crate::MAX_KSPLIT || slice < MIN_SPLIT_K_LEN || bytes > partial_limit {
+                    break;
+                }
+            }
+            let c = tile.with_ksplit(split);
+            if Schedule::Gemm(c).validate(limits).is_err() {
+                continue;
+            }
+            let t = gemm_seconds(&c, batch, m, n, k, limits.compute_units);
+            if best.is_none_or(|(_, bt)| t < 0.97 * bt) {
+                best = Some((c, t));
+            }
+        }
+    }
+    best.map(|(c, _)| Schedule::Gemm(c))
+        .unwrap_or_else(|| p(32, 32, 16, 2, 2))
+}
+
+/// The rule the GEMM defaults followed before [`gemm_seconds`], kept for the quantized matmul
+/// templates (scalar register tiles, dequantization while filling the B tile, no split-K), for
+/// which the model's vec4 tile efficiencies do not hold: the largest block from 128x128 (8x8)
+/// down to 32x32 (2x2) that fits `limits` and launches [`TARGET_WORKGROUPS`], else the smallest.
+pub fn gemm_largest_block(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Schedule {
     let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams::new(bm, bn, bk, tm, tn));
     if m <= 4 {
         return first_valid([p(4, 256, 8, 1, 4)], limits);
@@ -54,41 +206,20 @@ pub fn gemm(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLimits) -> Sched
         .unwrap_or_else(|| p(32, 32, 16, 2, 2))
 }
 
-/// Fewest K elements a split-K slice keeps (4 K-steps of 16), so the partial sums stay a small
-/// share of the work.
-pub const MIN_SPLIT_K_LEN: u64 = 64;
+/// A matmul with packed (quantized) weights: the GEMV kind for up to 8 rows (as [`matmul`]),
+/// else [`gemm_largest_block`].
+pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+    gemv(1, m, n, limits).unwrap_or_else(|| gemm_largest_block(1, m, n, k, limits))
+}
 
-/// GEMM for an f32 matmul that may split K: [`gemm`], unless its output tiles launch fewer than
-/// [`TARGET_WORKGROUPS`] workgroups while K is long (at least 256). Then 64x64 vec4 blocks with
-/// K split in the fewest power-of-two slices that launch 2 x [`TARGET_WORKGROUPS`] workgroups,
-/// each slice keeping at least [`MIN_SPLIT_K_LEN`] of K. MiniLM's FFN-down GEMM at batch 1
-/// (128x384x1536) gets 12 tiles x 16 slices = 192 workgroups instead of 48 32x32 blocks that
-/// each walk all 1536 of K.
+/// GEMM without split-K (convolutions, integer products): [`gemm_with`].
+pub fn gemm(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+    gemm_with(batch, m, n, k, limits, false)
+}
+
+/// GEMM for an f32 matmul whose K may be split over workgroups: [`gemm_with`].
 pub fn gemm_split_k(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
-    let base = gemm(batch, m, n, k, limits);
-    let blocks = |p: &GemmParams| batch * m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64);
-    let few = match &base {
-        Schedule::Gemm(p) => blocks(p) < TARGET_WORKGROUPS,
-        _ => false,
-    };
-    if !few || k < 4 * MIN_SPLIT_K_LEN {
-        return base;
-    }
-    let tile = [GemmParams::new(64, 64, 16, 4, 4), GemmParams::new(64, 64, 8, 4, 4)]
-        .into_iter()
-        .find(|t| Schedule::Gemm(*t).validate(limits).is_ok());
-    let Some(tile) = tile else {
-        return base;
-    };
-    let tiles = blocks(&tile);
-    let mut s = 1u32;
-    while tiles * (s as u64) < 2 * TARGET_WORKGROUPS && k / (2 * s as u64) >= MIN_SPLIT_K_LEN && s < crate::MAX_KSPLIT {
-        s *= 2;
-    }
-    if s == 1 {
-        return base;
-    }
-    Schedule::Gemm(tile.with_ksplit(s))
+    gemm_with(batch, m, n, k, limits, true)
 }
 
 /// A plain matrix product (not a convolution): the GEMV kind for up to 8 rows of A, whose
@@ -103,32 +234,39 @@ pub fn matmul(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Sche
 
 /// [`matmul`], taking [`gemm_split_k`] instead of [`gemm`] for more rows when `split_k`.
 pub fn matmul_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
-    if m <= 8 {
-        let rows = m.clamp(1, 4) as u32;
-        let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
-        let cols = if n.is_multiple_of(4) { n / 4 } else { n };
-        let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
-            .into_iter()
-            .filter(|s| s.validate(limits).is_ok())
-            .collect();
-        let blocks = |s: &Schedule| match s {
-            Schedule::Gemv(v) => batch * cols.div_ceil(v.lanes as u64),
-            _ => 0,
-        };
-        if let Some(s) = valid
-            .iter()
-            .find(|s| blocks(s) >= 2 * TARGET_WORKGROUPS)
-            .or(valid.get(1))
-            .or(valid.first())
-        {
-            return *s;
-        }
+    if let Some(s) = gemv(batch, m, n, limits) {
+        return s;
     }
     if split_k {
         gemm_split_k(batch, m, n, k, limits)
     } else {
         gemm(batch, m, n, k, limits)
     }
+}
+
+/// The GEMV default of [`matmul`] for up to 8 rows of A (`None` for more rows, or when no GEMV
+/// schedule fits `limits`).
+fn gemv(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Option<Schedule> {
+    if m > 8 {
+        return None;
+    }
+    let rows = m.clamp(1, 4) as u32;
+    let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
+    let cols = if n.is_multiple_of(4) { n / 4 } else { n };
+    let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
+        .into_iter()
+        .filter(|s| s.validate(limits).is_ok())
+        .collect();
+    let blocks = |s: &Schedule| match s {
+        Schedule::Gemv(v) => batch * cols.div_ceil(v.lanes as u64),
+        _ => 0,
+    };
+    valid
+        .iter()
+        .find(|s| blocks(s) >= 2 * TARGET_WORKGROUPS)
+        .or(valid.get(1))
+        .or(valid.first())
+        .copied()
 }
 
 /// The first candidate that is valid on `limits`, else the last one (whose error then names

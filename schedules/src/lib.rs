@@ -56,6 +56,16 @@ pub struct GemmParams {
     /// before split-K existed read as 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub ksplit: u32,
+    /// Two workgroup-memory stages (vec4 tiles only): a K-step fills one stage while the
+    /// previous step's stage is still being read, so each step needs one barrier instead of
+    /// two. The stages drop the single stage's padding, so 128x128x16 takes exactly 32 KiB and
+    /// 128x128x8 16 KiB. Records written before it existed read as `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub double_buffer: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 fn one() -> u32 {
@@ -76,6 +86,15 @@ impl GemmParams {
             tm,
             tn,
             ksplit: 1,
+            double_buffer: false,
+        }
+    }
+
+    /// The same tiles with two workgroup-memory stages.
+    pub fn double_buffered(self) -> GemmParams {
+        GemmParams {
+            double_buffer: true,
+            ..self
         }
     }
 
@@ -98,6 +117,9 @@ impl GemmParams {
     /// Workgroup memory used by the A and B stages, in bytes (32-bit elements). The vec4
     /// variant pads each k-row of the transposed A stage by one vec4 against bank conflicts.
     pub fn workgroup_bytes(&self) -> u32 {
+        if self.double_buffer {
+            return 2 * 4 * self.bk * (self.bm + self.bn);
+        }
         let a_row = if self.is_vec4() { self.bm + 4 } else { self.bm };
         4 * self.bk * (a_row + self.bn)
     }
@@ -236,6 +258,9 @@ impl Schedule {
                 if !(1..=MAX_KSPLIT).contains(&p.ksplit) {
                     return fail(format!("ksplit {} not in 1..={MAX_KSPLIT}", p.ksplit));
                 }
+                if p.double_buffer && !p.is_vec4() {
+                    return fail("double buffering needs a vec4 thread tile (tm and tn multiples of 4)".into());
+                }
                 if p.tm * p.tn > 64 {
                     return fail(format!("thread tile {}x{} needs more than 64 accumulators", p.tm, p.tn));
                 }
@@ -292,6 +317,9 @@ impl fmt::Display for Schedule {
                 if p.ksplit > 1 {
                     write!(f, ", ksplit={}", p.ksplit)?;
                 }
+                if p.double_buffer {
+                    write!(f, ", db")?;
+                }
                 write!(f, ")")
             }
             Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
@@ -312,12 +340,35 @@ mod tests {
                 defaults::matmul(1, m, m, m, &limits).validate(&limits).unwrap();
             }
         }
-        // 1024^2 with 128x128 blocks would launch 64 workgroups; the default steps down.
         let d = DeviceLimits::desktop();
-        assert_eq!(
-            defaults::gemm(1, 1024, 1024, 1024, &d),
-            Schedule::Gemm(GemmParams::new(128, 64, 16, 4, 8))
-        );
+        // MiniLM's narrow GEMMs launch enough workgroups to fill the device (the 32x32 scalar
+        // tile took 58 us on the H200 for 128x1152x384, walking all of K in 144 workgroups),
+        // each with a short K range; large square ones take 8x8 vec4 tiles.
+        for l in [DeviceLimits::webgpu_default(), d.clone(), DeviceLimits::h200()] {
+            for (m, n, k) in [(128, 1152, 384), (128, 1536, 384), (128, 384, 1536), (128, 384, 384)] {
+                let Schedule::Gemm(p) = defaults::gemm_split_k(1, m, n, k, &l) else {
+                    panic!("not a GEMM")
+                };
+                let wgs = m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64) * p.ksplit as u64;
+                let steps = k.div_ceil(p.ksplit as u64).div_ceil(p.bk as u64);
+                assert!(
+                    p.is_vec4() && wgs >= 64 && steps <= 6,
+                    "{m}x{n}x{k} on {}: {p:?}",
+                    l.name
+                );
+            }
+            for m in [2048, 4096] {
+                let Schedule::Gemm(p) = defaults::gemm_split_k(1, m, m, m, &l) else {
+                    panic!("not a GEMM")
+                };
+                assert_eq!((p.bm, p.bn, p.tm, p.tn, p.ksplit), (128, 128, 8, 8, 1), "{}", l.name);
+            }
+        }
+        // 1024^2 with 128x128 blocks would launch 64 workgroups; the default steps down.
+        match defaults::gemm(1, 1024, 1024, 1024, &d) {
+            Schedule::Gemm(p) => assert_eq!((p.bm, p.bn), (128, 64)),
+            s => panic!("{s}"),
+        }
         match defaults::gemm(1, 4096, 4096, 4096, &d) {
             Schedule::Gemm(p) => assert_eq!((p.bm, p.bn), (128, 128)),
             s => panic!("{s}"),
@@ -334,11 +385,40 @@ mod tests {
     }
 
     #[test]
+    fn limits_profiles_carry_compute_units() {
+        assert_eq!(DeviceLimits::h200().compute_units, 132);
+        assert_eq!(DeviceLimits::from_name_or_file("h200").unwrap(), DeviceLimits::h200());
+        // A RON profile written before the field existed reads as the default.
+        let mut text = ron::to_string(&DeviceLimits::desktop()).unwrap();
+        text = text.replace(",compute_units:128", "");
+        assert!(!text.contains("compute_units"), "{text}");
+        let back: DeviceLimits = ron::from_str(&text).unwrap();
+        assert_eq!(back.compute_units, limits::DEFAULT_COMPUTE_UNITS);
+        // Split-K GEMM schedules in RON read back with their double-buffer flag.
+        let s = Schedule::Gemm(GemmParams::new(64, 64, 32, 4, 4).with_ksplit(4).double_buffered());
+        let back: Schedule = ron::from_str(&ron::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let old: Schedule = ron::from_str("Gemm((bm:64,bn:64,bk:16,tm:4,tn:4))").unwrap();
+        assert_eq!(old, Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4)));
+    }
+
+    #[test]
     fn invalid_schedules_name_the_broken_rule() {
         let l = DeviceLimits::webgpu_default();
         let big = Schedule::Gemm(GemmParams::new(128, 128, 64, 8, 8));
         let e = big.validate(&l).unwrap_err();
         assert!(e.reason.contains("maxComputeWorkgroupStorageSize"), "{e}");
+        // Double buffering: vec4 tiles only; two unpadded stages.
+        let scalar_db = Schedule::Gemm(GemmParams::new(32, 32, 16, 2, 2).double_buffered());
+        assert!(
+            scalar_db.validate(&l).unwrap_err().reason.contains("vec4"),
+            "{scalar_db}"
+        );
+        let db = |bk| GemmParams::new(128, 128, bk, 8, 8).double_buffered();
+        assert_eq!((db(16).workgroup_bytes(), db(8).workgroup_bytes()), (32768, 16384));
+        assert!(Schedule::Gemm(db(8)).validate(&l).is_ok());
+        assert!(Schedule::Gemm(db(16)).validate(&l).is_err());
+        assert!(Schedule::Gemm(db(16)).validate(&DeviceLimits::desktop()).is_ok());
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
         let wide = Schedule::Injective(InjectiveParams {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub enum ProfileError {
     /// Neither a built-in name nor a readable file.
     #[error(
-        "target '{target}' is neither a built-in profile (webgpu-default, desktop) nor a readable RON file: {source}"
+        "target '{target}' is neither a built-in profile (webgpu-default, desktop, h200) nor a readable RON file: {source}"
     )]
     Unreadable {
         /// The name or path given.
@@ -51,6 +51,20 @@ pub struct DeviceLimits {
     pub max_buffer_size: u64,
     /// The `shader-f16` feature.
     pub shader_f16: bool,
+    /// Multiprocessors (NVIDIA SMs, AMD CUs) that run workgroups concurrently: not a WebGPU
+    /// limit, a scheduling hint. The analytic defaults size split-K and tiles so that a GEMM
+    /// launches enough workgroups to fill them. Profiles written before it existed read as
+    /// [`DEFAULT_COMPUTE_UNITS`].
+    #[serde(default = "default_compute_units")]
+    pub compute_units: u32,
+}
+
+/// Multiprocessors assumed when a profile does not say: a large desktop GPU. Too many
+/// workgroups cost a small GPU little; too few leave most of a large one idle.
+pub const DEFAULT_COMPUTE_UNITS: u32 = 128;
+
+fn default_compute_units() -> u32 {
+    DEFAULT_COMPUTE_UNITS
 }
 
 impl DeviceLimits {
@@ -69,6 +83,7 @@ impl DeviceLimits {
             max_storage_buffer_binding_size: 128 << 20,
             max_buffer_size: 256 << 20,
             shader_f16: false,
+            compute_units: DEFAULT_COMPUTE_UNITS,
         }
     }
 
@@ -86,6 +101,17 @@ impl DeviceLimits {
             max_storage_buffer_binding_size: (2u64 << 30) - 4,
             max_buffer_size: (2u64 << 30) - 4,
             shader_f16: false,
+            compute_units: DEFAULT_COMPUTE_UNITS,
+        }
+    }
+
+    /// The lent NVIDIA H200 through wgpu's Vulkan backend: the `desktop` limits and its 132
+    /// SMs.
+    pub fn h200() -> DeviceLimits {
+        DeviceLimits {
+            name: "h200".into(),
+            compute_units: 132,
+            ..Self::desktop()
         }
     }
 
@@ -94,6 +120,7 @@ impl DeviceLimits {
         match s {
             "webgpu-default" | "webgpu" => Ok(Self::webgpu_default()),
             "desktop" => Ok(Self::desktop()),
+            "h200" => Ok(Self::h200()),
             path => {
                 let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Unreadable {
                     target: path.to_string(),

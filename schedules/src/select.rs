@@ -39,6 +39,16 @@ pub enum Workload {
         /// combine dispatch that has a binding to spare for the partial sums.
         split_k: bool,
     },
+    /// A matrix product with packed (quantized) weights `x · Wᵀ`: its templates have scalar
+    /// register tiles and no split-K, so it keeps [`defaults::quant_matmul`]'s rule.
+    QuantGemm {
+        /// Rows of x (tokens).
+        m: u64,
+        /// Output columns (rows of W).
+        n: u64,
+        /// Reduction length.
+        k: u64,
+    },
     /// One thread per row of a data-dependent kernel (top-k, scatter, attention): fixed
     /// 64-thread workgroups.
     PerRow {
@@ -53,6 +63,7 @@ impl fmt::Display for Workload {
             Workload::Injective { numel } => write!(f, "injective(numel={numel})"),
             Workload::RowReduce { rows, len } => write!(f, "row_reduce(rows={rows}, len={len})"),
             Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
+            Workload::QuantGemm { m, n, k } => write!(f, "quant_gemm(m={m}, n={n}, k={k})"),
             Workload::PerRow { rows } => write!(f, "per_row(rows={rows})"),
         }
     }
@@ -89,6 +100,7 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
             ..
         } => defaults::gemm_split_k(batch, m, n, k, limits),
         Workload::Gemm { m, n, k, batch, .. } => defaults::gemm(batch, m, n, k, limits),
+        Workload::QuantGemm { m, n, k } => defaults::quant_matmul(m, n, k, limits),
         Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
             workgroup_size: 64,
             elems_per_thread: 1,
@@ -128,8 +140,9 @@ mod tests {
         // 1024^2: 128x128 blocks launch 64 workgroups, so the default steps down to 128x64.
         assert!(matches!(s, Schedule::Gemm(p) if p.bm == 128 && p.bn == 64 && p.ksplit == 1));
         assert_eq!(src, Source::Default);
-        // MiniLM's FFN-down GEMM at batch 1: 12 output tiles of 64x64, so K = 1536 is split 16
-        // ways (96 each); without split-K allowed (a convolution) the plain default stays.
+        // MiniLM's FFN-down GEMM at batch 1: few output tiles, so K = 1536 is split and every
+        // workgroup walks a few K-steps (the model prices each step's latency); without split-K
+        // allowed (a convolution) the plain default stays.
         let ffn_down = |split_k| Workload::Gemm {
             m: 128,
             n: 384,
@@ -138,19 +151,21 @@ mod tests {
             gemv: false,
             split_k,
         };
+        for d in [DeviceLimits::desktop(), DeviceLimits::h200()] {
+            let (s, _) = select(&ffn_down(true), "k", None, &d);
+            let Schedule::Gemm(p) = s else { panic!("{s}") };
+            let steps = 1536u32.div_ceil(p.ksplit).div_ceil(p.bk);
+            let wgs = 128u32.div_ceil(p.bm) * 384u32.div_ceil(p.bn) * p.ksplit;
+            assert!(p.ksplit > 1 && steps <= 8 && wgs >= 64, "{s} on {}", d.name);
+            let (s, _) = select(&ffn_down(false), "k", None, &d);
+            assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{s}");
+        }
         let d = DeviceLimits::desktop();
-        let (s, _) = select(&ffn_down(true), "k", None, &d);
-        assert!(
-            matches!(s, Schedule::Gemm(p) if (p.bm, p.bn, p.ksplit) == (64, 64, 16)),
-            "{s}"
-        );
-        let (s, _) = select(&ffn_down(false), "k", None, &d);
-        assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{s}");
         // Enough tiles (batch 32) or a short K: no split.
-        for (m, k) in [(4096, 1536), (128, 128)] {
+        for (m, k) in [(4096, 384), (128, 128)] {
             let w = Workload::Gemm {
                 m,
-                n: 384,
+                n: 1152,
                 k,
                 batch: 1,
                 gemv: true,
@@ -159,6 +174,13 @@ mod tests {
             let (s, _) = select(&w, "k", None, &d);
             assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{m}x{k}: {s}");
         }
+        // Quantized matmuls keep the largest-block rule of their scalar templates (a 64-token
+        // prefill of 576 columns: 32x32 blocks) and GEMV for decode steps.
+        let q = |m| Workload::QuantGemm { m, n: 576, k: 576 };
+        let (s, _) = select(&q(64), "k", None, &d);
+        assert_eq!(s, Schedule::Gemm(crate::GemmParams::new(32, 32, 16, 2, 2)));
+        let (s, _) = select(&q(1), "k", None, &d);
+        assert!(matches!(s, Schedule::Gemv(_)), "{s}");
         let l = DeviceLimits::desktop();
         let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
         assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));

@@ -2,12 +2,19 @@
 //! profile. The tuner and the benchmark sweep draw from these; the analytic defaults are
 //! members of them.
 
-use crate::{DeviceLimits, GemmParams, GemvParams, Schedule};
+use crate::{defaults, DeviceLimits, GemmParams, GemvParams, Schedule};
 
 /// Tiled GEMM candidates: blocks of 32 to 128, bk 8 to 32, scalar 2x2 and vec4 4x4 to 8x8
-/// thread tiles, keeping 64 to 256 threads per workgroup.
+/// thread tiles (each vec4 tile also double-buffered), keeping 64 to 256 threads per workgroup;
+/// plus every tile the analytic defaults choose from.
 pub fn gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     let mut out = Vec::new();
+    let mut push = |p: GemmParams| {
+        let s = Schedule::Gemm(p);
+        if s.validate(limits).is_ok() && !out.contains(&s) {
+            out.push(s);
+        }
+    };
     for bm in [32, 64, 128] {
         for bn in [32, 64, 128] {
             for bk in [8, 16, 32] {
@@ -16,30 +23,26 @@ pub fn gemm(limits: &DeviceLimits) -> Vec<Schedule> {
                     if bm % tm != 0 || bn % tn != 0 || !(64..=256).contains(&p.threads()) {
                         continue;
                     }
-                    let s = Schedule::Gemm(p);
-                    if s.validate(limits).is_ok() {
-                        out.push(s);
+                    push(p);
+                    if p.is_vec4() {
+                        push(p.double_buffered());
                     }
                 }
             }
         }
     }
+    for p in defaults::gemm_tiles() {
+        push(p);
+    }
     out
 }
 
-/// Split-K GEMM candidates for plain f32 matmuls with few output tiles and a long K: the
-/// 32x32 to 128x64 blocks (vec4 tiles where they fit) with K split 2 to 32 ways. Not for
-/// convolutions (their epilogue adds the bias inside the kernel).
+/// Split-K GEMM candidates for plain f32 matmuls with few output tiles and a long K: every
+/// tile the analytic defaults choose from ([`defaults::gemm_tiles`]) with K split 2 to 32 ways.
+/// Not for convolutions (their epilogue adds the bias inside the kernel).
 pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
-    let tiles = [
-        GemmParams::new(32, 32, 16, 2, 2),
-        GemmParams::new(32, 64, 16, 4, 4),
-        GemmParams::new(64, 64, 16, 4, 4),
-        GemmParams::new(64, 64, 8, 4, 4),
-        GemmParams::new(128, 64, 16, 4, 8),
-    ];
     let mut out = Vec::new();
-    for t in tiles {
+    for t in defaults::gemm_tiles() {
         for ksplit in [2, 4, 8, 16, 32] {
             let s = Schedule::Gemm(t.with_ksplit(ksplit));
             if s.validate(limits).is_ok() {
@@ -76,11 +79,14 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::defaults;
 
     #[test]
     fn spaces_hold_only_valid_schedules_and_contain_the_defaults() {
-        for l in [DeviceLimits::webgpu_default(), DeviceLimits::desktop()] {
+        for l in [
+            DeviceLimits::webgpu_default(),
+            DeviceLimits::desktop(),
+            DeviceLimits::h200(),
+        ] {
             let g = gemm(&l);
             let v = gemv(&l, 4);
             assert!(g.len() > 20 && v.len() > 10, "{} gemm, {} gemv", g.len(), v.len());
@@ -91,8 +97,24 @@ mod tests {
             assert!(v.contains(&defaults::matmul(1, 1, 4096, 4096, &l)));
             let sk = gemm_split_k(&l);
             assert!(sk.len() >= 20 && sk.iter().all(|s| s.validate(&l).is_ok()));
-            let d = defaults::gemm_split_k(1, 128, 384, 1536, &l);
-            assert!(sk.contains(&d), "{d} on {}", l.name);
+            // Every default of MiniLM's shapes (M = 128 and 4096) and the square sizes, with
+            // and without split-K, is a member the tuner and the sweep try.
+            for (m, n, k) in [
+                (128, 384, 1536),
+                (128, 1152, 384),
+                (128, 1536, 384),
+                (128, 384, 384),
+                (4096, 384, 1536),
+                (4096, 1152, 384),
+                (4096, 1536, 384),
+                (1024, 1024, 1024),
+                (4096, 4096, 4096),
+            ] {
+                let d = defaults::gemm_split_k(1, m, n, k, &l);
+                assert!(sk.contains(&d) || g.contains(&d), "{d} on {}", l.name);
+                let d = defaults::gemm(1, m, n, k, &l);
+                assert!(g.contains(&d), "{d} on {}", l.name);
+            }
         }
     }
 }

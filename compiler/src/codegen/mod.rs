@@ -284,8 +284,18 @@ fn gemm_context(
     ctx.insert("ty_n", &(p.bm / p.tm));
     ctx.insert("rg", &(p.tm / 4));
     ctx.insert("cg", &(p.tn / 4));
-    ctx.insert("a_row", &(p.bm / 4 + 1));
+    // A's k-rows are padded by one vec4 in the single stage; the double-buffered stages are not
+    // (the pad does not change the store's bank pattern, and dropping it fits 2 x 128x128x16 in
+    // 32 KiB).
+    let a_row = p.bm / 4 + u32::from(!p.double_buffer);
+    let stages = 1 + u32::from(p.double_buffer);
+    ctx.insert("a_row", &a_row);
     ctx.insert("b_row", &(p.bn / 4));
+    ctx.insert("db", &p.double_buffer);
+    ctx.insert("a_stage", &(p.bk * a_row));
+    ctx.insert("b_stage", &(p.bk * p.bn / 4));
+    ctx.insert("a_tile_len", &(stages * p.bk * a_row));
+    ctx.insert("b_tile_len", &(stages * p.bk * p.bn / 4));
     let threads = p.threads();
     let (a_vecs, b_vecs) = (p.bm * p.bk / 4, p.bk * p.bn / 4);
     ctx.insert("bk4", &(p.bk / 4));
@@ -304,6 +314,17 @@ fn gemm_context(
     let split = p.ksplit > 1;
     ctx.insert("k_beg", if split { "k_beg" } else { "0i" });
     ctx.insert("k_lim", if split { "k_end" } else { mnk[2].as_str() });
+}
+
+/// How many rows of B a GEMV thread loads before it uses them: 8 once each thread walks at
+/// least 32 rows of a known K (e.g. 1x4096x4096 with 64 K-slices: 64 rows), else 4. The H200
+/// streams B at full bandwidth only with several MB in flight (bandwidth x latency, about
+/// 4 TB/s x 1 us); 256 workgroups of 256 threads with four 16-byte loads each hold 4 MB.
+fn gemv_unroll(k: &Dim, ksplit: u32) -> u32 {
+    match k.as_const() {
+        Some(k) if k >= 32 * ksplit as i64 => 8,
+        _ => 4,
+    }
 }
 
 /// The GEMM template a schedule renders with: the vec4 register tile when the thread tile is
@@ -785,6 +806,7 @@ pub fn render(
             ctx.insert("ksplit", &p.ksplit);
             ctx.insert("rows", &p.rows);
             ctx.insert("halves", &halves(p.ksplit));
+            ctx.insert("unroll", &gemv_unroll(&k, p.ksplit));
             ctx.insert("m", &m_s);
             ctx.insert("n", &n_s);
             ctx.insert("k", &k_s);

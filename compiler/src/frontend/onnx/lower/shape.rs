@@ -620,7 +620,7 @@ pub(crate) const MAX_FOLDED_ELEMS: f64 = (1u64 << 26) as f64;
 const MAX_INTS_ELEMS: usize = 4096;
 
 /// Refuses a folded value of `count` elements beyond [`MAX_FOLDED_ELEMS`], before allocation.
-fn check_folded_count(n: &N, count: f64, what: &str) -> Result<(), OnnxError> {
+pub(crate) fn check_folded_count(n: &N, count: f64, what: &str) -> Result<(), OnnxError> {
     if count > MAX_FOLDED_ELEMS {
         return Err(n.err(format!(
             "{what} has {count:.0} elements; Kiln computes it at compile time and refuses more than {MAX_FOLDED_ELEMS:.0}"

@@ -12,6 +12,37 @@
 
 use crate::{BinaryOp, DType, Dim, DimBindings, UnaryOp};
 
+/// Why a [`TExpr`] does not fit the op that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TExprError {
+    /// A coordinate of an axis the output does not have.
+    #[error("coordinate {axis} of a rank-{rank} output")]
+    Coord {
+        /// The axis read.
+        axis: usize,
+        /// The output's rank.
+        rank: usize,
+    },
+    /// A load of an input slot the op does not have.
+    #[error("load of input {input}, op has {inputs}")]
+    NoInput {
+        /// The slot loaded.
+        input: usize,
+        /// How many inputs the op has.
+        inputs: usize,
+    },
+    /// A load with a coordinate count other than the input's rank.
+    #[error("load of rank-{rank} input {input} with {coords} coordinates")]
+    LoadRank {
+        /// The slot loaded.
+        input: usize,
+        /// Its rank.
+        rank: usize,
+        /// Coordinates given.
+        coords: usize,
+    },
+}
+
 /// A scalar tensor expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TExpr {
@@ -105,18 +136,23 @@ impl TExpr {
     }
 
     /// Checks input slots, load ranks and coordinate axes; errors say what is wrong.
-    pub fn check(&self, input_ranks: &[usize], out_rank: usize) -> Result<(), String> {
+    pub fn check(&self, input_ranks: &[usize], out_rank: usize) -> Result<(), TExprError> {
         match self {
-            TExpr::Coord(a) if *a >= out_rank => Err(format!("coordinate {a} of a rank-{out_rank} output")),
+            TExpr::Coord(a) if *a >= out_rank => Err(TExprError::Coord {
+                axis: *a,
+                rank: out_rank,
+            }),
             TExpr::Load { input, index } => {
-                let r = *input_ranks
-                    .get(*input)
-                    .ok_or_else(|| format!("load of input {input}, op has {}", input_ranks.len()))?;
+                let r = *input_ranks.get(*input).ok_or(TExprError::NoInput {
+                    input: *input,
+                    inputs: input_ranks.len(),
+                })?;
                 if index.len() != r {
-                    return Err(format!(
-                        "load of rank-{r} input {input} with {} coordinates",
-                        index.len()
-                    ));
+                    return Err(TExprError::LoadRank {
+                        input: *input,
+                        rank: r,
+                        coords: index.len(),
+                    });
                 }
                 index.iter().try_for_each(|e| e.check(input_ranks, out_rank))
             }

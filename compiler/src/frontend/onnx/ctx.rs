@@ -499,7 +499,17 @@ impl Ctx {
 /// Maps an IR error from a node's lowering to an error naming the ONNX node.
 pub(crate) fn ir_err(n: &N, e: IrError) -> OnnxError {
     let msg = match e {
-        IrError::Infer { node, op, msg } | IrError::Eval { node, op, msg } => {
+        IrError::Infer { node, op, error } => {
+            let msg = error.to_string();
+            if node == n.name && op == n.op {
+                msg
+            } else if node == n.name {
+                format!("{op}: {msg}")
+            } else {
+                format!("'{node}' ({op}): {msg}")
+            }
+        }
+        IrError::Eval { node, op, msg } => {
             if node == n.name && op == n.op {
                 msg
             } else if node == n.name {

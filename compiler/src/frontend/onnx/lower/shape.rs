@@ -489,7 +489,7 @@ fn shape_operand(cx: &Ctx, n: &N, i: usize, what: &str) -> Result<Vec<Dim>, Onnx
 pub(crate) fn expand(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let shape = shape_operand(cx, n, 1, "shape")?;
-    let out = kiln_ir::infer::broadcast(&cx.ty(x).shape, &shape).map_err(|m| n.err(m))?;
+    let out = kiln_ir::infer::broadcast(&cx.ty(x).shape, &shape).map_err(|e| n.err(e.to_string()))?;
     if out == cx.ty(x).shape {
         return Ok(one(x));
     }

@@ -14,7 +14,7 @@ pub enum IrError {
         op: String,
         /// What is wrong.
         #[source]
-        error: crate::InferError,
+        error: Box<crate::InferError>,
     },
     /// The interpreter could not evaluate a node.
     #[error("evaluating node '{node}' ({op}): {msg}")]

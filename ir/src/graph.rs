@@ -87,7 +87,7 @@ impl Graph {
         let ty = infer::infer(&op, &in_types, &consts).map_err(|error| IrError::Infer {
             node: name.to_string(),
             op: op.name(),
-            error,
+            error: Box::new(error),
         })?;
         let id = self.g.add_node(Node {
             name: name.to_string(),

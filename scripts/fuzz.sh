@@ -11,10 +11,20 @@
 # The toolchain: FUZZ_TOOLCHAIN if set, else nightly where rustup has it. A machine with only
 # the stable toolchain (and no way to fetch nightly) builds with stable and RUSTC_BOOTSTRAP=1,
 # which lets it take the -Z flags cargo-fuzz passes (sanitizer, coverage).
+#
+# The targets build in release mode (`-O`, as Kiln ships: no debug assertions, so an integer
+# overflow wraps as in the CLI) with AddressSanitizer. cargo-fuzz itself is installed from the
+# local cargo cache when it is there (machines without network), else from crates.io.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install --locked cargo-fuzz --version 0.13.2 --offline \
+        || cargo install --locked cargo-fuzz --version 0.13.2
+fi
+# The fuzz crate is its own workspace: start its lock file from the main one so it resolves the
+# same (already downloaded) versions, offline too.
+[ -f fuzz/Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock
 if [ -z "${FUZZ_TOOLCHAIN:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     FUZZ_TOOLCHAIN=nightly
 fi
@@ -48,9 +58,9 @@ for i, (dt, shape) in enumerate([("<f4", (2, 3)), ("<f2", (4,)), ("<i8", (1, 5))
 PY
 KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q -p kiln-compiler --lib gguf_fuzz_seeds >/dev/null
 
-"${fuzz[@]}" build
+"${fuzz[@]}" build -O
 for t in onnx_compile manifest npy gguf; do
     echo "fuzz: $t for ${secs}s"
-    "${fuzz[@]}" run "$t" "$corpus/$t" -- \
+    "${fuzz[@]}" run -O "$t" "$corpus/$t" -- \
         -max_total_time="$secs" -timeout=30 -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1
 done

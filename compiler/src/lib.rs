@@ -514,10 +514,14 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             })
             .collect(),
     };
-    manifest.check_indices().map_err(CompileError::Internal)?;
-    manifest.validate().map_err(CompileError::Internal)?;
+    manifest
+        .check_indices()
+        .map_err(|e| CompileError::Internal(e.to_string()))?;
+    manifest.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
     for (k, (_, src)) in sources.iter().enumerate() {
-        manifest.check_kernel_source(k, src).map_err(CompileError::Internal)?;
+        manifest
+            .check_kernel_source(k, src)
+            .map_err(|e| CompileError::Internal(e.to_string()))?;
     }
     times.done("manifest");
     log::info!("{}: pass times: {}", model.name, times.summary());

@@ -72,12 +72,16 @@ pub fn compile_programs(
         merge_into(out, &mut kernel_by_source, &spec.name, b)?;
     }
     let out = merged.ok_or_else(|| CompileError::Usage("no programs to compile".into()))?;
-    out.manifest.check_indices().map_err(CompileError::Internal)?;
-    out.manifest.validate().map_err(CompileError::Internal)?;
+    out.manifest
+        .check_indices()
+        .map_err(|e| CompileError::Internal(e.to_string()))?;
+    out.manifest
+        .validate()
+        .map_err(|e| CompileError::Internal(e.to_string()))?;
     for (k, (_, src)) in out.kernel_sources.iter().enumerate() {
         out.manifest
             .check_kernel_source(k, src)
-            .map_err(CompileError::Internal)?;
+            .map_err(|e| CompileError::Internal(e.to_string()))?;
     }
     Ok(out)
 }

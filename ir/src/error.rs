@@ -6,14 +6,15 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum IrError {
     /// Shape or dtype inference rejected a node.
-    #[error("node '{node}' ({op}): {msg}")]
+    #[error("node '{node}' ({op}): {error}")]
     Infer {
         /// Node name.
         node: String,
         /// Op name.
         op: String,
         /// What is wrong.
-        msg: String,
+        #[source]
+        error: Box<crate::InferError>,
     },
     /// The interpreter could not evaluate a node.
     #[error("evaluating node '{node}' ({op}): {msg}")]

@@ -84,10 +84,10 @@ impl Graph {
                 _ => None,
             })
             .collect();
-        let ty = infer::infer(&op, &in_types, &consts).map_err(|msg| IrError::Infer {
+        let ty = infer::infer(&op, &in_types, &consts).map_err(|error| IrError::Infer {
             node: name.to_string(),
             op: op.name(),
-            msg,
+            error: Box::new(error),
         })?;
         let id = self.g.add_node(Node {
             name: name.to_string(),

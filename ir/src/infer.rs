@@ -1,21 +1,96 @@
 //! Shape and dtype inference: one rule per op, errors say what does not fit.
 
+use crate::expr::ExprError;
 use crate::{DType, Dim, Op, ReduceOp, Shape, SliceAxis, Tensor, TensorType};
+
+/// Why shape and dtype inference rejected an op (the node is named by
+/// [`crate::IrError::Infer`], which carries this).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferError {
+    /// The op got the wrong number of inputs.
+    #[error("expects {expected} inputs, got {got}")]
+    Arity {
+        /// How many it takes.
+        expected: String,
+        /// How many it got.
+        got: usize,
+    },
+    /// Inputs and constants have no rule: their types are given when they are added.
+    #[error("inputs and constants are added with add_input/add_const")]
+    NoRule,
+    /// An operand has a dtype the op does not accept.
+    #[error("{operand} must be {expected}, got {got}")]
+    DType {
+        /// Which operand.
+        operand: String,
+        /// What the op accepts.
+        expected: String,
+        /// The operand's type.
+        got: String,
+    },
+    /// Operands that must share a dtype differ.
+    #[error("{what} dtypes differ: {a} vs {b}")]
+    DTypeMismatch {
+        /// Which operands.
+        what: String,
+        /// The first operand's type.
+        a: String,
+        /// The second operand's type.
+        b: String,
+    },
+    /// An axis beyond the operand's rank.
+    #[error("axis {axis} out of range for {of}")]
+    Axis {
+        /// The axis.
+        axis: usize,
+        /// The operand (its type, or its rank).
+        of: String,
+    },
+    /// Two shapes do not broadcast.
+    #[error("shapes [{a}] and [{b}] do not broadcast (axis {axis}: {da} vs {db})")]
+    Broadcast {
+        /// First shape.
+        a: String,
+        /// Second shape.
+        b: String,
+        /// Output axis where they disagree.
+        axis: usize,
+        /// First shape's dim there.
+        da: String,
+        /// Second shape's dim there.
+        db: String,
+    },
+    /// Operand shapes that do not fit together; the text says which and how.
+    #[error("{0}")]
+    Shape(String),
+    /// An attribute value the op cannot take; the text names it.
+    #[error("{0}")]
+    Attribute(String),
+    /// A size that must be concrete is symbolic; the text names it.
+    #[error("{0}")]
+    Symbolic(String),
+    /// A `Compute` expression does not fit its inputs.
+    #[error("expression: {0}")]
+    Expr(#[from] ExprError),
+}
 
 /// "To the end" for slice ends: any end at or past this is clamped to the dim.
 pub const SLICE_END_MAX: i64 = 1 << 40;
 
 /// Infers the output type of `op` applied to inputs of `ins` types (`consts` has the value of
 /// each input that is a constant, for ops whose output shape depends on values).
-pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Result<TensorType, String> {
+pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Result<TensorType, InferError> {
     if let Some(n) = op.arity() {
         if ins.len() != n {
-            return Err(format!("expects {n} inputs, got {}", ins.len()));
+            return Err(InferError::Arity {
+                expected: n.to_string(),
+                got: ins.len(),
+            });
         }
     }
     let same = |t: &TensorType| Ok(t.clone());
     match op {
-        Op::Input { .. } | Op::Constant(_) => Err("inputs and constants are added with add_input/add_const".into()),
+        Op::Input { .. } | Op::Constant(_) => Err(InferError::NoRule),
         Op::Unary(u) => {
             use crate::UnaryOp::*;
             let t = ins[0];
@@ -30,13 +105,13 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                 }),
                 Neg | Abs | Sign | Relu => {
                     if t.dtype == DType::Bool {
-                        return Err(format!("operand must be numeric, got {}", t.describe()));
+                        return Err(dtype_err("operand", "numeric", t));
                     }
                     same(t)
                 }
                 _ => {
                     if !t.dtype.is_float() {
-                        return Err(format!("operand must be floating point, got {}", t.describe()));
+                        return Err(dtype_err("operand", "floating point", t));
                     }
                     same(t)
                 }
@@ -45,12 +120,12 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         Op::Binary(b) => {
             let (a, c) = (ins[0], ins[1]);
             if a.dtype != c.dtype {
-                return Err(format!("operand dtypes differ: {} vs {}", a.describe(), c.describe()));
+                return Err(mismatch("operand", a, c));
             }
             if b.is_logical() {
                 expect_dtype(a, DType::Bool, "operands")?;
             } else if a.dtype == DType::Bool && !matches!(b, crate::BinaryOp::Equal) {
-                return Err(format!("{b:?} is not defined on bool operands"));
+                return Err(dtype_err("operands", &format!("non-bool for {b:?}"), a));
             }
             let shape = broadcast(&a.shape, &c.shape)?;
             let dtype = if b.is_comparison() { DType::Bool } else { a.dtype };
@@ -59,11 +134,7 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         Op::Where => {
             expect_dtype(ins[0], DType::Bool, "condition")?;
             if ins[1].dtype != ins[2].dtype {
-                return Err(format!(
-                    "branch dtypes differ: {} vs {}",
-                    ins[1].describe(),
-                    ins[2].describe()
-                ));
+                return Err(mismatch("branch", ins[1], ins[2]));
             }
             let shape = broadcast(&broadcast(&ins[0].shape, &ins[1].shape)?, &ins[2].shape)?;
             Ok(TensorType {
@@ -79,10 +150,10 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let t = ins[0];
             check_axes(axes, t.rank())?;
             if t.dtype == DType::Bool {
-                return Err("cannot reduce bool tensors".into());
+                return Err(dtype_err("reduced operand", "numeric", t));
             }
             if matches!(r, ReduceOp::Mean) && !t.dtype.is_float() {
-                return Err(format!("mean needs a floating point operand, got {}", t.describe()));
+                return Err(dtype_err("mean's operand", "floating point", t));
             }
             Ok(TensorType {
                 dtype: t.dtype,
@@ -102,13 +173,13 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let t = ins[0];
             let (have, want) = (t.numel(), Dim::product(shape));
             if have != want {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "cannot reshape {} ({} elements) to [{}] ({} elements)",
                     t.describe(),
                     have,
                     join(shape),
                     want
-                ));
+                )));
             }
             Ok(TensorType {
                 dtype: t.dtype,
@@ -120,11 +191,11 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let mut seen = perm.clone();
             seen.sort();
             if seen != (0..t.rank()).collect::<Vec<_>>() {
-                return Err(format!(
+                return Err(InferError::Attribute(format!(
                     "perm {perm:?} is not a permutation of the {} axes of {}",
                     t.rank(),
                     t.describe()
-                ));
+                )));
             }
             Ok(TensorType {
                 dtype: t.dtype,
@@ -136,36 +207,45 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let mut shape = t.shape.clone();
             for s in axes {
                 if s.axis >= t.rank() {
-                    return Err(format!("slice axis {} out of range for {}", s.axis, t.describe()));
+                    return Err(InferError::Axis {
+                        axis: s.axis,
+                        of: t.describe(),
+                    });
                 }
                 if s.step == 0 {
-                    return Err(format!("slice step on axis {} is zero", s.axis));
+                    return Err(InferError::Attribute(format!("slice step on axis {} is zero", s.axis)));
                 }
                 shape[s.axis] = slice_len(&t.shape[s.axis], s)?;
             }
             Ok(TensorType { dtype: t.dtype, shape })
         }
         Op::Concat { axis } => {
-            let first = ins.first().ok_or("needs at least one input")?;
+            let first = ins.first().ok_or_else(|| InferError::Arity {
+                expected: "at least 1".into(),
+                got: 0,
+            })?;
             if *axis >= first.rank() {
-                return Err(format!("axis {axis} out of range for {}", first.describe()));
+                return Err(InferError::Axis {
+                    axis: *axis,
+                    of: first.describe(),
+                });
             }
             let mut total = Dim::c(0);
             for (k, t) in ins.iter().enumerate() {
                 if t.dtype != first.dtype || t.rank() != first.rank() {
-                    return Err(format!(
+                    return Err(InferError::Shape(format!(
                         "input {k} is {} but input 0 is {}",
                         t.describe(),
                         first.describe()
-                    ));
+                    )));
                 }
                 for (i, (a, b)) in t.shape.iter().zip(&first.shape).enumerate() {
                     if i != *axis && a != b {
-                        return Err(format!(
+                        return Err(InferError::Shape(format!(
                             "input {k} is {} but input 0 is {}: dims differ on axis {i}",
                             t.describe(),
                             first.describe()
-                        ));
+                        )));
                     }
                 }
                 total = total.add(&t.shape[*axis]);
@@ -180,10 +260,13 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         Op::Gather { axis } => {
             let (d, i) = (ins[0], ins[1]);
             if *axis >= d.rank() {
-                return Err(format!("axis {axis} out of range for {}", d.describe()));
+                return Err(InferError::Axis {
+                    axis: *axis,
+                    of: d.describe(),
+                });
             }
             if !i.dtype.is_int() {
-                return Err(format!("indices must be integers, got {}", i.describe()));
+                return Err(dtype_err("indices", "integers", i));
             }
             let mut shape: Shape = d.shape[..*axis].to_vec();
             shape.extend(i.shape.iter().cloned());
@@ -201,7 +284,7 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;
             if !t.dtype.is_float() {
-                return Err(format!("operand must be floating point, got {}", t.describe()));
+                return Err(dtype_err("operand", "floating point", t));
             }
             same(t)
         }
@@ -209,11 +292,14 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;
             if t.dtype == DType::Bool {
-                return Err("cannot rank bool elements".into());
+                return Err(dtype_err("ranked operand", "numeric", t));
             }
             if let Some(n) = t.shape[*axis].as_const() {
                 if *k as i64 > n {
-                    return Err(format!("k = {k} exceeds axis {axis} of {}", t.describe()));
+                    return Err(InferError::Attribute(format!(
+                        "k = {k} exceeds axis {axis} of {}",
+                        t.describe()
+                    )));
                 }
             }
             let mut shape = t.shape.clone();
@@ -226,29 +312,27 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         Op::ScatterNd { .. } => {
             let (d, i, u) = (ins[0], ins[1], ins[2]);
             if !i.dtype.is_int() || i.rank() == 0 {
-                return Err(format!(
-                    "indices must be an integer tensor of rank >= 1, got {}",
-                    i.describe()
-                ));
+                return Err(dtype_err("indices", "an integer tensor of rank >= 1", i));
             }
             let m = i.shape[i.rank() - 1]
                 .as_const()
-                .ok_or("the last dim of indices must be concrete")? as usize;
+                .ok_or_else(|| InferError::Symbolic("the last dim of indices must be concrete".into()))?
+                as usize;
             if m > d.rank() {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "index rows of length {m} exceed the rank of data {}",
                     d.describe()
-                ));
+                )));
             }
             let mut want: Shape = i.shape[..i.rank() - 1].to_vec();
             want.extend(d.shape[m..].iter().cloned());
             if u.shape != want || u.dtype != d.dtype {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "updates must be {}[{}], got {}",
                     d.dtype,
                     want.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
                     u.describe()
-                ));
+                )));
             }
             Ok(d.clone())
         }
@@ -260,13 +344,14 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         } => conv_type(ins, strides, pads, dilations, *groups),
         Op::Compute { shape, dtype, expr, .. } => {
             let ranks: Vec<usize> = ins.iter().map(|t| t.rank()).collect();
-            expr.check(&ranks, shape.len()).map_err(|e| e.to_string())?;
+            expr.check(&ranks, shape.len())?;
             let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
             if expr.dtype(&dts) != *dtype {
-                return Err(format!(
-                    "expression yields {} but the op declares {dtype}",
-                    expr.dtype(&dts)
-                ));
+                return Err(InferError::DType {
+                    operand: "the expression".into(),
+                    expected: dtype.to_string(),
+                    got: expr.dtype(&dts).to_string(),
+                });
             }
             Ok(TensorType {
                 dtype: *dtype,
@@ -277,7 +362,7 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;
             if !t.dtype.is_float() {
-                return Err(format!("operand must be floating point, got {}", t.describe()));
+                return Err(dtype_err("operand", "floating point", t));
             }
             let norm_shape: Shape = t.shape[*axis..].to_vec();
             for (what, p) in [("scale", ins[1]), ("bias", ins[ins.len() - 1])]
@@ -285,16 +370,17 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                 .take(ins.len() - 1)
             {
                 if p.dtype != t.dtype {
-                    return Err(format!("{what} is {} but x is {}", p.describe(), t.describe()));
+                    return Err(mismatch(what, p, t));
                 }
-                let b = broadcast(&norm_shape, &p.shape)
-                    .map_err(|e| format!("{what} {} does not fit normalized shape: {e}", p.describe()))?;
+                let b = broadcast(&norm_shape, &p.shape).map_err(|e| {
+                    InferError::Shape(format!("{what} {} does not fit normalized shape: {e}", p.describe()))
+                })?;
                 if b != norm_shape {
-                    return Err(format!(
+                    return Err(InferError::Shape(format!(
                         "{what} {} is larger than the normalized shape [{}]",
                         p.describe(),
                         join(&norm_shape)
-                    ));
+                    )));
                 }
             }
             same(t)
@@ -304,20 +390,25 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             expect_dtype(x, DType::F32, "activation")?;
             expect_dtype(w, DType::U32, "packed weight")?;
             let words = crate::quant::packed_words(*block, *n, *k).ok_or_else(|| {
-                format!(
+                InferError::Attribute(format!(
                     "K = {k} is not a multiple of the {block} block size {}",
                     block.block_elems()
-                )
+                ))
             })?;
             if w.shape != [Dim::from(words)] {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "packed {block} weight [{n}, {k}] needs u32[{words}], got {}",
                     w.describe()
-                ));
+                )));
             }
             match x.shape.last() {
                 Some(d) if *d == Dim::from(*k) => {}
-                _ => return Err(format!("activation {} must end in K = {k}", x.describe())),
+                _ => {
+                    return Err(InferError::Shape(format!(
+                        "activation {} must end in K = {k}",
+                        x.describe()
+                    )))
+                }
             }
             let mut shape = x.shape.clone();
             *shape.last_mut().expect("checked above") = Dim::from(*n);
@@ -333,26 +424,26 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
         } => {
             let t = ins[0];
             if t.rank() != state_shape.len() || t.rank() == 0 {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "update {} does not have the rank of state '{state}' {state_shape:?}",
                     t.describe()
-                ));
+                )));
             }
             for (a, (d, &s)) in t.shape.iter().zip(state_shape).enumerate().skip(1) {
                 if *d != Dim::c(s as i64) {
-                    return Err(format!(
+                    return Err(InferError::Shape(format!(
                         "update {} differs from state '{state}' {state_shape:?} in axis {a}",
                         t.describe()
-                    ));
+                    )));
                 }
             }
             let rows = offset.add(&t.shape[0]);
             if let Some(r) = rows.as_const() {
                 if r > state_shape[0] as i64 {
-                    return Err(format!(
+                    return Err(InferError::Shape(format!(
                         "writes rows up to {r} of state '{state}', which has {}",
                         state_shape[0]
-                    ));
+                    )));
                 }
             }
             let mut shape = t.shape.clone();
@@ -362,17 +453,38 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
     }
 }
 
-fn expect_dtype(t: &TensorType, d: DType, what: &str) -> Result<(), String> {
+fn expect_dtype(t: &TensorType, d: DType, what: &str) -> Result<(), InferError> {
     if t.dtype != d {
-        return Err(format!("{what} must be {d}, got {}", t.describe()));
+        return Err(dtype_err(what, &d.to_string(), t));
     }
     Ok(())
 }
 
-fn check_axes(axes: &[usize], rank: usize) -> Result<(), String> {
+/// `operand` (of type `t`) must be `expected`.
+fn dtype_err(operand: &str, expected: &str, t: &TensorType) -> InferError {
+    InferError::DType {
+        operand: operand.into(),
+        expected: expected.into(),
+        got: t.describe(),
+    }
+}
+
+/// `what` operands `a` and `b` must share a dtype.
+fn mismatch(what: &str, a: &TensorType, b: &TensorType) -> InferError {
+    InferError::DTypeMismatch {
+        what: what.into(),
+        a: a.describe(),
+        b: b.describe(),
+    }
+}
+
+fn check_axes(axes: &[usize], rank: usize) -> Result<(), InferError> {
     for &a in axes {
         if a >= rank {
-            return Err(format!("axis {a} out of range for rank {rank}"));
+            return Err(InferError::Axis {
+                axis: a,
+                of: format!("rank {rank}"),
+            });
         }
     }
     Ok(())
@@ -396,7 +508,7 @@ pub fn reduced_shape(shape: &[Dim], axes: &[usize], keep_dims: bool) -> Shape {
 }
 
 /// Numpy broadcasting of two shapes (right aligned; a dim of 1 stretches).
-pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
+pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, InferError> {
     let n = a.len().max(b.len());
     let one = Dim::c(1);
     let mut out = Vec::with_capacity(n);
@@ -408,26 +520,24 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
         } else if *da == one {
             db.clone()
         } else {
-            return Err(format!(
-                "shapes [{}] and [{}] do not broadcast (axis {i}: {da} vs {db})",
-                join(a),
-                join(b)
-            ));
+            return Err(InferError::Broadcast {
+                a: join(a),
+                b: join(b),
+                axis: i,
+                da: da.to_string(),
+                db: db.to_string(),
+            });
         });
     }
     Ok(out)
 }
 
-fn matmul_type(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
+fn matmul_type(a: &TensorType, b: &TensorType) -> Result<TensorType, InferError> {
     if a.dtype != b.dtype || a.dtype == DType::Bool {
-        return Err(format!(
-            "operands must share a numeric dtype: {} vs {}",
-            a.describe(),
-            b.describe()
-        ));
+        return Err(mismatch("operand (numeric, shared)", a, b));
     }
     if a.rank() == 0 || b.rank() == 0 {
-        return Err("operands must have rank >= 1".into());
+        return Err(InferError::Shape("operands must have rank >= 1".into()));
     }
     let mut sa = a.shape.clone();
     let mut sb = b.shape.clone();
@@ -439,11 +549,11 @@ fn matmul_type(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
     }
     let (ka, kb) = (&sa[sa.len() - 1], &sb[sb.len() - 2]);
     if ka != kb {
-        return Err(format!(
+        return Err(InferError::Shape(format!(
             "inner dims differ: {} is [.., {ka}] and {} is [{kb}, ..]",
             a.describe(),
             b.describe()
-        ));
+        )));
     }
     let batch = broadcast(&sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
     let mut shape = batch;
@@ -458,15 +568,15 @@ fn matmul_type(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
 
 /// Output length of a slice of a dim; symbolic dims work for positive steps where the bounds
 /// are relative to one end.
-pub fn slice_len(d: &Dim, s: &SliceAxis) -> Result<Dim, String> {
+pub fn slice_len(d: &Dim, s: &SliceAxis) -> Result<Dim, InferError> {
     if let Some(n) = d.as_const() {
         return Ok(Dim::c(resolve_slice(n, s).1));
     }
     if s.step != 1 {
-        return Err(format!(
+        return Err(InferError::Symbolic(format!(
             "slice with step {} of symbolic dim {d} needs a concrete size (use --dim)",
             s.step
-        ));
+        )));
     }
     let start = if s.start < 0 {
         d.add(&Dim::c(s.start))
@@ -478,10 +588,10 @@ pub fn slice_len(d: &Dim, s: &SliceAxis) -> Result<Dim, String> {
     } else if s.end < 0 {
         d.add(&Dim::c(s.end))
     } else {
-        return Err(format!(
+        return Err(InferError::Symbolic(format!(
             "slice [{}:{}] of symbolic dim {d} depends on its size (use --dim to make it concrete)",
             s.start, s.end
-        ));
+        )));
     };
     Ok(end.sub(&start))
 }
@@ -522,12 +632,14 @@ pub fn conv_out_dim(
     stride: usize,
     pad: (usize, usize),
     dilation: usize,
-) -> Result<Dim, String> {
+) -> Result<Dim, InferError> {
     let span = dilation as i64 * (kernel - 1) + 1;
     let padded = input.add(&Dim::c((pad.0 + pad.1) as i64));
     if let Some(p) = padded.as_const() {
         if p < span {
-            return Err(format!("padded input {p} is smaller than the dilated kernel {span}"));
+            return Err(InferError::Shape(format!(
+                "padded input {p} is smaller than the dilated kernel {span}"
+            )));
         }
         return Ok(Dim::c((p - span) / stride as i64 + 1));
     }
@@ -536,7 +648,7 @@ pub fn conv_out_dim(
         .sub(&Dim::c(span))
         .floor_div(stride as i64)
         .map(|q| q.add(&Dim::c(1)))
-        .ok_or_else(|| format!("stride {stride} must be positive"))
+        .ok_or_else(|| InferError::Attribute(format!("stride {stride} must be positive")))
 }
 
 fn conv_type(
@@ -545,54 +657,57 @@ fn conv_type(
     pads: &[(usize, usize)],
     dilations: &[usize],
     groups: usize,
-) -> Result<TensorType, String> {
+) -> Result<TensorType, InferError> {
     if ins.len() < 2 || ins.len() > 3 {
-        return Err(format!("expects 2 or 3 inputs (x, w, bias), got {}", ins.len()));
+        return Err(InferError::Arity {
+            expected: "2 or 3 (x, w, bias)".into(),
+            got: ins.len(),
+        });
     }
     let (x, w) = (ins[0], ins[1]);
     let sp = x
         .rank()
         .checked_sub(2)
         .filter(|&s| s >= 1)
-        .ok_or_else(|| format!("x must be [N, C, spatial...], got {}", x.describe()))?;
+        .ok_or_else(|| InferError::Shape(format!("x must be [N, C, spatial...], got {}", x.describe())))?;
     if w.rank() != x.rank() || strides.len() != sp || pads.len() != sp || dilations.len() != sp {
-        return Err(format!(
+        return Err(InferError::Shape(format!(
             "w {} and the attributes must match the {sp} spatial axes of x {}",
             w.describe(),
             x.describe()
-        ));
+        )));
     }
     if !x.dtype.is_float() || w.dtype != x.dtype {
-        return Err(format!(
-            "x and w must share a floating point dtype: {} vs {}",
-            x.describe(),
-            w.describe()
-        ));
+        return Err(mismatch("x and w (floating point, shared)", x, w));
     }
     if groups == 0 || strides.contains(&0) || dilations.contains(&0) {
-        return Err("groups, strides and dilations must be positive".into());
+        return Err(InferError::Attribute(
+            "groups, strides and dilations must be positive".into(),
+        ));
     }
     let oc = w.shape[0]
         .as_const()
-        .ok_or("the output channel count must be concrete")?;
+        .ok_or_else(|| InferError::Symbolic("the output channel count must be concrete".into()))?;
     let cg = w.shape[1].clone();
     if x.shape[1] != cg.mul(&Dim::c(groups as i64)) || oc % groups as i64 != 0 {
-        return Err(format!(
+        return Err(InferError::Shape(format!(
             "channels do not fit groups={groups}: x {} has {} channels, w {} expects {} per group",
             x.describe(),
             x.shape[1],
             w.describe(),
             cg
-        ));
+        )));
     }
     if let Some(b) = ins.get(2) {
         if b.shape != vec![Dim::c(oc)] || b.dtype != x.dtype {
-            return Err(format!("bias must be {}[{oc}], got {}", x.dtype, b.describe()));
+            return Err(dtype_err("bias", &format!("{}[{oc}]", x.dtype), b));
         }
     }
     let mut shape = vec![x.shape[0].clone(), Dim::c(oc)];
     for i in 0..sp {
-        let k = w.shape[2 + i].as_const().ok_or("kernel sizes must be concrete")?;
+        let k = w.shape[2 + i]
+            .as_const()
+            .ok_or_else(|| InferError::Symbolic("kernel sizes must be concrete".into()))?;
         shape.push(conv_out_dim(&x.shape[2 + i], k, strides[i], pads[i], dilations[i])?);
     }
     Ok(TensorType { dtype: x.dtype, shape })

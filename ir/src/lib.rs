@@ -20,6 +20,7 @@ pub use dim::{Dim, DimBindings, DimParseError, UnboundDim};
 pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{DimAssumption, Graph, Node, NodeId};
+pub use infer::InferError;
 pub use op::{BinaryOp, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
 pub use quant::BlockType;
 pub use tensor::{Shape, Tensor, TensorData, TensorType};

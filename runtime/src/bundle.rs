@@ -85,9 +85,9 @@ pub fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
         path: path.to_path_buf(),
         message: format!("manifest.json is not UTF-8: {e}"),
     })?;
-    Manifest::from_json(text).map_err(|message| RuntimeError::Manifest {
+    Manifest::from_json(text).map_err(|e| RuntimeError::Manifest {
         path: path.to_path_buf(),
-        message,
+        message: e.to_string(),
     })
 }
 
@@ -189,9 +189,9 @@ impl Bundle {
             })?;
             manifest
                 .check_kernel_source(wgsl.len(), &src)
-                .map_err(|message| RuntimeError::Manifest {
+                .map_err(|e| RuntimeError::Manifest {
                     path: mpath.to_path_buf(),
-                    message,
+                    message: e.to_string(),
                 })?;
             wgsl.push(src);
         }

@@ -93,7 +93,7 @@ pub fn infer_type(eg: &KGraph, op: &KOp, children: &[Id]) -> Result<TensorType, 
             let op = eg.analysis.op_of(k).expect("non-leaf ops have an IR op");
             let ins: Vec<&TensorType> = children.iter().map(|&c| &eg[c].data.ty).collect();
             let consts = vec![None; ins.len()];
-            kiln_ir::infer::infer(&op, &ins, &consts)
+            kiln_ir::infer::infer(&op, &ins, &consts).map_err(|e| e.to_string())
         }
     }
 }

@@ -351,16 +351,55 @@ impl Program {
     }
 }
 
+/// Why a manifest was refused: each variant is one family of checks, and its text says what
+/// and where (the buffer, state, kernel, program and dispatch by name and index).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON of the manifest's schema.
+    #[error("manifest.json is malformed: {0}")]
+    Malformed(String),
+    /// A format version this build does not read.
+    #[error("bundle format version {found} is not supported (this build reads version {supported})")]
+    Version {
+        /// The manifest's version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// An index (buffer, kernel) that points at nothing, or a binding count that does not fit.
+    #[error("{0}")]
+    Index(String),
+    /// A buffer, dispatch, grid or input/output that breaks a structural rule.
+    #[error("{0}")]
+    Structure(String),
+    /// A state entry that does not match its buffer.
+    #[error("{0}")]
+    State(String),
+    /// An output that reads nothing any dispatch writes, or a weight of another size.
+    #[error("{0}")]
+    Output(String),
+    /// A kernel spec that breaks the kernel ABI (binding 0, workgroup size, entry point).
+    #[error("{0}")]
+    Kernel(String),
+    /// A kernel's WGSL disagrees with its spec.
+    #[error("{msg}")]
+    KernelSource {
+        /// The kernel's index.
+        kernel: usize,
+        /// What differs, naming the kernel and its file.
+        msg: String,
+    },
+}
+
 impl Manifest {
     /// Parses `manifest.json` text; errors say what is wrong.
-    pub fn from_json(text: &str) -> Result<Manifest, String> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| format!("manifest.json is malformed: {e}"))?;
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest = serde_json::from_str(text).map_err(|e| ManifestError::Malformed(e.to_string()))?;
         if m.format_version != crate::FORMAT_VERSION {
-            return Err(format!(
-                "bundle format version {} is not supported (this build reads version {})",
-                m.format_version,
-                crate::FORMAT_VERSION
-            ));
+            return Err(ManifestError::Version {
+                found: m.format_version,
+                supported: crate::FORMAT_VERSION,
+            });
         }
         m.validate()?;
         Ok(m)
@@ -432,7 +471,7 @@ impl Manifest {
     }
 
     /// Checks that every index points at something that exists.
-    pub fn check_indices(&self) -> Result<(), String> {
+    pub fn check_indices(&self) -> Result<(), ManifestError> {
         let nb = self.buffers.len();
         let program_io = self
             .programs
@@ -440,46 +479,46 @@ impl Manifest {
             .flat_map(|p| p.inputs.iter().flatten().chain(p.outputs.iter().flatten()));
         for io in self.inputs.iter().chain(&self.outputs).chain(program_io) {
             if io.buffer >= nb {
-                return Err(format!(
+                return Err(ManifestError::Index(format!(
                     "manifest: '{}' refers to buffer {} of {nb}",
                     io.name, io.buffer
-                ));
+                )));
             }
         }
         for st in &self.states {
             if st.buffer >= nb {
-                return Err(format!(
+                return Err(ManifestError::Index(format!(
                     "manifest: state '{}' refers to buffer {} of {nb}",
                     st.name, st.buffer
-                ));
+                )));
             }
         }
         for w in &self.weights {
             if w.buffer >= nb {
-                return Err(format!(
+                return Err(ManifestError::Index(format!(
                     "manifest: weight '{}' refers to buffer {} of {nb}",
                     w.name, w.buffer
-                ));
+                )));
             }
         }
         for p in &self.programs {
             for (i, d) in p.dispatches.iter().enumerate() {
                 let k = self.kernels.get(d.kernel).ok_or_else(|| {
-                    format!(
+                    ManifestError::Index(format!(
                         "manifest: program '{}' dispatch {i} refers to kernel {} of {}",
                         p.name,
                         d.kernel,
                         self.kernels.len()
-                    )
+                    ))
                 })?;
                 if k.bindings.is_empty() {
-                    return Err(format!(
+                    return Err(ManifestError::Index(format!(
                         "manifest: kernel '{}' has no bindings; binding 0 must be its parameter block",
                         k.name
-                    ));
+                    )));
                 }
                 if d.buffers.len() + 1 != k.bindings.len() || d.params.len() != k.params.len() {
-                    return Err(format!(
+                    return Err(ManifestError::Index(format!(
                         "manifest: program '{}' dispatch {i} ({}) binds {} buffers and {} params; kernel '{}' takes {} and {}",
                         p.name,
                         d.label,
@@ -488,13 +527,13 @@ impl Manifest {
                         k.name,
                         k.bindings.len() - 1,
                         k.params.len()
-                    ));
+                    )));
                 }
                 if let Some(b) = d.buffers.iter().find(|&&b| b >= nb) {
-                    return Err(format!(
+                    return Err(ManifestError::Index(format!(
                         "manifest: program '{}' dispatch {i} refers to buffer {b} of {nb}",
                         p.name
-                    ));
+                    )));
                 }
             }
         }

@@ -10,16 +10,19 @@
 //! bytes is a separate matter (the sha256 of every file, and the manifest digest in
 //! [`crate::integrity`]); these checks catch inconsistency, not a consistent forgery.
 
-use crate::{BindingKind, BufferKind, KernelSpec, Manifest, SizeExpr};
+use crate::{BindingKind, BufferKind, KernelSpec, Manifest, ManifestError, SizeExpr};
 
 impl Manifest {
     /// Checks the manifest's structure (see the module docs); the error says what and where.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ManifestError> {
         self.check_indices()?;
         for (i, b) in self.buffers.iter().enumerate() {
             if let Some(size) = b.size.as_const() {
                 if size < 0 {
-                    return Err(format!("manifest: buffer {i} '{}' has a negative size {size}", b.label));
+                    return Err(ManifestError::Structure(format!(
+                        "manifest: buffer {i} '{}' has a negative size {size}",
+                        b.label
+                    )));
                 }
             }
         }
@@ -35,26 +38,30 @@ impl Manifest {
                     if *kind == BindingKind::Storage
                         && !matches!(buf.kind, BufferKind::Intermediate | BufferKind::State)
                     {
-                        return Err(format!(
+                        return Err(ManifestError::Structure(format!(
                             "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate and state buffers",
                             at(),
                             slot + 1,
                             k.name,
                             kind_name(buf.kind),
                             buf.label
-                        ));
+                        )));
                     }
                 }
                 let consts: Vec<Option<i64>> = d.grid.iter().map(SizeExpr::as_const).collect();
                 if let Some(v) = consts.iter().flatten().find(|&&v| v < 0) {
-                    return Err(format!("{}: grid {} has a negative count {v}", at(), grid_str(&d.grid)));
+                    return Err(ManifestError::Structure(format!(
+                        "{}: grid {} has a negative count {v}",
+                        at(),
+                        grid_str(&d.grid)
+                    )));
                 }
                 if consts.iter().filter(|c| **c == Some(0)).count() >= 2 {
-                    return Err(format!(
+                    return Err(ManifestError::Structure(format!(
                         "{}: grid {} has zero workgroups in two dimensions; the compiler never writes such a grid",
                         at(),
                         grid_str(&d.grid)
-                    ));
+                    )));
                 }
             }
         }
@@ -64,19 +71,19 @@ impl Manifest {
         let program_inputs = self.programs.iter().flat_map(|p| p.inputs.iter().flatten());
         for io in self.outputs.iter().chain(program_outputs) {
             if io.index_bound.is_some() {
-                return Err(format!(
+                return Err(ManifestError::Structure(format!(
                     "manifest: output '{}' has an index bound; only inputs may",
                     io.name
-                ));
+                )));
             }
         }
         for io in self.inputs.iter().chain(program_inputs) {
             if io.index_bound.is_some() && !matches!(io.storage, crate::ElemType::I32 | crate::ElemType::U32) {
-                return Err(format!(
+                return Err(ManifestError::Structure(format!(
                     "manifest: input '{}' has an index bound but {} storage; index inputs are integers",
                     io.name,
                     io.storage.name()
-                ));
+                )));
             }
         }
         Ok(())
@@ -84,54 +91,59 @@ impl Manifest {
 
     /// Every state lives alone in a `state` buffer of its constant size, names are unique, and
     /// every `state` buffer belongs to a state.
-    fn check_states(&self) -> Result<(), String> {
+    fn check_states(&self) -> Result<(), ManifestError> {
         let mut owner: Vec<Option<&str>> = vec![None; self.buffers.len()];
         for st in &self.states {
             let buf = &self.buffers[st.buffer];
             if buf.kind != BufferKind::State {
-                return Err(format!(
+                return Err(ManifestError::State(format!(
                     "manifest: state '{}' lives in {} buffer {} '{}', not a state buffer",
                     st.name,
                     kind_name(buf.kind),
                     st.buffer,
                     buf.label
-                ));
+                )));
             }
             if let Some(other) = owner[st.buffer].replace(&st.name) {
-                return Err(format!(
+                return Err(ManifestError::State(format!(
                     "manifest: states '{other}' and '{}' share buffer {}",
                     st.name, st.buffer
-                ));
+                )));
             }
             if self.states.iter().filter(|o| o.name == st.name).count() > 1 {
-                return Err(format!("manifest: state name '{}' appears twice", st.name));
+                return Err(ManifestError::State(format!(
+                    "manifest: state name '{}' appears twice",
+                    st.name
+                )));
             }
             let bytes = st
                 .shape
                 .iter()
                 .try_fold(4u64, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| format!("manifest: state '{}' has an overflowing shape", st.name))?;
+                .ok_or_else(|| {
+                    ManifestError::State(format!("manifest: state '{}' has an overflowing shape", st.name))
+                })?;
             if buf.size.as_const().map(|s| s as u64) != Some(bytes) {
-                return Err(format!(
+                return Err(ManifestError::State(format!(
                     "manifest: state '{}' needs {bytes} bytes but its buffer {} has size '{}'",
                     st.name, st.buffer, buf.size
-                ));
+                )));
             }
         }
         if let Some(i) =
             (0..self.buffers.len()).find(|&i| self.buffers[i].kind == BufferKind::State && owner[i].is_none())
         {
-            return Err(format!(
+            return Err(ManifestError::State(format!(
                 "manifest: state buffer {i} '{}' belongs to no state",
                 self.buffers[i].label
-            ));
+            )));
         }
         Ok(())
     }
 
     /// An output must be read from a buffer some kernel writes, an input buffer (an output that
     /// is an input), or a weight buffer holding a constant of exactly the output's size.
-    fn check_outputs(&self) -> Result<(), String> {
+    fn check_outputs(&self) -> Result<(), ManifestError> {
         let written: std::collections::HashSet<usize> = self
             .programs
             .iter()
@@ -152,10 +164,10 @@ impl Manifest {
                 BufferKind::Input | BufferKind::State => {}
                 BufferKind::Intermediate if written.contains(&o.buffer) => {}
                 BufferKind::Intermediate => {
-                    return Err(format!(
+                    return Err(ManifestError::Output(format!(
                         "manifest: output '{}' reads buffer {} '{}', which no dispatch writes",
                         o.name, o.buffer, buf.label
-                    ))
+                    )))
                 }
                 BufferKind::Weight => {
                     let out_elems: Option<i64> = o
@@ -169,13 +181,13 @@ impl Manifest {
                         .find(|w| w.buffer == o.buffer)
                         .and_then(|w| w.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)));
                     if out_elems.is_none() || out_elems.map(|n| n as u64) != weight_elems {
-                        return Err(format!(
+                        return Err(ManifestError::Output(format!(
                             "manifest: output '{}' [{}] reads weight buffer {} '{}' of another size; an output may read a weight only when it is that constant",
                             o.name,
                             o.shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
                             o.buffer,
                             buf.label
-                        ));
+                        )));
                     }
                 }
             }
@@ -186,7 +198,12 @@ impl Manifest {
     /// Checks kernel `kernel`'s WGSL source against its spec: the entry point exists, the
     /// `@workgroup_size` equals the manifest's, and the `@binding`s of group 0 are exactly the
     /// manifest's bindings (same count, order and access).
-    pub fn check_kernel_source(&self, kernel: usize, wgsl: &str) -> Result<(), String> {
+    pub fn check_kernel_source(&self, kernel: usize, wgsl: &str) -> Result<(), ManifestError> {
+        self.kernel_source_mismatch(kernel, wgsl)
+            .map_err(|msg| ManifestError::KernelSource { kernel, msg })
+    }
+
+    fn kernel_source_mismatch(&self, kernel: usize, wgsl: &str) -> Result<(), String> {
         let k = self
             .kernels
             .get(kernel)
@@ -218,28 +235,31 @@ impl Manifest {
     }
 }
 
-fn check_kernel_spec(k: &KernelSpec) -> Result<(), String> {
+fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
     if k.bindings.first() != Some(&BindingKind::Uniform) {
-        return Err(format!(
+        return Err(ManifestError::Kernel(format!(
             "manifest: kernel '{}': binding 0 must be the uniform parameter block",
             k.name
-        ));
+        )));
     }
     if let Some(i) = k.bindings.iter().skip(1).position(|b| *b == BindingKind::Uniform) {
-        return Err(format!(
+        return Err(ManifestError::Kernel(format!(
             "manifest: kernel '{}': binding {} is a uniform; only binding 0 may be",
             k.name,
             i + 1
-        ));
+        )));
     }
     if k.workgroup_size.contains(&0) {
-        return Err(format!(
+        return Err(ManifestError::Kernel(format!(
             "manifest: kernel '{}': workgroup size {:?} has a zero",
             k.name, k.workgroup_size
-        ));
+        )));
     }
     if k.entry_point.is_empty() {
-        return Err(format!("manifest: kernel '{}' has an empty entry point", k.name));
+        return Err(ManifestError::Kernel(format!(
+            "manifest: kernel '{}' has an empty entry point",
+            k.name
+        )));
     }
     Ok(())
 }
@@ -422,22 +442,29 @@ mod tests {
         let m = spec();
         let e = m
             .check_kernel_source(0, &WGSL.replace("(64, 1, 1)", "(32, 1, 1)"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("k0") && e.contains("[64, 1, 1]") && e.contains("[32, 1, 1]"),
             "{e}"
         );
         let e = m
             .check_kernel_source(0, &WGSL.replace("read_write", "read"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bindings"), "{e}");
         let e = m
             .check_kernel_source(0, &WGSL.replace("fn main", "fn other"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("entry point"), "{e}");
         let mut m2 = m.clone();
         m2.kernels[0].workgroup_size = [128, 1, 1];
-        assert!(m2.check_kernel_source(0, WGSL).unwrap_err().contains("workgroup_size"));
+        assert!(m2
+            .check_kernel_source(0, WGSL)
+            .unwrap_err()
+            .to_string()
+            .contains("workgroup_size"));
     }
 
     #[test]
@@ -478,7 +505,7 @@ mod tests {
             let mut m = base.clone();
             edit(&mut m);
             let err = m.validate().expect_err(needle);
-            assert!(err.contains(needle), "expected {needle:?} in: {err}");
+            assert!(err.to_string().contains(needle), "expected {needle:?} in: {err}");
             // The same edit in the JSON text is refused by the parser.
             assert!(Manifest::from_json(&m.to_json()).is_err(), "{needle}");
         }

@@ -15,6 +15,11 @@ use std::path::{Path, PathBuf};
 /// Integer initializers up to this many elements are tracked as compile-time [`Ints`].
 const INTS_LIMIT: usize = 1 << 16;
 
+/// Ops whose opset-1 definition means what their current lowering implements (no legacy
+/// attributes such as `broadcast` or `consumed_inputs`): a model below [`MIN_OPSET`] that uses
+/// only these is accepted.
+const OPS_UNCHANGED_SINCE_OPSET_1: &[&str] = &["Not", "Identity", "Shape", "Size", "Transpose"];
+
 /// True for the default ONNX operator domain.
 pub(crate) fn is_default_domain(d: &str) -> bool {
     d.is_empty() || d == "ai.onnx"
@@ -494,7 +499,17 @@ impl Ctx {
 /// Maps an IR error from a node's lowering to an error naming the ONNX node.
 pub(crate) fn ir_err(n: &N, e: IrError) -> OnnxError {
     let msg = match e {
-        IrError::Infer { node, op, msg } | IrError::Eval { node, op, msg } => {
+        IrError::Infer { node, op, error } => {
+            let msg = error.to_string();
+            if node == n.name && op == n.op {
+                msg
+            } else if node == n.name {
+                format!("{op}: {msg}")
+            } else {
+                format!("'{node}' ({op}): {msg}")
+            }
+        }
+        IrError::Eval { node, op, msg } => {
             if node == n.name && op == n.op {
                 msg
             } else if node == n.name {
@@ -608,7 +623,12 @@ pub(crate) fn lower_model(
     let opset = *opsets.get("").ok_or_else(|| {
         OnnxError::Opset("the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into())
     })?;
-    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+    let legacy_ok = (1..MIN_OPSET).contains(&opset)
+        && graph
+            .node
+            .iter()
+            .all(|n| OPS_UNCHANGED_SINCE_OPSET_1.contains(&n.op_type.as_deref().unwrap_or("")));
+    if !legacy_ok && !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
         return Err(OnnxError::Opset(format!(
             "the model imports default-domain opset {opset}; Kiln supports opsets {MIN_OPSET}..={MAX_OPSET}"
         )));

@@ -15,8 +15,10 @@ mod quant;
 mod quant2;
 mod reduce;
 mod resize;
+mod scatter;
 mod select;
 mod shape;
+mod signal;
 
 use super::ctx::{Ctx, N};
 use super::value::Value;
@@ -172,6 +174,15 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Upsample",
     "Where",
     "Xor",
+    "ScatterElements",
+    "Scatter",
+    "MaxUnpool",
+    "Col2Im",
+    "HannWindow",
+    "HammingWindow",
+    "BlackmanWindow",
+    "CenterCropPad",
+    "DFT",
 ];
 
 /// One IR node as the node's only output.
@@ -262,6 +273,11 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "Pad" => (1, 4),
         "Resize" => (1, 4),
         "ConvTranspose" => (2, 3),
+        "ScatterElements" | "Scatter" | "Col2Im" => (3, 3),
+        "MaxUnpool" => (2, 3),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => (1, 1),
+        "CenterCropPad" => (2, 2),
+        "DFT" => (1, 3),
         _ => return None,
     })
 }
@@ -374,6 +390,12 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "LinearAttention" => attention::linear_attention(cx, n),
         "CausalConvWithState" => attention::causal_conv_with_state(cx, n),
         "Einsum" => math::einsum(cx, n),
+        "ScatterElements" | "Scatter" => scatter::scatter_elements(cx, n),
+        "MaxUnpool" => scatter::max_unpool(cx, n),
+        "Col2Im" => scatter::col2im(cx, n),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => signal::window(cx, n),
+        "CenterCropPad" => signal::center_crop_pad(cx, n),
+        "DFT" => signal::dft(cx, n),
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

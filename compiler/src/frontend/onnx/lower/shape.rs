@@ -489,7 +489,7 @@ fn shape_operand(cx: &Ctx, n: &N, i: usize, what: &str) -> Result<Vec<Dim>, Onnx
 pub(crate) fn expand(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let shape = shape_operand(cx, n, 1, "shape")?;
-    let out = kiln_ir::infer::broadcast(&cx.ty(x).shape, &shape).map_err(|m| n.err(m))?;
+    let out = kiln_ir::infer::broadcast(&cx.ty(x).shape, &shape).map_err(|e| n.err(e.to_string()))?;
     if out == cx.ty(x).shape {
         return Ok(one(x));
     }
@@ -620,7 +620,7 @@ pub(crate) const MAX_FOLDED_ELEMS: f64 = (1u64 << 26) as f64;
 const MAX_INTS_ELEMS: usize = 4096;
 
 /// Refuses a folded value of `count` elements beyond [`MAX_FOLDED_ELEMS`], before allocation.
-fn check_folded_count(n: &N, count: f64, what: &str) -> Result<(), OnnxError> {
+pub(crate) fn check_folded_count(n: &N, count: f64, what: &str) -> Result<(), OnnxError> {
     if count > MAX_FOLDED_ELEMS {
         return Err(n.err(format!(
             "{what} has {count:.0} elements; Kiln computes it at compile time and refuses more than {MAX_FOLDED_ELEMS:.0}"

@@ -1,0 +1,299 @@
+//! Signal-processing ops: the window functions (HannWindow, HammingWindow, BlackmanWindow),
+//! computed at compile time from a constant size, and CenterCropPad (a crop or zero pad
+//! centred on each listed axis, one tensor expression).
+
+use super::super::ctx::{Ctx, N};
+use super::super::data;
+use super::super::value::Value;
+use super::super::OnnxError;
+use super::one;
+use super::shape::check_folded_count;
+use kiln_ir::{BinaryOp, DType, Dim, Op, Expr, Tensor};
+
+/// `HannWindow`, `HammingWindow`, `BlackmanWindow` (opset 17): a 1-D window of the constant
+/// `size`, periodic (the default) or symmetric, as a constant of `output_datatype`.
+pub(crate) fn window(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let size = cx.const_ints(n, 0, "size")?;
+    let &[size] = size.as_slice() else {
+        return Err(n.err(format!("input 'size' must hold one value, got {}", size.len())));
+    };
+    if size < 0 {
+        return Err(n.err(format!("size must be non-negative, got {size}")));
+    }
+    check_folded_count(n, size as f64, "the window")?;
+    let dtype = data::ir_dtype(n.attr_i("output_datatype", 1)? as i32)
+        .map_err(|m| n.err(format!("attribute 'output_datatype': {m}")))?;
+    let periodic = n.attr_i("periodic", 1)? != 0;
+    let denom = if periodic { size } else { size - 1 } as f64;
+    let tau = 2.0 * std::f64::consts::PI;
+    let values: Vec<f64> = (0..size)
+        .map(|i| {
+            let x = i as f64 / denom;
+            match n.op {
+                "HannWindow" => 0.5 - 0.5 * (tau * x).cos(),
+                "HammingWindow" => 25.0 / 46.0 - (21.0 / 46.0) * (tau * x).cos(),
+                _ => 0.42 - 0.5 * (tau * x).cos() + 0.08 * (2.0 * tau * x).cos(),
+            }
+        })
+        .collect();
+    Ok(one(cx.constant(
+        n,
+        "",
+        Tensor::from_f64(dtype, vec![size as usize], &values),
+    )))
+}
+
+/// `CenterCropPad` (opset 18): each listed axis becomes the constant target length, cropped
+/// (keeping the centre, the extra element on the right when odd) or zero-padded (the extra
+/// zero on the right) around the centre.
+pub(crate) fn center_crop_pad(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let rank = ty.rank();
+    let target = cx.const_ints(n, 1, "shape")?;
+    let axes = match n.attr_ints("axes")? {
+        Some(a) => n.axes(&a, rank, "axes")?,
+        None => (0..rank).collect(),
+    };
+    if target.len() != axes.len() {
+        return Err(n.err(format!("'shape' has {} values for {} axes", target.len(), axes.len())));
+    }
+    let mut shape = ty.shape.clone();
+    // Output coordinate o reads input o + shift[a]; in range only for 0 <= o + shift < len.
+    let mut index: Vec<Expr> = (0..rank).map(Expr::Coord).collect();
+    let mut inside: Option<Expr> = None;
+    for (&a, &t) in axes.iter().zip(&target) {
+        let len = ty.shape[a].as_const().ok_or_else(|| {
+            n.err(format!(
+                "axis {a} has symbolic length {}; bind it with --dim",
+                ty.shape[a]
+            ))
+        })?;
+        if t < 0 || t > i32::MAX as i64 {
+            return Err(n.err(format!("target length {t} for axis {a} is out of range")));
+        }
+        shape[a] = Dim::c(t);
+        if t == len {
+            continue;
+        }
+        let shift = if t < len { (len - t) / 2 } else { -((t - len) / 2) };
+        let src = Expr::Coord(a).add(Expr::int(shift));
+        if t > len {
+            let lo = src.clone().cmp(BinaryOp::GreaterEqual, Expr::int(0), DType::I32);
+            let hi = src.clone().cmp(BinaryOp::Less, Expr::int(len), DType::I32);
+            let both = lo.cmp(BinaryOp::And, hi, DType::Bool);
+            inside = Some(match inside {
+                None => both,
+                Some(c) => c.cmp(BinaryOp::And, both, DType::Bool),
+            });
+        }
+        index[a] = src;
+    }
+    let load = Expr::Load { input: 0, index };
+    let expr = match inside {
+        Some(c) => Expr::select(c, load, Expr::Lit(0.0, ty.dtype)),
+        None => load,
+    };
+    Ok(one(cx.add(
+        n,
+        "",
+        Op::Compute {
+            shape,
+            dtype: ty.dtype,
+            expr,
+            name: "CenterCropPad".into(),
+        },
+        &[x],
+    )?))
+}
+
+/// Which transform a DFT node computes.
+#[derive(Clone, Copy)]
+enum DftKind {
+    /// `e^{-iθ}`, the first `bins` outputs (all, or `N/2 + 1` when one-sided).
+    Forward { bins: usize },
+    /// `e^{+iθ} / N`, complex output.
+    Inverse,
+    /// One-sided (Hermitian) spectrum back to a real signal of length N (numpy's irfft).
+    InverseReal,
+}
+
+/// `DFT` (opset 17+) as matrix products with constant cosine and sine tables along the
+/// transformed axis: the signal (real `[..., 1]` or complex `[..., 2]`) is moved so the axis is
+/// last, multiplied by `[L, K]` tables (zero rows beyond `dft_length` truncate; missing rows
+/// zero-pad), and moved back. `dft_length` and (opset 20) `axis` must be constants.
+pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let xs = ty.const_shape().ok_or_else(|| {
+        n.err(format!(
+            "needs a concrete input shape (use --dim), got {}",
+            ty.describe()
+        ))
+    })?;
+    let rank = xs.len();
+    if rank < 2 || !(xs[rank - 1] == 1 || xs[rank - 1] == 2) || !matches!(ty.dtype, DType::F32 | DType::F16) {
+        return Err(n.err(format!(
+            "input must be a float [..., 1] (real) or [..., 2] (complex) tensor, got {}",
+            ty.describe()
+        )));
+    }
+    let complex = xs[rank - 1] == 2;
+    let raw_axis = if n.opset >= 20 {
+        if cx.has_input(n, 2) {
+            let a = cx.const_ints(n, 2, "axis")?;
+            *a.first().ok_or_else(|| n.err("input 'axis' is empty"))?
+        } else {
+            -2
+        }
+    } else {
+        n.attr_i("axis", 1)?
+    };
+    let axis = n.axis(raw_axis, rank, "axis")?;
+    if axis == rank - 1 {
+        return Err(n.err("axis must not be the last (real/imaginary) axis"));
+    }
+    let inverse = n.attr_i("inverse", 0)? != 0;
+    let onesided = n.attr_i("onesided", 0)? != 0;
+    let len = xs[axis];
+    let dft_len = if cx.has_input(n, 1) {
+        let d = cx.const_ints(n, 1, "dft_length")?;
+        let d = *d.first().ok_or_else(|| n.err("input 'dft_length' is empty"))?;
+        if d < 1 || d > i32::MAX as i64 {
+            return Err(n.err(format!("dft_length must be positive, got {d}")));
+        }
+        d as usize
+    } else if inverse && onesided {
+        2 * len.saturating_sub(1)
+    } else {
+        len
+    };
+    if dft_len == 0 {
+        return Err(n.err("the transform length is zero"));
+    }
+    let kind = match (inverse, onesided) {
+        (false, false) => DftKind::Forward { bins: dft_len },
+        (false, true) => DftKind::Forward { bins: dft_len / 2 + 1 },
+        (true, false) => DftKind::Inverse,
+        (true, true) => DftKind::InverseReal,
+    };
+    let out_len = match kind {
+        DftKind::Forward { bins } => bins,
+        _ => dft_len,
+    };
+    check_folded_count(n, len as f64 * out_len as f64, "a DFT table")?;
+    // Tables T[j, k] (j input position, k output position): re_out = xr·A + xi·B and
+    // im_out = xr·C + xi·D.
+    let nn = dft_len as f64;
+    let tau = 2.0 * std::f64::consts::PI;
+    let mut tabs = [
+        vec![0f64; len * out_len],
+        vec![0f64; len * out_len],
+        vec![0f64; len * out_len],
+        vec![0f64; len * out_len],
+    ];
+    for j in 0..len {
+        for k in 0..out_len {
+            let theta = tau * ((j * k) % dft_len) as f64 / nn;
+            let (c, s) = (theta.cos(), theta.sin());
+            let at = j * out_len + k;
+            let (a, b, cc, d) = match kind {
+                DftKind::Forward { .. } if j < dft_len => (c, s, -s, c),
+                DftKind::Inverse if j < dft_len => (c / nn, -s / nn, s / nn, c / nn),
+                DftKind::InverseReal if j <= dft_len / 2 => {
+                    // Bin j and its mirror N - j (the conjugate) both contribute, except DC
+                    // and (even N) Nyquist, which appear once.
+                    let w = if j == 0 || 2 * j == dft_len { 1.0 } else { 2.0 };
+                    (w * c / nn, -w * s / nn, 0.0, 0.0)
+                }
+                _ => (0.0, 0.0, 0.0, 0.0),
+            };
+            tabs[0][at] = a;
+            tabs[1][at] = b;
+            tabs[2][at] = cc;
+            tabs[3][at] = d;
+        }
+    }
+    // Split real and imaginary parts, each [d0, .., d_{r-2}], and move the axis last.
+    let sig_shape: Vec<Dim> = xs[..rank - 1].iter().map(|&d| Dim::c(d as i64)).collect();
+    let part = |cx: &mut Ctx, i: i64, tag: &str| -> Result<kiln_ir::NodeId, OnnxError> {
+        let s = cx.add(
+            n,
+            &format!("{tag}_slice"),
+            Op::Slice {
+                axes: vec![kiln_ir::SliceAxis {
+                    axis: rank - 1,
+                    start: i,
+                    end: i + 1,
+                    step: 1,
+                }],
+            },
+            &[x],
+        )?;
+        let s = cx.add(
+            n,
+            tag,
+            Op::Reshape {
+                shape: sig_shape.clone(),
+            },
+            &[s],
+        )?;
+        let mut perm: Vec<usize> = (0..rank - 1).filter(|&a| a != axis).collect();
+        perm.push(axis);
+        cx.add(n, &format!("{tag}_axis_last"), Op::Transpose { perm }, &[s])
+    };
+    let xr = part(cx, 0, "real")?;
+    let xi = if complex { Some(part(cx, 1, "imag")?) } else { None };
+    let dtype = ty.dtype;
+    let product = |cx: &mut Ctx, tag: &str, sig: kiln_ir::NodeId, t: usize| -> Result<kiln_ir::NodeId, OnnxError> {
+        let table = cx.constant(
+            n,
+            &format!("{tag}_table"),
+            Tensor::from_f64(dtype, vec![len, out_len], &tabs[t]),
+        );
+        cx.add(n, tag, Op::MatMul, &[sig, table])
+    };
+    let combine = |cx: &mut Ctx, tag: &str, ta: usize, tb: usize| -> Result<kiln_ir::NodeId, OnnxError> {
+        let a = product(cx, &format!("{tag}_from_real"), xr, ta)?;
+        match xi {
+            Some(xi) => {
+                let b = product(cx, &format!("{tag}_from_imag"), xi, tb)?;
+                cx.add(n, tag, Op::Binary(BinaryOp::Add), &[a, b])
+            }
+            None => Ok(a),
+        }
+    };
+    let mut parts = vec![combine(cx, "out_real", 0, 1)?];
+    if !matches!(kind, DftKind::InverseReal) {
+        parts.push(combine(cx, "out_imag", 2, 3)?);
+    }
+    // Axis back in place, and a trailing [.., 1] per part, joined on the last axis.
+    let mut inv = vec![0; rank - 1];
+    let mut perm: Vec<usize> = (0..rank - 1).filter(|&a| a != axis).collect();
+    perm.push(axis);
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    let mut shape: Vec<Dim> = sig_shape.clone();
+    shape[axis] = Dim::c(out_len as i64);
+    shape.push(Dim::c(1));
+    let mut cols = Vec::new();
+    for (i, p) in parts.into_iter().enumerate() {
+        let t = cx.add(
+            n,
+            &format!("part{i}_axis_back"),
+            Op::Transpose { perm: inv.clone() },
+            &[p],
+        )?;
+        cols.push(cx.add(
+            n,
+            &format!("part{i}_column"),
+            Op::Reshape { shape: shape.clone() },
+            &[t],
+        )?);
+    }
+    if cols.len() == 1 {
+        return Ok(one(cols[0]));
+    }
+    Ok(one(cx.add(n, "", Op::Concat { axis: rank - 1 }, &cols)?))
+}

@@ -13,6 +13,7 @@ pub mod infer;
 pub mod interp;
 pub mod op;
 pub mod quant;
+pub mod sample;
 pub mod tensor;
 pub mod texpr;
 

@@ -31,6 +31,7 @@ pub mod device;
 pub mod error;
 pub mod host;
 pub mod llm;
+pub mod memory;
 pub mod session;
 pub mod text;
 
@@ -40,6 +41,7 @@ pub use device::list_adapters;
 pub use device::Runtime;
 pub use error::RuntimeError;
 pub use host::HostTensor;
+pub use memory::MemoryReport;
 pub use kiln_abi as abi;
 pub use session::{Session, SessionOptions, Timing};
 pub use wgpu;

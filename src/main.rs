@@ -379,13 +379,7 @@ fn run(cmd: Command) -> Result<()> {
                 (None, Some(ids)) => llm_cmd::Prompt::Ids(ids),
                 (None, None) => anyhow::bail!("give --prompt TEXT or --prompt-ids IDS"),
             };
-            llm_cmd::generate_cmd(
-                &bundle,
-                &prompt,
-                max_tokens,
-                ids,
-                &sampling.to_sampling()?,
-            )
+            llm_cmd::generate_cmd(&bundle, &prompt, max_tokens, ids, &sampling.to_sampling()?)
         }
         Command::Chat {
             bundle,

@@ -7,8 +7,8 @@ mod common;
 use common::kiln;
 use kiln::compiler::llm::{self, gguf::random_gguf, LlamaConfig, Reference, RopeStyle};
 use kiln::ir::sample::SampleParams;
-use kiln::runtime::text::{ChatTemplate, Message, Tokenizer, TokenizerSpec};
 use kiln::ir::BlockType;
+use kiln::runtime::text::{ChatTemplate, Message, Tokenizer, TokenizerSpec};
 
 fn config() -> LlamaConfig {
     LlamaConfig {
@@ -62,9 +62,28 @@ fn compile_generate_and_bench_a_gguf_model() {
 
     // Sampled on the GPU: the interpreter draws the same tokens for the same seed.
     // This tied-head model repeats its last token greedily; a strong penalty moves it on.
-    let args = ["--temperature", "2", "--top-k", "20", "--top-p", "0.95", "--repeat-penalty", "100"];
+    let args = [
+        "--temperature",
+        "2",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.95",
+        "--repeat-penalty",
+        "100",
+    ];
     let sampled = |seed: &str| -> Vec<i32> {
-        let mut a = vec!["generate", b, "--prompt-ids", "3,1,4,1,5", "--max-tokens", "8", "--ids", "--seed", seed];
+        let mut a = vec![
+            "generate",
+            b,
+            "--prompt-ids",
+            "3,1,4,1,5",
+            "--max-tokens",
+            "8",
+            "--ids",
+            "--seed",
+            seed,
+        ];
         a.extend(args);
         let out = kiln(a);
         out.ok();
@@ -190,14 +209,19 @@ fn generate_from_text_and_chat_through_stdin() {
     kiln(["compile", model.to_str().unwrap(), "-o", b, "--context", "64"]).ok();
 
     let bundle_files = kiln::runtime::Bundle::load(&bundle).unwrap();
-    let spec = TokenizerSpec::from_json(std::str::from_utf8(bundle_files.asset("tokenizer.json").unwrap()).unwrap())
-        .unwrap();
+    let spec =
+        TokenizerSpec::from_json(std::str::from_utf8(bundle_files.asset("tokenizer.json").unwrap()).unwrap()).unwrap();
     let tok = Tokenizer::from_spec(&spec).unwrap();
     let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
     let m = llm::gguf::model_from_gguf(&g, "talk", Some(64)).unwrap();
     // The interpreter's greedy reply to `text`, cut at end-of-text.
     let reply = |text: &str, n: usize| -> Vec<u32> {
-        let ids: Vec<i32> = tok.encode(text, tok.add_bos()).unwrap().iter().map(|&t| t as i32).collect();
+        let ids: Vec<i32> = tok
+            .encode(text, tok.add_bos())
+            .unwrap()
+            .iter()
+            .map(|&t| t as i32)
+            .collect();
         Reference::new(&m.graph)
             .greedy(&ids, n)
             .unwrap()
@@ -226,15 +250,22 @@ fn generate_from_text_and_chat_through_stdin() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let template = ChatTemplate::new(&spec).unwrap();
     let mut messages = vec![Message::new("user", "hello")];
-    let first = tok.decode(&reply(&template.render(&messages, true).unwrap(), 6), true).unwrap();
+    let first = tok
+        .decode(&reply(&template.render(&messages, true).unwrap(), 6), true)
+        .unwrap();
     messages.push(Message::new("assistant", first.clone()));
     messages.push(Message::new("user", "hi!"));
-    let second = tok.decode(&reply(&template.render(&messages, true).unwrap(), 6), true).unwrap();
+    let second = tok
+        .decode(&reply(&template.render(&messages, true).unwrap(), 6), true)
+        .unwrap();
     assert_eq!(stdout, format!("{first}\n{second}\n"), "{stderr}");
     assert_eq!(stderr.matches("> ").count(), 3, "{stderr}");
 
     // Sampling options apply to chat too (and are checked).
-    let out = kiln_stdin(&["chat", b, "--temperature", "0.7", "--seed", "4", "--max-tokens", "4"], "hello\n");
+    let out = kiln_stdin(
+        &["chat", b, "--temperature", "0.7", "--seed", "4", "--max-tokens", "4"],
+        "hello\n",
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = kiln_stdin(&["chat", b, "--repeat-penalty", "0"], "hello\n");
     assert!(!out.status.success());

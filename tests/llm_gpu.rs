@@ -323,12 +323,19 @@ fn the_memory_report_accounts_for_every_buffer() {
     assert_eq!(r.states, sum(BufferKind::State, None));
     let kv: u64 = (c.layers * 2 * c.context * c.kv_heads * c.head_dim * 4) as u64;
     assert_eq!(r.states, kv, "the KV cache, f32");
-    let prefill = (0, HashMap::from([("n".to_string(), prompt.len() as i64), ("past".to_string(), 0)]));
+    let prefill = (
+        0,
+        HashMap::from([("n".to_string(), prompt.len() as i64), ("past".to_string(), 0)]),
+    );
     // The last decode step runs at past = prompt + n - 2.
     let decode = (1, HashMap::from([("past".to_string(), (prompt.len() + n - 2) as i64)]));
     for kind in [BufferKind::Input, BufferKind::Intermediate] {
         let want = sum(kind, Some(prefill.clone())) + sum(kind, Some(decode.clone()));
-        let got = if kind == BufferKind::Input { r.inputs } else { r.intermediates };
+        let got = if kind == BufferKind::Input {
+            r.inputs
+        } else {
+            r.intermediates
+        };
         assert_eq!(got, want, "{kind:?}");
     }
     assert_eq!(r.staging, 8, "one 4-byte token readback per program");
@@ -340,4 +347,99 @@ fn the_memory_report_accounts_for_every_buffer() {
     assert!(r.peak >= r.total() && r.peak >= before.total());
     let text = r.to_string();
     assert!(text.contains("weights") && text.contains("peak"), "{text}");
+}
+
+/// `Op::Sample` alone at SmolLM2's vocabulary size (49152: ids above the recent-token
+/// bitmap's 32768 bits alias, and each thread scans 192 entries) on two rows, GPU against the
+/// interpreter over 40 draws for each setting.
+#[test]
+fn the_sample_op_at_a_large_vocabulary_matches_the_interpreter() {
+    use kiln::ir::{DType, Dim, Graph, Op, Tensor, TensorType};
+    let (rows, vocab, window) = (2usize, 49152usize, 64usize);
+    let mut g = Graph::new();
+    let ty = |dtype, shape: &[usize]| TensorType {
+        dtype,
+        shape: shape.iter().map(|&d| Dim::c(d as i64)).collect(),
+    };
+    let l = g.add_input("logits", ty(DType::F32, &[rows, vocab]));
+    let p = g.add_input("sampling", ty(DType::I32, &[8]));
+    let r = g.add_input("recent", ty(DType::I32, &[window]));
+    let y = g.add("sample", Op::Sample, &[l, p, r]).unwrap();
+    g.add_output("y", y);
+    let model = kiln::compiler::Model {
+        name: "sample".into(),
+        graph: g,
+        io_dtypes: Default::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    kiln::compiler::compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap();
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    // Logits like a language model's: a few strong candidates over a flat tail.
+    let logits: Vec<f32> = kiln::demo::pseudo_random(rows * vocab, 3, 4.0)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i % 997 == 5 { v.abs() + 8.0 } else { v })
+        .collect();
+    // Recent ids on both sides of the bitmap's wrap (33000 aliases 232) and padding.
+    let mut recent: Vec<i32> = (0..40).map(|i| (i * 1229 % vocab) as i32).collect();
+    recent.extend([5, 33_000, 232, 49_151, 997 + 5]);
+    recent.resize(window, -1);
+    let settings = [
+        SampleParams::greedy(),
+        SampleParams {
+            repeat_penalty: 3.0,
+            ..SampleParams::greedy()
+        },
+        SampleParams {
+            temperature: 1.0,
+            ..SampleParams::greedy()
+        },
+        SampleParams {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
+            repeat_penalty: 1.3,
+            seed: 99,
+        },
+        SampleParams {
+            temperature: 1.5,
+            top_p: 0.5,
+            seed: 5,
+            ..SampleParams::greedy()
+        },
+    ];
+    for s in settings {
+        let mut seen = std::collections::HashSet::new();
+        for step in 0..40u32 {
+            let params = s.encode(step);
+            let inputs = HashMap::from([
+                ("logits".to_string(), Tensor::f32(vec![rows, vocab], logits.clone())),
+                ("sampling".to_string(), Tensor::i32(vec![8], params.to_vec())),
+                ("recent".to_string(), Tensor::i32(vec![window], recent.clone())),
+            ]);
+            let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["y"].to_f64();
+            let host: HashMap<String, kiln::runtime::HostTensor> = inputs
+                .iter()
+                .map(|(k, t)| {
+                    let e = if t.dtype() == DType::F32 {
+                        kiln::abi::ElemType::F32
+                    } else {
+                        kiln::abi::ElemType::I32
+                    };
+                    (k.clone(), kiln::convert::to_host(t, e))
+                })
+                .collect();
+            let got = session.run("run", &host).unwrap()[0].1.to_i64();
+            let want: Vec<i64> = want.iter().map(|&v| v as i64).collect();
+            assert_eq!(got, want, "{s:?} step {step}");
+            seen.insert(got[0]);
+            if s.temperature == 0.0 {
+                assert!(!recent.contains(&(got[0] as i32)) || s.repeat_penalty == 1.0);
+            }
+        }
+        if s.temperature > 0.0 {
+            assert!(seen.len() > 1, "{s:?}: 40 draws gave one token");
+        }
+    }
 }

@@ -950,7 +950,10 @@ fn sample(logits: &Val, params: &Val, recent: &Val) -> Val {
     let r: Vec<i32> = recent.v.iter().map(|&x| x as i32).collect();
     let v = (0..rows)
         .map(|row| {
-            let l: Vec<f32> = logits.v[row * vocab..(row + 1) * vocab].iter().map(|&x| x as f32).collect();
+            let l: Vec<f32> = logits.v[row * vocab..(row + 1) * vocab]
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
             crate::sample::sample_row(&l, &p, &r, row as u32) as f64
         })
         .collect();

@@ -94,7 +94,11 @@ impl SampleParams {
         p[P_SEED_LO] = self.seed as u32 as i32;
         p[P_SEED_HI] = (self.seed >> 32) as u32 as i32;
         p[P_STEP] = step as i32;
-        let inv_t = if self.temperature > 0.0 { 1.0 / self.temperature } else { 0.0 };
+        let inv_t = if self.temperature > 0.0 {
+            1.0 / self.temperature
+        } else {
+            0.0
+        };
         p[P_INV_TEMPERATURE] = inv_t.to_bits() as i32;
         p
     }
@@ -346,7 +350,11 @@ mod tests {
         // 4000 draws: standard deviation ~0.007; 5 sigma.
         assert!((frac - 0.75).abs() < 0.035, "{frac}");
         // Different seeds give different sequences; the same seed the same one.
-        let seq = |seed| -> Vec<usize> { (0..64).map(|s| sample_row(&l, &params(1.0, 0, 1.0, seed, s), &[], 0)).collect() };
+        let seq = |seed| -> Vec<usize> {
+            (0..64)
+                .map(|s| sample_row(&l, &params(1.0, 0, 1.0, seed, s), &[], 0))
+                .collect()
+        };
         assert_eq!(seq(1), seq(1));
         assert_ne!(seq(1), seq(2));
     }

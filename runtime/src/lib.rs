@@ -41,7 +41,7 @@ pub use device::list_adapters;
 pub use device::Runtime;
 pub use error::RuntimeError;
 pub use host::HostTensor;
-pub use memory::MemoryReport;
 pub use kiln_abi as abi;
+pub use memory::MemoryReport;
 pub use session::{Session, SessionOptions, Timing};
 pub use wgpu;

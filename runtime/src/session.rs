@@ -351,7 +351,6 @@ impl Session {
         r
     }
 
-
     /// The manifest of the loaded bundle.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest

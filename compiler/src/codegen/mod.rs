@@ -955,7 +955,12 @@ pub fn render(
             ctx.insert("vocab", &params.dim(vocab, "vocab"));
             ctx.insert("window", window);
             ctx.insert("steps", &kiln_ir::sample::BISECTION_STEPS);
-            ("sample", [wg, 1, 1], [dim_expr(rows), SizeExpr::c(1), SizeExpr::c(1)], false)
+            (
+                "sample",
+                [wg, 1, 1],
+                [dim_expr(rows), SizeExpr::c(1), SizeExpr::c(1)],
+                false,
+            )
         }
         (
             KernelBody::Scatter {

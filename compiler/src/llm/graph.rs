@@ -1,8 +1,8 @@
 //! The Llama forward step as an IR graph (the layout is described in docs/llm.md).
 
 use super::{
-    LlamaConfig, LlamaWeights, LlmError, RopeStyle, LOGITS, N, NEXT_TOKEN, PAST, RECENT_TOKENS, REPEAT_WINDOW, SAMPLING,
-    TOKENS,
+    LlamaConfig, LlamaWeights, LlmError, RopeStyle, LOGITS, N, NEXT_TOKEN, PAST, RECENT_TOKENS, REPEAT_WINDOW,
+    SAMPLING, TOKENS,
 };
 use crate::Model;
 use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, SliceAxis, TExpr, Tensor, TensorType, UnaryOp};

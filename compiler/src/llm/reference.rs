@@ -70,10 +70,7 @@ impl<'g> Reference<'g> {
             (TOKENS.to_string(), Tensor::i32(vec![tokens.len()], tokens.to_vec())),
             (
                 SAMPLING.to_string(),
-                Tensor::i32(
-                    vec![kiln_ir::sample::PARAMS_LEN],
-                    self.sampling.encode(step).to_vec(),
-                ),
+                Tensor::i32(vec![kiln_ir::sample::PARAMS_LEN], self.sampling.encode(step).to_vec()),
             ),
             (
                 RECENT_TOKENS.to_string(),

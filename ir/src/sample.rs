@@ -179,7 +179,7 @@ pub fn sample_row(logits: &[f32], params: &[i32], recent: &[i32], row: u32) -> u
         }
     }
     let (m, arg) = (best.0, if best.1 == v_len { 0 } else { best.1 });
-    if !(temperature > 0.0) || top_k == 1 {
+    if temperature.is_nan() || temperature <= 0.0 || top_k == 1 {
         return arg;
     }
     let inv_t = f(P_INV_TEMPERATURE);

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Result};
 use kiln::compiler::frontend::gguf as llm_gguf;
 use kiln::compiler::{self, llm, CompileOptions};
-use kiln::runtime::llm::{Generator, PREFILL, TOKENS};
+use kiln::runtime::llm::{Generator, Sampling, PREFILL, TOKENS};
 use kiln::runtime::text::{ChatTemplate, Message, StreamDecoder, Tokenizer, TokenizerModel, TokenizerSpec};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use std::io::Write;
@@ -126,17 +126,40 @@ fn open(bundle_dir: &Path) -> Result<(Bundle, Session)> {
     Ok((bundle, session))
 }
 
-/// Sampling settings of `kiln generate`.
-#[derive(Clone, Debug)]
-pub struct Sampling {
-    /// 0: greedy.
+/// Sampling options of `kiln generate` and `kiln chat` (greedy by default). Tokens are drawn
+/// on the GPU by the bundle's sampling kernel; only the chosen id is read back.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SamplingArgs {
+    /// Sampling temperature (0: greedy, the most likely token).
+    #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
-    /// Keep the k most likely tokens (0: all).
-    pub top_k: usize,
-    /// Nucleus threshold (1: off).
+    /// Sample from the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    /// Nucleus sampling: the smallest set of most likely tokens with this probability (1: off).
+    #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
-    /// Seed of the random draws.
+    /// Divide the logits of the last 64 tokens by this (multiply when negative; 1: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Seed of the random draws (the same seed repeats a generation).
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// The runtime's settings, with ranges checked.
+    pub fn to_sampling(&self) -> Result<Sampling> {
+        let s = Sampling {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+        };
+        s.validate().map_err(|e| anyhow!("sampling options: {e}"))?;
+        Ok(s)
+    }
 }
 
 /// What `kiln generate` starts from.
@@ -164,12 +187,6 @@ pub fn generate_cmd(
     print_ids: bool,
     sampling: &Sampling,
 ) -> Result<()> {
-    if sampling.temperature > 0.0 || sampling.top_k > 0 || sampling.top_p < 1.0 {
-        bail!(
-            "only greedy decoding is implemented yet (on the GPU); leave out --temperature, --top-k and --top-p (seed {} unused)",
-            sampling.seed
-        );
-    }
     let (bundle, mut session) = open(bundle_dir)?;
     let tokenizer = match prompt {
         Prompt::Text { .. } => Some(bundle_tokenizer(&bundle, bundle_dir)?),
@@ -196,6 +213,7 @@ pub fn generate_cmd(
     let print_text = !print_ids && tokenizer.is_some();
     let (stats, _) = run_generation(
         &mut session,
+        sampling,
         &ids,
         max_tokens,
         tokenizer.as_ref().map(|t| &t.1),
@@ -215,11 +233,13 @@ pub fn generate_cmd(
     Ok(())
 }
 
-/// Prefills `ids` on a fresh KV cache and decodes greedily, streaming text and/or ids to stdout;
+/// Prefills `ids` on a fresh KV cache and decodes with `sampling`, streaming text and/or ids to stdout;
 /// stops at the tokenizer's end-of-text token. Returns the statistics and the generated ids.
 /// `what` names the prompt in the error for one longer than the KV cache.
+#[allow(clippy::too_many_arguments)]
 fn run_generation(
     session: &mut Session,
+    sampling: &Sampling,
     ids: &[i32],
     max_tokens: usize,
     tok: Option<&Tokenizer>,
@@ -228,6 +248,7 @@ fn run_generation(
     what: &str,
 ) -> Result<(kiln::runtime::llm::GenerationStats, Vec<u32>)> {
     let mut gen = Generator::new(session)?;
+    gen.set_sampling(*sampling)?;
     if ids.len() >= gen.context() {
         bail!(
             "the {what} has {} tokens; the bundle's KV cache holds {} (compile with a larger --context)",
@@ -240,7 +261,7 @@ fn run_generation(
     let mut stream = tok.map(|t| StreamDecoder::new(t, true));
     let stdout = std::io::stdout();
     let mut first = true;
-    let stats = gen.generate_greedy(ids, max_tokens, &mut |t: i32| {
+    let stats = gen.generate(ids, max_tokens, &mut |t: i32| {
         if eos == Some(t as u32) {
             return false;
         }
@@ -270,7 +291,7 @@ fn run_generation(
 /// `kiln chat`: an interactive conversation on stdin/stdout with the model's chat template.
 /// Each turn renders the whole conversation and prefills it on a fresh KV cache (simple and
 /// exact; the cache is not reused across turns yet). An empty line or end of input ends it.
-pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>) -> Result<()> {
+pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>, sampling: &Sampling) -> Result<()> {
     let (bundle, mut session) = open(bundle_dir)?;
     let (spec, tok) = bundle_tokenizer(&bundle, bundle_dir)?;
     let template = ChatTemplate::new(&spec)?;
@@ -289,7 +310,16 @@ pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>) -> R
             .into_iter()
             .map(|t| t as i32)
             .collect();
-        let (_, reply) = run_generation(&mut session, &ids, max_tokens, Some(&tok), true, false, "conversation")?;
+        let (_, reply) = run_generation(
+            &mut session,
+            sampling,
+            &ids,
+            max_tokens,
+            Some(&tok),
+            true,
+            false,
+            "conversation",
+        )?;
         messages.push(Message::new("assistant", tok.decode(&reply, true)?));
     }
 }
@@ -344,6 +374,7 @@ pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, ite
         v[v.len() / 2]
     };
     let (p, d) = (median(&mut prefill), median(&mut decode));
+    let mem = session.memory_report();
     println!(
         "prefill {} tokens: {:.3} ms ({:.1} tokens/s); decode: {:.3} ms/token ({:.1} tokens/s) over {gen_tokens} tokens; median of {}",
         prompt.len(),
@@ -353,5 +384,6 @@ pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, ite
         1.0 / d.as_secs_f64().max(1e-12),
         prefill.len()
     );
+    println!("memory: {mem}");
     Ok(())
 }

@@ -150,6 +150,8 @@ enum Command {
         /// A system message to start the conversation with.
         #[arg(long)]
         system: Option<String>,
+        #[command(flatten)]
+        sampling: llm_cmd::SamplingArgs,
     },
     /// Generate text with a language-model bundle (streams the text, or the token ids with
     /// --ids, to stdout; prefill and decode tokens/s on stderr).
@@ -176,18 +178,8 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long, default_value_t = 64)]
         max_tokens: usize,
-        /// Sampling temperature (0: greedy).
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        /// Sample from the k most likely tokens (0: all).
-        #[arg(long, default_value_t = 0)]
-        top_k: usize,
-        /// Nucleus sampling threshold (1: off).
-        #[arg(long, default_value_t = 1.0)]
-        top_p: f32,
-        /// Random seed for sampling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: llm_cmd::SamplingArgs,
     },
     /// Print a summary of a bundle (or of a GGUF model file).
     Inspect {
@@ -389,34 +381,21 @@ fn run(cmd: Command) -> Result<()> {
             chat,
             ids,
             max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            seed,
+            sampling,
         } => {
             let prompt = match (prompt, prompt_ids) {
                 (Some(text), _) => llm_cmd::Prompt::Text { text, chat },
                 (None, Some(ids)) => llm_cmd::Prompt::Ids(ids),
                 (None, None) => anyhow::bail!("give --prompt TEXT or --prompt-ids IDS"),
             };
-            llm_cmd::generate_cmd(
-                &bundle,
-                &prompt,
-                max_tokens,
-                ids,
-                &llm_cmd::Sampling {
-                    temperature,
-                    top_k,
-                    top_p,
-                    seed,
-                },
-            )
+            llm_cmd::generate_cmd(&bundle, &prompt, max_tokens, ids, &sampling.to_sampling()?)
         }
         Command::Chat {
             bundle,
             max_tokens,
             system,
-        } => llm_cmd::chat_cmd(&bundle, max_tokens, system.as_deref()),
+            sampling,
+        } => llm_cmd::chat_cmd(&bundle, max_tokens, system.as_deref(), &sampling.to_sampling()?),
         Command::Conformance { worker: true, .. } => kiln::conformance::worker_main(),
         Command::Conformance {
             dir,

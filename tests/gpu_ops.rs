@@ -3,7 +3,7 @@
 
 use kiln::compiler::{compile_to_dir, CompileOptions, Model};
 use kiln::convert::{rel_l2, to_host};
-use kiln::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Expr, Tensor, TensorType};
+use kiln::ir::{BinaryOp, DType, Dim, Expr, Graph, NodeId, Op, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use std::collections::{BTreeMap, HashMap};
 

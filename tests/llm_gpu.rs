@@ -3,11 +3,14 @@
 //! tokens equal, at opt-levels 0 and 2, for both RoPE styles, GQA, tied and separate heads
 //! and Qwen2-style q/k/v biases.
 
+use kiln::abi::BufferKind;
 use kiln::compiler::llm::{self, LlamaConfig, RandomWeights, Reference, RopeStyle};
 use kiln::compiler::{write_bundle, CompileOptions};
 use kiln::convert::rel_l2;
-use kiln::runtime::llm::Generator;
+use kiln::ir::sample::SampleParams;
+use kiln::runtime::llm::{Generator, Sampling};
 use kiln::runtime::{Bundle, Session, SessionOptions};
+use std::collections::HashMap;
 
 fn config(style: RopeStyle, tied: bool, qkv_bias: bool) -> LlamaConfig {
     LlamaConfig {
@@ -118,8 +121,17 @@ fn greedy_generation_streams_tokens_and_stops_at_the_context() {
     assert_eq!(again, expected[..3]);
     // The runtime itself refuses a step past the context (the manifest's assumption), and an
     // unknown scalar or output is named.
-    let toks =
-        std::collections::HashMap::from([("tokens".to_string(), kiln::runtime::HostTensor::from_i32(&[2], &[1, 2]))]);
+    let toks = HashMap::from([
+        ("tokens".to_string(), kiln::runtime::HostTensor::from_i32(&[2], &[1, 2])),
+        (
+            "sampling".to_string(),
+            kiln::runtime::HostTensor::from_i32(&[8], &Sampling::greedy().encode(0)),
+        ),
+        (
+            "recent_tokens".to_string(),
+            kiln::runtime::HostTensor::from_i32(&[64], &[-1; 64]),
+        ),
+    ]);
     let e = session
         .run_with("prefill", &toks, &[("past", 11)], Some(&["next_token"]))
         .unwrap_err()
@@ -135,4 +147,299 @@ fn greedy_generation_streams_tokens_and_stops_at_the_context() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no output 'probs'"), "{e}");
+}
+
+fn sample_params(s: Sampling) -> SampleParams {
+    SampleParams {
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        repeat_penalty: s.repeat_penalty,
+        seed: s.seed,
+    }
+}
+
+/// Generates `n` tokens after `prompt` with `s` on the GPU and on the interpreter, asserts
+/// they are equal and returns them.
+fn sampled(model: &kiln::compiler::Model, session: &mut Session, prompt: &[i32], n: usize, s: Sampling) -> Vec<i32> {
+    let mut gpu = Vec::new();
+    let mut gen = Generator::new(session).unwrap();
+    gen.set_sampling(s).unwrap();
+    gen.generate(prompt, n, &mut |t: i32| {
+        gpu.push(t);
+        true
+    })
+    .unwrap();
+    let cpu: Vec<i32> = Reference::with_sampling(&model.graph, sample_params(s))
+        .generate(prompt, n)
+        .unwrap()
+        .iter()
+        .map(|s| s.next_token)
+        .collect();
+    assert_eq!(gpu, cpu, "{s:?}: GPU and interpreter drew different tokens");
+    gpu
+}
+
+fn tiny_session(c: &LlamaConfig, seed: u64) -> (kiln::compiler::Model, Session) {
+    let model = llm::build(c, &mut RandomWeights::new(c, seed)).unwrap();
+    let compiled = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.kiln");
+    write_bundle(&compiled, &path).unwrap();
+    let bundle = Bundle::load(&path).unwrap();
+    let session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    (model, session)
+}
+
+/// Sampling on the GPU (the bundle's `Sample` kernel) against the interpreter's reference
+/// sampler: the same tokens for the same settings and seed. The two compute the same
+/// penalized logits, keys, thresholds and sums in the same order; only `exp` may round
+/// differently, which changes a token only if the draw lands within that rounding (~1e-6)
+/// of a boundary between two tokens' cumulative weights, so a mismatch here is a bug.
+#[test]
+fn sampled_generation_on_the_gpu_matches_the_interpreter() {
+    // A vocabulary over the kernel's 256 threads, so each thread scans several entries.
+    let c = LlamaConfig {
+        vocab: 613,
+        context: 40,
+        ..config(RopeStyle::Normal, false, false)
+    };
+    let (model, mut session) = tiny_session(&c, 11);
+    let prompt = [5, 17, 42, 8, 91, 3, 60, 5, 17];
+    let n = 16;
+    let mut run = |s: Sampling| sampled(&model, &mut session, &prompt, n, s);
+    let base = Sampling {
+        temperature: 1.0,
+        seed: 1,
+        ..Sampling::greedy()
+    };
+    let greedy = run(Sampling::greedy());
+    let t1 = run(base);
+    let t1_seed2 = run(Sampling { seed: 2, ..base });
+    let t3 = run(Sampling {
+        temperature: 3.0,
+        ..base
+    });
+    let top1 = run(Sampling { top_k: 1, ..base });
+    let filtered = run(Sampling {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.9,
+        repeat_penalty: 1.3,
+        seed: 7,
+    });
+    let nucleus = run(Sampling { top_p: 0.5, ..base });
+    assert_eq!(run(base), t1, "the same seed repeats the sequence");
+    assert_eq!(top1, greedy, "top-k 1 is greedy");
+    assert_ne!(t1, t1_seed2, "another seed, another sequence");
+    assert_ne!(t1, t3, "another temperature, another sequence");
+    assert_ne!(t1, greedy, "sampling at temperature 1 is not greedy");
+    assert_ne!(filtered, t1);
+    assert_ne!(nucleus, t1);
+
+    // The repetition penalty: this tied-head model greedily repeats the prompt's last token;
+    // penalized strongly (its logit divided by 1000), it must move on (and the GPU still
+    // agrees with the interpreter).
+    let c = LlamaConfig {
+        context: 40,
+        ..config(RopeStyle::Normal, true, false)
+    };
+    let (model, mut session) = tiny_session(&c, 11);
+    let greedy = sampled(&model, &mut session, &prompt, 8, Sampling::greedy());
+    assert!(greedy.iter().all(|&t| t == 17), "{greedy:?}");
+    let penalized = Sampling {
+        repeat_penalty: 1000.0,
+        ..Sampling::greedy()
+    };
+    let moved = sampled(&model, &mut session, &prompt, 8, penalized);
+    assert_ne!(moved[0], 17, "{moved:?}");
+    let warm = sampled(
+        &model,
+        &mut session,
+        &prompt,
+        8,
+        Sampling {
+            temperature: 0.9,
+            top_k: 5,
+            seed: 3,
+            ..penalized
+        },
+    );
+    assert!(warm.iter().all(|&t| t != 17), "{warm:?}");
+
+    // The runtime's copy of the parameter layout is the compiler's.
+    let s = Sampling {
+        temperature: 0.7,
+        top_k: 40,
+        top_p: 0.95,
+        repeat_penalty: 1.1,
+        seed: 0x1234_5678_9abc_def0,
+    };
+    assert_eq!(s.encode(77).to_vec(), sample_params(s).encode(77).to_vec());
+}
+
+fn alloc(bytes: i64) -> u64 {
+    ((bytes.max(0) as u64).div_ceil(4) * 4).max(4)
+}
+
+/// The session's memory report is exactly what the manifest says it allocates: every weight
+/// and state buffer at its size, and each program's input and intermediate buffers at the
+/// largest sizes the run bound (sizes grow with `past`), plus one 4-byte staging buffer per
+/// program for the token id; the peak is at least what is held.
+#[test]
+fn the_memory_report_accounts_for_every_buffer() {
+    let c = config(RopeStyle::Neox, false, true);
+    let model = llm::build(&c, &mut RandomWeights::new(&c, 5)).unwrap();
+    let compiled = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.kiln");
+    write_bundle(&compiled, &path).unwrap();
+    let bundle = Bundle::load(&path).unwrap();
+    let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let m = bundle.manifest().clone();
+    let before = session.memory_report();
+    assert_eq!(before.intermediates + before.inputs + before.staging, 0, "{before:?}");
+    let prompt = [1, 2, 3, 4, 5, 6, 7];
+    let n = 6;
+    Generator::new(&mut session)
+        .unwrap()
+        .generate_greedy(&prompt, n, &mut |_| true)
+        .unwrap();
+    let r = session.memory_report();
+    let sum = |kind: BufferKind, p: Option<(usize, HashMap<String, i64>)>| -> u64 {
+        let ids: Vec<usize> = match &p {
+            Some((pi, _)) => m.program_buffers(*pi),
+            None => (0..m.buffers.len()).collect(),
+        };
+        ids.into_iter()
+            .filter(|&b| m.buffers[b].kind == kind)
+            .map(|b| {
+                let bind = p.as_ref().map(|x| x.1.clone()).unwrap_or_default();
+                alloc(m.buffers[b].size.eval(&bind).unwrap())
+            })
+            .sum()
+    };
+    assert_eq!(r.weights, sum(BufferKind::Weight, None));
+    assert_eq!(r.states, sum(BufferKind::State, None));
+    let kv: u64 = (c.layers * 2 * c.context * c.kv_heads * c.head_dim * 4) as u64;
+    assert_eq!(r.states, kv, "the KV cache, f32");
+    let prefill = (
+        0,
+        HashMap::from([("n".to_string(), prompt.len() as i64), ("past".to_string(), 0)]),
+    );
+    // The last decode step runs at past = prompt + n - 2.
+    let decode = (1, HashMap::from([("past".to_string(), (prompt.len() + n - 2) as i64)]));
+    for kind in [BufferKind::Input, BufferKind::Intermediate] {
+        let want = sum(kind, Some(prefill.clone())) + sum(kind, Some(decode.clone()));
+        let got = if kind == BufferKind::Input {
+            r.inputs
+        } else {
+            r.intermediates
+        };
+        assert_eq!(got, want, "{kind:?}");
+    }
+    assert_eq!(r.staging, 8, "one 4-byte token readback per program");
+    assert!(r.uniforms > 0);
+    assert_eq!(
+        r.total(),
+        r.weights + r.states + r.inputs + r.intermediates + r.uniforms + r.staging
+    );
+    assert!(r.peak >= r.total() && r.peak >= before.total());
+    let text = r.to_string();
+    assert!(text.contains("weights") && text.contains("peak"), "{text}");
+}
+
+/// `Op::Sample` alone at SmolLM2's vocabulary size (49152: ids above the recent-token
+/// bitmap's 32768 bits alias, and each thread scans 192 entries) on two rows, GPU against the
+/// interpreter over 40 draws for each setting.
+#[test]
+fn the_sample_op_at_a_large_vocabulary_matches_the_interpreter() {
+    use kiln::ir::{DType, Dim, Graph, Op, Tensor, TensorType};
+    let (rows, vocab, window) = (2usize, 49152usize, 64usize);
+    let mut g = Graph::new();
+    let ty = |dtype, shape: &[usize]| TensorType {
+        dtype,
+        shape: shape.iter().map(|&d| Dim::c(d as i64)).collect(),
+    };
+    let l = g.add_input("logits", ty(DType::F32, &[rows, vocab]));
+    let p = g.add_input("sampling", ty(DType::I32, &[8]));
+    let r = g.add_input("recent", ty(DType::I32, &[window]));
+    let y = g.add("sample", Op::Sample, &[l, p, r]).unwrap();
+    g.add_output("y", y);
+    let model = kiln::compiler::Model {
+        name: "sample".into(),
+        graph: g,
+        io_dtypes: Default::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    kiln::compiler::compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap();
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    // Logits like a language model's: a few strong candidates over a flat tail.
+    let logits: Vec<f32> = kiln::demo::pseudo_random(rows * vocab, 3, 4.0)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i % 997 == 5 { v.abs() + 8.0 } else { v })
+        .collect();
+    // Recent ids on both sides of the bitmap's wrap (33000 aliases 232) and padding.
+    let mut recent: Vec<i32> = (0..40).map(|i| (i * 1229 % vocab) as i32).collect();
+    recent.extend([5, 33_000, 232, 49_151, 997 + 5]);
+    recent.resize(window, -1);
+    let settings = [
+        SampleParams::greedy(),
+        SampleParams {
+            repeat_penalty: 3.0,
+            ..SampleParams::greedy()
+        },
+        SampleParams {
+            temperature: 1.0,
+            ..SampleParams::greedy()
+        },
+        SampleParams {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
+            repeat_penalty: 1.3,
+            seed: 99,
+        },
+        SampleParams {
+            temperature: 1.5,
+            top_p: 0.5,
+            seed: 5,
+            ..SampleParams::greedy()
+        },
+    ];
+    for s in settings {
+        let mut seen = std::collections::HashSet::new();
+        for step in 0..40u32 {
+            let params = s.encode(step);
+            let inputs = HashMap::from([
+                ("logits".to_string(), Tensor::f32(vec![rows, vocab], logits.clone())),
+                ("sampling".to_string(), Tensor::i32(vec![8], params.to_vec())),
+                ("recent".to_string(), Tensor::i32(vec![window], recent.clone())),
+            ]);
+            let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["y"].to_f64();
+            let host: HashMap<String, kiln::runtime::HostTensor> = inputs
+                .iter()
+                .map(|(k, t)| {
+                    let e = if t.dtype() == DType::F32 {
+                        kiln::abi::ElemType::F32
+                    } else {
+                        kiln::abi::ElemType::I32
+                    };
+                    (k.clone(), kiln::convert::to_host(t, e))
+                })
+                .collect();
+            let got = session.run("run", &host).unwrap()[0].1.to_i64();
+            let want: Vec<i64> = want.iter().map(|&v| v as i64).collect();
+            assert_eq!(got, want, "{s:?} step {step}");
+            seen.insert(got[0]);
+            if s.temperature == 0.0 {
+                assert!(!recent.contains(&(got[0] as i32)) || s.repeat_penalty == 1.0);
+            }
+        }
+        if s.temperature > 0.0 {
+            assert!(seen.len() > 1, "{s:?}: 40 draws gave one token");
+        }
+    }
 }

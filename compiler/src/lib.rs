@@ -109,6 +109,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
         KernelBody::Attention { batch, sq, sk, d, dv } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
         KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
         KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
+        KernelBody::Sample { rows, vocab, window } => format!("sample:{rows}x{vocab}:{window}"),
         KernelBody::Conv {
             x, w, strides, groups, ..
         } => {
@@ -136,6 +137,7 @@ pub fn workload(body: &KernelBody) -> Workload {
         KernelBody::TopK { shape, axis, .. } => Workload::PerRow {
             rows: estimate(&Dim::product(shape)) / estimate(&shape[*axis]),
         },
+        KernelBody::Sample { rows, .. } => Workload::PerRow { rows: estimate(rows) },
         KernelBody::Scatter { data, .. } => Workload::PerRow {
             rows: estimate(&Dim::product(data)),
         },

@@ -203,7 +203,9 @@ impl Expr {
                 Access::Gathered { index, .. } => vec![index],
                 Access::Linear | Access::Strided { .. } => Vec::new(),
             },
-            Expr::Concat { coord, parts } => std::iter::once(coord.as_ref()).chain(parts.iter().map(|(e, _)| e)).collect(),
+            Expr::Concat { coord, parts } => std::iter::once(coord.as_ref())
+                .chain(parts.iter().map(|(e, _)| e))
+                .collect(),
         }
     }
 
@@ -227,7 +229,9 @@ impl Expr {
                 dim: dim.clone(),
             },
             Expr::Binary(o, a, b, d) => Expr::Binary(*o, Box::new(a.rewrite(f)), Box::new(b.rewrite(f)), *d),
-            Expr::Select(c, a, b) => Expr::Select(Box::new(c.rewrite(f)), Box::new(a.rewrite(f)), Box::new(b.rewrite(f))),
+            Expr::Select(c, a, b) => {
+                Expr::Select(Box::new(c.rewrite(f)), Box::new(a.rewrite(f)), Box::new(b.rewrite(f)))
+            }
             Expr::Read(slot, access) => Expr::Read(
                 *slot,
                 Box::new(match access.as_ref() {
@@ -258,7 +262,10 @@ impl Expr {
     /// coordinate axes in range, and no kernel-level leaves.
     pub fn check(&self, input_ranks: &[usize], out_rank: usize) -> Result<(), ExprError> {
         match self {
-            Expr::Coord(a) if *a >= out_rank => Err(ExprError::CoordOutOfRank { axis: *a, rank: out_rank }),
+            Expr::Coord(a) if *a >= out_rank => Err(ExprError::CoordOutOfRank {
+                axis: *a,
+                rank: out_rank,
+            }),
             Expr::Load { input, index } => {
                 let rank = *input_ranks.get(*input).ok_or(ExprError::NoSuchInput {
                     input: *input,
@@ -274,7 +281,10 @@ impl Expr {
                 index.iter().try_for_each(|e| e.check(input_ranks, out_rank))
             }
             e if e.is_kernel_level() => Err(ExprError::KernelLevel(format!("{e:?}").chars().take(80).collect())),
-            e => e.children().into_iter().try_for_each(|c| c.check(input_ranks, out_rank)),
+            e => e
+                .children()
+                .into_iter()
+                .try_for_each(|c| c.check(input_ranks, out_rank)),
         }
     }
 }
@@ -384,7 +394,10 @@ mod tests {
                 coords: 1
             })
         );
-        assert_eq!(Expr::Coord(3).check(&[], 2), Err(ExprError::CoordOutOfRank { axis: 3, rank: 2 }));
+        assert_eq!(
+            Expr::Coord(3).check(&[], 2),
+            Err(ExprError::CoordOutOfRank { axis: 3, rank: 2 })
+        );
     }
 
     #[test]
@@ -398,7 +411,11 @@ mod tests {
                 axis_stride: Dim::c(1),
             }),
         );
-        let e = Expr::select(Expr::Dim(Dim::sym("n")).cmp(BinaryOp::Less, Expr::int(2), DType::I32), gathered, Expr::Lit(0.0, DType::F32));
+        let e = Expr::select(
+            Expr::Dim(Dim::sym("n")).cmp(BinaryOp::Less, Expr::int(2), DType::I32),
+            gathered,
+            Expr::Lit(0.0, DType::F32),
+        );
         let mut seen = 0;
         let out = e.rewrite(&mut |n| {
             seen += 1;

@@ -288,6 +288,37 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             same(t)
         }
+        Op::Sample => {
+            let (l, p, r) = (ins[0], ins[1], ins[2]);
+            if l.dtype != DType::F32 || l.rank() != 2 {
+                return Err(InferError::Shape(format!(
+                    "logits must be f32 [rows, vocab], got {}",
+                    l.describe()
+                )));
+            }
+            if p.dtype != DType::I32 || p.shape != [Dim::c(crate::sample::PARAMS_LEN as i64)] {
+                return Err(InferError::Shape(format!(
+                    "sampling parameters must be i32 [{}], got {}",
+                    crate::sample::PARAMS_LEN,
+                    p.describe()
+                )));
+            }
+            let window_ok = r.rank() == 1
+                && r.shape[0]
+                    .as_const()
+                    .is_some_and(|w| (1..=crate::sample::MAX_WINDOW as i64).contains(&w));
+            if r.dtype != DType::I32 || !window_ok {
+                return Err(InferError::Shape(format!(
+                    "recent tokens must be i32 [w] with a constant 1 <= w <= {}, got {}",
+                    crate::sample::MAX_WINDOW,
+                    r.describe()
+                )));
+            }
+            Ok(TensorType {
+                dtype: DType::I32,
+                shape: vec![l.shape[0].clone()],
+            })
+        }
         Op::TopK { k, axis, .. } => {
             let t = ins[0];
             check_axes(&[*axis], t.rank())?;

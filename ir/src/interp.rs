@@ -246,6 +246,7 @@ fn eval_node(
         Op::QMatMul { block, n, k } => qmatmul(ins[0], ins[1], *block, *n, *k)?,
         Op::RmsNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
+        Op::Sample => sample(ins[0], ins[1], ins[2]),
         Op::ScatterNd { reduction } => scatter_nd(ins, *reduction, dtype)?,
         Op::Conv {
             strides,
@@ -940,6 +941,23 @@ fn conv(
         shape: out_shape.to_vec(),
         v: out,
     }
+}
+
+/// [`Op::Sample`]: each row of logits through [`crate::sample::sample_row`].
+fn sample(logits: &Val, params: &Val, recent: &Val) -> Val {
+    let (rows, vocab) = (logits.shape[0], logits.shape[1]);
+    let p: Vec<i32> = params.v.iter().map(|&x| x as i32).collect();
+    let r: Vec<i32> = recent.v.iter().map(|&x| x as i32).collect();
+    let v = (0..rows)
+        .map(|row| {
+            let l: Vec<f32> = logits.v[row * vocab..(row + 1) * vocab]
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
+            crate::sample::sample_row(&l, &p, &r, row as u32) as f64
+        })
+        .collect();
+    Val { shape: vec![rows], v }
 }
 
 fn top_k(x: &Val, k: usize, axis: usize, largest: bool) -> Val {

@@ -8,20 +8,21 @@
 pub mod dim;
 pub mod dtype;
 pub mod error;
+pub mod expr;
 pub mod graph;
 pub mod infer;
 pub mod interp;
 pub mod op;
 pub mod quant;
+pub mod sample;
 pub mod tensor;
-pub mod expr;
 
 pub use dim::{Dim, DimBindings, DimParseError, UnboundDim};
 pub use dtype::DType;
 pub use error::IrError;
+pub use expr::{Access, Expr, ExprError};
 pub use graph::{DimAssumption, Graph, Node, NodeId};
 pub use infer::InferError;
 pub use op::{BinaryOp, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
 pub use quant::BlockType;
 pub use tensor::{Shape, Tensor, TensorData, TensorType};
-pub use expr::{Access, Expr, ExprError};

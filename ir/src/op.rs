@@ -250,6 +250,12 @@ pub enum Op {
         /// Largest (true) or smallest.
         largest: bool,
     },
+    /// Draws a token id per row of logits `[rows, vocab]` (f32) on the device: input 1 is the
+    /// sampling parameters (`[crate::sample::PARAMS_LEN]` i32: temperature, top-k, top-p,
+    /// repetition penalty, seed, step), input 2 the recent token ids (`[window]` i32, -1 for
+    /// none) that the repetition penalty applies to; output `[rows]` i32. Greedy when the
+    /// temperature is 0. The algorithm and its random draws are in [`crate::sample`].
+    Sample,
     /// ONNX ScatterND: inputs data, indices (`[..., m]`, integer), updates; the output is data
     /// with each update slice combined into the element slice its index row addresses.
     ScatterNd {
@@ -337,6 +343,7 @@ impl Op {
             Op::Conv { .. } => "Conv".into(),
             Op::TopK { .. } => "TopK".into(),
             Op::ScatterNd { .. } => "ScatterND".into(),
+            Op::Sample => "Sample".into(),
             Op::QMatMul { .. } => "QMatMul".into(),
             Op::RmsNorm { .. } => "RmsNorm".into(),
             Op::StateAppend { .. } => "StateAppend".into(),
@@ -350,7 +357,7 @@ impl Op {
             Op::Unary(_) | Op::Cast(_) | Op::Reduce { .. } | Op::ArgReduce { .. } => 1,
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
             Op::Softmax { .. } | Op::TopK { .. } | Op::StateAppend { .. } => 1,
-            Op::ScatterNd { .. } => 3,
+            Op::ScatterNd { .. } | Op::Sample => 3,
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
             Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,

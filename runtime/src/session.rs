@@ -144,6 +144,8 @@ pub struct Session {
     programs: Vec<ProgramState>,
     /// Per (program, output): a mappable staging buffer, grown as needed.
     staging: HashMap<(usize, usize), wgpu::Buffer>,
+    /// The most device memory held at once so far ([`Session::memory_report`]).
+    peak_bytes: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -350,6 +352,7 @@ impl Session {
         let mut session = Session {
             slots: (0..manifest.buffers.len()).map(|_| Slot::default()).collect(),
             staging: HashMap::new(),
+            peak_bytes: 0,
             programs: Vec::new(),
             kernels,
             manifest,
@@ -360,7 +363,26 @@ impl Session {
         session.programs = (0..session.manifest.programs.len())
             .map(|p| session.create_program_state(p))
             .collect::<Result<_>>()?;
+        session.peak_bytes = held_bytes(&session.slots, &session.programs, &session.staging);
         Ok(session)
+    }
+
+    /// Device memory this session holds, by kind, and the peak so far.
+    pub fn memory_report(&self) -> crate::MemoryReport {
+        let mut r = crate::MemoryReport::default();
+        for (slot, spec) in self.slots.iter().zip(&self.manifest.buffers) {
+            let bytes = if slot.buffer.is_some() { slot.size } else { 0 };
+            match spec.kind {
+                BufferKind::Weight => r.weights += bytes,
+                BufferKind::State => r.states += bytes,
+                BufferKind::Input => r.inputs += bytes,
+                BufferKind::Intermediate => r.intermediates += bytes,
+            }
+        }
+        r.uniforms = self.programs.iter().map(|p| p.uniform_size).sum();
+        r.staging = self.staging.values().map(|b| b.size()).sum();
+        r.peak = self.peak_bytes.max(r.total());
+        r
     }
 
     /// The manifest of the loaded bundle.
@@ -644,6 +666,9 @@ impl Session {
             let staging = match self.staging.get(&(pi, out.index)) {
                 Some(b) if b.size() >= n => b.clone(),
                 _ => {
+                    // The old staging buffer is released after the new one exists.
+                    let held = held_bytes(&self.slots, &self.programs, &self.staging);
+                    self.peak_bytes = self.peak_bytes.max(held + n);
                     let b = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(&format!("staging for output '{}'", spec.name)),
                         size: n,
@@ -1172,10 +1197,13 @@ impl Session {
         // Phase 2: grow buffers, upload, refresh bind groups.
         for (bi, size) in sizes.iter().enumerate() {
             let Some(size) = *size else { continue };
-            let slot = &mut self.slots[bi];
-            if slot.size >= size {
+            if self.slots[bi].size >= size {
                 continue;
             }
+            // The grown buffer coexists with the one it replaces until the copy is done.
+            let held = held_bytes(&self.slots, &self.programs, &self.staging);
+            self.peak_bytes = self.peak_bytes.max(held + size);
+            let slot = &mut self.slots[bi];
             let spec = &m.buffers[bi];
             let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&spec.label),
@@ -1347,6 +1375,13 @@ fn eval_nonneg(e: &SizeExpr, b: &Bindings, what: impl Fn() -> String) -> Result<
         what: what(),
         message: format!("'{e}' = {v} is negative"),
     })
+}
+
+/// Bytes of every buffer a session holds: slots, uniform blocks, staging.
+fn held_bytes(slots: &[Slot], programs: &[ProgramState], staging: &HashMap<(usize, usize), wgpu::Buffer>) -> u64 {
+    let slots: u64 = slots.iter().filter(|s| s.buffer.is_some()).map(|s| s.size).sum();
+    let uniforms: u64 = programs.iter().map(|p| p.uniform_size).sum();
+    slots + uniforms + staging.values().map(|b| b.size()).sum::<u64>()
 }
 
 fn storage_usage() -> wgpu::BufferUsages {

@@ -80,6 +80,7 @@ fn templates() -> &'static tera::Tera {
             ("softmax", include_str!("../../templates/softmax.wgsl")),
             ("layernorm", include_str!("../../templates/layernorm.wgsl")),
             ("topk", include_str!("../../templates/topk.wgsl")),
+            ("sample", include_str!("../../templates/sample.wgsl")),
             ("scatter", include_str!("../../templates/scatter.wgsl")),
             ("gemm", include_str!("../../templates/gemm.wgsl")),
             ("gemm_vec4", include_str!("../../templates/gemm_vec4.wgsl")),
@@ -992,6 +993,22 @@ pub fn render(
                 SizeExpr::c(1),
             ];
             ("topk", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::Sample { rows, vocab, window }, Schedule::Injective(_)) => {
+            // The workgroup size is fixed: the reference (kiln_ir::sample) sums in its order.
+            let wg = kiln_ir::sample::WORKGROUP as u32;
+            let halves: Vec<u32> = std::iter::successors(Some(wg / 2), |h| (*h > 1).then_some(h / 2)).collect();
+            ctx.insert("wg", &wg);
+            ctx.insert("halves", &halves);
+            ctx.insert("vocab", &params.dim(vocab, "vocab"));
+            ctx.insert("window", window);
+            ctx.insert("steps", &kiln_ir::sample::BISECTION_STEPS);
+            (
+                "sample",
+                [wg, 1, 1],
+                [dim_expr(rows), SizeExpr::c(1), SizeExpr::c(1)],
+                false,
+            )
         }
         (
             KernelBody::Scatter {

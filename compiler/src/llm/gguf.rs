@@ -185,6 +185,16 @@ pub fn random_gguf(
     seed: u64,
     block: kiln_ir::BlockType,
 ) -> Result<Vec<u8>, LlmError> {
+    Ok(random_gguf_writer(config, arch, seed, block)?.to_bytes())
+}
+
+/// The writer behind [`random_gguf`], so a test can add metadata (e.g. a tokenizer) first.
+pub fn random_gguf_writer(
+    config: &LlamaConfig,
+    arch: &str,
+    seed: u64,
+    block: kiln_ir::BlockType,
+) -> Result<crate::frontend::gguf::GgufWriter, LlmError> {
     use crate::frontend::gguf::GgufWriter;
     let c = config;
     let k = |s: &str| format!("{arch}.{s}");
@@ -214,5 +224,5 @@ pub fn random_gguf(
             w.tensor_f32(name, &t.shape, &v)
         };
     }
-    Ok(w.to_bytes())
+    Ok(w)
 }

@@ -1,8 +1,11 @@
 //! The Llama forward step as an IR graph (the layout is described in docs/llm.md).
 
-use super::{LlamaConfig, LlamaWeights, LlmError, RopeStyle, LOGITS, N, NEXT_TOKEN, PAST, TOKENS};
+use super::{
+    LlamaConfig, LlamaWeights, LlmError, RopeStyle, LOGITS, N, NEXT_TOKEN, PAST, RECENT_TOKENS, REPEAT_WINDOW,
+    SAMPLING, TOKENS,
+};
 use crate::Model;
-use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, SliceAxis, Expr, Tensor, TensorType, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, Graph, NodeId, Op, ReduceOp, SliceAxis, Tensor, TensorType, UnaryOp};
 
 /// Value of masked attention scores (finite: WGSL has no infinity literals; `exp` of it
 /// minus the row max is exactly 0 in f32).
@@ -17,7 +20,9 @@ struct Builder<'a> {
 
 /// Builds the graph of one forward step: input `tokens` `[n]` (i32) at positions
 /// `past .. past + n` (`past` a scalar symbol), outputs `logits` `[1, vocab]` of the last
-/// position and `next_token` `[1]` (its ArgMax). The KV cache is the states `k_cache.L` and
+/// position and `next_token` `[1]` (drawn from them on the device by [`Op::Sample`] with the
+/// inputs `sampling` (`[8]` i32, [`kiln_ir::sample`]'s layout) and `recent_tokens`
+/// (`[REPEAT_WINDOW]` i32, -1 padded); greedy when the temperature is 0). The KV cache is the states `k_cache.L` and
 /// `v_cache.L` of shape `[context, kv_heads, head_dim]`.
 pub fn build(config: &LlamaConfig, w: &mut dyn LlamaWeights) -> Result<Model, LlmError> {
     config.validate()?;
@@ -71,16 +76,21 @@ pub fn build(config: &LlamaConfig, w: &mut dyn LlamaWeights) -> Result<Model, Ll
         "output.weight"
     };
     let logits = w.linear(&mut b.g, head, h, c.dim, c.vocab)?;
-    let next = b.g.add(
-        "argmax",
-        Op::ArgReduce {
-            max: true,
-            axis: 1,
-            keep_dims: false,
-            select_last: false,
+    let sampling = b.g.add_input(
+        SAMPLING,
+        TensorType {
+            dtype: DType::I32,
+            shape: vec![Dim::c(kiln_ir::sample::PARAMS_LEN as i64)],
         },
-        &[logits],
-    )?;
+    );
+    let recent = b.g.add_input(
+        RECENT_TOKENS,
+        TensorType {
+            dtype: DType::I32,
+            shape: vec![Dim::c(REPEAT_WINDOW as i64)],
+        },
+    );
+    let next = b.g.add("sample", Op::Sample, &[logits, sampling, recent])?;
     b.g.add_output(LOGITS, logits);
     b.g.add_output(NEXT_TOKEN, next);
     Ok(Model {
@@ -241,11 +251,7 @@ impl Builder<'_> {
                     .clone()
                     .rem(Expr::int(2))
                     .cmp(BinaryOp::Equal, Expr::int(0), DType::I32);
-                let partner = Expr::select(
-                    first.clone(),
-                    d.clone().add(Expr::int(1)),
-                    d.clone().sub(Expr::int(1)),
-                );
+                let partner = Expr::select(first.clone(), d.clone().add(Expr::int(1)), d.clone().sub(Expr::int(1)));
                 (d.clone().div(Expr::int(2)), first, partner)
             }
             RopeStyle::Neox => {

@@ -24,8 +24,17 @@ use kiln_ir::IrError;
 pub const TOKENS: &str = "tokens";
 /// Name of the logits output (`[1, vocab]`, f32): the last position's.
 pub const LOGITS: &str = "logits";
-/// Name of the greedy next-token output (`[1]`, i32): the ArgMax of the logits, on the GPU.
+/// Name of the next-token output (`[1]`, i32): drawn from the logits on the GPU
+/// ([`kiln_ir::Op::Sample`]; the ArgMax when the temperature is 0).
 pub const NEXT_TOKEN: &str = "next_token";
+/// Name of the sampling-parameter input (`[kiln_ir::sample::PARAMS_LEN]` i32, encoded by
+/// [`kiln_ir::sample::SampleParams::encode`]).
+pub const SAMPLING: &str = "sampling";
+/// Name of the recent-token input (`[REPEAT_WINDOW]` i32, -1 padded): the ids the repetition
+/// penalty applies to.
+pub const RECENT_TOKENS: &str = "recent_tokens";
+/// Tokens the repetition penalty looks back over (llama.cpp's default `repeat_last_n`).
+pub const REPEAT_WINDOW: usize = 64;
 /// The symbol for new tokens in one step.
 pub const N: &str = "n";
 /// The scalar symbol for the number of tokens already in the KV cache.

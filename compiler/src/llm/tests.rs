@@ -195,8 +195,8 @@ fn the_bundle_has_two_programs_sharing_weights_and_the_kv_cache() {
     for p in &m.programs {
         assert_eq!(p.scalars, [PAST]);
         let ins = p.inputs.as_ref().unwrap();
-        assert_eq!(ins.len(), 1);
-        assert_eq!(ins[0].name, TOKENS);
+        let in_names: Vec<&str> = ins.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(in_names, [TOKENS, super::SAMPLING, super::RECENT_TOKENS]);
         assert!(
             ins[0].index_bound.is_some(),
             "token ids are checked against the vocabulary"

@@ -163,12 +163,7 @@ fn rebuild(terms: Vec<Term>) -> Expr {
                 None => Expr::Dim(t.mult),
             },
             (_, Some(1)) => t.expr,
-            _ => Expr::Binary(
-                BinaryOp::Mul,
-                Box::new(t.expr),
-                Box::new(Expr::Dim(t.mult)),
-                DType::I32,
-            ),
+            _ => Expr::Binary(BinaryOp::Mul, Box::new(t.expr), Box::new(Expr::Dim(t.mult)), DType::I32),
         };
         out = Some(match out {
             None => e,

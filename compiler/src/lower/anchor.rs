@@ -813,12 +813,7 @@ fn mul(a: Expr, d: &Dim) -> Expr {
     match d.as_const() {
         Some(1) => a,
         Some(0) => Expr::int(0),
-        _ => Expr::Binary(
-            BinaryOp::Mul,
-            Box::new(a),
-            Box::new(Expr::Dim(d.clone())),
-            DType::I32,
-        ),
+        _ => Expr::Binary(BinaryOp::Mul, Box::new(a), Box::new(Expr::Dim(d.clone())), DType::I32),
     }
 }
 

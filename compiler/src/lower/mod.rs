@@ -101,6 +101,16 @@ pub enum KernelBody {
         /// Largest first (else smallest).
         largest: bool,
     },
+    /// A token drawn from each row of logits (input 0, `[rows, vocab]`) with the sampling
+    /// parameters (input 1) and recent ids (input 2, `[window]`) of an [`Op::Sample`].
+    Sample {
+        /// Rows of logits.
+        rows: Dim,
+        /// Vocabulary size.
+        vocab: Dim,
+        /// Recent ids the repetition penalty looks at.
+        window: usize,
+    },
     /// ScatterND of updates (input 2) into data (input 0) at index rows (input 1).
     Scatter {
         /// Data shape.
@@ -424,6 +434,14 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             k: *k,
             largest: *largest,
         },
+        Op::Sample => {
+            let (l, r) = (shape(0), shape(2));
+            KernelBody::Sample {
+                rows: l[0].clone(),
+                vocab: l[1].clone(),
+                window: r[0].as_const().expect("inference made the window constant") as usize,
+            }
+        }
         Op::ScatterNd { reduction } => {
             if dt(1) != DType::I32 {
                 return Err(CompileError::Unsupported {

@@ -94,7 +94,8 @@ fn role(op: &KOp) -> Role {
         | KOp::LayerNorm(..)
         | KOp::RmsNorm(..)
         | KOp::TopK(..)
-        | KOp::ScatterNd(_) => Role::Closed,
+        | KOp::ScatterNd(_)
+        | KOp::Sample => Role::Closed,
         _ => Role::Fused,
     }
 }

@@ -130,6 +130,8 @@ pub enum KOp {
     TopK(usize, usize, bool),
     /// ScatterND.
     ScatterNd(ScatterKey),
+    /// Token sampling.
+    Sample,
     /// Layer norm: (first axis, epsilon bits).
     LayerNorm(usize, u32),
     /// RMS norm: (axis, epsilon bits).
@@ -177,6 +179,7 @@ impl KOp {
             } => KOp::Conv(strides.clone(), pads.clone(), dilations.clone(), *groups),
             Op::TopK { k, axis, largest } => KOp::TopK(*k, *axis, *largest),
             Op::ScatterNd { reduction } => KOp::ScatterNd(ScatterKey(*reduction)),
+            Op::Sample => KOp::Sample,
             Op::LayerNorm { axis, epsilon } => KOp::LayerNorm(*axis, epsilon.to_bits()),
             Op::RmsNorm { axis, epsilon } => KOp::RmsNorm(*axis, epsilon.to_bits()),
             Op::QMatMul { block, n, k } => KOp::QMatMul(*block, *n, *k),
@@ -228,6 +231,7 @@ impl KOp {
                 largest: *largest,
             },
             KOp::ScatterNd(r) => Op::ScatterNd { reduction: r.0 },
+            KOp::Sample => Op::Sample,
             KOp::LayerNorm(axis, eps) => Op::LayerNorm {
                 axis: *axis,
                 epsilon: f32::from_bits(*eps),

@@ -3,8 +3,8 @@
 //!
 //! A [`Generator`] tracks the position (`past`, the tokens in the KV cache on the GPU) and runs
 //! one program per step, binding the scalar `past` and reading back only what the step needs:
-//! the greedy next token (one i32, the ArgMax computed on the GPU) and, when asked, the
-//! logits. It works on token ids only; turning ids into text is the caller's, through a
+//! the next token (one i32, drawn on the GPU by the bundle's sampling kernel with the
+//! [`Sampling`] settings; the ArgMax when greedy) and, when asked, the logits. It works on token ids only; turning ids into text is the caller's, through a
 //! [`TokenSink`], so a tokenizer plugs in without the runtime knowing it.
 
 use crate::error::{Result, RuntimeError};
@@ -16,8 +16,14 @@ use web_time::{Duration, Instant};
 pub const TOKENS: &str = "tokens";
 /// Logits output (`[1, vocab]`, f32) of the last position.
 pub const LOGITS: &str = "logits";
-/// Greedy next-token output (`[1]`, i32).
+/// Next-token output (`[1]`, i32), drawn on the GPU.
 pub const NEXT_TOKEN: &str = "next_token";
+/// Sampling-parameter input (`[SAMPLING_LEN]` i32, [`Sampling::encode`]).
+pub const SAMPLING: &str = "sampling";
+/// Recent-token input (`[window]` i32, -1 padded) that the repetition penalty applies to.
+pub const RECENT_TOKENS: &str = "recent_tokens";
+/// Length of the sampling-parameter input.
+pub const SAMPLING_LEN: usize = 8;
 /// Scalar symbol: tokens already in the KV cache.
 pub const PAST: &str = "past";
 /// Program over a prompt.
@@ -25,10 +31,88 @@ pub const PREFILL: &str = "prefill";
 /// Program over one token.
 pub const DECODE: &str = "decode";
 
+/// How the next token is drawn (the bundle's contract, the same layout as the compiler's
+/// `kiln_ir::sample::SampleParams`; the runtime does not depend on the compiler).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// Softmax temperature; 0 is greedy (the most likely token).
+    pub temperature: f32,
+    /// Keep the `top_k` most likely tokens (0: all).
+    pub top_k: u32,
+    /// Keep the smallest set of most likely tokens with probability at least `top_p` (1: all).
+    pub top_p: f32,
+    /// Divide positive (multiply negative) logits of the last `window` tokens by this (1: off).
+    pub repeat_penalty: f32,
+    /// Seed of the draws: draw `s` of a seed is a hash of (seed, position), so a generation
+    /// is reproducible.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling::greedy()
+    }
+}
+
+impl Sampling {
+    /// Greedy decoding without penalty.
+    pub fn greedy() -> Sampling {
+        Sampling {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            seed: 0,
+        }
+    }
+
+    /// Whether every draw is the most likely token (and the repetition penalty is off), so a
+    /// bundle without a sampling kernel can run it.
+    pub fn is_plain_greedy(&self) -> bool {
+        (self.temperature <= 0.0 || self.top_k == 1) && self.repeat_penalty == 1.0
+    }
+
+    /// Checks the ranges; the error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(RuntimeError::HostTensor(m));
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!("temperature {} must be finite and >= 0", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top-p {} must be in (0, 1]", self.top_p));
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad(format!("repeat penalty {} must be finite and > 0", self.repeat_penalty));
+        }
+        Ok(())
+    }
+
+    /// The `sampling` input for the token at position `step`: temperature (f32 bits), top-k,
+    /// top-p (bits), repetition penalty (bits), seed low and high words, step, 1/temperature
+    /// (bits; 0 when greedy).
+    pub fn encode(&self, step: u32) -> [i32; SAMPLING_LEN] {
+        let inv_t = if self.temperature > 0.0 {
+            1.0 / self.temperature
+        } else {
+            0.0
+        };
+        [
+            self.temperature.to_bits() as i32,
+            self.top_k.min(i32::MAX as u32) as i32,
+            self.top_p.to_bits() as i32,
+            self.repeat_penalty.to_bits() as i32,
+            self.seed as u32 as i32,
+            (self.seed >> 32) as u32 as i32,
+            step as i32,
+            inv_t.to_bits() as i32,
+        ]
+    }
+}
+
 /// What one step produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepOutput {
-    /// The greedy next token (ArgMax of the logits, computed on the GPU).
+    /// The next token, drawn on the GPU (the ArgMax of the logits when greedy).
     pub next_token: i32,
     /// The last position's logits, when the step was asked for them.
     pub logits: Option<Vec<f32>>,
@@ -46,7 +130,7 @@ impl<F: FnMut(i32) -> bool> TokenSink for F {
     }
 }
 
-/// Timings of one [`Generator::generate_greedy`] call.
+/// Timings of one [`Generator::generate`] call.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GenerationStats {
     /// Prompt tokens processed by the prefill.
@@ -77,6 +161,11 @@ pub struct Generator<'s> {
     session: &'s mut Session,
     past: usize,
     context: usize,
+    sampling: Sampling,
+    /// Tokens of the sequence so far, for the repetition penalty's window.
+    history: Vec<i32>,
+    /// Length of the `recent_tokens` input (`None`: a bundle without a sampling kernel).
+    window: Option<usize>,
 }
 
 impl<'s> Generator<'s> {
@@ -92,12 +181,41 @@ impl<'s> Generator<'s> {
             }
         }
         let context = m.states.first().and_then(|s| s.shape.first()).copied().unwrap_or(0) as usize;
+        let window = m
+            .program(DECODE)
+            .and_then(|p| p.inputs.as_ref())
+            .and_then(|ins| ins.iter().find(|i| i.name == RECENT_TOKENS))
+            .and_then(|i| i.shape.first())
+            .and_then(|d| d.eval(&Default::default()).ok())
+            .map(|w| w as usize);
         session.reset_states_async().await?;
         Ok(Generator {
             session,
             past: 0,
             context,
+            sampling: Sampling::greedy(),
+            history: Vec::new(),
+            window,
         })
+    }
+
+    /// Sets how the following tokens are drawn (greedy by default). A bundle compiled
+    /// without a sampling kernel accepts only greedy settings.
+    pub fn set_sampling(&mut self, sampling: Sampling) -> Result<()> {
+        sampling.validate()?;
+        if self.window.is_none() && !sampling.is_plain_greedy() {
+            return Err(RuntimeError::InvalidBundle(format!(
+                "bundle '{}' has no '{RECENT_TOKENS}' input (compiled before sampling on the GPU): only greedy decoding; recompile it",
+                self.session.manifest().model
+            )));
+        }
+        self.sampling = sampling;
+        Ok(())
+    }
+
+    /// The current sampling settings.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
     }
 
     /// Tokens in the KV cache.
@@ -128,7 +246,22 @@ impl<'s> Generator<'s> {
             });
         }
         let program = if tokens.len() == 1 { DECODE } else { PREFILL };
-        let inputs = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[tokens.len()], tokens))]);
+        let mut inputs = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[tokens.len()], tokens))]);
+        let mut history = self.history.clone();
+        history.extend_from_slice(tokens);
+        if let Some(w) = self.window {
+            // The sampled token's position is the step counter of the draw.
+            let step = (self.past + tokens.len()) as u32;
+            inputs.insert(
+                SAMPLING.to_string(),
+                HostTensor::from_i32(&[SAMPLING_LEN], &self.sampling.encode(step)),
+            );
+            let mut recent = history[history.len().saturating_sub(w)..].to_vec();
+            recent.resize(w, -1);
+            inputs.insert(RECENT_TOKENS.to_string(), HostTensor::from_i32(&[w], &recent));
+            let keep = history.len().saturating_sub(w);
+            history.drain(..keep);
+        }
         let read: &[&str] = if want_logits {
             &[NEXT_TOKEN, LOGITS]
         } else {
@@ -139,6 +272,7 @@ impl<'s> Generator<'s> {
             .run_with_async(program, &inputs, &[(PAST, self.past as i64)], Some(read))
             .await?;
         self.past += tokens.len();
+        self.history = history;
         let mut next_token = None;
         let mut logits = None;
         for (name, t) in outs {
@@ -153,10 +287,21 @@ impl<'s> Generator<'s> {
         Ok(StepOutput { next_token, logits })
     }
 
-    /// Greedy generation: prefills `prompt`, then decodes until `max_tokens` tokens were
-    /// produced, the cache is full, or `sink` says stop. Each token goes to `sink` as soon as
-    /// it is known.
+    /// Greedy generation ([`Generator::generate_async`] after setting greedy sampling).
     pub async fn generate_greedy_async(
+        &mut self,
+        prompt: &[i32],
+        max_tokens: usize,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerationStats> {
+        self.sampling = Sampling::greedy();
+        self.generate_async(prompt, max_tokens, sink).await
+    }
+
+    /// Generation with the current [`Sampling`]: prefills `prompt`, then decodes until
+    /// `max_tokens` tokens were produced, the cache is full, or `sink` says stop. Each token
+    /// goes to `sink` as soon as it is known; only its id is read back.
+    pub async fn generate_async(
         &mut self,
         prompt: &[i32],
         max_tokens: usize,
@@ -201,6 +346,11 @@ impl<'s> Generator<'s> {
     /// Blocking form of [`Generator::step_async`].
     pub fn step(&mut self, tokens: &[i32], want_logits: bool) -> Result<StepOutput> {
         pollster::block_on(self.step_async(tokens, want_logits))
+    }
+
+    /// Blocking form of [`Generator::generate_async`].
+    pub fn generate(&mut self, prompt: &[i32], max_tokens: usize, sink: &mut dyn TokenSink) -> Result<GenerationStats> {
+        pollster::block_on(self.generate_async(prompt, max_tokens, sink))
     }
 
     /// Blocking form of [`Generator::generate_greedy_async`].

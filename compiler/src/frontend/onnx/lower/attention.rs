@@ -26,7 +26,7 @@ use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::data;
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, SliceAxis, Expr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, NodeId, Op, ReduceOp, SliceAxis, UnaryOp};
 
 /// Splits `[B, S, H*D]` into heads `[B, H, S, D]`.
 fn split_heads(cx: &mut Ctx, n: &N, what: &str, x: NodeId, heads: i64) -> Result<NodeId, OnnxError> {

@@ -5,7 +5,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, Op, Expr};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, Op};
 
 /// Most taps an unrolled pooling window may have.
 const MAX_TAPS: usize = 256;

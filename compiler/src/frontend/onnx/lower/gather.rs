@@ -9,7 +9,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, Expr, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, NodeId, Op, Tensor};
 
 /// `v < 0 ? v + dim : v` (i32).
 fn wrap_negative(v: Expr, dim: &Dim) -> Expr {

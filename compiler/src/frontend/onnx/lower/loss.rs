@@ -10,7 +10,7 @@ use super::math::bin;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, NodeId, Op, ReduceOp, Expr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Expr, NodeId, Op, ReduceOp, UnaryOp};
 
 /// The target at the output coordinates, loaded from input `slot`.
 fn target_at(slot: usize, rank: usize) -> Expr {

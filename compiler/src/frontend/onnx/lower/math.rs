@@ -5,7 +5,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, Expr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, NodeId, Op, UnaryOp};
 
 /// `a op b` (broadcasting).
 pub(crate) fn bin(cx: &mut Ctx, n: &N, suffix: &str, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId, OnnxError> {
@@ -576,9 +576,7 @@ pub(crate) fn bitwise(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         let e = match n.op {
             "BitwiseAnd" => bits.combine(&x, &y, &|p, q| p.mul(q)),
             "BitwiseOr" => bits.combine(&x, &y, &|p, q| p.clone().add(q.clone()).sub(p.mul(q))),
-            "BitwiseXor" => bits.combine(&x, &y, &|p, q| {
-                p.clone().add(q.clone()).sub(Expr::int(2).mul(p.mul(q)))
-            }),
+            "BitwiseXor" => bits.combine(&x, &y, &|p, q| p.clone().add(q.clone()).sub(Expr::int(2).mul(p.mul(q)))),
             _ => {
                 let dir = n
                     .attr_s("direction")?

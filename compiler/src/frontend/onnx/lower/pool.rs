@@ -10,7 +10,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, ReduceOp, Expr, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, NodeId, Op, ReduceOp, UnaryOp};
 
 /// A per-spatial-axis ints attribute with a default and a lower bound.
 fn spatial_attr(n: &N, name: &str, sp: usize, default: i64, min: i64) -> Result<Vec<i64>, OnnxError> {

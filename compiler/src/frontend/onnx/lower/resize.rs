@@ -15,7 +15,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Dim, Op, Expr, Tensor, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, Op, Tensor, UnaryOp};
 
 /// Interpolation mode.
 #[derive(Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 use super::super::ctx::{Ctx, N};
 use super::super::value::Value;
 use super::super::OnnxError;
-use kiln_ir::{DType, Op, ScatterReduction, Expr};
+use kiln_ir::{DType, Expr, Op, ScatterReduction};
 
 /// `TopK`: k from the attribute (opset 1) or the constant input `K` (opset 10+).
 pub(crate) fn top_k(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {

@@ -8,7 +8,7 @@ use crate::frontend::onnx::data::{self, Literal};
 use crate::frontend::onnx::value::{Ints, Value};
 use crate::frontend::onnx::OnnxError;
 use kiln_ir::infer::SLICE_END_MAX;
-use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, SliceAxis, Expr, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, NodeId, Op, SliceAxis, Tensor};
 
 /// `Constant`: a tensor or one of the `value_*` attributes.
 pub(crate) fn constant(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {

@@ -8,7 +8,7 @@ use super::super::value::Value;
 use super::super::OnnxError;
 use super::one;
 use super::shape::check_folded_count;
-use kiln_ir::{BinaryOp, DType, Dim, Op, Expr, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, Op, Tensor};
 
 /// `HannWindow`, `HammingWindow`, `BlackmanWindow` (opset 17): a 1-D window of the constant
 /// `size`, periodic (the default) or symmetric, as a constant of `output_datatype`.

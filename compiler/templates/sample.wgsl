@@ -1,0 +1,276 @@
+// Kiln sampling kernel: {{ label }}
+// one workgroup of {{ wg }} threads per row of logits; the algorithm (repetition penalty, greedy,
+// temperature, top-k and top-p by bisection over order-preserving keys, a counter-based draw)
+// and the order of its sums mirror kiln_ir::sample step for step
+{{ header }}
+
+var<workgroup> s_f: array<f32, {{ wg }}>;
+var<workgroup> s_u: array<u32, {{ wg }}>;
+var<workgroup> s_i: array<i32, {{ wg }}>;
+var<workgroup> s_bits: array<atomic<u32>, 1024>;
+var<workgroup> s_rec: array<i32, {{ window }}>;
+var<workgroup> s_lo: u32;
+var<workgroup> s_hi: u32;
+var<workgroup> s_mass: f32;
+var<workgroup> s_thread: i32;
+var<workgroup> s_rest: f32;
+
+// A float's order-preserving unsigned key.
+fn kiln_key(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    if ((b & 0x80000000u) != 0u) {
+        return ~b;
+    }
+    return b | 0x80000000u;
+}
+
+// The lowbias32 integer hash.
+fn kiln_mix(x: u32) -> u32 {
+    var h = x;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+// Whether token i is among the recent ids (a bitmap filter, then the list).
+fn kiln_recent(i: i32) -> bool {
+    let bit = u32(i) & 32767u;
+    if ((atomicLoad(&s_bits[bit >> 5u]) & (1u << (bit & 31u))) == 0u) {
+        return false;
+    }
+    for (var j = 0i; j < {{ window }}i; j++) {
+        if (s_rec[j] == i) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// The logit of token i after the repetition penalty.
+fn kiln_value(base: i32, i: i32, penalty: f32) -> f32 {
+    let l = in0[base + i];
+    if (penalty != 1.0f && kiln_recent(i)) {
+        return select(l * penalty, l / penalty, l > 0.0f);
+    }
+    return l;
+}
+
+fn kiln_sum_f(lid: u32, x: f32) -> f32 {
+    s_f[lid] = x;
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lid < {{ s }}u) {
+        s_f[lid] = s_f[lid] + s_f[lid + {{ s }}u];
+    }
+    workgroupBarrier();
+{%- endfor %}
+    let r = s_f[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn kiln_sum_u(lid: u32, x: u32) -> u32 {
+    s_u[lid] = x;
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lid < {{ s }}u) {
+        s_u[lid] = s_u[lid] + s_u[lid + {{ s }}u];
+    }
+    workgroupBarrier();
+{%- endfor %}
+    let r = s_u[0];
+    workgroupBarrier();
+    return r;
+}
+
+// This thread's sum of the weights of the entries whose key is at least t.
+fn kiln_part(base: i32, t: i32, vocab: i32, keep: u32, m: f32, inv_t: f32, penalty: f32) -> f32 {
+    var s = 0.0f;
+    for (var i = t; i < vocab; i += {{ wg }}i) {
+        let v = kiln_value(base, i, penalty);
+        if (kiln_key(v) >= keep) {
+            s += exp((v - m) * inv_t);
+        }
+    }
+    return s;
+}
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = i32(wid.x);
+    let t = i32(lid);
+    let vocab = {{ vocab }};
+    let base = row * vocab;
+    let temperature = bitcast<f32>(in1[0]);
+    let top_k = in1[1];
+    let top_p = bitcast<f32>(in1[2]);
+    let penalty = bitcast<f32>(in1[3]);
+    let inv_t = bitcast<f32>(in1[7]);
+
+    // The recent ids and their bitmap.
+    for (var w = lid; w < 1024u; w += {{ wg }}u) {
+        atomicStore(&s_bits[w], 0u);
+    }
+    if (t < {{ window }}i) {
+        s_rec[t] = in2[t];
+    }
+    workgroupBarrier();
+    if (t < {{ window }}i) {
+        let r = s_rec[t];
+        if (r >= 0i && r < vocab) {
+            let bit = u32(r) & 32767u;
+            atomicOr(&s_bits[bit >> 5u], 1u << (bit & 31u));
+        }
+    }
+    workgroupBarrier();
+
+    // Argmax: each thread's first largest value, then a tree whose ties go to the lower index.
+    var bv = 0.0f;
+    var bi = -1i;
+    for (var i = t; i < vocab; i += {{ wg }}i) {
+        let v = kiln_value(base, i, penalty);
+        if (bi < 0i || v > bv) {
+            bv = v;
+            bi = i;
+        }
+    }
+    s_f[lid] = bv;
+    s_i[lid] = bi;
+    workgroupBarrier();
+{%- for s in halves %}
+    if (lid < {{ s }}u) {
+        let ov = s_f[lid + {{ s }}u];
+        let oi = s_i[lid + {{ s }}u];
+        let cv = s_f[lid];
+        let ci = s_i[lid];
+        if (oi >= 0i && (ci < 0i || ov > cv || (ov == cv && oi < ci))) {
+            s_f[lid] = ov;
+            s_i[lid] = oi;
+        }
+    }
+    workgroupBarrier();
+{%- endfor %}
+    let m = s_f[0];
+    let arg = max(s_i[0], 0i);
+    workgroupBarrier();
+    if (!(temperature > 0.0f) || top_k == 1i) {
+        if (t == 0i) {
+            out[row] = arg;
+        }
+        return;
+    }
+    let mk = kiln_key(m);
+
+    // Top-k: the largest key with at least k entries at or above it.
+    var tk = 0u;
+    if (top_k > 0i && top_k < vocab) {
+        if (t == 0i) {
+            s_lo = 0u;
+            s_hi = mk;
+        }
+        workgroupBarrier();
+        for (var it = 0i; it < {{ steps }}i; it++) {
+            let lo = s_lo;
+            let hi = s_hi;
+            let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
+            var c = 0u;
+            for (var i = t; i < vocab; i += {{ wg }}i) {
+                if (kiln_key(kiln_value(base, i, penalty)) >= mid) {
+                    c += 1u;
+                }
+            }
+            let count = kiln_sum_u(lid, c);
+            if (t == 0i && lo < hi) {
+                if (count >= u32(top_k)) {
+                    s_lo = mid;
+                } else {
+                    s_hi = mid - 1u;
+                }
+            }
+            workgroupBarrier();
+        }
+        tk = s_lo;
+        workgroupBarrier();
+    }
+
+    // Top-p: the largest key at or above which the kept weight is at least top_p of the total.
+    let total = kiln_sum_f(lid, kiln_part(base, t, vocab, tk, m, inv_t, penalty));
+    var kept = tk;
+    var kept_mass = total;
+    if (top_p < 1.0f) {
+        let goal = top_p * total;
+        if (t == 0i) {
+            s_lo = tk;
+            s_hi = mk;
+            s_mass = total;
+        }
+        workgroupBarrier();
+        for (var it = 0i; it < {{ steps }}i; it++) {
+            let lo = s_lo;
+            let hi = s_hi;
+            let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
+            let s = kiln_sum_f(lid, kiln_part(base, t, vocab, mid, m, inv_t, penalty));
+            if (t == 0i && lo < hi) {
+                if (s >= goal) {
+                    s_lo = mid;
+                    s_mass = s;
+                } else {
+                    s_hi = mid - 1u;
+                }
+            }
+            workgroupBarrier();
+        }
+        kept = s_lo;
+        kept_mass = s_mass;
+        workgroupBarrier();
+    }
+
+    // The draw: find the thread whose entries hold the target, then the entry.
+    let h = kiln_mix(bitcast<u32>(in1[4]) ^ kiln_mix(bitcast<u32>(in1[5]) ^ kiln_mix(bitcast<u32>(in1[6]) ^ kiln_mix(u32(row) ^ 0x9e3779b9u))));
+    let u = f32(h >> 8u) * (1.0f / 16777216.0f);
+    let draw = u * kept_mass;
+    s_f[lid] = kiln_part(base, t, vocab, kept, m, inv_t, penalty);
+    workgroupBarrier();
+    if (t == 0i) {
+        var acc = 0.0f;
+        var chosen = -1i;
+        var rest = 0.0f;
+        var last = 0i;
+        for (var th = 0i; th < {{ wg }}i; th++) {
+            let s = s_f[th];
+            if (s > 0.0f) {
+                last = th;
+            }
+            if (chosen < 0i && acc + s > draw) {
+                chosen = th;
+                rest = draw - acc;
+            }
+            acc += s;
+        }
+        if (chosen < 0i) {
+            chosen = last;
+            rest = s_f[last];
+        }
+        s_thread = chosen;
+        s_rest = rest;
+    }
+    workgroupBarrier();
+    if (t == s_thread) {
+        var acc = 0.0f;
+        var pick = -1i;
+        for (var i = t; i < vocab; i += {{ wg }}i) {
+            let v = kiln_value(base, i, penalty);
+            if (kiln_key(v) >= kept) {
+                acc += exp((v - m) * inv_t);
+                pick = i;
+                if (acc > s_rest) {
+                    break;
+                }
+            }
+        }
+        out[row] = select(arg, pick, pick >= 0i);
+    }
+}

@@ -1,7 +1,7 @@
 //! `kiln bench --profile`: per-dispatch GPU times of one run, from timestamp queries.
 
 use anyhow::{bail, Result};
-use kiln::runtime::llm::{DECODE, NEXT_TOKEN, PAST, PREFILL, TOKENS};
+use kiln::runtime::llm::{sampling_window, step_inputs, Sampling, DECODE, NEXT_TOKEN, PAST, PREFILL};
 use kiln::runtime::{HostTensor, Profile, Session};
 use std::collections::HashMap;
 
@@ -42,13 +42,16 @@ pub fn profile_program(session: &mut Session, program: &str, inputs: &HashMap<St
 pub fn profile_llm(session: &mut Session, prompt: &[i32]) -> Result<()> {
     check_support(session)?;
     let read = [NEXT_TOKEN];
-    let prefill_in = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[prompt.len()], prompt))]);
+    let window = sampling_window(session);
+    let greedy = Sampling::greedy();
+    let prefill_in = step_inputs(prompt, prompt, window, &greedy, prompt.len() as u32);
     let past = prompt.len() as i64;
     // Warm-up: the first run of each program allocates its buffers and bind groups.
     session.reset_states()?;
     let out = session.run_with(PREFILL, &prefill_in, &[(PAST, 0)], Some(&read))?;
     let next = out.first().and_then(|(_, t)| t.to_i64().first().copied()).unwrap_or(0) as i32;
-    let decode_in = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[1], &[next]))]);
+    let history: Vec<i32> = prompt.iter().copied().chain([next]).collect();
+    let decode_in = step_inputs(&[next], &history, window, &greedy, past as u32 + 1);
     session.run_with(DECODE, &decode_in, &[(PAST, past)], Some(&read))?;
     // Timed: the same prefill and decode step again on a cleared cache.
     session.reset_states()?;

@@ -155,6 +155,42 @@ impl GenerationStats {
     }
 }
 
+/// Length of the bundle's `recent_tokens` input (`None`: a bundle compiled before sampling on
+/// the GPU, which has no sampling inputs).
+pub fn sampling_window(session: &Session) -> Option<usize> {
+    session
+        .manifest()
+        .program(DECODE)
+        .and_then(|p| p.inputs.as_ref())
+        .and_then(|ins| ins.iter().find(|i| i.name == RECENT_TOKENS))
+        .and_then(|i| i.shape.first())
+        .and_then(|d| d.eval(&Default::default()).ok())
+        .map(|w| w as usize)
+}
+
+/// The inputs of one `prefill`/`decode` step: `tokens`, and where the bundle samples on the GPU
+/// (`window` is [`sampling_window`]) the `sampling` parameters for the draw at position `step`
+/// and the last `window` ids of `history` (the sequence including `tokens`), padded with -1.
+pub fn step_inputs(
+    tokens: &[i32],
+    history: &[i32],
+    window: Option<usize>,
+    sampling: &Sampling,
+    step: u32,
+) -> HashMap<String, HostTensor> {
+    let mut inputs = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[tokens.len()], tokens))]);
+    if let Some(w) = window {
+        inputs.insert(
+            SAMPLING.to_string(),
+            HostTensor::from_i32(&[SAMPLING_LEN], &sampling.encode(step)),
+        );
+        let mut recent = history[history.len().saturating_sub(w)..].to_vec();
+        recent.resize(w, -1);
+        inputs.insert(RECENT_TOKENS.to_string(), HostTensor::from_i32(&[w], &recent));
+    }
+    inputs
+}
+
 /// A generation in progress: the session holding the KV cache, and the position.
 #[derive(Debug)]
 pub struct Generator<'s> {
@@ -181,13 +217,7 @@ impl<'s> Generator<'s> {
             }
         }
         let context = m.states.first().and_then(|s| s.shape.first()).copied().unwrap_or(0) as usize;
-        let window = m
-            .program(DECODE)
-            .and_then(|p| p.inputs.as_ref())
-            .and_then(|ins| ins.iter().find(|i| i.name == RECENT_TOKENS))
-            .and_then(|i| i.shape.first())
-            .and_then(|d| d.eval(&Default::default()).ok())
-            .map(|w| w as usize);
+        let window = sampling_window(session);
         session.reset_states_async().await?;
         Ok(Generator {
             session,
@@ -246,19 +276,12 @@ impl<'s> Generator<'s> {
             });
         }
         let program = if tokens.len() == 1 { DECODE } else { PREFILL };
-        let mut inputs = HashMap::from([(TOKENS.to_string(), HostTensor::from_i32(&[tokens.len()], tokens))]);
         let mut history = self.history.clone();
         history.extend_from_slice(tokens);
+        // The sampled token's position is the step counter of the draw.
+        let step = (self.past + tokens.len()) as u32;
+        let inputs = step_inputs(tokens, &history, self.window, &self.sampling, step);
         if let Some(w) = self.window {
-            // The sampled token's position is the step counter of the draw.
-            let step = (self.past + tokens.len()) as u32;
-            inputs.insert(
-                SAMPLING.to_string(),
-                HostTensor::from_i32(&[SAMPLING_LEN], &self.sampling.encode(step)),
-            );
-            let mut recent = history[history.len().saturating_sub(w)..].to_vec();
-            recent.resize(w, -1);
-            inputs.insert(RECENT_TOKENS.to_string(), HostTensor::from_i32(&[w], &recent));
             let keep = history.len().saturating_sub(w);
             history.drain(..keep);
         }

@@ -356,7 +356,7 @@ pub fn tune_job(
             let out = s.run("run", &check_host).map_err(|e| Rejection::Run(e.to_string()))?;
             let got = out[0].1.to_f32();
             let error = rel_l2(&got, &reference);
-            if !(error < CHECK_TOLERANCE) {
+            if error.is_nan() || error >= CHECK_TOLERANCE {
                 return Err(Rejection::Mismatch { error });
             }
             let (mut s, _dir) = session_for(runtime, &job.model, &job.key, schedule, &opts.target, hook)?;

@@ -81,33 +81,8 @@ pub fn merge_sibling_matmuls(g: &mut Graph) -> Result<usize, CompileError> {
             Tensor::from_f64(DType::F32, vec![k, total], &w),
         );
         let mm = g.add(&name, Op::MatMul, &[a, wc])?;
-        let (base, targets): (NodeId, Vec<NodeId>) = match &biases {
-            Some(bs) => {
-                let data: Vec<f64> = bs.iter().flat_map(|(_, t)| t.to_f64()).collect();
-                let bc = g.add_const(
-                    &format!("{name}.bias"),
-                    Tensor::from_f64(DType::F32, vec![total], &data),
-                );
-                let add = g.add(&format!("{name}.bias_add"), Op::Binary(BinaryOp::Add), &[mm, bc])?;
-                (add, bs.iter().map(|b| b.0).collect())
-            }
-            None => (mm, sibs.iter().map(|s| s.0).collect()),
-        };
-        let axis = g.node(base).ty.rank() - 1;
-        let mut off = 0i64;
-        for (&(_, _, n), &t) in sibs.iter().zip(&targets) {
-            let slice = SliceAxis {
-                axis,
-                start: off,
-                end: off + n as i64,
-                step: 1,
-            };
-            let tname = g.node(t).name.clone();
-            let s = g.add(&format!("{tname}.slice"), Op::Slice { axes: vec![slice] }, &[base])?;
-            debug_assert_eq!(g.node(s).ty.shape.last(), Some(&Dim::c(n as i64)));
-            g.replace_uses(t, s);
-            off += n as i64;
-        }
+        let widths: Vec<(NodeId, usize)> = sibs.iter().map(|&(u, _, n)| (u, n)).collect();
+        split_merged(g, &name, mm, total, &widths, biases.as_deref())?;
         log::debug!(
             "rewrite: merged {} sibling matmuls of {} into {name} (N = {total}{})",
             sibs.len(),
@@ -201,32 +176,8 @@ pub fn merge_sibling_qmatmuls(g: &mut Graph) -> Result<usize, CompileError> {
             let name = g.node(sibs[0].0).name.clone() + "_merged";
             let wc = g.add_const(&format!("{name}.weight"), packed);
             let mm = g.add(&name, Op::QMatMul { block, n: total, k }, &[a, wc])?;
-            let (base, targets): (NodeId, Vec<NodeId>) = match &biases {
-                Some(bs) => {
-                    let data: Vec<f64> = bs.iter().flat_map(|(_, t)| t.to_f64()).collect();
-                    let bc = g.add_const(
-                        &format!("{name}.bias"),
-                        Tensor::from_f64(DType::F32, vec![total], &data),
-                    );
-                    let add = g.add(&format!("{name}.bias_add"), Op::Binary(BinaryOp::Add), &[mm, bc])?;
-                    (add, bs.iter().map(|b| b.0).collect())
-                }
-                None => (mm, sibs.iter().map(|s| s.0).collect()),
-            };
-            let axis = g.node(base).ty.rank() - 1;
-            let mut off = 0i64;
-            for (&(_, _, n, _), &t) in sibs.iter().zip(&targets) {
-                let slice = SliceAxis {
-                    axis,
-                    start: off,
-                    end: off + n as i64,
-                    step: 1,
-                };
-                let tname = g.node(t).name.clone();
-                let s = g.add(&format!("{tname}.slice"), Op::Slice { axes: vec![slice] }, &[base])?;
-                g.replace_uses(t, s);
-                off += n as i64;
-            }
+            let widths: Vec<(NodeId, usize)> = sibs.iter().map(|&(u, _, n, _)| (u, n)).collect();
+            split_merged(g, &name, mm, total, &widths, biases.as_deref())?;
             log::debug!(
                 "rewrite: merged {} sibling {block} qmatmuls of {} into {name} (N = {total}{})",
                 sibs.len(),
@@ -238,6 +189,47 @@ pub fn merge_sibling_qmatmuls(g: &mut Graph) -> Result<usize, CompileError> {
     }
     g.remove_dead();
     Ok(merged)
+}
+
+/// Gives each sibling its columns of the merged product `mm` (`total` wide): the merged
+/// biases are added first when every sibling had one (`biases`, in sibling order), and each
+/// sibling's value (its bias add, if any) is replaced by a slice of its `widths` entry.
+fn split_merged(
+    g: &mut Graph,
+    name: &str,
+    mm: NodeId,
+    total: usize,
+    widths: &[(NodeId, usize)],
+    biases: Option<&[(NodeId, Tensor)]>,
+) -> Result<(), CompileError> {
+    let (base, targets): (NodeId, Vec<NodeId>) = match biases {
+        Some(bs) => {
+            let data: Vec<f64> = bs.iter().flat_map(|(_, t)| t.to_f64()).collect();
+            let bc = g.add_const(
+                &format!("{name}.bias"),
+                Tensor::from_f64(DType::F32, vec![total], &data),
+            );
+            let add = g.add(&format!("{name}.bias_add"), Op::Binary(BinaryOp::Add), &[mm, bc])?;
+            (add, bs.iter().map(|b| b.0).collect())
+        }
+        None => (mm, widths.iter().map(|w| w.0).collect()),
+    };
+    let axis = g.node(base).ty.rank() - 1;
+    let mut off = 0i64;
+    for (&(_, n), &t) in widths.iter().zip(&targets) {
+        let slice = SliceAxis {
+            axis,
+            start: off,
+            end: off + n as i64,
+            step: 1,
+        };
+        let tname = g.node(t).name.clone();
+        let s = g.add(&format!("{tname}.slice"), Op::Slice { axes: vec![slice] }, &[base])?;
+        debug_assert_eq!(g.node(s).ty.shape.last(), Some(&Dim::c(n as i64)));
+        g.replace_uses(t, s);
+        off += n as i64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -108,17 +108,8 @@ pub(crate) fn scatter_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     let total_i: usize = is.iter().product();
     let total_d: usize = ds.iter().product();
     check_folded_count(n, total_i as f64, "the index base table")?;
-    let dstr = kiln_ir::tensor::strides(&ds);
-    let istr = kiln_ir::tensor::strides(&is);
     // The flat data position of every index element, without its axis term.
-    let base: Vec<i32> = (0..total_i)
-        .map(|p| {
-            (0..is.len())
-                .filter(|&i| i != axis)
-                .map(|i| (p / istr[i] % is[i]) * dstr[i])
-                .sum::<usize>() as i32
-        })
-        .collect();
+    let base = super::shape::offsets_without_axis(&is, &ds, axis);
     let idx = as_i32(cx, n, idx)?;
     // Negative indices count from the end of the axis.
     let zero = cx.scalar(n, "zero", DType::I32, 0.0);
@@ -126,7 +117,7 @@ pub(crate) fn scatter_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     let len = cx.scalar(n, "axis_len", DType::I32, ds[axis] as f64);
     let wrapped = cx.add(n, "wrapped", Op::Binary(BinaryOp::Add), &[idx, len])?;
     let norm = cx.add(n, "normalized", Op::Where, &[neg, wrapped, idx])?;
-    let stride = cx.scalar(n, "stride", DType::I32, dstr[axis] as f64);
+    let stride = cx.scalar(n, "stride", DType::I32, kiln_ir::tensor::strides(&ds)[axis] as f64);
     let along = cx.add(n, "along", Op::Binary(BinaryOp::Mul), &[norm, stride])?;
     let base = cx.constant(n, "base", Tensor::i32(is.clone(), base));
     let pos = cx.add(n, "flat_index", Op::Binary(BinaryOp::Add), &[along, base])?;

@@ -878,17 +878,7 @@ pub(crate) fn gather_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErr
         )));
     }
     let axis = n.axis(n.attr_i("axis", 0)?, ds.len(), "axis")?;
-    let dstr = kiln_ir::tensor::strides(&ds);
-    let total: usize = is.iter().product();
-    let istr = kiln_ir::tensor::strides(&is);
-    let base: Vec<i32> = (0..total)
-        .map(|p| {
-            (0..is.len())
-                .filter(|&i| i != axis)
-                .map(|i| (p / istr[i] % is[i]) * dstr[i])
-                .sum::<usize>() as i32
-        })
-        .collect();
+    let base = offsets_without_axis(&is, &ds, axis);
     let idx = if it.dtype == DType::I32 {
         idx
     } else {
@@ -899,7 +889,7 @@ pub(crate) fn gather_elements(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxErr
     let len = cx.scalar(n, "axis_len", DType::I32, ds[axis] as f64);
     let wrapped = cx.add(n, "wrapped", Op::Binary(BinaryOp::Add), &[idx, len])?;
     let norm = cx.add(n, "normalized", Op::Where, &[neg, wrapped, idx])?;
-    let stride = cx.scalar(n, "stride", DType::I32, dstr[axis] as f64);
+    let stride = cx.scalar(n, "stride", DType::I32, kiln_ir::tensor::strides(&ds)[axis] as f64);
     let along = cx.add(n, "along", Op::Binary(BinaryOp::Mul), &[norm, stride])?;
     let base = cx.constant(n, "base", Tensor::i32(is.clone(), base));
     let flat_idx = cx.add(n, "flat_index", Op::Binary(BinaryOp::Add), &[along, base])?;
@@ -1009,4 +999,21 @@ pub(crate) fn one_hot(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         name: "OneHot".into(),
     };
     Ok(one(cx.add(n, "", op, &[idx, values])?))
+}
+
+/// For every element of an index tensor of shape `is` (row-major), the flat position in a data
+/// tensor of shape `ds` at the same coordinates, leaving out the `axis` term (the index value
+/// supplies that one): the base table of GatherElements and ScatterElements.
+pub(super) fn offsets_without_axis(is: &[usize], ds: &[usize], axis: usize) -> Vec<i32> {
+    let dstr = kiln_ir::tensor::strides(ds);
+    let istr = kiln_ir::tensor::strides(is);
+    let total: usize = is.iter().product();
+    (0..total)
+        .map(|p| {
+            (0..is.len())
+                .filter(|&i| i != axis)
+                .map(|i| (p / istr[i] % is[i]) * dstr[i])
+                .sum::<usize>() as i32
+        })
+        .collect()
 }

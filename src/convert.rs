@@ -19,8 +19,24 @@ pub fn ir_dtype(e: ElemType) -> DType {
     }
 }
 
+/// Why a host tensor has no interpreter equivalent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ToIrError {
+    /// An i64 element outside the i32 range the IR computes in.
+    #[error("i64 value {value} (element {index}) does not fit in i32")]
+    I64OutOfRange {
+        /// Index of the first such element.
+        index: usize,
+        /// Its value.
+        value: i64,
+    },
+    /// The bytes do not match the shape.
+    #[error(transparent)]
+    Bytes(#[from] kiln_ir::ByteLengthError),
+}
+
 /// Host tensor -> interpreter tensor (i64 values outside i32 are an error).
-pub fn to_ir(t: &HostTensor) -> Result<Tensor, String> {
+pub fn to_ir(t: &HostTensor) -> Result<Tensor, ToIrError> {
     Ok(match t.dtype {
         ElemType::F32 => Tensor::f32(t.shape.clone(), t.to_f32()),
         ElemType::F16 => Tensor {
@@ -34,11 +50,12 @@ pub fn to_ir(t: &HostTensor) -> Result<Tensor, String> {
         },
         ElemType::I64 => {
             let v = t.to_i64();
-            let narrowed: Result<Vec<i32>, _> = v.iter().map(|&x| i32::try_from(x)).collect();
-            Tensor::i32(
-                t.shape.clone(),
-                narrowed.map_err(|_| "i64 value does not fit in i32".to_string())?,
-            )
+            let narrowed = v
+                .iter()
+                .enumerate()
+                .map(|(index, &value)| i32::try_from(value).map_err(|_| ToIrError::I64OutOfRange { index, value }))
+                .collect::<Result<Vec<i32>, _>>()?;
+            Tensor::i32(t.shape.clone(), narrowed)
         }
         ElemType::Bool => Tensor {
             shape: t.shape.clone(),

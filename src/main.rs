@@ -651,9 +651,8 @@ fn tune_cmd(
                 }
             }
         },
-        |_, db| db.save(out).map_err(|e| e.to_string()),
-    )
-    .map_err(|e| anyhow!(e))?;
+        |_, db| Ok(db.save(out)?),
+    )?;
     bar.finish_and_clear();
     for r in &reports {
         let default = r.candidates.first().and_then(|c| c.outcome.as_ref().ok());

@@ -19,10 +19,11 @@
 
 use crate::convert::{rel_l2, to_host};
 use kiln_compiler::lower::{fuse, KernelBody, KernelDraft};
+use kiln_compiler::CompileError;
 use kiln_compiler::{compile, specialize, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model};
-use kiln_ir::{DType, Dim, DimBindings, Graph, Op, Tensor, TensorType};
+use kiln_ir::{DType, Dim, DimBindings, Graph, IrError, Op, Tensor, TensorType, UnboundDim};
 use kiln_runtime::{Bundle, HostTensor, Runtime, Session};
-use kiln_schedules::tuning::{TuningDb, TuningRecord};
+use kiln_schedules::tuning::{TuningDb, TuningError, TuningRecord};
 use kiln_schedules::{space, DeviceLimits, Schedule};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -33,6 +34,33 @@ pub const CHECK_TOLERANCE: f64 = 1e-4;
 
 /// Multiply-adds up to which the interpreter checks a kernel at its real size.
 const CHECK_FULL_SIZE_MACS: u64 = 50_000_000;
+
+/// Why tuning could not go on (a candidate that fails is a [`Rejection`], not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    /// The model could not be prepared for kernel formation.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// A kernel's size is symbolic and `--dim` (or the default size) does not bind it.
+    #[error("dim {dim}: {source}")]
+    Dim {
+        /// The dim as written in the graph.
+        dim: String,
+        /// The unbound symbol.
+        source: UnboundDim,
+    },
+    /// The reference interpreter could not evaluate a kernel's check model.
+    #[error("{key}: interpreter: {source}")]
+    Interpreter {
+        /// Tuning key of the kernel.
+        key: String,
+        /// What the interpreter reported.
+        source: IrError,
+    },
+    /// The tuning database could not be written.
+    #[error(transparent)]
+    Database(#[from] TuningError),
+}
 
 /// What the tuner is asked to do.
 #[derive(Clone, Debug)]
@@ -116,16 +144,16 @@ pub struct TuneJob {
 }
 
 /// Finds the distinct tunable kernels of a model (as compiled at `opt_level`).
-pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<TuneJob>, String> {
+pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<TuneJob>, TuneError> {
     let copts = CompileOptions {
         opt_level,
         target: opts.target.clone(),
         ..Default::default()
     };
-    let mut g = specialize(model, &copts).map_err(|e| e.to_string())?;
-    kiln_compiler::split_weights::split_for_target(&mut g, &copts.target).map_err(|e| e.to_string())?;
+    let mut g = specialize(model, &copts)?;
+    kiln_compiler::split_weights::split_for_target(&mut g, &copts.target)?;
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
-    let drafts = fuse::form_kernels(&g, opt_level, max_inputs).map_err(|e| e.to_string())?;
+    let drafts = fuse::form_kernels(&g, opt_level, max_inputs)?;
     let mut bind = opts.dims.clone();
     for s in g.symbols() {
         bind.entry(s).or_insert(opts.default_dim);
@@ -144,10 +172,15 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
     Ok(out)
 }
 
-fn concrete(shape: &[Dim], b: &DimBindings) -> Result<Vec<usize>, String> {
+fn concrete(shape: &[Dim], b: &DimBindings) -> Result<Vec<usize>, TuneError> {
     shape
         .iter()
-        .map(|d| d.eval(b).map(|v| v as usize).map_err(|e| format!("dim {d}: {e}")))
+        .map(|d| {
+            d.eval(b).map(|v| v as usize).map_err(|source| TuneError::Dim {
+                dim: d.to_string(),
+                source,
+            })
+        })
         .collect()
 }
 
@@ -167,7 +200,7 @@ fn job_for(
     key: String,
     bind: &DimBindings,
     limits: &DeviceLimits,
-) -> Result<Option<TuneJob>, String> {
+) -> Result<Option<TuneJob>, TuneError> {
     let default = kiln_compiler::default_schedule(&d.body, limits);
     match &d.body {
         KernelBody::Gemm { a, b, dtype } if *dtype == DType::F32 => {
@@ -278,7 +311,7 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
 }
 
 /// Random inputs for every graph input of a one-op model.
-fn inputs_of(model: &Model) -> Result<HashMap<String, Tensor>, String> {
+fn inputs_of(model: &Model) -> Result<HashMap<String, Tensor>, TuneError> {
     let mut out = HashMap::new();
     for (i, &id) in model.graph.inputs().iter().enumerate() {
         let n = model.graph.node(id);
@@ -338,10 +371,13 @@ pub fn tune_job(
     deadline: Instant,
     hook: Option<CandidateHook>,
     mut on_candidate: impl FnMut(&CandidateResult),
-) -> Result<KernelReport, String> {
+) -> Result<KernelReport, TuneError> {
     let check_inputs = inputs_of(&job.check_model)?;
-    let reference = kiln_ir::interp::evaluate(&job.check_model.graph, &check_inputs)
-        .map_err(|e| format!("{}: interpreter: {e}", job.key))?;
+    let reference =
+        kiln_ir::interp::evaluate(&job.check_model.graph, &check_inputs).map_err(|source| TuneError::Interpreter {
+            key: job.key.clone(),
+            source,
+        })?;
     let reference = reference["y"].to_f32();
     let inputs = host(&inputs_of(&job.model)?);
     let check_host = host(&check_inputs);
@@ -406,8 +442,8 @@ pub fn tune(
     runtime: &Runtime,
     opts: &TuneOptions,
     mut on_candidate: impl FnMut(&TuneJob, &CandidateResult),
-    mut after_kernel: impl FnMut(&KernelReport, &TuningDb) -> Result<(), String>,
-) -> Result<Vec<KernelReport>, String> {
+    mut after_kernel: impl FnMut(&KernelReport, &TuningDb) -> Result<(), TuneError>,
+) -> Result<Vec<KernelReport>, TuneError> {
     let start = Instant::now();
     let todo: Vec<&TuneJob> = jobs
         .iter()

@@ -25,4 +25,4 @@ pub use graph::{DimAssumption, Graph, Node, NodeId};
 pub use infer::InferError;
 pub use op::{BinaryOp, Op, ReduceOp, ScatterReduction, SliceAxis, UnaryOp};
 pub use quant::BlockType;
-pub use tensor::{Shape, Tensor, TensorData, TensorType};
+pub use tensor::{ByteLengthError, Shape, Tensor, TensorData, TensorType};

@@ -102,21 +102,6 @@ impl SampleParams {
         p[P_INV_TEMPERATURE] = inv_t.to_bits() as i32;
         p
     }
-
-    /// Checks the ranges (temperature finite and not negative, top-p in `(0, 1]`, penalty
-    /// positive and finite); the error names the setting.
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return Err(format!("temperature {} must be finite and >= 0", self.temperature));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!("top-p {} must be in (0, 1]", self.top_p));
-        }
-        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return Err(format!("repeat penalty {} must be finite and > 0", self.repeat_penalty));
-        }
-        Ok(())
-    }
 }
 
 /// An avalanching 32-bit integer hash (the "lowbias32" mixer: xor-shifts and two odd

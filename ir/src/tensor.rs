@@ -4,6 +4,18 @@ use crate::{DType, Dim};
 use half::f16;
 use serde::{Deserialize, Serialize};
 
+/// Raw bytes whose length does not match the tensor's element count and type.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{bytes} bytes do not hold {elements} elements of {dtype}")]
+pub struct ByteLengthError {
+    /// Length of the bytes given.
+    pub bytes: usize,
+    /// Elements the shape asks for.
+    pub elements: usize,
+    /// Element type.
+    pub dtype: DType,
+}
+
 /// A shape of symbolic dims, outermost first.
 pub type Shape = Vec<Dim>;
 
@@ -184,10 +196,14 @@ impl Tensor {
     }
 
     /// Parses little-endian bytes written by [`Tensor::to_le_bytes`].
-    pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, b: &[u8]) -> Result<Tensor, String> {
+    pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, b: &[u8]) -> Result<Tensor, ByteLengthError> {
         let n: usize = shape.iter().product();
         if b.len() != n * dtype.host_size() {
-            return Err(format!("{} bytes do not hold {} elements of {}", b.len(), n, dtype));
+            return Err(ByteLengthError {
+                bytes: b.len(),
+                elements: n,
+                dtype,
+            });
         }
         let data = match dtype {
             DType::F32 => TensorData::F32(

@@ -85,7 +85,7 @@ impl KAnalysis {
 }
 
 /// The type an e-node of `op` over `children` would have, or why it is ill-typed.
-pub fn infer_type(eg: &KGraph, op: &KOp, children: &[Id]) -> Result<TensorType, String> {
+pub fn infer_type(eg: &KGraph, op: &KOp, children: &[Id]) -> Result<TensorType, kiln_ir::InferError> {
     match op {
         KOp::Input(i) => Ok(eg.analysis.inputs[*i as usize].clone()),
         KOp::Const(i) => Ok(eg.analysis.consts[*i as usize].ty()),
@@ -93,7 +93,7 @@ pub fn infer_type(eg: &KGraph, op: &KOp, children: &[Id]) -> Result<TensorType, 
             let op = eg.analysis.op_of(k).expect("non-leaf ops have an IR op");
             let ins: Vec<&TensorType> = children.iter().map(|&c| &eg[c].data.ty).collect();
             let consts = vec![None; ins.len()];
-            kiln_ir::infer::infer(&op, &ins, &consts).map_err(|e| e.to_string())
+            kiln_ir::infer::infer(&op, &ins, &consts)
         }
     }
 }

@@ -5,6 +5,7 @@ mod attention;
 mod conv;
 mod elementwise;
 mod gather;
+mod grid;
 mod ints;
 mod loss;
 mod math;
@@ -15,6 +16,7 @@ mod quant;
 mod quant2;
 mod reduce;
 mod resize;
+mod rnn;
 mod scatter;
 mod select;
 mod shape;
@@ -183,6 +185,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "BlackmanWindow",
     "CenterCropPad",
     "DFT",
+    "GridSample",
+    "RNN",
+    "GRU",
+    "LSTM",
 ];
 
 /// One IR node as the node's only output.
@@ -278,6 +284,9 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => (1, 1),
         "CenterCropPad" => (2, 2),
         "DFT" => (1, 3),
+        "GridSample" => (2, 2),
+        "RNN" | "GRU" => (3, 6),
+        "LSTM" => (3, 8),
         _ => return None,
     })
 }
@@ -396,6 +405,8 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => signal::window(cx, n),
         "CenterCropPad" => signal::center_crop_pad(cx, n),
         "DFT" => signal::dft(cx, n),
+        "GridSample" => grid::grid_sample(cx, n),
+        "RNN" | "GRU" | "LSTM" => rnn::recurrent(cx, n),
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

@@ -3,7 +3,7 @@
 
 use super::data::{self, Literal};
 use super::proto::{
-    attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+    attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
 };
 use super::value::{Ints, Value};
 use super::{fold, lower, OnnxError, MAX_OPSET, MIN_OPSET};
@@ -182,6 +182,13 @@ impl<'a> N<'a> {
         })
     }
 
+    /// A graph attribute (a control-flow body), which must be present.
+    pub fn attr_g(&self, name: &str) -> Result<&'a GraphProto, OnnxError> {
+        self.attr(name, AttributeType::Graph)?
+            .and_then(|a| a.g.as_ref())
+            .ok_or_else(|| self.err(format!("graph attribute '{name}' is required but missing")))
+    }
+
     /// Normalizes a possibly negative axis against `rank`.
     pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, OnnxError> {
         let r = rank as i64;
@@ -256,7 +263,8 @@ impl Ctx {
         ))
     }
 
-    fn node_of(&mut self, name: &str, v: &Value) -> Result<NodeId, String> {
+    /// The IR node of a value (compile-time integers become a constant named `name`).
+    pub fn node_of(&mut self, name: &str, v: &Value) -> Result<NodeId, String> {
         match v {
             Value::Node(id) => Ok(*id),
             Value::Ints(ints) => {
@@ -450,6 +458,77 @@ impl Ctx {
                 .map_err(|e| ir_err(n, e))?;
         }
         Ok(Some(out))
+    }
+
+    /// Lowers a subgraph (a control-flow body) into this graph: its inputs are bound to
+    /// `inputs` in order, its nodes see the enclosing scopes' values, and its IR nodes are named
+    /// `prefix/<node>`. Returns the values of its outputs in order.
+    pub fn lower_subgraph(
+        &mut self,
+        outer: &N,
+        g: &GraphProto,
+        prefix: &str,
+        inputs: &[Value],
+    ) -> Result<Vec<Value>, OnnxError> {
+        if g.input.len() != inputs.len() {
+            return Err(outer.err(format!(
+                "subgraph '{}' declares {} inputs; {} binds {}",
+                g.name.as_deref().unwrap_or(""),
+                g.input.len(),
+                outer.op,
+                inputs.len()
+            )));
+        }
+        for t in &g.initializer {
+            let name = t.name.clone().unwrap_or_default();
+            let v = self.literal(&format!("{prefix}/{name}"), t)?;
+            self.define(&name, v);
+        }
+        for (decl, v) in g.input.iter().zip(inputs) {
+            self.define(decl.name.as_deref().unwrap_or(""), v.clone());
+        }
+        for (i, node) in g.node.iter().enumerate() {
+            let d = node.domain.as_deref().unwrap_or("");
+            let inner = node_name(node, i);
+            let op = node.op_type.as_deref().unwrap_or("");
+            if !is_default_domain(d) {
+                return Err(outer.unsupported(format!(
+                    "subgraph node '{inner}' ({op}) uses operator domain '{d}'; only the default ONNX domain is supported"
+                )));
+            }
+            let n = N {
+                name: format!("{prefix}/{inner}"),
+                op,
+                proto: node,
+                opset: outer.opset,
+            };
+            let outs = lower::lower_node(self, &n)?;
+            for (k, out) in node.output.iter().enumerate() {
+                if out.is_empty() {
+                    continue;
+                }
+                match outs.get(k) {
+                    Some(v) => self.define(out, v.clone()),
+                    None => {
+                        return Err(n.unsupported(format!(
+                            "output {k} '{out}' is not supported by Kiln's lowering of {}",
+                            n.op
+                        )))
+                    }
+                }
+            }
+        }
+        g.output
+            .iter()
+            .map(|o| {
+                let name = o.name.as_deref().unwrap_or("");
+                self.values.get(name).cloned().ok_or_else(|| {
+                    outer.err(format!(
+                        "subgraph output '{name}' is not produced by any of its nodes or an enclosing scope"
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// A rank-0 constant of `dtype`.
@@ -782,25 +861,34 @@ pub(crate) fn lower_model(
 }
 
 /// Names the graph input to freeze in an error that asks for a compile-time value in an input
-/// slot, when a graph input (not an initializer) feeds that slot directly.
+/// slot: the graph input (not an initializer) that feeds the slot directly, or else the first
+/// one whose value (not merely its shape) the slot is computed from; freezing it makes the
+/// computation fold, or moves the error on to the next such input.
 fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto) -> OnnxError {
     match e {
         OnnxError::NeedsConstant {
             node: name,
             op_type,
             input,
-            msg,
+            mut msg,
             graph_input: None,
         } => {
-            let graph_input = node
-                .input
-                .get(input)
-                .filter(|v| {
-                    !v.is_empty()
-                        && graph.input.iter().any(|g| g.name.as_ref() == Some(*v))
-                        && !graph.initializer.iter().any(|t| t.name.as_ref() == Some(*v))
-                })
-                .cloned();
+            let is_graph_input = |v: &str| {
+                graph.input.iter().any(|g| g.name.as_deref() == Some(v))
+                    && !graph.initializer.iter().any(|t| t.name.as_deref() == Some(v))
+            };
+            let slot = node.input.get(input).filter(|v| !v.is_empty());
+            let graph_input = match slot {
+                Some(v) if is_graph_input(v) => Some(v.clone()),
+                Some(v) => {
+                    let found = computed_from(graph, v, &is_graph_input);
+                    if let Some(g) = &found {
+                        msg = format!("{msg} (it is computed from graph input '{g}')");
+                    }
+                    found
+                }
+                None => None,
+            };
             OnnxError::NeedsConstant {
                 node: name,
                 op_type,
@@ -811,6 +899,32 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
         }
         other => other,
     }
+}
+
+/// The first graph input (depth first, in input order) whose value `value` is computed from,
+/// not looking through `Shape` and `Size` (which read only a shape, known at compile time).
+fn computed_from(graph: &super::proto::GraphProto, value: &str, is_input: &dyn Fn(&str) -> bool) -> Option<String> {
+    let producer: HashMap<&str, &NodeProto> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let mut stack = vec![value];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        if is_input(v) {
+            return Some(v.to_string());
+        }
+        let Some(p) = producer.get(v) else { continue };
+        if matches!(p.op_type.as_deref(), Some("Shape" | "Size")) {
+            continue;
+        }
+        stack.extend(p.input.iter().rev().filter(|i| !i.is_empty()).map(String::as_str));
+    }
+    None
 }
 
 /// Adds to a node error every symbolic dim in the node's inputs, so a node that needs concrete
@@ -853,7 +967,8 @@ fn symbolic_dims_hint(e: OnnxError, cx: &Ctx, node: &NodeProto) -> OnnxError {
     }
 }
 
-fn node_name(node: &NodeProto, i: usize) -> String {
+/// A node's name, or `{op_type}_{index}` when it has none.
+pub(crate) fn node_name(node: &NodeProto, i: usize) -> String {
     match node.name.as_deref() {
         Some(s) if !s.is_empty() => s.to_string(),
         _ => format!("{}_{i}", node.op_type.as_deref().unwrap_or("node")),

@@ -319,3 +319,76 @@ pub(crate) fn grid_sample(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
     ins.extend(coords);
     Ok(one(cx.add(n, "", op, &ins)?))
 }
+
+/// `AffineGrid` (opset 20): the sampling grid `[N, *spatial, r]` of the affine maps `theta
+/// [N, r, r + 1]` for the constant output `size [N, C, *spatial]` (r = 2 or 3): a constant
+/// table of homogeneous base coordinates `[x, (y, z,) 1]` per output position times `thetaᵀ`.
+pub(crate) fn affine_grid(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let theta = cx.input(n, 0)?;
+    let tt = cx.ty(theta).clone();
+    let size = cx.const_ints(n, 1, "size")?;
+    if size.len() != 4 && size.len() != 5 {
+        return Err(n.err(format!("'size' must hold 4 (2-D) or 5 (3-D) values, got {}", size.len())));
+    }
+    if size.iter().any(|&s| s <= 0 || s > i32::MAX as i64) {
+        return Err(n.err(format!("'size' {size:?} must be positive")));
+    }
+    let spatial: Vec<usize> = size[2..].iter().map(|&s| s as usize).collect();
+    let r = spatial.len();
+    if tt.rank() != 3
+        || tt.shape[1].as_const() != Some(r as i64)
+        || tt.shape[2].as_const() != Some(r as i64 + 1)
+        || tt.shape[0].as_const().is_some_and(|b| b != size[0])
+    {
+        return Err(n.err(format!(
+            "theta {} must be [{}, {r}, {}] for 'size' {size:?}",
+            tt.describe(),
+            size[0],
+            r + 1
+        )));
+    }
+    let align = n.attr_i("align_corners", 0)? != 0;
+    let axis_coords = |len: usize| -> Vec<f64> {
+        (0..len)
+            .map(|i| {
+                if align {
+                    if len == 1 {
+                        -1.0
+                    } else {
+                        -1.0 + 2.0 * i as f64 / (len - 1) as f64
+                    }
+                } else {
+                    (2 * i + 1) as f64 / len as f64 - 1.0
+                }
+            })
+            .collect()
+    };
+    let per_axis: Vec<Vec<f64>> = spatial.iter().map(|&l| axis_coords(l)).collect();
+    let points: usize = spatial.iter().product();
+    super::shape::check_folded_count(n, (points * (r + 1)) as f64, "the base grid")?;
+    let mut base = Vec::with_capacity(points * (r + 1));
+    for p in 0..points {
+        // Spatial index of point p (row-major), then [x, y, (z,) 1] = reversed axes.
+        let mut rest = p;
+        let mut idx = vec![0usize; r];
+        for a in (0..r).rev() {
+            idx[a] = rest % spatial[a];
+            rest /= spatial[a];
+        }
+        for a in (0..r).rev() {
+            base.push(per_axis[a][idx[a]]);
+        }
+        base.push(1.0);
+    }
+    let base = cx.constant(
+        n,
+        "base",
+        kiln_ir::Tensor::from_f64(tt.dtype, vec![points, r + 1], &base),
+    );
+    let theta_t = cx.add(n, "theta_t", Op::Transpose { perm: vec![0, 2, 1] }, &[theta])?;
+    let grid = cx.add(n, "matmul", Op::MatMul, &[base, theta_t])?;
+    let mut shape = vec![tt.shape[0].clone()];
+    shape.extend(spatial.iter().map(|&s| kiln_ir::Dim::c(s as i64)));
+    shape.push(kiln_ir::Dim::c(r as i64));
+    Ok(one(cx.add(n, "", Op::Reshape { shape }, &[grid])?))
+}

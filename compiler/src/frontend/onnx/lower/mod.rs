@@ -2,6 +2,7 @@
 
 mod activation;
 mod attention;
+mod control;
 mod conv;
 mod elementwise;
 mod gather;
@@ -189,6 +190,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "RNN",
     "GRU",
     "LSTM",
+    "If",
+    "Loop",
+    "Scan",
+    "AffineGrid",
 ];
 
 /// One IR node as the node's only output.
@@ -287,6 +292,8 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "GridSample" => (2, 2),
         "RNN" | "GRU" => (3, 6),
         "LSTM" => (3, 8),
+        "If" => (1, 1),
+        "AffineGrid" => (2, 2),
         _ => return None,
     })
 }
@@ -407,6 +414,10 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "DFT" => signal::dft(cx, n),
         "GridSample" => grid::grid_sample(cx, n),
         "RNN" | "GRU" | "LSTM" => rnn::recurrent(cx, n),
+        "If" => control::if_(cx, n),
+        "Loop" => control::loop_(cx, n),
+        "Scan" => control::scan(cx, n),
+        "AffineGrid" => grid::affine_grid(cx, n),
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

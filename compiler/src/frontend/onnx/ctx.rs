@@ -699,9 +699,28 @@ pub(crate) fn lower_model(
         let d = if is_default_domain(&d) { String::new() } else { d };
         opsets.insert(d, o.version.unwrap_or(0));
     }
-    let opset = *opsets.get("").ok_or_else(|| {
-        OnnxError::Opset("the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into())
-    })?;
+    // A node of another domain is accepted when Kiln lowers that (domain, op) and the model
+    // imports the domain.
+    let other_domain_ok = |node: &NodeProto| {
+        let d = node.domain.as_deref().unwrap_or("");
+        let op = node.op_type.as_deref().unwrap_or("");
+        opsets.contains_key(d) && lower::SUPPORTED_DOMAIN_OPS.contains(&(d, op))
+    };
+    let only_other_domains = !graph.node.is_empty()
+        && graph
+            .node
+            .iter()
+            .all(|n| !is_default_domain(n.domain.as_deref().unwrap_or("")) && other_domain_ok(n));
+    let opset = match opsets.get("") {
+        Some(&v) => v,
+        // No default-domain op is used: the newest opset's rules apply to nothing.
+        None if only_other_domains => MAX_OPSET,
+        None => {
+            return Err(OnnxError::Opset(
+                "the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into(),
+            ))
+        }
+    };
     let legacy_ok = (1..MIN_OPSET).contains(&opset)
         && graph
             .node
@@ -714,7 +733,7 @@ pub(crate) fn lower_model(
     }
     for (i, node) in graph.node.iter().enumerate() {
         let d = node.domain.as_deref().unwrap_or("");
-        if !is_default_domain(d) {
+        if !is_default_domain(d) && !other_domain_ok(node) {
             let name = node_name(node, i);
             let op = node.op_type.as_deref().unwrap_or("");
             let version = opsets
@@ -923,6 +942,14 @@ fn computed_from(graph: &super::proto::GraphProto, value: &str, is_input: &dyn F
             continue;
         }
         stack.extend(p.input.iter().rev().filter(|i| !i.is_empty()).map(String::as_str));
+        // A control-flow body reads enclosing values by name.
+        for a in &p.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                for sub in &g.node {
+                    stack.extend(sub.input.iter().filter(|i| !i.is_empty()).map(String::as_str));
+                }
+            }
+        }
     }
     None
 }

@@ -10,8 +10,11 @@ mod grid;
 mod ints;
 mod loss;
 mod math;
+mod linalg;
 mod matmul;
+mod ml;
 mod norm;
+mod optional;
 mod pool;
 mod quant;
 mod quant2;
@@ -22,6 +25,7 @@ mod scatter;
 mod select;
 mod shape;
 mod signal;
+mod training;
 
 use super::ctx::{Ctx, N};
 use super::value::Value;
@@ -194,6 +198,19 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Loop",
     "Scan",
     "AffineGrid",
+    "CumProd",
+    "Det",
+    "OptionalHasElement",
+    "OptionalGetElement",
+];
+
+/// The ops of other domains that have a lowering, as (domain, op).
+pub const SUPPORTED_DOMAIN_OPS: &[(&str, &str)] = &[
+    ("ai.onnx.ml", "Binarizer"),
+    ("ai.onnx.ml", "ArrayFeatureExtractor"),
+    ("ai.onnx.preview.training", "Adagrad"),
+    ("ai.onnx.preview.training", "Momentum"),
+    ("ai.onnx.preview.training", "Adam"),
 ];
 
 /// One IR node as the node's only output.
@@ -294,6 +311,8 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "LSTM" => (3, 8),
         "If" => (1, 1),
         "AffineGrid" => (2, 2),
+        "CumProd" => (2, 2),
+        "Det" => (1, 1),
         _ => return None,
     })
 }
@@ -325,6 +344,19 @@ fn arity_str(lo: usize, hi: usize) -> String {
 
 /// Lowers one ONNX node; returns the values of its outputs in order.
 pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let domain = n.proto.domain.as_deref().unwrap_or("");
+    if !super::ctx::is_default_domain(domain) {
+        return match (domain, n.op) {
+            ("ai.onnx.ml", "Binarizer") => ml::binarizer(cx, n),
+            ("ai.onnx.ml", "ArrayFeatureExtractor") => ml::array_feature_extractor(cx, n),
+            ("ai.onnx.preview.training", "Adagrad" | "Momentum" | "Adam") => training::optimizer(cx, n),
+            _ => Err(OnnxError::UnsupportedOp {
+                op_type: n.op.to_string(),
+                node: n.name.clone(),
+                domain: domain.to_string(),
+            }),
+        };
+    }
     check_arity(n)?;
     // Shape arithmetic on compile-time integers first (keeps symbolic dims and i64 range).
     if let Some(v) = ints::try_lower(cx, n)? {
@@ -418,6 +450,10 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "Loop" => control::loop_(cx, n),
         "Scan" => control::scan(cx, n),
         "AffineGrid" => grid::affine_grid(cx, n),
+        "CumProd" => reduce::cumprod(cx, n),
+        "Det" => linalg::det(cx, n),
+        "OptionalHasElement" => optional::has_element(cx, n),
+        "OptionalGetElement" => optional::get_element(cx, n),
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

@@ -896,7 +896,14 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
                 graph.input.iter().any(|g| g.name.as_deref() == Some(v))
                     && !graph.initializer.iter().any(|t| t.name.as_deref() == Some(v))
             };
-            let slot = node.input.get(input).filter(|v| !v.is_empty());
+            // An error from inside a control-flow body names a body node (`outer/.../inner`):
+            // its slot is that node's input.
+            let slot_node = if name == node_name_of(node, graph) {
+                Some(node)
+            } else {
+                find_body_node(node, &name, &op_type)
+            };
+            let slot = slot_node.and_then(|sn| sn.input.get(input)).filter(|v| !v.is_empty());
             let graph_input = match slot {
                 Some(v) if is_graph_input(v) => Some(v.clone()),
                 Some(v) => {
@@ -920,13 +927,50 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
     }
 }
 
+/// The name the driver gives a top-level node.
+fn node_name_of(node: &NodeProto, graph: &super::proto::GraphProto) -> String {
+    let i = graph.node.iter().position(|n| std::ptr::eq(n, node)).unwrap_or(0);
+    node_name(node, i)
+}
+
+/// The node inside `node`'s control-flow bodies (at any depth) whose lowering name is `name`
+/// (it ends in `/<its name>`) and whose op is `op`.
+fn find_body_node<'g>(node: &'g NodeProto, name: &str, op: &str) -> Option<&'g NodeProto> {
+    for a in &node.attribute {
+        for g in a.g.iter().chain(&a.graphs) {
+            for (i, sub) in g.node.iter().enumerate() {
+                if sub.op_type.as_deref() == Some(op) && name.ends_with(&format!("/{}", node_name(sub, i))) {
+                    return Some(sub);
+                }
+                if let Some(found) = find_body_node(sub, name, op) {
+                    return Some(found);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Every node of a graph and of its control-flow bodies, at any depth.
+fn all_nodes<'g>(nodes: &'g [NodeProto], out: &mut Vec<&'g NodeProto>) {
+    for n in nodes {
+        out.push(n);
+        for a in &n.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                all_nodes(&g.node, out);
+            }
+        }
+    }
+}
+
 /// The first graph input (depth first, in input order) whose value `value` is computed from,
 /// not looking through `Shape` and `Size` (which read only a shape, known at compile time).
 fn computed_from(graph: &super::proto::GraphProto, value: &str, is_input: &dyn Fn(&str) -> bool) -> Option<String> {
-    let producer: HashMap<&str, &NodeProto> = graph
-        .node
+    let mut nodes = Vec::new();
+    all_nodes(&graph.node, &mut nodes);
+    let producer: HashMap<&str, &NodeProto> = nodes
         .iter()
-        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), *n)))
         .collect();
     let mut stack = vec![value];
     let mut seen = std::collections::HashSet::new();

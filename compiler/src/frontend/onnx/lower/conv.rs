@@ -11,15 +11,15 @@ use kiln_ir::{BinaryOp, DType, Dim, Expr, Op};
 const MAX_TAPS: usize = 256;
 
 /// Spatial geometry of a windowed op: per spatial axis kernel, stride, dilation, pads.
-struct Window {
-    kernel: Vec<usize>,
-    strides: Vec<usize>,
-    dilations: Vec<usize>,
-    pads: Vec<(usize, usize)>,
+pub(super) struct Window {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads: Vec<(usize, usize)>,
 }
 
 /// Reads `strides`, `dilations`, `pads` / `auto_pad` for `sp` spatial axes with the given kernel.
-fn window(n: &N, kernel: Vec<usize>, spatial: &[Dim], ceil_mode: bool) -> Result<Window, OnnxError> {
+pub(super) fn window(n: &N, kernel: Vec<usize>, spatial: &[Dim], ceil_mode: bool) -> Result<Window, OnnxError> {
     let sp = kernel.len();
     let ints = |name: &str, default: usize| -> Result<Vec<usize>, OnnxError> {
         match n.attr_ints(name)? {
@@ -122,7 +122,7 @@ pub(crate) fn conv(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 /// input or its begin padding). A symbolic length gives a floor/ceil quotient the runtime
 /// evaluates; in ceil mode that needs `pad_end + stride <= span`, where the last window can
 /// never start in the end padding (else `None`, as for a window that does not fit).
-fn pooled_len(len: &Dim, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<Dim> {
+pub(super) fn pooled_len(len: &Dim, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<Dim> {
     let span = (k - 1) * d + 1;
     if let Some(len) = len.as_const() {
         let len = usize::try_from(len).ok()?;

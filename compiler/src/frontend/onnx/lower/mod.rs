@@ -4,6 +4,7 @@ mod activation;
 mod attention;
 mod control;
 mod conv;
+mod conv_int;
 mod elementwise;
 mod gather;
 mod grid;
@@ -25,6 +26,7 @@ mod scatter;
 mod select;
 mod shape;
 mod signal;
+mod text;
 mod training;
 
 use super::ctx::{Ctx, N};
@@ -202,6 +204,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Det",
     "OptionalHasElement",
     "OptionalGetElement",
+    "MelWeightMatrix",
+    "ConvInteger",
+    "QLinearConv",
+    "TfIdfVectorizer",
 ];
 
 /// The ops of other domains that have a lowering, as (domain, op).
@@ -313,6 +319,10 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "AffineGrid" => (2, 2),
         "CumProd" => (2, 2),
         "Det" => (1, 1),
+        "MelWeightMatrix" => (5, 5),
+        "ConvInteger" => (2, 4),
+        "QLinearConv" => (8, 9),
+        "TfIdfVectorizer" => (1, 1),
         _ => return None,
     })
 }
@@ -454,6 +464,10 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "Det" => linalg::det(cx, n),
         "OptionalHasElement" => optional::has_element(cx, n),
         "OptionalGetElement" => optional::get_element(cx, n),
+        "MelWeightMatrix" => signal::mel_weight_matrix(cx, n),
+        "ConvInteger" => conv_int::conv_integer(cx, n),
+        "QLinearConv" => conv_int::qlinear_conv(cx, n),
+        "TfIdfVectorizer" => text::tfidf_vectorizer(cx, n),
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

@@ -36,7 +36,11 @@ pub(crate) fn if_(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         if vals.len() != 1 {
             return Err(n.err(format!("the condition must hold one value, got {}", vals.len())));
         }
-        let (g, tag) = if vals[0] != 0 { (then_g, "then") } else { (else_g, "else") };
+        let (g, tag) = if vals[0] != 0 {
+            (then_g, "then")
+        } else {
+            (else_g, "else")
+        };
         return cx.lower_subgraph(n, g, &n.sub(tag), &[]);
     }
     let cond = cx.input(n, 0)?;
@@ -244,7 +248,10 @@ fn scan_unrolled(
     let in_axes = per_value(n, "scan_input_axes", m)?;
     let in_dirs = per_value(n, "scan_input_directions", m)?;
     let k = body.output.len().checked_sub(ns).ok_or_else(|| {
-        n.err(format!("the body has {} outputs, fewer than its {ns} states", body.output.len()))
+        n.err(format!(
+            "the body has {} outputs, fewer than its {ns} states",
+            body.output.len()
+        ))
     })?;
     let out_axes = per_value(n, "scan_output_axes", k)?;
     let out_dirs = per_value(n, "scan_output_directions", k)?;
@@ -260,7 +267,10 @@ fn scan_unrolled(
             ))
         })?;
         if len.is_some_and(|p| p != l) {
-            return Err(n.err(format!("scan inputs have different scan lengths ({} and {l})", len.unwrap_or(0))));
+            return Err(n.err(format!(
+                "scan inputs have different scan lengths ({} and {l})",
+                len.unwrap_or(0)
+            )));
         }
         len = Some(l);
         axes.push(a);
@@ -324,9 +334,10 @@ fn scan8(
     let states: Vec<NodeId> = (1..total - m).map(|i| cx.input(n, i)).collect::<Result<_, _>>()?;
     let xs: Vec<NodeId> = (total - m..total).map(|i| cx.input(n, i)).collect::<Result<_, _>>()?;
     let first = states.first().or(xs.first()).copied().expect("at least one scan input");
-    let batch = cx.ty(first).shape.first().and_then(Dim::as_const).ok_or_else(|| {
-        n.err("the batch axis of opset-8 Scan must have a compile-time length; bind it with --dim")
-    })?;
+    let batch =
+        cx.ty(first).shape.first().and_then(Dim::as_const).ok_or_else(|| {
+            n.err("the batch axis of opset-8 Scan must have a compile-time length; bind it with --dim")
+        })?;
     if batch == 0 {
         return Err(n.unsupported("an opset-8 Scan over an empty batch is not supported"));
     }

@@ -14,20 +14,39 @@ use crate::frontend::onnx::OnnxError;
 use kiln_ir::{BinaryOp, DType, Dim, Expr, NodeId, Op, UnaryOp};
 
 /// `v` as i32 minus its zero point (scalar, or per output channel for the weight).
-fn centred(cx: &mut Ctx, n: &N, what: &str, v: NodeId, zp: Option<NodeId>, per_channel_rank: usize) -> Result<NodeId, OnnxError> {
+fn centred(
+    cx: &mut Ctx,
+    n: &N,
+    what: &str,
+    v: NodeId,
+    zp: Option<NodeId>,
+    per_channel_rank: usize,
+) -> Result<NodeId, OnnxError> {
     let vi = cx.add(n, &format!("{what}_i32"), Op::Cast(DType::I32), &[v])?;
     let Some(z) = zp else { return Ok(vi) };
     let zi = cx.add(n, &format!("{what}_zero_point_i32"), Op::Cast(DType::I32), &[z])?;
     let zt = cx.ty(zi).clone();
     let zi = match zt.rank() {
         0 => zi,
-        1 if zt.shape[0] == Dim::c(1) => cx.add(n, &format!("{what}_zp_scalar"), Op::Reshape { shape: vec![] }, &[zi])?,
+        1 if zt.shape[0] == Dim::c(1) => {
+            cx.add(n, &format!("{what}_zp_scalar"), Op::Reshape { shape: vec![] }, &[zi])?
+        }
         1 if per_channel_rank > 0 => {
             let mut shape = vec![Dim::c(1); per_channel_rank];
             shape[0] = zt.shape[0].clone();
             cx.add(n, &format!("{what}_zp_channels"), Op::Reshape { shape }, &[zi])?
         }
-        _ => return Err(n.err(format!("{what} zero point {} must be a scalar{}", zt.describe(), if per_channel_rank > 0 { " or one per output channel" } else { "" }))),
+        _ => {
+            return Err(n.err(format!(
+                "{what} zero point {} must be a scalar{}",
+                zt.describe(),
+                if per_channel_rank > 0 {
+                    " or one per output channel"
+                } else {
+                    ""
+                }
+            )))
+        }
     };
     cx.add(n, &format!("{what}_centred"), Op::Binary(BinaryOp::Sub), &[vi, zi])
 }
@@ -56,20 +75,36 @@ fn conv_i32(cx: &mut Ctx, n: &N, x: NodeId, w: NodeId) -> Result<NodeId, OnnxErr
     let xs = consts(&xt.shape, "x")?;
     let ws = consts(&wt.shape, "w")?;
     if ws[1] != xs[1] {
-        return Err(n.err(format!("w {} has {} input channels, x {} has {}", wt.describe(), ws[1], xt.describe(), xs[1])));
+        return Err(n.err(format!(
+            "w {} has {} input channels, x {} has {}",
+            wt.describe(),
+            ws[1],
+            xt.describe(),
+            xs[1]
+        )));
     }
     let kernel = ws[2..].to_vec();
     if let Some(k) = n.attr_ints("kernel_shape")? {
         if k.iter().map(|&v| v as usize).collect::<Vec<_>>() != kernel {
-            return Err(n.err(format!("attribute 'kernel_shape' {k:?} does not match w {}", wt.describe())));
+            return Err(n.err(format!(
+                "attribute 'kernel_shape' {k:?} does not match w {}",
+                wt.describe()
+            )));
         }
     }
     let win = window(n, kernel.clone(), &xt.shape[2..], false)?;
     let mut out = Vec::with_capacity(sp);
-    for i in 0..sp {
-        let o = pooled_len(&xt.shape[2 + i], kernel[i], win.strides[i], win.dilations[i], win.pads[i], false)
-            .and_then(|d| d.as_const())
-            .ok_or_else(|| n.err(format!("the kernel does not fit axis {} of {}", 2 + i, xt.describe())))?;
+    for (i, &k) in kernel.iter().enumerate() {
+        let o = pooled_len(
+            &xt.shape[2 + i],
+            k,
+            win.strides[i],
+            win.dilations[i],
+            win.pads[i],
+            false,
+        )
+        .and_then(|d| d.as_const())
+        .ok_or_else(|| n.err(format!("the kernel does not fit axis {} of {}", 2 + i, xt.describe())))?;
         out.push(o as usize);
     }
     let positions: usize = out.iter().product();
@@ -85,8 +120,12 @@ fn conv_i32(cx: &mut Ctx, n: &N, x: NodeId, w: NodeId) -> Result<NodeId, OnnxErr
     for i in 0..sp {
         pos_stride /= out[i];
         tap_stride /= kernel[i];
-        let o = Expr::Coord(1).div(Expr::int(pos_stride as i64)).rem(Expr::int(out[i] as i64));
-        let k = Expr::Coord(2).div(Expr::int(tap_stride as i64)).rem(Expr::int(kernel[i] as i64));
+        let o = Expr::Coord(1)
+            .div(Expr::int(pos_stride as i64))
+            .rem(Expr::int(out[i] as i64));
+        let k = Expr::Coord(2)
+            .div(Expr::int(tap_stride as i64))
+            .rem(Expr::int(kernel[i] as i64));
         let p = o
             .mul(Expr::int(win.strides[i] as i64))
             .add(k.mul(Expr::int(win.dilations[i] as i64)))

@@ -74,18 +74,16 @@ fn reflect(x: Expr, lo: Expr, hi: Expr) -> Expr {
     let bounce = |dx: Expr| {
         let k = floor(div(dx.clone(), rng.clone()));
         let r = sub(dx, mul(k.clone(), rng.clone()));
-        let even = k.clone().cmp(BinaryOp::Equal, mul(floor(div(k, lit(2.0))), lit(2.0)), F);
+        let even = k
+            .clone()
+            .cmp(BinaryOp::Equal, mul(floor(div(k, lit(2.0))), lit(2.0)), F);
         (r, even)
     };
     let (rb, eb) = bounce(sub(lo.clone(), x.clone()));
     let below = Expr::select(eb, add(lo.clone(), rb.clone()), sub(hi.clone(), rb));
     let (ra, ea) = bounce(sub(x.clone(), hi.clone()));
     let above = Expr::select(ea, sub(hi.clone(), ra.clone()), add(lo.clone(), ra));
-    Expr::select(
-        lt(x.clone(), lo),
-        below,
-        Expr::select(lt(hi, x.clone()), above, x),
-    )
+    Expr::select(lt(x.clone(), lo), below, Expr::select(lt(hi, x.clone()), above, x))
 }
 
 /// Cubic convolution weights (A = -0.75) of the four taps at fraction `t`.
@@ -94,7 +92,10 @@ fn cubic_weights(t: Expr) -> [Expr; 4] {
     let outer = |s: Expr| {
         // ((a*s - 5a)*s + 8a)*s - 4a for s in [1, 2]
         sub(
-            mul(add(mul(sub(mul(lit(a), s.clone()), lit(5.0 * a)), s.clone()), lit(8.0 * a)), s),
+            mul(
+                add(mul(sub(mul(lit(a), s.clone()), lit(5.0 * a)), s.clone()), lit(8.0 * a)),
+                s,
+            ),
             lit(4.0 * a),
         )
     };
@@ -223,7 +224,9 @@ pub(crate) fn grid_sample(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
     // Stage 2: the weighted sum over the taps. Input 0 is X, inputs 1..=r the coordinates.
     let coord = |i: usize| Expr::Load {
         input: 1 + i,
-        index: std::iter::once(Expr::Coord(0)).chain((0..r).map(|k| Expr::Coord(2 + k))).collect(),
+        index: std::iter::once(Expr::Coord(0))
+            .chain((0..r).map(|k| Expr::Coord(2 + k)))
+            .collect(),
     };
     // Per axis: the taps as (integer index, weight).
     let mut taps: Vec<Vec<(Expr, Expr)>> = Vec::with_capacity(r);
@@ -328,7 +331,10 @@ pub(crate) fn affine_grid(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> 
     let tt = cx.ty(theta).clone();
     let size = cx.const_ints(n, 1, "size")?;
     if size.len() != 4 && size.len() != 5 {
-        return Err(n.err(format!("'size' must hold 4 (2-D) or 5 (3-D) values, got {}", size.len())));
+        return Err(n.err(format!(
+            "'size' must hold 4 (2-D) or 5 (3-D) values, got {}",
+            size.len()
+        )));
     }
     if size.iter().any(|&s| s <= 0 || s > i32::MAX as i64) {
         return Err(n.err(format!("'size' {size:?} must be positive")));

@@ -39,10 +39,12 @@ pub(crate) fn det(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if rank < 2 || ty.shape[rank - 1] != ty.shape[rank - 2] {
         return Err(n.err(format!("input {} must end in a square matrix", ty.describe())));
     }
-    let k = ty.shape[rank - 1]
-        .as_const()
-        .ok_or_else(|| n.err(format!("the matrix order of {} must be concrete (use --dim)", ty.describe())))?
-        as usize;
+    let k = ty.shape[rank - 1].as_const().ok_or_else(|| {
+        n.err(format!(
+            "the matrix order of {} must be concrete (use --dim)",
+            ty.describe()
+        ))
+    })? as usize;
     if k > MAX_DET_ORDER {
         return Err(n.unsupported(format!(
             "matrices of order {k} are not supported (Det expands orders up to {MAX_DET_ORDER})"
@@ -70,7 +72,12 @@ pub(crate) fn det(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         sum = Some(match sum {
             None if even => term,
             None => Expr::Binary(BinaryOp::Sub, Box::new(Expr::Lit(0.0, dt)), Box::new(term), dt),
-            Some(s) => Expr::Binary(if even { BinaryOp::Add } else { BinaryOp::Sub }, Box::new(s), Box::new(term), dt),
+            Some(s) => Expr::Binary(
+                if even { BinaryOp::Add } else { BinaryOp::Sub },
+                Box::new(s),
+                Box::new(term),
+                dt,
+            ),
         });
     }
     let op = Op::Compute {

@@ -149,11 +149,7 @@ impl B<'_, '_, '_> {
                 })
             }
             "Softsign" => self.map(x, |v| {
-                b(
-                    BinaryOp::Div,
-                    v.clone(),
-                    b(BinaryOp::Add, lit(1.0), u(UnaryOp::Abs, v)),
-                )
+                b(BinaryOp::Div, v.clone(), b(BinaryOp::Add, lit(1.0), u(UnaryOp::Abs, v)))
             }),
             "ThresholdedRelu" => {
                 let al = a.alpha.unwrap_or(1.0);
@@ -171,8 +167,17 @@ impl B<'_, '_, '_> {
 /// The activations of every direction: `activations` (with `activation_alpha` and
 /// `activation_beta` consumed in order by the functions that take them) or the defaults.
 fn activations(n: &N, kind: Kind, dirs: usize) -> Result<Vec<Vec<Act>>, OnnxError> {
-    let names: Vec<String> = match n.proto.attribute.iter().find(|a| a.name.as_deref() == Some("activations")) {
-        Some(a) => a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+    let names: Vec<String> = match n
+        .proto
+        .attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some("activations"))
+    {
+        Some(a) => a
+            .strings
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
         None => (0..dirs)
             .flat_map(|_| kind.default_activations().iter().map(|s| s.to_string()))
             .collect(),
@@ -244,7 +249,10 @@ pub(crate) fn recurrent(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let hidden = match n.attr_i_opt("hidden_size")? {
         Some(h) => h,
         None => rt.shape.last().and_then(Dim::as_const).ok_or_else(|| {
-            n.err(format!("attribute 'hidden_size' is missing and R {} has no constant last dim", rt.describe()))
+            n.err(format!(
+                "attribute 'hidden_size' is missing and R {} has no constant last dim",
+                rt.describe()
+            ))
         })?,
     };
     if hidden <= 0 {
@@ -270,14 +278,13 @@ pub(crate) fn recurrent(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let lbr = kind == Kind::Gru && n.attr_i("linear_before_reset", 0)? != 0;
     let input_forget = kind == Kind::Lstm && n.attr_i("input_forget", 0)? != 0;
     let acts = activations(n, kind, dirs)?;
-    let mut b = B {
-        cx,
-        n,
-        dtype,
-        count: 0,
-    };
+    let mut b = B { cx, n, dtype, count: 0 };
     // Time-major X [seq, batch, input].
-    let x = if layout == 1 { b.transpose(x0, vec![1, 0, 2])? } else { x0 };
+    let x = if layout == 1 {
+        b.transpose(x0, vec![1, 0, 2])?
+    } else {
+        x0
+    };
     let xs = b.cx.ty(x).shape.clone();
     let seq = xs[0].as_const().ok_or_else(|| {
         n.err(format!(
@@ -329,9 +336,8 @@ pub(crate) fn recurrent(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let mut ys = Vec::new();
     let mut hs = Vec::new();
     let mut cs = Vec::new();
-    for d in 0..dirs {
+    for (d, act) in acts.iter().enumerate() {
         let reverse = direction == "reverse" || d == 1;
-        let act = &acts[d];
         let dd = d as i64;
         let wd = b.slice(w, 0, dd, dd + 1)?;
         let wd = b.reshape(wd, vec![Dim::c(gh), xs[2].clone()])?;
@@ -389,7 +395,11 @@ pub(crate) fn recurrent(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             None => zero_state,
         };
         let mut ys_d: Vec<NodeId> = Vec::with_capacity(seq as usize);
-        let steps: Vec<i64> = if reverse { (0..seq).rev().collect() } else { (0..seq).collect() };
+        let steps: Vec<i64> = if reverse {
+            (0..seq).rev().collect()
+        } else {
+            (0..seq).collect()
+        };
         for &t in &steps {
             let xt = b.slice(xw, 0, t, t + 1)?;
             let xt = b.reshape(xt, vec![batch.clone(), Dim::c(gh)])?;

@@ -309,9 +309,9 @@ pub(crate) fn mel_weight_matrix(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxE
         }
     };
     let one_float = |cx: &Ctx, i: usize, what: &str| -> Result<f64, OnnxError> {
-        let t = cx.const_tensor(n, i)?.ok_or_else(|| {
-            n.needs_constant(i, format!("input {i} ('{what}') must be a compile-time constant"))
-        })?;
+        let t = cx
+            .const_tensor(n, i)?
+            .ok_or_else(|| n.needs_constant(i, format!("input {i} ('{what}') must be a compile-time constant")))?;
         match t.to_f64().as_slice() {
             [v] => Ok(*v),
             v => Err(n.err(format!("input {i} ('{what}') must hold one value, got {}", v.len()))),
@@ -367,5 +367,9 @@ pub(crate) fn mel_weight_matrix(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxE
     }
     let dtype = data::ir_dtype(n.attr_i("output_datatype", 1)? as i32)
         .map_err(|m| n.err(format!("attribute 'output_datatype': {m}")))?;
-    Ok(one(cx.constant(n, "", Tensor::from_f64(dtype, vec![spec_bins, mels], &out))))
+    Ok(one(cx.constant(
+        n,
+        "",
+        Tensor::from_f64(dtype, vec![spec_bins, mels], &out),
+    )))
 }

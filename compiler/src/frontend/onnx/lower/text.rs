@@ -20,7 +20,10 @@ pub(crate) fn tfidf_vectorizer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     let x = cx.input(n, 0)?;
     let xt = cx.ty(x).clone();
     if xt.dtype != DType::I32 {
-        return Err(n.unsupported(format!("input {} must be integer tokens (strings are not supported)", xt.describe())));
+        return Err(n.unsupported(format!(
+            "input {} must be integer tokens (strings are not supported)",
+            xt.describe()
+        )));
     }
     if n.has_attr("pool_strings") {
         return Err(n.unsupported("attribute 'pool_strings' is not supported (integer pools only)"));
@@ -42,17 +45,28 @@ pub(crate) fn tfidf_vectorizer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         )));
     }
     let mode = n.attr_s("mode")?.ok_or_else(|| n.err("attribute 'mode' is required"))?;
-    let counts = n.attr_ints("ngram_counts")?.ok_or_else(|| n.err("attribute 'ngram_counts' is required"))?;
-    let indexes = n.attr_ints("ngram_indexes")?.ok_or_else(|| n.err("attribute 'ngram_indexes' is required"))?;
-    let pool = n.attr_ints("pool_int64s")?.ok_or_else(|| n.err("attribute 'pool_int64s' is required"))?;
+    let counts = n
+        .attr_ints("ngram_counts")?
+        .ok_or_else(|| n.err("attribute 'ngram_counts' is required"))?;
+    let indexes = n
+        .attr_ints("ngram_indexes")?
+        .ok_or_else(|| n.err("attribute 'ngram_indexes' is required"))?;
+    let pool = n
+        .attr_ints("pool_int64s")?
+        .ok_or_else(|| n.err("attribute 'pool_int64s' is required"))?;
     let weights = n.attr_floats("weights")?.unwrap_or_default();
     let out_size = indexes.iter().copied().max().map_or(0, |m| m + 1);
     if out_size <= 0 || indexes.iter().any(|&i| i < 0) {
-        return Err(n.err(format!("attribute 'ngram_indexes' {indexes:?} must be non-negative and non-empty")));
+        return Err(n.err(format!(
+            "attribute 'ngram_indexes' {indexes:?} must be non-negative and non-empty"
+        )));
     }
     let out_size = out_size as usize;
     if !weights.is_empty() && weights.len() < out_size {
-        return Err(n.err(format!("attribute 'weights' has {} values for {out_size} outputs", weights.len())));
+        return Err(n.err(format!(
+            "attribute 'weights' has {} values for {out_size} outputs",
+            weights.len()
+        )));
     }
     // The pool's n-grams: (id - 1, tokens), for the sizes that are counted.
     let mut grams: Vec<(usize, Vec<i64>)> = Vec::new();
@@ -61,7 +75,10 @@ pub(crate) fn tfidf_vectorizer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
         let size = k + 1;
         let end = counts.get(k + 1).copied().unwrap_or(pool.len() as i64);
         if start < 0 || end < start || end as usize > pool.len() {
-            return Err(n.err(format!("attribute 'ngram_counts' {counts:?} does not fit the pool of {}", pool.len())));
+            return Err(n.err(format!(
+                "attribute 'ngram_counts' {counts:?} does not fit the pool of {}",
+                pool.len()
+            )));
         }
         let items = (end - start) as usize;
         let count = items / size;
@@ -76,7 +93,10 @@ pub(crate) fn tfidf_vectorizer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxEr
     let mut per_column: Vec<Vec<&Vec<i64>>> = vec![Vec::new(); out_size];
     for (gid, tokens) in &grams {
         let col = *indexes.get(*gid).ok_or_else(|| {
-            n.err(format!("n-gram {gid} has no entry in 'ngram_indexes' ({} entries)", indexes.len()))
+            n.err(format!(
+                "n-gram {gid} has no entry in 'ngram_indexes' ({} entries)",
+                indexes.len()
+            ))
         })? as usize;
         per_column[col].push(tokens);
     }

@@ -118,7 +118,7 @@ pub(crate) fn optimizer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         _ => 3,
     };
     let per = n.n_inputs().saturating_sub(2);
-    if per == 0 || per % groups != 0 {
+    if per == 0 || !per.is_multiple_of(groups) {
         return Err(n.err(format!(
             "has {} inputs; {} takes R, T and {groups} inputs per optimized tensor",
             n.n_inputs(),
@@ -171,7 +171,10 @@ pub(crate) fn optimizer(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                     div(mul(u.r(), sqrt(sub(lit(1.0), pow(beta)))), sub(lit(1.0), pow(alpha))),
                     u.r(),
                 );
-                let x_new = sub(u.v(0), mul(r_adj, div(v_new.clone(), add(sqrt(h_new.clone()), lit(eps)))));
+                let x_new = sub(
+                    u.v(0),
+                    mul(r_adj, div(v_new.clone(), add(sqrt(h_new.clone()), lit(eps)))),
+                );
                 let x_final = mul(lit(1.0 - post), x_new);
                 outs[0].push(emit(cx, n, &format!("x{i}"), &u, x_final)?);
                 outs[1].push(emit(cx, n, &format!("v{i}"), &u, v_new)?);

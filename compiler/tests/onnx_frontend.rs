@@ -630,7 +630,8 @@ fn parameter_from_a_graph_input_is_a_typed_needs_constant_error() {
         "{msg}"
     );
 
-    // The same slot fed by a computation on a graph input: typed, but nothing to freeze.
+    // The same slot fed by a computation on a graph input: the input it is computed from is
+    // named, as freezing it makes the computation fold.
     let mut b = ModelBuilder::new("reshape2");
     b.input("x", DataType::Float, &[d(2), d(3)]);
     b.input("target", DataType::Int64, &[d(2)]);
@@ -643,30 +644,47 @@ fn parameter_from_a_graph_input_is_a_typed_needs_constant_error() {
             &e,
             OnnxError::NeedsConstant {
                 input: 1,
-                graph_input: None,
+                graph_input: Some(g),
                 ..
-            }
+            } if g == "target"
         ),
         "{e:?}"
     );
-    assert!(!e.to_string().contains("--freeze"), "{e}");
+    assert!(e.to_string().contains("computed from graph input 'target'"), "{e}");
 }
 
 /// An op feature Kiln does not implement is a typed `Unsupported` error naming node and feature.
 #[test]
 fn unsupported_feature_is_a_typed_error() {
+    let mut b = ModelBuilder::new("conv_int");
+    b.input("x", DataType::Uint8, &[d(1), d(2), d(4), d(4)]);
+    b.input("w", DataType::Uint8, &[d(2), d(1), d(2), d(2)]);
+    b.node("ConvInteger", &["x", "w"], &["y"]).attr_int("group", 2);
+    b.output("y", DataType::Int32);
+    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
+    match &e {
+        OnnxError::Unsupported { op_type, msg, .. } => {
+            assert_eq!(op_type, "ConvInteger");
+            assert!(msg.contains("attribute 'group'"), "{msg}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+/// MaxPool's second output: the flat index of each window's (first) maximum.
+#[test]
+fn maxpool_indices_point_at_the_window_maximum() {
     let mut b = ModelBuilder::new("pool");
     b.input("x", DataType::Float, &[d(1), d(1), d(4), d(4)]);
     b.node("MaxPool", &["x"], &["y", "idx"])
         .attr_ints("kernel_shape", &[2, 2]);
     b.output("y", DataType::Float);
     b.output("idx", DataType::Int64);
-    let e = load_onnx_bytes(&b.encode(), "test", &DimBindings::new()).expect_err("an error");
-    match &e {
-        OnnxError::Unsupported { op_type, msg, .. } => {
-            assert_eq!(op_type, "MaxPool");
-            assert!(msg.contains("output 1 ('Indices') is not supported"), "{msg}");
-        }
-        other => panic!("expected Unsupported, got {other:?}"),
-    }
+    let out = run(&b, &[("x", Tensor::f32(vec![1, 1, 4, 4], seq(16, 1.0, 0.0)))]);
+    // Increasing values: every window's maximum is its bottom-right element.
+    let want: Vec<f32> = (0..3)
+        .flat_map(|h| (0..3).map(move |w| ((h + 1) * 4 + w + 1) as f32))
+        .collect();
+    assert_eq!(out["y"].to_f32(), want);
+    assert_eq!(out["idx"].to_f32(), want);
 }

@@ -3,7 +3,8 @@
 //!
 //! Frozen inputs: node tests often pass op parameters (axes, shapes, pads, scales, `k`) as graph
 //! inputs, which an ahead-of-time compiler needs at compile time. When the frontend says so with
-//! [`OnnxError::NeedsConstant`] naming the graph input that feeds the slot, the case is loaded
+//! [`OnnxError::NeedsConstant`] naming the graph input that feeds the slot (directly or through
+//! a computation on its value), the case is loaded
 //! again with that one input frozen to the test data's value (what `kiln compile --freeze` does,
 //! and what a user following the message would do); this repeats while each new error names
 //! another graph input. Data sets whose frozen values differ are compiled separately. Any other

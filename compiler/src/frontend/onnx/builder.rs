@@ -249,6 +249,17 @@ impl NodeRef<'_> {
             ..Default::default()
         })
     }
+
+    /// Adds a graph attribute (a control-flow body): the graph of `body` (its inputs, nodes,
+    /// initializers and outputs; its opset imports are ignored).
+    pub fn attr_graph(self, name: &str, body: &ModelBuilder) -> Self {
+        self.push(AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Graph as i32),
+            g: body.build().graph,
+            ..Default::default()
+        })
+    }
 }
 
 fn value_info(name: &str, dtype: DataType, dims: Option<&[DimSpec]>) -> ValueInfoProto {

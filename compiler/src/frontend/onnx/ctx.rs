@@ -3,7 +3,7 @@
 
 use super::data::{self, Literal};
 use super::proto::{
-    attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+    attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
 };
 use super::value::{Ints, Value};
 use super::{fold, lower, OnnxError, MAX_OPSET, MIN_OPSET};
@@ -182,6 +182,13 @@ impl<'a> N<'a> {
         })
     }
 
+    /// A graph attribute (a control-flow body), which must be present.
+    pub fn attr_g(&self, name: &str) -> Result<&'a GraphProto, OnnxError> {
+        self.attr(name, AttributeType::Graph)?
+            .and_then(|a| a.g.as_ref())
+            .ok_or_else(|| self.err(format!("graph attribute '{name}' is required but missing")))
+    }
+
     /// Normalizes a possibly negative axis against `rank`.
     pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, OnnxError> {
         let r = rank as i64;
@@ -256,7 +263,8 @@ impl Ctx {
         ))
     }
 
-    fn node_of(&mut self, name: &str, v: &Value) -> Result<NodeId, String> {
+    /// The IR node of a value (compile-time integers become a constant named `name`).
+    pub fn node_of(&mut self, name: &str, v: &Value) -> Result<NodeId, String> {
         match v {
             Value::Node(id) => Ok(*id),
             Value::Ints(ints) => {
@@ -452,6 +460,77 @@ impl Ctx {
         Ok(Some(out))
     }
 
+    /// Lowers a subgraph (a control-flow body) into this graph: its inputs are bound to
+    /// `inputs` in order, its nodes see the enclosing scopes' values, and its IR nodes are named
+    /// `prefix/<node>`. Returns the values of its outputs in order.
+    pub fn lower_subgraph(
+        &mut self,
+        outer: &N,
+        g: &GraphProto,
+        prefix: &str,
+        inputs: &[Value],
+    ) -> Result<Vec<Value>, OnnxError> {
+        if g.input.len() != inputs.len() {
+            return Err(outer.err(format!(
+                "subgraph '{}' declares {} inputs; {} binds {}",
+                g.name.as_deref().unwrap_or(""),
+                g.input.len(),
+                outer.op,
+                inputs.len()
+            )));
+        }
+        for t in &g.initializer {
+            let name = t.name.clone().unwrap_or_default();
+            let v = self.literal(&format!("{prefix}/{name}"), t)?;
+            self.define(&name, v);
+        }
+        for (decl, v) in g.input.iter().zip(inputs) {
+            self.define(decl.name.as_deref().unwrap_or(""), v.clone());
+        }
+        for (i, node) in g.node.iter().enumerate() {
+            let d = node.domain.as_deref().unwrap_or("");
+            let inner = node_name(node, i);
+            let op = node.op_type.as_deref().unwrap_or("");
+            if !is_default_domain(d) {
+                return Err(outer.unsupported(format!(
+                    "subgraph node '{inner}' ({op}) uses operator domain '{d}'; only the default ONNX domain is supported"
+                )));
+            }
+            let n = N {
+                name: format!("{prefix}/{inner}"),
+                op,
+                proto: node,
+                opset: outer.opset,
+            };
+            let outs = lower::lower_node(self, &n)?;
+            for (k, out) in node.output.iter().enumerate() {
+                if out.is_empty() {
+                    continue;
+                }
+                match outs.get(k) {
+                    Some(v) => self.define(out, v.clone()),
+                    None => {
+                        return Err(n.unsupported(format!(
+                            "output {k} '{out}' is not supported by Kiln's lowering of {}",
+                            n.op
+                        )))
+                    }
+                }
+            }
+        }
+        g.output
+            .iter()
+            .map(|o| {
+                let name = o.name.as_deref().unwrap_or("");
+                self.values.get(name).cloned().ok_or_else(|| {
+                    outer.err(format!(
+                        "subgraph output '{name}' is not produced by any of its nodes or an enclosing scope"
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// A rank-0 constant of `dtype`.
     pub fn scalar(&mut self, n: &N, suffix: &str, dtype: DType, v: f64) -> NodeId {
         self.g.add_const(&n.sub(suffix), Tensor::scalar(dtype, v))
@@ -620,9 +699,28 @@ pub(crate) fn lower_model(
         let d = if is_default_domain(&d) { String::new() } else { d };
         opsets.insert(d, o.version.unwrap_or(0));
     }
-    let opset = *opsets.get("").ok_or_else(|| {
-        OnnxError::Opset("the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into())
-    })?;
+    // A node of another domain is accepted when Kiln lowers that (domain, op) and the model
+    // imports the domain.
+    let other_domain_ok = |node: &NodeProto| {
+        let d = node.domain.as_deref().unwrap_or("");
+        let op = node.op_type.as_deref().unwrap_or("");
+        opsets.contains_key(d) && lower::SUPPORTED_DOMAIN_OPS.contains(&(d, op))
+    };
+    let only_other_domains = !graph.node.is_empty()
+        && graph
+            .node
+            .iter()
+            .all(|n| !is_default_domain(n.domain.as_deref().unwrap_or("")) && other_domain_ok(n));
+    let opset = match opsets.get("") {
+        Some(&v) => v,
+        // No default-domain op is used: the newest opset's rules apply to nothing.
+        None if only_other_domains => MAX_OPSET,
+        None => {
+            return Err(OnnxError::Opset(
+                "the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into(),
+            ))
+        }
+    };
     let legacy_ok = (1..MIN_OPSET).contains(&opset)
         && graph
             .node
@@ -635,7 +733,7 @@ pub(crate) fn lower_model(
     }
     for (i, node) in graph.node.iter().enumerate() {
         let d = node.domain.as_deref().unwrap_or("");
-        if !is_default_domain(d) {
+        if !is_default_domain(d) && !other_domain_ok(node) {
             let name = node_name(node, i);
             let op = node.op_type.as_deref().unwrap_or("");
             let version = opsets
@@ -782,25 +880,41 @@ pub(crate) fn lower_model(
 }
 
 /// Names the graph input to freeze in an error that asks for a compile-time value in an input
-/// slot, when a graph input (not an initializer) feeds that slot directly.
+/// slot: the graph input (not an initializer) that feeds the slot directly, or else the first
+/// one whose value (not merely its shape) the slot is computed from; freezing it makes the
+/// computation fold, or moves the error on to the next such input.
 fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto) -> OnnxError {
     match e {
         OnnxError::NeedsConstant {
             node: name,
             op_type,
             input,
-            msg,
+            mut msg,
             graph_input: None,
         } => {
-            let graph_input = node
-                .input
-                .get(input)
-                .filter(|v| {
-                    !v.is_empty()
-                        && graph.input.iter().any(|g| g.name.as_ref() == Some(*v))
-                        && !graph.initializer.iter().any(|t| t.name.as_ref() == Some(*v))
-                })
-                .cloned();
+            let is_graph_input = |v: &str| {
+                graph.input.iter().any(|g| g.name.as_deref() == Some(v))
+                    && !graph.initializer.iter().any(|t| t.name.as_deref() == Some(v))
+            };
+            // An error from inside a control-flow body names a body node (`outer/.../inner`):
+            // its slot is that node's input.
+            let slot_node = if name == node_name_of(node, graph) {
+                Some(node)
+            } else {
+                find_body_node(node, &name, &op_type)
+            };
+            let slot = slot_node.and_then(|sn| sn.input.get(input)).filter(|v| !v.is_empty());
+            let graph_input = match slot {
+                Some(v) if is_graph_input(v) => Some(v.clone()),
+                Some(v) => {
+                    let found = computed_from(graph, v, &is_graph_input);
+                    if let Some(g) = &found {
+                        msg = format!("{msg} (it is computed from graph input '{g}')");
+                    }
+                    found
+                }
+                None => None,
+            };
             OnnxError::NeedsConstant {
                 node: name,
                 op_type,
@@ -811,6 +925,77 @@ fn freeze_hint(e: OnnxError, node: &NodeProto, graph: &super::proto::GraphProto)
         }
         other => other,
     }
+}
+
+/// The name the driver gives a top-level node.
+fn node_name_of(node: &NodeProto, graph: &super::proto::GraphProto) -> String {
+    let i = graph.node.iter().position(|n| std::ptr::eq(n, node)).unwrap_or(0);
+    node_name(node, i)
+}
+
+/// The node inside `node`'s control-flow bodies (at any depth) whose lowering name is `name`
+/// (it ends in `/<its name>`) and whose op is `op`.
+fn find_body_node<'g>(node: &'g NodeProto, name: &str, op: &str) -> Option<&'g NodeProto> {
+    for a in &node.attribute {
+        for g in a.g.iter().chain(&a.graphs) {
+            for (i, sub) in g.node.iter().enumerate() {
+                if sub.op_type.as_deref() == Some(op) && name.ends_with(&format!("/{}", node_name(sub, i))) {
+                    return Some(sub);
+                }
+                if let Some(found) = find_body_node(sub, name, op) {
+                    return Some(found);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Every node of a graph and of its control-flow bodies, at any depth.
+fn all_nodes<'g>(nodes: &'g [NodeProto], out: &mut Vec<&'g NodeProto>) {
+    for n in nodes {
+        out.push(n);
+        for a in &n.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                all_nodes(&g.node, out);
+            }
+        }
+    }
+}
+
+/// The first graph input (depth first, in input order) whose value `value` is computed from,
+/// not looking through `Shape` and `Size` (which read only a shape, known at compile time).
+fn computed_from(graph: &super::proto::GraphProto, value: &str, is_input: &dyn Fn(&str) -> bool) -> Option<String> {
+    let mut nodes = Vec::new();
+    all_nodes(&graph.node, &mut nodes);
+    let producer: HashMap<&str, &NodeProto> = nodes
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), *n)))
+        .collect();
+    let mut stack = vec![value];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        if is_input(v) {
+            return Some(v.to_string());
+        }
+        let Some(p) = producer.get(v) else { continue };
+        if matches!(p.op_type.as_deref(), Some("Shape" | "Size")) {
+            continue;
+        }
+        stack.extend(p.input.iter().rev().filter(|i| !i.is_empty()).map(String::as_str));
+        // A control-flow body reads enclosing values by name.
+        for a in &p.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                for sub in &g.node {
+                    stack.extend(sub.input.iter().filter(|i| !i.is_empty()).map(String::as_str));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Adds to a node error every symbolic dim in the node's inputs, so a node that needs concrete
@@ -853,7 +1038,8 @@ fn symbolic_dims_hint(e: OnnxError, cx: &Ctx, node: &NodeProto) -> OnnxError {
     }
 }
 
-fn node_name(node: &NodeProto, i: usize) -> String {
+/// A node's name, or `{op_type}_{index}` when it has none.
+pub(crate) fn node_name(node: &NodeProto, i: usize) -> String {
     match node.name.as_deref() {
         Some(s) if !s.is_empty() => s.to_string(),
         _ => format!("{}_{i}", node.op_type.as_deref().unwrap_or("node")),

@@ -78,8 +78,9 @@ pub enum OnnxError {
         msg: String,
     },
     /// A node input that Kiln needs at compile time (an op parameter such as a shape, axes, pads,
-    /// scales or `k`) is only known at run time. When a graph input feeds the slot directly,
-    /// freezing that input (`kiln compile --freeze NAME=FILE.npy`) supplies the value.
+    /// scales or `k`) is only known at run time. When a graph input feeds the slot (directly, or
+    /// through a computation on its value), freezing that input (`kiln compile --freeze
+    /// NAME=FILE.npy`) supplies the value.
     #[error("node '{node}' ({op_type}): {msg}{}", freeze_advice(.graph_input))]
     NeedsConstant {
         /// Node name.
@@ -90,7 +91,8 @@ pub enum OnnxError {
         input: usize,
         /// What is needed, naming the slot (e.g. "input 1 ('shape') must be known at compile time").
         msg: String,
-        /// The graph input that feeds the slot directly, if any: the input to freeze.
+        /// The graph input that feeds the slot, directly or through a computation on its value,
+        /// if any: the input to freeze.
         graph_input: Option<String>,
     },
     /// A well-formed node that uses an op feature Kiln does not implement (an attribute value, a
@@ -133,7 +135,7 @@ pub enum OnnxError {
 /// The hint that ends a [`OnnxError::NeedsConstant`] message when a graph input can be frozen.
 fn freeze_advice(graph_input: &Option<String>) -> String {
     match graph_input {
-        Some(v) => format!("; it is graph input '{v}': freeze it to a value with `kiln compile --freeze {v}=FILE.npy`"),
+        Some(v) => format!("; freeze graph input '{v}' to a value with `kiln compile --freeze {v}=FILE.npy`"),
         None => String::new(),
     }
 }

@@ -11,15 +11,15 @@ use kiln_ir::{BinaryOp, DType, Dim, Expr, Op};
 const MAX_TAPS: usize = 256;
 
 /// Spatial geometry of a windowed op: per spatial axis kernel, stride, dilation, pads.
-struct Window {
-    kernel: Vec<usize>,
-    strides: Vec<usize>,
-    dilations: Vec<usize>,
-    pads: Vec<(usize, usize)>,
+pub(super) struct Window {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads: Vec<(usize, usize)>,
 }
 
 /// Reads `strides`, `dilations`, `pads` / `auto_pad` for `sp` spatial axes with the given kernel.
-fn window(n: &N, kernel: Vec<usize>, spatial: &[Dim], ceil_mode: bool) -> Result<Window, OnnxError> {
+pub(super) fn window(n: &N, kernel: Vec<usize>, spatial: &[Dim], ceil_mode: bool) -> Result<Window, OnnxError> {
     let sp = kernel.len();
     let ints = |name: &str, default: usize| -> Result<Vec<usize>, OnnxError> {
         match n.attr_ints(name)? {
@@ -122,7 +122,7 @@ pub(crate) fn conv(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 /// input or its begin padding). A symbolic length gives a floor/ceil quotient the runtime
 /// evaluates; in ceil mode that needs `pad_end + stride <= span`, where the last window can
 /// never start in the end padding (else `None`, as for a window that does not fit).
-fn pooled_len(len: &Dim, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<Dim> {
+pub(super) fn pooled_len(len: &Dim, k: usize, s: usize, d: usize, pad: (usize, usize), ceil: bool) -> Option<Dim> {
     let span = (k - 1) * d + 1;
     if let Some(len) = len.as_const() {
         let len = usize::try_from(len).ok()?;
@@ -157,8 +157,13 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     if !supported {
         return Err(n.err(format!("input must be floating point, got {}", xt.describe())));
     }
-    if n.proto.output.get(1).is_some_and(|s| !s.is_empty()) {
-        return Err(n.unsupported("output 1 ('Indices') is not supported"));
+    let want_indices = n.proto.output.get(1).is_some_and(|s| !s.is_empty());
+    if want_indices && !max {
+        return Err(n.err("has a second output, which only MaxPool has"));
+    }
+    let storage_order = n.attr_i("storage_order", 0)?;
+    if !(0..=1).contains(&storage_order) {
+        return Err(n.err(format!("attribute 'storage_order' must be 0 or 1, got {storage_order}")));
     }
     let sp = xt.rank() - 2;
     let kernel_shape = n
@@ -218,6 +223,8 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     };
     let mut acc: Option<Expr> = None;
     let mut count: Option<Expr> = None;
+    // Per tap: whether it lies inside x, and its position along each spatial axis.
+    let mut tap_positions: Vec<(Expr, Vec<Expr>)> = Vec::with_capacity(taps);
     for t in 0..taps {
         // Kernel offset of tap t along each spatial axis.
         let mut rem = t;
@@ -251,6 +258,7 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             index.push(pos);
         }
         let (valid, in_padded) = (valid.expect("sp >= 1"), in_padded.expect("sp >= 1"));
+        tap_positions.push((valid.clone(), index[2..].to_vec()));
         let load = Expr::Load { input: 0, index };
         let fill = match (max, dt) {
             (false, _) => 0.0,
@@ -277,12 +285,70 @@ pub(crate) fn pool(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         expr = Expr::Binary(BinaryOp::Div, Box::new(expr), Box::new(count.expect("taps >= 1")), dt);
     }
     let op = Op::Compute {
-        shape: out_shape,
+        shape: out_shape.clone(),
         dtype: dt,
         expr,
         name: n.op.to_string(),
     };
-    Ok(one(cx.add(n, "", op, &[x])?))
+    let y = cx.add(n, "", op, &[x])?;
+    if !want_indices {
+        return Ok(one(y));
+    }
+    // Indices: the first tap (in window order) inside x whose value is the maximum, as the flat
+    // index into x (spatial axes row-major, or column-major for storage_order 1).
+    let dim = |d: &Dim| match d.as_const() {
+        Some(c) => Expr::int(c),
+        None => Expr::Dim(d.clone()),
+    };
+    let out_index: Vec<Expr> = (0..out_shape.len()).map(Expr::Coord).collect();
+    let mut best: Option<Expr> = None;
+    for (valid, pos) in tap_positions.iter().rev() {
+        let mut flat = Expr::Coord(0).mul(dim(&xt.shape[1])).add(Expr::Coord(1));
+        let order: Vec<usize> = if storage_order == 0 {
+            (0..sp).collect()
+        } else {
+            (0..sp).rev().collect()
+        };
+        let mut spatial: Option<Expr> = None;
+        for &i in &order {
+            spatial = Some(match spatial {
+                None => pos[i].clone(),
+                Some(s) => s.mul(dim(&xt.shape[2 + i])).add(pos[i].clone()),
+            });
+        }
+        for i in 0..sp {
+            flat = flat.mul(dim(&xt.shape[2 + i]));
+        }
+        flat = flat.add(spatial.expect("sp >= 1"));
+        let mut index = vec![Expr::Coord(0), Expr::Coord(1)];
+        index.extend(pos.iter().cloned());
+        let hit = Expr::Binary(
+            BinaryOp::And,
+            Box::new(valid.clone()),
+            Box::new(Expr::Load { input: 0, index }.cmp(
+                BinaryOp::Equal,
+                Expr::Load {
+                    input: 1,
+                    index: out_index.clone(),
+                },
+                dt,
+            )),
+            DType::Bool,
+        );
+        // Later taps first, so the earliest hit is selected last.
+        best = Some(match best {
+            None => Expr::select(hit, flat, Expr::int(-1)),
+            Some(b) => Expr::select(hit, flat, b),
+        });
+    }
+    let op = Op::Compute {
+        shape: out_shape,
+        dtype: DType::I32,
+        expr: best.expect("taps >= 1"),
+        name: "MaxPoolIndices".into(),
+    };
+    let idx = cx.add(n, "indices", op, &[x, y])?;
+    Ok(vec![Value::Node(y), Value::Node(idx)])
 }
 
 /// `ConvTranspose` as a `Conv`: the input is spread out by the strides (zeros between elements,

@@ -47,6 +47,11 @@ pub(crate) fn binary(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             // Floor modulo (sign of the divisor, opset 28) as numpy: r = fmod(a, b), plus b where
             // r is non-zero and its sign differs from b's (exact, and right for infinite b).
             let r = cx.add(n, "fmod", Op::Binary(BinaryOp::Mod), &[a, b])?;
+            // fmod(a, ±inf) is a; the kernels' `a - b * trunc(a / b)` gives NaN there.
+            let inf = cx.scalar(n, "inf", da, f64::INFINITY);
+            let b_abs = cx.add(n, "b_abs", Op::Unary(UnaryOp::Abs), &[b])?;
+            let b_inf = cx.add(n, "b_is_inf", Op::Binary(BinaryOp::Equal), &[b_abs, inf])?;
+            let r = cx.add(n, "fmod_inf", Op::Where, &[b_inf, a, r])?;
             let zero = cx.scalar(n, "zero", da, 0.0);
             let nz = cx.add(n, "nonzero", Op::Binary(BinaryOp::Equal), &[r, zero])?;
             let nz = cx.add(n, "is_nonzero", Op::Unary(UnaryOp::Not), &[nz])?;

@@ -2,23 +2,32 @@
 
 mod activation;
 mod attention;
+mod control;
 mod conv;
+mod conv_int;
 mod elementwise;
 mod gather;
+mod grid;
 mod ints;
+mod linalg;
 mod loss;
 mod math;
 mod matmul;
+mod ml;
 mod norm;
+mod optional;
 mod pool;
 mod quant;
 mod quant2;
 mod reduce;
 mod resize;
+mod rnn;
 mod scatter;
 mod select;
 mod shape;
 mod signal;
+mod text;
+mod training;
 
 use super::ctx::{Ctx, N};
 use super::value::Value;
@@ -183,6 +192,31 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "BlackmanWindow",
     "CenterCropPad",
     "DFT",
+    "GridSample",
+    "RNN",
+    "GRU",
+    "LSTM",
+    "If",
+    "Loop",
+    "Scan",
+    "AffineGrid",
+    "CumProd",
+    "Det",
+    "OptionalHasElement",
+    "OptionalGetElement",
+    "MelWeightMatrix",
+    "ConvInteger",
+    "QLinearConv",
+    "TfIdfVectorizer",
+];
+
+/// The ops of other domains that have a lowering, as (domain, op).
+pub const SUPPORTED_DOMAIN_OPS: &[(&str, &str)] = &[
+    ("ai.onnx.ml", "Binarizer"),
+    ("ai.onnx.ml", "ArrayFeatureExtractor"),
+    ("ai.onnx.preview.training", "Adagrad"),
+    ("ai.onnx.preview.training", "Momentum"),
+    ("ai.onnx.preview.training", "Adam"),
 ];
 
 /// One IR node as the node's only output.
@@ -278,6 +312,17 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => (1, 1),
         "CenterCropPad" => (2, 2),
         "DFT" => (1, 3),
+        "GridSample" => (2, 2),
+        "RNN" | "GRU" => (3, 6),
+        "LSTM" => (3, 8),
+        "If" => (1, 1),
+        "AffineGrid" => (2, 2),
+        "CumProd" => (2, 2),
+        "Det" => (1, 1),
+        "MelWeightMatrix" => (5, 5),
+        "ConvInteger" => (2, 4),
+        "QLinearConv" => (8, 9),
+        "TfIdfVectorizer" => (1, 1),
         _ => return None,
     })
 }
@@ -309,6 +354,19 @@ fn arity_str(lo: usize, hi: usize) -> String {
 
 /// Lowers one ONNX node; returns the values of its outputs in order.
 pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let domain = n.proto.domain.as_deref().unwrap_or("");
+    if !super::ctx::is_default_domain(domain) {
+        return match (domain, n.op) {
+            ("ai.onnx.ml", "Binarizer") => ml::binarizer(cx, n),
+            ("ai.onnx.ml", "ArrayFeatureExtractor") => ml::array_feature_extractor(cx, n),
+            ("ai.onnx.preview.training", "Adagrad" | "Momentum" | "Adam") => training::optimizer(cx, n),
+            _ => Err(OnnxError::UnsupportedOp {
+                op_type: n.op.to_string(),
+                node: n.name.clone(),
+                domain: domain.to_string(),
+            }),
+        };
+    }
     check_arity(n)?;
     // Shape arithmetic on compile-time integers first (keeps symbolic dims and i64 range).
     if let Some(v) = ints::try_lower(cx, n)? {
@@ -396,6 +454,20 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => signal::window(cx, n),
         "CenterCropPad" => signal::center_crop_pad(cx, n),
         "DFT" => signal::dft(cx, n),
+        "GridSample" => grid::grid_sample(cx, n),
+        "RNN" | "GRU" | "LSTM" => rnn::recurrent(cx, n),
+        "If" => control::if_(cx, n),
+        "Loop" => control::loop_(cx, n),
+        "Scan" => control::scan(cx, n),
+        "AffineGrid" => grid::affine_grid(cx, n),
+        "CumProd" => reduce::cumprod(cx, n),
+        "Det" => linalg::det(cx, n),
+        "OptionalHasElement" => optional::has_element(cx, n),
+        "OptionalGetElement" => optional::get_element(cx, n),
+        "MelWeightMatrix" => signal::mel_weight_matrix(cx, n),
+        "ConvInteger" => conv_int::conv_integer(cx, n),
+        "QLinearConv" => conv_int::qlinear_conv(cx, n),
+        "TfIdfVectorizer" => text::tfidf_vectorizer(cx, n),
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

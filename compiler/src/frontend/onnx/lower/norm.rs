@@ -110,21 +110,50 @@ fn per_channel(cx: &mut Ctx, n: &N, suffix: &str, v: NodeId, rank: usize) -> Res
 /// `BatchNormalization` in inference mode: `x * s + t` with `s = scale / sqrt(var + eps)` and
 /// `t = bias - mean * s` (constants fold when the statistics are initializers).
 pub(crate) fn batch_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
-    if n.attr_i("training_mode", 0)? != 0 {
-        return Err(n.unsupported("training_mode=1 is not supported (Kiln compiles inference graphs)"));
-    }
+    let training = n.attr_i("training_mode", 0)? != 0;
     if n.attr_i("spatial", 1)? == 0 {
         return Err(n.unsupported("spatial=0 is not supported"));
     }
     let x = cx.input(n, 0)?;
     let scale = cx.input(n, 1)?;
     let bias = cx.input(n, 2)?;
-    let mean = cx.input(n, 3)?;
-    let var = cx.input(n, 4)?;
+    let mut mean = cx.input(n, 3)?;
+    let mut var = cx.input(n, 4)?;
     let eps = n.attr_f("epsilon", 1e-5)? as f64;
     let rank = cx.ty(x).rank();
     if rank < 2 {
         return Err(n.err(format!("input X must have rank >= 2, got {}", cx.ty(x).describe())));
+    }
+    // Training mode: normalize with the batch statistics (population variance over every axis
+    // but the channel axis) and also output the running statistics
+    // `running * momentum + batch * (1 - momentum)`.
+    let mut running = None;
+    if training {
+        let momentum = n.attr_f("momentum", 0.9)? as f64;
+        let axes: Vec<usize> = (0..rank).filter(|&a| a != 1).collect();
+        let reduce = |cx: &mut Ctx, suffix: &str, v: NodeId, keep_dims: bool| {
+            let op = Op::Reduce {
+                op: kiln_ir::ReduceOp::Mean,
+                axes: axes.clone(),
+                keep_dims,
+            };
+            cx.add(n, suffix, op, &[v])
+        };
+        let batch_mean_k = reduce(cx, "batch_mean_keep", x, true)?;
+        let centered = cx.add(n, "centered", Op::Binary(BinaryOp::Sub), &[x, batch_mean_k])?;
+        let sq = cx.add(n, "centered_sq", Op::Binary(BinaryOp::Mul), &[centered, centered])?;
+        let batch_var = reduce(cx, "batch_var", sq, false)?;
+        let batch_mean = reduce(cx, "batch_mean", x, false)?;
+        let blend = |cx: &mut Ctx, what: &str, old: NodeId, new: NodeId| -> Result<NodeId, OnnxError> {
+            let a = with_scalar(cx, n, &format!("{what}_old"), BinaryOp::Mul, old, momentum)?;
+            let b = with_scalar(cx, n, &format!("{what}_new"), BinaryOp::Mul, new, 1.0 - momentum)?;
+            cx.add(n, &format!("running_{what}"), Op::Binary(BinaryOp::Add), &[a, b])
+        };
+        let rm = blend(cx, "mean", mean, batch_mean)?;
+        let rv = blend(cx, "var", var, batch_var)?;
+        running = Some((rm, rv));
+        mean = batch_mean;
+        var = batch_var;
     }
     let ve = with_scalar(cx, n, "var_eps", BinaryOp::Add, var, eps)?;
     let inv = cx.add(n, "inv_std", Op::Unary(UnaryOp::Rsqrt), &[ve])?;
@@ -134,7 +163,11 @@ pub(crate) fn batch_norm(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let s = per_channel(cx, n, "scale_c", s, rank)?;
     let t = per_channel(cx, n, "shift_c", t, rank)?;
     let y = cx.add(n, "scaled", Op::Binary(BinaryOp::Mul), &[x, s])?;
-    Ok(one(cx.add(n, "", Op::Binary(BinaryOp::Add), &[y, t])?))
+    let y = cx.add(n, "", Op::Binary(BinaryOp::Add), &[y, t])?;
+    Ok(match running {
+        Some((rm, rv)) => vec![Value::Node(y), Value::Node(rm), Value::Node(rv)],
+        None => one(y),
+    })
 }
 
 /// `InstanceNormalization`: a layer norm over the spatial axes `2..`, then per-channel scale and

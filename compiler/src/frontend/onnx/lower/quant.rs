@@ -1,4 +1,4 @@
-//! Quantization: `DequantizeLinear` and `QuantizeLinear` (per-tensor and per-axis).
+//! Quantization: `DequantizeLinear` and `QuantizeLinear` (per tensor, per axis and blocked).
 
 use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
@@ -7,15 +7,14 @@ use crate::frontend::onnx::OnnxError;
 use kiln_ir::{BinaryOp, DType, Dim, NodeId, Op, UnaryOp};
 
 /// `y = (x - zero_point) * scale`, computed in the scale's dtype. A 1-D scale (and zero point)
-/// applies along `axis`; `block_size` (opset 21 blocked quantization) is not supported.
+/// applies along `axis`; with `block_size` (opset 21 blocked quantization) each scale covers a
+/// block of `axis`.
 pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let scale = cx.input(n, 1)?;
     let zp = cx.opt_input(n, 2)?;
-    if n.attr_i("block_size", 0)? != 0 {
-        return Err(n.unsupported("blocked quantization (block_size > 0) is not supported"));
-    }
     let xt = cx.ty(x).clone();
+    let (scale, zp) = blocked(cx, n, &xt, scale, zp)?;
     let st = cx.ty(scale).clone();
     let dt = st.dtype;
     if !dt.is_float() {
@@ -39,6 +38,7 @@ pub(crate) fn dequantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 shape[axis] = t.shape[0].clone();
                 cx.add(n, &format!("{suffix}_axis"), Op::Reshape { shape }, &[v])
             }
+            _ if t.shape == xt.shape => Ok(v),
             _ => Err(n.err(format!("{suffix} must be a scalar or 1-D, got {}", t.describe()))),
         }
     };
@@ -61,10 +61,8 @@ pub(crate) fn quantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let x = cx.input(n, 0)?;
     let scale = cx.input(n, 1)?;
     let zp = cx.opt_input(n, 2)?;
-    if n.attr_i("block_size", 0)? != 0 {
-        return Err(n.unsupported("blocked quantization (block_size > 0) is not supported"));
-    }
     let xt = cx.ty(x).clone();
+    let (scale, zp) = blocked(cx, n, &xt, scale, zp)?;
     let ft = cx.ty(scale).dtype;
     let target = match (zp, n.attr_i("output_dtype", 0)?) {
         (Some(z), _) => cx.ty(z).dtype,
@@ -98,6 +96,60 @@ pub(crate) fn quantize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     Ok(one(cx.add(n, "", Op::Cast(target), &[c])?))
 }
 
+/// Blocked quantization (`block_size` > 0): the scale and zero point have x's shape except
+/// along `axis`, where each element covers `block_size` consecutive elements of x; both are
+/// expanded to x's shape (one tensor expression each). Without `block_size` they are returned
+/// as they are.
+fn blocked(
+    cx: &mut Ctx,
+    n: &N,
+    xt: &kiln_ir::TensorType,
+    scale: NodeId,
+    zp: Option<NodeId>,
+) -> Result<(NodeId, Option<NodeId>), OnnxError> {
+    let block = n.attr_i("block_size", 0)?;
+    if block == 0 {
+        return Ok((scale, zp));
+    }
+    if block < 0 {
+        return Err(n.err(format!("attribute 'block_size' must be non-negative, got {block}")));
+    }
+    let axis = n.axis(n.attr_i("axis", 1)?, xt.rank(), "axis")?;
+    let mut expand = |what: &str, v: NodeId| -> Result<NodeId, OnnxError> {
+        let t = cx.ty(v).clone();
+        let fits = t.rank() == xt.rank()
+            && (0..xt.rank()).all(|a| {
+                if a == axis {
+                    match (xt.shape[a].as_const(), t.shape[a].as_const()) {
+                        (Some(l), Some(b)) => b == (l + block - 1) / block,
+                        _ => false,
+                    }
+                } else {
+                    t.shape[a] == xt.shape[a]
+                }
+            });
+        if !fits {
+            return Err(n.err(format!(
+                "{what} {} does not fit x {} with block_size {block} along axis {axis}",
+                t.describe(),
+                xt.describe()
+            )));
+        }
+        let mut index: Vec<kiln_ir::Expr> = (0..xt.rank()).map(kiln_ir::Expr::Coord).collect();
+        index[axis] = kiln_ir::Expr::Coord(axis).div(kiln_ir::Expr::int(block));
+        let op = Op::Compute {
+            shape: xt.shape.clone(),
+            dtype: t.dtype,
+            expr: kiln_ir::Expr::Load { input: 0, index },
+            name: "QuantBlocks".into(),
+        };
+        cx.add(n, &format!("{what}_blocks"), op, &[v])
+    };
+    let s = expand("scale", scale)?;
+    let z = zp.map(|z| expand("zero_point", z)).transpose()?;
+    Ok((s, z))
+}
+
 /// A scalar stays as it is; a 1-D tensor is reshaped to lie along `axis` of `x`.
 fn along_axis(
     cx: &mut Ctx,
@@ -125,6 +177,7 @@ fn along_axis(
             shape[axis] = t.shape[0].clone();
             cx.add(n, &format!("{what}_axis"), Op::Reshape { shape }, &[v])
         }
+        _ if t.shape == xt.shape => Ok(v),
         _ => Err(n.err(format!("{what} must be a scalar or 1-D, got {}", t.describe()))),
     }
 }

@@ -5,7 +5,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{infer::reduced_shape, BinaryOp, DType, NodeId, Op, ReduceOp, UnaryOp};
+use kiln_ir::{infer::reduced_shape, BinaryOp, DType, Expr, NodeId, Op, ReduceOp, UnaryOp};
 
 /// The reduced axes of a `Reduce*` node, or `None` when the node is the identity
 /// (`noop_with_empty_axes` with no axes).
@@ -200,4 +200,64 @@ pub(crate) fn cumsum(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let moved = cx.add(n, "moved", Op::Transpose { perm: perm.clone() }, &[x])?;
     let s = cx.add(n, "scan", Op::MatMul, &[moved, tri])?;
     Ok(one(cx.add(n, "", Op::Transpose { perm }, &[s])?))
+}
+
+/// Most elements along the axis of a `CumProd` (each output element multiplies up to this many
+/// selected inputs in one expression).
+const MAX_CUMPROD_LEN: usize = 1024;
+
+/// `CumProd` (opset 26): the running product along `axis` (exclusive and/or reverse), one
+/// tensor expression per element: the product over every position of the axis of either the
+/// input (when the position is included) or 1.
+pub(crate) fn cumprod(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let rank = ty.rank();
+    if rank == 0 {
+        return Err(n.err("input must have rank >= 1"));
+    }
+    let axis = *cx
+        .const_ints(n, 1, "axis")?
+        .first()
+        .ok_or_else(|| n.err("input 1 ('axis') is empty"))?;
+    let axis = n.axis(axis, rank, "axis")?;
+    let len = ty.shape[axis]
+        .as_const()
+        .ok_or_else(|| n.err(format!("axis {axis} of {} must be concrete (use --dim)", ty.describe())))?
+        as usize;
+    if len > MAX_CUMPROD_LEN {
+        return Err(n.unsupported(format!(
+            "an axis of {len} elements is longer than the {MAX_CUMPROD_LEN} that CumProd unrolls"
+        )));
+    }
+    let exclusive = n.attr_i("exclusive", 0)? != 0;
+    let reverse = n.attr_i("reverse", 0)? != 0;
+    let dt = ty.dtype;
+    let i = || Expr::Coord(axis);
+    let mut prod = Expr::Lit(1.0, dt);
+    for j in 0..len {
+        let jj = Expr::int(j as i64);
+        // Whether position j is part of the product for output position i.
+        let cond = match (reverse, exclusive) {
+            (false, false) => jj.cmp(BinaryOp::LessEqual, i(), DType::I32),
+            (false, true) => jj.cmp(BinaryOp::Less, i(), DType::I32),
+            (true, false) => jj.cmp(BinaryOp::GreaterEqual, i(), DType::I32),
+            (true, true) => jj.cmp(BinaryOp::Greater, i(), DType::I32),
+        };
+        let mut index: Vec<Expr> = (0..rank).map(Expr::Coord).collect();
+        index[axis] = Expr::int(j as i64);
+        let term = Expr::select(cond, Expr::Load { input: 0, index }, Expr::Lit(1.0, dt));
+        prod = if j == 0 {
+            term
+        } else {
+            Expr::Binary(BinaryOp::Mul, Box::new(prod), Box::new(term), dt)
+        };
+    }
+    let op = Op::Compute {
+        shape: ty.shape.clone(),
+        dtype: dt,
+        expr: prod,
+        name: "CumProd".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
 }

@@ -31,6 +31,8 @@ struct Params<'a> {
     nearest_mode: &'a str,
     cubic_a: f64,
     exclude_outside: bool,
+    /// Widen the linear/cubic filter by 1/scale when downsampling (opset 18).
+    antialias: bool,
 }
 
 /// The source coordinate of output index `o` (the reference's `_compute_x_ori`), and whether
@@ -73,7 +75,10 @@ fn source_coord(
 
 /// The interpolation coefficients for `ratio` in (0, 1] (1 when the source coordinate is an
 /// integer), over the neighbours `floor(x) - n/2 + 1 ..` (`n` coefficients).
-fn coeffs(p: &Params, ratio: f64) -> Option<Vec<f64>> {
+fn coeffs(p: &Params, ratio: f64, scale: f64) -> Option<Vec<f64>> {
+    if p.antialias && p.mode != Mode::Nearest {
+        return Some(antialias_coeffs(p, ratio, scale));
+    }
     Some(match p.mode {
         Mode::Nearest => {
             if ratio == 1.0 {
@@ -106,12 +111,39 @@ fn coeffs(p: &Params, ratio: f64) -> Option<Vec<f64>> {
     })
 }
 
-/// The taps of one output coordinate with source coordinate `x` on an axis of `in_len`:
-/// distinct clamped indices with their (non-zero) weights.
-fn taps(p: &Params, x: f64, in_len: usize) -> Option<Vec<(i64, f64)>> {
+/// The antialiased linear or cubic coefficients (the reference's `_linear_coeffs_antialias` and
+/// `_cubic_coeffs_antialias`): the filter stretched by `1 / scale` when downsampling, over
+/// `2 - 2 * start` neighbours, normalized to sum 1.
+fn antialias_coeffs(p: &Params, ratio: f64, scale: f64) -> Vec<f64> {
+    let scale = scale.min(1.0);
+    let support = if p.mode == Mode::Cubic { 2.0 } else { 1.0 };
+    let start = (-support / scale).floor() as i64 + 1;
+    let end = 2 - start;
+    let a = p.cubic_a;
+    let c: Vec<f64> = (start..end)
+        .map(|i| {
+            let x = (scale * (i as f64 - ratio)).abs();
+            if p.mode == Mode::Linear {
+                (1.0 - x).clamp(0.0, 1.0)
+            } else if x <= 1.0 {
+                (a + 2.0) * x * x * x - (a + 3.0) * x * x + 1.0
+            } else if x < 2.0 {
+                a * x * x * x - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let sum: f64 = c.iter().sum();
+    c.iter().map(|w| w / sum).collect()
+}
+
+/// The taps of one output coordinate with source coordinate `x` on an axis of `in_len` resized
+/// by `scale`: distinct clamped indices with their (non-zero) weights.
+fn taps(p: &Params, x: f64, in_len: usize, scale: f64) -> Option<Vec<(i64, f64)>> {
     let fl = x.floor();
     let exact = x == fl;
-    let mut c = coeffs(p, if exact { 1.0 } else { x - fl })?;
+    let mut c = coeffs(p, if exact { 1.0 } else { x - fl }, scale)?;
     let n = c.len() as i64;
     let first = fl as i64 - n / 2 + if exact { 0 } else { 1 };
     let last = in_len as i64 - 1;
@@ -178,9 +210,6 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     } else {
         n.attr_s("nearest_mode")?.unwrap_or_else(|| "round_prefer_floor".into())
     };
-    if n.attr_i("antialias", 0)? != 0 {
-        return Err(n.unsupported("antialias=1 is not supported"));
-    }
     let policy = n
         .attr_s("keep_aspect_ratio_policy")?
         .unwrap_or_else(|| "stretch".into());
@@ -194,6 +223,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         nearest_mode: &nearest_mode,
         cubic_a: n.attr_f("cubic_coeff_a", -0.75)? as f64,
         exclude_outside: n.attr_i("exclude_outside", 0)? != 0,
+        antialias: n.attr_i("antialias", 0)? != 0,
     };
     let extrapolation = n.attr_f("extrapolation_value", 0.0)? as f64;
     // Scales / sizes / roi, per listed axis.
@@ -344,7 +374,7 @@ pub(crate) fn resize(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 source_coord(&transform, o as f64, scale, len, out_f, out_len, roi[a]).ok_or_else(|| {
                     n.unsupported(format!("coordinate_transformation_mode '{transform}' is not supported"))
                 })?;
-            let t = taps(&params, src, len)
+            let t = taps(&params, src, len, scale)
                 .ok_or_else(|| n.unsupported(format!("nearest_mode '{nearest_mode}' is not supported")))?;
             axis_rows.push((t, outside));
         }
@@ -571,7 +601,7 @@ fn resize_symbolic(
                     break;
                 };
                 let want = if up { o as i64 / f } else { o as i64 * f };
-                ok &= !outside && taps(params, src, len).is_some_and(|t| t.len() == 1 && t[0] == (want, 1.0));
+                ok &= !outside && taps(params, src, len, s).is_some_and(|t| t.len() == 1 && t[0] == (want, 1.0));
             }
             if !ok {
                 return Err(needs(&format!(

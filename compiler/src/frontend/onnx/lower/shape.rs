@@ -47,7 +47,25 @@ pub(crate) fn identity(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         match cx.const_tensor(n, 2)?.map(|t| t.to_f64().iter().any(|&x| x != 0.0)) {
             Some(false) => {}
             Some(true) => {
-                return Err(n.unsupported("training_mode=true: training-mode dropout is not supported"));
+                // Training mode drops nothing only with ratio 0 (the default is 0.5).
+                let ratio = if cx.has_input(n, 1) {
+                    match cx.const_tensor(n, 1)? {
+                        Some(t) => t.to_f64().first().copied().unwrap_or(0.5),
+                        None => {
+                            return Err(n.needs_constant(
+                                1,
+                                "input 1 ('ratio') must be a compile-time constant in training mode (only ratio 0 is supported)",
+                            ))
+                        }
+                    }
+                } else {
+                    0.5
+                };
+                if ratio != 0.0 {
+                    return Err(n.unsupported(format!(
+                        "training_mode=true with ratio {ratio}: random dropout is not supported (only ratio 0)"
+                    )));
+                }
             }
             None => {
                 return Err(n.needs_constant(

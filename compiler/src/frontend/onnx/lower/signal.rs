@@ -297,3 +297,79 @@ pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     }
     Ok(one(cx.add(n, "", Op::Concat { axis: rank - 1 }, &cols)?))
 }
+
+/// `MelWeightMatrix` (opset 17): the `[dft_length / 2 + 1, num_mel_bins]` triangular mel filter
+/// bank, computed at compile time from constant parameters exactly as the ONNX reference does
+/// (including its band edges spaced over `num_mel_bins + 2` steps).
+pub(crate) fn mel_weight_matrix(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let one_int = |cx: &Ctx, i: usize, what: &str| -> Result<i64, OnnxError> {
+        match cx.const_ints(n, i, what)?.as_slice() {
+            [v] => Ok(*v),
+            v => Err(n.err(format!("input {i} ('{what}') must hold one value, got {}", v.len()))),
+        }
+    };
+    let one_float = |cx: &Ctx, i: usize, what: &str| -> Result<f64, OnnxError> {
+        let t = cx
+            .const_tensor(n, i)?
+            .ok_or_else(|| n.needs_constant(i, format!("input {i} ('{what}') must be a compile-time constant")))?;
+        match t.to_f64().as_slice() {
+            [v] => Ok(*v),
+            v => Err(n.err(format!("input {i} ('{what}') must hold one value, got {}", v.len()))),
+        }
+    };
+    let mels = one_int(cx, 0, "num_mel_bins")?;
+    let dft_length = one_int(cx, 1, "dft_length")?;
+    let sample_rate = one_int(cx, 2, "sample_rate")?;
+    let lower = one_float(cx, 3, "lower_edge_hertz")?;
+    let upper = one_float(cx, 4, "upper_edge_hertz")?;
+    if mels <= 0 || dft_length <= 0 || sample_rate <= 0 {
+        return Err(n.err(format!(
+            "num_mel_bins {mels}, dft_length {dft_length} and sample_rate {sample_rate} must be positive"
+        )));
+    }
+    let spec_bins = (dft_length / 2 + 1) as usize;
+    check_folded_count(n, spec_bins as f64 * mels as f64, "the mel weight matrix")?;
+    let mels = mels as usize;
+    let to_mel = |hz: f64| 2595.0 * (hz / 700.0).ln_1p() / std::f64::consts::LN_10;
+    let (lo, hi) = (to_mel(lower), to_mel(upper));
+    let step = (hi - lo) / (mels + 2) as f64;
+    let bins: Vec<i64> = (0..mels + 2)
+        .map(|k| {
+            let mel = k as f64 * step + lo;
+            let hz = 700.0 * (mel / 2595.0 * std::f64::consts::LN_10).exp_m1();
+            (((dft_length + 1) as f64 * hz) / sample_rate as f64).floor() as i64
+        })
+        .collect();
+    let mut out = vec![0.0f64; spec_bins * mels];
+    let mut set = |j: i64, i: usize, v: f64| -> Result<(), OnnxError> {
+        if j < 0 || j as usize >= spec_bins {
+            return Err(n.err(format!(
+                "mel band {i} reaches frequency bin {j}, outside the {spec_bins} spectrogram bins (check the edge frequencies)"
+            )));
+        }
+        out[j as usize * mels + i] = v;
+        Ok(())
+    };
+    for i in 0..mels {
+        let (left, center, right) = (bins[i], bins[i + 1], bins[i + 2]);
+        if center == left {
+            set(center, i, 1.0)?;
+        } else {
+            for j in left..=center {
+                set(j, i, (j - left) as f64 / (center - left) as f64)?;
+            }
+        }
+        if right > center {
+            for j in center..right {
+                set(j, i, (right - j) as f64 / (right - center) as f64)?;
+            }
+        }
+    }
+    let dtype = data::ir_dtype(n.attr_i("output_datatype", 1)? as i32)
+        .map_err(|m| n.err(format!("attribute 'output_datatype': {m}")))?;
+    Ok(one(cx.constant(
+        n,
+        "",
+        Tensor::from_f64(dtype, vec![spec_bins, mels], &out),
+    )))
+}

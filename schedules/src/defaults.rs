@@ -219,12 +219,15 @@ fn quant_decode_seconds(p: &GemmParams, m: u64, n: u64, k: u64, compute_units: u
     decoded * 8.0 / (0.5 * model::FLOPS_PER_CU * compute_units.max(1) as f64)
 }
 
-/// The vec4 register tiles (single and double-buffered) a quantized GEMM chooses from and the
-/// tuner tries: every tile of [`gemm_tiles`] with a vec4 thread tile and bk a multiple of 4.
+/// The vec4 register tiles a quantized GEMM's default chooses from: every single-stage tile of
+/// [`gemm_tiles`] with a vec4 thread tile and bk a multiple of 4. Double buffering is left to
+/// the tuner ([`crate::space::quant_gemm`] has it): on the H200 it was slower for the quantized
+/// tiles (512x2048 by 8192x2048 Q4_1, 128x128x16 8x8: 0.61 ms single, 0.78 ms double-buffered),
+/// whose decoding registers compete with the second stage's prefetch.
 pub fn quant_gemm_tiles() -> Vec<GemmParams> {
     gemm_tiles()
         .into_iter()
-        .filter(|p| p.is_vec4() && p.bk.is_multiple_of(4))
+        .filter(|p| p.is_vec4() && p.bk.is_multiple_of(4) && !p.double_buffer)
         .collect()
 }
 

@@ -104,7 +104,15 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
         inputs: HashMap::from([("x".into(), random(&[m, k], 1))]),
         work: (bytes.len() + 4 * (m * k + m * n)) as f64,
         unit: "GB/s",
-        matmul_key: None,
+        // The tiled (prefill) case is swept over the quantized GEMM's space.
+        matmul_key: (m > 8).then(|| {
+            tuning_key(&KernelBody::QGemm {
+                x: vec![Dim::c(m as i64), Dim::c(k as i64)],
+                block,
+                n,
+                k,
+            })
+        }),
         latency: false,
         opt_level: 2,
     }
@@ -381,7 +389,9 @@ fn main() {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
             let rows = if case.name.starts_with("gemv") { 1 } else { 0 };
-            let space = if rows > 0 {
+            let space = if case.name.starts_with("qgemm") {
+                space::quant_gemm(&target)
+            } else if rows > 0 {
                 space::gemv(&target, rows)
             } else {
                 let mut s = space::gemm(&target);

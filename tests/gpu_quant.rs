@@ -1,7 +1,9 @@
 //! Quantized matmul (`Op::QMatMul`) on the GPU vs the interpreter, for every block type: the
 //! decode kernel (few rows: quantized GEMV, blocks decoded in registers) and the prefill kernel
-//! (tiled GEMM dequantizing W tiles into workgroup memory), with N and M not multiples of the
-//! tiles, fused epilogues, and one bundle serving two sequence lengths.
+//! (tiled GEMM dequantizing W tiles into workgroup memory: the vec4 register tiles of
+//! `qgemm_vec4.wgsl`, single and double-buffered, and the scalar tiles of `qgemm.wgsl`), with N
+//! and M not multiples of the tiles, fused epilogues, and one bundle serving two sequence
+//! lengths.
 //!
 //! Tolerance: the interpreter dequantizes W exactly (f32 values) and accumulates in f64; the GPU
 //! accumulates in f32 in another order (and Q4_1/Q4_K fold the block minimum into a separate
@@ -14,6 +16,8 @@ use kiln::convert::{rel_l2, to_host};
 use kiln::ir::quant::{packed_tensor, quantize};
 use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
+use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::{GemmParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -82,23 +86,47 @@ fn graph(cases: &[(BlockType, usize, usize)], m: Dim, epilogue: bool) -> Graph {
 /// with the interpreter. Asserts one dispatch per case (the epilogue fused) of schedule kind
 /// `kind` (`gemv` or `gemm`).
 fn check(cases: &[(BlockType, usize, usize)], m: Dim, epilogue: bool, ms: &[usize], kind: &str) {
+    check_with(cases, m, epilogue, ms, kind, None)
+}
+
+/// [`check`], with every quantized matmul given `schedule` (through a tuning record under its
+/// key) instead of the default, and asserting that each kernel got it.
+fn check_with(
+    cases: &[(BlockType, usize, usize)],
+    m: Dim,
+    epilogue: bool,
+    ms: &[usize],
+    kind: &str,
+    schedule: Option<Schedule>,
+) {
+    let mut opts = CompileOptions::default();
+    if let Some(s) = schedule {
+        let mut db = TuningDb::default();
+        for &(block, k, n) in cases {
+            let record = TuningRecord {
+                schedule: s,
+                micros: 0.0,
+                device: "test".into(),
+            };
+            db.records.insert(format!("qgemm:{block}:m={m},n={n},k={k}"), record);
+        }
+        opts.tuning = Some(db);
+    }
     let model = Model {
         name: "q".into(),
         graph: graph(cases, m, epilogue),
         io_dtypes: BTreeMap::new(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let manifest =
-        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let dispatches = &manifest.programs[0].dispatches;
     assert_eq!(dispatches.len(), cases.len(), "one fused kernel per quantized matmul");
     for d in dispatches {
-        let schedule = &manifest.kernels[d.kernel].schedule;
-        assert!(
-            schedule.starts_with(kind),
-            "{}: schedule {schedule}, expected {kind}",
-            d.label
-        );
+        let got = &manifest.kernels[d.kernel].schedule;
+        assert!(got.starts_with(kind), "{}: schedule {got}, expected {kind}", d.label);
+        if let Some(s) = schedule {
+            assert_eq!(*got, s.to_string(), "{}: the requested schedule", d.label);
+        }
     }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
@@ -154,6 +182,31 @@ fn prefill_rows_use_the_tiled_quantized_gemm_for_every_block_type() {
 }
 
 #[test]
+fn every_quantized_gemm_tile_shape_matches_the_interpreter() {
+    // Vec4 register tiles of 4x4 and 8x8 per thread, bk 8/16/32 (one or several x and W loads
+    // per thread per step), single and double-buffered, and the scalar 2x2 tile; M = 13 and 70
+    // are not multiples of any block, N = 37/21 neither, and F32/F16 have K not a multiple of 4.
+    let tiles = [
+        GemmParams::new(64, 64, 16, 4, 4),
+        GemmParams::new(64, 64, 16, 4, 4).double_buffered(),
+        GemmParams::new(32, 64, 32, 4, 4),
+        GemmParams::new(128, 64, 16, 8, 8),
+        GemmParams::new(64, 128, 8, 4, 8).double_buffered(),
+        GemmParams::new(32, 32, 16, 2, 2),
+    ];
+    for p in tiles {
+        check_with(
+            &cases(),
+            Dim::sym("seq"),
+            false,
+            &[13, 70],
+            "gemm",
+            Some(Schedule::Gemm(p)),
+        );
+    }
+}
+
+#[test]
 fn bias_and_residual_fuse_into_both_kernels() {
     let cases = [(BlockType::Q4_1, 96, 37), (BlockType::Q6K, 256, 11)];
     check(&cases, Dim::from(1usize), true, &[1], "gemv");
@@ -162,8 +215,60 @@ fn bias_and_residual_fuse_into_both_kernels() {
 
 #[test]
 fn one_bundle_serves_decode_and_prefill_lengths() {
-    // A symbolic row count is scheduled for 64 rows (the tiled GEMM) and must also be right for
-    // a single row and for counts that are not multiples of the tile.
+    // A symbolic row count is scheduled for a prompt (the tiled GEMM) and must also be right
+    // for a single row and for counts that are not multiples of the tile.
     let cases = [(BlockType::Q8_0, 256, 19), (BlockType::Q4K, 256, 19)];
     check(&cases, Dim::sym("seq"), true, &[1, 13, 70], "gemm");
+}
+
+#[test]
+fn packed_table_rows_are_gathered_for_every_block_type() {
+    // `QGather` (a tied embedding read from its packed table): one bundle gathering rows of an
+    // `[n, k]` table per block type, indices symbolic in number, a negative one among them.
+    // The decode is exact in f32 (scale x quant + min), so the tolerance is the same 1e-5.
+    let mut g = Graph::new();
+    let ids = g.add_input(
+        "ids",
+        TensorType {
+            dtype: DType::I32,
+            shape: vec![Dim::sym("seq")],
+        },
+    );
+    let cases = cases();
+    for (i, &(block, k, n)) in cases.iter().enumerate() {
+        let w = packed_tensor(block, n, k, &weight_bytes(block, n, k, 31 + i as u64)).unwrap();
+        let w = g.add_const(&format!("t{i}"), w);
+        let y = g
+            .add(&format!("embed{i}"), Op::QGather { block, n, k }, &[ids, w])
+            .unwrap();
+        g.add_output(&format!("y{i}"), y);
+    }
+    let model = Model {
+        name: "qg".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest =
+        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        manifest.programs[0].dispatches.len(),
+        cases.len(),
+        "one gather kernel per table"
+    );
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let idx = vec![0, 20, 3, -1, 7, 20, 11];
+    let inputs = HashMap::from([("ids".to_string(), Tensor::i32(vec![idx.len()], idx))]);
+    let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+    let host = HashMap::from([("ids".to_string(), to_host(&inputs["ids"], kiln::abi::ElemType::I32))]);
+    let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+    for (i, &(block, k, _)) in cases.iter().enumerate() {
+        let (name, r) = (format!("y{i}"), &reference[&format!("y{i}")]);
+        assert_eq!(r.shape, vec![7, k]);
+        assert_eq!(out[&name].shape, r.shape);
+        assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+        let err = rel_l2(&out[&name].to_f32(), &r.to_f32());
+        assert!(err < 1e-5, "{block} k={k}: relative L2 error {err:e}");
+    }
 }

@@ -1,5 +1,5 @@
-//! Index inputs: graph inputs whose values are used as indices (a `Gather`, e.g. an embedding
-//! lookup of token ids).
+//! Index inputs: graph inputs whose values are used as indices (a `Gather` or a packed table's
+//! `QGather`, e.g. an embedding lookup of token ids).
 //!
 //! The GPU cannot report an out-of-range index; the kernel would read another tensor's memory
 //! or zeros and return a plausible wrong answer. So the compiler records, for each such input,
@@ -10,7 +10,7 @@ use kiln_abi::IndexBound;
 use kiln_ir::{Graph, NodeId, Op};
 
 /// The bound of graph input `input` if its values reach the indices operand of a `Gather` over
-/// an axis of constant size, through ops that keep values unchanged (reshape, transpose,
+/// an axis of constant size (or of a `QGather`: the table's rows), through ops that keep values unchanged (reshape, transpose,
 /// expand, integer casts). With several such uses the tightest bound wins.
 pub fn index_bound(g: &Graph, input: NodeId) -> Option<IndexBound> {
     // Float inputs cast to indices are left alone: their values are not checked as integers.
@@ -38,6 +38,20 @@ pub fn index_bound(g: &Graph, input: NodeId) -> Option<IndexBound> {
                         continue;
                     };
                     let Ok(bound) = u64::try_from(size) else { continue };
+                    if best.as_ref().is_none_or(|b| bound < b.bound) {
+                        best = Some(IndexBound {
+                            bound,
+                            negative: true,
+                            used_by: node.name.clone(),
+                        });
+                    }
+                }
+                // A packed table's rows (indices are input 0).
+                Op::QGather { n, .. } => {
+                    if g.inputs_of(u).first() != Some(&v) {
+                        continue;
+                    }
+                    let bound = *n as u64;
                     if best.as_ref().is_none_or(|b| bound < b.bound) {
                         best = Some(IndexBound {
                             bound,

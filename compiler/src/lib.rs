@@ -125,14 +125,19 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("qgemm:{block}:m={m},n={n},k={k}")
         }
         KernelBody::StateWrite { shape, .. } => format!("statewrite:{}", dims(shape)),
+        KernelBody::QGather { rows, block, n, k } => format!("qgather:{block}:rows={rows},n={n},k={k}"),
     }
 }
 
-/// The scheduling problem a kernel draft poses (symbolic dims estimated as 64).
+/// The scheduling problem a kernel draft poses (symbolic dims estimated as 64, a quantized
+/// matmul's symbolic rows as [`kiln_schedules::defaults::QUANT_PROMPT_ROWS`]).
 pub fn workload(body: &KernelBody) -> Workload {
     match body {
         KernelBody::Injective { shape, .. } | KernelBody::StateWrite { shape, .. } => Workload::Injective {
             numel: estimate(&Dim::product(shape)),
+        },
+        KernelBody::QGather { rows, k, .. } => Workload::Injective {
+            numel: estimate(rows) * *k as u64,
         },
         KernelBody::TopK { shape, axis, .. } => Workload::PerRow {
             rows: estimate(&Dim::product(shape)) / estimate(&shape[*axis]),
@@ -178,7 +183,11 @@ pub fn workload(body: &KernelBody) -> Workload {
             }
         }
         KernelBody::QGemm { x, n, k, .. } => Workload::QuantGemm {
-            m: estimate(&Dim::product(&x[..x.len() - 1])),
+            // A symbolic row count is a prefill's prompt length: planned for a typical prompt.
+            m: match Dim::product(&x[..x.len() - 1]) {
+                m if m.as_const().is_some() => estimate(&m),
+                _ => kiln_schedules::defaults::QUANT_PROMPT_ROWS,
+            },
             n: *n as u64,
             k: *k as u64,
         },

@@ -5,9 +5,11 @@
       kiln_qget(row, e)  element `e` of weight row `row`, and
       kiln_qget4(row, e) elements `e .. e + 4` (`e` a multiple of 4; one word of quants
                             decoded at once, the tiled GEMM's tile loads).
+    With `dot=false` (a kernel whose `in0` is not an f32 activation, the packed-table gather)
+    the dot-product helpers `kiln_x4` and `kiln_qdot` are left out.
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, dot=true) -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
@@ -30,9 +32,12 @@ fn kiln_wf16(b: u32) -> f32 {
     return unpack2x16float(in1[b >> 2u] >> ((b & 2u) * 8u)).x;
 }
 
+{%- if dot %}
+
 fn kiln_x4(i: u32) -> vec4<f32> {
     return vec4<f32>(in0[i], in0[i + 1u], in0[i + 2u], in0[i + 3u]);
 }
+{%- endif %}
 
 fn kiln_nib_lo(q: u32) -> vec4<f32> {
     return vec4<f32>(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
@@ -63,6 +68,8 @@ fn kiln_q4k_sm(s: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(f32(sc), f32(mn));
 }
 {%- endif %}
+
+{%- if dot %}
 
 // Part `p` (of {{ parts }}) of the dot product of the block at byte `bb` with in0[xo ..]: the
 // GEMV's unit of work, so that short rows still spread over many threads and consecutive
@@ -125,6 +132,7 @@ fn kiln_qdot(bb: u32, xo: u32, p: u32) -> f32 {
     return kiln_wf16(bb + 208u) * s;
 {%- endif %}
 }
+{%- endif %}
 
 fn kiln_qget(row: u32, e: u32) -> f32 {
     let bb = row * {{ row_bytes }}u + (e / {{ block_elems }}u) * {{ block_bytes }}u;

@@ -1,4 +1,4 @@
-//! Snapshots of the quantized matmul kernels (`qgemv.wgsl`, `qgemm.wgsl` with the block
+//! Snapshots of the quantized matmul kernels (`qgemv.wgsl`, `qgemm_vec4.wgsl`, `qgemm.wgsl` with the block
 //! decoders of `quant.wgsl`) for every block type, and with a fused epilogue. A diff here is a
 //! change in generated code: review it (`cargo insta review`, or `INSTA_UPDATE=always` and
 //! `git diff`) before accepting. Each snapshot is checked to hold the kernels it is about.
@@ -6,12 +6,32 @@
 use kiln_compiler::{compile, CompileOptions, Model};
 use kiln_ir::quant::packed_words;
 use kiln_ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorData, TensorType};
+use kiln_schedules::tuning::{TuningDb, TuningRecord};
+use kiln_schedules::{GemmParams, Schedule};
 use std::collections::BTreeMap;
 
 /// One QMatMul per block type on an f32 `[m, k]` input (K = 256, N = 8), each its own output,
 /// optionally followed by `+ bias`.
 fn wgsl(m: usize, bias: bool, blocks: &[BlockType]) -> String {
+    wgsl_with(m, bias, blocks, None)
+}
+
+/// [`wgsl`] with every quantized matmul given `schedule` (a tuning record under its key).
+fn wgsl_with(m: usize, bias: bool, blocks: &[BlockType], schedule: Option<Schedule>) -> String {
     let (n, k) = (8, 256);
+    let mut opts = CompileOptions::default();
+    if let Some(s) = schedule {
+        let mut db = TuningDb::default();
+        for block in blocks {
+            let record = TuningRecord {
+                schedule: s,
+                micros: 0.0,
+                device: "snapshot".into(),
+            };
+            db.records.insert(format!("qgemm:{block}:m={m},n={n},k={k}"), record);
+        }
+        opts.tuning = Some(db);
+    }
     let mut g = Graph::new();
     for (i, &block) in blocks.iter().enumerate() {
         let x = g.add_input(
@@ -41,7 +61,7 @@ fn wgsl(m: usize, bias: bool, blocks: &[BlockType]) -> String {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
-    let b = compile(&model, &CompileOptions::default()).expect("compiles");
+    let b = compile(&model, &opts).expect("compiles");
     b.kernel_sources
         .iter()
         .map(|(f, s)| format!("// ===== {f}\n{s}"))
@@ -60,6 +80,24 @@ fn qgemv_for_every_block_type() {
 fn qgemm_for_every_block_type() {
     let src = wgsl(13, false, &BlockType::ALL);
     assert_eq!(src.matches("// Kiln quantized tiled GEMM kernel").count(), 8);
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn qgemm_double_buffered_8x8_and_scalar_tiles() {
+    // The vec4 template with two stages and 8x8 thread tiles (several x loads per thread), and
+    // the scalar 2x2 tile of `qgemm.wgsl` (the fallback where no vec4 tile fits the limits).
+    let db = Schedule::Gemm(GemmParams::new(64, 64, 16, 8, 8).double_buffered());
+    let scalar = Schedule::Gemm(GemmParams::new(32, 32, 16, 2, 2));
+    let blocks = [BlockType::Q4_1, BlockType::Q6K];
+    let src = wgsl_with(13, false, &blocks, Some(db)) + &wgsl_with(13, false, &blocks, Some(scalar));
+    assert_eq!(
+        src.matches("// Kiln quantized tiled GEMM kernel (vec4 register tile)")
+            .count(),
+        2
+    );
+    assert_eq!(src.matches("gemm(bm=64, bn=64, bk=16, tm=8, tn=8, db)").count(), 2);
+    assert_eq!(src.matches("gemm(bm=32, bn=32, bk=16, tm=2, tn=2)").count(), 2);
     insta::assert_snapshot!(src);
 }
 

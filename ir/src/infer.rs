@@ -448,6 +448,29 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
                 shape,
             })
         }
+        Op::QGather { block, n, k } => {
+            let (idx, w) = (ins[0], ins[1]);
+            expect_dtype(idx, DType::I32, "indices")?;
+            expect_dtype(w, DType::U32, "packed table")?;
+            let words = crate::quant::packed_words(*block, *n, *k).ok_or_else(|| {
+                InferError::Attribute(format!(
+                    "row length {k} is not a multiple of the {block} block size {}",
+                    block.block_elems()
+                ))
+            })?;
+            if w.shape != [Dim::from(words)] {
+                return Err(InferError::Shape(format!(
+                    "packed {block} table [{n}, {k}] needs u32[{words}], got {}",
+                    w.describe()
+                )));
+            }
+            let mut shape = idx.shape.clone();
+            shape.push(Dim::from(*k));
+            Ok(TensorType {
+                dtype: DType::F32,
+                shape,
+            })
+        }
         Op::StateAppend {
             state,
             state_shape,

@@ -244,6 +244,7 @@ fn eval_node(
         Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::QMatMul { block, n, k } => qmatmul(ins[0], ins[1], *block, *n, *k)?,
+        Op::QGather { block, n, k } => qgather(ins[0], ins[1], *block, *n, *k)?,
         Op::RmsNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
         Op::Sample => sample(ins[0], ins[1], ins[2]),
@@ -679,6 +680,26 @@ fn qmatmul(x: &Val, w: &Val, block: crate::BlockType, n: usize, k: usize) -> Res
         *l = n;
     }
     Ok(Val { shape, v: out })
+}
+
+/// Rows `idx` of the packed `[n, k]` table `w`, each decoded on its own (rows are whole blocks).
+fn qgather(idx: &Val, w: &Val, block: crate::BlockType, n: usize, k: usize) -> Result<Val, String> {
+    let words: Vec<u32> = w.v.iter().map(|&v| v as u32).collect();
+    let bytes = crate::quant::words_to_bytes(&words);
+    let row_bytes = k / block.block_elems().max(1) * block.block_bytes();
+    let mut v = Vec::with_capacity(idx.v.len() * k);
+    for &i in &idx.v {
+        let r = if i < 0.0 { i + n as f64 } else { i };
+        if r < 0.0 || r >= n as f64 {
+            return Err(format!("index {i} out of range for a table of {n} rows"));
+        }
+        let at = r as usize * row_bytes;
+        let row = crate::quant::dequantize(block, &bytes[at..at + row_bytes], k).map_err(|e| e.to_string())?;
+        v.extend(row.iter().map(|&x| x as f64));
+    }
+    let mut shape = idx.shape.clone();
+    shape.push(k);
+    Ok(Val { shape, v })
 }
 
 fn matmul(a: &Val, b: &Val, dtype: DType) -> Val {

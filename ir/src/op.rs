@@ -295,6 +295,19 @@ pub enum Op {
         /// Input features (the reduced axis; a multiple of the block's element count).
         k: usize,
     },
+    /// Rows of a packed (quantized) `[n, k]` table gathered by index, e.g. a language model's
+    /// token embedding read from the same packed tensor its tied output head multiplies by:
+    /// inputs `indices` (i32, any shape; negative values count from the end) and the table as
+    /// [`Op::QMatMul`] takes its weight (u32 words in `block` format). The output is f32
+    /// `[indices.., k]`, each gathered row decoded as it is read.
+    QGather {
+        /// The table's block type.
+        block: BlockType,
+        /// Rows of the table.
+        n: usize,
+        /// Row length (a multiple of the block's element count).
+        k: usize,
+    },
     /// RMS normalization over axes `axis..rank`: `x / sqrt(mean(x²) + epsilon) * scale`;
     /// inputs: x, scale (broadcastable to the normalized shape).
     RmsNorm {
@@ -345,6 +358,7 @@ impl Op {
             Op::ScatterNd { .. } => "ScatterND".into(),
             Op::Sample => "Sample".into(),
             Op::QMatMul { .. } => "QMatMul".into(),
+            Op::QGather { .. } => "QGather".into(),
             Op::RmsNorm { .. } => "RmsNorm".into(),
             Op::StateAppend { .. } => "StateAppend".into(),
         }
@@ -358,7 +372,7 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
             Op::Softmax { .. } | Op::TopK { .. } | Op::StateAppend { .. } => 1,
             Op::ScatterNd { .. } | Op::Sample => 3,
-            Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } => 2,
+            Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } | Op::QGather { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,
             Op::Concat { .. } | Op::Compute { .. } | Op::Conv { .. } => return None,
             Op::RmsNorm { .. } => 2,

@@ -206,10 +206,56 @@ pub fn gemm_largest_block(batch: u64, m: u64, n: u64, _k: u64, limits: &DeviceLi
         .unwrap_or_else(|| p(32, 32, 16, 2, 2))
 }
 
+/// Rows a quantized matmul with a symbolic row count (a prefill's prompt length) is planned
+/// for: a typical prompt, so the prefill's GEMMs get tiles that pay off at hundreds of tokens
+/// rather than the generic 64-row estimate's small blocks.
+pub const QUANT_PROMPT_ROWS: u64 = 512;
+
+/// Packed values one multiprocessor decodes per second into a tile (a word of quants read and
+/// unpacked per 4 values, with the block's scale), relative to [`model::FLOPS_PER_CU`]: about
+/// 8 f32 operations per value at half the register tile's rate.
+fn quant_decode_seconds(p: &GemmParams, m: u64, n: u64, k: u64, compute_units: u32) -> f64 {
+    let decoded = (m.max(1).div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64) * p.bn as u64) as f64 * k as f64;
+    decoded * 8.0 / (0.5 * model::FLOPS_PER_CU * compute_units.max(1) as f64)
+}
+
+/// The vec4 register tiles a quantized GEMM's default chooses from: every single-stage tile of
+/// [`gemm_tiles`] with a vec4 thread tile and bk a multiple of 4. Double buffering is left to
+/// the tuner ([`crate::space::quant_gemm`] has it): on the H200 it was slower for the quantized
+/// tiles (512x2048 by 8192x2048 Q4_1, 128x128x16 8x8: 0.61 ms single, 0.78 ms double-buffered),
+/// whose decoding registers compete with the second stage's prefetch.
+pub fn quant_gemm_tiles() -> Vec<GemmParams> {
+    gemm_tiles()
+        .into_iter()
+        .filter(|p| p.is_vec4() && p.bk.is_multiple_of(4) && !p.double_buffer)
+        .collect()
+}
+
+/// The default tiled schedule of a quantized matmul with more than 8 rows: the tile of
+/// [`quant_gemm_tiles`] valid on `limits` with the least [`gemm_seconds`] plus the time to
+/// decode each workgroup's W blocks (every workgroup row of blocks decodes its columns' W
+/// again), no split-K; a later candidate must be 3% faster to replace an earlier one. Falls
+/// back to [`gemm_largest_block`] (scalar tiles) when no vec4 tile fits `limits`.
+pub fn quant_gemm(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+    let mut best: Option<(GemmParams, f64)> = None;
+    for c in quant_gemm_tiles() {
+        if Schedule::Gemm(c).validate(limits).is_err() {
+            continue;
+        }
+        let t = gemm_seconds(&c, 1, m, n, k, limits.compute_units)
+            + quant_decode_seconds(&c, m, n, k, limits.compute_units);
+        if best.is_none_or(|(_, bt)| t < 0.97 * bt) {
+            best = Some((c, t));
+        }
+    }
+    best.map(|(c, _)| Schedule::Gemm(c))
+        .unwrap_or_else(|| gemm_largest_block(1, m, n, k, limits))
+}
+
 /// A matmul with packed (quantized) weights: the GEMV kind for up to 8 rows (as [`matmul`]),
-/// else [`gemm_largest_block`].
+/// else [`quant_gemm`].
 pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
-    gemv(1, m, n, limits).unwrap_or_else(|| gemm_largest_block(1, m, n, k, limits))
+    gemv(1, m, n, limits).unwrap_or_else(|| quant_gemm(m, n, k, limits))
 }
 
 /// GEMM without split-K (convolutions, integer products): [`gemm_with`].

@@ -39,8 +39,8 @@ pub enum Workload {
         /// combine dispatch that has a binding to spare for the partial sums.
         split_k: bool,
     },
-    /// A matrix product with packed (quantized) weights `x · Wᵀ`: its templates have scalar
-    /// register tiles and no split-K, so it keeps [`defaults::quant_matmul`]'s rule.
+    /// A matrix product with packed (quantized) weights `x · Wᵀ`: GEMV for few rows, else the
+    /// vec4 register tiles of [`defaults::quant_gemm`] (no split-K).
     QuantGemm {
         /// Rows of x (tokens).
         m: u64,
@@ -174,13 +174,28 @@ mod tests {
             let (s, _) = select(&w, "k", None, &d);
             assert!(matches!(s, Schedule::Gemm(p) if p.ksplit == 1), "{m}x{k}: {s}");
         }
-        // Quantized matmuls keep the largest-block rule of their scalar templates (a 64-token
-        // prefill of 576 columns: 32x32 blocks) and GEMV for decode steps.
-        let q = |m| Workload::QuantGemm { m, n: 576, k: 576 };
-        let (s, _) = select(&q(64), "k", None, &d);
-        assert_eq!(s, Schedule::Gemm(crate::GemmParams::new(32, 32, 16, 2, 2)));
-        let (s, _) = select(&q(1), "k", None, &d);
+        // Quantized matmuls: GEMV for decode steps, vec4 register tiles for a prefill; the
+        // 1.7B shapes at 512 tokens get blocks of at least 64x64 on the H200 profile.
+        let q = |m, n, k| Workload::QuantGemm { m, n, k };
+        let (s, _) = select(&q(1, 576, 576), "k", None, &d);
         assert!(matches!(s, Schedule::Gemv(_)), "{s}");
+        for (m, n, k) in [(64, 576, 576), (512, 3072, 2048), (512, 2048, 8192), (512, 16384, 2048)] {
+            for l in [
+                DeviceLimits::desktop(),
+                DeviceLimits::h200(),
+                DeviceLimits::webgpu_default(),
+            ] {
+                let (s, _) = select(&q(m, n, k), "k", None, &l);
+                assert!(matches!(s, Schedule::Gemm(p) if p.is_vec4() && p.ksplit == 1), "{s}");
+            }
+        }
+        for (n, k) in [(3072, 2048), (2048, 8192)] {
+            let (s, _) = select(&q(512, n, k), "k", None, &DeviceLimits::h200());
+            assert!(
+                matches!(s, Schedule::Gemm(p) if p.bm >= 64 && p.bn >= 64),
+                "{n}x{k}: {s}"
+            );
+        }
         let l = DeviceLimits::desktop();
         let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
         assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));

@@ -53,6 +53,22 @@ pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
     out
 }
 
+/// Quantized GEMM candidates (the `qgemm_vec4` template: vec4 thread tiles, no split-K): the
+/// vec4 members of [`gemm`] with bk a multiple of 4, plus [`defaults::quant_gemm_tiles`].
+pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
+    let mut out: Vec<Schedule> = gemm(limits)
+        .into_iter()
+        .filter(|s| matches!(s, Schedule::Gemm(p) if p.is_vec4() && p.bk.is_multiple_of(4) && p.ksplit == 1))
+        .collect();
+    for p in defaults::quant_gemm_tiles() {
+        let s = Schedule::Gemm(p);
+        if s.validate(limits).is_ok() && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows.
 pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = Vec::new();
@@ -95,6 +111,13 @@ mod tests {
                 assert!(g.contains(&defaults::gemm(1, m, n, 64, &l)), "{m}x{n} on {}", l.name);
             }
             assert!(v.contains(&defaults::matmul(1, 1, 4096, 4096, &l)));
+            // The quantized GEMM's defaults (a prefill's shapes) are members of its space.
+            let q = quant_gemm(&l);
+            assert!(q.len() > 10 && q.iter().all(|s| s.validate(&l).is_ok()));
+            for (m, n, k) in [(512, 3072, 2048), (512, 2048, 8192), (64, 576, 576), (13, 8, 256)] {
+                let d = defaults::quant_matmul(m, n, k, &l);
+                assert!(q.contains(&d), "{d} on {}", l.name);
+            }
             let sk = gemm_split_k(&l);
             assert!(sk.len() >= 20 && sk.iter().all(|s| s.validate(&l).is_ok()));
             // Every default of MiniLM's shapes (M = 128 and 4096) and the square sizes, with

@@ -96,6 +96,8 @@ fn templates() -> &'static tera::Tera {
         for (name, src) in [
             ("qgemv", include_str!("../../templates/qgemv.wgsl")),
             ("qgemm", include_str!("../../templates/qgemm.wgsl")),
+            ("qgemm_vec4", include_str!("../../templates/qgemm_vec4.wgsl")),
+            ("qgather", include_str!("../../templates/qgather.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
@@ -1110,12 +1112,44 @@ pub fn render(
             for (name, v) in [("bm", p.bm), ("bn", p.bn), ("bk", p.bk), ("tm", p.tm), ("tn", p.tn)] {
                 ctx.insert(name, &v);
             }
-            ctx.insert("threads", &p.threads());
+            if p.ksplit > 1 {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!("schedule {schedule}: the quantized GEMM does not split K"),
+                });
+            }
+            let threads = p.threads();
+            ctx.insert("threads", &threads);
             ctx.insert("tx_n", &(p.bn / p.tn));
             ctx.insert("ty_n", &(p.bm / p.tm));
             // W tiles load four values of a row per step (one word of quants) when K and bk allow.
             ctx.insert("wvec4", &(p.bk % 4 == 0 && k % 4 == 0));
             ctx.insert("bk4", &(p.bk / 4));
+            let template = if p.is_vec4() && p.bk % 4 == 0 {
+                // The vec4 register tile (qgemm_vec4.wgsl): stage sizes as gemm_vec4's, so
+                // `GemmParams::workgroup_bytes` holds for both; a W unit is 4 rows x 4 k.
+                let a_row = p.bm / 4 + u32::from(!p.double_buffer);
+                let stages = 1 + u32::from(p.double_buffer);
+                let (a_vecs, b_units) = (p.bm * p.bk / 4, p.bn * p.bk / 16);
+                ctx.insert("k4", &(k % 4 == 0));
+                ctx.insert("rg", &(p.tm / 4));
+                ctx.insert("cg", &(p.tn / 4));
+                ctx.insert("db", &p.double_buffer);
+                ctx.insert("a_row", &a_row);
+                ctx.insert("b_row", &(p.bn / 4));
+                ctx.insert("a_stage", &(p.bk * a_row));
+                ctx.insert("b_stage", &(p.bk * p.bn / 4));
+                ctx.insert("a_tile_len", &(stages * p.bk * a_row));
+                ctx.insert("b_tile_len", &(stages * p.bk * p.bn / 4));
+                ctx.insert("a_vecs", &a_vecs);
+                ctx.insert("b_units", &b_units);
+                ctx.insert("a_loads", &a_vecs.div_ceil(threads));
+                ctx.insert("b_loads", &b_units.div_ceil(threads));
+                "qgemm_vec4"
+            } else {
+                "qgemm"
+            };
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let grid = [
@@ -1123,7 +1157,19 @@ pub fn render(
                 dim_expr(&m).cdiv(p.bm as i64),
                 SizeExpr::c(1),
             ];
-            ("qgemm", [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+            (template, [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::QGather { rows, block, n, k }, Schedule::Injective(p)) => {
+            quant_context(&mut ctx, *block, *n, *k);
+            // Four values per thread (one word of quants) when rows are whole vec4s.
+            let ept = if k % 4 == 0 && block.block_elems() >= 4 { 4 } else { 1 };
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &ept);
+            ctx.insert("per_row", &(k / ept));
+            ctx.insert("rows", &params.dim(rows, "rows"));
+            let threads = dim_expr(rows).times((k / ept) as i64);
+            let grid = [threads.cdiv(p.workgroup_size as i64), SizeExpr::c(1), SizeExpr::c(1)];
+            ("qgather", [p.workgroup_size, 1, 1], grid, true)
         }
         (KernelBody::StateWrite { shape, dtype, offset }, Schedule::Injective(p)) => {
             // The injective template over the update's elements, storing at `offset + idx` of

@@ -96,12 +96,18 @@ pub fn config_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<
 /// Weights read from a GGUF file.
 pub struct GgufWeights<'g> {
     gguf: &'g Gguf,
+    /// Packed constants already added to the graph, by tensor name: a tied output head and the
+    /// embedding gather read one copy of the table.
+    packed: std::collections::HashMap<String, kiln_ir::NodeId>,
 }
 
 impl<'g> GgufWeights<'g> {
     /// Weights of `gguf`.
     pub fn new(gguf: &'g Gguf) -> GgufWeights<'g> {
-        GgufWeights { gguf }
+        GgufWeights {
+            gguf,
+            packed: Default::default(),
+        }
     }
 
     fn f32_tensor(&self, name: &str) -> Result<Tensor, LlmError> {
@@ -141,22 +147,70 @@ impl LlamaWeights for GgufWeights<'_> {
         }
         // Quantized blocks stay packed: the file's bytes as u32 words, decoded by the
         // QMatMul kernels as they read them (never a dequantized copy).
-        let bytes = self.gguf.tensor_bytes(info);
-        let packed =
-            kiln_ir::quant::packed_tensor(block, out_features, in_features, bytes).ok_or_else(|| LlmError::Tensor {
-                name: name.into(),
-                msg: format!(
-                    "{} bytes do not hold [{out_features}, {in_features}] in {block}",
-                    bytes.len()
-                ),
-            })?;
-        let w = g.add_const(name, packed);
+        let w = self.packed_const(g, name, block, out_features, in_features)?;
         let op = Op::QMatMul {
             block,
             n: out_features,
             k: in_features,
         };
         Ok(g.add(&format!("{name}:qmatmul"), op, &[x, w])?)
+    }
+
+    fn embedding(
+        &mut self,
+        g: &mut Graph,
+        name: &str,
+        tokens: kiln_ir::NodeId,
+        vocab: usize,
+        dim: usize,
+    ) -> Result<kiln_ir::NodeId, LlmError> {
+        let info = self.gguf.tensor_info(name)?;
+        if info.dims != [vocab, dim] {
+            return Err(LlmError::Tensor {
+                name: name.into(),
+                msg: format!("expected [{vocab}, {dim}], the file has {:?}", info.dims),
+            });
+        }
+        let block = info.block_type()?;
+        if !block.is_quantized() {
+            let t = self.f32_tensor(name)?;
+            let table = g.add_const(name, t);
+            return Ok(g.add("embed", Op::Gather { axis: 0 }, &[table, tokens])?);
+        }
+        // A packed table is gathered from directly (each row decoded in the kernel), so the
+        // model holds no f32 copy of it; a tied output head reads the same constant.
+        let table = self.packed_const(g, name, block, vocab, dim)?;
+        let op = Op::QGather {
+            block,
+            n: vocab,
+            k: dim,
+        };
+        Ok(g.add("embed", op, &[tokens, table])?)
+    }
+}
+
+impl GgufWeights<'_> {
+    /// The packed `[rows, cols]` constant of tensor `name` (added to `g` once, then reused).
+    fn packed_const(
+        &mut self,
+        g: &mut Graph,
+        name: &str,
+        block: kiln_ir::BlockType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<kiln_ir::NodeId, LlmError> {
+        if let Some(&id) = self.packed.get(name) {
+            return Ok(id);
+        }
+        let info = self.gguf.tensor_info(name)?;
+        let bytes = self.gguf.tensor_bytes(info);
+        let packed = kiln_ir::quant::packed_tensor(block, rows, cols, bytes).ok_or_else(|| LlmError::Tensor {
+            name: name.into(),
+            msg: format!("{} bytes do not hold [{rows}, {cols}] in {block}", bytes.len()),
+        })?;
+        let id = g.add_const(name, packed);
+        self.packed.insert(name.into(), id);
+        Ok(id)
     }
 }
 

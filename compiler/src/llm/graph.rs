@@ -46,9 +46,7 @@ pub fn build(config: &LlamaConfig, w: &mut dyn LlamaWeights) -> Result<Model, Ll
         Dim::c(c.context as i64),
         format!("the KV cache holds {} tokens (compiled context)", c.context),
     )?;
-    let emb = b.tensor(w, "token_embd.weight", &[c.vocab, c.dim])?;
-    let emb = b.g.add_const("token_embd.weight", emb);
-    let mut x = b.g.add("embed", Op::Gather { axis: 0 }, &[emb, tokens])?;
+    let mut x = w.embedding(&mut b.g, "token_embd.weight", tokens, c.vocab, c.dim)?;
 
     let (cos, sin) = rope_tables(c);
     let cos = b.g.add_const("rope.cos", cos);

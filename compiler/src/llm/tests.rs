@@ -213,6 +213,47 @@ fn load(bytes: Vec<u8>, context: Option<usize>) -> Result<crate::Model, LlmError
 }
 
 #[test]
+fn a_tied_packed_embedding_is_one_packed_constant_for_the_gather_and_the_head() {
+    use kiln_ir::{BlockType, DType, Op};
+    let c = LlamaConfig {
+        dim: 64,
+        ffn: 96,
+        ..tiny(RopeStyle::Normal, true, false)
+    };
+    let f = load(gguf::random_gguf(&c, "llama", 3, BlockType::F32).unwrap(), None).unwrap();
+    let f32_logits = Reference::new(&f.graph).step(&[1, 2, 3]).unwrap().logits;
+    for block in [BlockType::Q8_0, BlockType::Q4_1] {
+        let m = load(gguf::random_gguf(&c, "llama", 3, block).unwrap(), None).unwrap();
+        let g = &m.graph;
+        let tables: Vec<_> = g
+            .topo_order()
+            .into_iter()
+            .filter(|&id| g.node(id).name == "token_embd.weight")
+            .collect();
+        assert_eq!(tables.len(), 1, "{block}: one copy of the table");
+        assert_eq!(
+            g.node(tables[0]).ty.dtype,
+            DType::U32,
+            "{block}: the table stays packed"
+        );
+        let users: Vec<_> = g.users_of(tables[0]).into_iter().map(|u| g.node(u).op.name()).collect();
+        assert!(
+            users.contains(&"QGather".to_string()) && users.contains(&"QMatMul".to_string()),
+            "{block}: {users:?}"
+        );
+        // No f32 constant of the table's size exists anywhere in the graph.
+        let f32_table = g.topo_order().into_iter().any(
+            |id| matches!(&g.node(id).op, Op::Constant(t) if t.dtype() == DType::F32 && t.shape == [c.vocab, c.dim]),
+        );
+        assert!(!f32_table, "{block}: an f32 copy of the table");
+        // The packed gather and head give logits close to the f32 file's (quantization error).
+        let s = Reference::new(g).step(&[1, 2, 3]).unwrap();
+        let d = max_rel_diff(&s.logits, &f32_logits);
+        assert!(d < 0.1, "{block}: logits differ from f32 by {d}");
+    }
+}
+
+#[test]
 fn a_gguf_model_builds_the_same_graph_as_its_weights() {
     use kiln_ir::BlockType;
     for (arch, style, bias) in [("llama", RopeStyle::Normal, false), ("qwen2", RopeStyle::Neox, true)] {

@@ -27,6 +27,29 @@ pub trait LlamaWeights {
         in_features: usize,
         out_features: usize,
     ) -> Result<NodeId, LlmError>;
+
+    /// Adds to `g` the lookup of `tokens` (i32 `[n]`) in the embedding table `name`
+    /// (`[vocab, dim]`), returning the f32 `[n, dim]` node. By default the table is an f32
+    /// constant read by a `Gather`; a source with a packed table gathers from it directly
+    /// (then the tied output head's [`LlamaWeights::linear`] reads the same packed constant).
+    fn embedding(
+        &mut self,
+        g: &mut Graph,
+        name: &str,
+        tokens: NodeId,
+        vocab: usize,
+        dim: usize,
+    ) -> Result<NodeId, LlmError> {
+        let t = self.tensor(name)?.ok_or_else(|| LlmError::MissingTensor(name.into()))?;
+        if t.shape != [vocab, dim] || t.dtype() != DType::F32 {
+            return Err(LlmError::Tensor {
+                name: name.into(),
+                msg: format!("expected f32 [{vocab}, {dim}], got {} {:?}", t.dtype(), t.shape),
+            });
+        }
+        let table = g.add_const(name, t);
+        Ok(g.add("embed", Op::Gather { axis: 0 }, &[table, tokens])?)
+    }
 }
 
 /// Adds `x · w` for an f32 weight given as `[out, in]` rows (GGUF and PyTorch order): the

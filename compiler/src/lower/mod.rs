@@ -160,6 +160,19 @@ pub enum KernelBody {
         /// Input features.
         k: usize,
     },
+    /// Rows of a packed table ([`Op::QGather`]): input 0 the i32 indices (`rows` of them),
+    /// input 1 the u32 words of the `[n, k]` table in `block` format; the output is f32
+    /// `[.., k]`, each row decoded as it is read (no dequantized copy of the table).
+    QGather {
+        /// Number of indices (gathered rows).
+        rows: Dim,
+        /// The table's block type.
+        block: kiln_ir::BlockType,
+        /// Rows of the table.
+        n: usize,
+        /// Row length.
+        k: usize,
+    },
     /// Writes operand 0 (of shape `shape`) into a persistent state buffer at element offset
     /// `offset` (an [`Op::StateAppend`]); the kernel's output binding is the state buffer.
     StateWrite {
@@ -461,6 +474,12 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             let shapes: Vec<Shape> = (0..ins.len()).map(shape).collect();
             inj(bind_loads(expr, &shapes))
         }
+        Op::QGather { block, n, k } => KernelBody::QGather {
+            rows: Dim::product(&shape(0)),
+            block: *block,
+            n: *n,
+            k: *k,
+        },
         Op::QMatMul { block, n, k } => KernelBody::QGemm {
             x: shape(0),
             block: *block,

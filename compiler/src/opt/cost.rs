@@ -95,7 +95,8 @@ fn role(op: &KOp) -> Role {
         | KOp::RmsNorm(..)
         | KOp::TopK(..)
         | KOp::ScatterNd(_)
-        | KOp::Sample => Role::Closed,
+        | KOp::Sample
+        | KOp::QGather(..) => Role::Closed,
         _ => Role::Fused,
     }
 }

@@ -138,6 +138,8 @@ pub enum KOp {
     RmsNorm(usize, u32),
     /// Quantized matmul: (block type, n, k).
     QMatMul(BlockType, usize, usize),
+    /// Rows of a packed table: (block type, n, k).
+    QGather(BlockType, usize, usize),
     /// An op with an unhashable payload: number `i` of the analysis's opaque-op table.
     Opaque(u32),
 }
@@ -183,6 +185,7 @@ impl KOp {
             Op::LayerNorm { axis, epsilon } => KOp::LayerNorm(*axis, epsilon.to_bits()),
             Op::RmsNorm { axis, epsilon } => KOp::RmsNorm(*axis, epsilon.to_bits()),
             Op::QMatMul { block, n, k } => KOp::QMatMul(*block, *n, *k),
+            Op::QGather { block, n, k } => KOp::QGather(*block, *n, *k),
         })
     }
 
@@ -241,6 +244,11 @@ impl KOp {
                 epsilon: f32::from_bits(*eps),
             },
             KOp::QMatMul(block, n, k) => Op::QMatMul {
+                block: *block,
+                n: *n,
+                k: *k,
+            },
+            KOp::QGather(block, n, k) => Op::QGather {
                 block: *block,
                 n: *n,
                 k: *k,

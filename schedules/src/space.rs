@@ -2,7 +2,7 @@
 //! profile. The tuner and the benchmark sweep draw from these; the analytic defaults are
 //! members of them.
 
-use crate::{defaults, DeviceLimits, GemmParams, GemvParams, Schedule};
+use crate::{defaults, CoopGemmParams, DeviceLimits, GemmParams, GemvParams, Schedule};
 
 /// Tiled GEMM candidates: blocks of 32 to 128, bk 8 to 32, scalar 2x2 and vec4 4x4 to 8x8
 /// thread tiles (each vec4 tile also double-buffered), keeping 64 to 256 threads per workgroup;
@@ -47,6 +47,26 @@ pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
             let s = Schedule::Gemm(t.with_ksplit(ksplit));
             if s.validate(limits).is_ok() {
                 out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Cooperative-matrix GEMM candidates: blocks of 64 to 256, bk 16 to 64, subgroup tiles of
+/// 32x32 to 64x64, 2 to 16 subgroups per workgroup.
+pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for bm in [64, 128, 256] {
+        for bn in [64, 128, 256] {
+            for bk in [16, 32, 64] {
+                for (sm, sn) in [(32, 32), (32, 64), (64, 32), (64, 64)] {
+                    let s = Schedule::CoopGemm(CoopGemmParams { bm, bn, bk, sm, sn });
+                    let subgroups = (bm / sm) * (bn / sn);
+                    if bm % sm == 0 && bn % sn == 0 && (2..=16).contains(&subgroups) && s.validate(limits).is_ok() {
+                        out.push(s);
+                    }
+                }
             }
         }
     }

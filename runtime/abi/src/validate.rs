@@ -33,6 +33,13 @@ impl Manifest {
             for (i, d) in p.dispatches.iter().enumerate() {
                 let at = || format!("manifest: program '{}' dispatch {i} ({})", p.name, d.label);
                 let k = &self.kernels[d.kernel];
+                if !k.variants.is_empty() && d.params.iter().any(|v| v.as_const().is_none()) {
+                    return Err(ManifestError::Structure(format!(
+                        "{}: kernel '{}' has variants, whose grids are constant, so its parameters must be constant too",
+                        at(),
+                        k.name
+                    )));
+                }
                 for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
                     let buf = &self.buffers[b];
                     if *kind == BindingKind::Storage
@@ -203,11 +210,43 @@ impl Manifest {
             .map_err(|msg| ManifestError::KernelSource { kernel, msg })
     }
 
+    /// [`Manifest::check_kernel_source`] for every kernel and kernel variant, with sources
+    /// looked up by file name (a missing source is an error).
+    pub fn check_sources<'a>(&self, source: impl Fn(&str) -> Option<&'a str>) -> Result<(), ManifestError> {
+        for (ki, k) in self.kernels.iter().enumerate() {
+            let missing = |file: &str| ManifestError::KernelSource {
+                kernel: ki,
+                msg: format!("no WGSL source for '{file}'"),
+            };
+            self.check_kernel_source(ki, source(&k.file).ok_or_else(|| missing(&k.file))?)?;
+            for (vi, v) in k.variants.iter().enumerate() {
+                self.check_variant_source(ki, vi, source(&v.file).ok_or_else(|| missing(&v.file))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Manifest::check_kernel_source`] for variant `variant` of kernel `kernel`, against the
+    /// kernel as it runs with that variant ([`KernelSpec::with_variant`]).
+    pub fn check_variant_source(&self, kernel: usize, variant: usize, wgsl: &str) -> Result<(), ManifestError> {
+        let k = self.kernels.get(kernel).and_then(|k| Some(k.with_variant(k.variants.get(variant)?)));
+        match k {
+            Some(k) => source_mismatch(&k, wgsl),
+            None => Err(format!("manifest has no variant {variant} of kernel {kernel}")),
+        }
+        .map_err(|msg| ManifestError::KernelSource { kernel, msg })
+    }
+
     fn kernel_source_mismatch(&self, kernel: usize, wgsl: &str) -> Result<(), String> {
         let k = self
             .kernels
             .get(kernel)
             .ok_or_else(|| format!("manifest has no kernel {kernel}"))?;
+        source_mismatch(k, wgsl)
+    }
+}
+
+fn source_mismatch(k: &KernelSpec, wgsl: &str) -> Result<(), String> {
         let at = || format!("kernel '{}' ({})", k.name, k.file);
         let code = strip_comments(wgsl);
         let ws = workgroup_size_of(&code).map_err(|e| format!("{}: {e}", at()))?;
@@ -232,7 +271,6 @@ impl Manifest {
             ));
         }
         Ok(())
-    }
 }
 
 fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
@@ -260,6 +298,26 @@ fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
             "manifest: kernel '{}' has an empty entry point",
             k.name
         )));
+    }
+    for (i, v) in k.variants.iter().enumerate() {
+        if v.workgroup_size.contains(&0) {
+            return Err(ManifestError::Kernel(format!(
+                "manifest: variant {i} of kernel '{}': workgroup size {:?} has a zero",
+                k.name, v.workgroup_size
+            )));
+        }
+        if v.grid.iter().any(|g| g.as_const().is_none_or(|c| c < 0)) {
+            return Err(ManifestError::Kernel(format!(
+                "manifest: variant {i} of kernel '{}': grid {:?} is not constant and non-negative",
+                k.name, v.grid
+            )));
+        }
+        if v.file.is_empty() {
+            return Err(ManifestError::Kernel(format!(
+                "manifest: variant {i} of kernel '{}' has no file",
+                k.name
+            )));
+        }
     }
     Ok(())
 }

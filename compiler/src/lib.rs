@@ -263,6 +263,20 @@ fn coop_variant(
     }
 }
 
+/// Whether `--precision f16` may give the draft a cooperative-matrix variant: an f32 GEMM
+/// with constant operand shapes ([`coop_variant`] decides).
+fn may_have_coop_variant(d: &KernelDraft, opts: &CompileOptions) -> bool {
+    let KernelBody::Gemm {
+        a,
+        b,
+        dtype: DType::F32,
+    } = &d.body
+    else {
+        return false;
+    };
+    opts.precision == Precision::F16 && a.iter().chain(b).all(|x| x.as_const().is_some())
+}
+
 /// The manifest entry of a cooperative-matrix GEMM variant rendered into `file`.
 fn coop_variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant {
     let mut limits = BTreeMap::new();
@@ -366,7 +380,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let selected: Vec<(Schedule, kiln_schedules::select::Source)> = drafts
         .iter()
         .map(|d| {
-            let w = draft_workload(d, &opts.target);
+            let mut w = draft_workload(d, &opts.target);
+            if let Workload::Gemm { split_k, .. } = &mut w {
+                // A kernel with an f16 variant must be one dispatch, as the variant is.
+                *split_k &= !may_have_coop_variant(d, opts);
+            }
             let key = tuning_key(&d.body);
             let (s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);

@@ -35,8 +35,14 @@ fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
+{%- if vec_stage %}
+// Stages of vec4<f16>: one store per 4 values; fragment offsets and strides count vec4s.
+var<workgroup> a_sh: array<vec4<f16>, {{ a_len_s }}>;
+var<workgroup> b_sh: array<vec4<f16>, {{ b_len_s }}>;
+{%- else %}
 var<workgroup> a_sh: array<f16, {{ a_len }}>;
 var<workgroup> b_sh: array<f16, {{ b_len }}>;
+{%- endif %}
 {%- if not direct_store %}
 // One 16x16 f32 fragment per subgroup, for the epilogue and the bounds checks of the store.
 var<workgroup> c_sh: array<f32, {{ subgroups * 256 }}>;
@@ -66,23 +72,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for t in range(end=a_loads) %}
         {
             let e = i32(lid) + {{ t * threads }}i;
+{%- if vec_stage %}
+            a_sh[(e / {{ bk4 }}i) * {{ a_row_s }}i + e % {{ bk4 }}i] = vec4<f16>(pa{{ t }});
+{%- else %}
             let o = (e / {{ bk4 }}i) * {{ a_row }}i + (e % {{ bk4 }}i) * 4i;
             let h = vec4<f16>(pa{{ t }});
             a_sh[o] = h.x;
             a_sh[o + 1i] = h.y;
             a_sh[o + 2i] = h.z;
             a_sh[o + 3i] = h.w;
+{%- endif %}
         }
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
         {
             let e = i32(lid) + {{ t * threads }}i;
+{%- if vec_stage %}
+            b_sh[(e / {{ bn4 }}i) * {{ b_row_s }}i + e % {{ bn4 }}i] = vec4<f16>(pb{{ t }});
+{%- else %}
             let o = (e / {{ bn4 }}i) * {{ b_row }}i + (e % {{ bn4 }}i) * 4i;
             let h = vec4<f16>(pb{{ t }});
             b_sh[o] = h.x;
             b_sh[o + 1i] = h.y;
             b_sh[o + 2i] = h.z;
             b_sh[o + 3i] = h.w;
+{%- endif %}
         }
 {%- endfor %}
         workgroupBarrier();
@@ -98,10 +112,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for kk in ksteps %}
         {
 {%- for i in range(end=fm) %}
-            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[(sg_m + {{ i * 16 }}u) * {{ a_row }}u + {{ kk }}u], {{ a_row }}u);
+            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[((sg_m + {{ i * 16 }}u) * {{ a_row }}u + {{ kk }}u){% if vec_stage %} / 4u{% endif %}], {{ a_row_s }}u);
 {%- endfor %}
 {%- for j in range(end=fn) %}
-            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[{{ kk * b_row }}u + sg_n + {{ j * 16 }}u], {{ b_row }}u);
+            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[({{ kk * b_row }}u + sg_n + {{ j * 16 }}u){% if vec_stage %} / 4u{% endif %}], {{ b_row_s }}u);
 {%- endfor %}
 {%- for i in range(end=fm) %}{% for j in range(end=fn) %}
             acc_{{ i }}_{{ j }} = coopMultiplyAdd(a{{ i }}, b{{ j }}, acc_{{ i }}_{{ j }});

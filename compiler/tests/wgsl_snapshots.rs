@@ -617,7 +617,12 @@ fn coop_variants(b: &kiln_compiler::CompiledBundle) -> String {
     let mut out = Vec::new();
     for k in &b.manifest.kernels {
         for v in &k.variants {
-            let src = &b.kernel_sources.iter().find(|(f, _)| *f == v.file).expect("variant source").1;
+            let src = &b
+                .kernel_sources
+                .iter()
+                .find(|(f, _)| *f == v.file)
+                .expect("variant source")
+                .1;
             let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
             let caps = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
             assert!(
@@ -654,7 +659,10 @@ fn gemm_coop_variant_with_bias_epilogue() {
     let k = &b.manifest.kernels[0];
     assert_eq!(k.variants.len(), 1, "{k:?}");
     let v = &k.variants[0];
-    assert!(v.schedule.starts_with("coop_gemm(") && k.schedule.starts_with("gemm("), "{k:?}");
+    assert!(
+        v.schedule.starts_with("coop_gemm(") && k.schedule.starts_with("gemm("),
+        "{k:?}"
+    );
     let back: kiln_schedules::Schedule = ron::from_str(&v.schedule_params).unwrap();
     assert_eq!(back.to_string(), v.schedule);
     assert_eq!(
@@ -666,7 +674,10 @@ fn gemm_coop_variant_with_bias_epilogue() {
     assert!(b.manifest.requirements.features.is_empty());
     let src = coop_variants(&b);
     assert_kernels(&src, "// Kiln GEMM kernel (cooperative matrices)", 1);
-    assert!(src.contains("fn kiln_epilogue") && src.contains("c_sh[scratch + e]"), "{src}");
+    assert!(
+        src.contains("fn kiln_epilogue") && src.contains("c_sh[scratch + e]"),
+        "{src}"
+    );
     insta::assert_snapshot!(src);
 }
 
@@ -681,7 +692,10 @@ fn gemm_coop_variant_direct_store_and_f32_default() {
     };
     let src = coop_variants(&compile_f16(build));
     assert_kernels(&src, "// Kiln GEMM kernel (cooperative matrices)", 1);
-    assert!(src.contains("coopStoreT(acc_0_0, &out[") && !src.contains("c_sh"), "{src}");
+    assert!(
+        src.contains("coopStoreT(acc_0_0, &out[") && !src.contains("c_sh"),
+        "{src}"
+    );
     insta::assert_snapshot!(src);
     // Without --precision f16 there is no variant.
     let plain = wgsl(2, build);

@@ -287,7 +287,9 @@ impl Runtime {
         if let Some(w) = r.subgroup_size {
             let (lo, hi) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
             if (lo, hi) != (w, w) {
-                return Some(format!("it assumes subgroups of {w}, the adapter's are {lo} to {hi} wide"));
+                return Some(format!(
+                    "it assumes subgroups of {w}, the adapter's are {lo} to {hi} wide"
+                ));
             }
         }
         let available = self.adapter.limits();
@@ -310,16 +312,19 @@ impl Runtime {
             .kernels
             .iter()
             .map(|k| {
-                k.variants.iter().enumerate().find_map(|(i, v)| match self.variant_unsupported(&v.requires) {
-                    None => {
-                        log::info!("kernel '{}': variant {i} ({})", k.name, v.schedule);
-                        Some(i)
-                    }
-                    Some(why) => {
-                        log::info!("kernel '{}': not variant {i} ({}): {why}", k.name, v.schedule);
-                        None
-                    }
-                })
+                k.variants
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| match self.variant_unsupported(&v.requires) {
+                        None => {
+                            log::info!("kernel '{}': variant {i} ({})", k.name, v.schedule);
+                            Some(i)
+                        }
+                        Some(why) => {
+                            log::info!("kernel '{}': not variant {i} ({}): {why}", k.name, v.schedule);
+                            None
+                        }
+                    })
             })
             .collect()
     }
@@ -330,12 +335,20 @@ impl Runtime {
     pub(crate) async fn open(&self, manifest: &Manifest) -> Result<Gpu> {
         let (mut features, limits) = self.check_requirements(manifest)?;
         features |= self.adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let desc = wgpu::DeviceDescriptor {
+        let mut desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,
             required_limits: limits,
             ..Default::default()
         };
+        if features.intersects(wgpu::Features::all_experimental_mask()) {
+            // SAFETY: experimental features (cooperative matrices) are requested only for a
+            // kernel variant the adapter reports support for (its exact matrix configuration
+            // and subgroup width); the compiler validated the variant with naga for exactly
+            // these capabilities. wgpu asks callers to acknowledge that such features may
+            // still have implementation bugs.
+            desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = self
             .adapter
             .request_device(&desc)

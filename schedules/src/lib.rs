@@ -176,6 +176,10 @@ pub struct CoopGemmParams {
     pub sm: u32,
     /// Columns of a subgroup's sub-block (a multiple of 16).
     pub sn: u32,
+    /// Stage the operands as `vec4<f16>` (one 8-byte workgroup store per 4 values, fragments
+    /// loaded with the stride in vec4s) instead of single f16 values.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vec_stage: bool,
 }
 
 /// f16 elements of padding after each staged row, so that the rows of a fragment fall in
@@ -416,8 +420,13 @@ impl fmt::Display for Schedule {
             Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
             Schedule::CoopGemm(p) => write!(
                 f,
-                "coop_gemm(bm={}, bn={}, bk={}, sm={}, sn={})",
-                p.bm, p.bn, p.bk, p.sm, p.sn
+                "coop_gemm(bm={}, bn={}, bk={}, sm={}, sn={}{})",
+                p.bm,
+                p.bn,
+                p.bk,
+                p.sm,
+                p.sn,
+                if p.vec_stage { ", v4" } else { "" }
             ),
         }
     }
@@ -496,6 +505,48 @@ mod tests {
         assert_eq!(back, s);
         let old: Schedule = ron::from_str("Gemm((bm:64,bn:64,bk:16,tm:4,tn:4))").unwrap();
         assert_eq!(old, Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4)));
+    }
+
+    #[test]
+    fn coop_gemm_defaults_space_and_rules() {
+        for l in [
+            DeviceLimits::webgpu_default(),
+            DeviceLimits::desktop(),
+            DeviceLimits::h200(),
+        ] {
+            for m in [16u64, 1000, 4096] {
+                defaults::coop_gemm(1, m, m, &l).validate(&l).unwrap();
+            }
+        }
+        let d = DeviceLimits::h200();
+        let Schedule::CoopGemm(big) = defaults::coop_gemm(1, 4096, 4096, &d) else {
+            panic!("not a coop GEMM")
+        };
+        assert_eq!((big.bm, big.bn, big.subgroups(), big.threads()), (128, 128, 4, 128));
+        let Schedule::CoopGemm(small) = defaults::coop_gemm(1, 1024, 1024, &d) else {
+            panic!("not a coop GEMM")
+        };
+        assert_eq!((small.bm, small.bn), (64, 64));
+        let space = space::coop_gemm(&d);
+        assert!(
+            space.len() >= 12 && space.contains(&Schedule::CoopGemm(big)),
+            "{space:?}"
+        );
+        // RON written without vec_stage reads as single-f16 staging.
+        let old: Schedule = ron::from_str("CoopGemm((bm:64,bn:64,bk:32,sm:32,sn:32))").unwrap();
+        assert_eq!(old.to_string(), "coop_gemm(bm=64, bn=64, bk=32, sm=32, sn=32)");
+        let back: Schedule = ron::from_str(&ron::to_string(&Schedule::CoopGemm(big)).unwrap()).unwrap();
+        assert_eq!(back, Schedule::CoopGemm(big));
+        let bad = |p: CoopGemmParams| Schedule::CoopGemm(p).validate(&d).unwrap_err().reason;
+        assert!(bad(CoopGemmParams { bk: 24, ..big }).contains("multiples of the 16x16"));
+        assert!(bad(CoopGemmParams { sm: 48, ..big }).contains("not a multiple of the subgroup tile"));
+        assert!(bad(CoopGemmParams {
+            bn: 256,
+            bm: 256,
+            bk: 32,
+            ..big
+        })
+        .contains("maxComputeWorkgroupStorageSize"));
     }
 
     #[test]

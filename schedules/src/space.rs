@@ -53,20 +53,35 @@ pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
     out
 }
 
-/// Cooperative-matrix GEMM candidates: blocks of 64 to 256, bk 16 to 64, subgroup tiles of
-/// 32x32 to 64x64, 2 to 16 subgroups per workgroup.
+/// Cooperative-matrix GEMM candidates: nine tiles that fit 32 KiB of workgroup memory with 2 to
+/// 8 subgroups of at least 4 fragments each (128x256 and 256x128 blocks of 64x64 subgroup
+/// tiles with bk 16; 128x128 and 128x64 blocks of 64x32 or 64x64 tiles; 64x128 of 32x64;
+/// 64x64 with bk 64), each staging f16 scalars or vec4s.
 pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
+    let tiles = [
+        (128, 256, 16, 64, 64),
+        (256, 128, 16, 64, 64),
+        (128, 128, 16, 64, 64),
+        (128, 128, 32, 64, 32),
+        (128, 128, 32, 64, 64),
+        (128, 64, 32, 64, 32),
+        (64, 128, 32, 32, 64),
+        (128, 64, 64, 64, 32),
+        (64, 64, 64, 32, 32),
+    ];
     let mut out = Vec::new();
-    for bm in [64, 128, 256] {
-        for bn in [64, 128, 256] {
-            for bk in [16, 32, 64] {
-                for (sm, sn) in [(32, 32), (32, 64), (64, 32), (64, 64)] {
-                    let s = Schedule::CoopGemm(CoopGemmParams { bm, bn, bk, sm, sn });
-                    let subgroups = (bm / sm) * (bn / sn);
-                    if bm % sm == 0 && bn % sn == 0 && (2..=16).contains(&subgroups) && s.validate(limits).is_ok() {
-                        out.push(s);
-                    }
-                }
+    for vec_stage in [false, true] {
+        for (bm, bn, bk, sm, sn) in tiles {
+            let s = Schedule::CoopGemm(CoopGemmParams {
+                bm,
+                bn,
+                bk,
+                sm,
+                sn,
+                vec_stage,
+            });
+            if s.validate(limits).is_ok() {
+                out.push(s);
             }
         }
     }

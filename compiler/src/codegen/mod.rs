@@ -403,6 +403,14 @@ fn coop_gemm_context(
     ] {
         ctx.insert(name, &v);
     }
+    // Staged as vec4<f16>, every index and stride into the stages counts vec4s.
+    let unit = if p.vec_stage { 4 } else { 1 };
+    ctx.insert("vec_stage", &p.vec_stage);
+    ctx.insert("unit", &unit);
+    ctx.insert("a_row_s", &((p.bk + COOP_PAD) / unit));
+    ctx.insert("b_row_s", &((p.bn + COOP_PAD) / unit));
+    ctx.insert("a_len_s", &(p.bm * (p.bk + COOP_PAD) / unit));
+    ctx.insert("b_len_s", &(p.bk * (p.bn + COOP_PAD) / unit));
     let ksteps: Vec<u32> = (0..p.bk / COOP_FRAGMENT).map(|i| i * COOP_FRAGMENT).collect();
     ctx.insert("ksteps", &ksteps);
     ctx.insert("m", mnk[0]);
@@ -790,7 +798,15 @@ pub fn render(
                 && vec_slots.len() == 2
                 && (split || !epilogue_reads(draft, &vec_slots));
             if vec_path {
-                vec_operand_loads(vec_ops, *dtype, &mut ctx, &mut params, &mut helpers, in_dtypes, &mut fns);
+                vec_operand_loads(
+                    vec_ops,
+                    *dtype,
+                    &mut ctx,
+                    &mut params,
+                    &mut helpers,
+                    in_dtypes,
+                    &mut fns,
+                );
                 ctx.insert("vec_loads", &true);
                 ctx.insert("a_load", &Vec::<String>::new());
                 ctx.insert("b_load", &Vec::<String>::new());
@@ -851,7 +867,15 @@ pub fn render(
             let k_s = params.dim(&k, "k");
             let n_s = params.dim(&n, "n");
             let lines = matmul_batch_lines(&mut params, a, b);
-            vec_operand_loads(vec_ops, *dtype, &mut ctx, &mut params, &mut helpers, in_dtypes, &mut fns);
+            vec_operand_loads(
+                vec_ops,
+                *dtype,
+                &mut ctx,
+                &mut params,
+                &mut helpers,
+                in_dtypes,
+                &mut fns,
+            );
             for s in vec_slots {
                 if !vec4_inputs.contains(&s) {
                     vec4_inputs.push(s);

@@ -14,7 +14,7 @@
 //! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
 
 use kiln::compiler::lower::KernelBody;
-use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
+use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model, Precision};
 use kiln::convert::to_host;
 use kiln::ir::quant::{packed_tensor, quantize};
 use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
@@ -37,6 +37,9 @@ struct Case {
     latency: bool,
     /// Optimization level the case is compiled at.
     opt_level: u8,
+    /// `F16`: compiled with `--precision f16` (the cooperative-matrix GEMM variant where the
+    /// adapter supports it), and its result checked against an f64 reference.
+    precision: Precision,
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -69,7 +72,17 @@ fn gemm_case(m: usize, n: usize, k: usize) -> Case {
         })),
         latency: false,
         opt_level: 2,
+        precision: Precision::F32,
     }
+}
+
+/// [`gemm_case`] compiled with `--precision f16`: on an adapter with cooperative matrices the
+/// f16 variant runs (f16 operands, f32 accumulation), elsewhere the f32 kernel.
+fn gemm_f16_case(m: usize, n: usize, k: usize) -> Case {
+    let mut c = gemm_case(m, n, k);
+    c.name = format!("gemm f16 {m}x{n}x{k}");
+    c.precision = Precision::F16;
+    c
 }
 
 /// A matrix-vector product whose matrix is a weight, as in a decode step; its work is the bytes
@@ -115,6 +128,7 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
         }),
         latency: false,
         opt_level: 2,
+        precision: Precision::F32,
     }
 }
 
@@ -148,6 +162,7 @@ fn row_case(name: &str, op: Op, shape: &[usize], bytes: f64) -> Case {
         matmul_key: None,
         latency: false,
         opt_level: 2,
+        precision: Precision::F32,
     }
 }
 
@@ -174,6 +189,7 @@ fn layernorm_case(rows: usize, len: usize) -> Case {
         matmul_key: None,
         latency: false,
         opt_level: 2,
+        precision: Precision::F32,
     }
 }
 
@@ -208,6 +224,7 @@ fn conv_case(n: usize, c: usize, hw: usize, oc: usize) -> Case {
         matmul_key: None,
         latency: false,
         opt_level: 2,
+        precision: Precision::F32,
     }
 }
 
@@ -230,6 +247,7 @@ fn add_case(len: usize) -> Case {
         matmul_key: None,
         latency: false,
         opt_level: 2,
+        precision: Precision::F32,
     }
 }
 
@@ -267,6 +285,7 @@ fn attention_case(batch: usize, heads: usize, seq: usize, d: usize, opt_level: u
         matmul_key: None,
         latency: false,
         opt_level,
+        precision: Precision::F32,
     }
 }
 
@@ -280,6 +299,7 @@ fn demo_case(batch: usize) -> Case {
         matmul_key: None,
         latency: true,
         opt_level: 2,
+        precision: Precision::F32,
     }
 }
 
@@ -301,6 +321,7 @@ fn main() {
     let cases: Vec<Case> = if quick {
         vec![
             gemm_case(256, 256, 256),
+            gemm_f16_case(256, 256, 256),
             gemv_case(256, 256),
             conv_case(1, 16, 32, 16),
             add_case(1 << 20),
@@ -323,6 +344,9 @@ fn main() {
             gemm_case(1024, 1024, 1024),
             gemm_case(2048, 2048, 2048),
             gemm_case(4096, 4096, 4096),
+            gemm_f16_case(1024, 1024, 1024),
+            gemm_f16_case(2048, 2048, 2048),
+            gemm_f16_case(4096, 4096, 4096),
             // paraphrase-MiniLM-L3-v2's GEMMs at batch 1 x 128 (FFN down, QKV, FFN up, output
             // projection) and the FFN down at batch 32 x 128.
             gemm_case(128, 384, 1536),
@@ -389,7 +413,9 @@ fn main() {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
             let rows = if case.name.starts_with("gemv") { 1 } else { 0 };
-            let space = if case.name.starts_with("qgemm") {
+            let space = if case.precision == Precision::F16 {
+                space::coop_gemm(&target)
+            } else if case.name.starts_with("qgemm") {
                 space::quant_gemm(&target)
             } else if rows > 0 {
                 space::gemv(&target, rows)
@@ -403,7 +429,11 @@ fn main() {
         for schedule in schedules {
             let tuning = schedule.map(|s| {
                 let mut db = TuningDb::default();
-                let key = case.matmul_key.clone().expect("matmul case");
+                let mut key = case.matmul_key.clone().expect("matmul case");
+                if case.precision == Precision::F16 {
+                    // The cooperative-matrix variant's record (compiler::coop_variant).
+                    key = format!("coop {key}");
+                }
                 db.records.insert(
                     key,
                     TuningRecord {
@@ -480,9 +510,10 @@ fn bench_case(
         target: target.clone(),
         tuning,
         opt_level: case.opt_level,
+        precision: case.precision,
         ..Default::default()
     };
-    let m = compile_to_dir(&case.model, &opts, &dir.path().join("b")).map_err(|e| e.to_string())?;
+    compile_to_dir(&case.model, &opts, &dir.path().join("b")).map_err(|e| e.to_string())?;
     let bundle = Bundle::load(dir.path().join("b")).map_err(|e| e.to_string())?;
     let mut s = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| e.to_string())?;
     let host: HashMap<_, _> = case
@@ -499,6 +530,12 @@ fn bench_case(
     let t = s
         .bench_repeated("run", &host, iters, repeats)
         .map_err(|e| e.to_string())?;
+    let mut check = String::new();
+    if case.precision == Precision::F16 {
+        check = check_gemm(case, &mut s, &host)?;
+    }
+    // The kernels as they ran (with the variants the adapter supports).
+    let m = s.manifest().clone();
     let mut schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
     // A split-K GEMM's combine kernel carries the GEMM's schedule.
     schedules.dedup();
@@ -511,6 +548,47 @@ fn bench_case(
         median: t.median().as_secs_f64(),
         min: t.min().as_secs_f64(),
         repeats,
-        shape: format!("{}/{}", m.kernels.len(), m.programs[0].dispatches.len()),
+        shape: format!("{}/{}{check}", m.kernels.len(), m.programs[0].dispatches.len()),
     })
+}
+
+/// Runs a GEMM case once and compares 512 sampled elements of C with f64 references: one from
+/// the f32 inputs (the error f16 operands cause) and one from the inputs rounded to f16. A
+/// kernel with f16 operands and f32 accumulation must match the latter within Higham's bound
+/// for a K-term f32 dot product, `K * 2^-24 * sum |a_i b_i|` per element; a wrong layout or
+/// fragment is off by O(1). Returns the figures for the table; an element beyond the bound is
+/// an error.
+fn check_gemm(
+    case: &Case,
+    s: &mut Session,
+    host: &HashMap<String, kiln::runtime::HostTensor>,
+) -> Result<String, String> {
+    let out = s.run("run", host).map_err(|e| e.to_string())?;
+    let c = out[0].1.to_f32();
+    let (a, b) = (&case.inputs["a"], &case.inputs["b"]);
+    let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
+    let (a, b) = (a.to_f64(), b.to_f64());
+    let h = |v: f64| half::f16::from_f64(v).to_f64();
+    let (mut err32, mut err16, mut worst) = (0f64, 0f64, 0f64);
+    for t in 0..512u64 {
+        let (i, j) = ((t * 7919 % m as u64) as usize, (t * 104_729 % n as u64) as usize);
+        let (mut r32, mut r16, mut abs) = (0f64, 0f64, 0f64);
+        for p in 0..k {
+            let (x, y) = (a[i * k + p], b[p * n + j]);
+            r32 += x * y;
+            r16 += h(x) * h(y);
+            abs += (h(x) * h(y)).abs();
+        }
+        let got = c[i * n + j] as f64;
+        let bound = k as f64 * f64::powi(2.0, -24) * abs;
+        err32 = err32.max((got - r32).abs());
+        err16 = err16.max((got - r16).abs());
+        worst = worst.max((got - r16).abs() / bound);
+    }
+    let ran_coop = s.manifest().kernels.iter().any(|k| k.schedule.starts_with("coop_gemm"));
+    let text = format!(" max|err| {err32:.2e} vs f32 inputs, {err16:.2e} vs f16 inputs");
+    if ran_coop && worst > 1.0 {
+        return Err(format!("wrong result:{text} (beyond the f32 accumulation bound)"));
+    }
+    Ok(text)
 }

@@ -2,7 +2,8 @@
 """PyTorch (cuBLAS / cuDNN) baselines for the cases of `kiln_bench`, run on the same GPU in the
 same device command so that ratios are side by side.
 
-fp32 with TF32 disabled, so GEMMs are cuBLAS SGEMM. Each case is timed with CUDA events around
+fp32 with TF32 disabled, so GEMMs are cuBLAS SGEMM; the `gemm f16` cases are fp16 matmuls
+(cuBLAS HGEMM on tensor cores), beside Kiln's `--precision f16` GEMMs. Each case is timed with CUDA events around
 `repeats` back-to-back launches (enough for ~5 ms per timed iteration), median of 20 iterations
 after warm-up, reported per launch. Work units match kiln_bench: GFLOP/s for GEMM and conv,
 GB/s (bytes read + written) for memory-bound kernels.
@@ -47,6 +48,10 @@ def cases():
     for n in (1024, 2048, 4096):
         a, b = r(n, n), r(n, n)
         out.append((f"gemm f32 {n}x{n}x{n}", lambda a=a, b=b: a @ b, 2.0 * n**3, "GFLOP/s"))
+    # fp16 matmul (cuBLAS HGEMM on tensor cores), beside Kiln's `--precision f16` GEMMs.
+    for n in (1024, 2048, 4096):
+        a, b = r(n, n).half(), r(n, n).half()
+        out.append((f"gemm f16 {n}x{n}x{n}", lambda a=a, b=b: a @ b, 2.0 * n**3, "GFLOP/s"))
     # paraphrase-MiniLM-L3-v2's GEMMs at batch 1 x 128 and 32 x 128 (as in kiln_bench).
     for m, n, k in ((128, 384, 1536), (128, 1152, 384), (128, 1536, 384), (128, 384, 384),
                     (4096, 384, 1536), (4096, 1152, 384), (4096, 1536, 384)):

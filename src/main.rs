@@ -54,6 +54,11 @@ enum Command {
         /// Tuning records (RON) that override the analytic default schedules.
         #[arg(long)]
         tuning: Option<PathBuf>,
+        /// `f32` (default): every kernel computes in f32. `f16`: f32 GEMMs also ship an f16
+        /// variant on cooperative matrices (tensor cores), which the runtime runs where the
+        /// adapter supports it (f16 operands, f32 accumulation); elsewhere the f32 kernel runs.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+        precision: String,
         /// Freeze a graph input to the value in a .npy file, `NAME=FILE.npy` (repeatable): it
         /// becomes a compile-time constant (e.g. a Reshape shape or Slice starts given as an
         /// input) and the bundle no longer has that input.
@@ -309,6 +314,7 @@ fn run(cmd: Command) -> Result<()> {
             opt_level,
             target,
             tuning,
+            precision,
             freeze,
             dump,
             dump_after,
@@ -331,6 +337,7 @@ fn run(cmd: Command) -> Result<()> {
                 opt_level,
                 &target,
                 tuning.as_deref(),
+                precision.parse().map_err(|e: String| anyhow!(e))?,
                 dump,
             )
         }
@@ -481,6 +488,7 @@ fn compile_cmd(
     opt_level: u8,
     target: &str,
     tuning: Option<&Path>,
+    precision: compiler::Precision,
     dump: Option<compiler::passes::DumpOptions>,
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -507,6 +515,7 @@ fn compile_cmd(
                 target,
                 tuning,
                 dump,
+                precision,
             };
             let manifest = llm_cmd::compile_gguf(model, out, context, &opts)?;
             let dispatches: Vec<String> = manifest
@@ -544,6 +553,7 @@ fn compile_cmd(
         target,
         tuning,
         dump,
+        precision,
     };
     // The ONNX frontend already substituted --dim values; the graph has no such symbols left.
     let opts = CompileOptions {

@@ -538,3 +538,56 @@ fn layernorm_rows_cached_and_streamed_match_the_reference() {
         assert!(err < 1e-5, "layernorm {rows}x{len}: {err:e}");
     }
 }
+
+/// `--precision f16` ships a cooperative-matrix variant of the GEMM (bias and ReLU fused) that
+/// needs `shader-f16`, cooperative matrices and 32-wide subgroups, which lavapipe lacks: the
+/// bundle loads, the runtime says why it skips the variant, runs the f32 kernel, and the result
+/// equals the interpreter's (the f32 tolerance of this file; the f16 variant itself is checked
+/// on the H200 by `kiln_bench`).
+#[test]
+fn f16_variant_falls_back_to_the_f32_kernel_where_unsupported() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[96, 64]));
+    let w = g.add_const("w", Tensor::f32(vec![64, 128], values(64 * 128, 21)));
+    let bias = g.add_const("bias", Tensor::f32(vec![128], values(128, 22)));
+    let mm = g.add("mm", Op::MatMul, &[x, w]).unwrap();
+    let add = g.add("add", Op::Binary(BinaryOp::Add), &[mm, bias]).unwrap();
+    let y = g.add("relu", Op::Unary(UnaryOp::Relu), &[add]).unwrap();
+    g.add_output("y", y);
+    let model = Model {
+        name: "f16".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let opts = CompileOptions {
+        target: DeviceLimits::desktop(),
+        precision: kiln::compiler::Precision::F16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap();
+    assert_eq!(m.format_version, kiln::abi::FORMAT_VERSION);
+    let k = &m.kernels[0];
+    assert_eq!(k.variants.len(), 1, "{k:?}");
+    let v = &k.variants[0];
+    assert!(v.schedule.starts_with("coop_gemm("), "{v:?}");
+    assert!(v.requires.features.contains(&"wgpu-cooperative-matrix".to_string()));
+
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let runtime = kiln::runtime::Runtime::new().unwrap();
+    let why = runtime.variant_unsupported(&v.requires);
+    assert!(why.is_some(), "lavapipe runs cooperative matrices?");
+    assert_eq!(runtime.choose_variants(bundle.manifest()), vec![None]);
+    let mut s = Session::with_runtime(runtime, &bundle).unwrap();
+    let ran = &s.manifest().kernels[0];
+    assert_eq!(ran.schedule, k.schedule, "the f32 kernel runs");
+    assert!(ran.variants.is_empty() && s.manifest().requirements.features.is_empty());
+
+    let xt = Tensor::f32(vec![96, 64], values(96 * 64, 23));
+    let inputs = HashMap::from([("x".to_string(), xt.clone())]);
+    let want = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+    let host = HashMap::from([("x".to_string(), to_host(&xt, kiln::abi::ElemType::F32))]);
+    let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+    let err = rel_l2(&out["y"].to_f32(), &want["y"].to_f32());
+    assert!(err < 2e-5, "relative L2 error {err:e}");
+}

@@ -25,7 +25,7 @@ pub mod split_weights;
 pub use bundle::{write_bundle, CompiledBundle};
 pub use error::CompileError;
 pub use model::Model;
-pub use options::CompileOptions;
+pub use options::{CompileOptions, Precision};
 
 use codegen::RenderedKernel;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
@@ -232,11 +232,95 @@ pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits
     kiln_schedules::select::default_for(&workload(body), limits)
 }
 
+/// `--precision f16`: the cooperative-matrix variant of an f32 GEMM kernel, when it has
+/// constant dims (constant parameters and grid), no split-K, and operands the variant can read as vec4s. Its
+/// schedule is the tuning record under `coop <key>` when there is one, else the analytic
+/// default.
+fn coop_variant(
+    d: &KernelDraft,
+    base: &RenderedKernel,
+    g: &Graph,
+    opts: &CompileOptions,
+) -> Result<Option<RenderedKernel>, CompileError> {
+    let KernelBody::Gemm { dtype: DType::F32, .. } = &d.body else {
+        return Ok(None);
+    };
+    let constant = base.param_values.iter().all(|v| v.as_const().is_some());
+    if opts.precision != Precision::F16 || base.split.is_some() || !constant {
+        return Ok(None);
+    }
+    let Workload::Gemm { m, n, batch, .. } = workload(&d.body) else {
+        return Ok(None);
+    };
+    let key = format!("coop {}", tuning_key(&d.body));
+    let schedule = opts
+        .tuning
+        .as_ref()
+        .and_then(|db| db.records.get(&key))
+        .map(|r| r.schedule)
+        .filter(|s| matches!(s, Schedule::CoopGemm(_)))
+        .unwrap_or_else(|| kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target));
+    let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
+    match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
+        Ok(v) if v.param_names == base.param_names && v.grid.iter().all(|g| g.as_const().is_some()) => Ok(Some(v)),
+        Ok(_) => Ok(None),
+        Err(CompileError::Unsupported { msg, .. }) => {
+            log::debug!("no f16 variant for {}: {msg}", d.label);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `--precision f16` may give the draft a cooperative-matrix variant: an f32 GEMM
+/// with constant operand shapes ([`coop_variant`] decides).
+fn may_have_coop_variant(d: &KernelDraft, opts: &CompileOptions) -> bool {
+    let KernelBody::Gemm {
+        a,
+        b,
+        dtype: DType::F32,
+    } = &d.body
+    else {
+        return false;
+    };
+    opts.precision == Precision::F16 && a.iter().chain(b).all(|x| x.as_const().is_some())
+}
+
+/// The manifest entry of a cooperative-matrix GEMM variant rendered into `file`.
+fn coop_variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant {
+    let mut limits = BTreeMap::new();
+    if let Schedule::CoopGemm(p) = v.schedule {
+        limits.insert("maxComputeWorkgroupStorageSize".to_string(), p.workgroup_bytes() as u64);
+        limits.insert("maxComputeInvocationsPerWorkgroup".to_string(), p.threads() as u64);
+        limits.insert("maxComputeWorkgroupSizeX".to_string(), p.threads() as u64);
+    }
+    kiln_abi::KernelVariant {
+        file: file.to_string(),
+        workgroup_size: v.workgroup_size,
+        grid: v.grid.clone(),
+        schedule: v.schedule.to_string(),
+        schedule_params: ron::to_string(&v.schedule).unwrap_or_default(),
+        requires: kiln_abi::VariantRequirements {
+            features: vec!["shader-f16".into(), "wgpu-cooperative-matrix".into()],
+            cooperative_matrix: vec![kiln_abi::CoopMatrixConfig {
+                m: 16,
+                n: 16,
+                k: 16,
+                ab: ElemType::F16,
+                cr: ElemType::F32,
+            }],
+            subgroup_size: Some(kiln_schedules::COOP_SUBGROUP),
+            limits,
+        },
+    }
+}
+
 /// Workgroup memory a schedule uses, in bytes.
 fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
     match (s, body) {
         (Schedule::Gemm(p), _) => p.workgroup_bytes() as u64,
         (Schedule::Gemv(p), _) => p.workgroup_bytes() as u64,
+        (Schedule::CoopGemm(p), _) => p.workgroup_bytes() as u64,
         (
             Schedule::RowReduce(p),
             KernelBody::Reduce {
@@ -305,7 +389,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let selected: Vec<(Schedule, kiln_schedules::select::Source)> = drafts
         .iter()
         .map(|d| {
-            let w = draft_workload(d, &opts.target);
+            let mut w = draft_workload(d, &opts.target);
+            if let Workload::Gemm { split_k, .. } = &mut w {
+                // A kernel with an f16 variant must be one dispatch, as the variant is.
+                *split_k &= !may_have_coop_variant(d, opts);
+            }
             let key = tuning_key(&d.body);
             let (s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
@@ -324,6 +412,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let out_dtype = g.node(d.output).ty.dtype;
         rendered.push(codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?);
     }
+    let variants = drafts
+        .iter()
+        .zip(&rendered)
+        .map(|(d, r)| coop_variant(d, r, &g, opts))
+        .collect::<Result<Vec<_>, _>>()?;
     times.done("codegen");
 
     let mut plan = plan::plan(&g, &drafts);
@@ -345,7 +438,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let e = limits.entry(name.to_string()).or_insert(0);
         *e = (*e).max(v);
     };
-    for ((d, r), &(schedule, source)) in drafts.iter().zip(rendered).zip(&selected) {
+    for (((d, r), &(schedule, source)), variant) in drafts.iter().zip(rendered).zip(&selected).zip(variants) {
         let tuned = source == kiln_schedules::select::Source::Tuned;
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
@@ -367,6 +460,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                     schedule_params: ron::to_string(&r.schedule).unwrap_or_default(),
                     schedule_source: if tuned { "tuning" } else { "default" }.into(),
                     grid_splittable: r.grid_splittable,
+                    variants: Vec::new(),
                 });
                 sources.push((file, r.wgsl.clone()));
                 idx
@@ -399,6 +493,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 });
             }
             _ => {
+                if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
+                    let file = format!("kernels/k{k:03}_{}.wgsl", v.schedule.kind());
+                    kernels[k].variants.push(coop_variant_spec(&v, &file));
+                    sources.push((file, v.wgsl));
+                }
                 buffers.push(output);
                 dispatches.push(Dispatch {
                     kernel: k,
@@ -529,11 +628,9 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         .check_indices()
         .map_err(|e| CompileError::Internal(e.to_string()))?;
     manifest.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
-    for (k, (_, src)) in sources.iter().enumerate() {
-        manifest
-            .check_kernel_source(k, src)
-            .map_err(|e| CompileError::Internal(e.to_string()))?;
-    }
+    manifest
+        .check_sources(|f| sources.iter().find(|(file, _)| file == f).map(|(_, s)| s.as_str()))
+        .map_err(|e| CompileError::Internal(e.to_string()))?;
     times.done("manifest");
     log::info!("{}: pass times: {}", model.name, times.summary());
     Ok(CompiledBundle {

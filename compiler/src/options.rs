@@ -20,6 +20,34 @@ pub struct CompileOptions {
     pub tuning: Option<TuningDb>,
     /// Write intermediate forms (`kiln compile --dump`/`--dump-after`).
     pub dump: Option<crate::passes::DumpOptions>,
+    /// Arithmetic precision of the kernels: f32 only (the default), or f32 kernels plus f16
+    /// variants that the runtime picks where the adapter supports them (`--precision f16`).
+    pub precision: Precision,
+}
+
+/// Which arithmetic the bundle's kernels may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// Every kernel computes in f32 (storage is 32-bit in v1).
+    #[default]
+    F32,
+    /// Each f32 GEMM whose operands can be read as vec4s and whose dims are constant also
+    /// ships a cooperative-matrix variant (f16 operands, f32 accumulation: tensor cores),
+    /// which the runtime runs on adapters with `shader-f16`, cooperative matrices (16x16x16
+    /// f16 -> f32) and 32-wide subgroups; elsewhere the f32 kernel runs.
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            other => Err(format!("unknown precision '{other}' (expected f32 or f16)")),
+        }
+    }
 }
 
 impl Default for CompileOptions {
@@ -30,6 +58,7 @@ impl Default for CompileOptions {
             target: DeviceLimits::webgpu_default(),
             tuning: None,
             dump: None,
+            precision: Precision::F32,
         }
     }
 }

@@ -78,11 +78,10 @@ pub fn compile_programs(
     out.manifest
         .validate()
         .map_err(|e| CompileError::Internal(e.to_string()))?;
-    for (k, (_, src)) in out.kernel_sources.iter().enumerate() {
-        out.manifest
-            .check_kernel_source(k, src)
-            .map_err(|e| CompileError::Internal(e.to_string()))?;
-    }
+    let sources = &out.kernel_sources;
+    out.manifest
+        .check_sources(|f| sources.iter().find(|(file, _)| file == f).map(|(_, s)| s.as_str()))
+        .map_err(|e| CompileError::Internal(e.to_string()))?;
     Ok(out)
 }
 
@@ -179,9 +178,23 @@ fn merge_into(
                 let idx = om.kernels.len();
                 let kind = k.name.split_once('_').map(|(_, kind)| kind).unwrap_or("kernel");
                 let file = format!("kernels/k{idx:03}_{kind}.wgsl");
+                // Variants keep their sources under names derived from the merged kernel's.
+                let mut variants = Vec::with_capacity(k.variants.len());
+                for (vi, v) in k.variants.iter().enumerate() {
+                    let Some((_, vsrc)) = b.kernel_sources.iter().find(|(f, _)| *f == v.file) else {
+                        continue;
+                    };
+                    let vfile = format!("kernels/k{idx:03}_{kind}_v{vi}.wgsl");
+                    out.kernel_sources.push((vfile.clone(), vsrc.clone()));
+                    variants.push(kiln_abi::KernelVariant {
+                        file: vfile,
+                        ..v.clone()
+                    });
+                }
                 om.kernels.push(KernelSpec {
                     name: format!("k{idx:03}_{kind}"),
                     file: file.clone(),
+                    variants,
                     ..k.clone()
                 });
                 out.kernel_sources.push((file, src));

@@ -590,3 +590,114 @@ fn gemv_unrolled_by_eight_for_long_k() {
     assert!(src.contains("let b7 = ") && src.contains("unrolled by 8"), "{src}");
     insta::assert_snapshot!(src);
 }
+
+/// Compiles `build`'s graph at opt-level 2 with `--precision f16` and returns the bundle.
+fn compile_f16(build: impl FnOnce(&mut Graph) -> NodeId) -> kiln_compiler::CompiledBundle {
+    let mut g = Graph::new();
+    let out = build(&mut g);
+    g.add_output("out0", out);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let opts = CompileOptions {
+        precision: kiln_compiler::Precision::F16,
+        target: kiln_schedules::DeviceLimits::desktop(),
+        ..Default::default()
+    };
+    compile(&model, &opts).expect("compiles")
+}
+
+/// The WGSL of the bundle's cooperative-matrix variants, each checked to pass naga with f16 and
+/// cooperative matrices, to fail without cooperative matrices, and to write as SPIR-V (what
+/// wgpu's Vulkan backend does with it).
+fn coop_variants(b: &kiln_compiler::CompiledBundle) -> String {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let mut out = Vec::new();
+    for k in &b.manifest.kernels {
+        for v in &k.variants {
+            let src = &b
+                .kernel_sources
+                .iter()
+                .find(|(f, _)| *f == v.file)
+                .expect("variant source")
+                .1;
+            let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+            let caps = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+            assert!(
+                Validator::new(ValidationFlags::all(), caps).validate(&module).is_err(),
+                "validates without cooperative matrices"
+            );
+            let info = Validator::new(ValidationFlags::all(), caps | Capabilities::COOPERATIVE_MATRIX)
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+            let opts = naga::back::spv::Options {
+                lang_version: (1, 3),
+                ..Default::default()
+            };
+            let spv = naga::back::spv::write_vec(&module, &info, &opts, None).expect("writes SPIR-V");
+            assert!(spv.len() > 100);
+            out.push(format!("// ===== {}\n{src}", v.file));
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn gemm_coop_variant_with_bias_epilogue() {
+    // 200 x 256 x 96: M is not a multiple of the 64-row block, and a bias and ReLU follow, so
+    // fragments go through the subgroup's scratch fragment with bounds checks and the epilogue.
+    let b = compile_f16(|g| {
+        let a = input(g, "a", vec![Dim::c(200), Dim::c(96)]);
+        let w = input(g, "w", vec![Dim::c(96), Dim::c(256)]);
+        let bias = input(g, "bias", vec![Dim::c(256)]);
+        let mm = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
+        let b = g.add("bias_add", Op::Binary(BinaryOp::Add), &[mm, bias]).unwrap();
+        g.add("relu", Op::Unary(UnaryOp::Relu), &[b]).unwrap()
+    });
+    let k = &b.manifest.kernels[0];
+    assert_eq!(k.variants.len(), 1, "{k:?}");
+    let v = &k.variants[0];
+    assert!(
+        v.schedule.starts_with("coop_gemm(") && k.schedule.starts_with("gemm("),
+        "{k:?}"
+    );
+    let back: kiln_schedules::Schedule = ron::from_str(&v.schedule_params).unwrap();
+    assert_eq!(back.to_string(), v.schedule);
+    assert_eq!(
+        v.requires.features,
+        vec!["shader-f16".to_string(), "wgpu-cooperative-matrix".into()]
+    );
+    assert_eq!(v.requires.subgroup_size, Some(32));
+    // The base f32 kernel needs nothing beyond the target.
+    assert!(b.manifest.requirements.features.is_empty());
+    let src = coop_variants(&b);
+    assert_kernels(&src, "// Kiln GEMM kernel (cooperative matrices)", 1);
+    assert!(
+        src.contains("fn kiln_epilogue") && src.contains("c_sh[scratch + e]"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn gemm_coop_variant_direct_store_and_f32_default() {
+    // 256 x 256 x 64 in whole blocks with nothing after the product: fragments are stored
+    // straight to C.
+    let build = |g: &mut Graph| {
+        let a = input(g, "a", vec![Dim::c(256), Dim::c(64)]);
+        let w = input(g, "w", vec![Dim::c(64), Dim::c(256)]);
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    };
+    let src = coop_variants(&compile_f16(build));
+    assert_kernels(&src, "// Kiln GEMM kernel (cooperative matrices)", 1);
+    assert!(
+        src.contains("coopStoreT(acc_0_0, &out[") && !src.contains("c_sh"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+    // Without --precision f16 there is no variant.
+    let plain = wgsl(2, build);
+    assert!(!plain.contains("coop"), "{plain}");
+}

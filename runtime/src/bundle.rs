@@ -49,6 +49,8 @@ pub struct Bundle {
     dir: Option<PathBuf>,
     manifest: Manifest,
     wgsl: Vec<String>,
+    /// Per kernel, the WGSL of each of its variants.
+    variant_wgsl: Vec<Vec<String>>,
     shards: Vec<Vec<u8>>,
     /// Per weight (manifest order): shard index and byte range of its data in that shard.
     weights: Vec<(usize, Range<usize>)>,
@@ -97,6 +99,11 @@ pub fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
 pub fn verify_digests(manifest: &Manifest, digests: &HashMap<String, String>) -> Result<()> {
     for k in &manifest.kernels {
         require_listed(&manifest.files, &k.file, || format!("WGSL of kernel '{}'", k.name))?;
+        for (i, v) in k.variants.iter().enumerate() {
+            require_listed(&manifest.files, &v.file, || {
+                format!("WGSL of variant {i} of kernel '{}'", k.name)
+            })?;
+        }
     }
     for w in &manifest.weights {
         require_listed(&manifest.files, &w.file, || "weight shard".to_string())?;
@@ -178,22 +185,32 @@ impl Bundle {
             message,
         })?;
         let mut wgsl = Vec::with_capacity(manifest.kernels.len());
-        for k in &manifest.kernels {
+        let mut variant_wgsl = Vec::with_capacity(manifest.kernels.len());
+        let source = |k: &kiln_abi::KernelSpec, file: &str| -> Result<String> {
             let bytes = files
-                .get(k.file.as_str())
-                .ok_or_else(|| RuntimeError::MissingFile { file: k.file.clone() })?;
-            let src = String::from_utf8(bytes.clone()).map_err(|e| RuntimeError::Pipeline {
+                .get(file)
+                .ok_or_else(|| RuntimeError::MissingFile { file: file.to_string() })?;
+            String::from_utf8(bytes.clone()).map_err(|e| RuntimeError::Pipeline {
                 kernel: k.name.clone(),
-                file: k.file.clone(),
+                file: file.to_string(),
                 message: format!("WGSL file is not UTF-8: {e}"),
-            })?;
-            manifest
-                .check_kernel_source(wgsl.len(), &src)
-                .map_err(|e| RuntimeError::Manifest {
-                    path: mpath.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+            })
+        };
+        let bad = |e: kiln_abi::ManifestError| RuntimeError::Manifest {
+            path: mpath.to_path_buf(),
+            message: e.to_string(),
+        };
+        for (ki, k) in manifest.kernels.iter().enumerate() {
+            let src = source(k, &k.file)?;
+            manifest.check_kernel_source(ki, &src).map_err(bad)?;
             wgsl.push(src);
+            let mut variants = Vec::with_capacity(k.variants.len());
+            for (vi, v) in k.variants.iter().enumerate() {
+                let src = source(k, &v.file)?;
+                manifest.check_variant_source(ki, vi, &src).map_err(bad)?;
+                variants.push(src);
+            }
+            variant_wgsl.push(variants);
         }
 
         let mut shard_index: HashMap<&str, usize> = HashMap::new();
@@ -212,12 +229,17 @@ impl Bundle {
             let si = shard_index[w.file.as_str()];
             weights.push((si, locate_weight(w, &shards[si])?));
         }
-        let kernel_files: std::collections::HashSet<&str> = manifest.kernels.iter().map(|k| k.file.as_str()).collect();
+        let kernel_files: std::collections::HashSet<&str> = manifest
+            .kernels
+            .iter()
+            .flat_map(|k| std::iter::once(k.file.as_str()).chain(k.variants.iter().map(|v| v.file.as_str())))
+            .collect();
         files.retain(|name, _| !kernel_files.contains(name.as_str()));
         Ok(Bundle {
             dir: None,
             manifest,
             wgsl,
+            variant_wgsl,
             shards,
             weights,
             assets: files,
@@ -249,6 +271,11 @@ impl Bundle {
     /// WGSL source of kernel `kernel` (manifest order). Panics if out of range.
     pub fn wgsl(&self, kernel: usize) -> &str {
         &self.wgsl[kernel]
+    }
+
+    /// WGSL source of variant `variant` of kernel `kernel`. Panics if out of range.
+    pub fn variant_wgsl(&self, kernel: usize, variant: usize) -> &str {
+        &self.variant_wgsl[kernel][variant]
     }
 
     /// The verified bytes of a listed file that is neither a kernel nor a weight shard (e.g.

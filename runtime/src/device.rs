@@ -243,18 +243,112 @@ impl Runtime {
         Ok((features, limits))
     }
 
+    /// Why the adapter cannot run a kernel variant with requirements `r`, or `None` if it can:
+    /// every feature (by its WebGPU/wgpu name), every cooperative-matrix configuration, the
+    /// subgroup width and the limits.
+    pub fn variant_unsupported(&self, r: &kiln_abi::VariantRequirements) -> Option<String> {
+        for name in &r.features {
+            match wgpu::Features::from_str(name) {
+                Err(_) => return Some(format!("feature '{name}' is unknown to this runtime")),
+                Ok(f) if !self.adapter.features().contains(f) => {
+                    return Some(format!("the adapter lacks feature '{name}'"))
+                }
+                Ok(_) => {}
+            }
+        }
+        if !r.cooperative_matrix.is_empty() {
+            let have = self.adapter.cooperative_matrix_properties();
+            for c in &r.cooperative_matrix {
+                let scalar = |t: kiln_abi::ElemType| match t {
+                    kiln_abi::ElemType::F16 => Some(wgpu::CooperativeScalarType::F16),
+                    kiln_abi::ElemType::F32 => Some(wgpu::CooperativeScalarType::F32),
+                    kiln_abi::ElemType::I32 => Some(wgpu::CooperativeScalarType::I32),
+                    kiln_abi::ElemType::U32 => Some(wgpu::CooperativeScalarType::U32),
+                    _ => None,
+                };
+                let found = have.iter().any(|p| {
+                    (p.m_size, p.n_size, p.k_size) == (c.m, c.n, c.k)
+                        && Some(p.ab_type) == scalar(c.ab)
+                        && Some(p.cr_type) == scalar(c.cr)
+                });
+                if !found {
+                    return Some(format!(
+                        "the adapter reports no {}x{}x{} {}x{}->{} cooperative-matrix configuration",
+                        c.m,
+                        c.n,
+                        c.k,
+                        c.ab.name(),
+                        c.ab.name(),
+                        c.cr.name()
+                    ));
+                }
+            }
+        }
+        if let Some(w) = r.subgroup_size {
+            let (lo, hi) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
+            if (lo, hi) != (w, w) {
+                return Some(format!(
+                    "it assumes subgroups of {w}, the adapter's are {lo} to {hi} wide"
+                ));
+            }
+        }
+        let available = self.adapter.limits();
+        for (name, &need) in &r.limits {
+            match limit_get(&available, name) {
+                None => return Some(format!("limit '{name}' is unknown to this runtime")),
+                Some(have) if have < need => {
+                    return Some(format!("it needs {name} = {need}, the adapter offers {have}"))
+                }
+                Some(_) => {}
+            }
+        }
+        None
+    }
+
+    /// For each kernel of `manifest`, the first of its variants the adapter supports (`None`:
+    /// the kernel itself). Each decision is logged with its reason.
+    pub fn choose_variants(&self, manifest: &Manifest) -> Vec<Option<usize>> {
+        manifest
+            .kernels
+            .iter()
+            .map(|k| {
+                k.variants
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| match self.variant_unsupported(&v.requires) {
+                        None => {
+                            log::info!("kernel '{}': variant {i} ({})", k.name, v.schedule);
+                            Some(i)
+                        }
+                        Some(why) => {
+                            log::info!("kernel '{}': not variant {i} ({}): {why}", k.name, v.schedule);
+                            None
+                        }
+                    })
+            })
+            .collect()
+    }
+
     /// Checks `manifest`'s requirements and creates a device and queue for it. Timestamp
     /// queries are requested too whenever the adapter offers them (for
     /// `Session::profile_async`; they cost nothing unless used).
     pub(crate) async fn open(&self, manifest: &Manifest) -> Result<Gpu> {
         let (mut features, limits) = self.check_requirements(manifest)?;
         features |= self.adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let desc = wgpu::DeviceDescriptor {
+        let mut desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,
             required_limits: limits,
             ..Default::default()
         };
+        if features.intersects(wgpu::Features::all_experimental_mask()) {
+            // SAFETY: experimental features (cooperative matrices) are requested only for a
+            // kernel variant the adapter reports support for (its exact matrix configuration
+            // and subgroup width); the compiler validated the variant with naga for exactly
+            // these capabilities. wgpu asks callers to acknowledge that such features may
+            // still have implementation bugs.
+            desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = self
             .adapter
             .request_device(&desc)

@@ -314,7 +314,9 @@ impl Session {
 
     /// Like [`Session::create`] with an adapter already chosen.
     pub async fn create_with_runtime(runtime: Runtime, bundle: &Bundle) -> Result<Session> {
-        let manifest = bundle.manifest().clone();
+        // Each kernel runs as the best of its variants the adapter supports, else as itself.
+        let choice = runtime.choose_variants(bundle.manifest());
+        let manifest = bundle.manifest().with_variants(&choice);
         let t0 = Instant::now();
         let gpu = runtime.open(&manifest).await?;
         log::info!(
@@ -329,7 +331,11 @@ impl Session {
         let t1 = Instant::now();
         let mut pending = Vec::with_capacity(manifest.kernels.len());
         for (i, k) in manifest.kernels.iter().enumerate() {
-            pending.push(create_kernel(&gpu.device, k, bundle.wgsl(i)));
+            let wgsl = match choice[i] {
+                Some(v) => bundle.variant_wgsl(i, v),
+                None => bundle.wgsl(i),
+            };
+            pending.push(create_kernel(&gpu.device, k, wgsl));
         }
         let mut kernels = Vec::with_capacity(pending.len());
         for (kernel, scope) in pending {

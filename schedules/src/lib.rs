@@ -150,6 +150,61 @@ impl GemvParams {
     }
 }
 
+/// Lanes per subgroup the cooperative-matrix GEMM assumes: its subgroup index is the
+/// invocation index divided by this, so a variant using it requires an adapter whose subgroups
+/// are exactly this wide (NVIDIA's are).
+pub const COOP_SUBGROUP: u32 = 32;
+
+/// Side of the cooperative-matrix fragments (16x16x16, f16 x f16 -> f32).
+pub const COOP_FRAGMENT: u32 = 16;
+
+/// f16 GEMM on cooperative matrices (tensor cores): a workgroup of [`CoopGemmParams::subgroups`]
+/// subgroups of [`COOP_SUBGROUP`] lanes computes a `bm x bn` block of C. Each K-step stages a
+/// `bm x bk` block of A and a `bk x bn` block of B in workgroup memory, converted from the f32
+/// operands to f16 (the next step's operands are read into registers while this step
+/// computes); each subgroup multiplies its `sm x sn` sub-block as 16x16 fragments with f32
+/// accumulators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CoopGemmParams {
+    /// Block rows.
+    pub bm: u32,
+    /// Block columns.
+    pub bn: u32,
+    /// K chunk per stage (a multiple of 16).
+    pub bk: u32,
+    /// Rows of a subgroup's sub-block (a multiple of 16).
+    pub sm: u32,
+    /// Columns of a subgroup's sub-block (a multiple of 16).
+    pub sn: u32,
+    /// Stage the operands as `vec4<f16>` (one 8-byte workgroup store per 4 values, fragments
+    /// loaded with the stride in vec4s) instead of single f16 values.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vec_stage: bool,
+}
+
+/// f16 elements of padding after each staged row, so that the rows of a fragment fall in
+/// different memory banks (keeps every row 16-byte aligned, as cooperative loads require).
+pub const COOP_PAD: u32 = 8;
+
+impl CoopGemmParams {
+    /// Subgroups per workgroup.
+    pub fn subgroups(&self) -> u32 {
+        (self.bm / self.sm.max(1)) * (self.bn / self.sn.max(1))
+    }
+
+    /// Threads per workgroup.
+    pub fn threads(&self) -> u32 {
+        self.subgroups() * COOP_SUBGROUP
+    }
+
+    /// Workgroup memory: the f16 A and B stages (rows padded by [`COOP_PAD`]) and one 16x16 f32
+    /// fragment per subgroup for the epilogue.
+    pub fn workgroup_bytes(&self) -> u32 {
+        2 * (self.bm * (self.bk + COOP_PAD) + self.bk * (self.bn + COOP_PAD))
+            + 4 * COOP_FRAGMENT * COOP_FRAGMENT * self.subgroups()
+    }
+}
+
 /// The most K slices a split-K GEMM may use (each is unrolled into the combine kernel).
 pub const MAX_KSPLIT: u32 = 32;
 
@@ -164,6 +219,8 @@ pub enum Schedule {
     Gemm(GemmParams),
     /// Split-K matrix-vector product for few rows of A.
     Gemv(GemvParams),
+    /// f16 GEMM on cooperative matrices (an opt-in kernel variant, see docs/schedules.md).
+    CoopGemm(CoopGemmParams),
 }
 
 /// Why a schedule cannot run on a device.
@@ -184,6 +241,7 @@ impl Schedule {
             Schedule::RowReduce(_) => "row_reduce",
             Schedule::Gemm(_) => "gemm",
             Schedule::Gemv(_) => "gemv",
+            Schedule::CoopGemm(_) => "coop_gemm",
         }
     }
 
@@ -194,6 +252,7 @@ impl Schedule {
             Schedule::RowReduce(p) => p.workgroup_size,
             Schedule::Gemm(p) => p.threads(),
             Schedule::Gemv(p) => p.threads(),
+            Schedule::CoopGemm(p) => p.threads(),
         }
     }
 
@@ -277,6 +336,42 @@ impl Schedule {
                     ));
                 }
             }
+            Schedule::CoopGemm(p) => {
+                let f = COOP_FRAGMENT;
+                if [p.bm, p.bn, p.bk, p.sm, p.sn].iter().any(|v| *v == 0 || v % f != 0) {
+                    return fail(format!("tiles must be non-zero multiples of the {f}x{f} fragment"));
+                }
+                if p.bm % p.sm != 0 || p.bn % p.sn != 0 {
+                    return fail(format!(
+                        "block {}x{} is not a multiple of the subgroup tile {}x{}",
+                        p.bm, p.bn, p.sm, p.sn
+                    ));
+                }
+                let frags = (p.sm / f) * (p.sn / f);
+                if frags > 16 {
+                    return fail(format!("{frags} accumulator fragments per subgroup exceed 16"));
+                }
+                let loads = (p.bm + p.bn) * p.bk / 4;
+                if loads % p.threads() != 0 {
+                    return fail(format!(
+                        "{loads} vec4 operand loads per K-step do not divide among {} threads",
+                        p.threads()
+                    ));
+                }
+                if threads > limits.max_compute_workgroup_size_x {
+                    return fail(format!(
+                        "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
+                        limits.max_compute_workgroup_size_x
+                    ));
+                }
+                if p.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{} bytes of workgroup memory exceed maxComputeWorkgroupStorageSize = {}",
+                        p.workgroup_bytes(),
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
             Schedule::Gemv(p) => {
                 if [p.lanes, p.ksplit, p.rows].contains(&0) {
                     return fail("zero lanes, ksplit or rows".into());
@@ -323,6 +418,16 @@ impl fmt::Display for Schedule {
                 write!(f, ")")
             }
             Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
+            Schedule::CoopGemm(p) => write!(
+                f,
+                "coop_gemm(bm={}, bn={}, bk={}, sm={}, sn={}{})",
+                p.bm,
+                p.bn,
+                p.bk,
+                p.sm,
+                p.sn,
+                if p.vec_stage { ", v4" } else { "" }
+            ),
         }
     }
 }
@@ -400,6 +505,48 @@ mod tests {
         assert_eq!(back, s);
         let old: Schedule = ron::from_str("Gemm((bm:64,bn:64,bk:16,tm:4,tn:4))").unwrap();
         assert_eq!(old, Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4)));
+    }
+
+    #[test]
+    fn coop_gemm_defaults_space_and_rules() {
+        for l in [
+            DeviceLimits::webgpu_default(),
+            DeviceLimits::desktop(),
+            DeviceLimits::h200(),
+        ] {
+            for m in [16u64, 1000, 4096] {
+                defaults::coop_gemm(1, m, m, &l).validate(&l).unwrap();
+            }
+        }
+        let d = DeviceLimits::h200();
+        let Schedule::CoopGemm(big) = defaults::coop_gemm(1, 4096, 4096, &d) else {
+            panic!("not a coop GEMM")
+        };
+        assert_eq!((big.bm, big.bn, big.subgroups(), big.threads()), (128, 128, 4, 128));
+        let Schedule::CoopGemm(small) = defaults::coop_gemm(1, 1024, 1024, &d) else {
+            panic!("not a coop GEMM")
+        };
+        assert_eq!((small.bm, small.bn), (64, 64));
+        let space = space::coop_gemm(&d);
+        assert!(
+            space.len() >= 12 && space.contains(&Schedule::CoopGemm(big)),
+            "{space:?}"
+        );
+        // RON written without vec_stage reads as single-f16 staging.
+        let old: Schedule = ron::from_str("CoopGemm((bm:64,bn:64,bk:32,sm:32,sn:32))").unwrap();
+        assert_eq!(old.to_string(), "coop_gemm(bm=64, bn=64, bk=32, sm=32, sn=32)");
+        let back: Schedule = ron::from_str(&ron::to_string(&Schedule::CoopGemm(big)).unwrap()).unwrap();
+        assert_eq!(back, Schedule::CoopGemm(big));
+        let bad = |p: CoopGemmParams| Schedule::CoopGemm(p).validate(&d).unwrap_err().reason;
+        assert!(bad(CoopGemmParams { bk: 24, ..big }).contains("multiples of the 16x16"));
+        assert!(bad(CoopGemmParams { sm: 48, ..big }).contains("not a multiple of the subgroup tile"));
+        assert!(bad(CoopGemmParams {
+            bn: 256,
+            bm: 256,
+            bk: 32,
+            ..big
+        })
+        .contains("maxComputeWorkgroupStorageSize"));
     }
 
     #[test]

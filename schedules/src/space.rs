@@ -2,7 +2,7 @@
 //! profile. The tuner and the benchmark sweep draw from these; the analytic defaults are
 //! members of them.
 
-use crate::{defaults, DeviceLimits, GemmParams, GemvParams, Schedule};
+use crate::{defaults, CoopGemmParams, DeviceLimits, GemmParams, GemvParams, Schedule};
 
 /// Tiled GEMM candidates: blocks of 32 to 128, bk 8 to 32, scalar 2x2 and vec4 4x4 to 8x8
 /// thread tiles (each vec4 tile also double-buffered), keeping 64 to 256 threads per workgroup;
@@ -64,6 +64,41 @@ pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         let s = Schedule::Gemm(p);
         if s.validate(limits).is_ok() && !out.contains(&s) {
             out.push(s);
+        }
+    }
+    out
+}
+
+/// Cooperative-matrix GEMM candidates: nine tiles that fit 32 KiB of workgroup memory with 2 to
+/// 8 subgroups of at least 4 fragments each (128x256 and 256x128 blocks of 64x64 subgroup
+/// tiles with bk 16; 128x128 and 128x64 blocks of 64x32 or 64x64 tiles; 64x128 of 32x64;
+/// 64x64 with bk 64), each staging f16 scalars or vec4s.
+pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
+    let tiles = [
+        (128, 256, 16, 64, 64),
+        (256, 128, 16, 64, 64),
+        (128, 128, 16, 64, 64),
+        (128, 128, 32, 64, 32),
+        (128, 128, 32, 64, 64),
+        (128, 64, 32, 64, 32),
+        (64, 128, 32, 32, 64),
+        (128, 64, 64, 64, 32),
+        (64, 64, 64, 32, 32),
+    ];
+    let mut out = Vec::new();
+    for vec_stage in [false, true] {
+        for (bm, bn, bk, sm, sn) in tiles {
+            let s = Schedule::CoopGemm(CoopGemmParams {
+                bm,
+                bn,
+                bk,
+                sm,
+                sn,
+                vec_stage,
+            });
+            if s.validate(limits).is_ok() {
+                out.push(s);
+            }
         }
     }
     out

@@ -84,6 +84,7 @@ fn templates() -> &'static tera::Tera {
             ("scatter", include_str!("../../templates/scatter.wgsl")),
             ("gemm", include_str!("../../templates/gemm.wgsl")),
             ("gemm_vec4", include_str!("../../templates/gemm_vec4.wgsl")),
+            ("gemm_coop", include_str!("../../templates/gemm_coop.wgsl")),
             ("gemv", include_str!("../../templates/gemv.wgsl")),
             ("gemm_combine", include_str!("../../templates/gemm_combine.wgsl")),
             ("attention", include_str!("../../templates/attention.wgsl")),
@@ -338,6 +339,86 @@ fn gemm_template(p: &kiln_schedules::GemmParams) -> &'static str {
     } else {
         "gemm"
     }
+}
+
+/// Inserts `a_vec`/`b_vec` (and their `_e` closers) for GEMM operands read as vec4s: the
+/// input's vec4 array directly, or a prologue function `kiln_x{i}_v4(i)` added to `fns`.
+fn vec_operand_loads(
+    vec_ops: [Option<(usize, Option<Expr>)>; 2],
+    dtype: DType,
+    ctx: &mut tera::Context,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+    fns: &mut Vec<String>,
+) {
+    for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
+        let (slot, index) = op.expect("both operands are vec4-readable");
+        let (open, close) = match index {
+            None => (format!("in{slot}[("), ") / 4i]".to_string()),
+            Some(ix) => {
+                let mut w = index_writer(params, helpers, in_dtypes, "");
+                let (v, _) = w.emit(&ix);
+                let mut f = format!("fn kiln_x{i}_v4(i: i32) -> vec4<{}> {{\n", reg_ty(dtype));
+                for l in &w.lines {
+                    f.push_str(&format!("    {l}\n"));
+                }
+                f.push_str(&format!("    return in{slot}[{v} / 4i];\n}}"));
+                fns.push(f);
+                (format!("kiln_x{i}_v4("), ")".to_string())
+            }
+        };
+        ctx.insert(*name, &open);
+        ctx.insert(format!("{name}_e"), &close);
+    }
+}
+
+/// The cooperative-matrix GEMM template's sizes (tera has no integer division).
+fn coop_gemm_context(
+    ctx: &mut tera::Context,
+    p: &kiln_schedules::CoopGemmParams,
+    mnk: [&String; 3],
+    batch_lines: &[String],
+) {
+    use kiln_schedules::{COOP_FRAGMENT, COOP_PAD};
+    let threads = p.threads();
+    for (name, v) in [
+        ("bm", p.bm),
+        ("bn", p.bn),
+        ("bk", p.bk),
+        ("sm", p.sm),
+        ("sn", p.sn),
+        ("threads", threads),
+        ("subgroups", p.subgroups()),
+        ("sg_cols", p.bn / p.sn),
+        ("fm", p.sm / COOP_FRAGMENT),
+        ("fn", p.sn / COOP_FRAGMENT),
+        ("pad", COOP_PAD),
+        ("a_row", p.bk + COOP_PAD),
+        ("b_row", p.bn + COOP_PAD),
+        ("a_len", p.bm * (p.bk + COOP_PAD)),
+        ("b_len", p.bk * (p.bn + COOP_PAD)),
+        ("bk4", p.bk / 4),
+        ("bn4", p.bn / 4),
+        ("a_loads", p.bm * p.bk / 4 / threads),
+        ("b_loads", p.bk * p.bn / 4 / threads),
+    ] {
+        ctx.insert(name, &v);
+    }
+    // Staged as vec4<f16>, every index and stride into the stages counts vec4s.
+    let unit = if p.vec_stage { 4 } else { 1 };
+    ctx.insert("vec_stage", &p.vec_stage);
+    ctx.insert("unit", &unit);
+    ctx.insert("a_row_s", &((p.bk + COOP_PAD) / unit));
+    ctx.insert("b_row_s", &((p.bn + COOP_PAD) / unit));
+    ctx.insert("a_len_s", &(p.bm * (p.bk + COOP_PAD) / unit));
+    ctx.insert("b_len_s", &(p.bk * (p.bn + COOP_PAD) / unit));
+    let ksteps: Vec<u32> = (0..p.bk / COOP_FRAGMENT).map(|i| i * COOP_FRAGMENT).collect();
+    ctx.insert("ksteps", &ksteps);
+    ctx.insert("m", mnk[0]);
+    ctx.insert("n", mnk[1]);
+    ctx.insert("k", mnk[2]);
+    ctx.insert("batch_lines", batch_lines);
 }
 
 /// The body of a matmul's `kiln_epilogue(v, gm, gn, batch)` for the draft's fused epilogue
@@ -719,25 +800,15 @@ pub fn render(
                 && vec_slots.len() == 2
                 && (split || !epilogue_reads(draft, &vec_slots));
             if vec_path {
-                for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
-                    let (slot, index) = op.expect("both operands are vec4-readable");
-                    let (open, close) = match index {
-                        None => (format!("in{slot}[("), ") / 4i]".to_string()),
-                        Some(ix) => {
-                            let mut w = index_writer(&mut params, &mut helpers, in_dtypes, "");
-                            let (v, _) = w.emit(&ix);
-                            let mut f = format!("fn kiln_x{i}_v4(i: i32) -> vec4<{}> {{\n", reg_ty(*dtype));
-                            for l in &w.lines {
-                                f.push_str(&format!("    {l}\n"));
-                            }
-                            f.push_str(&format!("    return in{slot}[{v} / 4i];\n}}"));
-                            fns.push(f);
-                            (format!("kiln_x{i}_v4("), ")".to_string())
-                        }
-                    };
-                    ctx.insert(*name, &open);
-                    ctx.insert(format!("{name}_e"), &close);
-                }
+                vec_operand_loads(
+                    vec_ops,
+                    *dtype,
+                    &mut ctx,
+                    &mut params,
+                    &mut helpers,
+                    in_dtypes,
+                    &mut fns,
+                );
                 ctx.insert("vec_loads", &true);
                 ctx.insert("a_load", &Vec::<String>::new());
                 ctx.insert("b_load", &Vec::<String>::new());
@@ -776,6 +847,57 @@ pub fn render(
                 )?);
             }
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
+        }
+        (KernelBody::Gemm { a, b, dtype }, Schedule::CoopGemm(p)) if *dtype == DType::F32 => {
+            let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
+            // Both operands must be vec4-readable (as for the vec4 register tile), and the
+            // epilogue may not read them element-wise.
+            let by4 = |d: &Dim| d.as_const().is_some_and(|c| c % 4 == 0);
+            let vec_ops = [0, 1].map(|i| vec_operand(draft, i, *dtype, in_dtypes));
+            let vec_slots: Vec<usize> = vec_ops.iter().flatten().map(|(s, _)| *s).collect();
+            if !(by4(&k) && by4(&n) && vec_slots.len() == 2 && !epilogue_reads(draft, &vec_slots)) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "MatMul".into(),
+                    msg: format!(
+                        "{schedule} needs K and N multiples of 4 and both operands read as vec4s \
+                         (directly or through a layout-only prologue)"
+                    ),
+                });
+            }
+            let m_s = params.dim(&m, "m");
+            let k_s = params.dim(&k, "k");
+            let n_s = params.dim(&n, "n");
+            let lines = matmul_batch_lines(&mut params, a, b);
+            vec_operand_loads(
+                vec_ops,
+                *dtype,
+                &mut ctx,
+                &mut params,
+                &mut helpers,
+                in_dtypes,
+                &mut fns,
+            );
+            for s in vec_slots {
+                if !vec4_inputs.contains(&s) {
+                    vec4_inputs.push(s);
+                }
+            }
+            let epilogue = gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes);
+            // Fragments store straight to C when every block is whole and nothing follows.
+            let whole = |d: &Dim, t: u32| d.as_const().is_some_and(|c| c % t as i64 == 0);
+            let direct = epilogue.is_empty() && whole(&m, p.bm) && whole(&n, p.bn);
+            coop_gemm_context(&mut ctx, &p, [&m_s, &n_s, &k_s], &lines);
+            ctx.insert("n_u", &n.as_const().unwrap_or(0));
+            ctx.insert("epilogue", &epilogue);
+            ctx.insert("direct_store", &direct);
+            let batch = Dim::product(&batch_dims);
+            let grid = [
+                dim_expr(&n).cdiv(p.bn as i64),
+                dim_expr(&m).cdiv(p.bm as i64),
+                dim_expr(&batch),
+            ];
+            ("gemm_coop", [p.threads(), 1, 1], grid, false)
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() && draft.operands.is_empty() => {
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
@@ -1214,7 +1336,12 @@ pub fn render(
         &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers, &fns),
     );
     let wgsl = render_template(template, &ctx)?;
-    validate::validate_wgsl(&draft.label, &wgsl, limits)?;
+    let caps = match schedule {
+        // A variant kernel: validated with what its variant requires, not the target's features.
+        Schedule::CoopGemm(_) => validate::COOP_GEMM_CAPS,
+        _ => validate::target_caps(limits),
+    };
+    validate::validate_wgsl_with(&draft.label, &wgsl, caps)?;
     Ok(RenderedKernel {
         wgsl,
         workgroup_size,

@@ -17,8 +17,13 @@ pub use manifest::*;
 
 use sha2::{Digest, Sha256};
 
-/// Bundle format version written by this crate; loaders reject others.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bundle format version written by this crate. Version 3 added kernel variants
+/// ([`KernelVariant`]); a version-2 manifest is a version-3 one without them.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest bundle format version loaders still read; they reject versions outside
+/// `MIN_FORMAT_VERSION..=FORMAT_VERSION`.
+pub const MIN_FORMAT_VERSION: u32 = 2;
 
 /// File name of the manifest inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -299,6 +299,110 @@ pub struct KernelSpec {
     /// True if the kernel tolerates the runtime splitting a too-large X grid into X*Y
     /// (it reconstructs a linear workgroup index and bounds-checks it).
     pub grid_splittable: bool,
+    /// Alternative implementations of the same kernel (same bindings and parameters), best
+    /// first, each with what it needs from the adapter. The runtime takes the first variant
+    /// the adapter supports, else this kernel itself, which needs only the manifest's
+    /// `requirements`. A kernel with variants has constant parameters in every dispatch, and
+    /// each variant a constant grid (format version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<KernelVariant>,
+}
+
+/// One alternative implementation of a kernel: its own WGSL module, workgroup shape, grid and
+/// schedule, with the bindings, parameters and entry point of the kernel it belongs to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KernelVariant {
+    /// WGSL file, relative to the bundle dir.
+    pub file: String,
+    /// `@workgroup_size`.
+    pub workgroup_size: [u32; 3],
+    /// Workgroup counts (x, y, z) of every dispatch of the kernel when this variant runs.
+    pub grid: [SizeExpr; 3],
+    /// The schedule, as display text.
+    pub schedule: String,
+    /// The schedule as RON text of `kiln_schedules::Schedule`.
+    pub schedule_params: String,
+    /// What the adapter must offer for this variant.
+    pub requires: VariantRequirements,
+}
+
+/// What a [`KernelVariant`] needs from the adapter, beyond the manifest's `requirements`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct VariantRequirements {
+    /// WebGPU / wgpu feature names, e.g. `shader-f16`, `wgpu-cooperative-matrix`.
+    pub features: Vec<String>,
+    /// Cooperative-matrix configurations the adapter must report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cooperative_matrix: Vec<CoopMatrixConfig>,
+    /// Subgroup width the kernel assumes: the adapter's smallest and largest subgroup sizes
+    /// must both equal it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subgroup_size: Option<u32>,
+    /// Minimum values of WebGPU limits (as in [`Requirements::limits`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// A cooperative-matrix configuration: `C (m x n, cr) = A (m x k, ab) x B (k x n, ab) + C`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct CoopMatrixConfig {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of B and C.
+    pub n: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
+    /// Element type of A and B.
+    pub ab: ElemType,
+    /// Element type of the accumulator and result.
+    pub cr: ElemType,
+}
+
+impl Manifest {
+    /// The manifest as it runs with the variants in `choice` (per kernel, the index of its
+    /// chosen variant, or `None` for the kernel itself): a chosen variant replaces its kernel's
+    /// file, workgroup shape and schedule and the grid of every dispatch of the kernel, and its
+    /// features and limits join the requirements. No kernel of the result has variants.
+    pub fn with_variants(&self, choice: &[Option<usize>]) -> Manifest {
+        let mut m = self.clone();
+        for (ki, k) in self.kernels.iter().enumerate() {
+            let Some(v) = choice.get(ki).copied().flatten().and_then(|i| k.variants.get(i)) else {
+                m.kernels[ki].variants.clear();
+                continue;
+            };
+            m.kernels[ki] = k.with_variant(v);
+            for f in &v.requires.features {
+                if !m.requirements.features.contains(f) {
+                    m.requirements.features.push(f.clone());
+                }
+            }
+            for (name, value) in &v.requires.limits {
+                let e = m.requirements.limits.entry(name.clone()).or_insert(0);
+                *e = (*e).max(*value);
+            }
+            for p in &mut m.programs {
+                for d in p.dispatches.iter_mut().filter(|d| d.kernel == ki) {
+                    d.grid = v.grid.clone();
+                }
+            }
+        }
+        m
+    }
+}
+
+impl KernelSpec {
+    /// The kernel as it runs with variant `v`: the variant's file, workgroup shape and
+    /// schedule, this kernel's name, bindings and parameters, and no variants.
+    pub fn with_variant(&self, v: &KernelVariant) -> KernelSpec {
+        KernelSpec {
+            file: v.file.clone(),
+            workgroup_size: v.workgroup_size,
+            schedule: v.schedule.clone(),
+            schedule_params: v.schedule_params.clone(),
+            variants: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// One compute dispatch.
@@ -395,7 +499,7 @@ impl Manifest {
     /// Parses `manifest.json` text; errors say what is wrong.
     pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
         let m: Manifest = serde_json::from_str(text).map_err(|e| ManifestError::Malformed(e.to_string()))?;
-        if m.format_version != crate::FORMAT_VERSION {
+        if !(crate::MIN_FORMAT_VERSION..=crate::FORMAT_VERSION).contains(&m.format_version) {
             return Err(ManifestError::Version {
                 found: m.format_version,
                 supported: crate::FORMAT_VERSION,

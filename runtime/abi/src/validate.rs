@@ -33,6 +33,13 @@ impl Manifest {
             for (i, d) in p.dispatches.iter().enumerate() {
                 let at = || format!("manifest: program '{}' dispatch {i} ({})", p.name, d.label);
                 let k = &self.kernels[d.kernel];
+                if !k.variants.is_empty() && d.params.iter().any(|v| v.as_const().is_none()) {
+                    return Err(ManifestError::Structure(format!(
+                        "{}: kernel '{}' has variants, whose grids are constant, so its parameters must be constant too",
+                        at(),
+                        k.name
+                    )));
+                }
                 for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
                     let buf = &self.buffers[b];
                     if *kind == BindingKind::Storage
@@ -203,36 +210,70 @@ impl Manifest {
             .map_err(|msg| ManifestError::KernelSource { kernel, msg })
     }
 
+    /// [`Manifest::check_kernel_source`] for every kernel and kernel variant, with sources
+    /// looked up by file name (a missing source is an error).
+    pub fn check_sources<'a>(&self, source: impl Fn(&str) -> Option<&'a str>) -> Result<(), ManifestError> {
+        for (ki, k) in self.kernels.iter().enumerate() {
+            let missing = |file: &str| ManifestError::KernelSource {
+                kernel: ki,
+                msg: format!("no WGSL source for '{file}'"),
+            };
+            self.check_kernel_source(ki, source(&k.file).ok_or_else(|| missing(&k.file))?)?;
+            for (vi, v) in k.variants.iter().enumerate() {
+                self.check_variant_source(ki, vi, source(&v.file).ok_or_else(|| missing(&v.file))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Manifest::check_kernel_source`] for variant `variant` of kernel `kernel`, against the
+    /// kernel as it runs with that variant ([`KernelSpec::with_variant`]).
+    pub fn check_variant_source(&self, kernel: usize, variant: usize, wgsl: &str) -> Result<(), ManifestError> {
+        let k = self
+            .kernels
+            .get(kernel)
+            .and_then(|k| Some(k.with_variant(k.variants.get(variant)?)));
+        match k {
+            Some(k) => source_mismatch(&k, wgsl),
+            None => Err(format!("manifest has no variant {variant} of kernel {kernel}")),
+        }
+        .map_err(|msg| ManifestError::KernelSource { kernel, msg })
+    }
+
     fn kernel_source_mismatch(&self, kernel: usize, wgsl: &str) -> Result<(), String> {
         let k = self
             .kernels
             .get(kernel)
             .ok_or_else(|| format!("manifest has no kernel {kernel}"))?;
-        let at = || format!("kernel '{}' ({})", k.name, k.file);
-        let code = strip_comments(wgsl);
-        let ws = workgroup_size_of(&code).map_err(|e| format!("{}: {e}", at()))?;
-        if ws != k.workgroup_size {
-            return Err(format!(
-                "{}: the manifest says workgroup_size {:?}, the shader declares @workgroup_size{:?}",
-                at(),
-                k.workgroup_size,
-                ws
-            ));
-        }
-        if !has_fn(&code, &k.entry_point) {
-            return Err(format!("{}: the shader has no entry point fn {}", at(), k.entry_point));
-        }
-        let bindings = bindings_of(&code).map_err(|e| format!("{}: {e}", at()))?;
-        if bindings != k.bindings {
-            return Err(format!(
-                "{}: the manifest lists bindings {:?}, the shader declares {:?}",
-                at(),
-                k.bindings,
-                bindings
-            ));
-        }
-        Ok(())
+        source_mismatch(k, wgsl)
     }
+}
+
+fn source_mismatch(k: &KernelSpec, wgsl: &str) -> Result<(), String> {
+    let at = || format!("kernel '{}' ({})", k.name, k.file);
+    let code = strip_comments(wgsl);
+    let ws = workgroup_size_of(&code).map_err(|e| format!("{}: {e}", at()))?;
+    if ws != k.workgroup_size {
+        return Err(format!(
+            "{}: the manifest says workgroup_size {:?}, the shader declares @workgroup_size{:?}",
+            at(),
+            k.workgroup_size,
+            ws
+        ));
+    }
+    if !has_fn(&code, &k.entry_point) {
+        return Err(format!("{}: the shader has no entry point fn {}", at(), k.entry_point));
+    }
+    let bindings = bindings_of(&code).map_err(|e| format!("{}: {e}", at()))?;
+    if bindings != k.bindings {
+        return Err(format!(
+            "{}: the manifest lists bindings {:?}, the shader declares {:?}",
+            at(),
+            k.bindings,
+            bindings
+        ));
+    }
+    Ok(())
 }
 
 fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
@@ -260,6 +301,26 @@ fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
             "manifest: kernel '{}' has an empty entry point",
             k.name
         )));
+    }
+    for (i, v) in k.variants.iter().enumerate() {
+        if v.workgroup_size.contains(&0) {
+            return Err(ManifestError::Kernel(format!(
+                "manifest: variant {i} of kernel '{}': workgroup size {:?} has a zero",
+                k.name, v.workgroup_size
+            )));
+        }
+        if v.grid.iter().any(|g| g.as_const().is_none_or(|c| c < 0)) {
+            return Err(ManifestError::Kernel(format!(
+                "manifest: variant {i} of kernel '{}': grid {:?} is not constant and non-negative",
+                k.name, v.grid
+            )));
+        }
+        if v.file.is_empty() {
+            return Err(ManifestError::Kernel(format!(
+                "manifest: variant {i} of kernel '{}' has no file",
+                k.name
+            )));
+        }
     }
     Ok(())
 }
@@ -428,6 +489,76 @@ mod tests {
             "programs":[{"name":"run","dispatches":[{"kernel":0,"buffers":[0,1],"params":["n"],"grid":["cdiv(n, 64)",1,1],"label":"copy"}]}],
             "files":{}}"#;
         Manifest::from_json(m).unwrap()
+    }
+
+    /// [`spec`] with its dispatch's parameter bound to a constant and a variant of kernel 0
+    /// that needs a feature, with its own workgroup size and grid.
+    fn with_variant() -> Manifest {
+        let mut m = spec();
+        m.format_version = crate::FORMAT_VERSION;
+        m.programs[0].dispatches[0].params = vec![SizeExpr::c(256)];
+        m.kernels[0].variants.push(crate::KernelVariant {
+            file: "k0_v.wgsl".into(),
+            workgroup_size: [128, 1, 1],
+            grid: [SizeExpr::c(2), SizeExpr::c(1), SizeExpr::c(1)],
+            schedule: "fast".into(),
+            schedule_params: String::new(),
+            requires: crate::VariantRequirements {
+                features: vec!["shader-f16".into()],
+                limits: [("maxComputeWorkgroupStorageSize".to_string(), 20000)].into(),
+                ..Default::default()
+            },
+        });
+        m
+    }
+
+    #[test]
+    fn variants_read_back_and_apply() {
+        let m = with_variant();
+        m.validate().unwrap();
+        let back = Manifest::from_json(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        m.check_variant_source(0, 0, &WGSL.replace("(64, 1, 1)", "(128, 1, 1)"))
+            .unwrap();
+        assert!(m.check_variant_source(0, 0, WGSL).is_err(), "workgroup size differs");
+        // Without the variant: the manifest unchanged but for the empty variant list.
+        let plain = m.with_variants(&[None]);
+        assert!(plain.kernels[0].variants.is_empty());
+        assert_eq!(plain.programs, m.programs);
+        assert_eq!(plain.requirements, m.requirements);
+        // With it: the variant's file, workgroup, schedule and grid, and its requirements.
+        let v = m.with_variants(&[Some(0)]);
+        let k = &v.kernels[0];
+        assert_eq!(
+            (k.file.as_str(), k.workgroup_size, k.schedule.as_str()),
+            ("k0_v.wgsl", [128, 1, 1], "fast")
+        );
+        assert_eq!(
+            (k.name.as_str(), &k.bindings, &k.params),
+            ("k0", &m.kernels[0].bindings, &m.kernels[0].params)
+        );
+        assert_eq!(v.programs[0].dispatches[0].grid[0], SizeExpr::c(2));
+        assert_eq!(v.requirements.features, vec!["shader-f16".to_string()]);
+        assert_eq!(v.requirements.limits["maxComputeWorkgroupStorageSize"], 20000);
+    }
+
+    #[test]
+    fn variants_need_constant_grids_and_parameters() {
+        let mut m = with_variant();
+        m.kernels[0].variants[0].grid[0] = SizeExpr::parse("cdiv(n, 128)").unwrap();
+        assert!(m.validate().unwrap_err().to_string().contains("not constant"));
+        let mut m = with_variant();
+        m.programs[0].dispatches[0].params = vec![SizeExpr::parse("n").unwrap()];
+        assert!(m.validate().unwrap_err().to_string().contains("must be constant"));
+    }
+
+    #[test]
+    fn format_versions_two_and_three_are_read_others_refused() {
+        let text = serde_json::to_string(&spec()).unwrap();
+        for (v, ok) in [(1, false), (2, true), (3, true), (4, false)] {
+            let t = text.replacen("\"format_version\":2", &format!("\"format_version\":{v}"), 1);
+            assert_eq!(Manifest::from_json(&t).is_ok(), ok, "version {v}");
+        }
     }
 
     #[test]

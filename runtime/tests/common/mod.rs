@@ -90,6 +90,7 @@ pub fn kernel(m: &mut Manifest, name: &str, storage: &[bool], params: &[&str], w
         schedule_params: String::new(),
         schedule_source: "default".into(),
         grid_splittable: splittable,
+        variants: Vec::new(),
     });
     m.kernels.len() - 1
 }

@@ -181,6 +181,30 @@ mod tests {
         assert_eq!(s, Schedule::Gemm(crate::GemmParams::new(32, 32, 16, 2, 2)));
         let (s, _) = select(&q(1), "k", None, &d);
         assert!(matches!(s, Schedule::Gemv(_)), "{s}");
+        // A decode step's `probs · V` (3 query rows per KV head, one head's 64 columns, K the
+        // context): one 4x256 block per head walking all of K is latency-bound, so K is split.
+        for d in [DeviceLimits::desktop(), DeviceLimits::h200()] {
+            let pv = Workload::Gemm {
+                m: 3,
+                n: 64,
+                k: 1024,
+                batch: 3,
+                gemv: false,
+                split_k: true,
+            };
+            let (s, _) = select(&pv, "k", None, &d);
+            assert!(
+                matches!(s, Schedule::Gemm(p) if p.bm == 4 && p.ksplit >= 4),
+                "{s} on {}",
+                d.name
+            );
+            let (s, _) = select(&Workload::Gemm { split_k: false, ..pv }, "k", None, &d);
+            assert!(
+                matches!(s, Schedule::Gemm(p) if p.bm == 4 && p.ksplit == 1),
+                "{s} on {}",
+                d.name
+            );
+        }
         let l = DeviceLimits::desktop();
         let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
         assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));

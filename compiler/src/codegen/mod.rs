@@ -1373,7 +1373,7 @@ fn render_combine(
     ctx.insert("schedule", &schedule.to_string());
     ctx.insert("ty", reg_ty(DType::F32));
     ctx.insert("ksplit", &p.ksplit);
-    ctx.insert("partial", &0);
+    ctx.insert("partial", &in_dtypes.len());
     ctx.insert("wg", &COMBINE_WORKGROUP);
     ctx.insert("total", &params.dim(&total, "total"));
     ctx.insert("mn", &params.divisor(&mn, "mn"));

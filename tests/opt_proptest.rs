@@ -520,7 +520,8 @@ fn bert_layer_fuses_into_few_kernels_and_matches() {
     // QKV GEMM, attention, output GEMM (+residual), layer norm, FFN GEMM (+GELU), FFN GEMM
     // (+residual), decomposed layer norm: 2 mean reductions and its normalize/affine tail.
     // Opt-level 2 computes attention as QK^T GEMM, softmax (scale and mask as its prologue)
-    // and a GEMM with V: two more.
+    // and a GEMM with V, two more, unless a batch has at most 8 query rows (as here: then
+    // it is the same decode-schedule kernel as at level 3).
     assert!(l3 <= 9, "{l3} dispatches at opt-level 3");
     assert!(l2 <= l3 + 2, "{l2} dispatches at opt-level 2");
     assert!(l1 > l2 && l0 > l1, "levels 0 ({l0}) > 1 ({l1}) > 2 ({l2})");

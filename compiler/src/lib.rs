@@ -91,6 +91,14 @@ pub fn specialize(model: &Model, opts: &CompileOptions) -> Result<Graph, Compile
     Ok(g)
 }
 
+/// The K a GEMM's schedule is chosen for when K alone is symbolic (M, N and the batch are
+/// constant): a language model's context in a decode step, whose `probs · V` product has a few
+/// query rows and one head's columns, so only splitting K gives the GPU work. A typical
+/// compiled context; the split count is then fixed and each slice walks its share of the
+/// runtime K (`cdiv(K, ksplit)`, in whole K-steps), so a shorter context leaves the last slices
+/// empty and a longer one lengthens every slice.
+pub const SYMBOLIC_K_ESTIMATE: u64 = 1024;
+
 /// Estimated value of a dim for the analytic schedule model (symbols count as 64).
 fn estimate(d: &Dim) -> u64 {
     let b: kiln_ir::DimBindings = d.symbols().into_iter().map(|s| (s, 64)).collect();
@@ -146,6 +154,11 @@ pub fn workload(body: &KernelBody) -> Workload {
         KernelBody::Scatter { data, .. } => Workload::PerRow {
             rows: estimate(&Dim::product(data)),
         },
+        // The decode schedule (split over keys) has a thread per (row, value channel) and per
+        // (row, key) of a tile: an injective workgroup of 256 threads.
+        KernelBody::Attention { batch, sq, dv, .. } if codegen::decode_rows(sq).is_some() => Workload::Injective {
+            numel: estimate(&batch.mul(sq)) * *dv as u64,
+        },
         KernelBody::Attention { batch, sq, .. } => Workload::PerRow {
             rows: estimate(&batch.mul(sq)),
         },
@@ -170,16 +183,22 @@ pub fn workload(body: &KernelBody) -> Workload {
         KernelBody::Gemm { a, b, dtype } => {
             let (m, k, n, batch, ..) = codegen::gemm_dims(a, b);
             let batch = Dim::product(&batch);
-            // Split-K only for known sizes: with a symbolic dim the tile count is a guess and
-            // the partial sums grow with the symbol.
-            let known = [&m, &n, &k, &batch].iter().all(|d| d.as_const().is_some());
+            // Split-K needs a fixed count of partial sums: M, N and the batch constant. K may be
+            // symbolic (a decode step's `probs · V` over the context): each slice then walks its
+            // share of the runtime K, and the split is chosen for [`SYMBOLIC_K_ESTIMATE`].
+            let fixed = [&m, &n, &batch].iter().all(|d| d.as_const().is_some());
+            let k_est = if fixed && k.as_const().is_none() {
+                SYMBOLIC_K_ESTIMATE
+            } else {
+                estimate(&k)
+            };
             Workload::Gemm {
                 m: estimate(&m),
                 n: estimate(&n),
-                k: estimate(&k),
+                k: k_est,
                 batch: estimate(&batch),
                 gemv: *dtype == DType::F32,
-                split_k: *dtype == DType::F32 && known,
+                split_k: *dtype == DType::F32 && fixed,
             }
         }
         KernelBody::QGemm { x, n, k, .. } => Workload::QuantGemm {
@@ -329,9 +348,7 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
             },
         ) => 8 * p.workgroup_size as u64,
         (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
-        (Schedule::Injective(_), KernelBody::Attention { d, dv, .. }) => {
-            4 * codegen::ATTENTION_KEY_TILE as u64 * (*d + *dv) as u64
-        }
+        (Schedule::Injective(_), b @ KernelBody::Attention { .. }) => codegen::attention_workgroup_bytes(b),
         (Schedule::Injective(_), _) => 0,
     }
 }
@@ -472,7 +489,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         match (&r.split, partial) {
             // Split-K: partial sums into the shared partial-sum buffer, then the combine kernel.
             (Some(split), Some(partial)) => {
-                let c = register(&split.combine, "gemm_combine");
+                let kind = match d.body {
+                    KernelBody::Attention { .. } => "attention_combine",
+                    _ => "gemm_combine",
+                };
+                let c = register(&split.combine, kind);
                 let mut first = buffers.clone();
                 first.push(partial);
                 dispatches.push(Dispatch {
@@ -482,8 +503,12 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                     grid: r.grid.clone(),
                     label: format!("{} (split-K partial sums)", d.label),
                 });
-                need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 2);
-                buffers.extend([partial, output]);
+                if split.binds_inputs {
+                    need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 2);
+                    buffers.extend([partial, output]);
+                } else {
+                    buffers = vec![partial, output];
+                }
                 dispatches.push(Dispatch {
                     kernel: c,
                     buffers,

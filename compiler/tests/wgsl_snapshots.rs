@@ -459,9 +459,9 @@ fn gemm_vec4_loads_through_a_head_merge_prologue() {
 #[test]
 fn attention_tiled_over_keys() {
     // Opt-level 3: one kernel; keys and values staged in workgroup memory, scale as the score
-    // expression.
+    // expression. (12 query rows: up to 8 take the decode schedule, split over keys.)
     let src = wgsl(3, |g| {
-        let shape = vec![Dim::c(1), Dim::c(2), Dim::c(8), Dim::c(4)];
+        let shape = vec![Dim::c(1), Dim::c(2), Dim::c(12), Dim::c(4)];
         let q = input(g, "q", shape.clone());
         let k = input(g, "k", shape.clone());
         let v = input(g, "v", shape);

@@ -139,7 +139,8 @@ pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_
 /// The default GEMM schedule: the candidate of [`gemm_tiles`] (with K split 2 to
 /// [`MAX_KSPLIT`](crate::MAX_KSPLIT) ways when `split_k`) that is valid on `limits` and has
 /// the least [`gemm_seconds`]; a later candidate must be 3% faster to replace an earlier one.
-/// M <= 4 (a convolution with few output channels) gets a 4x256 block.
+/// M <= 4 (a convolution with few output channels, a decode step's attention) gets a 4x256
+/// block, with K split like the other tiles when `split_k`.
 ///
 /// A split keeps at least [`MIN_SPLIT_K_LEN`] of K per slice and its partial sums within one
 /// storage binding. What the model picks on the `h200` profile: 4096^3 and 2048^3 128x128x16
@@ -148,12 +149,16 @@ pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_
 /// all of K); 4096x384x1536 128x128 blocks with K split 2 ways.
 pub fn gemm_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
     let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams::new(bm, bn, bk, tm, tn));
-    if m <= 4 {
-        return first_valid([p(4, 256, 8, 1, 4)], limits);
-    }
+    // Few rows: the one 4x256 block, split over K when that pays (a decode step's attention
+    // products have 1-8 query rows per head and a long K).
+    let tiles = if m <= 4 {
+        vec![GemmParams::new(4, 256, 8, 1, 4)]
+    } else {
+        gemm_tiles()
+    };
     let partial_limit = limits.max_storage_buffer_binding_size;
     let mut best: Option<(GemmParams, f64)> = None;
-    for tile in gemm_tiles() {
+    for tile in tiles {
         for split in [1u32, 2, 4, 8, 16, 32] {
             if split > 1 {
                 let slice = k.div_ceil(split as u64);

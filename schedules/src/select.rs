@@ -196,6 +196,31 @@ mod tests {
                 "{n}x{k}: {s}"
             );
         }
+        // A decode step's `probs · V` (3 query rows per KV head, one head's 64 columns, K the
+        // context): one 4x256 block per head walking all of K is latency-bound, so K is split.
+        for d in [DeviceLimits::desktop(), DeviceLimits::h200()] {
+            let pv_split = |split_k| Workload::Gemm {
+                m: 3,
+                n: 64,
+                k: 1024,
+                batch: 3,
+                gemv: false,
+                split_k,
+            };
+            let pv = pv_split(true);
+            let (s, _) = select(&pv, "k", None, &d);
+            assert!(
+                matches!(s, Schedule::Gemm(p) if p.bm == 4 && p.ksplit >= 4),
+                "{s} on {}",
+                d.name
+            );
+            let (s, _) = select(&pv_split(false), "k", None, &d);
+            assert!(
+                matches!(s, Schedule::Gemm(p) if p.bm == 4 && p.ksplit == 1),
+                "{s} on {}",
+                d.name
+            );
+        }
         let l = DeviceLimits::desktop();
         let (s, _) = select(&Workload::RowReduce { rows: 8, len: 100 }, "k", None, &l);
         assert!(matches!(s, Schedule::RowReduce(p) if p.workgroup_size == 128));

@@ -38,7 +38,8 @@ pub struct RenderedKernel {
     pub schedule: Schedule,
     /// Whether the runtime may split a large X grid into X*Y.
     pub grid_splittable: bool,
-    /// A split-K GEMM: this kernel writes partial sums, and this second kernel adds them.
+    /// A split-K GEMM (or a decode attention kernel split over keys): this kernel writes
+    /// partial results, and this second kernel combines them.
     pub split: Option<SplitK>,
 }
 
@@ -56,13 +57,18 @@ pub fn kernel_identity(wgsl: &str) -> String {
     out
 }
 
-/// The second half of a split-K GEMM. The first kernel binds the draft's inputs and writes the
-/// partial-sum buffer in place of the output; the combine kernel binds the draft's inputs, then
-/// the partial-sum buffer, then the output.
+/// The second half of a split-K GEMM (or of the decode attention split over keys). The first
+/// kernel binds the draft's inputs and writes the partial-sum buffer in place of the output;
+/// the combine kernel binds the draft's inputs (when [`SplitK::binds_inputs`]), then the
+/// partial-sum buffer, then the output.
 #[derive(Clone, Debug)]
 pub struct SplitK {
     /// Bytes of the partial-sum buffer (`ksplit x batch x M x N` f32).
     pub partial_bytes: SizeExpr,
+    /// Whether the combine kernel binds the draft's inputs before the partial sums (a GEMM's
+    /// epilogue reads them); the decode attention's combine binds only the partial results
+    /// and the output.
+    pub binds_inputs: bool,
     /// The combine kernel.
     pub combine: Box<RenderedKernel>,
 }
@@ -88,6 +94,14 @@ fn templates() -> &'static tera::Tera {
             ("gemv", include_str!("../../templates/gemv.wgsl")),
             ("gemm_combine", include_str!("../../templates/gemm_combine.wgsl")),
             ("attention", include_str!("../../templates/attention.wgsl")),
+            (
+                "attention_decode",
+                include_str!("../../templates/attention_decode.wgsl"),
+            ),
+            (
+                "attention_combine",
+                include_str!("../../templates/attention_combine.wgsl"),
+            ),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
@@ -1061,6 +1075,45 @@ pub fn render(
             ];
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) if decode_rows(sq).is_some() => {
+            let rows = decode_rows(sq).expect("checked by the guard");
+            let splits = attention_splits(batch, sk, limits);
+            let wg = p.workgroup_size;
+            ctx.insert("wg", &wg);
+            ctx.insert("sq", &rows);
+            ctx.insert("sk", &params.dim(sk, "sk"));
+            ctx.insert("d", d);
+            ctx.insert("dv", dv);
+            ctx.insert("splits", &splits);
+            ctx.insert("bk", &DECODE_KEY_TILE);
+            ctx.insert("pairs", &(rows * *dv as u32).div_ceil(wg));
+            for (i, n) in ["xq", "xk", "xv"].iter().enumerate() {
+                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
+                ctx.insert(*n, &x);
+                ctx.insert(format!("{n}e"), &xe);
+            }
+            let score_lines = match &draft.epilogue {
+                Some(e) => {
+                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
+                    lines.remove(0);
+                    lines
+                }
+                None => Vec::new(),
+            };
+            ctx.insert("score_lines", &score_lines);
+            if splits > 1 {
+                split_k = Some(render_attention_combine(
+                    draft,
+                    schedule,
+                    [rows, *dv as u32, splits],
+                    batch,
+                    limits,
+                )?);
+            }
+            // x: the flattened batch; y: the key slices.
+            let grid = [dim_expr(batch), SizeExpr::c(splits as i64), SizeExpr::c(1)];
+            ("attention_decode", [wg, 1, 1], grid, false)
+        }
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) => {
             ctx.insert("wg", &p.workgroup_size);
             ctx.insert("sq", &params.divisor(sq, "sq"));
@@ -1358,6 +1411,107 @@ pub fn render(
 /// Threads per workgroup of a split-K combine kernel.
 const COMBINE_WORKGROUP: u32 = 256;
 
+/// Keys the decode attention kernel scores into workgroup memory at a time.
+pub const DECODE_KEY_TILE: u32 = 32;
+
+/// Most key slices of the decode attention kernel (each writes a partial result per row and
+/// channel that the combine kernel reads).
+pub const MAX_ATTENTION_SPLITS: u32 = 32;
+
+/// The query rows per batch of an attention kernel rendered with the decode schedule (split
+/// over keys, then combined): a constant count up to
+/// [`MAX_FEW_QUERY_ROWS`](crate::lower::anchor::MAX_FEW_QUERY_ROWS), a decode step's query
+/// heads per KV head. More rows (a prompt) take the one-thread-per-row kernel.
+pub fn decode_rows(sq: &Dim) -> Option<u32> {
+    sq.as_const()
+        .filter(|&r| r >= 1 && r as usize <= crate::lower::anchor::MAX_FEW_QUERY_ROWS)
+        .map(|r| r as u32)
+}
+
+/// Key slices of the decode attention kernel: the largest power of two up to
+/// [`MAX_ATTENTION_SPLITS`] that keeps `batch x slices` within two workgroups per compute unit
+/// of the target (a symbolic batch counts as 64), so a few KV heads still fill the GPU while
+/// the combine's reads stay small. The runtime key count is divided among them.
+///
+/// A constant key count keeps at least [`DECODE_KEY_TILE`] keys per slice (a short encoder
+/// sequence gets one slice, which writes the output directly with no combine dispatch).
+pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
+    let b: kiln_ir::DimBindings = batch.symbols().into_iter().map(|s| (s, 64)).collect();
+    let batch = batch.eval(&b).unwrap_or(64).max(1) as u64;
+    let mut room = (2 * limits.compute_units.max(1) as u64 / batch).max(1);
+    if let Some(keys) = sk.as_const() {
+        room = room.min((keys.max(1) as u64).div_ceil(DECODE_KEY_TILE as u64));
+    }
+    let mut s = 1u32;
+    while s * 2 <= MAX_ATTENTION_SPLITS && (s * 2) as u64 <= room {
+        s *= 2;
+    }
+    s
+}
+
+/// Workgroup memory of an attention kernel rendered with `wg`-thread workgroups, in bytes.
+pub fn attention_workgroup_bytes(body: &KernelBody) -> u64 {
+    match body {
+        KernelBody::Attention { sq, d, dv, .. } => match decode_rows(sq) {
+            Some(rows) => 4 * rows as u64 * (*d as u64 + DECODE_KEY_TILE as u64),
+            None => 4 * ATTENTION_KEY_TILE as u64 * (*d + *dv) as u64,
+        },
+        _ => 0,
+    }
+}
+
+/// The combine kernel of the decode attention schedule: one thread per output element rescales
+/// the slices' partial results (`[batch][slice][row][o.., max, sum]`, f32) to their common max
+/// and divides by the total sum. It binds only the partial results and the output.
+fn render_attention_combine(
+    draft: &KernelDraft,
+    schedule: Schedule,
+    [rows, dv, splits]: [u32; 3],
+    batch: &Dim,
+    limits: &DeviceLimits,
+) -> Result<SplitK, CompileError> {
+    let mut params = ParamSet::default();
+    let dtypes = [DType::F32];
+    let total = batch.mul(&Dim::c((rows * dv) as i64));
+    let mut ctx = tera::Context::new();
+    ctx.insert("label", &draft.label.replace('\n', " "));
+    ctx.insert("schedule", &format!("combine of {splits} key slices"));
+    ctx.insert("splits", &splits);
+    ctx.insert("sq", &rows);
+    ctx.insert("dv", &dv);
+    ctx.insert("partial", &0);
+    ctx.insert("wg", &COMBINE_WORKGROUP);
+    ctx.insert("total", &params.dim(&total, "total"));
+    ctx.insert(
+        "header",
+        &header(&params, &dtypes, &[], DType::F32, &BTreeSet::new(), &[]),
+    );
+    let wgsl = render_template("attention_combine", &ctx)?;
+    validate::validate_wgsl(&draft.label, &wgsl, limits)?;
+    let combine = RenderedKernel {
+        wgsl,
+        workgroup_size: [COMBINE_WORKGROUP, 1, 1],
+        bindings: bindings(dtypes.len()),
+        param_names: params.manifest_names(),
+        param_values: params.manifest_values(),
+        grid: [
+            dim_expr(&total).cdiv(COMBINE_WORKGROUP as i64),
+            SizeExpr::c(1),
+            SizeExpr::c(1),
+        ],
+        schedule,
+        grid_splittable: true,
+        split: None,
+    };
+    Ok(SplitK {
+        binds_inputs: false,
+        partial_bytes: dim_expr(batch)
+            .times((splits * rows * (dv + 2)) as i64)
+            .times(crate::plan::STORAGE_ELEM_BYTES),
+        combine: Box::new(combine),
+    })
+}
+
 /// The combine kernel of a split-K GEMM: one thread per element of C adds the `ksplit` partial
 /// sums and applies the draft's epilogue. It binds the draft's inputs (for the epilogue), then
 /// the partial-sum buffer.
@@ -1417,6 +1571,7 @@ fn render_combine(
         split: None,
     };
     Ok(SplitK {
+        binds_inputs: true,
         partial_bytes: dim_expr(&total)
             .times(p.ksplit as i64)
             .times(crate::plan::STORAGE_ELEM_BYTES),

@@ -13,7 +13,8 @@
 # which lets it take the -Z flags cargo-fuzz passes (sanitizer, coverage).
 #
 # The targets build in release mode (`-O`, as Kiln ships: no debug assertions, so an integer
-# overflow wraps as in the CLI) with AddressSanitizer. cargo-fuzz itself is installed from the
+# overflow wraps as in the CLI) with AddressSanitizer. They link only the crates they test
+# (kiln-compiler, kiln-abi, kiln-npy), never the GPU runtime. cargo-fuzz itself is installed from the
 # local cargo cache when it is there (machines without network), else from crates.io.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +57,9 @@ out = sys.argv[1]
 for i, (dt, shape) in enumerate([("<f4", (2, 3)), ("<f2", (4,)), ("<i8", (1, 5)), ("<i4", ()), ("|b1", (3,)), ("|u1", (2, 2))]):
     np.save(f"{out}/seed{i}.npy", np.arange(int(np.prod(shape)) if shape else 1).reshape(shape).astype(dt))
 PY
-KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q -p kiln-compiler --lib gguf_fuzz_seeds >/dev/null
+# --workspace, not -p kiln-compiler: the same features as scripts/test.sh's build, so nothing
+# is compiled again after it.
+KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q --workspace --lib gguf_fuzz_seeds >/dev/null
 
 "${fuzz[@]}" build -O
 for t in onnx_compile manifest npy gguf; do

@@ -7,54 +7,17 @@ use kiln_runtime::HostTensor;
 use npyz::WriterBuilder;
 use std::path::Path;
 
-/// Reads a C-order `.npy` file of f32, f16, i32, i64, u32, u8, i8 or bool.
+/// Reads a C-order `.npy` file of f32, f16, i32, i64, u32, u8, i8 or bool (decoded by
+/// [`kiln_npy::decode`]).
 pub fn read_npy(path: &Path) -> Result<HostTensor> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not a valid .npy file", path.display()))?;
-    if npy.order() != npyz::Order::C {
-        bail!(
-            "{}: Fortran-order arrays are not supported; save with np.ascontiguousarray",
-            path.display()
-        );
-    }
-    let shape: Vec<usize> = npy
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("{}: shape {:?} does not fit this machine", path.display(), npy.shape()))?;
-    // The header's shape must match the data that is there: checked before anything is
-    // allocated for it (a forged header cannot make the reader allocate or wrap around).
-    let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    let item = npy.dtype().num_bytes().unwrap_or(1).max(1);
-    let needed = elems.and_then(|n| n.checked_mul(item));
-    if needed.is_none_or(|n| n > bytes.len()) {
-        bail!(
-            "{}: the header's shape {:?} needs {} bytes of data, but the file has {} bytes in all",
-            path.display(),
-            shape,
-            needed.map_or("more than 2^64".to_string(), |n| n.to_string()),
-            bytes.len()
-        );
-    }
-    // `descr()` is the Python literal of the header's dtype, quotes included (`'<f4'`).
-    let descr = npy.dtype().descr();
-    let ctx = || format!("reading the data of {}", path.display());
-    let t = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
-        "f4" => HostTensor::from_f32(&shape, &npy.into_vec::<f32>().with_context(ctx)?),
-        "f2" => HostTensor::from_f16(&shape, &npy.into_vec::<f16>().with_context(ctx)?),
-        "i4" => HostTensor::from_i32(&shape, &npy.into_vec::<i32>().with_context(ctx)?),
-        "i8" => HostTensor::from_i64(&shape, &npy.into_vec::<i64>().with_context(ctx)?),
-        "u4" => HostTensor::from_u32(&shape, &npy.into_vec::<u32>().with_context(ctx)?),
-        "u1" => HostTensor::from_u8(&shape, &npy.into_vec::<u8>().with_context(ctx)?),
-        "i1" => HostTensor::from_i8(&shape, &npy.into_vec::<i8>().with_context(ctx)?),
-        "b1" => HostTensor::from_bool(&shape, &npy.into_vec::<bool>().with_context(ctx)?),
-        other => bail!(
-            "{}: dtype '{other}' is not supported (use float32, float16, int32, int64, uint32, uint8, int8 or bool)",
-            path.display()
-        ),
+    let a = match kiln_npy::decode(&bytes) {
+        Ok(a) => a,
+        Err(e @ kiln_npy::NpyError::Header(_)) => bail!("{} is {e}", path.display()),
+        Err(kiln_npy::NpyError::Data(e)) => bail!("reading the data of {}: {e}", path.display()),
+        Err(e) => bail!("{}: {e}", path.display()),
     };
-    Ok(t)
+    Ok(HostTensor::new(a.dtype, a.shape, a.data)?)
 }
 
 fn write_typed<T: npyz::AutoSerialize + Clone>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {

@@ -2,7 +2,7 @@
 //! never panic, abort (e.g. allocate for a forged count) or hang.
 #![no_main]
 
-use kiln::compiler::frontend::gguf::Gguf;
+use kiln_compiler::frontend::gguf::Gguf;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

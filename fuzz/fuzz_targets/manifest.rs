@@ -3,7 +3,7 @@
 //! size-expression evaluation and integrity check. Must never panic, abort or hang.
 #![no_main]
 
-use kiln::abi::{check_integrity, integrity_of, Bindings, Manifest};
+use kiln_abi::{check_integrity, integrity_of, Bindings, Manifest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

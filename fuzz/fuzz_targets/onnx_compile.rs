@@ -2,8 +2,8 @@
 //! error, never panic, abort or hang. Seeds: the test models (`scripts/fuzz.sh` writes them).
 #![no_main]
 
-use kiln::compiler::frontend::onnx::load_onnx_bytes;
-use kiln::compiler::{compile, CompileOptions};
+use kiln_compiler::frontend::onnx::load_onnx_bytes;
+use kiln_compiler::{compile, CompileOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -109,18 +109,24 @@ pub fn evaluate_with(
         }
     }
     let outputs: std::collections::HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();
+    let in_place = constants_read_in_place(g, &order, &outputs);
     let mut vals: HashMap<NodeId, Val> = HashMap::new();
     for id in order {
         let n = g.node(id);
         let ins_ids = g.inputs_of(id);
-        let val = {
+        if in_place.contains(&id) {
+            continue;
+        }
+        let err = |msg| IrError::Eval {
+            node: n.name.clone(),
+            op: n.op.name(),
+            msg,
+        };
+        let val = if let Some(v) = eval_in_place(g, &n.op, &ins_ids, &vals, &in_place) {
+            v.map_err(err)?
+        } else {
             let ins: Vec<&Val> = ins_ids.iter().map(|i| &vals[i]).collect();
             let in_dtypes: Vec<DType> = ins_ids.iter().map(|&i| g.node(i).ty.dtype).collect();
-            let err = |msg| IrError::Eval {
-                node: n.name.clone(),
-                op: n.op.name(),
-                msg,
-            };
             let out_shape: Vec<usize> =
                 n.ty.shape
                     .iter()
@@ -178,6 +184,77 @@ pub fn evaluate_with(
         .collect())
 }
 
+/// Whether `op` reads a constant at input `pos` straight from its tensor instead of from an
+/// f64 copy: QMatMul's and QGather's packed weight words and Gather's table (an LLM's embedding), the large
+/// constants that would otherwise be converted in full on every evaluation.
+fn reads_in_place(op: &Op, pos: usize, t: &Tensor) -> bool {
+    match op {
+        Op::QMatMul { .. } | Op::QGather { .. } => pos == 1 && matches!(t.data, crate::TensorData::U32(_)),
+        Op::Gather { .. } => pos == 0,
+        _ => false,
+    }
+}
+
+/// The constants that only in-place readers use (never a graph output): they get no f64 value.
+fn constants_read_in_place(
+    g: &Graph,
+    order: &[NodeId],
+    outputs: &std::collections::HashSet<NodeId>,
+) -> std::collections::HashSet<NodeId> {
+    let mut candidates = std::collections::HashSet::new();
+    let mut needs_value = std::collections::HashSet::new();
+    for &id in order {
+        for (pos, i) in g.inputs_of(id).into_iter().enumerate() {
+            match &g.node(i).op {
+                Op::Constant(t) if reads_in_place(&g.node(id).op, pos, t) => {
+                    candidates.insert(i);
+                }
+                _ => {
+                    needs_value.insert(i);
+                }
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .filter(|i| !needs_value.contains(i) && !outputs.contains(i))
+        .collect()
+}
+
+/// Evaluates a node whose constant input is read in place (see [`reads_in_place`]); `None`
+/// when it has none.
+fn eval_in_place(
+    g: &Graph,
+    op: &Op,
+    ins: &[NodeId],
+    vals: &HashMap<NodeId, Val>,
+    in_place: &std::collections::HashSet<NodeId>,
+) -> Option<Result<Val, String>> {
+    let constant = |pos: usize| match ins.get(pos).map(|i| (in_place.contains(i), &g.node(*i).op)) {
+        Some((true, Op::Constant(t))) => Some(t),
+        _ => None,
+    };
+    match op {
+        Op::QMatMul { block, n, k } => {
+            let crate::TensorData::U32(words) = &constant(1)?.data else {
+                return None;
+            };
+            Some(qmatmul(&vals[&ins[0]], words, *block, *n, *k))
+        }
+        Op::QGather { block, n, k } => {
+            let crate::TensorData::U32(words) = &constant(1)?.data else {
+                return None;
+            };
+            Some(qgather(&vals[&ins[0]], words, *block, *n, *k))
+        }
+        Op::Gather { axis } => {
+            let t = constant(0)?;
+            Some(gather(&t.shape, &vals[&ins[1]], *axis, |r| t.range_to_f64(r)))
+        }
+        _ => None,
+    }
+}
+
 fn eval_node(
     op: &Op,
     dtype: DType,
@@ -231,7 +308,7 @@ fn eval_node(
         Op::Transpose { perm } => transpose(ins[0], perm),
         Op::Slice { axes } => slice(ins[0], axes),
         Op::Concat { axis } => concat(ins, *axis),
-        Op::Gather { axis } => gather(ins[0], ins[1], *axis)?,
+        Op::Gather { axis } => gather(&ins[0].shape, ins[1], *axis, |r| ins[0].v[r].to_vec())?,
         Op::Expand { .. } => {
             let target = Val {
                 shape: out_shape.to_vec(),
@@ -243,8 +320,14 @@ fn eval_node(
         }
         Op::Softmax { axis, log } => softmax(ins[0], *axis, *log, dtype),
         Op::LayerNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
-        Op::QMatMul { block, n, k } => qmatmul(ins[0], ins[1], *block, *n, *k)?,
-        Op::QGather { block, n, k } => qgather(ins[0], ins[1], *block, *n, *k)?,
+        Op::QMatMul { block, n, k } => {
+            let words: Vec<u32> = ins[1].v.iter().map(|&v| v as u32).collect();
+            qmatmul(ins[0], &words, *block, *n, *k)?
+        }
+        Op::QGather { block, n, k } => {
+            let words: Vec<u32> = ins[1].v.iter().map(|&v| v as u32).collect();
+            qgather(ins[0], &words, *block, *n, *k)?
+        }
         Op::RmsNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
         Op::Sample => sample(ins[0], ins[1], ins[2]),
@@ -659,20 +742,47 @@ fn arg_reduce(x: &Val, max: bool, axis: usize, keep_dims: bool, select_last: boo
     Val { shape, v: out }
 }
 
-/// `x · Wᵀ` with W dequantized from its packed words; f64 accumulation of the f32 products,
-/// rounded to f32 once, like every other f32 op here.
-fn qmatmul(x: &Val, w: &Val, block: crate::BlockType, n: usize, k: usize) -> Result<Val, String> {
-    let words: Vec<u32> = w.v.iter().map(|&v| v as u32).collect();
-    let bytes = crate::quant::words_to_bytes(&words);
-    let wf = crate::quant::dequantize(block, &bytes, n * k).map_err(|e| e.to_string())?;
+/// `x · Wᵀ` with W dequantized from its packed words one block at a time; f64 accumulation of
+/// the f32 products in order along K, rounded to f32 once, like every other f32 op here.
+fn qmatmul(x: &Val, words: &[u32], block: crate::BlockType, n: usize, k: usize) -> Result<Val, String> {
+    let (elems, bb) = (block.block_elems(), block.block_bytes());
+    if !k.is_multiple_of(elems) {
+        return Err(format!(
+            "K = {k} is not a whole number of {elems}-element {block:?} blocks"
+        ));
+    }
+    let per_row = k / elems;
+    let need = n * per_row * bb;
+    if words.len() * 4 < need {
+        return Err(format!(
+            "{n} x {k} {block:?} weights need {need} bytes, the packed tensor has {}",
+            words.len() * 4
+        ));
+    }
+    let byte = |p: usize| (words[p / 4] >> (8 * (p % 4))) as u8;
     let rows = x.v.len() / k.max(1);
-    let mut out = Vec::with_capacity(rows * n);
-    for r in 0..rows {
-        let xr = &x.v[r * k..(r + 1) * k];
-        for j in 0..n {
-            let wr = &wf[j * k..(j + 1) * k];
-            let s: f64 = xr.iter().zip(wr).map(|(&a, &b)| a * b as f64).sum();
-            out.push(s as f32 as f64);
+    let mut out = vec![0.0; rows * n];
+    let mut acc = vec![0.0f64; rows];
+    let (mut packed, mut w) = (vec![0u8; bb], vec![0.0f32; elems]);
+    for j in 0..n {
+        acc.fill(0.0);
+        for b in 0..per_row {
+            let start = (j * per_row + b) * bb;
+            for (i, v) in packed.iter_mut().enumerate() {
+                *v = byte(start + i);
+            }
+            crate::quant::dequantize_block(block, &packed, &mut w);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xs = &x.v[r * k + b * elems..r * k + (b + 1) * elems];
+                let mut s = *a;
+                for (&xv, &wv) in xs.iter().zip(&w) {
+                    s += xv * wv as f64;
+                }
+                *a = s;
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            out[r * n + j] = *a as f32 as f64;
         }
     }
     let mut shape = x.shape.clone();
@@ -683,9 +793,8 @@ fn qmatmul(x: &Val, w: &Val, block: crate::BlockType, n: usize, k: usize) -> Res
 }
 
 /// Rows `idx` of the packed `[n, k]` table `w`, each decoded on its own (rows are whole blocks).
-fn qgather(idx: &Val, w: &Val, block: crate::BlockType, n: usize, k: usize) -> Result<Val, String> {
-    let words: Vec<u32> = w.v.iter().map(|&v| v as u32).collect();
-    let bytes = crate::quant::words_to_bytes(&words);
+fn qgather(idx: &Val, words: &[u32], block: crate::BlockType, n: usize, k: usize) -> Result<Val, String> {
+    let bytes = crate::quant::words_to_bytes(words);
     let row_bytes = k / block.block_elems().max(1) * block.block_bytes();
     let mut v = Vec::with_capacity(idx.v.len() * k);
     for &i in &idx.v {
@@ -829,10 +938,17 @@ fn concat(ins: &[&Val], axis: usize) -> Val {
     Val { shape, v }
 }
 
-fn gather(data: &Val, idx: &Val, axis: usize) -> Result<Val, String> {
-    let outer: usize = data.shape[..axis].iter().product();
-    let n = data.shape[axis];
-    let inner: usize = data.shape[axis + 1..].iter().product();
+/// Gather along `axis` of data of shape `data_shape`; `read` gives the data's elements at a
+/// range of flat positions.
+fn gather(
+    data_shape: &[usize],
+    idx: &Val,
+    axis: usize,
+    read: impl Fn(std::ops::Range<usize>) -> Vec<f64>,
+) -> Result<Val, String> {
+    let outer: usize = data_shape[..axis].iter().product();
+    let n = data_shape[axis];
+    let inner: usize = data_shape[axis + 1..].iter().product();
     let mut v = Vec::with_capacity(outer * idx.v.len() * inner);
     for o in 0..outer {
         for &i in &idx.v {
@@ -841,12 +957,12 @@ fn gather(data: &Val, idx: &Val, axis: usize) -> Result<Val, String> {
                 return Err(format!("index {i} out of range for axis {axis} of size {n}"));
             }
             let base = (o * n + k as usize) * inner;
-            v.extend_from_slice(&data.v[base..base + inner]);
+            v.extend(read(base..base + inner));
         }
     }
-    let mut shape = data.shape[..axis].to_vec();
+    let mut shape = data_shape[..axis].to_vec();
     shape.extend_from_slice(&idx.shape);
-    shape.extend_from_slice(&data.shape[axis + 1..]);
+    shape.extend_from_slice(&data_shape[axis + 1..]);
     Ok(Val { shape, v })
 }
 
@@ -1049,6 +1165,7 @@ fn scatter_nd(ins: &[&Val], reduction: crate::ScatterReduction, dtype: DType) ->
 #[cfg(test)]
 mod tests {
     use super::erf;
+    use std::collections::HashMap;
 
     #[test]
     fn erf_matches_known_values_and_terminates_at_zero() {
@@ -1073,6 +1190,57 @@ mod tests {
         assert_eq!(out["y"].shape, vec![0, 2, 4]);
         assert_eq!(out["y"].numel(), 0);
         assert_eq!(out["y"].dtype(), DType::F32);
+    }
+
+    /// Constants read in place (QMatMul's packed words, Gather's table) give exactly what the
+    /// same tensors give as graph inputs, which go through the f64 values; Q4_0 and Q8_0 blocks
+    /// (18 and 34 bytes) straddle word boundaries.
+    #[test]
+    fn constants_read_in_place_equal_the_same_tensors_as_inputs() {
+        use crate::{quant, BlockType, DType, Graph, Op, Tensor, TensorType};
+        let (n, k, rows) = (5, 96, 3);
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 13 % 29) as f32 - 14.0) / 6.0).collect();
+        let x = Tensor::f32(vec![rows, k], (0..rows * k).map(|i| (i as f32 * 0.11).cos()).collect());
+        let table = Tensor::f32(vec![7, 4], (0..28).map(|i| i as f32 * 0.5 - 3.0).collect());
+        let idx = Tensor::i32(vec![2, 2], vec![6, 0, -1, 3]);
+        for block in [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0] {
+            let packed = quant::packed_tensor(block, n, k, &quant::quantize(block, &w).unwrap()).unwrap();
+            let build = |as_input: bool| {
+                let mut g = Graph::new();
+                let xi = g.add_input("x", TensorType::new(DType::F32, &[rows, k]));
+                let ii = g.add_input("i", TensorType::new(DType::I32, &[2, 2]));
+                let (wq, t) = if as_input {
+                    (
+                        g.add_input("wq", packed.ty()),
+                        g.add_input("t", TensorType::new(DType::F32, &[7, 4])),
+                    )
+                } else {
+                    (g.add_const("wq", packed.clone()), g.add_const("t", table.clone()))
+                };
+                let y = g.add("y", Op::QMatMul { block, n, k }, &[xi, wq]).unwrap();
+                let e = g.add("e", Op::Gather { axis: 0 }, &[t, ii]).unwrap();
+                g.add_output("y", y);
+                g.add_output("e", e);
+                g
+            };
+            let mut inputs: HashMap<String, Tensor> = [("x".into(), x.clone()), ("i".into(), idx.clone())].into();
+            let consts = super::evaluate(&build(false), &inputs).unwrap();
+            inputs.insert("wq".into(), packed.clone());
+            inputs.insert("t".into(), table.clone());
+            let plain = super::evaluate(&build(true), &inputs).unwrap();
+            assert_eq!(consts["y"], plain["y"], "{block:?}");
+            assert_eq!(consts["e"], plain["e"]);
+            assert_eq!(plain["e"].to_f32()[..4], table.to_f32()[24..28]);
+            // And both equal the product with the whole matrix dequantized up front.
+            let wq = quant::dequantize(block, &quant::quantize(block, &w).unwrap(), n * k).unwrap();
+            let xv = x.to_f32();
+            for r in 0..rows {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|p| xv[r * k + p] as f64 * wq[j * k + p] as f64).sum();
+                    assert_eq!(consts["y"].to_f32()[r * n + j], want as f32, "{block:?} {r},{j}");
+                }
+            }
+        }
     }
 
     #[test]

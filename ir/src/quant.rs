@@ -166,8 +166,9 @@ pub fn q4k_scale_min(scales: &[u8], j: usize) -> (u8, u8) {
     }
 }
 
-/// Decodes one block (`block.block_bytes()` bytes) into `block.block_elems()` values.
-fn dequantize_block(block: BlockType, b: &[u8], out: &mut [f32]) {
+/// Decodes one block (`block.block_bytes()` bytes) into `block.block_elems()` values, exactly
+/// as [`dequantize`] decodes each block; panics if `b` or `out` is shorter than that.
+pub fn dequantize_block(block: BlockType, b: &[u8], out: &mut [f32]) {
     match block {
         BlockType::F32 => out[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         BlockType::F16 => out[0] = f16_at(b, 0),

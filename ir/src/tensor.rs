@@ -163,14 +163,29 @@ impl Tensor {
 
     /// All elements as exact f64 values.
     pub fn to_f64(&self) -> Vec<f64> {
+        let len = match &self.data {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+            TensorData::Bool(v) => v.len(),
+        };
+        self.range_to_f64(0..len)
+    }
+
+    /// The elements at flat (row-major) positions `range` as exact f64 values; panics if the
+    /// range is out of bounds.
+    pub fn range_to_f64(&self, range: std::ops::Range<usize>) -> Vec<f64> {
         match &self.data {
-            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-            TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::U32(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+            TensorData::F32(v) => v[range].iter().map(|&x| x as f64).collect(),
+            TensorData::F16(v) => v[range].iter().map(|x| x.to_f64()).collect(),
+            TensorData::I32(v) => v[range].iter().map(|&x| x as f64).collect(),
+            TensorData::U32(v) => v[range].iter().map(|&x| x as f64).collect(),
+            TensorData::I8(v) => v[range].iter().map(|&x| x as f64).collect(),
+            TensorData::U8(v) => v[range].iter().map(|&x| x as f64).collect(),
+            TensorData::Bool(v) => v[range].iter().map(|&x| x as u8 as f64).collect(),
         }
     }
 

@@ -29,6 +29,12 @@ use std::collections::{HashMap, HashSet};
 /// Most injective ancestors a producer may have and still be duplicated into several users.
 const MAX_DUPLICATED_CONE: usize = 8;
 
+/// Most intermediate tensors (not constants) a duplicated producer may read. Each user that
+/// recomputes the producer reads all of them, so they all stay live until its last user: a
+/// residual stream's running sum duplicated into every norm would keep each layer's output
+/// alive to the end of the model (and re-read it in every later layer).
+const MAX_DUPLICATED_SOURCES: usize = 2;
+
 /// Largest head dim the attention kernel holds in registers (one query row per thread).
 pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
 
@@ -235,6 +241,7 @@ impl Former<'_> {
             return d;
         }
         let mut seen = HashSet::new();
+        let mut sources = HashSet::new();
         let mut stack = vec![p];
         let mut ok = true;
         while let Some(n) = stack.pop() {
@@ -242,16 +249,21 @@ impl Former<'_> {
                 continue;
             }
             let op = &self.g.node(n).op;
-            if !is_cheap(op) || seen.len() > MAX_DUPLICATED_CONE {
+            if !is_cheap(op) || seen.len() > MAX_DUPLICATED_CONE || sources.len() > MAX_DUPLICATED_SOURCES {
                 ok = false;
                 break;
             }
             for i in self.g.inputs_of(n) {
-                if is_injective(&self.g.node(i).op) {
-                    stack.push(i);
+                match &self.g.node(i).op {
+                    op if is_injective(op) => stack.push(i),
+                    Op::Constant(_) => {}
+                    _ => {
+                        sources.insert(i);
+                    }
                 }
             }
         }
+        ok &= sources.len() <= MAX_DUPLICATED_SOURCES;
         self.duplicable.insert(p, ok);
         ok
     }
@@ -1000,6 +1012,45 @@ mod tests {
         g.add_output("inv", inv);
         let k = form_kernels(&g, 7, true).unwrap();
         assert_eq!(k.len(), 3, "an output is materialized: {:?}", kinds(&k));
+    }
+
+    /// A pre-norm residual stream: `h(l+1) = h(l) + W(l) · norm(h(l))`. Each running sum is the
+    /// epilogue of the GEMM that produces its last term and is stored once; it is not recomputed
+    /// in the next norm from all earlier GEMM outputs (that would keep every layer's output live
+    /// to the end of the model). Only the first sum, `x + W(0) · norm(x)`, reads few enough
+    /// tensors to be recomputed by its two users.
+    #[test]
+    fn a_residual_stream_sum_is_stored_by_its_gemm_not_duplicated_into_norms() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[4, 8]);
+        let mut h = x;
+        let layers = 4;
+        for l in 0..layers {
+            let gamma = konst(&mut g, &format!("gamma{l}"), &[8]);
+            let n = g
+                .add(&format!("norm{l}"), Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[h, gamma])
+                .unwrap();
+            let w = konst(&mut g, &format!("w{l}"), &[8, 8]);
+            let o = g.add(&format!("mm{l}"), Op::MatMul, &[n, w]).unwrap();
+            h = bin(&mut g, &format!("res{l}"), BinaryOp::Add, h, o);
+        }
+        g.add_output("y", h);
+        let k = form_kernels(&g, 7, true).unwrap();
+        let gemm_epilogues = kinds(&k)
+            .iter()
+            .filter(|s| s.starts_with("Gemm") && s.ends_with("+epi"))
+            .count();
+        assert_eq!(
+            gemm_epilogues,
+            layers - 1,
+            "later residual adds are GEMM epilogues: {:?}",
+            kinds(&k)
+        );
+        let most_inputs = k.iter().map(|d| d.inputs.len()).max().unwrap();
+        assert!(
+            most_inputs <= 4,
+            "no kernel re-reads the whole stream (operand, weight and at most two stream terms): {most_inputs} inputs"
+        );
     }
 
     #[test]

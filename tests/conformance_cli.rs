@@ -125,8 +125,8 @@ fn make_cases(dir: &Path) {
         )],
     );
 
-    // The shape parameter computed from a graph input: the frontend names no graph input to
-    // freeze, so there is no retry (freezing 'shape' would have passed): unsupported.
+    // The shape parameter computed from a graph input: the frontend traces it back and names
+    // that graph input ('shape'), so the retry freezes it and passes.
     let mut b = ModelBuilder::new("reshape_computed");
     b.input("x", DataType::Float, &[d(2), d(3)]);
     b.input("shape", DataType::Int64, &[d(2)]);
@@ -199,7 +199,7 @@ fn conformance_outcomes_report_and_gate() {
     assert!(ok, "{text}");
     assert!(
         text.contains(
-            "12 cases: 11 plain, 1 out of scope; plain: 4 passed, 2 passed with frozen inputs, 2 failed, 2 unsupported, 1 errors"
+            "12 cases: 11 plain, 1 out of scope; plain: 4 passed, 3 passed with frozen inputs, 2 failed, 1 unsupported, 1 errors"
         ),
         "{text}"
     );
@@ -213,7 +213,7 @@ fn conformance_outcomes_report_and_gate() {
         "test_relu_atol known-failure: output 'z': 1 of 6 elements differ; first at flat index 5: got 0, expected 2.000000e-7",
         "test_reshape_param pass-frozen: shape",
         "test_constantofshape_param pass-frozen: shape",
-        "test_reshape_computed_param unsupported: unsupported op Reshape: node 'Reshape_1' (Reshape): input 1 ('shape') must be known at compile time",
+        "test_reshape_computed_param pass-frozen: shape",
         "test_matmul_bad known-failure: load: node 'MatMul_0' (MatMul)",
         "test_nosuch unsupported: unsupported op NoSuchOp: no lowering in the ONNX frontend",
         "test_identity_double out-of-scope",
@@ -224,7 +224,7 @@ fn conformance_outcomes_report_and_gate() {
     assert!(md.contains("| **plain cases** | **11** |"), "{md}");
     assert!(md.contains("| **passed** | **4** |"), "{md}");
     assert!(
-        md.contains("| passed with frozen inputs (named by the frontend) | 2 |"),
+        md.contains("| passed with frozen inputs (named by the frontend) | 3 |"),
         "{md}"
     );
     assert!(md.contains("| Add | 4 | 3 | 0 | 1 | 0 | 0 | 0 |"), "{md}");
@@ -238,7 +238,7 @@ fn conformance_outcomes_report_and_gate() {
         "{md}"
     );
     // The computed-shape case's first op is its Identity; the double case is out of scope.
-    assert!(md.contains("| Identity | 1 | 0 | 0 | 0 | 1 | 0 | 1 |"), "{md}");
+    assert!(md.contains("| Identity | 1 | 0 | 1 | 0 | 0 | 0 | 1 |"), "{md}");
 
     // The same run against the list: the gate passes.
     let (ok, text) = kiln(&["conformance", d, "--expected", e, "--jobs", "2"]);

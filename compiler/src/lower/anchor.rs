@@ -16,8 +16,8 @@
 //! - reductions, softmax and layer norm absorb any injective producers of their input.
 //!
 //! A producer is inlined when the consumer is its only user, or when it is cheap to recompute
-//! (a few elementwise or data-movement ops: the attention mask, the pooling mask) and so may be
-//! duplicated into every user. It is materialized (gets its own kernel) when it is a graph
+//! (a few elementwise or data-movement ops over at most two intermediate tensors: the attention
+//! mask, the pooling mask) and so may be duplicated into every user. It is materialized (gets its own kernel) when it is a graph
 //! output or when some user did not inline it. A kernel that would bind more storage buffers
 //! than the target allows is formed again with less fusion.
 

@@ -81,13 +81,6 @@ fn assert_folded(b: &ModelBuilder) {
     }
 }
 
-fn load_err(b: &ModelBuilder) -> String {
-    match load_onnx_bytes(&b.encode(), "vision", &DimBindings::new()) {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.to_string(),
-    }
-}
-
 #[track_caller]
 fn assert_close(what: &str, got: (Vec<f32>, Vec<usize>), want: (Vec<f32>, Vec<usize>)) {
     assert_eq!(got.1, want.1, "{what}: shape");

@@ -1488,21 +1488,7 @@ fn render_attention_combine(
     );
     let wgsl = render_template("attention_combine", &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
-    let combine = RenderedKernel {
-        wgsl,
-        workgroup_size: [COMBINE_WORKGROUP, 1, 1],
-        bindings: bindings(dtypes.len()),
-        param_names: params.manifest_names(),
-        param_values: params.manifest_values(),
-        grid: [
-            dim_expr(&total).cdiv(COMBINE_WORKGROUP as i64),
-            SizeExpr::c(1),
-            SizeExpr::c(1),
-        ],
-        schedule,
-        grid_splittable: true,
-        split: None,
-    };
+    let combine = combine_kernel(wgsl, dtypes.len(), &params, &total, schedule);
     Ok(SplitK {
         binds_inputs: false,
         partial_bytes: dim_expr(batch)
@@ -1555,21 +1541,7 @@ fn render_combine(
     ctx.insert("header", &header(&params, &dtypes, &[], DType::F32, &helpers, &[]));
     let wgsl = render_template("gemm_combine", &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
-    let combine = RenderedKernel {
-        wgsl,
-        workgroup_size: [COMBINE_WORKGROUP, 1, 1],
-        bindings: bindings(dtypes.len()),
-        param_names: params.manifest_names(),
-        param_values: params.manifest_values(),
-        grid: [
-            dim_expr(&total).cdiv(COMBINE_WORKGROUP as i64),
-            SizeExpr::c(1),
-            SizeExpr::c(1),
-        ],
-        schedule,
-        grid_splittable: true,
-        split: None,
-    };
+    let combine = combine_kernel(wgsl, dtypes.len(), &params, &total, schedule);
     Ok(SplitK {
         binds_inputs: true,
         partial_bytes: dim_expr(&total)
@@ -1605,5 +1577,31 @@ fn coords_needed(e: &Expr) -> bool {
         Expr::Coord(_) => true,
         Expr::Read(_, a) if !matches!(a.as_ref(), Access::Linear) => true,
         e => e.children().into_iter().any(coords_needed),
+    }
+}
+
+/// A combine dispatch of a split kernel: one thread per output element (`total` of them) in
+/// workgroups of [`COMBINE_WORKGROUP`], binding `binding_count` buffers.
+fn combine_kernel(
+    wgsl: String,
+    binding_count: usize,
+    params: &ParamSet,
+    total: &Dim,
+    schedule: Schedule,
+) -> RenderedKernel {
+    RenderedKernel {
+        wgsl,
+        workgroup_size: [COMBINE_WORKGROUP, 1, 1],
+        bindings: bindings(binding_count),
+        param_names: params.manifest_names(),
+        param_values: params.manifest_values(),
+        grid: [
+            dim_expr(total).cdiv(COMBINE_WORKGROUP as i64),
+            SizeExpr::c(1),
+            SizeExpr::c(1),
+        ],
+        schedule,
+        grid_splittable: true,
+        split: None,
     }
 }

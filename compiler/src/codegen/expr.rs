@@ -126,6 +126,23 @@ pub fn helper_source(name: &str) -> &'static str {
     }
 }
 
+/// Common-subexpression elimination by value numbering: a fused tree that uses a value twice
+/// computes and loads it once.
+///
+/// A `let` is keyed by its WGSL right-hand side. That text names only earlier `let`s (each the
+/// one value of its own key), coordinates, parameters, literals and reads of read-only inputs,
+/// so equal text in one scope is the same value, and the key costs the size of one operation,
+/// not of the whole subtree below it (keying by the subtree made emitting a deep tree, such as
+/// an unrolled 3-D pooling window, quadratic).
+#[derive(Clone, Debug, Default)]
+pub struct Memo {
+    /// Right-hand side of a `let` -> the name it is bound to.
+    lets: HashMap<String, String>,
+    /// A concatenation (a `var` set in branches, not a `let`), by its structure -> its
+    /// variable and dtype.
+    concats: HashMap<String, (String, DType)>,
+}
+
 /// Emits WGSL `let` statements for expressions of one injective kernel.
 pub struct ExprWriter<'a> {
     /// Parameters of the kernel (dims become literals or fields).
@@ -138,9 +155,8 @@ pub struct ExprWriter<'a> {
     pub lines: Vec<String>,
     /// Counter for fresh names.
     pub next: usize,
-    /// Already emitted subexpressions (by structure) and their values: common-subexpression
-    /// elimination, so a fused tree that uses a value twice computes and loads it once.
-    pub memo: HashMap<String, (String, DType)>,
+    /// Values emitted so far, for common-subexpression elimination (see [`Memo`]).
+    pub memo: Memo,
     /// Name of the linear output index variable.
     pub idx: String,
     /// Names of the output coordinate variables.
@@ -161,9 +177,14 @@ impl ExprWriter<'_> {
         }
     }
 
+    /// Binds `value` to a fresh name, or returns the name it is already bound to in scope.
     fn let_(&mut self, prefix: &str, value: String) -> String {
+        if let Some(n) = self.memo.lets.get(&value) {
+            return n.clone();
+        }
         let n = self.fresh(prefix);
         self.lines.push(format!("let {n} = {value};"));
+        self.memo.lets.insert(value, n.clone());
         n
     }
 
@@ -194,10 +215,6 @@ impl ExprWriter<'_> {
 
     /// Emits the expression; returns the WGSL value (a name or literal) and its dtype.
     pub fn emit(&mut self, e: &Expr) -> (String, DType) {
-        let key = format!("{e:?}");
-        if let Some(hit) = self.memo.get(&key) {
-            return hit.clone();
-        }
         let (v, d) = self.emit_raw(e);
         let exact = matches!(e, Expr::Read(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..));
         // Results are rounded to their dtype after every operation, as the interpreter does:
@@ -211,7 +228,6 @@ impl ExprWriter<'_> {
             DType::U8 if !exact => (self.let_("w", format!("({v} & 255u)")), d),
             _ => (v, d),
         };
-        self.memo.insert(key, out.clone());
         out
     }
 
@@ -301,6 +317,10 @@ impl ExprWriter<'_> {
                 (self.let_("k", v), *to)
             }
             Expr::Concat { coord, parts } => {
+                let key = format!("{e:?}");
+                if let Some(hit) = self.memo.concats.get(&key) {
+                    return hit.clone();
+                }
                 let name = self.fresh("cat");
                 let (c, _) = self.emit(coord);
                 let decl = self.lines.len();
@@ -331,6 +351,7 @@ impl ExprWriter<'_> {
                 }
                 self.lines.push("}".into());
                 self.lines.insert(decl, format!("var {name}: {};", reg_ty(d)));
+                self.memo.concats.insert(key, (name.clone(), d));
                 (name, d)
             }
             Expr::Index => (self.idx.clone(), DType::I32),

@@ -110,6 +110,9 @@ pub fn numel_estimate(ty: &TensorType, guess: i64) -> f64 {
 
 /// A dim's value with each symbol replaced by `guess`.
 pub fn dim_estimate(d: &Dim, guess: i64) -> f64 {
+    if let Some(c) = d.as_const() {
+        return c as f64;
+    }
     let b: HashMap<String, i64> = d.symbols().into_iter().map(|s| (s, guess)).collect();
     d.eval(&b).unwrap_or(guess) as f64
 }

@@ -3,9 +3,10 @@
 //! class, sharing each class's node among its users.
 
 use super::analysis::{KAnalysis, KGraph};
+use super::extract::Extractor;
 use super::lang::{KNode, KOp};
 use crate::CompileError;
-use egg::{CostFunction, Extractor, Id};
+use egg::{CostFunction, Id};
 use kiln_ir::{Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
 
@@ -61,7 +62,7 @@ pub fn to_egraph(g: &mut Graph, fold_max_elems: usize) -> Converted {
 /// The best e-node of each class reachable from `outputs`, operands before users.
 pub fn extraction_order<CF: CostFunction<KNode>>(
     eg: &KGraph,
-    ex: &Extractor<'_, CF, KNode, KAnalysis>,
+    ex: &Extractor<'_, CF>,
     outputs: &[(String, Id)],
 ) -> Result<Vec<(Id, KNode)>, CompileError> {
     let mut order = Vec::new();

@@ -13,11 +13,12 @@
 //! - other injective ops fuse into their consumer: the intermediate is never materialized and
 //!   costs only its arithmetic; reshapes are views; constants and inputs are free.
 
-use super::analysis::{bytes_estimate, numel_estimate, KGraph};
+use super::analysis::{numel_estimate, KGraph};
 use super::lang::{KNode, KOp};
 use egg::{CostFunction, Id, Language};
 use kiln_schedules::PerfProfile;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// The estimated cost of an expression.
 #[derive(Clone, Debug)]
@@ -62,7 +63,7 @@ impl PartialOrd for Cost {
     }
 }
 
-/// The cost function egg's extractor calls.
+/// The cost function the extractor ([`super::extract::Extractor`]) calls.
 pub struct KernelCost<'a> {
     /// The e-graph (for the types of a node's operands and result).
     pub eg: &'a KGraph,
@@ -70,6 +71,9 @@ pub struct KernelCost<'a> {
     pub profile: &'a PerfProfile,
     /// Value assumed for each symbolic dim.
     pub symbol_guess: i64,
+    /// Estimated element count of each (canonical) class, computed once: evaluating a
+    /// symbolic shape builds a symbol table, and every e-node asks about its operands.
+    numel: HashMap<Id, f64>,
 }
 
 /// How kernel formation treats an op.
@@ -101,9 +105,30 @@ fn role(op: &KOp) -> Role {
     }
 }
 
-impl KernelCost<'_> {
-    fn bytes(&self, id: Id) -> f64 {
-        bytes_estimate(&self.eg[id].data.ty, self.symbol_guess)
+impl<'a> KernelCost<'a> {
+    /// The cost model for `eg` on `profile`, with `symbol_guess` for every symbolic dim.
+    pub fn new(eg: &'a KGraph, profile: &'a PerfProfile, symbol_guess: i64) -> Self {
+        KernelCost {
+            eg,
+            profile,
+            symbol_guess,
+            numel: HashMap::new(),
+        }
+    }
+
+    /// Estimated elements of class `id`'s value (cached).
+    fn class_numel(&mut self, id: Id) -> f64 {
+        let id = self.eg.find(id);
+        let (eg, guess) = (self.eg, self.symbol_guess);
+        *self
+            .numel
+            .entry(id)
+            .or_insert_with(|| numel_estimate(&eg[id].data.ty, guess))
+    }
+
+    fn bytes(&mut self, id: Id) -> f64 {
+        // Storage is 32-bit (as `bytes_estimate`).
+        self.class_numel(id) * 4.0
     }
 
     /// Multiply-adds ×2 of a GEMM or convolution producing `out` elements.
@@ -140,12 +165,13 @@ impl CostFunction<KNode> for KernelCost<'_> {
     {
         let kids: Vec<Cost> = n.children().iter().map(|&c| costs(c)).collect();
         let below: f64 = kids.iter().map(|c| c.seconds).sum();
-        let out_ty = self
-            .eg
-            .lookup(n.clone())
-            .map(|id| self.eg[id].data.ty.clone())
-            .or_else(|| super::analysis::infer_type(self.eg, &n.op, &n.children).ok());
-        let Some(out_ty) = out_ty else {
+        let out_elems = match self.eg.lookup(n.clone()) {
+            Some(id) => Some(self.class_numel(id)),
+            None => super::analysis::infer_type(self.eg, &n.op, &n.children)
+                .ok()
+                .map(|ty| numel_estimate(&ty, self.symbol_guess)),
+        };
+        let Some(out_elems) = out_elems else {
             return Cost {
                 seconds: f64::INFINITY,
                 closed: false,
@@ -153,7 +179,6 @@ impl CostFunction<KNode> for KernelCost<'_> {
                 own: f64::INFINITY,
             };
         };
-        let out_elems = numel_estimate(&out_ty, self.symbol_guess);
         let out_bytes = out_elems * 4.0;
         let in_bytes: f64 = n.children().iter().map(|&c| self.bytes(c)).sum();
         let p = self.profile;
@@ -174,10 +199,7 @@ impl CostFunction<KNode> for KernelCost<'_> {
                 false,
             ),
             Role::Closed => {
-                let elems_in = n
-                    .children()
-                    .first()
-                    .map_or(0.0, |&c| numel_estimate(&self.eg[c].data.ty, self.symbol_guess));
+                let elems_in = n.children().first().map_or(0.0, |&c| self.class_numel(c));
                 (p.kernel_seconds(in_bytes + out_bytes, 4.0 * elems_in), true)
             }
         };

@@ -8,6 +8,8 @@
 //! - [`rule`] and [`rules`]: rewrite rules as Rust matchers driven by egg's runner and
 //!   `BackoffScheduler`;
 //! - [`cost`]: seconds per kernel from a [`kiln_schedules::PerfProfile`];
+//! - [`extract`]: the cheapest e-node of each class under that cost (a worklist, linear on
+//!   long chains where egg's sweeping extractor is quadratic);
 //! - [`convert`]: `Graph → EGraph → extracted Graph`;
 //! - [`config`]: limits and parameters ([`OptConfig`]).
 
@@ -15,6 +17,7 @@ pub mod analysis;
 pub mod config;
 pub mod convert;
 pub mod cost;
+pub mod extract;
 pub mod lang;
 pub mod rule;
 pub mod rules;
@@ -22,7 +25,8 @@ pub mod rules;
 pub use config::OptConfig;
 
 use crate::{CompileError, CompileOptions};
-use egg::{BackoffScheduler, Extractor, Runner};
+use egg::{BackoffScheduler, Runner};
+use extract::Extractor;
 use kiln_ir::Graph;
 use kiln_schedules::PerfProfile;
 
@@ -43,6 +47,8 @@ pub struct OptReport {
     pub cost_before: f64,
     /// See `cost_before`.
     pub cost_after: f64,
+    /// Cost-function calls of the final extraction (its work: about one per e-node).
+    pub extract_cost_calls: usize,
 }
 
 /// The `optimize` pass: at opt-level ≥ 2, rewrites with the default [`OptConfig`] and the
@@ -75,12 +81,7 @@ pub fn optimize_with(mut g: Graph, cfg: &OptConfig, profile: &PerfProfile) -> Re
     let roots: Vec<egg::Id> = conv.outputs.iter().map(|o| o.1).collect();
     let cost_before = {
         let eg = &conv.egraph;
-        let cf = cost::KernelCost {
-            eg,
-            profile,
-            symbol_guess: cfg.symbol_guess,
-        };
-        let ex = Extractor::new(eg, cf);
+        let ex = Extractor::new(eg, cost::KernelCost::new(eg, profile, cfg.symbol_guess));
         roots.iter().map(|&r| ex.find_best_cost(r).seconds).sum()
     };
     let scheduler = BackoffScheduler::default()
@@ -105,17 +106,11 @@ pub fn optimize_with(mut g: Graph, cfg: &OptConfig, profile: &PerfProfile) -> Re
             }
         }
     }
-    let ex = Extractor::new(
-        eg,
-        cost::KernelCost {
-            eg,
-            profile,
-            symbol_guess: cfg.symbol_guess,
-        },
-    );
+    let ex = Extractor::new(eg, cost::KernelCost::new(eg, profile, cfg.symbol_guess));
     let cost_after = roots.iter().map(|&r| ex.find_best_cost(r).seconds).sum();
     let order = convert::extraction_order(eg, &ex, &conv.outputs)?;
     let (folded, enodes) = (eg.analysis.folded, eg.total_number_of_nodes());
+    let extract_cost_calls = ex.cost_calls;
     drop(ex);
     let out = convert::from_egraph(&mut runner.egraph, order, &conv.outputs, &g)?;
     let report = OptReport {
@@ -126,6 +121,7 @@ pub fn optimize_with(mut g: Graph, cfg: &OptConfig, profile: &PerfProfile) -> Re
         enodes,
         cost_before,
         cost_after,
+        extract_cost_calls,
     };
     Ok((out, report))
 }

@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# Fuzzes Kiln's input parsers with cargo-fuzz (libFuzzer, nightly toolchain, AddressSanitizer):
+# Fuzzes Kiln's input parsers with cargo-fuzz (libFuzzer, nightly toolchain):
 #   onnx_compile  ONNX bytes -> frontend -> compile
 #   manifest      manifest.json (+ a WGSL source) -> parse, validate, kernel check, size exprs
 #   npy           .npy bytes -> the reader `kiln run` uses
 #   gguf          GGUF bytes -> the reader, its metadata getters and dequantization
 # each for FUZZ_SECONDS (default 60), seeded from real files: the ONNX node-test models, the
-# demo bundle's manifest and kernels, .npy files, and small GGUF files from Kiln's writer. Exits non-zero on any crash (panic, abort,
-# out-of-memory, timeout); the reproducer is left in fuzz/artifacts/<target>/.
+# demo bundle's manifest and kernels, .npy files, and small GGUF files from Kiln's writer.
+# Exits non-zero on any crash (panic, abort, stack overflow, out-of-memory, a run over
+# FUZZ_TIMEOUT seconds, default 30); the reproducer is left in fuzz/artifacts/<target>/.
 #
 # The toolchain: FUZZ_TOOLCHAIN if set, else nightly where rustup has it. A machine with only
 # the stable toolchain (and no way to fetch nightly) builds with stable and RUSTC_BOOTSTRAP=1,
-# which lets it take the -Z flags cargo-fuzz passes (sanitizer, coverage).
+# which lets it take the -Z flags cargo-fuzz passes for a sanitizer.
 #
 # The targets build in release mode (`-O`, as Kiln ships: no debug assertions, so an integer
-# overflow wraps as in the CLI) with AddressSanitizer. They link only the crates they test
-# (kiln-compiler, kiln-abi, kiln-npy), never the GPU runtime. cargo-fuzz itself is installed from the
-# local cargo cache when it is there (machines without network), else from crates.io.
+# overflow wraps as in the CLI) and, by default, without a sanitizer (FUZZ_SANITIZER=none):
+# the crates under test contain no `unsafe` code, so AddressSanitizer would only watch the
+# dependencies' (naga, egg, tera), while it slows the instrumented build of all ~150 crates and
+# every run (about 2x); panics, aborts, stack overflows, runs over the time limit and memory
+# over -rss_limit_mb are caught without it. FUZZ_SANITIZER=address for a deeper local run.
+# They link only the crates they test (kiln-compiler, kiln-abi, kiln-npy), never the GPU
+# runtime. cargo-fuzz itself is installed from the local cargo cache when it is there
+# (machines without network), else from crates.io.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
+sanitizer=${FUZZ_SANITIZER:-none}
+timeout=${FUZZ_TIMEOUT:-30}
+# cargo-fuzz builds release code with one codegen unit per crate by default; 16 lets the big
+# crates (naga, kiln-compiler) use both cores of a CI machine (cargo-fuzz's own suggestion for
+# faster builds; the runs are slightly slower).
+cgu=${FUZZ_CODEGEN_UNITS:-16}
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz --version 0.13.2 --offline \
         || cargo install --locked cargo-fuzz --version 0.13.2
@@ -32,8 +44,9 @@ fi
 if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
     fuzz=(cargo "+$FUZZ_TOOLCHAIN" fuzz)
 else
-    export RUSTC_BOOTSTRAP=1
-    fuzz=(cargo fuzz)
+    # Only for cargo-fuzz: in the environment of the other cargo commands below it would
+    # change their fingerprints and rebuild the workspace.
+    fuzz=(env RUSTC_BOOTSTRAP=1 cargo fuzz)
 fi
 corpus=fuzz/corpus
 mkdir -p "$corpus/onnx_compile" "$corpus/manifest" "$corpus/npy" "$corpus/gguf"
@@ -61,9 +74,11 @@ PY
 # is compiled again after it.
 KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q --workspace --lib gguf_fuzz_seeds >/dev/null
 
-"${fuzz[@]}" build -O
+build_start=$(date +%s)
+"${fuzz[@]}" build -O --sanitizer "$sanitizer" --codegen-units "$cgu"
+echo "fuzz: build took $(($(date +%s) - build_start)) s" >&2
 for t in onnx_compile manifest npy gguf; do
-    echo "fuzz: $t for ${secs}s"
-    "${fuzz[@]}" run -O "$t" "$corpus/$t" -- \
-        -max_total_time="$secs" -timeout=30 -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1
+    echo "fuzz: $t for ${secs}s" >&2
+    "${fuzz[@]}" run -O --sanitizer "$sanitizer" --codegen-units "$cgu" "$t" "$corpus/$t" -- \
+        -max_total_time="$secs" -timeout="$timeout" -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1
 done

@@ -307,3 +307,36 @@ fn stft_is_a_windowed_dft_of_each_frame() {
     }
     close(&y.to_f32(), &want, 1e-5);
 }
+
+#[test]
+fn bitcast_reinterprets_bits() {
+    let cast = |from: DataType, to: DataType, x: Tensor| {
+        let mut b = ModelBuilder::new("bc");
+        b.opset(26);
+        let dims: Vec<_> = x.shape.iter().map(|&s| d(s)).collect();
+        b.input("x", from, &dims);
+        b.node("BitCast", &["x"], &["y"]).attr_int("to", to as i64);
+        b.output("y", to);
+        eval(&b, &[("x", x)], "y")
+    };
+    // 1.0 = 0x3f800000, -2.5 = 0xc0200000, and back.
+    let bits = cast(DataType::Float, DataType::Int32, Tensor::f32(vec![2], vec![1.0, -2.5]));
+    assert_eq!(ints(&bits), vec![0x3f80_0000, 0xc020_0000u32 as i32 as i64]);
+    let back = cast(
+        DataType::Int32,
+        DataType::Float,
+        Tensor::i32(vec![2], vec![0x3f80_0000, 0xc020_0000u32 as i32]),
+    );
+    close(&back.to_f32(), &[1.0, -2.5], 0.0);
+    // Same-width 8-bit types keep the bit pattern: -1 -> 255, -128 -> 128.
+    let x = Tensor::from_f64(kiln_ir::DType::I8, vec![3], &[-1.0, -128.0, 127.0]);
+    assert_eq!(ints(&cast(DataType::Int8, DataType::Uint8, x)), vec![255, 128, 127]);
+    // 64-bit types are held in 32 bits: a typed Unsupported error, not wrong bits.
+    let mut b = ModelBuilder::new("bc64");
+    b.opset(26);
+    b.input("x", DataType::Int64, &[d(2)]);
+    b.node("BitCast", &["x"], &["y"])
+        .attr_int("to", DataType::Double as i64);
+    b.output("y", DataType::Double);
+    assert!(matches!(load_err(&b), OnnxError::Unsupported { op_type, .. } if op_type == "BitCast"));
+}

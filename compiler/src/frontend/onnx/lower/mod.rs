@@ -217,6 +217,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "NonZero",
     "Unique",
     "STFT",
+    "BitCast",
 ];
 
 /// The ops of other domains that have a lowering, as (domain, op).
@@ -337,6 +338,7 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "NonMaxSuppression" => (2, 5),
         "NonZero" | "Unique" => (1, 1),
         "STFT" => (2, 4),
+        "BitCast" => (1, 1),
         _ => return None,
     })
 }
@@ -488,6 +490,16 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "NonZero" => data_sized::non_zero(cx, n),
         "Unique" => data_sized::unique(cx, n),
         "STFT" => signal::stft(cx, n),
+        "BitCast" => elementwise::bitcast(cx, n),
+        // Declined on purpose, with the reason in the error.
+        "ImageDecoder" => Err(n.unsupported(
+            "decoding encoded image bytes (JPEG, PNG, ...) is host work, not a tensor computation: decode images before feeding the model",
+        )),
+        "Bernoulli" | "RandomUniform" | "RandomUniformLike" | "RandomNormal" | "RandomNormalLike" | "Multinomial" => {
+            Err(n.unsupported(
+                "random sampling is not supported: ONNX does not specify the generator, so even a seeded draw cannot reproduce another runtime's values",
+            ))
+        }
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

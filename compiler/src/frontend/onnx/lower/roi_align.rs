@@ -5,9 +5,9 @@
 //! the image (weight 0) and of max mode (the max of the weighted taps).
 //!
 //! Two stages of tensor expressions. Stage 1 computes, per region, output row and sample row
-//! (and likewise per column), the two source rows of the bilinear taps and their weights:
-//! `[R, output_height, G, 5]` holding (low row, high row, weight of the low row, weight of the
-//! high row, whether the sample exists), zero weights for samples outside the image. Stage 2
+//! (and likewise per column), `[R, output_height, G]` tensors of the two source rows of the
+//! bilinear taps, their weights (zero for samples outside the image) and, for the adaptive
+//! grid, whether the sample exists. Stage 2
 //! sums (or maxes) over the `G × G` samples of a bin the four taps `weight · X[b, c, row, col]`.
 //!
 //! The grid `G` is `sampling_ratio` when positive. With `sampling_ratio = 0` it is adaptive
@@ -20,17 +20,17 @@ use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
 use kiln_ir::fexpr::{add, and, as_f32, as_i32, ceil, div, floor, le, lit, lt, max, mul, or, sub, to_f, to_i};
-use kiln_ir::{BinaryOp, DType, Dim, Expr, Op};
+use kiln_ir::{DType, Dim, Expr, Op};
 
 /// The most samples per bin (`G × G`) that one output element sums over.
 const MAX_SAMPLES: usize = 256;
 
-/// Fields of a stage-1 sample table along its last axis.
-const LOW: i64 = 0;
-const HIGH: i64 = 1;
-const W_LOW: i64 = 2;
-const W_HIGH: i64 = 3;
-const EXISTS: i64 = 4;
+/// The stage-1 tensors of one axis, in order.
+const LOW: usize = 0;
+const HIGH: usize = 1;
+const W_LOW: usize = 2;
+const W_HIGH: usize = 3;
+const EXISTS: usize = 4;
 
 /// How the region's corners map to sample positions.
 struct Geometry {
@@ -117,13 +117,15 @@ pub(crate) fn roi_align(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     let xs = sample_table(cx, n, "cols", rois, &geo, 0, xt.shape[3].clone(), ow, gx, &r_dim)?;
 
     // Stage 2: inputs X, row table, column table, batch indices; output (r, c, ph, pw).
-    let field = |input: usize, coord: usize, s: usize, k: i64| Expr::Load {
-        input,
-        index: vec![Expr::Coord(0), Expr::Coord(coord), Expr::int(s as i64), Expr::int(k)],
+    // Inputs: X, batch indices, then the row tensors, then the column tensors.
+    let fields = ys.len();
+    let field = |axis: usize, s: usize, k: usize| Expr::Load {
+        input: 2 + axis * fields + k,
+        index: vec![Expr::Coord(0), Expr::Coord(2 + axis), Expr::int(s as i64)],
     };
     let batch = as_i32(
         Expr::Load {
-            input: 3,
+            input: 1,
             index: vec![Expr::Coord(0)],
         },
         bt.dtype,
@@ -144,8 +146,8 @@ pub(crate) fn roi_align(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             let mut vals = Vec::with_capacity(4);
             for (ry, wy) in taps {
                 for (rx, wx) in taps {
-                    let w = mul(field(1, 2, sy, wy), field(2, 3, sx, wx));
-                    vals.push(mul(w, pixel(field(1, 2, sy, ry), field(2, 3, sx, rx))));
+                    let w = mul(field(0, sy, wy), field(1, sx, wx));
+                    vals.push(mul(w, pixel(field(0, sy, ry), field(1, sx, rx))));
                 }
             }
             let sample = if geo.avg {
@@ -159,10 +161,7 @@ pub(crate) fn roi_align(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
                 Some(a) if geo.ratio.is_some() => max(a, sample),
                 // Adaptive max: a masked sample (beyond its region's grid) leaves the max alone.
                 Some(a) => {
-                    let exists = and(
-                        lt(lit(0.5), field(1, 2, sy, EXISTS)),
-                        lt(lit(0.5), field(2, 3, sx, EXISTS)),
-                    );
+                    let exists = and(lt(lit(0.5), field(0, sy, EXISTS)), lt(lit(0.5), field(1, sx, EXISTS)));
                     Expr::select(exists, max(a.clone(), sample), a)
                 }
             });
@@ -176,10 +175,7 @@ pub(crate) fn roi_align(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         None if geo.avg => {}
         // A region whose grid is empty pools to 0, as in the reference.
         None => {
-            let first = and(
-                lt(lit(0.5), field(1, 2, 0, EXISTS)),
-                lt(lit(0.5), field(2, 3, 0, EXISTS)),
-            );
+            let first = and(lt(lit(0.5), field(0, 0, EXISTS)), lt(lit(0.5), field(1, 0, EXISTS)));
             expr = Expr::select(first, expr, lit(0.0));
         }
     }
@@ -192,7 +188,10 @@ pub(crate) fn roi_align(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         expr,
         name: "RoiAlign".into(),
     };
-    Ok(one(cx.add(n, "", op, &[x, ys, xs, bidx])?))
+    let mut ins = vec![x, bidx];
+    ins.extend(ys);
+    ins.extend(xs);
+    Ok(one(cx.add(n, "", op, &ins)?))
 }
 
 /// The largest adaptive grid (rows, columns) of any region, from constant `rois`.
@@ -230,9 +229,9 @@ fn adaptive_grid(cx: &Ctx, n: &N, geo: &Geometry, oh: usize, ow: usize) -> Resul
     Ok((gy.max(1), gx.max(1)))
 }
 
-/// Stage 1 along one image axis (`corner` 1 for rows: y1, y2; 0 for columns: x1, x2): a
-/// `[R, bins, grid, 5]` table of (low index, high index, low weight, high weight, exists) per
-/// region, output bin and sample, as f32.
+/// Stage 1 along one image axis (`corner` 1 for rows: y1, y2; 0 for columns: x1, x2): per
+/// region, output bin and sample (`[R, bins, grid]` f32 each), the low and high tap index, their
+/// weights, and (adaptive grid only) whether the sample exists.
 #[allow(clippy::too_many_arguments)]
 fn sample_table(
     cx: &mut Ctx,
@@ -245,7 +244,7 @@ fn sample_table(
     bins: usize,
     grid: usize,
     r_dim: &Dim,
-) -> Result<kiln_ir::NodeId, OnnxError> {
+) -> Result<Vec<kiln_ir::NodeId>, OnnxError> {
     let rd = cx.ty(rois).dtype;
     let corner_at = |k: i64| {
         as_f32(
@@ -310,27 +309,20 @@ fn sample_table(
         None => lit(1.0),
         Some(ig) => Expr::select(ig, lit(1.0), lit(0.0)),
     };
-    let k = Expr::Coord(3);
-    let is = |v: i64| k.clone().cmp(BinaryOp::Equal, Expr::int(v), DType::I32);
-    let expr = Expr::select(
-        is(LOW),
-        low,
-        Expr::select(
-            is(HIGH),
-            high,
-            Expr::select(is(W_LOW), w_low, Expr::select(is(W_HIGH), w_high, exists)),
-        ),
-    );
-    let op = Op::Compute {
-        shape: vec![
-            r_dim.clone(),
-            Dim::c(bins as i64),
-            Dim::c(grid as i64),
-            Dim::c(EXISTS + 1),
-        ],
-        dtype: DType::F32,
-        expr,
-        name: "RoiAlignSamples".into(),
-    };
-    cx.add(n, tag, op, &[rois])
+    let mut parts = vec![("low", low), ("high", high), ("w_low", w_low), ("w_high", w_high)];
+    if geo.ratio.is_none() {
+        parts.push(("exists", exists));
+    }
+    let shape = vec![r_dim.clone(), Dim::c(bins as i64), Dim::c(grid as i64)];
+    let mut out = Vec::with_capacity(parts.len());
+    for (name, expr) in parts {
+        let op = Op::Compute {
+            shape: shape.clone(),
+            dtype: DType::F32,
+            expr,
+            name: "RoiAlignSamples".into(),
+        };
+        out.push(cx.add(n, &format!("{tag}_{name}"), op, &[rois])?);
+    }
+    Ok(out)
 }

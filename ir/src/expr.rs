@@ -48,7 +48,7 @@ pub enum Access {
 
 /// A scalar expression, evaluated once per output element.
 ///
-/// The first eight variants are shared by graph ops and kernels; the rest are kernel-level
+/// The first nine variants are shared by graph ops and kernels; the rest are kernel-level
 /// leaves that only kernel formation creates.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
@@ -74,6 +74,9 @@ pub enum Expr {
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// Conversion (from, to).
     Cast(Box<Expr>, DType, DType),
+    /// Reinterpretation of the bits of a 32-bit value as another 32-bit type (from, to): f32,
+    /// i32 or u32 (ONNX `BitCast`).
+    Bitcast(Box<Expr>, DType, DType),
     /// Kernel-level: element of kernel input `slot`, read through that input's access.
     Read(usize, Box<Access>),
     /// Kernel-level: element of kernel input `slot` (of the given shape) at per-axis
@@ -171,7 +174,7 @@ impl Expr {
                 }
             }
             Expr::Select(_, a, _) => a.dtype(inputs),
-            Expr::Cast(_, _, to) => *to,
+            Expr::Cast(_, _, to) | Expr::Bitcast(_, _, to) => *to,
             Expr::Concat { parts, .. } => parts.first().map_or(DType::F32, |(e, _)| e.dtype(inputs)),
         }
     }
@@ -195,7 +198,7 @@ impl Expr {
         match self {
             Expr::Coord(_) | Expr::Dim(_) | Expr::Lit(..) | Expr::Index | Expr::Core(_) => Vec::new(),
             Expr::Load { index, .. } | Expr::LoadAt(_, index, _) => index.iter().collect(),
-            Expr::Unary(_, a, _) | Expr::Cast(a, _, _) | Expr::LoadIdx(_, a) => vec![a],
+            Expr::Unary(_, a, _) | Expr::Cast(a, _, _) | Expr::Bitcast(a, _, _) | Expr::LoadIdx(_, a) => vec![a],
             Expr::CoordOf { index, .. } => vec![index],
             Expr::Binary(_, a, b, _) => vec![a, b],
             Expr::Select(c, a, b) => vec![c, a, b],
@@ -222,6 +225,7 @@ impl Expr {
             }
             Expr::Unary(u, a, d) => Expr::Unary(*u, Box::new(a.rewrite(f)), *d),
             Expr::Cast(a, from, to) => Expr::Cast(Box::new(a.rewrite(f)), *from, *to),
+            Expr::Bitcast(a, from, to) => Expr::Bitcast(Box::new(a.rewrite(f)), *from, *to),
             Expr::LoadIdx(slot, a) => Expr::LoadIdx(*slot, Box::new(a.rewrite(f))),
             Expr::CoordOf { index, stride, dim } => Expr::CoordOf {
                 index: Box::new(index.rewrite(f)),
@@ -280,6 +284,13 @@ impl Expr {
                 }
                 index.iter().try_for_each(|e| e.check(input_ranks, out_rank))
             }
+            Expr::Bitcast(a, from, to) => {
+                let word = |d: &DType| matches!(d, DType::F32 | DType::I32 | DType::U32);
+                if !word(from) || !word(to) {
+                    return Err(ExprError::Bitcast { from: *from, to: *to });
+                }
+                a.check(input_ranks, out_rank)
+            }
             e if e.is_kernel_level() => Err(ExprError::KernelLevel(format!("{e:?}").chars().take(80).collect())),
             e => e
                 .children()
@@ -317,6 +328,14 @@ pub enum ExprError {
         rank: usize,
         /// Coordinates given.
         coords: usize,
+    },
+    /// A bit cast between types other than the 32-bit f32, i32 and u32.
+    #[error("bit cast from {from:?} to {to:?}: only f32, i32 and u32 are supported")]
+    Bitcast {
+        /// The source type.
+        from: DType,
+        /// The target type.
+        to: DType,
     },
     /// A kernel-level leaf inside a graph op.
     #[error("kernel-level expression in a graph op: {0}")]
@@ -364,6 +383,7 @@ pub fn eval(e: &Expr, coord: &[i64], cx: &EvalCtx) -> f64 {
             }
         }
         Expr::Cast(a, from, to) => crate::interp::cast(eval(a, coord, cx), *from, *to),
+        Expr::Bitcast(a, from, to) => crate::interp::bitcast(eval(a, coord, cx), *from, *to),
         // `Expr::check` refuses kernel-level leaves when a graph op is inserted.
         kernel => unreachable!("kernel-level expression in a graph op: {kernel:?}"),
     }

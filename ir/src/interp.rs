@@ -638,6 +638,23 @@ pub fn cast(x: f64, from: DType, to: DType) -> f64 {
     to.round(x)
 }
 
+/// The value whose 32-bit pattern as `to` equals that of `x` as `from` (f32, i32 or u32; any
+/// other pair leaves the value unchanged, as [`crate::Expr::Bitcast`] accepts only these).
+pub fn bitcast(x: f64, from: DType, to: DType) -> f64 {
+    let bits: u32 = match from {
+        DType::F32 => (x as f32).to_bits(),
+        DType::I32 => x as i32 as u32,
+        DType::U32 => x as u32,
+        _ => return x,
+    };
+    match to {
+        DType::F32 => f32::from_bits(bits) as f64,
+        DType::I32 => bits as i32 as f64,
+        DType::U32 => bits as f64,
+        _ => x,
+    }
+}
+
 fn reduce(x: &Val, op: ReduceOp, axes: &[usize], keep_dims: bool, dtype: DType) -> Val {
     let rank = x.shape.len();
     let out_full: Vec<usize> = x

@@ -9,6 +9,7 @@ pub mod dim;
 pub mod dtype;
 pub mod error;
 pub mod expr;
+pub mod fexpr;
 pub mod graph;
 pub mod infer;
 pub mod interp;

@@ -216,7 +216,10 @@ impl ExprWriter<'_> {
     /// Emits the expression; returns the WGSL value (a name or literal) and its dtype.
     pub fn emit(&mut self, e: &Expr) -> (String, DType) {
         let (v, d) = self.emit_raw(e);
-        let exact = matches!(e, Expr::Read(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..));
+        let exact = matches!(
+            e,
+            Expr::Read(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..) | Expr::Bitcast(..)
+        );
         // Results are rounded to their dtype after every operation, as the interpreter does:
         // f16 to the f16 grid, i8/u8 wrapped to 8 bits.
         let out = match d {
@@ -315,6 +318,10 @@ impl ExprWriter<'_> {
                 let (x, _) = self.emit(x);
                 let v = self.cast(&x, *from, *to);
                 (self.let_("k", v), *to)
+            }
+            Expr::Bitcast(x, _, to) => {
+                let (x, _) = self.emit(x);
+                (self.let_("k", format!("bitcast<{}>({x})", reg_ty(*to))), *to)
             }
             Expr::Concat { coord, parts } => {
                 let key = format!("{e:?}");

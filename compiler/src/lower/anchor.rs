@@ -360,6 +360,7 @@ impl Former<'_> {
                 Expr::Select(Box::new(c), Box::new(x), Box::new(f!(b, y)?))
             }
             Expr::Cast(x, from, to) => Expr::Cast(Box::new(f!(b, x)?), *from, *to),
+            Expr::Bitcast(x, from, to) => Expr::Bitcast(Box::new(f!(b, x)?), *from, *to),
             Expr::CoordOf { index, stride, dim } => super::affine::coord_of(f!(b, index)?, stride.clone(), dim.clone()),
             Expr::Concat { coord, parts } => {
                 let coord = Box::new(f!(b, coord)?);

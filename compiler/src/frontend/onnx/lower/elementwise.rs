@@ -6,7 +6,7 @@ use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::data;
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, NodeId, Op, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Expr, NodeId, Op, UnaryOp};
 
 /// The IR binary op of an ONNX binary op type.
 fn binary_op(op: &str) -> Option<BinaryOp> {
@@ -151,6 +151,56 @@ pub(crate) fn cast(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         return Ok(one(x));
     }
     Ok(one(cx.add(n, "", Op::Cast(to), &[x])?))
+}
+
+/// `BitCast` (opset 26): reinterprets each element's bits as the same-width type `to`. Between
+/// the 32-bit types (f32, i32, u32) a bit reinterpretation; between the 8-bit ones (i8, u8,
+/// bool) a wrapping conversion, which keeps the bit pattern. 16- and 64-bit types are not
+/// supported: Kiln holds them in 32 bits, so their bit patterns are not the ONNX ones.
+pub(crate) fn bitcast(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    use super::super::proto::tensor_proto::DataType as T;
+    let x = cx.input(n, 0)?;
+    let to_code = n.attr_i_opt("to")?.ok_or_else(|| n.err("attribute 'to' is required"))? as i32;
+    let to = data::ir_dtype(to_code).map_err(|m| n.err(format!("attribute 'to': {m}")))?;
+    let wide = matches!(
+        T::try_from(to_code),
+        Ok(T::Int64 | T::Uint64 | T::Double | T::Int16 | T::Uint16 | T::Float16 | T::Bfloat16)
+    );
+    let from = cx.ty(x).dtype;
+    if wide || from == DType::F16 {
+        return Err(n.unsupported(format!(
+            "bit casts of 16- and 64-bit types are not supported (to {}, input {}): Kiln holds them in other widths",
+            data::type_name(to_code),
+            cx.ty(x).describe()
+        )));
+    }
+    if from == to {
+        return Ok(one(x));
+    }
+    let word = |d: DType| matches!(d, DType::F32 | DType::I32 | DType::U32);
+    let byte = |d: DType| matches!(d, DType::I8 | DType::U8 | DType::Bool);
+    if byte(from) && byte(to) {
+        return Ok(one(cx.add(n, "", Op::Cast(to), &[x])?));
+    }
+    if !(word(from) && word(to)) {
+        return Err(n.err(format!(
+            "input {} and 'to' {} differ in width",
+            cx.ty(x).describe(),
+            to.name()
+        )));
+    }
+    let ty = cx.ty(x).clone();
+    let load = Expr::Load {
+        input: 0,
+        index: (0..ty.rank()).map(Expr::Coord).collect(),
+    };
+    let op = Op::Compute {
+        shape: ty.shape.clone(),
+        dtype: to,
+        expr: Expr::Bitcast(Box::new(load), from, to),
+        name: "BitCast".into(),
+    };
+    Ok(one(cx.add(n, "", op, &[x])?))
 }
 
 /// `Clip`: bounds from attributes (opset < 11) or optional inputs (opset >= 11).

@@ -12,6 +12,7 @@ use super::one;
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
+use kiln_ir::fexpr::{add, and, bin, div, floor, lit, lt, mul, or, sub, to_f, to_i};
 use kiln_ir::{BinaryOp, DType, Expr, Op, UnaryOp};
 
 const F: DType = DType::F32;
@@ -28,43 +29,6 @@ enum Padding {
     Zeros,
     Border,
     Reflection,
-}
-
-fn lit(v: f64) -> Expr {
-    Expr::Lit(v, F)
-}
-fn bin(op: BinaryOp, a: Expr, b: Expr) -> Expr {
-    Expr::Binary(op, Box::new(a), Box::new(b), F)
-}
-fn add(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Add, a, b)
-}
-fn sub(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Sub, a, b)
-}
-fn mul(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Mul, a, b)
-}
-fn div(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Div, a, b)
-}
-fn floor(a: Expr) -> Expr {
-    Expr::Unary(UnaryOp::Floor, Box::new(a), F)
-}
-fn lt(a: Expr, b: Expr) -> Expr {
-    a.cmp(BinaryOp::Less, b, F)
-}
-fn or(a: Expr, b: Expr) -> Expr {
-    Expr::Binary(BinaryOp::Or, Box::new(a), Box::new(b), DType::Bool)
-}
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::Binary(BinaryOp::And, Box::new(a), Box::new(b), DType::Bool)
-}
-fn to_f(a: Expr) -> Expr {
-    Expr::Cast(Box::new(a), DType::I32, F)
-}
-fn to_i(a: Expr) -> Expr {
-    Expr::Cast(Box::new(a), F, DType::I32)
 }
 
 /// The reference's `_gs_reflect`: folds `x` back into `[lo, hi]` (any number of bounces).

@@ -5,6 +5,8 @@ mod attention;
 mod control;
 mod conv;
 mod conv_int;
+mod data_sized;
+mod deform_conv;
 mod elementwise;
 mod gather;
 mod grid;
@@ -22,6 +24,7 @@ mod quant2;
 mod reduce;
 mod resize;
 mod rnn;
+mod roi_align;
 mod scatter;
 mod select;
 mod shape;
@@ -208,6 +211,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConvInteger",
     "QLinearConv",
     "TfIdfVectorizer",
+    "RoiAlign",
+    "DeformConv",
+    "NonMaxSuppression",
+    "NonZero",
+    "Unique",
+    "STFT",
+    "BitCast",
 ];
 
 /// The ops of other domains that have a lowering, as (domain, op).
@@ -323,6 +333,12 @@ fn input_arity(op: &str) -> Option<(usize, usize)> {
         "ConvInteger" => (2, 4),
         "QLinearConv" => (8, 9),
         "TfIdfVectorizer" => (1, 1),
+        "RoiAlign" => (3, 3),
+        "DeformConv" => (3, 5),
+        "NonMaxSuppression" => (2, 5),
+        "NonZero" | "Unique" => (1, 1),
+        "STFT" => (2, 4),
+        "BitCast" => (1, 1),
         _ => return None,
     })
 }
@@ -468,6 +484,22 @@ pub(crate) fn lower_node(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         "ConvInteger" => conv_int::conv_integer(cx, n),
         "QLinearConv" => conv_int::qlinear_conv(cx, n),
         "TfIdfVectorizer" => text::tfidf_vectorizer(cx, n),
+        "RoiAlign" => roi_align::roi_align(cx, n),
+        "DeformConv" => deform_conv::deform_conv(cx, n),
+        "NonMaxSuppression" => data_sized::non_max_suppression(cx, n),
+        "NonZero" => data_sized::non_zero(cx, n),
+        "Unique" => data_sized::unique(cx, n),
+        "STFT" => signal::stft(cx, n),
+        "BitCast" => elementwise::bitcast(cx, n),
+        // Declined on purpose, with the reason in the error.
+        "ImageDecoder" => Err(n.unsupported(
+            "decoding encoded image bytes (JPEG, PNG, ...) is host work, not a tensor computation: decode images before feeding the model",
+        )),
+        "Bernoulli" | "RandomUniform" | "RandomUniformLike" | "RandomNormal" | "RandomNormalLike" | "Multinomial" => {
+            Err(n.unsupported(
+                "random sampling is not supported: ONNX does not specify the generator, so even a seeded draw cannot reproduce another runtime's values",
+            ))
+        }
         "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitwiseNot" | "BitShift" => math::bitwise(cx, n),
         _ => Err(OnnxError::UnsupportedOp {
             op_type: n.op.to_string(),

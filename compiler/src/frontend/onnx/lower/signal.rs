@@ -1,6 +1,7 @@
 //! Signal-processing ops: the window functions (HannWindow, HammingWindow, BlackmanWindow),
 //! computed at compile time from a constant size, and CenterCropPad (a crop or zero pad
-//! centred on each listed axis, one tensor expression).
+//! centred on each listed axis, one tensor expression), DFT and STFT (products with constant
+//! cosine and sine tables) and MelWeightMatrix.
 
 use super::super::ctx::{Ctx, N};
 use super::super::data;
@@ -138,7 +139,6 @@ pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
             ty.describe()
         )));
     }
-    let complex = xs[rank - 1] == 2;
     let raw_axis = if n.opset >= 20 {
         if cx.has_input(n, 2) {
             let a = cx.const_ints(n, 2, "axis")?;
@@ -177,6 +177,126 @@ pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         (true, false) => DftKind::Inverse,
         (true, true) => DftKind::InverseReal,
     };
+    Ok(one(transform(cx, n, x, &xs, axis, dft_len, kind)?))
+}
+
+/// `STFT` (opset 17): the short-time Fourier transform of `signal [batch, length, 1 | 2]`:
+/// frames of `frame_length` samples every `frame_step` (both compile-time constants), each
+/// multiplied by `window` (ones when absent), one tensor expression `[batch, frames,
+/// frame_length, 1 | 2]`; then the DFT along the frame axis (one-sided by default), giving
+/// `[batch, frames, bins, 2]`.
+pub(crate) fn stft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let xs = ty.const_shape().ok_or_else(|| {
+        n.err(format!(
+            "needs a concrete signal shape (use --dim), got {}",
+            ty.describe()
+        ))
+    })?;
+    if xs.len() != 3 || !(xs[2] == 1 || xs[2] == 2) || !matches!(ty.dtype, DType::F32 | DType::F16) {
+        return Err(n.err(format!(
+            "signal must be a float [batch, length, 1] (real) or [batch, length, 2] (complex) tensor, got {}",
+            ty.describe()
+        )));
+    }
+    let scalar = |cx: &Ctx, i: usize, what: &str| -> Result<i64, OnnxError> {
+        let v = cx.const_ints(n, i, what)?;
+        match v.as_slice() {
+            [v] => Ok(*v),
+            _ => Err(n.err(format!("input {i} ('{what}') must hold one value, got {}", v.len()))),
+        }
+    };
+    let step = scalar(cx, 1, "frame_step")?;
+    let window = cx.opt_input(n, 2)?;
+    let window_len = match window {
+        Some(w) => {
+            let wt = cx.ty(w).clone();
+            match wt.const_shape().as_deref() {
+                Some(&[l]) => Some(l as i64),
+                _ => {
+                    return Err(n.err(format!(
+                        "window must be a 1-D tensor of known length, got {}",
+                        wt.describe()
+                    )))
+                }
+            }
+        }
+        None => None,
+    };
+    let frame_len = if cx.has_input(n, 3) {
+        scalar(cx, 3, "frame_length")?
+    } else {
+        window_len.unwrap_or(xs[1] as i64)
+    };
+    if window_len.is_some_and(|l| l != frame_len) {
+        return Err(n.err(format!(
+            "window length {} differs from frame_length {frame_len}",
+            window_len.unwrap_or(0)
+        )));
+    }
+    if step < 1 || frame_len < 1 || frame_len > xs[1] as i64 {
+        return Err(n.err(format!(
+            "frame_step {step} must be positive and frame_length {frame_len} in 1..={}",
+            xs[1]
+        )));
+    }
+    let onesided = n.attr_i("onesided", 1)? != 0;
+    if onesided && xs[2] == 2 {
+        return Err(n.err("onesided=1 needs a real signal ([batch, length, 1])"));
+    }
+    let frames = (xs[1] as i64 - frame_len) / step + 1;
+    // Frame f, sample j, component k: signal[b, f * step + j, k] (times window[j]).
+    let sample = Expr::Coord(1).mul(Expr::int(step)).add(Expr::Coord(2));
+    let mut expr = Expr::Load {
+        input: 0,
+        index: vec![Expr::Coord(0), sample, Expr::Coord(3)],
+    };
+    let mut ins = vec![x];
+    if let Some(w) = window {
+        let wd = cx.ty(w).dtype;
+        let mut wv = Expr::Load {
+            input: 1,
+            index: vec![Expr::Coord(2)],
+        };
+        if wd != ty.dtype {
+            wv = Expr::Cast(Box::new(wv), wd, ty.dtype);
+        }
+        expr = Expr::Binary(BinaryOp::Mul, Box::new(expr), Box::new(wv), ty.dtype);
+        ins.push(w);
+    }
+    let fs = [xs[0], frames as usize, frame_len as usize, xs[2]];
+    let framed = cx.add(
+        n,
+        "frames",
+        Op::Compute {
+            shape: fs.iter().map(|&d| Dim::c(d as i64)).collect(),
+            dtype: ty.dtype,
+            expr,
+            name: "StftFrames".into(),
+        },
+        &ins,
+    )?;
+    let fl = frame_len as usize;
+    let bins = if onesided { fl / 2 + 1 } else { fl };
+    Ok(one(transform(cx, n, framed, &fs, 2, fl, DftKind::Forward { bins })?))
+}
+
+/// The transform of `x` (shape `xs`, real `[..., 1]` or complex `[..., 2]`) along `axis` with
+/// `dft_len` points, as `kind` says: the shared core of `DFT` and `STFT`.
+fn transform(
+    cx: &mut Ctx,
+    n: &N,
+    x: kiln_ir::NodeId,
+    xs: &[usize],
+    axis: usize,
+    dft_len: usize,
+    kind: DftKind,
+) -> Result<kiln_ir::NodeId, OnnxError> {
+    let rank = xs.len();
+    let complex = xs[rank - 1] == 2;
+    let len = xs[axis];
+    let ty_dtype = cx.ty(x).dtype;
     let out_len = match kind {
         DftKind::Forward { bins } => bins,
         _ => dft_len,
@@ -244,7 +364,7 @@ pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
     };
     let xr = part(cx, 0, "real")?;
     let xi = if complex { Some(part(cx, 1, "imag")?) } else { None };
-    let dtype = ty.dtype;
+    let dtype = ty_dtype;
     let product = |cx: &mut Ctx, tag: &str, sig: kiln_ir::NodeId, t: usize| -> Result<kiln_ir::NodeId, OnnxError> {
         let table = cx.constant(
             n,
@@ -293,9 +413,9 @@ pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
         )?);
     }
     if cols.len() == 1 {
-        return Ok(one(cols[0]));
+        return Ok(cols[0]);
     }
-    Ok(one(cx.add(n, "", Op::Concat { axis: rank - 1 }, &cols)?))
+    cx.add(n, "", Op::Concat { axis: rank - 1 }, &cols)
 }
 
 /// `MelWeightMatrix` (opset 17): the `[dft_length / 2 + 1, num_mel_bins]` triangular mel filter

@@ -5,31 +5,10 @@
 use crate::frontend::onnx::ctx::{Ctx, N};
 use crate::frontend::onnx::value::Value;
 use crate::frontend::onnx::OnnxError;
-use kiln_ir::{BinaryOp, DType, Expr, NodeId, Op, UnaryOp};
+use kiln_ir::fexpr::{add, bin, div, lit, mul, sqrt, sub};
+use kiln_ir::{BinaryOp, DType, Expr, NodeId, Op};
 
 const F: DType = DType::F32;
-
-fn lit(v: f32) -> Expr {
-    Expr::Lit(v as f64, F)
-}
-fn bin(op: BinaryOp, a: Expr, b: Expr) -> Expr {
-    Expr::Binary(op, Box::new(a), Box::new(b), F)
-}
-fn add(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Add, a, b)
-}
-fn sub(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Sub, a, b)
-}
-fn mul(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Mul, a, b)
-}
-fn div(a: Expr, b: Expr) -> Expr {
-    bin(BinaryOp::Div, a, b)
-}
-fn sqrt(a: Expr) -> Expr {
-    Expr::Unary(UnaryOp::Sqrt, Box::new(a), F)
-}
 
 /// The inputs of one update: `R`, `T`, then the per-tensor inputs, as loads (scalars R and T
 /// read at their only element).

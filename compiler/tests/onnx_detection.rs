@@ -144,9 +144,7 @@ fn deform_conv_samples_shifted_taps() {
     // Tap (0, 0) moved down by 0.5 everywhere: it reads (X[y, x] + X[y + 1, x]) / 2 = X[y, x] +
     // 1.5; tap (1, 1) moved right by 1.0 at output (1, 1): X[2, 3] is outside, so 0 (was 8).
     let mut off = vec![0.0f32; 32];
-    for p in 0..4 {
-        off[p] = 0.5; // channel 0: tap (0, 0), dy
-    }
+    off[..4].fill(0.5); // channel 0: tap (0, 0), dy
     off[7 * 4 + 3] = 1.0; // channel 7: tap (1, 1), dx, at output (1, 1)
     let off = Tensor::f32(vec![1, 8, 2, 2], off);
     let y = eval(&deform_model(false), &[("x", x.clone()), ("off", off.clone())], "y");

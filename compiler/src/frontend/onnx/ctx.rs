@@ -706,6 +706,40 @@ pub(crate) fn lower_model(
         let op = node.op_type.as_deref().unwrap_or("");
         opsets.contains_key(d) && lower::SUPPORTED_DOMAIN_OPS.contains(&(d, op))
     };
+    // The first node of another domain that Kiln does not lower, as the error that names it
+    // (checked before the opset, so a model of only such nodes learns which op is missing).
+    let unsupported_domain_node = || -> Result<(), OnnxError> {
+        for (i, node) in graph.node.iter().enumerate() {
+            let d = node.domain.as_deref().unwrap_or("");
+            if !is_default_domain(d) && !other_domain_ok(node) {
+                let name = node_name(node, i);
+                let op = node.op_type.as_deref().unwrap_or("");
+                let version = opsets
+                    .get(d)
+                    .map(|v| format!("opset {v}"))
+                    .unwrap_or_else(|| "not imported".into());
+                let lowered: Vec<&str> = lower::SUPPORTED_DOMAIN_OPS
+                    .iter()
+                    .filter(|(dd, _)| *dd == d)
+                    .map(|(_, o)| *o)
+                    .collect();
+                let msg = if lowered.is_empty() {
+                    format!(
+                        "node '{name}' ({op}) uses operator domain '{d}' ({version}); Kiln supports only the default ONNX domain \
+                         ('' / 'ai.onnx'), so op '{op}' of domain '{d}' is unsupported"
+                    )
+                } else {
+                    format!(
+                        "node '{name}' ({op}) uses operator domain '{d}' ({version}); of that domain Kiln lowers only {}, so op \
+                         '{op}' is unsupported",
+                        lowered.join(", ")
+                    )
+                };
+                return Err(OnnxError::Opset(msg));
+            }
+        }
+        Ok(())
+    };
     let only_other_domains = !graph.node.is_empty()
         && graph
             .node
@@ -716,9 +750,10 @@ pub(crate) fn lower_model(
         // No default-domain op is used: the newest opset's rules apply to nothing.
         None if only_other_domains => MAX_OPSET,
         None => {
+            unsupported_domain_node()?;
             return Err(OnnxError::Opset(
                 "the model imports no opset of the default ONNX domain ('' / 'ai.onnx')".into(),
-            ))
+            ));
         }
     };
     let legacy_ok = (1..MIN_OPSET).contains(&opset)
@@ -731,21 +766,7 @@ pub(crate) fn lower_model(
             "the model imports default-domain opset {opset}; Kiln supports opsets {MIN_OPSET}..={MAX_OPSET}"
         )));
     }
-    for (i, node) in graph.node.iter().enumerate() {
-        let d = node.domain.as_deref().unwrap_or("");
-        if !is_default_domain(d) && !other_domain_ok(node) {
-            let name = node_name(node, i);
-            let op = node.op_type.as_deref().unwrap_or("");
-            let version = opsets
-                .get(d)
-                .map(|v| format!("opset {v}"))
-                .unwrap_or_else(|| "not imported".into());
-            return Err(OnnxError::Opset(format!(
-                "node '{name}' ({op}) uses operator domain '{d}' ({version}); Kiln supports only the default ONNX domain \
-                 ('' / 'ai.onnx'), so op '{op}' of domain '{d}' is unsupported"
-            )));
-        }
-    }
+    unsupported_domain_node()?;
     if !graph.sparse_initializer.is_empty() {
         return Err(OnnxError::Model("sparse initializers are not supported".into()));
     }

@@ -196,7 +196,7 @@ pub(crate) fn non_max_suppression(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, Onn
             scores.shape, boxes.shape
         )));
     }
-    if !(iou_threshold >= 0.0 && iou_threshold <= 1.0) {
+    if !(0.0..=1.0).contains(&iou_threshold) {
         return Err(n.err(format!("iou_threshold must be in [0, 1], got {iou_threshold}")));
     }
     let center = match n.attr_i("center_point_box", 0)? {

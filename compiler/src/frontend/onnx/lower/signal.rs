@@ -119,26 +119,36 @@ enum DftKind {
     InverseReal,
 }
 
+/// Input 0 of DFT or STFT: a float tensor of concrete shape `[..., 1]` (real) or `[..., 2]`
+/// (complex), of rank `rank` when given (else at least 2); with that shape.
+fn signal_input(cx: &mut Ctx, n: &N, rank: Option<usize>) -> Result<(kiln_ir::NodeId, Vec<usize>), OnnxError> {
+    let x = cx.input(n, 0)?;
+    let ty = cx.ty(x).clone();
+    let xs = ty.const_shape().ok_or_else(|| {
+        n.err(format!(
+            "needs a concrete signal shape (use --dim), got {}",
+            ty.describe()
+        ))
+    })?;
+    let r = xs.len();
+    let rank_ok = rank.map_or(r >= 2, |want| r == want);
+    if !rank_ok || !(xs[r - 1] == 1 || xs[r - 1] == 2) || !matches!(ty.dtype, DType::F32 | DType::F16) {
+        let lead = if rank == Some(3) { "[batch, length, " } else { "[..., " };
+        return Err(n.err(format!(
+            "the signal must be a float {lead}1] (real) or {lead}2] (complex) tensor, got {}",
+            ty.describe()
+        )));
+    }
+    Ok((x, xs))
+}
+
 /// `DFT` (opset 17+) as matrix products with constant cosine and sine tables along the
 /// transformed axis: the signal (real `[..., 1]` or complex `[..., 2]`) is moved so the axis is
 /// last, multiplied by `[L, K]` tables (zero rows beyond `dft_length` truncate; missing rows
 /// zero-pad), and moved back. `dft_length` and (opset 20) `axis` must be constants.
 pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
-    let x = cx.input(n, 0)?;
-    let ty = cx.ty(x).clone();
-    let xs = ty.const_shape().ok_or_else(|| {
-        n.err(format!(
-            "needs a concrete input shape (use --dim), got {}",
-            ty.describe()
-        ))
-    })?;
+    let (x, xs) = signal_input(cx, n, None)?;
     let rank = xs.len();
-    if rank < 2 || !(xs[rank - 1] == 1 || xs[rank - 1] == 2) || !matches!(ty.dtype, DType::F32 | DType::F16) {
-        return Err(n.err(format!(
-            "input must be a float [..., 1] (real) or [..., 2] (complex) tensor, got {}",
-            ty.describe()
-        )));
-    }
     let raw_axis = if n.opset >= 20 {
         if cx.has_input(n, 2) {
             let a = cx.const_ints(n, 2, "axis")?;
@@ -186,20 +196,8 @@ pub(crate) fn dft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
 /// frame_length, 1 | 2]`; then the DFT along the frame axis (one-sided by default), giving
 /// `[batch, frames, bins, 2]`.
 pub(crate) fn stft(cx: &mut Ctx, n: &N) -> Result<Vec<Value>, OnnxError> {
-    let x = cx.input(n, 0)?;
+    let (x, xs) = signal_input(cx, n, Some(3))?;
     let ty = cx.ty(x).clone();
-    let xs = ty.const_shape().ok_or_else(|| {
-        n.err(format!(
-            "needs a concrete signal shape (use --dim), got {}",
-            ty.describe()
-        ))
-    })?;
-    if xs.len() != 3 || !(xs[2] == 1 || xs[2] == 2) || !matches!(ty.dtype, DType::F32 | DType::F16) {
-        return Err(n.err(format!(
-            "signal must be a float [batch, length, 1] (real) or [batch, length, 2] (complex) tensor, got {}",
-            ty.describe()
-        )));
-    }
     let scalar = |cx: &Ctx, i: usize, what: &str| -> Result<i64, OnnxError> {
         let v = cx.const_ints(n, i, what)?;
         match v.as_slice() {

@@ -278,7 +278,8 @@ pub fn gemm_split_k(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -
 /// workgroup memory; the fastest of `space::coop_gemm` at 4096^3 on the H200, 1.21 ms against
 /// 1.37 ms for 8 subgroups of 64x32 and 1.71 ms staging single f16 values); 64x64 blocks of 4
 /// subgroups of 32x32 when the 128x128 grid would launch fewer workgroups than the device has
-/// compute units.
+/// compute units. The quantized GEMM's f16 variant (a prefill's product, `batch` 1 and `m` the
+/// planned prompt rows) takes the same rule.
 pub fn coop_gemm(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Schedule {
     let big = CoopGemmParams {
         bm: 128,

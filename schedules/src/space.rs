@@ -104,6 +104,15 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     out
 }
 
+/// Cooperative-matrix candidates of the quantized GEMM's f16 variant (`qgemm_coop.wgsl`, which
+/// always stages vec4s): the vec4-staged members of [`coop_gemm`].
+pub fn quant_coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
+    coop_gemm(limits)
+        .into_iter()
+        .filter(|s| matches!(s, Schedule::CoopGemm(p) if p.vec_stage))
+        .collect()
+}
+
 /// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows.
 pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = Vec::new();
@@ -152,6 +161,16 @@ mod tests {
             for (m, n, k) in [(512, 3072, 2048), (512, 2048, 8192), (64, 576, 576), (13, 8, 256)] {
                 let d = defaults::quant_matmul(m, n, k, &l);
                 assert!(q.contains(&d), "{d} on {}", l.name);
+            }
+            // The f16 variants' defaults (f32 GEMM and the quantized GEMM of a prefill).
+            let c = coop_gemm(&l);
+            let qc = quant_coop_gemm(&l);
+            assert!(qc.len() >= 4 && qc.iter().all(|s| c.contains(s)));
+            for (m, n) in [(4096, 4096), (512, 576), (512, 8192)] {
+                let d = defaults::coop_gemm(1, m, n, &l);
+                if d.validate(&l).is_ok() {
+                    assert!(c.contains(&d) && qc.contains(&d), "{d} on {}", l.name);
+                }
             }
             let sk = gemm_split_k(&l);
             assert!(sk.len() >= 20 && sk.iter().all(|s| s.validate(&l).is_ok()));

@@ -420,6 +420,11 @@ fn main() {
             qmatmul_f16_case(BlockType::Q4_1, 512, 2048, 8192),
             qmatmul_f16_case(BlockType::Q4_1, 512, 8192, 2048),
             qmatmul_f16_case(BlockType::Q8_0, 512, 2048, 8192),
+            // SmolLM2-135M's FFN up and down at a 512-token prefill, f32 and f16.
+            qmatmul_case(BlockType::Q4_1, 512, 576, 1536),
+            qmatmul_case(BlockType::Q4_1, 512, 1536, 576),
+            qmatmul_f16_case(BlockType::Q4_1, 512, 576, 1536),
+            qmatmul_f16_case(BlockType::Q4_1, 512, 1536, 576),
         ]
     };
     let filter = std::env::var("KILN_BENCH_FILTER").unwrap_or_default();

@@ -275,7 +275,7 @@ fn coop_variant(
         }
         // Only the tiled quantized GEMM: few rows take the GEMV kind, which stays.
         (KernelBody::QGemm { .. }, Workload::QuantGemm { m, n, .. }, Schedule::Gemm(_)) => {
-            kiln_schedules::defaults::coop_gemm(1, m, n, &opts.target)
+            kiln_schedules::defaults::quant_coop_gemm(m, n, &opts.target)
         }
         _ => return Ok(None),
     };

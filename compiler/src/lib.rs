@@ -290,8 +290,9 @@ fn coop_variant(
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
     let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
     match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
-        Ok(v) if v.param_names == base.param_names
-            && (!constant_grid || v.grid.iter().all(|g| g.as_const().is_some())) =>
+        Ok(v)
+            if v.param_names == base.param_names
+                && (!constant_grid || v.grid.iter().all(|g| g.as_const().is_some())) =>
         {
             Ok(Some(v))
         }

@@ -155,14 +155,28 @@ fn qgemm_coop_variant_for_a_symbolic_prompt_with_a_bias() {
     assert_eq!(kernel.variants.len(), 1, "{kernel:?}");
     let v = &kernel.variants[0];
     assert!(v.schedule.starts_with("coop_gemm("), "{v:?}");
-    assert_eq!(v.requires.features, vec!["shader-f16".to_string(), "wgpu-cooperative-matrix".into()]);
+    assert_eq!(
+        v.requires.features,
+        vec!["shader-f16".to_string(), "wgpu-cooperative-matrix".into()]
+    );
     assert_eq!(v.requires.subgroup_size, Some(32));
     // The grid's rows follow the symbol, as the base kernel's do.
     assert!(v.grid[1].as_const().is_none(), "{:?}", v.grid);
     assert_eq!(b.manifest.programs[0].dispatches[0].grid[1].as_const(), None);
-    let src = &b.kernel_sources.iter().find(|(f, _)| *f == v.file).expect("variant source").1;
-    assert!(src.contains("// Kiln quantized GEMM kernel (cooperative matrices)"), "{src}");
-    assert!(src.contains("fn kiln_epilogue") && src.contains("coopMultiplyAdd"), "{src}");
+    let src = &b
+        .kernel_sources
+        .iter()
+        .find(|(f, _)| *f == v.file)
+        .expect("variant source")
+        .1;
+    assert!(
+        src.contains("// Kiln quantized GEMM kernel (cooperative matrices)"),
+        "{src}"
+    );
+    assert!(
+        src.contains("fn kiln_epilogue") && src.contains("coopMultiplyAdd"),
+        "{src}"
+    );
     // naga: valid only with cooperative matrices, and it writes as SPIR-V (wgpu's Vulkan path).
     {
         use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -176,7 +190,12 @@ fn qgemm_coop_variant_for_a_symbolic_prompt_with_a_bias() {
             lang_version: (1, 3),
             ..Default::default()
         };
-        assert!(naga::back::spv::write_vec(&module, &info, &opts, None).expect("writes SPIR-V").len() > 100);
+        assert!(
+            naga::back::spv::write_vec(&module, &info, &opts, None)
+                .expect("writes SPIR-V")
+                .len()
+                > 100
+        );
     }
     insta::assert_snapshot!(src);
     // One row: the quantized GEMV, no variant.

@@ -333,7 +333,8 @@ pub fn quant_coop_gemm(m: u64, n: u64, limits: &DeviceLimits) -> Schedule {
         .into_iter()
         .filter(|p| Schedule::CoopGemm(*p).validate(limits).is_ok())
         .collect();
-    let fills = |p: &CoopGemmParams| 8 * m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64) >= 7 * limits.compute_units as u64;
+    let fills =
+        |p: &CoopGemmParams| 8 * m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64) >= 7 * limits.compute_units as u64;
     let p = valid
         .iter()
         .find(|p| fills(p))

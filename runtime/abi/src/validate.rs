@@ -353,7 +353,10 @@ fn check_variant_dispatch(m: &Manifest, kernel: usize, d: &crate::manifest::Disp
         let mut used = Vec::new();
         v.grid.iter().for_each(|g| symbols(g, &mut used));
         if let Some(s) = used.iter().find(|s| !known.contains(s)) {
-            return Err(format!("variant grid {} uses '{s}', which the kernel's grid does not", grid_str(&v.grid)));
+            return Err(format!(
+                "variant grid {} uses '{s}', which the kernel's grid does not",
+                grid_str(&v.grid)
+            ));
         }
     }
     Ok(())

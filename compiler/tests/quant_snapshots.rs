@@ -202,3 +202,55 @@ fn qgemm_coop_variant_for_a_symbolic_prompt_with_a_bias() {
     let b = compile_f16(Dim::c(1));
     assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
 }
+
+#[test]
+fn a_shared_qgemm_kernel_with_different_grids_keeps_no_coop_variant() {
+    // Two products with the same W shape and block type but different symbolic row counts
+    // share one kernel (same WGSL, rows as a parameter) with different grids. A variant's grid
+    // replaces every dispatch's, so no single one could hold: the kernel keeps no variant, and
+    // the bundle still compiles and validates. Either product alone gets one.
+    let (n, k) = (64, 256);
+    let build = |rows: &[&str]| {
+        let mut g = Graph::new();
+        for (i, rows) in rows.iter().enumerate() {
+            let x = g.add_input(
+                &format!("x{i}"),
+                TensorType {
+                    dtype: DType::F32,
+                    shape: vec![Dim::sym(rows), Dim::from(k)],
+                },
+            );
+            let block = BlockType::Q8_0;
+            let words = packed_words(block, n, k).unwrap();
+            let w = g.add_const(
+                &format!("w{i}"),
+                Tensor {
+                    shape: vec![words],
+                    data: TensorData::U32((0..words as u32).collect()),
+                },
+            );
+            let y = g.add(&format!("qmm{i}"), Op::QMatMul { block, n, k }, &[x, w]).unwrap();
+            g.add_output(&format!("y{i}"), y);
+        }
+        let model = Model {
+            name: "shared".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let opts = CompileOptions {
+            precision: kiln_compiler::Precision::F16,
+            target: kiln_schedules::DeviceLimits::h200(),
+            ..Default::default()
+        };
+        compile(&model, &opts).expect("compiles")
+    };
+    let one = build(&["a"]);
+    assert_eq!(one.manifest.kernels[0].variants.len(), 1);
+    let b = build(&["a", "b"]);
+    let dispatches = &b.manifest.programs[0].dispatches;
+    assert_eq!(dispatches.len(), 2);
+    assert_eq!(dispatches[0].kernel, dispatches[1].kernel, "one shared kernel");
+    assert_ne!(dispatches[0].grid, dispatches[1].grid);
+    assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
+    assert!(!b.kernel_sources.iter().any(|(_, s)| s.contains("coopMultiplyAdd")));
+}

@@ -16,7 +16,7 @@
 use kiln::compiler::lower::KernelBody;
 use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model, Precision};
 use kiln::convert::to_host;
-use kiln::ir::quant::{packed_tensor, quantize};
+use kiln::ir::quant::{dequantize, packed_tensor, quantize};
 use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
 use kiln::runtime::{Bundle, Session};
 use kiln::schedules::tuning::{TuningDb, TuningRecord};
@@ -40,6 +40,9 @@ struct Case {
     /// `F16`: compiled with `--precision f16` (the cooperative-matrix GEMM variant where the
     /// adapter supports it), and its result checked against an f64 reference.
     precision: Precision,
+    /// A quantized matmul's weight values as the kernels decode them (`[n, k]`), for the f16
+    /// case's reference check.
+    w_values: Option<Vec<f32>>,
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -73,6 +76,7 @@ fn gemm_case(m: usize, n: usize, k: usize) -> Case {
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -129,7 +133,21 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
+}
+
+/// [`qmatmul_case`] compiled with `--precision f16`: on an adapter with cooperative matrices
+/// the tiled product runs the f16 variant (x and the decoded W rounded to f16, f32
+/// accumulation), elsewhere the f32 kernel; its result is checked against f64 references.
+fn qmatmul_f16_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
+    let mut c = qmatmul_case(block, m, k, n);
+    c.name = format!("qgemm f16 {block} {m}x{k} . {n}x{k}");
+    c.precision = Precision::F16;
+    // The weight values as qmatmul_case made them, decoded.
+    let bytes = quantize(block, &kiln::demo::pseudo_random(n * k, 3, 1.0)).expect("a block type with a quantizer");
+    c.w_values = Some(dequantize(block, &bytes, n * k).expect("decodes what it encoded"));
+    c
 }
 
 /// A plain copy-like kernel (negation: one read, one write per element), the bandwidth
@@ -163,6 +181,7 @@ fn row_case(name: &str, op: Op, shape: &[usize], bytes: f64) -> Case {
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -190,6 +209,7 @@ fn layernorm_case(rows: usize, len: usize) -> Case {
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -225,6 +245,7 @@ fn conv_case(n: usize, c: usize, hw: usize, oc: usize) -> Case {
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -248,6 +269,7 @@ fn add_case(len: usize) -> Case {
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -286,6 +308,7 @@ fn attention_case(batch: usize, heads: usize, seq: usize, d: usize, opt_level: u
         latency: false,
         opt_level,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -300,6 +323,7 @@ fn demo_case(batch: usize) -> Case {
         latency: true,
         opt_level: 2,
         precision: Precision::F32,
+        w_values: None,
     }
 }
 
@@ -337,6 +361,7 @@ fn main() {
             // SmolLM2-135M's FFN up (Q4_1) at decode and a 16-token prefill, and a Q8_0 head.
             qmatmul_case(BlockType::Q4_1, 1, 576, 1536),
             qmatmul_case(BlockType::Q4_1, 16, 576, 1536),
+            qmatmul_f16_case(BlockType::Q4_1, 16, 576, 1536),
             qmatmul_case(BlockType::Q8_0, 1, 576, 8192),
         ]
     } else {
@@ -390,6 +415,16 @@ fn main() {
             qmatmul_case(BlockType::Q8_0, 1, 4096, 4096),
             qmatmul_case(BlockType::F16, 1, 4096, 4096),
             qmatmul_case(BlockType::Q4_1, 512, 2048, 8192),
+            qmatmul_case(BlockType::Q4_1, 512, 8192, 2048),
+            // The same prefill products with --precision f16 (the cooperative-matrix variant).
+            qmatmul_f16_case(BlockType::Q4_1, 512, 2048, 8192),
+            qmatmul_f16_case(BlockType::Q4_1, 512, 8192, 2048),
+            qmatmul_f16_case(BlockType::Q8_0, 512, 2048, 8192),
+            // SmolLM2-135M's FFN up and down at a 512-token prefill, f32 and f16.
+            qmatmul_case(BlockType::Q4_1, 512, 576, 1536),
+            qmatmul_case(BlockType::Q4_1, 512, 1536, 576),
+            qmatmul_f16_case(BlockType::Q4_1, 512, 576, 1536),
+            qmatmul_f16_case(BlockType::Q4_1, 512, 1536, 576),
         ]
     };
     let filter = std::env::var("KILN_BENCH_FILTER").unwrap_or_default();
@@ -413,7 +448,9 @@ fn main() {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
             let rows = if case.name.starts_with("gemv") { 1 } else { 0 };
-            let space = if case.precision == Precision::F16 {
+            let space = if case.precision == Precision::F16 && case.name.starts_with("qgemm") {
+                space::quant_coop_gemm(&target)
+            } else if case.precision == Precision::F16 {
                 space::coop_gemm(&target)
             } else if case.name.starts_with("qgemm") {
                 space::quant_gemm(&target)
@@ -532,7 +569,10 @@ fn bench_case(
         .map_err(|e| e.to_string())?;
     let mut check = String::new();
     if case.precision == Precision::F16 {
-        check = check_gemm(case, &mut s, &host)?;
+        check = match &case.w_values {
+            Some(w) => check_qgemm(case, w, &mut s, &host)?,
+            None => check_gemm(case, &mut s, &host)?,
+        };
     }
     // The kernels as they ran (with the variants the adapter supports).
     let m = s.manifest().clone();
@@ -552,12 +592,8 @@ fn bench_case(
     })
 }
 
-/// Runs a GEMM case once and compares 512 sampled elements of C with f64 references: one from
-/// the f32 inputs (the error f16 operands cause) and one from the inputs rounded to f16. A
-/// kernel with f16 operands and f32 accumulation must match the latter within Higham's bound
-/// for a K-term f32 dot product, `K * 2^-24 * sum |a_i b_i|` per element; a wrong layout or
-/// fragment is off by O(1). Returns the figures for the table; an element beyond the bound is
-/// an error.
+/// Runs a GEMM case once and compares 512 sampled elements of C with f64 references
+/// ([`check_product`]).
 fn check_gemm(
     case: &Case,
     s: &mut Session,
@@ -568,13 +604,46 @@ fn check_gemm(
     let (a, b) = (&case.inputs["a"], &case.inputs["b"]);
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
     let (a, b) = (a.to_f64(), b.to_f64());
+    check_product(s, &c, [m, n, k], |i, p| a[i * k + p], |p, j| b[p * n + j])
+}
+
+/// [`check_gemm`] for a quantized matmul `y = x · Wᵀ`, W given as the values its blocks decode
+/// to (`[n, k]`).
+fn check_qgemm(
+    case: &Case,
+    w: &[f32],
+    s: &mut Session,
+    host: &HashMap<String, kiln::runtime::HostTensor>,
+) -> Result<String, String> {
+    let out = s.run("run", host).map_err(|e| e.to_string())?;
+    let c = out[0].1.to_f32();
+    let x = &case.inputs["x"];
+    let (m, k) = (x.shape[0], x.shape[1]);
+    let n = w.len() / k;
+    let x = x.to_f64();
+    check_product(s, &c, [m, n, k], |i, p| x[i * k + p], |p, j| w[j * k + p] as f64)
+}
+
+/// Compares 512 sampled elements of `c` (`m x n`) with f64 references of `sum_p a(i, p) b(p, j)`:
+/// one from the operands as given (the error f16 operands cause) and one from the operands
+/// rounded to f16. A kernel with f16 operands and f32 accumulation must match the latter
+/// within Higham's bound for a K-term f32 dot product, `K * 2^-24 * sum |a_i b_i|` per element;
+/// a wrong layout or fragment is off by O(1). Returns the figures for the table; when a
+/// cooperative-matrix kernel ran, an element beyond the bound is an error.
+fn check_product(
+    s: &Session,
+    c: &[f32],
+    [m, n, k]: [usize; 3],
+    a: impl Fn(usize, usize) -> f64,
+    b: impl Fn(usize, usize) -> f64,
+) -> Result<String, String> {
     let h = |v: f64| half::f16::from_f64(v).to_f64();
     let (mut err32, mut err16, mut worst) = (0f64, 0f64, 0f64);
     for t in 0..512u64 {
         let (i, j) = ((t * 7919 % m as u64) as usize, (t * 104_729 % n as u64) as usize);
         let (mut r32, mut r16, mut abs) = (0f64, 0f64, 0f64);
         for p in 0..k {
-            let (x, y) = (a[i * k + p], b[p * n + j]);
+            let (x, y) = (a(i, p), b(p, j));
             r32 += x * y;
             r16 += h(x) * h(y);
             abs += (h(x) * h(y)).abs();

@@ -54,9 +54,10 @@ enum Command {
         /// Tuning records (RON) that override the analytic default schedules.
         #[arg(long)]
         tuning: Option<PathBuf>,
-        /// `f32` (default): every kernel computes in f32. `f16`: f32 GEMMs also ship an f16
-        /// variant on cooperative matrices (tensor cores), which the runtime runs where the
-        /// adapter supports it (f16 operands, f32 accumulation); elsewhere the f32 kernel runs.
+        /// `f32` (default): every kernel computes in f32. `f16`: f32 GEMMs and the tiled
+        /// quantized GEMMs (a prompt's prefill) also ship an f16 variant on cooperative matrices
+        /// (tensor cores), which the runtime runs where the adapter supports it (f16 operands,
+        /// f32 accumulation); elsewhere the f32 kernel runs.
         #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
         precision: String,
         /// Freeze a graph input to the value in a .npy file, `NAME=FILE.npy` (repeatable): it

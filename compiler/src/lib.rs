@@ -251,25 +251,33 @@ pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits
     kiln_schedules::select::default_for(&workload(body), limits)
 }
 
-/// `--precision f16`: the cooperative-matrix variant of an f32 GEMM kernel, when it has
-/// constant dims (constant parameters and grid), no split-K, and operands the variant can read as vec4s. Its
+/// `--precision f16`: the cooperative-matrix variant of a kernel. An f32 GEMM gets one when it
+/// has constant dims (constant parameters and grid), no split-K, and operands the variant can
+/// read as vec4s; a quantized GEMM (a prefill's tiled product, more than 8 rows planned) gets
+/// one whatever its row count, whose grid then follows the rows as the base kernel's does. Its
 /// schedule is the tuning record under `coop <key>` when there is one, else the analytic
-/// default.
+/// default. The variant must bind the same parameters as the base kernel.
 fn coop_variant(
     d: &KernelDraft,
     base: &RenderedKernel,
     g: &Graph,
     opts: &CompileOptions,
 ) -> Result<Option<RenderedKernel>, CompileError> {
-    let KernelBody::Gemm { dtype: DType::F32, .. } = &d.body else {
-        return Ok(None);
-    };
-    let constant = base.param_values.iter().all(|v| v.as_const().is_some());
-    if opts.precision != Precision::F16 || base.split.is_some() || !constant {
+    if opts.precision != Precision::F16 || base.split.is_some() {
         return Ok(None);
     }
-    let Workload::Gemm { m, n, batch, .. } = workload(&d.body) else {
-        return Ok(None);
+    let default = match (&d.body, workload(&d.body), base.schedule) {
+        (KernelBody::Gemm { dtype: DType::F32, .. }, Workload::Gemm { m, n, batch, .. }, _) => {
+            if !base.param_values.iter().all(|v| v.as_const().is_some()) {
+                return Ok(None);
+            }
+            kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target)
+        }
+        // Only the tiled quantized GEMM: few rows take the GEMV kind, which stays.
+        (KernelBody::QGemm { .. }, Workload::QuantGemm { m, n, .. }, Schedule::Gemm(_)) => {
+            kiln_schedules::defaults::quant_coop_gemm(m, n, &opts.target)
+        }
+        _ => return Ok(None),
     };
     let key = format!("coop {}", tuning_key(&d.body));
     let schedule = opts
@@ -278,10 +286,16 @@ fn coop_variant(
         .and_then(|db| db.records.get(&key))
         .map(|r| r.schedule)
         .filter(|s| matches!(s, Schedule::CoopGemm(_)))
-        .unwrap_or_else(|| kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target));
+        .unwrap_or(default);
+    let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
     let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
     match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
-        Ok(v) if v.param_names == base.param_names && v.grid.iter().all(|g| g.as_const().is_some()) => Ok(Some(v)),
+        Ok(v)
+            if v.param_names == base.param_names
+                && (!constant_grid || v.grid.iter().all(|g| g.as_const().is_some())) =>
+        {
+            Ok(Some(v))
+        }
         Ok(_) => Ok(None),
         Err(CompileError::Unsupported { msg, .. }) => {
             log::debug!("no f16 variant for {}: {msg}", d.label);
@@ -291,8 +305,8 @@ fn coop_variant(
     }
 }
 
-/// Whether `--precision f16` may give the draft a cooperative-matrix variant: an f32 GEMM
-/// with constant operand shapes ([`coop_variant`] decides).
+/// Whether `--precision f16` may give the draft a cooperative-matrix variant that replaces a
+/// split-K GEMM: an f32 GEMM with constant operand shapes ([`coop_variant`] decides).
 fn may_have_coop_variant(d: &KernelDraft, opts: &CompileOptions) -> bool {
     let KernelBody::Gemm {
         a,
@@ -449,6 +463,8 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let mut kernels: Vec<KernelSpec> = Vec::new();
     let mut sources: Vec<(String, String)> = Vec::new();
     let mut by_source: HashMap<String, usize> = HashMap::new();
+    // Per kernel, the grid of its first dispatch (see the variants below).
+    let mut variant_base_grid: HashMap<usize, [kiln_abi::SizeExpr; 3]> = HashMap::new();
     let mut dispatches = Vec::new();
     let mut limits: BTreeMap<String, u64> = BTreeMap::new();
     let mut need = |name: &str, v: u64| {
@@ -518,10 +534,22 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 });
             }
             _ => {
-                if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
-                    let file = format!("kernels/k{k:03}_{}.wgsl", v.schedule.kind());
-                    kernels[k].variants.push(coop_variant_spec(&v, &file));
-                    sources.push((file, v.wgsl));
+                // A chosen variant replaces the grid of every dispatch of its kernel, so a kernel
+                // keeps its variant only while all its dispatches share the base grid.
+                match variant_base_grid.get(&k) {
+                    Some(g) if *g != r.grid => {
+                        let file = kernels[k].variants.drain(..).map(|v| v.file).collect::<Vec<_>>();
+                        sources.retain(|(f, _)| !file.contains(f));
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
+                            let file = format!("kernels/k{k:03}_{}.wgsl", v.schedule.kind());
+                            kernels[k].variants.push(coop_variant_spec(&v, &file));
+                            sources.push((file, v.wgsl));
+                        }
+                        variant_base_grid.insert(k, r.grid.clone());
+                    }
                 }
                 buffers.push(output);
                 dispatches.push(Dispatch {

@@ -147,17 +147,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
 {%- endfor %}
         }
-        for (var kk = 0i; kk < {{ bk }}i; kk++) {
+        // The K-step is unrolled: every workgroup-memory offset is a constant plus the thread's
+        // lane (and the stage), so the compiler keeps the tile in registers and folds the
+        // address arithmetic.
+{%- for kk in range(end=bk) %}
+        {
 {%- for r in range(end=rg) %}
-            let a{{ r }} = a_tile[{% if db %}sa + {% endif %}kk * {{ a_row }}i + {{ r * ty_n }}i + ty];
+            let a{{ r }} = a_tile[{% if db %}sa + {% endif %}{{ kk * a_row }}i + {{ r * ty_n }}i + ty];
 {%- endfor %}
 {%- for c in range(end=cg) %}
-            let b{{ c }} = b_tile[{% if db %}sb + {% endif %}kk * {{ b_row }}i + {{ c * tx_n }}i + tx];
+            let b{{ c }} = b_tile[{% if db %}sb + {% endif %}{{ kk * b_row }}i + {{ c * tx_n }}i + tx];
 {%- endfor %}
 {%- for r in range(end=rg) %}{% for ii in range(end=4) %}{% for c in range(end=cg) %}
             acc_{{ r * 4 + ii }}_{{ c }} = fma(vec4<f32>(a{{ r }}[{{ ii }}]), b{{ c }}, acc_{{ r * 4 + ii }}_{{ c }});
 {%- endfor %}{% endfor %}{% endfor %}
         }
+{%- endfor %}
 {%- if db %}
         sa = {{ a_stage }}i - sa;
         sb = {{ b_stage }}i - sb;

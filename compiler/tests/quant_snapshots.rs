@@ -107,3 +107,150 @@ fn quantized_kernels_with_a_bias_epilogue() {
     assert_eq!(src.matches("fn kiln_epilogue").count(), 2);
     insta::assert_snapshot!(src);
 }
+
+#[test]
+fn qgemm_coop_variant_for_a_symbolic_prompt_with_a_bias() {
+    // A prefill's product: `n` prompt rows (symbolic) of K = 256 times a Q4_1 W of 64 rows, plus
+    // a bias, compiled with --precision f16. The tiled f32 kernel gets a cooperative-matrix
+    // variant whose grid follows the rows; a 1-row product (the GEMV kind) gets none.
+    let (n, k) = (64, 256);
+    let compile_f16 = |rows: Dim| {
+        let mut g = Graph::new();
+        let x = g.add_input(
+            "x",
+            TensorType {
+                dtype: DType::F32,
+                shape: vec![rows, Dim::from(k)],
+            },
+        );
+        let block = BlockType::Q4_1;
+        let words = packed_words(block, n, k).unwrap();
+        let w = g.add_const(
+            "w",
+            Tensor {
+                shape: vec![words],
+                data: TensorData::U32((0..words as u32).collect()),
+            },
+        );
+        let y = g.add("qmm", Op::QMatMul { block, n, k }, &[x, w]).unwrap();
+        let b = g.add_const("b", Tensor::f32(vec![n], vec![0.5; n]));
+        let y = g.add("bias", Op::Binary(BinaryOp::Add), &[y, b]).unwrap();
+        g.add_output("y", y);
+        let model = Model {
+            name: "snap".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let opts = CompileOptions {
+            precision: kiln_compiler::Precision::F16,
+            target: kiln_schedules::DeviceLimits::h200(),
+            ..Default::default()
+        };
+        compile(&model, &opts).expect("compiles")
+    };
+    let b = compile_f16(Dim::sym("n"));
+    assert_eq!(b.manifest.kernels.len(), 1);
+    let kernel = &b.manifest.kernels[0];
+    assert!(kernel.schedule.starts_with("gemm("), "{kernel:?}");
+    assert_eq!(kernel.variants.len(), 1, "{kernel:?}");
+    let v = &kernel.variants[0];
+    assert!(v.schedule.starts_with("coop_gemm("), "{v:?}");
+    assert_eq!(
+        v.requires.features,
+        vec!["shader-f16".to_string(), "wgpu-cooperative-matrix".into()]
+    );
+    assert_eq!(v.requires.subgroup_size, Some(32));
+    // The grid's rows follow the symbol, as the base kernel's do.
+    assert!(v.grid[1].as_const().is_none(), "{:?}", v.grid);
+    assert_eq!(b.manifest.programs[0].dispatches[0].grid[1].as_const(), None);
+    let src = &b
+        .kernel_sources
+        .iter()
+        .find(|(f, _)| *f == v.file)
+        .expect("variant source")
+        .1;
+    assert!(
+        src.contains("// Kiln quantized GEMM kernel (cooperative matrices)"),
+        "{src}"
+    );
+    assert!(
+        src.contains("fn kiln_epilogue") && src.contains("coopMultiplyAdd"),
+        "{src}"
+    );
+    // naga: valid only with cooperative matrices, and it writes as SPIR-V (wgpu's Vulkan path).
+    {
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let caps = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        assert!(Validator::new(ValidationFlags::all(), caps).validate(&module).is_err());
+        let info = Validator::new(ValidationFlags::all(), caps | Capabilities::COOPERATIVE_MATRIX)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let opts = naga::back::spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        assert!(
+            naga::back::spv::write_vec(&module, &info, &opts, None)
+                .expect("writes SPIR-V")
+                .len()
+                > 100
+        );
+    }
+    insta::assert_snapshot!(src);
+    // One row: the quantized GEMV, no variant.
+    let b = compile_f16(Dim::c(1));
+    assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
+}
+
+#[test]
+fn a_shared_qgemm_kernel_with_different_grids_keeps_no_coop_variant() {
+    // Two products with the same W shape and block type but different symbolic row counts
+    // share one kernel (same WGSL, rows as a parameter) with different grids. A variant's grid
+    // replaces every dispatch's, so no single one could hold: the kernel keeps no variant, and
+    // the bundle still compiles and validates. Either product alone gets one.
+    let (n, k) = (64, 256);
+    let build = |rows: &[&str]| {
+        let mut g = Graph::new();
+        for (i, rows) in rows.iter().enumerate() {
+            let x = g.add_input(
+                &format!("x{i}"),
+                TensorType {
+                    dtype: DType::F32,
+                    shape: vec![Dim::sym(rows), Dim::from(k)],
+                },
+            );
+            let block = BlockType::Q8_0;
+            let words = packed_words(block, n, k).unwrap();
+            let w = g.add_const(
+                &format!("w{i}"),
+                Tensor {
+                    shape: vec![words],
+                    data: TensorData::U32((0..words as u32).collect()),
+                },
+            );
+            let y = g.add(&format!("qmm{i}"), Op::QMatMul { block, n, k }, &[x, w]).unwrap();
+            g.add_output(&format!("y{i}"), y);
+        }
+        let model = Model {
+            name: "shared".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let opts = CompileOptions {
+            precision: kiln_compiler::Precision::F16,
+            target: kiln_schedules::DeviceLimits::h200(),
+            ..Default::default()
+        };
+        compile(&model, &opts).expect("compiles")
+    };
+    let one = build(&["a"]);
+    assert_eq!(one.manifest.kernels[0].variants.len(), 1);
+    let b = build(&["a", "b"]);
+    let dispatches = &b.manifest.programs[0].dispatches;
+    assert_eq!(dispatches.len(), 2);
+    assert_eq!(dispatches[0].kernel, dispatches[1].kernel, "one shared kernel");
+    assert_ne!(dispatches[0].grid, dispatches[1].grid);
+    assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
+    assert!(!b.kernel_sources.iter().any(|(_, s)| s.contains("coopMultiplyAdd")));
+}

@@ -527,6 +527,17 @@ mod tests {
             panic!("not a coop GEMM")
         };
         assert_eq!((small.bm, small.bn), (64, 64));
+        // The quantized variant's blocks shrink until the grid fills the device.
+        let q = |m, n| match defaults::quant_coop_gemm(m, n, &d) {
+            Schedule::CoopGemm(p) => (p.bm, p.bn),
+            s => panic!("{s}"),
+        };
+        assert_eq!(q(512, 8192), (128, 256));
+        assert_eq!(q(512, 6144), (128, 128));
+        assert_eq!(q(512, 2560), (64, 64));
+        assert_eq!(q(512, 960), (64, 64));
+        assert_eq!(q(512, 576), (32, 64));
+        assert_eq!(q(16, 64), (32, 64));
         let space = space::coop_gemm(&d);
         assert!(
             space.len() >= 12 && space.contains(&Schedule::CoopGemm(big)),

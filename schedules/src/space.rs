@@ -69,10 +69,11 @@ pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     out
 }
 
-/// Cooperative-matrix GEMM candidates: nine tiles that fit 32 KiB of workgroup memory with 2 to
-/// 8 subgroups of at least 4 fragments each (128x256 and 256x128 blocks of 64x64 subgroup
+/// Cooperative-matrix GEMM candidates: thirteen tiles that fit 32 KiB of workgroup memory with 1
+/// to 8 subgroups of at least 4 fragments each (128x256 and 256x128 blocks of 64x64 subgroup
 /// tiles with bk 16; 128x128 and 128x64 blocks of 64x32 or 64x64 tiles; 64x128 of 32x64;
-/// 64x64 with bk 64), each staging f16 scalars or vec4s.
+/// 64x64 with bk 64 or 32; and, for narrow products, 32x64, 64x32 and 32x32 blocks of 32x32 tiles),
+/// each staging f16 scalars or vec4s.
 pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     let tiles = [
         (128, 256, 16, 64, 64),
@@ -84,6 +85,10 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         (64, 128, 32, 32, 64),
         (128, 64, 64, 64, 32),
         (64, 64, 64, 32, 32),
+        (64, 64, 32, 32, 32),
+        (32, 64, 32, 32, 32),
+        (64, 32, 32, 32, 32),
+        (32, 32, 32, 32, 32),
     ];
     let mut out = Vec::new();
     for vec_stage in [false, true] {
@@ -102,6 +107,15 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         }
     }
     out
+}
+
+/// Cooperative-matrix candidates of the quantized GEMM's f16 variant (`qgemm_coop.wgsl`, which
+/// always stages vec4s): the vec4-staged members of [`coop_gemm`].
+pub fn quant_coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
+    coop_gemm(limits)
+        .into_iter()
+        .filter(|s| matches!(s, Schedule::CoopGemm(p) if p.vec_stage))
+        .collect()
 }
 
 /// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows.
@@ -152,6 +166,20 @@ mod tests {
             for (m, n, k) in [(512, 3072, 2048), (512, 2048, 8192), (64, 576, 576), (13, 8, 256)] {
                 let d = defaults::quant_matmul(m, n, k, &l);
                 assert!(q.contains(&d), "{d} on {}", l.name);
+            }
+            // The f16 variants' defaults (f32 GEMM and the quantized GEMM of a prefill).
+            let c = coop_gemm(&l);
+            let qc = quant_coop_gemm(&l);
+            assert!(qc.len() >= 4 && qc.iter().all(|s| c.contains(s)));
+            for (m, n) in [(4096, 4096), (512, 576), (512, 8192)] {
+                let d = defaults::coop_gemm(1, m, n, &l);
+                if d.validate(&l).is_ok() {
+                    assert!(c.contains(&d), "{d} on {}", l.name);
+                }
+                let d = defaults::quant_coop_gemm(m, n, &l);
+                if d.validate(&l).is_ok() {
+                    assert!(qc.contains(&d), "{d} on {}", l.name);
+                }
             }
             let sk = gemm_split_k(&l);
             assert!(sk.len() >= 20 && sk.iter().all(|s| s.validate(&l).is_ok()));

@@ -112,6 +112,7 @@ fn templates() -> &'static tera::Tera {
             ("qgemv", include_str!("../../templates/qgemv.wgsl")),
             ("qgemm", include_str!("../../templates/qgemm.wgsl")),
             ("qgemm_vec4", include_str!("../../templates/qgemm_vec4.wgsl")),
+            ("qgemm_coop", include_str!("../../templates/qgemm_coop.wgsl")),
             ("qgather", include_str!("../../templates/qgather.wgsl")),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
@@ -1279,6 +1280,63 @@ pub fn render(
                 SizeExpr::c(1),
             ];
             ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
+        }
+        (KernelBody::QGemm { x, block, n, k }, Schedule::CoopGemm(p)) => {
+            // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
+            // as vec4<f16>, so K must be a multiple of 4.
+            if k % 4 != 0 || !p.vec_stage {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!("{schedule} needs K a multiple of 4 and vec4 staging"),
+                });
+            }
+            let m = Dim::product(&x[..x.len() - 1]);
+            quant_context(&mut ctx, *block, *n, *k);
+            // Parameters in the order of the `Gemm` arm, so the variant binds the same ones.
+            ctx.insert("m", &params.dim(&m, "m"));
+            let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
+            ctx.insert("epilogue", &epilogue);
+            let threads = p.threads();
+            let (a_vecs, b_units) = (p.bm * p.bk / 4, p.bn * p.bk / 16);
+            let ksteps: Vec<u32> = (0..p.bk / kiln_schedules::COOP_FRAGMENT)
+                .map(|i| i * kiln_schedules::COOP_FRAGMENT)
+                .collect();
+            let (row_a, row_b) = (
+                (p.bk + kiln_schedules::COOP_PAD) / 4,
+                (p.bn + kiln_schedules::COOP_PAD) / 4,
+            );
+            for (name, v) in [
+                ("bm", p.bm),
+                ("bn", p.bn),
+                ("bk", p.bk),
+                ("sm", p.sm),
+                ("sn", p.sn),
+                ("threads", threads),
+                ("subgroups", p.subgroups()),
+                ("sg_cols", p.bn / p.sn),
+                ("fm", p.sm / kiln_schedules::COOP_FRAGMENT),
+                ("fn", p.sn / kiln_schedules::COOP_FRAGMENT),
+                ("pad", kiln_schedules::COOP_PAD),
+                ("row_a", row_a),
+                ("row_b", row_b),
+                ("a_len_s", p.bm * row_a),
+                ("b_len_s", p.bk * row_b),
+                ("bk4", p.bk / 4),
+                ("a_vecs", a_vecs),
+                ("b_units", b_units),
+                ("a_loads", a_vecs.div_ceil(threads)),
+                ("b_loads", b_units.div_ceil(threads)),
+            ] {
+                ctx.insert(name, &v);
+            }
+            ctx.insert("ksteps", &ksteps);
+            let grid = [
+                SizeExpr::c(n.div_ceil(p.bn as usize) as i64),
+                dim_expr(&m).cdiv(p.bm as i64),
+                SizeExpr::c(1),
+            ];
+            ("qgemm_coop", [threads, 1, 1], grid, false)
         }
         (KernelBody::QGemm { x, block, n, k }, Schedule::Gemm(p)) => {
             let m = Dim::product(&x[..x.len() - 1]);

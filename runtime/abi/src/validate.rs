@@ -33,12 +33,10 @@ impl Manifest {
             for (i, d) in p.dispatches.iter().enumerate() {
                 let at = || format!("manifest: program '{}' dispatch {i} ({})", p.name, d.label);
                 let k = &self.kernels[d.kernel];
-                if !k.variants.is_empty() && d.params.iter().any(|v| v.as_const().is_none()) {
-                    return Err(ManifestError::Structure(format!(
-                        "{}: kernel '{}' has variants, whose grids are constant, so its parameters must be constant too",
-                        at(),
-                        k.name
-                    )));
+                if !k.variants.is_empty() {
+                    check_variant_dispatch(self, d.kernel, d).map_err(|why| {
+                        ManifestError::Structure(format!("{}: kernel '{}' has variants: {why}", at(), k.name))
+                    })?;
                 }
                 for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
                     let buf = &self.buffers[b];
@@ -309,9 +307,9 @@ fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
                 k.name, v.workgroup_size
             )));
         }
-        if v.grid.iter().any(|g| g.as_const().is_none_or(|c| c < 0)) {
+        if v.grid.iter().any(|g| g.as_const().is_some_and(|c| c < 0)) {
             return Err(ManifestError::Kernel(format!(
-                "manifest: variant {i} of kernel '{}': grid {:?} is not constant and non-negative",
+                "manifest: variant {i} of kernel '{}': grid {:?} has a negative count",
                 k.name, v.grid
             )));
         }
@@ -323,6 +321,57 @@ fn check_kernel_spec(k: &KernelSpec) -> Result<(), ManifestError> {
         }
     }
     Ok(())
+}
+
+/// A chosen variant replaces the grid of every dispatch of its kernel, so that grid must hold
+/// for each: either every variant grid and the dispatch's parameters are constant, or the
+/// dispatch is the same as the kernel's first one (parameters and grid) and the variant grids
+/// use only symbols that grid uses.
+fn check_variant_dispatch(m: &Manifest, kernel: usize, d: &crate::manifest::Dispatch) -> Result<(), String> {
+    let k = &m.kernels[kernel];
+    let constant = d.params.iter().all(|v| v.as_const().is_some())
+        && k.variants.iter().all(|v| v.grid.iter().all(|g| g.as_const().is_some()));
+    if constant {
+        return Ok(());
+    }
+    let first = m
+        .programs
+        .iter()
+        .flat_map(|p| &p.dispatches)
+        .find(|o| o.kernel == kernel)
+        .expect("the dispatch itself");
+    if first.params != d.params || first.grid != d.grid {
+        return Err(format!(
+            "its dispatches differ (grid {} and {}), so a symbolic variant grid cannot hold for each",
+            grid_str(&first.grid),
+            grid_str(&d.grid)
+        ));
+    }
+    let mut known = Vec::new();
+    first.grid.iter().for_each(|g| symbols(g, &mut known));
+    for v in &k.variants {
+        let mut used = Vec::new();
+        v.grid.iter().for_each(|g| symbols(g, &mut used));
+        if let Some(s) = used.iter().find(|s| !known.contains(s)) {
+            return Err(format!(
+                "variant grid {} uses '{s}', which the kernel's grid does not",
+                grid_str(&v.grid)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Appends the symbols of `e` to `out`.
+fn symbols(e: &SizeExpr, out: &mut Vec<String>) {
+    match e {
+        SizeExpr::Const(_) => {}
+        SizeExpr::Sym(s) => out.push(s.clone()),
+        SizeExpr::Bin(_, a, b) => {
+            symbols(a, out);
+            symbols(b, out);
+        }
+    }
 }
 
 fn kind_name(k: BufferKind) -> &'static str {
@@ -543,13 +592,29 @@ mod tests {
     }
 
     #[test]
-    fn variants_need_constant_grids_and_parameters() {
+    fn symbolic_variant_grids_need_one_kind_of_dispatch() {
+        // A symbolic variant grid is accepted while the kernel's dispatches are all the same
+        // and the grid uses only their symbols.
         let mut m = with_variant();
-        m.kernels[0].variants[0].grid[0] = SizeExpr::parse("cdiv(n, 128)").unwrap();
-        assert!(m.validate().unwrap_err().to_string().contains("not constant"));
-        let mut m = with_variant();
+        let sym = SizeExpr::parse("cdiv(n, 64)").unwrap();
+        m.programs[0].dispatches[0].grid[0] = sym.clone();
         m.programs[0].dispatches[0].params = vec![SizeExpr::parse("n").unwrap()];
-        assert!(m.validate().unwrap_err().to_string().contains("must be constant"));
+        m.kernels[0].variants[0].grid[0] = SizeExpr::parse("cdiv(n, 128)").unwrap();
+        m.validate().unwrap();
+        // One that uses another symbol is refused.
+        let mut bad = m.clone();
+        bad.kernels[0].variants[0].grid[0] = SizeExpr::parse("cdiv(q, 128)").unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("uses 'q'"));
+        // Two different dispatches of the kernel: no grid of the variant can hold for both.
+        let mut two = m.clone();
+        let mut d = two.programs[0].dispatches[0].clone();
+        d.grid[0] = SizeExpr::parse("cdiv(n, 32)").unwrap();
+        two.programs[0].dispatches.push(d);
+        assert!(two.validate().unwrap_err().to_string().contains("dispatches differ"));
+        // A negative constant count is refused.
+        let mut neg = with_variant();
+        neg.kernels[0].variants[0].grid[1] = SizeExpr::c(-1);
+        assert!(neg.validate().unwrap_err().to_string().contains("negative count"));
     }
 
     #[test]

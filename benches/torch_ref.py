@@ -70,6 +70,18 @@ def cases():
                 "GFLOP/s",
             )
         )
+    # Attention (PyTorch's scaled_dot_product_attention, fp32): issue 7's prefill target and
+    # MiniLM-L3's shapes, as kiln_bench's `attention` cases (work: the two products' flops).
+    for b, h, s, d in ((1, 12, 512, 64), (1, 12, 128, 32), (32, 12, 128, 32)):
+        q, k, v = r(b, h, s, d), r(b, h, s, d), r(b, h, s, d)
+        out.append(
+            (
+                f"attention f32 {b}x{h}x{s}x{d}",
+                lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v),
+                4.0 * b * h * s * s * d,
+                "GFLOP/s",
+            )
+        )
     n = 1 << 24
     a, b = r(n), r(n)
     out.append((f"add f32 {n}", lambda a=a, b=b: a + b, 12.0 * n, "GB/s"))

@@ -139,8 +139,15 @@ pub struct TuneJob {
     pub model: Model,
     /// The same op at the check size.
     pub check_model: Model,
+    /// The tuning key of the check model's kernel, under which the candidate is forced there
+    /// (the job's key where the check model keeps the timing size, or where the kind's key
+    /// cannot be derived here).
+    pub check_key: String,
     /// Candidate schedules, the analytic default first.
     pub candidates: Vec<Schedule>,
+    /// Opt-level the kernel was formed at; the candidates are compiled at it too (at level 2 a
+    /// short constant attention is not one kernel, at level 3 it is).
+    pub opt_level: u8,
 }
 
 /// Finds the distinct tunable kernels of a model (as compiled at `opt_level`).
@@ -165,7 +172,8 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
         if !seen.insert(key.clone()) {
             continue;
         }
-        if let Some(job) = job_for(d, &g, key, &bind, &opts.target)? {
+        if let Some(mut job) = job_for(d, &g, key, &bind, &opts.target)? {
+            job.opt_level = opt_level;
             out.push(job);
         }
     }
@@ -234,10 +242,38 @@ fn job_for(
                 matmul_model(&ca, &cb)
             };
             Ok(Some(TuneJob {
+                check_key: key.clone(),
                 key,
                 model,
                 check_model,
                 candidates,
+                opt_level: 2,
+            }))
+        }
+        KernelBody::Attention { batch, sq, sk, d, dv } if kiln_compiler::codegen::decode_rows(sq).is_none() => {
+            let c = |x: &Dim| concrete(std::slice::from_ref(x), bind).map(|v| v[0]);
+            let (batch, sq, sk) = (c(batch)?, c(sq)?, c(sk)?);
+            let model = attention_model(batch, sq, sk, *d, *dv);
+            // The interpreter checks at most 2 batches (heads): each is computed alike.
+            let cb = batch.min(2);
+            let check_model = attention_model(cb, sq, sk, *d, *dv);
+            let check_key = tuning_key(&KernelBody::Attention {
+                batch: Dim::c(cb as i64),
+                sq: Dim::c(sq as i64),
+                sk: Dim::c(sk as i64),
+                d: *d,
+                dv: *dv,
+            });
+            let mut candidates = vec![default];
+            candidates.extend(space::attention(limits));
+            dedup(&mut candidates);
+            Ok(Some(TuneJob {
+                key,
+                model,
+                check_model,
+                check_key,
+                candidates,
+                opt_level: 2,
             }))
         }
         KernelBody::Conv { .. } => {
@@ -257,10 +293,12 @@ fn job_for(
             candidates.extend(space::gemm(limits));
             dedup(&mut candidates);
             Ok(Some(TuneJob {
+                check_key: key.clone(),
                 key,
                 model,
                 check_model,
                 candidates,
+                opt_level: 2,
             }))
         }
         _ => Ok(None),
@@ -288,6 +326,26 @@ fn matmul_model(a: &[usize], b: &[usize]) -> Model {
         .add("c", Op::MatMul, &[x, y])
         .expect("shapes come from a valid matmul");
     g.add_output("y", c);
+    one_op_model(g)
+}
+
+/// `softmax(q · kt · 0.125) · v` over `q: [batch, sq, d]`, `kt: [batch, d, sk]`,
+/// `v: [batch, sk, dv]`: one flash-attention kernel whose key is the draft's (for constant dims).
+fn attention_model(batch: usize, sq: usize, sk: usize, d: usize, dv: usize) -> Model {
+    let mut g = Graph::new();
+    let q = g.add_input("a", TensorType::new(DType::F32, &[batch, sq, d]));
+    let k = g.add_input("b", TensorType::new(DType::F32, &[batch, d, sk]));
+    let v = g.add_input("v", TensorType::new(DType::F32, &[batch, sk, dv]));
+    let scale = g.add_const("scale", Tensor::f32(vec![], vec![0.125]));
+    let s = g.add("s", Op::MatMul, &[q, k]).expect("shapes from a valid attention");
+    let s = g
+        .add("scaled", Op::Binary(kiln_ir::BinaryOp::Mul), &[s, scale])
+        .expect("scalar scale");
+    let p = g
+        .add("p", Op::Softmax { axis: 2, log: false }, &[s])
+        .expect("valid axis");
+    let o = g.add("o", Op::MatMul, &[p, v]).expect("shapes from a valid attention");
+    g.add_output("y", o);
     one_op_model(g)
 }
 
@@ -331,6 +389,7 @@ fn host(inputs: &HashMap<String, Tensor>) -> HashMap<String, HostTensor> {
 /// Compiles `model` with `schedule` forced for `key`, applies the hook and opens a session.
 fn session_for(
     runtime: &Runtime,
+    opt_level: u8,
     model: &Model,
     key: &str,
     schedule: Schedule,
@@ -349,6 +408,7 @@ fn session_for(
     let opts = CompileOptions {
         target: target.clone(),
         tuning: Some(db),
+        opt_level,
         ..Default::default()
     };
     let mut compiled = compile(model, &opts).map_err(|e| Rejection::Compile(e.to_string()))?;
@@ -388,14 +448,30 @@ pub fn tune_job(
             break;
         }
         let outcome = (|| {
-            let (mut s, _dir) = session_for(runtime, &job.check_model, &job.key, schedule, &opts.target, hook)?;
+            let (mut s, _dir) = session_for(
+                runtime,
+                job.opt_level,
+                &job.check_model,
+                &job.check_key,
+                schedule,
+                &opts.target,
+                hook,
+            )?;
             let out = s.run("run", &check_host).map_err(|e| Rejection::Run(e.to_string()))?;
             let got = out[0].1.to_f32();
             let error = rel_l2(&got, &reference);
             if error.is_nan() || error >= CHECK_TOLERANCE {
                 return Err(Rejection::Mismatch { error });
             }
-            let (mut s, _dir) = session_for(runtime, &job.model, &job.key, schedule, &opts.target, hook)?;
+            let (mut s, _dir) = session_for(
+                runtime,
+                job.opt_level,
+                &job.model,
+                &job.key,
+                schedule,
+                &opts.target,
+                hook,
+            )?;
             let probe = s.bench("run", &inputs, 2).map_err(|e| Rejection::Run(e.to_string()))?;
             let repeats = ((5e-3 / probe.median().as_secs_f64().max(1e-6)).ceil() as usize).clamp(1, 200);
             let t = s
@@ -464,4 +540,48 @@ pub fn tune(
         reports.push(report);
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefill attention becomes a tuning job over the attention kind's space, and the check
+    /// model (fewer heads) is compiled with the candidate actually forced: its kernel's key is
+    /// the job's `check_key`.
+    #[test]
+    fn attention_is_a_job_whose_candidates_reach_the_check_model() {
+        // 40 keys: one kernel at opt-level 3 (level 2 fuses from 256 keys).
+        let model = attention_model(12, 40, 40, 64, 64);
+        let opts = TuneOptions::default();
+        assert!(jobs(&model, &opts, 2)
+            .expect("jobs")
+            .iter()
+            .all(|j| !j.key.starts_with("attention")));
+        let js = jobs(&model, &opts, 3).expect("jobs");
+        assert_eq!(js.len(), 1, "{:?}", js.iter().map(|j| &j.key).collect::<Vec<_>>());
+        let job = &js[0];
+        assert!(job.key.starts_with("attention:b=12,"), "{}", job.key);
+        assert_eq!(job.candidates.len(), space::attention(&opts.target).len());
+        let last = *job.candidates.last().unwrap();
+        let mut db = TuningDb::default();
+        db.records.insert(
+            job.check_key.clone(),
+            TuningRecord {
+                schedule: last,
+                micros: 0.0,
+                device: String::new(),
+            },
+        );
+        let copts = CompileOptions {
+            target: opts.target.clone(),
+            tuning: Some(db),
+            opt_level: job.opt_level,
+            ..Default::default()
+        };
+        let b = compile(&job.check_model, &copts).expect("compiles");
+        assert_eq!(b.manifest.kernels.len(), 1);
+        assert_eq!(b.manifest.kernels[0].schedule, last.to_string());
+        assert_eq!(b.manifest.kernels[0].schedule_source, "tuning");
+    }
 }

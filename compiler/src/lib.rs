@@ -159,8 +159,10 @@ pub fn workload(body: &KernelBody) -> Workload {
         KernelBody::Attention { batch, sq, dv, .. } if codegen::decode_rows(sq).is_some() => Workload::Injective {
             numel: estimate(&batch.mul(sq)) * *dv as u64,
         },
-        KernelBody::Attention { batch, sq, .. } => Workload::PerRow {
-            rows: estimate(&batch.mul(sq)),
+        // Prefill: the flash-attention kind, tiled over query rows and key blocks.
+        KernelBody::Attention { batch, sq, .. } => Workload::Attention {
+            batch: estimate(batch),
+            rows: estimate(sq),
         },
         KernelBody::Reduce { in_shape, axes, .. } => {
             let len = estimate(&Dim::product(axes.iter().map(|&a| &in_shape[a])));
@@ -362,6 +364,10 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
             },
         ) => 8 * p.workgroup_size as u64,
         (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
+        (Schedule::Attention(p), KernelBody::Attention { d, dv, .. }) => {
+            p.workgroup_bytes(*d as u32, *dv as u32) as u64
+        }
+        (Schedule::Attention(p), _) => p.workgroup_bytes(64, 64) as u64,
         (Schedule::Injective(_), b @ KernelBody::Attention { .. }) => codegen::attention_workgroup_bytes(b),
         (Schedule::Injective(_), _) => 0,
     }

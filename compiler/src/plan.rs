@@ -198,8 +198,34 @@ pub fn add_partial_sums(p: &mut MemoryPlan, needs: impl IntoIterator<Item = Size
     Some(p.buffers.len() - 1)
 }
 
-/// Picks the free buffer that best fits `need`: an equal size, else the smallest constant size
-/// that is large enough, else the largest (which will grow).
+/// Value every symbol takes when the planner compares symbolic sizes (a prompt of a few hundred
+/// tokens; sizes linear in a symbol order the same way for any value this large).
+pub const PLAN_SYMBOL_ESTIMATE: i64 = 512;
+
+/// `e` with every symbol at [`PLAN_SYMBOL_ESTIMATE`] (`i64::MAX` where that overflows).
+fn estimate(e: &SizeExpr) -> i64 {
+    fn syms(e: &SizeExpr, out: &mut kiln_abi::expr::Bindings) {
+        match e {
+            SizeExpr::Sym(s) => {
+                out.insert(s.clone(), PLAN_SYMBOL_ESTIMATE);
+            }
+            SizeExpr::Bin(_, a, b) => {
+                syms(a, out);
+                syms(b, out);
+            }
+            SizeExpr::Const(_) => {}
+        }
+    }
+    let mut b = kiln_abi::expr::Bindings::new();
+    syms(e, &mut b);
+    e.eval(&b).unwrap_or(i64::MAX)
+}
+
+/// Picks the free buffer that best fits `need`: an equal size, else the smallest that is large
+/// enough, else the largest (which grows the least). Symbolic sizes are compared at
+/// [`PLAN_SYMBOL_ESTIMATE`], so a prompt's small values (the hidden state) stay in small
+/// buffers and its large ones (the FFN's) in large ones, instead of every buffer growing to
+/// the largest value that ever passes through it.
 fn pick_slot(buffers: &[BufferSpec], free: &[usize], need: &SizeExpr) -> Option<usize> {
     if free.is_empty() {
         return None;
@@ -207,26 +233,64 @@ fn pick_slot(buffers: &[BufferSpec], free: &[usize], need: &SizeExpr) -> Option<
     if let Some(pos) = free.iter().position(|&b| buffers[b].size == *need) {
         return Some(pos);
     }
-    let need_c = need.as_const();
-    let sized: Vec<(usize, Option<i64>)> = free
+    let n = estimate(need);
+    let sized: Vec<(i64, usize)> = free
         .iter()
         .enumerate()
-        .map(|(pos, &b)| (pos, buffers[b].size.as_const()))
+        .map(|(pos, &b)| (estimate(&buffers[b].size), pos))
         .collect();
-    if let Some(n) = need_c {
-        let fit = sized
+    sized
+        .iter()
+        .filter(|&&(s, _)| s >= n)
+        .min()
+        .or_else(|| sized.iter().max())
+        .map(|&(_, pos)| pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lower::lower_node;
+    use kiln_ir::{DType, Dim, SliceAxis, TensorType, UnaryOp};
+
+    /// `a = x[:, :4]` (4n elements) and `b = relu(x)` (16n) are read by `y = concat(a, b)`
+    /// (20n); then `z = y[:, :12]` (12n, the output) takes a freed buffer. Both free buffers
+    /// are smaller than a fresh one, neither equals `z`'s size: the first free one (`a`'s, 4n)
+    /// used to be taken and grown to 12n; comparing the symbolic sizes at
+    /// [`PLAN_SYMBOL_ESTIMATE`] takes `b`'s (16n), which fits without growing.
+    #[test]
+    fn symbolic_values_take_the_free_buffer_that_fits() {
+        let n = Dim::sym("n");
+        let mut g = Graph::new();
+        let x = g.add_input(
+            "x",
+            TensorType {
+                dtype: DType::F32,
+                shape: vec![n, Dim::c(16)],
+            },
+        );
+        let cols = |end| Op::Slice {
+            axes: vec![SliceAxis {
+                axis: 1,
+                start: 0,
+                end,
+                step: 1,
+            }],
+        };
+        let a = g.add("a", cols(4), &[x]).unwrap();
+        let b = g.add("b", Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+        let y = g.add("y", Op::Concat { axis: 1 }, &[a, b]).unwrap();
+        let z = g.add("z", cols(12), &[y]).unwrap();
+        g.add_output("z", z);
+        let kernels: Vec<KernelDraft> = [a, b, y, z].iter().map(|&k| lower_node(&g, k).unwrap()).collect();
+        let p = plan(&g, &kernels);
+        assert_eq!(p.buffer_of[&z], p.buffer_of[&b], "{:#?}", p.buffers);
+        let total: i64 = p
+            .buffers
             .iter()
-            .filter_map(|&(pos, s)| s.filter(|&s| s >= n).map(|s| (s, pos)))
-            .min();
-        if let Some((_, pos)) = fit {
-            return Some(pos);
-        }
-        return sized
-            .iter()
-            .filter_map(|&(pos, s)| s.map(|s| (s, pos)))
-            .max()
-            .map(|(_, pos)| pos)
-            .or(Some(0));
+            .filter(|b| b.kind == BufferKind::Intermediate)
+            .map(|b| estimate(&b.size))
+            .sum();
+        assert_eq!(total, (4 + 16 + 20) * PLAN_SYMBOL_ESTIMATE * STORAGE_ELEM_BYTES);
     }
-    Some(0)
 }

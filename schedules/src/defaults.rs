@@ -1,7 +1,9 @@
 //! Analytic default schedules: chosen from the problem shape alone, no search, so they suit an
 //! unknown browser GPU. Each rule is deliberately simple and documented.
 
-use crate::{CoopGemmParams, DeviceLimits, GemmParams, GemvParams, InjectiveParams, RowReduceParams, Schedule};
+use crate::{
+    AttentionParams, CoopGemmParams, DeviceLimits, GemmParams, GemvParams, InjectiveParams, RowReduceParams, Schedule,
+};
 
 /// Injective kernels: 256 threads; 4 elements per thread once there is enough work to keep
 /// every thread busy, which amortizes index math.
@@ -402,4 +404,36 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
         last = Some(c);
     }
     last.expect("at least one candidate")
+}
+
+/// The default prefill attention schedule for `batch` heads of `sq` query rows: 64 rows per
+/// workgroup, one per thread, with 16-key blocks (256 threads, 30 KiB of workgroup memory at
+/// head dim 64), the fastest of the kind's space on the H200 at 1x12x512x64 and at MiniLM's
+/// 32x12x128 (docs/performance.md); when that launches fewer workgroups than half the compute
+/// units (a short sequence of few heads, MiniLM at batch 1), 32 rows with 32-key blocks (256
+/// threads), the fastest there. Where neither fits `limits`, the first valid member of
+/// [`crate::space::attention`] (the smallest workgroup memory).
+pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
+    let tall = AttentionParams {
+        rows: 64,
+        bk: 16,
+        tm: 1,
+    };
+    let wide = AttentionParams {
+        rows: 32,
+        bk: 32,
+        tm: 1,
+    };
+    let wgs = batch.max(1) * sq.max(1).div_ceil(tall.rows as u64);
+    let first = if 2 * wgs >= limits.compute_units.max(1) as u64 {
+        [tall, wide]
+    } else {
+        [wide, tall]
+    };
+    first
+        .into_iter()
+        .map(Schedule::Attention)
+        .chain(crate::space::attention(limits))
+        .find(|s| s.validate(limits).is_ok())
+        .unwrap_or(Schedule::Attention(AttentionParams { rows: 4, bk: 4, tm: 1 }))
 }

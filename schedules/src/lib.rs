@@ -205,6 +205,59 @@ impl CoopGemmParams {
     }
 }
 
+/// Largest head dim (of queries/keys and of values) the attention kind serves; its validity
+/// rules check workgroup memory at this size, so a valid schedule fits every head dim.
+pub const MAX_ATTENTION_HEAD_DIM: u32 = 64;
+
+/// Prefill attention tiled over keys with an online softmax (flash attention): a workgroup
+/// owns `rows` query rows of one batch (head) and walks the keys `bk` at a time; its threads
+/// form a `(rows / tm) x (bk / 4)` grid, each scoring `tm` rows against 4 keys and then adding
+/// the probabilities times V into `tm` rows of its share of the value channels. The scores are
+/// never stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AttentionParams {
+    /// Query rows per workgroup.
+    pub rows: u32,
+    /// Keys per block staged in workgroup memory (a multiple of 4).
+    pub bk: u32,
+    /// Query rows per thread (1, 2 or 4).
+    pub tm: u32,
+}
+
+impl AttentionParams {
+    /// Threads across the key block (4 keys each).
+    pub fn nx(&self) -> u32 {
+        self.bk / 4
+    }
+
+    /// Threads across the query rows (`tm` rows each).
+    pub fn ny(&self) -> u32 {
+        self.rows / self.tm.max(1)
+    }
+
+    /// Threads per workgroup.
+    pub fn threads(&self) -> u32 {
+        self.nx() * self.ny()
+    }
+
+    /// vec4 groups of value channels each thread accumulates for head dim `dv`.
+    pub fn channel_groups(&self, dv: u32) -> u32 {
+        dv.div_ceil(4).div_ceil(self.nx().max(1))
+    }
+
+    /// Workgroup memory for head dims `d` (queries, keys) and `dv` (values), in bytes: Q^T,
+    /// K^T (one padding vec4 per channel), the probabilities, V (channels padded to the
+    /// threads' groups) and the row maxima.
+    pub fn workgroup_bytes(&self, d: u32, dv: u32) -> u32 {
+        let nx = self.nx();
+        4 * (d * self.rows
+            + d * 4 * (nx + 1)
+            + self.bk * self.rows
+            + self.bk * 4 * self.channel_groups(dv) * nx
+            + self.rows * nx)
+    }
+}
+
 /// The most K slices a split-K GEMM may use (each is unrolled into the combine kernel).
 pub const MAX_KSPLIT: u32 = 32;
 
@@ -221,6 +274,8 @@ pub enum Schedule {
     Gemv(GemvParams),
     /// f16 GEMM on cooperative matrices (an opt-in kernel variant, see docs/schedules.md).
     CoopGemm(CoopGemmParams),
+    /// Prefill attention tiled over keys with an online softmax.
+    Attention(AttentionParams),
 }
 
 /// Why a schedule cannot run on a device.
@@ -242,6 +297,7 @@ impl Schedule {
             Schedule::Gemm(_) => "gemm",
             Schedule::Gemv(_) => "gemv",
             Schedule::CoopGemm(_) => "coop_gemm",
+            Schedule::Attention(_) => "attention",
         }
     }
 
@@ -253,6 +309,7 @@ impl Schedule {
             Schedule::Gemm(p) => p.threads(),
             Schedule::Gemv(p) => p.threads(),
             Schedule::CoopGemm(p) => p.threads(),
+            Schedule::Attention(p) => p.threads(),
         }
     }
 
@@ -372,6 +429,30 @@ impl Schedule {
                     ));
                 }
             }
+            Schedule::Attention(p) => {
+                if ![1, 2, 4].contains(&p.tm) {
+                    return fail(format!("tm {} not 1, 2 or 4", p.tm));
+                }
+                if p.bk == 0 || !p.bk.is_multiple_of(4) {
+                    return fail(format!("key block {} is not a positive multiple of 4", p.bk));
+                }
+                if p.rows == 0 || !p.rows.is_multiple_of(p.tm) {
+                    return fail(format!("{} rows are not a positive multiple of tm = {}", p.rows, p.tm));
+                }
+                if threads > limits.max_compute_workgroup_size_x {
+                    return fail(format!(
+                        "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
+                        limits.max_compute_workgroup_size_x
+                    ));
+                }
+                let bytes = p.workgroup_bytes(MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEAD_DIM);
+                if bytes > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{bytes} bytes of workgroup memory (head dim {MAX_ATTENTION_HEAD_DIM}) exceed maxComputeWorkgroupStorageSize = {}",
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
             Schedule::Gemv(p) => {
                 if [p.lanes, p.ksplit, p.rows].contains(&0) {
                     return fail("zero lanes, ksplit or rows".into());
@@ -428,6 +509,7 @@ impl fmt::Display for Schedule {
                 p.sn,
                 if p.vec_stage { ", v4" } else { "" }
             ),
+            Schedule::Attention(p) => write!(f, "attention(rows={}, bk={}, tm={})", p.rows, p.bk, p.tm),
         }
     }
 }
@@ -577,6 +659,34 @@ mod tests {
         assert!(Schedule::Gemm(db(8)).validate(&l).is_ok());
         assert!(Schedule::Gemm(db(16)).validate(&l).is_err());
         assert!(Schedule::Gemm(db(16)).validate(&DeviceLimits::desktop()).is_ok());
+        // Attention: tm 1/2/4, key blocks of whole vec4s, memory checked at head dim 64.
+        let att = |rows, bk, tm| Schedule::Attention(AttentionParams { rows, bk, tm });
+        assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("tm 3"));
+        assert!(att(32, 30, 2)
+            .validate(&l)
+            .unwrap_err()
+            .reason
+            .contains("multiple of 4"));
+        assert!(att(30, 32, 4)
+            .validate(&l)
+            .unwrap_err()
+            .reason
+            .contains("multiple of tm"));
+        let d = DeviceLimits::desktop();
+        assert_eq!(
+            AttentionParams {
+                rows: 32,
+                bk: 32,
+                tm: 2
+            }
+            .workgroup_bytes(64, 64),
+            30720
+        );
+        assert!(att(32, 32, 2).validate(&d).is_ok());
+        assert!(att(32, 32, 2).validate(&l).unwrap_err().reason.contains("head dim 64"));
+        assert!(att(64, 64, 4).validate(&d).is_err());
+        let back: Schedule = ron::from_str(&ron::to_string(&att(16, 32, 1)).unwrap()).unwrap();
+        assert_eq!(back.to_string(), "attention(rows=16, bk=32, tm=1)");
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
         let wide = Schedule::Injective(InjectiveParams {

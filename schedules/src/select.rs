@@ -49,6 +49,13 @@ pub enum Workload {
         /// Reduction length.
         k: u64,
     },
+    /// Prefill attention tiled over keys (flash attention).
+    Attention {
+        /// Batch (heads) count.
+        batch: u64,
+        /// Query rows per batch.
+        rows: u64,
+    },
     /// One thread per row of a data-dependent kernel (top-k, scatter, attention): fixed
     /// 64-thread workgroups.
     PerRow {
@@ -65,6 +72,7 @@ impl fmt::Display for Workload {
             Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
             Workload::QuantGemm { m, n, k } => write!(f, "quant_gemm(m={m}, n={n}, k={k})"),
             Workload::PerRow { rows } => write!(f, "per_row(rows={rows})"),
+            Workload::Attention { batch, rows } => write!(f, "attention(batch={batch}, rows={rows})"),
         }
     }
 }
@@ -101,6 +109,7 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
         } => defaults::gemm_split_k(batch, m, n, k, limits),
         Workload::Gemm { m, n, k, batch, .. } => defaults::gemm(batch, m, n, k, limits),
         Workload::QuantGemm { m, n, k } => defaults::quant_matmul(m, n, k, limits),
+        Workload::Attention { batch, rows } => defaults::attention(batch, rows, limits),
         Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
             workgroup_size: 64,
             elems_per_thread: 1,

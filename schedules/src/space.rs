@@ -141,6 +141,30 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     out
 }
 
+/// Prefill attention candidates: 16, 32 or 64 query rows per workgroup, key blocks of 16, 32
+/// or 64, 1, 2 or 4 rows per thread, with 32 to 256 threads, valid on `limits` (workgroup
+/// memory checked at head dim 64); smallest workgroup memory first.
+pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for rows in [16, 32, 64] {
+        for bk in [16, 32, 64] {
+            for tm in [1, 2, 4] {
+                let p = crate::AttentionParams { rows, bk, tm };
+                let s = Schedule::Attention(p);
+                if (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    let bytes = |s: &Schedule| match s {
+        Schedule::Attention(p) => p.workgroup_bytes(64, 64),
+        _ => 0,
+    };
+    out.sort_by_key(bytes);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +204,20 @@ mod tests {
                 if d.validate(&l).is_ok() {
                     assert!(qc.contains(&d), "{d} on {}", l.name);
                 }
+            }
+            // Attention: every candidate valid (two fit WebGPU's 16 KiB of workgroup memory, 16
+            // on `desktop`), the defaults (short and long sequences) members.
+            let a = attention(&l);
+            assert!(a.len() >= 2 && a.iter().all(|s| s.validate(&l).is_ok()), "{a:?}");
+            for (batch, sq) in [(12, 512), (12, 128), (384, 128), (1, 1)] {
+                assert!(
+                    a.contains(&defaults::attention(batch, sq, &l)),
+                    "{batch}x{sq} on {}",
+                    l.name
+                );
+            }
+            if l.max_compute_workgroup_storage_size >= 32768 {
+                assert!(a.len() >= 10, "{a:?}");
             }
             let sk = gemm_split_k(&l);
             assert!(sk.len() >= 20 && sk.iter().all(|s| s.validate(&l).is_ok()));

@@ -15,10 +15,6 @@ use params::{dim_expr, ParamSet};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-/// Keys (and values) the attention kernel stages in workgroup memory at a time: with head dims
-/// of at most 64, `4 * 16 * (d + dv)` bytes stay within 8 KiB.
-pub const ATTENTION_KEY_TILE: u32 = 16;
-
 /// A rendered, validated kernel plus the values its dispatch needs.
 #[derive(Clone, Debug)]
 pub struct RenderedKernel {
@@ -1115,12 +1111,40 @@ pub fn render(
             let grid = [dim_expr(batch), SizeExpr::c(splits as i64), SizeExpr::c(1)];
             ("attention_decode", [wg, 1, 1], grid, false)
         }
-        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) => {
-            ctx.insert("wg", &p.workgroup_size);
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Attention(p)) => {
+            let (nx, ny) = (p.nx(), p.ny());
+            let cg = p.channel_groups(*dv as u32);
+            ctx.insert("wg", &p.threads());
+            ctx.insert("br", &p.rows);
+            ctx.insert("bk", &p.bk);
+            ctx.insert("tm", &p.tm);
+            ctx.insert("nx", &nx);
+            ctx.insert("ny", &ny);
+            ctx.insert("cg", &cg);
+            ctx.insert("dvg", &(cg * nx));
+            ctx.insert(
+                "qt",
+                &if p.tm == 1 {
+                    "f32".to_string()
+                } else {
+                    format!("vec{}<f32>", p.tm)
+                },
+            );
+            let comp: Vec<String> = if p.tm == 1 {
+                vec![String::new()]
+            } else {
+                (0..p.tm).map(|i| format!("[{i}]")).collect()
+            };
+            ctx.insert("comp", &comp);
             ctx.insert("sq", &params.divisor(sq, "sq"));
             ctx.insert("sk", &params.dim(sk, "sk"));
             ctx.insert("d", d);
             ctx.insert("dv", dv);
+            // K^T read directly is [batch, d, sk] (keys contiguous); through a prologue it is
+            // almost always a transposed [.., sk, d] tensor (channels contiguous): consecutive
+            // threads load along the contiguous axis.
+            let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
+            ctx.insert("k_keys_fast", &k_direct);
             for (i, n) in ["xq", "xk", "xv"].iter().enumerate() {
                 let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
                 ctx.insert(*n, &x);
@@ -1135,14 +1159,9 @@ pub fn render(
                 None => Vec::new(),
             };
             ctx.insert("score_lines", &score_lines);
-            ctx.insert("bk", &ATTENTION_KEY_TILE);
-            // x: the flattened batch; y: tiles of workgroup-size query rows.
-            let grid = [
-                dim_expr(batch),
-                dim_expr(sq).cdiv(p.workgroup_size as i64),
-                SizeExpr::c(1),
-            ];
-            ("attention", [p.workgroup_size, 1, 1], grid, false)
+            // x: the flattened batch; y: tiles of `rows` query rows.
+            let grid = [dim_expr(batch), dim_expr(sq).cdiv(p.rows as i64), SizeExpr::c(1)];
+            ("attention", [p.threads(), 1, 1], grid, false)
         }
         (
             KernelBody::TopK {
@@ -1479,7 +1498,7 @@ pub const MAX_ATTENTION_SPLITS: u32 = 32;
 /// The query rows per batch of an attention kernel rendered with the decode schedule (split
 /// over keys, then combined): a constant count up to
 /// [`MAX_FEW_QUERY_ROWS`](crate::lower::anchor::MAX_FEW_QUERY_ROWS), a decode step's query
-/// heads per KV head. More rows (a prompt) take the one-thread-per-row kernel.
+/// heads per KV head. More rows (a prompt) take flash attention (`Schedule::Attention`).
 pub fn decode_rows(sq: &Dim) -> Option<u32> {
     sq.as_const()
         .filter(|&r| r >= 1 && r as usize <= crate::lower::anchor::MAX_FEW_QUERY_ROWS)
@@ -1507,12 +1526,13 @@ pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
     s
 }
 
-/// Workgroup memory of an attention kernel rendered with `wg`-thread workgroups, in bytes.
+/// Workgroup memory of an attention kernel rendered with the decode schedule, in bytes (flash
+/// attention's is [`kiln_schedules::AttentionParams::workgroup_bytes`]).
 pub fn attention_workgroup_bytes(body: &KernelBody) -> u64 {
     match body {
-        KernelBody::Attention { sq, d, dv, .. } => match decode_rows(sq) {
+        KernelBody::Attention { sq, d, .. } => match decode_rows(sq) {
             Some(rows) => 4 * rows as u64 * (*d as u64 + DECODE_KEY_TILE as u64),
-            None => 4 * ATTENTION_KEY_TILE as u64 * (*d + *dv) as u64,
+            None => 0,
         },
         _ => 0,
     }

@@ -38,9 +38,18 @@ const MAX_DUPLICATED_SOURCES: usize = 2;
 /// Largest head dim the attention kernel holds in registers (one query row per thread).
 pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
 
-/// Most query rows per batch for which attention is one kernel at opt-level 2 (a decode step:
-/// the query heads of one KV head for one new token, 1 to 8 in Llama-family models). Level 3
-/// fuses attention at any size.
+/// Fewest keys (a constant count) for which prefill attention is one flash-attention kernel at
+/// opt-level 2; a symbolic count (an LLM prefill over its context) always is, which also keeps
+/// the scores (heads x rows x keys) out of memory. Below it the two GEMMs and the softmax stay
+/// separate: on the H200, MiniLM-L3 at 32 x 128 (12 heads, head dim 32, 128 keys) took 4.05 ms
+/// with flash attention and 3.60 ms without, while at 512 keys (1 x 12 x 512 x 64) the two were
+/// even (0.133 vs 0.126 ms) and flash attention stores no scores (docs/performance.md).
+pub const MIN_FLASH_KEYS: usize = 256;
+
+/// Most query rows per batch for which attention takes the decode schedule (a decode step:
+/// the query heads of one KV head for one new token, 1 to 8 in Llama-family models); with
+/// `attention` off (opt-level 2), [`form_kernels`] fuses more rows only over at least
+/// [`MIN_FLASH_KEYS`] keys or a symbolic key count. More rows take flash attention.
 ///
 /// Such a kernel is rendered with the decode schedule (`templates/attention_decode.wgsl`): the
 /// runtime keys are split over workgroups, each scores its slice with the whole workgroup and
@@ -151,7 +160,7 @@ struct Former<'g> {
 
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
 /// dependencies; attention becomes one kernel at any size when `attention` (opt-level 3), and
-/// for a few query rows (decode) otherwise.
+/// otherwise for a few query rows (decode) or many keys ([`MIN_FLASH_KEYS`], or symbolic).
 pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec<KernelDraft>, CompileError> {
     let mut f = Former {
         g,
@@ -249,7 +258,13 @@ impl Former<'_> {
                 continue;
             }
             let op = &self.g.node(n).op;
-            if !is_cheap(op) || seen.len() > MAX_DUPLICATED_CONE || sources.len() > MAX_DUPLICATED_SOURCES {
+            // A `Compute` that reads no tensor (the LLM builder's causal mask) is an expression
+            // of its index alone: recomputing it costs less than storing and loading it.
+            let sourceless = matches!(op, Op::Compute { .. }) && self.g.inputs_of(n).is_empty();
+            if !(is_cheap(op) || sourceless)
+                || seen.len() > MAX_DUPLICATED_CONE
+                || sources.len() > MAX_DUPLICATED_SOURCES
+            {
                 ok = false;
                 break;
             }
@@ -630,9 +645,9 @@ impl Former<'_> {
     /// [`MAX_ATTENTION_HEAD_DIM`]: one attention kernel. `score` is any injective expression
     /// of the raw scores (scale, mask).
     ///
-    /// Unless `all`, only attention with a constant number of query rows up to
-    /// [`MAX_FEW_QUERY_ROWS`] per batch (a decode step) is fused: there the kernel's one thread
-    /// per query row costs little and the three unfused dispatches dominate.
+    /// Unless `all`, attention with more than [`MAX_FEW_QUERY_ROWS`] query rows per batch is
+    /// fused only when its key count is symbolic or at least [`MIN_FLASH_KEYS`]: shorter
+    /// constant sequences stay unfused (see [`MIN_FLASH_KEYS`]).
     fn attention_root(
         &mut self,
         av: NodeId,
@@ -699,7 +714,11 @@ impl Former<'_> {
         let same_batch = [qs, ks, vs]
             .iter()
             .all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
-        if !all && qs[rank - 2].as_const().is_none_or(|r| r as usize > MAX_FEW_QUERY_ROWS) {
+        let few_rows = qs[rank - 2]
+            .as_const()
+            .is_some_and(|r| r as usize <= MAX_FEW_QUERY_ROWS);
+        let few_keys = ks[rank - 1].as_const().is_some_and(|k| (k as usize) < MIN_FLASH_KEYS);
+        if !all && !few_rows && few_keys {
             return Ok(None);
         }
         let head = |d: &Dim| d.as_const().filter(|&v| v >= 1 && v as usize <= MAX_ATTENTION_HEAD_DIM);
@@ -1210,6 +1229,81 @@ mod tests {
             assert_eq!(fused, 3 * n <= MAX_FEW_QUERY_ROWS, "{n} new tokens");
         }
         assert!(form_kernels(&gqa_attention(1), 7, false).unwrap().len() == 1);
+    }
+
+    /// A causal mask computed from indices alone (a `Compute` reading no tensor, as the LLM
+    /// builder writes it) and read by two attention blocks is recomputed in each one's score
+    /// expression: two kernels, no stored mask.
+    #[test]
+    fn a_computed_causal_mask_is_inlined_into_every_attention() {
+        let (n, t, hd) = (12usize, 12usize, 8usize);
+        let mut g = Graph::new();
+        let q = input(&mut g, "q", &[2, n, hd]);
+        let kt = input(&mut g, "kt", &[2, hd, t]);
+        let v = input(&mut g, "v", &[2, t, hd]);
+        let visible = kiln_ir::Expr::Coord(1).cmp(BinaryOp::LessEqual, kiln_ir::Expr::Coord(0), DType::I32);
+        let mask = g
+            .add(
+                "mask",
+                Op::Compute {
+                    shape: vec![Dim::c(n as i64), Dim::c(t as i64)],
+                    dtype: DType::F32,
+                    expr: kiln_ir::Expr::select(
+                        visible,
+                        kiln_ir::Expr::Lit(0.0, DType::F32),
+                        kiln_ir::Expr::Lit(-1e30, DType::F32),
+                    ),
+                    name: "CausalMask".into(),
+                },
+                &[],
+            )
+            .unwrap();
+        for l in 0..2 {
+            let s = g.add(&format!("s{l}"), Op::MatMul, &[q, kt]).unwrap();
+            let s = bin(&mut g, &format!("m{l}"), BinaryOp::Add, s, mask);
+            let p = g
+                .add(&format!("p{l}"), Op::Softmax { axis: 2, log: false }, &[s])
+                .unwrap();
+            let o = g.add(&format!("o{l}"), Op::MatMul, &[p, v]).unwrap();
+            g.add_output(&format!("o{l}"), o);
+        }
+        let k = form_kernels(&g, 7, true).unwrap();
+        assert_eq!(kinds(&k), ["Attention+pro+epi", "Attention+pro+epi"]);
+        assert!(k.iter().all(|d| !d.inputs.contains(&mask)), "the mask is never loaded");
+    }
+
+    /// At opt-level 2 (`attention` off) prefill attention is fused over a symbolic key count or
+    /// at least [`MIN_FLASH_KEYS`] keys, not over a short constant sequence.
+    #[test]
+    fn prefill_attention_fuses_at_level_2_over_many_or_symbolic_keys() {
+        let build = |t: Dim| {
+            let mut g = Graph::new();
+            let q = input(&mut g, "q", &[2, 12, 8]);
+            let kt = g.add_input(
+                "kt",
+                TensorType {
+                    dtype: DType::F32,
+                    shape: vec![Dim::c(2), Dim::c(8), t.clone()],
+                },
+            );
+            let v = g.add_input(
+                "v",
+                TensorType {
+                    dtype: DType::F32,
+                    shape: vec![Dim::c(2), t, Dim::c(8)],
+                },
+            );
+            let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+            let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+            let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+            g.add_output("o", o);
+            g
+        };
+        let fused = |t: Dim| form_kernels(&build(t), 7, false).unwrap().len() == 1;
+        assert!(!fused(Dim::c(128)));
+        assert!(fused(Dim::c(MIN_FLASH_KEYS as i64)));
+        assert!(fused(Dim::sym("t")));
+        assert!(form_kernels(&build(Dim::c(128)), 7, true).unwrap().len() == 1);
     }
 
     #[test]

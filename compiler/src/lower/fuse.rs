@@ -29,9 +29,10 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
             .collect();
     }
     if opt_level >= 2 {
-        // The one-thread-per-query-row attention kernel is used at any size at opt-level 3 only:
-        // on the H200 it was slower than unfused attention for MiniLM-L3 at batch 1 x 128 (see
-        // docs/performance.md). Level 2 uses it for a few query rows (an LLM decode step).
+        // Attention is one kernel at opt-level 3 at any size; at level 2 for a few query rows
+        // (the decode schedule, split over keys) and for a prompt over many or symbolic keys
+        // (flash attention, the scores never stored): short constant sequences (MiniLM's 128
+        // tokens) are faster as two GEMMs and a softmax (anchor::MIN_FLASH_KEYS).
         return super::anchor::form_kernels(g, max_inputs, opt_level >= 3);
     }
     let outputs: HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();

@@ -158,8 +158,14 @@ fn transposes_of_unit_axes_become_reshapes() {
     let y = un(&mut g, UnaryOp::Exp, t);
     g.add_output("y", y);
     let (h, r) = optimize_with(g, &OptConfig::default(), &PerfProfile::for_target("webgpu-default")).unwrap();
-    assert!(!r.fired.iter().any(|f| f.0 == "unit-axis-transpose" && f.1 > 0), "{r:?}");
-    assert!(h.topo_order().iter().any(|&n| matches!(h.node(n).op, Op::Transpose { .. })));
+    assert!(
+        !r.fired.iter().any(|f| f.0 == "unit-axis-transpose" && f.1 > 0),
+        "{r:?}"
+    );
+    assert!(h
+        .topo_order()
+        .iter()
+        .any(|&n| matches!(h.node(n).op, Op::Transpose { .. })));
 }
 
 #[test]

@@ -121,15 +121,14 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
         inputs: HashMap::from([("x".into(), random(&[m, k], 1))]),
         work: (bytes.len() + 4 * (m * k + m * n)) as f64,
         unit: "GB/s",
-        // The tiled (prefill) case is swept over the quantized GEMM's space.
-        matmul_key: (m > 8).then(|| {
-            tuning_key(&KernelBody::QGemm {
-                x: vec![Dim::c(m as i64), Dim::c(k as i64)],
-                block,
-                n,
-                k,
-            })
-        }),
+        // Swept over the GEMV space (decode) or the quantized GEMM's (prefill).
+        matmul_key: Some(tuning_key(&KernelBody::QGemm {
+            x: vec![Dim::c(m as i64), Dim::c(k as i64)],
+            block,
+            n,
+            k,
+            norm: None,
+        })),
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
@@ -421,6 +420,8 @@ fn main() {
             // 49152 tokens) and the FFN up of a 512-token prefill; 4096² in every block type.
             qmatmul_case(BlockType::Q4_1, 1, 2048, 8192),
             qmatmul_case(BlockType::Q4_1, 1, 8192, 2048),
+            qmatmul_case(BlockType::Q4_1, 1, 2048, 2048),
+            qmatmul_case(BlockType::Q4_1, 1, 576, 1536),
             qmatmul_case(BlockType::Q8_0, 1, 2048, 49152),
             qmatmul_case(BlockType::Q4_0, 1, 4096, 4096),
             qmatmul_case(BlockType::Q4_1, 1, 4096, 4096),
@@ -459,7 +460,11 @@ fn main() {
     for case in cases.iter().filter(|c| c.name.contains(&filter)) {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
-            let rows = if case.name.starts_with("gemv") { 1 } else { 0 };
+            let rows = if case.name.starts_with("gemv") || case.name.starts_with("qgemv") {
+                1
+            } else {
+                0
+            };
             let space = if case.name.starts_with("attention") {
                 space::attention(&target)
             } else if case.precision == Precision::F16 && case.name.starts_with("qgemm") {

@@ -272,3 +272,70 @@ fn packed_table_rows_are_gathered_for_every_block_type() {
         assert!(err < 1e-5, "{block} k={k}: relative L2 error {err:e}");
     }
 }
+
+#[test]
+fn rms_norm_fuses_into_the_decode_gemvs_that_read_it() {
+    // One row x normed (RMS, scale g) and read by two quantized matmuls per block type, as a
+    // decode step's norm before its projections: no norm kernel, each GEMV computes the norm
+    // itself (x read as vec4s), and the second one's epilogue also reads x raw (x read value by
+    // value). Tolerance as above: the GEMV scales the dot product by 1/rms once at the end
+    // instead of every x, a reassociation of f32 products.
+    let blocks = [
+        BlockType::Q4_0,
+        BlockType::Q4_1,
+        BlockType::Q8_0,
+        BlockType::Q4K,
+        BlockType::Q6K,
+    ];
+    let k = 512;
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[1, k]));
+    let scale = g.add_const("g", Tensor::f32(vec![k], values(k, 7)));
+    let eps = 1e-5;
+    let normed = g
+        .add("norm", Op::RmsNorm { axis: 1, epsilon: eps }, &[x, scale])
+        .unwrap();
+    for (i, &block) in blocks.iter().enumerate() {
+        for j in 0..2 {
+            let n = if j == 0 { 37 } else { k };
+            let w = packed_tensor(block, n, k, &weight_bytes(block, n, k, 40 + 2 * i as u64 + j)).unwrap();
+            let w = g.add_const(&format!("w{i}_{j}"), w);
+            let mut y = g
+                .add(&format!("qmm{i}_{j}"), Op::QMatMul { block, n, k }, &[normed, w])
+                .unwrap();
+            if j == 1 {
+                y = g.add(&format!("res{i}"), Op::Binary(BinaryOp::Add), &[y, x]).unwrap();
+            }
+            g.add_output(&format!("y{i}_{j}"), y);
+        }
+    }
+    let model = Model {
+        name: "qn".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest =
+        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let dispatches = &manifest.programs[0].dispatches;
+    assert_eq!(dispatches.len(), 2 * blocks.len(), "the norm has no kernel of its own");
+    for d in dispatches {
+        let kernel = &manifest.kernels[d.kernel];
+        assert!(kernel.schedule.starts_with("gemv"), "{}: {}", d.label, kernel.schedule);
+        assert!(d.label.contains("norm"), "{}: the norm fused", d.label);
+    }
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![1, k], values(k, 3)))]);
+    let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+    let host = inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
+        .collect();
+    let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+    for (name, r) in &reference {
+        assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+        let err = rel_l2(&out[name].to_f32(), &r.to_f32());
+        assert!(err < 1e-5, "{name}: relative L2 error {err:e}");
+    }
+}

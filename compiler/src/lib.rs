@@ -128,9 +128,10 @@ pub fn tuning_key(body: &KernelBody) -> String {
         KernelBody::LayerNorm { shape, axis, rms, .. } => {
             format!("{}:{}:{axis}", if *rms { "rmsnorm" } else { "layernorm" }, dims(shape))
         }
-        KernelBody::QGemm { x, block, n, k } => {
+        KernelBody::QGemm { x, block, n, k, norm } => {
             let m = Dim::product(&x[..x.len() - 1]);
-            format!("qgemm:{block}:m={m},n={n},k={k}")
+            let kind = if norm.is_some() { "qgemm_rmsnorm" } else { "qgemm" };
+            format!("{kind}:{block}:m={m},n={n},k={k}")
         }
         KernelBody::StateWrite { shape, .. } => format!("statewrite:{}", dims(shape)),
         KernelBody::QGather { rows, block, n, k } => format!("qgather:{block}:rows={rows},n={n},k={k}"),

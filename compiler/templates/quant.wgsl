@@ -6,10 +6,14 @@
       kiln_qget4(row, e) elements `e .. e + 4` (`e` a multiple of 4; one word of quants
                             decoded at once, the tiled GEMM's tile loads).
     With `dot=false` (a kernel whose `in0` is not an f32 activation, the packed-table gather)
-    the dot-product helpers `kiln_x4` and `kiln_qdot` are left out.
+    the dot-product helpers `kiln_x4` and `kiln_qdot` are left out. With `xvec=true` (`in0`
+    bound as vec4<f32>, only for blocks of 32 or more values, whose dot products read `in0` only
+    through `kiln_x4` at multiples of 4) `kiln_x4` is one vector load. With `norm=true` (the
+    GEMV's fused RMS norm, rows of `row_elems` values, the scale bound as `in2`) `kiln_x4`
+    returns x times the scale and adds x's squares to the private `kiln_ss`.
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, dot=true) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, dot=true, xvec=false, norm=false, row_elems=0) -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
@@ -34,8 +38,34 @@ fn kiln_wf16(b: u32) -> f32 {
 
 {%- if dot %}
 
+{%- if norm %}
+
+// The fused RMS norm's running sum of squares of the x values this thread has read.
+var<private> kiln_ss: f32;
+{%- endif %}
+
 fn kiln_x4(i: u32) -> vec4<f32> {
+{%- if norm %}
+{%- if xvec %}
+    let v = in0[i >> 2u];
+{%- else %}
+    let v = vec4<f32>(in0[i], in0[i + 1u], in0[i + 2u], in0[i + 3u]);
+{%- endif %}
+    // Every x value of the row is read exactly once by one of its threads (the parts of a
+    // block cover disjoint values), so the threads' sums add up to the row's sum of squares.
+    kiln_ss += dot(v, v);
+{%- if xvec %}
+    return v * in2[(i % {{ row_elems }}u) >> 2u];
+{%- else %}
+    let g = i % {{ row_elems }}u;
+    return v * vec4<f32>(in2[g], in2[g + 1u], in2[g + 2u], in2[g + 3u]);
+{%- endif %}
+{%- elif xvec %}
+    // `in0` is bound as vec4s and every `i` here is a multiple of 4: one 16-byte load.
+    return in0[i >> 2u];
+{%- else %}
     return vec4<f32>(in0[i], in0[i + 1u], in0[i + 2u], in0[i + 3u]);
+{%- endif %}
 }
 {%- endif %}
 

@@ -253,4 +253,44 @@ fn a_shared_qgemm_kernel_with_different_grids_keeps_no_coop_variant() {
     assert_ne!(dispatches[0].grid, dispatches[1].grid);
     assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
     assert!(!b.kernel_sources.iter().any(|(_, s)| s.contains("coopMultiplyAdd")));
+fn decode_gemv_with_the_rms_norm_prologue_and_unrolled_parts() {
+    // A decode step's norm and its projection (K = 4096, one row): the norm fused as the
+    // GEMV's prologue (x and the scale read as vec4s, the sum of squares gathered on the way),
+    // and 8 parts per loop step.
+    let (n, k) = (64, 4096);
+    let mut g = Graph::new();
+    let x = g.add_input(
+        "x",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::from(1usize), Dim::from(k)],
+        },
+    );
+    let scale = g.add_const("g", Tensor::f32(vec![k], vec![1.5; k]));
+    let h = g
+        .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+        .unwrap();
+    let block = BlockType::Q4_1;
+    let words = packed_words(block, n, k).unwrap();
+    let w = g.add_const(
+        "w",
+        Tensor {
+            shape: vec![words],
+            data: TensorData::U32((0..words as u32).collect()),
+        },
+    );
+    let y = g.add("proj", Op::QMatMul { block, n, k }, &[h, w]).unwrap();
+    g.add_output("y", y);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let b = compile(&model, &CompileOptions::default()).expect("compiles");
+    assert_eq!(b.kernel_sources.len(), 1, "the norm has no kernel of its own");
+    let src = &b.kernel_sources[0].1;
+    assert!(src.contains("kiln_ss += dot(v, v);") && src.contains("inverseSqrt(ss / 4096.0"));
+    assert!(src.contains("var<storage, read> in2: array<vec4<f32>>;"));
+    assert!(src.contains("8 parts per loop step"));
+    insta::assert_snapshot!(src);
 }

@@ -342,6 +342,29 @@ fn gemv_unroll(k: &Dim, ksplit: u32) -> u32 {
     }
 }
 
+/// The quantized GEMV's unit of work: a block splits into this many parts of 8 to 64 values
+/// (quant.wgsl's `kiln_qdot`).
+fn block_parts(block: kiln_ir::BlockType) -> u32 {
+    match block {
+        kiln_ir::BlockType::F32 | kiln_ir::BlockType::F16 | kiln_ir::BlockType::BF16 => 1,
+        kiln_ir::BlockType::Q6K => 8,
+        _ => 4,
+    }
+}
+
+/// Parts of a W row each thread of the quantized GEMV decodes per loop step (their loads in
+/// flight together): up to 8 of the 4-word parts of the small blocks, up to 2 of the K-quant
+/// parts (each already 8 words), never more than a thread has.
+fn qgemv_unroll(block: kiln_ir::BlockType, k: usize, ksplit: u32) -> u32 {
+    use kiln_ir::BlockType as B;
+    let per_thread = (k / block.block_elems()) as u32 * block_parts(block) / ksplit.max(1);
+    let most = match block {
+        B::Q4K | B::Q6K => 2,
+        _ => 8,
+    };
+    per_thread.clamp(1, most)
+}
+
 /// The GEMM template a schedule renders with: the vec4 register tile when the thread tile is
 /// made of whole vec4s, else the scalar one.
 fn gemm_template(p: &kiln_schedules::GemmParams) -> &'static str {
@@ -530,13 +553,7 @@ fn quant_context(ctx: &mut tera::Context, block: kiln_ir::BlockType, n: usize, k
     ctx.insert("bb", &bb);
     ctx.insert("row_bytes", &(k / be * bb));
     ctx.insert("nblocks", &(k / be));
-    // The GEMV's unit of work: a block splits into parts of 8 to 64 values (quant.wgsl).
-    let parts = match block {
-        kiln_ir::BlockType::F32 | kiln_ir::BlockType::F16 | kiln_ir::BlockType::BF16 => 1,
-        kiln_ir::BlockType::Q6K => 8,
-        _ => 4,
-    };
-    ctx.insert("parts", &parts);
+    ctx.insert("parts", &block_parts(block));
     ctx.insert("n", &n);
     ctx.insert("k", &k);
 }
@@ -1279,8 +1296,18 @@ pub fn render(
             ];
             ("scatter", [p.workgroup_size, 1, 1], grid, true)
         }
-        (KernelBody::QGemm { x, block, n, k }, Schedule::Gemv(p)) => {
+        (KernelBody::QGemm { x, block, n, k, norm }, Schedule::Gemv(p)) => {
             let m = Dim::product(&x[..x.len() - 1]);
+            if norm.is_some() && (p.rows != 1 || block.block_elems() < 32) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!(
+                        "schedule {schedule}: a GEMV with an RMS norm prologue takes one row of x per \
+                         workgroup and blocks of 32 or more values"
+                    ),
+                });
+            }
             quant_context(&mut ctx, *block, *n, *k);
             ctx.insert("m", &params.dim(&m, "m"));
             ctx.insert("lanes", &p.lanes);
@@ -1291,6 +1318,23 @@ pub fn render(
             let (step, count) = if p.ksplit > 8 { (p.ksplit / 8, 8) } else { (1, p.ksplit) };
             ctx.insert("step", &step);
             ctx.insert("count", &count);
+            ctx.insert("unroll", &qgemv_unroll(*block, *k, p.ksplit));
+            // x as vec4s: blocks of 32 or more values read it only 4 at a time, at multiples
+            // of 4 (quant.wgsl), unless the epilogue reads it element by element.
+            // (With the norm, slot 2 is its scale, read like x.)
+            let slots: &[usize] = if norm.is_some() { &[0, 2] } else { &[0] };
+            let xvec = block.block_elems() >= 32 && k % 4 == 0 && !epilogue_reads(draft, slots);
+            if xvec {
+                vec4_inputs.push(0);
+                if norm.is_some() {
+                    vec4_inputs.push(2);
+                }
+            }
+            ctx.insert("xvec", &xvec);
+            // The fused RMS norm: x scaled by the scale `in2` as it is read, the row's sum of
+            // squares gathered from the same reads, the dot product scaled once at the end.
+            ctx.insert("norm", &norm.is_some());
+            ctx.insert("eps", &literal(f64::from(norm.unwrap_or(0.0)), DType::F32));
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let grid = [
@@ -1300,14 +1344,14 @@ pub fn render(
             ];
             ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
         }
-        (KernelBody::QGemm { x, block, n, k }, Schedule::CoopGemm(p)) => {
+        (KernelBody::QGemm { x, block, n, k, norm }, Schedule::CoopGemm(p)) => {
             // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
             // as vec4<f16>, so K must be a multiple of 4.
-            if k % 4 != 0 || !p.vec_stage {
+            if k % 4 != 0 || !p.vec_stage || norm.is_some() {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
-                    msg: format!("{schedule} needs K a multiple of 4 and vec4 staging"),
+                    msg: format!("{schedule} needs K a multiple of 4, vec4 staging and no fused RMS norm prologue"),
                 });
             }
             let m = Dim::product(&x[..x.len() - 1]);
@@ -1357,8 +1401,15 @@ pub fn render(
             ];
             ("qgemm_coop", [threads, 1, 1], grid, false)
         }
-        (KernelBody::QGemm { x, block, n, k }, Schedule::Gemm(p)) => {
+        (KernelBody::QGemm { x, block, n, k, norm }, Schedule::Gemm(p)) => {
             let m = Dim::product(&x[..x.len() - 1]);
+            if norm.is_some() {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!("schedule {schedule}: the RMS norm prologue is fused into GEMV schedules only"),
+                });
+            }
             quant_context(&mut ctx, *block, *n, *k);
             ctx.insert("m", &params.dim(&m, "m"));
             for (name, v) in [("bm", p.bm), ("bn", p.bn), ("bk", p.bk), ("tm", p.tm), ("tn", p.tn)] {

@@ -206,6 +206,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
             Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
             Op::RmsNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any])?,
             Op::StateAppend { .. } => f.anchor_root(id, &[Mode::Any])?,
+            Op::QMatMul { .. } => f.qmatmul_core(id)?,
             _ => lower_node(g, id)?,
         };
         for &i in &draft.inputs {
@@ -562,7 +563,11 @@ impl Former<'_> {
         e: Expr,
     ) -> Result<KernelDraft, CompileError> {
         let g = self.g;
-        let conv = lower_node(g, m)?;
+        let conv = if matches!(g.node(m).op, Op::QMatMul { .. }) {
+            self.qmatmul_core(m)?
+        } else {
+            lower_node(g, m)?
+        };
         let mut bc = Build::new(true);
         bc.members.push(r);
         bc.core = Some(m);
@@ -573,7 +578,10 @@ impl Former<'_> {
             self.commit(&bc);
             claimed.insert(m);
             bc.members.push(m);
-            let label = self.label(&bc, r);
+            let mut label = self.label(&bc, r);
+            if matches!(conv.body, KernelBody::QGemm { norm: Some(_), .. }) {
+                label = format!("{}+{label}", g.node(g.inputs_of(m)[0]).name);
+            }
             log::debug!("fusion: {label}: convolution with epilogue");
             return Ok(KernelDraft {
                 label,
@@ -591,6 +599,49 @@ impl Former<'_> {
         let mut b0 = Build::new(false);
         let e = self.member_at(&mut b0, r, Expr::Index, Mode::Any)?;
         Ok(KernelDraft::plain(g.node(r).name.clone(), b0.inputs, r, inj(e)))
+    }
+
+    /// The quantized matmul `m` as a kernel, with the RMS norm that produces its activation
+    /// fused as prologue when that norm is needed nowhere else: a norm over the last axis of
+    /// one row (a decode step), not an output, every user a quantized GEMV of it whose blocks
+    /// hold 32 or more values (their dot products read the activation four values at a time,
+    /// which the prologue scales; the row's sum of squares is accumulated from the same
+    /// reads). Each such GEMV then reads the norm's input and scale itself, and the norm's
+    /// own kernel (a dispatch and a round trip through memory) goes away.
+    fn qmatmul_core(&self, m: NodeId) -> Result<KernelDraft, CompileError> {
+        let g = self.g;
+        let mut d = lower_node(g, m)?;
+        let r = g.inputs_of(m)[0];
+        let Op::RmsNorm { axis, epsilon } = g.node(r).op else {
+            return Ok(d);
+        };
+        let fusable_user = |u: NodeId| {
+            let rank = g.node(u).ty.rank();
+            matches!(g.node(u).op, Op::QMatMul { block, .. } if block.block_elems() >= 32)
+                && g.inputs_of(u)[0] == r
+                && g.inputs_of(u)[1] != r
+                && rank >= 1
+                && Dim::product(&g.node(u).ty.shape[..rank - 1]).as_const() == Some(1)
+        };
+        let ins = g.inputs_of(r);
+        let rt = &g.node(r).ty;
+        if self.outputs.contains(&r)
+            || ins.len() != 2
+            || rt.dtype != DType::F32
+            || axis + 1 != rt.rank()
+            || g.node(ins[1]).ty.shape.len() != 1
+            || !g.users_of(r).into_iter().all(fusable_user)
+        {
+            return Ok(d);
+        }
+        let KernelBody::QGemm { norm, .. } = &mut d.body else {
+            unreachable!("a QMatMul lowers to a QGemm kernel")
+        };
+        *norm = Some(epsilon);
+        d.inputs = vec![ins[0], d.inputs[1], ins[1]];
+        d.label = format!("{}+{}", g.node(r).name, d.label);
+        log::debug!("fusion: {}: RMS norm as the GEMV's prologue", d.label);
+        Ok(d)
     }
 
     /// True when what `from` computes is used only inside this kernel on its way to `to`:

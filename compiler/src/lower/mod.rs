@@ -159,6 +159,10 @@ pub enum KernelBody {
         n: usize,
         /// Input features.
         k: usize,
+        /// An RMS norm of `x`'s rows fused as prologue, with this epsilon: the product reads
+        /// `x / sqrt(mean(x²) + eps) * g` with the scale `g` (`[k]`) as input 2 (a decode
+        /// step's norm before its projections; see `anchor::Former::qmatmul_core`).
+        norm: Option<f32>,
     },
     /// Rows of a packed table ([`Op::QGather`]): input 0 the i32 indices (`rows` of them),
     /// input 1 the u32 words of the `[n, k]` table in `block` format; the output is f32
@@ -485,6 +489,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             block: *block,
             n: *n,
             k: *k,
+            norm: None,
         },
         Op::StateAppend {
             state_shape, offset, ..

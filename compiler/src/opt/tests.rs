@@ -137,6 +137,38 @@ fn identity_transpose_and_reshape_vanish() {
 }
 
 #[test]
+fn transposes_of_unit_axes_become_reshapes() {
+    // [3, 2, 1, 4] -> [1, 3, 2, 4]: only the unit axis moves (a decode step's attention output
+    // back to token-major order), so the transpose is a reshape.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[3, 2, 1, 4]));
+    let t = op(&mut g, "t", Op::Transpose { perm: vec![2, 0, 1, 3] }, &[x]);
+    let y = un(&mut g, UnaryOp::Exp, t);
+    g.add_output("y", y);
+    check(
+        &g,
+        "unit-axis-transpose",
+        |o| matches!(o, Op::Reshape { shape } if shape.iter().map(|d| d.as_const().unwrap()).eq([1, 3, 2, 4])),
+        |o| matches!(o, Op::Transpose { .. }),
+    );
+    // Swapping two axes longer than 1 stays a transpose.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[3, 1, 2]));
+    let t = op(&mut g, "t", Op::Transpose { perm: vec![2, 1, 0] }, &[x]);
+    let y = un(&mut g, UnaryOp::Exp, t);
+    g.add_output("y", y);
+    let (h, r) = optimize_with(g, &OptConfig::default(), &PerfProfile::for_target("webgpu-default")).unwrap();
+    assert!(
+        !r.fired.iter().any(|f| f.0 == "unit-axis-transpose" && f.1 > 0),
+        "{r:?}"
+    );
+    assert!(h
+        .topo_order()
+        .iter()
+        .any(|&n| matches!(h.node(n).op, Op::Transpose { .. })));
+}
+
+#[test]
 fn reshapes_merge() {
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::new(DType::F32, &[2, 3, 4]));

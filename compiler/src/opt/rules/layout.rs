@@ -51,6 +51,31 @@ impl Rule for IdentityTranspose {
     }
 }
 
+/// `Transpose(p, x)` → `Reshape(shape, x)` when `p` moves only axes of size 1: the other axes
+/// keep their order, so the elements do too (a decode step's `[heads, group, 1, hd]` →
+/// `[1, heads, group, hd]`), and the copy kernel the transpose would need goes away.
+pub struct UnitAxisTranspose;
+
+impl Rule for UnitAxisTranspose {
+    fn name(&self) -> &'static str {
+        "unit-axis-transpose"
+    }
+
+    fn find(&self, eg: &KGraph, id: Id) -> Vec<Plan> {
+        let out_shape = eg[id].data.ty.shape.clone();
+        nodes_where(eg, id, |k| matches!(k, KOp::Transpose(p) if !is_identity(p)))
+            .into_iter()
+            .filter(|(op, kids)| {
+                let KOp::Transpose(p) = op else { return false };
+                let x = &eg[kids[0]].data.ty.shape;
+                let kept: Vec<usize> = p.iter().copied().filter(|&a| x[a].as_const() != Some(1)).collect();
+                kept.windows(2).all(|w| w[0] < w[1])
+            })
+            .map(|(_, kids)| Plan::Node(KOp::Reshape(out_shape.clone()), vec![Plan::Class(kids[0])]))
+            .collect()
+    }
+}
+
 /// `Reshape(s, Reshape(t, x))` → `Reshape(s, x)` (a reshape keeps the element order).
 pub struct ReshapeReshape;
 

@@ -17,6 +17,7 @@ pub fn all() -> Vec<Rewrite<KNode, KAnalysis>> {
     vec![
         rewrite(layout::TransposeTranspose),
         rewrite(layout::IdentityTranspose),
+        rewrite(layout::UnitAxisTranspose),
         rewrite(layout::ReshapeReshape),
         rewrite(layout::IdentityReshape),
         rewrite(norm::layer_norm()),

@@ -47,10 +47,58 @@ pub enum NpyError {
     /// The element data does not decode.
     #[error("reading the data: {0}")]
     Data(std::io::Error),
+    /// The header nests brackets deeper than any array header does.
+    #[error("not a valid .npy file: the header nests brackets {depth} deep (at most {MAX_HEADER_NESTING})")]
+    HeaderNesting {
+        /// The deepest nesting found.
+        depth: usize,
+    },
+}
+
+/// Deepest bracket nesting a header may have. A C-order header is a dict holding a shape tuple
+/// (depth 2); structured dtypes, which Kiln does not read anyway, nest a few levels more. The
+/// header parser (`py_literal`) backtracks exponentially in the depth: a forged header of 17
+/// `{` took minutes (found by the `npy` fuzz target).
+pub const MAX_HEADER_NESTING: usize = 8;
+
+/// The header text of a `.npy` file (after the magic, version and length fields), when the
+/// file is long enough to hold it; `None` leaves the error to the full parser.
+fn header_text(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return None;
+    }
+    let (start, len): (usize, usize) = match bytes[6] {
+        1 => (10, u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
+        _ if bytes.len() >= 12 => (
+            12,
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+        ),
+        _ => return None,
+    };
+    bytes.get(start..start.checked_add(len)?)
+}
+
+/// The deepest nesting of `{`, `[` and `(` in `text`.
+fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for &c in text {
+        match c {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Decodes a C-order `.npy` array of f32, f16, i32, i64, u32, u8, i8 or bool.
 pub fn decode(bytes: &[u8]) -> Result<NpyArray, NpyError> {
+    if let Some(depth) = header_text(bytes).map(nesting).filter(|&d| d > MAX_HEADER_NESTING) {
+        return Err(NpyError::HeaderNesting { depth });
+    }
     let npy = npyz::NpyFile::new(bytes).map_err(NpyError::Header)?;
     if npy.order() != npyz::Order::C {
         return Err(NpyError::FortranOrder);
@@ -118,4 +166,48 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         )));
     }
     Ok(NpyArray { dtype, shape, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 `.npy` file with this header text (padded as NumPy does) and data.
+    fn npy_v1(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.to_string();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn a_plain_header_decodes() {
+        let data: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = decode(&npy_v1(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+            &data,
+        ))
+        .unwrap();
+        assert_eq!((a.dtype, a.shape, a.data), (ElemType::F32, vec![2], data));
+    }
+
+    /// The `npy` fuzz target's hang: 17 nested `{` in the header kept the header parser busy
+    /// for minutes; it is refused before parsing.
+    #[test]
+    fn a_deeply_nested_header_is_refused_before_parsing() {
+        let header = format!(
+            "{}2', 'fortran_o\0{{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }}",
+            "{".repeat(17)
+        );
+        match decode(&npy_v1(&header, &[1, 0, 1])) {
+            Err(NpyError::HeaderNesting { depth }) => assert_eq!(depth, 19),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -253,6 +253,9 @@ fn a_shared_qgemm_kernel_with_different_grids_keeps_no_coop_variant() {
     assert_ne!(dispatches[0].grid, dispatches[1].grid);
     assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
     assert!(!b.kernel_sources.iter().any(|(_, s)| s.contains("coopMultiplyAdd")));
+}
+
+#[test]
 fn decode_gemv_with_the_rms_norm_prologue_and_unrolled_parts() {
     // A decode step's norm and its projection (K = 4096, one row): the norm fused as the
     // GEMV's prologue (x and the scale read as vec4s, the sum of squares gathered on the way),

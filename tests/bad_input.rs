@@ -55,12 +55,13 @@ fn try_compile(model: &Path, bundle: &Path, extra: &[&str]) -> Outcome {
     kiln(&args)
 }
 
-/// A model with an op the frontend does not support (`Unique`, whose output size depends on the data; node `unique_node`).
+/// A model with an op the frontend does not support (`ImageDecoder`: decoding image bytes is host
+/// work; node `decoder_node`).
 fn unsupported_onnx() -> Vec<u8> {
     let mut b = ModelBuilder::new("unsupported");
     b.input("m", DataType::Float, &[d(4), d(4)]);
     b.node("Relu", &["m"], &["r"]).name("relu_ok");
-    b.node("Unique", &["r"], &["u"]).name("unique_node");
+    b.node("ImageDecoder", &["r"], &["u"]).name("decoder_node");
     b.output("u", DataType::Float);
     b.encode()
 }
@@ -108,7 +109,8 @@ fn missing_model_file_is_rejected() {
 fn unsupported_op_names_op_and_node() {
     let tmp = tempfile::tempdir().unwrap();
     let model = write_file(tmp.path(), "model.onnx", &unsupported_onnx());
-    try_compile(&model, &tmp.path().join("bundle"), &[]).fails_with(&["unsupported op 'Unique'", "node 'unique_node'"]);
+    try_compile(&model, &tmp.path().join("bundle"), &[])
+        .fails_with(&["node 'decoder_node' (ImageDecoder)", "host work"]);
 }
 
 #[test]
@@ -322,7 +324,7 @@ fn failed_compile_keeps_previous_bundle_intact() {
     let before = snapshot(&f.bundle);
     let dir_before = entries(&f.work);
     let bad = write_file(&f.work, "bad.onnx", &unsupported_onnx());
-    try_compile(&bad, &f.bundle, &[]).fails_with(&["unsupported op 'Unique'", "node 'unique_node'"]);
+    try_compile(&bad, &f.bundle, &[]).fails_with(&["node 'decoder_node' (ImageDecoder)", "host work"]);
     assert_eq!(
         snapshot(&f.bundle),
         before,

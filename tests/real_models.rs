@@ -206,7 +206,7 @@ fn pp_ocrv4_det_compiles_once_and_matches_onnxruntime_at_two_sizes() {
 }
 
 /// The README's sizes, 640x640 and 544x960, from one bundle (minutes on lavapipe; seconds on
-/// a GPU): `cargo test --release --test real_models -- --ignored`.
+/// a GPU): `cargo test --release --test main real_models:: -- --ignored`.
 #[test]
 #[ignore]
 fn pp_ocrv4_det_matches_onnxruntime_at_640x640_and_544x960() {

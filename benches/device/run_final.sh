@@ -1,0 +1,25 @@
+# Final merged-main LLM comparison: Kiln f32 and --precision f16 vs llama.cpp Vulkan on the same
+# random Q4_1 GGUFs, prefill 512 and decode 128, plus 135M profiles of f32 and f16 prefill.
+source .bench/common.sh
+mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
+python3 -m pip install -q --no-deps --target /tmp/gg whl/gguf-*.whl 2>&1 | tail -1
+export PYTHONPATH=/tmp/gg
+python3 make_gguf.py make smollm2_tok.json /tmp/s135.gguf --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
+python3 make_gguf.py make smollm2_tok.json /tmp/s360.gguf --dim 960 --layers 32 --heads 15 --kv-heads 5 --ffn 2560 --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
+python3 make_gguf.py make smollm2_tok.json /tmp/s1700.gguf --dim 2048 --layers 24 --heads 32 --kv-heads 32 --ffn 8192 --rope-base 130000 --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
+wait
+for s in 135 360 1700; do for P in f32 f16; do
+  ./kiln compile /tmp/s$s.gguf -o /tmp/k$s$P --context 1024 --target desktop --precision $P -q > $OUT/compile-$s$P.txt 2>&1 &
+done; done
+wait
+for s in 135 360 1700; do
+  for P in f32 f16; do
+    echo "== $s $P" | tee -a $OUT/llm.txt
+    timeout 60 ./kiln bench /tmp/k$s$P --prompt-tokens 512 --gen-tokens 128 --iters 3 -q 2>&1 | tee -a $OUT/llm.txt
+  done
+  LD_LIBRARY_PATH=/tmp/llama timeout 60 /tmp/llama/llama-bench -m /tmp/s$s.gguf -ngl 99 -r 3 -p 512 -n 128 2>&1 | grep "pp512\|tg128" | tee -a $OUT/llm.txt
+done
+for P in f32 f16; do
+  echo "== profile 135M $P prefill" | tee -a $OUT/profile.txt
+  timeout 30 ./kiln bench /tmp/k135$P --profile --prompt-tokens 512 -q 2>&1 | head -16 | tee -a $OUT/profile.txt
+done

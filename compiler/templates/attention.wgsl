@@ -34,7 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ty = i32(lid) / {{ nx }}i;
     let k_base = b * {{ d }}i * {{ sk }};
     let v_base = b * {{ sk }} * {{ dv }}i;
-    let neg_inf = bitcast<f32>(0xff800000u); // a let, not a constant: WGSL constants must be finite
+    let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
     // Rows past the end read the batch's last row (finite scores) and store nothing.
     for (var e = i32(lid); e < {{ br * d }}i; e += {{ wg }}i) {
         let r = e / {{ d }}i;

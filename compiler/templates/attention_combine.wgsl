@@ -13,7 +13,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let c = idx % {{ dv }}i;
     let b = row / {{ sq }}i;
     let r = row % {{ sq }}i;
-    let neg_inf = bitcast<f32>(0xff800000u);
+    let neg_inf = kiln_f32_bits(0xff800000u);
     // Unrolled over the slices, so each round of loads is in flight together.
     let base = (b * {{ splits }}i * {{ sq }}i + r) * {{ dv + 2 }}i;
 {%- for s in range(end=splits) %}

@@ -27,7 +27,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let k_end = min(k_beg + kc, {{ sk }});
     let k_base = b * {{ d }}i * {{ sk }};
     let v_base = b * {{ sk }} * {{ dv }}i;
-    let neg_inf = bitcast<f32>(0xff800000u); // a let, not a constant: WGSL constants must be finite
+    let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
     for (var e = i32(lid); e < {{ sq * d }}i; e += {{ wg }}i) {
         q_tile[e] = {{ xq }}b * {{ sq * d }}i + e{{ xqe }};
     }

@@ -705,3 +705,27 @@ fn gemm_coop_variant_direct_store_and_f32_default() {
     let plain = wgsl(2, build);
     assert!(!plain.contains("coop"), "{plain}");
 }
+
+/// Tint (Chrome's WGSL compiler) evaluates `bitcast<f32>(0xff800000u)` as a constant and rejects
+/// it because the value is not finite (naga accepts it, so validation alone does not catch it).
+/// Templates make infinities at run time through `kiln_f32_bits` instead; this scans every
+/// template for a bitcast of a literal.
+#[test]
+fn no_template_bitcasts_a_literal_to_f32() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("templates folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let src = std::fs::read_to_string(&path).expect("template");
+            let compact: String = src.chars().filter(|c| !c.is_whitespace()).collect();
+            assert!(
+                !compact.contains("bitcast<f32>(0x"),
+                "{} bitcasts a literal to f32: Tint rejects a non-finite constant; use kiln_f32_bits",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} templates found in {}", dir.display());
+}

@@ -1091,6 +1091,8 @@ pub fn render(
         }
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) if decode_rows(sq).is_some() => {
             let rows = decode_rows(sq).expect("checked by the guard");
+            // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
+            helpers.insert(expr::NONFINITE_HELPER);
             let splits = attention_splits(batch, sk, limits);
             let wg = p.workgroup_size;
             ctx.insert("wg", &wg);
@@ -1129,6 +1131,8 @@ pub fn render(
             ("attention_decode", [wg, 1, 1], grid, false)
         }
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Attention(p)) => {
+            // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
+            helpers.insert(expr::NONFINITE_HELPER);
             let (nx, ny) = (p.nx(), p.ny());
             let cg = p.channel_groups(*dv as u32);
             ctx.insert("wg", &p.threads());
@@ -1613,7 +1617,7 @@ fn render_attention_combine(
     ctx.insert("total", &params.dim(&total, "total"));
     ctx.insert(
         "header",
-        &header(&params, &dtypes, &[], DType::F32, &BTreeSet::new(), &[]),
+        &header(&params, &dtypes, &[], DType::F32, &BTreeSet::from([expr::NONFINITE_HELPER]), &[]),
     );
     let wgsl = render_template("attention_combine", &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;

@@ -2,7 +2,7 @@
 //! on stderr that names what is wrong and where, without a panic; failed compiles must never
 //! damage an existing bundle or leave temporary directories behind.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::compiler::frontend::onnx::builder::{d, DataType, ModelBuilder};

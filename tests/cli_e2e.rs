@@ -2,7 +2,7 @@
 //! `kiln compile`, run on the GPU (lavapipe in CI) with `kiln run`, and every output file is
 //! compared with values computed in f64 from the test model's definition (tests/common).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! with the frontend's message naming the input; with it the bundle compiles, no longer has the
 //! input, and its GPU outputs equal values computed in the test from the model's definition.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::compiler::frontend::onnx::builder::{d, DataType, ModelBuilder};

@@ -2,7 +2,7 @@
 //! written by the test itself; greedy tokens equal the interpreter's; bad input is refused
 //! with a clear error.
 
-mod common;
+use crate::common;
 
 use common::kiln;
 use kiln::compiler::llm::{self, gguf::random_gguf, LlamaConfig, Reference, RopeStyle};

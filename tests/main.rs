@@ -10,6 +10,8 @@
 mod bad_input;
 #[path = "cli_e2e.rs"]
 mod cli_e2e;
+/// Helpers shared by several of the modules below (built once, not once per module).
+mod common;
 #[path = "conformance_cli.rs"]
 mod conformance_cli;
 #[path = "freeze.rs"]

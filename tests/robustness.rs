@@ -3,7 +3,7 @@
 //! bundle writer's handling of `-o` and temporary directories. Every failure must be a clean
 //! error (non-zero exit, no panic) that says what is wrong and where.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::compiler::frontend::onnx::builder::{d, DataType, ModelBuilder};

@@ -2,7 +2,7 @@
 //! database that `kiln compile --tuning` then uses, it resumes instead of redoing work, and a
 //! candidate that computes a wrong result is rejected by the interpreter check, never timed.
 
-mod common;
+use crate::common;
 
 use common::{compile, kiln, manifest, mlp_onnx, write_file};
 use kiln::runtime::Runtime;

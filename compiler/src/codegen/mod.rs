@@ -1617,7 +1617,14 @@ fn render_attention_combine(
     ctx.insert("total", &params.dim(&total, "total"));
     ctx.insert(
         "header",
-        &header(&params, &dtypes, &[], DType::F32, &BTreeSet::from([expr::NONFINITE_HELPER]), &[]),
+        &header(
+            &params,
+            &dtypes,
+            &[],
+            DType::F32,
+            &BTreeSet::from([expr::NONFINITE_HELPER]),
+            &[],
+        ),
     );
     let wgsl = render_template("attention_combine", &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;

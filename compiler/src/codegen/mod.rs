@@ -407,13 +407,10 @@ fn vec_operand_loads(
     }
 }
 
-/// The cooperative-matrix GEMM template's sizes (tera has no integer division).
-fn coop_gemm_context(
-    ctx: &mut tera::Context,
-    p: &kiln_schedules::CoopGemmParams,
-    mnk: [&String; 3],
-    batch_lines: &[String],
-) {
+/// The tile sizes both cooperative-matrix templates (`gemm_coop.wgsl`, `qgemm_coop.wgsl`) read:
+/// block, subgroup tile, fragments per subgroup and the K steps of one block. Returns the
+/// workgroup's thread count.
+fn coop_tile_context(ctx: &mut tera::Context, p: &kiln_schedules::CoopGemmParams) -> u32 {
     use kiln_schedules::{COOP_FRAGMENT, COOP_PAD};
     let threads = p.threads();
     for (name, v) in [
@@ -428,6 +425,24 @@ fn coop_gemm_context(
         ("fm", p.sm / COOP_FRAGMENT),
         ("fn", p.sn / COOP_FRAGMENT),
         ("pad", COOP_PAD),
+    ] {
+        ctx.insert(name, &v);
+    }
+    let ksteps: Vec<u32> = (0..p.bk / COOP_FRAGMENT).map(|i| i * COOP_FRAGMENT).collect();
+    ctx.insert("ksteps", &ksteps);
+    threads
+}
+
+/// The cooperative-matrix GEMM template's sizes (tera has no integer division).
+fn coop_gemm_context(
+    ctx: &mut tera::Context,
+    p: &kiln_schedules::CoopGemmParams,
+    mnk: [&String; 3],
+    batch_lines: &[String],
+) {
+    use kiln_schedules::COOP_PAD;
+    let threads = coop_tile_context(ctx, p);
+    for (name, v) in [
         ("a_row", p.bk + COOP_PAD),
         ("b_row", p.bn + COOP_PAD),
         ("a_len", p.bm * (p.bk + COOP_PAD)),
@@ -447,8 +462,6 @@ fn coop_gemm_context(
     ctx.insert("b_row_s", &((p.bn + COOP_PAD) / unit));
     ctx.insert("a_len_s", &(p.bm * (p.bk + COOP_PAD) / unit));
     ctx.insert("b_len_s", &(p.bk * (p.bn + COOP_PAD) / unit));
-    let ksteps: Vec<u32> = (0..p.bk / COOP_FRAGMENT).map(|i| i * COOP_FRAGMENT).collect();
-    ctx.insert("ksteps", &ksteps);
     ctx.insert("m", mnk[0]);
     ctx.insert("n", mnk[1]);
     ctx.insert("k", mnk[2]);
@@ -1364,27 +1377,13 @@ pub fn render(
             ctx.insert("m", &params.dim(&m, "m"));
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
-            let threads = p.threads();
+            let threads = coop_tile_context(&mut ctx, &p);
             let (a_vecs, b_units) = (p.bm * p.bk / 4, p.bn * p.bk / 16);
-            let ksteps: Vec<u32> = (0..p.bk / kiln_schedules::COOP_FRAGMENT)
-                .map(|i| i * kiln_schedules::COOP_FRAGMENT)
-                .collect();
             let (row_a, row_b) = (
                 (p.bk + kiln_schedules::COOP_PAD) / 4,
                 (p.bn + kiln_schedules::COOP_PAD) / 4,
             );
             for (name, v) in [
-                ("bm", p.bm),
-                ("bn", p.bn),
-                ("bk", p.bk),
-                ("sm", p.sm),
-                ("sn", p.sn),
-                ("threads", threads),
-                ("subgroups", p.subgroups()),
-                ("sg_cols", p.bn / p.sn),
-                ("fm", p.sm / kiln_schedules::COOP_FRAGMENT),
-                ("fn", p.sn / kiln_schedules::COOP_FRAGMENT),
-                ("pad", kiln_schedules::COOP_PAD),
                 ("row_a", row_a),
                 ("row_b", row_b),
                 ("a_len_s", p.bm * row_a),
@@ -1397,7 +1396,6 @@ pub fn render(
             ] {
                 ctx.insert(name, &v);
             }
-            ctx.insert("ksteps", &ksteps);
             let grid = [
                 SizeExpr::c(n.div_ceil(p.bn as usize) as i64),
                 dim_expr(&m).cdiv(p.bm as i64),

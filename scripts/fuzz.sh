@@ -77,8 +77,38 @@ KILN_GGUF_SEEDS="$PWD/$corpus/gguf" cargo test --release -q --workspace --lib gg
 build_start=$(date +%s)
 "${fuzz[@]}" build -O --sanitizer "$sanitizer" --codegen-units "$cgu"
 echo "fuzz: build took $(($(date +%s) - build_start)) s" >&2
-for t in onnx_compile manifest npy gguf; do
-    echo "fuzz: $t for ${secs}s" >&2
-    "${fuzz[@]}" run -O --sanitizer "$sanitizer" --codegen-units "$cgu" "$t" "$corpus/$t" -- \
-        -max_total_time="$secs" -timeout="$timeout" -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1
+# Each libFuzzer run is one process on one core: two at a time use both cores of a CI machine
+# and halve the wall time of the runs, each target still getting its full FUZZ_SECONDS.
+logs=$(mktemp -d)
+trap 'rm -rf "$seed" "$logs"' EXIT
+fuzz_one() {
+    "${fuzz[@]}" run -O --sanitizer "$sanitizer" --codegen-units "$cgu" "$1" "$corpus/$1" -- \
+        -max_total_time="$secs" -timeout="$timeout" -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1 \
+        >"$logs/$1.log" 2>&1
+}
+failed=()
+for pair in "onnx_compile manifest" "npy gguf"; do
+    pids=()
+    for t in $pair; do
+        echo "fuzz: $t for ${secs}s" >&2
+        fuzz_one "$t" &
+        pids+=("$t:$!")
+    done
+    for entry in "${pids[@]}"; do
+        t=${entry%%:*}
+        if ! wait "${entry#*:}"; then
+            failed+=("$t")
+        fi
+        # The run's own summary (and any crash report with its reproducer path).
+        grep -E '^(stat::|Done |==|SUMMARY|artifact_prefix|Test unit written|.*(panicked|ERROR|crash|timeout|leak))' \
+            "$logs/$t.log" | sed "s/^/fuzz[$t]: /" >&2 || true
+    done
 done
+if [ ${#failed[@]} -gt 0 ]; then
+    for t in "${failed[@]}"; do
+        echo "fuzz: $t FAILED; its full log:" >&2
+        cat "$logs/$t.log" >&2
+    done
+    exit 1
+fi
+echo "fuzz: all targets ran ${secs}s without a crash" >&2

@@ -477,7 +477,11 @@ fn generate_with_batch(
             true
         })
         .unwrap();
-    assert_eq!(stats.decode_tokens + 1, calls, "every decoded token went to the sink once");
+    assert_eq!(
+        stats.decode_tokens + 1,
+        calls,
+        "every decoded token went to the sink once"
+    );
     let past = gen.past();
     let probe = (past < gen.context()).then(|| gen.step(&[7], true).unwrap().logits.unwrap());
     (got, past, probe)

@@ -14,11 +14,14 @@
 //! error) are discarded: they only wrote KV-cache rows at positions after the generator's
 //! `past`, which the next step overwrites before anything reads them.
 
-use super::{Generator, GenerationStats, TokenSink, DECODE, NEXT_TOKEN, PAST, RECENT_TOKENS, SAMPLING, SAMPLING_LEN, TOKENS};
+use super::{
+    GenerationStats, Generator, TokenSink, DECODE, NEXT_TOKEN, PAST, RECENT_TOKENS, SAMPLING, SAMPLING_LEN, TOKENS,
+};
 use crate::error::Result;
 use crate::session::Forward;
 use crate::HostTensor;
 use std::collections::{HashMap, VecDeque};
+use web_time::Instant;
 
 /// Default decode steps per readback batch (the most tokens a user waits for at once).
 pub const CHAIN_BATCH: usize = 8;
@@ -94,7 +97,9 @@ impl Generator<'_> {
         let mut slot = 0;
         while submitted < steps && queued.len() < CHAIN_DEPTH {
             let count = batch.min(steps - submitted);
+            let t = Instant::now();
             self.submit_batch(&mut inputs, base, submitted, count, readbacks[slot])?;
+            stats.encode += t.elapsed();
             queued.push_back((slot, submitted, count));
             submitted += count;
             slot = (slot + 1) % CHAIN_DEPTH;
@@ -104,7 +109,9 @@ impl Generator<'_> {
             // Keep the GPU busy while the sink handles this batch.
             if submitted < steps {
                 let next = batch.min(steps - submitted);
+                let t = Instant::now();
                 self.submit_batch(&mut inputs, base, submitted, next, readbacks[slot])?;
+                stats.encode += t.elapsed();
                 queued.push_back((slot, submitted, next));
                 submitted += next;
             }

@@ -144,6 +144,9 @@ pub struct GenerationStats {
     pub decode_tokens: usize,
     /// Wall time of all decode steps.
     pub decode: Duration,
+    /// Host time spent recording and submitting chained decode steps (zero step by step),
+    /// which the GPU overlaps with running the steps queued before.
+    pub encode: Duration,
 }
 
 impl GenerationStats {

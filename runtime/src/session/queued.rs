@@ -126,7 +126,10 @@ impl Session {
                 }
             };
             if offset % 4 != 0 {
-                return Err(queued_err(program, format!("forward offset {offset} is not a multiple of 4")));
+                return Err(queued_err(
+                    program,
+                    format!("forward offset {offset} is not a multiple of 4"),
+                ));
             }
             match *f {
                 Forward::ToInput { input: name, .. } => {
@@ -167,7 +170,10 @@ impl Session {
             if bytes == 0 || bytes % 4 != 0 || elem != 4 {
                 return Err(queued_err(
                     program,
-                    format!("output '{}' has {bytes} bytes; only whole 32-bit words are forwarded", spec.name),
+                    format!(
+                        "output '{}' has {bytes} bytes; only whole 32-bit words are forwarded",
+                        spec.name
+                    ),
                 ));
             }
             let src = self.slots[spec.buffer].buffer.as_ref().expect("allocated by prepare");

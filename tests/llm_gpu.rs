@@ -544,4 +544,29 @@ fn chained_decoding_draws_the_tokens_of_the_step_by_step_loop() {
             assert_eq!(cprobe, probe_eos, "{what}, batch {batch}, end of text: next step");
         }
     }
+    // Impossible queued runs are refused with errors that name what is wrong.
+    let inputs = kiln::runtime::llm::step_inputs(&[1], &[1], Some(64), &Sampling::greedy(), 1);
+    let rb = session.readback(0, 4);
+    let forward = |output, input, offset| kiln::runtime::Forward::ToInput { output, input, offset };
+    for (resident, forwards, want) in [
+        (&[][..], vec![forward("probs", "tokens", 0)], "'probs' is not an output"),
+        (&[][..], vec![forward("next_token", "tokens", 2)], "not a multiple of 4"),
+        (&[][..], vec![forward("next_token", "tokens", 1 << 20)], "overflows"),
+        (&["past"][..], vec![], "'past' is not an input"),
+        (
+            &[][..],
+            vec![kiln::runtime::Forward::ToReadback {
+                output: "logits",
+                readback: rb,
+                offset: 0,
+            }],
+            "overflows",
+        ),
+    ] {
+        let e = session
+            .submit_queued("decode", &inputs, &[("past", 1)], resident, &forwards)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    }
 }

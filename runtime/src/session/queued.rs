@@ -241,14 +241,14 @@ impl Session {
                 ))
             }
         }
-        let data = {
-            let view = buffer
-                .slice(..n)
-                .get_mapped_range()
-                .map_err(|e| gpu_err(context.clone(), e.to_string()))?;
-            view[..bytes as usize].to_vec()
-        };
+        // Unmapped on every path, so the next queued run can copy into it again.
+        let data = buffer
+            .slice(..n)
+            .get_mapped_range()
+            .map(|view| view[..bytes as usize].to_vec())
+            .map_err(|e| gpu_err(context.clone(), e.to_string()));
         buffer.unmap();
+        let data = data?;
         self.check_uncaptured(&context)?;
         Ok(data)
     }

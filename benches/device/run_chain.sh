@@ -1,9 +1,11 @@
 # Chained decoding (sixth session): decode tok/s of main's binary (kiln_main), this branch step by
 # step (KILN_DECODE_BATCH=0) and chained (batches of 8, the default) on the same random Q4_1
 # GGUFs of the SmolLM2 shapes, then llama.cpp tg128 (`kiln bench` prints the chain's host encode time per token).
-# Run from a folder .dev-chain holding kiln.xz, kiln_main.xz, make_gguf.py, whl/, smollm2_tok.json
-# and llama.tar.xz: `bash .dev-chain/run_chain.sh` (carry .gl and .dev-chain).
-source .dev-chain/common.sh
+# Run from the folder of common.sh (`.bench`, or BENCH_DIR) holding kiln.xz, kiln_main.xz,
+# make_gguf.py, whl/, smollm2_tok.json and llama.tar.xz: `bash .bench/run_chain.sh` (carry .gl and
+# the folder). The sixth session ran it from `.dev-chain/` (its common.sh decompressed kiln_main).
+source "${BENCH_DIR:-.bench}/common.sh"
+xz -d -k -f kiln_main.xz && chmod +x kiln_main
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
 python3 -m pip install -q --no-deps --target /tmp/gg whl/gguf-*.whl 2>&1 | tail -1
 export PYTHONPATH=/tmp/gg

@@ -347,15 +347,18 @@ fn bench_prompt(bundle: &Bundle, n: usize) -> Vec<i32> {
 }
 
 /// `kiln bench` on a language-model bundle: a prompt of `prompt_tokens` ids, then
-/// `gen_tokens` greedy decode steps (each one submission and a 4-byte readback), `iters`
-/// times after a warm-up; medians on stdout.
+/// `gen_tokens` greedy decode steps (chained unless `KILN_DECODE_BATCH=0`: queued ahead, ids
+/// read back in batches), `iters` times after a warm-up; medians on stdout.
 pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, iters: usize) -> Result<()> {
     let (bundle, mut session) = open(bundle_dir)?;
     let prompt = bench_prompt(&bundle, prompt_tokens);
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
+    let mut encode = Vec::new();
+    let mut batch = 0;
     for it in 0..iters.max(1) + 1 {
         let mut gen = Generator::new(&mut session)?;
+        batch = gen.decode_batch();
         if prompt.len() + gen_tokens > gen.context() {
             bail!(
                 "--prompt-tokens {} + --gen-tokens {gen_tokens} exceed the bundle's KV cache of {} tokens",
@@ -367,16 +370,25 @@ pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, ite
         if it > 0 {
             prefill.push(stats.prefill);
             decode.push(stats.decode / stats.decode_tokens.max(1) as u32);
+            encode.push(stats.encode / stats.decode_tokens.max(1) as u32);
         }
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
-    let (p, d) = (median(&mut prefill), median(&mut decode));
+    let (p, d, e) = (median(&mut prefill), median(&mut decode), median(&mut encode));
     let mem = session.memory_report();
+    let mode = if batch > 0 {
+        format!(
+            "chained in batches of {batch}, host encode {:.3} ms/token",
+            e.as_secs_f64() * 1e3
+        )
+    } else {
+        "step by step".to_string()
+    };
     println!(
-        "prefill {} tokens: {:.3} ms ({:.1} tokens/s); decode: {:.3} ms/token ({:.1} tokens/s) over {gen_tokens} tokens; median of {}",
+        "prefill {} tokens: {:.3} ms ({:.1} tokens/s); decode: {:.3} ms/token ({:.1} tokens/s) over {gen_tokens} tokens ({mode}); median of {}",
         prompt.len(),
         p.as_secs_f64() * 1e3,
         prompt.len() as f64 / p.as_secs_f64(),

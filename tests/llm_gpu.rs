@@ -301,10 +301,9 @@ fn the_memory_report_accounts_for_every_buffer() {
     assert_eq!(before.intermediates + before.inputs + before.staging, 0, "{before:?}");
     let prompt = [1, 2, 3, 4, 5, 6, 7];
     let n = 6;
-    Generator::new(&mut session)
-        .unwrap()
-        .generate_greedy(&prompt, n, &mut |_| true)
-        .unwrap();
+    let mut gen = Generator::new(&mut session).unwrap();
+    gen.set_decode_batch(3);
+    gen.generate_greedy(&prompt, n, &mut |_| true).unwrap();
     let r = session.memory_report();
     let sum = |kind: BufferKind, p: Option<(usize, HashMap<String, i64>)>| -> u64 {
         let ids: Vec<usize> = match &p {
@@ -338,7 +337,13 @@ fn the_memory_report_accounts_for_every_buffer() {
         };
         assert_eq!(got, want, "{kind:?}");
     }
-    assert_eq!(r.staging, 8, "one 4-byte token readback per program");
+    // The prefill's 4-byte token readback, and the chained decode's readback buffers of
+    // 3 tokens each.
+    assert_eq!(
+        r.staging,
+        4 + (kiln::runtime::llm::CHAIN_DEPTH * 12) as u64,
+        "token readbacks"
+    );
     assert!(r.uniforms > 0);
     assert_eq!(
         r.total(),
@@ -441,5 +446,127 @@ fn the_sample_op_at_a_large_vocabulary_matches_the_interpreter() {
         if s.temperature > 0.0 {
             assert!(seen.len() > 1, "{s:?}: 40 draws gave one token");
         }
+    }
+}
+
+/// Generates with decode steps chained in batches of `batch` (0: the step-by-step loop),
+/// stopping at the first `eos` token (not handed on, like the CLI's end of text). Returns the
+/// tokens, the position after the generation, and the logits of one more step fed token 7
+/// where the cache has room (they show that the KV cache holds the same rows in both modes).
+fn generate_with_batch(
+    session: &mut Session,
+    prompt: &[i32],
+    max_tokens: usize,
+    s: Sampling,
+    eos: Option<i32>,
+    batch: usize,
+) -> (Vec<i32>, usize, Option<Vec<f32>>) {
+    let mut gen = Generator::new(session).unwrap();
+    gen.set_sampling(s).unwrap();
+    gen.set_decode_batch(batch);
+    assert_eq!(gen.decode_batch(), batch, "the tiny bundle can chain");
+    let mut got = Vec::new();
+    let mut calls = 0;
+    let stats = gen
+        .generate(prompt, max_tokens, &mut |t: i32| {
+            calls += 1;
+            if Some(t) == eos {
+                return false;
+            }
+            got.push(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(
+        stats.decode_tokens + 1,
+        calls,
+        "every decoded token went to the sink once"
+    );
+    let past = gen.past();
+    let probe = (past < gen.context()).then(|| gen.step(&[7], true).unwrap().logits.unwrap());
+    (got, past, probe)
+}
+
+/// Chained decoding (steps queued ahead, each token fed to the next step on the GPU, ids read
+/// back in batches) draws exactly the tokens of the step-by-step loop, greedy and seeded with
+/// a repetition penalty whose 64-token window wraps around, with max-tokens not a multiple of
+/// the batch, with an end-of-text token in the middle of a batch, and at the end of the
+/// context; afterwards the position and the KV cache are the same (one more step gives the
+/// same logits bit for bit).
+#[test]
+fn chained_decoding_draws_the_tokens_of_the_step_by_step_loop() {
+    let c = LlamaConfig {
+        context: 96,
+        ..config(RopeStyle::Normal, true, false)
+    };
+    let bytes = llm::gguf::random_gguf(&c, "llama", 11, kiln::ir::BlockType::Q4_1).unwrap();
+    let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
+    let model = llm::gguf::model_from_gguf(&g, "tiny", Some(96)).unwrap();
+    let compiled = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.kiln");
+    write_bundle(&compiled, &path).unwrap();
+    let bundle = Bundle::load(&path).unwrap();
+    let mut session = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let prompt = [5, 17, 42, 8, 91, 3];
+    let seeded = Sampling {
+        temperature: 0.9,
+        top_k: 40,
+        top_p: 0.95,
+        repeat_penalty: 1.3,
+        seed: 1234,
+    };
+    for (what, s, max_tokens, batches) in [
+        ("greedy", Sampling::greedy(), 23, &[1, 8][..]),
+        ("seeded", seeded, 75, &[3, 8][..]),
+        ("to the end of the context", seeded, 1000, &[8][..]),
+    ] {
+        let (plain, past, probe) = generate_with_batch(&mut session, &prompt, max_tokens, s, None, 0);
+        let want = max_tokens.min(c.context - prompt.len() + 1);
+        assert_eq!(plain.len(), want, "{what}");
+        for &batch in batches {
+            let (chained, cpast, cprobe) = generate_with_batch(&mut session, &prompt, max_tokens, s, None, batch);
+            assert_eq!(chained, plain, "{what}, batch {batch}: tokens");
+            assert_eq!(cpast, past, "{what}, batch {batch}: position");
+            assert_eq!(cprobe, probe, "{what}, batch {batch}: logits of the next step");
+        }
+        // An end-of-text token in the middle of a batch: the first occurrence of the 12th
+        // token (drawn by decode step 10: the middle of the second batch of 8 and of the
+        // fourth of 3, unless it occurred earlier).
+        let eos = plain[11];
+        let cut = plain.iter().position(|&t| t == eos).unwrap();
+        let (plain_eos, past_eos, probe_eos) = generate_with_batch(&mut session, &prompt, max_tokens, s, Some(eos), 0);
+        assert_eq!(plain_eos, plain[..cut], "{what}: the loop stops at the end of text");
+        for &batch in batches {
+            let (chained, cpast, cprobe) = generate_with_batch(&mut session, &prompt, max_tokens, s, Some(eos), batch);
+            assert_eq!(chained, plain_eos, "{what}, batch {batch}, end of text: tokens");
+            assert_eq!(cpast, past_eos, "{what}, batch {batch}, end of text: position");
+            assert_eq!(cprobe, probe_eos, "{what}, batch {batch}, end of text: next step");
+        }
+    }
+    // Impossible queued runs are refused with errors that name what is wrong.
+    let inputs = kiln::runtime::llm::step_inputs(&[1], &[1], Some(64), &Sampling::greedy(), 1);
+    let rb = session.readback(0, 4);
+    let forward = |output, input, offset| kiln::runtime::Forward::ToInput { output, input, offset };
+    for (resident, forwards, want) in [
+        (&[][..], vec![forward("probs", "tokens", 0)], "'probs' is not an output"),
+        (&[][..], vec![forward("next_token", "tokens", 2)], "not a multiple of 4"),
+        (&[][..], vec![forward("next_token", "tokens", 1 << 20)], "overflows"),
+        (&["past"][..], vec![], "'past' is not an input"),
+        (
+            &[][..],
+            vec![kiln::runtime::Forward::ToReadback {
+                output: "logits",
+                readback: rb,
+                offset: 0,
+            }],
+            "overflows",
+        ),
+    ] {
+        let e = session
+            .submit_queued("decode", &inputs, &[("past", 1)], resident, &forwards)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{want}: {e}");
     }
 }

@@ -292,6 +292,16 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+
+    /// A queued run ([`crate::Session::submit_queued`]) was asked for an impossible forward
+    /// or a resident input without a value.
+    #[error("queued run of program '{program}': {message}")]
+    Queued {
+        /// Program name.
+        program: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Result alias used across the crate.

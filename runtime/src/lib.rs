@@ -45,5 +45,5 @@ pub use host::HostTensor;
 pub use kiln_abi as abi;
 pub use memory::MemoryReport;
 pub use profile::Profile;
-pub use session::{Session, SessionOptions, Timing};
+pub use session::{Forward, Readback, Session, SessionOptions, Timing};
 pub use wgpu;

@@ -26,6 +26,9 @@ use std::num::NonZeroU64;
 use std::time::Duration;
 use web_time::Instant;
 
+mod queued;
+pub use queued::{Forward, Readback};
+
 /// How a [`Session`] picks its adapter.
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
@@ -102,6 +105,13 @@ struct ProgramState {
     /// uploads only the blocks whose values changed (in a decode step, the few that depend on
     /// the position).
     written: Vec<u8>,
+    /// Per dispatch: whether a parameter or the grid names a symbol. The others evaluate to
+    /// the same values in every run, so after the first run they are taken from `written`
+    /// and `grids` instead of being evaluated again.
+    dynamic: Vec<bool>,
+    /// Per dispatch: the (possibly split) workgroup counts of the last run; `None` where it
+    /// had an empty grid or before the first run.
+    grids: Vec<Option<[u32; 3]>>,
 }
 
 /// What one run will do once inputs are uploaded and sizes evaluated.
@@ -146,6 +156,8 @@ pub struct Session {
     staging: HashMap<(usize, usize), wgpu::Buffer>,
     /// The most device memory held at once so far ([`Session::memory_report`]).
     peak_bytes: u64,
+    /// Small mappable buffers that queued runs copy outputs into ([`Session::readback`]).
+    readbacks: Vec<Option<queued::ReadbackBuffer>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -359,6 +371,7 @@ impl Session {
             slots: (0..manifest.buffers.len()).map(|_| Slot::default()).collect(),
             staging: HashMap::new(),
             peak_bytes: 0,
+            readbacks: Vec::new(),
             programs: Vec::new(),
             kernels,
             manifest,
@@ -386,7 +399,8 @@ impl Session {
             }
         }
         r.uniforms = self.programs.iter().map(|p| p.uniform_size).sum();
-        r.staging = self.staging.values().map(|b| b.size()).sum();
+        r.staging = self.staging.values().map(|b| b.size()).sum::<u64>()
+            + self.readbacks.iter().flatten().map(|r| r.size()).sum::<u64>();
         r.peak = self.peak_bytes.max(r.total());
         r
     }
@@ -518,6 +532,12 @@ impl Session {
             bind_groups: (0..program.dispatches.len()).map(|_| None).collect(),
             buffers: self.manifest.program_buffers(p),
             written: Vec::new(),
+            dynamic: program
+                .dispatches
+                .iter()
+                .map(|d| d.params.iter().chain(&d.grid).any(names_symbol))
+                .collect(),
+            grids: vec![None; program.dispatches.len()],
         })
     }
 
@@ -648,7 +668,7 @@ impl Session {
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
-        let mut plan = self.prepare(pi, inputs, scalars, &mut enc)?;
+        let mut plan = self.prepare(pi, inputs, scalars, &[], &mut enc)?;
         if let Some(read) = read {
             let outs = self.manifest.program_outputs(pi);
             plan.outputs.retain(|o| read.contains(&outs[o.index].name.as_str()));
@@ -838,7 +858,7 @@ impl Session {
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(program) });
-        let plan = self.prepare(pi, inputs, &[], &mut enc)?;
+        let plan = self.prepare(pi, inputs, &[], &[], &mut enc)?;
         let idx = self.gpu.queue.submit([enc.finish()]);
         self.wait(idx, &context).await?;
         let mut times = Vec::with_capacity(iters);
@@ -1069,12 +1089,14 @@ impl Session {
     /// Everything before recording. First validates and computes (dims, buffer sizes, input
     /// conversion, parameters, grids, output sizes) without touching the GPU, so a failed run
     /// leaves the session's buffers as they were; then grows buffers, uploads inputs and
-    /// parameters, and refreshes bind groups.
+    /// parameters, and refreshes bind groups. Inputs named in `resident` are checked but not
+    /// uploaded: their buffers must already hold them (forwarded by an earlier queued run).
     fn prepare(
         &mut self,
         pi: usize,
         inputs: &HashMap<String, HostTensor>,
         scalars: &[(&str, i64)],
+        resident: &[&str],
         enc: &mut wgpu::CommandEncoder,
     ) -> Result<Plan> {
         let bindings = self.bind_inputs(pi, inputs, scalars)?;
@@ -1101,6 +1123,19 @@ impl Session {
 
         let mut uploads = Vec::with_capacity(m.program_inputs(pi).len());
         for spec in m.program_inputs(pi) {
+            if resident.contains(&spec.name.as_str()) {
+                let slot = &self.slots[spec.buffer];
+                if slot.buffer.is_none() || slot.size < sizes[spec.buffer].unwrap_or(0) {
+                    return Err(RuntimeError::Queued {
+                        program: program.name.clone(),
+                        message: format!(
+                            "input '{}' is resident, but its buffer holds no value of that size (upload it once first)",
+                            spec.name
+                        ),
+                    });
+                }
+                continue;
+            }
             let t = &inputs[&spec.name];
             let mut bytes = to_storage(t, spec.storage, &format!("input '{}'", spec.name))?;
             if bytes.len() as u64 > sizes[spec.buffer].unwrap_or(0) {
@@ -1119,9 +1154,21 @@ impl Session {
 
         let state = &self.programs[pi];
         let max_wg = u64::from(self.gpu.limits.max_compute_workgroups_per_dimension);
-        let mut params = vec![0u8; state.uniform_size as usize];
+        // After a first run, dispatches without symbols keep their parameters and grids.
+        let ran = state.written.len() == state.uniform_size as usize;
+        let mut params = if ran {
+            state.written.clone()
+        } else {
+            vec![0u8; state.uniform_size as usize]
+        };
         let mut dispatches = Vec::with_capacity(program.dispatches.len());
         for (di, d) in program.dispatches.iter().enumerate() {
+            if ran && !state.dynamic[di] {
+                if let Some(g) = state.grids[di] {
+                    dispatches.push((di, g));
+                }
+                continue;
+            }
             let kernel = &m.kernels[d.kernel];
             let (offset, _) = state.blocks[di];
             for (pj, e) in d.params.iter().enumerate() {
@@ -1235,6 +1282,10 @@ impl Session {
         let state = &mut self.programs[pi];
         write_changed(&self.gpu.queue, &state.uniform, &state.written, &params, &state.blocks);
         state.written = params;
+        state.grids.iter_mut().for_each(|g| *g = None);
+        for &(di, g) in &dispatches {
+            state.grids[di] = Some(g);
+        }
         for &(di, _) in &dispatches {
             let d = &program.dispatches[di];
             let slots = &self.slots;
@@ -1283,10 +1334,15 @@ impl Session {
             label: Some(&program.name),
             timestamp_writes: None,
         });
+        let mut pipeline = None;
         for &(di, [x, y, z]) in plan.dispatches.iter().cycle().take(plan.dispatches.len() * repeats) {
             let d = &program.dispatches[di];
             let (_, bg) = state.bind_groups[di].as_ref().expect("prepared");
-            pass.set_pipeline(&self.kernels[d.kernel].pipeline);
+            // Consecutive dispatches of one kernel (e.g. the layers' GEMVs) keep its pipeline.
+            if pipeline != Some(d.kernel) {
+                pass.set_pipeline(&self.kernels[d.kernel].pipeline);
+                pipeline = Some(d.kernel);
+            }
             pass.set_bind_group(0, bg, &[]);
             pass.dispatch_workgroups(x, y, z);
         }
@@ -1369,6 +1425,15 @@ fn write_changed(queue: &wgpu::Queue, uniform: &wgpu::Buffer, old: &[u8], new: &
     }
     if let Some(r) = run {
         flush(r);
+    }
+}
+
+/// Whether `e` names a symbol (so its value can change from run to run).
+fn names_symbol(e: &SizeExpr) -> bool {
+    match e {
+        SizeExpr::Const(_) => false,
+        SizeExpr::Sym(_) => true,
+        SizeExpr::Bin(_, l, r) => names_symbol(l) || names_symbol(r),
     }
 }
 

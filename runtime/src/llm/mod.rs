@@ -7,6 +7,9 @@
 //! [`Sampling`] settings; the ArgMax when greedy) and, when asked, the logits. It works on token ids only; turning ids into text is the caller's, through a
 //! [`TokenSink`], so a tokenizer plugs in without the runtime knowing it.
 
+mod chain;
+pub use chain::{CHAIN_BATCH, CHAIN_DEPTH, CHAIN_ENV};
+
 use crate::error::{Result, RuntimeError};
 use crate::{HostTensor, Session};
 use std::collections::HashMap;
@@ -141,6 +144,9 @@ pub struct GenerationStats {
     pub decode_tokens: usize,
     /// Wall time of all decode steps.
     pub decode: Duration,
+    /// Host time spent recording and submitting chained decode steps (zero step by step),
+    /// which the GPU overlaps with running the steps queued before.
+    pub encode: Duration,
 }
 
 impl GenerationStats {
@@ -202,6 +208,10 @@ pub struct Generator<'s> {
     history: Vec<i32>,
     /// Length of the `recent_tokens` input (`None`: a bundle without a sampling kernel).
     window: Option<usize>,
+    /// Decode steps per readback batch of [`Generator::generate_async`] (0: step by step).
+    batch: usize,
+    /// Whether the bundle's decode program can feed its token back on the GPU.
+    chainable: bool,
 }
 
 impl<'s> Generator<'s> {
@@ -218,6 +228,7 @@ impl<'s> Generator<'s> {
         }
         let context = m.states.first().and_then(|s| s.shape.first()).copied().unwrap_or(0) as usize;
         let window = sampling_window(session);
+        let chainable = chain::chainable(session);
         session.reset_states_async().await?;
         Ok(Generator {
             session,
@@ -226,7 +237,27 @@ impl<'s> Generator<'s> {
             sampling: Sampling::greedy(),
             history: Vec::new(),
             window,
+            batch: chain::default_batch(),
+            chainable,
         })
+    }
+
+    /// Sets how many decode steps [`Generator::generate_async`] queues per readback of token
+    /// ids (the default is [`CHAIN_BATCH`], or the [`CHAIN_ENV`] environment variable): 0 (or a
+    /// bundle whose decode program cannot feed its token back on the GPU) runs the
+    /// step-by-step loop, which waits for every token before recording the next step. Both
+    /// produce the same tokens.
+    pub fn set_decode_batch(&mut self, batch: usize) {
+        self.batch = batch;
+    }
+
+    /// The decode steps per readback batch that generation will use (0: step by step).
+    pub fn decode_batch(&self) -> usize {
+        if self.chainable {
+            self.batch
+        } else {
+            0
+        }
     }
 
     /// Sets how the following tokens are drawn (greedy by default). A bundle compiled
@@ -322,8 +353,12 @@ impl<'s> Generator<'s> {
     }
 
     /// Generation with the current [`Sampling`]: prefills `prompt`, then decodes until
-    /// `max_tokens` tokens were produced, the cache is full, or `sink` says stop. Each token
-    /// goes to `sink` as soon as it is known; only its id is read back.
+    /// `max_tokens` tokens were produced, the cache is full, or `sink` says stop. Only token
+    /// ids are read back. Decode steps are chained ([`Generator::set_decode_batch`]): queued
+    /// ahead with each token fed to the next step on the GPU, and the ids read back and handed
+    /// to `sink` a batch at a time; steps queued past the token that `sink` refused are
+    /// discarded, so the tokens, [`Generator::past`] and the penalty window end as in the
+    /// step-by-step loop.
     pub async fn generate_async(
         &mut self,
         prompt: &[i32],
@@ -345,6 +380,14 @@ impl<'s> Generator<'s> {
             return Ok(stats);
         }
         let t1 = Instant::now();
+        let steps = (max_tokens - produced).min(self.context.saturating_sub(self.past));
+        if self.decode_batch() > 0 && steps > 0 {
+            let r = self
+                .decode_chained(next, steps, self.decode_batch(), sink, &mut stats)
+                .await;
+            stats.decode = t1.elapsed();
+            return r.map(|()| stats);
+        }
         while produced < max_tokens && self.past < self.context {
             next = self.step_async(&[next], false).await?.next_token;
             produced += 1;

@@ -9,7 +9,8 @@
 //! CPU adapter (lavapipe) the sizes shrink automatically. `KILN_BENCH_QUICK=1` forces the small
 //! set, `KILN_BENCH_JSON=path` also writes the results as JSON lines, `KILN_BENCH_SWEEP=1` also
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
-//! matmul cases (split-K included), `KILN_BENCH_FILTER=text` keeps only cases whose name
+//! matmul cases (split-K included; `KILN_BENCH_SWEEP_FILTER=text` keeps the candidates whose
+//! name contains `text`), `KILN_BENCH_FILTER=text` keeps only cases whose name
 //! contains `text`, and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
 //! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
 
@@ -480,7 +481,9 @@ fn main() {
                 s.extend(space::gemm_split_k(&target));
                 s
             };
-            schedules.extend(space.into_iter().map(Some));
+            // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`).
+            let keep = std::env::var("KILN_BENCH_SWEEP_FILTER").unwrap_or_default();
+            schedules.extend(space.into_iter().filter(|s| s.to_string().contains(&keep)).map(Some));
         }
         for schedule in schedules {
             let tuning = schedule.map(|s| {

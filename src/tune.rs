@@ -140,8 +140,8 @@ pub struct TuneJob {
     /// The same op at the check size.
     pub check_model: Model,
     /// The tuning key of the check model's kernel, under which the candidate is forced there
-    /// (the job's key where the check model keeps the timing size, or where the kind's key
-    /// cannot be derived here).
+    /// (found by forming the check model's kernels; the job's key where the check model keeps
+    /// the timing size).
     pub check_key: String,
     /// Candidate schedules, the analytic default first.
     pub candidates: Vec<Schedule>,
@@ -174,10 +174,37 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
         }
         if let Some(mut job) = job_for(d, &g, key, &bind, &opts.target)? {
             job.opt_level = opt_level;
+            job.check_key = check_key_of(&job, &opts.target)?;
             out.push(job);
         }
     }
     Ok(out)
+}
+
+/// The tuning key under which the candidate must be recorded so that compiling the job's check
+/// model forces it there: the key of the check model's one kernel of the job's kind (a shrunk
+/// GEMM or convolution has other dims, hence another key, than the timing model). Falls back to
+/// the job's `check_key` when the check model does not form exactly one such kernel.
+fn check_key_of(job: &TuneJob, target: &DeviceLimits) -> Result<String, TuneError> {
+    let copts = CompileOptions {
+        opt_level: job.opt_level,
+        target: target.clone(),
+        ..Default::default()
+    };
+    let mut g = specialize(&job.check_model, &copts)?;
+    kiln_compiler::split_weights::split_for_target(&mut g, &copts.target)?;
+    let max_inputs = target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
+    let drafts = fuse::form_kernels(&g, job.opt_level, max_inputs)?;
+    let kind = |k: &str| k.split(':').next().unwrap_or_default().to_string();
+    let same_kind: Vec<String> = drafts
+        .iter()
+        .map(|d| tuning_key(&d.body))
+        .filter(|k| kind(k) == kind(&job.key))
+        .collect();
+    Ok(match same_kind.as_slice() {
+        [one] => one.clone(),
+        _ => job.check_key.clone(),
+    })
 }
 
 fn concrete(shape: &[Dim], b: &DimBindings) -> Result<Vec<usize>, TuneError> {
@@ -545,6 +572,45 @@ pub fn tune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GEMM too large for the interpreter is checked at a shrunk size whose kernel has another
+    /// key; the job's `check_key` is that key, so the candidate (not the default) is what the
+    /// check compiles.
+    #[test]
+    fn a_shrunk_gemm_job_forces_its_candidate_on_the_check_model() {
+        let model = matmul_model(&[400, 320], &[320, 400]);
+        let opts = TuneOptions::default();
+        let js = jobs(&model, &opts, 2).expect("jobs");
+        assert_eq!(js.len(), 1);
+        let job = &js[0];
+        assert_eq!(job.key, "gemm:b=1,m=400,n=400,k=320");
+        assert_eq!(job.check_key, "gemm:b=1,m=196,n=256,k=96");
+        let candidate = *job.candidates.last().unwrap();
+        assert_ne!(candidate, job.candidates[0], "the last candidate is not the default");
+        let mut db = TuningDb::default();
+        db.records.insert(
+            job.check_key.clone(),
+            TuningRecord {
+                schedule: candidate,
+                micros: 0.0,
+                device: String::new(),
+            },
+        );
+        let copts = CompileOptions {
+            target: opts.target.clone(),
+            tuning: Some(db),
+            opt_level: job.opt_level,
+            ..Default::default()
+        };
+        let b = compile(&job.check_model, &copts).expect("compiles");
+        let gemm = b
+            .manifest
+            .kernels
+            .iter()
+            .find(|k| k.schedule_source == "tuning")
+            .expect("the check model's GEMM took the record");
+        assert_eq!(gemm.schedule, candidate.to_string());
+    }
 
     /// A prefill attention becomes a tuning job over the attention kind's space, and the check
     /// model (fewer heads) is compiled with the candidate actually forced: its kernel's key is

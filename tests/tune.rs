@@ -115,3 +115,72 @@ fn a_miscompiled_candidate_is_rejected_not_timed() {
     assert!(outcome(job.candidates[0]).is_ok());
     assert_ne!(report.record.expect("a record").schedule, broken);
 }
+
+/// A GEMM too large for the interpreter is checked at a shrunk size (another tuning key): the
+/// check must run the candidate itself, so a candidate that computes a wrong result is rejected
+/// there rather than timed. The hook breaks a kernel only where the candidate's schedule was
+/// actually compiled, as a miscompiling schedule would.
+#[test]
+fn a_broken_candidate_of_a_shrunk_gemm_is_rejected() {
+    use kiln::ir::{DType, Graph, Op, TensorType};
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::F32, &[400, 320]));
+    let b = g.add_input("b", TensorType::new(DType::F32, &[320, 400]));
+    let c = g.add("c", Op::MatMul, &[a, b]).unwrap();
+    g.add_output("y", c);
+    let model = kiln::compiler::Model {
+        name: "shrunk".into(),
+        graph: g,
+        io_dtypes: Default::default(),
+    };
+    let opts = TuneOptions {
+        iters: 2,
+        ..Default::default()
+    };
+    let mut job = jobs(&model, &opts, 2).expect("jobs").remove(0);
+    assert_ne!(job.key, job.check_key, "the check model is shrunk");
+    let broken = Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4));
+    assert_ne!(
+        job.candidates[0], broken,
+        "the default must not be the broken candidate"
+    );
+    job.candidates = vec![job.candidates[0], broken];
+    let hook = |s: &Schedule, b: &mut kiln::compiler::CompiledBundle| {
+        let compiled = b.manifest.kernels.iter().any(|k| k.schedule == s.to_string());
+        if *s == broken && compiled {
+            for (_, src) in &mut b.kernel_sources {
+                *src = src.replace("] = acc_", "] = 0.5 * acc_");
+            }
+        }
+    };
+    let runtime = Runtime::new().expect("an adapter");
+    let report = tune_job(
+        &job,
+        &runtime,
+        &opts,
+        Instant::now() + Duration::from_secs(120),
+        Some(&hook),
+        |_| {},
+    )
+    .expect("tuning runs");
+    assert!(report.candidates[0].outcome.is_ok(), "{:?}", report.candidates[0]);
+    match &report.candidates[1].outcome {
+        Err(Rejection::Mismatch { error }) => assert!(*error > 0.1, "{error}"),
+        other => panic!("the broken candidate was not rejected: {other:?}"),
+    }
+    assert_eq!(report.record.expect("a record").schedule, job.candidates[0]);
+    // The test can fail: checked under the timing key (the tuner's old behaviour), the check
+    // model compiles the default, so the broken candidate passes the check and is timed.
+    job.check_key = job.key.clone();
+    job.candidates = vec![broken];
+    let report = tune_job(
+        &job,
+        &runtime,
+        &opts,
+        Instant::now() + Duration::from_secs(120),
+        Some(&hook),
+        |_| {},
+    )
+    .expect("tuning runs");
+    assert!(report.candidates[0].outcome.is_ok(), "{:?}", report.candidates[0]);
+}

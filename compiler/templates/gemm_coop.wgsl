@@ -1,7 +1,7 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 // Kiln GEMM kernel (cooperative matrices): {{ label }}
-// schedule: coop_gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, sm={{ sm }}, sn={{ sn }}); C[b] = A[b] x B[b]
+// schedule: coop_gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, sm={{ sm }}, sn={{ sn }}{% if db %}, db{% endif %}); C[b] = A[b] x B[b]
 // f16 x f16 -> f32 on 16x16x16 fragments. {{ subgroups }} subgroups of 32 lanes (the variant
 // requires subgroups of exactly 32); subgroup s owns the {{ sm }}x{{ sn }} sub-block at row
 // (s / {{ sg_cols }}) * {{ sm }}, column (s % {{ sg_cols }}) * {{ sn }} of the block, as {{ fm }}x{{ fn }} accumulator
@@ -35,7 +35,13 @@ fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
-{%- if vec_stage %}
+{%- if db %}
+// Two stages of vec4<f16> each (one store per 4 values; fragment offsets and strides count
+// vec4s): a K-step reads one while the next step's operands are stored into the other, so a
+// step needs one barrier (the stage a step fills was last read before the previous barrier).
+var<workgroup> a_sh: array<vec4<f16>, {{ 2 * a_len_s }}>;
+var<workgroup> b_sh: array<vec4<f16>, {{ 2 * b_len_s }}>;
+{%- elif vec_stage %}
 // Stages of vec4<f16>: one store per 4 values; fragment offsets and strides count vec4s.
 var<workgroup> a_sh: array<vec4<f16>, {{ a_len_s }}>;
 var<workgroup> b_sh: array<vec4<f16>, {{ b_len_s }}>;
@@ -68,6 +74,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for t in range(end=b_loads) %}
     var pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, 0i, n0, b_off);
 {%- endfor %}
+{%- if db %}
+    // Stage offsets (in vec4s) of the stage this K-step reads; the other one is being filled.
+    var sa = 0u;
+    var sb = 0u;
+{%- for t in range(end=a_loads) %}
+    a_sh[((i32(lid) + {{ t * threads }}i) / {{ bk4 }}i) * {{ a_row_s }}i + (i32(lid) + {{ t * threads }}i) % {{ bk4 }}i] = vec4<f16>(pa{{ t }});
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+    b_sh[((i32(lid) + {{ t * threads }}i) / {{ bn4 }}i) * {{ b_row_s }}i + (i32(lid) + {{ t * threads }}i) % {{ bn4 }}i] = vec4<f16>(pb{{ t }});
+{%- endfor %}
+    if ({{ bk }}i < {{ k }}) {
+{%- for t in range(end=a_loads) %}
+        pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, {{ bk }}i, m0, a_off);
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+        pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, {{ bk }}i, n0, b_off);
+{%- endfor %}
+    }
+    workgroupBarrier();
+    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
+        // The next step's operands (in registers) go to the other stage and the loads of the
+        // step after are issued, while this step multiplies.
+        if (k0 + {{ bk }}i < {{ k }}) {
+            let na = i32({{ a_len_s }}u - sa);
+            let nb = i32({{ b_len_s }}u - sb);
+{%- for t in range(end=a_loads) %}
+            {
+                let e = i32(lid) + {{ t * threads }}i;
+                a_sh[na + (e / {{ bk4 }}i) * {{ a_row_s }}i + e % {{ bk4 }}i] = vec4<f16>(pa{{ t }});
+            }
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+            {
+                let e = i32(lid) + {{ t * threads }}i;
+                b_sh[nb + (e / {{ bn4 }}i) * {{ b_row_s }}i + e % {{ bn4 }}i] = vec4<f16>(pb{{ t }});
+            }
+{%- endfor %}
+            if (k0 + {{ 2 * bk }}i < {{ k }}) {
+{%- for t in range(end=a_loads) %}
+                pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, k0 + {{ 2 * bk }}i, m0, a_off);
+{%- endfor %}
+{%- for t in range(end=b_loads) %}
+                pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, k0 + {{ 2 * bk }}i, n0, b_off);
+{%- endfor %}
+            }
+        }
+{%- else %}
     for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
 {%- for t in range(end=a_loads) %}
         {
@@ -109,13 +162,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, n0, b_off);
 {%- endfor %}
         }
+{%- endif %}
 {%- for kk in ksteps %}
         {
 {%- for i in range(end=fm) %}
-            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[((sg_m + {{ i * 16 }}u) * {{ a_row }}u + {{ kk }}u){% if vec_stage %} / 4u{% endif %}], {{ a_row_s }}u);
+            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[{% if db %}sa + {% endif %}((sg_m + {{ i * 16 }}u) * {{ a_row }}u + {{ kk }}u){% if vec_stage %} / 4u{% endif %}], {{ a_row_s }}u);
 {%- endfor %}
 {%- for j in range(end=fn) %}
-            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[({{ kk * b_row }}u + sg_n + {{ j * 16 }}u){% if vec_stage %} / 4u{% endif %}], {{ b_row_s }}u);
+            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[{% if db %}sb + {% endif %}({{ kk * b_row }}u + sg_n + {{ j * 16 }}u){% if vec_stage %} / 4u{% endif %}], {{ b_row_s }}u);
 {%- endfor %}
 {%- for i in range(end=fm) %}{% for j in range(end=fn) %}
             acc_{{ i }}_{{ j }} = coopMultiplyAdd(a{{ i }}, b{{ j }}, acc_{{ i }}_{{ j }});
@@ -123,6 +177,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
 {%- endfor %}
         workgroupBarrier();
+{%- if db %}
+        sa = {{ a_len_s }}u - sa;
+        sb = {{ b_len_s }}u - sb;
+{%- endif %}
     }
 {%- if direct_store %}
     // Whole blocks and no epilogue: fragments go straight to C.

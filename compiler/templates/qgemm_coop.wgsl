@@ -2,7 +2,7 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 // Kiln quantized GEMM kernel (cooperative matrices): {{ label }}
-// schedule: coop_gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, sm={{ sm }}, sn={{ sn }}, v4); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
+// schedule: coop_gemm(bm={{ bm }}, bn={{ bn }}, bk={{ bk }}, sm={{ sm }}, sn={{ sn }}, v4{% if db %}, db{% endif %}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
 // f16 x f16 -> f32 on 16x16x16 fragments. {{ subgroups }} subgroups of 32 lanes (the variant
 // requires subgroups of exactly 32); subgroup s owns the {{ sm }}x{{ sn }} sub-block at row
 // (s / {{ sg_cols }}) * {{ sm }}, column (s % {{ sg_cols }}) * {{ sn }} of the block, as {{ fm }}x{{ fn }} accumulator
@@ -40,9 +40,16 @@ fn kiln_load_w4(row: i32, e: i32) -> vec4<f32> {
     }
     return kiln_qget4(u32(row), u32(e));
 }
-
+{% if db %}
+// Two stages of each (double-buffered): a K-step fills one while the previous step's is still
+// read, so one barrier per step suffices (the stage a step fills was last read two steps
+// earlier, before the previous step's barrier).
+var<workgroup> a_sh: array<vec4<f16>, {{ 2 * a_len_s }}>;
+var<workgroup> b_sh: array<vec4<f16>, {{ 2 * b_len_s }}>;
+{%- else %}
 var<workgroup> a_sh: array<vec4<f16>, {{ a_len_s }}>;
 var<workgroup> b_sh: array<vec4<f16>, {{ b_len_s }}>;
+{%- endif %}
 // One 16x16 f32 fragment per subgroup, for the epilogue and the bounds checks of the store.
 var<workgroup> c_sh: array<f32, {{ subgroups * 256 }}>;
 
@@ -79,12 +86,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
 {%- endfor %}
+{%- if db %}
+    // Offsets (in vec4s) of the stage this K-step fills and reads.
+    var sa = 0u;
+    var sb = 0u;
+{%- endif %}
     for (var k0 = 0i; k0 < {{ k }}i; k0 += {{ bk }}i) {
 {%- for t in range(end=a_loads) %}
         {
             let e = i32(lid) + {{ t * threads }}i;
             if (e < {{ a_vecs }}i) {
-                a_sh[(e / {{ bk4 }}i) * {{ row_a }}i + e % {{ bk4 }}i] = pa{{ t }};
+                a_sh[{% if db %}i32(sa) + {% endif %}(e / {{ bk4 }}i) * {{ row_a }}i + e % {{ bk4 }}i] = pa{{ t }};
             }
         }
 {%- endfor %}
@@ -95,7 +107,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let nq = e / {{ bk4 }}i;
                 let kq = e % {{ bk4 }}i;
 {%- for j in range(end=4) %}
-                b_sh[(kq * 4i + {{ j }}i) * {{ row_b }}i + nq] = vec4<f16>(vec4<f32>(pb{{ t }}_0[{{ j }}], pb{{ t }}_1[{{ j }}], pb{{ t }}_2[{{ j }}], pb{{ t }}_3[{{ j }}]));
+                b_sh[{% if db %}i32(sb) + {% endif %}(kq * 4i + {{ j }}i) * {{ row_b }}i + nq] = vec4<f16>(vec4<f32>(pb{{ t }}_0[{{ j }}], pb{{ t }}_1[{{ j }}], pb{{ t }}_2[{{ j }}], pb{{ t }}_3[{{ j }}]));
 {%- endfor %}
             }
         }
@@ -123,17 +135,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for kk in ksteps %}
         {
 {%- for i in range(end=fm) %}
-            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[((sg_m + {{ i * 16 }}u) * {{ row_a * 4 }}u + {{ kk }}u) / 4u], {{ row_a }}u);
+            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[{% if db %}sa + {% endif %}((sg_m + {{ i * 16 }}u) * {{ row_a * 4 }}u + {{ kk }}u) / 4u], {{ row_a }}u);
 {%- endfor %}
 {%- for j in range(end=fn) %}
-            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[({{ kk * row_b * 4 }}u + sg_n + {{ j * 16 }}u) / 4u], {{ row_b }}u);
+            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[{% if db %}sb + {% endif %}({{ kk * row_b * 4 }}u + sg_n + {{ j * 16 }}u) / 4u], {{ row_b }}u);
 {%- endfor %}
 {%- for i in range(end=fm) %}{% for j in range(end=fn) %}
             acc_{{ i }}_{{ j }} = coopMultiplyAdd(a{{ i }}, b{{ j }}, acc_{{ i }}_{{ j }});
 {%- endfor %}{% endfor %}
         }
 {%- endfor %}
+{%- if db %}
+        sa = {{ a_len_s }}u - sa;
+        sb = {{ b_len_s }}u - sb;
+{%- else %}
         workgroupBarrier();
+{%- endif %}
     }
     // Each fragment goes through the subgroup's scratch fragment, then element by element to y
     // (bounds-checked{% if epilogue %}, through the epilogue{% endif %}).

@@ -203,6 +203,84 @@ fn qgemm_coop_variant_for_a_symbolic_prompt_with_a_bias() {
     assert!(b.manifest.kernels.iter().all(|k| k.variants.is_empty()));
 }
 
+/// Every member of the quantized variant's cooperative-matrix space (double-buffered stages
+/// included), forced through a tuning record on the variant's key for a 200-row product with a
+/// bias (ragged blocks), renders WGSL that naga validates with cooperative matrices and writes
+/// as SPIR-V.
+#[test]
+fn qgemm_coop_space_members_validate() {
+    use kiln_schedules::{space, DeviceLimits};
+    let (n, k) = (192, 256);
+    let members = space::quant_coop_gemm(&DeviceLimits::h200());
+    assert!(members
+        .iter()
+        .any(|s| matches!(s, Schedule::CoopGemm(p) if p.double_buffer)));
+    for s in members {
+        let mut g = Graph::new();
+        let x = g.add_input(
+            "x",
+            TensorType {
+                dtype: DType::F32,
+                shape: vec![Dim::c(200), Dim::from(k)],
+            },
+        );
+        let block = BlockType::Q4_1;
+        let words = packed_words(block, n, k).unwrap();
+        let w = g.add_const(
+            "w",
+            Tensor {
+                shape: vec![words],
+                data: TensorData::U32((0..words as u32).collect()),
+            },
+        );
+        let y = g.add("qmm", Op::QMatMul { block, n, k }, &[x, w]).unwrap();
+        let b = g.add_const("b", Tensor::f32(vec![n], vec![0.5; n]));
+        let y = g.add("bias", Op::Binary(BinaryOp::Add), &[y, b]).unwrap();
+        g.add_output("y", y);
+        let mut db = TuningDb::default();
+        db.records.insert(
+            format!("coop qgemm:{block}:m=200,n={n},k={k}"),
+            TuningRecord {
+                schedule: s,
+                micros: 0.0,
+                device: String::new(),
+            },
+        );
+        let model = Model {
+            name: "snap".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let opts = CompileOptions {
+            precision: kiln_compiler::Precision::F16,
+            target: DeviceLimits::h200(),
+            tuning: Some(db),
+            ..Default::default()
+        };
+        let b = compile(&model, &opts).expect("compiles");
+        let v = &b.manifest.kernels[0].variants[0];
+        assert_eq!(v.schedule, s.to_string());
+        let src = &b.kernel_sources.iter().find(|(f, _)| *f == v.file).expect("variant").1;
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let caps =
+            Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32 | Capabilities::COOPERATIVE_MATRIX;
+        let info = Validator::new(ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{s}: {}", e.emit_to_string(src)));
+        let opts = naga::back::spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        assert!(
+            naga::back::spv::write_vec(&module, &info, &opts, None)
+                .expect("SPIR-V")
+                .len()
+                > 100
+        );
+    }
+}
+
 #[test]
 fn a_shared_qgemm_kernel_with_different_grids_keeps_no_coop_variant() {
     // Two products with the same W shape and block type but different symbolic row counts

@@ -706,6 +706,76 @@ fn gemm_coop_variant_direct_store_and_f32_default() {
     assert!(!plain.contains("coop"), "{plain}");
 }
 
+/// Every member of the cooperative-matrix space (double-buffered stages included), forced through
+/// a tuning record on the variant's key, renders WGSL that naga validates with cooperative
+/// matrices and writes as SPIR-V, both with the epilogue's bounds-checked store (200 rows, a
+/// bias) and with the direct store; the double-buffered 128x128 tile is snapshot.
+#[test]
+fn gemm_coop_space_members_validate_and_double_buffering_renders() {
+    use kiln_schedules::tuning::{TuningDb, TuningRecord};
+    use kiln_schedules::{space, CoopGemmParams, DeviceLimits, Schedule};
+    let with_record = |m: i64, bias: bool, s: Schedule| {
+        let mut g = Graph::new();
+        let a = input(&mut g, "a", vec![Dim::c(m), Dim::c(96)]);
+        let w = input(&mut g, "w", vec![Dim::c(96), Dim::c(256)]);
+        let mut out = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
+        if bias {
+            let b = input(&mut g, "bias", vec![Dim::c(256)]);
+            out = g.add("bias_add", Op::Binary(BinaryOp::Add), &[out, b]).unwrap();
+        }
+        g.add_output("out0", out);
+        let mut db = TuningDb::default();
+        db.records.insert(
+            format!("coop gemm:b=1,m={m},n=256,k=96"),
+            TuningRecord {
+                schedule: s,
+                micros: 0.0,
+                device: String::new(),
+            },
+        );
+        let opts = CompileOptions {
+            precision: kiln_compiler::Precision::F16,
+            target: DeviceLimits::h200(),
+            tuning: Some(db),
+            ..Default::default()
+        };
+        let model = Model {
+            name: "snap".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let b = compile(&model, &opts).expect("compiles");
+        assert_eq!(b.manifest.kernels[0].variants[0].schedule, s.to_string());
+        coop_variants(&b)
+    };
+    let members = space::coop_gemm(&DeviceLimits::h200());
+    let double = members
+        .iter()
+        .filter(|s| matches!(s, Schedule::CoopGemm(p) if p.double_buffer))
+        .count();
+    assert!(double >= 4, "{members:?}");
+    for s in &members {
+        with_record(200, true, *s);
+        with_record(256, false, *s);
+    }
+    let db = Schedule::CoopGemm(CoopGemmParams {
+        bm: 128,
+        bn: 128,
+        bk: 16,
+        sm: 64,
+        sn: 64,
+        vec_stage: true,
+        double_buffer: true,
+    });
+    assert!(members.contains(&db));
+    let src = with_record(256, false, db);
+    assert!(
+        src.contains("sa = 768u - sa;") && src.contains("array<vec4<f16>, 1536>"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
 /// Tint (Chrome's WGSL compiler) evaluates `bitcast<f32>(0xff800000u)` as a constant and rejects
 /// it because the value is not finite (naga accepts it, so validation alone does not catch it).
 /// Templates make infinities at run time through `kiln_f32_bits` instead; this scans every

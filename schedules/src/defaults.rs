@@ -275,20 +275,24 @@ pub fn gemm_split_k(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -
     gemm_with(batch, m, n, k, limits, true)
 }
 
-/// The cooperative-matrix GEMM for an f16 variant of a matmul: 128x128 blocks of 4 subgroups,
-/// each 64x64 (16 accumulator fragments), bk 32, operands staged as vec4s (about 23 KiB of
-/// workgroup memory; the fastest of `space::coop_gemm` at 4096^3 on the H200, 1.21 ms against
-/// 1.37 ms for 8 subgroups of 64x32 and 1.71 ms staging single f16 values); 64x64 blocks of 4
-/// subgroups of 32x32 when the 128x128 grid would launch fewer workgroups than the device has
-/// compute units.
+/// The cooperative-matrix GEMM for an f16 variant of a matmul: 128x128 blocks of 8 subgroups,
+/// each 64x32 (8 accumulator fragments), bk 16, operands staged as vec4s (about 18 KiB of
+/// workgroup memory). On the H200 at 4096^3 (docs/performance.md, sixth session) it took
+/// 1.01 ms (136 TFLOP/s) against 1.23 ms for the previous default (4 subgroups of 64x64, bk 32)
+/// and 1.23-2.75 ms for the rest of `space::coop_gemm`'s vec4-staged members (presumably
+/// because fewer accumulators per subgroup leave registers for more resident subgroups; not
+/// profiled). 64x64 blocks of 4
+/// subgroups of 32x32 (bk 32) when the 128x128 grid would launch fewer workgroups than the
+/// device has compute units.
 pub fn coop_gemm(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Schedule {
     let big = CoopGemmParams {
         bm: 128,
         bn: 128,
-        bk: 32,
+        bk: 16,
         sm: 64,
-        sn: 64,
+        sn: 32,
         vec_stage: true,
+        double_buffer: false,
     };
     let small = CoopGemmParams {
         bm: 64,
@@ -297,6 +301,7 @@ pub fn coop_gemm(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Schedule 
         sm: 32,
         sn: 32,
         vec_stage: true,
+        double_buffer: false,
     };
     let wgs = batch * m.div_ceil(128) * n.div_ceil(128);
     let p = if wgs >= limits.compute_units as u64 { big } else { small };
@@ -324,6 +329,7 @@ pub fn quant_coop_gemm(m: u64, n: u64, limits: &DeviceLimits) -> Schedule {
         sm,
         sn,
         vec_stage: true,
+        double_buffer: false,
     };
     let tiles = [
         tile(128, 256, 16, 64, 64),

@@ -180,6 +180,11 @@ pub struct CoopGemmParams {
     /// loaded with the stride in vec4s) instead of single f16 values.
     #[serde(default, skip_serializing_if = "is_false")]
     pub vec_stage: bool,
+    /// Two workgroup-memory stages of both operands (vec4 staging only): a K-step stores the
+    /// next step's operands into the other stage while it multiplies this one, so each step
+    /// needs one barrier instead of two. Records written before it existed read as `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub double_buffer: bool,
 }
 
 /// f16 elements of padding after each staged row, so that the rows of a fragment fall in
@@ -197,11 +202,20 @@ impl CoopGemmParams {
         self.subgroups() * COOP_SUBGROUP
     }
 
-    /// Workgroup memory: the f16 A and B stages (rows padded by [`COOP_PAD`]) and one 16x16 f32
-    /// fragment per subgroup for the epilogue.
+    /// Workgroup memory: the f16 A and B stages (rows padded by [`COOP_PAD`]; two of each when
+    /// double-buffered) and one 16x16 f32 fragment per subgroup for the epilogue.
     pub fn workgroup_bytes(&self) -> u32 {
-        2 * (self.bm * (self.bk + COOP_PAD) + self.bk * (self.bn + COOP_PAD))
+        let stages = if self.double_buffer { 2 } else { 1 };
+        2 * stages * (self.bm * (self.bk + COOP_PAD) + self.bk * (self.bn + COOP_PAD))
             + 4 * COOP_FRAGMENT * COOP_FRAGMENT * self.subgroups()
+    }
+
+    /// The same tiles with two workgroup-memory stages.
+    pub fn double_buffered(self) -> CoopGemmParams {
+        CoopGemmParams {
+            double_buffer: true,
+            ..self
+        }
     }
 }
 
@@ -408,12 +422,18 @@ impl Schedule {
                 if frags > 16 {
                     return fail(format!("{frags} accumulator fragments per subgroup exceed 16"));
                 }
-                let loads = (p.bm + p.bn) * p.bk / 4;
-                if loads % p.threads() != 0 {
-                    return fail(format!(
-                        "{loads} vec4 operand loads per K-step do not divide among {} threads",
-                        p.threads()
-                    ));
+                if p.double_buffer && !p.vec_stage {
+                    return fail("double buffering needs vec4 staging (v4)".into());
+                }
+                // The f32 template gives every thread the same whole number of vec4s of each
+                // operand.
+                for loads in [p.bm * p.bk / 4, p.bk * p.bn / 4] {
+                    if loads % p.threads() != 0 {
+                        return fail(format!(
+                            "{loads} vec4 operand loads per K-step do not divide among {} threads",
+                            p.threads()
+                        ));
+                    }
                 }
                 if threads > limits.max_compute_workgroup_size_x {
                     return fail(format!(
@@ -501,13 +521,14 @@ impl fmt::Display for Schedule {
             Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
             Schedule::CoopGemm(p) => write!(
                 f,
-                "coop_gemm(bm={}, bn={}, bk={}, sm={}, sn={}{})",
+                "coop_gemm(bm={}, bn={}, bk={}, sm={}, sn={}{}{})",
                 p.bm,
                 p.bn,
                 p.bk,
                 p.sm,
                 p.sn,
-                if p.vec_stage { ", v4" } else { "" }
+                if p.vec_stage { ", v4" } else { "" },
+                if p.double_buffer { ", db" } else { "" }
             ),
             Schedule::Attention(p) => write!(f, "attention(rows={}, bk={}, tm={})", p.rows, p.bk, p.tm),
         }
@@ -604,7 +625,10 @@ mod tests {
         let Schedule::CoopGemm(big) = defaults::coop_gemm(1, 4096, 4096, &d) else {
             panic!("not a coop GEMM")
         };
-        assert_eq!((big.bm, big.bn, big.subgroups(), big.threads()), (128, 128, 4, 128));
+        assert_eq!(
+            (big.bm, big.bn, big.bk, big.subgroups(), big.threads()),
+            (128, 128, 16, 8, 256)
+        );
         let Schedule::CoopGemm(small) = defaults::coop_gemm(1, 1024, 1024, &d) else {
             panic!("not a coop GEMM")
         };
@@ -640,6 +664,27 @@ mod tests {
             ..big
         })
         .contains("maxComputeWorkgroupStorageSize"));
+        // Double buffering: two stages (vec4-staged only), in the space where they fit 32 KiB.
+        let wide = CoopGemmParams { bk: 32, sn: 64, ..big };
+        let db16 = CoopGemmParams { bk: 16, ..wide }.double_buffered();
+        assert_eq!(db16.workgroup_bytes(), 2 * 10496 + 4096);
+        assert!(space.contains(&Schedule::CoopGemm(db16)), "{space:?}");
+        assert_eq!(
+            Schedule::CoopGemm(db16).to_string(),
+            "coop_gemm(bm=128, bn=128, bk=16, sm=64, sn=64, v4, db)"
+        );
+        let back: Schedule = ron::from_str(&ron::to_string(&Schedule::CoopGemm(db16)).unwrap()).unwrap();
+        assert_eq!(back, Schedule::CoopGemm(db16));
+        assert!(!ron::to_string(&Schedule::CoopGemm(big))
+            .unwrap()
+            .contains("double_buffer"));
+        assert!(bad(wide.double_buffered()).contains("maxComputeWorkgroupStorageSize"));
+        assert!(!space.contains(&Schedule::CoopGemm(wide.double_buffered())));
+        assert!(bad(CoopGemmParams {
+            vec_stage: false,
+            ..db16
+        })
+        .contains("vec4 staging"));
     }
 
     #[test]

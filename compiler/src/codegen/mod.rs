@@ -430,6 +430,7 @@ fn coop_tile_context(ctx: &mut tera::Context, p: &kiln_schedules::CoopGemmParams
     }
     let ksteps: Vec<u32> = (0..p.bk / COOP_FRAGMENT).map(|i| i * COOP_FRAGMENT).collect();
     ctx.insert("ksteps", &ksteps);
+    ctx.insert("db", &p.double_buffer);
     threads
 }
 

@@ -773,6 +773,13 @@ fn decode_attention_over_transposed_caches_with_gqa_matches_the_interpreter() {
         "the transposes fuse into the attention kernel: {names:?}"
     );
     assert!(names[1].ends_with("attention_combine"), "{names:?}");
+    // K and V (operands 1 and 2) read the caches with no division by the runtime key count.
+    let wgsl = std::fs::read_to_string(dir.path().join("b").join(&m.kernels[0].file)).unwrap();
+    for f in ["fn kiln_x1(", "fn kiln_x2("] {
+        let at = wgsl.find(f).unwrap_or_else(|| panic!("no {f} in\n{wgsl}"));
+        let body = &wgsl[at..at + wgsl[at..].find("\n}").unwrap()];
+        assert!(!body.contains('/') && !body.contains('%'), "{body}");
+    }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     for keys in [1usize, 13, 45, 700] {
         let qt = Tensor::f32(vec![1, heads, d], values(heads * d, 31));

@@ -707,6 +707,115 @@ fn decode_attention_case(b: usize, r: usize) {
     }
 }
 
+/// The decode attention as an LLM reads it: K and V are transposed views of caches
+/// `[t, kv_heads, d]` over a symbolic key count (read at coordinates, no division per
+/// element), the queries of `heads = kv_heads x 3` grouped by KV head (GQA) through a reshape
+/// and transpose, a head dim of 40 that does not fill the lanes of a key evenly (16 lanes, 3
+/// channels each, half the lanes idle on the third), key counts with a partial last step of keys and with
+/// one to many key slices, and a mask that hides a run of keys. GPU against the interpreter.
+///
+/// Tolerance: relative L2 < 2e-5, as in the test above (the same online softmax in f32; the
+/// interpreter rounds each op's result to f32).
+#[test]
+fn decode_attention_over_transposed_caches_with_gqa_matches_the_interpreter() {
+    let (kvh, group, d) = (2usize, 3usize, 40usize);
+    let heads = kvh * group;
+    let t = Dim::sym("t");
+    let dn = |v: usize| Dim::c(v as i64);
+    let mut g = Graph::new();
+    let q = g.add_input("q", TensorType::new(DType::F32, &[1, heads, d]));
+    let cache = |g: &mut Graph, name: &str| {
+        g.add_input(
+            name,
+            TensorType {
+                dtype: DType::F32,
+                shape: vec![t.clone(), dn(kvh), dn(d)],
+            },
+        )
+    };
+    let kc = cache(&mut g, "k_cache");
+    let vc = cache(&mut g, "v_cache");
+    let mask = g.add_input(
+        "mask",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![dn(group), t.clone()],
+        },
+    );
+    let reshape = |g: &mut Graph, name: &str, x, shape: Vec<Dim>| g.add(name, Op::Reshape { shape }, &[x]).unwrap();
+    let q = reshape(&mut g, "q_groups", q, vec![dn(1), dn(kvh), dn(group), dn(d)]);
+    let q = g
+        .add("q_by_kv_head", Op::Transpose { perm: vec![1, 2, 0, 3] }, &[q])
+        .unwrap();
+    let q = reshape(&mut g, "q_rows", q, vec![dn(kvh), dn(group), dn(d)]);
+    let kt = g.add("keys_t", Op::Transpose { perm: vec![1, 2, 0] }, &[kc]).unwrap();
+    let vt = g
+        .add("values_by_head", Op::Transpose { perm: vec![1, 0, 2] }, &[vc])
+        .unwrap();
+    let scale = g.add_const("scale", Tensor::f32(vec![], vec![1.0 / (d as f32).sqrt()]));
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, vt]).unwrap();
+    g.add_output("o", o);
+    let model = Model {
+        name: "decode_attention_gqa".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = m.kernels.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "the transposes fuse into the attention kernel: {names:?}"
+    );
+    assert!(names[1].ends_with("attention_combine"), "{names:?}");
+    // K and V (operands 1 and 2) read the caches with no division by the runtime key count.
+    let wgsl = std::fs::read_to_string(dir.path().join("b").join(&m.kernels[0].file)).unwrap();
+    for f in ["fn kiln_x1(", "fn kiln_x2("] {
+        let at = wgsl.find(f).unwrap_or_else(|| panic!("no {f} in\n{wgsl}"));
+        let body = &wgsl[at..at + wgsl[at..].find("\n}").unwrap()];
+        assert!(!body.contains('/') && !body.contains('%'), "{body}");
+    }
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    for keys in [1usize, 13, 45, 700] {
+        let qt = Tensor::f32(vec![1, heads, d], values(heads * d, 31));
+        let kt = Tensor::f32(vec![keys, kvh, d], values(keys * kvh * d, 32));
+        let vt = Tensor::f32(vec![keys, kvh, d], values(keys * kvh * d, 33));
+        let mv: Vec<f32> = (0..group * keys)
+            .map(|e| {
+                let j = e % keys;
+                if j >= 2 && j < keys / 3 {
+                    f32::NEG_INFINITY
+                } else {
+                    (e % 7) as f32 * 0.05
+                }
+            })
+            .collect();
+        let mt = Tensor::f32(vec![group, keys], mv);
+        let inputs = HashMap::from([
+            ("q".to_string(), qt),
+            ("k_cache".to_string(), kt),
+            ("v_cache".to_string(), vt),
+            ("mask".to_string(), mt),
+        ]);
+        let want = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+        let host: HashMap<_, _> = inputs
+            .iter()
+            .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
+            .collect();
+        let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+        let out = s.run("run", &host).unwrap();
+        let got = out[0].1.to_f32();
+        assert!(got.iter().all(|x| x.is_finite()), "{keys} keys: not finite");
+        let err = rel_l2(&got, &want["o"].to_f32());
+        assert!(err < 2e-5, "{keys} keys: rel L2 {err:e}");
+    }
+}
+
 /// How the flash-attention test masks the scores.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum AttnMask {

@@ -155,8 +155,8 @@ pub fn workload(body: &KernelBody) -> Workload {
         KernelBody::Scatter { data, .. } => Workload::PerRow {
             rows: estimate(&Dim::product(data)),
         },
-        // The decode schedule (split over keys) has a thread per (row, value channel) and per
-        // (row, key) of a tile: an injective workgroup of 256 threads.
+        // The decode schedule (split over keys): an injective workgroup of 256 threads, a few
+        // threads per key of a step (codegen::DecodeTile).
         KernelBody::Attention { batch, sq, dv, .. } if codegen::decode_rows(sq).is_some() => Workload::Injective {
             numel: estimate(&batch.mul(sq)) * *dv as u64,
         },
@@ -369,7 +369,9 @@ fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
             p.workgroup_bytes(*d as u32, *dv as u32) as u64
         }
         (Schedule::Attention(p), _) => p.workgroup_bytes(64, 64) as u64,
-        (Schedule::Injective(_), b @ KernelBody::Attention { .. }) => codegen::attention_workgroup_bytes(b),
+        (Schedule::Injective(p), b @ KernelBody::Attention { .. }) => {
+            codegen::attention_workgroup_bytes(b, p.workgroup_size)
+        }
         (Schedule::Injective(_), _) => 0,
     }
 }

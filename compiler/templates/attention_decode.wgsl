@@ -1,10 +1,14 @@
 // Kiln decode attention kernel: {{ label }}
 // schedule: injective(workgroup_size={{ wg }}), keys split {{ splits }} ways (flash-decoding); a
 // workgroup per (batch, key slice) takes all {{ sq }} query rows of the batch over its slice of
-// the runtime key count: the slice's keys are scored {{ bk }} at a time into workgroup memory
-// (a thread per (row, key)), then a thread per (row, value channel) keeps a running max, sum and
-// weighted sum of v (online softmax). Each slice writes its partial result (o, max, sum) per
-// (row, channel); a combine kernel rescales and adds the slices.
+// the runtime key count, {{ bk }} keys per step: {{ lanes }} consecutive threads share a key, each
+// reading channels lane, lane + {{ lanes }}, .. of its K and V rows (a warp reads whole cache rows
+// at consecutive addresses, K and V at coordinates: no index division per element; the next
+// step's loads are issued before a step's barriers). The lanes' shares of each score meet in
+// workgroup memory; every thread keeps the running max of each row (the same in all threads)
+// and the sum and weighted V of its own key slot (online softmax); at the end the key slots are
+// added. Each slice writes its partial result (o, max, sum) per (row, channel); a combine
+// kernel rescales and adds the slices.
 {{ header }}
 {% if score_lines %}
 fn kiln_score(v: f32, i: i32) -> f32 {
@@ -13,125 +17,177 @@ fn kiln_score(v: f32, i: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
-var<workgroup> q_tile: array<f32, {{ sq * d }}>;
+// Score shares [row][lane][key slot] (rows of {{ bk + 1 }}: padded against bank conflicts); at
+// the end, one row's weighted values [key slot][channel] and sums [key slot].
+var<workgroup> s_part: array<f32, {{ part_len }}>;
 var<workgroup> s_tile: array<f32, {{ sq * bk }}>;
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = i32(wid.x);
     let part = i32(wid.y);
-    // Keys of this slice: the runtime key count split {{ splits }} ways (trailing slices may be
-    // empty for a short context; they write an empty partial result).
-    let kc = ({{ sk }} + {{ splits - 1 }}i) / {{ splits }}i;
+    let t = i32(lid);
+    // This thread's key slot in each step and its lane (first channel).
+    let kk = {% if idle %}min(t / {{ lanes }}i, {{ bk - 1 }}i){% else %}t / {{ lanes }}i{% endif %};
+    let g = t % {{ lanes }}i;
+    // Keys of this slice: the runtime key count split {{ splits }} ways in whole steps of {{ bk }}
+    // keys (trailing slices may be empty for a short context; they write an empty partial result).
+    let kc = (({{ sk }} + {{ splits - 1 }}i) / {{ splits }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
     let k_beg = part * kc;
     let k_end = min(k_beg + kc, {{ sk }});
-    let k_base = b * {{ d }}i * {{ sk }};
-    let v_base = b * {{ sk }} * {{ dv }}i;
     let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
-    for (var e = i32(lid); e < {{ sq * d }}i; e += {{ wg }}i) {
-        q_tile[e] = {{ xq }}b * {{ sq * d }}i + e{{ xqe }};
-    }
-{%- for p in range(end=pairs) %}
-    var rm{{ p }} = neg_inf;
-    var rl{{ p }} = 0.0f;
-    var ro{{ p }} = 0.0f;
+{%- for i in range(end=nk) %}
+    let ck{{ i }} = {% if (i + 1) * lanes > d %}min(g + {{ i * lanes }}i, {{ d - 1 }}i){% else %}g + {{ i * lanes }}i{% endif %};
 {%- endfor %}
-    workgroupBarrier();
+{%- for i in range(end=nv) %}
+    let cv{{ i }} = {% if (i + 1) * lanes > dv %}min(g + {{ i * lanes }}i, {{ dv - 1 }}i){% else %}g + {{ i * lanes }}i{% endif %};
+{%- endfor %}
+    // This thread's channels of q, per row (0 past the head dim).
+{%- for r in range(end=sq) %}
+{%- for i in range(end=nk) %}
+{%- if (i + 1) * lanes > d %}
+    let q{{ r }}_{{ i }} = select(0.0f, {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }}, g + {{ i * lanes }}i < {{ d }}i);
+{%- else %}
+    let q{{ r }}_{{ i }} = {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }};
+{%- endif %}
+{%- endfor %}
+    var m{{ r }} = neg_inf;
+    var l{{ r }} = 0.0f;
+{%- for i in range(end=nv) %}
+    var o{{ r }}_{{ i }} = 0.0f;
+{%- endfor %}
+{%- endfor %}
+    // This thread's key of the first step: its channels of K and V. Each step loads the next
+    // step's before it waits at its barriers, so the loads are in flight meanwhile.
+{%- for i in range(end=nk) %}
+    var k{{ i }} = 0.0f;
+{%- endfor %}
+{%- for i in range(end=nv) %}
+    var v{{ i }} = 0.0f;
+{%- endfor %}
+    if (k_beg + kk < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
+{%- for i in range(end=nk) %}
+        k{{ i }} = {{ xk }}(b, ck{{ i }}, k_beg + kk);
+{%- endfor %}
+{%- for i in range(end=nv) %}
+        v{{ i }} = {{ xv }}(b, k_beg + kk, cv{{ i }});
+{%- endfor %}
+    }
     for (var j0 = k_beg; j0 < k_end; j0 += {{ bk }}i) {
-        // Scores of the tile: K is [batch, d, sk], so consecutive threads read consecutive keys.
-        for (var e = i32(lid); e < {{ sq * bk }}i; e += {{ wg }}i) {
-            let r = e / {{ bk }}i;
-            let j = j0 + e % {{ bk }}i;
-            var s = neg_inf;
-            if (j < k_end) {
-                // Unrolled, so the {{ d }} loads of the key are in flight together.
-                let qt = r * {{ d }}i;
-                let kj = k_base + j;
-{%- for c in range(end=d) %}
-                let k{{ c }} = {{ xk }}kj + {{ c }}i * {{ sk }}{{ xke }};
+        let jn = j0 + {{ bk }}i + kk;
+{%- for i in range(end=nk) %}
+        var kn{{ i }} = 0.0f;
 {%- endfor %}
-                var s0 = 0.0f;
-                var s1 = 0.0f;
-{%- for c in range(end=d) %}
-                s{{ c % 2 }} = fma(q_tile[qt + {{ c }}i], k{{ c }}, s{{ c % 2 }});
+{%- for i in range(end=nv) %}
+        var vn{{ i }} = 0.0f;
 {%- endfor %}
-                s = s0 + s1;
+        if (jn < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
+{%- for i in range(end=nk) %}
+            kn{{ i }} = {{ xk }}(b, ck{{ i }}, jn);
+{%- endfor %}
+{%- for i in range(end=nv) %}
+            vn{{ i }} = {{ xv }}(b, jn, cv{{ i }});
+{%- endfor %}
+        }
+{%- if idle %}
+        if (t < {{ lanes * bk }}i) {
+{%- endif %}
+{%- for r in range(end=sq) %}
+        s_part[({{ r * lanes }}i + g) * {{ bk + 1 }}i + kk] = {% for i in range(end=nk) %}{% if i + 1 < nk %}fma(q{{ r }}_{{ i }}, k{{ i }}, {% else %}q{{ r }}_{{ i }} * k{{ i }}{% endif %}{% endfor %}{% for i in range(end=nk) %}{% if i + 1 < nk %}){% endif %}{% endfor %};
+{%- endfor %}
+{%- if idle %}
+        }
+{%- endif %}
+        workgroupBarrier();
+        // A thread per (row, key) adds the lanes' shares.
+        if (t < {{ sq * bk }}i) {
+            let r = t / {{ bk }}i;
+            let x = t % {{ bk }}i;
+            let at = r * {{ lanes * (bk + 1) }}i + x;
+            var s0 = 0.0f;
+            var s1 = 0.0f;
+{%- for l in range(end=lanes) %}
+            s{{ l % 2 }} += s_part[at + {{ l * (bk + 1) }}i];
+{%- endfor %}
+            var s = s0 + s1;
+            let jx = j0 + x;
+            if (jx < k_end) {
 {%- if score_lines %}
-                s = kiln_score(s, (b * {{ sq }}i + r) * {{ sk }} + j);
+                s = kiln_score(s, (b * {{ sq }}i + r) * {{ sk }} + jx);
 {%- endif %}
+            } else {
+                s = neg_inf;
             }
-            s_tile[e] = s;
+            s_tile[t] = s;
         }
         workgroupBarrier();
-        let kn = min({{ bk }}i, k_end - j0);
-{%- for p in range(end=pairs) %}
+{%- for r in range(end=sq) %}
         {
-            let e = i32(lid) + {{ p * wg }}i;
-            if (e < {{ sq * dv }}i) {
-                let r = e / {{ dv }}i;
-                let c = e % {{ dv }}i;
-                let st = r * {{ bk }}i;
-                var tmax = neg_inf;
-                for (var jj = 0i; jj < kn; jj++) {
-                    tmax = max(tmax, s_tile[st + jj]);
-                }
-                let m_new = max(rm{{ p }}, tmax);
-                // Every score masked to -inf so far: subtract 0 instead (exp gives 0, not NaN).
-                let mr = select(m_new, 0.0f, m_new == neg_inf);
-                var ls = 0.0f;
-                var acc = 0.0f;
-                // V is [batch, sk, dv]: consecutive threads read consecutive channels of a key;
-                // four keys per step, so their loads are in flight together.
-                let vc = v_base + j0 * {{ dv }}i + c;
-                var jj = 0i;
-                for (; jj + 3i < kn; jj += 4i) {
-                    let v0 = {{ xv }}vc + jj * {{ dv }}i{{ xve }};
-                    let v1 = {{ xv }}vc + (jj + 1i) * {{ dv }}i{{ xve }};
-                    let v2 = {{ xv }}vc + (jj + 2i) * {{ dv }}i{{ xve }};
-                    let v3 = {{ xv }}vc + (jj + 3i) * {{ dv }}i{{ xve }};
-                    let p0 = exp(s_tile[st + jj] - mr);
-                    let p1 = exp(s_tile[st + jj + 1i] - mr);
-                    let p2 = exp(s_tile[st + jj + 2i] - mr);
-                    let p3 = exp(s_tile[st + jj + 3i] - mr);
-                    ls += (p0 + p1) + (p2 + p3);
-                    acc = fma(p0, v0, fma(p1, v1, fma(p2, v2, fma(p3, v3, acc))));
-                }
-                for (; jj < kn; jj++) {
-                    let pr = exp(s_tile[st + jj] - mr);
-                    ls += pr;
-                    acc = fma(pr, {{ xv }}vc + jj * {{ dv }}i{{ xve }}, acc);
-                }
-                let scale = exp(rm{{ p }} - mr);
-                rl{{ p }} = fma(rl{{ p }}, scale, ls);
-                ro{{ p }} = fma(ro{{ p }}, scale, acc);
-                rm{{ p }} = m_new;
-            }
+            var tmax = s_tile[{{ r * bk }}i];
+{%- for x in range(start=1, end=bk) %}
+            tmax = max(tmax, s_tile[{{ r * bk + x }}i]);
+{%- endfor %}
+            let m_new = max(m{{ r }}, tmax);
+            // Every score masked to -inf so far: subtract 0 instead (exp gives 0, not NaN).
+            let mr = select(m_new, 0.0f, m_new == neg_inf);
+            let scale = exp(m{{ r }} - mr);
+            let p = {% if idle %}select(0.0f, exp(s_tile[{{ r * bk }}i + kk] - mr), t < {{ lanes * bk }}i){% else %}exp(s_tile[{{ r * bk }}i + kk] - mr){% endif %};
+            l{{ r }} = fma(l{{ r }}, scale, p);
+{%- for i in range(end=nv) %}
+            o{{ r }}_{{ i }} = fma(o{{ r }}_{{ i }}, scale, p * v{{ i }});
+{%- endfor %}
+            m{{ r }} = m_new;
         }
 {%- endfor %}
-        workgroupBarrier();
+{%- for i in range(end=nk) %}
+        k{{ i }} = kn{{ i }};
+{%- endfor %}
+{%- for i in range(end=nv) %}
+        v{{ i }} = vn{{ i }};
+{%- endfor %}
     }
-{%- if splits > 1 %}
-    // Partial results, [batch][slice][row][o_0 .. o_{dv-1}, max, sum].
+    // Add the key slots, one row at a time: each slot's weighted values and sum to workgroup
+    // memory, then a thread per channel adds them.
+{%- for r in range(end=sq) %}
+    workgroupBarrier();
+{%- if idle %}
+    if (t < {{ lanes * bk }}i) {
 {%- else %}
-    // One slice: the output rows, [batch][row][channel].
-{%- endif %}
-{%- for p in range(end=pairs) %}
     {
-        let e = i32(lid) + {{ p * wg }}i;
-        if (e < {{ sq * dv }}i) {
-{%- if splits > 1 %}
-            let r = e / {{ dv }}i;
-            let c = e % {{ dv }}i;
-            let base = ((b * {{ splits }}i + part) * {{ sq }}i + r) * {{ dv + 2 }}i;
-            out[base + c] = ro{{ p }};
-            if (c == 0i) {
-                out[base + {{ dv }}i] = rm{{ p }};
-                out[base + {{ dv + 1 }}i] = rl{{ p }};
-            }
-{%- else %}
-            out[b * {{ sq * dv }}i + e] = ro{{ p }} / rl{{ p }};
 {%- endif %}
+{%- for i in range(end=nv) %}
+{%- if (i + 1) * lanes > dv %}
+        if (g + {{ i * lanes }}i < {{ dv }}i) {
+            s_part[kk * {{ dv }}i + cv{{ i }}] = o{{ r }}_{{ i }};
         }
+{%- else %}
+        s_part[kk * {{ dv }}i + cv{{ i }}] = o{{ r }}_{{ i }};
+{%- endif %}
+{%- endfor %}
+        if (g == 0i) {
+            s_part[{{ bk * dv }}i + kk] = l{{ r }};
+        }
+    }
+    workgroupBarrier();
+    for (var c = t; c < {{ dv }}i; c += {{ wg }}i) {
+        var o = 0.0f;
+        var l = 0.0f;
+{%- for x in range(end=bk) %}
+        o += s_part[{{ x * dv }}i + c];
+        l += s_part[{{ bk * dv + x }}i];
+{%- endfor %}
+{%- if splits > 1 %}
+        // Partial results, [batch][slice][row][o_0 .. o_{dv-1}, max, sum].
+        let base = ((b * {{ splits }}i + part) * {{ sq }}i + {{ r }}i) * {{ dv + 2 }}i;
+        out[base + c] = o;
+        if (c == 0i) {
+            out[base + {{ dv }}i] = m{{ r }};
+            out[base + {{ dv + 1 }}i] = l;
+        }
+{%- else %}
+        // One slice: the output rows, [batch][row][channel].
+        out[(b * {{ sq }}i + {{ r }}i) * {{ dv }}i + c] = o / l;
+{%- endif %}
     }
 {%- endfor %}
 }

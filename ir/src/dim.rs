@@ -234,10 +234,22 @@ impl Dim {
         self.add(&Dim::c(d - 1)).floor_div(d)
     }
 
-    /// Exact division by a monomial divisor (`c * symbols`); `None` if not exact.
+    /// Exact division: by a monomial divisor (`c * symbols`) any exact quotient; by a sum
+    /// (`64 * (past + 1) / (past + 1)`) a monomial quotient. `None` if not exact.
     pub fn exact_div(&self, d: &Dim) -> Option<Dim> {
         if d.terms.len() != 1 {
-            return if self == d { Some(Dim::c(1)) } else { None };
+            if self == d {
+                return Some(Dim::c(1));
+            }
+            // A monomial quotient q maps d's first term to one of self's: try each and check.
+            let one = |m: &Vec<Atom>, c: i64| Dim {
+                terms: BTreeMap::from([(m.clone(), c)]),
+            };
+            let (dm, dc) = d.terms.iter().next()?;
+            return self.terms.iter().find_map(|(m, c)| {
+                let q = one(m, *c).exact_div(&one(dm, *dc))?;
+                (q.terms.len() == 1 && d.mul(&q) == *self).then_some(q)
+            });
         }
         let (dm, dc) = d.terms.iter().next()?;
         let mut out = BTreeMap::new();
@@ -475,6 +487,26 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.exact_div(&Dim::c(8)).unwrap(), Dim::sym("batch").mul(&Dim::c(4)));
         assert!(a.exact_div(&Dim::c(3)).is_none());
+    }
+
+    /// A KV cache's key count `past + 1` divides the strides built from it (so index
+    /// coordinates over it simplify), and only where the quotient is exact.
+    #[test]
+    fn sums_divide_their_multiples() {
+        let keys = Dim::sym("past").add(&Dim::c(1));
+        let heads = Dim::sym("heads");
+        assert_eq!(keys.mul(&Dim::c(64)).exact_div(&keys), Some(Dim::c(64)));
+        assert_eq!(
+            keys.mul(&heads).mul(&Dim::c(64)).exact_div(&keys),
+            Some(heads.mul(&Dim::c(64)))
+        );
+        assert_eq!(keys.exact_div(&keys), Some(Dim::c(1)));
+        assert!(keys.mul(&Dim::c(64)).add(&Dim::c(1)).exact_div(&keys).is_none());
+        assert!(Dim::sym("past").mul(&Dim::c(64)).exact_div(&keys).is_none());
+        assert!(
+            keys.mul(&keys).exact_div(&keys).is_none(),
+            "the quotient is not a monomial"
+        );
     }
 
     #[test]

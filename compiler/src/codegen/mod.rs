@@ -200,6 +200,94 @@ fn operand_access(
     (format!("{name}("), ")".into())
 }
 
+/// Operand `i` of `draft` (logically a row-major tensor of `shape`) as a function of its
+/// coordinates, `kiln_x{i}(at0, at1, ..)`, added to `fns`; returns the function's name.
+///
+/// The linear index the operand's expression reads through is rebuilt from the coordinates
+/// (`sum at_a * stride_a`, each coordinate a term in `0..shape[a]`) and every coordinate
+/// decomposition `(index / s) % d` in it is simplified again ([`crate::lower::affine`]): a
+/// transposed or sliced view of a buffer then reads at a sum of coordinate multiples, with no
+/// integer division by a runtime size per element (the decode attention's K and V operands
+/// read the KV cache over the symbolic key count this way). The caller passes in-range
+/// coordinates only.
+fn operand_at(
+    draft: &KernelDraft,
+    i: usize,
+    shape: &[Dim],
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+    fns: &mut Vec<String>,
+) -> String {
+    use kiln_ir::BinaryOp;
+    let strides = crate::lower::sym_strides(shape);
+    let mut index: Option<Expr> = None;
+    for (a, (extent, stride)) in shape.iter().zip(&strides).enumerate() {
+        // A coordinate with its range, so the simplifier can bound the terms below a stride.
+        let coord = Expr::CoordOf {
+            index: Box::new(Expr::Coord(a)),
+            stride: Dim::c(1),
+            dim: Some(extent.clone()),
+        };
+        let term = if *stride == Dim::c(1) {
+            coord
+        } else {
+            Expr::Binary(
+                BinaryOp::Mul,
+                Box::new(coord),
+                Box::new(Expr::Dim(stride.clone())),
+                DType::I32,
+            )
+        };
+        index = Some(match index {
+            None => term,
+            Some(acc) => Expr::Binary(BinaryOp::Add, Box::new(acc), Box::new(term), DType::I32),
+        });
+    }
+    let index = index.unwrap_or(Expr::Lit(0.0, DType::I32));
+    let e = draft.operand(i).rewrite(&mut |x| match x {
+        Expr::Index => index.clone(),
+        Expr::CoordOf { index, stride, dim } => crate::lower::affine::coord_of(*index, stride, dim),
+        x => x,
+    });
+    // Coordinates are in range, so `at % extent` is the coordinate itself.
+    let e = e.rewrite(&mut |x| match x {
+        Expr::CoordOf { index, stride, .. } if matches!(*index, Expr::Coord(_)) && stride == Dim::c(1) => *index,
+        x => x,
+    });
+    let names: Vec<String> = (0..shape.len()).map(|a| format!("at{a}")).collect();
+    // The linear index too where a linear read of the operand's own index is left.
+    fn reads_linearly(e: &Expr) -> bool {
+        matches!(e, Expr::Read(..)) || e.children().into_iter().any(reads_linearly)
+    }
+    let flat = reads_linearly(&e).then(|| {
+        let terms: Vec<String> = names
+            .iter()
+            .zip(&strides)
+            .map(|(n, s)| match s.as_const() {
+                Some(1) => n.clone(),
+                _ => format!("{n} * {}", params.dim(s, "stride")),
+            })
+            .collect();
+        format!("({})", terms.join(" + "))
+    });
+    let mut w = index_writer(params, helpers, in_dtypes, "");
+    w.coords = names.clone();
+    if let Some(flat) = flat {
+        w.idx = flat;
+    }
+    let (v, d) = w.emit(&e);
+    let name = format!("kiln_x{i}");
+    let args: Vec<String> = names.iter().map(|n| format!("{n}: i32")).collect();
+    let mut f = format!("fn {name}({}) -> {} {{\n", args.join(", "), reg_ty(d));
+    for l in &w.lines {
+        f.push_str(&format!("    {l}\n"));
+    }
+    f.push_str(&format!("    return {v};\n}}"));
+    fns.push(f);
+    name
+}
+
 /// How GEMM operand `i` can be read as vec4s: `(slot, None)` when it is input `slot` read
 /// directly, `(slot, Some(index))` when a fused prologue reads f32 input `slot` at an index
 /// that maps aligned runs of 4 to aligned runs of 4 ([`crate::lower::affine::runs_of_four`]);
@@ -1107,21 +1195,32 @@ pub fn render(
             let rows = decode_rows(sq).expect("checked by the guard");
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
-            let splits = attention_splits(batch, sk, limits);
             let wg = p.workgroup_size;
+            let tile = DecodeTile::new(wg, *d as u32, *dv as u32);
+            let splits = attention_splits(batch, sk, limits);
             ctx.insert("wg", &wg);
             ctx.insert("sq", &rows);
             ctx.insert("sk", &params.dim(sk, "sk"));
             ctx.insert("d", d);
             ctx.insert("dv", dv);
             ctx.insert("splits", &splits);
-            ctx.insert("bk", &DECODE_KEY_TILE);
-            ctx.insert("pairs", &(rows * *dv as u32).div_ceil(wg));
-            for (i, n) in ["xq", "xk", "xv"].iter().enumerate() {
-                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
-                ctx.insert(*n, &x);
-                ctx.insert(format!("{n}e"), &xe);
-            }
+            ctx.insert("lanes", &tile.lanes);
+            ctx.insert("bk", &tile.keys);
+            ctx.insert("nk", &tile.k_channels);
+            ctx.insert("nv", &tile.v_channels);
+            ctx.insert("idle", &(tile.lanes * tile.keys < wg));
+            ctx.insert("part_len", &tile.part_len(rows));
+            let (xq, xqe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("xq", &xq);
+            ctx.insert("xqe", &xqe);
+            // K is [batch, d, sk] and V [batch, sk, dv]; read at coordinates (a cache slice's
+            // index needs no division by the runtime key count).
+            let bsk = [batch.clone(), Dim::c(*d as i64), sk.clone()];
+            let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let bsv = [batch.clone(), sk.clone(), Dim::c(*dv as i64)];
+            let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("xk", &xk);
+            ctx.insert("xv", &xv);
             let score_lines = match &draft.epilogue {
                 Some(e) => {
                     let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
@@ -1542,12 +1641,54 @@ pub fn render(
 /// Threads per workgroup of a split-K combine kernel.
 const COMBINE_WORKGROUP: u32 = 256;
 
-/// Keys the decode attention kernel scores into workgroup memory at a time.
+/// Fewest keys a slice of the decode attention kernel keeps when the key count is a constant
+/// (a short encoder sequence gets one slice and no combine dispatch).
 pub const DECODE_KEY_TILE: u32 = 32;
 
 /// Most key slices of the decode attention kernel (each writes a partial result per row and
 /// channel that the combine kernel reads).
 pub const MAX_ATTENTION_SPLITS: u32 = 32;
+
+/// Key slices the decode attention aims at per compute unit of the target: its workgroups
+/// are short (a few steps of keys each), so several per unit keep the memory system busy.
+pub const ATTENTION_SLICES_PER_UNIT: u64 = 4;
+
+/// How the decode attention kernel's workgroup covers a step of keys: `lanes` consecutive
+/// threads share one key, each taking channels `lane, lane + lanes, ..` of its K row (and of
+/// its V row), so a warp reads whole rows of the cache with consecutive addresses; the
+/// workgroup takes `keys` keys per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeTile {
+    /// Threads per key: the smallest power of two with at most 4 channels per thread, at most
+    /// the workgroup.
+    pub lanes: u32,
+    /// Keys per step (`workgroup / lanes`).
+    pub keys: u32,
+    /// Channels of a K row per thread.
+    pub k_channels: u32,
+    /// Channels of a V row per thread.
+    pub v_channels: u32,
+}
+
+impl DecodeTile {
+    /// The tile of a workgroup of `wg` threads over head dims `d` (keys) and `dv` (values).
+    pub fn new(wg: u32, d: u32, dv: u32) -> Self {
+        let lanes = d.max(dv).div_ceil(4).max(1).next_power_of_two().min(wg.max(1));
+        DecodeTile {
+            lanes,
+            keys: wg.max(1) / lanes,
+            k_channels: d.div_ceil(lanes),
+            v_channels: dv.div_ceil(lanes),
+        }
+    }
+
+    /// f32 elements of the kernel's shared scratch: the per-lane shares of each (row, key)
+    /// score (rows padded by one against bank conflicts), reused at the end for the key
+    /// slots' weighted values and sums of one row.
+    pub fn part_len(&self, rows: u32) -> u32 {
+        (rows * self.lanes * (self.keys + 1)).max(self.keys * (self.v_channels * self.lanes) + self.keys)
+    }
+}
 
 /// The query rows per batch of an attention kernel rendered with the decode schedule (split
 /// over keys, then combined): a constant count up to
@@ -1560,16 +1701,17 @@ pub fn decode_rows(sq: &Dim) -> Option<u32> {
 }
 
 /// Key slices of the decode attention kernel: the largest power of two up to
-/// [`MAX_ATTENTION_SPLITS`] that keeps `batch x slices` within two workgroups per compute unit
-/// of the target (a symbolic batch counts as 64), so a few KV heads still fill the GPU while
-/// the combine's reads stay small. The runtime key count is divided among them.
+/// [`MAX_ATTENTION_SPLITS`] that keeps `batch x slices` within
+/// [`ATTENTION_SLICES_PER_UNIT`] workgroups per compute unit of the target (a symbolic batch
+/// counts as 64), so a few KV heads still fill the GPU while the combine's reads stay small.
+/// The runtime key count is divided among them in whole steps of the kernel's key tile.
 ///
 /// A constant key count keeps at least [`DECODE_KEY_TILE`] keys per slice (a short encoder
 /// sequence gets one slice, which writes the output directly with no combine dispatch).
 pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
     let b: kiln_ir::DimBindings = batch.symbols().into_iter().map(|s| (s, 64)).collect();
     let batch = batch.eval(&b).unwrap_or(64).max(1) as u64;
-    let mut room = (2 * limits.compute_units.max(1) as u64 / batch).max(1);
+    let mut room = (ATTENTION_SLICES_PER_UNIT * limits.compute_units.max(1) as u64 / batch).max(1);
     if let Some(keys) = sk.as_const() {
         room = room.min((keys.max(1) as u64).div_ceil(DECODE_KEY_TILE as u64));
     }
@@ -1580,12 +1722,16 @@ pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
     s
 }
 
-/// Workgroup memory of an attention kernel rendered with the decode schedule, in bytes (flash
-/// attention's is [`kiln_schedules::AttentionParams::workgroup_bytes`]).
-pub fn attention_workgroup_bytes(body: &KernelBody) -> u64 {
+/// Workgroup memory of an attention kernel rendered with the decode schedule with `wg`
+/// threads, in bytes (flash attention's is
+/// [`kiln_schedules::AttentionParams::workgroup_bytes`]).
+pub fn attention_workgroup_bytes(body: &KernelBody, wg: u32) -> u64 {
     match body {
-        KernelBody::Attention { sq, d, .. } => match decode_rows(sq) {
-            Some(rows) => 4 * rows as u64 * (*d as u64 + DECODE_KEY_TILE as u64),
+        KernelBody::Attention { sq, d, dv, .. } => match decode_rows(sq) {
+            Some(rows) => {
+                let tile = DecodeTile::new(wg, *d as u32, *dv as u32);
+                4 * (tile.part_len(rows) as u64 + rows as u64 * tile.keys as u64)
+            }
             None => 0,
         },
         _ => 0,

@@ -358,7 +358,8 @@ fn check_norm(schedule: Option<Schedule>) {
                     micros: 0.0,
                     device: "test".into(),
                 };
-                db.records.insert(format!("qgemm_rmsnorm:{block}:m=1,n={n},k={k}"), record);
+                db.records
+                    .insert(format!("qgemm_rmsnorm:{block}:m=1,n={n},k={k}"), record);
             }
         }
         opts.tuning = Some(db);
@@ -422,9 +423,15 @@ fn check_gated_pairs(schedule: Option<Schedule>) {
         };
         let gate = q(&mut g, &format!("gate{i}"), 50 + i as u64);
         let up = q(&mut g, &format!("up{i}"), 60 + i as u64);
-        let sig = g.add(&format!("sig{i}"), Op::Unary(kiln::ir::UnaryOp::Sigmoid), &[gate]).unwrap();
-        let silu = g.add(&format!("silu{i}"), Op::Binary(BinaryOp::Mul), &[gate, sig]).unwrap();
-        let act = g.add(&format!("swiglu{i}"), Op::Binary(BinaryOp::Mul), &[silu, up]).unwrap();
+        let sig = g
+            .add(&format!("sig{i}"), Op::Unary(kiln::ir::UnaryOp::Sigmoid), &[gate])
+            .unwrap();
+        let silu = g
+            .add(&format!("silu{i}"), Op::Binary(BinaryOp::Mul), &[gate, sig])
+            .unwrap();
+        let act = g
+            .add(&format!("swiglu{i}"), Op::Binary(BinaryOp::Mul), &[silu, up])
+            .unwrap();
         g.add_output(&format!("y{i}"), act);
         if let Some(s) = schedule {
             let record = TuningRecord {

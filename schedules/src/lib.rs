@@ -154,7 +154,6 @@ impl GemvParams {
         }
     }
 
-
     /// Threads per workgroup.
     pub fn threads(&self) -> u32 {
         self.lanes * self.ksplit
@@ -601,8 +600,15 @@ mod tests {
             Schedule::Gemv(p) => p.lane_rows,
             s => panic!("{s}"),
         };
-        assert_eq!((lane_rows(8192, 2048), lane_rows(6144, 2048), lane_rows(2048, 2048)), (2, 2, 2));
-        assert_eq!(lane_rows(576, 1536), 1, "72 workgroups of 2 rows per lane would leave CUs idle");
+        assert_eq!(
+            (lane_rows(8192, 2048), lane_rows(6144, 2048), lane_rows(2048, 2048)),
+            (2, 2, 2)
+        );
+        assert_eq!(
+            lane_rows(576, 1536),
+            1,
+            "72 workgroups of 2 rows per lane would leave CUs idle"
+        );
         match defaults::quant_matmul(4, 4096, 4096, &h) {
             Schedule::Gemv(p) => assert_eq!((p.rows, p.lane_rows), (4, 1)),
             s => panic!("{s}"),

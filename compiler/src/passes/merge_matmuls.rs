@@ -118,7 +118,15 @@ pub(crate) fn swiglu(g: &Graph, a: NodeId, b: NodeId, outputs: &[NodeId]) -> Opt
     let other = |m: NodeId, x: NodeId| {
         let ins = g.inputs_of(m);
         (ins.len() == 2 && matches!(g.node(m).op, Op::Binary(BinaryOp::Mul)))
-            .then(|| if ins[0] == x { Some(ins[1]) } else if ins[1] == x { Some(ins[0]) } else { None })
+            .then(|| {
+                if ins[0] == x {
+                    Some(ins[1])
+                } else if ins[1] == x {
+                    Some(ins[0])
+                } else {
+                    None
+                }
+            })
             .flatten()
     };
     let single = |n: NodeId| {

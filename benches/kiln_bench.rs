@@ -129,6 +129,7 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
             n,
             k,
             norm: None,
+            glu: false,
         })),
         latency: false,
         opt_level: 2,
@@ -474,6 +475,8 @@ fn main() {
                 space::coop_gemm(&target)
             } else if case.name.starts_with("qgemm") {
                 space::quant_gemm(&target)
+            } else if case.name.starts_with("qgemv") {
+                space::quant_gemv(&target, rows)
             } else if rows > 0 {
                 space::gemv(&target, rows)
             } else {

@@ -17,7 +17,7 @@ use kiln::ir::quant::{packed_tensor, quantize};
 use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use kiln::schedules::tuning::{TuningDb, TuningRecord};
-use kiln::schedules::{GemmParams, Schedule};
+use kiln::schedules::{GemmParams, GemvParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -207,6 +207,24 @@ fn every_quantized_gemm_tile_shape_matches_the_interpreter() {
 }
 
 #[test]
+fn every_quantized_gemv_lane_shape_matches_the_interpreter() {
+    // Lanes computing 4 or 2 rows of W (x shared for q4_0/q4_1/q8_0, re-read for the other
+    // types): N = 37/21 leaves the last workgroup's lanes partly past the end of W; K split 4
+    // ways unrolls the loop (3 parts per step at q4_1's 12), 8 ways leaves q4_1 only the
+    // remainder loop; 3 rows of x with 2 per workgroup leave a partial row tile. (Two bundles:
+    // lavapipe compiles these unrolled kernels slowly.)
+    let with = |lanes, ksplit, rows, lane_rows| {
+        Schedule::Gemv(GemvParams {
+            lane_rows,
+            ..GemvParams::new(lanes, ksplit, rows)
+        })
+    };
+    for (m, s) in [(1usize, with(8, 4, 1, 4)), (3, with(4, 8, 2, 2))] {
+        check_with(&cases(), Dim::from(m), m == 1, &[m], "gemv", Some(s));
+    }
+}
+
+#[test]
 fn bias_and_residual_fuse_into_both_kernels() {
     let cases = [(BlockType::Q4_1, 96, 37), (BlockType::Q6K, 256, 11)];
     check(&cases, Dim::from(1usize), true, &[1], "gemv");
@@ -275,6 +293,22 @@ fn packed_table_rows_are_gathered_for_every_block_type() {
 
 #[test]
 fn rms_norm_fuses_into_the_decode_gemvs_that_read_it() {
+    check_norm(None);
+}
+
+#[test]
+fn rms_norm_fuses_into_gemv_lanes_of_several_rows() {
+    // Each lane's x reads (and their squares) must count once however many rows share them
+    // (shared x for q4_0/q4_1/q8_0; the K-quants re-read x, their squares counted once).
+    check_norm(Some(Schedule::Gemv(GemvParams {
+        lane_rows: 4,
+        ..GemvParams::new(4, 16, 1)
+    })));
+}
+
+/// A decode step's norm read by quantized GEMVs (every block type of 32 or more values), each
+/// given `schedule` instead of the default, checked against the interpreter.
+fn check_norm(schedule: Option<Schedule>) {
     // One row x normed (RMS, scale g) and read by two quantized matmuls per block type, as a
     // decode step's norm before its projections: no norm kernel, each GEMV computes the norm
     // itself (x read as vec4s), and the second one's epilogue also reads x raw (x read value by
@@ -314,14 +348,32 @@ fn rms_norm_fuses_into_the_decode_gemvs_that_read_it() {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
+    let mut opts = CompileOptions::default();
+    if let Some(s) = schedule {
+        let mut db = TuningDb::default();
+        for &block in &blocks {
+            for n in [37, k] {
+                let record = TuningRecord {
+                    schedule: s,
+                    micros: 0.0,
+                    device: "test".into(),
+                };
+                db.records
+                    .insert(format!("qgemm_rmsnorm:{block}:m=1,n={n},k={k}"), record);
+            }
+        }
+        opts.tuning = Some(db);
+    }
     let dir = tempfile::tempdir().unwrap();
-    let manifest =
-        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let dispatches = &manifest.programs[0].dispatches;
     assert_eq!(dispatches.len(), 2 * blocks.len(), "the norm has no kernel of its own");
     for d in dispatches {
         let kernel = &manifest.kernels[d.kernel];
         assert!(kernel.schedule.starts_with("gemv"), "{}: {}", d.label, kernel.schedule);
+        if let Some(s) = schedule {
+            assert_eq!(kernel.schedule, s.to_string(), "{}: the requested schedule", d.label);
+        }
         assert!(d.label.contains("norm"), "{}: the norm fused", d.label);
     }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
@@ -338,4 +390,103 @@ fn rms_norm_fuses_into_the_decode_gemvs_that_read_it() {
         let err = rel_l2(&out[name].to_f32(), &r.to_f32());
         assert!(err < 1e-5, "{name}: relative L2 error {err:e}");
     }
+}
+
+/// Decode-step SwiGLUs `silu(norm(x) · Gᵀ) * (norm(x) · Uᵀ)` (the norm of one row, G and U of
+/// one block type each, h = 37 outputs: not a multiple of any lanes x lane rows), as a Llama
+/// FFN writes them; compiled with `schedule` for every pair kernel (`None`: the default).
+/// Asserts one GEMV per block type (the norm, both projections and the SwiGLU in one kernel)
+/// and the interpreter's values (tolerance as above: the sigmoid is f32 on the GPU, f64 in the
+/// interpreter, a relative error near 2^-24).
+fn check_gated_pairs(schedule: Option<Schedule>) {
+    let blocks = [
+        BlockType::Q4_0,
+        BlockType::Q4_1,
+        BlockType::Q8_0,
+        BlockType::Q4K,
+        BlockType::Q6K,
+    ];
+    let (k, h) = (256, 37);
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[1, k]));
+    let scale = g.add_const("g", Tensor::f32(vec![k], values(k, 8)));
+    let mut opts = CompileOptions::default();
+    let mut db = TuningDb::default();
+    for (i, &block) in blocks.iter().enumerate() {
+        let normed = g
+            .add(&format!("norm{i}"), Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+            .unwrap();
+        let q = |g: &mut Graph, name: &str, seed: u64| {
+            let w = packed_tensor(block, h, k, &weight_bytes(block, h, k, seed)).unwrap();
+            let w = g.add_const(&format!("{name}.w"), w);
+            g.add(name, Op::QMatMul { block, n: h, k }, &[normed, w]).unwrap()
+        };
+        let gate = q(&mut g, &format!("gate{i}"), 50 + i as u64);
+        let up = q(&mut g, &format!("up{i}"), 60 + i as u64);
+        let sig = g
+            .add(&format!("sig{i}"), Op::Unary(kiln::ir::UnaryOp::Sigmoid), &[gate])
+            .unwrap();
+        let silu = g
+            .add(&format!("silu{i}"), Op::Binary(BinaryOp::Mul), &[gate, sig])
+            .unwrap();
+        let act = g
+            .add(&format!("swiglu{i}"), Op::Binary(BinaryOp::Mul), &[silu, up])
+            .unwrap();
+        g.add_output(&format!("y{i}"), act);
+        if let Some(s) = schedule {
+            let record = TuningRecord {
+                schedule: s,
+                micros: 0.0,
+                device: "test".into(),
+            };
+            db.records
+                .insert(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * h), record);
+        }
+    }
+    if schedule.is_some() {
+        opts.tuning = Some(db);
+    }
+    let model = Model {
+        name: "glu".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let dispatches = &manifest.programs[0].dispatches;
+    assert_eq!(dispatches.len(), blocks.len(), "one kernel per SwiGLU");
+    for d in dispatches {
+        let kernel = &manifest.kernels[d.kernel];
+        assert!(kernel.schedule.starts_with("gemv"), "{}: {}", d.label, kernel.schedule);
+        assert!(d.label.contains("norm") && d.label.contains("swiglu"), "{}", d.label);
+        if let Some(s) = schedule {
+            assert_eq!(kernel.schedule, s.to_string(), "{}: the requested schedule", d.label);
+        }
+    }
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![1, k], values(k, 4)))]);
+    let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+    let host = inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
+        .collect();
+    let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+    for (name, r) in &reference {
+        assert_eq!(r.shape, vec![1, h]);
+        assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+        let err = rel_l2(&out[name].to_f32(), &r.to_f32());
+        assert!(err < 1e-5, "{name}: relative L2 error {err:e}");
+    }
+}
+
+#[test]
+fn gate_and_up_projections_become_one_gemv_for_every_block_type() {
+    // The default (one output per lane at these sizes) and 4 outputs per lane (8 accumulators:
+    // 4 gate rows, 4 up rows).
+    check_gated_pairs(None);
+    check_gated_pairs(Some(Schedule::Gemv(GemvParams {
+        lane_rows: 4,
+        ..GemvParams::new(4, 8, 1)
+    })));
 }

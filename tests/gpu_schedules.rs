@@ -144,7 +144,7 @@ fn db(s: Schedule) -> Schedule {
 }
 
 fn gemv(lanes: u32, ksplit: u32, rows: u32) -> Schedule {
-    Schedule::Gemv(GemvParams { lanes, ksplit, rows })
+    Schedule::Gemv(GemvParams::new(lanes, ksplit, rows))
 }
 
 #[test]

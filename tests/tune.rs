@@ -72,11 +72,7 @@ fn a_miscompiled_candidate_is_rejected_not_timed() {
         job.candidates[0], broken,
         "the default must not be the candidate broken below"
     );
-    let fine = Schedule::Gemv(GemvParams {
-        lanes: 8,
-        ksplit: 8,
-        rows: 1,
-    });
+    let fine = Schedule::Gemv(GemvParams::new(8, 8, 1));
     job.candidates = vec![job.candidates[0], broken, fine];
     // The hook halves the stored result of one candidate: valid WGSL, wrong answer.
     let hook = |s: &Schedule, b: &mut kiln::compiler::CompiledBundle| {

@@ -128,9 +128,21 @@ pub fn tuning_key(body: &KernelBody) -> String {
         KernelBody::LayerNorm { shape, axis, rms, .. } => {
             format!("{}:{}:{axis}", if *rms { "rmsnorm" } else { "layernorm" }, dims(shape))
         }
-        KernelBody::QGemm { x, block, n, k, norm } => {
+        KernelBody::QGemm {
+            x,
+            block,
+            n,
+            k,
+            norm,
+            glu,
+        } => {
             let m = Dim::product(&x[..x.len() - 1]);
-            let kind = if norm.is_some() { "qgemm_rmsnorm" } else { "qgemm" };
+            let kind = match (norm.is_some(), glu) {
+                (false, false) => "qgemm",
+                (true, false) => "qgemm_rmsnorm",
+                (false, true) => "qgemm_glu",
+                (true, true) => "qgemm_rmsnorm_glu",
+            };
             format!("{kind}:{block}:m={m},n={n},k={k}")
         }
         KernelBody::StateWrite { shape, .. } => format!("statewrite:{}", dims(shape)),
@@ -204,13 +216,15 @@ pub fn workload(body: &KernelBody) -> Workload {
                 split_k: *dtype == DType::F32 && fixed,
             }
         }
-        KernelBody::QGemm { x, n, k, .. } => Workload::QuantGemm {
+        KernelBody::QGemm { x, n, k, glu, .. } => Workload::QuantGemm {
             // A symbolic row count is a prefill's prompt length: planned for a typical prompt.
             m: match Dim::product(&x[..x.len() - 1]) {
                 m if m.as_const().is_some() => estimate(&m),
                 _ => kiln_schedules::defaults::QUANT_PROMPT_ROWS,
             },
-            n: *n as u64,
+            // A gated pair's workgroups each compute lanes x lane rows of its outputs (and the
+            // same number of rows of each half of W).
+            n: if *glu { *n as u64 / 2 } else { *n as u64 },
             k: *k as u64,
         },
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
@@ -250,8 +264,29 @@ pub fn draft_workload(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) ->
 }
 
 /// The analytic default schedule of a kernel body for a limits profile.
+///
+/// A quantized GEMV keeps several rows of W per lane only for the block types whose lanes
+/// share their x reads between rows (q4_0, q4_1, q8_0: `qgemv.wgsl`'s `xshare`); for the
+/// others it would only launch fewer workgroups (measured slower on the H200 for f16 and
+/// q8_0 at 4 rows per lane).
 pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
-    kiln_schedules::select::default_for(&workload(body), limits)
+    body_default(body, kiln_schedules::select::default_for(&workload(body), limits))
+}
+
+/// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
+fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
+    match (body, s) {
+        (KernelBody::QGemm { block, .. }, Schedule::Gemv(p))
+            if p.lane_rows > 1
+                && !matches!(
+                    block,
+                    kiln_ir::BlockType::Q4_0 | kiln_ir::BlockType::Q4_1 | kiln_ir::BlockType::Q8_0
+                ) =>
+        {
+            Schedule::Gemv(kiln_schedules::GemvParams { lane_rows: 1, ..p })
+        }
+        _ => s,
+    }
 }
 
 /// `--precision f16`: the cooperative-matrix variant of a kernel. An f32 GEMM gets one when it
@@ -435,7 +470,10 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 *split_k &= !may_have_coop_variant(d, opts);
             }
             let key = tuning_key(&d.body);
-            let (s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
+            let (mut s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
+            if source == kiln_schedules::select::Source::Default {
+                s = body_default(&d.body, s);
+            }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
             (s, source)
         })

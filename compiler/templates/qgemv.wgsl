@@ -1,15 +1,17 @@
 {% import "quant" as quant -%}
 // Kiln quantized GEMV kernel: {{ label }}
-// schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
-// A workgroup owns {{ lanes }} rows of W (outputs) and {{ rows }} rows of x. The {{ ksplit }} threads
-// of one W row split its {{ nblocks }} blocks of {{ parts }} parts each (consecutive threads,
-// consecutive parts), decode each part in registers straight from the packed u32 words and dot
-// it with x, {{ unroll }} parts per loop step so that their loads are in flight together; the
-// partial sums are added in workgroup memory in at most two steps. W is never dequantized into
-// memory.
+// schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}, lane_rows={{ lane_rows }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
+// A workgroup owns {{ lanes * lane_rows }} outputs, {{ lane_rows }} adjacent ones per lane{% if glu %} (each from a row of the
+// gate half of W and the same row of the up half: silu(gate · x) * (up · x)){% endif %}, and
+// {{ rows }} rows of x. The {{ ksplit }} threads of a lane split each row's {{ nblocks }} blocks of
+// {{ parts }} parts each (consecutive threads, consecutive parts), decode each part in registers
+// straight from the packed u32 words and dot it with x, {{ unroll }} parts per loop step so that
+// their loads are in flight together{% if xshare %}; the x values of a part are read once for the
+// lane's {{ lrows }} rows{% endif %}; the partial sums are added in workgroup memory in at most two
+// steps. W is never dequantized into memory.
 {{ header }}
 
-{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, xvec=xvec, norm=norm, row_elems=k) }}
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, xvec=xvec, norm=norm, row_elems=k, xshare=xshare) }}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- for line in epilogue %}
@@ -17,7 +19,7 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
-var<workgroup> part: array<f32, {{ lanes * ksplit * rows }}>;
+var<workgroup> part: array<f32, {{ lanes * ksplit * rows * lrows }}>;
 {%- if norm %}
 // The fused RMS norm's partial sums of squares, added like `part`.
 var<workgroup> part_ss: array<f32, {{ lanes * ksplit }}>;
@@ -27,41 +29,89 @@ var<workgroup> part_ss: array<f32, {{ lanes * ksplit }}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lk = lid3.x;
     let ln = lid3.y;
+{%- if lane_rows > 1 %}
+    // The lane's first output; its {{ lane_rows }} outputs are adjacent.
+    let gn = (wid.x * {{ lanes }}u + ln) * {{ lane_rows }}u;
+{%- else %}
     let gn = wid.x * {{ lanes }}u + ln;
+{%- endif %}
     let m0 = wid.y * {{ rows }}u;
     let mm = u32({{ m }});
 {%- for r in range(end=rows) %}
     let xr{{ r }} = min(m0 + {{ r }}u, max(mm, 1u) - 1u) * {{ k }}u;
-    var acc{{ r }} = 0.0;
+{%- for i in range(end=lrows) %}
+    var acc{{ r }}_{{ i }} = 0.0;
 {%- endfor %}
-    if (gn < {{ n }}u) {
-        let rb = gn * {{ row_bytes }}u;
+{%- endfor %}
+    if (gn < {{ nout }}u) {
+{%- if glu %}
+        // A gated pair: accumulators {{ lane_rows }}.. read the up half of W (rows {{ nout }}..).
+{%- endif %}
+{%- for row in w_rows %}
+        let rb{{ loop.index0 }} = {{ row }} * {{ row_bytes }}u;
+{%- endfor %}
         var u = lk;
 {%- if unroll > 1 %}
         for (; u + {{ (unroll - 1) * ksplit }}u < {{ nblocks * parts }}u; u += {{ unroll * ksplit }}u) {
 {%- for j in range(end=unroll) %}
             let kb{{ j }} = (u + {{ j * ksplit }}u) / {{ parts }}u;
             let p{{ j }} = (u + {{ j * ksplit }}u) % {{ parts }}u;
-            let bb{{ j }} = rb + kb{{ j }} * {{ bb }}u;
+            let ob{{ j }} = kb{{ j }} * {{ bb }}u;
             let xk{{ j }} = kb{{ j }} * {{ be }}u;
 {%- endfor %}
 {%- for r in range(end=rows) %}
-            acc{{ r }} += {% for j in range(end=unroll) %}{% if j > 0 %} + {% endif %}kiln_qdot(bb{{ j }}, xr{{ r }} + xk{{ j }}, p{{ j }}){% endfor %};
+{%- if xshare %}
+{%- for j in range(end=unroll) %}
+            let x{{ r }}_{{ j }} = kiln_qx(xr{{ r }} + xk{{ j }}, p{{ j }});
+{%- endfor %}
+{%- for i in range(end=lrows) %}
+            acc{{ r }}_{{ i }} += {% for j in range(end=unroll) %}{% if j > 0 %} + {% endif %}kiln_qdotx(rb{{ i }} + ob{{ j }}, p{{ j }}, x{{ r }}_{{ j }}){% endfor %};
+{%- endfor %}
+{%- else %}
+{%- for i in range(end=lrows) %}
+{%- if norm and i > 0 %}
+            // Row {{ i }} re-reads x: its squares are already in `kiln_ss`.
+            let ss{{ r }}_{{ i }} = kiln_ss;
+{%- endif %}
+            acc{{ r }}_{{ i }} += {% for j in range(end=unroll) %}{% if j > 0 %} + {% endif %}kiln_qdot(rb{{ i }} + ob{{ j }}, xr{{ r }} + xk{{ j }}, p{{ j }}){% endfor %};
+{%- if norm and i > 0 %}
+            kiln_ss = ss{{ r }}_{{ i }};
+{%- endif %}
+{%- endfor %}
+{%- endif %}
 {%- endfor %}
         }
 {%- endif %}
         for (; u < {{ nblocks * parts }}u; u += {{ ksplit }}u) {
             let kb = u / {{ parts }}u;
             let p = u % {{ parts }}u;
-            let bb = rb + kb * {{ bb }}u;
+            let ob = kb * {{ bb }}u;
             let xk = kb * {{ be }}u;
 {%- for r in range(end=rows) %}
-            acc{{ r }} += kiln_qdot(bb, xr{{ r }} + xk, p);
+{%- if xshare %}
+            let x{{ r }} = kiln_qx(xr{{ r }} + xk, p);
+{%- for i in range(end=lrows) %}
+            acc{{ r }}_{{ i }} += kiln_qdotx(rb{{ i }} + ob, p, x{{ r }});
+{%- endfor %}
+{%- else %}
+{%- for i in range(end=lrows) %}
+{%- if norm and i > 0 %}
+            let ss{{ r }}_{{ i }} = kiln_ss;
+{%- endif %}
+            acc{{ r }}_{{ i }} += kiln_qdot(rb{{ i }} + ob, xr{{ r }} + xk, p);
+{%- if norm and i > 0 %}
+            kiln_ss = ss{{ r }}_{{ i }};
+{%- endif %}
+{%- endfor %}
+{%- endif %}
 {%- endfor %}
         }
     }
+    // Partial sum slot s = r * {{ lrows }} + i (x row r, accumulator i).
 {%- for r in range(end=rows) %}
-    part[({{ r * lanes }}u + ln) * {{ ksplit }}u + lk] = acc{{ r }};
+{%- for i in range(end=lrows) %}
+    part[({{ (r * lrows + i) * lanes }}u + ln) * {{ ksplit }}u + lk] = acc{{ r }}_{{ i }};
+{%- endfor %}
 {%- endfor %}
 {%- if norm %}
     part_ss[ln * {{ ksplit }}u + lk] = kiln_ss;
@@ -71,9 +121,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // Two steps instead of a tree (two barriers, not log2({{ ksplit }})): 8 threads per row
     // each add {{ step }} partial sums, then the first thread adds those 8.
     if (lk < 8u) {
-{%- for r in range(end=rows) %}
+{%- for s in range(end=rows * lrows) %}
         {
-            let b = ({{ r * lanes }}u + ln) * {{ ksplit }}u + lk * {{ step }}u;
+            let b = ({{ s * lanes }}u + ln) * {{ ksplit }}u + lk * {{ step }}u;
             var s = part[b];
 {%- for j in range(start=1, end=step) %}
             s += part[b + {{ j }}u];
@@ -94,24 +144,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
 {%- endif %}
-    if (lk == 0u && gn < {{ n }}u) {
-{%- for r in range(end=rows) %}
-        if (m0 + {{ r }}u < mm) {
-            let b = ({{ r * lanes }}u + ln) * {{ ksplit }}u;
+    if (lk == 0u && gn < {{ nout }}u) {
 {%- if norm %}
-            let ss = part_ss[ln * {{ ksplit }}u]{% for j in range(start=1, end=count) %} + part_ss[ln * {{ ksplit }}u + {{ j * step }}u]{% endfor %};
-            // x / sqrt(mean(x²) + eps) · g · w = (x · g · w) / sqrt(mean(x²) + eps).
-            let v = (part[b]{% for j in range(start=1, end=count) %} + part[b + {{ j * step }}u]{% endfor %}) * inverseSqrt(ss / {{ k }}.0 + {{ eps }});
-{%- else %}
-            let v = part[b]{% for j in range(start=1, end=count) %} + part[b + {{ j * step }}u]{% endfor %};
+        let ss = part_ss[ln * {{ ksplit }}u]{% for j in range(start=1, end=count) %} + part_ss[ln * {{ ksplit }}u + {{ j * step }}u]{% endfor %};
+        // x / sqrt(mean(x²) + eps) · g · w = (x · g · w) / sqrt(mean(x²) + eps).
+        let inv = inverseSqrt(ss / {{ k }}.0 + {{ eps }});
+{%- endif %}
+{%- for r in range(end=rows) %}
+{%- for i in range(end=lane_rows) %}
+        if (m0 + {{ r }}u < mm{% if i > 0 %} && gn + {{ i }}u < {{ nout }}u{% endif %}) {
+            let b = ({{ (r * lrows + i) * lanes }}u + ln) * {{ ksplit }}u;
+            let v = (part[b]{% for j in range(start=1, end=count) %} + part[b + {{ j * step }}u]{% endfor %}){% if norm %} * inv{% endif %};
+{%- if glu %}
+            let bu = ({{ (r * lrows + lane_rows + i) * lanes }}u + ln) * {{ ksplit }}u;
+            let w = (part[bu]{% for j in range(start=1, end=count) %} + part[bu + {{ j * step }}u]{% endfor %}){% if norm %} * inv{% endif %};
 {%- endif %}
             let gm = i32(m0 + {{ r }}u);
-{%- if epilogue %}
-            out[gm * {{ n }}i + i32(gn)] = kiln_epilogue(v, gm, i32(gn), 0i);
+{%- if glu %}
+            // silu(gate) * up
+            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = v * (1.0 / (1.0 + exp(-v))) * w;
+{%- elif epilogue %}
+            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = kiln_epilogue(v, gm, i32(gn + {{ i }}u), 0i);
 {%- else %}
-            out[gm * {{ n }}i + i32(gn)] = v;
+            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = v;
 {%- endif %}
         }
+{%- endfor %}
 {%- endfor %}
     }
 }

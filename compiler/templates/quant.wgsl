@@ -10,10 +10,14 @@
     bound as vec4<f32>, only for blocks of 32 or more values, whose dot products read `in0` only
     through `kiln_x4` at multiples of 4) `kiln_x4` is one vector load. With `norm=true` (the
     GEMV's fused RMS norm, rows of `row_elems` values, the scale bound as `in2`) `kiln_x4`
-    returns x times the scale and adds x's squares to the private `kiln_ss`.
+    returns x times the scale and adds x's squares to the private `kiln_ss`. With `xshare=true`
+    (q4_0, q4_1 and q8_0 only: a GEMV lane computing several rows of W) the dot product is
+    split into `kiln_qx(xo, p)` (part p's 8 x values, read once) and `kiln_qdotx(bb, p, x)`
+    (their dot product with the part of the block at byte `bb`), so each row reuses the x
+    values in registers.
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, dot=true, xvec=false, norm=false, row_elems=0) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, dot=true, xvec=false, norm=false, row_elems=0, xshare=false) -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
@@ -162,6 +166,34 @@ fn kiln_qdot(bb: u32, xo: u32, p: u32) -> f32 {
     return kiln_wf16(bb + 208u) * s;
 {%- endif %}
 }
+{%- if xshare %}
+
+// The 8 x values part `p` of a block dots with (in0[xo ..] for the block's first value), as
+// two vec4s: read once per part and shared by the rows a lane computes.
+fn kiln_qx(xo: u32, p: u32) -> mat2x4<f32> {
+{%- if block == "q8_0" %}
+    return mat2x4<f32>(kiln_x4(xo + 8u * p), kiln_x4(xo + 8u * p + 4u));
+{%- else %}
+    return mat2x4<f32>(kiln_x4(xo + 4u * p), kiln_x4(xo + 16u + 4u * p));
+{%- endif %}
+}
+
+// `kiln_qdot` with part `p`'s x values given (`kiln_qx`).
+fn kiln_qdotx(bb: u32, p: u32, x: mat2x4<f32>) -> f32 {
+{%- if block == "q4_0" %}
+    let q = kiln_wword(bb + 2u + 4u * p);
+    return kiln_wf16(bb) * (dot(kiln_nib_lo(q) - 8.0, x[0]) + dot(kiln_nib_hi(q) - 8.0, x[1]));
+{%- elif block == "q4_1" %}
+    let dm = unpack2x16float(kiln_wword(bb));
+    let q = kiln_wword(bb + 4u + 4u * p);
+    let s = dot(kiln_nib_lo(q), x[0]) + dot(kiln_nib_hi(q), x[1]);
+    return dm.x * s + dm.y * dot(x[0] + x[1], vec4<f32>(1.0));
+{%- elif block == "q8_0" %}
+    let s = dot(kiln_sbytes(kiln_wword(bb + 2u + 8u * p)), x[0]) + dot(kiln_sbytes(kiln_wword(bb + 6u + 8u * p)), x[1]);
+    return kiln_wf16(bb) * s;
+{%- endif %}
+}
+{%- endif %}
 {%- endif %}
 
 fn kiln_qget(row: u32, e: u32) -> f32 {

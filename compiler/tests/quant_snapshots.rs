@@ -7,7 +7,7 @@ use kiln_compiler::{compile, CompileOptions, Model};
 use kiln_ir::quant::packed_words;
 use kiln_ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorData, TensorType};
 use kiln_schedules::tuning::{TuningDb, TuningRecord};
-use kiln_schedules::{GemmParams, Schedule};
+use kiln_schedules::{GemmParams, GemvParams, Schedule};
 use std::collections::BTreeMap;
 
 /// One QMatMul per block type on an f32 `[m, k]` input (K = 256, N = 8), each its own output,
@@ -373,5 +373,73 @@ fn decode_gemv_with_the_rms_norm_prologue_and_unrolled_parts() {
     assert!(src.contains("kiln_ss += dot(v, v);") && src.contains("inverseSqrt(ss / 4096.0"));
     assert!(src.contains("var<storage, read> in2: array<vec4<f32>>;"));
     assert!(src.contains("8 parts per loop step"));
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn decode_swiglu_pair_as_one_gemv_with_shared_x_reads() {
+    // A decode step's FFN norm, gate and up projections (q4_1, K = 512) and SwiGLU: the gate
+    // and up weights merged gate rows first, one GEMV whose lanes each compute 2 outputs (2
+    // gate rows and the same 2 rows of the up half, x read once per part for all 4) and write
+    // silu(gate) * up.
+    let (n, k) = (64, 512);
+    let mut g = Graph::new();
+    let x = g.add_input(
+        "x",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::from(1usize), Dim::from(k)],
+        },
+    );
+    let scale = g.add_const("g", Tensor::f32(vec![k], vec![1.5; k]));
+    let h = g
+        .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+        .unwrap();
+    let block = BlockType::Q4_1;
+    let words = packed_words(block, n, k).unwrap();
+    let mut proj = |name: &str, seed: u32| {
+        let w = g.add_const(
+            &format!("{name}.w"),
+            Tensor {
+                shape: vec![words],
+                data: TensorData::U32((seed..seed + words as u32).collect()),
+            },
+        );
+        g.add(name, Op::QMatMul { block, n, k }, &[h, w]).unwrap()
+    };
+    let gate = proj("gate", 0);
+    let up = proj("up", 7);
+    let sig = g.add("sig", Op::Unary(kiln_ir::UnaryOp::Sigmoid), &[gate]).unwrap();
+    let silu = g.add("silu", Op::Binary(BinaryOp::Mul), &[gate, sig]).unwrap();
+    let y = g.add("swiglu", Op::Binary(BinaryOp::Mul), &[silu, up]).unwrap();
+    g.add_output("y", y);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let mut db = TuningDb::default();
+    let schedule = Schedule::Gemv(GemvParams {
+        lane_rows: 2,
+        ..GemvParams::new(4, 32, 1)
+    });
+    db.records.insert(
+        format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * n),
+        TuningRecord {
+            schedule,
+            micros: 0.0,
+            device: "snapshot".into(),
+        },
+    );
+    let opts = CompileOptions {
+        tuning: Some(db),
+        ..Default::default()
+    };
+    let b = compile(&model, &opts).expect("compiles");
+    assert_eq!(b.kernel_sources.len(), 1, "norm, gate, up and SwiGLU in one kernel");
+    let src = &b.kernel_sources[0].1;
+    assert!(src.contains("fn kiln_qdotx") && src.contains("lane_rows=2"));
+    assert!(src.contains("let rb2 = (64u + gn) * 320u;"), "the up half's first row");
+    assert!(src.contains("(1.0 + exp(-v))) * w;"));
     insta::assert_snapshot!(src);
 }

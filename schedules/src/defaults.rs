@@ -261,8 +261,28 @@ pub fn quant_gemm(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
 
 /// A matmul with packed (quantized) weights: the GEMV kind for up to 8 rows (as [`matmul`]),
 /// else [`quant_gemm`].
+///
+/// A decode step's GEMV (one row of x) gives each lane 2 rows of W as long as that still
+/// launches a workgroup per compute unit: the lane reads each x value once for both rows (with
+/// a fused RMS norm the x and scale reads are 16 times the weight bytes of a q4_1 row). Measured
+/// on the H200 at q4_1 (docs/performance.md, sixth session): 2 rows per lane were the fastest
+/// of the space at 2048→8192, 8192→2048 and 2048²; 4 rows were slower wherever they left
+/// fewer than two workgroups per compute unit.
 pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
-    gemv(1, m, n, limits).unwrap_or_else(|| quant_gemm(m, n, k, limits))
+    let Some(s) = gemv(1, m, n, limits) else {
+        return quant_gemm(m, n, k, limits);
+    };
+    let Schedule::Gemv(p) = s else { return s };
+    if m > 1 {
+        return s;
+    }
+    let paired = Schedule::Gemv(GemvParams { lane_rows: 2, ..p });
+    let workgroups = n.div_ceil(2 * p.lanes as u64);
+    if workgroups >= limits.compute_units.max(1) as u64 && paired.validate(limits).is_ok() {
+        paired
+    } else {
+        s
+    }
 }
 
 /// GEMM without split-K (convolutions, integer products): [`gemm_with`].
@@ -381,7 +401,7 @@ fn gemv(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Option<Schedule> {
         return None;
     }
     let rows = m.clamp(1, 4) as u32;
-    let g = |lanes, ksplit| Schedule::Gemv(GemvParams { lanes, ksplit, rows });
+    let g = |lanes, ksplit| Schedule::Gemv(GemvParams::new(lanes, ksplit, rows));
     let cols = if n.is_multiple_of(4) { n / 4 } else { n };
     let valid: Vec<Schedule> = [g(8, 32), g(4, 64), g(8, 16), g(4, 32), g(4, 16)]
         .into_iter()

@@ -136,9 +136,24 @@ pub struct GemvParams {
     pub ksplit: u32,
     /// Rows of A per workgroup (accumulators per thread).
     pub rows: u32,
+    /// Rows of the packed weight (outputs) each lane of the quantized GEMV computes from the
+    /// same x loads (adjacent rows; 1 for the f32 GEMV). Absent in records written before it
+    /// existed, which read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub lane_rows: u32,
 }
 
 impl GemvParams {
+    /// A GEMV schedule whose lanes compute one output row each.
+    pub fn new(lanes: u32, ksplit: u32, rows: u32) -> GemvParams {
+        GemvParams {
+            lanes,
+            ksplit,
+            rows,
+            lane_rows: 1,
+        }
+    }
+
     /// Threads per workgroup.
     pub fn threads(&self) -> u32 {
         self.lanes * self.ksplit
@@ -146,7 +161,7 @@ impl GemvParams {
 
     /// Workgroup memory for the partial sums, in bytes (vec4 of 32-bit elements per slot).
     pub fn workgroup_bytes(&self) -> u32 {
-        16 * self.lanes * self.ksplit * self.rows
+        16 * self.lanes * self.ksplit * self.rows * self.lane_rows
     }
 }
 
@@ -474,8 +489,14 @@ impl Schedule {
                 }
             }
             Schedule::Gemv(p) => {
-                if [p.lanes, p.ksplit, p.rows].contains(&0) {
-                    return fail("zero lanes, ksplit or rows".into());
+                if [p.lanes, p.ksplit, p.rows, p.lane_rows].contains(&0) {
+                    return fail("zero lanes, ksplit, rows or lane rows".into());
+                }
+                if p.rows * p.lane_rows > 8 {
+                    return fail(format!(
+                        "{} rows x {} lane rows need more than 8 accumulators",
+                        p.rows, p.lane_rows
+                    ));
                 }
                 if !p.ksplit.is_power_of_two() {
                     return fail(format!("ksplit {} is not a power of two", p.ksplit));
@@ -518,7 +539,13 @@ impl fmt::Display for Schedule {
                 }
                 write!(f, ")")
             }
-            Schedule::Gemv(p) => write!(f, "gemv(lanes={}, ksplit={}, rows={})", p.lanes, p.ksplit, p.rows),
+            Schedule::Gemv(p) => {
+                write!(f, "gemv(lanes={}, ksplit={}, rows={}", p.lanes, p.ksplit, p.rows)?;
+                if p.lane_rows > 1 {
+                    write!(f, ", lane_rows={}", p.lane_rows)?;
+                }
+                write!(f, ")")
+            }
             Schedule::CoopGemm(p) => write!(
                 f,
                 "coop_gemm(bm={}, bn={}, bk={}, sm={}, sn={}{}{})",
@@ -587,6 +614,26 @@ mod tests {
             s => panic!("{s}"),
         };
         assert_eq!((lanes(11008), lanes(4096)), (8, 4));
+        // The decode step's quantized GEMV: 2 rows of W per lane while that launches a
+        // workgroup per compute unit (SmolLM2-1.7B's up, QKV and O projection), else 1.
+        let h = DeviceLimits::h200();
+        let lane_rows = |n, k| match defaults::quant_matmul(1, n, k, &h) {
+            Schedule::Gemv(p) => p.lane_rows,
+            s => panic!("{s}"),
+        };
+        assert_eq!(
+            (lane_rows(8192, 2048), lane_rows(6144, 2048), lane_rows(2048, 2048)),
+            (2, 2, 2)
+        );
+        assert_eq!(
+            lane_rows(576, 1536),
+            1,
+            "72 workgroups of 2 rows per lane would leave CUs idle"
+        );
+        match defaults::quant_matmul(4, 4096, 4096, &h) {
+            Schedule::Gemv(p) => assert_eq!((p.rows, p.lane_rows), (4, 1)),
+            s => panic!("{s}"),
+        }
         defaults::injective(10).validate(&l).unwrap();
         defaults::row_reduce(5).validate(&l).unwrap();
         defaults::row_reduce(100_000).validate(&l).unwrap();

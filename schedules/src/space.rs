@@ -141,7 +141,7 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
                 if rows > max_rows.max(1) {
                     continue;
                 }
-                let p = GemvParams { lanes, ksplit, rows };
+                let p = GemvParams::new(lanes, ksplit, rows);
                 if !(64..=256).contains(&p.threads()) {
                     continue;
                 }
@@ -149,6 +149,22 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
                 if s.validate(limits).is_ok() {
                     out.push(s);
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Quantized GEMV candidates: the [`gemv`] candidates, each also with 2 and 4 rows of W per
+/// lane where the accumulators (rows of x times lane rows) stay at most 8.
+pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for s in gemv(limits, max_rows) {
+        let Schedule::Gemv(p) = s else { continue };
+        for lane_rows in [1, 2, 4] {
+            let c = Schedule::Gemv(GemvParams { lane_rows, ..p });
+            if c.validate(limits).is_ok() {
+                out.push(c);
             }
         }
     }
@@ -192,6 +208,11 @@ mod tests {
         ] {
             let g = gemm(&l);
             let v = gemv(&l, 4);
+            let q = quant_gemv(&l, 1);
+            assert!(q.len() > 2 * gemv(&l, 1).len(), "{} quantized gemv", q.len());
+            assert!(q
+                .iter()
+                .all(|s| matches!(s, Schedule::Gemv(p) if p.rows * p.lane_rows <= 8)));
             assert!(g.len() > 20 && v.len() > 10, "{} gemm, {} gemv", g.len(), v.len());
             assert!(g.iter().chain(&v).all(|s| s.validate(&l).is_ok()));
             for (m, n) in [(4096, 4096), (128, 384), (20, 20)] {

@@ -1030,6 +1030,13 @@ pub fn render(
             ("gemm_coop", [p.threads(), 1, 1], grid, false)
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() && draft.operands.is_empty() => {
+            if p.lane_rows != 1 {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "MatMul".into(),
+                    msg: format!("schedule {schedule}: lane rows are a quantized GEMV parameter"),
+                });
+            }
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
             // vec4 reads of B need every row of B (and every batch of B) to start on a vec4, and
             // an epilogue that does not read B element by element.
@@ -1413,8 +1420,26 @@ pub fn render(
             ];
             ("scatter", [p.workgroup_size, 1, 1], grid, true)
         }
-        (KernelBody::QGemm { x, block, n, k, norm }, Schedule::Gemv(p)) => {
+        (
+            KernelBody::QGemm {
+                x,
+                block,
+                n,
+                k,
+                norm,
+                glu,
+            },
+            Schedule::Gemv(p),
+        ) => {
             let m = Dim::product(&x[..x.len() - 1]);
+            if *glu && (n % 2 != 0 || draft.epilogue.is_some()) {
+                return Err(CompileError::Internal(format!(
+                    "{}: a gated pair needs an even row count and no epilogue",
+                    draft.label
+                )));
+            }
+            // A gated pair's outputs: the first half of W's rows (gate) with the second (up).
+            let nout = if *glu { n / 2 } else { *n };
             if norm.is_some() && (p.rows != 1 || block.block_elems() < 32) {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
@@ -1436,6 +1461,39 @@ pub fn render(
             ctx.insert("step", &step);
             ctx.insert("count", &count);
             ctx.insert("unroll", &qgemv_unroll(*block, *k, p.ksplit));
+            ctx.insert("lane_rows", &p.lane_rows);
+            ctx.insert("glu", glu);
+            ctx.insert("nout", &nout);
+            // The W row each of a lane's accumulators reads, from the lane's first output `gn`
+            // (< nout): its lane rows, then for a gated pair the same rows of the up half. Rows
+            // past the end re-read the last one (their sums are never written).
+            let lrows = p.lane_rows * if *glu { 2 } else { 1 };
+            let w_rows: Vec<String> = (0..lrows)
+                .map(|i| {
+                    let (half, j) = (i / p.lane_rows, i % p.lane_rows);
+                    let row = if j == 0 {
+                        "gn".to_string()
+                    } else {
+                        format!("min(gn + {j}u, {}u)", nout - 1)
+                    };
+                    if half == 0 {
+                        row
+                    } else {
+                        format!("({nout}u + {row})")
+                    }
+                })
+                .collect();
+            ctx.insert("lrows", &lrows);
+            ctx.insert("w_rows", &w_rows);
+            // A lane's rows share the x values of a part where the block type splits its dot
+            // product into x reads and weight decoding (quant.wgsl `kiln_qx`, `kiln_qdotx`);
+            // other types re-read x per row (from cache).
+            let xshare = p.lane_rows > 1
+                && matches!(
+                    block,
+                    kiln_ir::BlockType::Q4_0 | kiln_ir::BlockType::Q4_1 | kiln_ir::BlockType::Q8_0
+                );
+            ctx.insert("xshare", &xshare);
             // x as vec4s: blocks of 32 or more values read it only 4 at a time, at multiples
             // of 4 (quant.wgsl), unless the epilogue reads it element by element.
             // (With the norm, slot 2 is its scale, read like x.)
@@ -1452,23 +1510,35 @@ pub fn render(
             // squares gathered from the same reads, the dot product scaled once at the end.
             ctx.insert("norm", &norm.is_some());
             ctx.insert("eps", &literal(f64::from(norm.unwrap_or(0.0)), DType::F32));
-            let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
+            let epilogue = gemm_epilogue(draft, &m, &Dim::from(nout), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let grid = [
-                SizeExpr::c(n.div_ceil(p.lanes as usize) as i64),
+                SizeExpr::c(nout.div_ceil((p.lanes * p.lane_rows) as usize) as i64),
                 dim_expr(&m).cdiv(p.rows as i64),
                 SizeExpr::c(1),
             ];
             ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
         }
-        (KernelBody::QGemm { x, block, n, k, norm }, Schedule::CoopGemm(p)) => {
+        (
+            KernelBody::QGemm {
+                x,
+                block,
+                n,
+                k,
+                norm,
+                glu,
+            },
+            Schedule::CoopGemm(p),
+        ) => {
             // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
             // as vec4<f16>, so K must be a multiple of 4.
-            if k % 4 != 0 || !p.vec_stage || norm.is_some() {
+            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
-                    msg: format!("{schedule} needs K a multiple of 4, vec4 staging and no fused RMS norm prologue"),
+                    msg: format!(
+                        "{schedule} needs K a multiple of 4, vec4 staging, no fused RMS norm prologue and no gated pair"
+                    ),
                 });
             }
             let m = Dim::product(&x[..x.len() - 1]);
@@ -1503,13 +1573,25 @@ pub fn render(
             ];
             ("qgemm_coop", [threads, 1, 1], grid, false)
         }
-        (KernelBody::QGemm { x, block, n, k, norm }, Schedule::Gemm(p)) => {
+        (
+            KernelBody::QGemm {
+                x,
+                block,
+                n,
+                k,
+                norm,
+                glu,
+            },
+            Schedule::Gemm(p),
+        ) => {
             let m = Dim::product(&x[..x.len() - 1]);
-            if norm.is_some() {
+            if norm.is_some() || *glu {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
-                    msg: format!("schedule {schedule}: the RMS norm prologue is fused into GEMV schedules only"),
+                    msg: format!(
+                        "schedule {schedule}: the RMS norm prologue and gated pairs are fused into GEMV schedules only"
+                    ),
                 });
             }
             quant_context(&mut ctx, *block, *n, *k);

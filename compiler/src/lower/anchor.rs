@@ -197,7 +197,10 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
             continue; // a view of its input's buffer
         }
         let draft = match op {
-            _ if is_injective(op) => f.injective_root(id, &mut claimed)?,
+            _ if is_injective(op) => match f.gated_pair_root(id)? {
+                Some(d) => d,
+                None => f.injective_root(id, &mut claimed)?,
+            },
             Op::MatMul => match f.attention_root(id, &mut claimed, attention)? {
                 Some(d) => d,
                 None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
@@ -642,6 +645,71 @@ impl Former<'_> {
         d.label = format!("{}+{}", g.node(r).name, d.label);
         log::debug!("fusion: {}: RMS norm as the GEMV's prologue", d.label);
         Ok(d)
+    }
+
+    /// A decode step's SwiGLU over a merged gate/up quantized matmul as one GEMV: `act` is
+    /// `silu(G) * U` ([`crate::passes::merge_matmuls::swiglu`]) where `G` and `U` are the
+    /// first and second halves (slices of the last axis) of one [`Op::QMatMul`] `P` with at most
+    /// 8 rows of x (the GEMV kind), read by nothing else. The kernel computes each output's
+    /// gate and up rows in the same thread and writes `silu(gate) * up` (`glu`), with `P`'s
+    /// norm prologue where [`Self::qmatmul_core`] fuses one: one dispatch, x read once.
+    fn gated_pair_root(&self, act: NodeId) -> Result<Option<KernelDraft>, CompileError> {
+        let g = self.g;
+        let ins = g.inputs_of(act);
+        if !matches!(g.node(act).op, Op::Binary(BinaryOp::Mul)) || ins.len() != 2 {
+            return Ok(None);
+        }
+        let outputs: Vec<NodeId> = self.outputs.iter().copied().collect();
+        // The halves: (P, start) of a unit-step slice of P's last axis.
+        let half = |s: NodeId| match &g.node(s).op {
+            Op::Slice { axes } if axes.len() == 1 && axes[0].step == 1 => {
+                let p = g.inputs_of(s)[0];
+                (axes[0].axis + 1 == g.node(p).ty.rank()).then_some((p, axes[0].start, axes[0].end))
+            }
+            _ => None,
+        };
+        for (a, b) in [(ins[0], ins[1]), (ins[1], ins[0])] {
+            // `a` is silu(G): its gate is one of its Mul inputs.
+            if !matches!(g.node(a).op, Op::Binary(BinaryOp::Mul)) {
+                continue;
+            }
+            for gate in g.inputs_of(a) {
+                let Some((gate, up, found)) = crate::passes::merge_matmuls::swiglu(g, gate, b, &outputs) else {
+                    continue;
+                };
+                let (Some((p, gs, ge)), Some((pu, us, ue))) = (half(gate), half(up)) else {
+                    continue;
+                };
+                let Op::QMatMul { n, .. } = g.node(p).op else { continue };
+                let rank = g.node(p).ty.rank();
+                let rows = Dim::product(&g.node(p).ty.shape[..rank - 1]).as_const();
+                let h = (n / 2) as i64;
+                let mut users = g.users_of(p);
+                users.sort();
+                let mut halves = vec![gate, up];
+                halves.sort();
+                if found != act
+                    || p != pu
+                    || n % 2 != 0
+                    || (gs, ge, us, ue) != (0, h, h, 2 * h)
+                    || users != halves
+                    || self.outputs.contains(&p)
+                    || !rows.is_some_and(|m| (1..=8).contains(&m))
+                {
+                    continue;
+                }
+                let mut d = self.qmatmul_core(p)?;
+                let KernelBody::QGemm { glu, .. } = &mut d.body else {
+                    unreachable!("a QMatMul lowers to a QGemm kernel")
+                };
+                *glu = true;
+                d.output = act;
+                d.label = format!("{}+{}", d.label, g.node(act).name);
+                log::debug!("fusion: {}: gate and up in one GEMV", d.label);
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// True when what `from` computes is used only inside this kernel on its way to `to`:

@@ -163,6 +163,10 @@ pub enum KernelBody {
         /// `x / sqrt(mean(x²) + eps) * g` with the scale `g` (`[k]`) as input 2 (a decode
         /// step's norm before its projections; see `anchor::Former::qmatmul_core`).
         norm: Option<f32>,
+        /// A gated pair (SwiGLU): `W`'s first `n / 2` rows are a gate's, the rest an up
+        /// projection's, and the kernel writes `silu(x · gateᵀ) * (x · upᵀ)`, `[.., n / 2]`
+        /// (see `anchor::Former::gated_pair_root`).
+        glu: bool,
     },
     /// Rows of a packed table ([`Op::QGather`]): input 0 the i32 indices (`rows` of them),
     /// input 1 the u32 words of the `[n, k]` table in `block` format; the output is f32
@@ -490,6 +494,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             n: *n,
             k: *k,
             norm: None,
+            glu: false,
         },
         Op::StateAppend {
             state_shape, offset, ..

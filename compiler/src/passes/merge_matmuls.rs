@@ -3,10 +3,12 @@
 //! MatMul with the weights concatenated along N, followed by slices. When every sibling adds a
 //! constant bias of its own width, the biases are concatenated too, so the merged GEMM carries
 //! one bias epilogue. One GEMM of width ΣN replaces several dispatches and reads the activation
-//! once.
+//! once. A SwiGLU's gate and up projections (`silu(gate) * up`, both quantized) merge the same
+//! way, gate rows first, so that kernel formation can compute the pair in one decode GEMV
+//! (`anchor::Former::gated_pair_root`).
 
 use crate::CompileError;
-use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, SliceAxis, Tensor};
+use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, SliceAxis, Tensor, UnaryOp};
 
 /// A constant operand as a tensor.
 fn constant(g: &Graph, id: NodeId) -> Option<&Tensor> {
@@ -109,13 +111,57 @@ fn only_moved_on(g: &Graph, m: NodeId, outputs: &[NodeId]) -> bool {
         })
 }
 
+/// The SwiGLU `act = (gate * sigmoid(gate)) * up` (products in either order) of the values
+/// `a` and `b` (in either role): `Some((gate, up, act))` when each intermediate, `a` and `b`
+/// are used only inside it and none is a graph output.
+pub(crate) fn swiglu(g: &Graph, a: NodeId, b: NodeId, outputs: &[NodeId]) -> Option<(NodeId, NodeId, NodeId)> {
+    let other = |m: NodeId, x: NodeId| {
+        let ins = g.inputs_of(m);
+        (ins.len() == 2 && matches!(g.node(m).op, Op::Binary(BinaryOp::Mul)))
+            .then(|| {
+                if ins[0] == x {
+                    Some(ins[1])
+                } else if ins[1] == x {
+                    Some(ins[0])
+                } else {
+                    None
+                }
+            })
+            .flatten()
+    };
+    let single = |n: NodeId| {
+        let users = g.users_of(n);
+        (users.len() == 1 && !outputs.contains(&n)).then(|| users[0])
+    };
+    [(a, b), (b, a)].into_iter().find_map(|(gate, up)| {
+        let act = single(up)?;
+        let silu = other(act, up)?;
+        if silu == up || outputs.contains(&gate) {
+            return None;
+        }
+        let sig = other(silu, gate)?;
+        let mut users = g.users_of(gate);
+        users.sort();
+        let mut want = vec![sig, silu];
+        want.sort();
+        (matches!(g.node(sig).op, Op::Unary(UnaryOp::Sigmoid))
+            && g.inputs_of(sig) == [gate]
+            && single(sig) == Some(silu)
+            && single(silu) == Some(act)
+            && users == want
+            && g.node(gate).ty == g.node(up).ty)
+            .then_some((gate, up, act))
+    })
+}
+
 /// Merges sibling quantized matmuls: [`Op::QMatMul`]s of the same activation whose packed
 /// weights have the same block type and K (Q/K/V) become one QMatMul over the rows of all of
 /// them, followed by slices. A packed weight is its rows' blocks in row order, so the merged
 /// weight is the siblings' bytes one after another, repacked into words at compile time.
 /// When every sibling adds a bias of its own width (Qwen2), the biases are concatenated into
 /// one add; otherwise every sibling's users must only move its value on (see
-/// [`only_moved_on`]). Returns how many groups were merged.
+/// [`only_moved_on`]), or the two siblings are a SwiGLU's gate and up ([`swiglu`]; merged gate
+/// first). Returns how many groups were merged.
 pub fn merge_sibling_qmatmuls(g: &mut Graph) -> Result<usize, CompileError> {
     let mut merged = 0;
     let outputs: Vec<NodeId> = g.outputs().iter().map(|o| o.1).collect();
@@ -138,7 +184,7 @@ pub fn merge_sibling_qmatmuls(g: &mut Graph) -> Result<usize, CompileError> {
                 None => groups.push(vec![s]),
             }
         }
-        for sibs in groups {
+        for mut sibs in groups {
             if sibs.len() < 2 {
                 continue;
             }
@@ -146,7 +192,14 @@ pub fn merge_sibling_qmatmuls(g: &mut Graph) -> Result<usize, CompileError> {
             let biases: Option<Vec<(NodeId, Tensor)>> =
                 sibs.iter().map(|&(u, _, n, _)| bias_of(g, u, n, &outputs)).collect();
             if biases.is_none() && !sibs.iter().all(|s| only_moved_on(g, s.0, &outputs)) {
-                continue;
+                let pair = match sibs[..] {
+                    [a, b] => swiglu(g, a.0, b.0, &outputs),
+                    _ => None,
+                };
+                let Some((gate, ..)) = pair else { continue };
+                if sibs[0].0 != gate {
+                    sibs.swap(0, 1);
+                }
             }
             let total: usize = sibs.iter().map(|s| s.2).sum();
             let mut bytes = Vec::new();
@@ -377,5 +430,47 @@ mod tests {
         let y = g.add("mul", Op::Binary(BinaryOp::Mul), &[s, up]).unwrap();
         g.add_output("y", y);
         assert_eq!(merge_sibling_qmatmuls(&mut g).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_swiglu_gate_and_up_merge_gate_first_and_keep_their_values() {
+        // up created first and the products written in the other order: the merged weight
+        // still has the gate's rows first (what the paired GEMV kernel reads).
+        use kiln_ir::BlockType;
+        let (k, n) = (64, 5);
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[1, k]));
+        let q = |block| Op::QMatMul { block, n, k };
+        let wu = g.add_const("wu", packed(BlockType::Q8_0, n, k, 1.0));
+        let up = g.add("up", q(BlockType::Q8_0), &[x, wu]).unwrap();
+        let wg = g.add_const("wg", packed(BlockType::Q8_0, n, k, 2.0));
+        let gate = g.add("gate", q(BlockType::Q8_0), &[x, wg]).unwrap();
+        let s = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[gate]).unwrap();
+        let silu = g.add("silu", Op::Binary(BinaryOp::Mul), &[s, gate]).unwrap();
+        let y = g.add("act", Op::Binary(BinaryOp::Mul), &[up, silu]).unwrap();
+        g.add_output("y", y);
+        let mut h = g.clone();
+        assert_eq!(merge_sibling_qmatmuls(&mut h).unwrap(), 1);
+        let merged: Vec<NodeId> = h
+            .topo_order()
+            .into_iter()
+            .filter(|&m| matches!(h.node(m).op, Op::QMatMul { n: 10, .. }))
+            .collect();
+        assert_eq!(merged.len(), 1);
+        let gate_half = h
+            .topo_order()
+            .into_iter()
+            .find(|&m| h.node(m).name == "gate.slice")
+            .expect("the gate's slice");
+        match &h.node(gate_half).op {
+            Op::Slice { axes } => assert_eq!((axes[0].start, axes[0].end), (0, n as i64)),
+            op => panic!("{op:?}"),
+        }
+        let xin = Tensor::f32(vec![1, k], (0..k).map(|i| (i as f32 * 0.29).sin()).collect());
+        same_outputs(&g, &h, &xin);
+        // The same products with the sigmoid also read elsewhere are no SwiGLU of the pair.
+        let mut o = g.clone();
+        o.add_output("s", s);
+        assert_eq!(merge_sibling_qmatmuls(&mut o).unwrap(), 0);
     }
 }

@@ -406,34 +406,33 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
     last.expect("at least one candidate")
 }
 
-/// The default prefill attention schedule for `batch` heads of `sq` query rows: 64 rows per
-/// workgroup, one per thread, with 16-key blocks (256 threads, 30 KiB of workgroup memory at
-/// head dim 64), the fastest of the kind's space on the H200 at 1x12x512x64 and at MiniLM's
-/// 32x12x128 (docs/performance.md); when that launches fewer workgroups than half the compute
-/// units (a short sequence of few heads, MiniLM at batch 1), 32 rows with 32-key blocks (256
-/// threads), the fastest there. Where neither fits `limits`, the first valid member of
+/// The default prefill attention schedule for `batch` heads of `sq` query rows: enough
+/// threads per row (`splits`, a power of two up to 8) that all rows' threads make about 16
+/// warps per compute unit (a few heads of a long prompt need 8 per row, MiniLM at batch 32
+/// two), 128 threads per workgroup (rows = 128 / splits, so several workgroups fit a compute
+/// unit beside each other's registers: each thread holds a query row and an output row), and
+/// 8 keys per thread and block (4 with 8 splits, so a block stays 32 keys and 17 KiB at head
+/// dim 64). Where that does not fit `limits`, the first valid member of
 /// [`crate::space::attention`] (the smallest workgroup memory).
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
-    let tall = AttentionParams {
-        rows: 64,
-        bk: 16,
-        tm: 1,
+    let rows_total = batch.max(1) * sq.max(1);
+    let want = 512 * limits.compute_units.max(1) as u64;
+    let mut splits = 1u32;
+    while splits < 8 && rows_total * (splits as u64) < want {
+        splits *= 2;
+    }
+    let keys = if splits == 8 { 4 } else { 8 };
+    let first = AttentionParams {
+        rows: (128 / splits).min(64),
+        bk: splits * keys,
+        splits,
     };
-    let wide = AttentionParams {
-        rows: 32,
-        bk: 32,
-        tm: 1,
-    };
-    let wgs = batch.max(1) * sq.max(1).div_ceil(tall.rows as u64);
-    let first = if 2 * wgs >= limits.compute_units.max(1) as u64 {
-        [tall, wide]
-    } else {
-        [wide, tall]
-    };
-    first
-        .into_iter()
-        .map(Schedule::Attention)
+    std::iter::once(Schedule::Attention(first))
         .chain(crate::space::attention(limits))
         .find(|s| s.validate(limits).is_ok())
-        .unwrap_or(Schedule::Attention(AttentionParams { rows: 4, bk: 4, tm: 1 }))
+        .unwrap_or(Schedule::Attention(AttentionParams {
+            rows: 16,
+            bk: 8,
+            splits: 2,
+        }))
 }

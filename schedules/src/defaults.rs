@@ -406,25 +406,25 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
     last.expect("at least one candidate")
 }
 
-/// The default prefill attention schedule for `batch` heads of `sq` query rows: enough
-/// threads per row (`splits`, a power of two up to 8) that all rows' threads make about 16
-/// warps per compute unit (a few heads of a long prompt need 8 per row, MiniLM at batch 32
-/// two), 128 threads per workgroup (rows = 128 / splits, so several workgroups fit a compute
-/// unit beside each other's registers: each thread holds a query row and an output row), and
-/// 8 keys per thread and block (4 with 8 splits, so a block stays 32 keys and 17 KiB at head
-/// dim 64). Where that does not fit `limits`, the first valid member of
+/// The default prefill attention schedule for `batch` heads of `sq` query rows: 64 rows per
+/// workgroup (each key block staged in workgroup memory serves 64 rows: staging, whose index
+/// arithmetic runs per element, costs 1/64 of the products), 8 keys per thread and block,
+/// and enough threads per row (`splits`, 1, 2 or 4) that all rows' threads make about 16
+/// warps per compute unit: MiniLM at batch 32 (49,152 rows) two, a few heads of a long
+/// prompt four. On the H200, rows 64 with 2 threads per row was the fastest of the kind's
+/// space at 32x12x128x32 and 16 rows with 8 threads per row among the slowest
+/// (docs/performance.md). Where that does not fit `limits`, the first valid member of
 /// [`crate::space::attention`] (the smallest workgroup memory).
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     let rows_total = batch.max(1) * sq.max(1);
     let want = 512 * limits.compute_units.max(1) as u64;
     let mut splits = 1u32;
-    while splits < 8 && rows_total * (splits as u64) < want {
+    while splits < 4 && rows_total * (splits as u64) < want {
         splits *= 2;
     }
-    let keys = if splits == 8 { 4 } else { 8 };
     let first = AttentionParams {
-        rows: (128 / splits).min(64),
-        bk: splits * keys,
+        rows: 64,
+        bk: 8 * splits,
         splits,
     };
     std::iter::once(Schedule::Attention(first))

@@ -44,7 +44,7 @@ pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
 /// separate: on the H200, MiniLM-L3 at 32 x 128 (12 heads, head dim 32, 128 keys) took 4.05 ms
 /// with flash attention and 3.60 ms without, while at 512 keys (1 x 12 x 512 x 64) the two were
 /// even (0.133 vs 0.126 ms) and flash attention stores no scores (docs/performance.md).
-pub const MIN_FLASH_KEYS: usize = 256;
+pub const MIN_FLASH_KEYS: usize = 128;
 
 /// Most query rows per batch for which attention takes the decode schedule (a decode step:
 /// the query heads of one KV head for one new token, 1 to 8 in Llama-family models); with
@@ -156,6 +156,10 @@ struct Former<'g> {
     outputs: HashSet<NodeId>,
     duplicable: HashMap<NodeId, bool>,
     max_inputs: usize,
+    /// Set while an attention kernel's operands are built: a GEMM's epilogue (a node that is
+    /// its product's only reader) is read from memory there, not recomputed (see
+    /// [`Former::can_inline`]).
+    keep_epilogues: bool,
 }
 
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
@@ -167,6 +171,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
         outputs: g.outputs().iter().map(|o| o.1).collect(),
         duplicable: HashMap::new(),
         max_inputs,
+        keep_epilogues: false,
     };
     let mut claimed: HashSet<NodeId> = HashSet::new();
     // Nodes some kernel reads from memory: they (or, for views, their bases) get stored.
@@ -241,7 +246,20 @@ impl Former<'_> {
             return false;
         }
         let users = self.g.users_of(p);
-        (users.len() == 1 && users[0] == c) || self.is_duplicable(p)
+        if users.len() == 1 && users[0] == c {
+            return true;
+        }
+        // Recomputing a GEMM's epilogue in another kernel would store the raw product too: a
+        // second GEMM (MiniLM's merged QKV bias, which the attention's query reads).
+        let epilogue = || {
+            self.g.inputs_of(p).into_iter().any(|i| {
+                matches!(self.g.node(i).op, Op::MatMul) && self.g.users_of(i) == [p] && !self.outputs.contains(&i)
+            })
+        };
+        if self.keep_epilogues && epilogue() {
+            return false;
+        }
+        self.is_duplicable(p)
     }
 
     /// A cheap producer with few injective ancestors, all cheap: recomputing it in each user
@@ -791,11 +809,10 @@ impl Former<'_> {
         b.limit = self.max_inputs.saturating_sub(2);
         // Each thread reads its query row once, into registers: unlike a GEMM tile load, the
         // query may carry any injective producer (RoPE).
-        let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Any)?;
-        b.limit = self.max_inputs.saturating_sub(1);
-        let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
-        b.limit = self.max_inputs;
-        let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
+        self.keep_epilogues = true;
+        let operands = self.attention_operands(&mut b, [qk, av], [qk_ins[0], qk_ins[1], av_ins[1]]);
+        self.keep_epilogues = false;
+        let [q, k, v] = operands?;
         let qk_user = g.users_of(qk)[0];
         if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b)) {
             return Ok(None);
@@ -821,6 +838,22 @@ impl Former<'_> {
             operands: vec![q, k, v],
             epilogue: score,
         }))
+    }
+
+    /// The query, key and value operands of an attention kernel (`qk` reads the first two,
+    /// `av` the last).
+    fn attention_operands(
+        &mut self,
+        b: &mut Build,
+        [qk, av]: [NodeId; 2],
+        [q, k, v]: [NodeId; 3],
+    ) -> Result<[Expr; 3], CompileError> {
+        let q = self.value_at(b, qk, q, Expr::Index, Mode::Any)?;
+        b.limit = self.max_inputs.saturating_sub(1);
+        let k = self.value_at(b, qk, k, Expr::Index, Mode::Operand)?;
+        b.limit = self.max_inputs;
+        let v = self.value_at(b, av, v, Expr::Index, Mode::Operand)?;
+        Ok([q, k, v])
     }
 
     /// An anchor (GEMM, reduction, softmax, layer norm) with its operands' producers inlined

@@ -685,7 +685,15 @@ mod tests {
         // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
         assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
         // 64 rows of 16 vec4s outgrow two blocks of 8 keys: the combined rows set the size.
-        assert_eq!(AttentionParams { rows: 64, bk: 8, splits: 1 }.tile_vec4s(64, 64), 1024);
+        assert_eq!(
+            AttentionParams {
+                rows: 64,
+                bk: 8,
+                splits: 1
+            }
+            .tile_vec4s(64, 64),
+            1024
+        );
         assert!(att(32, 32, 4).validate(&d).is_ok());
         assert!(att(32, 32, 4).validate(&l).unwrap_err().reason.contains("head dim 64"));
         assert!(att(16, 16, 2).validate(&l).is_ok());

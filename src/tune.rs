@@ -617,7 +617,7 @@ mod tests {
     /// the job's `check_key`.
     #[test]
     fn attention_is_a_job_whose_candidates_reach_the_check_model() {
-        // 40 keys: one kernel at opt-level 3 (level 2 fuses from 256 keys).
+        // 40 keys: one kernel at opt-level 3 (level 2 fuses from 128 keys).
         let model = attention_model(12, 40, 40, 64, 64);
         let opts = TuneOptions::default();
         assert!(jobs(&model, &opts, 2)

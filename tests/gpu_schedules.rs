@@ -913,7 +913,7 @@ fn check_attention(
         );
         db
     });
-    // Opt-level 3: level 2 fuses these short constant sequences only from 256 keys.
+    // Opt-level 3: level 2 fuses these short constant sequences only from 128 keys.
     let opts = CompileOptions {
         target: DeviceLimits::desktop(),
         tuning,

@@ -458,9 +458,10 @@ fn gemm_vec4_loads_through_a_head_merge_prologue() {
 
 #[test]
 fn attention_tiled_over_keys() {
-    // Opt-level 3 (level 2 fuses this short sequence only from 256 keys): one flash-attention
-    // kernel; Q^T, K^T blocks, probabilities and V staged in workgroup memory, the scale as the
-    // score expression. (12 query rows: up to 8 take the decode schedule, split over keys.)
+    // Opt-level 3 (level 2 fuses this short sequence only from 128 keys): one flash-attention
+    // kernel; K and V blocks staged in workgroup memory, the query row and the output row in
+    // registers, the scale as the score expression. (12 query rows: up to 8 take the decode
+    // schedule, split over keys.)
     let src = wgsl(3, |g| {
         let shape = vec![Dim::c(1), Dim::c(2), Dim::c(12), Dim::c(4)];
         let q = input(g, "q", shape.clone());
@@ -475,8 +476,8 @@ fn attention_tiled_over_keys() {
     });
     assert_kernels(&src, "// Kiln attention kernel", 1);
     assert!(
-        src.contains("var<workgroup> k_tile")
-            && src.contains("var<workgroup> p_tile")
+        src.contains("var<workgroup> kv: array<vec4<f32>")
+            && src.contains("var<workgroup> ml")
             && src.contains("fn kiln_score")
             && src.contains("schedule: attention(rows="),
         "{src}"

@@ -433,33 +433,38 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 }
 
 /// The default prefill attention schedule for `batch` heads of `sq` query rows: 64 rows per
-/// workgroup, one per thread, with 16-key blocks (256 threads, 30 KiB of workgroup memory at
-/// head dim 64), the fastest of the kind's space on the H200 at 1x12x512x64 and at MiniLM's
-/// 32x12x128 (docs/performance.md); when that launches fewer workgroups than half the compute
-/// units (a short sequence of few heads, MiniLM at batch 1), 32 rows with 32-key blocks (256
-/// threads), the fastest there. Where neither fits `limits`, the first valid member of
-/// [`crate::space::attention`] (the smallest workgroup memory).
+/// workgroup (each key block staged in workgroup memory serves 64 rows: staging, whose index
+/// arithmetic runs per element, costs 1/64 of the products), 8 keys per thread and block,
+/// and enough threads per row (`splits`, 1, 2 or 4) that all rows' threads make about 16
+/// warps per compute unit: MiniLM at batch 32 (49,152 rows) two, a few heads of a long
+/// prompt four. On the H200, rows 64 with 2 threads per row was the fastest of the kind's
+/// space at 32x12x128x32 and 16 rows with 8 threads per row among the slowest
+/// (docs/performance.md). Where that does not fit `limits`, 32 rows, else the first valid
+/// member of [`crate::space::attention`] (the smallest workgroup memory).
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
-    let tall = AttentionParams {
-        rows: 64,
-        bk: 16,
-        tm: 1,
-    };
-    let wide = AttentionParams {
-        rows: 32,
-        bk: 32,
-        tm: 1,
-    };
-    let wgs = batch.max(1) * sq.max(1).div_ceil(tall.rows as u64);
-    let first = if 2 * wgs >= limits.compute_units.max(1) as u64 {
-        [tall, wide]
-    } else {
-        [wide, tall]
-    };
+    let rows_total = batch.max(1) * sq.max(1);
+    let want = 512 * limits.compute_units.max(1) as u64;
+    let mut splits = 1u32;
+    while splits < 4 && rows_total * (splits as u64) < want {
+        splits *= 2;
+    }
+    // Where 64 rows do not fit (WebGPU's 16 KiB of workgroup memory), 32 rows, with 4 keys
+    // per thread if need be (0.119 ms at 1x12x512x64 on the H200, against 0.23 for the
+    // smallest-memory member).
+    let first = [(64, 8), (32, 8), (32, 4)].map(|(rows, keys)| {
+        Schedule::Attention(AttentionParams {
+            rows,
+            bk: keys * splits,
+            splits,
+        })
+    });
     first
         .into_iter()
-        .map(Schedule::Attention)
         .chain(crate::space::attention(limits))
         .find(|s| s.validate(limits).is_ok())
-        .unwrap_or(Schedule::Attention(AttentionParams { rows: 4, bk: 4, tm: 1 }))
+        .unwrap_or(Schedule::Attention(AttentionParams {
+            rows: 16,
+            bk: 8,
+            splits: 2,
+        }))
 }

@@ -238,52 +238,49 @@ impl CoopGemmParams {
 /// rules check workgroup memory at this size, so a valid schedule fits every head dim.
 pub const MAX_ATTENTION_HEAD_DIM: u32 = 64;
 
+/// Most keys one attention thread scores per block: each is a register accumulator beside the
+/// query row and the output row the thread holds.
+pub const MAX_ATTENTION_KEYS_PER_THREAD: u32 = 16;
+
 /// Prefill attention tiled over keys with an online softmax (flash attention): a workgroup
-/// owns `rows` query rows of one batch (head) and walks the keys `bk` at a time; its threads
-/// form a `(rows / tm) x (bk / 4)` grid, each scoring `tm` rows against 4 keys and then adding
-/// the probabilities times V into `tm` rows of its share of the value channels. The scores are
-/// never stored.
+/// owns `rows` query rows of one batch (head) and walks the keys `bk` at a time, staged in
+/// workgroup memory; each row is served by `splits` threads, each holding the row's query and
+/// its own output accumulator in registers and taking `bk / splits` keys of every block, with
+/// its own running maximum and sum (no reduction inside the key walk). The threads of a row
+/// combine their partial results once at the end. The scores are never stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AttentionParams {
     /// Query rows per workgroup.
     pub rows: u32,
-    /// Keys per block staged in workgroup memory (a multiple of 4).
+    /// Keys per block staged in workgroup memory (a multiple of 4 and of `splits`).
     pub bk: u32,
-    /// Query rows per thread (1, 2 or 4).
-    pub tm: u32,
+    /// Threads per query row, each taking `bk / splits` keys of a block (1, 2, 4 or 8).
+    pub splits: u32,
 }
 
 impl AttentionParams {
-    /// Threads across the key block (4 keys each).
-    pub fn nx(&self) -> u32 {
-        self.bk / 4
-    }
-
-    /// Threads across the query rows (`tm` rows each).
-    pub fn ny(&self) -> u32 {
-        self.rows / self.tm.max(1)
+    /// Keys each thread scores per block.
+    pub fn keys_per_thread(&self) -> u32 {
+        self.bk / self.splits.max(1)
     }
 
     /// Threads per workgroup.
     pub fn threads(&self) -> u32 {
-        self.nx() * self.ny()
+        self.rows * self.splits
     }
 
-    /// vec4 groups of value channels each thread accumulates for head dim `dv`.
-    pub fn channel_groups(&self, dv: u32) -> u32 {
-        dv.div_ceil(4).div_ceil(self.nx().max(1))
+    /// The vec4 array of workgroup memory for head dims `d` (queries, keys) and `dv`
+    /// (values), in vec4s: the key block of K and of V (`[key][channel / 4]`, one vec4 of
+    /// padding per key), which after the key walk holds the combined output rows.
+    pub fn tile_vec4s(&self, d: u32, dv: u32) -> u32 {
+        let kv = self.bk * (d.div_ceil(4) + 1) + self.bk * (dv.div_ceil(4) + 1);
+        kv.max(self.rows * dv.div_ceil(4))
     }
 
-    /// Workgroup memory for head dims `d` (queries, keys) and `dv` (values), in bytes: Q^T,
-    /// K^T (one padding vec4 per channel), the probabilities, V (channels padded to the
-    /// threads' groups) and the row maxima.
+    /// Workgroup memory for head dims `d` and `dv`, in bytes: [`Self::tile_vec4s`] and each
+    /// thread's running maximum and sum.
     pub fn workgroup_bytes(&self, d: u32, dv: u32) -> u32 {
-        let nx = self.nx();
-        4 * (d * self.rows
-            + d * 4 * (nx + 1)
-            + self.bk * self.rows
-            + self.bk * 4 * self.channel_groups(dv) * nx
-            + self.rows * nx)
+        16 * self.tile_vec4s(d, dv) + 8 * self.threads()
     }
 }
 
@@ -465,14 +462,23 @@ impl Schedule {
                 }
             }
             Schedule::Attention(p) => {
-                if ![1, 2, 4].contains(&p.tm) {
-                    return fail(format!("tm {} not 1, 2 or 4", p.tm));
+                if ![1, 2, 4, 8].contains(&p.splits) {
+                    return fail(format!("splits {} not 1, 2, 4 or 8", p.splits));
                 }
-                if p.bk == 0 || !p.bk.is_multiple_of(4) {
-                    return fail(format!("key block {} is not a positive multiple of 4", p.bk));
+                if p.bk == 0 || !p.bk.is_multiple_of(4) || !p.bk.is_multiple_of(p.splits) {
+                    return fail(format!(
+                        "key block {} is not a positive multiple of 4 and of splits = {}",
+                        p.bk, p.splits
+                    ));
                 }
-                if p.rows == 0 || !p.rows.is_multiple_of(p.tm) {
-                    return fail(format!("{} rows are not a positive multiple of tm = {}", p.rows, p.tm));
+                if p.keys_per_thread() > MAX_ATTENTION_KEYS_PER_THREAD {
+                    return fail(format!(
+                        "{} keys per thread and block exceed {MAX_ATTENTION_KEYS_PER_THREAD} (registers)",
+                        p.keys_per_thread()
+                    ));
+                }
+                if p.rows == 0 {
+                    return fail("zero rows".into());
                 }
                 if threads > limits.max_compute_workgroup_size_x {
                     return fail(format!(
@@ -557,7 +563,7 @@ impl fmt::Display for Schedule {
                 if p.vec_stage { ", v4" } else { "" },
                 if p.double_buffer { ", db" } else { "" }
             ),
-            Schedule::Attention(p) => write!(f, "attention(rows={}, bk={}, tm={})", p.rows, p.bk, p.tm),
+            Schedule::Attention(p) => write!(f, "attention(rows={}, bk={}, splits={})", p.rows, p.bk, p.splits),
         }
     }
 }
@@ -751,34 +757,41 @@ mod tests {
         assert!(Schedule::Gemm(db(8)).validate(&l).is_ok());
         assert!(Schedule::Gemm(db(16)).validate(&l).is_err());
         assert!(Schedule::Gemm(db(16)).validate(&DeviceLimits::desktop()).is_ok());
-        // Attention: tm 1/2/4, key blocks of whole vec4s, memory checked at head dim 64.
-        let att = |rows, bk, tm| Schedule::Attention(AttentionParams { rows, bk, tm });
-        assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("tm 3"));
+        // Attention: 1/2/4/8 threads per row, key blocks of whole vec4s split evenly among
+        // them, at most 16 keys per thread, memory checked at head dim 64.
+        let att = |rows, bk, splits| Schedule::Attention(AttentionParams { rows, bk, splits });
+        assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("splits 3"));
         assert!(att(32, 30, 2)
             .validate(&l)
             .unwrap_err()
             .reason
             .contains("multiple of 4"));
-        assert!(att(30, 32, 4)
-            .validate(&l)
-            .unwrap_err()
-            .reason
-            .contains("multiple of tm"));
+        assert!(att(32, 4, 8).validate(&l).unwrap_err().reason.contains("of splits"));
+        assert!(att(16, 32, 1).validate(&l).unwrap_err().reason.contains("registers"));
         let d = DeviceLimits::desktop();
+        let p = AttentionParams {
+            rows: 32,
+            bk: 32,
+            splits: 4,
+        };
+        // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
+        assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
+        // 64 rows of 16 vec4s outgrow two blocks of 8 keys: the combined rows set the size.
         assert_eq!(
             AttentionParams {
-                rows: 32,
-                bk: 32,
-                tm: 2
+                rows: 64,
+                bk: 8,
+                splits: 1
             }
-            .workgroup_bytes(64, 64),
-            30720
+            .tile_vec4s(64, 64),
+            1024
         );
-        assert!(att(32, 32, 2).validate(&d).is_ok());
-        assert!(att(32, 32, 2).validate(&l).unwrap_err().reason.contains("head dim 64"));
+        assert!(att(32, 32, 4).validate(&d).is_ok());
+        assert!(att(32, 32, 4).validate(&l).unwrap_err().reason.contains("head dim 64"));
+        assert!(att(16, 16, 2).validate(&l).is_ok());
         assert!(att(64, 64, 4).validate(&d).is_err());
-        let back: Schedule = ron::from_str(&ron::to_string(&att(16, 32, 1)).unwrap()).unwrap();
-        assert_eq!(back.to_string(), "attention(rows=16, bk=32, tm=1)");
+        let back: Schedule = ron::from_str(&ron::to_string(&att(16, 32, 4)).unwrap()).unwrap();
+        assert_eq!(back.to_string(), "attention(rows=16, bk=32, splits=4)");
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
         let wide = Schedule::Injective(InjectiveParams {

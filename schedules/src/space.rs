@@ -171,17 +171,22 @@ pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     out
 }
 
-/// Prefill attention candidates: 16, 32 or 64 query rows per workgroup, key blocks of 16, 32
-/// or 64, 1, 2 or 4 rows per thread, with 32 to 256 threads, valid on `limits` (workgroup
-/// memory checked at head dim 64); smallest workgroup memory first.
+/// Prefill attention candidates: 16, 32 or 64 query rows per workgroup, 1, 2, 4 or 8
+/// threads per row with 4 or 8 keys each per block (blocks of 8 to 64 keys), 32 to 256
+/// threads, valid on `limits` (workgroup memory checked at head dim 64); smallest workgroup
+/// memory first.
 pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
     let mut out = Vec::new();
     for rows in [16, 32, 64] {
-        for bk in [16, 32, 64] {
-            for tm in [1, 2, 4] {
-                let p = crate::AttentionParams { rows, bk, tm };
+        for splits in [1, 2, 4, 8] {
+            for keys in [4, 8] {
+                let p = crate::AttentionParams {
+                    rows,
+                    bk: splits * keys,
+                    splits,
+                };
                 let s = Schedule::Attention(p);
-                if (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
+                if p.bk >= 8 && (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
                     out.push(s);
                 }
             }

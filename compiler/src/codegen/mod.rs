@@ -1253,30 +1253,19 @@ pub fn render(
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Attention(p)) => {
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
-            let (nx, ny) = (p.nx(), p.ny());
-            let cg = p.channel_groups(*dv as u32);
+            let (d4, dv4) = (d.div_ceil(4) as u32, dv.div_ceil(4) as u32);
             ctx.insert("wg", &p.threads());
             ctx.insert("br", &p.rows);
             ctx.insert("bk", &p.bk);
-            ctx.insert("tm", &p.tm);
-            ctx.insert("nx", &nx);
-            ctx.insert("ny", &ny);
-            ctx.insert("cg", &cg);
-            ctx.insert("dvg", &(cg * nx));
-            ctx.insert(
-                "qt",
-                &if p.tm == 1 {
-                    "f32".to_string()
-                } else {
-                    format!("vec{}<f32>", p.tm)
-                },
-            );
-            let comp: Vec<String> = if p.tm == 1 {
-                vec![String::new()]
-            } else {
-                (0..p.tm).map(|i| format!("[{i}]")).collect()
-            };
-            ctx.insert("comp", &comp);
+            ctx.insert("splits", &p.splits);
+            ctx.insert("g", &p.keys_per_thread());
+            ctx.insert("d4", &d4);
+            ctx.insert("dv4", &dv4);
+            // Rows of the K and V blocks in vec4s, each padded by one.
+            ctx.insert("ks", &(d4 + 1));
+            ctx.insert("vs", &(dv4 + 1));
+            ctx.insert("v_off", &(p.bk * (d4 + 1)));
+            ctx.insert("tile", &p.tile_vec4s(*d as u32, *dv as u32));
             ctx.insert("sq", &params.divisor(sq, "sq"));
             ctx.insert("sk", &params.dim(sk, "sk"));
             ctx.insert("d", d);

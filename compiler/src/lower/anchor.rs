@@ -41,10 +41,10 @@ pub const MAX_ATTENTION_HEAD_DIM: usize = 64;
 /// Fewest keys (a constant count) for which prefill attention is one flash-attention kernel at
 /// opt-level 2; a symbolic count (an LLM prefill over its context) always is, which also keeps
 /// the scores (heads x rows x keys) out of memory. Below it the two GEMMs and the softmax stay
-/// separate: on the H200, MiniLM-L3 at 32 x 128 (12 heads, head dim 32, 128 keys) took 4.05 ms
-/// with flash attention and 3.60 ms without, while at 512 keys (1 x 12 x 512 x 64) the two were
-/// even (0.133 vs 0.126 ms) and flash attention stores no scores (docs/performance.md).
-pub const MIN_FLASH_KEYS: usize = 256;
+/// separate. On the H200 the flash kernel (one thread per row and key split) took 0.078 ms at
+/// MiniLM-L3's 32 x 12 x 128 x 32 against 0.188 ms unfused, and 0.024 vs 0.041 ms at batch 1
+/// (docs/performance.md, sixth session); shorter sequences were not measured.
+pub const MIN_FLASH_KEYS: usize = 128;
 
 /// Most query rows per batch for which attention takes the decode schedule (a decode step:
 /// the query heads of one KV head for one new token, 1 to 8 in Llama-family models); with
@@ -156,6 +156,10 @@ struct Former<'g> {
     outputs: HashSet<NodeId>,
     duplicable: HashMap<NodeId, bool>,
     max_inputs: usize,
+    /// Set while an attention kernel's operands are built: a GEMM's epilogue (a node that is
+    /// its product's only reader) is read from memory there, not recomputed (see
+    /// [`Former::can_inline`]).
+    keep_epilogues: bool,
 }
 
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
@@ -167,6 +171,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
         outputs: g.outputs().iter().map(|o| o.1).collect(),
         duplicable: HashMap::new(),
         max_inputs,
+        keep_epilogues: false,
     };
     let mut claimed: HashSet<NodeId> = HashSet::new();
     // Nodes some kernel reads from memory: they (or, for views, their bases) get stored.
@@ -244,7 +249,20 @@ impl Former<'_> {
             return false;
         }
         let users = self.g.users_of(p);
-        (users.len() == 1 && users[0] == c) || self.is_duplicable(p)
+        if users.len() == 1 && users[0] == c {
+            return true;
+        }
+        // Recomputing a GEMM's epilogue in another kernel would store the raw product too: a
+        // second GEMM (MiniLM's merged QKV bias, which the attention's query reads).
+        let epilogue = || {
+            self.g.inputs_of(p).into_iter().any(|i| {
+                matches!(self.g.node(i).op, Op::MatMul) && self.g.users_of(i) == [p] && !self.outputs.contains(&i)
+            })
+        };
+        if self.keep_epilogues && epilogue() {
+            return false;
+        }
+        self.is_duplicable(p)
     }
 
     /// A cheap producer with few injective ancestors, all cheap: recomputing it in each user
@@ -859,11 +877,10 @@ impl Former<'_> {
         b.limit = self.max_inputs.saturating_sub(2);
         // Each thread reads its query row once, into registers: unlike a GEMM tile load, the
         // query may carry any injective producer (RoPE).
-        let q = self.value_at(&mut b, qk, qk_ins[0], Expr::Index, Mode::Any)?;
-        b.limit = self.max_inputs.saturating_sub(1);
-        let k = self.value_at(&mut b, qk, qk_ins[1], Expr::Index, Mode::Operand)?;
-        b.limit = self.max_inputs;
-        let v = self.value_at(&mut b, av, av_ins[1], Expr::Index, Mode::Operand)?;
+        self.keep_epilogues = true;
+        let operands = self.attention_operands(&mut b, [qk, av], [qk_ins[0], qk_ins[1], av_ins[1]]);
+        self.keep_epilogues = false;
+        let [q, k, v] = operands?;
         let qk_user = g.users_of(qk)[0];
         if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b)) {
             return Ok(None);
@@ -889,6 +906,22 @@ impl Former<'_> {
             operands: vec![q, k, v],
             epilogue: score,
         }))
+    }
+
+    /// The query, key and value operands of an attention kernel (`qk` reads the first two,
+    /// `av` the last).
+    fn attention_operands(
+        &mut self,
+        b: &mut Build,
+        [qk, av]: [NodeId; 2],
+        [q, k, v]: [NodeId; 3],
+    ) -> Result<[Expr; 3], CompileError> {
+        let q = self.value_at(b, qk, q, Expr::Index, Mode::Any)?;
+        b.limit = self.max_inputs.saturating_sub(1);
+        let k = self.value_at(b, qk, k, Expr::Index, Mode::Operand)?;
+        b.limit = self.max_inputs;
+        let v = self.value_at(b, av, v, Expr::Index, Mode::Operand)?;
+        Ok([q, k, v])
     }
 
     /// An anchor (GEMM, reduction, softmax, layer norm) with its operands' producers inlined
@@ -1108,6 +1141,38 @@ mod tests {
         let kernels = form_kernels(&g, 7, true).unwrap();
         assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
         assert!(matches!(kernels[0].body, KernelBody::Attention { d: 4, dv: 4, .. }));
+    }
+
+    /// BERT's merged QKV projection: one GEMM with its bias as epilogue, whose output the
+    /// attention reads through three slices. The query operand (which may carry injective
+    /// producers) reads the biased output too: recomputing the bias there would store the raw
+    /// product as well, a second GEMM kernel.
+    #[test]
+    fn attention_reads_a_merged_qkv_gemm_epilogue_from_memory() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 5, 8]);
+        let w = konst(&mut g, "w", &[8, 12]);
+        let bias = konst(&mut g, "bias", &[12]);
+        let m = g.add("qkv", Op::MatMul, &[x, w]).unwrap();
+        let qkv = bin(&mut g, "qkv_bias", BinaryOp::Add, m, bias);
+        let part = |g: &mut Graph, name: &str, i: i64| {
+            let axes = vec![kiln_ir::SliceAxis {
+                axis: 2,
+                start: 4 * i,
+                end: 4 * i + 4,
+                step: 1,
+            }];
+            g.add(name, Op::Slice { axes }, &[qkv]).unwrap()
+        };
+        let (q, k, v) = (part(&mut g, "q", 0), part(&mut g, "k", 1), part(&mut g, "v", 2));
+        let kt = g.add("kt", Op::Transpose { perm: vec![0, 2, 1] }, &[k]).unwrap();
+        let s = g.add("qk", Op::MatMul, &[q, kt]).unwrap();
+        let p = g.add("softmax", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+        let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
+        g.add_output("o", o);
+        let kernels = form_kernels(&g, 7, true).unwrap();
+        assert_eq!(kinds(&kernels), ["Gemm+pro+epi", "Attention+pro"], "one QKV GEMM");
+        assert_eq!(kernels[1].inputs, vec![qkv], "the attention reads the biased product");
     }
 
     #[test]
@@ -1419,10 +1484,11 @@ mod tests {
             g
         };
         let fused = |t: Dim| form_kernels(&build(t), 7, false).unwrap().len() == 1;
-        assert!(!fused(Dim::c(128)));
+        assert!(!fused(Dim::c(64)));
+        assert!(!fused(Dim::c(MIN_FLASH_KEYS as i64 - 1)));
         assert!(fused(Dim::c(MIN_FLASH_KEYS as i64)));
         assert!(fused(Dim::sym("t")));
-        assert!(form_kernels(&build(Dim::c(128)), 7, true).unwrap().len() == 1);
+        assert!(form_kernels(&build(Dim::c(64)), 7, true).unwrap().len() == 1);
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
     if opt_level >= 2 {
         // Attention is one kernel at opt-level 3 at any size; at level 2 for a few query rows
         // (the decode schedule, split over keys) and for a prompt over many or symbolic keys
-        // (flash attention, the scores never stored): short constant sequences (MiniLM's 128
-        // tokens) are faster as two GEMMs and a softmax (anchor::MIN_FLASH_KEYS).
+        // (flash attention, the scores never stored) from anchor::MIN_FLASH_KEYS (128) keys:
+        // shorter constant sequences stay two GEMMs and a softmax.
         return super::anchor::form_kernels(g, max_inputs, opt_level >= 3);
     }
     let outputs: HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();

@@ -1,4 +1,9 @@
-# pattn second command: rows-64 defaults, MIN_FLASH_KEYS 128 and the QKV-epilogue fix.
+# Flash attention beside PyTorch SDPA, MiniLM beside PyTorch eager, and the SmolLM2-135M-shaped
+# prefill with this build's kiln and a previous one (kiln_main.xz), in one device command (the
+# sixth session's pattn measurement, docs/performance.md). Run from the folder holding .bench/
+# (kiln.xz, kiln_bench.xz, kiln_main.xz, torch_ref.py, torch_minilm.py, minilm_v4096.onnx,
+# ids_/mask_{1,32}x128.npy, make_gguf.py, smollm2_tok.json, whl/) and .gl/:
+#   bash .bench/run_attn_minilm.sh
 source .bench/common.sh
 xz -d -k -f kiln_main.xz; chmod +x kiln_main
 T0=$(date +%s); t() { echo "[t=$(( $(date +%s) - T0 ))s] $*" | tee -a $OUT/log.txt; }

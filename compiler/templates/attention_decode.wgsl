@@ -100,9 +100,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endif %}
         workgroupBarrier();
         // A thread per (row, key) adds the lanes' shares.
-        if (t < {{ sq * bk }}i) {
-            let r = t / {{ bk }}i;
-            let x = t % {{ bk }}i;
+        for (var e = t; e < {{ sq * bk }}i; e += {{ wg }}i) {
+            let r = e / {{ bk }}i;
+            let x = e % {{ bk }}i;
             let at = r * {{ lanes * (bk + 1) }}i + x;
             var s0 = 0.0f;
             var s1 = 0.0f;
@@ -118,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             } else {
                 s = neg_inf;
             }
-            s_tile[t] = s;
+            s_tile[e] = s;
         }
         workgroupBarrier();
 {%- for r in range(end=sq) %}

@@ -7,12 +7,7 @@
 source "${BENCH_DIR:-.bench}/common.sh"
 xz -d -k -f kiln_main.xz && chmod +x kiln_main
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-python3 -m pip install -q --no-deps --target /tmp/gg whl/gguf-*.whl 2>&1 | tail -1
-export PYTHONPATH=/tmp/gg
-python3 make_gguf.py make smollm2_tok.json /tmp/s135.gguf --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
-python3 make_gguf.py make smollm2_tok.json /tmp/s360.gguf --dim 960 --layers 32 --heads 15 --kv-heads 5 --ffn 2560 --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
-python3 make_gguf.py make smollm2_tok.json /tmp/s1700.gguf --dim 2048 --layers 24 --heads 32 --kv-heads 32 --ffn 8192 --rope-base 130000 --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
-wait
+source ggufs.sh  # the three GGUFs (benches/device/ggufs.sh, copied beside this script)
 for s in 135 360 1700; do
   ./kiln compile /tmp/s$s.gguf -o /tmp/k$s --context 1024 --target desktop -q > $OUT/compile-$s.txt 2>&1 &
   ./kiln_main compile /tmp/s$s.gguf -o /tmp/m$s --context 1024 --target desktop -q > $OUT/compile-main-$s.txt 2>&1 &

@@ -2,12 +2,7 @@
 # random Q4_1 GGUFs, prefill 512 and decode 128, plus 135M profiles of f32 and f16 prefill.
 source .bench/common.sh
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-python3 -m pip install -q --no-deps --target /tmp/gg whl/gguf-*.whl 2>&1 | tail -1
-export PYTHONPATH=/tmp/gg
-python3 make_gguf.py make smollm2_tok.json /tmp/s135.gguf --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
-python3 make_gguf.py make smollm2_tok.json /tmp/s360.gguf --dim 960 --layers 32 --heads 15 --kv-heads 5 --ffn 2560 --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
-python3 make_gguf.py make smollm2_tok.json /tmp/s1700.gguf --dim 2048 --layers 24 --heads 32 --kv-heads 32 --ffn 8192 --rope-base 130000 --qtype Q4_1 --embd-qtype Q8_0 > /dev/null 2>&1 &
-wait
+source ggufs.sh  # the three GGUFs (benches/device/ggufs.sh, copied beside this script)
 for s in 135 360 1700; do for P in f32 f16; do
   ./kiln compile /tmp/s$s.gguf -o /tmp/k$s$P --context 1024 --target desktop --precision $P -q > $OUT/compile-$s$P.txt 2>&1 &
 done; done

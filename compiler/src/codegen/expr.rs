@@ -257,7 +257,7 @@ impl ExprWriter<'_> {
                         format!("{base} + {g} * {st}")
                     }
                 };
-                let v = from_storage(d, &format!("in{slot}[{index}]"));
+                let v = from_storage(d, &format!("in{slot}[{}]", dead_read_index(index)));
                 (self.let_("v", v), d)
             }
             Expr::Lit(v, d) => {
@@ -328,8 +328,32 @@ impl ExprWriter<'_> {
                 if let Some(hit) = self.memo.concats.get(&key) {
                     return hit.clone();
                 }
-                let name = self.fresh("cat");
                 let (c, _) = self.emit(coord);
+                // A coordinate that folded to a constant picks its part here: the other
+                // parts' reads would sit at constant out-of-range (negative) indices, which
+                // naga rejects even in a branch that never runs.
+                if let Some(at) = constant_int(&c) {
+                    let mut chosen = parts.last().map(|(p, _)| p);
+                    for (part, end) in parts {
+                        match end.as_const() {
+                            Some(e) if at < e => {
+                                chosen = Some(part);
+                                break;
+                            }
+                            Some(_) => {}
+                            None => {
+                                chosen = None;
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(part) = chosen {
+                        let hit = self.emit(part);
+                        self.memo.concats.insert(key, hit.clone());
+                        return hit;
+                    }
+                }
+                let name = self.fresh("cat");
                 let decl = self.lines.len();
                 let mut d = DType::F32;
                 let n = parts.len();
@@ -378,7 +402,7 @@ impl ExprWriter<'_> {
             Expr::LoadIdx(slot, index) => {
                 let d = self.in_dtypes[*slot];
                 let (i, _) = self.emit(index);
-                let v = from_storage(d, &format!("in{slot}[{i}]"));
+                let v = from_storage(d, &format!("in{slot}[{}]", dead_read_index(i)));
                 (self.let_("v", v), d)
             }
             Expr::Core(d) => (self.core.clone(), *d),
@@ -510,9 +534,49 @@ impl ExprWriter<'_> {
     }
 }
 
+/// The value of WGSL integer `v` when it is a literal (`3i`, `(-3i)`).
+fn constant_int(v: &str) -> Option<i64> {
+    let t = v.trim_start_matches('(').trim_end_matches(')');
+    t.strip_suffix('i')?.parse().ok()
+}
+
+/// A read's index as WGSL, with a constant negative index replaced by 0. Kiln's indices are in
+/// range wherever a read executes, so a constant negative one can only sit in a branch whose
+/// guard never holds (a concat's other input once the output index folded to a constant), and
+/// naga rejects a constant negative index even there.
+fn dead_read_index(index: String) -> String {
+    let t = index.trim_start_matches('(').trim_end_matches(')');
+    let negative_literal = t
+        .strip_prefix('-')
+        .and_then(|r| r.strip_suffix('i'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if negative_literal {
+        "0i".to_string()
+    } else {
+        index
+    }
+}
+
 #[cfg(test)]
 mod literal_tests {
     use super::*;
+
+    #[test]
+    fn integer_literals_are_recognized() {
+        assert_eq!(constant_int("3i"), Some(3));
+        assert_eq!(constant_int("(-3i)"), Some(-3));
+        assert_eq!(constant_int("idx"), None);
+        assert_eq!(constant_int("(idx + 1i)"), None);
+    }
+
+    #[test]
+    fn constant_negative_read_indices_become_zero_and_others_stay() {
+        assert_eq!(dead_read_index("(-3i)".into()), "0i");
+        assert_eq!(dead_read_index("-12i".into()), "0i");
+        for kept in ["0i", "(idx - 3i)", "(-i0)", "-i", "v3", "(-3i + idx)"] {
+            assert_eq!(dead_read_index(kept.into()), kept);
+        }
+    }
 
     #[test]
     fn f32_literals_never_exceed_the_f32_range() {

@@ -604,15 +604,17 @@ fn f16_variant_falls_back_to_the_f32_kernel_where_unsupported() {
 /// partial sum a few times (each a relative error of a few 2^-24) and sums up to 3000 terms.
 ///
 /// Three query rows per batch (GQA groups of 3, SmolLM2-135M) and one (no GQA, the 1.7B
-/// shapes: most of the workgroup's threads idle in the weighted sum).
+/// shapes: most of the workgroup's threads idle in the weighted sum), at head dim 64; and
+/// tiny head dims (4 for K, 6 for V), where the step's key count is capped and lanes past the
+/// head dim add zeros (`codegen::DecodeTile`).
 #[test]
 fn decode_attention_split_over_keys_matches_the_reference() {
-    decode_attention_case(3, 3);
-    decode_attention_case(2, 1);
+    decode_attention_case(3, 3, 64, 64);
+    decode_attention_case(2, 1, 64, 64);
+    decode_attention_case(2, 2, 4, 6);
 }
 
-fn decode_attention_case(b: usize, r: usize) {
-    let (d, dv) = (64usize, 64usize);
+fn decode_attention_case(b: usize, r: usize, d: usize, dv: usize) {
     let t = Dim::sym("t");
     let mut g = Graph::new();
     let q = g.add_input("q", TensorType::new(DType::F32, &[b, r, d]));

@@ -1757,6 +1757,9 @@ const COMBINE_WORKGROUP: u32 = 256;
 /// (a short encoder sequence gets one slice and no combine dispatch).
 pub const DECODE_KEY_TILE: u32 = 32;
 
+/// Most keys of one step of the decode attention kernel (see [`DecodeTile::new`]).
+pub const MAX_DECODE_STEP_KEYS: u32 = 32;
+
 /// Most key slices of the decode attention kernel (each writes a partial result per row and
 /// channel that the combine kernel reads).
 pub const MAX_ATTENTION_SPLITS: u32 = 32;
@@ -1771,8 +1774,8 @@ pub const ATTENTION_SLICES_PER_UNIT: u64 = 4;
 /// workgroup takes `keys` keys per step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeTile {
-    /// Threads per key: the smallest power of two with at most 4 channels per thread, at most
-    /// the workgroup.
+    /// Threads per key: the smallest power of two with at most 4 channels per thread and at
+    /// most [`MAX_DECODE_STEP_KEYS`] keys per step, at most the workgroup.
     pub lanes: u32,
     /// Keys per step (`workgroup / lanes`).
     pub keys: u32,
@@ -1784,11 +1787,22 @@ pub struct DecodeTile {
 
 impl DecodeTile {
     /// The tile of a workgroup of `wg` threads over head dims `d` (keys) and `dv` (values).
+    /// Small head dims still take at least `wg / MAX_DECODE_STEP_KEYS` lanes per key (lanes
+    /// past the head dim add zeros): the kernel unrolls its per-step max and its final sum over
+    /// the step's keys, and a 256-key step made a shader that lavapipe compiled for over a
+    /// minute.
     pub fn new(wg: u32, d: u32, dv: u32) -> Self {
-        let lanes = d.max(dv).div_ceil(4).max(1).next_power_of_two().min(wg.max(1));
+        let wg = wg.max(1);
+        let lanes = d
+            .max(dv)
+            .div_ceil(4)
+            .max(1)
+            .next_power_of_two()
+            .max(wg.div_ceil(MAX_DECODE_STEP_KEYS).next_power_of_two())
+            .min(wg);
         DecodeTile {
             lanes,
-            keys: wg.max(1) / lanes,
+            keys: wg / lanes,
             k_channels: d.div_ceil(lanes),
             v_channels: dv.div_ceil(lanes),
         }
@@ -2000,5 +2014,51 @@ fn combine_kernel(
         schedule,
         grid_splittable: true,
         split: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every head dim fills the workgroup exactly with at most `MAX_DECODE_STEP_KEYS` keys per
+    /// step, and head dims of 64 and 128 keep 4 channels per thread.
+    #[test]
+    fn decode_tile_caps_the_step_keys_and_fills_the_workgroup() {
+        for wg in [64u32, 128, 256] {
+            for d in [1u32, 4, 6, 16, 32, 64, 80, 128, 256] {
+                let t = DecodeTile::new(wg, d, d);
+                assert!(t.keys >= 1 && t.keys <= MAX_DECODE_STEP_KEYS, "{wg} {d}: {t:?}");
+                assert_eq!(t.lanes * t.keys, wg, "{wg} {d}: {t:?}");
+                assert!(t.k_channels * t.lanes >= d, "{wg} {d}: {t:?}");
+            }
+        }
+        assert_eq!(
+            DecodeTile::new(256, 64, 64),
+            DecodeTile {
+                lanes: 16,
+                keys: 16,
+                k_channels: 4,
+                v_channels: 4
+            }
+        );
+        assert_eq!(
+            DecodeTile::new(256, 128, 128),
+            DecodeTile {
+                lanes: 32,
+                keys: 8,
+                k_channels: 4,
+                v_channels: 4
+            }
+        );
+        assert_eq!(
+            DecodeTile::new(256, 4, 4),
+            DecodeTile {
+                lanes: 8,
+                keys: 32,
+                k_channels: 1,
+                v_channels: 1
+            }
+        );
     }
 }

@@ -156,10 +156,12 @@ struct Former<'g> {
     outputs: HashSet<NodeId>,
     duplicable: HashMap<NodeId, bool>,
     max_inputs: usize,
-    /// Set while an attention kernel's operands are built: a GEMM's epilogue (a node that is
-    /// its product's only reader) is read from memory there, not recomputed (see
-    /// [`Former::can_inline`]).
-    keep_epilogues: bool,
+    /// GEMM epilogues (see [`Former::is_epilogue`]) that a kernel may not recompute: some
+    /// user reads them from memory, so the kernel of their GEMM stores them.
+    kept_epilogues: HashSet<NodeId>,
+    /// Epilogues the last committed kernel recomputed for only some of their users: the
+    /// kernel is formed again with them kept (see [`Former::commit`]).
+    split_epilogues: Vec<NodeId>,
 }
 
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
@@ -171,7 +173,8 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
         outputs: g.outputs().iter().map(|o| o.1).collect(),
         duplicable: HashMap::new(),
         max_inputs,
-        keep_epilogues: false,
+        kept_epilogues: HashSet::new(),
+        split_epilogues: Vec::new(),
     };
     let mut claimed: HashSet<NodeId> = HashSet::new();
     // Nodes some kernel reads from memory: they (or, for views, their bases) get stored.
@@ -201,21 +204,33 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
             mark_needed(g, &mut needed, id);
             continue; // a view of its input's buffer
         }
-        let draft = match op {
-            _ if is_injective(op) => match f.gated_pair_root(id)? {
-                Some(d) => d,
-                None => f.injective_root(id, &mut claimed)?,
-            },
-            Op::MatMul => match f.attention_root(id, &mut claimed, attention)? {
-                Some(d) => d,
-                None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
-            },
-            Op::Reduce { .. } | Op::Softmax { .. } => f.anchor_root(id, &[Mode::Any])?,
-            Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
-            Op::RmsNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any])?,
-            Op::StateAppend { .. } => f.anchor_root(id, &[Mode::Any])?,
-            Op::QMatMul { .. } => f.qmatmul_core(id)?,
-            _ => lower_node(g, id)?,
+        // A kernel that recomputed a GEMM epilogue for only some of its users is formed again
+        // with that epilogue read from memory (each retry keeps one more; the cores it claims
+        // count only once it is accepted).
+        let draft = loop {
+            let mut claims = HashSet::new();
+            let draft = match op {
+                _ if is_injective(op) => match f.gated_pair_root(id)? {
+                    Some(d) => d,
+                    None => f.injective_root(id, &mut claims)?,
+                },
+                Op::MatMul => match f.attention_root(id, &mut claims, attention)? {
+                    Some(d) => d,
+                    None => f.anchor_root(id, &[Mode::Operand, Mode::Operand])?,
+                },
+                Op::Reduce { .. } | Op::Softmax { .. } => f.anchor_root(id, &[Mode::Any])?,
+                Op::LayerNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any, Mode::Any])?,
+                Op::RmsNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any])?,
+                Op::StateAppend { .. } => f.anchor_root(id, &[Mode::Any])?,
+                Op::QMatMul { .. } => f.qmatmul_core(id)?,
+                _ => lower_node(g, id)?,
+            };
+            if f.split_epilogues.is_empty() {
+                claimed.extend(claims);
+                break draft;
+            }
+            let split = std::mem::take(&mut f.split_epilogues);
+            f.kept_epilogues.extend(split);
         };
         for &i in &draft.inputs {
             mark_needed(g, &mut needed, i);
@@ -228,10 +243,35 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
 }
 
 impl Former<'_> {
+    /// Accepts the inlining of build `b`; notes the GEMM epilogues it recomputed for only some
+    /// of their users (the others read them from memory, so the GEMM's kernel stores them: a
+    /// recomputation would run the GEMM a second time for its raw product).
     fn commit(&mut self, b: &Build) {
         for &(p, c) in &b.inlined {
             log::trace!("inline {} into {}", self.g.node(p).name, self.g.node(c).name);
         }
+        for &(p, _) in &b.inlined {
+            let users = self.g.users_of(p);
+            let inside = users.iter().all(|u| b.inlined.contains(&(p, *u)));
+            if !inside && users.len() > 1 && self.is_epilogue(p) && !self.split_epilogues.contains(&p) {
+                log::debug!(
+                    "fusion: {} is kept in memory: a GEMM epilogue with users in other kernels",
+                    self.g.node(p).name
+                );
+                self.split_epilogues.push(p);
+            }
+        }
+    }
+
+    /// Whether `p` is a GEMM's epilogue: an input of it is a GEMM, quantized GEMV or
+    /// convolution that only `p` reads (and that is not an output), so recomputing `p`
+    /// elsewhere needs the raw product stored too.
+    fn is_epilogue(&self, p: NodeId) -> bool {
+        self.g.inputs_of(p).into_iter().any(|i| {
+            matches!(self.g.node(i).op, Op::MatMul | Op::QMatMul { .. } | Op::Conv { .. })
+                && self.g.users_of(i) == [p]
+                && !self.outputs.contains(&i)
+        })
     }
 
     fn label(&self, b: &Build, root: NodeId) -> String {
@@ -252,17 +292,12 @@ impl Former<'_> {
         if users.len() == 1 && users[0] == c {
             return true;
         }
-        // Recomputing a GEMM's epilogue in another kernel would store the raw product too: a
-        // second GEMM (MiniLM's merged QKV bias, which the attention's query reads).
-        let epilogue = || {
-            self.g.inputs_of(p).into_iter().any(|i| {
-                matches!(self.g.node(i).op, Op::MatMul) && self.g.users_of(i) == [p] && !self.outputs.contains(&i)
-            })
-        };
-        if self.keep_epilogues && epilogue() {
-            return false;
-        }
-        self.is_duplicable(p)
+        // A GEMM epilogue some user reads from memory is stored by the GEMM's kernel;
+        // recomputing it here would store the raw product too, a second GEMM: MiniLM's merged
+        // QKV bias, which the attention's query read, or an LLM's attention residual (output
+        // projection + residual), which the FFN norm reads and the FFN's down projection
+        // recomputed (the output projection ran twice per layer).
+        !self.kept_epilogues.contains(&p) && self.is_duplicable(p)
     }
 
     /// A cheap producer with few injective ancestors, all cheap: recomputing it in each user
@@ -877,10 +912,7 @@ impl Former<'_> {
         b.limit = self.max_inputs.saturating_sub(2);
         // Each thread reads its query row once, into registers: unlike a GEMM tile load, the
         // query may carry any injective producer (RoPE).
-        self.keep_epilogues = true;
-        let operands = self.attention_operands(&mut b, [qk, av], [qk_ins[0], qk_ins[1], av_ins[1]]);
-        self.keep_epilogues = false;
-        let [q, k, v] = operands?;
+        let [q, k, v] = self.attention_operands(&mut b, [qk, av], [qk_ins[0], qk_ins[1], av_ins[1]])?;
         let qk_user = g.users_of(qk)[0];
         if !b.core_ok || b.inputs.len() > self.max_inputs || (qk != s && !self.exclusive_path(qk_user, s, &b)) {
             return Ok(None);

@@ -250,9 +250,20 @@ fn operand_at(
         Expr::CoordOf { index, stride, dim } => crate::lower::affine::coord_of(*index, stride, dim),
         x => x,
     });
-    // Coordinates are in range, so `at % extent` is the coordinate itself.
+    // Coordinates are in range, so `at % d` is the coordinate itself for `d` at least its
+    // extent. A smaller `d` stays: the head of a flattened (batch x heads) coordinate is
+    // `at % heads` (dropping every modulo of a bare coordinate, as the rewrite did before,
+    // read a BERT-style K of 12 heads at batch x heads instead of its head).
     let e = e.rewrite(&mut |x| match x {
-        Expr::CoordOf { index, stride, .. } if matches!(*index, Expr::Coord(_)) && stride == Dim::c(1) => *index,
+        Expr::CoordOf {
+            index,
+            stride,
+            dim: Some(d),
+        } if stride == Dim::c(1)
+            && matches!(*index, Expr::Coord(a) if d.sub(&shape[a]).as_const().is_some_and(|v| v >= 0)) =>
+        {
+            *index
+        }
         x => x,
     });
     let names: Vec<String> = (0..shape.len()).map(|a| format!("at{a}")).collect();
@@ -275,30 +286,6 @@ fn operand_at(
     }
     f.push_str(&format!("    return {v};\n}}"));
     fns.push(f);
-    name
-}
-
-/// Operand `i` of `draft` (a row-major tensor of `shape`) as a function of its coordinates
-/// that reads it through its linear index (`sum at_a * stride_a`), for [`operand_at`]'s callers
-/// where the coordinate rewrite does not apply.
-fn operand_linear_at(
-    draft: &KernelDraft,
-    i: usize,
-    shape: &[Dim],
-    params: &mut ParamSet,
-    helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
-    fns: &mut Vec<String>,
-) -> String {
-    let (x, xe) = operand_access(draft, i, params, helpers, in_dtypes, fns);
-    let names: Vec<String> = (0..shape.len()).map(|a| format!("at{a}")).collect();
-    let index = linear_index(&names, &crate::lower::sym_strides(shape), params);
-    let name = format!("kiln_at{i}");
-    let args: Vec<String> = names.iter().map(|n| format!("{n}: i32")).collect();
-    fns.push(format!(
-        "fn {name}({}) -> f32 {{\n    return f32({x}{index}{xe});\n}}",
-        args.join(", ")
-    ));
     name
 }
 
@@ -1251,22 +1238,8 @@ pub fn render(
             // index needs no division by the runtime key count).
             let bsk = [batch.clone(), Dim::c(*d as i64), sk.clone()];
             let bsv = [batch.clone(), sk.clone(), Dim::c(*dv as i64)];
-            // Read at coordinates only over a runtime key count (a KV cache, where the linear
-            // index would divide by it per element). With constant shapes the linear index
-            // (divisions by constants) is kept: the coordinate rewrite gave wrong reads for a
-            // BERT-style operand whose flattened batch splits into (batch, heads)
-            // (opt_proptest's bert_layer case), a defect of the rewrite still to be found.
-            let (xk, xv) = if sk.as_const().is_some() {
-                (
-                    operand_linear_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns),
-                    operand_linear_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns),
-                )
-            } else {
-                (
-                    operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns),
-                    operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns),
-                )
-            };
+            let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
             ctx.insert("xk", &xk);
             ctx.insert("xv", &xv);
             let score_lines = match &draft.epilogue {

@@ -225,30 +225,6 @@ fn every_quantized_gemv_lane_shape_matches_the_interpreter() {
 }
 
 #[test]
-fn whole_block_gemv_steps_match_the_interpreter() {
-    // The whole-block kernel (qgemv_blocks.wgsl) at q4_0 (12 blocks: 216-byte rows, steps at
-    // half-word offsets), q4_1 (20 blocks: 400-byte rows, 16-byte loads) and q8_0 (16 blocks,
-    // 544-byte rows): 8 blocks per step leave 4 q4_0 and q4_1 blocks to the remainder loop
-    // (q8_0 none, 16-byte loads), 2 per step none (4-byte loads; q8_0's second block starts
-    // at a half word); N = 37 leaves the last lanes' second row past the end; 3 rows of x,
-    // one per workgroup, with a residual epilogue.
-    let cases = [
-        (BlockType::Q4_0, 384, 37),
-        (BlockType::Q4_1, 640, 37),
-        (BlockType::Q8_0, 512, 37),
-    ];
-    let with = |lanes, ksplit, lane_rows, blocks| {
-        Schedule::Gemv(GemvParams {
-            lane_rows,
-            blocks,
-            ..GemvParams::new(lanes, ksplit, 1)
-        })
-    };
-    check_with(&cases, Dim::from(1usize), false, &[1], "gemv", Some(with(4, 4, 2, 8)));
-    check_with(&cases, Dim::from(3usize), true, &[3], "gemv", Some(with(8, 8, 1, 2)));
-}
-
-#[test]
 fn bias_and_residual_fuse_into_both_kernels() {
     let cases = [(BlockType::Q4_1, 96, 37), (BlockType::Q6K, 256, 11)];
     check(&cases, Dim::from(1usize), true, &[1], "gemv");
@@ -327,18 +303,6 @@ fn rms_norm_fuses_into_gemv_lanes_of_several_rows() {
     check_norm(Some(Schedule::Gemv(GemvParams {
         lane_rows: 4,
         ..GemvParams::new(4, 16, 1)
-    })));
-}
-
-#[test]
-fn rms_norm_fuses_into_whole_block_gemvs() {
-    // 8 blocks per step over K = 512 (16 blocks): q4_0 and q4_1 with 16-byte loads, 2 rows of W
-    // per lane; each x value (and its square) read once for both rows. The K-quants, given the
-    // same schedule, keep the part kernel.
-    check_norm(Some(Schedule::Gemv(GemvParams {
-        lane_rows: 2,
-        blocks: 8,
-        ..GemvParams::new(8, 4, 1)
     })));
 }
 
@@ -524,11 +488,5 @@ fn gate_and_up_projections_become_one_gemv_for_every_block_type() {
     check_gated_pairs(Some(Schedule::Gemv(GemvParams {
         lane_rows: 4,
         ..GemvParams::new(4, 8, 1)
-    })));
-    // The whole-block kernel: 2 blocks per step, 2 outputs per lane (4 accumulators).
-    check_gated_pairs(Some(Schedule::Gemv(GemvParams {
-        lane_rows: 2,
-        blocks: 2,
-        ..GemvParams::new(4, 4, 1)
     })));
 }

@@ -270,29 +270,11 @@ pub fn draft_workload(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) ->
 /// others it would only launch fewer workgroups (measured slower on the H200 for f16 and
 /// q8_0 at 4 rows per lane).
 pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
-    body_default(
-        body,
-        kiln_schedules::select::default_for(&workload(body), limits),
-        limits,
-    )
+    body_default(body, kiln_schedules::select::default_for(&workload(body), limits))
 }
 
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
-/// The whole-block GEMV serves q4_0, q4_1 and q8_0 only; other block types get the part
-/// kernel's default.
-fn body_default(body: &KernelBody, s: Schedule, limits: &kiln_schedules::DeviceLimits) -> Schedule {
-    use kiln_ir::BlockType as B;
-    if let (KernelBody::QGemm { block, .. }, Schedule::Gemv(p)) = (body, s) {
-        if p.blocks > 0 && !matches!(block, B::Q4_0 | B::Q4_1 | B::Q8_0) {
-            if let Workload::QuantGemm { m, n, k } = workload(body) {
-                return body_default(
-                    body,
-                    kiln_schedules::defaults::quant_matmul_parts(m, n, k, limits),
-                    limits,
-                );
-            }
-        }
-    }
+fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
     match (body, s) {
         (KernelBody::QGemm { block, .. }, Schedule::Gemv(p))
             if p.lane_rows > 1
@@ -490,7 +472,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             let key = tuning_key(&d.body);
             let (mut s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
             if source == kiln_schedules::select::Source::Default {
-                s = body_default(&d.body, s, &opts.target);
+                s = body_default(&d.body, s);
             }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
             (s, source)

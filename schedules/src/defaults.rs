@@ -260,20 +260,7 @@ pub fn quant_gemm(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
 }
 
 /// A matmul with packed (quantized) weights: the GEMV kind for up to 8 rows (as [`matmul`]),
-/// else [`quant_gemm`]. A decode step's GEMV (one row of x) is the whole-block kernel's
-/// ([`quant_gemv_blocks`]; the compiler keeps it for q4_0, q4_1 and q8_0, other block types
-/// get [`quant_matmul_parts`]).
-pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
-    if m == 1 {
-        let blocked = quant_gemv_blocks(n, k, limits);
-        if blocked.validate(limits).is_ok() {
-            return blocked;
-        }
-    }
-    quant_matmul_parts(m, n, k, limits)
-}
-
-/// [`quant_matmul`] with the GEMV whose threads decode parts of blocks (every block type).
+/// else [`quant_gemm`].
 ///
 /// A decode step's GEMV (one row of x) gives each lane 2 rows of W as long as that still
 /// launches a workgroup per compute unit: the lane reads each x value once for both rows (with
@@ -281,7 +268,7 @@ pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
 /// on the H200 at q4_1 (docs/performance.md, sixth session): 2 rows per lane were the fastest
 /// of the space at 2048→8192, 8192→2048 and 2048²; 4 rows were slower wherever they left
 /// fewer than two workgroups per compute unit.
-pub fn quant_matmul_parts(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
     let Some(s) = gemv(1, m, n, limits) else {
         return quant_gemm(m, n, k, limits);
     };
@@ -296,26 +283,6 @@ pub fn quant_matmul_parts(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Sche
     } else {
         s
     }
-}
-
-/// The whole-block GEMV of a decode step (one row of x; the compiler keeps it for q4_0, q4_1
-/// and q8_0 weights): 4 blocks per thread step (q4_1: 80 bytes, five 16-byte loads), K split
-/// into at most one step per thread (4 to 32 ways), 128 threads, and 2 rows of W per lane
-/// while that still launches a workgroup per compute unit.
-pub fn quant_gemv_blocks(n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
-    let steps = (k / 128).max(1);
-    let ksplit = (1u32 << steps.ilog2()).clamp(4, 32);
-    let lanes = 128 / ksplit;
-    let lane_rows = if n.div_ceil(2 * lanes as u64) >= limits.compute_units.max(1) as u64 {
-        2
-    } else {
-        1
-    };
-    Schedule::Gemv(GemvParams {
-        lane_rows,
-        blocks: 4,
-        ..GemvParams::new(lanes, ksplit, 1)
-    })
 }
 
 /// GEMM without split-K (convolutions, integer products): [`gemm_with`].

@@ -76,10 +76,6 @@ fn is_one(v: &u32) -> bool {
     *v == 1
 }
 
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
-
 impl GemmParams {
     /// A schedule without split-K.
     pub fn new(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> GemmParams {
@@ -145,12 +141,6 @@ pub struct GemvParams {
     /// existed, which read as 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub lane_rows: u32,
-    /// Whole blocks of the packed weight each thread of the quantized GEMV decodes per step
-    /// (`qgemv_blocks.wgsl`: the block words loaded together, wide where alignment allows),
-    /// 2, 4 or 8; 0 for the kernel whose threads decode 4-byte parts of blocks. Only for one
-    /// row of x per workgroup and q4_0, q4_1 and q8_0 weights (others use the part kernel).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub blocks: u32,
 }
 
 impl GemvParams {
@@ -161,7 +151,6 @@ impl GemvParams {
             ksplit,
             rows,
             lane_rows: 1,
-            blocks: 0,
         }
     }
 
@@ -521,12 +510,6 @@ impl Schedule {
                 if p.rows > 8 {
                     return fail(format!("{} rows per workgroup need more than 8 accumulators", p.rows));
                 }
-                if ![0, 2, 4, 8].contains(&p.blocks) {
-                    return fail(format!("{} blocks per thread step (0, 2, 4 or 8)", p.blocks));
-                }
-                if p.blocks > 0 && p.rows != 1 {
-                    return fail(format!("whole-block steps take one row of x, not {}", p.rows));
-                }
                 if p.lanes > limits.max_compute_workgroup_size_x || p.ksplit > limits.max_compute_workgroup_size_y {
                     return fail("workgroup shape exceeds maxComputeWorkgroupSizeX/Y".into());
                 }
@@ -566,9 +549,6 @@ impl fmt::Display for Schedule {
                 write!(f, "gemv(lanes={}, ksplit={}, rows={}", p.lanes, p.ksplit, p.rows)?;
                 if p.lane_rows > 1 {
                     write!(f, ", lane_rows={}", p.lane_rows)?;
-                }
-                if p.blocks > 0 {
-                    write!(f, ", blocks={}", p.blocks)?;
                 }
                 write!(f, ")")
             }
@@ -643,7 +623,7 @@ mod tests {
         // The decode step's quantized GEMV: 2 rows of W per lane while that launches a
         // workgroup per compute unit (SmolLM2-1.7B's up, QKV and O projection), else 1.
         let h = DeviceLimits::h200();
-        let lane_rows = |n, k| match defaults::quant_matmul_parts(1, n, k, &h) {
+        let lane_rows = |n, k| match defaults::quant_matmul(1, n, k, &h) {
             Schedule::Gemv(p) => p.lane_rows,
             s => panic!("{s}"),
         };
@@ -651,14 +631,6 @@ mod tests {
             (lane_rows(8192, 2048), lane_rows(6144, 2048), lane_rows(2048, 2048)),
             (2, 2, 2)
         );
-        // The whole-block GEMV: 4 blocks per step, K split into one step per thread (at most 32).
-        let blocked = |n, k| match defaults::quant_matmul(1, n, k, &h) {
-            Schedule::Gemv(p) => (p.blocks, p.ksplit, p.lanes, p.lane_rows),
-            s => panic!("{s}"),
-        };
-        assert_eq!(blocked(8192, 2048), (4, 16, 8, 2));
-        assert_eq!(blocked(2048, 8192), (4, 32, 4, 2));
-        assert_eq!(blocked(1536, 576), (4, 4, 32, 1));
         assert_eq!(
             lane_rows(576, 1536),
             1,

@@ -156,9 +156,7 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
 }
 
 /// Quantized GEMV candidates: the [`gemv`] candidates, each also with 2 and 4 rows of W per
-/// lane where the accumulators (rows of x times lane rows) stay at most 8; and for one row of
-/// x the whole-block kernel's: 2, 4 or 8 blocks per thread step, 1 or 2 rows of W per lane,
-/// K split at most 32 ways (a row of 2048 values has 16 steps of 4 q4_1 blocks).
+/// lane where the accumulators (rows of x times lane rows) stay at most 8.
 pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = Vec::new();
     for s in gemv(limits, max_rows) {
@@ -167,17 +165,6 @@ pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
             let c = Schedule::Gemv(GemvParams { lane_rows, ..p });
             if c.validate(limits).is_ok() {
                 out.push(c);
-            }
-        }
-        if p.rows != 1 || p.ksplit > 32 || p.threads() < 128 {
-            continue;
-        }
-        for blocks in [2, 4, 8] {
-            for lane_rows in [1, 2] {
-                let c = Schedule::Gemv(GemvParams { lane_rows, blocks, ..p });
-                if c.validate(limits).is_ok() {
-                    out.push(c);
-                }
             }
         }
     }

@@ -3,7 +3,6 @@
 
 pub mod expr;
 pub mod params;
-mod qgemv_blocks;
 pub mod validate;
 
 use crate::lower::{Access, Expr, KernelBody, KernelDraft, ReduceKind};
@@ -107,7 +106,6 @@ fn templates() -> &'static tera::Tera {
             .expect("built-in quant macros parse");
         for (name, src) in [
             ("qgemv", include_str!("../../templates/qgemv.wgsl")),
-            ("qgemv_blocks", include_str!("../../templates/qgemv_blocks.wgsl")),
             ("qgemm", include_str!("../../templates/qgemm.wgsl")),
             ("qgemm_vec4", include_str!("../../templates/qgemm_vec4.wgsl")),
             ("qgemm_coop", include_str!("../../templates/qgemm_coop.wgsl")),
@@ -1059,11 +1057,11 @@ pub fn render(
             ("gemm_coop", [p.threads(), 1, 1], grid, false)
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() && draft.operands.is_empty() => {
-            if p.lane_rows != 1 || p.blocks != 0 {
+            if p.lane_rows != 1 {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "MatMul".into(),
-                    msg: format!("schedule {schedule}: lane rows and blocks are quantized GEMV parameters"),
+                    msg: format!("schedule {schedule}: lane rows are a quantized GEMV parameter"),
                 });
             }
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
@@ -1538,28 +1536,6 @@ pub fn render(
                 }
             }
             ctx.insert("xvec", &xvec);
-            // The whole-block kernel where the schedule asks for it and the block type, the
-            // alignment of rows and steps, one row of x per workgroup and vec4 reads of x allow;
-            // else the part kernel below.
-            let steps = if p.rows == 1 && xvec {
-                qgemv_blocks::BlockSteps::new(*block, p.blocks, *k)
-            } else {
-                None
-            };
-            if let Some(steps) = steps {
-                let nblocks = k / block.block_elems();
-                let nsteps = nblocks / steps.blocks;
-                ctx.insert("blocks", &steps.blocks);
-                ctx.insert("nsteps", &nsteps);
-                ctx.insert("tail", &(nblocks - nsteps * steps.blocks));
-                ctx.insert("step_bytes", &steps.step_bytes());
-                ctx.insert("wide", &steps.wide);
-                ctx.insert("step_lines", &steps.step_lines(lrows as usize));
-                ctx.insert("tail_lines", &steps.tail_lines(lrows as usize));
-                if steps.wide {
-                    vec4_inputs.push(1);
-                }
-            }
             // The fused RMS norm: x scaled by the scale `in2` as it is read, the row's sum of
             // squares gathered from the same reads, the dot product scaled once at the end.
             ctx.insert("norm", &norm.is_some());
@@ -1571,8 +1547,7 @@ pub fn render(
                 dim_expr(&m).cdiv(p.rows as i64),
                 SizeExpr::c(1),
             ];
-            let template = if steps.is_some() { "qgemv_blocks" } else { "qgemv" };
-            (template, [p.ksplit, p.lanes, 1], grid, false)
+            ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
         }
         (
             KernelBody::QGemm {

@@ -6,6 +6,8 @@
 #   bash .dev-qgemv/run_qgemv7.sh        (carry .gl and .dev-qgemv)
 # Needs in .dev-qgemv/: common.sh (benches/device/common.sh with `cd .dev-qgemv`), ggufs.sh,
 # make_gguf.py, smollm2_tok.json, whl/, kiln.xz and kiln_bench.xz (this branch), kiln_base.xz.
+# Ran at commit db753ba (the whole-block GEMV experiment, reverted in the next commit): the
+# sweep filter `blocks` matches no candidate since.
 source .dev-qgemv/common.sh
 xz -d -k -f kiln_base.xz && chmod +x kiln_base
 T0=$(date +%s); t() { echo "[t=$(( $(date +%s) - T0 ))s] $*" | tee -a $OUT/llm.txt; }

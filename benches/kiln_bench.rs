@@ -11,7 +11,7 @@
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
 //! matmul cases (split-K included; `KILN_BENCH_SWEEP_FILTER=text` keeps the candidates whose
 //! name contains `text`), `KILN_BENCH_FILTER=text` keeps only cases whose name
-//! contains `text`, and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
+//! contains `text` (both filters: `a|b` keeps what contains `a` or `b`), and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
 //! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
 
 use kiln::compiler::lower::anchor::MIN_FLASH_KEYS;
@@ -371,6 +371,7 @@ fn main() {
             demo_case(1),
             // SmolLM2-135M's FFN up (Q4_1) at decode and a 16-token prefill, and a Q8_0 head.
             qmatmul_case(BlockType::Q4_1, 1, 576, 1536),
+            qmatmul_case(BlockType::Q4_1, 1, 1536, 576),
             qmatmul_case(BlockType::Q4_1, 16, 576, 1536),
             qmatmul_f16_case(BlockType::Q4_1, 16, 576, 1536),
             qmatmul_case(BlockType::Q8_0, 1, 576, 8192),
@@ -459,7 +460,9 @@ fn main() {
         Err(_) => DeviceLimits::desktop(),
     };
     println!("target profile: {}", target.name);
-    for case in cases.iter().filter(|c| c.name.contains(&filter)) {
+    // A filter of several texts separated by `|` keeps what contains any of them.
+    let any_of = |filter: &str, name: &str| filter.split('|').any(|f| name.contains(f));
+    for case in cases.iter().filter(|c| any_of(&filter, &c.name)) {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
             let rows = if case.name.starts_with("gemv") || case.name.starts_with("qgemv") {
@@ -486,7 +489,7 @@ fn main() {
             };
             // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`).
             let keep = std::env::var("KILN_BENCH_SWEEP_FILTER").unwrap_or_default();
-            schedules.extend(space.into_iter().filter(|s| s.to_string().contains(&keep)).map(Some));
+            schedules.extend(space.into_iter().filter(|s| any_of(&keep, &s.to_string())).map(Some));
         }
         for schedule in schedules {
             let tuning = schedule.map(|s| {

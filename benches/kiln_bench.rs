@@ -11,7 +11,7 @@
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
 //! matmul cases (split-K included; `KILN_BENCH_SWEEP_FILTER=text` keeps the candidates whose
 //! name contains `text`), `KILN_BENCH_FILTER=text` keeps only cases whose name
-//! contains `text`, and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
+//! contains `text` (both filters take alternatives separated by `|`), and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
 //! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
 
 use kiln::compiler::lower::anchor::MIN_FLASH_KEYS;
@@ -459,7 +459,9 @@ fn main() {
         Err(_) => DeviceLimits::desktop(),
     };
     println!("target profile: {}", target.name);
-    for case in cases.iter().filter(|c| c.name.contains(&filter)) {
+    // `a|b` keeps what contains a or b.
+    let matches = |name: &str, filter: &str| filter.split('|').any(|f| name.contains(f));
+    for case in cases.iter().filter(|c| matches(&c.name, &filter)) {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
             let rows = if case.name.starts_with("gemv") || case.name.starts_with("qgemv") {
@@ -486,7 +488,7 @@ fn main() {
             };
             // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`).
             let keep = std::env::var("KILN_BENCH_SWEEP_FILTER").unwrap_or_default();
-            schedules.extend(space.into_iter().filter(|s| s.to_string().contains(&keep)).map(Some));
+            schedules.extend(space.into_iter().filter(|s| matches(&s.to_string(), &keep)).map(Some));
         }
         for schedule in schedules {
             let tuning = schedule.map(|s| {

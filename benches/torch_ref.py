@@ -103,7 +103,7 @@ def cases():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
-    ap.add_argument("--filter", default="")
+    ap.add_argument("--filter", default="", help="keep cases containing it; alternatives separated by |")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -111,7 +111,7 @@ def main():
     print(f"device: {name}, torch {torch.__version__}")
     sink = open(args.json, "w") if args.json else None
     for case, fn, work, unit in cases():
-        if args.filter not in case:
+        if not any(f in case for f in args.filter.split("|")):
             continue
         with torch.no_grad():
             med, mn, reps, rate, unit = timed(fn, work, unit)

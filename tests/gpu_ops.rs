@@ -5,6 +5,8 @@ use kiln::compiler::{compile_to_dir, CompileOptions, Model};
 use kiln::convert::{rel_l2, to_host};
 use kiln::ir::{BinaryOp, DType, Dim, Expr, Graph, NodeId, Op, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
+use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::{DeviceLimits, GemmParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -14,6 +16,11 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 /// Compiles a one-output graph, runs it on the GPU with `x` and checks it against the
 /// interpreter (relative L2 < 1e-5). Returns the reference output.
 fn check(g: Graph, x: Tensor) -> Tensor {
+    check_with(g, x, CompileOptions::default())
+}
+
+/// [`check`] under `opts` (e.g. a tuning record forcing a schedule).
+fn check_with(g: Graph, x: Tensor, opts: CompileOptions) -> Tensor {
     let model = Model {
         name: "op".into(),
         graph: g,
@@ -22,7 +29,7 @@ fn check(g: Graph, x: Tensor) -> Tensor {
     let inputs = HashMap::from([("x".to_string(), x.clone())]);
     let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
     let dir = tempfile::tempdir().unwrap();
-    compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
     let out: HashMap<_, _> = s
@@ -152,6 +159,53 @@ fn conv_variants_match_the_interpreter() {
     for (x, w, s, p, d, g, b) in cases {
         let graph = conv_graph(&x, &w, s, p, d, g, b);
         check(graph, Tensor::f32(x.clone(), values(n(&x), 3)));
+    }
+}
+
+/// The implicit-GEMM convolution under tiles forced by a tuning record (the tuner may pick
+/// any of them): the single and double-buffered 8x8 tiles and the wide 8x16 / 16x8 ones, whose
+/// im2col reads go through registers one K-step ahead. K = 5 x 3 x 3 = 45 is not a multiple of
+/// bk, M = 20 and N = 9 x 11 are ragged against every block, and the batch has two images.
+#[test]
+fn conv_under_forced_gemm_tiles_matches_the_interpreter() {
+    let (x, w) = (vec![2, 5, 9, 11], vec![20, 5, 3, 3]);
+    let key = "conv:x=2x5x9x11,w=20x5x3x3,s=[1, 1],g=1";
+    for p in [
+        GemmParams::new(128, 128, 16, 8, 8),
+        GemmParams::new(128, 128, 16, 8, 8).double_buffered(),
+        GemmParams::new(128, 128, 16, 8, 16),
+        GemmParams::new(256, 128, 8, 16, 8),
+        GemmParams::new(64, 64, 32, 4, 4),
+    ] {
+        let mut db = TuningDb::default();
+        db.records.insert(
+            key.into(),
+            TuningRecord {
+                schedule: Schedule::Gemm(p),
+                micros: 0.0,
+                device: "test".into(),
+            },
+        );
+        let opts = CompileOptions {
+            target: DeviceLimits::desktop(),
+            tuning: Some(db),
+            ..Default::default()
+        };
+        let graph = conv_graph(&x, &w, vec![1, 1], vec![(1, 1), (1, 1)], vec![1, 1], 1, true);
+        // The record must be the one used: the kernel's WGSL names the schedule.
+        let dir = tempfile::tempdir().unwrap();
+        let model = Model {
+            name: "conv".into(),
+            graph: graph.clone(),
+            io_dtypes: BTreeMap::new(),
+        };
+        let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap();
+        assert!(
+            m.kernels.iter().any(|k| k.schedule == Schedule::Gemm(p).to_string()),
+            "{p:?} not used: {:?}",
+            m.kernels.iter().map(|k| &k.schedule).collect::<Vec<_>>()
+        );
+        check_with(graph, Tensor::f32(x.clone(), values(2 * 5 * 9 * 11, 3)), opts);
     }
 }
 

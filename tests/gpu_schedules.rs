@@ -159,6 +159,11 @@ fn vec4_gemm_tiles_match_the_reference() {
         db(gemm(128, 128, 8, 8, 8)),
         db(gemm(32, 64, 32, 4, 4)),
         gemm(64, 64, 32, 4, 4),
+        // The wide register tiles (8x16 and 16x8, 128 accumulators), in 128x128 blocks of
+        // 128 threads and a 128x256 block.
+        gemm(128, 128, 16, 8, 16),
+        gemm(128, 128, 8, 16, 8),
+        gemm(128, 256, 8, 8, 16),
     ] {
         // Ragged in every dim: several blocks and K-steps, none of them full at the edge.
         assert!(!check(&[130, 75], &[75, 261], s).contains("fn kiln_load_a"), "{s}");

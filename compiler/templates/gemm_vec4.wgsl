@@ -4,7 +4,9 @@
 // partial-sum buffer, laid out [batch][slice][M][N]); a combine kernel adds the slices.{% endif %}
 // Each thread owns {{ tm }} rows x {{ cg }} vec4 column groups, held in explicitly named vec4
 // accumulators (never a private array, which drivers spill). Both tiles live in workgroup memory as
-// vec4s: A transposed (k-major), so a thread's 4 consecutive rows are one vec4 read.{% if db %}
+// vec4s: A transposed (k-major), so a thread's 4 consecutive rows are one vec4 read. Each tile is
+// an array of k-rows, so in the unrolled K-step the k-row index is a constant and the bounds
+// clamp WebGPU puts on every dynamic index covers only the lane's column, the same for every k.{% if db %}
 // Double-buffered: two stages of both tiles; a K-step fills one while the previous step's is
 // still read, so one barrier per step suffices (the stage a step fills was last read two steps
 // earlier, before the previous step's barrier).{% endif %}
@@ -42,8 +44,8 @@ fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<{{ ty }}> {
     return vec4<{{ ty }}>({{ zero }});
 }
 {% endif %}
-var<workgroup> a_tile: array<vec4<{{ ty }}>, {{ a_tile_len }}>;
-var<workgroup> b_tile: array<vec4<{{ ty }}>, {{ b_tile_len }}>;
+var<workgroup> a_tile: array<array<vec4<{{ ty }}>, {{ a_row }}>, {{ k_rows }}>;
+var<workgroup> b_tile: array<array<vec4<{{ ty }}>, {{ b_row }}>, {{ k_rows }}>;
 
 @compute @workgroup_size({{ tx_n }}, {{ ty_n }}, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -62,9 +64,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     {{ line }}
 {%- endfor %}
 {%- if db %}
-    // Offsets of the stage this K-step fills and reads.
-    var sa = 0i;
-    var sb = 0i;
+    // First k-row of the stage this K-step fills and reads.
+    var st = 0i;
 {%- endif %}
 {%- for i in range(end=tm) %}{% for c in range(end=cg) %}
     var acc_{{ i }}_{{ c }} = vec4<{{ ty }}>({{ zero }});
@@ -86,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 let mm = e / {{ bk4 }}i;
                 let kq = e % {{ bk4 }}i;
 {%- for j in range(end=4) %}
-                a_tile[{% if db %}sa + {% endif %}(kq * 4i + {{ j }}i) * {{ a_row }}i + mm / 4i][mm % 4i] = pa{{ t }}[{{ j }}];
+                a_tile[{% if db %}st + {% endif %}kq * 4i + {{ j }}i][mm / 4i][mm % 4i] = pa{{ t }}[{{ j }}];
 {%- endfor %}
             }
         }
@@ -95,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         {
             let e = i32(lid) + {{ t * threads }}i;
             if (e < {{ b_vecs }}i) {
-                b_tile[{% if db %}sb + {% endif %}e] = pb{{ t }};
+                b_tile[{% if db %}st + {% endif %}e / {{ bn4 }}i][e % {{ bn4 }}i] = pb{{ t }};
             }
         }
 {%- endfor %}
@@ -111,36 +112,107 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
         }
 {%- else %}
-    for (var k0 = {{ k_beg }}; k0 < {{ k_lim }}; k0 += {{ bk }}i) {
-        // A block (bm x bk): consecutive threads read consecutive k of one row.
-        for (var e = i32(lid); e < {{ bm * bk }}i; e += {{ threads }}i) {
+    // Operands read as scalars (K or N not a multiple of 4, or computed, like a convolution's
+    // im2col) into registers one K-step ahead, as the vec4 path does: the loads of step
+    // k0 + bk are in flight while step k0 is computed.
+{%- for t in range(end=a_sloads) %}
+    var sa{{ t }}: {{ ty }};
+{%- endfor %}
+{%- for t in range(end=b_sloads) %}
+    var sb{{ t }}: {{ ty }};
+{%- endfor %}
+    {
+{%- for t in range(end=a_sloads) %}
+        {
+            // A block (bm x bk): consecutive threads read consecutive k of one row.
+            let e = i32(lid) + {{ t * threads }}i;
             let mm = e / {{ bk }}i;
             let kk = e % {{ bk }}i;
             let gm = m0 + mm;
-            let gk = k0 + kk;
+            let gk = {{ k_beg }} + kk;
             var v: {{ ty }} = {{ zero }};
-            if (gm < {{ m }} && gk < {{ k_lim }}) {
+            if (e < {{ bm * bk }}i && gm < {{ m }} && gk < {{ k_lim }}) {
 {%- for line in a_load %}
                 {{ line }}
 {%- endfor %}
             }
-            a_tile[{% if db %}sa + {% endif %}kk * {{ a_row }}i + mm / 4i][mm % 4i] = v;
+            sa{{ t }} = v;
         }
-        // B block (bk x bn): consecutive threads read consecutive n of one row.
-        for (var e = i32(lid); e < {{ bk * bn }}i; e += {{ threads }}i) {
+{%- endfor %}
+{%- for t in range(end=b_sloads) %}
+        {
+            // B block (bk x bn): consecutive threads read consecutive n of one row.
+            let e = i32(lid) + {{ t * threads }}i;
             let kk = e / {{ bn }}i;
             let nn = e % {{ bn }}i;
-            let gk = k0 + kk;
+            let gk = {{ k_beg }} + kk;
             let gn = n0 + nn;
             var v: {{ ty }} = {{ zero }};
-            if (gk < {{ k_lim }} && gn < {{ n }}) {
+            if (e < {{ bk * bn }}i && gk < {{ k_lim }} && gn < {{ n }}) {
 {%- for line in b_load %}
                 {{ line }}
 {%- endfor %}
             }
-            b_tile[{% if db %}sb + {% endif %}kk * {{ b_row }}i + nn / 4i][nn % 4i] = v;
+            sb{{ t }} = v;
         }
+{%- endfor %}
+    }
+    for (var k0 = {{ k_beg }}; k0 < {{ k_lim }}; k0 += {{ bk }}i) {
+{%- for t in range(end=a_sloads) %}
+        {
+            let e = i32(lid) + {{ t * threads }}i;
+            if (e < {{ bm * bk }}i) {
+                let mm = e / {{ bk }}i;
+                a_tile[{% if db %}st + {% endif %}e % {{ bk }}i][mm / 4i][mm % 4i] = sa{{ t }};
+            }
+        }
+{%- endfor %}
+{%- for t in range(end=b_sloads) %}
+        {
+            let e = i32(lid) + {{ t * threads }}i;
+            if (e < {{ bk * bn }}i) {
+                let nn = e % {{ bn }}i;
+                b_tile[{% if db %}st + {% endif %}e / {{ bn }}i][nn / 4i][nn % 4i] = sb{{ t }};
+            }
+        }
+{%- endfor %}
         workgroupBarrier();
+        if (k0 + {{ bk }}i < {{ k_lim }}) {
+{%- for t in range(end=a_sloads) %}
+        {
+            // A block (bm x bk): consecutive threads read consecutive k of one row.
+            let e = i32(lid) + {{ t * threads }}i;
+            let mm = e / {{ bk }}i;
+            let kk = e % {{ bk }}i;
+            let gm = m0 + mm;
+            let gk = k0 + {{ bk }}i + kk;
+            var v: {{ ty }} = {{ zero }};
+            if (e < {{ bm * bk }}i && gm < {{ m }} && gk < {{ k_lim }}) {
+{%- for line in a_load %}
+                {{ line }}
+{%- endfor %}
+            }
+            sa{{ t }} = v;
+        }
+{%- endfor %}
+{%- for t in range(end=b_sloads) %}
+        {
+            // B block (bk x bn): consecutive threads read consecutive n of one row.
+            let e = i32(lid) + {{ t * threads }}i;
+            let kk = e / {{ bn }}i;
+            let nn = e % {{ bn }}i;
+            let gk = k0 + {{ bk }}i + kk;
+            let gn = n0 + nn;
+            var v: {{ ty }} = {{ zero }};
+            if (e < {{ bk * bn }}i && gk < {{ k_lim }} && gn < {{ n }}) {
+{%- for line in b_load %}
+                {{ line }}
+{%- endfor %}
+            }
+            sb{{ t }} = v;
+        }
+{%- endfor %}
+        }
 {%- endif %}
         // The K-step is unrolled: every workgroup-memory offset is a constant plus the thread's
         // lane (and the stage), so the compiler keeps the tile in registers and folds the
@@ -148,10 +220,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- for kk in range(end=bk) %}
         {
 {%- for r in range(end=rg) %}
-            let a{{ r }} = a_tile[{% if db %}sa + {% endif %}{{ kk * a_row }}i + {{ r * ty_n }}i + ty];
+            let a{{ r }} = a_tile[{% if db %}st + {% endif %}{{ kk }}i][{{ r * ty_n }}i + ty];
 {%- endfor %}
 {%- for c in range(end=cg) %}
-            let b{{ c }} = b_tile[{% if db %}sb + {% endif %}{{ kk * b_row }}i + {{ c * tx_n }}i + tx];
+            let b{{ c }} = b_tile[{% if db %}st + {% endif %}{{ kk }}i][{{ c * tx_n }}i + tx];
 {%- endfor %}
 {%- for r in range(end=rg) %}{% for ii in range(end=4) %}{% for c in range(end=cg) %}
             acc_{{ r * 4 + ii }}_{{ c }} = {% if float %}fma(vec4<{{ ty }}>(a{{ r }}[{{ ii }}]), b{{ c }}, acc_{{ r * 4 + ii }}_{{ c }}){% else %}acc_{{ r * 4 + ii }}_{{ c }} + vec4<{{ ty }}>(a{{ r }}[{{ ii }}]) * b{{ c }}{% endif %};
@@ -159,8 +231,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
 {%- endfor %}
 {%- if db %}
-        sa = {{ a_stage }}i - sa;
-        sb = {{ b_stage }}i - sb;
+        st = {{ bk }}i - st;
 {%- else %}
         workgroupBarrier();
 {%- endif %}

@@ -560,7 +560,7 @@ fn gemm_vec4_double_buffered() {
         g.add("matmul", Op::MatMul, &[a, w]).unwrap()
     });
     assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
-    assert!(src.contains(", db)") && src.contains("sa = 256i - sa"), "{src}");
+    assert!(src.contains(", db)") && src.contains("st = 16i - st"), "{src}");
     assert_eq!(src.matches("workgroupBarrier()").count(), 1, "{src}");
     insta::assert_snapshot!(src);
 }

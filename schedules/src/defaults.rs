@@ -86,17 +86,20 @@ mod model {
 }
 
 /// Share of [`model::FLOPS_PER_CU`] a thread tile reaches: an 8x8 vec4 tile does 64 FMAs per 4
-/// workgroup-memory reads, a 4x4 one 16 per 2, a scalar 2x2 one 4 per 4 scalar reads.
+/// workgroup-memory reads, a 4x4 one 16 per 2, a scalar 2x2 one 4 per 4 scalar reads. The
+/// 8x16 and 16x8 tiles (128 FMAs per 6 reads) measured 0.83-0.90 of the 8x8 tile at 4096^3 on
+/// the H200 (fewer threads per multiprocessor), and double-buffered stages 0.74 (their k-row
+/// index is not a constant, so every workgroup-memory read is clamped and addressed anew).
 fn tile_efficiency(p: &GemmParams) -> f64 {
     let base = match (p.is_vec4(), p.tm * p.tn) {
+        (true, 128) => 0.9,
         (true, 64) => 1.0,
         (true, 32) => 0.75,
         (true, _) => 0.5,
         (false, _) => 0.2,
     };
-    // One barrier per K-step instead of two.
     if p.double_buffer {
-        base * 1.05
+        base * 0.75
     } else {
         base
     }
@@ -146,7 +149,7 @@ pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_
 ///
 /// A split keeps at least [`MIN_SPLIT_K_LEN`] of K per slice and its partial sums within one
 /// storage binding. What the model picks on the `h200` profile: 4096^3 and 2048^3 128x128x16
-/// 8x8 double-buffered; 1024^3 (64 such blocks) a 128x64 block; MiniLM's 128x1152x384 64x64
+/// 8x8 (single stage); 1024^3 (64 such blocks) a 128x64 block; MiniLM's 128x1152x384 64x64
 /// blocks with K split 4 ways (144 workgroups of 3 K-steps instead of 144 32x32 blocks walking
 /// all of K); 4096x384x1536 128x128 blocks with K split 2 ways.
 pub fn gemm_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
@@ -467,4 +470,29 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             bk: 8,
             splits: 2,
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The H200 measurements of docs/performance.md ("seventh session, gemm"): the single-stage
+    /// 128x128x16 8x8 tile (41 TFLOP/s at 4096^3) beat its double-buffered form (30) and the
+    /// 8x16 / 16x8 tiles (32-37), so large products get it on both desktop profiles.
+    #[test]
+    fn large_products_get_the_single_stage_8x8_tile() {
+        for l in [DeviceLimits::h200(), DeviceLimits::desktop()] {
+            for n in [2048, 4096] {
+                let d = gemm_split_k(1, n, n, n, &l);
+                assert_eq!(
+                    d,
+                    Schedule::Gemm(GemmParams::new(128, 128, 16, 8, 8)),
+                    "{n}^3 on {}",
+                    l.name
+                );
+            }
+            let d = gemm_split_k(1, 1024, 1024, 1024, &l);
+            assert!(matches!(d, Schedule::Gemm(p) if !p.double_buffer), "{d} on {}", l.name);
+        }
+    }
 }

@@ -403,8 +403,14 @@ impl Schedule {
                 if p.double_buffer && !p.is_vec4() {
                     return fail("double buffering needs a vec4 thread tile (tm and tn multiples of 4)".into());
                 }
-                if p.tm * p.tn > 64 {
-                    return fail(format!("thread tile {}x{} needs more than 64 accumulators", p.tm, p.tn));
+                // The vec4 tile names its accumulators (registers); the scalar one keeps them in
+                // a private array, which spills sooner.
+                let most = if p.is_vec4() { 128 } else { 64 };
+                if p.tm * p.tn > most {
+                    return fail(format!(
+                        "thread tile {}x{} needs more than {most} accumulators",
+                        p.tm, p.tn
+                    ));
                 }
                 if p.bn / p.tn > limits.max_compute_workgroup_size_x
                     || p.bm / p.tm > limits.max_compute_workgroup_size_y

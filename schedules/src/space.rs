@@ -6,7 +6,7 @@ use crate::{defaults, CoopGemmParams, DeviceLimits, GemmParams, GemvParams, Sche
 
 /// Tiled GEMM candidates: blocks of 32 to 128, bk 8 to 32, scalar 2x2 and vec4 4x4 to 8x8
 /// thread tiles (each vec4 tile also double-buffered), keeping 64 to 256 threads per workgroup;
-/// plus every tile the analytic defaults choose from.
+/// plus every tile the analytic defaults choose from and the [`WIDE_GEMM_TILES`].
 pub fn gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     let mut out = Vec::new();
     let mut push = |p: GemmParams| {
@@ -34,8 +34,25 @@ pub fn gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     for p in defaults::gemm_tiles() {
         push(p);
     }
+    for (bm, bn, bk, tm, tn) in WIDE_GEMM_TILES {
+        push(GemmParams::new(bm, bn, bk, tm, tn));
+    }
     out
 }
+
+/// Register tiles of 8x16 and 16x8 (128 accumulators per thread: 6 workgroup-memory vec4
+/// reads per 128 FMAs instead of 4 per 64) for large products, in 128x128 blocks of 128
+/// threads and 128x256 / 256x128 blocks of 256 threads; members of [`gemm`].
+pub const WIDE_GEMM_TILES: [(u32, u32, u32, u32, u32); 8] = [
+    (128, 128, 8, 8, 16),
+    (128, 128, 16, 8, 16),
+    (128, 128, 8, 16, 8),
+    (128, 128, 16, 16, 8),
+    (128, 256, 8, 8, 16),
+    (128, 256, 16, 8, 16),
+    (256, 128, 8, 16, 8),
+    (256, 128, 16, 16, 8),
+];
 
 /// Split-K GEMM candidates for plain f32 matmuls with few output tiles and a long K: every
 /// tile the analytic defaults choose from ([`defaults::gemm_tiles`]) with K split 2 to 32 ways.
@@ -54,11 +71,13 @@ pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
 }
 
 /// Quantized GEMM candidates (the `qgemm_vec4` template: vec4 thread tiles, no split-K): the
-/// vec4 members of [`gemm`] with bk a multiple of 4, plus [`defaults::quant_gemm_tiles`].
+/// vec4 members of [`gemm`] with bk a multiple of 4 and at most 8x8 accumulators, plus [`defaults::quant_gemm_tiles`].
 pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     let mut out: Vec<Schedule> = gemm(limits)
         .into_iter()
-        .filter(|s| matches!(s, Schedule::Gemm(p) if p.is_vec4() && p.bk.is_multiple_of(4) && p.ksplit == 1))
+        .filter(|s| {
+            matches!(s, Schedule::Gemm(p) if p.is_vec4() && p.bk.is_multiple_of(4) && p.ksplit == 1 && p.tm * p.tn <= 64)
+        })
         .collect();
     for p in defaults::quant_gemm_tiles() {
         let s = Schedule::Gemm(p);

@@ -413,6 +413,8 @@ fn gemm_context(
     ctx.insert("b_stage", &(p.bk * p.bn / 4));
     ctx.insert("a_tile_len", &(stages * p.bk * a_row));
     ctx.insert("b_tile_len", &(stages * p.bk * p.bn / 4));
+    // gemm_vec4's tiles are arrays of k-rows (both stages' rows when double-buffered).
+    ctx.insert("k_rows", &(stages * p.bk));
     let threads = p.threads();
     let (a_vecs, b_vecs) = (p.bm * p.bk / 4, p.bk * p.bn / 4);
     ctx.insert("bk4", &(p.bk / 4));
@@ -421,6 +423,9 @@ fn gemm_context(
     ctx.insert("b_vecs", &b_vecs);
     ctx.insert("a_loads", &a_vecs.div_ceil(threads));
     ctx.insert("b_loads", &b_vecs.div_ceil(threads));
+    // Scalars per thread of the scalar-read path's register prefetch.
+    ctx.insert("a_sloads", &(p.bm * p.bk).div_ceil(threads));
+    ctx.insert("b_sloads", &(p.bk * p.bn).div_ceil(threads));
     ctx.insert("vec_loads", &false);
     for (name, slot) in [("a_vec", 0), ("b_vec", 1)] {
         ctx.insert(name, &format!("in{slot}[("));
@@ -433,12 +438,14 @@ fn gemm_context(
     ctx.insert("k_lim", if split { "k_end" } else { mnk[2].as_str() });
 }
 
-/// How many rows of B a GEMV thread loads before it uses them: 8 once each thread walks at
-/// least 32 rows of a known K (e.g. 1x4096x4096 with 64 K-slices: 64 rows), else 4. The H200
-/// streams B at full bandwidth only with several MB in flight (bandwidth x latency, about
-/// 4 TB/s x 1 us); 256 workgroups of 256 threads with four 16-byte loads each hold 4 MB.
+/// How many rows of B a GEMV thread loads before it uses them: 16 once each thread walks at
+/// least 64 rows of a known K (e.g. 1x4096x4096 with 64 K-slices: four rounds of 16 loads),
+/// 8 from 32 rows, else 4. The H200 streams B at full bandwidth only with several MB in flight
+/// (bandwidth x latency, about 4 TB/s x 1 us), and each round of a thread waits one memory
+/// latency: fewer, larger rounds shorten the chain of latencies a workgroup walks.
 fn gemv_unroll(k: &Dim, ksplit: u32) -> u32 {
     match k.as_const() {
+        Some(k) if k >= 64 * ksplit as i64 => 16,
         Some(k) if k >= 32 * ksplit as i64 => 8,
         _ => 4,
     }

@@ -1016,7 +1016,8 @@ fn sibling_kernels_of_one_size_are_one_dispatch_with_two_outputs() {
         io_dtypes: BTreeMap::new(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let man = compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let man =
+        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let dispatches = &man.programs[0].dispatches;
     assert_eq!(dispatches.len(), 1, "one dispatch for both siblings");
     let written = man.kernels[dispatches[0].kernel]

@@ -530,7 +530,10 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
         need("maxComputeWorkgroupStorageSize", workgroup_bytes(&schedule, &d.body));
         let outputs = d.outputs();
-        need("maxStorageBuffersPerShaderStage", (d.inputs.len() + outputs.len()) as u64);
+        need(
+            "maxStorageBuffersPerShaderStage",
+            (d.inputs.len() + outputs.len()) as u64,
+        );
         let mut register = |r: &RenderedKernel, kind: &str| {
             *by_source.entry(codegen::kernel_identity(&r.wgsl)).or_insert_with(|| {
                 let idx = kernels.len();

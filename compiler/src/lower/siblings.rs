@@ -207,7 +207,9 @@ mod tests {
         outs.sort();
         assert_eq!(outs, vec![a, b]);
         let slot = |v: NodeId| k[0].inputs.iter().position(|&i| i == v).expect("an input");
-        let KernelBody::Parts(parts) = &k[0].body else { panic!("{:?}", k[0].body) };
+        let KernelBody::Parts(parts) = &k[0].body else {
+            panic!("{:?}", k[0].body)
+        };
         // Each part reads its values at their slots of the union.
         let part = |o: NodeId| match &parts.iter().find(|p| p.output == o).expect("a part").body {
             KernelBody::Injective { expr, .. } => expr.clone(),

@@ -170,12 +170,12 @@ fn renumber(e: &Expr, map: &[usize]) -> Expr {
     })
 }
 
-/// Whether a kernel reads slot `s` through a plain linear access (test helper).
+/// Whether an expression loads from input slot `s` (test helper).
 #[cfg(test)]
-fn reads_linear(e: &Expr, s: usize) -> bool {
+fn reads_slot(e: &Expr, s: usize) -> bool {
     match e {
-        Expr::Read(x, a) if *x == s => matches!(a.as_ref(), kiln_ir::Access::Linear),
-        e => e.children().into_iter().any(|c| reads_linear(c, s)),
+        Expr::Read(x, _) | Expr::LoadAt(x, ..) | Expr::LoadIdx(x, _) if *x == s => true,
+        e => e.children().into_iter().any(|c| reads_slot(c, s)),
     }
 }
 
@@ -215,8 +215,8 @@ mod tests {
             KernelBody::Injective { expr, .. } => expr.clone(),
             other => panic!("{other:?}"),
         };
-        assert!(reads_linear(&part(b), slot(x)) && reads_linear(&part(b), slot(y)));
-        assert!(reads_linear(&part(a), slot(x)) && !reads_linear(&part(a), slot(y)));
+        assert!(reads_slot(&part(b), slot(x)) && reads_slot(&part(b), slot(y)));
+        assert!(reads_slot(&part(a), slot(x)) && !reads_slot(&part(a), slot(y)));
     }
 
     #[test]

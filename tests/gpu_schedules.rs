@@ -1002,3 +1002,50 @@ fn flash_attention_matches_the_interpreter() {
         check_attention((1, 37, 45, 8, 48), AttnMask::Causal, true, Some(s));
     }
 }
+
+#[test]
+fn sibling_kernels_of_one_size_are_one_dispatch_with_two_outputs() {
+    // Two users of `x` with 24 elements each but different shapes (a transposed read plus a
+    // second input, and a plain negation): one kernel writing both outputs.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[4, 6]));
+    let y = g.add_input("y", TensorType::new(DType::F32, &[6, 4]));
+    let xt = g.add("xt", Op::Transpose { perm: vec![1, 0] }, &[x]).unwrap();
+    let a = g.add("a", Op::Binary(BinaryOp::Add), &[xt, y]).unwrap();
+    let b = g.add("b", Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+    g.add_output("a", a);
+    g.add_output("b", b);
+    let model = Model {
+        name: "siblings".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let man =
+        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let dispatches = &man.programs[0].dispatches;
+    assert_eq!(dispatches.len(), 1, "one dispatch for both siblings");
+    let written = man.kernels[dispatches[0].kernel]
+        .bindings
+        .iter()
+        .filter(|b| **b == kiln::abi::BindingKind::Storage)
+        .count();
+    assert_eq!(written, 2, "one storage binding per output");
+    let inputs = HashMap::from([
+        ("x".to_string(), Tensor::f32(vec![4, 6], values(24, 3))),
+        ("y".to_string(), Tensor::f32(vec![6, 4], values(24, 4))),
+    ]);
+    let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap();
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut sess = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    let host: HashMap<_, _> = inputs
+        .iter()
+        .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
+        .collect();
+    let out: HashMap<_, _> = sess.run("run", &host).unwrap().into_iter().collect();
+    for name in ["a", "b"] {
+        let w: Vec<f32> = want[name].to_f64().iter().map(|&v| v as f32).collect();
+        // One f32 add or negation per element: exact.
+        assert_eq!(out[name].to_f32(), w, "output {name}");
+    }
+}

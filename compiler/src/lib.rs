@@ -146,6 +146,10 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("{kind}:{block}:m={m},n={n},k={k}")
         }
         KernelBody::StateWrite { shape, .. } => format!("statewrite:{}", dims(shape)),
+        KernelBody::Parts(parts) => {
+            let keys: Vec<String> = parts.iter().map(|p| tuning_key(&p.body)).collect();
+            format!("parts[{}]", keys.join(";"))
+        }
         KernelBody::QGather { rows, block, n, k } => format!("qgather:{block}:rows={rows},n={n},k={k}"),
     }
 }
@@ -157,6 +161,7 @@ pub fn workload(body: &KernelBody) -> Workload {
         KernelBody::Injective { shape, .. } | KernelBody::StateWrite { shape, .. } => Workload::Injective {
             numel: estimate(&Dim::product(shape)),
         },
+        KernelBody::Parts(parts) => workload(&parts[0].body),
         KernelBody::QGather { rows, k, .. } => Workload::Injective {
             numel: estimate(rows) * *k as u64,
         },
@@ -524,7 +529,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
         need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
         need("maxComputeWorkgroupStorageSize", workgroup_bytes(&schedule, &d.body));
-        need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 1);
+        let outputs = d.outputs();
+        need(
+            "maxStorageBuffersPerShaderStage",
+            (d.inputs.len() + outputs.len()) as u64,
+        );
         let mut register = |r: &RenderedKernel, kind: &str| {
             *by_source.entry(codegen::kernel_identity(&r.wgsl)).or_insert_with(|| {
                 let idx = kernels.len();
@@ -598,7 +607,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                         variant_base_grid.insert(k, r.grid.clone());
                     }
                 }
-                buffers.push(output);
+                buffers.extend(outputs.iter().map(|o| plan.buffer_of[o]));
                 dispatches.push(Dispatch {
                     kernel: k,
                     buffers,

@@ -64,9 +64,9 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
         }
     }
     // States: a `StateAppend` value lives in its state's buffer, allocated at its full size.
-    for k in kernels {
-        if let Op::StateAppend { state, state_shape, .. } = &g.node(k.output).op {
-            p.buffer_of.insert(k.output, p.buffers.len());
+    for o in kernels.iter().flat_map(KernelDraft::outputs) {
+        if let Op::StateAppend { state, state_shape, .. } = &g.node(o).op {
+            p.buffer_of.insert(o, p.buffers.len());
             p.states.push((state.clone(), state_shape.clone(), p.buffers.len()));
             p.buffers.push(BufferSpec {
                 kind: BufferKind::State,
@@ -90,32 +90,13 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
     let mut free: Vec<usize> = Vec::new();
     let mut holds: Vec<(usize, NodeId)> = Vec::new();
     for (i, k) in kernels.iter().enumerate() {
-        if p.buffer_of.contains_key(&k.output) {
-            continue; // a state
+        // All outputs of a kernel are allocated before any buffer it reads last is released
+        // (a kernel never writes a buffer it reads).
+        for o in k.outputs() {
+            if !p.buffer_of.contains_key(&o) {
+                allocate(g, &mut p, &mut free, &mut holds, o);
+            }
         }
-        let need = size_of(g, k.output);
-        let pick = pick_slot(&p.buffers, &free, &need);
-        let b = match pick {
-            Some(pos) => {
-                let b = free.remove(pos);
-                let spec = &mut p.buffers[b];
-                let mut sizes = max_leaves(&spec.size);
-                sizes.push(need);
-                spec.size = max_of(sizes).expect("at least one size");
-                spec.label.push_str(&format!(", {}", g.node(k.output).name));
-                b
-            }
-            None => {
-                p.buffers.push(BufferSpec {
-                    kind: BufferKind::Intermediate,
-                    size: need,
-                    label: g.node(k.output).name.clone(),
-                });
-                p.buffers.len() - 1
-            }
-        };
-        p.buffer_of.insert(k.output, b);
-        holds.push((b, k.output));
         // Release buffers whose value was read for the last time by this kernel. A value that
         // is never read (dead output of a kernel) is released right away.
         holds.retain(|&(buf, v)| {
@@ -138,6 +119,33 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
         }
     }
     p
+}
+
+/// Gives value `o` an intermediate buffer: a free one (grown to fit) or a new one.
+fn allocate(g: &Graph, p: &mut MemoryPlan, free: &mut Vec<usize>, holds: &mut Vec<(usize, NodeId)>, o: NodeId) {
+    let need = size_of(g, o);
+    let pick = pick_slot(&p.buffers, free, &need);
+    let b = match pick {
+        Some(pos) => {
+            let b = free.remove(pos);
+            let spec = &mut p.buffers[b];
+            let mut sizes = max_leaves(&spec.size);
+            sizes.push(need);
+            spec.size = max_of(sizes).expect("at least one size");
+            spec.label.push_str(&format!(", {}", g.node(o).name));
+            b
+        }
+        None => {
+            p.buffers.push(BufferSpec {
+                kind: BufferKind::Intermediate,
+                size: need,
+                label: g.node(o).name.clone(),
+            });
+            p.buffers.len() - 1
+        }
+    };
+    p.buffer_of.insert(o, b);
+    holds.push((b, o));
 }
 
 /// The largest of `sizes` as one expression: equal ones counted once, combined pairwise so the

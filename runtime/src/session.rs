@@ -94,7 +94,9 @@ struct Slot {
 struct ProgramState {
     uniform: wgpu::Buffer,
     uniform_size: u64,
-    /// Per dispatch: offset and size of its parameter block in `uniform`.
+    /// Per dispatch: offset and size of its parameter block in `uniform`. The blocks of
+    /// dynamic dispatches (see `dynamic`) come first, in dispatch order, so the parameters a
+    /// decode step changes are one contiguous write.
     blocks: Vec<(u64, u64)>,
     /// Per dispatch: the generations of its buffers and the bind group built for them.
     bind_groups: Vec<Option<(Vec<u64>, wgpu::BindGroup)>>,
@@ -505,12 +507,23 @@ impl Session {
     fn create_program_state(&self, p: usize) -> Result<ProgramState> {
         let program = &self.manifest.programs[p];
         let align = u64::from(self.gpu.limits.min_uniform_buffer_offset_alignment).max(16);
-        let mut blocks = Vec::with_capacity(program.dispatches.len());
+        let dynamic: Vec<bool> = program
+            .dispatches
+            .iter()
+            .map(|d| d.params.iter().chain(&d.grid).any(names_symbol))
+            .collect();
+        // Dynamic dispatches' blocks first: a decode step rewrites only those (one write when
+        // they are adjacent; interleaved with the static ones they cost one write each).
+        let mut blocks = vec![(0u64, 0u64); program.dispatches.len()];
         let mut offset = 0u64;
-        for d in &program.dispatches {
-            let size = param_block_size(self.manifest.kernels[d.kernel].params.len());
-            blocks.push((offset, size));
-            offset += size.div_ceil(align) * align;
+        for pass in [true, false] {
+            for (di, d) in program.dispatches.iter().enumerate() {
+                if dynamic[di] == pass {
+                    let size = param_block_size(self.manifest.kernels[d.kernel].params.len());
+                    blocks[di] = (offset, size);
+                    offset += size.div_ceil(align) * align;
+                }
+            }
         }
         let uniform_size = offset.max(16);
         if uniform_size > self.gpu.limits.max_buffer_size {
@@ -532,11 +545,7 @@ impl Session {
             bind_groups: (0..program.dispatches.len()).map(|_| None).collect(),
             buffers: self.manifest.program_buffers(p),
             written: Vec::new(),
-            dynamic: program
-                .dispatches
-                .iter()
-                .map(|d| d.params.iter().chain(&d.grid).any(names_symbol))
-                .collect(),
+            dynamic,
             grids: vec![None; program.dispatches.len()],
         })
     }
@@ -1399,19 +1408,22 @@ impl Session {
 }
 
 /// Uploads `new` parameter bytes over `old` (what the buffer holds; empty when nothing was
-/// written yet): only the parameter blocks that differ, adjacent ones merged into one write.
+/// written yet): only the parameter blocks that differ, in offset order, blocks up to 256 bytes
+/// apart merged into one write.
 fn write_changed(queue: &wgpu::Queue, uniform: &wgpu::Buffer, old: &[u8], new: &[u8], blocks: &[(u64, u64)]) {
     if old.len() != new.len() {
         queue.write_buffer(uniform, 0, new);
         return;
     }
+    let mut changed: Vec<(usize, usize)> = blocks
+        .iter()
+        .map(|&(offset, size)| (offset as usize, (offset + size) as usize))
+        .filter(|&(a, b)| old[a..b] != new[a..b])
+        .collect();
+    changed.sort_unstable();
     let mut run: Option<(usize, usize)> = None;
     let flush = |r: (usize, usize)| queue.write_buffer(uniform, r.0 as u64, &new[r.0..r.1]);
-    for &(offset, size) in blocks {
-        let (a, b) = (offset as usize, (offset + size) as usize);
-        if old[a..b] == new[a..b] {
-            continue;
-        }
+    for (a, b) in changed {
         // Blocks are 16-byte aligned and sized, so every write is too; blocks up to 256 bytes
         // apart are merged (the gap's bytes are unchanged, so rewriting them is harmless).
         run = match run {

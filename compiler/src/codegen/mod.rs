@@ -142,6 +142,28 @@ fn header(
     helpers: &BTreeSet<&'static str>,
     fns: &[String],
 ) -> String {
+    header_outputs(params, in_dtypes, vec4_inputs, &[out_dtype], helpers, fns)
+}
+
+/// The name of output binding `j` of a kernel: `out`, then `out1`, `out2`, ...
+fn output_name(j: usize) -> String {
+    if j == 0 {
+        "out".into()
+    } else {
+        format!("out{j}")
+    }
+}
+
+/// [`header`] of a kernel with one output binding per entry of `out_dtypes` (after the
+/// inputs; named by [`output_name`]).
+fn header_outputs(
+    params: &ParamSet,
+    in_dtypes: &[DType],
+    vec4_inputs: &[usize],
+    out_dtypes: &[DType],
+    helpers: &BTreeSet<&'static str>,
+    fns: &[String],
+) -> String {
     let mut h = params.struct_decl();
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (k, d) in in_dtypes.iter().enumerate() {
@@ -155,11 +177,17 @@ fn header(
             k + 1,
         ));
     }
-    h.push_str(&format!(
-        "@group(0) @binding({}) var<storage, read_write> out: array<{}>;",
-        in_dtypes.len() + 1,
-        storage_ty(out_dtype)
-    ));
+    for (j, d) in out_dtypes.iter().enumerate() {
+        if j > 0 {
+            h.push('\n');
+        }
+        h.push_str(&format!(
+            "@group(0) @binding({}) var<storage, read_write> {}: array<{}>;",
+            in_dtypes.len() + 1 + j,
+            output_name(j),
+            storage_ty(*d)
+        ));
+    }
     for name in helpers {
         h.push_str("\n\n");
         h.push_str(expr::helper_source(name));
@@ -367,10 +395,10 @@ fn epilogue_lines_with(
     lines
 }
 
-fn bindings(n_inputs: usize) -> Vec<BindingKind> {
+fn bindings(n_inputs: usize, n_outputs: usize) -> Vec<BindingKind> {
     let mut b = vec![BindingKind::Uniform];
     b.extend(std::iter::repeat_n(BindingKind::ReadOnlyStorage, n_inputs));
-    b.push(BindingKind::Storage);
+    b.extend(std::iter::repeat_n(BindingKind::Storage, n_outputs));
     b
 }
 
@@ -706,7 +734,11 @@ pub fn render(
         msg,
     };
     schedule.validate(limits).map_err(|e| limit_err(e.to_string()))?;
-    let buffers = draft.inputs.len() as u32 + 1;
+    let out_dtypes: Vec<DType> = match &draft.body {
+        KernelBody::Parts(parts) => parts.iter().map(part_dtype).collect(),
+        _ => vec![out_dtype],
+    };
+    let buffers = (draft.inputs.len() + out_dtypes.len()) as u32;
     if buffers > limits.max_storage_buffers_per_shader_stage {
         return Err(limit_err(format!(
             "needs {buffers} storage buffers, maxStorageBuffersPerShaderStage = {}",
@@ -721,29 +753,10 @@ pub fn render(
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
     let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
-        (KernelBody::Injective { shape, dtype, expr }, Schedule::Injective(p)) => {
+        (KernelBody::Injective { shape, .. }, Schedule::Injective(p)) => {
             let n = Dim::product(shape);
             let n_s = params.dim(&n, "n");
-            let mut body = Vec::new();
-            let coords = coords_needed(expr);
-            let names: Vec<String> = (0..shape.len()).map(|i| format!("c{i}")).collect();
-            if coords {
-                body = decompose(&mut params, "idx", "rem", &names, shape);
-            }
-            let mut w = ExprWriter {
-                params: &mut params,
-                helpers: &mut helpers,
-                in_dtypes,
-                lines: Vec::new(),
-                next: 0,
-                memo: Default::default(),
-                idx: "idx".into(),
-                coords: names,
-                core: String::new(),
-            };
-            let (v, _) = w.emit(expr);
-            body.append(&mut w.lines);
-            body.push(format!("out[idx] = {};", to_storage(*dtype, &v)));
+            let body = part_lines(draft, "out", &mut params, &mut helpers, in_dtypes);
             ctx.insert("wg", &p.workgroup_size);
             ctx.insert("ept", &p.elems_per_thread);
             ctx.insert("n", &n_s);
@@ -1687,6 +1700,26 @@ pub fn render(
             let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
             ("injective", [p.workgroup_size, 1, 1], grid, true)
         }
+        (KernelBody::Parts(parts), Schedule::Injective(p)) => {
+            // The injective template over the parts' common element count; each part's
+            // statements in a block of their own (their temporaries may share names).
+            let n = part_size(&parts[0]);
+            let n_s = params.dim(&n, "n");
+            let mut body = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                body.push("{".to_string());
+                let lines = part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes);
+                body.extend(lines.into_iter().map(|l| format!("    {l}")));
+                body.push("}".to_string());
+            }
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &p.elems_per_thread);
+            ctx.insert("n", &n_s);
+            ctx.insert("body", &body);
+            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
+            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+            ("injective", [p.workgroup_size, 1, 1], grid, true)
+        }
         (body, s) => {
             return Err(CompileError::Unsupported {
                 node: draft.label.clone(),
@@ -1699,7 +1732,8 @@ pub fn render(
     // may read bool inputs through fused prologue or epilogue expressions (e.g. an attention
     // mask), but not as its own operands or result.
     let reads_bool_directly = draft.operands.is_empty() && in_dtypes.contains(&DType::Bool);
-    if !matches!(&draft.body, KernelBody::Injective { .. }) && (out_dtype == DType::Bool || reads_bool_directly) {
+    let expression_only = matches!(&draft.body, KernelBody::Injective { .. } | KernelBody::Parts(_));
+    if !expression_only && (out_dtype == DType::Bool || reads_bool_directly) {
         return Err(CompileError::Unsupported {
             node: draft.label.clone(),
             op: template.into(),
@@ -1708,7 +1742,7 @@ pub fn render(
     }
     ctx.insert(
         "header",
-        &header(&params, in_dtypes, &vec4_inputs, out_dtype, &helpers, &fns),
+        &header_outputs(&params, in_dtypes, &vec4_inputs, &out_dtypes, &helpers, &fns),
     );
     let wgsl = render_template(template, &ctx)?;
     let caps = match schedule {
@@ -1720,7 +1754,7 @@ pub fn render(
     Ok(RenderedKernel {
         wgsl,
         workgroup_size,
-        bindings: bindings(draft.inputs.len()),
+        bindings: bindings(draft.inputs.len(), out_dtypes.len()),
         param_names: params.manifest_names(),
         param_values: params.manifest_values(),
         grid,
@@ -1728,6 +1762,64 @@ pub fn render(
         grid_splittable: splittable,
         split: split_k,
     })
+}
+
+/// The stored dtype of a part of a [`KernelBody::Parts`] kernel.
+fn part_dtype(part: &KernelDraft) -> DType {
+    match &part.body {
+        KernelBody::Injective { dtype, .. } | KernelBody::StateWrite { dtype, .. } => *dtype,
+        other => unreachable!("a kernel part is injective or a state write, not {other:?}"),
+    }
+}
+
+/// The element count of a part of a [`KernelBody::Parts`] kernel (the same for every part).
+fn part_size(part: &KernelDraft) -> Dim {
+    match &part.body {
+        KernelBody::Injective { shape, .. } | KernelBody::StateWrite { shape, .. } => Dim::product(shape),
+        other => unreachable!("a kernel part is injective or a state write, not {other:?}"),
+    }
+}
+
+/// The statements that compute element `idx` of an injective or state-write draft and store
+/// it into the output binding `out`: an injective expression at `out[idx]` (coordinates
+/// decomposed from `idx` where the expression needs them), an update's operand at
+/// `out[offset + idx]`.
+fn part_lines(
+    draft: &KernelDraft,
+    out: &str,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+) -> Vec<String> {
+    let (value, shape, dtype, offset) = match &draft.body {
+        KernelBody::Injective { shape, dtype, expr } => (expr.clone(), shape, *dtype, None),
+        KernelBody::StateWrite { shape, dtype, offset } => (draft.operand(0), shape, *dtype, Some(offset)),
+        other => unreachable!("not an injective or state-write kernel: {other:?}"),
+    };
+    let mut body = Vec::new();
+    let names: Vec<String> = (0..shape.len()).map(|i| format!("c{i}")).collect();
+    if coords_needed(&value) {
+        body = decompose(params, "idx", "rem", &names, shape);
+    }
+    let at = match offset {
+        Some(o) => format!("{} + idx", params.dim(o, "off")),
+        None => "idx".into(),
+    };
+    let mut w = ExprWriter {
+        params,
+        helpers,
+        in_dtypes,
+        lines: Vec::new(),
+        next: 0,
+        memo: Default::default(),
+        idx: "idx".into(),
+        coords: names,
+        core: String::new(),
+    };
+    let (v, _) = w.emit(&value);
+    body.append(&mut w.lines);
+    body.push(format!("{out}[{at}] = {};", to_storage(dtype, &v)));
+    body
 }
 
 /// Threads per workgroup of a split-K combine kernel.
@@ -1983,7 +2075,7 @@ fn combine_kernel(
     RenderedKernel {
         wgsl,
         workgroup_size: [COMBINE_WORKGROUP, 1, 1],
-        bindings: bindings(binding_count),
+        bindings: bindings(binding_count, 1),
         param_names: params.manifest_names(),
         param_values: params.manifest_values(),
         grid: [

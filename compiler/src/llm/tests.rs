@@ -202,6 +202,30 @@ fn the_bundle_has_two_programs_sharing_weights_and_the_kv_cache() {
             "token ids are checked against the vocabulary"
         );
     }
+    // Each layer's K and V appends are one dispatch writing both states (lower::siblings).
+    for p in &m.programs {
+        let writes: Vec<usize> = p
+            .dispatches
+            .iter()
+            .map(|d| {
+                let k = &m.kernels[d.kernel];
+                d.buffers
+                    .iter()
+                    .zip(&k.bindings[1..])
+                    .filter(|(&b, kind)| {
+                        **kind == kiln_abi::BindingKind::Storage && m.buffers[b].kind == BufferKind::State
+                    })
+                    .count()
+            })
+            .filter(|&n| n > 0)
+            .collect();
+        assert_eq!(
+            writes,
+            vec![2; c.layers],
+            "program {}: state writes per dispatch",
+            p.name
+        );
+    }
     let decode = m.programs[1].inputs.as_ref().unwrap();
     assert_eq!(decode[0].shape, [kiln_abi::SizeExpr::c(1)]);
     assert!(m.assumptions.iter().any(|a| a.max == kiln_abi::SizeExpr::c(32)));

@@ -5,6 +5,7 @@
 pub mod affine;
 pub mod anchor;
 pub mod fuse;
+pub mod siblings;
 
 use crate::CompileError;
 use kiln_ir::{DType, Dim, Graph, NodeId, Op, ReduceOp, Shape};
@@ -191,17 +192,23 @@ pub enum KernelBody {
         /// First element written (rows before the update times the row size).
         offset: Dim,
     },
+    /// Several independent injective or state-write kernels of one element count in one
+    /// dispatch (horizontal fusion, [`siblings`]): each part is a draft over this kernel's input
+    /// slots (its `inputs` are the kernel's) that writes its own output binding, in part
+    /// order (see [`KernelDraft::outputs`]). An LLM layer's K and V cache appends are one.
+    Parts(Vec<KernelDraft>),
 }
 
 /// A kernel before scheduling: which values it reads (binding order) and writes, and what it
 /// computes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct KernelDraft {
     /// Graph node names, for labels and errors.
     pub label: String,
     /// Values read, in binding order.
     pub inputs: Vec<NodeId>,
-    /// Value written.
+    /// Value written (the first part's of a [`KernelBody::Parts`] kernel, which writes
+    /// [`KernelDraft::outputs`]).
     pub output: NodeId,
     /// What is computed.
     pub body: KernelBody,
@@ -224,6 +231,15 @@ impl KernelDraft {
             body,
             operands: Vec::new(),
             epilogue: None,
+        }
+    }
+
+    /// Values written, in binding order (after the inputs): `output`, or each part's output for
+    /// a kernel of several parts.
+    pub fn outputs(&self) -> Vec<NodeId> {
+        match &self.body {
+            KernelBody::Parts(parts) => parts.iter().map(|p| p.output).collect(),
+            _ => vec![self.output],
         }
     }
 

@@ -10,8 +10,8 @@
 //! set, `KILN_BENCH_JSON=path` also writes the results as JSON lines, `KILN_BENCH_SWEEP=1` also
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
 //! matmul cases (split-K included; `KILN_BENCH_SWEEP_FILTER=text` keeps the candidates whose
-//! name contains `text`), `KILN_BENCH_FILTER=text` keeps only cases whose name
-//! contains `text`, and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
+//! name contains `text`, or one of several `|`-separated texts), `KILN_BENCH_FILTER=text` keeps only cases whose name
+//! contains `text` (or one of several `|`-separated texts), and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
 //! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
 
 use kiln::compiler::lower::anchor::MIN_FLASH_KEYS;
@@ -459,7 +459,8 @@ fn main() {
         Err(_) => DeviceLimits::desktop(),
     };
     println!("target profile: {}", target.name);
-    for case in cases.iter().filter(|c| c.name.contains(&filter)) {
+    let filters: Vec<&str> = filter.split('|').collect();
+    for case in cases.iter().filter(|c| filters.iter().any(|f| c.name.contains(f))) {
         let mut schedules: Vec<Option<Schedule>> = vec![None];
         if sweep && case.matmul_key.is_some() {
             let rows = if case.name.starts_with("gemv") || case.name.starts_with("qgemv") {
@@ -484,9 +485,19 @@ fn main() {
                 s.extend(space::gemm_split_k(&target));
                 s
             };
-            // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`).
+            // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`),
+            // or any of several alternatives separated by `|`.
             let keep = std::env::var("KILN_BENCH_SWEEP_FILTER").unwrap_or_default();
-            schedules.extend(space.into_iter().filter(|s| s.to_string().contains(&keep)).map(Some));
+            let alternatives: Vec<&str> = keep.split('|').collect();
+            schedules.extend(
+                space
+                    .into_iter()
+                    .filter(|s| {
+                        let name = s.to_string();
+                        alternatives.iter().any(|a| name.contains(a))
+                    })
+                    .map(Some),
+            );
         }
         for schedule in schedules {
             let tuning = schedule.map(|s| {
@@ -598,6 +609,8 @@ fn bench_case(
             Some(w) => check_qgemm(case, w, &mut s, &host)?,
             None => check_gemm(case, &mut s, &host)?,
         };
+    } else if case.name.starts_with("attention") {
+        check = check_attention(case, &mut s, &host)?;
     }
     // The kernels as they ran (with the variants the adapter supports).
     let m = s.manifest().clone();
@@ -615,6 +628,46 @@ fn bench_case(
         repeats,
         shape: format!("{}/{}{check}", m.kernels.len(), m.programs[0].dispatches.len()),
     })
+}
+
+/// Runs an attention case once and compares 64 sampled query rows (all channels) with an f64
+/// reference of `softmax(q kᵀ / sqrt(d)) v`. The kernels compute in f32 over at most a few
+/// thousand keys with probabilities in [0, 1] and |v| <= 1, so an output off by more than
+/// 1e-4 (about 1000 f32 roundings of values up to 1) is an error: a wrong key slice, mask or
+/// rescale is off by O(0.01) or more.
+fn check_attention(
+    case: &Case,
+    s: &mut Session,
+    host: &HashMap<String, kiln::runtime::HostTensor>,
+) -> Result<String, String> {
+    let out = s.run("run", host).map_err(|e| e.to_string())?;
+    let o = out[0].1.to_f32();
+    let (q, k, v) = (&case.inputs["q"], &case.inputs["k"], &case.inputs["v"]);
+    let (seq, d) = (q.shape[2], q.shape[3]);
+    let heads = q.shape[0] * q.shape[1];
+    let (q, k, v) = (q.to_f64(), k.to_f64(), v.to_f64());
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut err = 0f64;
+    for t in 0..64u64 {
+        let row = (t * 7919 % (heads * seq) as u64) as usize;
+        let h = row / seq;
+        let kb = h * seq * d;
+        let scores: Vec<f64> = (0..seq)
+            .map(|j| (0..d).map(|c| q[row * d + c] * k[kb + j * d + c]).sum::<f64>() * scale)
+            .collect();
+        let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        for c in 0..d {
+            let r: f64 = (0..seq).map(|j| p[j] * v[kb + j * d + c]).sum::<f64>() / sum;
+            err = err.max((o[row * d + c] as f64 - r).abs());
+        }
+    }
+    let text = format!(" max|err| {err:.2e} vs f64");
+    if err.is_nan() || err > 1e-4 {
+        return Err(format!("wrong result:{text}"));
+    }
+    Ok(text)
 }
 
 /// Runs a GEMM case once and compares 512 sampled elements of C with f64 references

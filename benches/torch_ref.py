@@ -8,7 +8,7 @@ fp32 with TF32 disabled, so GEMMs are cuBLAS SGEMM; the `gemm f16` cases are fp1
 after warm-up, reported per launch. Work units match kiln_bench: GFLOP/s for GEMM and conv,
 GB/s (bytes read + written) for memory-bound kernels.
 
-    python3 benches/torch_ref.py [--json out.jsonl] [--filter TEXT]
+    python3 benches/torch_ref.py [--json out.jsonl] [--filter TEXT[|TEXT...]]
 """
 import argparse
 import json
@@ -111,7 +111,8 @@ def main():
     print(f"device: {name}, torch {torch.__version__}")
     sink = open(args.json, "w") if args.json else None
     for case, fn, work, unit in cases():
-        if args.filter not in case:
+        # --filter keeps the cases whose name contains TEXT, or one of several `|`-separated texts.
+        if not any(f in case for f in args.filter.split("|")):
             continue
         with torch.no_grad():
             med, mn, reps, rate, unit = timed(fn, work, unit)

@@ -486,6 +486,30 @@ fn attention_tiled_over_keys() {
 }
 
 #[test]
+fn attention_split_over_key_slices() {
+    // 2 heads of 512 rows fill 16 workgroups of 64 rows, far fewer than the compute units:
+    // the default splits the 512 keys over 4 workgroups per tile (128 keys each), which write
+    // unnormalized rows with their maximum and sum, and a combine kernel adds the slices.
+    let src = wgsl(3, |g| {
+        let shape = vec![Dim::c(1), Dim::c(2), Dim::c(512), Dim::c(4)];
+        let q = input(g, "q", shape.clone());
+        let k = input(g, "k", shape.clone());
+        let v = input(g, "v", shape);
+        let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+        let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+        let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[s]).unwrap();
+        g.add("o", Op::MatMul, &[p, v]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln attention kernel", 1);
+    assert_kernels(&src, "// Kiln attention combine kernel", 1);
+    assert!(
+        src.contains("slices=4)") && src.contains("let kend = min(") && src.contains("combine of 4 key slices"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
 fn rms_norm_uses_the_layer_norm_template_without_mean_or_bias() {
     let src = wgsl(0, |g| {
         let x = input(g, "x", vec![Dim::sym("batch"), Dim::c(4), Dim::c(16)]);

@@ -440,7 +440,8 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// prompt four. On the H200, rows 64 with 2 threads per row was the fastest of the kind's
 /// space at 32x12x128x32 and 16 rows with 8 threads per row among the slowest
 /// (docs/performance.md). Where that does not fit `limits`, 32 rows, else the first valid
-/// member of [`crate::space::attention`] (the smallest workgroup memory).
+/// member of [`crate::space::attention`] (the smallest workgroup memory). The keys are split
+/// over [`attention_slices`] workgroups per tile where the tiles alone leave compute units idle.
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     let rows_total = batch.max(1) * sq.max(1);
     let want = 512 * limits.compute_units.max(1) as u64;
@@ -456,9 +457,10 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             rows,
             bk: keys * splits,
             splits,
+            slices: 1,
         })
     });
-    first
+    let chosen = first
         .into_iter()
         .chain(crate::space::attention(limits))
         .find(|s| s.validate(limits).is_ok())
@@ -466,5 +468,29 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             rows: 16,
             bk: 8,
             splits: 2,
-        }))
+            slices: 1,
+        }));
+    let Schedule::Attention(p) = chosen else {
+        return chosen;
+    };
+    let slices = attention_slices(batch.max(1) * sq.max(1).div_ceil(p.rows as u64), sq, limits);
+    Schedule::Attention(AttentionParams { slices, ..p })
+}
+
+/// Fewest keys a slice of a split prefill attention keeps (a smaller slice's combine pass and
+/// partial rows cost more than the parallelism gains).
+pub const MIN_ATTENTION_SLICE_KEYS: u64 = 128;
+
+/// Key slices of the default prefill attention with `tiles` workgroups of query rows over
+/// about `keys` keys (a prefill attends to at least its own rows, so the query row count
+/// stands in for the key count): the fewest of 1, 2 or 4 that launch at least one workgroup
+/// per compute unit, each slice keeping at least [`MIN_ATTENTION_SLICE_KEYS`] keys. 12 heads
+/// of 512 rows in tiles of 64 (96 workgroups on the H200's 132 units) take 2.
+pub fn attention_slices(tiles: u64, keys: u64, limits: &DeviceLimits) -> u32 {
+    let units = limits.compute_units.max(1) as u64;
+    let mut slices = 1u32;
+    while slices < 4 && tiles * (slices as u64) < units && keys / (2 * slices as u64) >= MIN_ATTENTION_SLICE_KEYS {
+        slices *= 2;
+    }
+    slices
 }

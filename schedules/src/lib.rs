@@ -256,6 +256,13 @@ pub struct AttentionParams {
     pub bk: u32,
     /// Threads per query row, each taking `bk / splits` keys of a block (1, 2, 4 or 8).
     pub splits: u32,
+    /// Workgroups per row tile, each walking one contiguous slice of the keys (1, 2, 4 or 8):
+    /// more than one writes each slice's unnormalized output with its running maximum and sum,
+    /// and a combine kernel rescales and adds the slices (as the decode schedule does), so few
+    /// heads of a long sequence still fill the device. Records written before it existed
+    /// read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub slices: u32,
 }
 
 impl AttentionParams {
@@ -465,6 +472,9 @@ impl Schedule {
                 if ![1, 2, 4, 8].contains(&p.splits) {
                     return fail(format!("splits {} not 1, 2, 4 or 8", p.splits));
                 }
+                if ![1, 2, 4, 8].contains(&p.slices) {
+                    return fail(format!("key slices {} not 1, 2, 4 or 8", p.slices));
+                }
                 if p.bk == 0 || !p.bk.is_multiple_of(4) || !p.bk.is_multiple_of(p.splits) {
                     return fail(format!(
                         "key block {} is not a positive multiple of 4 and of splits = {}",
@@ -563,7 +573,13 @@ impl fmt::Display for Schedule {
                 if p.vec_stage { ", v4" } else { "" },
                 if p.double_buffer { ", db" } else { "" }
             ),
-            Schedule::Attention(p) => write!(f, "attention(rows={}, bk={}, splits={})", p.rows, p.bk, p.splits),
+            Schedule::Attention(p) => {
+                write!(f, "attention(rows={}, bk={}, splits={}", p.rows, p.bk, p.splits)?;
+                if p.slices > 1 {
+                    write!(f, ", slices={}", p.slices)?;
+                }
+                write!(f, ")")
+            }
         }
     }
 }
@@ -759,7 +775,14 @@ mod tests {
         assert!(Schedule::Gemm(db(16)).validate(&DeviceLimits::desktop()).is_ok());
         // Attention: 1/2/4/8 threads per row, key blocks of whole vec4s split evenly among
         // them, at most 16 keys per thread, memory checked at head dim 64.
-        let att = |rows, bk, splits| Schedule::Attention(AttentionParams { rows, bk, splits });
+        let att = |rows, bk, splits| {
+            Schedule::Attention(AttentionParams {
+                rows,
+                bk,
+                splits,
+                slices: 1,
+            })
+        };
         assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("splits 3"));
         assert!(att(32, 30, 2)
             .validate(&l)
@@ -773,6 +796,7 @@ mod tests {
             rows: 32,
             bk: 32,
             splits: 4,
+            slices: 1,
         };
         // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
         assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
@@ -781,7 +805,8 @@ mod tests {
             AttentionParams {
                 rows: 64,
                 bk: 8,
-                splits: 1
+                splits: 1,
+                slices: 1,
             }
             .tile_vec4s(64, 64),
             1024
@@ -792,6 +817,43 @@ mod tests {
         assert!(att(64, 64, 4).validate(&d).is_err());
         let back: Schedule = ron::from_str(&ron::to_string(&att(16, 32, 4)).unwrap()).unwrap();
         assert_eq!(back.to_string(), "attention(rows=16, bk=32, splits=4)");
+        // Key slices: 1, 2, 4 or 8 workgroups per row tile; a record without them reads as 1.
+        let sliced = Schedule::Attention(AttentionParams {
+            rows: 64,
+            bk: 32,
+            splits: 4,
+            slices: 4,
+        });
+        assert!(sliced.validate(&d).is_ok());
+        assert_eq!(sliced.to_string(), "attention(rows=64, bk=32, splits=4, slices=4)");
+        let back: Schedule = ron::from_str(&ron::to_string(&sliced).unwrap()).unwrap();
+        assert_eq!(back, sliced);
+        let old: Schedule = ron::from_str("Attention((rows: 16, bk: 32, splits: 4))").unwrap();
+        assert_eq!(old, att(16, 32, 4));
+        let three = Schedule::Attention(AttentionParams {
+            slices: 3,
+            ..AttentionParams {
+                rows: 64,
+                bk: 32,
+                splits: 4,
+                slices: 1,
+            }
+        });
+        assert!(three.validate(&d).unwrap_err().reason.contains("key slices 3"));
+        // The default splits the keys only where the tiles leave compute units idle and each
+        // slice keeps at least 128 keys: 12 heads of 512 rows on the H200 (96 tiles of 64
+        // rows, 132 units) take 2, MiniLM's 128 keys and 384 heads none, a symbolic prompt
+        // (estimated at 64 rows) none.
+        let h = DeviceLimits::h200();
+        let slices = |batch, sq| match defaults::attention(batch, sq, &h) {
+            Schedule::Attention(p) => p.slices,
+            s => panic!("{s}"),
+        };
+        assert_eq!(
+            (slices(12, 512), slices(2, 512), slices(12, 128), slices(384, 128)),
+            (2, 4, 1, 1)
+        );
+        assert_eq!((slices(1, 64), slices(32, 2048)), (1, 1));
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
         let wide = Schedule::Injective(InjectiveParams {

@@ -702,6 +702,25 @@ mod tests {
             panic!("not a coop GEMM")
         };
         assert_eq!((small.bm, small.bn), (64, 64));
+        // With 48 KiB of workgroup memory: 128x256 blocks of 16 subgroups, bk 32, for grids
+        // that fill the device (4096^3), the 128x128 tile below that.
+        let wide_limits = DeviceLimits {
+            max_compute_workgroup_storage_size: 49152,
+            ..d.clone()
+        };
+        let Schedule::CoopGemm(wide) = defaults::coop_gemm(1, 4096, 4096, &wide_limits) else {
+            panic!("not a coop GEMM")
+        };
+        assert_eq!(
+            (wide.bm, wide.bn, wide.bk, wide.subgroups(), wide.workgroup_bytes()),
+            (128, 256, 32, 16, 43520)
+        );
+        assert!(space::coop_gemm(&wide_limits).contains(&Schedule::CoopGemm(wide)));
+        assert!(Schedule::CoopGemm(wide).validate(&d).is_err());
+        assert_eq!(
+            defaults::coop_gemm(1, 2048, 2048, &wide_limits),
+            Schedule::CoopGemm(big)
+        );
         // The quantized variant's blocks shrink until the grid fills the device.
         let q = |m, n| match defaults::quant_coop_gemm(m, n, &d) {
             Schedule::CoopGemm(p) => (p.bm, p.bn),
@@ -840,20 +859,11 @@ mod tests {
             }
         });
         assert!(three.validate(&d).unwrap_err().reason.contains("key slices 3"));
-        // The default splits the keys only where the tiles leave compute units idle and each
-        // slice keeps at least 128 keys: 12 heads of 512 rows on the H200 (96 tiles of 64
-        // rows, 132 units) take 2, MiniLM's 128 keys and 384 heads none, a symbolic prompt
-        // (estimated at 64 rows) none.
+        // The defaults do not split the keys (slower on the H200 at 1x12x512x64).
         let h = DeviceLimits::h200();
-        let slices = |batch, sq| match defaults::attention(batch, sq, &h) {
-            Schedule::Attention(p) => p.slices,
-            s => panic!("{s}"),
-        };
-        assert_eq!(
-            (slices(12, 512), slices(2, 512), slices(12, 128), slices(384, 128)),
-            (2, 4, 1, 1)
-        );
-        assert_eq!((slices(1, 64), slices(32, 2048)), (1, 1));
+        for (batch, sq) in [(12, 512), (2, 512), (12, 128), (384, 128), (1, 64)] {
+            assert!(matches!(defaults::attention(batch, sq, &h), Schedule::Attention(p) if p.slices == 1));
+        }
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
         let wide = Schedule::Injective(InjectiveParams {

@@ -487,7 +487,8 @@ fn main() {
                 s.extend(space::gemm_split_k(&target));
                 s
             };
-            // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`).
+            // KILN_BENCH_SWEEP_FILTER keeps the candidates whose name contains it (e.g. `v4`),
+            // or any of several alternatives separated by `|`.
             let keep = std::env::var("KILN_BENCH_SWEEP_FILTER").unwrap_or_default();
             schedules.extend(space.into_iter().filter(|s| any_of(&keep, &s.to_string())).map(Some));
         }
@@ -601,6 +602,8 @@ fn bench_case(
             Some(w) => check_qgemm(case, w, &mut s, &host)?,
             None => check_gemm(case, &mut s, &host)?,
         };
+    } else if case.name.starts_with("attention") {
+        check = check_attention(case, &mut s, &host)?;
     }
     // The kernels as they ran (with the variants the adapter supports).
     let m = s.manifest().clone();
@@ -618,6 +621,46 @@ fn bench_case(
         repeats,
         shape: format!("{}/{}{check}", m.kernels.len(), m.programs[0].dispatches.len()),
     })
+}
+
+/// Runs an attention case once and compares 64 sampled query rows (all channels) with an f64
+/// reference of `softmax(q kᵀ / sqrt(d)) v`. The kernels compute in f32 over at most a few
+/// thousand keys with probabilities in [0, 1] and |v| <= 1, so an output off by more than
+/// 1e-4 (about 1000 f32 roundings of values up to 1) is an error: a wrong key slice, mask or
+/// rescale is off by O(0.01) or more.
+fn check_attention(
+    case: &Case,
+    s: &mut Session,
+    host: &HashMap<String, kiln::runtime::HostTensor>,
+) -> Result<String, String> {
+    let out = s.run("run", host).map_err(|e| e.to_string())?;
+    let o = out[0].1.to_f32();
+    let (q, k, v) = (&case.inputs["q"], &case.inputs["k"], &case.inputs["v"]);
+    let (seq, d) = (q.shape[2], q.shape[3]);
+    let heads = q.shape[0] * q.shape[1];
+    let (q, k, v) = (q.to_f64(), k.to_f64(), v.to_f64());
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut err = 0f64;
+    for t in 0..64u64 {
+        let row = (t * 7919 % (heads * seq) as u64) as usize;
+        let h = row / seq;
+        let kb = h * seq * d;
+        let scores: Vec<f64> = (0..seq)
+            .map(|j| (0..d).map(|c| q[row * d + c] * k[kb + j * d + c]).sum::<f64>() * scale)
+            .collect();
+        let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        for c in 0..d {
+            let r: f64 = (0..seq).map(|j| p[j] * v[kb + j * d + c]).sum::<f64>() / sum;
+            err = err.max((o[row * d + c] as f64 - r).abs());
+        }
+    }
+    let text = format!(" max|err| {err:.2e} vs f64");
+    if err.is_nan() || err > 1e-4 {
+        return Err(format!("wrong result:{text}"));
+    }
+    Ok(text)
 }
 
 /// Runs a GEMM case once and compares 512 sampled elements of C with f64 references

@@ -8,7 +8,7 @@ fp32 with TF32 disabled, so GEMMs are cuBLAS SGEMM; the `gemm f16` cases are fp1
 after warm-up, reported per launch. Work units match kiln_bench: GFLOP/s for GEMM and conv,
 GB/s (bytes read + written) for memory-bound kernels.
 
-    python3 benches/torch_ref.py [--json out.jsonl] [--filter TEXT]
+    python3 benches/torch_ref.py [--json out.jsonl] [--filter TEXT[|TEXT...]]
 """
 import argparse
 import json

@@ -15,7 +15,7 @@ use kiln::convert::{rel_l2, to_host};
 use kiln::ir::{BinaryOp, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use kiln::schedules::tuning::{TuningDb, TuningRecord};
-use kiln::schedules::{space, DeviceLimits, GemmParams, GemvParams, Schedule};
+use kiln::schedules::{space, AttentionParams, DeviceLimits, GemmParams, GemvParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -935,7 +935,13 @@ fn check_attention(
     let what = format!("{shape:?} {mask:?} k_transposed={k_transposed} {schedule:?}");
     let dir = tempfile::tempdir().unwrap();
     let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(m.programs[0].dispatches.len(), 1, "{what}: one dispatch");
+    // Keys split over workgroups add the combine kernel's dispatch.
+    let dispatches = if m.kernels[0].schedule.contains("slices=") {
+        2
+    } else {
+        1
+    };
+    assert_eq!(m.programs[0].dispatches.len(), dispatches, "{what}: dispatches");
     assert!(
         m.kernels[0].schedule.starts_with("attention("),
         "{what}: {}",
@@ -998,8 +1004,121 @@ fn flash_attention_matches_the_interpreter() {
     }
     let candidates = space::attention(&DeviceLimits::desktop());
     assert!(candidates.len() >= 10);
+    // Each unsliced candidate (the sliced ones differ only in the key range and the combine,
+    // checked below).
     for s in candidates {
-        check_attention((1, 37, 45, 8, 48), AttnMask::Causal, true, Some(s));
+        if !matches!(s, Schedule::Attention(p) if p.slices > 1) {
+            check_attention((1, 37, 45, 8, 48), AttnMask::Causal, true, Some(s));
+        }
+    }
+    // Keys split over 2 or 4 workgroups and combined: slices of whole blocks with a partial
+    // last block, an empty last slice (130 keys in slices of 64), rows hidden entirely (NaN
+    // through the combine), keys read directly and through a transpose.
+    let sliced = |rows, bk, splits, slices| {
+        Some(Schedule::Attention(AttentionParams {
+            rows,
+            bk,
+            splits,
+            slices,
+        }))
+    };
+    check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, sliced(32, 16, 2, 4));
+    check_attention((2, 40, 300, 64, 64), AttnMask::None, false, sliced(64, 32, 4, 2));
+    check_attention((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, sliced(32, 32, 4, 4));
+}
+
+/// Flash attention split over key slices (`AttentionParams::slices`) over a symbolic prompt
+/// length `t` (an LLM prefill: `t` query rows over `t` keys, a causal mask input), forced by
+/// a tuning record for the symbolic shape: one kernel plus the combine, against the
+/// interpreter for 1, 37 and 300 tokens (one key: all slices but the first empty; a partial
+/// block; four slices of whole blocks). Tolerance as in the test above.
+#[test]
+fn sliced_flash_attention_over_a_symbolic_prompt() {
+    let (b, d, dv) = (2usize, 8usize, 12usize);
+    let t = Dim::sym("t");
+    let c = |v: usize| Dim::c(v as i64);
+    let mut g = Graph::new();
+    let ty = |shape: Vec<Dim>| TensorType {
+        dtype: DType::F32,
+        shape,
+    };
+    let q = g.add_input("q", ty(vec![c(b), t.clone(), c(d)]));
+    let k = g.add_input("k", ty(vec![c(b), t.clone(), c(d)]));
+    let v = g.add_input("v", ty(vec![c(b), t.clone(), c(dv)]));
+    let mask = g.add_input("mask", ty(vec![t.clone(), t.clone()]));
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 2, 1] }, &[k]).unwrap();
+    let scale = g.add_const("scale", Tensor::f32(vec![], vec![0.125]));
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("o", o);
+    let schedule = Schedule::Attention(AttentionParams {
+        rows: 32,
+        bk: 16,
+        splits: 2,
+        slices: 4,
+    });
+    let mut db = TuningDb::default();
+    db.records.insert(
+        tuning_key(&KernelBody::Attention {
+            batch: c(b),
+            sq: t.clone(),
+            sk: t.clone(),
+            d,
+            dv,
+        }),
+        TuningRecord {
+            schedule,
+            micros: 0.0,
+            device: "test".into(),
+        },
+    );
+    let opts = CompileOptions {
+        target: DeviceLimits::desktop(),
+        tuning: Some(db),
+        opt_level: 3,
+        ..Default::default()
+    };
+    let model = Model {
+        name: "prompt_attention".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
+    let want = schedule.to_string();
+    assert_eq!(schedules, [want.as_str(), want.as_str()], "the kernel and its combine");
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    for n in [1usize, 37, 300] {
+        let mv: Vec<f32> = (0..n * n)
+            .map(|e| {
+                let (i, j) = (e / n, e % n);
+                if j > i {
+                    f32::NEG_INFINITY
+                } else {
+                    (e % 7) as f32 * 0.1
+                }
+            })
+            .collect();
+        let inputs = HashMap::from([
+            ("q".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 41))),
+            ("k".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 42))),
+            ("v".to_string(), Tensor::f32(vec![b, n, dv], values(b * n * dv, 43))),
+            ("mask".to_string(), Tensor::f32(vec![n, n], mv)),
+        ]);
+        let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["o"].to_f32();
+        let mut sess = Session::new(&bundle, &SessionOptions::default()).unwrap();
+        let host: HashMap<_, _> = inputs
+            .iter()
+            .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
+            .collect();
+        let got = sess.run("run", &host).unwrap()[0].1.to_f32();
+        assert_eq!(got.len(), b * n * dv);
+        let err = rel_l2(&got, &want);
+        assert!(err < 2e-5, "{n} tokens: relative L2 error {err:e}");
     }
 }
 

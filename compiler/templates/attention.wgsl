@@ -1,5 +1,5 @@
 // Kiln attention kernel: {{ label }}
-// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ splits }}): flash attention. A
+// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ splits }}{% if slices > 1 %}, slices={{ slices }}{% endif %}): flash attention. A
 // workgroup of {{ wg }} threads per (batch, tile of {{ br }} query rows) walks the keys {{ bk }} at a
 // time, staging K and V as vec4s in workgroup memory. Each row has {{ splits }} thread(s); each holds
 // the row's query and its own output row in registers, scores its {{ g }} keys of every block
@@ -7,6 +7,11 @@
 // online softmax (running maximum and sum), so nothing is reduced inside the key walk. The
 // scores are never stored. At the end the row's threads rescale their partial results to
 // the common maximum and add them in workgroup memory, which the workgroup writes out.
+{%- if slices > 1 %}
+// Keys split over {{ slices }} workgroups per row tile (workgroup z): each walks one contiguous slice
+// and writes its rows unnormalized, with their maximum and sum ([batch][slice][row][o.., max,
+// sum]); a combine kernel rescales and adds the slices.
+{%- endif %}
 {{ header }}
 {% if score_lines %}
 fn kiln_score(v: f32, i: i32) -> f32 {
@@ -45,7 +50,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // This thread's keys of a block: s, s + {{ splits }}, ...; their K and V rows.
     let ko = s * {{ ks }}i;
     let vo = {{ v_off }}i + s * {{ vs }}i;
-    for (var j0 = 0i; j0 < {{ sk }}; j0 += {{ bk }}i) {
+{%- if slices > 1 %}
+    // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
+    let slice = i32(wid.z);
+    let kchunk = (({{ sk }} + {{ slices - 1 }}i) / {{ slices }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
+    let kbeg = slice * kchunk;
+    let kend = min({{ sk }}, kbeg + kchunk);
+{%- else %}
+    let kbeg = 0i;
+    let kend = {{ sk }};
+{%- endif %}
+    for (var j0 = kbeg; j0 < kend; j0 += {{ bk }}i) {
         // K block: 4 channels of one key per thread and step.
         for (var e = i32(lid); e < {{ bk * d4 }}i; e += {{ wg }}i) {
 {%- if k_keys_fast %}
@@ -108,7 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- if score_lines %}
             a{{ kk }} = kiln_score(a{{ kk }}, sb + min(j, {{ sk }} - 1i));
 {%- endif %}
-            a{{ kk }} = select(neg_inf, a{{ kk }}, j < {{ sk }});
+            a{{ kk }} = select(neg_inf, a{{ kk }}, j < kend);
             bm = max(bm, a{{ kk }});
         }
 {%- endfor %}
@@ -150,7 +165,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         total = fma(e.y, exp(e.x - mxr), total);
     }
 {%- endfor %}
+{%- if slices > 1 %}
+    // Unnormalized: the combine kernel divides by the sum over the slices.
+    let f = exp(m - mxr);
+{%- else %}
     let f = exp(m - mxr) / total;
+{%- endif %}
 {%- for t in range(end=splits) %}
     if (s == {{ t }}i) {
 {%- for c in range(end=dv4) %}
@@ -159,6 +179,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
 {%- endfor %}
+{%- if slices > 1 %}
+    // The workgroup's rows of this slice, consecutive threads on consecutive channels; each
+    // row's first thread adds its maximum and sum.
+    let pbase = (b * {{ slices }}i + slice) * {{ sq }};
+    for (var e = i32(lid); e < {{ br * dv }}i; e += {{ wg }}i) {
+        let rr = e / {{ dv }}i;
+        let c = e % {{ dv }}i;
+        if (r0 + rr < {{ sq }}) {
+            out[(pbase + r0 + rr) * {{ dv + 2 }}i + c] = kv[rr * {{ dv4 }}i + c / 4i][c % 4i];
+        }
+    }
+    if (s == 0i && r0 + r < {{ sq }}) {
+        out[(pbase + r0 + r) * {{ dv + 2 }}i + {{ dv }}i] = mx;
+        out[(pbase + r0 + r) * {{ dv + 2 }}i + {{ dv + 1 }}i] = total;
+    }
+{%- else %}
     // The workgroup's rows, consecutive threads on consecutive channels.
     for (var e = i32(lid); e < {{ br * dv }}i; e += {{ wg }}i) {
         let rr = e / {{ dv }}i;
@@ -167,4 +203,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             out[(b * {{ sq }} + r0 + rr) * {{ dv }}i + c] = kv[rr * {{ dv4 }}i + c / 4i][c % 4i];
         }
     }
+{%- endif %}
 }

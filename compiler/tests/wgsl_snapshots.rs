@@ -486,6 +486,74 @@ fn attention_tiled_over_keys() {
 }
 
 #[test]
+fn attention_split_over_key_slices() {
+    // The keys split over 4 workgroups per tile of 32 rows (a tuning record; the defaults do
+    // not split): each walks 128 of the 512 keys and writes unnormalized rows with their
+    // maximum and sum, and a combine kernel adds the slices.
+    use kiln_schedules::tuning::{TuningDb, TuningRecord};
+    use kiln_schedules::{AttentionParams, Schedule};
+    let c = |v: i64| Dim::c(v);
+    let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Attention {
+        batch: c(2),
+        sq: c(512),
+        sk: c(512),
+        d: 4,
+        dv: 4,
+    });
+    let mut db = TuningDb::default();
+    db.records.insert(
+        key,
+        TuningRecord {
+            schedule: Schedule::Attention(AttentionParams {
+                rows: 32,
+                bk: 16,
+                splits: 4,
+                slices: 4,
+            }),
+            micros: 0.0,
+            device: "snapshot".into(),
+        },
+    );
+    let mut g = Graph::new();
+    let shape = vec![c(1), c(2), c(512), c(4)];
+    let q = input(&mut g, "q", shape.clone());
+    let k = input(&mut g, "k", shape.clone());
+    let v = input(&mut g, "v", shape);
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[s]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("out0", o);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let b = compile(
+        &model,
+        &CompileOptions {
+            opt_level: 3,
+            tuning: Some(db),
+            ..Default::default()
+        },
+    )
+    .expect("compiles");
+    let src = b
+        .kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_kernels(&src, "// Kiln attention kernel", 1);
+    assert_kernels(&src, "// Kiln attention combine kernel", 1);
+    assert!(
+        src.contains("slices=4)") && src.contains("let kend = min(") && src.contains("combine of 4 key slices"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
 fn rms_norm_uses_the_layer_norm_template_without_mean_or_bias() {
     let src = wgsl(0, |g| {
         let x = input(g, "x", vec![Dim::sym("batch"), Dim::c(4), Dim::c(16)]);

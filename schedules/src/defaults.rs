@@ -306,7 +306,10 @@ pub fn gemm_split_k(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -
 /// because fewer accumulators per subgroup leave registers for more resident subgroups; not
 /// profiled). 64x64 blocks of 4
 /// subgroups of 32x32 (bk 32) when the 128x128 grid would launch fewer workgroups than the
-/// device has compute units.
+/// device has compute units. Where the limits allow 48 KiB of workgroup memory (NVIDIA's
+/// Vulkan adapters do; the built-in profiles allow 32 KiB), 128x256 blocks of 16 such
+/// subgroups with bk 32 for grids that fill the device: 0.895 ms (154 TFLOP/s) at 4096^3 on
+/// the H200 against 1.02 ms for the 128x128 tile (docs/performance.md, seventh session).
 pub fn coop_gemm(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Schedule {
     let big = CoopGemmParams {
         bm: 128,
@@ -326,7 +329,19 @@ pub fn coop_gemm(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Schedule 
         vec_stage: true,
         double_buffer: false,
     };
+    // 16 subgroups of 64x32 over 128x256 blocks, bk 32 (43,520 bytes of workgroup memory:
+    // only where the limits allow 48 KiB).
+    let wide = CoopGemmParams {
+        bm: 128,
+        bn: 256,
+        bk: 32,
+        ..big
+    };
     let wgs = batch * m.div_ceil(128) * n.div_ceil(128);
+    let wide_wgs = batch * m.div_ceil(128) * n.div_ceil(256);
+    if wide_wgs >= limits.compute_units as u64 && Schedule::CoopGemm(wide).validate(limits).is_ok() {
+        return Schedule::CoopGemm(wide);
+    }
     let p = if wgs >= limits.compute_units as u64 { big } else { small };
     let s = Schedule::CoopGemm(p);
     if s.validate(limits).is_ok() {
@@ -443,7 +458,11 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// prompt four. On the H200, rows 64 with 2 threads per row was the fastest of the kind's
 /// space at 32x12x128x32 and 16 rows with 8 threads per row among the slowest
 /// (docs/performance.md). Where that does not fit `limits`, 32 rows, else the first valid
-/// member of [`crate::space::attention`] (the smallest workgroup memory).
+/// member of [`crate::space::attention`] (the smallest workgroup memory). The keys are not
+/// split over workgroups (`slices` 1): at 1x12x512x64 on the H200 (96 tiles of 64 rows for 132
+/// units) every split candidate was slower than the unsplit default (0.1016 ms at best
+/// against 0.0970; docs/performance.md, seventh session); the split candidates stay in the
+/// space for the tuner.
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     let rows_total = batch.max(1) * sq.max(1);
     let want = 512 * limits.compute_units.max(1) as u64;
@@ -459,6 +478,7 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             rows,
             bk: keys * splits,
             splits,
+            slices: 1,
         })
     });
     first
@@ -469,6 +489,7 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             rows: 16,
             bk: 8,
             splits: 2,
+            slices: 1,
         }))
 }
 

@@ -256,6 +256,13 @@ pub struct AttentionParams {
     pub bk: u32,
     /// Threads per query row, each taking `bk / splits` keys of a block (1, 2, 4 or 8).
     pub splits: u32,
+    /// Workgroups per row tile, each walking one contiguous slice of the keys (1, 2, 4 or 8):
+    /// more than one writes each slice's unnormalized output with its running maximum and sum,
+    /// and a combine kernel rescales and adds the slices (as the decode schedule does), so few
+    /// heads of a long sequence still fill the device. Records written before it existed
+    /// read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub slices: u32,
 }
 
 impl AttentionParams {
@@ -471,6 +478,9 @@ impl Schedule {
                 if ![1, 2, 4, 8].contains(&p.splits) {
                     return fail(format!("splits {} not 1, 2, 4 or 8", p.splits));
                 }
+                if ![1, 2, 4, 8].contains(&p.slices) {
+                    return fail(format!("key slices {} not 1, 2, 4 or 8", p.slices));
+                }
                 if p.bk == 0 || !p.bk.is_multiple_of(4) || !p.bk.is_multiple_of(p.splits) {
                     return fail(format!(
                         "key block {} is not a positive multiple of 4 and of splits = {}",
@@ -569,7 +579,13 @@ impl fmt::Display for Schedule {
                 if p.vec_stage { ", v4" } else { "" },
                 if p.double_buffer { ", db" } else { "" }
             ),
-            Schedule::Attention(p) => write!(f, "attention(rows={}, bk={}, splits={})", p.rows, p.bk, p.splits),
+            Schedule::Attention(p) => {
+                write!(f, "attention(rows={}, bk={}, splits={}", p.rows, p.bk, p.splits)?;
+                if p.slices > 1 {
+                    write!(f, ", slices={}", p.slices)?;
+                }
+                write!(f, ")")
+            }
         }
     }
 }
@@ -692,6 +708,25 @@ mod tests {
             panic!("not a coop GEMM")
         };
         assert_eq!((small.bm, small.bn), (64, 64));
+        // With 48 KiB of workgroup memory: 128x256 blocks of 16 subgroups, bk 32, for grids
+        // that fill the device (4096^3), the 128x128 tile below that.
+        let wide_limits = DeviceLimits {
+            max_compute_workgroup_storage_size: 49152,
+            ..d.clone()
+        };
+        let Schedule::CoopGemm(wide) = defaults::coop_gemm(1, 4096, 4096, &wide_limits) else {
+            panic!("not a coop GEMM")
+        };
+        assert_eq!(
+            (wide.bm, wide.bn, wide.bk, wide.subgroups(), wide.workgroup_bytes()),
+            (128, 256, 32, 16, 43520)
+        );
+        assert!(space::coop_gemm(&wide_limits).contains(&Schedule::CoopGemm(wide)));
+        assert!(Schedule::CoopGemm(wide).validate(&d).is_err());
+        assert_eq!(
+            defaults::coop_gemm(1, 2048, 2048, &wide_limits),
+            Schedule::CoopGemm(big)
+        );
         // The quantized variant's blocks shrink until the grid fills the device.
         let q = |m, n| match defaults::quant_coop_gemm(m, n, &d) {
             Schedule::CoopGemm(p) => (p.bm, p.bn),
@@ -765,7 +800,14 @@ mod tests {
         assert!(Schedule::Gemm(db(16)).validate(&DeviceLimits::desktop()).is_ok());
         // Attention: 1/2/4/8 threads per row, key blocks of whole vec4s split evenly among
         // them, at most 16 keys per thread, memory checked at head dim 64.
-        let att = |rows, bk, splits| Schedule::Attention(AttentionParams { rows, bk, splits });
+        let att = |rows, bk, splits| {
+            Schedule::Attention(AttentionParams {
+                rows,
+                bk,
+                splits,
+                slices: 1,
+            })
+        };
         assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("splits 3"));
         assert!(att(32, 30, 2)
             .validate(&l)
@@ -779,6 +821,7 @@ mod tests {
             rows: 32,
             bk: 32,
             splits: 4,
+            slices: 1,
         };
         // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
         assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
@@ -787,7 +830,8 @@ mod tests {
             AttentionParams {
                 rows: 64,
                 bk: 8,
-                splits: 1
+                splits: 1,
+                slices: 1,
             }
             .tile_vec4s(64, 64),
             1024
@@ -798,6 +842,34 @@ mod tests {
         assert!(att(64, 64, 4).validate(&d).is_err());
         let back: Schedule = ron::from_str(&ron::to_string(&att(16, 32, 4)).unwrap()).unwrap();
         assert_eq!(back.to_string(), "attention(rows=16, bk=32, splits=4)");
+        // Key slices: 1, 2, 4 or 8 workgroups per row tile; a record without them reads as 1.
+        let sliced = Schedule::Attention(AttentionParams {
+            rows: 64,
+            bk: 32,
+            splits: 4,
+            slices: 4,
+        });
+        assert!(sliced.validate(&d).is_ok());
+        assert_eq!(sliced.to_string(), "attention(rows=64, bk=32, splits=4, slices=4)");
+        let back: Schedule = ron::from_str(&ron::to_string(&sliced).unwrap()).unwrap();
+        assert_eq!(back, sliced);
+        let old: Schedule = ron::from_str("Attention((rows: 16, bk: 32, splits: 4))").unwrap();
+        assert_eq!(old, att(16, 32, 4));
+        let three = Schedule::Attention(AttentionParams {
+            slices: 3,
+            ..AttentionParams {
+                rows: 64,
+                bk: 32,
+                splits: 4,
+                slices: 1,
+            }
+        });
+        assert!(three.validate(&d).unwrap_err().reason.contains("key slices 3"));
+        // The defaults do not split the keys (slower on the H200 at 1x12x512x64).
+        let h = DeviceLimits::h200();
+        for (batch, sq) in [(12, 512), (2, 512), (12, 128), (384, 128), (1, 64)] {
+            assert!(matches!(defaults::attention(batch, sq, &h), Schedule::Attention(p) if p.slices == 1));
+        }
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));
         let wide = Schedule::Injective(InjectiveParams {

@@ -88,9 +88,10 @@ pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     out
 }
 
-/// Cooperative-matrix GEMM candidates: sixteen tiles that fit 32 KiB of workgroup memory with 1
+/// Cooperative-matrix GEMM candidates: seventeen tiles that fit 32 KiB of workgroup memory with 1
 /// to 16 subgroups of at least 4 fragments each (128x256 and 256x128 blocks of 64x64 subgroup
-/// tiles with bk 16, and 128x256 of 64x32; 128x128 blocks of 64x64, 64x32 or 32x32 tiles with
+/// tiles with bk 16, and 128x256 of 64x32 or 32x64; where 48 KiB are allowed also 256x128 of
+/// 64x32 with bk 16 and 128x256 of 64x32 with bk 32; 128x128 blocks of 64x64, 64x32 or 32x32 tiles with
 /// bk 16, of 64x64 or 64x32 with bk 32; 128x64 of 64x32; 64x128 of 32x64; 64x64 with bk 64 or
 /// 32; and, for narrow products, 32x64, 64x32 and 32x32 blocks of 32x32 tiles), each staging f16
 /// scalars or vec4s, and each vec4-staged tile also double-buffered where its two stages fit
@@ -100,6 +101,10 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         (128, 256, 16, 64, 64),
         (256, 128, 16, 64, 64),
         (128, 256, 16, 64, 32),
+        (128, 256, 16, 32, 64),
+        // 16 subgroups that need more than 32 KiB (an adapter with 48 KiB, as NVIDIA's).
+        (256, 128, 16, 64, 32),
+        (128, 256, 32, 64, 32),
         (128, 128, 16, 64, 64),
         (128, 128, 16, 64, 32),
         (128, 128, 16, 32, 32),
@@ -192,8 +197,9 @@ pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
 
 /// Prefill attention candidates: 16, 32 or 64 query rows per workgroup, 1, 2, 4 or 8
 /// threads per row with 4 or 8 keys each per block (blocks of 8 to 64 keys), 32 to 256
-/// threads, valid on `limits` (workgroup memory checked at head dim 64); smallest workgroup
-/// memory first.
+/// threads, valid on `limits` (workgroup memory checked at head dim 64); those of 32 or 64
+/// rows with 8 keys per thread also with the keys split over 2 or 4 workgroups; smallest
+/// workgroup memory first.
 pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
     let mut out = Vec::new();
     for rows in [16, 32, 64] {
@@ -203,10 +209,18 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
                     rows,
                     bk: splits * keys,
                     splits,
+                    slices: 1,
                 };
                 let s = Schedule::Attention(p);
                 if p.bk >= 8 && (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
                     out.push(s);
+                    // Tiles of 32 or 64 rows with 8 keys per thread also split over 2 or 4
+                    // key slices (few heads of a long sequence).
+                    if rows >= 32 && keys == 8 {
+                        for slices in [2, 4] {
+                            out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
+                        }
+                    }
                 }
             }
         }

@@ -98,6 +98,10 @@ fn templates() -> &'static tera::Tera {
                 "attention_combine",
                 include_str!("../../templates/attention_combine.wgsl"),
             ),
+            (
+                "attention_slices_combine",
+                include_str!("../../templates/attention_slices_combine.wgsl"),
+            ),
         ] {
             t.add_raw_template(name, src).expect("built-in template parses");
         }
@@ -1292,6 +1296,7 @@ pub fn render(
             ctx.insert("br", &p.rows);
             ctx.insert("bk", &p.bk);
             ctx.insert("splits", &p.splits);
+            ctx.insert("slices", &p.slices);
             ctx.insert("g", &p.keys_per_thread());
             ctx.insert("d4", &d4);
             ctx.insert("dv4", &dv4);
@@ -1323,8 +1328,21 @@ pub fn render(
                 None => Vec::new(),
             };
             ctx.insert("score_lines", &score_lines);
-            // x: the flattened batch; y: tiles of `rows` query rows.
-            let grid = [dim_expr(batch), dim_expr(sq).cdiv(p.rows as i64), SizeExpr::c(1)];
+            if p.slices > 1 {
+                split_k = Some(render_attention_slices_combine(
+                    draft,
+                    schedule,
+                    [sq, batch],
+                    [*dv as u32, p.slices],
+                    limits,
+                )?);
+            }
+            // x: the flattened batch; y: tiles of `rows` query rows; z: the key slices.
+            let grid = [
+                dim_expr(batch),
+                dim_expr(sq).cdiv(p.rows as i64),
+                SizeExpr::c(p.slices as i64),
+            ];
             ("attention", [p.threads(), 1, 1], grid, false)
         }
         (
@@ -1976,6 +1994,52 @@ fn render_attention_combine(
         binds_inputs: false,
         partial_bytes: dim_expr(batch)
             .times((splits * rows * (dv + 2)) as i64)
+            .times(crate::plan::STORAGE_ELEM_BYTES),
+        combine: Box::new(combine),
+    })
+}
+
+/// The combine kernel of flash attention split over keys (`AttentionParams::slices`): one
+/// thread per output element rescales the slices' unnormalized rows (`[batch][slice][row][o..,
+/// max, sum]`, f32) to their common maximum and divides by the total sum. It binds only the
+/// partial results and the output.
+fn render_attention_slices_combine(
+    draft: &KernelDraft,
+    schedule: Schedule,
+    [sq, batch]: [&Dim; 2],
+    [dv, slices]: [u32; 2],
+    limits: &DeviceLimits,
+) -> Result<SplitK, CompileError> {
+    let mut params = ParamSet::default();
+    let dtypes = [DType::F32];
+    let rows = batch.mul(sq);
+    let total = rows.mul(&Dim::c(dv as i64));
+    let mut ctx = tera::Context::new();
+    ctx.insert("label", &draft.label.replace('\n', " "));
+    ctx.insert("schedule", &format!("combine of {slices} key slices"));
+    ctx.insert("slices", &slices);
+    ctx.insert("sq", &params.divisor(sq, "sq"));
+    ctx.insert("dv", &dv);
+    ctx.insert("wg", &COMBINE_WORKGROUP);
+    ctx.insert("total", &params.dim(&total, "total"));
+    ctx.insert(
+        "header",
+        &header(
+            &params,
+            &dtypes,
+            &[],
+            DType::F32,
+            &BTreeSet::from([expr::NONFINITE_HELPER]),
+            &[],
+        ),
+    );
+    let wgsl = render_template("attention_slices_combine", &ctx)?;
+    validate::validate_wgsl(&draft.label, &wgsl, limits)?;
+    let combine = combine_kernel(wgsl, dtypes.len(), &params, &total, schedule);
+    Ok(SplitK {
+        binds_inputs: false,
+        partial_bytes: dim_expr(&rows)
+            .times((slices * (dv + 2)) as i64)
             .times(crate::plan::STORAGE_ELEM_BYTES),
         combine: Box::new(combine),
     })

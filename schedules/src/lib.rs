@@ -696,7 +696,11 @@ mod tests {
                 defaults::coop_gemm(1, m, m, &l).validate(&l).unwrap();
             }
         }
-        let d = DeviceLimits::h200();
+        // The H200 at 32 KiB of workgroup memory (the `desktop` amount).
+        let d = DeviceLimits {
+            max_compute_workgroup_storage_size: 32768,
+            ..DeviceLimits::h200()
+        };
         let Schedule::CoopGemm(big) = defaults::coop_gemm(1, 4096, 4096, &d) else {
             panic!("not a coop GEMM")
         };
@@ -710,10 +714,8 @@ mod tests {
         assert_eq!((small.bm, small.bn), (64, 64));
         // With 48 KiB of workgroup memory: 128x256 blocks of 16 subgroups, bk 32, for grids
         // that fill the device (4096^3), the 128x128 tile below that.
-        let wide_limits = DeviceLimits {
-            max_compute_workgroup_storage_size: 49152,
-            ..d.clone()
-        };
+        let wide_limits = DeviceLimits::h200();
+        assert_eq!(wide_limits.max_compute_workgroup_storage_size, 49152);
         let Schedule::CoopGemm(wide) = defaults::coop_gemm(1, 4096, 4096, &wide_limits) else {
             panic!("not a coop GEMM")
         };

@@ -105,12 +105,15 @@ impl DeviceLimits {
         }
     }
 
-    /// The lent NVIDIA H200 through wgpu's Vulkan backend: the `desktop` limits and its 132
-    /// SMs.
+    /// The lent NVIDIA H200 through wgpu's Vulkan backend: the `desktop` limits, its 132 SMs
+    /// and the 48 KiB of workgroup memory its driver grants (`maxComputeSharedMemorySize`),
+    /// which the 128x256 bk32 f16 cooperative-matrix GEMM tile needs (157 vs 134 TFLOP/s at
+    /// 4096³; the f32 defaults are the same as at 32 KiB: docs/performance.md, seventh session).
     pub fn h200() -> DeviceLimits {
         DeviceLimits {
             name: "h200".into(),
             compute_units: 132,
+            max_compute_workgroup_storage_size: 48 * 1024,
             ..Self::desktop()
         }
     }

@@ -370,7 +370,12 @@ fn build(shape: &[usize], steps: &[Step], seed: u64) -> Result<(Model, HashMap<S
                 let axis = axis as usize % sh.len();
                 let scale = b.constant(sh[axis..].to_vec());
                 let bias = b.constant(sh[axis..].to_vec());
-                let op = Op::LayerNorm { axis, epsilon: 1e-5 };
+                // epsilon 1e-3 bounds how much a row of nearly equal values (a Min or Max against
+                // a constant clamps most of a short row) amplifies f32 rounding in `x - mean`: by
+                // 1/sqrt(epsilon), about 32x, instead of 316x at 1e-5, which put a 6-element row
+                // just over GRAPH_RTOL (2.3e-5; the seed is kept in proptest-regressions/). A
+                // wrong index or axis still gives an O(1) error.
+                let op = Op::LayerNorm { axis, epsilon: 1e-3 };
                 Some(add(&mut b.g, &name, op, &[src, scale, bias])?)
             }
             Step::Transpose(a, s) => {

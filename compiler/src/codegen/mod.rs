@@ -1965,7 +1965,6 @@ fn render_attention_combine(
     limits: &DeviceLimits,
 ) -> Result<SplitK, CompileError> {
     let mut params = ParamSet::default();
-    let dtypes = [DType::F32];
     let total = batch.mul(&Dim::c((rows * dv) as i64));
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
@@ -1976,6 +1975,33 @@ fn render_attention_combine(
     ctx.insert("partial", &0);
     ctx.insert("wg", &COMBINE_WORKGROUP);
     ctx.insert("total", &params.dim(&total, "total"));
+    let partial = dim_expr(batch).times((splits * rows * (dv + 2)) as i64);
+    combine_split(
+        draft,
+        "attention_combine",
+        ctx,
+        params,
+        &total,
+        partial,
+        schedule,
+        limits,
+    )
+}
+
+/// Renders, validates and wraps an attention combine kernel (f32 partial results in, one
+/// thread per output element): `partial` is the element count of the partial results.
+#[allow(clippy::too_many_arguments)]
+fn combine_split(
+    draft: &KernelDraft,
+    template: &str,
+    mut ctx: tera::Context,
+    params: ParamSet,
+    total: &Dim,
+    partial: SizeExpr,
+    schedule: Schedule,
+    limits: &DeviceLimits,
+) -> Result<SplitK, CompileError> {
+    let dtypes = [DType::F32];
     ctx.insert(
         "header",
         &header(
@@ -1987,14 +2013,12 @@ fn render_attention_combine(
             &[],
         ),
     );
-    let wgsl = render_template("attention_combine", &ctx)?;
+    let wgsl = render_template(template, &ctx)?;
     validate::validate_wgsl(&draft.label, &wgsl, limits)?;
-    let combine = combine_kernel(wgsl, dtypes.len(), &params, &total, schedule);
+    let combine = combine_kernel(wgsl, dtypes.len(), &params, total, schedule);
     Ok(SplitK {
         binds_inputs: false,
-        partial_bytes: dim_expr(batch)
-            .times((splits * rows * (dv + 2)) as i64)
-            .times(crate::plan::STORAGE_ELEM_BYTES),
+        partial_bytes: partial.times(crate::plan::STORAGE_ELEM_BYTES),
         combine: Box::new(combine),
     })
 }
@@ -2011,7 +2035,6 @@ fn render_attention_slices_combine(
     limits: &DeviceLimits,
 ) -> Result<SplitK, CompileError> {
     let mut params = ParamSet::default();
-    let dtypes = [DType::F32];
     let rows = batch.mul(sq);
     let total = rows.mul(&Dim::c(dv as i64));
     let mut ctx = tera::Context::new();
@@ -2022,27 +2045,17 @@ fn render_attention_slices_combine(
     ctx.insert("dv", &dv);
     ctx.insert("wg", &COMBINE_WORKGROUP);
     ctx.insert("total", &params.dim(&total, "total"));
-    ctx.insert(
-        "header",
-        &header(
-            &params,
-            &dtypes,
-            &[],
-            DType::F32,
-            &BTreeSet::from([expr::NONFINITE_HELPER]),
-            &[],
-        ),
-    );
-    let wgsl = render_template("attention_slices_combine", &ctx)?;
-    validate::validate_wgsl(&draft.label, &wgsl, limits)?;
-    let combine = combine_kernel(wgsl, dtypes.len(), &params, &total, schedule);
-    Ok(SplitK {
-        binds_inputs: false,
-        partial_bytes: dim_expr(&rows)
-            .times((slices * (dv + 2)) as i64)
-            .times(crate::plan::STORAGE_ELEM_BYTES),
-        combine: Box::new(combine),
-    })
+    let partial = dim_expr(&rows).times((slices * (dv + 2)) as i64);
+    combine_split(
+        draft,
+        "attention_slices_combine",
+        ctx,
+        params,
+        &total,
+        partial,
+        schedule,
+        limits,
+    )
 }
 
 /// The combine kernel of a split-K GEMM: one thread per element of C adds the `ksplit` partial

@@ -278,8 +278,10 @@ fn sampled_generation_on_the_gpu_matches_the_interpreter() {
     assert_eq!(s.encode(77).to_vec(), sample_params(s).encode(77).to_vec());
 }
 
+/// What the runtime allocates for a buffer of `bytes` (runtime `alloc_size`): whole words, at
+/// least one 4-vector.
 fn alloc(bytes: i64) -> u64 {
-    ((bytes.max(0) as u64).div_ceil(4) * 4).max(4)
+    ((bytes.max(0) as u64).div_ceil(4) * 4).max(16)
 }
 
 /// The session's memory report is exactly what the manifest says it allocates: every weight

@@ -158,12 +158,22 @@ pub fn tuning_key(body: &KernelBody) -> String {
 /// matmul's symbolic rows as [`kiln_schedules::defaults::QUANT_PROMPT_ROWS`]).
 pub fn workload(body: &KernelBody) -> Workload {
     match body {
-        KernelBody::Injective { shape, .. } | KernelBody::StateWrite { shape, .. } => Workload::Injective {
+        KernelBody::Injective { shape, dtype, .. } => Workload::Injective {
             numel: estimate(&Dim::product(shape)),
+            vec4: codegen::injective_vec4_ok(shape, *dtype),
         },
-        KernelBody::Parts(parts) => workload(&parts[0].body),
+        KernelBody::StateWrite { shape, .. } => Workload::Injective {
+            numel: estimate(&Dim::product(shape)),
+            vec4: false,
+        },
+        // Several outputs: the scalar injective template.
+        KernelBody::Parts(parts) => match workload(&parts[0].body) {
+            Workload::Injective { numel, .. } => Workload::Injective { numel, vec4: false },
+            other => other,
+        },
         KernelBody::QGather { rows, k, .. } => Workload::Injective {
             numel: estimate(rows) * *k as u64,
+            vec4: false,
         },
         KernelBody::TopK { shape, axis, .. } => Workload::PerRow {
             rows: estimate(&Dim::product(shape)) / estimate(&shape[*axis]),
@@ -176,6 +186,7 @@ pub fn workload(body: &KernelBody) -> Workload {
         // threads per key of a step (codegen::DecodeTile).
         KernelBody::Attention { batch, sq, dv, .. } if codegen::decode_rows(sq).is_some() => Workload::Injective {
             numel: estimate(&batch.mul(sq)) * *dv as u64,
+            vec4: false,
         },
         // Prefill: the flash-attention kind, tiled over query rows and key blocks.
         KernelBody::Attention { batch, sq, .. } => Workload::Attention {

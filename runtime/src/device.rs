@@ -463,8 +463,16 @@ pub(crate) fn param_block_size(n: usize) -> u64 {
     ((4 * n as u64).div_ceil(16) * 16).max(16)
 }
 
-/// Buffer allocation size for `bytes`: rounded up to 4, at least 4.
+/// Buffer allocation size for `bytes`: rounded up to 4, at least 16 (one 4-vector: kernels
+/// may bind any buffer as an array of 4-vectors, e.g. the vec4 injective kernel's output,
+/// which WebGPU validates against a minimum binding size of one element even when empty).
 pub(crate) fn alloc_size(bytes: u64) -> u64 {
+    copy_size(bytes).max(16)
+}
+
+/// Size of a readback (staging) buffer or copy for `bytes`: rounded up to 4 (buffer copies
+/// move whole words), at least 4. Readback buffers are never bound to a kernel.
+pub(crate) fn copy_size(bytes: u64) -> u64 {
     (bytes.div_ceil(4) * 4).max(4)
 }
 

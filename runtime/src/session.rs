@@ -15,7 +15,7 @@
 
 use crate::bundle::Bundle;
 use crate::callback::callback_future;
-use crate::device::{alloc_size, param_block_size, Gpu, Runtime, ADAPTER_ENV};
+use crate::device::{alloc_size, copy_size, param_block_size, Gpu, Runtime, ADAPTER_ENV};
 use crate::error::{Result, RuntimeError};
 use crate::host::{from_storage, storage_size, to_storage, HostTensor};
 use crate::profile::{DispatchTime, HostTimes, Profile};
@@ -697,7 +697,7 @@ impl Session {
                 continue;
             }
             let spec = &self.manifest.program_outputs(pi)[out.index];
-            let n = alloc_size(out.bytes);
+            let n = copy_size(out.bytes);
             let staging = match self.staging.get(&(pi, out.index)) {
                 Some(b) if b.size() >= n => b.clone(),
                 _ => {

@@ -24,8 +24,14 @@ use std::fmt;
 pub struct InjectiveParams {
     /// Threads per workgroup (1-D).
     pub workgroup_size: u32,
-    /// Consecutive output elements each thread computes (unrolled at render time).
+    /// Consecutive output elements each thread computes (unrolled at render time); with
+    /// `vector = 4`, consecutive 4-vectors of elements.
     pub elems_per_thread: u32,
+    /// Elements per load and store: 1, or 4 where the kernel's output is f32 with a multiple of
+    /// 4 elements (inputs read at the output's own index are then loaded as 4-vectors too).
+    /// Absent in records written before it existed, which read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub vector: u32,
 }
 
 /// Reductions and row-wise normalizations: one workgroup per output row, threads stride over
@@ -375,6 +381,9 @@ impl Schedule {
                 if !(1..=16).contains(&p.elems_per_thread) {
                     return fail(format!("elems_per_thread {} not in 1..=16", p.elems_per_thread));
                 }
+                if p.vector != 1 && p.vector != 4 {
+                    return fail(format!("vector width {} is not 1 or 4", p.vector));
+                }
             }
             Schedule::RowReduce(p) => {
                 if !p.workgroup_size.is_power_of_two() {
@@ -545,7 +554,13 @@ impl Schedule {
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Schedule::Injective(p) => write!(f, "injective(wg={}, elems={})", p.workgroup_size, p.elems_per_thread),
+            Schedule::Injective(p) => {
+                write!(f, "injective(wg={}, elems={}", p.workgroup_size, p.elems_per_thread)?;
+                if p.vector > 1 {
+                    write!(f, ", vec{}", p.vector)?;
+                }
+                write!(f, ")")
+            }
             Schedule::RowReduce(p) => write!(f, "row_reduce(wg={})", p.workgroup_size),
             Schedule::Gemm(p) => {
                 write!(
@@ -662,7 +677,8 @@ mod tests {
             Schedule::Gemv(p) => assert_eq!((p.rows, p.lane_rows), (4, 1)),
             s => panic!("{s}"),
         }
-        defaults::injective(10).validate(&l).unwrap();
+        defaults::injective(10, false).validate(&l).unwrap();
+        defaults::injective(1 << 24, true).validate(&l).unwrap();
         defaults::row_reduce(5).validate(&l).unwrap();
         defaults::row_reduce(100_000).validate(&l).unwrap();
     }
@@ -683,6 +699,13 @@ mod tests {
         assert_eq!(back, s);
         let old: Schedule = ron::from_str("Gemm((bm:64,bn:64,bk:16,tm:4,tn:4))").unwrap();
         assert_eq!(old, Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4)));
+        // Injective records from before the vector width read as scalar; vec4 ones round-trip.
+        let old: Schedule = ron::from_str("Injective((workgroup_size:256,elems_per_thread:4))").unwrap();
+        assert!(matches!(old, Schedule::Injective(p) if p.vector == 1));
+        let v4 = defaults::injective(1 << 24, true);
+        assert_eq!(v4.to_string(), "injective(wg=256, elems=4, vec4)");
+        let back: Schedule = ron::from_str(&ron::to_string(&v4).unwrap()).unwrap();
+        assert_eq!(back, v4);
     }
 
     #[test]
@@ -877,7 +900,14 @@ mod tests {
         let wide = Schedule::Injective(InjectiveParams {
             workgroup_size: 1024,
             elems_per_thread: 1,
+            vector: 1,
         });
+        let vec3 = Schedule::Injective(InjectiveParams {
+            workgroup_size: 256,
+            elems_per_thread: 1,
+            vector: 3,
+        });
+        assert!(vec3.validate(&l).unwrap_err().reason.contains("vector width 3"));
         assert!(wide
             .validate(&l)
             .unwrap_err()

@@ -14,6 +14,8 @@ pub enum Workload {
     Injective {
         /// Output elements.
         numel: u64,
+        /// Whether 4-vector loads and stores apply (f32 output, a multiple of 4 elements).
+        vec4: bool,
     },
     /// A reduction (or softmax, layer norm) along rows: one workgroup per row.
     RowReduce {
@@ -67,7 +69,13 @@ pub enum Workload {
 impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Workload::Injective { numel } => write!(f, "injective(numel={numel})"),
+            Workload::Injective { numel, vec4 } => {
+                write!(f, "injective(numel={numel}")?;
+                if *vec4 {
+                    write!(f, ", vec4")?;
+                }
+                write!(f, ")")
+            }
             Workload::RowReduce { rows, len } => write!(f, "row_reduce(rows={rows}, len={len})"),
             Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
             Workload::QuantGemm { m, n, k } => write!(f, "quant_gemm(m={m}, n={n}, k={k})"),
@@ -89,7 +97,7 @@ pub enum Source {
 /// The analytic default schedule of a workload on a limits profile.
 pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
     match *w {
-        Workload::Injective { numel } => defaults::injective(numel),
+        Workload::Injective { numel, vec4 } => defaults::injective(numel, vec4),
         Workload::RowReduce { len, .. } => defaults::row_reduce(len),
         Workload::Gemm {
             m,
@@ -113,6 +121,7 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
         Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
             workgroup_size: 64,
             elems_per_thread: 1,
+            vector: 1,
         }),
     }
 }

@@ -6,7 +6,7 @@
 use super::params::{i32_literal, ParamSet};
 use crate::lower::{Access, Expr};
 use kiln_ir::{BinaryOp, DType, Dim, UnaryOp};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// WGSL register type of a dtype.
 pub fn reg_ty(d: DType) -> &'static str {
@@ -163,6 +163,10 @@ pub struct ExprWriter<'a> {
     pub coords: Vec<String>,
     /// Name of the value an anchor computed ([`Expr::Core`]), in epilogues.
     pub core: String,
+    /// Inputs already loaded as part of a 4-vector (the vec4 injective kernel): a read of
+    /// slot `s` at the output's own index (a linear read, or a load at [`Expr::Index`]) is the
+    /// given component text instead of a load.
+    pub lanes: BTreeMap<usize, String>,
 }
 
 impl ExprWriter<'_> {
@@ -240,6 +244,9 @@ impl ExprWriter<'_> {
             Expr::Load { input, .. } => unreachable!("graph-level load of input {input} in a kernel"),
             Expr::Read(slot, access) => {
                 let d = self.in_dtypes[*slot];
+                if let (Access::Linear, Some(lane)) = (access.as_ref(), self.lanes.get(slot)) {
+                    return (from_storage(d, lane), d);
+                }
                 let index = match access.as_ref() {
                     Access::Linear => self.idx.clone(),
                     Access::Strided { strides, offset } => self.strided_index(strides, offset),
@@ -401,6 +408,9 @@ impl ExprWriter<'_> {
             }
             Expr::LoadIdx(slot, index) => {
                 let d = self.in_dtypes[*slot];
+                if let (Expr::Index, Some(lane)) = (index.as_ref(), self.lanes.get(slot)) {
+                    return (from_storage(d, lane), d);
+                }
                 let (i, _) = self.emit(index);
                 let v = from_storage(d, &format!("in{slot}[{}]", dead_read_index(i)));
                 (self.let_("v", v), d)

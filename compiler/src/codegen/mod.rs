@@ -12,7 +12,7 @@ use kiln_abi::{BindingKind, SizeExpr};
 use kiln_ir::{DType, Dim, ReduceOp};
 use kiln_schedules::{DeviceLimits, Schedule};
 use params::{dim_expr, ParamSet};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 /// A rendered, validated kernel plus the values its dispatch needs.
@@ -78,6 +78,7 @@ fn templates() -> &'static tera::Tera {
             .expect("built-in macros parse");
         for (name, src) in [
             ("injective", include_str!("../../templates/injective.wgsl")),
+            ("injective_vec4", include_str!("../../templates/injective_vec4.wgsl")),
             ("reduce", include_str!("../../templates/reduce.wgsl")),
             ("softmax", include_str!("../../templates/softmax.wgsl")),
             ("layernorm", include_str!("../../templates/layernorm.wgsl")),
@@ -146,7 +147,7 @@ fn header(
     helpers: &BTreeSet<&'static str>,
     fns: &[String],
 ) -> String {
-    header_outputs(params, in_dtypes, vec4_inputs, &[out_dtype], helpers, fns)
+    header_outputs(params, in_dtypes, vec4_inputs, &[out_dtype], false, helpers, fns)
 }
 
 /// The name of output binding `j` of a kernel: `out`, then `out1`, `out2`, ...
@@ -159,12 +160,13 @@ fn output_name(j: usize) -> String {
 }
 
 /// [`header`] of a kernel with one output binding per entry of `out_dtypes` (after the
-/// inputs; named by [`output_name`]).
+/// inputs; named by [`output_name`]), bound as 4-vectors with `vec4_output`.
 fn header_outputs(
     params: &ParamSet,
     in_dtypes: &[DType],
     vec4_inputs: &[usize],
     out_dtypes: &[DType],
+    vec4_output: bool,
     helpers: &BTreeSet<&'static str>,
     fns: &[String],
 ) -> String {
@@ -185,11 +187,15 @@ fn header_outputs(
         if j > 0 {
             h.push('\n');
         }
+        let elem = if vec4_output {
+            format!("vec4<{}>", storage_ty(*d))
+        } else {
+            storage_ty(*d).to_string()
+        };
         h.push_str(&format!(
-            "@group(0) @binding({}) var<storage, read_write> {}: array<{}>;",
+            "@group(0) @binding({}) var<storage, read_write> {}: array<{elem}>;",
             in_dtypes.len() + 1 + j,
             output_name(j),
-            storage_ty(*d)
         ));
     }
     for name in helpers {
@@ -367,6 +373,7 @@ fn index_writer<'a>(
         idx: "i".into(),
         coords: Vec::new(),
         core: core.into(),
+        lanes: Default::default(),
     }
 }
 
@@ -752,11 +759,56 @@ pub fn render(
     let mut params = ParamSet::default();
     let mut helpers = BTreeSet::new();
     let mut vec4_inputs: Vec<usize> = Vec::new();
+    let mut vec4_output = false;
     let mut fns: Vec<String> = Vec::new();
     let mut split_k = None;
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
+    if let (Schedule::Injective(p), body) = (schedule, &draft.body) {
+        if p.vector != 1 && !matches!(body, KernelBody::Injective { .. }) {
+            return Err(CompileError::Unsupported {
+                node: draft.label.clone(),
+                op: "Injective".into(),
+                msg: format!("schedule {schedule}: only single-output elementwise kernels take 4-vectors"),
+            });
+        }
+    }
     let (template, workgroup_size, grid, splittable) = match (&draft.body, schedule) {
+        (KernelBody::Injective { shape, dtype, expr }, Schedule::Injective(p)) if p.vector == 4 => {
+            if !injective_vec4_ok(shape, *dtype) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "Injective".into(),
+                    msg: format!(
+                        "schedule {schedule}: 4-vector loads and stores need an f32 output with a multiple of 4 elements"
+                    ),
+                });
+            }
+            // Each thread computes 4-vectors of consecutive elements: inputs read at the
+            // output's own index are loaded once per 4-vector, the rest element by element.
+            let n = Dim::product(shape);
+            let n4 = params.dim(&n.exact_div(&Dim::c(4)).expect("checked above"), "n4");
+            let slots = vec4_slots(expr, in_dtypes);
+            vec4_inputs.extend(&slots);
+            vec4_output = true;
+            let loads: Vec<String> = slots.iter().map(|s| format!("let xv{s} = in{s}[i4];")).collect();
+            let mut lanes = Vec::new();
+            for (k, c) in ["x", "y", "z", "w"].iter().enumerate() {
+                let map = slots.iter().map(|s| (*s, format!("xv{s}.{c}"))).collect();
+                let (mut lines, v, d) = element_lines(draft, &mut params, &mut helpers, in_dtypes, map);
+                lines.insert(0, format!("let idx = i4 * 4i + {k}i;"));
+                lines.push(format!("r.{c} = {};", to_storage(d, &v)));
+                lanes.push(lines);
+            }
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &p.elems_per_thread);
+            ctx.insert("n4", &n4);
+            ctx.insert("loads", &loads);
+            ctx.insert("lanes", &lanes);
+            let per_group = (p.workgroup_size * p.elems_per_thread * 4) as i64;
+            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+            ("injective_vec4", [p.workgroup_size, 1, 1], grid, true)
+        }
         (KernelBody::Injective { shape, .. }, Schedule::Injective(p)) => {
             let n = Dim::product(shape);
             let n_s = params.dim(&n, "n");
@@ -1760,7 +1812,15 @@ pub fn render(
     }
     ctx.insert(
         "header",
-        &header_outputs(&params, in_dtypes, &vec4_inputs, &out_dtypes, &helpers, &fns),
+        &header_outputs(
+            &params,
+            in_dtypes,
+            &vec4_inputs,
+            &out_dtypes,
+            vec4_output,
+            &helpers,
+            &fns,
+        ),
     );
     let wgsl = render_template(template, &ctx)?;
     let caps = match schedule {
@@ -1809,9 +1869,31 @@ fn part_lines(
     helpers: &mut BTreeSet<&'static str>,
     in_dtypes: &[DType],
 ) -> Vec<String> {
-    let (value, shape, dtype, offset) = match &draft.body {
-        KernelBody::Injective { shape, dtype, expr } => (expr.clone(), shape, *dtype, None),
-        KernelBody::StateWrite { shape, dtype, offset } => (draft.operand(0), shape, *dtype, Some(offset)),
+    let offset = match &draft.body {
+        KernelBody::StateWrite { offset, .. } => Some(offset),
+        _ => None,
+    };
+    let at = match offset {
+        Some(o) => format!("{} + idx", params.dim(o, "off")),
+        None => "idx".into(),
+    };
+    let (mut body, v, dtype) = element_lines(draft, params, helpers, in_dtypes, BTreeMap::new());
+    body.push(format!("{out}[{at}] = {};", to_storage(dtype, &v)));
+    body
+}
+
+/// The statements that compute element `idx` of an injective or state-write draft, the
+/// value's text and its dtype. Inputs in `lanes` are already loaded (see [`ExprWriter::lanes`]).
+fn element_lines(
+    draft: &KernelDraft,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &[DType],
+    lanes: BTreeMap<usize, String>,
+) -> (Vec<String>, String, DType) {
+    let (value, shape, dtype) = match &draft.body {
+        KernelBody::Injective { shape, dtype, expr } => (expr.clone(), shape, *dtype),
+        KernelBody::StateWrite { shape, dtype, .. } => (draft.operand(0), shape, *dtype),
         other => unreachable!("not an injective or state-write kernel: {other:?}"),
     };
     let mut body = Vec::new();
@@ -1819,10 +1901,6 @@ fn part_lines(
     if coords_needed(&value) {
         body = decompose(params, "idx", "rem", &names, shape);
     }
-    let at = match offset {
-        Some(o) => format!("{} + idx", params.dim(o, "off")),
-        None => "idx".into(),
-    };
     let mut w = ExprWriter {
         params,
         helpers,
@@ -1833,11 +1911,48 @@ fn part_lines(
         idx: "idx".into(),
         coords: names,
         core: String::new(),
+        lanes,
     };
     let (v, _) = w.emit(&value);
     body.append(&mut w.lines);
-    body.push(format!("{out}[{at}] = {};", to_storage(dtype, &v)));
-    body
+    (body, v, dtype)
+}
+
+/// Whether an injective kernel can load and store 4-vectors (`InjectiveParams::vector` 4): an
+/// f32 output whose element count is a multiple of 4 for every value of its symbols.
+pub fn injective_vec4_ok(shape: &[Dim], dtype: DType) -> bool {
+    dtype == DType::F32 && Dim::product(shape).exact_div(&Dim::c(4)).is_some()
+}
+
+/// The inputs of an injective expression that the vec4 kernel loads as 4-vectors: f32 inputs
+/// read only at the output's own linear index (elementwise operands of the output's shape).
+/// A read inside a concatenation's part is at the part's index, into an input smaller than
+/// the output, so such inputs stay scalar.
+fn vec4_slots(expr: &Expr, in_dtypes: &[DType]) -> Vec<usize> {
+    fn walk(e: &Expr, in_part: bool, linear: &mut BTreeSet<usize>, other: &mut BTreeSet<usize>) {
+        match e {
+            Expr::Read(s, access) if !in_part && matches!(access.as_ref(), Access::Linear) => {
+                linear.insert(*s);
+            }
+            Expr::LoadIdx(s, index) if !in_part && matches!(index.as_ref(), Expr::Index) => {
+                linear.insert(*s);
+            }
+            Expr::Read(s, _) | Expr::LoadAt(s, ..) | Expr::LoadIdx(s, _) => {
+                other.insert(*s);
+            }
+            _ => {}
+        }
+        let in_part = in_part || matches!(e, Expr::Concat { .. });
+        for c in e.children() {
+            walk(c, in_part, linear, other);
+        }
+    }
+    let (mut linear, mut other) = (BTreeSet::new(), BTreeSet::new());
+    walk(expr, false, &mut linear, &mut other);
+    linear
+        .into_iter()
+        .filter(|s| !other.contains(s) && in_dtypes.get(*s) == Some(&DType::F32))
+        .collect()
 }
 
 /// Threads per workgroup of a split-K combine kernel.

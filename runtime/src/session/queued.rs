@@ -11,7 +11,7 @@
 //! error is caught by the device's uncaptured-error handler and reported by the next
 //! [`Session::read_async`].
 
-use super::{alloc_size, gpu_err, Session};
+use super::{copy_size, gpu_err, Session};
 use crate::callback::callback_future;
 use crate::error::{Result, RuntimeError};
 use crate::host::{storage_size, HostTensor};
@@ -73,7 +73,7 @@ impl Session {
     /// Readback buffer number `slot` of this session, holding at least `bytes` (created or
     /// grown as needed; its content is undefined until a queued run copies into it).
     pub fn readback(&mut self, slot: usize, bytes: u64) -> Readback {
-        let bytes = alloc_size(bytes.max(4));
+        let bytes = copy_size(bytes);
         while self.readbacks.len() <= slot {
             self.readbacks.push(None);
         }
@@ -226,7 +226,7 @@ impl Session {
                 ))
             }
         };
-        let n = alloc_size(bytes.max(4));
+        let n = copy_size(bytes);
         let (tx, rx) = callback_future();
         buffer.slice(..n).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         let idx = last.unwrap_or_else(|| self.gpu.queue.submit([]));

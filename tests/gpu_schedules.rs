@@ -898,6 +898,18 @@ fn check_attention(
     k_transposed: bool,
     schedule: Option<Schedule>,
 ) {
+    check_attention_on(shape, mask, k_transposed, schedule, DeviceLimits::desktop());
+}
+
+/// [`check_attention`] compiled for `target` (a schedule valid only with more workgroup memory
+/// than `desktop` allows at head dim 64 still runs on lavapipe at a small head dim).
+fn check_attention_on(
+    shape: (usize, usize, usize, usize, usize),
+    mask: AttnMask,
+    k_transposed: bool,
+    schedule: Option<Schedule>,
+    target: DeviceLimits,
+) {
     let (b, sq, sk, d, dv) = shape;
     let (g, inputs) = attention_graph(shape, mask, k_transposed);
     let tuning = schedule.map(|s| {
@@ -922,7 +934,7 @@ fn check_attention(
     });
     // Opt-level 3: level 2 fuses these short constant sequences only from 128 keys.
     let opts = CompileOptions {
-        target: DeviceLimits::desktop(),
+        target,
         tuning,
         opt_level: 3,
         ..Default::default()
@@ -1020,11 +1032,35 @@ fn flash_attention_matches_the_interpreter() {
             bk,
             splits,
             slices,
+            tm: 1,
         }))
     };
     check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, sliced(32, 16, 2, 4));
     check_attention((2, 40, 300, 64, 64), AttnMask::None, false, sliced(64, 32, 4, 2));
     check_attention((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, sliced(32, 32, 4, 4));
+    // The register-tiled kernel over key slices (the same three cases).
+    let tiled = |rows, bk, splits, slices| {
+        Some(Schedule::Attention(AttentionParams {
+            slices,
+            ..AttentionParams::tiled(rows, bk, splits)
+        }))
+    };
+    check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, tiled(32, 32, 8, 4));
+    check_attention((2, 40, 300, 64, 64), AttnMask::None, false, tiled(32, 32, 8, 2));
+    check_attention((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, tiled(16, 32, 8, 4));
+    // The H200's members of 16 threads per row group (48 KiB of workgroup memory at head dim
+    // 64), at head dims that fit lavapipe: fewer value channel groups than threads (8), a
+    // ragged 48, keys read directly, 8 keys per thread, a grouped-query shape.
+    let h200 = DeviceLimits::h200;
+    let cases = [
+        ((2, 37, 300, 8, 48), AttnMask::Causal, true, tiled(32, 64, 16, 1)),
+        ((1, 21, 29, 24, 24), AttnMask::Causal, true, tiled(32, 64, 16, 2)),
+        ((2, 40, 70, 16, 16), AttnMask::None, false, tiled(16, 64, 16, 1)),
+        ((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, tiled(64, 32, 4, 1)),
+    ];
+    for (shape, mask, kt, s) in cases {
+        check_attention_on(shape, mask, kt, s, h200());
+    }
 }
 
 /// Flash attention split over key slices (`AttentionParams::slices`) over a symbolic prompt
@@ -1059,6 +1095,7 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
         bk: 16,
         splits: 2,
         slices: 4,
+        tm: 1,
     });
     let mut db = TuningDb::default();
     db.records.insert(

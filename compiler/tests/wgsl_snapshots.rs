@@ -509,6 +509,7 @@ fn attention_split_over_key_slices() {
                 bk: 16,
                 splits: 4,
                 slices: 4,
+                tm: 1,
             }),
             micros: 0.0,
             device: "snapshot".into(),

@@ -464,6 +464,16 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// against 0.0970; docs/performance.md, seventh session); the split candidates stay in the
 /// space for the tuner.
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
+    let tiled = [(64, 32, 8), (32, 64, 16), (32, 32, 8)]
+        .map(|(rows, bk, splits)| Schedule::Attention(AttentionParams::tiled(rows, bk, splits)));
+    tiled
+        .into_iter()
+        .find(|s| s.validate(limits).is_ok())
+        .unwrap_or_else(|| attention_per_row(batch, sq, limits))
+}
+
+/// The per-row kernel's default (`tm` 1), where no register-tiled candidate fits `limits`.
+pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     let rows_total = batch.max(1) * sq.max(1);
     let want = 512 * limits.compute_units.max(1) as u64;
     let mut splits = 1u32;
@@ -479,6 +489,7 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             bk: keys * splits,
             splits,
             slices: 1,
+            tm: 1,
         })
     });
     first
@@ -490,6 +501,7 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             bk: 8,
             splits: 2,
             slices: 1,
+            tm: 1,
         }))
 }
 

@@ -1065,9 +1065,10 @@ fn flash_attention_matches_the_interpreter() {
 
 /// Flash attention split over key slices (`AttentionParams::slices`) over a symbolic prompt
 /// length `t` (an LLM prefill: `t` query rows over `t` keys, a causal mask input), forced by
-/// a tuning record for the symbolic shape: one kernel plus the combine, against the
-/// interpreter for 1, 37 and 300 tokens (one key: all slices but the first empty; a partial
-/// block; four slices of whole blocks). Tolerance as in the test above.
+/// a tuning record for the symbolic shape (the per-row kernel and the register-tiled one): one
+/// kernel plus the combine, against the interpreter for 1, 37 and 300 tokens (one key: all
+/// slices but the first empty; a partial block; four slices of whole blocks). Tolerance as in
+/// the test above.
 #[test]
 fn sliced_flash_attention_over_a_symbolic_prompt() {
     let (b, d, dv) = (2usize, 8usize, 12usize);
@@ -1090,72 +1091,81 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
     let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
     let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
     g.add_output("o", o);
-    let schedule = Schedule::Attention(AttentionParams {
-        rows: 32,
-        bk: 16,
-        splits: 2,
-        slices: 4,
-        tm: 1,
-    });
-    let mut db = TuningDb::default();
-    db.records.insert(
-        tuning_key(&KernelBody::Attention {
-            batch: c(b),
-            sq: t.clone(),
-            sk: t.clone(),
-            d,
-            dv,
-        }),
-        TuningRecord {
-            schedule,
-            micros: 0.0,
-            device: "test".into(),
+    // The per-row kernel and the register-tiled one (4 slices of 32-key blocks; 2 slices of
+    // 16-row tiles).
+    let tiled = |rows, bk, splits, slices| AttentionParams {
+        slices,
+        ..AttentionParams::tiled(rows, bk, splits)
+    };
+    for p in [
+        AttentionParams {
+            slices: 4,
+            ..AttentionParams::per_row(32, 16, 2)
         },
-    );
-    let opts = CompileOptions {
-        target: DeviceLimits::desktop(),
-        tuning: Some(db),
-        opt_level: 3,
-        ..Default::default()
-    };
-    let model = Model {
-        name: "prompt_attention".into(),
-        graph: g,
-        io_dtypes: BTreeMap::new(),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
-    let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
-    let want = schedule.to_string();
-    assert_eq!(schedules, [want.as_str(), want.as_str()], "the kernel and its combine");
-    let bundle = Bundle::load(dir.path().join("b")).unwrap();
-    for n in [1usize, 37, 300] {
-        let mv: Vec<f32> = (0..n * n)
-            .map(|e| {
-                let (i, j) = (e / n, e % n);
-                if j > i {
-                    f32::NEG_INFINITY
-                } else {
-                    (e % 7) as f32 * 0.1
-                }
-            })
-            .collect();
-        let inputs = HashMap::from([
-            ("q".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 41))),
-            ("k".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 42))),
-            ("v".to_string(), Tensor::f32(vec![b, n, dv], values(b * n * dv, 43))),
-            ("mask".to_string(), Tensor::f32(vec![n, n], mv)),
-        ]);
-        let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["o"].to_f32();
-        let mut sess = Session::new(&bundle, &SessionOptions::default()).unwrap();
-        let host: HashMap<_, _> = inputs
-            .iter()
-            .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
-            .collect();
-        let got = sess.run("run", &host).unwrap()[0].1.to_f32();
-        assert_eq!(got.len(), b * n * dv);
-        let err = rel_l2(&got, &want);
-        assert!(err < 2e-5, "{n} tokens: relative L2 error {err:e}");
+        tiled(32, 32, 8, 4),
+        tiled(16, 32, 8, 2),
+    ] {
+        let schedule = Schedule::Attention(p);
+        let mut db = TuningDb::default();
+        db.records.insert(
+            tuning_key(&KernelBody::Attention {
+                batch: c(b),
+                sq: t.clone(),
+                sk: t.clone(),
+                d,
+                dv,
+            }),
+            TuningRecord {
+                schedule,
+                micros: 0.0,
+                device: "test".into(),
+            },
+        );
+        let opts = CompileOptions {
+            target: DeviceLimits::desktop(),
+            tuning: Some(db),
+            opt_level: 3,
+            ..Default::default()
+        };
+        let model = Model {
+            name: "prompt_attention".into(),
+            graph: g.clone(),
+            io_dtypes: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+        let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
+        let want = schedule.to_string();
+        assert_eq!(schedules, [want.as_str(), want.as_str()], "the kernel and its combine");
+        let bundle = Bundle::load(dir.path().join("b")).unwrap();
+        for n in [1usize, 37, 300] {
+            let mv: Vec<f32> = (0..n * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    if j > i {
+                        f32::NEG_INFINITY
+                    } else {
+                        (e % 7) as f32 * 0.1
+                    }
+                })
+                .collect();
+            let inputs = HashMap::from([
+                ("q".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 41))),
+                ("k".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 42))),
+                ("v".to_string(), Tensor::f32(vec![b, n, dv], values(b * n * dv, 43))),
+                ("mask".to_string(), Tensor::f32(vec![n, n], mv)),
+            ]);
+            let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["o"].to_f32();
+            let mut sess = Session::new(&bundle, &SessionOptions::default()).unwrap();
+            let host: HashMap<_, _> = inputs
+                .iter()
+                .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
+                .collect();
+            let got = sess.run("run", &host).unwrap()[0].1.to_f32();
+            assert_eq!(got.len(), b * n * dv);
+            let err = rel_l2(&got, &want);
+            assert!(err < 2e-5, "{n} tokens: relative L2 error {err:e}");
+        }
     }
 }
 

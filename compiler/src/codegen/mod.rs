@@ -2027,7 +2027,7 @@ impl TiledStaging {
             load.push(format!("if (jn + vj{it} < {sk}{ok}) {{"));
             for k in 0..4 {
                 let read = format!("vr{it}[{k}] = {xv}(b, jn + vj{it}, 4i * vg{it} + {k}i);");
-                load.push(if self.dv % 4 == 0 {
+                load.push(if self.dv.is_multiple_of(4) {
                     format!("    {read}")
                 } else {
                     format!("    if (4i * vg{it} + {k}i < {}i) {{ {read} }}", self.dv)

@@ -898,6 +898,18 @@ fn check_attention(
     k_transposed: bool,
     schedule: Option<Schedule>,
 ) {
+    check_attention_on(shape, mask, k_transposed, schedule, DeviceLimits::desktop());
+}
+
+/// [`check_attention`] compiled for `target` (a schedule valid only with more workgroup memory
+/// than `desktop` allows at head dim 64 still runs on lavapipe at a small head dim).
+fn check_attention_on(
+    shape: (usize, usize, usize, usize, usize),
+    mask: AttnMask,
+    k_transposed: bool,
+    schedule: Option<Schedule>,
+    target: DeviceLimits,
+) {
     let (b, sq, sk, d, dv) = shape;
     let (g, inputs) = attention_graph(shape, mask, k_transposed);
     let tuning = schedule.map(|s| {
@@ -922,7 +934,7 @@ fn check_attention(
     });
     // Opt-level 3: level 2 fuses these short constant sequences only from 128 keys.
     let opts = CompileOptions {
-        target: DeviceLimits::desktop(),
+        target,
         tuning,
         opt_level: 3,
         ..Default::default()
@@ -1020,18 +1032,43 @@ fn flash_attention_matches_the_interpreter() {
             bk,
             splits,
             slices,
+            tm: 1,
         }))
     };
     check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, sliced(32, 16, 2, 4));
     check_attention((2, 40, 300, 64, 64), AttnMask::None, false, sliced(64, 32, 4, 2));
     check_attention((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, sliced(32, 32, 4, 4));
+    // The register-tiled kernel over key slices (the same three cases).
+    let tiled = |rows, bk, splits, slices| {
+        Some(Schedule::Attention(AttentionParams {
+            slices,
+            ..AttentionParams::tiled(rows, bk, splits)
+        }))
+    };
+    check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, tiled(32, 32, 8, 4));
+    check_attention((2, 40, 300, 64, 64), AttnMask::None, false, tiled(32, 32, 8, 2));
+    check_attention((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, tiled(16, 32, 8, 4));
+    // The H200's members of 16 threads per row group (48 KiB of workgroup memory at head dim
+    // 64), at head dims that fit lavapipe: fewer value channel groups than threads (8), a
+    // ragged 48, keys read directly, 8 keys per thread, a grouped-query shape.
+    let h200 = DeviceLimits::h200;
+    let cases = [
+        ((2, 37, 300, 8, 48), AttnMask::Causal, true, tiled(32, 64, 16, 1)),
+        ((1, 21, 29, 24, 24), AttnMask::Causal, true, tiled(32, 64, 16, 2)),
+        ((2, 40, 70, 16, 16), AttnMask::None, false, tiled(16, 64, 16, 1)),
+        ((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, tiled(64, 32, 4, 1)),
+    ];
+    for (shape, mask, kt, s) in cases {
+        check_attention_on(shape, mask, kt, s, h200());
+    }
 }
 
 /// Flash attention split over key slices (`AttentionParams::slices`) over a symbolic prompt
 /// length `t` (an LLM prefill: `t` query rows over `t` keys, a causal mask input), forced by
-/// a tuning record for the symbolic shape: one kernel plus the combine, against the
-/// interpreter for 1, 37 and 300 tokens (one key: all slices but the first empty; a partial
-/// block; four slices of whole blocks). Tolerance as in the test above.
+/// a tuning record for the symbolic shape (the per-row kernel and the register-tiled one): one
+/// kernel plus the combine, against the interpreter for 1, 37 and 300 tokens (one key: all
+/// slices but the first empty; a partial block; four slices of whole blocks). Tolerance as in
+/// the test above.
 #[test]
 fn sliced_flash_attention_over_a_symbolic_prompt() {
     let (b, d, dv) = (2usize, 8usize, 12usize);
@@ -1054,71 +1091,81 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
     let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
     let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
     g.add_output("o", o);
-    let schedule = Schedule::Attention(AttentionParams {
-        rows: 32,
-        bk: 16,
-        splits: 2,
-        slices: 4,
-    });
-    let mut db = TuningDb::default();
-    db.records.insert(
-        tuning_key(&KernelBody::Attention {
-            batch: c(b),
-            sq: t.clone(),
-            sk: t.clone(),
-            d,
-            dv,
-        }),
-        TuningRecord {
-            schedule,
-            micros: 0.0,
-            device: "test".into(),
+    // The per-row kernel and the register-tiled one (4 slices of 32-key blocks; 2 slices of
+    // 16-row tiles).
+    let tiled = |rows, bk, splits, slices| AttentionParams {
+        slices,
+        ..AttentionParams::tiled(rows, bk, splits)
+    };
+    for p in [
+        AttentionParams {
+            slices: 4,
+            ..AttentionParams::per_row(32, 16, 2)
         },
-    );
-    let opts = CompileOptions {
-        target: DeviceLimits::desktop(),
-        tuning: Some(db),
-        opt_level: 3,
-        ..Default::default()
-    };
-    let model = Model {
-        name: "prompt_attention".into(),
-        graph: g,
-        io_dtypes: BTreeMap::new(),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
-    let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
-    let want = schedule.to_string();
-    assert_eq!(schedules, [want.as_str(), want.as_str()], "the kernel and its combine");
-    let bundle = Bundle::load(dir.path().join("b")).unwrap();
-    for n in [1usize, 37, 300] {
-        let mv: Vec<f32> = (0..n * n)
-            .map(|e| {
-                let (i, j) = (e / n, e % n);
-                if j > i {
-                    f32::NEG_INFINITY
-                } else {
-                    (e % 7) as f32 * 0.1
-                }
-            })
-            .collect();
-        let inputs = HashMap::from([
-            ("q".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 41))),
-            ("k".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 42))),
-            ("v".to_string(), Tensor::f32(vec![b, n, dv], values(b * n * dv, 43))),
-            ("mask".to_string(), Tensor::f32(vec![n, n], mv)),
-        ]);
-        let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["o"].to_f32();
-        let mut sess = Session::new(&bundle, &SessionOptions::default()).unwrap();
-        let host: HashMap<_, _> = inputs
-            .iter()
-            .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
-            .collect();
-        let got = sess.run("run", &host).unwrap()[0].1.to_f32();
-        assert_eq!(got.len(), b * n * dv);
-        let err = rel_l2(&got, &want);
-        assert!(err < 2e-5, "{n} tokens: relative L2 error {err:e}");
+        tiled(32, 32, 8, 4),
+        tiled(16, 32, 8, 2),
+    ] {
+        let schedule = Schedule::Attention(p);
+        let mut db = TuningDb::default();
+        db.records.insert(
+            tuning_key(&KernelBody::Attention {
+                batch: c(b),
+                sq: t.clone(),
+                sk: t.clone(),
+                d,
+                dv,
+            }),
+            TuningRecord {
+                schedule,
+                micros: 0.0,
+                device: "test".into(),
+            },
+        );
+        let opts = CompileOptions {
+            target: DeviceLimits::desktop(),
+            tuning: Some(db),
+            opt_level: 3,
+            ..Default::default()
+        };
+        let model = Model {
+            name: "prompt_attention".into(),
+            graph: g.clone(),
+            io_dtypes: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+        let schedules: Vec<&str> = m.kernels.iter().map(|k| k.schedule.as_str()).collect();
+        let want = schedule.to_string();
+        assert_eq!(schedules, [want.as_str(), want.as_str()], "the kernel and its combine");
+        let bundle = Bundle::load(dir.path().join("b")).unwrap();
+        for n in [1usize, 37, 300] {
+            let mv: Vec<f32> = (0..n * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    if j > i {
+                        f32::NEG_INFINITY
+                    } else {
+                        (e % 7) as f32 * 0.1
+                    }
+                })
+                .collect();
+            let inputs = HashMap::from([
+                ("q".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 41))),
+                ("k".to_string(), Tensor::f32(vec![b, n, d], values(b * n * d, 42))),
+                ("v".to_string(), Tensor::f32(vec![b, n, dv], values(b * n * dv, 43))),
+                ("mask".to_string(), Tensor::f32(vec![n, n], mv)),
+            ]);
+            let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["o"].to_f32();
+            let mut sess = Session::new(&bundle, &SessionOptions::default()).unwrap();
+            let host: HashMap<_, _> = inputs
+                .iter()
+                .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
+                .collect();
+            let got = sess.run("run", &host).unwrap()[0].1.to_f32();
+            assert_eq!(got.len(), b * n * dv);
+            let err = rel_l2(&got, &want);
+            assert!(err < 2e-5, "{n} tokens: relative L2 error {err:e}");
+        }
     }
 }
 

@@ -486,6 +486,57 @@ fn attention_tiled_over_keys() {
 }
 
 #[test]
+fn attention_register_tiled_on_h200() {
+    // The `h200` target's default (48 KiB of workgroup memory): the register-tiled kernel, 64
+    // query rows of 2 heads in groups of 4 per thread, 8 threads per group, K and V of the next
+    // 32-key block loaded into registers at coordinates (K through the transpose) while the
+    // current one is used; the scale as the score expression.
+    use kiln_schedules::DeviceLimits;
+    let c = |v: i64| Dim::c(v);
+    let mut g = Graph::new();
+    let shape = vec![c(1), c(2), c(40), c(8)];
+    let q = input(&mut g, "q", shape.clone());
+    let k = input(&mut g, "k", shape.clone());
+    let v = input(&mut g, "v", shape);
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let scale = g.add_const("scale", Tensor::f32(vec![1], vec![0.5]));
+    let ss = g.add("ss", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[ss]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("out0", o);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let b = compile(
+        &model,
+        &CompileOptions {
+            opt_level: 3,
+            target: DeviceLimits::h200(),
+            ..Default::default()
+        },
+    )
+    .expect("compiles");
+    let src = b
+        .kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_kernels(&src, "// Kiln attention kernel", 1);
+    assert!(
+        src.contains("schedule: attention(rows=64, bk=32, splits=8, tm=4)")
+            && src.contains("var<workgroup> qs: array<array<vec4<f32>, 16>, 8>")
+            && src.contains("fn kiln_score")
+            && src.contains("let jn = j0 + 32i;"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
 fn attention_split_over_key_slices() {
     // The keys split over 4 workgroups per tile of 32 rows (a tuning record; the defaults do
     // not split): each walks 128 of the 512 keys and writes unnormalized rows with their
@@ -509,6 +560,7 @@ fn attention_split_over_key_slices() {
                 bk: 16,
                 splits: 4,
                 slices: 4,
+                tm: 1,
             }),
             micros: 0.0,
             device: "snapshot".into(),

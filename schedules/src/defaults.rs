@@ -453,9 +453,37 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
     last.expect("at least one candidate")
 }
 
-/// The default prefill attention schedule for `batch` heads of `sq` query rows: 64 rows per
-/// workgroup (each key block staged in workgroup memory serves 64 rows: staging, whose index
-/// arithmetic runs per element, costs 1/64 of the products), 8 keys per thread and block,
+/// The default prefill attention schedule for `batch` heads of `sq` query rows: the
+/// register-tiled kernel with 64 rows per workgroup, 32-key blocks and 8 threads per group of
+/// 4 rows (128 threads, each a 4x4 tile of the scores and 4 rows x head dim / 8 of the
+/// output; 34.8 KiB of workgroup memory at head dim 64), where `limits` allow it. On the H200
+/// it was the fastest unsplit member of the kind's space at both 1x12x512x64 (0.078 ms, against
+/// 0.097 for the per-row kernel's best) and MiniLM's 32x12x128x32 (0.050 ms, against 0.078);
+/// docs/performance.md, eighth session. Its keys are split over 4 (or 2) workgroups per tile
+/// ([`AttentionParams::slices`]) where the tiles alone would leave the device short of about 3
+/// workgroups per compute unit and every slice still walks at least 128 keys (`sq` stands for
+/// the key count: prefill attends a prompt to itself; a symbolic prompt, estimated at 64, is
+/// not split): 0.072 ms at 1x12x512x64 with 4 slices. Where the tiled kernel does not fit
+/// (32 KiB of workgroup memory: its members that fit were slower than the per-row kernel on the
+/// H200), [`attention_per_row`].
+pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
+    let p = AttentionParams::tiled(64, 32, 8);
+    if Schedule::Attention(p).validate(limits).is_err() {
+        return attention_per_row(batch, sq, limits);
+    }
+    let tiles = batch.max(1) * sq.max(1).div_ceil(p.rows as u64);
+    let room = 3 * limits.compute_units.max(1) as u64;
+    let slices = [4u32, 2]
+        .into_iter()
+        .find(|&s| tiles * s as u64 <= room && sq / s as u64 >= 128)
+        .unwrap_or(1);
+    Schedule::Attention(AttentionParams { slices, ..p })
+}
+
+/// The per-row kernel's default (`tm` 1), for limits where the register-tiled kernel does not
+/// fit: 64 rows per workgroup (each key block staged in workgroup memory serves 64 rows:
+/// staging, whose index arithmetic runs per element, costs 1/64 of the products), 8 keys per
+/// thread and block,
 /// and enough threads per row (`splits`, 1, 2 or 4) that all rows' threads make about 16
 /// warps per compute unit: MiniLM at batch 32 (49,152 rows) two, a few heads of a long
 /// prompt four. On the H200, rows 64 with 2 threads per row was the fastest of the kind's
@@ -466,7 +494,7 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// units) every split candidate was slower than the unsplit default (0.1016 ms at best
 /// against 0.0970; docs/performance.md, seventh session); the split candidates stay in the
 /// space for the tuner.
-pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
+pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     let rows_total = batch.max(1) * sq.max(1);
     let want = 512 * limits.compute_units.max(1) as u64;
     let mut splits = 1u32;
@@ -482,6 +510,7 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             bk: keys * splits,
             splits,
             slices: 1,
+            tm: 1,
         })
     });
     first
@@ -493,6 +522,7 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
             bk: 8,
             splits: 2,
             slices: 1,
+            tm: 1,
         }))
 }
 

@@ -248,12 +248,24 @@ pub const MAX_ATTENTION_HEAD_DIM: u32 = 64;
 /// query row and the output row the thread holds.
 pub const MAX_ATTENTION_KEYS_PER_THREAD: u32 = 16;
 
+/// Query rows each thread of the register-tiled attention kernel holds
+/// ([`AttentionParams::tm`]).
+pub const ATTENTION_ROW_TILE: u32 = 4;
+
 /// Prefill attention tiled over keys with an online softmax (flash attention): a workgroup
 /// owns `rows` query rows of one batch (head) and walks the keys `bk` at a time, staged in
-/// workgroup memory; each row is served by `splits` threads, each holding the row's query and
-/// its own output accumulator in registers and taking `bk / splits` keys of every block, with
-/// its own running maximum and sum (no reduction inside the key walk). The threads of a row
-/// combine their partial results once at the end. The scores are never stored.
+/// workgroup memory.
+///
+/// With `tm` 1 (the per-row kernel) each row is served by `splits` threads, each holding the
+/// row's query and its own output accumulator in registers and taking `bk / splits` keys of
+/// every block, with its own running maximum and sum (no reduction inside the key walk). The
+/// threads of a row combine their partial results once at the end.
+///
+/// With `tm` [`ATTENTION_ROW_TILE`] (the register-tiled kernel) the query block is staged too,
+/// and each of `rows / tm x splits` threads computes a `tm x (bk / splits)` register tile of
+/// the block's scores (vec4 loads of Q and K, 16 FMAs per pair) and a `tm x (head dim /
+/// splits)` tile of the output from the probabilities staged in workgroup memory; the row
+/// maxima are exchanged once per block through workgroup memory. The scores are never stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AttentionParams {
     /// Query rows per workgroup.
@@ -269,6 +281,11 @@ pub struct AttentionParams {
     /// read as 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub slices: u32,
+    /// Query rows per thread: 1 for the per-row kernel, [`ATTENTION_ROW_TILE`] for the
+    /// register-tiled one (where `splits` threads share each group of `tm` rows, up to 16).
+    /// Records written before it existed read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tm: u32,
 }
 
 impl AttentionParams {
@@ -277,9 +294,57 @@ impl AttentionParams {
         self.bk / self.splits.max(1)
     }
 
+    /// Whether this is the register-tiled kernel (`tm` > 1).
+    pub fn is_tiled(&self) -> bool {
+        self.tm > 1
+    }
+
     /// Threads per workgroup.
     pub fn threads(&self) -> u32 {
-        self.rows * self.splits
+        self.rows / self.tm.max(1) * self.splits
+    }
+
+    /// The per-row kernel's parameters (`tm` 1).
+    pub fn per_row(rows: u32, bk: u32, splits: u32) -> Self {
+        AttentionParams {
+            rows,
+            bk,
+            splits,
+            slices: 1,
+            tm: 1,
+        }
+    }
+
+    /// The register-tiled kernel's parameters (`tm` [`ATTENTION_ROW_TILE`]).
+    pub fn tiled(rows: u32, bk: u32, splits: u32) -> Self {
+        AttentionParams {
+            rows,
+            bk,
+            splits,
+            slices: 1,
+            tm: ATTENTION_ROW_TILE,
+        }
+    }
+
+    /// The register-tiled kernel's vec4 channel groups of the output per thread for value head
+    /// dim `dv`: the `dv / 4` groups dealt round-robin to the `splits` threads of a row group.
+    pub fn tiled_out_groups(&self, dv: u32) -> u32 {
+        dv.div_ceil(4).div_ceil(self.splits.max(1))
+    }
+
+    /// The register-tiled kernel's workgroup memory for head dims `d` and `dv`, in vec4s: the
+    /// query block (`[channel][row / 4]`), the key block (`[channel][key / 4]`, which after the
+    /// scores holds the probabilities, `[key][row / 4]`), the value block (`[key][channel
+    /// group]`, padded to whole groups per thread) and the row maxima (or sums) of every
+    /// thread.
+    pub fn tiled_vec4s(&self, d: u32, dv: u32) -> [u32; 4] {
+        let (br4, bk4) = (self.rows / 4, self.bk / 4);
+        [
+            d * br4,
+            (d * bk4).max(self.bk * br4),
+            self.bk * self.tiled_out_groups(dv) * self.splits,
+            br4 * self.splits,
+        ]
     }
 
     /// The vec4 array of workgroup memory for head dims `d` (queries, keys) and `dv`
@@ -293,6 +358,9 @@ impl AttentionParams {
     /// Workgroup memory for head dims `d` and `dv`, in bytes: [`Self::tile_vec4s`] and each
     /// thread's running maximum and sum.
     pub fn workgroup_bytes(&self, d: u32, dv: u32) -> u32 {
+        if self.is_tiled() {
+            return 16 * self.tiled_vec4s(d, dv).iter().sum::<u32>();
+        }
         16 * self.tile_vec4s(d, dv) + 8 * self.threads()
     }
 }
@@ -483,7 +551,49 @@ impl Schedule {
                     ));
                 }
             }
+            Schedule::Attention(p) if p.is_tiled() => {
+                if p.tm != ATTENTION_ROW_TILE {
+                    return fail(format!("row tile {} not 1 or {ATTENTION_ROW_TILE}", p.tm));
+                }
+                if ![1, 2, 4, 8, 16].contains(&p.splits) {
+                    return fail(format!("splits {} not 1, 2, 4, 8 or 16", p.splits));
+                }
+                if ![1, 2, 4, 8].contains(&p.slices) {
+                    return fail(format!("key slices {} not 1, 2, 4 or 8", p.slices));
+                }
+                // Power-of-two vec4 groups of rows and keys: the staged blocks' XOR swizzle
+                // stays inside a row of the block.
+                if ![8, 16, 32, 64].contains(&p.rows) {
+                    return fail(format!("rows {} not 8, 16, 32 or 64", p.rows));
+                }
+                if ![16, 32, 64, 128].contains(&p.bk) {
+                    return fail(format!("key block {} not 16, 32, 64 or 128", p.bk));
+                }
+                let tn = p.keys_per_thread();
+                if p.bk % p.splits != 0 || ![4, 8].contains(&tn) {
+                    return fail(format!(
+                        "{tn} keys per thread and block (key block {} over splits = {}) not 4 or 8",
+                        p.bk, p.splits
+                    ));
+                }
+                if threads > limits.max_compute_workgroup_size_x {
+                    return fail(format!(
+                        "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
+                        limits.max_compute_workgroup_size_x
+                    ));
+                }
+                let bytes = p.workgroup_bytes(MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEAD_DIM);
+                if bytes > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{bytes} bytes of workgroup memory (head dim {MAX_ATTENTION_HEAD_DIM}) exceed maxComputeWorkgroupStorageSize = {}",
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
             Schedule::Attention(p) => {
+                if p.tm != 1 {
+                    return fail(format!("row tile {} not 1 or {ATTENTION_ROW_TILE}", p.tm));
+                }
                 if ![1, 2, 4, 8].contains(&p.splits) {
                     return fail(format!("splits {} not 1, 2, 4 or 8", p.splits));
                 }
@@ -598,6 +708,9 @@ impl fmt::Display for Schedule {
                 write!(f, "attention(rows={}, bk={}, splits={}", p.rows, p.bk, p.splits)?;
                 if p.slices > 1 {
                     write!(f, ", slices={}", p.slices)?;
+                }
+                if p.tm > 1 {
+                    write!(f, ", tm={}", p.tm)?;
                 }
                 write!(f, ")")
             }
@@ -831,6 +944,7 @@ mod tests {
                 bk,
                 splits,
                 slices: 1,
+                tm: 1,
             })
         };
         assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("splits 3"));
@@ -847,6 +961,7 @@ mod tests {
             bk: 32,
             splits: 4,
             slices: 1,
+            tm: 1,
         };
         // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
         assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
@@ -857,6 +972,7 @@ mod tests {
                 bk: 8,
                 splits: 1,
                 slices: 1,
+                tm: 1,
             }
             .tile_vec4s(64, 64),
             1024
@@ -873,6 +989,7 @@ mod tests {
             bk: 32,
             splits: 4,
             slices: 4,
+            tm: 1,
         });
         assert!(sliced.validate(&d).is_ok());
         assert_eq!(sliced.to_string(), "attention(rows=64, bk=32, splits=4, slices=4)");
@@ -887,13 +1004,64 @@ mod tests {
                 bk: 32,
                 splits: 4,
                 slices: 1,
+                tm: 1,
             }
         });
         assert!(three.validate(&d).unwrap_err().reason.contains("key slices 3"));
-        // The defaults do not split the keys (slower on the H200 at 1x12x512x64).
+        // The register-tiled kernel: 4 rows per thread, 1/2/4/8/16 threads per row group with 4
+        // or 8 keys each, power-of-two row and key groups; memory at head dim 64 is the query
+        // block, the key block (which the probabilities reuse), the value block and the row
+        // maxima exchange.
+        let tiled = |rows, bk, splits| Schedule::Attention(AttentionParams::tiled(rows, bk, splits));
+        let t = AttentionParams::tiled(32, 64, 16);
+        assert_eq!(t.threads(), 128);
+        assert_eq!(t.tiled_vec4s(64, 64), [64 * 8, 64 * 16, 64 * 16, 8 * 16]);
+        assert_eq!(t.workgroup_bytes(64, 64), 16 * (512 + 1024 + 1024 + 128));
+        // Head dim 48 over 16 threads: 12 channel groups padded to 16, one per thread.
+        assert_eq!(t.tiled_out_groups(48), 1);
+        assert_eq!(AttentionParams::tiled(32, 32, 8).tiled_out_groups(48), 2);
         let h = DeviceLimits::h200();
-        for (batch, sq) in [(12, 512), (2, 512), (12, 128), (384, 128), (1, 64)] {
-            assert!(matches!(defaults::attention(batch, sq, &h), Schedule::Attention(p) if p.slices == 1));
+        assert!(tiled(32, 64, 16).validate(&h).is_ok());
+        assert!(tiled(32, 64, 16)
+            .validate(&d)
+            .unwrap_err()
+            .reason
+            .contains("head dim 64"));
+        assert!(tiled(32, 32, 8).validate(&d).is_ok());
+        assert!(tiled(32, 32, 16)
+            .validate(&h)
+            .unwrap_err()
+            .reason
+            .contains("2 keys per thread"));
+        assert!(tiled(32, 48, 4)
+            .validate(&h)
+            .unwrap_err()
+            .reason
+            .contains("key block 48"));
+        assert!(tiled(24, 32, 8).validate(&h).unwrap_err().reason.contains("rows 24"));
+        assert!(tiled(32, 96, 32).validate(&h).unwrap_err().reason.contains("splits 32"));
+        let odd_tile = Schedule::Attention(AttentionParams {
+            tm: 2,
+            ..AttentionParams::tiled(32, 32, 8)
+        });
+        assert!(odd_tile.validate(&h).unwrap_err().reason.contains("row tile 2"));
+        assert_eq!(
+            tiled(32, 64, 16).to_string(),
+            "attention(rows=32, bk=64, splits=16, tm=4)"
+        );
+        let back: Schedule = ron::from_str(&ron::to_string(&tiled(32, 64, 16)).unwrap()).unwrap();
+        assert_eq!(back, tiled(32, 64, 16));
+        // The defaults: the tiled kernel where 48 KiB allow it, its keys split over 4
+        // workgroups only where the row tiles leave the H200 short and every slice walks at
+        // least 128 keys (faster at 1x12x512x64, slower at MiniLM's 32x12x128); the per-row
+        // kernel, unsplit, on 32 KiB.
+        for (batch, sq, slices) in [(12, 512, 4), (2, 512, 4), (12, 128, 1), (384, 128, 1), (1, 64, 1)] {
+            let want = Schedule::Attention(AttentionParams {
+                slices,
+                ..AttentionParams::tiled(64, 32, 8)
+            });
+            assert_eq!(defaults::attention(batch, sq, &h), want, "{batch}x{sq}");
+            assert!(matches!(defaults::attention(batch, sq, &d), Schedule::Attention(p) if p.slices == 1 && p.tm == 1));
         }
         let odd = Schedule::RowReduce(RowReduceParams { workgroup_size: 100 });
         assert!(odd.validate(&l).unwrap_err().reason.contains("power of two"));

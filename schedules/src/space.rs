@@ -210,6 +210,7 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
                     bk: splits * keys,
                     splits,
                     slices: 1,
+                    tm: 1,
                 };
                 let s = Schedule::Attention(p);
                 if p.bk >= 8 && (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
@@ -217,6 +218,25 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
                     // Tiles of 32 or 64 rows with 8 keys per thread also split over 2 or 4
                     // key slices (few heads of a long sequence).
                     if rows >= 32 && keys == 8 {
+                        for slices in [2, 4] {
+                            out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The register-tiled kernel: 16, 32 or 64 rows in groups of 4 per thread, 4, 8 or 16
+    // threads per row group with 4 or 8 keys each per block; those of 32 or 64 rows also over
+    // 2 or 4 key slices.
+    for rows in [16, 32, 64] {
+        for splits in [4, 8, 16] {
+            for keys in [4, 8] {
+                let p = crate::AttentionParams::tiled(rows, splits * keys, splits);
+                let s = Schedule::Attention(p);
+                if (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
+                    out.push(s);
+                    if rows >= 32 {
                         for slices in [2, 4] {
                             out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
                         }

@@ -91,6 +91,7 @@ fn templates() -> &'static tera::Tera {
             ("gemv", include_str!("../../templates/gemv.wgsl")),
             ("gemm_combine", include_str!("../../templates/gemm_combine.wgsl")),
             ("attention", include_str!("../../templates/attention.wgsl")),
+            ("attention_tiled", include_str!("../../templates/attention_tiled.wgsl")),
             (
                 "attention_decode",
                 include_str!("../../templates/attention_decode.wgsl"),
@@ -1344,6 +1345,48 @@ pub fn render(
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
             let (d4, dv4) = (d.div_ceil(4) as u32, dv.div_ceil(4) as u32);
+            if p.is_tiled() {
+                // The register-tiled kernel (templates/attention_tiled.wgsl).
+                let (br4, bk4) = (p.rows / 4, p.bk / 4);
+                let og = p.tiled_out_groups(*dv as u32);
+                ctx.insert("br4", &br4);
+                ctx.insert("bk4", &bk4);
+                ctx.insert("tc", &p.splits);
+                ctx.insert("kg", &(p.keys_per_thread() / 4));
+                ctx.insert("og", &og);
+                ctx.insert("dvs", &(og * p.splits));
+                ctx.insert("kw", &bk4.max(br4));
+                ctx.insert("kh", &(*d as u32).max(p.bk));
+                // XOR swizzles: the key group by the channel (K block), the row group by the key
+                // group (probabilities), each within the smaller of the row and 8 vec4s.
+                let ksw = bk4.min(8) - 1;
+                let psw = br4.min(8) - 1;
+                ctx.insert("ksw", &ksw);
+                ctx.insert("psw", &psw);
+                ctx.insert("kswz", &(0..*d as u32).map(|c| c & ksw).collect::<Vec<_>>());
+                ctx.insert("pswz", &(0..p.bk).map(|j| (j / 4) & psw).collect::<Vec<_>>());
+                // K and V read at coordinates (no division per element): [batch, d, sk] and
+                // [batch, sk, dv].
+                let bsk = [batch.clone(), Dim::c(*d as i64), sk.clone()];
+                let bsv = [batch.clone(), sk.clone(), Dim::c(*dv as i64)];
+                let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
+                let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
+                let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
+                let sk_s = params.dim(sk, "sk");
+                let stage = TiledStaging {
+                    threads: p.threads(),
+                    d: *d as u32,
+                    dv: *dv as u32,
+                    bk: p.bk,
+                    dvs: og * p.splits,
+                    ksw,
+                    k_keys_fast: k_direct,
+                };
+                let (setup, load, store) = stage.lines(&xk, &xv, &sk_s);
+                ctx.insert("stage_setup", &setup);
+                ctx.insert("stage_load", &load);
+                ctx.insert("stage_store", &store);
+            }
             ctx.insert("wg", &p.threads());
             ctx.insert("br", &p.rows);
             ctx.insert("bk", &p.bk);
@@ -1366,7 +1409,9 @@ pub fn render(
             // threads load along the contiguous axis.
             let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
             ctx.insert("k_keys_fast", &k_direct);
-            for (i, n) in ["xq", "xk", "xv"].iter().enumerate() {
+            // (The tiled kernel reads K and V at coordinates, above.)
+            let linear = if p.is_tiled() { 1 } else { 3 };
+            for (i, n) in ["xq", "xk", "xv"].iter().enumerate().take(linear) {
                 let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
                 ctx.insert(*n, &x);
                 ctx.insert(format!("{n}e"), &xe);
@@ -1395,7 +1440,8 @@ pub fn render(
                 dim_expr(sq).cdiv(p.rows as i64),
                 SizeExpr::c(p.slices as i64),
             ];
-            ("attention", [p.threads(), 1, 1], grid, false)
+            let template = if p.is_tiled() { "attention_tiled" } else { "attention" };
+            (template, [p.threads(), 1, 1], grid, false)
         }
         (
             KernelBody::TopK {
@@ -2018,6 +2064,99 @@ impl DecodeTile {
     /// slots' weighted values and sums of one row.
     pub fn part_len(&self, rows: u32) -> u32 {
         (rows * self.lanes * (self.keys + 1)).max(self.keys * (self.v_channels * self.lanes) + self.keys)
+    }
+}
+
+/// How the register-tiled flash-attention kernel (`templates/attention_tiled.wgsl`) stages
+/// each block of K and V: every thread loads a fixed set of vec4s (4 keys of one channel of K,
+/// 4 channels of one key of V) whose coordinates it computes once; the loads of the next block
+/// are issued into registers right after the current block is in workgroup memory, so their
+/// latency overlaps the block's arithmetic instead of stalling the few warps of a workgroup.
+struct TiledStaging {
+    threads: u32,
+    d: u32,
+    dv: u32,
+    bk: u32,
+    /// Channel groups per key row of the V block (whole groups per thread, zero past `dv`).
+    dvs: u32,
+    /// XOR swizzle mask of the K block's key groups.
+    ksw: u32,
+    /// K read directly as [batch, d, sk] (keys contiguous): consecutive threads on keys.
+    k_keys_fast: bool,
+}
+
+impl TiledStaging {
+    /// (setup, load, store) lines: the thread's coordinates and registers; the loads of the
+    /// block starting at key `jn` into the registers; their stores into `kp` and `vs`. `xk` and
+    /// `xv` read K^T and V at coordinates (`operand_at`), `sk` is the key count.
+    fn lines(&self, xk: &str, xv: &str, sk: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let (mut setup, mut load, mut store) = (Vec::new(), Vec::new(), Vec::new());
+        let wg = self.threads;
+        let bk4 = self.bk / 4;
+        let dv4 = self.dv.div_ceil(4);
+        let nk = self.d * bk4;
+        for it in 0..nk.div_ceil(wg) {
+            let e = format!("i32(lid) + {}i", it * wg);
+            let (c, g) = if self.k_keys_fast {
+                (format!("({e}) / {bk4}i"), format!("({e}) % {bk4}i"))
+            } else {
+                (format!("({e}) % {}i", self.d), format!("({e}) / {}i", self.d))
+            };
+            let partial = (it + 1) * wg > nk;
+            setup.push(format!("let kc{it} = {c};"));
+            setup.push(format!("let kg{it} = {g};"));
+            setup.push(format!("var kr{it} = vec4<f32>(0.0f);"));
+            let ok = if partial {
+                format!(" && {e} < {nk}i")
+            } else {
+                String::new()
+            };
+            load.push(format!("kr{it} = vec4<f32>(0.0f);"));
+            for k in 0..4 {
+                load.push(format!(
+                    "if (jn + 4i * kg{it} + {k}i < {sk}{ok}) {{ kr{it}[{k}] = {xk}(b, kc{it}, jn + 4i * kg{it} + {k}i); }}"
+                ));
+            }
+            let st = format!("kp[kc{it}][kg{it} ^ (kc{it} & {}i)] = kr{it};", self.ksw);
+            store.push(if partial {
+                format!("if ({e} < {nk}i) {{ {st} }}")
+            } else {
+                st
+            });
+        }
+        let nv = self.bk * self.dvs;
+        for it in 0..nv.div_ceil(wg) {
+            let e = format!("i32(lid) + {}i", it * wg);
+            let partial = (it + 1) * wg > nv;
+            setup.push(format!("let vj{it} = ({e}) / {}i;", self.dvs));
+            setup.push(format!("let vg{it} = ({e}) % {}i;", self.dvs));
+            setup.push(format!("var vr{it} = vec4<f32>(0.0f);"));
+            let mut ok = String::new();
+            if partial {
+                ok.push_str(&format!(" && {e} < {nv}i"));
+            }
+            if self.dvs > dv4 {
+                ok.push_str(&format!(" && vg{it} < {dv4}i"));
+            }
+            load.push(format!("vr{it} = vec4<f32>(0.0f);"));
+            load.push(format!("if (jn + vj{it} < {sk}{ok}) {{"));
+            for k in 0..4 {
+                let read = format!("vr{it}[{k}] = {xv}(b, jn + vj{it}, 4i * vg{it} + {k}i);");
+                load.push(if self.dv.is_multiple_of(4) {
+                    format!("    {read}")
+                } else {
+                    format!("    if (4i * vg{it} + {k}i < {}i) {{ {read} }}", self.dv)
+                });
+            }
+            load.push("}".into());
+            let st = format!("vs[vj{it}][vg{it}] = vr{it};");
+            store.push(if partial {
+                format!("if ({e} < {nv}i) {{ {st} }}")
+            } else {
+                st
+            });
+        }
+        (setup, load, store)
     }
 }
 

@@ -1,0 +1,242 @@
+// Kiln attention kernel: {{ label }}
+// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ tc }}{% if slices > 1 %}, slices={{ slices }}{% endif %}, tm=4): register-tiled
+// flash attention. A workgroup of {{ wg }} threads per (batch, tile of {{ br }} query rows) stages the
+// query block once and walks the keys {{ bk }} at a time, staging K and V in workgroup memory (each
+// thread loads its share of the next block into registers while the current one is used). Thread
+// (tr, tc) = (lid / {{ tc }}, lid % {{ tc }}) owns rows 4 tr .. 4 tr + 3 of the tile: it computes their
+// scores against {{ kg }} vec4 group(s) of keys (tc, tc + {{ tc }}, ..) as a 4 x {{ kg * 4 }} register tile (a vec4
+// of Q rows times a vec4 of keys per channel: 16 FMAs per two vec4 reads) and their output
+// channels in {{ og }} vec4 group(s) (tc, tc + {{ tc }}, ..). Per block: the row maxima of the {{ tc }} threads
+// of a row group meet in workgroup memory, every thread rescales with the same maximum, writes
+// its probabilities over the (no longer needed) K block, and adds P x V from there. The row sums
+// are added once at the end. The scores are never stored.
+{%- if slices > 1 %}
+// Keys split over {{ slices }} workgroups per row tile (workgroup z): each walks one contiguous slice
+// and writes its rows unnormalized, with their maximum and sum ([batch][slice][row][o.., max,
+// sum]); a combine kernel rescales and adds the slices.
+{%- endif %}
+{{ header }}
+{% if score_lines %}
+fn kiln_score(v: f32, i: i32) -> f32 {
+{%- for line in score_lines %}
+    {{ line }}
+{%- endfor %}
+}
+{% endif %}
+// The query block, [channel][row / 4].
+var<workgroup> qs: array<array<vec4<f32>, {{ br4 }}>, {{ d }}>;
+// The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
+// staging along channels); after the scores, the probabilities [key][row / 4] (the row group
+// swizzled by the key group).
+var<workgroup> kp: array<array<vec4<f32>, {{ kw }}>, {{ kh }}>;
+// The value block, [key][channel / 4] (zero past the head dim).
+var<workgroup> vs: array<array<vec4<f32>, {{ dvs }}>, {{ bk }}>;
+// Each thread's row maxima (in the key walk) or sums (at the end): [row group][thread].
+var<workgroup> red: array<array<vec4<f32>, {{ tc }}>, {{ br4 }}>;
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let b = i32(wid.x);
+    let r0 = i32(wid.y) * {{ br }}i;
+    let tc = i32(lid) % {{ tc }}i;
+    let tr = i32(lid) / {{ tc }}i;
+    let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
+    // The query block, 4 rows of one channel per thread and step (consecutive threads on
+    // consecutive channels). Rows past the end read the batch's last row (finite scores) and
+    // store nothing.
+    for (var e = i32(lid); e < {{ d * br4 }}i; e += {{ wg }}i) {
+        let c = e % {{ d }}i;
+        let g = e / {{ d }}i;
+        var q4 = vec4<f32>(0.0f);
+{%- for k in range(end=4) %}
+        q4[{{ k }}] = {{ xq }}(b * {{ sq }} + min(r0 + 4i * g + {{ k }}i, {{ sq }} - 1i)) * {{ d }}i + c{{ xqe }};
+{%- endfor %}
+        qs[c][g] = q4;
+    }
+{%- if score_lines %}
+    // The score rows of this thread's 4 query rows.
+{%- for i in range(end=4) %}
+    let sb{{ i }} = (b * {{ sq }} + min(r0 + 4i * tr + {{ i }}i, {{ sq }} - 1i)) * {{ sk }};
+{%- endfor %}
+{%- endif %}
+    // Running maximum and sum of the thread's 4 rows (the maximum is the row's, the same in
+    // all {{ tc }} threads of the row group; the sum covers this thread's keys).
+    var m = vec4<f32>(neg_inf);
+    var l = vec4<f32>(0.0f);
+{%- for g in range(end=og) %}
+{%- for i in range(end=4) %}
+    var o{{ g }}_{{ i }} = vec4<f32>(0.0f);
+{%- endfor %}
+{%- endfor %}
+    // This thread's key groups in the probability block, and their row-group swizzle.
+{%- for kk in range(end=kg) %}
+    let kq{{ kk }} = tc + {{ kk * tc }}i;
+    let ps{{ kk }} = tr ^ (kq{{ kk }} & {{ psw }}i);
+{%- endfor %}
+{%- if slices > 1 %}
+    // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
+    let slice = i32(wid.z);
+    let kchunk = (({{ sk }} + {{ slices - 1 }}i) / {{ slices }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
+    let kbeg = slice * kchunk;
+    let kend = min({{ sk }}, kbeg + kchunk);
+{%- else %}
+    let kbeg = 0i;
+    let kend = {{ sk }};
+{%- endif %}
+    // This thread's share of the K and V blocks: fixed coordinates, a register each.
+{%- for line in stage_setup %}
+    {{ line }}
+{%- endfor %}
+    // The first block's loads.
+    {
+        let jn = kbeg;
+{%- for line in stage_load %}
+        {{ line }}
+{%- endfor %}
+    }
+    for (var j0 = kbeg; j0 < kend; j0 += {{ bk }}i) {
+        // This block into workgroup memory: K as [channel][key / 4] (the key group swizzled
+        // by the channel), V as [key][channel / 4].
+{%- for line in stage_store %}
+        {{ line }}
+{%- endfor %}
+        workgroupBarrier();
+        // The next block's loads, in flight during this block's arithmetic.
+        if (j0 + {{ bk }}i < kend) {
+            let jn = j0 + {{ bk }}i;
+{%- for line in stage_load %}
+            {{ line }}
+{%- endfor %}
+        }
+        // Scores: a{key group}_{row} holds 4 keys of one row.
+{%- for kk in range(end=kg) %}
+{%- for i in range(end=4) %}
+        var a{{ kk }}_{{ i }} = vec4<f32>(0.0f);
+{%- endfor %}
+{%- endfor %}
+{%- for sw in kswz %}
+{%- set c = loop.index0 %}
+        {
+            let q = qs[{{ c }}][tr];
+{%- for kk in range(end=kg) %}
+            let k{{ kk }} = kp[{{ c }}][kq{{ kk }} ^ {{ sw }}i];
+{%- for i in range(end=4) %}
+            a{{ kk }}_{{ i }} = fma(vec4<f32>(q[{{ i }}]), k{{ kk }}, a{{ kk }}_{{ i }});
+{%- endfor %}
+{%- endfor %}
+        }
+{%- endfor %}
+        // The score expression; keys past this workgroup's range score -inf.
+        var pm = vec4<f32>(neg_inf);
+{%- for kk in range(end=kg) %}
+        {
+            let j = j0 + 4i * kq{{ kk }};
+            let live = vec4<i32>(j) + vec4<i32>(0i, 1i, 2i, 3i) < vec4<i32>(kend);
+{%- for i in range(end=4) %}
+{%- if score_lines %}
+{%- for k in range(end=4) %}
+            a{{ kk }}_{{ i }}[{{ k }}] = kiln_score(a{{ kk }}_{{ i }}[{{ k }}], sb{{ i }} + min(j + {{ k }}i, {{ sk }} - 1i));
+{%- endfor %}
+{%- endif %}
+            a{{ kk }}_{{ i }} = select(vec4<f32>(neg_inf), a{{ kk }}_{{ i }}, live);
+            pm[{{ i }}] = max(pm[{{ i }}], max(max(a{{ kk }}_{{ i }}.x, a{{ kk }}_{{ i }}.y), max(a{{ kk }}_{{ i }}.z, a{{ kk }}_{{ i }}.w)));
+{%- endfor %}
+        }
+{%- endfor %}
+        red[tr][tc] = pm;
+        workgroupBarrier();
+        // The rows' maximum over the block (every thread of the row group reads the same).
+        var bm = m;
+{%- for t in range(end=tc) %}
+        bm = max(bm, red[tr][{{ t }}]);
+{%- endfor %}
+        // Every score masked to -inf so far: subtract 0 instead (exp gives 0, not NaN). A
+        // larger maximum rescales what was summed so far (from -inf: by 0).
+        let mr = select(bm, vec4<f32>(0.0f), bm == vec4<f32>(neg_inf));
+        let alpha = exp(m - mr);
+        m = bm;
+        l *= alpha;
+{%- for g in range(end=og) %}
+{%- for i in range(end=4) %}
+        o{{ g }}_{{ i }} *= alpha[{{ i }}];
+{%- endfor %}
+{%- endfor %}
+        // Probabilities, written over the K block (every thread is past its K reads).
+{%- for kk in range(end=kg) %}
+        {
+{%- for i in range(end=4) %}
+            let p{{ i }} = exp(a{{ kk }}_{{ i }} - vec4<f32>(mr[{{ i }}]));
+{%- endfor %}
+            l += vec4<f32>(dot(p0, vec4<f32>(1.0f)), dot(p1, vec4<f32>(1.0f)), dot(p2, vec4<f32>(1.0f)), dot(p3, vec4<f32>(1.0f)));
+            let jl = 4i * kq{{ kk }};
+            kp[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+            kp[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+            kp[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+            kp[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+        }
+{%- endfor %}
+        workgroupBarrier();
+        // Output += P x V, one key at a time: a vec4 of rows times a vec4 of channels.
+{%- for sw in pswz %}
+{%- set j = loop.index0 %}
+        {
+            let p = kp[{{ j }}][tr ^ {{ sw }}i];
+{%- for g in range(end=og) %}
+            let v{{ g }} = vs[{{ j }}][tc + {{ g * tc }}i];
+{%- for i in range(end=4) %}
+            o{{ g }}_{{ i }} = fma(vec4<f32>(p[{{ i }}]), v{{ g }}, o{{ g }}_{{ i }});
+{%- endfor %}
+{%- endfor %}
+        }
+{%- endfor %}
+        workgroupBarrier();
+    }
+    // The rows' sums over the row group's threads. A row whose every score is -inf has sum 0:
+    // 0 / 0 gives NaN, as softmax does.
+    red[tr][tc] = l;
+    workgroupBarrier();
+    var total = vec4<f32>(0.0f);
+{%- for t in range(end=tc) %}
+    total += red[tr][{{ t }}];
+{%- endfor %}
+{%- if slices > 1 %}
+    // Unnormalized, with the rows' maximum and sum: the combine kernel divides by the sum over
+    // the slices.
+    let pbase = (b * {{ slices }}i + slice) * {{ sq }};
+{%- else %}
+    let inv = 1.0f / total;
+{%- endif %}
+{%- for i in range(end=4) %}
+    if (r0 + 4i * tr + {{ i }}i < {{ sq }}) {
+{%- if slices > 1 %}
+        let ob = (pbase + r0 + 4i * tr + {{ i }}i) * {{ dv + 2 }}i;
+        if (tc == 0i) {
+            out[ob + {{ dv }}i] = m[{{ i }}];
+            out[ob + {{ dv + 1 }}i] = total[{{ i }}];
+        }
+{%- else %}
+        let ob = (b * {{ sq }} + r0 + 4i * tr + {{ i }}i) * {{ dv }}i;
+{%- endif %}
+{%- for g in range(end=og) %}
+        {
+            let c = 4i * (tc + {{ g * tc }}i);
+{%- if og * tc > dv4 %}
+            if (c < {{ dv }}i) {
+{%- else %}
+            {
+{%- endif %}
+{%- for k in range(end=4) %}
+{%- if dv % 4 != 0 %}
+                if (c + {{ k }}i < {{ dv }}i) {
+                    out[ob + c + {{ k }}i] = o{{ g }}_{{ i }}[{{ k }}]{% if slices == 1 %} * inv[{{ i }}]{% endif %};
+                }
+{%- else %}
+                out[ob + c + {{ k }}i] = o{{ g }}_{{ i }}[{{ k }}]{% if slices == 1 %} * inv[{{ i }}]{% endif %};
+{%- endif %}
+{%- endfor %}
+            }
+        }
+{%- endfor %}
+    }
+{%- endfor %}
+}

@@ -158,9 +158,9 @@ pub fn tuning_key(body: &KernelBody) -> String {
 /// matmul's symbolic rows as [`kiln_schedules::defaults::QUANT_PROMPT_ROWS`]).
 pub fn workload(body: &KernelBody) -> Workload {
     match body {
-        KernelBody::Injective { shape, dtype, .. } => Workload::Injective {
+        KernelBody::Injective { shape, dtype, expr } => Workload::Injective {
             numel: estimate(&Dim::product(shape)),
-            vec4: codegen::injective_vec4_ok(shape, *dtype),
+            vec4: codegen::injective_vec4_pays(shape, *dtype, expr),
         },
         KernelBody::StateWrite { shape, .. } => Workload::Injective {
             numel: estimate(&Dim::product(shape)),

@@ -14,7 +14,8 @@ pub enum Workload {
     Injective {
         /// Output elements.
         numel: u64,
-        /// Whether 4-vector loads and stores apply (f32 output, a multiple of 4 elements).
+        /// Whether 4-vector loads and stores apply and pay (f32 output, a multiple of 4 elements, an
+        /// input read at the output's own index).
         vec4: bool,
     },
     /// A reduction (or softmax, layer norm) along rows: one workgroup per row.

@@ -1216,14 +1216,28 @@ fn sibling_kernels_of_one_size_are_one_dispatch_with_two_outputs() {
     }
 }
 
-/// Elementwise kernels with 4-vector loads and stores (`injective(.., vec4)`, the default for
-/// f32 outputs with a multiple of 4 elements): `x * relu(x) + b` with `x` read at the
-/// output's own index (loaded as 4-vectors) and `b` broadcast along rows (read element by
-/// element), at 1 and 4 vectors per thread, and a length that is not a multiple of 4 (the
-/// scalar kernel). GPU equals the interpreter exactly: the same f32 operations per element.
+/// Elementwise kernels with 4-vector loads and stores (`injective(.., vec4)`): `x * relu(x) + b`
+/// with `x` read at the output's own index (loaded as 4-vectors) and `b` broadcast along rows
+/// (read element by element). The default takes 4-vectors for a large f32 output (4
+/// 4-vectors per thread) and scalars for a small one; a tuning record asks for 4-vectors at a
+/// small size (1 per thread); an output that is not a multiple of 4 stays scalar. GPU equals
+/// the interpreter exactly: the same f32 operations per element.
 #[test]
 fn vec4_elementwise_kernels_match_the_interpreter() {
-    for (rows, cols, vec4) in [(37, 64, true), (1024, 1100, true), (5, 7, false)] {
+    let vec4_record = |wg: u32, ept: u32| {
+        Schedule::Injective(kiln::schedules::InjectiveParams {
+            workgroup_size: wg,
+            elems_per_thread: ept,
+            vector: 4,
+        })
+    };
+    let cases = [
+        (1024, 1100, None, true),
+        (37, 64, None, false),
+        (37, 64, Some(vec4_record(64, 1)), true),
+        (5, 7, None, false),
+    ];
+    for (rows, cols, record, vec4) in cases {
         let mut g = Graph::new();
         let x = g.add_input("x", TensorType::new(DType::F32, &[rows, cols]));
         let b = g.add_const("b", Tensor::f32(vec![cols], values(cols, 31)));
@@ -1236,8 +1250,22 @@ fn vec4_elementwise_kernels_match_the_interpreter() {
             graph: g,
             io_dtypes: BTreeMap::new(),
         };
+        let mut opts = CompileOptions::default();
+        if let Some(schedule) = record {
+            let key = format!("injective:{rows}x{cols}");
+            let mut db = TuningDb::default();
+            db.records.insert(
+                key,
+                TuningRecord {
+                    schedule,
+                    micros: 0.0,
+                    device: "test".into(),
+                },
+            );
+            opts.tuning = Some(db);
+        }
         let dir = tempfile::tempdir().unwrap();
-        let m = compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap();
+        let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap();
         assert_eq!(m.kernels.len(), 1, "{:?}", m.kernels);
         let k = &m.kernels[0];
         assert_eq!(k.schedule.ends_with("vec4)"), vec4, "{rows}x{cols}: {}", k.schedule);

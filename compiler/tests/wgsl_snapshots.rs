@@ -75,6 +75,19 @@ fn injective_fused_broadcast_chain() {
     }));
 }
 
+/// A large elementwise chain takes the vec4 injective kernel: `x` (read at the output's own
+/// index) loaded as 4-vectors, the broadcast `b` element by element, 4-vectors stored.
+#[test]
+fn injective_vec4_large_elementwise() {
+    insta::assert_snapshot!(wgsl(2, |g| {
+        let x = input(g, "x", vec![Dim::sym("batch"), Dim::c(1024), Dim::c(1024)]);
+        let b = g.add_const("b", ramp(vec![1024]));
+        let s = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[x]).unwrap();
+        let m = g.add("mul", Op::Binary(BinaryOp::Mul), &[x, s]).unwrap();
+        g.add("add", Op::Binary(BinaryOp::Add), &[m, b]).unwrap()
+    }));
+}
+
 #[test]
 fn injective_data_movement() {
     insta::assert_snapshot!(wgsl(0, |g| {

@@ -5,11 +5,18 @@
 # tests. Screenshots land in .cache/web/test-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+# Install only what is missing: a machine with Node.js from another source (e.g. NodeSource,
+# whose nodejs conflicts with Debian's npm) still gets Debian's Chromium.
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium nodejs npm >/dev/null
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 [ -f .cache/models/paraphrase-MiniLM-L3-v2.onnx ] && [ -f .cache/models/minilm-vocab.txt ] || bash scripts/fetch_models.sh
 bash scripts/build_web.sh

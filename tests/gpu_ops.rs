@@ -5,7 +5,7 @@ use kiln::compiler::{compile_to_dir, CompileOptions, Model};
 use kiln::convert::{rel_l2, to_host};
 use kiln::ir::{BinaryOp, DType, Dim, Expr, Graph, NodeId, Op, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
-use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::tuning::TuningDb;
 use kiln::schedules::{DeviceLimits, GemmParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
@@ -177,15 +177,7 @@ fn conv_under_forced_gemm_tiles_matches_the_interpreter() {
         GemmParams::new(256, 128, 8, 16, 8),
         GemmParams::new(64, 64, 32, 4, 4),
     ] {
-        let mut db = TuningDb::default();
-        db.records.insert(
-            key.into(),
-            TuningRecord {
-                schedule: Schedule::Gemm(p),
-                micros: 0.0,
-                device: "test".into(),
-            },
-        );
+        let db = TuningDb::forcing(key, Schedule::Gemm(p));
         let opts = CompileOptions {
             target: DeviceLimits::desktop(),
             tuning: Some(db),

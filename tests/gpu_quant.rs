@@ -16,7 +16,7 @@ use kiln::convert::{rel_l2, to_host};
 use kiln::ir::quant::{packed_tensor, quantize};
 use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType};
 use kiln::runtime::{Bundle, Session, SessionOptions};
-use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::tuning::TuningDb;
 use kiln::schedules::{GemmParams, GemvParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
@@ -103,12 +103,7 @@ fn check_with(
     if let Some(s) = schedule {
         let mut db = TuningDb::default();
         for &(block, k, n) in cases {
-            let record = TuningRecord {
-                schedule: s,
-                micros: 0.0,
-                device: "test".into(),
-            };
-            db.records.insert(format!("qgemm:{block}:m={m},n={n},k={k}"), record);
+            db.force(format!("qgemm:{block}:m={m},n={n},k={k}"), s);
         }
         opts.tuning = Some(db);
     }
@@ -353,13 +348,7 @@ fn check_norm(schedule: Option<Schedule>) {
         let mut db = TuningDb::default();
         for &block in &blocks {
             for n in [37, k] {
-                let record = TuningRecord {
-                    schedule: s,
-                    micros: 0.0,
-                    device: "test".into(),
-                };
-                db.records
-                    .insert(format!("qgemm_rmsnorm:{block}:m=1,n={n},k={k}"), record);
+                db.force(format!("qgemm_rmsnorm:{block}:m=1,n={n},k={k}"), s);
             }
         }
         opts.tuning = Some(db);
@@ -434,13 +423,7 @@ fn check_gated_pairs(schedule: Option<Schedule>) {
             .unwrap();
         g.add_output(&format!("y{i}"), act);
         if let Some(s) = schedule {
-            let record = TuningRecord {
-                schedule: s,
-                micros: 0.0,
-                device: "test".into(),
-            };
-            db.records
-                .insert(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * h), record);
+            db.force(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * h), s);
         }
     }
     if schedule.is_some() {

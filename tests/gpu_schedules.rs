@@ -14,7 +14,7 @@ use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
 use kiln::convert::{rel_l2, to_host};
 use kiln::ir::{BinaryOp, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
 use kiln::runtime::{Bundle, Session, SessionOptions};
-use kiln::schedules::tuning::{TuningDb, TuningRecord};
+use kiln::schedules::tuning::TuningDb;
 use kiln::schedules::{space, AttentionParams, DeviceLimits, GemmParams, GemvParams, Schedule};
 use std::collections::{BTreeMap, HashMap};
 
@@ -77,15 +77,7 @@ fn check(a_shape: &[usize], b_shape: &[usize], schedule: Schedule) -> String {
         b: dims(b_shape),
         dtype: DType::F32,
     });
-    let mut db = TuningDb::default();
-    db.records.insert(
-        key,
-        TuningRecord {
-            schedule,
-            micros: 0.0,
-            device: "test".into(),
-        },
-    );
+    let db = TuningDb::forcing(key, schedule);
     let opts = CompileOptions {
         target: DeviceLimits::desktop(),
         tuning: Some(db),
@@ -226,18 +218,7 @@ fn split_k_applies_prologue_and_epilogue_once() {
             b: vec![Dim::c(k as i64), Dim::c(n as i64)],
             dtype: DType::F32,
         });
-        let tuning = schedule.map(|s| {
-            let mut db = TuningDb::default();
-            db.records.insert(
-                key,
-                TuningRecord {
-                    schedule: s,
-                    micros: 0.0,
-                    device: "test".into(),
-                },
-            );
-            db
-        });
+        let tuning = schedule.map(|s| TuningDb::forcing(key, s));
         let model = Model {
             name: "split".into(),
             graph: g,
@@ -336,14 +317,7 @@ fn head_split_prologues_read_vec4s_and_match_the_interpreter() {
             })
         };
         for k in [key(&[1, h, s, s], &[1, h, s, d]), key(&[1, s, hd], &[hd, 16])] {
-            db.records.insert(
-                k,
-                TuningRecord {
-                    schedule: gemm(32, 32, 8, 4, 4),
-                    micros: 0.0,
-                    device: "test".into(),
-                },
-            );
+            db.force(k, gemm(32, 32, 8, 4, 4));
         }
         let model = Model {
             name: "heads".into(),
@@ -922,14 +896,7 @@ fn check_attention_on(
             d,
             dv,
         });
-        db.records.insert(
-            key,
-            TuningRecord {
-                schedule: s,
-                micros: 0.0,
-                device: "test".into(),
-            },
-        );
+        db.force(key, s);
         db
     });
     // Opt-level 3: level 2 fuses these short constant sequences only from 128 keys.
@@ -1106,8 +1073,7 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
         tiled(16, 32, 8, 2),
     ] {
         let schedule = Schedule::Attention(p);
-        let mut db = TuningDb::default();
-        db.records.insert(
+        let db = TuningDb::forcing(
             tuning_key(&KernelBody::Attention {
                 batch: c(b),
                 sq: t.clone(),
@@ -1115,11 +1081,7 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
                 d,
                 dv,
             }),
-            TuningRecord {
-                schedule,
-                micros: 0.0,
-                device: "test".into(),
-            },
+            schedule,
         );
         let opts = CompileOptions {
             target: DeviceLimits::desktop(),
@@ -1253,15 +1215,7 @@ fn vec4_elementwise_kernels_match_the_interpreter() {
         let mut opts = CompileOptions::default();
         if let Some(schedule) = record {
             let key = format!("injective:{rows}x{cols}");
-            let mut db = TuningDb::default();
-            db.records.insert(
-                key,
-                TuningRecord {
-                    schedule,
-                    micros: 0.0,
-                    device: "test".into(),
-                },
-            );
+            let db = TuningDb::forcing(key, schedule);
             opts.tuning = Some(db);
         }
         let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 use kiln_compiler::{compile, CompileOptions, Model};
 use kiln_ir::quant::packed_words;
 use kiln_ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorData, TensorType};
-use kiln_schedules::tuning::{TuningDb, TuningRecord};
+use kiln_schedules::tuning::TuningDb;
 use kiln_schedules::{GemmParams, GemvParams, Schedule};
 use std::collections::BTreeMap;
 
@@ -23,12 +23,7 @@ fn wgsl_with(m: usize, bias: bool, blocks: &[BlockType], schedule: Option<Schedu
     if let Some(s) = schedule {
         let mut db = TuningDb::default();
         for block in blocks {
-            let record = TuningRecord {
-                schedule: s,
-                micros: 0.0,
-                device: "snapshot".into(),
-            };
-            db.records.insert(format!("qgemm:{block}:m={m},n={n},k={k}"), record);
+            db.force(format!("qgemm:{block}:m={m},n={n},k={k}"), s);
         }
         opts.tuning = Some(db);
     }
@@ -237,15 +232,7 @@ fn qgemm_coop_space_members_validate() {
         let b = g.add_const("b", Tensor::f32(vec![n], vec![0.5; n]));
         let y = g.add("bias", Op::Binary(BinaryOp::Add), &[y, b]).unwrap();
         g.add_output("y", y);
-        let mut db = TuningDb::default();
-        db.records.insert(
-            format!("coop qgemm:{block}:m=200,n={n},k={k}"),
-            TuningRecord {
-                schedule: s,
-                micros: 0.0,
-                device: String::new(),
-            },
-        );
+        let db = TuningDb::forcing(format!("coop qgemm:{block}:m=200,n={n},k={k}"), s);
         let model = Model {
             name: "snap".into(),
             graph: g,
@@ -423,14 +410,7 @@ fn decode_swiglu_pair_as_one_gemv_with_shared_x_reads() {
         lane_rows: 2,
         ..GemvParams::new(4, 32, 1)
     });
-    db.records.insert(
-        format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * n),
-        TuningRecord {
-            schedule,
-            micros: 0.0,
-            device: "snapshot".into(),
-        },
-    );
+    db.force(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * n), schedule);
     let opts = CompileOptions {
         tuning: Some(db),
         ..Default::default()

@@ -554,7 +554,7 @@ fn attention_split_over_key_slices() {
     // The keys split over 4 workgroups per tile of 32 rows (a tuning record; the defaults do
     // not split): each walks 128 of the 512 keys and writes unnormalized rows with their
     // maximum and sum, and a combine kernel adds the slices.
-    use kiln_schedules::tuning::{TuningDb, TuningRecord};
+    use kiln_schedules::tuning::TuningDb;
     use kiln_schedules::{AttentionParams, Schedule};
     let c = |v: i64| Dim::c(v);
     let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Attention {
@@ -564,20 +564,15 @@ fn attention_split_over_key_slices() {
         d: 4,
         dv: 4,
     });
-    let mut db = TuningDb::default();
-    db.records.insert(
+    let db = TuningDb::forcing(
         key,
-        TuningRecord {
-            schedule: Schedule::Attention(AttentionParams {
-                rows: 32,
-                bk: 16,
-                splits: 4,
-                slices: 4,
-                tm: 1,
-            }),
-            micros: 0.0,
-            device: "snapshot".into(),
-        },
+        Schedule::Attention(AttentionParams {
+            rows: 32,
+            bk: 16,
+            splits: 4,
+            slices: 4,
+            tm: 1,
+        }),
     );
     let mut g = Graph::new();
     let shape = vec![c(1), c(2), c(512), c(4)];
@@ -642,22 +637,14 @@ fn wgsl_scheduled(
     schedule: kiln_schedules::Schedule,
     build: impl FnOnce(&mut Graph) -> NodeId,
 ) -> String {
-    use kiln_schedules::tuning::{TuningDb, TuningRecord};
+    use kiln_schedules::tuning::TuningDb;
     let dims = |s: &[i64]| s.iter().map(|&d| Dim::c(d)).collect::<Vec<_>>();
     let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Gemm {
         a: dims(a),
         b: dims(b),
         dtype: DType::F32,
     });
-    let mut db = TuningDb::default();
-    db.records.insert(
-        key,
-        TuningRecord {
-            schedule,
-            micros: 0.0,
-            device: "snapshot".into(),
-        },
-    );
+    let db = TuningDb::forcing(key, schedule);
     let mut g = Graph::new();
     let out = build(&mut g);
     g.add_output("out0", out);
@@ -846,7 +833,7 @@ fn gemm_coop_variant_direct_store_and_f32_default() {
 /// bias) and with the direct store; the double-buffered 128x128 tile is snapshot.
 #[test]
 fn gemm_coop_space_members_validate_and_double_buffering_renders() {
-    use kiln_schedules::tuning::{TuningDb, TuningRecord};
+    use kiln_schedules::tuning::TuningDb;
     use kiln_schedules::{space, CoopGemmParams, DeviceLimits, Schedule};
     let with_record = |m: i64, bias: bool, s: Schedule| {
         let mut g = Graph::new();
@@ -858,15 +845,7 @@ fn gemm_coop_space_members_validate_and_double_buffering_renders() {
             out = g.add("bias_add", Op::Binary(BinaryOp::Add), &[out, b]).unwrap();
         }
         g.add_output("out0", out);
-        let mut db = TuningDb::default();
-        db.records.insert(
-            format!("coop gemm:b=1,m={m},n=256,k=96"),
-            TuningRecord {
-                schedule: s,
-                micros: 0.0,
-                device: String::new(),
-            },
-        );
+        let db = TuningDb::forcing(format!("coop gemm:b=1,m={m},n=256,k=96"), s);
         let opts = CompileOptions {
             precision: kiln_compiler::Precision::F16,
             target: DeviceLimits::h200(),

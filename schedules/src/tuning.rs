@@ -70,6 +70,25 @@ impl TuningDb {
         })
     }
 
+    /// A database holding one schedule chosen by hand ([`TuningDb::force`]).
+    pub fn forcing(key: impl Into<String>, schedule: Schedule) -> TuningDb {
+        let mut db = TuningDb::default();
+        db.force(key, schedule);
+        db
+    }
+
+    /// Records a schedule chosen by hand for a key (untimed, device `forced`): how tests and
+    /// experiments force a schedule, as `kiln compile --tuning` applies a measured one.
+    pub fn force(&mut self, key: impl Into<String>, schedule: Schedule) -> &mut TuningDb {
+        let record = TuningRecord {
+            schedule,
+            micros: 0.0,
+            device: "forced".into(),
+        };
+        self.records.insert(key.into(), record);
+        self
+    }
+
     /// The recorded schedule for a key.
     pub fn get(&self, key: &str) -> Option<Schedule> {
         self.records.get(key).map(|r| r.schedule)
@@ -103,6 +122,16 @@ mod tests {
         std::fs::write(dir.join("bad.ron"), "not ron (").unwrap();
         let err = TuningDb::load(&dir.join("bad.ron")).unwrap_err();
         assert!(matches!(err, TuningError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn forced_schedules_are_untimed_records() {
+        let s = Schedule::Gemm(GemmParams::new(32, 32, 8, 4, 4));
+        let mut db = TuningDb::forcing("gemm:m=1,n=2,k=3", s);
+        db.force("gemm:m=4,n=5,k=6", s);
+        assert_eq!(db.get("gemm:m=4,n=5,k=6"), Some(s));
+        let r = &db.records["gemm:m=1,n=2,k=3"];
+        assert_eq!((r.schedule, r.micros, r.device.as_str()), (s, 0.0, "forced"));
     }
 
     #[test]

@@ -576,19 +576,6 @@ impl Schedule {
                         p.bk, p.splits
                     ));
                 }
-                if threads > limits.max_compute_workgroup_size_x {
-                    return fail(format!(
-                        "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
-                        limits.max_compute_workgroup_size_x
-                    ));
-                }
-                let bytes = p.workgroup_bytes(MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEAD_DIM);
-                if bytes > limits.max_compute_workgroup_storage_size {
-                    return fail(format!(
-                        "{bytes} bytes of workgroup memory (head dim {MAX_ATTENTION_HEAD_DIM}) exceed maxComputeWorkgroupStorageSize = {}",
-                        limits.max_compute_workgroup_storage_size
-                    ));
-                }
             }
             Schedule::Attention(p) => {
                 if p.tm != 1 {
@@ -614,19 +601,6 @@ impl Schedule {
                 }
                 if p.rows == 0 {
                     return fail("zero rows".into());
-                }
-                if threads > limits.max_compute_workgroup_size_x {
-                    return fail(format!(
-                        "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
-                        limits.max_compute_workgroup_size_x
-                    ));
-                }
-                let bytes = p.workgroup_bytes(MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEAD_DIM);
-                if bytes > limits.max_compute_workgroup_storage_size {
-                    return fail(format!(
-                        "{bytes} bytes of workgroup memory (head dim {MAX_ATTENTION_HEAD_DIM}) exceed maxComputeWorkgroupStorageSize = {}",
-                        limits.max_compute_workgroup_storage_size
-                    ));
                 }
             }
             Schedule::Gemv(p) => {
@@ -655,6 +629,23 @@ impl Schedule {
                         limits.max_compute_workgroup_storage_size
                     ));
                 }
+            }
+        }
+        // Both attention kernels (per-row and register-tiled): one workgroup row of threads,
+        // and their workgroup memory at the largest head dim.
+        if let Schedule::Attention(p) = self {
+            if threads > limits.max_compute_workgroup_size_x {
+                return fail(format!(
+                    "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
+                    limits.max_compute_workgroup_size_x
+                ));
+            }
+            let bytes = p.workgroup_bytes(MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEAD_DIM);
+            if bytes > limits.max_compute_workgroup_storage_size {
+                return fail(format!(
+                    "{bytes} bytes of workgroup memory (head dim {MAX_ATTENTION_HEAD_DIM}) exceed maxComputeWorkgroupStorageSize = {}",
+                    limits.max_compute_workgroup_storage_size
+                ));
             }
         }
         Ok(())

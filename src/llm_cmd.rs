@@ -10,21 +10,30 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// How a language model's KV cache is built (`kiln compile --context --kv-cache`).
+#[derive(Clone, Copy, Debug)]
+pub struct CacheArgs {
+    /// Tokens the cache holds (the model's trained context when `None`).
+    pub context: Option<usize>,
+    /// Element type of the cache (f32 or f16).
+    pub kv_cache: kiln::ir::DType,
+}
+
 /// Compiles a GGUF language model into a bundle with programs `prefill` and `decode` and a KV
-/// cache of `context` tokens (the model's trained context when `None`).
-pub fn compile_gguf(
-    model: &Path,
-    out: &Path,
-    context: Option<usize>,
-    opts: &CompileOptions,
-) -> Result<kiln::abi::Manifest> {
+/// cache as `cache` says.
+pub fn compile_gguf(model: &Path, out: &Path, cache: CacheArgs, opts: &CompileOptions) -> Result<kiln::abi::Manifest> {
     let t0 = Instant::now();
     let gguf = llm_gguf::Gguf::open(model).map_err(|e| anyhow!("{}: {e}", model.display()))?;
     let name = model
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "model".into());
-    let loaded = llm::gguf::model_from_gguf(&gguf, &name, context).map_err(|e| anyhow!("{}: {e}", model.display()))?;
+    let loaded = llm::gguf::config_from_gguf(&gguf, &name, cache.context)
+        .and_then(|mut config| {
+            config.kv_cache = cache.kv_cache;
+            llm::build(&config, &mut llm::gguf::GgufWeights::new(&gguf))
+        })
+        .map_err(|e| anyhow!("{}: {e}", model.display()))?;
     log::info!(
         "pass frontend (read the GGUF model, build the graph): {:.2?}",
         t0.elapsed()

@@ -38,6 +38,11 @@ enum Command {
         /// GGUF models: tokens the KV cache holds (default: the model's context length).
         #[arg(long)]
         context: Option<usize>,
+        /// GGUF models: element type of the KV cache. `f16` (default) halves its memory and the
+        /// attention's reads (keys and values are rounded to f16 when appended, as llama.cpp
+        /// does; stored two per 32-bit word, so any WebGPU adapter runs it); `f32` keeps them exact.
+        #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
+        kv_cache: String,
         /// Output bundle directory (replaced only if compilation succeeds).
         #[arg(short, long)]
         out: PathBuf,
@@ -310,6 +315,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::Compile {
             model,
             context,
+            kv_cache,
             out,
             dims,
             opt_level,
@@ -329,9 +335,13 @@ fn run(cmd: Command) -> Result<()> {
                 (None, []) => None,
                 _ => bail!("give either --dump DIR or --dump-after PASS DIR"),
             };
+            let cache = llm_cmd::CacheArgs {
+                context,
+                kv_cache: kiln::ir::DType::from_name(&kv_cache).expect("clap checks the value"),
+            };
             compile_cmd(
                 &model,
-                context,
+                cache,
                 &out,
                 &dims,
                 &freeze,
@@ -482,7 +492,7 @@ fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
 #[allow(clippy::too_many_arguments)]
 fn compile_cmd(
     model: &Path,
-    context: Option<usize>,
+    cache: llm_cmd::CacheArgs,
     out: &Path,
     dims: &[String],
     freeze: &[String],
@@ -504,7 +514,7 @@ fn compile_cmd(
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if context.is_some() && ext != "gguf" {
+    if cache.context.is_some() && ext != "gguf" {
         bail!("--context applies to GGUF language models only");
     }
     let loaded = match ext.as_str() {
@@ -518,7 +528,7 @@ fn compile_cmd(
                 dump,
                 precision,
             };
-            let manifest = llm_cmd::compile_gguf(model, out, context, &opts)?;
+            let manifest = llm_cmd::compile_gguf(model, out, cache, &opts)?;
             let dispatches: Vec<String> = manifest
                 .programs
                 .iter()

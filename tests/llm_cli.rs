@@ -27,6 +27,7 @@ fn config() -> LlamaConfig {
         tied_output: true,
         qkv_bias: false,
         context: 64,
+        kv_cache: kiln::compiler::llm::DEFAULT_KV_CACHE,
     }
 }
 

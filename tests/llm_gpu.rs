@@ -3,11 +3,12 @@
 //! tokens equal, at opt-levels 0 and 2, for both RoPE styles, GQA, tied and separate heads
 //! and Qwen2-style q/k/v biases.
 
-use kiln::abi::BufferKind;
+use kiln::abi::{BufferKind, ElemType};
 use kiln::compiler::llm::{self, LlamaConfig, RandomWeights, Reference, RopeStyle};
 use kiln::compiler::{write_bundle, CompileOptions};
 use kiln::convert::rel_l2;
 use kiln::ir::sample::SampleParams;
+use kiln::ir::DType;
 use kiln::runtime::llm::{Generator, Sampling};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ fn config(style: RopeStyle, tied: bool, qkv_bias: bool) -> LlamaConfig {
         tied_output: tied,
         qkv_bias,
         context: 64,
+        kv_cache: kiln::compiler::llm::DEFAULT_KV_CACHE,
     }
 }
 
@@ -72,6 +74,40 @@ fn tiny_llama_gpu_matches_the_interpreter_over_prefill_and_ten_decode_steps() {
     check(&config(RopeStyle::Normal, true, false), 2);
     check(&config(RopeStyle::Neox, false, true), 2);
     check(&config(RopeStyle::Normal, false, false), 0);
+}
+
+/// Both KV cache types, each against the interpreter on the same graph: the f16 cache (the
+/// default, two values per 32-bit word on the GPU) and the exact f32 one; the f16 bundle's
+/// cache buffers are half the f32 one's.
+#[test]
+fn f16_and_f32_kv_caches_match_the_interpreter() {
+    let mut sizes = Vec::new();
+    for kv_cache in [DType::F16, DType::F32] {
+        let c = LlamaConfig {
+            kv_cache,
+            ..config(RopeStyle::Normal, false, true)
+        };
+        check(&c, 2);
+        let model = llm::build(&c, &mut RandomWeights::new(&c, 42)).unwrap();
+        let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
+        let storage: Vec<_> = m.states.iter().map(|s| s.storage).collect();
+        let want = if kv_cache == DType::F16 {
+            ElemType::F16
+        } else {
+            ElemType::F32
+        };
+        assert!(
+            storage.iter().all(|&s| s == want),
+            "{kv_cache}: states stored as {storage:?}"
+        );
+        sizes.push(
+            m.states
+                .iter()
+                .map(|s| m.buffers[s.buffer].size.as_const().unwrap())
+                .sum::<i64>(),
+        );
+    }
+    assert_eq!(2 * sizes[0], sizes[1], "f16 vs f32 cache bytes");
 }
 
 #[test]
@@ -322,8 +358,9 @@ fn the_memory_report_accounts_for_every_buffer() {
     };
     assert_eq!(r.weights, sum(BufferKind::Weight, None));
     assert_eq!(r.states, sum(BufferKind::State, None));
-    let kv: u64 = (c.layers * 2 * c.context * c.kv_heads * c.head_dim * 4) as u64;
-    assert_eq!(r.states, kv, "the KV cache, f32");
+    let bytes = if c.kv_cache == DType::F16 { 2 } else { 4 };
+    let kv: u64 = (c.layers * 2 * c.context * c.kv_heads * c.head_dim * bytes) as u64;
+    assert_eq!(r.states, kv, "the KV cache, {}", c.kv_cache);
     let prefill = (
         0,
         HashMap::from([("n".to_string(), prompt.len() as i64), ("past".to_string(), 0)]),

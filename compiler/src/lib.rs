@@ -29,7 +29,7 @@ pub use options::{CompileOptions, Precision};
 
 use codegen::RenderedKernel;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
-use kiln_ir::{DType, Dim, Graph, Op, Tensor};
+use kiln_ir::{DType, Dim, Graph, NodeId, Op, Tensor};
 use kiln_schedules::{Schedule, Workload};
 use lower::{KernelBody, KernelDraft};
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +56,20 @@ pub fn storage_type(d: DType) -> ElemType {
         DType::F32 | DType::F16 => ElemType::F32,
         DType::I32 | DType::I8 => ElemType::I32,
         DType::U32 | DType::U8 | DType::Bool => ElemType::U32,
+    }
+}
+
+/// Whether `id` lives in an f16 state's buffer (two values per 32-bit word).
+pub fn is_packed_state(g: &Graph, id: NodeId) -> bool {
+    let r = plan::root(g, id);
+    matches!(g.node(r).op, Op::StateAppend { .. }) && g.node(r).ty.dtype == DType::F16
+}
+
+/// The input slots of a kernel for the renderer: their dtypes and which are f16 states.
+fn input_slots(g: &Graph, d: &KernelDraft) -> codegen::Slots {
+    codegen::Slots {
+        dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
+        packed: d.inputs.iter().map(|&i| is_packed_state(g, i)).collect(),
     }
 }
 
@@ -342,7 +356,7 @@ fn coop_variant(
         .filter(|s| matches!(s, Schedule::CoopGemm(_)))
         .unwrap_or(default);
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
-    let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
+    let in_dtypes = input_slots(g, d);
     match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
         Ok(v)
             if v.param_names == base.param_names
@@ -502,7 +516,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
 
     let mut rendered = Vec::with_capacity(drafts.len());
     for (d, &schedule) in drafts.iter().zip(&schedules) {
-        let in_dtypes: Vec<DType> = d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect();
+        let in_dtypes = input_slots(&g, d);
         let out_dtype = g.node(d.output).ty.dtype;
         rendered.push(codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?);
     }
@@ -705,9 +719,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     let states = plan
         .states
         .iter()
-        .map(|(name, shape, buffer)| kiln_abi::StateSpec {
+        .map(|(name, shape, dtype, buffer)| kiln_abi::StateSpec {
             name: name.clone(),
-            storage: ElemType::F32,
+            storage: if *dtype == DType::F16 {
+                ElemType::F16
+            } else {
+                ElemType::F32
+            },
             shape: shape.iter().map(|&d| d as u64).collect(),
             buffer: *buffer,
         })

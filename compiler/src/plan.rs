@@ -4,7 +4,7 @@
 
 use crate::lower::KernelDraft;
 use kiln_abi::{BufferKind, BufferSpec, SizeExpr};
-use kiln_ir::{Graph, NodeId, Op};
+use kiln_ir::{DType, Graph, NodeId, Op};
 use std::collections::HashMap;
 
 /// Result of planning.
@@ -16,12 +16,22 @@ pub struct MemoryPlan {
     pub buffer_of: HashMap<NodeId, usize>,
     /// Constant nodes that need a weight buffer, in buffer order.
     pub weights: Vec<NodeId>,
-    /// Persistent states written by `StateAppend` kernels: (name, shape, buffer).
-    pub states: Vec<(String, Vec<usize>, usize)>,
+    /// Persistent states written by `StateAppend` kernels: (name, shape, dtype, buffer).
+    pub states: Vec<(String, Vec<usize>, DType, usize)>,
 }
 
 /// Bytes per element in GPU storage (v1 stores every dtype in 32-bit words).
 pub const STORAGE_ELEM_BYTES: i64 = 4;
+
+/// Bytes of a state's buffer: f16 states hold two values per 32-bit word (rounded up to a
+/// whole word), every other dtype one value per word.
+pub fn state_bytes(numel: usize, dtype: DType) -> u64 {
+    if dtype == DType::F16 {
+        numel.div_ceil(2) as u64 * 4
+    } else {
+        numel as u64 * STORAGE_ELEM_BYTES as u64
+    }
+}
 
 /// The value whose buffer holds `id` (follows reshape views).
 pub fn root(g: &Graph, mut id: NodeId) -> NodeId {
@@ -66,11 +76,13 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
     // States: a `StateAppend` value lives in its state's buffer, allocated at its full size.
     for o in kernels.iter().flat_map(KernelDraft::outputs) {
         if let Op::StateAppend { state, state_shape, .. } = &g.node(o).op {
+            let dtype = g.node(o).ty.dtype;
             p.buffer_of.insert(o, p.buffers.len());
-            p.states.push((state.clone(), state_shape.clone(), p.buffers.len()));
+            p.states
+                .push((state.clone(), state_shape.clone(), dtype, p.buffers.len()));
             p.buffers.push(BufferSpec {
                 kind: BufferKind::State,
-                size: SizeExpr::c(state_shape.iter().product::<usize>() as i64 * STORAGE_ELEM_BYTES),
+                size: SizeExpr::c(state_bytes(state_shape.iter().product::<usize>(), dtype) as i64),
                 label: state.clone(),
             });
         }

@@ -2,7 +2,8 @@
 // schedule: injective(workgroup_size={{ wg }}), keys split {{ splits }} ways (flash-decoding); a
 // workgroup per (batch, key slice) takes all {{ sq }} query rows of the batch over its slice of
 // the runtime key count, {{ bk }} keys per step: {{ lanes }} consecutive threads share a key, each
-// reading channels lane, lane + {{ lanes }}, .. of its K and V rows (a warp reads whole cache rows
+// reading channels {% if pairs %}2 lane, 2 lane + 1, 2 lane + {{ 2 * lanes }}, .. (a packed f16 cache: one
+// word per pair){% else %}lane, lane + {{ lanes }}, ..{% endif %} of its K and V rows (a warp reads whole cache rows
 // at consecutive addresses, K and V at coordinates: no index division per element; the next
 // step's loads are issued before a step's barriers). The lanes' shares of each score meet in
 // workgroup memory; every thread keeps the running max of each row (the same in all threads)
@@ -37,16 +38,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let k_end = min(k_beg + kc, {{ sk }});
     let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
 {%- for i in range(end=nk) %}
-    let ck{{ i }} = {% if (i + 1) * lanes > d %}min(g + {{ i * lanes }}i, {{ d - 1 }}i){% else %}g + {{ i * lanes }}i{% endif %};
+    let rk{{ i }} = {% if pairs %}2i * g{% else %}g{% endif %} + {{ k_first[i] }}i;
+    let ck{{ i }} = {% if k_past[i] %}min(rk{{ i }}, {{ d - 1 }}i){% else %}rk{{ i }}{% endif %};
 {%- endfor %}
 {%- for i in range(end=nv) %}
-    let cv{{ i }} = {% if (i + 1) * lanes > dv %}min(g + {{ i * lanes }}i, {{ dv - 1 }}i){% else %}g + {{ i * lanes }}i{% endif %};
+    let rv{{ i }} = {% if pairs %}2i * g{% else %}g{% endif %} + {{ v_first[i] }}i;
+    let cv{{ i }} = {% if v_past[i] %}min(rv{{ i }}, {{ dv - 1 }}i){% else %}rv{{ i }}{% endif %};
 {%- endfor %}
     // This thread's channels of q, per row (0 past the head dim).
 {%- for r in range(end=sq) %}
 {%- for i in range(end=nk) %}
-{%- if (i + 1) * lanes > d %}
-    let q{{ r }}_{{ i }} = select(0.0f, {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }}, g + {{ i * lanes }}i < {{ d }}i);
+{%- if k_past[i] %}
+    let q{{ r }}_{{ i }} = select(0.0f, {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }}, rk{{ i }} < {{ d }}i);
 {%- else %}
     let q{{ r }}_{{ i }} = {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }};
 {%- endif %}
@@ -156,8 +159,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     {
 {%- endif %}
 {%- for i in range(end=nv) %}
-{%- if (i + 1) * lanes > dv %}
-        if (g + {{ i * lanes }}i < {{ dv }}i) {
+{%- if v_past[i] %}
+        if (rv{{ i }} < {{ dv }}i) {
             s_part[kk * {{ dv }}i + cv{{ i }}] = o{{ r }}_{{ i }};
         }
 {%- else %}

@@ -912,3 +912,25 @@ fn no_template_bitcasts_a_literal_to_f32() {
     }
     assert!(checked >= 20, "only {checked} templates found in {}", dir.display());
 }
+
+/// An f16 state (the f16 KV cache): the append writes one word of two rounded values per
+/// thread, and a reader of the appended prefix unpacks its element's half of a word.
+#[test]
+fn f16_state_append_and_read() {
+    let src = wgsl(2, |g| {
+        let k = input(g, "k", vec![Dim::c(1), Dim::c(2), Dim::c(8)]);
+        let h = g.add("k_store", Op::Cast(DType::F16), &[k]).unwrap();
+        let append = Op::StateAppend {
+            state: "cache".into(),
+            state_shape: vec![16, 2, 8],
+            offset: Dim::sym("past"),
+        };
+        let s = g.add("cache", append, &[h]).unwrap();
+        let f = g.add("cache_f32", Op::Cast(DType::F32), &[s]).unwrap();
+        g.add("squared", Op::Binary(BinaryOp::Mul), &[f, f]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln injective kernel", 2);
+    assert!(src.contains("pack2x16float(vec2<f32>(kiln_lo, kiln_hi))"), "{src}");
+    assert!(src.contains("unpack2x16float(in0["), "{src}");
+    insta::assert_snapshot!(src);
+}

@@ -143,14 +143,53 @@ pub struct Memo {
     concats: HashMap<String, (String, DType)>,
 }
 
+/// The kernel's input slots: each one's dtype (`slots[s]`, through `Deref`), and which are
+/// f16 states stored two values per 32-bit word ([`Slots::packed`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Slots {
+    /// Dtype of each input slot.
+    pub dtypes: Vec<DType>,
+    /// Slots bound as `array<u32>` words of two f16 values (element `2w` in the low half),
+    /// read through `unpack2x16float`: the f16 KV cache (see docs/bundle-format.md, states).
+    pub packed: Vec<bool>,
+}
+
+impl Slots {
+    /// Slots of these dtypes, none packed.
+    pub fn plain(dtypes: &[DType]) -> Slots {
+        Slots {
+            dtypes: dtypes.to_vec(),
+            packed: vec![false; dtypes.len()],
+        }
+    }
+
+    /// Whether slot `s` holds packed f16 pairs.
+    pub fn is_packed(&self, s: usize) -> bool {
+        self.packed.get(s).copied().unwrap_or(false)
+    }
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [DType];
+
+    fn deref(&self) -> &[DType] {
+        &self.dtypes
+    }
+}
+
+/// WGSL that reads element `index` (an `i32` name or literal) of a packed f16 slot.
+pub fn packed_load(slot: usize, index: &str) -> String {
+    format!("unpack2x16float(in{slot}[u32({index}) >> 1u])[u32({index}) & 1u]")
+}
+
 /// Emits WGSL `let` statements for expressions of one injective kernel.
 pub struct ExprWriter<'a> {
     /// Parameters of the kernel (dims become literals or fields).
     pub params: &'a mut ParamSet,
     /// Helper functions used so far.
     pub helpers: &'a mut BTreeSet<&'static str>,
-    /// Dtype of each kernel input slot.
-    pub in_dtypes: &'a [DType],
+    /// Dtype (and storage) of each kernel input slot.
+    pub in_dtypes: &'a Slots,
     /// Statements emitted so far (indented by the caller).
     pub lines: Vec<String>,
     /// Counter for fresh names.
@@ -190,6 +229,15 @@ impl ExprWriter<'_> {
         self.lines.push(format!("let {n} = {value};"));
         self.memo.lets.insert(value, n.clone());
         n
+    }
+
+    /// The value of slot `slot` (dtype `d`) at `index`, in register form.
+    fn load(&mut self, slot: usize, d: DType, index: String) -> String {
+        if self.in_dtypes.is_packed(slot) {
+            let i = self.let_("i", index);
+            return packed_load(slot, &i);
+        }
+        from_storage(d, &format!("in{slot}[{index}]"))
     }
 
     /// Renders an index expression `offset + sum coord_i * stride_i`.
@@ -264,7 +312,7 @@ impl ExprWriter<'_> {
                         format!("{base} + {g} * {st}")
                     }
                 };
-                let v = from_storage(d, &format!("in{slot}[{}]", dead_read_index(index)));
+                let v = self.load(*slot, d, dead_read_index(index));
                 (self.let_("v", v), d)
             }
             Expr::Lit(v, d) => {
@@ -296,7 +344,7 @@ impl ExprWriter<'_> {
                 } else {
                     terms.join(" + ")
                 };
-                let v = from_storage(d, &format!("in{slot}[{at}]"));
+                let v = self.load(*slot, d, at);
                 (self.let_("v", v), d)
             }
             Expr::Unary(u, x, d) => {
@@ -412,7 +460,7 @@ impl ExprWriter<'_> {
                     return (from_storage(d, lane), d);
                 }
                 let (i, _) = self.emit(index);
-                let v = from_storage(d, &format!("in{slot}[{}]", dead_read_index(i)));
+                let v = self.load(*slot, d, dead_read_index(i));
                 (self.let_("v", v), d)
             }
             Expr::Core(d) => (self.core.clone(), *d),

@@ -7,6 +7,7 @@ pub mod validate;
 
 use crate::lower::{Access, Expr, KernelBody, KernelDraft, ReduceKind};
 use crate::CompileError;
+pub use expr::Slots;
 use expr::{from_storage, literal, reg_ty, storage_ty, to_storage, ExprWriter};
 use kiln_abi::{BindingKind, SizeExpr};
 use kiln_ir::{DType, Dim, ReduceOp};
@@ -142,7 +143,7 @@ fn render_template(name: &str, ctx: &tera::Context) -> Result<String, CompileErr
 /// `vec4_inputs` are bound as arrays of 4-vectors of their storage type.
 fn header(
     params: &ParamSet,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     vec4_inputs: &[usize],
     out_dtype: DType,
     helpers: &BTreeSet<&'static str>,
@@ -164,7 +165,7 @@ fn output_name(j: usize) -> String {
 /// inputs; named by [`output_name`]), bound as 4-vectors with `vec4_output`.
 fn header_outputs(
     params: &ParamSet,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     vec4_inputs: &[usize],
     out_dtypes: &[DType],
     vec4_output: bool,
@@ -174,7 +175,9 @@ fn header_outputs(
     let mut h = params.struct_decl();
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (k, d) in in_dtypes.iter().enumerate() {
-        let elem = if vec4_inputs.contains(&k) {
+        let elem = if in_dtypes.is_packed(k) {
+            "u32".to_string()
+        } else if vec4_inputs.contains(&k) {
             format!("vec4<{}>", storage_ty(*d))
         } else {
             storage_ty(*d).to_string()
@@ -218,12 +221,12 @@ fn operand_access(
     i: usize,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     fns: &mut Vec<String>,
 ) -> (String, String) {
     let e = draft.operand(i);
     if let Expr::LoadIdx(s, ix) = &e {
-        if **ix == Expr::Index && in_dtypes[*s] != DType::Bool {
+        if **ix == Expr::Index && in_dtypes[*s] != DType::Bool && !in_dtypes.is_packed(*s) {
             return (format!("in{s}["), "]".into());
         }
     }
@@ -255,7 +258,7 @@ fn operand_at(
     shape: &[Dim],
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     fns: &mut Vec<String>,
 ) -> String {
     use kiln_ir::BinaryOp;
@@ -345,7 +348,7 @@ fn linear_index(names: &[String], strides: &[Dim], params: &mut ParamSet) -> Str
 /// directly, `(slot, Some(index))` when a fused prologue reads f32 input `slot` at an index
 /// that maps aligned runs of 4 to aligned runs of 4 ([`crate::lower::affine::runs_of_four`]);
 /// `None` otherwise (any computation or gather in the prologue, bool inputs).
-fn vec_operand(draft: &KernelDraft, i: usize, dtype: DType, in_dtypes: &[DType]) -> Option<(usize, Option<Expr>)> {
+fn vec_operand(draft: &KernelDraft, i: usize, dtype: DType, in_dtypes: &Slots) -> Option<(usize, Option<Expr>)> {
     let Expr::LoadIdx(s, ix) = draft.operand(i) else {
         return None;
     };
@@ -361,7 +364,7 @@ fn vec_operand(draft: &KernelDraft, i: usize, dtype: DType, in_dtypes: &[DType])
 fn index_writer<'a>(
     params: &'a mut ParamSet,
     helpers: &'a mut BTreeSet<&'static str>,
-    in_dtypes: &'a [DType],
+    in_dtypes: &'a Slots,
     core: &str,
 ) -> ExprWriter<'a> {
     ExprWriter {
@@ -385,7 +388,7 @@ fn epilogue_lines(
     index: String,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
 ) -> Vec<String> {
     epilogue_lines_with(e, index, "v", params, helpers, in_dtypes)
 }
@@ -397,7 +400,7 @@ fn epilogue_lines_with(
     core: &str,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
 ) -> Vec<String> {
     let mut w = index_writer(params, helpers, in_dtypes, core);
     let (v, _) = w.emit(e);
@@ -532,7 +535,7 @@ fn vec_operand_loads(
     ctx: &mut tera::Context,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     fns: &mut Vec<String>,
 ) {
     for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
@@ -626,7 +629,7 @@ fn gemm_epilogue(
     n: &Dim,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
 ) -> Vec<String> {
     match &draft.epilogue {
         Some(e) => {
@@ -735,7 +738,7 @@ fn halves(wg: u32) -> Vec<u32> {
 /// Renders a kernel draft with a schedule; the result is validated by naga.
 pub fn render(
     draft: &KernelDraft,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     out_dtype: DType,
     schedule: Schedule,
     limits: &DeviceLimits,
@@ -746,10 +749,20 @@ pub fn render(
         msg,
     };
     schedule.validate(limits).map_err(|e| limit_err(e.to_string()))?;
+    // Output bindings' element types: an f16 state's words are u32.
     let out_dtypes: Vec<DType> = match &draft.body {
         KernelBody::Parts(parts) => parts.iter().map(part_dtype).collect(),
         _ => vec![out_dtype],
     };
+    let packed_outputs: Vec<bool> = match &draft.body {
+        KernelBody::Parts(parts) => parts.iter().map(writes_packed_state).collect(),
+        _ => vec![writes_packed_state(draft)],
+    };
+    let out_dtypes: Vec<DType> = out_dtypes
+        .iter()
+        .zip(&packed_outputs)
+        .map(|(&d, &packed)| if packed { DType::U32 } else { d })
+        .collect();
     let buffers = (draft.inputs.len() + out_dtypes.len()) as u32;
     if buffers > limits.max_storage_buffers_per_shader_stage {
         return Err(limit_err(format!(
@@ -1304,8 +1317,15 @@ pub fn render(
             ctx.insert("splits", &splits);
             ctx.insert("lanes", &tile.lanes);
             ctx.insert("bk", &tile.keys);
-            ctx.insert("nk", &tile.k_channels);
-            ctx.insert("nv", &tile.v_channels);
+            // A packed f16 cache is read a word (two adjacent channels) per thread and load.
+            let pairs = (0..draft.inputs.len()).any(|s| in_dtypes.is_packed(s));
+            for (name, n, width) in [("k", tile.k_channels, *d as u32), ("v", tile.v_channels, *dv as u32)] {
+                let (first, past) = decode_channels(tile.lanes, n, width, pairs);
+                ctx.insert(format!("n{name}"), &first.len());
+                ctx.insert(format!("{name}_first"), &first);
+                ctx.insert(format!("{name}_past"), &past);
+            }
+            ctx.insert("pairs", &pairs);
             ctx.insert("idle", &(tile.lanes * tile.keys < wg));
             ctx.insert("part_len", &tile.part_len(rows));
             let (xq, xqe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
@@ -1797,6 +1817,21 @@ pub fn render(
             let grid = [threads.cdiv(p.workgroup_size as i64), SizeExpr::c(1), SizeExpr::c(1)];
             ("qgather", [p.workgroup_size, 1, 1], grid, true)
         }
+        (KernelBody::StateWrite { shape, .. }, Schedule::Injective(p)) if packed_outputs[0] => {
+            // The injective template over pairs of the update's elements (f16 words).
+            let pairs = Dim::product(shape)
+                .exact_div(&Dim::c(2))
+                .ok_or_else(|| odd_f16_state(draft))?;
+            let n_s = params.dim(&pairs, "n");
+            let body = packed_part_lines(draft, "out", &mut params, &mut helpers, in_dtypes)?;
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &p.elems_per_thread);
+            ctx.insert("n", &n_s);
+            ctx.insert("body", &body);
+            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
+            let grid = [dim_expr(&pairs).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+            ("injective", [p.workgroup_size, 1, 1], grid, true)
+        }
         (KernelBody::StateWrite { shape, dtype, offset }, Schedule::Injective(p)) => {
             // The injective template over the update's elements, storing at `offset + idx` of
             // the state buffer (the output binding).
@@ -1818,13 +1853,31 @@ pub fn render(
         }
         (KernelBody::Parts(parts), Schedule::Injective(p)) => {
             // The injective template over the parts' common element count; each part's
-            // statements in a block of their own (their temporaries may share names).
+            // statements in a block of their own (their temporaries may share names). Parts
+            // that write f16 states go over pairs of elements (all parts do: see `siblings`).
+            let packed = packed_outputs[0];
+            if packed_outputs.iter().any(|&q| q != packed) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "Parts".into(),
+                    msg: "parts writing f16 states and parts writing other values in one kernel".into(),
+                });
+            }
             let n = part_size(&parts[0]);
+            let n = if packed {
+                n.exact_div(&Dim::c(2)).ok_or_else(|| odd_f16_state(draft))?
+            } else {
+                n
+            };
             let n_s = params.dim(&n, "n");
             let mut body = Vec::new();
             for (j, part) in parts.iter().enumerate() {
                 body.push("{".to_string());
-                let lines = part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes);
+                let lines = if packed {
+                    packed_part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes)?
+                } else {
+                    part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes)
+                };
                 body.extend(lines.into_iter().map(|l| format!("    {l}")));
                 body.push("}".to_string());
             }
@@ -1913,7 +1966,7 @@ fn part_lines(
     out: &str,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
 ) -> Vec<String> {
     let offset = match &draft.body {
         KernelBody::StateWrite { offset, .. } => Some(offset),
@@ -1928,13 +1981,77 @@ fn part_lines(
     body
 }
 
+/// The head-dim channels one thread of the decode attention reads (`n` of them per row of
+/// `width`, with `lanes` threads sharing a row): channel `i` of lane `g` is `first[i] + g`, or
+/// with `pairs` (a packed f16 cache) `first[i] + 2 g`, so a lane's channels come in adjacent
+/// pairs, one word each (their count rounded up to even). `past[i]` marks channels some lane
+/// would place past the row's end (clamped for loads, skipped for stores).
+fn decode_channels(lanes: u32, n: u32, width: u32, pairs: bool) -> (Vec<u32>, Vec<bool>) {
+    let (n, step) = if pairs { (n.next_multiple_of(2), 2) } else { (n, 1) };
+    let first: Vec<u32> = (0..n)
+        .map(|i| if pairs { (i / 2) * 2 * lanes + i % 2 } else { i * lanes })
+        .collect();
+    let past = first.iter().map(|&f| f + step * (lanes - 1) >= width).collect();
+    (first, past)
+}
+
+/// Whether a kernel (or part) writes an f16 state, whose buffer holds two values per u32 word.
+fn writes_packed_state(d: &KernelDraft) -> bool {
+    matches!(d.body, KernelBody::StateWrite { dtype: DType::F16, .. })
+}
+
+/// The error for an f16 state write of an odd element count or offset (its words would be
+/// shared with rows the kernel does not write).
+fn odd_f16_state(draft: &KernelDraft) -> CompileError {
+    CompileError::Unsupported {
+        node: draft.label.clone(),
+        op: "StateAppend".into(),
+        msg: "an f16 state needs rows of an even number of elements (two per 32-bit word)".into(),
+    }
+}
+
+/// The statements of an f16 state write for the pair `idx`: elements `2 idx` and `2 idx + 1`
+/// of the update (each in a block of its own, where `idx` is the element index), stored as
+/// one word at `out[offset / 2 + idx]`. The update's values are already on the f16 grid (an
+/// f16 value), so `pack2x16float` stores them exactly.
+fn packed_part_lines(
+    draft: &KernelDraft,
+    out: &str,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &Slots,
+) -> Result<Vec<String>, CompileError> {
+    let KernelBody::StateWrite { offset, .. } = &draft.body else {
+        unreachable!("only state writes are packed")
+    };
+    let half = offset.exact_div(&Dim::c(2)).ok_or_else(|| odd_f16_state(draft))?;
+    let mut body = vec![
+        "let kiln_pair = idx;".to_string(),
+        "var kiln_lo = 0.0f;".to_string(),
+        "var kiln_hi = 0.0f;".to_string(),
+    ];
+    for (name, lane) in [("kiln_lo", 0), ("kiln_hi", 1)] {
+        let (lines, v, _) = element_lines(draft, params, helpers, in_dtypes, BTreeMap::new());
+        body.push("{".into());
+        body.push(format!("    let idx = kiln_pair * 2i + {lane}i;"));
+        body.extend(lines.into_iter().map(|l| format!("    {l}")));
+        body.push(format!("    {name} = {v};"));
+        body.push("}".into());
+    }
+    body.push(format!(
+        "{out}[{} + kiln_pair] = pack2x16float(vec2<f32>(kiln_lo, kiln_hi));",
+        params.dim(&half, "off")
+    ));
+    Ok(body)
+}
+
 /// The statements that compute element `idx` of an injective or state-write draft, the
 /// value's text and its dtype. Inputs in `lanes` are already loaded (see [`ExprWriter::lanes`]).
 fn element_lines(
     draft: &KernelDraft,
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     lanes: BTreeMap<usize, String>,
 ) -> (Vec<String>, String, DType) {
     let (value, shape, dtype) = match &draft.body {
@@ -1981,7 +2098,7 @@ pub fn injective_vec4_pays(shape: &[Dim], dtype: DType, expr: &Expr) -> bool {
 
 /// The inputs of an injective expression that the vec4 kernel loads as 4-vectors: f32 inputs
 /// read only at the output's own linear index ([`linear_slots`]).
-fn vec4_slots(expr: &Expr, in_dtypes: &[DType]) -> Vec<usize> {
+fn vec4_slots(expr: &Expr, in_dtypes: &Slots) -> Vec<usize> {
     linear_slots(expr)
         .into_iter()
         .filter(|s| in_dtypes.get(*s) == Some(&DType::F32))
@@ -2269,7 +2386,7 @@ fn combine_split(
     schedule: Schedule,
     limits: &DeviceLimits,
 ) -> Result<SplitK, CompileError> {
-    let dtypes = [DType::F32];
+    let dtypes = Slots::plain(&[DType::F32]);
     ctx.insert(
         "header",
         &header(
@@ -2331,7 +2448,7 @@ fn render_attention_slices_combine(
 /// the partial-sum buffer.
 fn render_combine(
     draft: &KernelDraft,
-    in_dtypes: &[DType],
+    in_dtypes: &Slots,
     p: &kiln_schedules::GemmParams,
     schedule: Schedule,
     [m, n, batch]: [&Dim; 3],
@@ -2350,8 +2467,9 @@ fn render_combine(
     }
     let mut params = ParamSet::default();
     let mut helpers = BTreeSet::new();
-    let mut dtypes = in_dtypes.to_vec();
-    dtypes.push(DType::F32);
+    let mut dtypes = in_dtypes.clone();
+    dtypes.dtypes.push(DType::F32);
+    dtypes.packed.push(false);
     let mn = m.mul(n);
     let total = mn.mul(batch);
     let epilogue = gemm_epilogue(draft, m, n, &mut params, &mut helpers, in_dtypes);
@@ -2437,6 +2555,35 @@ fn combine_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every channel of a row is some lane's, once, with or without pairs; pairs are adjacent
+    /// channels of one lane; `past` marks exactly the channels some lane places past the row.
+    #[test]
+    fn decode_channels_cover_each_channel_once() {
+        for (lanes, width) in [(16u32, 64u32), (8, 64), (16, 48), (4, 6), (32, 64)] {
+            for pairs in [false, true] {
+                let n = width.div_ceil(lanes);
+                let (first, past) = decode_channels(lanes, n, width, pairs);
+                let step = if pairs { 2 } else { 1 };
+                let mut seen = vec![0; width as usize];
+                for (i, &f) in first.iter().enumerate() {
+                    let chans: Vec<u32> = (0..lanes).map(|g| f + step * g).collect();
+                    assert_eq!(
+                        past[i],
+                        chans.iter().any(|&c| c >= width),
+                        "{lanes} {width} {pairs} {i}"
+                    );
+                    for c in chans.into_iter().filter(|&c| c < width) {
+                        seen[c as usize] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&s| s == 1), "{lanes} {width} {pairs}: {seen:?}");
+                if pairs {
+                    assert!(first.len() % 2 == 0 && first.chunks(2).all(|p| p[1] == p[0] + 1));
+                }
+            }
+        }
+    }
 
     /// Every head dim fills the workgroup exactly with at most `MAX_DECODE_STEP_KEYS` keys per
     /// step, and head dims of 64 and 128 keep 4 channels per thread.

@@ -88,6 +88,7 @@ pub fn config_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<
         tied_output: !g.has_tensor("output.weight"),
         qkv_bias,
         context,
+        kv_cache: super::DEFAULT_KV_CACHE,
     };
     c.validate()?;
     Ok(c)

@@ -314,6 +314,15 @@ impl Builder<'_> {
         let v = self.reshape(&p("v_heads"), v, vec![n.clone(), dn(kvh), dn(hd)])?;
         let q = self.rope(&p("q_rope"), q, cos, sin)?;
         let k = self.rope(&p("k_rope"), k, cos, sin)?;
+        // An f16 cache stores the rounded keys and values; attention reads them back as f32.
+        let (k, v) = if c.kv_cache == DType::F32 {
+            (k, v)
+        } else {
+            (
+                self.g.add(&p("k_store"), Op::Cast(c.kv_cache), &[k])?,
+                self.g.add(&p("v_store"), Op::Cast(c.kv_cache), &[v])?,
+            )
+        };
         let cache_shape = vec![c.context, kvh, hd];
         let keys = self.g.add(
             &p("k_cache_append"),
@@ -333,6 +342,14 @@ impl Builder<'_> {
             },
             &[v],
         )?;
+        let (keys, values) = if c.kv_cache == DType::F32 {
+            (keys, values)
+        } else {
+            (
+                self.g.add(&p("keys_f32"), Op::Cast(DType::F32), &[keys])?,
+                self.g.add(&p("values_f32"), Op::Cast(DType::F32), &[values])?,
+            )
+        };
         // Queries grouped by kv head: [n, KVH, G, hd] -> [KVH, G, n, hd] -> [KVH, G*n, hd].
         let gn = n.mul(&dn(group));
         let q = self.reshape(&p("q_groups"), q, vec![n.clone(), dn(kvh), dn(group), dn(hd)])?;

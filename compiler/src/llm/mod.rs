@@ -18,7 +18,7 @@ pub use reference::Reference;
 pub use weights::{LlamaWeights, RandomWeights};
 
 use crate::{CompileError, CompileOptions, CompiledBundle, Model};
-use kiln_ir::IrError;
+use kiln_ir::{DType, IrError};
 
 /// Name of the token-id input (`[n]`, i32).
 pub const TOKENS: &str = "tokens";
@@ -86,7 +86,14 @@ pub struct LlamaConfig {
     pub qkv_bias: bool,
     /// Tokens the KV cache holds (`past + n <= context`).
     pub context: usize,
+    /// Element type of the KV cache: [`DType::F32`], or [`DType::F16`] (half the memory and
+    /// the attention's cache reads; keys and values are rounded to f16 as they are appended,
+    /// and the GPU stores two per 32-bit word, so no `shader-f16` is needed).
+    pub kv_cache: DType,
 }
+
+/// The KV cache's element type when the caller does not choose one (`kiln compile --kv-cache`).
+pub const DEFAULT_KV_CACHE: DType = DType::F16;
 
 impl LlamaConfig {
     /// Checks that the sizes fit together; the error names the field.
@@ -116,6 +123,15 @@ impl LlamaConfig {
             return bad(format!(
                 "rope dims {} must be even and at most head_dim {}",
                 self.rope_dims, self.head_dim
+            ));
+        }
+        if !matches!(self.kv_cache, DType::F32 | DType::F16) {
+            return bad(format!("KV cache type {} (expected f32 or f16)", self.kv_cache));
+        }
+        if self.kv_cache == DType::F16 && !(self.kv_heads * self.head_dim).is_multiple_of(2) {
+            return bad(format!(
+                "an f16 KV cache needs an even row (kv_heads {} x head_dim {})",
+                self.kv_heads, self.head_dim
             ));
         }
         if self.context > i32::MAX as usize / 2 || self.vocab > i32::MAX as usize {

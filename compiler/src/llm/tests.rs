@@ -21,6 +21,7 @@ pub(crate) fn tiny(style: RopeStyle, tied: bool, qkv_bias: bool) -> LlamaConfig 
         tied_output: tied,
         qkv_bias,
         context: 32,
+        kv_cache: super::DEFAULT_KV_CACHE,
     }
 }
 
@@ -330,4 +331,28 @@ fn bad_gguf_models_are_clear_errors() {
     }
     let e = load(w.to_bytes(), None).unwrap_err().to_string();
     assert_eq!(e, "missing tensor 'blk.1.ffn_down.weight'");
+}
+
+#[test]
+fn an_f16_cache_needs_rows_of_even_length() {
+    let c = LlamaConfig {
+        head_dim: 15,
+        rope_dims: 14,
+        kv_heads: 1,
+        heads: 1,
+        kv_cache: kiln_ir::DType::F16,
+        ..tiny(RopeStyle::Normal, true, false)
+    };
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("an f16 KV cache needs an even row"), "{e}");
+    let c = LlamaConfig {
+        kv_cache: kiln_ir::DType::F32,
+        ..c
+    };
+    c.validate().unwrap();
+    let c = LlamaConfig {
+        kv_cache: kiln_ir::DType::I32,
+        ..c
+    };
+    assert!(c.validate().unwrap_err().to_string().contains("KV cache type i32"));
 }

@@ -5,7 +5,8 @@
 //! (an LLM layer appends its K and V rows to the cache in two tiny kernels over one projection
 //! output). Here an injective or state-write kernel absorbs a later one when both
 //!
-//! - cover the same number of elements (one launch shape: the same grid and bounds check),
+//! - cover the same number of elements (one launch shape: the same grid and bounds check), and
+//!   either both or neither write an f16 state (whose threads write pairs of elements),
 //! - read at least one common value (siblings; unrelated kernels are left alone),
 //! - are independent: the later one reads nothing that the earlier one, or any kernel between
 //!   them, writes, and no kernel between them reads or writes a state it appends to, so moving
@@ -72,14 +73,15 @@ pub fn merge_siblings(g: &Graph, kernels: Vec<KernelDraft>, max_bindings: usize)
     out
 }
 
-/// The element count of a kernel that may be a part (a plain injective or state-write kernel).
-fn launch_size(d: &KernelDraft) -> Option<Dim> {
+/// The element count of a kernel that may be a part (a plain injective or state-write kernel),
+/// and whether it writes f16 pairs (a thread per two elements: an f16 state's packed words).
+fn launch_size(d: &KernelDraft) -> Option<(Dim, bool)> {
     match &d.body {
         KernelBody::Injective { shape, .. } if d.operands.is_empty() && d.epilogue.is_none() => {
-            Some(Dim::product(shape))
+            Some((Dim::product(shape), false))
         }
         KernelBody::StateWrite { shape, dtype, .. } if d.epilogue.is_none() && *dtype != kiln_ir::DType::Bool => {
-            Some(Dim::product(shape))
+            Some((Dim::product(shape), *dtype == kiln_ir::DType::F16))
         }
         _ => None,
     }

@@ -18,8 +18,10 @@ pub use manifest::*;
 use sha2::{Digest, Sha256};
 
 /// Bundle format version written by this crate. Version 3 added kernel variants
-/// ([`KernelVariant`]); a version-2 manifest is a version-3 one without them.
-pub const FORMAT_VERSION: u32 = 3;
+/// ([`KernelVariant`]); a version-2 manifest is a version-3 one without them. Version 4 added
+/// f16 states ([`StateSpec::storage`] `f16`: two values per 32-bit word); a version-3
+/// manifest is a version-4 one whose states are all 32-bit.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest bundle format version loaders still read; they reject versions outside
 /// `MIN_FORMAT_VERSION..=FORMAT_VERSION`.

@@ -10,7 +10,7 @@
 //! bytes is a separate matter (the sha256 of every file, and the manifest digest in
 //! [`crate::integrity`]); these checks catch inconsistency, not a consistent forgery.
 
-use crate::{BindingKind, BufferKind, KernelSpec, Manifest, ManifestError, SizeExpr};
+use crate::{BindingKind, BufferKind, ElemType, KernelSpec, Manifest, ManifestError, SizeExpr};
 
 impl Manifest {
     /// Checks the manifest's structure (see the module docs); the error says what and where.
@@ -121,13 +121,26 @@ impl Manifest {
                     st.name
                 )));
             }
-            let bytes = st
+            let numel = st
                 .shape
                 .iter()
-                .try_fold(4u64, |acc, &d| acc.checked_mul(d))
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .filter(|&n| n < u64::MAX / 4)
                 .ok_or_else(|| {
                     ManifestError::State(format!("manifest: state '{}' has an overflowing shape", st.name))
                 })?;
+            // f16 states hold two values per 32-bit word; the others one value per word.
+            let bytes = match st.storage {
+                ElemType::F16 => numel.div_ceil(2) * 4,
+                ElemType::F32 | ElemType::I32 | ElemType::U32 => numel * 4,
+                other => {
+                    return Err(ManifestError::State(format!(
+                        "manifest: state '{}' has storage {}; states are f32, f16, i32 or u32",
+                        st.name,
+                        other.name()
+                    )))
+                }
+            };
             if buf.size.as_const().map(|s| s as u64) != Some(bytes) {
                 return Err(ManifestError::State(format!(
                     "manifest: state '{}' needs {bytes} bytes but its buffer {} has size '{}'",
@@ -559,6 +572,33 @@ mod tests {
             },
         });
         m
+    }
+
+    /// [`spec`] with a state of 7 values in a new state buffer of `bytes`, stored as `storage`.
+    fn with_state(storage: ElemType, bytes: i64) -> Manifest {
+        let mut m = spec();
+        m.buffers.push(crate::BufferSpec {
+            kind: BufferKind::State,
+            size: SizeExpr::c(bytes),
+            label: "s".into(),
+        });
+        m.states.push(crate::StateSpec {
+            name: "s".into(),
+            storage,
+            shape: vec![7, 1],
+            buffer: 3,
+        });
+        m
+    }
+
+    #[test]
+    fn state_buffers_hold_one_value_per_word_or_two_f16_values() {
+        with_state(ElemType::F32, 28).validate().unwrap();
+        with_state(ElemType::F16, 16).validate().unwrap();
+        let wrong = with_state(ElemType::F16, 28).validate().unwrap_err().to_string();
+        assert!(wrong.contains("state 's' needs 16 bytes"), "{wrong}");
+        let wrong = with_state(ElemType::I64, 56).validate().unwrap_err().to_string();
+        assert!(wrong.contains("storage i64"), "{wrong}");
     }
 
     #[test]

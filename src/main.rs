@@ -85,8 +85,9 @@ enum Command {
         /// Tuning database (RON); existing records are kept and their kernels skipped.
         #[arg(short, long)]
         out: PathBuf,
-        /// Wall-clock budget in seconds; kernels not reached keep their default schedule.
-        #[arg(long, default_value_t = 120)]
+        /// Wall-clock budget in seconds for the whole run (loading included); kernels not
+        /// reached keep their default schedule.
+        #[arg(long, default_value_t = kiln::tune::DEFAULT_BUDGET_SECS)]
         budget: u64,
         /// Target limits profile the schedules must fit: `webgpu-default`, `desktop`, `h200`, or a RON file.
         #[arg(long, default_value = "webgpu-default")]
@@ -609,6 +610,7 @@ fn tune_cmd(
     let opts = TuneOptions {
         target: kiln::schedules::DeviceLimits::from_name_or_file(target).map_err(|e| anyhow!(e))?,
         budget: std::time::Duration::from_secs(budget),
+        started: t0,
         dims: parse_dims(dims)?,
         iters: iters.max(1),
         force,

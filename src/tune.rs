@@ -62,13 +62,20 @@ pub enum TuneError {
     Database(#[from] TuningError),
 }
 
+/// The default budget: 110 s, so a whole `kiln tune` run (model load, adapter, the last
+/// candidate past the deadline, the database write) stays within two minutes.
+pub const DEFAULT_BUDGET_SECS: u64 = 110;
+
 /// What the tuner is asked to do.
 #[derive(Clone, Debug)]
 pub struct TuneOptions {
     /// Limits profile the candidates must fit (as for `kiln compile --target`).
     pub target: DeviceLimits,
-    /// Wall-clock budget for the whole run; keys not reached are left untuned.
+    /// Wall-clock budget for the whole run, counted from `started` (so loading the model and
+    /// the adapter count too); keys not reached are left untuned.
     pub budget: Duration,
+    /// When the run began (the command's start).
+    pub started: Instant,
     /// Sizes for symbolic dims while timing (each record still applies to every size).
     pub dims: DimBindings,
     /// Size for symbolic dims not in `dims`.
@@ -83,7 +90,8 @@ impl Default for TuneOptions {
     fn default() -> Self {
         TuneOptions {
             target: DeviceLimits::webgpu_default(),
-            budget: Duration::from_secs(120),
+            budget: Duration::from_secs(DEFAULT_BUDGET_SECS),
+            started: Instant::now(),
             dims: DimBindings::new(),
             default_dim: 128,
             iters: 10,
@@ -547,7 +555,7 @@ pub fn tune(
     mut on_candidate: impl FnMut(&TuneJob, &CandidateResult),
     mut after_kernel: impl FnMut(&KernelReport, &TuningDb) -> Result<(), TuneError>,
 ) -> Result<Vec<KernelReport>, TuneError> {
-    let start = Instant::now();
+    let start = opts.started;
     let todo: Vec<&TuneJob> = jobs
         .iter()
         .filter(|j| opts.force || !db.records.contains_key(&j.key))

@@ -195,10 +195,16 @@ pub(super) fn channel_blocked_loads(
     BlockedLoads { pre, step }
 }
 
+/// Most kernel positions the direct kernel unrolls (a 9x9 window); larger windows stay on the
+/// implicit GEMM, whose K loop is not unrolled.
+pub const MAX_DIRECT_TAPS: i64 = 81;
+
 /// Whether a convolution takes the direct kernel ([`direct_lines`]): one input channel per
-/// group (depthwise), where the implicit GEMM's K is only the kernel positions.
+/// group (depthwise), where the implicit GEMM's K is only the kernel positions, and at most
+/// [`MAX_DIRECT_TAPS`] of them.
 pub(crate) fn direct_applies(w: &[Dim]) -> bool {
-    w[1].as_const() == Some(1)
+    let taps = w[2..].iter().try_fold(1i64, |n, d| d.as_const().map(|v| n * v));
+    w[1].as_const() == Some(1) && taps.is_some_and(|t| t <= MAX_DIRECT_TAPS)
 }
 
 /// The statements of the direct kernel's element `idx` (the injective template's body): the
@@ -273,4 +279,28 @@ pub(super) fn direct_lines(
     }
     lines.push(store("cv_acc"));
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_kernel_takes_one_channel_per_group_and_small_windows() {
+        let w = |s: &[i64]| s.iter().map(|&v| Dim::c(v)).collect::<Vec<_>>();
+        assert!(direct_applies(&w(&[32, 1, 3, 3])));
+        assert!(direct_applies(&w(&[64, 1, 9, 9])));
+        assert!(direct_applies(&w(&[8, 1, 4])));
+        assert!(!direct_applies(&w(&[32, 2, 3, 3])), "two channels per group: a GEMM");
+        assert!(!direct_applies(&w(&[4, 1, 11, 11])), "121 taps: not unrolled");
+    }
+
+    #[test]
+    fn channel_blocked_loads_need_whole_blocks_of_channels() {
+        let w = |cg: i64| vec![Dim::c(8), Dim::c(cg), Dim::c(3), Dim::c(3)];
+        assert!(channel_blocked_applies(&w(64), 16));
+        assert!(channel_blocked_applies(&w(32), 32));
+        assert!(!channel_blocked_applies(&w(48), 32));
+        assert!(!channel_blocked_applies(&w(3), 8));
+    }
 }

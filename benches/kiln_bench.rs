@@ -9,7 +9,7 @@
 //! CPU adapter (lavapipe) the sizes shrink automatically. `KILN_BENCH_QUICK=1` forces the small
 //! set, `KILN_BENCH_JSON=path` also writes the results as JSON lines, `KILN_BENCH_SWEEP=1` also
 //! times every candidate of the GEMM and GEMV parameter spaces (`kiln_schedules::space`) on the
-//! matmul cases (split-K included; `KILN_BENCH_SWEEP_FILTER=text` keeps the candidates whose
+//! matmul and convolution cases (split-K included for matmuls; `KILN_BENCH_SWEEP_FILTER=text` keeps the candidates whose
 //! name contains `text`), `KILN_BENCH_FILTER=text` keeps only cases whose name
 //! contains `text` (both filters: `a|b` keeps what contains `a` or `b`), and `KILN_BENCH_TARGET=h200` plans the defaults for that limits profile
 //! (default `desktop`). `benches/device/run_kernels.sh` runs the kernel set on the GPU machine.
@@ -215,35 +215,58 @@ fn layernorm_case(rows: usize, len: usize) -> Case {
     }
 }
 
+/// A 3x3 convolution (pad 1, stride 1, with bias) of `[n, c, hw, hw]` into `oc` channels in
+/// `groups` groups; swept (`KILN_BENCH_SWEEP=1`) over the GEMM space without split-K.
 fn conv_case(n: usize, c: usize, hw: usize, oc: usize) -> Case {
+    grouped_conv_case(n, c, hw, oc, 1)
+}
+
+/// [`conv_case`] in `groups` groups (`groups == c == oc`: a depthwise convolution, measured as
+/// bytes moved: input, output, weights and bias).
+fn grouped_conv_case(n: usize, c: usize, hw: usize, oc: usize, groups: usize) -> Case {
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::new(DType::F32, &[n, c, hw, hw]));
-    let w = g.add_const("w", random(&[oc, c, 3, 3], 3));
+    let w = g.add_const("w", random(&[oc, c / groups, 3, 3], 3));
     let b = g.add_const("b", random(&[oc], 4));
-    let y = g
-        .add(
-            "conv",
-            Op::Conv {
-                strides: vec![1, 1],
-                pads: vec![(1, 1); 2],
-                dilations: vec![1, 1],
-                groups: 1,
-            },
-            &[x, w, b],
-        )
-        .unwrap();
+    let op = Op::Conv {
+        strides: vec![1, 1],
+        pads: vec![(1, 1); 2],
+        dilations: vec![1, 1],
+        groups,
+    };
+    let y = g.add("conv", op, &[x, w, b]).unwrap();
     g.add_output("y", y);
+    let depthwise = groups > 1 && groups == c && groups == oc;
+    let d = |v: usize| Dim::c(v as i64);
+    let key = tuning_key(&KernelBody::Conv {
+        x: vec![d(n), d(c), d(hw), d(hw)],
+        w: vec![d(oc), d(c / groups), d(3), d(3)],
+        out: vec![d(n), d(oc), d(hw), d(hw)],
+        strides: vec![1, 1],
+        pads: vec![(1, 1); 2],
+        dilations: vec![1, 1],
+        groups,
+        bias: true,
+    });
     Case {
-        name: format!("conv3x3 f32 {n}x{c}x{hw}x{hw} -> {oc}"),
+        name: if depthwise {
+            format!("dwconv3x3 f32 {n}x{c}x{hw}x{hw}")
+        } else {
+            format!("conv3x3 f32 {n}x{c}x{hw}x{hw} -> {oc}")
+        },
         model: Model {
             name: "conv".into(),
             graph: g,
             io_dtypes: BTreeMap::new(),
         },
         inputs: HashMap::from([("x".into(), random(&[n, c, hw, hw], 5))]),
-        work: 2.0 * (n * oc * hw * hw * c * 9) as f64,
-        unit: "GFLOP/s",
-        matmul_key: None,
+        work: if depthwise {
+            4.0 * (2 * n * c * hw * hw + c * 10) as f64
+        } else {
+            2.0 * (n * oc * hw * hw * c / groups * 9) as f64
+        },
+        unit: if depthwise { "GB/s" } else { "GFLOP/s" },
+        matmul_key: Some(key),
         latency: false,
         opt_level: 2,
         precision: Precision::F32,
@@ -359,6 +382,7 @@ fn main() {
             gemm_f16_case(256, 256, 256),
             gemv_case(256, 256),
             conv_case(1, 16, 32, 16),
+            grouped_conv_case(1, 16, 32, 16, 16),
             add_case(1 << 20),
             copy_case(1 << 20),
             row_case(
@@ -408,6 +432,8 @@ fn main() {
             gemv_case(4096, 11008),
             conv_case(1, 64, 112, 64),
             conv_case(8, 128, 56, 128),
+            grouped_conv_case(8, 128, 56, 128, 128),
+            grouped_conv_case(1, 64, 112, 64, 64),
             add_case(1 << 24),
             copy_case(1 << 24),
             row_case(
@@ -482,6 +508,9 @@ fn main() {
                 space::quant_gemv(&target, rows)
             } else if rows > 0 {
                 space::gemv(&target, rows)
+            } else if case.name.contains("conv") {
+                // Convolutions take no split-K.
+                space::gemm(&target)
             } else {
                 let mut s = space::gemm(&target);
                 s.extend(space::gemm_split_k(&target));

@@ -70,6 +70,17 @@ def cases():
                 "GFLOP/s",
             )
         )
+    # Depthwise 3x3 convolutions (groups = channels), measured as bytes moved as in kiln_bench.
+    for n, c, hw in ((8, 128, 56), (1, 64, 112)):
+        x, w, bias = r(n, c, hw, hw), r(c, 1, 3, 3), r(c)
+        out.append(
+            (
+                f"dwconv3x3 f32 {n}x{c}x{hw}x{hw}",
+                lambda x=x, w=w, bias=bias, c=c: F.conv2d(x, w, bias, padding=1, groups=c),
+                4.0 * (2 * n * c * hw * hw + c * 10),
+                "GB/s",
+            )
+        )
     # Attention (PyTorch's scaled_dot_product_attention, fp32): issue 7's prefill target and
     # MiniLM-L3's shapes, as kiln_bench's `attention` cases (work: the two products' flops).
     for b, h, s, d in ((1, 12, 512, 64), (1, 12, 128, 32), (32, 12, 128, 32)):

@@ -201,6 +201,186 @@ fn conv_under_forced_gemm_tiles_matches_the_interpreter() {
     }
 }
 
+/// The channel-blocked implicit GEMM (channels per group a multiple of bk, vec4 tiles forced by
+/// a tuning record): K walked as (channel block, kernel position, channel), each load's pixel
+/// and base address computed before the K loop. Cases: ragged M and N against every block, two
+/// images, padding on every edge (asymmetric too), stride 2 and 3, dilation 2, two groups, a
+/// 1-D and a 1x1 convolution, a tile of fewer threads than B's columns (a pixel per load), and
+/// spatial sizes that are not multiples of 4.
+#[test]
+fn conv_channel_blocked_loads_match_the_interpreter() {
+    let t = |bm, bn, bk, tm, tn| GemmParams::new(bm, bn, bk, tm, tn);
+    let square = vec![(1, 1), (1, 1)];
+    let cases: Vec<(ConvCase, Vec<GemmParams>)> = vec![
+        (
+            (
+                vec![2, 16, 9, 11],
+                vec![20, 16, 3, 3],
+                vec![1, 1],
+                square.clone(),
+                vec![1, 1],
+                1,
+                true,
+            ),
+            vec![
+                t(128, 128, 16, 8, 8),
+                t(128, 128, 16, 8, 8).double_buffered(),
+                t(64, 64, 16, 4, 4),
+                t(128, 128, 16, 8, 16),
+                t(64, 64, 8, 4, 4),
+                t(32, 256, 8, 8, 16),
+            ],
+        ),
+        (
+            (
+                vec![1, 32, 13, 10],
+                vec![24, 16, 3, 3],
+                vec![2, 2],
+                vec![(1, 0), (0, 2)],
+                vec![1, 1],
+                2,
+                true,
+            ),
+            vec![t(64, 64, 16, 4, 4), t(128, 64, 16, 4, 8)],
+        ),
+        (
+            (
+                vec![1, 16, 10, 10],
+                vec![8, 16, 3, 3],
+                vec![1, 1],
+                vec![(2, 2), (2, 2)],
+                vec![2, 2],
+                1,
+                false,
+            ),
+            vec![t(64, 64, 16, 4, 4)],
+        ),
+        (
+            (vec![2, 16, 21], vec![7, 16, 5], vec![3], vec![(2, 1)], vec![1], 1, true),
+            vec![t(64, 64, 16, 4, 4), t(32, 64, 16, 4, 4)],
+        ),
+        (
+            (
+                vec![1, 32, 7, 5],
+                vec![10, 32, 1, 1],
+                vec![1, 1],
+                vec![(0, 0), (0, 0)],
+                vec![1, 1],
+                1,
+                true,
+            ),
+            vec![t(64, 64, 32, 4, 4), t(64, 64, 16, 4, 4)],
+        ),
+    ];
+    let dims = |v: &[usize]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    for ((x, w, s, p, d, g, b), tiles) in cases {
+        let key = format!("conv:x={},w={},s={s:?},g={g}", dims(&x), dims(&w));
+        for tile in tiles {
+            let db = TuningDb::forcing(&key, Schedule::Gemm(tile));
+            let opts = CompileOptions {
+                target: DeviceLimits::desktop(),
+                tuning: Some(db),
+                ..Default::default()
+            };
+            let graph = conv_graph(&x, &w, s.clone(), p.clone(), d.clone(), g, b);
+            let model = Model {
+                name: "conv".into(),
+                graph: graph.clone(),
+                io_dtypes: BTreeMap::new(),
+            };
+            let bundle = kiln::compiler::compile(&model, &opts).unwrap_or_else(|e| panic!("{tile:?}: {e}"));
+            assert!(
+                bundle
+                    .kernel_sources
+                    .iter()
+                    .any(|(_, src)| src.contains("let cv_bx0 = ")),
+                "{key} under {tile:?}: not the channel-blocked loads"
+            );
+            let n: usize = x.iter().product();
+            check_with(graph, Tensor::f32(x.clone(), values(n, 3)), opts);
+        }
+    }
+}
+
+/// Convolutions with one input channel per group take the direct kernel (a thread per output
+/// element): depthwise with bias, a depth multiplier of 2 with stride 2 and asymmetric
+/// padding, a dilated 5x5 window, a 1-D one, and a single-channel input (groups 1).
+#[test]
+fn conv_direct_kernel_matches_the_interpreter() {
+    let n = |s: &[usize]| s.iter().product::<usize>();
+    let cases: Vec<ConvCase> = vec![
+        (
+            vec![2, 8, 10, 9],
+            vec![8, 1, 3, 3],
+            vec![1, 1],
+            vec![(1, 1), (1, 1)],
+            vec![1, 1],
+            8,
+            true,
+        ),
+        (
+            vec![1, 6, 11, 12],
+            vec![12, 1, 3, 3],
+            vec![2, 2],
+            vec![(1, 0), (2, 1)],
+            vec![1, 1],
+            6,
+            false,
+        ),
+        (
+            vec![1, 4, 9, 9],
+            vec![4, 1, 5, 5],
+            vec![1, 1],
+            vec![(4, 4), (4, 4)],
+            vec![2, 2],
+            4,
+            true,
+        ),
+        (vec![2, 5, 17], vec![5, 1, 4], vec![2], vec![(2, 1)], vec![1], 5, true),
+        (
+            vec![1, 1, 8, 7],
+            vec![4, 1, 3, 3],
+            vec![1, 1],
+            vec![(1, 1), (1, 1)],
+            vec![1, 1],
+            1,
+            true,
+        ),
+    ];
+    for (x, w, s, p, d, g, b) in cases {
+        let graph = conv_graph(&x, &w, s, p, d, g, b);
+        let model = Model {
+            name: "conv".into(),
+            graph: graph.clone(),
+            io_dtypes: BTreeMap::new(),
+        };
+        let bundle = kiln::compiler::compile(&model, &CompileOptions::default()).unwrap();
+        assert!(
+            bundle
+                .kernel_sources
+                .iter()
+                .all(|(_, src)| src.starts_with("// Kiln injective kernel")),
+            "{x:?} {w:?}: not the direct kernel"
+        );
+        check(graph, Tensor::f32(x.clone(), values(n(&x), 3)));
+    }
+    // A fused activation reads the biased value.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[1, 6, 7, 7]));
+    let w = g.add_const("w", Tensor::f32(vec![6, 1, 3, 3], values(54, 7)));
+    let b = g.add_const("b", Tensor::f32(vec![6], values(6, 8)));
+    let op = Op::Conv {
+        strides: vec![1, 1],
+        pads: vec![(1, 1); 2],
+        dilations: vec![1, 1],
+        groups: 6,
+    };
+    let c = g.add("conv", op, &[x, w, b]).unwrap();
+    let y = g.add("relu", Op::Unary(kiln::ir::UnaryOp::Relu), &[c]).unwrap();
+    g.add_output("y", y);
+    check(g, Tensor::f32(vec![1, 6, 7, 7], values(294, 3)));
+}
+
 #[test]
 fn compute_expressions_match_the_interpreter() {
     // Reflect padding of the last axis by 2 on each side, a lower-triangular mask and a tile,

@@ -257,6 +257,11 @@ pub fn workload(body: &KernelBody) -> Workload {
             n: if *glu { *n as u64 / 2 } else { *n as u64 },
             k: *k as u64,
         },
+        // One input channel per group (depthwise): the direct kernel, an element per thread.
+        KernelBody::Conv { w, out, .. } if codegen::conv::direct_applies(w) => Workload::Injective {
+            numel: estimate(&Dim::product(out)),
+            vec4: false,
+        },
         KernelBody::Conv { w, out, groups, .. } => Workload::Gemm {
             m: estimate(&w[0]) / *groups as u64,
             n: estimate(&Dim::product(&out[2..])),

@@ -121,6 +121,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- for t in range(end=b_sloads) %}
     var sb{{ t }}: {{ ty }};
 {%- endfor %}
+{%- if cb %}
+    // Channel-blocked convolution loads: K-step s covers channels (s / kernel positions) * {{ bk }}
+    // ..+ {{ bk }} at kernel position s % kernel positions, so each load's pixel, k-row and base
+    // addresses are computed once here; a step adds its uniform offset.
+{%- for line in cb_pre %}
+    {{ line }}
+{%- endfor %}
+    {
+        let kn = {{ k_beg }};
+{%- for line in cb_step %}
+        {{ line }}
+{%- endfor %}
+    }
+{%- else %}
     {
 {%- for t in range(end=a_sloads) %}
         {
@@ -157,6 +171,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
 {%- endfor %}
     }
+{%- endif %}
     for (var k0 = {{ k_beg }}; k0 < {{ k_lim }}; k0 += {{ bk }}i) {
 {%- for t in range(end=a_sloads) %}
         {
@@ -178,6 +193,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
         workgroupBarrier();
         if (k0 + {{ bk }}i < {{ k_lim }}) {
+{%- if cb %}
+            let kn = k0 + {{ bk }}i;
+{%- for line in cb_step %}
+            {{ line }}
+{%- endfor %}
+{%- else %}
 {%- for t in range(end=a_sloads) %}
         {
             // A block (bm x bk): consecutive threads read consecutive k of one row.
@@ -212,6 +233,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             sb{{ t }} = v;
         }
 {%- endfor %}
+{%- endif %}
         }
 {%- endif %}
         // The K-step is unrolled: every workgroup-memory offset is a constant plus the thread's

@@ -302,6 +302,61 @@ fn conv_gemm_without_bias_1d() {
     insta::assert_snapshot!(src);
 }
 
+/// A convolution whose channels per group are a multiple of the K-step takes the
+/// channel-blocked loads (a tuning record forces a vec4 tile): each load's pixel and base
+/// addresses computed before the K loop, one uniform offset and one window check per step.
+#[test]
+fn conv_gemm_channel_blocked_loads() {
+    use kiln_schedules::tuning::TuningDb;
+    use kiln_schedules::{GemmParams, Schedule};
+    let db = TuningDb::forcing(
+        "conv:x=1x16x9x9,w=20x16x3x3,s=[2, 2],g=1",
+        Schedule::Gemm(GemmParams::new(64, 64, 16, 4, 4)),
+    );
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", vec![Dim::c(1), Dim::c(16), Dim::c(9), Dim::c(9)]);
+    let w = g.add_const("w", ramp(vec![20, 16, 3, 3]));
+    let b = g.add_const("bias", ramp(vec![20]));
+    let y = conv(&mut g, "conv_blocked", x, w, Some(b), 1, 2);
+    g.add_output("out0", y);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let opts = CompileOptions {
+        opt_level: 0,
+        tuning: Some(db),
+        ..Default::default()
+    };
+    let b = compile(&model, &opts).expect("compiles");
+    let src = b
+        .kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+    assert!(src.contains("let cv_bx0 = "), "{src}");
+    insta::assert_snapshot!(src);
+}
+
+/// A depthwise convolution (one input channel per group) is the direct kernel: a thread per
+/// output element over the window's taps, the bias, then the fused activation.
+#[test]
+fn conv_depthwise_direct_with_epilogue() {
+    let src = wgsl(2, |g| {
+        let x = input(g, "x", vec![Dim::c(2), Dim::c(4), Dim::c(7), Dim::c(6)]);
+        let w = g.add_const("w", ramp(vec![4, 1, 3, 3]));
+        let b = g.add_const("bias", ramp(vec![4]));
+        let c = conv(g, "dwconv", x, w, Some(b), 4, 2);
+        g.add("relu", Op::Unary(UnaryOp::Relu), &[c]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln injective kernel", 1);
+    assert!(src.contains("fn kiln_epilogue"), "{src}");
+    insta::assert_snapshot!(src);
+}
+
 #[test]
 fn topk_largest_and_smallest() {
     let src = wgsl_outputs(0, |g| {

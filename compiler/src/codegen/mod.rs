@@ -1,6 +1,7 @@
 //! WGSL code generation: a scheduled kernel draft is rendered from a tera template and the
 //! result is parsed and validated by naga before anything is written.
 
+pub(crate) mod conv;
 pub mod expr;
 pub mod params;
 pub mod validate;
@@ -470,6 +471,7 @@ fn gemm_context(
     ctx.insert("a_sloads", &(p.bm * p.bk).div_ceil(threads));
     ctx.insert("b_sloads", &(p.bk * p.bn).div_ceil(threads));
     ctx.insert("vec_loads", &false);
+    ctx.insert("cb", &false);
     for (name, slot) in [("a_vec", 0), ("b_vec", 1)] {
         ctx.insert(name, &format!("in{slot}[("));
         ctx.insert(format!("{name}_e"), ") / 4i]");
@@ -1199,6 +1201,57 @@ pub fn render(
                 groups,
                 bias,
             },
+            Schedule::Injective(p),
+        ) if conv::direct_applies(w) => {
+            // One input channel per group (depthwise): a thread per output element walks the
+            // window (templates/injective.wgsl); a fused epilogue reads the biased value.
+            let n = Dim::product(out);
+            let n_s = params.dim(&n, "n");
+            if let Some(e) = &draft.epilogue {
+                let lines = epilogue_lines_with(e, "idx".into(), "v", &mut params, &mut helpers, in_dtypes);
+                let mut f = "fn kiln_epilogue(v: f32, idx: i32) -> f32 {\n".to_string();
+                for l in &lines {
+                    f.push_str(&format!("    {l}\n"));
+                }
+                f.push('}');
+                fns.push(f);
+            }
+            let geo = conv::ConvGeometry {
+                x,
+                w,
+                out,
+                strides,
+                pads,
+                dilations,
+            };
+            let fused = draft.epilogue.is_some();
+            let store = |v: &str| {
+                if fused {
+                    format!("out[idx] = kiln_epilogue({v}, idx);")
+                } else {
+                    format!("out[idx] = {v};")
+                }
+            };
+            let body = conv::direct_lines(&geo, *groups, *bias, &mut params, &store);
+            ctx.insert("wg", &p.workgroup_size);
+            ctx.insert("ept", &p.elems_per_thread);
+            ctx.insert("n", &n_s);
+            ctx.insert("body", &body);
+            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
+            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+            ("injective", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (
+            KernelBody::Conv {
+                x,
+                w,
+                out,
+                strides,
+                pads,
+                dilations,
+                groups,
+                bias,
+            },
             Schedule::Gemm(p),
         ) => {
             if p.ksplit > 1 {
@@ -1295,6 +1348,26 @@ pub fn render(
             ctx.insert("b_load", &b);
             ctx.insert("epilogue", &epilogue);
             gemm_context(&mut ctx, &p, DType::F32, [&m_s, &n_s, &k_s], &lines);
+            if p.is_vec4() && conv::channel_blocked_applies(w, p.bk) {
+                let geo = conv::ConvGeometry {
+                    x,
+                    w,
+                    out,
+                    strides,
+                    pads,
+                    dilations,
+                };
+                let tile = conv::LoadTile {
+                    bm: p.bm,
+                    bn: p.bn,
+                    bk: p.bk,
+                    threads: p.threads(),
+                };
+                let loads = conv::channel_blocked_loads(&geo, &tile, [&m_s, &n_s, &k_s], &mut params);
+                ctx.insert("cb", &true);
+                ctx.insert("cb_pre", &loads.pre);
+                ctx.insert("cb_step", &loads.step);
+            }
             let grid = [
                 dim_expr(&pp).cdiv(p.bn as i64),
                 dim_expr(&ocg).cdiv(p.bm as i64),

@@ -467,6 +467,7 @@ fn gemm_context(
     ctx.insert("a_sloads", &(p.bm * p.bk).div_ceil(threads));
     ctx.insert("b_sloads", &(p.bk * p.bn).div_ceil(threads));
     ctx.insert("vec_loads", &false);
+    ctx.insert("vec_store", &false);
     for (name, slot) in [("a_vec", 0), ("b_vec", 1)] {
         ctx.insert(name, &format!("in{slot}[("));
         ctx.insert(format!("{name}_e"), ") / 4i]");
@@ -1043,6 +1044,12 @@ pub fn render(
                 let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
                 ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
                 ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            }
+            // The vec4 tile stores each accumulator's 4 columns as one vec4 where every row of C
+            // (and every batch and split-K slice) starts on a vec4: out becomes a vec4 array.
+            if p.is_vec4() && by4(&n) && *dtype == DType::F32 {
+                ctx.insert("vec_store", &true);
+                vec4_output = true;
             }
             // Split-K applies the epilogue in the combine kernel, after the slices are added.
             let epilogue = if split {

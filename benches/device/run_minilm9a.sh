@@ -3,6 +3,7 @@
 # a torch.profiler table of the same model), and `kiln tune` at 32x128 (each GEMM and the
 # attention of the real model timed over its schedule space: default vs best).
 # Needs in .dev-minilm/: kiln_main.xz, minilm_v4096.onnx.xz, ids_/mask_*x128.npy, torch_prof.py
+# (benches/device/minilm9/: truncate.py makes the model and inputs)
 # (carry ".gl" and ".dev-minilm").
 set -u
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig

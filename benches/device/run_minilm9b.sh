@@ -2,10 +2,13 @@
 # (`kiln`: vec4 GEMM stores) and main (`kiln_main`) beside PyTorch eager (torch_minilm.py); this
 # branch with tuning databases that force other GEMM tiles (db_a64: 64x64 8x8 blocks, db_b128x64:
 # 128x64 8x8 blocks, FFN down split 2 ways in both), 128- or 64-thread layer norms
-# (db_cln128, db_dln64) or tiles and 64-thread layer norms (db_*_ln64); kiln_bench's GEMM cases for both builds (defaults), and a sweep of 13 GEMM
-# schedules over MiniLM's four 4096-row products (this branch).
+# (db_cln128, db_dln64) or tiles and 64-thread layer norms (db_*_ln64); kiln_bench's GEMM
+# cases for both builds (defaults), and a sweep of 13 GEMM
+# schedules over MiniLM's four 4096-row products (this branch); `kiln bench --profile` of this
+# branch's 32x128 bundle.
 # Needs in .dev-minilm/: kiln.xz, kiln_main.xz, kiln_bench.xz, kiln_bench_main.xz,
-# minilm_v4096.onnx.xz, ids_/mask_*x128.npy, db_*.ron (carry ".gl" and ".dev-minilm").
+# minilm_v4096.onnx.xz, ids_/mask_*x128.npy (benches/device/minilm9/truncate.py makes them), and
+# the tuning databases db_*.ron of benches/device/minilm9/ (carry ".gl" and ".dev-minilm").
 set -u
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
@@ -30,6 +33,7 @@ for b in main32 mine32 a64 b128x64 cln128 dln64 a64_ln64 b128x64_ln64 main1 mine
   timeout 30 ./$( [[ $b == main* ]] && echo kiln_main || echo kiln ) bench /tmp/$b --input input_ids=ids_${B}x128.npy --input attention_mask=mask_${B}x128.npy --iters 20 -q 2>&1 | grep "median" | tee -a $OUT/models.txt
 done
 t models
+timeout 30 ./kiln bench /tmp/mine32 --input input_ids=ids_32x128.npy --input attention_mask=mask_32x128.npy --profile -q > $OUT/profile_mine32.txt 2>&1
 K="gemm f32 1024x1024x1024|gemm f32 4096x4096x4096|gemm f32 4096x|attention f32 32x12x128x32"
 for kb in kiln_bench_main kiln_bench; do
   echo "== $kb" | tee -a $OUT/kernels.txt

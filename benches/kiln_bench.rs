@@ -418,6 +418,7 @@ fn main() {
             gemm_case(4096, 384, 1536),
             gemm_case(4096, 1152, 384),
             gemm_case(4096, 1536, 384),
+            gemm_case(4096, 384, 384),
             // MiniLM-L3's attention (head dim 32) at batch 1 and 32; issue 7's prefill target
             // (1 x 12 heads x 512 x 64), fused and unfused.
             attention_case(1, 12, 128, 32, 1),

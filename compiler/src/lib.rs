@@ -221,7 +221,7 @@ pub fn workload(body: &KernelBody) -> Workload {
                 len,
             }
         }
-        KernelBody::LayerNorm { shape, axis, .. } => Workload::RowReduce {
+        KernelBody::LayerNorm { shape, axis, .. } => Workload::Norm {
             rows: estimate(&Dim::product(&shape[..*axis])),
             len: estimate(&Dim::product(&shape[*axis..])),
         },

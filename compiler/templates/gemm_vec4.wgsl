@@ -258,6 +258,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
 {%- endif %}
     }
+{%- if vec_store %}
+    // N is a multiple of 4, so each accumulator's 4 columns are stored as one vec4 (out is a
+    // vec4 array): a warp's store covers whole 32-byte sectors instead of every 4th word.
+{%- for r in range(end=rg) %}{% for ii in range(end=4) %}
+    {
+        let gm = m0 + {{ r * ty_n * 4 }}i + ty * 4i + {{ ii }}i;
+        if (gm < {{ m }}) {
+{%- for c in range(end=cg) %}
+            {
+                let gn = n0 + {{ c * tx_n * 4 }}i + tx * 4i;
+                if (gn < {{ n }}) {
+{%- if epilogue %}
+                    let v = acc_{{ r * 4 + ii }}_{{ c }};
+                    out[(c_off + gm * {{ n }} + gn) / 4i] = vec4<{{ ty }}>(kiln_epilogue(v[0], gm, gn, batch), kiln_epilogue(v[1], gm, gn + 1i, batch), kiln_epilogue(v[2], gm, gn + 2i, batch), kiln_epilogue(v[3], gm, gn + 3i, batch));
+{%- else %}
+                    out[(c_off + gm * {{ n }} + gn) / 4i] = acc_{{ r * 4 + ii }}_{{ c }};
+{%- endif %}
+                }
+            }
+{%- endfor %}
+        }
+    }
+{%- endfor %}{% endfor %}
+{%- else %}
 {%- for r in range(end=rg) %}{% for ii in range(end=4) %}
     {
         let gm = m0 + {{ r * ty_n * 4 }}i + ty * 4i + {{ ii }}i;
@@ -277,4 +301,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
     }
 {%- endfor %}{% endfor %}
+{%- endif %}
 }

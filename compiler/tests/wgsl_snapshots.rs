@@ -989,3 +989,35 @@ fn f16_state_append_and_read() {
     assert!(src.contains("unpack2x16float(in0["), "{src}");
     insta::assert_snapshot!(src);
 }
+
+#[test]
+fn gemm_vec4_tile_stores_vec4s_only_for_short_k_slices() {
+    // C is stored as 4-vectors where a workgroup walks at most VEC4_STORE_MAX_K of K (MiniLM's
+    // 384), and element by element on long-K products (the store phase is ~1/K-steps of the
+    // work there, and 4096^3 measured slower with 4-vector stores).
+    for (k, vec4) in [(384usize, true), (8192, false)] {
+        let src = wgsl(2, |g| {
+            let a = input(g, "a", vec![Dim::c(2048), Dim::c(k as i64)]);
+            let w = input(g, "w", vec![Dim::c(k as i64), Dim::c(2048)]);
+            g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+        });
+        assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
+        let split = src.split("ksplit=").nth(1).map_or(1, |s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        });
+        assert_eq!(
+            k.div_ceil(split) as u64 <= kiln_compiler::codegen::VEC4_STORE_MAX_K,
+            vec4,
+            "K {k}, ksplit {split}"
+        );
+        assert_eq!(
+            src.contains("var<storage, read_write> out: array<vec4<f32>>;"),
+            vec4,
+            "K {k}: {src}"
+        );
+    }
+}

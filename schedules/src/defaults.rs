@@ -26,6 +26,28 @@ pub fn row_reduce(row_len: u64) -> Schedule {
     Schedule::RowReduce(RowReduceParams { workgroup_size: wg })
 }
 
+/// Longest row a norm kernel reduces with [`NORM_SHORT_ROW_THREADS`] threads.
+pub const NORM_SHORT_ROW: u64 = 512;
+
+/// Threads of a norm kernel over a short row: a few elements per thread. The layer-norm
+/// template reduces twice (mean, then variance) through a tree in workgroup memory, a barrier
+/// per level, so a short row is bound by those rounds rather than by its bytes: on the H200
+/// (docs/performance.md, ninth session) MiniLM-L3's seven 4096x384 layer norms at 32x128 took
+/// 16 us each with 256 threads (1.5 elements per thread, 8 levels), and the model ran 2.337 ms
+/// with 64 threads (6 per thread, 6 levels) against 2.417 ms.
+pub const NORM_SHORT_ROW_THREADS: u32 = 64;
+
+/// Layer and RMS norms: [`row_reduce`], at most [`NORM_SHORT_ROW_THREADS`] threads for rows of
+/// up to [`NORM_SHORT_ROW`] elements.
+pub fn norm(row_len: u64) -> Schedule {
+    match row_reduce(row_len) {
+        Schedule::RowReduce(p) if row_len <= NORM_SHORT_ROW => Schedule::RowReduce(RowReduceParams {
+            workgroup_size: p.workgroup_size.min(NORM_SHORT_ROW_THREADS),
+        }),
+        s => s,
+    }
+}
+
 /// Workgroups a default schedule aims to launch: about one per multiprocessor of a large
 /// desktop GPU (the H200 has 132), so a mid-sized problem does not leave most of it idle. The
 /// GEMV default uses it; the GEMM defaults reason with the profile's
@@ -531,6 +553,23 @@ pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Short norm rows (MiniLM's 384) get 64 threads; longer ones (SmolLM2's 576, 2048) and
+    /// other row reductions keep the row-covering rule.
+    #[test]
+    fn short_norm_rows_get_64_threads() {
+        let wg = |s: Schedule| match s {
+            Schedule::RowReduce(p) => p.workgroup_size,
+            other => panic!("{other}"),
+        };
+        assert_eq!(wg(norm(384)), 64);
+        assert_eq!(wg(norm(512)), 64);
+        assert_eq!(wg(norm(48)), 64);
+        assert_eq!(wg(norm(20)), 32);
+        assert_eq!(wg(norm(576)), 256);
+        assert_eq!(wg(norm(2048)), 256);
+        assert_eq!(wg(row_reduce(384)), 256);
+    }
 
     /// The H200 measurements of docs/performance.md ("seventh session, gemm"): the single-stage
     /// 128x128x16 8x8 tile (41 TFLOP/s at 4096^3) beat its double-buffered form (30) and the

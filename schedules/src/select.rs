@@ -25,6 +25,13 @@ pub enum Workload {
         /// Elements per row.
         len: u64,
     },
+    /// A layer norm or RMS norm along rows: one workgroup per row ([`defaults::norm`]).
+    Norm {
+        /// Rows.
+        rows: u64,
+        /// Elements per row.
+        len: u64,
+    },
     /// A batched matrix product (or implicit-GEMM convolution).
     Gemm {
         /// Rows of C.
@@ -78,6 +85,7 @@ impl fmt::Display for Workload {
                 write!(f, ")")
             }
             Workload::RowReduce { rows, len } => write!(f, "row_reduce(rows={rows}, len={len})"),
+            Workload::Norm { rows, len } => write!(f, "norm(rows={rows}, len={len})"),
             Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
             Workload::QuantGemm { m, n, k } => write!(f, "quant_gemm(m={m}, n={n}, k={k})"),
             Workload::PerRow { rows } => write!(f, "per_row(rows={rows})"),
@@ -100,6 +108,7 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
     match *w {
         Workload::Injective { numel, vec4 } => defaults::injective(numel, vec4),
         Workload::RowReduce { len, .. } => defaults::row_reduce(len),
+        Workload::Norm { len, .. } => defaults::norm(len),
         Workload::Gemm {
             m,
             n,

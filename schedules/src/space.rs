@@ -54,12 +54,21 @@ pub const WIDE_GEMM_TILES: [(u32, u32, u32, u32, u32); 8] = [
     (256, 128, 16, 16, 8),
 ];
 
+/// The 8x8 register tile in blocks of 64 and 128 threads (64x64, 128x64, 64x128): a finer grain
+/// of work than the 128x128 block for products whose 128x128 grid leaves the multiprocessors
+/// unevenly loaded (MiniLM-L3 at 32x128: 288 blocks of 4096x1152 on 132 multiprocessors);
+/// members of [`gemm`], split over K in [`gemm_split_k`].
+pub const SMALL_8X8_TILES: [(u32, u32, u32, u32, u32); 3] =
+    [(64, 64, 16, 8, 8), (128, 64, 16, 8, 8), (64, 128, 16, 8, 8)];
+
 /// Split-K GEMM candidates for plain f32 matmuls with few output tiles and a long K: every
-/// tile the analytic defaults choose from ([`defaults::gemm_tiles`]) with K split 2 to 32 ways.
-/// Not for convolutions (their epilogue adds the bias inside the kernel).
+/// tile the analytic defaults choose from ([`defaults::gemm_tiles`]) and the
+/// [`SMALL_8X8_TILES`], with K split 2 to 32 ways. Not for convolutions (their epilogue adds the
+/// bias inside the kernel).
 pub fn gemm_split_k(limits: &DeviceLimits) -> Vec<Schedule> {
     let mut out = Vec::new();
-    for t in defaults::gemm_tiles() {
+    let small = SMALL_8X8_TILES.map(|(bm, bn, bk, tm, tn)| GemmParams::new(bm, bn, bk, tm, tn));
+    for t in defaults::gemm_tiles().into_iter().chain(small) {
         for ksplit in [2, 4, 8, 16, 32] {
             let s = Schedule::Gemm(t.with_ksplit(ksplit));
             if s.validate(limits).is_ok() {

@@ -472,6 +472,7 @@ fn gemm_context(
     ctx.insert("b_sloads", &(p.bk * p.bn).div_ceil(threads));
     ctx.insert("vec_loads", &false);
     ctx.insert("cb", &false);
+    ctx.insert("vec_store", &false);
     for (name, slot) in [("a_vec", 0), ("b_vec", 1)] {
         ctx.insert(name, &format!("in{slot}[("));
         ctx.insert(format!("{name}_e"), ") / 4i]");
@@ -518,6 +519,14 @@ fn qgemv_unroll(block: kiln_ir::BlockType, k: usize, ksplit: u32) -> u32 {
     };
     per_thread.clamp(1, most)
 }
+
+/// Longest K slice (K, or K / ksplit) for which the vec4 GEMM tile stores C as 4-vectors. The
+/// store phase is about 1/K-steps of a workgroup's time: on the H200 (docs/performance.md,
+/// ninth session) 4-vector stores took MiniLM-L3's 4096x1152x384 from 0.191 to 0.136 ms,
+/// 4096x1536x384 from 0.196 to 0.149 and 1024^3 (ksplit 4) from 0.089 to 0.076, left
+/// 4096x384x1536 (ksplit 2, 768 per slice) even, and measured 4096^3 (4096 per workgroup) at
+/// 3.66 ms against 3.30 with scalar stores (one sample each), so long-K products keep them.
+pub const VEC4_STORE_MAX_K: u64 = 1024;
 
 /// The GEMM template a schedule renders with: the vec4 register tile when the thread tile is
 /// made of whole vec4s, else the scalar one.
@@ -1058,6 +1067,16 @@ pub fn render(
                 let (xb, xbe) = operand_access(draft, 1, &mut params, &mut helpers, in_dtypes, &mut fns);
                 ctx.insert("a_load", &[format!("v = {xa}a_off + gm * {k_s} + gk{xae};")]);
                 ctx.insert("b_load", &[format!("v = {xb}b_off + gk * {n_s} + gn{xbe};")]);
+            }
+            // The vec4 tile stores each accumulator's 4 columns as one vec4 where every row of C
+            // (and every batch and split-K slice) starts on a vec4 and a workgroup walks at most
+            // VEC4_STORE_MAX_K of K: out becomes a vec4 array.
+            let short_k = k
+                .as_const()
+                .is_some_and(|k| (k as u64).div_ceil(p.ksplit.max(1) as u64) <= VEC4_STORE_MAX_K);
+            if p.is_vec4() && by4(&n) && short_k && *dtype == DType::F32 {
+                ctx.insert("vec_store", &true);
+                vec4_output = true;
             }
             // Split-K applies the epilogue in the combine kernel, after the slices are added.
             let epilogue = if split {

@@ -60,7 +60,7 @@ pub fn storage_type(d: DType) -> ElemType {
 }
 
 /// Whether `id` lives in an f16 state's buffer (two values per 32-bit word).
-pub fn is_packed_state(g: &Graph, id: NodeId) -> bool {
+fn is_packed_state(g: &Graph, id: NodeId) -> bool {
     let r = plan::root(g, id);
     matches!(g.node(r).op, Op::StateAppend { .. }) && g.node(r).ty.dtype == DType::F16
 }

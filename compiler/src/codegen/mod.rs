@@ -838,13 +838,7 @@ pub fn render(
             let n = Dim::product(shape);
             let n_s = params.dim(&n, "n");
             let body = part_lines(draft, "out", &mut params, &mut helpers, in_dtypes);
-            ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("ept", &p.elems_per_thread);
-            ctx.insert("n", &n_s);
-            ctx.insert("body", &body);
-            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
-            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
-            ("injective", [p.workgroup_size, 1, 1], grid, true)
+            injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (
             KernelBody::Reduce {
@@ -1252,13 +1246,7 @@ pub fn render(
                 }
             };
             let body = conv::direct_lines(&geo, *groups, *bias, &mut params, &store);
-            ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("ept", &p.elems_per_thread);
-            ctx.insert("n", &n_s);
-            ctx.insert("body", &body);
-            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
-            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
-            ("injective", [p.workgroup_size, 1, 1], grid, true)
+            injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (
             KernelBody::Conv {
@@ -1916,13 +1904,7 @@ pub fn render(
                 .ok_or_else(|| odd_f16_state(draft))?;
             let n_s = params.dim(&pairs, "n");
             let body = packed_part_lines(draft, "out", &mut params, &mut helpers, in_dtypes)?;
-            ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("ept", &p.elems_per_thread);
-            ctx.insert("n", &n_s);
-            ctx.insert("body", &body);
-            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
-            let grid = [dim_expr(&pairs).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
-            ("injective", [p.workgroup_size, 1, 1], grid, true)
+            injective_launch(&mut ctx, &p, &pairs, &n_s, &body)
         }
         (KernelBody::StateWrite { shape, dtype, offset }, Schedule::Injective(p)) => {
             // The injective template over the update's elements, storing at `offset + idx` of
@@ -1935,13 +1917,7 @@ pub fn render(
                 "out[{off_s} + idx] = {};",
                 to_storage(*dtype, &format!("{x0}idx{x0e}"))
             )];
-            ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("ept", &p.elems_per_thread);
-            ctx.insert("n", &n_s);
-            ctx.insert("body", &body);
-            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
-            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
-            ("injective", [p.workgroup_size, 1, 1], grid, true)
+            injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (KernelBody::Parts(parts), Schedule::Injective(p)) => {
             // The injective template over the parts' common element count; each part's
@@ -1973,13 +1949,7 @@ pub fn render(
                 body.extend(lines.into_iter().map(|l| format!("    {l}")));
                 body.push("}".to_string());
             }
-            ctx.insert("wg", &p.workgroup_size);
-            ctx.insert("ept", &p.elems_per_thread);
-            ctx.insert("n", &n_s);
-            ctx.insert("body", &body);
-            let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
-            let grid = [dim_expr(&n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
-            ("injective", [p.workgroup_size, 1, 1], grid, true)
+            injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (body, s) => {
             return Err(CompileError::Unsupported {
@@ -2085,6 +2055,25 @@ fn decode_channels(lanes: u32, n: u32, width: u32, pairs: bool) -> (Vec<u32>, Ve
         .collect();
     let past = first.iter().map(|&f| f + step * (lanes - 1) >= width).collect();
     (first, past)
+}
+
+/// Sets up `templates/injective.wgsl` for `body` (the statements of element `idx`) over `n`
+/// elements (`n_s` its WGSL text) under schedule `p`: the template, workgroup size, grid and
+/// splittability of the kernel.
+fn injective_launch(
+    ctx: &mut tera::Context,
+    p: &kiln_schedules::InjectiveParams,
+    n: &Dim,
+    n_s: &str,
+    body: &[String],
+) -> (&'static str, [u32; 3], [SizeExpr; 3], bool) {
+    ctx.insert("wg", &p.workgroup_size);
+    ctx.insert("ept", &p.elems_per_thread);
+    ctx.insert("n", n_s);
+    ctx.insert("body", body);
+    let per_group = (p.workgroup_size * p.elems_per_thread) as i64;
+    let grid = [dim_expr(n).cdiv(per_group), SizeExpr::c(1), SizeExpr::c(1)];
+    ("injective", [p.workgroup_size, 1, 1], grid, true)
 }
 
 /// Whether a kernel (or part) writes an f16 state, whose buffer holds two values per u32 word.

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use kiln::compiler::frontend::gguf as llm_gguf;
-use kiln::compiler::{self, llm, CompileOptions};
+use kiln::compiler::{self, llm, CompileOptions, Model};
 use kiln::runtime::llm::{Generator, Sampling, PREFILL, TOKENS};
 use kiln::runtime::text::{ChatTemplate, Message, StreamDecoder, Tokenizer, TokenizerModel, TokenizerSpec};
 use kiln::runtime::{Bundle, Session, SessionOptions};
@@ -19,10 +19,18 @@ pub struct CacheArgs {
     pub kv_cache: kiln::ir::DType,
 }
 
-/// Compiles a GGUF language model into a bundle with programs `prefill` and `decode` and a KV
-/// cache as `cache` says.
-pub fn compile_gguf(model: &Path, out: &Path, cache: CacheArgs, opts: &CompileOptions) -> Result<kiln::abi::Manifest> {
-    let t0 = Instant::now();
+impl Default for CacheArgs {
+    /// The model's trained context and the default cache type ([`llm::DEFAULT_KV_CACHE`]).
+    fn default() -> Self {
+        CacheArgs {
+            context: None,
+            kv_cache: llm::DEFAULT_KV_CACHE,
+        }
+    }
+}
+
+/// Reads a GGUF language model and builds its graph (with a KV cache as `cache` says).
+pub fn load_gguf(model: &Path, cache: CacheArgs) -> Result<(llm_gguf::Gguf, Model)> {
     let gguf = llm_gguf::Gguf::open(model).map_err(|e| anyhow!("{}: {e}", model.display()))?;
     let name = model
         .file_stem()
@@ -34,6 +42,14 @@ pub fn compile_gguf(model: &Path, out: &Path, cache: CacheArgs, opts: &CompileOp
             llm::build(&config, &mut llm::gguf::GgufWeights::new(&gguf))
         })
         .map_err(|e| anyhow!("{}: {e}", model.display()))?;
+    Ok((gguf, loaded))
+}
+
+/// Compiles a GGUF language model into a bundle with programs `prefill` and `decode` and a KV
+/// cache as `cache` says.
+pub fn compile_gguf(model: &Path, out: &Path, cache: CacheArgs, opts: &CompileOptions) -> Result<kiln::abi::Manifest> {
+    let t0 = Instant::now();
+    let (gguf, loaded) = load_gguf(model, cache)?;
     log::info!(
         "pass frontend (read the GGUF model, build the graph): {:.2?}",
         t0.elapsed()

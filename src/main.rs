@@ -80,7 +80,8 @@ enum Command {
     /// Tune the schedules of a model's matrix products and convolutions on this machine's GPU
     /// and write (or extend) a tuning database for `kiln compile --tuning`.
     Tune {
-        /// Model file (.onnx).
+        /// Model file (.onnx, or .gguf: a language model, whose prefill and decode kernels
+        /// are tuned for a 512-token prompt).
         model: PathBuf,
         /// Tuning database (RON); existing records are kept and their kernels skipped.
         #[arg(short, long)]
@@ -92,7 +93,9 @@ enum Command {
         /// Target limits profile the schedules must fit: `webgpu-default`, `desktop`, `h200`, or a RON file.
         #[arg(long, default_value = "webgpu-default")]
         target: String,
-        /// Size of a symbolic dim while timing, `NAME=VALUE` (repeatable; others are 128).
+        /// A symbolic dim's value, `NAME=VALUE` (repeatable): the model is specialized as
+        /// `kiln compile --dim` does, so compile with the same values to use the records.
+        /// Dims left symbolic are timed at 128. Not for a GGUF model.
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
         /// Optimization level the kernels are formed at (as for `kiln compile`).
@@ -593,6 +596,9 @@ fn compile_cmd(
     Ok(())
 }
 
+/// Prompt tokens (and filled cache rows) a language model's kernels are timed at by `kiln tune`.
+const LLM_TIMING_TOKENS: i64 = 512;
+
 #[allow(clippy::too_many_arguments)]
 fn tune_cmd(
     model: &Path,
@@ -616,21 +622,37 @@ fn tune_cmd(
         force,
         ..Default::default()
     };
-    if model
+    let ext = model
         .extension()
         .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-        != Some("onnx".into())
-    {
-        bail!("{}: unknown model format (expected a .onnx file)", model.display());
+        .map(|e| e.to_ascii_lowercase());
+    let jobs = match ext.as_deref() {
+        Some("onnx") => {
+            let loaded = compiler::frontend::onnx::load_onnx_frozen(model, &Default::default(), &HashMap::new())?;
+            kiln::tune::jobs(&loaded, &opts, opt_level)
+        }
+        Some("gguf") => {
+            if !dims.is_empty() {
+                bail!("--dim does not apply to a GGUF model (its prompt is timed at {LLM_TIMING_TOKENS} tokens)");
+            }
+            let (_, loaded) = llm_cmd::load_gguf(model, llm_cmd::CacheArgs::default())?;
+            let opts = TuneOptions {
+                default_dim: LLM_TIMING_TOKENS,
+                ..opts.clone()
+            };
+            kiln::tune::jobs_for_programs(&loaded, &compiler::llm::programs(), &opts, opt_level)
+        }
+        _ => bail!(
+            "{}: unknown model format (expected a .onnx or .gguf file)",
+            model.display()
+        ),
     }
-    let loaded = compiler::frontend::onnx::load_onnx_frozen(model, &Default::default(), &HashMap::new())?;
+    .map_err(|e| anyhow!("{}: {e}", model.display()))?;
     let mut db = if out.exists() {
         TuningDb::load(out).map_err(|e| anyhow!(e))?
     } else {
         TuningDb::default()
     };
-    let jobs = kiln::tune::jobs(&loaded, &opts, opt_level).map_err(|e| anyhow!("{}: {e}", model.display()))?;
     let todo: Vec<_> = jobs
         .iter()
         .filter(|j| force || !db.records.contains_key(&j.key))

@@ -19,9 +19,10 @@
 
 use crate::convert::{rel_l2, to_host};
 use kiln_compiler::lower::{fuse, KernelBody, KernelDraft};
+use kiln_compiler::programs::ProgramSpec;
 use kiln_compiler::CompileError;
-use kiln_compiler::{compile, specialize, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model};
-use kiln_ir::{DType, Dim, DimBindings, Graph, IrError, Op, Tensor, TensorType, UnboundDim};
+use kiln_compiler::{compile, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model};
+use kiln_ir::{DType, Dim, DimBindings, Graph, IrError, NodeId, Op, Tensor, TensorType, UnboundDim};
 use kiln_runtime::{Bundle, HostTensor, Runtime, Session};
 use kiln_schedules::tuning::{TuningDb, TuningError, TuningRecord};
 use kiln_schedules::{space, DeviceLimits, Schedule};
@@ -145,6 +146,9 @@ pub struct TuneJob {
     pub key: String,
     /// The one-op model at its real (timing) size.
     pub model: Model,
+    /// The tuning key of the timing model's kernel, under which the candidate is forced there
+    /// (the job's key with its symbolic dims bound to the timing sizes).
+    pub model_key: String,
     /// The same op at the check size.
     pub check_model: Model,
     /// The tuning key of the check model's kernel, under which the candidate is forced there
@@ -158,20 +162,27 @@ pub struct TuneJob {
     pub opt_level: u8,
 }
 
-/// Finds the distinct tunable kernels of a model (as compiled at `opt_level`).
+/// Finds the distinct tunable kernels of a model as `kiln compile` forms them at `opt_level`
+/// with `opts.dims` (the same passes: specialize, optimize, rewrite, weight split), so each
+/// job's key is the one compile looks up with the same `--dim` values. Symbols left unbound
+/// are timed at `opts.default_dim`.
 pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<TuneJob>, TuneError> {
     let copts = CompileOptions {
         opt_level,
         target: opts.target.clone(),
+        dims: opts.dims.clone(),
         ..Default::default()
     };
-    let mut g = specialize(model, &copts)?;
-    kiln_compiler::split_weights::split_for_target(&mut g, &copts.target)?;
+    let g = kiln_compiler::prepare_graph(model, &copts, |_, _| Ok(()))?;
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = fuse::form_kernels(&g, opt_level, max_inputs)?;
+    // Every symbol of any value's shape (a language model's `past` is a run-time scalar, not
+    // an input's dim).
     let mut bind = opts.dims.clone();
-    for s in g.symbols() {
-        bind.entry(s).or_insert(opts.default_dim);
+    for id in g.topo_order() {
+        for s in g.node(id).ty.shape.iter().flat_map(Dim::symbols) {
+            bind.entry(s).or_insert(opts.default_dim);
+        }
     }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -182,28 +193,61 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
         }
         if let Some(mut job) = job_for(d, &g, key, &bind, &opts.target)? {
             job.opt_level = opt_level;
-            job.check_key = check_key_of(&job, &opts.target)?;
+            job.check_key = key_in(&job.check_model, &job, &opts.target)?;
+            job.model_key = key_in(&job.model, &job, &opts.target)?;
+            if kind(&job.model_key) != kind(&job.key) {
+                // The one-op model does not reproduce the kernel: timing it would not time
+                // the candidates, so the kernel keeps its default.
+                log::warn!("{}: not tuned (its timing model forms {})", job.key, job.model_key);
+                continue;
+            }
             out.push(job);
         }
     }
     Ok(out)
 }
 
-/// The tuning key under which the candidate must be recorded so that compiling the job's check
-/// model forces it there: the key of the check model's one kernel of the job's kind (a shrunk
-/// GEMM or convolution has other dims, hence another key, than the timing model). Falls back to
-/// the job's `check_key` when the check model does not form exactly one such kernel.
-fn check_key_of(job: &TuneJob, target: &DeviceLimits) -> Result<String, TuneError> {
+/// The distinct tunable kernels of a model compiled as several programs (a language model's
+/// `prefill` and `decode`): [`jobs`] of each program's specialization, each key once.
+pub fn jobs_for_programs(
+    model: &Model,
+    programs: &[ProgramSpec],
+    opts: &TuneOptions,
+    opt_level: u8,
+) -> Result<Vec<TuneJob>, TuneError> {
+    let mut out: Vec<TuneJob> = Vec::new();
+    for p in programs {
+        let program = Model {
+            graph: model.graph.specialize(&p.dims).map_err(CompileError::from)?,
+            ..model.clone()
+        };
+        for job in jobs(&program, opts, opt_level)? {
+            if out.iter().all(|j| j.key != job.key) {
+                out.push(job);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A tuning key's kind (the part before the first `:`).
+fn kind(key: &str) -> &str {
+    key.split(':').next().unwrap_or_default()
+}
+
+/// The tuning key under which a candidate must be recorded so that compiling `model` (the
+/// job's check or timing model) forces it there: the key of that model's one kernel of the
+/// job's kind (a shrunk GEMM, or one whose symbolic dims are bound, has another key than the
+/// job's). Falls back to the job's key when the model does not form exactly one such kernel.
+fn key_in(model: &Model, job: &TuneJob, target: &DeviceLimits) -> Result<String, TuneError> {
     let copts = CompileOptions {
         opt_level: job.opt_level,
         target: target.clone(),
         ..Default::default()
     };
-    let mut g = specialize(&job.check_model, &copts)?;
-    kiln_compiler::split_weights::split_for_target(&mut g, &copts.target)?;
+    let g = kiln_compiler::prepare_graph(model, &copts, |_, _| Ok(()))?;
     let max_inputs = target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = fuse::form_kernels(&g, job.opt_level, max_inputs)?;
-    let kind = |k: &str| k.split(':').next().unwrap_or_default().to_string();
     let same_kind: Vec<String> = drafts
         .iter()
         .map(|d| tuning_key(&d.body))
@@ -211,7 +255,7 @@ fn check_key_of(job: &TuneJob, target: &DeviceLimits) -> Result<String, TuneErro
         .collect();
     Ok(match same_kind.as_slice() {
         [one] => one.clone(),
-        _ => job.check_key.clone(),
+        _ => job.key.clone(),
     })
 }
 
@@ -255,7 +299,8 @@ fn job_for(
             let (m, k, n) = (a[ra - 2], a[ra - 1], b[rb - 1]);
             let batch: usize = a[..ra - 2].iter().chain(&b[..rb - 2]).product::<usize>().max(1);
             let mut candidates = vec![default];
-            if m <= 8 {
+            // The GEMV reads its operands directly (no fused prologue).
+            if m <= 8 && d.operands.is_empty() {
                 candidates.extend(space::gemv(limits, m.min(8) as u32));
             }
             candidates.extend(space::gemm(limits));
@@ -278,6 +323,7 @@ fn job_for(
             };
             Ok(Some(TuneJob {
                 check_key: key.clone(),
+                model_key: key.clone(),
                 key,
                 model,
                 check_model,
@@ -303,6 +349,7 @@ fn job_for(
             candidates.extend(space::attention(limits));
             dedup(&mut candidates);
             Ok(Some(TuneJob {
+                model_key: key.clone(),
                 key,
                 model,
                 check_model,
@@ -329,6 +376,41 @@ fn job_for(
             dedup(&mut candidates);
             Ok(Some(TuneJob {
                 check_key: key.clone(),
+                model_key: key.clone(),
+                key,
+                model,
+                check_model,
+                candidates,
+                opt_level: 2,
+            }))
+        }
+        KernelBody::QGemm { x, n, k, .. } => {
+            // The kernel with its fused norm and gating, cut out of the model as it is.
+            let sub = kernel_subgraph(g, d)?;
+            let rows: usize = concrete(&x[..x.len() - 1], bind)?.iter().product();
+            let model = one_op_model(sub.specialize(bind).map_err(CompileError::from)?);
+            let mut candidates = vec![default];
+            if rows <= 8 {
+                candidates.extend(space::quant_gemv(limits, rows.max(1) as u32));
+            } else {
+                candidates.extend(space::quant_gemm(limits));
+            }
+            dedup(&mut candidates);
+            // A prefill's product is checked with fewer rows (still more than 8, so the same
+            // tiled kind): its symbolic row count bound smaller.
+            let macs = rows * n * k;
+            let symbols: Vec<String> = x[..x.len() - 1].iter().flat_map(|d| d.symbols()).collect();
+            let check_model = if rows <= 8 || macs as u64 <= CHECK_FULL_SIZE_MACS || symbols.len() != 1 {
+                model.clone()
+            } else {
+                let small = (CHECK_FULL_SIZE_MACS as usize / (n * k).max(1)).clamp(9, rows);
+                let mut b = bind.clone();
+                b.insert(symbols[0].clone(), small as i64);
+                one_op_model(sub.specialize(&b).map_err(CompileError::from)?)
+            };
+            Ok(Some(TuneJob {
+                check_key: key.clone(),
+                model_key: key.clone(),
                 key,
                 model,
                 check_model,
@@ -338,6 +420,38 @@ fn job_for(
         }
         _ => Ok(None),
     }
+}
+
+/// The part of `g` that draft `d` computes, as a graph of its own: the kernel's inputs become
+/// graph inputs (weights and other constants stay constants), the nodes between them and its
+/// output are copied, and the output is `y`. Compiled, it forms the same kernel (the fused
+/// prologue and epilogue included), with the model's real weights.
+fn kernel_subgraph(g: &Graph, d: &KernelDraft) -> Result<Graph, CompileError> {
+    let inputs: HashSet<NodeId> = d.inputs.iter().copied().collect();
+    let mut body = HashSet::new();
+    let mut stack = vec![d.output];
+    while let Some(id) = stack.pop() {
+        if !inputs.contains(&id) && body.insert(id) {
+            stack.extend(g.inputs_of(id));
+        }
+    }
+    let mut out = Graph::new();
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    for id in g.topo_order() {
+        let n = g.node(id);
+        let new = match &n.op {
+            Op::Constant(t) if inputs.contains(&id) || body.contains(&id) => out.add_const(&n.name, t.clone()),
+            _ if inputs.contains(&id) => out.add_input(&format!("in{}", out.inputs().len()), n.ty.clone()),
+            op if body.contains(&id) => {
+                let ins: Vec<NodeId> = g.inputs_of(id).iter().map(|i| map[i]).collect();
+                out.add(&n.name, op.clone(), &ins)?
+            }
+            _ => continue,
+        };
+        map.insert(id, new);
+    }
+    out.add_output("y", map[&d.output]);
+    Ok(out)
 }
 
 fn dedup(v: &mut Vec<Schedule>) {
@@ -502,7 +616,7 @@ pub fn tune_job(
                 runtime,
                 job.opt_level,
                 &job.model,
-                &job.key,
+                &job.model_key,
                 schedule,
                 &opts.target,
                 hook,

@@ -105,6 +105,26 @@ pub fn specialize(model: &Model, opts: &CompileOptions) -> Result<Graph, Compile
     Ok(g)
 }
 
+/// The graph kernel formation sees: the model specialized (`--dim`), optimized, rewritten
+/// (e.g. sibling matmuls merged) and its oversized weights split for the target. `after` sees
+/// each pass's name and result in order (`compile` times and dumps through it); the tuner
+/// forms its kernels from the same graph, so its keys are the ones `compile` looks up.
+pub fn prepare_graph(
+    model: &Model,
+    opts: &CompileOptions,
+    mut after: impl FnMut(&'static str, &Graph) -> Result<(), CompileError>,
+) -> Result<Graph, CompileError> {
+    let g = specialize(model, opts)?;
+    after("specialize", &g)?;
+    let g = opt::optimize(g, opts)?;
+    after("optimize", &g)?;
+    let mut g = passes::rewrite(g, opts)?;
+    // After the rewrites, which may merge weights: split what exceeds the binding limit.
+    split_weights::split_for_target(&mut g, &opts.target)?;
+    after("rewrite", &g)?;
+    Ok(g)
+}
+
 /// The K a GEMM's schedule is chosen for when K alone is symbolic (M, N and the batch are
 /// constant): a language model's context in a decode step, whose `probs · V` product has a few
 /// query rows and one head's columns, so only splitting K gives the GPU work. A typical
@@ -462,25 +482,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     };
     let mut times = passes::PassTimes::start();
 
-    let g = specialize(model, opts)?;
-    times.done("specialize");
-    if let Some((dir, i)) = dump_at("specialize") {
-        passes::dump::dump_graph(&dir, i, "specialize", &g)?;
-    }
-
-    let g = opt::optimize(g, opts)?;
-    times.done("optimize");
-    if let Some((dir, i)) = dump_at("optimize") {
-        passes::dump::dump_graph(&dir, i, "optimize", &g)?;
-    }
-
-    let mut g = passes::rewrite(g, opts)?;
-    // After the rewrites, which may merge weights: split what exceeds the binding limit.
-    split_weights::split_for_target(&mut g, &opts.target)?;
-    times.done("rewrite");
-    if let Some((dir, i)) = dump_at("rewrite") {
-        passes::dump::dump_graph(&dir, i, "rewrite", &g)?;
-    }
+    let g = prepare_graph(model, opts, |pass, g| {
+        times.done(pass);
+        if let Some((dir, i)) = dump_at(pass) {
+            passes::dump::dump_graph(&dir, i, pass, g)?;
+        }
+        Ok(())
+    })?;
 
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
     let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
@@ -496,7 +504,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         passes::dump::dump_kernels(&dir, i, "form-kernels", &g, &drafts, None)?;
     }
 
-    let selected: Vec<(Schedule, kiln_schedules::select::Source)> = drafts
+    let workloads: Vec<Workload> = drafts
         .iter()
         .map(|d| {
             let mut w = draft_workload(d, &opts.target);
@@ -504,8 +512,15 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 // A kernel with an f16 variant must be one dispatch, as the variant is.
                 *split_k &= !may_have_coop_variant(d, opts);
             }
+            w
+        })
+        .collect();
+    let mut selected: Vec<(Schedule, kiln_schedules::select::Source)> = drafts
+        .iter()
+        .zip(&workloads)
+        .map(|(d, w)| {
             let key = tuning_key(&d.body);
-            let (mut s, source) = kiln_schedules::select(&w, &key, opts.tuning.as_ref(), &opts.target);
+            let (mut s, source) = kiln_schedules::select(w, &key, opts.tuning.as_ref(), &opts.target);
             if source == kiln_schedules::select::Source::Default {
                 s = body_default(&d.body, s);
             }
@@ -513,17 +528,28 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             (s, source)
         })
         .collect();
-    let schedules: Vec<Schedule> = selected.iter().map(|(s, _)| *s).collect();
     times.done("schedule");
     if let Some((dir, i)) = dump_at("schedule") {
+        let schedules: Vec<Schedule> = selected.iter().map(|(s, _)| *s).collect();
         passes::dump::dump_kernels(&dir, i, "schedule", &g, &drafts, Some(&schedules))?;
     }
 
     let mut rendered = Vec::with_capacity(drafts.len());
-    for (d, &schedule) in drafts.iter().zip(&schedules) {
+    for ((d, w), chosen) in drafts.iter().zip(&workloads).zip(&mut selected) {
         let in_dtypes = input_slots(&g, d);
         let out_dtype = g.node(d.output).ty.dtype;
-        rendered.push(codegen::render(d, &in_dtypes, out_dtype, schedule, &opts.target)?);
+        let r = match codegen::render(d, &in_dtypes, out_dtype, chosen.0, &opts.target) {
+            // A record of another kernel with the same key (e.g. tuned on a plain product,
+            // while this one reads a fused prologue) falls back to the default.
+            Err(CompileError::Unsupported { msg, .. }) if chosen.1 == kiln_schedules::select::Source::Tuned => {
+                let s = body_default(&d.body, kiln_schedules::select::default_for(w, &opts.target));
+                log::warn!("{}: tuning record not used ({msg}); default {s}", d.label);
+                *chosen = (s, kiln_schedules::select::Source::Default);
+                codegen::render(d, &in_dtypes, out_dtype, s, &opts.target)?
+            }
+            r => r?,
+        };
+        rendered.push(r);
     }
     let variants = drafts
         .iter()

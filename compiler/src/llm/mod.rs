@@ -181,7 +181,13 @@ impl From<LlmError> for CompileError {
 /// Compiles a language model (from [`build`]) into one bundle with programs `prefill` (`n`
 /// symbolic) and `decode` (`n = 1`, so its GEMMs are GEMVs), sharing weights and the KV cache.
 pub fn compile_llm(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, CompileError> {
-    let programs = [
+    crate::programs::compile_programs(model, &programs(), opts)
+}
+
+/// A language model's programs: `prefill` (the prompt length `n` symbolic) and `decode`
+/// (`n = 1`).
+pub fn programs() -> Vec<crate::programs::ProgramSpec> {
+    vec![
         crate::programs::ProgramSpec {
             name: PREFILL.into(),
             dims: Default::default(),
@@ -190,8 +196,7 @@ pub fn compile_llm(model: &Model, opts: &CompileOptions) -> Result<CompiledBundl
             name: DECODE.into(),
             dims: [(N.to_string(), 1)].into_iter().collect(),
         },
-    ];
-    crate::programs::compile_programs(model, &programs, opts)
+    ]
 }
 
 #[cfg(test)]

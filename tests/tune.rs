@@ -265,7 +265,7 @@ fn a_gguf_model_is_tuned_for_both_programs() {
         "-o",
         &db_arg,
         "--budget",
-        "20",
+        "5",
         "--iters",
         "2",
     ]);

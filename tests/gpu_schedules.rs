@@ -876,14 +876,15 @@ fn check_attention(
 }
 
 /// [`check_attention`] compiled for `target` (a schedule valid only with more workgroup memory
-/// than `desktop` allows at head dim 64 still runs on lavapipe at a small head dim).
+/// than `desktop` allows at head dim 64 still runs on lavapipe at a small head dim). Returns
+/// the attention kernel's schedule as it ran (its variant's, where the adapter took one).
 fn check_attention_on(
     shape: (usize, usize, usize, usize, usize),
     mask: AttnMask,
     k_transposed: bool,
     schedule: Option<Schedule>,
     target: DeviceLimits,
-) {
+) -> String {
     let (b, sq, sk, d, dv) = shape;
     let (g, inputs) = attention_graph(shape, mask, k_transposed);
     let tuning = schedule.map(|s| {
@@ -927,7 +928,16 @@ fn check_attention_on(
         m.kernels[0].schedule
     );
     if let Some(s) = schedule {
-        assert_eq!(m.kernels[0].schedule, s.to_string(), "the record's schedule is used");
+        // An `sg` schedule's kernel is its form without subgroups, with the subgroup form as
+        // its one variant.
+        let base = match s {
+            Schedule::Attention(p) if p.sg => Schedule::Attention(AttentionParams { sg: false, ..p }),
+            s => s,
+        };
+        assert_eq!(m.kernels[0].schedule, base.to_string(), "the record's schedule is used");
+        let variants: Vec<String> = m.kernels[0].variants.iter().map(|v| v.schedule.clone()).collect();
+        let want: Vec<String> = (base != s).then(|| s.to_string()).into_iter().collect();
+        assert_eq!(variants, want, "{what}: variants");
     }
     let want = kiln::ir::interp::evaluate(&model.graph, &inputs).unwrap()["o"].to_f32();
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
@@ -954,6 +964,7 @@ fn check_attention_on(
     };
     let err = rel_l2(&keep(&got), &keep(&want));
     assert!(err < 2e-5, "{what}: relative L2 error {err:e}");
+    sess.manifest().kernels[0].schedule.clone()
 }
 
 /// Prefill attention (more query rows than the decode schedule takes) is one flash-attention
@@ -1000,6 +1011,8 @@ fn flash_attention_matches_the_interpreter() {
             splits,
             slices,
             tm: 1,
+            pbuf: false,
+            sg: false,
         }))
     };
     check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, sliced(32, 16, 2, 4));
@@ -1027,6 +1040,45 @@ fn flash_attention_matches_the_interpreter() {
     ];
     for (shape, mask, kt, s) in cases {
         check_attention_on(shape, mask, kt, s, h200());
+    }
+    // The probabilities in their own block (`pbuf`, three barriers per key block), and with
+    // the subgroup variant (`sg`: the row maxima and sums by shuffles, two barriers): the
+    // cases above (16 threads per row group included) and the 64-row tile of 8 threads.
+    let own = |rows, bk, splits, slices, sg| {
+        Some(Schedule::Attention(AttentionParams {
+            slices,
+            pbuf: true,
+            sg,
+            ..AttentionParams::tiled(rows, bk, splits)
+        }))
+    };
+    let mut ran = Vec::new();
+    for sg in [false, true] {
+        let cases = [
+            ((2, 37, 300, 8, 48), AttnMask::Causal, true, own(32, 32, 8, 4, sg)),
+            ((2, 40, 300, 16, 16), AttnMask::None, false, own(64, 32, 8, 2, sg)),
+            ((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, own(16, 32, 8, 4, sg)),
+            ((2, 37, 300, 8, 48), AttnMask::Causal, true, own(16, 64, 16, 1, sg)),
+            ((1, 21, 29, 24, 24), AttnMask::Causal, true, own(64, 32, 8, 1, sg)),
+            ((2, 40, 70, 16, 16), AttnMask::None, false, own(64, 32, 4, 1, sg)),
+        ];
+        for (shape, mask, kt, s) in cases {
+            ran.push(check_attention_on(shape, mask, kt, s, h200()));
+        }
+    }
+    // Where the adapter offers subgroups of at least 8 lanes (lavapipe does), the variants of
+    // row groups of 4 and 8 threads ran.
+    let need = kiln::abi::VariantRequirements {
+        features: vec!["subgroups".into()],
+        min_subgroup_size: Some(8),
+        ..Default::default()
+    };
+    if kiln::runtime::Runtime::new()
+        .unwrap()
+        .variant_unsupported(&need)
+        .is_none()
+    {
+        assert!(ran.iter().filter(|s| s.ends_with(", sg)")).count() >= 5, "{ran:?}");
     }
 }
 

@@ -412,8 +412,53 @@ fn may_have_coop_variant(d: &KernelDraft, opts: &CompileOptions) -> bool {
     opts.precision == Precision::F16 && a.iter().chain(b).all(|x| x.as_const().is_some())
 }
 
-/// The manifest entry of a cooperative-matrix GEMM variant rendered into `file`.
-fn coop_variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant {
+/// A schedule's form without subgroup operations: the register-tiled flash attention's `sg`
+/// schedule runs as this where the adapter has no (wide enough) subgroups, and as itself in
+/// the kernel's subgroup variant ([`subgroup_variant`]).
+fn without_subgroups(s: Schedule) -> Schedule {
+    match s {
+        Schedule::Attention(p) if p.sg => Schedule::Attention(kiln_schedules::AttentionParams { sg: false, ..p }),
+        s => s,
+    }
+}
+
+/// The subgroup variant of a kernel whose schedule asks for one (`AttentionParams::sg`),
+/// rendered with the same parameters and grid as the base kernel.
+fn subgroup_variant(
+    d: &KernelDraft,
+    base: &RenderedKernel,
+    schedule: Schedule,
+    g: &Graph,
+    opts: &CompileOptions,
+) -> Result<Option<RenderedKernel>, CompileError> {
+    if !matches!(schedule, Schedule::Attention(p) if p.sg) {
+        return Ok(None);
+    }
+    let in_dtypes = input_slots(g, d);
+    let v = codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target)?;
+    Ok((v.param_names == base.param_names && v.grid == base.grid).then_some(v))
+}
+
+/// The manifest entry of a kernel variant rendered into `file`: a cooperative-matrix GEMM
+/// (f16 and cooperative matrices, 32-lane subgroups) or a subgroup flash attention (subgroups
+/// of at least a row group's threads); `body` is the kernel's.
+fn variant_spec(v: &RenderedKernel, body: &KernelBody, file: &str) -> kiln_abi::KernelVariant {
+    if let (Schedule::Attention(p), KernelBody::Attention { d, dv, .. }) = (v.schedule, body) {
+        let bytes = p.subgroup_workgroup_bytes(*d as u32, *dv as u32) as u64;
+        return kiln_abi::KernelVariant {
+            file: file.to_string(),
+            workgroup_size: v.workgroup_size,
+            grid: v.grid.clone(),
+            schedule: v.schedule.to_string(),
+            schedule_params: ron::to_string(&v.schedule).unwrap_or_default(),
+            requires: kiln_abi::VariantRequirements {
+                features: vec!["subgroups".into()],
+                min_subgroup_size: Some(p.splits),
+                limits: [("maxComputeWorkgroupStorageSize".to_string(), bytes)].into(),
+                ..Default::default()
+            },
+        };
+    }
     let mut limits = BTreeMap::new();
     if let Schedule::CoopGemm(p) = v.schedule {
         limits.insert("maxComputeWorkgroupStorageSize".to_string(), p.workgroup_bytes() as u64);
@@ -436,6 +481,7 @@ fn coop_variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant 
                 cr: ElemType::F32,
             }],
             subgroup_size: Some(kiln_schedules::COOP_SUBGROUP),
+            min_subgroup_size: None,
             limits,
         },
     }
@@ -538,23 +584,28 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     for ((d, w), chosen) in drafts.iter().zip(&workloads).zip(&mut selected) {
         let in_dtypes = input_slots(&g, d);
         let out_dtype = g.node(d.output).ty.dtype;
-        let r = match codegen::render(d, &in_dtypes, out_dtype, chosen.0, &opts.target) {
+        let r = match codegen::render(d, &in_dtypes, out_dtype, without_subgroups(chosen.0), &opts.target) {
             // A record of another kernel with the same key (e.g. tuned on a plain product,
             // while this one reads a fused prologue) falls back to the default.
             Err(CompileError::Unsupported { msg, .. }) if chosen.1 == kiln_schedules::select::Source::Tuned => {
                 let s = body_default(&d.body, kiln_schedules::select::default_for(w, &opts.target));
                 log::warn!("{}: tuning record not used ({msg}); default {s}", d.label);
                 *chosen = (s, kiln_schedules::select::Source::Default);
-                codegen::render(d, &in_dtypes, out_dtype, s, &opts.target)?
+                codegen::render(d, &in_dtypes, out_dtype, without_subgroups(s), &opts.target)?
             }
             r => r?,
         };
         rendered.push(r);
     }
+    let schedules: Vec<Schedule> = selected.iter().map(|(s, _)| *s).collect();
     let variants = drafts
         .iter()
         .zip(&rendered)
-        .map(|(d, r)| coop_variant(d, r, &g, opts))
+        .zip(&schedules)
+        .map(|((d, r), &s)| match subgroup_variant(d, r, s, &g, opts)? {
+            Some(v) => Ok(Some(v)),
+            None => coop_variant(d, r, &g, opts),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     times.done("codegen");
 
@@ -612,16 +663,43 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             })
         };
         let k = register(&r, r.schedule.kind());
+        // A split kernel's combine (registered before the variant below touches `kernels`).
+        let combine = match (&r.split, partial) {
+            (Some(split), Some(_)) => Some(register(
+                &split.combine,
+                match d.body {
+                    KernelBody::Attention { .. } => "attention_combine",
+                    _ => "gemm_combine",
+                },
+            )),
+            _ => None,
+        };
+        // A chosen variant replaces the grid of every dispatch of its kernel, so a kernel
+        // keeps its variant only while all its dispatches share the base grid.
+        match variant_base_grid.get(&k) {
+            Some(g) if *g != r.grid => {
+                let file = kernels[k].variants.drain(..).map(|v| v.file).collect::<Vec<_>>();
+                sources.retain(|(f, _)| !file.contains(f));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
+                    let file = match v.schedule {
+                        Schedule::Attention(_) => format!("kernels/k{k:03}_attention_sg.wgsl"),
+                        s => format!("kernels/k{k:03}_{}.wgsl", s.kind()),
+                    };
+                    kernels[k].variants.push(variant_spec(&v, &d.body, &file));
+                    sources.push((file, v.wgsl));
+                }
+                variant_base_grid.insert(k, r.grid.clone());
+            }
+        }
         let mut buffers: Vec<usize> = d.inputs.iter().map(|i| plan.buffer_of[i]).collect();
         let output = plan.buffer_of[&d.output];
         match (&r.split, partial) {
             // Split-K: partial sums into the shared partial-sum buffer, then the combine kernel.
             (Some(split), Some(partial)) => {
-                let kind = match d.body {
-                    KernelBody::Attention { .. } => "attention_combine",
-                    _ => "gemm_combine",
-                };
-                let c = register(&split.combine, kind);
+                let c = combine.expect("registered above");
                 let mut first = buffers.clone();
                 first.push(partial);
                 dispatches.push(Dispatch {
@@ -646,23 +724,6 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 });
             }
             _ => {
-                // A chosen variant replaces the grid of every dispatch of its kernel, so a kernel
-                // keeps its variant only while all its dispatches share the base grid.
-                match variant_base_grid.get(&k) {
-                    Some(g) if *g != r.grid => {
-                        let file = kernels[k].variants.drain(..).map(|v| v.file).collect::<Vec<_>>();
-                        sources.retain(|(f, _)| !file.contains(f));
-                    }
-                    Some(_) => {}
-                    None => {
-                        if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
-                            let file = format!("kernels/k{k:03}_{}.wgsl", v.schedule.kind());
-                            kernels[k].variants.push(coop_variant_spec(&v, &file));
-                            sources.push((file, v.wgsl));
-                        }
-                        variant_base_grid.insert(k, r.grid.clone());
-                    }
-                }
                 buffers.extend(outputs.iter().map(|o| plan.buffer_of[o]));
                 dispatches.push(Dispatch {
                     kernel: k,

@@ -1,5 +1,5 @@
 // Kiln attention kernel: {{ label }}
-// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ tc }}{% if slices > 1 %}, slices={{ slices }}{% endif %}, tm=4): register-tiled
+// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ tc }}{% if slices > 1 %}, slices={{ slices }}{% endif %}, tm=4{% if pbuf %}, pbuf{% endif %}{% if sg %}, sg{% endif %}): register-tiled
 // flash attention. A workgroup of {{ wg }} threads per (batch, tile of {{ br }} query rows) stages the
 // query block once and walks the keys {{ bk }} at a time, staging K and V in workgroup memory (each
 // thread loads its share of the next block into registers while the current one is used). Thread
@@ -7,9 +7,14 @@
 // scores against {{ kg }} vec4 group(s) of keys (tc, tc + {{ tc }}, ..) as a 4 x {{ kg * 4 }} register tile (a vec4
 // of Q rows times a vec4 of keys per channel: 16 FMAs per two vec4 reads) and their output
 // channels in {{ og }} vec4 group(s) (tc, tc + {{ tc }}, ..). Per block: the row maxima of the {{ tc }} threads
-// of a row group meet in workgroup memory, every thread rescales with the same maximum, writes
-// its probabilities over the (no longer needed) K block, and adds P x V from there. The row sums
-// are added once at the end. The scores are never stored.
+// of a row group meet {% if sg %}by subgroup shuffles{% else %}in workgroup memory{% endif %}, every thread
+// rescales with the same maximum, writes its probabilities {% if pbuf %}into their own block{% else %}over the
+// (no longer needed) K block{% endif %}, and adds P x V from there. The row sums are added once at the
+// end. The scores are never stored. Barriers per key block: {% if sg %}2{% elif pbuf %}3{% else %}4{% endif %}.
+{%- if sg %}
+// Subgroup variant: a row group's {{ tc }} threads are consecutive lanes of one subgroup (naga
+// takes the subgroup builtins without an `enable subgroups;`, which it does not parse yet).
+{%- endif %}
 {%- if slices > 1 %}
 // Keys split over {{ slices }} workgroups per row tile (workgroup z): each walks one contiguous slice
 // and writes its rows unnormalized, with their maximum and sum ([batch][slice][row][o.., max,
@@ -25,14 +30,24 @@ fn kiln_score(v: f32, i: i32) -> f32 {
 {% endif %}
 // The query block, [channel][row / 4].
 var<workgroup> qs: array<array<vec4<f32>, {{ br4 }}>, {{ d }}>;
+{%- if pbuf %}
+// The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
+// staging along channels).
+var<workgroup> kp: array<array<vec4<f32>, {{ bk4 }}>, {{ d }}>;
+// The probabilities, [key][row / 4] (the row group swizzled by the key group).
+var<workgroup> pp: array<array<vec4<f32>, {{ br4 }}>, {{ bk }}>;
+{%- else %}
 // The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
 // staging along channels); after the scores, the probabilities [key][row / 4] (the row group
 // swizzled by the key group).
 var<workgroup> kp: array<array<vec4<f32>, {{ kw }}>, {{ kh }}>;
+{%- endif %}
 // The value block, [key][channel / 4] (zero past the head dim).
 var<workgroup> vs: array<array<vec4<f32>, {{ dvs }}>, {{ bk }}>;
+{%- if not sg %}
 // Each thread's row maxima (in the key walk) or sums (at the end): [row group][thread].
 var<workgroup> red: array<array<vec4<f32>, {{ tc }}>, {{ br4 }}>;
+{%- endif %}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -42,17 +57,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tr = i32(lid) / {{ tc }}i;
     let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
     // The query block, 4 rows of one channel per thread and step (consecutive threads on
-    // consecutive channels). Rows past the end read the batch's last row (finite scores) and
-    // store nothing.
-    for (var e = i32(lid); e < {{ d * br4 }}i; e += {{ wg }}i) {
-        let c = e % {{ d }}i;
-        let g = e / {{ d }}i;
-        var q4 = vec4<f32>(0.0f);
+    // consecutive channels), every load issued before the first store (one memory latency, not
+    // one per step). Rows past the end read the batch's last row (finite scores) and store
+    // nothing.
+{%- for it in range(end=nq) %}
+    let qe{{ it }} = i32(lid) + {{ it * wg }}i;
+    var qr{{ it }} = vec4<f32>(0.0f);
+    {
+        let c = qe{{ it }} % {{ d }}i;
+        let g = min(qe{{ it }} / {{ d }}i, {{ br4 - 1 }}i);
 {%- for k in range(end=4) %}
-        q4[{{ k }}] = {{ xq }}(b * {{ sq }} + min(r0 + 4i * g + {{ k }}i, {{ sq }} - 1i)) * {{ d }}i + c{{ xqe }};
+        qr{{ it }}[{{ k }}] = {{ xq }}(b * {{ sq }} + min(r0 + 4i * g + {{ k }}i, {{ sq }} - 1i)) * {{ d }}i + c{{ xqe }};
 {%- endfor %}
-        qs[c][g] = q4;
     }
+{%- endfor %}
 {%- if score_lines %}
     // The score rows of this thread's 4 query rows.
 {%- for i in range(end=4) %}
@@ -87,20 +105,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for line in stage_setup %}
     {{ line }}
 {%- endfor %}
-    // The first block's loads.
+    // The first block's loads, in flight with the query block's.
     {
         let jn = kbeg;
 {%- for line in stage_load %}
         {{ line }}
 {%- endfor %}
     }
+{%- for it in range(end=nq) %}
+{%- if (it + 1) * wg > d * br4 %}
+    if (qe{{ it }} < {{ d * br4 }}i) {
+        qs[qe{{ it }} % {{ d }}i][qe{{ it }} / {{ d }}i] = qr{{ it }};
+    }
+{%- else %}
+    qs[qe{{ it }} % {{ d }}i][qe{{ it }} / {{ d }}i] = qr{{ it }};
+{%- endif %}
+{%- endfor %}
     for (var j0 = kbeg; j0 < kend; j0 += {{ bk }}i) {
         // This block into workgroup memory: K as [channel][key / 4] (the key group swizzled
-        // by the channel), V as [key][channel / 4].
-{%- for line in stage_store %}
+        // by the channel), V as [key][channel / 4]{% if pbuf %} (V past the barrier: every thread is past the last
+        // block's P x V there){% endif %}.
+{%- for line in stage_kstore %}
         {{ line }}
 {%- endfor %}
+{%- if not pbuf %}
+{%- for line in stage_vstore %}
+        {{ line }}
+{%- endfor %}
+{%- endif %}
         workgroupBarrier();
+{%- if pbuf %}
+{%- for line in stage_vstore %}
+        {{ line }}
+{%- endfor %}
+{%- endif %}
         // The next block's loads, in flight during this block's arithmetic.
         if (j0 + {{ bk }}i < kend) {
             let jn = j0 + {{ bk }}i;
@@ -143,6 +181,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
         }
 {%- endfor %}
+{%- if sg %}
+        // The rows' maximum over the block: a butterfly over the row group's lanes (every
+        // thread of the row group gets the same).
+{%- for x in xors %}
+        pm = max(pm, subgroupShuffleXor(pm, {{ x }}u));
+{%- endfor %}
+        let bm = max(m, pm);
+{%- else %}
         red[tr][tc] = pm;
         workgroupBarrier();
         // The rows' maximum over the block (every thread of the row group reads the same).
@@ -150,6 +196,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for t in range(end=tc) %}
         bm = max(bm, red[tr][{{ t }}]);
 {%- endfor %}
+{%- endif %}
         // Every score masked to -inf so far: subtract 0 instead (exp gives 0, not NaN). A
         // larger maximum rescales what was summed so far (from -inf: by 0).
         let mr = select(bm, vec4<f32>(0.0f), bm == vec4<f32>(neg_inf));
@@ -161,7 +208,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         o{{ g }}_{{ i }} *= alpha[{{ i }}];
 {%- endfor %}
 {%- endfor %}
+{%- if pbuf %}
+        // Probabilities, into their block (every thread is past the last block's P x V).
+{%- else %}
         // Probabilities, written over the K block (every thread is past its K reads).
+{%- endif %}
 {%- for kk in range(end=kg) %}
         {
 {%- for i in range(end=4) %}
@@ -169,10 +220,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
             l += vec4<f32>(dot(p0, vec4<f32>(1.0f)), dot(p1, vec4<f32>(1.0f)), dot(p2, vec4<f32>(1.0f)), dot(p3, vec4<f32>(1.0f)));
             let jl = 4i * kq{{ kk }};
-            kp[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
-            kp[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
-            kp[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
-            kp[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+            {{ pb }}[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+            {{ pb }}[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+            {{ pb }}[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+            {{ pb }}[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
         }
 {%- endfor %}
         workgroupBarrier();
@@ -180,7 +231,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for sw in pswz %}
 {%- set j = loop.index0 %}
         {
-            let p = kp[{{ j }}][tr ^ {{ sw }}i];
+            let p = {{ pb }}[{{ j }}][tr ^ {{ sw }}i];
 {%- for g in range(end=og) %}
             let v{{ g }} = vs[{{ j }}][tc + {{ g * tc }}i];
 {%- for i in range(end=4) %}
@@ -189,16 +240,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
         }
 {%- endfor %}
+{%- if not pbuf %}
+        // The next block's K overwrites these probabilities.
         workgroupBarrier();
+{%- endif %}
     }
     // The rows' sums over the row group's threads. A row whose every score is -inf has sum 0:
     // 0 / 0 gives NaN, as softmax does.
+{%- if sg %}
+    var total = l;
+{%- for x in xors %}
+    total += subgroupShuffleXor(total, {{ x }}u);
+{%- endfor %}
+{%- else %}
     red[tr][tc] = l;
     workgroupBarrier();
     var total = vec4<f32>(0.0f);
 {%- for t in range(end=tc) %}
     total += red[tr][{{ t }}];
 {%- endfor %}
+{%- endif %}
 {%- if slices > 1 %}
     // Unnormalized, with the rows' maximum and sum: the combine kernel divides by the sum over
     // the slices.

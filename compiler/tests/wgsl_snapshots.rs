@@ -627,6 +627,8 @@ fn attention_split_over_key_slices() {
             splits: 4,
             slices: 4,
             tm: 1,
+            pbuf: false,
+            sg: false,
         }),
     );
     let mut g = Graph::new();
@@ -663,6 +665,83 @@ fn attention_split_over_key_slices() {
     assert_kernels(&src, "// Kiln attention combine kernel", 1);
     assert!(
         src.contains("slices=4)") && src.contains("let kend = min(") && src.contains("combine of 4 key slices"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn attention_subgroup_variant_over_key_slices() {
+    // The register-tiled kernel with the probabilities in their own block (`pbuf`: three
+    // barriers per key block), its subgroup variant (`sg`: the row maxima and sums by
+    // shuffles over a row group's 8 lanes, two barriers) and the combine of 2 key slices (a
+    // tuning record, the `h200` target).
+    use kiln_schedules::tuning::TuningDb;
+    use kiln_schedules::{AttentionParams, DeviceLimits, Schedule};
+    let c = |v: i64| Dim::c(v);
+    let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Attention {
+        batch: c(2),
+        sq: c(256),
+        sk: c(256),
+        d: 4,
+        dv: 4,
+    });
+    let db = TuningDb::forcing(
+        key,
+        Schedule::Attention(AttentionParams {
+            slices: 2,
+            pbuf: true,
+            sg: true,
+            ..AttentionParams::tiled(32, 32, 8)
+        }),
+    );
+    let mut g = Graph::new();
+    let shape = vec![c(1), c(2), c(256), c(4)];
+    let q = input(&mut g, "q", shape.clone());
+    let k = input(&mut g, "k", shape.clone());
+    let v = input(&mut g, "v", shape);
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[s]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("out0", o);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let b = compile(
+        &model,
+        &CompileOptions {
+            opt_level: 3,
+            tuning: Some(db),
+            target: DeviceLimits::h200(),
+            ..Default::default()
+        },
+    )
+    .expect("compiles");
+    let k = &b.manifest.kernels[0];
+    assert_eq!(k.schedule, "attention(rows=32, bk=32, splits=8, slices=2, tm=4, pbuf)");
+    assert_eq!(k.variants.len(), 1);
+    let v = &k.variants[0];
+    assert_eq!(
+        v.schedule,
+        "attention(rows=32, bk=32, splits=8, slices=2, tm=4, pbuf, sg)"
+    );
+    assert_eq!(v.requires.features, vec!["subgroups".to_string()]);
+    assert_eq!(v.requires.min_subgroup_size, Some(8));
+    assert_eq!(v.grid, b.manifest.programs[0].dispatches[0].grid);
+    let src = b
+        .kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_kernels(&src, "// Kiln attention kernel", 2);
+    assert_kernels(&src, "// Kiln attention combine kernel", 1);
+    assert_eq!(src.matches("subgroupShuffleXor").count(), 6, "{src}");
+    assert!(
+        src.contains("var<workgroup> pp:") && src.contains("Barriers per key block: 2."),
         "{src}"
     );
     insta::assert_snapshot!(src);

@@ -245,7 +245,7 @@ impl Runtime {
 
     /// Why the adapter cannot run a kernel variant with requirements `r`, or `None` if it can:
     /// every feature (by its WebGPU/wgpu name), every cooperative-matrix configuration, the
-    /// subgroup width and the limits.
+    /// subgroup width (exact or least) and the limits.
     pub fn variant_unsupported(&self, r: &kiln_abi::VariantRequirements) -> Option<String> {
         for name in &r.features {
             match wgpu::Features::from_str(name) {
@@ -289,6 +289,14 @@ impl Runtime {
             if (lo, hi) != (w, w) {
                 return Some(format!(
                     "it assumes subgroups of {w}, the adapter's are {lo} to {hi} wide"
+                ));
+            }
+        }
+        if let Some(w) = r.min_subgroup_size {
+            let lo = self.info.subgroup_min_size;
+            if lo < w {
+                return Some(format!(
+                    "it needs subgroups of at least {w} lanes, the adapter's can be {lo}"
                 ));
             }
         }

@@ -487,7 +487,13 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// ([`AttentionParams::slices`]) where the tiles alone would leave the device short of about 3
 /// workgroups per compute unit and every slice still walks at least 128 keys (`sq` stands for
 /// the key count: prefill attends a prompt to itself; a symbolic prompt, estimated at 64, is
-/// not split): 0.072 ms at 1x12x512x64 with 4 slices. Where the tiled kernel does not fit
+/// not split): 0.072 ms at 1x12x512x64 with 4 slices. Split so, it also keeps the
+/// probabilities in their own block and runs as its subgroup variant where the adapter has one
+/// ([`AttentionParams::pbuf`], [`AttentionParams::sg`]: two barriers per key block instead of
+/// four): 0.0695 ms against 0.0743 for the same split without them at 1x12x512x64 on the H200,
+/// and faster with every slice count (docs/performance.md, tenth session); unsplit (MiniLM's
+/// 32x12x128x32: 768 tiles) the subgroup form was slower (0.0626 against 0.0504 ms), so
+/// unsplit tiles keep the four-barrier kernel. Where the tiled kernel does not fit
 /// (32 KiB of workgroup memory: its members that fit were slower than the per-row kernel on the
 /// H200), [`attention_per_row`].
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
@@ -501,6 +507,17 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
         .into_iter()
         .find(|&s| tiles * s as u64 <= room && sq / s as u64 >= 128)
         .unwrap_or(1);
+    // Split keys (few tiles of a long sequence: short workgroups, whose barriers cost the
+    // most) take the probabilities in their own block with the subgroup variant, where it fits.
+    let own = Schedule::Attention(AttentionParams {
+        slices,
+        pbuf: true,
+        sg: true,
+        ..p
+    });
+    if slices > 1 && own.validate(limits).is_ok() {
+        return own;
+    }
     Schedule::Attention(AttentionParams { slices, ..p })
 }
 
@@ -535,6 +552,8 @@ pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule
             splits,
             slices: 1,
             tm: 1,
+            pbuf: false,
+            sg: false,
         })
     });
     first
@@ -547,6 +566,8 @@ pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule
             splits: 2,
             slices: 1,
             tm: 1,
+            pbuf: false,
+            sg: false,
         }))
 }
 

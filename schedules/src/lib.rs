@@ -286,6 +286,19 @@ pub struct AttentionParams {
     /// Records written before it existed read as 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub tm: u32,
+    /// Register-tiled kernel only: the probabilities get their own block of workgroup memory
+    /// instead of overwriting the key block, so a block's value tile is stored right after its
+    /// first barrier and the walk needs three barriers per key block instead of four (one more
+    /// `bk x rows` block of memory). Records written before it existed read as `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pbuf: bool,
+    /// With `pbuf`: where the adapter has subgroups of at least `splits` lanes, the kernel
+    /// runs as a variant whose row groups exchange their maxima and sums by subgroup shuffles
+    /// instead of through workgroup memory (two barriers per key block, no exchange array);
+    /// elsewhere it runs as the same schedule without `sg`. Records written before it existed
+    /// read as `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sg: bool,
 }
 
 impl AttentionParams {
@@ -312,6 +325,8 @@ impl AttentionParams {
             splits,
             slices: 1,
             tm: 1,
+            pbuf: false,
+            sg: false,
         }
     }
 
@@ -323,6 +338,8 @@ impl AttentionParams {
             splits,
             slices: 1,
             tm: ATTENTION_ROW_TILE,
+            pbuf: false,
+            sg: false,
         }
     }
 
@@ -337,14 +354,28 @@ impl AttentionParams {
     /// scores holds the probabilities, `[key][row / 4]`), the value block (`[key][channel
     /// group]`, padded to whole groups per thread) and the row maxima (or sums) of every
     /// thread.
-    pub fn tiled_vec4s(&self, d: u32, dv: u32) -> [u32; 4] {
+    ///
+    /// With [`Self::pbuf`] the key block holds keys only and the probabilities (`[key][row /
+    /// 4]`) follow as a fifth array; otherwise the fifth is empty. The row maxima array is
+    /// counted even with [`Self::sg`]: the schedule's memory is that of the kernel without
+    /// subgroups, which runs where the adapter has none (the subgroup variant needs less).
+    pub fn tiled_vec4s(&self, d: u32, dv: u32) -> [u32; 5] {
         let (br4, bk4) = (self.rows / 4, self.bk / 4);
+        let probs = self.bk * br4;
         [
             d * br4,
-            (d * bk4).max(self.bk * br4),
+            if self.pbuf { d * bk4 } else { (d * bk4).max(probs) },
             self.bk * self.tiled_out_groups(dv) * self.splits,
             br4 * self.splits,
+            if self.pbuf { probs } else { 0 },
         ]
+    }
+
+    /// The register-tiled kernel's subgroup variant ([`Self::sg`]): workgroup memory for head
+    /// dims `d` and `dv` in bytes, without the row maxima array.
+    pub fn subgroup_workgroup_bytes(&self, d: u32, dv: u32) -> u32 {
+        let v = self.tiled_vec4s(d, dv);
+        16 * (v.iter().sum::<u32>() - v[3])
     }
 
     /// The vec4 array of workgroup memory for head dims `d` (queries, keys) and `dv`
@@ -561,6 +592,9 @@ impl Schedule {
                 if ![1, 2, 4, 8].contains(&p.slices) {
                     return fail(format!("key slices {} not 1, 2, 4 or 8", p.slices));
                 }
+                if p.sg && !p.pbuf {
+                    return fail("subgroup exchange (sg) without a probability block (pbuf)".into());
+                }
                 // Power-of-two vec4 groups of rows and keys: the staged blocks' XOR swizzle
                 // stays inside a row of the block.
                 if ![8, 16, 32, 64].contains(&p.rows) {
@@ -580,6 +614,9 @@ impl Schedule {
             Schedule::Attention(p) => {
                 if p.tm != 1 {
                     return fail(format!("row tile {} not 1 or {ATTENTION_ROW_TILE}", p.tm));
+                }
+                if p.pbuf || p.sg {
+                    return fail("pbuf and sg need the register-tiled kernel (tm 4)".into());
                 }
                 if ![1, 2, 4, 8].contains(&p.splits) {
                     return fail(format!("splits {} not 1, 2, 4 or 8", p.splits));
@@ -702,6 +739,12 @@ impl fmt::Display for Schedule {
                 }
                 if p.tm > 1 {
                     write!(f, ", tm={}", p.tm)?;
+                }
+                if p.pbuf {
+                    write!(f, ", pbuf")?;
+                }
+                if p.sg {
+                    write!(f, ", sg")?;
                 }
                 write!(f, ")")
             }
@@ -936,6 +979,8 @@ mod tests {
                 splits,
                 slices: 1,
                 tm: 1,
+                pbuf: false,
+                sg: false,
             })
         };
         assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("splits 3"));
@@ -953,6 +998,8 @@ mod tests {
             splits: 4,
             slices: 1,
             tm: 1,
+            pbuf: false,
+            sg: false,
         };
         // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
         assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
@@ -964,6 +1011,8 @@ mod tests {
                 splits: 1,
                 slices: 1,
                 tm: 1,
+                pbuf: false,
+                sg: false,
             }
             .tile_vec4s(64, 64),
             1024
@@ -981,6 +1030,8 @@ mod tests {
             splits: 4,
             slices: 4,
             tm: 1,
+            pbuf: false,
+            sg: false,
         });
         assert!(sliced.validate(&d).is_ok());
         assert_eq!(sliced.to_string(), "attention(rows=64, bk=32, splits=4, slices=4)");
@@ -996,6 +1047,8 @@ mod tests {
                 splits: 4,
                 slices: 1,
                 tm: 1,
+                pbuf: false,
+                sg: false,
             }
         });
         assert!(three.validate(&d).unwrap_err().reason.contains("key slices 3"));
@@ -1006,7 +1059,7 @@ mod tests {
         let tiled = |rows, bk, splits| Schedule::Attention(AttentionParams::tiled(rows, bk, splits));
         let t = AttentionParams::tiled(32, 64, 16);
         assert_eq!(t.threads(), 128);
-        assert_eq!(t.tiled_vec4s(64, 64), [64 * 8, 64 * 16, 64 * 16, 8 * 16]);
+        assert_eq!(t.tiled_vec4s(64, 64), [64 * 8, 64 * 16, 64 * 16, 8 * 16, 0]);
         assert_eq!(t.workgroup_bytes(64, 64), 16 * (512 + 1024 + 1024 + 128));
         // Head dim 48 over 16 threads: 12 channel groups padded to 16, one per thread.
         assert_eq!(t.tiled_out_groups(48), 1);
@@ -1036,6 +1089,37 @@ mod tests {
             ..AttentionParams::tiled(32, 32, 8)
         });
         assert!(odd_tile.validate(&h).unwrap_err().reason.contains("row tile 2"));
+        // The probabilities in their own block (pbuf) and the subgroup variant (sg): 64 rows,
+        // 32-key blocks, 8 threads per row group at head dim 64 take 42 KiB (40 KiB as the
+        // variant, without the row maxima array).
+        let pb = AttentionParams {
+            pbuf: true,
+            ..AttentionParams::tiled(64, 32, 8)
+        };
+        assert_eq!(pb.tiled_vec4s(64, 64), [1024, 512, 512, 128, 512]);
+        assert_eq!(pb.workgroup_bytes(64, 64), 16 * 2688);
+        let sgp = AttentionParams { sg: true, ..pb };
+        assert_eq!(sgp.subgroup_workgroup_bytes(64, 64), 16 * 2560);
+        assert!(Schedule::Attention(sgp).validate(&h).is_ok());
+        assert_eq!(
+            Schedule::Attention(sgp).to_string(),
+            "attention(rows=64, bk=32, splits=8, tm=4, pbuf, sg)"
+        );
+        let back: Schedule = ron::from_str(&ron::to_string(&Schedule::Attention(sgp)).unwrap()).unwrap();
+        assert_eq!(back, Schedule::Attention(sgp));
+        let no_pbuf = Schedule::Attention(AttentionParams { pbuf: false, ..sgp });
+        assert!(no_pbuf.validate(&h).unwrap_err().reason.contains("probability block"));
+        let per_row = Schedule::Attention(AttentionParams {
+            pbuf: true,
+            ..AttentionParams::per_row(64, 32, 4)
+        });
+        assert!(per_row.validate(&h).unwrap_err().reason.contains("tm 4"));
+        // 32 rows of 64-key blocks over 16 threads outgrow 48 KiB with their own probabilities.
+        let big = Schedule::Attention(AttentionParams {
+            pbuf: true,
+            ..AttentionParams::tiled(32, 64, 16)
+        });
+        assert!(big.validate(&h).unwrap_err().reason.contains("head dim 64"));
         assert_eq!(
             tiled(32, 64, 16).to_string(),
             "attention(rows=32, bk=64, splits=16, tm=4)"
@@ -1046,9 +1130,12 @@ mod tests {
         // workgroups only where the row tiles leave the H200 short and every slice walks at
         // least 128 keys (faster at 1x12x512x64, slower at MiniLM's 32x12x128); the per-row
         // kernel, unsplit, on 32 KiB.
+        // Split, the probabilities in their own block with the subgroup variant.
         for (batch, sq, slices) in [(12, 512, 4), (2, 512, 4), (12, 128, 1), (384, 128, 1), (1, 64, 1)] {
             let want = Schedule::Attention(AttentionParams {
                 slices,
+                pbuf: slices > 1,
+                sg: slices > 1,
                 ..AttentionParams::tiled(64, 32, 8)
             });
             assert_eq!(defaults::attention(batch, sq, &h), want, "{batch}x{sq}");

@@ -220,6 +220,8 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
                     splits,
                     slices: 1,
                     tm: 1,
+                    pbuf: false,
+                    sg: false,
                 };
                 let s = Schedule::Attention(p);
                 if p.bk >= 8 && (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
@@ -236,18 +238,25 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
         }
     }
     // The register-tiled kernel: 16, 32 or 64 rows in groups of 4 per thread, 4, 8 or 16
-    // threads per row group with 4 or 8 keys each per block; those of 32 or 64 rows also over
-    // 2 or 4 key slices.
+    // threads per row group with 4 or 8 keys each per block, the probabilities over the key
+    // block or in their own (`pbuf`, where it fits), the latter also with the subgroup variant
+    // (`sg`); those of 32 or 64 rows also over 2, 4 or 8 key slices.
     for rows in [16, 32, 64] {
         for splits in [4, 8, 16] {
             for keys in [4, 8] {
-                let p = crate::AttentionParams::tiled(rows, splits * keys, splits);
-                let s = Schedule::Attention(p);
-                if (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
-                    out.push(s);
-                    if rows >= 32 {
-                        for slices in [2, 4] {
-                            out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
+                for (pbuf, sg) in [(false, false), (true, false), (true, true)] {
+                    let p = crate::AttentionParams {
+                        pbuf,
+                        sg,
+                        ..crate::AttentionParams::tiled(rows, splits * keys, splits)
+                    };
+                    let s = Schedule::Attention(p);
+                    if (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
+                        out.push(s);
+                        if rows >= 32 {
+                            for slices in [2, 4, 8] {
+                                out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
+                            }
                         }
                     }
                 }

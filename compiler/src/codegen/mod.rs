@@ -1482,10 +1482,20 @@ pub fn render(
                     ksw,
                     k_keys_fast: k_direct,
                 };
-                let (setup, load, store) = stage.lines(&xk, &xv, &sk_s);
+                let (setup, load, kstore, vstore) = stage.lines(&xk, &xv, &sk_s);
                 ctx.insert("stage_setup", &setup);
                 ctx.insert("stage_load", &load);
-                ctx.insert("stage_store", &store);
+                ctx.insert("stage_kstore", &kstore);
+                ctx.insert("stage_vstore", &vstore);
+                // The query block's staging steps, all loaded before the first store.
+                ctx.insert("nq", &((*d as u32) * br4).div_ceil(p.threads()));
+                // The probabilities in their own block, or over the key block.
+                ctx.insert("pbuf", &p.pbuf);
+                ctx.insert("pb", if p.pbuf { "pp" } else { "kp" });
+                // The subgroup variant: butterfly shuffles over a row group's lanes.
+                ctx.insert("sg", &p.sg);
+                let xors: Vec<u32> = (0..p.splits.trailing_zeros()).map(|i| 1 << i).collect();
+                ctx.insert("xors", &xors);
             }
             ctx.insert("wg", &p.threads());
             ctx.insert("br", &p.rows);
@@ -1987,6 +1997,7 @@ pub fn render(
     let caps = match schedule {
         // A variant kernel: validated with what its variant requires, not the target's features.
         Schedule::CoopGemm(_) => validate::COOP_GEMM_CAPS,
+        Schedule::Attention(p) if p.sg => validate::target_caps(limits) | validate::SUBGROUP_CAPS,
         _ => validate::target_caps(limits),
     };
     validate::validate_wgsl_with(&draft.label, &wgsl, caps)?;
@@ -2298,10 +2309,11 @@ struct TiledStaging {
 }
 
 impl TiledStaging {
-    /// (setup, load, store) lines: the thread's coordinates and registers; the loads of the
-    /// block starting at key `jn` into the registers; their stores into `kp` and `vs`. `xk` and
-    /// `xv` read K^T and V at coordinates (`operand_at`), `sk` is the key count.
-    fn lines(&self, xk: &str, xv: &str, sk: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    /// (setup, load, K store, V store) lines: the thread's coordinates and registers; the
+    /// loads of the block starting at key `jn` into the registers; their stores into `kp` and
+    /// into `vs`. `xk` and `xv` read K^T and V at coordinates (`operand_at`), `sk` is the key
+    /// count.
+    fn lines(&self, xk: &str, xv: &str, sk: &str) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
         let (mut setup, mut load, mut store) = (Vec::new(), Vec::new(), Vec::new());
         let wg = self.threads;
         let bk4 = self.bk / 4;
@@ -2336,6 +2348,7 @@ impl TiledStaging {
                 st
             });
         }
+        let kstore = std::mem::take(&mut store);
         let nv = self.bk * self.dvs;
         for it in 0..nv.div_ceil(wg) {
             let e = format!("i32(lid) + {}i", it * wg);
@@ -2368,7 +2381,7 @@ impl TiledStaging {
                 st
             });
         }
-        (setup, load, store)
+        (setup, load, kstore, store)
     }
 }
 

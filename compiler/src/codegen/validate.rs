@@ -8,6 +8,9 @@ pub const COOP_GEMM_CAPS: naga::valid::Capabilities = naga::valid::Capabilities:
     .union(naga::valid::Capabilities::SHADER_FLOAT16)
     .union(naga::valid::Capabilities::COOPERATIVE_MATRIX);
 
+/// What a subgroup variant needs (the flash-attention kernel's shuffles), beside the target's.
+pub const SUBGROUP_CAPS: naga::valid::Capabilities = naga::valid::Capabilities::SUBGROUP;
+
 /// The naga capabilities a target profile offers every kernel.
 pub fn target_caps(limits: &DeviceLimits) -> naga::valid::Capabilities {
     // f16 rounding of f32 values (quantizeToF16 / pack2x16float) is core WGSL.

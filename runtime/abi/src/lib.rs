@@ -20,8 +20,10 @@ use sha2::{Digest, Sha256};
 /// Bundle format version written by this crate. Version 3 added kernel variants
 /// ([`KernelVariant`]); a version-2 manifest is a version-3 one without them. Version 4 added
 /// f16 states ([`StateSpec::storage`] `f16`: two values per 32-bit word); a version-3
-/// manifest is a version-4 one whose states are all 32-bit.
-pub const FORMAT_VERSION: u32 = 4;
+/// manifest is a version-4 one whose states are all 32-bit. Version 5 added
+/// [`VariantRequirements::min_subgroup_size`] (a reader that ignored it could run a subgroup
+/// variant on subgroups too narrow for it); a version-4 manifest is a version-5 one without it.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest bundle format version loaders still read; they reject versions outside
 /// `MIN_FORMAT_VERSION..=FORMAT_VERSION`.

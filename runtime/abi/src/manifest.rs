@@ -338,6 +338,11 @@ pub struct VariantRequirements {
     /// must both equal it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subgroup_size: Option<u32>,
+    /// Fewest lanes per subgroup the kernel works with (a group of this many consecutive
+    /// invocations shares a subgroup): the adapter's smallest subgroup size must be at least
+    /// this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_subgroup_size: Option<u32>,
     /// Minimum values of WebGPU limits (as in [`Requirements::limits`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, u64>,

@@ -658,9 +658,9 @@ mod tests {
     }
 
     #[test]
-    fn format_versions_two_to_four_are_read_others_refused() {
+    fn format_versions_two_to_five_are_read_others_refused() {
         let text = serde_json::to_string(&spec()).unwrap();
-        for (v, ok) in [(1, false), (2, true), (3, true), (4, true), (5, false)] {
+        for (v, ok) in [(1, false), (2, true), (3, true), (4, true), (5, true), (6, false)] {
             let t = text.replacen("\"format_version\":2", &format!("\"format_version\":{v}"), 1);
             assert_eq!(Manifest::from_json(&t).is_ok(), ok, "version {v}");
         }

@@ -545,11 +545,12 @@ fn compile_cmd(
                 manifest.kernels.len(),
                 dispatches.join(", "),
                 manifest.weights.len(),
+                // The state buffers' own sizes (an f16 cache packs two values per word).
                 manifest
                     .states
                     .iter()
-                    .map(|s| s.shape.iter().product::<u64>() * 4)
-                    .sum::<u64>()
+                    .filter_map(|s| manifest.buffers[s.buffer].size.as_const())
+                    .sum::<i64>()
                     >> 20,
                 t0.elapsed()
             );

@@ -160,6 +160,8 @@ pub struct Session {
     peak_bytes: u64,
     /// Small mappable buffers that queued runs copy outputs into ([`Session::readback`]).
     readbacks: Vec<Option<queued::ReadbackBuffer>>,
+    /// The scratch buffer [`Session::evict_caches`] writes.
+    scrub: Option<wgpu::Buffer>,
 }
 
 impl std::fmt::Debug for Session {
@@ -374,6 +376,7 @@ impl Session {
             staging: HashMap::new(),
             peak_bytes: 0,
             readbacks: Vec::new(),
+            scrub: None,
             programs: Vec::new(),
             kernels,
             manifest,
@@ -595,6 +598,34 @@ impl Session {
     /// WebGPU's `timestamp-query` feature (the runtime requests it whenever it is offered).
     pub fn can_profile(&self) -> bool {
         self.gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Writes `bytes` (at most the device's buffer size limit) of a scratch buffer, so that the
+    /// next run starts with cold caches: a benchmark that repeats one kernel would otherwise
+    /// find its weights in the GPU's last-level cache (50 MB on an H200), unlike a model that
+    /// streams more weights than that per step. Submitted without waiting; queue order puts it
+    /// before the next run. The buffer is kept for the next call and not counted in
+    /// [`Session::memory_report`].
+    pub fn evict_caches(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.gpu.limits.max_buffer_size) & !(wgpu::COPY_BUFFER_ALIGNMENT - 1);
+        if bytes == 0 {
+            return;
+        }
+        if !matches!(&self.scrub, Some(b) if b.size() >= bytes) {
+            self.scrub = Some(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("cache scrub"),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("cache scrub"),
+        });
+        if let Some(b) = &self.scrub {
+            enc.clear_buffer(b, 0, Some(bytes));
+        }
+        self.gpu.queue.submit([enc.finish()]);
     }
 
     /// Runs program `program` once like [`Session::run_with_async`] and measures it: the GPU

@@ -45,6 +45,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let rv{{ i }} = {% if pairs %}2i * g{% else %}g{% endif %} + {{ v_first[i] }}i;
     let cv{{ i }} = {% if v_past[i] %}min(rv{{ i }}, {{ dv - 1 }}i){% else %}rv{{ i }}{% endif %};
 {%- endfor %}
+{%- if fresh %}
+    // The key this step appends (the last): its K and V come from the new row's values,
+    // computed once (in the slice that has the key), not from the cache, which holds only the
+    // keys before it until a later kernel writes the row.
+    let j_new = {{ sk }} - 1i;
+{%- for i in range(end=nk) %}{% if xk_new %}
+    var fk{{ i }} = 0.0f;
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+    var fv{{ i }} = 0.0f;
+{%- endif %}{% endfor %}
+    if (k_beg <= j_new && j_new < k_end) {
+{%- for i in range(end=nk) %}{% if xk_new %}
+        fk{{ i }} = {{ xk_new }}(b, ck{{ i }}, j_new);
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+        fv{{ i }} = {{ xv_new }}(b, j_new, cv{{ i }});
+{%- endif %}{% endfor %}
+    }
+{%- endif %}
     // This thread's channels of q, per row (0 past the head dim).
 {%- for r in range(end=sq) %}
 {%- for i in range(end=nk) %}
@@ -70,10 +90,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
     if (k_beg + kk < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-        k{{ i }} = {{ xk }}(b, ck{{ i }}, k_beg + kk);
+        k{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, k_beg + kk), fk{{ i }}, k_beg + kk >= j_new){% else %}{{ xk }}(b, ck{{ i }}, k_beg + kk){% endif %};
 {%- endfor %}
 {%- for i in range(end=nv) %}
-        v{{ i }} = {{ xv }}(b, k_beg + kk, cv{{ i }});
+        v{{ i }} = {% if xv_new %}select({{ xv }}(b, k_beg + kk, cv{{ i }}), fv{{ i }}, k_beg + kk >= j_new){% else %}{{ xv }}(b, k_beg + kk, cv{{ i }}){% endif %};
 {%- endfor %}
     }
     for (var j0 = k_beg; j0 < k_end; j0 += {{ bk }}i) {
@@ -86,10 +106,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
         if (jn < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-            kn{{ i }} = {{ xk }}(b, ck{{ i }}, jn);
+            kn{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, jn), fk{{ i }}, jn >= j_new){% else %}{{ xk }}(b, ck{{ i }}, jn){% endif %};
 {%- endfor %}
 {%- for i in range(end=nv) %}
-            vn{{ i }} = {{ xv }}(b, jn, cv{{ i }});
+            vn{{ i }} = {% if xv_new %}select({{ xv }}(b, jn, cv{{ i }}), fv{{ i }}, jn >= j_new){% else %}{{ xv }}(b, jn, cv{{ i }}){% endif %};
 {%- endfor %}
         }
 {%- if idle %}

@@ -4,6 +4,7 @@
 
 pub mod affine;
 pub mod anchor;
+pub mod defer;
 pub mod fuse;
 pub mod siblings;
 

@@ -41,11 +41,16 @@ const TOL: f64 = 1e-4;
 
 fn check(c: &LlamaConfig, opt_level: u8) {
     let model = llm::build(c, &mut RandomWeights::new(c, 42)).unwrap();
+    check_model(&model, &format!("{:?}", c.rope_style), opt_level);
+}
+
+/// [`check`] for a built model, `what` naming it in failures.
+fn check_model(model: &kiln::compiler::Model, what: &str, opt_level: u8) {
     let opts = CompileOptions {
         opt_level,
         ..Default::default()
     };
-    let compiled = llm::compile_llm(&model, &opts).unwrap();
+    let compiled = llm::compile_llm(model, &opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.kiln");
     write_bundle(&compiled, &path).unwrap();
@@ -61,7 +66,7 @@ fn check(c: &LlamaConfig, opt_level: u8) {
         let cpu = reference.step(&tokens).unwrap();
         let logits = gpu.logits.unwrap();
         let err = rel_l2(&logits, &cpu.logits);
-        let what = format!("{:?} opt-level {opt_level} step {step}", c.rope_style);
+        let what = format!("{what} opt-level {opt_level} step {step}");
         assert!(err < TOL, "{what}: logits differ, relative L2 error {err}");
         assert_eq!(gpu.next_token, cpu.next_token, "{what}: greedy tokens differ");
         tokens = vec![gpu.next_token];
@@ -607,5 +612,77 @@ fn chained_decoding_draws_the_tokens_of_the_step_by_step_loop() {
             .unwrap_err()
             .to_string();
         assert!(e.contains(want), "{want}: {e}");
+    }
+}
+
+/// A decode step's cache appends leave their own dispatches (compiler::lower::defer): each
+/// layer's decode attention reads its new K/V row through and its append runs as extra parts of
+/// a later injective or append kernel; the prompt's appends (many rows) keep their own
+/// dispatch. With f32 weights the host is the layer's own SwiGLU kernel, so a decode step has
+/// one dispatch per layer less (9 per layer instead of 10). With quantized weights (SmolLM2's
+/// kind: the SwiGLU is part of the gate/up GEMV) the host is the next layer's append kernel, so
+/// a pair of layers has one append dispatch instead of two (6.5 dispatches per layer instead
+/// of 7), and an odd last layer's append goes into the step's last injective kernel (the
+/// final residual add). GPU logits still match the interpreter over prefill and ten decode steps
+/// with both cache types (the 2-layer f32 case is `f16_and_f32_kv_caches_match_the_interpreter`).
+#[test]
+fn decode_cache_appends_are_deferred_into_later_kernels() {
+    // (dispatches, dispatches that only append, dispatches that append among other work)
+    let count = |m: &kiln::abi::Manifest, name: &str| -> (usize, usize, usize) {
+        let p = m.programs.iter().find(|p| p.name == name).unwrap();
+        let appends = |d: &&kiln::abi::Dispatch| d.label.contains("cache_append");
+        let only = p
+            .dispatches
+            .iter()
+            .filter(appends)
+            .filter(|d| d.label.split(" | ").all(|part| part.contains("cache_append")))
+            .count();
+        let all = p.dispatches.iter().filter(appends).count();
+        (p.dispatches.len(), only, all - only)
+    };
+    for kv_cache in [DType::F16, DType::F32] {
+        let mut per_layer = Vec::new();
+        for layers in [2, 3] {
+            let c = LlamaConfig {
+                kv_cache,
+                layers,
+                ..config(RopeStyle::Normal, false, true)
+            };
+            let model = llm::build(&c, &mut RandomWeights::new(&c, 42)).unwrap();
+            let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
+            let (n, only, hosted) = count(&m, "decode");
+            assert_eq!((only, hosted), (0, layers), "{kv_cache}, {layers} layers: decode appends");
+            assert_eq!(count(&m, "prefill").1, layers, "{kv_cache}: one prefill append per layer");
+            per_layer.push(n);
+            if layers == 3 {
+                check(&c, 2);
+            }
+        }
+        assert_eq!(per_layer[1] - per_layer[0], 9, "{kv_cache}: decode dispatches per layer");
+
+        // Q8_0 weights: a third layer adds 6 dispatches (its append hosted by the final
+        // residual add), a third and fourth 13 (7 per layer before).
+        let mut n = Vec::new();
+        for layers in [2, 3, 4] {
+            let c = LlamaConfig {
+                layers,
+                ..config(RopeStyle::Neox, true, false)
+            };
+            let bytes = llm::gguf::random_gguf(&c, "llama", 9, kiln::ir::BlockType::Q8_0).unwrap();
+            let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
+            let c = LlamaConfig {
+                kv_cache,
+                ..llm::gguf::config_from_gguf(&g, "tiny-q8", Some(64)).unwrap()
+            };
+            let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+            let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
+            let (d, only, hosted) = count(&m, "decode");
+            assert_eq!((only, hosted), (layers / 2, layers % 2), "q8_0 {kv_cache}, {layers} layers: decode appends");
+            n.push(d);
+            if layers == 3 {
+                check_model(&model, &format!("q8_0 {kv_cache} 3 layers"), 2);
+            }
+        }
+        assert_eq!((n[1] - n[0], n[2] - n[0]), (6, 13), "q8_0 {kv_cache}: decode dispatches {n:?}");
     }
 }

@@ -1021,3 +1021,46 @@ fn gemm_vec4_tile_stores_vec4s_only_for_short_k_slices() {
         );
     }
 }
+
+/// A decode step's cache appends deferred (`lower::defer`) in a two-layer Llama with f32
+/// weights and the f16 cache: each layer's decode attention reads its new K/V row through (the
+/// row's values computed once per thread from the QKV product with RoPE and the f16 rounding,
+/// `kiln_x1_new` and `kiln_x2_new`; the cache read below the last key), and its appends are
+/// parts of the layer's SwiGLU kernel: a kernel of parts of different thread counts (96 f32
+/// elements, 16 f16 words per state), each appended state behind its own bounds check.
+#[test]
+fn decode_attention_reads_the_new_row_through_and_appends_are_deferred() {
+    use kiln_compiler::llm::{self, LlamaConfig, RandomWeights, RopeStyle};
+    let c = LlamaConfig {
+        name: "tiny-llama".into(),
+        dim: 64,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        ffn: 96,
+        vocab: 97,
+        rope_base: 10000.0,
+        rope_dims: 16,
+        rope_style: RopeStyle::Normal,
+        rms_eps: 1e-5,
+        tied_output: true,
+        qkv_bias: false,
+        context: 64,
+        kv_cache: DType::F16,
+    };
+    let model = llm::build(&c, &mut RandomWeights::new(&c, 1)).unwrap();
+    let b = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
+    let pick = |f: &dyn Fn(&str) -> bool| -> Vec<String> {
+        b.kernel_sources
+            .iter()
+            .filter(|(_, s)| f(s))
+            .map(|(n, s)| format!("// ===== {n}\n{s}"))
+            .collect()
+    };
+    let through = pick(&|s| s.contains("let j_new"));
+    let host = pick(&|s| s.contains("cache_append") && s.contains("out2[") && s.contains("if (idx < 16i)"));
+    assert_eq!((through.len(), host.len()), (1, 1), "{:?}", b.kernel_sources.iter().map(|k| &k.0).collect::<Vec<_>>());
+    assert!(through[0].contains("fn kiln_x1_new") && through[0].contains("fn kiln_x2_new"));
+    insta::assert_snapshot!(format!("{}\n{}", through[0], host[0]));
+}

@@ -651,14 +651,26 @@ fn decode_cache_appends_are_deferred_into_later_kernels() {
             let model = llm::build(&c, &mut RandomWeights::new(&c, 42)).unwrap();
             let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
             let (n, only, hosted) = count(&m, "decode");
-            assert_eq!((only, hosted), (0, layers), "{kv_cache}, {layers} layers: decode appends");
-            assert_eq!(count(&m, "prefill").1, layers, "{kv_cache}: one prefill append per layer");
+            assert_eq!(
+                (only, hosted),
+                (0, layers),
+                "{kv_cache}, {layers} layers: decode appends"
+            );
+            assert_eq!(
+                count(&m, "prefill").1,
+                layers,
+                "{kv_cache}: one prefill append per layer"
+            );
             per_layer.push(n);
             if layers == 3 {
                 check(&c, 2);
             }
         }
-        assert_eq!(per_layer[1] - per_layer[0], 9, "{kv_cache}: decode dispatches per layer");
+        assert_eq!(
+            per_layer[1] - per_layer[0],
+            9,
+            "{kv_cache}: decode dispatches per layer"
+        );
 
         // Q8_0 weights: a third layer adds 6 dispatches (its append hosted by the final
         // residual add), a third and fourth 13 (7 per layer before).
@@ -677,12 +689,20 @@ fn decode_cache_appends_are_deferred_into_later_kernels() {
             let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
             let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
             let (d, only, hosted) = count(&m, "decode");
-            assert_eq!((only, hosted), (layers / 2, layers % 2), "q8_0 {kv_cache}, {layers} layers: decode appends");
+            assert_eq!(
+                (only, hosted),
+                (layers / 2, layers % 2),
+                "q8_0 {kv_cache}, {layers} layers: decode appends"
+            );
             n.push(d);
             if layers == 3 {
                 check_model(&model, &format!("q8_0 {kv_cache} 3 layers"), 2);
             }
         }
-        assert_eq!((n[1] - n[0], n[2] - n[0]), (6, 13), "q8_0 {kv_cache}: decode dispatches {n:?}");
+        assert_eq!(
+            (n[1] - n[0], n[2] - n[0]),
+            (6, 13),
+            "q8_0 {kv_cache}: decode dispatches {n:?}"
+        );
     }
 }

@@ -1060,7 +1060,12 @@ fn decode_attention_reads_the_new_row_through_and_appends_are_deferred() {
     };
     let through = pick(&|s| s.contains("let j_new"));
     let host = pick(&|s| s.contains("cache_append") && s.contains("out2[") && s.contains("if (idx < 16i)"));
-    assert_eq!((through.len(), host.len()), (1, 1), "{:?}", b.kernel_sources.iter().map(|k| &k.0).collect::<Vec<_>>());
+    assert_eq!(
+        (through.len(), host.len()),
+        (1, 1),
+        "{:?}",
+        b.kernel_sources.iter().map(|k| &k.0).collect::<Vec<_>>()
+    );
     assert!(through[0].contains("fn kiln_x1_new") && through[0].contains("fn kiln_x2_new"));
     insta::assert_snapshot!(format!("{}\n{}", through[0], host[0]));
 }

@@ -1480,12 +1480,28 @@ pub fn render(
                     Some((old, new)) => (old, Some(new)),
                     None => (e, None),
                 };
-                let x = coord_fn(&format!("kiln_x{i}"), &old, shape, &mut params, &mut helpers, in_dtypes, &mut fns);
+                let x = coord_fn(
+                    &format!("kiln_x{i}"),
+                    &old,
+                    shape,
+                    &mut params,
+                    &mut helpers,
+                    in_dtypes,
+                    &mut fns,
+                );
                 ctx.insert(format!("x{name}"), &x);
                 let xn = match new {
                     Some(new) => {
                         fresh = true;
-                        coord_fn(&format!("kiln_x{i}_new"), &new, shape, &mut params, &mut helpers, in_dtypes, &mut fns)
+                        coord_fn(
+                            &format!("kiln_x{i}_new"),
+                            &new,
+                            shape,
+                            &mut params,
+                            &mut helpers,
+                            in_dtypes,
+                            &mut fns,
+                        )
                     }
                     None => String::new(),
                 };
@@ -1997,7 +2013,11 @@ pub fn render(
             // statements in a block of their own (their temporaries may share names), behind a
             // bounds check of its own where its count is smaller. Parts that write f16 states
             // go over pairs of elements (a thread per word).
-            let counts = parts.iter().map(part_threads).collect::<Option<Vec<Dim>>>().ok_or_else(|| odd_f16_state(draft))?;
+            let counts = parts
+                .iter()
+                .map(part_threads)
+                .collect::<Option<Vec<Dim>>>()
+                .ok_or_else(|| odd_f16_state(draft))?;
             let n = launch_threads(&counts).ok_or_else(|| CompileError::Unsupported {
                 node: draft.label.clone(),
                 op: "Parts".into(),
@@ -2101,7 +2121,13 @@ pub fn launch_threads(counts: &[Dim]) -> Option<Dim> {
     if counts.iter().all(|c| *c == counts[0]) {
         return counts.first().cloned();
     }
-    counts.iter().map(Dim::as_const).collect::<Option<Vec<i64>>>()?.into_iter().max().map(Dim::c)
+    counts
+        .iter()
+        .map(Dim::as_const)
+        .collect::<Option<Vec<i64>>>()?
+        .into_iter()
+        .max()
+        .map(Dim::c)
 }
 
 /// The statements that compute element `idx` of an injective or state-write draft and store

@@ -128,7 +128,12 @@ fn find_host(
         if written.iter().any(|w| reads.contains(w) || states.contains(w)) {
             return None;
         }
-        let touched: Vec<NodeId> = c.inputs.iter().map(|&x| base(g, x)).filter(|x| states.contains(x)).collect();
+        let touched: Vec<NodeId> = c
+            .inputs
+            .iter()
+            .map(|&x| base(g, x))
+            .filter(|x| states.contains(x))
+            .collect();
         if touched.is_empty() && !hosts[j] && can_host(c, k, max_bindings) {
             return Some((j, rewritten));
         }
@@ -151,7 +156,11 @@ fn can_host(c: &KernelDraft, k: &KernelDraft, max_bindings: usize) -> bool {
     if !all.iter().all(|p| launch_size(p).is_some()) {
         return false;
     }
-    let Some(counts) = all.iter().map(crate::codegen::part_threads).collect::<Option<Vec<Dim>>>() else {
+    let Some(counts) = all
+        .iter()
+        .map(crate::codegen::part_threads)
+        .collect::<Option<Vec<Dim>>>()
+    else {
         return false;
     };
     if crate::codegen::launch_threads(&counts).is_none() {
@@ -166,7 +175,12 @@ fn can_host(c: &KernelDraft, k: &KernelDraft, max_bindings: usize) -> bool {
 /// the value the append defines, with the update inlined (see the module doc). `None` when `c`
 /// is not a decode attention, reads a value elsewhere than in its K and V operands or in
 /// another form than a load at an index, or the update's inputs would exceed the binding limit.
-fn read_through(g: &Graph, c: &KernelDraft, writes: &[(NodeId, &KernelDraft)], max_bindings: usize) -> Option<KernelDraft> {
+fn read_through(
+    g: &Graph,
+    c: &KernelDraft,
+    writes: &[(NodeId, &KernelDraft)],
+    max_bindings: usize,
+) -> Option<KernelDraft> {
     let KernelBody::Attention { sq, .. } = &c.body else {
         return None;
     };
@@ -179,14 +193,19 @@ fn read_through(g: &Graph, c: &KernelDraft, writes: &[(NodeId, &KernelDraft)], m
         };
         if c.inputs.iter().filter(|&&x| base(g, x) == *value).count() > 1
             || reads_slot_other_than_loads(&d.operands[0], slot)
-            || d.epilogue.as_ref().is_some_and(|e| reads_slot_other_than_loads(e, slot) || reads_slot(e, slot))
+            || d.epilogue
+                .as_ref()
+                .is_some_and(|e| reads_slot_other_than_loads(e, slot) || reads_slot(e, slot))
             || reads_slot(&d.operands[0], slot)
             || reads_slot_other_than_loads(&d.operands[1], slot)
             || reads_slot_other_than_loads(&d.operands[2], slot)
         {
             return None;
         }
-        let Op::StateAppend { offset, state_shape, .. } = &g.node(*value).op else {
+        let Op::StateAppend {
+            offset, state_shape, ..
+        } = &g.node(*value).op
+        else {
             return None;
         };
         let row = Dim::c(state_shape[1..].iter().product::<usize>() as i64);
@@ -253,5 +272,64 @@ fn reads_slot_other_than_loads(e: &Expr, s: usize) -> bool {
     match e {
         Expr::Read(x, _) | Expr::LoadAt(x, ..) if *x == s => true,
         e => e.children().into_iter().any(|c| reads_slot_other_than_loads(c, s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{TensorType, UnaryOp};
+
+    /// `x [1, 2, 8]` appended (as f16) to a state of 16 rows; returns the append's value.
+    fn append(g: &mut Graph) -> (NodeId, NodeId) {
+        let x = g.add_input("x", TensorType::new(DType::F32, &[1, 2, 8]));
+        let h = g.add("x_store", Op::Cast(DType::F16), &[x]).unwrap();
+        let op = Op::StateAppend {
+            state: "cache".into(),
+            state_shape: vec![16, 2, 8],
+            offset: Dim::sym("past"),
+        };
+        (x, g.add("cache", op, &[h]).unwrap())
+    }
+
+    fn kernels(g: &Graph) -> Vec<KernelDraft> {
+        crate::lower::fuse::form_kernels(g, 2, 7).expect("forms")
+    }
+
+    #[test]
+    fn a_one_row_append_moves_into_a_later_injective_kernel_of_another_count() {
+        let mut g = Graph::new();
+        let (x, s) = append(&mut g);
+        let n = g.add("neg", Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+        g.add_output("cache", s);
+        g.add_output("neg", n);
+        // The two kernels are independent: put the append first.
+        let mut k = crate::lower::anchor::form_kernels(&g, 7, false).expect("forms");
+        k.sort_by_key(|d| !d.outputs().contains(&s));
+        assert_eq!(k.len(), 2, "{k:#?}");
+        let k = defer_appends(&g, k, 8);
+        assert_eq!(k.len(), 1, "{k:#?}");
+        let KernelBody::Parts(parts) = &k[0].body else {
+            panic!("{:?}", k[0].body)
+        };
+        assert_eq!(k[0].outputs(), vec![n, s], "the host's part first");
+        let counts: Vec<Dim> = parts.iter().map(|p| crate::codegen::part_threads(p).unwrap()).collect();
+        assert_eq!(counts, vec![Dim::c(16), Dim::c(8)], "16 elements, 8 f16 words");
+    }
+
+    #[test]
+    fn an_append_whose_value_a_kernel_reads_stays_before_it() {
+        let mut g = Graph::new();
+        let (x, s) = append(&mut g);
+        let f = g.add("cache_f32", Op::Cast(DType::F32), &[s]).unwrap();
+        let sq = g.add("squared", Op::Binary(kiln_ir::BinaryOp::Mul), &[f, f]).unwrap();
+        let n = g.add("neg", Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+        g.add_output("squared", sq);
+        g.add_output("neg", n);
+        let k = kernels(&g);
+        let writer = k.iter().position(|d| d.outputs().contains(&s)).expect("the append");
+        let reader = k.iter().position(|d| d.output == sq).expect("the reader");
+        assert!(writer < reader, "{k:#?}");
+        assert!(k.iter().all(|d| !matches!(d.body, KernelBody::Parts(_))), "{k:#?}");
     }
 }

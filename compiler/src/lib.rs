@@ -180,11 +180,22 @@ pub fn workload(body: &KernelBody) -> Workload {
             numel: estimate(&Dim::product(shape)),
             vec4: false,
         },
-        // Several outputs: the scalar injective template.
-        KernelBody::Parts(parts) => match workload(&parts[0].body) {
-            Workload::Injective { numel, .. } => Workload::Injective { numel, vec4: false },
-            other => other,
-        },
+        // Several outputs: the scalar injective template over the largest part.
+        KernelBody::Parts(parts) => parts
+            .iter()
+            .map(|p| workload(&p.body))
+            .reduce(|a, b| match (a, b) {
+                (Workload::Injective { numel: x, .. }, Workload::Injective { numel: y, .. }) => Workload::Injective {
+                    numel: x.max(y),
+                    vec4: false,
+                },
+                (a, _) => a,
+            })
+            .map(|w| match w {
+                Workload::Injective { numel, .. } => Workload::Injective { numel, vec4: false },
+                other => other,
+            })
+            .expect("a kernel of parts has parts"),
         KernelBody::QGather { rows, k, .. } => Workload::Injective {
             numel: estimate(rows) * *k as u64,
             vec4: false,

@@ -895,6 +895,7 @@ fn check_attention_on(
             sk: c(sk),
             d,
             dv,
+            stores: Vec::new(),
         });
         db.force(key, s);
         db
@@ -1080,6 +1081,7 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
                 sk: t.clone(),
                 d,
                 dv,
+                stores: Vec::new(),
             }),
             schedule,
         );

@@ -3,7 +3,7 @@
 //! tokens equal, at opt-levels 0 and 2, for both RoPE styles, GQA, tied and separate heads
 //! and Qwen2-style q/k/v biases.
 
-use kiln::abi::{BufferKind, ElemType};
+use kiln::abi::{BindingKind, BufferKind, ElemType};
 use kiln::compiler::llm::{self, LlamaConfig, RandomWeights, Reference, RopeStyle};
 use kiln::compiler::{write_bundle, CompileOptions};
 use kiln::convert::rel_l2;
@@ -41,11 +41,16 @@ const TOL: f64 = 1e-4;
 
 fn check(c: &LlamaConfig, opt_level: u8) {
     let model = llm::build(c, &mut RandomWeights::new(c, 42)).unwrap();
+    check_model(&model, &format!("{:?}", c.rope_style), opt_level);
+}
+
+/// [`check`] for a built model, `what` naming it in failures.
+fn check_model(model: &kiln::compiler::Model, what: &str, opt_level: u8) {
     let opts = CompileOptions {
         opt_level,
         ..Default::default()
     };
-    let compiled = llm::compile_llm(&model, &opts).unwrap();
+    let compiled = llm::compile_llm(model, &opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.kiln");
     write_bundle(&compiled, &path).unwrap();
@@ -61,7 +66,7 @@ fn check(c: &LlamaConfig, opt_level: u8) {
         let cpu = reference.step(&tokens).unwrap();
         let logits = gpu.logits.unwrap();
         let err = rel_l2(&logits, &cpu.logits);
-        let what = format!("{:?} opt-level {opt_level} step {step}", c.rope_style);
+        let what = format!("{what} opt-level {opt_level} step {step}");
         assert!(err < TOL, "{what}: logits differ, relative L2 error {err}");
         assert_eq!(gpu.next_token, cpu.next_token, "{what}: greedy tokens differ");
         tokens = vec![gpu.next_token];
@@ -607,5 +612,95 @@ fn chained_decoding_draws_the_tokens_of_the_step_by_step_loop() {
             .unwrap_err()
             .to_string();
         assert!(e.contains(want), "{want}: {e}");
+    }
+}
+
+/// A decode step's cache appends leave their own dispatches (compiler::lower::defer): each
+/// layer's decode attention reads its new K/V row through and stores it itself (the state bound
+/// once, `read_write`), so a decode step has one dispatch per layer less: 9 per layer instead
+/// of 10 with f32 weights, 6 instead of 7 with quantized ones (SmolLM2's kind). The prompt's
+/// appends (many rows) keep their own dispatch. GPU logits still match the interpreter over
+/// prefill and ten decode steps with both cache types (the 2-layer f32-weight case is
+/// `f16_and_f32_kv_caches_match_the_interpreter`).
+#[test]
+fn decode_cache_appends_are_stored_by_the_attention() {
+    // (dispatches, dispatches that only append, (dispatch labels that write states, states each))
+    let count = |m: &kiln::abi::Manifest, name: &str| {
+        let p = m.programs.iter().find(|p| p.name == name).unwrap();
+        let only = p
+            .dispatches
+            .iter()
+            .filter(|d| d.label.split(" | ").all(|part| part.contains("cache_append")))
+            .count();
+        let writers: Vec<(String, usize)> = p
+            .dispatches
+            .iter()
+            .filter_map(|d| {
+                let k = &m.kernels[d.kernel];
+                let n = d
+                    .buffers
+                    .iter()
+                    .zip(&k.bindings[1..])
+                    .filter(|(&b, kind)| **kind == BindingKind::Storage && m.buffers[b].kind == BufferKind::State)
+                    .count();
+                (n > 0).then(|| (d.label.clone(), n))
+            })
+            .collect();
+        (p.dispatches.len(), only, writers)
+    };
+    let check_counts = |m: &kiln::abi::Manifest, layers: usize, what: &str| -> usize {
+        let (n, only, writers) = count(m, "decode");
+        assert_eq!(only, 0, "{what}: decode append dispatches");
+        assert_eq!(writers.len(), layers, "{what}: decode state writers {writers:?}");
+        assert!(
+            writers.iter().all(|(label, n)| label.contains(".attn") && *n == 2),
+            "{what}: each layer's attention writes its K and V states: {writers:?}"
+        );
+        assert_eq!(count(m, "prefill").1, layers, "{what}: one prefill append per layer");
+        n
+    };
+    for kv_cache in [DType::F16, DType::F32] {
+        let mut n = Vec::new();
+        for layers in [2, 3] {
+            let c = LlamaConfig {
+                kv_cache,
+                layers,
+                ..config(RopeStyle::Normal, false, true)
+            };
+            let model = llm::build(&c, &mut RandomWeights::new(&c, 42)).unwrap();
+            let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
+            n.push(check_counts(
+                &m,
+                layers,
+                &format!("f32 weights, {kv_cache} cache, {layers} layers"),
+            ));
+            if layers == 3 {
+                check(&c, 2);
+            }
+        }
+        assert_eq!(n[1] - n[0], 9, "{kv_cache}: decode dispatches per layer");
+
+        // Q8_0 weights: 6 dispatches per layer (7 before).
+        let mut n = Vec::new();
+        for layers in [2, 3] {
+            let c = LlamaConfig {
+                layers,
+                ..config(RopeStyle::Neox, true, false)
+            };
+            let bytes = llm::gguf::random_gguf(&c, "llama", 9, kiln::ir::BlockType::Q8_0).unwrap();
+            let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
+            let c = LlamaConfig {
+                kv_cache,
+                ..llm::gguf::config_from_gguf(&g, "tiny-q8", Some(64)).unwrap()
+            };
+            let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+            let m = llm::compile_llm(&model, &CompileOptions::default()).unwrap().manifest;
+            let what = format!("q8_0 {kv_cache} cache, {layers} layers");
+            n.push(check_counts(&m, layers, &what));
+            if layers == 3 {
+                check_model(&model, &what, 2);
+            }
+        }
+        assert_eq!(n[1] - n[0], 6, "q8_0 {kv_cache}: decode dispatches per layer");
     }
 }

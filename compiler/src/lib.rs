@@ -70,6 +70,10 @@ fn input_slots(g: &Graph, d: &KernelDraft) -> codegen::Slots {
     codegen::Slots {
         dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
         packed: d.inputs.iter().map(|&i| is_packed_state(g, i)).collect(),
+        written: match &d.body {
+            KernelBody::Attention { stores, .. } => (0..d.inputs.len()).map(|s| stores.contains(&s)).collect(),
+            _ => vec![false; d.inputs.len()],
+        },
     }
 }
 
@@ -148,7 +152,9 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
         }
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
-        KernelBody::Attention { batch, sq, sk, d, dv } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
+        KernelBody::Attention {
+            batch, sq, sk, d, dv, ..
+        } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
         KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
         KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
         KernelBody::Sample { rows, vocab, window } => format!("sample:{rows}x{vocab}:{window}"),
@@ -200,11 +206,22 @@ pub fn workload(body: &KernelBody) -> Workload {
             numel: estimate(&Dim::product(shape)),
             vec4: false,
         },
-        // Several outputs: the scalar injective template.
-        KernelBody::Parts(parts) => match workload(&parts[0].body) {
-            Workload::Injective { numel, .. } => Workload::Injective { numel, vec4: false },
-            other => other,
-        },
+        // Several outputs: the scalar injective template over the largest part.
+        KernelBody::Parts(parts) => parts
+            .iter()
+            .map(|p| workload(&p.body))
+            .reduce(|a, b| match (a, b) {
+                (Workload::Injective { numel: x, .. }, Workload::Injective { numel: y, .. }) => Workload::Injective {
+                    numel: x.max(y),
+                    vec4: false,
+                },
+                (a, _) => a,
+            })
+            .map(|w| match w {
+                Workload::Injective { numel, .. } => Workload::Injective { numel, vec4: false },
+                other => other,
+            })
+            .expect("a kernel of parts has parts"),
         KernelBody::QGather { rows, k, .. } => Workload::Injective {
             numel: estimate(rows) * *k as u64,
             vec4: false,

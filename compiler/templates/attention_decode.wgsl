@@ -45,6 +45,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let rv{{ i }} = {% if pairs %}2i * g{% else %}g{% endif %} + {{ v_first[i] }}i;
     let cv{{ i }} = {% if v_past[i] %}min(rv{{ i }}, {{ dv - 1 }}i){% else %}rv{{ i }}{% endif %};
 {%- endfor %}
+{%- if fresh %}
+    // The key this step appends (the last): its K and V come from the new row's values,
+    // computed once (in the slice that has the key), not from the cache, which holds only the
+    // keys before it until a later kernel writes the row.
+    let j_new = {{ sk }} - 1i;
+{%- for i in range(end=nk) %}{% if xk_new %}
+    var fk{{ i }} = 0.0f;
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+    var fv{{ i }} = 0.0f;
+{%- endif %}{% endfor %}
+    if (k_beg <= j_new && j_new < k_end) {
+{%- for i in range(end=nk) %}{% if xk_new %}
+        fk{{ i }} = {{ xk_new }}(b, ck{{ i }}, j_new);
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+        fv{{ i }} = {{ xv_new }}(b, j_new, cv{{ i }});
+{%- endif %}{% endfor %}
+{%- if k_store or v_store %}
+        // The new row is stored here too (no append kernel): one key slot's threads write their
+        // channels{% if k_store_packed or v_store_packed %}, a word of two adjacent f16 channels each{% endif %}. No load of this dispatch reads
+        // the row (the key's loads take the values above).
+        if (t < {{ lanes }}i) {
+{%- for i in range(end=nk) %}{% if k_store %}{% if k_store_packed %}{% if i % 2 == 0 %}
+            {% if k_past[i] %}if (rk{{ i }} < {{ d }}i) { {% endif %}{{ k_store }}[u32({{ xk_at }}(b, ck{{ i }}, j_new)) >> 1u] = pack2x16float(vec2<f32>({{ xk_put }}(b, ck{{ i }}, j_new), {{ xk_put }}(b, ck{{ i + 1 }}, j_new)));{% if k_past[i] %} }{% endif %}
+{%- endif %}{% else %}
+            {% if k_past[i] %}if (rk{{ i }} < {{ d }}i) { {% endif %}{{ k_store }}[{{ xk_at }}(b, ck{{ i }}, j_new)] = {{ xk_put }}(b, ck{{ i }}, j_new);{% if k_past[i] %} }{% endif %}
+{%- endif %}{% endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if v_store %}{% if v_store_packed %}{% if i % 2 == 0 %}
+            {% if v_past[i] %}if (rv{{ i }} < {{ dv }}i) { {% endif %}{{ v_store }}[u32({{ xv_at }}(b, j_new, cv{{ i }})) >> 1u] = pack2x16float(vec2<f32>({{ xv_put }}(b, j_new, cv{{ i }}), {{ xv_put }}(b, j_new, cv{{ i + 1 }})));{% if v_past[i] %} }{% endif %}
+{%- endif %}{% else %}
+            {% if v_past[i] %}if (rv{{ i }} < {{ dv }}i) { {% endif %}{{ v_store }}[{{ xv_at }}(b, j_new, cv{{ i }})] = {{ xv_put }}(b, j_new, cv{{ i }});{% if v_past[i] %} }{% endif %}
+{%- endif %}{% endif %}{% endfor %}
+        }
+{%- endif %}
+    }
+{%- endif %}
     // This thread's channels of q, per row (0 past the head dim).
 {%- for r in range(end=sq) %}
 {%- for i in range(end=nk) %}
@@ -70,10 +107,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
     if (k_beg + kk < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-        k{{ i }} = {{ xk }}(b, ck{{ i }}, k_beg + kk);
+        {% if k_store %}if (k_beg + kk >= j_new) { k{{ i }} = fk{{ i }}; } else { k{{ i }} = {{ xk }}(b, ck{{ i }}, k_beg + kk); }{% else %}k{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, k_beg + kk), fk{{ i }}, k_beg + kk >= j_new){% else %}{{ xk }}(b, ck{{ i }}, k_beg + kk){% endif %};{% endif %}
 {%- endfor %}
 {%- for i in range(end=nv) %}
-        v{{ i }} = {{ xv }}(b, k_beg + kk, cv{{ i }});
+        {% if v_store %}if (k_beg + kk >= j_new) { v{{ i }} = fv{{ i }}; } else { v{{ i }} = {{ xv }}(b, k_beg + kk, cv{{ i }}); }{% else %}v{{ i }} = {% if xv_new %}select({{ xv }}(b, k_beg + kk, cv{{ i }}), fv{{ i }}, k_beg + kk >= j_new){% else %}{{ xv }}(b, k_beg + kk, cv{{ i }}){% endif %};{% endif %}
 {%- endfor %}
     }
     for (var j0 = k_beg; j0 < k_end; j0 += {{ bk }}i) {
@@ -86,10 +123,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
         if (jn < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-            kn{{ i }} = {{ xk }}(b, ck{{ i }}, jn);
+            {% if k_store %}if (jn >= j_new) { kn{{ i }} = fk{{ i }}; } else { kn{{ i }} = {{ xk }}(b, ck{{ i }}, jn); }{% else %}kn{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, jn), fk{{ i }}, jn >= j_new){% else %}{{ xk }}(b, ck{{ i }}, jn){% endif %};{% endif %}
 {%- endfor %}
 {%- for i in range(end=nv) %}
-            vn{{ i }} = {{ xv }}(b, jn, cv{{ i }});
+            {% if v_store %}if (jn >= j_new) { vn{{ i }} = fv{{ i }}; } else { vn{{ i }} = {{ xv }}(b, jn, cv{{ i }}); }{% else %}vn{{ i }} = {% if xv_new %}select({{ xv }}(b, jn, cv{{ i }}), fv{{ i }}, jn >= j_new){% else %}{{ xv }}(b, jn, cv{{ i }}){% endif %};{% endif %}
 {%- endfor %}
         }
 {%- if idle %}

@@ -618,6 +618,7 @@ fn attention_split_over_key_slices() {
         sk: c(512),
         d: 4,
         dv: 4,
+        stores: Vec::new(),
     });
     let db = TuningDb::forcing(
         key,
@@ -1099,4 +1100,52 @@ fn gemm_vec4_tile_stores_vec4s_only_for_short_k_slices() {
             "K {k}: {src}"
         );
     }
+}
+
+/// A decode step's cache appends gone (`lower::defer`) in a two-layer Llama with the f16 cache:
+/// each layer's decode attention reads its new K/V row through (the row's values computed once
+/// per thread from the QKV product with RoPE and the f16 rounding, `kiln_x1_new` and
+/// `kiln_x2_new`; the cache loaded below the last key only, by a branch) and stores the row
+/// itself: the two states bound `read_write`, one key slot's threads writing a word of two
+/// adjacent channels each (`kiln_x1_at`, `kiln_x1_put`).
+#[test]
+fn decode_attention_reads_the_new_row_through_and_stores_it() {
+    use kiln_compiler::llm::{self, LlamaConfig, RandomWeights, RopeStyle};
+    let c = LlamaConfig {
+        name: "tiny-llama".into(),
+        dim: 64,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        ffn: 96,
+        vocab: 97,
+        rope_base: 10000.0,
+        rope_dims: 16,
+        rope_style: RopeStyle::Normal,
+        rms_eps: 1e-5,
+        tied_output: true,
+        qkv_bias: false,
+        context: 64,
+        kv_cache: DType::F16,
+    };
+    let model = llm::build(&c, &mut RandomWeights::new(&c, 1)).unwrap();
+    let b = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
+    let pick = |f: &dyn Fn(&str) -> bool| -> Vec<String> {
+        b.kernel_sources
+            .iter()
+            .filter(|(_, s)| f(s))
+            .map(|(n, s)| format!("// ===== {n}\n{s}"))
+            .collect()
+    };
+    let through = pick(&|s| s.contains("let j_new"));
+    assert_eq!(
+        through.len(),
+        1,
+        "{:?}",
+        b.kernel_sources.iter().map(|k| &k.0).collect::<Vec<_>>()
+    );
+    assert!(through[0].contains("fn kiln_x1_new") && through[0].contains("fn kiln_x2_new"));
+    assert!(through[0].contains("var<storage, read_write> in3: array<u32>"));
+    insta::assert_snapshot!(through[0]);
 }

@@ -183,8 +183,9 @@ fn header_outputs(
         } else {
             storage_ty(*d).to_string()
         };
+        let access = if in_dtypes.is_written(k) { "read_write" } else { "read" };
         h.push_str(&format!(
-            "@group(0) @binding({}) var<storage, read> in{k}: array<{elem}>;\n",
+            "@group(0) @binding({}) var<storage, {access}> in{k}: array<{elem}>;\n",
             k + 1,
         ));
     }
@@ -262,6 +263,13 @@ fn operand_at(
     in_dtypes: &Slots,
     fns: &mut Vec<String>,
 ) -> String {
+    let e = operand_coords(draft, i, shape);
+    coord_fn(&format!("kiln_x{i}"), &e, shape, params, helpers, in_dtypes, fns)
+}
+
+/// Operand `i` of `draft` (logically a row-major tensor of `shape`) as an expression of its
+/// coordinates ([`Expr::Coord`]), simplified as [`operand_at`] says.
+fn operand_coords(draft: &KernelDraft, i: usize, shape: &[Dim]) -> Expr {
     use kiln_ir::BinaryOp;
     let strides = crate::lower::sym_strides(shape);
     let mut index: Option<Expr> = None;
@@ -297,7 +305,7 @@ fn operand_at(
     // extent. A smaller `d` stays: the head of a flattened (batch x heads) coordinate is
     // `at % heads` (dropping every modulo of a bare coordinate, as the rewrite did before,
     // read a BERT-style K of 12 heads at batch x heads instead of its head).
-    let e = e.rewrite(&mut |x| match x {
+    e.rewrite(&mut |x| match x {
         Expr::CoordOf {
             index,
             stride,
@@ -308,20 +316,33 @@ fn operand_at(
             *index
         }
         x => x,
-    });
+    })
+}
+
+/// An expression of the coordinates of `shape` (see [`operand_coords`]) as a function
+/// `name(at0, at1, ..)` added to `fns`; returns its name.
+fn coord_fn(
+    name: &str,
+    e: &Expr,
+    shape: &[Dim],
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &Slots,
+    fns: &mut Vec<String>,
+) -> String {
+    let strides = crate::lower::sym_strides(shape);
     let names: Vec<String> = (0..shape.len()).map(|a| format!("at{a}")).collect();
     // The linear index too where a linear read of the operand's own index is left.
     fn reads_linearly(e: &Expr) -> bool {
         matches!(e, Expr::Read(..)) || e.children().into_iter().any(reads_linearly)
     }
-    let flat = reads_linearly(&e).then(|| linear_index(&names, &strides, params));
+    let flat = reads_linearly(e).then(|| linear_index(&names, &strides, params));
     let mut w = index_writer(params, helpers, in_dtypes, "");
     w.coords = names.clone();
     if let Some(flat) = flat {
         w.idx = flat;
     }
-    let (v, d) = w.emit(&e);
-    let name = format!("kiln_x{i}");
+    let (v, d) = w.emit(e);
     let args: Vec<String> = names.iter().map(|n| format!("{n}: i32")).collect();
     let mut f = format!("fn {name}({}) -> {} {{\n", args.join(", "), reg_ty(d));
     for l in &w.lines {
@@ -329,7 +350,75 @@ fn operand_at(
     }
     f.push_str(&format!("    return {v};\n}}"));
     fns.push(f);
-    name
+    name.to_string()
+}
+
+/// The store of an appended state's new row that a decode attention makes itself
+/// (`lower::defer`): in operand `e` (an expression of coordinates), the read-through
+/// `select(row >= past, new, state[index])` of input `slot`, as `(slot, index, new)`.
+fn row_store(e: &Expr, slot: usize) -> Option<(usize, Expr, Expr)> {
+    match e {
+        Expr::Select(_, new, old) => match &**old {
+            Expr::LoadIdx(s, index) if *s == slot => Some((slot, (**index).clone(), (**new).clone())),
+            _ => e.children().into_iter().find_map(|c| row_store(c, slot)),
+        },
+        e => e.children().into_iter().find_map(|c| row_store(c, slot)),
+    }
+}
+
+/// Whether a decode attention can store the new row of its state slot `slot` (read through
+/// in K or V operand `i` of `draft`, over `shape` with the channels on axis `channel`): an f32
+/// state any way, an f16 state (two values per word) when a channel and the next one are one
+/// word: the element index is the channel plus terms that are all even.
+pub fn can_store_row(draft: &KernelDraft, i: usize, slot: usize, packed: bool) -> bool {
+    let KernelBody::Attention { batch, sk, d, dv, .. } = &draft.body else {
+        return false;
+    };
+    let (shape, channel) = if i == 1 {
+        ([batch.clone(), Dim::c(*d as i64), sk.clone()], 1)
+    } else {
+        ([batch.clone(), sk.clone(), Dim::c(*dv as i64)], 2)
+    };
+    let Some((_, index, _)) = row_store(&operand_coords(draft, i, &shape), slot) else {
+        return false;
+    };
+    !packed || crate::lower::affine::even_but(&index, &Expr::Coord(channel))
+}
+
+/// A decode attention's K or V operand `e` (an expression of coordinates, the keys on axis
+/// `axis`, `sk` of them) that reads an appended state through (`crate::lower::defer`), split
+/// into the value below the last key and the value at it: every `select(at_axis >= p, new,
+/// old)` in it with `p = sk - 1` is `old` for the keys before `p` and `new` at key `p`, so `e`
+/// is `(e with old, e with new)` chosen by `at_axis >= p`. The second is the same for every
+/// key a thread reads, so the kernel computes it once. `None` when `e` has no such select, or
+/// one over another bound.
+fn split_read_through(e: &Expr, axis: usize, sk: &Dim) -> Option<(Expr, Expr)> {
+    use kiln_ir::BinaryOp;
+    let last = sk.sub(&Dim::c(1));
+    let (mut found, mut other) = (false, false);
+    let mut pick = |x: Expr, new: bool| match x {
+        Expr::Select(c, a, b) => match *c {
+            Expr::Binary(BinaryOp::GreaterEqual, l, r, DType::I32)
+                if matches!(*l, Expr::Coord(a) if a == axis) && matches!(&*r, Expr::Dim(_)) =>
+            {
+                if matches!(&*r, Expr::Dim(p) if *p == last) {
+                    found = true;
+                } else {
+                    other = true;
+                }
+                if new {
+                    *a
+                } else {
+                    *b
+                }
+            }
+            c => Expr::Select(Box::new(c), a, b),
+        },
+        x => x,
+    };
+    let old = e.rewrite(&mut |x| pick(x, false));
+    let new = e.rewrite(&mut |x| pick(x, true));
+    (found && !other).then_some((old, new))
 }
 
 /// The row-major linear index `(at0 * stride0 + ..)` of coordinates `names` over `strides`.
@@ -1382,7 +1471,17 @@ pub fn render(
             ];
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
-        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) if decode_rows(sq).is_some() => {
+        (
+            KernelBody::Attention {
+                batch,
+                sq,
+                sk,
+                d,
+                dv,
+                stores,
+            },
+            Schedule::Injective(p),
+        ) if decode_rows(sq).is_some() => {
             let rows = decode_rows(sq).expect("checked by the guard");
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
@@ -1413,12 +1512,74 @@ pub fn render(
             ctx.insert("xqe", &xqe);
             // K is [batch, d, sk] and V [batch, sk, dv]; read at coordinates (a cache slice's
             // index needs no division by the runtime key count).
+            // A K or V operand that reads the step's appended row through (lower::defer): the
+            // cache below the last key, and the new row's values computed once per thread.
             let bsk = [batch.clone(), Dim::c(*d as i64), sk.clone()];
             let bsv = [batch.clone(), sk.clone(), Dim::c(*dv as i64)];
-            let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
-            let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
-            ctx.insert("xk", &xk);
-            ctx.insert("xv", &xv);
+            let mut fresh = false;
+            for (name, i, shape, axis) in [("k", 1, &bsk, 2), ("v", 2, &bsv, 1)] {
+                let e = operand_coords(draft, i, shape);
+                // The state slot whose new row this kernel stores (lower::defer), if any: its
+                // element index and stored value at the last key, by coordinates.
+                let mut store = (String::new(), String::new(), String::new());
+                ctx.insert(format!("{name}_store_packed"), &false);
+                if let Some((slot, at, put)) = stores.iter().find_map(|&s| row_store(&e, s)) {
+                    let at = coord_fn(
+                        &format!("kiln_x{i}_at"),
+                        &at,
+                        shape,
+                        &mut params,
+                        &mut helpers,
+                        in_dtypes,
+                        &mut fns,
+                    );
+                    let put = coord_fn(
+                        &format!("kiln_x{i}_put"),
+                        &put,
+                        shape,
+                        &mut params,
+                        &mut helpers,
+                        in_dtypes,
+                        &mut fns,
+                    );
+                    store = (format!("in{slot}"), at, put);
+                    ctx.insert(format!("{name}_store_packed"), &in_dtypes.is_packed(slot));
+                }
+                ctx.insert(format!("{name}_store"), &store.0);
+                ctx.insert(format!("x{name}_at"), &store.1);
+                ctx.insert(format!("x{name}_put"), &store.2);
+                let (old, new) = match split_read_through(&e, axis, sk) {
+                    Some((old, new)) => (old, Some(new)),
+                    None => (e, None),
+                };
+                let x = coord_fn(
+                    &format!("kiln_x{i}"),
+                    &old,
+                    shape,
+                    &mut params,
+                    &mut helpers,
+                    in_dtypes,
+                    &mut fns,
+                );
+                ctx.insert(format!("x{name}"), &x);
+                let xn = match new {
+                    Some(new) => {
+                        fresh = true;
+                        coord_fn(
+                            &format!("kiln_x{i}_new"),
+                            &new,
+                            shape,
+                            &mut params,
+                            &mut helpers,
+                            in_dtypes,
+                            &mut fns,
+                        )
+                    }
+                    None => String::new(),
+                };
+                ctx.insert(format!("x{name}_new"), &xn);
+            }
+            ctx.insert("fresh", &fresh);
             let score_lines = match &draft.epilogue {
                 Some(e) => {
                     let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
@@ -1441,7 +1602,19 @@ pub fn render(
             let grid = [dim_expr(batch), SizeExpr::c(splits as i64), SizeExpr::c(1)];
             ("attention_decode", [wg, 1, 1], grid, false)
         }
-        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Attention(p)) => {
+        (KernelBody::Attention { stores, .. }, Schedule::Attention(_)) if !stores.is_empty() => {
+            return Err(CompileError::Unsupported {
+                node: draft.label.clone(),
+                op: "Attention".into(),
+                msg: "an attention that stores its state's new row needs the decode schedule".into(),
+            })
+        }
+        (
+            KernelBody::Attention {
+                batch, sq, sk, d, dv, ..
+            },
+            Schedule::Attention(p),
+        ) => {
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
             let (d4, dv4) = (d.div_ceil(4) as u32, dv.div_ceil(4) as u32);
@@ -1930,32 +2103,33 @@ pub fn render(
             injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (KernelBody::Parts(parts), Schedule::Injective(p)) => {
-            // The injective template over the parts' common element count; each part's
-            // statements in a block of their own (their temporaries may share names). Parts
-            // that write f16 states go over pairs of elements (all parts do: see `siblings`).
-            let packed = packed_outputs[0];
-            if packed_outputs.iter().any(|&q| q != packed) {
-                return Err(CompileError::Unsupported {
-                    node: draft.label.clone(),
-                    op: "Parts".into(),
-                    msg: "parts writing f16 states and parts writing other values in one kernel".into(),
-                });
-            }
-            let n = part_size(&parts[0]);
-            let n = if packed {
-                n.exact_div(&Dim::c(2)).ok_or_else(|| odd_f16_state(draft))?
-            } else {
-                n
-            };
+            // The injective template over the parts' largest thread count; each part's
+            // statements in a block of their own (their temporaries may share names), behind a
+            // bounds check of its own where its count is smaller. Parts that write f16 states
+            // go over pairs of elements (a thread per word).
+            let counts = parts
+                .iter()
+                .map(part_threads)
+                .collect::<Option<Vec<Dim>>>()
+                .ok_or_else(|| odd_f16_state(draft))?;
+            let n = launch_threads(&counts).ok_or_else(|| CompileError::Unsupported {
+                node: draft.label.clone(),
+                op: "Parts".into(),
+                msg: "parts of different symbolic element counts in one kernel".into(),
+            })?;
             let n_s = params.dim(&n, "n");
             let mut body = Vec::new();
             for (j, part) in parts.iter().enumerate() {
-                body.push("{".to_string());
-                let lines = if packed {
+                let lines = if packed_outputs[j] {
                     packed_part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes)?
                 } else {
                     part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes)
                 };
+                if counts[j] == n {
+                    body.push("{".to_string());
+                } else {
+                    body.push(format!("if (idx < {}) {{", params.dim(&counts[j], "n")));
+                }
                 body.extend(lines.into_iter().map(|l| format!("    {l}")));
                 body.push("}".to_string());
             }
@@ -2004,7 +2178,15 @@ pub fn render(
     Ok(RenderedKernel {
         wgsl,
         workgroup_size,
-        bindings: bindings(draft.inputs.len(), out_dtypes.len()),
+        bindings: {
+            let mut b = bindings(draft.inputs.len(), out_dtypes.len());
+            for (s, kind) in b[1..=draft.inputs.len()].iter_mut().enumerate() {
+                if in_dtypes.is_written(s) {
+                    *kind = BindingKind::Storage;
+                }
+            }
+            b
+        },
         param_names: params.manifest_names(),
         param_values: params.manifest_values(),
         grid,
@@ -2022,12 +2204,33 @@ fn part_dtype(part: &KernelDraft) -> DType {
     }
 }
 
-/// The element count of a part of a [`KernelBody::Parts`] kernel (the same for every part).
-fn part_size(part: &KernelDraft) -> Dim {
-    match &part.body {
+/// The threads a part of a [`KernelBody::Parts`] kernel needs: one per element, or one per
+/// pair of elements for an f16 state write (`None` for an odd count).
+pub fn part_threads(part: &KernelDraft) -> Option<Dim> {
+    let n = match &part.body {
         KernelBody::Injective { shape, .. } | KernelBody::StateWrite { shape, .. } => Dim::product(shape),
         other => unreachable!("a kernel part is injective or a state write, not {other:?}"),
+    };
+    if writes_packed_state(part) {
+        n.exact_div(&Dim::c(2))
+    } else {
+        Some(n)
     }
+}
+
+/// The threads of a kernel of parts of `counts` threads: their common count, or the largest
+/// where all are constants (`None`: different symbolic counts, which have no known maximum).
+pub fn launch_threads(counts: &[Dim]) -> Option<Dim> {
+    if counts.iter().all(|c| *c == counts[0]) {
+        return counts.first().cloned();
+    }
+    counts
+        .iter()
+        .map(Dim::as_const)
+        .collect::<Option<Vec<i64>>>()?
+        .into_iter()
+        .max()
+        .map(Dim::c)
 }
 
 /// The statements that compute element `idx` of an injective or state-write draft and store

@@ -33,9 +33,11 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
         // (the decode schedule, split over keys) and for a prompt over many or symbolic keys
         // (flash attention, the scores never stored) from anchor::MIN_FLASH_KEYS (128) keys:
         // shorter constant sequences stay two GEMMs and a softmax. Sibling injective kernels
-        // of one element count then share a dispatch (super::siblings).
+        // of one element count then share a dispatch (super::siblings), and a decode step's
+        // cache appends move into later kernels (super::defer).
         let kernels = super::anchor::form_kernels(g, max_inputs, opt_level >= 3)?;
-        return Ok(super::siblings::merge_siblings(g, kernels, max_inputs + 1));
+        let kernels = super::siblings::merge_siblings(g, kernels, max_inputs + 1);
+        return Ok(super::defer::defer_appends(g, kernels, max_inputs + 1));
     }
     let outputs: HashSet<NodeId> = g.outputs().iter().map(|o| o.1).collect();
     let mut absorbed: HashSet<NodeId> = HashSet::new();

@@ -75,7 +75,7 @@ pub fn merge_siblings(g: &Graph, kernels: Vec<KernelDraft>, max_bindings: usize)
 
 /// The element count of a kernel that may be a part (a plain injective or state-write kernel),
 /// and whether it writes f16 pairs (a thread per two elements: an f16 state's packed words).
-fn launch_size(d: &KernelDraft) -> Option<(Dim, bool)> {
+pub(super) fn launch_size(d: &KernelDraft) -> Option<(Dim, bool)> {
     match &d.body {
         KernelBody::Injective { shape, .. } if d.operands.is_empty() && d.epilogue.is_none() => {
             Some((Dim::product(shape), false))
@@ -88,7 +88,7 @@ fn launch_size(d: &KernelDraft) -> Option<(Dim, bool)> {
 }
 
 /// The value whose buffer a kernel input lives in (reshapes are views).
-fn base(g: &Graph, id: NodeId) -> NodeId {
+pub(super) fn base(g: &Graph, id: NodeId) -> NodeId {
     crate::plan::root(g, id)
 }
 
@@ -125,7 +125,7 @@ fn independent<'a>(g: &Graph, cand: &KernelDraft, passed: impl Iterator<Item = &
 
 /// One kernel of several parts over the union `inputs`: each part's input slots are renumbered
 /// into the union and its operand made explicit.
-fn join(parts: Vec<KernelDraft>, inputs: Vec<NodeId>) -> KernelDraft {
+pub(super) fn join(parts: Vec<KernelDraft>, inputs: Vec<NodeId>) -> KernelDraft {
     let label = parts.iter().map(|p| p.label.as_str()).collect::<Vec<_>>().join(" | ");
     let output = parts[0].output;
     let parts = parts
@@ -163,7 +163,7 @@ fn join(parts: Vec<KernelDraft>, inputs: Vec<NodeId>) -> KernelDraft {
 }
 
 /// `e` with every input slot `s` replaced by `map[s]`.
-fn renumber(e: &Expr, map: &[usize]) -> Expr {
+pub(super) fn renumber(e: &Expr, map: &[usize]) -> Expr {
     e.rewrite(&mut |n| match n {
         Expr::Read(s, a) => Expr::Read(map[s], a),
         Expr::LoadAt(s, ix, shape) => Expr::LoadAt(map[s], ix, shape),

@@ -337,7 +337,6 @@ fn attention_case(batch: usize, heads: usize, seq: usize, d: usize, opt_level: u
                 sk: Dim::c(seq as i64),
                 d,
                 dv: d,
-                stores: Vec::new(),
             })
         }),
         latency: false,

@@ -331,9 +331,7 @@ fn job_for(
                 opt_level: 2,
             }))
         }
-        KernelBody::Attention {
-            batch, sq, sk, d, dv, ..
-        } if kiln_compiler::codegen::decode_rows(sq).is_none() => {
+        KernelBody::Attention { batch, sq, sk, d, dv } if kiln_compiler::codegen::decode_rows(sq).is_none() => {
             let c = |x: &Dim| concrete(std::slice::from_ref(x), bind).map(|v| v[0]);
             let (batch, sq, sk) = (c(batch)?, c(sq)?, c(sk)?);
             let model = attention_model(batch, sq, sk, *d, *dv);
@@ -346,7 +344,6 @@ fn job_for(
                 sk: Dim::c(sk as i64),
                 d: *d,
                 dv: *dv,
-                stores: Vec::new(),
             });
             let mut candidates = vec![default];
             candidates.extend(space::attention(limits));

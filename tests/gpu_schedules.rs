@@ -896,7 +896,6 @@ fn check_attention_on(
             sk: c(sk),
             d,
             dv,
-            stores: Vec::new(),
         });
         db.force(key, s);
         db
@@ -1133,7 +1132,6 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
                 sk: t.clone(),
                 d,
                 dv,
-                stores: Vec::new(),
             }),
             schedule,
         );

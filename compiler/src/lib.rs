@@ -70,10 +70,6 @@ fn input_slots(g: &Graph, d: &KernelDraft) -> codegen::Slots {
     codegen::Slots {
         dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
         packed: d.inputs.iter().map(|&i| is_packed_state(g, i)).collect(),
-        written: match &d.body {
-            KernelBody::Attention { stores, .. } => (0..d.inputs.len()).map(|s| stores.contains(&s)).collect(),
-            _ => vec![false; d.inputs.len()],
-        },
     }
 }
 
@@ -152,9 +148,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             format!("gemm:b={},m={m},n={n},k={k}", Dim::product(&batch))
         }
         KernelBody::Injective { shape, .. } => format!("injective:{}", dims(shape)),
-        KernelBody::Attention {
-            batch, sq, sk, d, dv, ..
-        } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
+        KernelBody::Attention { batch, sq, sk, d, dv } => format!("attention:b={batch},sq={sq},sk={sk},d={d},dv={dv}"),
         KernelBody::TopK { shape, axis, k, .. } => format!("topk:{}:{axis}:{k}", dims(shape)),
         KernelBody::Scatter { data, indices, .. } => format!("scatter:{}:{}", dims(data), dims(indices)),
         KernelBody::Sample { rows, vocab, window } => format!("sample:{rows}x{vocab}:{window}"),

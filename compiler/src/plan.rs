@@ -74,14 +74,7 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
         }
     }
     // States: a `StateAppend` value lives in its state's buffer, allocated at its full size.
-    // (A decode attention may write a state it reads, lower::defer: it is only an input.)
-    let touched = kernels
-        .iter()
-        .flat_map(|k| k.outputs().into_iter().chain(k.inputs.iter().map(|&i| root(g, i))));
-    for o in touched {
-        if p.buffer_of.contains_key(&o) {
-            continue;
-        }
+    for o in kernels.iter().flat_map(KernelDraft::outputs) {
         if let Op::StateAppend { state, state_shape, .. } = &g.node(o).op {
             let dtype = g.node(o).ty.dtype;
             p.buffer_of.insert(o, p.buffers.len());

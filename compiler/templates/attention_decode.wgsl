@@ -63,23 +63,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for i in range(end=nv) %}{% if xv_new %}
         fv{{ i }} = {{ xv_new }}(b, j_new, cv{{ i }});
 {%- endif %}{% endfor %}
-{%- if k_store or v_store %}
-        // The new row is stored here too (no append kernel): one key slot's threads write their
-        // channels{% if k_store_packed or v_store_packed %}, a word of two adjacent f16 channels each{% endif %}. No load of this dispatch reads
-        // the row (the key's loads take the values above).
-        if (t < {{ lanes }}i) {
-{%- for i in range(end=nk) %}{% if k_store %}{% if k_store_packed %}{% if i % 2 == 0 %}
-            {% if k_past[i] %}if (rk{{ i }} < {{ d }}i) { {% endif %}{{ k_store }}[u32({{ xk_at }}(b, ck{{ i }}, j_new)) >> 1u] = pack2x16float(vec2<f32>({{ xk_put }}(b, ck{{ i }}, j_new), {{ xk_put }}(b, ck{{ i + 1 }}, j_new)));{% if k_past[i] %} }{% endif %}
-{%- endif %}{% else %}
-            {% if k_past[i] %}if (rk{{ i }} < {{ d }}i) { {% endif %}{{ k_store }}[{{ xk_at }}(b, ck{{ i }}, j_new)] = {{ xk_put }}(b, ck{{ i }}, j_new);{% if k_past[i] %} }{% endif %}
-{%- endif %}{% endif %}{% endfor %}
-{%- for i in range(end=nv) %}{% if v_store %}{% if v_store_packed %}{% if i % 2 == 0 %}
-            {% if v_past[i] %}if (rv{{ i }} < {{ dv }}i) { {% endif %}{{ v_store }}[u32({{ xv_at }}(b, j_new, cv{{ i }})) >> 1u] = pack2x16float(vec2<f32>({{ xv_put }}(b, j_new, cv{{ i }}), {{ xv_put }}(b, j_new, cv{{ i + 1 }})));{% if v_past[i] %} }{% endif %}
-{%- endif %}{% else %}
-            {% if v_past[i] %}if (rv{{ i }} < {{ dv }}i) { {% endif %}{{ v_store }}[{{ xv_at }}(b, j_new, cv{{ i }})] = {{ xv_put }}(b, j_new, cv{{ i }});{% if v_past[i] %} }{% endif %}
-{%- endif %}{% endif %}{% endfor %}
-        }
-{%- endif %}
     }
 {%- endif %}
     // This thread's channels of q, per row (0 past the head dim).
@@ -107,10 +90,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
     if (k_beg + kk < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-        {% if k_store %}if (k_beg + kk >= j_new) { k{{ i }} = fk{{ i }}; } else { k{{ i }} = {{ xk }}(b, ck{{ i }}, k_beg + kk); }{% else %}k{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, k_beg + kk), fk{{ i }}, k_beg + kk >= j_new){% else %}{{ xk }}(b, ck{{ i }}, k_beg + kk){% endif %};{% endif %}
+        k{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, k_beg + kk), fk{{ i }}, k_beg + kk >= j_new){% else %}{{ xk }}(b, ck{{ i }}, k_beg + kk){% endif %};
 {%- endfor %}
 {%- for i in range(end=nv) %}
-        {% if v_store %}if (k_beg + kk >= j_new) { v{{ i }} = fv{{ i }}; } else { v{{ i }} = {{ xv }}(b, k_beg + kk, cv{{ i }}); }{% else %}v{{ i }} = {% if xv_new %}select({{ xv }}(b, k_beg + kk, cv{{ i }}), fv{{ i }}, k_beg + kk >= j_new){% else %}{{ xv }}(b, k_beg + kk, cv{{ i }}){% endif %};{% endif %}
+        v{{ i }} = {% if xv_new %}select({{ xv }}(b, k_beg + kk, cv{{ i }}), fv{{ i }}, k_beg + kk >= j_new){% else %}{{ xv }}(b, k_beg + kk, cv{{ i }}){% endif %};
 {%- endfor %}
     }
     for (var j0 = k_beg; j0 < k_end; j0 += {{ bk }}i) {
@@ -123,10 +106,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
         if (jn < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-            {% if k_store %}if (jn >= j_new) { kn{{ i }} = fk{{ i }}; } else { kn{{ i }} = {{ xk }}(b, ck{{ i }}, jn); }{% else %}kn{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, jn), fk{{ i }}, jn >= j_new){% else %}{{ xk }}(b, ck{{ i }}, jn){% endif %};{% endif %}
+            kn{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, jn), fk{{ i }}, jn >= j_new){% else %}{{ xk }}(b, ck{{ i }}, jn){% endif %};
 {%- endfor %}
 {%- for i in range(end=nv) %}
-            {% if v_store %}if (jn >= j_new) { vn{{ i }} = fv{{ i }}; } else { vn{{ i }} = {{ xv }}(b, jn, cv{{ i }}); }{% else %}vn{{ i }} = {% if xv_new %}select({{ xv }}(b, jn, cv{{ i }}), fv{{ i }}, jn >= j_new){% else %}{{ xv }}(b, jn, cv{{ i }}){% endif %};{% endif %}
+            vn{{ i }} = {% if xv_new %}select({{ xv }}(b, jn, cv{{ i }}), fv{{ i }}, jn >= j_new){% else %}{{ xv }}(b, jn, cv{{ i }}){% endif %};
 {%- endfor %}
         }
 {%- if idle %}

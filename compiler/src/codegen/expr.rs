@@ -152,9 +152,6 @@ pub struct Slots {
     /// Slots bound as `array<u32>` words of two f16 values (element `2w` in the low half),
     /// read through `unpack2x16float`: the f16 KV cache (see docs/bundle-format.md, states).
     pub packed: Vec<bool>,
-    /// Slots the kernel also writes (bound `read_write`): a state whose new row a decode
-    /// attention stores itself (`lower::defer`).
-    pub written: Vec<bool>,
 }
 
 impl Slots {
@@ -163,18 +160,12 @@ impl Slots {
         Slots {
             dtypes: dtypes.to_vec(),
             packed: vec![false; dtypes.len()],
-            written: vec![false; dtypes.len()],
         }
     }
 
     /// Whether slot `s` holds packed f16 pairs.
     pub fn is_packed(&self, s: usize) -> bool {
         self.packed.get(s).copied().unwrap_or(false)
-    }
-
-    /// Whether slot `s` is written too (bound `read_write`).
-    pub fn is_written(&self, s: usize) -> bool {
-        self.written.get(s).copied().unwrap_or(false)
     }
 }
 

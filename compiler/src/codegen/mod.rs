@@ -183,9 +183,8 @@ fn header_outputs(
         } else {
             storage_ty(*d).to_string()
         };
-        let access = if in_dtypes.is_written(k) { "read_write" } else { "read" };
         h.push_str(&format!(
-            "@group(0) @binding({}) var<storage, {access}> in{k}: array<{elem}>;\n",
+            "@group(0) @binding({}) var<storage, read> in{k}: array<{elem}>;\n",
             k + 1,
         ));
     }
@@ -351,38 +350,6 @@ fn coord_fn(
     f.push_str(&format!("    return {v};\n}}"));
     fns.push(f);
     name.to_string()
-}
-
-/// The store of an appended state's new row that a decode attention makes itself
-/// (`lower::defer`): in operand `e` (an expression of coordinates), the read-through
-/// `select(row >= past, new, state[index])` of input `slot`, as `(slot, index, new)`.
-fn row_store(e: &Expr, slot: usize) -> Option<(usize, Expr, Expr)> {
-    match e {
-        Expr::Select(_, new, old) => match &**old {
-            Expr::LoadIdx(s, index) if *s == slot => Some((slot, (**index).clone(), (**new).clone())),
-            _ => e.children().into_iter().find_map(|c| row_store(c, slot)),
-        },
-        e => e.children().into_iter().find_map(|c| row_store(c, slot)),
-    }
-}
-
-/// Whether a decode attention can store the new row of its state slot `slot` (read through
-/// in K or V operand `i` of `draft`, over `shape` with the channels on axis `channel`): an f32
-/// state any way, an f16 state (two values per word) when a channel and the next one are one
-/// word: the element index is the channel plus terms that are all even.
-pub fn can_store_row(draft: &KernelDraft, i: usize, slot: usize, packed: bool) -> bool {
-    let KernelBody::Attention { batch, sk, d, dv, .. } = &draft.body else {
-        return false;
-    };
-    let (shape, channel) = if i == 1 {
-        ([batch.clone(), Dim::c(*d as i64), sk.clone()], 1)
-    } else {
-        ([batch.clone(), sk.clone(), Dim::c(*dv as i64)], 2)
-    };
-    let Some((_, index, _)) = row_store(&operand_coords(draft, i, &shape), slot) else {
-        return false;
-    };
-    !packed || crate::lower::affine::even_but(&index, &Expr::Coord(channel))
 }
 
 /// A decode attention's K or V operand `e` (an expression of coordinates, the keys on axis
@@ -1471,17 +1438,7 @@ pub fn render(
             ];
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
-        (
-            KernelBody::Attention {
-                batch,
-                sq,
-                sk,
-                d,
-                dv,
-                stores,
-            },
-            Schedule::Injective(p),
-        ) if decode_rows(sq).is_some() => {
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Injective(p)) if decode_rows(sq).is_some() => {
             let rows = decode_rows(sq).expect("checked by the guard");
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
@@ -1519,35 +1476,6 @@ pub fn render(
             let mut fresh = false;
             for (name, i, shape, axis) in [("k", 1, &bsk, 2), ("v", 2, &bsv, 1)] {
                 let e = operand_coords(draft, i, shape);
-                // The state slot whose new row this kernel stores (lower::defer), if any: its
-                // element index and stored value at the last key, by coordinates.
-                let mut store = (String::new(), String::new(), String::new());
-                ctx.insert(format!("{name}_store_packed"), &false);
-                if let Some((slot, at, put)) = stores.iter().find_map(|&s| row_store(&e, s)) {
-                    let at = coord_fn(
-                        &format!("kiln_x{i}_at"),
-                        &at,
-                        shape,
-                        &mut params,
-                        &mut helpers,
-                        in_dtypes,
-                        &mut fns,
-                    );
-                    let put = coord_fn(
-                        &format!("kiln_x{i}_put"),
-                        &put,
-                        shape,
-                        &mut params,
-                        &mut helpers,
-                        in_dtypes,
-                        &mut fns,
-                    );
-                    store = (format!("in{slot}"), at, put);
-                    ctx.insert(format!("{name}_store_packed"), &in_dtypes.is_packed(slot));
-                }
-                ctx.insert(format!("{name}_store"), &store.0);
-                ctx.insert(format!("x{name}_at"), &store.1);
-                ctx.insert(format!("x{name}_put"), &store.2);
                 let (old, new) = match split_read_through(&e, axis, sk) {
                     Some((old, new)) => (old, Some(new)),
                     None => (e, None),
@@ -1602,19 +1530,7 @@ pub fn render(
             let grid = [dim_expr(batch), SizeExpr::c(splits as i64), SizeExpr::c(1)];
             ("attention_decode", [wg, 1, 1], grid, false)
         }
-        (KernelBody::Attention { stores, .. }, Schedule::Attention(_)) if !stores.is_empty() => {
-            return Err(CompileError::Unsupported {
-                node: draft.label.clone(),
-                op: "Attention".into(),
-                msg: "an attention that stores its state's new row needs the decode schedule".into(),
-            })
-        }
-        (
-            KernelBody::Attention {
-                batch, sq, sk, d, dv, ..
-            },
-            Schedule::Attention(p),
-        ) => {
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Attention(p)) => {
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
             let (d4, dv4) = (d.div_ceil(4) as u32, dv.div_ceil(4) as u32);
@@ -2178,15 +2094,7 @@ pub fn render(
     Ok(RenderedKernel {
         wgsl,
         workgroup_size,
-        bindings: {
-            let mut b = bindings(draft.inputs.len(), out_dtypes.len());
-            for (s, kind) in b[1..=draft.inputs.len()].iter_mut().enumerate() {
-                if in_dtypes.is_written(s) {
-                    *kind = BindingKind::Storage;
-                }
-            }
-            b
-        },
+        bindings: bindings(draft.inputs.len(), out_dtypes.len()),
         param_names: params.manifest_names(),
         param_values: params.manifest_values(),
         grid,

@@ -96,23 +96,6 @@ pub fn runs_of_four(index: &Expr) -> bool {
     fine == 1
 }
 
-/// Whether `index` (an i32 expression) is `keep` plus terms that are all even: a sum whose
-/// terms other than one `keep` are multiples of 2, so that `keep` even gives an even index
-/// and `keep + 1` the next one.
-pub fn even_but(index: &Expr, keep: &Expr) -> bool {
-    let mut terms = Vec::new();
-    split(index, &Dim::c(1), &mut terms);
-    let mut kept = 0;
-    for t in &terms {
-        if t.expr == *keep && t.mult == Dim::c(1) {
-            kept += 1;
-        } else if t.mult.exact_div(&Dim::c(2)).is_none() {
-            return false;
-        }
-    }
-    kept == 1
-}
-
 /// Largest value of a term (`(extent - 1) * mult`), if its range is known.
 fn max_value(t: &Term) -> Option<Dim> {
     Some(t.extent.as_ref()?.sub(&Dim::c(1)).mul(&t.mult))
@@ -334,26 +317,5 @@ mod tests {
         for l in 0..24 {
             assert_eq!(eval(&k, l, 1), l % 4);
         }
-    }
-
-    #[test]
-    fn even_but_accepts_a_channel_plus_even_terms_only() {
-        // The K cache read by (head, channel, key): head * 64 + channel + key * 192.
-        let (h, ch, key) = (Expr::Coord(0), Expr::Coord(1), Expr::Coord(2));
-        let index = add(
-            add(mul(h.clone(), Dim::c(64)), ch.clone()),
-            mul(key.clone(), Dim::sym("past")),
-        );
-        assert!(!even_but(&index, &ch), "a symbolic multiplier may be odd");
-        let index = add(
-            add(mul(h.clone(), Dim::c(64)), ch.clone()),
-            mul(key.clone(), Dim::c(192)),
-        );
-        assert!(even_but(&index, &ch));
-        assert!(!even_but(&index, &h), "the head's multiplier is not 1");
-        let odd = add(index.clone(), Expr::Lit(3.0, DType::I32));
-        assert!(!even_but(&odd, &ch), "an odd constant");
-        let twice = add(index, ch.clone());
-        assert!(!even_but(&twice, &ch), "the channel twice");
     }
 }

@@ -934,7 +934,6 @@ impl Former<'_> {
                 sk: ks[rank - 1].clone(),
                 d: d as usize,
                 dv: dv as usize,
-                stores: Vec::new(),
             },
             operands: vec![q, k, v],
             epilogue: score,

@@ -3,7 +3,8 @@
 //! A language model's decode step appends one row to each layer's K and V caches
 //! ([`kiln_ir::Op::StateAppend`]) in a kernel of its own (the layer's K and V appends are one
 //! [`KernelBody::Parts`] kernel, [`super::siblings`]), which the layer's attention then reads.
-//! Each dispatch costs a few microseconds whatever it does, so that kernel goes:
+//! Each dispatch costs a few microseconds whatever it does, so that kernel is moved into
+//! another one:
 //!
 //! 1. **Read-through.** The appended value at element `e` of the state is the update's element
 //!    `e - offset` where `e`'s row is at least the append's first row, else the old state
@@ -12,23 +13,19 @@
 //!    state[e])`, with the update's expression (RoPE, the f16 rounding: whatever the append
 //!    kernel computes) inlined over the attention's own inputs. The result is exactly the value
 //!    the interpreter reads back from the state, and the attention no longer needs the new row
-//!    in the state (the decode template computes the update's one row once per thread, outside
-//!    its key loop, and loads the cache only below it: `codegen::split_read_through`).
-//! 2. **The attention stores the row.** When the first kernel after the append that touches
-//!    its states is such an attention, reading all of them, it also writes the new row
-//!    ([`KernelBody::Attention`]'s `stores`): the state is bound once, `read_write`, the
-//!    workgroup that holds the last key stores the row's values it computed, and no load of
-//!    the dispatch reads that row (a branch, not a `select`). The append kernel is dropped.
-//! 3. **Deferral**, where 2 does not apply (another reader, a layout whose f16 channel pairs are
-//!    not words): nothing else in the step reads the new row, so the append kernel may run
-//!    later, as extra parts of a later injective or state-write kernel, when the kernels it
-//!    moves past neither write what it reads nor touch its states (other than attentions
-//!    rewritten as in 1) and both fit the storage-binding limit together. The memory plan keeps
-//!    what it reads alive until then (lifetimes follow dispatch order).
+//!    in the state: it reads the state only below `past` (the decode template hoists the
+//!    update's one row out of its key loop, `codegen`).
+//! 2. **Deferral.** Nothing else in the step reads the new row, so the append kernel may run
+//!    later: it becomes extra parts of a later injective or state-write kernel (the next
+//!    layer's append kernel), when the kernels it moves past neither write what it reads nor
+//!    touch its states (other than the rewritten attentions) and both fit the storage-binding
+//!    limit together. The memory plan keeps what it reads alive until then (lifetimes follow
+//!    dispatch order).
 //!
-//! No buffer is bound read-only and writable in one dispatch (WebGPU forbids it). A kernel with
-//! neither a writer nor a host stays where it is and its readers are left as they were. Only
-//! kernel formation changes, not the graph, so the interpreter stays the oracle.
+//! No state is bound read-only and writable in one dispatch: the attention only reads the
+//! state, and the host kernel writes it without reading it. A kernel with no later host stays
+//! where it is and its readers are left as they were. Only kernel formation changes, not the
+//! graph, so the interpreter stays the oracle.
 
 use super::siblings::{base, join, launch_size, renumber};
 use super::{Expr, KernelBody, KernelDraft};
@@ -46,16 +43,6 @@ pub fn defer_appends(g: &Graph, kernels: Vec<KernelDraft>, max_bindings: usize) 
         let Some(writes) = slots[i].as_ref().and_then(|k| single_row_appends(g, k)) else {
             continue;
         };
-        if let Some((r, writer)) = find_writer(g, &slots, i, &writes, max_bindings) {
-            log::debug!(
-                "defer: {} stores the new rows of {}",
-                writer.label,
-                slots[i].as_ref().expect("checked").label
-            );
-            slots[r] = Some(writer);
-            slots[i] = None;
-            continue;
-        }
         let Some((j, rewritten)) = find_host(g, &slots, &hosts, i, &writes, max_bindings) else {
             continue;
         };
@@ -155,50 +142,6 @@ fn find_host(
         }
     }
     None
-}
-
-/// The decode attention that can store kernel `i`'s appended rows itself: the first kernel after
-/// `i` that touches its states, when it reads every one of them in its K and V operands only,
-/// reads them through (see [`read_through`]) and can store each (an f32 state, or an f16 state
-/// whose channel pairs are words), and nothing between writes what kernel `i` reads:
-/// `(position, the attention reading through and storing)`.
-fn find_writer(
-    g: &Graph,
-    slots: &[Option<KernelDraft>],
-    i: usize,
-    writes: &[(NodeId, &KernelDraft)],
-    max_bindings: usize,
-) -> Option<(usize, KernelDraft)> {
-    let k = slots[i].as_ref()?;
-    let reads: Vec<NodeId> = k.inputs.iter().map(|&x| base(g, x)).collect();
-    let states: Vec<NodeId> = writes.iter().map(|w| w.0).collect();
-    let (r, c) = slots
-        .iter()
-        .enumerate()
-        .skip(i + 1)
-        .filter_map(|(r, c)| c.as_ref().map(|c| (r, c)))
-        .find(|(_, c)| {
-            c.outputs().iter().any(|w| reads.contains(w) || states.contains(w))
-                || c.inputs.iter().any(|&x| states.contains(&base(g, x)))
-        })?;
-    if c.outputs().iter().any(|w| reads.contains(w) || states.contains(w)) {
-        return None;
-    }
-    let slot_of = |s: NodeId| c.inputs.iter().position(|&x| base(g, x) == s);
-    let slots_read: Vec<usize> = states.iter().map(|&s| slot_of(s)).collect::<Option<_>>()?;
-    let mut d = read_through(g, c, writes, max_bindings)?;
-    for (&s, &v) in slots_read.iter().zip(&states) {
-        let packed = g.node(v).ty.dtype == DType::F16;
-        if !matches!(g.node(v).ty.dtype, DType::F16 | DType::F32)
-            || !(1..3).any(|o| crate::codegen::can_store_row(&d, o, s, packed))
-        {
-            return None;
-        }
-    }
-    if let KernelBody::Attention { stores, .. } = &mut d.body {
-        *stores = slots_read;
-    }
-    Some((r, d))
 }
 
 /// Whether kernel `c` can take kernel `k`'s parts: both injective or state writes, of thread
@@ -372,32 +315,6 @@ mod tests {
         assert_eq!(k[0].outputs(), vec![n, s], "the host's part first");
         let counts: Vec<Dim> = parts.iter().map(|p| crate::codegen::part_threads(p).unwrap()).collect();
         assert_eq!(counts, vec![Dim::c(16), Dim::c(8)], "16 elements, 8 f16 words");
-        // One launch over 16 threads; the append's part checks its own bound of 8 words.
-        let slots = crate::codegen::Slots::plain(&[DType::F32]);
-        let p = kiln_schedules::InjectiveParams {
-            workgroup_size: 64,
-            elems_per_thread: 1,
-            vector: 1,
-        };
-        let limits = kiln_schedules::DeviceLimits::webgpu_default();
-        let r = crate::codegen::render(
-            &k[0],
-            &slots,
-            DType::F32,
-            kiln_schedules::Schedule::Injective(p),
-            &limits,
-        )
-        .expect("renders and validates");
-        assert!(
-            r.wgsl.contains("if (idx < 16i)") && r.wgsl.contains("if (idx < 8i)"),
-            "{}",
-            r.wgsl
-        );
-        assert!(
-            r.wgsl.contains("out1[params.off_0 + kiln_pair] = pack2x16float"),
-            "{}",
-            r.wgsl
-        );
     }
 
     #[test]

@@ -139,10 +139,6 @@ pub enum KernelBody {
         d: usize,
         /// Head dim of V.
         dv: usize,
-        /// Input slots of appended states (one row, a decode step's) that the kernel reads
-        /// through and also writes: it stores the new row itself, and the slot is bound
-        /// `read_write` (see [`defer`]).
-        stores: Vec<usize>,
     },
     /// Batched matmul of inputs 0 and 1 (numpy semantics) into a contiguous output.
     Gemm {

@@ -685,7 +685,6 @@ fn attention_subgroup_variant_over_key_slices() {
         sk: c(256),
         d: 4,
         dv: 4,
-        stores: Vec::new(),
     });
     let db = TuningDb::forcing(
         key,

@@ -163,9 +163,22 @@ impl CostFunction<KNode> for KernelCost<'_> {
     where
         C: FnMut(Id) -> Cost,
     {
+        let class = self.eg.lookup(n.clone());
+        if class.is_some_and(|id| n.children().contains(&id)) {
+            // A node that reads its own class (e.g. the transpose of a tensor of unit dims,
+            // equal to the tensor) can never be extracted: it would be its own operand. The
+            // tie-break below compares nearly equal trees by their top nodes' own work, which
+            // could otherwise prefer it to the class's real node and extract a cycle.
+            return Cost {
+                seconds: f64::INFINITY,
+                closed: false,
+                local: f64::INFINITY,
+                own: f64::INFINITY,
+            };
+        }
         let kids: Vec<Cost> = n.children().iter().map(|&c| costs(c)).collect();
         let below: f64 = kids.iter().map(|c| c.seconds).sum();
-        let out_elems = match self.eg.lookup(n.clone()) {
+        let out_elems = match class {
             Some(id) => Some(self.class_numel(id)),
             None => super::analysis::infer_type(self.eg, &n.op, &n.children)
                 .ok()

@@ -173,9 +173,7 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
         dims: opts.dims.clone(),
         ..Default::default()
     };
-    let g = kiln_compiler::prepare_graph(model, &copts, |_, _| Ok(()))?;
-    let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
-    let drafts = fuse::form_kernels(&g, opt_level, max_inputs)?;
+    let (g, drafts) = kernels_of(model, &copts)?;
     // Every symbol of any value's shape (a language model's `past` is a run-time scalar, not
     // an input's dim).
     let mut bind = opts.dims.clone();
@@ -205,6 +203,14 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
         }
     }
     Ok(out)
+}
+
+/// The graph and kernel drafts `kiln compile` forms for `model` with `copts`.
+fn kernels_of(model: &Model, copts: &CompileOptions) -> Result<(Graph, Vec<KernelDraft>), TuneError> {
+    let g = kiln_compiler::prepare_graph(model, copts, |_, _| Ok(()))?;
+    let max_inputs = copts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
+    let drafts = fuse::form_kernels(&g, copts.opt_level, max_inputs)?;
+    Ok((g, drafts))
 }
 
 /// The distinct tunable kernels of a model compiled as several programs (a language model's
@@ -245,9 +251,7 @@ fn key_in(model: &Model, job: &TuneJob, target: &DeviceLimits) -> Result<String,
         target: target.clone(),
         ..Default::default()
     };
-    let g = kiln_compiler::prepare_graph(model, &copts, |_, _| Ok(()))?;
-    let max_inputs = target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
-    let drafts = fuse::form_kernels(&g, job.opt_level, max_inputs)?;
+    let (_, drafts) = kernels_of(model, &copts)?;
     let same_kind: Vec<String> = drafts
         .iter()
         .map(|d| tuning_key(&d.body))

@@ -10,7 +10,8 @@ use kiln::ir::sample::SampleParams;
 use kiln::ir::BlockType;
 use kiln::runtime::text::{ChatTemplate, Message, Tokenizer, TokenizerSpec};
 
-fn config() -> LlamaConfig {
+/// The tiny Llama configuration of the GGUF command-line tests (also tuned in `tune.rs`).
+pub(crate) fn config() -> LlamaConfig {
     LlamaConfig {
         name: "tiny".into(),
         dim: 64,

@@ -216,25 +216,8 @@ fn records_tuned_with_dims_are_used_by_a_compile_with_the_same_dims() {
 /// --tuning` takes the records, and the tuned bundle still generates the interpreter's tokens.
 #[test]
 fn a_gguf_model_is_tuned_for_both_programs() {
-    use kiln::compiler::llm::{self, gguf::random_gguf, LlamaConfig, Reference, RopeStyle};
-    let config = LlamaConfig {
-        name: "tiny".into(),
-        dim: 64,
-        layers: 2,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 16,
-        ffn: 96,
-        vocab: 80,
-        rope_base: 10000.0,
-        rope_dims: 16,
-        rope_style: RopeStyle::Normal,
-        rms_eps: 1e-5,
-        tied_output: true,
-        qkv_bias: false,
-        context: 64,
-        kv_cache: llm::DEFAULT_KV_CACHE,
-    };
+    use kiln::compiler::llm::{self, gguf::random_gguf, Reference};
+    let config = crate::llm_cli::config();
     let bytes = random_gguf(&config, "llama", 5, kiln::ir::BlockType::Q4_1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let model = write_file(dir.path(), "tiny.gguf", &bytes);
@@ -325,40 +308,31 @@ fn a_record_that_does_not_apply_falls_back_to_the_default() {
         },
     );
     let db_path = dir.path().join("db.ron");
-    db.save(&db_path).unwrap();
-    let bundle = dir.path().join("b");
-    compile(
-        &model,
-        &bundle,
-        &["--dim", "batch=4", "--tuning", db_path.to_str().unwrap()],
-    );
-    let m = manifest(&bundle);
-    let fc2 = m.programs[0]
-        .dispatches
-        .iter()
-        .find(|d| d.label.contains("fc2"))
-        .map(|d| &m.kernels[d.kernel])
-        .expect("the fc2 kernel");
+    // Compiles with `db` at batch 4 into bundle `name` and returns fc2's kernel.
+    let fc2_with = |db: &TuningDb, name: &str| {
+        db.save(&db_path).unwrap();
+        let bundle = dir.path().join(name);
+        compile(
+            &model,
+            &bundle,
+            &["--dim", "batch=4", "--tuning", db_path.to_str().unwrap()],
+        );
+        let m = manifest(&bundle);
+        m.programs[0]
+            .dispatches
+            .iter()
+            .find(|d| d.label.contains("fc2"))
+            .map(|d| m.kernels[d.kernel].clone())
+            .expect("the fc2 kernel")
+    };
+    let fc2 = fc2_with(&db, "b");
     assert_eq!(fc2.schedule_source, "default", "{fc2:#?}");
     assert!(fc2.schedule.starts_with("gemm("), "{}", fc2.schedule);
 
     // The key is fc2's: a tiled schedule under it is taken.
     let tiled = Schedule::Gemm(GemmParams::new(32, 32, 16, 4, 4));
     db.records.get_mut("gemm:b=1,m=4,n=8,k=32").unwrap().schedule = tiled;
-    db.save(&db_path).unwrap();
-    let bundle = dir.path().join("b2");
-    compile(
-        &model,
-        &bundle,
-        &["--dim", "batch=4", "--tuning", db_path.to_str().unwrap()],
-    );
-    let m = manifest(&bundle);
-    let fc2 = m.programs[0]
-        .dispatches
-        .iter()
-        .find(|d| d.label.contains("fc2"))
-        .map(|d| &m.kernels[d.kernel])
-        .expect("the fc2 kernel");
+    let fc2 = fc2_with(&db, "b2");
     assert_eq!(fc2.schedule_source, "tuning", "{fc2:#?}");
     assert_eq!(fc2.schedule, tiled.to_string());
 }

@@ -604,35 +604,24 @@ fn attention_register_tiled_on_h200() {
     insta::assert_snapshot!(src);
 }
 
-#[test]
-fn attention_split_over_key_slices() {
-    // The keys split over 4 workgroups per tile of 32 rows (a tuning record; the defaults do
-    // not split): each walks 128 of the 512 keys and writes unnormalized rows with their
-    // maximum and sum, and a combine kernel adds the slices.
-    use kiln_schedules::tuning::TuningDb;
-    use kiln_schedules::{AttentionParams, Schedule};
+/// `softmax(q · kᵀ) · v` over 2 heads of `seq` rows of 4 channels, compiled at opt-level 3 for
+/// `target` with the attention forced to `schedule` by a tuning record.
+fn forced_attention(
+    seq: i64,
+    schedule: kiln_schedules::AttentionParams,
+    target: kiln_schedules::DeviceLimits,
+) -> kiln_compiler::CompiledBundle {
     let c = |v: i64| Dim::c(v);
     let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Attention {
         batch: c(2),
-        sq: c(512),
-        sk: c(512),
+        sq: c(seq),
+        sk: c(seq),
         d: 4,
         dv: 4,
     });
-    let db = TuningDb::forcing(
-        key,
-        Schedule::Attention(AttentionParams {
-            rows: 32,
-            bk: 16,
-            splits: 4,
-            slices: 4,
-            tm: 1,
-            pbuf: false,
-            sg: false,
-        }),
-    );
+    let db = kiln_schedules::tuning::TuningDb::forcing(key, kiln_schedules::Schedule::Attention(schedule));
     let mut g = Graph::new();
-    let shape = vec![c(1), c(2), c(512), c(4)];
+    let shape = vec![c(1), c(2), c(seq), c(4)];
     let q = input(&mut g, "q", shape.clone());
     let k = input(&mut g, "k", shape.clone());
     let v = input(&mut g, "v", shape);
@@ -646,15 +635,36 @@ fn attention_split_over_key_slices() {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
-    let b = compile(
+    compile(
         &model,
         &CompileOptions {
             opt_level: 3,
             tuning: Some(db),
+            target,
             ..Default::default()
         },
     )
-    .expect("compiles");
+    .expect("compiles")
+}
+
+#[test]
+fn attention_split_over_key_slices() {
+    // The keys split over 4 workgroups per tile of 32 rows (a tuning record; the defaults do
+    // not split): each walks 128 of the 512 keys and writes unnormalized rows with their
+    // maximum and sum, and a combine kernel adds the slices.
+    let b = forced_attention(
+        512,
+        kiln_schedules::AttentionParams {
+            rows: 32,
+            bk: 16,
+            splits: 4,
+            slices: 4,
+            tm: 1,
+            pbuf: false,
+            sg: false,
+        },
+        CompileOptions::default().target,
+    );
     let src = b
         .kernel_sources
         .iter()
@@ -676,50 +686,17 @@ fn attention_subgroup_variant_over_key_slices() {
     // barriers per key block), its subgroup variant (`sg`: the row maxima and sums by
     // shuffles over a row group's 8 lanes, two barriers) and the combine of 2 key slices (a
     // tuning record, the `h200` target).
-    use kiln_schedules::tuning::TuningDb;
-    use kiln_schedules::{AttentionParams, DeviceLimits, Schedule};
-    let c = |v: i64| Dim::c(v);
-    let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Attention {
-        batch: c(2),
-        sq: c(256),
-        sk: c(256),
-        d: 4,
-        dv: 4,
-    });
-    let db = TuningDb::forcing(
-        key,
-        Schedule::Attention(AttentionParams {
+    use kiln_schedules::{AttentionParams, DeviceLimits};
+    let b = forced_attention(
+        256,
+        AttentionParams {
             slices: 2,
             pbuf: true,
             sg: true,
             ..AttentionParams::tiled(32, 32, 8)
-        }),
-    );
-    let mut g = Graph::new();
-    let shape = vec![c(1), c(2), c(256), c(4)];
-    let q = input(&mut g, "q", shape.clone());
-    let k = input(&mut g, "k", shape.clone());
-    let v = input(&mut g, "v", shape);
-    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
-    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
-    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[s]).unwrap();
-    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
-    g.add_output("out0", o);
-    let model = Model {
-        name: "snap".into(),
-        graph: g,
-        io_dtypes: BTreeMap::new(),
-    };
-    let b = compile(
-        &model,
-        &CompileOptions {
-            opt_level: 3,
-            tuning: Some(db),
-            target: DeviceLimits::h200(),
-            ..Default::default()
         },
-    )
-    .expect("compiles");
+        DeviceLimits::h200(),
+    );
     let k = &b.manifest.kernels[0];
     assert_eq!(k.schedule, "attention(rows=32, bk=32, splits=8, slices=2, tm=4, pbuf)");
     assert_eq!(k.variants.len(), 1);

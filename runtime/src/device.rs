@@ -338,11 +338,14 @@ impl Runtime {
     }
 
     /// Checks `manifest`'s requirements and creates a device and queue for it. Timestamp
-    /// queries are requested too whenever the adapter offers them (for
-    /// `Session::profile_async`; they cost nothing unless used).
+    /// queries (and their writes inside passes) are requested too whenever the adapter offers
+    /// them (for `Session::profile_async`; they cost nothing unless used).
     pub(crate) async fn open(&self, manifest: &Manifest) -> Result<Gpu> {
         let (mut features, limits) = self.check_requirements(manifest)?;
         features |= self.adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        if features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            features |= self.adapter.features() & wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        }
         let mut desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,

@@ -1,14 +1,16 @@
 //! GPU profiles of one run of a program ([`crate::Session::profile`]).
 //!
-//! A [`Profile`] holds the GPU time of every dispatch (measured with WebGPU timestamp queries:
-//! each dispatch is recorded in its own compute pass whose beginning and end write a
-//! timestamp), the run's wall time, and where the host spent it ([`HostTimes`]). It can be
-//! grouped by kernel kind or by operation (the dispatch label with the layer number blanked,
-//! so the 30 layers of a language model add up) and rendered as a text report.
+//! A [`Profile`] holds the GPU time of every dispatch (measured with WebGPU timestamp queries),
+//! the run's wall time, and where the host spent it ([`HostTimes`]). It can be grouped by
+//! kernel kind or by operation (the dispatch label with the layer number blanked, so the 30
+//! layers of a language model add up) and rendered as a text report.
 //!
-//! Recording one pass per dispatch adds a little per-dispatch overhead on some drivers, so the
-//! sum of the dispatch times can exceed what an ordinary run takes; the shares are what the
-//! profile is for.
+//! Where the device writes timestamps inside passes (native Vulkan, Metal, D3D12), the
+//! dispatches run in one pass as in an ordinary run, each timed from the end of the one before
+//! it, and the times add up to the run's GPU time. Elsewhere (the browser) each dispatch is
+//! recorded in its own pass whose beginning and end write a timestamp; that adds a pass's
+//! start-up to every dispatch on some drivers, so the sum can exceed an ordinary run's time and
+//! the shares are what such a profile is for ([`Profile::inside_pass`] says which).
 
 use std::fmt::Write as _;
 use web_time::Duration;
@@ -26,7 +28,8 @@ pub struct DispatchTime {
     pub schedule: String,
     /// Workgroups launched (after any grid split).
     pub workgroups: [u32; 3],
-    /// Time between the timestamps written at the beginning and the end of its pass.
+    /// Time between its two timestamps: from the end of the dispatch before it (inside one
+    /// pass) or from the beginning of its own pass, to its end.
     pub gpu: Duration,
 }
 
@@ -73,6 +76,9 @@ pub struct Profile {
     pub program: String,
     /// One entry per dispatch that ran (dispatches with an empty grid are skipped), in order.
     pub dispatches: Vec<DispatchTime>,
+    /// Whether the dispatches were timed inside one pass, as an ordinary run records them
+    /// (else each in a pass of its own).
+    pub inside_pass: bool,
     /// Wall time of the whole run.
     pub wall: Duration,
     /// The host's share of the wall time.
@@ -142,10 +148,15 @@ impl Profile {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "program '{}': {} dispatches, GPU {:.3} ms (sum of dispatches), wall {:.3} ms",
+            "program '{}': {} dispatches, GPU {:.3} ms (sum of dispatches, {}), wall {:.3} ms",
             self.program,
             self.dispatches.len(),
             ms(gpu),
+            if self.inside_pass {
+                "timed inside one pass"
+            } else {
+                "each in its own pass"
+            },
             ms(self.wall)
         );
         let h = &self.host;
@@ -230,6 +241,7 @@ mod tests {
                 d(1, "blk.1.attn_q.weight:qmatmul", "k019_gemv", 10),
                 d(2, "argmax", "k519_row_reduce", 60),
             ],
+            inside_pass: true,
             wall: Duration::from_micros(200),
             host: HostTimes::default(),
         };

@@ -600,6 +600,16 @@ impl Session {
         self.gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Whether [`Session::profile_async`] times the dispatches inside one pass, as a plain run
+    /// records them (the device has timestamp writes inside passes, a native-only feature),
+    /// rather than each in a pass of its own.
+    pub fn times_inside_passes(&self) -> bool {
+        self.gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    }
+
     /// Writes `bytes` (at most the device's buffer size limit) of a scratch buffer, so that the
     /// next run starts with cold caches: a benchmark that repeats one kernel would otherwise
     /// find its weights in the GPU's last-level cache (50 MB on an H200), unlike a model that
@@ -629,8 +639,8 @@ impl Session {
     }
 
     /// Runs program `program` once like [`Session::run_with_async`] and measures it: the GPU
-    /// time of every dispatch (each recorded in its own compute pass with timestamp writes at
-    /// its beginning and end), the wall time, and the host's breakdown (prepare, record,
+    /// time of every dispatch (timestamps between the dispatches of one pass where the device
+    /// allows, else a pass per dispatch with timestamps at its beginning and end), the wall time, and the host's breakdown (prepare, record,
     /// submit, wait, readback). The run has its usual effects (states are written). Fails with
     /// [`RuntimeError::TimestampsUnsupported`] when the adapter has no timestamp queries.
     pub async fn profile_async(
@@ -675,6 +685,7 @@ impl Session {
         Ok(Profile {
             program: program.to_string(),
             dispatches,
+            inside_pass: self.times_inside_passes(),
             wall: trace.wall,
             host: trace.host,
         })
@@ -1388,10 +1399,14 @@ impl Session {
         }
     }
 
-    /// Records each planned dispatch in its own compute pass that writes a timestamp at its
-    /// beginning and end (queries `2i` and `2i + 1`), then resolves the queries into a mappable
-    /// buffer. Query sets hold at most [`wgpu::QUERY_SET_MAX_QUERIES`], so long programs use
-    /// several.
+    /// Records the planned dispatches with a timestamp at the beginning and end of each
+    /// (queries `2i` and `2i + 1`), then resolves the queries into a mappable buffer. Where the
+    /// device has timestamp writes inside passes, the dispatches share one pass as in a plain
+    /// run and the timestamps go between them, so dispatch `i` is timed from the end of the
+    /// one before it (its barrier and launch included) to its own end, and the times add up to
+    /// the run's GPU time; otherwise each dispatch gets a pass of its own with timestamps at
+    /// its beginning and end (which adds a pass's start-up to every dispatch). Query sets hold
+    /// at most [`wgpu::QUERY_SET_MAX_QUERIES`], so long programs use several.
     fn record_timed(&self, plan: &Plan, enc: &mut wgpu::CommandEncoder) -> Queries {
         let program = &self.manifest.programs[plan.program];
         let state = &self.programs[plan.program];
@@ -1409,6 +1424,7 @@ impl Session {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let inside = self.times_inside_passes();
         for (ci, chunk) in plan.dispatches.chunks(per_set).enumerate() {
             let count = 2 * chunk.len() as u32;
             let set = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -1416,20 +1432,35 @@ impl Session {
                 ty: wgpu::QueryType::Timestamp,
                 count,
             });
-            for (i, &(di, [x, y, z])) in chunk.iter().enumerate() {
+            let dispatch = |pass: &mut wgpu::ComputePass, di: usize, [x, y, z]: [u32; 3]| {
                 let d = &program.dispatches[di];
                 let (_, bg) = state.bind_groups[di].as_ref().expect("prepared");
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&d.label),
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &set,
-                        beginning_of_pass_write_index: Some(2 * i as u32),
-                        end_of_pass_write_index: Some(2 * i as u32 + 1),
-                    }),
-                });
                 pass.set_pipeline(&self.kernels[d.kernel].pipeline);
                 pass.set_bind_group(0, bg, &[]);
                 pass.dispatch_workgroups(x, y, z);
+            };
+            if inside {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("timed dispatches"),
+                    timestamp_writes: None,
+                });
+                for (i, &(di, workgroups)) in chunk.iter().enumerate() {
+                    pass.write_timestamp(&set, 2 * i as u32);
+                    dispatch(&mut pass, di, workgroups);
+                    pass.write_timestamp(&set, 2 * i as u32 + 1);
+                }
+            } else {
+                for (i, &(di, workgroups)) in chunk.iter().enumerate() {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&program.dispatches[di].label),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &set,
+                            beginning_of_pass_write_index: Some(2 * i as u32),
+                            end_of_pass_write_index: Some(2 * i as u32 + 1),
+                        }),
+                    });
+                    dispatch(&mut pass, di, workgroups);
+                }
             }
             enc.resolve_query_set(&set, 0..count, &resolve, (2 * ci * per_set * 8) as u64);
         }

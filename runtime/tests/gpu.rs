@@ -139,6 +139,8 @@ fn profile_times_every_dispatch() {
     }
     let p = s.profile("run", &x, &[], None).unwrap();
     assert_eq!(p.program, "run");
+    assert_eq!(p.inside_pass, s.times_inside_passes());
+    eprintln!("timed inside one pass: {}", p.inside_pass);
     let idx: Vec<usize> = p.dispatches.iter().map(|d| d.index).collect();
     assert_eq!(idx, vec![0, 1], "one entry per dispatch, in order");
     assert_eq!(p.dispatches[0].kernel, "k0_scale");

@@ -120,10 +120,11 @@ fn check_with(
         let got = &manifest.kernels[d.kernel].schedule;
         assert!(got.starts_with(kind), "{}: schedule {got}, expected {kind}", d.label);
         if let Some(s) = schedule {
-            assert_eq!(*got, s.to_string(), "{}: the requested schedule", d.label);
+            assert_requested(&manifest.kernels[d.kernel], s, &d.label);
         }
     }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    assert_subgroup_variants_run(&bundle);
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
     for &m in ms {
         let mut inputs = HashMap::new();
@@ -145,6 +146,40 @@ fn check_with(
             assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
             let err = rel_l2(&out[&name].to_f32(), &r.to_f32());
             assert!(err < 1e-5, "{block} m={m} k={k} n={n}: relative L2 error {err:e}");
+        }
+    }
+}
+
+/// Asserts that `kernel` was compiled with the requested schedule `s`: a GEMV with subgroup
+/// sums as its workgroup-memory form with the subgroup form as its one variant, any other
+/// schedule as itself with no variant.
+fn assert_requested(kernel: &kiln::abi::KernelSpec, s: Schedule, label: &str) {
+    let base = match s {
+        Schedule::Gemv(p) => Schedule::Gemv(p.without_subgroups()),
+        s => s,
+    };
+    assert_eq!(kernel.schedule, base.to_string(), "{label}: the requested schedule");
+    let variants: Vec<String> = kernel.variants.iter().map(|v| v.schedule.clone()).collect();
+    let want: Vec<String> = (base != s).then(|| s.to_string()).into_iter().collect();
+    assert_eq!(variants, want, "{label}: variants");
+}
+
+/// Asserts that the runtime picks every subgroup GEMV variant of `bundle` on this adapter
+/// when it offers subgroups at least as wide as the variant's lanes (lavapipe's are 8 wide or
+/// more), so the tests of such schedules check the shuffles, not the fallback.
+fn assert_subgroup_variants_run(bundle: &Bundle) {
+    let runtime = kiln::runtime::Runtime::new().unwrap();
+    let chosen = runtime.choose_variants(bundle.manifest());
+    for (k, c) in bundle.manifest().kernels.iter().zip(chosen) {
+        for v in &k.variants {
+            if v.schedule.contains(", sg)") && runtime.variant_unsupported(&v.requires).is_none() {
+                assert!(
+                    c.is_some(),
+                    "{}: the subgroup variant {} was not picked",
+                    k.name,
+                    v.schedule
+                );
+            }
         }
     }
 }
@@ -215,6 +250,23 @@ fn every_quantized_gemv_lane_shape_matches_the_interpreter() {
         })
     };
     for (m, s) in [(1usize, with(8, 4, 1, 4)), (3, with(4, 8, 2, 2))] {
+        check_with(&cases(), Dim::from(m), m == 1, &[m], "gemv", Some(s));
+    }
+}
+
+#[test]
+fn quantized_gemv_lanes_adding_by_subgroup_shuffles_match_the_interpreter() {
+    // The subgroup form (`sg`): a lane's 4 or 8 threads add their partial sums by shuffles,
+    // run as the kernel's variant where the adapter's subgroups are that wide (lavapipe's are;
+    // `assert_subgroup_variants_run`), with several lane rows and rows of x as above.
+    let with = |lanes, ksplit, rows, lane_rows| {
+        Schedule::Gemv(GemvParams {
+            lane_rows,
+            sg: true,
+            ..GemvParams::new(lanes, ksplit, rows)
+        })
+    };
+    for (m, s) in [(1usize, with(16, 4, 1, 2)), (3, with(8, 8, 2, 1))] {
         check_with(&cases(), Dim::from(m), m == 1, &[m], "gemv", Some(s));
     }
 }
@@ -299,6 +351,12 @@ fn rms_norm_fuses_into_gemv_lanes_of_several_rows() {
         lane_rows: 4,
         ..GemvParams::new(4, 16, 1)
     })));
+    // Subgroup sums: the squares added by the same shuffles as the dot products.
+    check_norm(Some(Schedule::Gemv(GemvParams {
+        lane_rows: 2,
+        sg: true,
+        ..GemvParams::new(8, 8, 1)
+    })));
 }
 
 /// A decode step's norm read by quantized GEMVs (every block type of 32 or more values), each
@@ -361,11 +419,12 @@ fn check_norm(schedule: Option<Schedule>) {
         let kernel = &manifest.kernels[d.kernel];
         assert!(kernel.schedule.starts_with("gemv"), "{}: {}", d.label, kernel.schedule);
         if let Some(s) = schedule {
-            assert_eq!(kernel.schedule, s.to_string(), "{}: the requested schedule", d.label);
+            assert_requested(kernel, s, &d.label);
         }
         assert!(d.label.contains("norm"), "{}: the norm fused", d.label);
     }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    assert_subgroup_variants_run(&bundle);
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
     let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![1, k], values(k, 3)))]);
     let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
@@ -443,10 +502,11 @@ fn check_gated_pairs(schedule: Option<Schedule>) {
         assert!(kernel.schedule.starts_with("gemv"), "{}: {}", d.label, kernel.schedule);
         assert!(d.label.contains("norm") && d.label.contains("swiglu"), "{}", d.label);
         if let Some(s) = schedule {
-            assert_eq!(kernel.schedule, s.to_string(), "{}: the requested schedule", d.label);
+            assert_requested(kernel, s, &d.label);
         }
     }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    assert_subgroup_variants_run(&bundle);
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
     let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![1, k], values(k, 4)))]);
     let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
@@ -471,5 +531,9 @@ fn gate_and_up_projections_become_one_gemv_for_every_block_type() {
     check_gated_pairs(Some(Schedule::Gemv(GemvParams {
         lane_rows: 4,
         ..GemvParams::new(4, 8, 1)
+    })));
+    check_gated_pairs(Some(Schedule::Gemv(GemvParams {
+        sg: true,
+        ..GemvParams::new(8, 8, 1)
     })));
 }

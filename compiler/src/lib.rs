@@ -423,18 +423,19 @@ fn may_have_coop_variant(d: &KernelDraft, opts: &CompileOptions) -> bool {
     opts.precision == Precision::F16 && a.iter().chain(b).all(|x| x.as_const().is_some())
 }
 
-/// A schedule's form without subgroup operations: the register-tiled flash attention's `sg`
-/// schedule runs as this where the adapter has no (wide enough) subgroups, and as itself in
-/// the kernel's subgroup variant ([`subgroup_variant`]).
+/// A schedule's form without subgroup operations: a register-tiled flash attention's or a
+/// quantized GEMV's `sg` schedule runs as this where the adapter has no (wide enough)
+/// subgroups, and as itself in the kernel's subgroup variant ([`subgroup_variant`]).
 fn without_subgroups(s: Schedule) -> Schedule {
     match s {
         Schedule::Attention(p) if p.sg => Schedule::Attention(kiln_schedules::AttentionParams { sg: false, ..p }),
+        Schedule::Gemv(p) if p.sg => Schedule::Gemv(p.without_subgroups()),
         s => s,
     }
 }
 
-/// The subgroup variant of a kernel whose schedule asks for one (`AttentionParams::sg`),
-/// rendered with the same parameters and grid as the base kernel.
+/// The subgroup variant of a kernel whose schedule asks for one (`AttentionParams::sg`,
+/// `GemvParams::sg`), rendered with the same parameters and grid as the base kernel.
 fn subgroup_variant(
     d: &KernelDraft,
     base: &RenderedKernel,
@@ -442,7 +443,7 @@ fn subgroup_variant(
     g: &Graph,
     opts: &CompileOptions,
 ) -> Result<Option<RenderedKernel>, CompileError> {
-    if !matches!(schedule, Schedule::Attention(p) if p.sg) {
+    if without_subgroups(schedule) == schedule {
         return Ok(None);
     }
     let in_dtypes = input_slots(g, d);
@@ -451,9 +452,24 @@ fn subgroup_variant(
 }
 
 /// The manifest entry of a kernel variant rendered into `file`: a cooperative-matrix GEMM
-/// (f16 and cooperative matrices, 32-lane subgroups) or a subgroup flash attention (subgroups
-/// of at least a row group's threads); `body` is the kernel's.
+/// (f16 and cooperative matrices, 32-lane subgroups), a subgroup flash attention (subgroups
+/// of at least a row group's threads) or a subgroup quantized GEMV (subgroups of at least a
+/// lane's threads); `body` is the kernel's.
 fn variant_spec(v: &RenderedKernel, body: &KernelBody, file: &str) -> kiln_abi::KernelVariant {
+    if let Schedule::Gemv(p) = v.schedule {
+        return kiln_abi::KernelVariant {
+            file: file.to_string(),
+            workgroup_size: v.workgroup_size,
+            grid: v.grid.clone(),
+            schedule: v.schedule.to_string(),
+            schedule_params: ron::to_string(&v.schedule).unwrap_or_default(),
+            requires: kiln_abi::VariantRequirements {
+                features: vec!["subgroups".into()],
+                min_subgroup_size: Some(p.ksplit),
+                ..Default::default()
+            },
+        };
+    }
     if let (Schedule::Attention(p), KernelBody::Attention { d, dv, .. }) = (v.schedule, body) {
         let bytes = p.subgroup_workgroup_bytes(*d as u32, *dv as u32) as u64;
         return kiln_abi::KernelVariant {

@@ -1,14 +1,18 @@
 {% import "quant" as quant -%}
 // Kiln quantized GEMV kernel: {{ label }}
-// schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}, lane_rows={{ lane_rows }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
+// schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}, lane_rows={{ lane_rows }}{% if sg %}, sg{% endif %}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
 // A workgroup owns {{ lanes * lane_rows }} outputs, {{ lane_rows }} adjacent ones per lane{% if glu %} (each from a row of the
 // gate half of W and the same row of the up half: silu(gate · x) * (up · x)){% endif %}, and
 // {{ rows }} rows of x. The {{ ksplit }} threads of a lane split each row's {{ nblocks }} blocks of
 // {{ parts }} parts each (consecutive threads, consecutive parts), decode each part in registers
 // straight from the packed u32 words and dot it with x, {{ unroll }} parts per loop step so that
 // their loads are in flight together{% if xshare %}; the x values of a part are read once for the
-// lane's {{ lrows }} rows{% endif %}; the partial sums are added in workgroup memory in at most two
-// steps. W is never dequantized into memory.
+// lane's {{ lrows }} rows{% endif %}; the partial sums are added {% if sg %}by subgroup shuffles{% else %}in workgroup memory in at most two
+// steps{% endif %}. W is never dequantized into memory.
+{%- if sg %}
+// Subgroup variant: a lane's {{ ksplit }} threads are consecutive lanes of one subgroup (naga takes
+// the subgroup builtins without an `enable subgroups;`, which it does not parse yet).
+{%- endif %}
 {{ header }}
 
 {{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, xvec=xvec, norm=norm, row_elems=k, xshare=xshare) }}
@@ -19,10 +23,12 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
+{%- if not sg %}
 var<workgroup> part: array<f32, {{ lanes * ksplit * rows * lrows }}>;
 {%- if norm %}
 // The fused RMS norm's partial sums of squares, added like `part`.
 var<workgroup> part_ss: array<f32, {{ lanes * ksplit }}>;
+{%- endif %}
 {%- endif %}
 
 @compute @workgroup_size({{ ksplit }}, {{ lanes }}, 1)
@@ -107,6 +113,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
         }
     }
+{%- if sg %}
+    // A butterfly over the lane's {{ ksplit }} threads (outside the `gn` test: every thread of
+    // the subgroup takes part) leaves each of them with the lane's sums.
+{%- for x in shuffles %}
+{%- for r in range(end=rows) %}
+{%- for i in range(end=lrows) %}
+    acc{{ r }}_{{ i }} += subgroupShuffleXor(acc{{ r }}_{{ i }}, {{ x }}u);
+{%- endfor %}
+{%- endfor %}
+{%- if norm %}
+    kiln_ss += subgroupShuffleXor(kiln_ss, {{ x }}u);
+{%- endif %}
+{%- endfor %}
+{%- else %}
     // Partial sum slot s = r * {{ lrows }} + i (x row r, accumulator i).
 {%- for r in range(end=rows) %}
 {%- for i in range(end=lrows) %}
@@ -144,20 +164,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
 {%- endif %}
+{%- endif %}
     if (lk == 0u && gn < {{ nout }}u) {
 {%- if norm %}
+{%- if sg %}
+        let ss = kiln_ss;
+{%- else %}
         let ss = part_ss[ln * {{ ksplit }}u]{% for j in range(start=1, end=count) %} + part_ss[ln * {{ ksplit }}u + {{ j * step }}u]{% endfor %};
+{%- endif %}
         // x / sqrt(mean(x²) + eps) · g · w = (x · g · w) / sqrt(mean(x²) + eps).
         let inv = inverseSqrt(ss / {{ k }}.0 + {{ eps }});
 {%- endif %}
 {%- for r in range(end=rows) %}
 {%- for i in range(end=lane_rows) %}
         if (m0 + {{ r }}u < mm{% if i > 0 %} && gn + {{ i }}u < {{ nout }}u{% endif %}) {
+{%- if sg %}
+            let v = acc{{ r }}_{{ i }}{% if norm %} * inv{% endif %};
+{%- if glu %}
+            let w = acc{{ r }}_{{ lane_rows + i }}{% if norm %} * inv{% endif %};
+{%- endif %}
+{%- else %}
             let b = ({{ (r * lrows + i) * lanes }}u + ln) * {{ ksplit }}u;
             let v = (part[b]{% for j in range(start=1, end=count) %} + part[b + {{ j * step }}u]{% endfor %}){% if norm %} * inv{% endif %};
 {%- if glu %}
             let bu = ({{ (r * lrows + lane_rows + i) * lanes }}u + ln) * {{ ksplit }}u;
             let w = (part[bu]{% for j in range(start=1, end=count) %} + part[bu + {{ j * step }}u]{% endfor %}){% if norm %} * inv{% endif %};
+{%- endif %}
 {%- endif %}
             let gm = i32(m0 + {{ r }}u);
 {%- if glu %}

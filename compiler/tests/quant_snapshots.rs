@@ -363,12 +363,9 @@ fn decode_gemv_with_the_rms_norm_prologue_and_unrolled_parts() {
     insta::assert_snapshot!(src);
 }
 
-#[test]
-fn decode_swiglu_pair_as_one_gemv_with_shared_x_reads() {
-    // A decode step's FFN norm, gate and up projections (q4_1, K = 512) and SwiGLU: the gate
-    // and up weights merged gate rows first, one GEMV whose lanes each compute 2 outputs (2
-    // gate rows and the same 2 rows of the up half, x read once per part for all 4) and write
-    // silu(gate) * up.
+/// The kernel sources of a decode step's FFN norm, gate and up projections (q4_1, K = 512,
+/// 64 outputs) and SwiGLU compiled with `schedule` for the merged pair.
+fn swiglu_pair_sources(schedule: Schedule) -> Vec<String> {
     let (n, k) = (64, 512);
     let mut g = Graph::new();
     let x = g.add_input(
@@ -406,20 +403,50 @@ fn decode_swiglu_pair_as_one_gemv_with_shared_x_reads() {
         io_dtypes: BTreeMap::new(),
     };
     let mut db = TuningDb::default();
-    let schedule = Schedule::Gemv(GemvParams {
-        lane_rows: 2,
-        ..GemvParams::new(4, 32, 1)
-    });
     db.force(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * n), schedule);
     let opts = CompileOptions {
         tuning: Some(db),
         ..Default::default()
     };
     let b = compile(&model, &opts).expect("compiles");
-    assert_eq!(b.kernel_sources.len(), 1, "norm, gate, up and SwiGLU in one kernel");
-    let src = &b.kernel_sources[0].1;
+    assert_eq!(b.manifest.kernels.len(), 1, "norm, gate, up and SwiGLU in one kernel");
+    b.kernel_sources.into_iter().map(|(_, src)| src).collect()
+}
+
+#[test]
+fn decode_swiglu_pair_as_one_gemv_with_shared_x_reads() {
+    // The gate and up weights merged gate rows first, one GEMV whose lanes each compute 2
+    // outputs (2 gate rows and the same 2 rows of the up half, x read once per part for all
+    // 4) and write silu(gate) * up.
+    let sources = swiglu_pair_sources(Schedule::Gemv(GemvParams {
+        lane_rows: 2,
+        ..GemvParams::new(4, 32, 1)
+    }));
+    assert_eq!(sources.len(), 1, "no variant");
+    let src = &sources[0];
     assert!(src.contains("fn kiln_qdotx") && src.contains("lane_rows=2"));
     assert!(src.contains("let rb2 = (64u + gn) * 320u;"), "the up half's first row");
     assert!(src.contains("(1.0 + exp(-v))) * w;"));
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn decode_swiglu_pair_gemv_adding_by_subgroup_shuffles() {
+    // Subgroup sums: the kernel is the workgroup-memory form, and its variant adds each
+    // lane's 32 partial sums (gate, up and the norm's squares) by a butterfly of 5 shuffles,
+    // with no workgroup memory and no barrier.
+    let sources = swiglu_pair_sources(Schedule::Gemv(GemvParams {
+        sg: true,
+        ..GemvParams::new(4, 32, 1)
+    }));
+    assert_eq!(sources.len(), 2, "the kernel and its subgroup variant");
+    assert!(!sources[0].contains("subgroupShuffleXor") && sources[0].contains("workgroupBarrier"));
+    let src = &sources[1];
+    assert!(src.contains(", sg)") && !src.contains("workgroupBarrier") && !src.contains("var<workgroup>"));
+    assert_eq!(
+        src.matches("subgroupShuffleXor(").count(),
+        3 * 5,
+        "gate, up, squares x 5 steps"
+    );
     insta::assert_snapshot!(src);
 }

@@ -147,6 +147,13 @@ pub struct GemvParams {
     /// existed, which read as 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub lane_rows: u32,
+    /// The quantized GEMV adds a lane's partial sums by subgroup shuffles instead of in
+    /// workgroup memory (no barrier). Its `ksplit` threads must then be consecutive lanes of one
+    /// subgroup, so the kernel runs as a variant on adapters with subgroups of at least
+    /// `ksplit` lanes, and as its workgroup-memory form elsewhere. Absent in records written
+    /// before it existed, which read as `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sg: bool,
 }
 
 impl GemvParams {
@@ -157,6 +164,7 @@ impl GemvParams {
             ksplit,
             rows,
             lane_rows: 1,
+            sg: false,
         }
     }
 
@@ -165,11 +173,24 @@ impl GemvParams {
         self.lanes * self.ksplit
     }
 
-    /// Workgroup memory for the partial sums, in bytes (vec4 of 32-bit elements per slot).
+    /// Workgroup memory for the partial sums, in bytes (vec4 of 32-bit elements per slot;
+    /// none when they are added by subgroup shuffles).
     pub fn workgroup_bytes(&self) -> u32 {
+        if self.sg {
+            return 0;
+        }
         16 * self.lanes * self.ksplit * self.rows * self.lane_rows
     }
+
+    /// The same schedule with the partial sums added in workgroup memory: the form a subgroup
+    /// schedule ([`Self::sg`]) runs as where the adapter's subgroups are too narrow.
+    pub fn without_subgroups(self) -> GemvParams {
+        GemvParams { sg: false, ..self }
+    }
 }
+
+/// The widest subgroups WebGPU allows (`maxSubgroupSize` is at most 128).
+pub const MAX_SUBGROUP_SIZE: u32 = 128;
 
 /// Lanes per subgroup the cooperative-matrix GEMM assumes: its subgroup index is the
 /// invocation index divided by this, so a variant using it requires an adapter whose subgroups
@@ -653,6 +674,12 @@ impl Schedule {
                 if !p.ksplit.is_power_of_two() {
                     return fail(format!("ksplit {} is not a power of two", p.ksplit));
                 }
+                if p.sg && p.ksplit > MAX_SUBGROUP_SIZE {
+                    return fail(format!(
+                        "subgroup sums (sg) over ksplit {} threads: subgroups are at most {MAX_SUBGROUP_SIZE} wide",
+                        p.ksplit
+                    ));
+                }
                 if p.rows > 8 {
                     return fail(format!("{} rows per workgroup need more than 8 accumulators", p.rows));
                 }
@@ -718,6 +745,9 @@ impl fmt::Display for Schedule {
                 write!(f, "gemv(lanes={}, ksplit={}, rows={}", p.lanes, p.ksplit, p.rows)?;
                 if p.lane_rows > 1 {
                     write!(f, ", lane_rows={}", p.lane_rows)?;
+                }
+                if p.sg {
+                    write!(f, ", sg")?;
                 }
                 write!(f, ")")
             }

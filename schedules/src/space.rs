@@ -189,20 +189,31 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
 }
 
 /// Quantized GEMV candidates: the [`gemv`] candidates, each also with 2 and 4 rows of W per
-/// lane where the accumulators (rows of x times lane rows) stay at most 8.
+/// lane where the accumulators (rows of x times lane rows) stay at most 8, and those whose
+/// lanes have at most [`SUBGROUP_SUM_MAX_KSPLIT`] threads also with subgroup sums
+/// (`GemvParams::sg`).
 pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = Vec::new();
     for s in gemv(limits, max_rows) {
         let Schedule::Gemv(p) = s else { continue };
         for lane_rows in [1, 2, 4] {
-            let c = Schedule::Gemv(GemvParams { lane_rows, ..p });
-            if c.validate(limits).is_ok() {
-                out.push(c);
+            for sg in [false, true] {
+                if sg && p.ksplit > SUBGROUP_SUM_MAX_KSPLIT {
+                    continue;
+                }
+                let c = Schedule::Gemv(GemvParams { lane_rows, sg, ..p });
+                if c.validate(limits).is_ok() {
+                    out.push(c);
+                }
             }
         }
     }
     out
 }
+
+/// The widest lane the tuner tries with subgroup sums: 32 threads, the subgroup width of
+/// NVIDIA, Apple and most AMD and Intel GPUs (wider lanes would run as the variant on few).
+pub const SUBGROUP_SUM_MAX_KSPLIT: u32 = 32;
 
 /// Prefill attention candidates: 16, 32 or 64 query rows per workgroup, 1, 2, 4 or 8
 /// threads per row with 4 or 8 keys each per block (blocks of 8 to 64 keys), 32 to 256

@@ -1205,11 +1205,11 @@ pub fn render(
             ("gemm_coop", [p.threads(), 1, 1], grid, false)
         }
         (KernelBody::Gemm { a, b, dtype }, Schedule::Gemv(p)) if dtype.is_float() && draft.operands.is_empty() => {
-            if p.lane_rows != 1 {
+            if p.lane_rows != 1 || p.sg {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "MatMul".into(),
-                    msg: format!("schedule {schedule}: lane rows are a quantized GEMV parameter"),
+                    msg: format!("schedule {schedule}: lane rows and subgroup sums are quantized GEMV parameters"),
                 });
             }
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
@@ -1798,6 +1798,10 @@ pub fn render(
             let (step, count) = if p.ksplit > 8 { (p.ksplit / 8, 8) } else { (1, p.ksplit) };
             ctx.insert("step", &step);
             ctx.insert("count", &count);
+            // Or, with subgroup sums, a butterfly of shuffles over the lane's threads.
+            ctx.insert("sg", &p.sg);
+            let shuffles: Vec<u32> = (0..p.ksplit.trailing_zeros()).map(|i| 1 << i).collect();
+            ctx.insert("shuffles", &shuffles);
             ctx.insert("unroll", &qgemv_unroll(*block, *k, p.ksplit));
             ctx.insert("lane_rows", &p.lane_rows);
             ctx.insert("glu", glu);
@@ -2087,7 +2091,10 @@ pub fn render(
     let caps = match schedule {
         // A variant kernel: validated with what its variant requires, not the target's features.
         Schedule::CoopGemm(_) => validate::COOP_GEMM_CAPS,
-        Schedule::Attention(p) if p.sg => validate::target_caps(limits) | validate::SUBGROUP_CAPS,
+        Schedule::Attention(kiln_schedules::AttentionParams { sg: true, .. })
+        | Schedule::Gemv(kiln_schedules::GemvParams { sg: true, .. }) => {
+            validate::target_caps(limits) | validate::SUBGROUP_CAPS
+        }
         _ => validate::target_caps(limits),
     };
     validate::validate_wgsl_with(&draft.label, &wgsl, caps)?;

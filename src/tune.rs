@@ -665,7 +665,7 @@ pub fn tune_job(
     })
 }
 
-/// Bytes written between timed runs ([`Session::evict_caches`]), several times the
+/// Bytes read between timed runs ([`Session::evict_caches`]), several times the
 /// last-level cache of current GPUs (50 MB on an H200).
 pub const CACHE_SCRUB_BYTES: u64 = 256 << 20;
 

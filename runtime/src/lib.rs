@@ -33,6 +33,7 @@ pub mod host;
 pub mod llm;
 pub mod memory;
 pub mod profile;
+mod scrub;
 pub mod session;
 pub mod text;
 

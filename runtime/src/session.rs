@@ -19,6 +19,7 @@ use crate::device::{alloc_size, copy_size, param_block_size, Gpu, Runtime, ADAPT
 use crate::error::{Result, RuntimeError};
 use crate::host::{from_storage, storage_size, to_storage, HostTensor};
 use crate::profile::{DispatchTime, HostTimes, Profile};
+use crate::scrub::CacheScrub;
 use kiln_abi::{BindingKind, Bindings, BufferKind, IoSpec, Manifest, SizeExpr};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -160,8 +161,8 @@ pub struct Session {
     peak_bytes: u64,
     /// Small mappable buffers that queued runs copy outputs into ([`Session::readback`]).
     readbacks: Vec<Option<queued::ReadbackBuffer>>,
-    /// The scratch buffer [`Session::evict_caches`] writes.
-    scrub: Option<wgpu::Buffer>,
+    /// The scratch buffer [`Session::evict_caches`] reads, with its kernel.
+    scrub: Option<CacheScrub>,
 }
 
 impl std::fmt::Debug for Session {
@@ -610,31 +611,23 @@ impl Session {
             .contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     }
 
-    /// Writes `bytes` (at most the device's buffer size limit) of a scratch buffer, so that the
+    /// Reads `bytes` (at most the device's buffer size limit) of a scratch buffer, so that the
     /// next run starts with cold caches: a benchmark that repeats one kernel would otherwise
     /// find its weights in the GPU's last-level cache (50 MB on an H200), unlike a model that
-    /// streams more weights than that per step. Submitted without waiting; queue order puts it
-    /// before the next run. The buffer is kept for the next call and not counted in
-    /// [`Session::memory_report`].
+    /// streams more weights than that per step (the runtime's `scrub` module says why it reads
+    /// rather than writes). Submitted without waiting; queue order puts it before the next run. The
+    /// buffer is kept for the next call and not counted in [`Session::memory_report`].
     pub fn evict_caches(&mut self, bytes: u64) {
-        let bytes = bytes.min(self.gpu.limits.max_buffer_size) & !(wgpu::COPY_BUFFER_ALIGNMENT - 1);
-        if bytes == 0 {
+        if !matches!(&self.scrub, Some(s) if s.requested >= bytes) {
+            self.scrub = CacheScrub::new(&self.gpu.device, &self.gpu.limits, bytes);
+        }
+        let Some(scrub) = &self.scrub else {
             return;
-        }
-        if !matches!(&self.scrub, Some(b) if b.size() >= bytes) {
-            self.scrub = Some(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("cache scrub"),
-                size: bytes,
-                usage: wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
-        }
+        };
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("cache scrub"),
         });
-        if let Some(b) = &self.scrub {
-            enc.clear_buffer(b, 0, Some(bytes));
-        }
+        scrub.record(&mut enc);
         self.gpu.queue.submit([enc.finish()]);
     }
 

@@ -160,6 +160,25 @@ fn profile_times_every_dispatch() {
     check_two_kernel(&mut s, 7);
 }
 
+/// Evicting the caches (a scratch buffer read in binding-sized chunks by the runtime's own
+/// kernel) leaves the session's buffers alone: runs before and after compute the same values,
+/// and a larger scrub replaces the smaller one.
+#[test]
+fn evicting_caches_leaves_runs_unchanged() {
+    if skip_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    two_kernel_bundle(dir.path());
+    let mut s = session(dir.path());
+    check_two_kernel(&mut s, 3);
+    s.evict_caches(1 << 20);
+    check_two_kernel(&mut s, 5);
+    s.evict_caches(3 << 20);
+    s.evict_caches(0);
+    check_two_kernel(&mut s, 9);
+}
+
 #[test]
 fn input_errors_name_the_input() {
     if skip_gpu() {

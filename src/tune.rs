@@ -292,7 +292,7 @@ fn job_for(
     bind: &DimBindings,
     limits: &DeviceLimits,
 ) -> Result<Option<TuneJob>, TuneError> {
-    let default = kiln_compiler::default_schedule(&d.body, limits);
+    let default = kiln_compiler::default_schedule(d, limits);
     match &d.body {
         KernelBody::Gemm { a, b, dtype } if *dtype == DType::F32 => {
             let (a, b) = (concrete(a, bind)?, concrete(b, bind)?);

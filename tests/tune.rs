@@ -208,7 +208,13 @@ fn records_tuned_with_dims_are_used_by_a_compile_with_the_same_dims() {
     compile(&model, &bundle, &["--dim", "batch=4", "--tuning", &db_arg]);
     let m = manifest(&bundle);
     let tuned = m.kernels.iter().filter(|k| k.schedule_source == "tuning").count();
-    assert_eq!(tuned, db.records.len(), "{:#?}", m.kernels);
+    assert_eq!(
+        tuned,
+        db.records.len(),
+        "records {:#?}\nkernels {:#?}",
+        db.records,
+        m.kernels
+    );
 }
 
 /// A GGUF language model: its prefill and decode kernels (the quantized products with their

@@ -329,14 +329,19 @@ pub fn draft_workload(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) ->
     }
 }
 
-/// The analytic default schedule of a kernel body for a limits profile.
+/// The analytic default schedule of a kernel draft for a limits profile: what `compile` gives
+/// it without a tuning record (the draft's fused prologues and inputs rule out some kinds,
+/// [`draft_workload`]).
 ///
 /// A quantized GEMV keeps several rows of W per lane only for the block types whose lanes
 /// share their x reads between rows (q4_0, q4_1, q8_0: `qgemv.wgsl`'s `xshare`); for the
 /// others it would only launch fewer workgroups (measured slower on the H200 for f16 and
 /// q8_0 at 4 rows per lane).
-pub fn default_schedule(body: &KernelBody, limits: &kiln_schedules::DeviceLimits) -> Schedule {
-    body_default(body, kiln_schedules::select::default_for(&workload(body), limits))
+pub fn default_schedule(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) -> Schedule {
+    body_default(
+        &d.body,
+        kiln_schedules::select::default_for(&draft_workload(d, limits), limits),
+    )
 }
 
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).

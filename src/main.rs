@@ -59,12 +59,13 @@ enum Command {
         /// Tuning records (RON) that override the analytic default schedules.
         #[arg(long)]
         tuning: Option<PathBuf>,
-        /// `f32` (default): every kernel computes in f32. `f16`: f32 GEMMs and the tiled
-        /// quantized GEMMs (a prompt's prefill) also ship an f16 variant on cooperative matrices
-        /// (tensor cores), which the runtime runs where the adapter supports it (f16 operands,
-        /// f32 accumulation); elsewhere the f32 kernel runs.
-        #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
-        precision: String,
+        /// `f32`: every kernel computes in f32. `f16`: f32 GEMMs and the tiled quantized GEMMs
+        /// (a prompt's prefill) also ship an f16 variant on cooperative matrices (tensor
+        /// cores), which the runtime runs where the adapter supports it (f16 operands, f32
+        /// accumulation); elsewhere the f32 kernel runs. Default: f16 for a GGUF language model
+        /// (as llama.cpp computes its prompt), f32 for an ONNX model.
+        #[arg(long, value_parser = ["f32", "f16"])]
+        precision: Option<String>,
         /// Freeze a graph input to the value in a .npy file, `NAME=FILE.npy` (repeatable): it
         /// becomes a compile-time constant (e.g. a Reshape shape or Slice starts given as an
         /// input) and the bundle no longer has that input.
@@ -352,7 +353,9 @@ fn run(cmd: Command) -> Result<()> {
                 opt_level,
                 &target,
                 tuning.as_deref(),
-                precision.parse().map_err(|e: String| anyhow!(e))?,
+                precision
+                    .map(|p| p.parse().map_err(|e: String| anyhow!(e)))
+                    .transpose()?,
                 dump,
             )
         }
@@ -493,6 +496,14 @@ fn parse_freeze(specs: &[String]) -> Result<HashMap<String, kiln::ir::Tensor>> {
     Ok(values)
 }
 
+/// `kiln compile MODEL.gguf`'s precision without `--precision`: the prefill's quantized GEMMs
+/// also ship their f16 cooperative-matrix variant. Measured on the H200 against f32 in the
+/// same runs (docs/performance.md, fifth to seventh sessions' merged main, 512-token prompts):
+/// 1.43x to 1.50x the f32 prefill at 1.7B, 1.17x to 1.33x at 360M, 0.98x to 1.04x at 135M,
+/// decode within 1% (its GEMVs have no variant); with it prefill was at or above llama.cpp's
+/// at all three sizes.
+const GGUF_PRECISION: compiler::Precision = compiler::Precision::F16;
+
 #[allow(clippy::too_many_arguments)]
 fn compile_cmd(
     model: &Path,
@@ -503,7 +514,7 @@ fn compile_cmd(
     opt_level: u8,
     target: &str,
     tuning: Option<&Path>,
-    precision: compiler::Precision,
+    precision: Option<compiler::Precision>,
     dump: Option<compiler::passes::DumpOptions>,
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -530,7 +541,7 @@ fn compile_cmd(
                 target,
                 tuning,
                 dump,
-                precision,
+                precision: precision.unwrap_or(GGUF_PRECISION),
             };
             let manifest = llm_cmd::compile_gguf(model, out, cache, &opts)?;
             let dispatches: Vec<String> = manifest
@@ -569,7 +580,7 @@ fn compile_cmd(
         target,
         tuning,
         dump,
-        precision,
+        precision: precision.unwrap_or_default(),
     };
     // The ONNX frontend already substituted --dim values; the graph has no such symbols left.
     let opts = CompileOptions {

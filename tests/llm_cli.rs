@@ -47,6 +47,36 @@ fn compile_generate_and_bench_a_gguf_model() {
         "{}",
         out.describe()
     );
+    // The default precision for a GGUF model is f16: the prefill's tiled quantized products
+    // ship their cooperative-matrix variant (run where the adapter has tensor cores; here the
+    // f32 kernels run, so the tokens below are still the interpreter's). `--precision f32`
+    // ships none.
+    let coop_kernels = |bundle: &std::path::Path| {
+        common::manifest(bundle)
+            .kernels
+            .iter()
+            .filter(|k| {
+                k.variants
+                    .iter()
+                    .any(|v| v.requires.features.iter().any(|f| f == "wgpu-cooperative-matrix"))
+            })
+            .count()
+    };
+    assert!(coop_kernels(&bundle) > 0, "no f16 prefill variant by default");
+    let f32_bundle = dir.path().join("tiny-f32.kiln");
+    let f32_arg = f32_bundle.to_str().unwrap();
+    kiln([
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        f32_arg,
+        "--context",
+        "32",
+        "--precision",
+        "f32",
+    ])
+    .ok();
+    assert_eq!(coop_kernels(&f32_bundle), 0, "--precision f32 ships no variant");
 
     let out = kiln(["generate", b, "--prompt-ids", "3,1,4,1,5", "--max-tokens", "6", "--ids"]);
     out.ok();

@@ -8,7 +8,8 @@
 #      tuned bundle's profile;
 #   3. decode and prefill (`kiln bench`, 512-token prompt, 128 tokens) of tuned, untuned and
 #      the tenth session's main (`kiln_base`, f41a82b), two rounds in alternation, beside
-#      llama.cpp Vulkan `llama-bench -p 512 -n 128` on the same files.
+#      llama.cpp Vulkan `llama-bench -p 512 -n 128` on the same files. This build compiles GGUF
+#      models with `--precision f16` by default (f16 prefill products), kiln_base with f32.
 #   bash .bench/run_next11.sh     (carry .gl and .bench)
 # Needs in .bench/: common.sh, ggufs.sh, make_gguf.py, smollm2_tok.json, whl/, kiln.xz,
 # kiln_base.xz, llama.tar.xz.

@@ -10,13 +10,19 @@
 #      the tenth session's main (`kiln_base`, f41a82b), two rounds in alternation, beside
 #      llama.cpp Vulkan `llama-bench -p 512 -n 128` on the same files. This build compiles GGUF
 #      models with `--precision f16` by default (f16 prefill products), kiln_base with f32.
+#   0. first, `benches/qgemv_layouts.rs` (`qgemv_layouts`): q4_1 GEMVs over GGUF's row-major
+#      blocks (today's structure) against block-column-major and planar layouts read one row
+#      per thread, cold, at the 1.7B shapes, beside a plain read of the same bytes.
 #   bash .bench/run_next11.sh     (carry .gl and .bench)
 # Needs in .bench/: common.sh, ggufs.sh, make_gguf.py, smollm2_tok.json, whl/, kiln.xz,
-# kiln_base.xz, llama.tar.xz.
+# kiln_base.xz, llama.tar.xz, qgemv_layouts.xz (target/release/deps/qgemv_layouts-* of
+# `cargo bench --bench qgemv_layouts --no-run`).
 source .bench/common.sh
 xz -d -k -f kiln_base.xz && chmod +x kiln_base
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
 T0=$(date +%s); t() { echo "[t=$(( $(date +%s) - T0 ))s] $*" | tee -a $OUT/llm.txt; }
+xz -d -k -f qgemv_layouts.xz && chmod +x qgemv_layouts
+timeout 120 ./qgemv_layouts > $OUT/layouts.txt 2>&1; t layouts
 source ggufs.sh; t ggufs
 for s in 1700 135; do
   ./kiln compile /tmp/s$s.gguf -o /tmp/k$s --context 1024 --target desktop -q > $OUT/compile-$s.txt 2>&1 &
@@ -44,4 +50,4 @@ for s in 1700 135; do
   LD_LIBRARY_PATH=/tmp/llama timeout 90 /tmp/llama/llama-bench -m /tmp/s$s.gguf -ngl 99 -r 3 -p 512 -n 128 2>&1 | grep "pp512\|tg128" | tee -a $OUT/llm.txt
 done
 t done
-cat $OUT/tune-1700.txt; head -40 $OUT/profile-1700.txt; head -40 $OUT/profile-tuned-1700.txt; head -30 $OUT/profile-135.txt
+cat $OUT/layouts.txt $OUT/tune-1700.txt; head -40 $OUT/profile-1700.txt; head -40 $OUT/profile-tuned-1700.txt; head -30 $OUT/profile-135.txt

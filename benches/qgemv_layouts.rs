@@ -1,0 +1,538 @@
+//! Quantized GEMV weight layouts: an experiment that decides issue 8's next decode kernel before
+//! it is built into the compiler.
+//!
+//! Kiln's decode GEMVs read q4_1 weights in GGUF's row-major layout (each row's 20-byte blocks in
+//! a row), so the threads of a row split its K: every thread reads its own x values (6.4 bytes
+//! of x per byte of weights through L1) and 4-byte weight words. Its f32 GEMV, whose threads
+//! own columns and read x once per warp (a broadcast), streams at 87–90% of copy bandwidth on
+//! the H200, the quantized one at about 30%. This bench times, on one q4_1 weight per shape,
+//! with cold caches (a 256 MiB scratch buffer read before every timed run) and timestamp
+//! queries:
+//!
+//! - `rowmajor`: the GGUF layout with K split inside a row (32 threads per row, 4 rows per
+//!   workgroup, 8 values per thread per step): the structure of Kiln's kernel today;
+//! - `blockcols S`: the same 20-byte blocks stored block-column-major (`[K/32][N]`: block j of
+//!   every row, then block j + 1), one thread per row and whole blocks per step, x read by
+//!   all threads of a warp at once; `S` threads split a row's K (64 rows per workgroup);
+//! - `planar S`: block-column-major with the 16 quant bytes and the 4 scale bytes of a block in
+//!   separate planes, so a thread reads a block's quants with one 16-byte load;
+//! - `read`: every byte of the weight read once with 16-byte loads (the ceiling).
+//!
+//! Every kernel's result is checked against a CPU reference (f64) before it is timed.
+//! `cargo bench --bench qgemv_layouts` (`KILN_ADAPTER=name` picks an adapter); on a CPU adapter
+//! the shapes shrink. Not part of the test suite: it measures, it does not assert speed.
+
+use kiln::runtime::wgpu;
+use std::time::Duration;
+
+/// Bytes read before each timed run, several times the largest last-level cache.
+const SCRUB_BYTES: u64 = 256 << 20;
+/// Timed runs per kernel (the median is reported).
+const RUNS: usize = 7;
+
+/// A q4_1 weight `[n, k]` as GGUF blocks: per 32 values an f16 scale `d`, an f16 minimum `m`
+/// and 16 bytes of nibbles (value j in the low nibble of byte j for j < 16, in the high nibble
+/// of byte j - 16 otherwise); value = d * q + m.
+struct Weight {
+    n: usize,
+    k: usize,
+    /// Row-major blocks, 5 words each.
+    words: Vec<u32>,
+}
+
+impl Weight {
+    fn random(n: usize, k: usize, seed: u64) -> Weight {
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 32) as u32
+        };
+        let nb = k / 32;
+        let mut words = Vec::with_capacity(n * nb * 5);
+        for _ in 0..n * nb {
+            let d = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
+            let m = half::f16::from_f32(-((next() % 1000) as f32) * 1e-4);
+            words.push(u32::from(d.to_bits()) | (u32::from(m.to_bits()) << 16));
+            for _ in 0..4 {
+                words.push(next());
+            }
+        }
+        Weight { n, k, words }
+    }
+
+    fn blocks(&self) -> usize {
+        self.k / 32
+    }
+
+    /// Value `e` of row `r`.
+    fn value(&self, r: usize, e: usize) -> f64 {
+        let b = (r * self.blocks() + e / 32) * 5;
+        let dm = self.words[b];
+        let d = half::f16::from_bits(dm as u16).to_f64();
+        let m = half::f16::from_bits((dm >> 16) as u16).to_f64();
+        let j = e % 32;
+        let byte = (self.words[b + 1 + (j % 16) / 4] >> (8 * (j % 4))) & 255;
+        let q = if j < 16 { byte & 15 } else { byte >> 4 };
+        d * f64::from(q) + m
+    }
+
+    /// The blocks reordered block-column-major: block j of every row, then block j + 1.
+    fn block_columns(&self) -> Vec<u32> {
+        let nb = self.blocks();
+        let mut out = Vec::with_capacity(self.words.len());
+        for j in 0..nb {
+            for r in 0..self.n {
+                let b = (r * nb + j) * 5;
+                out.extend_from_slice(&self.words[b..b + 5]);
+            }
+        }
+        out
+    }
+
+    /// Block-column-major quants (4 words per block), then the scale words (1 per block).
+    fn planar(&self) -> Vec<u32> {
+        let nb = self.blocks();
+        let mut quants = Vec::with_capacity(self.n * nb * 4);
+        let mut scales = Vec::with_capacity(self.n * nb);
+        for j in 0..nb {
+            for r in 0..self.n {
+                let b = (r * nb + j) * 5;
+                scales.push(self.words[b]);
+                quants.extend_from_slice(&self.words[b + 1..b + 5]);
+            }
+        }
+        quants.extend(scales);
+        quants
+    }
+}
+
+const COMMON: &str = r#"
+struct P { n: u32, k: u32, nb: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn nib_lo(q: u32) -> vec4<f32> {
+    return vec4<f32>(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
+}
+"#;
+
+/// GGUF row-major blocks, K split over the 32 threads of a row in parts of 8 values (one quant
+/// word: values 4p.. in its low nibbles, 16 + 4p.. in its high ones).
+const ROW_MAJOR: &str = r#"
+var<workgroup> part: array<f32, 128>;
+
+@compute @workgroup_size(32, 4, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let lk = lid.x;
+    let row = wid.x * 4u + lid.y;
+    var acc = 0.0;
+    if (row < p.n) {
+        let rb = row * p.nb * 5u;
+        for (var u = lk; u < p.nb * 4u; u += 32u) {
+            let kb = u >> 2u;
+            let q_at = u & 3u;
+            let wb = rb + kb * 5u;
+            let dm = unpack2x16float(w[wb]);
+            let q = w[wb + 1u + q_at];
+            let xl = x[kb * 8u + q_at];
+            let xh = x[kb * 8u + 4u + q_at];
+            acc += dm.x * (dot(nib_lo(q), xl) + dot(nib_lo(q >> 4u), xh)) + dm.y * dot(xl + xh, vec4<f32>(1.0));
+        }
+    }
+    part[lid.y * 32u + lk] = acc;
+    workgroupBarrier();
+    for (var s = 16u; s > 0u; s >>= 1u) {
+        if (lk < s) {
+            part[lid.y * 32u + lk] += part[lid.y * 32u + lk + s];
+        }
+        workgroupBarrier();
+    }
+    if (lk == 0u && row < p.n) {
+        y[row] = part[lid.y * 32u];
+    }
+}
+"#;
+
+/// The dot product of block `kb` (scale word `dm`, quant words `q`) with x.
+const BLOCK_DOT: &str = r#"
+fn block_dot(dm_word: u32, q: vec4<u32>, kb: u32) -> f32 {
+    let dm = unpack2x16float(dm_word);
+    let b = kb * 8u;
+    let x0 = x[b];
+    let x1 = x[b + 1u];
+    let x2 = x[b + 2u];
+    let x3 = x[b + 3u];
+    let x4 = x[b + 4u];
+    let x5 = x[b + 5u];
+    let x6 = x[b + 6u];
+    let x7 = x[b + 7u];
+    let s = dot(nib_lo(q.x), x0) + dot(nib_lo(q.y), x1) + dot(nib_lo(q.z), x2) + dot(nib_lo(q.w), x3)
+        + dot(nib_lo(q.x >> 4u), x4) + dot(nib_lo(q.y >> 4u), x5) + dot(nib_lo(q.z >> 4u), x6) + dot(nib_lo(q.w >> 4u), x7);
+    let sx = dot(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7, vec4<f32>(1.0));
+    return dm.x * s + dm.y * sx;
+}
+"#;
+
+/// Rows per workgroup of [`row_parallel`] with `s` threads per row (at most 256 threads).
+fn rows_per_group(s: u32) -> u32 {
+    (256 / s).min(64)
+}
+
+/// One thread per row (consecutive threads consecutive rows, [`rows_per_group`] rows per
+/// workgroup), `s` threads splitting its blocks; `planar` reads the quants as one vec4 per block.
+fn row_parallel(s: u32, planar: bool) -> String {
+    let r = rows_per_group(s);
+    let load = if planar {
+        // Quants at word 4 * (kb * n + row), the scale plane after all quants.
+        "let i = kb * p.n + row;
+            let q = vec4<u32>(w[4u * i], w[4u * i + 1u], w[4u * i + 2u], w[4u * i + 3u]);
+            acc += block_dot(w[4u * p.n * p.nb + i], q, kb);"
+    } else {
+        "let wb = (kb * p.n + row) * 5u;
+            acc += block_dot(w[wb], vec4<u32>(w[wb + 1u], w[wb + 2u], w[wb + 3u], w[wb + 4u]), kb);"
+    };
+    format!(
+        r#"
+var<workgroup> part: array<f32, {slots}>;
+
+@compute @workgroup_size({r}, {s}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    let row = wid.x * {r}u + lid.x;
+    var acc = 0.0;
+    if (row < p.n) {{
+        for (var kb = lid.y; kb < p.nb; kb += {s}u) {{
+            {load}
+        }}
+    }}
+    part[lid.y * {r}u + lid.x] = acc;
+    workgroupBarrier();
+    if (lid.y == 0u && row < p.n) {{
+        var t = 0.0;
+        for (var j = 0u; j < {s}u; j++) {{
+            t += part[j * {r}u + lid.x];
+        }}
+        y[row] = t;
+    }}
+}}
+"#,
+        slots = r * s
+    )
+}
+
+/// Reads every word of `w` once as vec4s (the words reinterpreted) and writes nothing unless
+/// their XOR is a value random weights do not produce.
+const READ: &str = r#"
+@group(0) @binding(0) var<uniform> p: vec4<u32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<u32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    var acc = vec4<u32>(0u);
+    for (var i = gid.x; i < arrayLength(&w); i += nw.x * 256u) {
+        acc ^= w[i];
+    }
+    // `p` and `x` are read too, so the shader's bindings match the GEMVs' (and the scrub's).
+    if (all(acc == vec4<u32>(0x12345678u)) || p.x == 0xffffffffu) {
+        y[0] = acc.x + u32(x[0].x);
+    }
+}
+"#;
+
+struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    name: String,
+    cpu: bool,
+    scrub: (wgpu::ComputePipeline, Vec<wgpu::BindGroup>),
+}
+
+fn storage(device: &wgpu::Device, words: &[u32], label: &str) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(words),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+fn pipeline(device: &wgpu::Device, src: &str) -> wgpu::ComputePipeline {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+fn bind(device: &wgpu::Device, p: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &p.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+impl Gpu {
+    fn new() -> Gpu {
+        let instance = wgpu::Instance::default();
+        let filter = std::env::var("KILN_ADAPTER").ok();
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                filter.as_ref().is_none_or(|f| info.name.contains(f.as_str()))
+                    && a.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+            })
+            .max_by_key(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+            .expect("an adapter with timestamp queries");
+        let info = adapter.get_info();
+        let mut limits = wgpu::Limits::default();
+        limits.max_storage_buffer_binding_size = adapter.limits().max_storage_buffer_binding_size;
+        limits.max_buffer_size = adapter.limits().max_buffer_size;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: None,
+            required_features: wgpu::Features::TIMESTAMP_QUERY,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .expect("a device");
+        let chunk = (limits.max_storage_buffer_binding_size.min(SCRUB_BYTES)) & !255;
+        let scrub_buf = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scrub"),
+            size: SCRUB_BYTES / chunk * chunk,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let sink = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sink"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let params = storage(&device, &[0; 4], "params");
+        let empty = storage(&device, &[0; 4], "empty");
+        let scrub_pipe = pipeline(&device, READ);
+        let groups = (0..SCRUB_BYTES / chunk)
+            .map(|i| {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &scrub_pipe.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: params.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: empty.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &scrub_buf,
+                                offset: i * chunk,
+                                size: wgpu::BufferSize::new(chunk),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: sink.as_entire_binding(),
+                        },
+                    ],
+                })
+            })
+            .collect();
+        Gpu {
+            device,
+            queue,
+            name: info.name,
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
+            scrub: (scrub_pipe, groups),
+        }
+    }
+
+    /// The median GPU time of `RUNS` cold runs of one dispatch.
+    fn time(&self, p: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, groups: [u32; 3]) -> Duration {
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let period = f64::from(self.queue.get_timestamp_period());
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&self.scrub.0);
+                for g in &self.scrub.1 {
+                    pass.set_bind_group(0, g, &[]);
+                    pass.dispatch_workgroups(1024, 1, 1);
+                }
+            }
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
+                });
+                pass.set_pipeline(p);
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
+            enc.resolve_query_set(&set, 0..2, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
+            self.queue.submit([enc.finish()]);
+            read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+            self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+            let ticks: Vec<u64> = bytemuck::cast_slice(&read.slice(..).get_mapped_range().expect("mapped")).to_vec();
+            read.unmap();
+            times.push(Duration::from_nanos(
+                (ticks[1].saturating_sub(ticks[0]) as f64 * period) as u64,
+            ));
+        }
+        times.sort();
+        times[times.len() / 2]
+    }
+
+    /// Runs one dispatch and reads `y` back.
+    fn run(&self, p: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, groups: [u32; 3], y: &wgpu::Buffer) -> Vec<f32> {
+        let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: y.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(p);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        enc.copy_buffer_to_buffer(y, 0, &read, 0, y.size());
+        self.queue.submit([enc.finish()]);
+        read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+        let out = bytemuck::cast_slice(&read.slice(..).get_mapped_range().expect("mapped")).to_vec();
+        out
+    }
+}
+
+fn main() {
+    let gpu = Gpu::new();
+    println!("adapter: {}", gpu.name);
+    // SmolLM2-1.7B's decode products (QKV, O, gate or up, down) and a 4096² one; small on a CPU.
+    let shapes: &[(usize, usize)] = if gpu.cpu {
+        &[(256, 512), (96, 1024)]
+    } else {
+        &[(6144, 2048), (2048, 2048), (8192, 2048), (2048, 8192), (4096, 4096)]
+    };
+    println!("| N x K | MB | kernel | us | GB/s | max rel. error |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: |");
+    for &(n, k) in shapes {
+        let w = Weight::random(n, k, (n * 31 + k) as u64);
+        let xs: Vec<f32> = (0..k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let want: Vec<f64> = (0..n)
+            .map(|r| (0..k).map(|e| w.value(r, e) * f64::from(xs[e])).sum())
+            .collect();
+        let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-30);
+        let bytes = (w.words.len() * 4) as f64;
+        let params = storage(&gpu.device, &[n as u32, k as u32, (k / 32) as u32, 0], "params");
+        let x = storage(&gpu.device, bytemuck::cast_slice::<f32, u32>(&xs), "x");
+        let y = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("y"),
+            size: (n * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let row_major = storage(&gpu.device, &w.words, "row-major");
+        let block_cols = storage(&gpu.device, &w.block_columns(), "block columns");
+        let planar = storage(&gpu.device, &w.planar(), "planar");
+        let mut cases: Vec<(String, String, &wgpu::Buffer, [u32; 3])> = vec![(
+            "rowmajor".into(),
+            format!("{COMMON}{ROW_MAJOR}"),
+            &row_major,
+            [(n as u32).div_ceil(4), 1, 1],
+        )];
+        for s in [1u32, 2, 4, 8, 16] {
+            let groups = [(n as u32).div_ceil(rows_per_group(s)), 1, 1];
+            let body = row_parallel(s, false);
+            cases.push((
+                format!("blockcols {s}"),
+                format!("{COMMON}{BLOCK_DOT}{body}"),
+                &block_cols,
+                groups,
+            ));
+            let body = row_parallel(s, true);
+            cases.push((
+                format!("planar {s}"),
+                format!("{COMMON}{BLOCK_DOT}{body}"),
+                &planar,
+                groups,
+            ));
+        }
+        for (name, src, weights, groups) in cases {
+            let p = pipeline(&gpu.device, &src);
+            let bg = bind(&gpu.device, &p, &[&params, &x, weights, &y]);
+            let got = gpu.run(&p, &bg, groups, &y);
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (f64::from(*g) - w).abs() / scale)
+                .fold(0.0, f64::max);
+            assert!(err < 1e-4, "{name} {n}x{k}: max error {err:e} of the largest output");
+            let t = gpu.time(&p, &bg, groups);
+            println!(
+                "| {n} x {k} | {:.1} | {name} | {:.1} | {:.0} | {err:.1e} |",
+                bytes / 1e6,
+                t.as_secs_f64() * 1e6,
+                bytes / t.as_secs_f64() / 1e9
+            );
+        }
+        let p = pipeline(&gpu.device, READ);
+        let sink = storage(&gpu.device, &[0; 4], "sink");
+        let bg = bind(&gpu.device, &p, &[&params, &x, &row_major, &sink]);
+        let t = gpu.time(&p, &bg, [1024, 1, 1]);
+        println!(
+            "| {n} x {k} | {:.1} | read | {:.1} | {:.0} | |",
+            bytes / 1e6,
+            t.as_secs_f64() * 1e6,
+            bytes / t.as_secs_f64() / 1e9
+        );
+    }
+}

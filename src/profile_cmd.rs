@@ -28,13 +28,39 @@ fn print(session: &Session, p: &Profile) {
     print!("{}", p.report(TOP));
 }
 
+/// The floor of `p` (module `kiln::runtime::probe`): its dispatches at the probed cost each
+/// against reading every weight once at the probed rate, beside its own GPU time.
+fn print_floor(session: &mut Session, p: &Profile) -> Result<()> {
+    let probe = session.probe_device()?;
+    let weights = session.memory_report().weights;
+    let n = p.dispatches.len();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let read = weights as f64 / probe.read_bytes_per_s;
+    let chain = probe.dispatch * n as u32;
+    let floor = probe.floor(weights, n);
+    println!(
+        "floor of '{}': max(weights {:.1} MiB read at {:.0} GB/s = {:.3} ms, {n} dispatches x {:.2} us = {:.3} ms) = {:.3} ms; \
+         measured {:.3} ms on the GPU, {:.2}x the floor",
+        p.program,
+        weights as f64 / (1u64 << 20) as f64,
+        probe.read_bytes_per_s / 1e9,
+        read * 1e3,
+        probe.dispatch.as_secs_f64() * 1e6,
+        ms(chain),
+        ms(floor),
+        ms(p.gpu_total()),
+        p.gpu_total().as_secs_f64() / floor.as_secs_f64().max(1e-12)
+    );
+    Ok(())
+}
+
 /// Profiles one run of `program` after a warm-up run (which allocates buffers and bind groups).
 pub fn profile_program(session: &mut Session, program: &str, inputs: &HashMap<String, HostTensor>) -> Result<()> {
     check_support(session)?;
     session.run(program, inputs)?;
     let p = session.profile(program, inputs, &[], None)?;
     print(session, &p);
-    Ok(())
+    print_floor(session, &p)
 }
 
 /// Profiles a language model: the prefill of `prompt` and then one decode step after it, each
@@ -59,5 +85,5 @@ pub fn profile_llm(session: &mut Session, prompt: &[i32]) -> Result<()> {
     let d = session.profile(DECODE, &decode_in, &[(PAST, past)], Some(&read))?;
     print(session, &p);
     print!("{}", d.report(TOP));
-    Ok(())
+    print_floor(session, &d)
 }

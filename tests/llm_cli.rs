@@ -150,6 +150,20 @@ fn compile_generate_and_bench_a_gguf_model() {
         out.describe()
     );
 
+    // The profile: prefill and one decode step, each dispatch timed, and the decode step
+    // against its floor (the probed read rate and per-dispatch cost). Every adapter the tests
+    // run on has timestamp queries (lavapipe does).
+    let out = kiln(["bench", b, "--profile", "--prompt-tokens", "8"]);
+    out.ok();
+    for want in [
+        "program 'prefill'",
+        "program 'decode'",
+        "floor of 'decode'",
+        "x the floor",
+    ] {
+        assert!(out.stdout.contains(want), "no '{want}': {}", out.describe());
+    }
+
     // Bad input.
     kiln(["generate", b, "--prompt-ids", "1,x"]).fails_with(&["'x' is not a token id"]);
     kiln(["generate", b, "--prompt-ids", "1,2", "--top-p", "0"]).fails_with(&["top-p 0"]);

@@ -13,6 +13,7 @@ pub(crate) struct CacheScrub {
     /// the limits).
     pub requested: u64,
     pipeline: wgpu::ComputePipeline,
+    chunk: u64,
     chunks: Vec<wgpu::BindGroup>,
     // Kept alive for the bind groups.
     _buffer: wgpu::Buffer,
@@ -101,17 +102,24 @@ impl CacheScrub {
         Some(CacheScrub {
             requested,
             pipeline,
+            chunk,
             chunks,
             _buffer: buffer,
             _sink: sink,
         })
     }
 
-    /// Records the reads of the whole scratch buffer.
-    pub fn record(&self, enc: &mut wgpu::CommandEncoder) {
+    /// Bytes one [`CacheScrub::record`] reads.
+    pub fn bytes_read(&self) -> u64 {
+        self.chunk * self.chunks.len() as u64
+    }
+
+    /// Records the reads of the whole scratch buffer, in one pass with `timestamps` at its
+    /// beginning and end when given.
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder, timestamps: Option<wgpu::ComputePassTimestampWrites>) {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("cache scrub"),
-            timestamp_writes: None,
+            timestamp_writes: timestamps,
         });
         pass.set_pipeline(&self.pipeline);
         for bg in &self.chunks {

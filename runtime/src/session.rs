@@ -18,6 +18,7 @@ use crate::callback::callback_future;
 use crate::device::{alloc_size, copy_size, param_block_size, Gpu, Runtime, ADAPTER_ENV};
 use crate::error::{Result, RuntimeError};
 use crate::host::{from_storage, storage_size, to_storage, HostTensor};
+use crate::probe::{self, DeviceProbe};
 use crate::profile::{DispatchTime, HostTimes, Profile};
 use crate::scrub::CacheScrub;
 use kiln_abi::{BindingKind, Bindings, BufferKind, IoSpec, Manifest, SizeExpr};
@@ -147,6 +148,9 @@ struct OutPlan {
     /// Bytes of the value in storage dtype.
     bytes: u64,
 }
+
+/// Bytes [`Session::probe_device_async`] reads to measure the read rate.
+const PROBE_READ_BYTES: u64 = 256 << 20;
 
 /// A bundle loaded onto a device, ready to run its programs.
 pub struct Session {
@@ -627,8 +631,131 @@ impl Session {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("cache scrub"),
         });
-        scrub.record(&mut enc);
+        scrub.record(&mut enc, None);
         self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Blocking form of [`Session::probe_device_async`].
+    pub fn probe_device(&mut self) -> Result<DeviceProbe> {
+        pollster::block_on(self.probe_device_async())
+    }
+
+    /// Measures what the device can do at best (module `probe`): reading the cache-scrub
+    /// buffer (256 MiB where the limits allow) once untimed and once timed, then a chain of
+    /// dependent one-workgroup dispatches in one pass, each with timestamps around its pass.
+    /// Fails with [`RuntimeError::TimestampsUnsupported`] when the adapter has no timestamp
+    /// queries.
+    pub async fn probe_device_async(&mut self) -> Result<DeviceProbe> {
+        if !self.can_profile() {
+            return Err(RuntimeError::TimestampsUnsupported {
+                adapter: format!("{} ({})", self.gpu.info.name, self.gpu.info.backend.to_str()),
+            });
+        }
+        let context = "device probe";
+        if !matches!(&self.scrub, Some(s) if s.requested >= PROBE_READ_BYTES) {
+            self.scrub = CacheScrub::new(&self.gpu.device, &self.gpu.limits, PROBE_READ_BYTES);
+        }
+        let scrub = self
+            .scrub
+            .as_ref()
+            .ok_or_else(|| gpu_err(context, "no scratch buffer fits the device's limits".into()))?;
+        let device = &self.gpu.device;
+        let word = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("probe chain"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("probe chain"),
+            source: wgpu::ShaderSource::Wgsl(probe::CHAIN_SHADER.into()),
+        });
+        let chain = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("probe chain"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("probe chain"),
+            layout: &chain.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: word.as_entire_binding(),
+            }],
+        });
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("probe timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 4,
+        });
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("probe timestamps"),
+            size: 32,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("probe timestamp readback"),
+            size: 32,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let writes = |begin: u32| wgpu::ComputePassTimestampWrites {
+            query_set: &set,
+            beginning_of_pass_write_index: Some(begin),
+            end_of_pass_write_index: Some(begin + 1),
+        };
+        let scopes = Scopes::push(device);
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(context) });
+        scrub.record(&mut enc, None);
+        scrub.record(&mut enc, Some(writes(0)));
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("probe chain"),
+                timestamp_writes: Some(writes(2)),
+            });
+            pass.set_pipeline(&chain);
+            pass.set_bind_group(0, &bg, &[]);
+            for _ in 0..probe::CHAIN {
+                pass.dispatch_workgroups(1, 1, 1);
+            }
+        }
+        enc.resolve_query_set(&set, 0..4, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 32);
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        let scope = scopes.pop();
+        let (tx, rx) = callback_future();
+        readback.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        self.drive(idx, context)?;
+        if let Some(e) = scope.await {
+            return Err(gpu_err(context, e));
+        }
+        match rx.await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(gpu_err(context, e.to_string())),
+            None => return Err(gpu_err(context, "the device dropped the timestamp readback".into())),
+        }
+        let ticks: Vec<u64> = {
+            let view = readback
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| gpu_err(context, e.to_string()))?;
+            view.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        };
+        readback.unmap();
+        self.check_uncaptured(context)?;
+        let period = f64::from(self.gpu.queue.get_timestamp_period());
+        let span = |a: usize| ticks[a + 1].saturating_sub(ticks[a]) as f64 * period * 1e-9;
+        let read_s = span(0).max(1e-9);
+        Ok(DeviceProbe {
+            read_bytes_per_s: scrub.bytes_read() as f64 / read_s,
+            dispatch: Duration::from_secs_f64(span(2) / f64::from(probe::CHAIN)),
+        })
     }
 
     /// Runs program `program` once like [`Session::run_with_async`] and measures it: the GPU

@@ -160,6 +160,34 @@ fn profile_times_every_dispatch() {
     check_two_kernel(&mut s, 7);
 }
 
+/// The device probe measures a positive read rate and per-dispatch cost, and its floor is the
+/// larger of reading the bytes and running the dispatches.
+#[test]
+fn the_device_probe_measures_reads_and_dispatches() {
+    if skip_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    two_kernel_bundle(dir.path());
+    let mut s = session(dir.path());
+    if !s.can_profile() {
+        assert!(matches!(
+            s.probe_device(),
+            Err(RuntimeError::TimestampsUnsupported { .. })
+        ));
+        return;
+    }
+    let p = s.probe_device().unwrap();
+    assert!(p.read_bytes_per_s.is_finite() && p.read_bytes_per_s > 1e6, "{p:?}");
+    assert!(p.dispatch > std::time::Duration::ZERO, "{p:?}");
+    let one_ms_of_reads = (p.read_bytes_per_s * 1e-3) as u64;
+    let f = p.floor(one_ms_of_reads, 1);
+    assert!((f.as_secs_f64() - 1e-3).abs() < 1e-5 || f == p.dispatch, "{f:?} {p:?}");
+    assert_eq!(p.floor(0, 10), p.dispatch * 10);
+    // The session still runs its program afterwards.
+    check_two_kernel(&mut s, 4);
+}
+
 /// Evicting the caches (a scratch buffer read in binding-sized chunks by the runtime's own
 /// kernel) leaves the session's buffers alone: runs before and after compute the same values,
 /// and a larger scrub replaces the smaller one.

@@ -292,6 +292,11 @@ impl Session {
         pollster::block_on(self.profile_async(program, inputs, scalars, read))
     }
 
+    /// Blocking form of [`Session::probe_device_async`].
+    pub fn probe_device(&mut self) -> Result<DeviceProbe> {
+        pollster::block_on(self.probe_device_async())
+    }
+
     /// Blocking form of [`Session::reset_states_async`].
     pub fn reset_states(&mut self) -> Result<()> {
         pollster::block_on(self.reset_states_async())
@@ -633,11 +638,6 @@ impl Session {
         });
         scrub.record(&mut enc, None);
         self.gpu.queue.submit([enc.finish()]);
-    }
-
-    /// Blocking form of [`Session::probe_device_async`].
-    pub fn probe_device(&mut self) -> Result<DeviceProbe> {
-        pollster::block_on(self.probe_device_async())
     }
 
     /// Measures what the device can do at best (module `probe`): reading the cache-scrub

@@ -46,11 +46,20 @@ fn check(c: &LlamaConfig, opt_level: u8) {
 
 /// [`check`] for a built model, `what` naming it in failures.
 fn check_model(model: &kiln::compiler::Model, what: &str, opt_level: u8) {
-    let opts = CompileOptions {
-        opt_level,
-        ..Default::default()
-    };
-    let compiled = llm::compile_llm(model, &opts).unwrap();
+    check_compiled(
+        model,
+        what,
+        &CompileOptions {
+            opt_level,
+            ..Default::default()
+        },
+    );
+}
+
+/// [`check_model`] compiled with `opts`.
+fn check_compiled(model: &kiln::compiler::Model, what: &str, opts: &CompileOptions) {
+    let opt_level = opts.opt_level;
+    let compiled = llm::compile_llm(model, opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.kiln");
     write_bundle(&compiled, &path).unwrap();
@@ -79,6 +88,22 @@ fn tiny_llama_gpu_matches_the_interpreter_over_prefill_and_ten_decode_steps() {
     check(&config(RopeStyle::Normal, true, false), 2);
     check(&config(RopeStyle::Neox, false, true), 2);
     check(&config(RopeStyle::Normal, false, false), 0);
+}
+
+/// The same with every packed weight stored block-column-major (`--weight-layout
+/// block-columns`): the merged QKV and gate/up weights, the decode GEMVs and prefill tiles
+/// reading them, and the tied embedding read both by the gather and by the output head.
+#[test]
+fn block_column_weights_generate_the_interpreter_s_tokens() {
+    for tied in [true, false] {
+        let c = config(RopeStyle::Normal, tied, false);
+        let model = llm::build(&c, &mut RandomWeights::new(&c, 42)).unwrap();
+        let opts = CompileOptions {
+            quant_layout: kiln::compiler::QuantLayout::BlockColumns,
+            ..Default::default()
+        };
+        check_compiled(&model, &format!("block columns, tied {tied}"), &opts);
+    }
 }
 
 /// Both KV cache types, each against the interpreter on the same graph: the f16 cache (the

@@ -20,12 +20,13 @@ pub mod options;
 pub mod passes;
 pub mod plan;
 pub mod programs;
+pub mod quant_layout;
 pub mod split_weights;
 
 pub use bundle::{write_bundle, CompiledBundle};
 pub use error::CompileError;
 pub use model::Model;
-pub use options::{CompileOptions, Precision};
+pub use options::{CompileOptions, Precision, QuantLayout};
 
 use codegen::RenderedKernel;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
@@ -66,10 +67,15 @@ fn is_packed_state(g: &Graph, id: NodeId) -> bool {
 }
 
 /// The input slots of a kernel for the renderer: their dtypes and which are f16 states.
-fn input_slots(g: &Graph, d: &KernelDraft) -> codegen::Slots {
+fn input_slots(g: &Graph, d: &KernelDraft, layout: QuantLayout) -> codegen::Slots {
     codegen::Slots {
         dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
         packed: d.inputs.iter().map(|&i| is_packed_state(g, i)).collect(),
+        block_columns: d
+            .inputs
+            .iter()
+            .map(|&i| quant_layout::block_column_weight(g, i, layout).is_some())
+            .collect(),
     }
 }
 
@@ -397,7 +403,7 @@ fn coop_variant(
         .filter(|s| matches!(s, Schedule::CoopGemm(_)))
         .unwrap_or(default);
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
-    let in_dtypes = input_slots(g, d);
+    let in_dtypes = input_slots(g, d, opts.quant_layout);
     match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
         Ok(v)
             if v.param_names == base.param_names
@@ -451,7 +457,7 @@ fn subgroup_variant(
     if without_subgroups(schedule) == schedule {
         return Ok(None);
     }
-    let in_dtypes = input_slots(g, d);
+    let in_dtypes = input_slots(g, d, opts.quant_layout);
     let v = codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target)?;
     Ok((v.param_names == base.param_names && v.grid == base.grid).then_some(v))
 }
@@ -614,7 +620,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
 
     let mut rendered = Vec::with_capacity(drafts.len());
     for ((d, w), chosen) in drafts.iter().zip(&workloads).zip(&mut selected) {
-        let in_dtypes = input_slots(&g, d);
+        let in_dtypes = input_slots(&g, d, opts.quant_layout);
         let out_dtype = g.node(d.output).ty.dtype;
         let r = match codegen::render(d, &in_dtypes, out_dtype, without_subgroups(chosen.0), &opts.target) {
             // A record of another kernel with the same key (e.g. tuned on a plain product,
@@ -778,7 +784,9 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             unreachable!("planned weights are constants")
         };
         let sd = storage_dtype(t.dtype());
-        let stored = if sd == t.dtype() {
+        let stored = if let Some((block, n, k)) = quant_layout::block_column_weight(&g, id, opts.quant_layout) {
+            quant_layout::to_block_columns(t, block, n, k)
+        } else if sd == t.dtype() {
             t.clone()
         } else {
             Tensor::from_f64(sd, t.shape.clone(), &t.to_f64())

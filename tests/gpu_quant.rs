@@ -292,24 +292,22 @@ fn block_column_weights_match_the_interpreter_in_both_kernels() {
     // `--weight-layout block-columns`: every block type's weight stored block 0 of every row,
     // then block 1, ..; the decode GEMV (with its epilogue) and the prefill's tiled GEMM read
     // the permuted blocks, and the stored words differ from GGUF's order.
-    check_laid_out(
-        &cases(),
-        Dim::from(1usize),
-        true,
-        &[1],
-        "gemv",
-        None,
-        QuantLayout::BlockColumns,
-    );
-    check_laid_out(
-        &cases(),
-        Dim::sym("seq"),
-        false,
-        &[13, 70],
-        "gemm",
-        None,
-        QuantLayout::BlockColumns,
-    );
+    // The GEMV of such a weight is row-parallel (qgemv_rows.wgsl): its default, one thread per
+    // output and K slice, and 3 rows of x with 2 per workgroup (a partial row tile).
+    let bc = QuantLayout::BlockColumns;
+    check_laid_out(&cases(), Dim::from(1usize), true, &[1], "gemv", None, bc);
+    for (m, s) in [(1usize, GemvParams::new(64, 1, 1)), (3, GemvParams::new(32, 8, 2))] {
+        check_laid_out(
+            &cases(),
+            Dim::from(m),
+            m == 1,
+            &[m],
+            "gemv",
+            Some(Schedule::Gemv(s)),
+            bc,
+        );
+    }
+    check_laid_out(&cases(), Dim::sym("seq"), false, &[13, 70], "gemm", None, bc);
     let model = Model {
         name: "q".into(),
         graph: graph(&cases(), Dim::from(1usize), false),

@@ -350,6 +350,23 @@ pub fn default_schedule(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) 
     )
 }
 
+/// The row-parallel GEMV's default for a block-column-major weight (`QuantLayout`): 64
+/// consecutive outputs per workgroup, 4 threads splitting each one's blocks (the shape
+/// `benches/qgemv_layouts.rs` calls `blockcols 4`; not yet measured against the others on a
+/// GPU). Other drafts keep `s`.
+fn block_columns_default(g: &Graph, d: &KernelDraft, s: Schedule, layout: QuantLayout) -> Schedule {
+    match (&d.body, s) {
+        (KernelBody::QGemm { .. }, Schedule::Gemv(p))
+            if d.inputs
+                .get(1)
+                .is_some_and(|&w| quant_layout::block_column_weight(g, w, layout).is_some()) =>
+        {
+            Schedule::Gemv(kiln_schedules::GemvParams::new(64, 4, p.rows))
+        }
+        _ => s,
+    }
+}
+
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
 fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
     match (body, s) {
@@ -607,6 +624,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             let (mut s, source) = kiln_schedules::select(w, &key, opts.tuning.as_ref(), &opts.target);
             if source == kiln_schedules::select::Source::Default {
                 s = body_default(&d.body, s);
+                s = block_columns_default(&g, d, s, opts.quant_layout);
             }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
             (s, source)
@@ -627,6 +645,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             // while this one reads a fused prologue) falls back to the default.
             Err(CompileError::Unsupported { msg, .. }) if chosen.1 == kiln_schedules::select::Source::Tuned => {
                 let s = body_default(&d.body, kiln_schedules::select::default_for(w, &opts.target));
+                let s = block_columns_default(&g, d, s, opts.quant_layout);
                 log::warn!("{}: tuning record not used ({msg}); default {s}", d.label);
                 *chosen = (s, kiln_schedules::select::Source::Default);
                 codegen::render(d, &in_dtypes, out_dtype, without_subgroups(s), &opts.target)?

@@ -114,6 +114,7 @@ fn templates() -> &'static tera::Tera {
             .expect("built-in quant macros parse");
         for (name, src) in [
             ("qgemv", include_str!("../../templates/qgemv.wgsl")),
+            ("qgemv_rows", include_str!("../../templates/qgemv_rows.wgsl")),
             ("qgemm", include_str!("../../templates/qgemm.wgsl")),
             ("qgemm_vec4", include_str!("../../templates/qgemm_vec4.wgsl")),
             ("qgemm_coop", include_str!("../../templates/qgemm_coop.wgsl")),
@@ -1797,6 +1798,18 @@ pub fn render(
                     ),
                 });
             }
+            // A block-column-major W is read row-parallel (qgemv_rows.wgsl): a thread per output
+            // (and K slice), whole blocks per step.
+            let row_parallel = in_dtypes.is_block_columns(1);
+            if row_parallel && (p.lane_rows != 1 || p.sg) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!(
+                        "schedule {schedule}: the row-parallel GEMV of a block-column-major weight has one output per lane and no subgroup sums"
+                    ),
+                });
+            }
             quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             ctx.insert("m", &params.dim(&m, "m"));
             ctx.insert("lanes", &p.lanes);
@@ -1868,7 +1881,11 @@ pub fn render(
                 dim_expr(&m).cdiv(p.rows as i64),
                 SizeExpr::c(1),
             ];
-            ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
+            if row_parallel {
+                ("qgemv_rows", [p.lanes, p.ksplit, 1], grid, false)
+            } else {
+                ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
+            }
         }
         (
             KernelBody::QGemm {

@@ -66,6 +66,10 @@ enum Command {
         /// (as llama.cpp computes its prompt), f32 for an ONNX model.
         #[arg(long, value_parser = ["f32", "f16"])]
         precision: Option<String>,
+        /// Storage order of packed quantized weights: `rows` (default, GGUF's order) or
+        /// `block-columns` (block j of every row together; experimental, for measuring).
+        #[arg(long, default_value = "rows", value_parser = ["rows", "block-columns"])]
+        weight_layout: String,
         /// Freeze a graph input to the value in a .npy file, `NAME=FILE.npy` (repeatable): it
         /// becomes a compile-time constant (e.g. a Reshape shape or Slice starts given as an
         /// input) and the bundle no longer has that input.
@@ -327,6 +331,7 @@ fn run(cmd: Command) -> Result<()> {
             target,
             tuning,
             precision,
+            weight_layout,
             freeze,
             dump,
             dump_after,
@@ -356,6 +361,7 @@ fn run(cmd: Command) -> Result<()> {
                 precision
                     .map(|p| p.parse().map_err(|e: String| anyhow!(e)))
                     .transpose()?,
+                weight_layout.parse().map_err(|e: String| anyhow!(e))?,
                 dump,
             )
         }
@@ -515,6 +521,7 @@ fn compile_cmd(
     target: &str,
     tuning: Option<&Path>,
     precision: Option<compiler::Precision>,
+    quant_layout: compiler::QuantLayout,
     dump: Option<compiler::passes::DumpOptions>,
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -542,6 +549,7 @@ fn compile_cmd(
                 tuning,
                 dump,
                 precision: precision.unwrap_or(GGUF_PRECISION),
+                quant_layout,
             };
             let manifest = llm_cmd::compile_gguf(model, out, cache, &opts)?;
             let dispatches: Vec<String> = manifest
@@ -581,6 +589,7 @@ fn compile_cmd(
         tuning,
         dump,
         precision: precision.unwrap_or_default(),
+        quant_layout,
     };
     // The ONNX frontend already substituted --dim values; the graph has no such symbols left.
     let opts = CompileOptions {

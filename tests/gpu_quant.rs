@@ -11,7 +11,7 @@
 //! about sqrt(K) * 2^-24 relative to the sum of |products|, well below the 1e-5 relative L2
 //! bound used here.
 
-use kiln::compiler::{compile_to_dir, CompileOptions, Model};
+use kiln::compiler::{compile_to_dir, CompileOptions, Model, QuantLayout};
 use kiln::convert::{rel_l2, to_host};
 use kiln::ir::quant::{packed_tensor, quantize};
 use kiln::ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorType};
@@ -99,7 +99,23 @@ fn check_with(
     kind: &str,
     schedule: Option<Schedule>,
 ) {
-    let mut opts = CompileOptions::default();
+    check_laid_out(cases, m, epilogue, ms, kind, schedule, QuantLayout::Rows);
+}
+
+/// [`check_with`], the weights stored in `layout`.
+fn check_laid_out(
+    cases: &[(BlockType, usize, usize)],
+    m: Dim,
+    epilogue: bool,
+    ms: &[usize],
+    kind: &str,
+    schedule: Option<Schedule>,
+    layout: QuantLayout,
+) {
+    let mut opts = CompileOptions {
+        quant_layout: layout,
+        ..Default::default()
+    };
     if let Some(s) = schedule {
         let mut db = TuningDb::default();
         for &(block, k, n) in cases {
@@ -272,6 +288,48 @@ fn quantized_gemv_lanes_adding_by_subgroup_shuffles_match_the_interpreter() {
 }
 
 #[test]
+fn block_column_weights_match_the_interpreter_in_both_kernels() {
+    // `--weight-layout block-columns`: every block type's weight stored block 0 of every row,
+    // then block 1, ..; the decode GEMV (with its epilogue) and the prefill's tiled GEMM read
+    // the permuted blocks, and the stored words differ from GGUF's order.
+    // The GEMV of such a weight is row-parallel (qgemv_rows.wgsl): its default, one thread per
+    // output and K slice, and 3 rows of x with 2 per workgroup (a partial row tile).
+    let bc = QuantLayout::BlockColumns;
+    check_laid_out(&cases(), Dim::from(1usize), true, &[1], "gemv", None, bc);
+    for (m, s) in [(1usize, GemvParams::new(64, 1, 1)), (3, GemvParams::new(32, 8, 2))] {
+        check_laid_out(
+            &cases(),
+            Dim::from(m),
+            m == 1,
+            &[m],
+            "gemv",
+            Some(Schedule::Gemv(s)),
+            bc,
+        );
+    }
+    check_laid_out(&cases(), Dim::sym("seq"), false, &[13, 70], "gemm", None, bc);
+    let model = Model {
+        name: "q".into(),
+        graph: graph(&cases(), Dim::from(1usize), false),
+        io_dtypes: BTreeMap::new(),
+    };
+    let words = |layout| {
+        let opts = CompileOptions {
+            quant_layout: layout,
+            ..Default::default()
+        };
+        let b = kiln::compiler::compile(&model, &opts).unwrap();
+        b.weights.iter().map(|t| t.to_f64()).collect::<Vec<_>>()
+    };
+    let (rows, cols) = (words(QuantLayout::Rows), words(QuantLayout::BlockColumns));
+    assert_eq!(rows.len(), cols.len());
+    for (r, c) in rows.iter().zip(&cols) {
+        assert_eq!(r.len(), c.len());
+        assert_ne!(r, c, "a weight of several rows and blocks is reordered");
+    }
+}
+
+#[test]
 fn bias_and_residual_fuse_into_both_kernels() {
     let cases = [(BlockType::Q4_1, 96, 37), (BlockType::Q6K, 256, 11)];
     check(&cases, Dim::from(1usize), true, &[1], "gemv");
@@ -288,6 +346,13 @@ fn one_bundle_serves_decode_and_prefill_lengths() {
 
 #[test]
 fn packed_table_rows_are_gathered_for_every_block_type() {
+    for layout in [QuantLayout::Rows, QuantLayout::BlockColumns] {
+        check_gather(layout);
+    }
+}
+
+/// `QGather` of rows of packed tables stored in `layout`, against the interpreter.
+fn check_gather(layout: QuantLayout) {
     // `QGather` (a tied embedding read from its packed table): one bundle gathering rows of an
     // `[n, k]` table per block type, indices symbolic in number, a negative one among them.
     // The decode is exact in f32 (scale x quant + min), so the tolerance is the same 1e-5.
@@ -314,8 +379,15 @@ fn packed_table_rows_are_gathered_for_every_block_type() {
         io_dtypes: BTreeMap::new(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let manifest =
-        compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = compile_to_dir(
+        &model,
+        &CompileOptions {
+            quant_layout: layout,
+            ..Default::default()
+        },
+        &dir.path().join("b"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         manifest.programs[0].dispatches.len(),
         cases.len(),

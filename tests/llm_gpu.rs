@@ -46,11 +46,20 @@ fn check(c: &LlamaConfig, opt_level: u8) {
 
 /// [`check`] for a built model, `what` naming it in failures.
 fn check_model(model: &kiln::compiler::Model, what: &str, opt_level: u8) {
-    let opts = CompileOptions {
-        opt_level,
-        ..Default::default()
-    };
-    let compiled = llm::compile_llm(model, &opts).unwrap();
+    check_compiled(
+        model,
+        what,
+        &CompileOptions {
+            opt_level,
+            ..Default::default()
+        },
+    );
+}
+
+/// [`check_model`] compiled with `opts`.
+fn check_compiled(model: &kiln::compiler::Model, what: &str, opts: &CompileOptions) {
+    let opt_level = opts.opt_level;
+    let compiled = llm::compile_llm(model, opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.kiln");
     write_bundle(&compiled, &path).unwrap();
@@ -79,6 +88,40 @@ fn tiny_llama_gpu_matches_the_interpreter_over_prefill_and_ten_decode_steps() {
     check(&config(RopeStyle::Normal, true, false), 2);
     check(&config(RopeStyle::Neox, false, true), 2);
     check(&config(RopeStyle::Normal, false, false), 0);
+}
+
+/// A quantized tiny Llama (GGUF blocks of several types, tied and untied head) with every
+/// packed weight stored block-column-major (`--weight-layout block-columns`): the merged QKV
+/// and gate/up weights, the row-parallel decode GEMVs and the prefill tiles reading them, and
+/// a tied embedding read both by the gather and by the output head, against the interpreter.
+#[test]
+fn block_column_weights_generate_the_interpreter_s_tokens() {
+    use kiln::ir::BlockType;
+    for (tied, block) in [
+        (true, BlockType::Q4_1),
+        (false, BlockType::Q8_0),
+        (true, BlockType::Q4_0),
+    ] {
+        let c = config(RopeStyle::Normal, tied, false);
+        let bytes = llm::gguf::random_gguf(&c, "llama", 7, block).unwrap();
+        let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
+        let model = llm::gguf::model_from_gguf(&g, "tiny", Some(c.context)).unwrap();
+        let opts = CompileOptions {
+            quant_layout: kiln::compiler::QuantLayout::BlockColumns,
+            ..Default::default()
+        };
+        let compiled = llm::compile_llm(&model, &opts).unwrap();
+        let row_parallel = compiled
+            .kernel_sources
+            .iter()
+            .filter(|(_, src)| src.contains("GEMV kernel, row-parallel"))
+            .count();
+        assert!(
+            row_parallel >= 3,
+            "{block} tied {tied}: {row_parallel} row-parallel GEMVs"
+        );
+        check_compiled(&model, &format!("block columns, {block}, tied {tied}"), &opts);
+    }
 }
 
 /// Both KV cache types, each against the interpreter on the same graph: the f16 cache (the

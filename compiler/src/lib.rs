@@ -20,12 +20,13 @@ pub mod options;
 pub mod passes;
 pub mod plan;
 pub mod programs;
+pub mod quant_layout;
 pub mod split_weights;
 
 pub use bundle::{write_bundle, CompiledBundle};
 pub use error::CompileError;
 pub use model::Model;
-pub use options::{CompileOptions, Precision};
+pub use options::{CompileOptions, Precision, QuantLayout};
 
 use codegen::RenderedKernel;
 use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requirements, WeightSpec};
@@ -66,10 +67,15 @@ fn is_packed_state(g: &Graph, id: NodeId) -> bool {
 }
 
 /// The input slots of a kernel for the renderer: their dtypes and which are f16 states.
-fn input_slots(g: &Graph, d: &KernelDraft) -> codegen::Slots {
+fn input_slots(g: &Graph, d: &KernelDraft, layout: QuantLayout) -> codegen::Slots {
     codegen::Slots {
         dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
         packed: d.inputs.iter().map(|&i| is_packed_state(g, i)).collect(),
+        block_columns: d
+            .inputs
+            .iter()
+            .map(|&i| quant_layout::block_column_weight(g, i, layout).is_some())
+            .collect(),
     }
 }
 
@@ -344,6 +350,23 @@ pub fn default_schedule(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) 
     )
 }
 
+/// The row-parallel GEMV's default for a block-column-major weight (`QuantLayout`): 64
+/// consecutive outputs per workgroup, 4 threads splitting each one's blocks (the shape
+/// `benches/qgemv_layouts.rs` calls `blockcols 4`; not yet measured against the others on a
+/// GPU). Other drafts keep `s`.
+fn block_columns_default(g: &Graph, d: &KernelDraft, s: Schedule, layout: QuantLayout) -> Schedule {
+    match (&d.body, s) {
+        (KernelBody::QGemm { .. }, Schedule::Gemv(p))
+            if d.inputs
+                .get(1)
+                .is_some_and(|&w| quant_layout::block_column_weight(g, w, layout).is_some()) =>
+        {
+            Schedule::Gemv(kiln_schedules::GemvParams::new(64, 4, p.rows))
+        }
+        _ => s,
+    }
+}
+
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
 fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
     match (body, s) {
@@ -397,7 +420,7 @@ fn coop_variant(
         .filter(|s| matches!(s, Schedule::CoopGemm(_)))
         .unwrap_or(default);
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
-    let in_dtypes = input_slots(g, d);
+    let in_dtypes = input_slots(g, d, opts.quant_layout);
     match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
         Ok(v)
             if v.param_names == base.param_names
@@ -451,7 +474,7 @@ fn subgroup_variant(
     if without_subgroups(schedule) == schedule {
         return Ok(None);
     }
-    let in_dtypes = input_slots(g, d);
+    let in_dtypes = input_slots(g, d, opts.quant_layout);
     let v = codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target)?;
     Ok((v.param_names == base.param_names && v.grid == base.grid).then_some(v))
 }
@@ -601,6 +624,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             let (mut s, source) = kiln_schedules::select(w, &key, opts.tuning.as_ref(), &opts.target);
             if source == kiln_schedules::select::Source::Default {
                 s = body_default(&d.body, s);
+                s = block_columns_default(&g, d, s, opts.quant_layout);
             }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
             (s, source)
@@ -614,13 +638,14 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
 
     let mut rendered = Vec::with_capacity(drafts.len());
     for ((d, w), chosen) in drafts.iter().zip(&workloads).zip(&mut selected) {
-        let in_dtypes = input_slots(&g, d);
+        let in_dtypes = input_slots(&g, d, opts.quant_layout);
         let out_dtype = g.node(d.output).ty.dtype;
         let r = match codegen::render(d, &in_dtypes, out_dtype, without_subgroups(chosen.0), &opts.target) {
             // A record of another kernel with the same key (e.g. tuned on a plain product,
             // while this one reads a fused prologue) falls back to the default.
             Err(CompileError::Unsupported { msg, .. }) if chosen.1 == kiln_schedules::select::Source::Tuned => {
                 let s = body_default(&d.body, kiln_schedules::select::default_for(w, &opts.target));
+                let s = block_columns_default(&g, d, s, opts.quant_layout);
                 log::warn!("{}: tuning record not used ({msg}); default {s}", d.label);
                 *chosen = (s, kiln_schedules::select::Source::Default);
                 codegen::render(d, &in_dtypes, out_dtype, without_subgroups(s), &opts.target)?
@@ -778,7 +803,9 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             unreachable!("planned weights are constants")
         };
         let sd = storage_dtype(t.dtype());
-        let stored = if sd == t.dtype() {
+        let stored = if let Some((block, n, k)) = quant_layout::block_column_weight(&g, id, opts.quant_layout) {
+            quant_layout::to_block_columns(t, block, n, k)
+        } else if sd == t.dtype() {
             t.clone()
         } else {
             Tensor::from_f64(sd, t.shape.clone(), &t.to_f64())

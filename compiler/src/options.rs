@@ -23,6 +23,36 @@ pub struct CompileOptions {
     /// Arithmetic precision of the kernels: f32 only (the default), or f32 kernels plus f16
     /// variants that the runtime picks where the adapter supports them (`--precision f16`).
     pub precision: Precision,
+    /// Storage order of packed quantized weights in the bundle (`--weight-layout`).
+    pub quant_layout: QuantLayout,
+}
+
+/// How the bundle stores the blocks of a packed quantized weight (`QMatMul` and `QGather`
+/// constants). The IR and the interpreter always hold GGUF's order; only the stored bytes and
+/// the kernels' block addresses change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuantLayout {
+    /// GGUF's order: each row's blocks one after another (block `kb` of row `r` at byte
+    /// `r * row_bytes + kb * block_bytes`).
+    #[default]
+    Rows,
+    /// Block-column-major: block 0 of every row, then block 1, .. (block `kb` of row `r` at
+    /// byte `(kb * n + r) * block_bytes`), so consecutive rows' blocks are adjacent.
+    BlockColumns,
+}
+
+impl std::str::FromStr for QuantLayout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<QuantLayout, String> {
+        match s {
+            "rows" => Ok(QuantLayout::Rows),
+            "block-columns" => Ok(QuantLayout::BlockColumns),
+            other => Err(format!(
+                "unknown weight layout '{other}' (expected rows or block-columns)"
+            )),
+        }
+    }
 }
 
 /// Which arithmetic the bundle's kernels may use.
@@ -59,6 +89,7 @@ impl Default for CompileOptions {
             tuning: None,
             dump: None,
             precision: Precision::F32,
+            quant_layout: QuantLayout::Rows,
         }
     }
 }

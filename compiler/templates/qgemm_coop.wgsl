@@ -13,7 +13,7 @@ enable wgpu_cooperative_matrix;
 // registers while this step multiplies.
 {{ header }}
 
-{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts) }}
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, row_stride=row_stride, block_stride=block_stride) }}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- for line in epilogue %}

@@ -15,7 +15,7 @@
 {%- endif %}
 {{ header }}
 
-{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, xvec=xvec, norm=norm, row_elems=k, xshare=xshare) }}
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, row_stride=row_stride, block_stride=block_stride, xvec=xvec, norm=norm, row_elems=k, xshare=xshare) }}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- for line in epilogue %}
@@ -54,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         // A gated pair: accumulators {{ lane_rows }}.. read the up half of W (rows {{ nout }}..).
 {%- endif %}
 {%- for row in w_rows %}
-        let rb{{ loop.index0 }} = {{ row }} * {{ row_bytes }}u;
+        let rb{{ loop.index0 }} = {{ row }} * {{ row_stride }}u;
 {%- endfor %}
         var u = lk;
 {%- if unroll > 1 %}
@@ -62,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- for j in range(end=unroll) %}
             let kb{{ j }} = (u + {{ j * ksplit }}u) / {{ parts }}u;
             let p{{ j }} = (u + {{ j * ksplit }}u) % {{ parts }}u;
-            let ob{{ j }} = kb{{ j }} * {{ bb }}u;
+            let ob{{ j }} = kb{{ j }} * {{ block_stride }}u;
             let xk{{ j }} = kb{{ j }} * {{ be }}u;
 {%- endfor %}
 {%- for r in range(end=rows) %}
@@ -91,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (; u < {{ nblocks * parts }}u; u += {{ ksplit }}u) {
             let kb = u / {{ parts }}u;
             let p = u % {{ parts }}u;
-            let ob = kb * {{ bb }}u;
+            let ob = kb * {{ block_stride }}u;
             let xk = kb * {{ be }}u;
 {%- for r in range(end=rows) %}
 {%- if xshare %}

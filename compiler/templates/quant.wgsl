@@ -1,5 +1,7 @@
 {#- Decoding of GGUF block types from the packed weight binding `in1` (array<u32>, the file's
-    bytes as little-endian words). `quant_fns(block, row_bytes, block_elems, block_bytes, parts)` emits:
+    bytes as little-endian words, GGUF's block order or block-column-major: block `kb` of row `r`
+    at byte `r * row_stride + kb * block_stride`). `quant_fns(block, row_bytes, block_elems,
+    block_bytes, parts, row_stride, block_stride)` emits:
       kiln_qdot(bb, xo, p)  part p (of `parts`) of the dot product of the block at byte `bb`
                             with in0[xo ..] (GEMV), and
       kiln_qget(row, e)  element `e` of weight row `row`, and
@@ -17,13 +19,13 @@
     values in registers.
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, dot=true, xvec=false, norm=false, row_elems=0, xshare=false) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, row_stride, block_stride, dot=true, xvec=false, norm=false, row_elems=0, xshare=false) -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
 
 fn kiln_wword(b: u32) -> u32 {
-{%- if block_bytes % 4 == 0 and row_bytes % 4 == 0 %}
+{%- if block_bytes % 4 == 0 and row_stride % 4 == 0 and block_stride % 4 == 0 %}
     // Blocks and rows are whole words, so every 4-byte read this block type makes is aligned.
     return in1[b >> 2u];
 {%- else %}
@@ -197,7 +199,7 @@ fn kiln_qdotx(bb: u32, p: u32, x: mat2x4<f32>) -> f32 {
 {%- endif %}
 
 fn kiln_qget(row: u32, e: u32) -> f32 {
-    let bb = row * {{ row_bytes }}u + (e / {{ block_elems }}u) * {{ block_bytes }}u;
+    let bb = row * {{ row_stride }}u + (e / {{ block_elems }}u) * {{ block_stride }}u;
 {%- if block == "f32" %}
     return bitcast<f32>(in1[bb >> 2u]);
 {%- elif block == "f16" %}
@@ -240,7 +242,7 @@ fn kiln_qget4(row: u32, e: u32) -> vec4<f32> {
 {%- if block_elems < 4 %}
     return vec4<f32>(kiln_qget(row, e), kiln_qget(row, e + 1u), kiln_qget(row, e + 2u), kiln_qget(row, e + 3u));
 {%- else %}
-    let bb = row * {{ row_bytes }}u + (e / {{ block_elems }}u) * {{ block_bytes }}u;
+    let bb = row * {{ row_stride }}u + (e / {{ block_elems }}u) * {{ block_stride }}u;
 {%- if block == "q4_0" %}
     let j = e % 32u;
     let q = kiln_wword(bb + 2u + (j & 15u));

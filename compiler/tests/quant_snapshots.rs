@@ -3,7 +3,7 @@
 //! change in generated code: review it (`cargo insta review`, or `INSTA_UPDATE=always` and
 //! `git diff`) before accepting. Each snapshot is checked to hold the kernels it is about.
 
-use kiln_compiler::{compile, CompileOptions, Model};
+use kiln_compiler::{compile, CompileOptions, Model, QuantLayout};
 use kiln_ir::quant::packed_words;
 use kiln_ir::{BinaryOp, BlockType, DType, Dim, Graph, Op, Tensor, TensorData, TensorType};
 use kiln_schedules::tuning::TuningDb;
@@ -366,6 +366,12 @@ fn decode_gemv_with_the_rms_norm_prologue_and_unrolled_parts() {
 /// The kernel sources of a decode step's FFN norm, gate and up projections (q4_1, K = 512,
 /// 64 outputs) and SwiGLU compiled with `schedule` for the merged pair.
 fn swiglu_pair_sources(schedule: Schedule) -> Vec<String> {
+    swiglu_pair_sources_in(Some(schedule), QuantLayout::Rows)
+}
+
+/// [`swiglu_pair_sources`] with the weights stored in `layout`, the pair given `schedule` (or
+/// its default).
+fn swiglu_pair_sources_in(schedule: Option<Schedule>, layout: QuantLayout) -> Vec<String> {
     let (n, k) = (64, 512);
     let mut g = Graph::new();
     let x = g.add_input(
@@ -402,10 +408,14 @@ fn swiglu_pair_sources(schedule: Schedule) -> Vec<String> {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
-    let mut db = TuningDb::default();
-    db.force(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * n), schedule);
+    let tuning = schedule.map(|s| {
+        let mut db = TuningDb::default();
+        db.force(format!("qgemm_rmsnorm_glu:{block}:m=1,n={},k={k}", 2 * n), s);
+        db
+    });
     let opts = CompileOptions {
-        tuning: Some(db),
+        tuning,
+        quant_layout: layout,
         ..Default::default()
     };
     let b = compile(&model, &opts).expect("compiles");
@@ -448,5 +458,17 @@ fn decode_swiglu_pair_gemv_adding_by_subgroup_shuffles() {
         3 * 5,
         "gate, up, squares x 5 steps"
     );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn decode_swiglu_pair_row_parallel_over_block_column_weights() {
+    // `--weight-layout block-columns`: the pair's default GEMV is row-parallel, a thread per
+    // output (gate and up row) and K slice, whole blocks per step at byte (kb * 128 + row) * 20.
+    let sources = swiglu_pair_sources_in(None, QuantLayout::BlockColumns);
+    assert_eq!(sources.len(), 1);
+    let src = &sources[0];
+    assert!(src.contains("GEMV kernel, row-parallel") && src.contains("gemv(lanes=64, ksplit=4, rows=1)"));
+    assert!(src.contains("let ob = kb * 2560u;") && src.contains("let rb0 = gn * 20u;"));
     insta::assert_snapshot!(src);
 }

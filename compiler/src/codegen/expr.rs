@@ -152,6 +152,9 @@ pub struct Slots {
     /// Slots bound as `array<u32>` words of two f16 values (element `2w` in the low half),
     /// read through `unpack2x16float`: the f16 KV cache (see docs/bundle-format.md, states).
     pub packed: Vec<bool>,
+    /// Slots holding a packed quantized weight stored block-column-major
+    /// (`QuantLayout::BlockColumns`); absent means GGUF's row order.
+    pub block_columns: Vec<bool>,
 }
 
 impl Slots {
@@ -160,7 +163,13 @@ impl Slots {
         Slots {
             dtypes: dtypes.to_vec(),
             packed: vec![false; dtypes.len()],
+            block_columns: vec![false; dtypes.len()],
         }
+    }
+
+    /// Whether slot `s` holds a quantized weight stored block-column-major.
+    pub fn is_block_columns(&self, s: usize) -> bool {
+        self.block_columns.get(s).copied().unwrap_or(false)
     }
 
     /// Whether slot `s` holds packed f16 pairs.

@@ -114,6 +114,7 @@ fn templates() -> &'static tera::Tera {
             .expect("built-in quant macros parse");
         for (name, src) in [
             ("qgemv", include_str!("../../templates/qgemv.wgsl")),
+            ("qgemv_rows", include_str!("../../templates/qgemv_rows.wgsl")),
             ("qgemm", include_str!("../../templates/qgemm.wgsl")),
             ("qgemm_vec4", include_str!("../../templates/qgemm_vec4.wgsl")),
             ("qgemm_coop", include_str!("../../templates/qgemm_coop.wgsl")),
@@ -779,12 +780,21 @@ fn row_cache(len: &Dim, wg: u32) -> u32 {
 
 /// The block-format values the quantized templates share: the block's name, its element and
 /// byte counts, the bytes of one weight row, the blocks per row, and N and K (constants).
-fn quant_context(ctx: &mut tera::Context, block: kiln_ir::BlockType, n: usize, k: usize) {
+fn quant_context(ctx: &mut tera::Context, block: kiln_ir::BlockType, n: usize, k: usize, in_dtypes: &Slots) {
     let (be, bb) = (block.block_elems(), block.block_bytes());
     ctx.insert("block", block.name());
     ctx.insert("be", &be);
     ctx.insert("bb", &bb);
     ctx.insert("row_bytes", &(k / be * bb));
+    // Bytes from a block to the same block of the next row, and to the next block of the same
+    // row: GGUF's row order, or block-column-major (the weight is always slot 1).
+    let (row_stride, block_stride) = if in_dtypes.is_block_columns(1) {
+        (bb, n * bb)
+    } else {
+        (k / be * bb, bb)
+    };
+    ctx.insert("row_stride", &row_stride);
+    ctx.insert("block_stride", &block_stride);
     ctx.insert("nblocks", &(k / be));
     ctx.insert("parts", &block_parts(block));
     ctx.insert("n", &n);
@@ -1788,7 +1798,19 @@ pub fn render(
                     ),
                 });
             }
-            quant_context(&mut ctx, *block, *n, *k);
+            // A block-column-major W is read row-parallel (qgemv_rows.wgsl): a thread per output
+            // (and K slice), whole blocks per step.
+            let row_parallel = in_dtypes.is_block_columns(1);
+            if row_parallel && (p.lane_rows != 1 || p.sg) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!(
+                        "schedule {schedule}: the row-parallel GEMV of a block-column-major weight has one output per lane and no subgroup sums"
+                    ),
+                });
+            }
+            quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             ctx.insert("m", &params.dim(&m, "m"));
             ctx.insert("lanes", &p.lanes);
             ctx.insert("ksplit", &p.ksplit);
@@ -1859,7 +1881,11 @@ pub fn render(
                 dim_expr(&m).cdiv(p.rows as i64),
                 SizeExpr::c(1),
             ];
-            ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
+            if row_parallel {
+                ("qgemv_rows", [p.lanes, p.ksplit, 1], grid, false)
+            } else {
+                ("qgemv", [p.ksplit, p.lanes, 1], grid, false)
+            }
         }
         (
             KernelBody::QGemm {
@@ -1884,7 +1910,7 @@ pub fn render(
                 });
             }
             let m = Dim::product(&x[..x.len() - 1]);
-            quant_context(&mut ctx, *block, *n, *k);
+            quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             // Parameters in the order of the `Gemm` arm, so the variant binds the same ones.
             ctx.insert("m", &params.dim(&m, "m"));
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(*n), &mut params, &mut helpers, in_dtypes);
@@ -1936,7 +1962,7 @@ pub fn render(
                     ),
                 });
             }
-            quant_context(&mut ctx, *block, *n, *k);
+            quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             ctx.insert("m", &params.dim(&m, "m"));
             for (name, v) in [("bm", p.bm), ("bn", p.bn), ("bk", p.bk), ("tm", p.tm), ("tn", p.tn)] {
                 ctx.insert(name, &v);
@@ -1989,7 +2015,7 @@ pub fn render(
             (template, [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
         (KernelBody::QGather { rows, block, n, k }, Schedule::Injective(p)) => {
-            quant_context(&mut ctx, *block, *n, *k);
+            quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             // Four values per thread (one word of quants) when rows are whole vec4s.
             let ept = if k % 4 == 0 && block.block_elems() >= 4 { 4 } else { 1 };
             ctx.insert("wg", &p.workgroup_size);

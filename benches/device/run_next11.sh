@@ -11,8 +11,9 @@
 #     decode GEMVs' space now has subgroup-sum candidates), timed; the tuned bundle's profile;
 #     decode and prefill of tuned and untuned, two rounds in alternation.
 # PART=2 (1.7B and 135M): decode and prefill (`kiln bench`, 512-token prompt, 128 tokens) of
-#   this build, `kiln_f16w` (branch f16-words2: the decode attention reads the f16 cache a
-#   word per load) and the tenth session's main (`kiln_base`, f41a82b), two rounds in
+#   this build, this build with `--weight-layout block-columns` (row-parallel decode GEMVs),
+#   `kiln_f16w` (branch f16-words2: the decode attention reads the f16 cache a word per load)
+#   and the tenth session's main (`kiln_base`, f41a82b), two rounds in
 #   alternation, beside llama.cpp Vulkan `llama-bench -p 512 -n 128` on the same files; the
 #   135M decode profile. This build compiles GGUF models with `--precision f16` by default
 #   (f16 prefill products), kiln_base with f32.
@@ -54,19 +55,22 @@ if [ "$PART" = 2 ]; then
   source ggufs.sh; t ggufs
   for s in 1700 135; do
     ./kiln compile /tmp/s$s.gguf -o /tmp/k$s --context 1024 --target desktop -q > $OUT/compile-$s.txt 2>&1 &
+    ./kiln compile /tmp/s$s.gguf -o /tmp/c$s --context 1024 --target desktop --weight-layout block-columns -q > $OUT/compile-cols-$s.txt 2>&1 &
     ./kiln_f16w compile /tmp/s$s.gguf -o /tmp/w$s --context 1024 --target desktop -q > /dev/null 2>&1 &
     ./kiln_base compile /tmp/s$s.gguf -o /tmp/b$s --context 1024 --target desktop -q > /dev/null 2>&1 &
   done
   wait; t compiled
   timeout 60 ./kiln bench /tmp/k135 --profile --prompt-tokens 512 -q > $OUT/profile-135.txt 2>&1
+  timeout 60 ./kiln bench /tmp/c1700 --profile --prompt-tokens 512 -q > $OUT/profile-cols-1700.txt 2>&1
   for s in 1700 135; do
     for r in 1 2; do
       bench ./kiln /tmp/k$s "$s main round $r"
+      bench ./kiln /tmp/c$s "$s main, block-column weights round $r"
       bench ./kiln_f16w /tmp/w$s "$s f16-words round $r"
       bench ./kiln_base /tmp/b$s "$s tenth-session main (f32 prefill) round $r"
     done
     LD_LIBRARY_PATH=/tmp/llama timeout 90 /tmp/llama/llama-bench -m /tmp/s$s.gguf -ngl 99 -r 3 -p 512 -n 128 2>&1 | grep "pp512\|tg128" | tee -a $OUT/llm.txt
     t size $s
   done
-  head -40 $OUT/profile-135.txt
+  head -40 $OUT/profile-135.txt; head -45 $OUT/profile-cols-1700.txt
 fi

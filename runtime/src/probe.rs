@@ -30,7 +30,7 @@ impl DeviceProbe {
 pub(crate) const CHAIN: u32 = 256;
 
 /// Each dispatch adds one to a word: every dispatch reads what the one before it wrote.
-pub(crate) const CHAIN_SHADER: &str = r#"
+const CHAIN_SHADER: &str = r#"
 @group(0) @binding(0) var<storage, read_write> v: array<u32>;
 
 @compute @workgroup_size(64, 1, 1)
@@ -40,3 +40,60 @@ fn main(@builtin(local_invocation_index) i: u32) {
     }
 }
 "#;
+
+/// The probe's chain: [`CHAIN`] one-workgroup dispatches of [`CHAIN_SHADER`] over one word.
+pub(crate) struct DispatchChain {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    // Kept alive for the bind group.
+    _word: wgpu::Buffer,
+}
+
+impl DispatchChain {
+    pub fn new(device: &wgpu::Device) -> DispatchChain {
+        let word = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("probe chain"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("probe chain"),
+            source: wgpu::ShaderSource::Wgsl(CHAIN_SHADER.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("probe chain"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("probe chain"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: word.as_entire_binding(),
+            }],
+        });
+        DispatchChain {
+            pipeline,
+            bind_group,
+            _word: word,
+        }
+    }
+
+    /// Records the chain in one pass with `timestamps` at its beginning and end.
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder, timestamps: wgpu::ComputePassTimestampWrites) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("probe chain"),
+            timestamp_writes: Some(timestamps),
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        for _ in 0..CHAIN {
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }
+}

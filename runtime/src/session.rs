@@ -231,6 +231,21 @@ fn format_error(e: &wgpu::Error) -> String {
     s
 }
 
+/// The timestamps in a mapped readback buffer (little-endian u64 ticks), which is unmapped.
+fn read_ticks(readback: &wgpu::Buffer, context: &str) -> Result<Vec<u64>> {
+    let view = readback
+        .slice(..)
+        .get_mapped_range()
+        .map_err(|e| gpu_err(context, e.to_string()))?;
+    let ticks = view
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    drop(view);
+    readback.unmap();
+    Ok(ticks)
+}
+
 fn gpu_err(context: impl Into<String>, message: String) -> RuntimeError {
     RuntimeError::Gpu {
         context: context.into(),
@@ -627,9 +642,7 @@ impl Session {
     /// rather than writes). Submitted without waiting; queue order puts it before the next run. The
     /// buffer is kept for the next call and not counted in [`Session::memory_report`].
     pub fn evict_caches(&mut self, bytes: u64) {
-        if !matches!(&self.scrub, Some(s) if s.requested >= bytes) {
-            self.scrub = CacheScrub::new(&self.gpu.device, &self.gpu.limits, bytes);
-        }
+        self.ensure_scrub(bytes);
         let Some(scrub) = &self.scrub else {
             return;
         };
@@ -638,6 +651,15 @@ impl Session {
         });
         scrub.record(&mut enc, None);
         self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Makes (or remakes larger) the cache-scrub buffer and kernel to read at least `bytes`;
+    /// false where the device's limits fit no chunk.
+    fn ensure_scrub(&mut self, bytes: u64) -> bool {
+        if !matches!(&self.scrub, Some(s) if s.requested >= bytes) {
+            self.scrub = CacheScrub::new(&self.gpu.device, &self.gpu.limits, bytes);
+        }
+        self.scrub.is_some()
     }
 
     /// Measures what the device can do at best (module `probe`): reading the cache-scrub
@@ -652,40 +674,12 @@ impl Session {
             });
         }
         let context = "device probe";
-        if !matches!(&self.scrub, Some(s) if s.requested >= PROBE_READ_BYTES) {
-            self.scrub = CacheScrub::new(&self.gpu.device, &self.gpu.limits, PROBE_READ_BYTES);
+        if !self.ensure_scrub(PROBE_READ_BYTES) {
+            return Err(gpu_err(context, "no scratch buffer fits the device's limits".into()));
         }
-        let scrub = self
-            .scrub
-            .as_ref()
-            .ok_or_else(|| gpu_err(context, "no scratch buffer fits the device's limits".into()))?;
+        let scrub = self.scrub.as_ref().expect("ensured above");
         let device = &self.gpu.device;
-        let word = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("probe chain"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("probe chain"),
-            source: wgpu::ShaderSource::Wgsl(probe::CHAIN_SHADER.into()),
-        });
-        let chain = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("probe chain"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("probe chain"),
-            layout: &chain.get_bind_group_layout(0),
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: word.as_entire_binding(),
-            }],
-        });
+        let chain = probe::DispatchChain::new(device);
         let set = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("probe timestamps"),
             ty: wgpu::QueryType::Timestamp,
@@ -712,17 +706,7 @@ impl Session {
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(context) });
         scrub.record(&mut enc, None);
         scrub.record(&mut enc, Some(writes(0)));
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("probe chain"),
-                timestamp_writes: Some(writes(2)),
-            });
-            pass.set_pipeline(&chain);
-            pass.set_bind_group(0, &bg, &[]);
-            for _ in 0..probe::CHAIN {
-                pass.dispatch_workgroups(1, 1, 1);
-            }
-        }
+        chain.record(&mut enc, writes(2));
         enc.resolve_query_set(&set, 0..4, &resolve, 0);
         enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 32);
         let idx = self.gpu.queue.submit([enc.finish()]);
@@ -738,16 +722,7 @@ impl Session {
             Some(Err(e)) => return Err(gpu_err(context, e.to_string())),
             None => return Err(gpu_err(context, "the device dropped the timestamp readback".into())),
         }
-        let ticks: Vec<u64> = {
-            let view = readback
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| gpu_err(context, e.to_string()))?;
-            view.chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect()
-        };
-        readback.unmap();
+        let ticks = read_ticks(&readback, context)?;
         self.check_uncaptured(context)?;
         let period = f64::from(self.gpu.queue.get_timestamp_period());
         let span = |a: usize| ticks[a + 1].saturating_sub(ticks[a]) as f64 * period * 1e-9;
@@ -760,8 +735,8 @@ impl Session {
 
     /// Runs program `program` once like [`Session::run_with_async`] and measures it: the GPU
     /// time of every dispatch (timestamps between the dispatches of one pass where the device
-    /// allows, else a pass per dispatch with timestamps at its beginning and end), the wall time, and the host's breakdown (prepare, record,
-    /// submit, wait, readback). The run has its usual effects (states are written). Fails with
+    /// allows, else a pass per dispatch with timestamps at its beginning and end), the wall
+    /// time, and the host's breakdown (prepare, record, submit, wait, readback). The run has its usual effects (states are written). Fails with
     /// [`RuntimeError::TimestampsUnsupported`] when the adapter has no timestamp queries.
     pub async fn profile_async(
         &mut self,
@@ -928,20 +903,7 @@ impl Session {
             staging.unmap();
         }
         let ticks = match &queries {
-            Some(q) => {
-                let view = q
-                    .readback
-                    .slice(..)
-                    .get_mapped_range()
-                    .map_err(|e| gpu_err(format!("timestamp readback in {context}"), e.to_string()))?;
-                let t: Vec<u64> = view
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect();
-                drop(view);
-                q.readback.unmap();
-                Some(t)
-            }
+            Some(q) => Some(read_ticks(&q.readback, &format!("timestamp readback in {context}"))?),
             None => None,
         };
         self.check_uncaptured(&context)?;

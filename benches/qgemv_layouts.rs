@@ -14,9 +14,21 @@
 //! - `blockcols S`: the same 20-byte blocks stored block-column-major (`[K/32][N]`: block j of
 //!   every row, then block j + 1), one thread per row and whole blocks per step, x read by
 //!   all threads of a warp at once; `S` threads split a row's K (64 rows per workgroup);
-//! - `planar S`: block-column-major with the 16 quant bytes and the 4 scale bytes of a block in
-//!   separate planes, so a thread reads a block's quants with one 16-byte load;
-//! - `read`: every byte of the weight read once with 16-byte loads (the ceiling).
+//! - `warp R rows, unroll U`: the GGUF layout, K split over the 32 threads of one subgroup per
+//!   row, `R` rows per subgroup at once sharing x reads, partial sums added by `subgroupAdd`
+//!   (no workgroup memory, no barrier), the K loop's trip count a constant unrolled `U` times;
+//! - `x in registers, G rows`: the same, but each thread loads its x values once into
+//!   registers and the subgroup then walks `G` rows (K ≤ 2048 only);
+//! - `int8 x ...`: x quantized to 8 bits per 32 values (as llama.cpp's integer-dot GEMVs do)
+//!   and dotted with the nibbles by `dot4I8Packed`; checked against the reference of the
+//!   quantized x, with x's own rounding error printed beside it;
+//! - `read`: every byte of the weight read once with 16-byte loads (the ceiling);
+//! - an empty dispatch first: the timing method's fixed cost, included in every figure.
+//!
+//! The eleventh session's run (docs/performance.md) also had a planar layout (quants and scales
+//! in separate planes) and `blockcols` with 1–8 threads per row: all slower than `rowmajor`.
+//! Subgroup kernels assume 32-wide subgroups (NVIDIA); on a CPU adapter they add through
+//! workgroup memory instead, so their arithmetic is still checked there.
 //!
 //! Every kernel's result is checked against a CPU reference (f64) before it is timed.
 //! `cargo bench --bench qgemv_layouts` (`KILN_ADAPTER=name` picks an adapter); on a CPU adapter
@@ -87,22 +99,6 @@ impl Weight {
             }
         }
         out
-    }
-
-    /// Block-column-major quants (4 words per block), then the scale words (1 per block).
-    fn planar(&self) -> Vec<u32> {
-        let nb = self.blocks();
-        let mut quants = Vec::with_capacity(self.n * nb * 4);
-        let mut scales = Vec::with_capacity(self.n * nb);
-        for j in 0..nb {
-            for r in 0..self.n {
-                let b = (r * nb + j) * 5;
-                scales.push(self.words[b]);
-                quants.extend_from_slice(&self.words[b + 1..b + 5]);
-            }
-        }
-        quants.extend(scales);
-        quants
     }
 }
 
@@ -181,18 +177,11 @@ fn rows_per_group(s: u32) -> u32 {
 }
 
 /// One thread per row (consecutive threads consecutive rows, [`rows_per_group`] rows per
-/// workgroup), `s` threads splitting its blocks; `planar` reads the quants as one vec4 per block.
-fn row_parallel(s: u32, planar: bool) -> String {
+/// workgroup), `s` threads splitting its blocks.
+fn row_parallel(s: u32) -> String {
     let r = rows_per_group(s);
-    let load = if planar {
-        // Quants at word 4 * (kb * n + row), the scale plane after all quants.
-        "let i = kb * p.n + row;
-            let q = vec4<u32>(w[4u * i], w[4u * i + 1u], w[4u * i + 2u], w[4u * i + 3u]);
-            acc += block_dot(w[4u * p.n * p.nb + i], q, kb);"
-    } else {
-        "let wb = (kb * p.n + row) * 5u;
-            acc += block_dot(w[wb], vec4<u32>(w[wb + 1u], w[wb + 2u], w[wb + 3u], w[wb + 4u]), kb);"
-    };
+    let load = "let wb = (kb * p.n + row) * 5u;
+            acc += block_dot(w[wb], vec4<u32>(w[wb + 1u], w[wb + 2u], w[wb + 3u], w[wb + 4u]), kb);";
     format!(
         r#"
 var<workgroup> part: array<f32, {slots}>;
@@ -242,7 +231,227 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 "#;
 
+/// GGUF row-major blocks, K split over the 32 threads of one subgroup per row (NVIDIA's
+/// subgroups are 32 wide), 8 rows' subgroups per workgroup, each subgroup computing `r` rows at
+/// once (the x values of a part read once for all of them), partial sums added by `subgroupAdd`
+/// (no workgroup memory, no barrier); the K loop has a constant trip count and is unrolled `u`
+/// times.
+fn warp_rows(n: usize, k: usize, r: usize, u: usize) -> String {
+    let nb = k / 32;
+    let steps = nb * 4 / 32;
+    let mut body = String::new();
+    for j in 0..u {
+        body += &format!(
+            "            let kb{j} = (s + {off}u) >> 2u;
+            let xl{j} = x[kb{j} * 8u + qa];
+            let xh{j} = x[kb{j} * 8u + 4u + qa];
+            let sx{j} = dot(xl{j} + xh{j}, vec4<f32>(1.0));\n",
+            off = 32 * j
+        );
+        for i in 0..r {
+            body += &format!(
+                "            {{ let wb = rb{i} + kb{j} * 5u; let dm = unpack2x16float(w[wb]); let q = w[wb + 1u + qa];
+              acc{i} += dm.x * (dot(nib_lo(q), xl{j}) + dot(nib_lo(q >> 4u), xh{j})) + dm.y * sx{j}; }}\n"
+            );
+        }
+    }
+    let mut decl = String::new();
+    let mut tail = String::new();
+    for i in 0..r {
+        decl += &format!(
+            "    let rb{i} = min(row0 + {i}u, {last}u) * {row_words}u;\n    var acc{i} = 0.0;\n",
+            last = n - 1,
+            row_words = nb * 5
+        );
+        tail += &format!(
+            "    let t{i} = row_sum(acc{i}, lk, lid.y);\n    if (lk == 0u && row0 + {i}u < {n}u) {{ y[row0 + {i}u] = t{i}; }}\n"
+        );
+    }
+    format!(
+        r#"
+@compute @workgroup_size(32, 8, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    let lk = lid.x;
+    let qa = lk & 3u;
+    // The sizes are constants; `p` is read only so the bindings match the other kernels.
+    if (p.pad == 0xffffffffu) {{ y[0] = 0.0; }}
+    let row0 = (wid.x * 8u + lid.y) * {r}u;
+{decl}    for (var s = lk; s < {end}u; s += {stride}u) {{
+{body}    }}
+{tail}}}
+"#,
+        end = steps * 32,
+        stride = 32 * u
+    )
+}
+
+/// Like [`warp_rows`] with one row at a time, but each thread first loads the x values of its
+/// parts into registers (K / 256 parts of 8 values) and then walks `g` consecutive rows, so x is
+/// read once per subgroup instead of once per row.
+fn x_in_registers(n: usize, k: usize, g: usize) -> String {
+    let nb = k / 32;
+    let ppl = nb * 4 / 32;
+    let mut pre = String::new();
+    let mut dot = String::new();
+    for j in 0..ppl {
+        pre += &format!(
+            "    let xl{j} = x[((lk >> 2u) + {o}u) * 8u + qa];
+    let xh{j} = x[((lk >> 2u) + {o}u) * 8u + 4u + qa];
+    let sx{j} = dot(xl{j} + xh{j}, vec4<f32>(1.0));\n",
+            o = 8 * j
+        );
+        dot += &format!(
+            "        {{ let wb = rb + ((lk >> 2u) + {o}u) * 5u; let dm = unpack2x16float(w[wb]); let q = w[wb + 1u + qa];
+          acc += dm.x * (dot(nib_lo(q), xl{j}) + dot(nib_lo(q >> 4u), xh{j})) + dm.y * sx{j}; }}\n",
+            o = 8 * j
+        );
+    }
+    format!(
+        r#"
+@compute @workgroup_size(32, 8, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    let lk = lid.x;
+    let qa = lk & 3u;
+    // The sizes are constants; `p` is read only so the bindings match the other kernels.
+    if (p.pad == 0xffffffffu) {{ y[0] = 0.0; }}
+    let row0 = (wid.x * 8u + lid.y) * {g}u;
+{pre}    for (var g = 0u; g < {g}u; g++) {{
+        let row = row0 + g;
+        let rb = min(row, {last}u) * {row_words}u;
+        var acc = 0.0;
+{dot}        let t = row_sum(acc, lk, lid.y);
+        if (lk == 0u && row < {n}u) {{ y[row] = t; }}
+    }}
+}}
+"#,
+        last = n - 1,
+        row_words = nb * 5
+    )
+}
+
+/// x quantized to 8 bits per 32 values (`xq`: 8 words of signed bytes per block, `xs`: the
+/// block's scale and its scale times the sum of its bytes), dotted with the nibbles by
+/// `dot4I8Packed` (an integer dot-product instruction where the device has one); otherwise
+/// [`warp_rows`]'s structure, `r` rows per subgroup. With `regs`, x's words live in registers
+/// and each subgroup walks `r` rows one after another instead.
+fn int8_rows(n: usize, k: usize, r: usize, regs: bool) -> String {
+    let nb = k / 32;
+    let ppl = nb * 4 / 32;
+    let mut pre = String::new();
+    let mut body = String::new();
+    let rows_at_once = if regs { 1 } else { r };
+    for j in 0..ppl {
+        let load = format!(
+            "let kb{j} = (lk >> 2u) + {o}u; let xwl{j} = xq[kb{j} * 8u + qa]; let xwh{j} = xq[kb{j} * 8u + 4u + qa]; let xd{j} = xs[kb{j}];\n",
+            o = 8 * j
+        );
+        if regs {
+            pre += &format!("    {load}");
+        } else {
+            body += &format!("        {load}");
+        }
+        for i in 0..rows_at_once {
+            body += &format!(
+                "        {{ let wb = rb{i} + kb{j} * 5u; let dm = unpack2x16float(w[wb]); let q = w[wb + 1u + qa];
+          let d = dot4I8Packed(q & 0x0f0f0f0fu, xwl{j}) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, xwh{j});
+          acc{i} += dm.x * xd{j}.x * f32(d) + select(0.0, dm.y * xd{j}.y, qa == 0u); }}\n"
+            );
+        }
+    }
+    let mut decl = String::new();
+    let mut tail = String::new();
+    for i in 0..rows_at_once {
+        decl += &format!(
+            "        let rb{i} = min(row0 + {i}u, {last}u) * {row_words}u;\n        var acc{i} = 0.0;\n",
+            last = n - 1,
+            row_words = nb * 5
+        );
+        tail += &format!(
+            "        let t{i} = row_sum(acc{i}, lk, lid.y);\n        if (lk == 0u && row0 + {i}u < {n}u) {{ y[row0 + {i}u] = t{i}; }}\n"
+        );
+    }
+    let (outer_open, outer_close, row0) = if regs {
+        (
+            format!("    for (var g = 0u; g < {r}u; g++) {{\n"),
+            "    }\n",
+            "first + g",
+        )
+    } else {
+        ("    {\n".to_string(), "    }\n", "first")
+    };
+    format!(
+        r#"
+@group(0) @binding(4) var<storage, read> xq: array<u32>;
+@group(0) @binding(5) var<storage, read> xs: array<vec2<f32>>;
+
+@compute @workgroup_size(32, 8, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    let lk = lid.x;
+    let qa = lk & 3u;
+    // The sizes are constants; `p` is read only so the bindings match the other kernels.
+    if (p.pad == 0xffffffffu) {{ y[0] = 0.0; }}
+    let first = (wid.x * 8u + lid.y) * {r}u;
+    // x (f32) stays bound so the bindings match the other kernels.
+    if (x[0].x == 12345.0) {{ y[0] = 0.0; }}
+{pre}{outer_open}        let row0 = {row0};
+{decl}{body}{tail}{outer_close}}}
+"#
+    )
+}
+
+/// The sum over a row's 32 threads (`lk`, of subgroup row `ly`): `subgroupAdd` where subgroups
+/// are 32 wide (NVIDIA), else through workgroup memory, so that a CPU adapter checks the
+/// kernels' arithmetic.
+fn row_sum(subgroups32: bool) -> &'static str {
+    if subgroups32 {
+        "fn row_sum(v: f32, lk: u32, ly: u32) -> f32 { return subgroupAdd(v); }\n"
+    } else {
+        "var<workgroup> red: array<f32, 256>;
+fn row_sum(v: f32, lk: u32, ly: u32) -> f32 {
+    red[ly * 32u + lk] = v;
+    workgroupBarrier();
+    var t = 0.0;
+    for (var i = 0u; i < 32u; i++) { t += red[ly * 32u + i]; }
+    workgroupBarrier();
+    return t;
+}
+"
+    }
+}
+
+/// An empty dispatch of one workgroup: the timing method's fixed cost.
+const EMPTY: &str = r#"
+@compute @workgroup_size(32, 1, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+    if (p.n == 0xffffffffu) { y[lid.x] = x[0].x + f32(w[0]); }
+}
+"#;
+
+/// x quantized per 32 values as [`int8_rows`] reads it: signed bytes, scale, scale times sum.
+fn quantize_x(xs: &[f32]) -> (Vec<u32>, Vec<f32>, Vec<f64>) {
+    let mut words = Vec::new();
+    let mut scales = Vec::new();
+    let mut deq = Vec::new();
+    for block in xs.chunks(32) {
+        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let q: Vec<i8> = block.iter().map(|v| (v * id).round() as i8).collect();
+        for c in q.chunks(4) {
+            words.push(u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]));
+        }
+        let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
+        scales.push(d);
+        scales.push(d * sum as f32);
+        deq.extend(q.iter().map(|&v| f64::from(v) * f64::from(d)));
+    }
+    (words, scales, deq)
+}
+
 struct Gpu {
+    /// Whether the subgroup kernels can run (they assume 32-wide subgroups and say so when
+    /// their check fails).
+    subgroups: bool,
     device: wgpu::Device,
     queue: wgpu::Queue,
     name: String,
@@ -310,7 +519,7 @@ impl Gpu {
         limits.max_buffer_size = adapter.limits().max_buffer_size;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: None,
-            required_features: wgpu::Features::TIMESTAMP_QUERY,
+            required_features: wgpu::Features::TIMESTAMP_QUERY | (adapter.features() & wgpu::Features::SUBGROUP),
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -362,6 +571,7 @@ impl Gpu {
             })
             .collect();
         Gpu {
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
             device,
             queue,
             name: info.name,
@@ -453,27 +663,55 @@ impl Gpu {
     }
 }
 
+/// One kernel to check and time: name, WGSL, weight buffer, workgroups, whether it reads the
+/// 8-bit x, whether it needs subgroups.
+type Case<'a> = (String, String, &'a wgpu::Buffer, [u32; 3], bool, bool);
+
 fn main() {
     let gpu = Gpu::new();
-    println!("adapter: {}", gpu.name);
-    // SmolLM2-1.7B's decode products (QKV, O, gate or up, down) and a 4096² one; small on a CPU.
+    println!("adapter: {} (subgroups: {})", gpu.name, gpu.subgroups);
+    // SmolLM2-1.7B's decode products (QKV, O, gate or up, gate and up, down) and a 4096² one;
+    // small on a CPU.
     let shapes: &[(usize, usize)] = if gpu.cpu {
         &[(256, 512), (96, 1024)]
     } else {
-        &[(6144, 2048), (2048, 2048), (8192, 2048), (2048, 8192), (4096, 4096)]
+        &[
+            (6144, 2048),
+            (2048, 2048),
+            (8192, 2048),
+            (16384, 2048),
+            (2048, 8192),
+            (4096, 4096),
+        ]
     };
+    {
+        let p = pipeline(&gpu.device, &format!("{COMMON}{EMPTY}"));
+        let b = storage(&gpu.device, &[0; 4], "b");
+        let y = storage(&gpu.device, &[0; 64], "y");
+        let bg = bind(&gpu.device, &p, &[&b, &b, &b, &y]);
+        let t = gpu.time(&p, &bg, [1, 1, 1]);
+        println!(
+            "empty dispatch (the timing's fixed cost): {:.1} us",
+            t.as_secs_f64() * 1e6
+        );
+    }
     println!("| N x K | MB | kernel | us | GB/s | max rel. error |");
     println!("| --- | ---: | --- | ---: | ---: | ---: |");
     for &(n, k) in shapes {
         let w = Weight::random(n, k, (n * 31 + k) as u64);
         let xs: Vec<f32> = (0..k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-        let want: Vec<f64> = (0..n)
-            .map(|r| (0..k).map(|e| w.value(r, e) * f64::from(xs[e])).sum())
-            .collect();
+        let reference = |xv: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            (0..n).map(|r| (0..k).map(|e| w.value(r, e) * xv(e)).sum()).collect()
+        };
+        let want = reference(&|e| f64::from(xs[e]));
+        let (xq_words, xq_scales, xq_deq) = quantize_x(&xs);
+        let want8 = reference(&|e| xq_deq[e]);
         let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-30);
         let bytes = (w.words.len() * 4) as f64;
         let params = storage(&gpu.device, &[n as u32, k as u32, (k / 32) as u32, 0], "params");
         let x = storage(&gpu.device, bytemuck::cast_slice::<f32, u32>(&xs), "x");
+        let xq = storage(&gpu.device, &xq_words, "xq");
+        let xsc = storage(&gpu.device, bytemuck::cast_slice::<f32, u32>(&xq_scales), "xs");
         let y = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("y"),
             size: (n * 4) as u64,
@@ -482,43 +720,103 @@ fn main() {
         });
         let row_major = storage(&gpu.device, &w.words, "row-major");
         let block_cols = storage(&gpu.device, &w.block_columns(), "block columns");
-        let planar = storage(&gpu.device, &w.planar(), "planar");
-        let mut cases: Vec<(String, String, &wgpu::Buffer, [u32; 3])> = vec![(
+        let mut cases: Vec<Case> = vec![(
             "rowmajor".into(),
             format!("{COMMON}{ROW_MAJOR}"),
             &row_major,
             [(n as u32).div_ceil(4), 1, 1],
+            false,
+            false,
         )];
-        for s in [1u32, 2, 4, 8, 16] {
-            let groups = [(n as u32).div_ceil(rows_per_group(s)), 1, 1];
-            let body = row_parallel(s, false);
+        let s = 16u32;
+        cases.push((
+            format!("blockcols {s}"),
+            format!("{COMMON}{BLOCK_DOT}{}", row_parallel(s)),
+            &block_cols,
+            [(n as u32).div_ceil(rows_per_group(s)), 1, 1],
+            false,
+            false,
+        ));
+        let steps = k / 256;
+        for (r, u) in [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (4, 1)] {
+            if steps % u != 0 || n % (8 * r) != 0 {
+                continue;
+            }
             cases.push((
-                format!("blockcols {s}"),
-                format!("{COMMON}{BLOCK_DOT}{body}"),
-                &block_cols,
-                groups,
-            ));
-            let body = row_parallel(s, true);
-            cases.push((
-                format!("planar {s}"),
-                format!("{COMMON}{BLOCK_DOT}{body}"),
-                &planar,
-                groups,
+                format!("warp {r} rows, unroll {u}"),
+                format!("{COMMON}{}", warp_rows(n, k, r, u)),
+                &row_major,
+                [(n / (8 * r)) as u32, 1, 1],
+                false,
+                true,
             ));
         }
-        for (name, src, weights, groups) in cases {
+        if steps <= 8 {
+            for g in [2, 4, 8] {
+                cases.push((
+                    format!("x in registers, {g} rows"),
+                    format!("{COMMON}{}", x_in_registers(n, k, g)),
+                    &row_major,
+                    [(n / (8 * g)) as u32, 1, 1],
+                    false,
+                    true,
+                ));
+            }
+        }
+        for r in [1, 2] {
+            cases.push((
+                format!("int8 x, {r} rows"),
+                format!("{COMMON}{}", int8_rows(n, k, r, false)),
+                &row_major,
+                [(n / (8 * r)) as u32, 1, 1],
+                true,
+                true,
+            ));
+        }
+        for g in [2, 4] {
+            cases.push((
+                format!("int8 x in registers, {g} rows"),
+                format!("{COMMON}{}", int8_rows(n, k, g, true)),
+                &row_major,
+                [(n / (8 * g)) as u32, 1, 1],
+                true,
+                true,
+            ));
+        }
+        for (name, src, weights, groups, int8, sg) in cases {
+            if sg && !gpu.subgroups && !gpu.cpu {
+                continue;
+            }
+            let src = if sg { format!("{}{src}", row_sum(!gpu.cpu)) } else { src };
             let p = pipeline(&gpu.device, &src);
-            let bg = bind(&gpu.device, &p, &[&params, &x, weights, &y]);
+            let bg = if int8 {
+                bind(&gpu.device, &p, &[&params, &x, weights, &y, &xq, &xsc])
+            } else {
+                bind(&gpu.device, &p, &[&params, &x, weights, &y])
+            };
             let got = gpu.run(&p, &bg, groups, &y);
-            let err = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (f64::from(*g) - w).abs() / scale)
-                .fold(0.0, f64::max);
-            assert!(err < 1e-4, "{name} {n}x{k}: max error {err:e} of the largest output");
+            let exact = if int8 { &want8 } else { &want };
+            let rel = |against: &[f64]| {
+                got.iter()
+                    .zip(against)
+                    .map(|(g, w)| (f64::from(*g) - w).abs() / scale)
+                    .fold(0.0, f64::max)
+            };
+            let err = rel(exact);
+            if err >= 1e-4 {
+                // The subgroup kernels assume 32-wide subgroups; anything else sums wrongly.
+                assert!(sg, "{name} {n}x{k}: max error {err:e} of the largest output");
+                println!("| {n} x {k} | | {name} | wrong (max error {err:.1e}; subgroups not 32 wide?) | | |");
+                continue;
+            }
             let t = gpu.time(&p, &bg, groups);
+            let note = if int8 {
+                format!(" (x's own rounding: {:.1e})", rel(&want))
+            } else {
+                String::new()
+            };
             println!(
-                "| {n} x {k} | {:.1} | {name} | {:.1} | {:.0} | {err:.1e} |",
+                "| {n} x {k} | {:.1} | {name} | {:.1} | {:.0} | {err:.1e}{note} |",
                 bytes / 1e6,
                 t.as_secs_f64() * 1e6,
                 bytes / t.as_secs_f64() / 1e9

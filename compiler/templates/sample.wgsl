@@ -49,13 +49,17 @@ fn kiln_recent(i: i32) -> bool {
     return false;
 }
 
-// The logit of token i after the repetition penalty.
-fn kiln_value(base: i32, i: i32, penalty: f32) -> f32 {
-    let l = in0[base + i];
+// Logit l of token i after the repetition penalty.
+fn kiln_penalized(l: f32, i: i32, penalty: f32) -> f32 {
     if (penalty != 1.0f && kiln_recent(i)) {
         return select(l * penalty, l / penalty, l > 0.0f);
     }
     return l;
+}
+
+// The logit of token i after the repetition penalty.
+fn kiln_value(base: i32, i: i32, penalty: f32) -> f32 {
+    return kiln_penalized(in0[base + i], i, penalty);
 }
 
 fn kiln_sum_f(lid: u32, x: f32) -> f32 {
@@ -128,13 +132,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
 
     // Argmax: each thread's first largest value, then a tree whose ties go to the lower index.
+    // Thread t visits runs of 4 entries (4t.., 4t + {{ 4 * wg }}.., ...) in increasing order,
+    // loading {{ 4 * argmax_unroll }} logits before it compares any, so their loads are in flight
+    // together (one load at a time leaves the loop waiting on each; the order of visits does
+    // not change which index wins).
     var bv = 0.0f;
     var bi = -1i;
-    for (var i = t; i < vocab; i += {{ wg }}i) {
-        let v = kiln_value(base, i, penalty);
-        if (bi < 0i || v > bv) {
-            bv = v;
-            bi = i;
+    for (var i0 = 4i * t; i0 < vocab; i0 += {{ 4 * wg * argmax_unroll }}i) {
+        var l: array<f32, {{ 4 * argmax_unroll }}>;
+        for (var j = 0i; j < {{ 4 * argmax_unroll }}i; j++) {
+            l[j] = in0[base + min(i0 + (j >> 2u) * {{ 4 * wg }}i + (j & 3i), vocab - 1i)];
+        }
+        for (var j = 0i; j < {{ 4 * argmax_unroll }}i; j++) {
+            let i = i0 + (j >> 2u) * {{ 4 * wg }}i + (j & 3i);
+            if (i < vocab) {
+                let v = kiln_penalized(l[j], i, penalty);
+                if (bi < 0i || v > bv) {
+                    bv = v;
+                    bi = i;
+                }
+            }
         }
     }
     s_f[lid] = bv;

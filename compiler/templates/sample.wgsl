@@ -133,26 +133,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     // Argmax: each thread's first largest value, then a tree whose ties go to the lower index.
     // Thread t visits runs of 4 entries (4t.., 4t + {{ 4 * wg }}.., ...) in increasing order,
-    // loading {{ 4 * argmax_unroll }} logits before it compares any, so their loads are in flight
-    // together (one load at a time leaves the loop waiting on each; the order of visits does
-    // not change which index wins).
+    // {{ argmax_unroll }} runs per step, all {{ 4 * argmax_unroll }} loads of a step issued into separate values before
+    // any compare (a private array indexed in a loop lives in memory on some GPUs, and each
+    // store into it waits for its load: one load in flight at a time). The order of visits
+    // does not change which index wins.
     var bv = 0.0f;
     var bi = -1i;
     for (var i0 = 4i * t; i0 < vocab; i0 += {{ 4 * wg * argmax_unroll }}i) {
-        var l: array<f32, {{ 4 * argmax_unroll }}>;
-        for (var j = 0i; j < {{ 4 * argmax_unroll }}i; j++) {
-            l[j] = in0[base + min(i0 + (j >> 2u) * {{ 4 * wg }}i + (j & 3i), vocab - 1i)];
-        }
-        for (var j = 0i; j < {{ 4 * argmax_unroll }}i; j++) {
-            let i = i0 + (j >> 2u) * {{ 4 * wg }}i + (j & 3i);
-            if (i < vocab) {
-                let v = kiln_penalized(l[j], i, penalty);
-                if (bi < 0i || v > bv) {
-                    bv = v;
-                    bi = i;
-                }
+{%- for j in range(end=argmax_unroll) %}
+        let i{{ j }} = i0 + {{ j * 4 * wg }}i;
+        let l{{ j }} = vec4<f32>({% for c in range(end=4) %}{% if c > 0 %}, {% endif %}in0[base + min(i{{ j }} + {{ c }}i, vocab - 1i)]{% endfor %});
+{%- endfor %}
+{%- for j in range(end=argmax_unroll) %}
+{%- for c in range(end=4) %}
+        if (i{{ j }} + {{ c }}i < vocab) {
+            let v = kiln_penalized(l{{ j }}[{{ c }}], i{{ j }} + {{ c }}i, penalty);
+            if (bi < 0i || v > bv) {
+                bv = v;
+                bi = i{{ j }} + {{ c }}i;
             }
         }
+{%- endfor %}
+{%- endfor %}
     }
     s_f[lid] = bv;
     s_i[lid] = bi;

@@ -1689,8 +1689,8 @@ pub fn render(
             ctx.insert("vocab", &params.dim(vocab, "vocab"));
             ctx.insert("window", window);
             ctx.insert("steps", &kiln_ir::sample::BISECTION_STEPS);
-            // Runs of 4 logits each thread loads at once in the argmax.
-            ctx.insert("argmax_unroll", &4u32);
+            // Runs of 4 logits each thread loads at once in the argmax (32 loads in flight).
+            ctx.insert("argmax_unroll", &8u32);
             (
                 "sample",
                 [wg, 1, 1],

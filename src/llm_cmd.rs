@@ -151,7 +151,7 @@ fn open(bundle_dir: &Path) -> Result<(Bundle, Session)> {
     Ok((bundle, session))
 }
 
-/// Sampling options of `kiln generate` and `kiln chat` (greedy by default). Tokens are drawn
+/// Sampling options of `kiln generate`, `kiln chat` and `kiln bench` (greedy by default). Tokens are drawn
 /// on the GPU by the bundle's sampling kernel; only the chosen id is read back.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SamplingArgs {
@@ -372,9 +372,15 @@ fn bench_prompt(bundle: &Bundle, n: usize) -> Vec<i32> {
 }
 
 /// `kiln bench` on a language-model bundle: a prompt of `prompt_tokens` ids, then
-/// `gen_tokens` greedy decode steps (chained unless `KILN_DECODE_BATCH=0`: queued ahead, ids
-/// read back in batches), `iters` times after a warm-up; medians on stdout.
-pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, iters: usize) -> Result<()> {
+/// `gen_tokens` decode steps drawn with `sampling` (chained unless `KILN_DECODE_BATCH=0`:
+/// queued ahead, ids read back in batches), `iters` times after a warm-up; medians on stdout.
+pub fn bench_llm(
+    bundle_dir: &Path,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    iters: usize,
+    sampling: &Sampling,
+) -> Result<()> {
     let (bundle, mut session) = open(bundle_dir)?;
     let prompt = bench_prompt(&bundle, prompt_tokens);
     let mut prefill = Vec::new();
@@ -391,7 +397,8 @@ pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, ite
                 gen.context()
             );
         }
-        let stats = gen.generate_greedy(&prompt, gen_tokens + 1, &mut |_| true)?;
+        gen.set_sampling(sampling.clone())?;
+        let stats = gen.generate(&prompt, gen_tokens + 1, &mut |_| true)?;
         if it > 0 {
             prefill.push(stats.prefill);
             decode.push(stats.decode / stats.decode_tokens.max(1) as u32);
@@ -413,12 +420,20 @@ pub fn bench_llm(bundle_dir: &Path, prompt_tokens: usize, gen_tokens: usize, ite
         "step by step".to_string()
     };
     println!(
-        "prefill {} tokens: {:.3} ms ({:.1} tokens/s); decode: {:.3} ms/token ({:.1} tokens/s) over {gen_tokens} tokens ({mode}); median of {}",
+        "prefill {} tokens: {:.3} ms ({:.1} tokens/s); decode: {:.3} ms/token ({:.1} tokens/s) over {gen_tokens} tokens ({mode}{}); median of {}",
         prompt.len(),
         p.as_secs_f64() * 1e3,
         prompt.len() as f64 / p.as_secs_f64(),
         d.as_secs_f64() * 1e3,
         1.0 / d.as_secs_f64().max(1e-12),
+        if sampling.is_plain_greedy() {
+            String::new()
+        } else {
+            format!(
+                ", sampling: temperature {}, top-k {}, top-p {}, repeat penalty {}",
+                sampling.temperature, sampling.top_k, sampling.top_p, sampling.repeat_penalty
+            )
+        },
         prefill.len()
     );
     println!("memory: {mem}");

@@ -158,6 +158,9 @@ enum Command {
         /// grouped by kernel kind and by operation, and the host's share of the wall time.
         #[arg(long)]
         profile: bool,
+        /// Language-model bundles: how the timed decode steps draw tokens (greedy by default).
+        #[command(flatten)]
+        sampling: llm_cmd::SamplingArgs,
     },
     /// Chat with a language-model bundle on stdin/stdout, using the model's chat template
     /// (an empty line ends the conversation).
@@ -392,6 +395,7 @@ fn run(cmd: Command) -> Result<()> {
             prompt_tokens,
             gen_tokens,
             profile,
+            sampling,
         } => {
             let is_llm = Bundle::load(&bundle)?
                 .manifest()
@@ -400,7 +404,13 @@ fn run(cmd: Command) -> Result<()> {
             if is_llm && profile {
                 llm_cmd::profile_llm(&bundle, prompt_tokens)
             } else if is_llm {
-                llm_cmd::bench_llm(&bundle, prompt_tokens, gen_tokens, iters.min(5))
+                llm_cmd::bench_llm(
+                    &bundle,
+                    prompt_tokens,
+                    gen_tokens,
+                    iters.min(5),
+                    &sampling.to_sampling()?,
+                )
             } else {
                 bench_cmd(&bundle, &inputs, &dims, iters, &program, profile)
             }

@@ -90,16 +90,56 @@ fn kiln_sum_u(lid: u32, x: u32) -> u32 {
     return r;
 }
 
-// This thread's sum of the weights of the entries whose key is at least t.
+// Entry i's weight (logit l after the repetition penalty) if its key is at least `keep`.
+fn kiln_weight(l: f32, i: i32, keep: u32, m: f32, inv_t: f32, penalty: f32) -> f32 {
+    let v = kiln_penalized(l, i, penalty);
+    if (kiln_key(v) >= keep) {
+        return exp((v - m) * inv_t);
+    }
+    return 0.0f;
+}
+
+// Whether entry i (logit l) has a key of at least `mid` after the repetition penalty.
+fn kiln_at_least(l: f32, i: i32, mid: u32, penalty: f32) -> u32 {
+    return select(0u, 1u, kiln_key(kiln_penalized(l, i, penalty)) >= mid);
+}
+
+// This thread's sum of the weights of the entries whose key is at least `keep`, in the order
+// t, t + {{ wg }}, ..; {{ pass_unroll }} loads are issued before any is used.
 fn kiln_part(base: i32, t: i32, vocab: i32, keep: u32, m: f32, inv_t: f32, penalty: f32) -> f32 {
     var s = 0.0f;
-    for (var i = t; i < vocab; i += {{ wg }}i) {
-        let v = kiln_value(base, i, penalty);
-        if (kiln_key(v) >= keep) {
-            s += exp((v - m) * inv_t);
-        }
+    var i = t;
+    for (; i + {{ (pass_unroll - 1) * wg }}i < vocab; i += {{ pass_unroll * wg }}i) {
+{%- for j in range(end=pass_unroll) %}
+        let l{{ j }} = in0[base + i + {{ j * wg }}i];
+{%- endfor %}
+{%- for j in range(end=pass_unroll) %}
+        s += kiln_weight(l{{ j }}, i + {{ j * wg }}i, keep, m, inv_t, penalty);
+{%- endfor %}
+    }
+    for (; i < vocab; i += {{ wg }}i) {
+        s += kiln_weight(in0[base + i], i, keep, m, inv_t, penalty);
     }
     return s;
+}
+
+// How many of this thread's entries have a key of at least `mid` (loads issued as in
+// `kiln_part`).
+fn kiln_count(base: i32, t: i32, vocab: i32, mid: u32, penalty: f32) -> u32 {
+    var c = 0u;
+    var i = t;
+    for (; i + {{ (pass_unroll - 1) * wg }}i < vocab; i += {{ pass_unroll * wg }}i) {
+{%- for j in range(end=pass_unroll) %}
+        let l{{ j }} = in0[base + i + {{ j * wg }}i];
+{%- endfor %}
+{%- for j in range(end=pass_unroll) %}
+        c += kiln_at_least(l{{ j }}, i + {{ j * wg }}i, mid, penalty);
+{%- endfor %}
+    }
+    for (; i < vocab; i += {{ wg }}i) {
+        c += kiln_at_least(in0[base + i], i, mid, penalty);
+    }
+    return c;
 }
 
 @compute @workgroup_size({{ wg }}, 1, 1)
@@ -195,13 +235,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let lo = s_lo;
             let hi = s_hi;
             let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
-            var c = 0u;
-            for (var i = t; i < vocab; i += {{ wg }}i) {
-                if (kiln_key(kiln_value(base, i, penalty)) >= mid) {
-                    c += 1u;
-                }
-            }
-            let count = kiln_sum_u(lid, c);
+            let count = kiln_sum_u(lid, kiln_count(base, t, vocab, mid, penalty));
             if (t == 0i && lo < hi) {
                 if (count >= u32(top_k)) {
                     s_lo = mid;

@@ -1691,6 +1691,8 @@ pub fn render(
             ctx.insert("steps", &kiln_ir::sample::BISECTION_STEPS);
             // Runs of 4 logits each thread loads at once in the argmax (32 loads in flight).
             ctx.insert("argmax_unroll", &8u32);
+            // Logits each thread loads at once in the top-k and top-p bisections' passes.
+            ctx.insert("pass_unroll", &8u32);
             (
                 "sample",
                 [wg, 1, 1],

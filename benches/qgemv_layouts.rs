@@ -22,11 +22,17 @@
 //! - `int8 x ...`: x quantized to 8 bits per 32 values (as llama.cpp's integer-dot GEMVs do)
 //!   and dotted with the nibbles by `dot4I8Packed`; checked against the reference of the
 //!   quantized x, with x's own rounding error printed beside it;
+//! - `quantize x [(RMS norm)] + int8 x`: the same GEMV after a dispatch that quantizes x (one
+//!   workgroup that first applies an RMS norm, or K / 2048 workgroups without it), both timed
+//!   together: what int8 x costs a compiled decode step whose x is the previous kernel's f32
+//!   output, unless that kernel writes x quantized itself;
 //! - `read`: every byte of the weight read once with 16-byte loads (the ceiling);
 //! - an empty dispatch first: the timing method's fixed cost, included in every figure.
 //!
 //! The eleventh session's run (docs/performance.md) also had a planar layout (quants and scales
-//! in separate planes) and `blockcols` with 1–8 threads per row: all slower than `rowmajor`.
+//! in separate planes) and `blockcols` with 1–8 threads per row: all slower than `rowmajor`;
+//! the twelfth session's had x quantized inside every GEMV workgroup (one thread per block into
+//! workgroup memory): slower than `rowmajor` at every shape.
 //! Subgroup kernels assume 32-wide subgroups (NVIDIA); on a CPU adapter they add through
 //! workgroup memory instead, so their arithmetic is still checked there.
 //!
@@ -399,6 +405,71 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     )
 }
 
+/// A dispatch that quantizes x for [`int8_rows`] before it: 4 threads per block of 32 (8
+/// values each, the block's maximum and byte sum shared by subgroup shuffles), writing the
+/// signed bytes and (scale, scale times the byte sum). With `norm`, one workgroup first takes
+/// x's sum of squares and quantizes x / rms (a fused RMS norm, unit scale), as the decode
+/// step's QKV and gate/up GEMVs would need; without, K / 2048 workgroups (the down GEMV's
+/// input). Timed together with the GEMV that reads its output: the cost of the extra dispatch
+/// is part of the figure.
+fn quantize_x_kernel(k: usize, norm: bool) -> String {
+    let quarters = k / 8;
+    let (stride, ss) = if norm {
+        (
+            "256u".to_string(),
+            format!(
+                "    var ss = 0.0;
+    for (var j = t; j < {quarters}u; j += 256u) {{ let a = x[2u * j]; let b = x[2u * j + 1u]; ss += dot(a, a) + dot(b, b); }}
+    ss = subgroupAdd(ss);
+    if (sl == 0u) {{ parts[t / sn] = ss; }}
+    workgroupBarrier();
+    var tot = 0.0;
+    for (var i = 0u; i < 256u / sn; i++) {{ tot += parts[i]; }}
+    scale = inverseSqrt(tot / {k}.0 + 1e-5);
+"
+            ),
+        )
+    } else {
+        ("256u * nw.x".to_string(), String::new())
+    };
+    format!(
+        r#"
+struct P {{ n: u32, k: u32, nb: u32, pad: u32 }}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(3) var<storage, read_write> xs: array<vec2<f32>>;
+var<workgroup> parts: array<f32, 256>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) t: u32,
+        @builtin(num_workgroups) nw: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+        @builtin(subgroup_size) sn: u32) {{
+    if (p.pad == 0xffffffffu) {{ parts[0] = 1.0; }}
+    var scale = 1.0;
+{ss}    for (var j = gid.x; j < {quarters}u; j += {stride}) {{
+        let a = x[2u * j] * scale;
+        let b = x[2u * j + 1u] * scale;
+        let ma = max(abs(a), abs(b));
+        var m = max(max(ma.x, ma.y), max(ma.z, ma.w));
+        m = max(m, subgroupShuffleXor(m, 1u));
+        m = max(m, subgroupShuffleXor(m, 2u));
+        let d = m / 127.0;
+        let id = select(0.0, 1.0 / d, d > 0.0);
+        let qa = vec4<i32>(round(a * id));
+        let qb = vec4<i32>(round(b * id));
+        xq[2u * j] = pack4xI8(qa);
+        xq[2u * j + 1u] = pack4xI8(qb);
+        var sum = dot(vec4<f32>(qa + qb), vec4<f32>(1.0));
+        sum += subgroupShuffleXor(sum, 1u);
+        sum += subgroupShuffleXor(sum, 2u);
+        if ((j & 3u) == 0u) {{ xs[j >> 2u] = vec2<f32>(d, d * sum); }}
+    }}
+}}
+"#
+    )
+}
+
 /// The sum over a row's 32 threads (`lk`, of subgroup row `ly`): `subgroupAdd` where subgroups
 /// are 32 wide (NVIDIA), else through workgroup memory, so that a CPU adapter checks the
 /// kernels' arithmetic.
@@ -406,7 +477,7 @@ fn row_sum(subgroups32: bool) -> &'static str {
     if subgroups32 {
         "fn row_sum(v: f32, lk: u32, ly: u32) -> f32 { return subgroupAdd(v); }\n"
     } else {
-        "var<workgroup> red: array<f32, 256>;
+        "var<workgroup> red: array<f32, 512>;
 fn row_sum(v: f32, lk: u32, ly: u32) -> f32 {
     red[ly * 32u + lk] = v;
     workgroupBarrier();
@@ -517,6 +588,9 @@ impl Gpu {
         let mut limits = wgpu::Limits::default();
         limits.max_storage_buffer_binding_size = adapter.limits().max_storage_buffer_binding_size;
         limits.max_buffer_size = adapter.limits().max_buffer_size;
+        // The 16-subgroup workgroups take 512 threads where the adapter allows it.
+        limits.max_compute_invocations_per_workgroup = adapter.limits().max_compute_invocations_per_workgroup.min(512);
+        limits.max_compute_workgroup_size_y = adapter.limits().max_compute_workgroup_size_y.min(512);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: None,
             required_features: wgpu::Features::TIMESTAMP_QUERY | (adapter.features() & wgpu::Features::SUBGROUP),
@@ -582,6 +656,11 @@ impl Gpu {
 
     /// The median GPU time of `RUNS` cold runs of one dispatch.
     fn time(&self, p: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, groups: [u32; 3]) -> Duration {
+        self.time_seq(&[(p, bg, groups)])
+    }
+
+    /// The median GPU time of `RUNS` cold runs of dispatches in one pass (one after another).
+    fn time_seq(&self, seq: &[Dispatch]) -> Duration {
         let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: None,
             ty: wgpu::QueryType::Timestamp,
@@ -620,9 +699,11 @@ impl Gpu {
                         end_of_pass_write_index: Some(1),
                     }),
                 });
-                pass.set_pipeline(p);
-                pass.set_bind_group(0, bg, &[]);
-                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                for (p, bg, groups) in seq {
+                    pass.set_pipeline(p);
+                    pass.set_bind_group(0, *bg, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                }
             }
             enc.resolve_query_set(&set, 0..2, &resolve, 0);
             enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
@@ -639,8 +720,8 @@ impl Gpu {
         times[times.len() / 2]
     }
 
-    /// Runs one dispatch and reads `y` back.
-    fn run(&self, p: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, groups: [u32; 3], y: &wgpu::Buffer) -> Vec<f32> {
+    /// Runs dispatches in one pass and reads `y` back.
+    fn run(&self, seq: &[Dispatch], y: &wgpu::Buffer) -> Vec<f32> {
         let read = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: y.size(),
@@ -650,9 +731,11 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(p);
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            for (p, bg, groups) in seq {
+                pass.set_pipeline(p);
+                pass.set_bind_group(0, *bg, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
         }
         enc.copy_buffer_to_buffer(y, 0, &read, 0, y.size());
         self.queue.submit([enc.finish()]);
@@ -664,8 +747,20 @@ impl Gpu {
 }
 
 /// One kernel to check and time: name, WGSL, weight buffer, workgroups, whether it reads the
-/// 8-bit x, whether it needs subgroups.
-type Case<'a> = (String, String, &'a wgpu::Buffer, [u32; 3], bool, bool);
+/// 8-bit x, whether it needs subgroups, and a dispatch before it that quantizes x (its WGSL,
+/// workgroups, whether it applies the RMS norm).
+type Case<'a> = (
+    String,
+    String,
+    &'a wgpu::Buffer,
+    [u32; 3],
+    bool,
+    bool,
+    Option<(String, [u32; 3], bool)>,
+);
+
+/// A pipeline, its bindings and its workgroup counts.
+type Dispatch<'a> = (&'a wgpu::ComputePipeline, &'a wgpu::BindGroup, [u32; 3]);
 
 fn main() {
     let gpu = Gpu::new();
@@ -673,7 +768,7 @@ fn main() {
     // SmolLM2-1.7B's decode products (QKV, O, gate or up, gate and up, down) and a 4096² one;
     // small on a CPU.
     let shapes: &[(usize, usize)] = if gpu.cpu {
-        &[(256, 512), (96, 1024)]
+        &[(256, 512), (96, 1024), (64, 2048)]
     } else {
         &[
             (6144, 2048),
@@ -699,13 +794,22 @@ fn main() {
     println!("| --- | ---: | --- | ---: | ---: | ---: |");
     for &(n, k) in shapes {
         let w = Weight::random(n, k, (n * 31 + k) as u64);
-        let xs: Vec<f32> = (0..k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        // Irregular values in [-1, 1): quantizing multiples of a common step would put many
+        // values exactly halfway between two bytes, where the GPU's and the reference's
+        // rounding of the same product may differ.
+        let xs: Vec<f32> = (0..k).map(|i| ((i as f32 * 0.7071).sin() * 0.999)).collect();
         let reference = |xv: &dyn Fn(usize) -> f64| -> Vec<f64> {
             (0..n).map(|r| (0..k).map(|e| w.value(r, e) * xv(e)).sum()).collect()
         };
         let want = reference(&|e| f64::from(xs[e]));
         let (xq_words, xq_scales, xq_deq) = quantize_x(&xs);
         let want8 = reference(&|e| xq_deq[e]);
+        // x / rms(x) (unit scale, epsilon 1e-5), as the norm-applying quantize dispatch sees it.
+        let inv = 1.0 / (xs.iter().map(|v| v * v).sum::<f32>() / k as f32 + 1e-5).sqrt();
+        let xn: Vec<f32> = xs.iter().map(|v| v * inv).collect();
+        let wantn = reference(&|e| f64::from(xn[e]));
+        let xn_deq = quantize_x(&xn).2;
+        let want8n = reference(&|e| xn_deq[e]);
         let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-30);
         let bytes = (w.words.len() * 4) as f64;
         let params = storage(&gpu.device, &[n as u32, k as u32, (k / 32) as u32, 0], "params");
@@ -727,6 +831,7 @@ fn main() {
             [(n as u32).div_ceil(4), 1, 1],
             false,
             false,
+            None,
         )];
         let s = 16u32;
         cases.push((
@@ -736,6 +841,7 @@ fn main() {
             [(n as u32).div_ceil(rows_per_group(s)), 1, 1],
             false,
             false,
+            None,
         ));
         let steps = k / 256;
         for (r, u) in [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (4, 1)] {
@@ -749,6 +855,7 @@ fn main() {
                 [(n / (8 * r)) as u32, 1, 1],
                 false,
                 true,
+                None,
             ));
         }
         if steps <= 8 {
@@ -760,6 +867,7 @@ fn main() {
                     [(n / (8 * g)) as u32, 1, 1],
                     false,
                     true,
+                    None,
                 ));
             }
         }
@@ -771,6 +879,20 @@ fn main() {
                 [(n / (8 * r)) as u32, 1, 1],
                 true,
                 true,
+                None,
+            ));
+        }
+        for norm in [true, false] {
+            // The norm variant's single workgroup walks all of x: only where x is short.
+            let groups = if norm { 1 } else { (k / 8).div_ceil(256) as u32 };
+            cases.push((
+                format!("quantize x{} + int8 x, 1 rows", if norm { " (RMS norm)" } else { "" }),
+                format!("{COMMON}{}", int8_rows(n, k, 1, false)),
+                &row_major,
+                [(n / 8) as u32, 1, 1],
+                true,
+                true,
+                Some((quantize_x_kernel(k, norm), [groups, 1, 1], norm)),
             ));
         }
         for g in [2, 4] {
@@ -781,9 +903,10 @@ fn main() {
                 [(n / (8 * g)) as u32, 1, 1],
                 true,
                 true,
+                None,
             ));
         }
-        for (name, src, weights, groups, int8, sg) in cases {
+        for (name, src, weights, groups, int8, sg, prelude) in cases {
             if sg && !gpu.subgroups && !gpu.cpu {
                 continue;
             }
@@ -794,8 +917,23 @@ fn main() {
             } else {
                 bind(&gpu.device, &p, &[&params, &x, weights, &y])
             };
-            let got = gpu.run(&p, &bg, groups, &y);
-            let exact = if int8 { &want8 } else { &want };
+            let pre = prelude.as_ref().map(|(src, groups, norm)| {
+                let p = pipeline(&gpu.device, src);
+                let bg = bind(&gpu.device, &p, &[&params, &x, &xq, &xsc]);
+                (p, bg, *groups, *norm)
+            });
+            let mut seq: Vec<Dispatch> = Vec::new();
+            if let Some((p, bg, groups, _)) = &pre {
+                seq.push((p, bg, *groups));
+            }
+            seq.push((&p, &bg, groups));
+            let got = gpu.run(&seq, &y);
+            let normed = matches!(pre, Some((.., true)));
+            let (exact, plain) = match (int8, normed) {
+                (true, true) => (&want8n, &wantn),
+                (true, false) => (&want8, &want),
+                _ => (&want, &want),
+            };
             let rel = |against: &[f64]| {
                 got.iter()
                     .zip(against)
@@ -809,9 +947,9 @@ fn main() {
                 println!("| {n} x {k} | | {name} | wrong (max error {err:.1e}; subgroups not 32 wide?) | | |");
                 continue;
             }
-            let t = gpu.time(&p, &bg, groups);
+            let t = gpu.time_seq(&seq);
             let note = if int8 {
-                format!(" (x's own rounding: {:.1e})", rel(&want))
+                format!(" (x's own rounding: {:.1e})", rel(plain))
             } else {
                 String::new()
             };

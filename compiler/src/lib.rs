@@ -283,7 +283,7 @@ pub fn workload(body: &KernelBody) -> Workload {
                 split_k: *dtype == DType::F32 && fixed,
             }
         }
-        KernelBody::QGemm { x, n, k, glu, .. } => Workload::QuantGemm {
+        KernelBody::QGemm { x, n, k, glu, norm, .. } => Workload::QuantGemm {
             // A symbolic row count is a prefill's prompt length: planned for a typical prompt.
             m: match Dim::product(&x[..x.len() - 1]) {
                 m if m.as_const().is_some() => estimate(&m),
@@ -293,6 +293,8 @@ pub fn workload(body: &KernelBody) -> Workload {
             // same number of rows of each half of W).
             n: if *glu { *n as u64 / 2 } else { *n as u64 },
             k: *k as u64,
+            norm: norm.is_some(),
+            glu: *glu,
         },
         // One input channel per group (depthwise): the direct kernel, an element per thread.
         KernelBody::Conv { w, out, .. } if codegen::conv::direct_applies(w) => Workload::Injective {

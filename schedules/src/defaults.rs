@@ -290,20 +290,40 @@ pub fn quant_gemm(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
 }
 
 /// A matmul with packed (quantized) weights: the GEMV kind for up to 8 rows (as [`matmul`]),
-/// else [`quant_gemm`].
+/// else [`quant_gemm`]. `norm`: the GEMV applies a fused RMS norm to x as it reads it; `glu`:
+/// each output is a gated pair (a row of W's gate half and the same row of its up half).
 ///
-/// A decode step's GEMV (one row of x) gives each lane 2 rows of W as long as that still
-/// launches a workgroup per compute unit: the lane reads each x value once for both rows (with
-/// a fused RMS norm the x and scale reads are 16 times the weight bytes of a q4_1 row). Measured
-/// on the H200 at q4_1 (docs/performance.md, sixth session): 2 rows per lane were the fastest
-/// of the space at 2048→8192, 8192→2048 and 2048²; 4 rows were slower wherever they left
-/// fewer than two workgroups per compute unit.
-pub fn quant_matmul(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
+/// A decode step's GEMV (one row of x) with a fused norm gives each lane 2 rows of W as long
+/// as that still launches a workgroup per compute unit: the lane reads each x value and its
+/// scale once for both rows (16 times the weight bytes of a q4_1 row). Measured on the H200 at
+/// q4_1 (docs/performance.md, sixth session) 2 rows per lane were the fastest at 2048→6144;
+/// 4 rows were slower wherever they left fewer than two workgroups per compute unit. Without
+/// the norm, one row per lane is faster (the tenth and twelfth sessions' `kiln tune` records
+/// for SmolLM2-1.7B's O and down projections: 10.7 vs 12.4 µs and 16.9 vs 19.6 µs). A gated
+/// pair already reads two rows per lane; its fastest schedule in the same records was 4 lanes
+/// of 32 threads adding by subgroup shuffles (24.8 vs 32.1 µs at 2048→2x8192).
+pub fn quant_matmul(m: u64, n: u64, k: u64, norm: bool, glu: bool, limits: &DeviceLimits) -> Schedule {
     let Some(s) = gemv(1, m, n, limits) else {
         return quant_gemm(m, n, k, limits);
     };
     let Schedule::Gemv(p) = s else { return s };
     if m > 1 {
+        return s;
+    }
+    if glu {
+        let shuffled = Schedule::Gemv(GemvParams {
+            lanes: 4,
+            ksplit: 32,
+            rows: 1,
+            lane_rows: 1,
+            sg: true,
+        });
+        if n.div_ceil(4) >= limits.compute_units.max(1) as u64 && shuffled.validate(limits).is_ok() {
+            return shuffled;
+        }
+        return s;
+    }
+    if !norm {
         return s;
     }
     let paired = Schedule::Gemv(GemvParams { lane_rows: 2, ..p });

@@ -834,23 +834,37 @@ mod tests {
             s => panic!("{s}"),
         };
         assert_eq!((lanes(11008), lanes(4096)), (8, 4));
-        // The decode step's quantized GEMV: 2 rows of W per lane while that launches a
-        // workgroup per compute unit (SmolLM2-1.7B's up, QKV and O projection), else 1.
+        // The decode step's quantized GEMV: with a fused norm, 2 rows of W per lane while that
+        // launches a workgroup per compute unit (SmolLM2-1.7B's QKV), else 1; one row without
+        // the norm (its O and down); a gated pair (gate and up) on 4 lanes of 32 threads that
+        // add by subgroup shuffles.
         let h = DeviceLimits::h200();
-        let lane_rows = |n, k| match defaults::quant_matmul(1, n, k, &h) {
-            Schedule::Gemv(p) => p.lane_rows,
+        let gemv = |n, k, norm, glu| match defaults::quant_matmul(1, n, k, norm, glu, &h) {
+            Schedule::Gemv(p) => p,
             s => panic!("{s}"),
         };
         assert_eq!(
-            (lane_rows(8192, 2048), lane_rows(6144, 2048), lane_rows(2048, 2048)),
-            (2, 2, 2)
+            (
+                gemv(6144, 2048, true, false).lane_rows,
+                gemv(2048, 2048, true, false).lane_rows
+            ),
+            (2, 2)
         );
         assert_eq!(
-            lane_rows(576, 1536),
+            gemv(576, 1536, true, false).lane_rows,
             1,
             "72 workgroups of 2 rows per lane would leave CUs idle"
         );
-        match defaults::quant_matmul(4, 4096, 4096, &h) {
+        assert_eq!(
+            (
+                gemv(2048, 2048, false, false).lane_rows,
+                gemv(2048, 8192, false, false).lane_rows
+            ),
+            (1, 1)
+        );
+        let glu = gemv(8192, 2048, true, true);
+        assert_eq!((glu.lanes, glu.ksplit, glu.lane_rows, glu.sg), (4, 32, 1, true));
+        match defaults::quant_matmul(4, 4096, 4096, false, false, &h) {
             Schedule::Gemv(p) => assert_eq!((p.rows, p.lane_rows), (4, 1)),
             s => panic!("{s}"),
         }

@@ -58,6 +58,10 @@ pub enum Workload {
         n: u64,
         /// Reduction length.
         k: u64,
+        /// The GEMV applies a fused RMS norm to x as it reads it.
+        norm: bool,
+        /// Each output is a gated pair of W rows (`n` counts the pairs).
+        glu: bool,
     },
     /// Prefill attention tiled over keys (flash attention).
     Attention {
@@ -87,7 +91,16 @@ impl fmt::Display for Workload {
             Workload::RowReduce { rows, len } => write!(f, "row_reduce(rows={rows}, len={len})"),
             Workload::Norm { rows, len } => write!(f, "norm(rows={rows}, len={len})"),
             Workload::Gemm { m, n, k, batch, .. } => write!(f, "gemm(m={m}, n={n}, k={k}, batch={batch})"),
-            Workload::QuantGemm { m, n, k } => write!(f, "quant_gemm(m={m}, n={n}, k={k})"),
+            Workload::QuantGemm { m, n, k, norm, glu } => {
+                write!(f, "quant_gemm(m={m}, n={n}, k={k}")?;
+                if *norm {
+                    write!(f, ", norm")?;
+                }
+                if *glu {
+                    write!(f, ", glu")?;
+                }
+                write!(f, ")")
+            }
             Workload::PerRow { rows } => write!(f, "per_row(rows={rows})"),
             Workload::Attention { batch, rows } => write!(f, "attention(batch={batch}, rows={rows})"),
         }
@@ -126,7 +139,7 @@ pub fn default_for(w: &Workload, limits: &DeviceLimits) -> Schedule {
             ..
         } => defaults::gemm_split_k(batch, m, n, k, limits),
         Workload::Gemm { m, n, k, batch, .. } => defaults::gemm(batch, m, n, k, limits),
-        Workload::QuantGemm { m, n, k } => defaults::quant_matmul(m, n, k, limits),
+        Workload::QuantGemm { m, n, k, norm, glu } => defaults::quant_matmul(m, n, k, norm, glu, limits),
         Workload::Attention { batch, rows } => defaults::attention(batch, rows, limits),
         Workload::PerRow { .. } => Schedule::Injective(InjectiveParams {
             workgroup_size: 64,
@@ -204,7 +217,13 @@ mod tests {
         }
         // Quantized matmuls: GEMV for decode steps, vec4 register tiles for a prefill; the
         // 1.7B shapes at 512 tokens get blocks of at least 64x64 on the H200 profile.
-        let q = |m, n, k| Workload::QuantGemm { m, n, k };
+        let q = |m, n, k| Workload::QuantGemm {
+            m,
+            n,
+            k,
+            norm: false,
+            glu: false,
+        };
         let (s, _) = select(&q(1, 576, 576), "k", None, &d);
         assert!(matches!(s, Schedule::Gemv(_)), "{s}");
         for (m, n, k) in [(64, 576, 576), (512, 3072, 2048), (512, 2048, 8192), (512, 16384, 2048)] {

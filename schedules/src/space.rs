@@ -310,8 +310,14 @@ mod tests {
             let q = quant_gemm(&l);
             assert!(q.len() > 10 && q.iter().all(|s| s.validate(&l).is_ok()));
             for (m, n, k) in [(512, 3072, 2048), (512, 2048, 8192), (64, 576, 576), (13, 8, 256)] {
-                let d = defaults::quant_matmul(m, n, k, &l);
+                let d = defaults::quant_matmul(m, n, k, false, false, &l);
                 assert!(q.contains(&d), "{d} on {}", l.name);
+            }
+            // So are the decode step's GEMV defaults, with and without a fused norm or gated pair.
+            let qv = quant_gemv(&l, 4);
+            for (norm, glu) in [(false, false), (true, false), (true, true)] {
+                let d = defaults::quant_matmul(1, 8192, 2048, norm, glu, &l);
+                assert!(qv.contains(&d), "{d} on {}", l.name);
             }
             // The f16 variants' defaults (f32 GEMM and the quantized GEMM of a prefill).
             let c = coop_gemm(&l);

@@ -794,7 +794,7 @@ fn main() {
         // Irregular values in [-1, 1): quantizing multiples of a common step would put many
         // values exactly halfway between two bytes, where the GPU's and the reference's
         // rounding of the same product may differ.
-        let xs: Vec<f32> = (0..k).map(|i| (i as f32 * 0.7071).sin() * 0.999).collect();
+        let xs: Vec<f32> = (0..k).map(|i| (i as f32 * 0.7).sin() * 0.999).collect();
         let reference = |xv: &dyn Fn(usize) -> f64| -> Vec<f64> {
             (0..n).map(|r| (0..k).map(|e| w.value(r, e) * xv(e)).sum()).collect()
         };

@@ -397,7 +397,7 @@ pub fn bench_llm(
                 gen.context()
             );
         }
-        gen.set_sampling(sampling.clone())?;
+        gen.set_sampling(*sampling)?;
         let stats = gen.generate(&prompt, gen_tokens + 1, &mut |_| true)?;
         if it > 0 {
             prefill.push(stats.prefill);

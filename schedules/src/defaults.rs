@@ -301,7 +301,9 @@ pub fn quant_gemm(m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Schedule {
 /// the norm, one row per lane is faster (the tenth and twelfth sessions' `kiln tune` records
 /// for SmolLM2-1.7B's O and down projections: 10.7 vs 12.4 µs and 16.9 vs 19.6 µs). A gated
 /// pair already reads two rows per lane; its fastest schedule in the same records was 4 lanes
-/// of 32 threads adding by subgroup shuffles (24.8 vs 32.1 µs at 2048→2x8192).
+/// of 32 threads adding by subgroup shuffles (24.8 vs 32.1 µs at 2048→2x8192), taken where it
+/// launches at least 8 workgroups per compute unit: at SmolLM2-360M's 960→2x2560 (640
+/// workgroups on `desktop`'s 128 units) the whole decode step was 1.8% slower with it.
 pub fn quant_matmul(m: u64, n: u64, k: u64, norm: bool, glu: bool, limits: &DeviceLimits) -> Schedule {
     let Some(s) = gemv(1, m, n, limits) else {
         return quant_gemm(m, n, k, limits);
@@ -318,7 +320,7 @@ pub fn quant_matmul(m: u64, n: u64, k: u64, norm: bool, glu: bool, limits: &Devi
             lane_rows: 1,
             sg: true,
         });
-        if n.div_ceil(4) >= limits.compute_units.max(1) as u64 && shuffled.validate(limits).is_ok() {
+        if n.div_ceil(4) >= 8 * limits.compute_units.max(1) as u64 && shuffled.validate(limits).is_ok() {
             return shuffled;
         }
         return s;

@@ -836,8 +836,8 @@ mod tests {
         assert_eq!((lanes(11008), lanes(4096)), (8, 4));
         // The decode step's quantized GEMV: with a fused norm, 2 rows of W per lane while that
         // launches a workgroup per compute unit (SmolLM2-1.7B's QKV), else 1; one row without
-        // the norm (its O and down); a gated pair (gate and up) on 4 lanes of 32 threads that
-        // add by subgroup shuffles.
+        // the norm (its O and down); a large gated pair (1.7B's gate and up) on 4 lanes of 32
+        // threads that add by subgroup shuffles.
         let h = DeviceLimits::h200();
         let gemv = |n, k, norm, glu| match defaults::quant_matmul(1, n, k, norm, glu, &h) {
             Schedule::Gemv(p) => p,
@@ -864,6 +864,10 @@ mod tests {
         );
         let glu = gemv(8192, 2048, true, true);
         assert_eq!((glu.lanes, glu.ksplit, glu.lane_rows, glu.sg), (4, 32, 1, true));
+        assert!(
+            !gemv(2560, 960, true, true).sg,
+            "360M's gate/up: 640 workgroups of 4 lanes"
+        );
         match defaults::quant_matmul(4, 4096, 4096, false, false, &h) {
             Schedule::Gemv(p) => assert_eq!((p.rows, p.lane_rows), (4, 1)),
             s => panic!("{s}"),

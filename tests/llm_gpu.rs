@@ -504,10 +504,27 @@ fn the_sample_op_at_a_large_vocabulary_matches_the_interpreter() {
     // Logits of few distinct values: the largest is tied at hundreds of indices spread over
     // every thread, so the argmax must keep the first.
     let tied: Vec<f32> = logits.iter().map(|v| v.round().min(3.0)).collect();
+    // Peaked logits (one entry in 163 above a low floor): the sampling kernel's cuts (top-k
+    // from the threads' maxima, top-p from the tail's weight) leave each thread a few
+    // candidates, so its bisections read those alone.
+    let peaked: Vec<f32> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 163 == 7 { 0.25 * v.abs() } else { -20.0 })
+        .collect();
+    // The largest entries all in one thread's stride (indices 256 j): under top-k or top-p that
+    // thread has more candidates than it can keep, so every pass reads the whole row.
+    let crowded: Vec<f32> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 256 == 0 { 6.0 + 0.25 * v.abs() } else { *v })
+        .collect();
     let cases = settings
         .iter()
         .map(|s| (s, &logits))
-        .chain(settings[..2].iter().map(|s| (s, &tied)));
+        .chain(settings[..2].iter().map(|s| (s, &tied)))
+        .chain(settings[2..].iter().map(|s| (s, &peaked)))
+        .chain(settings[3..].iter().map(|s| (s, &crowded)));
     for (&s, logits) in cases {
         let mut seen = std::collections::HashSet::new();
         for step in 0..40u32 {

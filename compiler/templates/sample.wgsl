@@ -1,7 +1,54 @@
+{%- macro collect() -%}
+        workgroupBarrier();
+        if (t == 0i) {
+            s_over = 0u;
+        }
+        workgroupBarrier();
+        // Collect this thread's entries at or above `cut` ({{ pass_unroll }} loads at a time);
+        // if any thread has more than {{ cands }}, every thread reads the row instead.
+        c_n = 0u;
+        var ci = t;
+        for (; ci + {{ (pass_unroll - 1) * wg }}i < vocab; ci += {{ pass_unroll * wg }}i) {
+{%- for j in range(end=pass_unroll) %}
+            let cl{{ j }} = in0[base + ci + {{ j * wg }}i];
+{%- endfor %}
+{%- for j in range(end=pass_unroll) %}
+            {
+                let v = kiln_penalized(cl{{ j }}, ci + {{ j * wg }}i, penalty);
+                if (kiln_key(v) >= cut) {
+                    if (c_n < {{ cands }}u) {
+                        c_v[c_n] = v;
+                        c_i[c_n] = ci + {{ j * wg }}i;
+                    }
+                    c_n += 1u;
+                }
+            }
+{%- endfor %}
+        }
+        for (; ci < vocab; ci += {{ wg }}i) {
+            let v = kiln_penalized(in0[base + ci], ci, penalty);
+            if (kiln_key(v) >= cut) {
+                if (c_n < {{ cands }}u) {
+                    c_v[c_n] = v;
+                    c_i[c_n] = ci;
+                }
+                c_n += 1u;
+            }
+        }
+        if (c_n > {{ cands }}u) {
+            s_over = 1u;
+        }
+        use_c = workgroupUniformLoad(&s_over) == 0u;
+{%- endmacro collect -%}
 // Kiln sampling kernel: {{ label }}
 // one workgroup of {{ wg }} threads per row of logits; the algorithm (repetition penalty, greedy,
 // temperature, top-k and top-p by bisection over order-preserving keys, a counter-based draw)
-// and the order of its sums mirror kiln_ir::sample step for step
+// and the order of its sums mirror kiln_ir::sample step for step. When sampling (not greedy),
+// each thread first keeps its entries at or above a cut (a lower bound of the kept set's
+// threshold) in registers, at most {{ cands }}, so the bisections' passes read those instead of
+// the whole row; the sums add the same values in the same order (entries below the cut add
+// nothing either way), and probes at or below the cut are decided by the bound. Where a
+// thread has more entries above the cut, every pass reads the row.
 {{ header }}
 
 var<workgroup> s_f: array<f32, {{ wg }}>;
@@ -14,6 +61,8 @@ var<workgroup> s_hi: u32;
 var<workgroup> s_mass: f32;
 var<workgroup> s_thread: i32;
 var<workgroup> s_rest: f32;
+var<workgroup> s_cut: u32;
+var<workgroup> s_over: u32;
 
 // A float's order-preserving unsigned key.
 fn kiln_key(x: f32) -> u32 {
@@ -142,6 +191,19 @@ fn kiln_count(base: i32, t: i32, vocab: i32, mid: u32, penalty: f32) -> u32 {
     return c;
 }
 
+// `kiln_part` over a thread's candidates (`n` of them, values after the penalty): the same
+// additions in the same order, since every entry at or above `keep` is a candidate.
+fn kiln_cpart(c_v: ptr<function, array<f32, {{ cands }}>>, n: u32, keep: u32, m: f32, inv_t: f32) -> f32 {
+    var s = 0.0f;
+    for (var j = 0u; j < min(n, {{ cands }}u); j++) {
+        let v = (*c_v)[j];
+        if (kiln_key(v) >= keep) {
+            s += exp((v - m) * inv_t);
+        }
+    }
+    return s;
+}
+
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = i32(wid.x);
@@ -222,6 +284,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     let mk = kiln_key(m);
+    // Each thread's largest key (0 for a thread without entries), for the top-k cut.
+    s_u[lid] = select(0u, kiln_key(bv), bi >= 0i);
+    if (t == 0i) {
+        s_cut = 0u;
+    }
+    workgroupBarrier();
+    let k_cut_on = top_k > 0i && top_k <= {{ wg }}i && top_k < vocab;
+    if (k_cut_on) {
+        // The k-th largest of the threads' maxima (ties to the lower thread): k entries are at
+        // or above it, so the k-th largest entry is too.
+        let mine = s_u[lid];
+        var rank = 0i;
+        for (var u = 0u; u < {{ wg }}u; u++) {
+            let o = s_u[u];
+            rank += select(0i, 1i, o > mine || (o == mine && u < lid));
+        }
+        if (rank == top_k - 1i) {
+            s_cut = mine;
+        }
+    }
+    workgroupBarrier();
+
+    // This thread's candidates: its entries with a key at or above `cut`, in index order.
+    var c_v: array<f32, {{ cands }}>;
+    var c_i: array<i32, {{ cands }}>;
+    var c_n = 0u;
+    var cut = workgroupUniformLoad(&s_cut);
+    var use_c = false;
+    if (k_cut_on) {
+{{ self::collect() }}
+    }
 
     // Top-k: the largest key with at least k entries at or above it.
     var tk = 0u;
@@ -235,7 +328,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let lo = s_lo;
             let hi = s_hi;
             let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
-            let count = kiln_sum_u(lid, kiln_count(base, t, vocab, mid, penalty));
+            var c = 0u;
+            if (!use_c) {
+                c = kiln_count(base, t, vocab, mid, penalty);
+            } else {
+                for (var j = 0u; j < min(c_n, {{ cands }}u); j++) {
+                    c += select(0u, 1u, kiln_key(c_v[j]) >= mid);
+                }
+            }
+            var count = kiln_sum_u(lid, c);
+            if (use_c && mid <= cut) {
+                // At least k threads' maxima are at or above the cut, hence above `mid`.
+                count = u32(top_k);
+            }
             if (t == 0i && lo < hi) {
                 if (count >= u32(top_k)) {
                     s_lo = mid;
@@ -250,11 +355,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 
     // Top-p: the largest key at or above which the kept weight is at least top_p of the total.
-    let total = kiln_sum_f(lid, kiln_part(base, t, vocab, tk, m, inv_t, penalty));
+    var own = 0.0f;
+    if (use_c) {
+        own = kiln_cpart(&c_v, c_n, tk, m, inv_t);
+    } else {
+        own = kiln_part(base, t, vocab, tk, m, inv_t, penalty);
+    }
+    let total = kiln_sum_f(lid, own);
     var kept = tk;
     var kept_mass = total;
     if (top_p < 1.0f) {
         let goal = top_p * total;
+        if (!use_c && top_p <= 0.9999f) {
+            // A cut from the tail: the entries whose weight is below (1 - top_p) * total / (4
+            // vocab) weigh less than a quarter of the share top-p may drop, so every threshold
+            // at or below the cut keeps at least `goal` (with a margin far above rounding).
+            let c = (1.0f - top_p) * total / (4.0f * f32(vocab));
+            cut = max(tk, kiln_key(m + log(c) / inv_t));
+{{ self::collect() }}
+        }
         if (t == 0i) {
             s_lo = tk;
             s_hi = mk;
@@ -265,7 +384,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let lo = s_lo;
             let hi = s_hi;
             let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
-            let s = kiln_sum_f(lid, kiln_part(base, t, vocab, mid, m, inv_t, penalty));
+            var own_s = 0.0f;
+            if (use_c) {
+                own_s = kiln_cpart(&c_v, c_n, mid, m, inv_t);
+            } else {
+                own_s = kiln_part(base, t, vocab, mid, m, inv_t, penalty);
+            }
+            var s = kiln_sum_f(lid, own_s);
+            if (use_c && mid <= cut) {
+                // Every threshold at or below the cut keeps at least `goal`; the final one is
+                // above it, so this placeholder mass is never the kept mass.
+                s = goal;
+            }
             if (t == 0i && lo < hi) {
                 if (s >= goal) {
                     s_lo = mid;
@@ -285,7 +415,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = kiln_mix(bitcast<u32>(in1[4]) ^ kiln_mix(bitcast<u32>(in1[5]) ^ kiln_mix(bitcast<u32>(in1[6]) ^ kiln_mix(u32(row) ^ 0x9e3779b9u))));
     let u = f32(h >> 8u) * (1.0f / 16777216.0f);
     let draw = u * kept_mass;
-    s_f[lid] = kiln_part(base, t, vocab, kept, m, inv_t, penalty);
+    if (use_c) {
+        s_f[lid] = kiln_cpart(&c_v, c_n, kept, m, inv_t);
+    } else {
+        s_f[lid] = kiln_part(base, t, vocab, kept, m, inv_t, penalty);
+    }
     workgroupBarrier();
     if (t == 0i) {
         var acc = 0.0f;
@@ -311,7 +445,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         s_rest = rest;
     }
     workgroupBarrier();
-    if (t == s_thread) {
+    if (t == s_thread && use_c) {
+        var acc = 0.0f;
+        var pick = -1i;
+        for (var j = 0u; j < min(c_n, {{ cands }}u); j++) {
+            let v = c_v[j];
+            if (kiln_key(v) >= kept) {
+                acc += exp((v - m) * inv_t);
+                pick = c_i[j];
+                if (acc > s_rest) {
+                    break;
+                }
+            }
+        }
+        out[row] = select(arg, pick, pick >= 0i);
+    } else if (t == s_thread) {
         var acc = 0.0f;
         var pick = -1i;
         for (var i = t; i < vocab; i += {{ wg }}i) {

@@ -4,7 +4,9 @@
 //! The GPU kernel (`compiler/templates/sample.wgsl`) runs the same algorithm with one workgroup
 //! of [`WORKGROUP`] threads per row, and this module mirrors its order of operations (thread
 //! `t` visits the vocabulary entries `t, t + WORKGROUP, ...`; per-thread partial sums are
-//! combined by the same tree reduction), so the interpreter and the GPU pick the same token
+//! combined by the same tree reduction; where the kernel reads a thread's candidates, the
+//! entries at or above a cut that bounds the kept set from below, instead of the whole row, it
+//! adds the same weights in the same order), so the interpreter and the GPU pick the same token
 //! for the same seed. They can differ only where `exp` rounds differently on the two sides
 //! and the random draw lands within that rounding of a boundary between two tokens'
 //! cumulative probabilities (about 1e-6 per sampled token).

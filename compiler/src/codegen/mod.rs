@@ -1693,6 +1693,8 @@ pub fn render(
             ctx.insert("argmax_unroll", &8u32);
             // Logits each thread loads at once in the top-k and top-p bisections' passes.
             ctx.insert("pass_unroll", &8u32);
+            // Entries per thread the sampling passes may keep in registers.
+            ctx.insert("cands", &16u32);
             (
                 "sample",
                 [wg, 1, 1],

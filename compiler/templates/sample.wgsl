@@ -1,3 +1,22 @@
+{%- macro argmax_loop(pen) -%}
+        for (var i0 = 4i * t; i0 < vocab; i0 += {{ 4 * wg * argmax_unroll }}i) {
+{%- for j in range(end=argmax_unroll) %}
+            let i{{ j }} = i0 + {{ j * 4 * wg }}i;
+            let l{{ j }} = vec4<f32>({% for c in range(end=4) %}{% if c > 0 %}, {% endif %}in0[base + min(i{{ j }} + {{ c }}i, vocab - 1i)]{% endfor %});
+{%- endfor %}
+{%- for j in range(end=argmax_unroll) %}
+{%- for c in range(end=4) %}
+            if (i{{ j }} + {{ c }}i < vocab) {
+                let v = {% if pen %}kiln_penalized(l{{ j }}[{{ c }}], i{{ j }} + {{ c }}i, penalty){% else %}l{{ j }}[{{ c }}]{% endif %};
+                if (bi < 0i || v > bv) {
+                    bv = v;
+                    bi = i{{ j }} + {{ c }}i;
+                }
+            }
+{%- endfor %}
+{%- endfor %}
+        }
+{%- endmacro argmax_loop -%}
 {%- macro collect() -%}
         workgroupBarrier();
         if (t == 0i) {
@@ -241,22 +260,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // does not change which index wins.
     var bv = 0.0f;
     var bi = -1i;
-    for (var i0 = 4i * t; i0 < vocab; i0 += {{ 4 * wg * argmax_unroll }}i) {
-{%- for j in range(end=argmax_unroll) %}
-        let i{{ j }} = i0 + {{ j * 4 * wg }}i;
-        let l{{ j }} = vec4<f32>({% for c in range(end=4) %}{% if c > 0 %}, {% endif %}in0[base + min(i{{ j }} + {{ c }}i, vocab - 1i)]{% endfor %});
-{%- endfor %}
-{%- for j in range(end=argmax_unroll) %}
-{%- for c in range(end=4) %}
-        if (i{{ j }} + {{ c }}i < vocab) {
-            let v = kiln_penalized(l{{ j }}[{{ c }}], i{{ j }} + {{ c }}i, penalty);
-            if (bi < 0i || v > bv) {
-                bv = v;
-                bi = i{{ j }} + {{ c }}i;
-            }
-        }
-{%- endfor %}
-{%- endfor %}
+    // Without a repetition penalty the loop compares the logits as loaded: the penalty's
+    // bitmap lookup (a workgroup atomic load) stays out of the loop, however the driver's
+    // compiler schedules the short-circuit.
+    if (penalty == 1.0f) {
+{{ self::argmax_loop(pen=false) }}
+    } else {
+{{ self::argmax_loop(pen=true) }}
     }
     s_f[lid] = bv;
     s_i[lid] = bi;

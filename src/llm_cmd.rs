@@ -350,11 +350,11 @@ pub fn chat_cmd(bundle_dir: &Path, max_tokens: usize, system: Option<&str>, samp
 }
 
 /// `kiln bench --profile` on a language-model bundle: the prefill of a `prompt_tokens`-id
-/// prompt (the same ids as [`bench_llm`]) and one decode step after it.
-pub fn profile_llm(bundle_dir: &Path, prompt_tokens: usize) -> Result<()> {
+/// prompt (the same ids as [`bench_llm`]) and one decode step after it, drawing with `sampling`.
+pub fn profile_llm(bundle_dir: &Path, prompt_tokens: usize, sampling: &Sampling) -> Result<()> {
     let (bundle, mut session) = open(bundle_dir)?;
     let prompt = bench_prompt(&bundle, prompt_tokens);
-    crate::profile_cmd::profile_llm(&mut session, &prompt)
+    crate::profile_cmd::profile_llm(&mut session, &prompt, sampling)
 }
 
 /// The prompt `kiln bench` times: `n` ids spread over the vocabulary.

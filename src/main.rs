@@ -158,7 +158,7 @@ enum Command {
         /// grouped by kernel kind and by operation, and the host's share of the wall time.
         #[arg(long)]
         profile: bool,
-        /// Language-model bundles: how the timed decode steps draw tokens (greedy by default).
+        /// Language-model bundles: how the timed (or profiled) steps draw tokens (greedy by default).
         #[command(flatten)]
         sampling: llm_cmd::SamplingArgs,
     },
@@ -402,7 +402,7 @@ fn run(cmd: Command) -> Result<()> {
                 .program(kiln::runtime::llm::PREFILL)
                 .is_some();
             if is_llm && profile {
-                llm_cmd::profile_llm(&bundle, prompt_tokens)
+                llm_cmd::profile_llm(&bundle, prompt_tokens, &sampling.to_sampling()?)
             } else if is_llm {
                 llm_cmd::bench_llm(
                     &bundle,
@@ -410,6 +410,11 @@ fn run(cmd: Command) -> Result<()> {
                     gen_tokens,
                     iters.min(5),
                     &sampling.to_sampling()?,
+                )
+            } else if sampling.to_sampling()? != kiln::runtime::llm::Sampling::greedy() {
+                bail!(
+                    "{}: --temperature, --top-k, --top-p, --repeat-penalty and --seed apply to language-model bundles only",
+                    bundle.display()
                 )
             } else {
                 bench_cmd(&bundle, &inputs, &dims, iters, &program, profile)

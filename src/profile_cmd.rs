@@ -64,20 +64,20 @@ pub fn profile_program(session: &mut Session, program: &str, inputs: &HashMap<St
 }
 
 /// Profiles a language model: the prefill of `prompt` and then one decode step after it, each
-/// after a warm-up run at the same position (the KV cache is reset before each prefill).
-pub fn profile_llm(session: &mut Session, prompt: &[i32]) -> Result<()> {
+/// after a warm-up run at the same position (the KV cache is reset before each prefill), both
+/// drawing their token with `sampling`.
+pub fn profile_llm(session: &mut Session, prompt: &[i32], sampling: &Sampling) -> Result<()> {
     check_support(session)?;
     let read = [NEXT_TOKEN];
     let window = sampling_window(session);
-    let greedy = Sampling::greedy();
-    let prefill_in = step_inputs(prompt, prompt, window, &greedy, prompt.len() as u32);
+    let prefill_in = step_inputs(prompt, prompt, window, sampling, prompt.len() as u32);
     let past = prompt.len() as i64;
     // Warm-up: the first run of each program allocates its buffers and bind groups.
     session.reset_states()?;
     let out = session.run_with(PREFILL, &prefill_in, &[(PAST, 0)], Some(&read))?;
     let next = out.first().and_then(|(_, t)| t.to_i64().first().copied()).unwrap_or(0) as i32;
     let history: Vec<i32> = prompt.iter().copied().chain([next]).collect();
-    let decode_in = step_inputs(&[next], &history, window, &greedy, past as u32 + 1);
+    let decode_in = step_inputs(&[next], &history, window, sampling, past as u32 + 1);
     session.run_with(DECODE, &decode_in, &[(PAST, past)], Some(&read))?;
     // Timed: the same prefill and decode step again on a cleared cache.
     session.reset_states()?;

@@ -150,6 +150,30 @@ fn compile_generate_and_bench_a_gguf_model() {
         out.describe()
     );
 
+    // Timed decoding with sampling, which the summary line names.
+    let out = kiln([
+        "bench",
+        b,
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--iters",
+        "1",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--top-p",
+        "0.9",
+    ]);
+    out.ok();
+    assert!(
+        out.stdout.contains("sampling: temperature 0.8, top-k 5, top-p 0.9"),
+        "{}",
+        out.describe()
+    );
+
     // The profile: prefill and one decode step, each dispatch timed, and the decode step
     // against its floor (the probed read rate and per-dispatch cost). Every adapter the tests
     // run on has timestamp queries (lavapipe does).
@@ -164,7 +188,23 @@ fn compile_generate_and_bench_a_gguf_model() {
         assert!(out.stdout.contains(want), "no '{want}': {}", out.describe());
     }
 
+    // Profiled with sampling: the sampling kernel's top-k/top-p path runs in the profile.
+    let out = kiln([
+        "bench",
+        b,
+        "--profile",
+        "--prompt-tokens",
+        "8",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+    ]);
+    out.ok();
+    assert!(out.stdout.contains("program 'decode'"), "{}", out.describe());
+
     // Bad input.
+    kiln(["bench", b, "--top-p", "0"]).fails_with(&["top-p 0"]);
     kiln(["generate", b, "--prompt-ids", "1,x"]).fails_with(&["'x' is not a token id"]);
     kiln(["generate", b, "--prompt-ids", "1,2", "--top-p", "0"]).fails_with(&["top-p 0"]);
     kiln(["generate", b, "--prompt-ids", "1,2", "--temperature=-1"]).fails_with(&["temperature -1"]);

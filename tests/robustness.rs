@@ -282,6 +282,7 @@ fn bench_dim_flags_are_checked() {
     let x = write_inputs(&work, &mlp_inputs(2));
     bench(&["--dim", "batch=3", &x[0], &x[1]]).fails_with(&["'x'", "batch = 2", "--dim batch=3"]);
     bench(&["--dim", "batch=2147483648"]).fails_with(&["batch=2147483648", "bytes"]);
+    bench(&["--dim", "batch=2", "--temperature", "0.7"]).fails_with(&["--temperature", "language-model bundles only"]);
     bench(&["--dim", "batch=2"]).ok();
 }
 

@@ -401,17 +401,12 @@ fn run(cmd: Command) -> Result<()> {
                 .manifest()
                 .program(kiln::runtime::llm::PREFILL)
                 .is_some();
+            let sampling = sampling.to_sampling()?;
             if is_llm && profile {
-                llm_cmd::profile_llm(&bundle, prompt_tokens, &sampling.to_sampling()?)
+                llm_cmd::profile_llm(&bundle, prompt_tokens, &sampling)
             } else if is_llm {
-                llm_cmd::bench_llm(
-                    &bundle,
-                    prompt_tokens,
-                    gen_tokens,
-                    iters.min(5),
-                    &sampling.to_sampling()?,
-                )
-            } else if sampling.to_sampling()? != kiln::runtime::llm::Sampling::greedy() {
+                llm_cmd::bench_llm(&bundle, prompt_tokens, gen_tokens, iters.min(5), &sampling)
+            } else if sampling != kiln::runtime::llm::Sampling::greedy() {
                 bail!(
                     "{}: --temperature, --top-k, --top-p, --repeat-penalty and --seed apply to language-model bundles only",
                     bundle.display()

@@ -32,27 +32,11 @@
             let cl{{ j }} = in0[base + ci + {{ j * wg }}i];
 {%- endfor %}
 {%- for j in range(end=pass_unroll) %}
-            {
-                let v = kiln_penalized(cl{{ j }}, ci + {{ j * wg }}i, penalty);
-                if (kiln_key(v) >= cut) {
-                    if (c_n < {{ cands }}u) {
-                        c_v[c_n] = v;
-                        c_i[c_n] = ci + {{ j * wg }}i;
-                    }
-                    c_n += 1u;
-                }
-            }
+            kiln_offer(&c_v, &c_i, &c_n, kiln_penalized(cl{{ j }}, ci + {{ j * wg }}i, penalty), ci + {{ j * wg }}i, cut);
 {%- endfor %}
         }
         for (; ci < vocab; ci += {{ wg }}i) {
-            let v = kiln_penalized(in0[base + ci], ci, penalty);
-            if (kiln_key(v) >= cut) {
-                if (c_n < {{ cands }}u) {
-                    c_v[c_n] = v;
-                    c_i[c_n] = ci;
-                }
-                c_n += 1u;
-            }
+            kiln_offer(&c_v, &c_i, &c_n, kiln_penalized(in0[base + ci], ci, penalty), ci, cut);
         }
         if (c_n > {{ cands }}u) {
             s_over = 1u;
@@ -223,6 +207,27 @@ fn kiln_cpart(c_v: ptr<function, array<f32, {{ cands }}>>, n: u32, keep: u32, m:
     return s;
 }
 
+// Appends entry i (value v after the penalty) to a thread's candidates if its key is at least
+// `cut`; the count runs past the capacity, so an overflow shows.
+fn kiln_offer(c_v: ptr<function, array<f32, {{ cands }}>>, c_i: ptr<function, array<i32, {{ cands }}>>, c_n: ptr<function, u32>, v: f32, i: i32, cut: u32) {
+    if (kiln_key(v) >= cut) {
+        if (*c_n < {{ cands }}u) {
+            (*c_v)[*c_n] = v;
+            (*c_i)[*c_n] = i;
+        }
+        *c_n += 1u;
+    }
+}
+
+// This thread's weight at or above `keep`: from its candidates when it has them, else from
+// the row.
+fn kiln_own(use_c: bool, c_v: ptr<function, array<f32, {{ cands }}>>, n: u32, base: i32, t: i32, vocab: i32, keep: u32, m: f32, inv_t: f32, penalty: f32) -> f32 {
+    if (use_c) {
+        return kiln_cpart(c_v, n, keep, m, inv_t);
+    }
+    return kiln_part(base, t, vocab, keep, m, inv_t, penalty);
+}
+
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = i32(wid.x);
@@ -365,13 +370,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 
     // Top-p: the largest key at or above which the kept weight is at least top_p of the total.
-    var own = 0.0f;
-    if (use_c) {
-        own = kiln_cpart(&c_v, c_n, tk, m, inv_t);
-    } else {
-        own = kiln_part(base, t, vocab, tk, m, inv_t, penalty);
-    }
-    let total = kiln_sum_f(lid, own);
+    let total = kiln_sum_f(lid, kiln_own(use_c, &c_v, c_n, base, t, vocab, tk, m, inv_t, penalty));
     var kept = tk;
     var kept_mass = total;
     if (top_p < 1.0f) {
@@ -394,13 +393,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let lo = s_lo;
             let hi = s_hi;
             let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
-            var own_s = 0.0f;
-            if (use_c) {
-                own_s = kiln_cpart(&c_v, c_n, mid, m, inv_t);
-            } else {
-                own_s = kiln_part(base, t, vocab, mid, m, inv_t, penalty);
-            }
-            var s = kiln_sum_f(lid, own_s);
+            var s = kiln_sum_f(lid, kiln_own(use_c, &c_v, c_n, base, t, vocab, mid, m, inv_t, penalty));
             if (use_c && mid <= cut) {
                 // Every threshold at or below the cut keeps at least `goal`; the final one is
                 // above it, so this placeholder mass is never the kept mass.
@@ -425,11 +418,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = kiln_mix(bitcast<u32>(in1[4]) ^ kiln_mix(bitcast<u32>(in1[5]) ^ kiln_mix(bitcast<u32>(in1[6]) ^ kiln_mix(u32(row) ^ 0x9e3779b9u))));
     let u = f32(h >> 8u) * (1.0f / 16777216.0f);
     let draw = u * kept_mass;
-    if (use_c) {
-        s_f[lid] = kiln_cpart(&c_v, c_n, kept, m, inv_t);
-    } else {
-        s_f[lid] = kiln_part(base, t, vocab, kept, m, inv_t, penalty);
-    }
+    s_f[lid] = kiln_own(use_c, &c_v, c_n, base, t, vocab, kept, m, inv_t, penalty);
     workgroupBarrier();
     if (t == 0i) {
         var acc = 0.0f;

@@ -141,27 +141,41 @@ fn check_laid_out(
     }
     let bundle = Bundle::load(dir.path().join("b")).unwrap();
     assert_subgroup_variants_run(&bundle);
-    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
-    for &m in ms {
-        let mut inputs = HashMap::new();
-        for (i, &(_, k, n)) in cases.iter().enumerate() {
-            inputs.insert(format!("x{i}"), Tensor::f32(vec![m, k], values(m * k, (m + i) as u64)));
-            if epilogue {
-                inputs.insert(format!("r{i}"), Tensor::f32(vec![m, n], values(m * n, 99)));
+    // Where the bundle has kernel variants (the subgroup GEMV), its plain kernels too: the
+    // runtime with variants turned off.
+    let has_variants = bundle.manifest().kernels.iter().any(|k| !k.variants.is_empty());
+    let off = kiln::runtime::Runtime::new().unwrap().without_variants();
+    assert!(off.choose_variants(bundle.manifest()).iter().all(Option::is_none));
+    for kernel_variants in [true, false].into_iter().take(1 + has_variants as usize) {
+        let opts = SessionOptions {
+            kernel_variants,
+            ..SessionOptions::default()
+        };
+        let mut s = Session::new(&bundle, &opts).unwrap();
+        for &m in ms {
+            let mut inputs = HashMap::new();
+            for (i, &(_, k, n)) in cases.iter().enumerate() {
+                inputs.insert(format!("x{i}"), Tensor::f32(vec![m, k], values(m * k, (m + i) as u64)));
+                if epilogue {
+                    inputs.insert(format!("r{i}"), Tensor::f32(vec![m, n], values(m * n, 99)));
+                }
             }
-        }
-        let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
-        let host = inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
-            .collect();
-        let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
-        for (i, &(block, k, n)) in cases.iter().enumerate() {
-            let (name, r) = (format!("y{i}"), &reference[&format!("y{i}")]);
-            assert_eq!(out[&name].shape, r.shape);
-            assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
-            let err = rel_l2(&out[&name].to_f32(), &r.to_f32());
-            assert!(err < 1e-5, "{block} m={m} k={k} n={n}: relative L2 error {err:e}");
+            let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+            let host = inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
+                .collect();
+            let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+            for (i, &(block, k, n)) in cases.iter().enumerate() {
+                let (name, r) = (format!("y{i}"), &reference[&format!("y{i}")]);
+                assert_eq!(out[&name].shape, r.shape);
+                assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+                let err = rel_l2(&out[&name].to_f32(), &r.to_f32());
+                assert!(
+                    err < 1e-5,
+                    "{block} m={m} k={k} n={n} (variants {kernel_variants}): relative L2 error {err:e}"
+                );
+            }
         }
     }
 }

@@ -743,8 +743,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             Some(_) => {}
             None => {
                 if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
+                    // Named apart from the kernel's own file (a GEMV variant's kind is the
+                    // kernel's).
                     let file = match v.schedule {
                         Schedule::Attention(_) => format!("kernels/k{k:03}_attention_sg.wgsl"),
+                        Schedule::Gemv(_) => format!("kernels/k{k:03}_gemv_sg.wgsl"),
                         s => format!("kernels/k{k:03}_{}.wgsl", s.kind()),
                     };
                     kernels[k].variants.push(variant_spec(&v, &d.body, &file));

@@ -98,6 +98,8 @@ pub struct Runtime {
     _instance: wgpu::Instance,
     adapter: wgpu::Adapter,
     info: wgpu::AdapterInfo,
+    /// Whether kernels may run as their variants (see [`Runtime::without_variants`]).
+    variants: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -168,6 +170,7 @@ impl Runtime {
             _instance: instance,
             adapter,
             info,
+            variants: true,
         })
     }
 
@@ -313,13 +316,29 @@ impl Runtime {
         None
     }
 
+    /// This runtime with every kernel run as itself, never as one of its variants (to compare
+    /// the two forms, or to step around a variant a driver mishandles).
+    pub fn without_variants(self) -> Self {
+        Runtime {
+            variants: false,
+            ..self
+        }
+    }
+
     /// For each kernel of `manifest`, the first of its variants the adapter supports (`None`:
-    /// the kernel itself). Each decision is logged with its reason.
+    /// the kernel itself; always `None` [`without_variants`](Self::without_variants)). Each
+    /// decision is logged with its reason.
     pub fn choose_variants(&self, manifest: &Manifest) -> Vec<Option<usize>> {
         manifest
             .kernels
             .iter()
             .map(|k| {
+                if !self.variants {
+                    if !k.variants.is_empty() {
+                        log::info!("kernel '{}': variants turned off", k.name);
+                    }
+                    return None;
+                }
                 k.variants
                     .iter()
                     .enumerate()

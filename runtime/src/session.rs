@@ -37,12 +37,20 @@ pub struct SessionOptions {
     /// Case-insensitive substring of the adapter name, driver or backend; `None` picks the best
     /// adapter. Defaults to the `KILN_ADAPTER` environment variable.
     pub adapter: Option<String>,
+    /// Whether kernels may run as the variants the adapter supports (subgroup, f16 or
+    /// cooperative-matrix forms); `false` runs every kernel as its plain form. Defaults to
+    /// `true` unless the `KILN_KERNEL_VARIANTS` environment variable is `0`.
+    pub kernel_variants: bool,
 }
+
+/// Environment variable that turns kernel variants off when `0` ([`SessionOptions`]).
+pub const KERNEL_VARIANTS_ENV: &str = "KILN_KERNEL_VARIANTS";
 
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             adapter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()),
+            kernel_variants: std::env::var(KERNEL_VARIANTS_ENV).map_or(true, |v| v.trim() != "0"),
         }
     }
 }
@@ -349,7 +357,10 @@ impl Session {
     /// Picks an adapter per `options`, checks the bundle's requirements, creates the device,
     /// the pipelines and the weight buffers.
     pub async fn create(bundle: &Bundle, options: &SessionOptions) -> Result<Session> {
-        let runtime = Runtime::request(options.adapter.as_deref()).await?;
+        let mut runtime = Runtime::request(options.adapter.as_deref()).await?;
+        if !options.kernel_variants {
+            runtime = runtime.without_variants();
+        }
         Self::create_with_runtime(runtime, bundle).await
     }
 

@@ -5,10 +5,12 @@
 // reading channels {% if pairs %}2 lane, 2 lane + 1, 2 lane + {{ 2 * lanes }}, .. (a packed f16 cache: one
 // word per pair){% else %}lane, lane + {{ lanes }}, ..{% endif %} of its K and V rows (a warp reads whole cache rows
 // at consecutive addresses, K and V at coordinates: no index division per element; the next
-// step's loads are issued before a step's barriers). The lanes' shares of each score meet in
-// workgroup memory; every thread keeps the running max of each row (the same in all threads)
-// and the sum and weighted V of its own key slot (online softmax); at the end the key slots are
-// added. Each slice writes its partial result (o, max, sum) per (row, channel); a combine
+// step's loads are issued before a step's barriers). The query rows{% if fresh %} and the appended
+// key's K and V rows{% endif %} are computed once per workgroup into workgroup memory (an element
+// per thread, while the first step's loads are in flight), not by every thread that uses them.
+// The lanes' shares of each score meet in workgroup memory; every thread keeps the running max
+// of each row (the same in all threads) and the sum and weighted V of its own key slot (online
+// softmax); at the end the key slots are added. Each slice writes its partial result (o, max, sum) per (row, channel); a combine
 // kernel rescales and adds the slices.
 {{ header }}
 {% if score_lines %}
@@ -18,6 +20,12 @@ fn kiln_score(v: f32, i: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
+// The query rows{% if fresh %}, and the K and V rows of the appended key{% endif %}.
+var<workgroup> s_q: array<f32, {{ sq * d }}>;
+{%- if fresh %}
+var<workgroup> s_fk: array<f32, {{ d }}>;
+var<workgroup> s_fv: array<f32, {{ dv }}>;
+{%- endif %}
 // Score shares [row][lane][key slot] (rows of {{ bk + 1 }}: padded against bank conflicts); at
 // the end, one row's weighted values [key slot][channel] and sums [key slot].
 var<workgroup> s_part: array<f32, {{ part_len }}>;
@@ -45,42 +53,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let rv{{ i }} = {% if pairs %}2i * g{% else %}g{% endif %} + {{ v_first[i] }}i;
     let cv{{ i }} = {% if v_past[i] %}min(rv{{ i }}, {{ dv - 1 }}i){% else %}rv{{ i }}{% endif %};
 {%- endfor %}
-{%- if fresh %}
-    // The key this step appends (the last): its K and V come from the new row's values,
-    // computed once (in the slice that has the key), not from the cache, which holds only the
-    // keys before it until a later kernel writes the row.
-    let j_new = {{ sk }} - 1i;
-{%- for i in range(end=nk) %}{% if xk_new %}
-    var fk{{ i }} = 0.0f;
-{%- endif %}{% endfor %}
-{%- for i in range(end=nv) %}{% if xv_new %}
-    var fv{{ i }} = 0.0f;
-{%- endif %}{% endfor %}
-    if (k_beg <= j_new && j_new < k_end) {
-{%- for i in range(end=nk) %}{% if xk_new %}
-        fk{{ i }} = {{ xk_new }}(b, ck{{ i }}, j_new);
-{%- endif %}{% endfor %}
-{%- for i in range(end=nv) %}{% if xv_new %}
-        fv{{ i }} = {{ xv_new }}(b, j_new, cv{{ i }});
-{%- endif %}{% endfor %}
-    }
-{%- endif %}
-    // This thread's channels of q, per row (0 past the head dim).
-{%- for r in range(end=sq) %}
-{%- for i in range(end=nk) %}
-{%- if k_past[i] %}
-    let q{{ r }}_{{ i }} = select(0.0f, {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }}, rk{{ i }} < {{ d }}i);
-{%- else %}
-    let q{{ r }}_{{ i }} = {{ xq }}b * {{ sq * d }}i + {{ r * d }}i + ck{{ i }}{{ xqe }};
-{%- endif %}
-{%- endfor %}
-    var m{{ r }} = neg_inf;
-    var l{{ r }} = 0.0f;
-{%- for i in range(end=nv) %}
-    var o{{ r }}_{{ i }} = 0.0f;
-{%- endfor %}
-{%- endfor %}
-    // This thread's key of the first step: its channels of K and V. Each step loads the next
+    // This thread's key of the first step: its channels of K and V, from the cache (loaded
+    // first, so they are in flight while the query rows are computed). Each step loads the next
     // step's before it waits at its barriers, so the loads are in flight meanwhile.
 {%- for i in range(end=nk) %}
     var k{{ i }} = 0.0f;
@@ -90,12 +64,75 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
     if (k_beg + kk < k_end{% if idle %} && t < {{ lanes * bk }}i{% endif %}) {
 {%- for i in range(end=nk) %}
-        k{{ i }} = {% if xk_new %}select({{ xk }}(b, ck{{ i }}, k_beg + kk), fk{{ i }}, k_beg + kk >= j_new){% else %}{{ xk }}(b, ck{{ i }}, k_beg + kk){% endif %};
+        k{{ i }} = {{ xk }}(b, ck{{ i }}, k_beg + kk);
 {%- endfor %}
 {%- for i in range(end=nv) %}
-        v{{ i }} = {% if xv_new %}select({{ xv }}(b, k_beg + kk, cv{{ i }}), fv{{ i }}, k_beg + kk >= j_new){% else %}{{ xv }}(b, k_beg + kk, cv{{ i }}){% endif %};
+        v{{ i }} = {{ xv }}(b, k_beg + kk, cv{{ i }});
 {%- endfor %}
     }
+    // The query rows, an element per thread.
+    for (var e = t; e < {{ sq * d }}i; e += {{ wg }}i) {
+        s_q[e] = {{ xq }}b * {{ sq * d }}i + e{{ xqe }};
+    }
+{%- if fresh %}
+    // The key this step appends (the last): its K and V come from the new row's values,
+    // computed once (in the slice that has the key, an element per thread), not from the cache,
+    // which holds only the keys before it until a later kernel writes the row.
+    let j_new = {{ sk }} - 1i;
+    let has_new = k_beg <= j_new && j_new < k_end;
+    if (has_new) {
+{%- if xk_new %}
+        for (var e = t; e < {{ d }}i; e += {{ wg }}i) {
+            s_fk[e] = {{ xk_new }}(b, e, j_new);
+        }
+{%- endif %}
+{%- if xv_new %}
+        for (var e = t; e < {{ dv }}i; e += {{ wg }}i) {
+            s_fv[e] = {{ xv_new }}(b, j_new, e);
+        }
+{%- endif %}
+    }
+{%- endif %}
+    workgroupBarrier();
+{%- if fresh %}
+{%- for i in range(end=nk) %}{% if xk_new %}
+    var fk{{ i }} = 0.0f;
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+    var fv{{ i }} = 0.0f;
+{%- endif %}{% endfor %}
+    if (has_new) {
+{%- for i in range(end=nk) %}{% if xk_new %}
+        fk{{ i }} = s_fk[ck{{ i }}];
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+        fv{{ i }} = s_fv[cv{{ i }}];
+{%- endif %}{% endfor %}
+    }
+    // The first step's key, where it is the appended one.
+    let first_new = k_beg + kk >= j_new;
+{%- for i in range(end=nk) %}{% if xk_new %}
+    k{{ i }} = select(k{{ i }}, fk{{ i }}, first_new);
+{%- endif %}{% endfor %}
+{%- for i in range(end=nv) %}{% if xv_new %}
+    v{{ i }} = select(v{{ i }}, fv{{ i }}, first_new);
+{%- endif %}{% endfor %}
+{%- endif %}
+    // This thread's channels of q, per row (0 past the head dim).
+{%- for r in range(end=sq) %}
+{%- for i in range(end=nk) %}
+{%- if k_past[i] %}
+    let q{{ r }}_{{ i }} = select(0.0f, s_q[{{ r * d }}i + ck{{ i }}], rk{{ i }} < {{ d }}i);
+{%- else %}
+    let q{{ r }}_{{ i }} = s_q[{{ r * d }}i + ck{{ i }}];
+{%- endif %}
+{%- endfor %}
+    var m{{ r }} = neg_inf;
+    var l{{ r }} = 0.0f;
+{%- for i in range(end=nv) %}
+    var o{{ r }}_{{ i }} = 0.0f;
+{%- endfor %}
+{%- endfor %}
     for (var j0 = k_beg; j0 < k_end; j0 += {{ bk }}i) {
         let jn = j0 + {{ bk }}i + kk;
 {%- for i in range(end=nk) %}

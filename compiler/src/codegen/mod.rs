@@ -2576,7 +2576,10 @@ pub fn attention_workgroup_bytes(body: &KernelBody, wg: u32) -> u64 {
         KernelBody::Attention { sq, d, dv, .. } => match decode_rows(sq) {
             Some(rows) => {
                 let tile = DecodeTile::new(wg, *d as u32, *dv as u32);
-                4 * (tile.part_len(rows) as u64 + rows as u64 * tile.keys as u64)
+                // Score shares and the step's scores; the query rows and the appended key's
+                // K and V rows (counted even where the kernel reads no row through).
+                let staged = rows as u64 * *d as u64 + *d as u64 + *dv as u64;
+                4 * (tile.part_len(rows) as u64 + rows as u64 * tile.keys as u64 + staged)
             }
             None => 0,
         },

@@ -594,42 +594,7 @@ fn decode_attention_split_over_keys_matches_the_reference() {
 }
 
 fn decode_attention_case(b: usize, r: usize, d: usize, dv: usize) {
-    let t = Dim::sym("t");
-    let mut g = Graph::new();
-    let q = g.add_input("q", TensorType::new(DType::F32, &[b, r, d]));
-    let k = g.add_input(
-        "k",
-        TensorType {
-            dtype: DType::F32,
-            shape: vec![Dim::c(b as i64), Dim::c(d as i64), t.clone()],
-        },
-    );
-    let v = g.add_input(
-        "v",
-        TensorType {
-            dtype: DType::F32,
-            shape: vec![Dim::c(b as i64), t.clone(), Dim::c(dv as i64)],
-        },
-    );
-    let mask = g.add_input(
-        "mask",
-        TensorType {
-            dtype: DType::F32,
-            shape: vec![Dim::c(r as i64), t.clone()],
-        },
-    );
-    let scale = g.add_const("scale", Tensor::f32(vec![], vec![0.125]));
-    let s = g.add("s", Op::MatMul, &[q, k]).unwrap();
-    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
-    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
-    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
-    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
-    g.add_output("o", o);
-    let model = Model {
-        name: "decode_attention".into(),
-        graph: g,
-        io_dtypes: BTreeMap::new(),
-    };
+    let model = decode_attention_model(b, r, d, dv);
     let dir = tempfile::tempdir().unwrap();
     let m = compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = m.kernels.iter().map(|k| k.name.as_str()).collect();
@@ -686,6 +651,83 @@ fn decode_attention_case(b: usize, r: usize, d: usize, dv: usize) {
         let err = rel_l2(&got, &want);
         assert!(err < 2e-5, "{r} rows, {keys} keys: rel L2 {err:e}");
     }
+}
+
+/// `softmax(q · k * 0.125 + mask) · v` over a symbolic key count `t`: q `[b, r, d]`, k
+/// `[b, d, t]`, v `[b, t, dv]`, mask `[r, t]` (the decode schedule's shape).
+fn decode_attention_model(b: usize, r: usize, d: usize, dv: usize) -> Model {
+    let t = Dim::sym("t");
+    let mut g = Graph::new();
+    let q = g.add_input("q", TensorType::new(DType::F32, &[b, r, d]));
+    let k = g.add_input(
+        "k",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::c(b as i64), Dim::c(d as i64), t.clone()],
+        },
+    );
+    let v = g.add_input(
+        "v",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::c(b as i64), t.clone(), Dim::c(dv as i64)],
+        },
+    );
+    let mask = g.add_input(
+        "mask",
+        TensorType {
+            dtype: DType::F32,
+            shape: vec![Dim::c(r as i64), t.clone()],
+        },
+    );
+    let scale = g.add_const("scale", Tensor::f32(vec![], vec![0.125]));
+    let s = g.add("s", Op::MatMul, &[q, k]).unwrap();
+    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("o", o);
+    Model {
+        name: "decode_attention".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    }
+}
+
+/// The decode attention's workgroup memory as the bundle requires it is what its WGSL declares
+/// (each `var<workgroup>` array rounded up to 16 bytes, counted here from the source text), and
+/// a target with less workgroup memory than that is refused at compile time, naming the limit.
+#[test]
+fn decode_attention_workgroup_memory_is_what_its_wgsl_declares() {
+    let model = decode_attention_model(3, 3, 64, 64);
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap();
+    let wgsl = std::fs::read_to_string(dir.path().join("b").join(&m.kernels[0].file)).unwrap();
+    let declared: u64 = wgsl
+        .lines()
+        .filter_map(|l| l.strip_prefix("var<workgroup> "))
+        .map(|l| {
+            let n = l.split("array<f32, ").nth(1).and_then(|r| r.split('>').next()).unwrap();
+            (4 * n.parse::<u64>().unwrap()).next_multiple_of(16)
+        })
+        .sum();
+    assert!(declared > 0, "{wgsl}");
+    assert_eq!(m.requirements.limits["maxComputeWorkgroupStorageSize"], declared);
+    let small = CompileOptions {
+        target: DeviceLimits {
+            max_compute_workgroup_storage_size: (declared - 16) as u32,
+            ..DeviceLimits::webgpu_default()
+        },
+        ..CompileOptions::default()
+    };
+    let err = compile_to_dir(&model, &small, &dir.path().join("small"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("workgroup memory") && err.contains("maxComputeWorkgroupStorageSize"),
+        "{err}"
+    );
+    assert!(!dir.path().join("small").exists(), "nothing written: {err}");
 }
 
 /// The decode attention as an LLM reads it: K and V are transposed views of caches

@@ -484,8 +484,8 @@ fn subgroup_variant(
 /// The manifest entry of a kernel variant rendered into `file`: a cooperative-matrix GEMM
 /// (f16 and cooperative matrices, 32-lane subgroups), a subgroup flash attention (subgroups
 /// of at least a row group's threads) or a subgroup quantized GEMV (subgroups of at least a
-/// lane's threads); `body` is the kernel's.
-fn variant_spec(v: &RenderedKernel, body: &KernelBody, file: &str) -> kiln_abi::KernelVariant {
+/// lane's threads). Its workgroup-memory requirement is what its module declares.
+fn variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant {
     if let Schedule::Gemv(p) = v.schedule {
         return kiln_abi::KernelVariant {
             file: file.to_string(),
@@ -500,8 +500,8 @@ fn variant_spec(v: &RenderedKernel, body: &KernelBody, file: &str) -> kiln_abi::
             },
         };
     }
-    if let (Schedule::Attention(p), KernelBody::Attention { d, dv, .. }) = (v.schedule, body) {
-        let bytes = p.subgroup_workgroup_bytes(*d as u32, *dv as u32) as u64;
+    if let Schedule::Attention(p) = v.schedule {
+        let bytes = v.workgroup_bytes;
         return kiln_abi::KernelVariant {
             file: file.to_string(),
             workgroup_size: v.workgroup_size,
@@ -518,7 +518,7 @@ fn variant_spec(v: &RenderedKernel, body: &KernelBody, file: &str) -> kiln_abi::
     }
     let mut limits = BTreeMap::new();
     if let Schedule::CoopGemm(p) = v.schedule {
-        limits.insert("maxComputeWorkgroupStorageSize".to_string(), p.workgroup_bytes() as u64);
+        limits.insert("maxComputeWorkgroupStorageSize".to_string(), v.workgroup_bytes);
         limits.insert("maxComputeInvocationsPerWorkgroup".to_string(), p.threads() as u64);
         limits.insert("maxComputeWorkgroupSizeX".to_string(), p.threads() as u64);
     }
@@ -541,31 +541,6 @@ fn variant_spec(v: &RenderedKernel, body: &KernelBody, file: &str) -> kiln_abi::
             min_subgroup_size: None,
             limits,
         },
-    }
-}
-
-/// Workgroup memory a schedule uses, in bytes.
-fn workgroup_bytes(s: &Schedule, body: &KernelBody) -> u64 {
-    match (s, body) {
-        (Schedule::Gemm(p), _) => p.workgroup_bytes() as u64,
-        (Schedule::Gemv(p), _) => p.workgroup_bytes() as u64,
-        (Schedule::CoopGemm(p), _) => p.workgroup_bytes() as u64,
-        (
-            Schedule::RowReduce(p),
-            KernelBody::Reduce {
-                kind: lower::ReduceKind::Arg { .. },
-                ..
-            },
-        ) => 8 * p.workgroup_size as u64,
-        (Schedule::RowReduce(p), _) => 4 * p.workgroup_size as u64,
-        (Schedule::Attention(p), KernelBody::Attention { d, dv, .. }) => {
-            p.workgroup_bytes(*d as u32, *dv as u32) as u64
-        }
-        (Schedule::Attention(p), _) => p.workgroup_bytes(64, 64) as u64,
-        (Schedule::Injective(p), b @ KernelBody::Attention { .. }) => {
-            codegen::attention_workgroup_bytes(b, p.workgroup_size)
-        }
-        (Schedule::Injective(_), _) => 0,
     }
 }
 
@@ -694,7 +669,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         need("maxComputeInvocationsPerWorkgroup", schedule.threads() as u64);
         need("maxComputeWorkgroupSizeX", r.workgroup_size[0] as u64);
         need("maxComputeWorkgroupSizeY", r.workgroup_size[1] as u64);
-        need("maxComputeWorkgroupStorageSize", workgroup_bytes(&schedule, &d.body));
+        need("maxComputeWorkgroupStorageSize", r.workgroup_bytes);
         let outputs = d.outputs();
         need(
             "maxStorageBuffersPerShaderStage",
@@ -750,7 +725,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                         Schedule::Gemv(_) => format!("kernels/k{k:03}_gemv_sg.wgsl"),
                         s => format!("kernels/k{k:03}_{}.wgsl", s.kind()),
                     };
-                    kernels[k].variants.push(variant_spec(&v, &d.body, &file));
+                    kernels[k].variants.push(variant_spec(&v, &file));
                     sources.push((file, v.wgsl));
                 }
                 variant_base_grid.insert(k, r.grid.clone());

@@ -31,16 +31,16 @@ fn kiln_score(v: f32, i: i32) -> f32 {
 // The query block, [channel][row / 4].
 var<workgroup> qs: array<array<vec4<f32>, {{ br4 }}>, {{ d }}>;
 {%- if pbuf %}
-// The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
-// staging along channels).
-var<workgroup> kp: array<array<vec4<f32>, {{ bk4 }}>, {{ d }}>;
-// The probabilities, [key][row / 4] (the row group swizzled by the key group).
-var<workgroup> pp: array<array<vec4<f32>, {{ br4 }}>, {{ bk }}>;
+// The key block, [channel][key / 4] flattened (the key group XOR-swizzled by the channel:
+// conflict-free staging along channels).
+var<workgroup> kp: array<vec4<f32>, {{ d * bk4 }}>;
+// The probabilities, [key][row / 4] flattened (the row group swizzled by the key group).
+var<workgroup> pp: array<vec4<f32>, {{ bk * br4 }}>;
 {%- else %}
-// The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
-// staging along channels); after the scores, the probabilities [key][row / 4] (the row group
-// swizzled by the key group).
-var<workgroup> kp: array<array<vec4<f32>, {{ kw }}>, {{ kh }}>;
+// The key block, [channel][key / 4] flattened (the key group XOR-swizzled by the channel:
+// conflict-free staging along channels); after the scores, the probabilities [key][row / 4]
+// flattened (the row group swizzled by the key group): as large as the larger of the two.
+var<workgroup> kp: array<vec4<f32>, {{ kp_len }}>;
 {%- endif %}
 // The value block, [key][channel / 4] (zero past the head dim).
 var<workgroup> vs: array<array<vec4<f32>, {{ dvs }}>, {{ bk }}>;
@@ -157,7 +157,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {
             let q = qs[{{ c }}][tr];
 {%- for kk in range(end=kg) %}
-            let k{{ kk }} = kp[{{ c }}][kq{{ kk }} ^ {{ sw }}i];
+            let k{{ kk }} = kp[{{ c * bk4 }}i + (kq{{ kk }} ^ {{ sw }}i)];
 {%- for i in range(end=4) %}
             a{{ kk }}_{{ i }} = fma(vec4<f32>(q[{{ i }}]), k{{ kk }}, a{{ kk }}_{{ i }});
 {%- endfor %}
@@ -220,10 +220,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
             l += vec4<f32>(dot(p0, vec4<f32>(1.0f)), dot(p1, vec4<f32>(1.0f)), dot(p2, vec4<f32>(1.0f)), dot(p3, vec4<f32>(1.0f)));
             let jl = 4i * kq{{ kk }};
-            {{ pb }}[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
-            {{ pb }}[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
-            {{ pb }}[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
-            {{ pb }}[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+            {{ pb }}[jl * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+            {{ pb }}[(jl + 1i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+            {{ pb }}[(jl + 2i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+            {{ pb }}[(jl + 3i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
         }
 {%- endfor %}
         workgroupBarrier();
@@ -231,7 +231,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for sw in pswz %}
 {%- set j = loop.index0 %}
         {
-            let p = {{ pb }}[{{ j }}][tr ^ {{ sw }}i];
+            let p = {{ pb }}[{{ j * br4 }}i + (tr ^ {{ sw }}i)];
 {%- for g in range(end=og) %}
             let v{{ g }} = vs[{{ j }}][tc + {{ g * tc }}i];
 {%- for i in range(end=4) %}

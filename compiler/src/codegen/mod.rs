@@ -39,6 +39,9 @@ pub struct RenderedKernel {
     /// A split-K GEMM (or a decode attention kernel split over keys): this kernel writes
     /// partial results, and this second kernel combines them.
     pub split: Option<SplitK>,
+    /// Workgroup memory the WGSL declares, in bytes (measured on the validated module, as
+    /// WebGPU counts it: [`validate::workgroup_storage_bytes`]).
+    pub workgroup_bytes: u64,
 }
 
 /// What makes two kernels the same kernel: the WGSL without its header comment (which names
@@ -1554,8 +1557,7 @@ pub fn render(
                 ctx.insert("kg", &(p.keys_per_thread() / 4));
                 ctx.insert("og", &og);
                 ctx.insert("dvs", &(og * p.splits));
-                ctx.insert("kw", &bk4.max(br4));
-                ctx.insert("kh", &(*d as u32).max(p.bk));
+                ctx.insert("kp_len", &(*d as u32 * bk4).max(p.bk * br4));
                 // XOR swizzles: the key group by the channel (K block), the row group by the key
                 // group (probabilities), each within the smaller of the row and 8 vec4s.
                 let ksw = bk4.min(8) - 1;
@@ -2130,7 +2132,15 @@ pub fn render(
         }
         _ => validate::target_caps(limits),
     };
-    validate::validate_wgsl_with(&draft.label, &wgsl, caps)?;
+    let module = validate::validate_wgsl_with(&draft.label, &wgsl, caps)?;
+    // The schedule's own check estimates its memory; the module says what it declares.
+    let workgroup_bytes = validate::workgroup_storage_bytes(&module);
+    if workgroup_bytes > limits.max_compute_workgroup_storage_size as u64 {
+        return Err(limit_err(format!(
+            "schedule {schedule} declares {workgroup_bytes} bytes of workgroup memory, maxComputeWorkgroupStorageSize = {}",
+            limits.max_compute_workgroup_storage_size
+        )));
+    }
     Ok(RenderedKernel {
         wgsl,
         workgroup_size,
@@ -2141,6 +2151,7 @@ pub fn render(
         schedule,
         grid_splittable: splittable,
         split: split_k,
+        workgroup_bytes,
     })
 }
 
@@ -2492,7 +2503,11 @@ impl TiledStaging {
                     "if (jn + 4i * kg{it} + {k}i < {sk}{ok}) {{ kr{it}[{k}] = {xk}(b, kc{it}, jn + 4i * kg{it} + {k}i); }}"
                 ));
             }
-            let st = format!("kp[kc{it}][kg{it} ^ (kc{it} & {}i)] = kr{it};", self.ksw);
+            let st = format!(
+                "kp[kc{it} * {}i + (kg{it} ^ (kc{it} & {}i))] = kr{it};",
+                self.bk / 4,
+                self.ksw
+            );
             store.push(if partial {
                 format!("if ({e} < {nk}i) {{ {st} }}")
             } else {
@@ -2566,25 +2581,6 @@ pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
         s *= 2;
     }
     s
-}
-
-/// Workgroup memory of an attention kernel rendered with the decode schedule with `wg`
-/// threads, in bytes (flash attention's is
-/// [`kiln_schedules::AttentionParams::workgroup_bytes`]).
-pub fn attention_workgroup_bytes(body: &KernelBody, wg: u32) -> u64 {
-    match body {
-        KernelBody::Attention { sq, d, dv, .. } => match decode_rows(sq) {
-            Some(rows) => {
-                let tile = DecodeTile::new(wg, *d as u32, *dv as u32);
-                // Score shares and the step's scores; the query rows and the appended key's
-                // K and V rows (counted even where the kernel reads no row through).
-                let staged = rows as u64 * *d as u64 + *d as u64 + *dv as u64;
-                4 * (tile.part_len(rows) as u64 + rows as u64 * tile.keys as u64 + staged)
-            }
-            None => 0,
-        },
-        _ => 0,
-    }
 }
 
 /// The combine kernel of the decode attention schedule: one thread per output element rescales
@@ -2775,7 +2771,8 @@ fn coords_needed(e: &Expr) -> bool {
 }
 
 /// A combine dispatch of a split kernel: one thread per output element (`total` of them) in
-/// workgroups of [`COMBINE_WORKGROUP`], binding `binding_count` buffers.
+/// workgroups of [`COMBINE_WORKGROUP`], binding `binding_count` buffers (the combine templates
+/// declare no workgroup memory).
 fn combine_kernel(
     wgsl: String,
     binding_count: usize,
@@ -2797,6 +2794,7 @@ fn combine_kernel(
         schedule,
         grid_splittable: true,
         split: None,
+        workgroup_bytes: 0,
     }
 }
 

@@ -44,3 +44,19 @@ pub fn validate_wgsl_with(
         .map_err(|e| bug(e.emit_to_string(src)))?;
     Ok(module)
 }
+
+/// Workgroup memory a module declares, in bytes, as WebGPU counts it against
+/// `maxComputeWorkgroupStorageSize`: each `var<workgroup>` rounded up to 16 bytes.
+pub fn workgroup_storage_bytes(module: &naga::Module) -> u64 {
+    let mut layouter = naga::proc::Layouter::default();
+    if layouter.update(module.to_ctx()).is_err() {
+        // A module naga validated has a layout; count nothing rather than guess.
+        return 0;
+    }
+    module
+        .global_variables
+        .iter()
+        .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, v)| (layouter[v.ty].size as u64).next_multiple_of(16))
+        .sum()
+}

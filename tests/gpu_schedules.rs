@@ -905,6 +905,60 @@ fn attention_graph(
     (g, inputs)
 }
 
+/// Every flash-attention schedule of the H200's space, with and without its probability
+/// block (`pbuf`), declares exactly the workgroup memory its parameters count
+/// (`AttentionParams::workgroup_bytes`, which schedule validation checks against a target):
+/// the bundle's requirement, measured on the WGSL, equals the formula at three head-dim
+/// pairs. (Its shared K/probability block once was a rectangle bigger than both views.)
+#[test]
+fn flash_attention_declares_the_workgroup_memory_its_schedule_counts() {
+    let target = DeviceLimits::h200();
+    let mut checked = 0;
+    for (d, dv) in [(8usize, 8usize), (8, 48), (64, 64)] {
+        let shape = (1, 40, 40, d, dv);
+        let key = tuning_key(&KernelBody::Attention {
+            batch: Dim::c(1),
+            sq: Dim::c(40),
+            sk: Dim::c(40),
+            d,
+            dv,
+        });
+        for s in space::attention(&target) {
+            let Schedule::Attention(p) = s else { continue };
+            for p in [p, AttentionParams { pbuf: true, ..p }] {
+                let s = Schedule::Attention(AttentionParams { sg: false, ..p });
+                if s.validate(&target).is_err() || (p.pbuf && !p.is_tiled()) {
+                    continue;
+                }
+                let want = p.workgroup_bytes(d as u32, dv as u32) as u64;
+                if want > target.max_compute_workgroup_storage_size as u64 {
+                    continue;
+                }
+                let (g, _) = attention_graph(shape, AttnMask::None, false);
+                let mut db = TuningDb::default();
+                db.force(key.clone(), s);
+                let opts = CompileOptions {
+                    target: target.clone(),
+                    tuning: Some(db),
+                    opt_level: 3,
+                    ..Default::default()
+                };
+                let model = Model {
+                    name: "attention".into(),
+                    graph: g,
+                    io_dtypes: BTreeMap::new(),
+                };
+                let b = kiln::compiler::compile(&model, &opts).unwrap_or_else(|e| panic!("{s}: {e}"));
+                assert_eq!(b.manifest.kernels[0].schedule, s.to_string());
+                let got = b.manifest.requirements.limits["maxComputeWorkgroupStorageSize"];
+                assert_eq!(got, want, "{s} at d {d}, dv {dv}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} schedules checked");
+}
+
 /// Compiles an attention graph at opt-level 3 (with `schedule` forced by a tuning record when
 /// given), checks it is one flash-attention dispatch, runs it and compares it with the
 /// interpreter. NaN (fully masked rows) must be NaN in both.

@@ -906,10 +906,11 @@ fn attention_graph(
 }
 
 /// Every flash-attention schedule of the H200's space, with and without its probability
-/// block (`pbuf`), declares exactly the workgroup memory its parameters count
-/// (`AttentionParams::workgroup_bytes`, which schedule validation checks against a target):
-/// the bundle's requirement, measured on the WGSL, equals the formula at three head-dim
-/// pairs. (Its shared K/probability block once was a rectangle bigger than both views.)
+/// block (`pbuf`) and as a subgroup variant (`sg`), declares exactly the workgroup memory its
+/// parameters count (`AttentionParams::workgroup_bytes`, which schedule validation checks
+/// against a target, and `subgroup_workgroup_bytes` for the variant): the bundle's
+/// requirements, measured on the WGSL, equal the formulas at three head-dim pairs. (Its shared
+/// K/probability block once was a rectangle bigger than both views.)
 #[test]
 fn flash_attention_declares_the_workgroup_memory_its_schedule_counts() {
     let target = DeviceLimits::h200();
@@ -925,8 +926,14 @@ fn flash_attention_declares_the_workgroup_memory_its_schedule_counts() {
         });
         for s in space::attention(&target) {
             let Schedule::Attention(p) = s else { continue };
-            for p in [p, AttentionParams { pbuf: true, ..p }] {
-                let s = Schedule::Attention(AttentionParams { sg: false, ..p });
+            let pb = AttentionParams { pbuf: true, ..p };
+            let forms = [
+                AttentionParams { sg: false, ..p },
+                AttentionParams { sg: false, ..pb },
+                AttentionParams { sg: true, ..pb },
+            ];
+            for p in forms {
+                let s = Schedule::Attention(p);
                 if s.validate(&target).is_err() || (p.pbuf && !p.is_tiled()) {
                     continue;
                 }
@@ -949,9 +956,17 @@ fn flash_attention_declares_the_workgroup_memory_its_schedule_counts() {
                     io_dtypes: BTreeMap::new(),
                 };
                 let b = kiln::compiler::compile(&model, &opts).unwrap_or_else(|e| panic!("{s}: {e}"));
-                assert_eq!(b.manifest.kernels[0].schedule, s.to_string());
+                let k = &b.manifest.kernels[0];
+                let base = AttentionParams { sg: false, ..p };
+                assert_eq!(k.schedule, Schedule::Attention(base).to_string());
                 let got = b.manifest.requirements.limits["maxComputeWorkgroupStorageSize"];
                 assert_eq!(got, want, "{s} at d {d}, dv {dv}");
+                // The subgroup variant needs no row maxima array.
+                if p.sg {
+                    let got = k.variants[0].requires.limits["maxComputeWorkgroupStorageSize"];
+                    let want = p.subgroup_workgroup_bytes(d as u32, dv as u32) as u64;
+                    assert_eq!(got, want, "{s} variant at d {d}, dv {dv}");
+                }
                 checked += 1;
             }
         }

@@ -160,12 +160,7 @@ fn check_laid_out(
                     inputs.insert(format!("r{i}"), Tensor::f32(vec![m, n], values(m * n, 99)));
                 }
             }
-            let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
-            let host = inputs
-                .iter()
-                .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
-                .collect();
-            let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+            let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
             for (i, &(block, k, n)) in cases.iter().enumerate() {
                 let (name, r) = (format!("y{i}"), &reference[&format!("y{i}")]);
                 assert_eq!(out[&name].shape, r.shape);
@@ -178,6 +173,22 @@ fn check_laid_out(
             }
         }
     }
+}
+
+/// Runs program `run` of `s` on f32 `inputs` and evaluates `graph` on them with the
+/// interpreter: (reference, GPU outputs), each by output name.
+fn run_with_reference(
+    s: &mut Session,
+    graph: &kiln::ir::Graph,
+    inputs: &HashMap<String, Tensor>,
+) -> (HashMap<String, Tensor>, HashMap<String, kiln::runtime::HostTensor>) {
+    let reference = kiln::ir::interp::evaluate(graph, inputs).expect("interpreter");
+    let host = inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
+        .collect();
+    let out = s.run("run", &host).unwrap().into_iter().collect();
+    (reference, out)
 }
 
 /// Asserts that `kernel` was compiled with the requested schedule `s`: a GEMV with subgroup
@@ -513,12 +524,7 @@ fn check_norm(schedule: Option<Schedule>) {
     assert_subgroup_variants_run(&bundle);
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
     let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![1, k], values(k, 3)))]);
-    let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
-    let host = inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
-        .collect();
-    let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+    let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
     for (name, r) in &reference {
         assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
         let err = rel_l2(&out[name].to_f32(), &r.to_f32());
@@ -595,12 +601,7 @@ fn check_gated_pairs(schedule: Option<Schedule>) {
     assert_subgroup_variants_run(&bundle);
     let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
     let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![1, k], values(k, 4)))]);
-    let reference = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
-    let host = inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
-        .collect();
-    let out: HashMap<_, _> = s.run("run", &host).unwrap().into_iter().collect();
+    let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
     for (name, r) in &reference {
         assert_eq!(r.shape, vec![1, h]);
         assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");

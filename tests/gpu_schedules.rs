@@ -12,7 +12,7 @@
 use kiln::compiler::lower::KernelBody;
 use kiln::compiler::{compile_to_dir, tuning_key, CompileOptions, Model};
 use kiln::convert::{rel_l2, to_host};
-use kiln::ir::{BinaryOp, DType, Dim, Graph, Op, Tensor, TensorType, UnaryOp};
+use kiln::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Tensor, TensorType, UnaryOp};
 use kiln::runtime::{Bundle, Session, SessionOptions};
 use kiln::schedules::tuning::TuningDb;
 use kiln::schedules::{space, AttentionParams, DeviceLimits, GemmParams, GemvParams, Schedule};
@@ -653,6 +653,18 @@ fn decode_attention_case(b: usize, r: usize, d: usize, dv: usize) {
     }
 }
 
+/// Adds `o = softmax(q · kt * scale + mask) · v` over the last axis of 3-D scores to `g`
+/// as plain ops named `s`, `scaled`, `masked`, `p` and `o`, and `o` as the graph's output.
+fn masked_attention_output(g: &mut Graph, [q, kt, v, mask]: [NodeId; 4], scale: f32) {
+    let scale = g.add_const("scale", Tensor::f32(vec![], vec![scale]));
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("o", o);
+}
+
 /// `softmax(q · k * 0.125 + mask) · v` over a symbolic key count `t`: q `[b, r, d]`, k
 /// `[b, d, t]`, v `[b, t, dv]`, mask `[r, t]` (the decode schedule's shape).
 fn decode_attention_model(b: usize, r: usize, d: usize, dv: usize) -> Model {
@@ -680,13 +692,7 @@ fn decode_attention_model(b: usize, r: usize, d: usize, dv: usize) -> Model {
             shape: vec![Dim::c(r as i64), t.clone()],
         },
     );
-    let scale = g.add_const("scale", Tensor::f32(vec![], vec![0.125]));
-    let s = g.add("s", Op::MatMul, &[q, k]).unwrap();
-    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
-    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
-    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
-    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
-    g.add_output("o", o);
+    masked_attention_output(&mut g, [q, k, v, mask], 0.125);
     Model {
         name: "decode_attention".into(),
         graph: g,
@@ -775,13 +781,7 @@ fn decode_attention_over_transposed_caches_with_gqa_matches_the_interpreter() {
     let vt = g
         .add("values_by_head", Op::Transpose { perm: vec![1, 0, 2] }, &[vc])
         .unwrap();
-    let scale = g.add_const("scale", Tensor::f32(vec![], vec![1.0 / (d as f32).sqrt()]));
-    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
-    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
-    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
-    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
-    let o = g.add("o", Op::MatMul, &[p, vt]).unwrap();
-    g.add_output("o", o);
+    masked_attention_output(&mut g, [q, kt, vt, mask], 1.0 / (d as f32).sqrt());
     let model = Model {
         name: "decode_attention_gqa".into(),
         graph: g,
@@ -1214,13 +1214,7 @@ fn sliced_flash_attention_over_a_symbolic_prompt() {
     let v = g.add_input("v", ty(vec![c(b), t.clone(), c(dv)]));
     let mask = g.add_input("mask", ty(vec![t.clone(), t.clone()]));
     let kt = g.add("kt", Op::Transpose { perm: vec![0, 2, 1] }, &[k]).unwrap();
-    let scale = g.add_const("scale", Tensor::f32(vec![], vec![0.125]));
-    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
-    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
-    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
-    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
-    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
-    g.add_output("o", o);
+    masked_attention_output(&mut g, [q, kt, v, mask], 0.125);
     // The per-row kernel and the register-tiled one (4 slices of 32-key blocks; 2 slices of
     // 16-row tiles).
     let tiled = |rows, bk, splits, slices| AttentionParams {

@@ -131,6 +131,7 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
             k,
             norm: None,
             glu: false,
+            xq8: false,
         })),
         latency: false,
         opt_level: 2,

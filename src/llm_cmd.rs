@@ -10,21 +10,26 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How a language model's KV cache is built (`kiln compile --context --kv-cache`).
+/// How a language model's KV cache and projection inputs are built (`kiln compile --context
+/// --kv-cache --activations`).
 #[derive(Clone, Copy, Debug)]
 pub struct CacheArgs {
     /// Tokens the cache holds (the model's trained context when `None`).
     pub context: Option<usize>,
     /// Element type of the cache (f32 or f16).
     pub kv_cache: kiln::ir::DType,
+    /// The numerics of the projections' inputs ([`llm::Activations`]).
+    pub activations: llm::Activations,
 }
 
 impl Default for CacheArgs {
-    /// The model's trained context and the default cache type ([`llm::DEFAULT_KV_CACHE`]).
+    /// The model's trained context, the default cache type ([`llm::DEFAULT_KV_CACHE`]) and
+    /// activations ([`llm::DEFAULT_ACTIVATIONS`]).
     fn default() -> Self {
         CacheArgs {
             context: None,
             kv_cache: llm::DEFAULT_KV_CACHE,
+            activations: llm::DEFAULT_ACTIVATIONS,
         }
     }
 }
@@ -39,6 +44,7 @@ pub fn load_gguf(model: &Path, cache: CacheArgs) -> Result<(llm_gguf::Gguf, Mode
     let loaded = llm::gguf::config_from_gguf(&gguf, &name, cache.context)
         .and_then(|mut config| {
             config.kv_cache = cache.kv_cache;
+            config.activations = cache.activations;
             llm::build(&config, &mut llm::gguf::GgufWeights::new(&gguf))
         })
         .map_err(|e| anyhow!("{}: {e}", model.display()))?;

@@ -43,6 +43,12 @@ enum Command {
         /// does; stored two per 32-bit word, so any WebGPU adapter runs it); `f32` keeps them exact.
         #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
         kv_cache: String,
+        /// GGUF models: the inputs of the q/k/v, gate/up and output projections with q4_0, q4_1
+        /// or q8_0 weights. `q8` (default) rounds them to 8-bit integers per block of 32, as
+        /// llama.cpp does, so decode multiplies integers by integers (faster on GPUs with an
+        /// integer dot product); `f32` keeps them as computed.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "q8", "f32"])]
+        activations: String,
         /// Output bundle directory (replaced only if compilation succeeds).
         #[arg(short, long)]
         out: PathBuf,
@@ -328,6 +334,7 @@ fn run(cmd: Command) -> Result<()> {
             model,
             context,
             kv_cache,
+            activations,
             out,
             dims,
             opt_level,
@@ -351,6 +358,7 @@ fn run(cmd: Command) -> Result<()> {
             let cache = llm_cmd::CacheArgs {
                 context,
                 kv_cache: kiln::ir::DType::from_name(&kv_cache).expect("clap checks the value"),
+                activations: compiler::llm::Activations::from_name(&activations).expect("clap checks the value"),
             };
             compile_cmd(
                 &model,

@@ -18,7 +18,7 @@
 //! Keys already in the database are skipped, so an interrupted run resumes.
 
 use crate::convert::{rel_l2, to_host};
-use kiln_compiler::lower::{fuse, KernelBody, KernelDraft};
+use kiln_compiler::lower::{KernelBody, KernelDraft};
 use kiln_compiler::programs::ProgramSpec;
 use kiln_compiler::CompileError;
 use kiln_compiler::{compile, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model};
@@ -208,8 +208,7 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
 /// The graph and kernel drafts `kiln compile` forms for `model` with `copts`.
 fn kernels_of(model: &Model, copts: &CompileOptions) -> Result<(Graph, Vec<KernelDraft>), TuneError> {
     let g = kiln_compiler::prepare_graph(model, copts, |_, _| Ok(()))?;
-    let max_inputs = copts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
-    let drafts = fuse::form_kernels(&g, copts.opt_level, max_inputs)?;
+    let drafts = kiln_compiler::form_kernels(&g, copts)?;
     Ok((g, drafts))
 }
 

@@ -624,3 +624,111 @@ fn gate_and_up_projections_become_one_gemv_for_every_block_type() {
         ..GemvParams::new(8, 8, 1)
     })));
 }
+
+/// Activations rounded to 8 bits ([`Op::QuantizeQ8`]) read by quantized matmuls, against the
+/// interpreter (which rounds them the same way). For q4_0, q4_1 and q8_0 weights at a few
+/// rows (1 and 3: the GEMV kind) the quantizer stores integer blocks and the GEMVs take
+/// integer dot products (`dot4I8Packed` in their WGSL); with an RMS norm in front the norm is
+/// the quantizer's prologue (no kernel of its own). A quantizer also read by a q6_K matmul,
+/// and any at 12 rows (the tiled GEMM), stores f32 values instead. Tolerance: the GPU adds
+/// integer products exactly and scales once per block; the rest is f32 reassociation as
+/// above. Every case is also run with the kernel variants off (the plain GEMVs).
+#[test]
+fn eight_bit_activations_take_integer_dot_products_and_match_the_interpreter() {
+    let blocks = [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0];
+    let k = 256;
+    for m in [1usize, 3, 12] {
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[m, k]));
+        let scale = g.add_const("g", Tensor::f32(vec![k], values(k, 7)));
+        let normed = g
+            .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+            .unwrap();
+        let qn = g.add("norm_q8", Op::QuantizeQ8, &[normed]).unwrap();
+        let qx = g.add("x_q8", Op::QuantizeQ8, &[x]).unwrap();
+        let mut seed = 60;
+        let mut qmm = |g: &mut Graph, name: &str, block, n, xin| {
+            seed += 1;
+            let w = packed_tensor(block, n, k, &weight_bytes(block, n, k, seed)).unwrap();
+            let w = g.add_const(&format!("{name}.w"), w);
+            let y = g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap();
+            g.add_output(name, y);
+        };
+        for &block in &blocks {
+            // n = 37: not a multiple of any lanes x lane rows.
+            qmm(&mut g, &format!("normed_{block}"), block, 37, qn);
+            qmm(&mut g, &format!("raw_{block}"), block, 64, qx);
+        }
+        // A third quantizer (of another input) shared with a q6_K weight: stored as f32 for
+        // both readers.
+        let x2 = g.add_input("x2", TensorType::new(DType::F32, &[m, k]));
+        let xm = g.add("mixed_q8", Op::QuantizeQ8, &[x2]).unwrap();
+        qmm(&mut g, "mixed_q4_0", BlockType::Q4_0, 40, xm);
+        qmm(&mut g, "mixed_q6_K", BlockType::Q6K, 40, xm);
+        let model = Model {
+            name: "q8x".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let manifest =
+            compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+        let source = |label: &str| -> String {
+            let d = manifest.programs[0]
+                .dispatches
+                .iter()
+                .find(|d| d.label.split('+').any(|part| part == label))
+                .unwrap_or_else(|| panic!("m={m}: no dispatch computes {label}"));
+            std::fs::read_to_string(dir.path().join("b").join(&manifest.kernels[d.kernel].file)).unwrap()
+        };
+        let packed = m <= 8;
+        for &block in &blocks {
+            for name in [format!("normed_{block}"), format!("raw_{block}")] {
+                let wgsl = source(&name);
+                assert_eq!(
+                    wgsl.contains("dot4I8Packed"),
+                    packed,
+                    "m={m} {name}: integer dot products"
+                );
+            }
+        }
+        assert!(
+            !source("mixed_q4_0").contains("dot4I8Packed"),
+            "m={m}: a q6_K reader keeps x f32"
+        );
+        // The norm is the quantizers' prologue: one kernel computes both.
+        let quantizers: Vec<&str> = manifest.programs[0]
+            .dispatches
+            .iter()
+            .map(|d| d.label.as_str())
+            .filter(|l| l.contains("_q8"))
+            .collect();
+        assert!(quantizers.contains(&"x_q8"), "m={m}: {quantizers:?}");
+        assert!(
+            !quantizers.contains(&"norm_q8"),
+            "m={m}: the norm fused into its quantizer: {quantizers:?}"
+        );
+        assert!(quantizers.contains(&"norm+norm_q8"), "m={m}: {quantizers:?}");
+        let bundle = Bundle::load(dir.path().join("b")).unwrap();
+        for kernel_variants in [true, false] {
+            let opts = SessionOptions {
+                kernel_variants,
+                ..SessionOptions::default()
+            };
+            let mut s = Session::new(&bundle, &opts).unwrap();
+            let inputs = HashMap::from([
+                ("x".to_string(), Tensor::f32(vec![m, k], values(m * k, 3))),
+                ("x2".to_string(), Tensor::f32(vec![m, k], values(m * k, 4))),
+            ]);
+            let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
+            for (name, r) in &reference {
+                assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+                let err = rel_l2(&out[name].to_f32(), &r.to_f32());
+                assert!(
+                    err < 1e-5,
+                    "m={m} {name} (variants {kernel_variants}): relative L2 error {err:e}"
+                );
+            }
+        }
+    }
+}

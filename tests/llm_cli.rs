@@ -29,6 +29,7 @@ pub(crate) fn config() -> LlamaConfig {
         qkv_bias: false,
         context: 64,
         kv_cache: kiln::compiler::llm::DEFAULT_KV_CACHE,
+        activations: kiln::compiler::llm::DEFAULT_ACTIVATIONS,
     }
 }
 

@@ -4,7 +4,7 @@
 //! and Qwen2-style q/k/v biases.
 
 use kiln::abi::{BufferKind, ElemType};
-use kiln::compiler::llm::{self, LlamaConfig, RandomWeights, Reference, RopeStyle};
+use kiln::compiler::llm::{self, Activations, LlamaConfig, RandomWeights, Reference, RopeStyle};
 use kiln::compiler::{write_bundle, CompileOptions};
 use kiln::convert::rel_l2;
 use kiln::ir::sample::SampleParams;
@@ -31,6 +31,7 @@ fn config(style: RopeStyle, tied: bool, qkv_bias: bool) -> LlamaConfig {
         qkv_bias,
         context: 64,
         kv_cache: kiln::compiler::llm::DEFAULT_KV_CACHE,
+        activations: kiln::compiler::llm::DEFAULT_ACTIVATIONS,
     }
 }
 
@@ -105,7 +106,13 @@ fn block_column_weights_generate_the_interpreter_s_tokens() {
         let c = config(RopeStyle::Normal, tied, false);
         let bytes = llm::gguf::random_gguf(&c, "llama", 7, block).unwrap();
         let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
-        let model = llm::gguf::model_from_gguf(&g, "tiny", Some(c.context)).unwrap();
+        // 8-bit activations too: a row-parallel GEMV has no integer-dot form, so the
+        // quantizers store f32 values for it.
+        let c = LlamaConfig {
+            activations: Activations::Q8,
+            ..llm::gguf::config_from_gguf(&g, "tiny", Some(c.context)).unwrap()
+        };
+        let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
         let opts = CompileOptions {
             quant_layout: kiln::compiler::QuantLayout::BlockColumns,
             ..Default::default()
@@ -121,6 +128,62 @@ fn block_column_weights_generate_the_interpreter_s_tokens() {
             "{block} tied {tied}: {row_parallel} row-parallel GEMVs"
         );
         check_compiled(&model, &format!("block columns, {block}, tied {tied}"), &opts);
+    }
+}
+
+/// Projection inputs rounded to 8 bits (`--activations q8`) for q4_0, q4_1 and q8_0 weights
+/// (tied and untied heads): in the decode program every norm before q/k/v, gate/up and the
+/// head quantizes (its own dispatch, one per norm) and the GEMVs after it take integer dot
+/// products; the prompt's quantizers store f32 values for the tiled GEMMs. Against the
+/// interpreter, which rounds the same activations, over prefill and ten decode steps; with
+/// `auto` a model this small keeps f32 activations (no quantizer at all).
+#[test]
+fn eight_bit_activations_generate_the_interpreter_s_tokens() {
+    use kiln::ir::BlockType;
+    for (tied, block) in [
+        (false, BlockType::Q4_1),
+        (true, BlockType::Q8_0),
+        (false, BlockType::Q4_0),
+    ] {
+        let c = config(RopeStyle::Neox, tied, true);
+        let bytes = llm::gguf::random_gguf(&c, "llama", 13, block).unwrap();
+        let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
+        let from_file = llm::gguf::config_from_gguf(&g, "tiny", Some(c.context)).unwrap();
+        assert_eq!(from_file.activations, Activations::Auto);
+        let quantizers = |c: &LlamaConfig| -> (usize, usize) {
+            let model = llm::build(c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+            let compiled = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
+            let m = &compiled.manifest;
+            let decode = m.programs.iter().find(|p| p.name == "decode").unwrap();
+            let q = decode.dispatches.iter().filter(|d| d.label.ends_with(".q8")).count();
+            let int_dots = decode
+                .dispatches
+                .iter()
+                .filter(|d| {
+                    let file = &m.kernels[d.kernel].file;
+                    compiled
+                        .kernel_sources
+                        .iter()
+                        .any(|(f, src)| f == file && src.contains("dot4I8Packed("))
+                })
+                .count();
+            (q, int_dots)
+        };
+        assert_eq!(quantizers(&from_file), (0, 0), "{block}: auto at this size");
+        let c = LlamaConfig {
+            activations: Activations::Q8,
+            ..from_file
+        };
+        // Per layer the q/k/v norm and the FFN norm, then the head's: each the quantizer of
+        // a merged GEMV (q/k/v, gate/up) or of the head.
+        let n = 2 * c.layers + 1;
+        assert_eq!(
+            quantizers(&c),
+            (n, n),
+            "{block}: decode quantizers and integer-dot GEMVs"
+        );
+        let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+        check_model(&model, &format!("8-bit activations, {block}, tied {tied}"), 2);
     }
 }
 

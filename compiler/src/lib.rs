@@ -70,7 +70,13 @@ fn is_packed_state(g: &Graph, id: NodeId) -> bool {
 fn input_slots(g: &Graph, d: &KernelDraft, layout: QuantLayout) -> codegen::Slots {
     codegen::Slots {
         dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
-        packed: d.inputs.iter().map(|&i| is_packed_state(g, i)).collect(),
+        // u32 words: an f16 state's pairs, or an integer-dot GEMV's 8-bit x blocks.
+        packed: d
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(s, &i)| is_packed_state(g, i) || (s == 0 && matches!(d.body, KernelBody::QGemm { xq8: true, .. })))
+            .collect(),
         block_columns: d
             .inputs
             .iter()
@@ -131,6 +137,24 @@ pub fn prepare_graph(
     Ok(g)
 }
 
+/// The `form-kernels` pass ([`lower::fuse::form_kernels`]) for `opts`' target and weight
+/// layout. Block-column-major weights are read by the row-parallel GEMV, which has no
+/// integer-dot form, so there every 8-bit activation is stored as f32 (the same values).
+pub fn form_kernels(g: &Graph, opts: &CompileOptions) -> Result<Vec<KernelDraft>, CompileError> {
+    let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
+    let mut drafts = lower::fuse::form_kernels(g, opts.opt_level, max_inputs)?;
+    if opts.quant_layout == QuantLayout::BlockColumns {
+        for d in &mut drafts {
+            match &mut d.body {
+                KernelBody::QuantizeRows { packed, .. } => *packed = false,
+                KernelBody::QGemm { xq8, .. } => *xq8 = false,
+                _ => {}
+            }
+        }
+    }
+    Ok(drafts)
+}
+
 /// The K a GEMM's schedule is chosen for when K alone is symbolic (M, N and the batch are
 /// constant): a language model's context in a decode step, whose `probs · V` product has a few
 /// query rows and one head's columns, so only splitting K gives the GPU work. A typical
@@ -175,6 +199,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             k,
             norm,
             glu,
+            xq8,
         } => {
             let m = Dim::product(&x[..x.len() - 1]);
             let kind = match (norm.is_some(), glu) {
@@ -183,8 +208,15 @@ pub fn tuning_key(body: &KernelBody) -> String {
                 (false, true) => "qgemm_glu",
                 (true, true) => "qgemm_rmsnorm_glu",
             };
-            format!("{kind}:{block}:m={m},n={n},k={k}")
+            // 8-bit x is another kernel (integer dot products); its records are its own.
+            let x8 = if *xq8 { "_x8" } else { "" };
+            format!("{kind}{x8}:{block}:m={m},n={n},k={k}")
         }
+        KernelBody::QuantizeRows { rows, k, norm, packed } => format!(
+            "quantize{}{}:rows={rows},k={k}",
+            if norm.is_some() { "_rmsnorm" } else { "" },
+            if *packed { "_packed" } else { "" }
+        ),
         KernelBody::StateWrite { shape, .. } => format!("statewrite:{}", dims(shape)),
         KernelBody::Parts(parts) => {
             let keys: Vec<String> = parts.iter().map(|p| tuning_key(&p.body)).collect();
@@ -258,6 +290,10 @@ pub fn workload(body: &KernelBody) -> Workload {
                 len,
             }
         }
+        KernelBody::QuantizeRows { rows, k, .. } => Workload::Norm {
+            rows: estimate(rows),
+            len: *k as u64,
+        },
         KernelBody::LayerNorm { shape, axis, .. } => Workload::Norm {
             rows: estimate(&Dim::product(&shape[..*axis])),
             len: estimate(&Dim::product(&shape[*axis..])),
@@ -568,8 +604,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         Ok(())
     })?;
 
-    let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
-    let drafts = lower::fuse::form_kernels(&g, opts.opt_level, max_inputs)?;
+    let drafts = form_kernels(&g, opts)?;
     times.done("form-kernels");
     log::info!(
         "{}: {} nodes -> {} kernels (opt-level {})",

@@ -9,13 +9,17 @@
 // their loads are in flight together{% if xshare %}; the x values of a part are read once for the
 // lane's {{ lrows }} rows{% endif %}; the partial sums are added {% if sg %}by subgroup shuffles{% else %}in workgroup memory in at most two
 // steps{% endif %}. W is never dequantized into memory.
+{%- if xq8 %}
+// x arrives as 8-bit integer blocks (an activation quantizer's output): each part's weight
+// integers are dotted with x's by dot4I8Packed and scaled once.
+{%- endif %}
 {%- if sg %}
 // Subgroup variant: a lane's {{ ksplit }} threads are consecutive lanes of one subgroup (naga takes
 // the subgroup builtins without an `enable subgroups;`, which it does not parse yet).
 {%- endif %}
 {{ header }}
 
-{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, row_stride=row_stride, block_stride=block_stride, xvec=xvec, norm=norm, row_elems=k, xshare=xshare) }}
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, row_stride=row_stride, block_stride=block_stride, xvec=xvec, norm=norm, row_elems=k, xshare=xshare, xq8=xq8) }}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- for line in epilogue %}

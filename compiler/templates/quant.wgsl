@@ -16,10 +16,14 @@
     (q4_0, q4_1 and q8_0 only: a GEMV lane computing several rows of W) the dot product is
     split into `kiln_qx(xo, p)` (part p's 8 x values, read once) and `kiln_qdotx(bb, p, x)`
     (their dot product with the part of the block at byte `bb`), so each row reuses the x
-    values in registers.
+    values in registers. With `xq8=true` (q4_0, q4_1 and q8_0 only; implies the split) `in0` is an
+    activation stored as 8-bit integer blocks (`Q8_BLOCK_WORDS` = 10 words per 32 values: the
+    scale d, d times the integers' sum, 32 signed bytes), `kiln_qx` returns part p's two words of
+    bytes with the block's d and sum, and `kiln_qdotx` dots them with the weight's integers by
+    `dot4I8Packed`; `kiln_x4` and `kiln_qdot` are left out.
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, row_stride, block_stride, dot=true, xvec=false, norm=false, row_elems=0, xshare=false) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, row_stride, block_stride, dot=true, xvec=false, norm=false, row_elems=0, xshare=false, xq8=false) -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
@@ -42,7 +46,7 @@ fn kiln_wf16(b: u32) -> f32 {
     return unpack2x16float(in1[b >> 2u] >> ((b & 2u) * 8u)).x;
 }
 
-{%- if dot %}
+{%- if dot and not xq8 %}
 
 {%- if norm %}
 
@@ -105,7 +109,7 @@ fn kiln_q4k_sm(s: u32, j: u32) -> vec2<f32> {
 }
 {%- endif %}
 
-{%- if dot %}
+{%- if dot and not xq8 %}
 
 // Part `p` (of {{ parts }}) of the dot product of the block at byte `bb` with in0[xo ..]: the
 // GEMV's unit of work, so that short rows still spread over many threads and consecutive
@@ -168,7 +172,39 @@ fn kiln_qdot(bb: u32, xo: u32, p: u32) -> f32 {
     return kiln_wf16(bb + 208u) * s;
 {%- endif %}
 }
-{%- if xshare %}
+{%- endif %}
+{%- if dot and xq8 %}
+
+// Part `p`'s two words of x's bytes (x, y; q4: values 4p.. and 16 + 4p.., q8_0: 8p..) and its
+// block's scale and scaled integer sum (z, w as f32 bits), from the block of value `xo`.
+fn kiln_qx(xo: u32, p: u32) -> vec4<u32> {
+    let b = (xo / 32u) * 10u;
+{%- if block == "q8_0" %}
+    return vec4<u32>(in0[b + 2u + 2u * p], in0[b + 3u + 2u * p], in0[b], in0[b + 1u]);
+{%- else %}
+    return vec4<u32>(in0[b + 2u + p], in0[b + 6u + p], in0[b], in0[b + 1u]);
+{%- endif %}
+}
+
+// Part `p` of the block at byte `bb` dotted with x's integers (`kiln_qx`); a block's constant
+// term (q4_0's -8, q4_1's minimum, times x's integer sum) is added by part 0.
+fn kiln_qdotx(bb: u32, p: u32, x: vec4<u32>) -> f32 {
+    let dx = bitcast<f32>(x.z);
+{%- if block == "q4_0" %}
+    let q = kiln_wword(bb + 2u + 4u * p);
+    let i = dot4I8Packed(q & 0x0f0f0f0fu, x.x) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x.y);
+    return kiln_wf16(bb) * (dx * f32(i) - select(0.0, 8.0 * bitcast<f32>(x.w), p == 0u));
+{%- elif block == "q4_1" %}
+    let dm = unpack2x16float(kiln_wword(bb));
+    let q = kiln_wword(bb + 4u + 4u * p);
+    let i = dot4I8Packed(q & 0x0f0f0f0fu, x.x) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x.y);
+    return dm.x * dx * f32(i) + select(0.0, dm.y * bitcast<f32>(x.w), p == 0u);
+{%- elif block == "q8_0" %}
+    let i = dot4I8Packed(kiln_wword(bb + 2u + 8u * p), x.x) + dot4I8Packed(kiln_wword(bb + 6u + 8u * p), x.y);
+    return kiln_wf16(bb) * dx * f32(i);
+{%- endif %}
+}
+{%- elif dot and xshare %}
 
 // The 8 x values part `p` of a block dots with (in0[xo ..] for the block's first value), as
 // two vec4s: read once per part and shared by the rows a lane computes.
@@ -195,7 +231,6 @@ fn kiln_qdotx(bb: u32, p: u32, x: mat2x4<f32>) -> f32 {
     return kiln_wf16(bb) * s;
 {%- endif %}
 }
-{%- endif %}
 {%- endif %}
 
 fn kiln_qget(row: u32, e: u32) -> f32 {

@@ -1104,6 +1104,7 @@ fn decode_attention_reads_the_new_row_through_and_appends_are_deferred() {
         qkv_bias: false,
         context: 64,
         kv_cache: DType::F16,
+        activations: kiln_compiler::llm::DEFAULT_ACTIVATIONS,
     };
     let model = llm::build(&c, &mut RandomWeights::new(&c, 1)).unwrap();
     let b = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
@@ -1124,4 +1125,39 @@ fn decode_attention_reads_the_new_row_through_and_appends_are_deferred() {
     );
     assert!(through[0].contains("fn kiln_x1_new") && through[0].contains("fn kiln_x2_new"));
     insta::assert_snapshot!(format!("{}\n{}", through[0], host[0]));
+}
+
+/// Activations rounded to 8 bits in front of quantized GEMVs: the RMS norm fused into the
+/// quantizer, which stores integer blocks, and the integer-dot GEMVs (q4_0, q4_1, q8_0) that
+/// read them.
+#[test]
+fn eight_bit_activations_and_integer_dot_gemvs() {
+    use kiln_ir::quant::{packed_tensor, quantize};
+    use kiln_ir::BlockType;
+    let (k, n) = (64, 8);
+    let src = wgsl_outputs(2, |g| {
+        let x = input(g, "x", vec![Dim::from(1usize), Dim::from(k)]);
+        let scale = g.add_const("g", ramp(vec![k]));
+        let normed = g
+            .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+            .unwrap();
+        let q = g.add("norm_q8", Op::QuantizeQ8, &[normed]).unwrap();
+        [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0]
+            .into_iter()
+            .map(|block| {
+                let values: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect();
+                let w = packed_tensor(block, n, k, &quantize(block, &values).unwrap()).unwrap();
+                let w = g.add_const(&format!("w_{block}"), w);
+                g.add(&format!("qmm_{block}"), Op::QMatMul { block, n, k }, &[q, w])
+                    .unwrap()
+            })
+            .collect()
+    });
+    assert_kernels(&src, "// Kiln activation quantizer", 1);
+    assert_eq!(
+        src.matches("dot4I8Packed(").count(),
+        3 * 2,
+        "two integer dots per part, three GEMVs"
+    );
+    insta::assert_snapshot!(src);
 }

@@ -416,6 +416,17 @@ pub fn infer(op: &Op, ins: &[&TensorType], _consts: &[Option<&Tensor>]) -> Resul
             }
             same(t)
         }
+        Op::QuantizeQ8 => {
+            let x = ins[0];
+            expect_dtype(x, DType::F32, "activation")?;
+            match x.shape.last().and_then(|d| d.as_const()) {
+                Some(k) if k > 0 && k % 32 == 0 => same(x),
+                _ => Err(InferError::Shape(format!(
+                    "QuantizeQ8 rounds blocks of 32 values of the last axis, which must be a constant multiple of 32; got {}",
+                    x.describe()
+                ))),
+            }
+        }
         Op::QMatMul { block, n, k } => {
             let (x, w) = (ins[0], ins[1]);
             expect_dtype(x, DType::F32, "activation")?;

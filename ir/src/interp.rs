@@ -329,6 +329,7 @@ fn eval_node(
             qgather(ins[0], &words, *block, *n, *k)?
         }
         Op::RmsNorm { axis, epsilon } => layer_norm(ins, *axis, *epsilon as f64, dtype)?,
+        Op::QuantizeQ8 => quantize_q8(ins[0]),
         Op::TopK { k, axis, largest } => top_k(ins[0], *k, *axis, *largest),
         Op::Sample => sample(ins[0], ins[1], ins[2]),
         Op::ScatterNd { reduction } => scatter_nd(ins, *reduction, dtype)?,
@@ -1007,6 +1008,15 @@ fn softmax(x: &Val, axis: usize, log: bool, dtype: DType) -> Val {
 
 /// Layer norm (inputs x, scale, bias) or, with two inputs, RMS norm (x, scale: no mean
 /// subtracted, no bias).
+/// [`Op::QuantizeQ8`]: [`crate::quant::round_q8`] over the last axis.
+fn quantize_q8(x: &Val) -> Val {
+    let x32: Vec<f32> = x.v.iter().map(|&e| e as f32).collect();
+    Val {
+        shape: x.shape.clone(),
+        v: crate::quant::round_q8(&x32).into_iter().map(f64::from).collect(),
+    }
+}
+
 fn layer_norm(ins: &[&Val], axis: usize, eps: f64, dtype: DType) -> Result<Val, String> {
     let x = ins[0];
     let rms = ins.len() == 2;

@@ -308,6 +308,13 @@ pub enum Op {
         /// Row length (a multiple of the block's element count).
         k: usize,
     },
+    /// The activation of an integer-dot product: `x` (f32, last axis a multiple of 32) rounded
+    /// to 8-bit integers per block of 32 consecutive values of the last axis, each block with
+    /// the scale `d = max|x| / 127`: `y = round(x * (1 / d)) * d` (ties to even; a block of
+    /// zeros stays zero). The output is f32, the values a product with 8-bit activations sees
+    /// (llama.cpp's q8_1 activations); a kernel may store it as the bytes and scales instead
+    /// (see docs/llm.md "Activations as 8-bit integers").
+    QuantizeQ8,
     /// RMS normalization over axes `axis..rank`: `x / sqrt(mean(x²) + epsilon) * scale`;
     /// inputs: x, scale (broadcastable to the normalized shape).
     RmsNorm {
@@ -360,6 +367,7 @@ impl Op {
             Op::QMatMul { .. } => "QMatMul".into(),
             Op::QGather { .. } => "QGather".into(),
             Op::RmsNorm { .. } => "RmsNorm".into(),
+            Op::QuantizeQ8 => "QuantizeQ8".into(),
             Op::StateAppend { .. } => "StateAppend".into(),
         }
     }
@@ -370,7 +378,7 @@ impl Op {
             Op::Input { .. } | Op::Constant(_) => 0,
             Op::Unary(_) | Op::Cast(_) | Op::Reduce { .. } | Op::ArgReduce { .. } => 1,
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. } => 1,
-            Op::Softmax { .. } | Op::TopK { .. } | Op::StateAppend { .. } => 1,
+            Op::Softmax { .. } | Op::TopK { .. } | Op::StateAppend { .. } | Op::QuantizeQ8 => 1,
             Op::ScatterNd { .. } | Op::Sample => 3,
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QMatMul { .. } | Op::QGather { .. } => 2,
             Op::Where | Op::LayerNorm { .. } => 3,

@@ -351,6 +351,21 @@ pub fn words_to_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+/// [`crate::Op::QuantizeQ8`] on consecutive blocks of 32 values, in f32 as the kernels compute
+/// it: per block the scale `d = max|x| / 127`, its reciprocal, `round_ties_even(x * (1 / d))`
+/// (an integer in -127..=127) and that integer times `d`. A block of zeros stays zero.
+/// `values.len()` must be a multiple of 32 (a shorter last block is rounded on its own).
+pub fn round_q8(values: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(values.len());
+    for block in values.chunks(32) {
+        let amax = block.iter().fold(0f32, |m, &e| m.max(e.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(block.iter().map(|&e| (e * id).round_ties_even() * d));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +518,32 @@ mod tests {
             words_to_bytes(&bytes_to_words(&[1, 2, 3, 4, 5])),
             vec![1, 2, 3, 4, 5, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn round_q8_keeps_each_block_on_its_own_integer_grid() {
+        // Block 0: max 127 -> scale 1, integers stay, halves round to even. Block 1: zeros.
+        // Block 2: max 2.54 -> scale 0.02; every value becomes a multiple of it within half a
+        // step, and the block's maximum maps to +-127 exactly.
+        let mut x: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect();
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -3.5;
+        x.extend([0.0; 32]);
+        x.extend((0..32).map(|i| (i as f32 * 0.37).sin() * 2.0));
+        x[64] = -2.54;
+        let y = round_q8(&x);
+        assert_eq!(y[0], 127.0);
+        assert_eq!(y[1], 2.0);
+        assert_eq!(y[2], -4.0);
+        assert_eq!(&y[3..32], &x[3..32]);
+        assert!(y[32..64].iter().all(|&v| v == 0.0));
+        let d = 2.54f32 / 127.0;
+        assert_eq!(y[64], -127.0 * d);
+        for (a, b) in x[64..].iter().zip(&y[64..]) {
+            assert!((a - b).abs() <= d * 0.5 + 1e-6, "{a} -> {b}");
+            let q = b / d;
+            assert!((q - q.round()).abs() < 1e-3, "{b} is not on the grid of {d}");
+        }
     }
 }

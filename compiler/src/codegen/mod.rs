@@ -117,6 +117,7 @@ fn templates() -> &'static tera::Tera {
             .expect("built-in quant macros parse");
         for (name, src) in [
             ("qgemv", include_str!("../../templates/qgemv.wgsl")),
+            ("quantize_rows", include_str!("../../templates/quantize_rows.wgsl")),
             ("qgemv_rows", include_str!("../../templates/qgemv_rows.wgsl")),
             ("qgemm", include_str!("../../templates/qgemm.wgsl")),
             ("qgemm_vec4", include_str!("../../templates/qgemm_vec4.wgsl")),
@@ -832,6 +833,8 @@ pub fn render(
     // Output bindings' element types: an f16 state's words are u32.
     let out_dtypes: Vec<DType> = match &draft.body {
         KernelBody::Parts(parts) => parts.iter().map(part_dtype).collect(),
+        // Blocks of bytes and scales (lower::Q8_BLOCK_WORDS).
+        KernelBody::QuantizeRows { packed: true, .. } => vec![DType::U32],
         _ => vec![out_dtype],
     };
     let packed_outputs: Vec<bool> = match &draft.body {
@@ -1045,6 +1048,36 @@ pub fn render(
             ctx.insert("x0e", &x0e);
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("softmax", [p.workgroup_size, 1, 1], grid, true)
+        }
+        (KernelBody::QuantizeRows { rows, k, norm, packed }, Schedule::RowReduce(p)) => {
+            // 8 values per thread, a block's 4 threads adjacent (so the workgroup size is a
+            // multiple of 4; the row-reduce schedules are powers of two from 32).
+            let wg = p.workgroup_size;
+            if k % 32 != 0 || wg % 4 != 0 {
+                return Err(CompileError::Internal(format!(
+                    "{}: quantizing needs rows of whole 32-value blocks and a workgroup of 4n threads",
+                    draft.label
+                )));
+            }
+            ctx.insert("wg", &wg);
+            ctx.insert("rows", &params.dim(rows, "rows"));
+            ctx.insert("k", k);
+            ctx.insert("k4", &(k / 4));
+            ctx.insert("k8", &(k / 8));
+            ctx.insert("nb", &(k / 32));
+            ctx.insert("words", &crate::lower::Q8_BLOCK_WORDS);
+            ctx.insert("chunks", &(k / 8).div_ceil(wg as usize));
+            ctx.insert("norm", &norm.is_some());
+            ctx.insert("eps", &literal(f64::from(norm.unwrap_or(0.0)), DType::F32));
+            ctx.insert("packed", packed);
+            ctx.insert("halves", &halves(wg));
+            vec4_inputs.push(0);
+            if norm.is_some() {
+                vec4_inputs.push(1);
+            }
+            vec4_output = !*packed;
+            let grid = [dim_expr(rows), SizeExpr::c(1), SizeExpr::c(1)];
+            ("quantize_rows", [wg, 1, 1], grid, true)
         }
         (
             KernelBody::LayerNorm {
@@ -1785,6 +1818,7 @@ pub fn render(
                 k,
                 norm,
                 glu,
+                xq8,
             },
             Schedule::Gemv(p),
         ) => {
@@ -1819,8 +1853,20 @@ pub fn render(
                     ),
                 });
             }
+            let int8_block = matches!(
+                block,
+                kiln_ir::BlockType::Q4_0 | kiln_ir::BlockType::Q4_1 | kiln_ir::BlockType::Q8_0
+            );
+            if *xq8 && (!int8_block || norm.is_some() || row_parallel || epilogue_reads(draft, &[0])) {
+                return Err(CompileError::Internal(format!(
+                    "{}: an integer-dot GEMV needs a q4_0, q4_1 or q8_0 weight in GGUF's row layout, \
+                     no norm prologue and no epilogue reading x",
+                    draft.label
+                )));
+            }
             quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             ctx.insert("m", &params.dim(&m, "m"));
+            ctx.insert("xq8", xq8);
             ctx.insert("lanes", &p.lanes);
             ctx.insert("ksplit", &p.ksplit);
             ctx.insert("rows", &p.rows);
@@ -1861,17 +1907,14 @@ pub fn render(
             // A lane's rows share the x values of a part where the block type splits its dot
             // product into x reads and weight decoding (quant.wgsl `kiln_qx`, `kiln_qdotx`);
             // other types re-read x per row (from cache).
-            let xshare = p.lane_rows > 1
-                && matches!(
-                    block,
-                    kiln_ir::BlockType::Q4_0 | kiln_ir::BlockType::Q4_1 | kiln_ir::BlockType::Q8_0
-                );
+            // An integer-dot GEMV always reads x this way.
+            let xshare = (p.lane_rows > 1 && int8_block) || *xq8;
             ctx.insert("xshare", &xshare);
             // x as vec4s: blocks of 32 or more values read it only 4 at a time, at multiples
             // of 4 (quant.wgsl), unless the epilogue reads it element by element.
             // (With the norm, slot 2 is its scale, read like x.)
             let slots: &[usize] = if norm.is_some() { &[0, 2] } else { &[0] };
-            let xvec = block.block_elems() >= 32 && k % 4 == 0 && !epilogue_reads(draft, slots);
+            let xvec = !*xq8 && block.block_elems() >= 32 && k % 4 == 0 && !epilogue_reads(draft, slots);
             if xvec {
                 vec4_inputs.push(0);
                 if norm.is_some() {
@@ -1904,17 +1947,18 @@ pub fn render(
                 k,
                 norm,
                 glu,
+                xq8,
             },
             Schedule::CoopGemm(p),
         ) => {
             // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
             // as vec4<f16>, so K must be a multiple of 4.
-            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu {
+            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu || *xq8 {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
                     msg: format!(
-                        "{schedule} needs K a multiple of 4, vec4 staging, no fused RMS norm prologue and no gated pair"
+                        "{schedule} needs K a multiple of 4, vec4 staging, no fused RMS norm prologue, no gated pair and f32 x"
                     ),
                 });
             }
@@ -1958,16 +2002,17 @@ pub fn render(
                 k,
                 norm,
                 glu,
+                xq8,
             },
             Schedule::Gemm(p),
         ) => {
             let m = Dim::product(&x[..x.len() - 1]);
-            if norm.is_some() || *glu {
+            if norm.is_some() || *glu || *xq8 {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
                     msg: format!(
-                        "schedule {schedule}: the RMS norm prologue and gated pairs are fused into GEMV schedules only"
+                        "schedule {schedule}: the RMS norm prologue, gated pairs and 8-bit x are GEMV schedules only"
                     ),
                 });
             }

@@ -89,6 +89,7 @@ pub fn config_from_gguf(g: &Gguf, name: &str, context: Option<usize>) -> Result<
         qkv_bias,
         context,
         kv_cache: super::DEFAULT_KV_CACHE,
+        activations: super::DEFAULT_ACTIVATIONS,
     };
     c.validate()?;
     Ok(c)
@@ -124,6 +125,11 @@ impl LlamaWeights for GgufWeights<'_> {
             return Ok(None);
         }
         self.f32_tensor(name).map(Some)
+    }
+
+    fn packed_block(&self, name: &str) -> Option<kiln_ir::BlockType> {
+        let block = self.gguf.tensor_info(name).ok()?.block_type().ok()?;
+        block.is_quantized().then_some(block)
     }
 
     fn linear(

@@ -5,7 +5,9 @@ use super::{
     SAMPLING, TOKENS,
 };
 use crate::Model;
-use kiln_ir::{BinaryOp, DType, Dim, Expr, Graph, NodeId, Op, ReduceOp, SliceAxis, Tensor, TensorType, UnaryOp};
+use kiln_ir::{
+    BinaryOp, BlockType, DType, Dim, Expr, Graph, NodeId, Op, ReduceOp, SliceAxis, Tensor, TensorType, UnaryOp,
+};
 
 /// Value of masked attention scores (finite: WGSL has no infinity literals; `exp` of it
 /// minus the row max is exactly 0 in f32).
@@ -73,6 +75,7 @@ pub fn build(config: &LlamaConfig, w: &mut dyn LlamaWeights) -> Result<Model, Ll
     } else {
         "output.weight"
     };
+    let [h] = b.projection_inputs(w, h, [(head, c.vocab)])?;
     let logits = w.linear(&mut b.g, head, h, c.dim, c.vocab)?;
     let sampling = b.g.add_input(
         SAMPLING,
@@ -171,6 +174,40 @@ impl Builder<'_> {
             Op::Binary(BinaryOp::Mul),
             &[normed, weight],
         )?)
+    }
+
+    /// The inputs of the projections `weights` (name, output features; `dim` inputs each) of
+    /// `x`, which follows an RMS norm: for a weight packed as q4_0, q4_1 or q8_0 (the block
+    /// types with integer-dot GEMVs), `x` rounded to 8-bit integers per block of 32
+    /// ([`Op::QuantizeQ8`], one quantizer shared by them) when [`LlamaConfig::activations`]
+    /// asks for it ([`super::Activations::quantizes`]); otherwise `x` itself.
+    fn projection_inputs<const P: usize>(
+        &mut self,
+        w: &dyn LlamaWeights,
+        x: NodeId,
+        weights: [(&str, usize); P],
+    ) -> Result<[NodeId; P], LlmError> {
+        let int8 = |name: &str| {
+            w.packed_block(name)
+                .filter(|b| matches!(b, BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q8_0))
+        };
+        let bytes: u64 = weights
+            .iter()
+            .filter_map(|&(name, out)| int8(name)?.bytes_for((out * self.c.dim) as u64))
+            .sum();
+        let on = self.c.activations.quantizes(bytes);
+        let mut q = None;
+        let mut inputs = [x; P];
+        for (input, &(name, _)) in inputs.iter_mut().zip(&weights) {
+            if on && int8(name).is_some() {
+                if q.is_none() {
+                    let qname = format!("{}.q8", self.g.node(x).name);
+                    q = Some(self.g.add(&qname, Op::QuantizeQ8, &[x])?);
+                }
+                *input = q.expect("made above");
+            }
+        }
+        Ok(inputs)
     }
 
     /// A linear layer plus its bias when `bias` (Qwen2's q/k/v).
@@ -306,9 +343,11 @@ impl Builder<'_> {
         let dn = |v: usize| Dim::c(v as i64);
 
         let h = self.rms_norm(w, &p("attn_norm"), x)?;
-        let q = self.linear(w, &p("attn_q"), h, c.dim, hh * hd, c.qkv_bias)?;
-        let k = self.linear(w, &p("attn_k"), h, c.dim, kvh * hd, c.qkv_bias)?;
-        let v = self.linear(w, &p("attn_v"), h, c.dim, kvh * hd, c.qkv_bias)?;
+        let (wq, wk, wv) = (p("attn_q.weight"), p("attn_k.weight"), p("attn_v.weight"));
+        let [hq, hk, hv] = self.projection_inputs(w, h, [(&wq, hh * hd), (&wk, kvh * hd), (&wv, kvh * hd)])?;
+        let q = self.linear(w, &p("attn_q"), hq, c.dim, hh * hd, c.qkv_bias)?;
+        let k = self.linear(w, &p("attn_k"), hk, c.dim, kvh * hd, c.qkv_bias)?;
+        let v = self.linear(w, &p("attn_v"), hv, c.dim, kvh * hd, c.qkv_bias)?;
         let q = self.reshape(&p("q_heads"), q, vec![n.clone(), dn(hh), dn(hd)])?;
         let k = self.reshape(&p("k_heads"), k, vec![n.clone(), dn(kvh), dn(hd)])?;
         let v = self.reshape(&p("v_heads"), v, vec![n.clone(), dn(kvh), dn(hd)])?;
@@ -382,8 +421,10 @@ impl Builder<'_> {
         let x = self.g.add(&p("attn_residual"), Op::Binary(BinaryOp::Add), &[x, o])?;
 
         let h = self.rms_norm(w, &p("ffn_norm"), x)?;
-        let gate = self.linear(w, &p("ffn_gate"), h, c.dim, c.ffn, false)?;
-        let up = self.linear(w, &p("ffn_up"), h, c.dim, c.ffn, false)?;
+        let (wg, wu) = (p("ffn_gate.weight"), p("ffn_up.weight"));
+        let [hg, hu] = self.projection_inputs(w, h, [(&wg, c.ffn), (&wu, c.ffn)])?;
+        let gate = self.linear(w, &p("ffn_gate"), hg, c.dim, c.ffn, false)?;
+        let up = self.linear(w, &p("ffn_up"), hu, c.dim, c.ffn, false)?;
         let sig = self.g.add(&p("ffn_sigmoid"), Op::Unary(UnaryOp::Sigmoid), &[gate])?;
         let silu = self.g.add(&p("ffn_silu"), Op::Binary(BinaryOp::Mul), &[gate, sig])?;
         let act = self.g.add(&p("ffn_swiglu"), Op::Binary(BinaryOp::Mul), &[silu, up])?;

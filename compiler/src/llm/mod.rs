@@ -90,10 +90,62 @@ pub struct LlamaConfig {
     /// the attention's cache reads; keys and values are rounded to f16 as they are appended,
     /// and the GPU stores two per 32-bit word, so no `shader-f16` is needed).
     pub kv_cache: DType,
+    /// How the inputs of the projections that follow an RMS norm (q/k/v, gate/up, the output
+    /// head) reach a q4_0, q4_1 or q8_0 weight.
+    pub activations: Activations,
 }
 
 /// The KV cache's element type when the caller does not choose one (`kiln compile --kv-cache`).
 pub const DEFAULT_KV_CACHE: DType = DType::F16;
+
+/// The numerics of the inputs of the projections that follow an RMS norm (q/k/v, gate/up and
+/// the output head), where their weight is q4_0, q4_1 or q8_0 (`kiln compile --activations`).
+/// Other inputs and block types always stay f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// f32 values as computed.
+    F32,
+    /// Rounded to 8-bit integers per block of 32 values ([`kiln_ir::Op::QuantizeQ8`]), as
+    /// llama.cpp's integer-dot kernels do: a decode step's GEMVs then dot integers with
+    /// integers (`dot4I8Packed`), the faster inner loop, but each norm that quantizes is a
+    /// dispatch of its own (docs/llm.md "Activations as 8-bit integers").
+    Q8,
+    /// [`Activations::Q8`] for the projections of one input that read at least
+    /// [`AUTO_Q8_MIN_BYTES`] of such weights per token, where the integer dot products save
+    /// more than the quantizer's dispatch costs; f32 for the others.
+    Auto,
+}
+
+/// The activations' numerics when the caller does not choose (`kiln compile --activations`).
+pub const DEFAULT_ACTIVATIONS: Activations = Activations::Auto;
+
+/// Weight bytes per token from which [`Activations::Auto`] quantizes a projection input.
+/// Measured on the H200 (docs/performance.md, fourteenth session): the integer-dot GEMVs
+/// save about 0.4 us per MiB of q4_1 weights read, and the quantizing norm costs about 3.3 us
+/// of a decode step.
+pub const AUTO_Q8_MIN_BYTES: u64 = 8 << 20;
+
+impl Activations {
+    /// Parses `f32`, `q8` or `auto`.
+    pub fn from_name(s: &str) -> Option<Activations> {
+        match s {
+            "f32" => Some(Activations::F32),
+            "q8" => Some(Activations::Q8),
+            "auto" => Some(Activations::Auto),
+            _ => None,
+        }
+    }
+
+    /// Whether projections of one input that read `weight_bytes` of q4_0, q4_1 or q8_0
+    /// weights per token take it as 8-bit integers.
+    pub fn quantizes(self, weight_bytes: u64) -> bool {
+        match self {
+            Activations::F32 => false,
+            Activations::Q8 => weight_bytes > 0,
+            Activations::Auto => weight_bytes > 0 && weight_bytes >= AUTO_Q8_MIN_BYTES,
+        }
+    }
+}
 
 impl LlamaConfig {
     /// Checks that the sizes fit together; the error names the field.

@@ -22,6 +22,7 @@ pub(crate) fn tiny(style: RopeStyle, tied: bool, qkv_bias: bool) -> LlamaConfig 
         qkv_bias,
         context: 32,
         kv_cache: super::DEFAULT_KV_CACHE,
+        activations: super::DEFAULT_ACTIVATIONS,
     }
 }
 

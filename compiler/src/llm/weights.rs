@@ -28,6 +28,12 @@ pub trait LlamaWeights {
         out_features: usize,
     ) -> Result<NodeId, LlmError>;
 
+    /// The block type the linear weight `name` stays packed in (its [`Op::QMatMul`]'s), or
+    /// `None` when the source multiplies by an f32 weight or has no such tensor.
+    fn packed_block(&self, _name: &str) -> Option<kiln_ir::BlockType> {
+        None
+    }
+
     /// Adds to `g` the lookup of `tokens` (i32 `[n]`) in the embedding table `name`
     /// (`[vocab, dim]`), returning the f32 `[n, dim]` node. By default the table is an f32
     /// constant read by a `Gather`; a source with a packed table gathers from it directly

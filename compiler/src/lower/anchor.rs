@@ -223,6 +223,7 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
                 Op::RmsNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any])?,
                 Op::StateAppend { .. } => f.anchor_root(id, &[Mode::Any])?,
                 Op::QMatMul { .. } => f.qmatmul_core(id)?,
+                Op::QuantizeQ8 => f.quantize_core(id)?,
                 _ => lower_node(g, id)?,
             };
             if f.split_epilogues.is_empty() {
@@ -697,6 +698,41 @@ impl Former<'_> {
         d.inputs = vec![ins[0], d.inputs[1], ins[1]];
         d.label = format!("{}+{}", g.node(r).name, d.label);
         log::debug!("fusion: {}: RMS norm as the GEMV's prologue", d.label);
+        Ok(d)
+    }
+
+    /// An activation quantizer ([`Op::QuantizeQ8`]) with the RMS norm that produces its input
+    /// fused as prologue when that norm is needed nowhere else: a norm over the last axis
+    /// with a scale of exactly `[k]`, not an output. Each workgroup then takes its row's mean
+    /// square, normalizes and rounds (a projection's input norm, in a prompt or a decode step),
+    /// and the norm's own kernel goes away.
+    fn quantize_core(&self, q: NodeId) -> Result<KernelDraft, CompileError> {
+        let g = self.g;
+        let mut d = lower_node(g, q)?;
+        let r = g.inputs_of(q)[0];
+        let Op::RmsNorm { axis, epsilon } = g.node(r).op else {
+            return Ok(d);
+        };
+        let ins = g.inputs_of(r);
+        let rt = &g.node(r).ty;
+        let k = rt.shape.last().cloned();
+        if self.outputs.contains(&r)
+            || ins.len() != 2
+            || rt.dtype != DType::F32
+            || axis + 1 != rt.rank()
+            || g.node(ins[1]).ty.shape != k.into_iter().collect::<Vec<_>>()
+            || g.node(ins[0]).ty.dtype != DType::F32
+            || !g.users_of(r).into_iter().all(|u| u == q)
+        {
+            return Ok(d);
+        }
+        let KernelBody::QuantizeRows { norm, .. } = &mut d.body else {
+            unreachable!("a QuantizeQ8 lowers to a QuantizeRows kernel")
+        };
+        *norm = Some(epsilon);
+        d.inputs = vec![ins[0], ins[1]];
+        d.label = format!("{}+{}", g.node(r).name, d.label);
+        log::debug!("fusion: {}: RMS norm as the quantizer's prologue", d.label);
         Ok(d)
     }
 

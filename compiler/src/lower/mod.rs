@@ -169,6 +169,23 @@ pub enum KernelBody {
         /// projection's, and the kernel writes `silu(x · gateᵀ) * (x · upᵀ)`, `[.., n / 2]`
         /// (see `anchor::Former::gated_pair_root`).
         glu: bool,
+        /// Input 0 is an [`Op::QuantizeQ8`] stored as [`Q8_BLOCK_WORDS`]-word blocks
+        /// ([`q8_packed`]): the GEMV dots W's integers with x's (`dot4I8Packed`).
+        xq8: bool,
+    },
+    /// [`Op::QuantizeQ8`] of input 0's rows (one workgroup per row), optionally after an RMS
+    /// norm of the row: f32 values on each block's integer grid, or with `packed` the blocks
+    /// themselves for integer-dot GEMVs ([`Q8_BLOCK_WORDS`]).
+    QuantizeRows {
+        /// Rows (the product of the leading dims).
+        rows: Dim,
+        /// Row length (a multiple of 32).
+        k: usize,
+        /// An RMS norm of the rows fused as prologue, with this epsilon and the scale `[k]` as
+        /// input 1 (see `anchor::Former::quantize_core`).
+        norm: Option<f32>,
+        /// Stored as blocks ([`q8_packed`]), not as f32.
+        packed: bool,
     },
     /// Rows of a packed table ([`Op::QGather`]): input 0 the i32 indices (`rows` of them),
     /// input 1 the u32 words of the `[n, k]` table in `block` format; the output is f32
@@ -296,6 +313,47 @@ pub fn is_elementwise(op: &Op) -> bool {
 /// True for nodes that need no kernel: inputs, constants and reshapes (views).
 pub fn is_free(op: &Op) -> bool {
     matches!(op, Op::Input { .. } | Op::Constant(_) | Op::Reshape { .. })
+}
+
+/// Words per block of 32 values of an activation stored packed ([`q8_packed`]): the scale `d`
+/// and `d` times the sum of the block's integers (f32 bits), then the 32 integers as signed
+/// bytes, four per word in element order (word `2 + i` holds values `4i .. 4i + 4`, the first
+/// in the low byte).
+pub const Q8_BLOCK_WORDS: usize = 10;
+
+/// Most rows of x a packed activation may have: the GEMV kind's (`kiln_schedules` picks a
+/// GEMV for at most 8 rows; more rows take the tiled GEMM, which reads f32).
+pub const Q8_PACKED_MAX_ROWS: i64 = 8;
+
+/// Whether the [`Op::QuantizeQ8`] node `q` is stored as blocks of integers and scales
+/// ([`Q8_BLOCK_WORDS`]) rather than f32: when it is not a graph output and every user is a
+/// GEMV-sized [`Op::QMatMul`] (at most [`Q8_PACKED_MAX_ROWS`] constant rows) of a q4_0, q4_1 or
+/// q8_0 weight reading it as the activation. Those GEMVs then take integer dot products
+/// (`KernelBody::QGemm::xq8`). The values are the same either way; only the storage differs.
+pub fn q8_packed(g: &Graph, q: NodeId) -> bool {
+    use kiln_ir::BlockType;
+    let node = g.node(q);
+    if !matches!(node.op, Op::QuantizeQ8) || g.outputs().iter().any(|o| o.1 == q) {
+        return false;
+    }
+    let shape = &node.ty.shape;
+    let rows = Dim::product(&shape[..shape.len().saturating_sub(1)]).as_const();
+    if !matches!(rows, Some(r) if (1..=Q8_PACKED_MAX_ROWS).contains(&r)) {
+        return false;
+    }
+    let users = g.users_of(q);
+    !users.is_empty()
+        && users.iter().all(|&u| {
+            let ins = g.inputs_of(u);
+            matches!(
+                g.node(u).op,
+                Op::QMatMul {
+                    block: BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q8_0,
+                    ..
+                }
+            ) && ins[0] == q
+                && ins[1] != q
+        })
 }
 
 /// Lowers one non-free node to a kernel draft on its own (no fusion).
@@ -512,7 +570,18 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             k: *k,
             norm: None,
             glu: false,
+            xq8: q8_packed(g, ins[0]),
         },
+        Op::QuantizeQ8 => {
+            let x = shape(0);
+            let k = x.last().and_then(Dim::as_const).expect("inference checked K") as usize;
+            KernelBody::QuantizeRows {
+                rows: Dim::product(&x[..x.len() - 1]),
+                k,
+                norm: None,
+                packed: q8_packed(g, id),
+            }
+        }
         Op::StateAppend {
             state_shape, offset, ..
         } => KernelBody::StateWrite {

@@ -100,7 +100,8 @@ fn role(op: &KOp) -> Role {
         | KOp::TopK(..)
         | KOp::ScatterNd(_)
         | KOp::Sample
-        | KOp::QGather(..) => Role::Closed,
+        | KOp::QGather(..)
+        | KOp::QuantizeQ8 => Role::Closed,
         _ => Role::Fused,
     }
 }

@@ -140,6 +140,8 @@ pub enum KOp {
     QMatMul(BlockType, usize, usize),
     /// Rows of a packed table: (block type, n, k).
     QGather(BlockType, usize, usize),
+    /// Activations rounded to 8-bit integers per block of 32.
+    QuantizeQ8,
     /// An op with an unhashable payload: number `i` of the analysis's opaque-op table.
     Opaque(u32),
 }
@@ -186,6 +188,7 @@ impl KOp {
             Op::RmsNorm { axis, epsilon } => KOp::RmsNorm(*axis, epsilon.to_bits()),
             Op::QMatMul { block, n, k } => KOp::QMatMul(*block, *n, *k),
             Op::QGather { block, n, k } => KOp::QGather(*block, *n, *k),
+            Op::QuantizeQ8 => KOp::QuantizeQ8,
         })
     }
 
@@ -253,6 +256,7 @@ impl KOp {
                 n: *n,
                 k: *k,
             },
+            KOp::QuantizeQ8 => Op::QuantizeQ8,
         })
     }
 }

@@ -93,6 +93,57 @@ fn compile_generate_and_bench_a_gguf_model() {
     assert_eq!(got, expected, "{}", out.describe());
     assert!(out.stderr.contains("tokens/s"), "{}", out.describe());
 
+    // `--activations q8`: every norm-fed projection input rounded to 8 bits (a quantizer
+    // dispatch per norm in decode); generation equals the interpreter's on that graph.
+    let q8_bundle = dir.path().join("tiny-q8.kiln");
+    let q8_arg = q8_bundle.to_str().unwrap();
+    kiln([
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        q8_arg,
+        "--context",
+        "32",
+        "--activations",
+        "q8",
+    ])
+    .ok();
+    let quantizers = |bundle: &std::path::Path| {
+        let m = common::manifest(bundle);
+        let decode = m.programs.iter().find(|p| p.name == "decode").unwrap();
+        decode.dispatches.iter().filter(|d| d.label.ends_with(".q8")).count()
+    };
+    let c = config();
+    assert_eq!(
+        quantizers(&q8_bundle),
+        2 * c.layers + 1,
+        "q/k/v and FFN norms per layer, and the head's"
+    );
+    assert_eq!(quantizers(&bundle), 0, "auto keeps a model this small in f32");
+    let out = kiln([
+        "generate",
+        q8_arg,
+        "--prompt-ids",
+        "3,1,4,1,5",
+        "--max-tokens",
+        "6",
+        "--ids",
+    ]);
+    out.ok();
+    let got: Vec<i32> = out.stdout.trim().split(',').map(|t| t.parse().unwrap()).collect();
+    let c8 = LlamaConfig {
+        activations: llm::Activations::Q8,
+        ..llm::gguf::config_from_gguf(&g, "tiny", Some(32)).unwrap()
+    };
+    let m8 = llm::build(&c8, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+    let expected: Vec<i32> = Reference::new(&m8.graph)
+        .greedy(&[3, 1, 4, 1, 5], 6)
+        .unwrap()
+        .iter()
+        .map(|s| s.next_token)
+        .collect();
+    assert_eq!(got, expected, "--activations q8: {}", out.describe());
+
     // Sampled on the GPU: the interpreter draws the same tokens for the same seed.
     // This tied-head model repeats its last token greedily; a strong penalty moves it on.
     let args = [

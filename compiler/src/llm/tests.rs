@@ -357,3 +357,24 @@ fn an_f16_cache_needs_rows_of_even_length() {
     };
     assert!(c.validate().unwrap_err().to_string().contains("KV cache type i32"));
 }
+
+#[test]
+fn auto_activations_round_only_inputs_of_heavy_projections() {
+    use super::{Activations, AUTO_Q8_MIN_BYTES};
+    assert!(!Activations::Auto.quantizes(AUTO_Q8_MIN_BYTES - 1));
+    assert!(Activations::Auto.quantizes(AUTO_Q8_MIN_BYTES));
+    assert!(Activations::Q8.quantizes(1));
+    assert!(
+        !Activations::Q8.quantizes(0),
+        "no integer-dot weight, nothing to round for"
+    );
+    assert!(!Activations::F32.quantizes(u64::MAX));
+    for (name, a) in [
+        ("auto", Activations::Auto),
+        ("q8", Activations::Q8),
+        ("f32", Activations::F32),
+    ] {
+        assert_eq!(Activations::from_name(name), Some(a));
+    }
+    assert_eq!(Activations::from_name("q4"), None);
+}

@@ -142,7 +142,7 @@ impl Activations {
         match self {
             Activations::F32 => false,
             Activations::Q8 => weight_bytes > 0,
-            Activations::Auto => weight_bytes > 0 && weight_bytes >= AUTO_Q8_MIN_BYTES,
+            Activations::Auto => weight_bytes >= AUTO_Q8_MIN_BYTES,
         }
     }
 }

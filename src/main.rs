@@ -118,6 +118,14 @@ enum Command {
         /// Re-tune kernels that already have a record.
         #[arg(long)]
         force: bool,
+        /// GGUF models: the KV cache type the bundle will be compiled with (`kiln compile
+        /// --kv-cache`), so the attention kernels' records match it.
+        #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
+        kv_cache: String,
+        /// GGUF models: the activations the bundle will be compiled with (`kiln compile
+        /// --activations`); 8-bit inputs are other GEMV kernels with their own records.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "q8", "f32"])]
+        activations: String,
     },
     /// Run a bundle on the GPU with inputs from .npy files.
     Run {
@@ -392,7 +400,16 @@ fn run(cmd: Command) -> Result<()> {
             opt_level,
             iters,
             force,
-        } => tune_cmd(&model, &out, budget, &target, &dims, opt_level, iters, force),
+            kv_cache,
+            activations,
+        } => {
+            let cache = llm_cmd::CacheArgs {
+                context: None,
+                kv_cache: kiln::ir::DType::from_name(&kv_cache).expect("clap checks the value"),
+                activations: compiler::llm::Activations::from_name(&activations).expect("clap checks the value"),
+            };
+            tune_cmd(&model, &out, budget, &target, &dims, opt_level, iters, force, cache)
+        }
         Command::Inspect { bundle, kernels } => inspect_cmd(&bundle, kernels),
         Command::Bench {
             bundle,
@@ -648,6 +665,7 @@ fn tune_cmd(
     opt_level: u8,
     iters: usize,
     force: bool,
+    cache: llm_cmd::CacheArgs,
 ) -> Result<()> {
     use kiln::schedules::tuning::TuningDb;
     use kiln::tune::{Rejection, TuneOptions};
@@ -674,7 +692,7 @@ fn tune_cmd(
             if !dims.is_empty() {
                 bail!("--dim does not apply to a GGUF model (its prompt is timed at {LLM_TIMING_TOKENS} tokens)");
             }
-            let (_, loaded) = llm_cmd::load_gguf(model, llm_cmd::CacheArgs::default())?;
+            let (_, loaded) = llm_cmd::load_gguf(model, cache)?;
             let opts = TuneOptions {
                 default_dim: LLM_TIMING_TOKENS,
                 ..opts.clone()

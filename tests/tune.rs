@@ -294,6 +294,56 @@ fn a_gguf_model_is_tuned_for_both_programs() {
         .map(|s| s.next_token)
         .collect();
     assert_eq!(got, expected);
+
+    // With `--activations q8` the decode GEMVs read 8-bit x: other kernels, other keys, tuned
+    // under them and taken by a bundle compiled the same way.
+    let db8_path = dir.path().join("db8.ron");
+    let db8_arg = db8_path.display().to_string();
+    let m8 = model.to_str().unwrap();
+    let out = kiln([
+        "tune",
+        m8,
+        "-o",
+        &db8_arg,
+        "--budget",
+        "8",
+        "--iters",
+        "2",
+        "--activations",
+        "q8",
+    ]);
+    out.ok();
+    let db8 = TuningDb::load(&db8_path).expect("the database was written");
+    assert!(
+        db8.records.keys().any(|k| k.contains("_x8:") && k.contains(":m=1,")),
+        "{:?}\n{}",
+        db8.records.keys().collect::<Vec<_>>(),
+        out.describe()
+    );
+    let bundle8 = dir.path().join("b8");
+    let b8 = bundle8.to_str().unwrap();
+    kiln([
+        "compile",
+        m8,
+        "-o",
+        b8,
+        "--context",
+        "32",
+        "--activations",
+        "q8",
+        "--tuning",
+        &db8_arg,
+    ])
+    .ok();
+    let tuned8 = manifest(&bundle8)
+        .kernels
+        .into_iter()
+        .filter(|k| {
+            k.schedule_source == "tuning"
+                && std::fs::read_to_string(bundle8.join(&k.file)).is_ok_and(|src| src.contains("dot4I8Packed("))
+        })
+        .count();
+    assert!(tuned8 > 0, "no integer-dot GEMV took a record");
 }
 
 /// A record whose schedule does not apply to the kernel under its key (here a GEMV for fc2,

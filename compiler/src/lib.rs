@@ -408,13 +408,7 @@ fn block_columns_default(g: &Graph, d: &KernelDraft, s: Schedule, layout: QuantL
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
 fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
     match (body, s) {
-        (KernelBody::QGemm { block, .. }, Schedule::Gemv(p))
-            if p.lane_rows > 1
-                && !matches!(
-                    block,
-                    kiln_ir::BlockType::Q4_0 | kiln_ir::BlockType::Q4_1 | kiln_ir::BlockType::Q8_0
-                ) =>
-        {
+        (KernelBody::QGemm { block, .. }, Schedule::Gemv(p)) if p.lane_rows > 1 && !block.has_int8_dot() => {
             Schedule::Gemv(kiln_schedules::GemvParams { lane_rows: 1, ..p })
         }
         _ => s,

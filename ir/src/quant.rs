@@ -84,6 +84,13 @@ impl BlockType {
         }
     }
 
+    /// q4_0, q4_1 and q8_0: blocks of 32 plain integers and scales, whose GEMV parts each read
+    /// 8 values of x (so a lane's rows can share them) and whose integers dot directly with
+    /// 8-bit x ([`crate::Op::QuantizeQ8`]'s blocks, `dot4I8Packed`).
+    pub fn has_int8_dot(self) -> bool {
+        matches!(self, BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q8_0)
+    }
+
     /// True for the GGML quantized block types (not F32/F16/BF16).
     pub fn is_quantized(self) -> bool {
         self.block_elems() > 1

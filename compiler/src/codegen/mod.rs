@@ -1853,10 +1853,7 @@ pub fn render(
                     ),
                 });
             }
-            let int8_block = matches!(
-                block,
-                kiln_ir::BlockType::Q4_0 | kiln_ir::BlockType::Q4_1 | kiln_ir::BlockType::Q8_0
-            );
+            let int8_block = block.has_int8_dot();
             if *xq8 && (!int8_block || norm.is_some() || row_parallel || epilogue_reads(draft, &[0])) {
                 return Err(CompileError::Internal(format!(
                     "{}: an integer-dot GEMV needs a q4_0, q4_1 or q8_0 weight in GGUF's row layout, \

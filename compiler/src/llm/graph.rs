@@ -5,9 +5,7 @@ use super::{
     SAMPLING, TOKENS,
 };
 use crate::Model;
-use kiln_ir::{
-    BinaryOp, BlockType, DType, Dim, Expr, Graph, NodeId, Op, ReduceOp, SliceAxis, Tensor, TensorType, UnaryOp,
-};
+use kiln_ir::{BinaryOp, DType, Dim, Expr, Graph, NodeId, Op, ReduceOp, SliceAxis, Tensor, TensorType, UnaryOp};
 
 /// Value of masked attention scores (finite: WGSL has no infinity literals; `exp` of it
 /// minus the row max is exactly 0 in f32).
@@ -187,10 +185,7 @@ impl Builder<'_> {
         x: NodeId,
         weights: [(&str, usize); P],
     ) -> Result<[NodeId; P], LlmError> {
-        let int8 = |name: &str| {
-            w.packed_block(name)
-                .filter(|b| matches!(b, BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q8_0))
-        };
+        let int8 = |name: &str| w.packed_block(name).filter(|b| b.has_int8_dot());
         let bytes: u64 = weights
             .iter()
             .filter_map(|&(name, out)| int8(name)?.bytes_for((out * self.c.dim) as u64))

@@ -669,7 +669,7 @@ impl Former<'_> {
         let g = self.g;
         let mut d = lower_node(g, m)?;
         let r = g.inputs_of(m)[0];
-        let Op::RmsNorm { axis, epsilon } = g.node(r).op else {
+        let Some((epsilon, x, scale)) = self.prologue_rms_norm(r) else {
             return Ok(d);
         };
         let fusable_user = |u: NodeId| {
@@ -680,25 +680,31 @@ impl Former<'_> {
                 && rank >= 1
                 && Dim::product(&g.node(u).ty.shape[..rank - 1]).as_const() == Some(1)
         };
-        let ins = g.inputs_of(r);
-        let rt = &g.node(r).ty;
-        if self.outputs.contains(&r)
-            || ins.len() != 2
-            || rt.dtype != DType::F32
-            || axis + 1 != rt.rank()
-            || g.node(ins[1]).ty.shape.len() != 1
-            || !g.users_of(r).into_iter().all(fusable_user)
-        {
+        if g.node(scale).ty.shape.len() != 1 || !g.users_of(r).into_iter().all(fusable_user) {
             return Ok(d);
         }
         let KernelBody::QGemm { norm, .. } = &mut d.body else {
             unreachable!("a QMatMul lowers to a QGemm kernel")
         };
         *norm = Some(epsilon);
-        d.inputs = vec![ins[0], d.inputs[1], ins[1]];
+        d.inputs = vec![x, d.inputs[1], scale];
         d.label = format!("{}+{}", g.node(r).name, d.label);
         log::debug!("fusion: {}: RMS norm as the GEMV's prologue", d.label);
         Ok(d)
+    }
+
+    /// `(epsilon, x, scale)` of `r` when it is an f32 RMS norm over its last axis that is not
+    /// a graph output: what a kernel may compute as its prologue (each caller checks the
+    /// scale's shape and the norm's users).
+    fn prologue_rms_norm(&self, r: NodeId) -> Option<(f32, NodeId, NodeId)> {
+        let g = self.g;
+        let Op::RmsNorm { axis, epsilon } = g.node(r).op else {
+            return None;
+        };
+        let ins = g.inputs_of(r);
+        let rt = &g.node(r).ty;
+        (!self.outputs.contains(&r) && ins.len() == 2 && rt.dtype == DType::F32 && axis + 1 == rt.rank())
+            .then(|| (epsilon, ins[0], ins[1]))
     }
 
     /// An activation quantizer ([`Op::QuantizeQ8`]) with the RMS norm that produces its input
@@ -710,18 +716,12 @@ impl Former<'_> {
         let g = self.g;
         let mut d = lower_node(g, q)?;
         let r = g.inputs_of(q)[0];
-        let Op::RmsNorm { axis, epsilon } = g.node(r).op else {
+        let Some((epsilon, x, scale)) = self.prologue_rms_norm(r) else {
             return Ok(d);
         };
-        let ins = g.inputs_of(r);
-        let rt = &g.node(r).ty;
-        let k = rt.shape.last().cloned();
-        if self.outputs.contains(&r)
-            || ins.len() != 2
-            || rt.dtype != DType::F32
-            || axis + 1 != rt.rank()
-            || g.node(ins[1]).ty.shape != k.into_iter().collect::<Vec<_>>()
-            || g.node(ins[0]).ty.dtype != DType::F32
+        let k = g.node(r).ty.shape.last().cloned();
+        if g.node(scale).ty.shape != k.into_iter().collect::<Vec<_>>()
+            || g.node(x).ty.dtype != DType::F32
             || !g.users_of(r).into_iter().all(|u| u == q)
         {
             return Ok(d);
@@ -730,7 +730,7 @@ impl Former<'_> {
             unreachable!("a QuantizeQ8 lowers to a QuantizeRows kernel")
         };
         *norm = Some(epsilon);
-        d.inputs = vec![ins[0], ins[1]];
+        d.inputs = vec![x, scale];
         d.label = format!("{}+{}", g.node(r).name, d.label);
         log::debug!("fusion: {}: RMS norm as the quantizer's prologue", d.label);
         Ok(d)

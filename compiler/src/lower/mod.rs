@@ -331,7 +331,6 @@ pub const Q8_PACKED_MAX_ROWS: i64 = 8;
 /// q8_0 weight reading it as the activation. Those GEMVs then take integer dot products
 /// (`KernelBody::QGemm::xq8`). The values are the same either way; only the storage differs.
 pub fn q8_packed(g: &Graph, q: NodeId) -> bool {
-    use kiln_ir::BlockType;
     let node = g.node(q);
     if !matches!(node.op, Op::QuantizeQ8) || g.outputs().iter().any(|o| o.1 == q) {
         return false;
@@ -345,14 +344,7 @@ pub fn q8_packed(g: &Graph, q: NodeId) -> bool {
     !users.is_empty()
         && users.iter().all(|&u| {
             let ins = g.inputs_of(u);
-            matches!(
-                g.node(u).op,
-                Op::QMatMul {
-                    block: BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q8_0,
-                    ..
-                }
-            ) && ins[0] == q
-                && ins[1] != q
+            matches!(g.node(u).op, Op::QMatMul { block, .. } if block.has_int8_dot()) && ins[0] == q && ins[1] != q
         })
 }
 

@@ -132,6 +132,7 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
             norm: None,
             glu: false,
             xq8: false,
+            q8_out: None,
         })),
         latency: false,
         opt_level: 2,

@@ -739,7 +739,10 @@ fn tune_cmd(
             bar.inc(1);
             bar.set_message(job.key.clone());
             match &r.outcome {
-                Ok(_) => timed += 1,
+                Ok(t) => {
+                    timed += 1;
+                    log::debug!("{}: {} {:.1} us", job.key, r.schedule, t.as_secs_f64() * 1e6);
+                }
                 Err(e) => {
                     rejected += 1;
                     let why = match e {

@@ -394,7 +394,11 @@ fn job_for(
             let model = one_op_model(sub.specialize(bind).map_err(CompileError::from)?);
             let mut candidates = vec![default];
             if rows <= 8 {
-                candidates.extend(space::quant_gemv(limits, rows.max(1) as u32));
+                candidates.extend(
+                    space::quant_gemv(limits, rows.max(1) as u32)
+                        .into_iter()
+                        .filter(|s| !matches!(s, Schedule::Gemv(p) if !kiln_compiler::gemv_fits(&d.body, p))),
+                );
             } else {
                 candidates.extend(space::quant_gemm(limits));
             }

@@ -732,3 +732,153 @@ fn eight_bit_activations_take_integer_dot_products_and_match_the_interpreter() {
         }
     }
 }
+
+/// A SwiGLU whose output is rounded to 8 bits ([`Op::QuantizeQ8`]) for a down projection, as
+/// `--activations q8` builds a Llama FFN: at 1 and 3 rows the gate/up GEMV rounds its outputs
+/// per block of 32 as it stores them (no quantizer kernel), as integer blocks where every
+/// reader is an integer-dot GEMV (the down projection then takes `dot4I8Packed`), as f32
+/// values where the rounded value is also a graph output. Gate/up of q4_1, q8_0 and q4_K (the
+/// rounding is the GEMV's epilogue whatever it reads), h = 64 (two blocks), compiled with the
+/// default schedule and at one row also with forced ones (32 lanes of one row with subgroup
+/// sums, 16 lanes of 2 rows in workgroup memory), each run with kernel variants on and off. Against the
+/// interpreter, tolerance as above: a GPU sum that rounded to the other integer would show as
+/// an error near 1e-2.
+#[test]
+fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
+    let blocks = [BlockType::Q4_1, BlockType::Q8_0, BlockType::Q4K];
+    let (k, h, n_down) = (256, 64, 40);
+    let forced = [
+        None,
+        Some(GemvParams {
+            sg: true,
+            ..GemvParams::new(32, 8, 1)
+        }),
+        Some(GemvParams {
+            lane_rows: 2,
+            ..GemvParams::new(16, 8, 1)
+        }),
+    ];
+    for m in [1usize, 3] {
+        // Three rows: the default schedule only.
+        for schedule in forced.into_iter().take(if m == 1 { 3 } else { 1 }) {
+            let mut g = Graph::new();
+            let x = g.add_input("x", TensorType::new(DType::F32, &[m, k]));
+            let scale = g.add_const("g", Tensor::f32(vec![k], values(k, 8)));
+            let mut db = TuningDb::default();
+            for (i, &block) in blocks.iter().enumerate() {
+                let normed = g
+                    .add(&format!("norm{i}"), Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+                    .unwrap();
+                let q = |g: &mut Graph, name: &str, block, n, k, xin, seed: u64| {
+                    let w = packed_tensor(block, n, k, &weight_bytes(block, n, k, seed)).unwrap();
+                    let w = g.add_const(&format!("{name}.w"), w);
+                    g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap()
+                };
+                let gate = q(&mut g, &format!("gate{i}"), block, h, k, normed, 70 + i as u64);
+                let up = q(&mut g, &format!("up{i}"), block, h, k, normed, 80 + i as u64);
+                let sig = g
+                    .add(&format!("sig{i}"), Op::Unary(kiln::ir::UnaryOp::Sigmoid), &[gate])
+                    .unwrap();
+                let silu = g
+                    .add(&format!("silu{i}"), Op::Binary(BinaryOp::Mul), &[gate, sig])
+                    .unwrap();
+                let act = g
+                    .add(&format!("swiglu{i}"), Op::Binary(BinaryOp::Mul), &[silu, up])
+                    .unwrap();
+                let act_q = g.add(&format!("swiglu{i}_q8"), Op::QuantizeQ8, &[act]).unwrap();
+                let down = q(
+                    &mut g,
+                    &format!("down{i}"),
+                    BlockType::Q4_1,
+                    n_down,
+                    h,
+                    act_q,
+                    90 + i as u64,
+                );
+                g.add_output(&format!("y{i}"), down);
+                if block == BlockType::Q4K {
+                    // Also an output: stored as f32 values, which the down GEMV reads as f32.
+                    g.add_output(&format!("r{i}"), act_q);
+                }
+                if let Some(p) = schedule {
+                    let kind = if m == 1 { "qgemm_rmsnorm_glu" } else { "qgemm_glu" };
+                    db.force(
+                        format!("{kind}_y8:{block}:m={m},n={},k={k}", 2 * h),
+                        Schedule::Gemv(GemvParams { rows: m as u32, ..p }),
+                    );
+                }
+            }
+            let opts = CompileOptions {
+                tuning: schedule.is_some().then_some(db),
+                ..CompileOptions::default()
+            };
+            let model = Model {
+                name: "glu_q8".into(),
+                graph: g,
+                io_dtypes: BTreeMap::new(),
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+            let what = format!("m={m}, schedule {schedule:?}");
+            let dispatches = &manifest.programs[0].dispatches;
+            let source = |d: &kiln::abi::Dispatch| {
+                std::fs::read_to_string(dir.path().join("b").join(&manifest.kernels[d.kernel].file)).unwrap()
+            };
+            for (i, &block) in blocks.iter().enumerate() {
+                let pair = dispatches
+                    .iter()
+                    .find(|d| d.label.split('+').any(|p| p == format!("swiglu{i}_q8")))
+                    .unwrap_or_else(|| panic!("{what}: no kernel rounds swiglu{i}"));
+                let kernel = &manifest.kernels[pair.kernel];
+                assert!(kernel.schedule.starts_with("gemv"), "{what}: {}", kernel.schedule);
+                if let Some(p) = schedule {
+                    assert_requested(kernel, Schedule::Gemv(GemvParams { rows: m as u32, ..p }), &pair.label);
+                }
+                let stored_f32 = block == BlockType::Q4K;
+                assert_eq!(
+                    source(pair).contains("pack4xI8("),
+                    !stored_f32,
+                    "{what}: {}",
+                    pair.label
+                );
+                let down = dispatches
+                    .iter()
+                    .find(|d| d.label.split('+').any(|p| p == format!("down{i}")))
+                    .unwrap();
+                assert_eq!(
+                    source(down).contains("dot4I8Packed("),
+                    !stored_f32,
+                    "{what}: down{i} integer dot products"
+                );
+            }
+            // No quantizer of its own: every kernel that rounds is a gate/up GEMV.
+            for d in dispatches.iter().filter(|d| d.label.contains("_q8")) {
+                let schedule = &manifest.kernels[d.kernel].schedule;
+                assert!(
+                    schedule.starts_with("gemv"),
+                    "{what}: {} ({schedule}) rounds on its own",
+                    d.label
+                );
+            }
+            let bundle = Bundle::load(dir.path().join("b")).unwrap();
+            assert_subgroup_variants_run(&bundle);
+            for kernel_variants in [true, false] {
+                let sopts = SessionOptions {
+                    kernel_variants,
+                    ..SessionOptions::default()
+                };
+                let mut s = Session::new(&bundle, &sopts).unwrap();
+                let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![m, k], values(m * k, 5)))]);
+                let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
+                for (name, r) in &reference {
+                    assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+                    let err = rel_l2(&out[name].to_f32(), &r.to_f32());
+                    assert!(
+                        err < 1e-5,
+                        "{what} {name} (variants {kernel_variants}): relative L2 error {err:e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -94,7 +94,8 @@ fn compile_generate_and_bench_a_gguf_model() {
     assert!(out.stderr.contains("tokens/s"), "{}", out.describe());
 
     // `--activations q8`: every norm-fed projection input rounded to 8 bits (a quantizer
-    // dispatch per norm in decode); generation equals the interpreter's on that graph.
+    // dispatch per norm in decode) and the down projection's (rounded by the gate/up GEMV);
+    // generation equals the interpreter's on that graph.
     let q8_bundle = dir.path().join("tiny-q8.kiln");
     let q8_arg = q8_bundle.to_str().unwrap();
     kiln([
@@ -116,8 +117,8 @@ fn compile_generate_and_bench_a_gguf_model() {
     let c = config();
     assert_eq!(
         quantizers(&q8_bundle),
-        2 * c.layers + 1,
-        "q/k/v and FFN norms per layer, and the head's"
+        3 * c.layers + 1,
+        "q/k/v and FFN norms and the SwiGLU per layer, and the head's"
     );
     assert_eq!(quantizers(&bundle), 0, "auto keeps a model this small in f32");
     let out = kiln([

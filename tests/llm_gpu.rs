@@ -133,8 +133,9 @@ fn block_column_weights_generate_the_interpreter_s_tokens() {
 
 /// Projection inputs rounded to 8 bits (`--activations q8`) for q4_0, q4_1 and q8_0 weights
 /// (tied and untied heads): in the decode program every norm before q/k/v, gate/up and the
-/// head quantizes (its own dispatch, one per norm) and the GEMVs after it take integer dot
-/// products; the prompt's quantizers store f32 values for the tiled GEMMs. Against the
+/// head quantizes (its own dispatch, one per norm), the gate/up GEMV rounds the SwiGLU for
+/// the down projection as it stores it, and the GEMVs after them take integer dot products;
+/// the prompt's quantizers store f32 values for the tiled GEMMs. Against the
 /// interpreter, which rounds the same activations, over prefill and ten decode steps; with
 /// `auto` a model this small keeps f32 activations (no quantizer at all).
 #[test]
@@ -150,37 +151,50 @@ fn eight_bit_activations_generate_the_interpreter_s_tokens() {
         let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
         let from_file = llm::gguf::config_from_gguf(&g, "tiny", Some(c.context)).unwrap();
         assert_eq!(from_file.activations, Activations::Auto);
-        let quantizers = |c: &LlamaConfig| -> (usize, usize) {
+        // (quantizer dispatches, GEMVs that round their outputs, integer-dot GEMVs) of the
+        // decode program.
+        let quantizers = |c: &LlamaConfig| -> (usize, usize, usize) {
             let model = llm::build(c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
             let compiled = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
             let m = &compiled.manifest;
             let decode = m.programs.iter().find(|p| p.name == "decode").unwrap();
-            let q = decode.dispatches.iter().filter(|d| d.label.ends_with(".q8")).count();
+            let source = |d: &kiln::abi::Dispatch| {
+                let file = &m.kernels[d.kernel].file;
+                compiled
+                    .kernel_sources
+                    .iter()
+                    .find(|(f, _)| f == file)
+                    .map(|(_, src)| src.as_str())
+                    .unwrap_or_default()
+            };
+            let rounding = |d: &&kiln::abi::Dispatch| d.label.ends_with(".q8");
+            let gemv = |d: &&kiln::abi::Dispatch| m.kernels[d.kernel].schedule.starts_with("gemv");
+            let q = decode.dispatches.iter().filter(|d| rounding(d) && !gemv(d)).count();
+            let rounding_gemvs = decode
+                .dispatches
+                .iter()
+                .filter(|d| rounding(d) && gemv(d) && source(d).contains("pack4xI8("))
+                .count();
             let int_dots = decode
                 .dispatches
                 .iter()
-                .filter(|d| {
-                    let file = &m.kernels[d.kernel].file;
-                    compiled
-                        .kernel_sources
-                        .iter()
-                        .any(|(f, src)| f == file && src.contains("dot4I8Packed("))
-                })
+                .filter(|d| source(d).contains("dot4I8Packed("))
                 .count();
-            (q, int_dots)
+            (q, rounding_gemvs, int_dots)
         };
-        assert_eq!(quantizers(&from_file), (0, 0), "{block}: auto at this size");
+        assert_eq!(quantizers(&from_file), (0, 0, 0), "{block}: auto at this size");
         let c = LlamaConfig {
             activations: Activations::Q8,
             ..from_file
         };
         // Per layer the q/k/v norm and the FFN norm, then the head's: each the quantizer of
-        // a merged GEMV (q/k/v, gate/up) or of the head.
-        let n = 2 * c.layers + 1;
+        // a merged GEMV (q/k/v, gate/up) or of the head; per layer the gate/up GEMV rounds
+        // down's input; the q/k/v, gate/up and down GEMVs and the head dot integers.
+        let l = c.layers;
         assert_eq!(
             quantizers(&c),
-            (n, n),
-            "{block}: decode quantizers and integer-dot GEMVs"
+            (2 * l + 1, l, 3 * l + 1),
+            "{block}: decode quantizers, rounding GEMVs and integer-dot GEMVs"
         );
         let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
         check_model(&model, &format!("8-bit activations, {block}, tied {tied}"), 2);

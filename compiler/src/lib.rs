@@ -147,7 +147,12 @@ pub fn form_kernels(g: &Graph, opts: &CompileOptions) -> Result<Vec<KernelDraft>
         for d in &mut drafts {
             match &mut d.body {
                 KernelBody::QuantizeRows { packed, .. } => *packed = false,
-                KernelBody::QGemm { xq8, .. } => *xq8 = false,
+                KernelBody::QGemm { xq8, q8_out, .. } => {
+                    *xq8 = false;
+                    if q8_out.is_some() {
+                        *q8_out = Some(lower::Q8Storage::F32);
+                    }
+                }
                 _ => {}
             }
         }
@@ -200,6 +205,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             norm,
             glu,
             xq8,
+            q8_out,
         } => {
             let m = Dim::product(&x[..x.len() - 1]);
             let kind = match (norm.is_some(), glu) {
@@ -210,7 +216,10 @@ pub fn tuning_key(body: &KernelBody) -> String {
             };
             // 8-bit x is another kernel (integer dot products); its records are its own.
             let x8 = if *xq8 { "_x8" } else { "" };
-            format!("{kind}{x8}:{block}:m={m},n={n},k={k}")
+            // So is a GEMV that rounds its outputs (whole blocks of outputs per workgroup); how
+            // it stores them changes only the stores, so both storages share its records.
+            let y8 = if q8_out.is_some() { "_y8" } else { "" };
+            format!("{kind}{x8}{y8}:{block}:m={m},n={n},k={k}")
         }
         KernelBody::QuantizeRows { rows, k, norm, packed } => format!(
             "quantize{}{}:rows={rows},k={k}",
@@ -406,13 +415,40 @@ fn block_columns_default(g: &Graph, d: &KernelDraft, s: Schedule, layout: QuantL
 }
 
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
+/// A GEMV that rounds its outputs to 8 bits owns whole blocks of 32 outputs per workgroup: 8
+/// lanes of 4 rows each (rows sharing their x reads) for one row of x where the block type
+/// allows, else 32 lanes of one row, with 256 threads either way.
 fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
     match (body, s) {
+        (
+            KernelBody::QGemm {
+                block, q8_out: Some(_), ..
+            },
+            Schedule::Gemv(p),
+        ) if (p.lanes * p.lane_rows) % 32 != 0 => {
+            let (lanes, lane_rows, ksplit) = if block.has_int8_dot() && p.rows == 1 {
+                (8, 4, 32)
+            } else {
+                (32, 1, 8)
+            };
+            Schedule::Gemv(kiln_schedules::GemvParams {
+                lanes,
+                lane_rows,
+                ksplit,
+                ..p
+            })
+        }
         (KernelBody::QGemm { block, .. }, Schedule::Gemv(p)) if p.lane_rows > 1 && !block.has_int8_dot() => {
             Schedule::Gemv(kiln_schedules::GemvParams { lane_rows: 1, ..p })
         }
         _ => s,
     }
+}
+
+/// Whether GEMV schedule `p` suits a quantized matmul draft: one that rounds its outputs to 8
+/// bits needs whole blocks of 32 outputs per workgroup (the tuner skips the others).
+pub fn gemv_fits(body: &KernelBody, p: &kiln_schedules::GemvParams) -> bool {
+    !matches!(body, KernelBody::QGemm { q8_out: Some(_), .. }) || (p.lanes * p.lane_rows).is_multiple_of(32)
 }
 
 /// `--precision f16`: the cooperative-matrix variant of a kernel. An f32 GEMM gets one when it

@@ -1,4 +1,5 @@
 {% import "quant" as quant -%}
+{% import "macros" as macros -%}
 // Kiln quantized GEMV kernel: {{ label }}
 // schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}, lane_rows={{ lane_rows }}{% if sg %}, sg{% endif %}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}
 // A workgroup owns {{ lanes * lane_rows }} outputs, {{ lane_rows }} adjacent ones per lane{% if glu %} (each from a row of the
@@ -9,6 +10,10 @@
 // their loads are in flight together{% if xshare %}; the x values of a part are read once for the
 // lane's {{ lrows }} rows{% endif %}; the partial sums are added {% if sg %}by subgroup shuffles{% else %}in workgroup memory in at most two
 // steps{% endif %}. W is never dequantized into memory.
+{%- if qout %}
+// The outputs are rounded to 8 bits per block of 32 (an activation quantizer fused as epilogue)
+// and stored {% if qpacked %}as blocks of bytes for the integer-dot GEMV that reads them{% else %}as f32 values on the blocks' integer grids{% endif %}.
+{%- endif %}
 {%- if xq8 %}
 // x arrives as 8-bit integer blocks (an activation quantizer's output): each part's weight
 // integers are dotted with x's by dot4I8Packed and scaled once.
@@ -27,6 +32,10 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
+{%- if qout %}
+// The workgroup's outputs for each row of x, rounded to 8 bits once all are computed.
+var<workgroup> kiln_yq: array<f32, {{ rows * wout }}>;
+{%- endif %}
 {%- if not sg %}
 var<workgroup> part: array<f32, {{ lanes * ksplit * rows * lrows }}>;
 {%- if norm %}
@@ -198,14 +207,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gm = i32(m0 + {{ r }}u);
 {%- if glu %}
             // silu(gate) * up
-            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = v * (1.0 / (1.0 + exp(-v))) * w;
+            let y = v * (1.0 / (1.0 + exp(-v))) * w;
 {%- elif epilogue %}
-            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = kiln_epilogue(v, gm, i32(gn + {{ i }}u), 0i);
+            let y = kiln_epilogue(v, gm, i32(gn + {{ i }}u), 0i);
 {%- else %}
-            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = v;
+            let y = v;
+{%- endif %}
+{%- if qout %}
+            kiln_yq[{{ r * wout }}u + ln * {{ lane_rows }}u + {{ i }}u] = y;
+{%- else %}
+            out[gm * {{ nout }}i + i32(gn + {{ i }}u)] = y;
 {%- endif %}
         }
 {%- endfor %}
 {%- endfor %}
     }
+{%- if qout %}
+{{ macros::q8_round_outputs(t="lid3.y * " ~ ksplit ~ "u + lid3.x", threads=lanes * ksplit, rows=rows, wout=wout, nout=nout, packed=qpacked, words=q8_words) }}
+{%- endif %}
 }

@@ -1,4 +1,5 @@
 {% import "quant" as quant -%}
+{% import "macros" as macros -%}
 // Kiln quantized GEMV kernel, row-parallel: {{ label }}
 // schedule: gemv(lanes={{ lanes }}, ksplit={{ ksplit }}, rows={{ rows }}); y[m, n] = sum_k x[m, k] * W[n, k], W packed as {{ block }}, block-column-major
 // W's blocks are stored block 0 of every row, then block 1, ..: consecutive threads own
@@ -18,6 +19,10 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
+{%- if qout %}
+// The workgroup's outputs for each row of x, rounded to 8 bits once all are computed.
+var<workgroup> kiln_yq: array<f32, {{ rows * wout }}>;
+{%- endif %}
 var<workgroup> part: array<f32, {{ lanes * ksplit * rows * lrows }}>;
 {%- if norm %}
 // The fused RMS norm's partial sums of squares, added like `part`.
@@ -98,13 +103,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gm = i32(m0 + {{ r }}u);
 {%- if glu %}
             // silu(gate) * up
-            out[gm * {{ nout }}i + i32(gn)] = v * (1.0 / (1.0 + exp(-v))) * w;
+            let y = v * (1.0 / (1.0 + exp(-v))) * w;
 {%- elif epilogue %}
-            out[gm * {{ nout }}i + i32(gn)] = kiln_epilogue(v, gm, i32(gn), 0i);
+            let y = kiln_epilogue(v, gm, i32(gn), 0i);
 {%- else %}
-            out[gm * {{ nout }}i + i32(gn)] = v;
+            let y = v;
+{%- endif %}
+{%- if qout %}
+            kiln_yq[{{ r * wout }}u + ln] = y;
+{%- else %}
+            out[gm * {{ nout }}i + i32(gn)] = y;
 {%- endif %}
         }
 {%- endfor %}
     }
+{%- if qout %}
+{{ macros::q8_round_outputs(t="lid3.y * " ~ lanes ~ "u + lid3.x", threads=lanes * ksplit, rows=rows, wout=wout, nout=nout, packed=qpacked, words=q8_words) }}
+{%- endif %}
 }

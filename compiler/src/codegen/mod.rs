@@ -834,7 +834,11 @@ pub fn render(
     let out_dtypes: Vec<DType> = match &draft.body {
         KernelBody::Parts(parts) => parts.iter().map(part_dtype).collect(),
         // Blocks of bytes and scales (lower::Q8_BLOCK_WORDS).
-        KernelBody::QuantizeRows { packed: true, .. } => vec![DType::U32],
+        KernelBody::QuantizeRows { packed: true, .. }
+        | KernelBody::QGemm {
+            q8_out: Some(crate::lower::Q8Storage::Packed),
+            ..
+        } => vec![DType::U32],
         _ => vec![out_dtype],
     };
     let packed_outputs: Vec<bool> = match &draft.body {
@@ -1819,6 +1823,7 @@ pub fn render(
                 norm,
                 glu,
                 xq8,
+                q8_out,
             },
             Schedule::Gemv(p),
         ) => {
@@ -1861,9 +1866,25 @@ pub fn render(
                     draft.label
                 )));
             }
+            // Rounded outputs: each workgroup quantizes whole blocks of 32 of its own outputs.
+            let wout = p.lanes * if row_parallel { 1 } else { p.lane_rows };
+            if q8_out.is_some() && (wout % 32 != 0 || nout % 32 != 0 || draft.epilogue.is_some()) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!(
+                        "schedule {schedule}: a GEMV that rounds its outputs to 8 bits needs whole blocks of 32 \
+                         outputs per workgroup ({wout} here, of {nout}) and no epilogue"
+                    ),
+                });
+            }
             quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             ctx.insert("m", &params.dim(&m, "m"));
             ctx.insert("xq8", xq8);
+            ctx.insert("qout", &q8_out.is_some());
+            ctx.insert("qpacked", &(*q8_out == Some(crate::lower::Q8Storage::Packed)));
+            ctx.insert("wout", &wout);
+            ctx.insert("q8_words", &crate::lower::Q8_BLOCK_WORDS);
             ctx.insert("lanes", &p.lanes);
             ctx.insert("ksplit", &p.ksplit);
             ctx.insert("rows", &p.rows);
@@ -1945,12 +1966,13 @@ pub fn render(
                 norm,
                 glu,
                 xq8,
+                q8_out,
             },
             Schedule::CoopGemm(p),
         ) => {
             // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
             // as vec4<f16>, so K must be a multiple of 4.
-            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu || *xq8 {
+            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu || *xq8 || q8_out.is_some() {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
@@ -2000,16 +2022,17 @@ pub fn render(
                 norm,
                 glu,
                 xq8,
+                q8_out,
             },
             Schedule::Gemm(p),
         ) => {
             let m = Dim::product(&x[..x.len() - 1]);
-            if norm.is_some() || *glu || *xq8 {
+            if norm.is_some() || *glu || *xq8 || q8_out.is_some() {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
                     msg: format!(
-                        "schedule {schedule}: the RMS norm prologue, gated pairs and 8-bit x are GEMV schedules only"
+                        "schedule {schedule}: the RMS norm prologue, gated pairs and 8-bit x or y are GEMV schedules only"
                     ),
                 });
             }

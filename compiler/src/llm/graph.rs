@@ -73,7 +73,7 @@ pub fn build(config: &LlamaConfig, w: &mut dyn LlamaWeights) -> Result<Model, Ll
     } else {
         "output.weight"
     };
-    let [h] = b.projection_inputs(w, h, [(head, c.vocab)])?;
+    let [h] = b.projection_inputs(w, h, c.dim, [(head, c.vocab)])?;
     let logits = w.linear(&mut b.g, head, h, c.dim, c.vocab)?;
     let sampling = b.g.add_input(
         SAMPLING,
@@ -174,21 +174,23 @@ impl Builder<'_> {
         )?)
     }
 
-    /// The inputs of the projections `weights` (name, output features; `dim` inputs each) of
-    /// `x`, which follows an RMS norm: for a weight packed as q4_0, q4_1 or q8_0 (the block
-    /// types with integer-dot GEMVs), `x` rounded to 8-bit integers per block of 32
-    /// ([`Op::QuantizeQ8`], one quantizer shared by them) when [`LlamaConfig::activations`]
-    /// asks for it ([`super::Activations::quantizes`]); otherwise `x` itself.
+    /// The inputs of the projections `weights` (name, output features; `in_f` inputs each)
+    /// of `x` (an RMS norm's output, or the SwiGLU's): for a weight packed as q4_0, q4_1 or
+    /// q8_0 (the block types with integer-dot GEMVs), `x` rounded to 8-bit integers per block
+    /// of 32 ([`Op::QuantizeQ8`], one quantizer shared by them) when
+    /// [`LlamaConfig::activations`] asks for it ([`super::Activations::quantizes`]); otherwise
+    /// `x` itself.
     fn projection_inputs<const P: usize>(
         &mut self,
         w: &dyn LlamaWeights,
         x: NodeId,
+        in_f: usize,
         weights: [(&str, usize); P],
     ) -> Result<[NodeId; P], LlmError> {
         let int8 = |name: &str| w.packed_block(name).filter(|b| b.has_int8_dot());
         let bytes: u64 = weights
             .iter()
-            .filter_map(|&(name, out)| int8(name)?.bytes_for((out * self.c.dim) as u64))
+            .filter_map(|&(name, out)| int8(name)?.bytes_for((out * in_f) as u64))
             .sum();
         let on = self.c.activations.quantizes(bytes);
         let mut q = None;
@@ -339,7 +341,7 @@ impl Builder<'_> {
 
         let h = self.rms_norm(w, &p("attn_norm"), x)?;
         let (wq, wk, wv) = (p("attn_q.weight"), p("attn_k.weight"), p("attn_v.weight"));
-        let [hq, hk, hv] = self.projection_inputs(w, h, [(&wq, hh * hd), (&wk, kvh * hd), (&wv, kvh * hd)])?;
+        let [hq, hk, hv] = self.projection_inputs(w, h, c.dim, [(&wq, hh * hd), (&wk, kvh * hd), (&wv, kvh * hd)])?;
         let q = self.linear(w, &p("attn_q"), hq, c.dim, hh * hd, c.qkv_bias)?;
         let k = self.linear(w, &p("attn_k"), hk, c.dim, kvh * hd, c.qkv_bias)?;
         let v = self.linear(w, &p("attn_v"), hv, c.dim, kvh * hd, c.qkv_bias)?;
@@ -417,12 +419,16 @@ impl Builder<'_> {
 
         let h = self.rms_norm(w, &p("ffn_norm"), x)?;
         let (wg, wu) = (p("ffn_gate.weight"), p("ffn_up.weight"));
-        let [hg, hu] = self.projection_inputs(w, h, [(&wg, c.ffn), (&wu, c.ffn)])?;
+        let [hg, hu] = self.projection_inputs(w, h, c.dim, [(&wg, c.ffn), (&wu, c.ffn)])?;
         let gate = self.linear(w, &p("ffn_gate"), hg, c.dim, c.ffn, false)?;
         let up = self.linear(w, &p("ffn_up"), hu, c.dim, c.ffn, false)?;
         let sig = self.g.add(&p("ffn_sigmoid"), Op::Unary(UnaryOp::Sigmoid), &[gate])?;
         let silu = self.g.add(&p("ffn_silu"), Op::Binary(BinaryOp::Mul), &[gate, sig])?;
         let act = self.g.add(&p("ffn_swiglu"), Op::Binary(BinaryOp::Mul), &[silu, up])?;
+        let wd = p("ffn_down.weight");
+        // The down projection's input too: a decode step's gate/up GEMV rounds it as it
+        // stores it (no quantizer dispatch; see `lower::anchor`).
+        let [act] = self.projection_inputs(w, act, c.ffn, [(&wd, c.dim)])?;
         let down = self.linear(w, &p("ffn_down"), act, c.ffn, c.dim, false)?;
         Ok(self.g.add(&p("ffn_residual"), Op::Binary(BinaryOp::Add), &[x, down])?)
     }

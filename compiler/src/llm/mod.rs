@@ -91,7 +91,7 @@ pub struct LlamaConfig {
     /// and the GPU stores two per 32-bit word, so no `shader-f16` is needed).
     pub kv_cache: DType,
     /// How the inputs of the projections that follow an RMS norm (q/k/v, gate/up, the output
-    /// head) reach a q4_0, q4_1 or q8_0 weight.
+    /// head) or the SwiGLU (down) reach a q4_0, q4_1 or q8_0 weight.
     pub activations: Activations,
 }
 
@@ -99,8 +99,9 @@ pub struct LlamaConfig {
 pub const DEFAULT_KV_CACHE: DType = DType::F16;
 
 /// The numerics of the inputs of the projections that follow an RMS norm (q/k/v, gate/up and
-/// the output head), where their weight is q4_0, q4_1 or q8_0 (`kiln compile --activations`).
-/// Other inputs and block types always stay f32.
+/// the output head) or the SwiGLU (down), where their weight is q4_0, q4_1 or q8_0 (`kiln
+/// compile --activations`). The attention output's projection (O) and other block types
+/// always take f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activations {
     /// f32 values as computed.

@@ -21,7 +21,7 @@
 //! output or when some user did not inline it. A kernel that would bind more storage buffers
 //! than the target allows is formed again with less fusion.
 
-use super::{lower_node, sym_strides, Access, Expr, KernelBody, KernelDraft};
+use super::{lower_node, sym_strides, Access, Expr, KernelBody, KernelDraft, Q8Storage};
 use crate::CompileError;
 use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
@@ -223,7 +223,10 @@ pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec
                 Op::RmsNorm { .. } => f.anchor_root(id, &[Mode::Any, Mode::Any])?,
                 Op::StateAppend { .. } => f.anchor_root(id, &[Mode::Any])?,
                 Op::QMatMul { .. } => f.qmatmul_core(id)?,
-                Op::QuantizeQ8 => f.quantize_core(id)?,
+                Op::QuantizeQ8 => match f.quantized_gated_pair(id)? {
+                    Some(d) => d,
+                    None => f.quantize_core(id)?,
+                },
                 _ => lower_node(g, id)?,
             };
             if f.split_epilogues.is_empty() {
@@ -799,6 +802,30 @@ impl Former<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// An activation quantizer ([`Op::QuantizeQ8`]) of a decode step's SwiGLU, fused as the
+    /// epilogue of the gate/up GEMV ([`Self::gated_pair_root`]) when the SwiGLU is read by
+    /// nothing else: the GEMV rounds its outputs per block of 32 and stores them as the
+    /// quantizer would (`q8_out`), so the down projection reads 8-bit x without a quantizer
+    /// dispatch. Its schedule then gives each workgroup whole blocks of outputs.
+    fn quantized_gated_pair(&self, q: NodeId) -> Result<Option<KernelDraft>, CompileError> {
+        let g = self.g;
+        let act = g.inputs_of(q)[0];
+        if self.outputs.contains(&act) || g.users_of(act) != [q] {
+            return Ok(None);
+        }
+        let Some(mut d) = self.gated_pair_root(act)? else {
+            return Ok(None);
+        };
+        let KernelBody::QGemm { q8_out, .. } = &mut d.body else {
+            unreachable!("a gated pair is a QGemm kernel")
+        };
+        *q8_out = Some(Q8Storage::of(g, q));
+        d.output = q;
+        d.label = format!("{}+{}", d.label, g.node(q).name);
+        log::debug!("fusion: {}: the SwiGLU GEMV rounds its outputs to 8 bits", d.label);
+        Ok(Some(d))
     }
 
     /// True when what `from` computes is used only inside this kernel on its way to `to`:

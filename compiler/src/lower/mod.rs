@@ -172,6 +172,11 @@ pub enum KernelBody {
         /// Input 0 is an [`Op::QuantizeQ8`] stored as [`Q8_BLOCK_WORDS`]-word blocks
         /// ([`q8_packed`]): the GEMV dots W's integers with x's (`dot4I8Packed`).
         xq8: bool,
+        /// The GEMV's output rounded to 8-bit integers per block of 32 as it is stored: an
+        /// [`Op::QuantizeQ8`] of it fused as epilogue, stored as the quantizer would store it
+        /// (see `anchor::Former::quantized_gated_pair`). Each workgroup then owns whole blocks
+        /// of outputs (a multiple of 32).
+        q8_out: Option<Q8Storage>,
     },
     /// [`Op::QuantizeQ8`] of input 0's rows (one workgroup per row), optionally after an RMS
     /// norm of the row: f32 values on each block's integer grid, or with `packed` the blocks
@@ -324,6 +329,26 @@ pub const Q8_BLOCK_WORDS: usize = 10;
 /// Most rows of x a packed activation may have: the GEMV kind's (`kiln_schedules` picks a
 /// GEMV for at most 8 rows; more rows take the tiled GEMM, which reads f32).
 pub const Q8_PACKED_MAX_ROWS: i64 = 8;
+
+/// How an [`Op::QuantizeQ8`] value is stored ([`q8_packed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Q8Storage {
+    /// f32 values on each block's integer grid (`q * d`).
+    F32,
+    /// [`Q8_BLOCK_WORDS`]-word blocks of scale, scaled sum and signed bytes.
+    Packed,
+}
+
+impl Q8Storage {
+    /// The storage of the quantizer node `q` ([`q8_packed`]).
+    pub fn of(g: &Graph, q: NodeId) -> Q8Storage {
+        if q8_packed(g, q) {
+            Q8Storage::Packed
+        } else {
+            Q8Storage::F32
+        }
+    }
+}
 
 /// Whether the [`Op::QuantizeQ8`] node `q` is stored as blocks of integers and scales
 /// ([`Q8_BLOCK_WORDS`]) rather than f32: when it is not a graph output and every user is a
@@ -563,6 +588,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             norm: None,
             glu: false,
             xq8: q8_packed(g, ins[0]),
+            q8_out: None,
         },
         Op::QuantizeQ8 => {
             let x = shape(0);

@@ -738,9 +738,10 @@ fn eight_bit_activations_take_integer_dot_products_and_match_the_interpreter() {
 /// per block of 32 as it stores them (no quantizer kernel), as integer blocks where every
 /// reader is an integer-dot GEMV (the down projection then takes `dot4I8Packed`), as f32
 /// values where the rounded value is also a graph output. Gate/up of q4_1, q8_0 and q4_K (the
-/// rounding is the GEMV's epilogue whatever it reads), h = 64 (two blocks), compiled with the
-/// default schedule and at one row also with forced ones (32 lanes of one row with subgroup
-/// sums, 16 lanes of 2 rows in workgroup memory), each run with kernel variants on and off. Against the
+/// rounding is the GEMV's epilogue whatever it reads), h = 64 (two blocks), compiled for the
+/// desktop profile with the default schedule (1024 threads at one row) and at one row also with
+/// forced ones (32 lanes of one row and 8 lanes of 4 rows with subgroup sums, 16 lanes of 2
+/// rows in workgroup memory), each run with kernel variants on and off. Against the
 /// interpreter, tolerance as above: a GPU sum that rounded to the other integer would show as
 /// an error near 1e-2.
 #[test]
@@ -757,10 +758,15 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
             lane_rows: 2,
             ..GemvParams::new(16, 8, 1)
         }),
+        Some(GemvParams {
+            lane_rows: 4,
+            sg: true,
+            ..GemvParams::new(8, 32, 1)
+        }),
     ];
     for m in [1usize, 3] {
         // Three rows: the default schedule only.
-        for schedule in forced.into_iter().take(if m == 1 { 3 } else { 1 }) {
+        for schedule in forced.into_iter().take(if m == 1 { forced.len() } else { 1 }) {
             let mut g = Graph::new();
             let x = g.add_input("x", TensorType::new(DType::F32, &[m, k]));
             let scale = g.add_const("g", Tensor::f32(vec![k], values(k, 8)));
@@ -808,8 +814,11 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
                     );
                 }
             }
+            // The desktop profile (1024 threads per workgroup): its default is the 1024-thread
+            // form the H200 runs.
             let opts = CompileOptions {
                 tuning: schedule.is_some().then_some(db),
+                target: kiln::schedules::DeviceLimits::desktop(),
                 ..CompileOptions::default()
             };
             let model = Model {
@@ -833,6 +842,12 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
                 assert!(kernel.schedule.starts_with("gemv"), "{what}: {}", kernel.schedule);
                 if let Some(p) = schedule {
                     assert_requested(kernel, Schedule::Gemv(GemvParams { rows: m as u32, ..p }), &pair.label);
+                } else if m == 1 {
+                    assert!(
+                        kernel.schedule.starts_with("gemv(lanes=32, ksplit=32, rows=1"),
+                        "{what}: the default {}",
+                        kernel.schedule
+                    );
                 }
                 let stored_f32 = block == BlockType::Q4K;
                 assert_eq!(

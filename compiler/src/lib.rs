@@ -394,6 +394,7 @@ pub fn default_schedule(d: &KernelDraft, limits: &kiln_schedules::DeviceLimits) 
     body_default(
         &d.body,
         kiln_schedules::select::default_for(&draft_workload(d, limits), limits),
+        limits,
     )
 }
 
@@ -415,17 +416,30 @@ fn block_columns_default(g: &Graph, d: &KernelDraft, s: Schedule, layout: QuantL
 }
 
 /// The workload's default `s` adjusted for what only the body tells (see [`default_schedule`]).
-/// A GEMV that rounds its outputs to 8 bits owns whole blocks of 32 outputs per workgroup: 8
-/// lanes of 4 rows each (rows sharing their x reads) for one row of x where the block type
-/// allows, else 32 lanes of one row, with 256 threads either way.
-fn body_default(body: &KernelBody, s: Schedule) -> Schedule {
+///
+/// A GEMV that rounds its outputs to 8 bits owns whole blocks of 32 outputs per workgroup.
+/// Where `limits` allow 1024 threads, 32 lanes of one row with 32 threads each (the K split
+/// of the gated GEMV's default, so as many threads in flight): on the H200 at the 1.7B shape
+/// this ran 740.7 tok/s decode against 721.5 for 8 lanes of 4 rows, the best 256-thread form
+/// (docs/performance.md, fifteenth session). Else 8 lanes of 4 rows (rows sharing their x
+/// reads) for one row of x where the block type allows, or 32 lanes of one row.
+fn body_default(body: &KernelBody, s: Schedule, limits: &kiln_schedules::DeviceLimits) -> Schedule {
     match (body, s) {
         (
             KernelBody::QGemm {
                 block, q8_out: Some(_), ..
             },
             Schedule::Gemv(p),
-        ) if (p.lanes * p.lane_rows) % 32 != 0 => {
+        ) if !(p.lanes * p.lane_rows).is_multiple_of(32) => {
+            let wide = kiln_schedules::GemvParams {
+                lanes: 32,
+                lane_rows: 1,
+                ksplit: 32,
+                ..p
+            };
+            if Schedule::Gemv(wide).validate(limits).is_ok() {
+                return Schedule::Gemv(wide);
+            }
             let (lanes, lane_rows, ksplit) = if block.has_int8_dot() && p.rows == 1 {
                 (8, 4, 32)
             } else {
@@ -665,7 +679,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             let key = tuning_key(&d.body);
             let (mut s, source) = kiln_schedules::select(w, &key, opts.tuning.as_ref(), &opts.target);
             if source == kiln_schedules::select::Source::Default {
-                s = body_default(&d.body, s);
+                s = body_default(&d.body, s, &opts.target);
                 s = block_columns_default(&g, d, s, opts.quant_layout);
             }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
@@ -686,7 +700,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             // A record of another kernel with the same key (e.g. tuned on a plain product,
             // while this one reads a fused prologue) falls back to the default.
             Err(CompileError::Unsupported { msg, .. }) if chosen.1 == kiln_schedules::select::Source::Tuned => {
-                let s = body_default(&d.body, kiln_schedules::select::default_for(w, &opts.target));
+                let s = body_default(
+                    &d.body,
+                    kiln_schedules::select::default_for(w, &opts.target),
+                    &opts.target,
+                );
                 let s = block_columns_default(&g, d, s, opts.quant_layout);
                 log::warn!("{}: tuning record not used ({msg}); default {s}", d.label);
                 *chosen = (s, kiln_schedules::select::Source::Default);

@@ -19,47 +19,65 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
 
 {#- The 8-bit rounding of a GEMV's outputs (an activation quantizer fused as its epilogue,
     `KernelBody::QGemm::q8_out`): the workgroup's `wout` consecutive outputs of each of its
-    `rows` rows of x wait in `kiln_yq` (row r at r * wout); after a barrier, thread `t` (of
-    `threads`) rounds 4 of them at a time, as quantize_rows.wgsl does: per block of 32, d =
-    max|y| / 127 and q = round(y * (1 / d)) (ties to even). Stored as f32 q * d, or with
-    `packed` as `words`-word blocks (d, d times the integers' sum, the bytes). Needs `wid`, `m0`
-    and `mm` (rows of x) in scope. -#}
+    `rows` rows of x wait in `kiln_yq` (row r at r * wout); thread `t` (of `threads`, at least
+    one per word: rows * wout / 4) rounds 4 of them, as quantize_rows.wgsl does: per block of
+    32, d = max|y| / 127 and q = round(y * (1 / d)) (ties to even). The 8 threads of a block
+    share their maxima (and integer sums) through `kiln_ym`, two barriers in all. Stored as f32
+    q * d, or with `packed` as `words`-word blocks (d, d times the integers' sum, the bytes).
+    Needs `wid`, `m0` and `mm` (rows of x) in scope. -#}
 {% macro q8_round_outputs(t, threads, rows, wout, nout, packed, words) -%}
     workgroupBarrier();
-    for (var j = {{ t }}; j < {{ rows * wout / 4 }}u; j += {{ threads }}u) {
-        // Word w of row r's outputs: values 4(w % 8) .. + 4 of the workgroup's block w / 8.
-        let r = j / {{ wout / 4 }}u;
-        let w = j % {{ wout / 4 }}u;
-        let gb = wid.x * {{ wout / 32 }}u + w / 8u;
-        let qm = m0 + r;
-        if (qm < mm && gb < {{ nout / 32 }}u) {
-            let base = r * {{ wout }}u + (w / 8u) * 32u;
-            var amax = 0.0;
-            for (var e = 0u; e < 32u; e++) {
-                amax = max(amax, abs(kiln_yq[base + e]));
-            }
-            let d = amax / 127.0;
-            let id = select(0.0, 1.0 / d, d > 0.0);
-            let o = base + 4u * (w % 8u);
-            let q = round(vec4<f32>(kiln_yq[o], kiln_yq[o + 1u], kiln_yq[o + 2u], kiln_yq[o + 3u]) * id);
-{%- if packed %}
-            let ob = (qm * {{ nout / 32 }}u + gb) * {{ words }}u;
-            out[ob + 2u + w % 8u] = pack4xI8(vec4<i32>(q));
-            if (w % 8u == 0u) {
-                var s = 0.0;
-                for (var e = 0u; e < 32u; e++) {
-                    s += round(kiln_yq[base + e] * id);
-                }
-                out[ob] = bitcast<u32>(d);
-                out[ob + 1u] = bitcast<u32>(d * s);
-            }
-{%- else %}
-            let oo = qm * {{ nout }}u + gb * 32u + 4u * (w % 8u);
-            out[oo] = q.x * d;
-            out[oo + 1u] = q.y * d;
-            out[oo + 2u] = q.z * d;
-            out[oo + 3u] = q.w * d;
-{%- endif %}
+    // Word j of the outputs: row r, values 4(w % 8) .. + 4 of the workgroup's block w / 8.
+    let qj = {{ t }};
+    let qlive = qj < {{ rows * wout / 4 }}u;
+    let qr = qj / {{ wout / 4 }}u;
+    let qw = qj % {{ wout / 4 }}u;
+    let qo = min(qj, {{ rows * wout / 4 - 1 }}u) * 4u;
+    let qv = vec4<f32>(kiln_yq[qo], kiln_yq[qo + 1u], kiln_yq[qo + 2u], kiln_yq[qo + 3u]);
+    let qa = abs(qv);
+    if (qlive) {
+        kiln_ym[qj] = max(max(qa.x, qa.y), max(qa.z, qa.w));
+    }
+    workgroupBarrier();
+    // The block's first word.
+    let qb = qj & ~7u;
+    var qmax = 0.0;
+    if (qlive) {
+        for (var e = 0u; e < 8u; e++) {
+            qmax = max(qmax, kiln_ym[qb + e]);
         }
     }
+    let qd = qmax / 127.0;
+    let qid = select(0.0, 1.0 / qd, qd > 0.0);
+    let qq = round(qv * qid);
+    let gb = wid.x * {{ wout / 32 }}u + qw / 8u;
+    let qm = m0 + qr;
+    let qstore = qlive && qm < mm && gb < {{ nout / 32 }}u;
+{%- if packed %}
+    workgroupBarrier();
+    if (qlive) {
+        kiln_ym[qj] = dot(qq, vec4<f32>(1.0));
+    }
+    workgroupBarrier();
+    if (qstore) {
+        let ob = (qm * {{ nout / 32 }}u + gb) * {{ words }}u;
+        out[ob + 2u + qw % 8u] = pack4xI8(vec4<i32>(qq));
+        if (qw % 8u == 0u) {
+            var s = 0.0;
+            for (var e = 0u; e < 8u; e++) {
+                s += kiln_ym[qb + e];
+            }
+            out[ob] = bitcast<u32>(qd);
+            out[ob + 1u] = bitcast<u32>(qd * s);
+        }
+    }
+{%- else %}
+    if (qstore) {
+        let oo = qm * {{ nout }}u + gb * 32u + 4u * (qw % 8u);
+        out[oo] = qq.x * qd;
+        out[oo + 1u] = qq.y * qd;
+        out[oo + 2u] = qq.z * qd;
+        out[oo + 3u] = qq.w * qd;
+    }
+{%- endif %}
 {%- endmacro q8_round_outputs %}

@@ -35,6 +35,8 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- if qout %}
 // The workgroup's outputs for each row of x, rounded to 8 bits once all are computed.
 var<workgroup> kiln_yq: array<f32, {{ rows * wout }}>;
+// Per word of `kiln_yq`: its largest magnitude, then its integers' sum.
+var<workgroup> kiln_ym: array<f32, {{ rows * wout / 4 }}>;
 {%- endif %}
 {%- if not sg %}
 var<workgroup> part: array<f32, {{ lanes * ksplit * rows * lrows }}>;

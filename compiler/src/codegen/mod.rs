@@ -1868,13 +1868,15 @@ pub fn render(
             }
             // Rounded outputs: each workgroup quantizes whole blocks of 32 of its own outputs.
             let wout = p.lanes * if row_parallel { 1 } else { p.lane_rows };
-            if q8_out.is_some() && (wout % 32 != 0 || nout % 32 != 0 || draft.epilogue.is_some()) {
+            // One thread per word of the rounded outputs (`macros::q8_round_outputs`).
+            let words_fit = p.rows * wout / 4 <= p.lanes * p.ksplit;
+            if q8_out.is_some() && (wout % 32 != 0 || nout % 32 != 0 || !words_fit || draft.epilogue.is_some()) {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
                     msg: format!(
                         "schedule {schedule}: a GEMV that rounds its outputs to 8 bits needs whole blocks of 32 \
-                         outputs per workgroup ({wout} here, of {nout}) and no epilogue"
+                         outputs per workgroup ({wout} here, of {nout}), a thread per 4 of them and no epilogue"
                     ),
                 });
             }

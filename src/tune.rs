@@ -394,8 +394,14 @@ fn job_for(
             let model = one_op_model(sub.specialize(bind).map_err(CompileError::from)?);
             let mut candidates = vec![default];
             if rows <= 8 {
+                let max_rows = rows.max(1) as u32;
+                let mut gemvs = space::quant_gemv(limits, max_rows);
+                if matches!(d.body, KernelBody::QGemm { q8_out: Some(_), .. }) {
+                    // Whole blocks of outputs per workgroup: the wider workgroups too.
+                    gemvs.extend(space::quant_gemv_wide(limits, max_rows));
+                }
                 candidates.extend(
-                    space::quant_gemv(limits, rows.max(1) as u32)
+                    gemvs
                         .into_iter()
                         .filter(|s| !matches!(s, Schedule::Gemv(p) if !kiln_compiler::gemv_fits(&d.body, p))),
                 );

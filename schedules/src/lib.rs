@@ -904,6 +904,26 @@ mod tests {
     }
 
     #[test]
+    fn wide_quantized_gemvs_own_whole_blocks_of_outputs_where_the_limits_allow() {
+        let wide = space::quant_gemv_wide(&DeviceLimits::desktop(), 8);
+        assert!(!wide.is_empty());
+        for s in &wide {
+            let Schedule::Gemv(p) = s else {
+                panic!("{s} is not a GEMV")
+            };
+            assert!((p.lanes * p.lane_rows).is_multiple_of(32), "{s}");
+            assert!(p.threads() > 256, "{s}: the 256-thread forms are quant_gemv's");
+            assert!(s.validate(&DeviceLimits::desktop()).is_ok(), "{s}");
+        }
+        assert!(wide.contains(&Schedule::Gemv(GemvParams {
+            sg: true,
+            ..GemvParams::new(32, 32, 1)
+        })));
+        // 256 threads per workgroup at most: none.
+        assert!(space::quant_gemv_wide(&DeviceLimits::webgpu_default(), 8).is_empty());
+    }
+
+    #[test]
     fn coop_gemm_defaults_space_and_rules() {
         for l in [
             DeviceLimits::webgpu_default(),

@@ -211,6 +211,36 @@ pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     out
 }
 
+/// Quantized GEMV candidates of 512 and 1024 threads for GEMVs that must own whole blocks of
+/// 32 outputs per workgroup (a GEMV that rounds its outputs to 8 bits): 32 lanes of 1 or 2
+/// rows or 16 lanes of 2, 32 threads each, with and without subgroup sums, valid on `limits`. At the 1.7B
+/// SwiGLU shape on the H200 these kept as many threads in flight as the gated GEMV's 4-lane
+/// default, where the 256-thread forms of [`quant_gemv`] launched an eighth as many
+/// (docs/performance.md, fifteenth session).
+pub fn quant_gemv_wide(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for lanes in [16, 32] {
+        for lane_rows in [1, 2] {
+            for rows in [1, 2, 4, 8] {
+                if rows > max_rows.max(1) || rows * lane_rows > 8 || !(lanes * lane_rows).is_multiple_of(32) {
+                    continue;
+                }
+                for sg in [true, false] {
+                    let c = Schedule::Gemv(GemvParams {
+                        lane_rows,
+                        sg,
+                        ..GemvParams::new(lanes, 32, rows)
+                    });
+                    if c.validate(limits).is_ok() {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The widest lane the tuner tries with subgroup sums: 32 threads, the subgroup width of
 /// NVIDIA, Apple and most AMD and Intel GPUs (wider lanes would run as the variant on few).
 pub const SUBGROUP_SUM_MAX_KSPLIT: u32 = 32;

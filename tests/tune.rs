@@ -247,6 +247,34 @@ fn a_gguf_model_is_tuned_for_both_programs() {
     assert!(js
         .iter()
         .any(|j| j.key.starts_with("qgemm:") && j.key.contains(":m=n,")));
+    // With 8-bit activations the gate/up GEMV rounds down's input: its job's candidates all own
+    // whole blocks of 32 outputs per workgroup, the 1024-thread forms included on a target
+    // that allows them, and its timing model forms the same kernel.
+    let c8 = llm::LlamaConfig {
+        activations: llm::Activations::Q8,
+        ..llm::gguf::config_from_gguf(&g, "tiny", Some(32)).unwrap()
+    };
+    let m8 = llm::build(&c8, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+    let desktop = TuneOptions {
+        target: kiln::schedules::DeviceLimits::desktop(),
+        ..TuneOptions::default()
+    };
+    let js8 = kiln::tune::jobs_for_programs(&m8, &llm::programs(), &desktop, 2).expect("jobs");
+    let y8 = js8
+        .iter()
+        .find(|j| j.key.starts_with("qgemm_glu_x8_y8:") && j.key.contains(":m=1,"))
+        .unwrap_or_else(|| panic!("{:?}", js8.iter().map(|j| &j.key).collect::<Vec<_>>()));
+    assert_eq!(y8.model_key, y8.key);
+    for c in &y8.candidates {
+        let Schedule::Gemv(p) = c else {
+            panic!("{c} is not a GEMV")
+        };
+        assert!((p.lanes * p.lane_rows).is_multiple_of(32), "{c}");
+    }
+    assert!(y8
+        .candidates
+        .iter()
+        .any(|c| matches!(c, Schedule::Gemv(p) if p.threads() == 1024)));
 
     let out = kiln([
         "tune",

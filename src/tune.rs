@@ -387,7 +387,7 @@ fn job_for(
                 opt_level: 2,
             }))
         }
-        KernelBody::QGemm { x, n, k, .. } => {
+        KernelBody::QGemm { x, n, k, glu, .. } => {
             // The kernel with its fused norm and gating, cut out of the model as it is.
             let sub = kernel_subgraph(g, d)?;
             let rows: usize = concrete(&x[..x.len() - 1], bind)?.iter().product();
@@ -400,11 +400,12 @@ fn job_for(
                     // Whole blocks of outputs per workgroup: the wider workgroups too.
                     gemvs.extend(space::quant_gemv_wide(limits, max_rows));
                 }
-                candidates.extend(
-                    gemvs
-                        .into_iter()
-                        .filter(|s| !matches!(s, Schedule::Gemv(p) if !kiln_compiler::gemv_fits(&d.body, p))),
-                );
+                let nout = if *glu { n / 2 } else { *n };
+                let floor = gemv_threads(&default, nout, rows);
+                candidates.extend(gemvs.into_iter().filter(|s| match s {
+                    Schedule::Gemv(p) => kiln_compiler::gemv_fits(&d.body, p) && gemv_threads(s, nout, rows) >= floor,
+                    _ => true,
+                }));
             } else {
                 candidates.extend(space::quant_gemm(limits));
             }
@@ -432,6 +433,22 @@ fn job_for(
             }))
         }
         _ => Ok(None),
+    }
+}
+
+/// Threads a GEMV schedule launches for `nout` outputs and `rows` rows of x (0 for other
+/// kinds). The tuner tries no quantized GEMV that launches fewer than the default does: on the
+/// H200 such candidates timed as fast as the default alone (cold caches, one kernel) but ran
+/// 2.5 to 3 times slower inside a decode step (1.7B: the down GEMV at 8 lanes x 8 threads
+/// 39.4 us against the default's 12.5, the gated one at 16 x 8 37.6 against 15.7;
+/// docs/performance.md, fifteenth session), and a tuned bundle decoded at half the speed.
+fn gemv_threads(s: &Schedule, nout: usize, rows: usize) -> usize {
+    match s {
+        Schedule::Gemv(p) => {
+            let per_group = (p.lanes * p.lane_rows) as usize;
+            nout.div_ceil(per_group) * rows.max(1).div_ceil(p.rows as usize) * p.threads() as usize
+        }
+        _ => 0,
     }
 }
 
@@ -774,6 +791,50 @@ mod tests {
             .find(|k| k.schedule_source == "tuning")
             .expect("the check model's GEMM took the record");
         assert_eq!(gemm.schedule, candidate.to_string());
+    }
+
+    /// A decode GEMV's candidates launch at least as many threads as its default (fewer ran
+    /// far slower inside a decode step than timed alone).
+    #[test]
+    fn quantized_gemv_candidates_launch_at_least_the_default_s_threads() {
+        use kiln_ir::quant::packed_tensor;
+        use kiln_ir::BlockType;
+        let (n, k) = (2048, 1024);
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[1, k]));
+        let bytes = BlockType::Q4_1.bytes_for((n * k) as u64).unwrap() as usize;
+        let w = packed_tensor(BlockType::Q4_1, n, k, &vec![0x11u8; bytes]).unwrap();
+        let w = g.add_const("w", w);
+        let y = g
+            .add(
+                "y",
+                Op::QMatMul {
+                    block: BlockType::Q4_1,
+                    n,
+                    k,
+                },
+                &[x, w],
+            )
+            .unwrap();
+        g.add_output("y", y);
+        let opts = TuneOptions {
+            target: DeviceLimits::desktop(),
+            ..TuneOptions::default()
+        };
+        let js = jobs(&one_op_model(g), &opts, 2).unwrap();
+        let job = js.iter().find(|j| j.key.starts_with("qgemm:")).expect("a GEMV job");
+        let floor = gemv_threads(&job.candidates[0], n, 1);
+        assert!(floor > 0);
+        for c in &job.candidates {
+            assert!(
+                gemv_threads(c, n, 1) >= floor,
+                "{c} launches fewer threads than the default"
+            );
+        }
+        // The floor removes candidates the space has (e.g. 4 lanes of 4 rows with 4 threads).
+        assert!(space::quant_gemv(&opts.target, 1)
+            .iter()
+            .any(|c| gemv_threads(c, n, 1) < floor));
     }
 
     /// A prefill attention becomes a tuning job over the attention kind's space, and the check

@@ -133,6 +133,7 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
             glu: false,
             xq8: false,
             q8_out: None,
+            quantize_x: false,
         })),
         latency: false,
         opt_level: 2,

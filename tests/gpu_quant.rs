@@ -741,7 +741,9 @@ fn eight_bit_activations_take_integer_dot_products_and_match_the_interpreter() {
 /// rounding is the GEMV's epilogue whatever it reads), h = 64 (two blocks), compiled for the
 /// desktop profile with the default schedule (1024 threads at one row) and at one row also with
 /// forced ones (32 lanes of one row and 8 lanes of 4 rows with subgroup sums, 16 lanes of 2
-/// rows in workgroup memory), each run with kernel variants on and off. Against the
+/// rows in workgroup memory), and with gate/up reading the norm rounded to 8 bits too (at one
+/// row the GEMV then normalizes and rounds x itself for q4_1 and q8_0: no quantizer kernel at
+/// all), each run with kernel variants on and off. Against the
 /// interpreter, tolerance as above: a GPU sum that rounded to the other integer would show as
 /// an error near 1e-2.
 #[test]
@@ -764,14 +766,23 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
             ..GemvParams::new(8, 32, 1)
         }),
     ];
+    // `rounded_x`: gate/up read the norm rounded to 8 bits too (default schedule only); at one
+    // row the GEMV normalizes and rounds x itself where gate/up take integer dots.
+    let cases = forced
+        .into_iter()
+        .map(|s| (s, false))
+        .chain([(None, true)])
+        .collect::<Vec<_>>();
     for m in [1usize, 3] {
         // Three rows: the default schedule only.
-        for schedule in forced.into_iter().take(if m == 1 { forced.len() } else { 1 }) {
+        for (schedule, rounded_x) in cases.iter().copied().filter(|c| m == 1 || c.0.is_none()) {
             let mut g = Graph::new();
             let x = g.add_input("x", TensorType::new(DType::F32, &[m, k]));
-            let scale = g.add_const("g", Tensor::f32(vec![k], values(k, 8)));
             let mut db = TuningDb::default();
             for (i, &block) in blocks.iter().enumerate() {
+                // A scale per block type, so the optimizer keeps the norms (and their
+                // quantizers) apart: each feeds one GEMV, as in a Llama layer.
+                let scale = g.add_const(&format!("g{i}"), Tensor::f32(vec![k], values(k, 8 + i as u64)));
                 let normed = g
                     .add(&format!("norm{i}"), Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
                     .unwrap();
@@ -780,8 +791,13 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
                     let w = g.add_const(&format!("{name}.w"), w);
                     g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap()
                 };
-                let gate = q(&mut g, &format!("gate{i}"), block, h, k, normed, 70 + i as u64);
-                let up = q(&mut g, &format!("up{i}"), block, h, k, normed, 80 + i as u64);
+                let xin = if rounded_x {
+                    g.add(&format!("norm{i}_xq8"), Op::QuantizeQ8, &[normed]).unwrap()
+                } else {
+                    normed
+                };
+                let gate = q(&mut g, &format!("gate{i}"), block, h, k, xin, 70 + i as u64);
+                let up = q(&mut g, &format!("up{i}"), block, h, k, xin, 80 + i as u64);
                 let sig = g
                     .add(&format!("sig{i}"), Op::Unary(kiln::ir::UnaryOp::Sigmoid), &[gate])
                     .unwrap();
@@ -828,7 +844,7 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
             };
             let dir = tempfile::tempdir().unwrap();
             let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
-            let what = format!("m={m}, schedule {schedule:?}");
+            let what = format!("m={m}, schedule {schedule:?}, rounded x {rounded_x}");
             let dispatches = &manifest.programs[0].dispatches;
             let source = |d: &kiln::abi::Dispatch| {
                 std::fs::read_to_string(dir.path().join("b").join(&manifest.kernels[d.kernel].file)).unwrap()
@@ -849,6 +865,14 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
                         kernel.schedule
                     );
                 }
+                // The x quantizer is the GEMV's prologue at one row where gate/up dot integers.
+                let fused_x = rounded_x && m == 1 && block != BlockType::Q4K;
+                assert_eq!(
+                    pair.label.contains(&format!("norm{i}_xq8")),
+                    fused_x,
+                    "{what}: {}",
+                    pair.label
+                );
                 let stored_f32 = block == BlockType::Q4K;
                 assert_eq!(
                     source(pair).contains("pack4xI8("),
@@ -867,7 +891,10 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
                 );
             }
             // No quantizer of its own: every kernel that rounds is a gate/up GEMV.
-            for d in dispatches.iter().filter(|d| d.label.contains("_q8")) {
+            for d in dispatches
+                .iter()
+                .filter(|d| d.label.contains("swiglu") && d.label.contains("_q8"))
+            {
                 let schedule = &manifest.kernels[d.kernel].schedule;
                 assert!(
                     schedule.starts_with("gemv"),

@@ -132,9 +132,9 @@ fn block_column_weights_generate_the_interpreter_s_tokens() {
 }
 
 /// Projection inputs rounded to 8 bits (`--activations q8`) for q4_0, q4_1 and q8_0 weights
-/// (tied and untied heads): in the decode program every norm before q/k/v, gate/up and the
-/// head quantizes (its own dispatch, one per norm), the gate/up GEMV rounds the SwiGLU for
-/// the down projection as it stores it, and the GEMVs after them take integer dot products;
+/// (tied and untied heads): in the decode program the norms before q/k/v and the head
+/// quantize (a dispatch each), the gate/up GEMV normalizes and rounds its own x and rounds the
+/// SwiGLU for the down projection as it stores it, and the GEMVs take integer dot products;
 /// the prompt's quantizers store f32 values for the tiled GEMMs. Against the
 /// interpreter, which rounds the same activations, over prefill and ten decode steps; with
 /// `auto` a model this small keeps f32 activations (no quantizer at all).
@@ -187,13 +187,14 @@ fn eight_bit_activations_generate_the_interpreter_s_tokens() {
             activations: Activations::Q8,
             ..from_file
         };
-        // Per layer the q/k/v norm and the FFN norm, then the head's: each the quantizer of
-        // a merged GEMV (q/k/v, gate/up) or of the head; per layer the gate/up GEMV rounds
-        // down's input; the q/k/v, gate/up and down GEMVs and the head dot integers.
+        // Per layer the q/k/v norm's quantizer, then the head's; per layer the gate/up GEMV
+        // normalizes and rounds its own x (the FFN norm's quantizer fused as its prologue)
+        // and rounds down's input; the q/k/v, gate/up and down GEMVs and the head dot
+        // integers.
         let l = c.layers;
         assert_eq!(
             quantizers(&c),
-            (2 * l + 1, l, 3 * l + 1),
+            (l + 1, l, 3 * l + 1),
             "{block}: decode quantizers, rounding GEMVs and integer-dot GEMVs"
         );
         let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();

@@ -206,6 +206,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             glu,
             xq8,
             q8_out,
+            quantize_x,
         } => {
             let m = Dim::product(&x[..x.len() - 1]);
             let kind = match (norm.is_some(), glu) {
@@ -215,7 +216,12 @@ pub fn tuning_key(body: &KernelBody) -> String {
                 (true, true) => "qgemm_rmsnorm_glu",
             };
             // 8-bit x is another kernel (integer dot products); its records are its own.
-            let x8 = if *xq8 { "_x8" } else { "" };
+            let x8 = match (xq8, quantize_x) {
+                (true, _) => "_x8",
+                // x rounded inside the GEMV, after its norm prologue.
+                (false, true) => "_xq8",
+                _ => "",
+            };
             // So is a GEMV that rounds its outputs (whole blocks of outputs per workgroup); how
             // it stores them changes only the stores, so both storages share its records.
             let y8 = if q8_out.is_some() { "_y8" } else { "" };

@@ -24,7 +24,16 @@
 {%- endif %}
 {{ header }}
 
-{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, row_stride=row_stride, block_stride=block_stride, xvec=xvec, norm=norm, row_elems=k, xshare=xshare, xq8=xq8) }}
+{{ quant::quant_fns(block=block, row_bytes=row_bytes, block_elems=be, block_bytes=bb, parts=parts, row_stride=row_stride, block_stride=block_stride, xvec=xvec, norm=norm, row_elems=k, xshare=xshare, xq8=xq8, xsrc=xsrc) }}
+{%- if qx %}
+
+// x's row, RMS-normalized (scale `in2`) and rounded to 8-bit blocks as the activation
+// quantizer stores them: every workgroup makes its own copy before its dot products.
+var<workgroup> kiln_xs: array<u32, {{ qx_words }}>;
+var<workgroup> scratch: array<f32, {{ threads }}>;
+
+{{ macros::workgroup_reduce(name="reduce_sum", combine="a + b", halves=qx_halves) }}
+{%- endif %}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- for line in epilogue %}
@@ -58,6 +67,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endif %}
     let m0 = wid.y * {{ rows }}u;
     let mm = u32({{ m }});
+{%- if qx %}
+    // Round x as quantize_rows.wgsl does: the row's mean square, then per 8 values (part e % 4
+    // of block e / 4) x * inv * scale, the block's maximum shared by its 4 threads, round.
+    let qt = lid3.y * {{ ksplit }}u + lid3.x;
+    var qss = 0.0;
+    for (var i = qt; i < {{ qx_k4 }}u; i += {{ threads }}u) {
+        let v = vec4<f32>(in0[4u * i], in0[4u * i + 1u], in0[4u * i + 2u], in0[4u * i + 3u]);
+        qss += dot(v, v);
+    }
+    let qinv = inverseSqrt(reduce_sum(qt, qss) / {{ k }}.0 + {{ eps }});
+    for (var c = 0u; c < {{ qx_chunks }}u; c++) {
+        let e = c * {{ threads }}u + qt;
+        let live = e < {{ qx_k8 }}u;
+        var a = vec4<f32>(0.0);
+        var b = vec4<f32>(0.0);
+        if (live) {
+            let o = 8u * e;
+            a = vec4<f32>(in0[o], in0[o + 1u], in0[o + 2u], in0[o + 3u]) * qinv * vec4<f32>(in2[o], in2[o + 1u], in2[o + 2u], in2[o + 3u]);
+            b = vec4<f32>(in0[o + 4u], in0[o + 5u], in0[o + 6u], in0[o + 7u]) * qinv * vec4<f32>(in2[o + 4u], in2[o + 5u], in2[o + 6u], in2[o + 7u]);
+        }
+        let m4 = max(abs(a), abs(b));
+        workgroupBarrier();
+        scratch[qt] = max(max(m4.x, m4.y), max(m4.z, m4.w));
+        workgroupBarrier();
+        let g0 = qt & ~3u;
+        let amax = max(max(scratch[g0], scratch[g0 + 1u]), max(scratch[g0 + 2u], scratch[g0 + 3u]));
+        let d = amax / 127.0;
+        let id = select(0.0, 1.0 / d, d > 0.0);
+        let qa = round(a * id);
+        let qb = round(b * id);
+        workgroupBarrier();
+        scratch[qt] = dot(qa + qb, vec4<f32>(1.0));
+        workgroupBarrier();
+        if (live) {
+            let blk = (e / 4u) * 10u;
+            kiln_xs[blk + 2u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qa));
+            kiln_xs[blk + 3u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qb));
+            if ((e & 3u) == 0u) {
+                kiln_xs[blk] = bitcast<u32>(d);
+                kiln_xs[blk + 1u] = bitcast<u32>(d * (scratch[g0] + scratch[g0 + 1u] + scratch[g0 + 2u] + scratch[g0 + 3u]));
+            }
+        }
+    }
+    workgroupBarrier();
+{%- endif %}
 {%- for r in range(end=rows) %}
     let xr{{ r }} = min(m0 + {{ r }}u, max(mm, 1u) - 1u) * {{ k }}u;
 {%- for i in range(end=lrows) %}

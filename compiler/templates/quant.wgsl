@@ -20,10 +20,11 @@
     activation stored as 8-bit integer blocks (`Q8_BLOCK_WORDS` = 10 words per 32 values: the
     scale d, d times the integers' sum, 32 signed bytes), `kiln_qx` returns part p's two words of
     bytes with the block's d and sum, and `kiln_qdotx` dots them with the weight's integers by
-    `dot4I8Packed`; `kiln_x4` and `kiln_qdot` are left out.
+    `dot4I8Packed`; `kiln_x4` and `kiln_qdot` are left out. `xsrc` names the array the blocks
+    are read from (`in0`, or the GEMV's workgroup copy when it rounds x itself).
     Block layouts are documented in ir/src/quant.rs. Block sizes are even, so every f16 lies
     inside one word and a 4-byte read starts at a word or half-word boundary. -#}
-{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, row_stride, block_stride, dot=true, xvec=false, norm=false, row_elems=0, xshare=false, xq8=false) -%}
+{% macro quant_fns(block, row_bytes, block_elems, block_bytes, parts, row_stride, block_stride, dot=true, xvec=false, norm=false, row_elems=0, xshare=false, xq8=false, xsrc="in0") -%}
 fn kiln_wbyte(b: u32) -> u32 {
     return (in1[b >> 2u] >> ((b & 3u) * 8u)) & 255u;
 }
@@ -180,9 +181,9 @@ fn kiln_qdot(bb: u32, xo: u32, p: u32) -> f32 {
 fn kiln_qx(xo: u32, p: u32) -> vec4<u32> {
     let b = (xo / 32u) * 10u;
 {%- if block == "q8_0" %}
-    return vec4<u32>(in0[b + 2u + 2u * p], in0[b + 3u + 2u * p], in0[b], in0[b + 1u]);
+    return vec4<u32>({{ xsrc }}[b + 2u + 2u * p], {{ xsrc }}[b + 3u + 2u * p], {{ xsrc }}[b], {{ xsrc }}[b + 1u]);
 {%- else %}
-    return vec4<u32>(in0[b + 2u + p], in0[b + 6u + p], in0[b], in0[b + 1u]);
+    return vec4<u32>({{ xsrc }}[b + 2u + p], {{ xsrc }}[b + 6u + p], {{ xsrc }}[b], {{ xsrc }}[b + 1u]);
 {%- endif %}
 }
 

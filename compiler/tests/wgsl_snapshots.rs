@@ -1198,3 +1198,45 @@ fn swiglu_gemv_rounding_its_outputs_for_an_integer_dot_gemv() {
     assert_eq!(src.matches("dot4I8Packed(").count(), 2, "the down GEMV dots them");
     insta::assert_snapshot!(src);
 }
+
+/// The FFN's input as `--activations q8` builds it at one row: the norm rounded to 8 bits, the
+/// gate/up GEMV, the SwiGLU rounded for down. The gate/up GEMV normalizes and rounds x into
+/// workgroup memory itself (its `kiln_xs`), dots it as integers and rounds its outputs: two
+/// kernels, no quantizer.
+#[test]
+fn gated_gemv_rounding_its_input_and_outputs() {
+    use kiln_ir::quant::{packed_tensor, quantize};
+    use kiln_ir::BlockType;
+    let (k, h, n) = (64, 32, 8);
+    let block = BlockType::Q8_0;
+    let src = wgsl(2, |g| {
+        let x = input(g, "x", vec![Dim::from(1usize), Dim::from(k)]);
+        let scale = g.add_const("g", ramp(vec![k]));
+        let normed = g
+            .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+            .unwrap();
+        let xq = g.add("norm_q8", Op::QuantizeQ8, &[normed]).unwrap();
+        let qmm = |g: &mut Graph, name: &str, n: usize, k: usize, xin| {
+            let values: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect();
+            let w = packed_tensor(block, n, k, &quantize(block, &values).unwrap()).unwrap();
+            let w = g.add_const(&format!("{name}.w"), w);
+            g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap()
+        };
+        let gate = qmm(g, "gate", h, k, xq);
+        let up = qmm(g, "up", h, k, xq);
+        let sig = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[gate]).unwrap();
+        let silu = g.add("silu", Op::Binary(BinaryOp::Mul), &[gate, sig]).unwrap();
+        let act = g.add("swiglu", Op::Binary(BinaryOp::Mul), &[silu, up]).unwrap();
+        let act_q = g.add("swiglu_q8", Op::QuantizeQ8, &[act]).unwrap();
+        qmm(g, "down", n, h, act_q)
+    });
+    assert_kernels(&src, "// Kiln quantized GEMV kernel", 2);
+    assert_kernels(&src, "// Kiln activation quantizer", 0);
+    assert_eq!(src.matches("kiln_xs[blk + 2u").count(), 1, "the gate/up GEMV rounds x");
+    assert_eq!(
+        src.matches("pack4xI8(").count(),
+        3,
+        "x's two words per part and the outputs"
+    );
+    insta::assert_snapshot!(src);
+}

@@ -1824,6 +1824,7 @@ pub fn render(
                 glu,
                 xq8,
                 q8_out,
+                quantize_x,
             },
             Schedule::Gemv(p),
         ) => {
@@ -1880,9 +1881,35 @@ pub fn render(
                     ),
                 });
             }
+            // x normalized and rounded inside each workgroup (`qx`): one row, integer dots.
+            if *quantize_x
+                && (norm.is_none()
+                    || !int8_block
+                    || row_parallel
+                    || p.rows != 1
+                    || m.as_const() != Some(1)
+                    || k % 32 != 0)
+            {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "QMatMul".into(),
+                    msg: format!(
+                        "schedule {schedule}: x rounded inside the GEMV needs its norm prologue, one row of x, \
+                         a q4_0, q4_1 or q8_0 weight in GGUF's row layout and K a multiple of 32"
+                    ),
+                });
+            }
             quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             ctx.insert("m", &params.dim(&m, "m"));
-            ctx.insert("xq8", xq8);
+            ctx.insert("xq8", &(*xq8 || *quantize_x));
+            ctx.insert("qx", quantize_x);
+            ctx.insert("xsrc", if *quantize_x { "kiln_xs" } else { "in0" });
+            ctx.insert("threads", &(p.lanes * p.ksplit));
+            ctx.insert("qx_halves", &halves(p.lanes * p.ksplit));
+            ctx.insert("qx_chunks", &((*k / 8).div_ceil((p.lanes * p.ksplit) as usize)));
+            ctx.insert("qx_words", &(*k / 32 * crate::lower::Q8_BLOCK_WORDS));
+            ctx.insert("qx_k4", &(*k / 4));
+            ctx.insert("qx_k8", &(*k / 8));
             ctx.insert("qout", &q8_out.is_some());
             ctx.insert("qpacked", &(*q8_out == Some(crate::lower::Q8Storage::Packed)));
             ctx.insert("wout", &wout);
@@ -1928,13 +1955,14 @@ pub fn render(
             // product into x reads and weight decoding (quant.wgsl `kiln_qx`, `kiln_qdotx`);
             // other types re-read x per row (from cache).
             // An integer-dot GEMV always reads x this way.
-            let xshare = (p.lane_rows > 1 && int8_block) || *xq8;
+            let xshare = (p.lane_rows > 1 && int8_block) || *xq8 || *quantize_x;
             ctx.insert("xshare", &xshare);
             // x as vec4s: blocks of 32 or more values read it only 4 at a time, at multiples
             // of 4 (quant.wgsl), unless the epilogue reads it element by element.
             // (With the norm, slot 2 is its scale, read like x.)
             let slots: &[usize] = if norm.is_some() { &[0, 2] } else { &[0] };
-            let xvec = !*xq8 && block.block_elems() >= 32 && k % 4 == 0 && !epilogue_reads(draft, slots);
+            let xvec =
+                !*xq8 && !*quantize_x && block.block_elems() >= 32 && k % 4 == 0 && !epilogue_reads(draft, slots);
             if xvec {
                 vec4_inputs.push(0);
                 if norm.is_some() {
@@ -1944,7 +1972,8 @@ pub fn render(
             ctx.insert("xvec", &xvec);
             // The fused RMS norm: x scaled by the scale `in2` as it is read, the row's sum of
             // squares gathered from the same reads, the dot product scaled once at the end.
-            ctx.insert("norm", &norm.is_some());
+            // With `qx` the norm is applied before rounding, not to the sums.
+            ctx.insert("norm", &(norm.is_some() && !*quantize_x));
             ctx.insert("eps", &literal(f64::from(norm.unwrap_or(0.0)), DType::F32));
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(nout), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
@@ -1969,12 +1998,13 @@ pub fn render(
                 glu,
                 xq8,
                 q8_out,
+                quantize_x,
             },
             Schedule::CoopGemm(p),
         ) => {
             // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
             // as vec4<f16>, so K must be a multiple of 4.
-            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu || *xq8 || q8_out.is_some() {
+            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu || *xq8 || q8_out.is_some() || *quantize_x {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
@@ -2025,11 +2055,12 @@ pub fn render(
                 glu,
                 xq8,
                 q8_out,
+                quantize_x,
             },
             Schedule::Gemm(p),
         ) => {
             let m = Dim::product(&x[..x.len() - 1]);
-            if norm.is_some() || *glu || *xq8 || q8_out.is_some() {
+            if norm.is_some() || *glu || *xq8 || q8_out.is_some() || *quantize_x {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),

@@ -818,13 +818,49 @@ impl Former<'_> {
         let Some(mut d) = self.gated_pair_root(act)? else {
             return Ok(None);
         };
-        let KernelBody::QGemm { q8_out, .. } = &mut d.body else {
+        let KernelBody::QGemm {
+            q8_out,
+            block,
+            x,
+            norm,
+            xq8,
+            quantize_x,
+            ..
+        } = &mut d.body
+        else {
             unreachable!("a gated pair is a QGemm kernel")
         };
         *q8_out = Some(Q8Storage::of(g, q));
         d.output = q;
         d.label = format!("{}+{}", d.label, g.node(q).name);
         log::debug!("fusion: {}: the SwiGLU GEMV rounds its outputs to 8 bits", d.label);
+        // Its own input's quantizer too, with the RMS norm in front, when they feed nothing
+        // else and x is one row: each workgroup (whole blocks of outputs, so few of them)
+        // normalizes and rounds x itself, and the quantizer's dispatch goes away.
+        let qin = d.inputs[0];
+        let one_row = Dim::product(&x[..x.len().saturating_sub(1)]).as_const() == Some(1);
+        if matches!(g.node(qin).op, Op::QuantizeQ8)
+            && block.has_int8_dot()
+            && one_row
+            && !self.outputs.contains(&qin)
+            && g.users_of(qin).len() == 1
+        {
+            let r = g.inputs_of(qin)[0];
+            if let Some((epsilon, xin, scale)) = self.prologue_rms_norm(r) {
+                let k = g.node(r).ty.shape.last().cloned();
+                if g.node(scale).ty.shape == k.into_iter().collect::<Vec<_>>()
+                    && g.node(xin).ty.dtype == DType::F32
+                    && g.users_of(r) == [qin]
+                {
+                    *norm = Some(epsilon);
+                    *xq8 = false;
+                    *quantize_x = true;
+                    d.inputs = vec![xin, d.inputs[1], scale];
+                    d.label = format!("{}+{}", g.node(qin).name, d.label);
+                    log::debug!("fusion: {}: x normalized and rounded inside the GEMV", d.label);
+                }
+            }
+        }
         Ok(Some(d))
     }
 

@@ -177,6 +177,11 @@ pub enum KernelBody {
         /// (see `anchor::Former::quantized_gated_pair`). Each workgroup then owns whole blocks
         /// of outputs (a multiple of 32).
         q8_out: Option<Q8Storage>,
+        /// x is input 0's RMS norm (`norm`, scale in input 2) rounded to 8-bit blocks inside
+        /// each workgroup before the integer dot products: the activation quantizer between
+        /// the norm and this GEMV fused as its prologue (see
+        /// `anchor::Former::quantized_gated_pair`).
+        quantize_x: bool,
     },
     /// [`Op::QuantizeQ8`] of input 0's rows (one workgroup per row), optionally after an RMS
     /// norm of the row: f32 values on each block's integer grid, or with `packed` the blocks
@@ -589,6 +594,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             glu: false,
             xq8: q8_packed(g, ins[0]),
             q8_out: None,
+            quantize_x: false,
         },
         Op::QuantizeQ8 => {
             let x = shape(0);

@@ -139,11 +139,13 @@ pub fn prepare_graph(
 
 /// The `form-kernels` pass ([`lower::fuse::form_kernels`]) for `opts`' target and weight
 /// layout. Block-column-major weights are read by the row-parallel GEMV, which has no
-/// integer-dot form, so there every 8-bit activation is stored as f32 (the same values).
+/// integer-dot form, so there every 8-bit activation is stored as f32 (the same values) and no
+/// gated GEMV rounds its own x.
 pub fn form_kernels(g: &Graph, opts: &CompileOptions) -> Result<Vec<KernelDraft>, CompileError> {
     let max_inputs = opts.target.max_storage_buffers_per_shader_stage.saturating_sub(1) as usize;
-    let mut drafts = lower::fuse::form_kernels(g, opts.opt_level, max_inputs)?;
-    if opts.quant_layout == QuantLayout::BlockColumns {
+    let block_columns = opts.quant_layout == QuantLayout::BlockColumns;
+    let mut drafts = lower::fuse::form_kernels_with(g, opts.opt_level, max_inputs, !block_columns)?;
+    if block_columns {
         for d in &mut drafts {
             match &mut d.body {
                 KernelBody::QuantizeRows { packed, .. } => *packed = false,

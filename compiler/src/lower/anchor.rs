@@ -153,6 +153,8 @@ impl Build {
 
 struct Former<'g> {
     g: &'g Graph,
+    /// A gated GEMV may take its input's norm and quantizer as prologue (GGUF's row layout).
+    rounded_x_prologue: bool,
     outputs: HashSet<NodeId>,
     duplicable: HashMap<NodeId, bool>,
     max_inputs: usize,
@@ -167,9 +169,18 @@ struct Former<'g> {
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
 /// dependencies; attention becomes one kernel at any size when `attention` (opt-level 3), and
 /// otherwise for a few query rows (decode) or many keys ([`MIN_FLASH_KEYS`], or symbolic).
-pub fn form_kernels(g: &Graph, max_inputs: usize, attention: bool) -> Result<Vec<KernelDraft>, CompileError> {
+///
+/// `rounded_x_prologue`: a gated GEMV may normalize and round its own x (see
+/// [`Former::quantized_gated_pair`]).
+pub fn form_kernels(
+    g: &Graph,
+    max_inputs: usize,
+    attention: bool,
+    rounded_x_prologue: bool,
+) -> Result<Vec<KernelDraft>, CompileError> {
     let mut f = Former {
         g,
+        rounded_x_prologue,
         outputs: g.outputs().iter().map(|o| o.1).collect(),
         duplicable: HashMap::new(),
         max_inputs,
@@ -839,7 +850,8 @@ impl Former<'_> {
         // normalizes and rounds x itself, and the quantizer's dispatch goes away.
         let qin = d.inputs[0];
         let one_row = Dim::product(&x[..x.len().saturating_sub(1)]).as_const() == Some(1);
-        if matches!(g.node(qin).op, Op::QuantizeQ8)
+        if self.rounded_x_prologue
+            && matches!(g.node(qin).op, Op::QuantizeQ8)
             && block.has_int8_dot()
             && one_row
             && !self.outputs.contains(&qin)
@@ -1220,7 +1232,7 @@ mod tests {
         let p = bin(&mut g, "add1", BinaryOp::Add, e, one);
         let y = bin(&mut g, "mul", BinaryOp::Mul, a, p);
         g.add_output("y", y);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&k), ["Gemm+pro+epi"]);
         assert_eq!(k[0].output, y);
         assert_eq!(k[0].inputs.len(), 3, "x, w and the bias");
@@ -1243,7 +1255,7 @@ mod tests {
         let w = konst(&mut g, "w", &[16, 4]);
         let m = g.add("mm", Op::MatMul, &[r, w]).unwrap();
         g.add_output("y", m);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&k), ["Gemm+pro"]);
         assert_eq!(k[0].inputs, vec![x, w]);
     }
@@ -1256,7 +1268,7 @@ mod tests {
         let w = konst(&mut g, "w", &[8, 4]);
         let m = g.add("mm", Op::MatMul, &[e, w]).unwrap();
         g.add_output("y", m);
-        assert_eq!(kinds(&form_kernels(&g, 7, true).unwrap()), ["Injective", "Gemm"]);
+        assert_eq!(kinds(&form_kernels(&g, 7, true, true).unwrap()), ["Injective", "Gemm"]);
     }
 
     #[test]
@@ -1274,7 +1286,7 @@ mod tests {
         let p = g.add("softmax", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
         let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
         g.add_output("o", o);
-        let kernels = form_kernels(&g, 7, true).unwrap();
+        let kernels = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
         assert!(matches!(kernels[0].body, KernelBody::Attention { d: 4, dv: 4, .. }));
     }
@@ -1306,7 +1318,7 @@ mod tests {
         let p = g.add("softmax", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
         let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
         g.add_output("o", o);
-        let kernels = form_kernels(&g, 7, true).unwrap();
+        let kernels = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&kernels), ["Gemm+pro+epi", "Attention+pro"], "one QKV GEMM");
         assert_eq!(kernels[1].inputs, vec![qkv], "the attention reads the biased product");
     }
@@ -1322,7 +1334,10 @@ mod tests {
         let o = g.add("av", Op::MatMul, &[p, v]).unwrap();
         g.add_output("o", o);
         g.add_output("p", p);
-        assert_eq!(kinds(&form_kernels(&g, 7, true).unwrap()), ["Gemm", "Softmax", "Gemm"]);
+        assert_eq!(
+            kinds(&form_kernels(&g, 7, true, true).unwrap()),
+            ["Gemm", "Softmax", "Gemm"]
+        );
     }
 
     #[test]
@@ -1346,11 +1361,11 @@ mod tests {
             .unwrap();
         g.add_output("a", a);
         g.add_output("s", red);
-        let mut k = kinds(&form_kernels(&g, 7, true).unwrap());
+        let mut k = kinds(&form_kernels(&g, 7, true, true).unwrap());
         k.sort();
         assert_eq!(k, ["Injective", "Reduce+pro"], "inv is computed in both kernels");
         g.add_output("inv", inv);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(k.len(), 3, "an output is materialized: {:?}", kinds(&k));
     }
 
@@ -1377,7 +1392,7 @@ mod tests {
             h = bin(&mut g, &format!("res{l}"), BinaryOp::Add, h, o);
         }
         g.add_output("y", h);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         let gemm_epilogues = kinds(&k)
             .iter()
             .filter(|s| s.starts_with("Gemm") && s.ends_with("+epi"))
@@ -1404,7 +1419,7 @@ mod tests {
             acc = bin(&mut g, &format!("add{i}"), BinaryOp::Add, acc, x);
         }
         g.add_output("y", acc);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert!(
             k.iter().all(|d| d.inputs.len() <= 7),
             "{:?}",
@@ -1421,7 +1436,7 @@ mod tests {
         let t = g.add("t", Op::Transpose { perm: vec![1, 0] }, &[x]).unwrap();
         let s = bin(&mut g, "add", BinaryOp::Add, t, y);
         g.add_output("s", s);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&k), ["Injective"]);
         assert_eq!(k[0].inputs.len(), 2);
     }
@@ -1442,7 +1457,7 @@ mod tests {
         let r = g.add("relu", Op::Unary(UnaryOp::Relu), &[c]).unwrap();
         let y = bin(&mut g, "res", BinaryOp::Add, r, x);
         g.add_output("y", y);
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&k), ["Conv+epi"]);
         assert_eq!(&k[0].inputs[..3], &[x, w, b], "the conv's own inputs keep their slots");
     }
@@ -1477,7 +1492,7 @@ mod tests {
             .unwrap();
         let y = bin(&mut g, "scale", BinaryOp::Mul, a, r);
         g.add_output("y", y);
-        let kernels = form_kernels(&g, 7, true).unwrap();
+        let kernels = form_kernels(&g, 7, true, true).unwrap();
         let outputs: Vec<NodeId> = kernels.iter().map(|d| d.output).collect();
         for d in &kernels {
             for i in &d.inputs {
@@ -1541,16 +1556,16 @@ mod tests {
         // A decode step (one new token) and a prompt: one attention kernel at level 3.
         for n in [1, 8] {
             let g = gqa_attention(n);
-            let kernels = form_kernels(&g, 7, true).unwrap();
+            let kernels = form_kernels(&g, 7, true, true).unwrap();
             assert_eq!(kinds(&kernels), ["Attention+pro+epi"]);
             assert!(matches!(kernels[0].body, KernelBody::Attention { d: 8, dv: 8, .. }));
         }
         // At level 2 only up to MAX_FEW_QUERY_ROWS query rows per batch fuse: the decode step.
         for n in [1, 8] {
-            let fused = form_kernels(&gqa_attention(n), 7, false).unwrap().len() == 1;
+            let fused = form_kernels(&gqa_attention(n), 7, false, true).unwrap().len() == 1;
             assert_eq!(fused, 3 * n <= MAX_FEW_QUERY_ROWS, "{n} new tokens");
         }
-        assert!(form_kernels(&gqa_attention(1), 7, false).unwrap().len() == 1);
+        assert!(form_kernels(&gqa_attention(1), 7, false, true).unwrap().len() == 1);
     }
 
     /// A causal mask computed from indices alone (a `Compute` reading no tensor, as the LLM
@@ -1589,7 +1604,7 @@ mod tests {
             let o = g.add(&format!("o{l}"), Op::MatMul, &[p, v]).unwrap();
             g.add_output(&format!("o{l}"), o);
         }
-        let k = form_kernels(&g, 7, true).unwrap();
+        let k = form_kernels(&g, 7, true, true).unwrap();
         assert_eq!(kinds(&k), ["Attention+pro+epi", "Attention+pro+epi"]);
         assert!(k.iter().all(|d| !d.inputs.contains(&mask)), "the mask is never loaded");
     }
@@ -1621,12 +1636,12 @@ mod tests {
             g.add_output("o", o);
             g
         };
-        let fused = |t: Dim| form_kernels(&build(t), 7, false).unwrap().len() == 1;
+        let fused = |t: Dim| form_kernels(&build(t), 7, false, true).unwrap().len() == 1;
         assert!(!fused(Dim::c(64)));
         assert!(!fused(Dim::c(MIN_FLASH_KEYS as i64 - 1)));
         assert!(fused(Dim::c(MIN_FLASH_KEYS as i64)));
         assert!(fused(Dim::sym("t")));
-        assert!(form_kernels(&build(Dim::c(64)), 7, true).unwrap().len() == 1);
+        assert!(form_kernels(&build(Dim::c(64)), 7, true, true).unwrap().len() == 1);
     }
 
     #[test]
@@ -1654,7 +1669,7 @@ mod tests {
         let cl = bin(&mut g, "clip", BinaryOp::Max, c, eps);
         let y = bin(&mut g, "div", BinaryOp::Div, s, cl);
         g.add_output("y", y);
-        let k = form_kernels(&g, 7, false).unwrap();
+        let k = form_kernels(&g, 7, false, true).unwrap();
         assert_eq!(kinds(&k), ["Reduce", "Reduce+pro+epi"]);
         assert_eq!(k[1].output, y);
         assert_eq!(k[1].inputs, vec![c, x, m]);
@@ -1671,7 +1686,7 @@ mod tests {
         let b = g.add("type_emb", Op::Gather { axis: 0 }, &[types, zeros]).unwrap();
         let y = bin(&mut g, "sum", BinaryOp::Add, a, b);
         g.add_output("y", y);
-        let k = form_kernels(&g, 7, false).unwrap();
+        let k = form_kernels(&g, 7, false, true).unwrap();
         assert_eq!(kinds(&k), ["Injective"]);
         assert_eq!(k[0].inputs, vec![table, types], "the index constants are expressions");
     }

@@ -304,7 +304,7 @@ mod tests {
         g.add_output("cache", s);
         g.add_output("neg", n);
         // The two kernels are independent: put the append first.
-        let mut k = crate::lower::anchor::form_kernels(&g, 7, false).expect("forms");
+        let mut k = crate::lower::anchor::form_kernels(&g, 7, false, true).expect("forms");
         k.sort_by_key(|d| !d.outputs().contains(&s));
         assert_eq!(k.len(), 2, "{k:#?}");
         let k = defer_appends(&g, k, 8);

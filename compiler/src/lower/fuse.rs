@@ -20,6 +20,18 @@ pub const MAX_FUSED_NODES: usize = 256;
 
 /// Forms kernels for the whole graph, in an order that respects data dependencies.
 pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<KernelDraft>, CompileError> {
+    form_kernels_with(g, opt_level, max_inputs, true)
+}
+
+/// [`form_kernels`], with `rounded_x_prologue` deciding whether a gated GEMV may normalize and
+/// round its own x (`KernelBody::QGemm::quantize_x`; only GGUF's row layout has that form, so
+/// `--weight-layout block-columns` turns it off).
+pub fn form_kernels_with(
+    g: &Graph,
+    opt_level: u8,
+    max_inputs: usize,
+    rounded_x_prologue: bool,
+) -> Result<Vec<KernelDraft>, CompileError> {
     let order = g.topo_order();
     if opt_level == 0 {
         return order
@@ -35,7 +47,7 @@ pub fn form_kernels(g: &Graph, opt_level: u8, max_inputs: usize) -> Result<Vec<K
         // shorter constant sequences stay two GEMMs and a softmax. Sibling injective kernels
         // of one element count then share a dispatch (super::siblings), and a decode step's
         // cache appends move into later kernels (super::defer).
-        let kernels = super::anchor::form_kernels(g, max_inputs, opt_level >= 3)?;
+        let kernels = super::anchor::form_kernels(g, max_inputs, opt_level >= 3, rounded_x_prologue)?;
         let kernels = super::siblings::merge_siblings(g, kernels, max_inputs + 1);
         return Ok(super::defer::defer_appends(g, kernels, max_inputs + 1));
     }

@@ -81,3 +81,41 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
     }
 {%- endif %}
 {%- endmacro q8_round_outputs %}
+
+
+{#- One step of the 8-bit rounding of a row (quantize_rows.wgsl, and a GEMV that rounds its own
+    x): with `a`, `b` (values 8e .. 8e + 8 of the row, part e % 4 of block e / 4), `e` and
+    `live` in scope, thread `t` shares the block's maximum with its 3 neighbours through
+    `scratch`, rounds, and stores: with `packed` the block's words at `blk` of `dest` (scale,
+    scaled integer sum, bytes), else f32 values into `out` at `base`. -#}
+{% macro q8_round_part(t, packed, dest="out", blk="") %}        let m4 = max(abs(a), abs(b));
+        // The previous step's readers are done with `scratch`.
+        workgroupBarrier();
+        scratch[{{ t }}] = max(max(m4.x, m4.y), max(m4.z, m4.w));
+        workgroupBarrier();
+        let g = {{ t }} & ~3u;
+        let amax = max(max(scratch[g], scratch[g + 1u]), max(scratch[g + 2u], scratch[g + 3u]));
+        let d = amax / 127.0;
+        let id = select(0.0, 1.0 / d, d > 0.0);
+        let qa = round(a * id);
+        let qb = round(b * id);
+{%- if packed %}
+        workgroupBarrier();
+        scratch[{{ t }}] = dot(qa + qb, vec4<f32>(1.0));
+        workgroupBarrier();
+        if (live) {
+            let blk = {{ blk }};
+            {{ dest }}[blk + 2u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qa));
+            {{ dest }}[blk + 3u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qb));
+            if ((e & 3u) == 0u) {
+                {{ dest }}[blk] = bitcast<u32>(d);
+                {{ dest }}[blk + 1u] = bitcast<u32>(d * (scratch[g] + scratch[g + 1u] + scratch[g + 2u] + scratch[g + 3u]));
+            }
+        }
+{%- else %}
+        if (live) {
+            out[base + 2u * e] = qa * d;
+            out[base + 2u * e + 1u] = qb * d;
+        }
+{%- endif %}
+{%- endmacro q8_round_part %}

@@ -87,28 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             a = vec4<f32>(in0[o], in0[o + 1u], in0[o + 2u], in0[o + 3u]) * qinv * vec4<f32>(in2[o], in2[o + 1u], in2[o + 2u], in2[o + 3u]);
             b = vec4<f32>(in0[o + 4u], in0[o + 5u], in0[o + 6u], in0[o + 7u]) * qinv * vec4<f32>(in2[o + 4u], in2[o + 5u], in2[o + 6u], in2[o + 7u]);
         }
-        let m4 = max(abs(a), abs(b));
-        workgroupBarrier();
-        scratch[qt] = max(max(m4.x, m4.y), max(m4.z, m4.w));
-        workgroupBarrier();
-        let g0 = qt & ~3u;
-        let amax = max(max(scratch[g0], scratch[g0 + 1u]), max(scratch[g0 + 2u], scratch[g0 + 3u]));
-        let d = amax / 127.0;
-        let id = select(0.0, 1.0 / d, d > 0.0);
-        let qa = round(a * id);
-        let qb = round(b * id);
-        workgroupBarrier();
-        scratch[qt] = dot(qa + qb, vec4<f32>(1.0));
-        workgroupBarrier();
-        if (live) {
-            let blk = (e / 4u) * 10u;
-            kiln_xs[blk + 2u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qa));
-            kiln_xs[blk + 3u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qb));
-            if ((e & 3u) == 0u) {
-                kiln_xs[blk] = bitcast<u32>(d);
-                kiln_xs[blk + 1u] = bitcast<u32>(d * (scratch[g0] + scratch[g0 + 1u] + scratch[g0 + 2u] + scratch[g0 + 3u]));
-            }
-        }
+{{ macros::q8_round_part(t="qt", packed=true, dest="kiln_xs", blk="(e / 4u) * " ~ q8_words ~ "u") }}
     }
     workgroupBarrier();
 {%- endif %}

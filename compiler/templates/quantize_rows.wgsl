@@ -48,35 +48,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             b = b * inv * in1[2u * e + 1u];
 {%- endif %}
         }
-        let m4 = max(abs(a), abs(b));
-        // The previous step's readers are done with `scratch`.
-        workgroupBarrier();
-        scratch[lid] = max(max(m4.x, m4.y), max(m4.z, m4.w));
-        workgroupBarrier();
-        let g = lid & ~3u;
-        let amax = max(max(scratch[g], scratch[g + 1u]), max(scratch[g + 2u], scratch[g + 3u]));
-        let d = amax / 127.0;
-        let id = select(0.0, 1.0 / d, d > 0.0);
-        let qa = round(a * id);
-        let qb = round(b * id);
-{%- if packed %}
-        workgroupBarrier();
-        scratch[lid] = dot(qa + qb, vec4<f32>(1.0));
-        workgroupBarrier();
-        if (live) {
-            let blk = (row * {{ nb }}u + e / 4u) * {{ words }}u;
-            out[blk + 2u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qa));
-            out[blk + 3u + 2u * (e & 3u)] = pack4xI8(vec4<i32>(qb));
-            if ((e & 3u) == 0u) {
-                out[blk] = bitcast<u32>(d);
-                out[blk + 1u] = bitcast<u32>(d * (scratch[g] + scratch[g + 1u] + scratch[g + 2u] + scratch[g + 3u]));
-            }
-        }
-{%- else %}
-        if (live) {
-            out[base + 2u * e] = qa * d;
-            out[base + 2u * e + 1u] = qb * d;
-        }
-{%- endif %}
+{{ macros::q8_round_part(t="lid", packed=packed, dest="out", blk="(row * " ~ nb ~ "u + e / 4u) * " ~ words ~ "u") }}
     }
 }

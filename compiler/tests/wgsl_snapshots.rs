@@ -1162,36 +1162,44 @@ fn eight_bit_activations_and_integer_dot_gemvs() {
     insta::assert_snapshot!(src);
 }
 
+/// A decode step's FFN input at one row as `--activations q8` builds it: `norm(x)` (rounded to
+/// 8 bits when `round_x`) into gate and up projections of `block` weights, the SwiGLU rounded
+/// to 8 bits, and the down projection of it; returns down's output.
+fn ffn_q8_graph(g: &mut Graph, block: kiln_ir::BlockType, round_x: bool) -> NodeId {
+    use kiln_ir::quant::{packed_tensor, quantize};
+    let (k, h, n) = (64, 32, 8);
+    let x = input(g, "x", vec![Dim::from(1usize), Dim::from(k)]);
+    let scale = g.add_const("g", ramp(vec![k]));
+    let normed = g
+        .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
+        .unwrap();
+    let xin = if round_x {
+        g.add("norm_q8", Op::QuantizeQ8, &[normed]).unwrap()
+    } else {
+        normed
+    };
+    let qmm = |g: &mut Graph, name: &str, n: usize, k: usize, xin| {
+        let values: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w = packed_tensor(block, n, k, &quantize(block, &values).unwrap()).unwrap();
+        let w = g.add_const(&format!("{name}.w"), w);
+        g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap()
+    };
+    let gate = qmm(g, "gate", h, k, xin);
+    let up = qmm(g, "up", h, k, xin);
+    let sig = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[gate]).unwrap();
+    let silu = g.add("silu", Op::Binary(BinaryOp::Mul), &[gate, sig]).unwrap();
+    let act = g.add("swiglu", Op::Binary(BinaryOp::Mul), &[silu, up]).unwrap();
+    let act_q = g.add("swiglu_q8", Op::QuantizeQ8, &[act]).unwrap();
+    qmm(g, "down", n, h, act_q)
+}
+
 /// A decode step's SwiGLU rounded to 8 bits for a down projection: the gate/up GEMV (norm
 /// prologue, gated pair) quantizes its outputs per block of 32 as its epilogue and stores the
 /// integer blocks the down GEMV dots (`pack4xI8` in one kernel, `dot4I8Packed` in the next; no
 /// quantizer kernel).
 #[test]
 fn swiglu_gemv_rounding_its_outputs_for_an_integer_dot_gemv() {
-    use kiln_ir::quant::{packed_tensor, quantize};
-    use kiln_ir::BlockType;
-    let (k, h, n) = (64, 32, 8);
-    let block = BlockType::Q4_1;
-    let src = wgsl(2, |g| {
-        let x = input(g, "x", vec![Dim::from(1usize), Dim::from(k)]);
-        let scale = g.add_const("g", ramp(vec![k]));
-        let normed = g
-            .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
-            .unwrap();
-        let qmm = |g: &mut Graph, name: &str, n: usize, k: usize, xin| {
-            let values: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect();
-            let w = packed_tensor(block, n, k, &quantize(block, &values).unwrap()).unwrap();
-            let w = g.add_const(&format!("{name}.w"), w);
-            g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap()
-        };
-        let gate = qmm(g, "gate", h, k, normed);
-        let up = qmm(g, "up", h, k, normed);
-        let sig = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[gate]).unwrap();
-        let silu = g.add("silu", Op::Binary(BinaryOp::Mul), &[gate, sig]).unwrap();
-        let act = g.add("swiglu", Op::Binary(BinaryOp::Mul), &[silu, up]).unwrap();
-        let act_q = g.add("swiglu_q8", Op::QuantizeQ8, &[act]).unwrap();
-        qmm(g, "down", n, h, act_q)
-    });
+    let src = wgsl(2, |g| ffn_q8_graph(g, kiln_ir::BlockType::Q4_1, false));
     assert_kernels(&src, "// Kiln quantized GEMV kernel", 2);
     assert_kernels(&src, "// Kiln activation quantizer", 0);
     assert_eq!(src.matches("pack4xI8(").count(), 1, "the gate/up GEMV packs the bytes");
@@ -1205,31 +1213,7 @@ fn swiglu_gemv_rounding_its_outputs_for_an_integer_dot_gemv() {
 /// kernels, no quantizer.
 #[test]
 fn gated_gemv_rounding_its_input_and_outputs() {
-    use kiln_ir::quant::{packed_tensor, quantize};
-    use kiln_ir::BlockType;
-    let (k, h, n) = (64, 32, 8);
-    let block = BlockType::Q8_0;
-    let src = wgsl(2, |g| {
-        let x = input(g, "x", vec![Dim::from(1usize), Dim::from(k)]);
-        let scale = g.add_const("g", ramp(vec![k]));
-        let normed = g
-            .add("norm", Op::RmsNorm { axis: 1, epsilon: 1e-5 }, &[x, scale])
-            .unwrap();
-        let xq = g.add("norm_q8", Op::QuantizeQ8, &[normed]).unwrap();
-        let qmm = |g: &mut Graph, name: &str, n: usize, k: usize, xin| {
-            let values: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect();
-            let w = packed_tensor(block, n, k, &quantize(block, &values).unwrap()).unwrap();
-            let w = g.add_const(&format!("{name}.w"), w);
-            g.add(name, Op::QMatMul { block, n, k }, &[xin, w]).unwrap()
-        };
-        let gate = qmm(g, "gate", h, k, xq);
-        let up = qmm(g, "up", h, k, xq);
-        let sig = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[gate]).unwrap();
-        let silu = g.add("silu", Op::Binary(BinaryOp::Mul), &[gate, sig]).unwrap();
-        let act = g.add("swiglu", Op::Binary(BinaryOp::Mul), &[silu, up]).unwrap();
-        let act_q = g.add("swiglu_q8", Op::QuantizeQ8, &[act]).unwrap();
-        qmm(g, "down", n, h, act_q)
-    });
+    let src = wgsl(2, |g| ffn_q8_graph(g, kiln_ir::BlockType::Q8_0, true));
     assert_kernels(&src, "// Kiln quantized GEMV kernel", 2);
     assert_kernels(&src, "// Kiln activation quantizer", 0);
     assert_eq!(src.matches("kiln_xs[blk + 2u").count(), 1, "the gate/up GEMV rounds x");

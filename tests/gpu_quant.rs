@@ -924,3 +924,137 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
         }
     }
 }
+
+/// A decode GEMV that normalizes and rounds its own x: `QMatMul(QuantizeQ8(RmsNorm(x)))` at
+/// one row, for each block type with integer dot products (a Llama layer's merged q/k/v
+/// projection and the head), so no quantizer kernel remains; with a residual epilogue, with
+/// an epilogue that reads the GEMV's own un-normalized x (`x + W·q8(norm(x))`), and with n
+/// not a multiple of any workgroup's outputs. The default schedules of two targets and three
+/// forced ones, kernel variants on and off, against the interpreter (which rounds the same
+/// values): a rounding step that differed would show as an error near 1e-2.
+#[test]
+fn a_gemv_normalizes_and_rounds_its_own_x() {
+    let blocks = [BlockType::Q4_0, BlockType::Q4_1, BlockType::Q8_0];
+    let k = 256;
+    let forced = [
+        None,
+        Some(GemvParams {
+            sg: true,
+            ..GemvParams::new(32, 32, 1)
+        }),
+        Some(GemvParams {
+            lane_rows: 4,
+            sg: true,
+            ..GemvParams::new(8, 32, 1)
+        }),
+        Some(GemvParams {
+            lane_rows: 2,
+            ..GemvParams::new(16, 8, 1)
+        }),
+    ];
+    let targets = [
+        kiln::schedules::DeviceLimits::webgpu_default(),
+        kiln::schedules::DeviceLimits::desktop(),
+    ];
+    let cases = forced.iter().map(|&s| (s, 1)).chain([(None, 0)]).collect::<Vec<_>>();
+    for (schedule, target) in cases {
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::new(DType::F32, &[1, k]));
+        let r = g.add_input("r", TensorType::new(DType::F32, &[1, 40]));
+        let mut db = TuningDb::default();
+        for (i, &block) in blocks.iter().enumerate() {
+            // (n, epilogue): 0 none, 1 a residual input, 2 x itself.
+            for (j, (n, epilogue)) in [(37, 0), (40, 1), (k, 2)].into_iter().enumerate() {
+                let name = format!("p{i}_{j}");
+                let scale = g.add_const(
+                    &format!("{name}.g"),
+                    Tensor::f32(vec![k], values(k, 30 + 3 * i as u64 + j as u64)),
+                );
+                let normed = g
+                    .add(
+                        &format!("{name}.norm"),
+                        Op::RmsNorm { axis: 1, epsilon: 1e-5 },
+                        &[x, scale],
+                    )
+                    .unwrap();
+                let q = g.add(&format!("{name}.xq8"), Op::QuantizeQ8, &[normed]).unwrap();
+                let w = packed_tensor(block, n, k, &weight_bytes(block, n, k, 100 + 7 * i as u64 + j as u64)).unwrap();
+                let w = g.add_const(&format!("{name}.w"), w);
+                let mut y = g.add(&name, Op::QMatMul { block, n, k }, &[q, w]).unwrap();
+                match epilogue {
+                    1 => {
+                        y = g
+                            .add(&format!("{name}.res"), Op::Binary(BinaryOp::Add), &[y, r])
+                            .unwrap()
+                    }
+                    2 => {
+                        y = g
+                            .add(&format!("{name}.res"), Op::Binary(BinaryOp::Add), &[y, x])
+                            .unwrap()
+                    }
+                    _ => {}
+                }
+                g.add_output(&format!("y{i}_{j}"), y);
+                if let Some(p) = schedule {
+                    db.force(format!("qgemm_rmsnorm_xq8:{block}:m=1,n={n},k={k}"), Schedule::Gemv(p));
+                }
+            }
+        }
+        let opts = CompileOptions {
+            tuning: schedule.is_some().then_some(db),
+            target: targets[target].clone(),
+            ..CompileOptions::default()
+        };
+        let model = Model {
+            name: "gemv_qx".into(),
+            graph: g,
+            io_dtypes: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+        let what = format!("schedule {schedule:?}, target {target}");
+        let dispatches = &manifest.programs[0].dispatches;
+        for d in dispatches {
+            let kernel = &manifest.kernels[d.kernel];
+            let wgsl = std::fs::read_to_string(dir.path().join("b").join(&kernel.file)).unwrap();
+            // Every kernel is one of the GEMVs, with the norm and quantizer inside it.
+            assert!(
+                kernel.schedule.starts_with("gemv"),
+                "{what}: {} ({})",
+                d.label,
+                kernel.schedule
+            );
+            assert!(d.label.contains(".xq8+"), "{what}: {}", d.label);
+            assert!(
+                wgsl.contains("kiln_xs") && wgsl.contains("dot4I8Packed("),
+                "{what}: {}",
+                d.label
+            );
+            if let Some(p) = schedule {
+                assert_requested(kernel, Schedule::Gemv(p), &d.label);
+            }
+        }
+        assert_eq!(dispatches.len(), 9, "{what}: one kernel per projection");
+        let bundle = Bundle::load(dir.path().join("b")).unwrap();
+        for kernel_variants in [true, false] {
+            let sopts = SessionOptions {
+                kernel_variants,
+                ..SessionOptions::default()
+            };
+            let mut s = Session::new(&bundle, &sopts).unwrap();
+            let inputs = HashMap::from([
+                ("x".to_string(), Tensor::f32(vec![1, k], values(k, 5))),
+                ("r".to_string(), Tensor::f32(vec![1, 40], values(40, 6))),
+            ]);
+            let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
+            for (name, r) in &reference {
+                assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+                let err = rel_l2(&out[name].to_f32(), &r.to_f32());
+                assert!(
+                    err < 1e-5,
+                    "{what} {name} (variants {kernel_variants}): relative L2 error {err:e}"
+                );
+            }
+        }
+    }
+}

@@ -132,9 +132,9 @@ fn block_column_weights_generate_the_interpreter_s_tokens() {
 }
 
 /// Projection inputs rounded to 8 bits (`--activations q8`) for q4_0, q4_1 and q8_0 weights
-/// (tied and untied heads): in the decode program the norms before q/k/v and the head
-/// quantize (a dispatch each), the gate/up GEMV normalizes and rounds its own x and rounds the
-/// SwiGLU for the down projection as it stores it, and the GEMVs take integer dot products;
+/// (tied and untied heads): in the decode program the q/k/v, gate/up and head GEMVs normalize
+/// and round their own x (no quantizer dispatch), the gate/up GEMV rounds the SwiGLU for the
+/// down projection as it stores it, and the GEMVs take integer dot products;
 /// the prompt's quantizers store f32 values for the tiled GEMMs. Against the
 /// interpreter, which rounds the same activations, over prefill and ten decode steps; with
 /// `auto` a model this small keeps f32 activations (no quantizer at all).
@@ -151,9 +151,9 @@ fn eight_bit_activations_generate_the_interpreter_s_tokens() {
         let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
         let from_file = llm::gguf::config_from_gguf(&g, "tiny", Some(c.context)).unwrap();
         assert_eq!(from_file.activations, Activations::Auto);
-        // (quantizer dispatches, GEMVs that round their outputs, integer-dot GEMVs) of the
-        // decode program.
-        let quantizers = |c: &LlamaConfig| -> (usize, usize, usize) {
+        // (quantizer dispatches, GEMVs that round their outputs, integer-dot GEMVs, GEMVs
+        // that round their own x) of the decode program.
+        let quantizers = |c: &LlamaConfig| -> (usize, usize, usize, usize) {
             let model = llm::build(c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
             let compiled = llm::compile_llm(&model, &CompileOptions::default()).unwrap();
             let m = &compiled.manifest;
@@ -180,22 +180,26 @@ fn eight_bit_activations_generate_the_interpreter_s_tokens() {
                 .iter()
                 .filter(|d| source(d).contains("dot4I8Packed("))
                 .count();
-            (q, rounding_gemvs, int_dots)
+            let rounding_x = decode
+                .dispatches
+                .iter()
+                .filter(|d| gemv(d) && source(d).contains("kiln_xs"))
+                .count();
+            (q, rounding_gemvs, int_dots, rounding_x)
         };
-        assert_eq!(quantizers(&from_file), (0, 0, 0), "{block}: auto at this size");
+        assert_eq!(quantizers(&from_file), (0, 0, 0, 0), "{block}: auto at this size");
         let c = LlamaConfig {
             activations: Activations::Q8,
             ..from_file
         };
-        // Per layer the q/k/v norm's quantizer, then the head's; per layer the gate/up GEMV
-        // normalizes and rounds its own x (the FFN norm's quantizer fused as its prologue)
-        // and rounds down's input; the q/k/v, gate/up and down GEMVs and the head dot
-        // integers.
+        // No quantizer dispatch: the q/k/v, gate/up and head GEMVs normalize and round their
+        // own x (each norm's quantizer fused as the GEMV's prologue), the gate/up GEMV also
+        // rounds down's input; the q/k/v, gate/up and down GEMVs and the head dot integers.
         let l = c.layers;
         assert_eq!(
             quantizers(&c),
-            (l + 1, l, 3 * l + 1),
-            "{block}: decode quantizers, rounding GEMVs and integer-dot GEMVs"
+            (0, l, 3 * l + 1, 2 * l + 1),
+            "{block}: decode quantizers, rounding GEMVs, integer-dot GEMVs and GEMVs rounding their x"
         );
         let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
         check_model(&model, &format!("8-bit activations, {block}, tied {tied}"), 2);

@@ -171,7 +171,7 @@ struct Former<'g> {
 /// otherwise for a few query rows (decode) or many keys ([`MIN_FLASH_KEYS`], or symbolic).
 ///
 /// `rounded_x_prologue`: a gated GEMV may normalize and round its own x (see
-/// [`Former::quantized_gated_pair`]).
+/// [`Former::round_x_inside`]).
 pub fn form_kernels(
     g: &Graph,
     max_inputs: usize,
@@ -683,6 +683,9 @@ impl Former<'_> {
         let g = self.g;
         let mut d = lower_node(g, m)?;
         let r = g.inputs_of(m)[0];
+        if self.round_x_inside(&mut d, r) {
+            return Ok(d);
+        }
         let Some((epsilon, x, scale)) = self.prologue_rms_norm(r) else {
             return Ok(d);
         };
@@ -705,6 +708,54 @@ impl Former<'_> {
         d.label = format!("{}+{}", g.node(r).name, d.label);
         log::debug!("fusion: {}: RMS norm as the GEMV's prologue", d.label);
         Ok(d)
+    }
+
+    /// The activation quantizer `qin` ([`Op::QuantizeQ8`]) of GEMV draft `d`'s x fused as its
+    /// prologue, with the RMS norm in front of it, when both feed nothing else and x is one
+    /// row of an int8-dot block type in GGUF's row layout (`rounded_x_prologue`): each
+    /// workgroup normalizes and rounds the row into workgroup memory itself
+    /// (`QGemm::quantize_x`) and the quantizer's dispatch goes away. True when it did.
+    fn round_x_inside(&self, d: &mut KernelDraft, qin: NodeId) -> bool {
+        let g = self.g;
+        let KernelBody::QGemm {
+            block,
+            x,
+            norm,
+            xq8,
+            quantize_x,
+            ..
+        } = &mut d.body
+        else {
+            return false;
+        };
+        let one_row = Dim::product(&x[..x.len().saturating_sub(1)]).as_const() == Some(1);
+        if !self.rounded_x_prologue
+            || !matches!(g.node(qin).op, Op::QuantizeQ8)
+            || !block.has_int8_dot()
+            || !one_row
+            || self.outputs.contains(&qin)
+            || g.users_of(qin).len() != 1
+        {
+            return false;
+        }
+        let r = g.inputs_of(qin)[0];
+        let Some((epsilon, xin, scale)) = self.prologue_rms_norm(r) else {
+            return false;
+        };
+        let k = g.node(r).ty.shape.last().cloned();
+        if g.node(scale).ty.shape != k.into_iter().collect::<Vec<_>>()
+            || g.node(xin).ty.dtype != DType::F32
+            || g.users_of(r) != [qin]
+        {
+            return false;
+        }
+        *norm = Some(epsilon);
+        *xq8 = false;
+        *quantize_x = true;
+        d.inputs = vec![xin, d.inputs[1], scale];
+        d.label = format!("{}+{}", g.node(qin).name, d.label);
+        log::debug!("fusion: {}: x normalized and rounded inside the GEMV", d.label);
+        true
     }
 
     /// `(epsilon, x, scale)` of `r` when it is an f32 RMS norm over its last axis that is not
@@ -829,50 +880,13 @@ impl Former<'_> {
         let Some(mut d) = self.gated_pair_root(act)? else {
             return Ok(None);
         };
-        let KernelBody::QGemm {
-            q8_out,
-            block,
-            x,
-            norm,
-            xq8,
-            quantize_x,
-            ..
-        } = &mut d.body
-        else {
+        let KernelBody::QGemm { q8_out, .. } = &mut d.body else {
             unreachable!("a gated pair is a QGemm kernel")
         };
         *q8_out = Some(Q8Storage::of(g, q));
         d.output = q;
         d.label = format!("{}+{}", d.label, g.node(q).name);
         log::debug!("fusion: {}: the SwiGLU GEMV rounds its outputs to 8 bits", d.label);
-        // Its own input's quantizer too, with the RMS norm in front, when they feed nothing
-        // else and x is one row: each workgroup (whole blocks of outputs, so few of them)
-        // normalizes and rounds x itself, and the quantizer's dispatch goes away.
-        let qin = d.inputs[0];
-        let one_row = Dim::product(&x[..x.len().saturating_sub(1)]).as_const() == Some(1);
-        if self.rounded_x_prologue
-            && matches!(g.node(qin).op, Op::QuantizeQ8)
-            && block.has_int8_dot()
-            && one_row
-            && !self.outputs.contains(&qin)
-            && g.users_of(qin).len() == 1
-        {
-            let r = g.inputs_of(qin)[0];
-            if let Some((epsilon, xin, scale)) = self.prologue_rms_norm(r) {
-                let k = g.node(r).ty.shape.last().cloned();
-                if g.node(scale).ty.shape == k.into_iter().collect::<Vec<_>>()
-                    && g.node(xin).ty.dtype == DType::F32
-                    && g.users_of(r) == [qin]
-                {
-                    *norm = Some(epsilon);
-                    *xq8 = false;
-                    *quantize_x = true;
-                    d.inputs = vec![xin, d.inputs[1], scale];
-                    d.label = format!("{}+{}", g.node(qin).name, d.label);
-                    log::debug!("fusion: {}: x normalized and rounded inside the GEMV", d.label);
-                }
-            }
-        }
         Ok(Some(d))
     }
 

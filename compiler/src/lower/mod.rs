@@ -180,7 +180,7 @@ pub enum KernelBody {
         /// x is input 0's RMS norm (`norm`, scale in input 2) rounded to 8-bit blocks inside
         /// each workgroup before the integer dot products: the activation quantizer between
         /// the norm and this GEMV fused as its prologue (see
-        /// `anchor::Former::quantized_gated_pair`).
+        /// `anchor::Former::round_x_inside`).
         quantize_x: bool,
     },
     /// [`Op::QuantizeQ8`] of input 0's rows (one workgroup per row), optionally after an RMS

@@ -11,6 +11,7 @@
 //! about sqrt(K) * 2^-24 relative to the sum of |products|, well below the 1e-5 relative L2
 //! bound used here.
 
+use kiln::compiler::lower::anchor::ROUNDED_X_MAX_ROWS_PER_INPUT;
 use kiln::compiler::{compile_to_dir, CompileOptions, Model, QuantLayout};
 use kiln::convert::{rel_l2, to_host};
 use kiln::ir::quant::{packed_tensor, quantize};
@@ -963,8 +964,10 @@ fn a_gemv_normalizes_and_rounds_its_own_x() {
         let r = g.add_input("r", TensorType::new(DType::F32, &[1, 40]));
         let mut db = TuningDb::default();
         for (i, &block) in blocks.iter().enumerate() {
-            // (n, epilogue): 0 none, 1 a residual input, 2 x itself.
-            for (j, (n, epilogue)) in [(37, 0), (40, 1), (k, 2)].into_iter().enumerate() {
+            // (n, epilogue): 0 none, 1 a residual input, 2 x itself. The last has more W rows
+            // per value of x than the prologue takes (a head): its quantizer stays a dispatch.
+            let wide = (ROUNDED_X_MAX_ROWS_PER_INPUT + 1) * k;
+            for (j, (n, epilogue)) in [(37, 0), (40, 1), (k, 2), (wide, 0)].into_iter().enumerate() {
                 let name = format!("p{i}_{j}");
                 let scale = g.add_const(
                     &format!("{name}.g"),
@@ -1014,27 +1017,37 @@ fn a_gemv_normalizes_and_rounds_its_own_x() {
         let manifest = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
         let what = format!("schedule {schedule:?}, target {target}");
         let dispatches = &manifest.programs[0].dispatches;
+        let mut quantizers = 0;
         for d in dispatches {
             let kernel = &manifest.kernels[d.kernel];
             let wgsl = std::fs::read_to_string(dir.path().join("b").join(&kernel.file)).unwrap();
-            // Every kernel is one of the GEMVs, with the norm and quantizer inside it.
+            if d.label.ends_with("_3.xq8") {
+                // The wide projection's norm and quantizer, one kernel; its GEMV reads the blocks.
+                assert!(!kernel.schedule.starts_with("gemv"), "{what}: {}", d.label);
+                quantizers += 1;
+                continue;
+            }
             assert!(
                 kernel.schedule.starts_with("gemv"),
                 "{what}: {} ({})",
                 d.label,
                 kernel.schedule
             );
-            assert!(d.label.contains(".xq8+"), "{what}: {}", d.label);
-            assert!(
-                wgsl.contains("kiln_xs") && wgsl.contains("dot4I8Packed("),
-                "{what}: {}",
-                d.label
-            );
-            if let Some(p) = schedule {
+            assert!(wgsl.contains("dot4I8Packed("), "{what}: {}", d.label);
+            // The other GEMVs with the norm and quantizer inside.
+            let inside = !d.label.contains("_3");
+            assert_eq!(d.label.contains(".xq8+"), inside, "{what}: {}", d.label);
+            assert_eq!(wgsl.contains("kiln_xs"), inside, "{what}: {}", d.label);
+            if let (Some(p), true) = (schedule, inside) {
                 assert_requested(kernel, Schedule::Gemv(p), &d.label);
             }
         }
-        assert_eq!(dispatches.len(), 9, "{what}: one kernel per projection");
+        assert_eq!(quantizers, 3, "{what}: the wide projections' quantizers");
+        assert_eq!(
+            dispatches.len(),
+            15,
+            "{what}: one kernel per projection and 3 quantizers"
+        );
         let bundle = Bundle::load(dir.path().join("b")).unwrap();
         for kernel_variants in [true, false] {
             let sopts = SessionOptions {

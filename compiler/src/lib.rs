@@ -460,6 +460,21 @@ fn body_default(body: &KernelBody, s: Schedule, limits: &kiln_schedules::DeviceL
                 ..p
             })
         }
+        // x normalized and rounded in every workgroup: few wide workgroups, so the prologue
+        // is repeated less.
+        (KernelBody::QGemm { quantize_x: true, .. }, Schedule::Gemv(p)) => {
+            let wide = kiln_schedules::GemvParams {
+                lanes: 32,
+                lane_rows: 1,
+                ksplit: 32,
+                ..p
+            };
+            if Schedule::Gemv(wide).validate(limits).is_ok() {
+                Schedule::Gemv(wide)
+            } else {
+                s
+            }
+        }
         (KernelBody::QGemm { block, .. }, Schedule::Gemv(p)) if p.lane_rows > 1 && !block.has_int8_dot() => {
             Schedule::Gemv(kiln_schedules::GemvParams { lane_rows: 1, ..p })
         }

@@ -166,6 +166,14 @@ struct Former<'g> {
     split_epilogues: Vec<NodeId>,
 }
 
+/// The most W rows per value of x (`n / k`) for which a decode GEMV normalizes and rounds its
+/// own x ([`Former::round_x_inside`]). Every workgroup repeats that prologue, so it pays where
+/// the workgroups are few against the quantizer dispatch it saves: on the H200 the gate/up GEMV
+/// (`n = 8k` at the SmolLM2 shapes) gained 1.1% of 1.7B decode and the merged q/k/v (`3k`) was
+/// even (+0.3%), while the head (`24k` at 1.7B, `85k` at 135M) lost 1.4–1.6% at every size and
+/// schedule tried (docs/performance.md, sixteenth session).
+pub const ROUNDED_X_MAX_ROWS_PER_INPUT: usize = 8;
+
 /// Forms kernels for the whole graph at opt-level 2, in an order that respects data
 /// dependencies; attention becomes one kernel at any size when `attention` (opt-level 3), and
 /// otherwise for a few query rows (decode) or many keys ([`MIN_FLASH_KEYS`], or symbolic).
@@ -712,14 +720,17 @@ impl Former<'_> {
 
     /// The activation quantizer `qin` ([`Op::QuantizeQ8`]) of GEMV draft `d`'s x fused as its
     /// prologue, with the RMS norm in front of it, when both feed nothing else and x is one
-    /// row of an int8-dot block type in GGUF's row layout (`rounded_x_prologue`): each
-    /// workgroup normalizes and rounds the row into workgroup memory itself
-    /// (`QGemm::quantize_x`) and the quantizer's dispatch goes away. True when it did.
+    /// row of an int8-dot block type in GGUF's row layout (`rounded_x_prologue`) with at most
+    /// [`ROUNDED_X_MAX_ROWS_PER_INPUT`] W rows per value of x: each workgroup normalizes and
+    /// rounds the row into workgroup memory itself (`QGemm::quantize_x`) and the quantizer's
+    /// dispatch goes away. True when it did.
     fn round_x_inside(&self, d: &mut KernelDraft, qin: NodeId) -> bool {
         let g = self.g;
         let KernelBody::QGemm {
             block,
             x,
+            n,
+            k,
             norm,
             xq8,
             quantize_x,
@@ -730,6 +741,7 @@ impl Former<'_> {
         };
         let one_row = Dim::product(&x[..x.len().saturating_sub(1)]).as_const() == Some(1);
         if !self.rounded_x_prologue
+            || *n > ROUNDED_X_MAX_ROWS_PER_INPUT * *k
             || !matches!(g.node(qin).op, Op::QuantizeQ8)
             || !block.has_int8_dot()
             || !one_row

@@ -134,6 +134,7 @@ fn qmatmul_case(block: BlockType, m: usize, k: usize, n: usize) -> Case {
             xq8: false,
             q8_out: None,
             quantize_x: false,
+            tail: Vec::new(),
         })),
         latency: false,
         opt_level: 2,

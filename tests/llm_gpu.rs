@@ -778,8 +778,10 @@ fn chained_decoding_draws_the_tokens_of_the_step_by_step_loop() {
 /// kind: the SwiGLU is part of the gate/up GEMV) the host is the next layer's append kernel, so
 /// a pair of layers has one append dispatch instead of two (6.5 dispatches per layer instead
 /// of 7), and an odd last layer's append goes into the step's last injective kernel (the
-/// final residual add). GPU logits still match the interpreter over prefill and ten decode steps
-/// with both cache types (the 2-layer f32 case is `f16_and_f32_kv_caches_match_the_interpreter`).
+/// final residual add). Where the target has the storage buffers for it (`desktop`), each
+/// layer's append runs in workgroups after its O projection's GEMV instead (6 per layer).
+/// GPU logits still match the interpreter over prefill and ten decode steps with both cache
+/// types (the 2-layer f32 case is `f16_and_f32_kv_caches_match_the_interpreter`).
 #[test]
 fn decode_cache_appends_are_deferred_into_later_kernels() {
     // (dispatches, dispatches that only append, dispatches that append among other work)
@@ -859,5 +861,51 @@ fn decode_cache_appends_are_deferred_into_later_kernels() {
             (6, 13),
             "q8_0 {kv_cache}: decode dispatches {n:?}"
         );
+
+        // The desktop profile's 10 storage buffers: each layer's append becomes the tail of
+        // its own O projection's GEMV (workgroups after the GEMV's), so no append dispatch is
+        // left and a layer adds 6 dispatches.
+        let desktop = CompileOptions {
+            target: kiln::schedules::DeviceLimits::desktop(),
+            ..CompileOptions::default()
+        };
+        let mut n = Vec::new();
+        for layers in [2, 3] {
+            let c = LlamaConfig {
+                layers,
+                ..config(RopeStyle::Neox, true, false)
+            };
+            let bytes = llm::gguf::random_gguf(&c, "llama", 9, kiln::ir::BlockType::Q4_1).unwrap();
+            let g = kiln::compiler::frontend::gguf::Gguf::from_bytes(bytes).unwrap();
+            let c = LlamaConfig {
+                kv_cache,
+                ..llm::gguf::config_from_gguf(&g, "tiny-q4_1", Some(64)).unwrap()
+            };
+            let model = llm::build(&c, &mut llm::gguf::GgufWeights::new(&g)).unwrap();
+            let m = llm::compile_llm(&model, &desktop).unwrap().manifest;
+            let (d, only, hosted) = count(&m, "decode");
+            assert_eq!(
+                (only, hosted),
+                (0, layers),
+                "q4_1 {kv_cache}, {layers} layers, desktop: decode appends"
+            );
+            let decode = m.programs.iter().find(|p| p.name == "decode").unwrap();
+            for host in decode.dispatches.iter().filter(|d| d.label.contains("cache_append")) {
+                let schedule = &m.kernels[host.kernel].schedule;
+                assert!(
+                    schedule.starts_with("gemv") && host.label.starts_with("blk."),
+                    "{kv_cache}: {} ({schedule})",
+                    host.label
+                );
+                assert!(host.label.contains("attn_output"), "{kv_cache}: {}", host.label);
+            }
+            n.push(d);
+            check_compiled(
+                &model,
+                &format!("q4_1 {kv_cache} {layers} layers, appends in GEMVs"),
+                &desktop,
+            );
+        }
+        assert_eq!(n[1] - n[0], 6, "q4_1 {kv_cache}, desktop: decode dispatches {n:?}");
     }
 }

@@ -209,6 +209,7 @@ pub fn tuning_key(body: &KernelBody) -> String {
             xq8,
             q8_out,
             quantize_x,
+            ..
         } => {
             let m = Dim::product(&x[..x.len() - 1]);
             let kind = match (norm.is_some(), glu) {

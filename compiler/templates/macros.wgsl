@@ -119,3 +119,19 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
         }
 {%- endif %}
 {%- endmacro q8_round_part %}
+
+{#- A GEMV's tail: workgroups from `from` on run other kernels' parts (`lines`, over `n`
+    threads; a decode step's K/V appends moved here, lower::defer), a thread per element, and
+    leave. The branch is uniform over the workgroup, so the GEMV's barriers stay uniform. #}
+{% macro tail_parts(from, threads, n, lines) %}
+    if (wid.x >= {{ from }}u) {
+        // Another kernel's parts: {{ n }} threads from workgroup {{ from }} on.
+        let idx = i32((wid.x - {{ from }}u) * {{ threads }}u + lidx);
+        if (idx < {{ n }}i) {
+{%- for line in lines %}
+            {{ line }}
+{%- endfor %}
+        }
+        return;
+    }
+{%- endmacro tail_parts %}

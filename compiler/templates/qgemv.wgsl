@@ -56,7 +56,10 @@ var<workgroup> part_ss: array<f32, {{ lanes * ksplit }}>;
 {%- endif %}
 
 @compute @workgroup_size({{ ksplit }}, {{ lanes }}, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>{% if tail %}, @builtin(local_invocation_index) lidx: u32{% endif %}) {
+{%- if tail %}
+{{ macros::tail_parts(from=tail_from, threads=threads, n=tail_n, lines=tail) }}
+{%- endif %}
     let lk = lid3.x;
     let ln = lid3.y;
 {%- if lane_rows > 1 %}

@@ -32,7 +32,10 @@ var<workgroup> part_ss: array<f32, {{ lanes * ksplit }}>;
 {%- endif %}
 
 @compute @workgroup_size({{ lanes }}, {{ ksplit }}, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>{% if tail %}, @builtin(local_invocation_index) lidx: u32{% endif %}) {
+{%- if tail %}
+{{ macros::tail_parts(from=tail_from, threads=threads, n=tail_n, lines=tail) }}
+{%- endif %}
     let ln = lid3.x;
     let lk = lid3.y;
     let gn = wid.x * {{ lanes }}u + ln;

@@ -845,6 +845,17 @@ pub fn render(
         KernelBody::Parts(parts) => parts.iter().map(writes_packed_state).collect(),
         _ => vec![writes_packed_state(draft)],
     };
+    // A GEMV's tail parts write their own outputs after the GEMV's.
+    let (out_dtypes, packed_outputs) = match &draft.body {
+        KernelBody::QGemm { tail, .. } => (
+            out_dtypes.into_iter().chain(tail.iter().map(part_dtype)).collect(),
+            packed_outputs
+                .into_iter()
+                .chain(tail.iter().map(writes_packed_state))
+                .collect(),
+        ),
+        _ => (out_dtypes, packed_outputs),
+    };
     let out_dtypes: Vec<DType> = out_dtypes
         .iter()
         .zip(&packed_outputs)
@@ -1825,6 +1836,7 @@ pub fn render(
                 xq8,
                 q8_out,
                 quantize_x,
+                tail,
             },
             Schedule::Gemv(p),
         ) => {
@@ -1977,8 +1989,29 @@ pub fn render(
             ctx.insert("eps", &literal(f64::from(norm.unwrap_or(0.0)), DType::F32));
             let epilogue = gemm_epilogue(draft, &m, &Dim::from(nout), &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
+            let wgs = nout.div_ceil(wout as usize) as i64;
+            // Tail parts: workgroups after the GEMV's own, for one row of x (one row of
+            // workgroups) and a constant thread count.
+            let tail_wgs = if tail.is_empty() {
+                0
+            } else {
+                let (lines, n) = parts_lines(draft, tail, 1, &mut params, &mut helpers, in_dtypes)?;
+                let (Some(n), Some(1)) = (n.as_const(), m.as_const()) else {
+                    return Err(CompileError::Internal(format!(
+                        "{}: a GEMV's tail parts need one row of x and a constant element count",
+                        draft.label
+                    )));
+                };
+                ctx.insert("tail", &lines);
+                ctx.insert("tail_n", &n);
+                ctx.insert("tail_from", &wgs);
+                (n as u64).div_ceil(u64::from(p.lanes * p.ksplit)) as i64
+            };
+            if tail.is_empty() {
+                ctx.insert("tail", &Vec::<String>::new());
+            }
             let grid = [
-                SizeExpr::c(nout.div_ceil((p.lanes * p.lane_rows) as usize) as i64),
+                SizeExpr::c(wgs + tail_wgs),
                 dim_expr(&m).cdiv(p.rows as i64),
                 SizeExpr::c(1),
             ];
@@ -1999,12 +2032,21 @@ pub fn render(
                 xq8,
                 q8_out,
                 quantize_x,
+                tail,
             },
             Schedule::CoopGemm(p),
         ) => {
             // The cooperative-matrix variant (qgemm_coop.wgsl): x and the dequantized W staged
             // as vec4<f16>, so K must be a multiple of 4.
-            if k % 4 != 0 || !p.vec_stage || norm.is_some() || *glu || *xq8 || q8_out.is_some() || *quantize_x {
+            if k % 4 != 0
+                || !p.vec_stage
+                || norm.is_some()
+                || *glu
+                || *xq8
+                || q8_out.is_some()
+                || *quantize_x
+                || !tail.is_empty()
+            {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
@@ -2056,16 +2098,17 @@ pub fn render(
                 xq8,
                 q8_out,
                 quantize_x,
+                tail,
             },
             Schedule::Gemm(p),
         ) => {
             let m = Dim::product(&x[..x.len() - 1]);
-            if norm.is_some() || *glu || *xq8 || q8_out.is_some() || *quantize_x {
+            if norm.is_some() || *glu || *xq8 || q8_out.is_some() || *quantize_x || !tail.is_empty() {
                 return Err(CompileError::Unsupported {
                     node: draft.label.clone(),
                     op: "QMatMul".into(),
                     msg: format!(
-                        "schedule {schedule}: the RMS norm prologue, gated pairs and 8-bit x or y are GEMV schedules only"
+                        "schedule {schedule}: the RMS norm prologue, gated pairs, 8-bit x or y and tail parts are GEMV schedules only"
                     ),
                 });
             }
@@ -2156,36 +2199,8 @@ pub fn render(
             injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (KernelBody::Parts(parts), Schedule::Injective(p)) => {
-            // The injective template over the parts' largest thread count; each part's
-            // statements in a block of their own (their temporaries may share names), behind a
-            // bounds check of its own where its count is smaller. Parts that write f16 states
-            // go over pairs of elements (a thread per word).
-            let counts = parts
-                .iter()
-                .map(part_threads)
-                .collect::<Option<Vec<Dim>>>()
-                .ok_or_else(|| odd_f16_state(draft))?;
-            let n = launch_threads(&counts).ok_or_else(|| CompileError::Unsupported {
-                node: draft.label.clone(),
-                op: "Parts".into(),
-                msg: "parts of different symbolic element counts in one kernel".into(),
-            })?;
+            let (body, n) = parts_lines(draft, parts, 0, &mut params, &mut helpers, in_dtypes)?;
             let n_s = params.dim(&n, "n");
-            let mut body = Vec::new();
-            for (j, part) in parts.iter().enumerate() {
-                let lines = if packed_outputs[j] {
-                    packed_part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes)?
-                } else {
-                    part_lines(part, &output_name(j), &mut params, &mut helpers, in_dtypes)
-                };
-                if counts[j] == n {
-                    body.push("{".to_string());
-                } else {
-                    body.push(format!("if (idx < {}) {{", params.dim(&counts[j], "n")));
-                }
-                body.extend(lines.into_iter().map(|l| format!("    {l}")));
-                body.push("}".to_string());
-            }
             injective_launch(&mut ctx, &p, &n, &n_s, &body)
         }
         (body, s) => {
@@ -2251,6 +2266,48 @@ pub fn render(
         split: split_k,
         workgroup_bytes,
     })
+}
+
+/// The statements of kernel parts at element `idx` and their common thread count: each part's
+/// statements in a block of their own (their temporaries may share names), behind a bounds
+/// check of its own where its count is smaller than the largest; part `j` stores into output
+/// binding `first_output + j`. Parts that write f16 states go over pairs of elements (a thread
+/// per word).
+fn parts_lines(
+    draft: &KernelDraft,
+    parts: &[KernelDraft],
+    first_output: usize,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &Slots,
+) -> Result<(Vec<String>, Dim), CompileError> {
+    let counts = parts
+        .iter()
+        .map(part_threads)
+        .collect::<Option<Vec<Dim>>>()
+        .ok_or_else(|| odd_f16_state(draft))?;
+    let n = launch_threads(&counts).ok_or_else(|| CompileError::Unsupported {
+        node: draft.label.clone(),
+        op: "Parts".into(),
+        msg: "parts of different symbolic element counts in one kernel".into(),
+    })?;
+    let mut body = Vec::new();
+    for (j, part) in parts.iter().enumerate() {
+        let out = output_name(first_output + j);
+        let lines = if writes_packed_state(part) {
+            packed_part_lines(part, &out, params, helpers, in_dtypes)?
+        } else {
+            part_lines(part, &out, params, helpers, in_dtypes)
+        };
+        if counts[j] == n {
+            body.push("{".to_string());
+        } else {
+            body.push(format!("if (idx < {}) {{", params.dim(&counts[j], "n")));
+        }
+        body.extend(lines.into_iter().map(|l| format!("    {l}")));
+        body.push("}".to_string());
+    }
+    Ok((body, n))
 }
 
 /// The stored dtype of a part of a [`KernelBody::Parts`] kernel.

@@ -51,6 +51,11 @@ pub fn defer_appends(g: &Graph, kernels: Vec<KernelDraft>, max_bindings: usize) 
             slots[r] = Some(d);
         }
         let host = slots[j].take().expect("a host kernel");
+        if matches!(host.body, KernelBody::QGemm { .. }) {
+            slots[j] = Some(gemv_with_tail(host, k));
+            hosts[j] = true;
+            continue;
+        }
         let mut parts = flatten(host);
         let mut inputs = parts[0].inputs.clone();
         for p in &parts {
@@ -144,10 +149,43 @@ fn find_host(
     None
 }
 
+/// GEMV `host` with kernel `k`'s parts as its tail (`QGemm::tail`): run by workgroups after
+/// the GEMV's own, over the host's inputs followed by theirs.
+fn gemv_with_tail(mut host: KernelDraft, k: KernelDraft) -> KernelDraft {
+    let mut inputs = host.inputs.clone();
+    merge_inputs(&mut inputs, &k.inputs);
+    let label = format!("{} | {}", host.label, k.label);
+    let KernelBody::Parts(parts) = join(flatten(k), inputs.clone()).body else {
+        unreachable!("join makes a kernel of parts")
+    };
+    log::debug!("defer: {} parts as the tail of {}", parts.len(), host.label);
+    let KernelBody::QGemm { tail, .. } = &mut host.body else {
+        unreachable!("a GEMV host")
+    };
+    tail.extend(parts);
+    host.inputs = inputs;
+    host.label = label;
+    host
+}
+
 /// Whether kernel `c` can take kernel `k`'s parts: both injective or state writes, of thread
 /// counts one launch covers (equal, or constants: each part checks its own bound), within the
-/// storage-binding limit together.
+/// storage-binding limit together; or `c` a decode GEMV (one row of x) and `k`'s parts of
+/// constant thread counts that read none of its inputs (they run in workgroups of their own
+/// after the GEMV's, `QGemm::tail`).
 fn can_host(c: &KernelDraft, k: &KernelDraft, max_bindings: usize) -> bool {
+    if let KernelBody::QGemm { x, .. } = &c.body {
+        let one_row = Dim::product(&x[..x.len().saturating_sub(1)]).as_const() == Some(1);
+        let parts = flatten(k.clone());
+        let constant = parts.iter().all(|p| {
+            launch_size(p).is_some() && crate::codegen::part_threads(p).is_some_and(|n| n.as_const().is_some())
+        });
+        let apart = k.inputs.iter().all(|i| !c.inputs.contains(i));
+        return one_row
+            && constant
+            && apart
+            && c.inputs.len() + k.inputs.len() + c.outputs().len() + k.outputs().len() <= max_bindings;
+    }
     let parts = |d: &KernelDraft| match &d.body {
         KernelBody::Parts(parts) => parts.clone(),
         _ => vec![d.clone()],

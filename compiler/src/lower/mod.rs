@@ -182,6 +182,11 @@ pub enum KernelBody {
         /// the norm and this GEMV fused as its prologue (see
         /// `anchor::Former::round_x_inside`).
         quantize_x: bool,
+        /// Other kernels' parts (injective or state writes, each a draft over this kernel's
+        /// input slots) run by extra workgroups after the GEMV's own: a decode step's K/V
+        /// appends moved into the layer's next GEMV ([`defer`]). Their inputs are none of the
+        /// GEMV's own.
+        tail: Vec<KernelDraft>,
     },
     /// [`Op::QuantizeQ8`] of input 0's rows (one workgroup per row), optionally after an RMS
     /// norm of the row: f32 values on each block's integer grid, or with `packed` the blocks
@@ -263,10 +268,13 @@ impl KernelDraft {
     }
 
     /// Values written, in binding order (after the inputs): `output`, or each part's output for
-    /// a kernel of several parts.
+    /// a kernel of several parts (a GEMV's `output` and then its tail parts').
     pub fn outputs(&self) -> Vec<NodeId> {
         match &self.body {
             KernelBody::Parts(parts) => parts.iter().map(|p| p.output).collect(),
+            KernelBody::QGemm { tail, .. } => std::iter::once(self.output)
+                .chain(tail.iter().map(|p| p.output))
+                .collect(),
             _ => vec![self.output],
         }
     }
@@ -595,6 +603,7 @@ pub fn lower_node(g: &Graph, id: NodeId) -> Result<KernelDraft, CompileError> {
             xq8: q8_packed(g, ins[0]),
             q8_out: None,
             quantize_x: false,
+            tail: Vec::new(),
         },
         Op::QuantizeQ8 => {
             let x = shape(0);

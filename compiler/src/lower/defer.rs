@@ -356,6 +356,41 @@ mod tests {
     }
 
     #[test]
+    fn a_one_row_append_becomes_the_tail_of_a_later_decode_gemv() {
+        let mut g = Graph::new();
+        let (x, s) = append(&mut g);
+        // A one-row quantized projection of another input, after the append.
+        let (n, k) = (8, 32);
+        let h = g.add_input("h", TensorType::new(DType::F32, &[1, k]));
+        let words = kiln_ir::quant::packed_words(kiln_ir::BlockType::Q8_0, n, k).unwrap();
+        let w = g.add_const(
+            "w",
+            kiln_ir::Tensor {
+                shape: vec![words],
+                data: kiln_ir::TensorData::U32(vec![0; words]),
+            },
+        );
+        let block = kiln_ir::BlockType::Q8_0;
+        let y = g.add("proj", Op::QMatMul { block, n, k }, &[h, w]).unwrap();
+        g.add_output("cache", s);
+        g.add_output("y", y);
+        let mut k = crate::lower::anchor::form_kernels(&g, 7, false, true).expect("forms");
+        k.sort_by_key(|d| !d.outputs().contains(&s));
+        assert_eq!(k.len(), 2, "{k:#?}");
+        // Too few bindings for both (GEMV: 2 inputs + 1 output; append: 1 + 1): apart.
+        assert_eq!(defer_appends(&g, k.clone(), 4).len(), 2);
+        let k = defer_appends(&g, k, 5);
+        assert_eq!(k.len(), 1, "{k:#?}");
+        let KernelBody::QGemm { tail, .. } = &k[0].body else {
+            panic!("{:?}", k[0].body)
+        };
+        assert_eq!(k[0].outputs(), vec![y, s], "the GEMV's output first");
+        assert_eq!(k[0].inputs, vec![h, w, x], "the tail's inputs after the GEMV's");
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].inputs, k[0].inputs, "a part over the host's slots");
+    }
+
+    #[test]
     fn an_append_whose_value_a_kernel_reads_stays_before_it() {
         let mut g = Graph::new();
         let (x, s) = append(&mut g);

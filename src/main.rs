@@ -43,10 +43,11 @@ enum Command {
         /// does; stored two per 32-bit word, so any WebGPU adapter runs it); `f32` keeps them exact.
         #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
         kv_cache: String,
-        /// GGUF models: the inputs of the q/k/v, gate/up and output projections with q4_0, q4_1
-        /// or q8_0 weights. `q8` (default) rounds them to 8-bit integers per block of 32, as
-        /// llama.cpp does, so decode multiplies integers by integers (faster on GPUs with an
-        /// integer dot product); `f32` keeps them as computed.
+        /// GGUF models: the inputs of the q/k/v, gate/up, down and output projections with q4_0,
+        /// q4_1 or q8_0 weights. `q8` rounds them to 8-bit integers per block of 32, as llama.cpp
+        /// does, so decode multiplies integers by integers (faster on GPUs with an integer dot
+        /// product); `f32` keeps them as computed; `auto` (default) rounds only the inputs of
+        /// projections that read at least 8 MiB of such weights per token, where it pays.
         #[arg(long, default_value = "auto", value_parser = ["auto", "q8", "f32"])]
         activations: String,
         /// Output bundle directory (replaced only if compilation succeeds).

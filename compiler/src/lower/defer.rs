@@ -17,9 +17,10 @@
 //!    update's one row out of its key loop, `codegen`).
 //! 2. **Deferral.** Nothing else in the step reads the new row, so the append kernel may run
 //!    later: it becomes extra parts of a later injective or state-write kernel (the next
-//!    layer's append kernel), when the kernels it moves past neither write what it reads nor
-//!    touch its states (other than the rewritten attentions) and both fit the storage-binding
-//!    limit together. The memory plan keeps what it reads alive until then (lifetimes follow
+//!    layer's append kernel), or the tail of a later decode GEMV (workgroups after the GEMV's
+//!    own: the layer's O projection, `KernelBody::QGemm::tail`), when the kernels it moves
+//!    past neither write what it reads nor touch its states (other than the rewritten
+//!    attentions) and both fit the storage-binding limit together. The memory plan keeps what it reads alive until then (lifetimes follow
 //!    dispatch order).
 //!
 //! No state is bound read-only and writable in one dispatch: the attention only reads the

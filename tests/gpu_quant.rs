@@ -192,6 +192,33 @@ fn run_with_reference(
     (reference, out)
 }
 
+/// Runs `bundle` with kernel variants on and off on `inputs` and asserts that every output of
+/// `graph` matches the interpreter within a relative L2 error of 1e-5 (none all zeros);
+/// `what` names the case in failures.
+fn assert_matches_interpreter_both_ways(
+    bundle: &Bundle,
+    graph: &kiln::ir::Graph,
+    inputs: &HashMap<String, Tensor>,
+    what: &str,
+) {
+    for kernel_variants in [true, false] {
+        let opts = SessionOptions {
+            kernel_variants,
+            ..SessionOptions::default()
+        };
+        let mut s = Session::new(bundle, &opts).unwrap();
+        let (reference, out) = run_with_reference(&mut s, graph, inputs);
+        for (name, r) in &reference {
+            assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
+            let err = rel_l2(&out[name].to_f32(), &r.to_f32());
+            assert!(
+                err < 1e-5,
+                "{what} {name} (variants {kernel_variants}): relative L2 error {err:e}"
+            );
+        }
+    }
+}
+
 /// Asserts that `kernel` was compiled with the requested schedule `s`: a GEMV with subgroup
 /// sums as its workgroup-memory form with the subgroup form as its one variant, any other
 /// schedule as itself with no variant.
@@ -711,26 +738,11 @@ fn eight_bit_activations_take_integer_dot_products_and_match_the_interpreter() {
         );
         assert!(quantizers.contains(&"norm+norm_q8"), "m={m}: {quantizers:?}");
         let bundle = Bundle::load(dir.path().join("b")).unwrap();
-        for kernel_variants in [true, false] {
-            let opts = SessionOptions {
-                kernel_variants,
-                ..SessionOptions::default()
-            };
-            let mut s = Session::new(&bundle, &opts).unwrap();
-            let inputs = HashMap::from([
-                ("x".to_string(), Tensor::f32(vec![m, k], values(m * k, 3))),
-                ("x2".to_string(), Tensor::f32(vec![m, k], values(m * k, 4))),
-            ]);
-            let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
-            for (name, r) in &reference {
-                assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
-                let err = rel_l2(&out[name].to_f32(), &r.to_f32());
-                assert!(
-                    err < 1e-5,
-                    "m={m} {name} (variants {kernel_variants}): relative L2 error {err:e}"
-                );
-            }
-        }
+        let inputs = HashMap::from([
+            ("x".to_string(), Tensor::f32(vec![m, k], values(m * k, 3))),
+            ("x2".to_string(), Tensor::f32(vec![m, k], values(m * k, 4))),
+        ]);
+        assert_matches_interpreter_both_ways(&bundle, &model.graph, &inputs, &format!("m={m}"));
     }
 }
 
@@ -905,23 +917,8 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
             }
             let bundle = Bundle::load(dir.path().join("b")).unwrap();
             assert_subgroup_variants_run(&bundle);
-            for kernel_variants in [true, false] {
-                let sopts = SessionOptions {
-                    kernel_variants,
-                    ..SessionOptions::default()
-                };
-                let mut s = Session::new(&bundle, &sopts).unwrap();
-                let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![m, k], values(m * k, 5)))]);
-                let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
-                for (name, r) in &reference {
-                    assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
-                    let err = rel_l2(&out[name].to_f32(), &r.to_f32());
-                    assert!(
-                        err < 1e-5,
-                        "{what} {name} (variants {kernel_variants}): relative L2 error {err:e}"
-                    );
-                }
-            }
+            let inputs = HashMap::from([("x".to_string(), Tensor::f32(vec![m, k], values(m * k, 5)))]);
+            assert_matches_interpreter_both_ways(&bundle, &model.graph, &inputs, &what);
         }
     }
 }
@@ -1049,25 +1046,10 @@ fn a_gemv_normalizes_and_rounds_its_own_x() {
             "{what}: one kernel per projection and 3 quantizers"
         );
         let bundle = Bundle::load(dir.path().join("b")).unwrap();
-        for kernel_variants in [true, false] {
-            let sopts = SessionOptions {
-                kernel_variants,
-                ..SessionOptions::default()
-            };
-            let mut s = Session::new(&bundle, &sopts).unwrap();
-            let inputs = HashMap::from([
-                ("x".to_string(), Tensor::f32(vec![1, k], values(k, 5))),
-                ("r".to_string(), Tensor::f32(vec![1, 40], values(40, 6))),
-            ]);
-            let (reference, out) = run_with_reference(&mut s, &model.graph, &inputs);
-            for (name, r) in &reference {
-                assert!(r.to_f32().iter().any(|&v| v != 0.0), "a zero reference checks nothing");
-                let err = rel_l2(&out[name].to_f32(), &r.to_f32());
-                assert!(
-                    err < 1e-5,
-                    "{what} {name} (variants {kernel_variants}): relative L2 error {err:e}"
-                );
-            }
-        }
+        let inputs = HashMap::from([
+            ("x".to_string(), Tensor::f32(vec![1, k], values(k, 5))),
+            ("r".to_string(), Tensor::f32(vec![1, 40], values(40, 6))),
+        ]);
+        assert_matches_interpreter_both_ways(&bundle, &model.graph, &inputs, &what);
     }
 }

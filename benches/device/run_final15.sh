@@ -4,11 +4,7 @@
 # desktop`, `kiln bench --prompt-tokens 512 --gen-tokens 128 --iters 3`, two rounds in
 # alternation, `llama-bench -p 512 -n 128 -r 3`; then the 1.7B decode profile.
 #   bash .bench/run_final15.sh   (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/final.txt
 for b in kiln kiln_base; do xz -d -k -f $b.xz; chmod +x $b; done
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp

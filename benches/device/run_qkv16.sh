@@ -6,11 +6,7 @@
 # rounds its x inside), this q8 (q/k/v too), and at 1.7B four schedules of the q/k/v GEMV forced
 # by a one-record tuning database; llama.cpp Vulkan beside them; decode profiles.
 #   bash .bench/run_qkv16.sh   (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for b in kiln kiln_main; do xz -d -k -f $b.xz; chmod +x $b; done
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp

@@ -5,11 +5,7 @@
 # and head inputs rounded), with and without the head's prologue, three forced head schedules;
 # 135M and 360M with `auto` (the head only); llama.cpp tg128 beside them; decode profile.
 #   bash .bench/run_qkv16b.sh   (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 for b in kiln kiln_main; do xz -d -k -f $b.xz; chmod +x $b; done
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
 source ggufs.sh

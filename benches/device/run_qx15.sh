@@ -2,11 +2,7 @@
 # 1024-thread workgroup normalizes and rounds x itself; branch qx-prologue) against main
 # (`kiln_main`, 184f499), 1.7B shape, two rounds in alternation, llama.cpp decode beside them,
 # and the decode profile.   bash .bench/run_qx15.sh   (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 for b in kiln kiln_main; do xz -d -k -f $b.xz; chmod +x $b; done
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
 source ggufs.sh

@@ -5,11 +5,7 @@
 # embeddings) of the SmolLM2 135M / 360M / 1.7B shapes, `--context 1024 --target desktop`,
 # `kiln bench --prompt-tokens 512 --gen-tokens 128 --iters 3`, three rounds in alternation;
 # llama.cpp Vulkan beside them; decode profiles.   bash .bench/run_tail16.sh   (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 for b in kiln kiln_main; do xz -d -k -f $b.xz; chmod +x $b; done
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
 source ggufs.sh

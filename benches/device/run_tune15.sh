@@ -2,11 +2,7 @@
 # 1.7B shape with this tree's `kiln` (the rounding gate/up GEMV, whose job now also tries 512-
 # and 1024-thread workgroups), then the tuned and untuned bundles in alternation beside
 # llama.cpp's llama-bench on the same file.   bash .bench/run_tune15.sh  (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/tune.txt
 xz -d -k -f kiln.xz; chmod +x kiln
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp

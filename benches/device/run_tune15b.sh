@@ -2,11 +2,7 @@
 # 1.7B decode (401.8 against 760.5 tok/s untuned). Each decode GEMV record left out or kept
 # alone, decode-only benches (16-token prompt), and in-pass profiles of the tuned and untuned
 # bundles.   bash .bench/run_tune15b.sh  (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 xz -d -k -f kiln.xz; chmod +x kiln
 source ggufs.sh
 K="--context 1024 --target desktop -q"

@@ -6,11 +6,7 @@
 # alternation; eight schedules of the rounding gate/up GEMV forced by a one-record tuning
 # database; `--activations q8` and f32; llama.cpp Vulkan llama-bench on the same file; decode
 # profiles.   bash .bench/run_y8_15.sh   (carry .gl and .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/y8.txt
 for b in kiln kiln_base; do xz -d -k -f $b.xz; chmod +x $b; done
 mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp

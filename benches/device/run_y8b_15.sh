@@ -2,11 +2,7 @@
 # 1024 threads, the `desktop` profile's limit; the first command's 256-thread forms launch too
 # few threads). 1.7B shape as in run_y8_15.sh; `kiln_base` (e512730) and this tree's default
 # in alternation around the forced schedules.   bash .bench/run_y8b_15.sh  (carry .gl, .bench)
-set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -f $f ] && export VK_DRIVER_FILES=$f
-export XDG_RUNTIME_DIR=/tmp
-cd .bench
+source benches/device/prelude.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/y8b.txt
 for b in kiln kiln_base; do xz -d -k -f $b.xz; chmod +x $b; done
 source ggufs.sh

@@ -758,6 +758,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             .filter_map(|r| r.split.as_ref())
             .map(|s| s.partial_bytes.clone()),
     );
+    let scratch = plan::add_scratch(&mut plan, rendered.iter().filter_map(|r| r.scratch.clone()));
     times.done("plan");
 
     let mut kernels: Vec<KernelSpec> = Vec::new();
@@ -780,7 +781,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let outputs = d.outputs();
         need(
             "maxStorageBuffersPerShaderStage",
-            (d.inputs.len() + outputs.len()) as u64,
+            (d.inputs.len() + outputs.len() + usize::from(r.scratch.is_some())) as u64,
         );
         let mut register = |r: &RenderedKernel, kind: &str| {
             *by_source.entry(codegen::kernel_identity(&r.wgsl)).or_insert_with(|| {
@@ -869,6 +870,9 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             }
             _ => {
                 buffers.extend(outputs.iter().map(|o| plan.buffer_of[o]));
+                if r.scratch.is_some() {
+                    buffers.push(scratch.expect("added for every kernel with a scratch need"));
+                }
                 dispatches.push(Dispatch {
                     kernel: k,
                     buffers,

@@ -218,6 +218,20 @@ pub fn add_partial_sums(p: &mut MemoryPlan, needs: impl IntoIterator<Item = Size
     Some(p.buffers.len() - 1)
 }
 
+/// Adds the scratch buffer that kernels combining their own partial results bind
+/// ([`crate::codegen::RenderedKernel::scratch`]), sized for the largest need (none when no
+/// kernel has one). It is a buffer of its own, never given to other values: its arrival
+/// counters must read zero whenever such a kernel starts.
+pub fn add_scratch(p: &mut MemoryPlan, needs: impl IntoIterator<Item = SizeExpr>) -> Option<usize> {
+    let size = max_of(needs.into_iter().collect())?;
+    p.buffers.push(BufferSpec {
+        kind: BufferKind::Scratch,
+        size,
+        label: "arrival counters and partial results".into(),
+    });
+    Some(p.buffers.len() - 1)
+}
+
 /// Value every symbol takes when the planner compares symbolic sizes (a prompt of a few hundred
 /// tokens; sizes linear in a symbol order the same way for any value this large).
 pub const PLAN_SYMBOL_ESTIMATE: i64 = 512;

@@ -150,13 +150,15 @@ fn merge_into(
                     }
                 }
             }
-            BufferKind::Input | BufferKind::Intermediate => None,
+            // Each program keeps its own (a scratch buffer too: small, and its size is the
+            // program's).
+            BufferKind::Input | BufferKind::Intermediate | BufferKind::Scratch => None,
         };
         bmap[bi] = match shared {
             Some(i) => i,
             None => {
                 let mut spec = buf.clone();
-                if matches!(buf.kind, BufferKind::Input | BufferKind::Intermediate) {
+                if matches!(buf.kind, BufferKind::Input | BufferKind::Intermediate | BufferKind::Scratch) {
                     spec.label = format!("{name}: {}", spec.label);
                 }
                 om.buffers.push(spec);

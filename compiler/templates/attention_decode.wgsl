@@ -10,9 +10,23 @@
 // per thread, while the first step's loads are in flight), not by every thread that uses them.
 // The lanes' shares of each score meet in workgroup memory; every thread keeps the running max
 // of each row (the same in all threads) and the sum and weighted V of its own key slot (online
-// softmax); at the end the key slots are added. Each slice writes its partial result (o, max, sum) per (row, channel); a combine
+// softmax); at the end the key slots are added. Each slice writes its partial result (o, max, sum) per (row, channel);
+{%- if fused %} the
+// last slice of a batch to finish (counted by an atomic in the scratch buffer) rescales and
+// adds them, so no combine dispatch follows.
+{%- else %} a combine
 // kernel rescales and adds the slices.
+{%- endif %}
 {{ header }}
+{%- if fused %}
+// Per batch, a block of {{ block }} words: the count of slices that have written their partial
+// results (zero between dispatches: the last slice resets it), then the partial results
+// [slice][row][o_0 .. o_{dv-1}, max, sum] as f32 bits. Atomic, so that the last slice reads
+// what the others wrote through the release and acquire of the storage barriers around it.
+@group(0) @binding({{ scratch_binding }}) var<storage, read_write> scratch: array<atomic<u32>>;
+// Whether this workgroup is its batch's last slice.
+var<workgroup> s_last: u32;
+{%- endif %}
 {% if score_lines %}
 fn kiln_score(v: f32, i: i32) -> f32 {
 {%- for line in score_lines %}
@@ -236,7 +250,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         o += s_part[{{ x * dv }}i + c];
         l += s_part[{{ bk * dv + x }}i];
 {%- endfor %}
-{%- if splits > 1 %}
+{%- if fused %}
+        // This slice's partial result in the batch's scratch block (after its counter).
+        let base = b * {{ block }}i + 1i + (part * {{ sq }}i + {{ r }}i) * {{ dv + 2 }}i;
+        atomicStore(&scratch[base + c], bitcast<u32>(o));
+        if (c == 0i) {
+            atomicStore(&scratch[base + {{ dv }}i], bitcast<u32>(m{{ r }}));
+            atomicStore(&scratch[base + {{ dv + 1 }}i], bitcast<u32>(l));
+        }
+{%- elif splits > 1 %}
         // Partial results, [batch][slice][row][o_0 .. o_{dv-1}, max, sum].
         let base = ((b * {{ splits }}i + part) * {{ sq }}i + {{ r }}i) * {{ dv + 2 }}i;
         out[base + c] = o;
@@ -250,4 +272,44 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endif %}
     }
 {%- endfor %}
+{%- if fused %}
+    // Arrival: this slice's partial results are released before its count, and the last
+    // slice acquires the others' after reading the count.
+    storageBarrier();
+    if (t == 0i) {
+        s_last = select(0u, 1u, atomicAdd(&scratch[b * {{ block }}i], 1u) == {{ splits - 1 }}u);
+    }
+    if (workgroupUniformLoad(&s_last) == 1u) {
+        storageBarrier();
+        // A thread per (row, channel) rescales the slices to their common max and divides by
+        // the total sum (unrolled over the slices, so each round of loads is in flight together).
+        for (var e = t; e < {{ sq * dv }}i; e += {{ wg }}i) {
+            let r = e / {{ dv }}i;
+            let c = e % {{ dv }}i;
+            let at = b * {{ block }}i + 1i + r * {{ dv + 2 }}i;
+{%- for s in range(end=splits) %}
+            let pm{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) + dv }}i]));
+            let pl{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) + dv + 1 }}i]));
+            let po{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) }}i + c]));
+{%- endfor %}
+            var m = neg_inf;
+{%- for s in range(end=splits) %}
+            m = max(m, pm{{ s }});
+{%- endfor %}
+            let mr = select(m, 0.0f, m == neg_inf);
+            var l = 0.0f;
+            var o = 0.0f;
+{%- for s in range(end=splits) %}
+            let w{{ s }} = exp(pm{{ s }} - mr);
+            l = fma(pl{{ s }}, w{{ s }}, l);
+            o = fma(po{{ s }}, w{{ s }}, o);
+{%- endfor %}
+            out[(b * {{ sq }}i + r) * {{ dv }}i + c] = o / l;
+        }
+        // Ready for the next dispatch that binds the scratch buffer.
+        if (t == 0i) {
+            atomicStore(&scratch[b * {{ block }}i], 0u);
+        }
+    }
+{%- endif %}
 }

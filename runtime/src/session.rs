@@ -436,7 +436,7 @@ impl Session {
                 BufferKind::Weight => r.weights += bytes,
                 BufferKind::State => r.states += bytes,
                 BufferKind::Input => r.inputs += bytes,
-                BufferKind::Intermediate => r.intermediates += bytes,
+                BufferKind::Intermediate | BufferKind::Scratch => r.intermediates += bytes,
             }
         }
         r.uniforms = self.programs.iter().map(|p| p.uniform_size).sum();

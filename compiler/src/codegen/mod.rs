@@ -39,6 +39,11 @@ pub struct RenderedKernel {
     /// A split-K GEMM (or a decode attention kernel split over keys): this kernel writes
     /// partial results, and this second kernel combines them.
     pub split: Option<SplitK>,
+    /// Bytes of the scratch buffer the kernel binds after its outputs, where its last
+    /// workgroup combines the others' partial results in the same dispatch (the decode
+    /// attention split over keys): arrival counters that every dispatch leaves at zero, and
+    /// the partial results (`kiln_abi::BufferKind::Scratch`).
+    pub scratch: Option<SizeExpr>,
     /// Workgroup memory the WGSL declares, in bytes (measured on the validated module, as
     /// WebGPU counts it: [`validate::workgroup_storage_bytes`]).
     pub workgroup_bytes: u64,
@@ -874,6 +879,7 @@ pub fn render(
     let mut vec4_output = false;
     let mut fns: Vec<String> = Vec::new();
     let mut split_k = None;
+    let mut scratch = None;
     let mut ctx = tera::Context::new();
     ctx.insert("label", &draft.label.replace('\n', " "));
     if let (Schedule::Injective(p), body) = (schedule, &draft.body) {
@@ -1578,7 +1584,16 @@ pub fn render(
                 None => Vec::new(),
             };
             ctx.insert("score_lines", &score_lines);
-            if splits > 1 {
+            // Split over keys, the last slice of each batch combines the slices where one
+            // more storage buffer fits; else a combine dispatch follows.
+            let fused = splits > 1 && buffers < limits.max_storage_buffers_per_shader_stage;
+            ctx.insert("fused", &fused);
+            if fused {
+                let block = 1 + splits * rows * (*dv as u32 + 2);
+                ctx.insert("block", &block);
+                ctx.insert("scratch_binding", &(buffers + 1));
+                scratch = Some(dim_expr(batch).times(block as i64 * 4));
+            } else if splits > 1 {
                 split_k = Some(render_attention_combine(
                     draft,
                     schedule,
@@ -2254,16 +2269,21 @@ pub fn render(
             limits.max_compute_workgroup_storage_size
         )));
     }
+    let mut bindings = bindings(draft.inputs.len(), out_dtypes.len());
+    if scratch.is_some() {
+        bindings.push(BindingKind::Storage);
+    }
     Ok(RenderedKernel {
         wgsl,
         workgroup_size,
-        bindings: bindings(draft.inputs.len(), out_dtypes.len()),
+        bindings,
         param_names: params.manifest_names(),
         param_values: params.manifest_values(),
         grid,
         schedule,
         grid_splittable: splittable,
         split: split_k,
+        scratch,
         workgroup_bytes,
     })
 }
@@ -2949,6 +2969,7 @@ fn combine_kernel(
         schedule,
         grid_splittable: true,
         split: None,
+        scratch: None,
         workgroup_bytes: 0,
     }
 }

@@ -23,7 +23,10 @@ use sha2::{Digest, Sha256};
 /// manifest is a version-4 one whose states are all 32-bit. Version 5 added
 /// [`VariantRequirements::min_subgroup_size`] (a reader that ignored it could run a subgroup
 /// variant on subgroups too narrow for it); a version-4 manifest is a version-5 one without it.
-pub const FORMAT_VERSION: u32 = 5;
+/// Version 6 added [`BufferKind::Scratch`] (a reader that allocated it like an intermediate
+/// buffer but shared or filled it would break the kernels that count arrivals in it); a
+/// version-5 manifest is a version-6 one without it.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The oldest bundle format version loaders still read; they reject versions outside
 /// `MIN_FORMAT_VERSION..=FORMAT_VERSION`.

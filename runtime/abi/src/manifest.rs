@@ -232,6 +232,11 @@ pub enum BufferKind {
     /// One persistent [`StateSpec`]: allocated (zero-filled) at session creation, written in
     /// place by kernels, kept across runs and programs.
     State,
+    /// Scratch of kernels whose last workgroup combines the others' partial results in the
+    /// same dispatch: zero-filled when allocated and never shared with other values; every
+    /// dispatch that binds it leaves its arrival counters at zero again (its partial results
+    /// are left behind and overwritten by the next such dispatch).
+    Scratch,
 }
 
 /// A GPU storage buffer.

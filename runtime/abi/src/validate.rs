@@ -41,10 +41,10 @@ impl Manifest {
                 for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
                     let buf = &self.buffers[b];
                     if *kind == BindingKind::Storage
-                        && !matches!(buf.kind, BufferKind::Intermediate | BufferKind::State)
+                        && !matches!(buf.kind, BufferKind::Intermediate | BufferKind::State | BufferKind::Scratch)
                     {
                         return Err(ManifestError::Structure(format!(
-                            "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate and state buffers",
+                            "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate, state and scratch buffers",
                             at(),
                             slot + 1,
                             k.name,
@@ -184,6 +184,12 @@ impl Manifest {
                 BufferKind::Intermediate => {
                     return Err(ManifestError::Output(format!(
                         "manifest: output '{}' reads buffer {} '{}', which no dispatch writes",
+                        o.name, o.buffer, buf.label
+                    )))
+                }
+                BufferKind::Scratch => {
+                    return Err(ManifestError::Output(format!(
+                        "manifest: output '{}' reads buffer {} '{}', a kernel's scratch, which holds no tensor",
                         o.name, o.buffer, buf.label
                     )))
                 }
@@ -393,6 +399,7 @@ fn kind_name(k: BufferKind) -> &'static str {
         BufferKind::Weight => "weight",
         BufferKind::Intermediate => "intermediate",
         BufferKind::State => "state",
+        BufferKind::Scratch => "scratch",
     }
 }
 
@@ -658,9 +665,9 @@ mod tests {
     }
 
     #[test]
-    fn format_versions_two_to_five_are_read_others_refused() {
+    fn format_versions_two_to_six_are_read_others_refused() {
         let text = serde_json::to_string(&spec()).unwrap();
-        for (v, ok) in [(1, false), (2, true), (3, true), (4, true), (5, true), (6, false)] {
+        for (v, ok) in [(1, false), (2, true), (3, true), (4, true), (5, true), (6, true), (7, false)] {
             let t = text.replacen("\"format_version\":2", &format!("\"format_version\":{v}"), 1);
             assert_eq!(Manifest::from_json(&t).is_ok(), ok, "version {v}");
         }

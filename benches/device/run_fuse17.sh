@@ -1,0 +1,39 @@
+# Seventeenth session, first command: the decode attention split over keys combines its slices
+# in its last workgroup per batch (arrival counters in a scratch buffer), so no combine dispatch
+# follows it. `kiln` (this tree) against `kiln_main` (43a888a, the sixteenth session's main),
+# default `--activations auto`, on the random Q4_1 GGUFs (Q8_0 embeddings) of the SmolLM2
+# 135M / 360M / 1.7B shapes, `--context 1024 --target desktop`,
+# `kiln bench --prompt-tokens 512 --gen-tokens 128 --iters 3`, three rounds in alternation;
+# llama.cpp Vulkan beside them; decode profiles of both.
+#   bash .bench/run_fuse17.sh   (carry .gl and .bench)
+source benches/device/prelude.sh
+for b in kiln kiln_main; do xz -d -k -f $b.xz; chmod +x $b; done
+mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
+source ggufs.sh
+K="--context 1024 --target desktop -q"
+B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+for s in 135 360 1700; do
+  ./kiln_main compile /tmp/s$s.gguf -o /tmp/main$s $K > /dev/null 2>&1 &
+  ./kiln compile /tmp/s$s.gguf -o /tmp/new$s $K > /dev/null 2>&1 &
+  wait
+done
+for r in 1 2 3; do
+  for s in 1700 135 360; do
+    for v in main new; do
+      b=./kiln; [ $v = main ] && b=./kiln_main
+      echo "== $s $v round $r"; timeout 40 $b bench /tmp/$v$s $B 2>&1 | grep -E "decode|peak"
+    done
+  done
+  if [ $r = 2 ]; then
+    for s in 1700 135 360; do
+      echo "== $s llama.cpp"
+      LD_LIBRARY_PATH=/tmp/llama timeout 90 /tmp/llama/llama-bench -m /tmp/s$s.gguf -ngl 99 -r 3 -p 512 -n 128 2>&1 | grep "pp512\|tg128"
+    done
+  fi
+done
+for v in main new; do
+  b=./kiln; [ $v = main ] && b=./kiln_main
+  timeout 60 $b bench /tmp/${v}1700 --profile --prompt-tokens 512 -q > $OUT/profile-$v.txt 2>&1
+done
+grep -A12 "program 'decode'" $OUT/profile-new.txt | head -13 | cut -c1-160
+grep -E "floor|dispatches" $OUT/profile-main.txt $OUT/profile-new.txt | cut -c1-200 | tail -8

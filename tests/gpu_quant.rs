@@ -927,7 +927,7 @@ fn swiglu_gemv_rounds_its_outputs_to_8_bits_for_the_down_projection() {
 /// one row, for each block type with integer dot products (a Llama layer's merged q/k/v
 /// projection and the head), so no quantizer kernel remains; with a residual epilogue, with
 /// an epilogue that reads the GEMV's own un-normalized x (`x + W·q8(norm(x))`), and with n
-/// not a multiple of any workgroup's outputs. The default schedules of two targets and three
+/// not a multiple of any workgroup's outputs. The default schedules of two targets and four
 /// forced ones, kernel variants on and off, against the interpreter (which rounds the same
 /// values): a rounding step that differed would show as an error near 1e-2.
 #[test]
@@ -948,6 +948,12 @@ fn a_gemv_normalizes_and_rounds_its_own_x() {
         Some(GemvParams {
             lane_rows: 2,
             ..GemvParams::new(16, 8, 1)
+        }),
+        // Lanes of 8 threads: a subgroup form lavapipe runs (its subgroups are 8 wide), so the
+        // prologue's subgroup sum and shuffles are checked here, not only their fallback.
+        Some(GemvParams {
+            sg: true,
+            ..GemvParams::new(32, 8, 1)
         }),
     ];
     let targets = [

@@ -22,10 +22,11 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
     `rows` rows of x wait in `kiln_yq` (row r at r * wout); thread `t` (of `threads`, at least
     one per word: rows * wout / 4) rounds 4 of them, as quantize_rows.wgsl does: per block of
     32, d = max|y| / 127 and q = round(y * (1 / d)) (ties to even). The 8 threads of a block
-    share their maxima (and integer sums) through `kiln_ym`, two barriers in all. Stored as f32
-    q * d, or with `packed` as `words`-word blocks (d, d times the integers' sum, the bytes).
-    Needs `wid`, `m0` and `mm` (rows of x) in scope. -#}
-{% macro q8_round_outputs(t, threads, rows, wout, nout, packed, words) -%}
+    share their maxima (and integer sums) through `kiln_ym`, two barriers in all (with `sg`, by
+    subgroup shuffles: the 8 are consecutive invocations of one subgroup; no barrier). Stored as
+    f32 q * d, or with `packed` as `words`-word blocks (d, d times the integers' sum, the
+    bytes). Needs `wid`, `m0` and `mm` (rows of x) in scope. -#}
+{% macro q8_round_outputs(t, threads, rows, wout, nout, packed, words, sg=false) -%}
     workgroupBarrier();
     // Word j of the outputs: row r, values 4(w % 8) .. + 4 of the workgroup's block w / 8.
     let qj = {{ t }};
@@ -35,6 +36,13 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
     let qo = min(qj, {{ rows * wout / 4 - 1 }}u) * 4u;
     let qv = vec4<f32>(kiln_yq[qo], kiln_yq[qo + 1u], kiln_yq[qo + 2u], kiln_yq[qo + 3u]);
     let qa = abs(qv);
+{%- if sg %}
+    // A block's 8 words are all live or all not, so the shuffles stay within live ones.
+    let qm1 = max(max(qa.x, qa.y), max(qa.z, qa.w));
+    let qm2 = max(qm1, subgroupShuffleXor(qm1, 1u));
+    let qm4 = max(qm2, subgroupShuffleXor(qm2, 2u));
+    let qmax = max(qm4, subgroupShuffleXor(qm4, 4u));
+{%- else %}
     if (qlive) {
         kiln_ym[qj] = max(max(qa.x, qa.y), max(qa.z, qa.w));
     }
@@ -47,6 +55,7 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
             qmax = max(qmax, kiln_ym[qb + e]);
         }
     }
+{%- endif %}
     let qd = qmax / 127.0;
     let qid = select(0.0, 1.0 / qd, qd > 0.0);
     let qq = round(qv * qid);
@@ -54,19 +63,30 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
     let qm = m0 + qr;
     let qstore = qlive && qm < mm && gb < {{ nout / 32 }}u;
 {%- if packed %}
+{%- if sg %}
+    let qs1 = dot(qq, vec4<f32>(1.0));
+    let qs2 = qs1 + subgroupShuffleXor(qs1, 1u);
+    let qs4 = qs2 + subgroupShuffleXor(qs2, 2u);
+    let qsum = qs4 + subgroupShuffleXor(qs4, 4u);
+{%- else %}
     workgroupBarrier();
     if (qlive) {
         kiln_ym[qj] = dot(qq, vec4<f32>(1.0));
     }
     workgroupBarrier();
+{%- endif %}
     if (qstore) {
         let ob = (qm * {{ nout / 32 }}u + gb) * {{ words }}u;
         out[ob + 2u + qw % 8u] = pack4xI8(vec4<i32>(qq));
         if (qw % 8u == 0u) {
+{%- if sg %}
+            let s = qsum;
+{%- else %}
             var s = 0.0;
             for (var e = 0u; e < 8u; e++) {
                 s += kiln_ym[qb + e];
             }
+{%- endif %}
             out[ob] = bitcast<u32>(qd);
             out[ob + 1u] = bitcast<u32>(qd * s);
         }

@@ -44,8 +44,10 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- if qout %}
 // The workgroup's outputs for each row of x, rounded to 8 bits once all are computed.
 var<workgroup> kiln_yq: array<f32, {{ rows * wout }}>;
+{%- if not sg or ksplit < 8 %}
 // Per word of `kiln_yq`: its largest magnitude, then its integers' sum.
 var<workgroup> kiln_ym: array<f32, {{ rows * wout / 4 }}>;
+{%- endif %}
 {%- endif %}
 {%- if not sg %}
 var<workgroup> part: array<f32, {{ lanes * ksplit * rows * lrows }}>;
@@ -261,6 +263,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- endfor %}
     }
 {%- if qout %}
-{{ macros::q8_round_outputs(t="lid3.y * " ~ ksplit ~ "u + lid3.x", threads=lanes * ksplit, rows=rows, wout=wout, nout=nout, packed=qpacked, words=q8_words) }}
+{{ macros::q8_round_outputs(t="lid3.y * " ~ ksplit ~ "u + lid3.x", threads=lanes * ksplit, rows=rows, wout=wout, nout=nout, packed=qpacked, words=q8_words, sg=sg and ksplit >= 8) }}
 {%- endif %}
 }

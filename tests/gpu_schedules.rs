@@ -611,7 +611,11 @@ fn decode_attention_form(b: usize, r: usize, d: usize, dv: usize, opts: &Compile
     let dir = tempfile::tempdir().unwrap();
     let m = compile_to_dir(&model, opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = m.kernels.iter().map(|k| k.name.as_str()).collect();
-    let scratch = m.buffers.iter().filter(|x| x.kind == kiln::abi::BufferKind::Scratch).count();
+    let scratch = m
+        .buffers
+        .iter()
+        .filter(|x| x.kind == kiln::abi::BufferKind::Scratch)
+        .count();
     if fused {
         assert_eq!(names.len(), 1, "{names:?}");
         assert_eq!(m.programs[0].dispatches.len(), 1);
@@ -670,7 +674,10 @@ fn decode_attention_form(b: usize, r: usize, d: usize, dv: usize, opts: &Compile
         ]);
         let out = s.run("run", &inputs).unwrap();
         let got = out[0].1.to_f32();
-        assert!(got.iter().all(|x| x.is_finite()), "{r} rows, {keys} keys, fused {fused}: not finite");
+        assert!(
+            got.iter().all(|x| x.is_finite()),
+            "{r} rows, {keys} keys, fused {fused}: not finite"
+        );
         let err = rel_l2(&got, &want);
         assert!(err < 2e-5, "{r} rows, {keys} keys, fused {fused}: rel L2 {err:e}");
     }

@@ -158,7 +158,10 @@ fn merge_into(
             Some(i) => i,
             None => {
                 let mut spec = buf.clone();
-                if matches!(buf.kind, BufferKind::Input | BufferKind::Intermediate | BufferKind::Scratch) {
+                if matches!(
+                    buf.kind,
+                    BufferKind::Input | BufferKind::Intermediate | BufferKind::Scratch
+                ) {
                     spec.label = format!("{name}: {}", spec.label);
                 }
                 om.buffers.push(spec);

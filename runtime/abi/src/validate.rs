@@ -41,7 +41,10 @@ impl Manifest {
                 for (slot, (&b, kind)) in d.buffers.iter().zip(&k.bindings[1..]).enumerate() {
                     let buf = &self.buffers[b];
                     if *kind == BindingKind::Storage
-                        && !matches!(buf.kind, BufferKind::Intermediate | BufferKind::State | BufferKind::Scratch)
+                        && !matches!(
+                            buf.kind,
+                            BufferKind::Intermediate | BufferKind::State | BufferKind::Scratch
+                        )
                     {
                         return Err(ManifestError::Structure(format!(
                             "{}: binding {} of kernel '{}' is written, but it is bound to {} buffer {b} '{}'; kernels may only write intermediate, state and scratch buffers",
@@ -667,7 +670,15 @@ mod tests {
     #[test]
     fn format_versions_two_to_six_are_read_others_refused() {
         let text = serde_json::to_string(&spec()).unwrap();
-        for (v, ok) in [(1, false), (2, true), (3, true), (4, true), (5, true), (6, true), (7, false)] {
+        for (v, ok) in [
+            (1, false),
+            (2, true),
+            (3, true),
+            (4, true),
+            (5, true),
+            (6, true),
+            (7, false),
+        ] {
             let t = text.replacen("\"format_version\":2", &format!("\"format_version\":{v}"), 1);
             assert_eq!(Manifest::from_json(&t).is_ok(), ok, "version {v}");
         }

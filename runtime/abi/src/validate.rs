@@ -611,6 +611,22 @@ mod tests {
         assert!(wrong.contains("storage i64"), "{wrong}");
     }
 
+    /// A scratch buffer (arrival counters and partial results) may be written by kernels and
+    /// reads back as its kind, but no program output may name it: it holds no tensor.
+    #[test]
+    fn scratch_buffers_are_written_by_kernels_and_never_outputs() {
+        let mut m = spec();
+        m.format_version = crate::FORMAT_VERSION;
+        m.buffers[1].kind = BufferKind::Scratch;
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""kind":"scratch""#), "{text}");
+        let err = m.validate().unwrap_err().to_string();
+        assert!(err.contains("output 'y'") && err.contains("scratch"), "{err}");
+        m.outputs.clear();
+        m.validate().unwrap();
+        assert_eq!(Manifest::from_json(&serde_json::to_string(&m).unwrap()).unwrap(), m);
+    }
+
     #[test]
     fn variants_read_back_and_apply() {
         let m = with_variant();

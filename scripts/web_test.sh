@@ -25,5 +25,11 @@ cargo build --release -q --bin kiln
 rm -rf .cache/web/minilm
 ./target/release/kiln compile .cache/models/paraphrase-MiniLM-L3-v2.onnx -o .cache/web/minilm/bundle
 cp .cache/models/minilm-vocab.txt .cache/web/minilm/vocab.txt
+# A decode step's split attention (key slices combined by their last workgroup), written as
+# ONNX by an example and compiled like any model.
+rm -rf .cache/web/attention
+mkdir -p .cache/web/attention
+cargo run --release -q --example decode_attention_onnx -- .cache/web/attention/decode_attention.onnx
+./target/release/kiln compile .cache/web/attention/decode_attention.onnx -o .cache/web/attention/bundle
 node web/test/tokenizer.test.mjs .cache/models/minilm-vocab.txt
 node web/test/browser.test.mjs

@@ -56,10 +56,13 @@ function outputFileName(name) {
   return name.replace(/[^A-Za-z0-9._-]/g, '_') + '.npy';
 }
 
-/** Runs the native runtime on the same inputs; returns {name: {data, shape}}. */
-function nativeOutputs(inputs, manifest) {
+/**
+ * Runs the native runtime on the same inputs (the bundle at `bundleDir`, relative to the
+ * repository root; MiniLM's by default); returns {name: {data, shape}}.
+ */
+function nativeOutputs(inputs, manifest, bundleDir = path.join(modelDir, 'bundle')) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-web-native-'));
-  const args = ['run', path.join(root, modelDir, 'bundle'), '--out', path.join(tmp, 'out')];
+  const args = ['run', path.join(root, bundleDir), '--out', path.join(tmp, 'out')];
   for (const [name, { data, shape }] of Object.entries(inputs)) {
     const f = path.join(tmp, `${name}.npy`);
     writeNpy(f, data, shape);
@@ -193,6 +196,47 @@ async function main() {
         if (o.dtype === 'f32') assert.ok(worst <= 1e-4, `output '${o.name}' differs by ${worst}`);
         else assert.equal(worst, 0, `integer output '${o.name}' differs`);
       }
+    });
+
+    await test('a split decode attention (slices combined by their last workgroup) equals the native runtime', async () => {
+      // One session, several key counts (one key, a partial step, many slices): the slices'
+      // arrival counters must be back at zero after every run.
+      const dir = '.cache/web/attention/bundle';
+      const m = JSON.parse(fs.readFileSync(path.join(root, dir, 'manifest.json'), 'utf8'));
+      assert.ok(m.buffers.some((b) => b.kind === 'scratch'), 'the bundle has no scratch buffer: the slices are combined by a second dispatch');
+      const runs = [1, 33, 300, 33].map((t) => {
+        const vals = (n, seed) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed) * 0.9);
+        // The mask hides a run of keys (whole slices at 300), never key 0.
+        const mask = Float32Array.from({ length: 3 * t }, (_, e) => (e % t >= 1 && e % t < t / 2 ? -Infinity : (e % 5) * 0.1));
+        return {
+          q: { data: vals(2 * 3 * 64, 1), shape: [2, 3, 64] },
+          k: { data: vals(2 * 64 * t, 2), shape: [2, 64, t] },
+          v: { data: vals(2 * t * 64, 3), shape: [2, t, 64] },
+          mask: { data: mask, shape: [3, t] },
+        };
+      });
+      const plain = (inputs) => Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, { data: Array.from(v.data), shape: v.shape }]));
+      const web = await page.evaluate(async ({ url, runs }) => {
+        const s = await window.Kiln.load(url, { cacheName: 'kiln-test-attention' });
+        const out = [];
+        for (const r of runs) {
+          const feed = {};
+          for (const [k, v] of Object.entries(r)) feed[k] = { data: Float32Array.from(v.data.map((x) => (x === null ? -Infinity : x))), shape: v.shape };
+          const o = await s.run(feed);
+          out.push({ shape: o.o.shape, data: Array.from(o.o.data) });
+        }
+        return out;
+      }, { url: `/${dir}/`, runs: runs.map(plain) });
+      runs.forEach((inputs, i) => {
+        const native = nativeOutputs(inputs, m, dir).o;
+        const w = web[i];
+        assert.deepEqual(w.shape, native.shape, 'output shape');
+        const nv = Array.from(native.data, Number);
+        let worst = 0;
+        for (let j = 0; j < nv.length; j++) worst = Math.max(worst, Math.abs(w.data[j] - nv[j]) / Math.max(1, Math.abs(nv[j])));
+        console.log(`     ${inputs.k.shape[2]} keys: max |browser - native| / max(1, |native|) = ${worst.toExponential(2)}`);
+        assert.ok(Number.isFinite(worst) && worst <= 1e-4, `${inputs.k.shape[2]} keys: differs by ${worst}`);
+      });
     });
 
     await test('a tampered weight shard is refused with an integrity error', async () => {

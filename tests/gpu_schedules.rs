@@ -695,6 +695,98 @@ fn masked_attention_output(g: &mut Graph, [q, kt, v, mask]: [NodeId; 4], scale: 
     g.add_output("o", o);
 }
 
+/// Two decode attentions of different shapes in one program share the scratch buffer: the
+/// second's arrival counters must not land on the first's partial results (every kernel keeps
+/// its counters in the buffer's first `ARRIVAL_COUNTERS` words). Both split over keys and
+/// combined in their last slices, run over several key counts in one session against the
+/// interpreter (tolerance as in the test above).
+#[test]
+fn decode_attentions_of_two_shapes_share_the_scratch_buffer() {
+    let t = Dim::sym("t");
+    let mut g = Graph::new();
+    let ty = |shape: Vec<Dim>| TensorType {
+        dtype: DType::F32,
+        shape,
+    };
+    let c = |v: usize| Dim::c(v as i64);
+    let mut outs = Vec::new();
+    // (batch, rows, d, dv): the second's batch blocks are smaller, so its counters would sit
+    // inside the first's partial results if they shared a layout.
+    for (i, (b, r, d, dv)) in [(2usize, 3usize, 64usize, 64usize), (5, 1, 16, 24)]
+        .into_iter()
+        .enumerate()
+    {
+        let q = g.add_input(&format!("q{i}"), ty(vec![c(b), c(r), c(d)]));
+        let k = g.add_input(&format!("k{i}"), ty(vec![c(b), c(d), t.clone()]));
+        let v = g.add_input(&format!("v{i}"), ty(vec![c(b), t.clone(), c(dv)]));
+        let mask = g.add_input(&format!("mask{i}"), ty(vec![c(r), t.clone()]));
+        let scale = g.add_const(&format!("scale{i}"), Tensor::f32(vec![], vec![0.125]));
+        let s = g.add(&format!("s{i}"), Op::MatMul, &[q, k]).unwrap();
+        let s = g
+            .add(&format!("scaled{i}"), Op::Binary(BinaryOp::Mul), &[s, scale])
+            .unwrap();
+        let s = g
+            .add(&format!("masked{i}"), Op::Binary(BinaryOp::Add), &[s, mask])
+            .unwrap();
+        let p = g
+            .add(&format!("p{i}"), Op::Softmax { axis: 2, log: false }, &[s])
+            .unwrap();
+        let o = g.add(&format!("o{i}"), Op::MatMul, &[p, v]).unwrap();
+        g.add_output(&format!("o{i}"), o);
+        outs.push((b, r, d, dv));
+    }
+    let model = Model {
+        name: "two_decode_attentions".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &CompileOptions::default(), &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        m.programs[0].dispatches.len(),
+        2,
+        "two attention kernels, no combine dispatch"
+    );
+    let scratch: Vec<usize> = m
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.kind == kiln::abi::BufferKind::Scratch)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(scratch.len(), 1);
+    assert!(m.programs[0].dispatches.iter().all(|d| d.buffers.contains(&scratch[0])));
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let mut s = Session::new(&bundle, &SessionOptions::default()).unwrap();
+    for keys in [40usize, 300, 7, 300] {
+        let mut inputs = HashMap::new();
+        for (i, &(b, r, d, dv)) in outs.iter().enumerate() {
+            let seed = 40 + 4 * i as u64;
+            inputs.insert(format!("q{i}"), Tensor::f32(vec![b, r, d], values(b * r * d, seed)));
+            inputs.insert(
+                format!("k{i}"),
+                Tensor::f32(vec![b, d, keys], values(b * d * keys, seed + 1)),
+            );
+            inputs.insert(
+                format!("v{i}"),
+                Tensor::f32(vec![b, keys, dv], values(b * keys * dv, seed + 2)),
+            );
+            let mv: Vec<f32> = (0..r * keys).map(|e| (e % 3) as f32 * 0.1).collect();
+            inputs.insert(format!("mask{i}"), Tensor::f32(vec![r, keys], mv));
+        }
+        let want = kiln::ir::interp::evaluate(&model.graph, &inputs).expect("interpreter");
+        let host: HashMap<_, _> = inputs
+            .iter()
+            .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
+            .collect();
+        let out = s.run("run", &host).unwrap();
+        for (name, got) in &out {
+            let err = rel_l2(&got.to_f32(), &want[name].to_f32());
+            assert!(err < 2e-5, "{name}, {keys} keys: rel L2 {err:e}");
+        }
+    }
+}
+
 /// `softmax(q · k * 0.125 + mask) · v` over a symbolic key count `t`: q `[b, r, d]`, k
 /// `[b, d, t]`, v `[b, t, dv]`, mask `[r, t]` (the decode schedule's shape).
 fn decode_attention_model(b: usize, r: usize, d: usize, dv: usize) -> Model {

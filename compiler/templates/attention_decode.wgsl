@@ -19,8 +19,10 @@
 {%- endif %}
 {{ header }}
 {%- if fused %}
-// Per batch, a block of {{ block }} words: the count of slices that have written their partial
-// results (zero between dispatches: the last slice resets it), then the partial results
+// Words 0 .. {{ counters }}: per batch, the count of slices that have written their partial
+// results (zero between dispatches: the last slice resets it; every kernel that binds the
+// buffer keeps its counters there, so none finds another's partial results in its counters).
+// From word {{ counters }}, per batch {{ block }} words: the partial results
 // [slice][row][o_0 .. o_{dv-1}, max, sum] as f32 bits. Atomic, so that the last slice reads
 // what the others wrote through the release and acquire of the storage barriers around it.
 @group(0) @binding({{ scratch_binding }}) var<storage, read_write> scratch: array<atomic<u32>>;
@@ -251,8 +253,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         l += s_part[{{ bk * dv + x }}i];
 {%- endfor %}
 {%- if fused %}
-        // This slice's partial result in the batch's scratch block (after its counter).
-        let base = b * {{ block }}i + 1i + (part * {{ sq }}i + {{ r }}i) * {{ dv + 2 }}i;
+        // This slice's partial result in the batch's block of the scratch buffer.
+        let base = {{ counters }}i + b * {{ block }}i + (part * {{ sq }}i + {{ r }}i) * {{ dv + 2 }}i;
         atomicStore(&scratch[base + c], bitcast<u32>(o));
         if (c == 0i) {
             atomicStore(&scratch[base + {{ dv }}i], bitcast<u32>(m{{ r }}));
@@ -277,7 +279,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // slice acquires the others' after reading the count.
     storageBarrier();
     if (t == 0i) {
-        s_last = select(0u, 1u, atomicAdd(&scratch[b * {{ block }}i], 1u) == {{ splits - 1 }}u);
+        s_last = select(0u, 1u, atomicAdd(&scratch[b], 1u) == {{ splits - 1 }}u);
     }
     if (workgroupUniformLoad(&s_last) == 1u) {
         storageBarrier();
@@ -286,7 +288,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var e = t; e < {{ sq * dv }}i; e += {{ wg }}i) {
             let r = e / {{ dv }}i;
             let c = e % {{ dv }}i;
-            let at = b * {{ block }}i + 1i + r * {{ dv + 2 }}i;
+            let at = {{ counters }}i + b * {{ block }}i + r * {{ dv + 2 }}i;
 {%- for s in range(end=splits) %}
             let pm{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) + dv }}i]));
             let pl{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) + dv + 1 }}i]));
@@ -308,7 +310,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         // Ready for the next dispatch that binds the scratch buffer.
         if (t == 0i) {
-            atomicStore(&scratch[b * {{ block }}i], 0u);
+            atomicStore(&scratch[b], 0u);
         }
     }
 {%- endif %}

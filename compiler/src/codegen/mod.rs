@@ -1585,14 +1585,20 @@ pub fn render(
             };
             ctx.insert("score_lines", &score_lines);
             // Split over keys, the last slice of each batch combines the slices where one
-            // more storage buffer fits; else a combine dispatch follows.
-            let fused = splits > 1 && buffers < limits.max_storage_buffers_per_shader_stage;
+            // more storage buffer fits and the batches' counters fit their region of the
+            // scratch buffer; else a combine dispatch follows.
+            let fused = splits > 1
+                && buffers < limits.max_storage_buffers_per_shader_stage
+                && batch.as_const().is_some_and(|b| b as u64 <= ARRIVAL_COUNTERS);
             ctx.insert("fused", &fused);
             if fused {
-                let block = 1 + splits * rows * (*dv as u32 + 2);
+                let block = splits * rows * (*dv as u32 + 2);
+                ctx.insert("counters", &ARRIVAL_COUNTERS);
                 ctx.insert("block", &block);
                 ctx.insert("scratch_binding", &(buffers + 1));
-                scratch = Some(dim_expr(batch).times(block as i64 * 4));
+                scratch = Some(SizeExpr::c(
+                    (ARRIVAL_COUNTERS as i64 + batch.as_const().expect("checked") * block as i64) * 4,
+                ));
             } else if splits > 1 {
                 split_k = Some(render_attention_combine(
                     draft,
@@ -2757,6 +2763,12 @@ pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
     }
     s
 }
+
+/// Words at the start of the scratch buffer that hold arrival counters (the decode attention:
+/// one per batch). Every kernel that binds the buffer keeps its counters in this region and
+/// its partial results after it, so a kernel never finds another's partial results where its
+/// counters are (each leaves its own counters at zero; partial results are left behind).
+pub const ARRIVAL_COUNTERS: u64 = 4096;
 
 /// The combine kernel of the decode attention schedule: one thread per output element rescales
 /// the slices' partial results (`[batch][slice][row][o.., max, sum]`, f32) to their common max

@@ -19,7 +19,7 @@
 {%- endif %}
 {{ header }}
 {%- if fused %}
-// Words 0 .. {{ counters }}: per batch, the count of slices that have written their partial
+// Words 0 .. {{ counters }}: per batch (every {{ counter_stride }}th word), the count of slices that have written their partial
 // results (zero between dispatches: the last slice resets it; every kernel that binds the
 // buffer keeps its counters there, so none finds another's partial results in its counters).
 // From word {{ counters }}, per batch {{ block }} words: the partial results
@@ -279,7 +279,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // slice acquires the others' after reading the count.
     storageBarrier();
     if (t == 0i) {
-        s_last = select(0u, 1u, atomicAdd(&scratch[b], 1u) == {{ splits - 1 }}u);
+        s_last = select(0u, 1u, atomicAdd(&scratch[b * {{ counter_stride }}i], 1u) == {{ splits - 1 }}u);
     }
     if (workgroupUniformLoad(&s_last) == 1u) {
         storageBarrier();
@@ -310,7 +310,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         // Ready for the next dispatch that binds the scratch buffer.
         if (t == 0i) {
-            atomicStore(&scratch[b], 0u);
+            atomicStore(&scratch[b * {{ counter_stride }}i], 0u);
         }
     }
 {%- endif %}

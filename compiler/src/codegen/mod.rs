@@ -1593,11 +1593,14 @@ pub fn render(
             ctx.insert("fused", &fused);
             if fused {
                 let block = splits * rows * (*dv as u32 + 2);
-                ctx.insert("counters", &ARRIVAL_COUNTERS);
+                ctx.insert("counters", &(ARRIVAL_COUNTERS * ARRIVAL_COUNTER_STRIDE));
+                ctx.insert("counter_stride", &ARRIVAL_COUNTER_STRIDE);
                 ctx.insert("block", &block);
                 ctx.insert("scratch_binding", &(buffers + 1));
                 scratch = Some(SizeExpr::c(
-                    (ARRIVAL_COUNTERS as i64 + batch.as_const().expect("checked") * block as i64) * 4,
+                    ((ARRIVAL_COUNTERS * ARRIVAL_COUNTER_STRIDE) as i64
+                        + batch.as_const().expect("checked") * block as i64)
+                        * 4,
                 ));
             } else if splits > 1 {
                 split_k = Some(render_attention_combine(
@@ -2764,11 +2767,17 @@ pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
     s
 }
 
-/// Words at the start of the scratch buffer that hold arrival counters (the decode attention:
-/// one per batch). Every kernel that binds the buffer keeps its counters in this region and
-/// its partial results after it, so a kernel never finds another's partial results where its
-/// counters are (each leaves its own counters at zero; partial results are left behind).
-pub const ARRIVAL_COUNTERS: u64 = 4096;
+/// Arrival counters at the start of the scratch buffer (the decode attention: one per batch),
+/// each [`ARRIVAL_COUNTER_STRIDE`] words apart. Every kernel that binds the buffer keeps its
+/// counters in this region and its partial results after it, so a kernel never finds
+/// another's partial results where its counters are (each leaves its own counters at zero;
+/// partial results are left behind).
+pub const ARRIVAL_COUNTERS: u64 = 256;
+
+/// Words between two arrival counters: 128 bytes, a cache line on the GPUs Kiln targets, so
+/// the heads' atomics do not queue on one line (the layout measured on the H200 had each
+/// counter in a line of its own).
+pub const ARRIVAL_COUNTER_STRIDE: u64 = 32;
 
 /// The combine kernel of the decode attention schedule: one thread per output element rescales
 /// the slices' partial results (`[batch][slice][row][o.., max, sum]`, f32) to their common max

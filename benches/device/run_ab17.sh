@@ -8,11 +8,8 @@
 # profiles of the gate/up GEMV.
 #   bash .bench/run_ab17.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-for b in fa a n; do xz -d -k -f kiln_$b.xz; chmod +x kiln_$b; done
-mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln_fa kiln_a kiln_n
+llm_setup
 for v in fa a n; do ./kiln_$v compile /tmp/s1700.gguf -o /tmp/$v $K > /dev/null 2>&1 & done; wait
 for r in 1 2 3; do
   for v in fa a n; do

@@ -4,11 +4,8 @@
 # `--context 1024 --target desktop`, `kiln bench --prompt-tokens 512 --gen-tokens 128 --iters 3`.
 #   bash .bench/run_head16.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-xz -d -k -f kiln.xz; chmod +x kiln
-mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln
+llm_setup
 V="8,32,1,true 4,64,1,false 16,32,1,true 8,32,2,true 32,32,1,true 16,64,1,false"
 for s in 1700 135; do
   k=2048; [ $s = 135 ] && k=576

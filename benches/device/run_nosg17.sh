@@ -6,10 +6,8 @@
 # without subgroups. Same options as run_fuse17.sh, three rounds in alternation.
 #   bash .bench/run_nosg17.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-xz -d -k -f kiln_fa.xz; chmod +x kiln_fa
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln_fa
+llm_setup
 key() { case $1 in 1700) echo "n=16384,k=2048";; 135) echo "n=3072,k=576";; 360) echo "n=5120,k=960";; esac; }
 for s in 1700 135 360; do
   ./kiln_fa compile /tmp/s$s.gguf -o /tmp/d$s $K > /dev/null 2>&1 &

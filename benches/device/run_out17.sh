@@ -5,11 +5,8 @@
 # alternation, llama.cpp beside them.
 #   bash .bench/run_out17.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-for b in kiln kiln_fa; do xz -d -k -f $b.xz; chmod +x $b; done
-mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln kiln_fa
+llm_setup
 ./kiln_fa compile /tmp/s1700.gguf -o /tmp/fa $K > /dev/null 2>&1 &
 ./kiln compile /tmp/s1700.gguf -o /tmp/new $K > /dev/null 2>&1 &
 wait

@@ -9,11 +9,8 @@
 # profile of this tree's 1.7B bundle.
 #   bash .bench/run_pre17.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-for b in kiln kiln_fa; do xz -d -k -f $b.xz; chmod +x $b; done
-mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln kiln_fa
+llm_setup
 for s in 135 360 1700; do
   ./kiln_fa compile /tmp/s$s.gguf -o /tmp/fa$s $K > /dev/null 2>&1 &
   ./kiln compile /tmp/s$s.gguf -o /tmp/new$s $K > /dev/null 2>&1 &

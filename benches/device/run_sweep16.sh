@@ -4,10 +4,8 @@
 # `--context 1024 --target desktop`, `kiln bench --prompt-tokens 512 --gen-tokens 128 --iters 3`.
 #   bash .bench/run_sweep16.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-xz -d -k -f kiln.xz; chmod +x kiln
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln
+llm_setup
 ./kiln compile /tmp/s1700.gguf -o /tmp/base $K > /dev/null 2>&1 &
 V="down,4,128,false down,2,128,false down,8,128,false down,4,256,false down,8,32,true o,8,64,false o,16,64,false o,2,64,false o,8,32,true o,4,32,true"
 for v in $V; do

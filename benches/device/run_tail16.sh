@@ -6,11 +6,8 @@
 # `kiln bench --prompt-tokens 512 --gen-tokens 128 --iters 3`, three rounds in alternation;
 # llama.cpp Vulkan beside them; decode profiles.   bash .bench/run_tail16.sh   (carry .gl and .bench)
 source benches/device/prelude.sh
-for b in kiln kiln_main; do xz -d -k -f $b.xz; chmod +x $b; done
-mkdir -p /tmp/llama && tar xJf llama.tar.xz -C /tmp
-source ggufs.sh
-K="--context 1024 --target desktop -q"
-B="--prompt-tokens 512 --gen-tokens 128 --iters 3 -q"
+unpack kiln kiln_main
+llm_setup
 for s in 135 360 1700; do
   ./kiln_main compile /tmp/s$s.gguf -o /tmp/main$s $K > /dev/null 2>&1 &
   ./kiln compile /tmp/s$s.gguf -o /tmp/new$s $K > /dev/null 2>&1 &

@@ -685,14 +685,21 @@ fn decode_attention_form(b: usize, r: usize, d: usize, dv: usize, opts: &Compile
 
 /// Adds `o = softmax(q · kt * scale + mask) · v` over the last axis of 3-D scores to `g`
 /// as plain ops named `s`, `scaled`, `masked`, `p` and `o`, and `o` as the graph's output.
-fn masked_attention_output(g: &mut Graph, [q, kt, v, mask]: [NodeId; 4], scale: f32) {
-    let scale = g.add_const("scale", Tensor::f32(vec![], vec![scale]));
-    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
-    let s = g.add("scaled", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
-    let s = g.add("masked", Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
-    let p = g.add("p", Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
-    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
-    g.add_output("o", o);
+fn masked_attention_output(g: &mut Graph, inputs: [NodeId; 4], scale: f32) {
+    named_masked_attention_output(g, inputs, scale, "");
+}
+
+/// [`masked_attention_output`] with `suffix` after every name (`s{suffix}`, .., output
+/// `o{suffix}`), so one graph can hold several.
+fn named_masked_attention_output(g: &mut Graph, [q, kt, v, mask]: [NodeId; 4], scale: f32, suffix: &str) {
+    let name = |n: &str| format!("{n}{suffix}");
+    let scale = g.add_const(&name("scale"), Tensor::f32(vec![], vec![scale]));
+    let s = g.add(&name("s"), Op::MatMul, &[q, kt]).unwrap();
+    let s = g.add(&name("scaled"), Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let s = g.add(&name("masked"), Op::Binary(BinaryOp::Add), &[s, mask]).unwrap();
+    let p = g.add(&name("p"), Op::Softmax { axis: 2, log: false }, &[s]).unwrap();
+    let o = g.add(&name("o"), Op::MatMul, &[p, v]).unwrap();
+    g.add_output(&name("o"), o);
 }
 
 /// Two decode attentions of different shapes in one program share the scratch buffer: the
@@ -720,19 +727,7 @@ fn decode_attentions_of_two_shapes_share_the_scratch_buffer() {
         let k = g.add_input(&format!("k{i}"), ty(vec![c(b), c(d), t.clone()]));
         let v = g.add_input(&format!("v{i}"), ty(vec![c(b), t.clone(), c(dv)]));
         let mask = g.add_input(&format!("mask{i}"), ty(vec![c(r), t.clone()]));
-        let scale = g.add_const(&format!("scale{i}"), Tensor::f32(vec![], vec![0.125]));
-        let s = g.add(&format!("s{i}"), Op::MatMul, &[q, k]).unwrap();
-        let s = g
-            .add(&format!("scaled{i}"), Op::Binary(BinaryOp::Mul), &[s, scale])
-            .unwrap();
-        let s = g
-            .add(&format!("masked{i}"), Op::Binary(BinaryOp::Add), &[s, mask])
-            .unwrap();
-        let p = g
-            .add(&format!("p{i}"), Op::Softmax { axis: 2, log: false }, &[s])
-            .unwrap();
-        let o = g.add(&format!("o{i}"), Op::MatMul, &[p, v]).unwrap();
-        g.add_output(&format!("o{i}"), o);
+        named_masked_attention_output(&mut g, [q, k, v, mask], 0.125, &i.to_string());
         outs.push((b, r, d, dv));
     }
     let model = Model {

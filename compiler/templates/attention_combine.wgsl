@@ -1,3 +1,4 @@
+{% import "macros" as macros -%}
 // Kiln decode attention combine kernel: {{ label }}
 // schedule: {{ schedule }}; one thread per output element (batch, row, channel) rescales the
 // {{ splits }} key slices' partial results to their common max and divides by the total sum.
@@ -21,17 +22,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let l{{ s }} = in{{ partial }}[base + {{ s * sq * (dv + 2) + dv + 1 }}i];
     let o{{ s }} = in{{ partial }}[base + {{ s * sq * (dv + 2) }}i + c];
 {%- endfor %}
-    var m = neg_inf;
-{%- for s in range(end=splits) %}
-    m = max(m, m{{ s }});
-{%- endfor %}
-    let mr = select(m, 0.0f, m == neg_inf);
-    var l = 0.0f;
-    var o = 0.0f;
-{%- for s in range(end=splits) %}
-    let w{{ s }} = exp(m{{ s }} - mr);
-    l = fma(l{{ s }}, w{{ s }}, l);
-    o = fma(o{{ s }}, w{{ s }}, o);
-{%- endfor %}
+{{- macros::combine_slices(splits=splits, m="m", l="l", o="o") }}
     out[idx] = o / l;
 }

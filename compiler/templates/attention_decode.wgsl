@@ -1,3 +1,4 @@
+{% import "macros" as macros -%}
 // Kiln decode attention kernel: {{ label }}
 // schedule: injective(workgroup_size={{ wg }}), keys split {{ splits }} ways (flash-decoding); a
 // workgroup per (batch, key slice) takes all {{ sq }} query rows of the batch over its slice of
@@ -294,18 +295,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let pl{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) + dv + 1 }}i]));
             let po{{ s }} = bitcast<f32>(atomicLoad(&scratch[at + {{ s * sq * (dv + 2) }}i + c]));
 {%- endfor %}
-            var m = neg_inf;
-{%- for s in range(end=splits) %}
-            m = max(m, pm{{ s }});
-{%- endfor %}
-            let mr = select(m, 0.0f, m == neg_inf);
-            var l = 0.0f;
-            var o = 0.0f;
-{%- for s in range(end=splits) %}
-            let w{{ s }} = exp(pm{{ s }} - mr);
-            l = fma(pl{{ s }}, w{{ s }}, l);
-            o = fma(po{{ s }}, w{{ s }}, o);
-{%- endfor %}
+{{- macros::combine_slices(splits=splits, m="pm", l="pl", o="po") }}
             out[(b * {{ sq }}i + r) * {{ dv }}i + c] = o / l;
         }
         // Ready for the next dispatch that binds the scratch buffer.

@@ -17,6 +17,25 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
 }
 {%- endmacro workgroup_reduce %}
 
+{#- Combines a decode attention's `splits` key slices for one output element: with each
+    slice's maximum, sum and weighted value in `{m}{s}`, `{l}{s}`, `{o}{s}` and `neg_inf` in
+    scope, leaves `o` and `l` rescaled to the slices' common maximum (a slice whose keys were
+    all masked adds nothing); the output is `o / l`. -#}
+{% macro combine_slices(splits, m, l, o) %}
+    var m = neg_inf;
+{%- for s in range(end=splits) %}
+    m = max(m, {{ m }}{{ s }});
+{%- endfor %}
+    let mr = select(m, 0.0f, m == neg_inf);
+    var l = 0.0f;
+    var o = 0.0f;
+{%- for s in range(end=splits) %}
+    let w{{ s }} = exp({{ m }}{{ s }} - mr);
+    l = fma({{ l }}{{ s }}, w{{ s }}, l);
+    o = fma({{ o }}{{ s }}, w{{ s }}, o);
+{%- endfor %}
+{%- endmacro combine_slices %}
+
 {#- The 8-bit rounding of a GEMV's outputs (an activation quantizer fused as its epilogue,
     `KernelBody::QGemm::q8_out`): the workgroup's `wout` consecutive outputs of each of its
     `rows` rows of x wait in `kiln_yq` (row r at r * wout); thread `t` (of `threads`, at least

@@ -36,6 +36,35 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
 {%- endfor %}
 {%- endmacro combine_slices %}
 
+{#- `workgroup_reduce`'s sum over a workgroup of `threads` threads with subgroup operations:
+    each subgroup adds its values (`subgroupAdd`) and its first invocation stores the sum;
+    then every subgroup adds those sums again (each invocation reads every `ssz`-th of them,
+    `ssz` the subgroup size), so every thread ends with the total: two barriers and one or
+    two workgroup-memory reads per thread instead of a barrier per halving. Subgroups cover
+    consecutive invocation indices, as the kernels' subgroup variants assume. -#}
+{% macro subgroup_reduce_sum(name, threads, min_ssz) -%}
+fn {{ name }}(lid: u32, x: f32, ssz: u32) -> f32 {
+    let s = subgroupAdd(x);
+    if (lid % ssz == 0u) {
+        scratch[lid / ssz] = s;
+    }
+    workgroupBarrier();
+    // A constant trip count (subgroups are at least {{ min_ssz }} wide), so the second
+    // subgroupAdd stays in uniform control flow.
+    let nsub = {{ threads }}u / ssz;
+    var v = 0.0;
+    for (var j = 0u; j < {{ threads }}u / {{ min_ssz }}u / {{ min_ssz }}u + 1u; j++) {
+        let i = lid % ssz + j * ssz;
+        if (i < nsub) {
+            v += scratch[i];
+        }
+    }
+    let r = subgroupAdd(v);
+    workgroupBarrier();
+    return r;
+}
+{%- endmacro subgroup_reduce_sum %}
+
 {#- The 8-bit rounding of a GEMV's outputs (an activation quantizer fused as its epilogue,
     `KernelBody::QGemm::q8_out`): the workgroup's `wout` consecutive outputs of each of its
     `rows` rows of x wait in `kiln_yq` (row r at r * wout); thread `t` (of `threads`, at least

@@ -32,7 +32,11 @@
 var<workgroup> kiln_xs: array<u32, {{ qx_words }}>;
 var<workgroup> scratch: array<f32, {{ threads }}>;
 
+{%- if sg %}
+{{ macros::subgroup_reduce_sum(name="reduce_sum", threads=threads, min_ssz=ksplit) }}
+{%- else %}
 {{ macros::workgroup_reduce(name="reduce_sum", combine="a + b", halves=qx_halves) }}
+{%- endif %}
 {%- endif %}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
@@ -58,7 +62,7 @@ var<workgroup> part_ss: array<f32, {{ lanes * ksplit }}>;
 {%- endif %}
 
 @compute @workgroup_size({{ ksplit }}, {{ lanes }}, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>{% if tail %}, @builtin(local_invocation_index) lidx: u32{% endif %}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>{% if tail %}, @builtin(local_invocation_index) lidx: u32{% endif %}{% if qx and sg %}, @builtin(subgroup_size) ssz: u32{% endif %}) {
 {%- if tail %}
 {{ macros::tail_parts(from=tail_from, threads=threads, n=tail_n, lines=tail) }}
 {%- endif %}
@@ -81,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let v = vec4<f32>(in0[4u * i], in0[4u * i + 1u], in0[4u * i + 2u], in0[4u * i + 3u]);
         qss += dot(v, v);
     }
-    let qinv = inverseSqrt(reduce_sum(qt, qss) / {{ k }}.0 + {{ eps }});
+    let qinv = inverseSqrt(reduce_sum(qt, qss{% if sg %}, ssz{% endif %}) / {{ k }}.0 + {{ eps }});
     for (var c = 0u; c < {{ qx_chunks }}u; c++) {
         let e = c * {{ threads }}u + qt;
         let live = e < {{ qx_k8 }}u;

@@ -1179,6 +1179,22 @@ fn check_attention_on(
         .map(|(n, t)| (n.clone(), to_host(t, kiln::abi::ElemType::F32)))
         .collect();
     let got = sess.run("run", &host).unwrap()[0].1.to_f32();
+    // Again in the same session with V negated, which negates every output exactly (the
+    // softmax weights do not change): nothing a run leaves behind (partial results of key
+    // slices) may leak into the next.
+    let mut negated = host.clone();
+    let v: Vec<f32> = inputs["v"].to_f32().iter().map(|x| -x).collect();
+    negated.insert(
+        "v".into(),
+        to_host(&Tensor::f32(inputs["v"].shape.clone(), v), kiln::abi::ElemType::F32),
+    );
+    let again = sess.run("run", &negated).unwrap()[0].1.to_f32();
+    let bits = |x: f32| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() };
+    assert_eq!(
+        got.iter().map(|x| bits(-x)).collect::<Vec<_>>(),
+        again.iter().map(|x| bits(*x)).collect::<Vec<_>>(),
+        "{what}: a second run in the session, V negated"
+    );
     assert_eq!(got.len(), b * sq * dv, "{what}");
     let nan: Vec<bool> = want.iter().map(|x| x.is_nan()).collect();
     assert_eq!(

@@ -1,3 +1,4 @@
+{% import "macros" as macros -%}
 // Kiln attention combine kernel: {{ label }}
 // schedule: {{ schedule }}; one thread per output element (batch, row, channel) rescales the
 // {{ slices }} key slices' unnormalized rows ([batch][slice][row][o.., max, sum]) to their common
@@ -23,18 +24,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let l{{ t }} = in0[base + {{ t }}i * stride + {{ dv + 1 }}i];
     let o{{ t }} = in0[base + {{ t }}i * stride + c];
 {%- endfor %}
-    var m = neg_inf;
-{%- for t in range(end=slices) %}
-    m = max(m, m{{ t }});
-{%- endfor %}
-    // Every slice's scores -inf: subtract 0 (the weights are 0 and 0 / 0 gives NaN, as softmax does).
-    let mr = select(m, 0.0f, m == neg_inf);
-    var l = 0.0f;
-    var o = 0.0f;
-{%- for t in range(end=slices) %}
-    let w{{ t }} = exp(m{{ t }} - mr);
-    l = fma(l{{ t }}, w{{ t }}, l);
-    o = fma(o{{ t }}, w{{ t }}, o);
-{%- endfor %}
+{{- macros::combine_slices(splits=slices, m="m", l="l", o="o") }}
     out[idx] = o / l;
 }

@@ -376,6 +376,10 @@ fn gemv_variants_match_the_reference() {
         gemv(4, 64, 2),
         gemv(16, 8, 8),
         gemv(32, 1, 1),
+        // The wide K splits (space::gemv_wide_k): 2 lanes, and 512 threads.
+        gemv(2, 128, 1),
+        gemv(2, 32, 4),
+        gemv(4, 128, 2),
     ] {
         // vec4 path (N % 4 == 0): K not a multiple of the unrolled step, M not a multiple of rows.
         let _ = check(&[1, 300], &[300, 260], s);

@@ -165,17 +165,42 @@ pub fn quant_coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         .collect()
 }
 
-/// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows.
+/// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows;
+/// then, for f32 products of few columns, the wider splits of [`gemv_wide_k`].
 pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
+    let mut out = gemv_grid(limits, max_rows, &[4, 8, 16, 32, 64], &[4, 8, 16, 32, 64], 64..=256);
+    out.extend(gemv_wide_k(limits, max_rows));
+    out
+}
+
+/// GEMV candidates that split K further for outputs too few to fill the device with 4-lane
+/// workgroups (a 4096-wide f32 GEMV launches 256 of them): 2 lanes (32 bytes of each W row,
+/// a whole memory sector) split 32 to 128 ways, and 4 lanes split 128 ways (512 threads).
+/// Not offered to the quantized GEMV, whose weight rows are read a block at a time.
+pub fn gemv_wide_k(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
+    let mut out = gemv_grid(limits, max_rows, &[2], &[32, 64, 128], 64..=256);
+    out.extend(gemv_grid(limits, max_rows, &[4], &[128], 512..=512));
+    out
+}
+
+/// The valid GEMV schedules of each `lanes` x `ksplit` x rows (1 to 8, at most `max_rows`)
+/// whose thread count is in `threads`.
+fn gemv_grid(
+    limits: &DeviceLimits,
+    max_rows: u32,
+    lanes: &[u32],
+    ksplits: &[u32],
+    threads: std::ops::RangeInclusive<u32>,
+) -> Vec<Schedule> {
     let mut out = Vec::new();
-    for lanes in [4, 8, 16, 32, 64] {
-        for ksplit in [4, 8, 16, 32, 64] {
+    for &l in lanes {
+        for &ksplit in ksplits {
             for rows in [1, 2, 4, 8] {
                 if rows > max_rows.max(1) {
                     continue;
                 }
-                let p = GemvParams::new(lanes, ksplit, rows);
-                if !(64..=256).contains(&p.threads()) {
+                let p = GemvParams::new(l, ksplit, rows);
+                if !threads.contains(&p.threads()) {
                     continue;
                 }
                 let s = Schedule::Gemv(p);
@@ -188,13 +213,14 @@ pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     out
 }
 
-/// Quantized GEMV candidates: the [`gemv`] candidates, each also with 2 and 4 rows of W per
+/// Quantized GEMV candidates: the [`gemv`] candidates of 4 to 64 lanes and K split 4 to 64
+/// ways, each also with 2 and 4 rows of W per
 /// lane where the accumulators (rows of x times lane rows) stay at most 8, and those whose
 /// lanes have at most [`SUBGROUP_SUM_MAX_KSPLIT`] threads also with subgroup sums
 /// (`GemvParams::sg`).
 pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = Vec::new();
-    for s in gemv(limits, max_rows) {
+    for s in gemv_grid(limits, max_rows, &[4, 8, 16, 32, 64], &[4, 8, 16, 32, 64], 64..=256) {
         let Schedule::Gemv(p) = s else { continue };
         for lane_rows in [1, 2, 4] {
             for sg in [false, true] {

@@ -90,18 +90,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var pb{{ t }}_1 = vec4<f32>(0.0);
     var pb{{ t }}_2 = vec4<f32>(0.0);
     var pb{{ t }}_3 = vec4<f32>(0.0);
-    {
-        let e = i32(lid) + {{ t * threads }}i;
-        if (e < {{ b_units }}i) {
-            let r = n0 + (e / {{ bk4 }}i) * 4i;
-            let gk = (e % {{ bk4 }}i) * 4i;
-            pb{{ t }}_0 = kiln_load_w4(r, gk);
-            pb{{ t }}_1 = kiln_load_w4(r + 1i, gk);
-            pb{{ t }}_2 = kiln_load_w4(r + 2i, gk);
-            pb{{ t }}_3 = kiln_load_w4(r + 3i, gk);
-        }
-    }
 {%- endfor %}
+{{- quant::w_unit_loads(b_loads=b_loads, threads=threads, b_units=b_units, bk4=bk4, k0="") }}
     for (var k0 = 0i; k0 < {{ k }}i; k0 += {{ bk }}i) {
 {%- for t in range(end=a_loads) %}
         {
@@ -133,19 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {%- for t in range(end=a_loads) %}
             pa{{ t }} = kiln_load_x(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, m0, mm);
 {%- endfor %}
-{%- for t in range(end=b_loads) %}
-            {
-                let e = i32(lid) + {{ t * threads }}i;
-                if (e < {{ b_units }}i) {
-                    let r = n0 + (e / {{ bk4 }}i) * 4i;
-                    let gk = k0 + {{ bk }}i + (e % {{ bk4 }}i) * 4i;
-                    pb{{ t }}_0 = kiln_load_w4(r, gk);
-                    pb{{ t }}_1 = kiln_load_w4(r + 1i, gk);
-                    pb{{ t }}_2 = kiln_load_w4(r + 2i, gk);
-                    pb{{ t }}_3 = kiln_load_w4(r + 3i, gk);
-                }
-            }
-{%- endfor %}
+{{- quant::w_unit_loads(b_loads=b_loads, threads=threads, b_units=b_units, bk4=bk4, k0="k0 + " ~ bk ~ "i + ") }}
         }
         // The K-step is unrolled: every workgroup-memory offset is a constant plus the thread's
         // lane (and the stage), so the compiler keeps the tile in registers and folds the

@@ -312,3 +312,25 @@ fn kiln_qget4(row: u32, e: u32) -> vec4<f32> {
 {%- endif %}
 }
 {%- endmacro quant_fns %}
+
+
+{#- The W loads of a quantized tiled GEMM's K-step (`qgemm_vec4.wgsl`, `qgemm_coop.wgsl`): for
+    each of the thread's `b_loads` units `e` below `b_units` (rows n0 + 4 (e / `bk4`) .. + 4,
+    k from `k0` + 4 (e % `bk4`) .. + 4; consecutive threads read consecutive words of a row),
+    four decoded vec4s into `pb{t}_0` .. `pb{t}_3`, which the kernel declares. `k0` is WGSL
+    text ending in `+ ` or empty (the first step). -#}
+{% macro w_unit_loads(b_loads, threads, b_units, bk4, k0) -%}
+{%- for t in range(end=b_loads) %}
+            {
+                let e = i32(lid) + {{ t * threads }}i;
+                if (e < {{ b_units }}i) {
+                    let r = n0 + (e / {{ bk4 }}i) * 4i;
+                    let gk = {{ k0 }}(e % {{ bk4 }}i) * 4i;
+                    pb{{ t }}_0 = kiln_load_w4(r, gk);
+                    pb{{ t }}_1 = kiln_load_w4(r + 1i, gk);
+                    pb{{ t }}_2 = kiln_load_w4(r + 2i, gk);
+                    pb{{ t }}_3 = kiln_load_w4(r + 3i, gk);
+                }
+            }
+{%- endfor %}
+{%- endmacro w_unit_loads %}

@@ -27,6 +27,9 @@
 use half::f16;
 use kiln::runtime::wgpu;
 
+#[path = "support/timestamps.rs"]
+mod timestamps;
+
 /// Timed runs per kernel (the median is reported).
 const RUNS: usize = 5;
 /// Dispatches per timed run.
@@ -319,6 +322,7 @@ fn main() {
     let b_buf = probe.buffer(bytemuck::cast_slice(&b), storage);
     let c_buf = probe.buffer(&vec![0u8; (m * n * 4) as usize], storage | wgpu::BufferUsages::COPY_SRC);
     let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(k);
+    let (set, resolve) = timestamps::pass_timestamps(&probe.device);
     for t in tiles {
         if m % t.bm != 0 || n % t.bn != 0 || k % (16 * t.unroll) != 0 {
             continue;
@@ -364,17 +368,6 @@ fn main() {
             println!("{}: WRONG (error {worst:.2e} of sqrt(k)), not timed", t.name());
             continue;
         }
-        let set = probe.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: None,
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
-        let resolve = probe.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: 16,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
         let period = f64::from(probe.queue.get_timestamp_period());
         let mut ms: Vec<f64> = (0..RUNS)
             .map(|_| {

@@ -41,6 +41,9 @@
 //! the shapes shrink. Not part of the test suite: it measures, it does not assert speed.
 
 use kiln::runtime::wgpu;
+
+#[path = "support/timestamps.rs"]
+mod timestamps;
 use std::time::Duration;
 
 /// Bytes read before each timed run, several times the largest last-level cache.
@@ -658,17 +661,7 @@ impl Gpu {
 
     /// The median GPU time of `RUNS` cold runs of dispatches in one pass (one after another).
     fn time_seq(&self, seq: &[Dispatch]) -> Duration {
-        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: None,
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
-        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: 16,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let (set, resolve) = timestamps::pass_timestamps(&self.device);
         let read = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: 16,

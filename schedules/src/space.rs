@@ -168,9 +168,15 @@ pub fn quant_coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
 /// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows;
 /// then, for f32 products of few columns, the wider splits of [`gemv_wide_k`].
 pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
-    let mut out = gemv_grid(limits, max_rows, &[4, 8, 16, 32, 64], &[4, 8, 16, 32, 64], 64..=256);
+    let mut out = gemv_base(limits, max_rows);
     out.extend(gemv_wide_k(limits, max_rows));
     out
+}
+
+/// The GEMV candidates every kind takes: 4 to 64 lanes, K split 4 to 64 ways (64 to 256
+/// threads), 1 to 8 rows.
+fn gemv_base(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
+    gemv_grid(limits, max_rows, &[4, 8, 16, 32, 64], &[4, 8, 16, 32, 64], 64..=256)
 }
 
 /// GEMV candidates that split K further for outputs too few to fill the device with 4-lane
@@ -220,7 +226,7 @@ fn gemv_grid(
 /// (`GemvParams::sg`).
 pub fn quant_gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = Vec::new();
-    for s in gemv_grid(limits, max_rows, &[4, 8, 16, 32, 64], &[4, 8, 16, 32, 64], 64..=256) {
+    for s in gemv_base(limits, max_rows) {
         let Schedule::Gemv(p) = s else { continue };
         for lane_rows in [1, 2, 4] {
             for sg in [false, true] {

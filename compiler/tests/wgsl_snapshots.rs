@@ -969,7 +969,15 @@ fn gemm_coop_space_members_validate_and_double_buffering_renders() {
             io_dtypes: BTreeMap::new(),
         };
         let b = compile(&model, &opts).expect("compiles");
-        assert_eq!(b.manifest.kernels[0].variants[0].schedule, s.to_string());
+        let variants = &b.manifest.kernels[0].variants;
+        let Schedule::CoopGemm(p) = s else { unreachable!() };
+        if !bias || p.fits_with_scratch(&opts.target) {
+            assert_eq!(variants[0].schedule, s.to_string());
+        } else {
+            // Stages that leave no room for the epilogue scratch: no variant, the f32 kernel
+            // stays (the compile does not fail).
+            assert!(variants.is_empty(), "{variants:?}");
+        }
         coop_variants(&b)
     };
     let members = space::coop_gemm(&DeviceLimits::h200());
@@ -978,10 +986,15 @@ fn gemm_coop_space_members_validate_and_double_buffering_renders() {
         .filter(|s| matches!(s, Schedule::CoopGemm(p) if p.double_buffer))
         .count();
     assert!(double >= 4, "{members:?}");
+    let mut direct_only = 0;
     for s in &members {
-        with_record(200, true, *s);
+        if with_record(200, true, *s).is_empty() {
+            direct_only += 1;
+        }
         with_record(256, false, *s);
     }
+    // The bk-48 and bk-64 tiles whose stages fill 48 KiB (scalar and vec4 staging).
+    assert!(direct_only >= 4, "{direct_only}");
     let db = Schedule::CoopGemm(CoopGemmParams {
         bm: 128,
         bn: 128,

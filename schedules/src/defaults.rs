@@ -388,13 +388,13 @@ pub fn coop_gemm(batch: u64, m: u64, n: u64, limits: &DeviceLimits) -> Schedule 
     };
     let wgs = batch * m.div_ceil(128) * n.div_ceil(128);
     let wide_wgs = batch * m.div_ceil(128) * n.div_ceil(256);
-    if wide_wgs >= limits.compute_units as u64 && Schedule::CoopGemm(wide).validate(limits).is_ok() {
+    let fits = |p: &CoopGemmParams| Schedule::CoopGemm(*p).validate(limits).is_ok() && p.fits_with_scratch(limits);
+    if wide_wgs >= limits.compute_units as u64 && fits(&wide) {
         return Schedule::CoopGemm(wide);
     }
     let p = if wgs >= limits.compute_units as u64 { big } else { small };
-    let s = Schedule::CoopGemm(p);
-    if s.validate(limits).is_ok() {
-        s
+    if fits(&p) {
+        Schedule::CoopGemm(p)
     } else {
         Schedule::CoopGemm(small)
     }
@@ -426,7 +426,7 @@ pub fn quant_coop_gemm(m: u64, n: u64, limits: &DeviceLimits) -> Schedule {
     ];
     let valid: Vec<CoopGemmParams> = tiles
         .into_iter()
-        .filter(|p| Schedule::CoopGemm(*p).validate(limits).is_ok())
+        .filter(|p| Schedule::CoopGemm(*p).validate(limits).is_ok() && p.fits_with_scratch(limits))
         .collect();
     let fills =
         |p: &CoopGemmParams| 8 * m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64) >= 7 * limits.compute_units as u64;

@@ -244,12 +244,31 @@ impl CoopGemmParams {
         self.subgroups() * COOP_SUBGROUP
     }
 
-    /// Workgroup memory: the f16 A and B stages (rows padded by [`COOP_PAD`]; two of each when
-    /// double-buffered) and one 16x16 f32 fragment per subgroup for the epilogue.
-    pub fn workgroup_bytes(&self) -> u32 {
+    /// Workgroup memory of the f16 A and B stages (rows padded by [`COOP_PAD`]; two of each
+    /// when double-buffered): what every kernel of the kind declares, and what the schedule's
+    /// validity rule checks.
+    pub fn stage_bytes(&self) -> u32 {
         let stages = if self.double_buffer { 2 } else { 1 };
         2 * stages * (self.bm * (self.bk + COOP_PAD) + self.bk * (self.bn + COOP_PAD))
-            + 4 * COOP_FRAGMENT * COOP_FRAGMENT * self.subgroups()
+    }
+
+    /// Workgroup memory of the epilogue scratch: one 16x16 f32 fragment per subgroup, declared
+    /// by the kernels that store C through it (partial blocks, an epilogue, the quantized
+    /// GEMM) and not by a whole-block product that stores its fragments straight to C.
+    pub fn scratch_bytes(&self) -> u32 {
+        4 * COOP_FRAGMENT * COOP_FRAGMENT * self.subgroups()
+    }
+
+    /// Workgroup memory of a kernel that stores C through the scratch: the stages and the
+    /// scratch.
+    pub fn workgroup_bytes(&self) -> u32 {
+        self.stage_bytes() + self.scratch_bytes()
+    }
+
+    /// Whether the kernel fits `limits` with the epilogue scratch too (see
+    /// [`Self::scratch_bytes`]); the schedule's validity rule checks only the stages.
+    pub fn fits_with_scratch(&self, limits: &DeviceLimits) -> bool {
+        self.workgroup_bytes() <= limits.max_compute_workgroup_storage_size
     }
 
     /// The same tiles with two workgroup-memory stages.
@@ -595,10 +614,11 @@ impl Schedule {
                         limits.max_compute_workgroup_size_x
                     ));
                 }
-                if p.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
+                // Only the stages: the epilogue scratch is checked where a kernel declares it.
+                if p.stage_bytes() > limits.max_compute_workgroup_storage_size {
                     return fail(format!(
-                        "{} bytes of workgroup memory exceed maxComputeWorkgroupStorageSize = {}",
-                        p.workgroup_bytes(),
+                        "{} bytes of workgroup-memory stages exceed maxComputeWorkgroupStorageSize = {}",
+                        p.stage_bytes(),
                         limits.max_compute_workgroup_storage_size
                     ));
                 }
@@ -962,7 +982,19 @@ mod tests {
             (128, 256, 32, 16, 43520)
         );
         assert!(space::coop_gemm(&wide_limits).contains(&Schedule::CoopGemm(wide)));
-        assert!(Schedule::CoopGemm(wide).validate(&d).is_err());
+        // At 32 KiB its stages fit (27,136 bytes) but not with the epilogue scratch, so only a
+        // whole-block product without an epilogue could take it there; the default does not.
+        assert_eq!(wide.stage_bytes(), 27136);
+        assert!(Schedule::CoopGemm(wide).validate(&d).is_ok());
+        assert!(!wide.fits_with_scratch(&d) && wide.fits_with_scratch(&wide_limits));
+        // bk 48 at 128x256: 39,680 bytes of stages, 56,064 with the scratch.
+        let deep = CoopGemmParams { bk: 48, ..wide };
+        assert_eq!((deep.stage_bytes(), deep.workgroup_bytes()), (39680, 56064));
+        assert!(space::coop_gemm(&wide_limits).contains(&Schedule::CoopGemm(deep)));
+        assert!(!space::quant_coop_gemm(&wide_limits).contains(&Schedule::CoopGemm(deep)));
+        assert!(space::quant_coop_gemm(&wide_limits)
+            .iter()
+            .all(|s| matches!(s, Schedule::CoopGemm(p) if p.fits_with_scratch(&wide_limits))));
         assert_eq!(
             defaults::coop_gemm(1, 2048, 2048, &wide_limits),
             Schedule::CoopGemm(big)

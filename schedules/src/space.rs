@@ -97,14 +97,17 @@ pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     out
 }
 
-/// Cooperative-matrix GEMM candidates: seventeen tiles that fit 32 KiB of workgroup memory with 1
-/// to 16 subgroups of at least 4 fragments each (128x256 and 256x128 blocks of 64x64 subgroup
+/// Cooperative-matrix GEMM candidates: tiles with 1 to 16 subgroups of at least 4 fragments
+/// each whose stages fit the workgroup memory (128x256 and 256x128 blocks of 64x64 subgroup
 /// tiles with bk 16, and 128x256 of 64x32 or 32x64; where 48 KiB are allowed also 256x128 of
-/// 64x32 with bk 16 and 128x256 of 64x32 with bk 32; 128x128 blocks of 64x64, 64x32 or 32x32 tiles with
-/// bk 16, of 64x64 or 64x32 with bk 32; 128x64 of 64x32; 64x128 of 32x64; 64x64 with bk 64 or
-/// 32; and, for narrow products, 32x64, 64x32 and 32x32 blocks of 32x32 tiles), each staging f16
-/// scalars or vec4s, and each vec4-staged tile also double-buffered where its two stages fit
-/// (slower than single-stage at every tile measured on the H200, kept for other adapters).
+/// 64x32 with bk 16 and 128x256 of 64x32 with bk 32; deeper steps, 128x256 and 256x128 of 64x32
+/// with bk 48 and 128x128 of 64x32 with bk 48 or 64, whose stages leave no room for the
+/// epilogue scratch at 48 KiB and so serve whole-block products without an epilogue; 128x128
+/// blocks of 64x64, 64x32 or 32x32 tiles with bk 16, of 64x64 or 64x32 with bk 32; 128x64 of
+/// 64x32; 64x128 of 32x64; 64x64 with bk 64 or 32; and, for narrow products, 32x64, 64x32 and
+/// 32x32 blocks of 32x32 tiles), each staging f16 scalars or vec4s, and each vec4-staged tile
+/// also double-buffered where its two stages fit (slower than single-stage at every tile
+/// measured on the H200, kept for other adapters).
 pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     let tiles = [
         (128, 256, 16, 64, 64),
@@ -114,6 +117,12 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         // 16 subgroups that need more than 32 KiB (an adapter with 48 KiB, as NVIDIA's).
         (256, 128, 16, 64, 32),
         (128, 256, 32, 64, 32),
+        // Deeper K-steps whose stages fit 48 KiB only without the epilogue scratch: for
+        // whole-block products without an epilogue, which store fragments straight to C.
+        (128, 256, 48, 64, 32),
+        (256, 128, 48, 64, 32),
+        (128, 128, 48, 64, 32),
+        (128, 128, 64, 64, 32),
         (128, 128, 16, 64, 64),
         (128, 128, 16, 64, 32),
         (128, 128, 16, 32, 32),
@@ -157,11 +166,12 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
 }
 
 /// Cooperative-matrix candidates of the quantized GEMM's f16 variant (`qgemm_coop.wgsl`, which
-/// always stages vec4s): the vec4-staged members of [`coop_gemm`].
+/// always stages vec4s and stores C through the epilogue scratch): the vec4-staged members of
+/// [`coop_gemm`] that fit the limits with the scratch.
 pub fn quant_coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
     coop_gemm(limits)
         .into_iter()
-        .filter(|s| matches!(s, Schedule::CoopGemm(p) if p.vec_stage))
+        .filter(|s| matches!(s, Schedule::CoopGemm(p) if p.vec_stage && p.fits_with_scratch(limits)))
         .collect()
 }
 

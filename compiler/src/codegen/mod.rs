@@ -636,6 +636,31 @@ fn vec_operand_loads(
     }
 }
 
+/// A cooperative-matrix kernel that stores C through the epilogue scratch must fit the limits
+/// with it; the schedule's own rule checks only the stages. Unsupported (not a limits error),
+/// so that `--precision f16` keeps the f32 kernel instead of failing the compile.
+fn coop_scratch_fits(
+    draft: &KernelDraft,
+    op: &str,
+    p: &kiln_schedules::CoopGemmParams,
+    schedule: Schedule,
+    limits: &DeviceLimits,
+) -> Result<(), CompileError> {
+    if p.fits_with_scratch(limits) {
+        return Ok(());
+    }
+    Err(CompileError::Unsupported {
+        node: draft.label.clone(),
+        op: op.into(),
+        msg: format!(
+            "{schedule} needs {} bytes of workgroup memory with its epilogue scratch (maxComputeWorkgroupStorageSize = {}); \
+             only whole blocks without an epilogue store straight to C without it",
+            p.workgroup_bytes(),
+            limits.max_compute_workgroup_storage_size
+        ),
+    })
+}
+
 /// The tile sizes both cooperative-matrix templates (`gemm_coop.wgsl`, `qgemm_coop.wgsl`) read:
 /// block, subgroup tile, fragments per subgroup and the K steps of one block. Returns the
 /// workgroup's thread count.
@@ -1259,6 +1284,9 @@ pub fn render(
             // Fragments store straight to C when every block is whole and nothing follows.
             let whole = |d: &Dim, t: u32| d.as_const().is_some_and(|c| c % t as i64 == 0);
             let direct = epilogue.is_empty() && whole(&m, p.bm) && whole(&n, p.bn);
+            if !direct {
+                coop_scratch_fits(draft, "MatMul", &p, schedule, limits)?;
+            }
             coop_gemm_context(&mut ctx, &p, [&m_s, &n_s, &k_s], &lines);
             ctx.insert("n_u", &n.as_const().unwrap_or(0));
             ctx.insert("epilogue", &epilogue);
@@ -2079,6 +2107,7 @@ pub fn render(
                     ),
                 });
             }
+            coop_scratch_fits(draft, "QMatMul", &p, schedule, limits)?;
             let m = Dim::product(&x[..x.len() - 1]);
             quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             // Parameters in the order of the `Gemm` arm, so the variant binds the same ones.

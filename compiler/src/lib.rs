@@ -483,6 +483,29 @@ fn body_default(body: &KernelBody, s: Schedule, limits: &kiln_schedules::DeviceL
     }
 }
 
+/// Renders a draft with its default schedule `chosen.0`. A default GEMV split over K
+/// ([`kiln_schedules::GemvParams::slices`]) that the kernel cannot take (symbolic shapes, not
+/// f32, no storage binding left for the scratch buffer) runs unsplit instead, and `chosen`
+/// records that.
+fn render_default(
+    d: &KernelDraft,
+    in_dtypes: &codegen::Slots,
+    out_dtype: DType,
+    chosen: &mut (Schedule, kiln_schedules::select::Source),
+    limits: &kiln_schedules::DeviceLimits,
+) -> Result<RenderedKernel, CompileError> {
+    let r = codegen::render(d, in_dtypes, out_dtype, without_subgroups(chosen.0), limits);
+    match (r, chosen.0) {
+        (Err(CompileError::Unsupported { msg, .. }), Schedule::Gemv(p)) if p.slices > 1 => {
+            let s = Schedule::Gemv(p.with_slices(1));
+            log::debug!("{}: {msg}; {s} instead", d.label);
+            chosen.0 = s;
+            codegen::render(d, in_dtypes, out_dtype, s, limits)
+        }
+        (r, _) => r,
+    }
+}
+
 /// Whether GEMV schedule `p` suits a quantized matmul draft: one that rounds its outputs to 8
 /// bits needs whole blocks of 32 outputs per workgroup (the tuner skips the others).
 pub fn gemv_fits(body: &KernelBody, p: &kiln_schedules::GemvParams) -> bool {
@@ -720,7 +743,13 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
     for ((d, w), chosen) in drafts.iter().zip(&workloads).zip(&mut selected) {
         let in_dtypes = input_slots(&g, d, opts.quant_layout);
         let out_dtype = g.node(d.output).ty.dtype;
-        let r = match codegen::render(d, &in_dtypes, out_dtype, without_subgroups(chosen.0), &opts.target) {
+        let r = match chosen.1 {
+            kiln_schedules::select::Source::Default => {
+                Ok(render_default(d, &in_dtypes, out_dtype, chosen, &opts.target)?)
+            }
+            _ => codegen::render(d, &in_dtypes, out_dtype, without_subgroups(chosen.0), &opts.target),
+        };
+        let r = match r {
             // A record of another kernel with the same key (e.g. tuned on a plain product,
             // while this one reads a fused prologue) falls back to the default.
             Err(CompileError::Unsupported { msg, .. }) if chosen.1 == kiln_schedules::select::Source::Tuned => {
@@ -732,7 +761,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                 let s = block_columns_default(&g, d, s, opts.quant_layout);
                 log::warn!("{}: tuning record not used ({msg}); default {s}", d.label);
                 *chosen = (s, kiln_schedules::select::Source::Default);
-                codegen::render(d, &in_dtypes, out_dtype, without_subgroups(s), &opts.target)?
+                render_default(d, &in_dtypes, out_dtype, chosen, &opts.target)?
             }
             r => r?,
         };

@@ -827,6 +827,23 @@ fn gemv_unrolled_by_eight_for_long_k() {
     insta::assert_snapshot!(src);
 }
 
+#[test]
+fn gemv_default_splits_k_over_workgroups() {
+    // 1 x 2048 x 1024: 8 column groups of 32 lanes, K split over 8 workgroups of 256 rows;
+    // the last to arrive adds the slices.
+    let src = wgsl(0, |g| {
+        let a = input(g, "a", vec![Dim::c(1), Dim::c(2048)]);
+        let w = input(g, "w", vec![Dim::c(2048), Dim::c(1024)]);
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
+    assert_kernels(&src, "// Kiln GEMV kernel", 1);
+    assert!(
+        src.contains("slices=8)") && src.contains("atomicLoad(&scratch[at + 7i * 1i * 1024i"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
 /// Compiles `build`'s graph at opt-level 2 with `--precision f16` and returns the bundle.
 fn compile_f16(build: impl FnOnce(&mut Graph) -> NodeId) -> kiln_compiler::CompiledBundle {
     let mut g = Graph::new();

@@ -314,11 +314,8 @@ pub fn quant_matmul(m: u64, n: u64, k: u64, norm: bool, glu: bool, limits: &Devi
     }
     if glu {
         let shuffled = Schedule::Gemv(GemvParams {
-            lanes: 4,
-            ksplit: 32,
-            rows: 1,
-            lane_rows: 1,
             sg: true,
+            ..GemvParams::new(4, 32, 1)
         });
         if n.div_ceil(4) >= 8 * limits.compute_units.max(1) as u64 && shuffled.validate(limits).is_ok() {
             return shuffled;
@@ -451,6 +448,9 @@ pub fn matmul(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Sche
 
 /// [`matmul`], taking [`gemm_split_k`] instead of [`gemm`] for more rows when `split_k`.
 pub fn matmul_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
+    if let Some(s) = gemv_k_slices(batch, m, n, k, limits) {
+        return s;
+    }
     if let Some(s) = gemv(batch, m, n, limits) {
         return s;
     }
@@ -459,6 +459,39 @@ pub fn matmul_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, sp
     } else {
         gemm(batch, m, n, k, limits)
     }
+}
+
+/// Rows of B a slice of [`gemv_k_slices`] walks at least, so that its partial sums stay a
+/// small part of what it reads.
+const MIN_GEMV_SLICE_ROWS: u64 = 256;
+
+/// The GEMV of one row of A with K split over workgroups (f32, vec4 columns): 32 lanes of
+/// vec4s (512 contiguous bytes of each row of B) x 8 thread rows, and the fewest slices (a
+/// power of two) that launch 2 x [`TARGET_WORKGROUPS`], each at least
+/// [`MIN_GEMV_SLICE_ROWS`] rows of B. `None` where one slice would do, for fewer than 512
+/// columns, or where the column groups need more than [`crate::ARRIVAL_COUNTERS`]. On the H200 (`benches/gemv_split.rs`,
+/// docs/performance.md) this form read W at 4096x4096 in 21.5 µs and at 4096x11008 in 45.6,
+/// against 22.7 and 62.0 for the unsplit 4x64 GEMV. The compiler takes the unsplit default where
+/// the kernel cannot split (symbolic shapes, not f32, no storage binding left).
+fn gemv_k_slices(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Option<Schedule> {
+    if m != 1 || !n.is_multiple_of(4) {
+        return None;
+    }
+    let base = GemvParams::new(32, 8, 1);
+    let col_groups = batch * (n / 4).div_ceil(base.lanes as u64);
+    // Narrow products (fewer than 4 column groups of 32 lanes) keep the unsplit GEMV.
+    if n / 4 < 4 * base.lanes as u64 || col_groups > crate::ARRIVAL_COUNTERS {
+        return None;
+    }
+    let mut slices = 1u32;
+    while col_groups * (slices as u64) < 2 * TARGET_WORKGROUPS
+        && k / (2 * slices as u64) >= MIN_GEMV_SLICE_ROWS
+        && slices < crate::MAX_GEMV_SLICES
+    {
+        slices *= 2;
+    }
+    let s = Schedule::Gemv(base.with_slices(slices));
+    (slices > 1 && s.validate(limits).is_ok()).then_some(s)
 }
 
 /// The GEMV default of [`matmul`] for up to 8 rows of A (`None` for more rows, or when no GEMV

@@ -154,6 +154,14 @@ pub struct GemvParams {
     /// before it existed, which read as `false`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sg: bool,
+    /// Workgroups along K (the f32 GEMV): each adds the products of one contiguous slice of K
+    /// and stores its partial sums in the scratch buffer, and the last of a column group to
+    /// arrive adds the slices and writes the outputs. Splitting K across workgroups lets a
+    /// workgroup read wide contiguous row chunks of B and still launch enough of them for a
+    /// narrow product. A power of two; absent in records written before it existed, which
+    /// read as 1 (no split).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub slices: u32,
 }
 
 impl GemvParams {
@@ -165,7 +173,13 @@ impl GemvParams {
             rows,
             lane_rows: 1,
             sg: false,
+            slices: 1,
         }
+    }
+
+    /// The same schedule with K split over `slices` workgroups.
+    pub fn with_slices(self, slices: u32) -> GemvParams {
+        GemvParams { slices, ..self }
     }
 
     /// Threads per workgroup.
@@ -188,6 +202,16 @@ impl GemvParams {
         GemvParams { sg: false, ..self }
     }
 }
+
+/// Arrival counters a compiled bundle's scratch buffer holds: kernels that combine their own
+/// partial results (the decode attention, a GEMV split over K) count arrivals there, one
+/// counter per batch or column group, so such a schedule applies only where it needs at most
+/// this many.
+pub const ARRIVAL_COUNTERS: u64 = 256;
+
+/// Most workgroups a GEMV splits K over ([`GemvParams::slices`]): the last to arrive adds this
+/// many partial sums per output.
+pub const MAX_GEMV_SLICES: u32 = 64;
 
 /// The widest subgroups WebGPU allows (`maxSubgroupSize` is at most 128).
 pub const MAX_SUBGROUP_SIZE: u32 = 128;
@@ -694,6 +718,9 @@ impl Schedule {
                 if !p.ksplit.is_power_of_two() {
                     return fail(format!("ksplit {} is not a power of two", p.ksplit));
                 }
+                if !p.slices.is_power_of_two() || p.slices > MAX_GEMV_SLICES {
+                    return fail(format!("{} K slices: a power of two up to {MAX_GEMV_SLICES}", p.slices));
+                }
                 if p.sg && p.ksplit > MAX_SUBGROUP_SIZE {
                     return fail(format!(
                         "subgroup sums (sg) over ksplit {} threads: subgroups are at most {MAX_SUBGROUP_SIZE} wide",
@@ -768,6 +795,9 @@ impl fmt::Display for Schedule {
                 }
                 if p.sg {
                     write!(f, ", sg")?;
+                }
+                if p.slices > 1 {
+                    write!(f, ", slices={}", p.slices)?;
                 }
                 write!(f, ")")
             }
@@ -848,12 +878,20 @@ mod tests {
             Schedule::Gemm(p) => assert_eq!((p.bm, p.bn), (128, 128)),
             s => panic!("{s}"),
         }
-        // GEMV: 8 lanes when that launches 256 workgroups (N = 11008), else 4 (N = 4096).
-        let lanes = |n| match defaults::matmul(1, 1, n, 4096, &d) {
-            Schedule::Gemv(p) => p.lanes,
+        // GEMV of 2 rows: 8 lanes when that launches 256 workgroups (N = 11008), else 4
+        // (N = 4096).
+        let gemv = |m, n, k| match defaults::matmul(1, m, n, k, &d) {
+            Schedule::Gemv(p) => (p.lanes, p.ksplit, p.slices),
             s => panic!("{s}"),
         };
-        assert_eq!((lanes(11008), lanes(4096)), (8, 4));
+        assert_eq!((gemv(2, 11008, 4096).0, gemv(2, 4096, 4096).0), (8, 4));
+        // One row: K split over workgroups of 32 lanes x 8, as few slices as launch 256
+        // workgroups while each walks at least 256 rows of B; none for an odd N.
+        assert_eq!(gemv(1, 4096, 4096), (32, 8, 8));
+        assert_eq!(gemv(1, 11008, 4096), (32, 8, 4));
+        assert_eq!(gemv(1, 4096, 512), (32, 8, 2));
+        assert_eq!(gemv(1, 4096, 256).2, 1);
+        assert_eq!(gemv(1, 4095, 4096).2, 1);
         // The decode step's quantized GEMV: with a fused norm, 2 rows of W per lane while that
         // launches a workgroup per compute unit (SmolLM2-1.7B's QKV), else 1; one row without
         // the norm (its O and down); a large gated pair (1.7B's gate and up) on 4 lanes of 32

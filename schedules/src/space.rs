@@ -176,10 +176,28 @@ pub fn quant_coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
 }
 
 /// GEMV candidates: 4 to 64 lanes, K split 4 to 64 ways (64 to 256 threads), 1 to 8 rows;
-/// then, for f32 products of few columns, the wider splits of [`gemv_wide_k`].
+/// then, for f32 products of few columns, the wider splits of [`gemv_wide_k`] and the splits
+/// over workgroups of [`gemv_k_slices`].
 pub fn gemv(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
     let mut out = gemv_base(limits, max_rows);
     out.extend(gemv_wide_k(limits, max_rows));
+    out.extend(gemv_k_slices(limits, max_rows));
+    out
+}
+
+/// f32 GEMV candidates that split K over 2 to 16 workgroups ([`GemvParams::slices`]): 16 to
+/// 64 lanes of vec4s (256 to 1024 contiguous bytes of each row of B) with K split 4 or 8 ways
+/// inside the workgroup (64 to 512 threads). A product the split does not apply to (see the
+/// compiler's `GemvSlices`) rejects them when they are rendered.
+pub fn gemv_k_slices(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for slices in [2, 4, 8, 16] {
+        for s in gemv_grid(limits, max_rows, &[16, 32, 64], &[4, 8], 64..=512) {
+            if let Schedule::Gemv(p) = s {
+                out.push(Schedule::Gemv(p.with_slices(slices)));
+            }
+        }
+    }
     out
 }
 
@@ -368,7 +386,7 @@ mod tests {
             let g = gemm(&l);
             let v = gemv(&l, 4);
             let q = quant_gemv(&l, 1);
-            assert!(q.len() > 2 * gemv(&l, 1).len(), "{} quantized gemv", q.len());
+            assert!(q.len() > 2 * gemv_base(&l, 1).len(), "{} quantized gemv", q.len());
             assert!(q
                 .iter()
                 .all(|s| matches!(s, Schedule::Gemv(p) if p.rows * p.lane_rows <= 8)));
@@ -378,6 +396,8 @@ mod tests {
                 assert!(g.contains(&defaults::gemm(1, m, n, 64, &l)), "{m}x{n} on {}", l.name);
             }
             assert!(v.contains(&defaults::matmul(1, 1, 4096, 4096, &l)));
+            assert!(v.contains(&defaults::matmul(1, 1, 11008, 4096, &l)));
+            assert!(v.contains(&defaults::matmul(1, 2, 4096, 4096, &l)));
             // The quantized GEMM's defaults (a prefill's shapes) are members of its space.
             let q = quant_gemm(&l);
             assert!(q.len() > 10 && q.iter().all(|s| s.validate(&l).is_ok()));

@@ -1308,6 +1308,7 @@ pub fn render(
                 });
             }
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
+            let batch = Dim::product(&batch_dims);
             // vec4 reads of B need every row of B (and every batch of B) to start on a vec4, and
             // an epilogue that does not read B element by element.
             let by4 = n.as_const().is_some_and(|c| c % 4 == 0);
@@ -1338,7 +1339,35 @@ pub fn render(
             ctx.insert("ksplit", &p.ksplit);
             ctx.insert("rows", &p.rows);
             ctx.insert("halves", &halves(p.ksplit));
-            ctx.insert("unroll", &gemv_unroll(&k, p.ksplit));
+            ctx.insert("slices", &p.slices);
+            let mut k_slice = k.clone();
+            let mut grid_z = dim_expr(&batch);
+            if p.slices > 1 {
+                let sliced = GemvSlices::new(
+                    draft,
+                    &p,
+                    schedule,
+                    [&batch, &m, &n, &ncols, &k],
+                    *dtype,
+                    buffers,
+                    limits,
+                )?;
+                k_slice = Dim::c(sliced.k_slice as i64);
+                grid_z = grid_z.times(p.slices as i64);
+                ctx.insert("kslice", &sliced.k_slice);
+                ctx.insert("k_lo", "k_begin + ");
+                ctx.insert("k_hi", "k_end");
+                ctx.insert("counters", &(ARRIVAL_COUNTERS * ARRIVAL_COUNTER_STRIDE));
+                ctx.insert("counter_stride", &ARRIVAL_COUNTER_STRIDE);
+                ctx.insert("row_groups", &sliced.row_groups);
+                ctx.insert("col_groups", &sliced.col_groups);
+                ctx.insert("scratch_binding", &(buffers + 1));
+                scratch = Some(SizeExpr::c(sliced.scratch_bytes));
+            } else {
+                ctx.insert("k_lo", "");
+                ctx.insert("k_hi", &k_s);
+            }
+            ctx.insert("unroll", &gemv_unroll(&k_slice, p.ksplit));
             ctx.insert("m", &m_s);
             ctx.insert("n", &n_s);
             ctx.insert("k", &k_s);
@@ -1346,11 +1375,10 @@ pub fn render(
             ctx.insert("batch_lines", &lines);
             let epilogue = gemm_epilogue(draft, &m, &n, &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
-            let batch = Dim::product(&batch_dims);
             let grid = [
                 dim_expr(&ncols).cdiv(p.lanes as i64),
                 dim_expr(&m).cdiv(p.rows as i64),
-                dim_expr(&batch),
+                grid_z,
             ];
             ("gemv", [p.lanes, p.ksplit, 1], grid, false)
         }
@@ -2796,12 +2824,82 @@ pub fn attention_splits(batch: &Dim, sk: &Dim, limits: &DeviceLimits) -> u32 {
     s
 }
 
-/// Arrival counters at the start of the scratch buffer (the decode attention: one per batch),
-/// each [`ARRIVAL_COUNTER_STRIDE`] words apart. Every kernel that binds the buffer keeps its
-/// counters in this region and its partial results after it, so a kernel never finds
-/// another's partial results where its counters are (each leaves its own counters at zero;
-/// partial results are left behind).
-pub const ARRIVAL_COUNTERS: u64 = 256;
+/// The shape of a GEMV that splits K over workgroups ([`kiln_schedules::GemvParams::slices`]):
+/// its counters (one per batch, row group and column group) in the scratch buffer's counter
+/// region and its partial sums after it.
+struct GemvSlices {
+    /// Rows of B each slice walks (the last may have fewer).
+    k_slice: u32,
+    /// Workgroups along the rows of A.
+    row_groups: u32,
+    /// Workgroups along the columns.
+    col_groups: u32,
+    /// Bytes of scratch: the counter region and `[batch][slice][row][column]` f32 sums.
+    scratch_bytes: i64,
+}
+
+impl GemvSlices {
+    /// Checks that the split applies: an f32 product of constant shape whose counters fit the
+    /// counter region, with a storage binding left for the scratch buffer. Unsupported
+    /// otherwise, so that the tuner and the defaults pass over the schedule.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        draft: &KernelDraft,
+        p: &kiln_schedules::GemvParams,
+        schedule: Schedule,
+        [batch, m, n, ncols, k]: [&Dim; 5],
+        dtype: DType,
+        buffers: u32,
+        limits: &DeviceLimits,
+    ) -> Result<GemvSlices, CompileError> {
+        let unsupported = |why: String| CompileError::Unsupported {
+            node: draft.label.clone(),
+            op: "MatMul".into(),
+            msg: format!("schedule {schedule}: {why}"),
+        };
+        let dims = [batch, m, n, ncols, k].map(|d| d.as_const().and_then(|c| u64::try_from(c).ok()));
+        let [Some(batch), Some(m), Some(n), Some(ncols), Some(k)] = dims else {
+            return Err(unsupported(
+                "K slices need constant shapes (the scratch buffer is sized by them)".into(),
+            ));
+        };
+        if dtype != DType::F32 {
+            return Err(unsupported("K slices add f32 partial sums".into()));
+        }
+        if buffers >= limits.max_storage_buffers_per_shader_stage {
+            return Err(unsupported("no storage binding is left for the scratch buffer".into()));
+        }
+        let row_groups = m.div_ceil(p.rows as u64);
+        let col_groups = ncols.div_ceil(p.lanes as u64);
+        let counters = batch * row_groups * col_groups;
+        if counters > ARRIVAL_COUNTERS {
+            return Err(unsupported(format!(
+                "{counters} column groups need more than the {ARRIVAL_COUNTERS} arrival counters"
+            )));
+        }
+        let k_slice = k.div_ceil(p.slices as u64);
+        if k_slice < p.ksplit as u64 {
+            return Err(unsupported(format!(
+                "{k_slice} rows of B per slice are fewer than the {} thread rows",
+                p.ksplit
+            )));
+        }
+        Ok(GemvSlices {
+            k_slice: k_slice as u32,
+            row_groups: row_groups as u32,
+            col_groups: col_groups as u32,
+            scratch_bytes: ((ARRIVAL_COUNTERS * ARRIVAL_COUNTER_STRIDE + batch * p.slices as u64 * m * n) * 4) as i64,
+        })
+    }
+}
+
+/// Arrival counters at the start of the scratch buffer (the decode attention: one per batch;
+/// a GEMV split over K: one per column group), each [`ARRIVAL_COUNTER_STRIDE`] words apart.
+/// Every kernel that binds the buffer keeps its counters in this region and its partial
+/// results after it, so a kernel never finds another's partial results where its counters are
+/// (each leaves its own counters at zero; partial results are left behind). Defined beside the
+/// schedules, whose defaults respect it.
+pub use kiln_schedules::ARRIVAL_COUNTERS;
 
 /// Words between two arrival counters: 128 bytes, a cache line on the GPUs Kiln targets, so
 /// the heads' atomics do not queue on one line (the layout measured on the H200 had each

@@ -2,8 +2,10 @@
 //! bandwidth, and the latency of the demo block (a dispatch-bound program), each compiled by
 //! Kiln and timed on the GPU with `Session::bench_repeated`: one iteration records the program
 //! `repeats` times into one pass, submits and waits; short kernels get enough repeats that the
-//! submit+wait round trip (tens of microseconds) does not swamp them. The latency cases (demo
-//! block) use one repeat, so they include that round trip.
+//! submit+wait round trip (tens of microseconds) does not swamp them, and their timer starts at
+//! the submit (the CPU's encoding of the repeats is not timed; before the nineteenth session it
+//! was, which added a few microseconds to every short kernel). The latency cases (demo block)
+//! use one repeat, so they include the encoding and that round trip.
 //!
 //! `cargo bench --bench kiln_bench` runs the full set with the analytic default schedules; on a
 //! CPU adapter (lavapipe) the sizes shrink automatically. `KILN_BENCH_QUICK=1` forces the small

@@ -1033,8 +1033,13 @@ mod tests {
         assert!(space::quant_coop_gemm(&wide_limits)
             .iter()
             .all(|s| matches!(s, Schedule::CoopGemm(p) if p.fits_with_scratch(&wide_limits))));
+        // 2048^3 launches 128 wide blocks, 7/8 of the H200's 132 compute units: wide too.
         assert_eq!(
             defaults::coop_gemm(1, 2048, 2048, &wide_limits),
+            Schedule::CoopGemm(wide)
+        );
+        assert_eq!(
+            defaults::coop_gemm(1, 1536, 2048, &wide_limits),
             Schedule::CoopGemm(big)
         );
         // The quantized variant's blocks shrink until the grid fills the device.

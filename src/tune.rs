@@ -160,6 +160,13 @@ pub struct TuneJob {
     /// Opt-level the kernel was formed at; the candidates are compiled at it too (at level 2 a
     /// short constant attention is not one kernel, at level 3 it is).
     pub opt_level: u8,
+    /// The one-op models' kernels are the job's own (a plain f32 matmul), so a candidate whose
+    /// record the compiler does not take (it falls back to the default, e.g. a GEMV split over
+    /// more slices than the check size's K allows) is rejected rather than checked or timed
+    /// as the default. Not yet set for kernels cut out of a model (quantized GEMVs,
+    /// attention, convolutions): with `--activations q8` a cut-out GEMV's one-op model forms
+    /// another kernel than the job's, whose candidates would all be rejected.
+    pub record_must_apply: bool,
 }
 
 /// Finds the distinct tunable kernels of a model as `kiln compile` forms them at `opt_level`
@@ -332,6 +339,7 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
+                record_must_apply: true,
             }))
         }
         KernelBody::Attention { batch, sq, sk, d, dv } if kiln_compiler::codegen::decode_rows(sq).is_none() => {
@@ -359,6 +367,7 @@ fn job_for(
                 check_key,
                 candidates,
                 opt_level: 2,
+                record_must_apply: false,
             }))
         }
         KernelBody::Conv { .. } => {
@@ -385,6 +394,7 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
+                record_must_apply: false,
             }))
         }
         KernelBody::QGemm { x, n, k, glu, .. } => {
@@ -430,6 +440,7 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
+                record_must_apply: false,
             }))
         }
         _ => Ok(None),
@@ -574,6 +585,7 @@ fn session_for(
     schedule: Schedule,
     target: &DeviceLimits,
     hook: Option<CandidateHook>,
+    record_must_apply: bool,
 ) -> Result<(Session, tempfile::TempDir), Rejection> {
     let mut db = TuningDb::default();
     db.records.insert(
@@ -591,6 +603,13 @@ fn session_for(
         ..Default::default()
     };
     let mut compiled = compile(model, &opts).map_err(|e| Rejection::Compile(e.to_string()))?;
+    // A record the kernel cannot take falls back to the default in the compiler; checking or
+    // timing that would credit the default's result to the candidate.
+    if record_must_apply && !compiled.manifest.kernels.iter().any(|k| k.schedule_source == "tuning") {
+        return Err(Rejection::Compile(format!(
+            "{schedule} does not apply to this kernel at this size (the compiler fell back to its default)"
+        )));
+    }
     if let Some(h) = hook {
         h(&schedule, &mut compiled);
     }
@@ -635,6 +654,7 @@ pub fn tune_job(
                 schedule,
                 &opts.target,
                 hook,
+                job.record_must_apply,
             )?;
             let out = s.run("run", &check_host).map_err(|e| Rejection::Run(e.to_string()))?;
             let got = out[0].1.to_f32();
@@ -650,6 +670,7 @@ pub fn tune_job(
                 schedule,
                 &opts.target,
                 hook,
+                job.record_must_apply,
             )?;
             if s.can_profile() {
                 return time_cold(&mut s, &inputs, opts.iters).map_err(|e| Rejection::Run(e.to_string()));

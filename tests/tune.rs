@@ -166,8 +166,9 @@ fn a_broken_candidate_of_a_shrunk_gemm_is_rejected() {
         other => panic!("the broken candidate was not rejected: {other:?}"),
     }
     assert_eq!(report.record.expect("a record").schedule, job.candidates[0]);
-    // The test can fail: checked under the timing key (the tuner's old behaviour), the check
-    // model compiles the default, so the broken candidate passes the check and is timed.
+    // Forced under the timing key (the tuner's old behaviour), the check model does not take
+    // the record and compiles its default: once, that let the broken candidate pass the check
+    // and be timed; now a record that is not taken rejects the candidate.
     job.check_key = job.key.clone();
     job.candidates = vec![broken];
     let report = tune_job(
@@ -179,7 +180,11 @@ fn a_broken_candidate_of_a_shrunk_gemm_is_rejected() {
         |_| {},
     )
     .expect("tuning runs");
-    assert!(report.candidates[0].outcome.is_ok(), "{:?}", report.candidates[0]);
+    match &report.candidates[0].outcome {
+        Err(Rejection::Compile(why)) => assert!(why.contains("does not apply"), "{why}"),
+        other => panic!("a candidate whose record was not taken was not rejected: {other:?}"),
+    }
+    assert!(report.record.is_none());
 }
 
 /// Tuned with `--dim`, the model is specialized as `kiln compile --dim` specializes it, so the

@@ -576,17 +576,30 @@ fn host(inputs: &HashMap<String, Tensor>) -> HashMap<String, HostTensor> {
         .collect()
 }
 
-/// Compiles `model` with `schedule` forced for `key`, applies the hook and opens a session.
+/// Which of a job's one-op models a session is for.
+#[derive(Clone, Copy)]
+enum Size {
+    /// The check model, compared with the interpreter.
+    Check,
+    /// The model at its real size, timed.
+    Timing,
+}
+
+/// Compiles the job's model of `size` with `schedule` forced for its key, applies the hook and
+/// opens a session.
 fn session_for(
     runtime: &Runtime,
-    opt_level: u8,
-    model: &Model,
-    key: &str,
+    job: &TuneJob,
+    size: Size,
     schedule: Schedule,
     target: &DeviceLimits,
     hook: Option<CandidateHook>,
-    record_must_apply: bool,
 ) -> Result<(Session, tempfile::TempDir), Rejection> {
+    let (model, key) = match size {
+        Size::Check => (&job.check_model, &job.check_key),
+        Size::Timing => (&job.model, &job.model_key),
+    };
+    let (opt_level, record_must_apply) = (job.opt_level, job.record_must_apply);
     let mut db = TuningDb::default();
     db.records.insert(
         key.to_string(),
@@ -646,32 +659,14 @@ pub fn tune_job(
             break;
         }
         let outcome = (|| {
-            let (mut s, _dir) = session_for(
-                runtime,
-                job.opt_level,
-                &job.check_model,
-                &job.check_key,
-                schedule,
-                &opts.target,
-                hook,
-                job.record_must_apply,
-            )?;
+            let (mut s, _dir) = session_for(runtime, job, Size::Check, schedule, &opts.target, hook)?;
             let out = s.run("run", &check_host).map_err(|e| Rejection::Run(e.to_string()))?;
             let got = out[0].1.to_f32();
             let error = rel_l2(&got, &reference);
             if error.is_nan() || error >= CHECK_TOLERANCE {
                 return Err(Rejection::Mismatch { error });
             }
-            let (mut s, _dir) = session_for(
-                runtime,
-                job.opt_level,
-                &job.model,
-                &job.model_key,
-                schedule,
-                &opts.target,
-                hook,
-                job.record_must_apply,
-            )?;
+            let (mut s, _dir) = session_for(runtime, job, Size::Timing, schedule, &opts.target, hook)?;
             if s.can_profile() {
                 return time_cold(&mut s, &inputs, opts.iters).map_err(|e| Rejection::Run(e.to_string()));
             }

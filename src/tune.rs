@@ -160,13 +160,6 @@ pub struct TuneJob {
     /// Opt-level the kernel was formed at; the candidates are compiled at it too (at level 2 a
     /// short constant attention is not one kernel, at level 3 it is).
     pub opt_level: u8,
-    /// The one-op models' kernels are the job's own (a plain f32 matmul), so a candidate whose
-    /// record the compiler does not take (it falls back to the default, e.g. a GEMV split over
-    /// more slices than the check size's K allows) is rejected rather than checked or timed
-    /// as the default. Not yet set for kernels cut out of a model (quantized GEMVs,
-    /// attention, convolutions): with `--activations q8` a cut-out GEMV's one-op model forms
-    /// another kernel than the job's, whose candidates would all be rejected.
-    pub record_must_apply: bool,
 }
 
 /// Finds the distinct tunable kernels of a model as `kiln compile` forms them at `opt_level`
@@ -339,7 +332,6 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
-                record_must_apply: true,
             }))
         }
         KernelBody::Attention { batch, sq, sk, d, dv } if kiln_compiler::codegen::decode_rows(sq).is_none() => {
@@ -367,7 +359,6 @@ fn job_for(
                 check_key,
                 candidates,
                 opt_level: 2,
-                record_must_apply: false,
             }))
         }
         KernelBody::Conv { .. } => {
@@ -394,7 +385,6 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
-                record_must_apply: false,
             }))
         }
         KernelBody::QGemm { x, n, k, glu, .. } => {
@@ -440,7 +430,6 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
-                record_must_apply: false,
             }))
         }
         _ => Ok(None),
@@ -599,7 +588,7 @@ fn session_for(
         Size::Check => (&job.check_model, &job.check_key),
         Size::Timing => (&job.model, &job.model_key),
     };
-    let (opt_level, record_must_apply) = (job.opt_level, job.record_must_apply);
+    let opt_level = job.opt_level;
     let mut db = TuningDb::default();
     db.records.insert(
         key.to_string(),
@@ -617,8 +606,11 @@ fn session_for(
     };
     let mut compiled = compile(model, &opts).map_err(|e| Rejection::Compile(e.to_string()))?;
     // A record the kernel cannot take falls back to the default in the compiler; checking or
-    // timing that would credit the default's result to the candidate.
-    if record_must_apply && !compiled.manifest.kernels.iter().any(|k| k.schedule_source == "tuning") {
+    // timing that would credit the default's result to the candidate. (So is every candidate
+    // of a kernel whose one-op model forms another kernel: with `--activations q8`, a GEMV
+    // reading the 8-bit output of the kernel before it, `qgemm_x8`, whose cut-out input is not
+    // recognized as 8-bit x. Such a kernel keeps its default.)
+    if !compiled.manifest.kernels.iter().any(|k| k.schedule_source == "tuning") {
         return Err(Rejection::Compile(format!(
             "{schedule} does not apply to this kernel at this size (the compiler fell back to its default)"
         )));

@@ -100,7 +100,8 @@ pub fn quant_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
 /// Cooperative-matrix GEMM candidates: tiles with 1 to 16 subgroups of at least 4 fragments
 /// each whose stages fit the workgroup memory (128x256 and 256x128 blocks of 64x64 subgroup
 /// tiles with bk 16, and 128x256 of 64x32 or 32x64; where 48 KiB are allowed also 256x128 of
-/// 64x32 with bk 16 and 128x256 of 64x32 with bk 32; deeper steps, 128x256 and 256x128 of 64x32
+/// 64x32 with bk 16, 128x256 of 64x32 with bk 32 and 128x256 and 256x128 of 64x64 with bk
+/// 32; deeper steps, 128x256 and 256x128 of 64x32
 /// with bk 48 and 128x128 of 64x32 with bk 48 or 64, whose stages leave no room for the
 /// epilogue scratch at 48 KiB and so serve whole-block products without an epilogue; 128x128
 /// blocks of 64x64, 64x32 or 32x32 tiles with bk 16, of 64x64 or 64x32 with bk 32; 128x64 of
@@ -117,6 +118,10 @@ pub fn coop_gemm(limits: &DeviceLimits) -> Vec<Schedule> {
         // 16 subgroups that need more than 32 KiB (an adapter with 48 KiB, as NVIDIA's).
         (256, 128, 16, 64, 32),
         (128, 256, 32, 64, 32),
+        // 8 subgroups of 64x64 tiles (16 accumulators each: fewer fragment loads per
+        // multiply) with bk 32.
+        (128, 256, 32, 64, 64),
+        (256, 128, 32, 64, 64),
         // Deeper K-steps whose stages fit 48 KiB only without the epilogue scratch: for
         // whole-block products without an epilogue, which store fragments straight to C.
         (128, 256, 48, 64, 32),

@@ -27,6 +27,8 @@
 use half::f16;
 use kiln::runtime::wgpu;
 
+#[path = "support/kernels.rs"]
+mod kernels;
 #[path = "support/timestamps.rs"]
 mod timestamps;
 
@@ -227,20 +229,9 @@ impl Probe {
         enc
     }
 
-    /// Copies `src` into a mappable buffer, waits and returns its bytes.
-    fn read(&self, mut enc: wgpu::CommandEncoder, src: &wgpu::Buffer) -> Vec<u8> {
-        let read = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: src.size(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        enc.copy_buffer_to_buffer(src, 0, &read, 0, src.size());
-        self.queue.submit([enc.finish()]);
-        read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
-        let bytes = read.slice(..).get_mapped_range().expect("mapped").to_vec();
-        bytes
+    /// Submits `enc` and returns the bytes of `src` after it.
+    fn read(&self, enc: wgpu::CommandEncoder, src: &wgpu::Buffer) -> Vec<u8> {
+        kernels::read_back(&self.device, &self.queue, enc, &[src]).remove(0)
     }
 }
 
@@ -327,30 +318,8 @@ fn main() {
         if m % t.bm != 0 || n % t.bn != 0 || k % (16 * t.unroll) != 0 {
             continue;
         }
-        let module = probe.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: None,
-            source: wgpu::ShaderSource::Wgsl(t.wgsl(n, k).into()),
-        });
-        let pipe = probe.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: None,
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let group = probe.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipe.get_bind_group_layout(0),
-            entries: &[&a_buf, &b_buf, &c_buf]
-                .iter()
-                .enumerate()
-                .map(|(i, buf)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: buf.as_entire_binding(),
-                })
-                .collect::<Vec<_>>(),
-        });
+        let pipe = kernels::pipeline(&probe.device, &t.wgsl(n, k));
+        let group = kernels::bind(&probe.device, &pipe, &[&a_buf, &b_buf, &c_buf]);
         let grid = [n / t.bn, m / t.bm];
         // Checked first: sampled outputs against an f64 product of the same f16 values.
         let bytes = probe.read(probe.record(&pipe, &group, grid, 1, None), &c_buf);

@@ -45,6 +45,8 @@
 use kiln::runtime::wgpu;
 use wgpu::util::DeviceExt;
 
+#[path = "support/kernels.rs"]
+mod kernels;
 #[path = "support/timestamps.rs"]
 mod timestamps;
 
@@ -425,35 +427,11 @@ impl Gpu {
     }
 
     fn pipeline(&self, src: &str) -> wgpu::ComputePipeline {
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: None,
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: None,
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        })
+        kernels::pipeline(&self.device, src)
     }
 
-    /// A bind group of `buffers` at bindings 0, 1, ...
     fn bind(&self, p: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &p.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        kernels::bind(&self.device, p, buffers)
     }
 
     /// Records `repeats` rounds of `seq` in one compute pass (between timestamps when `stamps`).
@@ -475,32 +453,6 @@ impl Gpu {
         }
     }
 
-    /// Submits `enc`, then waits for and returns the bytes of each of `read`.
-    fn finish(&self, mut enc: wgpu::CommandEncoder, read: &[&wgpu::Buffer]) -> Vec<Vec<u8>> {
-        let staging: Vec<wgpu::Buffer> = read
-            .iter()
-            .map(|src| {
-                let dst = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: src.size(),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                enc.copy_buffer_to_buffer(src, 0, &dst, 0, src.size());
-                dst
-            })
-            .collect();
-        self.queue.submit([enc.finish()]);
-        for s in &staging {
-            s.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        }
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
-        staging
-            .iter()
-            .map(|s| s.slice(..).get_mapped_range().expect("mapped").to_vec())
-            .collect()
-    }
-
     /// Clears `clear`, runs `repeats` rounds of `seq` and reads `read` back.
     fn run(&self, seq: &[Dispatch], repeats: u32, clear: &[&wgpu::Buffer], read: &[&wgpu::Buffer]) -> Vec<Vec<f32>> {
         let mut enc = self.device.create_command_encoder(&Default::default());
@@ -508,7 +460,7 @@ impl Gpu {
             enc.clear_buffer(b, 0, None);
         }
         self.record(&mut enc, seq, repeats, None);
-        self.finish(enc, read)
+        kernels::read_back(&self.device, &self.queue, enc, read)
             .iter()
             .map(|b| bytemuck::cast_slice(b).to_vec())
             .collect()
@@ -527,7 +479,7 @@ impl Gpu {
                 let mut enc = self.device.create_command_encoder(&Default::default());
                 self.record(&mut enc, seq, self.repeats, Some(&set));
                 enc.resolve_query_set(&set, 0..2, &resolve, 0);
-                let bytes = self.finish(enc, &[&resolve]);
+                let bytes = kernels::read_back(&self.device, &self.queue, enc, &[&resolve]);
                 let ticks: &[u64] = bytemuck::cast_slice(&bytes[0]);
                 ticks[1].saturating_sub(ticks[0]) as f64 * period / 1e9 / f64::from(self.repeats)
             })

@@ -42,6 +42,8 @@
 
 use kiln::runtime::wgpu;
 
+#[path = "support/kernels.rs"]
+mod kernels;
 #[path = "support/timestamps.rs"]
 mod timestamps;
 use std::time::Duration;
@@ -542,36 +544,7 @@ fn storage(device: &wgpu::Device, words: &[u32], label: &str) -> wgpu::Buffer {
     })
 }
 
-fn pipeline(device: &wgpu::Device, src: &str) -> wgpu::ComputePipeline {
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: None,
-        source: wgpu::ShaderSource::Wgsl(src.into()),
-    });
-    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: None,
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    })
-}
-
-fn bind(device: &wgpu::Device, p: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = buffers
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-    device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &p.get_bind_group_layout(0),
-        entries: &entries,
-    })
-}
+use kernels::{bind, pipeline};
 
 impl Gpu {
     fn new() -> Gpu {
@@ -712,12 +685,6 @@ impl Gpu {
 
     /// Runs dispatches in one pass and reads `y` back.
     fn run(&self, seq: &[Dispatch], y: &wgpu::Buffer) -> Vec<f32> {
-        let read = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: y.size(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -727,12 +694,8 @@ impl Gpu {
                 pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
             }
         }
-        enc.copy_buffer_to_buffer(y, 0, &read, 0, y.size());
-        self.queue.submit([enc.finish()]);
-        read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
-        let out = bytemuck::cast_slice(&read.slice(..).get_mapped_range().expect("mapped")).to_vec();
-        out
+        let bytes = kernels::read_back(&self.device, &self.queue, enc, &[y]);
+        bytemuck::pod_collect_to_vec(&bytes[0])
     }
 }
 

@@ -1,4 +1,4 @@
-//! Shared by the raw-WGSL benches (`qgemv_layouts`, `coop_direct`): what a pass needs to be
+//! Shared by the raw-WGSL benches (`qgemv_layouts`, `coop_direct`, `gemv_split`): what a pass needs to be
 //! timed by timestamp queries at its beginning and end.
 
 use kiln::runtime::wgpu;

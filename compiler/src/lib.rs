@@ -744,9 +744,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let in_dtypes = input_slots(&g, d, opts.quant_layout);
         let out_dtype = g.node(d.output).ty.dtype;
         let r = match chosen.1 {
-            kiln_schedules::select::Source::Default => {
-                Ok(render_default(d, &in_dtypes, out_dtype, chosen, &opts.target)?)
-            }
+            kiln_schedules::select::Source::Default => render_default(d, &in_dtypes, out_dtype, chosen, &opts.target),
             _ => codegen::render(d, &in_dtypes, out_dtype, without_subgroups(chosen.0), &opts.target),
         };
         let r = match r {

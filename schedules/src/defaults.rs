@@ -471,10 +471,11 @@ const MIN_GEMV_SLICE_ROWS: u64 = 256;
 /// vec4s (512 contiguous bytes of each row of B) x 8 thread rows, and the fewest slices (a
 /// power of two) that launch 2 x [`TARGET_WORKGROUPS`], each at least
 /// [`MIN_GEMV_SLICE_ROWS`] rows of B. `None` where one slice would do, for fewer than 512
-/// columns, or where the column groups need more than [`crate::ARRIVAL_COUNTERS`]. On the H200 (`benches/gemv_split.rs`,
-/// docs/performance.md) this form read W at 4096x4096 in 21.5 µs and at 4096x11008 in 45.6,
-/// against 22.7 and 62.0 for the unsplit 4x64 GEMV. The compiler takes the unsplit default where
-/// the kernel cannot split (symbolic shapes, not f32, no storage binding left).
+/// columns, or where the column groups need more than [`crate::ARRIVAL_COUNTERS`]. On the
+/// H200 (`benches/gemv_split.rs`, docs/performance.md) this form read W at 4096x4096 in
+/// 21.5 µs and at 4096x11008 in 45.6, against 22.7 and 62.0 for the unsplit 4x64 GEMV. The
+/// compiler takes the unsplit default where the kernel cannot split (symbolic shapes, not f32,
+/// no storage binding left).
 fn gemv_k_slices(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits) -> Option<Schedule> {
     if m != 1 || !n.is_multiple_of(4) {
         return None;

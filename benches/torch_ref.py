@@ -93,6 +93,16 @@ def cases():
                 "GFLOP/s",
             )
         )
+        # fp16 (flash attention on tensor cores), beside Kiln's `--precision f16` variant.
+        qh, kh, vh = q.half(), k.half(), v.half()
+        out.append(
+            (
+                f"attention f16 {b}x{h}x{s}x{d}",
+                lambda q=qh, k=kh, v=vh: F.scaled_dot_product_attention(q, k, v),
+                4.0 * b * h * s * s * d,
+                "GFLOP/s",
+            )
+        )
     n = 1 << 24
     a, b = r(n), r(n)
     out.append((f"add f32 {n}", lambda a=a, b=b: a + b, 12.0 * n, "GB/s"))

@@ -66,9 +66,13 @@ fn naive_matmul(a: &Tensor, b: &Tensor) -> (Vec<usize>, Vec<f32>) {
 /// A session on the one device these tests share: NVIDIA's driver reported "Parent device is
 /// lost" after some thirty devices in one process, and these tests open more bundles than that.
 fn session(bundle: &Bundle) -> Session {
+    Session::with_runtime(shared_runtime().clone(), bundle).unwrap()
+}
+
+/// The runtime of the one device these tests share (see [`session`]).
+fn shared_runtime() -> &'static kiln::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<kiln::runtime::Runtime> = std::sync::OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| kiln::runtime::Runtime::new().expect("a GPU adapter"));
-    Session::with_runtime(runtime.clone(), bundle).unwrap()
+    RUNTIME.get_or_init(|| kiln::runtime::Runtime::new().expect("a GPU adapter"))
 }
 
 /// Compiles `a x b` with `schedule` forced by a tuning record, runs it and compares it with
@@ -1572,4 +1576,121 @@ fn vec4_elementwise_kernels_match_the_interpreter() {
             .count();
         assert_eq!(bad, 0, "{rows}x{cols}: {bad} of {} elements differ", got.len());
     }
+}
+
+/// `--precision f16` gives a flash-attention kernel a cooperative-matrix variant (Q, K, V and
+/// the probabilities as f16, f32 accumulation), listed ahead of its subgroup variant. Where
+/// the adapter runs it (the H200: this test is run there with the test binary carried), it
+/// must run, and match a naive f64 attention of the f16-rounded q, k and v; elsewhere
+/// (lavapipe) the f32 kernel runs and must match the same reference.
+///
+/// Shapes: 100 rows and keys at head dim 32 (a partial row tile, a partial key block; not
+/// split), 512 at head dim 64 (4 key slices whose partial rows the base kernel's combine
+/// adds), and 300 with a causal mask (whole key blocks and slices masked for the first rows:
+/// they must add nothing, not NaN).
+///
+/// Tolerance: max |error| < 2e-3. Each output is a convex combination of values in [-1, 1];
+/// against the f16-rounded operands the variant's error is the f16 rounding of the
+/// unnormalized probabilities (relative 2^-11, about 4.9e-4, per weight) plus f32 roundings;
+/// a wrong key, slice or rescale is off by O(0.01) or more.
+#[test]
+fn coop_attention_variant_matches_the_reference() {
+    for (heads, seq, d, causal) in [(2, 100, 32, false), (2, 512, 64, false), (3, 300, 64, true)] {
+        coop_attention_case(heads, seq, d, causal);
+    }
+}
+
+fn coop_attention_case(heads: usize, seq: usize, d: usize, causal: bool) {
+    let shape = [1, heads, seq, d];
+    let mut g = Graph::new();
+    let q = g.add_input("q", TensorType::new(DType::F32, &shape));
+    let k = g.add_input("k", TensorType::new(DType::F32, &shape));
+    let v = g.add_input("v", TensorType::new(DType::F32, &shape));
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let scale = 1.0 / (d as f32).sqrt();
+    let sc = g.add_const("scale", Tensor::f32(vec![1], vec![scale]));
+    let mut ss = g.add("ss", Op::Binary(BinaryOp::Mul), &[s, sc]).unwrap();
+    if causal {
+        let mask: Vec<f32> = (0..seq * seq)
+            .map(|e| if e % seq > e / seq { f32::NEG_INFINITY } else { 0.0 })
+            .collect();
+        let m = g.add_const("mask", Tensor::f32(vec![seq, seq], mask));
+        ss = g.add("masked", Op::Binary(BinaryOp::Add), &[ss, m]).unwrap();
+    }
+    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[ss]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("o", o);
+    let model = Model {
+        name: "attention".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    // The H200's profile where the adapter has its 48 KiB of workgroup memory (the default
+    // variant there), else `desktop` (lavapipe's 32 KiB).
+    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
+    let opts = CompileOptions {
+        opt_level: 3,
+        target: if big {
+            DeviceLimits::h200()
+        } else {
+            DeviceLimits::desktop()
+        },
+        precision: kiln::compiler::Precision::F16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let k0 = &m.kernels[0];
+    assert!(k0.variants[0].schedule.starts_with("coop_attention("), "{k0:?}");
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let runtime = shared_runtime();
+    let coop = runtime.variant_unsupported(&k0.variants[0].requires).is_none();
+    assert_eq!(runtime.choose_variants(bundle.manifest())[0] == Some(0), coop);
+    let mut sess = session(&bundle);
+    let host_of = |t: &Tensor| to_host(t, kiln::abi::ElemType::F32);
+    let (qt, kt, vt) = (
+        Tensor::f32(shape.to_vec(), values(heads * seq * d, 31)),
+        Tensor::f32(shape.to_vec(), values(heads * seq * d, 32)),
+        Tensor::f32(shape.to_vec(), values(heads * seq * d, 33)),
+    );
+    let host = HashMap::from([
+        ("q".to_string(), host_of(&qt)),
+        ("k".to_string(), host_of(&kt)),
+        ("v".to_string(), host_of(&vt)),
+    ]);
+    let out: HashMap<_, _> = sess.run("run", &host).unwrap().into_iter().collect();
+    let got = out["o"].to_f32();
+    let h = |t: &Tensor| -> Vec<f64> { t.to_f64().iter().map(|x| half::f16::from_f64(*x).to_f64()).collect() };
+    let (qv, kv, vv) = (h(&qt), h(&kt), h(&vt));
+    let mut err = 0f64;
+    for row in 0..heads * seq {
+        let (head, r) = (row / seq, row % seq);
+        let kb = head * seq * d;
+        let scores: Vec<f64> = (0..seq)
+            .map(|j| {
+                if causal && j > r {
+                    return f64::NEG_INFINITY;
+                }
+                (0..d).map(|c| qv[row * d + c] * kv[kb + j * d + c]).sum::<f64>() * scale as f64
+            })
+            .collect();
+        let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        for c in 0..d {
+            let want = (0..seq).map(|j| p[j] * vv[kb + j * d + c]).sum::<f64>() / sum;
+            err = err.max((got[row * d + c] as f64 - want).abs());
+        }
+    }
+    let ran = if coop {
+        "cooperative-matrix variant"
+    } else {
+        "f32 kernel (no cooperative matrices here)"
+    };
+    eprintln!("coop attention {heads}x{seq}x{d} causal={causal}: {ran}, max |err| {err:.2e}");
+    assert!(
+        err < 2e-3,
+        "{heads}x{seq}x{d} causal={causal} ({ran}): max |error| {err:e}"
+    );
 }

@@ -524,9 +524,15 @@ fn coop_variant(
     g: &Graph,
     opts: &CompileOptions,
 ) -> Result<Option<RenderedKernel>, CompileError> {
-    if opts.precision != Precision::F16 || base.split.is_some() {
+    if opts.precision != Precision::F16 {
         return Ok(None);
     }
+    // A split flash attention keeps its combine: the variant writes the same partial rows.
+    let base_slices = match base.schedule {
+        Schedule::Attention(p) => p.slices,
+        _ if base.split.is_some() => return Ok(None),
+        _ => 1,
+    };
     let default = match (&d.body, workload(&d.body), base.schedule) {
         (KernelBody::Gemm { dtype: DType::F32, .. }, Workload::Gemm { m, n, batch, .. }, _) => {
             if !base.param_values.iter().all(|v| v.as_const().is_some()) {
@@ -538,6 +544,12 @@ fn coop_variant(
         (KernelBody::QGemm { .. }, Workload::QuantGemm { m, n, .. }, Schedule::Gemm(_)) => {
             kiln_schedules::defaults::quant_coop_gemm(m, n, &opts.target)
         }
+        (KernelBody::Attention { .. }, _, Schedule::Attention(_)) => {
+            match kiln_schedules::defaults::coop_attention(base_slices, &opts.target) {
+                Some(s) => s,
+                None => return Ok(None),
+            }
+        }
         _ => return Ok(None),
     };
     let key = format!("coop {}", tuning_key(&d.body));
@@ -545,15 +557,25 @@ fn coop_variant(
         .tuning
         .as_ref()
         .and_then(|db| db.records.get(&key))
-        .map(|r| r.schedule)
-        .filter(|s| matches!(s, Schedule::CoopGemm(_)))
+        .and_then(|r| match (r.schedule, default) {
+            (s @ Schedule::CoopGemm(_), Schedule::CoopGemm(_)) => Some(s),
+            // The base kernel's slices: its combine adds the variant's partial rows.
+            (Schedule::CoopAttention(p), Schedule::CoopAttention(_)) => {
+                Some(Schedule::CoopAttention(kiln_schedules::CoopAttentionParams {
+                    slices: base_slices,
+                    ..p
+                }))
+            }
+            _ => None,
+        })
         .unwrap_or(default);
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
     let in_dtypes = input_slots(g, d, opts.quant_layout);
     match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
         Ok(v)
             if v.param_names == base.param_names
-                && (!constant_grid || v.grid.iter().all(|g| g.as_const().is_some())) =>
+                && (!constant_grid || v.grid.iter().all(|g| g.as_const().is_some()))
+                && v.split.as_ref().map(|s| &s.partial_bytes) == base.split.as_ref().map(|s| &s.partial_bytes) =>
         {
             Ok(Some(v))
         }
@@ -563,6 +585,24 @@ fn coop_variant(
             Ok(None)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// `--precision f16`: a default flash attention whose cooperative-matrix variant the target
+/// can take is split over the key slices the variant prefers
+/// ([`kiln_schedules::defaults::coop_attention_slices`]): the variant keeps the base kernel's
+/// slices, whose combine adds its partial rows.
+fn f16_attention_default(w: &Workload, s: Schedule, opts: &CompileOptions) -> Schedule {
+    match (w, s) {
+        (Workload::Attention { batch, rows }, Schedule::Attention(p))
+            if opts.precision == Precision::F16
+                && p.is_tiled()
+                && kiln_schedules::defaults::coop_attention(1, &opts.target).is_some() =>
+        {
+            let slices = kiln_schedules::defaults::coop_attention_slices(*batch, *rows, &opts.target);
+            kiln_schedules::defaults::attention_sliced(*batch, *rows, slices, &opts.target)
+        }
+        _ => s,
     }
 }
 
@@ -644,10 +684,16 @@ fn variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant {
         };
     }
     let mut limits = BTreeMap::new();
-    if let Schedule::CoopGemm(p) = v.schedule {
+    let mut features = vec!["shader-f16".to_string(), "wgpu-cooperative-matrix".to_string()];
+    if let Schedule::CoopGemm(_) | Schedule::CoopAttention(_) = v.schedule {
+        let threads = v.schedule.threads() as u64;
         limits.insert("maxComputeWorkgroupStorageSize".to_string(), v.workgroup_bytes);
-        limits.insert("maxComputeInvocationsPerWorkgroup".to_string(), p.threads() as u64);
-        limits.insert("maxComputeWorkgroupSizeX".to_string(), p.threads() as u64);
+        limits.insert("maxComputeInvocationsPerWorkgroup".to_string(), threads);
+        limits.insert("maxComputeWorkgroupSizeX".to_string(), threads);
+    }
+    if let Schedule::CoopAttention(_) = v.schedule {
+        // The online softmax's row maximum and sum go by subgroup shuffles.
+        features.push("subgroups".into());
     }
     kiln_abi::KernelVariant {
         file: file.to_string(),
@@ -656,7 +702,7 @@ fn variant_spec(v: &RenderedKernel, file: &str) -> kiln_abi::KernelVariant {
         schedule: v.schedule.to_string(),
         schedule_params: ron::to_string(&v.schedule).unwrap_or_default(),
         requires: kiln_abi::VariantRequirements {
-            features: vec!["shader-f16".into(), "wgpu-cooperative-matrix".into()],
+            features,
             cooperative_matrix: vec![kiln_abi::CoopMatrixConfig {
                 m: 16,
                 n: 16,
@@ -728,6 +774,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             if source == kiln_schedules::select::Source::Default {
                 s = body_default(&d.body, s, &opts.target);
                 s = block_columns_default(&g, d, s, opts.quant_layout);
+                s = f16_attention_default(w, s, opts);
             }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
             (s, source)
@@ -770,9 +817,12 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         .iter()
         .zip(&rendered)
         .zip(&schedules)
-        .map(|((d, r), &s)| match subgroup_variant(d, r, s, &g, opts)? {
-            Some(v) => Ok(Some(v)),
-            None => coop_variant(d, r, &g, opts),
+        .map(|((d, r), &s)| {
+            // The tensor-core form first: the runtime runs the first variant the adapter
+            // supports.
+            let mut v: Vec<RenderedKernel> = coop_variant(d, r, &g, opts)?.into_iter().collect();
+            v.extend(subgroup_variant(d, r, s, &g, opts)?);
+            Ok::<_, CompileError>(v)
         })
         .collect::<Result<Vec<_>, _>>()?;
     times.done("codegen");
@@ -852,16 +902,18 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             }
             Some(_) => {}
             None => {
-                if let Some(v) = variant.filter(|_| kernels[k].variants.is_empty()) {
-                    // Named apart from the kernel's own file (a GEMV variant's kind is the
-                    // kernel's).
-                    let file = match v.schedule {
-                        Schedule::Attention(_) => format!("kernels/k{k:03}_attention_sg.wgsl"),
-                        Schedule::Gemv(_) => format!("kernels/k{k:03}_gemv_sg.wgsl"),
-                        s => format!("kernels/k{k:03}_{}.wgsl", s.kind()),
-                    };
-                    kernels[k].variants.push(variant_spec(&v, &file));
-                    sources.push((file, v.wgsl));
+                if kernels[k].variants.is_empty() {
+                    for v in variant {
+                        // Named apart from the kernel's own file (a GEMV variant's kind is the
+                        // kernel's).
+                        let file = match v.schedule {
+                            Schedule::Attention(_) => format!("kernels/k{k:03}_attention_sg.wgsl"),
+                            Schedule::Gemv(_) => format!("kernels/k{k:03}_gemv_sg.wgsl"),
+                            s => format!("kernels/k{k:03}_{}.wgsl", s.kind()),
+                        };
+                        kernels[k].variants.push(variant_spec(&v, &file));
+                        sources.push((file, v.wgsl));
+                    }
                 }
                 variant_base_grid.insert(k, r.grid.clone());
             }

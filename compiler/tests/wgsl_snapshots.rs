@@ -862,14 +862,18 @@ fn compile_f16(build: impl FnOnce(&mut Graph) -> NodeId) -> kiln_compiler::Compi
     compile(&model, &opts).expect("compiles")
 }
 
-/// The WGSL of the bundle's cooperative-matrix variants, each checked to pass naga with f16 and
-/// cooperative matrices, to fail without cooperative matrices, and to write as SPIR-V (what
-/// wgpu's Vulkan backend does with it).
+/// The WGSL of the bundle's cooperative-matrix variants, each checked to pass naga with f16,
+/// subgroups and cooperative matrices, to fail without cooperative matrices, and to write as
+/// SPIR-V (what wgpu's Vulkan backend does with it).
 fn coop_variants(b: &kiln_compiler::CompiledBundle) -> String {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let mut out = Vec::new();
     for k in &b.manifest.kernels {
-        for v in &k.variants {
+        let coop = k
+            .variants
+            .iter()
+            .filter(|v| v.requires.features.iter().any(|f| f == "wgpu-cooperative-matrix"));
+        for v in coop {
             let src = &b
                 .kernel_sources
                 .iter()
@@ -877,7 +881,7 @@ fn coop_variants(b: &kiln_compiler::CompiledBundle) -> String {
                 .expect("variant source")
                 .1;
             let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
-            let caps = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+            let caps = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32 | Capabilities::SUBGROUP;
             assert!(
                 Validator::new(ValidationFlags::all(), caps).validate(&module).is_err(),
                 "validates without cooperative matrices"
@@ -895,6 +899,98 @@ fn coop_variants(b: &kiln_compiler::CompiledBundle) -> String {
         }
     }
     out.join("\n")
+}
+
+/// `softmax(q · kᵀ · 0.125) · v` over 2 heads of `seq` rows of `d` channels, compiled at
+/// opt-level 3 with `--precision f16` for the `h200` target (one flash-attention kernel).
+fn f16_attention(seq: i64, d: i64) -> kiln_compiler::CompiledBundle {
+    let mut g = Graph::new();
+    let shape = vec![Dim::c(1), Dim::c(2), Dim::c(seq), Dim::c(d)];
+    let q = input(&mut g, "q", shape.clone());
+    let k = input(&mut g, "k", shape.clone());
+    let v = input(&mut g, "v", shape);
+    let kt = g.add("kt", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k]).unwrap();
+    let s = g.add("s", Op::MatMul, &[q, kt]).unwrap();
+    let scale = g.add_const("scale", Tensor::f32(vec![1], vec![0.125]));
+    let ss = g.add("ss", Op::Binary(BinaryOp::Mul), &[s, scale]).unwrap();
+    let p = g.add("p", Op::Softmax { axis: 3, log: false }, &[ss]).unwrap();
+    let o = g.add("o", Op::MatMul, &[p, v]).unwrap();
+    g.add_output("out0", o);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let opts = CompileOptions {
+        opt_level: 3,
+        precision: kiln_compiler::Precision::F16,
+        target: kiln_schedules::DeviceLimits::h200(),
+        ..Default::default()
+    };
+    compile(&model, &opts).expect("compiles")
+}
+
+#[test]
+fn attention_coop_variant_unsplit() {
+    // 100 query rows and keys (a partial tile of 64 rows, a partial block of 64 keys) at head
+    // dim 32: the flash-attention kernel is not split (2 tiles), and `--precision f16` gives
+    // it a cooperative-matrix variant ahead of nothing else, which normalizes its own rows.
+    let b = f16_attention(100, 32);
+    assert_eq!(b.manifest.kernels.len(), 1);
+    let k = &b.manifest.kernels[0];
+    assert_eq!(k.variants.len(), 1, "{k:?}");
+    let v = &k.variants[0];
+    assert_eq!(v.schedule, "coop_attention(sg=4, bk=64)");
+    let back: kiln_schedules::Schedule = ron::from_str(&v.schedule_params).unwrap();
+    assert_eq!(back.to_string(), v.schedule);
+    assert_eq!(
+        v.requires.features,
+        vec![
+            "shader-f16".to_string(),
+            "wgpu-cooperative-matrix".into(),
+            "subgroups".into()
+        ]
+    );
+    assert_eq!(v.requires.subgroup_size, Some(32));
+    let src = coop_variants(&b);
+    assert_kernels(&src, "// Kiln attention kernel (cooperative matrices)", 1);
+    assert!(
+        src.contains("fn kiln_score") && src.contains("let inv = 1.0f / total;") && src.contains("let q1 = coopLoadT"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
+fn attention_coop_variant_keeps_the_key_slices() {
+    // 512 keys over 2 heads at head dim 64: the base kernel splits them over 4 slices and
+    // runs as its subgroup variant where it can; the cooperative-matrix variant comes first,
+    // walks the same 4 slices and writes the same partial rows for the base's combine kernel.
+    let b = f16_attention(512, 64);
+    assert_eq!(b.manifest.kernels.len(), 2, "the kernel and its combine");
+    let k = &b.manifest.kernels[0];
+    assert!(k.schedule.contains("slices=4"), "{}", k.schedule);
+    let kinds: Vec<&str> = k.variants.iter().map(|v| v.schedule.as_str()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0], "coop_attention(sg=4, bk=64, slices=4)");
+    assert!(
+        kinds[1].starts_with("attention(") && kinds[1].ends_with(", sg)"),
+        "{kinds:?}"
+    );
+    let z = &k.variants[0].grid[2];
+    assert_eq!(z.as_const(), Some(4), "{z:?}");
+    let src = coop_variants(&b);
+    assert!(
+        src.contains("let kend = min(") && src.contains("out[ob + 64i] = m;") && !src.contains("let inv"),
+        "{src}"
+    );
+    // Every member of the space renders for this kernel (naga, SPIR-V).
+    for s in kiln_schedules::space::coop_attention(&kiln_schedules::DeviceLimits::h200()) {
+        let kiln_schedules::Schedule::CoopAttention(p) = s else {
+            unreachable!()
+        };
+        assert!(p.workgroup_bytes(64, 64) <= 48 * 1024, "{s}");
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! unknown browser GPU. Each rule is deliberately simple and documented.
 
 use crate::{
-    AttentionParams, CoopGemmParams, DeviceLimits, GemmParams, GemvParams, InjectiveParams, RowReduceParams, Schedule,
+    AttentionParams, CoopAttentionParams, CoopGemmParams, DeviceLimits, GemmParams, GemvParams, InjectiveParams,
+    RowReduceParams, Schedule,
 };
 
 /// Injective kernels: 256 threads; 4 elements per thread once there is enough work to keep
@@ -556,15 +557,23 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// H200), [`attention_per_row`].
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     let p = AttentionParams::tiled(64, 32, 8);
-    if Schedule::Attention(p).validate(limits).is_err() {
-        return attention_per_row(batch, sq, limits);
-    }
     let tiles = batch.max(1) * sq.max(1).div_ceil(p.rows as u64);
     let room = 3 * limits.compute_units.max(1) as u64;
     let slices = [4u32, 2]
         .into_iter()
         .find(|&s| tiles * s as u64 <= room && sq / s as u64 >= 128)
         .unwrap_or(1);
+    attention_sliced(batch, sq, slices, limits)
+}
+
+/// [`attention`]'s register-tiled kernel over `slices` key slices (with the probabilities in
+/// their own block and the subgroup variant where split), or [`attention_per_row`] where it
+/// does not fit.
+pub fn attention_sliced(batch: u64, sq: u64, slices: u32, limits: &DeviceLimits) -> Schedule {
+    let p = AttentionParams::tiled(64, 32, 8);
+    if Schedule::Attention(p).validate(limits).is_err() {
+        return attention_per_row(batch, sq, limits);
+    }
     // Split keys (few tiles of a long sequence: short workgroups, whose barriers cost the
     // most) take the probabilities in their own block with the subgroup variant, where it fits.
     let own = Schedule::Attention(AttentionParams {
@@ -577,6 +586,32 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
         return own;
     }
     Schedule::Attention(AttentionParams { slices, ..p })
+}
+
+/// The key slices of a flash attention that ships the cooperative-matrix variant: the fewest
+/// (1, 2 or 4) whose 64-row tiles give every compute unit a workgroup, as long as each slice
+/// walks at least 128 keys (`sq` stands for the key count). The variant keeps the base kernel's
+/// slices, so under `--precision f16` the base takes these. At 1x12x512x64 on the H200 (96
+/// tiles for 132 units) the variant took 0.0459 / 0.0438 / 0.0548 / 0.0784 ms over 1 / 2 / 4 /
+/// 8 slices (docs/performance.md, twentieth session).
+pub fn coop_attention_slices(batch: u64, sq: u64, limits: &DeviceLimits) -> u32 {
+    let tiles = batch.max(1) * sq.max(1).div_ceil(64);
+    [1u32, 2, 4]
+        .into_iter()
+        .find(|&s| tiles * s as u64 >= limits.compute_units.max(1) as u64 || sq / (2 * s as u64) < 128)
+        .unwrap_or(4)
+}
+
+/// The cooperative-matrix attention for the f16 variant of a flash-attention kernel split
+/// over `slices` key slices (the base kernel's, whose combine adds the variant's partial
+/// rows): 4 subgroups (64 query rows) and blocks of 64 keys, else the first of smaller blocks
+/// and fewer subgroups that fits `limits`. Measured on the H200 in docs/performance.md
+/// (twentieth session).
+pub fn coop_attention(slices: u32, limits: &DeviceLimits) -> Option<Schedule> {
+    [(4, 64), (4, 32), (2, 64), (2, 32), (1, 32), (1, 16)]
+        .into_iter()
+        .map(|(subgroups, bk)| Schedule::CoopAttention(CoopAttentionParams { subgroups, bk, slices }))
+        .find(|s| s.validate(limits).is_ok())
 }
 
 /// The per-row kernel's default (`tm` 1), for limits where the register-tiled kernel does not

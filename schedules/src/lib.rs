@@ -460,6 +460,57 @@ impl AttentionParams {
     }
 }
 
+/// f32 elements of padding after each row of the cooperative-matrix attention's score
+/// scratch (16 bytes: rows stay aligned for cooperative stores and fall in different banks).
+pub const COOP_PAD_F32: u32 = 4;
+
+/// Largest head dim (queries/keys and values) the cooperative-matrix attention serves.
+pub const MAX_COOP_ATTENTION_HEAD_DIM: u32 = 128;
+
+/// Prefill attention on cooperative matrices (tensor cores; an opt-in `--precision f16`
+/// variant of a flash-attention kernel, see docs/schedules.md): a workgroup of `subgroups`
+/// subgroups of [`COOP_SUBGROUP`] lanes owns 16 query rows per subgroup of one batch (head)
+/// and walks its keys `bk` at a time. Q, K and V are staged as f16; each subgroup multiplies
+/// its 16 rows' scores `Q K^T` and the block's `P V` as 16x16 fragments with f32
+/// accumulators, and its lanes run the online softmax on the scores in workgroup memory (two
+/// lanes per row) and keep the output rows in registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CoopAttentionParams {
+    /// Subgroups per workgroup, 16 query rows each (1, 2 or 4).
+    pub subgroups: u32,
+    /// Keys per block staged in workgroup memory (16, 32 or 64).
+    pub bk: u32,
+    /// Workgroups per row tile, each walking one contiguous slice of the keys (1, 2, 4 or
+    /// 8), as [`AttentionParams::slices`]: the variant of a split kernel keeps the base
+    /// kernel's slices and writes the same partial rows, which the base's combine kernel adds.
+    pub slices: u32,
+}
+
+impl CoopAttentionParams {
+    /// Query rows per workgroup.
+    pub fn rows(&self) -> u32 {
+        self.subgroups * COOP_FRAGMENT
+    }
+
+    /// Threads per workgroup.
+    pub fn threads(&self) -> u32 {
+        self.subgroups * COOP_SUBGROUP
+    }
+
+    /// Workgroup memory for head dims `d` and `dv` (multiples of 16), in bytes: the f16 key
+    /// block `[channel][key]` and value block `[key][channel]`, each subgroup's f16 rows of
+    /// probabilities (first its query rows), and its f32 scratch rows (the scores, then the
+    /// block's `P V`); f16 rows padded by [`COOP_PAD`], f32 rows by [`COOP_PAD_F32`].
+    pub fn workgroup_bytes(&self, d: u32, dv: u32) -> u32 {
+        let rows = self.rows();
+        let k = d * (self.bk + COOP_PAD);
+        let v = self.bk * (dv + COOP_PAD);
+        let p = rows * (self.bk.max(d) + COOP_PAD);
+        let s = rows * (self.bk.max(dv) + COOP_PAD_F32);
+        2 * (k + v + p) + 4 * s
+    }
+}
+
 /// The most K slices a split-K GEMM may use (each is unrolled into the combine kernel).
 pub const MAX_KSPLIT: u32 = 32;
 
@@ -476,6 +527,8 @@ pub enum Schedule {
     Gemv(GemvParams),
     /// f16 GEMM on cooperative matrices (an opt-in kernel variant, see docs/schedules.md).
     CoopGemm(CoopGemmParams),
+    /// Prefill attention on cooperative matrices (an opt-in kernel variant).
+    CoopAttention(CoopAttentionParams),
     /// Prefill attention tiled over keys with an online softmax.
     Attention(AttentionParams),
 }
@@ -499,6 +552,7 @@ impl Schedule {
             Schedule::Gemm(_) => "gemm",
             Schedule::Gemv(_) => "gemv",
             Schedule::CoopGemm(_) => "coop_gemm",
+            Schedule::CoopAttention(_) => "coop_attention",
             Schedule::Attention(_) => "attention",
         }
     }
@@ -511,6 +565,7 @@ impl Schedule {
             Schedule::Gemm(p) => p.threads(),
             Schedule::Gemv(p) => p.threads(),
             Schedule::CoopGemm(p) => p.threads(),
+            Schedule::CoopAttention(p) => p.threads(),
             Schedule::Attention(p) => p.threads(),
         }
     }
@@ -644,6 +699,30 @@ impl Schedule {
                         "{} bytes of workgroup-memory stages exceed maxComputeWorkgroupStorageSize = {}",
                         p.stage_bytes(),
                         limits.max_compute_workgroup_storage_size
+                    ));
+                }
+            }
+            Schedule::CoopAttention(p) => {
+                if ![1, 2, 4].contains(&p.subgroups) {
+                    return fail(format!("{} subgroups not 1, 2 or 4", p.subgroups));
+                }
+                if ![16, 32, 64].contains(&p.bk) {
+                    return fail(format!("key block {} not 16, 32 or 64", p.bk));
+                }
+                if ![1, 2, 4, 8].contains(&p.slices) {
+                    return fail(format!("key slices {} not 1, 2, 4 or 8", p.slices));
+                }
+                let bytes = p.workgroup_bytes(MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEAD_DIM);
+                if bytes > limits.max_compute_workgroup_storage_size {
+                    return fail(format!(
+                        "{bytes} bytes of workgroup memory (head dim {MAX_ATTENTION_HEAD_DIM}) exceed maxComputeWorkgroupStorageSize = {}",
+                        limits.max_compute_workgroup_storage_size
+                    ));
+                }
+                if threads > limits.max_compute_workgroup_size_x {
+                    return fail(format!(
+                        "workgroup size {threads} exceeds maxComputeWorkgroupSizeX = {}",
+                        limits.max_compute_workgroup_size_x
                     ));
                 }
             }
@@ -812,6 +891,13 @@ impl fmt::Display for Schedule {
                 if p.vec_stage { ", v4" } else { "" },
                 if p.double_buffer { ", db" } else { "" }
             ),
+            Schedule::CoopAttention(p) => {
+                write!(f, "coop_attention(sg={}, bk={}", p.subgroups, p.bk)?;
+                if p.slices > 1 {
+                    write!(f, ", slices={}", p.slices)?;
+                }
+                write!(f, ")")
+            }
             Schedule::Attention(p) => {
                 write!(f, "attention(rows={}, bk={}, splits={}", p.rows, p.bk, p.splits)?;
                 if p.slices > 1 {

@@ -310,6 +310,24 @@ pub fn quant_gemv_wide(limits: &DeviceLimits, max_rows: u32) -> Vec<Schedule> {
 /// NVIDIA, Apple and most AMD and Intel GPUs (wider lanes would run as the variant on few).
 pub const SUBGROUP_SUM_MAX_KSPLIT: u32 = 32;
 
+/// Cooperative-matrix attention candidates: 1, 2 or 4 subgroups of 16 query rows, key blocks
+/// of 16, 32 or 64, and 1, 2, 4 or 8 key slices, valid on `limits` (workgroup memory checked
+/// at head dim 64).
+pub fn coop_attention(limits: &DeviceLimits) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for subgroups in [1, 2, 4] {
+        for bk in [16, 32, 64] {
+            for slices in [1, 2, 4, 8] {
+                let s = Schedule::CoopAttention(crate::CoopAttentionParams { subgroups, bk, slices });
+                if s.validate(limits).is_ok() {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Prefill attention candidates: 16, 32 or 64 query rows per workgroup, 1, 2, 4 or 8
 /// threads per row with 4 or 8 keys each per block (blocks of 8 to 64 keys), 32 to 256
 /// threads, valid on `limits` (workgroup memory checked at head dim 64); those of 32 or 64

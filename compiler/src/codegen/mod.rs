@@ -102,6 +102,7 @@ fn templates() -> &'static tera::Tera {
             ("gemm_combine", include_str!("../../templates/gemm_combine.wgsl")),
             ("attention", include_str!("../../templates/attention.wgsl")),
             ("attention_tiled", include_str!("../../templates/attention_tiled.wgsl")),
+            ("attention_coop", include_str!("../../templates/attention_coop.wgsl")),
             (
                 "attention_decode",
                 include_str!("../../templates/attention_decode.wgsl"),
@@ -1671,6 +1672,113 @@ pub fn render(
             let grid = [dim_expr(batch), SizeExpr::c(splits as i64), SizeExpr::c(1)];
             ("attention_decode", [wg, 1, 1], grid, false)
         }
+        (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::CoopAttention(p)) => {
+            // The cooperative-matrix kernel (templates/attention_coop.wgsl): whole fragments
+            // of head dims (no padding channels), within the workgroup memory.
+            let (d, dv) = (*d as u32, *dv as u32);
+            let f = kiln_schedules::COOP_FRAGMENT;
+            let unsupported = |msg: String| CompileError::Unsupported {
+                node: draft.label.clone(),
+                op: "Attention".into(),
+                msg,
+            };
+            let most = kiln_schedules::MAX_COOP_ATTENTION_HEAD_DIM;
+            if !d.is_multiple_of(f) || !dv.is_multiple_of(f) || d > most || dv > most {
+                return Err(unsupported(format!(
+                    "{schedule}: head dims {d} and {dv} must be multiples of {f} up to {most}"
+                )));
+            }
+            if p.workgroup_bytes(d, dv) > limits.max_compute_workgroup_storage_size {
+                return Err(unsupported(format!(
+                    "{schedule} needs {} bytes of workgroup memory at head dims {d} and {dv} (maxComputeWorkgroupStorageSize = {})",
+                    p.workgroup_bytes(d, dv),
+                    limits.max_compute_workgroup_storage_size
+                )));
+            }
+            helpers.insert(expr::NONFINITE_HELPER);
+            use kiln_schedules::{COOP_PAD, COOP_PAD_F32};
+            let rows = p.rows();
+            // Row strides: the f16 blocks in vec4s, the f32 scratch in f32s.
+            let (ks, vs) = ((p.bk + COOP_PAD) / 4, (dv + COOP_PAD) / 4);
+            let ps = (p.bk.max(d) + COOP_PAD) / 4;
+            let ss = p.bk.max(dv) + COOP_PAD_F32;
+            let bsk = [batch.clone(), Dim::c(d as i64), sk.clone()];
+            let bsv = [batch.clone(), sk.clone(), Dim::c(dv as i64)];
+            let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
+            let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
+            let sk_s = params.dim(sk, "sk");
+            let stage = TiledStaging {
+                threads: p.threads(),
+                d,
+                dv,
+                bk: p.bk,
+                dvs: dv / 4,
+                ksw: 0,
+                k_keys_fast: k_direct,
+                coop_rows: Some((ks, vs)),
+            };
+            let (setup, load, kstore, vstore) = stage.lines(&xk, &xv, &sk_s);
+            ctx.insert("stage_setup", &setup);
+            ctx.insert("stage_load", &load);
+            ctx.insert("stage_kstore", &kstore);
+            ctx.insert("stage_vstore", &vstore);
+            let (x, xe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("xq", &x);
+            ctx.insert("xqe", &xe);
+            let score_lines = match &draft.epilogue {
+                Some(e) => {
+                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
+                    lines.remove(0);
+                    lines
+                }
+                None => Vec::new(),
+            };
+            ctx.insert("score_lines", &score_lines);
+            for (name, v) in [
+                ("wg", p.threads()),
+                ("subgroups", p.subgroups),
+                ("br", rows),
+                ("bk", p.bk),
+                ("slices", p.slices),
+                ("d", d),
+                ("dv", dv),
+                ("d4", d / 4),
+                ("ks", ks),
+                ("vs", vs),
+                ("ps", ps),
+                ("ss", ss),
+                ("nq", (rows * d / 4).div_ceil(p.threads())),
+                // Each lane: half of its row's keys of a block, half of its output channels.
+                ("hk", p.bk / 2),
+                ("hk4", p.bk / 8),
+                ("hv4", dv / 8),
+                ("ss4", ss / 4),
+                ("hv", dv / 2),
+            ] {
+                ctx.insert(name, &v);
+            }
+            ctx.insert("kfrags", &(0..p.bk / f).collect::<Vec<_>>());
+            ctx.insert("dfrags", &(0..d / f).collect::<Vec<_>>());
+            ctx.insert("vfrags", &(0..dv / f).collect::<Vec<_>>());
+            ctx.insert("sq", &params.divisor(sq, "sq"));
+            ctx.insert("sk", &sk_s);
+            if p.slices > 1 {
+                split_k = Some(render_attention_slices_combine(
+                    draft,
+                    schedule,
+                    [sq, batch],
+                    [dv, p.slices],
+                    limits,
+                )?);
+            }
+            let grid = [
+                dim_expr(batch),
+                dim_expr(sq).cdiv(rows as i64),
+                SizeExpr::c(p.slices as i64),
+            ];
+            ("attention_coop", [p.threads(), 1, 1], grid, false)
+        }
         (KernelBody::Attention { batch, sq, sk, d, dv }, Schedule::Attention(p)) => {
             // -inf made at run time (see expr::NONFINITE_HELPER: Tint rejects a non-finite constant).
             helpers.insert(expr::NONFINITE_HELPER);
@@ -1710,6 +1818,7 @@ pub fn render(
                     dvs: og * p.splits,
                     ksw,
                     k_keys_fast: k_direct,
+                    coop_rows: None,
                 };
                 let (setup, load, kstore, vstore) = stage.lines(&xk, &xv, &sk_s);
                 ctx.insert("stage_setup", &setup);
@@ -2320,6 +2429,7 @@ pub fn render(
     let caps = match schedule {
         // A variant kernel: validated with what its variant requires, not the target's features.
         Schedule::CoopGemm(_) => validate::COOP_GEMM_CAPS,
+        Schedule::CoopAttention(_) => validate::COOP_GEMM_CAPS | validate::SUBGROUP_CAPS,
         Schedule::Attention(kiln_schedules::AttentionParams { sg: true, .. })
         | Schedule::Gemv(kiln_schedules::GemvParams { sg: true, .. }) => {
             validate::target_caps(limits) | validate::SUBGROUP_CAPS
@@ -2709,6 +2819,10 @@ struct TiledStaging {
     ksw: u32,
     /// K read directly as [batch, d, sk] (keys contiguous): consecutive threads on keys.
     k_keys_fast: bool,
+    /// The cooperative-matrix kernel's staging (`templates/attention_coop.wgsl`): the row
+    /// strides, in vec4s, of its f16 blocks `k_sh` (`[channel][key / 4]`, no swizzle) and
+    /// `v_sh` (`[key][channel / 4]`), into which the registers are stored converted to f16.
+    coop_rows: Option<(u32, u32)>,
 }
 
 impl TiledStaging {
@@ -2744,11 +2858,14 @@ impl TiledStaging {
                     "if (jn + 4i * kg{it} + {k}i < {sk}{ok}) {{ kr{it}[{k}] = {xk}(b, kc{it}, jn + 4i * kg{it} + {k}i); }}"
                 ));
             }
-            let st = format!(
-                "kp[kc{it} * {}i + (kg{it} ^ (kc{it} & {}i))] = kr{it};",
-                self.bk / 4,
-                self.ksw
-            );
+            let st = match self.coop_rows {
+                Some((ks, _)) => format!("k_sh[kc{it} * {ks}i + kg{it}] = vec4<f16>(kr{it});"),
+                None => format!(
+                    "kp[kc{it} * {}i + (kg{it} ^ (kc{it} & {}i))] = kr{it};",
+                    self.bk / 4,
+                    self.ksw
+                ),
+            };
             store.push(if partial {
                 format!("if ({e} < {nk}i) {{ {st} }}")
             } else {
@@ -2781,7 +2898,10 @@ impl TiledStaging {
                 });
             }
             load.push("}".into());
-            let st = format!("vs[vj{it}][vg{it}] = vr{it};");
+            let st = match self.coop_rows {
+                Some((_, vs)) => format!("v_sh[vj{it} * {vs}i + vg{it}] = vec4<f16>(vr{it});"),
+                None => format!("vs[vj{it}][vg{it}] = vr{it};"),
+            };
             store.push(if partial {
                 format!("if ({e} < {nv}i) {{ {st} }}")
             } else {

@@ -904,6 +904,11 @@ fn coop_variants(b: &kiln_compiler::CompiledBundle) -> String {
 /// `softmax(q · kᵀ · 0.125) · v` over 2 heads of `seq` rows of `d` channels, compiled at
 /// opt-level 3 with `--precision f16` for the `h200` target (one flash-attention kernel).
 fn f16_attention(seq: i64, d: i64) -> kiln_compiler::CompiledBundle {
+    f16_attention_with(seq, d, None)
+}
+
+/// [`f16_attention`] with the variant's schedule forced by a tuning record.
+fn f16_attention_with(seq: i64, d: i64, variant: Option<kiln_schedules::Schedule>) -> kiln_compiler::CompiledBundle {
     let mut g = Graph::new();
     let shape = vec![Dim::c(1), Dim::c(2), Dim::c(seq), Dim::c(d)];
     let q = input(&mut g, "q", shape.clone());
@@ -921,10 +926,21 @@ fn f16_attention(seq: i64, d: i64) -> kiln_compiler::CompiledBundle {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
+    let tuning = variant.map(|v| {
+        let key = kiln_compiler::tuning_key(&kiln_compiler::lower::KernelBody::Attention {
+            batch: Dim::c(2),
+            sq: Dim::c(seq),
+            sk: Dim::c(seq),
+            d: d as usize,
+            dv: d as usize,
+        });
+        kiln_schedules::tuning::TuningDb::forcing(format!("coop {key}"), v)
+    });
     let opts = CompileOptions {
         opt_level: 3,
         precision: kiln_compiler::Precision::F16,
         target: kiln_schedules::DeviceLimits::h200(),
+        tuning,
         ..Default::default()
     };
     compile(&model, &opts).expect("compiles")
@@ -963,33 +979,38 @@ fn attention_coop_variant_unsplit() {
 
 #[test]
 fn attention_coop_variant_keeps_the_key_slices() {
-    // 512 keys over 2 heads at head dim 64: the base kernel splits them over 4 slices and
+    // 512 keys over 2 heads at head dim 64 (16 tiles for the H200's 132 units): under
+    // `--precision f16` the base kernel splits them over the 2 slices the variant prefers and
     // runs as its subgroup variant where it can; the cooperative-matrix variant comes first,
-    // walks the same 4 slices and writes the same partial rows for the base's combine kernel.
+    // walks the same 2 slices and writes the same partial rows for the base's combine kernel.
     let b = f16_attention(512, 64);
     assert_eq!(b.manifest.kernels.len(), 2, "the kernel and its combine");
     let k = &b.manifest.kernels[0];
-    assert!(k.schedule.contains("slices=4"), "{}", k.schedule);
+    assert!(k.schedule.contains("slices=2"), "{}", k.schedule);
     let kinds: Vec<&str> = k.variants.iter().map(|v| v.schedule.as_str()).collect();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
-    assert_eq!(kinds[0], "coop_attention(sg=4, bk=64, slices=4)");
+    assert_eq!(kinds[0], "coop_attention(sg=4, bk=64, slices=2)");
     assert!(
         kinds[1].starts_with("attention(") && kinds[1].ends_with(", sg)"),
         "{kinds:?}"
     );
     let z = &k.variants[0].grid[2];
-    assert_eq!(z.as_const(), Some(4), "{z:?}");
+    assert_eq!(z.as_const(), Some(2), "{z:?}");
     let src = coop_variants(&b);
     assert!(
         src.contains("let kend = min(") && src.contains("out[ob + 64i] = m;") && !src.contains("let inv"),
         "{src}"
     );
-    // Every member of the space renders for this kernel (naga, SPIR-V).
+    // Every member of the space, forced by a record on the variant's key, renders for this
+    // kernel (naga with cooperative matrices, SPIR-V), keeping the base kernel's 2 slices.
     for s in kiln_schedules::space::coop_attention(&kiln_schedules::DeviceLimits::h200()) {
         let kiln_schedules::Schedule::CoopAttention(p) = s else {
             unreachable!()
         };
-        assert!(p.workgroup_bytes(64, 64) <= 48 * 1024, "{s}");
+        let b = f16_attention_with(512, 64, Some(s));
+        let v = &b.manifest.kernels[0].variants[0];
+        assert_eq!(v.schedule, format!("coop_attention(sg={}, bk={}, slices=2)", p.subgroups, p.bk));
+        assert!(!coop_variants(&b).is_empty());
     }
 }
 

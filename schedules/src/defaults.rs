@@ -589,16 +589,17 @@ pub fn attention_sliced(batch: u64, sq: u64, slices: u32, limits: &DeviceLimits)
 }
 
 /// The key slices of a flash attention that ships the cooperative-matrix variant: the fewest
-/// (1, 2 or 4) whose 64-row tiles give every compute unit a workgroup, as long as each slice
-/// walks at least 128 keys (`sq` stands for the key count). The variant keeps the base kernel's
-/// slices, so under `--precision f16` the base takes these. At 1x12x512x64 on the H200 (96
-/// tiles for 132 units) the variant took 0.0459 / 0.0438 / 0.0548 / 0.0784 ms over 1 / 2 / 4 /
-/// 8 slices (docs/performance.md, twentieth session).
+/// (1, 2 or 4) whose 64-row tiles give at least every other compute unit a workgroup, as long
+/// as each slice walks at least 256 keys (`sq` stands for the key count). The variant keeps
+/// the base kernel's slices, so under `--precision f16` the base takes these. At 1x12x512x64
+/// on the H200 (96 tiles for 132 units) the variant took 0.0350 / 0.0436 / 0.0507 / 0.0775 ms
+/// over 1 / 2 / 4 / 8 slices: the combine dispatch costs more than the idle units
+/// (docs/performance.md, twentieth session).
 pub fn coop_attention_slices(batch: u64, sq: u64, limits: &DeviceLimits) -> u32 {
     let tiles = batch.max(1) * sq.max(1).div_ceil(64);
     [1u32, 2, 4]
         .into_iter()
-        .find(|&s| tiles * s as u64 >= limits.compute_units.max(1) as u64 || sq / (2 * s as u64) < 128)
+        .find(|&s| 2 * tiles * s as u64 >= limits.compute_units.max(1) as u64 || sq / (2 * s as u64) < 256)
         .unwrap_or(4)
 }
 

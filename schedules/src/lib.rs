@@ -923,6 +923,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn coop_attention_rules_and_defaults() {
+        let h = DeviceLimits::h200();
+        let p = |subgroups, bk, slices| Schedule::CoopAttention(CoopAttentionParams { subgroups, bk, slices });
+        // 4 subgroups, 64-key blocks: 44 KiB at head dim 64 (H200's 48 KiB; not desktop's 32).
+        assert_eq!(p(4, 64, 1).validate(&h), Ok(()));
+        assert!(p(4, 64, 1).validate(&DeviceLimits::desktop()).is_err());
+        assert!(p(8, 32, 1).validate(&h).is_err());
+        assert!(p(4, 128, 1).validate(&h).is_err());
+        assert!(p(4, 64, 3).validate(&h).is_err());
+        assert_eq!(p(2, 32, 4).to_string(), "coop_attention(sg=2, bk=32, slices=4)");
+        let back: Schedule = ron::from_str(&ron::to_string(&p(2, 32, 4)).unwrap()).unwrap();
+        assert_eq!(back, p(2, 32, 4));
+        assert_eq!(defaults::coop_attention(1, &h), Some(p(4, 64, 1)));
+        assert_eq!(defaults::coop_attention(2, &DeviceLimits::desktop()), Some(p(2, 64, 2)));
+        for l in [h.clone(), DeviceLimits::desktop()] {
+            assert!(!space::coop_attention(&l).is_empty());
+            assert!(space::coop_attention(&l).iter().all(|s| s.validate(&l).is_ok()));
+        }
+        // Slices: issue 7's 12 heads x 512 (96 tiles) stay whole on 132 units; 2 heads of 512
+        // and one head of 4096 split; MiniLM's 128 keys never.
+        assert_eq!(defaults::coop_attention_slices(12, 512, &h), 1);
+        assert_eq!(defaults::coop_attention_slices(2, 512, &h), 2);
+        assert_eq!(defaults::coop_attention_slices(1, 4096, &h), 2);
+        assert_eq!(defaults::coop_attention_slices(1, 128, &h), 1);
+    }
+
+    #[test]
     fn defaults_are_valid_on_webgpu_default_limits() {
         let l = DeviceLimits::webgpu_default();
         for limits in [DeviceLimits::webgpu_default(), DeviceLimits::desktop()] {

@@ -571,7 +571,7 @@ fn coop_variant(
         .unwrap_or(default);
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
     let in_dtypes = input_slots(g, d, opts.quant_layout);
-    match codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target) {
+    match codegen::render_variant(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target, base) {
         Ok(v)
             if v.param_names == base.param_names
                 && (!constant_grid || v.grid.iter().all(|g| g.as_const().is_some()))
@@ -579,7 +579,17 @@ fn coop_variant(
         {
             Ok(Some(v))
         }
-        Ok(_) => Ok(None),
+        Ok(v) => {
+            log::debug!(
+                "no f16 variant for {}: its parameters {:?} or grid {:?} do not match the kernel's {:?} / {:?}",
+                d.label,
+                v.param_names,
+                v.grid,
+                base.param_names,
+                base.grid
+            );
+            Ok(None)
+        }
         Err(CompileError::Unsupported { msg, .. }) => {
             log::debug!("no f16 variant for {}: {msg}", d.label);
             Ok(None)
@@ -644,7 +654,7 @@ fn subgroup_variant(
         return Ok(None);
     }
     let in_dtypes = input_slots(g, d, opts.quant_layout);
-    let v = codegen::render(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target)?;
+    let v = codegen::render_variant(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target, base)?;
     Ok((v.param_names == base.param_names && v.grid == base.grid).then_some(v))
 }
 

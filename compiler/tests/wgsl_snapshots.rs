@@ -1009,7 +1009,10 @@ fn attention_coop_variant_keeps_the_key_slices() {
         };
         let b = f16_attention_with(512, 64, Some(s));
         let v = &b.manifest.kernels[0].variants[0];
-        assert_eq!(v.schedule, format!("coop_attention(sg={}, bk={}, slices=2)", p.subgroups, p.bk));
+        assert_eq!(
+            v.schedule,
+            format!("coop_attention(sg={}, bk={}, slices=2)", p.subgroups, p.bk)
+        );
         assert!(!coop_variants(&b).is_empty());
     }
 }

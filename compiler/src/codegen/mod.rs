@@ -855,6 +855,37 @@ pub fn render(
     schedule: Schedule,
     limits: &DeviceLimits,
 ) -> Result<RenderedKernel, CompileError> {
+    render_with_params(draft, in_dtypes, out_dtype, schedule, limits, ParamSet::default())
+}
+
+/// [`render`] for a variant of `base`: its parameters start as `base`'s fields, so the variant
+/// binds the same values wherever its dims are among them (compare the result's
+/// `param_names` with `base`'s).
+pub fn render_variant(
+    draft: &KernelDraft,
+    in_dtypes: &Slots,
+    out_dtype: DType,
+    schedule: Schedule,
+    limits: &DeviceLimits,
+    base: &RenderedKernel,
+) -> Result<RenderedKernel, CompileError> {
+    // A kernel without parameters lists one placeholder field (`unused`).
+    let params = if base.param_names == ["unused"] {
+        ParamSet::default()
+    } else {
+        ParamSet::seeded(&base.param_names, &base.param_values)
+    };
+    render_with_params(draft, in_dtypes, out_dtype, schedule, limits, params)
+}
+
+fn render_with_params(
+    draft: &KernelDraft,
+    in_dtypes: &Slots,
+    out_dtype: DType,
+    schedule: Schedule,
+    limits: &DeviceLimits,
+    mut params: ParamSet,
+) -> Result<RenderedKernel, CompileError> {
     let limit_err = |msg: String| CompileError::Limits {
         node: draft.label.clone(),
         target: limits.name.clone(),
@@ -899,7 +930,6 @@ pub fn render(
             limits.max_storage_buffers_per_shader_stage
         )));
     }
-    let mut params = ParamSet::default();
     let mut helpers = BTreeSet::new();
     let mut vec4_inputs: Vec<usize> = Vec::new();
     let mut vec4_output = false;
@@ -1707,7 +1737,10 @@ pub fn render(
             let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
             let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
             let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
+            // Parameters in the order the flash-attention kernel declares them: a variant binds
+            // the base kernel's parameter values.
             let sk_s = params.dim(sk, "sk");
+            ctx.insert("sq", &params.divisor(sq, "sq"));
             let stage = TiledStaging {
                 threads: p.threads(),
                 d,
@@ -1761,7 +1794,6 @@ pub fn render(
             ctx.insert("kfrags", &(0..p.bk / f).collect::<Vec<_>>());
             ctx.insert("dfrags", &(0..d / f).collect::<Vec<_>>());
             ctx.insert("vfrags", &(0..dv / f).collect::<Vec<_>>());
-            ctx.insert("sq", &params.divisor(sq, "sq"));
             ctx.insert("sk", &sk_s);
             if p.slices > 1 {
                 split_k = Some(render_attention_slices_combine(

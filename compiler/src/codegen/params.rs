@@ -14,14 +14,35 @@ pub struct ParamSet {
     /// Field values as size expressions over symbols.
     pub values: Vec<SizeExpr>,
     by_dim: HashMap<Dim, usize>,
+    /// Fields given up front ([`ParamSet::seeded`]): a dim whose value is one of theirs takes
+    /// that field.
+    seeded: usize,
 }
 
 impl ParamSet {
+    /// A set that starts with another kernel's fields (names and values, in order): a variant
+    /// rendered with it declares the same `Params` struct, so it binds that kernel's values,
+    /// as long as every dim it adds is one of them.
+    pub fn seeded(names: &[String], values: &[SizeExpr]) -> ParamSet {
+        ParamSet {
+            names: names.to_vec(),
+            values: values.to_vec(),
+            by_dim: HashMap::new(),
+            seeded: values.len(),
+        }
+    }
+
     /// A WGSL i32 expression for `d`: a literal when constant, else a `params.` field (shared by
     /// equal dims). `hint` names the field.
     pub fn dim(&mut self, d: &Dim, hint: &str) -> String {
         if let Some(v) = d.as_const() {
             return i32_literal(v);
+        }
+        if !self.by_dim.contains_key(d) {
+            let e = dim_expr(d);
+            if let Some(i) = self.values[..self.seeded].iter().position(|v| *v == e) {
+                self.by_dim.insert(d.clone(), i);
+            }
         }
         let idx = *self.by_dim.entry(d.clone()).or_insert_with(|| {
             self.names.push(format!("{hint}_{}", self.names.len()));

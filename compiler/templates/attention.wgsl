@@ -14,7 +14,7 @@
 {%- endif %}
 {{ header }}
 {% if score_lines %}
-fn kiln_score(v: f32, i: i32) -> f32 {
+fn kiln_score(v: f32, at0: i32, at1: i32, at2: i32) -> f32 {
 {%- for line in score_lines %}
     {{ line }}
 {%- endfor %}
@@ -37,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let neg_inf = kiln_f32_bits(0xff800000u); // made at run time: WGSL constants must be finite
     // Rows past the end read the batch's last row (finite scores) and store nothing.
     let row = b * {{ sq }} + min(r0 + r, {{ sq }} - 1i);
-    let sb = row * {{ sk }};
+    let rr = min(r0 + r, {{ sq }} - 1i);
     let qb = row * {{ d }}i;
 {%- for c in range(end=d4) %}
     let q{{ c }} = vec4<f32>({% for k in range(end=4) %}{% if k > 0 %}, {% endif %}{% if c * 4 + k < d %}{{ xq }}qb + {{ c * 4 + k }}i{{ xqe }}{% else %}0.0f{% endif %}{% endfor %});
@@ -121,7 +121,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {
             let j = j0 + s + {{ kk * splits }}i;
 {%- if score_lines %}
-            a{{ kk }} = kiln_score(a{{ kk }}, sb + min(j, {{ sk }} - 1i));
+            a{{ kk }} = kiln_score(a{{ kk }}, b, rr, min(j, {{ sk }} - 1i));
 {%- endif %}
             a{{ kk }} = select(neg_inf, a{{ kk }}, j < kend);
             bm = max(bm, a{{ kk }});

@@ -23,7 +23,7 @@ enable wgpu_cooperative_matrix;
 {%- endif %}
 {{ header }}
 {% if score_lines %}
-fn kiln_score(v: f32, i: i32) -> f32 {
+fn kiln_score(v: f32, at0: i32, at1: i32, at2: i32) -> f32 {
 {%- for line in score_lines %}
     {{ line }}
 {%- endfor %}
@@ -66,8 +66,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 {%- endfor %}
 {%- if score_lines %}
-    // The score row of this lane's query row.
-    let sb = (b * {{ sq }} + min(r0 + row, {{ sq }} - 1i)) * {{ sk }};
+    // The lane's query row within the batch, clamped (a coordinate of its scores).
+    let rr = min(r0 + row, {{ sq }} - 1i);
 {%- endif %}
 {%- if slices > 1 %}
     // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
@@ -152,7 +152,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- set i = 4 * g + k %}
         var x{{ i }} = s4_{{ g }}[{{ k }}];
 {%- if score_lines %}
-        x{{ i }} = kiln_score(x{{ i }}, sb + min(kb + {{ i }}i, {{ sk }} - 1i));
+        x{{ i }} = kiln_score(x{{ i }}, b, rr, min(kb + {{ i }}i, {{ sk }} - 1i));
 {%- endif %}
         x{{ i }} = select(neg_inf, x{{ i }}, kb + {{ i }}i < kend);
         pm = max(pm, x{{ i }});

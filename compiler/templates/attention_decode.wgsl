@@ -31,7 +31,7 @@
 var<workgroup> s_last: u32;
 {%- endif %}
 {% if score_lines %}
-fn kiln_score(v: f32, i: i32) -> f32 {
+fn kiln_score(v: f32, at0: i32, at1: i32, at2: i32) -> f32 {
 {%- for line in score_lines %}
     {{ line }}
 {%- endfor %}
@@ -190,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let jx = j0 + x;
             if (jx < k_end) {
 {%- if score_lines %}
-                s = kiln_score(s, (b * {{ sq }}i + r) * {{ sk }} + jx);
+                s = kiln_score(s, b, r, jx);
 {%- endif %}
             } else {
                 s = neg_inf;

@@ -22,7 +22,7 @@
 {%- endif %}
 {{ header }}
 {% if score_lines %}
-fn kiln_score(v: f32, i: i32) -> f32 {
+fn kiln_score(v: f32, at0: i32, at1: i32, at2: i32) -> f32 {
 {%- for line in score_lines %}
     {{ line }}
 {%- endfor %}
@@ -72,9 +72,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 {%- endfor %}
 {%- if score_lines %}
-    // The score rows of this thread's 4 query rows.
+    // The thread's 4 query rows within the batch, clamped (coordinates of their scores).
 {%- for i in range(end=4) %}
-    let sb{{ i }} = (b * {{ sq }} + min(r0 + 4i * tr + {{ i }}i, {{ sq }} - 1i)) * {{ sk }};
+    let rr{{ i }} = min(r0 + 4i * tr + {{ i }}i, {{ sq }} - 1i);
 {%- endfor %}
 {%- endif %}
     // Running maximum and sum of the thread's 4 rows (the maximum is the row's, the same in
@@ -173,7 +173,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for i in range(end=4) %}
 {%- if score_lines %}
 {%- for k in range(end=4) %}
-            a{{ kk }}_{{ i }}[{{ k }}] = kiln_score(a{{ kk }}_{{ i }}[{{ k }}], sb{{ i }} + min(j + {{ k }}i, {{ sk }} - 1i));
+            a{{ kk }}_{{ i }}[{{ k }}] = kiln_score(a{{ kk }}_{{ i }}[{{ k }}], b, rr{{ i }}, min(j + {{ k }}i, {{ sk }} - 1i));
 {%- endfor %}
 {%- endif %}
             a{{ kk }}_{{ i }} = select(vec4<f32>(neg_inf), a{{ kk }}_{{ i }}, live);

@@ -280,6 +280,12 @@ fn operand_at(
 /// Operand `i` of `draft` (logically a row-major tensor of `shape`) as an expression of its
 /// coordinates ([`Expr::Coord`]), simplified as [`operand_at`] says.
 fn operand_coords(draft: &KernelDraft, i: usize, shape: &[Dim]) -> Expr {
+    at_coords(draft.operand(i), shape)
+}
+
+/// Expression `e` of the linear index of a tensor of `shape`, rewritten over its coordinates
+/// (`Expr::Coord(a)`, each with its range): see [`operand_coords`].
+fn at_coords(e: Expr, shape: &[Dim]) -> Expr {
     use kiln_ir::BinaryOp;
     let strides = crate::lower::sym_strides(shape);
     let mut index: Option<Expr> = None;
@@ -306,7 +312,7 @@ fn operand_coords(draft: &KernelDraft, i: usize, shape: &[Dim]) -> Expr {
         });
     }
     let index = index.unwrap_or(Expr::Lit(0.0, DType::I32));
-    let e = draft.operand(i).rewrite(&mut |x| match x {
+    let e = e.rewrite(&mut |x| match x {
         Expr::Index => index.clone(),
         Expr::CoordOf { index, stride, dim } => crate::lower::affine::coord_of(*index, stride, dim),
         x => x,
@@ -343,9 +349,6 @@ fn coord_fn(
     let strides = crate::lower::sym_strides(shape);
     let names: Vec<String> = (0..shape.len()).map(|a| format!("at{a}")).collect();
     // The linear index too where a linear read of the operand's own index is left.
-    fn reads_linearly(e: &Expr) -> bool {
-        matches!(e, Expr::Read(..)) || e.children().into_iter().any(reads_linearly)
-    }
     let flat = reads_linearly(e).then(|| linear_index(&names, &strides, params));
     let mut w = index_writer(params, helpers, in_dtypes, "");
     w.coords = names.clone();
@@ -361,6 +364,40 @@ fn coord_fn(
     f.push_str(&format!("    return {v};\n}}"));
     fns.push(f);
     name.to_string()
+}
+
+/// Whether `e` still reads an input at the linear index (`Expr::Read`).
+fn reads_linearly(e: &Expr) -> bool {
+    matches!(e, Expr::Read(..)) || e.children().into_iter().any(reads_linearly)
+}
+
+/// The body of an attention kernel's `kiln_score(v: f32, at0: i32, at1: i32, at2: i32)`: the
+/// draft's score expression (its epilogue, whose core `v` is the score) at coordinates
+/// (batch, query row, key) of the score tensor `[batch, sq, sk]` rather than at its linear
+/// index, so a mask that takes the row and key apart costs no division per score. Empty
+/// without an epilogue.
+fn score_lines(
+    draft: &KernelDraft,
+    shape: &[Dim; 3],
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &Slots,
+) -> Vec<String> {
+    let Some(e) = &draft.epilogue else {
+        return Vec::new();
+    };
+    let e = at_coords(e.clone(), shape);
+    let names: Vec<String> = (0..3).map(|a| format!("at{a}")).collect();
+    let flat = reads_linearly(&e).then(|| linear_index(&names, &crate::lower::sym_strides(shape), params));
+    let mut w = index_writer(params, helpers, in_dtypes, "v");
+    w.coords = names;
+    if let Some(flat) = flat {
+        w.idx = flat;
+    }
+    let (v, _) = w.emit(&e);
+    let mut lines = std::mem::take(&mut w.lines);
+    lines.push(format!("return {v};"));
+    lines
 }
 
 /// A decode attention's K or V operand `e` (an expression of coordinates, the keys on axis
@@ -1662,14 +1699,13 @@ fn render_with_params(
                 ctx.insert(format!("x{name}_new"), &xn);
             }
             ctx.insert("fresh", &fresh);
-            let score_lines = match &draft.epilogue {
-                Some(e) => {
-                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
-                    lines.remove(0);
-                    lines
-                }
-                None => Vec::new(),
-            };
+            let score_lines = score_lines(
+                draft,
+                &[batch.clone(), sq.clone(), sk.clone()],
+                &mut params,
+                &mut helpers,
+                in_dtypes,
+            );
             ctx.insert("score_lines", &score_lines);
             // Split over keys, the last slice of each batch combines the slices where one
             // more storage buffer fits and the batches' counters fit their region of the
@@ -1759,14 +1795,13 @@ fn render_with_params(
             let (x, xe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
             ctx.insert("xq", &x);
             ctx.insert("xqe", &xe);
-            let score_lines = match &draft.epilogue {
-                Some(e) => {
-                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
-                    lines.remove(0);
-                    lines
-                }
-                None => Vec::new(),
-            };
+            let score_lines = score_lines(
+                draft,
+                &[batch.clone(), sq.clone(), sk.clone()],
+                &mut params,
+                &mut helpers,
+                in_dtypes,
+            );
             ctx.insert("score_lines", &score_lines);
             for (name, v) in [
                 ("wg", p.threads()),
@@ -1896,14 +1931,13 @@ fn render_with_params(
                 ctx.insert(*n, &x);
                 ctx.insert(format!("{n}e"), &xe);
             }
-            let score_lines = match &draft.epilogue {
-                Some(e) => {
-                    let mut lines = epilogue_lines(e, "i".into(), &mut params, &mut helpers, in_dtypes);
-                    lines.remove(0);
-                    lines
-                }
-                None => Vec::new(),
-            };
+            let score_lines = score_lines(
+                draft,
+                &[batch.clone(), sq.clone(), sk.clone()],
+                &mut params,
+                &mut helpers,
+                in_dtypes,
+            );
             ctx.insert("score_lines", &score_lines);
             if p.slices > 1 {
                 split_k = Some(render_attention_slices_combine(

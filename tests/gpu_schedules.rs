@@ -1627,8 +1627,24 @@ fn coop_attention_case(heads: usize, seq: usize, d: usize, causal: bool) {
         io_dtypes: BTreeMap::new(),
     };
     // The H200's profile where the adapter has its 48 KiB of workgroup memory (the default
-    // variant there), else `desktop` (lavapipe's 32 KiB).
+    // variant there), else `desktop` (lavapipe's 32 KiB), where no default variant fits and a
+    // record asks for 2 subgroups of 32-key blocks.
     let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
+    let tuning = (!big).then(|| {
+        let key = tuning_key(&KernelBody::Attention {
+            batch: Dim::product(&[Dim::c(1), Dim::c(heads as i64)]),
+            sq: Dim::c(seq as i64),
+            sk: Dim::c(seq as i64),
+            d,
+            dv: d,
+        });
+        let p = kiln::schedules::CoopAttentionParams {
+            subgroups: 2,
+            bk: 32,
+            slices: 1,
+        };
+        TuningDb::forcing(format!("coop {key}"), Schedule::CoopAttention(p))
+    });
     let opts = CompileOptions {
         opt_level: 3,
         target: if big {
@@ -1637,6 +1653,7 @@ fn coop_attention_case(heads: usize, seq: usize, d: usize, causal: bool) {
             DeviceLimits::desktop()
         },
         precision: kiln::compiler::Precision::F16,
+        tuning,
         ..Default::default()
     };
     let dir = tempfile::tempdir().unwrap();

@@ -538,37 +538,39 @@ fn coop_variant(
             if !base.param_values.iter().all(|v| v.as_const().is_some()) {
                 return Ok(None);
             }
-            kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target)
+            Some(kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target))
         }
         // Only the tiled quantized GEMM: few rows take the GEMV kind, which stays.
         (KernelBody::QGemm { .. }, Workload::QuantGemm { m, n, .. }, Schedule::Gemm(_)) => {
-            kiln_schedules::defaults::quant_coop_gemm(m, n, &opts.target)
+            Some(kiln_schedules::defaults::quant_coop_gemm(m, n, &opts.target))
         }
+        // No default where only the forms measured slower than the f32 kernel fit; a record
+        // may still ask for one.
         (KernelBody::Attention { .. }, _, Schedule::Attention(_)) => {
-            match kiln_schedules::defaults::coop_attention(base_slices, &opts.target) {
-                Some(s) => s,
-                None => return Ok(None),
-            }
+            kiln_schedules::defaults::coop_attention(base_slices, &opts.target)
         }
         _ => return Ok(None),
     };
+    let attention = matches!(d.body, KernelBody::Attention { .. });
     let key = format!("coop {}", tuning_key(&d.body));
-    let schedule = opts
+    let record = opts
         .tuning
         .as_ref()
         .and_then(|db| db.records.get(&key))
-        .and_then(|r| match (r.schedule, default) {
-            (s @ Schedule::CoopGemm(_), Schedule::CoopGemm(_)) => Some(s),
+        .and_then(|r| match r.schedule {
+            s @ Schedule::CoopGemm(_) if !attention => Some(s),
             // The base kernel's slices: its combine adds the variant's partial rows.
-            (Schedule::CoopAttention(p), Schedule::CoopAttention(_)) => {
+            Schedule::CoopAttention(p) if attention => {
                 Some(Schedule::CoopAttention(kiln_schedules::CoopAttentionParams {
                     slices: base_slices,
                     ..p
                 }))
             }
             _ => None,
-        })
-        .unwrap_or(default);
+        });
+    let Some(schedule) = record.or(default) else {
+        return Ok(None);
+    };
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
     let in_dtypes = input_slots(g, d, opts.quant_layout);
     match codegen::render_variant(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target, base) {

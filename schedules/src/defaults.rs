@@ -605,13 +605,16 @@ pub fn coop_attention_slices(batch: u64, sq: u64, limits: &DeviceLimits) -> u32 
 
 /// The cooperative-matrix attention for the f16 variant of a flash-attention kernel split
 /// over `slices` key slices (the base kernel's, whose combine adds the variant's partial
-/// rows): 4 subgroups (64 query rows) and blocks of 64 keys, else the first of smaller blocks
-/// and fewer subgroups that fits `limits`. Fewer threads stage the same block with more
-/// registers each: on the H200 at 1x12x512x64, unsplit, 4 subgroups took 0.035 ms with 64-key
-/// blocks and 0.037 with 32, 2 subgroups 0.042 with 32 and 0.074 with 64, 1 subgroup 0.28
-/// with 64 (docs/performance.md, twentieth session), so blocks of 64 keys are taken only with 4.
+/// rows): 4 subgroups (64 query rows) with blocks of 64 keys, else of 32, where they fit
+/// `limits`; elsewhere none (the f32 kernel alone). On the H200 at 1x12x512x64, unsplit, 4
+/// subgroups took 0.035 ms with 64-key blocks and 0.037 with 32, 2 subgroups 0.042 with 32
+/// and 0.074 with 64 (fewer threads stage a block with more registers each), 1 subgroup 0.28
+/// with 64; in SmolLM2's prefill (a causal mask, GQA groups, keys from the f16 cache; `desktop`
+/// target, 32 KiB) 2 subgroups of 32-key blocks took 178 and 343 µs per layer against 165 and
+/// 333 for the f32 per-row kernel (135M, 1.7B), so the smaller forms stay in the space only
+/// (docs/performance.md, twentieth session).
 pub fn coop_attention(slices: u32, limits: &DeviceLimits) -> Option<Schedule> {
-    [(4, 64), (4, 32), (2, 32), (2, 16), (1, 32), (1, 16)]
+    [(4, 64), (4, 32)]
         .into_iter()
         .map(|(subgroups, bk)| Schedule::CoopAttention(CoopAttentionParams { subgroups, bk, slices }))
         .find(|s| s.validate(limits).is_ok())

@@ -936,7 +936,8 @@ mod tests {
         let back: Schedule = ron::from_str(&ron::to_string(&p(2, 32, 4)).unwrap()).unwrap();
         assert_eq!(back, p(2, 32, 4));
         assert_eq!(defaults::coop_attention(1, &h), Some(p(4, 64, 1)));
-        assert_eq!(defaults::coop_attention(2, &DeviceLimits::desktop()), Some(p(2, 32, 2)));
+        // Fewer subgroups ran slower than the f32 kernel: none where 4 do not fit.
+        assert_eq!(defaults::coop_attention(2, &DeviceLimits::desktop()), None);
         for l in [h.clone(), DeviceLimits::desktop()] {
             assert!(!space::coop_attention(&l).is_empty());
             assert!(space::coop_attention(&l).iter().all(|s| s.validate(&l).is_ok()));

@@ -546,8 +546,8 @@ fn coop_variant(
         }
         // No default where only the forms measured slower than the f32 kernel fit; a record
         // may still ask for one.
-        (KernelBody::Attention { .. }, _, Schedule::Attention(_)) => {
-            kiln_schedules::defaults::coop_attention(base_slices, &opts.target)
+        (KernelBody::Attention { d: dq, dv, .. }, _, Schedule::Attention(_)) => {
+            kiln_schedules::defaults::coop_attention(base_slices, *dq as u32, *dv as u32, &opts.target)
         }
         _ => return Ok(None),
     };
@@ -604,12 +604,11 @@ fn coop_variant(
 /// can take is split over the key slices the variant prefers
 /// ([`kiln_schedules::defaults::coop_attention_slices`]): the variant keeps the base kernel's
 /// slices, whose combine adds its partial rows.
-fn f16_attention_default(w: &Workload, s: Schedule, opts: &CompileOptions) -> Schedule {
-    match (w, s) {
-        (Workload::Attention { batch, rows }, Schedule::Attention(p))
-            if opts.precision == Precision::F16
-                && p.is_tiled()
-                && kiln_schedules::defaults::coop_attention(1, &opts.target).is_some() =>
+fn f16_attention_default(body: &KernelBody, w: &Workload, s: Schedule, opts: &CompileOptions) -> Schedule {
+    let coop = |d: usize, dv: usize| kiln_schedules::defaults::coop_attention(1, d as u32, dv as u32, &opts.target);
+    match (body, w, s) {
+        (KernelBody::Attention { d, dv, .. }, Workload::Attention { batch, rows }, Schedule::Attention(p))
+            if opts.precision == Precision::F16 && p.is_tiled() && coop(*d, *dv).is_some() =>
         {
             let slices = kiln_schedules::defaults::coop_attention_slices(*batch, *rows, &opts.target);
             kiln_schedules::defaults::attention_sliced(*batch, *rows, slices, &opts.target)
@@ -786,7 +785,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             if source == kiln_schedules::select::Source::Default {
                 s = body_default(&d.body, s, &opts.target);
                 s = block_columns_default(&g, d, s, opts.quant_layout);
-                s = f16_attention_default(w, s, opts);
+                s = f16_attention_default(&d.body, w, s, opts);
             }
             log::debug!("schedule: {} ({w}): {s} [{source:?}]", d.label);
             (s, source)

@@ -612,12 +612,21 @@ pub fn coop_attention_slices(batch: u64, sq: u64, limits: &DeviceLimits) -> u32 
 /// with 64; in SmolLM2's prefill (a causal mask, GQA groups, keys from the f16 cache; `desktop`
 /// target, 32 KiB) 2 subgroups of 32-key blocks took 178 and 343 µs per layer against 165 and
 /// 333 for the f32 per-row kernel (135M, 1.7B), so the smaller forms stay in the space only
-/// (docs/performance.md, twentieth session).
-pub fn coop_attention(slices: u32, limits: &DeviceLimits) -> Option<Schedule> {
+/// (docs/performance.md, twentieth session). Workgroup memory is counted at head dims `d`
+/// and `dv`: at 48 KiB a head dim of 80 takes 32-key blocks, and one of 96 or more none. Head
+/// dims that are not whole fragments (multiples of 16) get none.
+pub fn coop_attention(slices: u32, d: u32, dv: u32, limits: &DeviceLimits) -> Option<Schedule> {
+    if !d.is_multiple_of(crate::COOP_FRAGMENT) || !dv.is_multiple_of(crate::COOP_FRAGMENT) {
+        return None;
+    }
     [(4, 64), (4, 32)]
         .into_iter()
-        .map(|(subgroups, bk)| Schedule::CoopAttention(CoopAttentionParams { subgroups, bk, slices }))
-        .find(|s| s.validate(limits).is_ok())
+        .map(|(subgroups, bk)| CoopAttentionParams { subgroups, bk, slices })
+        .find(|p| {
+            Schedule::CoopAttention(*p).validate(limits).is_ok()
+                && p.workgroup_bytes(d, dv) <= limits.max_compute_workgroup_storage_size
+        })
+        .map(Schedule::CoopAttention)
 }
 
 /// The per-row kernel's default (`tm` 1), for limits where the register-tiled kernel does not

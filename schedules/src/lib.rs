@@ -935,9 +935,12 @@ mod tests {
         assert_eq!(p(2, 32, 4).to_string(), "coop_attention(sg=2, bk=32, slices=4)");
         let back: Schedule = ron::from_str(&ron::to_string(&p(2, 32, 4)).unwrap()).unwrap();
         assert_eq!(back, p(2, 32, 4));
-        assert_eq!(defaults::coop_attention(1, &h), Some(p(4, 64, 1)));
+        assert_eq!(defaults::coop_attention(1, 64, 64, &h), Some(p(4, 64, 1)));
+        assert_eq!(defaults::coop_attention(1, 80, 80, &h), Some(p(4, 32, 1)));
+        assert_eq!(defaults::coop_attention(1, 128, 128, &h), None);
+        assert_eq!(defaults::coop_attention(1, 40, 40, &h), None);
         // Fewer subgroups ran slower than the f32 kernel: none where 4 do not fit.
-        assert_eq!(defaults::coop_attention(2, &DeviceLimits::desktop()), None);
+        assert_eq!(defaults::coop_attention(2, 64, 64, &DeviceLimits::desktop()), None);
         for l in [h.clone(), DeviceLimits::desktop()] {
             assert!(!space::coop_attention(&l).is_empty());
             assert!(space::coop_attention(&l).iter().all(|s| s.validate(&l).is_ok()));

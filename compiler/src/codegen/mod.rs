@@ -376,7 +376,7 @@ fn reads_linearly(e: &Expr) -> bool {
 /// (batch, query row, key) of the score tensor `[batch, sq, sk]` rather than at its linear
 /// index, so a mask that takes the row and key apart costs no division per score. Empty
 /// without an epilogue.
-fn score_lines(
+fn score_fn_lines(
     draft: &KernelDraft,
     shape: &[Dim; 3],
     params: &mut ParamSet,
@@ -1699,7 +1699,7 @@ fn render_with_params(
                 ctx.insert(format!("x{name}_new"), &xn);
             }
             ctx.insert("fresh", &fresh);
-            let score_lines = score_lines(
+            let score_lines = score_fn_lines(
                 draft,
                 &[batch.clone(), sq.clone(), sk.clone()],
                 &mut params,
@@ -1795,7 +1795,7 @@ fn render_with_params(
             let (x, xe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
             ctx.insert("xq", &x);
             ctx.insert("xqe", &xe);
-            let score_lines = score_lines(
+            let score_lines = score_fn_lines(
                 draft,
                 &[batch.clone(), sq.clone(), sk.clone()],
                 &mut params,
@@ -1931,7 +1931,7 @@ fn render_with_params(
                 ctx.insert(*n, &x);
                 ctx.insert(format!("{n}e"), &xe);
             }
-            let score_lines = score_lines(
+            let score_lines = score_fn_lines(
                 draft,
                 &[batch.clone(), sq.clone(), sk.clone()],
                 &mut params,

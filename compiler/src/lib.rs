@@ -583,7 +583,7 @@ fn coop_variant(
         }
         Ok(v) => {
             log::debug!(
-                "no f16 variant for {}: its parameters {:?} or grid {:?} do not match the kernel's {:?} / {:?}",
+                "no f16 variant for {}: its parameters {:?}, grid {:?} or partial rows do not match the kernel's ({:?}, {:?})",
                 d.label,
                 v.param_names,
                 v.grid,

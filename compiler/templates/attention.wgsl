@@ -1,3 +1,4 @@
+{% import "macros" as macros -%}
 // Kiln attention kernel: {{ label }}
 // schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ splits }}{% if slices > 1 %}, slices={{ slices }}{% endif %}): flash attention. A
 // workgroup of {{ wg }} threads per (batch, tile of {{ br }} query rows) walks the keys {{ bk }} at a
@@ -50,16 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // This thread's keys of a block: s, s + {{ splits }}, ...; their K and V rows.
     let ko = s * {{ ks }}i;
     let vo = {{ v_off }}i + s * {{ vs }}i;
-{%- if slices > 1 %}
-    // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
-    let slice = i32(wid.z);
-    let kchunk = (({{ sk }} + {{ slices - 1 }}i) / {{ slices }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
-    let kbeg = slice * kchunk;
-    let kend = min({{ sk }}, kbeg + kchunk);
-{%- else %}
-    let kbeg = 0i;
-    let kend = {{ sk }};
-{%- endif %}
+{{- macros::key_slice(sk=sk, slices=slices, bk=bk) }}
     for (var j0 = kbeg; j0 < kend; j0 += {{ bk }}i) {
         // K block: 4 channels of one key per thread and step.
         for (var e = i32(lid); e < {{ bk * d4 }}i; e += {{ wg }}i) {

@@ -1,3 +1,4 @@
+{% import "macros" as macros -%}
 enable f16;
 enable wgpu_cooperative_matrix;
 // Kiln attention kernel (cooperative matrices): {{ label }}
@@ -69,27 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // The lane's query row within the batch, clamped (a coordinate of its scores).
     let rr = min(r0 + row, {{ sq }} - 1i);
 {%- endif %}
-{%- if slices > 1 %}
-    // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
-    let slice = i32(wid.z);
-    let kchunk = (({{ sk }} + {{ slices - 1 }}i) / {{ slices }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
-    let kbeg = slice * kchunk;
-    let kend = min({{ sk }}, kbeg + kchunk);
-{%- else %}
-    let kbeg = 0i;
-    let kend = {{ sk }};
-{%- endif %}
-    // This thread's share of the K and V blocks: fixed coordinates, a register each.
-{%- for line in stage_setup %}
-    {{ line }}
-{%- endfor %}
-    // The first block's loads, in flight with the query block's.
-    {
-        let jn = kbeg;
-{%- for line in stage_load %}
-        {{ line }}
-{%- endfor %}
-    }
+{{- macros::key_slice(sk=sk, slices=slices, bk=bk) }}
+{{- macros::stage_first_block(setup=stage_setup, load=stage_load) }}
 {%- for it in range(end=nq) %}
 {%- if (it + 1) * wg > br * d4 %}
     if (qe{{ it }} < {{ br * d4 }}i) {

@@ -1,3 +1,4 @@
+{% import "macros" as macros -%}
 // Kiln attention kernel: {{ label }}
 // schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ tc }}{% if slices > 1 %}, slices={{ slices }}{% endif %}, tm=4{% if pbuf %}, pbuf{% endif %}{% if sg %}, sg{% endif %}): register-tiled
 // flash attention. A workgroup of {{ wg }} threads per (batch, tile of {{ br }} query rows) stages the
@@ -91,27 +92,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kq{{ kk }} = tc + {{ kk * tc }}i;
     let ps{{ kk }} = tr ^ (kq{{ kk }} & {{ psw }}i);
 {%- endfor %}
-{%- if slices > 1 %}
-    // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
-    let slice = i32(wid.z);
-    let kchunk = (({{ sk }} + {{ slices - 1 }}i) / {{ slices }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
-    let kbeg = slice * kchunk;
-    let kend = min({{ sk }}, kbeg + kchunk);
-{%- else %}
-    let kbeg = 0i;
-    let kend = {{ sk }};
-{%- endif %}
-    // This thread's share of the K and V blocks: fixed coordinates, a register each.
-{%- for line in stage_setup %}
-    {{ line }}
-{%- endfor %}
-    // The first block's loads, in flight with the query block's.
-    {
-        let jn = kbeg;
-{%- for line in stage_load %}
-        {{ line }}
-{%- endfor %}
-    }
+{{- macros::key_slice(sk=sk, slices=slices, bk=bk) }}
+{{- macros::stage_first_block(setup=stage_setup, load=stage_load) }}
 {%- for it in range(end=nq) %}
 {%- if (it + 1) * wg > d * br4 %}
     if (qe{{ it }} < {{ d * br4 }}i) {

@@ -17,6 +17,38 @@ fn {{ name }}(lid: u32, x: f32) -> f32 {
 }
 {%- endmacro workgroup_reduce %}
 
+{#- A flash-attention workgroup's keys, [kbeg, kend): with `slices` > 1, workgroup z walks one
+    contiguous run of whole `bk`-key blocks of the `sk` keys; else all of them. -#}
+{% macro key_slice(sk, slices, bk) %}
+{%- if slices > 1 %}
+    // This workgroup's slice of the keys, in whole blocks: [kbeg, kend).
+    let slice = i32(wid.z);
+    let kchunk = (({{ sk }} + {{ slices - 1 }}i) / {{ slices }}i + {{ bk - 1 }}i) / {{ bk }}i * {{ bk }}i;
+    let kbeg = slice * kchunk;
+    let kend = min({{ sk }}, kbeg + kchunk);
+{%- else %}
+    let kbeg = 0i;
+    let kend = {{ sk }};
+{%- endif %}
+{%- endmacro key_slice %}
+
+{#- The K and V staging of the register-tiled and cooperative-matrix flash attention
+    (`codegen::TiledStaging`): each thread's coordinates and registers (`setup` lines), then the
+    loads of the first block from `kbeg` (`load` lines). -#}
+{% macro stage_first_block(setup, load) %}
+    // This thread's share of the K and V blocks: fixed coordinates, a register each.
+{%- for line in setup %}
+    {{ line }}
+{%- endfor %}
+    // The first block's loads, in flight with the query block's.
+    {
+        let jn = kbeg;
+{%- for line in load %}
+        {{ line }}
+{%- endfor %}
+    }
+{%- endmacro stage_first_block %}
+
 {#- Combines a decode attention's `splits` key slices for one output element: with each
     slice's maximum, sum and weighted value in `{m}{s}`, `{l}{s}`, `{o}{s}` and `neg_inf` in
     scope, leaves `o` and `l` rescaled to the slices' common maximum (a slice whose keys were

@@ -371,33 +371,35 @@ fn reads_linearly(e: &Expr) -> bool {
     matches!(e, Expr::Read(..)) || e.children().into_iter().any(reads_linearly)
 }
 
-/// The body of an attention kernel's `kiln_score(v: f32, at0: i32, at1: i32, at2: i32)`: the
-/// draft's score expression (its epilogue, whose core `v` is the score) at coordinates
-/// (batch, query row, key) of the score tensor `[batch, sq, sk]` rather than at its linear
-/// index, so a mask that takes the row and key apart costs no division per score. Empty
+/// Inserts `score_lines`, the body of an attention kernel's `kiln_score(v: f32, at0: i32, at1:
+/// i32, at2: i32)`: the draft's score expression (its epilogue, whose core `v` is the score) at
+/// coordinates (batch, query row, key) of the score tensor `[batch, sq, sk]` rather than at its
+/// linear index, so a mask that takes the row and key apart costs no division per score. Empty
 /// without an epilogue.
-fn score_fn_lines(
+fn insert_score_fn(
+    ctx: &mut tera::Context,
     draft: &KernelDraft,
-    shape: &[Dim; 3],
+    [batch, sq, sk]: [&Dim; 3],
     params: &mut ParamSet,
     helpers: &mut BTreeSet<&'static str>,
     in_dtypes: &Slots,
-) -> Vec<String> {
-    let Some(e) = &draft.epilogue else {
-        return Vec::new();
-    };
-    let e = at_coords(e.clone(), shape);
-    let names: Vec<String> = (0..3).map(|a| format!("at{a}")).collect();
-    let flat = reads_linearly(&e).then(|| linear_index(&names, &crate::lower::sym_strides(shape), params));
-    let mut w = index_writer(params, helpers, in_dtypes, "v");
-    w.coords = names;
-    if let Some(flat) = flat {
-        w.idx = flat;
+) {
+    let mut lines = Vec::new();
+    if let Some(e) = &draft.epilogue {
+        let shape = [batch.clone(), sq.clone(), sk.clone()];
+        let e = at_coords(e.clone(), &shape);
+        let names: Vec<String> = (0..3).map(|a| format!("at{a}")).collect();
+        let flat = reads_linearly(&e).then(|| linear_index(&names, &crate::lower::sym_strides(&shape), params));
+        let mut w = index_writer(params, helpers, in_dtypes, "v");
+        w.coords = names;
+        if let Some(flat) = flat {
+            w.idx = flat;
+        }
+        let (v, _) = w.emit(&e);
+        lines = std::mem::take(&mut w.lines);
+        lines.push(format!("return {v};"));
     }
-    let (v, _) = w.emit(&e);
-    let mut lines = std::mem::take(&mut w.lines);
-    lines.push(format!("return {v};"));
-    lines
+    ctx.insert("score_lines", &lines);
 }
 
 /// A decode attention's K or V operand `e` (an expression of coordinates, the keys on axis
@@ -1699,14 +1701,7 @@ fn render_with_params(
                 ctx.insert(format!("x{name}_new"), &xn);
             }
             ctx.insert("fresh", &fresh);
-            let score_lines = score_fn_lines(
-                draft,
-                &[batch.clone(), sq.clone(), sk.clone()],
-                &mut params,
-                &mut helpers,
-                in_dtypes,
-            );
-            ctx.insert("score_lines", &score_lines);
+            insert_score_fn(&mut ctx, draft, [batch, sq, sk], &mut params, &mut helpers, in_dtypes);
             // Split over keys, the last slice of each batch combines the slices where one
             // more storage buffer fits and the batches' counters fit their region of the
             // scratch buffer; else a combine dispatch follows.
@@ -1768,15 +1763,6 @@ fn render_with_params(
             let (ks, vs) = ((p.bk + COOP_PAD) / 4, (dv + COOP_PAD) / 4);
             let ps = (p.bk.max(d) + COOP_PAD) / 4;
             let ss = p.bk.max(dv) + COOP_PAD_F32;
-            let bsk = [batch.clone(), Dim::c(d as i64), sk.clone()];
-            let bsv = [batch.clone(), sk.clone(), Dim::c(dv as i64)];
-            let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
-            let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
-            let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
-            // Parameters in the order the flash-attention kernel declares them: a variant binds
-            // the base kernel's parameter values.
-            let sk_s = params.dim(sk, "sk");
-            ctx.insert("sq", &params.divisor(sq, "sq"));
             let stage = TiledStaging {
                 threads: p.threads(),
                 d,
@@ -1784,25 +1770,23 @@ fn render_with_params(
                 bk: p.bk,
                 dvs: dv / 4,
                 ksw: 0,
-                k_keys_fast: k_direct,
+                k_keys_fast: false,
                 coop_rows: Some((ks, vs)),
             };
-            let (setup, load, kstore, vstore) = stage.lines(&xk, &xv, &sk_s);
-            ctx.insert("stage_setup", &setup);
-            ctx.insert("stage_load", &load);
-            ctx.insert("stage_kstore", &kstore);
-            ctx.insert("stage_vstore", &vstore);
-            let (x, xe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
-            ctx.insert("xq", &x);
-            ctx.insert("xqe", &xe);
-            let score_lines = score_fn_lines(
+            let sk_s = stage.insert(
+                &mut ctx,
                 draft,
-                &[batch.clone(), sq.clone(), sk.clone()],
+                [batch, sk],
                 &mut params,
                 &mut helpers,
                 in_dtypes,
+                &mut fns,
             );
-            ctx.insert("score_lines", &score_lines);
+            ctx.insert("sq", &params.divisor(sq, "sq"));
+            let (x, xe) = operand_access(draft, 0, &mut params, &mut helpers, in_dtypes, &mut fns);
+            ctx.insert("xq", &x);
+            ctx.insert("xqe", &xe);
+            insert_score_fn(&mut ctx, draft, [batch, sq, sk], &mut params, &mut helpers, in_dtypes);
             for (name, v) in [
                 ("wg", p.threads()),
                 ("subgroups", p.subgroups),
@@ -1869,14 +1853,7 @@ fn render_with_params(
                 ctx.insert("psw", &psw);
                 ctx.insert("kswz", &(0..*d as u32).map(|c| c & ksw).collect::<Vec<_>>());
                 ctx.insert("pswz", &(0..p.bk).map(|j| (j / 4) & psw).collect::<Vec<_>>());
-                // K and V read at coordinates (no division per element): [batch, d, sk] and
-                // [batch, sk, dv].
-                let bsk = [batch.clone(), Dim::c(*d as i64), sk.clone()];
-                let bsv = [batch.clone(), sk.clone(), Dim::c(*dv as i64)];
-                let xk = operand_at(draft, 1, &bsk, &mut params, &mut helpers, in_dtypes, &mut fns);
-                let xv = operand_at(draft, 2, &bsv, &mut params, &mut helpers, in_dtypes, &mut fns);
-                let k_direct = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
-                let sk_s = params.dim(sk, "sk");
+                // K and V read at coordinates (no division per element).
                 let stage = TiledStaging {
                     threads: p.threads(),
                     d: *d as u32,
@@ -1884,14 +1861,18 @@ fn render_with_params(
                     bk: p.bk,
                     dvs: og * p.splits,
                     ksw,
-                    k_keys_fast: k_direct,
+                    k_keys_fast: false,
                     coop_rows: None,
                 };
-                let (setup, load, kstore, vstore) = stage.lines(&xk, &xv, &sk_s);
-                ctx.insert("stage_setup", &setup);
-                ctx.insert("stage_load", &load);
-                ctx.insert("stage_kstore", &kstore);
-                ctx.insert("stage_vstore", &vstore);
+                stage.insert(
+                    &mut ctx,
+                    draft,
+                    [batch, sk],
+                    &mut params,
+                    &mut helpers,
+                    in_dtypes,
+                    &mut fns,
+                );
                 // The query block's staging steps, all loaded before the first store.
                 ctx.insert("nq", &((*d as u32) * br4).div_ceil(p.threads()));
                 // The probabilities in their own block, or over the key block.
@@ -1931,14 +1912,7 @@ fn render_with_params(
                 ctx.insert(*n, &x);
                 ctx.insert(format!("{n}e"), &xe);
             }
-            let score_lines = score_fn_lines(
-                draft,
-                &[batch.clone(), sq.clone(), sk.clone()],
-                &mut params,
-                &mut helpers,
-                in_dtypes,
-            );
-            ctx.insert("score_lines", &score_lines);
+            insert_score_fn(&mut ctx, draft, [batch, sq, sk], &mut params, &mut helpers, in_dtypes);
             if p.slices > 1 {
                 split_k = Some(render_attention_slices_combine(
                     draft,
@@ -2892,6 +2866,36 @@ struct TiledStaging {
 }
 
 impl TiledStaging {
+    /// Reads K^T (`[batch, d, sk]`) and V (`[batch, sk, dv]`) of `draft` at coordinates,
+    /// registers the key count `sk` (after the operands' parameters, as both kernels declare
+    /// them) and inserts the staging lines ([`Self::lines`]) as `stage_setup`, `stage_load`,
+    /// `stage_kstore` and `stage_vstore`. `k_keys_fast` is set from how K is read. Returns the
+    /// key count's WGSL expression.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        mut self,
+        ctx: &mut tera::Context,
+        draft: &KernelDraft,
+        [batch, sk]: [&Dim; 2],
+        params: &mut ParamSet,
+        helpers: &mut BTreeSet<&'static str>,
+        in_dtypes: &Slots,
+        fns: &mut Vec<String>,
+    ) -> String {
+        let bsk = [batch.clone(), Dim::c(self.d as i64), sk.clone()];
+        let bsv = [batch.clone(), sk.clone(), Dim::c(self.dv as i64)];
+        let xk = operand_at(draft, 1, &bsk, params, helpers, in_dtypes, fns);
+        let xv = operand_at(draft, 2, &bsv, params, helpers, in_dtypes, fns);
+        self.k_keys_fast = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
+        let sk_s = params.dim(sk, "sk");
+        let (setup, load, kstore, vstore) = self.lines(&xk, &xv, &sk_s);
+        ctx.insert("stage_setup", &setup);
+        ctx.insert("stage_load", &load);
+        ctx.insert("stage_kstore", &kstore);
+        ctx.insert("stage_vstore", &vstore);
+        sk_s
+    }
+
     /// (setup, load, K store, V store) lines: the thread's coordinates and registers; the
     /// loads of the block starting at key `jn` into the registers; their stores into `kp` and
     /// into `vs`. `xk` and `xv` read K^T and V at coordinates (`operand_at`), `sk` is the key

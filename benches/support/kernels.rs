@@ -4,11 +4,24 @@
 use kiln::runtime::wgpu;
 
 /// The compute pipeline of `src`'s `main` (layout derived from the module).
+#[allow(dead_code)]
 pub fn pipeline(device: &wgpu::Device, src: &str) -> wgpu::ComputePipeline {
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+    pipeline_with_checks(device, src, true)
+}
+
+/// Like [`pipeline`], with wgpu's runtime checks (index clamps, loop bounds, division guards)
+/// left out when `checks` is false: only for kernels that stay in bounds and finish their loops.
+pub fn pipeline_with_checks(device: &wgpu::Device, src: &str, checks: bool) -> wgpu::ComputePipeline {
+    let desc = wgpu::ShaderModuleDescriptor {
         label: None,
         source: wgpu::ShaderSource::Wgsl(src.into()),
-    });
+    };
+    let module = if checks {
+        device.create_shader_module(desc)
+    } else {
+        // SAFETY: the caller vouches for the kernel (see above).
+        unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+    };
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: None,
         layout: None,

@@ -1711,3 +1711,93 @@ fn coop_attention_case(heads: usize, seq: usize, d: usize, causal: bool) {
         "{heads}x{seq}x{d} causal={causal} ({ran}): max |error| {err:e}"
     );
 }
+
+/// `--precision f16` gives a GEMM a cooperative-matrix variant. Where the adapter runs it (the
+/// H200: this test is run there with the test binary carried) it must run and match an f64
+/// product of the f16-rounded operands; elsewhere (lavapipe) the f32 kernel runs and must match
+/// the f64 product of the f32 operands. Shapes: whole blocks and K-steps (fragments stored straight to C, operand
+/// loads without bounds checks), the same with a bias epilogue (through the scratch fragment),
+/// and partial blocks and a partial K-step (bounds-checked loads and stores).
+///
+/// Tolerance: max |error| < 1e-3. Each output sums at most 160 products of f16 values in
+/// [-1, 1] in f32 (rounding well under 1e-5); a wrong fragment, row or K-step is off by O(0.1).
+#[test]
+fn coop_gemm_variant_matches_the_reference() {
+    for (m, k, n, bias) in [
+        (256, 128, 256, false),
+        (256, 128, 256, true),
+        (200, 100, 136, true),
+        (72, 160, 40, false),
+    ] {
+        coop_gemm_case(m, k, n, bias);
+    }
+}
+
+fn coop_gemm_case(m: usize, k: usize, n: usize, bias: bool) {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, &[m, k]));
+    let wt = Tensor::f32(vec![k, n], values(k * n, 41));
+    let w = g.add_const("w", wt.clone());
+    let mut y = g.add("mm", Op::MatMul, &[x, w]).unwrap();
+    let bt = Tensor::f32(vec![n], values(n, 42));
+    if bias {
+        let b = g.add_const("bias", bt.clone());
+        y = g.add("add", Op::Binary(BinaryOp::Add), &[y, b]).unwrap();
+    }
+    g.add_output("y", y);
+    let model = Model {
+        name: "gemm".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
+    let opts = CompileOptions {
+        target: if big {
+            DeviceLimits::h200()
+        } else {
+            DeviceLimits::desktop()
+        },
+        precision: kiln::compiler::Precision::F16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let man = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    let k0 = &man.kernels[0];
+    assert!(k0.variants[0].schedule.starts_with("coop_gemm("), "{k0:?}");
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let runtime = shared_runtime();
+    let coop = runtime.variant_unsupported(&k0.variants[0].requires).is_none();
+    assert_eq!(runtime.choose_variants(bundle.manifest())[0] == Some(0), coop);
+    let mut sess = session(&bundle);
+    let xt = Tensor::f32(vec![m, k], values(m * k, 43));
+    let host = HashMap::from([("x".to_string(), to_host(&xt, kiln::abi::ElemType::F32))]);
+    let out: HashMap<_, _> = sess.run("run", &host).unwrap().into_iter().collect();
+    let got = out["y"].to_f32();
+    // The variant rounds both operands to f16; the f32 kernel does not.
+    let h = |t: &Tensor| -> Vec<f64> {
+        let v = t.to_f64();
+        if coop {
+            v.iter().map(|x| half::f16::from_f64(*x).to_f64()).collect()
+        } else {
+            v
+        }
+    };
+    let (xv, wv, bv) = (h(&xt), h(&wt), bt.to_f64());
+    let mut err = 0f64;
+    for i in 0..m {
+        for j in 0..n {
+            let mut want: f64 = (0..k).map(|l| xv[i * k + l] * wv[l * n + j]).sum();
+            if bias {
+                want += bv[j];
+            }
+            err = err.max((f64::from(got[i * n + j]) - want).abs());
+        }
+    }
+    let ran = if coop {
+        format!("cooperative-matrix variant {}", k0.variants[0].schedule)
+    } else {
+        "f32 kernel (no cooperative matrices here)".to_string()
+    };
+    eprintln!("coop gemm {m}x{k}x{n} bias={bias}: {ran}, max |err| {err:.2e}");
+    assert!(err < 1e-3, "{m}x{k}x{n} bias={bias} ({ran}): max |error| {err:e}");
+}

@@ -16,23 +16,31 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 }
 {% endif %}
 // vec4 number e of the A block ({{ bm }} x {{ bk }}, 4 consecutive k per vec4) at K-step k0.
-fn kiln_load_a(e: i32, k0: i32, m0: i32, a_off: i32) -> vec4<f32> {
-    let gm = m0 + e / {{ bk4 }}i;
-    let gk = k0 + (e % {{ bk4 }}i) * 4i;
+fn kiln_load_a(e: u32, k0: i32, m0: i32, a_off: i32) -> vec4<f32> {
+    let gm = m0 + i32(e / {{ bk4 }}u);
+    let gk = k0 + i32(e % {{ bk4 }}u) * 4i;
+{%- if whole_loads %}
+    return {{ a_vec_u }}a_off + gm * {{ k }} + gk{{ a_vec_u_e }};
+{%- else %}
     if (gm < {{ m }} && gk < {{ k }}) {
-        return {{ a_vec }}a_off + gm * {{ k }} + gk{{ a_vec_e }};
+        return {{ a_vec_u }}a_off + gm * {{ k }} + gk{{ a_vec_u_e }};
     }
     return vec4<f32>(0.0);
+{%- endif %}
 }
 
 // vec4 number e of the B block ({{ bk }} x {{ bn }}, 4 consecutive n per vec4) at K-step k0.
-fn kiln_load_b(e: i32, k0: i32, n0: i32, b_off: i32) -> vec4<f32> {
-    let gk = k0 + e / {{ bn4 }}i;
-    let gn = n0 + (e % {{ bn4 }}i) * 4i;
+fn kiln_load_b(e: u32, k0: i32, n0: i32, b_off: i32) -> vec4<f32> {
+    let gk = k0 + i32(e / {{ bn4 }}u);
+    let gn = n0 + i32(e % {{ bn4 }}u) * 4i;
+{%- if whole_loads %}
+    return {{ b_vec_u }}b_off + gk * {{ n }} + gn{{ b_vec_u_e }};
+{%- else %}
     if (gk < {{ k }} && gn < {{ n }}) {
-        return {{ b_vec }}b_off + gk * {{ n }} + gn{{ b_vec_e }};
+        return {{ b_vec_u }}b_off + gk * {{ n }} + gn{{ b_vec_u_e }};
     }
     return vec4<f32>(0.0);
+{%- endif %}
 }
 
 {%- if db %}
@@ -69,86 +77,98 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc_{{ i }}_{{ j }} = coop_mat16x16<f32, C>();
 {%- endfor %}{% endfor %}
 {%- for t in range(end=a_loads) %}
-    var pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, 0i, m0, a_off);
+    var pa{{ t }} = kiln_load_a(lid + {{ t * threads }}u, 0i, m0, a_off);
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-    var pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, 0i, n0, b_off);
+    var pb{{ t }} = kiln_load_b(lid + {{ t * threads }}u, 0i, n0, b_off);
 {%- endfor %}
 {%- if db %}
-    // Stage offsets (in vec4s) of the stage this K-step reads; the other one is being filled.
-    var sa = 0u;
-    var sb = 0u;
+    // Step 0's operands go to stage 0 and step 1's loads are issued before the loop.
 {%- for t in range(end=a_loads) %}
-    a_sh[((i32(lid) + {{ t * threads }}i) / {{ bk4 }}i) * {{ a_row_s }}i + (i32(lid) + {{ t * threads }}i) % {{ bk4 }}i] = vec4<f16>(pa{{ t }});
+    a_sh[((lid + {{ t * threads }}u) / {{ bk4 }}u) * {{ a_row_s }}u + (lid + {{ t * threads }}u) % {{ bk4 }}u] = vec4<f16>(pa{{ t }});
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-    b_sh[((i32(lid) + {{ t * threads }}i) / {{ bn4 }}i) * {{ b_row_s }}i + (i32(lid) + {{ t * threads }}i) % {{ bn4 }}i] = vec4<f16>(pb{{ t }});
+    b_sh[((lid + {{ t * threads }}u) / {{ bn4 }}u) * {{ b_row_s }}u + (lid + {{ t * threads }}u) % {{ bn4 }}u] = vec4<f16>(pb{{ t }});
 {%- endfor %}
     if ({{ bk }}i < {{ k }}) {
 {%- for t in range(end=a_loads) %}
-        pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, {{ bk }}i, m0, a_off);
+        pa{{ t }} = kiln_load_a(lid + {{ t * threads }}u, {{ bk }}i, m0, a_off);
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-        pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, {{ bk }}i, n0, b_off);
+        pb{{ t }} = kiln_load_b(lid + {{ t * threads }}u, {{ bk }}i, n0, b_off);
 {%- endfor %}
     }
     workgroupBarrier();
+    // Two K-steps per iteration, one per stage, so every stage offset is a constant: a step
+    // multiplies from its stage while the next step's operands (in registers) are stored into
+    // the other one and the loads of the step after are issued; one barrier per step (the
+    // stage a step fills was last read before the previous barrier).
+    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ 2 * bk }}i) {
+{%- else %}
     for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
-        // The next step's operands (in registers) go to the other stage and the loads of the
-        // step after are issued, while this step multiplies.
-        if (k0 + {{ bk }}i < {{ k }}) {
-            let na = i32({{ a_len_s }}u - sa);
-            let nb = i32({{ b_len_s }}u - sb);
+{%- endif %}
+{%- for half in halves %}
+{%- set ra = half * a_len_s %}
+{%- set rb = half * b_len_s %}
+{%- set wa = (1 - half) * a_len_s %}
+{%- set wb = (1 - half) * b_len_s %}
+{%- if half == 1 %}
+        // An odd number of steps ends after the first half.
+        if (k0 + {{ bk }}i >= {{ k }}) {
+            break;
+        }
+{%- endif %}
+{%- if db %}
+        if (k0 + {{ (half + 1) * bk }}i < {{ k }}) {
 {%- for t in range(end=a_loads) %}
             {
-                let e = i32(lid) + {{ t * threads }}i;
-                a_sh[na + (e / {{ bk4 }}i) * {{ a_row_s }}i + e % {{ bk4 }}i] = vec4<f16>(pa{{ t }});
+                let e = lid + {{ t * threads }}u;
+                a_sh[{{ wa }}u + (e / {{ bk4 }}u) * {{ a_row_s }}u + e % {{ bk4 }}u] = vec4<f16>(pa{{ t }});
             }
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
             {
-                let e = i32(lid) + {{ t * threads }}i;
-                b_sh[nb + (e / {{ bn4 }}i) * {{ b_row_s }}i + e % {{ bn4 }}i] = vec4<f16>(pb{{ t }});
+                let e = lid + {{ t * threads }}u;
+                b_sh[{{ wb }}u + (e / {{ bn4 }}u) * {{ b_row_s }}u + e % {{ bn4 }}u] = vec4<f16>(pb{{ t }});
             }
 {%- endfor %}
-            if (k0 + {{ 2 * bk }}i < {{ k }}) {
+            if (k0 + {{ (half + 2) * bk }}i < {{ k }}) {
 {%- for t in range(end=a_loads) %}
-                pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, k0 + {{ 2 * bk }}i, m0, a_off);
+                pa{{ t }} = kiln_load_a(lid + {{ t * threads }}u, k0 + {{ (half + 2) * bk }}i, m0, a_off);
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-                pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, k0 + {{ 2 * bk }}i, n0, b_off);
+                pb{{ t }} = kiln_load_b(lid + {{ t * threads }}u, k0 + {{ (half + 2) * bk }}i, n0, b_off);
 {%- endfor %}
             }
         }
 {%- else %}
-    for (var k0 = 0i; k0 < {{ k }}; k0 += {{ bk }}i) {
 {%- for t in range(end=a_loads) %}
         {
-            let e = i32(lid) + {{ t * threads }}i;
+            let e = lid + {{ t * threads }}u;
 {%- if vec_stage %}
-            a_sh[(e / {{ bk4 }}i) * {{ a_row_s }}i + e % {{ bk4 }}i] = vec4<f16>(pa{{ t }});
+            a_sh[(e / {{ bk4 }}u) * {{ a_row_s }}u + e % {{ bk4 }}u] = vec4<f16>(pa{{ t }});
 {%- else %}
-            let o = (e / {{ bk4 }}i) * {{ a_row }}i + (e % {{ bk4 }}i) * 4i;
+            let o = (e / {{ bk4 }}u) * {{ a_row }}u + (e % {{ bk4 }}u) * 4u;
             let h = vec4<f16>(pa{{ t }});
             a_sh[o] = h.x;
-            a_sh[o + 1i] = h.y;
-            a_sh[o + 2i] = h.z;
-            a_sh[o + 3i] = h.w;
+            a_sh[o + 1u] = h.y;
+            a_sh[o + 2u] = h.z;
+            a_sh[o + 3u] = h.w;
 {%- endif %}
         }
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
         {
-            let e = i32(lid) + {{ t * threads }}i;
+            let e = lid + {{ t * threads }}u;
 {%- if vec_stage %}
-            b_sh[(e / {{ bn4 }}i) * {{ b_row_s }}i + e % {{ bn4 }}i] = vec4<f16>(pb{{ t }});
+            b_sh[(e / {{ bn4 }}u) * {{ b_row_s }}u + e % {{ bn4 }}u] = vec4<f16>(pb{{ t }});
 {%- else %}
-            let o = (e / {{ bn4 }}i) * {{ b_row }}i + (e % {{ bn4 }}i) * 4i;
+            let o = (e / {{ bn4 }}u) * {{ b_row }}u + (e % {{ bn4 }}u) * 4u;
             let h = vec4<f16>(pb{{ t }});
             b_sh[o] = h.x;
-            b_sh[o + 1i] = h.y;
-            b_sh[o + 2i] = h.z;
-            b_sh[o + 3i] = h.w;
+            b_sh[o + 1u] = h.y;
+            b_sh[o + 2u] = h.z;
+            b_sh[o + 3u] = h.w;
 {%- endif %}
         }
 {%- endfor %}
@@ -156,20 +176,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         // The next step's operands go to registers while this step multiplies.
         if (k0 + {{ bk }}i < {{ k }}) {
 {%- for t in range(end=a_loads) %}
-            pa{{ t }} = kiln_load_a(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, m0, a_off);
+            pa{{ t }} = kiln_load_a(lid + {{ t * threads }}u, k0 + {{ bk }}i, m0, a_off);
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-            pb{{ t }} = kiln_load_b(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, n0, b_off);
+            pb{{ t }} = kiln_load_b(lid + {{ t * threads }}u, k0 + {{ bk }}i, n0, b_off);
 {%- endfor %}
         }
 {%- endif %}
 {%- for kk in ksteps %}
         {
 {%- for i in range(end=fm) %}
-            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[{% if db %}sa + {% endif %}((sg_m + {{ i * 16 }}u) * {{ a_row }}u + {{ kk }}u){% if vec_stage %} / 4u{% endif %}], {{ a_row_s }}u);
+            let a{{ i }} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[{% if db %}{{ ra }}u + {% endif %}((sg_m + {{ i * 16 }}u) * {{ a_row }}u + {{ kk }}u){% if vec_stage %} / 4u{% endif %}], {{ a_row_s }}u);
 {%- endfor %}
 {%- for j in range(end=fn) %}
-            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[{% if db %}sb + {% endif %}({{ kk * b_row }}u + sg_n + {{ j * 16 }}u){% if vec_stage %} / 4u{% endif %}], {{ b_row_s }}u);
+            let b{{ j }} = coopLoadT<coop_mat16x16<f16, B>>(&b_sh[{% if db %}{{ rb }}u + {% endif %}({{ kk * b_row }}u + sg_n + {{ j * 16 }}u){% if vec_stage %} / 4u{% endif %}], {{ b_row_s }}u);
 {%- endfor %}
 {%- for i in range(end=fm) %}{% for j in range(end=fn) %}
             acc_{{ i }}_{{ j }} = coopMultiplyAdd(a{{ i }}, b{{ j }}, acc_{{ i }}_{{ j }});
@@ -177,10 +197,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
 {%- endfor %}
         workgroupBarrier();
-{%- if db %}
-        sa = {{ a_len_s }}u - sa;
-        sb = {{ b_len_s }}u - sb;
-{%- endif %}
+{%- endfor %}
     }
 {%- if direct_store %}
     // Whole blocks and no epilogue: fragments go straight to C.

@@ -657,6 +657,14 @@ fn vec_operand_loads(
 ) {
     for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
         let (slot, index) = op.expect("both operands are vec4-readable");
+        // The unsigned form (`{name}_u`): the element index is never negative, and an unsigned
+        // division by 4 is one shift where a signed one needs a sign fix-up.
+        let (open_u, close_u) = match index {
+            None => (format!("in{slot}[u32("), ") / 4u]".to_string()),
+            Some(_) => (format!("kiln_x{i}_v4("), ")".to_string()),
+        };
+        ctx.insert(format!("{name}_u"), &open_u);
+        ctx.insert(format!("{name}_u_e"), &close_u);
         let (open, close) = match index {
             None => (format!("in{slot}[("), ") / 4i]".to_string()),
             Some(ix) => {
@@ -753,6 +761,9 @@ fn coop_gemm_context(
     let unit = if p.vec_stage { 4 } else { 1 };
     ctx.insert("vec_stage", &p.vec_stage);
     ctx.insert("unit", &unit);
+    // K-steps per loop iteration: one per stage, so a double-buffered step's offsets are constants.
+    let halves: Vec<u32> = if p.double_buffer { vec![0, 1] } else { vec![0] };
+    ctx.insert("halves", &halves);
     ctx.insert("a_row_s", &((p.bk + COOP_PAD) / unit));
     ctx.insert("b_row_s", &((p.bn + COOP_PAD) / unit));
     ctx.insert("a_len_s", &(p.bm * (p.bk + COOP_PAD) / unit));
@@ -1354,6 +1365,8 @@ fn render_with_params(
             // Fragments store straight to C when every block is whole and nothing follows.
             let whole = |d: &Dim, t: u32| d.as_const().is_some_and(|c| c % t as i64 == 0);
             let direct = epilogue.is_empty() && whole(&m, p.bm) && whole(&n, p.bn);
+            // Operand loads skip their bounds checks when no block or K-step is partial.
+            ctx.insert("whole_loads", &(whole(&m, p.bm) && whole(&n, p.bn) && whole(&k, p.bk)));
             if !direct {
                 coop_scratch_fits(draft, "MatMul", &p, schedule, limits)?;
             }

@@ -23,10 +23,10 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {% endif %}
 // vec4 number e of the x block ({{ bm }} rows x {{ bk }}, 4 consecutive k per vec4) at K-step
 // k0, as f16 (K is a multiple of 4).
-fn kiln_load_x(e: i32, k0: i32, m0: i32, mm: i32) -> vec4<f16> {
-    let gm = m0 + e / {{ bk4 }}i;
-    let gk = k0 + (e % {{ bk4 }}i) * 4i;
-    if (e < {{ a_vecs }}i && gm < mm && gk < {{ k }}i) {
+fn kiln_load_x(e: u32, k0: i32, m0: i32, mm: i32) -> vec4<f16> {
+    let gm = m0 + i32(e / {{ bk4 }}u);
+    let gk = k0 + i32(e % {{ bk4 }}u) * 4i;
+    if (e < {{ a_vecs }}u && gm < mm && gk < {{ k }}i) {
         let i = u32(gm * {{ k }}i + gk);
         return vec4<f16>(vec4<f32>(in0[i], in0[i + 1u], in0[i + 2u], in0[i + 3u]));
     }
@@ -35,9 +35,11 @@ fn kiln_load_x(e: i32, k0: i32, m0: i32, mm: i32) -> vec4<f16> {
 
 // W[row, e .. e + 4] (e a multiple of 4), zero outside W.
 fn kiln_load_w4(row: i32, e: i32) -> vec4<f32> {
+{%- if not whole_w %}
     if (row >= {{ n }}i || e >= {{ k }}i) {
         return vec4<f32>(0.0);
     }
+{%- endif %}
     return kiln_qget4(u32(row), u32(e));
 }
 {% if db %}
@@ -67,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // The first K-step's operands. A W unit e covers rows n0 + 4 (e / {{ bk4 }}) .. + 4 and
     // k0 + 4 (e % {{ bk4 }}) .. + 4: consecutive threads read consecutive words of a row.
 {%- for t in range(end=a_loads) %}
-    var pa{{ t }} = kiln_load_x(i32(lid) + {{ t * threads }}i, 0i, m0, mm);
+    var pa{{ t }} = kiln_load_x(lid + {{ t * threads }}u, 0i, m0, mm);
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
     var pb{{ t }}_0 = vec4<f32>(0.0);
@@ -84,20 +86,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var k0 = 0i; k0 < {{ k }}i; k0 += {{ bk }}i) {
 {%- for t in range(end=a_loads) %}
         {
-            let e = i32(lid) + {{ t * threads }}i;
-            if (e < {{ a_vecs }}i) {
-                a_sh[{% if db %}i32(sa) + {% endif %}(e / {{ bk4 }}i) * {{ row_a }}i + e % {{ bk4 }}i] = pa{{ t }};
+            let e = lid + {{ t * threads }}u;
+            if (e < {{ a_vecs }}u) {
+                a_sh[{% if db %}sa + {% endif %}(e / {{ bk4 }}u) * {{ row_a }}u + e % {{ bk4 }}u] = pa{{ t }};
             }
         }
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
         {
-            let e = i32(lid) + {{ t * threads }}i;
-            if (e < {{ b_units }}i) {
-                let nq = e / {{ bk4 }}i;
-                let kq = e % {{ bk4 }}i;
+            let e = lid + {{ t * threads }}u;
+            if (e < {{ b_units }}u) {
+                let nq = e / {{ bk4 }}u;
+                let kq = e % {{ bk4 }}u;
 {%- for j in range(end=4) %}
-                b_sh[{% if db %}i32(sb) + {% endif %}(kq * 4i + {{ j }}i) * {{ row_b }}i + nq] = vec4<f16>(vec4<f32>(pb{{ t }}_0[{{ j }}], pb{{ t }}_1[{{ j }}], pb{{ t }}_2[{{ j }}], pb{{ t }}_3[{{ j }}]));
+                b_sh[{% if db %}sb + {% endif %}(kq * 4u + {{ j }}u) * {{ row_b }}u + nq] = vec4<f16>(vec4<f32>(pb{{ t }}_0[{{ j }}], pb{{ t }}_1[{{ j }}], pb{{ t }}_2[{{ j }}], pb{{ t }}_3[{{ j }}]));
 {%- endfor %}
             }
         }
@@ -106,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         // The next step's loads and decoding go to registers while this step multiplies.
         if (k0 + {{ bk }}i < {{ k }}i) {
 {%- for t in range(end=a_loads) %}
-            pa{{ t }} = kiln_load_x(i32(lid) + {{ t * threads }}i, k0 + {{ bk }}i, m0, mm);
+            pa{{ t }} = kiln_load_x(lid + {{ t * threads }}u, k0 + {{ bk }}i, m0, mm);
 {%- endfor %}
 {{- quant::w_unit_loads(b_loads=b_loads, threads=threads, b_units=b_units, bk4=bk4, k0="k0 + " ~ bk ~ "i + ") }}
         }

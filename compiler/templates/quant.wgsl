@@ -322,10 +322,10 @@ fn kiln_qget4(row: u32, e: u32) -> vec4<f32> {
 {% macro w_unit_loads(b_loads, threads, b_units, bk4, k0) -%}
 {%- for t in range(end=b_loads) %}
             {
-                let e = i32(lid) + {{ t * threads }}i;
-                if (e < {{ b_units }}i) {
-                    let r = n0 + (e / {{ bk4 }}i) * 4i;
-                    let gk = {{ k0 }}(e % {{ bk4 }}i) * 4i;
+                let e = lid + {{ t * threads }}u;
+                if (e < {{ b_units }}u) {
+                    let r = n0 + i32(e / {{ bk4 }}u) * 4i;
+                    let gk = {{ k0 }}i32(e % {{ bk4 }}u) * 4i;
                     pb{{ t }}_0 = kiln_load_w4(r, gk);
                     pb{{ t }}_1 = kiln_load_w4(r + 1i, gk);
                     pb{{ t }}_2 = kiln_load_w4(r + 2i, gk);

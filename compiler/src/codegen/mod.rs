@@ -2323,6 +2323,8 @@ fn render_with_params(
             ] {
                 ctx.insert(name, &v);
             }
+            // W's loads skip their bounds checks when its blocks and K-steps are all whole.
+            ctx.insert("whole_w", &(*n % p.bn as usize == 0 && *k % p.bk as usize == 0));
             let grid = [
                 SizeExpr::c(n.div_ceil(p.bn as usize) as i64),
                 dim_expr(&m).cdiv(p.bm as i64),

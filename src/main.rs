@@ -127,6 +127,11 @@ enum Command {
         /// --activations`); 8-bit inputs are other GEMV kernels with their own records.
         #[arg(long, default_value = "auto", value_parser = ["auto", "q8", "f32"])]
         activations: String,
+        /// The precision the bundle will be compiled with (`kiln compile --precision`; the
+        /// same default: f16 for a GGUF model, f32 for ONNX). With f16 the kernels' f16
+        /// cooperative-matrix variants are tuned too, where the adapter runs them.
+        #[arg(long, value_parser = ["f32", "f16"])]
+        precision: Option<String>,
     },
     /// Run a bundle on the GPU with inputs from .npy files.
     Run {
@@ -403,13 +408,19 @@ fn run(cmd: Command) -> Result<()> {
             force,
             kv_cache,
             activations,
+            precision,
         } => {
             let cache = llm_cmd::CacheArgs {
                 context: None,
                 kv_cache: kiln::ir::DType::from_name(&kv_cache).expect("clap checks the value"),
                 activations: compiler::llm::Activations::from_name(&activations).expect("clap checks the value"),
             };
-            tune_cmd(&model, &out, budget, &target, &dims, opt_level, iters, force, cache)
+            let precision = precision
+                .map(|p| p.parse().map_err(|e: String| anyhow!(e)))
+                .transpose()?;
+            tune_cmd(
+                &model, &out, budget, &target, &dims, opt_level, iters, force, cache, precision,
+            )
         }
         Command::Inspect { bundle, kernels } => inspect_cmd(&bundle, kernels),
         Command::Bench {
@@ -667,6 +678,7 @@ fn tune_cmd(
     iters: usize,
     force: bool,
     cache: llm_cmd::CacheArgs,
+    precision: Option<compiler::Precision>,
 ) -> Result<()> {
     use kiln::schedules::tuning::TuningDb;
     use kiln::tune::{Rejection, TuneOptions};
@@ -687,6 +699,10 @@ fn tune_cmd(
     let jobs = match ext.as_deref() {
         Some("onnx") => {
             let loaded = compiler::frontend::onnx::load_onnx_frozen(model, &Default::default(), &HashMap::new())?;
+            let opts = TuneOptions {
+                precision: precision.unwrap_or_default(),
+                ..opts.clone()
+            };
             kiln::tune::jobs(&loaded, &opts, opt_level)
         }
         Some("gguf") => {
@@ -696,6 +712,7 @@ fn tune_cmd(
             let (_, loaded) = llm_cmd::load_gguf(model, cache)?;
             let opts = TuneOptions {
                 default_dim: LLM_TIMING_TOKENS,
+                precision: precision.unwrap_or(GGUF_PRECISION),
                 ..opts.clone()
             };
             kiln::tune::jobs_for_programs(&loaded, &compiler::llm::programs(), &opts, opt_level)
@@ -725,6 +742,22 @@ fn tune_cmd(
     );
     let runtime = kiln::runtime::Runtime::new()?;
     eprintln!("adapter: {}", runtime.adapter_info().name);
+    // Variants the adapter cannot run are left out (the tuner skips them too).
+    let (todo, unrunnable): (Vec<_>, Vec<_>) = todo.into_iter().partition(|j| {
+        j.variant
+            .as_ref()
+            .is_none_or(|r| runtime.variant_unsupported(r).is_none())
+    });
+    if let Some(why) = unrunnable
+        .first()
+        .and_then(|j| j.variant.as_ref())
+        .and_then(|r| runtime.variant_unsupported(r))
+    {
+        eprintln!(
+            "{} cooperative-matrix variant kernel(s) not tuned here: {why}",
+            unrunnable.len()
+        );
+    }
     let total: usize = todo.iter().map(|j| j.candidates.len()).sum();
     let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), progress_target()).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} candidates, {elapsed} {msg}")

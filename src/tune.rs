@@ -16,22 +16,36 @@
 //! larger problems are checked at a smaller size that keeps every dim's remainder modulo 4 (which
 //! decides the vector paths of the templates) and still spans several tiles and K-steps.
 //! Keys already in the database are skipped, so an interrupted run resumes.
+//!
+//! With `precision` f16 (as `kiln compile --precision f16`, and a GGUF model's default) every
+//! kernel that ships a cooperative-matrix variant (tiled GEMMs, a prefill's quantized GEMMs,
+//! prefill attention) is a second job, keyed `coop <key>` as the compiler looks its record up,
+//! over the variant kind's space: each candidate is compiled with f16 precision and forced as
+//! the variant's record, must run as the variant (an adapter without f16 cooperative matrices
+//! skips these jobs), is checked against the interpreter within [`COOP_CHECK_TOLERANCE`] (its
+//! operands are rounded to f16) and timed as the variant's own dispatches.
 
 use crate::convert::{rel_l2, to_host};
 use kiln_compiler::lower::{KernelBody, KernelDraft};
 use kiln_compiler::programs::ProgramSpec;
 use kiln_compiler::CompileError;
-use kiln_compiler::{compile, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model};
+use kiln_compiler::{compile, tuning_key, write_bundle, CompileOptions, CompiledBundle, Model, Precision};
 use kiln_ir::{DType, Dim, DimBindings, Graph, IrError, NodeId, Op, Tensor, TensorType, UnboundDim};
+use kiln_runtime::abi::VariantRequirements;
 use kiln_runtime::{Bundle, HostTensor, Runtime, Session};
 use kiln_schedules::tuning::{TuningDb, TuningError, TuningRecord};
-use kiln_schedules::{space, DeviceLimits, Schedule};
+use kiln_schedules::{space, CoopAttentionParams, DeviceLimits, Schedule};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Relative L2 error a candidate may have against the interpreter (f32 kernels whose
 /// accumulation order differs from the f64 reference).
 pub const CHECK_TOLERANCE: f64 = 1e-4;
+
+/// Relative L2 error a cooperative-matrix variant may have against the interpreter: it rounds
+/// both operands (and attention's probabilities) to f16, a relative error of 2^-11 each, and
+/// adds in f32; a wrong fragment or K-step is off by far more.
+pub const COOP_CHECK_TOLERANCE: f64 = 5e-3;
 
 /// Multiply-adds up to which the interpreter checks a kernel at its real size.
 const CHECK_FULL_SIZE_MACS: u64 = 50_000_000;
@@ -85,6 +99,9 @@ pub struct TuneOptions {
     pub iters: usize,
     /// Re-tune keys that already have a record.
     pub force: bool,
+    /// The precision the bundle will be compiled with: f16 adds the cooperative-matrix
+    /// variants' jobs.
+    pub precision: Precision,
 }
 
 impl Default for TuneOptions {
@@ -97,6 +114,7 @@ impl Default for TuneOptions {
             default_dim: 128,
             iters: 10,
             force: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -160,6 +178,9 @@ pub struct TuneJob {
     /// Opt-level the kernel was formed at; the candidates are compiled at it too (at level 2 a
     /// short constant attention is not one kernel, at level 3 it is).
     pub opt_level: u8,
+    /// For a cooperative-matrix variant's job (`coop <key>`): what the adapter must offer to
+    /// run it. `None` for the kernel itself.
+    pub variant: Option<VariantRequirements>,
 }
 
 /// Finds the distinct tunable kernels of a model as `kiln compile` forms them at `opt_level`
@@ -199,10 +220,75 @@ pub fn jobs(model: &Model, opts: &TuneOptions, opt_level: u8) -> Result<Vec<Tune
                 log::warn!("{}: not tuned (its timing model forms {})", job.key, job.model_key);
                 continue;
             }
+            let variant = match opts.precision {
+                Precision::F16 => variant_job(&job, &opts.target)?,
+                Precision::F32 => None,
+            };
             out.push(job);
+            out.extend(variant);
         }
     }
     Ok(out)
+}
+
+/// Whether a variant compiled from record `b` is `a`: the same schedule, except that a flash
+/// attention's variant always walks its base kernel's key slices (whatever the record says), so
+/// those are not compared.
+fn same_variant(a: &Schedule, b: &Schedule) -> bool {
+    match (a, b) {
+        (Schedule::CoopAttention(x), Schedule::CoopAttention(y)) => (x.subgroups, x.bk) == (y.subgroups, y.bk),
+        _ => a == b,
+    }
+}
+
+/// The job of `job`'s cooperative-matrix variant, if its timing model ships one when compiled
+/// with f16 precision: keys prefixed `coop ` (the compiler's record key for the variant), the
+/// variant's default first, then its kind's space.
+fn variant_job(job: &TuneJob, target: &DeviceLimits) -> Result<Option<TuneJob>, TuneError> {
+    let copts = CompileOptions {
+        opt_level: job.opt_level,
+        target: target.clone(),
+        precision: Precision::F16,
+        ..Default::default()
+    };
+    let compiled = compile(&job.model, &copts)?;
+    let Some(v) = compiled
+        .manifest
+        .kernels
+        .iter()
+        .flat_map(|k| &k.variants)
+        .find(|v| v.schedule.starts_with("coop_"))
+    else {
+        return Ok(None);
+    };
+    let Ok(default) = Schedule::from_ron(&v.schedule_params) else {
+        return Ok(None);
+    };
+    let mut candidates = vec![default];
+    candidates.extend(match default {
+        // The key slices are the base kernel's: one candidate per block shape.
+        Schedule::CoopAttention(d) => space::coop_attention(target)
+            .into_iter()
+            .map(|s| match s {
+                Schedule::CoopAttention(p) => Schedule::CoopAttention(CoopAttentionParams { slices: d.slices, ..p }),
+                other => other,
+            })
+            .collect(),
+        Schedule::CoopGemm(_) if job.key.starts_with("qgemm") => space::quant_coop_gemm(target),
+        _ => space::coop_gemm(target),
+    });
+    dedup(&mut candidates);
+    let coop = |k: &str| format!("coop {k}");
+    Ok(Some(TuneJob {
+        key: coop(&job.key),
+        model: job.model.clone(),
+        model_key: coop(&job.model_key),
+        check_model: job.check_model.clone(),
+        check_key: coop(&job.check_key),
+        candidates,
+        opt_level: job.opt_level,
+        variant: Some(v.requires.clone()),
+    }))
 }
 
 /// The graph and kernel drafts `kiln compile` forms for `model` with `copts`.
@@ -332,6 +418,7 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
+                variant: None,
             }))
         }
         KernelBody::Attention { batch, sq, sk, d, dv } if kiln_compiler::codegen::decode_rows(sq).is_none() => {
@@ -359,6 +446,7 @@ fn job_for(
                 check_key,
                 candidates,
                 opt_level: 2,
+                variant: None,
             }))
         }
         KernelBody::Conv { .. } => {
@@ -385,6 +473,7 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
+                variant: None,
             }))
         }
         KernelBody::QGemm { x, n, k, glu, .. } => {
@@ -430,6 +519,7 @@ fn job_for(
                 check_model,
                 candidates,
                 opt_level: 2,
+                variant: None,
             }))
         }
         _ => Ok(None),
@@ -587,8 +677,17 @@ enum Size {
     Timing,
 }
 
+/// A compiled candidate, ready to run: its session, the names of the kernels whose time is the
+/// candidate's (the tuned kernel, a split-K GEMM's combine) and the bundle's folder.
+struct CandidateSession {
+    session: Session,
+    timed: HashSet<String>,
+    _dir: tempfile::TempDir,
+}
+
 /// Compiles the job's model of `size` with `schedule` forced for its key, applies the hook and
-/// opens a session.
+/// opens a session. A variant's job compiles with f16 precision and its candidate must run as
+/// the variant.
 fn session_for(
     runtime: &Runtime,
     job: &TuneJob,
@@ -596,7 +695,7 @@ fn session_for(
     schedule: Schedule,
     target: &DeviceLimits,
     hook: Option<CandidateHook>,
-) -> Result<(Session, tempfile::TempDir), Rejection> {
+) -> Result<CandidateSession, Rejection> {
     let (model, key) = match size {
         Size::Check => (&job.check_model, &job.check_key),
         Size::Timing => (&job.model, &job.model_key),
@@ -615,12 +714,24 @@ fn session_for(
         target: target.clone(),
         tuning: Some(db),
         opt_level,
+        precision: if job.variant.is_some() {
+            Precision::F16
+        } else {
+            Precision::F32
+        },
         ..Default::default()
     };
     let mut compiled = compile(model, &opts).map_err(|e| Rejection::Compile(e.to_string()))?;
     // A record the kernel cannot take falls back to the default in the compiler; checking or
     // timing that would credit the default's result to the candidate.
-    if !compiled.manifest.kernels.iter().any(|k| k.schedule_source == "tuning") {
+    let applied = compiled.manifest.kernels.iter().any(|k| match job.variant {
+        Some(_) => k
+            .variants
+            .first()
+            .is_some_and(|v| Schedule::from_ron(&v.schedule_params).is_ok_and(|s| same_variant(&s, &schedule))),
+        None => k.schedule_source == "tuning",
+    });
+    if !applied {
         return Err(Rejection::Compile(format!(
             "{schedule} does not apply to this kernel at this size (the compiler fell back to its default)"
         )));
@@ -631,8 +742,28 @@ fn session_for(
     let dir = tempfile::tempdir().map_err(|e| Rejection::Run(e.to_string()))?;
     write_bundle(&compiled, &dir.path().join("b")).map_err(|e| Rejection::Compile(e.to_string()))?;
     let bundle = Bundle::load(dir.path().join("b")).map_err(|e| Rejection::Run(e.to_string()))?;
-    let s = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| Rejection::Run(e.to_string()))?;
-    Ok((s, dir))
+    let session = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| Rejection::Run(e.to_string()))?;
+    let timed: HashSet<String> = session
+        .manifest()
+        .kernels
+        .iter()
+        .filter(|k| match job.variant {
+            Some(_) => Schedule::from_ron(&k.schedule_params).is_ok_and(|s| same_variant(&s, &schedule)),
+            None => k.schedule_source == "tuning",
+        })
+        .map(|k| k.name.clone())
+        .collect();
+    if timed.is_empty() {
+        // A variant the adapter does not run: the f32 kernel would be checked and timed.
+        return Err(Rejection::Run(format!(
+            "the adapter does not run {schedule} as the kernel's variant"
+        )));
+    }
+    Ok(CandidateSession {
+        session,
+        timed,
+        _dir: dir,
+    })
 }
 
 /// Tunes one kernel: checks every candidate against the interpreter, times those that pass
@@ -660,17 +791,26 @@ pub fn tune_job(
         if i > 0 && Instant::now() >= deadline {
             break;
         }
+        let tolerance = if job.variant.is_some() {
+            COOP_CHECK_TOLERANCE
+        } else {
+            CHECK_TOLERANCE
+        };
         let outcome = (|| {
-            let (mut s, _dir) = session_for(runtime, job, Size::Check, schedule, &opts.target, hook)?;
-            let out = s.run("run", &check_host).map_err(|e| Rejection::Run(e.to_string()))?;
+            let mut c = session_for(runtime, job, Size::Check, schedule, &opts.target, hook)?;
+            let out = c
+                .session
+                .run("run", &check_host)
+                .map_err(|e| Rejection::Run(e.to_string()))?;
             let got = out[0].1.to_f32();
             let error = rel_l2(&got, &reference);
-            if error.is_nan() || error >= CHECK_TOLERANCE {
+            if error.is_nan() || error >= tolerance {
                 return Err(Rejection::Mismatch { error });
             }
-            let (mut s, _dir) = session_for(runtime, job, Size::Timing, schedule, &opts.target, hook)?;
+            let mut c = session_for(runtime, job, Size::Timing, schedule, &opts.target, hook)?;
+            let s = &mut c.session;
             if s.can_profile() {
-                return time_cold(&mut s, &inputs, opts.iters).map_err(|e| Rejection::Run(e.to_string()));
+                return time_cold(s, &c.timed, &inputs, opts.iters).map_err(|e| Rejection::Run(e.to_string()));
             }
             let probe = s.bench("run", &inputs, 2).map_err(|e| Rejection::Run(e.to_string()))?;
             let repeats = ((5e-3 / probe.median().as_secs_f64().max(1e-6)).ceil() as usize).clamp(1, 200);
@@ -715,25 +855,20 @@ pub const CACHE_SCRUB_BYTES: u64 = 256 << 20;
 
 /// The median GPU time of `iters` runs of a one-kernel model, each started with cold caches
 /// and timed by timestamp queries around each of its dispatches (the eviction is not timed),
-/// counting the dispatches of the kernel the record applies to (a split-K GEMM's combine
-/// included) and not those of other kernels the cut-out needs (an 8-bit x's rounding).
+/// counting the dispatches of the `timed` kernels, those the record applies to (a split-K
+/// GEMM's combine included), and not those of other kernels the cut-out needs (an 8-bit x's
+/// rounding).
 /// Repeating one kernel back to back instead would find a weight of up to tens of MB in the
 /// GPU's L2: a decode step's GEMV then looks several times faster than it runs inside the
 /// model, whose weights stream from memory. A timestamped pass costs a few microseconds more
 /// than a dispatch inside one pass; every candidate pays it alike per dispatch.
 fn time_cold(
     s: &mut Session,
+    tuned: &HashSet<String>,
     inputs: &HashMap<String, HostTensor>,
     iters: usize,
 ) -> Result<Duration, kiln_runtime::RuntimeError> {
     s.run("run", inputs)?; // warm-up: pipelines, bind groups and the uploads in place
-    let tuned: HashSet<String> = s
-        .manifest()
-        .kernels
-        .iter()
-        .filter(|k| k.schedule_source == "tuning")
-        .map(|k| k.name.clone())
-        .collect();
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters.max(1) {
         s.evict_caches(CACHE_SCRUB_BYTES);
@@ -766,6 +901,20 @@ pub fn tune(
         .iter()
         .filter(|j| opts.force || !db.records.contains_key(&j.key))
         .collect();
+    // A variant the adapter cannot run is not tuned here (its kernel runs as itself).
+    let (todo, skipped): (Vec<&TuneJob>, Vec<&TuneJob>) = todo.into_iter().partition(|j| {
+        j.variant
+            .as_ref()
+            .is_none_or(|r| runtime.variant_unsupported(r).is_none())
+    });
+    for j in skipped {
+        let why = j
+            .variant
+            .as_ref()
+            .and_then(|r| runtime.variant_unsupported(r))
+            .unwrap_or_default();
+        log::warn!("{}: not tuned on this adapter: {why}", j.key);
+    }
     let mut reports = Vec::new();
     for (i, job) in todo.iter().enumerate() {
         // Each remaining kernel gets an equal share of what is left of the budget.
@@ -824,6 +973,108 @@ mod tests {
             .find(|k| k.schedule_source == "tuning")
             .expect("the check model's GEMM took the record");
         assert_eq!(gemm.schedule, candidate.to_string());
+    }
+
+    /// With f16 precision a GEMM that ships a cooperative-matrix variant is a second job,
+    /// keyed as the compiler looks the variant's record up (`coop <key>`), whose first
+    /// candidate is the variant's default and whose candidates reach the check model's
+    /// variant when forced there.
+    #[test]
+    fn f16_precision_adds_a_job_for_the_cooperative_variant() {
+        let model = matmul_model(&[256, 128], &[128, 256]);
+        let opts = TuneOptions {
+            target: DeviceLimits::h200(),
+            precision: Precision::F16,
+            ..TuneOptions::default()
+        };
+        let js = jobs(&model, &opts, 2).expect("jobs");
+        let keys: Vec<&str> = js.iter().map(|j| j.key.as_str()).collect();
+        assert_eq!(keys, ["gemm:b=1,m=256,n=256,k=128", "coop gemm:b=1,m=256,n=256,k=128"]);
+        let (base, coop) = (&js[0], &js[1]);
+        assert!(base.variant.is_none());
+        let req = coop.variant.as_ref().expect("the variant's requirements");
+        assert!(req.features.iter().any(|f| f == "wgpu-cooperative-matrix"), "{req:?}");
+        assert_eq!(
+            coop.candidates[0],
+            kiln_schedules::defaults::coop_gemm(1, 256, 256, &opts.target)
+        );
+        assert!(coop.candidates.iter().all(|c| matches!(c, Schedule::CoopGemm(_))));
+        assert_eq!(coop.candidates.len(), space::coop_gemm(&opts.target).len());
+        let last = *coop.candidates.last().unwrap();
+        let mut db = TuningDb::default();
+        db.records.insert(
+            coop.check_key.clone(),
+            TuningRecord {
+                schedule: last,
+                micros: 0.0,
+                device: String::new(),
+            },
+        );
+        let copts = CompileOptions {
+            target: opts.target.clone(),
+            tuning: Some(db),
+            precision: Precision::F16,
+            ..Default::default()
+        };
+        let b = compile(&coop.check_model, &copts).expect("compiles");
+        assert_eq!(b.manifest.kernels[0].variants[0].schedule, last.to_string());
+        // f32 precision: no variant job.
+        let f32_jobs = jobs(
+            &model,
+            &TuneOptions {
+                precision: Precision::F32,
+                ..opts
+            },
+            2,
+        )
+        .unwrap();
+        assert_eq!(f32_jobs.len(), 1);
+    }
+
+    /// A prefill attention's variant job: one candidate per block shape (the variant walks its
+    /// base kernel's key slices, which differ between the check model's few heads and the
+    /// timing model's), each reaching the check model's variant when forced there.
+    #[test]
+    fn an_attention_variant_job_reaches_the_check_model() {
+        let model = attention_model(32, 512, 512, 64, 64);
+        let opts = TuneOptions {
+            target: DeviceLimits::h200(),
+            precision: Precision::F16,
+            ..TuneOptions::default()
+        };
+        let js = jobs(&model, &opts, 2).expect("jobs");
+        let coop = js
+            .iter()
+            .find(|j| j.key.starts_with("coop attention:"))
+            .expect("a variant job");
+        let Schedule::CoopAttention(d) = coop.candidates[0] else {
+            panic!("{}", coop.candidates[0])
+        };
+        assert!(coop.candidates.len() > 1);
+        for c in &coop.candidates {
+            assert!(matches!(c, Schedule::CoopAttention(p) if p.slices == d.slices), "{c}");
+        }
+        for &c in &coop.candidates {
+            let mut db = TuningDb::default();
+            db.records.insert(
+                coop.check_key.clone(),
+                TuningRecord {
+                    schedule: c,
+                    micros: 0.0,
+                    device: String::new(),
+                },
+            );
+            let copts = CompileOptions {
+                target: opts.target.clone(),
+                tuning: Some(db),
+                precision: Precision::F16,
+                opt_level: coop.opt_level,
+                ..Default::default()
+            };
+            let b = compile(&coop.check_model, &copts).expect("compiles");
+            let v = Schedule::from_ron(&b.manifest.kernels[0].variants[0].schedule_params).unwrap();
+            assert!(same_variant(&v, &c), "{v} for {c}");
+        }
     }
 
     /// A decode GEMV's candidates launch at least as many threads as its default (fewer ran

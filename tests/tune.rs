@@ -57,6 +57,62 @@ fn tune_writes_records_that_compile_uses_and_resumes() {
     assert!(manifest(&plain).kernels.iter().all(|k| k.schedule_source == "default"));
 }
 
+/// `--precision f16` adds the cooperative-matrix variants' jobs (`coop <key>`). Lavapipe has
+/// no cooperative matrices: the run says so, tunes the kernels themselves as without the
+/// option, and writes no `coop` record (a compile keeps the variants' defaults).
+#[test]
+fn f16_variants_are_skipped_where_the_adapter_cannot_run_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_file(dir.path(), "mlp.onnx", &mlp_onnx());
+    let db_path = dir.path().join("db.ron");
+    let db_arg = db_path.display().to_string();
+    let model_arg = model.display().to_string();
+    let opts = TuneOptions {
+        target: kiln::schedules::DeviceLimits::desktop(),
+        precision: kiln::compiler::Precision::F16,
+        ..TuneOptions::default()
+    };
+    let loaded = kiln::compiler::frontend::onnx::load_onnx(&model, &Default::default()).unwrap();
+    let js = jobs(&loaded, &opts, 2).unwrap();
+    let coop = js.iter().filter(|j| j.key.starts_with("coop ")).count();
+    assert!(coop > 0, "{:?}", js.iter().map(|j| &j.key).collect::<Vec<_>>());
+    let runtime = Runtime::new().unwrap();
+    let unsupported = js
+        .iter()
+        .filter_map(|j| j.variant.as_ref())
+        .all(|r| runtime.variant_unsupported(r).is_some());
+    let out = kiln([
+        "tune",
+        &model_arg,
+        "-o",
+        &db_arg,
+        "--budget",
+        "4",
+        "--iters",
+        "2",
+        "--target",
+        "desktop",
+        "--precision",
+        "f16",
+    ]);
+    out.ok();
+    let db = TuningDb::load(&db_path).expect("the database was written");
+    assert!(db.records.keys().any(|k| k.starts_with("gemm:")), "{}", out.describe());
+    if unsupported {
+        assert!(
+            out.stderr
+                .contains(&format!("{coop} cooperative-matrix variant kernel(s) not tuned here")),
+            "{}",
+            out.describe()
+        );
+        assert!(
+            db.records.keys().all(|k| !k.starts_with("coop ")),
+            "{:?}",
+            db.records.keys()
+        );
+    }
+}
+
 #[test]
 fn a_miscompiled_candidate_is_rejected_not_timed() {
     let dir = tempfile::tempdir().unwrap();

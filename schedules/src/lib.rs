@@ -544,6 +544,11 @@ pub struct ScheduleError {
 }
 
 impl Schedule {
+    /// Reads a schedule back from its RON text, as a manifest records it (`schedule_params`).
+    pub fn from_ron(text: &str) -> Result<Schedule, ron::error::SpannedError> {
+        ron::from_str(text)
+    }
+
     /// The kind's name as used in manifests and tuning records.
     pub fn kind(&self) -> &'static str {
         match self {

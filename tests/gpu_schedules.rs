@@ -1314,6 +1314,12 @@ fn flash_attention_matches_the_interpreter() {
     check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, tiled(32, 32, 8, 4));
     check_attention((2, 40, 300, 64, 64), AttnMask::None, false, tiled(32, 32, 8, 2));
     check_attention((1, 17, 130, 8, 8), AttnMask::FullyMasked, true, tiled(16, 32, 8, 4));
+    // Whole key blocks in every slice (a constant key count, a multiple of the block): the
+    // K and V loads carry no key bounds checks (`codegen::whole_key_blocks`); per-row and
+    // register-tiled kernels, unsplit and over 4 slices, masked and not.
+    check_attention((2, 40, 256, 16, 16), AttnMask::Causal, true, sliced(32, 32, 4, 4));
+    check_attention((2, 40, 256, 16, 16), AttnMask::FullyMasked, false, tiled(32, 32, 8, 4));
+    check_attention((2, 33, 128, 8, 48), AttnMask::None, true, tiled(32, 32, 8, 1));
     // The H200's members of 16 threads per row group (48 KiB of workgroup memory at head dim
     // 64), at head dims that fit lavapipe: fewer value channel groups than threads (8), a
     // ragged 48, keys read directly, 8 keys per thread, a grouped-query shape.

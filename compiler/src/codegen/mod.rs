@@ -1785,6 +1785,7 @@ fn render_with_params(
                 ksw: 0,
                 k_keys_fast: false,
                 coop_rows: Some((ks, vs)),
+                whole_keys: whole_key_blocks(sk, p.bk, p.slices),
             };
             let sk_s = stage.insert(
                 &mut ctx,
@@ -1876,6 +1877,7 @@ fn render_with_params(
                     ksw,
                     k_keys_fast: false,
                     coop_rows: None,
+                    whole_keys: whole_key_blocks(sk, p.bk, p.slices),
                 };
                 stage.insert(
                     &mut ctx,
@@ -2878,6 +2880,23 @@ struct TiledStaging {
     /// strides, in vec4s, of its f16 blocks `k_sh` (`[channel][key / 4]`, no swizzle) and
     /// `v_sh` (`[key][channel / 4]`), into which the registers are stored converted to f16.
     coop_rows: Option<(u32, u32)>,
+    /// Every key block of every slice is whole ([`whole_key_blocks`]): the loads skip their
+    /// key bounds checks.
+    whole_keys: bool,
+}
+
+/// Whether every `bk`-key block that a flash-attention workgroup walks lies inside the keys:
+/// a constant key count that is a multiple of `bk`, and (split over `slices`, as
+/// `macros::key_slice` cuts them) a last slice that starts before the end, so that no
+/// workgroup loads a first block past it.
+fn whole_key_blocks(sk: &Dim, bk: u32, slices: u32) -> bool {
+    let Some(sk) = sk.as_const() else {
+        return false;
+    };
+    let (bk, slices) = (bk as i64, slices.max(1) as i64);
+    let chunk = (sk + slices - 1) / slices;
+    let chunk = (chunk + bk - 1) / bk * bk;
+    sk > 0 && sk % bk == 0 && (slices - 1) * chunk < sk
 }
 
 impl TiledStaging {
@@ -2939,9 +2958,12 @@ impl TiledStaging {
             };
             load.push(format!("kr{it} = vec4<f32>(0.0f);"));
             for k in 0..4 {
-                load.push(format!(
-                    "if (jn + 4i * kg{it} + {k}i < {sk}{ok}) {{ kr{it}[{k}] = {xk}(b, kc{it}, jn + 4i * kg{it} + {k}i); }}"
-                ));
+                let read = format!("kr{it}[{k}] = {xk}(b, kc{it}, jn + 4i * kg{it} + {k}i);");
+                load.push(match (self.whole_keys, partial) {
+                    (true, false) => read,
+                    (true, true) => format!("if ({e} < {nk}i) {{ {read} }}"),
+                    (false, _) => format!("if (jn + 4i * kg{it} + {k}i < {sk}{ok}) {{ {read} }}"),
+                });
             }
             let st = match self.coop_rows {
                 Some((ks, _)) => format!("k_sh[kc{it} * {ks}i + kg{it}] = vec4<f16>(kr{it});"),
@@ -2965,15 +2987,22 @@ impl TiledStaging {
             setup.push(format!("let vj{it} = ({e}) / {}i;", self.dvs));
             setup.push(format!("let vg{it} = ({e}) % {}i;", self.dvs));
             setup.push(format!("var vr{it} = vec4<f32>(0.0f);"));
-            let mut ok = String::new();
+            let mut conds = Vec::new();
+            if !self.whole_keys {
+                conds.push(format!("jn + vj{it} < {sk}"));
+            }
             if partial {
-                ok.push_str(&format!(" && {e} < {nv}i"));
+                conds.push(format!("{e} < {nv}i"));
             }
             if self.dvs > dv4 {
-                ok.push_str(&format!(" && vg{it} < {dv4}i"));
+                conds.push(format!("vg{it} < {dv4}i"));
             }
             load.push(format!("vr{it} = vec4<f32>(0.0f);"));
-            load.push(format!("if (jn + vj{it} < {sk}{ok}) {{"));
+            load.push(if conds.is_empty() {
+                "{".to_string()
+            } else {
+                format!("if ({}) {{", conds.join(" && "))
+            });
             for k in 0..4 {
                 let read = format!("vr{it}[{k}] = {xv}(b, jn + vj{it}, 4i * vg{it} + {k}i);");
                 load.push(if self.dv.is_multiple_of(4) {
@@ -3330,6 +3359,40 @@ fn combine_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Key loads drop their bounds checks only where every block of every slice is inside the
+    /// keys: a constant multiple of the block, and no slice starting past the end (160 keys in
+    /// 4 slices of 64: the last would start at 192).
+    #[test]
+    fn whole_key_blocks_only_where_no_block_leaves_the_keys() {
+        assert!(whole_key_blocks(&Dim::c(512), 32, 4));
+        assert!(whole_key_blocks(&Dim::c(512), 64, 1));
+        assert!(whole_key_blocks(&Dim::c(256), 32, 8));
+        assert!(!whole_key_blocks(&Dim::c(500), 32, 1));
+        assert!(!whole_key_blocks(&Dim::c(160), 32, 4));
+        assert!(!whole_key_blocks(&Dim::c(0), 32, 1));
+        assert!(!whole_key_blocks(&Dim::sym("n"), 32, 1));
+        // Brute force against macros::key_slice's cut for small cases.
+        for sk in (16..=320).step_by(16) {
+            for bk in [16u32, 32, 64] {
+                for slices in [1u32, 2, 4, 8] {
+                    let chunk = (sk + slices as i64 - 1) / slices as i64;
+                    let chunk = (chunk + bk as i64 - 1) / bk as i64 * bk as i64;
+                    let inside = (0..slices as i64).all(|z| {
+                        let (beg, end) = (z * chunk, (z * chunk + chunk).min(sk));
+                        // The first block is loaded from `beg` whatever the slice holds; every
+                        // block walked must end by `sk`.
+                        beg + bk as i64 <= sk && (beg..end).step_by(bk as usize).all(|j| j + bk as i64 <= sk)
+                    });
+                    assert_eq!(
+                        whole_key_blocks(&Dim::c(sk), bk, slices),
+                        inside,
+                        "{sk} keys, bk {bk}, {slices} slices"
+                    );
+                }
+            }
+        }
+    }
 
     /// Every channel of a row is some lane's, once, with or without pairs; pairs are adjacent
     /// channels of one lane; `past` marks exactly the channels some lane places past the row.

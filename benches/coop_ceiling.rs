@@ -29,6 +29,8 @@
 use half::f16;
 use kiln::runtime::wgpu;
 
+#[path = "support/coop.rs"]
+mod coop;
 #[path = "support/kernels.rs"]
 mod kernels;
 #[path = "support/timestamps.rs"]
@@ -415,50 +417,6 @@ fn full_wgsl(op: Operands) -> String {
     s
 }
 
-/// Deterministic f16 values in [-1, 1].
-fn values(len: usize, seed: u64) -> Vec<f16> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            f16::from_f32(((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
-        })
-        .collect()
-}
-
-/// A device with f16 cooperative matrices, subgroups of 32 and timestamps, or why not.
-fn open() -> Result<(wgpu::Device, wgpu::Queue), String> {
-    let instance = wgpu::Instance::default();
-    let filter = std::env::var("KILN_ADAPTER").ok();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-    let want = wgpu::Features::SHADER_F16
-        | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-        | wgpu::Features::SUBGROUP
-        | wgpu::Features::TIMESTAMP_QUERY;
-    let adapter = adapters
-        .into_iter()
-        .filter(|a| filter.as_ref().is_none_or(|f| a.get_info().name.contains(f.as_str())))
-        .find(|a| a.features().contains(want) && a.get_info().subgroup_min_size == 32)
-        .ok_or("no adapter with shader-f16, cooperative matrices, subgroups of 32 and timestamps")?;
-    println!("device: {}", adapter.get_info().name);
-    let mut limits = wgpu::Limits::default();
-    limits.max_storage_buffer_binding_size = adapter.limits().max_storage_buffer_binding_size;
-    limits.max_buffer_size = adapter.limits().max_buffer_size;
-    limits.max_compute_invocations_per_workgroup = 1024;
-    limits.max_compute_workgroup_size_x = 1024;
-    limits.max_compute_workgroup_storage_size = adapter.limits().max_compute_workgroup_storage_size;
-    let mut desc = wgpu::DeviceDescriptor {
-        label: Some("coop_ceiling"),
-        required_features: want,
-        required_limits: limits,
-        ..Default::default()
-    };
-    // SAFETY: an experiment on an adapter that reports cooperative matrices; every result is
-    // checked against the CPU before it is timed.
-    desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
-    pollster::block_on(adapter.request_device(&desc)).map_err(|e| e.to_string())
-}
-
 fn main() {
     let bar = |step, barriers| Body::LoadMmaBarriers { step, barriers };
     let mut kernels_list = Vec::new();
@@ -515,7 +473,7 @@ fn main() {
             panic!("full {op:?}: {e}\n{}", full_wgsl(op));
         }
     }
-    let (device, queue) = match open() {
+    let (device, queue) = match coop::coop_device("coop_ceiling") {
         Ok(p) => p,
         Err(why) => {
             println!("coop_ceiling: skipped: {why}");
@@ -523,17 +481,8 @@ fn main() {
         }
     };
     // The largest block's first stage of A and B (the 128x128 kernels read B's rows 128 wide).
-    let a = values((128 * BK) as usize, 1);
-    let make = |bytes: &[u8], usage: wgpu::BufferUsages| {
-        let buf = device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.len() as u64,
-            usage: usage | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        queue.write_buffer(&buf, 0, bytes);
-        buf
-    };
+    let a = coop::f16_values((128 * BK) as usize, 1);
+    let make = |bytes: &[u8], usage: wgpu::BufferUsages| coop::upload(&device, &queue, bytes, usage);
     let storage = wgpu::BufferUsages::STORAGE;
     let a_buf = make(bytemuck::cast_slice(&a), storage);
     let c_buf = make(
@@ -578,7 +527,7 @@ fn main() {
     };
     full_gemms(&device, &queue, &record, &median_ms);
     for k in kernels_list {
-        let b = values((BK * k.bn) as usize, 2);
+        let b = coop::f16_values((BK * k.bn) as usize, 2);
         let b_buf = make(bytemuck::cast_slice(&b), storage);
         let grid = [SIZE / k.bn, SIZE / k.bm];
         if k.stage_bytes() > device.limits().max_compute_workgroup_storage_size {
@@ -627,19 +576,10 @@ fn full_gemms(
     median_ms: &dyn Fn(&wgpu::ComputePipeline, &wgpu::BindGroup, [u32; 2]) -> f64,
 ) {
     let n = SIZE as usize;
-    let a = values(n * n, 3);
-    let b = values(n * n, 4);
+    let a = coop::f16_values(n * n, 3);
+    let b = coop::f16_values(n * n, 4);
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
-    let make = |bytes: &[u8], usage: wgpu::BufferUsages| {
-        let buf = device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.len() as u64,
-            usage,
-            mapped_at_creation: false,
-        });
-        queue.write_buffer(&buf, 0, bytes);
-        buf
-    };
+    let make = |bytes: &[u8], usage: wgpu::BufferUsages| coop::upload(device, queue, bytes, usage);
     let widen = |v: &[f16]| -> Vec<f32> { v.iter().map(|x| x.to_f32()).collect() };
     let (a32, b32) = (widen(&a), widen(&b));
     let c_buf = make(&vec![0u8; n * n * 4], storage | wgpu::BufferUsages::COPY_SRC);

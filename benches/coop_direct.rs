@@ -24,9 +24,10 @@
 //! `KILN_COOP_SIZE=n` the square size, default 4096). An adapter without f16 cooperative
 //! matrices and subgroups of 32 is reported and skipped. Not part of the test suite.
 
-use half::f16;
 use kiln::runtime::wgpu;
 
+#[path = "support/coop.rs"]
+mod coop;
 #[path = "support/kernels.rs"]
 mod kernels;
 #[path = "support/timestamps.rs"]
@@ -140,17 +141,6 @@ impl Tile {
     }
 }
 
-/// Deterministic f16 values in [-1, 1].
-fn values(len: usize, seed: u64) -> Vec<f16> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            f16::from_f32(((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
-        })
-        .collect()
-}
-
 struct Probe {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -159,46 +149,12 @@ struct Probe {
 impl Probe {
     /// A device with f16 cooperative matrices, or why not.
     fn open() -> Result<Probe, String> {
-        let instance = wgpu::Instance::default();
-        let filter = std::env::var("KILN_ADAPTER").ok();
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-        let want = wgpu::Features::SHADER_F16
-            | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-            | wgpu::Features::SUBGROUP
-            | wgpu::Features::TIMESTAMP_QUERY;
-        let adapter = adapters
-            .into_iter()
-            .filter(|a| filter.as_ref().is_none_or(|f| a.get_info().name.contains(f.as_str())))
-            .find(|a| a.features().contains(want) && a.get_info().subgroup_min_size == 32)
-            .ok_or("no adapter with shader-f16, cooperative matrices, subgroups of 32 and timestamps")?;
-        println!("device: {}", adapter.get_info().name);
-        let mut limits = wgpu::Limits::default();
-        limits.max_storage_buffer_binding_size = adapter.limits().max_storage_buffer_binding_size;
-        limits.max_buffer_size = adapter.limits().max_buffer_size;
-        limits.max_compute_invocations_per_workgroup = 1024;
-        limits.max_compute_workgroup_size_x = 1024;
-        let mut desc = wgpu::DeviceDescriptor {
-            label: Some("coop_direct"),
-            required_features: want,
-            required_limits: limits,
-            ..Default::default()
-        };
-        // SAFETY: an experiment on an adapter that reports cooperative matrices; every result
-        // is checked against the CPU before it is timed.
-        desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| e.to_string())?;
+        let (device, queue) = coop::coop_device("coop_direct")?;
         Ok(Probe { device, queue })
     }
 
     fn buffer(&self, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.len() as u64,
-            usage: usage | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.queue.write_buffer(&buf, 0, bytes);
-        buf
+        coop::upload(&self.device, &self.queue, bytes, usage)
     }
 
     /// Records `repeats` dispatches of `pipe` in one pass (between timestamps when `stamps`).
@@ -306,8 +262,8 @@ fn main() {
         }
     };
     let (m, n, k) = (size, size, size);
-    let a = values((m * k) as usize, 1);
-    let b = values((k * n) as usize, 2);
+    let a = coop::f16_values((m * k) as usize, 1);
+    let b = coop::f16_values((k * n) as usize, 2);
     let storage = wgpu::BufferUsages::STORAGE;
     let a_buf = probe.buffer(bytemuck::cast_slice(&a), storage);
     let b_buf = probe.buffer(bytemuck::cast_slice(&b), storage);

@@ -743,16 +743,10 @@ fn tune_cmd(
     let runtime = kiln::runtime::Runtime::new()?;
     eprintln!("adapter: {}", runtime.adapter_info().name);
     // Variants the adapter cannot run are left out (the tuner skips them too).
-    let (todo, unrunnable): (Vec<_>, Vec<_>) = todo.into_iter().partition(|j| {
-        j.variant
-            .as_ref()
-            .is_none_or(|r| runtime.variant_unsupported(r).is_none())
-    });
-    if let Some(why) = unrunnable
-        .first()
-        .and_then(|j| j.variant.as_ref())
-        .and_then(|r| runtime.variant_unsupported(r))
-    {
+    let (todo, unrunnable): (Vec<_>, Vec<_>) = todo
+        .into_iter()
+        .partition(|j| kiln::tune::unrunnable(j, &runtime).is_none());
+    if let Some(why) = unrunnable.first().and_then(|j| kiln::tune::unrunnable(j, &runtime)) {
         eprintln!(
             "{} cooperative-matrix variant kernel(s) not tuned here: {why}",
             unrunnable.len()

@@ -885,6 +885,12 @@ fn time_cold(
     Ok(times[times.len() / 2])
 }
 
+/// Why the adapter cannot run `job`'s candidates: a cooperative-matrix variant's job on an
+/// adapter without what the variant needs. `None` for every other job.
+pub fn unrunnable(job: &TuneJob, runtime: &Runtime) -> Option<String> {
+    job.variant.as_ref().and_then(|r| runtime.variant_unsupported(r))
+}
+
 /// Tunes every job not yet in `db` (or all with `force`) within the budget, writing records
 /// into `db`. `on_candidate` sees every candidate (for progress bars); `after_kernel` sees the
 /// database after each kernel (to save it, so an interrupted run resumes).
@@ -902,17 +908,10 @@ pub fn tune(
         .filter(|j| opts.force || !db.records.contains_key(&j.key))
         .collect();
     // A variant the adapter cannot run is not tuned here (its kernel runs as itself).
-    let (todo, skipped): (Vec<&TuneJob>, Vec<&TuneJob>) = todo.into_iter().partition(|j| {
-        j.variant
-            .as_ref()
-            .is_none_or(|r| runtime.variant_unsupported(r).is_none())
-    });
+    let (todo, skipped): (Vec<&TuneJob>, Vec<&TuneJob>) =
+        todo.into_iter().partition(|j| unrunnable(j, runtime).is_none());
     for j in skipped {
-        let why = j
-            .variant
-            .as_ref()
-            .and_then(|r| runtime.variant_unsupported(r))
-            .unwrap_or_default();
+        let why = unrunnable(j, runtime).unwrap_or_default();
         log::warn!("{}: not tuned on this adapter: {why}", j.key);
     }
     let mut reports = Vec::new();
@@ -1001,18 +1000,9 @@ mod tests {
         assert!(coop.candidates.iter().all(|c| matches!(c, Schedule::CoopGemm(_))));
         assert_eq!(coop.candidates.len(), space::coop_gemm(&opts.target).len());
         let last = *coop.candidates.last().unwrap();
-        let mut db = TuningDb::default();
-        db.records.insert(
-            coop.check_key.clone(),
-            TuningRecord {
-                schedule: last,
-                micros: 0.0,
-                device: String::new(),
-            },
-        );
         let copts = CompileOptions {
             target: opts.target.clone(),
-            tuning: Some(db),
+            tuning: Some(TuningDb::forcing(coop.check_key.clone(), last)),
             precision: Precision::F16,
             ..Default::default()
         };
@@ -1055,18 +1045,9 @@ mod tests {
             assert!(matches!(c, Schedule::CoopAttention(p) if p.slices == d.slices), "{c}");
         }
         for &c in &coop.candidates {
-            let mut db = TuningDb::default();
-            db.records.insert(
-                coop.check_key.clone(),
-                TuningRecord {
-                    schedule: c,
-                    micros: 0.0,
-                    device: String::new(),
-                },
-            );
             let copts = CompileOptions {
                 target: opts.target.clone(),
-                tuning: Some(db),
+                tuning: Some(TuningDb::forcing(coop.check_key.clone(), c)),
                 precision: Precision::F16,
                 opt_level: coop.opt_level,
                 ..Default::default()

@@ -33,12 +33,19 @@ pub fn pipeline_with_checks(device: &wgpu::Device, src: &str, checks: bool) -> w
 }
 
 /// A bind group of `buffers` at bindings 0, 1, ... of `p`'s group 0.
+#[allow(dead_code)]
 pub fn bind(device: &wgpu::Device, p: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    let at: Vec<(u32, &wgpu::Buffer)> = buffers.iter().enumerate().map(|(i, b)| (i as u32, *b)).collect();
+    bind_at(device, p, &at)
+}
+
+/// A bind group of `(binding, buffer)` pairs of `p`'s group 0 (a kernel's derived layout leaves
+/// out the bindings it never reads, such as Kiln's unused `params`).
+pub fn bind_at(device: &wgpu::Device, p: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
-        .enumerate()
         .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
+            binding: *i,
             resource: b.as_entire_binding(),
         })
         .collect();

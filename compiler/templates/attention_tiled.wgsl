@@ -32,11 +32,13 @@ fn kiln_score(v: f32, at0: i32, at1: i32, at2: i32) -> f32 {
 // The query block, [channel][row / 4].
 var<workgroup> qs: array<array<vec4<f32>, {{ br4 }}>, {{ d }}>;
 {%- if pbuf %}
-// The key block, [channel][key / 4] flattened (the key group XOR-swizzled by the channel:
-// conflict-free staging along channels).
-var<workgroup> kp: array<vec4<f32>, {{ d * bk4 }}>;
-// The probabilities, [key][row / 4] flattened (the row group swizzled by the key group).
-var<workgroup> pp: array<vec4<f32>, {{ bk * br4 }}>;
+// The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
+// staging along channels).
+var<workgroup> kp: array<array<vec4<f32>, {{ bk4 }}>, {{ d }}>;
+// The probabilities, [key][row / 4] (the row group swizzled by the key group). Both blocks are
+// two-dimensional: a constant outer index and a thread-invariant inner one leave wgpu's index
+// clamps out of the unrolled loops.
+var<workgroup> pp: array<array<vec4<f32>, {{ br4 }}>, {{ bk }}>;
 {%- else %}
 // The key block, [channel][key / 4] flattened (the key group XOR-swizzled by the channel:
 // conflict-free staging along channels); after the scores, the probabilities [key][row / 4]
@@ -139,7 +141,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {
             let q = qs[{{ c }}][tr];
 {%- for kk in range(end=kg) %}
+{%- if pbuf %}
+            let k{{ kk }} = kp[{{ c }}][kq{{ kk }} ^ {{ sw }}i];
+{%- else %}
             let k{{ kk }} = kp[{{ c * bk4 }}i + (kq{{ kk }} ^ {{ sw }}i)];
+{%- endif %}
 {%- for i in range(end=4) %}
             a{{ kk }}_{{ i }} = fma(vec4<f32>(q[{{ i }}]), k{{ kk }}, a{{ kk }}_{{ i }});
 {%- endfor %}
@@ -202,10 +208,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
             l += vec4<f32>(dot(p0, vec4<f32>(1.0f)), dot(p1, vec4<f32>(1.0f)), dot(p2, vec4<f32>(1.0f)), dot(p3, vec4<f32>(1.0f)));
             let jl = 4i * kq{{ kk }};
-            {{ pb }}[jl * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
-            {{ pb }}[(jl + 1i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
-            {{ pb }}[(jl + 2i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
-            {{ pb }}[(jl + 3i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+{%- if pbuf %}
+            pp[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+            pp[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+            pp[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+            pp[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+{%- else %}
+            kp[jl * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+            kp[(jl + 1i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+            kp[(jl + 2i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+            kp[(jl + 3i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+{%- endif %}
         }
 {%- endfor %}
         workgroupBarrier();
@@ -213,7 +226,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for sw in pswz %}
 {%- set j = loop.index0 %}
         {
-            let p = {{ pb }}[{{ j * br4 }}i + (tr ^ {{ sw }}i)];
+{%- if pbuf %}
+            let p = pp[{{ j }}][tr ^ {{ sw }}i];
+{%- else %}
+            let p = kp[{{ j * br4 }}i + (tr ^ {{ sw }}i)];
+{%- endif %}
 {%- for g in range(end=og) %}
             let v{{ g }} = vs[{{ j }}][tc + {{ g * tc }}i];
 {%- for i in range(end=4) %}

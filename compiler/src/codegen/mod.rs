@@ -1786,6 +1786,7 @@ fn render_with_params(
                 k_keys_fast: false,
                 coop_rows: Some((ks, vs)),
                 whole_keys: whole_key_blocks(sk, p.bk, p.slices),
+                k_rows: false,
             };
             let sk_s = stage.insert(
                 &mut ctx,
@@ -1878,6 +1879,7 @@ fn render_with_params(
                     k_keys_fast: false,
                     coop_rows: None,
                     whole_keys: whole_key_blocks(sk, p.bk, p.slices),
+                    k_rows: p.pbuf,
                 };
                 stage.insert(
                     &mut ctx,
@@ -2883,6 +2885,9 @@ struct TiledStaging {
     /// Every key block of every slice is whole ([`whole_key_blocks`]): the loads skip their
     /// key bounds checks.
     whole_keys: bool,
+    /// The register-tiled kernel's K block is two-dimensional (`kp[channel][key group]`, with
+    /// `pbuf`); otherwise flattened (it also holds the probabilities).
+    k_rows: bool,
 }
 
 /// Whether every `bk`-key block that a flash-attention workgroup walks lies inside the keys:
@@ -2967,6 +2972,7 @@ impl TiledStaging {
             }
             let st = match self.coop_rows {
                 Some((ks, _)) => format!("k_sh[kc{it} * {ks}i + kg{it}] = vec4<f16>(kr{it});"),
+                None if self.k_rows => format!("kp[kc{it}][kg{it} ^ (kc{it} & {}i)] = kr{it};", self.ksw),
                 None => format!(
                     "kp[kc{it} * {}i + (kg{it} ^ (kc{it} & {}i))] = kr{it};",
                     self.bk / 4,

@@ -1292,13 +1292,8 @@ fn flash_attention_matches_the_interpreter() {
     // through the combine), keys read directly and through a transpose.
     let sliced = |rows, bk, splits, slices| {
         Some(Schedule::Attention(AttentionParams {
-            rows,
-            bk,
-            splits,
             slices,
-            tm: 1,
-            pbuf: false,
-            sg: false,
+            ..AttentionParams::per_row(rows, bk, splits)
         }))
     };
     check_attention((2, 37, 300, 8, 48), AttnMask::Causal, true, sliced(32, 16, 2, 4));
@@ -1344,6 +1339,16 @@ fn flash_attention_matches_the_interpreter() {
             ..AttentionParams::tiled(rows, bk, splits)
         }))
     };
+    // The value block in two halves (`vhalf`: 64-key blocks, probabilities over K, six
+    // barriers per block), with and without the subgroup variant.
+    let halves = |rows, bk, splits, slices, sg| {
+        Some(Schedule::Attention(AttentionParams {
+            slices,
+            vhalf: true,
+            sg,
+            ..AttentionParams::tiled(rows, bk, splits)
+        }))
+    };
     let mut ran = Vec::new();
     for sg in [false, true] {
         let cases = [
@@ -1353,6 +1358,16 @@ fn flash_attention_matches_the_interpreter() {
             ((2, 37, 300, 8, 48), AttnMask::Causal, true, own(16, 64, 16, 1, sg)),
             ((1, 21, 29, 24, 24), AttnMask::Causal, true, own(64, 32, 8, 1, sg)),
             ((2, 40, 70, 16, 16), AttnMask::None, false, own(64, 32, 4, 1, sg)),
+            ((2, 37, 300, 8, 48), AttnMask::Causal, true, halves(64, 64, 8, 4, sg)),
+            ((2, 40, 300, 16, 16), AttnMask::None, false, halves(64, 64, 8, 1, sg)),
+            (
+                (1, 17, 130, 8, 8),
+                AttnMask::FullyMasked,
+                true,
+                halves(64, 64, 8, 2, sg),
+            ),
+            ((1, 21, 29, 24, 24), AttnMask::Causal, true, halves(32, 64, 16, 1, sg)),
+            ((2, 40, 300, 16, 16), AttnMask::None, true, halves(64, 64, 16, 4, sg)),
         ];
         for (shape, mask, kt, s) in cases {
             ran.push(check_attention_on(shape, mask, kt, s, h200()));

@@ -1,6 +1,6 @@
 {% import "macros" as macros -%}
 // Kiln attention kernel: {{ label }}
-// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ tc }}{% if slices > 1 %}, slices={{ slices }}{% endif %}, tm=4{% if pbuf %}, pbuf{% endif %}{% if sg %}, sg{% endif %}): register-tiled
+// schedule: attention(rows={{ br }}, bk={{ bk }}, splits={{ tc }}{% if slices > 1 %}, slices={{ slices }}{% endif %}, tm=4{% if pbuf %}, pbuf{% endif %}{% if vhalf %}, vhalf{% endif %}{% if sg %}, sg{% endif %}): register-tiled
 // flash attention. A workgroup of {{ wg }} threads per (batch, tile of {{ br }} query rows) stages the
 // query block once and walks the keys {{ bk }} at a time, staging K and V in workgroup memory (each
 // thread loads its share of the next block into registers while the current one is used). Thread
@@ -11,7 +11,7 @@
 // of a row group meet {% if sg %}by subgroup shuffles{% else %}in workgroup memory{% endif %}, every thread
 // rescales with the same maximum, writes its probabilities {% if pbuf %}into their own block{% else %}over the
 // (no longer needed) K block{% endif %}, and adds P x V from there. The row sums are added once at the
-// end. The scores are never stored. Barriers per key block: {% if sg %}2{% elif pbuf %}3{% else %}4{% endif %}.
+// end. The scores are never stored. Barriers per key block: {% if vhalf %}6 (the value block in two halves){% elif sg %}2{% elif pbuf %}3{% else %}4{% endif %}.
 {%- if sg %}
 // Subgroup variant: a row group's {{ tc }} threads are consecutive lanes of one subgroup (naga
 // takes the subgroup builtins without an `enable subgroups;`, which it does not parse yet).
@@ -39,14 +39,20 @@ var<workgroup> kp: array<array<vec4<f32>, {{ bk4 }}>, {{ d }}>;
 // two-dimensional: a constant outer index and a thread-invariant inner one leave wgpu's index
 // clamps out of the unrolled loops.
 var<workgroup> pp: array<array<vec4<f32>, {{ br4 }}>, {{ bk }}>;
+{%- elif k2d %}
+// The key block, [channel][key / 4] (the key group XOR-swizzled by the channel: conflict-free
+// staging along channels); after the scores, the probabilities [key][row / 4] (the row group
+// swizzled by the key group): as many keys as rows, so both are rows of {{ bk4 }} vec4s, and
+// two-dimensional (wgpu's index clamps stay out of the unrolled loops).
+var<workgroup> kp: array<array<vec4<f32>, {{ bk4 }}>, {{ k2d_rows }}>;
 {%- else %}
 // The key block, [channel][key / 4] flattened (the key group XOR-swizzled by the channel:
 // conflict-free staging along channels); after the scores, the probabilities [key][row / 4]
 // flattened (the row group swizzled by the key group): as large as the larger of the two.
 var<workgroup> kp: array<vec4<f32>, {{ kp_len }}>;
 {%- endif %}
-// The value block, [key][channel / 4] (zero past the head dim).
-var<workgroup> vs: array<array<vec4<f32>, {{ dvs }}>, {{ bk }}>;
+// The value block, [key][channel / 4] (zero past the head dim){% if vhalf %}: half of it, {{ hb }} keys at a time{% endif %}.
+var<workgroup> vs: array<array<vec4<f32>, {{ dvs }}>, {% if vhalf %}{{ hb }}{% else %}{{ bk }}{% endif %}>;
 {%- if not sg %}
 // Each thread's row maxima (in the key walk) or sums (at the end): [row group][thread].
 var<workgroup> red: array<array<vec4<f32>, {{ tc }}>, {{ br4 }}>;
@@ -123,12 +129,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {{ line }}
 {%- endfor %}
 {%- endif %}
-        // The next block's loads, in flight during this block's arithmetic.
+        // The next block's loads, in flight during this block's arithmetic{% if vhalf %} (V's after the
+        // second half of this block's V is stored){% endif %}.
         if (j0 + {{ bk }}i < kend) {
             let jn = j0 + {{ bk }}i;
+{%- if vhalf %}
+{%- for line in stage_kload %}
+            {{ line }}
+{%- endfor %}
+{%- else %}
 {%- for line in stage_load %}
             {{ line }}
 {%- endfor %}
+{%- endif %}
         }
         // Scores: a{key group}_{row} holds 4 keys of one row.
 {%- for kk in range(end=kg) %}
@@ -141,7 +154,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {
             let q = qs[{{ c }}][tr];
 {%- for kk in range(end=kg) %}
-{%- if pbuf %}
+{%- if k2d %}
             let k{{ kk }} = kp[{{ c }}][kq{{ kk }} ^ {{ sw }}i];
 {%- else %}
             let k{{ kk }} = kp[{{ c * bk4 }}i + (kq{{ kk }} ^ {{ sw }}i)];
@@ -196,6 +209,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         o{{ g }}_{{ i }} *= alpha[{{ i }}];
 {%- endfor %}
 {%- endfor %}
+{%- if sg and not pbuf %}
+        // Every thread is past its K reads before the probabilities overwrite them.
+        workgroupBarrier();
+{%- endif %}
 {%- if pbuf %}
         // Probabilities, into their block (every thread is past the last block's P x V).
 {%- else %}
@@ -208,11 +225,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- endfor %}
             l += vec4<f32>(dot(p0, vec4<f32>(1.0f)), dot(p1, vec4<f32>(1.0f)), dot(p2, vec4<f32>(1.0f)), dot(p3, vec4<f32>(1.0f)));
             let jl = 4i * kq{{ kk }};
-{%- if pbuf %}
-            pp[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
-            pp[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
-            pp[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
-            pp[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
+{%- if k2d %}
+            {{ pb }}[jl][ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+            {{ pb }}[jl + 1i][ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+            {{ pb }}[jl + 2i][ps{{ kk }}] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
+            {{ pb }}[jl + 3i][ps{{ kk }}] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
 {%- else %}
             kp[jl * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
             kp[(jl + 1i) * {{ br4 }}i + ps{{ kk }}] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
@@ -225,14 +242,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         // Output += P x V, one key at a time: a vec4 of rows times a vec4 of channels.
 {%- for sw in pswz %}
 {%- set j = loop.index0 %}
+{%- set vrow = j %}
+{%- if vhalf and j >= hb %}
+{%- set vrow = j - hb %}
+{%- endif %}
+{%- if vhalf and j == hb %}
+        // The value block's second half over the first (every thread is past its reads),
+        // then the next block's V loads.
+        workgroupBarrier();
+{%- for line in stage_vstore1 %}
+        {{ line }}
+{%- endfor %}
+        if (j0 + {{ bk }}i < kend) {
+            let jn = j0 + {{ bk }}i;
+{%- for line in stage_vload %}
+            {{ line }}
+{%- endfor %}
+        }
+        workgroupBarrier();
+{%- endif %}
         {
-{%- if pbuf %}
-            let p = pp[{{ j }}][tr ^ {{ sw }}i];
+{%- if k2d %}
+            let p = {{ pb }}[{{ j }}][tr ^ {{ sw }}i];
 {%- else %}
             let p = kp[{{ j * br4 }}i + (tr ^ {{ sw }}i)];
 {%- endif %}
 {%- for g in range(end=og) %}
-            let v{{ g }} = vs[{{ j }}][tc + {{ g * tc }}i];
+            let v{{ g }} = vs[{{ vrow }}][tc + {{ g * tc }}i];
 {%- for i in range(end=4) %}
             o{{ g }}_{{ i }} = fma(vec4<f32>(p[{{ i }}]), v{{ g }}, o{{ g }}_{{ i }});
 {%- endfor %}

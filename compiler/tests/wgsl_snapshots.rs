@@ -648,6 +648,49 @@ fn forced_attention(
 }
 
 #[test]
+fn attention_values_in_halves() {
+    // The 256-thread tile of the `h200` default for split keys: 64 rows, 64-key blocks over 16
+    // threads per row group, the value block staged in two halves (its second half and the
+    // next block's V loads after the first half's P x V), the probabilities over the K block
+    // (both two-dimensional), 2 key slices; and its subgroup variant, whose probabilities wait
+    // for a barrier after the scores instead of the row-maxima exchange.
+    use kiln_schedules::{AttentionParams, DeviceLimits};
+    let b = forced_attention(
+        256,
+        AttentionParams {
+            slices: 2,
+            vhalf: true,
+            sg: true,
+            ..AttentionParams::tiled(64, 64, 16)
+        },
+        DeviceLimits::h200(),
+    );
+    let k = &b.manifest.kernels[0];
+    assert_eq!(
+        k.schedule,
+        "attention(rows=64, bk=64, splits=16, slices=2, tm=4, vhalf)"
+    );
+    assert_eq!(k.variants.len(), 1);
+    assert_eq!(
+        k.variants[0].schedule,
+        "attention(rows=64, bk=64, splits=16, slices=2, tm=4, vhalf, sg)"
+    );
+    assert_eq!(k.variants[0].requires.min_subgroup_size, Some(16));
+    let src = b
+        .kernel_sources
+        .iter()
+        .map(|(f, s)| format!("// ===== {f}\n{s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        src.matches("var<workgroup> vs: array<array<vec4<f32>, 16>, 32>;")
+            .count(),
+        2
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
 fn attention_split_over_key_slices() {
     // The keys split over 4 workgroups per tile of 32 rows (a tuning record; the defaults do
     // not split): each walks 128 of the 512 keys and writes unnormalized rows with their
@@ -655,13 +698,8 @@ fn attention_split_over_key_slices() {
     let b = forced_attention(
         512,
         kiln_schedules::AttentionParams {
-            rows: 32,
-            bk: 16,
-            splits: 4,
             slices: 4,
-            tm: 1,
-            pbuf: false,
-            sg: false,
+            ..kiln_schedules::AttentionParams::per_row(32, 16, 4)
         },
         CompileOptions::default().target,
     );

@@ -552,7 +552,9 @@ fn first_valid(candidates: impl IntoIterator<Item = Schedule>, limits: &DeviceLi
 /// four): 0.0695 ms against 0.0743 for the same split without them at 1x12x512x64 on the H200,
 /// and faster with every slice count (docs/performance.md, tenth session); unsplit (MiniLM's
 /// 32x12x128x32: 768 tiles) the subgroup form was slower (0.0626 against 0.0504 ms), so
-/// unsplit tiles keep the four-barrier kernel. Where the tiled kernel does not fit
+/// unsplit tiles keep the four-barrier kernel. Split tiles now take 256-thread workgroups of
+/// 64-key blocks with the values staged in halves ([`AttentionParams::vhalf`]) where 48 KiB
+/// allow them (see [`attention_sliced`]). Where the tiled kernel does not fit
 /// (32 KiB of workgroup memory: its members that fit were slower than the per-row kernel on the
 /// H200), [`attention_per_row`].
 pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
@@ -566,16 +568,28 @@ pub fn attention(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule {
     attention_sliced(batch, sq, slices, limits)
 }
 
-/// [`attention`]'s register-tiled kernel over `slices` key slices (with the probabilities in
-/// their own block and the subgroup variant where split), or [`attention_per_row`] where it
-/// does not fit.
+/// [`attention`]'s register-tiled kernel over `slices` key slices (split: the 256-thread tile
+/// of 64-key blocks with the values in halves, else the probabilities in their own block, each
+/// with the subgroup variant, where they fit), or [`attention_per_row`] where it does not fit.
 pub fn attention_sliced(batch: u64, sq: u64, slices: u32, limits: &DeviceLimits) -> Schedule {
     let p = AttentionParams::tiled(64, 32, 8);
     if Schedule::Attention(p).validate(limits).is_err() {
         return attention_per_row(batch, sq, limits);
     }
-    // Split keys (few tiles of a long sequence: short workgroups, whose barriers cost the
-    // most) take the probabilities in their own block with the subgroup variant, where it fits.
+    // Split keys (few tiles of a long sequence, few warps per compute unit) take 256-thread
+    // workgroups of 64-key blocks, the values staged in two halves, with the subgroup variant
+    // where that fits: 0.045 ms against 0.061 for the 128-thread tile below at 1x12x512x64 on
+    // the H200 (docs/performance.md, twenty-second session).
+    let wide = Schedule::Attention(AttentionParams {
+        slices,
+        vhalf: true,
+        sg: true,
+        ..AttentionParams::tiled(64, 64, 16)
+    });
+    if slices > 1 && wide.validate(limits).is_ok() {
+        return wide;
+    }
+    // Otherwise the probabilities in their own block with the subgroup variant, where it fits.
     let own = Schedule::Attention(AttentionParams {
         slices,
         pbuf: true,
@@ -662,6 +676,7 @@ pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule
             tm: 1,
             pbuf: false,
             sg: false,
+            vhalf: false,
         })
     });
     first
@@ -676,6 +691,7 @@ pub fn attention_per_row(batch: u64, sq: u64, limits: &DeviceLimits) -> Schedule
             tm: 1,
             pbuf: false,
             sg: false,
+            vhalf: false,
         }))
 }
 

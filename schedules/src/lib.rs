@@ -363,6 +363,14 @@ pub struct AttentionParams {
     /// read as `false`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sg: bool,
+    /// Register-tiled kernel without `pbuf` only: the value block is staged in two halves of
+    /// `bk / 2` keys (the second stored after the first half's P x V, two barriers more per
+    /// block), so 64-key blocks of 64 rows fit 48 KiB: a 4 x 8 score tile per thread reads a
+    /// quarter fewer bytes of workgroup memory per FMA than the 4 x 4 tile of 32-key blocks.
+    /// With it `sg` needs no `pbuf` (a barrier separates the scores' K reads from the
+    /// probabilities written over them). Records written before it existed read as `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vhalf: bool,
 }
 
 impl AttentionParams {
@@ -391,6 +399,7 @@ impl AttentionParams {
             tm: 1,
             pbuf: false,
             sg: false,
+            vhalf: false,
         }
     }
 
@@ -404,6 +413,7 @@ impl AttentionParams {
             tm: ATTENTION_ROW_TILE,
             pbuf: false,
             sg: false,
+            vhalf: false,
         }
     }
 
@@ -429,10 +439,19 @@ impl AttentionParams {
         [
             d * br4,
             if self.pbuf { d * bk4 } else { (d * bk4).max(probs) },
-            self.bk * self.tiled_out_groups(dv) * self.splits,
+            self.value_keys() * self.tiled_out_groups(dv) * self.splits,
             br4 * self.splits,
             if self.pbuf { probs } else { 0 },
         ]
+    }
+
+    /// Keys of the value block staged at once: `bk`, or half of it with [`Self::vhalf`].
+    pub fn value_keys(&self) -> u32 {
+        if self.vhalf {
+            self.bk / 2
+        } else {
+            self.bk
+        }
     }
 
     /// The register-tiled kernel's subgroup variant ([`Self::sg`]): workgroup memory for head
@@ -741,8 +760,11 @@ impl Schedule {
                 if ![1, 2, 4, 8].contains(&p.slices) {
                     return fail(format!("key slices {} not 1, 2, 4 or 8", p.slices));
                 }
-                if p.sg && !p.pbuf {
+                if p.sg && !p.pbuf && !p.vhalf {
                     return fail("subgroup exchange (sg) without a probability block (pbuf)".into());
+                }
+                if p.vhalf && p.pbuf {
+                    return fail("value halves (vhalf) with a probability block (pbuf)".into());
                 }
                 // Power-of-two vec4 groups of rows and keys: the staged blocks' XOR swizzle
                 // stays inside a row of the block.
@@ -764,8 +786,8 @@ impl Schedule {
                 if p.tm != 1 {
                     return fail(format!("row tile {} not 1 or {ATTENTION_ROW_TILE}", p.tm));
                 }
-                if p.pbuf || p.sg {
-                    return fail("pbuf and sg need the register-tiled kernel (tm 4)".into());
+                if p.pbuf || p.sg || p.vhalf {
+                    return fail("pbuf, sg and vhalf need the register-tiled kernel (tm 4)".into());
                 }
                 if ![1, 2, 4, 8].contains(&p.splits) {
                     return fail(format!("splits {} not 1, 2, 4 or 8", p.splits));
@@ -913,6 +935,9 @@ impl fmt::Display for Schedule {
                 }
                 if p.pbuf {
                     write!(f, ", pbuf")?;
+                }
+                if p.vhalf {
+                    write!(f, ", vhalf")?;
                 }
                 if p.sg {
                     write!(f, ", sg")?;
@@ -1246,6 +1271,7 @@ mod tests {
                 tm: 1,
                 pbuf: false,
                 sg: false,
+                vhalf: false,
             })
         };
         assert!(att(32, 32, 3).validate(&l).unwrap_err().reason.contains("splits 3"));
@@ -1265,6 +1291,7 @@ mod tests {
             tm: 1,
             pbuf: false,
             sg: false,
+            vhalf: false,
         };
         // K and V blocks of 32 keys x 17 vec4s each, and 128 threads' (max, sum).
         assert_eq!(p.workgroup_bytes(64, 64), 16 * 2 * 32 * 17 + 8 * 128);
@@ -1278,6 +1305,7 @@ mod tests {
                 tm: 1,
                 pbuf: false,
                 sg: false,
+                vhalf: false,
             }
             .tile_vec4s(64, 64),
             1024
@@ -1297,6 +1325,7 @@ mod tests {
             tm: 1,
             pbuf: false,
             sg: false,
+            vhalf: false,
         });
         assert!(sliced.validate(&d).is_ok());
         assert_eq!(sliced.to_string(), "attention(rows=64, bk=32, splits=4, slices=4)");
@@ -1314,6 +1343,7 @@ mod tests {
                 tm: 1,
                 pbuf: false,
                 sg: false,
+                vhalf: false,
             }
         });
         assert!(three.validate(&d).unwrap_err().reason.contains("key slices 3"));
@@ -1374,6 +1404,30 @@ mod tests {
         assert_eq!(back, Schedule::Attention(sgp));
         let no_pbuf = Schedule::Attention(AttentionParams { pbuf: false, ..sgp });
         assert!(no_pbuf.validate(&h).unwrap_err().reason.contains("probability block"));
+        // The value block in halves (vhalf): 64 rows of 64-key blocks over 16 threads per row
+        // group keep 1024 + 1024 + 512 + 256 vec4s (45 KiB at head dim 64) with the
+        // probabilities over K; the subgroup variant needs no probability block then, and
+        // vhalf takes none.
+        let wide = AttentionParams {
+            vhalf: true,
+            ..AttentionParams::tiled(64, 64, 16)
+        };
+        assert_eq!(wide.threads(), 256);
+        assert_eq!(wide.tiled_vec4s(64, 64), [1024, 1024, 512, 256, 0]);
+        assert_eq!(wide.workgroup_bytes(64, 64), 16 * 2816);
+        let wide_sg = Schedule::Attention(AttentionParams { sg: true, ..wide });
+        assert!(wide_sg.validate(&h).is_ok());
+        assert_eq!(
+            wide_sg.to_string(),
+            "attention(rows=64, bk=64, splits=16, tm=4, vhalf, sg)"
+        );
+        let back: Schedule = ron::from_str(&ron::to_string(&wide_sg).unwrap()).unwrap();
+        assert_eq!(back, wide_sg);
+        let both = Schedule::Attention(AttentionParams { pbuf: true, ..wide });
+        assert!(both.validate(&h).unwrap_err().reason.contains("vhalf"));
+        // Without halves the same tile outgrows 48 KiB.
+        let whole = Schedule::Attention(AttentionParams::tiled(64, 64, 16));
+        assert!(whole.validate(&h).unwrap_err().reason.contains("head dim 64"));
         let per_row = Schedule::Attention(AttentionParams {
             pbuf: true,
             ..AttentionParams::per_row(64, 32, 4)
@@ -1395,13 +1449,18 @@ mod tests {
         // workgroups only where the row tiles leave the H200 short and every slice walks at
         // least 128 keys (faster at 1x12x512x64, slower at MiniLM's 32x12x128); the per-row
         // kernel, unsplit, on 32 KiB.
-        // Split, the probabilities in their own block with the subgroup variant.
+        // Split, 256-thread workgroups of 64-key blocks, the values in halves, with the
+        // subgroup variant; unsplit, the 128-thread tile of 32-key blocks.
         for (batch, sq, slices) in [(12, 512, 4), (2, 512, 4), (12, 128, 1), (384, 128, 1), (1, 64, 1)] {
-            let want = Schedule::Attention(AttentionParams {
-                slices,
-                pbuf: slices > 1,
-                sg: slices > 1,
-                ..AttentionParams::tiled(64, 32, 8)
+            let want = Schedule::Attention(if slices > 1 {
+                AttentionParams {
+                    slices,
+                    vhalf: true,
+                    sg: true,
+                    ..AttentionParams::tiled(64, 64, 16)
+                }
+            } else {
+                AttentionParams::tiled(64, 32, 8)
             });
             assert_eq!(defaults::attention(batch, sq, &h), want, "{batch}x{sq}");
             assert!(matches!(defaults::attention(batch, sq, &d), Schedule::Attention(p) if p.slices == 1 && p.tm == 1));

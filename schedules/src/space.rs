@@ -347,6 +347,7 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
                     tm: 1,
                     pbuf: false,
                     sg: false,
+                    vhalf: false,
                 };
                 let s = Schedule::Attention(p);
                 if p.bk >= 8 && (32..=256).contains(&p.threads()) && s.validate(limits).is_ok() {
@@ -384,6 +385,25 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+    // 64-key blocks of 64 rows over 16 threads per row group (256 threads: twice the warps of
+    // the 32-key tile, which on the H200 waited on workgroup-memory latency), the values in
+    // two halves so that they fit 48 KiB, with and without the subgroup variant, unsplit and
+    // over 2, 4 or 8 key slices. (8 threads per row group, a 4 x 8 score tile, measured no
+    // faster than the 32-key tile: docs/performance.md, twenty-second session.)
+    for splits in [16] {
+        for sg in [false, true] {
+            let p = crate::AttentionParams {
+                vhalf: true,
+                sg,
+                ..crate::AttentionParams::tiled(64, 64, splits)
+            };
+            if Schedule::Attention(p).validate(limits).is_ok() {
+                for slices in [1, 2, 4, 8] {
+                    out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
                 }
             }
         }

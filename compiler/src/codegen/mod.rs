@@ -1787,6 +1787,7 @@ fn render_with_params(
                 coop_rows: Some((ks, vs)),
                 whole_keys: whole_key_blocks(sk, p.bk, p.slices),
                 k_rows: false,
+                v_halves: false,
             };
             let sk_s = stage.insert(
                 &mut ctx,
@@ -1860,6 +1861,12 @@ fn render_with_params(
                 ctx.insert("og", &og);
                 ctx.insert("dvs", &(og * p.splits));
                 ctx.insert("kp_len", &(*d as u32 * bk4).max(p.bk * br4));
+                // Two-dimensional K (and probability) blocks: with their own probability
+                // block, or where the probabilities over K have rows as long as K's (as many
+                // keys as rows).
+                let k2d = p.pbuf || p.bk == p.rows;
+                ctx.insert("k2d", &k2d);
+                ctx.insert("k2d_rows", &(*d as u32).max(p.bk));
                 // XOR swizzles: the key group by the channel (K block), the row group by the key
                 // group (probabilities), each within the smaller of the row and 8 vec4s.
                 let ksw = bk4.min(8) - 1;
@@ -1879,8 +1886,21 @@ fn render_with_params(
                     k_keys_fast: false,
                     coop_rows: None,
                     whole_keys: whole_key_blocks(sk, p.bk, p.slices),
-                    k_rows: p.pbuf,
+                    k_rows: k2d,
+                    v_halves: p.vhalf,
                 };
+                if p.vhalf && !stage.halves_whole() {
+                    return Err(CompileError::Unsupported {
+                        node: draft.label.clone(),
+                        op: "Attention".into(),
+                        msg: format!(
+                            "{schedule}: each half of the value block ({} keys x {} channel groups) must be whole loads of the {} threads",
+                            p.bk / 2,
+                            stage.dvs,
+                            p.threads()
+                        ),
+                    });
+                }
                 stage.insert(
                     &mut ctx,
                     draft,
@@ -1895,6 +1915,9 @@ fn render_with_params(
                 // The probabilities in their own block, or over the key block.
                 ctx.insert("pbuf", &p.pbuf);
                 ctx.insert("pb", if p.pbuf { "pp" } else { "kp" });
+                // The value block in two halves: the key where the second half starts.
+                ctx.insert("vhalf", &p.vhalf);
+                ctx.insert("hb", &(p.bk / 2));
                 // The subgroup variant: butterfly shuffles over a row group's lanes.
                 ctx.insert("sg", &p.sg);
                 let xors: Vec<u32> = (0..p.splits.trailing_zeros()).map(|i| 1 << i).collect();
@@ -2888,6 +2911,10 @@ struct TiledStaging {
     /// The register-tiled kernel's K block is two-dimensional (`kp[channel][key group]`, with
     /// `pbuf`); otherwise flattened (it also holds the probabilities).
     k_rows: bool,
+    /// The V block is stored in two halves of `bk / 2` keys ([`kiln_schedules::AttentionParams::vhalf`]):
+    /// `stage_vstore` stores the first, `stage_vstore1` the second (at rows `vj - bk / 2`).
+    /// Needs each half to be whole loads of every thread (see [`Self::halves_whole`]).
+    v_halves: bool,
 }
 
 /// Whether every `bk`-key block that a flash-attention workgroup walks lies inside the keys:
@@ -2927,19 +2954,31 @@ impl TiledStaging {
         let xv = operand_at(draft, 2, &bsv, params, helpers, in_dtypes, fns);
         self.k_keys_fast = matches!(draft.operand(1), Expr::LoadIdx(_, ix) if *ix == Expr::Index);
         let sk_s = params.dim(sk, "sk");
-        let (setup, load, kstore, vstore) = self.lines(&xk, &xv, &sk_s);
+        let (setup, [kload, vload], kstore, [vstore, vstore1]) = self.lines(&xk, &xv, &sk_s);
         ctx.insert("stage_setup", &setup);
-        ctx.insert("stage_load", &load);
+        ctx.insert("stage_load", &[kload.clone(), vload.clone()].concat());
+        ctx.insert("stage_kload", &kload);
+        ctx.insert("stage_vload", &vload);
         ctx.insert("stage_kstore", &kstore);
         ctx.insert("stage_vstore", &vstore);
+        ctx.insert("stage_vstore1", &vstore1);
         sk_s
+    }
+
+    /// Whether each half of the V block is a whole number of every thread's loads (so that
+    /// [`Self::v_halves`] can store the halves by load).
+    fn halves_whole(&self) -> bool {
+        (self.bk / 2 * self.dvs).is_multiple_of(self.threads)
     }
 
     /// (setup, load, K store, V store) lines: the thread's coordinates and registers; the
     /// loads of the block starting at key `jn` into the registers; their stores into `kp` and
     /// into `vs`. `xk` and `xv` read K^T and V at coordinates (`operand_at`), `sk` is the key
     /// count.
-    fn lines(&self, xk: &str, xv: &str, sk: &str) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+    /// With [`Self::v_halves`] the V stores are split by half; otherwise the second list is
+    /// empty. The loads are returned as K's and V's.
+    #[allow(clippy::type_complexity)]
+    fn lines(&self, xk: &str, xv: &str, sk: &str) -> (Vec<String>, [Vec<String>; 2], Vec<String>, [Vec<String>; 2]) {
         let (mut setup, mut load, mut store) = (Vec::new(), Vec::new(), Vec::new());
         let wg = self.threads;
         let bk4 = self.bk / 4;
@@ -2986,6 +3025,8 @@ impl TiledStaging {
             });
         }
         let kstore = std::mem::take(&mut store);
+        let kload = std::mem::take(&mut load);
+        let mut store1 = Vec::new();
         let nv = self.bk * self.dvs;
         for it in 0..nv.div_ceil(wg) {
             let e = format!("i32(lid) + {}i", it * wg);
@@ -3018,17 +3059,24 @@ impl TiledStaging {
                 });
             }
             load.push("}".into());
+            let second = self.v_halves && it * wg >= nv / 2;
             let st = match self.coop_rows {
                 Some((_, vs)) => format!("v_sh[vj{it} * {vs}i + vg{it}] = vec4<f16>(vr{it});"),
+                None if second => format!("vs[vj{it} - {}i][vg{it}] = vr{it};", self.bk / 2),
                 None => format!("vs[vj{it}][vg{it}] = vr{it};"),
             };
-            store.push(if partial {
+            let st = if partial {
                 format!("if ({e} < {nv}i) {{ {st} }}")
             } else {
                 st
-            });
+            };
+            if second {
+                store1.push(st);
+            } else {
+                store.push(st);
+            }
         }
-        (setup, load, kstore, store)
+        (setup, [kload, load], kstore, [store, store1])
     }
 }
 

@@ -20,8 +20,8 @@
 //! lines cannot leave a variant silently equal to the original.
 //!
 //! `cargo bench --bench attn_ceiling` (`KILN_ADAPTER=name` picks an adapter;
-//! `KILN_ATTN_DUMP=dir` writes the variants there). An adapter without subgroups of at least 8
-//! lanes and timestamps is reported and skipped.
+//! `KILN_ATTN_DUMP=dir` writes the variants there). An adapter without timestamps or without
+//! subgroups as wide as the kernel's subgroup variant needs is reported and skipped.
 
 use kiln::compiler::{compile, CompileOptions, Model};
 use kiln::ir::{BinaryOp, DType, Graph, Op, Tensor, TensorType};
@@ -77,33 +77,32 @@ fn edit_walk(src: &str, what: &str, edit: impl Fn(&[&str]) -> Vec<String>) -> St
     let mut out: Vec<String> = lines[..start].iter().map(|l| l.to_string()).collect();
     out.extend(edit(&lines[start..]));
     let new = out.join("\n");
-    assert_ne!(new, src.lines().collect::<Vec<_>>().join("\n"), "edit `{what}` changed nothing");
+    assert_ne!(
+        new,
+        src.lines().collect::<Vec<_>>().join("\n"),
+        "edit `{what}` changed nothing"
+    );
     new
 }
 
 /// Drops every `{ .. }` block of the walk whose first statement starts with `prefix`, except
-/// the first such block of each run.
+/// the first.
 fn keep_first_block(walk: &[&str], prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
-    let mut seen_in_run = false;
+    let mut seen = false;
     while i < walk.len() {
         let opens = walk[i].trim() == "{" && walk.get(i + 1).is_some_and(|l| l.trim_start().starts_with(prefix));
-        if opens {
-            if seen_in_run {
-                let indent = &walk[i][..walk[i].len() - walk[i].trim_start().len()];
-                let close = format!("{indent}}}");
-                while walk[i] != close {
-                    i += 1;
-                }
+        if opens && seen {
+            let indent = &walk[i][..walk[i].len() - walk[i].trim_start().len()];
+            let close = format!("{indent}}}");
+            while walk[i] != close {
                 i += 1;
-                continue;
             }
-            seen_in_run = true;
-        } else if walk[i].trim() != "}" && !walk[i].starts_with("            ") {
-            // A statement at the walk's own depth ends a run of blocks.
-            seen_in_run = false;
+            i += 1;
+            continue;
         }
+        seen |= opens;
         out.push(walk[i].to_string());
         i += 1;
     }
@@ -130,12 +129,13 @@ fn variants(main: &str) -> Vec<(String, String, bool)> {
             .map(|l| l.to_string())
             .collect()
     });
-    let no_exp = edit_walk(main, "no exp", |w| w.iter().map(|l| l.replace("exp(", "kiln_id(")).collect())
-        + "\nfn kiln_id(x: vec4<f32>) -> vec4<f32> {\n    return x;\n}\n";
+    let no_exp = edit_walk(main, "no exp", |w| {
+        w.iter().map(|l| l.replace("exp(", "kiln_id(")).collect()
+    }) + "\nfn kiln_id(x: vec4<f32>) -> vec4<f32> {\n    return x;\n}\n";
     let one_channel = edit_walk(main, "1-channel scores", |w| keep_first_block(w, "let q = qs["));
-    let one_key = edit_walk(main, "1-key P·V", |w| keep_first_block(w, "let p = pp["));
+    let one_key = edit_walk(main, "1-key P·V", |w| keep_first_block(w, "let p = "));
     let neither = edit_walk(&one_channel, "1-channel scores and 1-key P·V", |w| {
-        keep_first_block(w, "let p = pp[")
+        keep_first_block(w, "let p = ")
     });
     vec![
         ("as compiled".into(), main.to_string(), true),
@@ -217,7 +217,8 @@ fn main() {
     let (device, queue) = match coop::device_with(
         "attn_ceiling",
         wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY,
-        8..=128,
+        // The subgroup variant's row groups must fit in a subgroup.
+        kernel.variants[0].requires.min_subgroup_size.unwrap_or(8)..=128,
     ) {
         Ok(p) => p,
         Err(why) => {
@@ -295,7 +296,9 @@ fn main() {
             for s in 0..64usize {
                 let (h, r) = ((s * 7) % HEADS, (s * 131 + 5) % SEQ);
                 for (c, want) in reference_row(&q, &k, &v, h, r).iter().enumerate() {
-                    worst = worst.max((f64::from(o[(h * SEQ + r) * D + c]) - want).abs());
+                    let err = (f64::from(o[(h * SEQ + r) * D + c]) - want).abs();
+                    // A NaN output counts as infinitely wrong (`max` would drop it).
+                    worst = worst.max(if err.is_nan() { f64::INFINITY } else { err });
                 }
             }
             if worst > 1e-5 {
@@ -311,6 +314,9 @@ fn main() {
             );
         }
         let alone = median_us(&pair[..1]);
-        println!("{name}: {alone:.1} µs ({:.2} TFLOP/s as the whole attention)", flops / alone / 1e6);
+        println!(
+            "{name}: {alone:.1} µs ({:.2} TFLOP/s as the whole attention)",
+            flops / alone / 1e6
+        );
     }
 }

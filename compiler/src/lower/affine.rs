@@ -36,6 +36,39 @@ pub fn coord_of(index: Expr, stride: Dim, dim: Option<Dim>) -> Expr {
 fn simplify(index: &Expr, stride: &Dim, dim: Option<&Dim>) -> Option<Expr> {
     let mut terms = Vec::new();
     split(index, &Dim::c(1), &mut terms);
+    simplify_terms(terms.clone(), stride, dim).or_else(|| factored(&terms, stride, dim))
+}
+
+/// `index / stride` where the stride is `g * s` for a term multiplier `g`: if the terms that
+/// are not multiples of `g` stay below `g` (the index is `g * h + l`, `0 <= l < g`), the
+/// quotient is `h / s` (non-negative terms, floor division). A batch-of-heads coordinate `b`
+/// read as `(b * sq * sk + row * sk + key) / (heads * sq * sk)` becomes `b / heads`: the same
+/// for every score of a workgroup instead of a division per score.
+fn factored(terms: &[Term], stride: &Dim, dim: Option<&Dim>) -> Option<Expr> {
+    terms.iter().find_map(|g| {
+        let g = &g.mult;
+        let s = stride.exact_div(g)?;
+        if *g == Dim::c(1) || s == Dim::c(1) {
+            return None;
+        }
+        let mut high = Vec::new();
+        let mut low_max = Dim::c(0);
+        for t in terms {
+            match t.mult.exact_div(g) {
+                Some(q) => high.push(Term {
+                    mult: q,
+                    expr: t.expr.clone(),
+                    extent: t.extent.clone(),
+                }),
+                None => low_max = low_max.add(&max_value(t)?),
+            }
+        }
+        below(&low_max, g).then(|| coord_of(rebuild(high), s, dim.cloned()))
+    })
+}
+
+/// [`simplify`] over an index's affine terms.
+fn simplify_terms(terms: Vec<Term>, stride: &Dim, dim: Option<&Dim>) -> Option<Expr> {
     // index / stride: high terms contribute their quotient; the low ones must stay below it.
     let mut high = Vec::new();
     let mut low_max = Dim::c(0);
@@ -215,6 +248,36 @@ mod tests {
             Expr::CoordOf { index, .. } => 1 + divisions(index),
             Expr::Binary(_, x, y, _) => divisions(x) + divisions(y),
             _ => 0,
+        }
+    }
+
+    /// The batch of a BERT attention mask read at a score's coordinates: `(b * sq * sk + row *
+    /// sk + key) / (heads * sq * sk)` over `b` in `0..batch * heads` is `b / heads`, one
+    /// division of a coordinate instead of one of the whole index; checked by value, also where
+    /// the low terms reach the factor (no simplification then).
+    #[test]
+    fn a_quotient_by_a_multiple_of_a_term_factors_out() {
+        let (bh, heads, sq, sk) = (384i64, 12i64, 128i64, 128i64);
+        let l = Expr::Index;
+        let b_ = c(&l, sq * sk, Some(bh));
+        let r_ = c(&l, sk, Some(sq));
+        let k_ = c(&l, 1, Some(sk));
+        let index = add(add(mul(b_, Dim::c(sq * sk)), mul(r_, Dim::c(sk))), k_.clone());
+        let q = coord_of(index.clone(), Dim::c(heads * sq * sk), None);
+        assert_eq!(divisions(&q), 2, "{q:?}");
+        let masked = add(mul(q, Dim::c(sk)), k_);
+        for l in (0..bh * sq * sk).step_by(997).chain([bh * sq * sk - 1]) {
+            assert_eq!(eval(&masked, l, 0), (l / (heads * sq * sk)) * sk + l % sk, "l = {l}");
+        }
+        // A key range past the row stride: the low terms reach the factor, so the division of
+        // the whole index stays (and stays right).
+        let wide = add(
+            mul(c(&l, sq * sk, Some(bh)), Dim::c(sq * sk)),
+            c(&l, 1, Some(2 * sq * sk)),
+        );
+        let w = coord_of(wide.clone(), Dim::c(heads * sq * sk), None);
+        for l in (0..bh * sq * sk).step_by(1009) {
+            assert_eq!(eval(&w, l, 0), eval(&wide, l, 0) / (heads * sq * sk), "l = {l}");
         }
     }
 

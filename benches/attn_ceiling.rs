@@ -26,7 +26,7 @@
 use kiln::compiler::{compile, CompileOptions, Model};
 use kiln::ir::{BinaryOp, DType, Graph, Op, Tensor, TensorType};
 use kiln::runtime::wgpu;
-use kiln::schedules::DeviceLimits;
+use kiln::schedules::{DeviceLimits, Schedule};
 use std::collections::BTreeMap;
 
 #[path = "support/coop.rs"]
@@ -188,20 +188,14 @@ fn main() {
     // The subgroup variant (what the H200 runs) and the combine kernel of the key slices.
     let main_src = source("_attention_sg.wgsl");
     let combine_src = source("_attention_combine.wgsl");
-    let slices: u32 = kernel
-        .schedule
-        .split("slices=")
-        .nth(1)
-        .and_then(|s| s.split([',', ')']).next())
-        .and_then(|s| s.parse().ok())
-        .expect("the default splits issue 7's case over key slices");
-    let rows: u32 = kernel
-        .schedule
-        .split("rows=")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .and_then(|s| s.parse().ok())
-        .expect("rows in the schedule");
+    let Ok(Schedule::Attention(params)) = Schedule::from_ron(&kernel.schedule_params) else {
+        panic!(
+            "issue 7's case compiles to a flash-attention kernel, not {}",
+            kernel.schedule
+        );
+    };
+    let (slices, rows) = (params.slices, params.rows);
+    assert!(slices > 1, "the default splits issue 7's case over key slices");
     let kernel_list = variants(&main_src);
     // Every variant passes naga first (on any machine); `KILN_ATTN_DUMP=dir` writes them out.
     let dump = std::env::var("KILN_ATTN_DUMP").ok();

@@ -38,6 +38,11 @@ fn wgsl_outputs(opt_level: u8, build: impl FnOnce(&mut Graph) -> Vec<NodeId>) ->
         },
     )
     .expect("compiles");
+    sources(&b)
+}
+
+/// Every kernel file of a bundle, each after a `// ===== file` line (one snapshot per bundle).
+fn sources(b: &kiln_compiler::CompiledBundle) -> String {
     b.kernel_sources
         .iter()
         .map(|(f, s)| format!("// ===== {f}\n{s}"))
@@ -330,12 +335,7 @@ fn conv_gemm_channel_blocked_loads() {
         ..Default::default()
     };
     let b = compile(&model, &opts).expect("compiles");
-    let src = b
-        .kernel_sources
-        .iter()
-        .map(|(f, s)| format!("// ===== {f}\n{s}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let src = sources(&b);
     assert_kernels(&src, "// Kiln GEMM kernel (vec4 register tile)", 1);
     assert!(src.contains("let cv_bx0 = "), "{src}");
     insta::assert_snapshot!(src);
@@ -587,12 +587,7 @@ fn attention_register_tiled_on_h200() {
         },
     )
     .expect("compiles");
-    let src = b
-        .kernel_sources
-        .iter()
-        .map(|(f, s)| format!("// ===== {f}\n{s}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let src = sources(&b);
     assert_kernels(&src, "// Kiln attention kernel", 1);
     assert!(
         src.contains("schedule: attention(rows=64, bk=32, splits=8, tm=4)")
@@ -676,12 +671,7 @@ fn attention_values_in_halves() {
         "attention(rows=64, bk=64, splits=16, slices=2, tm=4, vhalf, sg)"
     );
     assert_eq!(k.variants[0].requires.min_subgroup_size, Some(16));
-    let src = b
-        .kernel_sources
-        .iter()
-        .map(|(f, s)| format!("// ===== {f}\n{s}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let src = sources(&b);
     assert_eq!(
         src.matches("var<workgroup> vs: array<array<vec4<f32>, 16>, 32>;")
             .count(),
@@ -703,12 +693,7 @@ fn attention_split_over_key_slices() {
         },
         CompileOptions::default().target,
     );
-    let src = b
-        .kernel_sources
-        .iter()
-        .map(|(f, s)| format!("// ===== {f}\n{s}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let src = sources(&b);
     assert_kernels(&src, "// Kiln attention kernel", 1);
     assert_kernels(&src, "// Kiln attention combine kernel", 1);
     assert!(
@@ -746,12 +731,7 @@ fn attention_subgroup_variant_over_key_slices() {
     assert_eq!(v.requires.features, vec!["subgroups".to_string()]);
     assert_eq!(v.requires.min_subgroup_size, Some(8));
     assert_eq!(v.grid, b.manifest.programs[0].dispatches[0].grid);
-    let src = b
-        .kernel_sources
-        .iter()
-        .map(|(f, s)| format!("// ===== {f}\n{s}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let src = sources(&b);
     assert_kernels(&src, "// Kiln attention kernel", 2);
     assert_kernels(&src, "// Kiln attention combine kernel", 1);
     assert_eq!(src.matches("subgroupShuffleXor").count(), 6, "{src}");
@@ -811,11 +791,7 @@ fn wgsl_scheduled(
         },
     )
     .expect("compiles");
-    b.kernel_sources
-        .iter()
-        .map(|(f, s)| format!("// ===== {f}\n{s}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    sources(&b)
 }
 
 #[test]

@@ -394,17 +394,15 @@ pub fn attention(limits: &DeviceLimits) -> Vec<Schedule> {
     // two halves so that they fit 48 KiB, with and without the subgroup variant, unsplit and
     // over 2, 4 or 8 key slices. (8 threads per row group, a 4 x 8 score tile, measured no
     // faster than the 32-key tile: docs/performance.md, twenty-second session.)
-    for splits in [16] {
-        for sg in [false, true] {
-            let p = crate::AttentionParams {
-                vhalf: true,
-                sg,
-                ..crate::AttentionParams::tiled(64, 64, splits)
-            };
-            if Schedule::Attention(p).validate(limits).is_ok() {
-                for slices in [1, 2, 4, 8] {
-                    out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
-                }
+    for sg in [false, true] {
+        let p = crate::AttentionParams {
+            vhalf: true,
+            sg,
+            ..crate::AttentionParams::tiled(64, 64, 16)
+        };
+        if Schedule::Attention(p).validate(limits).is_ok() {
+            for slices in [1, 2, 4, 8] {
+                out.push(Schedule::Attention(crate::AttentionParams { slices, ..p }));
             }
         }
     }

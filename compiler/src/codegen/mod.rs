@@ -2908,8 +2908,9 @@ struct TiledStaging {
     /// Every key block of every slice is whole ([`whole_key_blocks`]): the loads skip their
     /// key bounds checks.
     whole_keys: bool,
-    /// The register-tiled kernel's K block is two-dimensional (`kp[channel][key group]`, with
-    /// `pbuf`); otherwise flattened (it also holds the probabilities).
+    /// The register-tiled kernel's K block is two-dimensional (`kp[channel][key group]`: with
+    /// `pbuf`, or where the probabilities over it have rows as long as K's); otherwise
+    /// flattened.
     k_rows: bool,
     /// The V block is stored in two halves of `bk / 2` keys ([`kiln_schedules::AttentionParams::vhalf`]):
     /// `stage_vstore` stores the first, `stage_vstore1` the second (at rows `vj - bk / 2`).
@@ -2971,12 +2972,11 @@ impl TiledStaging {
         (self.bk / 2 * self.dvs).is_multiple_of(self.threads)
     }
 
-    /// (setup, load, K store, V store) lines: the thread's coordinates and registers; the
-    /// loads of the block starting at key `jn` into the registers; their stores into `kp` and
-    /// into `vs`. `xk` and `xv` read K^T and V at coordinates (`operand_at`), `sk` is the key
-    /// count.
-    /// With [`Self::v_halves`] the V stores are split by half; otherwise the second list is
-    /// empty. The loads are returned as K's and V's.
+    /// (setup, [K loads, V loads], K stores, [V stores, second-half V stores]) lines: the
+    /// thread's coordinates and registers; the loads of the block starting at key `jn` into the
+    /// registers; their stores into `kp` and into `vs` (the second list empty unless
+    /// [`Self::v_halves`]). `xk` and `xv` read K^T and V at coordinates (`operand_at`), `sk` is
+    /// the key count.
     #[allow(clippy::type_complexity)]
     fn lines(&self, xk: &str, xv: &str, sk: &str) -> (Vec<String>, [Vec<String>; 2], Vec<String>, [Vec<String>; 2]) {
         let (mut setup, mut load, mut store) = (Vec::new(), Vec::new(), Vec::new());

@@ -95,9 +95,9 @@ pub fn gemm_tiles() -> Vec<GemmParams> {
 /// docs/performance.md) divided per multiprocessor, so a profile with fewer compute units gets
 /// proportionally less throughput; only their ratios steer the choice.
 mod model {
-    /// f32 FLOP/s one multiprocessor reaches with an 8x8 vec4 register tile (Kiln's 128x128
-    /// GEMM: about 31 TFLOP/s over 132 SMs).
-    pub const FLOPS_PER_CU: f64 = 31e12 / 132.0;
+    /// f32 FLOP/s one multiprocessor reaches with the 128x128 block of 8x8 vec4 register tiles
+    /// when it holds enough threads (Kiln's 4096^3 GEMM: 41 TFLOP/s over 132 SMs).
+    pub const FLOPS_PER_CU: f64 = 41e12 / 132.0;
     /// Bytes/s of DRAM traffic per multiprocessor (a copy: about 3.8 TB/s over 132 SMs).
     pub const BYTES_PER_CU: f64 = 3.8e12 / 132.0;
     /// Least time of one K-step of a workgroup, whatever its arithmetic: the global loads'
@@ -111,60 +111,130 @@ mod model {
     pub const REGISTERS_PER_CU: f64 = 65536.0;
     /// See [`REGISTERS_PER_CU`].
     pub const THREADS_PER_CU: f64 = 2048.0;
+    /// Threads a multiprocessor needs at once to reach its full rate; with `t` fewer it runs at
+    /// `(t / SATURATING_THREADS)^OCCUPANCY_EXPONENT` of it. On the H200 (twenty-third session)
+    /// one workgroup of 256 threads alone on a multiprocessor ran at about 0.78 of the rate of
+    /// two, one of 128 threads at about 0.59.
+    pub const SATURATING_THREADS: f64 = 512.0;
+    /// See [`SATURATING_THREADS`].
+    pub const OCCUPANCY_EXPONENT: f64 = 0.4;
 }
 
-/// Share of [`model::FLOPS_PER_CU`] a thread tile reaches: an 8x8 vec4 tile does 64 FMAs per 4
-/// workgroup-memory reads, a 4x4 one 16 per 2, a scalar 2x2 one 4 per 4 scalar reads. The
-/// 8x16 and 16x8 tiles (128 FMAs per 6 reads) measured 0.83-0.90 of the 8x8 tile at 4096^3 on
-/// the H200 (fewer threads per multiprocessor), and double-buffered stages 0.74 (their k-row
-/// index is not a constant, so every workgroup-memory read is clamped and addressed anew).
+/// Share of [`model::FLOPS_PER_CU`] a tile reaches: the block's operand traffic
+/// ([`block_efficiency`]) times the thread tile's. An 8x8 or 8x4 vec4 thread tile keeps the
+/// multiprocessor busy (the 8x4 tiles ran as fast as the 8x8 ones in blocks of the same size on
+/// the H200, twenty-third session), a 4x8 tile reached 0.91-0.98 of the 8x4 tile in the same
+/// block (1024^3 to 4096^3 and MiniLM's products); the 8x16 and 16x8 tiles (128 FMAs per 6 reads)
+/// measured 0.83-0.90 of the 8x8 tile at 4096^3 (fewer threads per multiprocessor), and
+/// double-buffered stages 0.74 (their k-row index is not a constant, so every workgroup-memory
+/// read is clamped and addressed anew). 4x4 and scalar tiles keep their earlier shares.
 fn tile_efficiency(p: &GemmParams) -> f64 {
-    let base = match (p.is_vec4(), p.tm * p.tn) {
+    let thread = match (p.is_vec4(), p.tm * p.tn) {
         (true, 128) => 0.9,
         (true, 64) => 1.0,
-        (true, 32) => 0.75,
+        (true, 32) if p.tm >= p.tn => 1.0,
+        (true, 32) => 0.95,
+        (true, 16) => 0.64,
         (true, _) => 0.5,
-        (false, _) => 0.2,
+        (false, _) => 0.25,
     };
+    let mut e = thread * block_efficiency(p.bm, p.bn);
     if p.double_buffer {
-        base * 0.75
-    } else {
-        base
+        e *= 0.75;
     }
+    e
+}
+
+/// Share of the 128x128 block's rate a `bm` x `bn` block reaches, by its operand loads per
+/// FMA (`(bm + bn) / (bm * bn)`, relative to 128x128's): the busiest multiprocessor's rate
+/// on the H200 (kiln_bench's sweep of the bk-16 8x8, 8x4 and 4x8 tiles over 1024^3 to 4096^3
+/// and MiniLM's products, twenty-third session) was about 0.82 of 128x128's for 128x64 and
+/// 64x128 blocks, 0.78 for 64x64, 0.68 for 128x32 and 0.64 for 64x32; interpolated between.
+fn block_efficiency(bm: u32, bn: u32) -> f64 {
+    const MEASURED: [(f64, f64); 6] = [
+        (1.0, 1.0),
+        (1.5, 0.82),
+        (2.0, 0.78),
+        (2.5, 0.68),
+        (3.0, 0.64),
+        (4.0, 0.5),
+    ];
+    let (bm, bn) = (bm.max(1) as f64, bn.max(1) as f64);
+    let traffic = 64.0 * (bm + bn) / (bm * bn);
+    if traffic <= 1.0 {
+        return 1.0;
+    }
+    for w in MEASURED.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if traffic <= x1 {
+            return y0 + (y1 - y0) * (traffic - x0) / (x1 - x0);
+        }
+    }
+    0.5 * 4.0 / traffic
+}
+
+/// Whether `p` is a vec4 tile of at least 32 accumulators per thread with a 32-deep K-step.
+/// Such a workgroup behaves as if it had a multiprocessor to itself: on the H200, 128x64 blocks
+/// of 4x8 ran MiniLM-L3's 4096x1152x384 and 4096x384x384 (several blocks per multiprocessor)
+/// 1.26-1.30x slower with bk 32 than with bk 16, and 64x64 blocks of 8x8 1.8x slower (ninth
+/// and twenty-third sessions), while grids of one block per multiprocessor (MiniLM at 1x128)
+/// and 8x128x56^2's 3x3 convolution ran as fast with it. The register estimate of
+/// [`gemm_seconds`] does not see why (presumably the unrolled 32-deep step's live values).
+fn deep_wide_tile(p: &GemmParams) -> bool {
+    p.is_vec4() && p.bk >= 32 && p.tm * p.tn >= 32
 }
 
 /// Estimated seconds of a GEMM (`batch` products of M x K by K x N) under schedule `p` on a
 /// device with `compute_units` multiprocessors (Roller-style: from the tile shape and the
-/// device's size, no search). The GEMM kernel takes the longer of its arithmetic (FLOPs of
-/// the whole blocks, ragged edges included, over the multiprocessors its workgroups occupy) and
-/// its latency chain (K-steps per workgroup times waves of workgroups), plus a quarter of the
-/// shorter; split-K adds the combine dispatch and the partial sums' traffic.
+/// device's size, no search). The GEMM kernel takes the longer of its arithmetic and its
+/// latency chain, plus a quarter of the shorter; split-K adds the combine dispatch and the
+/// partial sums' traffic. Both are those of the busiest multiprocessor, which runs
+/// `ceil(workgroups / compute_units)` whole blocks in rounds of as many as fit it at once: the
+/// arithmetic of its blocks (ragged edges included) at the tile's rate, scaled down for a round
+/// with too few threads to hide latency ([`model::SATURATING_THREADS`]), and their K-steps. A grid that leaves most multiprocessors a block fewer than the busiest pays for the
+/// tail: MiniLM-L3's 4096x1152x384 in 288 128x128 blocks (three on 24 of the H200's 132
+/// multiprocessors) took 140 us in the model, in 576 64x128 blocks 125 us.
 pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_units: u32) -> f64 {
-    let cu = compute_units.max(1) as f64;
+    let cu = compute_units.max(1) as u64;
     let (m, n, k) = (m.max(1), n.max(1), k.max(1));
     let tiles = batch.max(1) * m.div_ceil(p.bm as u64) * n.div_ceil(p.bn as u64);
     let split = p.ksplit.max(1) as u64;
-    let wgs = (tiles * split) as f64;
+    let busiest = (tiles * split).div_ceil(cu) as f64;
     // The template's slice: whole K-steps, the last slice ragged.
     let steps = k.div_ceil(split).div_ceil(p.bk as u64) as f64;
     let threads = p.threads().max(1) as f64;
     let registers = (p.tm * p.tn + 2 * (p.tm + p.tn) + 24) as f64;
-    let resident = (model::REGISTERS_PER_CU / (registers * threads))
-        .min(model::THREADS_PER_CU / threads)
-        .floor()
-        .max(1.0);
-    let waves = (wgs / (cu * resident)).ceil();
-    let active = (wgs / cu).min(1.0);
-    let flops = 2.0 * wgs * (p.bm * p.bn) as f64 * steps * p.bk as f64;
-    let arithmetic = flops / (model::FLOPS_PER_CU * cu * tile_efficiency(p) * active);
-    let latency = waves * steps * model::STEP_SECONDS;
+    let resident = if deep_wide_tile(p) {
+        1.0
+    } else {
+        (model::REGISTERS_PER_CU / (registers * threads))
+            .min(model::THREADS_PER_CU / threads)
+            .floor()
+            .max(1.0)
+    };
+    let block_flops = 2.0 * (p.bm * p.bn) as f64 * steps * p.bk as f64;
+    // The busiest multiprocessor's blocks in rounds of `resident`, the last one partial; a
+    // round of few threads runs below the full rate.
+    let round = |blocks: f64| {
+        let occupancy = (blocks * threads / model::SATURATING_THREADS)
+            .powf(model::OCCUPANCY_EXPONENT)
+            .min(1.0);
+        blocks * block_flops / (model::FLOPS_PER_CU * tile_efficiency(p) * occupancy)
+    };
+    let full_rounds = (busiest / resident).floor();
+    let rest = busiest - full_rounds * resident;
+    let mut arithmetic = full_rounds * round(resident);
+    if rest > 0.0 {
+        arithmetic += round(rest);
+    }
+    let latency = (busiest / resident).ceil() * steps * model::STEP_SECONDS;
     // The two overlap, though not fully (a quarter of the shorter one shows), so between two
     // tiles bound by the same latency the one with less (padded) arithmetic wins.
     let mut t = arithmetic.max(latency) + 0.25 * arithmetic.min(latency);
     if split > 1 {
         // The slices written and read back, and C written by the combine.
         let bytes = 4.0 * (batch.max(1) * m * n) as f64 * (2 * split + 1) as f64;
-        t += model::DISPATCH_SECONDS + bytes / (model::BYTES_PER_CU * cu);
+        t += model::DISPATCH_SECONDS + bytes / (model::BYTES_PER_CU * cu as f64);
     }
     t
 }
@@ -177,9 +247,11 @@ pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_
 ///
 /// A split keeps at least [`MIN_SPLIT_K_LEN`] of K per slice and its partial sums within one
 /// storage binding. What the model picks on the `h200` profile: 4096^3 and 2048^3 128x128x16
-/// 8x8 (single stage); 1024^3 (64 such blocks) a 128x64 block; MiniLM's 128x1152x384 64x64
-/// blocks with K split 4 ways (144 workgroups of 3 K-steps instead of 144 32x32 blocks walking
-/// all of K); 4096x384x1536 128x128 blocks with K split 2 ways.
+/// 8x8 (single stage); 1024^3 the same with K split 4 ways; MiniLM-L3's products at 32x128
+/// the fastest tiles measured in the model on the H200 (twenty-third session): QKV
+/// (4096x1152x384) 64x128 blocks of 8x4, FFN up (4096x1536x384) 128x128 blocks, FFN down
+/// (4096x384x1536) 128x128 blocks with K split 4 ways, the output projection (4096x384x384)
+/// 64x128 blocks of 8x4 with K split 2 ways.
 pub fn gemm_with(batch: u64, m: u64, n: u64, k: u64, limits: &DeviceLimits, split_k: bool) -> Schedule {
     let p = |bm, bn, bk, tm, tn| Schedule::Gemm(GemmParams::new(bm, bn, bk, tm, tn));
     // Few rows: the one 4x256 block, split over K when that pays (a decode step's attention
@@ -714,6 +786,37 @@ mod tests {
         assert_eq!(wg(norm(576)), 256);
         assert_eq!(wg(norm(2048)), 256);
         assert_eq!(wg(row_reduce(384)), 256);
+    }
+
+    /// MiniLM-L3's four products at batch 32 x 128 get the tiles that ran fastest in the model
+    /// on the H200 (docs/performance.md, twenty-third session: 125, 144, 150 and 49 us, against
+    /// 140, 143, 185 and 60 us for the previous model's 128x128 blocks).
+    #[test]
+    fn minilm_products_get_the_tiles_measured_fastest_in_the_model() {
+        let h = DeviceLimits::h200();
+        let g = |m, n, k| match gemm_split_k(32, m, n, k, &h) {
+            Schedule::Gemm(p) => (p.bm, p.bn, p.bk, p.tm, p.tn, p.ksplit),
+            s => panic!("{s}"),
+        };
+        assert_eq!(g(128, 1152, 384), (64, 128, 16, 8, 4, 1));
+        assert_eq!(g(128, 1536, 384), (128, 128, 16, 8, 8, 1));
+        assert_eq!(g(128, 384, 1536), (128, 128, 16, 8, 8, 4));
+        assert_eq!(g(128, 384, 384), (64, 128, 16, 8, 4, 2));
+    }
+
+    /// The busiest multiprocessor pays for a ragged last round: 288 128x128 blocks on 132
+    /// multiprocessors (three on some) cost more than 576 64x128 blocks of 8x4 (five on some,
+    /// three at once), as measured; and the rates follow the block's operand traffic.
+    #[test]
+    fn the_cost_model_sees_the_grid_tail_and_block_traffic() {
+        let big = GemmParams::new(128, 128, 16, 8, 8);
+        let narrow = GemmParams::new(64, 128, 16, 8, 4);
+        assert!(gemm_seconds(&narrow, 32, 128, 1152, 384, 132) < gemm_seconds(&big, 32, 128, 1152, 384, 132));
+        assert!(gemm_seconds(&big, 1, 4096, 4096, 4096, 132) < gemm_seconds(&narrow, 1, 4096, 4096, 4096, 132));
+        assert_eq!(block_efficiency(128, 128), 1.0);
+        assert!((block_efficiency(128, 64) - 0.82).abs() < 1e-9);
+        assert!((block_efficiency(64, 64) - 0.78).abs() < 1e-9);
+        assert!(block_efficiency(32, 32) < block_efficiency(64, 32));
     }
 
     /// The H200 measurements of docs/performance.md ("seventh session, gemm"): the single-stage

@@ -544,7 +544,7 @@ fn top_k_ties_match_hand_computed_indices() {
 /// (relative L2 < 1e-5: one mean of squares and one inverse square root per row).
 #[test]
 fn rms_norm_rows_cached_and_streamed_match_the_interpreter() {
-    for (rows, len) in [(5usize, 384usize), (2, 4100), (3, 7)] {
+    for (rows, len) in [(5usize, 384usize), (4, 1000), (2, 4096), (2, 4100), (3, 7)] {
         let mut g = Graph::new();
         let x = g.add_input("x", TensorType::new(DType::F32, &[rows, len]));
         let w = g.add_const("w", Tensor::f32(vec![len], values(len, 9)));

@@ -458,6 +458,28 @@ fn gemv_with_scalar_columns() {
 }
 
 #[test]
+fn layer_norm_rows_as_vec4() {
+    // A 1024-wide row read directly: cached as 4-vectors (x, scale, bias and out as vec4
+    // arrays, a quarter of the scalar path's loads and stores).
+    let src = wgsl(0, |g| {
+        let x = input(g, "x", vec![Dim::sym("rows"), Dim::c(1024)]);
+        let scale = g.add_const("scale", ramp(vec![1024]));
+        let bias = g.add_const("bias", ramp(vec![1024]));
+        g.add("ln", Op::LayerNorm { axis: 1, epsilon: 1e-5 }, &[x, scale, bias])
+            .unwrap()
+    });
+    assert!(
+        src.contains("var<storage, read> in0: array<vec4<f32>>"),
+        "x read as vec4s"
+    );
+    assert!(
+        src.contains("read_write> out: array<vec4<f32>>"),
+        "out written as vec4s"
+    );
+    insta::assert_snapshot!(src);
+}
+
+#[test]
 fn softmax_and_layer_norm_over_symbolic_rows() {
     // A symbolic row length cannot be cached in registers: three passes over global memory.
     let src = wgsl(0, |g| {

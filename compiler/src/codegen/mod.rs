@@ -228,6 +228,15 @@ fn header_outputs(
 /// Renders operand `i` of a draft as a load: `(open, close)` such that `open + index + close`
 /// reads the operand's element at a linear index. A plain input reads its binding
 /// (`in{s}[index]`); a fused prologue becomes a function `kiln_x{i}(index)` added to `fns`.
+/// The input slot operand `i` of `draft` reads directly at the kernel's own index, if it is
+/// an f32 buffer read that way (no computation, gather or packing in between).
+fn direct_f32_slot(draft: &KernelDraft, i: usize, in_dtypes: &Slots) -> Option<usize> {
+    match draft.operand(i) {
+        Expr::LoadIdx(s, ix) if *ix == Expr::Index && in_dtypes[s] == DType::F32 && !in_dtypes.is_packed(s) => Some(s),
+        _ => None,
+    }
+}
+
 fn operand_access(
     draft: &KernelDraft,
     i: usize,
@@ -872,12 +881,15 @@ fn decompose(params: &mut ParamSet, linear: &str, scratch: &str, names: &[String
     lines
 }
 
+/// Most registers per thread a row-wise kernel spends caching its row.
+const ROW_CACHE_MAX: u32 = 16;
+
 /// Registers per thread that hold a whole row of `len` elements for a workgroup of `wg`
 /// threads, so a row-wise kernel reads its input once; 0 (three passes over global memory)
 /// when the length is symbolic or a row needs more than 16 registers per thread.
 fn row_cache(len: &Dim, wg: u32) -> u32 {
     match len.as_const() {
-        Some(l) if l > 0 && l <= 16 * wg as i64 => (l as u32).div_ceil(wg),
+        Some(l) if l > 0 && l <= ROW_CACHE_MAX as i64 * wg as i64 => (l as u32).div_ceil(wg),
         _ => 0,
     }
 }
@@ -1243,10 +1255,46 @@ fn render_with_params(
             ctx.insert("cache", &row_cache(&len, p.workgroup_size));
             ctx.insert("halves", &halves(p.workgroup_size));
             ctx.insert("rms", rms);
-            for i in 0..if *rms { 2 } else { 3 } {
-                let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
-                ctx.insert(format!("x{i}"), &x);
-                ctx.insert(format!("x{i}e"), &xe);
+            let operands = if *rms { 2 } else { 3 };
+            // Rows of a multiple of 4 whose operands are read directly (f32): the row is cached
+            // as 4-vectors and x, scale, bias and the output move as vec4s (a quarter of the
+            // load and store instructions of the scalar path).
+            let direct: Vec<Option<usize>> = (0..operands).map(|i| direct_f32_slot(draft, i, in_dtypes)).collect();
+            // Every thread holds at least one 4-vector (shorter rows keep more threads busy
+            // element by element).
+            let vec_cache = len
+                .as_const()
+                .filter(|l| l % 4 == 0 && l / 4 >= p.workgroup_size as i64)
+                .map_or(0, |l| {
+                    let per_thread = (l as u64 / 4).div_ceil(p.workgroup_size as u64);
+                    if per_thread * 4 <= ROW_CACHE_MAX as u64 {
+                        per_thread as u32
+                    } else {
+                        0
+                    }
+                });
+            let vec4 = vec_cache > 0 && out_dtype == DType::F32 && direct.iter().all(Option::is_some);
+            ctx.insert("vec4", &vec4);
+            if vec4 {
+                let slots: Vec<usize> = direct.into_iter().flatten().collect();
+                ctx.insert(
+                    "len4",
+                    &params.dim(&len.exact_div(&Dim::c(4)).expect("checked"), "len4"),
+                );
+                ctx.insert("cache4", &vec_cache);
+                ctx.insert("s", &slots);
+                for s in slots {
+                    if !vec4_inputs.contains(&s) {
+                        vec4_inputs.push(s);
+                    }
+                }
+                vec4_output = true;
+            } else {
+                for i in 0..operands {
+                    let (x, xe) = operand_access(draft, i, &mut params, &mut helpers, in_dtypes, &mut fns);
+                    ctx.insert(format!("x{i}"), &x);
+                    ctx.insert(format!("x{i}e"), &xe);
+                }
             }
             let grid = [dim_expr(&rows), SizeExpr::c(1), SizeExpr::c(1)];
             ("layernorm", [p.workgroup_size, 1, 1], grid, true)

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod demo;
 pub mod npy;
 pub mod tune;
+pub mod tune_check;
 
 pub use kiln_abi as abi;
 pub use kiln_compiler as compiler;

@@ -696,6 +696,8 @@ fn tune_cmd(
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
+    // An ONNX model's records are checked in the whole model after tuning (kiln::tune_check).
+    let mut onnx: Option<(compiler::Model, TuneOptions)> = None;
     let jobs = match ext.as_deref() {
         Some("onnx") => {
             let loaded = compiler::frontend::onnx::load_onnx_frozen(model, &Default::default(), &HashMap::new())?;
@@ -703,7 +705,9 @@ fn tune_cmd(
                 precision: precision.unwrap_or_default(),
                 ..opts.clone()
             };
-            kiln::tune::jobs(&loaded, &opts, opt_level)
+            let jobs = kiln::tune::jobs(&loaded, &opts, opt_level);
+            onnx = Some((loaded, opts));
+            jobs
         }
         Some("gguf") => {
             if !dims.is_empty() {
@@ -732,13 +736,25 @@ fn tune_cmd(
         .iter()
         .filter(|j| force || !db.records.contains_key(&j.key))
         .collect();
+    // An ONNX model's check in the whole model gets the last part of the budget.
+    let (opts, then) = match &onnx {
+        Some(_) => (
+            TuneOptions {
+                budget: opts.budget.mul_f64(1.0 - kiln::tune_check::CHECK_SHARE),
+                ..opts
+            },
+            ", then checking the new records in the whole model",
+        ),
+        None => (opts, ""),
+    };
     eprintln!(
-        "{}: {} tunable kernels, {} already in {}, tuning {} within {budget} s",
+        "{}: {} tunable kernels, {} already in {}, tuning {} within {:.0} s{then}",
         model.display(),
         jobs.len(),
         jobs.len() - todo.len(),
         out.display(),
-        todo.len()
+        todo.len(),
+        opts.budget.as_secs_f64()
     );
     let runtime = kiln::runtime::Runtime::new()?;
     eprintln!("adapter: {}", runtime.adapter_info().name);
@@ -803,12 +819,71 @@ fn tune_cmd(
             (None, _) => println!("{}: no candidate passed", r.key),
         }
     }
+    // Each new record with the kernel's analytic default (the first candidate).
+    let new_keys: Vec<(String, kiln::schedules::Schedule)> = reports
+        .iter()
+        .filter(|r| r.record.is_some())
+        .filter_map(|r| r.candidates.first().map(|c| (r.key.clone(), c.schedule)))
+        .collect();
+    if let (Some((loaded, copts)), false) = (&onnx, new_keys.is_empty()) {
+        check_records_in_model(loaded, copts, opt_level, &mut db, &new_keys, &runtime, out)?;
+    }
     println!(
         "tuned {} kernels ({timed} candidates timed, {rejected} rejected) in {:.1?}; wrote {}",
         reports.len(),
         t0.elapsed(),
         out.display()
     );
+    Ok(())
+}
+
+/// `kiln tune`'s last step for an ONNX model: the new records checked in the whole model
+/// ([`kiln::tune_check`]); a record whose kernels ran slower there than the default's becomes
+/// the default in the database at `out`. Where the adapter cannot time dispatches the records
+/// stay, with a warning.
+fn check_records_in_model(
+    model: &compiler::Model,
+    opts: &kiln::tune::TuneOptions,
+    opt_level: u8,
+    db: &mut kiln::schedules::tuning::TuningDb,
+    keys: &[(String, kiln::schedules::Schedule)],
+    runtime: &kiln::runtime::Runtime,
+    out: &Path,
+) -> Result<()> {
+    let spinner = indicatif::ProgressBar::with_draw_target(None, progress_target());
+    spinner.set_message(format!("checking {} tuned kernels in the whole model", keys.len()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let checks = kiln::tune_check::check_in_model(
+        model,
+        opts,
+        opt_level,
+        db,
+        keys,
+        runtime,
+        kiln::tune_check::CHECK_ROUNDS,
+    );
+    spinner.finish_and_clear();
+    let checks = match checks {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warning: the records were not checked in the whole model: {e}");
+            return Ok(());
+        }
+    };
+    for c in &checks {
+        println!(
+            "{}: in the model {:.1} us tuned, {:.1} us default: {}",
+            c.key,
+            c.tuned.as_secs_f64() * 1e6,
+            c.untuned.as_secs_f64() * 1e6,
+            if c.kept {
+                "kept"
+            } else {
+                "the default is recorded instead"
+            }
+        );
+    }
+    db.save(out).map_err(|e| anyhow!(e))?;
     Ok(())
 }
 
@@ -866,36 +941,6 @@ fn run_cmd(
 
 /// A synthesized input: floats uniform in [0, 1) (deterministic), integers and bools 1.
 /// Its size was checked by [`check_sizes`] before.
-fn synthesize(spec: &kiln::abi::IoSpec, dims: &kiln::ir::DimBindings) -> Result<HostTensor> {
-    let shape: Vec<usize> = spec
-        .shape
-        .iter()
-        .map(|d| d.eval(dims).map(|v| v as usize))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow!("input '{}': {e}; give it with --dim NAME=VALUE or --input", spec.name))?;
-    let n: usize = shape.iter().product();
-    use kiln::abi::ElemType as E;
-    Ok(match spec.dtype {
-        E::F32 | E::F16 => {
-            let v: Vec<f32> = kiln::demo::pseudo_random(n, 7, 0.5)
-                .into_iter()
-                .map(|x| x + 0.5)
-                .collect();
-            if spec.dtype == E::F32 {
-                HostTensor::from_f32(&shape, &v)
-            } else {
-                HostTensor::from_f16(&shape, &v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>())
-            }
-        }
-        E::I64 => HostTensor::from_i64(&shape, &vec![1; n]),
-        E::I32 => HostTensor::from_i32(&shape, &vec![1; n]),
-        E::U32 => HostTensor::from_u32(&shape, &vec![1; n]),
-        E::U8 => HostTensor::from_u8(&shape, &vec![1; n]),
-        E::I8 => HostTensor::from_i8(&shape, &vec![1; n]),
-        E::Bool => HostTensor::from_bool(&shape, &vec![true; n]),
-    })
-}
-
 fn bench_cmd(
     bundle_dir: &Path,
     inputs: &[String],
@@ -937,7 +982,10 @@ fn bench_cmd(
     check_sizes(m, &dims, session.limits())?;
     for spec in &m.inputs {
         if !given.contains_key(&spec.name) {
-            given.insert(spec.name.clone(), synthesize(spec, &dims)?);
+            given.insert(
+                spec.name.clone(),
+                kiln::tune_check::synthetic_input(spec, &dims).map_err(|e| anyhow!(e))?,
+            );
         }
     }
     if profile {

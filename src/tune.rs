@@ -15,7 +15,9 @@
 //! default's. The check size equals the real size when the interpreter can evaluate it quickly;
 //! larger problems are checked at a smaller size that keeps every dim's remainder modulo 4 (which
 //! decides the vector paths of the templates) and still spans several tiles and K-steps.
-//! Keys already in the database are skipped, so an interrupted run resumes.
+//! Keys already in the database are skipped, so an interrupted run resumes. For an ONNX model,
+//! `kiln tune` then checks the run's new records in the whole model ([`crate::tune_check`]):
+//! a kernel timed alone can rank schedules differently from the same kernel in the model.
 //!
 //! With `precision` f16 (as `kiln compile --precision f16`, and a GGUF model's default) every
 //! kernel that ships a cooperative-matrix variant (tiled GEMMs, a prefill's quantized GEMMs,
@@ -75,6 +77,9 @@ pub enum TuneError {
     /// The tuning database could not be written.
     #[error(transparent)]
     Database(#[from] TuningError),
+    /// The check of the tuned records in the whole model could not run.
+    #[error("checking the records in the model: {0}")]
+    Check(String),
 }
 
 /// The default budget: 110 s, so a whole `kiln tune` run (model load, adapter, the last
@@ -292,7 +297,7 @@ fn variant_job(job: &TuneJob, target: &DeviceLimits) -> Result<Option<TuneJob>, 
 }
 
 /// The graph and kernel drafts `kiln compile` forms for `model` with `copts`.
-fn kernels_of(model: &Model, copts: &CompileOptions) -> Result<(Graph, Vec<KernelDraft>), TuneError> {
+pub(crate) fn kernels_of(model: &Model, copts: &CompileOptions) -> Result<(Graph, Vec<KernelDraft>), TuneError> {
     let g = kiln_compiler::prepare_graph(model, copts, |_, _| Ok(()))?;
     let drafts = kiln_compiler::form_kernels(&g, copts)?;
     Ok((g, drafts))

@@ -496,3 +496,55 @@ fn a_record_that_does_not_apply_falls_back_to_the_default() {
     assert_eq!(fc2.schedule_source, "tuning", "{fc2:#?}");
     assert_eq!(fc2.schedule, tiled.to_string());
 }
+
+/// The tuner's check in the whole model (`kiln::tune_check`): a record that is not the
+/// default's schedule is profiled in the model against the default, in alternation; the
+/// verdict follows the measured medians (kept when the tuned bundle's dispatches took no
+/// longer), a losing record is replaced by the default's schedule, and a record of the
+/// default's own schedule is not compared at all.
+#[test]
+fn tuned_records_are_checked_in_the_whole_model() {
+    use kiln::schedules::tuning::TuningRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "mlp.onnx", &mlp_onnx());
+    let model = kiln::compiler::frontend::onnx::load_onnx_frozen(&path, &Default::default(), &Default::default())
+        .expect("the MLP loads");
+    let opts = TuneOptions {
+        dims: [("batch".to_string(), 64)].into_iter().collect(),
+        ..Default::default()
+    };
+    let js = jobs(&model, &opts, 2).expect("jobs");
+    assert_eq!(js.len(), 2, "{:?}", js.iter().map(|j| &j.key).collect::<Vec<_>>());
+    // The first product gets a scalar 2x2 tile (not its default); the second is recorded with
+    // its own default.
+    let other = Schedule::Gemm(GemmParams::new(32, 32, 16, 2, 2));
+    assert_ne!(js[0].candidates[0], other);
+    let record = |schedule| TuningRecord {
+        schedule,
+        micros: 1.0,
+        device: "test".into(),
+    };
+    let mut db = TuningDb::default();
+    db.records.insert(js[0].key.clone(), record(other));
+    db.records.insert(js[1].key.clone(), record(js[1].candidates[0]));
+    let new: Vec<_> = js.iter().map(|j| (j.key.clone(), j.candidates[0])).collect();
+    let runtime = Runtime::new().unwrap();
+    let checks =
+        kiln::tune_check::check_in_model(&model, &opts, 2, &mut db, &new, &runtime, 3).expect("the check runs");
+    assert_eq!(checks.len(), 1, "only the non-default record is compared: {checks:?}");
+    let c = &checks[0];
+    assert_eq!(c.key, js[0].key);
+    assert!(c.tuned > Duration::ZERO && c.untuned > Duration::ZERO, "{c:?}");
+    assert_eq!(c.kept, c.tuned <= c.untuned, "{c:?}");
+    let now = &db.records[&js[0].key];
+    if c.kept {
+        assert_eq!(now.schedule, other);
+    } else {
+        assert_eq!(
+            now.schedule, js[0].candidates[0],
+            "the default replaces a losing record"
+        );
+        assert!((now.micros - c.untuned.as_secs_f64() * 1e6).abs() < 1e-6);
+    }
+    assert_eq!(db.records[&js[1].key], record(js[1].candidates[0]), "left as it was");
+}

@@ -176,6 +176,21 @@ fn estimate(d: &Dim) -> u64 {
     d.eval(&b).unwrap_or(64).max(1) as u64
 }
 
+/// Suffix of the label of a split-K kernel's partial-sum dispatch (after its kernel's label).
+pub const SPLIT_K_PARTIAL_LABEL: &str = " (split-K partial sums)";
+
+/// Suffix of the label of a split-K kernel's combine dispatch.
+pub const SPLIT_K_COMBINE_LABEL: &str = " (split-K combine)";
+
+/// The label of the kernel a dispatch labelled `label` belongs to: a split-K's partial-sum and
+/// combine dispatches belong to their GEMM.
+pub fn kernel_label(label: &str) -> &str {
+    label
+        .strip_suffix(SPLIT_K_PARTIAL_LABEL)
+        .or_else(|| label.strip_suffix(SPLIT_K_COMBINE_LABEL))
+        .unwrap_or(label)
+}
+
 /// Tuning key of a kernel draft: its kind and problem shape.
 pub fn tuning_key(body: &KernelBody) -> String {
     let dims = |s: &[Dim]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
@@ -942,7 +957,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                     buffers: first,
                     params: r.param_values.clone(),
                     grid: r.grid.clone(),
-                    label: format!("{} (split-K partial sums)", d.label),
+                    label: format!("{}{SPLIT_K_PARTIAL_LABEL}", d.label),
                 });
                 if split.binds_inputs {
                     need("maxStorageBuffersPerShaderStage", d.inputs.len() as u64 + 2);
@@ -955,7 +970,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
                     buffers,
                     params: split.combine.param_values.clone(),
                     grid: split.combine.grid.clone(),
-                    label: format!("{} (split-K combine)", d.label),
+                    label: format!("{}{SPLIT_K_COMBINE_LABEL}", d.label),
                 });
             }
             _ => {

@@ -225,9 +225,6 @@ fn header_outputs(
     h
 }
 
-/// Renders operand `i` of a draft as a load: `(open, close)` such that `open + index + close`
-/// reads the operand's element at a linear index. A plain input reads its binding
-/// (`in{s}[index]`); a fused prologue becomes a function `kiln_x{i}(index)` added to `fns`.
 /// The input slot operand `i` of `draft` reads directly at the kernel's own index, if it is
 /// an f32 buffer read that way (no computation, gather or packing in between).
 fn direct_f32_slot(draft: &KernelDraft, i: usize, in_dtypes: &Slots) -> Option<usize> {
@@ -237,6 +234,9 @@ fn direct_f32_slot(draft: &KernelDraft, i: usize, in_dtypes: &Slots) -> Option<u
     }
 }
 
+/// Renders operand `i` of a draft as a load: `(open, close)` such that `open + index + close`
+/// reads the operand's element at a linear index. A plain input reads its binding
+/// (`in{s}[index]`); a fused prologue becomes a function `kiln_x{i}(index)` added to `fns`.
 fn operand_access(
     draft: &KernelDraft,
     i: usize,

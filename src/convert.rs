@@ -1,9 +1,10 @@
 //! Conversion between the interpreter's tensors ([`kiln_ir::Tensor`]) and the runtime's
-//! [`HostTensor`]s, so GPU results can be compared with the reference interpreter.
+//! [`HostTensor`]s, so GPU results can be compared with the reference interpreter, and
+//! synthetic host inputs for runs given no input files.
 
 use half::f16;
 use kiln_abi::ElemType;
-use kiln_ir::{DType, Tensor, TensorData};
+use kiln_ir::{DType, DimBindings, Tensor, TensorData};
 use kiln_runtime::HostTensor;
 
 /// The IR dtype that holds values of a host element type (i64 narrows to i32, as in the IR).
@@ -86,4 +87,37 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
         den += (y as f64).powi(2);
     }
     num.sqrt() / den.sqrt().max(1e-30)
+}
+
+/// A deterministic input for `spec` at the sizes `dims` binds: floats in [0, 1), ones for
+/// integer and boolean inputs (valid token ids and masks). `kiln bench` fills the inputs it is
+/// not given this way, and `kiln tune` its check in the whole model ([`crate::tune_check`]).
+pub fn synthetic_input(spec: &kiln_abi::IoSpec, dims: &DimBindings) -> Result<HostTensor, String> {
+    let shape: Vec<usize> = spec
+        .shape
+        .iter()
+        .map(|d| d.eval(dims).map(|v| v as usize))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("input '{}': {e}; give it with --dim NAME=VALUE or --input", spec.name))?;
+    let n: usize = shape.iter().product();
+    use kiln_abi::ElemType as E;
+    Ok(match spec.dtype {
+        E::F32 | E::F16 => {
+            let v: Vec<f32> = crate::demo::pseudo_random(n, 7, 0.5)
+                .into_iter()
+                .map(|x| x + 0.5)
+                .collect();
+            if spec.dtype == E::F32 {
+                HostTensor::from_f32(&shape, &v)
+            } else {
+                HostTensor::from_f16(&shape, &v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>())
+            }
+        }
+        E::I64 => HostTensor::from_i64(&shape, &vec![1; n]),
+        E::I32 => HostTensor::from_i32(&shape, &vec![1; n]),
+        E::U32 => HostTensor::from_u32(&shape, &vec![1; n]),
+        E::U8 => HostTensor::from_u8(&shape, &vec![1; n]),
+        E::I8 => HostTensor::from_i8(&shape, &vec![1; n]),
+        E::Bool => HostTensor::from_bool(&shape, &vec![true; n]),
+    })
 }

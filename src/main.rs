@@ -984,7 +984,7 @@ fn bench_cmd(
         if !given.contains_key(&spec.name) {
             given.insert(
                 spec.name.clone(),
-                kiln::tune_check::synthetic_input(spec, &dims).map_err(|e| anyhow!(e))?,
+                kiln::convert::synthetic_input(spec, &dims).map_err(|e| anyhow!(e))?,
             );
         }
     }

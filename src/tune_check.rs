@@ -180,7 +180,7 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 /// Inputs for every input of the session's bundle: `dims`, then `default_dim` for the symbols
-/// `dims` leaves unbound (as the tuner times them), filled by [`synthetic_input`].
+/// `dims` leaves unbound (as the tuner times them), filled by [`crate::convert::synthetic_input`].
 fn synthetic_inputs(
     session: &Session,
     dims: &DimBindings,
@@ -194,7 +194,7 @@ fn synthetic_inputs(
                 bind.entry(s).or_insert(default_dim);
             }
         }
-        let t = synthetic_input(spec, &bind).map_err(|e| TuneError::Check(e.to_string()))?;
+        let t = crate::convert::synthetic_input(spec, &bind).map_err(|e| TuneError::Check(e.to_string()))?;
         inputs.insert(spec.name.clone(), t);
     }
     Ok(inputs)
@@ -208,37 +208,4 @@ fn symbols(e: &kiln_runtime::abi::SizeExpr) -> Vec<String> {
         S::Sym(s) => vec![s.clone()],
         S::Bin(_, a, b) => symbols(a).into_iter().chain(symbols(b)).collect(),
     }
-}
-
-/// A deterministic input for `spec` at the sizes `dims` binds: floats in [0, 1), ones for
-/// integer and boolean inputs (valid token ids and masks). `kiln bench` fills the inputs it is
-/// not given this way too.
-pub fn synthetic_input(spec: &kiln_runtime::abi::IoSpec, dims: &DimBindings) -> Result<HostTensor, String> {
-    let shape: Vec<usize> = spec
-        .shape
-        .iter()
-        .map(|d| d.eval(dims).map(|v| v as usize))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("input '{}': {e}; give it with --dim NAME=VALUE or --input", spec.name))?;
-    let n: usize = shape.iter().product();
-    use kiln_runtime::abi::ElemType as E;
-    Ok(match spec.dtype {
-        E::F32 | E::F16 => {
-            let v: Vec<f32> = crate::demo::pseudo_random(n, 7, 0.5)
-                .into_iter()
-                .map(|x| x + 0.5)
-                .collect();
-            if spec.dtype == E::F32 {
-                HostTensor::from_f32(&shape, &v)
-            } else {
-                HostTensor::from_f16(&shape, &v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>())
-            }
-        }
-        E::I64 => HostTensor::from_i64(&shape, &vec![1; n]),
-        E::I32 => HostTensor::from_i32(&shape, &vec![1; n]),
-        E::U32 => HostTensor::from_u32(&shape, &vec![1; n]),
-        E::U8 => HostTensor::from_u8(&shape, &vec![1; n]),
-        E::I8 => HostTensor::from_i8(&shape, &vec![1; n]),
-        E::Bool => HostTensor::from_bool(&shape, &vec![true; n]),
-    })
 }

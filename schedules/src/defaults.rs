@@ -191,8 +191,9 @@ fn deep_wide_tile(p: &GemmParams) -> bool {
 /// partial sums' traffic. Both are those of the busiest multiprocessor, which runs
 /// `ceil(workgroups / compute_units)` whole blocks in rounds of as many as fit it at once: the
 /// arithmetic of its blocks (ragged edges included) at the tile's rate, scaled down for a round
-/// with too few threads to hide latency ([`model::SATURATING_THREADS`]), and their K-steps. A grid that leaves most multiprocessors a block fewer than the busiest pays for the
-/// tail: MiniLM-L3's 4096x1152x384 in 288 128x128 blocks (three on 24 of the H200's 132
+/// with too few threads to hide latency ([`model::SATURATING_THREADS`]), and their K-steps. A
+/// grid that leaves most multiprocessors a block fewer than the busiest pays for the tail:
+/// MiniLM-L3's 4096x1152x384 in 288 128x128 blocks (three on 24 of the H200's 132
 /// multiprocessors) took 140 us in the model, in 576 64x128 blocks 125 us.
 pub fn gemm_seconds(p: &GemmParams, batch: u64, m: u64, n: u64, k: u64, compute_units: u32) -> f64 {
     let cu = compute_units.max(1) as u64;

@@ -822,6 +822,18 @@ fn gemm_epilogue(
     }
 }
 
+/// [`gemm_epilogue`] of a quantized product: one batch of `m` rows of `n` outputs.
+fn quant_epilogue(
+    draft: &KernelDraft,
+    m: &Dim,
+    n: usize,
+    params: &mut ParamSet,
+    helpers: &mut BTreeSet<&'static str>,
+    in_dtypes: &Slots,
+) -> Vec<String> {
+    gemm_epilogue(draft, [&Dim::c(1), m, &Dim::from(n)], params, helpers, in_dtypes)
+}
+
 /// Whether the draft's epilogue loads any of the input `slots` (conservatively, from the
 /// expression's structure as printed): such slots must stay scalar arrays.
 fn epilogue_reads(draft: &KernelDraft, slots: &[usize]) -> bool {
@@ -2323,13 +2335,7 @@ fn render_with_params(
             // With `qx` the norm is applied before rounding, not to the sums.
             ctx.insert("norm", &(norm.is_some() && !*quantize_x));
             ctx.insert("eps", &literal(f64::from(norm.unwrap_or(0.0)), DType::F32));
-            let epilogue = gemm_epilogue(
-                draft,
-                [&Dim::c(1), &m, &Dim::from(nout)],
-                &mut params,
-                &mut helpers,
-                in_dtypes,
-            );
+            let epilogue = quant_epilogue(draft, &m, nout, &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let wgs = nout.div_ceil(wout as usize) as i64;
             // Tail parts: workgroups after the GEMV's own, for one row of x (one row of
@@ -2402,13 +2408,7 @@ fn render_with_params(
             quant_context(&mut ctx, *block, *n, *k, in_dtypes);
             // Parameters in the order of the `Gemm` arm, so the variant binds the same ones.
             ctx.insert("m", &params.dim(&m, "m"));
-            let epilogue = gemm_epilogue(
-                draft,
-                [&Dim::c(1), &m, &Dim::from(*n)],
-                &mut params,
-                &mut helpers,
-                in_dtypes,
-            );
+            let epilogue = quant_epilogue(draft, &m, *n, &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let threads = coop_tile_context(&mut ctx, &p);
             let (a_vecs, b_units) = (p.bm * p.bk / 4, p.bn * p.bk / 16);
@@ -2506,13 +2506,7 @@ fn render_with_params(
             } else {
                 "qgemm"
             };
-            let epilogue = gemm_epilogue(
-                draft,
-                [&Dim::c(1), &m, &Dim::from(*n)],
-                &mut params,
-                &mut helpers,
-                in_dtypes,
-            );
+            let epilogue = quant_epilogue(draft, &m, *n, &mut params, &mut helpers, in_dtypes);
             ctx.insert("epilogue", &epilogue);
             let grid = [
                 SizeExpr::c(n.div_ceil(p.bn as usize) as i64),

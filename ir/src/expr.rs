@@ -193,6 +193,15 @@ impl Expr {
         )
     }
 
+    /// Whether the expression reads input slot `s` in any form (a read, a load at coordinates
+    /// or a load at a linear index), anywhere in it.
+    pub fn reads_slot(&self, s: usize) -> bool {
+        match self {
+            Expr::Read(x, _) | Expr::LoadAt(x, ..) | Expr::LoadIdx(x, _) if *x == s => true,
+            e => e.children().into_iter().any(|c| c.reads_slot(s)),
+        }
+    }
+
     /// The direct sub-expressions, in order.
     pub fn children(&self) -> Vec<&Expr> {
         match self {

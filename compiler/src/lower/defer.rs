@@ -234,8 +234,8 @@ fn read_through(
             || reads_slot_other_than_loads(&d.operands[0], slot)
             || d.epilogue
                 .as_ref()
-                .is_some_and(|e| reads_slot_other_than_loads(e, slot) || reads_slot(e, slot))
-            || reads_slot(&d.operands[0], slot)
+                .is_some_and(|e| reads_slot_other_than_loads(e, slot) || e.reads_slot(slot))
+            || d.operands[0].reads_slot(slot)
             || reads_slot_other_than_loads(&d.operands[1], slot)
             || reads_slot_other_than_loads(&d.operands[2], slot)
         {
@@ -296,14 +296,6 @@ fn read_through(
         }
     }
     (d.inputs.len() + d.outputs().len() <= max_bindings).then_some(d)
-}
-
-/// Whether `e` loads input slot `s` in any form.
-fn reads_slot(e: &Expr, s: usize) -> bool {
-    match e {
-        Expr::Read(x, _) | Expr::LoadAt(x, ..) | Expr::LoadIdx(x, _) if *x == s => true,
-        e => e.children().into_iter().any(|c| reads_slot(c, s)),
-    }
 }
 
 /// Whether `e` reads input slot `s` other than by [`Expr::LoadIdx`] (a linear index).

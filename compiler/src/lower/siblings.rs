@@ -172,15 +172,6 @@ pub(super) fn renumber(e: &Expr, map: &[usize]) -> Expr {
     })
 }
 
-/// Whether an expression loads from input slot `s` (test helper).
-#[cfg(test)]
-fn reads_slot(e: &Expr, s: usize) -> bool {
-    match e {
-        Expr::Read(x, _) | Expr::LoadAt(x, ..) | Expr::LoadIdx(x, _) if *x == s => true,
-        e => e.children().into_iter().any(|c| reads_slot(c, s)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,8 +208,8 @@ mod tests {
             KernelBody::Injective { expr, .. } => expr.clone(),
             other => panic!("{other:?}"),
         };
-        assert!(reads_slot(&part(b), slot(x)) && reads_slot(&part(b), slot(y)));
-        assert!(reads_slot(&part(a), slot(x)) && !reads_slot(&part(a), slot(y)));
+        assert!(part(b).reads_slot(slot(x)) && part(b).reads_slot(slot(y)));
+        assert!(part(a).reads_slot(slot(x)) && !part(a).reads_slot(slot(y)));
     }
 
     #[test]

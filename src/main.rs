@@ -1125,7 +1125,13 @@ fn inspect_cmd(bundle_dir: &Path, list_kernels: bool) -> Result<()> {
         }
     );
     for i in &m.inputs {
-        println!("input: {} {}[{}]", i.name, i.dtype.name(), shape(&i.shape));
+        // An f16 input that only GEMMs read keeps f16 storage (two values per 32-bit word).
+        let pairs = if i.storage == kiln::abi::ElemType::F16 {
+            " (f16 pairs on the GPU)"
+        } else {
+            ""
+        };
+        println!("input: {} {}[{}]{pairs}", i.name, i.dtype.name(), shape(&i.shape));
     }
     for o in &m.outputs {
         println!("output: {} {}[{}]", o.name, o.dtype.name(), shape(&o.shape));

@@ -1824,3 +1824,154 @@ fn coop_gemm_case(m: usize, k: usize, n: usize, bias: bool) {
     eprintln!("coop gemm {m}x{k}x{n} bias={bias}: {ran}, max |err| {err:.2e}");
     assert!(err < 1e-3, "{m}x{k}x{n} bias={bias} ({ran}): max |error| {err:e}");
 }
+
+/// f16 inputs and weights read only as plain operands of tiled GEMMs stay f16 pairs on the GPU
+/// (`half_storage`): the manifest says so (input storage, weight dtype, buffers of half the
+/// bytes), and the products match the reference, through the f32 kernels' unpacking loads
+/// (vec4 and scalar paths) here and the cooperative-matrix variant's 8-value loads where the
+/// adapter has one. An f16 input that another op also reads keeps f32 storage.
+///
+/// Tolerance: |error| < 1e-3 + 2^-10 |y|. The operands are f16 values, so every kernel
+/// multiplies the same numbers and sums at most 100 products in f32 (well under 1e-4); the
+/// output is an f16 tensor, rounded to f16 on the way back (2^-11 relative); a misread pair
+/// or word is off by O(0.1).
+#[test]
+fn f16_operands_stay_f16_pairs_and_match_the_reference() {
+    let case = |a, b, weight, shared, a_half, b_half| F16Case {
+        a,
+        b,
+        weight,
+        shared,
+        a_half,
+        b_half,
+    };
+    for c in [
+        case(&[64, 96], &[96, 80], true, false, true, true),
+        case(&[50, 100], &[100, 72], true, false, true, true),
+        case(&[33, 40], &[40, 36], true, false, true, true),
+        case(&[20, 30], &[30, 12], true, false, true, true),
+        case(&[24, 64], &[64, 40], true, true, false, true),
+        case(&[2, 48, 64], &[2, 64, 40], false, false, true, true),
+        // One row: an f16 product takes the tiled kernel (GEMV schedules are for f32 products).
+        case(&[1, 64], &[64, 48], true, false, true, true),
+    ] {
+        f16_operand_case(&c);
+    }
+}
+
+/// One product of [`f16_operands_stay_f16_pairs_and_match_the_reference`]: `a x b`, `b` a
+/// weight or an input, `a` also read by a `Neg` when `shared`, and which operands must be
+/// stored as f16 pairs.
+struct F16Case {
+    a: &'static [usize],
+    b: &'static [usize],
+    weight: bool,
+    shared: bool,
+    a_half: bool,
+    b_half: bool,
+}
+
+fn f16_operand_case(c: &F16Case) {
+    let (sa, sb, weight, shared, a_half, b_half) = (c.a, c.b, c.weight, c.shared, c.a_half, c.b_half);
+    let f16 = |shape: &[usize], seed| {
+        let v: Vec<f64> = values(shape.iter().product(), seed)
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect();
+        Tensor::from_f64(DType::F16, shape.to_vec(), &v)
+    };
+    let (at, bt) = (f16(sa, 51), f16(sb, 52));
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::F16, sa));
+    let b = if weight {
+        g.add_const("w", bt.clone())
+    } else {
+        g.add_input("b", TensorType::new(DType::F16, sb))
+    };
+    let y = g.add("mm", Op::MatMul, &[a, b]).unwrap();
+    g.add_output("y", y);
+    if shared {
+        let neg = g.add("neg", Op::Unary(UnaryOp::Neg), &[a]).unwrap();
+        g.add_output("neg", neg);
+    }
+    let model = Model {
+        name: "f16 gemm".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
+    let opts = CompileOptions {
+        target: if big {
+            DeviceLimits::h200()
+        } else {
+            DeviceLimits::desktop()
+        },
+        precision: kiln::compiler::Precision::F16,
+        ..Default::default()
+    };
+    let what = format!("{sa:?} x {sb:?} (weight {weight}, shared {shared})");
+    let dir = tempfile::tempdir().unwrap();
+    let man = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{what}: {e}"));
+    // Storage and buffer sizes of the operands.
+    let half_bytes = |n: usize| (n.div_ceil(2) * 4) as i64;
+    let expect = |half: bool, n: usize| {
+        if half {
+            (kiln::abi::ElemType::F16, half_bytes(n))
+        } else {
+            (kiln::abi::ElemType::F32, 4 * n as i64)
+        }
+    };
+    let a_spec = &man.inputs[0];
+    let (a_storage, a_size) = expect(a_half, at.numel());
+    assert_eq!(a_spec.storage, a_storage, "{what}: input a");
+    assert_eq!(
+        man.buffers[a_spec.buffer].size.as_const(),
+        Some(a_size),
+        "{what}: a's buffer"
+    );
+    let (b_dtype, b_size) = expect(b_half, bt.numel());
+    let b_buffer = if weight {
+        assert_eq!(man.weights[0].dtype, b_dtype, "{what}: weight w");
+        man.weights[0].buffer
+    } else {
+        assert_eq!(man.inputs[1].storage, b_dtype, "{what}: input b");
+        man.inputs[1].buffer
+    };
+    assert_eq!(
+        man.buffers[b_buffer].size.as_const(),
+        Some(b_size),
+        "{what}: b's buffer"
+    );
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let runtime = shared_runtime();
+    let chosen = runtime.choose_variants(bundle.manifest());
+    let kernel = man
+        .kernels
+        .iter()
+        .position(|k| k.name.contains("mm") || k.schedule.contains("gemm"));
+    let ran = match kernel.and_then(|i| chosen[i].map(|v| (i, v))) {
+        Some((i, v)) => man.kernels[i].variants[v].schedule.clone(),
+        None => kernel.map_or("?".into(), |i| man.kernels[i].schedule.clone()),
+    };
+    let mut sess = session(&bundle);
+    let mut host = HashMap::from([("a".to_string(), to_host(&at, kiln::abi::ElemType::F16))]);
+    if !weight {
+        host.insert("b".to_string(), to_host(&bt, kiln::abi::ElemType::F16));
+    }
+    let out: HashMap<_, _> = sess.run("run", &host).unwrap().into_iter().collect();
+    let got = out["y"].to_f32();
+    let (shape, want) = naive_matmul(&at, &bt);
+    assert_eq!(out["y"].shape, shape, "{what}");
+    let mut worst = 0f64;
+    for (g, w) in got.iter().zip(&want) {
+        let (g, w) = (f64::from(*g), f64::from(*w));
+        worst = worst.max((g - w).abs() / (1e-3 + w.abs() / 1024.0));
+    }
+    eprintln!("f16 operands {what}: {ran}, worst error {worst:.3} of the tolerance");
+    assert!(worst < 1.0, "{what} ({ran}): error {worst} times the tolerance");
+    if shared {
+        let neg = out["neg"].to_f32();
+        let av = at.to_f64();
+        assert!(neg.iter().zip(&av).all(|(g, a)| f64::from(*g) == -a), "{what}: neg");
+    }
+}

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod codegen;
 pub mod error;
 pub mod frontend;
+pub mod half_storage;
 pub mod index_inputs;
 pub mod llm;
 pub mod lower;
@@ -33,7 +34,7 @@ use kiln_abi::{Dispatch, ElemType, IoSpec, KernelSpec, Manifest, Program, Requir
 use kiln_ir::{DType, Dim, Graph, NodeId, Op, Tensor};
 use kiln_schedules::{Schedule, Workload};
 use lower::{KernelBody, KernelDraft};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Compiler version recorded in manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -66,8 +67,9 @@ fn is_packed_state(g: &Graph, id: NodeId) -> bool {
     matches!(g.node(r).op, Op::StateAppend { .. }) && g.node(r).ty.dtype == DType::F16
 }
 
-/// The input slots of a kernel for the renderer: their dtypes and which are f16 states.
-fn input_slots(g: &Graph, d: &KernelDraft, layout: QuantLayout) -> codegen::Slots {
+/// The input slots of a kernel for the renderer: their dtypes and which hold f16 pairs (an f16
+/// state, or a value of `half`: [`half_storage::half_values`]).
+fn input_slots(g: &Graph, d: &KernelDraft, layout: QuantLayout, half: &HashSet<NodeId>) -> codegen::Slots {
     codegen::Slots {
         dtypes: d.inputs.iter().map(|&i| g.node(i).ty.dtype).collect(),
         // u32 words: an f16 state's pairs, or an integer-dot GEMV's 8-bit x blocks.
@@ -75,7 +77,11 @@ fn input_slots(g: &Graph, d: &KernelDraft, layout: QuantLayout) -> codegen::Slot
             .inputs
             .iter()
             .enumerate()
-            .map(|(s, &i)| is_packed_state(g, i) || (s == 0 && matches!(d.body, KernelBody::QGemm { xq8: true, .. })))
+            .map(|(s, &i)| {
+                is_packed_state(g, i)
+                    || half.contains(&plan::root(g, i))
+                    || (s == 0 && matches!(d.body, KernelBody::QGemm { xq8: true, .. }))
+            })
             .collect(),
         block_columns: d
             .inputs
@@ -527,7 +533,7 @@ pub fn gemv_fits(body: &KernelBody, p: &kiln_schedules::GemvParams) -> bool {
     !matches!(body, KernelBody::QGemm { q8_out: Some(_), .. }) || (p.lanes * p.lane_rows).is_multiple_of(32)
 }
 
-/// `--precision f16`: the cooperative-matrix variant of a kernel. An f32 GEMM gets one when it
+/// `--precision f16`: the cooperative-matrix variant of a kernel. An f32 or f16 GEMM gets one when it
 /// has constant dims (constant parameters and grid), no split-K, and operands the variant can
 /// read as vec4s; a quantized GEMM (a prefill's tiled product, more than 8 rows planned) gets
 /// one whatever its row count, whose grid then follows the rows as the base kernel's does. Its
@@ -537,6 +543,7 @@ fn coop_variant(
     d: &KernelDraft,
     base: &RenderedKernel,
     g: &Graph,
+    half: &HashSet<NodeId>,
     opts: &CompileOptions,
 ) -> Result<Option<RenderedKernel>, CompileError> {
     if opts.precision != Precision::F16 {
@@ -548,12 +555,26 @@ fn coop_variant(
         _ if base.split.is_some() => return Ok(None),
         _ => 1,
     };
+    let in_dtypes = input_slots(g, d, opts.quant_layout, half);
     let default = match (&d.body, workload(&d.body), base.schedule) {
-        (KernelBody::Gemm { dtype: DType::F32, .. }, Workload::Gemm { m, n, batch, .. }, _) => {
+        (
+            KernelBody::Gemm {
+                dtype: DType::F32 | DType::F16,
+                ..
+            },
+            Workload::Gemm { m, n, batch, .. },
+            _,
+        ) => {
             if !base.param_values.iter().all(|v| v.as_const().is_some()) {
                 return Ok(None);
             }
-            Some(kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target))
+            // An operand held as f16 pairs (only a GEMM's operands can be: `half_storage`).
+            let pairs = (0..d.inputs.len()).any(|s| in_dtypes.is_packed(s));
+            Some(if pairs {
+                kiln_schedules::defaults::coop_gemm_pairs(batch, m, n, &opts.target)
+            } else {
+                kiln_schedules::defaults::coop_gemm(batch, m, n, &opts.target)
+            })
         }
         // Only the tiled quantized GEMM: few rows take the GEMV kind, which stays.
         (KernelBody::QGemm { .. }, Workload::QuantGemm { m, n, .. }, Schedule::Gemm(_)) => {
@@ -587,7 +608,6 @@ fn coop_variant(
         return Ok(None);
     };
     let constant_grid = matches!(d.body, KernelBody::Gemm { .. });
-    let in_dtypes = input_slots(g, d, opts.quant_layout);
     match codegen::render_variant(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target, base) {
         Ok(v)
             if v.param_names == base.param_names
@@ -633,12 +653,12 @@ fn f16_attention_default(body: &KernelBody, w: &Workload, s: Schedule, opts: &Co
 }
 
 /// Whether `--precision f16` may give the draft a cooperative-matrix variant that replaces a
-/// split-K GEMM: an f32 GEMM with constant operand shapes ([`coop_variant`] decides).
+/// split-K GEMM: an f32 or f16 GEMM with constant operand shapes ([`coop_variant`] decides).
 fn may_have_coop_variant(d: &KernelDraft, opts: &CompileOptions) -> bool {
     let KernelBody::Gemm {
         a,
         b,
-        dtype: DType::F32,
+        dtype: DType::F32 | DType::F16,
     } = &d.body
     else {
         return false;
@@ -664,12 +684,13 @@ fn subgroup_variant(
     base: &RenderedKernel,
     schedule: Schedule,
     g: &Graph,
+    half: &HashSet<NodeId>,
     opts: &CompileOptions,
 ) -> Result<Option<RenderedKernel>, CompileError> {
     if without_subgroups(schedule) == schedule {
         return Ok(None);
     }
-    let in_dtypes = input_slots(g, d, opts.quant_layout);
+    let in_dtypes = input_slots(g, d, opts.quant_layout, half);
     let v = codegen::render_variant(d, &in_dtypes, g.node(d.output).ty.dtype, schedule, &opts.target, base)?;
     Ok((v.param_names == base.param_names && v.grid == base.grid).then_some(v))
 }
@@ -806,6 +827,22 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
             (s, source)
         })
         .collect();
+    // f16 inputs and weights read only as plain operands of tiled GEMMs stay f16 pairs.
+    let half = {
+        let chosen: Vec<Schedule> = selected.iter().map(|(s, _)| *s).collect();
+        let fallbacks: Vec<Schedule> = drafts
+            .iter()
+            .zip(&workloads)
+            .map(|(d, w)| {
+                body_default(
+                    &d.body,
+                    kiln_schedules::select::default_for(w, &opts.target),
+                    &opts.target,
+                )
+            })
+            .collect();
+        half_storage::half_values(&g, &drafts, &chosen, &fallbacks)
+    };
     times.done("schedule");
     if let Some((dir, i)) = dump_at("schedule") {
         let schedules: Vec<Schedule> = selected.iter().map(|(s, _)| *s).collect();
@@ -814,7 +851,7 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
 
     let mut rendered = Vec::with_capacity(drafts.len());
     for ((d, w), chosen) in drafts.iter().zip(&workloads).zip(&mut selected) {
-        let in_dtypes = input_slots(&g, d, opts.quant_layout);
+        let in_dtypes = input_slots(&g, d, opts.quant_layout, &half);
         let out_dtype = g.node(d.output).ty.dtype;
         let r = match chosen.1 {
             kiln_schedules::select::Source::Default => render_default(d, &in_dtypes, out_dtype, chosen, &opts.target),
@@ -846,14 +883,14 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         .map(|((d, r), &s)| {
             // The tensor-core form first: the runtime runs the first variant the adapter
             // supports.
-            let mut v: Vec<RenderedKernel> = coop_variant(d, r, &g, opts)?.into_iter().collect();
-            v.extend(subgroup_variant(d, r, s, &g, opts)?);
+            let mut v: Vec<RenderedKernel> = coop_variant(d, r, &g, &half, opts)?.into_iter().collect();
+            v.extend(subgroup_variant(d, r, s, &g, &half, opts)?);
             Ok::<_, CompileError>(v)
         })
         .collect::<Result<Vec<_>, _>>()?;
     times.done("codegen");
 
-    let mut plan = plan::plan(&g, &drafts);
+    let mut plan = plan::plan(&g, &drafts, &half);
     let partial = plan::add_partial_sums(
         &mut plan,
         rendered
@@ -998,7 +1035,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         let Op::Constant(t) = &n.op else {
             unreachable!("planned weights are constants")
         };
-        let sd = storage_dtype(t.dtype());
+        let sd = if half.contains(&id) {
+            DType::F16
+        } else {
+            storage_dtype(t.dtype())
+        };
         let stored = if let Some((block, n, k)) = quant_layout::block_column_weight(&g, id, opts.quant_layout) {
             quant_layout::to_block_columns(t, block, n, k)
         } else if sd == t.dtype() {
@@ -1045,7 +1086,11 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledBundle, C
         IoSpec {
             name: name.to_string(),
             dtype: model.io_dtypes.get(name).copied().unwrap_or(elem_type(ty.dtype)),
-            storage: storage_type(ty.dtype),
+            storage: if half.contains(&id) {
+                ElemType::F16
+            } else {
+                storage_type(ty.dtype)
+            },
             shape: ty.shape.iter().map(codegen::params::dim_expr).collect(),
             buffer: plan.buffer_of[&plan::root(&g, id)],
             index_bound: None,

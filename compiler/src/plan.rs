@@ -5,7 +5,7 @@
 use crate::lower::KernelDraft;
 use kiln_abi::{BufferKind, BufferSpec, SizeExpr};
 use kiln_ir::{DType, Graph, NodeId, Op};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Result of planning.
 #[derive(Clone, Debug, Default)]
@@ -45,14 +45,29 @@ fn size_of(g: &Graph, id: NodeId) -> SizeExpr {
     crate::codegen::params::dim_expr(&g.node(id).ty.numel()).times(STORAGE_ELEM_BYTES)
 }
 
-/// Plans buffers for the kernels (in dispatch order) of graph `g`.
-pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
+/// Bytes of the buffer of input or weight `id`: f16 pairs for a value of `half`
+/// ([`crate::half_storage::half_values`]; such values have constant shapes or round up an
+/// odd symbolic count by one element), else one 32-bit word per element.
+fn read_only_size(g: &Graph, id: NodeId, half: &HashSet<NodeId>) -> SizeExpr {
+    if !half.contains(&id) {
+        return size_of(g, id);
+    }
+    let numel = g.node(id).ty.numel();
+    match numel.as_const() {
+        Some(n) => SizeExpr::c(crate::half_storage::half_bytes(n as usize) as i64),
+        None => crate::codegen::params::dim_expr(&numel.add(&kiln_ir::Dim::c(1))).times(2),
+    }
+}
+
+/// Plans buffers for the kernels (in dispatch order) of graph `g`; the values of `half` are
+/// stored as f16 pairs.
+pub fn plan(g: &Graph, kernels: &[KernelDraft], half: &HashSet<NodeId>) -> MemoryPlan {
     let mut p = MemoryPlan::default();
     for &i in g.inputs() {
         p.buffer_of.insert(i, p.buffers.len());
         p.buffers.push(BufferSpec {
             kind: BufferKind::Input,
-            size: size_of(g, i),
+            size: read_only_size(g, i, half),
             label: g.node(i).name.clone(),
         });
     }
@@ -68,7 +83,7 @@ pub fn plan(g: &Graph, kernels: &[KernelDraft]) -> MemoryPlan {
             p.weights.push(id);
             p.buffers.push(BufferSpec {
                 kind: BufferKind::Weight,
-                size: size_of(g, id),
+                size: read_only_size(g, id, half),
                 label: g.node(id).name.clone(),
             });
         }
@@ -317,7 +332,7 @@ mod tests {
         let z = g.add("z", cols(12), &[y]).unwrap();
         g.add_output("z", z);
         let kernels: Vec<KernelDraft> = [a, b, y, z].iter().map(|&k| lower_node(&g, k).unwrap()).collect();
-        let p = plan(&g, &kernels);
+        let p = plan(&g, &kernels, &HashSet::new());
         assert_eq!(p.buffer_of[&z], p.buffer_of[&b], "{:#?}", p.buffers);
         let total: i64 = p
             .buffers

@@ -5,8 +5,9 @@ enable wgpu_cooperative_matrix;
 // f16 x f16 -> f32 on 16x16x16 fragments. {{ subgroups }} subgroups of 32 lanes (the variant
 // requires subgroups of exactly 32); subgroup s owns the {{ sm }}x{{ sn }} sub-block at row
 // (s / {{ sg_cols }}) * {{ sm }}, column (s % {{ sg_cols }}) * {{ sn }} of the block, as {{ fm }}x{{ fn }} accumulator
-// fragments. Each K-step converts the f32 operands (read as vec4s one step ahead, into registers)
-// to f16 in workgroup memory, row-major with {{ pad }} f16 of padding per row.
+// fragments. Each K-step converts the operands (read one step ahead into registers, {{ a_w }} values
+// of A and {{ b_w }} of B per load: f32 as vec4s, f16 pairs as 32-bit words) to f16 in workgroup
+// memory, row-major with {{ pad }} f16 of padding per row.
 {{ header }}
 {% if epilogue %}
 fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
@@ -15,31 +16,31 @@ fn kiln_epilogue(v: f32, gm: i32, gn: i32, batch: i32) -> f32 {
 {%- endfor %}
 }
 {% endif %}
-// vec4 number e of the A block ({{ bm }} x {{ bk }}, 4 consecutive k per vec4) at K-step k0.
-fn kiln_load_a(e: u32, k0: i32, m0: i32, a_off: i32) -> vec4<f32> {
-    let gm = m0 + i32(e / {{ bk4 }}u);
-    let gk = k0 + i32(e % {{ bk4 }}u) * 4i;
+// Load number e of the A block ({{ bm }} x {{ bk }}, {{ a_w }} consecutive k per load) at K-step k0.
+fn kiln_load_a(e: u32, k0: i32, m0: i32, a_off: i32) -> {{ a_ty }} {
+    let gm = m0 + i32(e / {{ a_units }}u);
+    let gk = k0 + i32(e % {{ a_units }}u) * {{ a_w }}i;
 {%- if whole_loads %}
     return {{ a_vec_u }}a_off + gm * {{ k }} + gk{{ a_vec_u_e }};
 {%- else %}
     if (gm < {{ m }} && gk < {{ k }}) {
         return {{ a_vec_u }}a_off + gm * {{ k }} + gk{{ a_vec_u_e }};
     }
-    return vec4<f32>(0.0);
+    return {{ a_ty }}();
 {%- endif %}
 }
 
-// vec4 number e of the B block ({{ bk }} x {{ bn }}, 4 consecutive n per vec4) at K-step k0.
-fn kiln_load_b(e: u32, k0: i32, n0: i32, b_off: i32) -> vec4<f32> {
-    let gk = k0 + i32(e / {{ bn4 }}u);
-    let gn = n0 + i32(e % {{ bn4 }}u) * 4i;
+// Load number e of the B block ({{ bk }} x {{ bn }}, {{ b_w }} consecutive n per load) at K-step k0.
+fn kiln_load_b(e: u32, k0: i32, n0: i32, b_off: i32) -> {{ b_ty }} {
+    let gk = k0 + i32(e / {{ b_units }}u);
+    let gn = n0 + i32(e % {{ b_units }}u) * {{ b_w }}i;
 {%- if whole_loads %}
     return {{ b_vec_u }}b_off + gk * {{ n }} + gn{{ b_vec_u_e }};
 {%- else %}
     if (gk < {{ k }} && gn < {{ n }}) {
         return {{ b_vec_u }}b_off + gk * {{ n }} + gn{{ b_vec_u_e }};
     }
-    return vec4<f32>(0.0);
+    return {{ b_ty }}();
 {%- endif %}
 }
 
@@ -56,6 +57,21 @@ var<workgroup> b_sh: array<vec4<f16>, {{ b_len_s }}>;
 {%- else %}
 var<workgroup> a_sh: array<f16, {{ a_len }}>;
 var<workgroup> b_sh: array<f16, {{ b_len }}>;
+{%- endif %}
+{%- if vec_stage %}
+
+// Stores a loaded unit of A (B) as f16 at vec4<f16> number `at` of its stage.
+fn kiln_stage_a(at: u32, v: {{ a_ty }}) {
+{%- for line in a_stage %}
+    {{ line }}
+{%- endfor %}
+}
+
+fn kiln_stage_b(at: u32, v: {{ b_ty }}) {
+{%- for line in b_stage %}
+    {{ line }}
+{%- endfor %}
+}
 {%- endif %}
 {%- if not direct_store %}
 // One 16x16 f32 fragment per subgroup, for the epilogue and the bounds checks of the store.
@@ -85,10 +101,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- if db %}
     // Step 0's operands go to stage 0 and step 1's loads are issued before the loop.
 {%- for t in range(end=a_loads) %}
-    a_sh[((lid + {{ t * threads }}u) / {{ bk4 }}u) * {{ a_row_s }}u + (lid + {{ t * threads }}u) % {{ bk4 }}u] = vec4<f16>(pa{{ t }});
+    kiln_stage_a(((lid + {{ t * threads }}u) / {{ a_units }}u) * {{ a_row_s }}u + ((lid + {{ t * threads }}u) % {{ a_units }}u){{ a_vecs }}, pa{{ t }});
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
-    b_sh[((lid + {{ t * threads }}u) / {{ bn4 }}u) * {{ b_row_s }}u + (lid + {{ t * threads }}u) % {{ bn4 }}u] = vec4<f16>(pb{{ t }});
+    kiln_stage_b(((lid + {{ t * threads }}u) / {{ b_units }}u) * {{ b_row_s }}u + ((lid + {{ t * threads }}u) % {{ b_units }}u){{ b_vecs }}, pb{{ t }});
 {%- endfor %}
     if ({{ bk }}i < {{ k }}) {
 {%- for t in range(end=a_loads) %}
@@ -123,13 +139,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {%- for t in range(end=a_loads) %}
             {
                 let e = lid + {{ t * threads }}u;
-                a_sh[{{ wa }}u + (e / {{ bk4 }}u) * {{ a_row_s }}u + e % {{ bk4 }}u] = vec4<f16>(pa{{ t }});
+                kiln_stage_a({{ wa }}u + (e / {{ a_units }}u) * {{ a_row_s }}u + (e % {{ a_units }}u){{ a_vecs }}, pa{{ t }});
             }
 {%- endfor %}
 {%- for t in range(end=b_loads) %}
             {
                 let e = lid + {{ t * threads }}u;
-                b_sh[{{ wb }}u + (e / {{ bn4 }}u) * {{ b_row_s }}u + e % {{ bn4 }}u] = vec4<f16>(pb{{ t }});
+                kiln_stage_b({{ wb }}u + (e / {{ b_units }}u) * {{ b_row_s }}u + (e % {{ b_units }}u){{ b_vecs }}, pb{{ t }});
             }
 {%- endfor %}
             if (k0 + {{ (half + 2) * bk }}i < {{ k }}) {
@@ -146,9 +162,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {
             let e = lid + {{ t * threads }}u;
 {%- if vec_stage %}
-            a_sh[(e / {{ bk4 }}u) * {{ a_row_s }}u + e % {{ bk4 }}u] = vec4<f16>(pa{{ t }});
+            kiln_stage_a((e / {{ a_units }}u) * {{ a_row_s }}u + (e % {{ a_units }}u){{ a_vecs }}, pa{{ t }});
 {%- else %}
-            let o = (e / {{ bk4 }}u) * {{ a_row }}u + (e % {{ bk4 }}u) * 4u;
+            let o = (e / {{ a_units }}u) * {{ a_row }}u + (e % {{ a_units }}u) * 4u;
             let h = vec4<f16>(pa{{ t }});
             a_sh[o] = h.x;
             a_sh[o + 1u] = h.y;
@@ -161,9 +177,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         {
             let e = lid + {{ t * threads }}u;
 {%- if vec_stage %}
-            b_sh[(e / {{ bn4 }}u) * {{ b_row_s }}u + e % {{ bn4 }}u] = vec4<f16>(pb{{ t }});
+            kiln_stage_b((e / {{ b_units }}u) * {{ b_row_s }}u + (e % {{ b_units }}u){{ b_vecs }}, pb{{ t }});
 {%- else %}
-            let o = (e / {{ bn4 }}u) * {{ b_row }}u + (e % {{ bn4 }}u) * 4u;
+            let o = (e / {{ b_units }}u) * {{ b_row }}u + (e % {{ b_units }}u) * 4u;
             let h = vec4<f16>(pb{{ t }});
             b_sh[o] = h.x;
             b_sh[o + 1u] = h.y;

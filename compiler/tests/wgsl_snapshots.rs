@@ -1111,21 +1111,64 @@ fn gemm_coop_variant_direct_store_and_f32_default() {
     assert!(!plain.contains("coop"), "{plain}");
 }
 
+/// f16 inputs of a product stay f16 pairs (`half_storage`): the cooperative-matrix variant reads
+/// them 8 values per 16-byte load (`array<vec4<u32>>`) and unpacks them into its f16 stages,
+/// on the 8 subgroups of 64x64 that the f16-pair default gives a 128x256 block; the f32 kernel
+/// unpacks them 4 at a time.
+#[test]
+fn gemm_coop_variant_reads_f16_pairs() {
+    let mut g = Graph::new();
+    let a = typed_input(&mut g, "a", DType::F16, vec![Dim::c(2048), Dim::c(64)]);
+    let w = typed_input(&mut g, "w", DType::F16, vec![Dim::c(64), Dim::c(2048)]);
+    let out = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
+    g.add_output("out0", out);
+    let model = Model {
+        name: "snap".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let opts = CompileOptions {
+        precision: kiln_compiler::Precision::F16,
+        target: kiln_schedules::DeviceLimits::h200(),
+        ..Default::default()
+    };
+    let b = compile(&model, &opts).expect("compiles");
+    let storage: Vec<_> = b.manifest.inputs.iter().map(|i| i.storage).collect();
+    assert_eq!(storage, [kiln_abi::ElemType::F16; 2]);
+    let variant = &b.manifest.kernels[0].variants[0];
+    assert_eq!(variant.schedule, "coop_gemm(bm=128, bn=256, bk=32, sm=64, sn=64, v4)");
+    let src = coop_variants(&b);
+    assert_kernels(&src, "// Kiln GEMM kernel (cooperative matrices)", 1);
+    assert!(
+        src.contains("var<storage, read> in0: array<vec4<u32>>;") && src.contains("unpack2x16float(v.z)"),
+        "{src}"
+    );
+    insta::assert_snapshot!(src);
+    let base = &b
+        .kernel_sources
+        .iter()
+        .find(|(f, _)| *f == b.manifest.kernels[0].file)
+        .unwrap()
+        .1;
+    assert!(base.contains("fn kiln_h4_0(i: u32) -> vec4<f32>"), "{base}");
+}
+
 /// Every member of the cooperative-matrix space (double-buffered stages included), forced through
 /// a tuning record on the variant's key, renders WGSL that naga validates with cooperative
 /// matrices and writes as SPIR-V, both with the epilogue's bounds-checked store (200 rows, a
-/// bias) and with the direct store; the double-buffered 128x128 tile is snapshot.
+/// bias) and with the direct store, with f32 operands and with f16 inputs (f16 pairs, read 8
+/// or 4 values per load; vec4 stages only); the double-buffered 128x128 tile is snapshot.
 #[test]
 fn gemm_coop_space_members_validate_and_double_buffering_renders() {
     use kiln_schedules::tuning::TuningDb;
     use kiln_schedules::{space, CoopGemmParams, DeviceLimits, Schedule};
-    let with_record = |m: i64, bias: bool, s: Schedule| {
+    let with_record = |m: i64, bias: bool, s: Schedule, dtype: DType| {
         let mut g = Graph::new();
-        let a = input(&mut g, "a", vec![Dim::c(m), Dim::c(96)]);
-        let w = input(&mut g, "w", vec![Dim::c(96), Dim::c(256)]);
+        let a = typed_input(&mut g, "a", dtype, vec![Dim::c(m), Dim::c(96)]);
+        let w = typed_input(&mut g, "w", dtype, vec![Dim::c(96), Dim::c(256)]);
         let mut out = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
         if bias {
-            let b = input(&mut g, "bias", vec![Dim::c(256)]);
+            let b = typed_input(&mut g, "bias", dtype, vec![Dim::c(256)]);
             out = g.add("bias_add", Op::Binary(BinaryOp::Add), &[out, b]).unwrap();
         }
         g.add_output("out0", out);
@@ -1144,7 +1187,13 @@ fn gemm_coop_space_members_validate_and_double_buffering_renders() {
         let b = compile(&model, &opts).expect("compiles");
         let variants = &b.manifest.kernels[0].variants;
         let Schedule::CoopGemm(p) = s else { unreachable!() };
-        if !bias || p.fits_with_scratch(&opts.target) {
+        if dtype == DType::F16 {
+            assert_eq!(b.manifest.inputs[0].storage, kiln_abi::ElemType::F16);
+        }
+        if dtype == DType::F16 && !p.vec_stage {
+            // f16 pairs are staged through vec4 stages only: the f32 kernel stays.
+            assert!(variants.is_empty(), "{variants:?}");
+        } else if !bias || p.fits_with_scratch(&opts.target) {
             assert_eq!(variants[0].schedule, s.to_string());
         } else {
             // Stages that leave no room for the epilogue scratch: no variant, the f32 kernel
@@ -1161,10 +1210,12 @@ fn gemm_coop_space_members_validate_and_double_buffering_renders() {
     assert!(double >= 4, "{members:?}");
     let mut direct_only = 0;
     for s in &members {
-        if with_record(200, true, *s).is_empty() {
+        if with_record(200, true, *s, DType::F32).is_empty() {
             direct_only += 1;
         }
-        with_record(256, false, *s);
+        with_record(256, false, *s, DType::F32);
+        with_record(200, true, *s, DType::F16);
+        with_record(256, false, *s, DType::F16);
     }
     // The bk-48 and bk-64 tiles whose stages fill 48 KiB (scalar and vec4 staging).
     assert!(direct_only >= 4, "{direct_only}");
@@ -1178,7 +1229,7 @@ fn gemm_coop_space_members_validate_and_double_buffering_renders() {
         double_buffer: true,
     });
     assert!(members.contains(&db));
-    let src = with_record(256, false, db);
+    let src = with_record(256, false, db, DType::F32);
     assert!(
         // Two steps per iteration, the second stage's fragments at a constant offset.
         src.contains("k0 += 32i") && src.contains("&a_sh[768u + ") && src.contains("array<vec4<f16>, 1536>"),

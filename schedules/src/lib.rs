@@ -1189,6 +1189,18 @@ mod tests {
             defaults::coop_gemm(1, 1536, 2048, &wide_limits),
             Schedule::CoopGemm(big)
         );
+        // f16-pair operands: the wide block as 8 subgroups of 64x64; other tiles unchanged.
+        let pairs = CoopGemmParams { sn: 64, ..wide };
+        assert_eq!(
+            defaults::coop_gemm_pairs(1, 4096, 4096, &wide_limits),
+            Schedule::CoopGemm(pairs)
+        );
+        assert_eq!(pairs.subgroups(), 8);
+        assert!(space::coop_gemm(&wide_limits).contains(&Schedule::CoopGemm(pairs)));
+        assert_eq!(
+            defaults::coop_gemm_pairs(1, 1536, 2048, &wide_limits),
+            Schedule::CoopGemm(big)
+        );
         // The quantized variant's blocks shrink until the grid fills the device.
         let q = |m, n| match defaults::quant_coop_gemm(m, n, &d) {
             Schedule::CoopGemm(p) => (p.bm, p.bn),

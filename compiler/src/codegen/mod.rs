@@ -152,7 +152,8 @@ fn render_template(name: &str, ctx: &tera::Context) -> Result<String, CompileErr
 }
 
 /// The module header: params struct, bindings and helper functions. Inputs listed in
-/// `vec4_inputs` are bound as arrays of 4-vectors of their storage type.
+/// `vec4_inputs` are bound as arrays of 4-vectors of their storage type; a packed slot (f16
+/// pairs) as `array<u32>`, or `array<vec4<u32>>` (8 values per element) when also listed.
 fn header(
     params: &ParamSet,
     in_dtypes: &Slots,
@@ -188,7 +189,7 @@ fn header_outputs(
     h.push_str("\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
     for (k, d) in in_dtypes.iter().enumerate() {
         let elem = if in_dtypes.is_packed(k) {
-            "u32".to_string()
+            if vec4_inputs.contains(&k) { "vec4<u32>" } else { "u32" }.to_string()
         } else if vec4_inputs.contains(&k) {
             format!("vec4<{}>", storage_ty(*d))
         } else {
@@ -685,6 +686,22 @@ fn vec_operand_loads(
 ) {
     for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
         let (slot, index) = op.expect("both operands are vec4-readable");
+        if in_dtypes.is_packed(slot) {
+            // f16 pairs (read only at the operand's own index: `vec_operand`): the 4 values
+            // at a multiple of 4 are two words, unpacked to f32.
+            let f = format!("kiln_h4_{slot}");
+            if !fns.iter().any(|x| x.starts_with(&format!("fn {f}("))) {
+                fns.push(format!(
+                    "fn {f}(i: u32) -> vec4<f32> {{\n    let w = i >> 1u;\n    \
+                     return vec4<f32>(unpack2x16float(in{slot}[w]), unpack2x16float(in{slot}[w + 1u]));\n}}"
+                ));
+            }
+            for key in [name.to_string(), format!("{name}_u")] {
+                ctx.insert(&key, &format!("{f}(u32("));
+                ctx.insert(format!("{key}_e"), "))");
+            }
+            continue;
+        }
         // The unsigned form (`{name}_u`): the element index is never negative, and an unsigned
         // division by 4 is one shift where a signed one needs a sign fix-up.
         let (open_u, close_u) = match index {
@@ -764,11 +781,41 @@ fn coop_tile_context(ctx: &mut tera::Context, p: &kiln_schedules::CoopGemmParams
     threads
 }
 
+/// Values per global load of each operand of a cooperative-matrix GEMM: 8 for an operand held
+/// as f16 pairs (read as `vec4<u32>`, one 16-byte load; the template's `{x}_vec_u` is set to
+/// it) where its runs (K for A, N for B) and the block's row are multiples of 8 and the block's
+/// loads divide evenly among the threads, and it is not also the other operand; else 4 (f32
+/// vec4s, or two words of pairs unpacked to f32 by `vec_operand_loads`).
+fn coop_packed_loads(
+    p: &kiln_schedules::CoopGemmParams,
+    [k, n]: [&Dim; 2],
+    slots: &[usize],
+    in_dtypes: &Slots,
+    ctx: &mut tera::Context,
+) -> [u32; 2] {
+    let threads = p.threads();
+    let mut widths = [4; 2];
+    for (i, (name, run, row, tile)) in [("a_vec", k, p.bk, p.bm * p.bk), ("b_vec", n, p.bn, p.bk * p.bn)]
+        .into_iter()
+        .enumerate()
+    {
+        let s = slots[i];
+        let by8 = run.as_const().is_some_and(|c| c % 8 == 0) && row % 8 == 0 && (tile / 8) % threads == 0;
+        if in_dtypes.is_packed(s) && by8 && slots[1 - i] != s {
+            widths[i] = 8;
+            ctx.insert(format!("{name}_u"), &format!("in{s}[u32("));
+            ctx.insert(format!("{name}_u_e"), ") / 8u]");
+        }
+    }
+    widths
+}
+
 /// The cooperative-matrix GEMM template's sizes (tera has no integer division).
 fn coop_gemm_context(
     ctx: &mut tera::Context,
     p: &kiln_schedules::CoopGemmParams,
     mnk: [&String; 3],
+    [a_w, b_w]: [u32; 2],
     batch_lines: &[String],
 ) {
     use kiln_schedules::COOP_PAD;
@@ -778,12 +825,34 @@ fn coop_gemm_context(
         ("b_row", p.bn + COOP_PAD),
         ("a_len", p.bm * (p.bk + COOP_PAD)),
         ("b_len", p.bk * (p.bn + COOP_PAD)),
-        ("bk4", p.bk / 4),
-        ("bn4", p.bn / 4),
-        ("a_loads", p.bm * p.bk / 4 / threads),
-        ("b_loads", p.bk * p.bn / 4 / threads),
+        ("a_w", a_w),
+        ("b_w", b_w),
+        ("a_units", p.bk / a_w),
+        ("b_units", p.bn / b_w),
+        ("a_loads", p.bm * p.bk / a_w / threads),
+        ("b_loads", p.bk * p.bn / b_w / threads),
     ] {
         ctx.insert(name, &v);
+    }
+    // A load of 8 f16 (a `vec4<u32>` of pairs) fills two vec4<f16> of the stage.
+    for (x, w) in [("a", a_w), ("b", b_w)] {
+        let (ty, vecs, stage) = if w == 8 {
+            let half =
+                |lo: &str, hi: &str| format!("vec4<f16>(vec4<f32>(unpack2x16float(v.{lo}), unpack2x16float(v.{hi})))");
+            (
+                "vec4<u32>",
+                " * 2u",
+                vec![
+                    format!("{x}_sh[at] = {};", half("x", "y")),
+                    format!("{x}_sh[at + 1u] = {};", half("z", "w")),
+                ],
+            )
+        } else {
+            ("vec4<f32>", "", vec![format!("{x}_sh[at] = vec4<f16>(v);")])
+        };
+        ctx.insert(format!("{x}_ty"), ty);
+        ctx.insert(format!("{x}_vecs"), vecs);
+        ctx.insert(format!("{x}_stage"), &stage);
     }
     // Staged as vec4<f16>, every index and stride into the stages counts vec4s.
     let unit = if p.vec_stage { 4 } else { 1 };
@@ -1360,7 +1429,7 @@ fn render_with_params(
                 ctx.insert("vec_loads", &true);
                 ctx.insert("a_load", &Vec::<String>::new());
                 ctx.insert("b_load", &Vec::<String>::new());
-                for s in vec_slots {
+                for s in vec_slots.into_iter().filter(|s| !in_dtypes.is_packed(*s)) {
                     if !vec4_inputs.contains(&s) {
                         vec4_inputs.push(s);
                     }
@@ -1405,7 +1474,7 @@ fn render_with_params(
             }
             (gemm_template(&p), [p.bn / p.tn, p.bm / p.tm, 1], grid, false)
         }
-        (KernelBody::Gemm { a, b, dtype }, Schedule::CoopGemm(p)) if *dtype == DType::F32 => {
+        (KernelBody::Gemm { a, b, dtype }, Schedule::CoopGemm(p)) if dtype.is_float() => {
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);
             let batch = Dim::product(&batch_dims);
             // Both operands must be vec4-readable (as for the vec4 register tile), and the
@@ -1427,6 +1496,13 @@ fn render_with_params(
             let k_s = params.dim(&k, "k");
             let n_s = params.dim(&n, "n");
             let lines = matmul_batch_lines(&mut params, a, b);
+            if !p.vec_stage && vec_slots.iter().any(|s| in_dtypes.is_packed(*s)) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "MatMul".into(),
+                    msg: format!("{schedule}: f16-pair operands need vec4 stages"),
+                });
+            }
             vec_operand_loads(
                 vec_ops,
                 *dtype,
@@ -1436,9 +1512,15 @@ fn render_with_params(
                 in_dtypes,
                 &mut fns,
             );
-            for s in vec_slots {
-                if !vec4_inputs.contains(&s) {
-                    vec4_inputs.push(s);
+            let widths = coop_packed_loads(&p, [&k, &n], &vec_slots, in_dtypes, &mut ctx);
+            for (s, w) in vec_slots.iter().zip(widths) {
+                // f32 operands and 8-wide f16 pairs are vec4 arrays (`header`); the latter do
+                // not unpack 4 values at a time.
+                if w == 8 {
+                    fns.retain(|f| !f.starts_with(&format!("fn kiln_h4_{s}(")));
+                }
+                if (w == 8 || !in_dtypes.is_packed(*s)) && !vec4_inputs.contains(s) {
+                    vec4_inputs.push(*s);
                 }
             }
             let epilogue = gemm_epilogue(draft, [&batch, &m, &n], &mut params, &mut helpers, in_dtypes);
@@ -1450,7 +1532,7 @@ fn render_with_params(
             if !direct {
                 coop_scratch_fits(draft, "MatMul", &p, schedule, limits)?;
             }
-            coop_gemm_context(&mut ctx, &p, [&m_s, &n_s, &k_s], &lines);
+            coop_gemm_context(&mut ctx, &p, [&m_s, &n_s, &k_s], widths, &lines);
             ctx.insert("n_u", &n.as_const().unwrap_or(0));
             ctx.insert("epilogue", &epilogue);
             ctx.insert("direct_store", &direct);
@@ -1467,6 +1549,13 @@ fn render_with_params(
                     node: draft.label.clone(),
                     op: "MatMul".into(),
                     msg: format!("schedule {schedule}: lane rows and subgroup sums are quantized GEMV parameters"),
+                });
+            }
+            if in_dtypes.is_packed(0) || in_dtypes.is_packed(1) {
+                return Err(CompileError::Unsupported {
+                    node: draft.label.clone(),
+                    op: "MatMul".into(),
+                    msg: format!("schedule {schedule} reads no f16-pair operands"),
                 });
             }
             let (m, k, n, batch_dims, ..) = gemm_dims(a, b);

@@ -263,6 +263,10 @@ enum Operands {
     F16x4,
     /// f16, read as `mat2x4<f16>` (16 bytes, 8 values: two `vec4<f16>` columns).
     F16x8,
+    /// f16 packed two per `u32`, read as `vec4<u32>` (16 bytes, 8 values) and unpacked with
+    /// `unpack2x16float` (naga has no `u32` to `vec2<f16>` bitcast): the same bytes as `F16x8`
+    /// through 32-bit loads, in case the 16-bit loads made the f16 forms slower than f32.
+    U32x8,
 }
 
 impl Operands {
@@ -270,7 +274,7 @@ impl Operands {
     fn width(self) -> u32 {
         match self {
             Operands::F32 | Operands::F16x4 => 4,
-            Operands::F16x8 => 8,
+            Operands::F16x8 | Operands::U32x8 => 8,
         }
     }
 
@@ -279,6 +283,7 @@ impl Operands {
             Operands::F32 => "vec4<f32>",
             Operands::F16x4 => "vec4<f16>",
             Operands::F16x8 => "mat2x4<f16>",
+            Operands::U32x8 => "vec4<u32>",
         }
     }
 }
@@ -326,6 +331,9 @@ fn full_wgsl(op: Operands) -> String {
             Operands::F32 => format!("        {arr}[{slot}] = vec4<f16>({v});"),
             Operands::F16x4 => format!("        {arr}[{slot}] = {v};"),
             Operands::F16x8 => format!("        {arr}[{slot}] = {v}[0];\n        {arr}[{slot} + 1u] = {v}[1];"),
+            Operands::U32x8 => format!(
+                "        {arr}[{slot}] = vec4<f16>(vec4<f32>(unpack2x16float({v}.x), unpack2x16float({v}.y)));\n        {arr}[{slot} + 1u] = vec4<f16>(vec4<f32>(unpack2x16float({v}.z), unpack2x16float({v}.w)));"
+            ),
         }
     };
     line(format!("@compute @workgroup_size({threads}, 1, 1)"));
@@ -466,7 +474,7 @@ fn main() {
             panic!("{}: {e}\n{}", k.name(), k.wgsl());
         }
     }
-    let full = [Operands::F32, Operands::F16x4, Operands::F16x8];
+    let full = [Operands::F32, Operands::F16x4, Operands::F16x8, Operands::U32x8];
     for op in full {
         let caps = kiln::compiler::codegen::validate::COOP_GEMM_CAPS;
         if let Err(e) = kiln::compiler::codegen::validate::validate_wgsl_with("full", &full_wgsl(op), caps) {
@@ -526,6 +534,10 @@ fn main() {
         ms[RUNS / 2]
     };
     full_gemms(&device, &queue, &record, &median_ms);
+    // `COOP_CEILING_FULL_ONLY=1`: the full GEMMs alone (a short device command).
+    if std::env::var_os("COOP_CEILING_FULL_ONLY").is_some() {
+        return;
+    }
     for k in kernels_list {
         let b = coop::f16_values((BK * k.bn) as usize, 2);
         let b_buf = make(bytemuck::cast_slice(&b), storage);
@@ -592,7 +604,7 @@ fn full_gemms(
         make(bytemuck::cast_slice(&b), storage),
     );
     let grid = [SIZE / 256, SIZE / 128];
-    for op in [Operands::F32, Operands::F16x4, Operands::F16x8] {
+    for op in [Operands::F32, Operands::F16x4, Operands::F16x8, Operands::U32x8] {
         let (ab, bb) = if op == Operands::F32 { &bufs32 } else { &bufs16 };
         let pipe = kernels::pipeline(device, &full_wgsl(op));
         let group = kernels::bind(device, &pipe, &[ab, bb, &c_buf]);

@@ -93,6 +93,43 @@ fn gemm_f16_case(m: usize, n: usize, k: usize) -> Case {
     c
 }
 
+/// An f16 product as PyTorch's fp16 matmul takes it: f16 inputs and an f16 result, compiled
+/// with `--precision f16`. The inputs stay f16 pairs on the GPU (`half_storage`), which the
+/// cooperative-matrix variant reads 8 values per load.
+fn hgemm_case(m: usize, n: usize, k: usize) -> Case {
+    let mut c = gemm_f16_case(m, n, k);
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::F16, &[m, k]));
+    let b = g.add_input("b", TensorType::new(DType::F16, &[k, n]));
+    let y = g.add("c", Op::MatMul, &[a, b]).unwrap();
+    g.add_output("c", y);
+    c.model.graph = g;
+    c.name = format!("hgemm f16 {m}x{n}x{k}");
+    c.matmul_key = Some(tuning_key(&KernelBody::Gemm {
+        a: vec![Dim::c(m as i64), Dim::c(k as i64)],
+        b: vec![Dim::c(k as i64), Dim::c(n as i64)],
+        dtype: DType::F16,
+    }));
+    c
+}
+
+/// [`hgemm_case`] with B an f16 weight (f16 pairs in the bundle and on the GPU) and A an f16
+/// input that is also a graph output, so it keeps f32 words: an f16 model's activation times
+/// its weight.
+fn hgemm_weight_case(m: usize, n: usize, k: usize) -> Case {
+    let mut c = hgemm_case(m, n, k);
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::F16, &[m, k]));
+    let w = Tensor::from_f64(DType::F16, vec![k, n], &c.inputs["b"].to_f64());
+    let b = g.add_const("b", w);
+    let y = g.add("c", Op::MatMul, &[a, b]).unwrap();
+    g.add_output("c", y);
+    g.add_output("a", a);
+    c.model.graph = g;
+    c.name = format!("hgemm f16 weight {m}x{n}x{k}");
+    c
+}
+
 /// A matrix-vector product whose matrix is a weight, as in a decode step; its work is the bytes
 /// read (the matrix dominates), so it compares with copy bandwidth.
 fn gemv_case(k: usize, n: usize) -> Case {
@@ -396,6 +433,8 @@ fn main() {
         vec![
             gemm_case(256, 256, 256),
             gemm_f16_case(256, 256, 256),
+            hgemm_case(256, 256, 256),
+            hgemm_weight_case(256, 256, 256),
             gemv_case(256, 256),
             conv_case(1, 16, 32, 16),
             grouped_conv_case(1, 16, 32, 16, 16),
@@ -424,6 +463,9 @@ fn main() {
             gemm_f16_case(1024, 1024, 1024),
             gemm_f16_case(2048, 2048, 2048),
             gemm_f16_case(4096, 4096, 4096),
+            hgemm_case(2048, 2048, 2048),
+            hgemm_case(4096, 4096, 4096),
+            hgemm_weight_case(4096, 4096, 4096),
             // paraphrase-MiniLM-L3-v2's GEMMs at batch 1 x 128 (FFN down, QKV, FFN up, output
             // projection) and the FFN down at batch 32 x 128.
             gemm_case(128, 384, 1536),
@@ -651,10 +693,13 @@ fn bench_case(
     compile_to_dir(&case.model, &opts, &dir.path().join("b")).map_err(|e| e.to_string())?;
     let bundle = Bundle::load(dir.path().join("b")).map_err(|e| e.to_string())?;
     let mut s = Session::with_runtime(runtime.clone(), &bundle).map_err(|e| e.to_string())?;
-    let host: HashMap<_, _> = case
+    // Each input of the bundle in the dtype it expects (f32, or f16 for an f16 product's); a
+    // case's other tensors (a weight's values, for the check) stay on the host.
+    let host: HashMap<_, _> = bundle
+        .manifest()
         .inputs
         .iter()
-        .map(|(k, v)| (k.clone(), to_host(v, kiln::abi::ElemType::F32)))
+        .filter_map(|io| Some((io.name.clone(), to_host(case.inputs.get(&io.name)?, io.dtype))))
         .collect();
     let mut repeats = 1;
     if !case.latency {
@@ -756,10 +801,11 @@ fn check_gemm(
 ) -> Result<String, String> {
     let out = s.run("run", host).map_err(|e| e.to_string())?;
     let c = out[0].1.to_f32();
+    let f16_out = out[0].1.dtype == kiln::abi::ElemType::F16;
     let (a, b) = (&case.inputs["a"], &case.inputs["b"]);
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
     let (a, b) = (a.to_f64(), b.to_f64());
-    check_product(s, &c, [m, n, k], |i, p| a[i * k + p], |p, j| b[p * n + j])
+    check_product(s, &c, [m, n, k], f16_out, |i, p| a[i * k + p], |p, j| b[p * n + j])
 }
 
 /// [`check_gemm`] for a quantized matmul `y = x · Wᵀ`, W given as the values its blocks decode
@@ -776,19 +822,21 @@ fn check_qgemm(
     let (m, k) = (x.shape[0], x.shape[1]);
     let n = w.len() / k;
     let x = x.to_f64();
-    check_product(s, &c, [m, n, k], |i, p| x[i * k + p], |p, j| w[j * k + p] as f64)
+    check_product(s, &c, [m, n, k], false, |i, p| x[i * k + p], |p, j| w[j * k + p] as f64)
 }
 
 /// Compares 512 sampled elements of `c` (`m x n`) with f64 references of `sum_p a(i, p) b(p, j)`:
 /// one from the operands as given (the error f16 operands cause) and one from the operands
 /// rounded to f16. A kernel with f16 operands and f32 accumulation must match the latter
 /// within Higham's bound for a K-term f32 dot product, `K * 2^-24 * sum |a_i b_i|` per element;
-/// a wrong layout or fragment is off by O(1). Returns the figures for the table; when a
+/// a wrong layout or fragment is off by O(1); an f16 result (`f16_out`) may also be off by its
+/// rounding, 2^-11 of its magnitude. Returns the figures for the table; when a
 /// cooperative-matrix kernel ran, an element beyond the bound is an error.
 fn check_product(
     s: &Session,
     c: &[f32],
     [m, n, k]: [usize; 3],
+    f16_out: bool,
     a: impl Fn(usize, usize) -> f64,
     b: impl Fn(usize, usize) -> f64,
 ) -> Result<String, String> {
@@ -804,7 +852,10 @@ fn check_product(
             abs += (h(x) * h(y)).abs();
         }
         let got = c[i * n + j] as f64;
-        let bound = k as f64 * f64::powi(2.0, -24) * abs;
+        let mut bound = k as f64 * f64::powi(2.0, -24) * abs;
+        if f16_out {
+            bound += r16.abs() * f64::powi(2.0, -11);
+        }
         err32 = err32.max((got - r32).abs());
         err16 = err16.max((got - r16).abs());
         worst = worst.max((got - r16).abs() / bound);

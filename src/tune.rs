@@ -46,7 +46,8 @@ pub const CHECK_TOLERANCE: f64 = 1e-4;
 
 /// Relative L2 error a cooperative-matrix variant may have against the interpreter: it rounds
 /// both operands (and attention's probabilities) to f16, a relative error of 2^-11 each, and
-/// adds in f32; a wrong fragment or K-step is off by far more.
+/// adds in f32; a wrong fragment or K-step is off by far more. An f16 product's kernels are
+/// held to it too (their f16 result may round one step apart from the interpreter's).
 pub const COOP_CHECK_TOLERANCE: f64 = 5e-3;
 
 /// Multiply-adds up to which the interpreter checks a kernel at its real size.
@@ -384,7 +385,7 @@ fn job_for(
 ) -> Result<Option<TuneJob>, TuneError> {
     let default = kiln_compiler::default_schedule(d, limits);
     match &d.body {
-        KernelBody::Gemm { a, b, dtype } if *dtype == DType::F32 => {
+        KernelBody::Gemm { a, b, dtype } if dtype.is_float() => {
             let (a, b) = (concrete(a, bind)?, concrete(b, bind)?);
             let (ra, rb) = (a.len(), b.len());
             if ra < 2 || rb < 2 {
@@ -393,14 +394,18 @@ fn job_for(
             let (m, k, n) = (a[ra - 2], a[ra - 1], b[rb - 1]);
             let batch: usize = a[..ra - 2].iter().chain(&b[..rb - 2]).product::<usize>().max(1);
             let mut candidates = vec![default];
-            // The GEMV reads its operands directly (no fused prologue).
-            if m <= 8 && d.operands.is_empty() {
+            // The GEMV reads its operands directly (no fused prologue). An f16 product (f16
+            // operands in the graph) takes only the tiled kernel: no GEMV, no split over K.
+            let f32 = *dtype == DType::F32;
+            if f32 && m <= 8 && d.operands.is_empty() {
                 candidates.extend(space::gemv(limits, m.min(8) as u32));
             }
             candidates.extend(space::gemm(limits));
-            candidates.extend(space::gemm_split_k(limits));
+            if f32 {
+                candidates.extend(space::gemm_split_k(limits));
+            }
             dedup(&mut candidates);
-            let model = matmul_model(&a, &b);
+            let model = matmul_model(&a, &b, *dtype);
             let check_model = if (batch * m * n * k) as u64 <= CHECK_FULL_SIZE_MACS {
                 model.clone()
             } else {
@@ -413,7 +418,7 @@ fn job_for(
                 ca[ra - 1] = shrink(k, 100);
                 cb[rb - 2] = ca[ra - 1];
                 cb[rb - 1] = shrink(n, 260);
-                matmul_model(&ca, &cb)
+                matmul_model(&ca, &cb, *dtype)
             };
             Ok(Some(TuneJob {
                 check_key: key.clone(),
@@ -605,10 +610,12 @@ fn one_op_model(g: Graph) -> Model {
     }
 }
 
-fn matmul_model(a: &[usize], b: &[usize]) -> Model {
+/// `a x b` with both operands graph inputs of `dtype` (f16 ones are then stored as f16 pairs,
+/// as an f16 model's inputs and weights are: `compiler::half_storage`).
+fn matmul_model(a: &[usize], b: &[usize], dtype: DType) -> Model {
     let mut g = Graph::new();
-    let x = g.add_input("a", TensorType::new(DType::F32, a));
-    let y = g.add_input("b", TensorType::new(DType::F32, b));
+    let x = g.add_input("a", TensorType::new(dtype, a));
+    let y = g.add_input("b", TensorType::new(dtype, b));
     let c = g
         .add("c", Op::MatMul, &[x, y])
         .expect("shapes come from a valid matmul");
@@ -661,16 +668,22 @@ fn inputs_of(model: &Model) -> Result<HashMap<String, Tensor>, TuneError> {
     for (i, &id) in model.graph.inputs().iter().enumerate() {
         let n = model.graph.node(id);
         let shape = concrete(&n.ty.shape, &DimBindings::new())?;
-        out.insert(n.name.clone(), random(&shape, 31 + i as u64));
+        let mut t = random(&shape, 31 + i as u64);
+        if n.ty.dtype == DType::F16 {
+            t = Tensor::from_f64(DType::F16, shape, &t.to_f64());
+        }
+        out.insert(n.name.clone(), t);
     }
     Ok(out)
 }
 
+/// The inputs as host tensors: f16 ones as f16, every other as f32 (the runtime converts).
 fn host(inputs: &HashMap<String, Tensor>) -> HashMap<String, HostTensor> {
-    inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), to_host(v, kiln_abi::ElemType::F32)))
-        .collect()
+    let elem = |t: &Tensor| match t.dtype() {
+        DType::F16 => kiln_abi::ElemType::F16,
+        _ => kiln_abi::ElemType::F32,
+    };
+    inputs.iter().map(|(k, v)| (k.clone(), to_host(v, elem(v)))).collect()
 }
 
 /// Which of a job's one-op models a session is for.
@@ -787,6 +800,9 @@ pub fn tune_job(
             key: job.key.clone(),
             source,
         })?;
+    // An f16 result is rounded to f16 by both sides, which may round a value apart by one
+    // step (2^-11 relative): checked with the variants' f16 tolerance.
+    let f16_result = reference["y"].dtype() == DType::F16;
     let reference = reference["y"].to_f32();
     let inputs = host(&inputs_of(&job.model)?);
     let check_host = host(&check_inputs);
@@ -796,7 +812,7 @@ pub fn tune_job(
         if i > 0 && Instant::now() >= deadline {
             break;
         }
-        let tolerance = if job.variant.is_some() {
+        let tolerance = if job.variant.is_some() || f16_result {
             COOP_CHECK_TOLERANCE
         } else {
             CHECK_TOLERANCE
@@ -945,7 +961,7 @@ mod tests {
     /// check compiles.
     #[test]
     fn a_shrunk_gemm_job_forces_its_candidate_on_the_check_model() {
-        let model = matmul_model(&[400, 320], &[320, 400]);
+        let model = matmul_model(&[400, 320], &[320, 400], DType::F32);
         let opts = TuneOptions::default();
         let js = jobs(&model, &opts, 2).expect("jobs");
         assert_eq!(js.len(), 1);
@@ -985,7 +1001,7 @@ mod tests {
     /// variant when forced there.
     #[test]
     fn f16_precision_adds_a_job_for_the_cooperative_variant() {
-        let model = matmul_model(&[256, 128], &[128, 256]);
+        let model = matmul_model(&[256, 128], &[128, 256], DType::F32);
         let opts = TuneOptions {
             target: DeviceLimits::h200(),
             precision: Precision::F16,

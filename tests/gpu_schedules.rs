@@ -1975,3 +1975,76 @@ fn f16_operand_case(c: &F16Case) {
         assert!(neg.iter().zip(&av).all(|(g, a)| f64::from(*g) == -a), "{what}: neg");
     }
 }
+
+/// An f16 MLP (f16 input and weights, `relu(x·W1 + b1)·W2`, as an fp16 ONNX model has it)
+/// against the interpreter: the bias and ReLU are the first GEMM's epilogue (f16 products
+/// take epilogues as f32 ones do), W1, W2 and x are f16 pairs, b1 (read by the epilogue) and the
+/// hidden activation f32 words, and the cooperative-matrix variants run where the adapter has
+/// them.
+///
+/// Tolerance: relative L2 < 2e-3. The interpreter rounds the hidden activation and the result
+/// to f16 (2^-11 relative each) where the f32 kernels keep the hidden activation in f32; sums
+/// of at most 256 products add far less; a wrong pair, bias or fragment is off by O(0.1).
+#[test]
+fn an_f16_mlp_matches_the_interpreter() {
+    let f16 = |shape: Vec<usize>, seed, scale: f64| {
+        let v: Vec<f64> = values(shape.iter().product(), seed)
+            .iter()
+            .map(|&x| f64::from(x) * scale)
+            .collect();
+        Tensor::from_f64(DType::F16, shape, &v)
+    };
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F16, &[64, 128]));
+    let w1 = g.add_const("w1", f16(vec![128, 256], 61, 0.1));
+    let b1 = g.add_const("b1", f16(vec![256], 62, 0.1));
+    let w2 = g.add_const("w2", f16(vec![256, 128], 63, 0.1));
+    let h = g.add("mm1", Op::MatMul, &[x, w1]).unwrap();
+    let h = g.add("add", Op::Binary(BinaryOp::Add), &[h, b1]).unwrap();
+    let h = g.add("relu", Op::Unary(UnaryOp::Relu), &[h]).unwrap();
+    let y = g.add("mm2", Op::MatMul, &[h, w2]).unwrap();
+    g.add_output("y", y);
+    let xt = f16(vec![64, 128], 64, 1.0);
+    let reference =
+        kiln::ir::interp::evaluate(&g, &HashMap::from([("x".to_string(), xt.clone())])).unwrap()["y"].clone();
+    let model = Model {
+        name: "f16 mlp".into(),
+        graph: g,
+        io_dtypes: BTreeMap::new(),
+    };
+    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
+    let opts = CompileOptions {
+        target: if big {
+            DeviceLimits::h200()
+        } else {
+            DeviceLimits::desktop()
+        },
+        precision: kiln::compiler::Precision::F16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let man = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        man.kernels.len(),
+        2,
+        "the bias and ReLU are the first GEMM's epilogue: {:?}",
+        man.kernels
+    );
+    assert_eq!(man.inputs[0].storage, kiln::abi::ElemType::F16);
+    let dtypes: BTreeMap<_, _> = man.weights.iter().map(|w| (w.name.as_str(), w.dtype)).collect();
+    let (h, w) = (kiln::abi::ElemType::F16, kiln::abi::ElemType::F32);
+    assert_eq!(dtypes, BTreeMap::from([("b1", w), ("w1", h), ("w2", h)]));
+    let bundle = Bundle::load(dir.path().join("b")).unwrap();
+    let ran: Vec<String> = shared_runtime()
+        .choose_variants(bundle.manifest())
+        .iter()
+        .zip(&man.kernels)
+        .map(|(v, k)| v.map_or(k.schedule.clone(), |v| k.variants[v].schedule.clone()))
+        .collect();
+    let mut sess = session(&bundle);
+    let host = HashMap::from([("x".to_string(), to_host(&xt, kiln::abi::ElemType::F16))]);
+    let out: HashMap<_, _> = sess.run("run", &host).unwrap().into_iter().collect();
+    let err = rel_l2(&out["y"].to_f32(), &reference.to_f32());
+    eprintln!("f16 mlp ({ran:?}): relative L2 {err:.2e}");
+    assert!(err < 2e-3, "{ran:?}: relative L2 {err:e}");
+}

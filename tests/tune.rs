@@ -548,3 +548,61 @@ fn tuned_records_are_checked_in_the_whole_model() {
     }
     assert_eq!(db.records[&js[1].key], record(js[1].candidates[0]), "left as it was");
 }
+
+/// An f16 product (f16 operands in the graph, as an fp16 model has them) is tuned too: its
+/// one-op model keeps f16 inputs, which compile as f16 pairs (`half_storage`) as they do in
+/// the model, and every tiled candidate is checked against the interpreter with the f16
+/// tolerance; no GEMV or split-K candidate is offered (an f16 product takes neither).
+#[test]
+fn an_f16_product_is_tuned_with_f16_operands() {
+    use kiln::ir::{DType, Graph, Op, TensorType};
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::F16, &[48, 64]));
+    let b = g.add_input("b", TensorType::new(DType::F16, &[64, 40]));
+    let y = g.add("mm", Op::MatMul, &[a, b]).unwrap();
+    g.add_output("y", y);
+    let model = kiln::compiler::Model {
+        name: "f16".into(),
+        graph: g,
+        io_dtypes: Default::default(),
+    };
+    let opts = TuneOptions {
+        iters: 2,
+        ..Default::default()
+    };
+    let mut job = jobs(&model, &opts, 2).expect("jobs").remove(0);
+    assert_eq!(job.key, "gemm:b=1,m=48,n=40,k=64");
+    assert!(
+        job.candidates
+            .iter()
+            .all(|s| matches!(s, Schedule::Gemm(p) if p.ksplit == 1)),
+        "{:?}",
+        job.candidates
+    );
+    // The timed model stores its operands as the model's compile does: f16 pairs.
+    let timed = kiln::compiler::compile(&job.model, &Default::default()).expect("compiles");
+    assert!(
+        timed
+            .manifest
+            .inputs
+            .iter()
+            .all(|i| i.storage == kiln::abi::ElemType::F16),
+        "{:?}",
+        timed.manifest.inputs
+    );
+    job.candidates.truncate(4);
+    let runtime = Runtime::new().expect("an adapter");
+    let report = tune_job(
+        &job,
+        &runtime,
+        &opts,
+        Instant::now() + Duration::from_secs(60),
+        None,
+        |_| {},
+    )
+    .expect("tuning runs");
+    for c in &report.candidates {
+        assert!(c.outcome.is_ok(), "{}: {:?}", c.schedule, c.outcome);
+    }
+    assert!(report.record.is_some());
+}

@@ -945,7 +945,7 @@ impl Former<'_> {
                 && self.core_users_inside(m, r, b)
                 && n.ty.shape == rt.shape
                 && n.ty.dtype == rt.dtype
-                && rt.dtype == DType::F32
+                && rt.dtype.is_float()
         })
     }
 

@@ -111,7 +111,9 @@ pub fn helper_source(name: &str) -> &'static str {
         "kiln_is_nan" => "fn kiln_is_nan(x: f32) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}",
         // quantizeToF16 (SPIR-V OpQuantizeToF16) flushes f16 subnormals to zero; round those
         // onto the subnormal grid (multiples of 2^-24, ties to even) as the interpreter does.
-        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    if (abs(x) < 6.103515625e-5) {\n        return round(x * 16777216.0) / 16777216.0;\n    }\n    return quantizeToF16(x);\n}",
+        // Subnormal f16 values are rounded by hand (quantizeToF16 may flush them); a select, not
+        // a branch, so the lanes of a subgroup never diverge on it.
+        "kiln_f16" => "fn kiln_f16(x: f32) -> f32 {\n    return select(quantizeToF16(x), round(x * 16777216.0) / 16777216.0, abs(x) < 6.103515625e-5);\n}",
         "kiln_imod" => {
             "fn kiln_imod(a: i32, b: i32) -> i32 {\n    if (b == 0) { return 0; }\n    let r = a % b;\n    return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));\n}"
         }
@@ -277,9 +279,20 @@ impl ExprWriter<'_> {
     /// Emits the expression; returns the WGSL value (a name or literal) and its dtype.
     pub fn emit(&mut self, e: &Expr) -> (String, DType) {
         let (v, d) = self.emit_raw(e);
+        // Loads, literals and casts are already on their dtype's grid, and so is a choice among
+        // such values: a sign change, an absolute value, a ReLU, a maximum or minimum, a
+        // selection (operands are rounded when they are computed). An f16 MLP's bias and ReLU
+        // epilogue then rounds twice per element, not three times.
         let exact = matches!(
             e,
-            Expr::Read(..) | Expr::LoadIdx(..) | Expr::Lit(..) | Expr::Cast(..) | Expr::Bitcast(..)
+            Expr::Read(..)
+                | Expr::LoadIdx(..)
+                | Expr::Lit(..)
+                | Expr::Cast(..)
+                | Expr::Bitcast(..)
+                | Expr::Unary(UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu, ..)
+                | Expr::Binary(BinaryOp::Max | BinaryOp::Min, ..)
+                | Expr::Select(..)
         );
         // Results are rounded to their dtype after every operation, as the interpreter does:
         // f16 to the f16 grid, i8/u8 wrapped to 8 bits.

@@ -1,6 +1,6 @@
 # Twenty-fourth session: an f16 model end to end. An fp16 MLP (ONNX, x f16 [4096, 1024],
 # y = relu(x·W1 + b1)·W2, W1 [1024, 4096], W2 [4096, 1024], f16 weights; written by the
-# session's script into .bench/mlp16.onnx with x16.npy) compiled with --precision f16 for the
+# benches/device/make_mlp16.py into .bench/mlp16.onnx with x16.npy) compiled with --precision f16 for the
 # h200 profile, benchmarked, tuned with `kiln tune` (default budget), benchmarked again beside
 # the untuned bundle, and PyTorch's fp16 eager MLP of the same shapes beside it. The GPU tests
 # of the f16 paths run first.

@@ -45,9 +45,8 @@ fn size_of(g: &Graph, id: NodeId) -> SizeExpr {
     crate::codegen::params::dim_expr(&g.node(id).ty.numel()).times(STORAGE_ELEM_BYTES)
 }
 
-/// Bytes of the buffer of input or weight `id`: f16 pairs for a value of `half`
-/// ([`crate::half_storage::half_values`]; such values have constant shapes or round up an
-/// odd symbolic count by one element), else one 32-bit word per element.
+/// Bytes of the buffer of input or weight `id`: f16 pairs in whole 32-bit words for a value of
+/// `half` ([`crate::half_storage::half_values`]), else one 32-bit word per element.
 fn read_only_size(g: &Graph, id: NodeId, half: &HashSet<NodeId>) -> SizeExpr {
     if !half.contains(&id) {
         return size_of(g, id);
@@ -55,7 +54,7 @@ fn read_only_size(g: &Graph, id: NodeId, half: &HashSet<NodeId>) -> SizeExpr {
     let numel = g.node(id).ty.numel();
     match numel.as_const() {
         Some(n) => SizeExpr::c(crate::half_storage::half_bytes(n as usize) as i64),
-        None => crate::codegen::params::dim_expr(&numel.add(&kiln_ir::Dim::c(1))).times(2),
+        None => crate::codegen::params::dim_expr(&numel).cdiv(2).times(4),
     }
 }
 

@@ -69,6 +69,21 @@ fn session(bundle: &Bundle) -> Session {
     Session::with_runtime(shared_runtime().clone(), bundle).unwrap()
 }
 
+/// `--precision f16` for this adapter: the `h200` profile where it grants 48 KiB of workgroup
+/// memory (the cooperative GEMM's wide tiles), else `desktop`.
+fn f16_options() -> CompileOptions {
+    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
+    CompileOptions {
+        target: if big {
+            DeviceLimits::h200()
+        } else {
+            DeviceLimits::desktop()
+        },
+        precision: kiln::compiler::Precision::F16,
+        ..Default::default()
+    }
+}
+
 /// The runtime of the one device these tests share (see [`session`]).
 fn shared_runtime() -> &'static kiln::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<kiln::runtime::Runtime> = std::sync::OnceLock::new();
@@ -1773,16 +1788,7 @@ fn coop_gemm_case(m: usize, k: usize, n: usize, bias: bool) {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
-    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
-    let opts = CompileOptions {
-        target: if big {
-            DeviceLimits::h200()
-        } else {
-            DeviceLimits::desktop()
-        },
-        precision: kiln::compiler::Precision::F16,
-        ..Default::default()
-    };
+    let opts = f16_options();
     let dir = tempfile::tempdir().unwrap();
     let man = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     let k0 = &man.kernels[0];
@@ -1899,16 +1905,7 @@ fn f16_operand_case(c: &F16Case) {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
-    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
-    let opts = CompileOptions {
-        target: if big {
-            DeviceLimits::h200()
-        } else {
-            DeviceLimits::desktop()
-        },
-        precision: kiln::compiler::Precision::F16,
-        ..Default::default()
-    };
+    let opts = f16_options();
     let what = format!("{sa:?} x {sb:?} (weight {weight}, shared {shared})");
     let dir = tempfile::tempdir().unwrap();
     let man = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -2012,16 +2009,7 @@ fn an_f16_mlp_matches_the_interpreter() {
         graph: g,
         io_dtypes: BTreeMap::new(),
     };
-    let big = shared_runtime().adapter_limits().max_compute_workgroup_storage_size >= 48 * 1024;
-    let opts = CompileOptions {
-        target: if big {
-            DeviceLimits::h200()
-        } else {
-            DeviceLimits::desktop()
-        },
-        precision: kiln::compiler::Precision::F16,
-        ..Default::default()
-    };
+    let opts = f16_options();
     let dir = tempfile::tempdir().unwrap();
     let man = compile_to_dir(&model, &opts, &dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(

@@ -175,17 +175,7 @@ fn a_miscompiled_candidate_is_rejected_not_timed() {
 /// actually compiled, as a miscompiling schedule would.
 #[test]
 fn a_broken_candidate_of_a_shrunk_gemm_is_rejected() {
-    use kiln::ir::{DType, Graph, Op, TensorType};
-    let mut g = Graph::new();
-    let a = g.add_input("a", TensorType::new(DType::F32, &[400, 320]));
-    let b = g.add_input("b", TensorType::new(DType::F32, &[320, 400]));
-    let c = g.add("c", Op::MatMul, &[a, b]).unwrap();
-    g.add_output("y", c);
-    let model = kiln::compiler::Model {
-        name: "shrunk".into(),
-        graph: g,
-        io_dtypes: Default::default(),
-    };
+    let model = matmul_model(kiln::ir::DType::F32, &[400, 320], &[320, 400]);
     let opts = TuneOptions {
         iters: 2,
         ..Default::default()
@@ -555,17 +545,7 @@ fn tuned_records_are_checked_in_the_whole_model() {
 /// tolerance; no GEMV or split-K candidate is offered (an f16 product takes neither).
 #[test]
 fn an_f16_product_is_tuned_with_f16_operands() {
-    use kiln::ir::{DType, Graph, Op, TensorType};
-    let mut g = Graph::new();
-    let a = g.add_input("a", TensorType::new(DType::F16, &[48, 64]));
-    let b = g.add_input("b", TensorType::new(DType::F16, &[64, 40]));
-    let y = g.add("mm", Op::MatMul, &[a, b]).unwrap();
-    g.add_output("y", y);
-    let model = kiln::compiler::Model {
-        name: "f16".into(),
-        graph: g,
-        io_dtypes: Default::default(),
-    };
+    let model = matmul_model(kiln::ir::DType::F16, &[48, 64], &[64, 40]);
     let opts = TuneOptions {
         iters: 2,
         ..Default::default()
@@ -605,4 +585,19 @@ fn an_f16_product_is_tuned_with_f16_operands() {
         assert!(c.outcome.is_ok(), "{}: {:?}", c.schedule, c.outcome);
     }
     assert!(report.record.is_some());
+}
+
+/// A model of one product `a x b` (inputs `a` and `b` of `dtype`, output `y`).
+fn matmul_model(dtype: kiln::ir::DType, a: &[usize], b: &[usize]) -> kiln::compiler::Model {
+    use kiln::ir::{Graph, Op, TensorType};
+    let mut g = Graph::new();
+    let x = g.add_input("a", TensorType::new(dtype, a));
+    let w = g.add_input("b", TensorType::new(dtype, b));
+    let y = g.add("c", Op::MatMul, &[x, w]).unwrap();
+    g.add_output("y", y);
+    kiln::compiler::Model {
+        name: "product".into(),
+        graph: g,
+        io_dtypes: Default::default(),
+    }
 }

@@ -880,8 +880,17 @@ fn gemv_default_splits_k_over_workgroups() {
     insta::assert_snapshot!(src);
 }
 
-/// Compiles `build`'s graph at opt-level 2 with `--precision f16` and returns the bundle.
+/// Compiles `build`'s graph at opt-level 2 with `--precision f16` for the `desktop` profile
+/// and returns the bundle.
 fn compile_f16(build: impl FnOnce(&mut Graph) -> NodeId) -> kiln_compiler::CompiledBundle {
+    compile_f16_for(kiln_schedules::DeviceLimits::desktop(), build)
+}
+
+/// [`compile_f16`] for the `target` profile.
+fn compile_f16_for(
+    target: kiln_schedules::DeviceLimits,
+    build: impl FnOnce(&mut Graph) -> NodeId,
+) -> kiln_compiler::CompiledBundle {
     let mut g = Graph::new();
     let out = build(&mut g);
     g.add_output("out0", out);
@@ -892,7 +901,7 @@ fn compile_f16(build: impl FnOnce(&mut Graph) -> NodeId) -> kiln_compiler::Compi
     };
     let opts = CompileOptions {
         precision: kiln_compiler::Precision::F16,
-        target: kiln_schedules::DeviceLimits::desktop(),
+        target,
         ..Default::default()
     };
     compile(&model, &opts).expect("compiles")
@@ -1117,22 +1126,11 @@ fn gemm_coop_variant_direct_store_and_f32_default() {
 /// unpacks them 4 at a time.
 #[test]
 fn gemm_coop_variant_reads_f16_pairs() {
-    let mut g = Graph::new();
-    let a = typed_input(&mut g, "a", DType::F16, vec![Dim::c(2048), Dim::c(64)]);
-    let w = typed_input(&mut g, "w", DType::F16, vec![Dim::c(64), Dim::c(2048)]);
-    let out = g.add("matmul", Op::MatMul, &[a, w]).unwrap();
-    g.add_output("out0", out);
-    let model = Model {
-        name: "snap".into(),
-        graph: g,
-        io_dtypes: BTreeMap::new(),
-    };
-    let opts = CompileOptions {
-        precision: kiln_compiler::Precision::F16,
-        target: kiln_schedules::DeviceLimits::h200(),
-        ..Default::default()
-    };
-    let b = compile(&model, &opts).expect("compiles");
+    let b = compile_f16_for(kiln_schedules::DeviceLimits::h200(), |g| {
+        let a = typed_input(g, "a", DType::F16, vec![Dim::c(2048), Dim::c(64)]);
+        let w = typed_input(g, "w", DType::F16, vec![Dim::c(64), Dim::c(2048)]);
+        g.add("matmul", Op::MatMul, &[a, w]).unwrap()
+    });
     let storage: Vec<_> = b.manifest.inputs.iter().map(|i| i.storage).collect();
     assert_eq!(storage, [kiln_abi::ElemType::F16; 2]);
     let variant = &b.manifest.kernels[0].variants[0];

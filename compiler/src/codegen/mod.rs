@@ -674,7 +674,8 @@ fn gemm_template(p: &kiln_schedules::GemmParams) -> &'static str {
 }
 
 /// Inserts `a_vec`/`b_vec` (and their `_e` closers) for GEMM operands read as vec4s: the
-/// input's vec4 array directly, or a prologue function `kiln_x{i}_v4(i)` added to `fns`.
+/// input's vec4 array directly, or a prologue function `kiln_x{i}_v4(i)` added to `fns`. An
+/// operand given as `None` is left to the caller (a cooperative GEMM's 8-value loads).
 fn vec_operand_loads(
     vec_ops: [Option<(usize, Option<Expr>)>; 2],
     dtype: DType,
@@ -685,7 +686,9 @@ fn vec_operand_loads(
     fns: &mut Vec<String>,
 ) {
     for (i, (name, op)) in ["a_vec", "b_vec"].iter().zip(vec_ops).enumerate() {
-        let (slot, index) = op.expect("both operands are vec4-readable");
+        let Some((slot, index)) = op else {
+            continue;
+        };
         if in_dtypes.is_packed(slot) {
             // f16 pairs (read only at the operand's own index: `vec_operand`): the 4 values
             // at a multiple of 4 are two words, unpacked to f32.
@@ -1503,8 +1506,12 @@ fn render_with_params(
                     msg: format!("{schedule}: f16-pair operands need vec4 stages"),
                 });
             }
+            // 8-value loads of f16 pairs first; the other operands load as the tiled GEMM's.
+            let widths = coop_packed_loads(&p, [&k, &n], &vec_slots, in_dtypes, &mut ctx);
+            let [a_op, b_op] = vec_ops;
+            let four = |op, w| if w == 8 { None } else { op };
             vec_operand_loads(
-                vec_ops,
+                [four(a_op, widths[0]), four(b_op, widths[1])],
                 *dtype,
                 &mut ctx,
                 &mut params,
@@ -1512,13 +1519,8 @@ fn render_with_params(
                 in_dtypes,
                 &mut fns,
             );
-            let widths = coop_packed_loads(&p, [&k, &n], &vec_slots, in_dtypes, &mut ctx);
             for (s, w) in vec_slots.iter().zip(widths) {
-                // f32 operands and 8-wide f16 pairs are vec4 arrays (`header`); the latter do
-                // not unpack 4 values at a time.
-                if w == 8 {
-                    fns.retain(|f| !f.starts_with(&format!("fn kiln_h4_{s}(")));
-                }
+                // f32 operands and 8-wide f16 pairs are vec4 arrays (`header`).
                 if (w == 8 || !in_dtypes.is_packed(*s)) && !vec4_inputs.contains(s) {
                     vec4_inputs.push(*s);
                 }
